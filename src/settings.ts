@@ -1,0 +1,112 @@
+// Process settings: environment variables (and CLI flags, which override them), validated once
+// at start, with embedded defaults so `portico serve` runs with nothing configured.
+import path from 'node:path';
+
+export type ServerRole = 'all' | 'xds' | 'callouts';
+
+export interface Settings {
+  /** Where embedded PGlite keeps its files and where a generated master key is written. */
+  dataDir: string;
+  /** PostgreSQL connection string; unset means embedded PGlite in dataDir. */
+  databaseUrl: string | undefined;
+  /** Apply pending migrations at start. */
+  migrate: boolean;
+  adminHost: string;
+  adminPort: number;
+  /** gRPC listener for ADS, ext_authz and rate limit. */
+  grpcHost: string;
+  grpcPort: number;
+  role: ServerRole;
+  /** Address Envoys use to reach the callout services (host:port); defaults to this server's gRPC port. */
+  calloutAddress: string;
+  /** Bootstrap admin token: accepted with the admin role; created in the store on first start. */
+  adminToken: string | undefined;
+  /** Master key (32 bytes, base64) sealing stored secrets; previous keys still decrypt during rotation. */
+  masterKey: string | undefined;
+  masterKeyFile: string | undefined;
+  previousMasterKeys: string[];
+  redisUrl: string | undefined;
+  logLevel: 'fatal' | 'error' | 'warn' | 'info' | 'debug' | 'trace' | 'silent';
+  /** Quiet period and maximum wait when coalescing bursts of writes into one xDS push. */
+  debounceMs: number;
+  debounceMaxMs: number;
+  /** gRPC connection age after which clients are asked to reconnect (with ±10% jitter); 0 = never. */
+  maxConnectionAgeMs: number;
+  /** Seconds to wait for in-flight work at shutdown. */
+  shutdownGraceMs: number;
+  /** Body size limit for admin API requests. */
+  adminBodyLimitBytes: number;
+}
+
+export class SettingsError extends Error {}
+
+type Env = Record<string, string | undefined>;
+
+function int(env: Env, name: string, fallback: number, min: number, max: number): number {
+  const raw = env[name];
+  if (raw === undefined || raw === '') return fallback;
+  const n = Number(raw);
+  if (!Number.isInteger(n) || n < min || n > max) {
+    throw new SettingsError(`${name} must be an integer between ${min} and ${max}, got '${raw}'`);
+  }
+  return n;
+}
+
+function bool(env: Env, name: string, fallback: boolean): boolean {
+  const raw = env[name]?.toLowerCase();
+  if (raw === undefined || raw === '') return fallback;
+  if (['1', 'true', 'yes', 'on'].includes(raw)) return true;
+  if (['0', 'false', 'no', 'off'].includes(raw)) return false;
+  throw new SettingsError(`${name} must be true or false, got '${env[name]}'`);
+}
+
+function oneOf<T extends string>(env: Env, name: string, fallback: T, allowed: readonly T[]): T {
+  const raw = env[name];
+  if (raw === undefined || raw === '') return fallback;
+  if (!(allowed as readonly string[]).includes(raw)) {
+    throw new SettingsError(`${name} must be one of ${allowed.join(', ')}, got '${raw}'`);
+  }
+  return raw as T;
+}
+
+function hostPort(env: Env, name: string, fallback: string): { host: string; port: number } {
+  const raw = env[name] || fallback;
+  const m = /^(.*):(\d{1,5})$/.exec(raw);
+  const port = m ? Number(m[2]) : NaN;
+  if (!m || port > 65535) throw new SettingsError(`${name} must be host:port, got '${raw}'`);
+  return { host: m[1]!.replace(/^\[(.*)\]$/, '$1') || '0.0.0.0', port };
+}
+
+/** Every setting, its environment variable and default; the README's configuration table mirrors this. */
+export function loadSettings(env: Env = process.env): Settings {
+  const admin = hostPort(env, 'PORTICO_ADMIN_ADDR', '127.0.0.1:8081');
+  const grpc = hostPort(env, 'PORTICO_GRPC_ADDR', '127.0.0.1:18000');
+  const callout = env.PORTICO_CALLOUT_ADDR || `${grpc.host === '0.0.0.0' ? '127.0.0.1' : grpc.host}:${grpc.port}`;
+  hostPort({ PORTICO_CALLOUT_ADDR: callout }, 'PORTICO_CALLOUT_ADDR', callout);
+  const settings: Settings = {
+    dataDir: path.resolve(env.PORTICO_DATA_DIR || '.data'),
+    databaseUrl: env.DATABASE_URL || undefined,
+    migrate: bool(env, 'PORTICO_MIGRATE', true),
+    adminHost: admin.host,
+    adminPort: admin.port,
+    grpcHost: grpc.host,
+    grpcPort: grpc.port,
+    role: oneOf(env, 'PORTICO_ROLE', 'all', ['all', 'xds', 'callouts'] as const),
+    calloutAddress: callout,
+    adminToken: env.PORTICO_ADMIN_TOKEN || undefined,
+    masterKey: env.PORTICO_MASTER_KEY || undefined,
+    masterKeyFile: env.PORTICO_MASTER_KEY_FILE || undefined,
+    previousMasterKeys: (env.PORTICO_PREVIOUS_MASTER_KEYS || '').split(',').map((s) => s.trim()).filter(Boolean),
+    redisUrl: env.REDIS_URL || undefined,
+    logLevel: oneOf(env, 'PORTICO_LOG_LEVEL', 'info', ['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent'] as const),
+    debounceMs: int(env, 'PORTICO_DEBOUNCE_MS', 50, 0, 10_000),
+    debounceMaxMs: int(env, 'PORTICO_DEBOUNCE_MAX_MS', 250, 0, 60_000),
+    maxConnectionAgeMs: int(env, 'PORTICO_MAX_CONNECTION_AGE_MS', 30 * 60_000, 0, 86_400_000),
+    shutdownGraceMs: int(env, 'PORTICO_SHUTDOWN_GRACE_MS', 10_000, 0, 600_000),
+    adminBodyLimitBytes: int(env, 'PORTICO_ADMIN_BODY_LIMIT', 64 * 1024 * 1024, 1024, 1024 * 1024 * 1024),
+  };
+  if (settings.debounceMaxMs < settings.debounceMs) {
+    throw new SettingsError('PORTICO_DEBOUNCE_MAX_MS must be at least PORTICO_DEBOUNCE_MS');
+  }
+  return settings;
+}

@@ -1,0 +1,156 @@
+// Schema migrations with Prisma's own schema engine (WebAssembly build), reading the migration
+// folders in prisma/migrations — the same history `prisma migrate deploy` applies.
+import { readFileSync, readdirSync, existsSync } from 'node:fs';
+import { createRequire } from 'node:module';
+import path from 'node:path';
+import { fileURLToPath, pathToFileURL } from 'node:url';
+import { PrismaPg } from '@prisma/adapter-pg';
+import { bindMigrationAwareSqlAdapterFactory, type SqlMigrationAwareDriverAdapterFactory } from '@prisma/driver-adapter-utils';
+import type { SchemaEngine, MigrationList } from '@prisma/schema-engine-wasm';
+
+export const PRISMA_DIR = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '../../prisma');
+export const MIGRATIONS_DIR = path.join(PRISMA_DIR, 'migrations');
+export const SCHEMA_FILE = path.join(PRISMA_DIR, 'schema.prisma');
+
+const noFilter = { externalTables: [], externalEnums: [] };
+
+/**
+ * Loads the engine without Node's --experimental-wasm-modules flag: the package imports its .wasm
+ * as an ES module, so instantiate it by hand with the glue module as its import object.
+ */
+async function loadEngineModule(): Promise<typeof import('@prisma/schema-engine-wasm')> {
+  const require = createRequire(import.meta.url);
+  const glueFile = require.resolve('@prisma/schema-engine-wasm/schema_engine_bg');
+  const dir = path.dirname(glueFile);
+  const glue = (await import(pathToFileURL(glueFile).href)) as typeof import('@prisma/schema-engine-wasm') & {
+    __wbg_set_wasm(exports: WebAssembly.Exports): void;
+  };
+  const bytes = readFileSync(path.join(dir, 'schema_engine_bg.wasm'));
+  const { instance } = await WebAssembly.instantiate(bytes, { './schema_engine_bg.js': glue as unknown as WebAssembly.ModuleImports });
+  glue.__wbg_set_wasm(instance.exports);
+  (instance.exports.__wbindgen_start as () => void)();
+  return glue;
+}
+
+let engineModule: Promise<typeof import('@prisma/schema-engine-wasm')> | undefined;
+
+/**
+ * Runs `fn` with a schema engine connected to the database, then frees the engine and closes the
+ * connections it opened (free() alone leaves the driver's pool open).
+ */
+export async function withSchemaEngine<T>(
+  databaseUrl: string,
+  fn: (engine: SchemaEngine) => Promise<T>,
+  schema = readFileSync(SCHEMA_FILE, 'utf8'),
+): Promise<T> {
+  engineModule ??= loadEngineModule();
+  const { SchemaEngine } = await engineModule;
+  const factory = new PrismaPg({ connectionString: databaseUrl, max: 1 });
+  const opened: Array<{ dispose(): Promise<void> }> = [];
+  const tracking: SqlMigrationAwareDriverAdapterFactory = {
+    provider: factory.provider,
+    adapterName: factory.adapterName,
+    connect: async () => {
+      const a = await factory.connect();
+      opened.push(a);
+      return a;
+    },
+    connectToShadowDb: async () => {
+      const a = await factory.connectToShadowDb();
+      opened.push(a);
+      return a;
+    },
+  };
+  const engine = await SchemaEngine.new({ datamodels: [['schema.prisma', schema]] }, () => {}, bindMigrationAwareSqlAdapterFactory(tracking));
+  try {
+    return await fn(engine);
+  } finally {
+    engine.free();
+    await Promise.allSettled(opened.map((a) => a.dispose()));
+  }
+}
+
+/** The migration folders on disk, in the shape the engine expects. */
+export function readMigrations(dir = MIGRATIONS_DIR): MigrationList {
+  const lockPath = path.join(dir, 'migration_lock.toml');
+  const migrationDirectories = existsSync(dir)
+    ? readdirSync(dir, { withFileTypes: true })
+        .filter((d) => d.isDirectory())
+        .map((d) => d.name)
+        .sort()
+        .map((name) => ({
+          path: name,
+          migrationFile: {
+            path: 'migration.sql',
+            content: { tag: 'ok' as const, value: readFileSync(path.join(dir, name, 'migration.sql'), 'utf8') },
+          },
+        }))
+    : [];
+  return {
+    baseDir: dir,
+    lockfile: { path: 'migration_lock.toml', content: existsSync(lockPath) ? readFileSync(lockPath, 'utf8') : null },
+    shadowDbInitScript: '',
+    migrationDirectories,
+  };
+}
+
+export interface MigrationStatus {
+  applied: string[];
+  pending: string[];
+  failed: string[];
+  /** Names applied by this call. */
+  appliedNow: string[];
+}
+
+/** Applies pending migrations when `apply` is set, then reports what the database holds. */
+export async function migrate(databaseUrl: string, apply: boolean): Promise<MigrationStatus> {
+  return withSchemaEngine(databaseUrl, async (engine) => {
+    const list = readMigrations();
+    const appliedNow = apply ? (await engine.applyMigrations({ migrationsList: list, filters: noFilter })).appliedMigrationNames : [];
+    const d = await engine.diagnoseMigrationHistory({ migrationsList: list, optInToShadowDatabase: false, filters: noFilter });
+    const all = list.migrationDirectories.map((m) => m.path);
+    const pending =
+      d.history?.diagnostic === 'databaseIsBehind' || d.history?.diagnostic === 'historiesDiverge'
+        ? d.history.unappliedMigrationNames
+        : d.hasMigrationsTable
+          ? []
+          : all;
+    return { applied: all.filter((n) => !pending.includes(n)), pending, failed: d.failedMigrationNames, appliedNow };
+  });
+}
+
+/** SQL that takes an empty database to the schema (used to author the first migration). */
+export async function diffFromEmpty(databaseUrl: string, schema: string): Promise<string> {
+  return withSchemaEngine(
+    databaseUrl,
+    async (engine) =>
+      (
+        await engine.diff({
+          from: { tag: 'empty' },
+          to: { tag: 'schemaDatamodel', files: [{ path: 'schema.prisma', content: schema }] },
+          script: true,
+          exitCode: null,
+          filters: noFilter,
+        })
+      ).stdout ?? '',
+    schema,
+  );
+}
+
+/** SQL from the migration history to the schema; needs a PostgreSQL that can create a shadow database. */
+export async function diffFromMigrations(databaseUrl: string, schema: string): Promise<string> {
+  return withSchemaEngine(
+    databaseUrl,
+    async (engine) =>
+      (
+        await engine.diff({
+          from: { tag: 'migrations', ...readMigrations() },
+          to: { tag: 'schemaDatamodel', files: [{ path: 'schema.prisma', content: schema }] },
+          script: true,
+          exitCode: null,
+          filters: noFilter,
+        })
+      ).stdout ?? '',
+    schema,
+  );
+}

@@ -1,0 +1,486 @@
+// The model store: loads the model snapshot from the database, commits validated writes
+// atomically (with audit entries and one model change per write) and feeds new snapshots to
+// subscribers. Reads are served from the in-memory snapshot; only writes touch the database.
+import { EventEmitter } from 'node:events';
+import { randomBytes } from 'node:crypto';
+import { PrismaPg } from '@prisma/adapter-pg';
+import { PrismaClient } from './generated/client.ts';
+import {
+  KIND_ORDER,
+  KINDS,
+  applyMutations,
+  emptySnapshot,
+  keyOf,
+  metaKey,
+  type AnyResource,
+  type KindName,
+  type ModelSnapshot,
+  type Mutation,
+  type ResourceMeta,
+} from '../model/model.ts';
+import { canonicalResource, sameResource } from '../model/canonical.ts';
+import { validateModel, type ModelError } from '../model/validate.ts';
+import { KEY_COLUMNS, TABLE, resourceToRow, rowKey, rowMeta, rowToResource, splitKey, whereKey, type Row } from './rows.ts';
+import { SecretHasher, secretPrefix, type KeyRing } from './secrets.ts';
+import type { AdminRole } from '../model/schemas.ts';
+
+/** A write refused because the resulting model would be invalid; nothing was written. */
+export class ModelValidationError extends Error {
+  constructor(readonly errors: ModelError[]) {
+    super(errors.map((e) => `${KINDS[e.kind].singular} '${e.key}': ${e.field} ${e.message}`).join('; '));
+  }
+}
+
+/** A write refused because a resource changed since the caller read it. */
+export class PreconditionFailedError extends Error {
+  constructor(
+    readonly kind: KindName,
+    readonly key: string,
+    readonly expected: number,
+    readonly actual: number | undefined,
+  ) {
+    super(
+      actual === undefined
+        ? `${KINDS[kind].singular} '${key}' no longer exists`
+        : `${KINDS[kind].singular} '${key}' is at revision ${actual}, not ${expected}; read it again and retry`,
+    );
+  }
+}
+
+/** The database could not be reached or failed; the write did not happen. */
+export class StoreUnavailableError extends Error {}
+
+export interface Precondition {
+  kind: KindName;
+  key: string;
+  revision: number;
+}
+
+export interface CommitRequest {
+  mutations: readonly Mutation[];
+  actor: string;
+  summary: string;
+  preconditions?: readonly Precondition[];
+  /** Validate and compute the result without writing. */
+  dryRun?: boolean;
+}
+
+export interface AppliedChange {
+  kind: KindName;
+  key: string;
+  action: 'create' | 'update' | 'delete';
+  before?: AnyResource;
+  after?: AnyResource;
+}
+
+export interface CommitResult {
+  snapshot: ModelSnapshot;
+  changes: AppliedChange[];
+}
+
+/** Extra validation run on every candidate model (the translator registers its gate here). */
+export type ModelValidator = (candidate: ModelSnapshot) => ModelError[];
+
+export interface AdminTokenInfo {
+  name: string;
+  role: AdminRole;
+  prefix: string;
+  description?: string;
+  expiresAt?: string;
+  createdAt: string;
+  createdBy: string;
+}
+
+export interface AuditQuery {
+  kind?: string;
+  key?: string;
+  actor?: string;
+  limit: number;
+  /** Return entries with id below this (for paging backwards). */
+  before?: bigint;
+}
+
+export interface AuditRecord {
+  id: string;
+  changeId: string;
+  at: string;
+  actor: string;
+  action: string;
+  kind: string;
+  key: string;
+  before: unknown;
+  after: unknown;
+}
+
+const ADVISORY_LOCK = 0x706f7274; // "port"
+const API_KEY_HASH_SECRET = 'api-key-hash-key';
+
+/** Minimal structural view of a Prisma model delegate, enough for the generic row code. */
+interface Table {
+  findMany(args?: object): Promise<Row[]>;
+  createMany(args: { data: object[] }): Promise<unknown>;
+  update(args: { where: object; data: object }): Promise<unknown>;
+  deleteMany(args: { where: object }): Promise<unknown>;
+}
+
+type Tx = Omit<PrismaClient, '$connect' | '$disconnect' | '$on' | '$transaction' | '$extends'>;
+
+function table(db: Tx, kind: KindName): Table {
+  return (db as unknown as Record<string, Table>)[TABLE[kind]]!;
+}
+
+/** Removes what must never leave the store: private keys and key hashes. */
+export function redact(kind: KindName, r: AnyResource | undefined): unknown {
+  if (!r) return undefined;
+  const out = { ...(canonicalResource(kind, r) as Record<string, unknown>) };
+  if (kind === 'certificates' && 'privateKey' in out) out.privateKey = '[sealed]';
+  if (kind === 'apiKeys') delete out.hash;
+  return out;
+}
+
+export class ModelStore {
+  private snapshot: ModelSnapshot = emptySnapshot();
+  private readonly events = new EventEmitter();
+  private writeChain: Promise<unknown> = Promise.resolve();
+  private validators: ModelValidator[] = [];
+  private adminTokens = new Map<string, { hash: string; info: AdminTokenInfo }>();
+  private hasher: SecretHasher | undefined;
+
+  private constructor(
+    readonly prisma: PrismaClient,
+    private readonly keys: KeyRing,
+  ) {
+    this.events.setMaxListeners(0);
+  }
+
+  /** Connects to a migrated database and loads the current model. */
+  static async open(databaseUrl: string, keys: KeyRing, opts: { poolSize?: number } = {}): Promise<ModelStore> {
+    const adapter = new PrismaPg({ connectionString: databaseUrl, max: opts.poolSize ?? 1 });
+    const prisma = new PrismaClient({ adapter, transactionOptions: { maxWait: 30_000, timeout: 300_000 } });
+    const store = new ModelStore(prisma, keys);
+    await store.initSecrets();
+    await store.reload();
+    await store.reloadAdminTokens();
+    return store;
+  }
+
+  async close(): Promise<void> {
+    await this.prisma.$disconnect();
+  }
+
+  current(): ModelSnapshot {
+    return this.snapshot;
+  }
+
+  /** Subscribes to new snapshots (one per committed write); returns an unsubscribe function. */
+  subscribe(listener: (snapshot: ModelSnapshot) => void): () => void {
+    this.events.on('snapshot', listener);
+    return () => this.events.off('snapshot', listener);
+  }
+
+  addValidator(v: ModelValidator): void {
+    this.validators.push(v);
+  }
+
+  /** The keyed hasher for API keys, shared by every replica through the sealed secret. */
+  apiKeyHasher(): SecretHasher {
+    if (!this.hasher) throw new Error('store is not open');
+    return this.hasher;
+  }
+
+  private async initSecrets(): Promise<void> {
+    const purpose = `sealed:${API_KEY_HASH_SECRET}`;
+    const fresh = this.keys.seal(randomBytes(32).toString('base64'), purpose);
+    // Racing replicas: the first insert wins and everybody reads the winner.
+    await this.prisma.sealedSecret.createMany({ data: [{ name: API_KEY_HASH_SECRET, envelope: fresh }], skipDuplicates: true });
+    const row = await this.prisma.sealedSecret.findUniqueOrThrow({ where: { name: API_KEY_HASH_SECRET } });
+    this.hasher = new SecretHasher(Buffer.from(this.keys.open(row.envelope, purpose), 'base64'));
+  }
+
+  /** Re-reads the whole model from the database (at start, and when another replica wrote). */
+  async reload(): Promise<ModelSnapshot> {
+    const next = await this.readSnapshot(this.prisma);
+    if (next.revision !== this.snapshot.revision || this.snapshot.revision === 0) this.publish(next);
+    return this.snapshot;
+  }
+
+  /** The revision of the newest committed change in the database. */
+  async databaseRevision(db: Tx = this.prisma): Promise<number> {
+    const last = await db.modelChange.findFirst({ orderBy: { id: 'desc' }, select: { id: true } });
+    return last ? Number(last.id) : 0;
+  }
+
+  private async readSnapshot(db: Tx): Promise<ModelSnapshot> {
+    const revision = await this.databaseRevision(db);
+    const out: Record<string, unknown> = { revision };
+    const meta = new Map<string, ResourceMeta>();
+    const codec = this.keys;
+    for (const kind of KIND_ORDER) {
+      const rows = await table(db, kind).findMany({ orderBy: KEY_COLUMNS[kind].map((c) => ({ [c]: 'asc' })) });
+      const m = new Map<string, AnyResource>();
+      for (const row of rows) {
+        const key = rowKey(kind, row);
+        m.set(key, rowToResource(kind, row, codec));
+        meta.set(metaKey(kind, key), rowMeta(row));
+      }
+      out[kind] = m;
+    }
+    out.meta = meta;
+    return out as ModelSnapshot;
+  }
+
+  private publish(next: ModelSnapshot): void {
+    this.snapshot = next;
+    this.events.emit('snapshot', next);
+  }
+
+  /**
+   * Validates and commits a write. Writes are serialised in-process and, across replicas, by an
+   * advisory lock; a replica that is behind reloads inside the lock before validating.
+   */
+  commit(req: CommitRequest): Promise<CommitResult> {
+    const run = this.writeChain.then(() => this.commitNow(req));
+    this.writeChain = run.catch(() => undefined);
+    return run;
+  }
+
+  /** Validates a candidate without any database access (dry runs against the current snapshot). */
+  check(req: CommitRequest): CommitResult {
+    return this.prepare(this.snapshot, req);
+  }
+
+  private prepare(base: ModelSnapshot, req: CommitRequest): CommitResult {
+    for (const p of req.preconditions ?? []) {
+      const actual = base.meta.get(metaKey(p.kind, p.key))?.revision;
+      if (actual !== p.revision) throw new PreconditionFailedError(p.kind, p.key, p.revision, actual);
+    }
+    const candidate = applyMutations(base, req.mutations);
+    const changes = diffSnapshots(base, candidate);
+    if (changes.length === 0) return { snapshot: base, changes };
+    const errors = validateModel(candidate);
+    for (const v of this.validators) errors.push(...v(candidate));
+    if (errors.length) throw new ModelValidationError(errors);
+    return { snapshot: candidate, changes };
+  }
+
+  private async commitNow(req: CommitRequest): Promise<CommitResult> {
+    if (req.dryRun) return this.prepare(this.snapshot, req);
+    let result: CommitResult;
+    try {
+      result = await this.prisma.$transaction(async (tx) => {
+        await tx.$executeRawUnsafe(`SELECT pg_advisory_xact_lock(${ADVISORY_LOCK})`);
+        let base = this.snapshot;
+        if ((await this.databaseRevision(tx)) !== base.revision) base = await this.readSnapshot(tx);
+        const prepared = this.prepare(base, req);
+        if (prepared.changes.length === 0) return { ...prepared, snapshot: base };
+        const snapshot = await this.write(tx, base, prepared, req);
+        return { snapshot, changes: prepared.changes };
+      });
+    } catch (e) {
+      if (e instanceof ModelValidationError || e instanceof PreconditionFailedError) throw e;
+      throw new StoreUnavailableError(`the write was not saved: ${(e as Error).message.split('\n').slice(-1)[0]}`);
+    }
+    if (result.snapshot !== this.snapshot) this.publish(result.snapshot);
+    return result;
+  }
+
+  private async write(tx: Tx, base: ModelSnapshot, prepared: CommitResult, req: CommitRequest): Promise<ModelSnapshot> {
+    const now = new Date();
+    const change = await tx.modelChange.create({ data: { actor: req.actor, summary: req.summary.slice(0, 1000), at: now } });
+    const meta = new Map(base.meta);
+    const byKind = new Map<KindName, AppliedChange[]>();
+    for (const c of prepared.changes) byKind.set(c.kind, [...(byKind.get(c.kind) ?? []), c]);
+    // Deletes children-first, creates parents-first, so foreign keys hold at every statement.
+    for (const kind of [...KIND_ORDER].reverse()) {
+      const deletes = (byKind.get(kind) ?? []).filter((c) => c.action === 'delete');
+      for (let i = 0; i < deletes.length; i += 500) {
+        const chunk = deletes.slice(i, i + 500);
+        await table(tx, kind).deleteMany({ where: { OR: chunk.map((c) => flatWhere(kind, c.key)) } });
+      }
+      for (const c of deletes) meta.delete(metaKey(kind, c.key));
+    }
+    for (const kind of KIND_ORDER) {
+      const changes = byKind.get(kind) ?? [];
+      const creates = changes.filter((c) => c.action === 'create');
+      for (let i = 0; i < creates.length; i += 1000) {
+        const data = creates.slice(i, i + 1000).map((c) => ({ ...resourceToRow(kind, c.after!, this.keys), createdAt: now, updatedAt: now }));
+        await table(tx, kind).createMany({ data });
+      }
+      for (const c of creates) meta.set(metaKey(kind, c.key), { revision: 1, createdAt: now.toISOString(), updatedAt: now.toISOString() });
+      for (const c of changes.filter((x) => x.action === 'update')) {
+        const old = base.meta.get(metaKey(kind, c.key))!;
+        const revision = old.revision + 1;
+        const row = resourceToRow(kind, c.after!, this.keys);
+        for (const col of KEY_COLUMNS[kind]) delete row[col];
+        await table(tx, kind).update({ where: whereKey(kind, c.key), data: { ...row, revision, updatedAt: now } });
+        meta.set(metaKey(kind, c.key), { ...old, revision, updatedAt: now.toISOString() });
+      }
+    }
+    const audit = prepared.changes.map((c) => ({
+      changeId: change.id,
+      at: now,
+      actor: req.actor,
+      action: c.action,
+      kind: c.kind,
+      key: c.key,
+      before: (redact(c.kind, c.before) ?? undefined) as object | undefined,
+      after: (redact(c.kind, c.after) ?? undefined) as object | undefined,
+    }));
+    for (let i = 0; i < audit.length; i += 1000) await tx.auditEntry.createMany({ data: audit.slice(i, i + 1000) });
+    return { ...prepared.snapshot, revision: Number(change.id), meta } as ModelSnapshot;
+  }
+
+  // ── audit log ───────────────────────────────────────────────────────────────
+  async audit(q: AuditQuery): Promise<AuditRecord[]> {
+    const rows = await this.prisma.auditEntry.findMany({
+      where: {
+        ...(q.kind ? { kind: q.kind } : {}),
+        ...(q.key ? { key: q.key } : {}),
+        ...(q.actor ? { actor: q.actor } : {}),
+        ...(q.before !== undefined ? { id: { lt: q.before } } : {}),
+      },
+      orderBy: { id: 'desc' },
+      take: q.limit,
+    });
+    return rows.map((r) => ({
+      id: r.id.toString(),
+      changeId: r.changeId.toString(),
+      at: r.at.toISOString(),
+      actor: r.actor,
+      action: r.action,
+      kind: r.kind,
+      key: r.key,
+      before: r.before ?? undefined,
+      after: r.after ?? undefined,
+    }));
+  }
+
+  // ── admin tokens ────────────────────────────────────────────────────────────
+  async reloadAdminTokens(): Promise<void> {
+    const rows = await this.prisma.adminToken.findMany({ orderBy: { name: 'asc' } });
+    this.adminTokens = new Map(
+      rows.map((r) => [
+        r.prefix,
+        {
+          hash: r.hash,
+          info: {
+            name: r.name,
+            role: r.role as AdminRole,
+            prefix: r.prefix,
+            ...(r.description ? { description: r.description } : {}),
+            ...(r.expiresAt ? { expiresAt: r.expiresAt.toISOString() } : {}),
+            createdAt: r.createdAt.toISOString(),
+            createdBy: r.createdBy,
+          },
+        },
+      ]),
+    );
+  }
+
+  listAdminTokens(): AdminTokenInfo[] {
+    return [...this.adminTokens.values()].map((t) => t.info).sort((a, b) => (a.name < b.name ? -1 : 1));
+  }
+
+  adminTokenCount(): number {
+    return this.adminTokens.size;
+  }
+
+  /** Creates a token and returns its secret (the only time it is visible). */
+  async createAdminToken(input: { name: string; role: AdminRole; description?: string; expiresAt?: string }, actor: string): Promise<{ token: string; info: AdminTokenInfo }> {
+    const minted = this.apiKeyHasher().mint('pta');
+    try {
+      await this.prisma.adminToken.create({
+        data: {
+          name: input.name,
+          role: input.role,
+          description: input.description ?? null,
+          prefix: minted.prefix,
+          hash: minted.hash,
+          expiresAt: input.expiresAt ? new Date(input.expiresAt) : null,
+          createdBy: actor,
+        },
+      });
+    } catch (e) {
+      if ((e as { code?: string }).code === 'P2002') throw new DuplicateError(`admin token '${input.name}' already exists`);
+      throw new StoreUnavailableError(`the token was not saved: ${(e as Error).message}`);
+    }
+    await this.recordAdminEvent(actor, 'create', input.name, { name: input.name, role: input.role });
+    await this.reloadAdminTokens();
+    return { token: minted.secret, info: this.adminTokens.get(minted.prefix)!.info };
+  }
+
+  async deleteAdminToken(name: string, actor: string): Promise<boolean> {
+    const { count } = await this.prisma.adminToken.deleteMany({ where: { name } });
+    if (count) await this.recordAdminEvent(actor, 'delete', name, undefined);
+    await this.reloadAdminTokens();
+    return count > 0;
+  }
+
+  private async recordAdminEvent(actor: string, action: string, name: string, after: object | undefined): Promise<void> {
+    await this.prisma.$transaction(async (tx) => {
+      const change = await tx.modelChange.create({ data: { actor, summary: `${action} admin token ${name}` } });
+      await tx.auditEntry.create({ data: { changeId: change.id, actor, action, kind: 'adminTokens', key: name, ...(after ? { after } : {}) } });
+    });
+  }
+
+  /** The token's identity when the presented secret is valid and unexpired. */
+  verifyAdminToken(secret: string, now = Date.now()): AdminTokenInfo | undefined {
+    const prefix = secretPrefix(secret, 'pta');
+    if (!prefix) return undefined;
+    const t = this.adminTokens.get(prefix);
+    if (!t || !this.apiKeyHasher().verify(secret, t.hash)) return undefined;
+    if (t.info.expiresAt && Date.parse(t.info.expiresAt) <= now) return undefined;
+    return t.info;
+  }
+
+  // ── master key rotation ─────────────────────────────────────────────────────
+  /** Re-seals every stored secret under the current master key; returns how many were re-sealed. */
+  async resealSecrets(): Promise<number> {
+    let n = 0;
+    await this.prisma.$transaction(async (tx) => {
+      for (const s of await tx.sealedSecret.findMany()) {
+        if (this.keys.isCurrent(s.envelope)) continue;
+        const purpose = `sealed:${s.name}`;
+        await tx.sealedSecret.update({ where: { name: s.name }, data: { envelope: this.keys.seal(this.keys.open(s.envelope, purpose), purpose), updatedAt: new Date() } });
+        n++;
+      }
+      for (const c of await tx.certificate.findMany({ where: { privateKey: { not: null } } })) {
+        if (this.keys.isCurrent(c.privateKey!)) continue;
+        const purpose = `certificate:${c.name}:privateKey`;
+        await tx.certificate.update({ where: { name: c.name }, data: { privateKey: this.keys.seal(this.keys.open(c.privateKey!, purpose), purpose) } });
+        n++;
+      }
+    });
+    return n;
+  }
+}
+
+export class DuplicateError extends Error {}
+
+/** A flat `where` (no composite-key wrapper) usable inside OR lists. */
+function flatWhere(kind: KindName, key: string): Record<string, string> {
+  const cols = KEY_COLUMNS[kind];
+  if (cols.length === 1) return { [cols[0]!]: key };
+  const [a, b] = splitKey(key);
+  return { [cols[0]!]: a, [cols[1]!]: b };
+}
+
+/** Resource-level differences between two snapshots, in dependency order. */
+export function diffSnapshots(a: ModelSnapshot, b: ModelSnapshot): AppliedChange[] {
+  const out: AppliedChange[] = [];
+  for (const kind of KIND_ORDER) {
+    const ma = a[kind] as ReadonlyMap<string, AnyResource>;
+    const mb = b[kind] as ReadonlyMap<string, AnyResource>;
+    if (ma === mb) continue;
+    for (const key of [...new Set([...ma.keys(), ...mb.keys()])].sort()) {
+      const before = ma.get(key);
+      const after = mb.get(key);
+      if (before && !after) out.push({ kind, key, action: 'delete', before });
+      else if (!before && after) out.push({ kind, key, action: 'create', after });
+      else if (before && after && before !== after && !sameResource(kind, before, after)) out.push({ kind, key, action: 'update', before, after });
+    }
+  }
+  return out;
+}
+
+export { keyOf };

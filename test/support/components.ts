@@ -1,0 +1,202 @@
+// Real components for tests: PostgreSQL, Redis and Envoy started as processes on free ports.
+// Under CI=true a missing component fails the test; elsewhere the test is skipped with a reason.
+import { spawn, spawnSync, type ChildProcess } from 'node:child_process';
+import { existsSync, mkdtempSync, readdirSync, rmSync, chownSync, writeFileSync } from 'node:fs';
+import { createServer } from 'node:net';
+import os from 'node:os';
+import path from 'node:path';
+import type { TestContext } from 'node:test';
+
+export type Component = 'envoy' | 'postgres' | 'redis';
+
+function which(cmd: string): string | undefined {
+  const r = spawnSync('sh', ['-c', `command -v ${cmd}`], { encoding: 'utf8' });
+  const p = r.stdout.trim();
+  return r.status === 0 && p ? p : undefined;
+}
+
+function postgresBin(): string | undefined {
+  const base = '/usr/lib/postgresql';
+  if (!existsSync(base)) return undefined;
+  const versions = readdirSync(base).sort((a, b) => Number(b) - Number(a));
+  for (const v of versions) if (existsSync(path.join(base, v, 'bin', 'postgres'))) return path.join(base, v, 'bin');
+  return undefined;
+}
+
+export function componentPath(c: Component): string | undefined {
+  if (c === 'envoy') return process.env.ENVOY_BIN || which('envoy');
+  if (c === 'redis') return which('redis-server');
+  return postgresBin();
+}
+
+/**
+ * Returns the component's path, or: fails the test under CI (a missing component is a broken CI
+ * machine, never a pass), skips it elsewhere.
+ */
+export function requireComponent(t: TestContext, c: Component): string | undefined {
+  const p = componentPath(c);
+  if (p) return p;
+  const why = `${c} is not installed (run scripts/setup.sh)`;
+  if (process.env.CI === 'true') throw new Error(`${why}; CI must provide it`);
+  t.skip(why);
+  return undefined;
+}
+
+export async function freePort(): Promise<number> {
+  return new Promise((resolve, reject) => {
+    const s = createServer();
+    s.once('error', reject);
+    s.listen(0, '127.0.0.1', () => {
+      const port = (s.address() as { port: number }).port;
+      s.close(() => resolve(port));
+    });
+  });
+}
+
+export async function waitFor<T>(what: string, fn: () => Promise<T | undefined> | T | undefined, timeoutMs = 20_000, everyMs = 50): Promise<T> {
+  const deadline = Date.now() + timeoutMs;
+  let lastError: unknown;
+  while (Date.now() < deadline) {
+    try {
+      const v = await fn();
+      if (v !== undefined && v !== false) return v as T;
+    } catch (e) {
+      lastError = e;
+    }
+    await new Promise((r) => setTimeout(r, everyMs));
+  }
+  throw new Error(`timed out waiting for ${what}${lastError ? `: ${(lastError as Error).message}` : ''}`);
+}
+
+export interface RunningProcess {
+  child: ChildProcess;
+  output(): string;
+  stop(signal?: NodeJS.Signals): Promise<void>;
+}
+
+export function startProcess(cmd: string, args: string[], opts: { env?: NodeJS.ProcessEnv; cwd?: string; uid?: number; gid?: number } = {}): RunningProcess {
+  const child = spawn(cmd, args, { env: opts.env ?? process.env, cwd: opts.cwd, uid: opts.uid, gid: opts.gid, stdio: ['ignore', 'pipe', 'pipe'] });
+  let out = '';
+  const keep = (b: Buffer) => {
+    out += b.toString();
+    if (out.length > 200_000) out = out.slice(-100_000);
+  };
+  child.stdout!.on('data', keep);
+  child.stderr!.on('data', keep);
+  const exited = new Promise<void>((r) => child.once('exit', () => r()));
+  return {
+    child,
+    output: () => out,
+    stop: async (signal = 'SIGTERM') => {
+      if (child.exitCode !== null || child.signalCode !== null) return;
+      child.kill(signal);
+      const timer = setTimeout(() => child.kill('SIGKILL'), 10_000);
+      await exited;
+      clearTimeout(timer);
+    },
+  };
+}
+
+// ── PostgreSQL ────────────────────────────────────────────────────────────────
+export interface PostgresServer {
+  url: string;
+  port: number;
+  dataDir: string;
+  stop(): Promise<void>;
+  /** Stops the server keeping its data (for outage tests); start() brings it back on the same port. */
+  pause(): Promise<void>;
+  start(): Promise<void>;
+}
+
+function postgresUser(): { uid: number; gid: number } | undefined {
+  if (process.getuid?.() !== 0) return undefined;
+  const r = spawnSync('id', ['-u', 'postgres'], { encoding: 'utf8' });
+  const g = spawnSync('id', ['-g', 'postgres'], { encoding: 'utf8' });
+  if (r.status !== 0) throw new Error('running as root but there is no postgres user to run PostgreSQL as');
+  return { uid: Number(r.stdout.trim()), gid: Number(g.stdout.trim()) };
+}
+
+/** initdb + postgres on a free port in a temporary directory (as the postgres user when root). */
+export async function startPostgres(t: TestContext): Promise<PostgresServer | undefined> {
+  const bin = requireComponent(t, 'postgres');
+  if (!bin) return undefined;
+  const user = postgresUser();
+  const dir = mkdtempSync(path.join(os.tmpdir(), 'portico-pg-'));
+  const dataDir = path.join(dir, 'data');
+  if (user) chownSync(dir, user.uid, user.gid);
+  const pwfile = path.join(dir, 'pw');
+  writeFileSync(pwfile, 'portico\n');
+  if (user) chownSync(pwfile, user.uid, user.gid);
+  const init = spawnSync(path.join(bin, 'initdb'), ['-D', dataDir, '-U', 'portico', '--pwfile', pwfile, '-A', 'md5', '--no-sync'], {
+    encoding: 'utf8',
+    uid: user?.uid,
+    gid: user?.gid,
+  });
+  if (init.status !== 0) throw new Error(`initdb failed: ${init.stderr || init.stdout}`);
+  const port = await freePort();
+  let proc: RunningProcess | undefined;
+  const start = async () => {
+    proc = startProcess(
+      path.join(bin, 'postgres'),
+      ['-D', dataDir, '-p', String(port), '-k', dir, '-c', 'listen_addresses=127.0.0.1', '-c', 'fsync=off', '-c', 'max_connections=200'],
+      { uid: user?.uid, gid: user?.gid },
+    );
+    await waitFor('postgres to accept connections', async () => {
+      const r = spawnSync(path.join(bin, 'pg_isready'), ['-h', '127.0.0.1', '-p', String(port)]);
+      if (proc!.child.exitCode !== null) throw new Error(`postgres exited: ${proc!.output()}`);
+      return r.status === 0 ? true : undefined;
+    });
+  };
+  await start();
+  return {
+    url: `postgresql://portico:portico@127.0.0.1:${port}/postgres`,
+    port,
+    dataDir,
+    start,
+    pause: async () => proc?.stop('SIGINT'),
+    stop: async () => {
+      await proc?.stop('SIGINT');
+      rmSync(dir, { recursive: true, force: true });
+    },
+  };
+}
+
+/** A fresh database on a running server (CREATE DATABASE through psql). */
+export function createDatabase(pg: PostgresServer, name: string): string {
+  const bin = postgresBin()!;
+  const r = spawnSync(path.join(bin, 'psql'), [pg.url, '-v', 'ON_ERROR_STOP=1', '-c', `CREATE DATABASE "${name}"`], { encoding: 'utf8' });
+  if (r.status !== 0) throw new Error(`CREATE DATABASE failed: ${r.stderr}`);
+  return pg.url.replace(/\/postgres$/, `/${name}`);
+}
+
+// ── Redis ─────────────────────────────────────────────────────────────────────
+export interface RedisServer {
+  url: string;
+  port: number;
+  stop(): Promise<void>;
+  pause(): Promise<void>;
+  start(): Promise<void>;
+}
+
+export async function startRedis(t: TestContext): Promise<RedisServer | undefined> {
+  const bin = requireComponent(t, 'redis');
+  if (!bin) return undefined;
+  const dir = mkdtempSync(path.join(os.tmpdir(), 'portico-redis-'));
+  const port = await freePort();
+  let proc: RunningProcess | undefined;
+  const start = async () => {
+    proc = startProcess(bin, ['--port', String(port), '--bind', '127.0.0.1', '--dir', dir, '--save', '', '--appendonly', 'yes']);
+    await waitFor('redis to listen', () => (proc!.output().includes('Ready to accept connections') ? true : undefined));
+  };
+  await start();
+  return {
+    url: `redis://127.0.0.1:${port}`,
+    port,
+    start,
+    pause: async () => proc?.stop('SIGTERM'),
+    stop: async () => {
+      await proc?.stop('SIGTERM');
+      rmSync(dir, { recursive: true, force: true });
+    },
+  };
+}
