@@ -5,7 +5,7 @@ import path from 'node:path';
 export type ServerRole = 'all' | 'xds' | 'callouts';
 
 export interface Settings {
-  /** Where embedded PGlite keeps its files and where a generated master key is written. */
+  /** Where embedded PGlite keeps its files and where a generated master key is written; memory:// keeps nothing. */
   dataDir: string;
   /** PostgreSQL connection string; unset means embedded PGlite in dataDir. */
   databaseUrl: string | undefined;
@@ -84,7 +84,7 @@ export function loadSettings(env: Env = process.env): Settings {
   const callout = env.PORTICO_CALLOUT_ADDR || `${grpc.host === '0.0.0.0' ? '127.0.0.1' : grpc.host}:${grpc.port}`;
   hostPort({ PORTICO_CALLOUT_ADDR: callout }, 'PORTICO_CALLOUT_ADDR', callout);
   const settings: Settings = {
-    dataDir: path.resolve(env.PORTICO_DATA_DIR || '.data'),
+    dataDir: (env.PORTICO_DATA_DIR || '.data').startsWith('memory://') ? env.PORTICO_DATA_DIR! : path.resolve(env.PORTICO_DATA_DIR || '.data'),
     databaseUrl: env.DATABASE_URL || undefined,
     migrate: bool(env, 'PORTICO_MIGRATE', true),
     adminHost: admin.host,

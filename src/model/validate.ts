@@ -25,7 +25,8 @@ export interface ModelError extends FieldError {
 // ── schema validation (shared by REST bodies and declarative files) ──────────
 const addFormats = addFormatsModule as unknown as (ajv: Ajv, formats?: string[]) => Ajv;
 
-export const ajv = new Ajv({ allErrors: true, strict: false, useDefaults: false, coerceTypes: false });
+// verbose: errors carry their schema, so messages can list a union's allowed values.
+export const ajv = new Ajv({ allErrors: true, verbose: true, strict: false, useDefaults: false, coerceTypes: false });
 addFormats(ajv, ['date-time', 'uri', 'ipv4', 'ipv6']);
 ajv.addFormat('ipv4-or-ipv6', {
   type: 'string',
@@ -63,8 +64,10 @@ function validatorFor(schema: TSchema): ValidateFunction {
 export function describeSchemaErrors(errors: readonly ErrorObject[], prefix = ''): FieldError[] {
   const out: FieldError[] = [];
   const seen = new Set<string>();
-  // anyOf/union failures repeat once per branch; keep the most specific message per field.
+  // A failed union also reports one error per branch; keep only the union's own summary.
+  const unionPaths = new Set(errors.filter((e) => e.keyword === 'anyOf').map((e) => e.instancePath));
   for (const e of errors) {
+    if (e.keyword !== 'anyOf' && unionPaths.has(e.instancePath) && e.schemaPath.includes('/anyOf/')) continue;
     let field = pointerToField(e.instancePath);
     let message: string;
     switch (e.keyword) {
@@ -91,23 +94,18 @@ export function describeSchemaErrors(errors: readonly ErrorObject[], prefix = ''
         message = `has an invalid format${typeof e.parentSchema?.description === 'string' ? ` (${e.parentSchema.description})` : ''}`;
         break;
       case 'format':
-        message =
-          e.params.format === 're2'
-            ? `is not a valid RE2 regular expression`
-            : `must be a valid ${e.params.format}`;
+        message = e.params.format === 're2' ? 'is not a valid RE2 regular expression' : `must be a valid ${e.params.format}`;
         break;
       default:
         message = e.message ?? 'is invalid';
     }
-    field = prefix ? joinField(prefix, field) : field;
-    const dedupe = `${field}|${e.keyword === 'const' ? 'anyOf' : e.keyword}`;
+    if (prefix) field = !field ? prefix : field.startsWith('[') ? `${prefix}${field}` : `${prefix}.${field}`;
+    const dedupe = `${field}|${message}`;
     if (seen.has(dedupe)) continue;
     seen.add(dedupe);
     out.push({ field: field || '(body)', message });
   }
-  // A failed anyOf of literals also reports each const branch: keep only the summary.
-  const anyOfFields = new Set(errors.filter((e) => e.keyword === 'anyOf').map((e) => joinField(prefix, pointerToField(e.instancePath))));
-  return out.filter((f) => !(anyOfFields.has(f.field) && f.message.startsWith('must be "')));
+  return out;
 }
 
 function unionLiterals(schema: unknown): string[] | undefined {

@@ -20,7 +20,9 @@ export async function openEmbeddedDatabase(dir: string): Promise<EmbeddedDatabas
   let server: PGLiteSocketServer | undefined;
   let port = 0;
   const start = async () => {
-    server = new PGLiteSocketServer({ db, host: '127.0.0.1', port: 0 });
+    // Two slots so a just-closed client (migrations) cannot block the next one; every client we
+    // open uses a pool of one and they never overlap, so PGlite's single session is never shared.
+    server = new PGLiteSocketServer({ db, host: '127.0.0.1', port: 0, maxConnections: 2 });
     await server.start();
     // The server does not expose its bound port publicly; read it from the node server it wraps.
     const inner = (server as unknown as { server?: { address(): AddressInfo | string | null } }).server;

@@ -47,19 +47,15 @@ export async function withSchemaEngine<T>(
   const { SchemaEngine } = await engineModule;
   const factory = new PrismaPg({ connectionString: databaseUrl, max: 1 });
   const opened: Array<{ dispose(): Promise<void> }> = [];
+  const track = <A extends { dispose(): Promise<void> }>(a: A): A => {
+    opened.push(a);
+    return readsCharColumnsAsText(a);
+  };
   const tracking: SqlMigrationAwareDriverAdapterFactory = {
     provider: factory.provider,
     adapterName: factory.adapterName,
-    connect: async () => {
-      const a = await factory.connect();
-      opened.push(a);
-      return a;
-    },
-    connectToShadowDb: async () => {
-      const a = await factory.connectToShadowDb();
-      opened.push(a);
-      return a;
-    },
+    connect: async () => track(await factory.connect()),
+    connectToShadowDb: async () => track(await factory.connectToShadowDb()),
   };
   const engine = await SchemaEngine.new({ datamodels: [['schema.prisma', schema]] }, () => {}, bindMigrationAwareSqlAdapterFactory(tracking));
   try {
@@ -68,6 +64,23 @@ export async function withSchemaEngine<T>(
     engine.free();
     await Promise.allSettled(opened.map((a) => a.dispose()));
   }
+}
+
+/**
+ * The pg adapter refuses result columns of PostgreSQL's internal one-byte `"char"` type (OID 18),
+ * which the engine's introspection queries return (pg_class.relkind and friends). Report them as
+ * text: the values are plain one-letter strings. Applied only to the schema engine's connections.
+ */
+function readsCharColumnsAsText<A>(adapter: A): A {
+  type Field = { dataTypeID: number };
+  const target = adapter as unknown as { performIO(query: unknown): Promise<{ fields: Field[] }> };
+  const original = target.performIO.bind(adapter);
+  target.performIO = async (query: unknown) => {
+    const result = await original(query);
+    for (const f of result.fields) if (f.dataTypeID === 18) f.dataTypeID = 25;
+    return result;
+  };
+  return adapter;
 }
 
 /** The migration folders on disk, in the shape the engine expects. */

@@ -36,13 +36,16 @@ export class PreconditionFailedError extends Error {
   constructor(
     readonly kind: KindName,
     readonly key: string,
-    readonly expected: number,
+    readonly expected: Precondition['revision'],
     readonly actual: number | undefined,
   ) {
+    const what = `${KINDS[kind].singular} '${key}'`;
     super(
-      actual === undefined
-        ? `${KINDS[kind].singular} '${key}' no longer exists`
-        : `${KINDS[kind].singular} '${key}' is at revision ${actual}, not ${expected}; read it again and retry`,
+      expected === 'absent'
+        ? `${what} already exists`
+        : actual === undefined
+          ? `${what} does not exist`
+          : `${what} is at revision ${actual}, not ${expected}; read it again and retry`,
     );
   }
 }
@@ -53,7 +56,8 @@ export class StoreUnavailableError extends Error {}
 export interface Precondition {
   kind: KindName;
   key: string;
-  revision: number;
+  /** The revision the caller read, 'absent' for create-only writes, 'exists' for If-Match: *. */
+  revision: number | 'absent' | 'exists';
 }
 
 export interface CommitRequest {
@@ -252,7 +256,8 @@ export class ModelStore {
   private prepare(base: ModelSnapshot, req: CommitRequest): CommitResult {
     for (const p of req.preconditions ?? []) {
       const actual = base.meta.get(metaKey(p.kind, p.key))?.revision;
-      if (actual !== p.revision) throw new PreconditionFailedError(p.kind, p.key, p.revision, actual);
+      const ok = p.revision === 'absent' ? actual === undefined : p.revision === 'exists' ? actual !== undefined : actual === p.revision;
+      if (!ok) throw new PreconditionFailedError(p.kind, p.key, p.revision, actual);
     }
     const candidate = applyMutations(base, req.mutations);
     const changes = diffSnapshots(base, candidate);

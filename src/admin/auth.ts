@@ -1,0 +1,61 @@
+// Bearer-token authentication for the admin API: stored tokens (hashed) and the bootstrap token
+// from the environment. Viewers may read; writes need the admin role.
+import { createHash, timingSafeEqual } from 'node:crypto';
+import type { FastifyInstance, FastifyRequest } from 'fastify';
+import type { AdminRole } from '../model/schemas.ts';
+import type { ModelStore } from '../store/store.ts';
+import { problems } from './problem.ts';
+
+export interface Principal {
+  name: string;
+  role: AdminRole;
+}
+
+declare module 'fastify' {
+  interface FastifyRequest {
+    principal?: Principal;
+  }
+  interface FastifyContextConfig {
+    /** Public endpoints (health, docs) skip authentication. */
+    public?: boolean;
+    /** Minimum role; defaults to viewer for GET/HEAD and admin otherwise. */
+    role?: AdminRole;
+  }
+}
+
+function digest(s: string): Buffer {
+  return createHash('sha256').update(s).digest();
+}
+
+export interface AuthOptions {
+  store: ModelStore;
+  /** Accepted with the admin role as principal "bootstrap" (PORTICO_ADMIN_TOKEN). */
+  bootstrapToken?: string;
+}
+
+export function authenticate(header: string | undefined, opts: AuthOptions): Principal {
+  if (!header) throw problems.unauthorized('send an admin token as Authorization: Bearer <token>');
+  const m = /^Bearer\s+(\S+)\s*$/i.exec(header);
+  if (!m) throw problems.unauthorized('the Authorization header must be Bearer <token>');
+  const token = m[1]!;
+  if (opts.bootstrapToken && timingSafeEqual(digest(token), digest(opts.bootstrapToken))) {
+    return { name: 'bootstrap', role: 'admin' };
+  }
+  const info = opts.store.verifyAdminToken(token);
+  if (!info) throw problems.unauthorized('the admin token is invalid, expired or revoked');
+  return { name: info.name, role: info.role };
+}
+
+export function registerAuth(app: FastifyInstance, opts: AuthOptions): void {
+  app.decorateRequest('principal', undefined);
+  app.addHook('onRequest', async (request: FastifyRequest) => {
+    const config = request.routeOptions.config;
+    if (config?.public) return;
+    const principal = authenticate(request.headers.authorization, opts);
+    const needed: AdminRole = config?.role ?? (request.method === 'GET' || request.method === 'HEAD' ? 'viewer' : 'admin');
+    if (needed === 'admin' && principal.role !== 'admin') {
+      throw problems.forbidden(`token '${principal.name}' has the viewer role; this needs admin`);
+    }
+    request.principal = principal;
+  });
+}

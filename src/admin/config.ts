@@ -1,0 +1,113 @@
+// Declarative configuration over HTTP: export the model (or a tag's slice) as one document and
+// apply one — all-or-nothing, idempotent, with a dry run that returns the diff.
+import { Type } from '@sinclair/typebox';
+import type { FastifyInstance } from 'fastify';
+import { documentToYaml, fieldChanges, modelToDocument, parseModelDocument, planApply, type FieldChange } from '../model/declarative.ts';
+import { KINDS, type KindName } from '../model/model.ts';
+import { ModelValidationError, type AppliedChange, type ModelStore } from '../store/store.ts';
+import { modelProblem, problems } from './problem.ts';
+
+export interface ApplyChange {
+  action: AppliedChange['action'];
+  kind: KindName;
+  key: string;
+  fields?: FieldChange[];
+}
+
+export interface ApplyResult {
+  dryRun: boolean;
+  changed: boolean;
+  revision: number;
+  summary: { create: number; update: number; delete: number };
+  changes: ApplyChange[];
+}
+
+const ConfigQuery = Type.Object(
+  {
+    tag: Type.Optional(Type.String({ maxLength: 63, description: 'limit to resources carrying this tag (children follow their parent)' })),
+    dryRun: Type.Optional(Type.Boolean({ description: 'validate and return the diff without writing' })),
+    format: Type.Optional(Type.Union([Type.Literal('yaml'), Type.Literal('json')])),
+  },
+  { additionalProperties: false },
+);
+
+export function registerConfigRoutes(app: FastifyInstance, opts: { store: ModelStore }): void {
+  const { store } = opts;
+
+  app.get<{ Querystring: { tag?: string; format?: 'yaml' | 'json' } }>(
+    '/api/v1/config',
+    { schema: { tags: ['Declarative config'], summary: 'Export the model as one document', querystring: ConfigQuery, security: [{ bearer: [] }] } },
+    async (request, reply) => {
+      const doc = modelToDocument(store.current(), request.query.tag ? { tag: request.query.tag } : {});
+      const wantsJson = request.query.format === 'json' || (request.query.format === undefined && /application\/json/.test(request.headers.accept ?? ''));
+      reply.header('x-portico-revision', String(store.current().revision));
+      if (wantsJson) return reply.type('application/json').send(doc);
+      return reply.type('application/yaml; charset=utf-8').send(documentToYaml(doc));
+    },
+  );
+
+  app.post<{ Querystring: { tag?: string; dryRun?: boolean } }>(
+    '/api/v1/config',
+    {
+      schema: {
+        tags: ['Declarative config'],
+        summary: 'Apply a document: the model (or the tag slice) becomes exactly what it describes',
+        description: 'Body: the document as application/yaml or application/json. All-or-nothing; applying the same document twice changes nothing.',
+        querystring: ConfigQuery,
+        security: [{ bearer: [] }],
+      },
+    },
+    async (request): Promise<ApplyResult> => {
+      const { tag, dryRun = false } = request.query;
+      const current = store.current();
+      const hasher = store.apiKeyHasher();
+      const parsed = parseModelDocument(request.body, {
+        existing: current,
+        hashApiKey: (key) => ({ prefix: key.split('_')[1]!, hash: hasher.hash(key) }),
+      });
+      if (parsed.errors.length) throw problems.validation(parsed.errors, `the document is invalid: ${parsed.errors[0]!.field} ${parsed.errors[0]!.message}${parsed.errors.length > 1 ? ` (and ${parsed.errors.length - 1} more)` : ''}`);
+      const plan = planApply(current, parsed.model, tag ? { tag } : {});
+      if (plan.errors.length) throw problems.validation(plan.errors);
+      try {
+        const result = await store.commit({
+          mutations: plan.mutations,
+          actor: request.principal?.name ?? 'unknown',
+          summary: `apply document${tag ? ` (tag ${tag})` : ''}`,
+          dryRun,
+        });
+        const changes = result.changes.map((c) => ({
+          action: c.action,
+          kind: c.kind,
+          key: c.key,
+          ...(c.action === 'update' ? { fields: fieldChanges(c.kind, c.before!, c.after!) } : {}),
+        }));
+        const count = (a: string) => changes.filter((c) => c.action === a).length;
+        return {
+          dryRun,
+          changed: changes.length > 0,
+          revision: dryRun ? current.revision : result.snapshot.revision,
+          summary: { create: count('create'), update: count('update'), delete: count('delete') },
+          changes,
+        };
+      } catch (e) {
+        if (e instanceof ModelValidationError) throw modelProblem(e);
+        throw e;
+      }
+    },
+  );
+}
+
+/** Human-readable diff lines for a dry run (used by `portico diff`). */
+export function renderChanges(result: ApplyResult): string {
+  const lines: string[] = [];
+  for (const c of result.changes) {
+    const mark = c.action === 'create' ? '+' : c.action === 'delete' ? '-' : '~';
+    lines.push(`${mark} ${KINDS[c.kind].singular} ${c.key}`);
+    for (const f of c.fields ?? []) {
+      lines.push(`    ${f.field}: ${f.before === undefined ? '(unset)' : JSON.stringify(f.before)} → ${f.after === undefined ? '(unset)' : JSON.stringify(f.after)}`);
+    }
+  }
+  const s = result.summary;
+  lines.push(`${result.dryRun ? 'would change' : 'changed'}: ${s.create} created, ${s.update} updated, ${s.delete} deleted`);
+  return lines.join('\n');
+}

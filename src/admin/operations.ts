@@ -1,0 +1,81 @@
+// Operational endpoints: health and readiness, admin tokens, the audit log.
+import { Type } from '@sinclair/typebox';
+import type { FastifyInstance } from 'fastify';
+import { AdminTokenInput } from '../model/schemas.ts';
+import { schemaErrors } from '../model/validate.ts';
+import type { ModelStore } from '../store/store.ts';
+import { problems } from './problem.ts';
+
+export interface Readiness {
+  /** Migrations applied and the first model loaded. */
+  ready(): boolean;
+  /** Details shown by /readyz. */
+  details(): Record<string, unknown>;
+}
+
+export function registerHealthRoutes(app: FastifyInstance, readiness: Readiness): void {
+  app.get('/healthz', { config: { public: true }, schema: { tags: ['Health'], summary: 'Liveness: the process is up' } }, async () => ({ status: 'ok' }));
+  app.get('/readyz', { config: { public: true }, schema: { tags: ['Health'], summary: 'Readiness: migrations applied and the model loaded' } }, async (_req, reply) => {
+    const ready = readiness.ready();
+    return reply.code(ready ? 200 : 503).send({ status: ready ? 'ready' : 'starting', ...readiness.details() });
+  });
+}
+
+export function registerTokenRoutes(app: FastifyInstance, opts: { store: ModelStore }): void {
+  const { store } = opts;
+  const tags = ['Admin tokens'];
+  app.get('/api/v1/admin-tokens', { config: { role: 'admin' }, schema: { tags, summary: 'List admin tokens (never their secrets)', security: [{ bearer: [] }] } }, async () => ({
+    items: store.listAdminTokens(),
+  }));
+  app.post(
+    '/api/v1/admin-tokens',
+    { config: { role: 'admin' }, schema: { tags, summary: 'Create an admin token; the token is returned once', body: AdminTokenInput, security: [{ bearer: [] }] } },
+    async (request, reply) => {
+      const errors = schemaErrors(AdminTokenInput, request.body);
+      if (errors.length) throw problems.validation(errors);
+      const input = request.body as { name: string; role: 'admin' | 'viewer'; description?: string; expiresAt?: string };
+      if (input.expiresAt && Date.parse(input.expiresAt) <= Date.now()) throw problems.validation([{ field: 'expiresAt', message: 'must be in the future' }]);
+      const { token, info } = await store.createAdminToken(input, request.principal!.name);
+      return reply.code(201).send({ ...info, token });
+    },
+  );
+  app.delete<{ Params: { name: string } }>(
+    '/api/v1/admin-tokens/:name',
+    { config: { role: 'admin' }, schema: { tags, summary: 'Revoke an admin token', params: Type.Object({ name: Type.String() }), security: [{ bearer: [] }] } },
+    async (request, reply) => {
+      if (!(await store.deleteAdminToken(request.params.name, request.principal!.name))) throw problems.notFound(`admin token '${request.params.name}'`);
+      return reply.code(204).send();
+    },
+  );
+}
+
+const AuditQuery = Type.Object(
+  {
+    kind: Type.Optional(Type.String({ maxLength: 64 })),
+    key: Type.Optional(Type.String({ maxLength: 300 })),
+    actor: Type.Optional(Type.String({ maxLength: 200 })),
+    limit: Type.Optional(Type.Integer({ minimum: 1, maximum: 1000 })),
+    before: Type.Optional(Type.String({ pattern: '^[0-9]{1,19}$', description: 'entry id; returns older entries' })),
+  },
+  { additionalProperties: false },
+);
+
+export function registerAuditRoutes(app: FastifyInstance, opts: { store: ModelStore }): void {
+  app.get<{ Querystring: { kind?: string; key?: string; actor?: string; limit?: number; before?: string } }>(
+    '/api/v1/audit',
+    { schema: { tags: ['Audit'], summary: 'Audit entries, newest first: who changed what, before and after', querystring: AuditQuery, security: [{ bearer: [] }] } },
+    async (request) => {
+      const q = request.query;
+      const limit = q.limit ?? 100;
+      const items = await opts.store.audit({
+        ...(q.kind ? { kind: q.kind } : {}),
+        ...(q.key ? { key: q.key } : {}),
+        ...(q.actor ? { actor: q.actor } : {}),
+        limit,
+        ...(q.before ? { before: BigInt(q.before) } : {}),
+      });
+      const last = items[items.length - 1];
+      return { items, ...(items.length === limit && last ? { nextBefore: last.id } : {}) };
+    },
+  );
+}

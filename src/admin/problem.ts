@@ -1,0 +1,133 @@
+// RFC 9457 problem details: every admin API error is one of these, naming the field that is
+// wrong, and every error the store or fastify raises is mapped here in one place.
+import type { FastifyError, FastifyInstance, FastifyReply, FastifyRequest } from 'fastify';
+import { KINDS } from '../model/model.ts';
+import type { FieldError, ModelError } from '../model/validate.ts';
+import { ModelValidationError, PreconditionFailedError, StoreUnavailableError, DuplicateError } from '../store/store.ts';
+import { DocumentSyntaxError } from '../model/declarative.ts';
+
+export interface ProblemError {
+  field: string;
+  message: string;
+  /** The resource the field belongs to, when it is not the one in the request URL. */
+  resource?: string;
+}
+
+export interface Problem {
+  type: string;
+  title: string;
+  status: number;
+  detail: string;
+  instance?: string;
+  errors?: ProblemError[];
+}
+
+/** An error that already knows its HTTP problem. */
+export class HttpProblem extends Error {
+  constructor(
+    readonly status: number,
+    readonly code: string,
+    readonly title: string,
+    detail: string,
+    readonly errors?: ProblemError[],
+    readonly headers: Record<string, string> = {},
+  ) {
+    super(detail);
+  }
+}
+
+export const problems = {
+  validation: (errors: FieldError[], detail?: string) =>
+    new HttpProblem(422, 'validation', 'Invalid request', detail ?? summarize(errors), errors.map((e) => ({ field: e.field, message: e.message }))),
+  badRequest: (detail: string, errors?: ProblemError[]) => new HttpProblem(400, 'bad-request', 'Bad request', detail, errors),
+  notFound: (what: string) => new HttpProblem(404, 'not-found', 'Not found', `${what} does not exist`),
+  conflict: (detail: string, errors?: ProblemError[]) => new HttpProblem(409, 'conflict', 'Conflict', detail, errors),
+  preconditionFailed: (detail: string) => new HttpProblem(412, 'precondition-failed', 'Precondition failed', detail),
+  unauthorized: (detail: string) =>
+    new HttpProblem(401, 'unauthorized', 'Unauthorized', detail, undefined, { 'www-authenticate': 'Bearer realm="portico-admin"' }),
+  forbidden: (detail: string) => new HttpProblem(403, 'forbidden', 'Forbidden', detail),
+  unavailable: (detail: string) => new HttpProblem(503, 'unavailable', 'Service unavailable', detail, undefined, { 'retry-after': '5' }),
+};
+
+function summarize(errors: FieldError[]): string {
+  const first = errors[0];
+  if (!first) return 'the request is invalid';
+  const more = errors.length > 1 ? ` (and ${errors.length - 1} more)` : '';
+  return `${first.field} ${first.message}${more}`;
+}
+
+function resourceLabel(e: ModelError): string {
+  return `${KINDS[e.kind].singular} '${e.key}'`;
+}
+
+/**
+ * Maps a refused model write to a problem. A reference error caused by a delete is a conflict
+ * (something still uses the resource); conflicts are 409; everything else is 422.
+ */
+export function modelProblem(err: ModelValidationError, deleting?: { kind: string; key: string }): HttpProblem {
+  const errors = err.errors.map((e) => ({ resource: resourceLabel(e), field: e.field, message: e.message }));
+  if (deleting) {
+    const users = err.errors.filter((e) => e.code === 'reference' && e.target?.kind === deleting.kind && e.target.key === deleting.key);
+    if (users.length) {
+      const who = [...new Set(users.map(resourceLabel))];
+      return problems.conflict(
+        `${KINDS[deleting.kind as keyof typeof KINDS].singular} '${deleting.key}' is still used by ${who.slice(0, 5).join(', ')}${who.length > 5 ? ` and ${who.length - 5} more` : ''}; change or delete those first`,
+        errors,
+      );
+    }
+  }
+  const conflicts = err.errors.filter((e) => e.code === 'conflict');
+  if (conflicts.length) return problems.conflict(`${resourceLabel(conflicts[0]!)}: ${conflicts[0]!.field} ${conflicts[0]!.message}`, errors);
+  const first = err.errors[0]!;
+  return new HttpProblem(422, 'validation', 'Invalid model', `${resourceLabel(first)}: ${first.field} ${first.message}`, errors);
+}
+
+export function toProblem(err: unknown): HttpProblem {
+  if (err instanceof HttpProblem) return err;
+  if (err instanceof ModelValidationError) return modelProblem(err);
+  if (err instanceof PreconditionFailedError) return problems.preconditionFailed(err.message);
+  if (err instanceof DuplicateError) return problems.conflict(err.message);
+  if (err instanceof StoreUnavailableError) return problems.unavailable(err.message);
+  if (err instanceof DocumentSyntaxError) return problems.badRequest(`the document is not valid YAML or JSON: ${err.message}`);
+  const fe = err as FastifyError & { validation?: unknown };
+  switch (fe.code) {
+    case 'FST_ERR_CTP_INVALID_JSON_BODY':
+    case 'FST_ERR_CTP_EMPTY_JSON_BODY':
+      return problems.badRequest(`the body is not valid JSON: ${fe.message}`);
+    case 'FST_ERR_CTP_BODY_TOO_LARGE':
+      return new HttpProblem(413, 'payload-too-large', 'Payload too large', fe.message);
+    case 'FST_ERR_CTP_INVALID_MEDIA_TYPE':
+      return new HttpProblem(415, 'unsupported-media-type', 'Unsupported media type', 'send application/json (or application/yaml for declarative documents)');
+    case 'FST_ERR_CTP_INVALID_CONTENT_LENGTH':
+      return problems.badRequest(fe.message);
+    case 'FST_ERR_NOT_FOUND':
+      return problems.notFound('the requested path');
+  }
+  if (typeof fe.statusCode === 'number' && fe.statusCode >= 400 && fe.statusCode < 500) {
+    return new HttpProblem(fe.statusCode, 'bad-request', 'Bad request', fe.message);
+  }
+  return new HttpProblem(500, 'internal', 'Internal error', 'the server failed to handle the request; see its log');
+}
+
+export function sendProblem(reply: FastifyReply, request: FastifyRequest, p: HttpProblem): FastifyReply {
+  const body: Problem = {
+    type: `urn:portico:problem:${p.code}`,
+    title: p.title,
+    status: p.status,
+    detail: p.message,
+    instance: request.url.split('?')[0],
+    ...(p.errors?.length ? { errors: p.errors } : {}),
+  };
+  for (const [k, v] of Object.entries(p.headers)) reply.header(k, v);
+  return reply.code(p.status).type('application/problem+json').send(body);
+}
+
+/** Installs the error and not-found handlers so nothing leaves the API except problem+json. */
+export function installProblemHandlers(app: FastifyInstance): void {
+  app.setErrorHandler((err, request, reply) => {
+    const p = toProblem(err);
+    if (p.status >= 500 && p.status !== 503) request.log.error({ err }, 'admin request failed');
+    return sendProblem(reply, request, p);
+  });
+  app.setNotFoundHandler((request, reply) => sendProblem(reply, request, problems.notFound(`${request.method} ${request.url.split('?')[0]}`)));
+}

@@ -1,0 +1,324 @@
+// CRUD endpoints for every model kind under /api/v1, generated from the kind registry:
+// list (paged, filtered by tag), get, create, replace, merge-patch and delete, with ETags.
+import { X509Certificate } from 'node:crypto';
+import { Type, type TSchema } from '@sinclair/typebox';
+import type { FastifyInstance, FastifyReply, FastifyRequest } from 'fastify';
+import { canonicalResource } from '../model/canonical.ts';
+import { KINDS, KIND_ORDER, keyOf, metaKey, type AnyResource, type KindName, type ModelSnapshot, type Mutation } from '../model/model.ts';
+import { resourceSchemaErrors } from '../model/validate.ts';
+import type { ApiKeyInput } from '../model/schemas.ts';
+import { ModelValidationError, PreconditionFailedError, type ModelStore, type Precondition } from '../store/store.ts';
+import { modelProblem, problems } from './problem.ts';
+
+/** Fields the API returns but a client never sets; accepted (and ignored) in bodies so GET → edit → PUT works. */
+const OUTPUT_ONLY = ['revision', 'createdAt', 'updatedAt'];
+const CERTIFICATE_OUTPUT_ONLY = ['hasPrivateKey', 'notAfter', 'notBefore', 'subject', 'issuer', 'fingerprintSha256'];
+
+type Params = Record<string, string>;
+type Query = Record<string, string | undefined>;
+
+export interface ResourceRouteOptions {
+  store: ModelStore;
+}
+
+// ── presentation ──────────────────────────────────────────────────────────────
+/** A resource as the API shows it: canonical fields, bookkeeping, never a secret. */
+export function present(kind: KindName, r: AnyResource, model: ModelSnapshot): Record<string, unknown> {
+  const out = { ...(canonicalResource(kind, r) as Record<string, unknown>) };
+  if (kind === 'certificates') {
+    const hasKey = out.privateKey !== undefined;
+    delete out.privateKey;
+    out.hasPrivateKey = hasKey;
+    try {
+      const x = new X509Certificate(String(out.certificate));
+      Object.assign(out, {
+        subject: x.subject.replace(/\n/g, ', '),
+        issuer: x.issuer.replace(/\n/g, ', '),
+        notBefore: new Date(x.validFrom).toISOString(),
+        notAfter: new Date(x.validTo).toISOString(),
+        fingerprintSha256: x.fingerprint256.replace(/:/g, '').toLowerCase(),
+      });
+    } catch {
+      // Stored certificates were validated on write; nothing to add if parsing fails here.
+    }
+  }
+  if (kind === 'apiKeys') delete out.hash;
+  const meta = model.meta.get(metaKey(kind, keyOf(kind, r)));
+  if (meta) Object.assign(out, meta);
+  return out;
+}
+
+function etag(revision: number): string {
+  return `"${revision}"`;
+}
+
+/** Parses If-Match / body revision into a store precondition. */
+function precondition(kind: KindName, key: string, request: FastifyRequest, bodyRevision: unknown): Precondition | undefined {
+  const ifMatch = request.headers['if-match'];
+  const ifNoneMatch = request.headers['if-none-match'];
+  if (ifNoneMatch !== undefined) {
+    if (ifNoneMatch.trim() !== '*') throw problems.badRequest('If-None-Match supports only * (create only)');
+    return { kind, key, revision: 'absent' };
+  }
+  if (ifMatch !== undefined) {
+    if (ifMatch.trim() === '*') return { kind, key, revision: 'exists' };
+    const m = /^\s*(?:W\/)?"(\d+)"\s*$/.exec(ifMatch);
+    if (!m) throw problems.badRequest(`If-Match must be an ETag such as "3" (got ${ifMatch})`);
+    return { kind, key, revision: Number(m[1]) };
+  }
+  if (bodyRevision !== undefined) {
+    if (!Number.isInteger(bodyRevision)) throw problems.validation([{ field: 'revision', message: 'must be an integer' }]);
+    return { kind, key, revision: bodyRevision as number };
+  }
+  return undefined;
+}
+
+// ── kind-specific list filters (query parameter → predicate) ──────────────────
+const FILTERS: Partial<Record<KindName, Record<string, (r: AnyResource, v: string) => boolean>>> = {
+  products: { gatewayGroup: (r, v) => (r as { gatewayGroups: string[] }).gatewayGroups.includes(v) },
+  routes: {
+    service: (r, v) => {
+      const x = r as { service?: string; backends?: Array<{ service: string }> };
+      return x.service === v || (x.backends ?? []).some((b) => b.service === v);
+    },
+  },
+  subscriptions: {
+    plan: (r, v) => (r as { plan: string }).plan === v,
+    status: (r, v) => ((r as { status?: string }).status ?? 'active') === v,
+  },
+  apiKeys: { revoked: (r, v) => String((r as { revoked?: boolean }).revoked === true) === v },
+  jwtIssuers: { issuer: (r, v) => (r as { issuer: string }).issuer === v },
+};
+
+const ListQuery = (kind: KindName) =>
+  Type.Object({
+    limit: Type.Optional(Type.Integer({ minimum: 1, maximum: 1000, default: 100 })),
+    cursor: Type.Optional(Type.String({ maxLength: 400 })),
+    tag: Type.Optional(Type.String({ maxLength: 63 })),
+    q: Type.Optional(Type.String({ maxLength: 200, description: 'substring of the name' })),
+    ...Object.fromEntries(Object.keys(FILTERS[kind] ?? {}).map((f) => [f, Type.Optional(Type.String({ maxLength: 200 }))])),
+  }, { additionalProperties: false });
+
+// ── routes ────────────────────────────────────────────────────────────────────
+export function registerResourceRoutes(app: FastifyInstance, opts: ResourceRouteOptions): void {
+  for (const kind of KIND_ORDER) registerKind(app, kind, opts.store);
+}
+
+function registerKind(app: FastifyInstance, kind: KindName, store: ModelStore): void {
+  const info = KINDS[kind];
+  const parent = info.parent;
+  const parentInfo = parent ? KINDS[parent.kind] : undefined;
+  const base = parentInfo ? `/api/v1/${parentInfo.path}/:parent/${info.path}` : `/api/v1/${info.path}`;
+  const item = `${base}/:name`;
+  const tag = info.singular.replace(/^\w/, (c) => c.toUpperCase());
+  const tags = [parentInfo ? parentInfo.singular.replace(/^\w/, (c) => c.toUpperCase()) + 's' : `${tag}s`];
+  const params = parent
+    ? Type.Object({ parent: Type.String({ description: `${parentInfo!.singular} name` }), name: Type.String() })
+    : Type.Object({ name: Type.String() });
+  const collectionParams = parent ? Type.Object({ parent: Type.String() }) : undefined;
+  const bodySchema: TSchema = kind === 'apiKeys' ? Type.Omit(info.schema, ['prefix', 'hash']) : info.schema;
+
+  const keyFor = (p: Params, name: string) => (parent ? `${p.parent}/${name}` : name);
+  const requireParent = (p: Params) => {
+    if (parent && !(store.current()[parent.kind] as ReadonlyMap<string, unknown>).has(p.parent!)) {
+      throw problems.notFound(`${parentInfo!.singular} '${p.parent}'`);
+    }
+  };
+  const lookup = (p: Params): AnyResource => {
+    requireParent(p);
+    const r = (store.current()[kind] as ReadonlyMap<string, AnyResource>).get(keyFor(p, p.name!));
+    if (!r) throw problems.notFound(`${info.singular} '${keyFor(p, p.name!)}'`);
+    return r;
+  };
+  const reply = (res: FastifyReply, r: AnyResource, model: ModelSnapshot, status: number, extra: Record<string, unknown> = {}) => {
+    const body = { ...present(kind, r, model), ...extra };
+    const rev = model.meta.get(metaKey(kind, keyOf(kind, r)))?.revision;
+    if (rev !== undefined) res.header('etag', etag(rev));
+    return res.code(status).send(body);
+  };
+
+  /**
+   * Normalises a write body: drops output-only fields, fills the key and parent from the URL
+   * (rejecting a mismatch), validates it, and turns it into the stored resource.
+   */
+  const prepareBody = (raw: unknown, p: Params, urlName: string | undefined, existing: AnyResource | undefined) => {
+    if (raw === null || typeof raw !== 'object' || Array.isArray(raw)) {
+      throw problems.validation([{ field: '(body)', message: 'must be a JSON object' }]);
+    }
+    const body: Record<string, unknown> = { ...(raw as Record<string, unknown>) };
+    const bodyRevision = body.revision;
+    for (const f of kind === 'certificates' ? [...OUTPUT_ONLY, ...CERTIFICATE_OUTPUT_ONLY] : OUTPUT_ONLY) delete body[f];
+    if (parent) {
+      if (body[parent.field] !== undefined && body[parent.field] !== p.parent) {
+        throw problems.validation([{ field: parent.field, message: `must match the URL ('${p.parent}') or be left out` }]);
+      }
+      delete body[parent.field];
+    }
+    if (urlName !== undefined) {
+      if (body[info.keyField] === undefined) body[info.keyField] = urlName;
+      else if (body[info.keyField] !== urlName) {
+        throw problems.validation([{ field: info.keyField, message: `must match the URL ('${urlName}'); resources cannot be renamed` }]);
+      }
+    }
+    if (kind === 'apiKeys') {
+      const serverSet = ['hash', 'prefix'].filter((f) => body[f] !== undefined);
+      if (serverSet.length) throw problems.validation(serverSet.map((field) => ({ field, message: 'is set by the server; import an existing key with the key field' })));
+    }
+    const errors = resourceSchemaErrors(kind, body);
+    if (errors.length) throw problems.validation(errors);
+    let resource: Record<string, unknown> = parent ? { [parent.field]: p.parent, ...body } : body;
+    let minted: string | undefined;
+    if (kind === 'certificates' && resource.privateKey === undefined && (existing as { privateKey?: string } | undefined)?.privateKey) {
+      resource.privateKey = (existing as { privateKey: string }).privateKey;
+    }
+    if (kind === 'apiKeys') {
+      const { key, ...rest } = resource as ApiKeyInput & Record<string, unknown>;
+      const hasher = store.apiKeyHasher();
+      if (key !== undefined) {
+        resource = { ...rest, prefix: key.split('_')[1], hash: hasher.hash(key) };
+      } else if (existing) {
+        const e = existing as { prefix: string; hash: string };
+        resource = { ...rest, prefix: e.prefix, hash: e.hash };
+      } else {
+        const m = hasher.mint('ptk');
+        minted = m.secret;
+        resource = { ...rest, prefix: m.prefix, hash: m.hash };
+      }
+    }
+    return { resource: resource as unknown as AnyResource, bodyRevision, minted };
+  };
+
+  const commit = async (request: FastifyRequest, mutation: Mutation, pre: Precondition | undefined, summary: string) => {
+    try {
+      return await store.commit({
+        mutations: [mutation],
+        actor: request.principal?.name ?? 'unknown',
+        summary,
+        ...(pre ? { preconditions: [pre] } : {}),
+      });
+    } catch (e) {
+      if (e instanceof ModelValidationError) throw modelProblem(e, mutation.op === 'delete' ? { kind, key: mutation.key } : undefined);
+      if (e instanceof PreconditionFailedError) {
+        throw e.expected === 'absent' ? problems.conflict(e.message) : e.actual === undefined ? problems.notFound(`${info.singular} '${mutation.key}'`) : problems.preconditionFailed(e.message);
+      }
+      throw e;
+    }
+  };
+
+  const write = async (request: FastifyRequest<{ Params: Params }>, res: FastifyReply, mode: 'create' | 'replace' | 'patch') => {
+    const p = request.params;
+    requireParent(p);
+    const model = store.current();
+    let urlName = p.name;
+    let raw: unknown = request.body;
+    if (mode === 'create') {
+      urlName = undefined;
+      const b = raw as Record<string, unknown> | null;
+      if (b && typeof b === 'object' && typeof b[info.keyField] !== 'string') {
+        throw problems.validation([{ field: info.keyField, message: 'is required' }]);
+      }
+    }
+    const name = urlName ?? String((raw as Record<string, unknown>)[info.keyField]);
+    const key = keyFor(p, name);
+    const existing = (model[kind] as ReadonlyMap<string, AnyResource>).get(key);
+    if (mode === 'patch') {
+      if (!existing) throw problems.notFound(`${info.singular} '${key}'`);
+      if (raw === null || typeof raw !== 'object' || Array.isArray(raw)) {
+        throw problems.validation([{ field: '(body)', message: 'must be a JSON merge patch object' }]);
+      }
+      const current = { ...(canonicalResource(kind, existing) as Record<string, unknown>) };
+      if (kind === 'apiKeys') {
+        delete current.prefix;
+        delete current.hash;
+      }
+      if (kind === 'certificates') delete current.privateKey;
+      raw = mergePatch(current, raw);
+    }
+    const { resource, bodyRevision, minted } = prepareBody(raw, p, mode === 'create' ? undefined : urlName, existing);
+    let pre = precondition(kind, key, request, mode === 'patch' ? (request.body as Record<string, unknown>).revision : bodyRevision);
+    if (mode === 'create') pre = { kind, key, revision: 'absent' };
+    if (mode === 'patch' && !pre) pre = { kind, key, revision: 'exists' };
+    const result = await commit(request, { kind, op: 'put', key, resource }, pre, `${existing ? 'update' : 'create'} ${info.singular} ${key}`);
+    const stored = (result.snapshot[kind] as ReadonlyMap<string, AnyResource>).get(key)!;
+    const created = result.changes.some((c) => c.kind === kind && c.key === key && c.action === 'create');
+    return reply(res, stored, result.snapshot, created ? 201 : 200, minted ? { key: minted } : {});
+  };
+
+  const docs = (summary: string, extra: Record<string, unknown> = {}) => ({ tags, summary, security: [{ bearer: [] }], ...extra });
+
+  app.get<{ Params: Params; Querystring: Query }>(
+    base,
+    { schema: { ...docs(`List ${info.singular}s`), ...(collectionParams ? { params: collectionParams } : {}), querystring: ListQuery(kind) } },
+    async (request) => {
+      requireParent(request.params);
+      const q = request.query;
+      const model = store.current();
+      const limit = Number(q.limit ?? 100);
+      const prefix = parent ? `${request.params.parent}/` : '';
+      let after: string | undefined;
+      if (q.cursor) {
+        after = Buffer.from(q.cursor, 'base64url').toString('utf8');
+        if (!after || /[\0]/.test(after)) throw problems.validation([{ field: 'cursor', message: 'is not a cursor this API returned' }]);
+      }
+      const filters = Object.entries(FILTERS[kind] ?? {}).filter(([f]) => q[f] !== undefined);
+      const all = [...(model[kind] as ReadonlyMap<string, AnyResource>).entries()]
+        .filter(([k]) => k.startsWith(prefix))
+        .sort(([a], [b]) => (a < b ? -1 : a > b ? 1 : 0))
+        .filter(([, r]) => !q.tag || ((r as { tags?: string[] }).tags ?? []).includes(q.tag))
+        .filter(([, r]) => !q.q || String((r as unknown as Record<string, unknown>)[info.keyField]).includes(q.q))
+        .filter(([, r]) => filters.every(([f, pred]) => pred(r, q[f]!)));
+      const start = after === undefined ? 0 : all.findIndex(([k]) => k > after!);
+      const page = start < 0 ? [] : all.slice(start, start + limit);
+      const last = page[page.length - 1];
+      const more = start >= 0 && start + limit < all.length;
+      return {
+        items: page.map(([, r]) => present(kind, r, model)),
+        total: all.length,
+        ...(more && last ? { nextCursor: Buffer.from(last[0]).toString('base64url') } : {}),
+      };
+    },
+  );
+
+  app.get<{ Params: Params }>(item, { schema: { ...docs(`Get a ${info.singular}`), params } }, async (request, res) => {
+    const r = lookup(request.params);
+    return reply(res, r, store.current(), 200);
+  });
+
+  app.post<{ Params: Params }>(
+    base,
+    { schema: { ...docs(`Create a ${info.singular}`, kind === 'apiKeys' ? { description: 'Generates the key unless `key` imports one; the key is returned once, in this response only.' } : {}), ...(collectionParams ? { params: collectionParams } : {}), body: bodySchema } },
+    (request, res) => write(request, res, 'create'),
+  );
+
+  app.put<{ Params: Params }>(
+    item,
+    { schema: { ...docs(`Create or replace a ${info.singular}`, { description: 'Send If-Match with the ETag you read to avoid overwriting a concurrent change; If-None-Match: * creates only.' }), params, body: bodySchema } },
+    (request, res) => write(request, res, 'replace'),
+  );
+
+  app.patch<{ Params: Params }>(
+    item,
+    { schema: { ...docs(`Change fields of a ${info.singular} (JSON merge patch, RFC 7396)`), params } },
+    (request, res) => write(request, res, 'patch'),
+  );
+
+  app.delete<{ Params: Params }>(item, { schema: { ...docs(`Delete a ${info.singular}`), params } }, async (request, res) => {
+    const r = lookup(request.params);
+    const key = keyOf(kind, r);
+    const pre = precondition(kind, key, request, undefined);
+    await commit(request, { kind, op: 'delete', key }, pre, `delete ${info.singular} ${key}`);
+    return res.code(204).send();
+  });
+}
+
+/** RFC 7396 JSON merge patch. */
+export function mergePatch(target: unknown, patch: unknown): unknown {
+  if (patch === null || typeof patch !== 'object' || Array.isArray(patch)) return patch;
+  const out: Record<string, unknown> =
+    target !== null && typeof target === 'object' && !Array.isArray(target) ? { ...(target as Record<string, unknown>) } : {};
+  for (const [k, v] of Object.entries(patch as Record<string, unknown>)) {
+    if (v === null) delete out[k];
+    else out[k] = mergePatch(out[k], v);
+  }
+  return out;
+}

@@ -1,0 +1,104 @@
+// The admin API server: fastify with one plugin per feature, problem+json errors, bearer auth,
+// and an OpenAPI 3 document generated from the same schemas that validate requests.
+import Fastify, { LogController, type FastifyBaseLogger, type FastifyInstance } from 'fastify';
+import type { Logger } from '../telemetry/log.ts';
+import swagger from '@fastify/swagger';
+import swaggerUi from '@fastify/swagger-ui';
+import { Ajv } from 'ajv';
+import type { TSchema } from '@sinclair/typebox';
+import { describeSchemaErrors } from '../model/validate.ts';
+import { parseDocumentText } from '../model/declarative.ts';
+import type { ModelStore } from '../store/store.ts';
+import { registerAuth } from './auth.ts';
+import { registerConfigRoutes } from './config.ts';
+import { registerAuditRoutes, registerHealthRoutes, registerTokenRoutes, type Readiness } from './operations.ts';
+import { HttpProblem, installProblemHandlers, problems } from './problem.ts';
+import { registerResourceRoutes } from './resources.ts';
+
+export interface AdminServerOptions {
+  store: ModelStore;
+  readiness: Readiness;
+  bootstrapToken?: string;
+  bodyLimitBytes?: number;
+  logger?: Logger;
+  /** Extra feature plugins (fleet status, …) registered after the core routes. */
+  plugins?: Array<(app: FastifyInstance) => void>;
+}
+
+// Query strings and path parameters arrive as strings: coerce them, then report errors by name.
+const coercing = new Ajv({ allErrors: true, verbose: true, strict: false, coerceTypes: true, useDefaults: true });
+
+export async function buildAdminServer(opts: AdminServerOptions): Promise<FastifyInstance> {
+  const app: FastifyInstance = Fastify({
+    ...(opts.logger ? { loggerInstance: opts.logger as FastifyBaseLogger } : { logger: false }),
+    logController: new LogController({ disableRequestLogging: true }),
+    bodyLimit: opts.bodyLimitBytes ?? 64 * 1024 * 1024,
+    // Route ids in logs, not full URLs with tokens; request ids reuse the caller's x-request-id.
+    requestIdHeader: 'x-request-id',
+    ajv: { customOptions: { strict: false } },
+  });
+
+  // Bodies are validated in the handlers against the kind schema (they first drop read-only
+  // fields a client may echo back); the schemas stay on the routes for the OpenAPI document.
+  app.setValidatorCompiler(({ schema, httpPart }) => {
+    if (httpPart === 'body') return (data: unknown) => ({ value: data });
+    const validate = coercing.compile(schema as TSchema);
+    return (data: unknown) => {
+      if (validate(data)) return { value: data };
+      const where = httpPart === 'querystring' ? 'query parameter ' : httpPart === 'params' ? 'path parameter ' : '';
+      const errors = describeSchemaErrors(validate.errors ?? []).map((e) => ({ field: `${where}${e.field}`, message: e.message }));
+      return { error: problems.validation(errors) as unknown as Error };
+    };
+  });
+  app.setSerializerCompiler(() => (data: unknown) => JSON.stringify(data));
+
+  // Declarative documents may be YAML; everything else is JSON.
+  app.addContentTypeParser(['application/yaml', 'application/x-yaml', 'text/yaml'], { parseAs: 'string' }, (_req, body, done) => {
+    try {
+      done(null, parseDocumentText(String(body)));
+    } catch (e) {
+      done(e as Error, undefined);
+    }
+  });
+  app.addContentTypeParser('application/merge-patch+json', { parseAs: 'string' }, (req, body, done) => {
+    app.getDefaultJsonParser('error', 'error')(req, String(body), done);
+  });
+
+  installProblemHandlers(app);
+  // One line per request, with who made it; never the URL's query (it may carry filters only, but stay safe).
+  app.addHook('onResponse', async (request, reply) => {
+    request.log.info(
+      { method: request.method, route: request.routeOptions.url ?? 'unmatched', status: reply.statusCode, ms: Math.round(reply.elapsedTime), actor: request.principal?.name },
+      'admin request',
+    );
+  });
+  registerAuth(app, { store: opts.store, ...(opts.bootstrapToken ? { bootstrapToken: opts.bootstrapToken } : {}) });
+
+  // The docs page and its assets are public; the API behind them is not.
+  app.addHook('onRoute', (route) => {
+    if (route.url.startsWith('/docs')) route.config = { ...(route.config ?? {}), public: true };
+  });
+  await app.register(swagger, {
+    openapi: {
+      openapi: '3.1.0',
+      info: {
+        title: 'Portico admin API',
+        version: '1',
+        description: 'Manage gateway groups, services, products, routes, partners, plans and credentials. Errors are RFC 9457 problem+json.',
+      },
+      components: { securitySchemes: { bearer: { type: 'http', scheme: 'bearer', description: 'an admin token (pta_…)' } } },
+    },
+  });
+  await app.register(swaggerUi, { routePrefix: '/docs', uiConfig: { docExpansion: 'list' }, logLevel: 'warn' });
+  app.get('/openapi.json', { config: { public: true }, schema: { hide: true } }, async () => app.swagger());
+
+  registerHealthRoutes(app, opts.readiness);
+  registerResourceRoutes(app, { store: opts.store });
+  registerConfigRoutes(app, { store: opts.store });
+  registerTokenRoutes(app, { store: opts.store });
+  registerAuditRoutes(app, { store: opts.store });
+  for (const plugin of opts.plugins ?? []) plugin(app);
+  return app;
+}
+
+export { HttpProblem };

@@ -1,0 +1,146 @@
+// The `portico` command: serve the control plane, manage the model declaratively through the
+// admin API (apply, diff, export), translate a model file offline, migrate, rotate the master key.
+import { readFileSync } from 'node:fs';
+import { parseArgs } from 'node:util';
+import { renderChanges, type ApplyResult } from './admin/config.ts';
+import { parseDocumentText } from './model/declarative.ts';
+import { loadSettings, SettingsError } from './settings.ts';
+
+const USAGE = `usage: portico <command> [options]
+
+commands:
+  serve [--apply FILE]            run the control plane (admin API, xDS, callouts); optionally apply a document at start
+  apply -f FILE [--tag T] [--dry-run]
+                                  make the model exactly what FILE describes (all-or-nothing)
+  diff -f FILE [--tag T]          show what apply would change
+  export [--tag T] [--format yaml|json]
+                                  print the model as a document
+  migrate [--status]              apply pending database migrations (or only report them)
+  rotate-master-key               re-seal stored secrets under PORTICO_MASTER_KEY
+                                  (the old key goes in PORTICO_PREVIOUS_MASTER_KEYS)
+
+apply, diff and export talk to a running server: PORTICO_URL (default http://127.0.0.1:8081)
+and PORTICO_TOKEN (an admin token). Everything else is configured by environment variables;
+see the README.`;
+
+class UsageError extends Error {}
+
+function fail(message: string, code = 1): never {
+  process.stderr.write(`portico: ${message}\n`);
+  process.exit(code);
+}
+
+interface ApiProblem {
+  status: number;
+  detail?: string;
+  errors?: Array<{ field: string; message: string; resource?: string }>;
+}
+
+async function api(method: string, path: string, body?: string, contentType?: string): Promise<Response> {
+  const base = (process.env.PORTICO_URL ?? 'http://127.0.0.1:8081').replace(/\/+$/, '');
+  const token = process.env.PORTICO_TOKEN;
+  if (!token) throw new UsageError('set PORTICO_TOKEN to an admin token');
+  let res: Response;
+  try {
+    res = await fetch(`${base}${path}`, {
+      method,
+      headers: { authorization: `Bearer ${token}`, ...(contentType ? { 'content-type': contentType } : {}), accept: 'application/json, application/yaml' },
+      ...(body !== undefined ? { body } : {}),
+    });
+  } catch (e) {
+    throw new Error(`cannot reach ${base}: ${(e as Error).cause ? String((e as Error & { cause: Error }).cause.message) : (e as Error).message}`);
+  }
+  if (!res.ok) {
+    const p = (await res.json().catch(() => ({ status: res.status }))) as ApiProblem;
+    const lines = [`${res.status}: ${p.detail ?? res.statusText}`];
+    for (const e of p.errors ?? []) lines.push(`  ${e.resource ? `${e.resource}: ` : ''}${e.field} ${e.message}`);
+    throw new Error(lines.join('\n'));
+  }
+  return res;
+}
+
+function readDocument(file: string | undefined): string {
+  if (!file) throw new UsageError('-f FILE is required');
+  const text = file === '-' ? readFileSync(0, 'utf8') : readFileSync(file, 'utf8');
+  parseDocumentText(text); // syntax errors are reported locally, with the line
+  return text;
+}
+
+async function main(argv: string[]): Promise<void> {
+  const [command = 'serve', ...rest] = argv;
+  const { values } = parseArgs({
+    args: rest,
+    options: {
+      file: { type: 'string', short: 'f' },
+      tag: { type: 'string' },
+      'dry-run': { type: 'boolean' },
+      format: { type: 'string' },
+      group: { type: 'string' },
+      apply: { type: 'string' },
+      status: { type: 'boolean' },
+      'callout-address': { type: 'string' },
+      help: { type: 'boolean', short: 'h' },
+    },
+    allowPositionals: false,
+  });
+  if (values.help || command === 'help' || command === '--help') {
+    process.stdout.write(`${USAGE}\n`);
+    return;
+  }
+  const tagQuery = values.tag ? `tag=${encodeURIComponent(values.tag)}` : '';
+
+  switch (command) {
+    case 'serve': {
+      const { serve } = await import('./serve.ts');
+      await serve(loadSettings(), values.apply);
+      return;
+    }
+    case 'apply':
+    case 'diff': {
+      const text = readDocument(values.file);
+      const dry = command === 'diff' || values['dry-run'] === true;
+      const q = [tagQuery, dry ? 'dryRun=true' : ''].filter(Boolean).join('&');
+      const res = await api('POST', `/api/v1/config${q ? `?${q}` : ''}`, text, 'application/yaml');
+      const result = (await res.json()) as ApplyResult;
+      process.stdout.write(`${renderChanges(result)}\n`);
+      if (command === 'diff' && result.changed) process.exitCode = 2; // like diff(1): 2 = differences
+      return;
+    }
+    case 'export': {
+      const format = values.format ?? 'yaml';
+      if (format !== 'yaml' && format !== 'json') throw new UsageError('--format must be yaml or json');
+      const q = [tagQuery, `format=${format}`].filter(Boolean).join('&');
+      const res = await api('GET', `/api/v1/config?${q}`);
+      process.stdout.write(format === 'json' ? `${JSON.stringify(await res.json(), null, 2)}\n` : await res.text());
+      return;
+    }
+    case 'migrate': {
+      const settings = loadSettings();
+      const { openDatabase } = await import('./store/database.ts');
+      const { loadKeyRing } = await import('./store/secrets.ts');
+      const db = await openDatabase({ ...settings, migrate: !values.status, keys: loadKeyRing(settings) }).catch((e: Error) => fail(e.message));
+      process.stdout.write(`${JSON.stringify(db.migrations, null, 2)}\n`);
+      await db.close();
+      return;
+    }
+    case 'rotate-master-key': {
+      const settings = loadSettings();
+      const { openDatabase } = await import('./store/database.ts');
+      const { loadKeyRing } = await import('./store/secrets.ts');
+      const db = await openDatabase({ ...settings, keys: loadKeyRing(settings) });
+      const n = await db.store.resealSecrets();
+      process.stdout.write(`re-sealed ${n} secret(s) under master key ${loadKeyRing(settings).current.id}\n`);
+      await db.close();
+      return;
+    }
+    default:
+      throw new UsageError(`unknown command '${command}'`);
+  }
+}
+
+main(process.argv.slice(2)).catch((e: Error) => {
+  if (e instanceof UsageError) fail(`${e.message}\n\n${USAGE}`, 2);
+  if (e instanceof SettingsError) fail(`configuration: ${e.message}`, 2);
+  if ((e as { code?: string }).code?.startsWith('ERR_PARSE_ARGS')) fail(`${e.message}\n\n${USAGE}`, 2);
+  fail(e.message);
+});

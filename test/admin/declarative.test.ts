@@ -1,0 +1,167 @@
+// Declarative configuration end to end: apply the example file through the API and the CLI,
+// export → apply → export byte-identical, dry runs, tag slices, and all-or-nothing failures.
+import { describe, it, before, after } from 'node:test';
+import assert from 'node:assert/strict';
+import { execFile } from 'node:child_process';
+import { readFileSync, writeFileSync, mkdtempSync } from 'node:fs';
+import os from 'node:os';
+import path from 'node:path';
+import { promisify } from 'node:util';
+import YAML from 'yaml';
+import { startPostgres, type PostgresServer } from '../support/components.ts';
+import { startTestPortico, ADMIN_TOKEN, type TestPortico } from '../support/portico.ts';
+
+const run = promisify(execFile);
+const ROOT = path.resolve(import.meta.dirname, '../..');
+const EXAMPLE = readFileSync(path.join(ROOT, 'examples/gateway.yaml'), 'utf8');
+const yaml = { 'content-type': 'application/yaml' };
+
+async function cli(portico: TestPortico, args: string[], input?: string): Promise<{ code: number; stdout: string; stderr: string }> {
+  const env = { ...process.env, PORTICO_URL: portico.adminUrl, PORTICO_TOKEN: ADMIN_TOKEN };
+  try {
+    const child = run(path.join(ROOT, 'bin/portico'), args, { env, maxBuffer: 64 * 1024 * 1024 });
+    if (input !== undefined) {
+      child.child.stdin!.end(input);
+    }
+    const { stdout, stderr } = await child;
+    return { code: 0, stdout, stderr };
+  } catch (e) {
+    const err = e as { code: number; stdout: string; stderr: string };
+    return { code: err.code, stdout: err.stdout, stderr: err.stderr };
+  }
+}
+
+for (const backend of ['pglite', 'postgresql'] as const) {
+  describe(`declarative config on ${backend}`, () => {
+    let pg: PostgresServer | undefined;
+    let portico: TestPortico;
+
+    before(async (t) => {
+      if (backend === 'postgresql') {
+        pg = await startPostgres(t as never);
+        if (!pg) return;
+      }
+      portico = await startTestPortico(pg ? { databaseUrl: pg.url } : {});
+    });
+    after(async () => {
+      await portico?.close();
+      await pg?.stop();
+    });
+
+    it('applies the example, and applying it again changes nothing', async () => {
+      const first = await portico.api.post('/api/v1/config', EXAMPLE, yaml);
+      assert.equal(first.status, 200, first.text);
+      assert.equal(first.body.changed, true);
+      assert.equal(first.body.summary.delete, 0);
+      assert.ok(first.body.summary.create >= 20);
+      const revision = portico.store.current().revision;
+      const again = await portico.api.post('/api/v1/config', EXAMPLE, yaml);
+      assert.equal(again.body.changed, false);
+      assert.deepEqual(again.body.changes, []);
+      assert.equal(portico.store.current().revision, revision, 'an idempotent apply commits nothing');
+    });
+
+    it('exports, re-applies and re-exports byte-identically', async () => {
+      const key = await portico.api.post('/api/v1/partners/web-app/api-keys', { name: 'svc', tags: ['rotating'] });
+      assert.equal(key.status, 201);
+      const export1 = await portico.api.get('/api/v1/config');
+      assert.equal(export1.status, 200);
+      assert.match(export1.headers.get('content-type') ?? '', /application\/yaml/);
+      assert.ok(!export1.text.includes(key.body.key), 'the API key secret is never exported');
+      const apply = await portico.api.post('/api/v1/config', export1.text, yaml);
+      assert.equal(apply.status, 200, apply.text);
+      assert.equal(apply.body.changed, false, JSON.stringify(apply.body.changes));
+      const export2 = await portico.api.get('/api/v1/config');
+      assert.equal(export2.text, export1.text);
+      // JSON export describes the same model.
+      const asJson = await portico.api.get('/api/v1/config?format=json');
+      assert.deepEqual(asJson.body, YAML.parse(export1.text));
+    });
+
+    it('previews changes with a dry run and writes nothing', async () => {
+      const doc = YAML.parse(EXAMPLE);
+      doc.services.find((s: { name: string }) => s.name === 'orders').endpoints[0].port = 4002;
+      doc.products = doc.products.filter((p: { name: string }) => p.name !== 'users');
+      doc.partners[0].subscriptions = doc.partners[0].subscriptions.filter((s: { product: string }) => s.product !== 'users');
+      const before = portico.store.current();
+      const dry = await portico.api.post('/api/v1/config?dryRun=true', YAML.stringify(doc), yaml);
+      assert.equal(dry.status, 200, dry.text);
+      assert.equal(dry.body.dryRun, true);
+      const summary = dry.body.changes.map((c: { action: string; kind: string; key: string }) => `${c.action} ${c.kind} ${c.key}`);
+      assert.ok(summary.includes('update services orders'));
+      assert.ok(summary.includes('delete products users'));
+      assert.ok(summary.includes('delete routes users/users'), 'children of a removed product go too');
+      assert.ok(summary.includes('delete subscriptions web-app/users'));
+      const update = dry.body.changes.find((c: { kind: string; key: string }) => c.kind === 'services' && c.key === 'orders');
+      assert.deepEqual(update.fields, [{ field: 'endpoints', before: [{ host: '127.0.0.1', port: 3002 }], after: [{ host: '127.0.0.1', port: 4002 }] }]);
+      assert.equal(portico.store.current(), before, 'a dry run leaves the model untouched');
+    });
+
+    it('is all-or-nothing: one bad resource among many changes nothing', async () => {
+      const exportBefore = (await portico.api.get('/api/v1/config')).text;
+      const doc = YAML.parse(EXAMPLE);
+      doc.services.push({ name: 'new-one', endpoints: [{ host: '10.1.1.1', port: 80 }] });
+      doc.products[1].routes.push({ name: 'broken', match: { path: { type: 'prefix', value: '/broken' } }, service: 'missing-service' });
+      const res = await portico.api.post('/api/v1/config', YAML.stringify(doc), yaml);
+      assert.equal(res.status, 422);
+      assert.match(res.body.detail, /route 'catalog\/broken': service refers to service 'missing-service'/);
+      assert.equal((await portico.api.get('/api/v1/config')).text, exportBefore);
+
+      const schemaBad = await portico.api.post('/api/v1/config', 'portico: v1\nservices:\n  - name: x\n    endpoints: [{host: 10.0.0.1, port: 0}]\n', yaml);
+      assert.equal(schemaBad.status, 422);
+      assert.deepEqual(schemaBad.body.errors, [{ field: 'services[0].endpoints[0].port', message: 'must be >= 1' }]);
+      const syntax = await portico.api.post('/api/v1/config', 'portico: v1\nservices: [\n', yaml);
+      assert.equal(syntax.status, 400);
+      const unknownSection = await portico.api.post('/api/v1/config', 'portico: v1\nroutes: []\n', yaml);
+      assert.equal(unknownSection.status, 422);
+      assert.equal(unknownSection.body.errors[0].field, 'routes');
+      const dup = await portico.api.post('/api/v1/config', 'portico: v1\npartners: [{name: a}, {name: a}]\n', yaml);
+      assert.equal(dup.status, 422);
+      assert.match(dup.body.errors[0].message, /appears twice/);
+      assert.equal((await portico.api.get('/api/v1/config')).text, exportBefore);
+    });
+
+    it('limits an apply to one tag slice and leaves the rest alone', async () => {
+      const doc = 'portico: v1\npartners:\n  - name: team-a-svc\n    tags: [team:a]\n  - name: team-a-batch\n    tags: [team:a]\n';
+      const a = await portico.api.post('/api/v1/config?tag=team:a', doc, yaml);
+      assert.equal(a.status, 200, a.text);
+      assert.equal(a.body.summary.create, 2);
+      assert.equal(a.body.summary.delete, 0, 'resources outside the slice are not deleted');
+      assert.ok(portico.store.current().products.has('orders'));
+      const shrink = await portico.api.post('/api/v1/config?tag=team:a', 'portico: v1\npartners:\n  - name: team-a-svc\n    tags: [team:a]\n', yaml);
+      assert.deepEqual(shrink.body.changes.map((c: { action: string; key: string }) => `${c.action} ${c.key}`), ['delete team-a-batch']);
+      const outside = await portico.api.post('/api/v1/config?tag=team:a', 'portico: v1\npartners:\n  - name: untagged\n', yaml);
+      assert.equal(outside.status, 422);
+      assert.match(outside.body.errors[0].message, /does not carry tag 'team:a'/);
+      const sliceExport = await portico.api.get('/api/v1/config?tag=team:a&format=json');
+      assert.deepEqual(sliceExport.body.partners.map((p: { name: string }) => p.name), ['team-a-svc']);
+      assert.equal(sliceExport.body.services, undefined);
+      await portico.api.post('/api/v1/config?tag=team:a', 'portico: v1\n', yaml);
+      assert.equal(portico.store.current().partners.has('team-a-svc'), false);
+    });
+
+    it('drives the same through the portico CLI', async () => {
+      const dir = mkdtempSync(path.join(os.tmpdir(), 'portico-cli-'));
+      const file = path.join(dir, 'model.yaml');
+      const exported = await cli(portico, ['export']);
+      assert.equal(exported.code, 0, exported.stderr);
+      writeFileSync(file, exported.stdout);
+      const same = await cli(portico, ['diff', '-f', file]);
+      assert.equal(same.code, 0, same.stderr);
+      assert.match(same.stdout, /would change: 0 created, 0 updated, 0 deleted/);
+      writeFileSync(file, exported.stdout.replace('port: 3003', 'port: 3333'));
+      const changed = await cli(portico, ['diff', '-f', file]);
+      assert.equal(changed.code, 2, 'diff exits 2 when there are differences');
+      assert.match(changed.stdout, /~ service products\n\s+endpoints: .*3003.* → .*3333/);
+      const applied = await cli(portico, ['apply', '-f', file]);
+      assert.equal(applied.code, 0, applied.stderr);
+      assert.equal(portico.store.current().services.get('products')!.endpoints[0]!.port, 3333);
+      const bad = await cli(portico, ['apply', '-f', '-'], 'portico: v1\nservices: [{name: x}]\n');
+      assert.equal(bad.code, 1);
+      assert.match(bad.stderr, /services\[0\]\.endpoints is required/);
+      const noToken = await run(path.join(ROOT, 'bin/portico'), ['export'], { env: { ...process.env, PORTICO_URL: portico.adminUrl, PORTICO_TOKEN: '' } }).catch((e) => e);
+      assert.equal(noToken.code, 2);
+      assert.match(noToken.stderr, /PORTICO_TOKEN/);
+    });
+  });
+}

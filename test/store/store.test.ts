@@ -1,0 +1,63 @@
+// The store's write path on real databases: one snapshot per committed write, nothing on a
+// failed write, and a second replica on the same PostgreSQL catching up before it validates.
+import { describe, it, after } from 'node:test';
+import assert from 'node:assert/strict';
+import { startPostgres, createDatabase, type PostgresServer } from '../support/components.ts';
+import { openDatabase, type Database } from '../../src/store/database.ts';
+import { KeyRing, parseMasterKey, generateMasterKey } from '../../src/store/secrets.ts';
+import { ModelValidationError } from '../../src/store/store.ts';
+import type { ModelSnapshot, Mutation } from '../../src/model/model.ts';
+
+const keys = new KeyRing(parseMasterKey(generateMasterKey()));
+const put = (kind: Mutation['kind'], key: string, resource: object): Mutation => ({ kind, op: 'put', key, resource: resource as Mutation['resource'] });
+
+describe('model store', () => {
+  const open: Database[] = [];
+  let pg: PostgresServer | undefined;
+  after(async () => {
+    for (const d of open) await d.close();
+    await pg?.stop();
+  });
+
+  it('publishes exactly one snapshot per committed write and none for failed or no-op writes', async () => {
+    const db = await openDatabase({ databaseUrl: undefined, dataDir: 'memory://', migrate: true, keys });
+    open.push(db);
+    const seen: ModelSnapshot[] = [];
+    db.store.subscribe((s) => seen.push(s));
+    const r1 = await db.store.commit({ actor: 't', summary: 'one', mutations: [put('partners', 'a', { name: 'a' }), put('partners', 'b', { name: 'b' })] });
+    assert.equal(seen.length, 1);
+    assert.equal(seen[0]!.revision, r1.snapshot.revision);
+    await db.store.commit({ actor: 't', summary: 'same again', mutations: [put('partners', 'a', { name: 'a' })] });
+    assert.equal(seen.length, 1, 'a write that changes nothing publishes nothing');
+    await assert.rejects(
+      db.store.commit({ actor: 't', summary: 'bad', mutations: [put('subscriptions', 'a/nope', { partner: 'a', product: 'nope', plan: 'nope' })] }),
+      ModelValidationError,
+    );
+    assert.equal(seen.length, 1);
+    // Snapshots are immutable: the first one still shows the old world after later writes.
+    await db.store.commit({ actor: 't', summary: 'c', mutations: [put('partners', 'c', { name: 'c' })] });
+    assert.equal(seen.length, 2);
+    assert.equal(seen[0]!.partners.has('c'), false);
+    assert.equal(seen[1]!.partners.has('c'), true);
+    assert.equal(seen[1]!.revision, seen[0]!.revision + 1);
+  });
+
+  it('lets a replica that is behind catch up inside the write lock (shared PostgreSQL)', async (t) => {
+    pg = await startPostgres(t);
+    if (!pg) return;
+    const url = createDatabase(pg, 'replicas');
+    const a = await openDatabase({ databaseUrl: url, dataDir: 'memory://', migrate: true, keys });
+    const b = await openDatabase({ databaseUrl: url, dataDir: 'memory://', migrate: false, keys });
+    open.push(a, b);
+    assert.equal(a.store.apiKeyHasher().hash('x'), b.store.apiKeyHasher().hash('x'), 'replicas share the key-hashing secret');
+    await a.store.commit({ actor: 'a', summary: 'group', mutations: [put('gatewayGroups', 'edge', { name: 'edge', listeners: [{ name: 'h', port: 80 }] })] });
+    assert.equal(b.store.current().gatewayGroups.has('edge'), false, 'b has not heard of it yet');
+    // b validates against the database's latest model, so this reference resolves.
+    const r = await b.store.commit({ actor: 'b', summary: 'product', mutations: [put('products', 'p', { name: 'p', gatewayGroups: ['edge'] })] });
+    assert.ok(r.snapshot.gatewayGroups.has('edge'));
+    assert.equal(r.snapshot.revision, 2);
+    await a.store.reload();
+    assert.equal(a.store.current().revision, 2);
+    assert.ok(a.store.current().products.has('p'));
+  });
+});

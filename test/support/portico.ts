@@ -1,0 +1,78 @@
+// Starts a real Portico control plane in the test process (embedded PGlite in memory, or a given
+// PostgreSQL) and offers a small client for its admin API.
+import { randomBytes } from 'node:crypto';
+import { startPortico, type Portico } from '../../src/main.ts';
+import { loadSettings } from '../../src/settings.ts';
+import { createLogger } from '../../src/telemetry/log.ts';
+
+export const ADMIN_TOKEN = 'test-bootstrap-admin-token';
+
+export interface TestPortico extends Portico {
+  api: ApiClient;
+}
+
+export async function startTestPortico(opts: { databaseUrl?: string; env?: Record<string, string> } = {}): Promise<TestPortico> {
+  const settings = loadSettings({
+    PORTICO_DATA_DIR: 'memory://',
+    PORTICO_ADMIN_ADDR: '127.0.0.1:0',
+    PORTICO_GRPC_ADDR: '127.0.0.1:0',
+    PORTICO_MASTER_KEY: randomBytes(32).toString('base64'),
+    PORTICO_ADMIN_TOKEN: ADMIN_TOKEN,
+    PORTICO_LOG_LEVEL: process.env.PORTICO_TEST_LOG_LEVEL ?? 'silent',
+    ...(opts.databaseUrl ? { DATABASE_URL: opts.databaseUrl } : {}),
+    ...opts.env,
+  });
+  const portico = await startPortico(settings, { logger: createLogger(settings.logLevel) });
+  return Object.assign(portico, { api: new ApiClient(portico.adminUrl, ADMIN_TOKEN) });
+}
+
+export interface ApiResponse<T = any> {
+  status: number;
+  headers: Headers;
+  body: T;
+  text: string;
+}
+
+export class ApiClient {
+  constructor(
+    readonly baseUrl: string,
+    readonly token: string | undefined,
+  ) {}
+
+  withToken(token: string | undefined): ApiClient {
+    return new ApiClient(this.baseUrl, token);
+  }
+
+  async request<T = any>(method: string, path: string, body?: unknown, headers: Record<string, string> = {}): Promise<ApiResponse<T>> {
+    const raw = typeof body === 'string' || body instanceof Uint8Array;
+    const res = await fetch(`${this.baseUrl}${path}`, {
+      method,
+      headers: {
+        ...(this.token ? { authorization: `Bearer ${this.token}` } : {}),
+        ...(body !== undefined && !raw ? { 'content-type': 'application/json' } : {}),
+        ...headers,
+      },
+      ...(body !== undefined ? { body: raw ? (body as string) : JSON.stringify(body) } : {}),
+    });
+    const text = await res.text();
+    let parsed: unknown = text;
+    if ((res.headers.get('content-type') ?? '').includes('json') && text) parsed = JSON.parse(text);
+    return { status: res.status, headers: res.headers, body: parsed as T, text };
+  }
+
+  get<T = any>(path: string, headers?: Record<string, string>) {
+    return this.request<T>('GET', path, undefined, headers);
+  }
+  post<T = any>(path: string, body?: unknown, headers?: Record<string, string>) {
+    return this.request<T>('POST', path, body, headers);
+  }
+  put<T = any>(path: string, body?: unknown, headers?: Record<string, string>) {
+    return this.request<T>('PUT', path, body, headers);
+  }
+  patch<T = any>(path: string, body?: unknown, headers?: Record<string, string>) {
+    return this.request<T>('PATCH', path, body, headers);
+  }
+  delete<T = any>(path: string, headers?: Record<string, string>) {
+    return this.request<T>('DELETE', path, undefined, headers);
+  }
+}
