@@ -1,0 +1,199 @@
+// Envoy bootstrap for edge and sidecar Envoys: ADS to the control plane replicas, admin on loopback,
+// overload limits. Run as a script it renders one from the environment (or rewrites envoy/*.yaml).
+import { writeFileSync } from 'node:fs';
+import path from 'node:path';
+import { fileURLToPath } from 'node:url';
+import { isIP } from 'node:net';
+import YAML from 'yaml';
+import type { JsonObject } from './protos.ts';
+
+export type EnvoyRole = 'edge' | 'sidecar';
+
+export interface BootstrapOptions {
+  role?: EnvoyRole;
+  /** node.id; omitted → Envoy takes --service-node. */
+  nodeId?: string;
+  /** node.cluster = the gateway group; omitted → Envoy takes --service-cluster. */
+  group?: string;
+  /** Control-plane replicas as host:port; all become endpoints of the xDS cluster (HA). */
+  xdsAddresses: string[];
+  adminPort: number;
+  /** Admin listens on loopback only: it can change Envoy's state. */
+  adminAddress?: string;
+  /** 'GRPC' = state of the world, 'DELTA_GRPC' = incremental. */
+  apiType?: 'GRPC' | 'DELTA_GRPC';
+  /** Overload manager: heap ceiling and global downstream connection limit. */
+  maxHeapBytes?: number;
+  maxDownstreamConnections?: number;
+  /** mTLS to the control plane (file paths inside the Envoy's filesystem). */
+  xdsTls?: { caFile: string; certFile: string; keyFile: string; sni?: string };
+}
+
+export const XDS_CLUSTER = 'portico_xds';
+
+/** Defaults per role: an edge takes Internet-scale connection counts, a sidecar serves one workload. */
+export const ROLE_DEFAULTS: Readonly<Record<EnvoyRole, { adminPort: number; maxHeapBytes: number; maxDownstreamConnections: number }>> = {
+  edge: { adminPort: 9901, maxHeapBytes: 1024 * 1024 * 1024, maxDownstreamConnections: 50_000 },
+  sidecar: { adminPort: 9902, maxHeapBytes: 256 * 1024 * 1024, maxDownstreamConnections: 5_000 },
+};
+
+function splitHostPort(addr: string): { host: string; port: number } {
+  const m = /^\[?([^\]]+?)\]?:(\d{1,5})$/.exec(addr.trim());
+  const port = m ? Number(m[2]) : NaN;
+  if (!m || port < 1 || port > 65535) throw new Error(`xDS address must be host:port, got '${addr}'`);
+  return { host: m[1]!, port };
+}
+
+/** The bootstrap as proto3 JSON (Envoy reads it as .json or .yaml). */
+export function renderBootstrap(o: BootstrapOptions): JsonObject {
+  const role = o.role ?? 'edge';
+  const defaults = ROLE_DEFAULTS[role];
+  if (o.xdsAddresses.length === 0) throw new Error('at least one xDS address is needed');
+  const endpoints = o.xdsAddresses.map(splitHostPort);
+  // IP literals need no resolver; names are resolved and re-resolved (every address a replica).
+  const staticAddresses = endpoints.every((e) => isIP(e.host) !== 0);
+  const node: JsonObject = { metadata: { 'portico.role': role } };
+  if (o.nodeId) node.id = o.nodeId;
+  if (o.group) node.cluster = o.group;
+
+  const xdsCluster: JsonObject = {
+    name: XDS_CLUSTER,
+    type: staticAddresses ? 'STATIC' : 'STRICT_DNS',
+    connect_timeout: '1s',
+    lb_policy: 'ROUND_ROBIN',
+    typed_extension_protocol_options: {
+      'envoy.extensions.upstreams.http.v3.HttpProtocolOptions': {
+        '@type': 'type.googleapis.com/envoy.extensions.upstreams.http.v3.HttpProtocolOptions',
+        explicit_http_config: {
+          // HTTP/2 pings notice a dead control plane faster than TCP does.
+          http2_protocol_options: { connection_keepalive: { interval: '30s', timeout: '5s' } },
+        },
+      },
+    },
+    upstream_connection_options: { tcp_keepalive: { keepalive_time: 60 } },
+    load_assignment: {
+      cluster_name: XDS_CLUSTER,
+      endpoints: [
+        {
+          lb_endpoints: endpoints.map((e) => ({ endpoint: { address: { socket_address: { address: e.host, port_value: e.port } } } })),
+        },
+      ],
+    },
+  };
+  if (o.xdsTls) {
+    xdsCluster.transport_socket = {
+      name: 'envoy.transport_sockets.tls',
+      typed_config: {
+        '@type': 'type.googleapis.com/envoy.extensions.transport_sockets.tls.v3.UpstreamTlsContext',
+        ...(o.xdsTls.sni ? { sni: o.xdsTls.sni } : {}),
+        common_tls_context: {
+          alpn_protocols: ['h2'],
+          tls_certificates: [{ certificate_chain: { filename: o.xdsTls.certFile }, private_key: { filename: o.xdsTls.keyFile } }],
+          validation_context: { trusted_ca: { filename: o.xdsTls.caFile } },
+        },
+      },
+    };
+  }
+
+  const heap = o.maxHeapBytes ?? defaults.maxHeapBytes;
+  return {
+    node,
+    admin: { address: { socket_address: { address: o.adminAddress ?? '127.0.0.1', port_value: o.adminPort } } },
+    dynamic_resources: {
+      ads_config: {
+        api_type: o.apiType ?? 'GRPC',
+        transport_api_version: 'V3',
+        grpc_services: [
+          {
+            envoy_grpc: {
+              cluster_name: XDS_CLUSTER,
+              // Reconnect quickly after a replica restarts, without hammering a fleet-wide outage.
+              retry_policy: { retry_back_off: { base_interval: '0.25s', max_interval: '5s' } },
+            },
+          },
+        ],
+        set_node_on_first_message_only: true,
+      },
+      cds_config: { ads: {}, resource_api_version: 'V3' },
+      lds_config: { ads: {}, resource_api_version: 'V3' },
+    },
+    static_resources: { clusters: [xdsCluster] },
+    overload_manager: {
+      refresh_interval: '0.25s',
+      resource_monitors: [
+        {
+          name: 'envoy.resource_monitors.fixed_heap',
+          typed_config: {
+            '@type': 'type.googleapis.com/envoy.extensions.resource_monitors.fixed_heap.v3.FixedHeapConfig',
+            max_heap_size_bytes: String(heap),
+          },
+        },
+        {
+          name: 'envoy.resource_monitors.global_downstream_max_connections',
+          typed_config: {
+            '@type': 'type.googleapis.com/envoy.extensions.resource_monitors.downstream_connections.v3.DownstreamConnectionsConfig',
+            max_active_downstream_connections: String(o.maxDownstreamConnections ?? defaults.maxDownstreamConnections),
+          },
+        },
+      ],
+      actions: [
+        { name: 'envoy.overload_actions.shrink_heap', triggers: [{ name: 'envoy.resource_monitors.fixed_heap', threshold: { value: 0.9 } }] },
+        { name: 'envoy.overload_actions.stop_accepting_requests', triggers: [{ name: 'envoy.resource_monitors.fixed_heap', threshold: { value: 0.98 } }] },
+      ],
+    },
+  };
+}
+
+/** The options envoy/<role>.yaml is rendered with (node id and group come from Envoy's command line). */
+export function fileOptions(role: EnvoyRole): BootstrapOptions {
+  return { role, xdsAddresses: ['127.0.0.1:18000'], adminPort: ROLE_DEFAULTS[role].adminPort };
+}
+
+export function bootstrapYaml(role: EnvoyRole): string {
+  const header = [
+    `# Portico ${role} Envoy bootstrap. Generated by src/xds/bootstrap.ts (renderBootstrap); a test keeps it in sync.`,
+    '# Start: envoy -c envoy/' + role + '.yaml --service-node <node-id> --service-cluster <gateway-group>',
+    '# Other control-plane addresses, ports or limits: render one with `npx tsx src/xds/bootstrap.ts` (see envoy/README.md).',
+    '',
+  ].join('\n');
+  return header + YAML.stringify(renderBootstrap(fileOptions(role)));
+}
+
+function fromEnv(env: NodeJS.ProcessEnv, role: EnvoyRole): BootstrapOptions {
+  const num = (name: string): number | undefined => {
+    const v = env[name];
+    if (!v) return undefined;
+    const n = Number(v);
+    if (!Number.isInteger(n) || n <= 0) throw new Error(`${name} must be a positive integer, got '${v}'`);
+    return n;
+  };
+  const api = (env.PORTICO_XDS_API ?? 'sotw').toLowerCase();
+  if (api !== 'sotw' && api !== 'delta') throw new Error(`PORTICO_XDS_API must be sotw or delta, got '${api}'`);
+  return {
+    role,
+    nodeId: env.ENVOY_NODE_ID || undefined,
+    group: env.ENVOY_GATEWAY_GROUP || undefined,
+    xdsAddresses: (env.PORTICO_XDS_ADDRS || '127.0.0.1:18000').split(',').map((s) => s.trim()).filter(Boolean),
+    adminPort: num('ENVOY_ADMIN_PORT') ?? ROLE_DEFAULTS[role].adminPort,
+    apiType: api === 'delta' ? 'DELTA_GRPC' : 'GRPC',
+    maxHeapBytes: num('ENVOY_MAX_HEAP_BYTES'),
+    maxDownstreamConnections: num('ENVOY_MAX_CONNECTIONS'),
+    xdsTls:
+      env.PORTICO_XDS_CA_FILE && env.PORTICO_XDS_CERT_FILE && env.PORTICO_XDS_KEY_FILE
+        ? { caFile: env.PORTICO_XDS_CA_FILE, certFile: env.PORTICO_XDS_CERT_FILE, keyFile: env.PORTICO_XDS_KEY_FILE, sni: env.PORTICO_XDS_SNI || undefined }
+        : undefined,
+  };
+}
+
+// `tsx src/xds/bootstrap.ts [edge|sidecar]` prints a bootstrap from the environment;
+// `tsx src/xds/bootstrap.ts --write-files` regenerates envoy/edge.yaml and envoy/sidecar.yaml.
+if (process.argv[1] && path.resolve(process.argv[1]) === fileURLToPath(import.meta.url)) {
+  const args = process.argv.slice(2);
+  if (args.includes('--write-files')) {
+    const dir = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '../../envoy');
+    for (const role of ['edge', 'sidecar'] as const) writeFileSync(path.join(dir, `${role}.yaml`), bootstrapYaml(role));
+  } else {
+    const role = (args.find((a) => a === 'edge' || a === 'sidecar') ?? 'edge') as EnvoyRole;
+    process.stdout.write(`${JSON.stringify(renderBootstrap(fromEnv(process.env, role)), null, 2)}\n`);
+  }
+}

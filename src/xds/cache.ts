@@ -1,0 +1,310 @@
+// Snapshot cache per gateway group: resources encoded once per content and shared by every stream,
+// versions that are content hashes (identical on every replica and across restarts), debounced publishing.
+import { createHash } from 'node:crypto';
+import protobuf from 'protobufjs';
+import { TYPE_URLS, type XdsTypeUrl } from './protos.ts';
+import {
+  GroupResourcesError,
+  KIND_TYPE_URL,
+  RESOURCE_KINDS,
+  tryEncode,
+  type EnvoyResource,
+  type GroupResources,
+  type ResourceProblem,
+} from './resources.ts';
+
+/** Types in make-before-break order (what a later type refers to is delivered first). */
+export const TYPE_ORDER: readonly XdsTypeUrl[] = RESOURCE_KINDS.map((k) => KIND_TYPE_URL[k]);
+
+function hex16(h: ReturnType<typeof createHash>): string {
+  return h.digest('hex').slice(0, 16);
+}
+
+/** Content hash of an encoded resource: its version in every response. */
+export function contentVersion(bytes: Uint8Array): string {
+  return hex16(createHash('sha256').update(bytes));
+}
+
+/** Version of a set of resources: hash over (name, version) in name order; the empty set has one too. */
+export function setVersion(entries: Iterable<readonly [string, string]>): string {
+  const sorted = [...entries].sort((a, b) => (a[0] < b[0] ? -1 : a[0] > b[0] ? 1 : 0));
+  const h = createHash('sha256');
+  for (const [name, version] of sorted) h.update(`${name}\0${version}\n`);
+  return hex16(h);
+}
+
+/** One encoded resource, shared by every stream and every group holding the same content. */
+export class CachedResource {
+  private deltaBytes: Uint8Array | undefined;
+  private anyBytes: Uint8Array | undefined;
+
+  constructor(
+    readonly typeUrl: XdsTypeUrl,
+    readonly name: string,
+    /** Content hash of `bytes`. */
+    readonly version: string,
+    /** The resource message itself. */
+    readonly bytes: Uint8Array,
+  ) {}
+
+  /** google.protobuf.Any holding the resource: one element of DiscoveryResponse.resources. */
+  get any(): Uint8Array {
+    this.anyBytes ??= protobuf.Writer.create().uint32(10).string(this.typeUrl).uint32(18).bytes(this.bytes).finish();
+    return this.anyBytes;
+  }
+
+  /** envoy.service.discovery.v3.Resource: one element of DeltaDiscoveryResponse.resources. */
+  get delta(): Uint8Array {
+    this.deltaBytes ??= protobuf.Writer.create()
+      .uint32(10).string(this.version) // version = 1
+      .uint32(18).bytes(this.any) // resource = 2
+      .uint32(26).string(this.name) // name = 3
+      .finish();
+    return this.deltaBytes;
+  }
+}
+
+export interface TypeSnapshot {
+  readonly typeUrl: string;
+  /** setVersion over every resource of the type. */
+  readonly version: string;
+  readonly resources: ReadonlyMap<string, CachedResource>;
+}
+
+export interface Snapshot {
+  readonly group: string;
+  /** Hash over (type, name, version) of everything: the group's config version. */
+  readonly version: string;
+  readonly types: ReadonlyMap<string, TypeSnapshot>;
+  /** EDS cluster name → its EDS service name, for those with a ClusterLoadAssignment here (make-before-break). */
+  readonly edsClusters: ReadonlyMap<string, string>;
+}
+
+const EMPTY_TYPES = new Map<string, TypeSnapshot>(TYPE_ORDER.map((t) => [t, { typeUrl: t, version: setVersion([]), resources: new Map() }]));
+
+function snapshotVersion(types: ReadonlyMap<string, TypeSnapshot>): string {
+  const h = createHash('sha256');
+  for (const t of TYPE_ORDER) {
+    const ts = types.get(t)!;
+    for (const name of [...ts.resources.keys()].sort()) h.update(`${t}\0${name}\0${ts.resources.get(name)!.version}\n`);
+  }
+  return hex16(h);
+}
+
+export function emptySnapshot(group: string): Snapshot {
+  return { group, version: snapshotVersion(EMPTY_TYPES), types: EMPTY_TYPES, edsClusters: new Map() };
+}
+
+/** The resources of a type in a snapshot (empty for types Portico does not serve). */
+export function typeSnapshot(s: Snapshot, typeUrl: string): TypeSnapshot {
+  return s.types.get(typeUrl) ?? { typeUrl, version: setVersion([]), resources: new Map() };
+}
+
+export interface CacheOptions {
+  /** Quiet period: publish once no update arrived for this long. */
+  debounceMs: number;
+  /** Upper bound on how long the first pending update waits. */
+  debounceMaxMs: number;
+}
+
+export type SnapshotListener = (snapshot: Snapshot) => void;
+
+export class SnapshotCache {
+  private readonly published = new Map<string, Snapshot>();
+  private readonly pending = new Map<string, Snapshot>();
+  private readonly listeners = new Map<string, Set<SnapshotListener>>();
+  private readonly anyListeners = new Set<SnapshotListener>();
+  /** Content-addressed encodings (type + JSON text), so equal content is encoded once across groups and updates. */
+  private readonly interned = new Map<string, WeakRef<CachedResource>>();
+  private readonly finalizer = new FinalizationRegistry<string>((key) => {
+    const ref = this.interned.get(key);
+    if (ref && ref.deref() === undefined) this.interned.delete(key);
+  });
+  private timer: NodeJS.Timeout | undefined;
+  private firstPendingAt = 0;
+  private closed = false;
+  private ready = false;
+  private readonly readyWaiters: (() => void)[] = [];
+
+  constructor(private readonly options: CacheOptions = { debounceMs: 50, debounceMaxMs: 250 }) {}
+
+  /**
+   * Replaces a group's resources. Encodes (and so validates) them now: an invalid resource throws
+   * GroupResourcesError and leaves the group as it was. Publishing to streams is debounced.
+   * Returns the snapshot version the group will have.
+   */
+  setGroupResources(group: string, resources: GroupResources): string {
+    const next = this.build(group, resources);
+    const current = this.pending.get(group) ?? this.published.get(group);
+    if (current?.version === next.version) {
+      if (!this.ready) this.schedule();
+      return next.version;
+    }
+    if (this.published.get(group)?.version === next.version) this.pending.delete(group);
+    else this.pending.set(group, next);
+    this.schedule();
+    return next.version;
+  }
+
+  /** Sets every group in `all` and empties the groups not in it. */
+  replaceAll(all: ReadonlyMap<string, GroupResources>): void {
+    const built = new Map<string, Snapshot>();
+    const problems: GroupResourcesError[] = [];
+    for (const [g, r] of all) {
+      try {
+        built.set(g, this.build(g, r));
+      } catch (e) {
+        if (e instanceof GroupResourcesError) problems.push(e);
+        else throw e;
+      }
+    }
+    // All or nothing: one bad group must not leave the fleet half-updated.
+    if (problems.length > 0) throw problems[0]!;
+    for (const g of this.groups()) if (!all.has(g)) built.set(g, emptySnapshot(g));
+    let changed = false;
+    for (const [g, s] of built) {
+      if ((this.pending.get(g) ?? this.published.get(g) ?? emptySnapshot(g)).version === s.version) continue;
+      changed = true;
+      if (this.published.get(g)?.version === s.version) this.pending.delete(g);
+      else this.pending.set(g, s);
+    }
+    if (changed || !this.ready) this.schedule();
+  }
+
+  /** Empties a group (its Envoys get empty responses; their config is removed). */
+  removeGroup(group: string): void {
+    if (!this.published.has(group) && !this.pending.has(group)) return;
+    this.pending.set(group, emptySnapshot(group));
+    this.schedule();
+  }
+
+  /** The published snapshot of a group; an unknown group has an empty one. */
+  getSnapshot(group: string): Snapshot {
+    return this.published.get(group) ?? emptySnapshot(group);
+  }
+
+  /** Groups with a published or pending snapshot. */
+  groups(): string[] {
+    return [...new Set([...this.published.keys(), ...this.pending.keys()])].sort();
+  }
+
+  /** Calls `fn` with every snapshot published for `group`; returns the unsubscribe function. */
+  watch(group: string, fn: SnapshotListener): () => void {
+    let set = this.listeners.get(group);
+    if (!set) this.listeners.set(group, (set = new Set()));
+    set.add(fn);
+    return () => {
+      set.delete(fn);
+      if (set.size === 0 && this.listeners.get(group) === set) this.listeners.delete(group);
+    };
+  }
+
+  /** Calls `fn` for every publication of any group. */
+  watchAll(fn: SnapshotListener): () => void {
+    this.anyListeners.add(fn);
+    return () => this.anyListeners.delete(fn);
+  }
+
+  /** Publishes pending updates now (tests, shutdown, or a caller that wants no debounce). */
+  flush(): void {
+    if (this.timer) clearTimeout(this.timer);
+    this.timer = undefined;
+    const batch = [...this.pending.values()];
+    this.pending.clear();
+    for (const s of batch) {
+      if (s.types === EMPTY_TYPES) this.published.delete(s.group);
+      else this.published.set(s.group, s);
+      for (const fn of [...(this.listeners.get(s.group) ?? [])]) fn(s);
+      for (const fn of [...this.anyListeners]) fn(s);
+    }
+    if (!this.ready) {
+      this.ready = true;
+      for (const fn of this.readyWaiters.splice(0)) fn();
+    }
+  }
+
+  /**
+   * False until the first publication. Streams answer nothing before that: after a restart an empty
+   * cache must never be served to Envoys that still hold the real config.
+   */
+  isReady(): boolean {
+    return this.ready;
+  }
+
+  /** Calls `fn` once the cache is ready (now, if it is). */
+  onReady(fn: () => void): void {
+    if (this.ready) fn();
+    else this.readyWaiters.push(fn);
+  }
+
+  /** True while an update waits for the debounce. */
+  hasPending(): boolean {
+    return this.pending.size > 0;
+  }
+
+  close(): void {
+    this.closed = true;
+    if (this.timer) clearTimeout(this.timer);
+    this.timer = undefined;
+  }
+
+  private schedule(): void {
+    // Before the first publication even an unchanged (e.g. empty) input must publish, to become ready.
+    if (this.closed || (this.pending.size === 0 && this.ready)) return;
+    const now = Date.now();
+    if (!this.timer) this.firstPendingAt = now;
+    else clearTimeout(this.timer);
+    const due = Math.min(now + this.options.debounceMs, this.firstPendingAt + this.options.debounceMaxMs);
+    this.timer = setTimeout(() => this.flush(), Math.max(0, due - now));
+  }
+
+  private build(group: string, resources: GroupResources): Snapshot {
+    const problems: ResourceProblem[] = [];
+    const types = new Map<string, TypeSnapshot>();
+    const edsCandidates: [string, string][] = [];
+    for (const kind of RESOURCE_KINDS) {
+      const typeUrl = KIND_TYPE_URL[kind];
+      const map = new Map<string, CachedResource>();
+      const list = resources[kind] ?? [];
+      if (!Array.isArray(list)) {
+        problems.push({ kind, name: '-', path: '$', message: `${kind} must be an array` });
+        continue;
+      }
+      list.forEach((r: EnvoyResource, i: number) => {
+        const c = this.encode(kind, typeUrl, i, r);
+        if ('message' in c) problems.push(c);
+        else if (map.has(c.name)) problems.push({ kind, name: c.name, path: '$', message: 'duplicate name' });
+        else {
+          map.set(c.name, c);
+          if (kind === 'clusters' && r.type === 'EDS') {
+            const eds = r.eds_cluster_config as { service_name?: unknown } | undefined;
+            edsCandidates.push([c.name, typeof eds?.service_name === 'string' && eds.service_name ? eds.service_name : c.name]);
+          }
+        }
+      });
+      types.set(typeUrl, { typeUrl, version: setVersion([...map].map(([n, c]) => [n, c.version] as const)), resources: map });
+    }
+    if (problems.length > 0) throw new GroupResourcesError(group, problems);
+    const cla = types.get(TYPE_URLS.endpoint)!.resources;
+    const edsClusters = new Map(edsCandidates.filter(([, service]) => cla.has(service)));
+    return { group, version: snapshotVersion(types), types, edsClusters };
+  }
+
+  private encode(kind: (typeof RESOURCE_KINDS)[number], typeUrl: XdsTypeUrl, index: number, r: EnvoyResource): CachedResource | ResourceProblem {
+    let json: string;
+    try {
+      json = JSON.stringify(r);
+    } catch (e) {
+      return { kind, name: `#${index}`, path: '$', message: `not JSON: ${(e as Error).message}` };
+    }
+    const key = `${typeUrl}\n${json}`;
+    const hit = this.interned.get(key)?.deref();
+    if (hit) return hit;
+    const out = tryEncode(kind, index, r);
+    if ('message' in out) return out;
+    const c = new CachedResource(typeUrl, out.name, contentVersion(out.bytes), out.bytes);
+    this.interned.set(key, new WeakRef(c));
+    this.finalizer.register(c, key);
+    return c;
+  }
+}

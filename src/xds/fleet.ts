@@ -1,0 +1,208 @@
+// Fleet status: which Envoys are connected, what each ACKed per type and its last NACK, served as
+// JSON by the admin API (GET /api/v1/fleet), plus the xDS Prometheus metrics.
+import { Counter, Gauge, Histogram, register as defaultRegistry, type Registry } from 'prom-client';
+import type { SnapshotCache } from './cache.ts';
+import { TYPE_URLS } from './protos.ts';
+import type { StreamInfo, StreamObserver } from './stream.ts';
+
+const SHORT: Record<string, string> = {
+  [TYPE_URLS.cluster]: 'clusters',
+  [TYPE_URLS.endpoint]: 'endpoints',
+  [TYPE_URLS.listener]: 'listeners',
+  [TYPE_URLS.route]: 'routes',
+  [TYPE_URLS.secret]: 'secrets',
+};
+
+/** Short label for a type URL ('clusters', 'routes', …; other types keep their message name). */
+export function typeLabel(typeUrl: string): string {
+  return SHORT[typeUrl] ?? typeUrl.slice(typeUrl.lastIndexOf('/') + 1);
+}
+
+export interface NackInfo {
+  version: string;
+  message: string;
+  at: string;
+}
+
+export interface FleetTypeStatus {
+  type: string;
+  typeUrl: string;
+  /** Last version sent on this stream (ACKed or not). */
+  pushedVersion?: string;
+  pushedAt?: string;
+  /** Last version the Envoy accepted, and when (a reconnect already holding it counts). */
+  ackedVersion?: string;
+  ackedAt?: string;
+  /** A push not answered yet. */
+  pending: boolean;
+  lastNack?: NackInfo;
+}
+
+export interface FleetNode {
+  streamId: number;
+  nodeId: string;
+  group: string;
+  peer: string;
+  protocol: 'sotw' | 'delta';
+  service: string;
+  userAgent: string;
+  connectedSince: string;
+  types: FleetTypeStatus[];
+}
+
+export interface FleetGroup {
+  group: string;
+  /** The group's current config version in the cache (undefined without a cache). */
+  snapshotVersion?: string;
+  connected: number;
+}
+
+export interface FleetView {
+  generatedAt: string;
+  groups: FleetGroup[];
+  nodes: FleetNode[];
+  /** The latest NACKs across the fleet, newest first, kept after the Envoy disconnects. */
+  recentNacks: (NackInfo & { nodeId: string; group: string; type: string })[];
+}
+
+interface TypeRecord {
+  pushedVersion?: string;
+  pushedAt?: Date;
+  ackedVersion?: string;
+  ackedAt?: Date;
+  pending: boolean;
+  lastNack?: { version: string; message: string; at: Date };
+}
+
+export interface FleetOptions {
+  /** Where the metrics go (prom-client's default registry when omitted). */
+  registry?: Registry;
+  /** To report each group's current version beside what the Envoys hold. */
+  cache?: SnapshotCache;
+  /** How many NACKs recentNacks keeps. */
+  nackHistory?: number;
+}
+
+function metric<T>(registry: Registry, name: string, make: () => T): T {
+  // Several servers in one process (tests) share a registry: reuse what is registered.
+  return (registry.getSingleMetric(name) as T | undefined) ?? make();
+}
+
+export class FleetStatus implements StreamObserver {
+  private readonly streams = new Map<number, { info: StreamInfo; types: Map<string, TypeRecord> }>();
+  private readonly nacks: FleetView['recentNacks'] = [];
+  private readonly connected: Gauge<'group' | 'protocol'>;
+  private readonly pushes: Counter<'type'>;
+  private readonly nackCount: Counter<'type'>;
+  private readonly ackLatency: Histogram<'type'>;
+
+  constructor(private readonly options: FleetOptions = {}) {
+    const registers = [options.registry ?? defaultRegistry];
+    const registry = registers[0]!;
+    this.connected = metric(registry, 'portico_xds_connected_streams', () =>
+      new Gauge({ name: 'portico_xds_connected_streams', help: 'xDS streams connected, by gateway group and protocol', labelNames: ['group', 'protocol'], registers }),
+    );
+    this.pushes = metric(registry, 'portico_xds_pushes_total', () =>
+      new Counter({ name: 'portico_xds_pushes_total', help: 'xDS responses sent, by resource type', labelNames: ['type'], registers }),
+    );
+    this.nackCount = metric(registry, 'portico_xds_nacks_total', () =>
+      new Counter({ name: 'portico_xds_nacks_total', help: 'xDS responses rejected by Envoy, by resource type', labelNames: ['type'], registers }),
+    );
+    this.ackLatency = metric(registry, 'portico_xds_ack_latency_seconds', () =>
+      new Histogram({
+        name: 'portico_xds_ack_latency_seconds',
+        help: 'Time from an xDS push to its ACK or NACK, by resource type',
+        labelNames: ['type'],
+        buckets: [0.001, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10],
+        registers,
+      }),
+    );
+  }
+
+  onOpen(info: StreamInfo): void {
+    this.streams.set(info.id, { info, types: new Map() });
+    this.connected.inc({ group: info.group, protocol: info.protocol });
+  }
+
+  onClose(info: StreamInfo): void {
+    if (this.streams.delete(info.id)) this.connected.dec({ group: info.group, protocol: info.protocol });
+  }
+
+  onPush(info: StreamInfo, typeUrl: string, version: string): void {
+    const r = this.record(info, typeUrl);
+    if (!r) return;
+    r.pushedVersion = version;
+    r.pushedAt = new Date();
+    r.pending = true;
+    this.pushes.inc({ type: typeLabel(typeUrl) });
+  }
+
+  onAck(info: StreamInfo, typeUrl: string, version: string, latencyMs: number | undefined): void {
+    const r = this.record(info, typeUrl);
+    if (!r) return;
+    r.ackedVersion = version;
+    r.ackedAt = new Date();
+    r.pending = false;
+    if (latencyMs !== undefined) this.ackLatency.observe({ type: typeLabel(typeUrl) }, latencyMs / 1000);
+  }
+
+  onNack(info: StreamInfo, typeUrl: string, version: string, message: string): void {
+    const r = this.record(info, typeUrl);
+    if (!r) return;
+    const at = new Date();
+    r.lastNack = { version, message, at };
+    r.pending = false;
+    if (r.pushedAt) this.ackLatency.observe({ type: typeLabel(typeUrl) }, (at.getTime() - r.pushedAt.getTime()) / 1000);
+    this.nackCount.inc({ type: typeLabel(typeUrl) });
+    this.nacks.unshift({ nodeId: info.nodeId, group: info.group, type: typeLabel(typeUrl), version, message, at: at.toISOString() });
+    this.nacks.length = Math.min(this.nacks.length, this.options.nackHistory ?? 100);
+  }
+
+  /** The fleet as plain JSON: what GET /api/v1/fleet returns. */
+  status(): FleetView {
+    const nodes: FleetNode[] = [...this.streams.values()]
+      .map(({ info, types }) => ({
+        streamId: info.id,
+        nodeId: info.nodeId,
+        group: info.group,
+        peer: info.peer,
+        protocol: info.protocol,
+        service: info.service,
+        userAgent: info.userAgent,
+        connectedSince: info.connectedAt.toISOString(),
+        types: [...types.entries()]
+          .map(([typeUrl, r]) => ({
+            type: typeLabel(typeUrl),
+            typeUrl,
+            pushedVersion: r.pushedVersion,
+            pushedAt: r.pushedAt?.toISOString(),
+            ackedVersion: r.ackedVersion,
+            ackedAt: r.ackedAt?.toISOString(),
+            pending: r.pending,
+            lastNack: r.lastNack && { version: r.lastNack.version, message: r.lastNack.message, at: r.lastNack.at.toISOString() },
+          }))
+          .sort((a, b) => a.type.localeCompare(b.type)),
+      }))
+      .sort((a, b) => a.group.localeCompare(b.group) || a.nodeId.localeCompare(b.nodeId) || a.streamId - b.streamId);
+    const groupNames = new Set([...nodes.map((n) => n.group), ...(this.options.cache?.groups() ?? [])]);
+    const groups = [...groupNames].sort().map((group) => ({
+      group,
+      snapshotVersion: this.options.cache?.getSnapshot(group).version,
+      connected: nodes.filter((n) => n.group === group).length,
+    }));
+    return { generatedAt: new Date().toISOString(), groups, nodes, recentNacks: [...this.nacks] };
+  }
+
+  /** One connected node's status by node id (the first stream when it has several). */
+  node(nodeId: string): FleetNode | undefined {
+    return this.status().nodes.find((n) => n.nodeId === nodeId);
+  }
+
+  private record(info: StreamInfo, typeUrl: string): TypeRecord | undefined {
+    const s = this.streams.get(info.id);
+    if (!s) return undefined;
+    let r = s.types.get(typeUrl);
+    if (!r) s.types.set(typeUrl, (r = { pending: false }));
+    return r;
+  }
+}

@@ -1,0 +1,213 @@
+// The gRPC server Envoys connect to: ADS (SotW + Delta) and the per-type discovery services over the
+// snapshot cache, keepalive and jittered connection age, graceful shutdown; other services can join it.
+import * as grpc from '@grpc/grpc-js';
+import { typeSnapshot, type SnapshotCache } from './cache.ts';
+import { FleetStatus } from './fleet.ts';
+import { DISCOVERY_SERVICES, discoveryServiceDefinition, type DiscoveryServiceKey } from './services.ts';
+import { DeltaStream, silentLogger, SotwStream, type DeltaRequest, type DeltaResponse, type SotwRequest, type SotwResponse, type XdsLogger } from './stream.ts';
+import { setVersion } from './cache.ts';
+
+export interface XdsServerOptions {
+  cache: SnapshotCache;
+  /** Fleet status and metrics; one is created (on prom-client's default registry) when omitted. */
+  fleet?: FleetStatus;
+  logger?: XdsLogger;
+  /** Streams and connections are ended after this age ±10% so Envoys rebalance across replicas; 0 = never. */
+  maxConnectionAgeMs?: number;
+  /** Server keepalive pings (detect dead Envoys behind NATs and load balancers). */
+  keepaliveTimeMs?: number;
+  keepaliveTimeoutMs?: number;
+  /** How long listeners/routes may wait for Envoy to subscribe to the EDS of new clusters. */
+  orderingTimeoutMs?: number;
+  /** Extra grpc-js server options. */
+  grpcOptions?: grpc.ServerOptions;
+}
+
+type AnyCall = grpc.ServerDuplexStream<unknown, unknown>;
+
+/** Adds ±10% jitter so replicas' Envoys do not all reconnect at once. */
+export function jittered(ms: number, random: () => number = Math.random): number {
+  return Math.round(ms * (0.9 + 0.2 * random()));
+}
+
+export class XdsServer {
+  readonly grpc: grpc.Server;
+  readonly fleet: FleetStatus;
+  private readonly cache: SnapshotCache;
+  private readonly log: XdsLogger;
+  private readonly calls = new Map<AnyCall, { close(): void; timer?: NodeJS.Timeout }>();
+  private started = false;
+  private closing: Promise<void> | undefined;
+
+  constructor(private readonly opts: XdsServerOptions) {
+    this.cache = opts.cache;
+    this.log = opts.logger ?? silentLogger;
+    this.fleet = opts.fleet ?? new FleetStatus({ cache: opts.cache });
+    const age = opts.maxConnectionAgeMs ?? 0;
+    this.grpc = new grpc.Server({
+      'grpc.keepalive_time_ms': opts.keepaliveTimeMs ?? 30_000,
+      'grpc.keepalive_timeout_ms': opts.keepaliveTimeoutMs ?? 10_000,
+      'grpc.keepalive_permit_without_calls': 1,
+      // grpc-js jitters the age by ±10% itself and then sends GOAWAY; the grace covers streams that
+      // started late on an old connection (xDS streams end on their own timer, see below).
+      ...(age > 0 ? { 'grpc.max_connection_age_ms': age, 'grpc.max_connection_age_grace_ms': age } : {}),
+      'grpc.max_receive_message_length': 64 * 1024 * 1024,
+      'grpc.max_send_message_length': -1,
+      ...opts.grpcOptions,
+    });
+    for (const key of Object.keys(DISCOVERY_SERVICES) as DiscoveryServiceKey[]) this.addDiscoveryService(key);
+  }
+
+  /** Hosts another service (ext_authz, rate limit, …) on the same port; call before listen(). */
+  addService(definition: grpc.ServiceDefinition, implementation: grpc.UntypedServiceImplementation): void {
+    if (this.started) throw new Error('addService must be called before listen()');
+    this.grpc.addService(definition, implementation);
+  }
+
+  /** Binds and serves; returns the bound port (pass port 0 for a free one). */
+  async listen(host: string, port: number, credentials: grpc.ServerCredentials = grpc.ServerCredentials.createInsecure()): Promise<number> {
+    const addr = host.includes(':') && !host.startsWith('[') ? `[${host}]:${port}` : `${host}:${port}`;
+    const bound = await new Promise<number>((resolve, reject) =>
+      this.grpc.bindAsync(addr, credentials, (err, p) => (err ? reject(err) : resolve(p))),
+    );
+    this.started = true;
+    this.log.info({ address: `${host}:${bound}` }, 'xds: serving');
+    return bound;
+  }
+
+  /** Connected xDS streams. */
+  streamCount(): number {
+    return this.calls.size;
+  }
+
+  /**
+   * Graceful shutdown: stop accepting calls, end every xDS stream with OK (Envoys reconnect to another
+   * replica and keep serving meanwhile), let other calls finish for up to graceMs, then force.
+   */
+  close(graceMs = 10_000): Promise<void> {
+    this.closing ??= (async () => {
+      const done = new Promise<void>((resolve) => this.grpc.tryShutdown(() => resolve()));
+      for (const [call, s] of this.calls) {
+        s.close();
+        endCall(call);
+      }
+      this.calls.clear();
+      let timer: NodeJS.Timeout | undefined;
+      const forced = await Promise.race([
+        done.then(() => false),
+        new Promise<boolean>((resolve) => (timer = setTimeout(() => resolve(true), graceMs))),
+      ]);
+      clearTimeout(timer);
+      if (forced) {
+        this.log.warn({ graceMs }, 'xds: calls still open after the grace period; forcing shutdown');
+        this.grpc.forceShutdown();
+      }
+    })();
+    return this.closing;
+  }
+
+  private addDiscoveryService(key: DiscoveryServiceKey): void {
+    const { service, typeUrl } = DISCOVERY_SERVICES[key];
+    const def = discoveryServiceDefinition(service);
+    const impl: grpc.UntypedServiceImplementation = {};
+    for (const [name, m] of Object.entries(def)) {
+      if (m.requestStream && name.startsWith('Delta')) impl[name] = (call: AnyCall) => this.serveDelta(call, key, typeUrl);
+      else if (m.requestStream) impl[name] = (call: AnyCall) => this.serveSotw(call, key, typeUrl);
+      else impl[name] = (call: grpc.ServerUnaryCall<SotwRequest, SotwResponse>, cb: grpc.sendUnaryData<SotwResponse>) => this.fetch(call, cb, typeUrl);
+    }
+    this.grpc.addService(def, impl);
+  }
+
+  private serveSotw(call: AnyCall, key: DiscoveryServiceKey, typeUrl: string | undefined): void {
+    const stream = new SotwStream(this.streamOptions(call, key, typeUrl), (r) => call.write(r));
+    this.attach(call, stream, (req) => stream.handle(req as SotwRequest));
+  }
+
+  private serveDelta(call: AnyCall, key: DiscoveryServiceKey, typeUrl: string | undefined): void {
+    const stream = new DeltaStream(this.streamOptions(call, key, typeUrl), (r: DeltaResponse) => call.write(r));
+    this.attach(call, stream, (req) => stream.handle(req as DeltaRequest));
+  }
+
+  private streamOptions(call: AnyCall, key: DiscoveryServiceKey, typeUrl: string | undefined) {
+    return {
+      cache: this.cache,
+      ads: key === 'ads',
+      typeUrl,
+      service: key,
+      peer: call.getPeer(),
+      observer: this.fleet,
+      logger: this.log,
+      orderingTimeoutMs: this.opts.orderingTimeoutMs,
+      onProtocolError: (message: string) => {
+        this.log.warn({ peer: call.getPeer(), message }, 'xds: protocol error');
+        call.emit('error', { code: grpc.status.INVALID_ARGUMENT, details: message });
+      },
+    };
+  }
+
+  private attach(call: AnyCall, stream: SotwStream | DeltaStream, handle: (req: unknown) => void): void {
+    if (this.closing) {
+      call.emit('error', { code: grpc.status.UNAVAILABLE, details: 'server is shutting down' });
+      return;
+    }
+    const entry: { close(): void; timer?: NodeJS.Timeout } = { close: () => stream.close() };
+    const age = this.opts.maxConnectionAgeMs ?? 0;
+    if (age > 0) {
+      // End the stream cleanly so Envoy reconnects (to whichever replica its xDS cluster picks).
+      entry.timer = setTimeout(() => {
+        this.log.debug({ node: stream.info.nodeId }, 'xds: stream reached its maximum age');
+        finish();
+        endCall(call);
+      }, jittered(age));
+      entry.timer.unref?.();
+    }
+    this.calls.set(call, entry);
+    const finish = () => {
+      if (entry.timer) clearTimeout(entry.timer);
+      stream.close();
+      this.calls.delete(call);
+    };
+    call.on('data', (req: unknown) => {
+      try {
+        handle(req);
+      } catch (e) {
+        this.log.error({ err: e, node: stream.info.nodeId }, 'xds: request handling failed');
+        finish();
+        call.emit('error', { code: grpc.status.INTERNAL, details: (e as Error).message });
+      }
+    });
+    call.on('end', () => {
+      finish();
+      endCall(call);
+    });
+    call.on('error', () => finish());
+    call.on('cancelled', () => finish());
+    call.on('close', () => finish());
+  }
+
+  /** Unary Fetch*: the current state of the requested resources, no bookkeeping. */
+  private fetch(call: grpc.ServerUnaryCall<SotwRequest, SotwResponse>, cb: grpc.sendUnaryData<SotwResponse>, typeUrl: string | undefined): void {
+    const req = call.request;
+    const t = req.type_url || typeUrl!;
+    if (!this.cache.isReady()) {
+      cb({ code: grpc.status.UNAVAILABLE, details: 'configuration not loaded yet' });
+      return;
+    }
+    const ts = typeSnapshot(this.cache.getSnapshot(req.node?.cluster ?? ''), t);
+    const names = req.resource_names.filter((n) => n !== '*');
+    const all = names.length === 0 || req.resource_names.includes('*');
+    const resources = (all ? [...ts.resources.values()] : names.map((n) => ts.resources.get(n)).filter((r) => r !== undefined)).sort((a, b) =>
+      a.name < b.name ? -1 : a.name > b.name ? 1 : 0,
+    );
+    const version = all ? ts.version : setVersion(resources.map((r) => [r.name, r.version] as const));
+    cb(null, { version_info: version, resources: resources.map((r) => r.any), type_url: t, nonce: '' });
+  }
+}
+
+function endCall(call: AnyCall): void {
+  try {
+    if (!call.writableEnded) call.end();
+  } catch {
+    // already closed by the peer
+  }
+}

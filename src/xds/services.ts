@@ -1,0 +1,220 @@
+// gRPC service definitions built from the loaded protobuf reflection (no generated code): xDS
+// discovery services with codecs that splice pre-encoded resources, and a proto3-JSON codec for the rest.
+import type * as grpc from '@grpc/grpc-js';
+import protobuf from 'protobufjs';
+import { decodeMessage, encodeMessage, lookupService, lookupType, messageToJson, type JsonObject, type JsonValue } from './protos.ts';
+import type { DeltaRequest, DeltaResponse, ErrorDetail, NodeInfo, SotwRequest, SotwResponse } from './stream.ts';
+
+/** Full names of the discovery services Portico hosts, with the type each per-type service carries. */
+export const DISCOVERY_SERVICES = {
+  ads: { service: 'envoy.service.discovery.v3.AggregatedDiscoveryService', typeUrl: undefined },
+  cds: { service: 'envoy.service.cluster.v3.ClusterDiscoveryService', typeUrl: 'type.googleapis.com/envoy.config.cluster.v3.Cluster' },
+  eds: { service: 'envoy.service.endpoint.v3.EndpointDiscoveryService', typeUrl: 'type.googleapis.com/envoy.config.endpoint.v3.ClusterLoadAssignment' },
+  lds: { service: 'envoy.service.listener.v3.ListenerDiscoveryService', typeUrl: 'type.googleapis.com/envoy.config.listener.v3.Listener' },
+  rds: { service: 'envoy.service.route.v3.RouteDiscoveryService', typeUrl: 'type.googleapis.com/envoy.config.route.v3.RouteConfiguration' },
+  sds: { service: 'envoy.service.secret.v3.SecretDiscoveryService', typeUrl: 'type.googleapis.com/envoy.extensions.transport_sockets.tls.v3.Secret' },
+} as const;
+export type DiscoveryServiceKey = keyof typeof DISCOVERY_SERVICES;
+
+const toBuffer = (u: Uint8Array): Buffer => (Buffer.isBuffer(u) ? u : Buffer.from(u.buffer, u.byteOffset, u.byteLength));
+
+// ── server side of the discovery messages ────────────────────────────────────
+
+function nodeInfo(node: protobuf.Message | null | undefined): NodeInfo | undefined {
+  if (!node) return undefined;
+  const raw = messageToJson(lookupType('envoy.config.core.v3.Node'), node) as JsonObject;
+  const str = (v: JsonValue | undefined) => (typeof v === 'string' ? v : '');
+  const build = raw.user_agent_build_version as JsonObject | undefined;
+  const bv = build?.version as JsonObject | undefined;
+  const buildVersion = bv ? `${bv.major_number ?? 0}.${bv.minor_number ?? 0}.${bv.patch ?? 0}` : '';
+  const ua = [str(raw.user_agent_name), str(raw.user_agent_version) || buildVersion].filter(Boolean).join('/');
+  return { id: str(raw.id), cluster: str(raw.cluster), userAgent: ua, raw };
+}
+
+function errorDetail(status: protobuf.Message | null | undefined): ErrorDetail | undefined {
+  if (!status) return undefined;
+  const s = status as unknown as { code?: number; message?: string };
+  return { code: s.code ?? 0, message: s.message ?? '' };
+}
+
+export function decodeSotwRequest(buf: Buffer): SotwRequest {
+  const m = lookupType('envoy.service.discovery.v3.DiscoveryRequest').decode(buf) as unknown as Record<string, unknown>;
+  return {
+    version_info: (m.version_info as string) ?? '',
+    node: nodeInfo(m.node as protobuf.Message | undefined),
+    resource_names: (m.resource_names as string[]) ?? [],
+    type_url: (m.type_url as string) ?? '',
+    response_nonce: (m.response_nonce as string) ?? '',
+    error_detail: errorDetail(m.error_detail as protobuf.Message | undefined),
+  };
+}
+
+export function decodeDeltaRequest(buf: Buffer): DeltaRequest {
+  const m = lookupType('envoy.service.discovery.v3.DeltaDiscoveryRequest').decode(buf) as unknown as Record<string, unknown>;
+  return {
+    node: nodeInfo(m.node as protobuf.Message | undefined),
+    type_url: (m.type_url as string) ?? '',
+    resource_names_subscribe: (m.resource_names_subscribe as string[]) ?? [],
+    resource_names_unsubscribe: (m.resource_names_unsubscribe as string[]) ?? [],
+    initial_resource_versions: { ...((m.initial_resource_versions as Record<string, string>) ?? {}) },
+    response_nonce: (m.response_nonce as string) ?? '',
+    error_detail: errorDetail(m.error_detail as protobuf.Message | undefined),
+  };
+}
+
+/** DiscoveryResponse written around the cache's shared Any encodings (no per-stream re-encoding). */
+export function encodeSotwResponse(r: SotwResponse): Buffer {
+  const w = protobuf.Writer.create();
+  if (r.version_info) w.uint32(10).string(r.version_info);
+  for (const a of r.resources) w.uint32(18).bytes(a);
+  if (r.type_url) w.uint32(34).string(r.type_url);
+  if (r.nonce) w.uint32(42).string(r.nonce);
+  return toBuffer(w.finish());
+}
+
+export function encodeDeltaResponse(r: DeltaResponse): Buffer {
+  const w = protobuf.Writer.create();
+  if (r.system_version_info) w.uint32(10).string(r.system_version_info);
+  for (const res of r.resources) w.uint32(18).bytes(res);
+  if (r.type_url) w.uint32(34).string(r.type_url);
+  if (r.nonce) w.uint32(42).string(r.nonce);
+  for (const n of r.removed_resources) w.uint32(50).string(n);
+  return toBuffer(w.finish());
+}
+
+// ── client side (tests, benchmarks, tools) ───────────────────────────────────
+
+/** A discovery request as proto3 JSON (node as envoy.config.core.v3.Node JSON). */
+export interface ClientSotwRequest {
+  version_info?: string;
+  node?: JsonObject;
+  resource_names?: string[];
+  type_url: string;
+  response_nonce?: string;
+  error_detail?: { code: number; message: string };
+}
+export interface ClientDeltaRequest {
+  node?: JsonObject;
+  type_url: string;
+  resource_names_subscribe?: string[];
+  resource_names_unsubscribe?: string[];
+  initial_resource_versions?: Record<string, string>;
+  response_nonce?: string;
+  error_detail?: { code: number; message: string };
+}
+
+/** Reads only the top level of a DiscoveryResponse; resources stay encoded (decode with unpackAny). */
+export function decodeSotwResponse(buf: Buffer): SotwResponse {
+  const r = protobuf.Reader.create(buf);
+  const out: SotwResponse = { version_info: '', resources: [], type_url: '', nonce: '' };
+  while (r.pos < r.len) {
+    const tag = r.uint32();
+    switch (tag >>> 3) {
+      case 1: out.version_info = r.string(); break;
+      case 2: out.resources.push(r.bytes()); break;
+      case 4: out.type_url = r.string(); break;
+      case 5: out.nonce = r.string(); break;
+      default: r.skipType(tag & 7);
+    }
+  }
+  return out;
+}
+
+export function decodeDeltaResponse(buf: Buffer): DeltaResponse {
+  const r = protobuf.Reader.create(buf);
+  const out: DeltaResponse = { system_version_info: '', resources: [], removed_resources: [], type_url: '', nonce: '' };
+  while (r.pos < r.len) {
+    const tag = r.uint32();
+    switch (tag >>> 3) {
+      case 1: out.system_version_info = r.string(); break;
+      case 2: out.resources.push(r.bytes()); break;
+      case 4: out.type_url = r.string(); break;
+      case 5: out.nonce = r.string(); break;
+      case 6: out.removed_resources.push(r.string()); break;
+      default: r.skipType(tag & 7);
+    }
+  }
+  return out;
+}
+
+/** An encoded google.protobuf.Any → proto3 JSON with "@type". */
+export function unpackAny(bytes: Uint8Array): JsonObject {
+  return decodeMessage('google.protobuf.Any', bytes) as JsonObject;
+}
+
+/** An encoded envoy.service.discovery.v3.Resource → its name, version and resource JSON. */
+export function unpackDeltaResource(bytes: Uint8Array): { name: string; version: string; resource: JsonObject } {
+  const j = decodeMessage('envoy.service.discovery.v3.Resource', bytes) as JsonObject;
+  return { name: String(j.name ?? ''), version: String(j.version ?? ''), resource: (j.resource ?? {}) as JsonObject };
+}
+
+// ── definitions ──────────────────────────────────────────────────────────────
+
+interface Codec<T> {
+  serialize(v: T): Buffer;
+  deserialize(b: Buffer): T;
+}
+
+const DISCOVERY_CODECS: Record<string, Codec<unknown>> = {
+  'envoy.service.discovery.v3.DiscoveryRequest': {
+    serialize: (v) => toBuffer(encodeMessage('envoy.service.discovery.v3.DiscoveryRequest', v)),
+    deserialize: decodeSotwRequest,
+  },
+  'envoy.service.discovery.v3.DiscoveryResponse': {
+    serialize: (v) => encodeSotwResponse(v as SotwResponse),
+    deserialize: decodeSotwResponse,
+  },
+  'envoy.service.discovery.v3.DeltaDiscoveryRequest': {
+    serialize: (v) => toBuffer(encodeMessage('envoy.service.discovery.v3.DeltaDiscoveryRequest', v)),
+    deserialize: decodeDeltaRequest,
+  },
+  'envoy.service.discovery.v3.DeltaDiscoveryResponse': {
+    serialize: (v) => encodeDeltaResponse(v as DeltaResponse),
+    deserialize: decodeDeltaResponse,
+  },
+};
+
+function jsonCodec(typeName: string): Codec<unknown> {
+  return {
+    serialize: (v) => toBuffer(encodeMessage(typeName, v)),
+    deserialize: (b) => decodeMessage(typeName, b),
+  };
+}
+
+function build(serviceName: string, codecFor: (typeName: string) => Codec<unknown>): grpc.ServiceDefinition {
+  const svc = lookupService(serviceName);
+  const def: Record<string, grpc.MethodDefinition<unknown, unknown>> = {};
+  for (const m of svc.methodsArray) {
+    m.resolve();
+    const req = codecFor(m.resolvedRequestType!.fullName.slice(1));
+    const res = codecFor(m.resolvedResponseType!.fullName.slice(1));
+    def[m.name] = {
+      path: `/${serviceName}/${m.name}`,
+      requestStream: !!m.requestStream,
+      responseStream: !!m.responseStream,
+      requestSerialize: req.serialize,
+      requestDeserialize: req.deserialize,
+      responseSerialize: res.serialize,
+      responseDeserialize: res.deserialize,
+      originalName: m.name.charAt(0).toLowerCase() + m.name.slice(1),
+    };
+  }
+  return def;
+}
+
+/**
+ * A discovery service definition: requests decode to SotwRequest/DeltaRequest (server) or encode
+ * from proto3 JSON (client); responses carry pre-encoded resources (see SotwResponse/DeltaResponse).
+ */
+export function discoveryServiceDefinition(serviceName: string): grpc.ServiceDefinition {
+  return build(serviceName, (t) => DISCOVERY_CODECS[t] ?? jsonCodec(t));
+}
+
+/**
+ * Any loaded service (e.g. envoy.service.auth.v3.Authorization, envoy.service.ratelimit.v3.RateLimitService)
+ * with proto3-JSON messages both ways: handlers receive decoded JSON (snake_case, defaults omitted)
+ * and return JSON that is encoded strictly (an unknown field is an error, not silently dropped).
+ */
+export function serviceDefinition(serviceName: string): grpc.ServiceDefinition {
+  return build(serviceName, jsonCodec);
+}
