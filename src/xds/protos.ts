@@ -58,8 +58,11 @@ const PROTO_FILES = [
   'envoy/config/bootstrap/v3/bootstrap.proto',
   'envoy/extensions/resource_monitors/fixed_heap/v3/fixed_heap.proto',
   'envoy/extensions/resource_monitors/downstream_connections/v3/downstream_connections.proto',
-  // generic typed config
+  // generic typed config, and well-known types an Any may hold (bundled with protobufjs)
   'xds/type/v3/typed_struct.proto',
+  'google/protobuf/field_mask.proto',
+  'google/protobuf/empty.proto',
+  'google/protobuf/timestamp.proto',
   'udpa/type/v1/typed_struct.proto',
 ];
 
@@ -85,6 +88,8 @@ export function protoRoot(): protobuf.Root {
       const p = path.join(d, target);
       if (existsSync(p)) return p;
     }
+    // Bundled well-known types (any, duration, struct, …) resolve inside protobufjs by this name.
+    if (target.startsWith('google/protobuf/')) return target;
     throw new Error(`proto file ${target} not found under ${dirs.join(', ')}`);
   };
   root.loadSync(PROTO_FILES, { keepCase: true });
@@ -668,7 +673,7 @@ function isDefaultDecoded(f: protobuf.Field, v: unknown): boolean {
   if (typeof v === 'number') return v === 0;
   if (typeof v === 'boolean') return !v;
   if (typeof v === 'string') return v === '';
-  if (v instanceof Uint8Array) return v.length === 0;
+  if (v instanceof Uint8Array || Array.isArray(v)) return v.length === 0;
   const l = v as LongLike;
   return l.low === 0 && l.high === 0;
 }
@@ -708,11 +713,12 @@ function messageJson(type: protobuf.Type, m: protobuf.Message): JsonValue {
     case 'google.protobuf.ListValue':
       return ((r.values ?? []) as protobuf.Message[]).map((x) => messageJson(lookupType('google.protobuf.Value'), x));
     case 'google.protobuf.Value': {
-      if (r.number_value !== undefined && r.number_value !== null && own(r, 'number_value')) return r.number_value as number;
-      if (own(r, 'string_value')) return r.string_value as string;
-      if (own(r, 'bool_value')) return r.bool_value as boolean;
-      if (own(r, 'struct_value')) return messageJson(lookupType('google.protobuf.Struct'), r.struct_value as protobuf.Message);
-      if (own(r, 'list_value')) return messageJson(lookupType('google.protobuf.ListValue'), r.list_value as protobuf.Message);
+      // protobufjs bundles the well-known types with camelCase field names.
+      if (own(r, 'numberValue')) return floatJson(r.numberValue as number);
+      if (own(r, 'stringValue')) return r.stringValue as string;
+      if (own(r, 'boolValue')) return r.boolValue as boolean;
+      if (own(r, 'structValue')) return messageJson(lookupType('google.protobuf.Struct'), r.structValue as protobuf.Message);
+      if (own(r, 'listValue')) return messageJson(lookupType('google.protobuf.ListValue'), r.listValue as protobuf.Message);
       return null;
     }
     case 'google.protobuf.FieldMask':
@@ -728,7 +734,8 @@ function messageJson(type: protobuf.Type, m: protobuf.Message): JsonValue {
       const keys = Object.keys(obj);
       if (keys.length === 0) continue;
       const mo: JsonObject = {};
-      for (const k of keys.sort()) mo[k] = elementJson(f, obj[k]);
+      const kt = (f as unknown as protobuf.MapField).keyType;
+      for (const k of keys.sort()) mo[mapKeyJson(kt, k)] = elementJson(f, obj[k]);
       out[f.name] = mo;
     } else if (f.repeated) {
       const arr = (v ?? []) as unknown[];
@@ -741,6 +748,13 @@ function messageJson(type: protobuf.Type, m: protobuf.Message): JsonValue {
     }
   }
   return out;
+}
+
+/** protobufjs keys 64-bit map entries by an 8-character hash of the bits; JSON wants the decimal. */
+function mapKeyJson(keyType: string, k: string): string {
+  if (!INT64_RANGE[keyType] || k.length !== 8) return k;
+  const bits = protobuf.util.LongBits.fromHash(k);
+  return int64ToString({ low: bits.lo, high: bits.hi }, keyType === 'uint64' || keyType === 'fixed64');
 }
 
 function own(r: Record<string, unknown>, k: string): boolean {

@@ -1,0 +1,223 @@
+// Snapshot cache: content-hash versions (deterministic across instances and processes), encoding once
+// per content, validation before anything is served, debouncing, readiness and group removal.
+import assert from 'node:assert/strict';
+import { spawnSync } from 'node:child_process';
+import { describe, it } from 'node:test';
+import { SnapshotCache, emptySnapshot, typeSnapshot } from '../../src/xds/cache.ts';
+import { httpGatewayResources, largeGroupResources } from '../../src/xds/fixtures.ts';
+import { TYPE_URLS } from '../../src/xds/protos.ts';
+import { checkGroupResources, GroupResourcesError, type GroupResources } from '../../src/xds/resources.ts';
+
+const fixture = (routes = [{ prefix: '/', cluster: 'a' }], upstreams: Record<string, number[]> = { a: [9001], b: [9002] }): GroupResources =>
+  httpGatewayResources({ listenerPort: 8080, upstreams, routes });
+
+function reversedKeys<T>(v: T): T {
+  if (Array.isArray(v)) return v.map(reversedKeys) as T;
+  if (v && typeof v === 'object') return Object.fromEntries(Object.entries(v).reverse().map(([k, x]) => [k, reversedKeys(x)])) as T;
+  return v;
+}
+
+const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
+
+describe('versions', () => {
+  it('are content hashes: equal content → equal versions in separate caches, whatever the key and list order', () => {
+    const a = new SnapshotCache();
+    const b = new SnapshotCache();
+    const r = fixture();
+    const shuffled: GroupResources = { ...reversedKeys(r), clusters: [...r.clusters].reverse() };
+    assert.equal(a.setGroupResources('g', r), b.setGroupResources('g', shuffled));
+    a.flush();
+    b.flush();
+    const sa = a.getSnapshot('g');
+    const sb = b.getSnapshot('g');
+    for (const t of Object.values(TYPE_URLS)) {
+      assert.equal(typeSnapshot(sa, t).version, typeSnapshot(sb, t).version);
+      for (const [n, res] of typeSnapshot(sa, t).resources) assert.equal(typeSnapshot(sb, t).resources.get(n)!.version, res.version);
+    }
+    assert.match(sa.version, /^[0-9a-f]{16}$/);
+  });
+
+  it('are identical in another process (a restarted replica)', () => {
+    const c = new SnapshotCache();
+    const here = c.setGroupResources('g', fixture());
+    const code = `import { SnapshotCache } from './src/xds/cache.ts';
+      import { httpGatewayResources } from './src/xds/fixtures.ts';
+      const c = new SnapshotCache();
+      process.stdout.write(c.setGroupResources('g', httpGatewayResources({ listenerPort: 8080, upstreams: { a: [9001], b: [9002] }, routes: [{ prefix: '/', cluster: 'a' }] })));`;
+    const r = spawnSync(process.execPath, ['--import', 'tsx', '--input-type=module', '-e', code], { encoding: 'utf8', cwd: process.cwd() });
+    assert.equal(r.status, 0, r.stderr);
+    assert.equal(r.stdout, here);
+  });
+
+  it('change only where content changed', () => {
+    const c = new SnapshotCache();
+    c.setGroupResources('g', fixture());
+    c.flush();
+    const before = c.getSnapshot('g');
+    c.setGroupResources('g', fixture([{ prefix: '/', cluster: 'b' }]));
+    c.flush();
+    const after = c.getSnapshot('g');
+    assert.notEqual(after.version, before.version);
+    assert.notEqual(typeSnapshot(after, TYPE_URLS.route).version, typeSnapshot(before, TYPE_URLS.route).version);
+    for (const t of [TYPE_URLS.cluster, TYPE_URLS.endpoint, TYPE_URLS.listener, TYPE_URLS.secret]) {
+      assert.equal(typeSnapshot(after, t).version, typeSnapshot(before, t).version, t);
+    }
+  });
+
+  it('the empty group has a fixed version and all types empty', () => {
+    const c = new SnapshotCache();
+    const s = c.getSnapshot('nobody');
+    assert.equal(s.version, emptySnapshot('other').version);
+    for (const t of Object.values(TYPE_URLS)) assert.equal(typeSnapshot(s, t).resources.size, 0);
+  });
+});
+
+describe('encoding', () => {
+  it('encodes each content once, shared across updates and groups', () => {
+    const c = new SnapshotCache();
+    c.setGroupResources('g1', fixture());
+    c.setGroupResources('g2', fixture([{ prefix: '/x', cluster: 'b' }]));
+    c.flush();
+    const a = typeSnapshot(c.getSnapshot('g1'), TYPE_URLS.cluster).resources.get('a')!;
+    // g2 has the same cluster content (fresh objects): the very same encoding is reused.
+    assert.equal(typeSnapshot(c.getSnapshot('g2'), TYPE_URLS.cluster).resources.get('a'), a);
+    c.setGroupResources('g1', fixture([{ prefix: '/y', cluster: 'a' }]));
+    c.flush();
+    assert.equal(typeSnapshot(c.getSnapshot('g1'), TYPE_URLS.cluster).resources.get('a'), a);
+    // The wire forms are derived once too.
+    assert.equal(a.any, a.any);
+    assert.equal(a.delta, a.delta);
+  });
+
+  it('refuses invalid resources with their path and keeps the previous snapshot', () => {
+    const c = new SnapshotCache();
+    const v1 = c.setGroupResources('g', fixture());
+    c.flush();
+    const bad = fixture();
+    const clusters = [{ ...bad.clusters[0]!, connect_timeout: '1 second' }, bad.clusters[1]!];
+    assert.throws(
+      () => c.setGroupResources('g', { ...bad, clusters, routes: [{ name: 'r', virtual_hosts: [{ name: 'v', domains: ['*'], rutes: [] }] }] }),
+      (e: unknown) => {
+        assert.ok(e instanceof GroupResourcesError);
+        assert.deepEqual(
+          e.problems.map((p) => [p.kind, p.name, p.path]),
+          [
+            ['clusters', 'a', '$.connect_timeout'],
+            ['routes', 'r', '$.virtual_hosts[0].rutes'],
+          ],
+        );
+        return true;
+      },
+    );
+    assert.equal(c.hasPending(), false);
+    assert.equal(c.getSnapshot('g').version, v1);
+  });
+
+  it('refuses duplicate and missing names', () => {
+    const r = fixture();
+    const problems = checkGroupResources({ ...r, clusters: [r.clusters[0]!, r.clusters[0]!], endpoints: [{ endpoints: [] }] });
+    assert.deepEqual(
+      problems.map((p) => [p.kind, p.name, p.message]),
+      [
+        ['clusters', 'a', 'duplicate name'],
+        ['endpoints', '#0', 'missing cluster_name'],
+      ],
+    );
+    assert.deepEqual(checkGroupResources(r), []);
+  });
+
+  it('records which EDS clusters have endpoints (for make-before-break)', () => {
+    const c = new SnapshotCache();
+    const r = fixture();
+    c.setGroupResources('g', { ...r, clusters: [...r.clusters, { name: 'noeds', type: 'EDS', eds_cluster_config: { service_name: 'missing' } }] });
+    c.flush();
+    assert.deepEqual([...c.getSnapshot('g').edsClusters], [
+      ['a', 'a'],
+      ['b', 'b'],
+    ]);
+  });
+});
+
+describe('publishing', () => {
+  it('is not ready (serves nothing) until the first publication, even of nothing', async () => {
+    const c = new SnapshotCache({ debounceMs: 5, debounceMaxMs: 20 });
+    assert.equal(c.isReady(), false);
+    let ready = false;
+    c.onReady(() => (ready = true));
+    c.replaceAll(new Map());
+    assert.equal(ready, false);
+    await sleep(40);
+    assert.equal(c.isReady(), true);
+    assert.equal(ready, true);
+  });
+
+  it('debounces a burst: quiet period, bounded by the maximum wait, ending at the last state', async () => {
+    const c = new SnapshotCache({ debounceMs: 40, debounceMaxMs: 120 });
+    const published: { at: number; version: string }[] = [];
+    c.watch('g', (s) => published.push({ at: Date.now(), version: s.version }));
+    const start = Date.now();
+    let last = '';
+    for (let i = 0; i < 30; i++) {
+      last = c.setGroupResources('g', fixture([{ prefix: `/p${i}`, cluster: 'a' }]));
+      await sleep(10);
+    }
+    await sleep(100);
+    // ~300 ms of updates every 10 ms: the quiet period never elapses, so the max wait forces a publication.
+    assert.ok(published.length >= 2 && published.length <= 5, `published ${published.length} times`);
+    assert.ok(published[0]!.at - start >= 100 && published[0]!.at - start < 200, `first after ${published[0]!.at - start} ms`);
+    assert.equal(published.at(-1)!.version, last);
+    assert.equal(c.getSnapshot('g').version, last);
+    c.close();
+  });
+
+  it('waits for the quiet period after a single update and publishes nothing for unchanged content', async () => {
+    const c = new SnapshotCache({ debounceMs: 30, debounceMaxMs: 500 });
+    let n = 0;
+    c.watch('g', () => n++);
+    c.setGroupResources('g', fixture());
+    await sleep(10);
+    assert.equal(n, 0);
+    await sleep(50);
+    assert.equal(n, 1);
+    c.setGroupResources('g', fixture());
+    await sleep(60);
+    assert.equal(n, 1);
+    // A change reverted before publication publishes nothing either.
+    c.setGroupResources('g', fixture([{ prefix: '/other', cluster: 'a' }]));
+    c.setGroupResources('g', fixture());
+    await sleep(60);
+    assert.equal(n, 1);
+    c.close();
+  });
+
+  it('replaceAll empties groups that are gone and is all-or-nothing', () => {
+    const c = new SnapshotCache();
+    c.replaceAll(new Map([['g1', fixture()], ['g2', fixture()]]));
+    c.flush();
+    assert.deepEqual(c.groups(), ['g1', 'g2']);
+    const g1 = c.getSnapshot('g1').version;
+    const bad = { ...fixture(), listeners: [{ name: 'l', port: 1 }] };
+    assert.throws(() => c.replaceAll(new Map([['g1', fixture([{ prefix: '/z', cluster: 'a' }])], ['g3', bad]])), GroupResourcesError);
+    assert.equal(c.hasPending(), false);
+    assert.equal(c.getSnapshot('g1').version, g1);
+    c.replaceAll(new Map([['g1', fixture()]]));
+    c.flush();
+    assert.deepEqual(c.groups(), ['g1']);
+    assert.equal(c.getSnapshot('g2').version, emptySnapshot('g2').version);
+  });
+
+  it('builds a 10,000-route, 1,000-cluster group and re-encodes only what changed', () => {
+    const c = new SnapshotCache();
+    const big = largeGroupResources({ clusters: 1000, routes: 10_000, routeConfigs: 10 });
+    c.setGroupResources('big', big);
+    c.flush();
+    const s1 = c.getSnapshot('big');
+    assert.equal(typeSnapshot(s1, TYPE_URLS.cluster).resources.size, 1000);
+    c.setGroupResources('big', largeGroupResources({ clusters: 1000, routes: 10_000, routeConfigs: 10, variant: 1 }));
+    c.flush();
+    const s2 = c.getSnapshot('big');
+    const changed = [...typeSnapshot(s2, TYPE_URLS.route).resources.values()].filter((r) => typeSnapshot(s1, TYPE_URLS.route).resources.get(r.name) !== r);
+    assert.deepEqual(changed.map((r) => r.name), ['routes-00000']);
+    assert.equal(typeSnapshot(s2, TYPE_URLS.cluster).version, typeSnapshot(s1, TYPE_URLS.cluster).version);
+  });
+});
