@@ -10,11 +10,15 @@ export function edsCluster(name: string, extra: Record<string, unknown> = {}): E
   return { name, type: 'EDS', connect_timeout: '1s', eds_cluster_config: { eds_config: ADS_SOURCE }, ...extra };
 }
 
-export function loadAssignment(cluster: string, endpoints: { host: string; port: number }[]): EnvoyResource {
+/** Endpoints of one cluster; proxyless gRPC also needs a locality with a weight. */
+export function loadAssignment(cluster: string, endpoints: { host: string; port: number }[], locality?: { zone: string }): EnvoyResource {
   return {
     cluster_name: cluster,
     endpoints: [
-      { lb_endpoints: endpoints.map((e) => ({ endpoint: { address: { socket_address: { address: e.host, port_value: e.port } } } })) },
+      {
+        ...(locality ? { locality: { zone: locality.zone }, load_balancing_weight: 1 } : {}),
+        lb_endpoints: endpoints.map((e) => ({ endpoint: { address: { socket_address: { address: e.host, port_value: e.port } } } })),
+      },
     ],
   };
 }
@@ -96,7 +100,7 @@ export function proxylessGrpcResources(target: string, cluster: string, upstream
   const rc = `${target}-routes`;
   return {
     clusters: [edsCluster(cluster, { lb_policy: 'ROUND_ROBIN' })],
-    endpoints: [loadAssignment(cluster, upstreamPorts.map((port) => ({ host: '127.0.0.1', port })))],
+    endpoints: [loadAssignment(cluster, upstreamPorts.map((port) => ({ host: '127.0.0.1', port })), { zone: 'local' })],
     listeners: [
       {
         name: target,
