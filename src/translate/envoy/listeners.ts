@@ -1,0 +1,147 @@
+// IR → envoy.config.listener.v3.Listener: one HTTP connection manager per listener (routes over
+// RDS, TLS certificates over SDS), its filter chain, JSON access log and JSON local replies.
+import { LOCAL_REPLY_MAPPINGS } from '../errors.ts';
+import type { ExtAuthzIR, GroupIR, ListenerIR, ListenerTlsIR } from '../ir.ts';
+import { FILTERS, METADATA_NAMESPACE, adsConfigSource, any, duration, extension, sdsSecret, socketAddress, sortedRecord, type Json, type JsonObject } from './common.ts';
+
+const HCM_TYPE = 'envoy.extensions.filters.network.http_connection_manager.v3.HttpConnectionManager';
+
+/** What every access-log line carries; product and route come from the matched route's metadata. */
+function accessLogFields(group: string, listener: string): JsonObject {
+  return sortedRecord([
+    ['start_time', '%START_TIME%'],
+    ['request_id', '%REQ(X-REQUEST-ID)%'],
+    ['method', '%REQ(:METHOD)%'],
+    // The path as the client sent it (before rewrites), without the query string: it may carry an API key.
+    ['path', '%PATH(NQ)%'],
+    ['authority', '%REQ(:AUTHORITY)%'],
+    ['protocol', '%PROTOCOL%'],
+    ['status', '%RESPONSE_CODE%'],
+    ['response_flags', '%RESPONSE_FLAGS%'],
+    ['duration_ms', '%DURATION%'],
+    ['upstream_host', '%UPSTREAM_HOST%'],
+    ['upstream_cluster', '%UPSTREAM_CLUSTER%'],
+    ['bytes_received', '%BYTES_RECEIVED%'],
+    ['bytes_sent', '%BYTES_SENT%'],
+    ['route_name', '%ROUTE_NAME%'],
+    ['product', `%METADATA(ROUTE:${METADATA_NAMESPACE}:product)%`],
+    ['route', `%METADATA(ROUTE:${METADATA_NAMESPACE}:route)%`],
+    ['client_address', '%DOWNSTREAM_REMOTE_ADDRESS_WITHOUT_PORT%'],
+    ['user_agent', '%REQ(USER-AGENT)%'],
+    ['gateway_group', group],
+    ['listener', listener],
+  ]);
+}
+
+function accessLog(group: string, listener: string): JsonObject {
+  return extension('envoy.access_loggers.stdout', 'envoy.extensions.access_loggers.stream.v3.StdoutAccessLog', {
+    log_format: { json_format: accessLogFields(group, listener) },
+  });
+}
+
+/**
+ * Envoy's own error replies (no healthy upstream, timeouts, oversized requests…) in the gateway's
+ * JSON shape. Direct responses are local replies too; the CEL condition leaves them untouched.
+ */
+function localReplyConfig(): JsonObject {
+  return {
+    mappers: LOCAL_REPLY_MAPPINGS.map((m) => ({
+      filter: {
+        extension_filter: extension('envoy.access_loggers.extension_filters.cel', 'envoy.extensions.access_loggers.filters.cel.v3.ExpressionFilter', {
+          expression:
+            m.codeDetails !== undefined
+              ? `response.code == ${m.status} && response.code_details == '${m.codeDetails}'`
+              : `response.code == ${m.status} && response.code_details != 'direct_response'`,
+        }),
+      },
+      body: { inline_string: m.message },
+      body_format_override: { json_format: { error: m.error, message: '%LOCAL_REPLY_BODY%' } },
+    })),
+  };
+}
+
+function extAuthzFilter(a: ExtAuthzIR): JsonObject {
+  return extension(FILTERS.extAuthz, 'envoy.extensions.filters.http.ext_authz.v3.ExtAuthz', {
+    grpc_service: { envoy_grpc: { cluster_name: a.cluster }, timeout: duration(a.timeoutMs) },
+    transport_api_version: 'V3',
+    failure_mode_allow: a.failureModeAllow,
+    // When the callout cannot answer (and failure mode is closed), say so rather than 403.
+    status_on_error: { code: 'ServiceUnavailable' },
+    include_peer_certificate: true,
+  });
+}
+
+export function httpFilters(g: GroupIR): JsonObject[] {
+  const filters: JsonObject[] = [];
+  // CORS first: it answers preflight requests before anyone asks for credentials.
+  if (g.filters.cors) filters.push(extension(FILTERS.cors, 'envoy.extensions.filters.http.cors.v3.Cors'));
+  if (g.filters.extAuthz) filters.push(extAuthzFilter(g.filters.extAuthz));
+  // ── rate limit ── envoy.filters.http.ratelimit goes here: after ext_authz (limits are counted
+  // per authenticated partner) and before the router. Added by the rate-limit issue.
+  filters.push(extension(FILTERS.router, 'envoy.extensions.filters.http.router.v3.Router'));
+  return filters;
+}
+
+function connectionManager(g: GroupIR, l: ListenerIR): JsonObject {
+  const hcm: JsonObject = {
+    stat_prefix: l.statPrefix,
+    codec_type: 'AUTO',
+    rds: { config_source: adsConfigSource(), route_config_name: l.routeTable },
+    http_filters: httpFilters(g),
+    access_log: [accessLog(g.name, l.name)],
+    use_remote_address: true,
+    generate_request_id: true,
+    always_set_request_id_in_response: true,
+    normalize_path: true,
+    merge_slashes: true,
+    // Route matching and the upstream must see the same path: %2F cannot hide a segment boundary.
+    path_with_escaped_slashes_action: 'UNESCAPE_AND_FORWARD',
+    max_request_headers_kb: 60,
+    common_http_protocol_options: {
+      idle_timeout: duration(3_600_000),
+      max_headers_count: 100,
+      // Some upstream frameworks read X_User_Id as X-User-Id: drop them rather than let identity headers slip in.
+      headers_with_underscores_action: 'DROP_HEADER',
+    },
+    http2_protocol_options: { max_concurrent_streams: 100, initial_stream_window_size: 65_536, initial_connection_window_size: 1_048_576 },
+    stream_idle_timeout: duration(300_000),
+    request_headers_timeout: duration(10_000),
+    local_reply_config: localReplyConfig(),
+  };
+  if (g.stripRequestHeaders.length) {
+    // Before any filter runs, so ext_authz is the only one who can set these.
+    hcm.early_header_mutation_extensions = [
+      extension('envoy.http.early_header_mutation.header_mutation', 'envoy.extensions.http.early_header_mutation.header_mutation.v3.HeaderMutation', {
+        mutations: g.stripRequestHeaders.map((h) => ({ remove: h })),
+      }),
+    ];
+  }
+  return hcm;
+}
+
+function downstreamTls(l: ListenerTlsIR): JsonObject {
+  const common: JsonObject = {
+    tls_certificate_sds_secret_configs: [sdsSecret(l.certificateSecret)],
+    alpn_protocols: ['h2', 'http/1.1'],
+  };
+  if (l.clientCaSecret) common.validation_context_sds_secret_config = sdsSecret(l.clientCaSecret);
+  return {
+    name: 'envoy.transport_sockets.tls',
+    typed_config: any('envoy.extensions.transport_sockets.tls.v3.DownstreamTlsContext', {
+      common_tls_context: common,
+      ...(l.clientCaSecret ? { require_client_certificate: l.requireClientCertificate } : {}),
+    }),
+  };
+}
+
+export function listener(g: GroupIR, l: ListenerIR): JsonObject {
+  const chain: JsonObject = {};
+  if (l.tls?.serverNames.length) chain.filter_chain_match = { server_names: l.tls.serverNames };
+  chain.filters = [{ name: 'envoy.filters.network.http_connection_manager', typed_config: any(HCM_TYPE, connectionManager(g, l)) }];
+  if (l.tls) chain.transport_socket = downstreamTls(l.tls);
+  const out: JsonObject = { name: l.name, address: socketAddress(l.address, l.port) };
+  // SNI (for server_names) and ALPN (for h2) are read by the TLS inspector.
+  if (l.tls) out.listener_filters = [extension('envoy.filters.listener.tls_inspector', 'envoy.extensions.filters.listener.tls_inspector.v3.TlsInspector')];
+  out.filter_chains = [chain as Json];
+  return out;
+}

@@ -1,0 +1,148 @@
+// IR → envoy.config.route.v3.RouteConfiguration (one per listener, served over RDS): virtual
+// hosts, route matches and actions, header mutations, and per-route CORS and ext_authz settings.
+import type {
+  ActionIR,
+  CorsIR,
+  HeaderMatchIR,
+  HeaderMutationIR,
+  MatchIR,
+  QueryMatchIR,
+  RouteAuthzIR,
+  RouteIR,
+  RouteTableIR,
+  ValueMatchIR,
+  VirtualHostIR,
+} from '../ir.ts';
+import { FILTERS, METADATA_NAMESPACE, any, duration, extension, sortedRecord, type Json, type JsonObject } from './common.ts';
+
+/** Envoy's own limit on direct-response bodies; only raised when a body needs more. */
+const DEFAULT_MAX_DIRECT_BODY = 4096;
+
+function stringMatcher(m: Exclude<ValueMatchIR, { kind: 'present' }>): JsonObject {
+  if (m.kind === 'regex') return { safe_regex: { regex: m.value } };
+  return m.kind === 'exact' ? { exact: m.value } : { prefix: m.value };
+}
+
+function headerMatcher(h: HeaderMatchIR): JsonObject {
+  const out: JsonObject = { name: h.name };
+  if (h.match.kind === 'present') out.present_match = h.match.present;
+  else out.string_match = stringMatcher(h.match);
+  if (h.invert) out.invert_match = true;
+  return out;
+}
+
+function queryMatcher(q: QueryMatchIR): JsonObject {
+  return q.match.kind === 'present' ? { name: q.name, present_match: q.match.present } : { name: q.name, string_match: stringMatcher(q.match) };
+}
+
+function methodMatcher(methods: readonly string[]): JsonObject {
+  return methods.length === 1
+    ? { name: ':method', string_match: { exact: methods[0]! } }
+    : { name: ':method', string_match: { safe_regex: { regex: `^(${methods.join('|')})$` } } };
+}
+
+export function routeMatch(m: MatchIR): JsonObject {
+  const out: JsonObject = {};
+  switch (m.path.kind) {
+    case 'exact':
+      out.path = m.path.value;
+      break;
+    case 'prefix':
+      out.prefix = m.path.value;
+      break;
+    case 'regex':
+      out.safe_regex = { regex: m.path.value };
+      break;
+    case 'template':
+      out.path_match_policy = extension(
+        'envoy.path.match.uri_template.uri_template_matcher',
+        'envoy.extensions.path.match.uri_template.v3.UriTemplateMatchConfig',
+        { path_template: m.path.value },
+      );
+      break;
+  }
+  const headers = [...(m.methods ? [methodMatcher(m.methods)] : []), ...m.headers.map(headerMatcher)];
+  if (headers.length) out.headers = headers;
+  if (m.query.length) out.query_parameters = m.query.map(queryMatcher);
+  return out;
+}
+
+function routeAction(a: Extract<ActionIR, { kind: 'forward' }>): JsonObject {
+  const out: JsonObject = {};
+  if (a.weighted) out.weighted_clusters = { clusters: a.clusters.map((c) => ({ name: c.name, weight: c.weight })) };
+  else out.cluster = a.clusters[0]!.name;
+  if (a.rewrite?.kind === 'prefix') out.prefix_rewrite = a.rewrite.value;
+  if (a.rewrite?.kind === 'regex') out.regex_rewrite = { pattern: { regex: a.rewrite.pattern }, substitution: a.rewrite.substitution };
+  if (a.hostRewrite !== undefined) out.host_rewrite_literal = a.hostRewrite;
+  out.timeout = duration(a.timeoutMs);
+  if (a.retry) {
+    const r = a.retry;
+    out.retry_policy = {
+      retry_on: r.retryOn.join(','),
+      num_retries: r.numRetries,
+      ...(r.perTryTimeoutMs !== undefined ? { per_try_timeout: duration(r.perTryTimeoutMs) } : {}),
+      ...(r.retriableStatusCodes.length ? { retriable_status_codes: r.retriableStatusCodes } : {}),
+    };
+  }
+  return out;
+}
+
+function headersToAdd(m: HeaderMutationIR): Json[] {
+  return [
+    ...m.set.map(([key, value]) => ({ header: { key, value }, append_action: 'OVERWRITE_IF_EXISTS_OR_ADD' })),
+    ...m.add.map(([key, value]) => ({ header: { key, value }, append_action: 'APPEND_IF_EXISTS_OR_ADD' })),
+  ];
+}
+
+export function corsPolicy(c: CorsIR): JsonObject {
+  return any('envoy.extensions.filters.http.cors.v3.CorsPolicy', {
+    allow_origin_string_match: c.allowOrigins.map((o) => ({ exact: o })),
+    ...(c.allowMethods.length ? { allow_methods: c.allowMethods.join(', ') } : {}),
+    ...(c.allowHeaders.length ? { allow_headers: c.allowHeaders.join(', ') } : {}),
+    ...(c.exposeHeaders.length ? { expose_headers: c.exposeHeaders.join(', ') } : {}),
+    ...(c.maxAgeSeconds !== undefined ? { max_age: String(c.maxAgeSeconds) } : {}),
+    ...(c.allowCredentials !== undefined ? { allow_credentials: c.allowCredentials } : {}),
+  });
+}
+
+function extAuthzPerRoute(a: RouteAuthzIR): JsonObject {
+  const type = 'envoy.extensions.filters.http.ext_authz.v3.ExtAuthzPerRoute';
+  if (a.disabled) return any(type, { disabled: true });
+  return any(type, { check_settings: { context_extensions: sortedRecord(Object.entries(a.contextExtensions)) } });
+}
+
+export function route(r: RouteIR): JsonObject {
+  const out: JsonObject = { name: r.name, match: routeMatch(r.match) };
+  if (r.action.kind === 'forward') out.route = routeAction(r.action);
+  else out.direct_response = { status: r.action.status, ...(r.action.body ? { body: { inline_string: r.action.body } } : {}) };
+  if (r.metadata) {
+    const fields: Array<[string, Json]> = [['product', r.metadata.product]];
+    if (r.metadata.route !== undefined) fields.push(['route', r.metadata.route]);
+    out.metadata = { filter_metadata: { [METADATA_NAMESPACE]: sortedRecord(fields) } };
+  }
+  const reqAdd = headersToAdd(r.requestHeaders);
+  if (reqAdd.length) out.request_headers_to_add = reqAdd;
+  if (r.requestHeaders.remove.length) out.request_headers_to_remove = r.requestHeaders.remove;
+  const resAdd = headersToAdd(r.responseHeaders);
+  if (resAdd.length) out.response_headers_to_add = resAdd;
+  if (r.responseHeaders.remove.length) out.response_headers_to_remove = r.responseHeaders.remove;
+  const perFilter: Array<[string, Json]> = [];
+  if (r.cors) perFilter.push([FILTERS.cors, corsPolicy(r.cors)]);
+  if (r.authz) perFilter.push([FILTERS.extAuthz, extAuthzPerRoute(r.authz)]);
+  if (perFilter.length) out.typed_per_filter_config = sortedRecord(perFilter);
+  return out;
+}
+
+function virtualHost(vh: VirtualHostIR): JsonObject {
+  return { name: vh.name, domains: vh.domains, routes: vh.routes.map(route) };
+}
+
+export function routeConfiguration(t: RouteTableIR): JsonObject {
+  return {
+    name: t.name,
+    virtual_hosts: t.virtualHosts.map(virtualHost),
+    // Product hosts never carry ports (validateTranslation), so clients on non-default ports still match.
+    ignore_port_in_host_matching: true,
+    ...(t.maxDirectResponseBodyBytes > DEFAULT_MAX_DIRECT_BODY ? { max_direct_response_body_size_bytes: t.maxDirectResponseBodyBytes } : {}),
+  };
+}

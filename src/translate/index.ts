@@ -1,0 +1,80 @@
+// The translator's entry point: model snapshot → per-gateway-group Envoy resources (proto3 JSON,
+// sorted by name), through the IR. Pure: the same model always gives byte-identical output.
+import type { ModelSnapshot } from '../model/model.ts';
+import type { ModelError } from '../model/validate.ts';
+import { RESOURCE_TYPES, type JsonObject } from './envoy/common.ts';
+import { cluster } from './envoy/clusters.ts';
+import { loadAssignment } from './envoy/endpoints.ts';
+import { listener } from './envoy/listeners.ts';
+import { routeConfiguration } from './envoy/routes.ts';
+import { secret } from './envoy/secrets.ts';
+import type { GroupIR } from './ir.ts';
+import { modelToIr } from './to-ir.ts';
+import { validateTranslation } from './validate.ts';
+
+export interface TranslateOptions {
+  /** host:port of Portico's gRPC callout services (ext_authz and rate limit). */
+  calloutAddress: string;
+}
+
+/** One gateway group's Envoy resources, each list sorted by resource name. */
+export interface GroupResources {
+  /** envoy.config.cluster.v3.Cluster */
+  clusters: JsonObject[];
+  /** envoy.config.endpoint.v3.ClusterLoadAssignment, for EDS clusters */
+  endpoints: JsonObject[];
+  /** envoy.config.listener.v3.Listener */
+  listeners: JsonObject[];
+  /** envoy.config.route.v3.RouteConfiguration, one per listener */
+  routes: JsonObject[];
+  /** envoy.extensions.transport_sockets.tls.v3.Secret */
+  secrets: JsonObject[];
+}
+
+export type ResourceKind = keyof GroupResources;
+export const RESOURCE_KINDS: readonly ResourceKind[] = ['clusters', 'endpoints', 'listeners', 'routes', 'secrets'];
+export { RESOURCE_TYPES };
+
+/** Thrown by translate for a model that validateTranslation refuses (the store gate keeps such models out). */
+export class TranslationError extends Error {
+  constructor(readonly errors: ModelError[]) {
+    super(`the model cannot be translated: ${errors.map((e) => `${e.kind} '${e.key}' ${e.field}: ${e.message}`).join('; ')}`);
+    this.name = 'TranslationError';
+  }
+}
+
+/** The name a resource is served under (ClusterLoadAssignments are named by cluster). */
+export function resourceName(kind: ResourceKind, resource: JsonObject): string {
+  return String(kind === 'endpoints' ? resource.cluster_name : resource.name);
+}
+
+function byName(kind: ResourceKind, list: JsonObject[]): JsonObject[] {
+  return list
+    .map((r) => [resourceName(kind, r), r] as const)
+    .sort((a, b) => (a[0] < b[0] ? -1 : a[0] > b[0] ? 1 : 0))
+    .map(([, r]) => r);
+}
+
+/** IR → Envoy resources for one gateway group. */
+export function groupResources(g: GroupIR): GroupResources {
+  return {
+    clusters: byName('clusters', g.clusters.map(cluster)),
+    endpoints: byName('endpoints', g.clusters.filter((c) => c.discovery === 'eds').map(loadAssignment)),
+    listeners: byName('listeners', g.listeners.map((l) => listener(g, l))),
+    routes: byName('routes', g.routeTables.map(routeConfiguration)),
+    secrets: byName('secrets', g.secrets.map(secret)),
+  };
+}
+
+/** Every gateway group's Envoy resources, keyed by group name (in name order). */
+export function translate(model: ModelSnapshot, options: TranslateOptions): Map<string, GroupResources> {
+  const errors = validateTranslation(model);
+  if (errors.length) throw new TranslationError(errors);
+  const out = new Map<string, GroupResources>();
+  for (const g of modelToIr(model, options)) out.set(g.name, groupResources(g));
+  return out;
+}
+
+export { validateTranslation, templateProblem } from './validate.ts';
+export { modelToIr, groupToIr, CALLOUT_CLUSTER, DEFAULTS } from './to-ir.ts';
+export type { GroupIR } from './ir.ts';

@@ -1,0 +1,212 @@
+// The translator's intermediate representation: one gateway group's data plane with every
+// default resolved and every list in its final order, so the Envoy emitters only change shape.
+
+/** A gateway group as Envoy will see it. */
+export interface GroupIR {
+  name: string;
+  /** HTTP filters shared by every listener of the group. */
+  filters: HttpFiltersIR;
+  /** Request headers removed before any filter runs (identity headers only the gateway may set). */
+  stripRequestHeaders: string[];
+  listeners: ListenerIR[];
+  /** One route table per listener, named after it (all listeners of a group serve the same routes). */
+  routeTables: RouteTableIR[];
+  clusters: ClusterIR[];
+  secrets: SecretIR[];
+}
+
+export interface HttpFiltersIR {
+  /** Some product in the group has a CORS policy. */
+  cors: boolean;
+  /** Present when some route in the group requires a credential. */
+  extAuthz?: ExtAuthzIR;
+}
+
+export interface ExtAuthzIR {
+  cluster: string;
+  timeoutMs: number;
+  failureModeAllow: boolean;
+}
+
+export interface ListenerIR {
+  name: string;
+  address: string;
+  port: number;
+  /** Stats prefix of the HTTP connection manager: the group name. */
+  statPrefix: string;
+  routeTable: string;
+  tls?: ListenerTlsIR;
+}
+
+export interface ListenerTlsIR {
+  /** SDS name of the server certificate (`tls/<certificate>`). */
+  certificateSecret: string;
+  /** SDS name of the CA that verifies client certificates (`ca/<certificate>`). */
+  clientCaSecret?: string;
+  requireClientCertificate: boolean;
+  /** SNI names the filter chain answers; empty means any. */
+  serverNames: string[];
+}
+
+export interface RouteTableIR {
+  name: string;
+  /** Largest direct-response body in bytes (Envoy refuses bodies over its 4 KiB default unless raised). */
+  maxDirectResponseBodyBytes: number;
+  /** Named hosts first (exact, then wildcards), the `*` host last. */
+  virtualHosts: VirtualHostIR[];
+}
+
+export interface VirtualHostIR {
+  name: string;
+  domains: string[];
+  /** Most specific first; ends with the 404 catch-all. */
+  routes: RouteIR[];
+}
+
+export type PathKind = 'exact' | 'template' | 'regex' | 'prefix';
+
+export interface PathMatchIR {
+  kind: PathKind;
+  /** The effective path: product base path plus route path. */
+  value: string;
+}
+
+export type ValueMatchIR =
+  | { kind: 'exact' | 'prefix' | 'regex'; value: string }
+  | { kind: 'present'; present: boolean };
+
+export interface HeaderMatchIR {
+  /** Lower-case; `host` is matched as `:authority`. */
+  name: string;
+  match: ValueMatchIR;
+  invert: boolean;
+}
+
+export interface QueryMatchIR {
+  name: string;
+  match: ValueMatchIR;
+}
+
+export interface MatchIR {
+  path: PathMatchIR;
+  /** Undefined: any method. Sorted in a fixed order. */
+  methods?: string[];
+  headers: HeaderMatchIR[];
+  query: QueryMatchIR[];
+}
+
+export type PathRewriteIR = { kind: 'prefix'; value: string } | { kind: 'regex'; pattern: string; substitution: string };
+
+export interface RetryIR {
+  retryOn: string[];
+  numRetries: number;
+  perTryTimeoutMs?: number;
+  retriableStatusCodes: number[];
+}
+
+export interface ForwardActionIR {
+  kind: 'forward';
+  /** One entry: a plain cluster; more: weighted clusters in the model's order. */
+  clusters: Array<{ name: string; weight: number }>;
+  weighted: boolean;
+  rewrite?: PathRewriteIR;
+  hostRewrite?: string;
+  timeoutMs: number;
+  retry?: RetryIR;
+}
+
+export interface DirectActionIR {
+  kind: 'direct';
+  status: number;
+  body?: string;
+}
+
+export type ActionIR = ForwardActionIR | DirectActionIR;
+
+export interface HeaderMutationIR {
+  /** [name, value] pairs sorted by name; names lower-case. */
+  set: Array<[string, string]>;
+  add: Array<[string, string]>;
+  remove: string[];
+}
+
+export interface CorsIR {
+  allowOrigins: string[];
+  allowMethods: string[];
+  allowHeaders: string[];
+  exposeHeaders: string[];
+  maxAgeSeconds?: number;
+  allowCredentials?: boolean;
+}
+
+/** Per-route ext_authz settings (only when the group has the ext_authz filter). */
+export type RouteAuthzIR = { disabled: true } | { disabled: false; contextExtensions: Record<string, string> };
+
+export interface RouteIR {
+  name: string;
+  /** Route metadata under the `portico` namespace; absent for gateway-generated routes without a product. */
+  metadata?: { product: string; route?: string };
+  match: MatchIR;
+  action: ActionIR;
+  requestHeaders: HeaderMutationIR;
+  responseHeaders: HeaderMutationIR;
+  cors?: CorsIR;
+  authz?: RouteAuthzIR;
+}
+
+export type LbPolicyIR = 'ROUND_ROBIN' | 'LEAST_REQUEST' | 'RANDOM' | 'RING_HASH' | 'MAGLEV';
+
+export interface EndpointIR {
+  host: string;
+  port: number;
+  weight?: number;
+}
+
+export interface ClusterIR {
+  name: string;
+  /** eds: endpoints served as a ClusterLoadAssignment; strict_dns/static: endpoints inline. */
+  discovery: 'eds' | 'strict_dns' | 'static';
+  endpoints: EndpointIR[];
+  lbPolicy: LbPolicyIR;
+  connectTimeoutMs: number;
+  http2: boolean;
+  circuitBreaker?: {
+    maxConnections?: number;
+    maxPendingRequests?: number;
+    maxRequests?: number;
+    maxRetries?: number;
+  };
+  outlierDetection?: {
+    consecutive5xx: number;
+    intervalMs: number;
+    baseEjectionTimeMs: number;
+    maxEjectionPercent: number;
+  };
+  healthCheck?: {
+    path: string;
+    host?: string;
+    intervalMs: number;
+    timeoutMs: number;
+    healthyThreshold: number;
+    unhealthyThreshold: number;
+    /** Sorted; empty means Envoy's default (200 only). */
+    expectedStatuses: number[];
+  };
+  tls?: UpstreamTlsIR;
+}
+
+export interface UpstreamTlsIR {
+  sni?: string;
+  /** False: the upstream certificate is not verified at all. */
+  verify: boolean;
+  /** SDS name of the trusted CA (`ca/<certificate>`), when verifying. */
+  caSecret?: string;
+  /** When verifying with an SNI name, the upstream certificate must carry it as a DNS SAN. */
+  verifySubjectAltName?: string;
+  /** SDS name of the client certificate presented upstream (`tls/<certificate>`). */
+  clientCertificateSecret?: string;
+}
+
+export type SecretIR =
+  | { name: string; kind: 'tls'; certificateChain: string; privateKey: string }
+  | { name: string; kind: 'ca'; trustedCa: string };

@@ -1,0 +1,528 @@
+// Model → IR (pure): which products, routes, services and certificates each gateway group serves,
+// with every default resolved and every list ordered, so the Envoy emitters need no model knowledge.
+import { sortedValues, type ModelSnapshot } from '../model/model.ts';
+import { fullPath, isIpLiteral, serviceDiscovery } from '../model/validate.ts';
+import type { CredentialType, GatewayGroup, HeaderMatch, HeaderMutation, Product, QueryMatch, Route, Service } from '../model/schemas.ts';
+import { NOT_FOUND_BODY, methodNotAllowedBody } from './errors.ts';
+import type {
+  ActionIR,
+  ClusterIR,
+  CorsIR,
+  GroupIR,
+  HeaderMatchIR,
+  HeaderMutationIR,
+  LbPolicyIR,
+  ListenerIR,
+  MatchIR,
+  PathMatchIR,
+  QueryMatchIR,
+  RetryIR,
+  RouteIR,
+  RouteTableIR,
+  SecretIR,
+  ValueMatchIR,
+  VirtualHostIR,
+} from './ir.ts';
+import { compareRoutes, compareStrings, samePath, stripPrefixRewrite, type RouteOrderKey } from './paths.ts';
+
+/** Name of the cluster of Portico's gRPC callouts; a dot can never appear in a service name. */
+export const CALLOUT_CLUSTER = 'portico.callouts';
+
+/** What the model leaves unset, resolved here so the emitted config never relies on Envoy's defaults silently. */
+export const DEFAULTS = {
+  requestTimeoutMs: 15_000,
+  connectTimeoutMs: 5_000,
+  authzTimeoutMs: 250,
+  authzFailureMode: 'closed',
+  /** Routes and products without `auth` require one of these credentials (secure by default). */
+  accept: ['api_key', 'jwt'] as readonly CredentialType[],
+  /** Retry conditions when a policy sets attempts but not retryOn: only failures before the request reached the upstream. */
+  retryOn: ['connect-failure', 'refused-stream'] as readonly string[],
+  listenerAddress: '0.0.0.0',
+  healthCheck: { intervalMs: 10_000, timeoutMs: 2_000, healthyThreshold: 2, unhealthyThreshold: 3 },
+  outlierDetection: { consecutive5xx: 5, intervalMs: 10_000, baseEjectionTimeMs: 30_000, maxEjectionPercent: 10 },
+} as const;
+
+/** Envoy's limit on direct-response bodies unless the route table raises it. */
+const ENVOY_DIRECT_BODY_LIMIT = 4096;
+
+const METHOD_ORDER = ['GET', 'HEAD', 'POST', 'PUT', 'PATCH', 'DELETE', 'OPTIONS', 'CONNECT', 'TRACE'];
+
+export interface IrOptions {
+  /** host:port of Portico's gRPC callout services (ext_authz and rate limit). */
+  calloutAddress: string;
+}
+
+/** Splits `host:port` or `[v6]:port`; throws on anything else (a settings error, not a model error). */
+export function parseHostPort(address: string): { host: string; port: number } {
+  const m = /^(?:\[([0-9A-Fa-f:.]+)\]|([^:\s]+)):(\d{1,5})$/.exec(address);
+  const port = m ? Number(m[3]) : NaN;
+  if (!m || !(port >= 1 && port <= 65535)) throw new Error(`calloutAddress '${address}' must be host:port`);
+  return { host: (m[1] ?? m[2])!, port };
+}
+
+export function sortMethods(methods: readonly string[]): string[] {
+  return [...new Set(methods)].sort((a, b) => METHOD_ORDER.indexOf(a) - METHOD_ORDER.indexOf(b));
+}
+
+/** The credential types a route accepts: its own, else its product's, else the default. */
+export function effectiveAccept(product: Pick<Product, 'auth'>, route: Pick<Route, 'auth'>): readonly CredentialType[] {
+  return route.auth?.accept ?? product.auth?.accept ?? DEFAULTS.accept;
+}
+
+/** Products a gateway group serves, by name. */
+export function groupProducts(model: ModelSnapshot, group: string): Product[] {
+  return sortedValues(model, 'products').filter((p) => p.gatewayGroups.includes(group));
+}
+
+/** Routes of a product, by name. */
+export function productRoutes(model: ModelSnapshot, product: string): Route[] {
+  return sortedValues(model, 'routes').filter((r) => r.product === product);
+}
+
+/** The host patterns a product claims, lower-case; undefined when it serves any host. */
+export function productHosts(product: Pick<Product, 'hosts'>): string[] | undefined {
+  const hosts = product.hosts;
+  if (!hosts || hosts.length === 0 || hosts.includes('*')) return undefined;
+  return [...new Set(hosts.map((h) => h.toLowerCase()))].sort(compareStrings);
+}
+
+/** Whether every host matching `domain` also matches `pattern` (Envoy wildcards match one or more characters). */
+export function hostCovers(pattern: string, domain: string): boolean {
+  if (pattern === domain) return true;
+  if (!pattern.startsWith('*')) return false;
+  const suffix = pattern.slice(1);
+  const rest = domain.startsWith('*') ? domain.slice(1) : domain;
+  return domain.startsWith('*') ? rest.endsWith(suffix) && rest.length >= suffix.length : rest.endsWith(suffix) && rest.length > suffix.length;
+}
+
+/** Exact hosts first, then wildcards (longest first), each group alphabetically. */
+function compareDomains(a: string, b: string): number {
+  const wa = a.startsWith('*') ? 1 : 0;
+  const wb = b.startsWith('*') ? 1 : 0;
+  if (wa !== wb) return wa - wb;
+  if (wa === 1 && a.length !== b.length) return b.length - a.length;
+  return compareStrings(a, b);
+}
+
+// ── routes ────────────────────────────────────────────────────────────────────
+/** Header values pass through Envoy's formatter, where % starts a command: keep them literal. */
+function literalHeaderValue(v: string): string {
+  return v.replace(/%/g, '%%');
+}
+
+function mutationIr(m: HeaderMutation | undefined): HeaderMutationIR {
+  const pairs = (r: Record<string, string> | undefined): Array<[string, string]> =>
+    Object.entries(r ?? {})
+      .map(([k, v]): [string, string] => [k.toLowerCase(), literalHeaderValue(v)])
+      .sort((a, b) => compareStrings(a[0], b[0]) || compareStrings(a[1], b[1]));
+  return {
+    set: pairs(m?.set),
+    add: pairs(m?.add),
+    remove: [...new Set((m?.remove ?? []).map((h) => h.toLowerCase()))].sort(compareStrings),
+  };
+}
+
+function valueMatchIr(m: HeaderMatch | QueryMatch): ValueMatchIR {
+  if (m.exact !== undefined) return { kind: 'exact', value: m.exact };
+  // Every value starts with '', and Envoy refuses an empty prefix: that is a presence check.
+  if (m.prefix !== undefined) return m.prefix === '' ? { kind: 'present', present: true } : { kind: 'prefix', value: m.prefix };
+  if (m.regex !== undefined) return { kind: 'regex', value: m.regex };
+  return { kind: 'present', present: m.present ?? true };
+}
+
+function headerMatchIr(h: HeaderMatch): HeaderMatchIR {
+  const name = h.name.toLowerCase();
+  return { name: name === 'host' ? ':authority' : name, match: valueMatchIr(h), invert: h.invert ?? false };
+}
+
+/** Envoy cannot invert a query matcher; presence can be flipped instead (validateTranslation refuses the rest). */
+function queryMatchIr(q: QueryMatch): QueryMatchIR {
+  const match = valueMatchIr(q);
+  if (q.invert && match.kind === 'present') return { name: q.name, match: { kind: 'present', present: !match.present } };
+  return { name: q.name, match };
+}
+
+export function matchIr(product: Product, route: Route): MatchIR {
+  const m = route.match;
+  return {
+    path: { kind: m.path.type, value: fullPath(product, route) },
+    ...(m.methods ? { methods: sortMethods(m.methods) } : {}),
+    headers: (m.headers ?? []).map(headerMatchIr),
+    query: (m.query ?? []).map(queryMatchIr),
+  };
+}
+
+function retryIr(r: Route['retries']): RetryIR | undefined {
+  if (!r || r.attempts === 0) return undefined;
+  return {
+    retryOn: [...(r.retryOn ?? DEFAULTS.retryOn)],
+    numRetries: r.attempts,
+    ...(r.perTryTimeoutMs !== undefined ? { perTryTimeoutMs: r.perTryTimeoutMs } : {}),
+    retriableStatusCodes: [...(r.retriableStatusCodes ?? [])].sort((a, b) => a - b),
+  };
+}
+
+/** The service whose timeout and retries a route inherits: its service, or its heaviest backend (first on a tie). */
+function primaryService(route: Route): string | undefined {
+  if (route.service) return route.service;
+  let best: { service: string; weight: number } | undefined;
+  for (const b of route.backends ?? []) if (!best || b.weight > best.weight) best = b;
+  return best?.service;
+}
+
+function actionIr(model: ModelSnapshot, match: MatchIR, route: Route): ActionIR {
+  if (route.directResponse) {
+    const d = route.directResponse;
+    return { kind: 'direct', status: d.status, ...(d.body !== undefined ? { body: d.body } : {}) };
+  }
+  const primary = primaryService(route);
+  const svc: Service | undefined = primary ? model.services.get(primary) : undefined;
+  const clusters = route.backends ? route.backends.map((b) => ({ name: b.service, weight: b.weight })) : [{ name: route.service ?? '', weight: 1 }];
+  const rw = route.rewrite;
+  const rewrite = rw?.stripPrefix
+    ? stripPrefixRewrite(match.path, rw.stripPrefix)
+    : rw?.prefix
+      ? { kind: 'prefix' as const, value: rw.prefix }
+      : rw?.regex
+        ? { kind: 'regex' as const, pattern: rw.regex.pattern, substitution: rw.regex.substitution }
+        : undefined;
+  const retry = retryIr(route.retries ?? svc?.retries);
+  return {
+    kind: 'forward',
+    clusters,
+    weighted: clusters.length > 1,
+    ...(rewrite ? { rewrite } : {}),
+    ...(rw?.host ? { hostRewrite: rw.host } : {}),
+    timeoutMs: route.timeoutMs ?? svc?.requestTimeoutMs ?? DEFAULTS.requestTimeoutMs,
+    ...(retry ? { retry } : {}),
+  };
+}
+
+function corsIr(p: Product): CorsIR | undefined {
+  const c = p.cors;
+  if (!c) return undefined;
+  return {
+    allowOrigins: [...c.allowOrigins],
+    allowMethods: sortMethods(c.allowMethods ?? []),
+    allowHeaders: [...(c.allowHeaders ?? [])],
+    exposeHeaders: [...(c.exposeHeaders ?? [])],
+    ...(c.maxAgeSeconds !== undefined ? { maxAgeSeconds: c.maxAgeSeconds } : {}),
+    ...(c.allowCredentials !== undefined ? { allowCredentials: c.allowCredentials } : {}),
+  };
+}
+
+/** One model route as an Envoy route (the same in every virtual host that carries it). */
+export function routeIr(model: ModelSnapshot, product: Product, route: Route, withAuthz: boolean): RouteIR {
+  const match = matchIr(product, route);
+  const action = actionIr(model, match, route);
+  const responseHeaders = mutationIr(route.responseHeaders);
+  if (route.directResponse) {
+    const d = route.directResponse;
+    const contentType = d.contentType ?? (d.body !== undefined ? 'text/plain; charset=utf-8' : undefined);
+    if (contentType !== undefined && !responseHeaders.set.some(([k]) => k === 'content-type')) {
+      responseHeaders.set = [...responseHeaders.set, ['content-type', literalHeaderValue(contentType)] as [string, string]].sort((a, b) =>
+        compareStrings(a[0], b[0]),
+      );
+    }
+  }
+  const accept = effectiveAccept(product, route);
+  const cors = corsIr(product);
+  return {
+    name: `${product.name}/${route.name}`,
+    metadata: { product: product.name, route: route.name },
+    match,
+    action,
+    requestHeaders: mutationIr(route.requestHeaders),
+    responseHeaders,
+    ...(cors ? { cors } : {}),
+    ...(withAuthz
+      ? {
+          authz: accept.every((a) => a === 'none')
+            ? { disabled: true as const }
+            : { disabled: false as const, contextExtensions: { accept: accept.join(','), product: product.name, route: route.name } },
+        }
+      : {}),
+  };
+}
+
+function emptyMutation(): HeaderMutationIR {
+  return { set: [], add: [], remove: [] };
+}
+
+function gatewayResponse(name: string, path: PathMatchIR, status: number, body: string, extraHeaders: Array<[string, string]>, withAuthz: boolean): RouteIR {
+  return {
+    name,
+    match: { path, headers: [], query: [] },
+    action: { kind: 'direct', status, body },
+    requestHeaders: emptyMutation(),
+    responseHeaders: { set: [['content-type', 'application/json'] as [string, string], ...extraHeaders].sort((a, b) => compareStrings(a[0], b[0])), add: [], remove: [] },
+    ...(withAuthz ? { authz: { disabled: true as const } } : {}),
+  };
+}
+
+interface PlacedRoute {
+  ir: RouteIR;
+  key: RouteOrderKey;
+}
+
+function orderKey(ir: RouteIR, hostRank: number): RouteOrderKey {
+  const m = ir.match;
+  return {
+    path: m.path,
+    constraints: (m.methods ? 1 : 0) + m.headers.length + m.query.length,
+    methodCount: m.methods ? m.methods.length : Infinity,
+    hostRank,
+    name: ir.name,
+  };
+}
+
+/**
+ * Orders a virtual host's routes most-specific-first, adds a 405 fallback after each path whose
+ * routes all restrict methods, and ends with the 404 catch-all.
+ */
+export function orderVirtualHostRoutes(placed: readonly PlacedRoute[], withAuthz: boolean): RouteIR[] {
+  const sorted = [...placed].sort((a, b) => compareRoutes(a.key, b.key));
+  const out: RouteIR[] = [];
+  for (let i = 0; i < sorted.length; ) {
+    let j = i;
+    while (j < sorted.length && samePath(sorted[j]!.key.path, sorted[i]!.key.path)) j++;
+    const samePathRoutes = sorted.slice(i, j).map((p) => p.ir);
+    out.push(...samePathRoutes);
+    const restricted = samePathRoutes.filter((r) => r.match.methods);
+    const catchesAll = samePathRoutes.some((r) => !r.match.methods && r.match.headers.length === 0 && r.match.query.length === 0);
+    if (restricted.length > 0 && !catchesAll) out.push(methodFallback(samePathRoutes, withAuthz));
+    i = j;
+  }
+  out.push(gatewayResponse('portico/not-found', { kind: 'prefix', value: '/' }, 404, NOT_FOUND_BODY, [], withAuthz));
+  return out;
+}
+
+function methodFallback(routes: readonly RouteIR[], withAuthz: boolean): RouteIR {
+  const allowed = sortMethods(routes.flatMap((r) => r.match.methods ?? []));
+  const first = routes[0]!;
+  const products = [...new Set(routes.map((r) => r.metadata?.product))];
+  const cors = routes.find((r) => r.cors)?.cors;
+  const fallback = gatewayResponse('portico/method-not-allowed', first.match.path, 405, methodNotAllowedBody(allowed), [['allow', allowed.join(', ')]], withAuthz);
+  return {
+    ...fallback,
+    ...(products.length === 1 && products[0] !== undefined ? { metadata: { product: products[0] } } : {}),
+    ...(cors ? { cors } : {}),
+  };
+}
+
+/** The virtual hosts of a group: one per named host (with the host-agnostic routes merged in), then `*`. */
+export function virtualHostsIr(model: ModelSnapshot, products: readonly Product[], withAuthz: boolean): VirtualHostIR[] {
+  const entries = products.map((p) => ({
+    hosts: productHosts(p),
+    routes: productRoutes(model, p.name).map((r) => routeIr(model, p, r, withAuthz)),
+  }));
+  const domains = [...new Set(entries.flatMap((e) => e.hosts ?? []))].sort(compareDomains);
+  const hosts: VirtualHostIR[] = domains.map((domain) => {
+    const placed: PlacedRoute[] = [];
+    for (const e of entries) {
+      const claim = e.hosts === undefined ? 2 : e.hosts.includes(domain) ? 0 : e.hosts.some((h) => hostCovers(h, domain)) ? 1 : -1;
+      if (claim >= 0) for (const ir of e.routes) placed.push({ ir, key: orderKey(ir, claim) });
+    }
+    return { name: domain, domains: [domain], routes: orderVirtualHostRoutes(placed, withAuthz) };
+  });
+  const anyHost: PlacedRoute[] = entries.filter((e) => e.hosts === undefined).flatMap((e) => e.routes.map((ir) => ({ ir, key: orderKey(ir, 2) })));
+  hosts.push({ name: 'any_host', domains: ['*'], routes: orderVirtualHostRoutes(anyHost, withAuthz) });
+  return hosts;
+}
+
+// ── clusters ──────────────────────────────────────────────────────────────────
+const LB_POLICY: Readonly<Record<NonNullable<Service['lbPolicy']>, LbPolicyIR>> = {
+  round_robin: 'ROUND_ROBIN',
+  least_request: 'LEAST_REQUEST',
+  random: 'RANDOM',
+  ring_hash: 'RING_HASH',
+  maglev: 'MAGLEV',
+};
+
+/** IPv6 literals may be written in brackets in the model; Envoy wants the bare address. */
+function bareHost(host: string): string {
+  return host.startsWith('[') && host.endsWith(']') ? host.slice(1, -1) : host;
+}
+
+export function clusterIr(s: Service): ClusterIR {
+  const od = s.outlierDetection;
+  const hc = s.healthCheck;
+  const cb = s.circuitBreaker;
+  const tls = s.tls;
+  const verify = tls ? tls.verify !== false : false;
+  // Without an explicit SNI, a service whose endpoints all share one DNS name is addressed by that name.
+  const names = [...new Set(s.endpoints.map((e) => e.host).filter((h) => !isIpLiteral(h)))];
+  const sni = tls?.sni ?? (names.length === 1 && s.endpoints.every((e) => e.host === names[0]) ? names[0] : undefined);
+  return {
+    name: s.name,
+    discovery: serviceDiscovery(s) === 'static' ? 'eds' : 'strict_dns',
+    endpoints: s.endpoints.map((e) => ({ host: bareHost(e.host), port: e.port, ...(e.weight !== undefined ? { weight: e.weight } : {}) })),
+    lbPolicy: LB_POLICY[s.lbPolicy ?? 'round_robin'] ?? 'ROUND_ROBIN',
+    connectTimeoutMs: s.connectTimeoutMs ?? DEFAULTS.connectTimeoutMs,
+    http2: s.protocol === 'http2',
+    ...(cb && Object.keys(cb).length > 0
+      ? {
+          circuitBreaker: {
+            ...(cb.maxConnections !== undefined ? { maxConnections: cb.maxConnections } : {}),
+            ...(cb.maxPendingRequests !== undefined ? { maxPendingRequests: cb.maxPendingRequests } : {}),
+            ...(cb.maxRequests !== undefined ? { maxRequests: cb.maxRequests } : {}),
+            ...(cb.maxRetries !== undefined ? { maxRetries: cb.maxRetries } : {}),
+          },
+        }
+      : {}),
+    ...(od
+      ? {
+          outlierDetection: {
+            consecutive5xx: od.consecutive5xx ?? DEFAULTS.outlierDetection.consecutive5xx,
+            intervalMs: od.intervalMs ?? DEFAULTS.outlierDetection.intervalMs,
+            baseEjectionTimeMs: od.baseEjectionTimeMs ?? DEFAULTS.outlierDetection.baseEjectionTimeMs,
+            maxEjectionPercent: od.maxEjectionPercent ?? DEFAULTS.outlierDetection.maxEjectionPercent,
+          },
+        }
+      : {}),
+    ...(hc
+      ? {
+          healthCheck: {
+            path: hc.path,
+            ...(hc.host !== undefined ? { host: hc.host } : {}),
+            intervalMs: hc.intervalMs ?? DEFAULTS.healthCheck.intervalMs,
+            timeoutMs: hc.timeoutMs ?? DEFAULTS.healthCheck.timeoutMs,
+            healthyThreshold: hc.healthyThreshold ?? DEFAULTS.healthCheck.healthyThreshold,
+            unhealthyThreshold: hc.unhealthyThreshold ?? DEFAULTS.healthCheck.unhealthyThreshold,
+            expectedStatuses: [...(hc.expectedStatuses ?? [])].sort((a, b) => a - b),
+          },
+        }
+      : {}),
+    ...(tls
+      ? {
+          tls: {
+            ...(sni !== undefined ? { sni } : {}),
+            verify,
+            ...(verify && tls.ca ? { caSecret: `ca/${tls.ca}` } : {}),
+            ...(verify && sni !== undefined ? { verifySubjectAltName: sni } : {}),
+            ...(tls.clientCertificate ? { clientCertificateSecret: `tls/${tls.clientCertificate}` } : {}),
+          },
+        }
+      : {}),
+  };
+}
+
+function calloutCluster(address: string): ClusterIR {
+  const { host, port } = parseHostPort(address);
+  return {
+    name: CALLOUT_CLUSTER,
+    // A name (e.g. a Kubernetes service) cannot be a STATIC address; resolve it instead.
+    discovery: isIpLiteral(host) ? 'static' : 'strict_dns',
+    endpoints: [{ host, port }],
+    lbPolicy: 'ROUND_ROBIN',
+    connectTimeoutMs: 1_000,
+    http2: true,
+  };
+}
+
+// ── groups ────────────────────────────────────────────────────────────────────
+function listenerIr(group: GatewayGroup, l: GatewayGroup['listeners'][number]): ListenerIR {
+  const hostnames = l.hostnames ?? [];
+  return {
+    name: l.name,
+    address: l.address ?? DEFAULTS.listenerAddress,
+    port: l.port,
+    statPrefix: group.name,
+    routeTable: l.name,
+    ...(l.tls && (l.protocol ?? 'http') === 'https'
+      ? {
+          tls: {
+            certificateSecret: `tls/${l.tls.certificate}`,
+            ...(l.tls.clientCa ? { clientCaSecret: `ca/${l.tls.clientCa}` } : {}),
+            requireClientCertificate: l.tls.clientCa ? (l.tls.requireClientCertificate ?? true) : false,
+            serverNames: hostnames.includes('*') ? [] : [...new Set(hostnames.map((h) => h.toLowerCase()))].sort(compareStrings),
+          },
+        }
+      : {}),
+  };
+}
+
+function secretsIr(model: ModelSnapshot, listeners: readonly ListenerIR[], clusters: readonly ClusterIR[]): SecretIR[] {
+  const names = new Set<string>();
+  for (const l of listeners) {
+    if (l.tls) names.add(l.tls.certificateSecret);
+    if (l.tls?.clientCaSecret) names.add(l.tls.clientCaSecret);
+  }
+  for (const c of clusters) {
+    if (c.tls?.caSecret) names.add(c.tls.caSecret);
+    if (c.tls?.clientCertificateSecret) names.add(c.tls.clientCertificateSecret);
+  }
+  const out: SecretIR[] = [];
+  for (const name of [...names].sort(compareStrings)) {
+    const [kind, cert] = name.split('/') as ['tls' | 'ca', string];
+    const c = model.certificates.get(cert);
+    if (!c) continue;
+    if (kind === 'ca') out.push({ name, kind, trustedCa: c.certificate });
+    else if (c.privateKey !== undefined) out.push({ name, kind, certificateChain: c.certificate, privateKey: c.privateKey });
+  }
+  return out;
+}
+
+/** Header names the gateway sets from verified credentials: a client must never be able to send them. */
+export function identityHeaders(model: ModelSnapshot): string[] {
+  const names = new Set<string>();
+  for (const j of sortedValues(model, 'jwtIssuers')) for (const h of Object.values(j.forwardClaims ?? {})) names.add(h.toLowerCase());
+  return [...names].sort(compareStrings);
+}
+
+export function groupToIr(model: ModelSnapshot, group: GatewayGroup, options: IrOptions): GroupIR {
+  const products = groupProducts(model, group.name);
+  const needsAuthz = products.some((p) => productRoutes(model, p.name).some((r) => effectiveAccept(p, r).some((a) => a !== 'none')));
+  const virtualHosts = virtualHostsIr(model, products, needsAuthz);
+  const listeners = group.listeners.map((l) => listenerIr(group, l)).sort((a, b) => compareStrings(a.name, b.name));
+
+  let maxBody = 0;
+  for (const vh of virtualHosts) {
+    for (const r of vh.routes) if (r.action.kind === 'direct' && r.action.body) maxBody = Math.max(maxBody, Buffer.byteLength(r.action.body));
+  }
+  const routeTables: RouteTableIR[] = listeners.map((l) => ({
+    name: l.routeTable,
+    maxDirectResponseBodyBytes: Math.max(maxBody, ENVOY_DIRECT_BODY_LIMIT),
+    virtualHosts,
+  }));
+
+  const serviceNames = new Set<string>();
+  for (const vh of virtualHosts) {
+    for (const r of vh.routes) if (r.action.kind === 'forward') for (const c of r.action.clusters) serviceNames.add(c.name);
+  }
+  const clusters = [...serviceNames]
+    .sort(compareStrings)
+    .map((n) => model.services.get(n))
+    .filter((s): s is Service => s !== undefined)
+    .map(clusterIr);
+  clusters.push(calloutCluster(options.calloutAddress));
+  clusters.sort((a, b) => compareStrings(a.name, b.name));
+
+  const authz = group.authz;
+  return {
+    name: group.name,
+    filters: {
+      cors: products.some((p) => p.cors !== undefined),
+      ...(needsAuthz
+        ? {
+            extAuthz: {
+              cluster: CALLOUT_CLUSTER,
+              timeoutMs: authz?.timeoutMs ?? DEFAULTS.authzTimeoutMs,
+              failureModeAllow: (authz?.failureMode ?? DEFAULTS.authzFailureMode) === 'open',
+            },
+          }
+        : {}),
+    },
+    stripRequestHeaders: identityHeaders(model),
+    listeners,
+    routeTables,
+    clusters,
+    secrets: secretsIr(model, listeners, clusters),
+  };
+}
+
+/** Every gateway group's IR, by group name. */
+export function modelToIr(model: ModelSnapshot, options: IrOptions): GroupIR[] {
+  return sortedValues(model, 'gatewayGroups').map((g) => groupToIr(model, g, options));
+}
