@@ -1,7 +1,7 @@
 // Golden tests of the translator: each testdata/<case>/model.yaml in, each gateway group's Envoy
 // resources out, compared byte for byte. UPDATE_GOLDEN=1 rewrites the expected files instead.
 import assert from 'node:assert/strict';
-import { spawnSync } from 'node:child_process';
+import { spawnSync, type SpawnSyncReturns } from 'node:child_process';
 import { createHash } from 'node:crypto';
 import { existsSync, mkdirSync, mkdtempSync, readFileSync, readdirSync, rmSync, statSync, writeFileSync } from 'node:fs';
 import os from 'node:os';
@@ -131,7 +131,7 @@ test('Envoy accepts every golden case (envoy --mode validate on a static renderi
       for (const [group, resources] of translatedCase(name)) {
         const file = path.join(dir, `${name}-${group}.json`);
         writeFileSync(file, JSON.stringify(staticBootstrap(resources)));
-        const r = spawnSync(envoy, ['--mode', 'validate', '-c', file, '-l', 'error'], { encoding: 'utf8', timeout: 60_000 });
+        const r: SpawnSyncReturns<string> = spawnSync(envoy, ['--mode', 'validate', '-c', file, '-l', 'error'], { encoding: 'utf8', timeout: 60_000 });
         assert.equal(r.status, 0, `Envoy refuses ${name}/${group}:\n${r.stdout}${r.stderr}`);
       }
     }
