@@ -288,26 +288,48 @@ export function orderVirtualHostRoutes(placed: readonly PlacedRoute[], withAuthz
     let j = i;
     while (j < sorted.length && samePath(sorted[j]!.key.path, sorted[i]!.key.path)) j++;
     const samePathRoutes = sorted.slice(i, j).map((p) => p.ir);
-    out.push(...samePathRoutes);
     const restricted = samePathRoutes.filter((r) => r.match.methods);
     const catchesAll = samePathRoutes.some((r) => !r.match.methods && r.match.headers.length === 0 && r.match.query.length === 0);
-    if (restricted.length > 0 && !catchesAll) out.push(methodFallback(samePathRoutes, withAuthz));
+    const fallback = restricted.length > 0 && !catchesAll;
+    // Envoy's CORS filter skips direct responses, so their preflights (and those that would hit
+    // the 405 fallback) need a forwarding route of their own; the filter answers them itself.
+    const cors = samePathRoutes.find((r) => r.cors)?.cors;
+    if (cors && (fallback || samePathRoutes.some((r) => r.action.kind === 'direct'))) out.push(corsPreflight(samePathRoutes, cors, withAuthz));
+    out.push(...samePathRoutes);
+    if (fallback) out.push(methodFallback(samePathRoutes, withAuthz));
     i = j;
   }
   out.push(gatewayResponse('portico/not-found', { kind: 'prefix', value: '/' }, 404, NOT_FOUND_BODY, [], withAuthz));
   return out;
 }
 
+/** The product of gateway-generated routes, when all routes on the path belong to one. */
+function singleProduct(routes: readonly RouteIR[]): { metadata: { product: string } } | Record<string, never> {
+  const products = [...new Set(routes.map((r) => r.metadata?.product))];
+  return products.length === 1 && products[0] !== undefined ? { metadata: { product: products[0] } } : {};
+}
+
 function methodFallback(routes: readonly RouteIR[], withAuthz: boolean): RouteIR {
   const allowed = sortMethods(routes.flatMap((r) => r.match.methods ?? []));
-  const first = routes[0]!;
-  const products = [...new Set(routes.map((r) => r.metadata?.product))];
-  const cors = routes.find((r) => r.cors)?.cors;
-  const fallback = gatewayResponse('portico/method-not-allowed', first.match.path, 405, methodNotAllowedBody(allowed), [['allow', allowed.join(', ')]], withAuthz);
+  const fallback = gatewayResponse('portico/method-not-allowed', routes[0]!.match.path, 405, methodNotAllowedBody(allowed), [['allow', allowed.join(', ')]], withAuthz);
+  return { ...fallback, ...singleProduct(routes) };
+}
+
+/** Matches CORS preflights (OPTIONS with Origin and Access-Control-Request-Method) on one path. */
+function corsPreflight(routes: readonly RouteIR[], cors: CorsIR, withAuthz: boolean): RouteIR {
+  const forward = routes.find((r) => r.action.kind === 'forward')?.action;
+  // Never contacted (the CORS filter answers every preflight), but a route needs a real cluster.
+  const cluster = forward?.kind === 'forward' ? forward.clusters[0]!.name : CALLOUT_CLUSTER;
+  const present = (name: string): HeaderMatchIR => ({ name, match: { kind: 'present', present: true }, invert: false });
   return {
-    ...fallback,
-    ...(products.length === 1 && products[0] !== undefined ? { metadata: { product: products[0] } } : {}),
-    ...(cors ? { cors } : {}),
+    name: 'portico/cors-preflight',
+    ...singleProduct(routes),
+    match: { path: routes[0]!.match.path, methods: ['OPTIONS'], headers: [present('origin'), present('access-control-request-method')], query: [] },
+    action: { kind: 'forward', clusters: [{ name: cluster, weight: 1 }], weighted: false, timeoutMs: DEFAULTS.requestTimeoutMs },
+    requestHeaders: emptyMutation(),
+    responseHeaders: emptyMutation(),
+    cors,
+    ...(withAuthz ? { authz: { disabled: true as const } } : {}),
   };
 }
 

@@ -102,6 +102,8 @@ export function corsPolicy(c: CorsIR): JsonObject {
     ...(c.exposeHeaders.length ? { expose_headers: c.exposeHeaders.join(', ') } : {}),
     ...(c.maxAgeSeconds !== undefined ? { max_age: String(c.maxAgeSeconds) } : {}),
     ...(c.allowCredentials !== undefined ? { allow_credentials: c.allowCredentials } : {}),
+    // The gateway answers every preflight itself, allowed origin or not; upstreams never see one.
+    forward_not_matching_preflights: false,
   });
 }
 
