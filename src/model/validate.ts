@@ -289,6 +289,9 @@ export function validateModel(m: ModelSnapshot): ModelError[] {
         invalid('routes', key, 'rewrite.stripPrefix', `'${rw.stripPrefix}' is not a prefix of the route path '${full}'`);
       }
     }
+    if (r.retries?.retriableStatusCodes && !r.retries.retryOn?.includes('retriable-status-codes')) {
+      invalid('routes', key, 'retries.retriableStatusCodes', "needs 'retriable-status-codes' in retryOn");
+    }
     if (rw?.prefix && r.match.path.type !== 'prefix') {
       invalid('routes', key, 'rewrite.prefix', 'needs a prefix path match (use rewrite.regex otherwise)');
     }
