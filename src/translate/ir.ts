@@ -106,7 +106,7 @@ export interface RetryIR {
 
 export interface ForwardActionIR {
   kind: 'forward';
-  /** One entry: a plain cluster; more: weighted clusters in the model's order. */
+  /** The service, or the backends in the model's order (weighted). */
   clusters: Array<{ name: string; weight: number }>;
   weighted: boolean;
   rewrite?: PathRewriteIR;

@@ -191,7 +191,7 @@ function actionIr(model: ModelSnapshot, match: MatchIR, route: Route): ActionIR 
   return {
     kind: 'forward',
     clusters,
-    weighted: clusters.length > 1,
+    weighted: route.backends !== undefined,
     ...(rewrite ? { rewrite } : {}),
     ...(rw?.host ? { hostRewrite: rw.host } : {}),
     timeoutMs: route.timeoutMs ?? svc?.requestTimeoutMs ?? DEFAULTS.requestTimeoutMs,

@@ -253,6 +253,36 @@ describe('route actions', () => {
     assert.deepEqual(r.request_headers_to_remove, ['cookie']);
   });
 
+  it('keeps a single backend weighted (it is a canary slot, not a plain service)', () => {
+    const one = model([
+      ...base,
+      ['products', { name: 'q', gatewayGroups: ['g'], auth: { accept: ['none'] } }],
+      ['routes', { product: 'q', name: 'solo', match: { path: { type: 'prefix', value: '/' } }, backends: [{ service: 's', weight: 7 }] }],
+    ]);
+    const solo = vhosts(group(one))[0]!.routes[0]!;
+    assert.deepEqual(get(solo, 'route', 'weighted_clusters'), { clusters: [{ name: 's', weight: 7 }] });
+    assert.equal(get(solo, 'route', 'cluster'), undefined);
+  });
+
+  it('raises the direct-response body limit only when a body needs it, counting bytes', () => {
+    const withBody = (body: string) =>
+      group(
+        model([
+          ...base,
+          ['products', { name: 'q', gatewayGroups: ['g'], auth: { accept: ['none'] } }],
+          ['routes', { product: 'q', name: 'big', match: { path: { type: 'exact', value: '/big' } }, directResponse: { status: 200, body } }],
+        ]),
+      ).routes[0]!;
+    assert.equal(withBody('x'.repeat(4000)).max_direct_response_body_size_bytes, undefined);
+    assert.equal(withBody('é'.repeat(2500)).max_direct_response_body_size_bytes, 5000);
+    const big = withBody('x'.repeat(65_536));
+    assert.equal(big.max_direct_response_body_size_bytes, 65_536);
+    const route = ((big.virtual_hosts as JsonObject[])[0]!.routes as JsonObject[])[0]!;
+    assert.deepEqual(route.response_headers_to_add, [
+      { header: { key: 'content-type', value: 'text/plain; charset=utf-8' }, append_action: 'OVERWRITE_IF_EXISTS_OR_ADD' },
+    ]);
+  });
+
   it('names routes <product>/<route> and records both in route metadata', () => {
     assert.deepEqual(get(byName.get('p/own'), 'metadata'), { filter_metadata: { portico: { product: 'p', route: 'own' } } });
   });
