@@ -48,6 +48,50 @@ export function present(kind: KindName, r: AnyResource, model: ModelSnapshot): R
   return out;
 }
 
+// Resources and their bookkeeping objects are immutable and replaced on change, so both can key
+// caches: sorted keys per kind map, serialised JSON per (resource, meta) pair.
+const sortedKeyCache = new WeakMap<ReadonlyMap<string, AnyResource>, string[]>();
+const jsonCache = new WeakMap<AnyResource, { meta: unknown; json: string }>();
+
+function sortedKeys(m: ReadonlyMap<string, AnyResource>): string[] {
+  let keys = sortedKeyCache.get(m);
+  if (!keys) {
+    keys = [...m.keys()].sort();
+    sortedKeyCache.set(m, keys);
+  }
+  return keys;
+}
+
+/** First index whose key is greater than (or, with `inclusive`, equal to) `key`; keys are sorted. */
+function upperBound(keys: readonly string[], key: string, inclusive = false): number {
+  let lo = 0;
+  let hi = keys.length;
+  while (lo < hi) {
+    const mid = (lo + hi) >>> 1;
+    if (keys[mid]! < key || (!inclusive && keys[mid] === key)) lo = mid + 1;
+    else hi = mid;
+  }
+  return lo;
+}
+
+/** The keys that start with `prefix`: a contiguous range of the sorted keys. */
+function keyRange(keys: string[], prefix: string): string[] {
+  if (!prefix) return keys;
+  const start = upperBound(keys, prefix, true);
+  let end = start;
+  while (end < keys.length && keys[end]!.startsWith(prefix)) end++;
+  return keys.slice(start, end);
+}
+
+function presentedJson(kind: KindName, r: AnyResource, model: ModelSnapshot): string {
+  const meta = model.meta.get(metaKey(kind, keyOf(kind, r)));
+  const hit = jsonCache.get(r);
+  if (hit && hit.meta === meta) return hit.json;
+  const json = JSON.stringify(present(kind, r, model));
+  jsonCache.set(r, { meta, json });
+  return json;
+}
+
 function etag(revision: number): string {
   return `"${revision}"`;
 }
@@ -249,7 +293,7 @@ function registerKind(app: FastifyInstance, kind: KindName, store: ModelStore): 
   app.get<{ Params: Params; Querystring: Query }>(
     base,
     { schema: { ...docs(`List ${info.singular}s`), ...(collectionParams ? { params: collectionParams } : {}), querystring: ListQuery(kind) } },
-    async (request) => {
+    async (request, res) => {
       requireParent(request.params);
       const q = request.query;
       const model = store.current();
@@ -261,27 +305,36 @@ function registerKind(app: FastifyInstance, kind: KindName, store: ModelStore): 
         if (!after || /[\0]/.test(after)) throw problems.validation([{ field: 'cursor', message: 'is not a cursor this API returned' }]);
       }
       const filters = Object.entries(FILTERS[kind] ?? {}).filter(([f]) => q[f] !== undefined);
-      const all = [...(model[kind] as ReadonlyMap<string, AnyResource>).entries()]
-        .filter(([k]) => k.startsWith(prefix))
-        .sort(([a], [b]) => (a < b ? -1 : a > b ? 1 : 0))
-        .filter(([, r]) => !q.tag || ((r as { tags?: string[] }).tags ?? []).includes(q.tag))
-        .filter(([, r]) => !q.q || String((r as unknown as Record<string, unknown>)[info.keyField]).includes(q.q))
-        .filter(([, r]) => filters.every(([f, pred]) => pred(r, q[f]!)));
-      const start = after === undefined ? 0 : all.findIndex(([k]) => k > after!);
-      const page = start < 0 ? [] : all.slice(start, start + limit);
+      const resources = model[kind] as ReadonlyMap<string, AnyResource>;
+      let keys = keyRange(sortedKeys(resources), prefix);
+      if (q.tag || q.q || filters.length) {
+        keys = keys.filter((k) => {
+          const r = resources.get(k)!;
+          return (
+            (!q.tag || ((r as { tags?: string[] }).tags ?? []).includes(q.tag)) &&
+            (!q.q || String((r as unknown as Record<string, unknown>)[info.keyField]).includes(q.q)) &&
+            filters.every(([f, pred]) => pred(r, q[f]!))
+          );
+        });
+      }
+      const start = after === undefined ? 0 : upperBound(keys, after);
+      const page = keys.slice(start, start + limit);
       const last = page[page.length - 1];
-      const more = start >= 0 && start + limit < all.length;
-      return {
-        items: page.map(([, r]) => present(kind, r, model)),
-        total: all.length,
-        ...(more && last ? { nextCursor: Buffer.from(last[0]).toString('base64url') } : {}),
-      };
+      const more = start + limit < keys.length;
+      // Items are pre-serialised per resource version, so a page costs a join, not a walk.
+      const items = page.map((k) => presentedJson(kind, resources.get(k)!, model));
+      return res
+        .type('application/json; charset=utf-8')
+        .send(`{"items":[${items.join(',')}],"total":${keys.length}${more && last ? `,"nextCursor":"${Buffer.from(last).toString('base64url')}"` : ''}}`);
     },
   );
 
   app.get<{ Params: Params }>(item, { schema: { ...docs(`Get a ${info.singular}`), params } }, async (request, res) => {
     const r = lookup(request.params);
-    return reply(res, r, store.current(), 200);
+    const model = store.current();
+    const rev = model.meta.get(metaKey(kind, keyOf(kind, r)))?.revision;
+    if (rev !== undefined) res.header('etag', etag(rev));
+    return res.type('application/json; charset=utf-8').send(presentedJson(kind, r, model));
   });
 
   app.post<{ Params: Params }>(

@@ -17,6 +17,11 @@ export const TABLE: Readonly<Record<KindName, string>> = {
   mtlsIdentities: 'mtlsIdentity',
 };
 
+/** The SQL table of each kind (Prisma's model name). */
+export const SQL_TABLE: Readonly<Record<KindName, string>> = Object.fromEntries(
+  Object.entries(TABLE).map(([k, v]) => [k, v[0]!.toUpperCase() + v.slice(1)]),
+) as Record<KindName, string>;
+
 export type Row = Record<string, unknown> & {
   tags: string[];
   description: string | null;
@@ -46,14 +51,6 @@ export const KEY_COLUMNS: Readonly<Record<KindName, readonly string[]>> = {
   jwtIssuers: ['name'],
   mtlsIdentities: ['partnerName', 'name'],
 };
-
-/** Prisma `where` for one row by its key (`name` or `parent/name`). */
-export function whereKey(kind: KindName, key: string): Plain {
-  const cols = KEY_COLUMNS[kind];
-  if (cols.length === 1) return { [cols[0]!]: key };
-  const [a, b] = splitKey(key);
-  return { [`${cols[0]}_${cols[1]}`]: { [cols[0]!]: a, [cols[1]!]: b } };
-}
 
 export function splitKey(key: string): [string, string] {
   const i = key.indexOf('/');

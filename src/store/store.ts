@@ -20,7 +20,7 @@ import {
 } from '../model/model.ts';
 import { canonicalResource, sameResource } from '../model/canonical.ts';
 import { validateModel, type ModelError } from '../model/validate.ts';
-import { KEY_COLUMNS, TABLE, resourceToRow, rowKey, rowMeta, rowToResource, splitKey, whereKey, type Row } from './rows.ts';
+import { KEY_COLUMNS, SQL_TABLE, TABLE, resourceToRow, rowKey, rowMeta, rowToResource, splitKey, type Row } from './rows.ts';
 import { SecretHasher, secretPrefix, type KeyRing } from './secrets.ts';
 import type { AdminRole } from '../model/schemas.ts';
 
@@ -119,12 +119,9 @@ export interface AuditRecord {
 const ADVISORY_LOCK = 0x706f7274; // "port"
 const API_KEY_HASH_SECRET = 'api-key-hash-key';
 
-/** Minimal structural view of a Prisma model delegate, enough for the generic row code. */
+/** Minimal structural view of a Prisma model delegate, enough to read any kind's rows. */
 interface Table {
   findMany(args?: object): Promise<Row[]>;
-  createMany(args: { data: object[] }): Promise<unknown>;
-  update(args: { where: object; data: object }): Promise<unknown>;
-  deleteMany(args: { where: object }): Promise<unknown>;
 }
 
 type Tx = Omit<PrismaClient, '$connect' | '$disconnect' | '$on' | '$transaction' | '$extends'>;
@@ -291,6 +288,7 @@ export class ModelStore {
 
   private async write(tx: Tx, base: ModelSnapshot, prepared: CommitResult, req: CommitRequest): Promise<ModelSnapshot> {
     const now = new Date();
+    const stamp = now.toISOString();
     const change = await tx.modelChange.create({ data: { actor: req.actor, summary: req.summary.slice(0, 1000), at: now } });
     const meta = new Map(base.meta);
     const byKind = new Map<KindName, AppliedChange[]>();
@@ -298,40 +296,37 @@ export class ModelStore {
     // Deletes children-first, creates parents-first, so foreign keys hold at every statement.
     for (const kind of [...KIND_ORDER].reverse()) {
       const deletes = (byKind.get(kind) ?? []).filter((c) => c.action === 'delete');
-      for (let i = 0; i < deletes.length; i += 500) {
-        const chunk = deletes.slice(i, i + 500);
-        await table(tx, kind).deleteMany({ where: { OR: chunk.map((c) => flatWhere(kind, c.key)) } });
-      }
+      await bulkDelete(tx, SQL_TABLE[kind], KEY_COLUMNS[kind], deletes.map((c) => keyRow(kind, c.key)));
       for (const c of deletes) meta.delete(metaKey(kind, c.key));
     }
     for (const kind of KIND_ORDER) {
       const changes = byKind.get(kind) ?? [];
       const creates = changes.filter((c) => c.action === 'create');
-      for (let i = 0; i < creates.length; i += 1000) {
-        const data = creates.slice(i, i + 1000).map((c) => ({ ...resourceToRow(kind, c.after!, this.keys), createdAt: now, updatedAt: now }));
-        await table(tx, kind).createMany({ data });
-      }
-      for (const c of creates) meta.set(metaKey(kind, c.key), { revision: 1, createdAt: now.toISOString(), updatedAt: now.toISOString() });
-      for (const c of changes.filter((x) => x.action === 'update')) {
+      await bulkInsert(tx, SQL_TABLE[kind], creates.map((c) => ({ ...resourceToRow(kind, c.after!, this.keys), revision: 1, createdAt: stamp, updatedAt: stamp })));
+      for (const c of creates) meta.set(metaKey(kind, c.key), { revision: 1, createdAt: stamp, updatedAt: stamp });
+      const updates = changes.filter((x) => x.action === 'update');
+      const rows = updates.map((c) => {
         const old = base.meta.get(metaKey(kind, c.key))!;
         const revision = old.revision + 1;
-        const row = resourceToRow(kind, c.after!, this.keys);
-        for (const col of KEY_COLUMNS[kind]) delete row[col];
-        await table(tx, kind).update({ where: whereKey(kind, c.key), data: { ...row, revision, updatedAt: now } });
-        meta.set(metaKey(kind, c.key), { ...old, revision, updatedAt: now.toISOString() });
-      }
+        meta.set(metaKey(kind, c.key), { ...old, revision, updatedAt: stamp });
+        return { ...resourceToRow(kind, c.after!, this.keys), revision, updatedAt: stamp };
+      });
+      await bulkUpdate(tx, SQL_TABLE[kind], KEY_COLUMNS[kind], rows);
     }
-    const audit = prepared.changes.map((c) => ({
-      changeId: change.id,
-      at: now,
-      actor: req.actor,
-      action: c.action,
-      kind: c.kind,
-      key: c.key,
-      before: (redact(c.kind, c.before) ?? undefined) as object | undefined,
-      after: (redact(c.kind, c.after) ?? undefined) as object | undefined,
-    }));
-    for (let i = 0; i < audit.length; i += 1000) await tx.auditEntry.createMany({ data: audit.slice(i, i + 1000) });
+    await bulkInsert(
+      tx,
+      'AuditEntry',
+      prepared.changes.map((c) => ({
+        changeId: String(change.id),
+        at: stamp,
+        actor: req.actor,
+        action: c.action,
+        kind: c.kind,
+        key: c.key,
+        before: redact(c.kind, c.before) ?? null,
+        after: redact(c.kind, c.after) ?? null,
+      })),
+    );
     return { ...prepared.snapshot, revision: Number(change.id), meta } as ModelSnapshot;
   }
 
@@ -462,12 +457,42 @@ export class ModelStore {
 
 export class DuplicateError extends Error {}
 
-/** A flat `where` (no composite-key wrapper) usable inside OR lists. */
-function flatWhere(kind: KindName, key: string): Record<string, string> {
+/** The key columns of a row, from its model key. */
+function keyRow(kind: KindName, key: string): Record<string, string> {
   const cols = KEY_COLUMNS[kind];
   if (cols.length === 1) return { [cols[0]!]: key };
   const [a, b] = splitKey(key);
   return { [cols[0]!]: a, [cols[1]!]: b };
+}
+
+// Bulk writes: one statement per kind and action, rows shipped as one JSON parameter and expanded
+// by PostgreSQL (json_populate_recordset). Per-row ORM calls made a large apply take minutes.
+const BULK_CHUNK = 5000;
+const quote = (c: string) => `"${c}"`;
+const recordset = (table: string) => `json_populate_recordset(NULL::${quote(table)}, $1::json)`;
+
+async function inChunks(rows: readonly object[], run: (json: string) => Promise<unknown>): Promise<void> {
+  for (let i = 0; i < rows.length; i += BULK_CHUNK) await run(JSON.stringify(rows.slice(i, i + BULK_CHUNK)));
+}
+
+async function bulkInsert(tx: Tx, table: string, rows: readonly Record<string, unknown>[]): Promise<void> {
+  if (!rows.length) return;
+  const cols = Object.keys(rows[0]!).map(quote).join(', ');
+  await inChunks(rows, (json) => tx.$executeRawUnsafe(`INSERT INTO ${quote(table)} (${cols}) SELECT ${cols} FROM ${recordset(table)}`, json));
+}
+
+async function bulkUpdate(tx: Tx, table: string, keyCols: readonly string[], rows: readonly Record<string, unknown>[]): Promise<void> {
+  if (!rows.length) return;
+  const cols = Object.keys(rows[0]!).filter((c) => !keyCols.includes(c));
+  const set = `(${cols.map(quote).join(', ')}) = (${cols.map((c) => `r.${quote(c)}`).join(', ')})`;
+  const match = keyCols.map((k) => `t.${quote(k)} = r.${quote(k)}`).join(' AND ');
+  await inChunks(rows, (json) => tx.$executeRawUnsafe(`UPDATE ${quote(table)} AS t SET ${set} FROM ${recordset(table)} AS r WHERE ${match}`, json));
+}
+
+async function bulkDelete(tx: Tx, table: string, keyCols: readonly string[], keys: readonly Record<string, string>[]): Promise<void> {
+  if (!keys.length) return;
+  const match = keyCols.map((k) => `t.${quote(k)} = r.${quote(k)}`).join(' AND ');
+  await inChunks(keys, (json) => tx.$executeRawUnsafe(`DELETE FROM ${quote(table)} AS t USING ${recordset(table)} AS r WHERE ${match}`, json));
 }
 
 /** Resource-level differences between two snapshots, in dependency order. */
