@@ -13,8 +13,8 @@ export function methodNotAllowedBody(allowed: readonly string[]): string {
 
 export interface LocalReplyMapping {
   status: number;
-  /** When set, the mapping only applies to local replies with this response code detail. */
-  codeDetails?: string;
+  /** When set, the mapping only applies to local replies carrying one of these response flags. */
+  flags?: readonly string[];
   error: string;
   message: string;
 }
@@ -24,7 +24,8 @@ export interface LocalReplyMapping {
  * left alone: the authz and rate-limit callouts write those bodies themselves.
  */
 export const LOCAL_REPLY_MAPPINGS: readonly LocalReplyMapping[] = [
-  { status: 503, codeDetails: 'ext_authz_error', error: 'authorization_unavailable', message: 'The authorization service is unavailable.' },
+  // ext_authz could not get an answer (failure mode closed): status_on_error is 503.
+  { status: 503, flags: ['UAEX'], error: 'authorization_unavailable', message: 'The authorization service is unavailable.' },
   { status: 400, error: 'bad_request', message: 'The request is malformed.' },
   { status: 404, error: 'not_found', message: 'No route matches this request.' },
   { status: 408, error: 'request_timeout', message: 'The request was not received in time.' },

@@ -6,7 +6,7 @@ export interface GroupIR {
   name: string;
   /** HTTP filters shared by every listener of the group. */
   filters: HttpFiltersIR;
-  /** Request headers removed before any filter runs (identity headers only the gateway may set). */
+  /** Request headers the first HTTP filter removes (identity headers only the gateway may set). */
   stripRequestHeaders: string[];
   listeners: ListenerIR[];
   /** One route table per listener, named after it (all listeners of a group serve the same routes). */

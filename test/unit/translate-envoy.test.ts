@@ -73,7 +73,7 @@ describe('HTTP connection manager', () => {
   });
 
   it('leaves ext_authz (and CORS) out when every route is public', () => {
-    assert.deepEqual(filterNames(l), ['envoy.filters.http.router']);
+    assert.deepEqual(filterNames(l), ['envoy.filters.http.header_mutation', 'envoy.filters.http.router']);
   });
 
   it('logs JSON to stdout with product and route from route metadata, and the path without its query', () => {
@@ -90,20 +90,29 @@ describe('HTTP connection manager', () => {
 
   it("rewrites Envoy's own errors to the JSON shape, leaving direct responses alone", () => {
     const mappers = get(h, 'local_reply_config', 'mappers') as JsonObject[];
-    const byStatus = new Map(
-      mappers.map((mp) => [String(get(mp, 'filter', 'extension_filter', 'typed_config', 'expression')), mp] as const),
-    );
-    const m503 = byStatus.get("response.code == 503 && response.code_details != 'direct_response'")!;
-    assert.deepEqual(get(m503, 'body_format_override'), { json_format: { error: 'unavailable', message: '%LOCAL_REPLY_BODY%' } });
-    assert.equal(get(m503, 'body', 'inline_string'), 'The upstream service is unavailable.');
-    for (const status of [502, 504, 413]) assert.ok(byStatus.has(`response.code == ${status} && response.code_details != 'direct_response'`), String(status));
-    // The authz-specific 503 comes before the generic one (first match wins).
-    const order = [...byStatus.keys()];
-    assert.ok(order.indexOf("response.code == 503 && response.code_details == 'ext_authz_error'") < order.indexOf("response.code == 503 && response.code_details != 'direct_response'"));
+    const statusOf = (mp: JsonObject) => get(mp, 'filter', 'and_filter', 'filters', 0, 'status_code_filter', 'comparison', 'value', 'default_value');
+    const m503 = mappers.filter((mp) => statusOf(mp) === 503);
+    assert.equal(m503.length, 2);
+    // ext_authz failures first (first match wins), told apart by the UAEX flag.
+    assert.deepEqual(get(m503[0], 'filter', 'and_filter', 'filters', 1), { response_flag_filter: { flags: ['UAEX'] } });
+    assert.deepEqual(get(m503[0], 'body_format_override', 'json_format', 'error'), 'authorization_unavailable');
+    // Everything else only when Envoy made the reply: a response flag, or no request id yet (codec errors).
+    const generated = { or_filter: { filters: [{ response_flag_filter: {} }, { header_filter: { header: { name: 'x-request-id', present_match: false } } }] } };
+    assert.deepEqual(get(m503[1], 'filter', 'and_filter', 'filters', 1), generated);
+    assert.deepEqual(get(m503[1], 'body_format_override'), { json_format: { error: 'unavailable', message: '%LOCAL_REPLY_BODY%' } });
+    assert.equal(get(m503[1], 'body', 'inline_string'), 'The upstream service is unavailable.');
+    for (const status of [400, 404, 413, 431, 502, 504]) {
+      const mp = mappers.find((x) => statusOf(x) === status);
+      assert.ok(mp, String(status));
+      assert.deepEqual(get(mp, 'filter', 'and_filter', 'filters', 1), generated, String(status));
+    }
+    assert.equal(mappers.some((x) => [401, 403, 429].includes(Number(statusOf(x)))), false, 'callout replies are left alone');
   });
 
-  it('strips identity headers (JWT forwardClaims targets) before any filter runs', () => {
-    assert.deepEqual(get(h, 'early_header_mutation_extensions', 0, 'typed_config', 'mutations'), [{ remove: 'x-user-id' }]);
+  it('strips identity headers (JWT forwardClaims targets) in the first HTTP filter', () => {
+    const first = get(h, 'http_filters', 0) as JsonObject;
+    assert.equal(first.name, 'envoy.filters.http.header_mutation');
+    assert.deepEqual(get(first, 'typed_config', 'mutations'), { request_mutations: [{ remove: 'x-user-id' }] });
   });
 });
 

@@ -17,6 +17,7 @@ export const RESOURCE_TYPES = {
 
 /** HTTP filter names; per-route configuration is keyed by them. */
 export const FILTERS = {
+  stripIdentity: 'envoy.filters.http.header_mutation',
   cors: 'envoy.filters.http.cors',
   extAuthz: 'envoy.filters.http.ext_authz',
   router: 'envoy.filters.http.router',

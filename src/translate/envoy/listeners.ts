@@ -40,19 +40,27 @@ function accessLog(group: string, listener: string): JsonObject {
 }
 
 /**
- * Envoy's own error replies (no healthy upstream, timeouts, oversized requests…) in the gateway's
- * JSON shape. Direct responses are local replies too; the CEL condition leaves them untouched.
+ * Envoy's own error replies (no healthy upstream, timeouts, malformed requests…) in the gateway's
+ * JSON shape. Direct responses are local replies too and must keep their bodies: Envoy's own
+ * errors carry a response flag (UF, UH, UT, NR…) or, for codec errors, come before a request id
+ * was assigned; a direct response has neither.
  */
 function localReplyConfig(): JsonObject {
+  const status = (code: number): JsonObject => ({
+    status_code_filter: { comparison: { op: 'EQ', value: { default_value: code, runtime_key: `portico.local_reply.status_${code}` } } },
+  });
+  const generatedByEnvoy: JsonObject = {
+    or_filter: {
+      filters: [
+        { response_flag_filter: {} },
+        { header_filter: { header: { name: 'x-request-id', present_match: false } } },
+      ],
+    },
+  };
   return {
     mappers: LOCAL_REPLY_MAPPINGS.map((m) => ({
       filter: {
-        extension_filter: extension('envoy.access_loggers.extension_filters.cel', 'envoy.extensions.access_loggers.filters.cel.v3.ExpressionFilter', {
-          expression:
-            m.codeDetails !== undefined
-              ? `response.code == ${m.status} && response.code_details == '${m.codeDetails}'`
-              : `response.code == ${m.status} && response.code_details != 'direct_response'`,
-        }),
+        and_filter: { filters: [status(m.status), m.flags ? { response_flag_filter: { flags: [...m.flags] } } : generatedByEnvoy] },
       },
       body: { inline_string: m.message },
       body_format_override: { json_format: { error: m.error, message: '%LOCAL_REPLY_BODY%' } },
@@ -73,7 +81,16 @@ function extAuthzFilter(a: ExtAuthzIR): JsonObject {
 
 export function httpFilters(g: GroupIR): JsonObject[] {
   const filters: JsonObject[] = [];
-  // CORS first: it answers preflight requests before anyone asks for credentials.
+  // Identity headers only the gateway may set: removed before anyone reads them, so ext_authz is
+  // the only one who can set them and public routes never pass a forged one upstream.
+  if (g.stripRequestHeaders.length) {
+    filters.push(
+      extension(FILTERS.stripIdentity, 'envoy.extensions.filters.http.header_mutation.v3.HeaderMutation', {
+        mutations: { request_mutations: g.stripRequestHeaders.map((h) => ({ remove: h })) },
+      }),
+    );
+  }
+  // CORS before ext_authz: it answers preflight requests before anyone asks for credentials.
   if (g.filters.cors) filters.push(extension(FILTERS.cors, 'envoy.extensions.filters.http.cors.v3.Cors'));
   if (g.filters.extAuthz) filters.push(extAuthzFilter(g.filters.extAuthz));
   // ── rate limit ── envoy.filters.http.ratelimit goes here: after ext_authz (limits are counted
@@ -83,7 +100,7 @@ export function httpFilters(g: GroupIR): JsonObject[] {
 }
 
 function connectionManager(g: GroupIR, l: ListenerIR): JsonObject {
-  const hcm: JsonObject = {
+  return {
     stat_prefix: l.statPrefix,
     codec_type: 'AUTO',
     rds: { config_source: adsConfigSource(), route_config_name: l.routeTable },
@@ -108,15 +125,6 @@ function connectionManager(g: GroupIR, l: ListenerIR): JsonObject {
     request_headers_timeout: duration(10_000),
     local_reply_config: localReplyConfig(),
   };
-  if (g.stripRequestHeaders.length) {
-    // Before any filter runs, so ext_authz is the only one who can set these.
-    hcm.early_header_mutation_extensions = [
-      extension('envoy.http.early_header_mutation.header_mutation', 'envoy.extensions.http.early_header_mutation.header_mutation.v3.HeaderMutation', {
-        mutations: g.stripRequestHeaders.map((h) => ({ remove: h })),
-      }),
-    ];
-  }
-  return hcm;
 }
 
 function downstreamTls(l: ListenerTlsIR): JsonObject {
