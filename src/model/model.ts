@@ -94,7 +94,7 @@ export const KINDS: Readonly<Record<KindName, KindInfo>> = {
   },
 };
 
-/** Kinds in dependency order: a kind only refers to kinds before it (writes go in this order, deletes in reverse). */
+/** Kinds in storage order: parents before children (writes go in this order, deletes in reverse). */
 export const KIND_ORDER: readonly KindName[] = [
   'certificates',
   'gatewayGroups',

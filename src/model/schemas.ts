@@ -57,6 +57,17 @@ const Common = {
   description: Type.Optional(Description),
 };
 
+/** A token bucket Envoy enforces by itself, with no callout: a safety net under the plans. */
+export const LocalRateLimit = Type.Object(
+  {
+    requests: Type.Integer({ minimum: 1, maximum: 1_000_000_000 }),
+    per: Type.Union([Type.Literal('second'), Type.Literal('minute'), Type.Literal('hour')]),
+    burst: Type.Optional(Type.Integer({ minimum: 0, maximum: 1_000_000_000 })),
+  },
+  { ...closed, description: 'per Envoy instance: requests per period, plus burst' },
+);
+export type LocalRateLimit = Static<typeof LocalRateLimit>;
+
 // ── gateway groups ────────────────────────────────────────────────────────────
 export const FailureMode = Type.Union([Type.Literal('closed'), Type.Literal('open')]);
 export type FailureMode = Static<typeof FailureMode>;
@@ -98,6 +109,7 @@ export const GatewayGroup = Type.Object(
     listeners: Type.Array(Listener, { minItems: 1, maxItems: 64 }),
     authz: Type.Optional(Callout),
     rateLimit: Type.Optional(Callout),
+    localRateLimit: Type.Optional(LocalRateLimit),
   },
   closed,
 );
@@ -238,6 +250,7 @@ export const Product = Type.Object(
       ),
     ),
     jwtIssuers: Type.Optional(Type.Array(Name, { uniqueItems: true, description: 'issuers accepted; default: all' })),
+    publicPlan: Type.Optional({ ...Name, description: 'plan for callers without a partner identity (routes accepting none); default: no plan limits' }),
     cors: Type.Optional(Cors),
   },
   closed,
@@ -322,6 +335,7 @@ export const Route = Type.Object(
     requestHeaders: Type.Optional(HeaderMutation),
     responseHeaders: Type.Optional(HeaderMutation),
     auth: Type.Optional(Auth),
+    localRateLimit: Type.Optional(LocalRateLimit),
   },
   closed,
 );

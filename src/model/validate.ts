@@ -258,6 +258,7 @@ export function validateModel(m: ModelSnapshot): ModelError[] {
   for (const p of sortedValues(m, 'products')) {
     p.gatewayGroups.forEach((g, i) => ref('products', p.name, `gatewayGroups[${i}]`, 'gatewayGroups', g));
     p.jwtIssuers?.forEach((j, i) => ref('products', p.name, `jwtIssuers[${i}]`, 'jwtIssuers', j));
+    if (p.publicPlan) ref('products', p.name, 'publicPlan', 'plans', p.publicPlan);
     if (p.auth) authErrors(p.auth.accept, 'products', p.name, 'auth.accept', p, m, mtlsGroups, invalid);
   }
 
