@@ -6,6 +6,7 @@ import { applyMutations, emptySnapshot, keyOf, type AnyResource, type KindName, 
 import { validateModel } from '../../src/model/validate.ts';
 import type { Json, JsonObject } from '../../src/translate/envoy/common.ts';
 import { translate, type GroupResources } from '../../src/translate/index.ts';
+import { hostCovers } from '../../src/translate/to-ir.ts';
 
 function model(entries: Array<[KindName, object]>): ModelSnapshot {
   const m = applyMutations(
@@ -82,6 +83,16 @@ describe('virtual hosts', () => {
       assert.equal(get(last, 'direct_response', 'status'), 404);
       assert.deepEqual(JSON.parse(String(get(last, 'direct_response', 'body', 'inline_string'))), { error: 'not_found', message: 'No route matches this request.' });
     }
+  });
+
+  it('knows which host patterns cover a virtual host (Envoy wildcards match one or more characters)', () => {
+    assert.equal(hostCovers('*.example.com', 'api.example.com'), true);
+    assert.equal(hostCovers('*.example.com', 'a.b.example.com'), true);
+    assert.equal(hostCovers('*.example.com', '*.b.example.com'), true);
+    assert.equal(hostCovers('*.example.com', '*.example.com'), true);
+    assert.equal(hostCovers('*.example.com', 'example.com'), false);
+    assert.equal(hostCovers('*.b.example.com', '*.example.com'), false);
+    assert.equal(hostCovers('api.example.com', '*.example.com'), false);
   });
 
   it('matches hosts without their port', () => {
