@@ -91,6 +91,12 @@ function snapshotVersion(types: ReadonlyMap<string, TypeSnapshot>): string {
   return hex16(h);
 }
 
+function sameEntries(a: ReadonlyMap<string, string>, b: ReadonlyMap<string, string>): boolean {
+  if (a.size !== b.size) return false;
+  for (const [k, v] of a) if (b.get(k) !== v) return false;
+  return true;
+}
+
 export function emptySnapshot(group: string): Snapshot {
   return { group, version: snapshotVersion(EMPTY_TYPES), types: EMPTY_TYPES, edsClusters: new Map() };
 }
@@ -259,6 +265,7 @@ export class SnapshotCache {
   }
 
   private build(group: string, resources: GroupResources): Snapshot {
+    const previous = this.pending.get(group) ?? this.published.get(group);
     const problems: ResourceProblem[] = [];
     const types = new Map<string, TypeSnapshot>();
     const edsCandidates: [string, string][] = [];
@@ -282,11 +289,15 @@ export class SnapshotCache {
           }
         }
       });
-      types.set(typeUrl, { typeUrl, version: setVersion([...map].map(([n, c]) => [n, c.version] as const)), resources: map });
+      const version = setVersion([...map].map(([n, c]) => [n, c.version] as const));
+      // An unchanged type keeps its object: streams' memoised views of it stay valid.
+      const prev = previous?.types.get(typeUrl);
+      types.set(typeUrl, prev?.version === version ? prev : { typeUrl, version, resources: map });
     }
     if (problems.length > 0) throw new GroupResourcesError(group, problems);
     const cla = types.get(TYPE_URLS.endpoint)!.resources;
-    const edsClusters = new Map(edsCandidates.filter(([, service]) => cla.has(service)));
+    let edsClusters: ReadonlyMap<string, string> = new Map(edsCandidates.filter(([, service]) => cla.has(service)));
+    if (previous && sameEntries(previous.edsClusters, edsClusters)) edsClusters = previous.edsClusters;
     return { group, version: snapshotVersion(types), types, edsClusters };
   }
 

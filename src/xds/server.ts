@@ -3,7 +3,7 @@
 import * as grpc from '@grpc/grpc-js';
 import { typeSnapshot, type SnapshotCache } from './cache.ts';
 import { FleetStatus } from './fleet.ts';
-import { DISCOVERY_SERVICES, discoveryServiceDefinition, type DiscoveryServiceKey } from './services.ts';
+import { DISCOVERY_SERVICES, discoveryServiceDefinition, encodeDeltaResponse, encodeSotwResponse, type DiscoveryServiceKey } from './services.ts';
 import { DeltaStream, silentLogger, SotwStream, type DeltaRequest, type DeltaResponse, type SotwRequest, type SotwResponse, type XdsLogger } from './stream.ts';
 import { setVersion } from './cache.ts';
 
@@ -19,11 +19,66 @@ export interface XdsServerOptions {
   keepaliveTimeoutMs?: number;
   /** How long listeners/routes may wait for Envoy to subscribe to the EDS of new clusters. */
   orderingTimeoutMs?: number;
+  /**
+   * Bytes of responses handed to gRPC but not yet written out, across all streams. A change fanned out
+   * to a thousand Envoys is paced by this instead of being buffered all at once (memory stays bounded).
+   */
+  sendBudgetBytes?: number;
   /** Extra grpc-js server options. */
   grpcOptions?: grpc.ServerOptions;
 }
 
 type AnyCall = grpc.ServerDuplexStream<unknown, unknown>;
+
+/** Paces writes so that at most `limit` bytes are queued in gRPC/HTTP/2 at once (one oversized write may pass alone). */
+export class SendBudget {
+  private used = 0;
+  private readonly queue: { call: AnyCall; produce: () => Buffer }[] = [];
+  private readonly pending = new Map<AnyCall, Set<{ bytes: number }>>();
+
+  constructor(private readonly limit: number) {}
+
+  get queuedWrites(): number {
+    return this.queue.length;
+  }
+
+  /** Serializes (lazily, when there is room) and writes one response on `call`. */
+  write(call: AnyCall, produce: () => Buffer): void {
+    this.queue.push({ call, produce });
+    this.drain();
+  }
+
+  /** Forgets a call that ended: its queued writes are dropped and its bytes released. */
+  release(call: AnyCall): void {
+    const tokens = this.pending.get(call);
+    if (tokens) {
+      for (const t of tokens) this.used -= t.bytes;
+      tokens.clear(); // a late write callback must not release them twice
+    }
+    this.pending.delete(call);
+    for (let i = this.queue.length - 1; i >= 0; i--) if (this.queue[i]!.call === call) this.queue.splice(i, 1);
+    this.drain();
+  }
+
+  private drain(): void {
+    while (this.queue.length > 0 && (this.used < this.limit || this.used === 0)) {
+      const { call, produce } = this.queue.shift()!;
+      if (call.destroyed || call.writableEnded) continue;
+      const buf = produce();
+      const token = { bytes: buf.length };
+      let tokens = this.pending.get(call);
+      if (!tokens) this.pending.set(call, (tokens = new Set()));
+      tokens.add(token);
+      this.used += token.bytes;
+      call.write(buf, () => {
+        if (tokens.delete(token)) {
+          this.used -= token.bytes;
+          this.drain();
+        }
+      });
+    }
+  }
+}
 
 /** Adds ±10% jitter so replicas' Envoys do not all reconnect at once. */
 export function jittered(ms: number, random: () => number = Math.random): number {
@@ -36,6 +91,7 @@ export class XdsServer {
   private readonly cache: SnapshotCache;
   private readonly log: XdsLogger;
   private readonly calls = new Map<AnyCall, { close(): void; timer?: NodeJS.Timeout }>();
+  private readonly budget: SendBudget;
   private started = false;
   private closing: Promise<void> | undefined;
 
@@ -43,6 +99,7 @@ export class XdsServer {
     this.cache = opts.cache;
     this.log = opts.logger ?? silentLogger;
     this.fleet = opts.fleet ?? new FleetStatus({ cache: opts.cache });
+    this.budget = new SendBudget(opts.sendBudgetBytes ?? 16 * 1024 * 1024);
     const age = opts.maxConnectionAgeMs ?? 0;
     this.grpc = new grpc.Server({
       'grpc.keepalive_time_ms': opts.keepaliveTimeMs ?? 30_000,
@@ -119,12 +176,12 @@ export class XdsServer {
   }
 
   private serveSotw(call: AnyCall, key: DiscoveryServiceKey, typeUrl: string | undefined): void {
-    const stream = new SotwStream(this.streamOptions(call, key, typeUrl), (r) => call.write(r));
+    const stream = new SotwStream(this.streamOptions(call, key, typeUrl), (r) => this.budget.write(call, () => encodeSotwResponse(r)));
     this.attach(call, stream, (req) => stream.handle(req as SotwRequest));
   }
 
   private serveDelta(call: AnyCall, key: DiscoveryServiceKey, typeUrl: string | undefined): void {
-    const stream = new DeltaStream(this.streamOptions(call, key, typeUrl), (r: DeltaResponse) => call.write(r));
+    const stream = new DeltaStream(this.streamOptions(call, key, typeUrl), (r: DeltaResponse) => this.budget.write(call, () => encodeDeltaResponse(r)));
     this.attach(call, stream, (req) => stream.handle(req as DeltaRequest));
   }
 
@@ -166,6 +223,7 @@ export class XdsServer {
       if (entry.timer) clearTimeout(entry.timer);
       stream.close();
       this.calls.delete(call);
+      this.budget.release(call);
     };
     call.on('data', (req: unknown) => {
       try {

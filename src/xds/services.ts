@@ -62,8 +62,9 @@ export function decodeDeltaRequest(buf: Buffer): DeltaRequest {
   };
 }
 
-/** DiscoveryResponse written around the cache's shared Any encodings (no per-stream re-encoding). */
+/** DiscoveryResponse written around the cache's shared encodings (no per-stream re-encoding). */
 export function encodeSotwResponse(r: SotwResponse): Buffer {
+  if (r.body) return r.body; // shared, fully encoded (grpc-js copies it into its frame)
   const w = protobuf.Writer.create();
   if (r.version_info) w.uint32(10).string(r.version_info);
   for (const a of r.resources) w.uint32(18).bytes(a);
@@ -73,6 +74,7 @@ export function encodeSotwResponse(r: SotwResponse): Buffer {
 }
 
 export function encodeDeltaResponse(r: DeltaResponse): Buffer {
+  if (r.body) return r.body; // shared, fully encoded (grpc-js copies it into its frame)
   const w = protobuf.Writer.create();
   if (r.system_version_info) w.uint32(10).string(r.system_version_info);
   for (const res of r.resources) w.uint32(18).bytes(res);
@@ -161,7 +163,8 @@ const DISCOVERY_CODECS: Record<string, Codec<unknown>> = {
     deserialize: decodeSotwRequest,
   },
   'envoy.service.discovery.v3.DiscoveryResponse': {
-    serialize: (v) => encodeSotwResponse(v as SotwResponse),
+    // The server may hand over an already serialized response (to account its size before writing).
+    serialize: (v) => (Buffer.isBuffer(v) ? v : encodeSotwResponse(v as SotwResponse)),
     deserialize: decodeSotwResponse,
   },
   'envoy.service.discovery.v3.DeltaDiscoveryRequest': {
@@ -169,7 +172,7 @@ const DISCOVERY_CODECS: Record<string, Codec<unknown>> = {
     deserialize: decodeDeltaRequest,
   },
   'envoy.service.discovery.v3.DeltaDiscoveryResponse': {
-    serialize: (v) => encodeDeltaResponse(v as DeltaResponse),
+    serialize: (v) => (Buffer.isBuffer(v) ? v : encodeDeltaResponse(v as DeltaResponse)),
     deserialize: decodeDeltaResponse,
   },
 };

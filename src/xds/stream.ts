@@ -1,7 +1,8 @@
 // The xDS protocol per stream, free of gRPC: SotW and Delta state machines with nonces, ACK/NACK
 // bookkeeping, subscriptions and make-before-break ordering on ADS. server.ts wires them to calls.
 import type { BaseLogger } from 'pino';
-import { setVersion, TYPE_ORDER, typeSnapshot, type CachedResource, type Snapshot, type SnapshotCache } from './cache.ts';
+import { setVersion, TYPE_ORDER, typeSnapshot, type CachedResource, type Snapshot, type SnapshotCache, type TypeSnapshot } from './cache.ts';
+import { deltaPlan, edsGap, edsGapOf, ownNonce, sotwUpdate, subscriptionOf, View, viewOf, type DeltaPlan, type Subscription } from './views.ts';
 import { TYPE_URLS } from './protos.ts';
 import type { JsonObject } from './protos.ts';
 
@@ -39,6 +40,8 @@ export interface SotwResponse {
   resources: Uint8Array[];
   type_url: string;
   nonce: string;
+  /** The whole response pre-encoded (nonce included), shared by every stream sending the same view. */
+  body?: Buffer;
 }
 
 export interface DeltaRequest {
@@ -58,6 +61,8 @@ export interface DeltaResponse {
   removed_resources: string[];
   type_url: string;
   nonce: string;
+  /** The whole response pre-encoded (nonce included), shared by every stream sending the same plan. */
+  body?: Buffer;
 }
 
 /** Who is on the other end of a stream. */
@@ -102,15 +107,16 @@ export interface StreamOptions {
   logger?: XdsLogger;
   /** How long make-before-break may hold back listeners/routes waiting for EDS subscriptions. */
   orderingTimeoutMs?: number;
-  /** Thrown-away when the protocol is violated; the server ends the call with this message. */
+  /** Called when the client violates the protocol; the server ends the call with this message. */
   onProtocolError?: (message: string) => void;
 }
 
 let nextStreamId = 1;
 
-interface Subscription {
-  wildcard: boolean;
-  names: Set<string>;
+interface InFlight {
+  nonce: string;
+  version: string;
+  at: number;
 }
 
 /** Shared machinery: node/group binding, snapshot watching, ordered evaluation, the ordering gate. */
@@ -120,7 +126,6 @@ abstract class XdsStreamBase<State extends { sub: Subscription; inFlight: InFlig
   protected snapshot: Snapshot | undefined;
   protected readonly observer: StreamObserver;
   protected readonly log: XdsLogger;
-  private nonceSeq = 0;
   private unwatch: (() => void) | undefined;
   private scheduled = false;
   private closed = false;
@@ -164,12 +169,18 @@ abstract class XdsStreamBase<State extends { sub: Subscription; inFlight: InFlig
       this.opts.onProtocolError?.('the first request on a stream must carry the node');
       return false;
     }
+    const cache = this.opts.cache;
     this.info.nodeId = node.id;
     this.info.group = node.cluster;
     this.info.userAgent = node.userAgent;
-    this.snapshot = this.opts.cache.getSnapshot(node.cluster);
-    this.unwatch = this.opts.cache.watch(node.cluster, (s) => {
+    this.snapshot = cache.getSnapshot(node.cluster);
+    this.unwatch = cache.watch(node.cluster, (s) => {
       this.snapshot = s;
+      this.schedule();
+    });
+    // A group that never gets resources is answered (with nothing) once the cache is ready.
+    cache.onReady(() => {
+      this.snapshot = cache.getSnapshot(node.cluster);
       this.schedule();
     });
     this.observer.onOpen(this.info);
@@ -190,8 +201,8 @@ abstract class XdsStreamBase<State extends { sub: Subscription; inFlight: InFlig
     return t;
   }
 
-  protected nonce(): string {
-    return String(++this.nonceSeq);
+  protected typeSnap(t: string): TypeSnapshot {
+    return typeSnapshot(this.snapshot!, t);
   }
 
   /**
@@ -211,12 +222,10 @@ abstract class XdsStreamBase<State extends { sub: Subscription; inFlight: InFlig
   evaluate(): void {
     if (!this.snapshot || this.closed) return;
     if (!this.opts.cache.isReady()) return; // never answer from a cache that was not filled yet
-    const order = [...TYPE_ORDER, ...[...this.types.keys()].filter((t) => !TYPE_ORDER.includes(t as never))];
     let held = false; // an earlier type is in flight: later types wait for its ACK/NACK (ADS only)
     let gated = false;
-    for (const t of order) {
-      const st = this.types.get(t);
-      if (!st) continue;
+    for (const t of this.order()) {
+      const st = this.types.get(t)!;
       if (st.inFlight) {
         held = this.opts.ads;
         continue;
@@ -225,7 +234,7 @@ abstract class XdsStreamBase<State extends { sub: Subscription; inFlight: InFlig
         this.settleInitial(t, st);
         continue;
       }
-      if (this.opts.ads && AFTER_ENDPOINTS.has(t) && this.wouldPush(t) && this.missingEds() && !this.gateOpen()) {
+      if (this.opts.ads && AFTER_ENDPOINTS.has(t) && this.wouldPush(t, st) && this.missingEds() && !this.gateOpen()) {
         gated = true;
         continue;
       }
@@ -234,19 +243,20 @@ abstract class XdsStreamBase<State extends { sub: Subscription; inFlight: InFlig
     if (!gated) this.clearGate();
   }
 
+  private order(): string[] {
+    const known = TYPE_ORDER.filter((t) => this.types.has(t));
+    if (known.length === this.types.size) return known;
+    return [...known, ...[...this.types.keys()].filter((t) => !TYPE_ORDER.includes(t as never))];
+  }
+
   /** Clusters the client holds whose EDS it has not subscribed to (yet): listeners/routes wait for those. */
   private missingEds(): boolean {
-    const snap = this.snapshot!;
-    if (snap.edsClusters.size === 0) return false;
+    const edsClusters = this.snapshot!.edsClusters;
+    if (edsClusters.size === 0) return false;
     const held = this.heldClusters();
-    if (!held) return false;
-    const eds = this.types.get(TYPE_URLS.endpoint);
-    for (const cluster of held) {
-      const service = snap.edsClusters.get(cluster);
-      if (service === undefined) continue;
-      if (!eds || !(eds.sub.wildcard || eds.sub.names.has(service))) return true;
-    }
-    return false;
+    if (held === undefined || held === null) return false;
+    const eds = this.types.get(TYPE_URLS.endpoint)?.sub ?? null;
+    return held instanceof View ? edsGap(held, edsClusters, eds) : edsGapOf(held, edsClusters, eds);
   }
 
   private gateOpen(): boolean {
@@ -269,20 +279,26 @@ abstract class XdsStreamBase<State extends { sub: Subscription; inFlight: InFlig
     this.gateTimer = undefined;
   }
 
-  /** Cluster names the client holds (last delivered), or undefined when unknown (e.g. after a NACK). */
-  protected abstract heldClusters(): Iterable<string> | undefined;
+  /** The clusters the client holds (a shared view, or names), null when none, undefined when unknown (after a NACK). */
+  protected abstract heldClusters(): View | Iterable<string> | null | undefined;
   /** On a type's first evaluation: records that a reconnecting client already holds what we would send. */
   protected abstract settleInitial(t: string, st: State): void;
   /** Would `t` be pushed if nothing held it back? */
-  protected abstract wouldPush(t: string): boolean;
+  protected abstract wouldPush(t: string, st: State): boolean;
   /** Pushes `t` if it has something to deliver; true when something was sent. */
   protected abstract push(t: string, st: State): boolean;
 }
 
-interface InFlight {
-  nonce: string;
-  version: string;
-  at: number;
+function sameSubscription(sub: Subscription, t: string, names: readonly string[]): boolean {
+  const wildcard = names.includes('*') || (names.length === 0 && WILDCARD_TYPES.has(t));
+  if (wildcard !== sub.wildcard) return false;
+  let explicit = 0;
+  for (const n of names) {
+    if (n === '*') continue;
+    if (!sub.names.has(n)) return false;
+    explicit++;
+  }
+  return explicit === sub.names.size || new Set(names).size - (names.includes('*') ? 1 : 0) === sub.names.size;
 }
 
 // ── State of the world ───────────────────────────────────────────────────────
@@ -291,7 +307,7 @@ interface SotwState {
   sub: Subscription;
   inFlight: InFlight | undefined;
   /** Last response sent (ACKed, NACKed or in flight); nonce '' when the client reconnected in sync. */
-  sent: { nonce: string; version: string; names: string[] } | undefined;
+  sent: { nonce: string; view: View } | undefined;
   /** version_info of the first request: what a reconnecting client holds. */
   initialVersion: string;
   /** The content version the client rejected: never re-sent, only something newer is. */
@@ -336,88 +352,82 @@ export class SotwStream extends XdsStreamBase<SotwState> {
         this.observer.onAck(this.info, t, f.version, Date.now() - f.at);
       }
     }
-    st.sub = subscription(t, req.resource_names);
+    // Envoy repeats the whole list on every request: re-intern only when it changed (without keeping it).
+    if (!sameSubscription(st.sub, t, req.resource_names)) st.sub = subscription(t, req.resource_names);
     this.schedule();
   }
 
-  private desired(t: string, st: SotwState): { version: string; resources: CachedResource[] } {
-    const ts = typeSnapshot(this.snapshot!, t);
-    let resources: CachedResource[];
-    if (st.sub.wildcard) resources = [...ts.resources.values()];
-    else {
-      resources = [];
-      for (const n of st.sub.names) {
-        const r = ts.resources.get(n);
-        if (r) resources.push(r);
-      }
-    }
-    resources.sort((a, b) => (a.name < b.name ? -1 : a.name > b.name ? 1 : 0));
-    // Wildcard: the type's version; a subset: the same hash over just that subset.
-    const version = st.sub.wildcard ? ts.version : setVersion(resources.map((r) => [r.name, r.version] as const));
-    return { version, resources };
+  private desired(t: string, st: SotwState): View {
+    return viewOf(this.typeSnap(t), st.sub);
   }
 
   protected settleInitial(t: string, st: SotwState): void {
     if (st.sent || !st.initialVersion) return;
     const d = this.desired(t, st);
     if (d.version !== st.initialVersion) return;
-    st.sent = { nonce: '', version: d.version, names: d.resources.map((r) => r.name) };
+    st.sent = { nonce: '', view: d };
     this.observer.onAck(this.info, t, d.version, undefined);
   }
 
-  protected wouldPush(t: string): boolean {
-    const st = this.types.get(t);
-    if (!st || st.inFlight) return false;
+  protected wouldPush(t: string, st: SotwState): boolean {
+    if (st.inFlight) return false;
     const d = this.desired(t, st);
     if (!st.sent && d.version === st.initialVersion) return false;
-    return d.version !== st.sent?.version && d.version !== st.nackedVersion;
+    return d.version !== st.sent?.view.version && d.version !== st.nackedVersion;
   }
 
   protected push(t: string, st: SotwState): boolean {
     this.settleInitial(t, st);
-    if (!this.wouldPush(t)) return false;
+    if (!this.wouldPush(t, st)) return false;
     const d = this.desired(t, st);
-    const nonce = this.nonce();
-    st.sent = { nonce, version: d.version, names: d.resources.map((r) => r.name) };
+    // Listeners and clusters: always the full set (absence means deletion). Other types: only what
+    // changed since the last response, which is all a client needs (absence means nothing there).
+    const out = st.sent && !WILDCARD_TYPES.has(t) && !d.sub.wildcard ? sotwUpdate(st.sent.view, d) : d;
+    const nonce = out.nonce;
+    st.sent = { nonce, view: d };
     st.inFlight = { nonce, version: d.version, at: Date.now() };
-    this.observer.onPush(this.info, t, d.version, d.resources.length);
-    this.send({ version_info: d.version, resources: d.resources.map((r) => r.any), type_url: t, nonce });
+    this.observer.onPush(this.info, t, d.version, out.resources.length);
+    this.send({ version_info: d.version, resources: out.resources.map((r) => r.any), type_url: t, nonce, body: out.sotwMessage });
     return true;
   }
 
-  protected heldClusters(): Iterable<string> | undefined {
+  protected heldClusters(): View | null | undefined {
     const st = this.types.get(TYPE_URLS.cluster);
-    if (!st?.sent || st.lastNack) return undefined;
-    return st.sent.names;
+    if (!st?.sent) return null;
+    return st.lastNack ? undefined : st.sent.view;
   }
 
   /** Test and debug view of one type's bookkeeping. */
   typeState(t: string): { sentVersion?: string; inFlight: boolean; nackedVersion?: string; wildcard: boolean; names: string[] } | undefined {
     const st = this.types.get(t);
     if (!st) return undefined;
-    return { sentVersion: st.sent?.version, inFlight: !!st.inFlight, nackedVersion: st.nackedVersion, wildcard: st.sub.wildcard, names: [...st.sub.names].sort() };
+    return { sentVersion: st.sent?.view.version, inFlight: !!st.inFlight, nackedVersion: st.nackedVersion, wildcard: st.sub.wildcard, names: [...st.sub.names] };
   }
 }
 
 function subscription(t: string, names: readonly string[]): Subscription {
-  const set = new Set(names);
-  const wildcard = set.has('*') || (set.size === 0 && WILDCARD_TYPES.has(t));
-  set.delete('*');
-  return { wildcard, names: set };
+  const wildcard = names.includes('*') || (names.length === 0 && WILDCARD_TYPES.has(t));
+  return subscriptionOf(wildcard, names);
 }
 
 // ── Delta (incremental) ──────────────────────────────────────────────────────
 
 interface DeltaInFlight extends InFlight {
   /** name → version sent, or null for a removal. */
-  changes: Map<string, string | null>;
+  changes: ReadonlyMap<string, string | null>;
+  /** When the push brings the client exactly to this view (so an ACK can say so without a map). */
+  target: View | undefined;
 }
 
 interface DeltaState {
   sub: Subscription;
   inFlight: DeltaInFlight | undefined;
-  /** What the client holds, as far as we know: initial_resource_versions, then every ACKed change. */
-  client: Map<string, string>;
+  /**
+   * What the client holds. Usually `base`: exactly a shared view (null = nothing), so a thousand
+   * streams in sync cost one view; after NACKs, reconnects or subscription changes, an explicit map.
+   */
+  base: View | null | undefined;
+  client: Map<string, string> | undefined;
   /** Content the client rejected (name → version, null = a removal): not re-sent until it changes. */
   nacked: Map<string, string | null>;
   /** Whether the type got a response (a wildcard subscription is answered once even when empty). */
@@ -425,6 +435,16 @@ interface DeltaState {
   /** The first evaluation of the type is still to come (reconnect bookkeeping). */
   initial: boolean;
   lastNack: boolean;
+}
+
+interface Plan {
+  changes: ReadonlyMap<string, string | null>;
+  resources: readonly CachedResource[];
+  removed: readonly string[];
+  version: string;
+  /** The shared plan (with its nonce and encoded message) when streams in sync share it. */
+  shared?: DeltaPlan;
+  target: View | undefined;
 }
 
 export class DeltaStream extends XdsStreamBase<DeltaState> {
@@ -441,14 +461,15 @@ export class DeltaStream extends XdsStreamBase<DeltaState> {
     if (!t) return;
     let st = this.types.get(t);
     if (!st) {
-      const client = new Map(Object.entries(req.initial_resource_versions ?? {}));
+      const initial = Object.entries(req.initial_resource_versions ?? {});
       st = {
-        sub: { wildcard: req.resource_names_subscribe.length === 0 && WILDCARD_TYPES.has(t), names: new Set() },
+        sub: subscriptionOf(req.resource_names_subscribe.length === 0 && WILDCARD_TYPES.has(t), []),
         inFlight: undefined,
-        client,
+        base: initial.length > 0 ? undefined : null,
+        // Reconnect: the client says what it holds, so none of it is re-sent needlessly.
+        client: initial.length > 0 ? new Map(initial) : undefined,
         nacked: new Map(),
-        // A reconnecting client already got its first answer on the previous stream.
-        answered: client.size > 0,
+        answered: initial.length > 0, // it got its first answer on the previous stream
         initial: true,
         lastNack: false,
       };
@@ -458,114 +479,172 @@ export class DeltaStream extends XdsStreamBase<DeltaState> {
       const f = st.inFlight;
       st.inFlight = undefined;
       if (req.error_detail) {
+        this.materialize(st);
         for (const [n, v] of f.changes) st.nacked.set(n, v);
         st.lastNack = true;
         this.log.warn({ node: this.info.nodeId, group: this.info.group, type: t, version: f.version, error: req.error_detail.message }, 'xds: NACK');
         this.observer.onNack(this.info, t, f.version, req.error_detail.message);
       } else {
-        for (const [n, v] of f.changes) {
-          if (v === null) st.client.delete(n);
-          else st.client.set(n, v);
-          st.nacked.delete(n);
+        if (f.target && f.target.sub === st.sub) {
+          st.base = f.target;
+          st.client = undefined;
+          st.nacked.clear();
+        } else {
+          const client = this.materialize(st);
+          for (const [n, v] of f.changes) {
+            if (v === null) client.delete(n);
+            else client.set(n, v);
+            st.nacked.delete(n);
+          }
         }
         st.lastNack = false;
         this.observer.onAck(this.info, t, f.version, Date.now() - f.at);
       }
     }
     // Subscription changes are incremental: they apply whatever the nonce.
-    for (const n of req.resource_names_subscribe) {
-      if (n === '*') st.sub.wildcard = true;
-      else st.sub.names.add(n);
-    }
-    for (const n of req.resource_names_unsubscribe) {
-      if (n === '*') st.sub.wildcard = false;
-      else st.sub.names.delete(n);
-    }
-    if (req.resource_names_unsubscribe.length > 0) {
-      // The client drops what it no longer wants; forget it, so a re-subscription sends it again.
-      for (const n of [...st.client.keys()]) if (!this.interested(st, n)) st.client.delete(n);
-      for (const n of [...st.nacked.keys()]) if (!this.interested(st, n)) st.nacked.delete(n);
+    if (req.resource_names_subscribe.length > 0 || req.resource_names_unsubscribe.length > 0) {
+      let wildcard = st.sub.wildcard;
+      const names = new Set(st.sub.names);
+      for (const n of req.resource_names_subscribe) {
+        if (n === '*') wildcard = true;
+        else names.add(n);
+      }
+      for (const n of req.resource_names_unsubscribe) {
+        if (n === '*') wildcard = false;
+        else names.delete(n);
+      }
+      const sub = subscriptionOf(wildcard, names);
+      if (sub !== st.sub) {
+        const client = this.materialize(st);
+        st.sub = sub;
+        if (req.resource_names_unsubscribe.length > 0) {
+          // The client drops what it no longer wants; forget it, so a re-subscription sends it again.
+          for (const n of [...client.keys()]) if (!sub.covers(n)) client.delete(n);
+          for (const n of [...st.nacked.keys()]) if (!sub.covers(n)) st.nacked.delete(n);
+        }
+      }
     }
     this.schedule();
   }
 
-  private interested(st: DeltaState, name: string): boolean {
-    return st.sub.wildcard || st.sub.names.has(name);
+  /** Switches a state held as a shared view to an explicit map (before changing it piecemeal). */
+  private materialize(st: DeltaState): Map<string, string> {
+    if (!st.client) {
+      st.client = new Map((st.base?.resources ?? []).map((r) => [r.name, r.version] as const));
+      st.base = undefined;
+    }
+    return st.client;
   }
 
-  /** The changes the client needs (name → version, null = removed), or undefined when it is up to date. */
-  private plan(t: string, st: DeltaState): Map<string, string | null> | undefined {
-    const all = typeSnapshot(this.snapshot!, t).resources;
-    const changes = new Map<string, string | null>();
-    const consider = (r: CachedResource) => {
-      if (st.client.get(r.name) !== r.version && st.nacked.get(r.name) !== r.version) changes.set(r.name, r.version);
-    };
-    if (st.sub.wildcard) for (const r of all.values()) consider(r);
-    else
-      for (const n of st.sub.names) {
-        const r = all.get(n);
-        if (r) consider(r);
+  /** The changes the client needs, or undefined when it is up to date. */
+  private plan(t: string, st: DeltaState): Plan | undefined {
+    const to = viewOf(this.typeSnap(t), st.sub);
+    let plan: Plan;
+    if (st.base && st.base.sub !== st.sub) this.materialize(st);
+    if (st.base !== undefined && st.nacked.size === 0) {
+      // In sync with a shared view: the diff (and its encoding) is shared by every such stream.
+      if (st.base === to) plan = EMPTY_PLAN;
+      else {
+        const p = deltaPlan(st.base, to);
+        plan = { changes: p.changes, resources: p.resources, removed: p.removed, version: p.version, target: to, shared: p };
       }
-    for (const n of st.client.keys()) if (!all.has(n) && st.nacked.get(n) !== null) changes.set(n, null);
-    if (changes.size > 0) return changes;
-    if (!st.answered && st.sub.wildcard) return changes; // the first answer to a wildcard subscription, even if empty
+    } else plan = this.mapPlan(st, to);
+    if (plan.changes.size > 0) return plan;
+    // The first answer to a wildcard subscription, even when there is nothing.
+    if (!st.answered && st.sub.wildcard) return { changes: new Map(), resources: [], removed: [], version: to.version, target: plan.target ?? to };
     return undefined;
+  }
+
+  private mapPlan(st: DeltaState, to: View): Plan {
+    const client = st.client ?? new Map<string, string>();
+    const changes = new Map<string, string | null>();
+    const resources: CachedResource[] = [];
+    let complete = true;
+    for (const r of to.resources) {
+      if (client.get(r.name) === r.version) continue;
+      if (st.nacked.get(r.name) === r.version) {
+        complete = false;
+        continue;
+      }
+      changes.set(r.name, r.version);
+      resources.push(r);
+    }
+    const removed: string[] = [];
+    for (const n of client.keys()) {
+      if (to.ts.resources.has(n)) continue;
+      if (st.nacked.get(n) === null) complete = false;
+      else removed.push(n);
+    }
+    removed.sort();
+    for (const n of removed) changes.set(n, null);
+    const after = new Map(client);
+    for (const [n, v] of changes) {
+      if (v === null) after.delete(n);
+      else after.set(n, v);
+    }
+    // Complete and nothing outside the subscription held: the client then holds exactly `to`.
+    if (complete && after.size !== to.resources.length) complete = false;
+    return { changes, resources, removed, version: complete ? to.version : setVersion([...after]), target: complete ? to : undefined };
   }
 
   protected settleInitial(t: string, st: DeltaState): void {
     if (!st.initial) return;
     st.initial = false;
-    if (st.client.size > 0 && this.plan(t, st) === undefined) this.observer.onAck(this.info, t, setVersion([...st.client]), undefined);
+    if (st.client && st.client.size > 0 && this.plan(t, st) === undefined) {
+      const to = viewOf(this.typeSnap(t), st.sub);
+      if (st.client.size === to.resources.length) {
+        st.base = to;
+        st.client = undefined;
+      }
+      this.observer.onAck(this.info, t, to.version, undefined);
+    }
   }
 
-  protected wouldPush(t: string): boolean {
-    const st = this.types.get(t);
-    return !!st && !st.inFlight && this.plan(t, st) !== undefined;
+  protected wouldPush(t: string, st: DeltaState): boolean {
+    return !st.inFlight && this.plan(t, st) !== undefined;
   }
 
   protected push(t: string, st: DeltaState): boolean {
     this.settleInitial(t, st);
     if (st.inFlight) return false;
-    const changes = this.plan(t, st);
-    if (!changes) return false;
-    const all = typeSnapshot(this.snapshot!, t).resources;
-    const resources: Uint8Array[] = [];
-    const removed: string[] = [];
-    for (const n of [...changes.keys()].sort()) {
-      if (changes.get(n) === null) removed.push(n);
-      else resources.push(all.get(n)!.delta);
-    }
-    // The version the client holds once it applies this: the same hash SotW reports for that set.
-    const after = new Map(st.client);
-    for (const [n, v] of changes) {
-      if (v === null) after.delete(n);
-      else after.set(n, v);
-    }
-    const version = setVersion([...after]);
-    const nonce = this.nonce();
-    st.inFlight = { nonce, version, at: Date.now(), changes };
+    const plan = this.plan(t, st);
+    if (!plan) return false;
+    const nonce = plan.shared?.nonce ?? ownNonce();
+    st.inFlight = { nonce, version: plan.version, at: Date.now(), changes: plan.changes, target: plan.target };
     st.answered = true;
-    this.observer.onPush(this.info, t, version, resources.length);
-    this.send({ system_version_info: version, resources, removed_resources: removed, type_url: t, nonce });
+    this.observer.onPush(this.info, t, plan.version, plan.resources.length);
+    this.send({
+      system_version_info: plan.version,
+      resources: plan.resources.map((r) => r.delta),
+      removed_resources: [...plan.removed],
+      type_url: t,
+      nonce,
+      body: plan.shared?.deltaMessage,
+    });
     return true;
   }
 
-  protected heldClusters(): Iterable<string> | undefined {
+  protected heldClusters(): View | Iterable<string> | null | undefined {
     const st = this.types.get(TYPE_URLS.cluster);
-    if (!st || st.lastNack) return undefined;
-    return st.client.keys();
+    if (!st) return null;
+    if (st.lastNack) return undefined;
+    return st.client ? st.client.keys() : st.base;
   }
 
   /** Test and debug view of one type's bookkeeping. */
-  typeState(t: string): { client: Record<string, string>; inFlight: boolean; nacked: Record<string, string | null>; wildcard: boolean; names: string[] } | undefined {
+  typeState(t: string): { client: Record<string, string>; inFlight: boolean; nacked: Record<string, string | null>; wildcard: boolean; names: string[]; shared: boolean } | undefined {
     const st = this.types.get(t);
     if (!st) return undefined;
+    const client = st.client ?? new Map((st.base?.resources ?? []).map((r) => [r.name, r.version] as const));
     return {
-      client: Object.fromEntries(st.client),
+      client: Object.fromEntries(client),
       inFlight: !!st.inFlight,
       nacked: Object.fromEntries(st.nacked),
       wildcard: st.sub.wildcard,
-      names: [...st.sub.names].sort(),
+      names: [...st.sub.names],
+      shared: !st.client,
     };
   }
 }
+
+const EMPTY_PLAN: Plan = { changes: new Map(), resources: [], removed: [], version: '', target: undefined };

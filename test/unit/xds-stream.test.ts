@@ -3,7 +3,7 @@
 import assert from 'node:assert/strict';
 import { describe, it } from 'node:test';
 import { Registry } from 'prom-client';
-import { SnapshotCache } from '../../src/xds/cache.ts';
+import { setVersion, SnapshotCache } from '../../src/xds/cache.ts';
 import { FleetStatus } from '../../src/xds/fleet.ts';
 import { edsCluster, httpGatewayResources } from '../../src/xds/fixtures.ts';
 import { TYPE_URLS } from '../../src/xds/protos.ts';
@@ -175,11 +175,29 @@ describe('SotW', () => {
     s.req({ type_url: EDS, resource_names: ['a', 'c'], response_nonce: s.sent[0]!.nonce, version_info: s.sent[0]!.version_info });
     await tick();
     assert.equal(s.sent.length, 2);
-    assert.deepEqual(names(s.sent[1]!), ['a', 'c']);
-    // "*" is a wildcard for any type.
+    // EDS/RDS/SDS responses carry what changed (absence means nothing), versioned as the whole subscription.
+    assert.deepEqual(names(s.sent[1]!), ['c']);
+    const ts = env.cache.getSnapshot('g').types.get(EDS)!;
+    assert.equal(s.sent[1]!.version_info, setVersion(['a', 'c'].map((n) => [n, ts.resources.get(n)!.version] as const)));
+    // "*" is a wildcard for any type, and a wildcard subscription gets the full set.
     s.ack(s.sent[1]!, ['*']);
     await tick();
     assert.deepEqual(names(s.sent[2]!), ['a', 'b', 'c']);
+  });
+
+  it('sends a changed endpoint alone, in one encoding shared by every stream in the same state', async () => {
+    const env = setup(resources({ a: [1], b: [2], c: [3] }));
+    const streams = [sotw(env), sotw(env)];
+    for (const s of streams) {
+      s.req({ type_url: EDS, resource_names: ['a', 'b', 'c'] });
+    }
+    await tick();
+    for (const s of streams) s.ack(s.sent[0]!, ['a', 'b', 'c']);
+    env.update(resources({ a: [1], b: [22], c: [3] }));
+    await tick();
+    for (const s of streams) assert.deepEqual(names(s.sent[1]!), ['b']);
+    assert.equal(streams[0]!.sent[1]!.body, streams[1]!.sent[1]!.body, 'the same Buffer');
+    assert.ok(streams[0]!.sent[1]!.body!.length < 200);
   });
 
   it('answers an unknown group with empty responses', async () => {
@@ -444,3 +462,54 @@ describe('fleet', () => {
   });
 });
 
+
+describe('send budget', () => {
+  it('paces writes so queued bytes stay under the limit, and forgets ended calls', async () => {
+    const { SendBudget } = await import('../../src/xds/server.ts');
+    const budget = new SendBudget(250);
+    const completions: (() => void)[] = [];
+    const written: string[] = [];
+    const fakeCall = (name: string) =>
+      ({
+        destroyed: false,
+        writableEnded: false,
+        write(buf: Buffer, cb: () => void) {
+          written.push(`${name}:${buf.length}`);
+          completions.push(cb);
+          return true;
+        },
+      }) as unknown as Parameters<typeof budget.write>[0];
+    const a = fakeCall('a');
+    const b = fakeCall('b');
+    let produced = 0;
+    const of = (n: number) => () => {
+      produced++;
+      return Buffer.alloc(n);
+    };
+    budget.write(a, of(100));
+    budget.write(b, of(100));
+    budget.write(a, of(100));
+    budget.write(b, of(100));
+    assert.deepEqual(written, ['a:100', 'b:100', 'a:100']);
+    assert.equal(produced, 3, 'queued responses are not serialized before there is room');
+    completions.shift()!();
+    assert.deepEqual(written, ['a:100', 'b:100', 'a:100', 'b:100']);
+    // b ends: its bytes are released and nothing more is written for it.
+    budget.write(b, of(100));
+    budget.release(b);
+    assert.equal(budget.queuedWrites, 0);
+    // Late callbacks of the ended call do not free its bytes twice: 'a' holds 200 of 250 now.
+    for (const done of completions.splice(0)) done();
+    const c = fakeCall('c');
+    budget.write(c, of(100));
+    budget.write(c, of(100));
+    budget.write(c, of(100));
+    assert.deepEqual(written.slice(-3), ['c:100', 'c:100', 'c:100']);
+    budget.write(c, of(100));
+    assert.equal(written.length, 7, 'over the limit: the fourth waits');
+    // One write larger than the limit still goes through, alone.
+    for (const done of completions.splice(0)) done();
+    budget.write(c, of(1000));
+    assert.deepEqual(written.slice(-2), ['c:100', 'c:1000']);
+  });
+});
