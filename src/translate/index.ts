@@ -6,7 +6,7 @@ import { RESOURCE_TYPES, type JsonObject } from './envoy/common.ts';
 import { cluster } from './envoy/clusters.ts';
 import { loadAssignment } from './envoy/endpoints.ts';
 import { listener } from './envoy/listeners.ts';
-import { routeConfiguration } from './envoy/routes.ts';
+import { routeConfigurations } from './envoy/routes.ts';
 import { secret } from './envoy/secrets.ts';
 import type { GroupIR } from './ir.ts';
 import { modelToIr } from './to-ir.ts';
@@ -17,7 +17,7 @@ export interface TranslateOptions {
   calloutAddress: string;
 }
 
-/** One gateway group's Envoy resources, each list sorted by resource name. */
+/** One gateway group's Envoy resources, each list sorted by resource name (resources may share sub-objects: never mutate them). */
 export interface GroupResources {
   /** envoy.config.cluster.v3.Cluster */
   clusters: JsonObject[];
@@ -61,7 +61,7 @@ export function groupResources(g: GroupIR): GroupResources {
     clusters: byName('clusters', g.clusters.map(cluster)),
     endpoints: byName('endpoints', g.clusters.filter((c) => c.discovery === 'eds').map(loadAssignment)),
     listeners: byName('listeners', g.listeners.map((l) => listener(g, l))),
-    routes: byName('routes', g.routeTables.map(routeConfiguration)),
+    routes: byName('routes', routeConfigurations(g.routeTables)),
     secrets: byName('secrets', g.secrets.map(secret)),
   };
 }

@@ -50,7 +50,7 @@ export interface ListenerTlsIR {
 
 export interface RouteTableIR {
   name: string;
-  /** Largest direct-response body in bytes (Envoy refuses bodies over its 4 KiB default unless raised). */
+  /** Largest direct-response body in bytes (Envoy refuses bodies over its 4 KiB default unless the table raises it). */
   maxDirectResponseBodyBytes: number;
   /** Named hosts first (exact, then wildcards), the `*` host last. */
   virtualHosts: VirtualHostIR[];

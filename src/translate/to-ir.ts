@@ -43,9 +43,6 @@ export const DEFAULTS = {
   outlierDetection: { consecutive5xx: 5, intervalMs: 10_000, baseEjectionTimeMs: 30_000, maxEjectionPercent: 10 },
 } as const;
 
-/** Envoy's limit on direct-response bodies unless the route table raises it. */
-const ENVOY_DIRECT_BODY_LIMIT = 4096;
-
 const METHOD_ORDER = ['GET', 'HEAD', 'POST', 'PUT', 'PATCH', 'DELETE', 'OPTIONS', 'CONNECT', 'TRACE'];
 
 export interface IrOptions {
@@ -75,9 +72,22 @@ export function groupProducts(model: ModelSnapshot, group: string): Product[] {
   return sortedValues(model, 'products').filter((p) => p.gatewayGroups.includes(group));
 }
 
+// Snapshots are immutable, so the per-product index of one routes map can be kept beside it.
+const routeIndex = new WeakMap<ReadonlyMap<string, Route>, Map<string, Route[]>>();
+
 /** Routes of a product, by name. */
-export function productRoutes(model: ModelSnapshot, product: string): Route[] {
-  return sortedValues(model, 'routes').filter((r) => r.product === product);
+export function productRoutes(model: ModelSnapshot, product: string): readonly Route[] {
+  let index = routeIndex.get(model.routes);
+  if (!index) {
+    index = new Map();
+    for (const r of sortedValues(model, 'routes')) {
+      const list = index.get(r.product);
+      if (list) list.push(r);
+      else index.set(r.product, [r]);
+    }
+    routeIndex.set(model.routes, index);
+  }
+  return index.get(product) ?? [];
 }
 
 /** The host patterns a product claims, lower-case; undefined when it serves any host. */
@@ -279,27 +289,34 @@ function orderKey(ir: RouteIR, hostRank: number): RouteOrderKey {
 
 /**
  * Orders a virtual host's routes most-specific-first, adds a 405 fallback after each path whose
- * routes all restrict methods, and ends with the 404 catch-all.
+ * routes all restrict methods, and ends with the 404 catch-all. `shared` keeps one object per
+ * generated route across the virtual hosts of a group (they repeat the same paths).
  */
-export function orderVirtualHostRoutes(placed: readonly PlacedRoute[], withAuthz: boolean): RouteIR[] {
+export function orderVirtualHostRoutes(placed: readonly PlacedRoute[], withAuthz: boolean, shared = new Map<string, RouteIR>()): RouteIR[] {
+  const once = (key: string, make: () => RouteIR): RouteIR => {
+    let r = shared.get(key);
+    if (!r) shared.set(key, (r = make()));
+    return r;
+  };
   const sorted = [...placed].sort((a, b) => compareRoutes(a.key, b.key));
   const out: RouteIR[] = [];
   for (let i = 0; i < sorted.length; ) {
     let j = i;
     while (j < sorted.length && samePath(sorted[j]!.key.path, sorted[i]!.key.path)) j++;
     const samePathRoutes = sorted.slice(i, j).map((p) => p.ir);
+    const id = JSON.stringify(samePathRoutes.map((r) => r.name).concat(samePathRoutes[0]!.match.path.kind, samePathRoutes[0]!.match.path.value));
     const restricted = samePathRoutes.filter((r) => r.match.methods);
     const catchesAll = samePathRoutes.some((r) => !r.match.methods && r.match.headers.length === 0 && r.match.query.length === 0);
     const fallback = restricted.length > 0 && !catchesAll;
     // Envoy's CORS filter skips direct responses, so their preflights (and those that would hit
     // the 405 fallback) need a forwarding route of their own; the filter answers them itself.
     const cors = samePathRoutes.find((r) => r.cors)?.cors;
-    if (cors && (fallback || samePathRoutes.some((r) => r.action.kind === 'direct'))) out.push(corsPreflight(samePathRoutes, cors, withAuthz));
+    if (cors && (fallback || samePathRoutes.some((r) => r.action.kind === 'direct'))) out.push(once(`preflight ${id}`, () => corsPreflight(samePathRoutes, cors, withAuthz)));
     out.push(...samePathRoutes);
-    if (fallback) out.push(methodFallback(samePathRoutes, withAuthz));
+    if (fallback) out.push(once(`405 ${id}`, () => methodFallback(samePathRoutes, withAuthz)));
     i = j;
   }
-  out.push(gatewayResponse('portico/not-found', { kind: 'prefix', value: '/' }, 404, NOT_FOUND_BODY, [], withAuthz));
+  out.push(once('404', () => gatewayResponse('portico/not-found', { kind: 'prefix', value: '/' }, 404, NOT_FOUND_BODY, [], withAuthz)));
   return out;
 }
 
@@ -335,21 +352,27 @@ function corsPreflight(routes: readonly RouteIR[], cors: CorsIR, withAuthz: bool
 
 /** The virtual hosts of a group: one per named host (with the host-agnostic routes merged in), then `*`. */
 export function virtualHostsIr(model: ModelSnapshot, products: readonly Product[], withAuthz: boolean): VirtualHostIR[] {
-  const entries = products.map((p) => ({
-    hosts: productHosts(p),
-    routes: productRoutes(model, p.name).map((r) => routeIr(model, p, r, withAuthz)),
-  }));
-  const domains = [...new Set(entries.flatMap((e) => e.hosts ?? []))].sort(compareDomains);
-  const hosts: VirtualHostIR[] = domains.map((domain) => {
+  // Every route once, in the order it takes in any virtual host (up to host specificity), so the
+  // per-host sort below only has to move a few routes: a gateway has many hosts and many routes.
+  const all = products
+    .flatMap((p) => {
+      const hosts = productHosts(p);
+      return productRoutes(model, p.name).map((r) => ({ hosts, ir: routeIr(model, p, r, withAuthz) }));
+    })
+    .map((x) => ({ ...x, key: orderKey(x.ir, 0) }))
+    .sort((a, b) => compareRoutes(a.key, b.key));
+  const place = (domain: string | undefined): PlacedRoute[] => {
     const placed: PlacedRoute[] = [];
-    for (const e of entries) {
-      const claim = e.hosts === undefined ? 2 : e.hosts.includes(domain) ? 0 : e.hosts.some((h) => hostCovers(h, domain)) ? 1 : -1;
-      if (claim >= 0) for (const ir of e.routes) placed.push({ ir, key: orderKey(ir, claim) });
+    for (const { hosts, ir } of all) {
+      const claim = hosts === undefined ? 2 : domain === undefined ? -1 : hosts.includes(domain) ? 0 : hosts.some((h) => hostCovers(h, domain)) ? 1 : -1;
+      if (claim >= 0) placed.push({ ir, key: orderKey(ir, claim) });
     }
-    return { name: domain, domains: [domain], routes: orderVirtualHostRoutes(placed, withAuthz) };
-  });
-  const anyHost: PlacedRoute[] = entries.filter((e) => e.hosts === undefined).flatMap((e) => e.routes.map((ir) => ({ ir, key: orderKey(ir, 2) })));
-  hosts.push({ name: 'any_host', domains: ['*'], routes: orderVirtualHostRoutes(anyHost, withAuthz) });
+    return placed;
+  };
+  const shared = new Map<string, RouteIR>();
+  const domains = [...new Set(all.flatMap((x) => x.hosts ?? []))].sort(compareDomains);
+  const hosts: VirtualHostIR[] = domains.map((domain) => ({ name: domain, domains: [domain], routes: orderVirtualHostRoutes(place(domain), withAuthz, shared) }));
+  hosts.push({ name: 'any_host', domains: ['*'], routes: orderVirtualHostRoutes(place(undefined), withAuthz, shared) });
   return hosts;
 }
 
@@ -505,7 +528,7 @@ export function groupToIr(model: ModelSnapshot, group: GatewayGroup, options: Ir
   }
   const routeTables: RouteTableIR[] = listeners.map((l) => ({
     name: l.routeTable,
-    maxDirectResponseBodyBytes: Math.max(maxBody, ENVOY_DIRECT_BODY_LIMIT),
+    maxDirectResponseBodyBytes: maxBody,
     virtualHosts,
   }));
 

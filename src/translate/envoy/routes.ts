@@ -135,16 +135,28 @@ export function route(r: RouteIR): JsonObject {
   return out;
 }
 
-function virtualHost(vh: VirtualHostIR): JsonObject {
-  return { name: vh.name, domains: vh.domains, routes: vh.routes.map(route) };
-}
-
-export function routeConfiguration(t: RouteTableIR): JsonObject {
-  return {
+/**
+ * Route configurations for a group's route tables. A route's JSON is built once however many
+ * virtual hosts and listeners carry it, so resources share those objects: treat them as immutable.
+ */
+export function routeConfigurations(tables: readonly RouteTableIR[]): JsonObject[] {
+  const routes = new Map<RouteIR, JsonObject>();
+  const hosts = new Map<VirtualHostIR, JsonObject>();
+  const routeJson = (r: RouteIR): JsonObject => {
+    let j = routes.get(r);
+    if (!j) routes.set(r, (j = route(r)));
+    return j;
+  };
+  const hostJson = (vh: VirtualHostIR): JsonObject => {
+    let j = hosts.get(vh);
+    if (!j) hosts.set(vh, (j = { name: vh.name, domains: vh.domains, routes: vh.routes.map(routeJson) }));
+    return j;
+  };
+  return tables.map((t) => ({
     name: t.name,
-    virtual_hosts: t.virtualHosts.map(virtualHost),
+    virtual_hosts: t.virtualHosts.map(hostJson),
     // Product hosts never carry ports (validateTranslation), so clients on non-default ports still match.
     ignore_port_in_host_matching: true,
     ...(t.maxDirectResponseBodyBytes > DEFAULT_MAX_DIRECT_BODY ? { max_direct_response_body_size_bytes: t.maxDirectResponseBodyBytes } : {}),
-  };
+  }));
 }
