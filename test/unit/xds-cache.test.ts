@@ -7,6 +7,9 @@ import { SnapshotCache, emptySnapshot, typeSnapshot } from '../../src/xds/cache.
 import { httpGatewayResources, largeGroupResources } from '../../src/xds/fixtures.ts';
 import { TYPE_URLS } from '../../src/xds/protos.ts';
 import { checkGroupResources, GroupResourcesError, type GroupResources } from '../../src/xds/resources.ts';
+import type { GroupResources as TranslatedGroupResources } from '../../src/translate/index.ts';
+import { createXds } from '../../src/xds/index.ts';
+import { Registry } from 'prom-client';
 
 const fixture = (routes = [{ prefix: '/', cluster: 'a' }], upstreams: Record<string, number[]> = { a: [9001], b: [9002] }): GroupResources =>
   httpGatewayResources({ listenerPort: 8080, upstreams, routes });
@@ -69,6 +72,19 @@ describe('versions', () => {
     const s = c.getSnapshot('nobody');
     assert.equal(s.version, emptySnapshot('other').version);
     for (const t of Object.values(TYPE_URLS)) assert.equal(typeSnapshot(s, t).resources.size, 0);
+  });
+});
+
+describe('wiring', () => {
+  it("takes the translator's output as is (type-level) and is built from settings by createXds", async () => {
+    const accept = (g: TranslatedGroupResources): GroupResources => g;
+    assert.equal(typeof accept, 'function');
+    const xds = createXds({ debounceMs: 1, debounceMaxMs: 5, maxConnectionAgeMs: 0 }, { registry: new Registry() });
+    xds.cache.setGroupResources('g', fixture());
+    await sleep(20);
+    assert.equal(xds.fleet.status().groups[0]!.snapshotVersion, xds.cache.getSnapshot('g').version);
+    await xds.server.close(10);
+    xds.cache.close();
   });
 });
 
