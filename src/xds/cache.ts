@@ -101,9 +101,16 @@ export function emptySnapshot(group: string): Snapshot {
   return { group, version: snapshotVersion(EMPTY_TYPES), types: EMPTY_TYPES, edsClusters: new Map() };
 }
 
+const unserved = new Map<string, TypeSnapshot>();
+
 /** The resources of a type in a snapshot (empty for types Portico does not serve). */
 export function typeSnapshot(s: Snapshot, typeUrl: string): TypeSnapshot {
-  return s.types.get(typeUrl) ?? { typeUrl, version: setVersion([]), resources: new Map() };
+  const ts = s.types.get(typeUrl);
+  if (ts) return ts;
+  let empty = unserved.get(typeUrl);
+  // One stable object per unknown type (bounded: only types clients asked for, a handful).
+  if (!empty && unserved.size < 64) unserved.set(typeUrl, (empty = { typeUrl, version: setVersion([]), resources: new Map() }));
+  return empty ?? { typeUrl, version: setVersion([]), resources: new Map() };
 }
 
 export interface CacheOptions {
