@@ -197,6 +197,10 @@ interface TypeInfo {
   ordered: protobuf.Field[];
   /** Real (non-synthetic) oneofs. */
   oneofs: protobuf.OneOf[];
+  /** Per `ordered` field: does it track presence (messages, oneof members, proto3 optional)? */
+  presence: boolean[];
+  /** The full name when the type has a special JSON form (well-known types). */
+  special: string | undefined;
 }
 const infoCache = new WeakMap<protobuf.Type, TypeInfo>();
 
@@ -216,7 +220,9 @@ function info(type: protobuf.Type): TypeInfo {
   }
   const ordered = [...type.fieldsArray].sort((a, b) => a.id - b.id);
   const oneofs = type.oneofsArray.filter((o) => !o.isProto3Optional);
-  i = { byName, ordered, oneofs };
+  const presence = ordered.map((f) => f.resolvedType instanceof protobuf.Type || f.hasPresence);
+  const name = type.fullName.slice(1);
+  i = { byName, ordered, oneofs, presence, special: SPECIAL_JSON.has(name) ? name : undefined };
   infoCache.set(type, i);
   return i;
 }
@@ -679,8 +685,36 @@ function isDefaultDecoded(f: protobuf.Field, v: unknown): boolean {
 }
 
 function messageJson(type: protobuf.Type, m: protobuf.Message): JsonValue {
-  const name = fullName(type);
+  const ti = info(type);
   const r = m as unknown as Record<string, unknown>;
+  if (ti.special) return specialJson(ti.special, r);
+  const out: JsonObject = {};
+  const fields = ti.ordered;
+  for (let i = 0; i < fields.length; i++) {
+    const f = fields[i]!;
+    const v = r[f.name];
+    if (f.map) {
+      if (!v) continue;
+      const obj = v as Record<string, unknown>;
+      const keys = Object.keys(obj);
+      if (keys.length === 0) continue;
+      const mo: JsonObject = {};
+      const kt = (f as unknown as protobuf.MapField).keyType;
+      for (const k of keys.sort()) mo[mapKeyJson(kt, k)] = elementJson(f, obj[k]);
+      out[f.name] = mo;
+    } else if (f.repeated) {
+      const arr = v as unknown[] | undefined;
+      if (!arr || arr.length === 0) continue;
+      out[f.name] = arr.map((x) => elementJson(f, x));
+    } else {
+      if (ti.presence[i] ? !own(r, f.name) : isDefaultDecoded(f, v)) continue;
+      out[f.name] = elementJson(f, v);
+    }
+  }
+  return out;
+}
+
+function specialJson(name: string, r: Record<string, unknown>): JsonValue {
   switch (name) {
     case 'google.protobuf.Any': {
       const url = String(r.type_url ?? '');
@@ -724,30 +758,8 @@ function messageJson(type: protobuf.Type, m: protobuf.Message): JsonValue {
     case 'google.protobuf.FieldMask':
       return ((r.paths ?? []) as string[]).map(lowerCamel).join(',');
   }
-  const wrapped = WRAPPERS[name];
-  if (wrapped) return scalarJson(wrapped, r.value ?? (wrapped === 'string' ? '' : wrapped === 'bool' ? false : wrapped === 'bytes' ? new Uint8Array() : 0));
-  const out: JsonObject = {};
-  for (const f of info(type).ordered) {
-    const v = r[f.name];
-    if (f.map) {
-      const obj = (v ?? {}) as Record<string, unknown>;
-      const keys = Object.keys(obj);
-      if (keys.length === 0) continue;
-      const mo: JsonObject = {};
-      const kt = (f as unknown as protobuf.MapField).keyType;
-      for (const k of keys.sort()) mo[mapKeyJson(kt, k)] = elementJson(f, obj[k]);
-      out[f.name] = mo;
-    } else if (f.repeated) {
-      const arr = (v ?? []) as unknown[];
-      if (arr.length === 0) continue;
-      out[f.name] = arr.map((x) => elementJson(f, x));
-    } else {
-      const presence = f.resolvedType instanceof protobuf.Type || f.hasPresence;
-      if (presence ? !own(r, f.name) || v === null || v === undefined : isDefaultDecoded(f, v)) continue;
-      out[f.name] = elementJson(f, v);
-    }
-  }
-  return out;
+  const wrapped = WRAPPERS[name]!;
+  return scalarJson(wrapped, r.value ?? (wrapped === 'string' ? '' : wrapped === 'bool' ? false : wrapped === 'bytes' ? new Uint8Array() : 0));
 }
 
 /** protobufjs keys 64-bit map entries by an 8-character hash of the bits; JSON wants the decimal. */
