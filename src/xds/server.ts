@@ -1,11 +1,10 @@
 // The gRPC server Envoys connect to: ADS (SotW + Delta) and the per-type discovery services over the
 // snapshot cache, keepalive and jittered connection age, graceful shutdown; other services can join it.
 import * as grpc from '@grpc/grpc-js';
-import { typeSnapshot, type SnapshotCache } from './cache.ts';
+import { setVersion, typeSnapshot, type SnapshotCache } from './cache.ts';
 import { FleetStatus } from './fleet.ts';
 import { DISCOVERY_SERVICES, discoveryServiceDefinition, encodeDeltaResponse, encodeSotwResponse, type DiscoveryServiceKey } from './services.ts';
 import { DeltaStream, silentLogger, SotwStream, type DeltaRequest, type DeltaResponse, type SotwRequest, type SotwResponse, type XdsLogger } from './stream.ts';
-import { setVersion } from './cache.ts';
 
 export interface XdsServerOptions {
   cache: SnapshotCache;
