@@ -1,0 +1,103 @@
+// Prometheus metrics of the rate limiter: decisions by product/partner/outcome, latency, backend
+// errors and Redis round trips. Partner label values are capped so cardinality stays bounded.
+import { Counter, Gauge, Histogram, register as defaultRegistry, type Registry } from 'prom-client';
+import type { Outcome } from './decision.ts';
+
+export interface RateLimitMetricsOptions {
+  /** Default: prom-client's default registry. */
+  registry?: Registry;
+  /** Distinct partner label values kept; further partners are counted as "other". Default 100. */
+  maxPartnerLabels?: number;
+}
+
+function metric<T>(registry: Registry, name: string, make: () => T): T {
+  // Several limiters in one process (tests) share a registry: reuse what is registered.
+  return (registry.getSingleMetric(name) as T | undefined) ?? make();
+}
+
+/** Label for callers without a partner. */
+export const ANONYMOUS = '-';
+export const OTHER = 'other';
+
+interface Inc {
+  inc(n?: number): void;
+}
+
+export class RateLimitMetrics {
+  readonly decisions: Counter<'product' | 'partner' | 'outcome'>;
+  readonly latency: Histogram<'backend'>;
+  readonly backendErrors: Counter<'backend'>;
+  readonly backendUp: Gauge<'backend'>;
+  readonly redisRoundTrips: Counter;
+  readonly redisBatchedDecisions: Counter;
+  readonly invalidRequests: Counter;
+  private readonly partners = new Set<string>();
+  private readonly maxPartners: number;
+  private readonly children = new Map<string, Inc>();
+
+  constructor(opts: RateLimitMetricsOptions = {}) {
+    const registry = opts.registry ?? defaultRegistry;
+    const registers = [registry];
+    this.maxPartners = opts.maxPartnerLabels ?? 100;
+    this.decisions = metric(registry, 'portico_ratelimit_decisions_total', () =>
+      new Counter({
+        name: 'portico_ratelimit_decisions_total',
+        help: 'Rate-limit decisions by product, partner (capped; "-" anonymous, "other" past the cap) and outcome',
+        labelNames: ['product', 'partner', 'outcome'],
+        registers,
+      }),
+    );
+    this.latency = metric(registry, 'portico_ratelimit_decision_seconds', () =>
+      new Histogram({
+        name: 'portico_ratelimit_decision_seconds',
+        help: 'Time to decide one request (table lookup, counters, response), by counter backend',
+        labelNames: ['backend'],
+        buckets: [0.00005, 0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25],
+        registers,
+      }),
+    );
+    this.backendErrors = metric(registry, 'portico_ratelimit_backend_errors_total', () =>
+      new Counter({
+        name: 'portico_ratelimit_backend_errors_total',
+        help: 'Decisions the counter backend could not answer (answered by the failure mode instead)',
+        labelNames: ['backend'],
+        registers,
+      }),
+    );
+    this.backendUp = metric(registry, 'portico_ratelimit_backend_up', () =>
+      new Gauge({ name: 'portico_ratelimit_backend_up', help: '1 while the counter backend answers, 0 during an outage', labelNames: ['backend'], registers }),
+    );
+    this.redisRoundTrips = metric(registry, 'portico_ratelimit_redis_round_trips_total', () =>
+      new Counter({ name: 'portico_ratelimit_redis_round_trips_total', help: 'EVALSHA round trips to Redis (each carries a batch of decisions)', registers }),
+    );
+    this.redisBatchedDecisions = metric(registry, 'portico_ratelimit_redis_batched_decisions_total', () =>
+      new Counter({ name: 'portico_ratelimit_redis_batched_decisions_total', help: 'Decisions sent to Redis (divide by round trips for the batch size)', registers }),
+    );
+    this.invalidRequests = metric(registry, 'portico_ratelimit_invalid_requests_total', () =>
+      new Counter({ name: 'portico_ratelimit_invalid_requests_total', help: 'ShouldRateLimit requests refused as malformed (INVALID_ARGUMENT)', registers }),
+    );
+  }
+
+  /** The partner label: the name while under the cap (first come), else "other". */
+  partnerLabel(partner: string | undefined): string {
+    if (partner === undefined) return ANONYMOUS;
+    if (this.partners.has(partner)) return partner;
+    if (this.partners.size < this.maxPartners) {
+      this.partners.add(partner);
+      return partner;
+    }
+    return OTHER;
+  }
+
+  decision(product: string, partner: string | undefined, outcome: Outcome): void {
+    const p = this.partnerLabel(partner);
+    // Labelled children are cached: label hashing would otherwise cost more than the decision.
+    const k = `${product}\n${p}\n${outcome}`;
+    let c = this.children.get(k);
+    if (!c) {
+      c = this.decisions.labels(product, p, outcome);
+      this.children.set(k, c);
+    }
+    c.inc();
+  }
+}

@@ -1,0 +1,53 @@
+// A rate-limit service on its own: loads a declarative model file and serves ShouldRateLimit with
+// memory or Redis counters. Used by tests and benchmarks to run several limiter replicas, and as
+// the shape of a separate limiter deployment. Prints one JSON line {"port":…} once listening.
+//
+// Environment: PORTICO_RL_MODEL (path of a YAML/JSON model document, required), PORTICO_RL_ADDR
+// (host:port, default 127.0.0.1:0), REDIS_URL, PORTICO_RATELIMIT_FAILURE_MODE, PORTICO_LOG_LEVEL.
+import { readFileSync } from 'node:fs';
+import { parseDocumentText, parseModelDocument } from '../model/declarative.ts';
+import { validateModel } from '../model/validate.ts';
+import { createLogger } from '../telemetry/log.ts';
+import { createRateLimiter } from './limiter.ts';
+import { RedisCounters } from './redis.ts';
+import { startRateLimitServer } from './service.ts';
+
+async function main(): Promise<void> {
+  const env = process.env;
+  const file = env.PORTICO_RL_MODEL;
+  if (!file) throw new Error('PORTICO_RL_MODEL must name a model document');
+  const parsed = parseModelDocument(parseDocumentText(readFileSync(file, 'utf8')), {
+    hashApiKey: () => {
+      throw new Error('API keys are not used by the rate limiter');
+    },
+  });
+  const errors = [...parsed.errors, ...validateModel(parsed.model)];
+  if (errors.length) throw new Error(`invalid model: ${errors.map((e) => `${e.field}: ${e.message}`).join('; ')}`);
+  const log = createLogger(env.PORTICO_LOG_LEVEL ?? 'info', process.stderr);
+  const failureMode = env.PORTICO_RATELIMIT_FAILURE_MODE;
+  if (failureMode !== undefined && failureMode !== 'open' && failureMode !== 'closed') {
+    throw new Error(`PORTICO_RATELIMIT_FAILURE_MODE must be open or closed, not ${failureMode}`);
+  }
+  const limiter = createRateLimiter({ redisUrl: env.REDIS_URL || undefined, failureMode }, { logger: log, model: parsed.model });
+  if (limiter.backend instanceof RedisCounters) await limiter.backend.ready().catch(() => log.warn({}, 'redis not reachable yet; starting anyway'));
+  const [host, port] = splitAddr(env.PORTICO_RL_ADDR ?? '127.0.0.1:0');
+  const server = await startRateLimitServer(limiter, { host, port });
+  process.stdout.write(`${JSON.stringify({ port: server.port, backend: limiter.backend.kind })}\n`);
+  const stop = async () => {
+    await server.close(2_000);
+    await limiter.close();
+    process.exit(0);
+  };
+  process.once('SIGTERM', () => void stop());
+  process.once('SIGINT', () => void stop());
+}
+
+function splitAddr(addr: string): [string, number] {
+  const i = addr.lastIndexOf(':');
+  return [addr.slice(0, i).replace(/^\[|\]$/g, ''), Number(addr.slice(i + 1))];
+}
+
+main().catch((e: unknown) => {
+  process.stderr.write(`rate limit service failed: ${(e as Error).message}\n`);
+  process.exit(1);
+});
