@@ -1,20 +1,29 @@
 // Composition root: settings → store → model snapshot → servers (admin API, gRPC for xDS and
 // the callouts), and an orderly shutdown of all of them.
 import type { FastifyInstance } from 'fastify';
+import type { Registry } from 'prom-client';
 import { buildAdminServer } from './admin/server.ts';
+import { ConfigPipeline } from './pipeline.ts';
 import type { Settings } from './settings.ts';
 import { openDatabase, type Database } from './store/database.ts';
 import { loadKeyRing } from './store/secrets.ts';
 import type { ModelStore } from './store/store.ts';
 import { createLogger, type Logger } from './telemetry/log.ts';
+import { createRegistry } from './telemetry/metrics.ts';
+import { createXds, type Xds } from './xds/index.ts';
 
 export interface Portico {
   settings: Settings;
   store: ModelStore;
   database: Database;
   admin: FastifyInstance;
+  xds: Xds;
+  pipeline: ConfigPipeline;
+  registry: Registry;
   /** Base URL of the admin API (with the port actually bound). */
   adminUrl: string;
+  /** Port the gRPC server (ADS and callouts) is bound to. */
+  grpcPort: number;
   /** Token printed at first start, when one was generated. */
   generatedAdminToken?: string;
   close(): Promise<void>;
@@ -26,6 +35,7 @@ export interface StartOptions {
 
 export async function startPortico(settings: Settings, opts: StartOptions = {}): Promise<Portico> {
   const log = opts.logger ?? createLogger(settings.logLevel);
+  const registry = createRegistry();
   const keys = loadKeyRing(settings, (msg) => log.warn(msg));
   const database = await openDatabase({
     databaseUrl: settings.databaseUrl,
@@ -45,20 +55,31 @@ export async function startPortico(settings: Settings, opts: StartOptions = {}):
     process.stderr.write(`\nPortico created an admin token (shown only now; store it safely):\n\n    ${token}\n\n`);
   }
 
-  const ready = { loaded: true };
+  // Model → Envoy config → ADS. The pipeline also gates every write on the translation.
+  const xds = createXds(settings, { registry, logger: log.child({ component: 'xds' }) });
+  const pipeline = new ConfigPipeline(xds.cache, { calloutAddress: settings.calloutAddress }, log.child({ component: 'pipeline' }), registry);
+  const detach = pipeline.attach(store);
+
+  const grpcPort = await xds.server.listen(settings.grpcHost, settings.grpcPort);
+  log.info({ address: `${settings.grpcHost}:${grpcPort}`, role: settings.role }, 'gRPC (ADS) listening');
+
   const admin = await buildAdminServer({
     store,
+    registry,
     ...(settings.adminToken ? { bootstrapToken: settings.adminToken } : {}),
     bodyLimitBytes: settings.adminBodyLimitBytes,
     logger: log.child({ component: 'admin' }),
     readiness: {
-      ready: () => ready.loaded,
+      ready: () => pipeline.current().servedRevision >= 0,
       details: () => ({
         database: database.kind,
         migrations: { applied: database.migrations.applied.length, pending: database.migrations.pending.length },
         modelRevision: store.current().revision,
+        servedRevision: pipeline.current().servedRevision,
+        ...(pipeline.current().lastError ? { lastError: pipeline.current().lastError } : {}),
       }),
     },
+    fleet: () => ({ ...xds.fleet.status(), pipeline: pipeline.current() }),
   });
   await admin.listen({ host: settings.adminHost, port: settings.adminPort });
   const addr = admin.server.address();
@@ -70,9 +91,25 @@ export async function startPortico(settings: Settings, opts: StartOptions = {}):
   const close = () =>
     (closing ??= (async () => {
       log.info('shutting down');
+      detach();
+      // Stop taking admin writes first, then end xDS streams cleanly (Envoys keep their config).
       await admin.close();
+      await xds.server.close(settings.shutdownGraceMs);
+      xds.cache.close();
       await database.close();
     })());
 
-  return { settings, store, database, admin, adminUrl, ...(generatedAdminToken ? { generatedAdminToken } : {}), close };
+  return {
+    settings,
+    store,
+    database,
+    admin,
+    xds,
+    pipeline,
+    registry,
+    adminUrl,
+    grpcPort,
+    ...(generatedAdminToken ? { generatedAdminToken } : {}),
+    close,
+  };
 }

@@ -1,6 +1,7 @@
-// Operational endpoints: health and readiness, admin tokens, the audit log.
+// Operational endpoints: health and readiness, metrics, fleet status, admin tokens, the audit log.
 import { Type } from '@sinclair/typebox';
 import type { FastifyInstance } from 'fastify';
+import type { Registry } from 'prom-client';
 import { AdminTokenInput } from '../model/schemas.ts';
 import { schemaErrors } from '../model/validate.ts';
 import type { ModelStore } from '../store/store.ts';
@@ -77,5 +78,26 @@ export function registerAuditRoutes(app: FastifyInstance, opts: { store: ModelSt
       const last = items[items.length - 1];
       return { items, ...(items.length === limit && last ? { nextBefore: last.id } : {}) };
     },
+  );
+}
+
+export function registerFleetRoutes(app: FastifyInstance, fleet: () => unknown): void {
+  app.get(
+    '/api/v1/fleet',
+    {
+      schema: {
+        tags: ['Fleet'],
+        summary: 'Connected Envoys per gateway group: the version each ACKed per resource type, and the last NACK with its message',
+        security: [{ bearer: [] }],
+      },
+    },
+    async () => fleet(),
+  );
+}
+
+/** Prometheus scrape endpoint; public like /healthz, so bind the admin listener to a private address. */
+export function registerMetricsRoute(app: FastifyInstance, registry: Registry): void {
+  app.get('/metrics', { config: { public: true }, schema: { hide: true } }, async (_req, reply) =>
+    reply.type(registry.contentType).send(await registry.metrics()),
   );
 }

@@ -11,7 +11,8 @@ import { parseDocumentText } from '../model/declarative.ts';
 import type { ModelStore } from '../store/store.ts';
 import { registerAuth } from './auth.ts';
 import { registerConfigRoutes } from './config.ts';
-import { registerAuditRoutes, registerHealthRoutes, registerTokenRoutes, type Readiness } from './operations.ts';
+import { registerAuditRoutes, registerFleetRoutes, registerHealthRoutes, registerMetricsRoute, registerTokenRoutes, type Readiness } from './operations.ts';
+import type { Registry } from 'prom-client';
 import { HttpProblem, installProblemHandlers, problems } from './problem.ts';
 import { registerResourceRoutes } from './resources.ts';
 
@@ -21,8 +22,10 @@ export interface AdminServerOptions {
   bootstrapToken?: string;
   bodyLimitBytes?: number;
   logger?: Logger;
-  /** Extra feature plugins (fleet status, …) registered after the core routes. */
-  plugins?: Array<(app: FastifyInstance) => void>;
+  /** Prometheus registry served at /metrics. */
+  registry?: Registry;
+  /** Fleet status (connected Envoys, ACKed versions, NACKs) served at /api/v1/fleet. */
+  fleet?: () => unknown;
 }
 
 // Query strings and path parameters arrive as strings: coerce them, then report errors by name.
@@ -97,7 +100,8 @@ export async function buildAdminServer(opts: AdminServerOptions): Promise<Fastif
   registerConfigRoutes(app, { store: opts.store });
   registerTokenRoutes(app, { store: opts.store });
   registerAuditRoutes(app, { store: opts.store });
-  for (const plugin of opts.plugins ?? []) plugin(app);
+  if (opts.fleet) registerFleetRoutes(app, opts.fleet);
+  if (opts.registry) registerMetricsRoute(app, opts.registry);
   return app;
 }
 

@@ -260,7 +260,8 @@ export class ModelStore {
     const changes = diffSnapshots(base, candidate);
     if (changes.length === 0) return { snapshot: base, changes };
     const errors = validateModel(candidate);
-    for (const v of this.validators) errors.push(...v(candidate));
+    // Extra validators (the translator) may assume a model whose references resolve.
+    if (!errors.length) for (const v of this.validators) errors.push(...v(candidate));
     if (errors.length) throw new ModelValidationError(errors);
     return { snapshot: candidate, changes };
   }

@@ -9,6 +9,7 @@ import { listener } from './envoy/listeners.ts';
 import { routeConfigurations } from './envoy/routes.ts';
 import { secret } from './envoy/secrets.ts';
 import type { GroupIR } from './ir.ts';
+import type { GroupResources, ResourceKind } from '../xds/resources.ts';
 import { modelToIr } from './to-ir.ts';
 import { validateTranslation } from './validate.ts';
 
@@ -17,22 +18,8 @@ export interface TranslateOptions {
   calloutAddress: string;
 }
 
-/** One gateway group's Envoy resources, each list sorted by resource name (resources may share sub-objects: never mutate them). */
-export interface GroupResources {
-  /** envoy.config.cluster.v3.Cluster */
-  clusters: JsonObject[];
-  /** envoy.config.endpoint.v3.ClusterLoadAssignment, for EDS clusters */
-  endpoints: JsonObject[];
-  /** envoy.config.listener.v3.Listener */
-  listeners: JsonObject[];
-  /** envoy.config.route.v3.RouteConfiguration, one per listener */
-  routes: JsonObject[];
-  /** envoy.extensions.transport_sockets.tls.v3.Secret */
-  secrets: JsonObject[];
-}
-
-export type ResourceKind = keyof GroupResources;
-export const RESOURCE_KINDS: readonly ResourceKind[] = ['clusters', 'endpoints', 'listeners', 'routes', 'secrets'];
+// The output type is the xDS cache's input type: one contract, defined where it is consumed.
+export type { GroupResources, ResourceKind };
 export { RESOURCE_TYPES };
 
 /** Thrown by translate for a model that validateTranslation refuses (the store gate keeps such models out). */

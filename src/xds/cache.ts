@@ -133,6 +133,8 @@ export class SnapshotCache {
     const ref = this.interned.get(key);
     if (ref && ref.deref() === undefined) this.interned.delete(key);
   });
+  /** Snapshots built by check(), held so their encodings stay interned until they are published. */
+  private checked: Snapshot[] = [];
   private timer: NodeJS.Timeout | undefined;
   private firstPendingAt = 0;
   private closed = false;
@@ -159,6 +161,26 @@ export class SnapshotCache {
     return next.version;
   }
 
+  /**
+   * Encodes (and so validates) every group without publishing anything: the validation gate runs
+   * this before a write commits. The encodings are kept until the next replaceAll, which then
+   * finds them interned instead of encoding again.
+   */
+  check(all: ReadonlyMap<string, GroupResources>): GroupResourcesError[] {
+    const problems: GroupResourcesError[] = [];
+    const built: Snapshot[] = [];
+    for (const [g, r] of all) {
+      try {
+        built.push(this.build(g, r));
+      } catch (e) {
+        if (e instanceof GroupResourcesError) problems.push(e);
+        else throw e;
+      }
+    }
+    this.checked = built;
+    return problems;
+  }
+
   /** Sets every group in `all` and empties the groups not in it. */
   replaceAll(all: ReadonlyMap<string, GroupResources>): void {
     const built = new Map<string, Snapshot>();
@@ -171,6 +193,7 @@ export class SnapshotCache {
         else throw e;
       }
     }
+    this.checked = [];
     // All or nothing: one bad group must not leave the fleet half-updated.
     if (problems.length > 0) throw problems[0]!;
     for (const g of this.groups()) if (!all.has(g)) built.set(g, emptySnapshot(g));

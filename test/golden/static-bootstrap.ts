@@ -5,8 +5,8 @@ import type { Json, JsonObject } from '../../src/translate/envoy/common.ts';
 
 const HCM = 'type.googleapis.com/envoy.extensions.filters.network.http_connection_manager.v3.HttpConnectionManager';
 
-function clone<T extends Json>(v: T): T {
-  return JSON.parse(JSON.stringify(v)) as T;
+function clone(v: unknown): JsonObject {
+  return JSON.parse(JSON.stringify(v)) as JsonObject;
 }
 
 /** Static secrets are referenced by name alone: an SdsSecretConfig without sds_config. */

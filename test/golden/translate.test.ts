@@ -12,7 +12,8 @@ import { parseDocumentText, parseModelDocument } from '../../src/model/declarati
 import type { ModelSnapshot } from '../../src/model/model.ts';
 import { validateModel } from '../../src/model/validate.ts';
 import type { JsonObject } from '../../src/translate/envoy/common.ts';
-import { RESOURCE_KINDS, RESOURCE_TYPES, translate, validateTranslation, type GroupResources } from '../../src/translate/index.ts';
+import { RESOURCE_TYPES, translate, validateTranslation, type GroupResources } from '../../src/translate/index.ts';
+import { RESOURCE_KINDS } from '../../src/xds/resources.ts';
 import { encodeResource } from '../../src/xds/protos.ts';
 import { requireComponent } from '../support/components.ts';
 import { staticBootstrap } from './static-bootstrap.ts';
@@ -40,7 +41,7 @@ function loadCase(name: string): ModelSnapshot {
   return model;
 }
 
-function render(list: readonly JsonObject[]): string {
+function render(list: readonly unknown[]): string {
   return `${JSON.stringify(list, null, 2)}\n`;
 }
 

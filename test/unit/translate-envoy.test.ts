@@ -18,8 +18,11 @@ function model(entries: Array<[KindName, object]>): ModelSnapshot {
   return m;
 }
 
-function group(m: ModelSnapshot, calloutAddress = '127.0.0.1:9001', name = 'g'): GroupResources {
-  return translate(m, { calloutAddress }).get(name)!;
+/** The translator builds plain JSON objects; view its output as such to walk it in assertions. */
+type JsonGroup = { [K in keyof GroupResources]: JsonObject[] };
+
+function group(m: ModelSnapshot, calloutAddress = '127.0.0.1:9001', name = 'g'): JsonGroup {
+  return translate(m, { calloutAddress }).get(name)! as unknown as JsonGroup;
 }
 
 function get(o: Json | undefined, ...path: Array<string | number>): Json | undefined {

@@ -7,7 +7,6 @@ import { SnapshotCache, emptySnapshot, typeSnapshot } from '../../src/xds/cache.
 import { httpGatewayResources, largeGroupResources } from '../../src/xds/fixtures.ts';
 import { TYPE_URLS } from '../../src/xds/protos.ts';
 import { checkGroupResources, GroupResourcesError, type GroupResources } from '../../src/xds/resources.ts';
-import type { GroupResources as TranslatedGroupResources } from '../../src/translate/index.ts';
 import { createXds } from '../../src/xds/index.ts';
 import { Registry } from 'prom-client';
 
@@ -76,9 +75,7 @@ describe('versions', () => {
 });
 
 describe('wiring', () => {
-  it("takes the translator's output as is (type-level) and is built from settings by createXds", async () => {
-    const accept = (g: TranslatedGroupResources): GroupResources => g;
-    assert.equal(typeof accept, 'function');
+  it('is built from settings by createXds', async () => {
     const xds = createXds({ debounceMs: 1, debounceMaxMs: 5, maxConnectionAgeMs: 0 }, { registry: new Registry() });
     xds.cache.setGroupResources('g', fixture());
     await sleep(20);
