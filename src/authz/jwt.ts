@@ -1,0 +1,470 @@
+// JWT verification with jose: per-issuer key sets (inline, or fetched and refreshed in the
+// background), rate-limited refetch on an unknown kid, and a bounded cache of verified tokens.
+import { createHash } from 'node:crypto';
+import { decodeJwt, decodeProtectedHeader, importJWK, jwtVerify, type JWK, type JWTPayload } from 'jose';
+import type { Logger } from 'pino';
+import type { JwtAlgorithm } from '../model/schemas.ts';
+import type { IssuerEntry } from './credential-index.ts';
+import type { JwtOutcome } from './decide.ts';
+import { Lru } from './lru.ts';
+
+export interface JwtSettings {
+  /** Periodic JWKS refresh. */
+  refreshIntervalMs: number;
+  /** A token with an unknown kid triggers a refetch at most this often per issuer. */
+  unknownKidRefetchIntervalMs: number;
+  /** How long a Check whose kid is unknown waits for that refetch (or the first load) before answering 401. */
+  unknownKidWaitMs: number;
+  fetchTimeoutMs: number;
+  /** First retry after a failed fetch; doubles up to refreshIntervalMs. The last good keys stay in use. */
+  failureRetryMs: number;
+  maxJwksBytes: number;
+  /** Verified tokens kept (LRU; entries also expire with the token); 0 disables the cache. */
+  tokenCacheSize: number;
+  /** Longer bearer tokens are refused before any parsing. */
+  maxTokenBytes: number;
+}
+
+export const DEFAULT_JWT_SETTINGS: JwtSettings = {
+  refreshIntervalMs: 5 * 60_000,
+  unknownKidRefetchIntervalMs: 30_000,
+  unknownKidWaitMs: 100,
+  fetchTimeoutMs: 5_000,
+  failureRetryMs: 5_000,
+  maxJwksBytes: 1024 * 1024,
+  tokenCacheSize: 10_000,
+  maxTokenBytes: 8 * 1024,
+};
+
+/** Observations the verifier reports (the service wires them to prom-client). */
+export interface JwtObserver {
+  tokenCache(result: 'hit' | 'miss'): void;
+  jwksFetch(issuer: string, result: 'ok' | 'error'): void;
+  jwksKeys(issuer: string, keys: number): void;
+}
+
+const noObserver: JwtObserver = { tokenCache() {}, jwksFetch() {}, jwksKeys() {} };
+
+export interface JwtVerifierDeps {
+  logger?: Logger;
+  observer?: JwtObserver;
+  /** Epoch milliseconds (tests move it). */
+  now?: () => number;
+  fetch?: typeof fetch;
+}
+
+const RSA_ALGS: readonly JwtAlgorithm[] = ['RS256', 'RS384', 'RS512', 'PS256', 'PS384', 'PS512'];
+const EC_ALGS: Readonly<Record<string, JwtAlgorithm>> = { 'P-256': 'ES256', 'P-384': 'ES384', 'P-521': 'ES512' };
+
+/** The algorithms one JWK may verify, within the issuer's allow-list. Symmetric and private keys never qualify. */
+function algorithmsFor(jwk: Record<string, unknown>, allowed: readonly JwtAlgorithm[]): JwtAlgorithm[] {
+  if (jwk.kty === 'oct' || 'd' in jwk || 'k' in jwk) return [];
+  if (jwk.use !== undefined && jwk.use !== 'sig') return [];
+  if (Array.isArray(jwk.key_ops) && !jwk.key_ops.includes('verify')) return [];
+  let candidates: readonly JwtAlgorithm[];
+  if (jwk.kty === 'RSA') candidates = RSA_ALGS;
+  else if (jwk.kty === 'EC') candidates = typeof jwk.crv === 'string' && EC_ALGS[jwk.crv] ? [EC_ALGS[jwk.crv]!] : [];
+  else if (jwk.kty === 'OKP') candidates = jwk.crv === 'Ed25519' ? ['EdDSA'] : [];
+  else candidates = [];
+  if (typeof jwk.alg === 'string') candidates = candidates.filter((a) => a === jwk.alg);
+  return candidates.filter((a) => allowed.includes(a));
+}
+
+type KeySet = Map<string, Map<JwtAlgorithm, CryptoKey>>;
+
+async function importKeySet(doc: unknown, allowed: readonly JwtAlgorithm[]): Promise<{ keys: KeySet; skipped: number }> {
+  const list = doc !== null && typeof doc === 'object' ? (doc as { keys?: unknown }).keys : undefined;
+  if (!Array.isArray(list)) throw new Error('the document has no "keys" array');
+  const keys: KeySet = new Map();
+  let skipped = 0;
+  for (const raw of list.slice(0, 256)) {
+    if (raw === null || typeof raw !== 'object' || Array.isArray(raw)) {
+      skipped++;
+      continue;
+    }
+    const jwk = raw as Record<string, unknown>;
+    const kid = typeof jwk.kid === 'string' ? jwk.kid : '';
+    const algs = algorithmsFor(jwk, allowed);
+    if (algs.length === 0) skipped++;
+    for (const alg of algs) {
+      try {
+        // Only public members go to the importer: no usage hints that could make it refuse a verify key.
+        const { kty, n, e, crv, x, y } = jwk as Record<string, string | undefined>;
+        const pub = Object.fromEntries(Object.entries({ kty, n, e, crv, x, y }).filter(([, v]) => v !== undefined)) as JWK;
+        const key = await importJWK(pub, alg);
+        if (!(key instanceof Uint8Array)) {
+          let m = keys.get(kid);
+          if (!m) keys.set(kid, (m = new Map()));
+          m.set(alg, key);
+        }
+      } catch {
+        skipped++;
+      }
+    }
+  }
+  return { keys, skipped };
+}
+
+/** Origin and path only: a JWKS URI may carry credentials in its user info or query. */
+export function redactUri(uri: string): string {
+  try {
+    const u = new URL(uri);
+    return `${u.protocol}//${u.host}${u.pathname}`;
+  } catch {
+    return '[invalid uri]';
+  }
+}
+
+async function readLimited(res: Response, max: number): Promise<string> {
+  const declared = Number(res.headers.get('content-length') ?? NaN);
+  if (declared > max) throw new Error(`the key set is larger than ${max} bytes`);
+  if (!res.body) return '';
+  const chunks: Uint8Array[] = [];
+  let total = 0;
+  const reader = res.body.getReader();
+  for (;;) {
+    const { done, value } = await reader.read();
+    if (done) break;
+    total += value.byteLength;
+    if (total > max) {
+      await reader.cancel();
+      throw new Error(`the key set is larger than ${max} bytes`);
+    }
+    chunks.push(value);
+  }
+  return Buffer.concat(chunks).toString('utf8');
+}
+
+/** One issuer's keys: inline, or fetched from jwksUri and kept fresh in the background. */
+export class JwksSource {
+  private keys: KeySet = new Map();
+  private loading: Promise<void> | undefined;
+  private timer: NodeJS.Timeout | undefined;
+  private abort: AbortController | undefined;
+  private lastUnknownKidFetch = Number.NEGATIVE_INFINITY;
+  private failures = 0;
+  private closed = false;
+  private fetches = 0;
+
+  constructor(
+    readonly issuer: IssuerEntry,
+    /** Changes to the key material or algorithms replace the source (cached verifications go with it). */
+    readonly identity: string,
+    private readonly settings: JwtSettings,
+    private readonly deps: Required<Pick<JwtVerifierDeps, 'observer' | 'now' | 'fetch'>> & { logger: Logger | undefined },
+  ) {}
+
+  start(): void {
+    if (this.issuer.jwks) this.loading = this.loadInline().finally(() => (this.loading = undefined));
+    else this.refresh();
+  }
+
+  /** Fetches attempted so far (diagnostics, tests). */
+  get fetchCount(): number {
+    return this.fetches;
+  }
+
+  get keyCount(): number {
+    let n = 0;
+    for (const m of this.keys.values()) n += m.size;
+    return n;
+  }
+
+  /** The first load has settled (keys or not). */
+  async ready(): Promise<void> {
+    await this.loading;
+  }
+
+  /** The key for a kid and algorithm; without a kid, the issuer's only key for that algorithm. */
+  key(kid: string | undefined, alg: JwtAlgorithm): CryptoKey | 'ambiguous' | undefined {
+    if (kid !== undefined) return this.keys.get(kid)?.get(alg);
+    let found: CryptoKey | undefined;
+    for (const m of this.keys.values()) {
+      const k = m.get(alg);
+      if (k === undefined) continue;
+      if (found !== undefined) return 'ambiguous';
+      found = k;
+    }
+    return found;
+  }
+
+  /** True while this exact key is still published (a cached verification is only as good as its key). */
+  stillPublishes(kid: string | undefined, alg: JwtAlgorithm, key: CryptoKey): boolean {
+    return this.key(kid, alg) === key;
+  }
+
+  /**
+   * A token named a key we do not have: the load in progress, or a new fetch if none ran in the
+   * last unknownKidRefetchIntervalMs (so a stream of forged kids cannot hammer the IdP).
+   */
+  keyMayAppear(): Promise<void> | undefined {
+    if (this.loading) return this.loading;
+    if (!this.issuer.jwksUri || this.closed) return undefined;
+    const now = this.deps.now();
+    if (now - this.lastUnknownKidFetch < this.settings.unknownKidRefetchIntervalMs) return undefined;
+    this.lastUnknownKidFetch = now;
+    return this.refresh();
+  }
+
+  close(): void {
+    this.closed = true;
+    if (this.timer) clearTimeout(this.timer);
+    this.timer = undefined;
+    this.abort?.abort();
+  }
+
+  private async loadInline(): Promise<void> {
+    try {
+      const { keys, skipped } = await importKeySet(this.issuer.jwks, this.issuer.algorithms);
+      this.keys = keys;
+      this.deps.observer.jwksKeys(this.issuer.name, this.keyCount);
+      if (skipped) this.deps.logger?.warn({ issuer: this.issuer.name, skipped }, 'authz: some inline JWKS keys are unusable for the allowed algorithms');
+    } catch (e) {
+      this.deps.logger?.error({ issuer: this.issuer.name, reason: (e as Error).message }, 'authz: inline JWKS could not be loaded');
+    }
+  }
+
+  /** Starts a fetch unless one is running; the returned promise never rejects. */
+  private refresh(): Promise<void> {
+    if (this.loading) return this.loading;
+    if (this.closed) return Promise.resolve();
+    if (this.timer) clearTimeout(this.timer);
+    this.timer = undefined;
+    this.loading = this.fetchKeys().finally(() => {
+      this.loading = undefined;
+      this.schedule();
+    });
+    return this.loading;
+  }
+
+  private schedule(): void {
+    if (this.closed || !this.issuer.jwksUri) return;
+    const delay =
+      this.failures === 0
+        ? this.settings.refreshIntervalMs
+        : Math.min(this.settings.refreshIntervalMs, this.settings.failureRetryMs * 2 ** Math.min(this.failures - 1, 20));
+    this.timer = setTimeout(() => void this.refresh(), delay);
+    this.timer.unref();
+  }
+
+  private async fetchKeys(): Promise<void> {
+    const uri = this.issuer.jwksUri!;
+    const abort = new AbortController();
+    this.abort = abort;
+    const timeout = setTimeout(() => abort.abort(), this.settings.fetchTimeoutMs);
+    this.fetches++;
+    try {
+      const res = await this.deps.fetch(uri, { signal: abort.signal, headers: { accept: 'application/jwk-set+json, application/json' } });
+      if (!res.ok) throw new Error(`HTTP status ${res.status}`);
+      const text = await readLimited(res, this.settings.maxJwksBytes);
+      const { keys, skipped } = await importKeySet(JSON.parse(text), this.issuer.algorithms);
+      // An empty set is more likely a broken IdP than a deliberate revocation of every key: keep the last good set.
+      if (keys.size === 0) throw new Error('the key set has no key usable with the allowed algorithms');
+      if (this.closed) return;
+      this.keys = keys;
+      this.failures = 0;
+      this.deps.observer.jwksFetch(this.issuer.name, 'ok');
+      this.deps.observer.jwksKeys(this.issuer.name, this.keyCount);
+      this.deps.logger?.debug({ issuer: this.issuer.name, keys: this.keyCount, skipped }, 'authz: JWKS refreshed');
+    } catch (e) {
+      if (this.closed) return;
+      this.failures++;
+      this.deps.observer.jwksFetch(this.issuer.name, 'error');
+      const reason = abort.signal.aborted ? `no answer within ${this.settings.fetchTimeoutMs} ms` : (e as Error).message;
+      this.deps.logger?.warn(
+        { issuer: this.issuer.name, uri: redactUri(uri), reason, keptKeys: this.keyCount },
+        'authz: JWKS fetch failed; keeping the last good keys',
+      );
+    } finally {
+      clearTimeout(timeout);
+      if (this.abort === abort) this.abort = undefined;
+    }
+  }
+}
+
+interface CachedToken {
+  issuerName: string;
+  fingerprint: string;
+  source: JwksSource;
+  kid: string | undefined;
+  alg: JwtAlgorithm;
+  key: CryptoKey;
+  payload: JWTPayload;
+}
+
+const fail = (message: string): JwtOutcome => ({ ok: false, error: 'invalid_token', message });
+
+/** jose's verdicts in words a caller can act on (never echoing the token). */
+function outcomeOfError(e: unknown): JwtOutcome {
+  const err = e as { code?: string; claim?: string };
+  switch (err.code) {
+    case 'ERR_JWT_EXPIRED':
+      return fail('The token has expired.');
+    case 'ERR_JWT_CLAIM_VALIDATION_FAILED':
+      switch (err.claim) {
+        case 'nbf':
+          return fail('The token is not valid yet.');
+        case 'aud':
+          return fail('The token audience is not accepted by this API.');
+        case 'iss':
+          return fail('The token issuer is not accepted by this API.');
+        case 'exp':
+          return fail('The token has no valid expiry (exp) claim.');
+        default:
+          return fail('The token claims are invalid.');
+      }
+    case 'ERR_JWS_SIGNATURE_VERIFICATION_FAILED':
+      return fail('The token signature is invalid.');
+    case 'ERR_JOSE_ALG_NOT_ALLOWED':
+      return fail('The token signing algorithm is not accepted.');
+    default:
+      return fail('The token is malformed.');
+  }
+}
+
+const COMPACT_JWS = /^[A-Za-z0-9_-]+\.[A-Za-z0-9_-]+\.[A-Za-z0-9_-]*$/;
+
+/** Verifies bearer tokens against the accepted issuers; the key sets are synced from each index. */
+export class JwtVerifier {
+  readonly settings: JwtSettings;
+  private readonly sources = new Map<string, JwksSource>();
+  private readonly cache: Lru<string, CachedToken>;
+  private readonly deps: Required<Pick<JwtVerifierDeps, 'observer' | 'now' | 'fetch'>> & { logger: Logger | undefined };
+
+  constructor(settings: Partial<JwtSettings> = {}, deps: JwtVerifierDeps = {}) {
+    this.settings = { ...DEFAULT_JWT_SETTINGS, ...settings };
+    this.cache = new Lru(this.settings.tokenCacheSize);
+    this.deps = {
+      observer: deps.observer ?? noObserver,
+      now: deps.now ?? Date.now,
+      fetch: deps.fetch ?? fetch,
+      logger: deps.logger,
+    };
+  }
+
+  /** Starts, keeps or replaces one key source per issuer (unchanged issuers keep their keys and timers). */
+  sync(issuers: ReadonlyMap<string, IssuerEntry>): void {
+    for (const [name, src] of this.sources) {
+      const i = issuers.get(name);
+      if (!i || identityOf(i) !== src.identity) {
+        src.close();
+        this.sources.delete(name);
+      }
+    }
+    for (const [name, i] of issuers) {
+      if (this.sources.has(name)) continue;
+      const src = new JwksSource(i, identityOf(i), this.settings, this.deps);
+      this.sources.set(name, src);
+      src.start();
+    }
+  }
+
+  source(issuerName: string): JwksSource | undefined {
+    return this.sources.get(issuerName);
+  }
+
+  /** Every issuer's first key load has settled. */
+  async ready(): Promise<void> {
+    await Promise.all([...this.sources.values()].map((s) => s.ready()));
+  }
+
+  close(): void {
+    for (const s of this.sources.values()) s.close();
+    this.sources.clear();
+    this.cache.clear();
+  }
+
+  /**
+   * Verifies a token from one of `accepted`. Synchronous for cached tokens and for anything refused
+   * before the signature check; a Promise otherwise. Never throws and never rejects.
+   */
+  verify(token: string, accepted: readonly IssuerEntry[], now: number): JwtOutcome | Promise<JwtOutcome> {
+    if (token.length > this.settings.maxTokenBytes) return fail('The token is too large.');
+    if (!COMPACT_JWS.test(token)) return fail('The token is malformed.');
+    const cacheKey = this.settings.tokenCacheSize > 0 ? createHash('sha256').update(token).digest('base64') : '';
+    if (cacheKey !== '') {
+      const hit = this.cache.get(cacheKey, now);
+      if (hit) {
+        const issuer = accepted.find((i) => i.name === hit.issuerName);
+        // Reused only while the issuer's configuration, key source and key are all unchanged.
+        if (issuer && issuer.fingerprint === hit.fingerprint && this.sources.get(issuer.name) === hit.source && hit.source.stillPublishes(hit.kid, hit.alg, hit.key)) {
+          this.deps.observer.tokenCache('hit');
+          return { ok: true, issuer, payload: hit.payload };
+        }
+      }
+      this.deps.observer.tokenCache('miss');
+    }
+
+    let alg: unknown;
+    let kidRaw: unknown;
+    let iss: unknown;
+    try {
+      const header = decodeProtectedHeader(token);
+      alg = header.alg;
+      kidRaw = header.kid;
+      iss = decodeJwt(token).iss;
+    } catch {
+      return fail('The token is malformed.');
+    }
+    if (typeof alg !== 'string') return fail('The token is malformed.');
+    const issuer = typeof iss === 'string' ? accepted.find((i) => i.issuer === iss) : undefined;
+    if (!issuer) return fail('The token issuer is not accepted by this API.');
+    // The allow-list is asymmetric algorithms only, so `none` and HS* (key confusion) stop here.
+    if (!(issuer.algorithms as readonly string[]).includes(alg)) return fail('The token signing algorithm is not accepted.');
+    const algorithm = alg as JwtAlgorithm;
+    const source = this.sources.get(issuer.name);
+    if (!source) return fail('The token issuer has no keys loaded.');
+    const kid = typeof kidRaw === 'string' ? kidRaw : undefined;
+
+    const found = source.key(kid, algorithm);
+    if (found === 'ambiguous') return fail('The token has no key id (kid) and the issuer publishes several keys.');
+    if (found) return this.verifyWith(token, issuer, source, kid, algorithm, found, now, cacheKey);
+
+    const pending = source.keyMayAppear();
+    if (!pending || this.settings.unknownKidWaitMs <= 0) return fail('The token was signed by a key the issuer does not publish.');
+    let timer: NodeJS.Timeout | undefined;
+    const waited = new Promise<void>((resolve) => {
+      timer = setTimeout(resolve, this.settings.unknownKidWaitMs);
+      timer.unref();
+    });
+    return Promise.race([pending, waited]).then(() => {
+      clearTimeout(timer);
+      const k = source.key(kid, algorithm);
+      if (k === undefined || k === 'ambiguous') return fail('The token was signed by a key the issuer does not publish.');
+      return this.verifyWith(token, issuer, source, kid, algorithm, k, this.deps.now(), cacheKey);
+    });
+  }
+
+  private async verifyWith(
+    token: string,
+    issuer: IssuerEntry,
+    source: JwksSource,
+    kid: string | undefined,
+    alg: JwtAlgorithm,
+    key: CryptoKey,
+    now: number,
+    cacheKey: string,
+  ): Promise<JwtOutcome> {
+    try {
+      const { payload } = await jwtVerify(token, key, {
+        issuer: issuer.issuer,
+        audience: [...issuer.audiences],
+        algorithms: [alg],
+        clockTolerance: issuer.clockSkewSeconds,
+        currentDate: new Date(now),
+        // A token without an expiry would be valid forever.
+        requiredClaims: ['exp'],
+      });
+      if (cacheKey !== '' && typeof payload.exp === 'number') {
+        this.cache.set(cacheKey, { issuerName: issuer.name, fingerprint: issuer.fingerprint, source, kid, alg, key, payload }, (payload.exp + issuer.clockSkewSeconds) * 1000);
+      }
+      return { ok: true, issuer, payload };
+    } catch (e) {
+      return outcomeOfError(e);
+    }
+  }
+}
+
+function identityOf(i: IssuerEntry): string {
+  return JSON.stringify([i.jwksUri ?? null, i.jwks ?? null, i.algorithms]);
+}
