@@ -53,6 +53,8 @@ export function seedEntries(): Entries {
       },
     ],
     ['plans', { name: 'trial', limits: [{ requests: 3, per: 'minute' }], shadow: true }],
+    // Slow refill (one token per 2 minutes): what tests across processes and restarts count on.
+    ['plans', { name: 'hourly', limits: [{ requests: 30, per: 'hour' }] }],
     ['plans', { name: 'public', limits: [{ requests: 2, per: 'second' }], countBy: { kind: 'client_ip' } }],
     ['partners', { name: 'acme' }],
     ['partners', { name: 'globex' }],
@@ -60,12 +62,14 @@ export function seedEntries(): Entries {
     ['partners', { name: 'hooli' }],
     ['partners', { name: 'umbrella', suspended: true }],
     ['partners', { name: 'stark' }],
+    ['partners', { name: 'wayne' }],
     ['subscriptions', { partner: 'acme', product: 'shop', plan: 'standard' }],
     ['subscriptions', { partner: 'globex', product: 'shop', plan: 'gold' }],
     ['subscriptions', { partner: 'initech', product: 'shop', plan: 'gold', status: 'suspended' }],
     ['subscriptions', { partner: 'hooli', product: 'shop', plan: 'gold', expiresAt: '2030-01-01T00:00:00Z' }],
     ['subscriptions', { partner: 'umbrella', product: 'shop', plan: 'gold' }],
     ['subscriptions', { partner: 'stark', product: 'shop', plan: 'trial' }],
+    ['subscriptions', { partner: 'wayne', product: 'shop', plan: 'hourly' }],
   ];
 }
 

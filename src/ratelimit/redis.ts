@@ -10,7 +10,7 @@ import type { CounterBackend } from './backend.ts';
 /**
  * The batch script. KEYS: distinct counter keys (window keys get their window suffix here, from
  * Redis time). ARGV: [now override ('' = Redis TIME), #decisions, then per decision: cost, #checks,
- * then per check: key index, 'b', requests, periodMs, capacity | key index, 'w', limit, 'd'|'m'].
+ * then per check (five values): key index, 'b', requests, periodMs, capacity | key index, 'w', limit, 'd'|'m', 0].
  * Returns [now, then per decision: allowed, then per check: ok, remaining, resetMs].
  * The arithmetic mirrors algorithms.ts exactly (integers below 2^53; doubles in both languages).
  * Decisions are applied in order, so later ones in a batch see what earlier ones consumed.
@@ -313,7 +313,7 @@ export class RedisCounters implements CounterBackend {
           keyIndex.set(key, k);
         }
         if (s.kind === 'bucket') argv.push(k, 'b', s.requests, s.periodMs, s.capacity);
-        else argv.push(k, 'w', s.limit, s.per === 'day' ? 'd' : 'm');
+        else argv.push(k, 'w', s.limit, s.per === 'day' ? 'd' : 'm', 0);
       }
     }
     if (keys.length === 0) {
