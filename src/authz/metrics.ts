@@ -1,0 +1,121 @@
+// ext_authz metrics on a prom-client registry: decisions, Check latency, JWKS fetches, token cache.
+// Label values are bounded: names not in the model fold into "unknown", partners beyond a cap into "other".
+import { Counter, Gauge, Histogram, type Registry } from 'prom-client';
+import type { CredentialType } from '../model/schemas.ts';
+import type { JwtObserver } from './jwt.ts';
+
+export interface AuthzMetricsOptions {
+  registry: Registry;
+  /** Distinct partner label values kept; later partners are counted as "other". */
+  maxPartnerLabels?: number;
+}
+
+type Outcome = 'allow' | 'deny';
+
+/** Two services in one process (tests, a restart in place) share a registry: reuse what is registered. */
+function metric<T>(registry: Registry, name: string, make: () => T): T {
+  return (registry.getSingleMetric(name) as T | undefined) ?? make();
+}
+
+export class AuthzMetrics implements JwtObserver {
+  private readonly decisions: Counter<'product' | 'partner' | 'outcome' | 'credential' | 'reason'>;
+  private readonly latency: Histogram<'outcome'>;
+  private readonly fetches: Counter<'issuer' | 'result'>;
+  private readonly keys: Gauge<'issuer'>;
+  private readonly cache: Counter<'result'>;
+  private readonly maxPartners: number;
+  private readonly partnerLabels = new Set<string>();
+  private knownProducts: ReadonlySet<string> = new Set();
+  private knownPartners: ReadonlySet<string> = new Set();
+  // prom-client hashes label objects on every inc(); children are cached per label tuple instead.
+  private readonly children = new Map<string, { inc(): void }>();
+  private readonly latencyChildren = new Map<Outcome, { observe(v: number): void }>();
+
+  constructor(opts: AuthzMetricsOptions) {
+    const registers = [opts.registry];
+    this.maxPartners = opts.maxPartnerLabels ?? 100;
+    const r = opts.registry;
+    this.decisions = metric(r, 'portico_authz_decisions_total', () => new Counter({
+      name: 'portico_authz_decisions_total',
+      help: 'ext_authz decisions by product, partner, outcome, credential type and reason',
+      labelNames: ['product', 'partner', 'outcome', 'credential', 'reason'],
+      registers,
+    }));
+    this.latency = metric(r, 'portico_authz_check_duration_seconds', () => new Histogram({
+      name: 'portico_authz_check_duration_seconds',
+      help: 'Time to answer one ext_authz Check, from decoded request to encoded response',
+      labelNames: ['outcome'],
+      buckets: [0.00005, 0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25],
+      registers,
+    }));
+    this.fetches = metric(r, 'portico_authz_jwks_fetches_total', () => new Counter({
+      name: 'portico_authz_jwks_fetches_total',
+      help: 'JWKS fetches by issuer and result',
+      labelNames: ['issuer', 'result'],
+      registers,
+    }));
+    this.keys = metric(r, 'portico_authz_jwks_keys', () => new Gauge({
+      name: 'portico_authz_jwks_keys',
+      help: 'Verification keys loaded per issuer',
+      labelNames: ['issuer'],
+      registers,
+    }));
+    this.cache = metric(r, 'portico_authz_token_cache_total', () => new Counter({
+      name: 'portico_authz_token_cache_total',
+      help: 'Verified-token cache lookups by result',
+      labelNames: ['result'],
+      registers,
+    }));
+  }
+
+  /** Products and partners of the current index: only these become label values (a token may name anything). */
+  setKnown(products: Iterable<string>, partners: Iterable<string>): void {
+    this.knownProducts = new Set(products);
+    this.knownPartners = new Set(partners);
+  }
+
+  decision(product: string | undefined, partner: string | undefined, outcome: Outcome, credential: CredentialType | undefined, reason: string): void {
+    const prod = product === undefined ? 'none' : this.knownProducts.has(product) ? product : 'unknown';
+    let part = partner === undefined ? 'none' : this.knownPartners.has(partner) ? partner : 'unknown';
+    if (partner !== undefined && part === partner && !this.partnerLabels.has(partner)) {
+      if (this.partnerLabels.size < this.maxPartners) this.partnerLabels.add(partner);
+      else part = 'other';
+    }
+    const cred = credential ?? 'none';
+    const key = `${prod}\0${part}\0${outcome}\0${cred}\0${reason}`;
+    let child = this.children.get(key);
+    if (!child) {
+      child = this.decisions.labels(prod, part, outcome, cred, reason);
+      this.children.set(key, child);
+    }
+    child.inc();
+  }
+
+  checkDuration(seconds: number, outcome: Outcome): void {
+    let child = this.latencyChildren.get(outcome);
+    if (!child) {
+      child = this.latency.labels(outcome);
+      this.latencyChildren.set(outcome, child);
+    }
+    child.observe(seconds);
+  }
+
+  private readonly cacheChildren = new Map<string, { inc(): void }>();
+
+  tokenCache(result: 'hit' | 'miss'): void {
+    let child = this.cacheChildren.get(result);
+    if (!child) {
+      child = this.cache.labels(result);
+      this.cacheChildren.set(result, child);
+    }
+    child.inc();
+  }
+
+  jwksFetch(issuer: string, result: 'ok' | 'error'): void {
+    this.fetches.labels(issuer, result).inc();
+  }
+
+  jwksKeys(issuer: string, keys: number): void {
+    this.keys.labels(issuer).set(keys);
+  }
+}
