@@ -13,6 +13,8 @@ commands:
   apply -f FILE [--tag T] [--dry-run]
                                   make the model exactly what FILE describes (all-or-nothing)
   diff -f FILE [--tag T]          show what apply would change
+  translate -f FILE [--group G] [--callout-address HOST:PORT]
+                                  print the Envoy resources a model file produces (offline)
   export [--tag T] [--format yaml|json]
                                   print the model as a document
   migrate [--status]              apply pending database migrations (or only report them)
@@ -112,6 +114,27 @@ async function main(argv: string[]): Promise<void> {
       const q = [tagQuery, `format=${format}`].filter(Boolean).join('&');
       const res = await api('GET', `/api/v1/config?${q}`);
       process.stdout.write(format === 'json' ? `${JSON.stringify(await res.json(), null, 2)}\n` : await res.text());
+      return;
+    }
+    case 'translate': {
+      // Offline: the same translation the server serves, from a file, with no database.
+      const { parseModelDocument } = await import('./model/declarative.ts');
+      const { validateModel } = await import('./model/validate.ts');
+      const { translate, validateTranslation } = await import('./translate/index.ts');
+      const { KINDS } = await import('./model/model.ts');
+      const parsed = parseModelDocument(parseDocumentText(readDocument(values.file)), {
+        hashApiKey: () => ({ prefix: 'offline0', hash: 'offline'.padEnd(43, '0') }),
+      });
+      const errors = [
+        ...parsed.errors,
+        ...(parsed.errors.length ? [] : validateModel(parsed.model).map((e) => ({ field: `${KINDS[e.kind].singular} '${e.key}' ${e.field}`, message: e.message }))),
+      ];
+      if (!errors.length) errors.push(...validateTranslation(parsed.model).map((e) => ({ field: `${KINDS[e.kind].singular} '${e.key}' ${e.field}`, message: e.message })));
+      if (errors.length) throw new Error(`the model is invalid:\n${errors.map((e) => `  ${e.field} ${e.message}`).join('\n')}`);
+      const groups = translate(parsed.model, { calloutAddress: values['callout-address'] ?? loadSettings().calloutAddress ?? '127.0.0.1:18000' });
+      if (values.group && !groups.has(values.group)) throw new UsageError(`no gateway group '${values.group}' in the file`);
+      const out = values.group ? groups.get(values.group) : Object.fromEntries(groups);
+      process.stdout.write(`${JSON.stringify(out, null, 2)}\n`);
       return;
     }
     case 'migrate': {

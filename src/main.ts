@@ -56,12 +56,13 @@ export async function startPortico(settings: Settings, opts: StartOptions = {}):
   }
 
   // Model → Envoy config → ADS. The pipeline also gates every write on the translation.
+  // Streams opened before the first snapshot wait for it, so listening first is safe.
   const xds = createXds(settings, { registry, logger: log.child({ component: 'xds' }) });
-  const pipeline = new ConfigPipeline(xds.cache, { calloutAddress: settings.calloutAddress }, log.child({ component: 'pipeline' }), registry);
-  const detach = pipeline.attach(store);
-
   const grpcPort = await xds.server.listen(settings.grpcHost, settings.grpcPort);
   log.info({ address: `${settings.grpcHost}:${grpcPort}`, role: settings.role }, 'gRPC (ADS) listening');
+  const calloutAddress = settings.calloutAddress ?? `${['0.0.0.0', '::'].includes(settings.grpcHost) ? '127.0.0.1' : settings.grpcHost}:${grpcPort}`;
+  const pipeline = new ConfigPipeline(xds.cache, { calloutAddress }, log.child({ component: 'pipeline' }), registry);
+  const detach = pipeline.attach(store);
 
   const admin = await buildAdminServer({
     store,

@@ -17,8 +17,8 @@ export interface Settings {
   grpcHost: string;
   grpcPort: number;
   role: ServerRole;
-  /** Address Envoys use to reach the callout services (host:port); defaults to this server's gRPC port. */
-  calloutAddress: string;
+  /** Address Envoys use to reach the callout services (host:port); default: this server's bound gRPC address. */
+  calloutAddress: string | undefined;
   /** Bootstrap admin token: accepted with the admin role; created in the store on first start. */
   adminToken: string | undefined;
   /** Master key (32 bytes, base64) sealing stored secrets; previous keys still decrypt during rotation. */
@@ -81,8 +81,7 @@ function hostPort(env: Env, name: string, fallback: string): { host: string; por
 export function loadSettings(env: Env = process.env): Settings {
   const admin = hostPort(env, 'PORTICO_ADMIN_ADDR', '127.0.0.1:8081');
   const grpc = hostPort(env, 'PORTICO_GRPC_ADDR', '127.0.0.1:18000');
-  const callout = env.PORTICO_CALLOUT_ADDR || `${grpc.host === '0.0.0.0' ? '127.0.0.1' : grpc.host}:${grpc.port}`;
-  hostPort({ PORTICO_CALLOUT_ADDR: callout }, 'PORTICO_CALLOUT_ADDR', callout);
+  if (env.PORTICO_CALLOUT_ADDR) hostPort(env, 'PORTICO_CALLOUT_ADDR', '');
   const settings: Settings = {
     dataDir: (env.PORTICO_DATA_DIR || '.data').startsWith('memory://') ? env.PORTICO_DATA_DIR! : path.resolve(env.PORTICO_DATA_DIR || '.data'),
     databaseUrl: env.DATABASE_URL || undefined,
@@ -92,7 +91,7 @@ export function loadSettings(env: Env = process.env): Settings {
     grpcHost: grpc.host,
     grpcPort: grpc.port,
     role: oneOf(env, 'PORTICO_ROLE', 'all', ['all', 'xds', 'callouts'] as const),
-    calloutAddress: callout,
+    calloutAddress: env.PORTICO_CALLOUT_ADDR || undefined,
     adminToken: env.PORTICO_ADMIN_TOKEN || undefined,
     masterKey: env.PORTICO_MASTER_KEY || undefined,
     masterKeyFile: env.PORTICO_MASTER_KEY_FILE || undefined,

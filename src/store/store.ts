@@ -280,8 +280,8 @@ export class ModelStore {
         return { snapshot, changes: prepared.changes };
       });
     } catch (e) {
-      if (e instanceof ModelValidationError || e instanceof PreconditionFailedError) throw e;
-      throw new StoreUnavailableError(`the write was not saved: ${(e as Error).message.split('\n').slice(-1)[0]}`);
+      if (isDatabaseError(e)) throw new StoreUnavailableError(`the write was not saved: ${(e as Error).message.split('\n').slice(-1)[0]}`);
+      throw e;
     }
     if (result.snapshot !== this.snapshot) this.publish(result.snapshot);
     return result;
@@ -457,6 +457,14 @@ export class ModelStore {
 }
 
 export class DuplicateError extends Error {}
+
+/** Errors from Prisma, the pg driver or the network: the database, not the request, is at fault. */
+export function isDatabaseError(e: unknown): boolean {
+  const err = e as { name?: string; constructor?: { name?: string }; code?: unknown } | undefined;
+  const name = `${err?.constructor?.name ?? ''} ${err?.name ?? ''}`;
+  if (/Prisma|DriverAdapter|DatabaseError/.test(name)) return true;
+  return typeof err?.code === 'string' && /^(ECONN|ETIMEDOUT|EPIPE|ENOTFOUND|57P|08)/.test(err.code);
+}
 
 /** The key columns of a row, from its model key. */
 function keyRow(kind: KindName, key: string): Record<string, string> {

@@ -79,7 +79,7 @@ describe('loadSettings', () => {
     assert.equal(s.databaseUrl, undefined);
     assert.equal(s.adminPort, 8081);
     assert.equal(s.grpcPort, 18000);
-    assert.equal(s.calloutAddress, '127.0.0.1:18000');
+    assert.equal(s.calloutAddress, undefined, 'defaults to the bound gRPC address at start');
     assert.equal(s.migrate, true);
     assert.ok(path.isAbsolute(s.dataDir));
   });
@@ -95,7 +95,7 @@ describe('loadSettings', () => {
   it('reads overrides', () => {
     const s = loadSettings({ PORTICO_GRPC_ADDR: '0.0.0.0:19000', PORTICO_ADMIN_ADDR: '[::1]:9000', DATABASE_URL: 'postgresql://db/x', PORTICO_MIGRATE: 'false' });
     assert.equal(s.grpcPort, 19000);
-    assert.equal(s.calloutAddress, '127.0.0.1:19000');
+    assert.throws(() => loadSettings({ PORTICO_CALLOUT_ADDR: 'no-port' }), /PORTICO_CALLOUT_ADDR must be host:port/);
     assert.equal(s.adminHost, '::1');
     assert.equal(s.databaseUrl, 'postgresql://db/x');
     assert.equal(s.migrate, false);
