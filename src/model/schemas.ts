@@ -106,7 +106,12 @@ export const GatewayGroup = Type.Object(
   {
     name: Name,
     ...Common,
-    listeners: Type.Array(Listener, { minItems: 1, maxItems: 64 }),
+    kind: Type.Optional(
+      Type.Union([Type.Literal('envoy'), Type.Literal('proxyless-grpc')], {
+        description: "envoy: Envoy proxies with listeners (default); proxyless-grpc: gRPC clients that read xDS themselves (xds:///<product host>)",
+      }),
+    ),
+    listeners: Type.Optional(Type.Array(Listener, { minItems: 1, maxItems: 64, description: 'required for envoy groups' })),
     authz: Type.Optional(Callout),
     rateLimit: Type.Optional(Callout),
     localRateLimit: Type.Optional(LocalRateLimit),

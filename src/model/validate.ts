@@ -193,7 +193,9 @@ export function validateModel(m: ModelSnapshot): ModelError[] {
   for (const g of sortedValues(m, 'gatewayGroups')) {
     const ports = new Map<string, string>();
     const names = new Set<string>();
-    g.listeners.forEach((l, i) => {
+    if ((g.kind ?? 'envoy') === 'envoy' && !g.listeners) invalid('gatewayGroups', g.name, 'listeners', 'is required for an envoy gateway group');
+    if (g.kind === 'proxyless-grpc' && g.listeners) invalid('gatewayGroups', g.name, 'listeners', 'is not used by a proxyless-grpc group (clients connect to product hosts)');
+    (g.listeners ?? []).forEach((l, i) => {
       const f = `listeners[${i}]`;
       if (names.has(l.name)) conflict('gatewayGroups', g.name, `${f}.name`, `listener name '${l.name}' is used twice`);
       names.add(l.name);

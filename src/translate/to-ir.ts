@@ -2,7 +2,7 @@
 // with every default resolved and every list ordered, so the Envoy emitters need no model knowledge.
 import { sortedValues, type ModelSnapshot } from '../model/model.ts';
 import { fullPath, isIpLiteral, serviceDiscovery } from '../model/validate.ts';
-import type { CredentialType, GatewayGroup, HeaderMatch, HeaderMutation, Product, QueryMatch, Route, Service } from '../model/schemas.ts';
+import type { CredentialType, GatewayGroup, HeaderMatch, Listener, HeaderMutation, Product, QueryMatch, Route, Service } from '../model/schemas.ts';
 import { NOT_FOUND_BODY, methodNotAllowedBody } from './errors.ts';
 import type {
   ActionIR,
@@ -467,7 +467,7 @@ function calloutCluster(address: string): ClusterIR {
 }
 
 // ── groups ────────────────────────────────────────────────────────────────────
-function listenerIr(group: GatewayGroup, l: GatewayGroup['listeners'][number]): ListenerIR {
+function listenerIr(group: GatewayGroup, l: Listener): ListenerIR {
   const hostnames = l.hostnames ?? [];
   return {
     name: l.name,
@@ -520,7 +520,7 @@ export function groupToIr(model: ModelSnapshot, group: GatewayGroup, options: Ir
   const products = groupProducts(model, group.name);
   const needsAuthz = products.some((p) => productRoutes(model, p.name).some((r) => effectiveAccept(p, r).some((a) => a !== 'none')));
   const virtualHosts = virtualHostsIr(model, products, needsAuthz);
-  const listeners = group.listeners.map((l) => listenerIr(group, l)).sort((a, b) => compareStrings(a.name, b.name));
+  const listeners = (group.listeners ?? []).map((l) => listenerIr(group, l)).sort((a, b) => compareStrings(a.name, b.name));
 
   let maxBody = 0;
   for (const vh of virtualHosts) {
