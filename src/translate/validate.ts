@@ -17,7 +17,7 @@ export function validateTranslation(model: ModelSnapshot): ModelError[] {
   const invalid = (kind: ModelError['kind'], key: string, field: string, message: string) => errors.push({ kind, key, field, code: 'invalid', message });
 
   for (const g of sortedValues(model, 'gatewayGroups')) {
-    g.listeners.forEach((l, i) => {
+    (g.listeners ?? []).forEach((l, i) => {
       (l.hostnames ?? []).forEach((h, j) => {
         if ((l.protocol ?? 'http') !== 'https') {
           invalid('gatewayGroups', g.name, `listeners[${i}].hostnames[${j}]`, 'hostnames select the certificate by SNI, so they need protocol https');
