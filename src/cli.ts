@@ -10,6 +10,7 @@ const USAGE = `usage: portico <command> [options]
 
 commands:
   serve [--apply FILE]            run the control plane (admin API, xDS, callouts); optionally apply a document at start
+  demo                            the quick start: control plane, example model, demo upstreams and an Envoy on :10000
   apply -f FILE [--tag T] [--dry-run]
                                   make the model exactly what FILE describes (all-or-nothing)
   diff -f FILE [--tag T]          show what apply would change
@@ -95,6 +96,11 @@ async function main(argv: string[]): Promise<void> {
     case 'serve': {
       const { serve } = await import('./serve.ts');
       await serve(loadSettings(), values.apply);
+      return;
+    }
+    case 'demo': {
+      const { runDemo } = await import('./demo/demo.ts');
+      await runDemo(loadSettings());
       return;
     }
     case 'apply':
