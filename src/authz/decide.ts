@@ -252,7 +252,41 @@ interface Identity {
   claimHeaders: Array<readonly [string, string]>;
 }
 
+// An allow without per-request parts (no claim headers; Envoy sent a request id) is the same for
+// every call of one partner on one known route: built once per index, frozen and shared, so the
+// service also reuses its encoded CheckResponse. Capped; cleared when full (no LRU bookkeeping on
+// the hot path).
+const allowMemo = new WeakMap<CredentialIndex, Map<string, Allow>>();
+const ALLOW_MEMO_MAX = 8192;
+
 function allow(
+  index: CredentialIndex,
+  req: AuthzRequest,
+  p: ProductEntry,
+  route: string,
+  accept: readonly CredentialType[],
+  credential: CredentialType,
+  partner: string | undefined,
+  plan: string | undefined,
+  claimHeaders: ReadonlyArray<readonly [string, string]>,
+): Allow {
+  // Plan follows from partner and product, accept from a known route: the key needs neither.
+  const shareable = claimHeaders.length === 0 && p.routes.get(route)?.accept === accept && (req.headers.has('x-request-id') || req.requestId === '');
+  if (!shareable) return buildAllow(index, req, p, route, accept, credential, partner, plan, claimHeaders);
+  let memo = allowMemo.get(index);
+  if (!memo) allowMemo.set(index, (memo = new Map()));
+  const key = `${p.name}/${route}/${credential}/${partner ?? ''}`;
+  let a = memo.get(key);
+  if (!a) {
+    a = buildAllow(index, req, p, route, accept, credential, partner, plan, claimHeaders);
+    for (const v of [a.setHeaders, a.removeHeaders, a.removeQuery, a.metadata]) Object.freeze(v);
+    if (memo.size >= ALLOW_MEMO_MAX) memo.clear();
+    memo.set(key, Object.freeze(a));
+  }
+  return a;
+}
+
+function buildAllow(
   index: CredentialIndex,
   req: AuthzRequest,
   p: ProductEntry,

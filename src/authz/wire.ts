@@ -251,8 +251,18 @@ function deniedMetadata(d: Extract<Decision, { allowed: false }>): Record<string
   return m;
 }
 
+// Frozen decisions are shared across requests (see allow() in decide.ts): their bytes are too.
+const encodedShared = new WeakMap<Decision, Buffer>();
+
 /** An envoy.service.auth.v3.CheckResponse for a decision. */
 export function encodeCheckResponse(d: Decision): Buffer {
+  if (!Object.isFrozen(d)) return encode(d);
+  let b = encodedShared.get(d);
+  if (!b) encodedShared.set(d, (b = encode(d)));
+  return b;
+}
+
+function encode(d: Decision): Buffer {
   const w = protobuf.Writer.create();
   if (d.allowed) {
     w.uint32(tag(R.status, LEN)).fork().ldelim(); // code OK

@@ -339,6 +339,23 @@ describe('routes and credential selection', () => {
     denied(check({ product: 'orders', route: 'list', accept: 'none' }), 401, 'missing_credentials');
   });
 
+  it('shares one frozen allow per partner and route within an index, never across indexes or with per-request parts', () => {
+    const a = allowed(check(withKey(keys.acme1.secret)));
+    const b = allowed(check(withKey(keys.acme2.secret, { requestId: 'other' })));
+    assert.equal(a, b, 'same partner, route and index: the same object');
+    assert.ok(Object.isFrozen(a) && Object.isFrozen(a.setHeaders) && Object.isFrozen(a.metadata));
+    assert.notEqual(allowed(check(withKey(keys.acme1.secret, { route: 'create', method: 'POST' }))), a);
+    const next = buildCredentialIndex(model, { hasher });
+    assert.notEqual(allowed(check(withKey(keys.acme1.secret), undefined, next)), a);
+    const req = authzRequest(withKey(keys.acme1.secret, { requestId: 'only-mine' }));
+    const headers = new Map(req.headers);
+    headers.delete('x-request-id');
+    const c = allowed(decide(index, { ...req, headers }, NOW));
+    assert.notEqual(c, a);
+    assert.equal(header(c, 'x-request-id'), 'only-mine');
+    assert.equal(header(a, 'x-request-id'), undefined);
+  });
+
   it('sets x-request-id from the request id when the request has none', () => {
     const req = authzRequest(withKey(keys.acme1.secret, { requestId: 'abc-123' }));
     const headers = new Map(req.headers);
