@@ -5,7 +5,7 @@ import type { ModelError } from '../model/validate.ts';
 import { RESOURCE_TYPES, type JsonObject } from './envoy/common.ts';
 import { cluster } from './envoy/clusters.ts';
 import { loadAssignment } from './envoy/endpoints.ts';
-import { listener } from './envoy/listeners.ts';
+import { apiListener, listener } from './envoy/listeners.ts';
 import { routeConfigurations } from './envoy/routes.ts';
 import { secret } from './envoy/secrets.ts';
 import type { GroupIR } from './ir.ts';
@@ -47,7 +47,7 @@ export function groupResources(g: GroupIR): GroupResources {
   return {
     clusters: byName('clusters', g.clusters.map(cluster)),
     endpoints: byName('endpoints', g.clusters.filter((c) => c.discovery === 'eds').map(loadAssignment)),
-    listeners: byName('listeners', g.listeners.map((l) => listener(g, l))),
+    listeners: byName('listeners', [...g.listeners.map((l) => listener(g, l)), ...g.apiListeners.map(apiListener)]),
     routes: byName('routes', routeConfigurations(g.routeTables)),
     secrets: byName('secrets', g.secrets.map(secret)),
   };

@@ -1,15 +1,22 @@
 // The translator's intermediate representation: one gateway group's data plane with every
 // default resolved and every list in its final order, so the Envoy emitters only change shape.
 
-/** A gateway group as Envoy will see it. */
+/** A gateway group as Envoy (or a proxyless gRPC client) will see it. */
 export interface GroupIR {
   name: string;
+  /** envoy: socket listeners with the full filter chain; proxyless-grpc: API listeners only. */
+  kind: 'envoy' | 'proxyless-grpc';
   /** HTTP filters shared by every listener of the group. */
   filters: HttpFiltersIR;
   /** Request headers the first HTTP filter removes (identity headers only the gateway may set). */
   stripRequestHeaders: string[];
   listeners: ListenerIR[];
-  /** One route table per listener, named after it (all listeners of a group serve the same routes). */
+  /** Proxyless gRPC groups: one API listener per product host (what `xds:///<host>` resolves). */
+  apiListeners: ApiListenerIR[];
+  /**
+   * Envoy groups: one route table per listener, named after it (all listeners serve the same routes).
+   * Proxyless groups: one per API listener, holding that host's virtual host only.
+   */
   routeTables: RouteTableIR[];
   clusters: ClusterIR[];
   secrets: SecretIR[];
@@ -36,6 +43,13 @@ export interface ListenerIR {
   statPrefix: string;
   routeTable: string;
   tls?: ListenerTlsIR;
+}
+
+/** A listener a gRPC client resolves by name: the target host, its HTTP connection manager and RDS table. */
+export interface ApiListenerIR {
+  /** The product host, exactly as the client dials it (`xds:///<name>`). */
+  name: string;
+  routeTable: string;
 }
 
 export interface ListenerTlsIR {
@@ -111,7 +125,10 @@ export interface ForwardActionIR {
   weighted: boolean;
   rewrite?: PathRewriteIR;
   hostRewrite?: string;
-  timeoutMs: number;
+  /** Envoy's route timeout; unset for proxyless gRPC, which only reads maxStreamDurationMs. */
+  timeoutMs?: number;
+  /** Proxyless gRPC: the RPC deadline the client applies (max_stream_duration). */
+  maxStreamDurationMs?: number;
   retry?: RetryIR;
 }
 
@@ -170,6 +187,11 @@ export interface ClusterIR {
   lbPolicy: LbPolicyIR;
   connectTimeoutMs: number;
   http2: boolean;
+  /**
+   * When set, the endpoints form one locality with this weight: proxyless gRPC clients drop
+   * endpoints outside a weighted locality. Envoy groups leave it unset.
+   */
+  localityWeight?: number;
   circuitBreaker?: {
     maxConnections?: number;
     maxPendingRequests?: number;

@@ -1,9 +1,10 @@
 // The translator's part of the validation gate: what the schemas and validateModel accept but the
 // translator cannot express, or Envoy would refuse, named by resource and field.
 import { sortedValues, type ModelSnapshot } from '../model/model.ts';
-import { fullPath, type ModelError } from '../model/validate.ts';
-import type { HeaderMutation } from '../model/schemas.ts';
+import { fullPath, serviceDiscovery, type ModelError } from '../model/validate.ts';
+import type { HeaderMutation, Route } from '../model/schemas.ts';
 import { templateSegments, templateVariables } from './paths.ts';
+import { GRPC_RETRY_ON, effectiveAccept, productRoutes, proxylessGroupsOf } from './to-ir.ts';
 
 /** Envoy's URI template limits (uri_template_matcher). */
 const TEMPLATE_MAX_LENGTH = 256;
@@ -43,6 +44,8 @@ export function validateTranslation(model: ModelSnapshot): ModelError[] {
       if (o !== '*' && o.includes('*')) invalid('products', p.name, `cors.allowOrigins[${i}]`, "wildcards are not supported in origins; list each origin, or use '*' alone");
     });
   }
+
+  errors.push(...proxylessProblems(model));
 
   for (const r of sortedValues(model, 'routes')) {
     const key = `${r.product}/${r.name}`;
@@ -89,4 +92,84 @@ export function templateProblem(template: string): string | undefined {
   const dup = vars.find((v, i) => vars.indexOf(v) !== i);
   if (dup) return `variable '${dup}' is bound twice`;
   return undefined;
+}
+
+/** Load-balancing policies gRPC clients implement. */
+const GRPC_LB_POLICIES = new Set(['round_robin', 'ring_hash']);
+
+/**
+ * What proxyless gRPC clients cannot do, for products a proxyless-grpc group serves: they dial
+ * `xds:///<host>` (so exact hosts are needed), call no ext_authz or rate-limit service, send every
+ * RPC as POST without a query string, refuse direct responses and URI templates, never rewrite or
+ * add headers, only read gRPC retry conditions, and take endpoints from EDS only. A product in an
+ * Envoy group too must satisfy both. Ignored by gRPC and so not refused: services' connect timeouts
+ * and health checks (clients do no active health checking), the group's authz/rateLimit settings;
+ * plans and subscriptions do not apply to such products.
+ */
+function proxylessProblems(model: ModelSnapshot): ModelError[] {
+  const errors: ModelError[] = [];
+  const invalid = (kind: ModelError['kind'], key: string, field: string, message: string) => errors.push({ kind, key, field, code: 'invalid', message });
+  for (const g of sortedValues(model, 'gatewayGroups')) {
+    if (g.kind === 'proxyless-grpc' && g.localRateLimit) invalid('gatewayGroups', g.name, 'localRateLimit', 'proxyless gRPC clients do not enforce local rate limits');
+  }
+  const services = new Map<string, { group: string; route: string }>();
+  for (const p of sortedValues(model, 'products')) {
+    const groups = proxylessGroupsOf(model, p);
+    if (groups.length === 0) continue;
+    const group = groups[0]!.name;
+    const why = `proxyless-grpc gateway group '${group}'`;
+    if (!p.hosts || p.hosts.length === 0) invalid('products', p.name, 'hosts', `is required in ${why}: gRPC clients dial xds:///<host>`);
+    (p.hosts ?? []).forEach((h, i) => {
+      if (h.includes('*')) invalid('products', p.name, `hosts[${i}]`, `must be an exact host in ${why}: gRPC clients dial xds:///<host>, which names one listener`);
+    });
+    if (p.cors) invalid('products', p.name, 'cors', `is not supported in ${why}: gRPC clients make no CORS requests`);
+    if (p.publicPlan) invalid('products', p.name, 'publicPlan', `is not supported in ${why}: gRPC clients do not call the rate-limit service`);
+    let productAuthReported = false;
+    for (const r of productRoutes(model, p.name)) {
+      const key = `${p.name}/${r.name}`;
+      const rf = (field: string, message: string) => invalid('routes', key, field, message);
+      if (effectiveAccept(p, r).some((a) => a !== 'none')) {
+        const msg = `must be [none] in ${why}: gRPC clients do not call ext_authz, so the upstream has to authenticate callers itself`;
+        if (r.auth) rf('auth.accept', msg);
+        else if (!productAuthReported) {
+          productAuthReported = true;
+          invalid('products', p.name, 'auth.accept', p.auth ? msg : `${msg} (unset, it defaults to [api_key, jwt])`);
+        }
+      }
+      routeProblems(r, why, rf);
+      for (const s of [r.service, ...(r.backends ?? []).map((b) => b.service)]) if (s && !services.has(s)) services.set(s, { group, route: key });
+    }
+  }
+  for (const [name, use] of [...services].sort((a, b) => (a[0] < b[0] ? -1 : a[0] > b[0] ? 1 : 0))) {
+    const s = model.services.get(name);
+    if (!s) continue;
+    const why = `the service is used by route '${use.route}' in proxyless-grpc gateway group '${use.group}'`;
+    if (serviceDiscovery(s) === 'dns') {
+      invalid('services', name, 'endpoints', `must be IP addresses (static discovery): ${why}, whose clients take endpoints from EDS only`);
+    }
+    if (s.lbPolicy && !GRPC_LB_POLICIES.has(s.lbPolicy)) invalid('services', name, 'lbPolicy', `must be round_robin or ring_hash: ${why}, whose clients implement only those`);
+    if (s.tls) invalid('services', name, 'tls', `is not supported: ${why}, whose clients take TLS settings from their own bootstrap, not from SDS`);
+  }
+  return errors;
+}
+
+function routeProblems(r: Route, why: string, rf: (field: string, message: string) => void): void {
+  if (r.match.methods) rf('match.methods', `is not supported in ${why}: every gRPC call is a POST and gRPC clients cannot match on the method`);
+  if (r.match.query?.length) rf('match.query', `is not supported in ${why}: gRPC calls have no query string`);
+  if (r.match.path.type === 'template') rf('match.path.type', `template is not supported in ${why}: use prefix, exact or regex`);
+  r.match.headers?.forEach((h, i) => {
+    const n = h.name.toLowerCase();
+    if (n === 'host' || n.startsWith(':') || n.endsWith('-bin')) rf(`match.headers[${i}].name`, `gRPC clients cannot match on '${h.name}' in ${why}`);
+  });
+  if (r.directResponse) rf('directResponse', `is not supported in ${why}: gRPC clients refuse route tables with direct responses`);
+  if (r.rewrite) rf('rewrite', `is not supported in ${why}: gRPC clients do not rewrite paths or hosts`);
+  if (r.requestHeaders) rf('requestHeaders', `is not supported in ${why}: gRPC clients do not apply header rules`);
+  if (r.responseHeaders) rf('responseHeaders', `is not supported in ${why}: gRPC clients do not apply header rules`);
+  if (r.localRateLimit) rf('localRateLimit', `is not supported in ${why}: gRPC clients do not enforce local rate limits`);
+  if (r.retries && r.retries.attempts > 0) {
+    const bad = (r.retries.retryOn ?? []).filter((c) => !GRPC_RETRY_ON.includes(c));
+    if (!r.retries.retryOn) rf('retries.retryOn', `is required in ${why}: list the gRPC conditions (${GRPC_RETRY_ON.join(', ')})`);
+    else if (bad.length) rf('retries.retryOn', `${bad.join(', ')} mean nothing to gRPC clients in ${why}; use ${GRPC_RETRY_ON.join(', ')}`);
+    if (r.retries.retriableStatusCodes) rf('retries.retriableStatusCodes', `is not supported in ${why}: gRPC clients retry on gRPC status codes only`);
+  }
 }

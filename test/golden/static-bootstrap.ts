@@ -21,8 +21,16 @@ function dropSdsConfig(v: Json): void {
 export function staticBootstrap(r: GroupResources): JsonObject {
   const routes = new Map(r.routes.map((rc) => [String(rc.name), rc]));
   const endpoints = new Map(r.endpoints.map((e) => [String(e.cluster_name), e]));
-  const listeners = r.listeners.map((l) => {
+  const listeners = r.listeners.map((l, i) => {
     const copy = clone(l);
+    // Envoy has no API listener extension (proxyless gRPC clients read those): check the same
+    // connection manager and route table on a socket listener instead.
+    const api = copy.api_listener as JsonObject | undefined;
+    if (api) {
+      delete copy.api_listener;
+      copy.address = { socket_address: { address: '127.0.0.1', port_value: 20_000 + i } };
+      copy.filter_chains = [{ filters: [{ name: 'envoy.filters.network.http_connection_manager', typed_config: { ...(api.api_listener as JsonObject), stat_prefix: String(l.name) } }] }];
+    }
     for (const chain of copy.filter_chains as JsonObject[]) {
       for (const f of chain.filters as JsonObject[]) {
         const hcm = f.typed_config as JsonObject;

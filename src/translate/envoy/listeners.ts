@@ -1,7 +1,8 @@
 // IR → envoy.config.listener.v3.Listener: one HTTP connection manager per listener (routes over
-// RDS, TLS certificates over SDS), its filter chain, JSON access log and JSON local replies.
+// RDS, TLS certificates over SDS), its filter chain, JSON access log and JSON local replies; and
+// the bare API listeners proxyless gRPC clients resolve.
 import { LOCAL_REPLY_MAPPINGS } from '../errors.ts';
-import type { ExtAuthzIR, GroupIR, ListenerIR, ListenerTlsIR } from '../ir.ts';
+import type { ApiListenerIR, ExtAuthzIR, GroupIR, ListenerIR, ListenerTlsIR } from '../ir.ts';
 import { FILTERS, METADATA_NAMESPACE, adsConfigSource, any, duration, extension, sdsSecret, socketAddress, sortedRecord, type Json, type JsonObject } from './common.ts';
 
 const HCM_TYPE = 'envoy.extensions.filters.network.http_connection_manager.v3.HttpConnectionManager';
@@ -152,4 +153,21 @@ export function listener(g: GroupIR, l: ListenerIR): JsonObject {
   if (l.tls) out.listener_filters = [extension('envoy.filters.listener.tls_inspector', 'envoy.extensions.filters.listener.tls_inspector.v3.TlsInspector')];
   out.filter_chains = [chain as Json];
   return out;
+}
+
+/**
+ * A listener for proxyless gRPC clients, named as the host they dial: an HTTP connection manager
+ * with RDS over ADS and the router only. gRPC clients support neither ext_authz nor access logs
+ * nor local replies, and refuse a configuration whose last filter is not the router.
+ */
+export function apiListener(l: ApiListenerIR): JsonObject {
+  return {
+    name: l.name,
+    api_listener: {
+      api_listener: any(HCM_TYPE, {
+        rds: { config_source: adsConfigSource(), route_config_name: l.routeTable },
+        http_filters: [extension(FILTERS.router, 'envoy.extensions.filters.http.router.v3.Router')],
+      }),
+    },
+  };
 }

@@ -74,7 +74,9 @@ function routeAction(a: Extract<ActionIR, { kind: 'forward' }>): JsonObject {
   if (a.rewrite?.kind === 'prefix') out.prefix_rewrite = a.rewrite.value;
   if (a.rewrite?.kind === 'regex') out.regex_rewrite = { pattern: { regex: a.rewrite.pattern }, substitution: a.rewrite.substitution };
   if (a.hostRewrite !== undefined) out.host_rewrite_literal = a.hostRewrite;
-  out.timeout = duration(a.timeoutMs);
+  if (a.timeoutMs !== undefined) out.timeout = duration(a.timeoutMs);
+  // gRPC clients ignore `timeout`; max_stream_duration is the deadline they apply (gRFC A31).
+  if (a.maxStreamDurationMs !== undefined) out.max_stream_duration = { max_stream_duration: duration(a.maxStreamDurationMs) };
   if (a.retry) {
     const r = a.retry;
     out.retry_policy = {
