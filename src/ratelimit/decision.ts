@@ -125,44 +125,46 @@ export function failureDecision(failOpen: boolean, now: number, rules?: RuleSet)
 
 /** Combines the counters' verdicts into the decision and its response. */
 export function buildDecision(rules: RuleSet, evaluation: Evaluation): Decision {
+  // Hot path: plain loops and object literals of one shape (no spreads, no closures).
   const { now, results } = evaluation;
-  const limits: LimitStatus[] = rules.limits.map((l, i) => {
+  const n = rules.limits.length;
+  const limits: LimitStatus[] = new Array(n);
+  const countBy = rules.countBy.kind;
+  for (let i = 0; i < n; i++) {
+    const l = rules.limits[i]!;
     const r = results[i]!;
-    return {
-      id: l.id,
-      kind: l.kind,
-      per: l.per,
-      requests: l.requests,
-      burst: l.burst,
-      scope: l.scope,
-      countBy: rules.countBy.kind,
-      ok: r.ok,
-      remaining: r.remaining,
-      resetMs: r.resetMs,
-    };
-  });
-  const idx = reportedIndex(results);
-  const limit = limits[idx];
-  const common = { plan: rules.plan, shadow: rules.shadow, limits, now };
-  if (!limit) return { ...common, allowed: true, outcome: 'allowed', status: 200, headers: [] };
-  if (evaluation.allowed) {
-    return { ...common, limit, allowed: true, outcome: 'allowed', status: 200, headers: allowedHeaders(limit.requests, limit.remaining) };
+    limits[i] = { id: l.id, kind: l.kind, per: l.per, requests: l.requests, burst: l.burst, scope: l.scope, countBy, ok: r.ok, remaining: r.remaining, resetMs: r.resetMs };
   }
-  if (rules.shadow) {
-    // Decided as if enforcing (nothing was consumed), reported, and let through.
-    return { ...common, limit, allowed: true, outcome: 'shadow_limited', status: 200, headers: allowedHeaders(limit.requests, limit.remaining) };
+  const limit = limits[reportedIndex(results)];
+  if (!limit) return { allowed: true, outcome: 'allowed', status: 200, plan: rules.plan, shadow: rules.shadow, limits, headers: [], now };
+  if (evaluation.allowed || rules.shadow) {
+    // Shadow plans: decided as if enforcing (nothing was consumed when refused), reported, let through.
+    return {
+      allowed: true,
+      outcome: evaluation.allowed ? 'allowed' : 'shadow_limited',
+      status: 200,
+      plan: rules.plan,
+      shadow: rules.shadow,
+      limit,
+      limits,
+      headers: allowedHeaders(limit.requests, limit.remaining),
+      now,
+    };
   }
   const error: ErrorCode = limit.kind === 'quota' ? 'quota_exceeded' : 'rate_limit_exceeded';
   const retryAfter = retryAfterSeconds(limit.resetMs, now);
   return {
-    ...common,
-    limit,
     allowed: false,
     outcome: error === 'quota_exceeded' ? 'quota_exceeded' : 'limited',
     status: 429,
     error,
+    plan: rules.plan,
+    shadow: false,
+    limit,
+    limits,
     headers: deniedHeaders(limit.requests, limit.remaining, resetEpochSeconds(limit.resetMs), retryAfter),
     body: errorBody(error, retryAfter),
     retryAfter,
+    now,
   };
 }

@@ -78,35 +78,39 @@ export function parseRateLimitRequest(msg: RateLimitRequestMessage): DecisionReq
   let headers: Record<string, string> | undefined;
   let ip: string | undefined;
   let ipFrom = '';
-  const seen = new Set<string>();
-  for (const [i, e] of (descriptors[0]!.entries ?? []).entries()) {
+  const entries = descriptors[0]!.entries ?? [];
+  // Hot path: an indexed loop, and the few fixed keys tracked in a bit set instead of a Set.
+  let seen = 0;
+  let seenHeaders: Set<string> | undefined;
+  for (let i = 0; i < entries.length; i++) {
+    const e = entries[i]!;
     const key = e.key ?? '';
     const value = e.value ?? '';
-    const where = `descriptor entry ${i} (${JSON.stringify(key)})`;
-    if (seen.has(key)) throw new DescriptorError(`${where}: the key appears twice`);
-    seen.add(key);
-    if (value === '') throw new DescriptorError(`${where}: empty value`);
-    if (Buffer.byteLength(value) > MAX_VALUE_BYTES) throw new DescriptorError(`${where}: value longer than ${MAX_VALUE_BYTES} bytes`);
+    const bit = KEY_BITS[key] ?? 0;
+    if (bit) {
+      if (seen & bit) throw new DescriptorError(`${where(i, key)}: the key appears twice`);
+      seen |= bit;
+    }
+    if (value === '') throw new DescriptorError(`${where(i, key)}: empty value`);
+    if (value.length > MAX_VALUE_BYTES / 4 && Buffer.byteLength(value) > MAX_VALUE_BYTES) {
+      throw new DescriptorError(`${where(i, key)}: value longer than ${MAX_VALUE_BYTES} bytes`);
+    }
     switch (key) {
       case DESCRIPTOR_KEYS.route: {
-        const slash = value.indexOf('/');
-        const product = slash < 0 ? '' : value.slice(0, slash);
-        const route = slash < 0 ? '' : value.slice(slash + 1);
-        if (!NAME.test(product) || !NAME.test(route)) {
-          throw new DescriptorError(`${where}: expected "<product>/<route>" (two resource names), got ${JSON.stringify(value.slice(0, 200))}`);
-        }
-        req.product = product;
-        req.route = route;
+        const r = routeValue(value);
+        if (!r) throw new DescriptorError(`${where(i, key)}: expected "<product>/<route>" (two resource names), got ${JSON.stringify(value.slice(0, 200))}`);
+        req.product = r.product;
+        req.route = r.route;
         break;
       }
       case DESCRIPTOR_KEYS.partner:
-        if (!NAME.test(value)) throw new DescriptorError(`${where}: not a partner name: ${JSON.stringify(value.slice(0, 200))}`);
+        if (!isName(value)) throw new DescriptorError(`${where(i, key)}: not a partner name: ${JSON.stringify(value.slice(0, 200))}`);
         req.partner = value;
         break;
       case DESCRIPTOR_KEYS.clientIp:
       case ENVOY_ADDRESS_KEYS.remote:
       case ENVOY_ADDRESS_KEYS.masked:
-        if (!isAddress(value)) throw new DescriptorError(`${where}: not an IP address: ${JSON.stringify(value.slice(0, 200))}`);
+        if (!isAddress(value)) throw new DescriptorError(`${where(i, key)}: not an IP address: ${JSON.stringify(value.slice(0, 200))}`);
         // Precedence when several are sent: explicit, then Envoy's exact address, then the masked one.
         if (!ip || rank(key) < rank(ipFrom)) {
           ip = value;
@@ -117,14 +121,17 @@ export function parseRateLimitRequest(msg: RateLimitRequestMessage): DecisionReq
         req.headerValue = value;
         break;
       default:
-        if (key.startsWith(`${DESCRIPTOR_KEYS.header}.`)) {
-          const name = key.slice(DESCRIPTOR_KEYS.header.length + 1);
-          if (!HEADER_NAME.test(name)) throw new DescriptorError(`${where}: ${JSON.stringify(name)} is not a lower-case header name`);
+        if (key.startsWith(HEADER_PREFIX)) {
+          const name = key.slice(HEADER_PREFIX.length);
+          if (!HEADER_NAME.test(name)) throw new DescriptorError(`${where(i, key)}: ${JSON.stringify(name)} is not a lower-case header name`);
+          seenHeaders ??= new Set();
+          if (seenHeaders.has(name)) throw new DescriptorError(`${where(i, key)}: the key appears twice`);
+          seenHeaders.add(name);
           (headers ??= {})[name] = value;
           break;
         }
         throw new DescriptorError(
-          `${where}: unknown key (expected ${Object.values(DESCRIPTOR_KEYS).join(', ')}, ${DESCRIPTOR_KEYS.header}.<header>, ${ENVOY_ADDRESS_KEYS.remote} or ${ENVOY_ADDRESS_KEYS.masked})`,
+          `${where(i, key)}: unknown key (expected ${Object.values(DESCRIPTOR_KEYS).join(', ')}, ${HEADER_PREFIX}<header>, ${ENVOY_ADDRESS_KEYS.remote} or ${ENVOY_ADDRESS_KEYS.masked})`,
         );
     }
   }
@@ -132,6 +139,45 @@ export function parseRateLimitRequest(msg: RateLimitRequestMessage): DecisionReq
   if (ip !== undefined) req.clientIp = ip;
   if (headers) req.headers = headers;
   return req;
+}
+
+const HEADER_PREFIX = `${DESCRIPTOR_KEYS.header}.`;
+const KEY_BITS: Record<string, number> = {
+  [DESCRIPTOR_KEYS.route]: 1,
+  [DESCRIPTOR_KEYS.partner]: 2,
+  [DESCRIPTOR_KEYS.clientIp]: 4,
+  [DESCRIPTOR_KEYS.header]: 8,
+  [ENVOY_ADDRESS_KEYS.remote]: 16,
+  [ENVOY_ADDRESS_KEYS.masked]: 32,
+};
+
+function where(i: number, key: string): string {
+  return `descriptor entry ${i} (${JSON.stringify(key)})`;
+}
+
+// Route and partner values come from the gateway's own config, so there are few distinct ones:
+// remember the valid ones (bounded) instead of re-running the regular expressions per request.
+const MAX_REMEMBERED = 10_000;
+const routes = new Map<string, { product: string; route: string }>();
+const names = new Set<string>();
+
+function routeValue(value: string): { product: string; route: string } | undefined {
+  const hit = routes.get(value);
+  if (hit) return hit;
+  const slash = value.indexOf('/');
+  const product = slash < 0 ? '' : value.slice(0, slash);
+  const route = slash < 0 ? '' : value.slice(slash + 1);
+  if (!NAME.test(product) || !NAME.test(route)) return undefined;
+  const r = { product, route };
+  if (routes.size < MAX_REMEMBERED) routes.set(value, r);
+  return r;
+}
+
+function isName(value: string): boolean {
+  if (names.has(value)) return true;
+  if (!NAME.test(value)) return false;
+  if (names.size < MAX_REMEMBERED) names.add(value);
+  return true;
 }
 
 function rank(key: string): number {

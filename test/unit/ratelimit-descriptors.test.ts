@@ -63,6 +63,7 @@ describe('descriptor contract: parsing', () => {
     fails(req([['portico_route', 'a/b'], ['masked_remote_address', '10.0.0.0/33']]), /not an IP address/);
     fails(req([['portico_route', 'a/b'], ['mystery', 'x']]), /entry 1 \("mystery"\): unknown key/);
     fails(req([['portico_route', 'a/b'], ['portico_route', 'a/c']]), /appears twice/);
+    fails(req([['portico_route', 'a/b'], ['portico_header.x-a', '1'], ['portico_header.x-a', '2']]), /entry 2 .*appears twice/);
     fails(req([['portico_route', 'a/b'], ['portico_partner', '']]), /empty value/);
     fails(req([['portico_route', 'a/b'], ['portico_header.X Bad', 'v']]), /not a lower-case header name/);
     fails(req([['portico_route', 'a/b']], { hits_addend: 2_000_000 }), /hits_addend/);
