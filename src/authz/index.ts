@@ -19,7 +19,10 @@ export {
   authzClientDefinition,
   authzServiceDefinition,
   registerAuthzService,
+  registerAuthzUnary,
   type AuthzServiceOptions,
+  type CheckResult,
   type ServiceHost,
 } from './service.ts';
+export { UnaryGrpcServer, type UnaryHandler, type UnaryResult, type UnaryServerOptions } from './unary-server.ts';
 export { CheckRequestDecodeError, decodeCheckRequest, encodeCheckResponse } from './wire.ts';

@@ -43,7 +43,7 @@ export class AuthzMetrics implements JwtObserver {
     }));
     this.latency = metric(r, 'portico_authz_check_duration_seconds', () => new Histogram({
       name: 'portico_authz_check_duration_seconds',
-      help: 'Time to answer one ext_authz Check, from decoded request to encoded response',
+      help: 'Time to answer one ext_authz Check, from received bytes to the encoded response',
       labelNames: ['outcome'],
       buckets: [0.00005, 0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25],
       registers,

@@ -1,13 +1,15 @@
 // The real ext_authz gRPC service on a free port, called by a grpc-js client with encoded
-// CheckRequests: API key allow and deny, JWT allow, malformed requests, readiness, and hosting on
-// the xDS server (role "all") as well as on a plain gRPC server (role "callouts").
+// CheckRequests: API key allow and deny, JWT allow, malformed requests, readiness — on a plain
+// grpc-js server (role "callouts"), beside ADS on the xDS server (role "all"), and on the lean
+// HTTP/2 listener, which must give the same answers and the gRPC statuses the spec prescribes.
 import assert from 'node:assert/strict';
 import { after, before, describe, it } from 'node:test';
 import * as grpc from '@grpc/grpc-js';
 import { exportJWK, generateKeyPair, SignJWT } from 'jose';
 import { Registry } from 'prom-client';
 import { checkRequestJson, mintApiKey, modelOf, testHasher, type CheckInput } from '../../src/authz/fixtures.ts';
-import { AuthzService, authzClientDefinition, registerAuthzService } from '../../src/authz/service.ts';
+import { AuthzService, authzClientDefinition, registerAuthzService, registerAuthzUnary } from '../../src/authz/service.ts';
+import { UnaryGrpcServer } from '../../src/authz/unary-server.ts';
 import { SnapshotCache } from '../../src/xds/cache.ts';
 import { FleetStatus } from '../../src/xds/fleet.ts';
 import { XdsServer } from '../../src/xds/server.ts';
@@ -19,7 +21,12 @@ type CheckClient = grpc.Client & {
 const Client = grpc.makeGenericClientConstructor(authzClientDefinition(), 'Authorization') as unknown as new (
   address: string,
   creds: grpc.ChannelCredentials,
+  options?: grpc.ChannelOptions,
 ) => CheckClient;
+
+function connect(port: number, options: grpc.ChannelOptions = {}): CheckClient {
+  return new Client(`127.0.0.1:${port}`, grpc.credentials.createInsecure(), options);
+}
 
 function call(client: CheckClient, req: unknown): Promise<JsonObject> {
   return new Promise((resolve, reject) =>
@@ -38,12 +45,36 @@ interface DeniedJson {
 const headerOf = (r: OkJson | DeniedJson, name: string) =>
   ('ok_response' in r ? r.ok_response.headers : r.denied_response.headers)?.find((h) => h.header.key === name)?.header.value;
 
-describe('ext_authz gRPC service', () => {
+type Transport = { name: string; start(service: AuthzService): Promise<{ port: number; stop(): Promise<void> }> };
+const transports: Transport[] = [
+  {
+    name: 'grpc-js server',
+    async start(service) {
+      const server = new grpc.Server();
+      registerAuthzService(server, service);
+      const port = await new Promise<number>((resolve, reject) =>
+        server.bindAsync('127.0.0.1:0', grpc.ServerCredentials.createInsecure(), (e, p) => (e ? reject(e) : resolve(p))),
+      );
+      return { port, stop: async () => server.forceShutdown() };
+    },
+  },
+  {
+    name: 'lean HTTP/2 listener',
+    async start(service) {
+      const server = new UnaryGrpcServer();
+      registerAuthzUnary(server, service);
+      const port = await server.listen('127.0.0.1', 0);
+      return { port, stop: () => server.close(100) };
+    },
+  },
+];
+
+for (const transport of transports) describe(`ext_authz gRPC service (${transport.name})`, () => {
   const hasher = testHasher();
   const key = mintApiKey(hasher, 'acme', 'primary');
   let signer: CryptoKey;
   let service: AuthzService;
-  let server: grpc.Server;
+  let stop: () => Promise<void>;
   let client: CheckClient;
 
   before(async () => {
@@ -63,17 +94,14 @@ describe('ext_authz gRPC service', () => {
       }),
     );
     await service.ready();
-    server = new grpc.Server();
-    registerAuthzService(server, service);
-    const port = await new Promise<number>((resolve, reject) =>
-      server.bindAsync('127.0.0.1:0', grpc.ServerCredentials.createInsecure(), (e, p) => (e ? reject(e) : resolve(p))),
-    );
-    client = new Client(`127.0.0.1:${port}`, grpc.credentials.createInsecure());
+    const started = await transport.start(service);
+    stop = started.stop;
+    client = connect(started.port);
   });
 
-  after(() => {
+  after(async () => {
     client?.close();
-    server?.forceShutdown();
+    await stop?.();
     service?.close();
   });
 
@@ -135,31 +163,94 @@ describe('ext_authz gRPC service', () => {
 
   it('answers UNAVAILABLE before the first snapshot (so Envoy applies its failure mode)', async () => {
     const cold = new AuthzService({ hasher, registry: new Registry() });
-    const s = new grpc.Server();
-    registerAuthzService(s, cold);
-    const port = await new Promise<number>((resolve, reject) => s.bindAsync('127.0.0.1:0', grpc.ServerCredentials.createInsecure(), (e, p) => (e ? reject(e) : resolve(p))));
-    const c = new Client(`127.0.0.1:${port}`, grpc.credentials.createInsecure());
+    const s = await transport.start(cold);
+    const c = connect(s.port);
     try {
       await assert.rejects(call(c, req({})), (e: grpc.ServiceError) => e.code === grpc.status.UNAVAILABLE);
     } finally {
       c.close();
-      s.forceShutdown();
+      await s.stop();
       cold.close();
     }
   });
+});
 
+describe('ext_authz hosting', () => {
   it('runs beside ADS on the xDS server', async () => {
+    const hasher = testHasher();
+    const key = mintApiKey(hasher, 'acme', 'primary');
+    const service = new AuthzService({ hasher, registry: new Registry() });
+    service.update(
+      modelOf({
+        products: [{ name: 'orders', gatewayGroups: ['edge'] }],
+        partners: [{ name: 'acme' }],
+        plans: [{ name: 'gold' }],
+        subscriptions: [{ partner: 'acme', product: 'orders', plan: 'gold' }],
+        apiKeys: [key.resource],
+      }),
+    );
     const cache = new SnapshotCache();
     const xds = new XdsServer({ cache, fleet: new FleetStatus({ cache, registry: new Registry() }) });
     registerAuthzService(xds, service);
     const port = await xds.listen('127.0.0.1', 0);
-    const c = new Client(`127.0.0.1:${port}`, grpc.credentials.createInsecure());
+    const c = connect(port);
     try {
-      const res = (await call(c, req({ headers: { 'x-api-key': key.secret } }))) as unknown as OkJson;
+      const res = (await call(c, checkRequestJson({ product: 'orders', route: 'list', headers: { 'x-api-key': key.secret } }))) as unknown as OkJson;
       assert.equal(headerOf(res, 'x-portico-partner'), 'acme');
     } finally {
       c.close();
       await xds.close(1_000);
+      service.close();
     }
+  });
+
+  describe('lean HTTP/2 listener protocol handling', () => {
+    let server: UnaryGrpcServer;
+    let port: number;
+    before(async () => {
+      server = new UnaryGrpcServer({ maxMessageBytes: 64 * 1024 });
+      server.handle('/envoy.service.auth.v3.Authorization/Check', (b) =>
+        b.length === 0 ? { ok: false, code: grpc.status.INVALID_ARGUMENT, details: 'empty, with 100% unicode ✓' } : Promise.resolve({ ok: true, response: Buffer.from(b) }),
+      );
+      port = await server.listen('127.0.0.1', 0);
+    });
+    after(() => server.close(100));
+
+    const raw = (x: Buffer) => x;
+    const rawMethod = (path: string) => ({ path, requestStream: false, responseStream: false, requestSerialize: raw, requestDeserialize: raw, responseSerialize: raw, responseDeserialize: raw });
+    /** One raw call on its own channel: bytes in, bytes out. */
+    const echo = (body: Buffer, path = '/envoy.service.auth.v3.Authorization/Check', to = port) =>
+      new Promise<Buffer>((resolve, reject) => {
+        const Raw = grpc.makeGenericClientConstructor({ Call: rawMethod(path) }, 'Raw');
+        const c = new Raw(`127.0.0.1:${to}`, grpc.credentials.createInsecure()) as unknown as { Call(b: Buffer, cb: (e: grpc.ServiceError | null, r?: Buffer) => void): void; close(): void };
+        c.Call(body, (e, r) => {
+          c.close();
+          return e ? reject(e) : resolve(r!);
+        });
+      });
+
+    it('answers a message and passes statuses with percent-encoded details', async () => {
+      assert.deepEqual(await echo(Buffer.from('hello')), Buffer.from('hello'));
+      await assert.rejects(echo(Buffer.alloc(0)), (e: grpc.ServiceError) => e.code === grpc.status.INVALID_ARGUMENT && e.details === 'empty, with 100% unicode ✓');
+    });
+
+    it('refuses unknown methods, oversized and compressed messages with the gRPC statuses', async () => {
+      await assert.rejects(echo(Buffer.from('x'), '/some.Service/Nope'), (e: grpc.ServiceError) => e.code === grpc.status.UNIMPLEMENTED);
+      await assert.rejects(echo(Buffer.alloc(100 * 1024, 1)), (e: grpc.ServiceError) => e.code === grpc.status.RESOURCE_EXHAUSTED);
+      const gz = connect(port, { 'grpc.default_compression_algorithm': 2 });
+      await assert.rejects(call(gz, checkRequestJson({ product: 'p', headers: { pad: 'x'.repeat(2000) } })), (e: grpc.ServiceError) => e.code === grpc.status.UNIMPLEMENTED);
+      gz.close();
+    });
+
+    it('lets an in-flight call finish when closing', async () => {
+      const slow = new UnaryGrpcServer();
+      slow.handle('/envoy.service.auth.v3.Authorization/Check', (b) => new Promise((resolve) => setTimeout(() => resolve({ ok: true, response: Buffer.from(b) }), 200)));
+      const slowPort = await slow.listen('127.0.0.1', 0);
+      const pending = echo(Buffer.from('late'), undefined, slowPort);
+      await new Promise((r) => setTimeout(r, 50));
+      const closed = slow.close(5_000);
+      assert.deepEqual(await pending, Buffer.from('late'));
+      await closed;
+    });
   });
 });
