@@ -1,0 +1,18 @@
+// The rate limiter's public surface, for the composition root (gRPC hosting, settings) and for
+// ext_authz (in-process decide() in "one callout" mode).
+export { createRateLimiter, RateLimiter, type LimiterLogger, type RateLimiterOptions, type RateLimitSettings } from './limiter.ts';
+export type { Decision, DecisionRequest, ErrorCode, HeaderPair, LimitStatus, Outcome } from './decision.ts';
+export { MemoryCounters, type CounterBackend } from './backend.ts';
+export { RedisCounters, type RedisCountersOptions } from './redis.ts';
+export { RateLimitMetrics, type RateLimitMetricsOptions } from './metrics.ts';
+export { buildLimitTable, LimitTable } from './table.ts';
+export {
+  DESCRIPTOR_KEYS,
+  ENVOY_ADDRESS_KEYS,
+  RATE_LIMIT_DOMAIN,
+  headerDescriptorKey,
+  routeRateLimit,
+  type PartnerSource,
+  type RouteActionsInput,
+} from './descriptors.ts';
+export { addRateLimitService, rateLimitServiceDefinition, rateLimitServiceImplementation, startRateLimitServer, RATE_LIMIT_SERVICE } from './service.ts';
