@@ -6,6 +6,7 @@ import { buildAdminServer } from './admin/server.ts';
 import { ConfigPipeline } from './pipeline.ts';
 import type { Settings } from './settings.ts';
 import { openDatabase, type Database } from './store/database.ts';
+import { ChangeFeed } from './store/feed.ts';
 import { loadKeyRing } from './store/secrets.ts';
 import type { ModelStore } from './store/store.ts';
 import { createLogger, type Logger } from './telemetry/log.ts';
@@ -46,6 +47,9 @@ export async function startPortico(settings: Settings, opts: StartOptions = {}):
   });
   const store = database.store;
   log.info({ database: database.kind, revision: store.current().revision }, 'model loaded');
+  // Replicas on one PostgreSQL follow each other's writes; embedded PGlite has one process.
+  const feed = database.kind === 'postgresql' ? new ChangeFeed(store, { databaseUrl: database.url, reconcileMs: settings.reconcileMs, log: log.child({ component: 'feed' }) }) : undefined;
+  feed?.start();
 
   // First start without any way in: mint an admin token and show it once.
   let generatedAdminToken: string | undefined;
@@ -93,6 +97,7 @@ export async function startPortico(settings: Settings, opts: StartOptions = {}):
     (closing ??= (async () => {
       log.info('shutting down');
       detach();
+      await feed?.stop();
       // Stop taking admin writes first, then end xDS streams cleanly (Envoys keep their config).
       await admin.close();
       await xds.server.close(settings.shutdownGraceMs);

@@ -32,7 +32,9 @@ export interface Settings {
   debounceMaxMs: number;
   /** gRPC connection age after which clients are asked to reconnect (with ±10% jitter); 0 = never. */
   maxConnectionAgeMs: number;
-  /** Seconds to wait for in-flight work at shutdown. */
+  /** How often a replica compares its model with the database besides LISTEN/NOTIFY (PostgreSQL only). */
+  reconcileMs: number;
+  /** Milliseconds to wait for in-flight work at shutdown. */
   shutdownGraceMs: number;
   /** Body size limit for admin API requests. */
   adminBodyLimitBytes: number;
@@ -102,6 +104,7 @@ export function loadSettings(env: Env = process.env): Settings {
     debounceMaxMs: int(env, 'PORTICO_DEBOUNCE_MAX_MS', 250, 0, 60_000),
     maxConnectionAgeMs: int(env, 'PORTICO_MAX_CONNECTION_AGE_MS', 30 * 60_000, 0, 86_400_000),
     shutdownGraceMs: int(env, 'PORTICO_SHUTDOWN_GRACE_MS', 10_000, 0, 600_000),
+    reconcileMs: int(env, 'PORTICO_RECONCILE_MS', 10_000, 100, 3_600_000),
     adminBodyLimitBytes: int(env, 'PORTICO_ADMIN_BODY_LIMIT', 64 * 1024 * 1024, 1024, 1024 * 1024 * 1024),
   };
   if (settings.debounceMaxMs < settings.debounceMs) {

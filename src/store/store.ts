@@ -118,6 +118,10 @@ export interface AuditRecord {
 
 const ADVISORY_LOCK = 0x706f7274; // "port"
 const API_KEY_HASH_SECRET = 'api-key-hash-key';
+/** Above this many changed resources a replica re-reads the whole model instead of each one. */
+const CATCH_UP_LIMIT = 2000;
+/** Channel on which every committed write is announced to the other replicas. */
+export const CHANGE_CHANNEL = 'portico_model';
 
 /** Minimal structural view of a Prisma model delegate, enough to read any kind's rows. */
 interface Table {
@@ -230,6 +234,70 @@ export class ModelStore {
     return out as ModelSnapshot;
   }
 
+  /**
+   * Brings this replica up to the database's newest revision by re-reading only the resources
+   * that changed since (from the audit log), or everything when much changed. Serialised with
+   * writes. Returns true when the snapshot moved.
+   */
+  catchUp(): Promise<boolean> {
+    const run = this.writeChain.then(() => this.catchUpNow());
+    this.writeChain = run.catch(() => undefined);
+    return run;
+  }
+
+  private async catchUpNow(): Promise<boolean> {
+    const base = this.snapshot;
+    const result = await this.prisma.$transaction((tx) => this.readChanges(tx, base), { isolationLevel: 'RepeatableRead' });
+    if (!result || this.snapshot !== base) return false;
+    if (result.tokens) await this.reloadAdminTokens();
+    this.publish(result.snapshot);
+    return true;
+  }
+
+  /** The snapshot at the database's newest revision, built from `base` plus what changed since. */
+  private async readChanges(tx: Tx, base: ModelSnapshot): Promise<{ snapshot: ModelSnapshot; tokens: boolean } | undefined> {
+    const revision = await this.databaseRevision(tx);
+    if (revision <= base.revision) return undefined;
+    const touched = await tx.auditEntry.findMany({
+      where: { changeId: { gt: BigInt(base.revision), lte: BigInt(revision) } },
+      select: { kind: true, key: true },
+    });
+    if (touched.length > CATCH_UP_LIMIT) return { snapshot: await this.readSnapshot(tx), tokens: true };
+    const byKind = new Map<KindName, Set<string>>();
+    let tokens = false;
+    for (const t of touched) {
+      if (t.kind === 'adminTokens') tokens = true;
+      else if ((KIND_ORDER as readonly string[]).includes(t.kind)) {
+        const kind = t.kind as KindName;
+        byKind.set(kind, (byKind.get(kind) ?? new Set()).add(t.key));
+      }
+    }
+    const mutations: Mutation[] = [];
+    const meta = new Map(base.meta);
+    for (const [kind, keys] of byKind) {
+      const rows = await table(tx, kind).findMany({ where: { OR: [...keys].map((k) => keyRow(kind, k)) } });
+      const found = new Map(rows.map((r) => [rowKey(kind, r), r]));
+      for (const key of keys) {
+        const row = found.get(key);
+        if (row) {
+          mutations.push({ kind, op: 'put', key, resource: rowToResource(kind, row, this.keys) });
+          meta.set(metaKey(kind, key), rowMeta(row));
+        } else {
+          mutations.push({ kind, op: 'delete', key });
+          meta.delete(metaKey(kind, key));
+        }
+      }
+    }
+    const next = applyMutations(base, mutations);
+    // Children removed with their parent lose their bookkeeping too.
+    for (const k of [...meta.keys()]) {
+      const slash = k.indexOf('/');
+      const kind = k.slice(0, slash) as KindName;
+      if (!(next[kind] as ReadonlyMap<string, unknown>).has(k.slice(slash + 1))) meta.delete(k);
+    }
+    return { snapshot: { ...next, revision, meta } as ModelSnapshot, tokens };
+  }
+
   private publish(next: ModelSnapshot): void {
     this.snapshot = next;
     this.events.emit('snapshot', next);
@@ -269,20 +337,26 @@ export class ModelStore {
   private async commitNow(req: CommitRequest): Promise<CommitResult> {
     if (req.dryRun) return this.prepare(this.snapshot, req);
     let result: CommitResult;
+    let tokensChanged = false;
     try {
       result = await this.prisma.$transaction(async (tx) => {
         await tx.$executeRawUnsafe(`SELECT pg_advisory_xact_lock(${ADVISORY_LOCK})`);
-        let base = this.snapshot;
-        if ((await this.databaseRevision(tx)) !== base.revision) base = await this.readSnapshot(tx);
+        // Another replica (or an admin-token change) may have committed since this one last looked.
+        const behind = await this.readChanges(tx, this.snapshot);
+        const base = behind?.snapshot ?? this.snapshot;
+        if (behind?.tokens) tokensChanged = true;
         const prepared = this.prepare(base, req);
         if (prepared.changes.length === 0) return { ...prepared, snapshot: base };
         const snapshot = await this.write(tx, base, prepared, req);
+        // Delivered to listening replicas when (and only if) this transaction commits.
+        await tx.$executeRawUnsafe(`SELECT pg_notify('${CHANGE_CHANNEL}', $1)`, String(snapshot.revision));
         return { snapshot, changes: prepared.changes };
       });
     } catch (e) {
       if (isDatabaseError(e)) throw new StoreUnavailableError(`the write was not saved: ${(e as Error).message.split('\n').slice(-1)[0]}`);
       throw e;
     }
+    if (tokensChanged) await this.reloadAdminTokens();
     if (result.snapshot !== this.snapshot) this.publish(result.snapshot);
     return result;
   }
@@ -421,6 +495,7 @@ export class ModelStore {
     await this.prisma.$transaction(async (tx) => {
       const change = await tx.modelChange.create({ data: { actor, summary: `${action} admin token ${name}` } });
       await tx.auditEntry.create({ data: { changeId: change.id, actor, action, kind: 'adminTokens', key: name, ...(after ? { after } : {}) } });
+      await tx.$executeRawUnsafe(`SELECT pg_notify('${CHANGE_CHANNEL}', $1)`, String(change.id));
     });
   }
 

@@ -2,8 +2,9 @@
 // failed write, and a second replica on the same PostgreSQL catching up before it validates.
 import { describe, it, after } from 'node:test';
 import assert from 'node:assert/strict';
-import { startPostgres, createDatabase, type PostgresServer } from '../support/components.ts';
+import { startPostgres, createDatabase, waitFor, type PostgresServer } from '../support/components.ts';
 import { openDatabase, type Database } from '../../src/store/database.ts';
+import { ChangeFeed } from '../../src/store/feed.ts';
 import { KeyRing, parseMasterKey, generateMasterKey } from '../../src/store/secrets.ts';
 import { ModelValidationError } from '../../src/store/store.ts';
 import type { ModelSnapshot, Mutation } from '../../src/model/model.ts';
@@ -56,8 +57,36 @@ describe('model store', () => {
     const r = await b.store.commit({ actor: 'b', summary: 'product', mutations: [put('products', 'p', { name: 'p', gatewayGroups: ['edge'] })] });
     assert.ok(r.snapshot.gatewayGroups.has('edge'));
     assert.equal(r.snapshot.revision, 2);
-    await a.store.reload();
+    assert.equal(await a.store.catchUp(), true);
     assert.equal(a.store.current().revision, 2);
     assert.ok(a.store.current().products.has('p'));
+    assert.deepEqual(a.store.current().meta.get('products/p'), b.store.current().meta.get('products/p'));
+  });
+
+  it('follows other replicas through LISTEN/NOTIFY, incrementally, including deletes and admin tokens', async (t) => {
+    pg ??= await startPostgres(t);
+    if (!pg) return;
+    const url = createDatabase(pg, 'feed');
+    const a = await openDatabase({ databaseUrl: url, dataDir: 'memory://', migrate: true, keys });
+    const b = await openDatabase({ databaseUrl: url, dataDir: 'memory://', migrate: false, keys });
+    open.push(a, b);
+    const quiet = { info: () => {}, warn: () => {} };
+    const feed = new ChangeFeed(b.store, { databaseUrl: url, reconcileMs: 60_000, log: quiet });
+    feed.start();
+    try {
+      const seen: number[] = [];
+      b.store.subscribe((s) => seen.push(s.revision));
+      await a.store.commit({ actor: 'a', summary: 'x', mutations: [put('partners', 'x', { name: 'x' }), put('partners', 'y', { name: 'y' })] });
+      await waitFor('b to see the write', () => (b.store.current().partners.has('y') ? true : undefined), 5000);
+      await a.store.commit({ actor: 'a', summary: 'del', mutations: [{ kind: 'partners', op: 'delete', key: 'x' }] });
+      await waitFor('b to see the delete', () => (!b.store.current().partners.has('x') ? true : undefined), 5000);
+      assert.equal(b.store.current().revision, a.store.current().revision);
+      assert.equal(b.store.current().meta.has('partners/x'), false);
+      const { token } = await a.store.createAdminToken({ name: 'ops', role: 'viewer' }, 'a');
+      await waitFor('b to know the new admin token', () => b.store.verifyAdminToken(token), 5000);
+      assert.ok(seen.length >= 2);
+    } finally {
+      await feed.stop();
+    }
   });
 });
