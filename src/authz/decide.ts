@@ -306,7 +306,7 @@ function buildAllow(
   if (plan !== undefined) set.push([PORTICO_HEADERS.plan, plan]);
   for (const h of claimHeaders) set.push(h);
   if (!req.headers.has('x-request-id') && req.requestId !== '') set.push(['x-request-id', req.requestId]);
-  // Never remove what is being set: Envoy applies removals after sets, which would drop ours.
+  // Never remove what is being set: disjoint lists make Envoy's order of applying them irrelevant.
   const setNames = new Set(set.map(([k]) => k));
   const remove = index.identityHeaders.filter((h) => !setNames.has(h));
   // The API key is a gateway credential: upstreams never need it, and their logs must not see it.

@@ -115,6 +115,15 @@ export function redactUri(uri: string): string {
   }
 }
 
+/** An error text with the URI (and any URL's user info and query) taken out: fetch errors quote the URL. */
+export function scrubUris(text: string, uri: string): string {
+  return text
+    .split(uri)
+    .join(redactUri(uri))
+    .replace(/(\b[a-z][a-z0-9+.-]*:\/\/)[^\s/@]+@/gi, '$1')
+    .replace(/(\b[a-z][a-z0-9+.-]*:\/\/[^\s?#"]*)[?#][^\s"]*/gi, '$1');
+}
+
 async function readLimited(res: Response, max: number): Promise<string> {
   const declared = Number(res.headers.get('content-length') ?? NaN);
   if (declared > max) throw new Error(`the key set is larger than ${max} bytes`);
@@ -270,7 +279,7 @@ export class JwksSource {
       if (this.closed) return;
       this.failures++;
       this.deps.observer.jwksFetch(this.issuer.name, 'error');
-      const reason = abort.signal.aborted ? `no answer within ${this.settings.fetchTimeoutMs} ms` : (e as Error).message;
+      const reason = abort.signal.aborted ? `no answer within ${this.settings.fetchTimeoutMs} ms` : scrubUris(String((e as Error)?.message), uri);
       this.deps.logger?.warn(
         { issuer: this.issuer.name, uri: redactUri(uri), reason, keptKeys: this.keyCount },
         'authz: JWKS fetch failed; keeping the last good keys',
