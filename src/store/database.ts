@@ -1,7 +1,8 @@
 // Opens the configured database (embedded PGlite or PostgreSQL), applies pending migrations
 // when asked, and returns the store holding the current model.
 import { openEmbeddedDatabase, type EmbeddedDatabase } from './embedded.ts';
-import { migrate, type MigrationStatus } from './migrate.ts';
+import type { MigrationStatus } from './migrate.ts';
+import { migrateInWorker } from './migrate-worker.ts';
 import { ModelStore } from './store.ts';
 import type { KeyRing } from './secrets.ts';
 
@@ -31,7 +32,7 @@ export async function openDatabase(opts: DatabaseOptions): Promise<Database> {
     url = embedded.url();
   }
   try {
-    const migrations = await migrate(url, opts.migrate);
+    const migrations = await migrateInWorker(url, opts.migrate);
     if (migrations.appliedNow.length) log(`applied migrations: ${migrations.appliedNow.join(', ')}`);
     if (migrations.pending.length || migrations.failed.length) {
       throw new Error(
