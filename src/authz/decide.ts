@@ -26,7 +26,6 @@ export interface AuthzRequest {
 
 /** Credential types in the order they are tried: the first one the request presents decides. */
 export const CREDENTIAL_ORDER = ['api_key', 'jwt', 'mtls'] as const satisfies readonly CredentialType[];
-export type PresentedCredential = (typeof CREDENTIAL_ORDER)[number];
 
 export interface Allow {
   allowed: true;
@@ -230,11 +229,13 @@ function describeAccepted(p: ProductEntry, accept: readonly CredentialType[]): s
 
 /** Claim value as a header value; undefined when it is absent, structured, or not a safe header value. */
 function claimHeaderValue(payload: Readonly<Record<string, unknown>>, claim: string): string | undefined {
-  let v: unknown = payload[claim];
+  // Own properties only: a claim name like "constructor" must not reach Object.prototype.
+  const own = (o: unknown, k: string): unknown => (o !== null && typeof o === 'object' && !Array.isArray(o) && Object.hasOwn(o, k) ? (o as Record<string, unknown>)[k] : undefined);
+  let v = own(payload, claim);
   if (v === undefined && claim.includes('.')) {
     // Nested claims by dotted path (e.g. realm_access.roles) when no top-level claim has that name.
     v = payload;
-    for (const part of claim.split('.')) v = v !== null && typeof v === 'object' && !Array.isArray(v) ? (v as Record<string, unknown>)[part] : undefined;
+    for (const part of claim.split('.')) v = own(v, part);
   }
   let s: string;
   if (typeof v === 'string') s = v;
@@ -362,7 +363,7 @@ export function decide(index: CredentialIndex, req: AuthzRequest, now: number, j
     }
     let partner: string | undefined;
     if (issuer.partnerClaim !== undefined) {
-      const v = jwt.payload[issuer.partnerClaim];
+      const v = Object.hasOwn(jwt.payload, issuer.partnerClaim) ? jwt.payload[issuer.partnerClaim] : undefined;
       partner = typeof v === 'string' && v !== '' ? v : undefined;
       if (partner === undefined) {
         return deny(403, 'unknown_partner', `The token has no ${issuer.partnerClaim} claim naming a partner.`, undefined, p.name, route, undefined, 'jwt');

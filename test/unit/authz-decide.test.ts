@@ -399,6 +399,21 @@ describe('JWT decisions (given the verifier outcome)', () => {
     denied(check(bearer, { ok: true, issuer: auth0, payload: { org: 'nobody' } }), 403, 'unknown_partner');
   });
 
+  it("reads claims from the token's own properties only", () => {
+    const weird: JwtIssuer = { ...issuers[0]!, name: 'weird', issuer: 'https://weird/', partnerClaim: 'constructor', forwardClaims: { 'constructor.name': 'X-Ctor', toString: 'X-Str' } };
+    const idx = buildCredentialIndex(
+      modelOf({ products: [{ name: 'w', gatewayGroups: ['edge'], auth: { accept: ['jwt'] }, jwtIssuers: ['weird'] }], partners, plans, subscriptions: [{ partner: 'acme', product: 'w', plan: 'gold' }], jwtIssuers: [weird] }),
+      { hasher },
+    );
+    const req = { product: 'w', route: 'r', headers: { authorization: 'Bearer h.p.s' } };
+    const issuer = idx.issuers.get('weird')!;
+    denied(check(req, { ok: true, issuer, payload: {} }, idx), 403, 'unknown_partner');
+    const a = allowed(check(req, { ok: true, issuer, payload: JSON.parse('{"constructor":"acme"}') as Record<string, unknown> }, idx));
+    assert.equal(a.partner, 'acme');
+    assert.equal(header(a, 'x-ctor'), undefined);
+    assert.equal(header(a, 'x-str'), undefined);
+  });
+
   it('turns a verifier failure into a 401 with an RFC 6750 invalid_token challenge', () => {
     const d = denied(check(bearer, { ok: false, error: 'invalid_token', message: 'The token has expired.' }), 401, 'invalid_token');
     assert.equal(d.wwwAuthenticate, 'Bearer realm="portico", error="invalid_token", error_description="The token has expired."');
