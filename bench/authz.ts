@@ -4,7 +4,7 @@
 // cache off pay for every signature), a no-op baseline per transport, and the in-process costs
 // (decode, decide, verify, encode). Prints JSON.
 // Usage: tsx bench/authz.ts [--duration 5] [--concurrency 64] [--channels 2] [--tokens 3000]
-//        [--only api_key,jwt_es256_cached,...] [--transports grpc-js,h2]
+//        [--only api_key,jwt_es256_cached,...] [--transports grpc-js,h2] [--skip-micro]
 import { fork } from 'node:child_process';
 import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import os from 'node:os';
@@ -159,6 +159,7 @@ async function main(): Promise<void> {
       only: { type: 'string' },
       tokens: { type: 'string' },
       transports: { type: 'string' },
+      'skip-micro': { type: 'boolean' },
     },
   });
   const transports = (values.transports ?? 'grpc-js,h2').split(',') as Array<'grpc-js' | 'h2'>;
@@ -264,7 +265,7 @@ async function main(): Promise<void> {
   const allowDecision = decide(index, keyReq, Date.now());
   const rsReqs = rsMany.slice(0, 1500).map((t) => decodeCheckRequest(envoyLike({ authorization: `Bearer ${t}` })));
   const esReqs = esMany.slice(0, 1500).map((t) => decodeCheckRequest(envoyLike({ authorization: `Bearer ${t}` })));
-  const inProcess = [
+  const inProcess = values['skip-micro'] ? [] : [
     micro('decodeCheckRequest (1.3 KB, 13 headers)', 100_000, (i) => decodeCheckRequest(apiKeyReqs[i % 64]!)),
     micro('for comparison: protobufjs Type.decode of the same request', 100_000, (i) => checkRequestType.decode(apiKeyReqs[i % 64]!)),
     micro('for comparison: proto3-JSON decode (the generic serviceDefinition codec)', 50_000, (i) => decodeMessage('envoy.service.auth.v3.CheckRequest', apiKeyReqs[i % 64]!)),
@@ -274,9 +275,11 @@ async function main(): Promise<void> {
     micro('decide jwt (claims already verified)', 100_000, () => decide(index, jwtReq, Date.now(), verified)),
     micro('service.check api_key', 100_000, () => cached.check(keyReq)),
     micro('service.check jwt cached token (sha256 + LRU + decide)', 100_000, () => cached.check(jwtReq)),
-    await microAsync('service.check jwt RS256, cache off (jose/WebCrypto verify, 64 in flight)', rsReqs.length, (i) => uncached.check(rsReqs[i]!)),
-    await microAsync('service.check jwt ES256, cache off (jose/WebCrypto verify, 64 in flight)', esReqs.length, (i) => uncached.check(esReqs[i]!)),
   ];
+  if (!values['skip-micro']) {
+    inProcess.push(await microAsync('service.check jwt RS256, cache off (jose/WebCrypto verify, 64 in flight)', rsReqs.length, (i) => uncached.check(rsReqs[i]!)));
+    inProcess.push(await microAsync('service.check jwt ES256, cache off (jose/WebCrypto verify, 64 in flight)', esReqs.length, (i) => uncached.check(esReqs[i]!)));
+  }
 
   for (const s of Object.values(grpcServers)) s.forceShutdown();
   for (const s of Object.values(h2Servers)) await s.close(100);

@@ -253,6 +253,17 @@ interface Identity {
   claimHeaders: Array<readonly [string, string]>;
 }
 
+type Planned = { product: ProductEntry; route: string; accept: readonly CredentialType[] };
+
+// Module-level rather than closures inside decide(): nothing is allocated per Check until a denial.
+function unauthenticated(pl: Planned, error: string, message: string, credential?: CredentialType, jwtError?: { error: string; description: string }): Deny {
+  return deny(401, error, message, challenges(pl.product, pl.accept, jwtError), pl.product.name, pl.route, undefined, credential);
+}
+
+function forbidden(pl: Planned, id: Identity, error: string, message: string): Deny {
+  return deny(403, error, message, undefined, pl.product.name, pl.route, id.partner, id.credential);
+}
+
 // An allow without per-request parts (no claim headers; Envoy sent a request id) is the same for
 // every call of one partner on one known route: built once per index, frozen and shared, so the
 // service also reuses its encoded CheckResponse. Capped; cleared when full (no LRU bookkeeping on
@@ -337,12 +348,10 @@ export function decide(index: CredentialIndex, req: AuthzRequest, now: number, j
   const p = pl.product;
   const route = pl.route;
   const accept = pl.accept;
-  const unauthenticated = (error: string, message: string, credential?: CredentialType, jwtError?: { error: string; description: string }) =>
-    deny(401, error, message, challenges(p, accept, jwtError), p.name, route, undefined, credential);
 
   if (pl.kind === 'anonymous') return allow(index, req, p, route, accept, 'none', undefined, p.publicPlan, []);
   if (pl.kind === 'missing') {
-    return unauthenticated('missing_credentials', `This API requires ${describeAccepted(p, accept)}.`);
+    return unauthenticated(pl, 'missing_credentials', `This API requires ${describeAccepted(p, accept)}.`);
   }
 
   let id: Identity;
@@ -350,16 +359,16 @@ export function decide(index: CredentialIndex, req: AuthzRequest, now: number, j
     const prefix = secretPrefix(pl.key, 'ptk');
     const entry = prefix === undefined ? undefined : index.apiKeys.get(prefix);
     // Status (revoked, expired) is only disclosed to a caller holding the whole key.
-    if (!entry || !index.hasher.verify(pl.key, entry.hash)) return unauthenticated('invalid_api_key', 'The API key is not recognised.', 'api_key');
-    if (entry.revoked) return unauthenticated('revoked_api_key', 'The API key has been revoked.', 'api_key');
-    if (entry.expiresAt <= now) return unauthenticated('expired_api_key', 'The API key has expired.', 'api_key');
+    if (!entry || !index.hasher.verify(pl.key, entry.hash)) return unauthenticated(pl, 'invalid_api_key', 'The API key is not recognised.', 'api_key');
+    if (entry.revoked) return unauthenticated(pl, 'revoked_api_key', 'The API key has been revoked.', 'api_key');
+    if (entry.expiresAt <= now) return unauthenticated(pl, 'expired_api_key', 'The API key has expired.', 'api_key');
     id = { partner: entry.partner, credential: 'api_key', claimHeaders: [] };
   } else if (pl.kind === 'jwt') {
-    if (!jwt) return unauthenticated('invalid_token', 'The token could not be verified.', 'jwt', { error: 'invalid_token', description: 'The token could not be verified.' });
-    if (!jwt.ok) return unauthenticated(jwt.error, jwt.message, 'jwt', { error: 'invalid_token', description: jwt.message });
+    if (!jwt) return unauthenticated(pl, 'invalid_token', 'The token could not be verified.', 'jwt', { error: 'invalid_token', description: 'The token could not be verified.' });
+    if (!jwt.ok) return unauthenticated(pl, jwt.error, jwt.message, 'jwt', { error: 'invalid_token', description: jwt.message });
     const issuer = jwt.issuer;
     if (!p.issuers.includes(issuer)) {
-      return unauthenticated('invalid_token', 'The token issuer is not accepted by this API.', 'jwt', { error: 'invalid_token', description: 'The token issuer is not accepted by this API.' });
+      return unauthenticated(pl, 'invalid_token', 'The token issuer is not accepted by this API.', 'jwt', { error: 'invalid_token', description: 'The token issuer is not accepted by this API.' });
     }
     let partner: string | undefined;
     if (issuer.partnerClaim !== undefined) {
@@ -382,24 +391,23 @@ export function decide(index: CredentialIndex, req: AuthzRequest, now: number, j
     let partner: string | undefined;
     if (req.peerCertificate !== '') {
       const peer = peerFromCertificate(req.peerCertificate);
-      if (!peer) return unauthenticated('invalid_certificate', 'The client certificate could not be read.', 'mtls');
+      if (!peer) return unauthenticated(pl, 'invalid_certificate', 'The client certificate could not be read.', 'mtls');
       partner = partnerOfPeer(index.mtls, peer);
     } else partner = partnerOfPrincipal(index.mtls, req.peerPrincipal);
-    if (partner === undefined) return unauthenticated('unknown_certificate', 'The client certificate is not registered to any partner.', 'mtls');
+    if (partner === undefined) return unauthenticated(pl, 'unknown_certificate', 'The client certificate is not registered to any partner.', 'mtls');
     id = { partner, credential: 'mtls', claimHeaders: [] };
   }
 
-  const forbidden = (error: string, message: string) => deny(403, error, message, undefined, p.name, route, id.partner, id.credential);
   const partner = index.partners.get(id.partner);
-  if (!partner) return forbidden('unknown_partner', 'The credential names a partner this gateway does not know.');
-  if (partner.suspended) return forbidden('partner_suspended', 'The partner account is suspended.');
+  if (!partner) return forbidden(pl, id, 'unknown_partner', 'The credential names a partner this gateway does not know.');
+  if (partner.suspended) return forbidden(pl, id, 'partner_suspended', 'The partner account is suspended.');
   const sub = index.subscriptions.get(`${id.partner}/${p.name}`);
-  if (!sub) return forbidden('no_subscription', `The partner has no subscription to the ${p.name} API.`);
-  if (!sub.active) return forbidden('subscription_suspended', `The subscription to the ${p.name} API is suspended.`);
-  if (sub.expiresAt <= now) return forbidden('subscription_expired', `The subscription to the ${p.name} API has expired.`);
-  if (sub.routes !== undefined && !sub.routes.has(route)) return forbidden('route_not_in_subscription', 'The subscription does not include this operation.');
+  if (!sub) return forbidden(pl, id, 'no_subscription', `The partner has no subscription to the ${p.name} API.`);
+  if (!sub.active) return forbidden(pl, id, 'subscription_suspended', `The subscription to the ${p.name} API is suspended.`);
+  if (sub.expiresAt <= now) return forbidden(pl, id, 'subscription_expired', `The subscription to the ${p.name} API has expired.`);
+  if (sub.routes !== undefined && !sub.routes.has(route)) return forbidden(pl, id, 'route_not_in_subscription', 'The subscription does not include this operation.');
   if (sub.methods !== undefined && !sub.methods.has(req.method)) {
-    return forbidden('method_not_in_subscription', `The subscription does not allow ${/^[A-Z]{1,16}$/.test(req.method) ? req.method : 'this method'} requests.`);
+    return forbidden(pl, id, 'method_not_in_subscription', `The subscription does not allow ${/^[A-Z]{1,16}$/.test(req.method) ? req.method : 'this method'} requests.`);
   }
   return allow(index, req, p, route, accept, id.credential, id.partner, sub.plan, id.claimHeaders);
 }
