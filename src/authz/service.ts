@@ -96,13 +96,13 @@ export class AuthzService {
    * UNAVAILABLE, so Envoy applies the group's failure mode). Transport-agnostic: grpc-js and the
    * lean HTTP/2 listener both call it. Synchronous unless a token needs its signature checked.
    */
-  checkBytes(bytes: Uint8Array, peer = ''): CheckResult | Promise<CheckResult> {
+  checkBytes(bytes: Uint8Array, peer: () => string = () => ''): CheckResult | Promise<CheckResult> {
     const started = performance.now();
     let req: AuthzRequest;
     try {
       req = decodeCheckRequest(bytes);
     } catch {
-      this.log?.warn({ peer }, 'authz: undecodable CheckRequest');
+      this.log?.warn({ peer: peer() }, 'authz: undecodable CheckRequest');
       return { ok: false, code: grpc.status.INVALID_ARGUMENT, details: 'the request is not an envoy.service.auth.v3.CheckRequest' };
     }
     let result: Decision | Promise<Decision> | undefined;
@@ -121,7 +121,7 @@ export class AuthzService {
     return {
       Check: (call: grpc.ServerUnaryCall<Buffer, Buffer>, callback: grpc.sendUnaryData<Buffer>) => {
         const reply = (r: CheckResult) => (r.ok ? callback(null, r.response) : callback({ code: r.code, details: r.details }));
-        const r = this.checkBytes(call.request, call.getPeer());
+        const r = this.checkBytes(call.request, () => call.getPeer());
         if (r instanceof Promise) void r.then(reply);
         else reply(r);
       },

@@ -6,7 +6,8 @@ import type { Logger } from 'pino';
 
 /** A handler's answer: the encoded response message, or a gRPC status. */
 export type UnaryResult = { ok: true; response: Buffer } | { ok: false; code: number; details: string };
-export type UnaryHandler = (request: Buffer, peer: string) => UnaryResult | Promise<UnaryResult>;
+/** `peer` is computed only when called (most calls never need it). */
+export type UnaryHandler = (request: Buffer, peer: () => string) => UnaryResult | Promise<UnaryResult>;
 
 export interface UnaryServerOptions {
   /** Largest request message accepted (default 4 MiB, as gRPC's default). */
@@ -117,7 +118,7 @@ export class UnaryGrpcServer {
       if (body[0] !== 0) return this.trailersOnly(stream, STATUS.UNIMPLEMENTED, 'compressed messages are not supported');
       const len = body.readUInt32BE(1);
       if (len !== body.length - 5) return this.trailersOnly(stream, STATUS.INTERNAL, 'a unary call carries exactly one message');
-      const peer = `${stream.session?.socket?.remoteAddress ?? ''}:${stream.session?.socket?.remotePort ?? ''}`;
+      const peer = () => `${stream.session?.socket?.remoteAddress ?? ''}:${stream.session?.socket?.remotePort ?? ''}`;
       let r: UnaryResult | Promise<UnaryResult>;
       try {
         r = handler(body.subarray(5), peer);

@@ -40,14 +40,14 @@ describe('authz logging', () => {
     const token = await new SignJWT({ iss: 'https://idp.example/', aud: 'orders' }).setProtectedHeader({ alg: 'ES256', kid: 'k1' }).setExpirationTime('5m').sign(privateKey);
 
     const send = (headers: Record<string, string>, path = '/orders') =>
-      service.checkBytes(encodeMessage('envoy.service.auth.v3.CheckRequest', checkRequestJson({ product: 'orders', route: 'list', path, headers })), '10.0.0.9:1234');
+      service.checkBytes(encodeMessage('envoy.service.auth.v3.CheckRequest', checkRequestJson({ product: 'orders', route: 'list', path, headers })), () => '10.0.0.9:1234');
     for (const r of [
       await send({ 'x-api-key': key.secret }),
       await send({ 'x-api-key': revoked.secret }),
       await send({ 'x-api-key': `${key.secret}tail` }),
       await send({ authorization: `Bearer ${token}` }),
       await send({ authorization: `Bearer ${token}` }, `/orders?api_key=${key.secret}`),
-      await service.checkBytes(Buffer.from('garbage bytes, not a CheckRequest'), '10.0.0.9:1234'),
+      await service.checkBytes(Buffer.from('garbage bytes, not a CheckRequest'), () => '10.0.0.9:1234'),
     ]) {
       assert.equal(typeof r.ok, 'boolean');
     }
@@ -56,7 +56,7 @@ describe('authz logging', () => {
     const all = lines.join('');
     assert.ok(lines.some((l) => l.includes('authz: decision') && l.includes('"outcome":"allow"')), 'allowed decisions are logged at debug');
     assert.ok(lines.some((l) => l.includes('"error":"revoked_api_key"')), 'denials are logged with their code');
-    assert.ok(lines.some((l) => l.includes('undecodable CheckRequest')));
+    assert.ok(lines.some((l) => l.includes('undecodable CheckRequest') && l.includes('"peer":"10.0.0.9:1234"')), 'with the peer, for operators');
     const jwksLine = lines.find((l) => l.includes('JWKS fetch failed'));
     assert.ok(jwksLine, 'a JWKS failure is logged');
     assert.match(jwksLine, /"uri":"http:\/\/127\.0\.0\.1:9\/keys"/);
