@@ -15,7 +15,6 @@ import { modelToDocument } from '../src/model/declarative.ts';
 import type { DecisionRequest } from '../src/ratelimit/decision.ts';
 import { seedModel } from '../src/ratelimit/fixtures.ts';
 import { createRateLimiter, type RateLimiter } from '../src/ratelimit/limiter.ts';
-import { RedisCounters } from '../src/ratelimit/redis.ts';
 import { componentPath, freePort, startProcess, waitFor, type RunningProcess } from '../test/support/components.ts';
 
 const { values } = parseArgs({
@@ -188,7 +187,7 @@ async function main(): Promise<void> {
       const url = `redis://127.0.0.1:${port}`;
       const admin = new Redis(url);
       const redisLimiter = createRateLimiter({ redisUrl: url }, { registry: new Registry(), model: seedModel() });
-      await (redisLimiter.backend as RedisCounters).ready();
+      await redisLimiter.ready();
       await inProcess(redisLimiter, 256, 1000);
       await admin.config('RESETSTAT');
       const ip = await inProcess(redisLimiter, 256, Math.min(DURATION, 5000));

@@ -10,6 +10,8 @@ export interface CounterBackend {
    * backend cannot answer; the limiter turns that into a fail-open or fail-closed decision.
    */
   evaluate(specs: readonly CounterSpec[], cost: number): Promise<Evaluation>;
+  /** Resolves once the backend can answer (rejects after timeoutMs); decisions before that use the failure mode. */
+  ready(timeoutMs?: number): Promise<void>;
   close(): Promise<void>;
 }
 
@@ -103,6 +105,8 @@ export class MemoryCounters implements CounterBackend {
     }
     return { now, allowed, results };
   }
+
+  async ready(): Promise<void> {}
 
   /** Drops every expired counter. */
   sweep(): number {

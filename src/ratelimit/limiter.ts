@@ -106,6 +106,11 @@ export class RateLimiter {
     return decision;
   }
 
+  /** Resolves once the counters answer (Redis connected); rejects after timeoutMs. Optional: until then decisions follow the failure mode. */
+  ready(timeoutMs = 5_000): Promise<void> {
+    return this.backend.ready(timeoutMs);
+  }
+
   async close(): Promise<void> {
     await this.backend.close();
   }

@@ -9,7 +9,6 @@ import { parseDocumentText, parseModelDocument } from '../model/declarative.ts';
 import { validateModel } from '../model/validate.ts';
 import { createLogger } from '../telemetry/log.ts';
 import { createRateLimiter } from './limiter.ts';
-import { RedisCounters } from './redis.ts';
 import { startRateLimitServer } from './service.ts';
 
 async function main(): Promise<void> {
@@ -29,7 +28,7 @@ async function main(): Promise<void> {
     throw new Error(`PORTICO_RATELIMIT_FAILURE_MODE must be open or closed, not ${failureMode}`);
   }
   const limiter = createRateLimiter({ redisUrl: env.REDIS_URL || undefined, failureMode }, { logger: log, model: parsed.model });
-  if (limiter.backend instanceof RedisCounters) await limiter.backend.ready().catch(() => log.warn({}, 'redis not reachable yet; starting anyway'));
+  await limiter.ready().catch(() => log.warn({}, 'rate limit: counters not reachable yet; starting anyway (failure mode applies until they are)'));
   const [host, port] = splitAddr(env.PORTICO_RL_ADDR ?? '127.0.0.1:0');
   const server = await startRateLimitServer(limiter, { host, port });
   process.stdout.write(`${JSON.stringify({ port: server.port, backend: limiter.backend.kind })}\n`);

@@ -14,7 +14,6 @@ import { MemoryCounters } from '../../src/ratelimit/backend.ts';
 import type { RateLimitRequestMessage } from '../../src/ratelimit/descriptors.ts';
 import { seedModel } from '../../src/ratelimit/fixtures.ts';
 import { createRateLimiter, RateLimiter, type LimiterLogger } from '../../src/ratelimit/limiter.ts';
-import { RedisCounters } from '../../src/ratelimit/redis.ts';
 import { addRateLimitService, CODE, rateLimitServiceDefinition, startRateLimitServer, type RateLimitResponseMessage } from '../../src/ratelimit/service.ts';
 import { SnapshotCache } from '../../src/xds/cache.ts';
 import { FleetStatus } from '../../src/xds/fleet.ts';
@@ -143,7 +142,7 @@ describe('rate-limit gRPC service', { concurrency: false }, () => {
     if (!r) return;
     const registry = new Registry();
     const limiter = createRateLimiter({ redisUrl: r.url, keyPrefix: 'grpc1:' }, { registry, model: seedModel() });
-    await (limiter.backend as RedisCounters).ready();
+    await limiter.ready();
     const server = await startRateLimitServer(limiter);
     const client = new RlsClient(`127.0.0.1:${server.port}`);
     cleanup.push(() => server.close(), () => client.close(), () => limiter.close());
@@ -208,8 +207,8 @@ describe('rate-limit gRPC service', { concurrency: false }, () => {
     const logger: LimiterLogger = { info: (_o, msg) => lines.push({ level: 'info', msg }), warn: (_o, msg) => lines.push({ level: 'warn', msg }) };
     const open = createRateLimiter({ redisUrl: r.url, keyPrefix: 'outage:', redisTimeoutMs: 200 }, { registry, logger, model: seedModel() });
     const closed = createRateLimiter({ redisUrl: r.url, keyPrefix: 'outage:', failureMode: 'closed' }, { registry: new Registry(), model: seedModel() });
-    await (open.backend as RedisCounters).ready();
-    await (closed.backend as RedisCounters).ready();
+    await open.ready();
+    await closed.ready();
     const server = await startRateLimitServer(open);
     const server2 = await startRateLimitServer(closed);
     const client = new RlsClient(`127.0.0.1:${server.port}`);

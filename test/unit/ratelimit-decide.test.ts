@@ -237,6 +237,7 @@ class FlakyBackend implements CounterBackend {
   evaluate(specs: Parameters<CounterBackend['evaluate']>[0], cost: number): Promise<Evaluation> {
     return this.down ? Promise.reject(new Error('connect ECONNREFUSED')) : this.inner.evaluate(specs, cost);
   }
+  async ready(): Promise<void> {}
   async close(): Promise<void> {}
 }
 
