@@ -6,17 +6,11 @@ import type { CredentialType, JwtAlgorithm, JwtIssuer } from '../model/schemas.t
 import { normalizeFingerprint } from '../model/validate.ts';
 import type { SecretHasher } from '../store/secrets.ts';
 // The translator decides which credential types Envoy sends here; using its rule keeps the two in step.
-import { effectiveAccept } from '../translate/to-ir.ts';
+import { GATEWAY_HEADERS, effectiveAccept } from '../model/policy.ts';
 import { canonicalSan, canonicalSubject } from './mtls.ts';
 
 /** Upstream headers the gateway sets on an allowed request; client-sent copies are always removed. */
-export const PORTICO_HEADERS = {
-  partner: 'x-portico-partner',
-  product: 'x-portico-product',
-  route: 'x-portico-route',
-  plan: 'x-portico-plan',
-  credential: 'x-portico-credential',
-} as const;
+export const PORTICO_HEADERS = GATEWAY_HEADERS;
 
 /** Where products take API keys from when they do not say. */
 export const DEFAULT_API_KEY_HEADER = 'x-api-key';
@@ -53,7 +47,7 @@ export interface SubscriptionEntry {
 
 export interface RouteEntry {
   name: string;
-  /** route.auth ?? product.auth ?? the default (see effectiveAccept in src/translate). */
+  /** route.auth ?? product.auth ?? the default (see effectiveAccept in src/model/policy.ts). */
   accept: readonly CredentialType[];
 }
 

@@ -2,6 +2,7 @@
 // proxyless gRPC) serves, with every default resolved and every list ordered, so the Envoy emitters
 // need no model knowledge.
 import { sortedValues, type ModelSnapshot } from '../model/model.ts';
+import { DEFAULT_ACCEPT, effectiveAccept, identityHeaders } from '../model/policy.ts';
 import { fullPath, isIpLiteral, serviceDiscovery } from '../model/validate.ts';
 import type { CredentialType, GatewayGroup, HeaderMatch, Listener, HeaderMutation, Product, QueryMatch, RetryPolicy, Route, Service } from '../model/schemas.ts';
 import { NOT_FOUND_BODY, methodNotAllowedBody } from './errors.ts';
@@ -36,7 +37,7 @@ export const DEFAULTS = {
   authzTimeoutMs: 250,
   authzFailureMode: 'closed',
   /** Routes and products without `auth` require one of these credentials (secure by default). */
-  accept: ['api_key', 'jwt'] as readonly CredentialType[],
+  accept: DEFAULT_ACCEPT,
   /** Retry conditions when a policy sets attempts but not retryOn: only failures before the request reached the upstream. */
   retryOn: ['connect-failure', 'refused-stream'] as readonly string[],
   listenerAddress: '0.0.0.0',
@@ -64,9 +65,7 @@ export function sortMethods(methods: readonly string[]): string[] {
 }
 
 /** The credential types a route accepts: its own, else its product's, else the default. */
-export function effectiveAccept(product: Pick<Product, 'auth'>, route: Pick<Route, 'auth'>): readonly CredentialType[] {
-  return route.auth?.accept ?? product.auth?.accept ?? DEFAULTS.accept;
-}
+export { effectiveAccept } from '../model/policy.ts';
 
 /** Products a gateway group serves, by name. */
 export function groupProducts(model: ModelSnapshot, group: string): Product[] {
@@ -510,12 +509,6 @@ function secretsIr(model: ModelSnapshot, listeners: readonly ListenerIR[], clust
   return out;
 }
 
-/** Header names the gateway sets from verified credentials: a client must never be able to send them. */
-export function identityHeaders(model: ModelSnapshot): string[] {
-  const names = new Set<string>();
-  for (const j of sortedValues(model, 'jwtIssuers')) for (const h of Object.values(j.forwardClaims ?? {})) names.add(h.toLowerCase());
-  return [...names].sort(compareStrings);
-}
 
 export function groupToIr(model: ModelSnapshot, group: GatewayGroup, options: IrOptions): GroupIR {
   if (group.kind === 'proxyless-grpc') return proxylessGroupToIr(model, group);

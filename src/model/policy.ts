@@ -1,0 +1,31 @@
+// Gateway policy facts derived from the model that several stages must agree on: which
+// credentials a route accepts, and which request headers only the gateway may set.
+import { sortedValues, type ModelSnapshot } from './model.ts';
+import type { CredentialType, Product, Route } from './schemas.ts';
+
+/** What a route accepts when neither it nor its product says: authenticated callers only. */
+export const DEFAULT_ACCEPT: readonly CredentialType[] = ['api_key', 'jwt'];
+
+export function effectiveAccept(product: Pick<Product, 'auth'>, route: Pick<Route, 'auth'>): readonly CredentialType[] {
+  return route.auth?.accept ?? product.auth?.accept ?? DEFAULT_ACCEPT;
+}
+
+/** Upstream headers the gateway sets on an allowed request. */
+export const GATEWAY_HEADERS = {
+  partner: 'x-portico-partner',
+  product: 'x-portico-product',
+  route: 'x-portico-route',
+  plan: 'x-portico-plan',
+  credential: 'x-portico-credential',
+} as const;
+
+/**
+ * Every header name the gateway sets from verified identity (its own, and each JWT issuer's
+ * forwarded claims), lower-cased and sorted: client-sent copies are stripped at the edge on every
+ * route, including public ones and when authorization fails open.
+ */
+export function identityHeaders(model: ModelSnapshot): string[] {
+  const names = new Set<string>(Object.values(GATEWAY_HEADERS));
+  for (const j of sortedValues(model, 'jwtIssuers')) for (const h of Object.values(j.forwardClaims ?? {})) names.add(h.toLowerCase());
+  return [...names].sort();
+}
