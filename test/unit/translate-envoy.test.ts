@@ -112,10 +112,12 @@ describe('HTTP connection manager', () => {
     assert.equal(mappers.some((x) => [401, 403, 429].includes(Number(statusOf(x)))), false, 'callout replies are left alone');
   });
 
-  it('strips identity headers (JWT forwardClaims targets) in the first HTTP filter', () => {
+  it("strips identity headers (the gateway's own and JWT forwardClaims targets) in the first HTTP filter", () => {
     const first = get(h, 'http_filters', 0) as JsonObject;
     assert.equal(first.name, 'envoy.filters.http.header_mutation');
-    assert.deepEqual(get(first, 'typed_config', 'mutations'), { request_mutations: [{ remove: 'x-user-id' }] });
+    assert.deepEqual(get(first, 'typed_config', 'mutations'), {
+      request_mutations: ['x-portico-credential', 'x-portico-partner', 'x-portico-plan', 'x-portico-product', 'x-portico-route', 'x-user-id'].map((remove) => ({ remove })),
+    });
   });
 });
 
@@ -127,8 +129,8 @@ describe('ext_authz', () => {
 
   it('defaults to failing closed with a 250ms gRPC call to portico.callouts, between CORS and the router', () => {
     const l = group(model([['gatewayGroups', { name: 'g', listeners: [{ name: 'web', port: 8080 }] }], svc, ...publicProduct(['g']), ...protectedRoute])).listeners[0]!;
-    assert.deepEqual(filterNames(l), ['envoy.filters.http.ext_authz', 'envoy.filters.http.router']);
-    const cfg = get(hcm(l), 'http_filters', 0, 'typed_config') as JsonObject;
+    assert.deepEqual(filterNames(l), ['envoy.filters.http.header_mutation', 'envoy.filters.http.ext_authz', 'envoy.filters.http.router']);
+    const cfg = get(hcm(l), 'http_filters', 1, 'typed_config') as JsonObject;
     assert.deepEqual(cfg.grpc_service, { envoy_grpc: { cluster_name: 'portico.callouts' }, timeout: '0.250s' });
     assert.equal(cfg.failure_mode_allow, false);
     assert.equal(cfg.include_peer_certificate, true);
@@ -139,7 +141,7 @@ describe('ext_authz', () => {
     const l = group(
       model([['gatewayGroups', { name: 'g', listeners: [{ name: 'web', port: 8080 }], authz: { failureMode: 'open', timeoutMs: 1200 } }], svc, ...protectedRoute]),
     ).listeners[0]!;
-    const cfg = get(hcm(l), 'http_filters', 0, 'typed_config') as JsonObject;
+    const cfg = get(hcm(l), 'http_filters', 1, 'typed_config') as JsonObject;
     assert.equal(cfg.failure_mode_allow, true);
     assert.equal(get(cfg, 'grpc_service', 'timeout'), '1.200s');
   });
@@ -153,7 +155,7 @@ describe('ext_authz', () => {
       ...protectedRoute,
     ]);
     assert.ok(filterNames(group(m).listeners[0]!).includes('envoy.filters.http.ext_authz'));
-    assert.deepEqual(filterNames(group(m, '127.0.0.1:9001', 'h').listeners[0]!), ['envoy.filters.http.router']);
+    assert.deepEqual(filterNames(group(m, '127.0.0.1:9001', 'h').listeners[0]!), ['envoy.filters.http.header_mutation', 'envoy.filters.http.router']);
   });
 });
 

@@ -163,9 +163,9 @@ describe('CORS', () => {
   const r = group(m);
   const vh = vhosts(r)[0]!;
 
-  it('puts the CORS filter first in the chain', () => {
+  it('puts the CORS filter first after identity-header stripping', () => {
     const filters = get(((r.listeners[0]!.filter_chains as JsonObject[])[0]!.filters as JsonObject[])[0]!, 'typed_config', 'http_filters') as JsonObject[];
-    assert.deepEqual(filters.map((f) => f.name), ['envoy.filters.http.cors', 'envoy.filters.http.ext_authz', 'envoy.filters.http.router']);
+    assert.deepEqual(filters.map((f) => f.name), ['envoy.filters.http.header_mutation', 'envoy.filters.http.cors', 'envoy.filters.http.ext_authz', 'envoy.filters.http.router']);
   });
 
   it("sets the product's policy on its routes only", () => {
