@@ -12,6 +12,7 @@ import type { ModelStore } from './store/store.ts';
 import { createLogger, type Logger } from './telemetry/log.ts';
 import { createRegistry } from './telemetry/metrics.ts';
 import { createXds, type Xds } from './xds/index.ts';
+import { AuthzService, registerAuthzService } from './authz/index.ts';
 
 export interface Portico {
   settings: Settings;
@@ -20,6 +21,7 @@ export interface Portico {
   admin: FastifyInstance;
   xds: Xds;
   pipeline: ConfigPipeline;
+  authz: AuthzService;
   registry: Registry;
   /** Base URL of the admin API (with the port actually bound). */
   adminUrl: string;
@@ -60,8 +62,15 @@ export async function startPortico(settings: Settings, opts: StartOptions = {}):
   }
 
   // Model → Envoy config → ADS. The pipeline also gates every write on the translation.
-  // Streams opened before the first snapshot wait for it, so listening first is safe.
-  const xds = createXds(settings, { registry, logger: log.child({ component: 'xds' }) });
+  // The callouts answer from indexes rebuilt per snapshot; nothing on their path touches the database.
+  const authz = new AuthzService({ hasher: store.apiKeyHasher(), registry, logger: log.child({ component: 'authz' }) });
+  authz.update(store.current());
+  const detachAuthz = store.subscribe((s) => authz.update(s));
+
+  // One gRPC server hosts ADS and the callouts (PORTICO_ROLE picks which); streams opened before
+  // the first snapshot wait for it, so listening before the pipeline publishes is safe.
+  const xds = createXds(settings, { registry, logger: log.child({ component: 'xds' }), serveAds: settings.role !== 'callouts' });
+  if (settings.role !== 'xds') registerAuthzService(xds.server, authz);
   const grpcPort = await xds.server.listen(settings.grpcHost, settings.grpcPort);
   log.info({ address: `${settings.grpcHost}:${grpcPort}`, role: settings.role }, 'gRPC (ADS) listening');
   const calloutAddress = settings.calloutAddress ?? `${['0.0.0.0', '::'].includes(settings.grpcHost) ? '127.0.0.1' : settings.grpcHost}:${grpcPort}`;
@@ -97,11 +106,13 @@ export async function startPortico(settings: Settings, opts: StartOptions = {}):
     (closing ??= (async () => {
       log.info('shutting down');
       detach();
+      detachAuthz();
       await feed?.stop();
       // Stop taking admin writes first, then end xDS streams cleanly (Envoys keep their config).
       await admin.close();
       await xds.server.close(settings.shutdownGraceMs);
       xds.cache.close();
+      authz.close();
       await database.close();
     })());
 
@@ -112,6 +123,7 @@ export async function startPortico(settings: Settings, opts: StartOptions = {}):
     admin,
     xds,
     pipeline,
+    authz,
     registry,
     adminUrl,
     grpcPort,

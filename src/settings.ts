@@ -107,6 +107,9 @@ export function loadSettings(env: Env = process.env): Settings {
     reconcileMs: int(env, 'PORTICO_RECONCILE_MS', 10_000, 100, 3_600_000),
     adminBodyLimitBytes: int(env, 'PORTICO_ADMIN_BODY_LIMIT', 64 * 1024 * 1024, 1024, 1024 * 1024 * 1024),
   };
+  if (settings.role !== 'all' && !settings.databaseUrl) {
+    throw new SettingsError(`PORTICO_ROLE=${settings.role} needs DATABASE_URL: split roles share one PostgreSQL (embedded PGlite serves one process)`);
+  }
   if (settings.debounceMaxMs < settings.debounceMs) {
     throw new SettingsError('PORTICO_DEBOUNCE_MAX_MS must be at least PORTICO_DEBOUNCE_MS');
   }

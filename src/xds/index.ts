@@ -21,6 +21,8 @@ export interface XdsOptions {
   logger?: XdsLogger;
   orderingTimeoutMs?: number;
   sendBudgetBytes?: number;
+  /** Host the discovery services (false for a callouts-only replica); default true. */
+  serveAds?: boolean;
 }
 
 export interface Xds {
@@ -40,6 +42,7 @@ export function createXds(settings: Pick<Settings, 'debounceMs' | 'debounceMaxMs
     maxConnectionAgeMs: settings.maxConnectionAgeMs,
     orderingTimeoutMs: options.orderingTimeoutMs,
     sendBudgetBytes: options.sendBudgetBytes,
+    serveAds: options.serveAds,
   });
   return { cache, fleet, server };
 }

@@ -25,6 +25,8 @@ export interface XdsServerOptions {
   sendBudgetBytes?: number;
   /** Extra grpc-js server options. */
   grpcOptions?: grpc.ServerOptions;
+  /** Host the discovery services (false for a callouts-only replica); default true. */
+  serveAds?: boolean;
 }
 
 type AnyCall = grpc.ServerDuplexStream<unknown, unknown>;
@@ -111,7 +113,7 @@ export class XdsServer {
       'grpc.max_send_message_length': -1,
       ...opts.grpcOptions,
     });
-    for (const key of Object.keys(DISCOVERY_SERVICES) as DiscoveryServiceKey[]) this.addDiscoveryService(key);
+    if (opts.serveAds !== false) for (const key of Object.keys(DISCOVERY_SERVICES) as DiscoveryServiceKey[]) this.addDiscoveryService(key);
   }
 
   /** Hosts another service (ext_authz, rate limit, …) on the same port; call before listen(). */

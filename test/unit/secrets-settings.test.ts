@@ -90,6 +90,8 @@ describe('loadSettings', () => {
     assert.throws(() => loadSettings({ PORTICO_DEBOUNCE_MS: '-1' }), /PORTICO_DEBOUNCE_MS must be an integer between 0/);
     assert.throws(() => loadSettings({ PORTICO_ROLE: 'edge' }), /PORTICO_ROLE must be one of all, xds, callouts/);
     assert.throws(() => loadSettings({ PORTICO_DEBOUNCE_MS: '500', PORTICO_DEBOUNCE_MAX_MS: '100' }), /at least PORTICO_DEBOUNCE_MS/);
+    assert.throws(() => loadSettings({ PORTICO_ROLE: 'callouts' }), /PORTICO_ROLE=callouts needs DATABASE_URL/);
+    assert.equal(loadSettings({ PORTICO_ROLE: 'callouts', DATABASE_URL: 'postgresql://db/x' }).role, 'callouts');
   });
 
   it('reads overrides', () => {
