@@ -35,6 +35,8 @@ export interface TargetStats {
 export interface LoadReport {
   requests: number;
   failures: LoadFailure[];
+  /** Labels the test put on the timeline (LoadRun.mark), to tell which change a failure followed. */
+  marks: Array<{ label: string; at: number }>;
   targets: Record<string, TargetStats>;
   durationMs: number;
 }
@@ -42,6 +44,8 @@ export interface LoadReport {
 export interface LoadRun {
   /** Replaces the statuses a target may return from now on. */
   expect(target: string, statuses: readonly number[]): void;
+  /** Puts a label on the timeline (e.g. the change about to be made); failures are reported after it. */
+  mark(label: string): void;
   /** Requests completed so far (all targets). */
   completed(): number;
   /** A copy of the counts so far. */
@@ -62,11 +66,12 @@ export interface LoadOptions {
   bodyLimit?: number;
 }
 
-/** One line per failure kind with a count and the first example, for assertion messages. */
-export function describeFailures(failures: readonly LoadFailure[]): string {
+/** One line per failure kind (and the mark it followed) with a count and the first example. */
+export function describeFailures(failures: readonly LoadFailure[], marks: LoadReport['marks'] = []): string {
   const kinds = new Map<string, { count: number; first: LoadFailure }>();
   for (const f of failures) {
-    const k = `${f.target} ${f.error ?? `status ${f.status}`}`;
+    const after = marks.filter((m) => m.at <= f.at).pop();
+    const k = `${f.target} ${f.error ?? `status ${f.status}`}${after ? ` after '${after.label}'` : ''}`;
     const e = kinds.get(k);
     if (e) e.count++;
     else kinds.set(k, { count: 1, first: f });
@@ -84,6 +89,7 @@ export function startLoad(o: LoadOptions): LoadRun {
   if (expected.size !== o.targets.length) throw new Error('target names must be unique');
   const stats = new Map<string, TargetStats>(o.targets.map((t) => [t.name, { requests: 0, failures: 0, statuses: {}, labels: {} }]));
   const failures: LoadFailure[] = [];
+  const marks: LoadReport['marks'] = [];
   const started = Date.now();
   let total = 0;
   let next = 0;
@@ -134,6 +140,7 @@ export function startLoad(o: LoadOptions): LoadRun {
   const report = (): LoadReport => ({
     requests: total,
     failures: failures.map((f) => ({ ...f })),
+    marks: [...marks],
     targets: Object.fromEntries([...stats].map(([k, s]) => [k, { ...s, statuses: { ...s.statuses }, labels: { ...s.labels } }])),
     durationMs: Date.now() - started,
   });
@@ -143,6 +150,7 @@ export function startLoad(o: LoadOptions): LoadRun {
       if (!expected.has(target)) throw new Error(`unknown load target '${target}'`);
       expected.set(target, new Set(statuses));
     },
+    mark: (label) => void marks.push({ label, at: Date.now() - started }),
     completed: () => total,
     report,
     waitForRequests(n, waitMs = 60_000) {
