@@ -104,7 +104,9 @@ export async function startEnvoy(t: TestContext, o: EnvoyOptions): Promise<TestE
     if (!res.ok) throw new Error(`Envoy admin ${p}: ${res.status}`);
     return res.text();
   };
-  const configDump = async (resource?: string) => JSON.parse(await admin(`/config_dump${resource ? `?resource=${resource}` : ''}`)) as Record<string, unknown>;
+  // EDS is only in the dump when asked for (include_eds).
+  const configDump = async (resource?: string) =>
+    JSON.parse(await admin(`/config_dump${resource ? `?resource=${resource}${resource.includes('endpoint') ? '&include_eds' : ''}` : ''}`)) as Record<string, unknown>;
   const dumped = async (resource: string): Promise<DumpedResource[]> => {
     const configs = ((await configDump(resource)).configs ?? []) as Record<string, unknown>[];
     return configs.map((c) => {
