@@ -63,6 +63,13 @@ const escapeRegex = (s: string) => s.replace(/[.*+?^${}()|[\]\\]/g, '\\$&');
 export async function startEnvoy(t: TestContext, o: EnvoyOptions): Promise<TestEnvoy | undefined> {
   const bin = requireComponent(t, 'envoy');
   if (!bin) return undefined;
+  const envoy = await launchEnvoy(bin, o);
+  t.after(() => envoy.stop());
+  return envoy;
+}
+
+/** Starts Envoy outside a test (benchmarks): the caller stops it. */
+export async function launchEnvoy(bin: string, o: EnvoyOptions): Promise<TestEnvoy> {
   const dir = mkdtempSync(path.join(os.tmpdir(), 'portico-envoy-'));
   const adminPort = await freePort();
   const file = path.join(dir, 'bootstrap.json');
@@ -97,7 +104,6 @@ export async function startEnvoy(t: TestContext, o: EnvoyOptions): Promise<TestE
     await proc.stop('SIGTERM');
     rmSync(dir, { recursive: true, force: true });
   };
-  t.after(stop);
 
   const admin = async (p: string): Promise<string> => {
     const res = await fetch(`${adminUrl}${p}`, { signal: AbortSignal.timeout(5000) });
@@ -150,15 +156,20 @@ export async function startEnvoy(t: TestContext, o: EnvoyOptions): Promise<TestE
     stop,
   };
   // Up when the admin answers (the listeners come later, from xDS).
-  await waitFor(
-    'Envoy admin to answer',
-    async () => {
-      if (proc.child.exitCode !== null) throw new Error(`Envoy exited (${proc.child.exitCode}): ${proc.output().slice(-2000)}`);
-      return (await admin('/server_info')) ? true : undefined;
-    },
-    30_000,
-    100,
-  );
+  try {
+    await waitFor(
+      'Envoy admin to answer',
+      async () => {
+        if (proc.child.exitCode !== null) throw new Error(`Envoy exited (${proc.child.exitCode}): ${proc.output().slice(-2000)}`);
+        return (await admin('/server_info')) ? true : undefined;
+      },
+      30_000,
+      100,
+    );
+  } catch (e) {
+    await stop();
+    throw e;
+  }
   return env;
 }
 
