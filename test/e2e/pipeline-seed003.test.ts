@@ -33,6 +33,18 @@ describe('pipeline: seed 003 through admin API, store, translator, xDS and a rea
 
     try {
       await t.test('Envoy starts with only the bootstrap and serves the example once it is applied', async () => {
+        // Connected to an empty control plane: nothing to serve yet.
+        await waitFor(
+          'Envoy connected, holding the empty config',
+          async () => {
+            const n = await node();
+            return n && ['clusters', 'listeners'].every((x) => typeOf(n, x)?.ackedVersion) ? true : undefined;
+          },
+          30_000,
+        );
+        assert.deepEqual(await envoy.dumped('dynamic_listeners'), []);
+        assert.deepEqual(await envoy.dumped('dynamic_active_clusters'), []);
+        await assert.rejects(fetch(`${gw}/api/health`), 'no listener yet');
         const applied = await api.post('/api/v1/config', seed.yaml(), { 'content-type': 'application/yaml' });
         assert.equal(applied.status, 200, applied.text);
         assert.ok(applied.body.summary.create > 10, applied.text);
