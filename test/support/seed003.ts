@@ -37,8 +37,8 @@ export interface Seed003 {
 /**
  * examples/gateway.yaml with every service's endpoints moved to an echo service of the same name,
  * the edge listener on a free 127.0.0.1 port, and every product public (`auth.accept: [none]`):
- * ext_authz is not wired into the control plane yet, so credentialed routes would answer 503 here.
- * The authenticated variant comes with the authz issue.
+ * these tests are about routing and config delivery, and ext_authz was still being finished by the
+ * authz work when they were written. The authenticated variant comes with the authz issue.
  */
 export async function seed003(): Promise<Seed003> {
   const document = YAML.parse(readFileSync(EXAMPLE, 'utf8')) as Record<string, any>;
