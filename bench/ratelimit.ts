@@ -1,6 +1,7 @@
 // Benchmark: rate-limit decisions per second and latency, for memory and Redis counters — in
-// process (decide()) and through the real gRPC service (server and load generator in separate
-// processes, so the server is what is measured) — plus Redis commands and Redis CPU per decision.
+// process (decide()) and through the real gRPC service on both transports (the lean HTTP/2
+// listener and grpc-js; server and load generator in separate processes, so the server is what is
+// measured) — plus Redis commands and Redis CPU per decision.
 // Prints JSON. Usage: tsx bench/ratelimit.ts [--duration 10000] [--concurrency 64] [--no-redis]
 // "perServerCpuSecond" (decisions per CPU-second of the server process) is the per-core figure:
 // on a machine shared with other work, wall-clock rates mostly measure the load generator.
@@ -114,10 +115,22 @@ function redisCpu(info: string): number {
   return u + s;
 }
 
-async function throughService(modelFile: string, redisUrl: string | undefined, admin: Redis | undefined, script = 'src/ratelimit/standalone.ts') {
+async function throughService(
+  modelFile: string,
+  transport: 'http2' | 'grpc-js',
+  redisUrl: string | undefined,
+  admin: Redis | undefined,
+  script = 'src/ratelimit/standalone.ts',
+) {
   const server = startProcess(process.execPath, ['--import', 'tsx', script], {
     cwd: ROOT,
-    env: { ...process.env, PORTICO_RL_MODEL: modelFile, PORTICO_LOG_LEVEL: 'warn', ...(redisUrl ? { REDIS_URL: redisUrl } : {}) },
+    env: {
+      ...process.env,
+      PORTICO_RL_MODEL: modelFile,
+      PORTICO_LOG_LEVEL: 'warn',
+      PORTICO_RL_TRANSPORT: transport,
+      ...(redisUrl ? { REDIS_URL: redisUrl } : {}),
+    },
   });
   try {
     const port = Number(
@@ -134,6 +147,7 @@ async function throughService(modelFile: string, redisUrl: string | undefined, a
     const load = runLoad(addr, DURATION, CONCURRENCY);
     const serverCpu = cpuSeconds(server.child.pid!) - cpu0;
     const out: Record<string, unknown> = {
+      transport,
       concurrency: CONCURRENCY,
       ...load,
       serverCpuSeconds: Math.round(serverCpu * 100) / 100,
@@ -175,9 +189,11 @@ async function main(): Promise<void> {
     await inProcess(memLimiter, 1, 1000);
     result.inProcessMemory = await inProcess(memLimiter, 1, Math.min(DURATION, 5000));
     await memLimiter.close();
-    // The gRPC floor on this machine now: same server and codecs, a constant answer.
-    result.grpcBaseline = await throughService(modelFile, undefined, undefined, 'bench/ratelimit-baseline.ts');
-    result.grpcMemory = await throughService(modelFile, undefined, undefined);
+    // The transport floor on this machine now: same server and codecs, a constant answer.
+    result.baselineHttp2 = await throughService(modelFile, 'http2', undefined, undefined, 'bench/ratelimit-baseline.ts');
+    result.baselineGrpcJs = await throughService(modelFile, 'grpc-js', undefined, undefined, 'bench/ratelimit-baseline.ts');
+    result.memoryHttp2 = await throughService(modelFile, 'http2', undefined, undefined);
+    result.memoryGrpcJs = await throughService(modelFile, 'grpc-js', undefined, undefined);
 
     const redisBin = componentPath('redis');
     if (!values['no-redis'] && redisBin) {
@@ -195,9 +211,11 @@ async function main(): Promise<void> {
       result.inProcessRedis = { ...ip, evalshaPerDecision: Math.round((stats.evalsha / ip.decisions) * 10_000) / 10_000, commandsPerDecision: Math.round((stats.calls / ip.decisions) * 1000) / 1000 };
       await redisLimiter.close();
       await admin.flushall();
-      result.grpcRedis = await throughService(modelFile, url, admin);
+      result.redisHttp2 = await throughService(modelFile, 'http2', url, admin);
+      await admin.flushall();
+      result.redisGrpcJs = await throughService(modelFile, 'grpc-js', url, admin);
       admin.disconnect();
-    } else result.grpcRedis = 'skipped (no redis-server or --no-redis)';
+    } else result.redisHttp2 = 'skipped (no redis-server or --no-redis)';
   } finally {
     await redisProc?.stop();
     rmSync(dir, { recursive: true, force: true });

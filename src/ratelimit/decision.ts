@@ -76,7 +76,9 @@ const MESSAGES: Record<ErrorCode, string> = {
 
 /** `{"error":…,"message":"… Retry after N seconds.","retry_after":N}` — the seed's 429 body, byte for byte. */
 export function errorBody(error: ErrorCode, retryAfter: number): string {
-  return JSON.stringify({ error, message: `${MESSAGES[error]} Retry after ${retryAfter} seconds.`, retry_after: retryAfter });
+  // Written out rather than JSON.stringify'd (it runs for every refusal): every part is a known
+  // JSON-safe constant or an integer.
+  return `{"error":"${error}","message":"${MESSAGES[error]} Retry after ${retryAfter} seconds.","retry_after":${retryAfter}}`;
 }
 
 /** The headers of a refusal: Retry-After, X-RateLimit-Limit/Remaining/Reset and the body's type. */

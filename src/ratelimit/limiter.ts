@@ -53,7 +53,7 @@ export class RateLimiter {
     this.log = opts.logger ?? silent;
     this.clock = opts.clock ?? Date.now;
     this.table = buildLimitTable(opts.model ?? emptySnapshot());
-    this.latency = this.metrics.latency.labels(this.backend.kind);
+    this.latency = this.metrics.latency;
     this.metrics.backendUp.labels(this.backend.kind).set(1);
   }
 

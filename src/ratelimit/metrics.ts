@@ -19,13 +19,18 @@ function metric<T>(registry: Registry, name: string, make: () => T): T {
 export const ANONYMOUS = '-';
 export const OTHER = 'other';
 
-interface Inc {
-  inc(n?: number): void;
+/** A decisions-counter cell: counted locally per decision, added to prom-client when scraped. */
+interface Cell {
+  labels: { product: string; partner: string; outcome: Outcome };
+  n: number;
 }
+
+/** Every RateLimitMetrics sharing a registry's decisions counter flushes into it when scraped. */
+const flushers = new WeakMap<object, Set<RateLimitMetrics>>();
 
 export class RateLimitMetrics {
   readonly decisions: Counter<'product' | 'partner' | 'outcome'>;
-  readonly latency: Histogram<'backend'>;
+  readonly latency: Histogram;
   readonly backendErrors: Counter<'backend'>;
   readonly backendUp: Gauge<'backend'>;
   readonly redisRoundTrips: Counter;
@@ -33,7 +38,8 @@ export class RateLimitMetrics {
   readonly invalidRequests: Counter;
   private readonly partners = new Set<string>();
   private readonly maxPartners: number;
-  private readonly children = new Map<string, Inc>();
+  private readonly cells = new Map<string, Map<string, Map<Outcome, Cell>>>();
+  private readonly cellList: Cell[] = [];
 
   constructor(opts: RateLimitMetricsOptions = {}) {
     const registry = opts.registry ?? defaultRegistry;
@@ -45,13 +51,21 @@ export class RateLimitMetrics {
         help: 'Rate-limit decisions by product, partner (capped; "-" anonymous, "other" past the cap) and outcome',
         labelNames: ['product', 'partner', 'outcome'],
         registers,
+        // Counted in plain cells per decision and added here, at scrape time: prom-client's per-call
+        // label hashing cost more than a decision.
+        collect(this: Counter) {
+          for (const m of flushers.get(this) ?? []) m.flush();
+        },
       }),
     );
+    let group = flushers.get(this.decisions);
+    if (!group) flushers.set(this.decisions, (group = new Set()));
+    group.add(this);
+    // Unlabelled on purpose (labels cost a hash per observation); the backend is in portico_ratelimit_backend_up.
     this.latency = metric(registry, 'portico_ratelimit_decision_seconds', () =>
       new Histogram({
         name: 'portico_ratelimit_decision_seconds',
-        help: 'Time to decide one request (table lookup, counters, response), by counter backend',
-        labelNames: ['backend'],
+        help: 'Time to decide one request (table lookup, counters, response)',
         buckets: [0.00005, 0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25],
         registers,
       }),
@@ -91,13 +105,26 @@ export class RateLimitMetrics {
 
   decision(product: string, partner: string | undefined, outcome: Outcome): void {
     const p = this.partnerLabel(partner);
-    // Labelled children are cached: label hashing would otherwise cost more than the decision.
-    const k = `${product}\n${p}\n${outcome}`;
-    let c = this.children.get(k);
+    // Nested maps: no key string is built per call.
+    let byPartner = this.cells.get(product);
+    if (!byPartner) this.cells.set(product, (byPartner = new Map()));
+    let byOutcome = byPartner.get(p);
+    if (!byOutcome) byPartner.set(p, (byOutcome = new Map()));
+    let c = byOutcome.get(outcome);
     if (!c) {
-      c = this.decisions.labels(product, p, outcome);
-      this.children.set(k, c);
+      byOutcome.set(outcome, (c = { labels: { product, partner: p, outcome }, n: 0 }));
+      this.cellList.push(c);
     }
-    c.inc();
+    c.n++;
+  }
+
+  /** Adds the decisions counted since the last scrape to the prom-client counter. */
+  flush(): void {
+    for (const c of this.cellList) {
+      if (c.n > 0) {
+        this.decisions.inc(c.labels, c.n);
+        c.n = 0;
+      }
+    }
   }
 }

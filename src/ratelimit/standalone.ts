@@ -3,13 +3,15 @@
 // the shape of a separate limiter deployment. Prints one JSON line {"port":…} once listening.
 //
 // Environment: PORTICO_RL_MODEL (path of a YAML/JSON model document, required), PORTICO_RL_ADDR
-// (host:port, default 127.0.0.1:0), REDIS_URL, PORTICO_RATELIMIT_FAILURE_MODE, PORTICO_LOG_LEVEL.
+// (host:port, default 127.0.0.1:0), PORTICO_RL_TRANSPORT (http2: the lean HTTP/2 unary listener,
+// default; grpc-js), REDIS_URL, PORTICO_RATELIMIT_FAILURE_MODE, PORTICO_LOG_LEVEL.
 import { readFileSync } from 'node:fs';
 import { parseDocumentText, parseModelDocument } from '../model/declarative.ts';
 import { validateModel } from '../model/validate.ts';
 import { createLogger } from '../telemetry/log.ts';
 import { createRateLimiter } from './limiter.ts';
-import { startRateLimitServer } from './service.ts';
+import { UnaryGrpcServer } from '../authz/unary-server.ts';
+import { registerRateLimitUnary, startRateLimitServer } from './service.ts';
 
 async function main(): Promise<void> {
   const env = process.env;
@@ -30,8 +32,15 @@ async function main(): Promise<void> {
   const limiter = createRateLimiter({ redisUrl: env.REDIS_URL || undefined, failureMode }, { logger: log, model: parsed.model });
   await limiter.ready().catch(() => log.warn({}, 'rate limit: counters not reachable yet; starting anyway (failure mode applies until they are)'));
   const [host, port] = splitAddr(env.PORTICO_RL_ADDR ?? '127.0.0.1:0');
-  const server = await startRateLimitServer(limiter, { host, port });
-  process.stdout.write(`${JSON.stringify({ port: server.port, backend: limiter.backend.kind })}\n`);
+  const transport = env.PORTICO_RL_TRANSPORT ?? 'http2';
+  let server: { port: number; close(graceMs?: number): Promise<void> };
+  if (transport === 'http2') {
+    const lean = new UnaryGrpcServer({ logger: log });
+    registerRateLimitUnary(lean, limiter);
+    server = { port: await lean.listen(host, port), close: (g) => lean.close(g) };
+  } else if (transport === 'grpc-js') server = await startRateLimitServer(limiter, { host, port });
+  else throw new Error(`PORTICO_RL_TRANSPORT must be http2 or grpc-js, not ${transport}`);
+  process.stdout.write(`${JSON.stringify({ port: server.port, backend: limiter.backend.kind, transport })}\n`);
   const stop = async () => {
     await server.close(2_000);
     await limiter.close();

@@ -58,6 +58,8 @@ export interface Caller {
 interface ProductPlan {
   defaults: RuleSet;
   routes: ReadonlyMap<string, RuleSet>;
+  /** The answers of resolve(), built once (resolve runs for every request). */
+  answers: Record<'subscription' | 'public', { defaults: Resolution; routes: ReadonlyMap<string, Resolution> }>;
 }
 
 interface SubscriptionEntry {
@@ -73,6 +75,8 @@ interface ProductEntry {
 }
 
 const NO_LIMITS: readonly CompiledLimit[] = [];
+const NO_PLAN: Resolution = { kind: 'none', reason: 'no_plan' };
+const UNKNOWN_PRODUCT: Resolution = { kind: 'none', reason: 'unknown_product' };
 const DEFAULT_COUNT_BY: CountBy = { kind: 'partner' };
 
 /** Header values are caller-controlled: long ones are hashed so keys stay short and bounded. */
@@ -91,7 +95,7 @@ export class LimitTable {
   /** The plan rules for this caller on this route at time `now` (ms; subscription expiry). */
   resolve(product: string, route: string, partner: string | undefined, now: number): Resolution {
     const p = this.products.get(product);
-    if (!p) return { kind: 'none', reason: 'unknown_product' };
+    if (!p) return UNKNOWN_PRODUCT;
     let plan: ProductPlan | undefined;
     let via: 'subscription' | 'public' = 'public';
     if (partner !== undefined) {
@@ -102,8 +106,9 @@ export class LimitTable {
       }
     }
     plan ??= p.publicPlan;
-    if (!plan) return { kind: 'none', reason: 'no_plan' };
-    return { kind: 'rules', via, rules: plan.routes.get(route) ?? plan.defaults };
+    if (!plan) return NO_PLAN;
+    const a = plan.answers[via];
+    return a.routes.get(route) ?? a.defaults;
   }
 }
 
@@ -180,7 +185,11 @@ function compilePlan(plan: Plan, product: string): ProductPlan {
     if (o.product !== product) continue;
     routes.set(o.route, compileOverride(plan, product, o, countBy, shadow));
   }
-  return { defaults, routes };
+  const answers = (via: 'subscription' | 'public') => ({
+    defaults: { kind: 'rules', via, rules: defaults } as const,
+    routes: new Map([...routes].map(([r, rules]) => [r, { kind: 'rules', via, rules } as const])),
+  });
+  return { defaults, routes, answers: { subscription: answers('subscription'), public: answers('public') } };
 }
 
 function compileOverride(plan: Plan, product: string, o: PlanOverride, planCountBy: CountBy, shadow: boolean): RuleSet {

@@ -14,7 +14,15 @@ import { MemoryCounters } from '../../src/ratelimit/backend.ts';
 import type { RateLimitRequestMessage } from '../../src/ratelimit/descriptors.ts';
 import { seedModel } from '../../src/ratelimit/fixtures.ts';
 import { createRateLimiter, RateLimiter, type LimiterLogger } from '../../src/ratelimit/limiter.ts';
-import { addRateLimitService, CODE, rateLimitServiceDefinition, startRateLimitServer, type RateLimitResponseMessage } from '../../src/ratelimit/service.ts';
+import { UnaryGrpcServer } from '../../src/authz/unary-server.ts';
+import {
+  addRateLimitService,
+  CODE,
+  rateLimitServiceDefinition,
+  registerRateLimitUnary,
+  startRateLimitServer,
+  type RateLimitResponseMessage,
+} from '../../src/ratelimit/service.ts';
 import { SnapshotCache } from '../../src/xds/cache.ts';
 import { FleetStatus } from '../../src/xds/fleet.ts';
 import { XdsServer } from '../../src/xds/server.ts';
@@ -125,6 +133,25 @@ describe('rate-limit gRPC service', { concurrency: false }, () => {
     assert.equal((await client.call(wayne)).overall_code, CODE.OK);
   });
 
+  it('the lean HTTP/2 listener gives the same answers (enforcement, headers, INVALID_ARGUMENT)', async () => {
+    const registry = new Registry();
+    const limiter = new RateLimiter({ backend: new MemoryCounters(), model: seedModel(), metrics: { registry } });
+    const lean = new UnaryGrpcServer();
+    registerRateLimitUnary(lean, limiter);
+    const port = await lean.listen('127.0.0.1', 0);
+    const client = new RlsClient(`127.0.0.1:${port}`);
+    cleanup.push(() => lean.close(1000), () => client.close(), () => limiter.close());
+    const results = await Promise.all(Array.from({ length: 33 }, () => client.call(wayne)));
+    assert.equal(results.filter((r) => r.overall_code === CODE.OK).length, 30);
+    const refused = results.find((r) => r.overall_code === CODE.OVER_LIMIT)!;
+    assert.deepEqual(Object.keys(headers(refused)), ['Retry-After', 'X-RateLimit-Limit', 'X-RateLimit-Remaining', 'X-RateLimit-Reset', 'content-type']);
+    assert.equal(JSON.parse(body(refused)).error, 'rate_limit_exceeded');
+    assert.deepEqual(headers(results[0]!), { 'X-RateLimit-Limit': '30', 'X-RateLimit-Remaining': '29' });
+    await assert.rejects(client.call({ ...wayne, domain: 'x' }), (e: grpc.ServiceError) => e.code === grpc.status.INVALID_ARGUMENT && /unknown domain "x"/.test(e.details));
+    await assert.rejects(client.bytes(Buffer.from([0x12, 0xff, 0xff, 0xff, 0x0f, 0x01])), (e: grpc.ServiceError) => e.code === grpc.status.INVALID_ARGUMENT);
+    assert.equal(await metric(registry, 'portico_ratelimit_invalid_requests_total'), 2);
+  });
+
   it('is hosted on the shared xDS gRPC server', async () => {
     const cache = new SnapshotCache({ debounceMs: 0, debounceMaxMs: 0 });
     const xds = new XdsServer({ cache, fleet: new FleetStatus({ registry: new Registry(), cache }) });
@@ -174,10 +201,12 @@ describe('rate-limit gRPC service', { concurrency: false }, () => {
       rmSync(dir, { recursive: true, force: true });
     });
     const ports: number[] = [];
-    for (let i = 0; i < 2; i++) {
+    // One replica on each transport (the lean HTTP/2 listener and grpc-js).
+    for (const transport of ['http2', 'grpc-js']) {
+      const i = procs.length;
       const p = startProcess(process.execPath, ['--import', 'tsx', 'src/ratelimit/standalone.ts'], {
         cwd: ROOT,
-        env: { ...process.env, PORTICO_RL_MODEL: modelFile, REDIS_URL: r.url, PORTICO_LOG_LEVEL: 'warn' },
+        env: { ...process.env, PORTICO_RL_MODEL: modelFile, REDIS_URL: r.url, PORTICO_LOG_LEVEL: 'warn', PORTICO_RL_TRANSPORT: transport },
       });
       procs.push(p);
       const line = await waitFor(`limiter ${i} to listen`, () => {

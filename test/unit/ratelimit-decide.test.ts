@@ -297,7 +297,13 @@ describe('decide: metrics', () => {
     assert.equal(await metricValue(registry, 'portico_ratelimit_decisions_total', { partner: 'other', outcome: 'allowed' }), 2);
     assert.equal(await metricValue(registry, 'portico_ratelimit_decisions_total', { partner: '-', outcome: 'allowed' }), 1);
     const text = await registry.metrics();
-    assert.match(text, /portico_ratelimit_decision_seconds_count\{backend="memory"\} 4/);
+    assert.match(text, /portico_ratelimit_decision_seconds_count 4/);
+    assert.match(text, /portico_ratelimit_backend_up\{backend="memory"\} 1/);
     assert.doesNotMatch(text, /partner="globex"/);
+    // Counted locally and added at scrape time: later scrapes keep adding, never lose or repeat.
+    await limiter.decide(acme());
+    await limiter.decide(acme());
+    assert.equal(await metricValue(registry, 'portico_ratelimit_decisions_total', { product: 'shop', partner: 'acme', outcome: 'allowed' }), 3);
+    assert.equal(await metricValue(registry, 'portico_ratelimit_decisions_total', { product: 'shop', partner: 'acme', outcome: 'allowed' }), 3);
   });
 });

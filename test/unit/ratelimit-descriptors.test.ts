@@ -4,7 +4,8 @@ import assert from 'node:assert/strict';
 import { describe, it } from 'node:test';
 import { DescriptorError, parseRateLimitRequest, routeRateLimit, type RateLimitRequestMessage } from '../../src/ratelimit/descriptors.ts';
 import { buildDecision } from '../../src/ratelimit/decision.ts';
-import { CODE, decodeRateLimitResponse, encodeRateLimitResponse, toRateLimitResponse } from '../../src/ratelimit/service.ts';
+import { CODE, decodeRateLimitResponse, encodeDecision, encodeRateLimitResponse, toRateLimitResponse } from '../../src/ratelimit/service.ts';
+import { failureDecision, unlimitedDecision, type Decision } from '../../src/ratelimit/decision.ts';
 import { encodeMessage } from '../../src/xds/protos.ts';
 import type { RuleSet } from '../../src/ratelimit/table.ts';
 
@@ -147,6 +148,25 @@ describe('RateLimitResponse', () => {
     );
     assert.equal(msg.raw_body!.length, 0);
     assert.equal(msg.statuses[0]!.limit_remaining, 42);
+  });
+
+  it('the direct encoder writes the same message as the generic one, for every kind of decision', () => {
+    const quota: RuleSet = { ...rules, shadow: true, limits: [...rules.limits, { id: 'q', kind: 'quota', per: 'day', requests: 5_000_000_000, burst: 0, scope: 'route' }] };
+    const decisions: Decision[] = [
+      buildDecision(rules, { now, allowed: false, results: [{ ok: false, remaining: 0, resetMs: now + 2_250 }] }),
+      buildDecision(rules, { now, allowed: true, results: [{ ok: true, remaining: 0, resetMs: now }] }),
+      buildDecision(rules, { now, allowed: true, results: [{ ok: true, remaining: 119, resetMs: now + 1_000 }] }),
+      buildDecision(quota, { now, allowed: false, results: [{ ok: true, remaining: 3, resetMs: now + 10 }, { ok: false, remaining: 0, resetMs: now + 86_399_001 }] }),
+      buildDecision({ ...rules, shadow: false, limits: quota.limits }, { now, allowed: false, results: [{ ok: true, remaining: 3, resetMs: now + 10 }, { ok: false, remaining: 0, resetMs: now + 86_399_001 }] }),
+      unlimitedDecision(now),
+      failureDecision(true, now),
+      failureDecision(false, now, rules),
+    ];
+    for (const d of decisions) {
+      assert.deepEqual(decodeRateLimitResponse(encodeDecision(d)), decodeRateLimitResponse(encodeRateLimitResponse(toRateLimitResponse(d))), d.outcome);
+    }
+    assert.equal(decodeRateLimitResponse(encodeDecision(decisions[3]!)).overall_code, CODE.OK, 'shadow');
+    assert.equal(Buffer.from(decodeRateLimitResponse(encodeDecision(decisions[4]!)).raw_body!).toString(), decisions[4]!.body);
   });
 
   it('quotas above uint32 are clamped in the status (headers keep the exact numbers)', () => {
