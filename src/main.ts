@@ -74,7 +74,7 @@ export async function startPortico(settings: Settings, opts: StartOptions = {}):
   const grpcPort = await xds.server.listen(settings.grpcHost, settings.grpcPort);
   log.info({ address: `${settings.grpcHost}:${grpcPort}`, role: settings.role }, 'gRPC (ADS) listening');
   const calloutAddress = settings.calloutAddress ?? `${['0.0.0.0', '::'].includes(settings.grpcHost) ? '127.0.0.1' : settings.grpcHost}:${grpcPort}`;
-  const pipeline = new ConfigPipeline(xds.cache, { calloutAddress }, log.child({ component: 'pipeline' }), registry);
+  const pipeline = new ConfigPipeline(xds.cache, xds.fleet, { calloutAddress }, log.child({ component: 'pipeline' }), registry);
   const detach = pipeline.attach(store);
 
   const admin = await buildAdminServer({

@@ -5,8 +5,10 @@ import { Gauge, Histogram, type Registry } from 'prom-client';
 import { KIND_ORDER, type ModelSnapshot } from './model/model.ts';
 import type { ModelError } from './model/validate.ts';
 import { translate, validateTranslation, type TranslateOptions } from './translate/index.ts';
-import type { GroupResources } from './xds/resources.ts';
+import { resourceName, type EnvoyResource, type GroupResources } from './xds/resources.ts';
 import type { SnapshotCache } from './xds/cache.ts';
+import type { FleetStatus } from './xds/fleet.ts';
+import { TYPE_URLS } from './xds/protos.ts';
 import type { ModelStore } from './store/store.ts';
 import type { Logger } from './telemetry/log.ts';
 
@@ -23,14 +25,21 @@ interface Translation {
   groups: Map<string, GroupResources>;
 }
 
+/** How long a removal waits for Envoys to stop routing to clusters before removing them anyway. */
+const REMOVAL_WAIT_MS = 10_000;
+
 export class ConfigPipeline {
   private last: Translation | undefined;
+  /** What the cache was last given (possibly an interim that still holds clusters being removed). */
+  private served: ReadonlyMap<string, GroupResources> = new Map();
+  private removal: { cancelled: boolean } | undefined;
   private status: PipelineStatus = { servedRevision: -1 };
   private readonly buildSeconds: Histogram;
   private readonly revisionGauge: Gauge;
 
   constructor(
     private readonly cache: SnapshotCache,
+    private readonly fleet: FleetStatus,
     private readonly options: TranslateOptions,
     private readonly log: Logger,
     registry: Registry,
@@ -71,7 +80,14 @@ export class ConfigPipeline {
   publish(snapshot: ModelSnapshot): void {
     const end = this.buildSeconds.startTimer();
     try {
-      this.cache.replaceAll(this.translation(snapshot));
+      const target = this.translation(snapshot);
+      if (this.removal) this.removal.cancelled = true;
+      // Make before break: clusters that routes may still point at are removed only after the
+      // routes that stop using them are ACKed (or a bounded wait), so no request meets a 503.
+      const interim = keepRemovedClusters(this.served, target);
+      this.cache.replaceAll(interim);
+      this.served = interim;
+      if (interim !== target) this.finishRemoval(target);
       this.status = { servedRevision: snapshot.revision };
       this.revisionGauge.set(snapshot.revision);
     } catch (e) {
@@ -87,6 +103,44 @@ export class ConfigPipeline {
     return this.status;
   }
 
+  private finishRemoval(target: Map<string, GroupResources>): void {
+    const token = { cancelled: false };
+    this.removal = token;
+    const deadline = Date.now() + REMOVAL_WAIT_MS;
+    const check = () => {
+      if (token.cancelled) return;
+      if ((this.cache.hasPending() || !this.routesAcked(target)) && Date.now() < deadline) {
+        setTimeout(check, 25).unref();
+        return;
+      }
+      this.removal = undefined;
+      try {
+        this.cache.replaceAll(target);
+        this.served = target;
+      } catch (e) {
+        this.log.error({ err: (e as Error).message }, 'could not publish the cluster removal');
+      }
+    };
+    setTimeout(check, 25).unref();
+  }
+
+  /** Every connected Envoy of the groups has answered (ACK or NACK) the published listeners and routes. */
+  private routesAcked(groups: ReadonlyMap<string, GroupResources>): boolean {
+    const nodes = this.fleet.status().nodes;
+    for (const g of groups.keys()) {
+      const snap = this.cache.getSnapshot(g);
+      for (const typeUrl of [TYPE_URLS.listener, TYPE_URLS.route]) {
+        const version = snap.types.get(typeUrl)?.version;
+        if (!version) continue;
+        for (const n of nodes.filter((x) => x.group === g)) {
+          const t = n.types.find((x) => x.typeUrl === typeUrl);
+          if (t && t.ackedVersion !== version && t.lastNack?.version !== version) return false;
+        }
+      }
+    }
+    return true;
+  }
+
   private translation(snapshot: ModelSnapshot): Map<string, GroupResources> {
     const maps = KIND_ORDER.map((k) => snapshot[k]);
     // The gate and the publish of one write see the same resource maps: translate once.
@@ -95,4 +149,38 @@ export class ConfigPipeline {
     this.last = { maps, groups };
     return groups;
   }
+}
+
+function byName(kind: 'clusters' | 'endpoints', list: readonly EnvoyResource[]): EnvoyResource[] {
+  return [...list].sort((a, b) => {
+    const x = resourceName(kind, a) ?? '';
+    const y = resourceName(kind, b) ?? '';
+    return x < y ? -1 : x > y ? 1 : 0;
+  });
+}
+
+/**
+ * The target config, except that clusters (and their endpoints) served before and absent now are
+ * kept for the moment; returns `target` itself when nothing is being removed.
+ */
+export function keepRemovedClusters(served: ReadonlyMap<string, GroupResources>, target: Map<string, GroupResources>): Map<string, GroupResources> {
+  let changed = false;
+  const out = new Map<string, GroupResources>();
+  for (const [g, next] of target) {
+    const prev = served.get(g);
+    const names = new Set(next.clusters.map((c) => resourceName('clusters', c)));
+    const gone = prev ? prev.clusters.filter((c) => !names.has(resourceName('clusters', c))) : [];
+    if (!prev || gone.length === 0) {
+      out.set(g, next);
+      continue;
+    }
+    changed = true;
+    const goneNames = new Set(gone.map((c) => resourceName('clusters', c)));
+    out.set(g, {
+      ...next,
+      clusters: byName('clusters', [...next.clusters, ...gone]),
+      endpoints: byName('endpoints', [...next.endpoints, ...prev.endpoints.filter((e) => goneNames.has(resourceName('endpoints', e)))]),
+    });
+  }
+  return changed ? out : target;
 }

@@ -223,14 +223,19 @@ abstract class XdsStreamBase<State extends { sub: Subscription; inFlight: InFlig
     if (!this.snapshot || this.closed) return;
     if (!this.opts.cache.isReady()) return; // never answer from a cache that was not filled yet
     let held = false; // an earlier type is in flight: later types wait for its ACK/NACK (ADS only)
+    // Envoy ACKs a CDS update only once its new clusters have warmed, and warming needs their EDS:
+    // so endpoints may go out while only clusters are unACKed (otherwise both wait for Envoy's
+    // initial-fetch timeout and the clusters come up empty).
+    let onlyClustersHeld = false;
     let gated = false;
     for (const t of this.order()) {
       const st = this.types.get(t)!;
       if (st.inFlight) {
         held = this.opts.ads;
+        onlyClustersHeld = held && t === TYPE_URLS.cluster;
         continue;
       }
-      if (held) {
+      if (held && !(onlyClustersHeld && t === TYPE_URLS.endpoint)) {
         this.settleInitial(t, st);
         continue;
       }
@@ -238,7 +243,10 @@ abstract class XdsStreamBase<State extends { sub: Subscription; inFlight: InFlig
         gated = true;
         continue;
       }
-      if (this.push(t, st)) held = this.opts.ads;
+      if (this.push(t, st)) {
+        held = this.opts.ads;
+        onlyClustersHeld = false;
+      }
     }
     if (!gated) this.clearGate();
   }

@@ -183,11 +183,6 @@ describe('pipeline: live changes under constant load', () => {
 
       await t.test(
         'a removed product whose service nothing else uses: its cluster outlives the routes to it (no 503 in between)',
-        {
-          todo:
-            'src/xds pushes the CDS removal before the RDS update that stops routing to the cluster (break before make); ' +
-            'Envoy answers those requests 503 (no_cluster). Needs removal ordering in src/xds/stream.ts.',
-        },
         async () => {
           const removal = startLoad({
             targets: [
