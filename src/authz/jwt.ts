@@ -271,6 +271,7 @@ export class JwksSource {
       if (keys.size === 0) throw new Error('the key set has no key usable with the allowed algorithms');
       if (this.closed) return;
       this.keys = keys;
+      if (this.failures > 0) this.deps.logger?.info({ issuer: this.issuer.name, keys: this.keyCount }, 'authz: JWKS fetch works again');
       this.failures = 0;
       this.deps.observer.jwksFetch(this.issuer.name, 'ok');
       this.deps.observer.jwksKeys(this.issuer.name, this.keyCount);
@@ -280,7 +281,8 @@ export class JwksSource {
       this.failures++;
       this.deps.observer.jwksFetch(this.issuer.name, 'error');
       const reason = abort.signal.aborted ? `no answer within ${this.settings.fetchTimeoutMs} ms` : scrubUris(String((e as Error)?.message), uri);
-      this.deps.logger?.warn(
+      // Once per incident at warn level; the retries (with backoff) only at debug.
+      this.deps.logger?.[this.failures === 1 ? 'warn' : 'debug'](
         { issuer: this.issuer.name, uri: redactUri(uri), reason, keptKeys: this.keyCount },
         'authz: JWKS fetch failed; keeping the last good keys',
       );
