@@ -77,6 +77,8 @@ export async function startPortico(settings: Settings, opts: StartOptions = {}):
   const pipeline = new ConfigPipeline(xds.cache, xds.fleet, { calloutAddress }, log.child({ component: 'pipeline' }), registry);
   const detach = pipeline.attach(store);
 
+  // Set at shutdown: /readyz turns 503 while xDS streams and callouts drain.
+  let draining = false;
   const admin = await buildAdminServer({
     store,
     registry,
@@ -85,6 +87,7 @@ export async function startPortico(settings: Settings, opts: StartOptions = {}):
     logger: log.child({ component: 'admin' }),
     readiness: {
       ready: () => pipeline.current().servedRevision >= 0,
+      draining: () => draining,
       details: () => ({
         database: database.kind,
         migrations: { applied: database.migrations.applied.length, pending: database.migrations.pending.length },
@@ -105,12 +108,15 @@ export async function startPortico(settings: Settings, opts: StartOptions = {}):
   const close = () =>
     (closing ??= (async () => {
       log.info('shutting down');
+      // Draining: /readyz answers 503 from now on. Then gRPC stops accepting, ends every xDS stream
+      // cleanly (Envoys keep their config and reconnect to another replica) and lets in-flight
+      // callouts finish (bounded by the grace period), while this replica still follows the model.
+      draining = true;
+      await xds.server.close(settings.shutdownGraceMs);
       detach();
       detachAuthz();
       await feed?.stop();
-      // Stop taking admin writes first, then end xDS streams cleanly (Envoys keep their config).
       await admin.close();
-      await xds.server.close(settings.shutdownGraceMs);
       xds.cache.close();
       authz.close();
       await database.close();

@@ -24,18 +24,28 @@ export async function serve(settings: Settings, applyFile?: string): Promise<voi
     const result = await store.commit({ mutations: plan.mutations, actor: 'portico serve --apply', summary: `apply ${applyFile} at start` });
     log.info({ file: applyFile, changes: result.changes.length, revision: result.snapshot.revision }, 'applied document at start');
   }
+  // SIGTERM: /readyz turns 503, xDS streams end cleanly, in-flight callouts finish, then the admin
+  // API and the database close. The exit is bounded: past the grace period (plus 5 s for the rest)
+  // the process exits anyway, and a second signal exits at once.
   let stopping = false;
   const stop = (signal: string) => {
-    if (stopping) return;
+    if (stopping) {
+      log.warn({ signal }, 'second signal during shutdown; exiting now');
+      process.exit(1);
+    }
     stopping = true;
-    log.info({ signal }, 'signal received');
+    const started = Date.now();
+    log.info({ signal, graceMs: settings.shutdownGraceMs }, 'signal received; draining');
     const timer = setTimeout(() => {
       log.error('shutdown took too long; exiting');
       process.exit(1);
     }, settings.shutdownGraceMs + 5_000);
     timer.unref();
     portico.close().then(
-      () => process.exit(0),
+      () => {
+        log.info({ ms: Date.now() - started }, 'stopped');
+        process.exit(0);
+      },
       (e: Error) => {
         log.error({ err: e }, 'shutdown failed');
         process.exit(1);

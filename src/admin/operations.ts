@@ -10,15 +10,18 @@ import { problems } from './problem.ts';
 export interface Readiness {
   /** Migrations applied and the first model loaded. */
   ready(): boolean;
+  /** Shutting down: /readyz answers 503 so load balancers and Kubernetes stop sending traffic first. */
+  draining?(): boolean;
   /** Details shown by /readyz. */
   details(): Record<string, unknown>;
 }
 
 export function registerHealthRoutes(app: FastifyInstance, readiness: Readiness): void {
   app.get('/healthz', { config: { public: true }, schema: { tags: ['Health'], summary: 'Liveness: the process is up' } }, async () => ({ status: 'ok' }));
-  app.get('/readyz', { config: { public: true }, schema: { tags: ['Health'], summary: 'Readiness: migrations applied and the model loaded' } }, async (_req, reply) => {
-    const ready = readiness.ready();
-    return reply.code(ready ? 200 : 503).send({ status: ready ? 'ready' : 'starting', ...readiness.details() });
+  app.get('/readyz', { config: { public: true }, schema: { tags: ['Health'], summary: 'Readiness: migrations applied and the model loaded; 503 while starting or draining at shutdown' } }, async (_req, reply) => {
+    const draining = readiness.draining?.() ?? false;
+    const ready = !draining && readiness.ready();
+    return reply.code(ready ? 200 : 503).send({ status: draining ? 'draining' : ready ? 'ready' : 'starting', ...readiness.details() });
   });
 }
 
