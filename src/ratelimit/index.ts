@@ -15,4 +15,15 @@ export {
   type PartnerSource,
   type RouteActionsInput,
 } from './descriptors.ts';
-export { addRateLimitService, rateLimitServiceDefinition, rateLimitServiceImplementation, startRateLimitServer, RATE_LIMIT_SERVICE } from './service.ts';
+export {
+  addRateLimitService,
+  encodeDecision,
+  rateLimitServiceDefinition,
+  rateLimitServiceImplementation,
+  registerRateLimitUnary,
+  shouldRateLimitBytes,
+  startRateLimitServer,
+  RATE_LIMIT_SERVICE,
+  SHOULD_RATE_LIMIT_PATH,
+  type UnaryAnswer,
+} from './service.ts';
