@@ -82,6 +82,7 @@ const server = spawn(path.join(ROOT, 'bin/portico'), ['serve'], {
     PORTICO_DATA_DIR: dataDir,
     PORTICO_ADMIN_ADDR: `127.0.0.1:${port}`,
     PORTICO_GRPC_ADDR: `127.0.0.1:${await freePort()}`,
+    PORTICO_CALLOUT_LISTEN_ADDR: `127.0.0.1:${await freePort()}`,
     PORTICO_ADMIN_TOKEN: token,
     PORTICO_LOG_LEVEL: 'warn',
     ...(values['database-url'] ? { DATABASE_URL: values['database-url'], PORTICO_MASTER_KEY: randomBytes(32).toString('base64') } : {}),

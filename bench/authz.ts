@@ -16,7 +16,7 @@ import { Registry } from 'prom-client';
 import { decide, jwtToVerify, type JwtOutcome } from '../src/authz/decide.ts';
 import { checkRequestJson, mintApiKey, modelOf, testHasher } from '../src/authz/fixtures.ts';
 import { AuthzService, registerAuthzService, registerAuthzUnary } from '../src/authz/service.ts';
-import { UnaryGrpcServer } from '../src/authz/unary-server.ts';
+import { UnaryGrpcServer } from '../src/grpc/unary-server.ts';
 import { decodeCheckRequest, encodeCheckResponse } from '../src/authz/wire.ts';
 import { decodeMessage, encodeMessage, lookupType } from '../src/xds/protos.ts';
 

@@ -3,7 +3,7 @@
 // What it costs per call is the transport floor the real service cannot go below.
 // PORTICO_RL_TRANSPORT: http2 (the lean listener, default) or grpc-js.
 import * as grpc from '@grpc/grpc-js';
-import { UnaryGrpcServer } from '../src/authz/unary-server.ts';
+import { UnaryGrpcServer } from '../src/grpc/unary-server.ts';
 import { CODE, encodeRateLimitResponse, rateLimitServiceDefinition, SHOULD_RATE_LIMIT_PATH, type RateLimitResponseMessage } from '../src/ratelimit/service.ts';
 
 const answer: RateLimitResponseMessage = {

@@ -12,7 +12,9 @@ import type { ModelStore } from './store/store.ts';
 import { createLogger, type Logger } from './telemetry/log.ts';
 import { createRegistry } from './telemetry/metrics.ts';
 import { createXds, type Xds } from './xds/index.ts';
-import { AuthzService, registerAuthzService } from './authz/index.ts';
+import { AuthzService, registerAuthzUnary } from './authz/index.ts';
+import { UnaryGrpcServer } from './grpc/unary-server.ts';
+import { createRateLimiter, registerRateLimitUnary, type RateLimiter } from './ratelimit/index.ts';
 
 export interface Portico {
   settings: Settings;
@@ -22,11 +24,14 @@ export interface Portico {
   xds: Xds;
   pipeline: ConfigPipeline;
   authz: AuthzService;
+  ratelimit: RateLimiter;
   registry: Registry;
   /** Base URL of the admin API (with the port actually bound). */
   adminUrl: string;
-  /** Port the gRPC server (ADS and callouts) is bound to. */
+  /** Port the gRPC server (ADS) is bound to; 0 for a callouts-only replica. */
   grpcPort: number;
+  /** Port the callout listener (ext_authz, rate limit) is bound to; 0 for an xds-only replica. */
+  calloutPort: number;
   /** Token printed at first start, when one was generated. */
   generatedAdminToken?: string;
   close(): Promise<void>;
@@ -63,17 +68,31 @@ export async function startPortico(settings: Settings, opts: StartOptions = {}):
 
   // Model → Envoy config → ADS. The pipeline also gates every write on the translation.
   // The callouts answer from indexes rebuilt per snapshot; nothing on their path touches the database.
+  const ratelimit = createRateLimiter(
+    { redisUrl: settings.redisUrl, failureMode: settings.rateLimitFailureMode, redisTimeoutMs: settings.rateLimitRedisTimeoutMs },
+    { registry, logger: log.child({ component: 'ratelimit' }), model: store.current() },
+  );
   const authz = new AuthzService({ hasher: store.apiKeyHasher(), registry, logger: log.child({ component: 'authz' }) });
   authz.update(store.current());
-  const detachAuthz = store.subscribe((s) => authz.update(s));
+  const detachAuthz = store.subscribe((s) => {
+    authz.update(s);
+    ratelimit.setModel(s);
+  });
 
-  // One gRPC server hosts ADS and the callouts (PORTICO_ROLE picks which); streams opened before
-  // the first snapshot wait for it, so listening before the pipeline publishes is safe.
+  // ADS (streaming) on grpc-js; streams opened before the first snapshot wait for it, so listening
+  // before the pipeline publishes is safe.
   const xds = createXds(settings, { registry, logger: log.child({ component: 'xds' }), serveAds: settings.role !== 'callouts' });
-  if (settings.role !== 'xds') registerAuthzService(xds.server, authz);
-  const grpcPort = await xds.server.listen(settings.grpcHost, settings.grpcPort);
-  log.info({ address: `${settings.grpcHost}:${grpcPort}`, role: settings.role }, 'gRPC (ADS) listening');
-  const calloutAddress = settings.calloutAddress ?? `${['0.0.0.0', '::'].includes(settings.grpcHost) ? '127.0.0.1' : settings.grpcHost}:${grpcPort}`;
+  const grpcPort = settings.role !== 'callouts' ? await xds.server.listen(settings.grpcHost, settings.grpcPort) : 0;
+  if (grpcPort) log.info({ address: `${settings.grpcHost}:${grpcPort}`, role: settings.role }, 'gRPC (ADS) listening');
+  // The callouts (unary: ext_authz Check, ShouldRateLimit) on the lean HTTP/2 listener: about half
+  // of grpc-js's CPU per call, and these calls are on every request's path.
+  const callouts = new UnaryGrpcServer({ logger: log.child({ component: 'callouts' }) });
+  registerAuthzUnary(callouts, authz);
+  registerRateLimitUnary(callouts, ratelimit);
+  const calloutPort = settings.role !== 'xds' ? await callouts.listen(settings.calloutListenHost, settings.calloutListenPort) : 0;
+  if (calloutPort) log.info({ address: `${settings.calloutListenHost}:${calloutPort}` }, 'callouts (ext_authz, rate limit) listening');
+  const calloutAddress =
+    settings.calloutAddress ?? `${['0.0.0.0', '::'].includes(settings.calloutListenHost) ? '127.0.0.1' : settings.calloutListenHost}:${calloutPort || settings.calloutListenPort}`;
   const pipeline = new ConfigPipeline(xds.cache, xds.fleet, { calloutAddress }, log.child({ component: 'pipeline' }), registry);
   const detach = pipeline.attach(store);
 
@@ -112,13 +131,14 @@ export async function startPortico(settings: Settings, opts: StartOptions = {}):
       // cleanly (Envoys keep their config and reconnect to another replica) and lets in-flight
       // callouts finish (bounded by the grace period), while this replica still follows the model.
       draining = true;
-      await xds.server.close(settings.shutdownGraceMs);
+      await Promise.all([xds.server.close(settings.shutdownGraceMs), callouts.close(settings.shutdownGraceMs)]);
       detach();
       detachAuthz();
       await feed?.stop();
       await admin.close();
       xds.cache.close();
       authz.close();
+      await ratelimit.close();
       await database.close();
     })());
 
@@ -130,9 +150,11 @@ export async function startPortico(settings: Settings, opts: StartOptions = {}):
     xds,
     pipeline,
     authz,
+    ratelimit,
     registry,
     adminUrl,
     grpcPort,
+    calloutPort,
     ...(generatedAdminToken ? { generatedAdminToken } : {}),
     close,
   };

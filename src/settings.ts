@@ -17,7 +17,10 @@ export interface Settings {
   grpcHost: string;
   grpcPort: number;
   role: ServerRole;
-  /** Address Envoys use to reach the callout services (host:port); default: this server's bound gRPC address. */
+  /** Where the callout listener (ext_authz, rate limit) binds. */
+  calloutListenHost: string;
+  calloutListenPort: number;
+  /** Address Envoys use to reach the callouts (host:port); default: the callout listener's bound address. */
   calloutAddress: string | undefined;
   /** Bootstrap admin token: accepted with the admin role; created in the store on first start. */
   adminToken: string | undefined;
@@ -26,6 +29,9 @@ export interface Settings {
   masterKeyFile: string | undefined;
   previousMasterKeys: string[];
   redisUrl: string | undefined;
+  /** When the rate-limit counters (Redis) are unreachable: allow (open) or refuse with 429 (closed). */
+  rateLimitFailureMode: 'open' | 'closed';
+  rateLimitRedisTimeoutMs: number;
   logLevel: 'fatal' | 'error' | 'warn' | 'info' | 'debug' | 'trace' | 'silent';
   /** Quiet period and maximum wait when coalescing bursts of writes into one xDS push. */
   debounceMs: number;
@@ -83,6 +89,7 @@ function hostPort(env: Env, name: string, fallback: string): { host: string; por
 export function loadSettings(env: Env = process.env): Settings {
   const admin = hostPort(env, 'PORTICO_ADMIN_ADDR', '127.0.0.1:8081');
   const grpc = hostPort(env, 'PORTICO_GRPC_ADDR', '127.0.0.1:18000');
+  const calloutListen = hostPort(env, 'PORTICO_CALLOUT_LISTEN_ADDR', '127.0.0.1:18001');
   if (env.PORTICO_CALLOUT_ADDR) hostPort(env, 'PORTICO_CALLOUT_ADDR', '');
   const settings: Settings = {
     dataDir: (env.PORTICO_DATA_DIR || '.data').startsWith('memory://') ? env.PORTICO_DATA_DIR! : path.resolve(env.PORTICO_DATA_DIR || '.data'),
@@ -93,12 +100,16 @@ export function loadSettings(env: Env = process.env): Settings {
     grpcHost: grpc.host,
     grpcPort: grpc.port,
     role: oneOf(env, 'PORTICO_ROLE', 'all', ['all', 'xds', 'callouts'] as const),
+    calloutListenHost: calloutListen.host,
+    calloutListenPort: calloutListen.port,
     calloutAddress: env.PORTICO_CALLOUT_ADDR || undefined,
     adminToken: env.PORTICO_ADMIN_TOKEN || undefined,
     masterKey: env.PORTICO_MASTER_KEY || undefined,
     masterKeyFile: env.PORTICO_MASTER_KEY_FILE || undefined,
     previousMasterKeys: (env.PORTICO_PREVIOUS_MASTER_KEYS || '').split(',').map((s) => s.trim()).filter(Boolean),
     redisUrl: env.REDIS_URL || undefined,
+    rateLimitFailureMode: oneOf(env, 'PORTICO_RATELIMIT_FAILURE_MODE', 'open', ['open', 'closed'] as const),
+    rateLimitRedisTimeoutMs: int(env, 'PORTICO_RATELIMIT_REDIS_TIMEOUT_MS', 250, 1, 60_000),
     logLevel: oneOf(env, 'PORTICO_LOG_LEVEL', 'info', ['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent'] as const),
     debounceMs: int(env, 'PORTICO_DEBOUNCE_MS', 50, 0, 10_000),
     debounceMaxMs: int(env, 'PORTICO_DEBOUNCE_MAX_MS', 250, 0, 60_000),

@@ -24,5 +24,5 @@ export {
   type CheckResult,
   type ServiceHost,
 } from './service.ts';
-export { UnaryGrpcServer, type UnaryHandler, type UnaryResult, type UnaryServerOptions } from './unary-server.ts';
+export { UnaryGrpcServer, type UnaryHandler, type UnaryResult, type UnaryServerOptions } from '../grpc/unary-server.ts';
 export { CheckRequestDecodeError, decodeCheckRequest, encodeCheckResponse } from './wire.ts';

@@ -10,7 +10,7 @@ import { buildCredentialIndex, type CredentialIndex } from './credential-index.t
 import { decide, jwtToVerify, type AuthzRequest, type Decision } from './decide.ts';
 import { JwtVerifier, type JwtSettings } from './jwt.ts';
 import { AuthzMetrics } from './metrics.ts';
-import type { UnaryGrpcServer } from './unary-server.ts';
+import type { UnaryGrpcServer } from '../grpc/unary-server.ts';
 import { decodeCheckRequest, encodeCheckResponse } from './wire.ts';
 
 export const AUTHZ_SERVICE = 'envoy.service.auth.v3.Authorization';

@@ -10,7 +10,7 @@ import { parseDocumentText, parseModelDocument } from '../model/declarative.ts';
 import { validateModel } from '../model/validate.ts';
 import { createLogger } from '../telemetry/log.ts';
 import { createRateLimiter } from './limiter.ts';
-import { UnaryGrpcServer } from '../authz/unary-server.ts';
+import { UnaryGrpcServer } from '../grpc/unary-server.ts';
 import { registerRateLimitUnary, startRateLimitServer } from './service.ts';
 
 async function main(): Promise<void> {

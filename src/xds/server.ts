@@ -111,6 +111,8 @@ export class XdsServer {
       ...(age > 0 ? { 'grpc.max_connection_age_ms': age, 'grpc.max_connection_age_grace_ms': age } : {}),
       'grpc.max_receive_message_length': 64 * 1024 * 1024,
       'grpc.max_send_message_length': -1,
+      // Per-call bookkeeping nobody reads here; it costs CPU on every message.
+      'grpc.enable_channelz': 0,
       ...opts.grpcOptions,
     });
     if (opts.serveAds !== false) for (const key of Object.keys(DISCOVERY_SERVICES) as DiscoveryServiceKey[]) this.addDiscoveryService(key);

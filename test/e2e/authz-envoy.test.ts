@@ -15,7 +15,7 @@ import * as grpc from '@grpc/grpc-js';
 import { Registry } from 'prom-client';
 import { mintApiKey, modelOf, testHasher } from '../../src/authz/fixtures.ts';
 import { AuthzService, registerAuthzService, registerAuthzUnary } from '../../src/authz/service.ts';
-import { UnaryGrpcServer } from '../../src/authz/unary-server.ts';
+import { UnaryGrpcServer } from '../../src/grpc/unary-server.ts';
 import { selfSigned, signedBy, type TestCertificate } from '../support/certs.ts';
 import { freePort, requireComponent, startProcess, waitFor, type RunningProcess } from '../support/components.ts';
 

@@ -9,7 +9,7 @@ import { exportJWK, generateKeyPair, SignJWT } from 'jose';
 import { Registry } from 'prom-client';
 import { checkRequestJson, mintApiKey, modelOf, testHasher, type CheckInput } from '../../src/authz/fixtures.ts';
 import { AuthzService, authzClientDefinition, registerAuthzService, registerAuthzUnary } from '../../src/authz/service.ts';
-import { UnaryGrpcServer } from '../../src/authz/unary-server.ts';
+import { UnaryGrpcServer } from '../../src/grpc/unary-server.ts';
 import { SnapshotCache } from '../../src/xds/cache.ts';
 import { FleetStatus } from '../../src/xds/fleet.ts';
 import { XdsServer } from '../../src/xds/server.ts';

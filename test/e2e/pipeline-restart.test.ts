@@ -26,6 +26,7 @@ describe('pipeline: control plane killed and restarted under load', () => {
     const dataDir = mkdtempSync(path.join(os.tmpdir(), 'portico-restart-'));
     const adminPort = await freePort();
     const grpcPort = await freePort();
+    const calloutPort = await freePort();
     // Embedded PGlite in a directory that outlives the process; nothing inherited from the CI environment.
     const inherited = Object.fromEntries(Object.entries(process.env).filter(([k]) => !/^(PORTICO_|DATABASE_URL$|REDIS_URL$)/.test(k)));
     const env = {
@@ -33,6 +34,7 @@ describe('pipeline: control plane killed and restarted under load', () => {
       PORTICO_DATA_DIR: dataDir,
       PORTICO_ADMIN_ADDR: `127.0.0.1:${adminPort}`,
       PORTICO_GRPC_ADDR: `127.0.0.1:${grpcPort}`,
+      PORTICO_CALLOUT_LISTEN_ADDR: `127.0.0.1:${calloutPort}`,
       PORTICO_ADMIN_TOKEN: TOKEN,
       PORTICO_MASTER_KEY: randomBytes(32).toString('base64'),
       PORTICO_LOG_LEVEL: 'warn',

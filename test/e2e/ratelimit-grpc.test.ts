@@ -14,7 +14,7 @@ import { MemoryCounters } from '../../src/ratelimit/backend.ts';
 import type { RateLimitRequestMessage } from '../../src/ratelimit/descriptors.ts';
 import { seedModel } from '../../src/ratelimit/fixtures.ts';
 import { createRateLimiter, RateLimiter, type LimiterLogger } from '../../src/ratelimit/limiter.ts';
-import { UnaryGrpcServer } from '../../src/authz/unary-server.ts';
+import { UnaryGrpcServer } from '../../src/grpc/unary-server.ts';
 import {
   addRateLimitService,
   CODE,

@@ -16,6 +16,7 @@ export async function startTestPortico(opts: { databaseUrl?: string; env?: Recor
     PORTICO_DATA_DIR: 'memory://',
     PORTICO_ADMIN_ADDR: '127.0.0.1:0',
     PORTICO_GRPC_ADDR: '127.0.0.1:0',
+    PORTICO_CALLOUT_LISTEN_ADDR: '127.0.0.1:0',
     PORTICO_MASTER_KEY: randomBytes(32).toString('base64'),
     PORTICO_ADMIN_TOKEN: ADMIN_TOKEN,
     PORTICO_LOG_LEVEL: process.env.PORTICO_TEST_LOG_LEVEL ?? 'silent',

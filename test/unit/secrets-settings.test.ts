@@ -79,7 +79,9 @@ describe('loadSettings', () => {
     assert.equal(s.databaseUrl, undefined);
     assert.equal(s.adminPort, 8081);
     assert.equal(s.grpcPort, 18000);
-    assert.equal(s.calloutAddress, undefined, 'defaults to the bound gRPC address at start');
+    assert.equal(s.calloutAddress, undefined, 'defaults to the bound callout listener at start');
+    assert.equal(s.calloutListenPort, 18001);
+    assert.equal(s.rateLimitFailureMode, 'open');
     assert.equal(s.migrate, true);
     assert.ok(path.isAbsolute(s.dataDir));
   });
