@@ -113,7 +113,21 @@ export const GatewayGroup = Type.Object(
     ),
     listeners: Type.Optional(Type.Array(Listener, { minItems: 1, maxItems: 64, description: 'required for envoy groups' })),
     authz: Type.Optional(Callout),
-    rateLimit: Type.Optional(Callout),
+    rateLimit: Type.Optional(
+      Type.Object(
+        {
+          failureMode: Type.Optional(FailureMode),
+          timeoutMs: Type.Optional(Millis(10_000)),
+          mode: Type.Optional(
+            Type.Union([Type.Literal('combined'), Type.Literal('service')], {
+              description:
+                "combined (default): the ext_authz callout also counts the request, one callout per request; service: Envoy's rate-limit filter calls the rate-limit service (a second callout)",
+            }),
+          ),
+        },
+        closed,
+      ),
+    ),
     localRateLimit: Type.Optional(LocalRateLimit),
   },
   closed,
