@@ -1,6 +1,7 @@
 // Graceful shutdown of one control-plane replica (what `portico serve` does on SIGTERM): /readyz
 // turns 503 "draining" at once, the gRPC listener stops taking new calls, connected xDS streams are
-// ended with OK (Envoys keep their config and reconnect elsewhere), and an ext_authz Check already
+// ended with OK (Envoys keep their config and reconnect elsewhere), the callout listener takes no new
+// connections, and an ext_authz Check already
 // in flight still gets its real answer before close() resolves. The in-flight Check is held by a gate
 // the test opens, in front of the service's own checkBytes (a slow decision, made deterministic).
 import assert from 'node:assert/strict';
@@ -34,6 +35,7 @@ describe('graceful shutdown of a replica', () => {
     });
     const api = portico.api;
     const addr = `127.0.0.1:${portico.grpcPort}`;
+    const calloutAddr = `127.0.0.1:${portico.calloutPort}`;
 
     const applied = await api.post('/api/v1/config', {
       portico: 'v1',
@@ -67,7 +69,7 @@ describe('graceful shutdown of a replica', () => {
       reached = true;
       return gate.then(() => original(bytes, peer));
     };
-    const checkClient = new CheckClientCtor(addr, grpc.credentials.createInsecure());
+    const checkClient = new CheckClientCtor(calloutAddr, grpc.credentials.createInsecure());
     t.after(() => checkClient.close());
     const request = checkRequestJson({ product: 'orders', route: 'list', accept: 'api_key', path: '/orders/1', headers: { 'x-api-key': key.body.key } });
     let checkDone = false;
@@ -92,7 +94,7 @@ describe('graceful shutdown of a replica', () => {
     assert.equal(ended.code, grpc.status.OK, `xDS stream ended cleanly: ${ended.details}`);
 
     // No new calls are taken (a fresh channel: the old one may still be draining its connection).
-    const late = new CheckClientCtor(addr, grpc.credentials.createInsecure());
+    const late = new CheckClientCtor(calloutAddr, grpc.credentials.createInsecure());
     t.after(() => late.close());
     await assert.rejects(
       new Promise((resolve, reject) => late.Check(request, { deadline: Date.now() + 3_000 }, (err, res) => (err ? reject(err) : resolve(res)))),
