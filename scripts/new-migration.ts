@@ -4,7 +4,7 @@
 // database; not needed for the first migration).
 import { mkdirSync, writeFileSync, readFileSync, existsSync } from 'node:fs';
 import path from 'node:path';
-import { MIGRATIONS_DIR, SCHEMA_FILE, diffFromEmpty, diffFromMigrations, readMigrations } from '../src/store/migrate.ts';
+import { MIGRATIONS_DIR, SCHEMA_FILE, diffToSchema, readMigrations } from '../src/store/migrate.ts';
 import { openEmbeddedDatabase } from '../src/store/embedded.ts';
 
 const name = process.argv[2];
@@ -17,7 +17,7 @@ const first = readMigrations().migrationDirectories.length === 0;
 let sql: string;
 if (first) {
   const db = await openEmbeddedDatabase('memory://');
-  sql = await diffFromEmpty(db.url(), schema);
+  sql = await diffToSchema(db.url(), schema, 'empty');
   await db.close();
 } else {
   const url = process.env.DATABASE_URL;
@@ -25,7 +25,7 @@ if (first) {
     console.error('DATABASE_URL must name a scratch PostgreSQL (used for a shadow database)');
     process.exit(2);
   }
-  sql = await diffFromMigrations(url, schema);
+  sql = await diffToSchema(url, schema, 'migrations');
 }
 if (!sql.trim() || /^-- This is an empty migration/.test(sql.trim())) {
   console.log('schema and migrations agree; nothing to write');

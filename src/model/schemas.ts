@@ -57,16 +57,20 @@ const Common = {
   description: Type.Optional(Description),
 };
 
-/** A token bucket Envoy enforces by itself, with no callout: a safety net under the plans. */
-export const LocalRateLimit = Type.Object(
+/** Requests per period plus a burst above the steady rate: a token bucket. */
+export const RateLimit = Type.Object(
   {
     requests: Type.Integer({ minimum: 1, maximum: 1_000_000_000 }),
     per: Type.Union([Type.Literal('second'), Type.Literal('minute'), Type.Literal('hour')]),
-    burst: Type.Optional(Type.Integer({ minimum: 0, maximum: 1_000_000_000 })),
+    burst: Type.Optional(Type.Integer({ minimum: 0, maximum: 1_000_000_000, description: 'extra requests allowed above the steady rate' })),
   },
-  { ...closed, description: 'per Envoy instance: requests per period, plus burst' },
+  closed,
 );
-export type LocalRateLimit = Static<typeof LocalRateLimit>;
+export type RateLimit = Static<typeof RateLimit>;
+
+/** A token bucket Envoy enforces by itself, with no callout: a safety net under the plans. */
+export const LocalRateLimit = { ...RateLimit, description: 'enforced by each Envoy instance alone: requests per period, plus burst' };
+export type LocalRateLimit = RateLimit;
 
 // ── gateway groups ────────────────────────────────────────────────────────────
 export const FailureMode = Type.Union([Type.Literal('closed'), Type.Literal('open')]);
@@ -116,8 +120,7 @@ export const GatewayGroup = Type.Object(
     rateLimit: Type.Optional(
       Type.Object(
         {
-          failureMode: Type.Optional(FailureMode),
-          timeoutMs: Type.Optional(Millis(10_000)),
+          ...Callout.properties,
           mode: Type.Optional(
             Type.Union([Type.Literal('combined'), Type.Literal('service')], {
               description:
@@ -383,15 +386,6 @@ export const CountBy = Type.Object(
 );
 export type CountBy = Static<typeof CountBy>;
 
-export const RateLimit = Type.Object(
-  {
-    requests: Type.Integer({ minimum: 1, maximum: 1_000_000_000 }),
-    per: Type.Union([Type.Literal('second'), Type.Literal('minute'), Type.Literal('hour')]),
-    burst: Type.Optional(Type.Integer({ minimum: 0, maximum: 1_000_000_000, description: 'extra requests allowed above the steady rate' })),
-  },
-  closed,
-);
-export type RateLimit = Static<typeof RateLimit>;
 export const Quota = Type.Object(
   {
     requests: Type.Integer({ minimum: 1, maximum: 1_000_000_000_000 }),

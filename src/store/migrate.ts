@@ -132,32 +132,18 @@ export async function migrate(databaseUrl: string, apply: boolean): Promise<Migr
   });
 }
 
-/** SQL that takes an empty database to the schema (used to author the first migration). */
-export async function diffFromEmpty(databaseUrl: string, schema: string): Promise<string> {
+/**
+ * SQL that takes the database described by `from` to `schema`: `empty` (to author the first
+ * migration) or the migration history (replayed in a shadow database: needs a PostgreSQL that
+ * may create databases).
+ */
+export async function diffToSchema(databaseUrl: string, schema: string, from: 'empty' | 'migrations'): Promise<string> {
   return withSchemaEngine(
     databaseUrl,
     async (engine) =>
       (
         await engine.diff({
-          from: { tag: 'empty' },
-          to: { tag: 'schemaDatamodel', files: [{ path: 'schema.prisma', content: schema }] },
-          script: true,
-          exitCode: null,
-          filters: noFilter,
-        })
-      ).stdout ?? '',
-    schema,
-  );
-}
-
-/** SQL from the migration history to the schema; needs a PostgreSQL that can create a shadow database. */
-export async function diffFromMigrations(databaseUrl: string, schema: string): Promise<string> {
-  return withSchemaEngine(
-    databaseUrl,
-    async (engine) =>
-      (
-        await engine.diff({
-          from: { tag: 'migrations', ...readMigrations() },
+          from: from === 'empty' ? { tag: 'empty' } : { tag: 'migrations', ...readMigrations() },
           to: { tag: 'schemaDatamodel', files: [{ path: 'schema.prisma', content: schema }] },
           script: true,
           exitCode: null,

@@ -7,7 +7,7 @@ import { readFileSync } from 'node:fs';
 import path from 'node:path';
 import pg from 'pg';
 import { startPostgres, createDatabase, type PostgresServer } from '../support/components.ts';
-import { MIGRATIONS_DIR, SCHEMA_FILE, diffFromMigrations, migrate, readMigrations } from '../../src/store/migrate.ts';
+import { MIGRATIONS_DIR, SCHEMA_FILE, diffToSchema, migrate, readMigrations } from '../../src/store/migrate.ts';
 import { openEmbeddedDatabase } from '../../src/store/embedded.ts';
 import { openDatabase } from '../../src/store/database.ts';
 import { KeyRing, parseMasterKey, generateMasterKey } from '../../src/store/secrets.ts';
@@ -64,7 +64,7 @@ describe('migrations', () => {
     assert.deepEqual((await migrate(url, true)).appliedNow, names);
     await checkHistory(url);
     // Drift check: replaying the history in a shadow database gives exactly schema.prisma.
-    const drift = await diffFromMigrations(server.url, readFileSync(SCHEMA_FILE, 'utf8'));
+    const drift = await diffToSchema(server.url, readFileSync(SCHEMA_FILE, 'utf8'), 'migrations');
     assert.match(drift.trim(), /^-- This is an empty migration\.?$/, `schema.prisma and prisma/migrations disagree:\n${drift}`);
   });
 
