@@ -8,7 +8,8 @@ export interface LoadTarget {
   name: string;
   url: string;
   method?: string;
-  headers?: Record<string, string>;
+  /** Request headers; a function is called for every request (e.g. to switch credentials mid-run). */
+  headers?: Record<string, string> | (() => Record<string, string>);
   body?: string;
   /** Statuses this target may return; anything else is a failure. Change with LoadRun.expect(). */
   expect: readonly number[];
@@ -52,6 +53,11 @@ export interface LoadRun {
   report(): LoadReport;
   /** Resolves once `n` more requests have completed from now (proof that load ran across a change). */
   waitForRequests(n: number, timeoutMs?: number): Promise<void>;
+  /**
+   * Resolves once every request in flight now has completed: after changing what a headers function
+   * returns, no request built before the change is still outstanding.
+   */
+  barrier(): Promise<void>;
   /** Stops the workers (in-flight requests finish) and returns the final report. */
   stop(): Promise<LoadReport>;
 }
@@ -95,10 +101,12 @@ export function startLoad(o: LoadOptions): LoadRun {
   let next = 0;
   let stopping = false;
   const waiters: Array<{ at: number; resolve: () => void }> = [];
+  const inFlight = new Set<Promise<unknown>>();
 
   const once = (t: LoadTarget): Promise<{ status?: number; body: string; error?: string }> =>
     new Promise((resolve) => {
-      const req = http.request(t.url, { method: t.method ?? 'GET', headers: t.headers, agent, timeout: timeoutMs }, (res) => {
+      const headers = typeof t.headers === 'function' ? t.headers() : t.headers;
+      const req = http.request(t.url, { method: t.method ?? 'GET', headers, agent, timeout: timeoutMs }, (res) => {
         const chunks: Buffer[] = [];
         res.on('data', (c: Buffer) => chunks.push(c));
         res.on('end', () => resolve({ status: res.statusCode, body: Buffer.concat(chunks).toString('utf8') }));
@@ -132,7 +140,11 @@ export function startLoad(o: LoadOptions): LoadRun {
   const worker = async () => {
     while (!stopping) {
       const t = o.targets[next++ % o.targets.length]!;
-      record(t, await once(t));
+      const p = once(t);
+      inFlight.add(p);
+      const r = await p;
+      inFlight.delete(p);
+      record(t, r);
     }
   };
   const workers = Array.from({ length: concurrency }, worker);
@@ -164,6 +176,9 @@ export function startLoad(o: LoadOptions): LoadRun {
           },
         });
       });
+    },
+    async barrier() {
+      await Promise.all([...inFlight]);
     },
     async stop() {
       stopping = true;

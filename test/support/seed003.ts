@@ -34,13 +34,23 @@ export interface Seed003 {
   close(): Promise<void>;
 }
 
+export interface Seed003Options {
+  /**
+   * Keep the example's own auth (JWT and API keys on catalog, orders and users; accounts public)
+   * instead of making every product public. Default false.
+   */
+  keepAuth?: boolean;
+  /** Where the example's JWT issuer fetches its keys (default: the example's own URI). */
+  jwksUri?: string;
+}
+
 /**
  * examples/gateway.yaml with every service's endpoints moved to an echo service of the same name,
  * the edge listener on a free 127.0.0.1 port, and every product public (`auth.accept: [none]`):
  * these tests are about routing and config delivery, and ext_authz was still being finished by the
- * authz work when they were written. The authenticated variant comes with the authz issue.
+ * authz work when they were written. `keepAuth` gives the authenticated example (the authz tests).
  */
-export async function seed003(): Promise<Seed003> {
+export async function seed003(opts: Seed003Options = {}): Promise<Seed003> {
   const document = YAML.parse(readFileSync(EXAMPLE, 'utf8')) as Record<string, any>;
   const upstreams: Record<string, Upstream> = {};
   for (const s of document.services as Array<{ name: string; endpoints: Array<{ host: string; port: number }> }>) {
@@ -51,7 +61,8 @@ export async function seed003(): Promise<Seed003> {
   const listenerPort = await freePort();
   const edge = (document.gatewayGroups as Array<{ name: string; listeners: Array<Record<string, unknown>> }>).find((g) => g.name === 'edge')!;
   edge.listeners = [{ ...edge.listeners[0]!, port: listenerPort, address: '127.0.0.1' }];
-  for (const p of document.products as Array<{ auth?: { accept: string[] } }>) p.auth = { accept: ['none'] };
+  if (!opts.keepAuth) for (const p of document.products as Array<{ auth?: { accept: string[] } }>) p.auth = { accept: ['none'] };
+  if (opts.jwksUri) for (const j of document.jwtIssuers as Array<{ jwksUri?: string }>) j.jwksUri = opts.jwksUri;
   return {
     document,
     upstreams,

@@ -1,0 +1,191 @@
+// The authenticated seed-003 gateway for the authz pipeline tests: a test identity provider (real
+// JWKS), the example applied through the admin API with its own auth kept, a control plane in
+// this process and a real Envoy fed over xDS. Everything the tests change goes through the admin API.
+import assert from 'node:assert/strict';
+import { createServer, type IncomingMessage, type Server } from 'node:http';
+import type { AddressInfo } from 'node:net';
+import { connect } from 'node:net';
+import type { TestContext } from 'node:test';
+import type { FleetView } from '../../src/xds/fleet.ts';
+import { waitFor } from './components.ts';
+import { settledNode, snapshotVersions, startEnvoy, type TestEnvoy } from './envoy.ts';
+import { startTestIssuer, type KeyAlg, type TestIssuer } from './jwks.ts';
+import { startTestPortico, type ApiClient, type TestPortico } from './portico.ts';
+import { call, seed003, type GatewayResponse, type Seed003 } from './seed003.ts';
+
+export const GROUP = 'edge';
+
+export interface AuthzGateway {
+  portico: TestPortico;
+  envoy: TestEnvoy;
+  seed: Seed003;
+  issuer: TestIssuer;
+  api: ApiClient;
+  /** Base URL of the edge listener. */
+  gw: string;
+  /** Resolves once Envoy has ACKed the group's current snapshot (after writes that change Envoy config). */
+  inSync(): Promise<void>;
+  /** One request through the gateway (fresh connection). */
+  call(path: string, init?: RequestInit): Promise<GatewayResponse>;
+}
+
+export interface AuthzGatewayOptions {
+  nodeId: string;
+  /** Keys the identity provider starts with (default one RS256 key, 'rsa-1'). */
+  issuerKeys?: Array<{ kid: string; alg: KeyAlg }>;
+  /** Changes to the example document before it is applied (extra partners, plans…). */
+  mutate?: (doc: Record<string, any>) => void;
+}
+
+/**
+ * Starts the whole pipeline. Undefined when Envoy is missing outside CI (the test is skipped);
+ * everything is stopped when the test ends.
+ */
+export async function startAuthzGateway(t: TestContext, o: AuthzGatewayOptions): Promise<AuthzGateway | undefined> {
+  const issuer = await startTestIssuer(o.issuerKeys ? { keys: o.issuerKeys } : {});
+  const seed = await seed003({ keepAuth: true, jwksUri: issuer.jwksUri });
+  const portico = await startTestPortico();
+  t.after(async () => {
+    await portico.close();
+    await seed.close();
+    await issuer.close();
+  });
+  const envoy = await startEnvoy(t, { xdsAddresses: [`127.0.0.1:${portico.grpcPort}`], group: GROUP, nodeId: o.nodeId });
+  if (!envoy) return undefined;
+  const api = portico.api;
+  o.mutate?.(seed.document);
+  const applied = await api.post('/api/v1/config', seed.yaml(), { 'content-type': 'application/yaml' });
+  assert.equal(applied.status, 200, applied.text);
+  const inSync = async () => {
+    await waitFor(
+      'Envoy to ACK the current snapshot',
+      async () => {
+        if (portico.xds.cache.hasPending()) return undefined;
+        const fleet = (await api.get<FleetView>('/api/v1/fleet')).body;
+        return settledNode(fleet, o.nodeId, snapshotVersions(portico.xds.cache, GROUP)) ? true : undefined;
+      },
+      60_000,
+    );
+  };
+  await envoy.waitForListener('http', 60_000);
+  await inSync();
+  // The issuer's first key fetch has settled (it starts when the issuer enters the model).
+  await portico.authz.ready();
+  return { portico, envoy, seed, issuer, api, gw: seed.gatewayUrl, inSync, call: (p, init) => call(`${seed.gatewayUrl}${p}`, init) };
+}
+
+/** Creates an API key through the admin API; the secret comes back once, in this answer. */
+export async function createApiKey(api: ApiClient, partner: string, name: string, extra: Record<string, unknown> = {}): Promise<string> {
+  const r = await api.post(`/api/v1/partners/${partner}/api-keys`, { name, ...extra });
+  assert.equal(r.status, 201, r.text);
+  assert.match(r.body.key, /^ptk_[a-z0-9]{8}_[A-Za-z0-9_-]{43}$/, 'the secret is returned on creation');
+  return r.body.key as string;
+}
+
+/** Asserts the gateway's JSON error shape and returns its code. */
+export function assertGatewayError(r: GatewayResponse, status: number, error?: string, what = ''): void {
+  assert.equal(r.status, status, `${what}: ${r.status} ${r.text}`);
+  assert.match(r.headers.get('content-type') ?? '', /^application\/json/, `${what}: content-type`);
+  assert.ok(r.json && typeof r.json === 'object', `${what}: JSON body, got ${r.text}`);
+  assert.deepEqual(Object.keys(r.json).sort(), ['error', 'message'], `${what}: body ${r.text}`);
+  assert.equal(typeof r.json.error, 'string', what);
+  assert.equal(typeof r.json.message, 'string', what);
+  if (error !== undefined) assert.equal(r.json.error, error, `${what}: ${r.text}`);
+}
+
+/** A 401 from the gateway: JSON error shape plus a WWW-Authenticate challenge. */
+export function assertUnauthorized(r: GatewayResponse, error?: string, what = ''): void {
+  assertGatewayError(r, 401, error, what);
+  assert.match(r.headers.get('www-authenticate') ?? '', /realm="portico"/, `${what}: WWW-Authenticate`);
+}
+
+/** The echo upstream's view of a request: the identity headers it received. */
+export function upstreamHeaders(r: GatewayResponse): Record<string, string> {
+  assert.equal(r.status, 200, r.text);
+  assert.ok(r.json?.headers, `an echo answer, got ${r.text}`);
+  return r.json.headers as Record<string, string>;
+}
+
+/** Identity headers (gateway-owned) among those an upstream saw. */
+export function identityHeadersOf(h: Record<string, string>): Record<string, string> {
+  return Object.fromEntries(Object.entries(h).filter(([k]) => /^(x-portico-|x-user-id$|x-user-role$)/.test(k)));
+}
+
+/** An upstream that echoes every request header it received (names and values, repeated ones too). */
+export async function startMirror(): Promise<{ port: number; close(): Promise<void> }> {
+  const server: Server = createServer((req: IncomingMessage, res) => {
+    const raw: Array<[string, string]> = [];
+    for (let i = 0; i < req.rawHeaders.length; i += 2) raw.push([req.rawHeaders[i]!.toLowerCase(), req.rawHeaders[i + 1]!]);
+    const body = JSON.stringify({ service: 'mirror', path: req.url, rawHeaders: raw });
+    res.writeHead(200, { 'content-type': 'application/json', 'content-length': Buffer.byteLength(body) }).end(body);
+  });
+  await new Promise<void>((r) => server.listen(0, '127.0.0.1', r));
+  return {
+    port: (server.address() as AddressInfo).port,
+    close: () =>
+      new Promise<void>((r) => {
+        server.closeAllConnections();
+        server.close(() => r());
+      }),
+  };
+}
+
+/**
+ * Sends bytes as they are (HTTP/1.1 over a fresh TCP connection) and parses the answer: for header
+ * values no HTTP client would send (non-ASCII, control characters, huge).
+ */
+export async function rawRequest(port: number, head: Buffer | string, timeoutMs = 10_000): Promise<GatewayResponse & { raw: string }> {
+  return new Promise((resolve, reject) => {
+    const socket = connect({ host: '127.0.0.1', port });
+    const chunks: Buffer[] = [];
+    const timer = setTimeout(() => socket.destroy(new Error('raw request timed out')), timeoutMs);
+    socket.on('data', (c: Buffer) => chunks.push(c));
+    socket.on('error', (e) => {
+      clearTimeout(timer);
+      // Envoy may reset after answering: keep what arrived.
+      if (chunks.length) finish();
+      else reject(e);
+    });
+    socket.on('end', () => {
+      clearTimeout(timer);
+      finish();
+    });
+    let done = false;
+    const finish = () => {
+      if (done) return;
+      done = true;
+      const raw = Buffer.concat(chunks).toString('latin1');
+      const m = /^HTTP\/1\.1 (\d{3})[^\r\n]*\r\n([\s\S]*?)\r\n\r\n([\s\S]*)$/.exec(raw);
+      if (!m) return reject(new Error(`no HTTP answer: ${JSON.stringify(raw.slice(0, 300))}`));
+      const headers = new Headers();
+      for (const line of m[2]!.split('\r\n')) {
+        const i = line.indexOf(':');
+        if (i > 0) headers.append(line.slice(0, i).trim(), line.slice(i + 1).trim());
+      }
+      let text = m[3]!;
+      if (/chunked/i.test(headers.get('transfer-encoding') ?? '')) {
+        let out = '';
+        let rest = text;
+        for (;;) {
+          const nl = rest.indexOf('\r\n');
+          if (nl < 0) break;
+          const size = parseInt(rest.slice(0, nl), 16);
+          if (!size) break;
+          out += rest.slice(nl + 2, nl + 2 + size);
+          rest = rest.slice(nl + 2 + size + 2);
+        }
+        text = out;
+      } else if (headers.get('content-length')) text = text.slice(0, Number(headers.get('content-length')));
+      let json: unknown;
+      try {
+        json = text ? JSON.parse(text) : undefined;
+      } catch {
+        json = undefined;
+      }
+      resolve({ status: Number(m[1]), headers, text, json, raw });
+    };
+    socket.on('connect', () => {
+      socket.write(head);
+    });
+  });
+}
