@@ -11,6 +11,8 @@ import type { FleetStatus } from './xds/fleet.ts';
 import { TYPE_URLS } from './xds/protos.ts';
 import type { ModelStore } from './store/store.ts';
 import type { Logger } from './telemetry/log.ts';
+import { ConvergenceTracker } from './telemetry/convergence.ts';
+import { typeLabel } from './xds/fleet.ts';
 
 export interface PipelineStatus {
   /** Model revision last translated and handed to the cache. */
@@ -36,6 +38,8 @@ export class ConfigPipeline {
   private status: PipelineStatus = { servedRevision: -1 };
   private readonly buildSeconds: Histogram;
   private readonly revisionGauge: Gauge;
+  /** Model change → Envoy ACK latency (portico_xds_convergence_seconds). */
+  private readonly convergence: ConvergenceTracker;
 
   constructor(
     private readonly cache: SnapshotCache,
@@ -51,13 +55,19 @@ export class ConfigPipeline {
       registers: [registry],
     });
     this.revisionGauge = new Gauge({ name: 'portico_model_revision', help: 'Model revision being served to Envoy', registers: [registry] });
+    this.convergence = new ConvergenceTracker(registry, typeLabel);
   }
 
   /** Hooks the pipeline to the store: validation gate on every write, translation of every new snapshot. */
   attach(store: ModelStore): () => void {
     store.addValidator((candidate) => this.gate(candidate));
+    const detachConvergence = this.convergence.attach(this.cache, this.fleet);
     this.publish(store.current());
-    return store.subscribe((s) => this.publish(s));
+    const detach = store.subscribe((s) => this.publish(s));
+    return () => {
+      detach();
+      detachConvergence();
+    };
   }
 
   /** The validation gate: translator checks, then strict encoding of everything it would serve. */
@@ -85,7 +95,9 @@ export class ConfigPipeline {
       // Make before break: clusters that routes may still point at are removed only after the
       // routes that stop using them are ACKed (or a bounded wait), so no request meets a 503.
       const interim = keepRemovedClusters(this.served, target);
+      const changedAt = Date.now();
       this.cache.replaceAll(interim);
+      if (this.cache.hasPending()) this.convergence.changed(changedAt);
       this.served = interim;
       if (interim !== target) this.finishRemoval(target);
       this.status = { servedRevision: snapshot.revision };

@@ -2,6 +2,7 @@
 // and an OpenAPI 3 document generated from the same schemas that validate requests.
 import Fastify, { LogController, type FastifyBaseLogger, type FastifyInstance } from 'fastify';
 import type { Logger } from '../telemetry/log.ts';
+import { instrumentAdminApi } from '../telemetry/admin-metrics.ts';
 import swagger from '@fastify/swagger';
 import swaggerUi from '@fastify/swagger-ui';
 import { Ajv } from 'ajv';
@@ -75,6 +76,7 @@ export async function buildAdminServer(opts: AdminServerOptions): Promise<Fastif
       'admin request',
     );
   });
+  if (opts.registry) instrumentAdminApi(app, opts.registry);
   registerAuth(app, { store: opts.store, ...(opts.bootstrapToken ? { bootstrapToken: opts.bootstrapToken } : {}) });
 
   // The docs page and its assets are public; the API behind them is not.

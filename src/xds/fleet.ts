@@ -95,6 +95,7 @@ export class FleetStatus implements StreamObserver {
   private readonly pushes: Counter<'type'>;
   private readonly nackCount: Counter<'type'>;
   private readonly ackLatency: Histogram<'type'>;
+  private readonly ackListeners = new Set<(info: StreamInfo, typeUrl: string, version: string, latencyMs: number | undefined) => void>();
 
   constructor(private readonly options: FleetOptions = {}) {
     const registers = [options.registry ?? defaultRegistry];
@@ -144,6 +145,13 @@ export class FleetStatus implements StreamObserver {
     r.ackedAt = new Date();
     r.pending = false;
     if (latencyMs !== undefined) this.ackLatency.observe({ type: typeLabel(typeUrl) }, latencyMs / 1000);
+    for (const fn of this.ackListeners) fn(info, typeUrl, version, latencyMs);
+  }
+
+  /** Calls `fn` on every ACK (convergence metrics); returns the unsubscribe function. */
+  onAcked(fn: (info: StreamInfo, typeUrl: string, version: string, latencyMs: number | undefined) => void): () => void {
+    this.ackListeners.add(fn);
+    return () => this.ackListeners.delete(fn);
   }
 
   onNack(info: StreamInfo, typeUrl: string, version: string, message: string): void {

@@ -47,6 +47,10 @@ const PROTO_FILES = [
   'envoy/extensions/access_loggers/stream/v3/stream.proto',
   'envoy/extensions/access_loggers/file/v3/file.proto',
   'envoy/extensions/access_loggers/grpc/v3/als.proto',
+  // telemetry: the access-log service Envoys stream to, the OpenTelemetry tracer, stats tags
+  'envoy/service/accesslog/v3/als.proto',
+  'envoy/config/trace/v3/opentelemetry.proto',
+  'envoy/config/metrics/v3/stats.proto',
   // path templates, upstream protocol options
   'envoy/extensions/path/match/uri_template/v3/uri_template_match.proto',
   'envoy/extensions/path/rewrite/uri_template/v3/uri_template_rewrite.proto',
