@@ -59,7 +59,7 @@ function record(over: Partial<AccessLogRecord>): AccessLogRecord {
 
 async function values(registry: Registry, name: string): Promise<Array<Record<string, string | number>>> {
   const m = await registry.getSingleMetric(name)!.get();
-  return m.values.map((v) => ({ ...v.labels, value: v.value, ...(v.metricName ? { metric: v.metricName } : {}) }) as Record<string, string | number>);
+  return m.values.map((v) => ({ ...v.labels, value: v.value, ...((v as { metricName?: string }).metricName ? { metric: (v as { metricName?: string }).metricName! } : {}) }) as Record<string, string | number>);
 }
 
 describe('access-log wire decoder', () => {

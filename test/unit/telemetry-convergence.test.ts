@@ -28,7 +28,7 @@ function fakes() {
 async function observations(registry: Registry): Promise<Map<string, { count: number; sum: number }>> {
   const m = await registry.getSingleMetric(CONVERGENCE_METRIC)!.get();
   const out = new Map<string, { count: number; sum: number }>();
-  for (const v of m.values) {
+  for (const v of m.values as Array<(typeof m.values)[number] & { metricName?: string }>) {
     const key = `${v.labels.group}/${v.labels.type}`;
     const e = out.get(key) ?? { count: 0, sum: 0 };
     if (v.metricName?.endsWith('_count')) e.count = v.value;
