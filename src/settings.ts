@@ -44,6 +44,16 @@ export interface Settings {
   shutdownGraceMs: number;
   /** Body size limit for admin API requests. */
   adminBodyLimitBytes: number;
+  /** Envoys stream access logs to the control plane (per product × partner request metrics). */
+  accessLog: boolean;
+  /** host:port Envoys use to reach the access-log service (the gRPC/xDS listener); default: its bound address. */
+  accessLogAddress: string | undefined;
+  /** Distinct partner label values in request, authz and rate-limit metrics before folding into "other". */
+  metricsMaxPartners: number;
+  /** OpenTelemetry collector (OTLP/gRPC host:port) Envoys send traces to; unset: no tracing. */
+  otelCollectorAddress: string | undefined;
+  /** Percentage of requests traced when a collector is set. */
+  otelSamplePercent: number;
 }
 
 export class SettingsError extends Error {}
@@ -91,6 +101,8 @@ export function loadSettings(env: Env = process.env): Settings {
   const grpc = hostPort(env, 'PORTICO_GRPC_ADDR', '127.0.0.1:18000');
   const calloutListen = hostPort(env, 'PORTICO_CALLOUT_LISTEN_ADDR', '127.0.0.1:18001');
   if (env.PORTICO_CALLOUT_ADDR) hostPort(env, 'PORTICO_CALLOUT_ADDR', '');
+  if (env.PORTICO_ACCESS_LOG_ADDR) hostPort(env, 'PORTICO_ACCESS_LOG_ADDR', '');
+  if (env.PORTICO_OTEL_COLLECTOR_ADDR) hostPort(env, 'PORTICO_OTEL_COLLECTOR_ADDR', '');
   const settings: Settings = {
     dataDir: (env.PORTICO_DATA_DIR || '.data').startsWith('memory://') ? env.PORTICO_DATA_DIR! : path.resolve(env.PORTICO_DATA_DIR || '.data'),
     databaseUrl: env.DATABASE_URL || undefined,
@@ -117,6 +129,11 @@ export function loadSettings(env: Env = process.env): Settings {
     shutdownGraceMs: int(env, 'PORTICO_SHUTDOWN_GRACE_MS', 10_000, 0, 600_000),
     reconcileMs: int(env, 'PORTICO_RECONCILE_MS', 10_000, 100, 3_600_000),
     adminBodyLimitBytes: int(env, 'PORTICO_ADMIN_BODY_LIMIT', 64 * 1024 * 1024, 1024, 1024 * 1024 * 1024),
+    accessLog: bool(env, 'PORTICO_ACCESS_LOG', true),
+    accessLogAddress: env.PORTICO_ACCESS_LOG_ADDR || undefined,
+    metricsMaxPartners: int(env, 'PORTICO_METRICS_MAX_PARTNERS', 200, 0, 100_000),
+    otelCollectorAddress: env.PORTICO_OTEL_COLLECTOR_ADDR || undefined,
+    otelSamplePercent: int(env, 'PORTICO_OTEL_SAMPLE_PERCENT', 10, 0, 100),
   };
   if (settings.role !== 'all' && !settings.databaseUrl) {
     throw new SettingsError(`PORTICO_ROLE=${settings.role} needs DATABASE_URL: split roles share one PostgreSQL (embedded PGlite serves one process)`);

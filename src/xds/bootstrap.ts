@@ -31,6 +31,14 @@ export interface BootstrapOptions {
 
 export const XDS_CLUSTER = 'portico_xds';
 
+/**
+ * Stats tags beyond Envoy's defaults: routes carry the stat prefix `<product>/<route>` (see
+ * src/translate/envoy/observability.ts), which Envoy's default extraction already turns into
+ * envoy_virtual_host and envoy_route; this adds the product alone as portico_product, so
+ * /stats/prometheus has e.g. envoy_vhost_route_upstream_rq{envoy_route="orders/get",portico_product="orders",…}.
+ */
+export const STATS_TAGS: readonly JsonObject[] = [{ tag_name: 'portico_product', regex: '^vhost\\.[^.]+\\.route\\.(([a-z0-9-]+)/)' }];
+
 /** Defaults per role: an edge takes Internet-scale connection counts, a sidecar serves one workload. */
 export const ROLE_DEFAULTS: Readonly<Record<EnvoyRole, { adminPort: number; maxHeapBytes: number; maxDownstreamConnections: number }>> = {
   edge: { adminPort: 9901, maxHeapBytes: 1024 * 1024 * 1024, maxDownstreamConnections: 50_000 },
@@ -118,6 +126,7 @@ export function renderBootstrap(o: BootstrapOptions): JsonObject {
       lds_config: { ads: {}, resource_api_version: 'V3' },
     },
     static_resources: { clusters: [xdsCluster] },
+    stats_config: { stats_tags: STATS_TAGS.map((t) => ({ ...t })) },
     overload_manager: {
       refresh_interval: '0.25s',
       resource_monitors: [

@@ -1,0 +1,160 @@
+// What the translator adds for observability, in one place (the emitters call in with one-line
+// hooks): access-log fields naming the partner, plan, credential and the authz/limit outcome; the
+// gRPC access logger that streams every request to the control plane (per-partner metrics); the
+// OpenTelemetry tracer; per-route stat prefixes (`product/route`) and stat-safe virtual host names,
+// so Envoy's own route stats carry the product as labels (see the tag extractors in
+// src/xds/bootstrap.ts). Pure, like the rest of the translator.
+import { isIpLiteral } from '../../model/validate.ts';
+import type { ClusterIR, GroupIR, RouteIR } from '../ir.ts';
+import { METADATA_NAMESPACE, any, duration, extension, type Json, type JsonObject } from './common.ts';
+
+/** Translator options for observability (TranslateOptions.telemetry); every part is off when unset. */
+export interface TelemetryOptions {
+  /** host:port of Portico's access-log service (its gRPC/xDS listener): Envoys stream every request there. */
+  accessLogAddress?: string;
+  /** host:port of an OpenTelemetry collector (OTLP over gRPC): Envoys send traces there. */
+  otelCollectorAddress?: string;
+  /** Percentage of requests traced (0–100) when a collector is set; default 10. */
+  otelSamplePercent?: number;
+}
+
+/** A gateway group's observability settings, resolved (GroupIR.telemetry). */
+export interface TelemetryIR {
+  /** Cluster of the access-log service, when Envoys stream access logs. */
+  accessLogCluster?: string;
+  tracing?: { cluster: string; samplePercent: number };
+}
+
+/** The access-log service's cluster (the control plane's gRPC listener; the callout one is unary-only). */
+export const TELEMETRY_CLUSTER = 'portico.telemetry';
+/** The OpenTelemetry collector's cluster. */
+export const OTEL_CLUSTER = 'portico.otel';
+/** Where ext_authz's dynamic metadata (partner, plan, credential, error) lives. */
+const AUTHZ_NS = 'envoy.filters.http.ext_authz';
+/** The access-log service's log name (StreamAccessLogsMessage.identifier.log_name). */
+export const ACCESS_LOG_NAME = 'portico';
+
+function hostPort(address: string, what: string): { host: string; port: number } {
+  const m = /^(?:\[([0-9A-Fa-f:.]+)\]|([^:\s]+)):(\d{1,5})$/.exec(address);
+  const port = m ? Number(m[3]) : NaN;
+  if (!m || !(port >= 1 && port <= 65535)) throw new Error(`${what} '${address}' must be host:port`);
+  return { host: (m[1] ?? m[2])!, port };
+}
+
+function grpcCluster(name: string, address: string, what: string): ClusterIR {
+  const { host, port } = hostPort(address, what);
+  return {
+    name,
+    discovery: isIpLiteral(host) ? 'static' : 'strict_dns',
+    endpoints: [{ host, port }],
+    lbPolicy: 'ROUND_ROBIN',
+    connectTimeoutMs: 1_000,
+    http2: true,
+  };
+}
+
+// ── IR (called from to-ir.ts for Envoy groups) ──────────────────────────────────
+
+/** GroupIR.telemetry for an Envoy group (spread into the group). */
+export function telemetryIr(o: TelemetryOptions | undefined): { telemetry?: TelemetryIR } {
+  if (!o?.accessLogAddress && !o?.otelCollectorAddress) return {};
+  return {
+    telemetry: {
+      ...(o.accessLogAddress ? { accessLogCluster: TELEMETRY_CLUSTER } : {}),
+      ...(o.otelCollectorAddress ? { tracing: { cluster: OTEL_CLUSTER, samplePercent: o.otelSamplePercent ?? 10 } } : {}),
+    },
+  };
+}
+
+/** The clusters the telemetry settings need (the access-log service, the collector). */
+export function telemetryClusters(o: TelemetryOptions | undefined): ClusterIR[] {
+  const out: ClusterIR[] = [];
+  if (o?.accessLogAddress) out.push(grpcCluster(TELEMETRY_CLUSTER, o.accessLogAddress, 'accessLogAddress'));
+  if (o?.otelCollectorAddress) out.push(grpcCluster(OTEL_CLUSTER, o.otelCollectorAddress, 'otelCollectorAddress'));
+  return out;
+}
+
+// ── emitters (called from listeners.ts and routes.ts) ──────────────────────────
+
+/**
+ * JSON access-log fields beyond the request basics: who called (partner, plan, credential type, from
+ * ext_authz's dynamic metadata) and what the gateway decided (ext_authz's error, Envoy's response
+ * code details: `ext_authz_denied`, `request_rate_limited`, `local_rate_limited`, `via_upstream`…).
+ * Never a credential: ext_authz never puts one in metadata, and the path is logged without query.
+ */
+export function accessLogExtraFields(): Array<[string, Json]> {
+  return [
+    ['partner', `%DYNAMIC_METADATA(${AUTHZ_NS}:partner)%`],
+    ['plan', `%DYNAMIC_METADATA(${AUTHZ_NS}:plan)%`],
+    ['credential', `%DYNAMIC_METADATA(${AUTHZ_NS}:credential)%`],
+    ['authz_error', `%DYNAMIC_METADATA(${AUTHZ_NS}:error)%`],
+    ['response_code_details', '%RESPONSE_CODE_DETAILS%'],
+  ];
+}
+
+function routeMetadataTag(tag: string, key: string): JsonObject {
+  return { tag, metadata: { kind: { route: {} }, metadata_key: { key: METADATA_NAMESPACE, path: [{ key }] } } };
+}
+
+/**
+ * The gRPC access logger streaming each request to Portico's access-log service. Product and route
+ * travel as custom tags from the route's metadata (ext_authz's dynamic metadata, with the partner,
+ * is part of every entry); the group as a literal tag. Entries are batched (1 s or 16 KiB).
+ */
+export function grpcAccessLogs(g: GroupIR): JsonObject[] {
+  const cluster = g.telemetry?.accessLogCluster;
+  if (!cluster) return [];
+  return [
+    extension('envoy.access_loggers.http_grpc', 'envoy.extensions.access_loggers.grpc.v3.HttpGrpcAccessLogConfig', {
+      common_config: {
+        log_name: ACCESS_LOG_NAME,
+        grpc_service: { envoy_grpc: { cluster_name: cluster } },
+        transport_api_version: 'V3',
+        buffer_flush_interval: duration(1_000),
+        buffer_size_bytes: 16_384,
+        custom_tags: [{ tag: 'group', literal: { value: g.name } }, routeMetadataTag('product', 'product'), routeMetadataTag('route', 'route')],
+      },
+    }),
+  ];
+}
+
+/** HCM tracing with the OpenTelemetry tracer (spread into the connection manager; empty when off). */
+export function tracing(g: GroupIR): JsonObject {
+  const t = g.telemetry?.tracing;
+  if (!t) return {};
+  return {
+    tracing: {
+      provider: {
+        name: 'envoy.tracers.opentelemetry',
+        typed_config: any('envoy.config.trace.v3.OpenTelemetryConfig', {
+          grpc_service: { envoy_grpc: { cluster_name: t.cluster }, timeout: duration(1_000) },
+          service_name: `portico-${g.name}`,
+        }),
+      },
+      random_sampling: { value: t.samplePercent },
+      custom_tags: [
+        routeMetadataTag('portico.product', 'product'),
+        routeMetadataTag('portico.route', 'route'),
+        { tag: 'portico.partner', metadata: { kind: { request: {} }, metadata_key: { key: AUTHZ_NS, path: [{ key: 'partner' }] } } },
+      ],
+    },
+  };
+}
+
+/**
+ * A model route's stats prefix, `product/route`: Envoy then keeps per-route stats under
+ * `vhost.<virtual host>.route.<product>/<route>.` (upstream_rq_<code>, upstream_rq_time…), which
+ * its default tag extraction labels envoy_virtual_host and envoy_route and the bootstrap's
+ * extractor portico_product. Gateway-generated routes (404, 405, preflights) get none.
+ */
+export function routeStatPrefix(r: RouteIR): string | undefined {
+  return r.metadata?.route !== undefined ? `${r.metadata.product}/${r.metadata.route}` : undefined;
+}
+
+/**
+ * A virtual host's name for stats: Envoy's tag extraction splits stat names at dots, so a host name
+ * would break the envoy_virtual_host label apart; dots become underscores (hosts never hold `_`).
+ */
+export function virtualHostName(name: string): string {
+  return name.replaceAll('.', '_');
+}
