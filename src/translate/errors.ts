@@ -1,5 +1,8 @@
 // The gateway's one JSON error shape, {"error":"<code>","message":"<text>"}, for the responses
-// the gateway itself writes: catch-all 404s, 405 fallbacks and Envoy's own local replies.
+// the gateway itself writes: catch-all 404s, 405 fallbacks and Envoy's own local replies; and the
+// rate-limit contract's 429 for the refusals Envoy writes itself (local token buckets, unreachable
+// rate limiting in fail-closed mode).
+import { errorBody } from '../ratelimit/decision.ts';
 
 export function gatewayErrorBody(error: string, message: string): string {
   return JSON.stringify({ error, message });
@@ -18,6 +21,44 @@ export interface LocalReplyMapping {
   error: string;
   message: string;
 }
+
+/**
+ * Status a local token bucket refuses with, turned into 429 by its local-reply mapper. A status of
+ * its own is what tells these refusals apart from the rate-limit service's (both carry the RL flag,
+ * and the service's 429 body must pass untouched); no other local reply uses it with that flag.
+ */
+export const LOCAL_LIMIT_STATUS = 402;
+/**
+ * status_on_error of combined mode's counting-only ext_authz instance (fail-closed outage), turned
+ * into the contract's 429 `rate_limit_unavailable`. Authorization denials never use it.
+ */
+export const LIMITS_UNAVAILABLE_STATUS = 507;
+
+/** A local reply rewritten to a rate-limit refusal: exact body (Envoy format string), status and headers. */
+export interface RateLimitReplyMapping {
+  /** The status the reply has when Envoy makes it. */
+  status: number;
+  /** Response flags it carries (RL: rate limited; RLSE: rate-limit service error; UAEX: ext_authz). */
+  flags: readonly string[];
+  /** The status the client gets. */
+  rewriteStatus?: number;
+  headers: ReadonlyArray<readonly [string, string]>;
+  /** Formatted by Envoy: %RESP(…)% reads a response header the refusing filter set. */
+  body: string;
+}
+
+// Retry-After is set per bucket by the local_ratelimit filter (response_headers_to_add); the body repeats it.
+const LOCAL_LIMIT_BODY = '{"error":"rate_limit_exceeded","message":"Too many requests. Retry after %RESP(RETRY-AFTER)% seconds.","retry_after":%RESP(RETRY-AFTER)%}';
+const UNAVAILABLE: Pick<RateLimitReplyMapping, 'headers' | 'body'> = { headers: [['retry-after', '1']], body: errorBody('rate_limit_unavailable', 1) };
+
+export const RATE_LIMIT_REPLY_MAPPINGS = {
+  /** A local token bucket (group or route) refused the request. */
+  localLimit: { status: LOCAL_LIMIT_STATUS, flags: ['RL'], rewriteStatus: 429, headers: [], body: LOCAL_LIMIT_BODY },
+  /** Service mode, fail closed: Envoy's rate-limit filter got no answer (its status_on_error is 429). */
+  serviceUnavailable: { status: 429, flags: ['RLSE'], ...UNAVAILABLE },
+  /** Combined mode, fail closed: the counting-only ext_authz instance got no answer. */
+  limitsUnavailable: { status: LIMITS_UNAVAILABLE_STATUS, flags: ['UAEX'], rewriteStatus: 429, ...UNAVAILABLE },
+} as const satisfies Record<string, RateLimitReplyMapping>;
 
 /**
  * Envoy-generated errors rewritten to the gateway shape, checked in order. 401, 403 and 429 are

@@ -11,11 +11,14 @@ import { secret } from './envoy/secrets.ts';
 import type { GroupIR } from './ir.ts';
 import type { GroupResources, ResourceKind } from '../xds/resources.ts';
 import { modelToIr } from './to-ir.ts';
+import type { TelemetryOptions } from './envoy/observability.ts';
 import { validateTranslation } from './validate.ts';
 
 export interface TranslateOptions {
   /** host:port of Portico's gRPC callout services (ext_authz and rate limit). */
   calloutAddress: string;
+  /** Access-log streaming to Portico and OpenTelemetry tracing; off when unset. */
+  telemetry?: TelemetryOptions;
 }
 
 // The output type is the xDS cache's input type: one contract, defined where it is consumed.
@@ -48,7 +51,7 @@ export function groupResources(g: GroupIR): GroupResources {
     clusters: byName('clusters', g.clusters.map(cluster)),
     endpoints: byName('endpoints', g.clusters.filter((c) => c.discovery === 'eds').map(loadAssignment)),
     listeners: byName('listeners', [...g.listeners.map((l) => listener(g, l)), ...g.apiListeners.map(apiListener)]),
-    routes: byName('routes', routeConfigurations(g.routeTables)),
+    routes: byName('routes', routeConfigurations(g.routeTables, { authz: g.filters.extAuthz !== undefined, limits: g.filters.extAuthzLimits !== undefined })),
     secrets: byName('secrets', g.secrets.map(secret)),
   };
 }

@@ -1,5 +1,6 @@
 // The translator's intermediate representation: one gateway group's data plane with every
 // default resolved and every list in its final order, so the Envoy emitters only change shape.
+import type { TelemetryIR } from './envoy/observability.ts';
 
 /** A gateway group as Envoy (or a proxyless gRPC client) will see it. */
 export interface GroupIR {
@@ -20,19 +21,59 @@ export interface GroupIR {
   routeTables: RouteTableIR[];
   clusters: ClusterIR[];
   secrets: SecretIR[];
+  /** Access-log streaming and tracing (src/translate/envoy/observability.ts); absent when both are off. */
+  telemetry?: TelemetryIR;
 }
 
 export interface HttpFiltersIR {
   /** Some product in the group has a CORS policy. */
   cors: boolean;
-  /** Present when some route in the group requires a credential. */
+  /** The group's own token bucket (GatewayGroup.localRateLimit): every request on a listener draws from it. */
+  localRateLimit?: LocalBucketIR;
+  /** Some route has its own token bucket (Route.localRateLimit, in its per-route config). */
+  routeLocalRateLimit: boolean;
+  /** Present when some route in the group requires a credential (or, in combined mode, is counted). */
   extAuthz?: ExtAuthzIR;
+  /**
+   * Combined mode: a second ext_authz instance for routes open to anonymous callers that a plan
+   * limits. The callout there only counts, so it fails open or closed as rate limiting does.
+   */
+  extAuthzLimits?: ExtAuthzIR;
+  /** Service mode: Envoy's rate-limit filter, present when some route carries rate-limit actions. */
+  rateLimit?: RateLimitFilterIR;
 }
 
 export interface ExtAuthzIR {
+  /** The HTTP filter's name (per-route configuration is keyed by it). */
+  name: string;
+  /** Stats prefix (`http.<hcm>.ext_authz.<statPrefix>.…`); unset for the main instance. */
+  statPrefix?: string;
   cluster: string;
   timeoutMs: number;
   failureModeAllow: boolean;
+  /** HTTP status of the local reply when the callout fails and the failure mode is closed. */
+  statusOnError: number;
+}
+
+/** envoy.filters.http.ratelimit, calling Portico's rate-limit service (the descriptor contract of src/ratelimit). */
+export interface RateLimitFilterIR {
+  cluster: string;
+  domain: string;
+  timeoutMs: number;
+  failureModeDeny: boolean;
+}
+
+/** A LocalRateLimit as Envoy's token bucket (see localBucket in limits.ts). */
+export interface LocalBucketIR {
+  /** Requests per period, without the burst: what X-RateLimit-Limit says on a refusal. */
+  requests: number;
+  per: 'second' | 'minute' | 'hour';
+  maxTokens: number;
+  tokensPerFill: number;
+  /** Nanoseconds (whole ms for most rates; 7 per minute is one token every 8.571428571 s). */
+  fillIntervalNs: number;
+  /** Retry-After (and retry_after in the body) of a refusal: the longest wait for the next fill. */
+  retryAfterSeconds: number;
 }
 
 export interface ListenerIR {
@@ -156,8 +197,22 @@ export interface CorsIR {
   allowCredentials?: boolean;
 }
 
-/** Per-route ext_authz settings (only when the group has the ext_authz filter). */
-export type RouteAuthzIR = { disabled: true } | { disabled: false; contextExtensions: Record<string, string> };
+/**
+ * Per-route ext_authz settings (only when the group has an ext_authz filter): disabled on every
+ * instance, or checked by one of them (`authz`: the main one; `limits`: combined mode's counting-only
+ * instance for anonymous routes) and disabled on the other.
+ */
+export type RouteAuthzIR = { disabled: true } | { disabled: false; filter: 'authz' | 'limits'; contextExtensions: Record<string, string> };
+
+/** What Envoy's rate-limit filter sends for a route (service mode): see routeRateLimit in src/ratelimit/descriptors.ts. */
+export interface RouteRateLimitIR {
+  product: string;
+  route: string;
+  /** The partner comes from ext_authz's dynamic metadata on routes that call it. */
+  partnerFromAuthz: boolean;
+  /** Lower-case header names the route's plans count by. */
+  countHeaders: string[];
+}
 
 export interface RouteIR {
   name: string;
@@ -169,6 +224,10 @@ export interface RouteIR {
   responseHeaders: HeaderMutationIR;
   cors?: CorsIR;
   authz?: RouteAuthzIR;
+  /** Service mode: the rate-limit actions of a route plan limits apply to. */
+  rateLimit?: RouteRateLimitIR;
+  /** The route's own token bucket, enforced by Envoy alone. */
+  localRateLimit?: LocalBucketIR;
 }
 
 export type LbPolicyIR = 'ROUND_ROBIN' | 'LEAST_REQUEST' | 'RANDOM' | 'RING_HASH' | 'MAGLEV';

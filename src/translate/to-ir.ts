@@ -5,7 +5,10 @@ import { sortedValues, type ModelSnapshot } from '../model/model.ts';
 import { DEFAULT_ACCEPT, effectiveAccept, identityHeaders } from '../model/policy.ts';
 import { fullPath, isIpLiteral, serviceDiscovery } from '../model/validate.ts';
 import type { CredentialType, GatewayGroup, HeaderMatch, Listener, HeaderMutation, Product, QueryMatch, RetryPolicy, Route, Service } from '../model/schemas.ts';
-import { NOT_FOUND_BODY, methodNotAllowedBody } from './errors.ts';
+import { RATE_LIMIT_DOMAIN } from '../ratelimit/descriptors.ts';
+import { FILTERS } from './envoy/common.ts';
+import { LIMITS_UNAVAILABLE_STATUS, NOT_FOUND_BODY, methodNotAllowedBody } from './errors.ts';
+import { localBucket, rateLimitMode, routeLimits, type RateLimitMode } from './limits.ts';
 import type {
   ActionIR,
   ClusterIR,
@@ -19,6 +22,7 @@ import type {
   PathMatchIR,
   QueryMatchIR,
   RetryIR,
+  RouteAuthzIR,
   RouteIR,
   RouteTableIR,
   SecretIR,
@@ -26,6 +30,7 @@ import type {
   VirtualHostIR,
 } from './ir.ts';
 import { compareRoutes, compareStrings, samePath, stripPrefixRewrite, type RouteOrderKey } from './paths.ts';
+import { telemetryClusters, telemetryIr, type TelemetryOptions } from './envoy/observability.ts';
 
 /** Name of the cluster of Portico's gRPC callouts; a dot can never appear in a service name. */
 export const CALLOUT_CLUSTER = 'portico.callouts';
@@ -36,6 +41,10 @@ export const DEFAULTS = {
   connectTimeoutMs: 5_000,
   authzTimeoutMs: 250,
   authzFailureMode: 'closed',
+  /** Rate limiting's part of a callout; without an answer in time, the rate-limit failure mode applies. */
+  rateLimitTimeoutMs: 100,
+  /** The limiter's own default (src/ratelimit): an outage lets requests pass unlimited. */
+  rateLimitFailureMode: 'open',
   /** Routes and products without `auth` require one of these credentials (secure by default). */
   accept: DEFAULT_ACCEPT,
   /** Retry conditions when a policy sets attempts but not retryOn: only failures before the request reached the upstream. */
@@ -50,6 +59,8 @@ const METHOD_ORDER = ['GET', 'HEAD', 'POST', 'PUT', 'PATCH', 'DELETE', 'OPTIONS'
 export interface IrOptions {
   /** host:port of Portico's gRPC callout services (ext_authz and rate limit). */
   calloutAddress: string;
+  /** Access-log streaming and tracing; off when unset. */
+  telemetry?: TelemetryOptions;
 }
 
 /** Splits `host:port` or `[v6]:port`; throws on anything else (a settings error, not a model error). */
@@ -222,8 +233,32 @@ function corsIr(p: Product): CorsIR | undefined {
   };
 }
 
-/** One model route as an Envoy route (the same in every virtual host that carries it). */
-export function routeIr(model: ModelSnapshot, product: Product, route: Route, withAuthz: boolean): RouteIR {
+/** What an Envoy group's filter chain does for its product routes. */
+export interface RouteFilters {
+  /** How plan limits are enforced: counted by ext_authz in its callout, or by Envoy's rate-limit filter. */
+  rateLimitMode: RateLimitMode;
+}
+
+/**
+ * ext_authz for a route: routes that take credentials are checked by the main instance; in
+ * combined mode, routes open to anonymous callers that a plan limits are checked (only counted) by
+ * the limits instance; every other route skips ext_authz (no callout). `ratelimit: combined` tells
+ * the callout to count the request after allowing it.
+ */
+function routeAuthz(product: Product, route: Route, accept: readonly CredentialType[], limited: boolean, mode: RateLimitMode): RouteAuthzIR {
+  const publicOnly = accept.every((a) => a === 'none');
+  const counted = limited && mode === 'combined';
+  if (publicOnly && !counted) return { disabled: true };
+  const contextExtensions: Record<string, string> = { accept: accept.join(','), product: product.name, route: route.name };
+  if (counted) contextExtensions.ratelimit = 'combined';
+  return { disabled: false, filter: publicOnly ? 'limits' : 'authz', contextExtensions };
+}
+
+/**
+ * One model route as an Envoy route (the same in every virtual host that carries it). `filters`
+ * is set for Envoy groups (ext_authz, rate limits, local buckets) and unset for proxyless gRPC.
+ */
+export function routeIr(model: ModelSnapshot, product: Product, route: Route, filters: RouteFilters | undefined): RouteIR {
   const match = matchIr(product, route);
   const action = actionIr(model, match, route);
   const responseHeaders = mutationIr(route.responseHeaders);
@@ -238,6 +273,8 @@ export function routeIr(model: ModelSnapshot, product: Product, route: Route, wi
   }
   const accept = effectiveAccept(product, route);
   const cors = corsIr(product);
+  const limits = filters ? routeLimits(model, product, route) : undefined;
+  const publicOnly = accept.every((a) => a === 'none');
   return {
     name: `${product.name}/${route.name}`,
     metadata: { product: product.name, route: route.name },
@@ -246,13 +283,11 @@ export function routeIr(model: ModelSnapshot, product: Product, route: Route, wi
     requestHeaders: mutationIr(route.requestHeaders),
     responseHeaders,
     ...(cors ? { cors } : {}),
-    ...(withAuthz
-      ? {
-          authz: accept.every((a) => a === 'none')
-            ? { disabled: true as const }
-            : { disabled: false as const, contextExtensions: { accept: accept.join(','), product: product.name, route: route.name } },
-        }
+    ...(filters && limits ? { authz: routeAuthz(product, route, accept, limits.limited, filters.rateLimitMode) } : {}),
+    ...(filters && limits?.limited && filters.rateLimitMode === 'service'
+      ? { rateLimit: { product: product.name, route: route.name, partnerFromAuthz: !publicOnly, countHeaders: limits.countHeaders } }
       : {}),
+    ...(filters && route.localRateLimit ? { localRateLimit: localBucket(route.localRateLimit) } : {}),
   };
 }
 
@@ -351,13 +386,14 @@ function corsPreflight(routes: readonly RouteIR[], cors: CorsIR, withAuthz: bool
 }
 
 /** The virtual hosts of a group: one per named host (with the host-agnostic routes merged in), then `*`. */
-export function virtualHostsIr(model: ModelSnapshot, products: readonly Product[], withAuthz: boolean): VirtualHostIR[] {
+export function virtualHostsIr(model: ModelSnapshot, products: readonly Product[], filters: RouteFilters): VirtualHostIR[] {
+  const withAuthz = true;
   // Every route once, in the order it takes in any virtual host (up to host specificity), so the
   // per-host sort below only has to move a few routes: a gateway has many hosts and many routes.
   const all = products
     .flatMap((p) => {
       const hosts = productHosts(p);
-      return productRoutes(model, p.name).map((r) => ({ hosts, ir: routeIr(model, p, r, withAuthz) }));
+      return productRoutes(model, p.name).map((r) => ({ hosts, ir: routeIr(model, p, r, filters) }));
     })
     .map((x) => ({ ...x, key: orderKey(x.ir, 0) }))
     .sort((a, b) => compareRoutes(a.key, b.key));
@@ -513,8 +549,25 @@ function secretsIr(model: ModelSnapshot, listeners: readonly ListenerIR[], clust
 export function groupToIr(model: ModelSnapshot, group: GatewayGroup, options: IrOptions): GroupIR {
   if (group.kind === 'proxyless-grpc') return proxylessGroupToIr(model, group);
   const products = groupProducts(model, group.name);
-  const needsAuthz = products.some((p) => productRoutes(model, p.name).some((r) => effectiveAccept(p, r).some((a) => a !== 'none')));
-  const virtualHosts = virtualHostsIr(model, products, needsAuthz);
+  const mode = rateLimitMode(group);
+  const virtualHosts = virtualHostsIr(model, products, { rateLimitMode: mode });
+  // What the routes need decides which filters the chain holds.
+  let checked = false;
+  let counted = false;
+  let countedAnonymous = false;
+  let serviceLimited = false;
+  let routeLocal = false;
+  for (const vh of virtualHosts) {
+    for (const r of vh.routes) {
+      if (r.authz && !r.authz.disabled) {
+        if (r.authz.filter === 'authz') checked = true;
+        else countedAnonymous = true;
+        if (r.authz.filter === 'authz' && r.authz.contextExtensions.ratelimit !== undefined) counted = true;
+      }
+      if (r.rateLimit) serviceLimited = true;
+      if (r.localRateLimit) routeLocal = true;
+    }
+  }
   const listeners = (group.listeners ?? []).map((l) => listenerIr(group, l)).sort((a, b) => compareStrings(a.name, b.name));
 
   let maxBody = 0;
@@ -536,23 +589,46 @@ export function groupToIr(model: ModelSnapshot, group: GatewayGroup, options: Ir
     .map((n) => model.services.get(n))
     .filter((s): s is Service => s !== undefined)
     .map(clusterIr);
-  clusters.push(calloutCluster(options.calloutAddress));
+  clusters.push(calloutCluster(options.calloutAddress), ...telemetryClusters(options.telemetry));
   clusters.sort((a, b) => compareStrings(a.name, b.name));
 
   const authz = group.authz;
+  const authzTimeoutMs = authz?.timeoutMs ?? DEFAULTS.authzTimeoutMs;
+  const rateLimitTimeoutMs = group.rateLimit?.timeoutMs ?? DEFAULTS.rateLimitTimeoutMs;
+  const rateLimitFailOpen = (group.rateLimit?.failureMode ?? DEFAULTS.rateLimitFailureMode) === 'open';
   return {
     name: group.name,
     kind: 'envoy',
     filters: {
       cors: products.some((p) => p.cors !== undefined),
-      ...(needsAuthz
+      ...(group.localRateLimit ? { localRateLimit: localBucket(group.localRateLimit) } : {}),
+      routeLocalRateLimit: routeLocal,
+      ...(checked
         ? {
             extAuthz: {
+              name: FILTERS.extAuthz,
               cluster: CALLOUT_CLUSTER,
-              timeoutMs: authz?.timeoutMs ?? DEFAULTS.authzTimeoutMs,
+              // A callout that also counts has the rate limiter's time on top of authorization's.
+              timeoutMs: authzTimeoutMs + (counted ? rateLimitTimeoutMs : 0),
               failureModeAllow: (authz?.failureMode ?? DEFAULTS.authzFailureMode) === 'open',
+              statusOnError: 503,
             },
           }
+        : {}),
+      ...(countedAnonymous
+        ? {
+            extAuthzLimits: {
+              name: FILTERS.extAuthzLimits,
+              statPrefix: 'limits',
+              cluster: CALLOUT_CLUSTER,
+              timeoutMs: rateLimitTimeoutMs,
+              failureModeAllow: rateLimitFailOpen,
+              statusOnError: LIMITS_UNAVAILABLE_STATUS,
+            },
+          }
+        : {}),
+      ...(serviceLimited
+        ? { rateLimit: { cluster: CALLOUT_CLUSTER, domain: RATE_LIMIT_DOMAIN, timeoutMs: rateLimitTimeoutMs, failureModeDeny: !rateLimitFailOpen } }
         : {}),
     },
     stripRequestHeaders: identityHeaders(model),
@@ -561,6 +637,7 @@ export function groupToIr(model: ModelSnapshot, group: GatewayGroup, options: Ir
     routeTables,
     clusters,
     secrets: secretsIr(model, listeners, clusters),
+    ...telemetryIr(options.telemetry),
   };
 }
 
@@ -579,7 +656,7 @@ export function proxylessGroupsOf(model: ModelSnapshot, product: Pick<Product, '
  * retry conditions gRPC knows. validateTranslation keeps out what gRPC clients cannot do.
  */
 export function proxylessRouteIr(model: ModelSnapshot, product: Product, route: Route): RouteIR {
-  const ir = routeIr(model, product, route, false);
+  const ir = routeIr(model, product, route, undefined);
   if (ir.action.kind !== 'forward') return ir;
   const primary = primaryService(route);
   const svc = primary ? model.services.get(primary) : undefined;
@@ -634,7 +711,7 @@ function proxylessGroupToIr(model: ModelSnapshot, group: GatewayGroup): GroupIR 
   return {
     name: group.name,
     kind: 'proxyless-grpc',
-    filters: { cors: false },
+    filters: { cors: false, routeLocalRateLimit: false },
     stripRequestHeaders: [],
     listeners: [],
     apiListeners: hosts.map((host) => ({ name: host, routeTable: host })),

@@ -4,6 +4,7 @@ import { sortedValues, type ModelSnapshot } from '../model/model.ts';
 import { fullPath, serviceDiscovery, type ModelError } from '../model/validate.ts';
 import type { HeaderMutation, Route } from '../model/schemas.ts';
 import { templateSegments, templateVariables } from './paths.ts';
+import { apiKeyCountProblems } from './limits.ts';
 import { GRPC_RETRY_ON, effectiveAccept, productRoutes, proxylessGroupsOf } from './to-ir.ts';
 
 /** Envoy's URI template limits (uri_template_matcher). */
@@ -46,6 +47,11 @@ export function validateTranslation(model: ModelSnapshot): ModelError[] {
   }
 
   errors.push(...proxylessProblems(model));
+
+  // Nothing can count by a header the gateway removes before counting (and keys must never become counter keys).
+  for (const p of apiKeyCountProblems(model)) {
+    invalid('plans', p.plan, p.field, `'${p.header}' carries API keys for product '${p.product}': the gateway removes it before limits are counted; count by partner instead`);
+  }
 
   for (const r of sortedValues(model, 'routes')) {
     const key = `${r.product}/${r.name}`;

@@ -1,5 +1,8 @@
 // Shared proto3-JSON building blocks for the Envoy emitters: JSON value types, durations, Any,
-// the ADS config source, and the type URLs of every resource and extension the translator emits.
+// the ADS config source, HTTP filter names, local token buckets, and the type URLs of every
+// resource and extension the translator emits.
+import { LOCAL_LIMIT_STATUS } from '../errors.ts';
+import type { LocalBucketIR } from '../ir.ts';
 
 export type Json = null | boolean | number | string | Json[] | { [key: string]: Json };
 export type JsonObject = { [key: string]: Json };
@@ -19,9 +22,54 @@ export const RESOURCE_TYPES = {
 export const FILTERS = {
   stripIdentity: 'envoy.filters.http.header_mutation',
   cors: 'envoy.filters.http.cors',
+  /** The gateway group's token bucket (GatewayGroup.localRateLimit). */
+  localRateLimitGroup: 'portico.local_ratelimit.group',
+  /** Routes' own token buckets (Route.localRateLimit, per-route config). */
+  localRateLimitRoute: 'portico.local_ratelimit.route',
   extAuthz: 'envoy.filters.http.ext_authz',
+  /** Combined mode's second ext_authz instance: counting only, for routes open to anonymous callers. */
+  extAuthzLimits: 'portico.ext_authz.limits',
+  rateLimit: 'envoy.filters.http.ratelimit',
   router: 'envoy.filters.http.router',
 } as const;
+
+export const LOCAL_RATE_LIMIT_TYPE = 'envoy.extensions.filters.http.local_ratelimit.v3.LocalRateLimit';
+
+/** envoy.type.v3.StatusCode names of the statuses the translator configures filters with. */
+const STATUS_NAMES: Readonly<Record<number, string>> = {
+  402: 'PaymentRequired',
+  429: 'TooManyRequests',
+  503: 'ServiceUnavailable',
+  507: 'InsufficientStorage',
+};
+
+export function statusName(code: number): string {
+  const name = STATUS_NAMES[code];
+  if (!name) throw new Error(`no envoy.type.v3.StatusCode name for ${code}`);
+  return name;
+}
+
+const ALWAYS: Json = { default_value: { numerator: 100, denominator: 'HUNDRED' } };
+
+/**
+ * A LocalRateLimit enforcing one token bucket on every request it sees; its refusals carry the
+ * contract's headers (the body comes from the local-reply mapper keyed on LOCAL_LIMIT_STATUS).
+ */
+export function localRateLimitConfig(statPrefix: string, b: LocalBucketIR): JsonObject {
+  const header = (key: string, value: string): Json => ({ header: { key, value }, append_action: 'OVERWRITE_IF_EXISTS_OR_ADD' });
+  return {
+    stat_prefix: statPrefix,
+    status: { code: statusName(LOCAL_LIMIT_STATUS) },
+    token_bucket: { max_tokens: b.maxTokens, tokens_per_fill: b.tokensPerFill, fill_interval: durationNs(b.fillIntervalNs) },
+    filter_enabled: ALWAYS,
+    filter_enforced: ALWAYS,
+    response_headers_to_add: [
+      header('retry-after', String(b.retryAfterSeconds)),
+      header('x-ratelimit-limit', String(b.requests)),
+      header('x-ratelimit-remaining', '0'),
+    ],
+  };
+}
 
 /** Route metadata namespace read by the access log (and by anyone else who needs product/route). */
 export const METADATA_NAMESPACE = 'portico';
@@ -37,6 +85,14 @@ export function duration(ms: number): string {
   const s = Math.floor(ms / 1000);
   const frac = ms % 1000;
   return frac === 0 ? `${s}s` : `${s}.${String(frac).padStart(3, '0')}s`;
+}
+
+/** A google.protobuf.Duration from nanoseconds: "1200s", "0.050s", "8.571428571s". */
+export function durationNs(ns: number): string {
+  if (!Number.isSafeInteger(ns) || ns < 0) throw new Error(`duration must be a whole number of nanoseconds, got ${ns}`);
+  if (ns % 1_000_000 === 0) return duration(ns / 1_000_000);
+  const s = Math.floor(ns / 1e9);
+  return `${s}.${String(ns % 1e9).padStart(9, '0')}s`;
 }
 
 /** Resources come over the same ADS stream as everything else. */

@@ -1,9 +1,10 @@
 // IR → envoy.config.listener.v3.Listener: one HTTP connection manager per listener (routes over
 // RDS, TLS certificates over SDS), its filter chain, JSON access log and JSON local replies; and
 // the bare API listeners proxyless gRPC clients resolve.
-import { LOCAL_REPLY_MAPPINGS } from '../errors.ts';
-import type { ApiListenerIR, ExtAuthzIR, GroupIR, ListenerIR, ListenerTlsIR } from '../ir.ts';
-import { FILTERS, METADATA_NAMESPACE, adsConfigSource, any, duration, extension, sdsSecret, socketAddress, sortedRecord, type Json, type JsonObject } from './common.ts';
+import { LOCAL_REPLY_MAPPINGS, RATE_LIMIT_REPLY_MAPPINGS, type RateLimitReplyMapping } from '../errors.ts';
+import type { ApiListenerIR, ExtAuthzIR, GroupIR, ListenerIR, ListenerTlsIR, RateLimitFilterIR } from '../ir.ts';
+import { FILTERS, LOCAL_RATE_LIMIT_TYPE, METADATA_NAMESPACE, adsConfigSource, any, duration, extension, localRateLimitConfig, sdsSecret, socketAddress, sortedRecord, statusName, type Json, type JsonObject } from './common.ts';
+import { accessLogExtraFields, grpcAccessLogs, tracing } from './observability.ts';
 
 const HCM_TYPE = 'envoy.extensions.filters.network.http_connection_manager.v3.HttpConnectionManager';
 
@@ -31,6 +32,7 @@ function accessLogFields(group: string, listener: string): JsonObject {
     ['user_agent', '%REQ(USER-AGENT)%'],
     ['gateway_group', group],
     ['listener', listener],
+    ...accessLogExtraFields(),
   ]);
 }
 
@@ -40,16 +42,34 @@ function accessLog(group: string, listener: string): JsonObject {
   });
 }
 
+const status = (code: number): JsonObject => ({
+  status_code_filter: { comparison: { op: 'EQ', value: { default_value: code, runtime_key: `portico.local_reply.status_${code}` } } },
+});
+
+/** A refusal Envoy writes itself, in the rate-limit contract's shape (matched by status and flag only). */
+function rateLimitMapper(m: RateLimitReplyMapping): JsonObject {
+  return {
+    filter: { and_filter: { filters: [status(m.status), { response_flag_filter: { flags: [...m.flags] } }] } },
+    ...(m.rewriteStatus !== undefined ? { status_code: m.rewriteStatus } : {}),
+    ...(m.headers.length ? { headers_to_add: m.headers.map(([key, value]) => ({ header: { key, value }, append_action: 'OVERWRITE_IF_EXISTS_OR_ADD' })) } : {}),
+    body_format_override: { text_format_source: { inline_string: m.body }, content_type: 'application/json' },
+  };
+}
+
 /**
  * Envoy's own error replies (no healthy upstream, timeouts, malformed requests…) in the gateway's
  * JSON shape. Direct responses are local replies too and must keep their bodies: Envoy's own
  * errors carry a response flag (UF, UH, UT, NR…) or, for codec errors, come before a request id
- * was assigned; a direct response has neither.
+ * was assigned; a direct response has neither. The refusals of the rate-limit callouts (429 from
+ * ext_authz or the rate-limit service) match no mapper and reach the client exactly as answered;
+ * the refusals Envoy makes itself (local buckets, fail-closed outages) get the same contract.
  */
-function localReplyConfig(): JsonObject {
-  const status = (code: number): JsonObject => ({
-    status_code_filter: { comparison: { op: 'EQ', value: { default_value: code, runtime_key: `portico.local_reply.status_${code}` } } },
-  });
+function localReplyConfig(g: GroupIR): JsonObject {
+  const f = g.filters;
+  const rateLimits: RateLimitReplyMapping[] = [];
+  if (f.localRateLimit || f.routeLocalRateLimit) rateLimits.push(RATE_LIMIT_REPLY_MAPPINGS.localLimit);
+  if (f.rateLimit?.failureModeDeny) rateLimits.push(RATE_LIMIT_REPLY_MAPPINGS.serviceUnavailable);
+  if (f.extAuthzLimits && !f.extAuthzLimits.failureModeAllow) rateLimits.push(RATE_LIMIT_REPLY_MAPPINGS.limitsUnavailable);
   const generatedByEnvoy: JsonObject = {
     or_filter: {
       filters: [
@@ -59,25 +79,51 @@ function localReplyConfig(): JsonObject {
     },
   };
   return {
-    mappers: LOCAL_REPLY_MAPPINGS.map((m) => ({
+    mappers: [
+      ...rateLimits.map(rateLimitMapper),
+      ...LOCAL_REPLY_MAPPINGS.map((m) => ({
       filter: {
         and_filter: { filters: [status(m.status), m.flags ? { response_flag_filter: { flags: [...m.flags] } } : generatedByEnvoy] },
       },
-      body: { inline_string: m.message },
-      body_format_override: { json_format: { error: m.error, message: '%LOCAL_REPLY_BODY%' } },
-    })),
+        body: { inline_string: m.message },
+        body_format_override: { json_format: { error: m.error, message: '%LOCAL_REPLY_BODY%' } },
+      })),
+    ],
   };
 }
 
 function extAuthzFilter(a: ExtAuthzIR): JsonObject {
-  return extension(FILTERS.extAuthz, 'envoy.extensions.filters.http.ext_authz.v3.ExtAuthz', {
+  return extension(a.name, 'envoy.extensions.filters.http.ext_authz.v3.ExtAuthz', {
     grpc_service: { envoy_grpc: { cluster_name: a.cluster }, timeout: duration(a.timeoutMs) },
     transport_api_version: 'V3',
     failure_mode_allow: a.failureModeAllow,
     // When the callout cannot answer (and failure mode is closed), say so rather than 403.
-    status_on_error: { code: 'ServiceUnavailable' },
+    status_on_error: { code: statusName(a.statusOnError) },
     include_peer_certificate: true,
+    ...(a.statPrefix !== undefined ? { stat_prefix: a.statPrefix } : {}),
   });
+}
+
+/**
+ * Envoy's rate-limit filter with the settings that keep the 429 contract exact: Portico's own
+ * headers (none of Envoy's draft ones, no x-envoy-ratelimited), and a closed-mode outage answered
+ * as the contract's 429 `rate_limit_unavailable` (mapped in localReplyConfig).
+ */
+function rateLimitFilter(r: RateLimitFilterIR): JsonObject {
+  return extension(FILTERS.rateLimit, 'envoy.extensions.filters.http.ratelimit.v3.RateLimit', {
+    domain: r.domain,
+    timeout: duration(r.timeoutMs),
+    failure_mode_deny: r.failureModeDeny,
+    rate_limit_service: { grpc_service: { envoy_grpc: { cluster_name: r.cluster } }, transport_api_version: 'V3' },
+    enable_x_ratelimit_headers: 'OFF',
+    disable_x_envoy_ratelimited_header: true,
+    status_on_error: { code: 'TooManyRequests' },
+  });
+}
+
+/** A filter that is not in a request's chain unless its route configures it (typed_per_filter_config). */
+function disabledByDefault(filter: JsonObject): JsonObject {
+  return { ...filter, disabled: true };
 }
 
 export function httpFilters(g: GroupIR): JsonObject[] {
@@ -91,11 +137,18 @@ export function httpFilters(g: GroupIR): JsonObject[] {
       }),
     );
   }
-  // CORS before ext_authz: it answers preflight requests before anyone asks for credentials.
+  // CORS before ext_authz: it answers preflight requests before anyone asks for credentials (and
+  // before the local buckets, so a browser can read their 429s).
   if (g.filters.cors) filters.push(extension(FILTERS.cors, 'envoy.extensions.filters.http.cors.v3.Cors'));
+  // The safety net before any callout: what it refuses costs the control plane nothing.
+  if (g.filters.localRateLimit) filters.push(extension(FILTERS.localRateLimitGroup, LOCAL_RATE_LIMIT_TYPE, localRateLimitConfig('portico_local_rate_limit_group', g.filters.localRateLimit)));
+  // Route buckets live in each route's config; the filter itself is off where a route has none.
+  if (g.filters.routeLocalRateLimit) filters.push(disabledByDefault(extension(FILTERS.localRateLimitRoute, LOCAL_RATE_LIMIT_TYPE, { stat_prefix: 'portico_local_rate_limit_route' })));
   if (g.filters.extAuthz) filters.push(extAuthzFilter(g.filters.extAuthz));
-  // ── rate limit ── envoy.filters.http.ratelimit goes here: after ext_authz (limits are counted
-  // per authenticated partner) and before the router. Added by the rate-limit issue.
+  if (g.filters.extAuthzLimits) filters.push(disabledByDefault(extAuthzFilter(g.filters.extAuthzLimits)));
+  // After ext_authz: limits are counted per authenticated partner (its dynamic metadata) and by the
+  // identity headers it sets.
+  if (g.filters.rateLimit) filters.push(rateLimitFilter(g.filters.rateLimit));
   filters.push(extension(FILTERS.router, 'envoy.extensions.filters.http.router.v3.Router'));
   return filters;
 }
@@ -106,7 +159,7 @@ function connectionManager(g: GroupIR, l: ListenerIR): JsonObject {
     codec_type: 'AUTO',
     rds: { config_source: adsConfigSource(), route_config_name: l.routeTable },
     http_filters: httpFilters(g),
-    access_log: [accessLog(g.name, l.name)],
+    access_log: [accessLog(g.name, l.name), ...grpcAccessLogs(g)],
     use_remote_address: true,
     generate_request_id: true,
     always_set_request_id_in_response: true,
@@ -124,7 +177,8 @@ function connectionManager(g: GroupIR, l: ListenerIR): JsonObject {
     http2_protocol_options: { max_concurrent_streams: 100, initial_stream_window_size: 65_536, initial_connection_window_size: 1_048_576 },
     stream_idle_timeout: duration(300_000),
     request_headers_timeout: duration(10_000),
-    local_reply_config: localReplyConfig(),
+    ...tracing(g),
+    local_reply_config: localReplyConfig(g),
   };
 }
 

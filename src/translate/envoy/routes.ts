@@ -1,5 +1,7 @@
 // IR → envoy.config.route.v3.RouteConfiguration (one per listener, served over RDS): virtual
-// hosts, route matches and actions, header mutations, and per-route CORS and ext_authz settings.
+// hosts, route matches and actions, header mutations, per-route CORS, ext_authz and local token
+// bucket settings, and the rate-limit actions of service mode.
+import { routeRateLimit } from '../../ratelimit/descriptors.ts';
 import type {
   ActionIR,
   CorsIR,
@@ -9,11 +11,13 @@ import type {
   QueryMatchIR,
   RouteAuthzIR,
   RouteIR,
+  RouteRateLimitIR,
   RouteTableIR,
   ValueMatchIR,
   VirtualHostIR,
 } from '../ir.ts';
-import { FILTERS, METADATA_NAMESPACE, any, duration, extension, sortedRecord, type Json, type JsonObject } from './common.ts';
+import { FILTERS, LOCAL_RATE_LIMIT_TYPE, METADATA_NAMESPACE, any, duration, extension, localRateLimitConfig, sortedRecord, type Json, type JsonObject } from './common.ts';
+import { routeStatPrefix, virtualHostName } from './observability.ts';
 
 /** Envoy's own limit on direct-response bodies; only raised when a body needs more. */
 const DEFAULT_MAX_DIRECT_BODY = 4096;
@@ -109,21 +113,45 @@ export function corsPolicy(c: CorsIR): JsonObject {
   });
 }
 
+/** The ext_authz instances a group's chain holds, by the name RouteAuthzIR.filter uses. */
+export interface AuthzFilters {
+  authz: boolean;
+  limits: boolean;
+}
+
+const NO_AUTHZ: AuthzFilters = { authz: false, limits: false };
+
 function extAuthzPerRoute(a: RouteAuthzIR): JsonObject {
   const type = 'envoy.extensions.filters.http.ext_authz.v3.ExtAuthzPerRoute';
-  if (a.disabled) return any(type, { disabled: true });
+  if (a.disabled || a.filter !== 'authz') return any(type, { disabled: true });
   return any(type, { check_settings: { context_extensions: sortedRecord(Object.entries(a.contextExtensions)) } });
 }
 
-export function route(r: RouteIR): JsonObject {
+/** Service mode: one rate_limits entry, the descriptor the rate-limit service expects (src/ratelimit/descriptors.ts). */
+function rateLimits(r: RouteRateLimitIR): Json[] {
+  return [
+    routeRateLimit({
+      product: r.product,
+      route: r.route,
+      // Envoy files ext_authz's dynamic metadata under the filter's name.
+      ...(r.partnerFromAuthz ? { partner: { metadataNamespace: FILTERS.extAuthz, metadataKey: 'partner' } } : {}),
+      countHeaders: r.countHeaders,
+    }) as JsonObject,
+  ];
+}
+
+export function route(r: RouteIR, authz: AuthzFilters = NO_AUTHZ): JsonObject {
   const out: JsonObject = { name: r.name, match: routeMatch(r.match) };
   if (r.action.kind === 'forward') out.route = routeAction(r.action);
   else out.direct_response = { status: r.action.status, ...(r.action.body ? { body: { inline_string: r.action.body } } : {}) };
+  if (r.rateLimit && out.route) (out.route as JsonObject).rate_limits = rateLimits(r.rateLimit);
   if (r.metadata) {
     const fields: Array<[string, Json]> = [['product', r.metadata.product]];
     if (r.metadata.route !== undefined) fields.push(['route', r.metadata.route]);
     out.metadata = { filter_metadata: { [METADATA_NAMESPACE]: sortedRecord(fields) } };
   }
+  const statPrefix = routeStatPrefix(r);
+  if (statPrefix !== undefined) out.stat_prefix = statPrefix;
   const reqAdd = headersToAdd(r.requestHeaders);
   if (reqAdd.length) out.request_headers_to_add = reqAdd;
   if (r.requestHeaders.remove.length) out.request_headers_to_remove = r.requestHeaders.remove;
@@ -132,7 +160,13 @@ export function route(r: RouteIR): JsonObject {
   if (r.responseHeaders.remove.length) out.response_headers_to_remove = r.responseHeaders.remove;
   const perFilter: Array<[string, Json]> = [];
   if (r.cors) perFilter.push([FILTERS.cors, corsPolicy(r.cors)]);
-  if (r.authz) perFilter.push([FILTERS.extAuthz, extAuthzPerRoute(r.authz)]);
+  // The main instance runs unless a route disables it (secure by default); the limits instance and
+  // the route buckets are off in the chain and run only where a route configures them.
+  if (r.authz && authz.authz) perFilter.push([FILTERS.extAuthz, extAuthzPerRoute(r.authz)]);
+  if (r.authz && authz.limits && !r.authz.disabled && r.authz.filter === 'limits') {
+    perFilter.push([FILTERS.extAuthzLimits, any('envoy.extensions.filters.http.ext_authz.v3.ExtAuthzPerRoute', { check_settings: { context_extensions: sortedRecord(Object.entries(r.authz.contextExtensions)) } })]);
+  }
+  if (r.localRateLimit) perFilter.push([FILTERS.localRateLimitRoute, any(LOCAL_RATE_LIMIT_TYPE, localRateLimitConfig('portico_local_rate_limit_route', r.localRateLimit))]);
   if (perFilter.length) out.typed_per_filter_config = sortedRecord(perFilter);
   return out;
 }
@@ -141,17 +175,17 @@ export function route(r: RouteIR): JsonObject {
  * Route configurations for a group's route tables. A route's JSON is built once however many
  * virtual hosts and listeners carry it, so resources share those objects: treat them as immutable.
  */
-export function routeConfigurations(tables: readonly RouteTableIR[]): JsonObject[] {
+export function routeConfigurations(tables: readonly RouteTableIR[], authz: AuthzFilters = NO_AUTHZ): JsonObject[] {
   const routes = new Map<RouteIR, JsonObject>();
   const hosts = new Map<VirtualHostIR, JsonObject>();
   const routeJson = (r: RouteIR): JsonObject => {
     let j = routes.get(r);
-    if (!j) routes.set(r, (j = route(r)));
+    if (!j) routes.set(r, (j = route(r, authz)));
     return j;
   };
   const hostJson = (vh: VirtualHostIR): JsonObject => {
     let j = hosts.get(vh);
-    if (!j) hosts.set(vh, (j = { name: vh.name, domains: vh.domains, routes: vh.routes.map(routeJson) }));
+    if (!j) hosts.set(vh, (j = { name: virtualHostName(vh.name), domains: vh.domains, routes: vh.routes.map(routeJson) }));
     return j;
   };
   return tables.map((t) => ({

@@ -1,0 +1,142 @@
+// Rate limiting as the translator sees it (pure): which routes plan limits can apply to (and what
+// they count by), how a gateway group enforces them (one combined callout, or Envoy's rate-limit
+// filter), and Envoy's local token buckets (the safety net that needs no callout).
+import { sortedValues, type ModelSnapshot } from '../model/model.ts';
+import type { CountBy, GatewayGroup, LocalRateLimit, Plan, Product, Route } from '../model/schemas.ts';
+import { DEFAULT_ACCEPT, effectiveAccept } from '../model/policy.ts';
+import type { LocalBucketIR } from './ir.ts';
+
+/** How a gateway group enforces plan limits; `combined` unless the group says otherwise. */
+export type RateLimitMode = 'combined' | 'service';
+
+export function rateLimitMode(group: Pick<GatewayGroup, 'rateLimit'>): RateLimitMode {
+  return group.rateLimit?.mode ?? 'combined';
+}
+
+/** What plan limits mean for one route. */
+export interface RouteLimits {
+  /** Some plan that can apply on the route holds a rate limit or quota for it. */
+  limited: boolean;
+  /** Lower-case names of the headers those plans count by on this route, sorted. */
+  countHeaders: string[];
+}
+
+const NOT_LIMITED: RouteLimits = Object.freeze({ limited: false, countHeaders: [] as string[] }) as RouteLimits;
+
+// Snapshots are immutable: the plans subscribed per product are indexed once per subscriptions map.
+const subscribedPlans = new WeakMap<ModelSnapshot['subscriptions'], Map<string, string[]>>();
+
+function plansSubscribedTo(model: ModelSnapshot, product: string): readonly string[] {
+  let index = subscribedPlans.get(model.subscriptions);
+  if (!index) {
+    const sets = new Map<string, Set<string>>();
+    for (const s of model.subscriptions.values()) {
+      let set = sets.get(s.product);
+      if (!set) sets.set(s.product, (set = new Set()));
+      set.add(s.plan);
+    }
+    index = new Map([...sets].map(([p, set]) => [p, [...set].sort()]));
+    subscribedPlans.set(model.subscriptions, index);
+  }
+  return index.get(product) ?? [];
+}
+
+/** The rules a plan has for one route: the override's limits, quotas and countBy, each replacing the plan's own. */
+function planRules(plan: Plan, product: string, route: string): { limited: boolean; countBy: CountBy } {
+  const o = plan.overrides?.find((x) => x.product === product && x.route === route);
+  const limits = o?.limits ?? plan.limits ?? [];
+  const quotas = o?.quotas ?? plan.quotas ?? [];
+  return { limited: limits.length > 0 || quotas.length > 0, countBy: o?.countBy ?? plan.countBy ?? { kind: 'partner' } };
+}
+
+/**
+ * Which plan limits can apply on a route (the same choice the limiter makes, over every caller):
+ * on routes open to anonymous callers (accepting `none`) only the product's publicPlan; elsewhere
+ * the plans of the product's subscriptions, and the publicPlan (anonymous calls on JWT-excluded
+ * paths, partners without a subscription). A route no such plan limits needs no counting at all.
+ */
+export function routeLimits(model: ModelSnapshot, product: Product, route: Route): RouteLimits {
+  const names = new Set<string>();
+  if (product.publicPlan) names.add(product.publicPlan);
+  const accept = effectiveAccept(product, route);
+  if (!accept.includes('none')) for (const p of plansSubscribedTo(model, product.name)) names.add(p);
+  if (names.size === 0) return NOT_LIMITED;
+  let limited = false;
+  const headers = new Set<string>();
+  for (const name of [...names].sort()) {
+    const plan = model.plans.get(name);
+    if (!plan) continue;
+    const r = planRules(plan, product.name, route.name);
+    if (!r.limited) continue;
+    limited = true;
+    if (r.countBy.kind === 'header' && r.countBy.header) headers.add(r.countBy.header.toLowerCase());
+  }
+  return limited ? { limited, countHeaders: [...headers].sort() } : NOT_LIMITED;
+}
+
+/** Whether some route of the group's products can be limited by a plan. */
+export function groupHasPlanLimits(model: ModelSnapshot, products: readonly Product[], routesOf: (p: string) => readonly Route[]): boolean {
+  return products.some((p) => routesOf(p.name).some((r) => routeLimits(model, p, r).limited));
+}
+
+// ── local token buckets ───────────────────────────────────────────────────────
+
+/** Where callers send API keys when a product does not say (src/authz reads the same default). */
+const DEFAULT_API_KEY_HEADER = 'x-api-key';
+
+const PERIOD_MS: Record<LocalRateLimit['per'], number> = { second: 1_000, minute: 60_000, hour: 3_600_000 };
+/** Envoy refuses a local rate limit fill interval under 50 ms. */
+export const MIN_FILL_INTERVAL_MS = 50;
+
+/**
+ * A LocalRateLimit as Envoy's token bucket: capacity requests + burst, starting full, refilled at
+ * requests per period — `tokensPerFill` every `fillIntervalNs`, the fewest tokens whose interval is
+ * at least 50 ms (exact when it divides evenly, else within a nanosecond per fill).
+ * `retryAfterSeconds` is the longest a refused caller waits for the next fill (at least 1): what
+ * the 429's Retry-After says.
+ */
+export function localBucket(l: LocalRateLimit): LocalBucketIR {
+  const periodMs = PERIOD_MS[l.per];
+  const tokensPerFill = Math.max(1, Math.ceil((MIN_FILL_INTERVAL_MS * l.requests) / periodMs));
+  const fillIntervalNs = Math.round((periodMs * 1_000_000 * tokensPerFill) / l.requests);
+  return {
+    requests: l.requests,
+    per: l.per,
+    maxTokens: l.requests + (l.burst ?? 0),
+    tokensPerFill,
+    fillIntervalNs,
+    retryAfterSeconds: Math.max(1, Math.ceil(fillIntervalNs / 1e9)),
+  };
+}
+
+/**
+ * Plans counting by a product's API key header, on a product that takes API keys: the gateway
+ * removes that header before anything counts (keys never reach counters or upstreams), so such a
+ * plan could never count by it.
+ */
+export function apiKeyCountProblems(model: ModelSnapshot): Array<{ plan: string; field: string; header: string; product: string }> {
+  const takesKeys = new Set<string>();
+  for (const p of model.products.values()) if ((p.auth?.accept ?? DEFAULT_ACCEPT).includes('api_key')) takesKeys.add(p.name);
+  for (const r of model.routes.values()) if (r.auth?.accept.includes('api_key')) takesKeys.add(r.product);
+  const pairs = new Set<string>();
+  for (const s of model.subscriptions.values()) pairs.add(`${s.plan}\n${s.product}`);
+  for (const p of model.products.values()) if (p.publicPlan) pairs.add(`${p.publicPlan}\n${p.name}`);
+  const out: Array<{ plan: string; field: string; header: string; product: string }> = [];
+  for (const plan of sortedValues(model, 'plans')) {
+    const check = (c: CountBy | undefined, field: string) => {
+      if (c?.kind !== 'header' || !c.header) return;
+      const h = c.header.toLowerCase();
+      for (const product of sortedValues(model, 'products')) {
+        if (!takesKeys.has(product.name) || !pairs.has(`${plan.name}\n${product.name}`)) continue;
+        const keyHeader = product.apiKey?.header?.toLowerCase() ?? (product.apiKey?.queryParameter === undefined ? DEFAULT_API_KEY_HEADER : undefined);
+        if (keyHeader === h) {
+          out.push({ plan: plan.name, field, header: h, product: product.name });
+          return;
+        }
+      }
+    };
+    check(plan.countBy, 'countBy.header');
+    plan.overrides?.forEach((o, i) => check(o.countBy, `overrides[${i}].countBy.header`));
+  }
+  return out;
+}
