@@ -72,7 +72,7 @@ export async function startPortico(settings: Settings, opts: StartOptions = {}):
     { redisUrl: settings.redisUrl, failureMode: settings.rateLimitFailureMode, redisTimeoutMs: settings.rateLimitRedisTimeoutMs },
     { registry, logger: log.child({ component: 'ratelimit' }), model: store.current() },
   );
-  const authz = new AuthzService({ hasher: store.apiKeyHasher(), registry, logger: log.child({ component: 'authz' }) });
+  const authz = new AuthzService({ hasher: store.apiKeyHasher(), registry, logger: log.child({ component: 'authz' }), limiter: ratelimit });
   authz.update(store.current());
   const detachAuthz = store.subscribe((s) => {
     authz.update(s);

@@ -22,6 +22,8 @@ export interface AuthzRequest {
   /** AttributeContext.source: principal and URL-encoded PEM certificate ('' when absent). */
   peerPrincipal: string;
   peerCertificate: string;
+  /** AttributeContext.source's IP address (the client as Envoy sees it); '' or absent when unknown. */
+  sourceAddress?: string;
 }
 
 /** Credential types in the order they are tried: the first one the request presents decides. */

@@ -1,5 +1,7 @@
 // The ext_authz service shell: holds the current credential index (swapped whole on each model
 // snapshot), verifies tokens, asks decide(), and serves envoy.service.auth.v3.Authorization/Check.
+// In combined mode (the route's context_extensions say `ratelimit: combined`) an allowed request is
+// also counted by the rate limiter in process: one callout authenticates and counts.
 import * as grpc from '@grpc/grpc-js';
 import type { Logger } from 'pino';
 import { Registry } from 'prom-client';
@@ -7,11 +9,12 @@ import type { ModelSnapshot } from '../model/model.ts';
 import type { SecretHasher } from '../store/secrets.ts';
 import { decodeMessage, encodeMessage, lookupService } from '../xds/protos.ts';
 import { buildCredentialIndex, type CredentialIndex } from './credential-index.ts';
-import { decide, jwtToVerify, type AuthzRequest, type Decision } from './decide.ts';
+import { decide, jwtToVerify, type Allow, type AuthzRequest, type Decision } from './decide.ts';
 import { JwtVerifier, type JwtSettings } from './jwt.ts';
 import { AuthzMetrics } from './metrics.ts';
 import type { UnaryGrpcServer } from '../grpc/unary-server.ts';
-import { decodeCheckRequest, encodeCheckResponse } from './wire.ts';
+import { decodeCheckRequest, encodeCheckResponse, encodeLimitedCheckResponse, type LimitVerdict } from './wire.ts';
+import type { Decision as LimitDecision, DecisionRequest as LimitRequest } from '../ratelimit/decision.ts';
 
 export const AUTHZ_SERVICE = 'envoy.service.auth.v3.Authorization';
 /** Envoy files CheckResponse.dynamic_metadata under the ext_authz filter's name. */
@@ -31,18 +34,79 @@ export interface AuthzServiceOptions {
   maxPartnerLabels?: number;
   /** For JWKS fetches (tests may wrap it); global fetch by default. */
   fetch?: typeof fetch;
+  /**
+   * The rate limiter (src/ratelimit's RateLimiter) for combined mode: requests allowed on routes
+   * whose context_extensions carry `ratelimit: combined` are counted here, in the same callout.
+   * Without it such requests are allowed uncounted (logged once).
+   */
+  limiter?: CombinedLimiter;
+}
+
+/** The part of src/ratelimit's RateLimiter combined mode uses. */
+export interface CombinedLimiter {
+  /** Never rejects: a counter outage becomes the limiter's failure-mode decision. */
+  decide(req: LimitRequest): Promise<LimitDecision>;
+}
+
+/** context_extensions key the translator sets on routes counted in the ext_authz callout. */
+export const COMBINED_CONTEXT_KEY = 'ratelimit';
+export const COMBINED_CONTEXT_VALUE = 'combined';
+
+/** Lower-case header names any plan (or override) counts by: the only headers the limiter may look up. */
+export function countedHeaderNames(snapshot: ModelSnapshot): string[] {
+  const names = new Set<string>();
+  for (const p of snapshot.plans.values()) {
+    if (p.countBy?.kind === 'header' && p.countBy.header) names.add(p.countBy.header.toLowerCase());
+    for (const o of p.overrides ?? []) if (o.countBy?.kind === 'header' && o.countBy.header) names.add(o.countBy.header.toLowerCase());
+  }
+  return [...names].sort();
+}
+
+/**
+ * The request as the limiter must see it: after ext_authz's header changes, which Envoy applies
+ * before anything else counts (identity headers set from the verified credential, e.g. X-User-Id
+ * from a JWT claim; the API key header removed). Only the counted headers are looked up.
+ */
+export function limiterRequest(a: Allow, req: AuthzRequest, counted: readonly string[]): LimitRequest {
+  const out: LimitRequest = { product: a.product, route: a.route, partner: a.partner };
+  if (req.sourceAddress) out.clientIp = req.sourceAddress;
+  if (counted.length === 0) return out;
+  const headers: Record<string, string> = {};
+  let any = false;
+  for (const name of counted) {
+    let v: string | undefined;
+    let set = false;
+    for (const [k, value] of a.setHeaders) {
+      if (k === name) {
+        v = value;
+        set = true;
+        break;
+      }
+    }
+    if (!set && !a.removeHeaders.includes(name)) v = req.headers.get(name);
+    if (v !== undefined) {
+      headers[name] = v;
+      any = true;
+    }
+  }
+  if (any) out.headers = headers;
+  return out;
 }
 
 export class AuthzService {
   readonly metrics: AuthzMetrics;
   readonly verifier: JwtVerifier;
   private current: CredentialIndex | undefined;
+  private counted: readonly string[] = [];
   private readonly now: () => number;
   private readonly log: Logger | undefined;
+  private readonly limiter: CombinedLimiter | undefined;
+  private warnedNoLimiter = false;
 
   constructor(private readonly opts: AuthzServiceOptions) {
     this.now = opts.now ?? Date.now;
     this.log = opts.logger;
+    this.limiter = opts.limiter;
     this.metrics = new AuthzMetrics({ registry: opts.registry ?? new Registry(), maxPartnerLabels: opts.maxPartnerLabels });
     this.verifier = new JwtVerifier(opts.jwt, { logger: opts.logger, observer: this.metrics, now: this.now, ...(opts.fetch ? { fetch: opts.fetch } : {}) });
   }
@@ -58,6 +122,7 @@ export class AuthzService {
       const next = buildCredentialIndex(snapshot, { hasher: this.opts.hasher });
       this.verifier.sync(next.issuers);
       this.metrics.setKnown(next.products.keys(), next.partners.keys());
+      this.counted = countedHeaderNames(snapshot);
       this.current = next;
       this.log?.debug({ revision: next.revision, products: next.products.size, apiKeys: next.apiKeys.size }, 'authz: credential index updated');
       return next;
@@ -112,8 +177,48 @@ export class AuthzService {
       return this.failed(e);
     }
     if (result === undefined) return { ok: false, code: grpc.status.UNAVAILABLE, details: 'the credential index is not loaded yet' };
-    if (result instanceof Promise) return result.then((d) => this.answer(d, started), (e: unknown) => this.failed(e));
-    return this.answer(result, started);
+    if (result instanceof Promise) return result.then((d) => this.counting(d, req, started), (e: unknown) => this.failed(e));
+    return this.counting(result, req, started);
+  }
+
+  /** Combined mode: an allowed request on a counted route goes to the limiter before the answer. */
+  private counting(d: Decision, req: AuthzRequest, started: number): CheckResult | Promise<CheckResult> {
+    if (!d.allowed || req.context.get(COMBINED_CONTEXT_KEY) !== COMBINED_CONTEXT_VALUE) return this.answer(d, started);
+    const limiter = this.limiter;
+    if (!limiter) {
+      if (!this.warnedNoLimiter) {
+        this.warnedNoLimiter = true;
+        this.log?.warn({ product: d.product, route: d.route }, 'authz: a route asks ext_authz to count requests (rate limit mode combined) but no limiter is configured; not counting');
+      }
+      return this.answer(d, started);
+    }
+    let pending: Promise<LimitDecision>;
+    try {
+      pending = limiter.decide(limiterRequest(d, req, this.counted));
+    } catch (e) {
+      return this.failed(e);
+    }
+    return pending.then(
+      (l) => this.answerLimited(d, l, started),
+      (e: unknown) => this.failed(e),
+    );
+  }
+
+  private answerLimited(d: Allow, l: LimitDecision, started: number): CheckResult {
+    const verdict: LimitVerdict = l;
+    let response: Buffer;
+    try {
+      response = encodeLimitedCheckResponse(d, verdict);
+    } catch (e) {
+      return this.failed(e);
+    }
+    const outcome = l.allowed ? 'allow' : 'deny';
+    this.metrics.decision(d.product, d.partner, outcome, d.credential, l.allowed ? 'ok' : (l.error ?? 'rate_limited'));
+    this.metrics.checkDuration((performance.now() - started) / 1000, outcome);
+    if (this.log?.isLevelEnabled('debug')) {
+      this.log.debug({ product: d.product, route: d.route, partner: d.partner, credential: d.credential, outcome, rateLimit: l.outcome }, 'authz: decision');
+    }
+    return { ok: true, response, decision: d };
   }
 
   /** The grpc-js implementation of Authorization (add with registerAuthzService). */

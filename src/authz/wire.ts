@@ -2,7 +2,7 @@
 // CheckResponse directly, with field numbers taken from the loaded Envoy protos (no generated code).
 import protobuf from 'protobufjs';
 import { lookupType } from '../xds/protos.ts';
-import { denyBody, type AuthzRequest, type Decision } from './decide.ts';
+import { denyBody, type Allow, type AuthzRequest, type Decision } from './decide.ts';
 
 // Measured on a 1.2 KB Envoy-like CheckRequest: Type.decode ≈ 9 µs (every field, Long objects,
 // message instances), this reader ≈ 5 µs; both are small next to a grpc-js unary call (~100 µs).
@@ -24,6 +24,9 @@ const F = {
   request: tag(field(AC, 'request'), LEN),
   contextExtensions: tag(field(AC, 'context_extensions'), LEN),
   principal: tag(field(`${AC}.Peer`, 'principal'), LEN),
+  peerAddress: tag(field(`${AC}.Peer`, 'address'), LEN),
+  socketAddress: tag(field('envoy.config.core.v3.Address', 'socket_address'), LEN),
+  socketAddressAddress: tag(field('envoy.config.core.v3.SocketAddress', 'address'), LEN),
   certificate: tag(field(`${AC}.Peer`, 'certificate'), LEN),
   http: tag(field(`${AC}.Request`, 'http'), LEN),
   id: tag(field(`${AC}.HttpRequest`, 'id'), LEN),
@@ -54,6 +57,7 @@ const R = {
   okHeaders: field('envoy.service.auth.v3.OkHttpResponse', 'headers'),
   okRemove: field('envoy.service.auth.v3.OkHttpResponse', 'headers_to_remove'),
   okRemoveQuery: field('envoy.service.auth.v3.OkHttpResponse', 'query_parameters_to_remove'),
+  okResponseHeaders: field('envoy.service.auth.v3.OkHttpResponse', 'response_headers_to_add'),
   hvoHeader: field('envoy.config.core.v3.HeaderValueOption', 'header'),
   hvoAppendAction: field('envoy.config.core.v3.HeaderValueOption', 'append_action'),
   hvKey: field('envoy.config.core.v3.HeaderValue', 'key'),
@@ -67,7 +71,7 @@ const OVERWRITE_IF_EXISTS_OR_ADD = (
 ).OVERWRITE_IF_EXISTS_OR_ADD!;
 
 /** gRPC status codes carried in CheckResponse.status. */
-const RPC = { OK: 0, PERMISSION_DENIED: 7, UNAUTHENTICATED: 16 } as const;
+const RPC = { OK: 0, PERMISSION_DENIED: 7, RESOURCE_EXHAUSTED: 8, UNAUTHENTICATED: 16 } as const;
 
 export class CheckRequestDecodeError extends Error {}
 
@@ -81,6 +85,26 @@ interface Draft {
   context: Map<string, string>;
   principal: string;
   certificate: string;
+  address: string;
+}
+
+/** Peer.address → Address.socket_address → SocketAddress.address (pipes and other forms stay ''). */
+function readPeerAddress(r: protobuf.Reader, end: number): string {
+  let out = '';
+  while (r.pos < end) {
+    const t = r.uint32();
+    if (t !== F.socketAddress) {
+      r.skipType(t & 7);
+      continue;
+    }
+    const e = r.uint32() + r.pos;
+    while (r.pos < e) {
+      const t2 = r.uint32();
+      if (t2 === F.socketAddressAddress) out = r.string();
+      else r.skipType(t2 & 7);
+    }
+  }
+  return out;
 }
 
 function readStringMapEntry(r: protobuf.Reader, end: number): [string, string] {
@@ -160,6 +184,7 @@ function readAttributes(r: protobuf.Reader, end: number, d: Draft): void {
           const t2 = r.uint32();
           if (t2 === F.principal) d.principal = r.string();
           else if (t2 === F.certificate) d.certificate = r.string();
+          else if (t2 === F.peerAddress) d.address = readPeerAddress(r, r.uint32() + r.pos);
           else r.skipType(t2 & 7);
         }
         break;
@@ -187,11 +212,11 @@ function readAttributes(r: protobuf.Reader, end: number, d: Draft): void {
 /**
  * Reads the fields a decision needs from an encoded envoy.service.auth.v3.CheckRequest: method,
  * path and query, headers (map or header_map form), request id, context_extensions and the source
- * peer's principal and certificate. Everything else (addresses, metadata, body) is skipped unread.
+ * peer's principal, certificate and IP address. Everything else (metadata, body…) is skipped unread.
  * Throws CheckRequestDecodeError on bytes that are not a CheckRequest.
  */
 export function decodeCheckRequest(buf: Uint8Array): AuthzRequest {
-  const d: Draft = { method: '', path: '', id: '', headers: new Map(), context: new Map(), principal: '', certificate: '' };
+  const d: Draft = { method: '', path: '', id: '', headers: new Map(), context: new Map(), principal: '', certificate: '', address: '' };
   try {
     const r = protobuf.Reader.create(buf);
     while (r.pos < r.len) {
@@ -214,6 +239,7 @@ export function decodeCheckRequest(buf: Uint8Array): AuthzRequest {
     context: d.context,
     peerPrincipal: d.principal,
     peerCertificate: d.certificate,
+    sourceAddress: d.address,
   };
 }
 
@@ -260,6 +286,59 @@ export function encodeCheckResponse(d: Decision): Buffer {
   let b = encodedShared.get(d);
   if (!b) encodedShared.set(d, (b = encode(d)));
   return b;
+}
+
+/** What the rate limiter decided about an allowed request (combined mode): the parts the response needs. */
+export interface LimitVerdict {
+  allowed: boolean;
+  /** 429 when refused. */
+  status: number;
+  /** Code for the body and the rpc status message (rate_limit_exceeded, quota_exceeded…), when refused. */
+  error?: string | undefined;
+  /** Response headers: added to the upstream's response when allowed, to the 429 when refused. */
+  headers: ReadonlyArray<{ key: string; value: string }>;
+  /** The exact body of the refusal. */
+  body?: string | undefined;
+  plan?: string | undefined;
+}
+
+/**
+ * The CheckResponse of an allowed request the rate limiter also decided on. Admitted: the allow's
+ * response (shared bytes when the allow is shared) followed by a second ok_response holding only
+ * response_headers_to_add — protobuf merges repeated occurrences of a message field, so Envoy reads
+ * one OkHttpResponse with both. Refused: a 429 denial with the limiter's headers and body exactly.
+ */
+export function encodeLimitedCheckResponse(d: Allow, v: LimitVerdict): Buffer {
+  if (!v.allowed) return encodeRefusal(d, v);
+  const base = encodeCheckResponse(d);
+  if (v.headers.length === 0) return base;
+  const w = protobuf.Writer.create();
+  w.uint32(tag(R.ok, LEN)).fork();
+  for (const h of v.headers) writeHeaderOption(w, R.okResponseHeaders, h.key, h.value);
+  w.ldelim();
+  const extra = w.finish();
+  return Buffer.concat([base, extra], base.length + extra.length);
+}
+
+function encodeRefusal(d: Allow, v: LimitVerdict): Buffer {
+  const w = protobuf.Writer.create();
+  const error = v.error ?? 'rate_limit_exceeded';
+  w.uint32(tag(R.status, LEN)).fork();
+  w.uint32(tag(R.rpcCode, VARINT)).int32(RPC.RESOURCE_EXHAUSTED);
+  w.uint32(tag(R.rpcMessage, LEN)).string(error);
+  w.ldelim();
+  w.uint32(tag(R.denied, LEN)).fork();
+  w.uint32(tag(R.deniedStatus, LEN)).fork().uint32(tag(R.httpStatusCode, VARINT)).int32(v.status).ldelim();
+  for (const h of v.headers) writeHeaderOption(w, R.deniedHeaders, h.key, h.value);
+  if (v.body !== undefined) w.uint32(tag(R.deniedBody, LEN)).string(v.body);
+  w.ldelim();
+  const m: Record<string, string> = { error, product: d.product, route: d.route, credential: d.credential };
+  if (d.partner !== undefined) m.partner = d.partner;
+  const plan = v.plan ?? d.plan;
+  if (plan !== undefined) m.plan = plan;
+  writeStringStruct(w, R.metadata, m);
+  const out = w.finish();
+  return Buffer.isBuffer(out) ? out : Buffer.from(out.buffer, out.byteOffset, out.byteLength);
 }
 
 function encode(d: Decision): Buffer {
