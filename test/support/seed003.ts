@@ -42,11 +42,13 @@ export interface Seed003Options {
   keepAuth?: boolean;
   /** Where the example's JWT issuer fetches its keys (default: the example's own URI). */
   jwksUri?: string;
+  /** Keep the example's rate limits (public plans). Default false: constant-load tests must not hit them. */
+  keepLimits?: boolean;
 }
 
 /**
  * examples/gateway.yaml with every service's endpoints moved to an echo service of the same name,
- * the edge listener on a free 127.0.0.1 port, and every product public (`auth.accept: [none]`):
+ * the edge listener on a free 127.0.0.1 port, no public plans (`keepLimits` keeps them), and every product public (`auth.accept: [none]`):
  * these tests are about routing and config delivery, and ext_authz was still being finished by the
  * authz work when they were written. `keepAuth` gives the authenticated example (the authz tests).
  */
@@ -62,6 +64,7 @@ export async function seed003(opts: Seed003Options = {}): Promise<Seed003> {
   const edge = (document.gatewayGroups as Array<{ name: string; listeners: Array<Record<string, unknown>> }>).find((g) => g.name === 'edge')!;
   edge.listeners = [{ ...edge.listeners[0]!, port: listenerPort, address: '127.0.0.1' }];
   if (!opts.keepAuth) for (const p of document.products as Array<{ auth?: { accept: string[] } }>) p.auth = { accept: ['none'] };
+  if (!opts.keepLimits) for (const p of document.products as Array<{ publicPlan?: string }>) delete p.publicPlan;
   if (opts.jwksUri) for (const j of document.jwtIssuers as Array<{ jwksUri?: string }>) j.jwksUri = opts.jwksUri;
   return {
     document,
