@@ -60,6 +60,11 @@ const UNAUTHORIZED_DETAILS = RESPONSE_FLAG.unauthorized_details!;
 /** The ext_authz filter's dynamic metadata namespace (CheckResponse.dynamic_metadata lands here). */
 export const EXT_AUTHZ_NAMESPACE = 'envoy.filters.http.ext_authz';
 
+/** Envoy files metadata under the filter instance's name: the main ext_authz, or Portico's other instances (`portico.ext_authz.*`). */
+function isAuthzNamespace(ns: string): boolean {
+  return ns === EXT_AUTHZ_NAMESPACE || ns.startsWith('portico.ext_authz');
+}
+
 /** One HTTP request as far as request metrics are concerned. */
 export interface AccessLogRecord {
   /** HTTP status sent downstream; 0 when none was (the client went away first). */
@@ -75,7 +80,7 @@ export interface AccessLogRecord {
   responseCodeDetails: string;
   /** CommonGrpcAccessLogConfig.custom_tags (Portico sets group, listener, product, route). */
   tags: Map<string, string>;
-  /** String values the ext_authz callout left in dynamic metadata (partner, plan, product, route, credential, error). */
+  /** String values the ext_authz callouts left in dynamic metadata (partner, plan, product, route, credential, error). */
   authz: Map<string, string>;
 }
 
@@ -143,7 +148,7 @@ function readStruct(r: protobuf.Reader, end: number, into: Map<string, string>):
   }
 }
 
-/** Metadata.filter_metadata: only the ext_authz namespace is read. */
+/** Metadata.filter_metadata: only the ext_authz namespaces are read. */
 function readMetadata(r: protobuf.Reader, end: number, into: Map<string, string>): void {
   while (r.pos < end) {
     const t = r.uint32();
@@ -157,7 +162,7 @@ function readMetadata(r: protobuf.Reader, end: number, into: Map<string, string>
       const t2 = r.uint32();
       if (t2 === F.mapKey) ns = r.string();
       // Map entries put the key first (Envoy's serializer does); a value before its key is skipped.
-      else if (t2 === F.mapValue && ns === EXT_AUTHZ_NAMESPACE) readStruct(r, r.uint32() + r.pos, into);
+      else if (t2 === F.mapValue && isAuthzNamespace(ns)) readStruct(r, r.uint32() + r.pos, into);
       else r.skipType(t2 & 7);
     }
   }
