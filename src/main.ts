@@ -15,6 +15,7 @@ import { createXds, type Xds } from './xds/index.ts';
 import { AuthzService, registerAuthzUnary } from './authz/index.ts';
 import { UnaryGrpcServer } from './grpc/unary-server.ts';
 import { createRateLimiter, registerRateLimitUnary, type RateLimiter } from './ratelimit/index.ts';
+import { AccessLogService, registerAccessLogService } from './telemetry/access-log-service.ts';
 
 export interface Portico {
   settings: Settings;
@@ -25,6 +26,8 @@ export interface Portico {
   pipeline: ConfigPipeline;
   authz: AuthzService;
   ratelimit: RateLimiter;
+  /** Envoys' access-log streams → per product × partner request metrics. */
+  accessLogs: AccessLogService;
   registry: Registry;
   /** Base URL of the admin API (with the port actually bound). */
   adminUrl: string;
@@ -69,19 +72,24 @@ export async function startPortico(settings: Settings, opts: StartOptions = {}):
   // Model → Envoy config → ADS. The pipeline also gates every write on the translation.
   // The callouts answer from indexes rebuilt per snapshot; nothing on their path touches the database.
   const ratelimit = createRateLimiter(
-    { redisUrl: settings.redisUrl, failureMode: settings.rateLimitFailureMode, redisTimeoutMs: settings.rateLimitRedisTimeoutMs },
+    { redisUrl: settings.redisUrl, failureMode: settings.rateLimitFailureMode, redisTimeoutMs: settings.rateLimitRedisTimeoutMs, maxPartnerLabels: settings.metricsMaxPartners },
     { registry, logger: log.child({ component: 'ratelimit' }), model: store.current() },
   );
-  const authz = new AuthzService({ hasher: store.apiKeyHasher(), registry, logger: log.child({ component: 'authz' }), limiter: ratelimit });
+  const authz = new AuthzService({ hasher: store.apiKeyHasher(), registry, logger: log.child({ component: 'authz' }), limiter: ratelimit, maxPartnerLabels: settings.metricsMaxPartners });
   authz.update(store.current());
+  const accessLogs = new AccessLogService({ registry, logger: log.child({ component: 'access-log' }), maxPartnerLabels: settings.metricsMaxPartners });
+  accessLogs.setModel(store.current());
   const detachAuthz = store.subscribe((s) => {
     authz.update(s);
     ratelimit.setModel(s);
+    accessLogs.setModel(s);
   });
 
   // ADS (streaming) on grpc-js; streams opened before the first snapshot wait for it, so listening
   // before the pipeline publishes is safe.
   const xds = createXds(settings, { registry, logger: log.child({ component: 'xds' }), serveAds: settings.role !== 'callouts' });
+  // Envoys stream access logs to the same grpc-js server (client streaming; the callout listener is unary-only).
+  registerAccessLogService(xds.server, accessLogs);
   const grpcPort = settings.role !== 'callouts' ? await xds.server.listen(settings.grpcHost, settings.grpcPort) : 0;
   if (grpcPort) log.info({ address: `${settings.grpcHost}:${grpcPort}`, role: settings.role }, 'gRPC (ADS) listening');
   // The callouts (unary: ext_authz Check, ShouldRateLimit) on the lean HTTP/2 listener: about half
@@ -93,7 +101,13 @@ export async function startPortico(settings: Settings, opts: StartOptions = {}):
   if (calloutPort) log.info({ address: `${settings.calloutListenHost}:${calloutPort}` }, 'callouts (ext_authz, rate limit) listening');
   const calloutAddress =
     settings.calloutAddress ?? `${['0.0.0.0', '::'].includes(settings.calloutListenHost) ? '127.0.0.1' : settings.calloutListenHost}:${calloutPort || settings.calloutListenPort}`;
-  const pipeline = new ConfigPipeline(xds.cache, xds.fleet, { calloutAddress }, log.child({ component: 'pipeline' }), registry);
+  // Telemetry in the Envoy config: access logs streamed to the gRPC listener (its advertised address), traces to a collector.
+  const localGrpc = `${['0.0.0.0', '::'].includes(settings.grpcHost) ? '127.0.0.1' : settings.grpcHost}:${grpcPort || settings.grpcPort}`;
+  const telemetry = {
+    ...(settings.accessLog ? { accessLogAddress: settings.accessLogAddress ?? localGrpc } : {}),
+    ...(settings.otelCollectorAddress ? { otelCollectorAddress: settings.otelCollectorAddress, otelSamplePercent: settings.otelSamplePercent } : {}),
+  };
+  const pipeline = new ConfigPipeline(xds.cache, xds.fleet, { calloutAddress, telemetry }, log.child({ component: 'pipeline' }), registry);
   const detach = pipeline.attach(store);
 
   // Set at shutdown: /readyz turns 503 while xDS streams and callouts drain.
@@ -131,7 +145,8 @@ export async function startPortico(settings: Settings, opts: StartOptions = {}):
       // cleanly (Envoys keep their config and reconnect to another replica) and lets in-flight
       // callouts finish (bounded by the grace period), while this replica still follows the model.
       draining = true;
-      await Promise.all([xds.server.close(settings.shutdownGraceMs), callouts.close(settings.shutdownGraceMs)]);
+      // (the gRPC server stops accepting first; then open access-log streams end, Envoys reopen them elsewhere)
+      await Promise.all([xds.server.close(settings.shutdownGraceMs), callouts.close(settings.shutdownGraceMs), accessLogs.close()]);
       detach();
       detachAuthz();
       await feed?.stop();
@@ -151,6 +166,7 @@ export async function startPortico(settings: Settings, opts: StartOptions = {}):
     pipeline,
     authz,
     ratelimit,
+    accessLogs,
     registry,
     adminUrl,
     grpcPort,
