@@ -183,14 +183,16 @@ export class AuthzService {
 
   /** Combined mode: an allowed request on a counted route goes to the limiter before the answer. */
   private counting(d: Decision, req: AuthzRequest, started: number): CheckResult | Promise<CheckResult> {
-    if (!d.allowed || req.context.get(COMBINED_CONTEXT_KEY) !== COMBINED_CONTEXT_VALUE) return this.answer(d, started);
+    // Decision logs carry Envoy's request id (the access log's request_id): never a credential.
+    const requestId = req.headers.get('x-request-id') || req.requestId;
+    if (!d.allowed || req.context.get(COMBINED_CONTEXT_KEY) !== COMBINED_CONTEXT_VALUE) return this.answer(d, started, requestId);
     const limiter = this.limiter;
     if (!limiter) {
       if (!this.warnedNoLimiter) {
         this.warnedNoLimiter = true;
         this.log?.warn({ product: d.product, route: d.route }, 'authz: a route asks ext_authz to count requests (rate limit mode combined) but no limiter is configured; not counting');
       }
-      return this.answer(d, started);
+      return this.answer(d, started, requestId);
     }
     let pending: Promise<LimitDecision>;
     try {
@@ -199,12 +201,12 @@ export class AuthzService {
       return this.failed(e);
     }
     return pending.then(
-      (l) => this.answerLimited(d, l, started),
+      (l) => this.answerLimited(d, l, started, requestId),
       (e: unknown) => this.failed(e),
     );
   }
 
-  private answerLimited(d: Allow, l: LimitDecision, started: number): CheckResult {
+  private answerLimited(d: Allow, l: LimitDecision, started: number, requestId = ''): CheckResult {
     const verdict: LimitVerdict = l;
     let response: Buffer;
     try {
@@ -216,7 +218,7 @@ export class AuthzService {
     this.metrics.decision(d.product, d.partner, outcome, d.credential, l.allowed ? 'ok' : (l.error ?? 'rate_limited'));
     this.metrics.checkDuration((performance.now() - started) / 1000, outcome);
     if (this.log?.isLevelEnabled('debug')) {
-      this.log.debug({ product: d.product, route: d.route, partner: d.partner, credential: d.credential, outcome, rateLimit: l.outcome }, 'authz: decision');
+      this.log.debug({ requestId, product: d.product, route: d.route, partner: d.partner, credential: d.credential, outcome, rateLimit: l.outcome }, 'authz: decision');
     }
     return { ok: true, response, decision: d };
   }
@@ -233,7 +235,7 @@ export class AuthzService {
     };
   }
 
-  private answer(d: Decision, started: number): CheckResult {
+  private answer(d: Decision, started: number, requestId = ''): CheckResult {
     let response: Buffer;
     try {
       response = encodeCheckResponse(d);
@@ -245,7 +247,7 @@ export class AuthzService {
     this.metrics.checkDuration((performance.now() - started) / 1000, outcome);
     if (this.log?.isLevelEnabled('debug')) {
       this.log.debug(
-        { product: d.product, route: d.route, partner: d.partner, credential: d.credential, outcome, ...(d.allowed ? {} : { status: d.status, error: d.error }) },
+        { requestId, product: d.product, route: d.route, partner: d.partner, credential: d.credential, outcome, ...(d.allowed ? {} : { status: d.status, error: d.error }) },
         'authz: decision',
       );
     }
