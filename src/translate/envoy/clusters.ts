@@ -3,6 +3,7 @@
 import type { ClusterIR, UpstreamTlsIR } from '../ir.ts';
 import { adsConfigSource, any, duration, sdsSecret, type Json, type JsonObject } from './common.ts';
 import { loadAssignment } from './endpoints.ts';
+import { clusterStatName } from './observability.ts';
 
 const HTTP_OPTIONS = 'envoy.extensions.upstreams.http.v3.HttpProtocolOptions';
 
@@ -51,7 +52,7 @@ function upstreamTls(t: UpstreamTlsIR, http2: boolean): JsonObject {
 }
 
 export function cluster(c: ClusterIR): JsonObject {
-  const out: JsonObject = { name: c.name };
+  const out: JsonObject = { name: c.name, ...clusterStatName(c.name) };
   if (c.discovery === 'eds') {
     out.type = 'EDS';
     out.eds_cluster_config = { eds_config: adsConfigSource() };

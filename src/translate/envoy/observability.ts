@@ -152,6 +152,14 @@ export function routeStatPrefix(r: RouteIR): string | undefined {
 }
 
 /**
+ * Portico's own clusters are named with a dot (`portico.callouts`: service names never hold one), which
+ * Envoy's tag extraction would split (envoy_cluster_name="portico"): they get a stat name with `_`.
+ */
+export function clusterStatName(name: string): { alt_stat_name?: string } {
+  return name.includes('.') ? { alt_stat_name: name.replaceAll('.', '_') } : {};
+}
+
+/**
  * A virtual host's name for stats: Envoy's tag extraction splits stat names at dots, so a host name
  * would break the envoy_virtual_host label apart; dots become underscores (hosts never hold `_`).
  */
