@@ -23,23 +23,23 @@ export interface LocalReplyMapping {
 }
 
 /**
- * Status a local token bucket refuses with, turned into 429 by its local-reply mapper. A status of
- * its own is what tells these refusals apart from the rate-limit service's (both carry the RL flag,
- * and the service's 429 body must pass untouched); no other local reply uses it with that flag.
- */
-export const LOCAL_LIMIT_STATUS = 402;
-/**
  * status_on_error of combined mode's counting-only ext_authz instance (fail-closed outage), turned
  * into the contract's 429 `rate_limit_unavailable`. Authorization denials never use it.
  */
 export const LIMITS_UNAVAILABLE_STATUS = 507;
 
-/** A local reply rewritten to a rate-limit refusal: exact body (Envoy format string), status and headers. */
+/**
+ * A local reply rewritten to a rate-limit refusal: exact body (Envoy format string), status and
+ * headers. Matched by status and either a response flag Envoy sets before the reply is made, or the
+ * reply's response code details (for the local token bucket, which flags its replies only after).
+ */
 export interface RateLimitReplyMapping {
   /** The status the reply has when Envoy makes it. */
   status: number;
-  /** Response flags it carries (RL: rate limited; RLSE: rate-limit service error; UAEX: ext_authz). */
-  flags: readonly string[];
+  /** Response flags it carries (RLSE: rate-limit service error; UAEX: ext_authz). */
+  flags?: readonly string[];
+  /** Its response code details (e.g. local_rate_limited), matched with a CEL filter. */
+  codeDetails?: string;
   /** The status the client gets. */
   rewriteStatus?: number;
   headers: ReadonlyArray<readonly [string, string]>;
@@ -52,8 +52,11 @@ const LOCAL_LIMIT_BODY = '{"error":"rate_limit_exceeded","message":"Too many req
 const UNAVAILABLE: Pick<RateLimitReplyMapping, 'headers' | 'body'> = { headers: [['retry-after', '1']], body: errorBody('rate_limit_unavailable', 1) };
 
 export const RATE_LIMIT_REPLY_MAPPINGS = {
-  /** A local token bucket (group or route) refused the request. */
-  localLimit: { status: LOCAL_LIMIT_STATUS, flags: ['RL'], rewriteStatus: 429, headers: [], body: LOCAL_LIMIT_BODY },
+  /**
+   * A local token bucket (group or route) refused the request. Its details tell it apart from the
+   * rate-limit service's 429 and from a direct response's (their bodies must pass untouched).
+   */
+  localLimit: { status: 429, codeDetails: 'local_rate_limited', headers: [], body: LOCAL_LIMIT_BODY },
   /** Service mode, fail closed: Envoy's rate-limit filter got no answer (its status_on_error is 429). */
   serviceUnavailable: { status: 429, flags: ['RLSE'], ...UNAVAILABLE },
   /** Combined mode, fail closed: the counting-only ext_authz instance got no answer. */

@@ -5,7 +5,7 @@
 import assert from 'node:assert/strict';
 import { randomBytes } from 'node:crypto';
 import type { TestContext } from 'node:test';
-import { SignJWT, exportJWK, generateKeyPair, type JWK, type KeyLike } from 'jose';
+import { SignJWT, exportJWK, generateKeyPair, type JWK } from 'jose';
 import YAML from 'yaml';
 import type { FleetView } from '../../src/xds/fleet.ts';
 import { freePort, waitFor } from '../support/components.ts';
@@ -35,7 +35,7 @@ export const AUDIENCE = 'api.test';
 
 export async function testIdp(): Promise<TestIdp> {
   const { publicKey, privateKey } = await generateKeyPair('ES256', { extractable: true });
-  const jwk: JWK = { ...(await exportJWK(publicKey as KeyLike)), kid: 'k1', alg: 'ES256', use: 'sig' };
+  const jwk: JWK = { ...(await exportJWK(publicKey)), kid: 'k1', alg: 'ES256', use: 'sig' };
   return {
     jwk,
     token: (sub, team) =>

@@ -7,6 +7,7 @@
 // headers and body as the client receives them, plus X-RateLimit-* on allowed responses.
 import assert from 'node:assert/strict';
 import { describe, it } from 'node:test';
+import type { GatewayResponse } from '../support/seed003.ts';
 import {
   assert429,
   assertAllowed,
@@ -43,7 +44,7 @@ for (const mode of ['combined', 'service'] as const satisfies readonly Mode[]) {
           const token = await idp.token('u-burst', 'acme');
           const remaining: number[] = [];
           for (let i = 1; i <= 6; i++) {
-            const r = await g.call('/catalog/items/1', bearer(token));
+            const r: GatewayResponse = await g.call('/catalog/items/1', bearer(token));
             remaining.push(assertAllowed(r, 5, `request ${i}`));
             assert.equal(r.json.headers['x-user-id'], 'u-burst', 'the upstream sees the user id ext_authz forwarded');
           }

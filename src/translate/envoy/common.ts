@@ -1,7 +1,6 @@
 // Shared proto3-JSON building blocks for the Envoy emitters: JSON value types, durations, Any,
 // the ADS config source, HTTP filter names, local token buckets, and the type URLs of every
 // resource and extension the translator emits.
-import { LOCAL_LIMIT_STATUS } from '../errors.ts';
 import type { LocalBucketIR } from '../ir.ts';
 
 export type Json = null | boolean | number | string | Json[] | { [key: string]: Json };
@@ -37,7 +36,6 @@ export const LOCAL_RATE_LIMIT_TYPE = 'envoy.extensions.filters.http.local_rateli
 
 /** envoy.type.v3.StatusCode names of the statuses the translator configures filters with. */
 const STATUS_NAMES: Readonly<Record<number, string>> = {
-  402: 'PaymentRequired',
   429: 'TooManyRequests',
   503: 'ServiceUnavailable',
   507: 'InsufficientStorage',
@@ -52,14 +50,14 @@ export function statusName(code: number): string {
 const ALWAYS: Json = { default_value: { numerator: 100, denominator: 'HUNDRED' } };
 
 /**
- * A LocalRateLimit enforcing one token bucket on every request it sees; its refusals carry the
- * contract's headers (the body comes from the local-reply mapper keyed on LOCAL_LIMIT_STATUS).
+ * A LocalRateLimit enforcing one token bucket on every request it sees; its refusals (429) carry the
+ * contract's headers, and get its body from the local-reply mapper keyed on their response code
+ * details.
  */
 export function localRateLimitConfig(statPrefix: string, b: LocalBucketIR): JsonObject {
   const header = (key: string, value: string): Json => ({ header: { key, value }, append_action: 'OVERWRITE_IF_EXISTS_OR_ADD' });
   return {
     stat_prefix: statPrefix,
-    status: { code: statusName(LOCAL_LIMIT_STATUS) },
     token_bucket: { max_tokens: b.maxTokens, tokens_per_fill: b.tokensPerFill, fill_interval: durationNs(b.fillIntervalNs) },
     filter_enabled: ALWAYS,
     filter_enforced: ALWAYS,

@@ -46,10 +46,23 @@ const status = (code: number): JsonObject => ({
   status_code_filter: { comparison: { op: 'EQ', value: { default_value: code, runtime_key: `portico.local_reply.status_${code}` } } },
 });
 
+/** Matches a reply by its response code details (CEL: a string literal, so no quoting concerns). */
+function codeDetailsFilter(details: string): JsonObject {
+  if (!/^[a-z_]+$/.test(details)) throw new Error(`unexpected response code details ${details}`);
+  // Wrapped in a TypedStruct (Envoy converts it to the named type): the CEL filter's own proto is not
+  // among those the xDS encoder loads.
+  return extension('envoy.access_loggers.extension_filters.cel', 'xds.type.v3.TypedStruct', {
+    type_url: 'type.googleapis.com/envoy.extensions.access_loggers.filters.cel.v3.ExpressionFilter',
+    value: { expression: `response.code_details == '${details}'` },
+  });
+}
+
 /** A refusal Envoy writes itself, in the rate-limit contract's shape (matched by status and flag only). */
 function rateLimitMapper(m: RateLimitReplyMapping): JsonObject {
   return {
-    filter: { and_filter: { filters: [status(m.status), { response_flag_filter: { flags: [...m.flags] } }] } },
+    filter: {
+      and_filter: { filters: [status(m.status), m.flags ? { response_flag_filter: { flags: [...m.flags] } } : { extension_filter: codeDetailsFilter(m.codeDetails!) }] },
+    },
     ...(m.rewriteStatus !== undefined ? { status_code: m.rewriteStatus } : {}),
     ...(m.headers.length ? { headers_to_add: m.headers.map(([key, value]) => ({ header: { key, value }, append_action: 'OVERWRITE_IF_EXISTS_OR_ADD' })) } : {}),
     body_format_override: { text_format_source: { inline_string: m.body }, content_type: 'application/json' },
