@@ -1,0 +1,60 @@
+# syntax=docker/dockerfile:1
+# Portico control plane (admin API, ADS, ext_authz and rate-limit callouts).
+#
+#   docker build -t portico .
+#   docker run -e DATABASE_URL=… -e PORTICO_MASTER_KEY=… -p 127.0.0.1:8081:8081 -p 18000:18000 -p 18001:18001 portico
+#
+# Two stages: the builder installs every npm package, generates the Prisma client (generate never
+# runs a schema engine, so no engine is downloaded) and prunes to production packages; the runtime
+# stage is a slim Node image with only what `portico serve` needs, run as an unprivileged user.
+# There is no compile step: bin/portico runs the TypeScript sources through tsx.
+# Envoy is not in this image: run the official envoyproxy/envoy image with deploy/envoy/edge.yaml
+# (docker-compose.yml) or the Helm chart's bootstrap ConfigMap.
+
+ARG NODE_IMAGE=node:20-bookworm-slim
+
+FROM ${NODE_IMAGE} AS builder
+WORKDIR /app
+COPY package.json package-lock.json ./
+RUN npm ci --no-audit --no-fund
+COPY prisma.config.ts tsconfig.json ./
+COPY prisma ./prisma
+RUN mkdir -p src/store \
+ && PRISMA_SCHEMA_ENGINE_BINARY="$(node -p process.execPath)" npx prisma generate \
+ && npm prune --omit=dev --no-audit --no-fund \
+ && npm cache clean --force
+
+FROM ${NODE_IMAGE} AS runtime
+ENV NODE_ENV=production \
+    PORTICO_ADMIN_ADDR=0.0.0.0:8081 \
+    PORTICO_GRPC_ADDR=0.0.0.0:18000 \
+    PORTICO_CALLOUT_LISTEN_ADDR=0.0.0.0:18001 \
+    PORTICO_DATA_DIR=/var/lib/portico
+WORKDIR /app
+# Sources and packages are owned by root and read-only for the service user.
+COPY package.json tsconfig.json ./
+COPY bin ./bin
+COPY prisma ./prisma
+COPY src ./src
+COPY examples ./examples
+COPY envoy ./envoy
+COPY deploy/docker ./deploy/docker
+COPY --from=builder /app/node_modules ./node_modules
+COPY --from=builder /app/src/store/generated ./src/store/generated
+RUN groupadd --system --gid 10001 portico \
+ && useradd --system --uid 10001 --gid portico --home-dir /var/lib/portico --no-create-home --shell /usr/sbin/nologin portico \
+ && mkdir -p /var/lib/portico \
+ && chown portico:portico /var/lib/portico \
+ && chmod 0755 /app/bin/portico
+# Numeric, so Kubernetes' runAsNonRoot can verify it.
+USER 10001:10001
+# 8081: admin API, /healthz, /readyz, /metrics (keep it private). 18000: ADS (gRPC).
+# 18001: the callouts Envoy makes per request (ext_authz, rate limit; gRPC over HTTP/2).
+EXPOSE 8081 18000 18001
+HEALTHCHECK --interval=15s --timeout=5s --start-period=90s --retries=3 \
+  CMD ["node", "/app/deploy/docker/healthcheck.mjs"]
+# SIGTERM drains (readiness 503, xDS streams ended cleanly, in-flight callouts finished) and exits
+# within PORTICO_SHUTDOWN_GRACE_MS + 5 s; give the container at least that before SIGKILL.
+STOPSIGNAL SIGTERM
+ENTRYPOINT ["/app/bin/portico"]
+CMD ["serve"]
