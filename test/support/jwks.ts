@@ -1,7 +1,8 @@
 // A test identity provider with a real JWKS endpoint: RSA and EC keys under chosen kids, a published
 // set the test can change (key rotation), and tokens with any claims, header or algorithm — including
 // the ones a gateway must refuse (alg none, HS256 signed with the RSA public key, wrong audience…).
-import { generateKeyPairSync, type KeyObject } from 'node:crypto';
+import { generateKeyPair, type KeyObject } from 'node:crypto';
+import { promisify } from 'node:util';
 import { createServer, type Server } from 'node:http';
 import type { AddressInfo } from 'node:net';
 import { SignJWT, exportJWK, type JWK, type JWTPayload } from 'jose';
@@ -65,6 +66,9 @@ export function unsignedToken(header: Record<string, unknown>, payload: Record<s
   return `${b64url({ alg: 'none', ...header })}.${b64url(payload)}.`;
 }
 
+const generateRsa = promisify(generateKeyPair) as (type: 'rsa', o: { modulusLength: number }) => Promise<{ publicKey: KeyObject; privateKey: KeyObject }>;
+const generateEc = promisify(generateKeyPair) as (type: 'ec', o: { namedCurve: string }) => Promise<{ publicKey: KeyObject; privateKey: KeyObject }>;
+
 export const now = (): number => Math.floor(Date.now() / 1000);
 
 export async function startTestIssuer(opts: { issuer?: string; audience?: string; keys?: Array<{ kid: string; alg: KeyAlg }> } = {}): Promise<TestIssuer> {
@@ -75,7 +79,9 @@ export async function startTestIssuer(opts: { issuer?: string; audience?: string
   let fetches = 0;
 
   const addKey = async (kid: string, alg: KeyAlg): Promise<IssuerKey> => {
-    const pair = alg === 'RS256' ? generateKeyPairSync('rsa', { modulusLength: 2048 }) : generateKeyPairSync('ec', { namedCurve: 'P-256' });
+    // Off the event loop: tests often share their process with the control plane, whose Checks
+    // (250 ms timeout) a synchronous RSA key generation would stall.
+    const pair = alg === 'RS256' ? await generateRsa('rsa', { modulusLength: 2048 }) : await generateEc('ec', { namedCurve: 'P-256' });
     const jwk: JWK = { ...(await exportJWK(pair.publicKey)), kid, alg, use: 'sig' };
     const key: IssuerKey = { kid, alg, privateKey: pair.privateKey, publicKey: pair.publicKey, jwk };
     keys.set(kid, key);

@@ -1,0 +1,228 @@
+// JWTs through the whole pipeline: the seed-003 issuer (partner claim `team`, claims forwarded as
+// X-User-Id and X-User-Role, excluded paths) pointed at a real JWKS server, a real Envoy over xDS.
+// Valid RS256 and ES256 tokens; expired, not yet valid, wrong audience, wrong issuer, no expiry,
+// alg none, HS256 signed with the RSA public key, an algorithm outside the allow-list, a forged
+// signature, unknown partner; excluded paths; a route taking JWT or API key; and a JWKS key rotation
+// under load, picked up without a control-plane restart.
+import assert from 'node:assert/strict';
+import { describe, it } from 'node:test';
+import { waitFor } from '../support/components.ts';
+import {
+  assertGatewayError,
+  assertUnauthorized,
+  createApiKey,
+  identityHeadersOf,
+  startAuthzGateway,
+  upstreamHeaders,
+} from '../support/authz-gateway.ts';
+import { now, unsignedToken } from '../support/jwks.ts';
+import { describeFailures, startLoad } from '../support/load.ts';
+
+const NODE = 'edge-authz-jwt';
+const bearer = (token: string, extra: Record<string, string> = {}) => ({ headers: { authorization: `Bearer ${token}`, ...extra } });
+
+describe('authz pipeline: JWTs from a real JWKS through xDS and a real Envoy', () => {
+  it('verifies tokens, forwards claims, refuses every bad token and follows a key rotation', { timeout: 300_000 }, async (t) => {
+    const g = await startAuthzGateway(t, {
+      nodeId: NODE,
+      issuerKeys: [
+        { kid: 'rsa-1', alg: 'RS256' },
+        { kid: 'ec-1', alg: 'ES256' },
+      ],
+      mutate: (doc) => {
+        doc.plans.push({ name: 'unlimited' });
+        doc.partners.push({ name: 'solo', subscriptions: [{ product: 'catalog', plan: 'unlimited' }] });
+      },
+    });
+    if (!g) return;
+    const { api, issuer } = g;
+    const user = { sub: 'user-42', claims: { team: 'web-app', role: 'admin' } };
+    const challenge = (description: string) => `Bearer realm="portico", error="invalid_token", error_description="${description}"`;
+    const refused = async (token: string, description: string, what: string) => {
+      const r = await g.call('/api/users/u_1', bearer(token));
+      assertUnauthorized(r, 'invalid_token', what);
+      assert.equal(r.json.message, description, what);
+      assert.ok(r.headers.get('www-authenticate')?.includes(challenge(description)), `${what}: ${r.headers.get('www-authenticate')}`);
+    };
+    try {
+      await t.test('a valid RS256 token: the upstream sees the partner, product and the forwarded claims', async () => {
+        const token = await issuer.token(user);
+        const r = await g.call('/api/users/u_1', bearer(token));
+        const h = upstreamHeaders(r);
+        assert.equal(r.json.service, 'users');
+        assert.deepEqual(identityHeadersOf(h), {
+          'x-portico-credential': 'jwt',
+          'x-portico-partner': 'web-app',
+          'x-portico-plan': 'standard',
+          'x-portico-product': 'users',
+          'x-portico-route': 'users',
+          'x-user-id': 'user-42',
+          'x-user-role': 'admin',
+        });
+        assert.match(h['x-request-id'] ?? '', /^[0-9a-f-]{36}$/);
+        // The scheme is case-insensitive; the same token is served from the verified-token cache.
+        const lower = await g.call('/api/orders/o_1', { headers: { authorization: `bearer ${token}` } });
+        assert.equal(upstreamHeaders(lower)['x-portico-product'], 'orders');
+      });
+
+      await t.test('a valid ES256 token is accepted too', async () => {
+        const token = await issuer.token({ kid: 'ec-1', sub: 'user-ec', claims: { team: 'web-app', role: 'viewer' } });
+        const h = upstreamHeaders(await g.call('/api/products/p_1', bearer(token)));
+        assert.equal(h['x-user-id'], 'user-ec');
+        assert.equal(h['x-user-role'], 'viewer');
+        assert.equal(h['x-portico-product'], 'catalog');
+      });
+
+      await t.test('claims are the only source of claim headers: a token without `role` forwards none, whatever the client sent', async () => {
+        const token = await issuer.token({ sub: 'user-7', claims: { team: 'web-app' } });
+        const h = upstreamHeaders(await g.call('/api/users/u_7', bearer(token, { 'x-user-role': 'admin', 'x-user-id': 'root', 'x-portico-partner': 'acme' })));
+        assert.equal(h['x-user-id'], 'user-7');
+        assert.equal(h['x-user-role'], undefined);
+        assert.equal(h['x-portico-partner'], 'web-app');
+      });
+
+      await t.test('expired, not yet valid, wrong audience, wrong issuer, no expiry: 401 invalid_token', async () => {
+        await refused(await issuer.token({ ...user, iat: now() - 7200, exp: now() - 600 }), 'The token has expired.', 'expired');
+        await refused(await issuer.token({ ...user, nbf: now() + 600 }), 'The token is not valid yet.', 'not yet valid');
+        await refused(await issuer.token({ ...user, aud: 'someone-else.example.com' }), 'The token audience is not accepted by this API.', 'wrong audience');
+        await refused(await issuer.token({ ...user, aud: null }), 'The token audience is not accepted by this API.', 'no audience');
+        await refused(await issuer.token({ ...user, iss: 'https://evil.example.com' }), 'The token issuer is not accepted by this API.', 'wrong issuer');
+        await refused(await issuer.token({ ...user, exp: null }), 'The token has no valid expiry (exp) claim.', 'no expiry');
+      });
+
+      await t.test('wrong algorithms: alg none, HS256 keyed with the RSA public key, RS384 with a published key; forged signatures', async () => {
+        const rsa = issuer.keys.get('rsa-1')!;
+        const claims = { iss: issuer.issuer, aud: issuer.audience, sub: 'user-42', team: 'web-app', exp: now() + 600 };
+        await refused(unsignedToken({ kid: 'rsa-1', typ: 'JWT' }, claims), 'The token signing algorithm is not accepted.', 'alg none');
+        const pem = rsa.publicKey.export({ type: 'spki', format: 'pem' }) as string;
+        const confused = await issuer.token({ ...user, kid: 'rsa-1', alg: 'HS256', hmacSecret: new TextEncoder().encode(pem) });
+        await refused(confused, 'The token signing algorithm is not accepted.', 'HS256 with the RSA public key');
+        const jwkSecret = new TextEncoder().encode(JSON.stringify(rsa.jwk));
+        await refused(await issuer.token({ ...user, alg: 'HS256', hmacSecret: jwkSecret }), 'The token signing algorithm is not accepted.', 'HS256 with the JWK');
+        await refused(await issuer.token({ ...user, alg: 'RS384' }), 'The token signing algorithm is not accepted.', 'RS384 (not in the allow-list)');
+
+        // A good token with its payload swapped (team changed): the signature no longer matches.
+        const good = await issuer.token(user);
+        const [h, , s] = good.split('.');
+        const payload = Buffer.from(JSON.stringify({ ...claims, team: 'solo', role: 'admin' })).toString('base64url');
+        await refused(`${h}.${payload}.${s}`, 'The token signature is invalid.', 'payload swapped');
+        // An ES256 header on a token signed with the RSA key.
+        await refused(`${Buffer.from(JSON.stringify({ alg: 'ES256', kid: 'ec-1' })).toString('base64url')}.${good.split('.')[1]}.${s}`, 'The token signature is invalid.', 'alg swapped');
+      });
+
+      await t.test('a valid token naming no known partner, or none at all, is 403; a partner without a subscription is 403', async () => {
+        const unknown = await g.call('/api/users/u_1', bearer(await issuer.token({ sub: 'x', claims: { team: 'nobody' } })));
+        assertGatewayError(unknown, 403, 'unknown_partner', 'unknown partner');
+        assert.equal(unknown.headers.get('www-authenticate'), null);
+        assertGatewayError(await g.call('/api/users/u_1', bearer(await issuer.token({ sub: 'x' }))), 403, 'unknown_partner', 'no team claim');
+        assertGatewayError(await g.call('/api/users/u_1', bearer(await issuer.token({ sub: 'x', claims: { team: 42 } }))), 403, 'unknown_partner', 'team not a string');
+        const solo = await issuer.token({ sub: 's', claims: { team: 'solo' } });
+        assertGatewayError(await g.call('/api/orders/o_1', bearer(solo)), 403, 'no_subscription', 'solo on orders');
+        assert.equal(upstreamHeaders(await g.call('/api/products', bearer(solo)))['x-portico-partner'], 'solo');
+      });
+
+      await t.test('one route, several credentials: a JWT or an API key; a presented but invalid one never falls through', async () => {
+        const key = await createApiKey(api, 'solo', 'primary');
+        const token = await issuer.token({ sub: 'u', claims: { team: 'web-app' } });
+        assert.equal(upstreamHeaders(await g.call('/api/products', bearer(token)))['x-portico-credential'], 'jwt');
+        assert.equal(upstreamHeaders(await g.call('/api/products', { headers: { 'x-api-key': key } }))['x-portico-credential'], 'api_key');
+        // Both presented: the API key decides (API key → JWT → certificate).
+        assert.equal(upstreamHeaders(await g.call('/api/products', bearer(token, { 'x-api-key': key })))['x-portico-partner'], 'solo');
+        assertUnauthorized(await g.call('/api/products', bearer(token, { 'x-api-key': `ptk_zzzzzzzz_${'Q'.repeat(43)}` })), 'invalid_api_key', 'bad key + good token');
+        // A valid key with a garbage bearer token: the key decides and the token is never examined.
+        assert.equal(upstreamHeaders(await g.call('/api/products', bearer('x.y.z', { 'x-api-key': key })))['x-portico-credential'], 'api_key');
+      });
+
+      await t.test("the issuer's excluded paths are reachable without a token, even where the product requires one", async () => {
+        // In seed 003 these belong to the public accounts product.
+        assert.equal((await g.call('/api/health')).status, 200);
+        assert.equal((await g.call('/api/auth/login', { method: 'POST', body: '{}' })).status, 200);
+        assert.equal((await g.call('/api/auth/register', { method: 'POST', body: '{}' })).status, 200);
+        // Make accounts require a JWT, with one route that is not excluded: ext_authz now runs there.
+        const me = await api.post('/api/v1/products/accounts/routes', {
+          name: 'me',
+          match: { path: { type: 'exact', value: '/auth/me' }, methods: ['GET'] },
+          service: 'users',
+          rewrite: { stripPrefix: '/api' },
+        });
+        assert.equal(me.status, 201, me.text);
+        const patched = await api.patch('/api/v1/products/accounts', { auth: { accept: ['jwt'] } });
+        assert.equal(patched.status, 200, patched.text);
+        await g.inSync();
+        assertUnauthorized(await g.call('/api/auth/me'), 'missing_credentials', 'a non-excluded path of the product');
+        const expired = await issuer.token({ ...user, iat: now() - 7200, exp: now() - 600 });
+        for (const [path, method] of [['/api/health', 'GET'], ['/api/auth/login', 'POST'], ['/api/auth/register', 'POST']] as const) {
+          const r = await g.call(path, { method, ...(method === 'POST' ? { body: '{}' } : {}) });
+          assert.equal(r.status, 200, `${path}: ${r.text}`);
+          // Login with an expired token works: tokens on excluded paths are not even parsed.
+          const withExpired = await g.call(path, { method, ...(method === 'POST' ? { body: '{}' } : {}), ...bearer(expired, { 'x-user-id': 'forged' }) });
+          assert.equal(withExpired.status, 200, `${path} with an expired token: ${withExpired.text}`);
+          if (path !== '/api/health') {
+            const h = upstreamHeaders(withExpired);
+            assert.equal(h['x-portico-partner'], undefined, path);
+            assert.equal(h['x-user-id'], undefined, `${path}: no identity from an unverified token or the client`);
+          }
+        }
+        const ok = await g.call('/api/auth/me', bearer(await issuer.token(user)));
+        assert.equal(upstreamHeaders(ok)['x-user-id'], 'user-42');
+      });
+
+      await t.test('JWKS key rotation under load: old and new tokens both accepted, without a control-plane restart', async () => {
+        const source = g.portico.authz.verifier.source('example-auth');
+        assert.ok(source, 'the issuer has a key source');
+        const oldToken = await issuer.token({ sub: 'old-user', claims: { team: 'web-app' } });
+        await issuer.addKey('rsa-2', 'RS256'); // made now, published later
+        assert.equal((await g.call('/api/orders/o_1', bearer(oldToken))).status, 200);
+        const load = startLoad({
+          concurrency: 4,
+          targets: [{ name: 'old-token', url: `${g.gw}/api/orders/o_old`, headers: { authorization: `Bearer ${oldToken}` }, expect: [200] }],
+        });
+        try {
+          await load.waitForRequests(200);
+          const fetchesBefore = issuer.fetchCount();
+          // The IdP publishes a new key beside the old one and signs new tokens with it.
+          issuer.publish(['rsa-1', 'ec-1', 'rsa-2']);
+          issuer.signWith('rsa-2');
+          load.mark('rotated: new tokens signed with rsa-2');
+          const newToken = await issuer.token({ sub: 'new-user', claims: { team: 'web-app', role: 'ops' } });
+          // The first request with the unknown kid makes the control plane refetch the JWKS.
+          const first = await g.call('/api/orders/o_new', bearer(newToken));
+          if (first.status !== 200) t.diagnostic(`first request with the new kid: ${first.status} ${first.text} (the refetch took longer than the wait)`);
+          const accepted = await waitFor(
+            'a token signed with the new key to be accepted',
+            async () => {
+              const r = await g.call('/api/orders/o_new', bearer(newToken));
+              return r.status === 200 ? r : undefined;
+            },
+            20_000,
+            200,
+          );
+          assert.equal(upstreamHeaders(accepted)['x-user-id'], 'new-user');
+          assert.equal(accepted.json.headers['x-user-role'], 'ops');
+          assert.ok(issuer.fetchCount() > fetchesBefore, 'the JWKS was fetched again');
+          assert.equal(g.portico.authz.verifier.source('example-auth'), source, 'the same key source, no restart or re-sync');
+          await load.waitForRequests(200);
+          assert.equal(upstreamHeaders(await g.call('/api/users/u_1', bearer(oldToken)))['x-user-id'], 'old-user', 'old tokens still accepted');
+          const es = await issuer.token({ kid: 'ec-1', sub: 'ec', claims: { team: 'web-app' } });
+          assert.equal((await g.call('/api/orders/o_1', bearer(es))).status, 200, 'the other published key still works');
+        } finally {
+          const report = await load.stop();
+          assert.deepEqual(report.failures, [], describeFailures(report.failures, report.marks));
+        }
+      });
+
+      await t.test('a token signed by a key the issuer does not publish is 401', async () => {
+        await issuer.addKey('rsa-rogue', 'RS256');
+        const rogue = await issuer.token({ ...user, kid: 'rsa-rogue' });
+        await refused(rogue, 'The token was signed by a key the issuer does not publish.', 'unpublished key');
+        // Signed by a rogue key but claiming a published kid: a bad signature.
+        const claimed = await issuer.token({ ...user, kid: 'rsa-rogue' });
+        const [, p, s] = claimed.split('.');
+        await refused(`${Buffer.from(JSON.stringify({ alg: 'RS256', kid: 'rsa-1' })).toString('base64url')}.${p}.${s}`, 'The token signature is invalid.', 'rogue key, published kid');
+      });
+    } catch (e) {
+      t.diagnostic(g.envoy.output().slice(-4000));
+      throw e;
+    }
+  });
+});
