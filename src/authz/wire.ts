@@ -302,22 +302,51 @@ export interface LimitVerdict {
   plan?: string | undefined;
 }
 
+/** An allow's OkHttpResponse body and dynamic_metadata field, encoded apart so fields can be added to the former. */
+interface AllowParts {
+  ok: Buffer;
+  metadata: Buffer;
+}
+
+const sharedParts = new WeakMap<Allow, AllowParts>();
+
+function toBuffer(out: Uint8Array): Buffer {
+  return Buffer.isBuffer(out) ? out : Buffer.from(out.buffer, out.byteOffset, out.byteLength);
+}
+
+function allowParts(d: Allow): AllowParts {
+  const frozen = Object.isFrozen(d);
+  const hit = frozen ? sharedParts.get(d) : undefined;
+  if (hit) return hit;
+  const ok = protobuf.Writer.create();
+  for (const [k, v] of d.setHeaders) writeHeaderOption(ok, R.okHeaders, k, v);
+  for (const h of d.removeHeaders) ok.uint32(tag(R.okRemove, LEN)).string(h);
+  for (const q of d.removeQuery) ok.uint32(tag(R.okRemoveQuery, LEN)).string(q);
+  const md = protobuf.Writer.create();
+  writeStringStruct(md, R.metadata, d.metadata);
+  const parts = { ok: toBuffer(ok.finish()), metadata: toBuffer(md.finish()) };
+  if (frozen) sharedParts.set(d, parts);
+  return parts;
+}
+
 /**
  * The CheckResponse of an allowed request the rate limiter also decided on. Admitted: the allow's
- * response (shared bytes when the allow is shared) followed by a second ok_response holding only
- * response_headers_to_add — protobuf merges repeated occurrences of a message field, so Envoy reads
- * one OkHttpResponse with both. Refused: a 429 denial with the limiter's headers and body exactly.
+ * OkHttpResponse with the limiter's headers added as response_headers_to_add (the allow's own
+ * encoded parts are shared when the allow is); refused: a 429 denial with the limiter's headers and
+ * body exactly.
  */
 export function encodeLimitedCheckResponse(d: Allow, v: LimitVerdict): Buffer {
   if (!v.allowed) return encodeRefusal(d, v);
-  const base = encodeCheckResponse(d);
-  if (v.headers.length === 0) return base;
-  const w = protobuf.Writer.create();
-  w.uint32(tag(R.ok, LEN)).fork();
-  for (const h of v.headers) writeHeaderOption(w, R.okResponseHeaders, h.key, h.value);
-  w.ldelim();
-  const extra = w.finish();
-  return Buffer.concat([base, extra], base.length + extra.length);
+  if (v.headers.length === 0) return encodeCheckResponse(d);
+  const parts = allowParts(d);
+  const extra = protobuf.Writer.create();
+  for (const h of v.headers) writeHeaderOption(extra, R.okResponseHeaders, h.key, h.value);
+  const added = toBuffer(extra.finish());
+  const head = protobuf.Writer.create();
+  head.uint32(tag(R.status, LEN)).uint32(0); // code OK
+  head.uint32(tag(R.ok, LEN)).uint32(parts.ok.length + added.length);
+  const h = toBuffer(head.finish());
+  return Buffer.concat([h, parts.ok, added, parts.metadata], h.length + parts.ok.length + added.length + parts.metadata.length);
 }
 
 function encodeRefusal(d: Allow, v: LimitVerdict): Buffer {

@@ -22,6 +22,7 @@ describe('rate limits through two Envoys and two control planes sharing Redis', 
     if (!a) return;
     const b = await startGateway(t, { nodeId: 'rl-redis-b', group: 'edge-b', env, upstream: a.upstream });
     if (!b) return;
+    const pair: readonly Gateway[] = [a, b];
     const keys = Object.fromEntries(PARTNERS.map((p) => [p, newApiKey()])) as Record<Partner, string>;
     const ports = { 'edge-a': await freePort(), 'edge-b': await freePort() };
     const document = (mode: Mode) => ({
@@ -40,7 +41,7 @@ describe('rate limits through two Envoys and two control planes sharing Redis', 
     });
     const both = async (mode: Mode) => {
       await Promise.all([a.apply(document(mode)), b.apply(document(mode))]);
-      for (const g of [a, b]) {
+      for (const g of pair) {
         const dump = JSON.stringify(await g.envoy.configDump('dynamic_listeners'));
         assert.equal(dump.includes('envoy.filters.http.ratelimit'), mode === 'service', `${g.nodeId} runs ${mode} mode`);
       }
@@ -51,12 +52,12 @@ describe('rate limits through two Envoys and two control planes sharing Redis', 
     const globalLimit = async (p: Partner) => {
       const remaining: string[] = [];
       for (let i = 0; i < LIMIT; i++) {
-        const r = await send(i % 2 === 0 ? a : b, p);
+        const r = await send(pair[i % 2]!, p);
         assert.equal(r.status, 200, `${p} request ${i + 1}: ${r.text}`);
         remaining.push(r.headers.get('x-ratelimit-remaining') ?? '');
       }
       assert.deepEqual(remaining, ['3', '2', '1', '0'], `${p}: one budget across both Envoys`);
-      for (const g of [a, b]) {
+      for (const g of pair) {
         const r = await send(g, p);
         assert.equal(r.status, 429, `${p} through ${g.nodeId}: ${r.text}`);
         assert.equal(r.json.error, 'rate_limit_exceeded');
@@ -68,7 +69,7 @@ describe('rate limits through two Envoys and two control planes sharing Redis', 
       await globalLimit(exhausted);
       await redis.pause();
       for (let i = 0; i < 3; i++) {
-        for (const g of [a, b]) {
+        for (const g of pair) {
           const r = await send(g, exhausted);
           assert.equal(r.status, 200, `during the outage, through ${g.nodeId}: ${r.text}`);
           assert.equal(r.headers.get('x-ratelimit-limit'), null, 'nothing was decided, so nothing is reported');
@@ -76,7 +77,7 @@ describe('rate limits through two Envoys and two control planes sharing Redis', 
       }
       await redis.start();
       // Each control plane reconnects on its own; until then requests still fail open.
-      for (const g of [a, b]) {
+      for (const g of pair) {
         await waitFor(`${g.nodeId}'s limiter to use Redis again`, async () => ((await send(g, exhausted)).status === 429 ? true : undefined), 60_000, 200);
       }
       await globalLimit(fresh);
