@@ -16,7 +16,7 @@ function metric<T>(registry: Registry, name: string, make: () => T): T {
 }
 
 /** Label for callers without a partner. */
-export const ANONYMOUS = '-';
+export const ANONYMOUS = 'none';
 export const OTHER = 'other';
 
 /** A decisions-counter cell: counted locally per decision, added to prom-client when scraped. */
@@ -48,7 +48,7 @@ export class RateLimitMetrics {
     this.decisions = metric(registry, 'portico_ratelimit_decisions_total', () =>
       new Counter({
         name: 'portico_ratelimit_decisions_total',
-        help: 'Rate-limit decisions by product, partner (capped; "-" anonymous, "other" past the cap) and outcome',
+        help: 'Rate-limit decisions by product, partner (capped; "none" anonymous, "other" past the cap) and outcome',
         labelNames: ['product', 'partner', 'outcome'],
         registers,
         // Counted in plain cells per decision and added here, at scrape time: prom-client's per-call

@@ -295,7 +295,7 @@ describe('decide: metrics', () => {
     await limiter.decide({ product: 'shop', route: 'orders', clientIp: '192.0.2.1' });
     assert.equal(await metricValue(registry, 'portico_ratelimit_decisions_total', { product: 'shop', partner: 'acme', outcome: 'allowed' }), 1);
     assert.equal(await metricValue(registry, 'portico_ratelimit_decisions_total', { partner: 'other', outcome: 'allowed' }), 2);
-    assert.equal(await metricValue(registry, 'portico_ratelimit_decisions_total', { partner: '-', outcome: 'allowed' }), 1);
+    assert.equal(await metricValue(registry, 'portico_ratelimit_decisions_total', { partner: 'none', outcome: 'allowed' }), 1);
     const text = await registry.metrics();
     assert.match(text, /portico_ratelimit_decision_seconds_count 4/);
     assert.match(text, /portico_ratelimit_backend_up\{backend="memory"\} 1/);
