@@ -139,7 +139,19 @@ export async function rawRequest(port: number, head: Buffer | string, timeoutMs 
     const socket = connect({ host: '127.0.0.1', port });
     const chunks: Buffer[] = [];
     const timer = setTimeout(() => socket.destroy(new Error('raw request timed out')), timeoutMs);
-    socket.on('data', (c: Buffer) => chunks.push(c));
+    socket.on('data', (c: Buffer) => {
+      chunks.push(c);
+      // Done once a Content-Length body is complete: Envoy may hold the connection open a while
+      // after a local reply (delayed close), which need not slow the test down.
+      const sofar = Buffer.concat(chunks).toString('latin1');
+      const end = sofar.indexOf('\r\n\r\n');
+      const len = /\r\ncontent-length: *(\d+)/i.exec(sofar.slice(0, end));
+      if (end >= 0 && len && sofar.length - end - 4 >= Number(len[1])) {
+        clearTimeout(timer);
+        finish();
+        socket.destroy();
+      }
+    });
     socket.on('error', (e) => {
       clearTimeout(timer);
       // Envoy may reset after answering: keep what arrived.
