@@ -13,7 +13,7 @@
 import assert from 'node:assert/strict';
 import { describe, it } from 'node:test';
 import { createDatabase, freePort, startPostgres, startRedis, waitFor } from '../support/components.ts';
-import { ackedVersions, settledNode, startEnvoy, XDS_TYPES, type TestEnvoy } from '../support/envoy.ts';
+import { ackedVersions, startEnvoy, XDS_TYPES, type TestEnvoy } from '../support/envoy.ts';
 import { describeFailures, startLoad, type LoadTarget } from '../support/load.ts';
 import { call, seed003 } from '../support/seed003.ts';
 import { createCluster, snapshotVersions, startBalancer, waitIdenticalVersions, waitSettled, whereIs, type Cluster, type Replica } from './ha-cluster.ts';
@@ -165,11 +165,12 @@ describe('HA: three control-plane replicas on one PostgreSQL', () => {
         // with it (Envoy does not retry them); graceful stops are covered with API keys below.
         const load = runLoad(publicTargets());
         await load.waitForRequests(300);
-        const first = (await whereIs(replicas, envoys[0]!.nodeId))!;
-        const victim = first.replica;
-        const moved = [];
-        for (const e of envoys) if ((await whereIs(replicas, e.nodeId))?.replica === victim) moved.push(e);
-        const versionsBefore = new Map(moved.map((e) => [e.nodeId, ackedVersions(settledNode(first.view, e.nodeId) ?? first.node)]));
+        // Every Envoy in sync first; the victim is the replica the first Envoy is on.
+        const where = new Map<string, Awaited<ReturnType<typeof waitSettled>>>();
+        for (const e of envoys) where.set(e.nodeId, await waitSettled(replicas, e.nodeId));
+        const victim = where.get(envoys[0]!.nodeId)!.replica;
+        const moved = envoys.filter((e) => where.get(e.nodeId)!.replica === victim);
+        const versionsBefore = new Map(moved.map((e) => [e.nodeId, ackedVersions(where.get(e.nodeId)!.node)]));
         load.mark(`SIGKILL ${victim.name}`);
         assert.equal(await victim.stop('SIGKILL'), null, 'killed by the signal');
         for (const e of moved) {
