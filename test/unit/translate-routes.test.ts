@@ -57,10 +57,10 @@ describe('virtual hosts', () => {
   ]);
   const vh = vhosts(group(m));
 
-  it('makes one virtual host per named host (lower-cased), exact before wildcard, then *', () => {
+  it('makes one virtual host per named host (lower-cased), exact before wildcard, then *; names are stat-safe (dots become _)', () => {
     assert.deepEqual(vh.map((v) => [v.name, v.domains]), [
-      ['shop.example.com', ['shop.example.com']],
-      ['*.example.com', ['*.example.com']],
+      ['shop_example_com', ['shop.example.com']],
+      ['*_example_com', ['*.example.com']],
       ['any_host', ['*']],
     ]);
   });
