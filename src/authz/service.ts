@@ -83,7 +83,8 @@ export function limiterRequest(a: Allow, req: AuthzRequest, counted: readonly st
         break;
       }
     }
-    if (!set && !a.removeHeaders.includes(name)) v = req.headers.get(name);
+    // Envoy's request_headers action reads `host` as :authority; so does this.
+    if (!set && !a.removeHeaders.includes(name)) v = req.headers.get(name) ?? (name === 'host' ? req.headers.get(':authority') : undefined);
     if (v !== undefined) {
       headers[name] = v;
       any = true;
