@@ -9,6 +9,7 @@ import { waitFor } from '../support/components.ts';
 import {
   assertGatewayError,
   assertUnauthorized,
+  calloutStats,
   createApiKey,
   identityHeadersOf,
   startAuthzGateway,
@@ -207,6 +208,7 @@ describe('authz pipeline: API keys through the admin API, xDS and a real Envoy',
           assertUnauthorized(await g.call('/api/orders/o_1', withKey(keyA)), 'revoked_api_key', 'key A after its revocation');
         } finally {
           const report = await load.stop();
+          if (report.failures.length) t.diagnostic(`Envoy's ext_authz stats: ${await calloutStats(g.envoy)}`);
           assert.deepEqual(report.failures, [], describeFailures(report.failures, report.marks));
           t.diagnostic(`rotation load: ${report.requests} requests (${sent.get(keyA)} with A, ${[...sent].find(([k]) => k !== keyA)?.[1]} with B) in ${report.durationMs} ms`);
           assert.ok((sent.get(keyA) ?? 0) >= 500, 'the load ran with A before the switch');

@@ -10,6 +10,7 @@ import { waitFor } from '../support/components.ts';
 import {
   assertGatewayError,
   assertUnauthorized,
+  calloutStats,
   createApiKey,
   identityHeadersOf,
   startAuthzGateway,
@@ -207,6 +208,7 @@ describe('authz pipeline: JWTs from a real JWKS through xDS and a real Envoy', (
           assert.equal((await g.call('/api/orders/o_1', bearer(es))).status, 200, 'the other published key still works');
         } finally {
           const report = await load.stop();
+          if (report.failures.length) t.diagnostic(`Envoy's ext_authz stats: ${await calloutStats(g.envoy)}`);
           assert.deepEqual(report.failures, [], describeFailures(report.failures, report.marks));
         }
       });

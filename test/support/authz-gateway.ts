@@ -31,6 +31,12 @@ export interface AuthzGateway {
 
 export interface AuthzGatewayOptions {
   nodeId: string;
+  /**
+   * The group's ext_authz timeout (seed 003 says 250 ms). Default 2000: these tests assert who gets
+   * in, and a shared CI machine can stall the test process (which hosts the control plane) for a
+   * quarter of a second; latency is what bench/authz-envoy.ts measures.
+   */
+  authzTimeoutMs?: number;
   /** Keys the identity provider starts with (default one RS256 key, 'rsa-1'). */
   issuerKeys?: Array<{ kid: string; alg: KeyAlg }>;
   /** Changes to the example document before it is applied (extra partners, plans…). */
@@ -53,6 +59,7 @@ export async function startAuthzGateway(t: TestContext, o: AuthzGatewayOptions):
   const envoy = await startEnvoy(t, { xdsAddresses: [`127.0.0.1:${portico.grpcPort}`], group: GROUP, nodeId: o.nodeId });
   if (!envoy) return undefined;
   const api = portico.api;
+  seed.document.gatewayGroups[0].authz.timeoutMs = o.authzTimeoutMs ?? 2000;
   o.mutate?.(seed.document);
   const applied = await api.post('/api/v1/config', seed.yaml(), { 'content-type': 'application/yaml' });
   assert.equal(applied.status, 200, applied.text);
@@ -72,6 +79,12 @@ export async function startAuthzGateway(t: TestContext, o: AuthzGatewayOptions):
   // The issuer's first key fetch has settled (it starts when the issuer enters the model).
   await portico.authz.ready();
   return { portico, envoy, seed, issuer, api, gw: seed.gatewayUrl, inSync, call: (p, init) => call(`${seed.gatewayUrl}${p}`, init) };
+}
+
+/** Envoy's view of its ext_authz calls (for diagnostics when a request failed): errors, timeouts, resets. */
+export async function calloutStats(envoy: TestEnvoy): Promise<string> {
+  const stats = await envoy.stats('ext_authz\\.|portico\\.callouts\\.(upstream_rq_timeout|upstream_cx_destroy|upstream_rq_pending_failure|upstream_cx_connect_fail|upstream_rq_5|upstream_cx_total|upstream_rq_total)');
+  return [...stats].filter(([, v]) => v > 0).map(([k, v]) => `${k}=${v}`).join(' ');
 }
 
 /** Creates an API key through the admin API; the secret comes back once, in this answer. */
