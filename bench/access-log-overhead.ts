@@ -1,13 +1,14 @@
-// Benchmark: what access-log streaming costs the hot path. The same route through a real Envoy
-// (one worker thread) is loaded with wrk, with Envoy streaming every request to the control plane's
-// access-log service (PORTICO_ACCESS_LOG=true, the default) and without (false); runs alternate
-// off/on so drift hits both alike. A fresh control plane (in process) and Envoy per run; Envoy's
-// stdout (the JSON access log, on in both modes) goes to /dev/null. Prints JSON.
-// Usage: tsx bench/access-log-overhead.ts [--runs 3] [--duration 10] [--connections 32] [--target direct|upstream]
+// Benchmark: what access-log streaming costs the hot path. Two identical gateways run side by side,
+// each a control plane (in process) and a real Envoy with one worker thread: one streams every
+// request to its control plane's access-log service (PORTICO_ACCESS_LOG=true, the default), the
+// other does not (false). wrk loads the same route on each in short alternating slices (A B, B A, …)
+// so whatever else the machine is doing hits both alike; the result is the median of the per-round
+// throughput ratios. Envoy's stdout (the JSON access log, on in both) goes to /dev/null. Prints JSON.
+// Usage: tsx bench/access-log-overhead.ts [--rounds 10] [--slice 3] [--connections 32] [--target direct|upstream]
 //   direct:   a direct response (Envoy does all the work: the logging cost shows most)
 //   upstream: a forward to a small Node upstream (closer to real traffic; the upstream often bounds it)
 import { spawn } from 'node:child_process';
-import { mkdtempSync, openSync, rmSync, writeFileSync } from 'node:fs';
+import { mkdtempSync, openSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { createServer } from 'node:http';
 import type { AddressInfo } from 'node:net';
 import os from 'node:os';
@@ -19,14 +20,14 @@ import { startTestPortico } from '../test/support/portico.ts';
 
 const { values } = parseArgs({
   options: {
-    runs: { type: 'string' },
-    duration: { type: 'string' },
+    rounds: { type: 'string' },
+    slice: { type: 'string' },
     connections: { type: 'string' },
     target: { type: 'string' },
   },
 });
-const RUNS = Number(values.runs ?? 3);
-const DURATION_S = Number(values.duration ?? 10);
+const ROUNDS = Number(values.rounds ?? 10);
+const SLICE_S = Number(values.slice ?? 3);
 const CONNECTIONS = Number(values.connections ?? 32);
 const TARGET = (values.target ?? 'direct') as 'direct' | 'upstream';
 const GROUP = 'edge';
@@ -86,7 +87,7 @@ async function startUpstream(): Promise<{ port: number; close(): Promise<void> }
 }
 
 /** Envoy with one worker, stdout/stderr to /dev/null (the JSON access log must not load this process). */
-async function launchQuietEnvoy(bin: string, xds: string, nodeId: string): Promise<{ adminUrl: string; stop(): Promise<void> }> {
+async function launchQuietEnvoy(bin: string, xds: string, nodeId: string): Promise<{ adminUrl: string; pid: number; stop(): Promise<void> }> {
   const dir = mkdtempSync(path.join(os.tmpdir(), 'portico-bench-envoy-'));
   const adminPort = await freePort();
   const file = path.join(dir, 'bootstrap.json');
@@ -97,6 +98,7 @@ async function launchQuietEnvoy(bin: string, xds: string, nodeId: string): Promi
   await waitFor('Envoy admin', async () => ((await fetch(`${adminUrl}/ready`).catch(() => undefined))?.status ? true : undefined), 30_000, 100);
   return {
     adminUrl,
+    pid: child.pid!,
     stop: async () => {
       const exited = new Promise<void>((r) => child.once('exit', () => r()));
       child.kill('SIGTERM');
@@ -112,54 +114,53 @@ async function envoyStat(adminUrl: string, name: string): Promise<number> {
   return m ? Number(m[1]) : 0;
 }
 
-interface Run {
-  accessLog: boolean;
-  wrk: WrkResult;
-  /** Entries the control plane ingested during the run (0 when off). */
-  ingested: number;
-  /** Entries Envoy wrote to / dropped from the gRPC access-log stream. */
-  envoyLogsWritten: number;
-  envoyLogsDropped: number;
+/** CPU seconds (user + system) a process has used, from /proc (clock ticks of 10 ms). */
+function cpuSeconds(pid: number): number {
+  const fields = readFileSync(`/proc/${pid}/stat`, 'utf8').split(') ')[1]!.split(' ');
+  return (Number(fields[11]) + Number(fields[12])) / 100;
 }
 
-async function run(envoyBin: string, accessLog: boolean, index: number, upstreamPort: number): Promise<Run> {
+interface Gateway {
+  accessLog: boolean;
+  /** CPU seconds Envoy has used so far. */
+  envoyCpu(): number;
+  url: string;
+  /** Entries its control plane has ingested so far. */
+  ingested(): Promise<number>;
+  envoyStat(name: string): Promise<number>;
+  stop(): Promise<void>;
+}
+
+async function startGateway(envoyBin: string, accessLog: boolean, upstreamPort: number): Promise<Gateway> {
   const portico = await startTestPortico({ env: { PORTICO_ACCESS_LOG: String(accessLog) } });
-  const nodeId = `bench-als-${index}`;
-  const envoy = await launchQuietEnvoy(envoyBin, `127.0.0.1:${portico.grpcPort}`, nodeId);
-  try {
-    const listenerPort = await freePort();
-    const route =
-      TARGET === 'direct'
-        ? { name: 'hello', match: { path: { type: 'prefix', value: '/' } }, directResponse: { status: 200, body: '{"ok":true}', contentType: 'application/json' } }
-        : { name: 'hello', match: { path: { type: 'prefix', value: '/' } }, service: 'upstream' };
-    const doc = {
-      portico: 'v1',
-      gatewayGroups: [{ name: GROUP, listeners: [{ name: 'http', port: listenerPort, address: '127.0.0.1' }] }],
-      services: [{ name: 'upstream', endpoints: [{ host: '127.0.0.1', port: upstreamPort }] }],
-      // Public: no callout, so only the logging differs between the modes.
-      products: [{ name: 'bench', gatewayGroups: [GROUP], basePath: '/bench', auth: { accept: ['none'] }, routes: [route] }],
-    };
-    const applied = await portico.api.post('/api/v1/config', doc);
-    if (applied.status !== 200) throw new Error(`apply failed: ${applied.text}`);
-    const url = `http://127.0.0.1:${listenerPort}/bench/hello`;
-    await waitFor('the route to answer', async () => ((await fetch(url).catch(() => undefined))?.status === 200 ? true : undefined), 30_000);
-    await wrk(url, 2); // warm-up
-    const ingested = async () => (await portico.registry.getSingleMetricAsString('portico_access_log_entries_total')).match(/^portico_access_log_entries_total (\d+)/m)?.[1];
-    const before = Number((await ingested()) ?? 0);
-    const result = await wrk(url, DURATION_S);
-    // Envoy flushes its access-log buffer every second: give the last batch time to arrive.
-    await new Promise((r) => setTimeout(r, 1500));
-    return {
-      accessLog,
-      wrk: result,
-      ingested: Number((await ingested()) ?? 0) - before,
-      envoyLogsWritten: await envoyStat(envoy.adminUrl, 'access_logs.grpc_access_log.logs_written'),
-      envoyLogsDropped: await envoyStat(envoy.adminUrl, 'access_logs.grpc_access_log.logs_dropped'),
-    };
-  } finally {
-    await envoy.stop();
-    await portico.close();
-  }
+  const envoy = await launchQuietEnvoy(envoyBin, `127.0.0.1:${portico.grpcPort}`, `bench-als-${accessLog ? 'on' : 'off'}`);
+  const listenerPort = await freePort();
+  const route =
+    TARGET === 'direct'
+      ? { name: 'hello', match: { path: { type: 'prefix', value: '/' } }, directResponse: { status: 200, body: '{"ok":true}', contentType: 'application/json' } }
+      : { name: 'hello', match: { path: { type: 'prefix', value: '/' } }, service: 'upstream' };
+  const doc = {
+    portico: 'v1',
+    gatewayGroups: [{ name: GROUP, listeners: [{ name: 'http', port: listenerPort, address: '127.0.0.1' }] }],
+    services: [{ name: 'upstream', endpoints: [{ host: '127.0.0.1', port: upstreamPort }] }],
+    // Public: no callout, so only the logging differs between the two.
+    products: [{ name: 'bench', gatewayGroups: [GROUP], basePath: '/bench', auth: { accept: ['none'] }, routes: [route] }],
+  };
+  const applied = await portico.api.post('/api/v1/config', doc);
+  if (applied.status !== 200) throw new Error(`apply failed: ${applied.text}`);
+  const url = `http://127.0.0.1:${listenerPort}/bench/hello`;
+  await waitFor('the route to answer', async () => ((await fetch(url).catch(() => undefined))?.status === 200 ? true : undefined), 30_000);
+  return {
+    accessLog,
+    url,
+    ingested: async () => Number((await portico.registry.getSingleMetricAsString('portico_access_log_entries_total')).match(/^portico_access_log_entries_total (\d+)/m)?.[1] ?? 0),
+    envoyStat: (name) => envoyStat(envoy.adminUrl, name),
+    envoyCpu: () => cpuSeconds(envoy.pid),
+    stop: async () => {
+      await envoy.stop();
+      await portico.close();
+    },
+  };
 }
 
 function median(xs: number[]): number {
@@ -171,35 +172,68 @@ async function main(): Promise<void> {
   const envoyBin = componentPath('envoy');
   if (!envoyBin) throw new Error('envoy is not installed');
   const upstream = await startUpstream();
-  const runs: Run[] = [];
+  const off = await startGateway(envoyBin, false, upstream.port);
+  const on = await startGateway(envoyBin, true, upstream.port);
+  const rounds: Array<{ off: WrkResult; on: WrkResult; ratio: number; cpuUs: { off: number; on: number } }> = [];
+  let requestsOn = 0;
+  let ingestedBefore = 0;
   try {
-    for (let i = 0; i < RUNS; i++) {
-      for (const accessLog of [false, true]) runs.push(await run(envoyBin, accessLog, runs.length, upstream.port));
+    await wrk(off.url, 2); // warm-up
+    await wrk(on.url, 2);
+    await new Promise((r) => setTimeout(r, 1500));
+    ingestedBefore = await on.ingested();
+    for (let i = 0; i < ROUNDS; i++) {
+      const order = i % 2 === 0 ? [off, on] : [on, off];
+      const r: Partial<Record<'off' | 'on', WrkResult>> = {};
+      const cpuUs: Partial<Record<'off' | 'on', number>> = {};
+      for (const g of order) {
+        const k = g.accessLog ? 'on' : 'off';
+        const cpu0 = g.envoyCpu();
+        r[k] = await wrk(g.url, SLICE_S);
+        // Envoy's CPU per request: unlike throughput, barely moved by whatever else the machine runs.
+        cpuUs[k] = Math.round(((g.envoyCpu() - cpu0) / r[k]!.requests) * 1e7) / 10;
+      }
+      requestsOn += r.on!.requests;
+      rounds.push({ off: r.off!, on: r.on!, ratio: Math.round((r.on!.requestsPerSec / r.off!.requestsPerSec) * 10_000) / 10_000, cpuUs: { off: cpuUs.off!, on: cpuUs.on! } });
     }
+    // Envoy flushes its access-log buffer every second: let the last batch arrive.
+    await new Promise((r) => setTimeout(r, 2000));
+    const ingested = (await on.ingested()) - ingestedBefore;
+    const cpuOff = median(rounds.map((r) => r.cpuUs.off));
+    const cpuOn = median(rounds.map((r) => r.cpuUs.on));
+    const difference = 1 - median(rounds.map((r) => r.ratio));
+    process.stdout.write(
+      `${JSON.stringify(
+        {
+          benchmark: 'access-log-overhead',
+          target: TARGET,
+          envoyWorkers: 1,
+          sliceSeconds: SLICE_S,
+          connections: CONNECTIONS,
+          cpus: os.cpus().length,
+          loadAverage: os.loadavg().map((x) => Math.round(x * 100) / 100),
+          rounds: rounds.map((r) => ({ off: r.off.requestsPerSec, on: r.on.requestsPerSec, ratio: r.ratio, envoyCpuUsPerRequest: r.cpuUs, offP99Ms: r.off.p99Ms, onP99Ms: r.on.p99Ms, errors: r.off.errors + r.on.errors })),
+          medianRequestsPerSec: { off: median(rounds.map((r) => r.off.requestsPerSec)), on: median(rounds.map((r) => r.on.requestsPerSec)) },
+          throughputDifference: Math.round(difference * 10_000) / 10_000,
+          // Envoy's CPU per request, median of the rounds: what streaming costs a CPU-bound worker.
+          envoyCpuUsPerRequest: { off: cpuOff, on: cpuOn, difference: Math.round(((cpuOn - cpuOff) / cpuOff) * 10_000) / 10_000 },
+          target5Percent: difference < TARGET_LIMIT ? 'met' : 'missed',
+          accessLogStream: {
+            requestsSent: requestsOn,
+            ingestedByControlPlane: ingested,
+            envoyLogsWritten: await on.envoyStat('access_logs.grpc_access_log.logs_written'),
+            envoyLogsDropped: await on.envoyStat('access_logs.grpc_access_log.logs_dropped'),
+          },
+        },
+        null,
+        2,
+      )}\n`,
+    );
   } finally {
+    await on.stop();
+    await off.stop();
     await upstream.close();
   }
-  const off = runs.filter((r) => !r.accessLog).map((r) => r.wrk.requestsPerSec);
-  const on = runs.filter((r) => r.accessLog).map((r) => r.wrk.requestsPerSec);
-  const difference = (median(off) - median(on)) / median(off);
-  process.stdout.write(
-    `${JSON.stringify(
-      {
-        benchmark: 'access-log-overhead',
-        target: TARGET,
-        envoyWorkers: 1,
-        durationSeconds: DURATION_S,
-        connections: CONNECTIONS,
-        cpus: os.cpus().length,
-        runs,
-        medianRequestsPerSec: { off: median(off), on: median(on) },
-        throughputDifference: Math.round(difference * 10_000) / 10_000,
-        target5Percent: difference < TARGET_LIMIT ? 'met' : 'missed',
-      },
-      null,
-      2,
-    )}\n`,
-  );
 }
 
 await main();
