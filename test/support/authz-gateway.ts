@@ -7,8 +7,8 @@ import type { AddressInfo } from 'node:net';
 import { connect } from 'node:net';
 import type { TestContext } from 'node:test';
 import type { FleetView } from '../../src/xds/fleet.ts';
-import { waitFor } from './components.ts';
-import { settledNode, snapshotVersions, startEnvoy, type TestEnvoy } from './envoy.ts';
+import { requireComponent, waitFor } from './components.ts';
+import { launchEnvoy, settledNode, snapshotVersions, type TestEnvoy } from './envoy.ts';
 import { startTestIssuer, type KeyAlg, type TestIssuer } from './jwks.ts';
 import { startTestPortico, type ApiClient, type TestPortico } from './portico.ts';
 import { call, seed003, type GatewayResponse, type Seed003 } from './seed003.ts';
@@ -48,16 +48,20 @@ export interface AuthzGatewayOptions {
  * everything is stopped when the test ends.
  */
 export async function startAuthzGateway(t: TestContext, o: AuthzGatewayOptions): Promise<AuthzGateway | undefined> {
+  const envoyBin = requireComponent(t, 'envoy');
+  if (!envoyBin) return undefined;
   const issuer = await startTestIssuer(o.issuerKeys ? { keys: o.issuerKeys } : {});
   const seed = await seed003({ keepAuth: true, jwksUri: issuer.jwksUri });
   const portico = await startTestPortico();
+  let envoy: TestEnvoy | undefined;
+  // One hook, in this order: Envoy first, so no stream or connection of it holds the rest open.
   t.after(async () => {
+    await envoy?.stop();
     await portico.close();
     await seed.close();
     await issuer.close();
   });
-  const envoy = await startEnvoy(t, { xdsAddresses: [`127.0.0.1:${portico.grpcPort}`], group: GROUP, nodeId: o.nodeId });
-  if (!envoy) return undefined;
+  envoy = await launchEnvoy(envoyBin, { xdsAddresses: [`127.0.0.1:${portico.grpcPort}`], group: GROUP, nodeId: o.nodeId });
   const api = portico.api;
   seed.document.gatewayGroups[0].authz.timeoutMs = o.authzTimeoutMs ?? 2000;
   o.mutate?.(seed.document);
