@@ -171,12 +171,13 @@ describe('authz pipeline: JWTs from a real JWKS through xDS and a real Envoy', (
       await t.test('JWKS key rotation under load: old and new tokens both accepted, without a control-plane restart', async () => {
         const source = g.portico.authz.verifier.source('example-auth');
         assert.ok(source, 'the issuer has a key source');
-        const oldToken = await issuer.token({ sub: 'old-user', claims: { team: 'web-app' } });
+        // Partner solo: a plan without limits (web-app's seed-003 plan allows 100/s per user; this is not about limits).
+        const oldToken = await issuer.token({ sub: 'old-user', claims: { team: 'solo' } });
         await issuer.addKey('rsa-2', 'RS256'); // made now, published later
-        assert.equal((await g.call('/api/orders/o_1', bearer(oldToken))).status, 200);
+        assert.equal((await g.call('/api/products/p_1', bearer(oldToken))).status, 200);
         const load = startLoad({
           concurrency: 4,
-          targets: [{ name: 'old-token', url: `${g.gw}/api/orders/o_old`, headers: { authorization: `Bearer ${oldToken}` }, expect: [200] }],
+          targets: [{ name: 'old-token', url: `${g.gw}/api/products/p_old`, headers: { authorization: `Bearer ${oldToken}` }, expect: [200] }],
         });
         try {
           await load.waitForRequests(200);
@@ -185,14 +186,14 @@ describe('authz pipeline: JWTs from a real JWKS through xDS and a real Envoy', (
           issuer.publish(['rsa-1', 'ec-1', 'rsa-2']);
           issuer.signWith('rsa-2');
           load.mark('rotated: new tokens signed with rsa-2');
-          const newToken = await issuer.token({ sub: 'new-user', claims: { team: 'web-app', role: 'ops' } });
+          const newToken = await issuer.token({ sub: 'new-user', claims: { team: 'solo', role: 'ops' } });
           // The first request with the unknown kid makes the control plane refetch the JWKS.
-          const first = await g.call('/api/orders/o_new', bearer(newToken));
+          const first = await g.call('/api/products/p_new', bearer(newToken));
           if (first.status !== 200) t.diagnostic(`first request with the new kid: ${first.status} ${first.text} (the refetch took longer than the wait)`);
           const accepted = await waitFor(
             'a token signed with the new key to be accepted',
             async () => {
-              const r = await g.call('/api/orders/o_new', bearer(newToken));
+              const r = await g.call('/api/products/p_new', bearer(newToken));
               return r.status === 200 ? r : undefined;
             },
             20_000,
@@ -203,9 +204,9 @@ describe('authz pipeline: JWTs from a real JWKS through xDS and a real Envoy', (
           assert.ok(issuer.fetchCount() > fetchesBefore, 'the JWKS was fetched again');
           assert.equal(g.portico.authz.verifier.source('example-auth'), source, 'the same key source, no restart or re-sync');
           await load.waitForRequests(200);
-          assert.equal(upstreamHeaders(await g.call('/api/users/u_1', bearer(oldToken)))['x-user-id'], 'old-user', 'old tokens still accepted');
-          const es = await issuer.token({ kid: 'ec-1', sub: 'ec', claims: { team: 'web-app' } });
-          assert.equal((await g.call('/api/orders/o_1', bearer(es))).status, 200, 'the other published key still works');
+          assert.equal(upstreamHeaders(await g.call('/api/products/p_1', bearer(oldToken)))['x-user-id'], 'old-user', 'old tokens still accepted');
+          const es = await issuer.token({ kid: 'ec-1', sub: 'ec', claims: { team: 'solo' } });
+          assert.equal((await g.call('/api/products/p_1', bearer(es))).status, 200, 'the other published key still works');
         } finally {
           const report = await load.stop();
           if (report.failures.length) t.diagnostic(`Envoy's ext_authz stats: ${await calloutStats(g.envoy)}`);
