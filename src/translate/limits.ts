@@ -41,9 +41,14 @@ function plansSubscribedTo(model: ModelSnapshot, product: string): readonly stri
   return index.get(product) ?? [];
 }
 
+// Plans are immutable too: their overrides are indexed by product/route once.
+const overrideIndex = new WeakMap<Plan, Map<string, NonNullable<Plan['overrides']>[number]>>();
+
 /** The rules a plan has for one route: the override's limits, quotas and countBy, each replacing the plan's own. */
 function planRules(plan: Plan, product: string, route: string): { limited: boolean; countBy: CountBy } {
-  const o = plan.overrides?.find((x) => x.product === product && x.route === route);
+  let index = overrideIndex.get(plan);
+  if (!index) overrideIndex.set(plan, (index = new Map((plan.overrides ?? []).map((x) => [`${x.product}/${x.route}`, x]))));
+  const o = index.get(`${product}/${route}`);
   const limits = o?.limits ?? plan.limits ?? [];
   const quotas = o?.quotas ?? plan.quotas ?? [];
   return { limited: limits.length > 0 || quotas.length > 0, countBy: o?.countBy ?? plan.countBy ?? { kind: 'partner' } };
@@ -118,22 +123,31 @@ export function apiKeyCountProblems(model: ModelSnapshot): Array<{ plan: string;
   const takesKeys = new Set<string>();
   for (const p of model.products.values()) if ((p.auth?.accept ?? DEFAULT_ACCEPT).includes('api_key')) takesKeys.add(p.name);
   for (const r of model.routes.values()) if (r.auth?.accept.includes('api_key')) takesKeys.add(r.product);
-  const pairs = new Set<string>();
-  for (const s of model.subscriptions.values()) pairs.add(`${s.plan}\n${s.product}`);
-  for (const p of model.products.values()) if (p.publicPlan) pairs.add(`${p.publicPlan}\n${p.name}`);
+  // The API key header of every product that takes keys, and the products each plan applies to.
+  const keyHeader = new Map<string, string>();
+  for (const name of takesKeys) {
+    const product = model.products.get(name);
+    const h = product?.apiKey?.header?.toLowerCase() ?? (product?.apiKey?.queryParameter === undefined ? DEFAULT_API_KEY_HEADER : undefined);
+    if (h) keyHeader.set(name, h);
+  }
+  const applies = new Map<string, Set<string>>();
+  const pair = (plan: string, product: string) => {
+    if (!keyHeader.has(product)) return;
+    let set = applies.get(plan);
+    if (!set) applies.set(plan, (set = new Set()));
+    set.add(product);
+  };
+  for (const s of model.subscriptions.values()) pair(s.plan, s.product);
+  for (const p of model.products.values()) if (p.publicPlan) pair(p.publicPlan, p.name);
   const out: Array<{ plan: string; field: string; header: string; product: string }> = [];
   for (const plan of sortedValues(model, 'plans')) {
+    const products = [...(applies.get(plan.name) ?? [])].sort();
+    if (products.length === 0) continue;
     const check = (c: CountBy | undefined, field: string) => {
       if (c?.kind !== 'header' || !c.header) return;
       const h = c.header.toLowerCase();
-      for (const product of sortedValues(model, 'products')) {
-        if (!takesKeys.has(product.name) || !pairs.has(`${plan.name}\n${product.name}`)) continue;
-        const keyHeader = product.apiKey?.header?.toLowerCase() ?? (product.apiKey?.queryParameter === undefined ? DEFAULT_API_KEY_HEADER : undefined);
-        if (keyHeader === h) {
-          out.push({ plan: plan.name, field, header: h, product: product.name });
-          return;
-        }
-      }
+      const product = products.find((p) => keyHeader.get(p) === h);
+      if (product) out.push({ plan: plan.name, field, header: h, product });
     };
     check(plan.countBy, 'countBy.header');
     plan.overrides?.forEach((o, i) => check(o.countBy, `overrides[${i}].countBy.header`));
