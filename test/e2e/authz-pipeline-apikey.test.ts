@@ -13,6 +13,7 @@ import {
   createApiKey,
   identityHeadersOf,
   startAuthzGateway,
+  startMirror,
   upstreamHeaders,
 } from '../support/authz-gateway.ts';
 import { describeFailures, startLoad } from '../support/load.ts';
@@ -153,6 +154,38 @@ describe('authz pipeline: API keys through the admin API, xDS and a real Envoy',
         assert.equal((await g.call('/api/orders/o_1', withKey(globex))).status, 200, 'other partners are unaffected');
         assert.equal((await api.patch('/api/v1/partners/acme', { suspended: false })).status, 200);
         assert.equal((await g.call('/api/products', withKey(acme))).status, 200);
+      });
+
+      await t.test("a product's own key header and query parameter: accepted there, removed before the upstream; x-api-key means nothing there", async () => {
+        const mirror = await startMirror();
+        t.after(() => mirror.close());
+        const created = [
+          await api.post('/api/v1/services', { name: 'mirror', endpoints: [{ host: '127.0.0.1', port: mirror.port }] }),
+          await api.post('/api/v1/products', {
+            name: 'billing',
+            gatewayGroups: ['edge'],
+            basePath: '/billing',
+            auth: { accept: ['api_key'] },
+            apiKey: { header: 'X-Partner-Key', queryParameter: 'key' },
+          }),
+          await api.post('/api/v1/products/billing/routes', { name: 'invoices', match: { path: { type: 'prefix', value: '/invoices' } }, service: 'mirror' }),
+          await api.post('/api/v1/partners/acme/subscriptions', { product: 'billing', plan: 'unlimited' }),
+        ];
+        for (const r of created) assert.equal(r.status, 201, r.text);
+        await g.inSync();
+        const headersOf = (r: { status: number; text: string; json?: any }) => {
+          assert.equal(r.status, 200, r.text);
+          return new Map((r.json.rawHeaders as Array<[string, string]>).map(([k, v]) => [k, v]));
+        };
+        const byQuery = await g.call(`/billing/invoices?a=1&key=${encodeURIComponent(acme)}&b=2`);
+        assert.equal(headersOf(byQuery).get('x-portico-partner'), 'acme');
+        assert.equal(byQuery.json.path, '/billing/invoices?a=1&b=2', 'the key parameter is removed from the upstream URL');
+        const byHeader = headersOf(await g.call('/billing/invoices/7', { headers: { 'X-Partner-Key': acme } }));
+        assert.equal(byHeader.get('x-portico-partner'), 'acme');
+        assert.equal(byHeader.get('x-partner-key'), undefined, 'the key header is removed');
+        const wrongPlace = await g.call('/billing/invoices/7', withKey(acme));
+        assertUnauthorized(wrongPlace, 'missing_credentials', 'x-api-key on a product reading X-Partner-Key');
+        assert.equal(wrongPlace.headers.get('www-authenticate'), 'ApiKey realm="portico", header="x-partner-key", query="key"');
       });
 
       await t.test('decisions are counted in /metrics by product, partner and outcome', async () => {

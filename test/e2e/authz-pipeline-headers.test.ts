@@ -109,6 +109,29 @@ describe('authz pipeline: identity headers and malformed credentials through a r
         );
       });
 
+      await t.test("a claim header added later (a new issuer's forwardClaims) is stripped from then on, on every route", async () => {
+        const before = received(await raw('/mirror/public/x', ['X-User-Email: forged@example.com']));
+        assert.deepEqual(before.get('x-user-email'), ['forged@example.com'], 'not an identity header yet');
+        const created = await api.post('/api/v1/jwt-issuers', {
+          name: 'partner-idp',
+          issuer: 'https://partner-idp.example',
+          audiences: ['partner-api'],
+          jwksUri: issuer.jwksUri,
+          partnerClaim: 'team',
+          forwardClaims: { email: 'X-User-Email' },
+        });
+        assert.equal(created.status, 201, created.text);
+        await g.inSync();
+        assert.equal(received(await raw('/mirror/public/x', ['X-User-Email: forged@example.com'])).get('x-user-email'), undefined, 'public route');
+        const keyed = received(await raw('/mirror/private/x', ['X-User-Email: forged@example.com', `x-api-key: ${key}`]));
+        assert.equal(keyed.get('x-user-email'), undefined, 'protected route, API key');
+        // A token of the new issuer sets it from its claim.
+        const partnerToken = await issuer.token({ iss: 'https://partner-idp.example', aud: 'partner-api', sub: 'p-1', claims: { team: 'spy', email: 'real@partner.example' } });
+        const byToken = received(await raw('/mirror/private/x', ['X-User-Email: forged@example.com', `Authorization: Bearer ${partnerToken}`]));
+        assert.deepEqual(byToken.get('x-user-email'), ['real@partner.example']);
+        assert.deepEqual(byToken.get('x-portico-partner'), ['spy']);
+      });
+
       await t.test('the same over HTTP/2 (h2c)', async () => {
         const session = http2Connect(`http://127.0.0.1:${port}`);
         t.after(() => session.close());
