@@ -5,6 +5,9 @@ import type { Registry } from 'prom-client';
 import { buildAdminServer } from './admin/server.ts';
 import { ConfigPipeline } from './pipeline.ts';
 import type { Settings } from './settings.ts';
+import { readFileSync } from 'node:fs';
+import { parseDocumentText } from './model/declarative.ts';
+import { applyDocument } from './store/apply.ts';
 import { openDatabase, type Database } from './store/database.ts';
 import { ChangeFeed } from './store/feed.ts';
 import { loadKeyRing } from './store/secrets.ts';
@@ -42,6 +45,8 @@ export interface Portico {
 
 export interface StartOptions {
   logger?: Logger;
+  /** A declarative document applied before anything is served (`portico serve --apply`). */
+  applyFile?: string;
 }
 
 export async function startPortico(settings: Settings, opts: StartOptions = {}): Promise<Portico> {
@@ -67,6 +72,24 @@ export async function startPortico(settings: Settings, opts: StartOptions = {}):
     const { token } = await store.createAdminToken({ name: 'initial-admin', role: 'admin', description: 'created at first start' }, 'portico');
     generatedAdminToken = token;
     process.stderr.write(`\nPortico created an admin token (shown only now; store it safely):\n\n    ${token}\n\n`);
+  }
+
+  if (opts.applyFile) {
+    const file = opts.applyFile;
+    // Keys made through the API are not in files (their secrets are shown once): keep them.
+    const result = await applyDocument(store, parseDocumentText(readFileSync(file, 'utf8')), {
+      actor: 'portico serve --apply',
+      summary: `apply ${file} at start`,
+      keepUnlistedApiKeys: true,
+    }).catch(async (e: Error) => {
+      await database.close();
+      throw new Error(`${file}: ${e.message}`);
+    });
+    log.info({ file, changes: result.changes.length, revision: result.snapshot.revision }, 'applied document at start');
+  }
+  // Every replica must hand Envoy the same addresses, or their snapshot versions differ.
+  if (settings.databaseUrl && (!settings.calloutAddress || (settings.accessLog && !settings.accessLogAddress))) {
+    log.warn('with DATABASE_URL (several replicas), set PORTICO_CALLOUT_ADDR and PORTICO_ACCESS_LOG_ADDR to addresses every replica shares (a Service), or replicas serve different config versions');
   }
 
   // Model → Envoy config → ADS. The pipeline also gates every write on the translation.

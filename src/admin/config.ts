@@ -2,7 +2,8 @@
 // apply one — all-or-nothing, idempotent, with a dry run that returns the diff.
 import { Type } from '@sinclair/typebox';
 import type { FastifyInstance } from 'fastify';
-import { documentToYaml, fieldChanges, modelToDocument, parseModelDocument, planApply, type FieldChange } from '../model/declarative.ts';
+import { documentToYaml, fieldChanges, modelToDocument, type FieldChange } from '../model/declarative.ts';
+import { applyDocument, DocumentError } from '../store/apply.ts';
 import { KINDS, type KindName } from '../model/model.ts';
 import { ModelValidationError, type AppliedChange, type ModelStore } from '../store/store.ts';
 import { modelProblem, problems } from './problem.ts';
@@ -60,19 +61,11 @@ export function registerConfigRoutes(app: FastifyInstance, opts: { store: ModelS
     async (request): Promise<ApplyResult> => {
       const { tag, dryRun = false } = request.query;
       const current = store.current();
-      const hasher = store.apiKeyHasher();
-      const parsed = parseModelDocument(request.body, {
-        existing: current,
-        hashApiKey: (key) => ({ prefix: key.split('_')[1]!, hash: hasher.hash(key) }),
-      });
-      if (parsed.errors.length) throw problems.validation(parsed.errors, `the document is invalid: ${parsed.errors[0]!.field} ${parsed.errors[0]!.message}${parsed.errors.length > 1 ? ` (and ${parsed.errors.length - 1} more)` : ''}`);
-      const plan = planApply(current, parsed.model, tag ? { tag } : {});
-      if (plan.errors.length) throw problems.validation(plan.errors);
       try {
-        const result = await store.commit({
-          mutations: plan.mutations,
+        const result = await applyDocument(store, request.body, {
           actor: request.principal?.name ?? 'unknown',
           summary: `apply document${tag ? ` (tag ${tag})` : ''}`,
+          ...(tag ? { tag } : {}),
           dryRun,
         });
         const changes = result.changes.map((c) => ({
@@ -91,6 +84,7 @@ export function registerConfigRoutes(app: FastifyInstance, opts: { store: ModelS
         };
       } catch (e) {
         if (e instanceof ModelValidationError) throw modelProblem(e);
+        if (e instanceof DocumentError) throw problems.validation(e.errors, e.message);
         throw e;
       }
     },

@@ -5,7 +5,8 @@ import { randomBytes } from 'node:crypto';
 import { mkdirSync, readFileSync, writeFileSync } from 'node:fs';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
-import { parseDocumentText, parseModelDocument, planApply } from '../model/declarative.ts';
+import { parseDocumentText } from '../model/declarative.ts';
+import { applyDocument } from '../store/apply.ts';
 import { startPortico } from '../main.ts';
 import type { Settings } from '../settings.ts';
 import { createLogger } from '../telemetry/log.ts';
@@ -24,19 +25,14 @@ export async function runDemo(base: Settings): Promise<void> {
   const issuer = await startDevIssuer({ port: 3009, issuer: 'https://auth.example.com', audience: 'api.example.com' });
   const portico = await startPortico(settings, { logger: log });
 
-  // The example model, applied idempotently (a second run changes nothing).
+  // The example model, applied idempotently (a second run changes nothing); keys from earlier runs stay.
   const store = portico.store;
   const hasher = store.apiKeyHasher();
-  const parsed = parseModelDocument(parseDocumentText(readFileSync(EXAMPLE_FILE, 'utf8')), {
-    existing: store.current(),
-    hashApiKey: (key) => ({ prefix: key.split('_')[1]!, hash: hasher.hash(key) }),
+  await applyDocument(store, parseDocumentText(readFileSync(EXAMPLE_FILE, 'utf8')), {
+    actor: 'portico demo',
+    summary: 'apply examples/gateway.yaml',
+    keepUnlistedApiKeys: true,
   });
-  if (parsed.errors.length) throw new Error(`examples/gateway.yaml: ${parsed.errors.map((e) => `${e.field} ${e.message}`).join('; ')}`);
-  // Keys are not in the example file (their secrets are shown once); keep the ones made by earlier runs.
-  const kept = [...store.current().apiKeys.values()];
-  const model = { ...parsed.model, apiKeys: new Map([...parsed.model.apiKeys, ...kept.map((k) => [`${k.partner}/${k.name}`, k] as const)]) };
-  const plan = planApply(store.current(), model);
-  await store.commit({ mutations: plan.mutations, actor: 'portico demo', summary: 'apply examples/gateway.yaml' });
 
   // A new demo API key for the web-app team each run (the secret can only be shown at creation).
   const minted = hasher.mint('ptk');
