@@ -319,6 +319,7 @@ async function main(): Promise<void> {
     const pids: Record<string, number | undefined> = { gateway: gateway.child.pid, controlPlane: cp.child.pid, upstream: upstream.child.pid, ...(redisPid ? { redis: redisPid } : {}) };
     const results: Record<string, unknown>[] = [];
     const byScenario = new Map<Scenario, WrkResult>();
+    const perCpu = new Map<Scenario, number>();
     for (const s of SCENARIOS) {
       await configure(s);
       await wrk(url, headersFor(s), 2); // warm-up: connections, JIT, caches
@@ -330,9 +331,13 @@ async function main(): Promise<void> {
       cpu.loadGenerator = w.cpu();
       byScenario.set(s, w);
       const rq = (callouts1['cluster.portico_callouts.upstream_rq_total'] ?? 0) - (callouts0['cluster.portico_callouts.upstream_rq_total'] ?? 0);
+      const totalCpu = Object.values(cpu).reduce((a, b) => a + (b as number), 0);
+      perCpu.set(s, w.requests / Math.max(0.001, totalCpu));
       results.push({
         scenario: s,
         rps: Math.round(w.rps),
+        // Capacity independent of what else the machine runs: requests per CPU-second of all the processes above.
+        requestsPerCpuSecond: Math.round(w.requests / Math.max(0.001, totalCpu)),
         p50Ms: w.p50Ms,
         p99Ms: w.p99Ms,
         requests: w.requests,
@@ -394,6 +399,10 @@ async function main(): Promise<void> {
           },
           maxThroughput: results,
           ratioToPlain: Object.fromEntries(SCENARIOS.filter((s) => s !== 'plain').map((s) => [s, ratio(s)])),
+          // The same ratio by CPU cost (requests per CPU-second): what the stack would reach with the machine to itself.
+          cpuRatioToPlain: Object.fromEntries(
+            SCENARIOS.filter((s) => s !== 'plain' && perCpu.has(s) && perCpu.has('plain')).map((s) => [s, Math.round((perCpu.get(s)! / perCpu.get('plain')!) * 1000) / 1000]),
+          ),
           targetRatio: 0.8,
           halfOfPlainMax: half,
           halfOfSlowestMax: halfSlowest,
