@@ -10,23 +10,25 @@
 //                    N above the verified-token cache's 10 000 makes every request pay for a
 //                    signature check, e.g. --fresh-tokens 12000)
 // Then the added p99 of API-key auth over no auth at a constant rate of half the no-auth maximum
-// (hey -q), in alternating rounds (none, api_key, none, api_key, …) so drift on a shared machine
-// hits both alike; medians over the rounds. Target: added p99 < 1 ms. The same at other fractions
+// (an open-loop Node generator, evenly spaced requests, latency from each request's due time; or
+// hey -q with --rate-generator hey), in alternating rounds (none, api_key, none, api_key, …) so
+// drift on a shared machine hits both alike; medians over the rounds. Target: added p99 < 1 ms. The same at other fractions
 // of the no-auth maximum (--fractions, default 0.5,0.25) shows where the knee is: the callout
 // roughly doubles the CPU a request costs on this machine, so half of the no-auth maximum can be
 // close to (or above) the API-key maximum. hey's workers are closed loops (a slow answer delays the
-// next request), so under overload its percentiles understate the queueing.
+// next request), so under overload its percentiles understate the queueing. Last, one connection
+// with one request at a time (no queueing at all): what a single callout adds by itself.
 // Processes: the control plane (bin/portico serve, its own process, embedded PGlite), the gateway
 // Envoy, the upstream Envoy, the load generator, and this script (JWKS server, idle while measuring).
 // CPU seconds per process come from /proc. Prints JSON on stdout, progress on stderr.
 //
 // Usage: node --import tsx bench/authz-envoy.ts [--duration 10] [--connections 32] [--threads 1]
 //   [--envoy-concurrency 2] [--rounds 3] [--half-workers 32] [--fresh-tokens 0] [--fractions 0.5,0.25]
-//   [--scenarios none,api_key,jwt_rs256,jwt_es256]
+//   [--scenarios none,api_key,jwt_rs256,jwt_es256] [--rate-generator node|hey]
 import { spawn, spawnSync, type ChildProcess } from 'node:child_process';
 import { generateKeyPair, randomBytes, type KeyObject } from 'node:crypto';
 import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
-import { createServer } from 'node:http';
+import http, { createServer } from 'node:http';
 import type { AddressInfo } from 'node:net';
 import os from 'node:os';
 import path from 'node:path';
@@ -49,8 +51,11 @@ const { values } = parseArgs({
     'fresh-tokens': { type: 'string' },
     scenarios: { type: 'string' },
     fractions: { type: 'string' },
+    'rate-generator': { type: 'string' },
   },
 });
+const RATE_GENERATOR = values['rate-generator'] ?? 'node';
+if (RATE_GENERATOR !== 'node' && RATE_GENERATOR !== 'hey') throw new Error('--rate-generator: node or hey');
 const FRACTIONS = (values.fractions ?? '0.5,0.25').split(',').map(Number);
 if (!FRACTIONS.length || FRACTIONS.some((f) => !(f > 0 && f <= 1))) throw new Error('--fractions: numbers in (0, 1]');
 const DURATION_S = Number(values.duration ?? 10);
@@ -195,6 +200,81 @@ function hey(url: string, headers: string[], rate: number, durationS: number): P
       resolve({ rps: Number(/Requests\/sec:\s+([\d.]+)/.exec(out)?.[1] ?? NaN), p50Ms: sec('50'), p90Ms: sec('90'), p99Ms: sec('99'), statuses, loadGeneratorCpu: cpu });
     });
   });
+}
+
+/**
+ * An open-loop constant-rate generator (this process): request k is due at start + k/rate and its
+ * latency counts from that due time, so a slow gateway cannot slow the load down (no coordinated
+ * omission) and requests go out evenly spaced (hey's per-worker tickers fire together, in bursts of
+ * one request per worker). Keep-alive connections, at most `connections` requests in flight.
+ */
+async function openLoop(url: string, headers: string[], rate: number, durationS: number, connections = 64): Promise<HeyResult> {
+  const agent = new http.Agent({ keepAlive: true, maxSockets: connections, maxFreeSockets: connections });
+  const h = Object.fromEntries(headers.map((x) => x.split(': ') as [string, string]));
+  const total = Math.round(rate * durationS);
+  const latencies: number[] = [];
+  const statuses: Record<string, number> = {};
+  const cpu0 = process.cpuUsage();
+  const start = performance.now();
+  let sent = 0;
+  let done = 0;
+  await new Promise<void>((resolve) => {
+    const fire = (due: number) => {
+      const req = http.request(url, { headers: h, agent }, (res) => {
+        res.resume();
+        res.on('end', () => finish(String(res.statusCode)));
+      });
+      const finish = (status: string) => {
+        latencies.push(performance.now() - due);
+        statuses[status] = (statuses[status] ?? 0) + 1;
+        if (++done === total) resolve();
+      };
+      req.on('error', (e: NodeJS.ErrnoException) => finish(`error:${e.code ?? e.message}`));
+      req.end();
+    };
+    const tick = () => {
+      const now = performance.now();
+      while (sent < total && start + (sent * 1000) / rate <= now) fire(start + (sent++ * 1000) / rate);
+      if (sent < total) setTimeout(tick, 0);
+    };
+    tick();
+  });
+  const elapsed = (performance.now() - start) / 1000;
+  const cpu = process.cpuUsage(cpu0);
+  agent.destroy();
+  latencies.sort((a, b) => a - b);
+  const at = (q: number) => latencies[Math.min(latencies.length - 1, Math.floor(q * latencies.length))]!;
+  return { rps: total / elapsed, p50Ms: at(0.5), p90Ms: at(0.9), p99Ms: at(0.99), statuses, loadGeneratorCpu: (cpu.user + cpu.system) / 1e6 };
+}
+
+/**
+ * One keep-alive connection, one request at a time (from this process): the latency a request pays
+ * with no queueing anywhere, i.e. what one callout adds by itself.
+ */
+async function sequential(url: string, headers: string[], n: number): Promise<{ p50Ms: number; p90Ms: number; p99Ms: number }> {
+  const agent = new http.Agent({ keepAlive: true, maxSockets: 1 });
+  const h = Object.fromEntries(headers.map((x) => x.split(': ') as [string, string]));
+  const xs: number[] = [];
+  try {
+    for (let i = 0; i < n; i++) {
+      const t0 = process.hrtime.bigint();
+      await new Promise<void>((resolve, reject) => {
+        const req = http.request(url, { headers: h, agent }, (res) => {
+          if (res.statusCode !== 200) reject(new Error(`${url}: ${res.statusCode}`));
+          res.resume();
+          res.on('end', () => resolve());
+        });
+        req.on('error', reject);
+        req.end();
+      });
+      xs.push(Number(process.hrtime.bigint() - t0) / 1e6);
+    }
+  } finally {
+    agent.destroy();
+  }
+  xs.sort((a, b) => a - b);
+  const at = (q: number) => Math.round(xs[Math.min(xs.length - 1, Math.floor(q * xs.length))]! * 1000) / 1000;
+  return { p50Ms: at(0.5), p90Ms: at(0.9), p99Ms: at(0.99) };
 }
 
 // ── identity provider ─────────────────────────────────────────────────────────
@@ -394,6 +474,19 @@ async function main(): Promise<void> {
       process.stderr.write(`${s}: ${Math.round(w.rps)} req/s, p50 ${w.p50Ms} ms, p99 ${w.p99Ms} ms, non-2xx ${w.non2xx}\n`);
     }
 
+    // No queueing: one connection, one request at a time, alternating rounds.
+    const seq: Record<'none' | 'api_key', Array<{ p50Ms: number; p90Ms: number; p99Ms: number }>> = { none: [], api_key: [] };
+    for (let i = 0; i < ROUNDS; i++) for (const s of ['none', 'api_key'] as const) seq[s].push(await sequential(targets[s].url, targets[s].headers, 2000));
+    const seqMedian = (s: 'none' | 'api_key', k: 'p50Ms' | 'p90Ms' | 'p99Ms') => Math.round(median(seq[s].map((x) => x[k])) * 1000) / 1000;
+    const sequentialOneConnection = {
+      requestsPerRound: 2000,
+      none: { p50Ms: seqMedian('none', 'p50Ms'), p90Ms: seqMedian('none', 'p90Ms'), p99Ms: seqMedian('none', 'p99Ms') },
+      api_key: { p50Ms: seqMedian('api_key', 'p50Ms'), p90Ms: seqMedian('api_key', 'p90Ms'), p99Ms: seqMedian('api_key', 'p99Ms') },
+      addedP50Ms: round2(seqMedian('api_key', 'p50Ms') - seqMedian('none', 'p50Ms')),
+      addedP99Ms: round2(seqMedian('api_key', 'p99Ms') - seqMedian('none', 'p99Ms')),
+    };
+    process.stderr.write(`one connection, sequential: ${JSON.stringify(sequentialOneConnection)}\n`);
+
     // Added latency at fractions of the no-auth maximum (half first), alternating none and api_key.
     const constantRate: Array<Record<string, unknown>> = [];
     for (const fraction of FRACTIONS) {
@@ -406,14 +499,14 @@ async function main(): Promise<void> {
         const round: Record<string, unknown> = { round: i + 1 };
         for (const s of ['none', 'api_key'] as const) {
           const before = Object.fromEntries(Object.entries(pids).map(([k, pid]) => [k, cpuSeconds(pid)]));
-          const h = await hey(targets[s].url, targets[s].headers, rate, DURATION_S);
+          const h = RATE_GENERATOR === 'hey' ? await hey(targets[s].url, targets[s].headers, rate, DURATION_S) : await openLoop(targets[s].url, targets[s].headers, rate, DURATION_S);
           const cpu: Record<string, number> = Object.fromEntries(Object.entries(pids).map(([k, pid]) => [k, round2(cpuSeconds(pid) - before[k]!)]));
           cpu.loadGenerator = h.loadGeneratorCpu;
           p99s[s].push(h.p99Ms);
           p50s[s].push(h.p50Ms);
           achieved[s].push(h.rps);
           round[s] = { rps: Math.round(h.rps), p50Ms: round2(h.p50Ms), p90Ms: round2(h.p90Ms), p99Ms: round2(h.p99Ms), statuses: h.statuses, cpuSeconds: cpu };
-          process.stderr.write(`${fraction} × max, round ${i + 1}, ${s} at ${rate}/s: ${Math.round(h.rps)}/s, p50 ${h.p50Ms.toFixed(2)} ms, p99 ${h.p99Ms.toFixed(2)} ms\n`);
+          process.stderr.write(`${RATE_GENERATOR}: ${fraction} × max, round ${i + 1}, ${s} at ${rate}/s: ${Math.round(h.rps)}/s, p50 ${h.p50Ms.toFixed(2)} ms, p99 ${h.p99Ms.toFixed(2)} ms\n`);
         }
         round.addedP99Ms = round2((round.api_key as { p99Ms: number }).p99Ms - (round.none as { p99Ms: number }).p99Ms);
         rounds.push(round);
@@ -447,7 +540,11 @@ async function main(): Promise<void> {
           settings: {
             durationS: DURATION_S,
             wrk: { threads: THREADS, connections: CONNECTIONS },
-            hey: { workers: HALF_WORKERS, rounds: ROUNDS, fractions: FRACTIONS },
+            constantRate: {
+              generator: RATE_GENERATOR === 'hey' ? `hey -c ${HALF_WORKERS} -q rate/${HALF_WORKERS}` : 'open loop in the benchmark process, evenly spaced, up to 64 keep-alive connections',
+              rounds: ROUNDS,
+              fractions: FRACTIONS,
+            },
             envoyConcurrency: ENVOY_CONCURRENCY,
             freshTokens: FRESH_TOKENS,
             ...(FRESH_TOKENS > 0 ? { freshTokensDefeatCache: FRESH_TOKENS > 10_000 } : {}),
@@ -455,6 +552,7 @@ async function main(): Promise<void> {
           maxThroughput,
           ratioToNone: Object.fromEntries(SCENARIOS.filter((s) => s !== 'none').map((s) => [s, Math.round((byScenario.get(s)!.rps / none.rps) * 1000) / 1000])),
           constantRate,
+          sequentialOneConnection,
         },
         null,
         2,
