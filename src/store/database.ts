@@ -32,7 +32,7 @@ export async function openDatabase(opts: DatabaseOptions): Promise<Database> {
     url = embedded.url();
   }
   try {
-    const migrations = await migrateInWorker(url, opts.migrate);
+    const migrations = await migrateInWorker(url, opts.migrate, !embedded);
     if (migrations.appliedNow.length) log(`applied migrations: ${migrations.appliedNow.join(', ')}`);
     if (migrations.pending.length || migrations.failed.length) {
       throw new Error(

@@ -5,6 +5,7 @@ import { createRequire } from 'node:module';
 import path from 'node:path';
 import { fileURLToPath, pathToFileURL } from 'node:url';
 import { PrismaPg } from '@prisma/adapter-pg';
+import pg from 'pg';
 import { bindMigrationAwareSqlAdapterFactory, type SqlMigrationAwareDriverAdapterFactory } from '@prisma/driver-adapter-utils';
 import type { SchemaEngine, MigrationList } from '@prisma/schema-engine-wasm';
 
@@ -115,8 +116,34 @@ export interface MigrationStatus {
   appliedNow: string[];
 }
 
-/** Applies pending migrations when `apply` is set, then reports what the database holds. */
-export async function migrate(databaseUrl: string, apply: boolean): Promise<MigrationStatus> {
+/** Our own lock key (not the engine's 72707369): held in a separate session around the engine. */
+export const MIGRATION_LOCK = 0x506f7274; // 'Port'
+
+/**
+ * Runs `fn` while holding a session advisory lock on its own connection. Replicas that start
+ * together then migrate one after another: the schema engine's own lock gives up after 10 s,
+ * which a slow first migration on a busy machine can exceed, and the replica would exit.
+ */
+async function withMigrationLock<T>(databaseUrl: string, fn: () => Promise<T>): Promise<T> {
+  const client = new pg.Client({ connectionString: databaseUrl });
+  await client.connect();
+  try {
+    await client.query('SELECT pg_advisory_lock($1)', [MIGRATION_LOCK]);
+    return await fn();
+  } finally {
+    // Ending the session releases the lock even if the unlock query fails.
+    await client.query('SELECT pg_advisory_unlock($1)', [MIGRATION_LOCK]).catch(() => undefined);
+    await client.end().catch(() => undefined);
+  }
+}
+
+/**
+ * Applies pending migrations when `apply` is set, then reports what the database holds.
+ * `serialize` takes a lock first so concurrent starters wait (needs a second session: not for
+ * embedded PGlite, which has one and only one server process anyway).
+ */
+export async function migrate(databaseUrl: string, apply: boolean, serialize = false): Promise<MigrationStatus> {
+  if (serialize && apply) return withMigrationLock(databaseUrl, () => migrate(databaseUrl, apply, false));
   return withSchemaEngine(databaseUrl, async (engine) => {
     const list = readMigrations();
     const appliedNow = apply ? (await engine.applyMigrations({ migrationsList: list, filters: noFilter })).appliedMigrationNames : [];

@@ -7,7 +7,7 @@ import { readFileSync } from 'node:fs';
 import path from 'node:path';
 import pg from 'pg';
 import { startPostgres, createDatabase, type PostgresServer } from '../support/components.ts';
-import { MIGRATIONS_DIR, SCHEMA_FILE, diffToSchema, migrate, readMigrations } from '../../src/store/migrate.ts';
+import { MIGRATIONS_DIR, MIGRATION_LOCK, SCHEMA_FILE, diffToSchema, migrate, readMigrations } from '../../src/store/migrate.ts';
 import { openEmbeddedDatabase } from '../../src/store/embedded.ts';
 import { openDatabase } from '../../src/store/database.ts';
 import { KeyRing, parseMasterKey, generateMasterKey } from '../../src/store/secrets.ts';
@@ -66,6 +66,28 @@ describe('migrations', () => {
     // Drift check: replaying the history in a shadow database gives exactly schema.prisma.
     const drift = await diffToSchema(server.url, readFileSync(SCHEMA_FILE, 'utf8'), 'migrations');
     assert.match(drift.trim(), /^-- This is an empty migration\.?$/, `schema.prisma and prisma/migrations disagree:\n${drift}`);
+  });
+
+  it('replicas starting together on an empty PostgreSQL migrate one after another, without timing out', async (t) => {
+    server ??= await startPostgres(t);
+    if (!server) return;
+    const url = createDatabase(server, 'migrations_together');
+    // Someone (a slow first replica) holds the migration lock for longer than the schema engine's
+    // own 10 s lock timeout would allow.
+    const holder = new pg.Client({ connectionString: url });
+    await holder.connect();
+    await holder.query('SELECT pg_advisory_lock($1)', [MIGRATION_LOCK]);
+    let settled = 0;
+    const runs = [0, 1, 2].map(() => migrate(url, true, true).finally(() => settled++));
+    await new Promise((r) => setTimeout(r, 11_000));
+    assert.equal(settled, 0, 'the starters wait for the lock');
+    assert.deepEqual((await migrate(url, false)).pending, names, 'nothing applied while the lock is held');
+    await holder.query('SELECT pg_advisory_unlock($1)', [MIGRATION_LOCK]);
+    await holder.end();
+    const results = await Promise.all(runs);
+    assert.deepEqual(results.map((r) => r.appliedNow.length).sort(), [0, 0, names.length], 'exactly one applies the history');
+    for (const r of results) assert.deepEqual(r.pending, []);
+    await checkHistory(url);
   });
 
   it('refuses to start on an unmigrated database when migrations are off', async () => {
