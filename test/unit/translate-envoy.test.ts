@@ -131,7 +131,13 @@ describe('ext_authz', () => {
     const l = group(model([['gatewayGroups', { name: 'g', listeners: [{ name: 'web', port: 8080 }] }], svc, ...publicProduct(['g']), ...protectedRoute])).listeners[0]!;
     assert.deepEqual(filterNames(l), ['envoy.filters.http.header_mutation', 'envoy.filters.http.ext_authz', 'envoy.filters.http.router']);
     const cfg = get(hcm(l), 'http_filters', 1, 'typed_config') as JsonObject;
-    assert.deepEqual(cfg.grpc_service, { envoy_grpc: { cluster_name: 'portico.callouts' }, timeout: '0.250s' });
+    assert.deepEqual(cfg.grpc_service, {
+      envoy_grpc: { cluster_name: 'portico.callouts' },
+      timeout: '0.250s',
+      // A draining or lost replica's refusal is retried on another, inside the same 250 ms (and
+      // max_interval, Envoy's per-try timeout, is the whole timeout).
+      retry_policy: { retry_on: 'connect-failure,refused-stream,reset,unavailable', num_retries: 2, retry_back_off: { base_interval: '0.010s', max_interval: '0.250s' } },
+    });
     assert.equal(cfg.failure_mode_allow, false);
     assert.equal(cfg.include_peer_certificate, true);
     assert.equal(cfg.transport_api_version, 'V3');

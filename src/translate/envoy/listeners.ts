@@ -105,9 +105,25 @@ function localReplyConfig(g: GroupIR): JsonObject {
   };
 }
 
+/**
+ * Retries for a callout that never got an answer: a control-plane replica that is draining or
+ * gone refuses or resets the stream, and another replica can answer within the same timeout
+ * (Envoy bounds the retries by it). Both checks are safe to repeat; a rate-limit hit repeated after
+ * a reset may count twice, which beats failing the request during a rolling restart.
+ * Envoy also takes `max_interval` as the per-try timeout, so it is the whole callout timeout: a
+ * slow answer is waited for, not cut short and asked again.
+ */
+function calloutRetryPolicy(timeoutMs: number): JsonObject {
+  return {
+    retry_on: 'connect-failure,refused-stream,reset,unavailable',
+    num_retries: 2,
+    retry_back_off: { base_interval: duration(10), max_interval: duration(Math.max(10, timeoutMs)) },
+  };
+}
+
 function extAuthzFilter(a: ExtAuthzIR): JsonObject {
   return extension(a.name, 'envoy.extensions.filters.http.ext_authz.v3.ExtAuthz', {
-    grpc_service: { envoy_grpc: { cluster_name: a.cluster }, timeout: duration(a.timeoutMs) },
+    grpc_service: { envoy_grpc: { cluster_name: a.cluster }, timeout: duration(a.timeoutMs), retry_policy: calloutRetryPolicy(a.timeoutMs) },
     transport_api_version: 'V3',
     failure_mode_allow: a.failureModeAllow,
     // When the callout cannot answer (and failure mode is closed), say so rather than 403.
@@ -127,7 +143,7 @@ function rateLimitFilter(r: RateLimitFilterIR): JsonObject {
     domain: r.domain,
     timeout: duration(r.timeoutMs),
     failure_mode_deny: r.failureModeDeny,
-    rate_limit_service: { grpc_service: { envoy_grpc: { cluster_name: r.cluster } }, transport_api_version: 'V3' },
+    rate_limit_service: { grpc_service: { envoy_grpc: { cluster_name: r.cluster }, retry_policy: calloutRetryPolicy(r.timeoutMs) }, transport_api_version: 'V3' },
     enable_x_ratelimit_headers: 'OFF',
     disable_x_envoy_ratelimited_header: true,
     status_on_error: { code: 'TooManyRequests' },
