@@ -6,14 +6,12 @@ import type { CredentialType, JwtAlgorithm, JwtIssuer } from '../model/schemas.t
 import { normalizeFingerprint } from '../model/validate.ts';
 import type { SecretHasher } from '../store/secrets.ts';
 // The translator decides which credential types Envoy sends here; using its rule keeps the two in step.
-import { GATEWAY_HEADERS, effectiveAccept } from '../model/policy.ts';
+import { GATEWAY_HEADERS, apiKeyHeader, effectiveAccept } from '../model/policy.ts';
 import { canonicalSan, canonicalSubject } from './mtls.ts';
 
 /** Upstream headers the gateway sets on an allowed request; client-sent copies are always removed. */
 export const PORTICO_HEADERS = GATEWAY_HEADERS;
 
-/** Where products take API keys from when they do not say. */
-export const DEFAULT_API_KEY_HEADER = 'x-api-key';
 /** Algorithms an issuer accepts when it does not list its own: asymmetric only, never HS* or none. */
 export const DEFAULT_JWT_ALGORITHMS: readonly JwtAlgorithm[] = ['RS256', 'ES256'];
 export const DEFAULT_CLOCK_SKEW_SECONDS = 30;
@@ -182,7 +180,7 @@ export function buildCredentialIndex(model: ModelSnapshot, options: CredentialIn
       }
     }
     const queryParameter = p.apiKey?.queryParameter;
-    const header = p.apiKey?.header?.toLowerCase() ?? (queryParameter === undefined ? DEFAULT_API_KEY_HEADER : undefined);
+    const header = apiKeyHeader(p);
     products.set(p.name, {
       name: p.name,
       routes: routesByProduct.get(p.name) ?? new Map(),

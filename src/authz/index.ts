@@ -2,7 +2,6 @@
 // the benchmarks use (credential index, decisions, JWT verification, the gRPC Check service).
 export {
   buildCredentialIndex,
-  DEFAULT_API_KEY_HEADER,
   DEFAULT_CLOCK_SKEW_SECONDS,
   DEFAULT_JWT_ALGORITHMS,
   PORTICO_HEADERS,

@@ -10,6 +10,14 @@ export function effectiveAccept(product: Pick<Product, 'auth'>, route: Pick<Rout
   return route.auth?.accept ?? product.auth?.accept ?? DEFAULT_ACCEPT;
 }
 
+/** Where callers send API keys when a product does not say. */
+export const DEFAULT_API_KEY_HEADER = 'x-api-key';
+
+/** The (lower-case) header a product's API keys arrive in; undefined when it takes them only as a query parameter. */
+export function apiKeyHeader(product: Pick<Product, 'apiKey'>): string | undefined {
+  return product.apiKey?.header?.toLowerCase() ?? (product.apiKey?.queryParameter === undefined ? DEFAULT_API_KEY_HEADER : undefined);
+}
+
 /** Upstream headers the gateway sets on an allowed request. */
 export const GATEWAY_HEADERS = {
   partner: 'x-portico-partner',

@@ -3,7 +3,7 @@
 // filter), and Envoy's local token buckets (the safety net that needs no callout).
 import { sortedValues, type ModelSnapshot } from '../model/model.ts';
 import type { CountBy, GatewayGroup, LocalRateLimit, Plan, Product, Route } from '../model/schemas.ts';
-import { DEFAULT_ACCEPT, effectiveAccept } from '../model/policy.ts';
+import { DEFAULT_ACCEPT, apiKeyHeader, effectiveAccept } from '../model/policy.ts';
 import type { LocalBucketIR } from './ir.ts';
 
 /** How a gateway group enforces plan limits; `combined` unless the group says otherwise. */
@@ -86,9 +86,6 @@ export function groupHasPlanLimits(model: ModelSnapshot, products: readonly Prod
 
 // ── local token buckets ───────────────────────────────────────────────────────
 
-/** Where callers send API keys when a product does not say (src/authz reads the same default). */
-const DEFAULT_API_KEY_HEADER = 'x-api-key';
-
 const PERIOD_MS: Record<LocalRateLimit['per'], number> = { second: 1_000, minute: 60_000, hour: 3_600_000 };
 /** Envoy refuses a local rate limit fill interval under 50 ms. */
 export const MIN_FILL_INTERVAL_MS = 50;
@@ -127,7 +124,7 @@ export function apiKeyCountProblems(model: ModelSnapshot): Array<{ plan: string;
   const keyHeader = new Map<string, string>();
   for (const name of takesKeys) {
     const product = model.products.get(name);
-    const h = product?.apiKey?.header?.toLowerCase() ?? (product?.apiKey?.queryParameter === undefined ? DEFAULT_API_KEY_HEADER : undefined);
+    const h = product && apiKeyHeader(product);
     if (h) keyHeader.set(name, h);
   }
   const applies = new Map<string, Set<string>>();

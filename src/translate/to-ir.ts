@@ -2,7 +2,7 @@
 // proxyless gRPC) serves, with every default resolved and every list ordered, so the Envoy emitters
 // need no model knowledge.
 import { sortedValues, type ModelSnapshot } from '../model/model.ts';
-import { DEFAULT_ACCEPT, effectiveAccept, identityHeaders } from '../model/policy.ts';
+import { DEFAULT_ACCEPT, apiKeyHeader, effectiveAccept, identityHeaders } from '../model/policy.ts';
 import { fullPath, isIpLiteral, serviceDiscovery } from '../model/validate.ts';
 import type { CredentialType, GatewayGroup, HeaderMatch, Listener, HeaderMutation, Product, QueryMatch, RetryPolicy, Route, Service } from '../model/schemas.ts';
 import { RATE_LIMIT_DOMAIN } from '../ratelimit/descriptors.ts';
@@ -280,7 +280,7 @@ export function routeIr(model: ModelSnapshot, product: Product, route: Route, fi
     metadata: { product: product.name, route: route.name },
     match,
     action,
-    requestHeaders: mutationIr(route.requestHeaders),
+    requestHeaders: filters ? withoutApiKey(mutationIr(route.requestHeaders), product, accept) : mutationIr(route.requestHeaders),
     responseHeaders,
     ...(cors ? { cors } : {}),
     ...(filters && limits ? { authz: routeAuthz(product, route, accept, limits.limited, filters.rateLimitMode) } : {}),
@@ -289,6 +289,17 @@ export function routeIr(model: ModelSnapshot, product: Product, route: Route, fi
       : {}),
     ...(filters && route.localRateLimit ? { localRateLimit: localBucket(route.localRateLimit) } : {}),
   };
+}
+
+/**
+ * The router drops the API key header of a route that takes keys. ext_authz removes it from an
+ * allowed request already; this covers the request it never answered (failure mode open), so an
+ * upstream never holds a caller's key. (A key sent as a query parameter cannot be removed here.)
+ */
+function withoutApiKey(m: HeaderMutationIR, product: Product, accept: readonly CredentialType[]): HeaderMutationIR {
+  const header = accept.includes('api_key') ? apiKeyHeader(product) : undefined;
+  if (header === undefined || m.remove.includes(header)) return m;
+  return { ...m, remove: [...m.remove, header].sort(compareStrings) };
 }
 
 function emptyMutation(): HeaderMutationIR {

@@ -261,7 +261,28 @@ describe('route actions', () => {
       { header: { key: 'x-b', value: '50%%' }, append_action: 'OVERWRITE_IF_EXISTS_OR_ADD' },
       { header: { key: 'via', value: 'gw' }, append_action: 'APPEND_IF_EXISTS_OR_ADD' },
     ]);
-    assert.deepEqual(r.request_headers_to_remove, ['cookie']);
+    // The product takes API keys (the default accept): the router drops the key header too.
+    assert.deepEqual(r.request_headers_to_remove, ['cookie', 'x-api-key']);
+  });
+
+  it('drops the API key header at the router on routes that take keys, whatever ext_authz answers (or fails to)', () => {
+    const keyed = model([
+      ...base,
+      ['products', { name: 'h', gatewayGroups: ['g'], basePath: '/h', apiKey: { header: 'X-Team-Key' } }],
+      ['products', { name: 'q', gatewayGroups: ['g'], basePath: '/q', apiKey: { queryParameter: 'key' } }],
+      ['products', { name: 'j', gatewayGroups: ['g'], basePath: '/j', auth: { accept: ['jwt'] } }],
+      ['routes', { product: 'h', name: 'keyed', match: { path: { type: 'prefix', value: '/a' } }, service: 's', requestHeaders: { remove: ['X-Team-Key'] } }],
+      ['routes', { product: 'h', name: 'open', match: { path: { type: 'prefix', value: '/b' } }, service: 's', auth: { accept: ['none'] } }],
+      ['routes', { product: 'h', name: 'either', match: { path: { type: 'prefix', value: '/c' } }, service: 's', auth: { accept: ['jwt', 'api_key'] } }],
+      ['routes', { product: 'q', name: 'query', match: { path: { type: 'prefix', value: '/a' } }, service: 's' }],
+      ['routes', { product: 'j', name: 'jwt', match: { path: { type: 'prefix', value: '/a' } }, service: 's' }],
+    ]);
+    const routes = new Map(vhosts(group(keyed))[0]!.routes.map((x) => [String(x.name), x]));
+    assert.deepEqual(get(routes.get('h/keyed'), 'request_headers_to_remove'), ['x-team-key'], 'the product header, lower-cased, once');
+    assert.equal(get(routes.get('h/open'), 'request_headers_to_remove'), undefined, 'a public route passes what it gets');
+    assert.deepEqual(get(routes.get('h/either'), 'request_headers_to_remove'), ['x-team-key']);
+    assert.equal(get(routes.get('q/query'), 'request_headers_to_remove'), undefined, 'keys in the query string: no header to drop');
+    assert.equal(get(routes.get('j/jwt'), 'request_headers_to_remove'), undefined, 'JWT only: the Authorization header is the upstream\'s business');
   });
 
   it('keeps a single backend weighted (it is a canary slot, not a plain service)', () => {
