@@ -244,8 +244,9 @@ function claimHeaderValue(payload: Readonly<Record<string, unknown>>, claim: str
   else if (typeof v === 'number' || typeof v === 'boolean') s = String(v);
   else if (Array.isArray(v) && v.every((x) => typeof x === 'string' || typeof x === 'number' || typeof x === 'boolean')) s = v.join(',');
   else return undefined;
-  // Envoy rejects a whole response carrying an invalid header value; leave such a claim out instead.
-  if (s.length > 4096 || /[\r\n\0]/.test(s)) return undefined;
+  // Only what RFC 9110 allows in a field value (no control characters but HTAB): Envoy would
+  // reject the whole answer, or forward a byte the upstream refuses (a 503). Leave the claim out.
+  if (s.length > 4096 || /[\0-\x08\x0a-\x1f\x7f]/.test(s)) return undefined;
   return s;
 }
 

@@ -388,6 +388,13 @@ describe('JWT decisions (given the verifier outcome)', () => {
     const c = allowed(check(bearer, { ok: true, issuer: auth0, payload: { org: 'acme', sub: 'u1\r\nx-portico-partner: evil' } }));
     assert.equal(header(c, 'x-user-id'), undefined);
     assert.ok(c.removeHeaders.includes('x-user-id'));
+    // So is any other control character; a tab and non-ASCII text are valid field content.
+    for (const bad of ['a\x01b', 'del\x7f', 'esc\x1b[31m', 'nul\0']) {
+      assert.equal(header(allowed(check(bearer, { ok: true, issuer: auth0, payload: { org: 'acme', sub: bad } })), 'x-user-id'), undefined, JSON.stringify(bad));
+    }
+    for (const good of ['a\tb', 'Zoë', '日本']) {
+      assert.equal(header(allowed(check(bearer, { ok: true, issuer: auth0, payload: { org: 'acme', sub: good } })), 'x-user-id'), good);
+    }
   });
 
   it('uses the fixed partner of an issuer; a missing or unknown partner claim is forbidden', () => {
