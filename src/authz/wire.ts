@@ -2,20 +2,12 @@
 // CheckResponse directly, with field numbers taken from the loaded Envoy protos (no generated code).
 import protobuf from 'protobufjs';
 import { lookupType } from '../xds/protos.ts';
+import { LEN, MAP_KEY, MAP_VALUE, VARINT, fieldNumber as field, readStringMapEntry, tag } from '../xds/wire-format.ts';
 import { denyBody, type Allow, type AuthzRequest, type Decision } from './decide.ts';
 
 // Measured on a 1.2 KB Envoy-like CheckRequest: Type.decode ≈ 9 µs (every field, Long objects,
 // message instances), this reader ≈ 5 µs; both are small next to a grpc-js unary call (~100 µs).
 
-function field(typeName: string, name: string): number {
-  const f = lookupType(typeName).fields[name];
-  if (!f) throw new Error(`${typeName} has no field ${name}`);
-  return f.id;
-}
-
-const LEN = 2;
-const VARINT = 0;
-const tag = (id: number, wire: number) => (id << 3) | wire;
 
 const AC = 'envoy.service.auth.v3.AttributeContext';
 const F = {
@@ -38,9 +30,6 @@ const F = {
   hvKey: tag(field('envoy.config.core.v3.HeaderValue', 'key'), LEN),
   hvValue: tag(field('envoy.config.core.v3.HeaderValue', 'value'), LEN),
   hvRawValue: tag(field('envoy.config.core.v3.HeaderValue', 'raw_value'), LEN),
-  // map<string, string> entries are messages { key = 1; value = 2 } by the protobuf spec.
-  mapKey: tag(1, LEN),
-  mapValue: tag(2, LEN),
 };
 
 const R = {
@@ -105,18 +94,6 @@ function readPeerAddress(r: protobuf.Reader, end: number): string {
     }
   }
   return out;
-}
-
-function readStringMapEntry(r: protobuf.Reader, end: number): [string, string] {
-  let k = '';
-  let v = '';
-  while (r.pos < end) {
-    const t = r.uint32();
-    if (t === F.mapKey) k = r.string();
-    else if (t === F.mapValue) v = r.string();
-    else r.skipType(t & 7);
-  }
-  return [k, v];
 }
 
 function addHeader(headers: Map<string, string>, k: string, v: string): void {
@@ -259,8 +236,8 @@ function writeStringStruct(w: protobuf.Writer, fieldId: number, entries: Readonl
   w.uint32(tag(fieldId, LEN)).fork();
   for (const k of Object.keys(entries).sort()) {
     w.uint32(tag(R.structFields, LEN)).fork();
-    w.uint32(F.mapKey).string(k);
-    w.uint32(F.mapValue).fork();
+    w.uint32(MAP_KEY).string(k);
+    w.uint32(MAP_VALUE).fork();
     w.uint32(tag(R.valueString, LEN)).string(entries[k]!);
     w.ldelim();
     w.ldelim();

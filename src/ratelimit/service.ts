@@ -5,6 +5,7 @@
 import * as grpc from '@grpc/grpc-js';
 import protobuf from 'protobufjs';
 import { lookupService, lookupType } from '../xds/protos.ts';
+import { LEN, VARINT, fieldNumber } from '../xds/wire-format.ts';
 import type { Decision, DecisionRequest, LimitStatus } from './decision.ts';
 import { DescriptorError, parseRateLimitRequest, type RateLimitRequestMessage } from './descriptors.ts';
 import type { RateLimiter } from './limiter.ts';
@@ -105,11 +106,7 @@ interface ResponseFields {
 let fields: ResponseFields | undefined;
 function responseFields(): ResponseFields {
   if (fields) return fields;
-  const id = (type: string, field: string): number => {
-    const f = lookupType(type).fields[field];
-    if (!f) throw new Error(`${type} has no field ${field}`);
-    return f.id;
-  };
+  const id = fieldNumber;
   const R = RESPONSE_TYPE;
   const S = `${R}.DescriptorStatus`;
   const L = `${R}.RateLimit`;
@@ -126,8 +123,6 @@ function responseFields(): ResponseFields {
   return fields;
 }
 
-const VARINT = 0;
-const LEN = 2;
 
 /** Encodes the decision as a RateLimitResponse (the same bytes' meaning as encoding toRateLimitResponse(d)). */
 export function encodeDecision(d: Decision): Buffer {

@@ -4,16 +4,8 @@
 // unread. Field numbers come from the loaded Envoy protos (no generated code).
 import protobuf from 'protobufjs';
 import { lookupType } from '../xds/protos.ts';
+import { LEN, MAP_KEY, MAP_VALUE, VARINT, fieldNumber as field, readStringMapEntry, tag } from '../xds/wire-format.ts';
 
-function field(typeName: string, name: string): number {
-  const f = lookupType(typeName).fields[name];
-  if (!f) throw new Error(`${typeName} has no field ${name}`);
-  return f.id;
-}
-
-const LEN = 2;
-const VARINT = 0;
-const tag = (id: number, wire: number) => (id << 3) | wire;
 
 const MSG = 'envoy.service.accesslog.v3.StreamAccessLogsMessage';
 const ENTRY = 'envoy.data.accesslog.v3.HTTPAccessLogEntry';
@@ -41,14 +33,12 @@ const F = {
   responseCodeDetails: tag(field('envoy.data.accesslog.v3.HTTPResponseProperties', 'response_code_details'), LEN),
   filterMetadata: tag(field('envoy.config.core.v3.Metadata', 'filter_metadata'), LEN),
   // google.protobuf: Duration { seconds = 1; nanos = 2 }, UInt32Value { value = 1 },
-  // Struct { map<string, Value> fields = 1 }, Value { string_value = 3 }; map entries { key = 1; value = 2 }.
+  // Struct { map<string, Value> fields = 1 }, Value { string_value = 3 }.
   seconds: tag(1, VARINT),
   nanos: tag(2, VARINT),
   wrappedValue: tag(1, VARINT),
   structFields: tag(1, LEN),
   valueString: tag(3, LEN),
-  mapKey: tag(1, LEN),
-  mapValue: tag(2, LEN),
 };
 
 /** ResponseFlags fields, by number: a set flag sets bit (1 << number) in AccessLogRecord.flags. */
@@ -105,18 +95,6 @@ function readDurationSeconds(r: protobuf.Reader, end: number): number {
   return s + n / 1e9;
 }
 
-function readStringMapEntry(r: protobuf.Reader, end: number): [string, string] {
-  let k = '';
-  let v = '';
-  while (r.pos < end) {
-    const t = r.uint32();
-    if (t === F.mapKey) k = r.string();
-    else if (t === F.mapValue) v = r.string();
-    else r.skipType(t & 7);
-  }
-  return [k, v];
-}
-
 /** A Value: its string, or undefined for other kinds (numbers, structs…: not what Portico writes). */
 function readStringValue(r: protobuf.Reader, end: number): string | undefined {
   let v: string | undefined;
@@ -140,8 +118,8 @@ function readStruct(r: protobuf.Reader, end: number, into: Map<string, string>):
     let v: string | undefined;
     while (r.pos < e) {
       const t2 = r.uint32();
-      if (t2 === F.mapKey) k = r.string();
-      else if (t2 === F.mapValue) v = readStringValue(r, r.uint32() + r.pos);
+      if (t2 === MAP_KEY) k = r.string();
+      else if (t2 === MAP_VALUE) v = readStringValue(r, r.uint32() + r.pos);
       else r.skipType(t2 & 7);
     }
     if (v !== undefined) into.set(k, v);
@@ -160,9 +138,9 @@ function readMetadata(r: protobuf.Reader, end: number, into: Map<string, string>
     let ns = '';
     while (r.pos < e) {
       const t2 = r.uint32();
-      if (t2 === F.mapKey) ns = r.string();
+      if (t2 === MAP_KEY) ns = r.string();
       // Map entries put the key first (Envoy's serializer does); a value before its key is skipped.
-      else if (t2 === F.mapValue && isAuthzNamespace(ns)) readStruct(r, r.uint32() + r.pos, into);
+      else if (t2 === MAP_VALUE && isAuthzNamespace(ns)) readStruct(r, r.uint32() + r.pos, into);
       else r.skipType(t2 & 7);
     }
   }

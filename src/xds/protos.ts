@@ -4,14 +4,15 @@ import { existsSync } from 'node:fs';
 import { createRequire } from 'node:module';
 import path from 'node:path';
 import protobuf from 'protobufjs';
+import { RESOURCE_TYPES, type Json, type JsonObject } from '../translate/envoy/common.ts';
 
-/** Type URLs of the resources Portico serves. */
+/** Type URLs of the resources Portico serves (the translator's, by the singular names xDS code uses). */
 export const TYPE_URLS = {
-  cluster: 'type.googleapis.com/envoy.config.cluster.v3.Cluster',
-  endpoint: 'type.googleapis.com/envoy.config.endpoint.v3.ClusterLoadAssignment',
-  listener: 'type.googleapis.com/envoy.config.listener.v3.Listener',
-  route: 'type.googleapis.com/envoy.config.route.v3.RouteConfiguration',
-  secret: 'type.googleapis.com/envoy.extensions.transport_sockets.tls.v3.Secret',
+  cluster: RESOURCE_TYPES.clusters,
+  endpoint: RESOURCE_TYPES.endpoints,
+  listener: RESOURCE_TYPES.listeners,
+  route: RESOURCE_TYPES.routes,
+  secret: RESOURCE_TYPES.secrets,
 } as const;
 export type XdsTypeUrl = (typeof TYPE_URLS)[keyof typeof TYPE_URLS];
 
@@ -133,9 +134,9 @@ export function typeNameOfUrl(typeUrl: string): string {
   return i >= 0 ? typeUrl.slice(i + 1) : typeUrl;
 }
 
-/** A proto3-JSON value (what encode accepts and decode returns). */
-export type JsonValue = null | boolean | number | string | JsonValue[] | { [key: string]: JsonValue };
-export type JsonObject = { [key: string]: JsonValue };
+/** A proto3-JSON value (what encode accepts and decode returns): the translator's own JSON types. */
+export type JsonValue = Json;
+export type { JsonObject };
 
 /** Proto3-JSON that does not fit the schema; `path` is a JSON path like `$.filters[0].typed_config`. */
 export class ProtoJsonError extends Error {
