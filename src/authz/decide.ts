@@ -274,26 +274,28 @@ function forbidden(pl: Planned, id: Identity, error: string, message: string): D
 const allowMemo = new WeakMap<CredentialIndex, Map<string, Allow>>();
 const ALLOW_MEMO_MAX = 8192;
 
-function allow(
-  index: CredentialIndex,
-  req: AuthzRequest,
-  p: ProductEntry,
-  route: string,
-  accept: readonly CredentialType[],
-  credential: CredentialType,
-  partner: string | undefined,
-  plan: string | undefined,
-  claimHeaders: ReadonlyArray<readonly [string, string]>,
-): Allow {
+/** Who is let in where: everything an allow is built from besides the index and the request. */
+interface Grant {
+  p: ProductEntry;
+  route: string;
+  accept: readonly CredentialType[];
+  credential: CredentialType;
+  partner: string | undefined;
+  plan: string | undefined;
+  claimHeaders: ReadonlyArray<readonly [string, string]>;
+}
+
+function allow(index: CredentialIndex, req: AuthzRequest, g: Grant): Allow {
+  const { p, route, accept, credential, partner, claimHeaders } = g;
   // Plan follows from partner and product, accept from a known route: the key needs neither.
   const shareable = claimHeaders.length === 0 && p.routes.get(route)?.accept === accept && (req.headers.has('x-request-id') || req.requestId === '');
-  if (!shareable) return buildAllow(index, req, p, route, accept, credential, partner, plan, claimHeaders);
+  if (!shareable) return buildAllow(index, req, g);
   let memo = allowMemo.get(index);
   if (!memo) allowMemo.set(index, (memo = new Map()));
   const key = `${p.name}/${route}/${credential}/${partner ?? ''}`;
   let a = memo.get(key);
   if (!a) {
-    a = buildAllow(index, req, p, route, accept, credential, partner, plan, claimHeaders);
+    a = buildAllow(index, req, g);
     for (const v of [a.setHeaders, a.removeHeaders, a.removeQuery, a.metadata]) Object.freeze(v);
     if (memo.size >= ALLOW_MEMO_MAX) memo.clear();
     memo.set(key, Object.freeze(a));
@@ -301,17 +303,8 @@ function allow(
   return a;
 }
 
-function buildAllow(
-  index: CredentialIndex,
-  req: AuthzRequest,
-  p: ProductEntry,
-  route: string,
-  accept: readonly CredentialType[],
-  credential: CredentialType,
-  partner: string | undefined,
-  plan: string | undefined,
-  claimHeaders: ReadonlyArray<readonly [string, string]>,
-): Allow {
+function buildAllow(index: CredentialIndex, req: AuthzRequest, g: Grant): Allow {
+  const { p, route, accept, credential, partner, plan, claimHeaders } = g;
   const set: Array<readonly [string, string]> = [
     [PORTICO_HEADERS.product, p.name],
     [PORTICO_HEADERS.route, route],
@@ -352,7 +345,7 @@ export function decide(index: CredentialIndex, req: AuthzRequest, now: number, j
   const route = pl.route;
   const accept = pl.accept;
 
-  if (pl.kind === 'anonymous') return allow(index, req, p, route, accept, 'none', undefined, p.publicPlan, []);
+  if (pl.kind === 'anonymous') return allow(index, req, { p, route, accept, credential: 'none', partner: undefined, plan: p.publicPlan, claimHeaders: [] });
   if (pl.kind === 'missing') {
     return unauthenticated(pl, 'missing_credentials', `This API requires ${describeAccepted(p, accept)}.`);
   }
@@ -412,7 +405,7 @@ export function decide(index: CredentialIndex, req: AuthzRequest, now: number, j
   if (sub.methods !== undefined && !sub.methods.has(req.method)) {
     return forbidden(pl, id, 'method_not_in_subscription', `The subscription does not allow ${/^[A-Z]{1,16}$/.test(req.method) ? req.method : 'this method'} requests.`);
   }
-  return allow(index, req, p, route, accept, id.credential, id.partner, sub.plan, id.claimHeaders);
+  return allow(index, req, { p, route, accept, credential: id.credential, partner: id.partner, plan: sub.plan, claimHeaders: id.claimHeaders });
 }
 
 /** The gateway's one error shape, {"error":"<code>","message":"<text>"}, shared with Envoy's own replies. */
