@@ -408,7 +408,7 @@ function writeField(w: protobuf.Writer, f: protobuf.Field, v: unknown, p: string
   if (f.repeated) {
     if (!Array.isArray(v)) throw new ProtoJsonError(p, `expected an array, got ${describe(v)}`);
     const rt = f.resolvedType;
-    const isValue = rt instanceof protobuf.Type && rt.fullName === '.google.protobuf.Value';
+    const isValue = rt instanceof protobuf.Type && info(rt).special === 'google.protobuf.Value';
     v.forEach((item, i) => {
       if (item === null && !isValue) throw new ProtoJsonError(`${p}[${i}]`, 'array elements may not be null');
     });
@@ -536,7 +536,12 @@ function writeAny(w: protobuf.Writer, v: unknown, p: string): void {
 
 /** Writes the fields of one message (no tag/length of its own). */
 function writeMessageBody(w: protobuf.Writer, type: protobuf.Type, v: unknown, p: string): void {
-  const name = fullName(type);
+  // The special name is cached per type: protobufjs builds fullName anew on every read.
+  const name = info(type).special;
+  if (name === undefined) {
+    if (!isPlainObject(v)) throw new ProtoJsonError(p, `expected an object (${fullName(type)}), got ${describe(v)}`);
+    return writeFields(w, type, v, p, false);
+  }
   switch (name) {
     case 'google.protobuf.Any':
       return writeAny(w, v, p);
@@ -561,17 +566,13 @@ function writeMessageBody(w: protobuf.Writer, type: protobuf.Type, v: unknown, p
       return;
     }
   }
-  const wrapped = WRAPPERS[name];
-  if (wrapped) {
-    const s = parseScalar(wrapped, v, p);
-    if (!isDefaultScalar(s)) {
-      w.uint32((1 << 3) | WIRE[wrapped]!);
-      writeScalarValue(w, wrapped, s);
-    }
-    return;
+  // The rest of SPECIAL_JSON: the wrappers.
+  const wrapped = WRAPPERS[name]!;
+  const s = parseScalar(wrapped, v, p);
+  if (!isDefaultScalar(s)) {
+    w.uint32((1 << 3) | WIRE[wrapped]!);
+    writeScalarValue(w, wrapped, s);
   }
-  if (!isPlainObject(v)) throw new ProtoJsonError(p, `expected an object (${name}), got ${describe(v)}`);
-  writeFields(w, type, v, p, false);
 }
 
 function writeFields(w: protobuf.Writer, type: protobuf.Type, v: Record<string, unknown>, p: string, inAny: boolean): void {
