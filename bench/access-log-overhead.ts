@@ -7,33 +7,23 @@
 // Usage: tsx bench/access-log-overhead.ts [--rounds 10] [--slice 3] [--connections 32] [--target direct|upstream]
 //   direct:   a direct response (Envoy does all the work: the logging cost shows most)
 //   upstream: a forward to a small Node upstream (closer to real traffic; the upstream often bounds it)
-import { spawn } from 'node:child_process';
-import { mkdtempSync, openSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { createServer } from 'node:http';
 import type { AddressInfo } from 'node:net';
 import os from 'node:os';
-import path from 'node:path';
-import { parseArgs } from 'node:util';
-import { renderBootstrap } from '../src/xds/bootstrap.ts';
 import { componentPath, freePort, waitFor } from '../test/support/components.ts';
 import { startTestPortico } from '../test/support/portico.ts';
+import { cpuSeconds, flags, median, printJson, round2, wrk } from './harness.ts';
+import { startGatewayEnvoy, workspace } from './stack.ts';
 
-const { values } = parseArgs({
-  options: {
-    rounds: { type: 'string' },
-    slice: { type: 'string' },
-    connections: { type: 'string' },
-    target: { type: 'string' },
-  },
-});
-const ROUNDS = Number(values.rounds ?? 10);
-const SLICE_S = Number(values.slice ?? 3);
-const CONNECTIONS = Number(values.connections ?? 32);
-const TARGET = (values.target ?? 'direct') as 'direct' | 'upstream';
+const args = flags({ rounds: 10, slice: 3, connections: 32, target: 'direct' });
+const ROUNDS = args.rounds;
+const SLICE_S = args.slice;
+const CONNECTIONS = args.connections;
+const TARGET = args.target as 'direct' | 'upstream';
 const GROUP = 'edge';
 const TARGET_LIMIT = 0.05;
 
-interface WrkResult {
+interface Slice {
   requestsPerSec: number;
   p50Ms: number;
   p99Ms: number;
@@ -41,34 +31,10 @@ interface WrkResult {
   errors: number;
 }
 
-/** wrk in a child process, awaited without blocking this process (the access-log service runs here). */
-function wrk(url: string, seconds: number): Promise<WrkResult> {
-  return new Promise((resolve, reject) => {
-    const child = spawn('wrk', ['-t1', `-c${CONNECTIONS}`, `-d${seconds}s`, '--latency', url], { stdio: ['ignore', 'pipe', 'pipe'] });
-    let out = '';
-    let err = '';
-    child.stdout.on('data', (b: Buffer) => (out += b));
-    child.stderr.on('data', (b: Buffer) => (err += b));
-    child.on('error', reject);
-    child.on('exit', (code) => {
-      if (code !== 0) return reject(new Error(`wrk failed (${code}): ${err}`));
-      const ms = (label: string) => {
-        const m = new RegExp(`${label}\\s+([\\d.]+)(us|ms|s)`).exec(out);
-        if (!m) throw new Error(`no ${label} in wrk output:\n${out}`);
-        const v = Number(m[1]);
-        return m[2] === 'us' ? v / 1000 : m[2] === 's' ? v * 1000 : v;
-      };
-      const non2xx = /Non-2xx or 3xx responses: (\d+)/.exec(out);
-      const socket = /Socket errors: connect (\d+), read (\d+), write (\d+), timeout (\d+)/.exec(out);
-      resolve({
-        requestsPerSec: Math.round(Number(/Requests\/sec:\s+([\d.]+)/.exec(out)![1])),
-        p50Ms: ms('50%'),
-        p99Ms: ms('99%'),
-        requests: Number(/(\d+) requests in/.exec(out)![1]),
-        errors: Number(non2xx?.[1] ?? 0) + (socket ? socket.slice(1).reduce((n, x) => n + Number(x), 0) : 0),
-      });
-    });
-  });
+/** One wrk slice on one gateway, awaited without blocking this process (the access-log service runs here). */
+async function slice(url: string, seconds: number): Promise<Slice> {
+  const w = await wrk({ url, durationS: seconds, threads: 1, connections: CONNECTIONS });
+  return { requestsPerSec: Math.round(w.rps), p50Ms: w.p50Ms, p99Ms: w.p99Ms, requests: w.requests, errors: w.non2xx + w.socketErrors };
 }
 
 async function startUpstream(): Promise<{ port: number; close(): Promise<void> }> {
@@ -86,40 +52,6 @@ async function startUpstream(): Promise<{ port: number; close(): Promise<void> }
   };
 }
 
-/** Envoy with one worker, stdout/stderr to /dev/null (the JSON access log must not load this process). */
-async function launchQuietEnvoy(bin: string, xds: string, nodeId: string): Promise<{ adminUrl: string; pid: number; stop(): Promise<void> }> {
-  const dir = mkdtempSync(path.join(os.tmpdir(), 'portico-bench-envoy-'));
-  const adminPort = await freePort();
-  const file = path.join(dir, 'bootstrap.json');
-  writeFileSync(file, JSON.stringify(renderBootstrap({ role: 'edge', nodeId, group: GROUP, xdsAddresses: [xds], adminPort })));
-  const devNull = openSync('/dev/null', 'w');
-  const child = spawn(bin, ['-c', file, '--use-dynamic-base-id', '-l', 'error', '--concurrency', '1', '--drain-time-s', '1'], { stdio: ['ignore', devNull, devNull] });
-  const adminUrl = `http://127.0.0.1:${adminPort}`;
-  await waitFor('Envoy admin', async () => ((await fetch(`${adminUrl}/ready`).catch(() => undefined))?.status ? true : undefined), 30_000, 100);
-  return {
-    adminUrl,
-    pid: child.pid!,
-    stop: async () => {
-      const exited = new Promise<void>((r) => child.once('exit', () => r()));
-      child.kill('SIGTERM');
-      await exited;
-      rmSync(dir, { recursive: true, force: true });
-    },
-  };
-}
-
-async function envoyStat(adminUrl: string, name: string): Promise<number> {
-  const text = await (await fetch(`${adminUrl}/stats?filter=${encodeURIComponent(`^${name.replace(/\./g, '\\.')}$`)}`)).text();
-  const m = new RegExp(`^${name.replace(/\./g, '\\.')}: (\\d+)`, 'm').exec(text);
-  return m ? Number(m[1]) : 0;
-}
-
-/** CPU seconds (user + system) a process has used, from /proc (clock ticks of 10 ms). */
-function cpuSeconds(pid: number): number {
-  const fields = readFileSync(`/proc/${pid}/stat`, 'utf8').split(') ')[1]!.split(' ');
-  return (Number(fields[11]) + Number(fields[12])) / 100;
-}
-
 interface Gateway {
   accessLog: boolean;
   /** CPU seconds Envoy has used so far. */
@@ -133,7 +65,8 @@ interface Gateway {
 
 async function startGateway(envoyBin: string, accessLog: boolean, upstreamPort: number): Promise<Gateway> {
   const portico = await startTestPortico({ env: { PORTICO_ACCESS_LOG: String(accessLog) } });
-  const envoy = await launchQuietEnvoy(envoyBin, `127.0.0.1:${portico.grpcPort}`, `bench-als-${accessLog ? 'on' : 'off'}`);
+  const ws = workspace('portico-bench-envoy-');
+  const envoy = await startGatewayEnvoy(ws, envoyBin, { nodeId: `bench-als-${accessLog ? 'on' : 'off'}`, group: GROUP, xds: `127.0.0.1:${portico.grpcPort}`, concurrency: 1, drainTimeS: 1 });
   const listenerPort = await freePort();
   const route =
     TARGET === 'direct'
@@ -154,18 +87,13 @@ async function startGateway(envoyBin: string, accessLog: boolean, upstreamPort: 
     accessLog,
     url,
     ingested: async () => Number((await portico.registry.getSingleMetricAsString('portico_access_log_entries_total')).match(/^portico_access_log_entries_total (\d+)/m)?.[1] ?? 0),
-    envoyStat: (name) => envoyStat(envoy.adminUrl, name),
-    envoyCpu: () => cpuSeconds(envoy.pid),
+    envoyStat: envoy.stat,
+    envoyCpu: () => cpuSeconds(envoy.proc.child.pid),
     stop: async () => {
-      await envoy.stop();
+      await ws.close();
       await portico.close();
     },
   };
-}
-
-function median(xs: number[]): number {
-  const s = [...xs].sort((a, b) => a - b);
-  return s.length % 2 ? s[(s.length - 1) / 2]! : (s[s.length / 2 - 1]! + s[s.length / 2]!) / 2;
 }
 
 async function main(): Promise<void> {
@@ -174,22 +102,22 @@ async function main(): Promise<void> {
   const upstream = await startUpstream();
   const off = await startGateway(envoyBin, false, upstream.port);
   const on = await startGateway(envoyBin, true, upstream.port);
-  const rounds: Array<{ off: WrkResult; on: WrkResult; ratio: number; cpuUs: { off: number; on: number } }> = [];
+  const rounds: Array<{ off: Slice; on: Slice; ratio: number; cpuUs: { off: number; on: number } }> = [];
   let requestsOn = 0;
   let ingestedBefore = 0;
   try {
-    await wrk(off.url, 2); // warm-up
-    await wrk(on.url, 2);
+    await slice(off.url, 2); // warm-up
+    await slice(on.url, 2);
     await new Promise((r) => setTimeout(r, 1500));
     ingestedBefore = await on.ingested();
     for (let i = 0; i < ROUNDS; i++) {
       const order = i % 2 === 0 ? [off, on] : [on, off];
-      const r: Partial<Record<'off' | 'on', WrkResult>> = {};
+      const r: Partial<Record<'off' | 'on', Slice>> = {};
       const cpuUs: Partial<Record<'off' | 'on', number>> = {};
       for (const g of order) {
         const k = g.accessLog ? 'on' : 'off';
         const cpu0 = g.envoyCpu();
-        r[k] = await wrk(g.url, SLICE_S);
+        r[k] = await slice(g.url, SLICE_S);
         // Envoy's CPU per request: unlike throughput, barely moved by whatever else the machine runs.
         cpuUs[k] = Math.round(((g.envoyCpu() - cpu0) / r[k]!.requests) * 1e7) / 10;
       }
@@ -202,33 +130,27 @@ async function main(): Promise<void> {
     const cpuOff = median(rounds.map((r) => r.cpuUs.off));
     const cpuOn = median(rounds.map((r) => r.cpuUs.on));
     const difference = 1 - median(rounds.map((r) => r.ratio));
-    process.stdout.write(
-      `${JSON.stringify(
-        {
-          benchmark: 'access-log-overhead',
-          target: TARGET,
-          envoyWorkers: 1,
-          sliceSeconds: SLICE_S,
-          connections: CONNECTIONS,
-          cpus: os.cpus().length,
-          loadAverage: os.loadavg().map((x) => Math.round(x * 100) / 100),
-          rounds: rounds.map((r) => ({ off: r.off.requestsPerSec, on: r.on.requestsPerSec, ratio: r.ratio, envoyCpuUsPerRequest: r.cpuUs, offP99Ms: r.off.p99Ms, onP99Ms: r.on.p99Ms, errors: r.off.errors + r.on.errors })),
-          medianRequestsPerSec: { off: median(rounds.map((r) => r.off.requestsPerSec)), on: median(rounds.map((r) => r.on.requestsPerSec)) },
-          throughputDifference: Math.round(difference * 10_000) / 10_000,
-          // Envoy's CPU per request, median of the rounds: what streaming costs a CPU-bound worker.
-          envoyCpuUsPerRequest: { off: cpuOff, on: cpuOn, difference: Math.round(((cpuOn - cpuOff) / cpuOff) * 10_000) / 10_000 },
-          target5Percent: difference < TARGET_LIMIT ? 'met' : 'missed',
-          accessLogStream: {
-            requestsSent: requestsOn,
-            ingestedByControlPlane: ingested,
-            envoyLogsWritten: await on.envoyStat('access_logs.grpc_access_log.logs_written'),
-            envoyLogsDropped: await on.envoyStat('access_logs.grpc_access_log.logs_dropped'),
-          },
-        },
-        null,
-        2,
-      )}\n`,
-    );
+    printJson({
+      benchmark: 'access-log-overhead',
+      target: TARGET,
+      envoyWorkers: 1,
+      sliceSeconds: SLICE_S,
+      connections: CONNECTIONS,
+      cpus: os.cpus().length,
+      loadAverage: os.loadavg().map(round2),
+      rounds: rounds.map((r) => ({ off: r.off.requestsPerSec, on: r.on.requestsPerSec, ratio: r.ratio, envoyCpuUsPerRequest: r.cpuUs, offP99Ms: r.off.p99Ms, onP99Ms: r.on.p99Ms, errors: r.off.errors + r.on.errors })),
+      medianRequestsPerSec: { off: median(rounds.map((r) => r.off.requestsPerSec)), on: median(rounds.map((r) => r.on.requestsPerSec)) },
+      throughputDifference: Math.round(difference * 10_000) / 10_000,
+      // Envoy's CPU per request, median of the rounds: what streaming costs a CPU-bound worker.
+      envoyCpuUsPerRequest: { off: cpuOff, on: cpuOn, difference: Math.round(((cpuOn - cpuOff) / cpuOff) * 10_000) / 10_000 },
+      target5Percent: difference < TARGET_LIMIT ? 'met' : 'missed',
+      accessLogStream: {
+        requestsSent: requestsOn,
+        ingestedByControlPlane: ingested,
+        envoyLogsWritten: await on.envoyStat('access_logs.grpc_access_log.logs_written'),
+        envoyLogsDropped: await on.envoyStat('access_logs.grpc_access_log.logs_dropped'),
+      },
+    });
   } finally {
     await on.stop();
     await off.stop();

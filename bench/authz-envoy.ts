@@ -25,182 +25,51 @@
 // Usage: node --import tsx bench/authz-envoy.ts [--duration 10] [--connections 32] [--threads 1]
 //   [--envoy-concurrency 2] [--rounds 3] [--half-workers 32] [--fresh-tokens 0] [--fractions 0.5,0.25]
 //   [--scenarios none,api_key,jwt_rs256,jwt_es256] [--rate-generator node|hey]
-import { spawn, spawnSync, type ChildProcess } from 'node:child_process';
-import { generateKeyPair, randomBytes, type KeyObject } from 'node:crypto';
-import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { spawnSync } from 'node:child_process';
+import { generateKeyPair, type KeyObject } from 'node:crypto';
+import { writeFileSync } from 'node:fs';
 import http, { createServer } from 'node:http';
 import type { AddressInfo } from 'node:net';
 import os from 'node:os';
 import path from 'node:path';
-import { fileURLToPath } from 'node:url';
-import { parseArgs, promisify } from 'node:util';
+import { promisify } from 'node:util';
 import { SignJWT, exportJWK } from 'jose';
-import YAML from 'yaml';
-import { renderBootstrap } from '../src/xds/bootstrap.ts';
-import type { FleetView } from '../src/xds/fleet.ts';
 import { componentPath, freePort, waitFor } from '../test/support/components.ts';
+import { cpuMeter, flags, headerObject, hey, median, printJson, round2, wrk, wrkFigures, type HeyResult, type WrkResult } from './harness.ts';
+import { newApiKey, startControlPlane, startDirectUpstream, startGatewayEnvoy, workspace } from './stack.ts';
 
-const { values } = parseArgs({
-  options: {
-    duration: { type: 'string' },
-    connections: { type: 'string' },
-    threads: { type: 'string' },
-    'envoy-concurrency': { type: 'string' },
-    rounds: { type: 'string' },
-    'half-workers': { type: 'string' },
-    'fresh-tokens': { type: 'string' },
-    scenarios: { type: 'string' },
-    fractions: { type: 'string' },
-    'rate-generator': { type: 'string' },
-  },
+const args = flags({
+  duration: 10,
+  connections: 32,
+  threads: 1,
+  'envoy-concurrency': 2,
+  rounds: 3,
+  'half-workers': 32,
+  'fresh-tokens': 0,
+  scenarios: 'none,api_key,jwt_rs256,jwt_es256',
+  fractions: '0.5,0.25',
+  'rate-generator': 'node',
 });
-const RATE_GENERATOR = values['rate-generator'] ?? 'node';
+const RATE_GENERATOR = args['rate-generator'];
 if (RATE_GENERATOR !== 'node' && RATE_GENERATOR !== 'hey') throw new Error('--rate-generator: node or hey');
-const FRACTIONS = (values.fractions ?? '0.5,0.25').split(',').map(Number);
+const FRACTIONS = args.fractions.split(',').map(Number);
 if (!FRACTIONS.length || FRACTIONS.some((f) => !(f > 0 && f <= 1))) throw new Error('--fractions: numbers in (0, 1]');
-const DURATION_S = Number(values.duration ?? 10);
-const CONNECTIONS = Number(values.connections ?? 32);
-const THREADS = Number(values.threads ?? 1);
-const ENVOY_CONCURRENCY = Number(values['envoy-concurrency'] ?? 2);
-const ROUNDS = Number(values.rounds ?? 3);
-const HALF_WORKERS = Number(values['half-workers'] ?? 32);
-const FRESH_TOKENS = Number(values['fresh-tokens'] ?? 0);
+const DURATION_S = args.duration;
+const CONNECTIONS = args.connections;
+const THREADS = args.threads;
+const ENVOY_CONCURRENCY = args['envoy-concurrency'];
+const ROUNDS = args.rounds;
+const HALF_WORKERS = args['half-workers'];
+const FRESH_TOKENS = args['fresh-tokens'];
 type Scenario = 'none' | 'api_key' | 'jwt_rs256' | 'jwt_es256' | 'jwt_rs256_fresh';
-const SCENARIOS = [
-  ...(values.scenarios ?? 'none,api_key,jwt_rs256,jwt_es256').split(',').map((s) => s.trim()),
-  ...(FRESH_TOKENS > 0 ? ['jwt_rs256_fresh'] : []),
-] as Scenario[];
+const SCENARIOS = [...args.scenarios.split(',').map((s) => s.trim()), ...(FRESH_TOKENS > 0 ? ['jwt_rs256_fresh'] : [])] as Scenario[];
 if (!SCENARIOS.includes('none') || !SCENARIOS.includes('api_key')) throw new Error('--scenarios must include none and api_key (the half-load comparison needs both)');
-const ROOT = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '..');
-const TOKEN = 'bench-admin-token';
 const GROUP = 'edge';
 const NODE = 'bench-authz-envoy';
 const ISS = 'https://idp.bench.example';
 const AUD = 'bench-api';
 
-// ── processes ─────────────────────────────────────────────────────────────────
-
-interface Proc {
-  child: ChildProcess;
-  stop(): Promise<void>;
-}
-
-function run(cmd: string, args: string[], env: NodeJS.ProcessEnv = process.env): Proc {
-  const child = spawn(cmd, args, { env, stdio: ['ignore', 'ignore', 'pipe'] });
-  let err = '';
-  child.stderr!.on('data', (b: Buffer) => {
-    err += b.toString();
-    if (err.length > 50_000) err = err.slice(-20_000);
-  });
-  child.once('exit', (code) => {
-    if (code !== 0 && code !== null) process.stderr.write(`${cmd} exited ${code}: ${err.slice(-2000)}\n`);
-  });
-  const exited = new Promise<void>((r) => child.once('exit', () => r()));
-  return {
-    child,
-    stop: async () => {
-      if (child.exitCode !== null || child.signalCode !== null) return;
-      child.kill('SIGTERM');
-      const t = setTimeout(() => child.kill('SIGKILL'), 10_000);
-      await exited;
-      clearTimeout(t);
-    },
-  };
-}
-
-/** CPU seconds (user + system) a process has used, from /proc. */
-function cpuSeconds(pid: number | undefined): number {
-  if (!pid) return 0;
-  try {
-    const stat = readFileSync(`/proc/${pid}/stat`, 'utf8');
-    const fields = stat.slice(stat.lastIndexOf(')') + 2).split(' ');
-    return (Number(fields[11]) + Number(fields[12])) / 100;
-  } catch {
-    return 0;
-  }
-}
-
-const round2 = (x: number) => Math.round(x * 100) / 100;
-const median = (xs: number[]) => {
-  const s = [...xs].sort((a, b) => a - b);
-  return s.length % 2 ? s[(s.length - 1) / 2]! : (s[s.length / 2 - 1]! + s[s.length / 2]!) / 2;
-};
-
-// ── load generators ───────────────────────────────────────────────────────────
-
-function toMs(v: string): number {
-  const m = /^([\d.]+)(us|ms|s|m)$/.exec(v.trim());
-  if (!m) return NaN;
-  const n = Number(m[1]);
-  return m[2] === 'us' ? n / 1000 : m[2] === 'ms' ? n : m[2] === 's' ? n * 1000 : n * 60_000;
-}
-
-interface WrkResult {
-  rps: number;
-  requests: number;
-  p50Ms: number;
-  p99Ms: number;
-  non2xx: number;
-  socketErrors: number;
-  loadGeneratorCpu: number;
-}
-
-function wrk(url: string, headers: string[], durationS: number, script?: string): Promise<WrkResult> {
-  return new Promise((resolve, reject) => {
-    const args = ['-t', String(THREADS), '-c', String(CONNECTIONS), '-d', `${durationS}s`, '--latency', ...(script ? ['-s', script] : []), ...headers.flatMap((h) => ['-H', h]), url];
-    const child = spawn('wrk', args, { stdio: ['ignore', 'pipe', 'pipe'] });
-    let out = '';
-    let cpu = 0;
-    const sample = setInterval(() => (cpu = Math.max(cpu, cpuSeconds(child.pid))), 200);
-    child.stdout.on('data', (b: Buffer) => (out += b.toString()));
-    child.stderr.on('data', (b: Buffer) => (out += b.toString()));
-    child.once('exit', (code) => {
-      clearInterval(sample);
-      if (code !== 0) return reject(new Error(`wrk failed: ${out}`));
-      const num = (re: RegExp) => Number(re.exec(out)?.[1] ?? NaN);
-      const errs = /Socket errors: connect (\d+), read (\d+), write (\d+), timeout (\d+)/.exec(out);
-      resolve({
-        rps: num(/Requests\/sec:\s+([\d.]+)/),
-        requests: num(/(\d+) requests in/),
-        p50Ms: toMs(/^\s+50%\s+(\S+)$/m.exec(out)?.[1] ?? ''),
-        p99Ms: toMs(/^\s+99%\s+(\S+)$/m.exec(out)?.[1] ?? ''),
-        non2xx: num(/Non-2xx or 3xx responses: (\d+)/) || 0,
-        socketErrors: errs ? errs.slice(1).reduce((a, b) => a + Number(b), 0) : 0,
-        loadGeneratorCpu: cpu,
-      });
-    });
-  });
-}
-
-interface HeyResult {
-  rps: number;
-  p50Ms: number;
-  p90Ms: number;
-  p99Ms: number;
-  statuses: Record<string, number>;
-  loadGeneratorCpu: number;
-}
-
-/** hey at a constant total rate: HALF_WORKERS workers, each limited to rate/HALF_WORKERS per second. */
-function hey(url: string, headers: string[], rate: number, durationS: number): Promise<HeyResult> {
-  const perWorker = Math.max(1, Math.round(rate / HALF_WORKERS));
-  return new Promise((resolve, reject) => {
-    const child = spawn('hey', ['-z', `${durationS}s`, '-c', String(HALF_WORKERS), '-q', String(perWorker), ...headers.flatMap((h) => ['-H', h]), url], { stdio: ['ignore', 'pipe', 'pipe'] });
-    let out = '';
-    let cpu = 0;
-    const sample = setInterval(() => (cpu = Math.max(cpu, cpuSeconds(child.pid))), 200);
-    child.stdout.on('data', (b: Buffer) => (out += b.toString()));
-    child.stderr.on('data', (b: Buffer) => (out += b.toString()));
-    child.once('exit', (code) => {
-      clearInterval(sample);
-      if (code !== 0) return reject(new Error(`hey failed: ${out.slice(-2000)}`));
-      const sec = (p: string) => Number(new RegExp(`${p}% in ([\\d.]+) secs`).exec(out)?.[1] ?? NaN) * 1000;
-      const statuses: Record<string, number> = {};
-      for (const m of out.matchAll(/\[(\d+)\]\s+(\d+) responses/g)) statuses[m[1]!] = Number(m[2]);
-      resolve({ rps: Number(/Requests\/sec:\s+([\d.]+)/.exec(out)?.[1] ?? NaN), p50Ms: sec('50'), p90Ms: sec('90'), p99Ms: sec('99'), statuses, loadGeneratorCpu: cpu });
-    });
-  });
-}
+// ── load generators (in this process) ─────────────────────────────────────────
 
 /**
  * An open-loop constant-rate generator (this process): request k is due at start + k/rate and its
@@ -210,7 +79,7 @@ function hey(url: string, headers: string[], rate: number, durationS: number): P
  */
 async function openLoop(url: string, headers: string[], rate: number, durationS: number, connections = 64): Promise<HeyResult> {
   const agent = new http.Agent({ keepAlive: true, maxSockets: connections, maxFreeSockets: connections });
-  const h = Object.fromEntries(headers.map((x) => x.split(': ') as [string, string]));
+  const h = headerObject(headers);
   const total = Math.round(rate * durationS);
   const latencies: number[] = [];
   const statuses: Record<string, number> = {};
@@ -253,7 +122,7 @@ async function openLoop(url: string, headers: string[], rate: number, durationS:
  */
 async function sequential(url: string, headers: string[], n: number): Promise<{ p50Ms: number; p90Ms: number; p99Ms: number }> {
   const agent = new http.Agent({ keepAlive: true, maxSockets: 1 });
-  const h = Object.fromEntries(headers.map((x) => x.split(': ') as [string, string]));
+  const h = headerObject(headers);
   const xs: number[] = [];
   try {
     for (let i = 0; i < n; i++) {
@@ -312,81 +181,18 @@ async function main(): Promise<void> {
   const envoyBin = componentPath('envoy');
   if (!envoyBin) throw new Error('envoy is not installed');
   for (const tool of ['wrk', 'hey']) if (spawnSync('sh', ['-c', `command -v ${tool}`]).status !== 0) throw new Error(`${tool} is not installed`);
-  const dir = mkdtempSync(path.join(os.tmpdir(), 'portico-bench-authz-envoy-'));
-  const procs: Proc[] = [];
+  const ws = workspace('portico-bench-authz-envoy-');
   const idp = await startIdp();
-  const cleanup = async () => {
-    for (const p of procs.reverse()) await p.stop();
-    idp.close();
-    rmSync(dir, { recursive: true, force: true });
-  };
   const loadBefore = os.loadavg();
   try {
-    // Upstream: Envoy answering directly (one worker).
-    const upstreamPort = await freePort();
-    writeFileSync(
-      path.join(dir, 'upstream.json'),
-      JSON.stringify({
-        static_resources: {
-          listeners: [
-            {
-              name: 'upstream',
-              address: { socket_address: { address: '127.0.0.1', port_value: upstreamPort } },
-              filter_chains: [
-                {
-                  filters: [
-                    {
-                      name: 'envoy.filters.network.http_connection_manager',
-                      typed_config: {
-                        '@type': 'type.googleapis.com/envoy.extensions.filters.network.http_connection_manager.v3.HttpConnectionManager',
-                        stat_prefix: 'upstream',
-                        route_config: { virtual_hosts: [{ name: 'all', domains: ['*'], routes: [{ match: { prefix: '/' }, direct_response: { status: 200, body: { inline_string: '{"ok":true}' } } }] }] },
-                        http_filters: [{ name: 'envoy.filters.http.router', typed_config: { '@type': 'type.googleapis.com/envoy.extensions.filters.http.router.v3.Router' } }],
-                      },
-                    },
-                  ],
-                },
-              ],
-            },
-          ],
-        },
-      }),
-    );
-    const upstream = run(envoyBin, ['-c', path.join(dir, 'upstream.json'), '--concurrency', '1', '--use-dynamic-base-id', '-l', 'error']);
-    procs.push(upstream);
-
+    const upstream = await startDirectUpstream(ws, envoyBin);
     // The control plane in its own process, as deployed (role all: ADS and the callouts).
-    const [adminPort, grpcPort, calloutPort] = [await freePort(), await freePort(), await freePort()];
-    const inherited = Object.fromEntries(Object.entries(process.env).filter(([k]) => !/^(PORTICO_|DATABASE_URL$|REDIS_URL$)/.test(k)));
-    const cp = run(path.join(ROOT, 'bin/portico'), ['serve'], {
-      ...inherited,
-      PORTICO_DATA_DIR: path.join(dir, 'data'),
-      PORTICO_ADMIN_ADDR: `127.0.0.1:${adminPort}`,
-      PORTICO_GRPC_ADDR: `127.0.0.1:${grpcPort}`,
-      PORTICO_CALLOUT_LISTEN_ADDR: `127.0.0.1:${calloutPort}`,
-      PORTICO_ADMIN_TOKEN: TOKEN,
-      PORTICO_MASTER_KEY: randomBytes(32).toString('base64'),
-      PORTICO_LOG_LEVEL: 'warn',
-    });
-    procs.push(cp);
-    const admin = `http://127.0.0.1:${adminPort}`;
-    const api = async (method: string, p: string, body?: string, type = 'application/json') => {
-      const r = await fetch(`${admin}${p}`, { method, headers: { authorization: `Bearer ${TOKEN}`, ...(body ? { 'content-type': type } : {}) }, ...(body ? { body } : {}) });
-      const text = await r.text();
-      if (!r.ok) throw new Error(`${method} ${p}: ${r.status} ${text}`);
-      return text;
-    };
-    await waitFor('the control plane', async () => ((await fetch(`${admin}/readyz`).catch(() => undefined))?.ok ? true : undefined), 120_000, 200);
-
-    // The gateway Envoy.
-    const envoyAdmin = await freePort();
-    writeFileSync(path.join(dir, 'gateway.json'), JSON.stringify(renderBootstrap({ role: 'edge', nodeId: NODE, group: GROUP, xdsAddresses: [`127.0.0.1:${grpcPort}`], adminPort: envoyAdmin })));
-    const gateway = run(envoyBin, ['-c', path.join(dir, 'gateway.json'), '--concurrency', String(ENVOY_CONCURRENCY), '--use-dynamic-base-id', '-l', 'error']);
-    procs.push(gateway);
+    const cp = await startControlPlane(ws);
+    const gateway = await startGatewayEnvoy(ws, envoyBin, { nodeId: NODE, group: GROUP, xds: `127.0.0.1:${cp.grpcPort}`, concurrency: ENVOY_CONCURRENCY });
 
     // The model, through the admin API. API key imported (known to the benchmark), JWT issuer with a JWKS URI.
     const listenerPort = await freePort();
-    const key = `ptk_${randomBytes(4).toString('hex')}_${randomBytes(32).toString('base64url')}`;
+    const key = newApiKey();
     const route = { name: 'item', match: { path: { type: 'prefix', value: '/item' } }, service: 'upstream' };
     const doc = {
       portico: 'v1',
@@ -398,7 +204,7 @@ async function main(): Promise<void> {
           authz: { failureMode: 'closed', timeoutMs: 5000 },
         },
       ],
-      services: [{ name: 'upstream', endpoints: [{ host: '127.0.0.1', port: upstreamPort }] }],
+      services: [{ name: 'upstream', endpoints: [{ host: '127.0.0.1', port: upstream.port }] }],
       jwtIssuers: [{ name: 'idp', issuer: ISS, audiences: [AUD], jwksUri: idp.jwksUri, algorithms: ['RS256', 'ES256'], partnerClaim: 'team', forwardClaims: { sub: 'X-User-Id' } }],
       products: [
         { name: 'open', gatewayGroups: [GROUP], basePath: '/open', auth: { accept: ['none'] }, routes: [route] },
@@ -407,7 +213,7 @@ async function main(): Promise<void> {
       plans: [{ name: 'unlimited' }],
       partners: [{ name: 'acme', apiKeys: [{ name: 'bench', key }], subscriptions: [{ product: 'secure', plan: 'unlimited' }] }],
     };
-    await api('POST', '/api/v1/config', YAML.stringify(doc), 'application/yaml');
+    await cp.apply(doc);
 
     const rs = await idp.sign('RS256', 'user-rs');
     const es = await idp.sign('ES256', 'user-es');
@@ -416,11 +222,11 @@ async function main(): Promise<void> {
       process.stderr.write(`minting ${FRESH_TOKENS} RS256 tokens…\n`);
       const tokens: string[] = [];
       for (let i = 0; i < FRESH_TOKENS; i++) tokens.push(await idp.sign('RS256', `user-${i}`));
-      writeFileSync(path.join(dir, 'tokens.txt'), `${tokens.join('\n')}\n`);
-      script = path.join(dir, 'fresh.lua');
+      writeFileSync(path.join(ws.dir, 'tokens.txt'), `${tokens.join('\n')}\n`);
+      script = path.join(ws.dir, 'fresh.lua');
       writeFileSync(
         script,
-        `local tokens = {}\nfor line in io.lines("${path.join(dir, 'tokens.txt')}") do tokens[#tokens + 1] = line end\nlocal i = 0\nrequest = function()\n  i = i + 1\n  return wrk.format(nil, nil, { ["Authorization"] = "Bearer " .. tokens[(i % #tokens) + 1] })\nend\n`,
+        `local tokens = {}\nfor line in io.lines("${path.join(ws.dir, 'tokens.txt')}") do tokens[#tokens + 1] = line end\nlocal i = 0\nrequest = function()\n  i = i + 1\n  return wrk.format(nil, nil, { ["Authorization"] = "Bearer " .. tokens[(i % #tokens) + 1] })\nend\n`,
       );
     }
     const targets: Record<Scenario, { url: string; headers: string[]; script?: string }> = {
@@ -430,17 +236,14 @@ async function main(): Promise<void> {
       jwt_es256: { url: `http://127.0.0.1:${listenerPort}/secure/item`, headers: [`Authorization: Bearer ${es}`] },
       jwt_rs256_fresh: { url: `http://127.0.0.1:${listenerPort}/secure/item`, headers: [], ...(script ? { script } : {}) },
     };
-    const asInit = (headers: string[]) => ({ headers: Object.fromEntries(headers.map((h) => h.split(': ') as [string, string])) });
 
     // Served and deciding: every scenario answers 200, and /secure refuses a request without credentials.
     await waitFor(
       'Envoy to serve the model',
       async () => {
-        const fleet = JSON.parse(await api('GET', '/api/v1/fleet')) as FleetView;
-        const n = fleet.nodes.find((x) => x.nodeId === NODE);
-        if (!n || n.types.some((t) => t.pending || !t.ackedVersion)) return undefined;
+        if (!(await cp.settled(NODE))) return undefined;
         for (const s of ['none', 'api_key', 'jwt_rs256', 'jwt_es256'] as const) {
-          const r = await fetch(targets[s].url, asInit(targets[s].headers)).catch(() => undefined);
+          const r = await fetch(targets[s].url, { headers: headerObject(targets[s].headers) }).catch(() => undefined);
           if (r?.status !== 200) return undefined;
         }
         return (await fetch(targets.api_key.url).catch(() => undefined))?.status === 401 ? true : undefined;
@@ -449,28 +252,19 @@ async function main(): Promise<void> {
       250,
     );
 
-    const pids = { gateway: gateway.child.pid, controlPlane: cp.child.pid, upstream: upstream.child.pid };
+    const pids = { gateway: gateway.proc.child.pid, controlPlane: cp.proc.child.pid, upstream: upstream.proc.child.pid };
     const maxThroughput: Record<string, unknown>[] = [];
     const byScenario = new Map<Scenario, WrkResult>();
     for (const s of SCENARIOS) {
       const t = targets[s];
-      await wrk(t.url, t.headers, 2, t.script); // warm-up: connections, JIT, caches
-      const before = Object.fromEntries(Object.entries(pids).map(([k, pid]) => [k, cpuSeconds(pid)]));
-      const w = await wrk(t.url, t.headers, DURATION_S, t.script);
-      const cpu: Record<string, number> = Object.fromEntries(Object.entries(pids).map(([k, pid]) => [k, round2(cpuSeconds(pid) - before[k]!)]));
+      const load = { ...t, threads: THREADS, connections: CONNECTIONS };
+      await wrk({ ...load, durationS: 2 }); // warm-up: connections, JIT, caches
+      const used = cpuMeter(pids);
+      const w = await wrk({ ...load, durationS: DURATION_S });
+      const cpu = used();
       cpu.loadGenerator = w.loadGeneratorCpu;
       byScenario.set(s, w);
-      maxThroughput.push({
-        scenario: s,
-        rps: Math.round(w.rps),
-        p50Ms: w.p50Ms,
-        p99Ms: w.p99Ms,
-        requests: w.requests,
-        non2xx: w.non2xx,
-        socketErrors: w.socketErrors,
-        cpuSeconds: cpu,
-        cpuMsPerRequest: Object.fromEntries(Object.entries(cpu).map(([k, v]) => [k, Math.round((v * 1_000_000) / Math.max(1, w.requests)) / 1000])),
-      });
+      maxThroughput.push({ scenario: s, rps: Math.round(w.rps), ...wrkFigures(w, cpu) });
       process.stderr.write(`${s}: ${Math.round(w.rps)} req/s, p50 ${w.p50Ms} ms, p99 ${w.p99Ms} ms, non-2xx ${w.non2xx}\n`);
     }
 
@@ -498,9 +292,10 @@ async function main(): Promise<void> {
       for (let i = 0; i < ROUNDS; i++) {
         const round: Record<string, unknown> = { round: i + 1 };
         for (const s of ['none', 'api_key'] as const) {
-          const before = Object.fromEntries(Object.entries(pids).map(([k, pid]) => [k, cpuSeconds(pid)]));
-          const h = RATE_GENERATOR === 'hey' ? await hey(targets[s].url, targets[s].headers, rate, DURATION_S) : await openLoop(targets[s].url, targets[s].headers, rate, DURATION_S);
-          const cpu: Record<string, number> = Object.fromEntries(Object.entries(pids).map(([k, pid]) => [k, round2(cpuSeconds(pid) - before[k]!)]));
+          const used = cpuMeter(pids);
+          const { url, headers } = targets[s];
+          const h = RATE_GENERATOR === 'hey' ? await hey({ url, headers, rate, durationS: DURATION_S, workers: HALF_WORKERS }) : await openLoop(url, headers, rate, DURATION_S);
+          const cpu = used();
           cpu.loadGenerator = h.loadGeneratorCpu;
           p99s[s].push(h.p99Ms);
           p50s[s].push(h.p50Ms);
@@ -526,40 +321,35 @@ async function main(): Promise<void> {
     }
 
     const none = byScenario.get('none')!;
-    process.stdout.write(
-      `${JSON.stringify(
-        {
-          benchmark: 'authz-envoy',
-          machine: {
-            cpus: os.cpus().length,
-            model: os.cpus()[0]?.model,
-            loadAverageBefore: loadBefore.map(round2),
-            loadAverageAfter: os.loadavg().map(round2),
-          },
-          note: 'The gateway Envoy, the control plane (ext_authz), the upstream Envoy, the load generator and this script share these CPUs; the load average includes whatever else the machine ran.',
-          settings: {
-            durationS: DURATION_S,
-            wrk: { threads: THREADS, connections: CONNECTIONS },
-            constantRate: {
-              generator: RATE_GENERATOR === 'hey' ? `hey -c ${HALF_WORKERS} -q rate/${HALF_WORKERS}` : 'open loop in the benchmark process, evenly spaced, up to 64 keep-alive connections',
-              rounds: ROUNDS,
-              fractions: FRACTIONS,
-            },
-            envoyConcurrency: ENVOY_CONCURRENCY,
-            freshTokens: FRESH_TOKENS,
-            ...(FRESH_TOKENS > 0 ? { freshTokensDefeatCache: FRESH_TOKENS > 10_000 } : {}),
-          },
-          maxThroughput,
-          ratioToNone: Object.fromEntries(SCENARIOS.filter((s) => s !== 'none').map((s) => [s, Math.round((byScenario.get(s)!.rps / none.rps) * 1000) / 1000])),
-          constantRate,
-          sequentialOneConnection,
+    printJson({
+      benchmark: 'authz-envoy',
+      machine: {
+        cpus: os.cpus().length,
+        model: os.cpus()[0]?.model,
+        loadAverageBefore: loadBefore.map(round2),
+        loadAverageAfter: os.loadavg().map(round2),
+      },
+      note: 'The gateway Envoy, the control plane (ext_authz), the upstream Envoy, the load generator and this script share these CPUs; the load average includes whatever else the machine ran.',
+      settings: {
+        durationS: DURATION_S,
+        wrk: { threads: THREADS, connections: CONNECTIONS },
+        constantRate: {
+          generator: RATE_GENERATOR === 'hey' ? `hey -c ${HALF_WORKERS} -q rate/${HALF_WORKERS}` : 'open loop in the benchmark process, evenly spaced, up to 64 keep-alive connections',
+          rounds: ROUNDS,
+          fractions: FRACTIONS,
         },
-        null,
-        2,
-      )}\n`,
-    );
+        envoyConcurrency: ENVOY_CONCURRENCY,
+        freshTokens: FRESH_TOKENS,
+        ...(FRESH_TOKENS > 0 ? { freshTokensDefeatCache: FRESH_TOKENS > 10_000 } : {}),
+      },
+      maxThroughput,
+      ratioToNone: Object.fromEntries(SCENARIOS.filter((s) => s !== 'none').map((s) => [s, Math.round((byScenario.get(s)!.rps / none.rps) * 1000) / 1000])),
+      constantRate,
+      sequentialOneConnection,
+    });
   } finally {
-    await cleanup();
+    await ws.close();
+    idp.close();
   }
 }
 

@@ -9,7 +9,6 @@ import { fork } from 'node:child_process';
 import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
-import { parseArgs } from 'node:util';
 import * as grpc from '@grpc/grpc-js';
 import { exportJWK, generateKeyPair, SignJWT } from 'jose';
 import { Registry } from 'prom-client';
@@ -19,6 +18,7 @@ import { AuthzService, registerAuthzService, registerAuthzUnary } from '../src/a
 import { UnaryGrpcServer } from '../src/grpc/unary-server.ts';
 import { decodeCheckRequest, encodeCheckResponse } from '../src/authz/wire.ts';
 import { decodeMessage, encodeMessage, lookupType } from '../src/xds/protos.ts';
+import { flags, printJson, round2 } from './harness.ts';
 
 const checkRequestType = lookupType('envoy.service.auth.v3.CheckRequest');
 
@@ -151,21 +151,11 @@ async function microAsync(name: string, iterations: number, fn: (i: number) => u
 }
 
 async function main(): Promise<void> {
-  const { values } = parseArgs({
-    options: {
-      duration: { type: 'string' },
-      concurrency: { type: 'string' },
-      channels: { type: 'string' },
-      only: { type: 'string' },
-      tokens: { type: 'string' },
-      transports: { type: 'string' },
-      'skip-micro': { type: 'boolean' },
-    },
-  });
-  const transports = (values.transports ?? 'grpc-js,h2').split(',') as Array<'grpc-js' | 'h2'>;
-  const opts = { durationMs: Number(values.duration ?? 5) * 1000, concurrency: Number(values.concurrency ?? 64), channels: Number(values.channels ?? 2) };
-  const only = values.only ? new Set(values.only.split(',')) : undefined;
-  const distinctTokens = Number(values.tokens ?? 3000);
+  const args = flags({ duration: 5, concurrency: 64, channels: 2, only: undefined, tokens: 3000, transports: 'grpc-js,h2', 'skip-micro': false });
+  const transports = args.transports.split(',') as Array<'grpc-js' | 'h2'>;
+  const opts = { durationMs: args.duration * 1000, concurrency: args.concurrency, channels: args.channels };
+  const only = args.only ? new Set(args.only.split(',')) : undefined;
+  const distinctTokens = args.tokens;
 
   // Model: one product accepting API keys and JWTs from two issuers (RS256, ES256), one subscribed partner.
   const hasher = testHasher();
@@ -265,7 +255,7 @@ async function main(): Promise<void> {
   const allowDecision = decide(index, keyReq, Date.now());
   const rsReqs = rsMany.slice(0, 1500).map((t) => decodeCheckRequest(envoyLike({ authorization: `Bearer ${t}` })));
   const esReqs = esMany.slice(0, 1500).map((t) => decodeCheckRequest(envoyLike({ authorization: `Bearer ${t}` })));
-  const inProcess = values['skip-micro'] ? [] : [
+  const inProcess = args['skip-micro'] ? [] : [
     micro('decodeCheckRequest (1.3 KB, 13 headers)', 100_000, (i) => decodeCheckRequest(apiKeyReqs[i % 64]!)),
     micro('for comparison: protobufjs Type.decode of the same request', 100_000, (i) => checkRequestType.decode(apiKeyReqs[i % 64]!)),
     micro('for comparison: proto3-JSON decode (the generic serviceDefinition codec)', 50_000, (i) => decodeMessage('envoy.service.auth.v3.CheckRequest', apiKeyReqs[i % 64]!)),
@@ -276,7 +266,7 @@ async function main(): Promise<void> {
     micro('service.check api_key', 100_000, () => cached.check(keyReq)),
     micro('service.check jwt cached token (sha256 + LRU + decide)', 100_000, () => cached.check(jwtReq)),
   ];
-  if (!values['skip-micro']) {
+  if (!args['skip-micro']) {
     inProcess.push(await microAsync('service.check jwt RS256, cache off (jose/WebCrypto verify, 64 in flight)', rsReqs.length, (i) => uncached.check(rsReqs[i]!)));
     inProcess.push(await microAsync('service.check jwt ES256, cache off (jose/WebCrypto verify, 64 in flight)', esReqs.length, (i) => uncached.check(esReqs[i]!)));
   }
@@ -286,21 +276,15 @@ async function main(): Promise<void> {
   cached.close();
   uncached.close();
 
-  console.log(
-    JSON.stringify(
-      {
-        benchmark: 'authz',
-        machine: { cpus: os.cpus().length, model: os.cpus()[0]?.model, loadAverage: os.loadavg().map((l) => Math.round(l * 100) / 100), node: process.version },
-        settings: { ...opts, distinctTokens, tokenGenerationMs: tokenGenMs },
-        targetChecksPerSecondPerCore: 15_000,
-        transports: { 'grpc-js': 'the shared @grpc/grpc-js server (role all)', h2: 'UnaryGrpcServer on node:http2 (role callouts)' },
-        grpc: grpcResults,
-        inProcess,
-      },
-      null,
-      2,
-    ),
-  );
+  printJson({
+    benchmark: 'authz',
+    machine: { cpus: os.cpus().length, model: os.cpus()[0]?.model, loadAverage: os.loadavg().map(round2), node: process.version },
+    settings: { ...opts, distinctTokens, tokenGenerationMs: tokenGenMs },
+    targetChecksPerSecondPerCore: 15_000,
+    transports: { 'grpc-js': 'the shared @grpc/grpc-js server (role all)', h2: 'UnaryGrpcServer on node:http2 (role callouts)' },
+    grpc: grpcResults,
+    inProcess,
+  });
 }
 
 if (process.argv[2] === '--client') await runClient();

@@ -2,7 +2,6 @@
 // seed-003 example; sequential admin writes, each timed from the write's HTTP response to Envoy's
 // ACK of the version it produced (seen in process by hooking FleetStatus.onAck). Prints JSON.
 // Usage: tsx bench/convergence.ts [--writes 100] [--kinds route,endpoint] [--debounce-ms 50] [--debounce-max-ms 250]
-import { parseArgs } from 'node:util';
 import { typeSnapshot } from '../src/xds/cache.ts';
 import { TYPE_URLS } from '../src/xds/protos.ts';
 import type { StreamInfo } from '../src/xds/stream.ts';
@@ -10,19 +9,14 @@ import { componentPath, waitFor } from '../test/support/components.ts';
 import { launchEnvoy, settledNode, snapshotVersions } from '../test/support/envoy.ts';
 import { startTestPortico } from '../test/support/portico.ts';
 import { seed003 } from '../test/support/seed003.ts';
+import { flags, printJson } from './harness.ts';
 
-const { values } = parseArgs({
-  options: {
-    writes: { type: 'string' },
-    kinds: { type: 'string' },
-    'debounce-ms': { type: 'string' },
-    'debounce-max-ms': { type: 'string' },
-  },
-});
-const WRITES = Number(values.writes ?? 100);
-const KINDS = (values.kinds ?? 'route,endpoint').split(',').map((k) => k.trim()) as Array<'route' | 'endpoint'>;
-const DEBOUNCE_MS = values['debounce-ms'] ?? '50';
-const DEBOUNCE_MAX_MS = values['debounce-max-ms'] ?? '250';
+// The debounce flags stay text: they go to the control plane's environment as given.
+const args = flags({ writes: 100, kinds: 'route,endpoint', 'debounce-ms': '50', 'debounce-max-ms': '250' });
+const WRITES = args.writes;
+const KINDS = args.kinds.split(',').map((k) => k.trim()) as Array<'route' | 'endpoint'>;
+const DEBOUNCE_MS = args['debounce-ms'];
+const DEBOUNCE_MAX_MS = args['debounce-max-ms'];
 const GROUP = 'edge';
 const NODE = 'bench-convergence';
 const now = () => performance.now();
@@ -107,22 +101,16 @@ async function main(): Promise<void> {
       };
     }
     const all = Object.values(results) as Array<{ responseToAckMs: { p99: number } }>;
-    process.stdout.write(
-      `${JSON.stringify(
-        {
-          benchmark: 'convergence: admin write (HTTP response) → Envoy ACK of the resulting version',
-          writesPerKind: WRITES,
-          debounceMs: Number(DEBOUNCE_MS),
-          debounceMaxMs: Number(DEBOUNCE_MAX_MS),
-          ackObservedBy: 'in process: FleetStatus.onAck hooked (the ADS stream observer), no polling',
-          envoy: (await (await fetch(`${envoy.adminUrl}/server_info`)).json() as { version: string }).version,
-          target: { p99Ms: 150, met: all.every((r) => r.responseToAckMs.p99 < 150) },
-          results,
-        },
-        null,
-        2,
-      )}\n`,
-    );
+    printJson({
+      benchmark: 'convergence: admin write (HTTP response) → Envoy ACK of the resulting version',
+      writesPerKind: WRITES,
+      debounceMs: Number(DEBOUNCE_MS),
+      debounceMaxMs: Number(DEBOUNCE_MAX_MS),
+      ackObservedBy: 'in process: FleetStatus.onAck hooked (the ADS stream observer), no polling',
+      envoy: (await (await fetch(`${envoy.adminUrl}/server_info`)).json() as { version: string }).version,
+      target: { p99Ms: 150, met: all.every((r) => r.responseToAckMs.p99 < 150) },
+      results,
+    });
   } finally {
     await envoy.stop();
     await portico.close();

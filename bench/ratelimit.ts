@@ -5,11 +5,10 @@
 // Prints JSON. Usage: tsx bench/ratelimit.ts [--duration 10000] [--concurrency 64] [--no-redis]
 // "perServerCpuSecond" (decisions per CPU-second of the server process) is the per-core figure:
 // on a machine shared with other work, wall-clock rates mostly measure the load generator.
-import { readFileSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import { spawnSync } from 'node:child_process';
-import { parseArgs } from 'node:util';
 import { Redis } from 'ioredis';
 import { Registry } from 'prom-client';
 import { modelToDocument } from '../src/model/declarative.ts';
@@ -17,22 +16,14 @@ import type { DecisionRequest } from '../src/ratelimit/decision.ts';
 import { seedModel } from '../src/ratelimit/fixtures.ts';
 import { createRateLimiter, type RateLimiter } from '../src/ratelimit/limiter.ts';
 import { componentPath, freePort, startProcess, waitFor, type RunningProcess } from '../test/support/components.ts';
+import { cpuSeconds, flags, printJson } from './harness.ts';
 
-const { values } = parseArgs({
-  options: { duration: { type: 'string' }, concurrency: { type: 'string' }, 'no-redis': { type: 'boolean' }, channels: { type: 'string' } },
-});
-const DURATION = Number(values.duration ?? 10_000);
-const CONCURRENCY = Number(values.concurrency ?? 64);
-const CHANNELS = values.channels ?? '2';
+const args = flags({ duration: 10_000, concurrency: 64, 'no-redis': false, channels: '2' });
+const DURATION = args.duration;
+const CONCURRENCY = args.concurrency;
+// Text: it goes to the load generator's environment as given.
+const CHANNELS = args.channels;
 const ROOT = path.resolve(import.meta.dirname, '..');
-const TICKS = Number(spawnSync('getconf', ['CLK_TCK'], { encoding: 'utf8' }).stdout.trim() || 100);
-
-/** CPU seconds (user + system) a process has used so far. */
-function cpuSeconds(pid: number): number {
-  const stat = readFileSync(`/proc/${pid}/stat`, 'utf8');
-  const fields = stat.slice(stat.lastIndexOf(')') + 2).split(' ');
-  return (Number(fields[11]) + Number(fields[12])) / TICKS;
-}
 
 function requests(n: number): DecisionRequest[] {
   const out: DecisionRequest[] = [];
@@ -196,7 +187,7 @@ async function main(): Promise<void> {
     result.memoryGrpcJs = await throughService(modelFile, 'grpc-js', undefined, undefined);
 
     const redisBin = componentPath('redis');
-    if (!values['no-redis'] && redisBin) {
+    if (!args['no-redis'] && redisBin) {
       const port = await freePort();
       redisProc = startProcess(redisBin, ['--port', String(port), '--bind', '127.0.0.1', '--dir', dir, '--save', '', '--appendonly', 'no']);
       await waitFor('redis', () => (redisProc!.output().includes('Ready to accept connections') ? true : undefined));
@@ -220,7 +211,7 @@ async function main(): Promise<void> {
     await redisProc?.stop();
     rmSync(dir, { recursive: true, force: true });
   }
-  process.stdout.write(`${JSON.stringify(result, null, 2)}\n`);
+  printJson(result);
 }
 
 main().catch((e: unknown) => {

@@ -4,7 +4,6 @@
 // Usage: tsx bench/xds-fanout.ts [--streams 1000] [--routes 10000] [--clusters 1000] [--route-configs 10]
 import { fork, type ChildProcess } from 'node:child_process';
 import { fileURLToPath } from 'node:url';
-import { parseArgs } from 'node:util';
 import * as grpc from '@grpc/grpc-js';
 import { SnapshotCache, typeSnapshot } from '../src/xds/cache.ts';
 import { largeGroupResources, type LargeGroupOptions } from '../src/xds/fixtures.ts';
@@ -14,24 +13,12 @@ import { XdsServer } from '../src/xds/server.ts';
 import { DISCOVERY_SERVICES, discoveryServiceDefinition } from '../src/xds/services.ts';
 import type { DeltaResponse, SotwResponse } from '../src/xds/stream.ts';
 import { Registry } from 'prom-client';
+import { flags, printJson } from './harness.ts';
 
-const { values } = parseArgs({
-  options: {
-    client: { type: 'boolean' },
-    streams: { type: 'string' },
-    routes: { type: 'string' },
-    clusters: { type: 'string' },
-    'route-configs': { type: 'string' },
-    address: { type: 'string' },
-    'send-budget-mb': { type: 'string' },
-  },
-});
-const shape: LargeGroupOptions = {
-  routes: Number(values.routes ?? 10_000),
-  clusters: Number(values.clusters ?? 1000),
-  routeConfigs: Number(values['route-configs'] ?? 10),
-};
-const STREAMS = Number(values.streams ?? 1000);
+// --client and --address: how runServer() starts the client side in a child process.
+const args = flags({ client: false, address: undefined, streams: 1000, routes: 10_000, clusters: 1000, 'route-configs': 10, 'send-budget-mb': undefined });
+const shape: LargeGroupOptions = { routes: args.routes, clusters: args.clusters, routeConfigs: args['route-configs'] };
+const STREAMS = args.streams;
 const GROUP = 'bench';
 const TYPES = [TYPE_URLS.cluster, TYPE_URLS.endpoint, TYPE_URLS.listener, TYPE_URLS.route];
 const now = () => performance.timeOrigin + performance.now();
@@ -151,7 +138,7 @@ async function runServer(): Promise<void> {
   const server = new XdsServer({
     cache,
     fleet: new FleetStatus({ registry: new Registry(), cache }),
-    ...(values['send-budget-mb'] ? { sendBudgetBytes: Number(values['send-budget-mb']) * 1048576 } : {}),
+    ...(args['send-budget-mb'] ? { sendBudgetBytes: Number(args['send-budget-mb']) * 1048576 } : {}),
   });
   const port = await server.listen('127.0.0.1', 0);
 
@@ -207,32 +194,26 @@ async function runServer(): Promise<void> {
   ];
   clearInterval(sampler);
   child.send({ kind: 'stop' } satisfies ToClient);
-  console.log(
-    JSON.stringify(
-      {
-        benchmark: 'xds-fanout',
-        streams: { total: STREAMS, sotw: Math.ceil(STREAMS / 2), delta: Math.floor(STREAMS / 2) },
-        shape,
-        snapshotBuildMs: Math.round(buildMs),
-        initialSync: {
-          allStreamsFullConfigMs: Math.round(synced.at - syncStart),
-          serverCpuMs: Math.round((cpuSync.user + cpuSync.system) / 1000),
-          clientRssMB: synced.rssMB,
-        },
-        serverBaselineRssMB: Math.round(baselineRss / 1048576),
-        serverSteadyRssMB: Math.round(steadyRss / 1048576),
-        serverSteadyMemoryMB: Object.fromEntries(Object.entries(steadyMem).map(([k, v]) => [k, Math.round(v / 1048576)])),
-        changes: results,
-        targets: { changeToAllStreamsMs: 1000, serverRssMB: 256 },
-      },
-      null,
-      2,
-    ),
-  );
+  printJson({
+    benchmark: 'xds-fanout',
+    streams: { total: STREAMS, sotw: Math.ceil(STREAMS / 2), delta: Math.floor(STREAMS / 2) },
+    shape,
+    snapshotBuildMs: Math.round(buildMs),
+    initialSync: {
+      allStreamsFullConfigMs: Math.round(synced.at - syncStart),
+      serverCpuMs: Math.round((cpuSync.user + cpuSync.system) / 1000),
+      clientRssMB: synced.rssMB,
+    },
+    serverBaselineRssMB: Math.round(baselineRss / 1048576),
+    serverSteadyRssMB: Math.round(steadyRss / 1048576),
+    serverSteadyMemoryMB: Object.fromEntries(Object.entries(steadyMem).map(([k, v]) => [k, Math.round(v / 1048576)])),
+    changes: results,
+    targets: { changeToAllStreamsMs: 1000, serverRssMB: 256 },
+  });
   await server.close(1000);
   cache.close();
   process.exit(0);
 }
 
-if (values.client) runClients(values.address!);
+if (args.client) runClients(args.address!);
 else await runServer();

@@ -1,20 +1,14 @@
 // Benchmark: snapshot cache build and encode time for a group with 10,000 routes and 1,000 clusters,
 // an unchanged rebuild, and a one-route change. Prints JSON.
 // Usage: tsx bench/xds-snapshot.ts [--routes 10000] [--clusters 1000] [--route-configs 10] [--runs 5]
-import { parseArgs } from 'node:util';
 import { SnapshotCache, typeSnapshot } from '../src/xds/cache.ts';
 import { largeGroupResources, type LargeGroupOptions } from '../src/xds/fixtures.ts';
 import { protoRoot, TYPE_URLS } from '../src/xds/protos.ts';
+import { flags, printJson } from './harness.ts';
 
-const { values } = parseArgs({
-  options: { routes: { type: 'string' }, clusters: { type: 'string' }, 'route-configs': { type: 'string' }, runs: { type: 'string' } },
-});
-const shape: LargeGroupOptions = {
-  routes: Number(values.routes ?? 10_000),
-  clusters: Number(values.clusters ?? 1000),
-  routeConfigs: Number(values['route-configs'] ?? 10),
-};
-const RUNS = Number(values.runs ?? 5);
+const args = flags({ routes: 10_000, clusters: 1000, 'route-configs': 10, runs: 5 });
+const shape: LargeGroupOptions = { routes: args.routes, clusters: args.clusters, routeConfigs: args['route-configs'] };
+const RUNS = args.runs;
 
 function timed<T>(fn: () => T): { ms: number; cpuMs: number; value: T } {
   const c0 = process.cpuUsage();
@@ -45,27 +39,21 @@ for (let run = 0; run < RUNS; run++) {
   const changed = largeGroupResources({ ...shape, variant: run + 1 });
   const moved = largeGroupResources({ ...shape, endpointVariant: run + 1 });
   const cache = new SnapshotCache({ debounceMs: 0, debounceMaxMs: 0 });
-  const c = timed(() => {
-    const v = cache.setGroupResources('bench', base);
-    cache.flush();
-    return v;
-  });
+  // Set and publish (flush: build and encode what changed), timed; returns the version.
+  const publish = (resources: typeof base) =>
+    timed(() => {
+      const v = cache.setGroupResources('bench', resources);
+      cache.flush();
+      return v;
+    });
+  const c = publish(base);
   cold.push(c.ms);
   coldCpu.push(c.cpuMs);
   unchanged.push(timed(() => cache.setGroupResources('bench', same)).ms);
-  const r = timed(() => {
-    const v = cache.setGroupResources('bench', changed);
-    cache.flush();
-    return v;
-  });
+  const r = publish(changed);
   oneRoute.push(r.ms);
   oneRouteCpu.push(r.cpuMs);
-  oneEndpoint.push(
-    timed(() => {
-      cache.setGroupResources('bench', moved);
-      cache.flush();
-    }).ms,
-  );
+  oneEndpoint.push(publish(moved).ms);
   versions.push(c.value);
   const snap = cache.getSnapshot('bench');
   sizes = Object.fromEntries(
@@ -79,24 +67,18 @@ for (let run = 0; run < RUNS; run++) {
   cache.close();
 }
 
-console.log(
-  JSON.stringify(
-    {
-      benchmark: 'xds-snapshot',
-      shape,
-      runs: RUNS,
-      protoLoadMs: round(load.ms),
-      coldBuildMs: round(median(cold)),
-      coldBuildCpuMs: round(median(coldCpu)),
-      unchangedRebuildMs: round(median(unchanged)),
-      oneRouteChangeMs: round(median(oneRoute)),
-      oneRouteChangeCpuMs: round(median(oneRouteCpu)),
-      oneEndpointChangeMs: round(median(oneEndpoint)),
-      encodedSizes: sizes,
-      versionStableAcrossRuns: new Set(versions).size === 1,
-      rssMB: Math.round(process.memoryUsage().rss / 1048576),
-    },
-    null,
-    2,
-  ),
-);
+printJson({
+  benchmark: 'xds-snapshot',
+  shape,
+  runs: RUNS,
+  protoLoadMs: round(load.ms),
+  coldBuildMs: round(median(cold)),
+  coldBuildCpuMs: round(median(coldCpu)),
+  unchangedRebuildMs: round(median(unchanged)),
+  oneRouteChangeMs: round(median(oneRoute)),
+  oneRouteChangeCpuMs: round(median(oneRouteCpu)),
+  oneEndpointChangeMs: round(median(oneEndpoint)),
+  encodedSizes: sizes,
+  versionStableAcrossRuns: new Set(versions).size === 1,
+  rssMB: Math.round(process.memoryUsage().rss / 1048576),
+});

@@ -1,0 +1,155 @@
+// What the benchmarks share: command-line flags, the JSON result, CPU accounting from /proc, wrk
+// and hey. Node built-ins only: in-process benchmarks import it, and it must not weigh on them.
+import { spawn, spawnSync } from 'node:child_process';
+import { readFileSync } from 'node:fs';
+import { parseArgs } from 'node:util';
+
+// ── command line ──────────────────────────────────────────────────────────────
+
+type FlagDefaults = Record<string, number | string | boolean | undefined>;
+type Flags<D extends FlagDefaults> = {
+  [K in keyof D]: D[K] extends number ? number : D[K] extends boolean ? boolean : D[K] extends string ? string : string | undefined;
+};
+
+/**
+ * Flags by their defaults: a number or a string default makes `--name value` (read as a number or
+ * kept as text), `false` a switch, `undefined` a value with no default. Unknown flags are refused.
+ */
+export function flags<const D extends FlagDefaults>(defaults: D): Flags<D> {
+  const options = Object.fromEntries(Object.entries(defaults).map(([k, d]) => [k, { type: typeof d === 'boolean' ? ('boolean' as const) : ('string' as const) }]));
+  const { values } = parseArgs({ options });
+  const given = values as Record<string, string | boolean | undefined>;
+  return Object.fromEntries(
+    Object.entries(defaults).map(([k, d]) => {
+      const v = given[k];
+      return [k, typeof d === 'boolean' ? v === true : v === undefined ? d : typeof d === 'number' ? Number(v) : v];
+    }),
+  ) as Flags<D>;
+}
+
+/** The result document on stdout (progress goes to stderr). */
+export function printJson(result: unknown): void {
+  process.stdout.write(`${JSON.stringify(result, null, 2)}\n`);
+}
+
+// ── arithmetic ────────────────────────────────────────────────────────────────
+
+export const round2 = (x: number): number => Math.round(x * 100) / 100;
+
+export function median(xs: number[]): number {
+  const s = [...xs].sort((a, b) => a - b);
+  return s.length % 2 ? s[(s.length - 1) / 2]! : (s[s.length / 2 - 1]! + s[s.length / 2]!) / 2;
+}
+
+let ticks: number | undefined;
+
+/** CPU seconds (user + system) a process has used, from /proc; 0 once it is gone. */
+export function cpuSeconds(pid: number | undefined): number {
+  if (!pid) return 0;
+  ticks ??= Number(spawnSync('getconf', ['CLK_TCK'], { encoding: 'utf8' }).stdout?.trim() || 100);
+  try {
+    const stat = readFileSync(`/proc/${pid}/stat`, 'utf8');
+    // The command name (in parentheses) may hold spaces: count fields after it.
+    const fields = stat.slice(stat.lastIndexOf(')') + 2).split(' ');
+    return (Number(fields[11]) + Number(fields[12])) / ticks;
+  } catch {
+    return 0;
+  }
+}
+
+/** Starts counting the named processes' CPU; the returned function gives seconds used since (0.01 s). */
+export function cpuMeter(pids: Record<string, number | undefined>): () => Record<string, number> {
+  const before = Object.fromEntries(Object.entries(pids).map(([k, pid]) => [k, cpuSeconds(pid)]));
+  return () => Object.fromEntries(Object.entries(pids).map(([k, pid]) => [k, round2(cpuSeconds(pid) - before[k]!)]));
+}
+
+// ── load generators ───────────────────────────────────────────────────────────
+
+/** `name: value` header lines (as wrk and hey take them) as a fetch/http headers object. */
+export function headerObject(headers: readonly string[]): Record<string, string> {
+  return Object.fromEntries(headers.map((h) => h.split(': ') as [string, string]));
+}
+
+/**
+ * Runs a load generator to the end without blocking this process (it may be serving), keeping
+ * its output and the most CPU it was seen to use (sampled: /proc forgets it once reaped).
+ */
+function loadGenerator(cmd: string, args: string[]): Promise<{ out: string; cpu: number }> {
+  return new Promise((resolve, reject) => {
+    const child = spawn(cmd, args, { stdio: ['ignore', 'pipe', 'pipe'] });
+    let out = '';
+    let cpu = 0;
+    const sample = setInterval(() => (cpu = Math.max(cpu, cpuSeconds(child.pid))), 200);
+    child.stdout.on('data', (b: Buffer) => (out += b.toString()));
+    child.stderr.on('data', (b: Buffer) => (out += b.toString()));
+    child.once('error', (e) => {
+      clearInterval(sample);
+      reject(e);
+    });
+    child.once('exit', (code) => {
+      clearInterval(sample);
+      if (code !== 0) reject(new Error(`${cmd} failed (${code}): ${out.slice(-2000)}`));
+      else resolve({ out, cpu });
+    });
+  });
+}
+
+/** A wrk duration (`812.00us`, `1.20ms`, `2.00s`, `1.00m`) in milliseconds. */
+function toMs(v: string): number {
+  const m = /^([\d.]+)(us|ms|s|m)$/.exec(v.trim());
+  if (!m) return NaN;
+  const n = Number(m[1]);
+  return m[2] === 'us' ? n / 1000 : m[2] === 'ms' ? n : m[2] === 's' ? n * 1000 : n * 60_000;
+}
+
+export interface WrkResult {
+  rps: number;
+  requests: number;
+  p50Ms: number;
+  p99Ms: number;
+  non2xx: number;
+  socketErrors: number;
+  loadGeneratorCpu: number;
+}
+
+/** wrk at full speed (closed loop: `connections` requests in flight); `script` is a Lua request script. */
+export async function wrk(o: { url: string; headers?: readonly string[]; durationS: number; threads: number; connections: number; script?: string }): Promise<WrkResult> {
+  const args = ['-t', String(o.threads), '-c', String(o.connections), '-d', `${o.durationS}s`, '--latency', ...(o.script ? ['-s', o.script] : []), ...(o.headers ?? []).flatMap((h) => ['-H', h]), o.url];
+  const { out, cpu } = await loadGenerator('wrk', args);
+  const num = (re: RegExp) => Number(re.exec(out)?.[1] ?? NaN);
+  const errs = /Socket errors: connect (\d+), read (\d+), write (\d+), timeout (\d+)/.exec(out);
+  return {
+    rps: num(/Requests\/sec:\s+([\d.]+)/),
+    requests: num(/(\d+) requests in/),
+    p50Ms: toMs(/^\s+50%\s+(\S+)$/m.exec(out)?.[1] ?? ''),
+    p99Ms: toMs(/^\s+99%\s+(\S+)$/m.exec(out)?.[1] ?? ''),
+    non2xx: num(/Non-2xx or 3xx responses: (\d+)/) || 0,
+    socketErrors: errs ? errs.slice(1).reduce((a, b) => a + Number(b), 0) : 0,
+    loadGeneratorCpu: cpu,
+  };
+}
+
+/** A wrk run's figures as the Envoy benchmarks report them, with the CPU seconds each process used and per request (ms). */
+export function wrkFigures(w: WrkResult, cpu: Record<string, number>) {
+  const cpuMsPerRequest = Object.fromEntries(Object.entries(cpu).map(([k, v]) => [k, Math.round((v * 1_000_000) / Math.max(1, w.requests)) / 1000]));
+  return { p50Ms: w.p50Ms, p99Ms: w.p99Ms, requests: w.requests, non2xx: w.non2xx, socketErrors: w.socketErrors, cpuSeconds: cpu, cpuMsPerRequest };
+}
+
+export interface HeyResult {
+  rps: number;
+  p50Ms: number;
+  p90Ms: number;
+  p99Ms: number;
+  statuses: Record<string, number>;
+  loadGeneratorCpu: number;
+}
+
+/** hey at a constant total rate: `workers` workers, each limited to rate/workers requests per second. */
+export async function hey(o: { url: string; headers?: readonly string[]; rate: number; durationS: number; workers: number }): Promise<HeyResult> {
+  const perWorker = Math.max(1, Math.round(o.rate / o.workers));
+  const { out, cpu } = await loadGenerator('hey', ['-z', `${o.durationS}s`, '-c', String(o.workers), '-q', String(perWorker), ...(o.headers ?? []).flatMap((h) => ['-H', h]), o.url]);
+  const sec = (p: string) => Number(new RegExp(`${p}% in ([\\d.]+) secs`).exec(out)?.[1] ?? NaN) * 1000;
+  const statuses: Record<string, number> = {};
+  for (const m of out.matchAll(/\[(\d+)\]\s+(\d+) responses/g)) statuses[m[1]!] = Number(m[2]);
+  return { rps: Number(/Requests\/sec:\s+([\d.]+)/.exec(out)?.[1] ?? NaN), p50Ms: sec('50'), p90Ms: sec('90'), p99Ms: sec('99'), statuses, loadGeneratorCpu: cpu };
+}
