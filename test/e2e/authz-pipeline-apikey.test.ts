@@ -9,6 +9,7 @@ import { waitFor } from '../support/components.ts';
 import {
   assertGatewayError,
   assertUnauthorized,
+  authzDecisions,
   calloutStats,
   createApiKey,
   identityHeadersOf,
@@ -19,19 +20,6 @@ import {
 import { describeFailures, startLoad } from '../support/load.ts';
 
 const NODE = 'edge-authz-apikey';
-
-/** portico_authz_decisions_total samples matching every given label. */
-async function decisions(adminUrl: string, labels: Record<string, string>): Promise<number> {
-  const text = await (await fetch(`${adminUrl}/metrics`)).text();
-  let sum = 0;
-  for (const line of text.split('\n')) {
-    const m = /^portico_authz_decisions_total\{([^}]*)\} (\d+(?:\.\d+)?)$/.exec(line);
-    if (!m) continue;
-    const have = Object.fromEntries([...m[1]!.matchAll(/(\w+)="([^"]*)"/g)].map((x) => [x[1], x[2]]));
-    if (Object.entries(labels).every(([k, v]) => have[k] === v)) sum += Number(m[2]);
-  }
-  return sum;
-}
 
 describe('authz pipeline: API keys through the admin API, xDS and a real Envoy', () => {
   it('allows, denies, counts and rotates API keys', { timeout: 300_000 }, async (t) => {
@@ -193,11 +181,11 @@ describe('authz pipeline: API keys through the admin API, xDS and a real Envoy',
         const allowLabels = { product: 'orders', partner: 'acme', outcome: 'allow', credential: 'api_key' };
         const denyLabels = { product: 'orders', partner: 'acme', outcome: 'deny', reason: 'method_not_in_subscription' };
         const unauthLabels = { product: 'orders', partner: 'none', outcome: 'deny', reason: 'missing_credentials' };
-        const before = [await decisions(admin, allowLabels), await decisions(admin, denyLabels), await decisions(admin, unauthLabels)];
+        const before = [await authzDecisions(admin, allowLabels), await authzDecisions(admin, denyLabels), await authzDecisions(admin, unauthLabels)];
         for (let i = 0; i < 3; i++) assert.equal((await g.call(`/api/orders/o_${i}`, withKey(acme))).status, 200);
         for (let i = 0; i < 2; i++) assert.equal((await g.call('/api/orders', { method: 'POST', ...withKey(acme) })).status, 403);
         assert.equal((await g.call('/api/orders/o_1')).status, 401);
-        const after = [await decisions(admin, allowLabels), await decisions(admin, denyLabels), await decisions(admin, unauthLabels)];
+        const after = [await authzDecisions(admin, allowLabels), await authzDecisions(admin, denyLabels), await authzDecisions(admin, unauthLabels)];
         assert.deepEqual(
           after.map((v, i) => v - before[i]!),
           [3, 2, 1],

@@ -12,7 +12,7 @@ import { describe, it } from 'node:test';
 import { fileURLToPath } from 'node:url';
 import YAML from 'yaml';
 import { createDatabase, freePort, startPostgres, startProcess, waitFor, type RunningProcess } from '../support/components.ts';
-import { assertGatewayError, assertUnauthorized, identityHeadersOf, upstreamHeaders } from '../support/authz-gateway.ts';
+import { assertGatewayError, assertUnauthorized, authzDecisions, identityHeadersOf, upstreamHeaders } from '../support/authz-gateway.ts';
 import { startEnvoy } from '../support/envoy.ts';
 import { startTestIssuer } from '../support/jwks.ts';
 import { ApiClient } from '../support/portico.ts';
@@ -21,19 +21,6 @@ import { call, seed003 } from '../support/seed003.ts';
 const ROOT = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '../..');
 const NODE = 'edge-authz-failure';
 const TOKEN = 'failure-test-admin-token';
-
-/** portico_authz_decisions_total samples matching every given label, from one process's /metrics. */
-async function decisions(adminUrl: string, labels: Record<string, string>): Promise<number> {
-  const text = await (await fetch(`${adminUrl}/metrics`)).text();
-  let sum = 0;
-  for (const line of text.split('\n')) {
-    const m = /^portico_authz_decisions_total\{([^}]*)\} (\d+(?:\.\d+)?)$/.exec(line);
-    if (!m) continue;
-    const have = Object.fromEntries([...m[1]!.matchAll(/(\w+)="([^"]*)"/g)].map((x) => [x[1], x[2]]));
-    if (Object.entries(labels).every(([k, v]) => have[k] === v)) sum += Number(m[2]);
-  }
-  return sum;
-}
 
 describe('authz pipeline: the callouts in their own process, stopped and restarted', () => {
   it('fails closed, fails open when told to, and resumes', { timeout: 600_000 }, async (t) => {
@@ -136,11 +123,11 @@ describe('authz pipeline: the callouts in their own process, stopped and restart
       await t.test('decisions are counted by the callouts process, by product, partner and outcome', async () => {
         const allow = { product: 'orders', partner: 'acme', outcome: 'allow' };
         const deny = { product: 'orders', partner: 'none', outcome: 'deny', reason: 'missing_credentials' };
-        const before = [await decisions(calloutsUrl, allow), await decisions(calloutsUrl, deny)];
+        const before = [await authzDecisions(calloutsUrl, allow), await authzDecisions(calloutsUrl, deny)];
         for (let i = 0; i < 4; i++) assert.equal((await gw(`/api/orders/o_${i}`, withKey)).status, 200);
         for (let i = 0; i < 3; i++) assert.equal((await gw(`/api/orders/o_${i}`)).status, 401);
-        assert.deepEqual([(await decisions(calloutsUrl, allow)) - before[0]!, (await decisions(calloutsUrl, deny)) - before[1]!], [4, 3]);
-        assert.equal(await decisions(`http://127.0.0.1:${xdsAdmin}`, {}), 0, 'the xds process answers no Checks');
+        assert.deepEqual([(await authzDecisions(calloutsUrl, allow)) - before[0]!, (await authzDecisions(calloutsUrl, deny)) - before[1]!], [4, 3]);
+        assert.equal(await authzDecisions(`http://127.0.0.1:${xdsAdmin}`, {}), 0, 'the xds process answers no Checks');
       });
 
       await t.test('callouts stopped, failure mode closed: protected routes 503 authorization_unavailable, public routes keep working', async () => {
@@ -184,9 +171,9 @@ describe('authz pipeline: the callouts in their own process, stopped and restart
         assert.equal(ok['x-portico-partner'], 'acme');
         assert.equal(ok['x-user-id'], undefined);
         // The new process counts from zero: exactly what it decided since it started.
-        const allow = await decisions(calloutsUrl, { product: 'orders', partner: 'acme', outcome: 'allow' });
+        const allow = await authzDecisions(calloutsUrl, { product: 'orders', partner: 'acme', outcome: 'allow' });
         assert.equal(allow, 1);
-        assert.ok((await decisions(calloutsUrl, { product: 'orders', outcome: 'deny', reason: 'invalid_api_key' })) === 1);
+        assert.ok((await authzDecisions(calloutsUrl, { product: 'orders', outcome: 'deny', reason: 'invalid_api_key' })) === 1);
       });
 
       await t.test('back to closed: a stopped callouts process is 503 again', async () => {

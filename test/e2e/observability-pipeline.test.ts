@@ -8,20 +8,15 @@
 import assert from 'node:assert/strict';
 import { randomBytes } from 'node:crypto';
 import { readdirSync, readFileSync } from 'node:fs';
-import { createServer } from 'node:http';
-import type { AddressInfo } from 'node:net';
 import path from 'node:path';
 import { Writable } from 'node:stream';
 import { describe, it } from 'node:test';
 import { fileURLToPath } from 'node:url';
-import { startPortico } from '../../src/main.ts';
-import { loadSettings } from '../../src/settings.ts';
-import { createLogger } from '../../src/telemetry/log.ts';
-import type { FleetView } from '../../src/xds/fleet.ts';
 import { freePort, waitFor } from '../support/components.ts';
-import { settledNode, snapshotVersions, startEnvoy } from '../support/envoy.ts';
-import { ADMIN_TOKEN, ApiClient } from '../support/portico.ts';
+import { startEnvoy, waitInSync } from '../support/envoy.ts';
+import { ADMIN_TOKEN, startTestPortico } from '../support/portico.ts';
 import { call, type GatewayResponse } from '../support/seed003.ts';
+import { listenHttp, type LoopbackServer } from '../support/servers.ts';
 import { checkExpression, dashboardQueries, parseScrape, sum, type Scrape } from './observability-promql.ts';
 
 const GROUP = 'edge';
@@ -34,21 +29,12 @@ function newApiKey(): string {
 }
 
 /** An upstream that answers 500 on any path containing /fail and echoes everything else. */
-async function startUpstream(): Promise<{ port: number; close(): Promise<void> }> {
-  const server = createServer((req, res) => {
+function startUpstream(): Promise<LoopbackServer> {
+  return listenHttp((req, res) => {
     const failing = (req.url ?? '').includes('/fail');
     const body = JSON.stringify(failing ? { error: 'boom' } : { service: 'echo', path: req.url });
     res.writeHead(failing ? 500 : 200, { 'content-type': 'application/json', 'content-length': Buffer.byteLength(body) }).end(body);
   });
-  await new Promise<void>((r) => server.listen(0, '127.0.0.1', r));
-  return {
-    port: (server.address() as AddressInfo).port,
-    close: () =>
-      new Promise<void>((r) => {
-        server.closeAllConnections();
-        server.close(() => r());
-      }),
-  };
 }
 
 function model(o: { listenerPort: number; upstreamPort: number; acmeKey: string; globexKey: string }): Record<string, unknown> {
@@ -122,22 +108,13 @@ describe('observability: metrics, access logs and dashboards through a real Envo
     const globexKey = newApiKey();
     const wrongKey = newApiKey();
     const cpLog = logSink();
-    const settings = loadSettings({
-      PORTICO_DATA_DIR: 'memory://',
-      PORTICO_ADMIN_ADDR: '127.0.0.1:0',
-      PORTICO_GRPC_ADDR: '127.0.0.1:0',
-      PORTICO_CALLOUT_LISTEN_ADDR: '127.0.0.1:0',
-      PORTICO_MASTER_KEY: randomBytes(32).toString('base64'),
-      PORTICO_ADMIN_TOKEN: ADMIN_TOKEN,
-      // Debug: every decision and failed request is logged, so the no-credential check sees the most.
-      PORTICO_LOG_LEVEL: 'debug',
-    });
-    const portico = await startPortico(settings, { logger: createLogger(settings.logLevel, cpLog.stream) });
+    // Debug: every decision and failed request is logged, so the no-credential check sees the most.
+    const portico = await startTestPortico({ env: { PORTICO_LOG_LEVEL: 'debug' }, logTo: cpLog.stream });
     t.after(async () => {
       await portico.close();
       await upstream.close();
     });
-    const api = new ApiClient(portico.adminUrl, ADMIN_TOKEN);
+    const api = portico.api;
     // Access-log lines are flushed to stdout every 10 s by default; the test reads them sooner.
     const envoy = await startEnvoy(t, { xdsAddresses: [`127.0.0.1:${portico.grpcPort}`], group: GROUP, nodeId: NODE, extraArgs: ['--file-flush-interval-msec', '200'] });
     if (!envoy) return;
@@ -147,15 +124,7 @@ describe('observability: metrics, access logs and dashboards through a real Envo
       const applied = await api.post('/api/v1/config', model({ listenerPort, upstreamPort: upstream.port, acmeKey, globexKey }), { 'x-request-id': 'obs-admin-apply' });
       assert.equal(applied.status, 200, applied.text);
       await envoy.waitForListener('http', 60_000);
-      await waitFor(
-        'Envoy to ACK the current snapshot',
-        async () => {
-          if (portico.xds.cache.hasPending()) return undefined;
-          const fleet = (await api.get<FleetView>('/api/v1/fleet')).body;
-          return settledNode(fleet, NODE, snapshotVersions(portico.xds.cache, GROUP)) ? true : undefined;
-        },
-        60_000,
-      );
+      await waitInSync(portico, GROUP, NODE);
 
       // ── known traffic ──────────────────────────────────────────────────────
       const sent: Sent[] = [];

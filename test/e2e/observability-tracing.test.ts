@@ -2,15 +2,12 @@
 // spans (service portico-<group>, tagged with product and route) to the collector and passes the
 // trace context upstream; with PORTICO_ACCESS_LOG=false it streams no access logs.
 import assert from 'node:assert/strict';
-import { createServer } from 'node:http';
-import type { AddressInfo } from 'node:net';
 import { describe, it } from 'node:test';
-import * as grpc from '@grpc/grpc-js';
-import type { FleetView } from '../../src/xds/fleet.ts';
 import { freePort, waitFor } from '../support/components.ts';
-import { settledNode, snapshotVersions, startEnvoy } from '../support/envoy.ts';
+import { startEnvoy, waitInSync } from '../support/envoy.ts';
 import { startTestPortico } from '../support/portico.ts';
 import { call } from '../support/seed003.ts';
+import { listenHttp, startRawGrpcServer, type LoopbackServer } from '../support/servers.ts';
 import { parseScrape, sum } from './observability-promql.ts';
 
 const GROUP = 'edge';
@@ -18,38 +15,21 @@ const NODE = 'edge-tracing';
 const EXPORT = '/opentelemetry.proto.collector.trace.v1.TraceService/Export';
 
 /** An OTLP/gRPC trace collector that keeps the raw ExportTraceServiceRequest bytes it receives. */
-async function startCollector(): Promise<{ port: number; exports: Buffer[]; close(): void }> {
+async function startCollector(): Promise<LoopbackServer & { exports: Buffer[] }> {
   const exports: Buffer[] = [];
-  const server = new grpc.Server();
-  const raw = (b: Buffer) => b;
-  server.addService(
-    { Export: { path: EXPORT, requestStream: false, responseStream: false, requestSerialize: raw, requestDeserialize: raw, responseSerialize: raw, responseDeserialize: raw } } as grpc.ServiceDefinition,
-    {
-      Export: (c: grpc.ServerUnaryCall<Buffer, Buffer>, cb: grpc.sendUnaryData<Buffer>) => {
-        exports.push(c.request);
-        cb(null, Buffer.alloc(0)); // an empty ExportTraceServiceResponse
-      },
-    },
-  );
-  const port = await new Promise<number>((res, rej) => server.bindAsync('127.0.0.1:0', grpc.ServerCredentials.createInsecure(), (e, p) => (e ? rej(e) : res(p))));
-  return { port, exports, close: () => server.forceShutdown() };
+  const server = await startRawGrpcServer(EXPORT, (request) => {
+    exports.push(request);
+    return Buffer.alloc(0); // an empty ExportTraceServiceResponse
+  });
+  return { ...server, exports };
 }
 
 /** An upstream answering with the trace context it received. */
-async function startUpstream(): Promise<{ port: number; close(): Promise<void> }> {
-  const server = createServer((req, res) => {
+function startUpstream(): Promise<LoopbackServer> {
+  return listenHttp((req, res) => {
     const body = JSON.stringify({ traceparent: req.headers.traceparent ?? null });
     res.writeHead(200, { 'content-type': 'application/json', 'content-length': Buffer.byteLength(body) }).end(body);
   });
-  await new Promise<void>((r) => server.listen(0, '127.0.0.1', r));
-  return {
-    port: (server.address() as AddressInfo).port,
-    close: () =>
-      new Promise<void>((r) => {
-        server.closeAllConnections();
-        server.close(() => r());
-      }),
-  };
 }
 
 describe('observability: OpenTelemetry tracing', () => {
@@ -62,7 +42,7 @@ describe('observability: OpenTelemetry tracing', () => {
     t.after(async () => {
       await portico.close();
       await upstream.close();
-      collector.close();
+      await collector.close();
     });
     const envoy = await startEnvoy(t, { xdsAddresses: [`127.0.0.1:${portico.grpcPort}`], group: GROUP, nodeId: NODE });
     if (!envoy) return;
@@ -76,15 +56,7 @@ describe('observability: OpenTelemetry tracing', () => {
     const applied = await portico.api.post('/api/v1/config', doc);
     assert.equal(applied.status, 200, applied.text);
     await envoy.waitForListener('http', 60_000);
-    await waitFor(
-      'Envoy to ACK the current snapshot',
-      async () => {
-        if (portico.xds.cache.hasPending()) return undefined;
-        const fleet = (await portico.api.get<FleetView>('/api/v1/fleet')).body;
-        return settledNode(fleet, NODE, snapshotVersions(portico.xds.cache, GROUP)) ? true : undefined;
-      },
-      60_000,
-    );
+    await waitInSync(portico, GROUP, NODE);
     try {
       for (let i = 0; i < 3; i++) {
         const r = await call(`http://127.0.0.1:${listenerPort}/catalog/items/${i}`);

@@ -4,9 +4,8 @@
 // that also drops a cluster is a known xDS ordering gap, kept as a TODO test.
 import assert from 'node:assert/strict';
 import { describe, it } from 'node:test';
-import type { FleetView } from '../../src/xds/fleet.ts';
 import { waitFor } from '../support/components.ts';
-import { settledNode, snapshotVersions, startEnvoy } from '../support/envoy.ts';
+import { startEnvoy, waitInSync } from '../support/envoy.ts';
 import { describeFailures, startLoad, type LoadTarget } from '../support/load.ts';
 import { startTestPortico } from '../support/portico.ts';
 import { call, echo, seed003 } from '../support/seed003.ts';
@@ -41,12 +40,7 @@ describe('pipeline: live changes under constant load', () => {
     const api = portico.api;
     const gw = seed.gatewayUrl;
     const pid = envoy.process.child.pid;
-    const converged = (what: string) =>
-      waitFor(
-        what,
-        async () => (portico.xds.cache.hasPending() ? undefined : settledNode((await api.get<FleetView>('/api/v1/fleet')).body, NODE, snapshotVersions(portico.xds.cache, GROUP))),
-        30_000,
-      );
+    const converged = (what: string) => waitInSync(portico, GROUP, NODE, 30_000, what);
     const ok = (r: { status: number; text: string }, status = 200) => assert.equal(r.status, status, r.text);
     /** n sequential requests through the gateway; which service answered each. */
     const sample = async (path: string, n: number) => {

@@ -7,48 +7,17 @@ import { describe, it } from 'node:test';
 import * as grpc from '@grpc/grpc-js';
 import type { FleetView } from '../../src/xds/fleet.ts';
 import { waitFor } from '../support/components.ts';
-import { settledNode, snapshotVersions } from '../support/envoy.ts';
+import { waitInSync } from '../support/envoy.ts';
 import { startTestPortico } from '../support/portico.ts';
+import { callRaw, startGrpcEcho } from '../support/servers.ts';
 
 const GROUP = 'mesh';
 const NODE = 'grpc-client-pipeline';
 const HOST = 'greeter.internal';
-const METHOD = '/portico.test.Echo/Say';
-const raw = { serialize: (b: Buffer) => b, deserialize: (b: Buffer) => b };
-
-/** A gRPC upstream answering Say with its own name (raw bytes: no protobuf needed for the payload). */
-async function echoServer(name: string): Promise<{ port: number; close(): Promise<void> }> {
-  const server = new grpc.Server();
-  server.addService(
-    {
-      Say: {
-        path: METHOD,
-        requestStream: false,
-        responseStream: false,
-        requestSerialize: raw.serialize,
-        requestDeserialize: raw.deserialize,
-        responseSerialize: raw.serialize,
-        responseDeserialize: raw.deserialize,
-      },
-    },
-    { Say: (call: grpc.ServerUnaryCall<Buffer, Buffer>, cb: grpc.sendUnaryData<Buffer>) => cb(null, Buffer.from(`${name}:${call.request.toString()}`)) },
-  );
-  const port = await new Promise<number>((res, rej) => server.bindAsync('127.0.0.1:0', grpc.ServerCredentials.createInsecure(), (e, p) => (e ? rej(e) : res(p))));
-  return { port, close: () => new Promise<void>((r) => server.tryShutdown(() => r())) };
-}
-
-function say(client: grpc.Client, text: string, method = METHOD): Promise<string> {
-  return new Promise((resolve, reject) =>
-    client.makeUnaryRequest(method, raw.serialize, raw.deserialize, Buffer.from(text), { deadline: Date.now() + 5000 }, (err, res) =>
-      err ? reject(err) : resolve(res!.toString()),
-    ),
-  );
-}
-
 describe('pipeline: proxyless gRPC client (@grpc/grpc-js-xds) on translated config', () => {
   it('admin API → store → translator → xDS → a gRPC client calling xds:///<host>', async (t) => {
-    const one = await echoServer('one');
-    const two = await echoServer('two');
+    const one = await startGrpcEcho('one');
+    const two = await startGrpcEcho('two');
     const portico = await startTestPortico();
     const api = portico.api;
     let client: grpc.Client | undefined;
@@ -59,12 +28,7 @@ describe('pipeline: proxyless gRPC client (@grpc/grpc-js-xds) on translated conf
       await two.close();
     });
     const created = (r: { status: number; text: string }) => assert.equal(r.status, 201, r.text);
-    const converged = (what: string) =>
-      waitFor(
-        what,
-        async () => (portico.xds.cache.hasPending() ? undefined : settledNode((await api.get<FleetView>('/api/v1/fleet')).body, NODE, snapshotVersions(portico.xds.cache, GROUP))),
-        30_000,
-      );
+    const converged = (what: string) => waitInSync(portico, GROUP, NODE, 30_000, what);
 
     await t.test('the group, service, product and route are created through the admin API', async () => {
       created(await api.post('/api/v1/gateway-groups', { name: GROUP, kind: 'proxyless-grpc', description: 'gRPC clients that read xDS themselves' }));
@@ -101,7 +65,7 @@ describe('pipeline: proxyless gRPC client (@grpc/grpc-js-xds) on translated conf
       const xds = await import('@grpc/grpc-js-xds');
       xds.register();
       client = new grpc.Client(`xds:///${HOST}`, grpc.credentials.createInsecure());
-      assert.equal(await waitFor('a call through xDS', () => say(client!, 'hi').catch(() => undefined), 30_000), 'one:hi');
+      assert.equal(await waitFor('a call through xDS', () => callRaw(client!, 'hi').catch(() => undefined), 30_000), 'one:hi');
       const node = await converged('the client in sync');
       assert.equal(node.group, GROUP);
       assert.match(node.userAgent, /^gRPC Node/);
@@ -115,13 +79,13 @@ describe('pipeline: proxyless gRPC client (@grpc/grpc-js-xds) on translated conf
         ],
       );
       // No route for other services: the client fails the call itself (no Envoy-style 404 route).
-      await assert.rejects(say(client, 'x', '/other.Service/Call'), (e: grpc.ServiceError) => e.code === grpc.status.UNAVAILABLE);
+      await assert.rejects(callRaw(client, 'x', '/other.Service/Call'), (e: grpc.ServiceError) => e.code === grpc.status.UNAVAILABLE);
     });
 
     await t.test('admin changes reach the client live: moved endpoints, then a weighted canary', async () => {
       assert.equal((await api.patch('/api/v1/services/greeter', { endpoints: [{ host: '127.0.0.1', port: two.port }] })).status, 200);
       await converged('the endpoint change');
-      assert.equal(await waitFor('the moved endpoint', async () => ((await say(client!, 'a')).startsWith('two:') ? 'two' : undefined), 30_000), 'two');
+      assert.equal(await waitFor('the moved endpoint', async () => ((await callRaw(client!, 'a')).startsWith('two:') ? 'two' : undefined), 30_000), 'two');
 
       created(await api.post('/api/v1/services', { name: 'greeter-canary', endpoints: [{ host: '127.0.0.1', port: one.port }] }));
       const shifted = await api.patch('/api/v1/products/greeter/routes/say', {
@@ -133,8 +97,8 @@ describe('pipeline: proxyless gRPC client (@grpc/grpc-js-xds) on translated conf
       });
       assert.equal(shifted.status, 200, shifted.text);
       await converged('the canary');
-      await waitFor('the canary to answer', async () => ((await say(client!, 'b')).startsWith('one:') ? true : undefined), 30_000);
-      for (let i = 0; i < 10; i++) assert.equal(await say(client!, `c${i}`), `one:c${i}`);
+      await waitFor('the canary to answer', async () => ((await callRaw(client!, 'b')).startsWith('one:') ? true : undefined), 30_000);
+      for (let i = 0; i < 10; i++) assert.equal(await callRaw(client!, `c${i}`), `one:c${i}`);
       const n = (await api.get<FleetView>('/api/v1/fleet')).body.nodes.find((x) => x.nodeId === NODE)!;
       assert.ok(n.types.every((x) => !x.lastNack), JSON.stringify(n.types));
     });

@@ -6,7 +6,7 @@ import { describe, it } from 'node:test';
 import { translate } from '../../src/translate/index.ts';
 import type { FleetNode, FleetView } from '../../src/xds/fleet.ts';
 import { waitFor } from '../support/components.ts';
-import { XDS_TYPES, settledNode, snapshotVersions, startEnvoy } from '../support/envoy.ts';
+import { XDS_TYPES, nodeInSync, startEnvoy } from '../support/envoy.ts';
 import { startTestPortico } from '../support/portico.ts';
 import { call, seed003 } from '../support/seed003.ts';
 
@@ -28,8 +28,7 @@ describe('pipeline: seed 003 through admin API, store, translator, xDS and a rea
     const fleet = async () => (await api.get<FleetView>('/api/v1/fleet')).body;
     const node = async (): Promise<FleetNode | undefined> => (await fleet()).nodes.find((n) => n.nodeId === NODE);
     const typeOf = (n: FleetNode | undefined, type: string) => n?.types.find((x) => x.type === type);
-    /** Envoy holds the group's current snapshot: every type ACKed at the cache's version, nothing pending. */
-    const inSync = async () => (portico.xds.cache.hasPending() ? undefined : settledNode(await fleet(), NODE, snapshotVersions(portico.xds.cache, GROUP)));
+    const inSync = () => nodeInSync(portico, GROUP, NODE);
 
     try {
       await t.test('Envoy starts with only the bootstrap and serves the example once it is applied', async () => {

@@ -7,9 +7,8 @@ import { randomBytes } from 'node:crypto';
 import type { TestContext } from 'node:test';
 import { SignJWT, exportJWK, generateKeyPair, type JWK } from 'jose';
 import YAML from 'yaml';
-import type { FleetView } from '../../src/xds/fleet.ts';
-import { freePort, waitFor } from '../support/components.ts';
-import { settledNode, snapshotVersions, startEnvoy, type TestEnvoy } from '../support/envoy.ts';
+import { freePort } from '../support/components.ts';
+import { startEnvoy, waitInSync, type TestEnvoy } from '../support/envoy.ts';
 import { startTestPortico, type TestPortico } from '../support/portico.ts';
 import { call, echo, type GatewayResponse, type Upstream } from '../support/seed003.ts';
 
@@ -190,15 +189,7 @@ export async function startGateway(t: TestContext, o: { nodeId: string; group?: 
   const api = portico.api;
   let gw = '';
   const inSync = async () => {
-    await waitFor(
-      `Envoy ${o.nodeId} to ACK the current snapshot`,
-      async () => {
-        if (portico.xds.cache.hasPending()) return undefined;
-        const fleet = (await api.get<FleetView>('/api/v1/fleet')).body;
-        return settledNode(fleet, o.nodeId, snapshotVersions(portico.xds.cache, group)) ? true : undefined;
-      },
-      60_000,
-    );
+    await waitInSync(portico, group, o.nodeId);
   };
   const gateway: Gateway = {
     portico,

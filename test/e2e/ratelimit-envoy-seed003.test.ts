@@ -5,9 +5,7 @@
 // service mode: the same counters, now answered by the rate-limit service.
 import assert from 'node:assert/strict';
 import { describe, it } from 'node:test';
-import type { FleetView } from '../../src/xds/fleet.ts';
-import { waitFor } from '../support/components.ts';
-import { settledNode, snapshotVersions, startEnvoy } from '../support/envoy.ts';
+import { startEnvoy, waitInSync } from '../support/envoy.ts';
 import { startTestIssuer } from '../support/jwks.ts';
 import { startTestPortico } from '../support/portico.ts';
 import { call, seed003, type GatewayResponse } from '../support/seed003.ts';
@@ -28,15 +26,7 @@ describe('seed 003 rate limits through Envoy', () => {
     const envoy = await startEnvoy(t, { xdsAddresses: [`127.0.0.1:${portico.grpcPort}`], group: 'edge', nodeId: NODE });
     if (!envoy) return;
     const api = portico.api;
-    const inSync = () =>
-      waitFor(
-        'Envoy to ACK the current snapshot',
-        async () => {
-          if (portico.xds.cache.hasPending()) return undefined;
-          return settledNode((await api.get<FleetView>('/api/v1/fleet')).body, NODE, snapshotVersions(portico.xds.cache, 'edge')) ? true : undefined;
-        },
-        60_000,
-      );
+    const inSync = () => waitInSync(portico, 'edge', NODE);
     // The example's callout timeouts are production ones (100 ms for rate limiting); on a loaded
     // test machine a late answer would fail open and let a request through. Only the timeouts change.
     const edge = seed.document.gatewayGroups.find((g: { name: string }) => g.name === 'edge');

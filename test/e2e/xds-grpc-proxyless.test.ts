@@ -9,44 +9,13 @@ import { proxylessGrpcResources } from '../../src/xds/fixtures.ts';
 import { FleetStatus } from '../../src/xds/fleet.ts';
 import { XdsServer } from '../../src/xds/server.ts';
 import { waitFor } from '../support/components.ts';
+import { callRaw, startGrpcEcho } from '../support/servers.ts';
 
 const GROUP = 'proxyless';
-const METHOD = '/portico.test.Echo/Say';
-const raw = { serialize: (b: Buffer) => b, deserialize: (b: Buffer) => b };
-
-/** A gRPC upstream answering Say with its own name (raw bytes: no protobuf needed for the payload). */
-async function echoServer(name: string): Promise<{ port: number; close(): Promise<void> }> {
-  const server = new grpc.Server();
-  server.addService(
-    {
-      Say: {
-        path: METHOD,
-        requestStream: false,
-        responseStream: false,
-        requestSerialize: raw.serialize,
-        requestDeserialize: raw.deserialize,
-        responseSerialize: raw.serialize,
-        responseDeserialize: raw.deserialize,
-      },
-    },
-    { Say: (call: grpc.ServerUnaryCall<Buffer, Buffer>, cb: grpc.sendUnaryData<Buffer>) => cb(null, Buffer.from(`${name}:${call.request.toString()}`)) },
-  );
-  const port = await new Promise<number>((res, rej) => server.bindAsync('127.0.0.1:0', grpc.ServerCredentials.createInsecure(), (e, p) => (e ? rej(e) : res(p))));
-  return { port, close: () => new Promise<void>((r) => server.tryShutdown(() => r())) };
-}
-
-function say(client: grpc.Client, text: string): Promise<string> {
-  return new Promise((resolve, reject) =>
-    client.makeUnaryRequest(METHOD, raw.serialize, raw.deserialize, Buffer.from(text), { deadline: Date.now() + 3000 }, (err, res) =>
-      err ? reject(err) : resolve(res!.toString()),
-    ),
-  );
-}
-
 describe('proxyless gRPC client (@grpc/grpc-js-xds)', () => {
   it('resolves xds:///echo through the control plane and follows endpoint changes', async (t) => {
-    const one = await echoServer('one');
-    const two = await echoServer('two');
+    const one = await startGrpcEcho('one');
+    const two = await startGrpcEcho('two');
     const cache = new SnapshotCache({ debounceMs: 5, debounceMaxMs: 20 });
     const fleet = new FleetStatus({ registry: new Registry(), cache });
     const server = new XdsServer({ cache, fleet });
@@ -61,7 +30,7 @@ describe('proxyless gRPC client (@grpc/grpc-js-xds)', () => {
     xds.register();
     const client = new grpc.Client('xds:///echo', grpc.credentials.createInsecure());
     try {
-      assert.equal(await waitFor('a call through xDS', () => say(client, 'hi').catch(() => undefined)), 'one:hi');
+      assert.equal(await waitFor('a call through xDS', () => callRaw(client, 'hi').catch(() => undefined)), 'one:hi');
       const node = fleet.node('grpc-client-1');
       assert.ok(node);
       assert.equal(node.group, GROUP);
@@ -76,7 +45,7 @@ describe('proxyless gRPC client (@grpc/grpc-js-xds)', () => {
       cache.setGroupResources(GROUP, proxylessGrpcResources('echo', 'echo-backend', [two.port]));
       cache.flush();
       assert.equal(await waitFor('the endpoint change', async () => {
-        const r = await say(client, 'again');
+        const r = await callRaw(client, 'again');
         return r.startsWith('two:') ? r : undefined;
       }), 'two:again');
     } finally {

@@ -2,16 +2,15 @@
 // JWKS), the example applied through the admin API with its own auth kept, a control plane in
 // this process and a real Envoy fed over xDS. Everything the tests change goes through the admin API.
 import assert from 'node:assert/strict';
-import { createServer, type IncomingMessage, type Server } from 'node:http';
-import type { AddressInfo } from 'node:net';
 import { connect } from 'node:net';
 import type { TestContext } from 'node:test';
-import type { FleetView } from '../../src/xds/fleet.ts';
-import { requireComponent, waitFor } from './components.ts';
-import { launchEnvoy, settledNode, snapshotVersions, type TestEnvoy } from './envoy.ts';
+import { parseScrape, sum } from '../e2e/observability-promql.ts';
+import { requireComponent } from './components.ts';
+import { launchEnvoy, waitInSync, type TestEnvoy } from './envoy.ts';
 import { startTestIssuer, type KeyAlg, type TestIssuer } from './jwks.ts';
 import { startTestPortico, type ApiClient, type TestPortico } from './portico.ts';
 import { call, seed003, type GatewayResponse, type Seed003 } from './seed003.ts';
+import { listenHttp, type LoopbackServer } from './servers.ts';
 
 export const GROUP = 'edge';
 
@@ -68,15 +67,7 @@ export async function startAuthzGateway(t: TestContext, o: AuthzGatewayOptions):
   const applied = await api.post('/api/v1/config', seed.yaml(), { 'content-type': 'application/yaml' });
   assert.equal(applied.status, 200, applied.text);
   const inSync = async () => {
-    await waitFor(
-      'Envoy to ACK the current snapshot',
-      async () => {
-        if (portico.xds.cache.hasPending()) return undefined;
-        const fleet = (await api.get<FleetView>('/api/v1/fleet')).body;
-        return settledNode(fleet, o.nodeId, snapshotVersions(portico.xds.cache, GROUP)) ? true : undefined;
-      },
-      60_000,
-    );
+    await waitInSync(portico, GROUP, o.nodeId);
   };
   await envoy.waitForListener('http', 60_000);
   await inSync();
@@ -89,6 +80,12 @@ export async function startAuthzGateway(t: TestContext, o: AuthzGatewayOptions):
 export async function calloutStats(envoy: TestEnvoy): Promise<string> {
   const stats = await envoy.stats('ext_authz\\.|portico\\.callouts\\.(upstream_rq_timeout|upstream_cx_destroy|upstream_rq_pending_failure|upstream_cx_connect_fail|upstream_rq_5|upstream_cx_total|upstream_rq_total)');
   return [...stats].filter(([, v]) => v > 0).map(([k, v]) => `${k}=${v}`).join(' ');
+}
+
+/** portico_authz_decisions_total summed over the samples matching every given label, from one process's /metrics. */
+export async function authzDecisions(adminUrl: string, labels: Record<string, string>): Promise<number> {
+  const text = await (await fetch(`${adminUrl}/metrics`)).text();
+  return sum(parseScrape(text), 'portico_authz_decisions_total', labels);
 }
 
 /** Creates an API key through the admin API; the secret comes back once, in this answer. */
@@ -129,22 +126,13 @@ export function identityHeadersOf(h: Record<string, string>): Record<string, str
 }
 
 /** An upstream that echoes every request header it received (names and values, repeated ones too). */
-export async function startMirror(): Promise<{ port: number; close(): Promise<void> }> {
-  const server: Server = createServer((req: IncomingMessage, res) => {
+export function startMirror(): Promise<LoopbackServer> {
+  return listenHttp((req, res) => {
     const raw: Array<[string, string]> = [];
     for (let i = 0; i < req.rawHeaders.length; i += 2) raw.push([req.rawHeaders[i]!.toLowerCase(), req.rawHeaders[i + 1]!]);
     const body = JSON.stringify({ service: 'mirror', path: req.url, rawHeaders: raw });
     res.writeHead(200, { 'content-type': 'application/json', 'content-length': Buffer.byteLength(body) }).end(body);
   });
-  await new Promise<void>((r) => server.listen(0, '127.0.0.1', r));
-  return {
-    port: (server.address() as AddressInfo).port,
-    close: () =>
-      new Promise<void>((r) => {
-        server.closeAllConnections();
-        server.close(() => r());
-      }),
-  };
 }
 
 /**

@@ -10,6 +10,7 @@ import { typeSnapshot, type SnapshotCache } from '../../src/xds/cache.ts';
 import type { FleetNode, FleetView } from '../../src/xds/fleet.ts';
 import { TYPE_URLS } from '../../src/xds/protos.ts';
 import { freePort, requireComponent, startProcess, waitFor, type RunningProcess } from './components.ts';
+import type { TestPortico } from './portico.ts';
 
 export interface EnvoyOptions {
   /** Control-plane replicas as host:port. */
@@ -202,6 +203,20 @@ export function settledNode(view: FleetView, nodeId: string, expected?: Record<X
     if (expected ? ts.ackedVersion !== expected[t] : ts.ackedVersion !== ts.pushedVersion && ts.pushedVersion !== undefined) return undefined;
   }
   return n;
+}
+
+/**
+ * The node when it holds the group's current snapshot: nothing left to publish, and every type
+ * ACKed at the cache's version as GET /api/v1/fleet reports it; otherwise undefined.
+ */
+export async function nodeInSync(portico: TestPortico, group: string, nodeId: string): Promise<FleetNode | undefined> {
+  if (portico.xds.cache.hasPending()) return undefined;
+  return settledNode((await portico.api.get<FleetView>('/api/v1/fleet')).body, nodeId, snapshotVersions(portico.xds.cache, group));
+}
+
+/** Waits until nodeInSync (after a write that changes Envoy config) and returns the node. */
+export function waitInSync(portico: TestPortico, group: string, nodeId: string, timeoutMs = 60_000, what = `Envoy ${nodeId} to ACK the current snapshot`): Promise<FleetNode> {
+  return waitFor(what, () => nodeInSync(portico, group, nodeId), timeoutMs);
 }
 
 /** The ACKed version of each type for a node. */

@@ -3,9 +3,8 @@
 // the ones a gateway must refuse (alg none, HS256 signed with the RSA public key, wrong audience…).
 import { generateKeyPair, type KeyObject } from 'node:crypto';
 import { promisify } from 'node:util';
-import { createServer, type Server } from 'node:http';
-import type { AddressInfo } from 'node:net';
 import { SignJWT, exportJWK, type JWK, type JWTPayload } from 'jose';
+import { listenHttp } from './servers.ts';
 
 export type KeyAlg = 'RS256' | 'ES256';
 
@@ -92,7 +91,7 @@ export async function startTestIssuer(opts: { issuer?: string; audience?: string
   published = initial.map((k) => k.kid);
   let signingKid = initial[0]!.kid;
 
-  const server: Server = createServer((req, res) => {
+  const server = await listenHttp((req, res) => {
     if (req.method === 'GET' && req.url === '/.well-known/jwks.json') {
       fetches++;
       const body = JSON.stringify({ keys: published.map((kid) => keys.get(kid)!.jwk) });
@@ -101,8 +100,7 @@ export async function startTestIssuer(opts: { issuer?: string; audience?: string
     }
     res.writeHead(404).end();
   });
-  await new Promise<void>((r) => server.listen(0, '127.0.0.1', r));
-  const port = (server.address() as AddressInfo).port;
+  const port = server.port;
 
   const token = async (o: TokenOptions = {}): Promise<string> => {
     const kid = o.kid ?? signingKid;
@@ -141,10 +139,6 @@ export async function startTestIssuer(opts: { issuer?: string; audience?: string
     },
     fetchCount: () => fetches,
     token,
-    close: () =>
-      new Promise<void>((r) => {
-        server.closeAllConnections();
-        server.close(() => r());
-      }),
+    close: server.close,
   };
 }

@@ -11,7 +11,15 @@ export interface TestPortico extends Portico {
   api: ApiClient;
 }
 
-export async function startTestPortico(opts: { databaseUrl?: string; env?: Record<string, string> } = {}): Promise<TestPortico> {
+export interface TestPorticoOptions {
+  databaseUrl?: string;
+  /** Settings on top of the test defaults (PORTICO_* variables). */
+  env?: Record<string, string>;
+  /** Where the control plane writes its JSON log lines (default stdout), for tests that read them. */
+  logTo?: NodeJS.WritableStream;
+}
+
+export async function startTestPortico(opts: TestPorticoOptions = {}): Promise<TestPortico> {
   const settings = loadSettings({
     PORTICO_DATA_DIR: 'memory://',
     PORTICO_ADMIN_ADDR: '127.0.0.1:0',
@@ -23,7 +31,7 @@ export async function startTestPortico(opts: { databaseUrl?: string; env?: Recor
     ...(opts.databaseUrl ? { DATABASE_URL: opts.databaseUrl } : {}),
     ...opts.env,
   });
-  const portico = await startPortico(settings, { logger: createLogger(settings.logLevel) });
+  const portico = await startPortico(settings, { logger: createLogger(settings.logLevel, opts.logTo) });
   return Object.assign(portico, { api: new ApiClient(portico.adminUrl, ADMIN_TOKEN) });
 }
 

@@ -1,16 +1,10 @@
 // Whole-model validation rules: references, conflicts, certificates, and the schema messages.
 import { describe, it } from 'node:test';
 import assert from 'node:assert/strict';
-import { applyMutations, emptySnapshot, keyOf, type AnyResource, type KindName, type ModelSnapshot } from '../../src/model/model.ts';
+import type { KindName, ModelSnapshot } from '../../src/model/model.ts';
 import { validateModel, resourceSchemaErrors, fullPath, re2Problem, serviceDiscovery } from '../../src/model/validate.ts';
+import { modelOf } from '../../src/ratelimit/fixtures.ts';
 import { selfSigned } from '../support/certs.ts';
-
-function model(entries: Array<[KindName, object]>): ModelSnapshot {
-  return applyMutations(
-    emptySnapshot(),
-    entries.map(([kind, r]) => ({ kind, op: 'put' as const, key: keyOf(kind, r as AnyResource), resource: r as AnyResource })),
-  );
-}
 
 const base: Array<[KindName, object]> = [
   ['gatewayGroups', { name: 'edge', listeners: [{ name: 'http', port: 8080 }] }],
@@ -24,11 +18,11 @@ function messages(m: ModelSnapshot): string[] {
 
 describe('validateModel', () => {
   it('accepts a consistent model', () => {
-    assert.deepEqual(messages(model([...base, ['routes', { product: 'p', name: 'r', match: { path: { type: 'prefix', value: '/x' } }, service: 'svc' }]])), []);
+    assert.deepEqual(messages(modelOf([...base, ['routes', { product: 'p', name: 'r', match: { path: { type: 'prefix', value: '/x' } }, service: 'svc' }]])), []);
   });
 
   it('names every dangling reference with its field', () => {
-    const m = model([
+    const m = modelOf([
       ['products', { name: 'lonely', gatewayGroups: ['nope'], jwtIssuers: ['ghost'] }],
       ['routes', { product: 'lonely', name: 'r', match: { path: { type: 'prefix', value: '/' } }, backends: [{ service: 'a', weight: 1 }] }],
       ['partners', { name: 'acme' }],
@@ -43,7 +37,7 @@ describe('validateModel', () => {
   });
 
   it('finds two routes with the same match in one gateway group, across products', () => {
-    const m = model([
+    const m = modelOf([
       ...base,
       ['products', { name: 'q', gatewayGroups: ['edge'] }],
       ['routes', { product: 'p', name: 'a', match: { path: { type: 'prefix', value: '/x' }, methods: ['POST', 'GET'] }, service: 'svc' }],
@@ -59,7 +53,7 @@ describe('validateModel', () => {
   });
 
   it('checks route actions, rewrites and path templates', () => {
-    const m = model([
+    const m = modelOf([
       ...base,
       ['routes', { product: 'p', name: 'none', match: { path: { type: 'prefix', value: '/n' } } }],
       ['routes', { product: 'p', name: 'two', match: { path: { type: 'prefix', value: '/t' } }, service: 'svc', directResponse: { status: 200 } }],
@@ -79,7 +73,7 @@ describe('validateModel', () => {
   it('checks listeners, TLS material and mTLS prerequisites', () => {
     const cert = selfSigned('edge.test');
     const other = selfSigned('other.test');
-    const m = model([
+    const m = modelOf([
       ['certificates', { name: 'good', certificate: cert.certificate, privateKey: cert.privateKey }],
       ['certificates', { name: 'mismatch', certificate: cert.certificate, privateKey: other.privateKey }],
       ['certificates', { name: 'ca-only', certificate: cert.certificate }],
@@ -110,7 +104,7 @@ describe('validateModel', () => {
   });
 
   it('checks services, issuers, plans and credential uniqueness', () => {
-    const m = model([
+    const m = modelOf([
       ...base,
       ['services', { name: 'named', discovery: 'static', endpoints: [{ host: 'db.internal', port: 5432 }] }],
       ['services', { name: 'tls', endpoints: [{ host: '10.0.0.2', port: 443 }], tls: { sni: 'x.test' } }],

@@ -4,43 +4,29 @@
 // route stat prefixes / stat-safe names that Envoy's tag extraction can split.
 import assert from 'node:assert/strict';
 import { describe, it } from 'node:test';
-import { applyMutations, emptySnapshot, keyOf, type AnyResource, type KindName, type ModelSnapshot } from '../../src/model/model.ts';
-import type { Json, JsonObject } from '../../src/translate/envoy/common.ts';
+import type { ModelSnapshot } from '../../src/model/model.ts';
+import type { JsonObject } from '../../src/translate/envoy/common.ts';
 import { OTEL_CLUSTER, TELEMETRY_CLUSTER, virtualHostName } from '../../src/translate/envoy/observability.ts';
 import { translate, type TranslateOptions } from '../../src/translate/index.ts';
 import { STATS_TAGS } from '../../src/xds/bootstrap.ts';
 import { checkGroupResources } from '../../src/xds/resources.ts';
+import { jsonAt, validModel } from '../support/translate.ts';
 
+/** One product with one route on group edge. */
 function model(): ModelSnapshot {
-  const entries: Array<[KindName, object]> = [
+  return validModel([
     ['gatewayGroups', { name: 'edge', listeners: [{ name: 'http', port: 10000 }] }],
     ['services', { name: 'orders', endpoints: [{ host: '127.0.0.1', port: 3000 }] }],
-    ['products', { name: 'orders', gatewayGroups: ['edge'], hosts: ['api.example.com'], basePath: '/orders', routes: undefined }],
+    ['products', { name: 'orders', gatewayGroups: ['edge'], hosts: ['api.example.com'], basePath: '/orders' }],
     ['routes', { product: 'orders', name: 'list', match: { path: { type: 'prefix', value: '/' } }, service: 'orders' }],
-  ];
-  return applyMutations(
-    emptySnapshot(),
-    entries.map(([kind, r]) => {
-      const { routes: _r, ...resource } = r as Record<string, unknown>;
-      return { kind, op: 'put' as const, key: keyOf(kind, resource as unknown as AnyResource), resource: resource as unknown as AnyResource };
-    }),
-  );
-}
-
-function get(o: Json | undefined, ...path: Array<string | number>): Json | undefined {
-  let v: Json | undefined = o;
-  for (const k of path) {
-    if (Array.isArray(v) && typeof k === 'number') v = v[k];
-    else v = v && typeof v === 'object' && !Array.isArray(v) ? v[String(k)] : undefined;
-  }
-  return v;
+  ]);
 }
 
 function edge(options: TranslateOptions) {
   const g = translate(model(), options).get('edge')!;
   assert.deepEqual(checkGroupResources(g), [], 'strict-valid for Envoy');
   const listener = g.listeners[0] as JsonObject;
-  const hcm = get(listener, 'filter_chains', 0, 'filters', 0, 'typed_config') as JsonObject;
+  const hcm = jsonAt(listener, 'filter_chains', 0, 'filters', 0, 'typed_config') as JsonObject;
   return { g, hcm, clusters: g.clusters as JsonObject[], routes: g.routes as JsonObject[] };
 }
 
@@ -56,38 +42,38 @@ describe('translator observability', () => {
     const { hcm, clusters } = edge({ calloutAddress: '127.0.0.1:9001', telemetry: { accessLogAddress: 'portico.svc:18000' } });
     const loggers = hcm.access_log as JsonObject[];
     assert.deepEqual(loggers.map((a) => a.name), ['envoy.access_loggers.stdout', 'envoy.access_loggers.http_grpc']);
-    const common = get(loggers[1], 'typed_config', 'common_config') as JsonObject;
-    assert.equal(get(common, 'grpc_service', 'envoy_grpc', 'cluster_name'), TELEMETRY_CLUSTER);
+    const common = jsonAt(loggers[1], 'typed_config', 'common_config') as JsonObject;
+    assert.equal(jsonAt(common, 'grpc_service', 'envoy_grpc', 'cluster_name'), TELEMETRY_CLUSTER);
     assert.equal(common.transport_api_version, 'V3');
     assert.deepEqual(
-      (common.custom_tags as JsonObject[]).map((t) => [t.tag, get(t, 'literal', 'value') ?? get(t, 'metadata', 'metadata_key', 'path', 0, 'key')]),
+      (common.custom_tags as JsonObject[]).map((t) => [t.tag, jsonAt(t, 'literal', 'value') ?? jsonAt(t, 'metadata', 'metadata_key', 'path', 0, 'key')]),
       [['group', 'edge'], ['product', 'product'], ['route', 'route']],
     );
     const c = clusters.find((x) => x.name === TELEMETRY_CLUSTER)!;
     assert.equal(c.type, 'STRICT_DNS', 'a name is resolved');
     assert.equal(c.alt_stat_name, 'portico_telemetry');
-    assert.ok(get(c, 'typed_extension_protocol_options'), 'HTTP/2 (gRPC)');
+    assert.ok(jsonAt(c, 'typed_extension_protocol_options'), 'HTTP/2 (gRPC)');
     // The JSON stdout log names the caller and the decision.
-    const fields = get(loggers[0], 'typed_config', 'log_format', 'json_format') as JsonObject;
+    const fields = jsonAt(loggers[0], 'typed_config', 'log_format', 'json_format') as JsonObject;
     for (const k of ['partner', 'plan', 'credential', 'authz_error', 'response_code_details', 'product', 'route', 'request_id', 'status', 'duration_ms', 'upstream_host']) assert.ok(k in fields, k);
     assert.ok(!JSON.stringify(fields).includes('x-api-key') && !JSON.stringify(fields).toLowerCase().includes('authorization'), 'no credential header is logged');
   });
 
   it('traces with OpenTelemetry to the collector cluster, sampling as set', () => {
     const { hcm, clusters } = edge({ calloutAddress: '127.0.0.1:9001', telemetry: { otelCollectorAddress: '10.0.0.9:4317', otelSamplePercent: 25 } });
-    assert.equal(get(hcm, 'tracing', 'provider', 'name'), 'envoy.tracers.opentelemetry');
-    assert.equal(get(hcm, 'tracing', 'provider', 'typed_config', 'grpc_service', 'envoy_grpc', 'cluster_name'), OTEL_CLUSTER);
-    assert.equal(get(hcm, 'tracing', 'provider', 'typed_config', 'service_name'), 'portico-edge');
-    assert.equal(get(hcm, 'tracing', 'random_sampling', 'value'), 25);
+    assert.equal(jsonAt(hcm, 'tracing', 'provider', 'name'), 'envoy.tracers.opentelemetry');
+    assert.equal(jsonAt(hcm, 'tracing', 'provider', 'typed_config', 'grpc_service', 'envoy_grpc', 'cluster_name'), OTEL_CLUSTER);
+    assert.equal(jsonAt(hcm, 'tracing', 'provider', 'typed_config', 'service_name'), 'portico-edge');
+    assert.equal(jsonAt(hcm, 'tracing', 'random_sampling', 'value'), 25);
     assert.equal(clusters.find((x) => x.name === OTEL_CLUSTER)?.type, 'STATIC');
     assert.equal((hcm.access_log as JsonObject[]).length, 1, 'no access-log streaming unless asked');
   });
 
   it('gives model routes a product/route stat prefix and virtual hosts dot-free names the bootstrap tag splits', () => {
     const { routes } = edge({ calloutAddress: '127.0.0.1:9001' });
-    const vhosts = get(routes[0], 'virtual_hosts') as JsonObject[];
+    const vhosts = jsonAt(routes[0], 'virtual_hosts') as JsonObject[];
     assert.deepEqual(vhosts.map((v) => v.name), ['api_example_com', 'any_host']);
-    const rs = get(vhosts[0], 'routes') as JsonObject[];
+    const rs = jsonAt(vhosts[0], 'routes') as JsonObject[];
     assert.equal(rs.find((r) => r.name === 'orders/list')?.stat_prefix, 'orders/list');
     assert.equal(rs.find((r) => r.name === 'portico/not-found')?.stat_prefix, undefined, "the gateway's own routes have none");
     // The stat name Envoy builds, and what the bootstrap's portico_product tag extracts from it.

@@ -2,21 +2,12 @@
 // settings, JSON local replies, TLS over SDS, discovery types, and the callout cluster.
 import assert from 'node:assert/strict';
 import { describe, it } from 'node:test';
-import { applyMutations, emptySnapshot, keyOf, type AnyResource, type KindName, type ModelSnapshot } from '../../src/model/model.ts';
-import { validateModel } from '../../src/model/validate.ts';
-import { duration, type Json, type JsonObject } from '../../src/translate/envoy/common.ts';
+import type { KindName, ModelSnapshot } from '../../src/model/model.ts';
+import { duration, type JsonObject } from '../../src/translate/envoy/common.ts';
 import { translate, type GroupResources } from '../../src/translate/index.ts';
 import { parseHostPort } from '../../src/translate/to-ir.ts';
 import { selfSigned } from '../support/certs.ts';
-
-function model(entries: Array<[KindName, object]>): ModelSnapshot {
-  const m = applyMutations(
-    emptySnapshot(),
-    entries.map(([kind, r]) => ({ kind, op: 'put' as const, key: keyOf(kind, r as AnyResource), resource: r as AnyResource })),
-  );
-  assert.deepEqual(validateModel(m), [], 'test model is valid');
-  return m;
-}
+import { jsonAt, validModel } from '../support/translate.ts';
 
 /** The translator builds plain JSON objects; view its output as such to walk it in assertions. */
 type JsonGroup = { [K in keyof GroupResources]: JsonObject[] };
@@ -25,17 +16,8 @@ function group(m: ModelSnapshot, calloutAddress = '127.0.0.1:9001', name = 'g'):
   return translate(m, { calloutAddress }).get(name)! as unknown as JsonGroup;
 }
 
-function get(o: Json | undefined, ...path: Array<string | number>): Json | undefined {
-  let v: Json | undefined = o;
-  for (const k of path) {
-    if (Array.isArray(v) && typeof k === 'number') v = v[k];
-    else v = v && typeof v === 'object' && !Array.isArray(v) ? v[String(k)] : undefined;
-  }
-  return v;
-}
-
 function hcm(listener: JsonObject): JsonObject {
-  return get(listener, 'filter_chains', 0, 'filters', 0, 'typed_config') as JsonObject;
+  return jsonAt(listener, 'filter_chains', 0, 'filters', 0, 'typed_config') as JsonObject;
 }
 
 function filterNames(listener: JsonObject): string[] {
@@ -56,7 +38,7 @@ describe('durations', () => {
 });
 
 describe('HTTP connection manager', () => {
-  const m = model([
+  const m = validModel([
     ['gatewayGroups', { name: 'g', listeners: [{ name: 'web', port: 8080 }] }],
     svc,
     ...publicProduct(['g']),
@@ -72,7 +54,7 @@ describe('HTTP connection manager', () => {
     assert.equal(h.stat_prefix, 'g');
     for (const k of ['use_remote_address', 'generate_request_id', 'normalize_path', 'merge_slashes'] as const) assert.equal(h[k], true, k);
     assert.equal(h.max_request_headers_kb, 60);
-    assert.equal(get(h, 'common_http_protocol_options', 'headers_with_underscores_action'), 'DROP_HEADER');
+    assert.equal(jsonAt(h, 'common_http_protocol_options', 'headers_with_underscores_action'), 'DROP_HEADER');
   });
 
   it('leaves ext_authz (and CORS) out when every route is public', () => {
@@ -80,9 +62,9 @@ describe('HTTP connection manager', () => {
   });
 
   it('logs JSON to stdout with product and route from route metadata, and the path without its query', () => {
-    const log = get(h, 'access_log', 0) as JsonObject;
+    const log = jsonAt(h, 'access_log', 0) as JsonObject;
     assert.equal(log.name, 'envoy.access_loggers.stdout');
-    const fields = get(log, 'typed_config', 'log_format', 'json_format') as JsonObject;
+    const fields = jsonAt(log, 'typed_config', 'log_format', 'json_format') as JsonObject;
     assert.equal(fields.product, '%METADATA(ROUTE:portico:product)%');
     assert.equal(fields.route, '%METADATA(ROUTE:portico:route)%');
     assert.equal(fields.path, '%PATH(NQ)%');
@@ -92,30 +74,30 @@ describe('HTTP connection manager', () => {
   });
 
   it("rewrites Envoy's own errors to the JSON shape, leaving direct responses alone", () => {
-    const mappers = get(h, 'local_reply_config', 'mappers') as JsonObject[];
-    const statusOf = (mp: JsonObject) => get(mp, 'filter', 'and_filter', 'filters', 0, 'status_code_filter', 'comparison', 'value', 'default_value');
+    const mappers = jsonAt(h, 'local_reply_config', 'mappers') as JsonObject[];
+    const statusOf = (mp: JsonObject) => jsonAt(mp, 'filter', 'and_filter', 'filters', 0, 'status_code_filter', 'comparison', 'value', 'default_value');
     const m503 = mappers.filter((mp) => statusOf(mp) === 503);
     assert.equal(m503.length, 2);
     // ext_authz failures first (first match wins), told apart by the UAEX flag.
-    assert.deepEqual(get(m503[0], 'filter', 'and_filter', 'filters', 1), { response_flag_filter: { flags: ['UAEX'] } });
-    assert.deepEqual(get(m503[0], 'body_format_override', 'json_format', 'error'), 'authorization_unavailable');
+    assert.deepEqual(jsonAt(m503[0], 'filter', 'and_filter', 'filters', 1), { response_flag_filter: { flags: ['UAEX'] } });
+    assert.deepEqual(jsonAt(m503[0], 'body_format_override', 'json_format', 'error'), 'authorization_unavailable');
     // Everything else only when Envoy made the reply: a response flag, or no request id yet (codec errors).
     const generated = { or_filter: { filters: [{ response_flag_filter: {} }, { header_filter: { header: { name: 'x-request-id', present_match: false } } }] } };
-    assert.deepEqual(get(m503[1], 'filter', 'and_filter', 'filters', 1), generated);
-    assert.deepEqual(get(m503[1], 'body_format_override'), { json_format: { error: 'unavailable', message: '%LOCAL_REPLY_BODY%' } });
-    assert.equal(get(m503[1], 'body', 'inline_string'), 'The upstream service is unavailable.');
+    assert.deepEqual(jsonAt(m503[1], 'filter', 'and_filter', 'filters', 1), generated);
+    assert.deepEqual(jsonAt(m503[1], 'body_format_override'), { json_format: { error: 'unavailable', message: '%LOCAL_REPLY_BODY%' } });
+    assert.equal(jsonAt(m503[1], 'body', 'inline_string'), 'The upstream service is unavailable.');
     for (const status of [400, 404, 413, 431, 502, 504]) {
       const mp = mappers.find((x) => statusOf(x) === status);
       assert.ok(mp, String(status));
-      assert.deepEqual(get(mp, 'filter', 'and_filter', 'filters', 1), generated, String(status));
+      assert.deepEqual(jsonAt(mp, 'filter', 'and_filter', 'filters', 1), generated, String(status));
     }
     assert.equal(mappers.some((x) => [401, 403, 429].includes(Number(statusOf(x)))), false, 'callout replies are left alone');
   });
 
   it("strips identity headers (the gateway's own and JWT forwardClaims targets) in the first HTTP filter", () => {
-    const first = get(h, 'http_filters', 0) as JsonObject;
+    const first = jsonAt(h, 'http_filters', 0) as JsonObject;
     assert.equal(first.name, 'envoy.filters.http.header_mutation');
-    assert.deepEqual(get(first, 'typed_config', 'mutations'), {
+    assert.deepEqual(jsonAt(first, 'typed_config', 'mutations'), {
       request_mutations: ['x-portico-credential', 'x-portico-partner', 'x-portico-plan', 'x-portico-product', 'x-portico-route', 'x-user-id'].map((remove) => ({ remove })),
     });
   });
@@ -128,9 +110,9 @@ describe('ext_authz', () => {
   ];
 
   it('defaults to failing closed with a 250ms gRPC call to portico.callouts, between CORS and the router', () => {
-    const l = group(model([['gatewayGroups', { name: 'g', listeners: [{ name: 'web', port: 8080 }] }], svc, ...publicProduct(['g']), ...protectedRoute])).listeners[0]!;
+    const l = group(validModel([['gatewayGroups', { name: 'g', listeners: [{ name: 'web', port: 8080 }] }], svc, ...publicProduct(['g']), ...protectedRoute])).listeners[0]!;
     assert.deepEqual(filterNames(l), ['envoy.filters.http.header_mutation', 'envoy.filters.http.ext_authz', 'envoy.filters.http.router']);
-    const cfg = get(hcm(l), 'http_filters', 1, 'typed_config') as JsonObject;
+    const cfg = jsonAt(hcm(l), 'http_filters', 1, 'typed_config') as JsonObject;
     assert.deepEqual(cfg.grpc_service, {
       envoy_grpc: { cluster_name: 'portico.callouts' },
       timeout: '0.250s',
@@ -145,15 +127,15 @@ describe('ext_authz', () => {
 
   it("takes timeout and failure mode from the group's authz settings", () => {
     const l = group(
-      model([['gatewayGroups', { name: 'g', listeners: [{ name: 'web', port: 8080 }], authz: { failureMode: 'open', timeoutMs: 1200 } }], svc, ...protectedRoute]),
+      validModel([['gatewayGroups', { name: 'g', listeners: [{ name: 'web', port: 8080 }], authz: { failureMode: 'open', timeoutMs: 1200 } }], svc, ...protectedRoute]),
     ).listeners[0]!;
-    const cfg = get(hcm(l), 'http_filters', 1, 'typed_config') as JsonObject;
+    const cfg = jsonAt(hcm(l), 'http_filters', 1, 'typed_config') as JsonObject;
     assert.equal(cfg.failure_mode_allow, true);
-    assert.equal(get(cfg, 'grpc_service', 'timeout'), '1.200s');
+    assert.equal(jsonAt(cfg, 'grpc_service', 'timeout'), '1.200s');
   });
 
   it('is only in the groups whose routes need it', () => {
-    const m = model([
+    const m = validModel([
       ['gatewayGroups', { name: 'g', listeners: [{ name: 'web', port: 8080 }] }],
       ['gatewayGroups', { name: 'h', listeners: [{ name: 'web', port: 8080 }] }],
       svc,
@@ -168,7 +150,7 @@ describe('ext_authz', () => {
 describe('https listeners and secrets', () => {
   const server = selfSigned('api.example.com');
   const ca = selfSigned('Test CA');
-  const m = model([
+  const m = validModel([
     ['certificates', { name: 'server', certificate: server.certificate, privateKey: server.privateKey }],
     ['certificates', { name: 'clients', certificate: ca.certificate }],
     [
@@ -188,21 +170,21 @@ describe('https listeners and secrets', () => {
   const byName = new Map(r.listeners.map((l) => [String(l.name), l]));
 
   it('serves the certificate and client CA over SDS and requires client certificates by default', () => {
-    const tls = get(byName.get('tls'), 'filter_chains', 0, 'transport_socket', 'typed_config') as JsonObject;
+    const tls = jsonAt(byName.get('tls'), 'filter_chains', 0, 'transport_socket', 'typed_config') as JsonObject;
     assert.equal(tls['@type'], 'type.googleapis.com/envoy.extensions.transport_sockets.tls.v3.DownstreamTlsContext');
     const ads = { ads: {}, resource_api_version: 'V3' };
-    assert.deepEqual(get(tls, 'common_tls_context', 'tls_certificate_sds_secret_configs'), [{ name: 'tls/server', sds_config: ads }]);
-    assert.deepEqual(get(tls, 'common_tls_context', 'validation_context_sds_secret_config'), { name: 'ca/clients', sds_config: ads });
+    assert.deepEqual(jsonAt(tls, 'common_tls_context', 'tls_certificate_sds_secret_configs'), [{ name: 'tls/server', sds_config: ads }]);
+    assert.deepEqual(jsonAt(tls, 'common_tls_context', 'validation_context_sds_secret_config'), { name: 'ca/clients', sds_config: ads });
     assert.equal(tls.require_client_certificate, true);
-    assert.deepEqual(get(byName.get('tls'), 'filter_chains', 0, 'filter_chain_match'), { server_names: ['*.example.com', 'api.example.com'] });
+    assert.deepEqual(jsonAt(byName.get('tls'), 'filter_chains', 0, 'filter_chain_match'), { server_names: ['*.example.com', 'api.example.com'] });
   });
 
   it('omits client verification and server_names when not configured', () => {
     const l = byName.get('plain-tls')!;
-    const tls = get(l, 'filter_chains', 0, 'transport_socket', 'typed_config') as JsonObject;
-    assert.equal(get(tls, 'common_tls_context', 'validation_context_sds_secret_config'), undefined);
+    const tls = jsonAt(l, 'filter_chains', 0, 'transport_socket', 'typed_config') as JsonObject;
+    assert.equal(jsonAt(tls, 'common_tls_context', 'validation_context_sds_secret_config'), undefined);
     assert.equal(tls.require_client_certificate, undefined);
-    assert.equal(get(l, 'filter_chains', 0, 'filter_chain_match'), undefined);
+    assert.equal(jsonAt(l, 'filter_chains', 0, 'filter_chain_match'), undefined);
   });
 
   it('emits tls/<name> and ca/<name> secrets from the certificate PEMs', () => {
@@ -215,7 +197,7 @@ describe('https listeners and secrets', () => {
 
 describe('clusters', () => {
   const ca = selfSigned('Upstream CA');
-  const m = model([
+  const m = validModel([
     ['gatewayGroups', { name: 'g', listeners: [{ name: 'web', port: 8080 }] }],
     ['certificates', { name: 'up-ca', certificate: ca.certificate }],
     ['services', { name: 'ips', endpoints: [{ host: '10.0.0.1', port: 80, weight: 3 }, { host: '10.0.0.2', port: 80 }], protocol: 'http2' }],
@@ -237,26 +219,26 @@ describe('clusters', () => {
     assert.equal(byName.get('ips')!.type, 'EDS');
     assert.deepEqual(r.endpoints.map((e) => e.cluster_name), ['insecure', 'ips']);
     const ips = r.endpoints[1]!;
-    assert.deepEqual(get(ips, 'endpoints', 0, 'lb_endpoints', 0), { endpoint: { address: { socket_address: { address: '10.0.0.1', port_value: 80 } } }, load_balancing_weight: 3 });
-    assert.equal(get(ips, 'endpoints', 0, 'lb_endpoints', 1, 'load_balancing_weight'), undefined);
+    assert.deepEqual(jsonAt(ips, 'endpoints', 0, 'lb_endpoints', 0), { endpoint: { address: { socket_address: { address: '10.0.0.1', port_value: 80 } } }, load_balancing_weight: 3 });
+    assert.equal(jsonAt(ips, 'endpoints', 0, 'lb_endpoints', 1, 'load_balancing_weight'), undefined);
     assert.equal(byName.get('names')!.type, 'STRICT_DNS');
-    assert.equal(get(byName.get('names'), 'load_assignment', 'endpoints', 0, 'lb_endpoints', 0, 'endpoint', 'address', 'socket_address', 'address'), 'api.internal');
+    assert.equal(jsonAt(byName.get('names'), 'load_assignment', 'endpoints', 0, 'lb_endpoints', 0, 'endpoint', 'address', 'socket_address', 'address'), 'api.internal');
   });
 
   it('speaks HTTP/2 upstream through HttpProtocolOptions when asked', () => {
     const key = 'envoy.extensions.upstreams.http.v3.HttpProtocolOptions';
-    assert.deepEqual(get(byName.get('ips'), 'typed_extension_protocol_options', key, 'explicit_http_config'), { http2_protocol_options: {} });
+    assert.deepEqual(jsonAt(byName.get('ips'), 'typed_extension_protocol_options', key, 'explicit_http_config'), { http2_protocol_options: {} });
     assert.equal(byName.get('names')!.typed_extension_protocol_options, undefined);
   });
 
   it('verifies upstream TLS against the CA over SDS and the SNI name, or not at all when verify is false', () => {
-    const tls = get(byName.get('names'), 'transport_socket', 'typed_config') as JsonObject;
+    const tls = jsonAt(byName.get('names'), 'transport_socket', 'typed_config') as JsonObject;
     assert.equal(tls.sni, 'api.internal');
-    assert.deepEqual(get(tls, 'common_tls_context', 'combined_validation_context'), {
+    assert.deepEqual(jsonAt(tls, 'common_tls_context', 'combined_validation_context'), {
       default_validation_context: { match_typed_subject_alt_names: [{ san_type: 'DNS', matcher: { exact: 'api.internal' } }] },
       validation_context_sds_secret_config: { name: 'ca/up-ca', sds_config: { ads: {}, resource_api_version: 'V3' } },
     });
-    const insecure = get(byName.get('insecure'), 'transport_socket', 'typed_config', 'common_tls_context') as JsonObject;
+    const insecure = jsonAt(byName.get('insecure'), 'transport_socket', 'typed_config', 'common_tls_context') as JsonObject;
     assert.deepEqual(Object.keys(insecure), []);
     assert.deepEqual(r.secrets.map((s) => s.name), ['ca/up-ca']);
   });

@@ -2,17 +2,10 @@
 // request and which path the upstream sees.
 import assert from 'node:assert/strict';
 import { describe, it } from 'node:test';
-import { applyMutations, emptySnapshot, keyOf, type AnyResource, type KindName, type ModelSnapshot } from '../../src/model/model.ts';
+import { modelOf } from '../../src/ratelimit/fixtures.ts';
 import type { PathMatchIR } from '../../src/translate/ir.ts';
 import { applyRewrite, comparePaths, compareRoutes, stripPrefixRewrite, type RouteOrderKey } from '../../src/translate/paths.ts';
 import { groupToIr } from '../../src/translate/to-ir.ts';
-
-function model(entries: Array<[KindName, object]>): ModelSnapshot {
-  return applyMutations(
-    emptySnapshot(),
-    entries.map(([kind, r]) => ({ kind, op: 'put' as const, key: keyOf(kind, r as AnyResource), resource: r as AnyResource })),
-  );
-}
 
 const p = (kind: PathMatchIR['kind'], value: string): PathMatchIR => ({ kind, value });
 
@@ -52,7 +45,7 @@ describe('route ordering', () => {
   });
 
   it('orders a virtual host most-specific-first regardless of product and route names', () => {
-    const m = model([
+    const m = modelOf([
       ['gatewayGroups', { name: 'g', listeners: [{ name: 'http', port: 80 }] }],
       ['services', { name: 's', endpoints: [{ host: '10.0.0.1', port: 80 }] }],
       ['products', { name: 'a', gatewayGroups: ['g'], auth: { accept: ['none'] } }],

@@ -3,17 +3,11 @@
 // validateTranslation refusing what gRPC clients cannot do, each named by resource and field.
 import assert from 'node:assert/strict';
 import { describe, it } from 'node:test';
-import { applyMutations, emptySnapshot, keyOf, type AnyResource, type KindName, type ModelSnapshot } from '../../src/model/model.ts';
+import type { KindName } from '../../src/model/model.ts';
 import { validateModel } from '../../src/model/validate.ts';
+import { modelOf } from '../../src/ratelimit/fixtures.ts';
 import { TranslationError, translate, validateTranslation } from '../../src/translate/index.ts';
 import type { JsonObject } from '../../src/translate/envoy/common.ts';
-
-function model(entries: Array<[KindName, object]>): ModelSnapshot {
-  return applyMutations(
-    emptySnapshot(),
-    entries.map(([kind, r]) => ({ kind, op: 'put' as const, key: keyOf(kind, r as AnyResource), resource: r as AnyResource })),
-  );
-}
 
 const OPTIONS = { calloutAddress: '127.0.0.1:18001' };
 const group: [KindName, object] = ['gatewayGroups', { name: 'mesh', kind: 'proxyless-grpc' }];
@@ -25,7 +19,7 @@ const route = (extra: object = {}, name = 'r'): [KindName, object] => [
 ];
 
 function problems(entries: Array<[KindName, object]>): string[] {
-  const m = model(entries);
+  const m = modelOf(entries);
   assert.deepEqual(validateModel(m), [], 'the model itself is valid: only the translator objects');
   return validateTranslation(m).map((e) => `${e.kind} ${e.key} ${e.field}: ${e.message}`);
 }
@@ -36,7 +30,7 @@ function only(list: string[], re: RegExp): void {
 }
 
 describe('proxyless gRPC translation', () => {
-  const m = model([
+  const m = modelOf([
     group,
     ['gatewayGroups', { name: 'edge', listeners: [{ name: 'http', port: 8080 }] }],
     ['services', { name: 'echo', endpoints: [{ host: '10.0.0.1', port: 50051 }, { host: '10.0.0.2', port: 50051 }], healthCheck: { path: '/healthz' }, retries: { attempts: 2, retryOn: ['reset', 'unavailable'] } }],
@@ -108,7 +102,7 @@ describe('proxyless gRPC translation', () => {
   });
 
   it('an empty proxyless group serves nothing', () => {
-    const g = translate(model([group]), OPTIONS).get('mesh')!;
+    const g = translate(modelOf([group]), OPTIONS).get('mesh')!;
     assert.deepEqual(g, { clusters: [], endpoints: [], listeners: [], routes: [], secrets: [] });
   });
 });
@@ -176,7 +170,7 @@ describe('validateTranslation for proxyless gRPC products', () => {
   });
 
   it('translate refuses such a model outright', () => {
-    const m = model([group, svc, product({ hosts: undefined }), route()]);
+    const m = modelOf([group, svc, product({ hosts: undefined }), route()]);
     assert.throws(() => translate(m, OPTIONS), (e: unknown) => e instanceof TranslationError && /hosts: is required/.test(e.message));
   });
 });

@@ -4,30 +4,12 @@
 // buckets, the local replies that keep the 429 contract, and what validateTranslation refuses.
 import assert from 'node:assert/strict';
 import { describe, it } from 'node:test';
-import { applyMutations, emptySnapshot, keyOf, type AnyResource, type KindName, type ModelSnapshot } from '../../src/model/model.ts';
-import { validateModel } from '../../src/model/validate.ts';
+import type { KindName, ModelSnapshot } from '../../src/model/model.ts';
 import { parseRateLimitRequest } from '../../src/ratelimit/descriptors.ts';
-import type { Json, JsonObject } from '../../src/translate/envoy/common.ts';
+import type { JsonObject } from '../../src/translate/envoy/common.ts';
 import { translate, validateTranslation } from '../../src/translate/index.ts';
 import { localBucket, routeLimits } from '../../src/translate/limits.ts';
-
-function model(entries: Array<[KindName, object]>): ModelSnapshot {
-  const m = applyMutations(
-    emptySnapshot(),
-    entries.map(([kind, r]) => ({ kind, op: 'put' as const, key: keyOf(kind, r as AnyResource), resource: r as AnyResource })),
-  );
-  assert.deepEqual(validateModel(m), [], 'test model is valid');
-  return m;
-}
-
-function get(o: Json | undefined, ...path: Array<string | number>): Json | undefined {
-  let v: Json | undefined = o;
-  for (const k of path) {
-    if (Array.isArray(v) && typeof k === 'number') v = v[k];
-    else v = v && typeof v === 'object' && !Array.isArray(v) ? v[String(k)] : undefined;
-  }
-  return v;
-}
+import { jsonAt, validModel } from '../support/translate.ts';
 
 interface Out {
   filters: JsonObject[];
@@ -37,19 +19,19 @@ interface Out {
 
 function out(m: ModelSnapshot, group = 'g'): Out {
   const g = translate(m, { calloutAddress: '127.0.0.1:9001' }).get(group)! as unknown as { listeners: JsonObject[]; routes: JsonObject[] };
-  const hcm = get(g.listeners[0], 'filter_chains', 0, 'filters', 0, 'typed_config') as JsonObject;
+  const hcm = jsonAt(g.listeners[0], 'filter_chains', 0, 'filters', 0, 'typed_config') as JsonObject;
   const routes = new Map<string, JsonObject>();
-  for (const vh of get(g.routes[0], 'virtual_hosts') as JsonObject[]) for (const r of vh.routes as JsonObject[]) routes.set(String(r.name), r);
-  return { filters: hcm.http_filters as JsonObject[], mappers: get(hcm, 'local_reply_config', 'mappers') as JsonObject[], routes };
+  for (const vh of jsonAt(g.routes[0], 'virtual_hosts') as JsonObject[]) for (const r of vh.routes as JsonObject[]) routes.set(String(r.name), r);
+  return { filters: hcm.http_filters as JsonObject[], mappers: jsonAt(hcm, 'local_reply_config', 'mappers') as JsonObject[], routes };
 }
 
 const names = (o: Out) => o.filters.map((f) => String(f.name));
 const filter = (o: Out, name: string) => o.filters.find((f) => f.name === name);
-const perFilter = (o: Out, route: string, name: string) => get(o.routes.get(route), 'typed_per_filter_config', name) as JsonObject | undefined;
+const perFilter = (o: Out, route: string, name: string) => jsonAt(o.routes.get(route), 'typed_per_filter_config', name) as JsonObject | undefined;
 
 /** A gateway: a public product (login, health) with a public plan, a protected one with a subscription. */
 function gateway(group: object, extra: Array<[KindName, object]> = []): ModelSnapshot {
-  return model([
+  return validModel([
     ['gatewayGroups', { name: 'g', listeners: [{ name: 'web', port: 8080 }], ...group }],
     ['services', { name: 's', endpoints: [{ host: '10.0.0.1', port: 80 }] }],
     ['products', { name: 'acc', gatewayGroups: ['g'], auth: { accept: ['none'] }, publicPlan: 'std' }],
@@ -112,34 +94,34 @@ describe('combined mode (the default)', () => {
 
   it('counts in the ext_authz callout: no rate-limit filter; the callout gets the rate limiter time on top', () => {
     assert.deepEqual(names(o), ['envoy.filters.http.header_mutation', 'envoy.filters.http.ext_authz', 'portico.ext_authz.limits', 'envoy.filters.http.router']);
-    assert.equal(get(filter(o, 'envoy.filters.http.ext_authz'), 'typed_config', 'grpc_service', 'timeout'), '0.280s');
+    assert.equal(jsonAt(filter(o, 'envoy.filters.http.ext_authz'), 'typed_config', 'grpc_service', 'timeout'), '0.280s');
   });
 
   it('marks counted routes; anonymous limited routes go to the counting-only instance, with rate limiting failure mode and timeout', () => {
-    assert.equal(get(perFilter(o, 'api/items', 'envoy.filters.http.ext_authz'), 'check_settings', 'context_extensions', 'ratelimit'), 'combined');
-    assert.equal(get(perFilter(o, 'acc/login', 'envoy.filters.http.ext_authz'), 'disabled'), true);
-    assert.deepEqual(get(perFilter(o, 'acc/login', 'portico.ext_authz.limits'), 'check_settings', 'context_extensions'), { accept: 'none', product: 'acc', ratelimit: 'combined', route: 'login' });
+    assert.equal(jsonAt(perFilter(o, 'api/items', 'envoy.filters.http.ext_authz'), 'check_settings', 'context_extensions', 'ratelimit'), 'combined');
+    assert.equal(jsonAt(perFilter(o, 'acc/login', 'envoy.filters.http.ext_authz'), 'disabled'), true);
+    assert.deepEqual(jsonAt(perFilter(o, 'acc/login', 'portico.ext_authz.limits'), 'check_settings', 'context_extensions'), { accept: 'none', product: 'acc', ratelimit: 'combined', route: 'login' });
     const limits = filter(o, 'portico.ext_authz.limits')!;
     assert.equal(limits.disabled, true, 'off unless a route turns it on');
-    assert.equal(get(limits, 'typed_config', 'failure_mode_allow'), false);
-    assert.equal(get(limits, 'typed_config', 'grpc_service', 'timeout'), '0.080s');
+    assert.equal(jsonAt(limits, 'typed_config', 'failure_mode_allow'), false);
+    assert.equal(jsonAt(limits, 'typed_config', 'grpc_service', 'timeout'), '0.080s');
     // Unlimited public routes make no callout at all.
-    assert.equal(get(perFilter(o, 'acc/health', 'envoy.filters.http.ext_authz'), 'disabled'), true);
+    assert.equal(jsonAt(perFilter(o, 'acc/health', 'envoy.filters.http.ext_authz'), 'disabled'), true);
     assert.equal(perFilter(o, 'acc/health', 'portico.ext_authz.limits'), undefined);
   });
 
   it('answers a fail-closed outage of the counting-only instance with the contract 429', () => {
     const m = o.mappers[0]!;
     assert.equal(m.status_code, 429);
-    assert.deepEqual(get(m, 'filter', 'and_filter', 'filters', 1), { response_flag_filter: { flags: ['UAEX'] } });
-    assert.equal(get(m, 'body_format_override', 'text_format_source', 'inline_string'), '{"error":"rate_limit_unavailable","message":"Rate limiting is temporarily unavailable. Retry after 1 seconds.","retry_after":1}');
+    assert.deepEqual(jsonAt(m, 'filter', 'and_filter', 'filters', 1), { response_flag_filter: { flags: ['UAEX'] } });
+    assert.equal(jsonAt(m, 'body_format_override', 'text_format_source', 'inline_string'), '{"error":"rate_limit_unavailable","message":"Rate limiting is temporarily unavailable. Retry after 1 seconds.","retry_after":1}');
   });
 
   it('leaves the plain chain alone where nothing is limited', () => {
-    const plain = out(model([['gatewayGroups', { name: 'g', listeners: [{ name: 'web', port: 8080 }] }], ['services', { name: 's', endpoints: [{ host: '10.0.0.1', port: 80 }] }], ['products', { name: 'api', gatewayGroups: ['g'] }], ['routes', { product: 'api', name: 'items', match: { path: { type: 'prefix', value: '/' } }, service: 's' }]]));
+    const plain = out(validModel([['gatewayGroups', { name: 'g', listeners: [{ name: 'web', port: 8080 }] }], ['services', { name: 's', endpoints: [{ host: '10.0.0.1', port: 80 }] }], ['products', { name: 'api', gatewayGroups: ['g'] }], ['routes', { product: 'api', name: 'items', match: { path: { type: 'prefix', value: '/' } }, service: 's' }]]));
     assert.deepEqual(names(plain), ['envoy.filters.http.header_mutation', 'envoy.filters.http.ext_authz', 'envoy.filters.http.router']);
-    assert.equal(get(plain.filters[1], 'typed_config', 'grpc_service', 'timeout'), '0.250s');
-    assert.equal(get(perFilter(plain, 'api/items', 'envoy.filters.http.ext_authz'), 'check_settings', 'context_extensions', 'ratelimit'), undefined);
+    assert.equal(jsonAt(plain.filters[1], 'typed_config', 'grpc_service', 'timeout'), '0.250s');
+    assert.equal(jsonAt(perFilter(plain, 'api/items', 'envoy.filters.http.ext_authz'), 'check_settings', 'context_extensions', 'ratelimit'), undefined);
   });
 });
 
@@ -148,18 +130,18 @@ describe('service mode', () => {
 
   it("puts Envoy's rate-limit filter after ext_authz with the contract's settings", () => {
     assert.deepEqual(names(o), ['envoy.filters.http.header_mutation', 'envoy.filters.http.ext_authz', 'envoy.filters.http.ratelimit', 'envoy.filters.http.router']);
-    const rl = get(filter(o, 'envoy.filters.http.ratelimit'), 'typed_config') as JsonObject;
+    const rl = jsonAt(filter(o, 'envoy.filters.http.ratelimit'), 'typed_config') as JsonObject;
     assert.equal(rl.domain, 'portico');
     assert.equal(rl.timeout, '0.040s');
     assert.equal(rl.failure_mode_deny, true);
     assert.equal(rl.enable_x_ratelimit_headers, 'OFF');
     assert.equal(rl.disable_x_envoy_ratelimited_header, true);
-    assert.deepEqual(get(rl, 'rate_limit_service', 'grpc_service', 'envoy_grpc'), { cluster_name: 'portico.callouts' });
-    assert.equal(get(filter(o, 'envoy.filters.http.ext_authz'), 'typed_config', 'grpc_service', 'timeout'), '0.250s', 'authorization alone');
+    assert.deepEqual(jsonAt(rl, 'rate_limit_service', 'grpc_service', 'envoy_grpc'), { cluster_name: 'portico.callouts' });
+    assert.equal(jsonAt(filter(o, 'envoy.filters.http.ext_authz'), 'typed_config', 'grpc_service', 'timeout'), '0.250s', 'authorization alone');
   });
 
   it('sends exactly the descriptor the rate-limit service parses: route, address, partner from ext_authz, counted headers', () => {
-    const items = get(o.routes.get('api/items'), 'route', 'rate_limits') as JsonObject[];
+    const items = jsonAt(o.routes.get('api/items'), 'route', 'rate_limits') as JsonObject[];
     assert.equal(items.length, 1);
     assert.deepEqual(items[0]!.actions, [
       { generic_key: { descriptor_key: 'portico_route', descriptor_value: 'api/items' } },
@@ -175,14 +157,14 @@ describe('service mode', () => {
     });
     assert.deepEqual(parsed, { product: 'api', route: 'items', hits: 1, partner: 'acme', clientIp: '10.1.2.3', headers: { 'x-user-id': 'u1' } });
     // Anonymous: no partner entry; ext_authz stays off (no callout but the rate limit's).
-    assert.deepEqual(get(o.routes.get('acc/login'), 'route', 'rate_limits', 0, 'actions'), [{ generic_key: { descriptor_key: 'portico_route', descriptor_value: 'acc/login' } }, { remote_address: {} }]);
-    assert.equal(get(perFilter(o, 'acc/login', 'envoy.filters.http.ext_authz'), 'disabled'), true);
-    assert.equal(get(o.routes.get('acc/health'), 'direct_response', 'status'), 200);
-    assert.equal(get(o.routes.get('portico/not-found'), 'route', 'rate_limits'), undefined);
+    assert.deepEqual(jsonAt(o.routes.get('acc/login'), 'route', 'rate_limits', 0, 'actions'), [{ generic_key: { descriptor_key: 'portico_route', descriptor_value: 'acc/login' } }, { remote_address: {} }]);
+    assert.equal(jsonAt(perFilter(o, 'acc/login', 'envoy.filters.http.ext_authz'), 'disabled'), true);
+    assert.equal(jsonAt(o.routes.get('acc/health'), 'direct_response', 'status'), 200);
+    assert.equal(jsonAt(o.routes.get('portico/not-found'), 'route', 'rate_limits'), undefined);
   });
 
   it('turns an unreachable service (fail closed) into the contract 429, and leaves the service 429s alone', () => {
-    assert.equal(o.mappers.filter((m) => get(m, 'filter', 'and_filter', 'filters', 1, 'response_flag_filter', 'flags', 0) === 'RLSE').length, 1);
+    assert.equal(o.mappers.filter((m) => jsonAt(m, 'filter', 'and_filter', 'filters', 1, 'response_flag_filter', 'flags', 0) === 'RLSE').length, 1);
     assert.equal(o.mappers.some((m) => JSON.stringify(m).includes('"RL"')), false, "no mapper keyed on the service's own refusals");
   });
 });
@@ -196,14 +178,14 @@ describe('local rate limits', () => {
 
   it('the group bucket before any callout, the route buckets off unless a route configures one', () => {
     assert.deepEqual(names(o).slice(1, 3), ['portico.local_ratelimit.group', 'portico.local_ratelimit.route']);
-    const g = get(filter(o, 'portico.local_ratelimit.group'), 'typed_config') as JsonObject;
+    const g = jsonAt(filter(o, 'portico.local_ratelimit.group'), 'typed_config') as JsonObject;
     assert.deepEqual(g.token_bucket, { max_tokens: 1100, tokens_per_fill: 50, fill_interval: '0.050s' });
-    assert.deepEqual(get(g, 'filter_enforced', 'default_value'), { numerator: 100, denominator: 'HUNDRED' });
+    assert.deepEqual(jsonAt(g, 'filter_enforced', 'default_value'), { numerator: 100, denominator: 'HUNDRED' });
     assert.equal(filter(o, 'portico.local_ratelimit.route')!.disabled, true);
     const r = perFilter(o, 'api/slow', 'portico.local_ratelimit.route')!;
     assert.deepEqual(r.token_bucket, { max_tokens: 2, tokens_per_fill: 1, fill_interval: '30s' });
     assert.deepEqual(
-      (r.response_headers_to_add as JsonObject[]).map((h) => [get(h, 'header', 'key'), get(h, 'header', 'value')]),
+      (r.response_headers_to_add as JsonObject[]).map((h) => [jsonAt(h, 'header', 'key'), jsonAt(h, 'header', 'value')]),
       [['retry-after', '30'], ['x-ratelimit-limit', '2'], ['x-ratelimit-remaining', '0']],
     );
     assert.equal(perFilter(o, 'api/items', 'portico.local_ratelimit.route'), undefined);
@@ -211,13 +193,13 @@ describe('local rate limits', () => {
 
   it("rewrites only the buckets' own 429s (by response code details) into the contract body", () => {
     const m = o.mappers[0]!;
-    assert.equal(get(m, 'filter', 'and_filter', 'filters', 0, 'status_code_filter', 'comparison', 'value', 'default_value'), 429);
-    assert.equal(get(m, 'filter', 'and_filter', 'filters', 1, 'extension_filter', 'typed_config', 'value', 'expression'), "response.code_details == 'local_rate_limited'");
+    assert.equal(jsonAt(m, 'filter', 'and_filter', 'filters', 0, 'status_code_filter', 'comparison', 'value', 'default_value'), 429);
+    assert.equal(jsonAt(m, 'filter', 'and_filter', 'filters', 1, 'extension_filter', 'typed_config', 'value', 'expression'), "response.code_details == 'local_rate_limited'");
     assert.equal(
-      get(m, 'body_format_override', 'text_format_source', 'inline_string'),
+      jsonAt(m, 'body_format_override', 'text_format_source', 'inline_string'),
       '{"error":"rate_limit_exceeded","message":"Too many requests. Retry after %RESP(RETRY-AFTER)% seconds.","retry_after":%RESP(RETRY-AFTER)%}',
     );
-    assert.equal(get(m, 'body_format_override', 'content_type'), 'application/json');
+    assert.equal(jsonAt(m, 'body_format_override', 'content_type'), 'application/json');
   });
 });
 

@@ -2,20 +2,11 @@
 // products, 405 fallbacks, the 404 catch-all, CORS preflights, per-route ext_authz and actions.
 import assert from 'node:assert/strict';
 import { describe, it } from 'node:test';
-import { applyMutations, emptySnapshot, keyOf, type AnyResource, type KindName, type ModelSnapshot } from '../../src/model/model.ts';
-import { validateModel } from '../../src/model/validate.ts';
+import type { KindName, ModelSnapshot } from '../../src/model/model.ts';
 import type { Json, JsonObject } from '../../src/translate/envoy/common.ts';
 import { translate, type GroupResources } from '../../src/translate/index.ts';
 import { hostCovers } from '../../src/translate/to-ir.ts';
-
-function model(entries: Array<[KindName, object]>): ModelSnapshot {
-  const m = applyMutations(
-    emptySnapshot(),
-    entries.map(([kind, r]) => ({ kind, op: 'put' as const, key: keyOf(kind, r as AnyResource), resource: r as AnyResource })),
-  );
-  assert.deepEqual(validateModel(m), [], 'test model is valid');
-  return m;
-}
+import { jsonAt, validModel } from '../support/translate.ts';
 
 const base: Array<[KindName, object]> = [
   ['gatewayGroups', { name: 'g', listeners: [{ name: 'http', port: 80 }] }],
@@ -37,14 +28,9 @@ function vhosts(r: GroupResources): VHost[] {
 function names(vh: VHost): string[] {
   return vh.routes.map((x) => String(x.name));
 }
-function get(o: Json | undefined, ...path: string[]): Json | undefined {
-  let v: Json | undefined = o;
-  for (const k of path) v = v && typeof v === 'object' && !Array.isArray(v) ? v[k] : undefined;
-  return v;
-}
 
 describe('virtual hosts', () => {
-  const m = model([
+  const m = validModel([
     ...base,
     ['products', { name: 'shop', gatewayGroups: ['g'], hosts: ['Shop.Example.com'], auth: { accept: ['none'] } }],
     ['products', { name: 'wild', gatewayGroups: ['g'], hosts: ['*.example.com'], auth: { accept: ['none'] } }],
@@ -80,8 +66,8 @@ describe('virtual hosts', () => {
     for (const v of vh) {
       const last = v.routes.at(-1)!;
       assert.deepEqual(last.match, { prefix: '/' });
-      assert.equal(get(last, 'direct_response', 'status'), 404);
-      assert.deepEqual(JSON.parse(String(get(last, 'direct_response', 'body', 'inline_string'))), { error: 'not_found', message: 'No route matches this request.' });
+      assert.equal(jsonAt(last, 'direct_response', 'status'), 404);
+      assert.deepEqual(JSON.parse(String(jsonAt(last, 'direct_response', 'body', 'inline_string'))), { error: 'not_found', message: 'No route matches this request.' });
     }
   });
 
@@ -102,7 +88,7 @@ describe('virtual hosts', () => {
 
 describe('405 fallbacks', () => {
   const routes = (extra: Array<[KindName, object]>) =>
-    vhosts(group(model([...base, ['products', { name: 'p', gatewayGroups: ['g'], basePath: '/api', auth: { accept: ['none'] } }], ...extra])))[0]!;
+    vhosts(group(validModel([...base, ['products', { name: 'p', gatewayGroups: ['g'], basePath: '/api', auth: { accept: ['none'] } }], ...extra])))[0]!;
 
   it('follows a path whose routes all restrict methods, allowing their union', () => {
     const vh = routes([
@@ -113,14 +99,14 @@ describe('405 fallbacks', () => {
     assert.deepEqual(names(vh), ['p/purge', 'p/list', 'portico/method-not-allowed', 'p/rest', 'portico/not-found']);
     const fallback = vh.routes[2]!;
     assert.deepEqual(fallback.match, { prefix: '/api/orders' });
-    assert.equal(get(fallback, 'direct_response', 'status'), 405);
-    const headers = Object.fromEntries((fallback.response_headers_to_add as JsonObject[]).map((h) => [get(h, 'header', 'key'), get(h, 'header', 'value')]));
+    assert.equal(jsonAt(fallback, 'direct_response', 'status'), 405);
+    const headers = Object.fromEntries((fallback.response_headers_to_add as JsonObject[]).map((h) => [jsonAt(h, 'header', 'key'), jsonAt(h, 'header', 'value')]));
     assert.deepEqual(headers, { allow: 'GET, POST, DELETE', 'content-type': 'application/json' });
-    assert.deepEqual(JSON.parse(String(get(fallback, 'direct_response', 'body', 'inline_string'))), {
+    assert.deepEqual(JSON.parse(String(jsonAt(fallback, 'direct_response', 'body', 'inline_string'))), {
       error: 'method_not_allowed',
       message: 'This path accepts GET, POST, DELETE only.',
     });
-    assert.deepEqual(get(fallback, 'metadata', 'filter_metadata', 'portico'), { product: 'p' });
+    assert.deepEqual(jsonAt(fallback, 'metadata', 'filter_metadata', 'portico'), { product: 'p' });
   });
 
   it('is not added when a route on the path takes every method', () => {
@@ -143,12 +129,12 @@ describe('405 fallbacks', () => {
 
   it('matches methods on :method', () => {
     const vh = routes([['routes', { product: 'p', name: 'r', match: { path: { type: 'exact', value: '/x' }, methods: ['GET', 'HEAD'] }, service: 's' }]]);
-    assert.deepEqual(get(vh.routes[0]!, 'match', 'headers'), [{ name: ':method', string_match: { safe_regex: { regex: '^(GET|HEAD)$' } } }]);
+    assert.deepEqual(jsonAt(vh.routes[0]!, 'match', 'headers'), [{ name: ':method', string_match: { safe_regex: { regex: '^(GET|HEAD)$' } } }]);
   });
 });
 
 describe('CORS', () => {
-  const m = model([
+  const m = validModel([
     ...base,
     [
       'products',
@@ -164,13 +150,13 @@ describe('CORS', () => {
   const vh = vhosts(r)[0]!;
 
   it('puts the CORS filter first after identity-header stripping', () => {
-    const filters = get(((r.listeners[0]!.filter_chains as JsonObject[])[0]!.filters as JsonObject[])[0]!, 'typed_config', 'http_filters') as JsonObject[];
+    const filters = jsonAt(((r.listeners[0]!.filter_chains as JsonObject[])[0]!.filters as JsonObject[])[0]!, 'typed_config', 'http_filters') as JsonObject[];
     assert.deepEqual(filters.map((f) => f.name), ['envoy.filters.http.header_mutation', 'envoy.filters.http.cors', 'envoy.filters.http.ext_authz', 'envoy.filters.http.router']);
   });
 
   it("sets the product's policy on its routes only", () => {
     const byName = new Map(vh.routes.map((x) => [String(x.name), x]));
-    const policy = get(byName.get('web/all'), 'typed_per_filter_config', 'envoy.filters.http.cors') as JsonObject;
+    const policy = jsonAt(byName.get('web/all'), 'typed_per_filter_config', 'envoy.filters.http.cors') as JsonObject;
     assert.deepEqual(policy, {
       '@type': 'type.googleapis.com/envoy.extensions.filters.http.cors.v3.CorsPolicy',
       allow_origin_string_match: [{ exact: 'https://app.example.com' }],
@@ -178,7 +164,7 @@ describe('CORS', () => {
       max_age: '60',
       forward_not_matching_preflights: false,
     });
-    assert.equal(get(byName.get('plain/all'), 'typed_per_filter_config', 'envoy.filters.http.cors'), undefined);
+    assert.equal(jsonAt(byName.get('plain/all'), 'typed_per_filter_config', 'envoy.filters.http.cors'), undefined);
   });
 
   it('adds a forwarding preflight route before method-restricted and direct-response paths', () => {
@@ -201,16 +187,16 @@ describe('CORS', () => {
         { name: 'access-control-request-method', present_match: true },
       ],
     });
-    assert.equal(get(pre, 'route', 'cluster'), 's');
+    assert.equal(jsonAt(pre, 'route', 'cluster'), 's');
     // The direct response has no cluster of its own: the callout cluster stands in (never contacted).
-    assert.equal(get(vh.routes[0]!, 'route', 'cluster'), 'portico.callouts');
-    assert.equal(get(pre, 'typed_per_filter_config', 'envoy.filters.http.ext_authz', 'disabled'), true);
-    assert.ok(get(pre, 'typed_per_filter_config', 'envoy.filters.http.cors'));
+    assert.equal(jsonAt(vh.routes[0]!, 'route', 'cluster'), 'portico.callouts');
+    assert.equal(jsonAt(pre, 'typed_per_filter_config', 'envoy.filters.http.ext_authz', 'disabled'), true);
+    assert.ok(jsonAt(pre, 'typed_per_filter_config', 'envoy.filters.http.cors'));
   });
 });
 
 describe('route actions', () => {
-  const m = model([
+  const m = validModel([
     ...base,
     ['products', { name: 'p', gatewayGroups: ['g'], auth: { accept: ['jwt', 'api_key'] } }],
     ['routes', { product: 'p', name: 'inherit', match: { path: { type: 'prefix', value: '/a' } }, service: 't' }],
@@ -234,24 +220,24 @@ describe('route actions', () => {
   const byName = new Map(vhosts(group(m))[0]!.routes.map((x) => [String(x.name), x]));
 
   it("inherits the service's timeout and retries unless the route sets its own", () => {
-    assert.equal(get(byName.get('p/inherit'), 'route', 'timeout'), '2s');
-    assert.deepEqual(get(byName.get('p/inherit'), 'route', 'retry_policy'), { retry_on: 'connect-failure,refused-stream', num_retries: 2 });
-    assert.equal(get(byName.get('p/own'), 'route', 'timeout'), '0.250s');
-    assert.equal(get(byName.get('p/own'), 'route', 'retry_policy'), undefined);
+    assert.equal(jsonAt(byName.get('p/inherit'), 'route', 'timeout'), '2s');
+    assert.deepEqual(jsonAt(byName.get('p/inherit'), 'route', 'retry_policy'), { retry_on: 'connect-failure,refused-stream', num_retries: 2 });
+    assert.equal(jsonAt(byName.get('p/own'), 'route', 'timeout'), '0.250s');
+    assert.equal(jsonAt(byName.get('p/own'), 'route', 'retry_policy'), undefined);
   });
 
   it('splits weighted backends and takes timeout and retries from the heaviest', () => {
     const canary = byName.get('p/canary');
-    assert.deepEqual(get(canary, 'route', 'weighted_clusters'), { clusters: [{ name: 's', weight: 5 }, { name: 't', weight: 95 }] });
-    assert.equal(get(canary, 'route', 'timeout'), '2s');
+    assert.deepEqual(jsonAt(canary, 'route', 'weighted_clusters'), { clusters: [{ name: 's', weight: 5 }, { name: 't', weight: 95 }] });
+    assert.equal(jsonAt(canary, 'route', 'timeout'), '2s');
   });
 
   it('sends product, route and accepted credentials to ext_authz, and disables it for public routes', () => {
-    assert.deepEqual(get(byName.get('p/inherit'), 'typed_per_filter_config', 'envoy.filters.http.ext_authz'), {
+    assert.deepEqual(jsonAt(byName.get('p/inherit'), 'typed_per_filter_config', 'envoy.filters.http.ext_authz'), {
       '@type': 'type.googleapis.com/envoy.extensions.filters.http.ext_authz.v3.ExtAuthzPerRoute',
       check_settings: { context_extensions: { accept: 'jwt,api_key', product: 'p', route: 'inherit' } },
     });
-    assert.equal(get(byName.get('p/public'), 'typed_per_filter_config', 'envoy.filters.http.ext_authz', 'disabled'), true);
+    assert.equal(jsonAt(byName.get('p/public'), 'typed_per_filter_config', 'envoy.filters.http.ext_authz', 'disabled'), true);
   });
 
   it('writes header rules literally (% escaped), sorted, set overwriting and add appending', () => {
@@ -266,7 +252,7 @@ describe('route actions', () => {
   });
 
   it('drops the API key header at the router on routes that take keys, whatever ext_authz answers (or fails to)', () => {
-    const keyed = model([
+    const keyed = validModel([
       ...base,
       ['products', { name: 'h', gatewayGroups: ['g'], basePath: '/h', apiKey: { header: 'X-Team-Key' } }],
       ['products', { name: 'q', gatewayGroups: ['g'], basePath: '/q', apiKey: { queryParameter: 'key' } }],
@@ -278,28 +264,28 @@ describe('route actions', () => {
       ['routes', { product: 'j', name: 'jwt', match: { path: { type: 'prefix', value: '/a' } }, service: 's' }],
     ]);
     const routes = new Map(vhosts(group(keyed))[0]!.routes.map((x) => [String(x.name), x]));
-    assert.deepEqual(get(routes.get('h/keyed'), 'request_headers_to_remove'), ['x-team-key'], 'the product header, lower-cased, once');
-    assert.equal(get(routes.get('h/open'), 'request_headers_to_remove'), undefined, 'a public route passes what it gets');
-    assert.deepEqual(get(routes.get('h/either'), 'request_headers_to_remove'), ['x-team-key']);
-    assert.equal(get(routes.get('q/query'), 'request_headers_to_remove'), undefined, 'keys in the query string: no header to drop');
-    assert.equal(get(routes.get('j/jwt'), 'request_headers_to_remove'), undefined, 'JWT only: the Authorization header is the upstream\'s business');
+    assert.deepEqual(jsonAt(routes.get('h/keyed'), 'request_headers_to_remove'), ['x-team-key'], 'the product header, lower-cased, once');
+    assert.equal(jsonAt(routes.get('h/open'), 'request_headers_to_remove'), undefined, 'a public route passes what it gets');
+    assert.deepEqual(jsonAt(routes.get('h/either'), 'request_headers_to_remove'), ['x-team-key']);
+    assert.equal(jsonAt(routes.get('q/query'), 'request_headers_to_remove'), undefined, 'keys in the query string: no header to drop');
+    assert.equal(jsonAt(routes.get('j/jwt'), 'request_headers_to_remove'), undefined, 'JWT only: the Authorization header is the upstream\'s business');
   });
 
   it('keeps a single backend weighted (it is a canary slot, not a plain service)', () => {
-    const one = model([
+    const one = validModel([
       ...base,
       ['products', { name: 'q', gatewayGroups: ['g'], auth: { accept: ['none'] } }],
       ['routes', { product: 'q', name: 'solo', match: { path: { type: 'prefix', value: '/' } }, backends: [{ service: 's', weight: 7 }] }],
     ]);
     const solo = vhosts(group(one))[0]!.routes[0]!;
-    assert.deepEqual(get(solo, 'route', 'weighted_clusters'), { clusters: [{ name: 's', weight: 7 }] });
-    assert.equal(get(solo, 'route', 'cluster'), undefined);
+    assert.deepEqual(jsonAt(solo, 'route', 'weighted_clusters'), { clusters: [{ name: 's', weight: 7 }] });
+    assert.equal(jsonAt(solo, 'route', 'cluster'), undefined);
   });
 
   it('raises the direct-response body limit only when a body needs it, counting bytes', () => {
     const withBody = (body: string) =>
       group(
-        model([
+        validModel([
           ...base,
           ['products', { name: 'q', gatewayGroups: ['g'], auth: { accept: ['none'] } }],
           ['routes', { product: 'q', name: 'big', match: { path: { type: 'exact', value: '/big' } }, directResponse: { status: 200, body } }],
@@ -316,6 +302,6 @@ describe('route actions', () => {
   });
 
   it('names routes <product>/<route> and records both in route metadata', () => {
-    assert.deepEqual(get(byName.get('p/own'), 'metadata'), { filter_metadata: { portico: { product: 'p', route: 'own' } } });
+    assert.deepEqual(jsonAt(byName.get('p/own'), 'metadata'), { filter_metadata: { portico: { product: 'p', route: 'own' } } });
   });
 });

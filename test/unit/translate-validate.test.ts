@@ -2,16 +2,10 @@
 // express, each named by resource and field; translate refuses such models outright.
 import assert from 'node:assert/strict';
 import { describe, it } from 'node:test';
-import { applyMutations, emptySnapshot, keyOf, type AnyResource, type KindName, type ModelSnapshot } from '../../src/model/model.ts';
+import type { KindName } from '../../src/model/model.ts';
 import { validateModel } from '../../src/model/validate.ts';
+import { modelOf } from '../../src/ratelimit/fixtures.ts';
 import { TranslationError, templateProblem, translate, validateTranslation } from '../../src/translate/index.ts';
-
-function model(entries: Array<[KindName, object]>): ModelSnapshot {
-  return applyMutations(
-    emptySnapshot(),
-    entries.map(([kind, r]) => ({ kind, op: 'put' as const, key: keyOf(kind, r as AnyResource), resource: r as AnyResource })),
-  );
-}
 
 const base: Array<[KindName, object]> = [
   ['gatewayGroups', { name: 'edge', listeners: [{ name: 'http', port: 8080 }] }],
@@ -20,7 +14,7 @@ const base: Array<[KindName, object]> = [
 ];
 
 function problems(entries: Array<[KindName, object]>): string[] {
-  const m = model([...base, ...entries]);
+  const m = modelOf([...base, ...entries]);
   assert.deepEqual(validateModel(m), [], 'the model itself is valid: only the translator objects');
   return validateTranslation(m).map((e) => `${e.kind} ${e.key} ${e.field} [${e.code}]: ${e.message}`);
 }
@@ -92,7 +86,7 @@ describe('validateTranslation', () => {
   });
 
   it('makes translate throw with the same errors', () => {
-    const m = model([...base, route('q', { path: { type: 'prefix', value: '/q' }, query: [{ name: 'mode', regex: 'a', invert: true }] })]);
+    const m = modelOf([...base, route('q', { path: { type: 'prefix', value: '/q' }, query: [{ name: 'mode', regex: 'a', invert: true }] })]);
     assert.throws(
       () => translate(m, { calloutAddress: '127.0.0.1:1' }),
       (e: unknown) => e instanceof TranslationError && e.errors.length === 1 && e.errors[0]!.field === 'match.query[0].invert',
@@ -102,7 +96,7 @@ describe('validateTranslation', () => {
 
 describe('validateModel (route retries)', () => {
   it('needs retriable-status-codes in retryOn when a route lists status codes, as for services', () => {
-    const m = model([...base, route('r', { path: { type: 'prefix', value: '/r' } }, { retries: { attempts: 1, retryOn: ['5xx'], retriableStatusCodes: [503] } })]);
+    const m = modelOf([...base, route('r', { path: { type: 'prefix', value: '/r' } }, { retries: { attempts: 1, retryOn: ['5xx'], retriableStatusCodes: [503] } })]);
     assert.deepEqual(
       validateModel(m).map((e) => `${e.key} ${e.field}: ${e.message}`),
       ["p/r retries.retriableStatusCodes: needs 'retriable-status-codes' in retryOn"],
