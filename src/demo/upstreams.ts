@@ -44,7 +44,15 @@ export async function startEchoService(name: string, port: number, host = '127.0
   });
   server.keepAliveTimeout = 65_000;
   const bound = await listen(server, host, port);
-  return { port: bound, close: () => new Promise((r) => server.close(() => r())) };
+  // Envoy keeps upstream connections open: drop them, or close() waits for Envoy to let go.
+  return {
+    port: bound,
+    close: () =>
+      new Promise((r) => {
+        server.closeAllConnections();
+        server.close(() => r());
+      }),
+  };
 }
 
 export interface DevIssuer {

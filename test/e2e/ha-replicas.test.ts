@@ -34,7 +34,11 @@ describe('HA: three control-plane replicas on one PostgreSQL', () => {
     let balancer: Awaited<ReturnType<typeof startBalancer>> | undefined;
     let grpcBalancer: Awaited<ReturnType<typeof startBalancer>> | undefined;
     const stops: Array<() => Promise<unknown>> = [];
+    let envoys: TestEnvoy[] = [];
     t.after(async () => {
+      // Envoys first (their own hooks run later): nothing of theirs may hold an upstream or a
+      // balancer connection open while the rest closes.
+      for (const e of envoys) await e.stop().catch(() => undefined);
       for (const s of stops.splice(0)) await s().catch(() => undefined);
       await cluster?.close();
       await balancer?.close();
@@ -68,7 +72,6 @@ describe('HA: three control-plane replicas on one PostgreSQL', () => {
     cluster = await createCluster({ names, databaseUrl, redisUrl: redis.url, calloutAddress: `127.0.0.1:${balancer.port}`, accessLogAddress: `127.0.0.1:${grpcBalancer.port}` });
     replicas = cluster.replicas;
     const [a, b, c] = replicas as [Replica, Replica, Replica];
-    let envoys: TestEnvoy[] = [];
 
     try {
       await t.test('replicas started together on an empty database all become ready', async () => {
