@@ -52,6 +52,13 @@ export function present(kind: KindName, r: AnyResource, model: ModelSnapshot): R
 // caches: sorted keys per kind map, serialised JSON per (resource, meta) pair.
 const sortedKeyCache = new WeakMap<ReadonlyMap<string, AnyResource>, string[]>();
 const jsonCache = new WeakMap<AnyResource, { meta: unknown; json: string }>();
+/**
+ * Whole list pages by request URL, per model snapshot: dashboards and scripts poll the same pages,
+ * and a page of 100 items costs ~0.1 ms to assemble. A write makes a new snapshot, so a page never
+ * outlives the model it shows. Bounded per snapshot.
+ */
+const pageCache = new WeakMap<ModelSnapshot, Map<string, string>>();
+const PAGE_CACHE_MAX = 512;
 
 function sortedKeys(m: ReadonlyMap<string, AnyResource>): string[] {
   let keys = sortedKeyCache.get(m);
@@ -297,6 +304,9 @@ function registerKind(app: FastifyInstance, kind: KindName, store: ModelStore): 
       requireParent(request.params);
       const q = request.query;
       const model = store.current();
+      let pages = pageCache.get(model);
+      const cached = pages?.get(request.url);
+      if (cached !== undefined) return res.type('application/json; charset=utf-8').send(cached);
       const limit = Number(q.limit ?? 100);
       const prefix = parent ? `${request.params.parent}/` : '';
       let after: string | undefined;
@@ -323,9 +333,11 @@ function registerKind(app: FastifyInstance, kind: KindName, store: ModelStore): 
       const more = start + limit < keys.length;
       // Items are pre-serialised per resource version, so a page costs a join, not a walk.
       const items = page.map((k) => presentedJson(kind, resources.get(k)!, model));
-      return res
-        .type('application/json; charset=utf-8')
-        .send(`{"items":[${items.join(',')}],"total":${keys.length}${more && last ? `,"nextCursor":"${Buffer.from(last).toString('base64url')}"` : ''}}`);
+      const body = `{"items":[${items.join(',')}],"total":${keys.length}${more && last ? `,"nextCursor":"${Buffer.from(last).toString('base64url')}"` : ''}}`;
+      if (!pages) pageCache.set(model, (pages = new Map()));
+      if (pages.size >= PAGE_CACHE_MAX) pages.clear();
+      pages.set(request.url, body);
+      return res.type('application/json; charset=utf-8').send(body);
     },
   );
 

@@ -288,7 +288,14 @@ for (const backend of ['pglite', 'postgresql'] as const) {
       assert.ok(odd.body.items.every((p: { tags: string[] }) => p.tags.includes('team:odd')));
       const q = await api.get('/api/v1/partners?q=p1');
       assert.deepEqual(q.body.items.map((p: { name: string }) => p.name), ['p10', 'p11', 'p12', 'p13', 'p14', 'p15', 'p16', 'p17', 'p18', 'p19']);
+      // Pages are cached per model version: the same URL after a write shows the write.
+      assert.equal((await api.patch('/api/v1/partners/p11', { tags: ['team:even'] })).status, 200);
+      const after = await api.get('/api/v1/partners?tag=team:odd&limit=100');
+      assert.equal(after.body.total, 11);
+      assert.ok(!after.body.items.some((p: { name: string }) => p.name === 'p11'));
+      assert.equal((await api.get('/api/v1/partners?q=p1')).body.items.find((p: { name: string }) => p.name === 'p11').tags[0], 'team:even');
       for (let i = 0; i < 25; i++) await api.delete(`/api/v1/partners/p${String(i).padStart(2, '0')}`);
+      assert.equal((await api.get('/api/v1/partners?q=p1')).body.total, 0);
     });
 
     it('requires a valid token and the admin role for writes', async () => {
