@@ -7,11 +7,10 @@
 // Usage: tsx bench/access-log-overhead.ts [--rounds 10] [--slice 3] [--connections 32] [--target direct|upstream]
 //   direct:   a direct response (Envoy does all the work: the logging cost shows most)
 //   upstream: a forward to a small Node upstream (closer to real traffic; the upstream often bounds it)
-import { createServer } from 'node:http';
-import type { AddressInfo } from 'node:net';
 import os from 'node:os';
 import { componentPath, freePort, waitFor } from '../test/support/components.ts';
 import { startTestPortico } from '../test/support/portico.ts';
+import { listenHttp, type LoopbackServer } from '../test/support/servers.ts';
 import { cpuSeconds, flags, median, printJson, round2, wrk } from './harness.ts';
 import { startGatewayEnvoy, workspace } from './stack.ts';
 
@@ -37,19 +36,10 @@ async function slice(url: string, seconds: number): Promise<Slice> {
   return { requestsPerSec: Math.round(w.rps), p50Ms: w.p50Ms, p99Ms: w.p99Ms, requests: w.requests, errors: w.non2xx + w.socketErrors };
 }
 
-async function startUpstream(): Promise<{ port: number; close(): Promise<void> }> {
+function startUpstream(): Promise<LoopbackServer> {
   const body = '{"ok":true}';
-  const server = createServer((_req, res) => res.writeHead(200, { 'content-type': 'application/json', 'content-length': body.length }).end(body));
-  server.keepAliveTimeout = 60_000;
-  await new Promise<void>((r) => server.listen(0, '127.0.0.1', r));
-  return {
-    port: (server.address() as AddressInfo).port,
-    close: () =>
-      new Promise<void>((r) => {
-        server.closeAllConnections();
-        server.close(() => r());
-      }),
-  };
+  // A long keep-alive: Node's 5 s default would close Envoy's idle upstream connections between slices.
+  return listenHttp((_req, res) => res.writeHead(200, { 'content-type': 'application/json', 'content-length': body.length }).end(body), { keepAliveTimeoutMs: 60_000 });
 }
 
 interface Gateway {

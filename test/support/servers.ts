@@ -13,8 +13,9 @@ export interface LoopbackServer {
  * An HTTP server on a free loopback port. close() also drops idle keep-alive connections: Envoy
  * keeps its upstream connections open, and server.close() alone would wait for them.
  */
-export async function listenHttp(handler: RequestListener): Promise<LoopbackServer> {
+export async function listenHttp(handler: RequestListener, opts: { keepAliveTimeoutMs?: number } = {}): Promise<LoopbackServer> {
   const server = createServer(handler);
+  if (opts.keepAliveTimeoutMs !== undefined) server.keepAliveTimeout = opts.keepAliveTimeoutMs;
   await new Promise<void>((r) => server.listen(0, '127.0.0.1', r));
   return {
     port: (server.address() as AddressInfo).port,
