@@ -42,14 +42,30 @@ export function requireComponent(t: TestContext, c: Component): string | undefin
   return undefined;
 }
 
+/**
+ * A loopback port nobody listens on, for a server the test starts next. Picked below Linux's
+ * ephemeral range (32768+): a port from bind(0) is also what the kernel hands out as the source
+ * port of outgoing connections (Envoy → upstreams, clients → servers), so one could be taken
+ * between the check and the server's bind. Never the same port twice in one process.
+ */
 export async function freePort(): Promise<number> {
-  return new Promise((resolve, reject) => {
+  for (let attempt = 0; attempt < 100; attempt++) {
+    const port = 20_000 + Math.floor(Math.random() * 12_000);
+    if (handedOut.has(port)) continue;
+    if (await canListen(port)) {
+      handedOut.add(port);
+      return port;
+    }
+  }
+  throw new Error('no free loopback port found in 20000-31999');
+}
+const handedOut = new Set<number>();
+
+function canListen(port: number): Promise<boolean> {
+  return new Promise((resolve) => {
     const s = createServer();
-    s.once('error', reject);
-    s.listen(0, '127.0.0.1', () => {
-      const port = (s.address() as { port: number }).port;
-      s.close(() => resolve(port));
-    });
+    s.once('error', () => resolve(false));
+    s.listen(port, '127.0.0.1', () => s.close(() => resolve(true)));
   });
 }
 
