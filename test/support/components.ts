@@ -49,17 +49,25 @@ export function requireComponent(t: TestContext, c: Component): string | undefin
  * between the check and the server's bind. Never the same port twice in one process.
  */
 export async function freePort(): Promise<number> {
+  const [low, high] = PORT_RANGE;
   for (let attempt = 0; attempt < 100; attempt++) {
-    const port = 20_000 + Math.floor(Math.random() * 12_000);
+    const port = low + Math.floor(Math.random() * (high - low + 1));
     if (handedOut.has(port)) continue;
     if (await canListen(port)) {
       handedOut.add(port);
       return port;
     }
   }
-  throw new Error('no free loopback port found in 20000-31999');
+  throw new Error(`no free loopback port found in ${low}-${high}`);
 }
 const handedOut = new Set<number>();
+/** PORTICO_TEST_PORTS=low-high keeps test runs started side by side (one per checkout) apart. */
+const PORT_RANGE: [number, number] = (() => {
+  const m = /^(\d+)-(\d+)$/.exec(process.env.PORTICO_TEST_PORTS ?? '');
+  const range: [number, number] = m ? [Number(m[1]), Number(m[2])] : [20_000, 31_999];
+  if (!(range[0] >= 1024 && range[1] <= 32_767 && range[0] + 100 <= range[1])) throw new Error(`PORTICO_TEST_PORTS=${process.env.PORTICO_TEST_PORTS}: want low-high within 1024-32767, at least 100 ports`);
+  return range;
+})();
 
 function canListen(port: number): Promise<boolean> {
   return new Promise((resolve) => {
