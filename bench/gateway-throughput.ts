@@ -110,7 +110,7 @@ async function main(): Promise<void> {
         async () => {
           if (!(await cp.settled(NODE))) return undefined;
           const r = await fetch(url, { headers: headerObject(headersFor(s)) }).catch(() => undefined);
-          if (!r || r.status !== 200) return undefined;
+          if (r?.status !== 200) return undefined;
           const limited = r.headers.get('x-ratelimit-limit') !== null;
           return limited === (s === 'combined' || s === 'service') ? true : undefined;
         },

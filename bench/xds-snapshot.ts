@@ -30,7 +30,7 @@ const oneRoute: number[] = [];
 const oneRouteCpu: number[] = [];
 const oneEndpoint: number[] = [];
 let sizes: Record<string, { resources: number; bytes: number }> = {};
-let versions: string[] = [];
+const versions: string[] = [];
 
 for (let run = 0; run < RUNS; run++) {
   // JSON generation is the translator's cost, not the cache's: done outside the timings.

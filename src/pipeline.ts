@@ -156,7 +156,7 @@ export class ConfigPipeline {
   private translation(snapshot: ModelSnapshot): Map<string, GroupResources> {
     const maps = KIND_ORDER.map((k) => snapshot[k]);
     // The gate and the publish of one write see the same resource maps: translate once.
-    if (this.last && this.last.maps.every((m, i) => m === maps[i])) return this.last.groups;
+    if (this.last?.maps.every((m, i) => m === maps[i])) return this.last.groups;
     const groups = translate(snapshot, this.options);
     this.last = { maps, groups };
     return groups;

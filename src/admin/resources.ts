@@ -162,7 +162,7 @@ function registerKind(app: FastifyInstance, kind: KindName, store: ModelStore): 
   const base = parentInfo ? `/api/v1/${parentInfo.path}/:parent/${info.path}` : `/api/v1/${info.path}`;
   const item = `${base}/:name`;
   const tag = info.singular.replace(/^\w/, (c) => c.toUpperCase());
-  const tags = [parentInfo ? parentInfo.singular.replace(/^\w/, (c) => c.toUpperCase()) + 's' : `${tag}s`];
+  const tags = [parentInfo ? `${parentInfo.singular.replace(/^\w/, (c) => c.toUpperCase())}s` : `${tag}s`];
   const params = parent
     ? Type.Object({ parent: Type.String({ description: `${parentInfo!.singular} name` }), name: Type.String() })
     : Type.Object({ name: Type.String() });

@@ -139,7 +139,7 @@ function storedApiKey(
   }
   if (prefix !== undefined && hash !== undefined) return { ...rest, prefix, hash } as AnyResource;
   if (prefix !== undefined || hash !== undefined) {
-    errors.push({ field: `${field}.${prefix === undefined ? 'prefix' : 'hash'}`, message: 'is required with ' + (prefix === undefined ? 'hash' : 'prefix') });
+    errors.push({ field: `${field}.${prefix === undefined ? 'prefix' : 'hash'}`, message: `is required with ${prefix === undefined ? 'hash' : 'prefix'}` });
     return undefined;
   }
   const existing = opts.existing?.apiKeys.get(`${r.partner}/${r.name}`);

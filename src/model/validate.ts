@@ -110,7 +110,7 @@ export function describeSchemaErrors(errors: readonly ErrorObject[], prefix = ''
 
 function unionLiterals(schema: unknown): string[] | undefined {
   const anyOf = (schema as { anyOf?: Array<{ const?: unknown }> } | undefined)?.anyOf;
-  if (!anyOf || !anyOf.every((s) => typeof s.const === 'string')) return undefined;
+  if (!anyOf?.every((s) => typeof s.const === 'string')) return undefined;
   return anyOf.map((s) => String(s.const));
 }
 

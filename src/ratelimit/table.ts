@@ -100,7 +100,7 @@ export class LimitTable {
     let via: 'subscription' | 'public' = 'public';
     if (partner !== undefined) {
       const s = p.subscriptions.get(partner);
-      if (s && s.active && now < s.expiresAt && s.rules) {
+      if (s?.active && now < s.expiresAt && s.rules) {
         plan = s.rules;
         via = 'subscription';
       }

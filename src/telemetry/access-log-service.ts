@@ -2,7 +2,7 @@
 // StreamAccessLogs, client streaming, hosted on the xDS grpc-js server): every HTTP entry becomes a
 // count and a duration in RequestMetrics (per product × partner). Entries are decoded partially
 // (access-log-wire.ts) and never stored; nothing from them is logged but ids, names and statuses.
-import * as grpc from '@grpc/grpc-js';
+import type * as grpc from '@grpc/grpc-js';
 import { Counter, Gauge, type Registry } from 'prom-client';
 import type { ModelSnapshot } from '../model/model.ts';
 import type { Logger } from './log.ts';

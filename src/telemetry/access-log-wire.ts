@@ -194,6 +194,7 @@ function readCommon(r: protobuf.Reader, end: number, e: AccessLogRecord): void {
         r.skipType(t & 7);
     }
   }
+  // biome-ignore lint/complexity/useMathMinMax: a NaN reading must become 0, which Math.max would not do
   e.durationSeconds = duration >= 0 ? duration : lastTx >= 0 ? lastTx : 0;
 }
 

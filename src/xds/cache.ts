@@ -134,6 +134,7 @@ export class SnapshotCache {
     if (ref && ref.deref() === undefined) this.interned.delete(key);
   });
   /** Snapshots built by check(), held so their encodings stay interned until they are published. */
+  // biome-ignore lint/correctness/noUnusedPrivateClassMembers: held, never read: the reference keeps the WeakRefs alive
   private checked: Snapshot[] = [];
   private timer: NodeJS.Timeout | undefined;
   private firstPendingAt = 0;

@@ -776,7 +776,7 @@ function mapKeyJson(keyType: string, k: string): string {
 }
 
 function own(r: Record<string, unknown>, k: string): boolean {
-  return Object.prototype.hasOwnProperty.call(r, k) && r[k] !== undefined && r[k] !== null;
+  return Object.hasOwn(r, k) && r[k] !== undefined && r[k] !== null;
 }
 
 /** A decoded protobufjs message → proto3-JSON. */

@@ -1,6 +1,6 @@
 // Building blocks for the hand-written protobuf readers and writers on the hot paths (ext_authz,
 // rate limits, access logs): field numbers looked up in the loaded Envoy protos, wire types, tags.
-import protobuf from 'protobufjs';
+import type protobuf from 'protobufjs';
 import { lookupType } from './protos.ts';
 
 /** Wire types used by Envoy's messages on the hot paths. */

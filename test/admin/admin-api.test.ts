@@ -3,7 +3,7 @@
 import { describe, it, before, after } from 'node:test';
 import assert from 'node:assert/strict';
 import { startPostgres, type PostgresServer } from '../support/components.ts';
-import { startTestPortico, type TestPortico, ApiClient } from '../support/portico.ts';
+import { startTestPortico, type TestPortico, type ApiClient } from '../support/portico.ts';
 import { selfSigned } from '../support/certs.ts';
 
 const ca = selfSigned('clients.example.test');
@@ -303,7 +303,7 @@ for (const backend of ['pglite', 'postgresql'] as const) {
       const none = await anonymous.get('/api/v1/services');
       assert.equal(none.status, 401);
       assert.match(none.headers.get('www-authenticate') ?? '', /^Bearer/);
-      assert.equal((await api.withToken('pta_aaaaaaaa_' + 'A'.repeat(43)).get('/api/v1/services')).status, 401);
+      assert.equal((await api.withToken(`pta_aaaaaaaa_${'A'.repeat(43)}`).get('/api/v1/services')).status, 401);
       assert.equal((await api.withToken('garbage').get('/api/v1/services')).status, 401);
       assert.equal((await anonymous.get('/healthz')).status, 200);
 

@@ -5,7 +5,6 @@
 // failed requests for the key the load is using.
 import assert from 'node:assert/strict';
 import { describe, it } from 'node:test';
-import { waitFor } from '../support/components.ts';
 import {
   assertGatewayError,
   assertUnauthorized,

@@ -16,7 +16,6 @@ import {
   identityHeadersOf,
   startAuthzGateway,
   startMirror,
-  upstreamHeaders,
 } from '../support/authz-gateway.ts';
 import type { GatewayResponse } from '../support/seed003.ts';
 

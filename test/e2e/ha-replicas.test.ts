@@ -34,7 +34,7 @@ describe('HA: three control-plane replicas on one PostgreSQL', () => {
     let balancer: Awaited<ReturnType<typeof startBalancer>> | undefined;
     let grpcBalancer: Awaited<ReturnType<typeof startBalancer>> | undefined;
     const stops: Array<() => Promise<unknown>> = [];
-    let envoys: TestEnvoy[] = [];
+    const envoys: TestEnvoy[] = [];
     t.after(async () => {
       // Envoys first (their own hooks run later): nothing of theirs may hold an upstream or a
       // balancer connection open while the rest closes.
@@ -191,7 +191,7 @@ describe('HA: three control-plane replicas on one PostgreSQL', () => {
         assertNoFailures(await load.stop(), 'kill');
       });
 
-      await t.test('rolling restart under load: zero failed requests, clean exits', async (st) => {
+      await t.test('rolling restart under load: zero failed requests, clean exits', async (_st) => {
         const load = runLoad([...publicTargets(), ...keyedTargets()]);
         await load.waitForRequests(300);
         for (const r of replicas) {

@@ -11,7 +11,6 @@ import { fileURLToPath } from 'node:url';
 import { parseDocumentText, parseModelDocument } from '../../src/model/declarative.ts';
 import type { ModelSnapshot } from '../../src/model/model.ts';
 import { validateModel } from '../../src/model/validate.ts';
-import type { JsonObject } from '../../src/translate/envoy/common.ts';
 import { RESOURCE_TYPES, translate, validateTranslation, type GroupResources } from '../../src/translate/index.ts';
 import { RESOURCE_KINDS } from '../../src/xds/resources.ts';
 import { encodeResource } from '../../src/xds/protos.ts';

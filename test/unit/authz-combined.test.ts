@@ -65,7 +65,13 @@ const headerMap = (list: Array<{ header: { key: string; value: string } }> | und
 /** A limiter that records what it was asked and answers like the real one. */
 function recording(real: { decide(r: DecisionRequest): Promise<Decision> }) {
   const asked: DecisionRequest[] = [];
-  return { asked, decide: (r: DecisionRequest) => (asked.push(r), real.decide(r)) };
+  return {
+    asked,
+    decide: (r: DecisionRequest) => {
+      asked.push(r);
+      return real.decide(r);
+    },
+  };
 }
 
 describe('ext_authz combined mode', () => {

@@ -24,7 +24,7 @@ class JwksServer {
   url = '';
 
   async start(): Promise<void> {
-    this.server = createServer((req, res) => {
+    this.server = createServer((_req, res) => {
       this.hits++;
       if (this.status !== 200) {
         res.writeHead(this.status).end('nope');

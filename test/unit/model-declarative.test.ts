@@ -61,7 +61,7 @@ describe('declarative documents', () => {
 
   it('plan deletes for what the document drops, including children of kept parents', () => {
     const current = parse(example).model;
-    const text = example.replace(/      - name: register\n(?:        .*\n|          .*\n)+?(?=      - name: health)/, '');
+    const text = example.replace(/ {6}- name: register\n(?: {8}.*\n| {10}.*\n)+?(?= {6}- name: health)/, '');
     const desired = parse(text).model;
     assert.equal(desired.routes.has('accounts/register'), false);
     const { mutations, errors } = planApply(current, desired);

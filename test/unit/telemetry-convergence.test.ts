@@ -13,8 +13,18 @@ function fakes() {
   const pubs = new Set<(s: { group: string; types: ReadonlyMap<string, { version: string }> }) => void>();
   const acks = new Set<(info: { group: string }, typeUrl: string, version: string, latencyMs: number | undefined) => void>();
   return {
-    cache: { watchAll: (fn: never) => (pubs.add(fn), () => pubs.delete(fn)) },
-    fleet: { onAcked: (fn: never) => (acks.add(fn), () => acks.delete(fn)) },
+    cache: {
+      watchAll: (fn: never) => {
+        pubs.add(fn);
+        return () => pubs.delete(fn);
+      },
+    },
+    fleet: {
+      onAcked: (fn: never) => {
+        acks.add(fn);
+        return () => acks.delete(fn);
+      },
+    },
     publish: (group: string, versions: Record<string, string>) => {
       for (const fn of pubs) fn({ group, types: new Map(Object.entries(versions).map(([t, version]) => [t, { version }])) });
     },

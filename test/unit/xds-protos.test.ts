@@ -16,8 +16,6 @@ import {
 } from '../../src/xds/protos.ts';
 import { httpListener } from '../../src/xds/fixtures.ts';
 
-const HCM = 'type.googleapis.com/envoy.extensions.filters.network.http_connection_manager.v3.HttpConnectionManager';
-const ROUTER = 'type.googleapis.com/envoy.extensions.filters.http.router.v3.Router';
 
 // A test-only message with every scalar kind, non-string map keys, proto3 optional and a oneof.
 protobuf.parse(
