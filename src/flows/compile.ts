@@ -186,8 +186,8 @@ class Compiler {
       const path = c.path !== undefined ? this.template(c.path, `${f}.call.path`, self, before) : undefined;
       if (path && path.literals.some((l) => /[?#\s]/.test(l))) this.invalid(`${f}.call.path`, 'may not hold ?, # or spaces; put parameters in query');
       if (path && !path.literals[0]!.startsWith('/')) this.invalid(`${f}.call.path`, 'must start with /');
-      const query = Object.entries(c.query ?? {}).map(([k, v]) => [k, this.template(v, `${f}.call.query[${JSON.stringify(k)}]`, self, before)] as const);
-      const headers = Object.entries(c.headers ?? {}).map(([k, v]) => [k.toLowerCase(), this.template(v, `${f}.call.headers[${JSON.stringify(k)}]`, self, before)] as const);
+      const query = Object.entries(c.query ?? {}).map(([k, v]) => [k, this.template(v, fieldKey(`${f}.call.query`, k), self, before)] as const);
+      const headers = Object.entries(c.headers ?? {}).map(([k, v]) => [k.toLowerCase(), this.template(v, fieldKey(`${f}.call.headers`, k), self, before)] as const);
       const body = c.body !== undefined ? this.expr(c.body, `${f}.call.body`, self, before) : undefined;
       const parts = [when, path, body, ...query.map((q) => q[1]), ...headers.map((h) => h[1])];
       return {
@@ -236,7 +236,7 @@ class Compiler {
     if (s.respond) {
       const r = s.respond;
       const status = typeof r.status === 'string' ? this.expr(r.status, `${f}.respond.status`, self, before) : (r.status ?? 200);
-      const headers = Object.entries(r.headers ?? {}).map(([k, v]) => [k.toLowerCase(), this.template(v, `${f}.respond.headers[${JSON.stringify(k)}]`, self, before)] as const);
+      const headers = Object.entries(r.headers ?? {}).map(([k, v]) => [k.toLowerCase(), this.template(v, fieldKey(`${f}.respond.headers`, k), self, before)] as const);
       const body = r.body !== undefined ? this.expr(r.body, `${f}.respond.body`, self, before) : undefined;
       return {
         ...base,
@@ -279,6 +279,11 @@ class Compiler {
     }
     return undefined;
   }
+}
+
+/** A map entry's field name as the model's validation writes it: .name, or ["odd-name"]. */
+function fieldKey(field: string, key: string): string {
+  return /^[A-Za-z_$][\w$]*$/.test(key) ? `${field}.${key}` : `${field}[${JSON.stringify(key)}]`;
 }
 
 function descendants(s: FlowStepSpec): string[] {

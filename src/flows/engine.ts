@@ -32,17 +32,20 @@ class StepFailed extends Error {
     super(error.message);
   }
 }
-class FlowDeadline extends Error {}
-class CallerGone extends Error {}
-class Finished extends Error {}
+// Why a run was stopped: tags, not Errors (an Error captures a stack trace, which costs more than
+// a whole flow run when it happens on every request).
+const DEADLINE = Object.freeze({ stopped: 'deadline' });
+const CALLER_GONE = Object.freeze({ stopped: 'caller gone' });
+const FINISHED = Object.freeze({ stopped: 'finished' });
+const STEP_TIMEOUT = Object.freeze({ stopped: 'step timeout' });
 
 /** The gateway's error body shape, plus the step. */
 function errorBody(error: string, message: string, step?: string): string {
   return JSON.stringify(step ? { error, message, step } : { error, message });
 }
 
-function errorResult(status: number, error: string, message: string, step?: string): Pick<FlowResult, 'status' | 'headers' | 'body'> {
-  return { status, headers: { 'content-type': 'application/json' }, body: errorBody(error, message, step) };
+function errorResult(status: number, error: string, message: string, step?: string): Pick<FlowResult, 'status' | 'headers' | 'body'> & { own: true } {
+  return { status, headers: { 'content-type': 'application/json' }, body: errorBody(error, message, step), own: true };
 }
 
 /** Runs one flow for one request. Never throws: every failure becomes a response. */
@@ -67,12 +70,19 @@ interface Outcome {
   body: string;
   /** The step that ended the flow with an error. */
   failedStep?: string;
+  /** The engine's own error answer (small, and exempt from the response size limit). */
+  own?: true;
 }
 
 class Run {
   private readonly now: () => number;
   private readonly t0: number;
+  /** Cancels the run's calls: when it fails, times out, loses its caller, or ends with calls in flight. */
   private readonly ctrl = new AbortController();
+  /** Rejects when the run is stopped, so whatever it awaits gives way at once. */
+  private readonly stopped: Promise<never>;
+  private stop!: (reason: unknown) => void;
+  private inflight = 0;
   private readonly root: { request: Record<string, unknown>; steps: Record<string, StepOutput> };
   private readonly bindings: Record<string, unknown>;
   /** Branches of `wait: referenced` groups still running; they settle, never reject. */
@@ -93,17 +103,25 @@ class Run {
     const steps = Object.create(null) as Record<string, StepOutput>;
     this.root = { request: {}, steps };
     this.bindings = { request: this.root.request, steps };
+    this.stopped = new Promise<never>((_, reject) => (this.stop = reject));
+    this.stopped.catch(() => undefined);
+  }
+
+  private abort(reason: unknown): void {
+    if (this.ctrl.signal.aborted) return;
+    this.ctrl.abort(reason);
+    this.stop(reason);
   }
 
   async run(): Promise<FlowResult> {
     const early = this.readRequest();
     if (early) return this.result(early);
-    const deadline = setTimeout(() => this.ctrl.abort(new FlowDeadline()), this.flow.timeoutMs);
-    const onCallerGone = () => this.ctrl.abort(new CallerGone());
+    const deadline = setTimeout(() => this.abort(DEADLINE), this.flow.timeoutMs);
+    const onCallerGone = () => this.abort(CALLER_GONE);
     this.io.signal?.addEventListener('abort', onCallerGone, { once: true });
     if (this.io.signal?.aborted) onCallerGone();
     try {
-      await untilAborted(this.sequence(this.flow.steps), this.ctrl.signal);
+      await Promise.race([this.sequence(this.flow.steps), this.stopped]);
       return this.result(this.response ?? this.implicitResponse());
     } catch (e) {
       return this.result(this.failure(e));
@@ -111,7 +129,7 @@ class Run {
       clearTimeout(deadline);
       this.io.signal?.removeEventListener('abort', onCallerGone);
       // Cancels whatever is still running: lazy branches nobody read, calls of a failed flow.
-      if (!this.ctrl.signal.aborted) this.ctrl.abort(new Finished());
+      if (this.inflight > 0) this.abort(FINISHED);
     }
   }
 
@@ -153,27 +171,36 @@ class Run {
   private async step(step: CompiledStep): Promise<void> {
     await this.awaitRefs(step);
     const start = this.now();
-    const when = step.when?.evaluate(this.root);
-    if (step.when && !truthy(when instanceof Promise ? await when : when)) {
-      this.trace.push({ name: step.name, kind: step.kind, startMs: start - this.t0, durationMs: 0, outcome: 'skipped' });
-      return;
-    }
-    switch (step.kind) {
-      case 'parallel':
-        return this.parallel(step.branches, step.wait);
-      case 'switch': {
-        for (const c of step.cases) {
-          const v = c.when.evaluate(this.root);
-          if (truthy(v instanceof Promise ? await v : v)) return this.sequence(c.steps);
-        }
-        return this.sequence(step.otherwise);
-      }
-      case 'respond':
-        this.response = await this.respond(step);
-        this.trace.push({ name: step.name, kind: 'respond', startMs: start - this.t0, durationMs: this.now() - start, outcome: 'ok' });
+    try {
+      const when = step.when?.evaluate(this.root);
+      if (step.when && !truthy(when instanceof Promise ? await when : when)) {
+        this.trace.push({ name: step.name, kind: step.kind, startMs: start - this.t0, durationMs: 0, outcome: 'skipped' });
         return;
-      default:
-        return this.produce(step, start);
+      }
+      switch (step.kind) {
+        case 'parallel':
+          return await this.parallel(step.branches, step.wait);
+        case 'switch': {
+          for (const c of step.cases) {
+            const v = c.when.evaluate(this.root);
+            if (truthy(v instanceof Promise ? await v : v)) return await this.sequence(c.steps);
+          }
+          return await this.sequence(step.otherwise);
+        }
+        case 'respond':
+          this.response = await this.respond(step);
+          this.trace.push({ name: step.name, kind: 'respond', startMs: start - this.t0, durationMs: this.now() - start, outcome: 'ok' });
+          return;
+        default:
+          return await this.produce(step, start);
+      }
+    } catch (e) {
+      // Failures of nested steps and stops pass through; an expression of this step's own that
+      // failed (when, a switch condition, a respond field) fails this step.
+      if (e instanceof StepFailed || this.ctrl.signal.aborted) throw e;
+      const error: StepError = { kind: 'expression', message: (e as Error)?.message ?? String(e) };
+      this.trace.push({ name: step.name, kind: step.kind, startMs: start - this.t0, durationMs: this.now() - start, outcome: 'failed', error });
+      throw new StepFailed(step.name, error);
     }
   }
 
@@ -198,7 +225,7 @@ class Run {
     for (const b of branches) {
       // A failure under onError: fail ends the flow at once, whether or not anyone reads the branch.
       const p = this.step(b).catch((e: unknown) => {
-        if (!this.ctrl.signal.aborted) this.ctrl.abort(e);
+        this.abort(e);
       });
       this.pending.set(b.name, p);
       void p.then(() => this.pending.delete(b.name));
@@ -259,24 +286,25 @@ class Run {
     } else if (step.forward && req.body !== undefined) {
       body = step.requestBody ? await this.rewriteRequestBody(step.requestBody, headers) : req.body;
     }
-    const ctrl = new AbortController();
-    const onFlowAbort = () => ctrl.abort(this.ctrl.signal.reason);
-    this.ctrl.signal.addEventListener('abort', onFlowAbort, { once: true });
-    const timer = setTimeout(() => ctrl.abort(new StepTimeout()), step.timeoutMs);
+    // The step's timeout travels with the call (the shell has Envoy enforce it on the upstream
+    // request); the timer here is the engine's own guarantee that the step ends on time.
+    let timer: NodeJS.Timeout | undefined;
+    const timeout = new Promise<never>((_, reject) => (timer = setTimeout(reject, step.timeoutMs, STEP_TIMEOUT)));
     let res;
+    this.inflight++;
     try {
       const call = this.io.call(
         { step: step.name, service: step.service, method, path: path + encodeQuery(query), headers, body, timeoutMs: step.timeoutMs, maxResponseBytes: this.flow.maxResponseBytes },
-        ctrl.signal,
+        this.ctrl.signal,
       );
-      res = await untilAborted(call, ctrl.signal);
+      res = await Promise.race([call, timeout, this.stopped]);
     } catch (e) {
-      if (e instanceof StepTimeout) return fail('timeout', `${step.service} did not answer within ${step.timeoutMs} ms`);
+      if (e === STEP_TIMEOUT) return fail('timeout', `${step.service} did not answer within ${step.timeoutMs} ms`);
       if (this.ctrl.signal.aborted) throw this.ctrl.signal.reason;
-      return fail('transport', `${step.service} could not be reached: ${(e as Error).message}`);
+      return fail('transport', `${step.service} could not be reached: ${(e as Error)?.message ?? String(e)}`);
     } finally {
+      this.inflight--;
       clearTimeout(timer);
-      this.ctrl.signal.removeEventListener('abort', onFlowAbort);
     }
     const durationMs = this.now() - start;
     const size = typeof res.body === 'string' ? Buffer.byteLength(res.body) : res.body.byteLength;
@@ -370,18 +398,18 @@ class Run {
       const code = kind === 'timeout' ? 'flow_step_timeout' : status === 500 ? 'flow_step_error' : 'flow_step_failed';
       return { ...errorResult(status, code, `Step ${reason.step} failed: ${message}.`, reason.step), failedStep: reason.step };
     }
-    if (reason instanceof FlowDeadline) {
+    if (reason === DEADLINE) {
       const running = [...this.running, ...this.pending.keys()];
       const detail = running.length ? ` (still running: ${[...new Set(running)].join(', ')})` : '';
       return errorResult(504, 'flow_timeout', `The flow did not finish within ${this.flow.timeoutMs} ms${detail}.`);
     }
-    if (reason instanceof CallerGone) return errorResult(499, 'client_closed', 'The caller went away before the flow finished.');
+    if (reason === CALLER_GONE) return errorResult(499, 'client_closed', 'The caller went away before the flow finished.');
     return errorResult(500, 'flow_error', `The flow failed: ${(reason as Error)?.message ?? String(reason)}.`);
   }
 
   private result(o: Outcome): FlowResult {
     let { status, headers, body } = o;
-    if (Buffer.byteLength(body) > this.flow.maxResponseBytes) ({ status, headers, body } = errorResult(502, 'response_too_large', `The flow's response is larger than ${this.flow.maxResponseBytes} bytes.`));
+    if (!o.own && Buffer.byteLength(body) > this.flow.maxResponseBytes) ({ status, headers, body } = errorResult(502, 'response_too_large', `The flow's response is larger than ${this.flow.maxResponseBytes} bytes.`));
     if (this.incomplete.length) headers = { ...headers, [INCOMPLETE_HEADER]: this.incomplete.join(',') };
     const r: FlowResult = { status, headers, body, incomplete: this.incomplete, trace: this.trace, durationMs: this.now() - this.t0 };
     if (o.failedStep) r.failedStep = o.failedStep;
@@ -389,32 +417,8 @@ class Run {
   }
 }
 
-class StepTimeout extends Error {}
-
 function identity(s: string): string {
   return s;
-}
-
-/** Settles with the promise, or rejects with the signal's reason as soon as it is aborted. */
-function untilAborted<T>(p: Promise<T>, signal: AbortSignal): Promise<T> {
-  if (signal.aborted) {
-    p.catch(() => undefined);
-    return Promise.reject(signal.reason);
-  }
-  return new Promise<T>((resolve, reject) => {
-    const onAbort = () => reject(signal.reason);
-    signal.addEventListener('abort', onAbort, { once: true });
-    p.then(
-      (v) => {
-        signal.removeEventListener('abort', onAbort);
-        resolve(v);
-      },
-      (e) => {
-        signal.removeEventListener('abort', onAbort);
-        reject(e);
-      },
-    );
-  });
 }
 
 function parseBody(body: string | Uint8Array, type: string | undefined, mode: CallStep['parse'], step: CallStep): unknown {

@@ -2,8 +2,14 @@
 // which earlier steps it reads, and plain paths (steps.user.body) are evaluated without JSONata.
 import jsonata from 'jsonata';
 
-/** Guardrails on every evaluation: a runaway expression stops instead of stalling the runtime. */
-const GUARDRAILS = { stack: 200, timeout: 100, sequence: 100_000 };
+/**
+ * Guardrails on every evaluation, against an author's mistake (a runaway recursion, a huge range):
+ * depth and sequence length are exact; the time limit is wall-clock from the evaluation's start,
+ * which includes waiting behind other requests' evaluations on a busy runtime — so it is set far
+ * above any sane expression's cost (a few µs) and only catches runaways (JSONata's tail calls
+ * loop without deepening the stack).
+ */
+const GUARDRAILS = { stack: 200, timeout: 1000, sequence: 100_000 };
 
 /** Names of the steps an expression reads, or 'all' when it reads `steps` as a whole. */
 export type StepRefs = ReadonlySet<string> | 'all';
@@ -33,8 +39,30 @@ interface JsonataNode {
   [k: string]: unknown;
 }
 
-/** Compiles one JSONata expression; throws ExpressionError with JSONata's message when it does not parse. */
+const cache = new Map<string, CompiledExpression | ExpressionError>();
+const CACHE_LIMIT = 20_000;
+
+/**
+ * Compiles one JSONata expression; throws ExpressionError with JSONata's message when it does not
+ * parse. Compiled expressions are immutable and shared by source, so a new model snapshot only
+ * parses the expressions it has not seen before.
+ */
 export function compileExpression(source: string): CompiledExpression {
+  let hit = cache.get(source);
+  if (!hit) {
+    try {
+      hit = compileFresh(source);
+    } catch (e) {
+      hit = e instanceof ExpressionError ? e : new ExpressionError(String(e));
+    }
+    if (cache.size >= CACHE_LIMIT) cache.clear();
+    cache.set(source, hit);
+  }
+  if (hit instanceof ExpressionError) throw hit;
+  return hit;
+}
+
+function compileFresh(source: string): CompiledExpression {
   let expr: ReturnType<typeof jsonata>;
   try {
     expr = jsonata(source, GUARDRAILS as never);
@@ -46,15 +74,15 @@ export function compileExpression(source: string): CompiledExpression {
   const banned = findFunction(ast, 'eval');
   if (banned) throw new ExpressionError('may not call $eval (it would run expressions built from request data)');
   const refs = stepRefs(ast);
-  const path = plainPath(ast);
+  const fast = shortcut(ast);
   const slow = (input: unknown, bindings?: Record<string, unknown>) => expr.evaluate(input, bindings).catch(rethrow);
-  if (!path) return { source, refs, evaluate: slow };
+  if (!fast) return { source, refs, evaluate: slow };
   return {
     source,
     refs,
     evaluate(input, bindings) {
-      const v = walk(input, path);
-      return v === ARRAY_ON_THE_WAY ? slow(input, bindings) : v;
+      const v = fast(input);
+      return v === HAND_OVER ? slow(input, bindings) : v;
     },
   };
 }
@@ -64,18 +92,62 @@ function rethrow(e: unknown): never {
   throw new ExpressionError(err.message ?? String(e), err.position);
 }
 
-const ARRAY_ON_THE_WAY = Symbol('array');
+/** Returned by a shortcut when JSONata's own rules would differ from the plain reading. */
+const HAND_OVER = Symbol('hand over to JSONata');
+type Shortcut = (input: unknown) => unknown;
+
+/**
+ * A synchronous evaluator for the shapes most flows are made of — a path of plain field names
+ * (steps.user.body), a literal, and object constructors of those — giving exactly what JSONata
+ * gives; anything else (and any array met inside a path) is JSONata's job.
+ */
+function shortcut(ast: JsonataNode): Shortcut | undefined {
+  if (hasOnly(ast, ['type', 'value', 'position']) && (ast.type === 'string' || ast.type === 'number' || ast.type === 'value')) {
+    const v = ast.value;
+    return () => v;
+  }
+  if (ast.type === 'path') {
+    const path = plainPath(ast);
+    return path && ((input) => walk(input, path));
+  }
+  if (ast.type === 'unary' && ast.value === '{' && hasOnly(ast, ['type', 'value', 'position', 'lhs'])) {
+    const pairs = ast.lhs as Array<[JsonataNode, JsonataNode]>;
+    const keys = new Set<string>();
+    const fields: Array<[string, Shortcut]> = [];
+    for (const [k, v] of pairs) {
+      if (k.type !== 'string' || typeof k.value !== 'string' || keys.has(k.value) || k.value === '__proto__') return undefined;
+      keys.add(k.value);
+      const f = shortcut(v);
+      if (!f) return undefined;
+      fields.push([k.value, f]);
+    }
+    return (input) => {
+      const out: Record<string, unknown> = {};
+      for (const [k, f] of fields) {
+        const v = f(input);
+        if (v === HAND_OVER) return HAND_OVER;
+        // JSONata leaves out fields whose value is undefined.
+        if (v !== undefined) out[k] = v;
+      }
+      return out;
+    };
+  }
+  return undefined;
+}
+
+function hasOnly(n: JsonataNode, keys: readonly string[]): boolean {
+  return Object.keys(n).every((k) => keys.includes(k));
+}
 
 /**
  * A path of plain field names (a.b.c), as JSONata evaluates it when no array is met before the
  * last field: missing fields and non-objects give undefined, the last value is returned as is.
- * An array on the way (where JSONata maps over elements) hands the work back to JSONata.
  */
 function walk(input: unknown, path: readonly string[]): unknown {
   let v = input;
   for (let i = 0; i < path.length; i++) {
     if (v === null || typeof v !== 'object') return undefined;
-    if (Array.isArray(v)) return ARRAY_ON_THE_WAY;
+    if (Array.isArray(v)) return HAND_OVER;
     v = (v as Record<string, unknown>)[path[i]!];
     if (v === undefined) return undefined;
   }
@@ -83,12 +155,11 @@ function walk(input: unknown, path: readonly string[]): unknown {
 }
 
 function plainPath(ast: JsonataNode): string[] | undefined {
-  if (ast.type !== 'path' || !ast.steps) return undefined;
+  if (ast.type !== 'path' || !ast.steps || !hasOnly(ast, ['type', 'steps', 'position'])) return undefined;
   const names: string[] = [];
   for (const s of ast.steps) {
     // Only bare names: anything else (predicates, stages, grouping, keepArray) is JSONata's job.
-    for (const k of Object.keys(s)) if (k !== 'type' && k !== 'value' && k !== 'position') return undefined;
-    if (s.type !== 'name' || typeof s.value !== 'string') return undefined;
+    if (s.type !== 'name' || typeof s.value !== 'string' || !hasOnly(s, ['type', 'value', 'position'])) return undefined;
     names.push(s.value);
   }
   return names;

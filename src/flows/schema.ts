@@ -1,6 +1,6 @@
 // The shape of a flow (a route's programmable action) and of route-level body transforms, as
 // TypeBox schemas in the model's style, so they can join the route schema and the OpenAPI document.
-import { Type, type Static, type TSchema } from '@sinclair/typebox';
+import { Type, type Static } from '@sinclair/typebox';
 
 const closed = { additionalProperties: false } as const;
 
@@ -123,48 +123,47 @@ const StepCommon = {
   fallback: Type.Optional(Type.Unknown({ description: 'the body a failed step yields under onError: continue; default null' })),
 };
 
-/** A step of nesting level `depth` (1 = innermost): exactly one of call, parallel, switch, respond, transform, code. */
-function step(depth: number): TSchema {
-  const inner = depth > 1 ? Type.Array(step(depth - 1), { minItems: 1, maxItems: FLOW_LIMITS.steps }) : undefined;
-  return Type.Object(
-    {
-      ...StepCommon,
-      call: Type.Optional(Call),
-      respond: Type.Optional(Respond),
-      transform: Type.Optional(Transform),
-      code: Type.Optional(Code),
-      ...(inner
-        ? {
-            parallel: Type.Optional(
-              Type.Object(
-                {
-                  steps: Type.Array(step(depth - 1), { minItems: 1, maxItems: FLOW_LIMITS.branches }),
-                  wait: Type.Optional(
-                    Type.Union([Type.Literal('all'), Type.Literal('referenced')], {
-                      description: 'all (default): continue when every branch is done; referenced: continue at once, a later step waits for the branches it names',
-                    }),
-                  ),
-                },
-                closed,
+/**
+ * A step: exactly one of call, parallel, switch, respond, transform, code (checked by the
+ * validator, which names the step). Recursive through parallel and switch; the validator bounds
+ * the nesting to FLOW_LIMITS.depth.
+ */
+export const FlowStep = Type.Recursive(
+  (Step) =>
+    Type.Object(
+      {
+        ...StepCommon,
+        call: Type.Optional(Call),
+        respond: Type.Optional(Respond),
+        transform: Type.Optional(Transform),
+        code: Type.Optional(Code),
+        parallel: Type.Optional(
+          Type.Object(
+            {
+              steps: Type.Array(Step, { minItems: 1, maxItems: FLOW_LIMITS.branches }),
+              wait: Type.Optional(
+                Type.Union([Type.Literal('all'), Type.Literal('referenced')], {
+                  description: 'all (default): continue when every branch is done; referenced: continue at once, a later step waits for the branches it names',
+                }),
               ),
-            ),
-            switch: Type.Optional(
-              Type.Object(
-                {
-                  cases: Type.Array(Type.Object({ when: Expression, steps: inner }, closed), { minItems: 1, maxItems: 32 }),
-                  default: Type.Optional(inner),
-                },
-                closed,
-              ),
-            ),
-          }
-        : {}),
-    },
-    closed,
-  );
-}
-
-export const FlowStep = step(FLOW_LIMITS.depth);
+            },
+            closed,
+          ),
+        ),
+        switch: Type.Optional(
+          Type.Object(
+            {
+              cases: Type.Array(Type.Object({ when: Expression, steps: Type.Array(Step, { minItems: 1, maxItems: FLOW_LIMITS.steps }) }, closed), { minItems: 1, maxItems: 32 }),
+              default: Type.Optional(Type.Array(Step, { minItems: 1, maxItems: FLOW_LIMITS.steps })),
+            },
+            closed,
+          ),
+        ),
+      },
+      closed,
+    ),
+  { $id: 'FlowStep' },
+);
 
 export const Flow = Type.Object(
   {
