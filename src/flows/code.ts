@@ -1,7 +1,15 @@
 // The code step's sandbox: JavaScript run by QuickJS compiled to WebAssembly, with a CPU-time
-// limit (interrupt handler), a memory limit and a stack limit. The code sees only its JSON input
+// limit (interrupt handler), memory limits and a stack limit. The code sees only its JSON input
 // and returns JSON: no host functions, no I/O, no timers, no modules. Never Node's `vm`.
-import { newQuickJSWASMModuleFromVariant, type QuickJSContext, type QuickJSHandle, type QuickJSRuntime, type QuickJSWASMModule } from 'quickjs-emscripten-core';
+//
+// Memory, measured: this QuickJS build has no malloc_usable_size, so JS_SetMemoryLimit counts
+// allocations (8 bytes each), not bytes — 64 one-MiB buffers pass an 8 MiB limit. What bounds
+// memory instead: (1) each WebAssembly instance has a fixed maximum memory (INSTANCE_MAX_BYTES),
+// where QuickJS fails cleanly with "out of memory"; (2) a run whose heap grew by more than its
+// limit is stopped (checked on every interrupt poll and once more at the end); (3) an instance
+// whose heap has grown past RECYCLE_BYTES (or that failed a run for memory) is swapped for a fresh
+// spare, so one run's growth is not the next run's allowance.
+import { newQuickJSWASMModuleFromVariant, newVariant, type QuickJSContext, type QuickJSHandle, type QuickJSRuntime, type QuickJSWASMModule } from 'quickjs-emscripten-core';
 import variantModule from '@jitl/quickjs-wasmfile-release-sync';
 
 // The package's default export is the variant; its typings describe the module namespace.
@@ -26,6 +34,33 @@ export type CodeOutcome =
 const MAX_STACK_BYTES = 256 * 1024;
 /** Code steps kept ready (a runtime each); the least recently used is disposed beyond this. */
 const MAX_READY = 32;
+const PAGE = 64 * 1024;
+/** Hard ceiling of one WebAssembly instance's memory: what all code steps together can hold. */
+const INSTANCE_MAX_BYTES = 256 << 20;
+const INSTANCE_INITIAL_BYTES = 16 << 20;
+/** Past this heap size an instance is replaced between runs. */
+const RECYCLE_BYTES = 64 << 20;
+
+interface Instance {
+  module: QuickJSWASMModule;
+  memory: WebAssembly.Memory;
+}
+
+async function newInstance(): Promise<Instance> {
+  const memory = new WebAssembly.Memory({ initial: INSTANCE_INITIAL_BYTES / PAGE, maximum: INSTANCE_MAX_BYTES / PAGE });
+  const custom = newVariant(variant as Parameters<typeof newVariant>[0], { wasmMemory: memory });
+  const module = await newQuickJSWASMModuleFromVariant(custom as typeof variant);
+  // The first run of a fresh instance compiles lazily and is slow: do it now, not inside a
+  // request's time limit.
+  const rt = module.newRuntime();
+  rt.setMaxStackSize(MAX_STACK_BYTES);
+  const ctx = rt.newContext();
+  const r = ctx.evalCode(`(${PREPARE})('return 1')('null')`, 'warm.js');
+  (r.error ?? r.value).dispose();
+  ctx.dispose();
+  rt.dispose();
+  return { module, memory };
+}
 
 /**
  * Freezes every object reachable from the global object, so a run cannot leave state behind for
@@ -59,16 +94,66 @@ interface Ready {
 
 export class CodeSandbox {
   private readonly ready = new Map<string, Ready>();
+  /** The next instance, once loaded, for when this one must be replaced. */
+  private spare: Instance | undefined;
+  private spareLoading: Promise<void> | undefined;
+  /** This instance should be replaced as soon as the spare is there. */
+  private swapDue = false;
+  /** This instance is broken: runs fail until the spare is there. */
+  private broken = false;
 
-  private constructor(private module: QuickJSWASMModule) {}
+  private constructor(private instance: Instance) {
+    this.loadSpare();
+  }
 
   static async create(): Promise<CodeSandbox> {
-    const sandbox = new CodeSandbox(await newQuickJSWASMModuleFromVariant(variant));
-    // The first run of a fresh WebAssembly instance compiles lazily and is slow: do it now, not
-    // inside a request's time limit.
-    sandbox.run('return 1', 'null', { timeMs: 1000, memoryBytes: 8 << 20, maxOutputBytes: 64 });
-    sandbox.forget('return 1');
-    return sandbox;
+    return new CodeSandbox(await newInstance());
+  }
+
+  /** Resolves once a replacement that was due has happened (for tests and orderly shutdown). */
+  async settled(): Promise<void> {
+    while (this.swapDue || this.broken) await (this.spareLoading ?? Promise.resolve());
+  }
+
+  private get module(): QuickJSWASMModule {
+    if (this.swapDue && this.spare) this.swap();
+    if (this.broken) throw new Error('the sandbox is restarting');
+    return this.instance.module;
+  }
+
+  private loadSpare(): void {
+    this.spareLoading = newInstance().then(
+      (i) => {
+        this.spare = i;
+        this.spareLoading = undefined;
+        if (this.swapDue || this.broken) this.swap();
+      },
+      () => {
+        this.spareLoading = undefined;
+      },
+    );
+  }
+
+  /**
+   * Moves to the spare instance (the old one goes to the garbage collector) and loads the next.
+   * Without a spare yet, a healthy instance goes on serving until it comes; a broken one does not.
+   */
+  private swap(broken = false): void {
+    if (!this.spare) {
+      this.swapDue = true;
+      if (broken) {
+        this.broken = true;
+        this.ready.clear();
+      }
+      if (!this.spareLoading) this.loadSpare();
+      return;
+    }
+    for (const source of [...this.ready.keys()]) this.forget(source);
+    this.instance = this.spare;
+    this.spare = undefined;
+    this.swapDue = false;
+    this.broken = false;
+    this.loadSpare();
   }
 
   /** Why the source does not compile, or undefined when it does. */
@@ -101,6 +186,8 @@ export class CodeSandbox {
   /** Runs the source as a function of `input` (given as JSON text); synchronous and bounded by `limits`. */
   run(source: string, inputJson: string, limits: CodeLimits): CodeOutcome {
     let healthy = false;
+    let recycle = false;
+    const overMemory: CodeOutcome = { ok: false, kind: 'memory', message: `went over its ${Math.round(limits.memoryBytes / 1048576)} MiB memory limit` };
     try {
       const entry = this.prepare(source);
       if ('error' in entry) {
@@ -108,32 +195,50 @@ export class CodeSandbox {
         return { ok: false, kind: 'error', message: entry.error as string };
       }
       const { runtime, context: ctx, fn } = entry;
+      const memory = this.instance.memory;
+      const heapAtStart = memory.buffer.byteLength;
+      const grown = () => memory.buffer.byteLength - heapAtStart > limits.memoryBytes;
+      const deadline = performance.now() + limits.timeMs;
+      let stoppedForMemory = false;
       runtime.setMemoryLimit(limits.memoryBytes);
-      runtime.setInterruptHandler(shortly(limits.timeMs));
+      runtime.setInterruptHandler(() => {
+        if (grown()) stoppedForMemory = true;
+        return stoppedForMemory || performance.now() > deadline;
+      });
       const input = ctx.newString(inputJson);
       const r = ctx.callFunction(fn, ctx.undefined, input);
       input.dispose();
       if (r.error) {
         const message = errorMessage(ctx, r.error);
         r.error.dispose();
+        if (message === 'out of memory' || stoppedForMemory) {
+          recycle = true;
+          return overMemory;
+        }
         if (message === 'interrupted') return { ok: false, kind: 'timeout', message: `ran past its ${limits.timeMs} ms CPU limit` };
-        if (message === 'out of memory') return { ok: false, kind: 'memory', message: `went over its ${Math.round(limits.memoryBytes / 1048576)} MiB memory limit` };
         healthy = true;
         return { ok: false, kind: 'error', message };
       }
       const text = ctx.typeof(r.value) === 'string' ? ctx.getString(r.value) : undefined;
       r.value.dispose();
+      // Between interrupt polls a run can allocate much: judge its growth once more at the end.
+      if (grown()) {
+        recycle = true;
+        return overMemory;
+      }
       healthy = true;
       if (text === undefined) return { ok: true, value: null };
       if (text.length > limits.maxOutputBytes) return { ok: false, kind: 'memory', message: `returned more than ${limits.maxOutputBytes} bytes` };
       return { ok: true, value: JSON.parse(text) };
     } catch (e) {
-      // A failure of the WebAssembly instance itself: start a new one for the next run.
-      this.replaceModule();
-      return { ok: false, kind: 'error', message: `sandbox failure: ${(e as Error).message}` };
+      // A failure of the WebAssembly instance itself: move to a fresh one for the next run.
+      const restarting = this.broken;
+      this.swap(true);
+      return { ok: false, kind: 'error', message: restarting ? 'the sandbox is restarting' : `sandbox failure: ${(e as Error).message}` };
     } finally {
       // After an interrupt or out-of-memory a runtime's state is suspect: never reuse it.
-      if (!healthy) this.forget(source);
+      if (!healthy && !this.broken) this.forget(source);
+      if (recycle || this.instance.memory.buffer.byteLength > RECYCLE_BYTES) this.swap();
     }
   }
 
@@ -147,7 +252,7 @@ export class CodeSandbox {
     }
     const runtime = this.module.newRuntime();
     runtime.setMaxStackSize(MAX_STACK_BYTES);
-    runtime.setMemoryLimit(32 << 20);
+    runtime.setMemoryLimit(INSTANCE_MAX_BYTES);
     runtime.setInterruptHandler(shortly(1000));
     const context = runtime.newContext();
     const make = context.evalCode(PREPARE, 'prepare.js');
@@ -178,26 +283,8 @@ export class CodeSandbox {
       entry.context.dispose();
       entry.runtime.dispose();
     } catch {
-      this.replaceModule();
+      this.swap(true);
     }
-  }
-
-  private replaceModule(): void {
-    this.ready.clear();
-    // The broken instance is left to the garbage collector; a new one is ready in ~10 ms. Until
-    // then runs fail with an error rather than wait, so a request never hangs on it.
-    const restarting = {
-      newRuntime: () => {
-        throw new Error('the sandbox is restarting');
-      },
-    } as unknown as QuickJSWASMModule;
-    this.module = restarting;
-    void newQuickJSWASMModuleFromVariant(variant).then(
-      (m) => {
-        if (this.module === restarting) this.module = m;
-      },
-      () => undefined,
-    );
   }
 }
 
