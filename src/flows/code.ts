@@ -215,7 +215,12 @@ export class CodeSandbox {
           recycle = true;
           return overMemory;
         }
-        if (message === 'interrupted') return { ok: false, kind: 'timeout', message: `ran past its ${limits.timeMs} ms CPU limit` };
+        if (message === 'interrupted') {
+          // An interrupt unwinds QuickJS cleanly and the realm is frozen: the prepared step is
+          // kept (preparing it again costs far more than a run).
+          healthy = true;
+          return { ok: false, kind: 'timeout', message: `ran past its ${limits.timeMs} ms CPU limit` };
+        }
         healthy = true;
         return { ok: false, kind: 'error', message };
       }
@@ -236,7 +241,7 @@ export class CodeSandbox {
       this.swap(true);
       return { ok: false, kind: 'error', message: restarting ? 'the sandbox is restarting' : `sandbox failure: ${(e as Error).message}` };
     } finally {
-      // After an interrupt or out-of-memory a runtime's state is suspect: never reuse it.
+      // After running out of memory (or a failure of the instance) a runtime's state is suspect.
       if (!healthy && !this.broken) this.forget(source);
       if (recycle || this.instance.memory.buffer.byteLength > RECYCLE_BYTES) this.swap();
     }

@@ -130,21 +130,19 @@ class Compiler {
   }
 
   private expr(source: string, field: string, self: string, before: ReadonlySet<string>): CompiledExpression | undefined {
-    try {
-      const e = compileExpression(source);
-      this.checkRefs(e.refs, field, self, before);
-      return e;
-    } catch (err) {
-      this.invalid(field, (err as Error).message);
-      return undefined;
-    }
+    return this.compiled(compileExpression, source, field, self, before);
   }
 
   private template(source: string, field: string, self: string, before: ReadonlySet<string>): CompiledTemplate | undefined {
+    return this.compiled(compileTemplate, source, field, self, before);
+  }
+
+  /** Compiles an expression or template and checks its references; an error is recorded at `field`. */
+  private compiled<T extends { refs: StepRefs }>(compile: (source: string) => T, source: string, field: string, self: string, before: ReadonlySet<string>): T | undefined {
     try {
-      const t = compileTemplate(source);
-      this.checkRefs(t.refs, field, self, before);
-      return t;
+      const c = compile(source);
+      this.checkRefs(c.refs, field, self, before);
+      return c;
     } catch (err) {
       this.invalid(field, (err as Error).message);
       return undefined;

@@ -4,7 +4,8 @@ import { before, describe, it } from 'node:test';
 import assert from 'node:assert/strict';
 import { parse as parseYaml } from 'yaml';
 import { CodeSandbox } from '../../src/flows/code.ts';
-import { checkFlow, runFlow, INCOMPLETE_HEADER, type CompiledFlow } from '../../src/flows/index.ts';
+import { runFlow, INCOMPLETE_HEADER, type CompiledFlow } from '../../src/flows/index.ts';
+import { checkFlow } from '../support/flows.ts';
 import { json, memoryIO, SEED_ORDERS } from '../../src/flows/fixtures.ts';
 
 const limits = { timeMs: 50, memoryBytes: 16 << 20, maxOutputBytes: 1 << 20 };

@@ -4,7 +4,8 @@
 import { describe, it } from 'node:test';
 import assert from 'node:assert/strict';
 import { parse as parseYaml } from 'yaml';
-import { checkFlow, runFlow, INCOMPLETE_HEADER, type CompiledFlow, type FlowRequest } from '../../src/flows/index.ts';
+import { runFlow, INCOMPLETE_HEADER, type CompiledFlow, type FlowRequest } from '../../src/flows/index.ts';
+import { checkFlow } from '../support/flows.ts';
 import { delayed, homeFlow, homeRequest, json, memoryIO, seedServices, SEED_HOME_BODY, type Handler } from '../../src/flows/fixtures.ts';
 
 function compile(flow: unknown): CompiledFlow {

@@ -4,7 +4,8 @@ import { describe, it } from 'node:test';
 import assert from 'node:assert/strict';
 import { compileReshape, reshape } from '../../src/flows/transforms.ts';
 import { acceptsXmlFirst, jsonToXml, xmlToJson } from '../../src/flows/xml.ts';
-import { checkRouteTransform, runFlow, type CompiledFlow } from '../../src/flows/index.ts';
+import { runFlow, type CompiledFlow } from '../../src/flows/index.ts';
+import { checkRouteTransform } from '../support/flows.ts';
 import { json, memoryIO, SEED_USER } from '../../src/flows/fixtures.ts';
 
 const apply = async (spec: Parameters<typeof compileReshape>[0], value: unknown) => reshape(compileReshape(spec), value, { request: {}, steps: {} });

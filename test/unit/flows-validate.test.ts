@@ -2,7 +2,8 @@
 // for the schema (shape) and for meaning (expressions, references, reachability, limits).
 import { describe, it } from 'node:test';
 import assert from 'node:assert/strict';
-import { checkFlow, checkRouteTransform, FLOW_LIMITS, type FlowError, type FlowSpec } from '../../src/flows/index.ts';
+import { FLOW_LIMITS, type FlowError, type FlowSpec } from '../../src/flows/index.ts';
+import { checkFlow, checkRouteTransform } from '../support/flows.ts';
 import { CodeSandbox } from '../../src/flows/code.ts';
 import { homeFlow } from '../../src/flows/fixtures.ts';
 
