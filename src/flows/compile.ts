@@ -2,7 +2,7 @@
 // names a step that has finished before the reader starts, nothing is unreachable, the limits
 // hold. Errors name the field (flow.steps[2].call.path) like the model's validation does.
 import { compileExpression, compileTemplate, mergeRefs, type CompiledExpression, type CompiledTemplate, type StepRefs } from './expressions.ts';
-import { compileReshape, ReshapeError } from './transforms.ts';
+import { compileReshape, ReshapeError, type CompiledReshape } from './transforms.ts';
 import { FLOW_LIMITS, type FlowSpec, type FlowStepSpec } from './schema.ts';
 import type { CompiledFlow, CompiledStep } from './types.ts';
 
@@ -182,7 +182,7 @@ class Compiler {
       }
       if (c.path === undefined && !c.forward) this.invalid(`${f}.call.path`, 'is required unless forward is true');
       const path = c.path !== undefined ? this.template(c.path, `${f}.call.path`, self, before) : undefined;
-      if (path && path.literals.some((l) => /[?#\s]/.test(l))) this.invalid(`${f}.call.path`, 'may not hold ?, # or spaces; put parameters in query');
+      if (path?.literals.some((l) => /[?#\s]/.test(l))) this.invalid(`${f}.call.path`, 'may not hold ?, # or spaces; put parameters in query');
       if (path && !path.literals[0]!.startsWith('/')) this.invalid(`${f}.call.path`, 'must start with /');
       const query = Object.entries(c.query ?? {}).map(([k, v]) => [k, this.template(v, fieldKey(`${f}.call.query`, k), self, before)] as const);
       const headers = Object.entries(c.headers ?? {}).map(([k, v]) => [k.toLowerCase(), this.template(v, fieldKey(`${f}.call.headers`, k), self, before)] as const);
@@ -249,7 +249,7 @@ class Compiler {
     }
     if (s.transform) {
       const from = this.expr(s.transform.from, `${f}.transform.from`, self, before);
-      let reshape;
+      let reshape: CompiledReshape | undefined;
       try {
         reshape = compileReshape(s.transform);
         this.checkRefs(reshape.refs, `${f}.transform.map`, self, before);
@@ -286,7 +286,7 @@ function fieldKey(field: string, key: string): string {
 
 function descendants(s: FlowStepSpec): string[] {
   const out: string[] = [];
-  const add = (steps: readonly FlowStepSpec[] | undefined) => steps?.forEach((x) => (out.push(x.name), out.push(...descendants(x))));
+  const add = (steps: readonly FlowStepSpec[] | undefined) => steps?.forEach((x) => out.push(x.name, ...descendants(x)));
   add(s.parallel?.steps);
   s.switch?.cases.forEach((c) => add(c.steps));
   add(s.switch?.default);

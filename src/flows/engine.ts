@@ -16,6 +16,7 @@ import type {
   RespondStep,
   StepError,
   StepOutput,
+  StepResponse,
   StepTrace,
   TransformStep,
 } from './types.ts';
@@ -290,7 +291,7 @@ class Run {
     // request); the timer here is the engine's own guarantee that the step ends on time.
     let timer: NodeJS.Timeout | undefined;
     const timeout = new Promise<never>((_, reject) => (timer = setTimeout(reject, step.timeoutMs, STEP_TIMEOUT)));
-    let res;
+    let res: StepResponse;
     this.inflight++;
     try {
       const call = this.io.call(

@@ -240,7 +240,10 @@ steps:
       flow,
       get('/x'),
       memoryIO({
-        users: delayed(20, () => (order.push('fast answered'), json({ ok: 1 }))),
+        users: delayed(20, () => {
+          order.push('fast answered');
+          return json({ ok: 1 });
+        }),
         products: delayed(60_000, () => json({}), () => (cancelled = true)),
       }),
     );
