@@ -57,6 +57,17 @@ export function cpuSeconds(pid: number | undefined): number {
   }
 }
 
+/** Resident set size of a process in MB (VmRSS, from /proc); 0 once it is gone. */
+export function rssMB(pid: number | undefined): number {
+  if (!pid) return 0;
+  try {
+    const kB = /^VmRSS:\s+(\d+) kB/m.exec(readFileSync(`/proc/${pid}/status`, 'utf8'))?.[1];
+    return kB ? Math.round(Number(kB) / 1024) : 0;
+  } catch {
+    return 0;
+  }
+}
+
 /** Starts counting the named processes' CPU; the returned function gives seconds used since (0.01 s). */
 export function cpuMeter(pids: Record<string, number | undefined>): () => Record<string, number> {
   const before = Object.fromEntries(Object.entries(pids).map(([k, pid]) => [k, cpuSeconds(pid)]));

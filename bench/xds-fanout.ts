@@ -1,111 +1,65 @@
 // Benchmark: 1,000 simulated ADS streams (half SotW, half Delta; grpc-js clients in a child process,
-// one connection each) on a group with 10,000 routes and 1,000 clusters. Measures initial sync, and the
-// time from one change (a route; an endpoint) to every stream holding it, with server CPU and RSS. Prints JSON.
-// Usage: tsx bench/xds-fanout.ts [--streams 1000] [--routes 10000] [--clusters 1000] [--route-configs 10]
+// one connection each) on a group with 10,000 routes and 1,000 clusters, served by Portico and, with
+// --server, by go-control-plane v0.14's SnapshotCache and LinearCache (bench/xds-peer.ts) one after
+// another: the same client, the same resources. Measures initial sync, and the time from one change (a
+// route; an endpoint) to every stream holding it, with the server's CPU (/proc, so the same for Node and
+// Go), its RSS, and what the streams received. Prints JSON.
+// Usage: tsx bench/xds-fanout.ts [--server portico|gcp-snapshot|gcp-linear|all (comma list)] [--streams 1000]
+//          [--routes 10000] [--clusters 1000] [--route-configs 10] [--send-budget-mb N] [--change-timeout-s 120]
 import { fork, type ChildProcess } from 'node:child_process';
+import { mkdtempSync, rmSync } from 'node:fs';
+import { cpus, loadavg, tmpdir } from 'node:os';
+import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
-import * as grpc from '@grpc/grpc-js';
 import { SnapshotCache, typeSnapshot } from '../src/xds/cache.ts';
 import { largeGroupResources, type LargeGroupOptions } from '../src/xds/fixtures.ts';
 import { FleetStatus } from '../src/xds/fleet.ts';
 import { TYPE_URLS } from '../src/xds/protos.ts';
+import type { GroupResources } from '../src/xds/resources.ts';
 import { XdsServer } from '../src/xds/server.ts';
-import { DISCOVERY_SERVICES, discoveryServiceDefinition } from '../src/xds/services.ts';
-import type { DeltaResponse, SotwResponse } from '../src/xds/stream.ts';
 import { Registry } from 'prom-client';
-import { flags, printJson } from './harness.ts';
+import { cpuMeter, flags, printJson, rssMB } from './harness.ts';
+import { runClients, TYPES, type FromClients, type ToClients } from './xds-fanout-clients.ts';
+import { buildPeer, PeerServer, writeChangeFile, writeGroupFiles, type PeerCache, type PeerChange } from './xds-peer.ts';
 
-// --client and --address: how runServer() starts the client side in a child process.
-const args = flags({ client: false, address: undefined, streams: 1000, routes: 10_000, clusters: 1000, 'route-configs': 10, 'send-budget-mb': undefined });
+// --role and --address: how the orchestrator starts the clients and Portico's server in child processes.
+const args = flags({
+  role: undefined,
+  address: undefined,
+  server: 'portico',
+  streams: 1000,
+  routes: 10_000,
+  clusters: 1000,
+  'route-configs': 10,
+  'send-budget-mb': undefined,
+  'change-timeout-s': 120,
+});
 const shape: LargeGroupOptions = { routes: args.routes, clusters: args.clusters, routeConfigs: args['route-configs'] };
-const STREAMS = args.streams;
 const GROUP = 'bench';
-const TYPES = [TYPE_URLS.cluster, TYPE_URLS.endpoint, TYPE_URLS.listener, TYPE_URLS.route];
+const SERVERS = ['portico', 'gcp-snapshot', 'gcp-linear'] as const;
+type ServerName = (typeof SERVERS)[number];
 const now = () => performance.timeOrigin + performance.now();
+const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
 
-type ToClient = { kind: 'expect'; typeUrl: string; version: string } | { kind: 'stop' };
-type FromClient =
-  | { kind: 'synced'; at: number; rssMB: number }
-  | { kind: 'holding'; typeUrl: string; version: string; lastAt: number; streams: number; rssMB: number; cpuMs: number };
+/** The changes, in order; each is the fixture with one more variant. */
+const CHANGES = [
+  { label: 'one route', typeUrl: TYPE_URLS.route, variant: { variant: 1 } },
+  { label: 'one endpoint', typeUrl: TYPE_URLS.endpoint, variant: { variant: 1, endpointVariant: 1 } },
+  { label: 'one route again', typeUrl: TYPE_URLS.route, variant: { variant: 2, endpointVariant: 1 } },
+] as const;
+const changedGroup = (i: number): GroupResources => largeGroupResources({ ...shape, ...CHANGES[i]!.variant });
 
-// ── client side (child process) ──────────────────────────────────────────────
+type ToPortico = { kind: 'prepare'; change: number } | { kind: 'apply' } | { kind: 'landed'; label: string } | { kind: 'details' };
+type FromPortico =
+  | { kind: 'listening'; port: number; buildMs: number }
+  | { kind: 'prepared' }
+  | { kind: 'applied'; version: string }
+  | { kind: 'landed' }
+  | { kind: 'details'; snapshotBuildMs: number; memoryMB: Record<string, number> };
 
-function runClients(address: string): void {
-  const pad = (n: number) => String(n).padStart(5, '0');
-  const clusterNames = Array.from({ length: shape.clusters }, (_, i) => `svc-${pad(i)}`);
-  const routeNames = Array.from({ length: shape.routeConfigs }, (_, i) => `routes-${pad(i)}`);
-  const ads = discoveryServiceDefinition(DISCOVERY_SERVICES.ads.service);
-  /** Per stream, per type: latest version received and when. */
-  const got: Map<string, { version: string; at: number }>[] = [];
-  let expect: { typeUrl: string; version: string } | undefined;
-  let expectCpu = process.cpuUsage();
-  let synced = false;
-  const send = (m: FromClient) => process.send!(m);
+// ── Portico's server (child process) ─────────────────────────────────────────
 
-  const check = () => {
-    if (!synced && got.length === STREAMS && got.every((g) => TYPES.every((t) => g.has(t)))) {
-      synced = true;
-      send({ kind: 'synced', at: Math.max(...got.flatMap((g) => [...g.values()].map((x) => x.at))), rssMB: rss() });
-    }
-    if (expect && got.every((g) => g.get(expect!.typeUrl)?.version === expect!.version)) {
-      const e = expect;
-      expect = undefined;
-      const cpu = process.cpuUsage(expectCpu);
-      send({
-        kind: 'holding',
-        typeUrl: e.typeUrl,
-        version: e.version,
-        lastAt: Math.max(...got.map((g) => g.get(e.typeUrl)!.at)),
-        streams: got.length,
-        rssMB: rss(),
-        cpuMs: Math.round((cpu.user + cpu.system) / 1000),
-      });
-    }
-  };
-
-  for (let i = 0; i < STREAMS; i++) {
-    const state = new Map<string, { version: string; at: number }>();
-    got.push(state);
-    // A connection per simulated Envoy, as in production, with Envoy's default HTTP/2 windows (256 MiB):
-    // grpc-js's 64 KiB default would make the server hold each large response in native memory.
-    const client = new grpc.Client(address, grpc.credentials.createInsecure(), {
-      'grpc.use_local_subchannel_pool': 1,
-      'grpc.max_receive_message_length': -1,
-      'grpc-node.flow_control_window': 256 * 1024 * 1024,
-    });
-    const node = { id: `sim-${i}`, cluster: GROUP };
-    const names: Record<string, string[]> = { [TYPE_URLS.endpoint]: clusterNames, [TYPE_URLS.route]: routeNames };
-    if (i % 2 === 0) {
-      const m = ads.StreamAggregatedResources!;
-      const call = client.makeBidiStreamRequest(m.path, m.requestSerialize, m.responseDeserialize as (b: Buffer) => SotwResponse);
-      call.on('data', (r: SotwResponse) => {
-        state.set(r.type_url, { version: r.version_info, at: now() });
-        call.write({ type_url: r.type_url, version_info: r.version_info, response_nonce: r.nonce, resource_names: names[r.type_url] ?? [] });
-        check();
-      });
-      call.on('error', (e) => console.error(`stream ${i}: ${e.message}`));
-      TYPES.forEach((t, k) => call.write({ ...(k === 0 ? { node } : {}), type_url: t, resource_names: names[t] ?? [] }));
-    } else {
-      const m = ads.DeltaAggregatedResources!;
-      const call = client.makeBidiStreamRequest(m.path, m.requestSerialize, m.responseDeserialize as (b: Buffer) => DeltaResponse);
-      call.on('data', (r: DeltaResponse) => {
-        state.set(r.type_url, { version: r.system_version_info, at: now() });
-        call.write({ type_url: r.type_url, response_nonce: r.nonce });
-        check();
-      });
-      call.on('error', (e) => console.error(`stream ${i}: ${e.message}`));
-      TYPES.forEach((t, k) => call.write({ ...(k === 0 ? { node } : {}), type_url: t, resource_names_subscribe: names[t] ?? [] }));
-    }
-  }
-  process.on('message', (m: ToClient) => {
-    if (m.kind === 'stop') process.exit(0);
-    expect = { typeUrl: m.typeUrl, version: m.version };
-    expectCpu = process.cpuUsage();
-    check();
-  });
-}
-
-/** With XDS_BENCH_PROFILE=dir, a CPU profile of the server during each change (node:inspector). */
+/** With XDS_BENCH_PROFILE=dir, a CPU profile of Portico's server during each change (node:inspector). */
 async function startProfile(): Promise<((label: string) => Promise<void>) | undefined> {
   const dir = process.env.XDS_BENCH_PROFILE;
   if (!dir) return undefined;
@@ -122,98 +76,293 @@ async function startProfile(): Promise<((label: string) => Promise<void>) | unde
   };
 }
 
-function rss(): number {
-  return Math.round(process.memoryUsage().rss / 1048576);
-}
-
-// ── server side (this process) ───────────────────────────────────────────────
-
-async function runServer(): Promise<void> {
+async function runPortico(): Promise<void> {
   const cache = new SnapshotCache({ debounceMs: 0, debounceMaxMs: 0 });
-  const base = largeGroupResources(shape);
   const t0 = performance.now();
-  cache.setGroupResources(GROUP, base);
+  cache.setGroupResources(GROUP, largeGroupResources(shape));
   cache.flush();
-  const buildMs = performance.now() - t0;
+  const buildMs = Math.round(performance.now() - t0);
   const server = new XdsServer({
     cache,
     fleet: new FleetStatus({ registry: new Registry(), cache }),
     ...(args['send-budget-mb'] ? { sendBudgetBytes: Number(args['send-budget-mb']) * 1048576 } : {}),
   });
   const port = await server.listen('127.0.0.1', 0);
+  const reply = (m: FromPortico) => process.send!(m);
+  let pending: { resources: GroupResources; typeUrl: string } | undefined;
+  let profiling: ((label: string) => Promise<void>) | undefined;
+  process.on('message', async (m: ToPortico) => {
+    switch (m.kind) {
+      case 'prepare':
+        pending = { resources: changedGroup(m.change), typeUrl: CHANGES[m.change]!.typeUrl };
+        return reply({ kind: 'prepared' });
+      case 'apply': {
+        const { resources, typeUrl } = pending!;
+        pending = undefined;
+        profiling = await startProfile();
+        cache.setGroupResources(GROUP, resources);
+        cache.flush();
+        return reply({ kind: 'applied', version: typeSnapshot(cache.getSnapshot(GROUP), typeUrl).version });
+      }
+      case 'landed':
+        await profiling?.(m.label);
+        profiling = undefined;
+        return reply({ kind: 'landed' });
+      case 'details':
+        return reply({
+          kind: 'details',
+          snapshotBuildMs: buildMs,
+          memoryMB: Object.fromEntries(Object.entries(process.memoryUsage()).map(([k, v]) => [k, Math.round(v / 1048576)])),
+        });
+    }
+  });
+  process.once('disconnect', () => {
+    cache.close();
+    void server.close(1000).then(() => process.exit(0));
+  });
+  reply({ kind: 'listening', port, buildMs });
+}
 
-  global.gc?.();
-  const baselineRss = process.memoryUsage().rss;
-  let peakRss = 0;
-  const sampler = setInterval(() => (peakRss = Math.max(peakRss, process.memoryUsage().rss)), 10);
-  const child: ChildProcess = fork(fileURLToPath(import.meta.url), ['--client', '--address', `127.0.0.1:${port}`, ...process.argv.slice(2)], {
+// ── orchestrator (this process) ──────────────────────────────────────────────
+
+/** A child's messages in order: next() resolves with the next one, or fails on exit or timeout. */
+function inbox<T>(child: ChildProcess, name: string): (what: string, timeoutMs?: number) => Promise<T> {
+  const queue: T[] = [];
+  let waiting: { resolve: (m: T) => void; reject: (e: Error) => void } | undefined;
+  let gone: Error | undefined;
+  child.on('message', (m) => (waiting ? (waiting.resolve(m as T), (waiting = undefined)) : queue.push(m as T)));
+  child.once('exit', (code, signal) => {
+    gone = new Error(`${name} exited (${code ?? signal})`);
+    waiting?.reject(gone);
+  });
+  return (what, timeoutMs = 60_000) =>
+    new Promise<T>((resolve, reject) => {
+      if (queue.length) return resolve(queue.shift()!);
+      if (gone) return reject(gone);
+      const timer = setTimeout(() => ((waiting = undefined), reject(new Error(`${name}: no "${what}" within ${timeoutMs / 1000} s`))), timeoutMs);
+      waiting = {
+        resolve: (m) => (clearTimeout(timer), resolve(m)),
+        reject: (e) => (clearTimeout(timer), reject(e)),
+      };
+    });
+}
+
+function expectKind<T extends { kind: string }, K extends T['kind']>(m: T, kind: K): Extract<T, { kind: K }> {
+  if (m.kind !== kind) throw new Error(`expected "${kind}", got "${m.kind}"`);
+  return m as Extract<T, { kind: K }>;
+}
+
+/** What the orchestrator needs of a server under test; the work of prepare() stays outside the measured window. */
+interface ServerUnderTest {
+  readonly pid: number;
+  readonly address: string;
+  prepare(change: number): Promise<void>;
+  /** Publishes the prepared change; resolves with the version streams will hold for its type. */
+  apply(): Promise<string>;
+  landed(label: string): Promise<void>;
+  details(): Promise<Record<string, unknown>>;
+  close(): Promise<void>;
+}
+
+async function startPortico(): Promise<ServerUnderTest> {
+  const child = fork(fileURLToPath(import.meta.url), ['--role', 'portico', ...process.argv.slice(2)], {
+    execArgv: ['--import', 'tsx'],
+    stdio: ['ignore', 'inherit', 'inherit', 'ipc'],
+  });
+  const next = inbox<FromPortico>(child, "Portico's server");
+  const ask = async <K extends FromPortico['kind']>(m: ToPortico, kind: K) => {
+    child.send(m);
+    return expectKind(await next(kind), kind);
+  };
+  const { port } = expectKind(await next('listening', 300_000), 'listening');
+  return {
+    pid: child.pid!,
+    address: `127.0.0.1:${port}`,
+    prepare: async (change) => void (await ask({ kind: 'prepare', change }, 'prepared')),
+    apply: async () => (await ask({ kind: 'apply' }, 'applied')).version,
+    landed: async (label) => void (await ask({ kind: 'landed', label }, 'landed')),
+    details: async () => {
+      const { kind: _, ...d } = await ask({ kind: 'details' }, 'details');
+      return d;
+    },
+    close: async () => {
+      const exited = new Promise((r) => child.once('exit', r));
+      child.disconnect();
+      await exited;
+    },
+  };
+}
+
+async function startPeer(bin: string, cache: PeerCache, dir: string, changes: PeerChange[]): Promise<ServerUnderTest> {
+  const peer = await PeerServer.start(bin, cache, dir);
+  return {
+    pid: peer.pid,
+    address: peer.address,
+    prepare: (change) => peer.prepare(changes[change]!),
+    apply: () => peer.apply(),
+    landed: async () => {},
+    details: async () => ({ cache }),
+    close: () => peer.close(),
+  };
+}
+
+/** Peak RSS of a process, sampled every 10 ms until the returned function is called. */
+function peakRss(pid: number): () => number {
+  let peak = rssMB(pid);
+  const timer = setInterval(() => (peak = Math.max(peak, rssMB(pid))), 10);
+  return () => (clearInterval(timer), Math.max(peak, rssMB(pid)));
+}
+
+/**
+ * Waits for the server to go idle (≤ 10 ms of CPU in 200 ms, or 10 s): the ACKs of a change cost the
+ * server too. Returns the CPU seconds the meter counted until then.
+ */
+async function untilIdle(cpu: () => Record<string, number>): Promise<number> {
+  let last = cpu().server!;
+  for (let waited = 0; waited < 10_000; waited += 200) {
+    await sleep(200);
+    const used = cpu().server!;
+    if (used - last <= 0.01) return used;
+    last = used;
+  }
+  return last;
+}
+
+const load = () => loadavg().map((x) => Math.round(x * 100) / 100);
+
+async function measure(name: ServerName, server: ServerUnderTest) {
+  const timeoutMs = args['change-timeout-s'] * 1000;
+  const loadBefore = load();
+  const rssBeforeClients = rssMB(server.pid);
+  const clients = fork(fileURLToPath(import.meta.url), ['--role', 'clients', '--address', server.address, ...process.argv.slice(2)], {
     execArgv: ['--import', 'tsx', '--max-old-space-size=4096'],
     stdio: ['ignore', 'inherit', 'inherit', 'ipc'],
   });
-  const next = () => new Promise<FromClient>((resolve) => child.once('message', (m: FromClient) => resolve(m)));
+  const next = inbox<FromClients>(clients, 'the clients');
+  try {
+    const syncStart = now();
+    const syncCpu = cpuMeter({ server: server.pid });
+    const synced = expectKind(await next('synced', timeoutMs), 'synced');
+    const initialSync = { allStreamsFullConfigMs: Math.round(synced.at - syncStart), serverCpuMs: Math.round(syncCpu().server! * 1000), clientRssMB: synced.rssMB };
+    await sleep(1000);
+    const rssSteady = rssMB(server.pid);
 
-  const syncStart = now();
-  const cpuSync0 = process.cpuUsage();
-  const synced = await next();
-  const cpuSync = process.cpuUsage(cpuSync0);
-  if (synced.kind !== 'synced') throw new Error('unexpected message');
-  await new Promise((r) => setTimeout(r, 1000));
-  global.gc?.();
-  const steadyRss = process.memoryUsage().rss;
-  const steadyMem = process.memoryUsage();
-
-  const change = async (label: string, resources: typeof base, typeUrl: string) => {
-    peakRss = 0;
-    const profiling = await startProfile();
-    const cpu0 = process.cpuUsage();
-    const start = now();
-    cache.setGroupResources(GROUP, resources);
-    cache.flush();
-    const version = typeSnapshot(cache.getSnapshot(GROUP), typeUrl).version;
-    child.send({ kind: 'expect', typeUrl, version } satisfies ToClient);
-    const m = await next();
-    const cpu = process.cpuUsage(cpu0);
-    await profiling?.(label);
-    if (m.kind !== 'holding') throw new Error('unexpected message');
-    await new Promise((r) => setTimeout(r, 200)); // let the ACKs land before the next change
+    const changes = [];
+    for (const [i, c] of CHANGES.entries()) {
+      await server.prepare(i);
+      clients.send({ kind: 'reset' } satisfies ToClients);
+      expectKind(await next('reset'), 'reset');
+      const peak = peakRss(server.pid);
+      const cpu = cpuMeter({ server: server.pid });
+      const start = now();
+      const version = await server.apply();
+      clients.send({ kind: 'expect', typeUrl: c.typeUrl, version } satisfies ToClients);
+      const held = expectKind(await next(`all streams holding ${c.label}`, timeoutMs), 'holding');
+      const cpuHolding = cpu().server!;
+      const cpuWithAcks = await untilIdle(cpu);
+      changes.push({
+        change: c.label,
+        streamsHolding: held.streams,
+        changeToAllStreamsMs: Math.round(held.lastAt - start),
+        serverCpuMs: Math.round(cpuHolding * 1000),
+        serverCpuMsWithAcks: Math.round(cpuWithAcks * 1000),
+        serverPeakRssMB: peak(),
+        clientCpuMs: held.cpuMs,
+        clientRssMB: held.rssMB,
+        received: held.received,
+        loadAverage1m: load()[0],
+      });
+      await server.landed(c.label);
+    }
+    clients.send({ kind: 'served' } satisfies ToClients);
+    const { sotw, delta } = expectKind(await next('served'), 'served');
     return {
-      change: label,
-      streamsHolding: m.streams,
-      changeToAllStreamsMs: Math.round(m.lastAt - start),
-      serverCpuMs: Math.round((cpu.user + cpu.system) / 1000),
-      serverPeakRssMB: Math.round(peakRss / 1048576),
-      clientRssMB: m.rssMB,
-      clientCpuMs: m.cpuMs,
+      server: name,
+      initialSync,
+      serverRssMB: { beforeClients: rssBeforeClients, steady: rssSteady },
+      changes,
+      served: { sotw, delta },
+      details: await server.details(),
+      loadAverage: { before: loadBefore, after: load() },
     };
-  };
-
-  const results = [
-    await change('one route (one RouteConfiguration re-sent)', largeGroupResources({ ...shape, variant: 1 }), TYPE_URLS.route),
-    await change('one endpoint (one ClusterLoadAssignment)', largeGroupResources({ ...shape, variant: 1, endpointVariant: 1 }), TYPE_URLS.endpoint),
-    await change('one route again', largeGroupResources({ ...shape, variant: 2, endpointVariant: 1 }), TYPE_URLS.route),
-  ];
-  clearInterval(sampler);
-  child.send({ kind: 'stop' } satisfies ToClient);
-  printJson({
-    benchmark: 'xds-fanout',
-    streams: { total: STREAMS, sotw: Math.ceil(STREAMS / 2), delta: Math.floor(STREAMS / 2) },
-    shape,
-    snapshotBuildMs: Math.round(buildMs),
-    initialSync: {
-      allStreamsFullConfigMs: Math.round(synced.at - syncStart),
-      serverCpuMs: Math.round((cpuSync.user + cpuSync.system) / 1000),
-      clientRssMB: synced.rssMB,
-    },
-    serverBaselineRssMB: Math.round(baselineRss / 1048576),
-    serverSteadyRssMB: Math.round(steadyRss / 1048576),
-    serverSteadyMemoryMB: Object.fromEntries(Object.entries(steadyMem).map(([k, v]) => [k, Math.round(v / 1048576)])),
-    changes: results,
-    targets: { changeToAllStreamsMs: 1000, serverRssMB: 256 },
-  });
-  await server.close(1000);
-  cache.close();
-  process.exit(0);
+  } finally {
+    if (clients.exitCode === null) {
+      const exited = new Promise((r) => clients.once('exit', r));
+      clients.send({ kind: 'stop' } satisfies ToClients);
+      await exited;
+    }
+  }
 }
 
-if (args.client) runClients(args.address!);
-else await runServer();
+type Run = Awaited<ReturnType<typeof measure>>;
+
+async function orchestrate(): Promise<void> {
+  const names = (args.server === 'all' ? [...SERVERS] : args.server.split(',').map((s) => s.trim())) as ServerName[];
+  for (const n of names) if (!SERVERS.includes(n)) throw new Error(`--server: unknown server "${n}" (one of ${SERVERS.join(', ')}, or all)`);
+  const peers = names.some((n) => n.startsWith('gcp-'));
+  let dir: string | undefined;
+  let peerBin = '';
+  const peerChanges: PeerChange[] = [];
+  if (peers) {
+    peerBin = buildPeer();
+    dir = mkdtempSync(join(tmpdir(), 'portico-xds-peer-'));
+    // The same fixture function Portico serves, dumped as proto3 JSON; each change as the resources it replaces.
+    let before = largeGroupResources(shape);
+    writeGroupFiles(dir, before);
+    for (const [i, c] of CHANGES.entries()) {
+      const after = changedGroup(i);
+      peerChanges.push(writeChangeFile(dir, `change-${i}`, before, after));
+      if (peerChanges[i]!.kind !== (c.typeUrl === TYPE_URLS.route ? 'routes' : 'endpoints')) throw new Error(`${c.label}: changes ${peerChanges[i]!.kind}`);
+      before = after;
+    }
+  }
+  const runs: (Run | { server: ServerName; error: string })[] = [];
+  try {
+    for (const name of names) {
+      process.stderr.write(`xds-fanout: ${name}\n`);
+      const server = name === 'portico' ? await startPortico() : await startPeer(peerBin, name === 'gcp-snapshot' ? 'snapshot' : 'linear', dir!, peerChanges);
+      try {
+        runs.push(await measure(name, server));
+      } catch (e) {
+        runs.push({ server: name, error: (e as Error).message });
+      } finally {
+        await server.close();
+      }
+      await sleep(2000); // let the previous run's sockets and memory go before the next server starts
+    }
+  } finally {
+    if (dir) rmSync(dir, { recursive: true, force: true });
+  }
+
+  const measured = runs.filter((r): r is Run => 'changes' in r);
+  const typeNames = TYPES.map((t) => t.split('.').pop()!);
+  const servedKey = (r: Run, bytes: boolean) =>
+    JSON.stringify(typeNames.map((t) => [r.served.sotw[t]?.resources, r.served.sotw[t]?.json, r.served.delta[t]?.json, bytes && r.served.sotw[t]?.bytes]));
+  const same = (bytes: boolean) => (measured.length > 1 ? new Set(measured.map((r) => servedKey(r, bytes))).size === 1 : undefined);
+  printJson({
+    benchmark: 'xds-fanout',
+    streams: { total: args.streams, sotw: Math.ceil(args.streams / 2), delta: Math.floor(args.streams / 2) },
+    shape,
+    cpus: cpus().length,
+    // Every server served the streams the same resources (compared as proto3 JSON), and byte for byte (SotW).
+    sameResourcesServed: same(false),
+    sameBytesServed: same(true),
+    summary: Object.fromEntries(
+      measured.map((r) => [
+        r.server,
+        {
+          serverCpuMsPerChange: Object.fromEntries(r.changes.map((c) => [c.change, c.serverCpuMsWithAcks])),
+          changeToAllStreamsMs: Object.fromEntries(r.changes.map((c) => [c.change, c.changeToAllStreamsMs])),
+          serverRssMB: { steady: r.serverRssMB.steady, peakDuringChanges: Math.max(...r.changes.map((c) => c.serverPeakRssMB)) },
+          initialSyncMs: r.initialSync.allStreamsFullConfigMs,
+        },
+      ]),
+    ),
+    runs,
+    targets: { changeToAllStreamsMs: 1000, serverRssMB: 256 },
+  });
+}
+
+if (args.role === 'clients') runClients({ address: args.address!, streams: args.streams, shape, group: GROUP });
+else if (args.role === 'portico') await runPortico();
+else await orchestrate();
