@@ -27,7 +27,8 @@ export type FromClients =
 
 /** Digest of resources as proto3 JSON (keys sorted), so servers that encode differently still compare. */
 function digest(resources: Uint8Array[], toJson: (b: Uint8Array) => unknown, withBytes: boolean): Served[string] {
-  const sorted = (_: string, v: unknown) => (v && typeof v === 'object' && !Array.isArray(v) ? Object.fromEntries(Object.entries(v).sort(([a], [b]) => (a < b ? -1 : 1))) : v);
+  const sorted = (_: string, v: unknown) =>
+    v && typeof v === 'object' && !Array.isArray(v) ? Object.fromEntries(Object.entries(v).sort(([a], [b]) => (a < b ? -1 : 1))) : v;
   const hashAll = (each: string[]) => createHash('sha256').update(each.sort().join('\n')).digest('hex').slice(0, 16);
   const hash = (x: Uint8Array | string) => createHash('sha256').update(x).digest('hex');
   return {
@@ -79,14 +80,16 @@ export function runClients(o: { address: string; streams: number; shape: LargeGr
     }
   };
   /** Counts what arrives (size included) before the stream's own decoding. */
-  const counting = <T extends { resources: Uint8Array[] }>(protocol: Protocol, decode: (b: Buffer) => T) => (b: Buffer) => {
-    const r = decode(b);
-    const c = received[protocol];
-    c.responses++;
-    c.resources += r.resources.length;
-    c.bytes += b.length;
-    return r;
-  };
+  const counting =
+    <T extends { resources: Uint8Array[] }>(protocol: Protocol, decode: (b: Buffer) => T) =>
+    (b: Buffer) => {
+      const r = decode(b);
+      const c = received[protocol];
+      c.responses++;
+      c.resources += r.resources.length;
+      c.bytes += b.length;
+      return r;
+    };
 
   for (let i = 0; i < streams; i++) {
     const state = new Map<string, { version: string; at: number }>();
@@ -130,7 +133,7 @@ export function runClients(o: { address: string; streams: number; shape: LargeGr
   process.on('message', (m: ToClients) => {
     switch (m.kind) {
       case 'stop':
-        process.exit(0);
+        return process.exit(0);
       case 'reset':
         // Responses may arrive before the expected version is known: count from here.
         received = zero();

@@ -130,7 +130,12 @@ function inbox<T>(child: ChildProcess, name: string): (what: string, timeoutMs?:
   const queue: T[] = [];
   let waiting: { resolve: (m: T) => void; reject: (e: Error) => void } | undefined;
   let gone: Error | undefined;
-  child.on('message', (m) => (waiting ? (waiting.resolve(m as T), (waiting = undefined)) : queue.push(m as T)));
+  child.on('message', (m) => {
+    const w = waiting;
+    waiting = undefined;
+    if (w) w.resolve(m as T);
+    else queue.push(m as T);
+  });
   child.once('exit', (code, signal) => {
     gone = new Error(`${name} exited (${code ?? signal})`);
     waiting?.reject(gone);
@@ -139,10 +144,19 @@ function inbox<T>(child: ChildProcess, name: string): (what: string, timeoutMs?:
     new Promise<T>((resolve, reject) => {
       if (queue.length) return resolve(queue.shift()!);
       if (gone) return reject(gone);
-      const timer = setTimeout(() => ((waiting = undefined), reject(new Error(`${name}: no "${what}" within ${timeoutMs / 1000} s`))), timeoutMs);
+      const timer = setTimeout(() => {
+        waiting = undefined;
+        reject(new Error(`${name}: no "${what}" within ${timeoutMs / 1000} s`));
+      }, timeoutMs);
       waiting = {
-        resolve: (m) => (clearTimeout(timer), resolve(m)),
-        reject: (e) => (clearTimeout(timer), reject(e)),
+        resolve: (m) => {
+          clearTimeout(timer);
+          resolve(m);
+        },
+        reject: (e) => {
+          clearTimeout(timer);
+          reject(e);
+        },
       };
     });
 }
@@ -209,8 +223,13 @@ async function startPeer(bin: string, cache: PeerCache, dir: string, changes: Pe
 /** Peak RSS of a process, sampled every 10 ms until the returned function is called. */
 function peakRss(pid: number): () => number {
   let peak = rssMB(pid);
-  const timer = setInterval(() => (peak = Math.max(peak, rssMB(pid))), 10);
-  return () => (clearInterval(timer), Math.max(peak, rssMB(pid)));
+  const timer = setInterval(() => {
+    peak = Math.max(peak, rssMB(pid));
+  }, 10);
+  return () => {
+    clearInterval(timer);
+    return Math.max(peak, rssMB(pid));
+  };
 }
 
 /**
@@ -243,7 +262,11 @@ async function measure(name: ServerName, server: ServerUnderTest) {
     const syncStart = now();
     const syncCpu = cpuMeter({ server: server.pid });
     const synced = expectKind(await next('synced', timeoutMs), 'synced');
-    const initialSync = { allStreamsFullConfigMs: Math.round(synced.at - syncStart), serverCpuMs: Math.round(syncCpu().server! * 1000), clientRssMB: synced.rssMB };
+    const initialSync = {
+      allStreamsFullConfigMs: Math.round(synced.at - syncStart),
+      serverCpuMs: Math.round(syncCpu().server! * 1000),
+      clientRssMB: synced.rssMB,
+    };
     await sleep(1000);
     const rssSteady = rssMB(server.pid);
 
@@ -339,6 +362,7 @@ async function orchestrate(): Promise<void> {
   const servedKey = (r: Run, bytes: boolean) =>
     JSON.stringify(typeNames.map((t) => [r.served.sotw[t]?.resources, r.served.sotw[t]?.json, r.served.delta[t]?.json, bytes && r.served.sotw[t]?.bytes]));
   const same = (bytes: boolean) => (measured.length > 1 ? new Set(measured.map((r) => servedKey(r, bytes))).size === 1 : undefined);
+  if (same(false) === false) process.stderr.write('xds-fanout: the servers did not serve the same resources (see runs[].served)\n');
   printJson({
     benchmark: 'xds-fanout',
     streams: { total: args.streams, sotw: Math.ceil(args.streams / 2), delta: Math.floor(args.streams / 2) },

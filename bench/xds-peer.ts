@@ -20,7 +20,7 @@ export function buildPeer(): string {
   mkdirSync(dir, { recursive: true });
   const bin = join(dir, 'xds-peer');
   process.stderr.write(`xds-peer: go build (into ${dir})\n`);
-  const r = spawnSync('go', ['build', '-trimpath', '-o', bin, '.'], {
+  const r = spawnSync('go', ['build', '-trimpath', '-buildvcs=false', '-o', bin, '.'], {
     cwd: SOURCE,
     stdio: ['ignore', 'inherit', 'inherit'],
     // Go's official install location, when a non-login shell's PATH lacks it.

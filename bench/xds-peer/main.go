@@ -153,7 +153,9 @@ func (p *snapshotPublisher) publish() error {
 	return p.c.SetSnapshot(context.Background(), "group", snap)
 }
 
-func (p *snapshotPublisher) version(k kind) string { return fmt.Sprintf("%s-%d", k.name, p.versions[k.name]) }
+func (p *snapshotPublisher) version(k kind) string {
+	return fmt.Sprintf("%s-%d", k.name, p.versions[k.name])
+}
 
 func (p *snapshotPublisher) replace(k kind, rs []types.Resource) (string, error) {
 	for name, r := range byName(rs) {
