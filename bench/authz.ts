@@ -13,11 +13,11 @@ import * as grpc from '@grpc/grpc-js';
 import { exportJWK, generateKeyPair, SignJWT } from 'jose';
 import { Registry } from 'prom-client';
 import { decide, jwtToVerify, type JwtOutcome } from '../src/authz/decide.ts';
-import { checkRequestJson, mintApiKey, modelOf, testHasher } from '../src/authz/fixtures.ts';
+import { checkRequestJson, mintApiKey, modelOf, testHasher } from '../test/support/authz-fixtures.ts';
 import { AuthzService, registerAuthzService, registerAuthzUnary } from '../src/authz/service.ts';
 import { UnaryGrpcServer } from '../src/grpc/unary-server.ts';
 import { decodeCheckRequest, encodeCheckResponse } from '../src/authz/wire.ts';
-import { decodeMessage, encodeMessage, lookupType } from '../src/xds/protos.ts';
+import { decodeMessage, encodeMessage, lookupType } from '../src/proto/index.ts';
 import { flags, printJson, round2 } from './harness.ts';
 
 const checkRequestType = lookupType('envoy.service.auth.v3.CheckRequest');

@@ -3,7 +3,7 @@
 // ACK of the version it produced (seen in process by hooking FleetStatus.onAck). Prints JSON.
 // Usage: tsx bench/convergence.ts [--writes 100] [--kinds route,endpoint] [--debounce-ms 50] [--debounce-max-ms 250]
 import { typeSnapshot } from '../src/xds/cache.ts';
-import { TYPE_URLS } from '../src/xds/protos.ts';
+import { TYPE_URLS } from '../src/proto/index.ts';
 import type { StreamInfo } from '../src/xds/stream.ts';
 import { componentPath, waitFor } from '../test/support/components.ts';
 import { launchEnvoy, settledNode, snapshotVersions } from '../test/support/envoy.ts';

@@ -13,7 +13,7 @@ import { Redis } from 'ioredis';
 import { Registry } from 'prom-client';
 import { modelToDocument } from '../src/model/declarative.ts';
 import type { DecisionRequest } from '../src/ratelimit/decision.ts';
-import { seedModel } from '../src/ratelimit/fixtures.ts';
+import { seedModel } from '../test/support/ratelimit-fixtures.ts';
 import { createRateLimiter, type RateLimiter } from '../src/ratelimit/limiter.ts';
 import { componentPath, freePort, startProcess, waitFor, type RunningProcess } from '../test/support/components.ts';
 import { cpuSeconds, flags, printJson } from './harness.ts';

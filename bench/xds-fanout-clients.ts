@@ -2,8 +2,8 @@
 // Envoy fleet. It tells its parent when every stream holds a version, and what the streams received.
 import { createHash } from 'node:crypto';
 import * as grpc from '@grpc/grpc-js';
-import type { LargeGroupOptions } from '../src/xds/fixtures.ts';
-import { TYPE_URLS } from '../src/xds/protos.ts';
+import type { LargeGroupOptions } from '../test/support/xds-fixtures.ts';
+import { TYPE_URLS } from '../src/proto/index.ts';
 import { DISCOVERY_SERVICES, discoveryServiceDefinition, unpackAny, unpackDeltaResource } from '../src/xds/services.ts';
 import type { DeltaResponse, Protocol, SotwResponse } from '../src/xds/stream.ts';
 

@@ -6,7 +6,7 @@ import { homedir } from 'node:os';
 import { join } from 'node:path';
 import { createInterface } from 'node:readline';
 import { fileURLToPath } from 'node:url';
-import { RESOURCE_KINDS, resourceName, type EnvoyResource, type GroupResources, type ResourceKind } from '../src/xds/resources.ts';
+import { RESOURCE_KINDS, resourceName, type EnvoyResource, type GroupResources, type ResourceKind } from '../src/contract/index.ts';
 
 const SOURCE = fileURLToPath(new URL('./xds-peer/', import.meta.url));
 /** The kinds the peer reads (Portico's GroupResources keys); the bench group has no secrets. */

@@ -2,8 +2,8 @@
 // an unchanged rebuild, and a one-route change. Prints JSON.
 // Usage: tsx bench/xds-snapshot.ts [--routes 10000] [--clusters 1000] [--route-configs 10] [--runs 5]
 import { SnapshotCache, typeSnapshot } from '../src/xds/cache.ts';
-import { largeGroupResources, type LargeGroupOptions } from '../src/xds/fixtures.ts';
-import { protoRoot, TYPE_URLS } from '../src/xds/protos.ts';
+import { largeGroupResources, type LargeGroupOptions } from '../test/support/xds-fixtures.ts';
+import { protoRoot, TYPE_URLS } from '../src/proto/index.ts';
 import { flags, printJson } from './harness.ts';
 
 const args = flags({ routes: 10_000, clusters: 1000, 'route-configs': 10, runs: 5 });

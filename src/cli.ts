@@ -2,8 +2,8 @@
 // admin API (apply, diff, export), translate a model file offline, migrate, rotate the master key.
 import { readFileSync } from 'node:fs';
 import { parseArgs } from 'node:util';
-import { renderChanges, type ApplyResult } from './admin/config.ts';
-import { parseDocumentText } from './model/declarative.ts';
+import { renderChanges, type ApplyResult } from './admin/index.ts';
+import { parseDocumentText } from './model/index.ts';
 import { loadSettings, SettingsError } from './settings.ts';
 
 const USAGE = `usage: portico <command> [options]
@@ -99,7 +99,7 @@ async function main(argv: string[]): Promise<void> {
       return;
     }
     case 'demo': {
-      const { runDemo } = await import('./demo/demo.ts');
+      const { runDemo } = await import('./demo/index.ts');
       await runDemo(loadSettings());
       return;
     }
@@ -124,10 +124,10 @@ async function main(argv: string[]): Promise<void> {
     }
     case 'translate': {
       // Offline: the same translation the server serves, from a file, with no database.
-      const { parseModelDocument } = await import('./model/declarative.ts');
-      const { validateModel } = await import('./model/validate.ts');
+      const { parseModelDocument } = await import('./model/index.ts');
+      const { validateModel } = await import('./model/index.ts');
       const { translate, validateTranslation } = await import('./translate/index.ts');
-      const { KINDS } = await import('./model/model.ts');
+      const { KINDS } = await import('./model/index.ts');
       const parsed = parseModelDocument(parseDocumentText(readDocument(values.file)), {
         hashApiKey: () => ({ prefix: 'offline0', hash: 'offline'.padEnd(43, '0') }),
       });
@@ -145,8 +145,8 @@ async function main(argv: string[]): Promise<void> {
     }
     case 'migrate': {
       const settings = loadSettings();
-      const { openDatabase } = await import('./store/database.ts');
-      const { loadKeyRing } = await import('./store/secrets.ts');
+      const { openDatabase } = await import('./store/index.ts');
+      const { loadKeyRing } = await import('./store/index.ts');
       const db = await openDatabase({ ...settings, migrate: !values.status, keys: loadKeyRing(settings) }).catch((e: Error) => fail(e.message));
       process.stdout.write(`${JSON.stringify(db.migrations, null, 2)}\n`);
       await db.close();
@@ -154,8 +154,8 @@ async function main(argv: string[]): Promise<void> {
     }
     case 'rotate-master-key': {
       const settings = loadSettings();
-      const { openDatabase } = await import('./store/database.ts');
-      const { loadKeyRing } = await import('./store/secrets.ts');
+      const { openDatabase } = await import('./store/index.ts');
+      const { loadKeyRing } = await import('./store/index.ts');
       const db = await openDatabase({ ...settings, keys: loadKeyRing(settings) });
       const n = await db.store.resealSecrets();
       process.stdout.write(`re-sealed ${n} secret(s) under master key ${loadKeyRing(settings).current.id}\n`);

@@ -2,23 +2,17 @@
 // the callouts), and an orderly shutdown of all of them.
 import type { FastifyInstance } from 'fastify';
 import type { Registry } from 'prom-client';
-import { buildAdminServer } from './admin/server.ts';
+import { buildAdminServer } from './admin/index.ts';
 import { ConfigPipeline } from './pipeline.ts';
 import type { Settings } from './settings.ts';
 import { readFileSync } from 'node:fs';
-import { parseDocumentText } from './model/declarative.ts';
-import { applyDocument } from './store/apply.ts';
-import { openDatabase, type Database } from './store/database.ts';
-import { ChangeFeed } from './store/feed.ts';
-import { loadKeyRing } from './store/secrets.ts';
-import type { ModelStore } from './store/store.ts';
-import { createLogger, type Logger } from './telemetry/log.ts';
-import { createRegistry } from './telemetry/metrics.ts';
+import { parseDocumentText } from './model/index.ts';
+import { applyDocument, openDatabase, ChangeFeed, loadKeyRing, type Database, type ModelStore } from './store/index.ts';
+import { createLogger, createRegistry, AccessLogService, registerAccessLogService, type Logger } from './telemetry/index.ts';
 import { createXds, type Xds } from './xds/index.ts';
 import { AuthzService, registerAuthzUnary } from './authz/index.ts';
-import { UnaryGrpcServer } from './grpc/unary-server.ts';
+import { UnaryGrpcServer } from './grpc/index.ts';
 import { createRateLimiter, registerRateLimitUnary, type RateLimiter } from './ratelimit/index.ts';
-import { AccessLogService, registerAccessLogService } from './telemetry/access-log-service.ts';
 
 export interface Portico {
   settings: Settings;

@@ -2,17 +2,13 @@
 // to the xDS cache; the same translation is the store's validation gate, so a model that would
 // produce config Envoy cannot take is refused before it is committed.
 import { Gauge, Histogram, type Registry } from 'prom-client';
-import { KIND_ORDER, type ModelSnapshot } from './model/model.ts';
-import type { ModelError } from './model/validate.ts';
+import { KIND_ORDER, type ModelSnapshot, type ModelError } from './model/index.ts';
 import { translate, validateTranslation, type TranslateOptions } from './translate/index.ts';
-import { resourceName, type EnvoyResource, type GroupResources } from './xds/resources.ts';
-import type { SnapshotCache } from './xds/cache.ts';
-import type { FleetStatus } from './xds/fleet.ts';
-import { TYPE_URLS } from './xds/protos.ts';
-import type { ModelStore } from './store/store.ts';
-import type { Logger } from './telemetry/log.ts';
-import { ConvergenceTracker } from './telemetry/convergence.ts';
-import { typeLabel } from './xds/fleet.ts';
+import { resourceName, type EnvoyResource, type GroupResources } from './contract/index.ts';
+import { typeLabel, type SnapshotCache, type FleetStatus } from './xds/index.ts';
+import { TYPE_URLS } from './proto/index.ts';
+import type { ModelStore } from './store/index.ts';
+import { ConvergenceTracker, type Logger } from './telemetry/index.ts';
 
 export interface PipelineStatus {
   /** Model revision last translated and handed to the cache. */

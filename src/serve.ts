@@ -2,7 +2,7 @@
 // down gracefully on SIGTERM/SIGINT.
 import { startPortico } from './main.ts';
 import type { Settings } from './settings.ts';
-import { createLogger } from './telemetry/log.ts';
+import { createLogger } from './telemetry/index.ts';
 
 export async function serve(settings: Settings, applyFile?: string): Promise<void> {
   const log = createLogger(settings.logLevel);

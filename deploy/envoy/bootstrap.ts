@@ -11,7 +11,7 @@ import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import YAML from 'yaml';
 import { renderBootstrap, type BootstrapOptions } from '../../src/xds/bootstrap.ts';
-import type { JsonObject } from '../../src/xds/protos.ts';
+import type { JsonObject } from '../../src/proto/index.ts';
 
 export const STATS_LISTENER = 'portico_stats';
 export const ADMIN_CLUSTER = 'envoy_admin';

@@ -2,8 +2,8 @@
 // from the environment. Viewers may read; writes need the admin role.
 import { createHash, timingSafeEqual } from 'node:crypto';
 import type { FastifyInstance, FastifyRequest } from 'fastify';
-import type { AdminRole } from '../model/schemas.ts';
-import type { ModelStore } from '../store/store.ts';
+import type { AdminRole } from '../model/index.ts';
+import type { ModelStore } from '../store/index.ts';
 import { problems } from './problem.ts';
 
 export interface Principal {

@@ -2,10 +2,8 @@
 // apply one — all-or-nothing, idempotent, with a dry run that returns the diff.
 import { Type } from '@sinclair/typebox';
 import type { FastifyInstance } from 'fastify';
-import { documentToYaml, fieldChanges, modelToDocument, type FieldChange } from '../model/declarative.ts';
-import { applyDocument, DocumentError } from '../store/apply.ts';
-import { KINDS, type KindName } from '../model/model.ts';
-import { ModelValidationError, type AppliedChange, type ModelStore } from '../store/store.ts';
+import { documentToYaml, fieldChanges, modelToDocument, KINDS, type FieldChange, type KindName } from '../model/index.ts';
+import { applyDocument, DocumentError, ModelValidationError, type AppliedChange, type ModelStore } from '../store/index.ts';
 import { modelProblem, problems } from './problem.ts';
 
 export interface ApplyChange {

@@ -2,9 +2,8 @@
 import { Type } from '@sinclair/typebox';
 import type { FastifyInstance } from 'fastify';
 import type { Registry } from 'prom-client';
-import { AdminTokenInput } from '../model/schemas.ts';
-import { schemaErrors } from '../model/validate.ts';
-import type { ModelStore } from '../store/store.ts';
+import { AdminTokenInput, schemaErrors } from '../model/index.ts';
+import type { ModelStore } from '../store/index.ts';
 import { problems } from './problem.ts';
 
 export interface Readiness {

@@ -1,10 +1,8 @@
 // RFC 9457 problem details: every admin API error is one of these, naming the field that is
 // wrong, and every error the store or fastify raises is mapped here in one place.
 import type { FastifyError, FastifyInstance, FastifyReply, FastifyRequest } from 'fastify';
-import { KINDS } from '../model/model.ts';
-import type { FieldError, ModelError } from '../model/validate.ts';
-import { ModelValidationError, PreconditionFailedError, StoreUnavailableError, DuplicateError } from '../store/store.ts';
-import { DocumentSyntaxError } from '../model/declarative.ts';
+import { KINDS, DocumentSyntaxError, type FieldError, type ModelError } from '../model/index.ts';
+import { ModelValidationError, PreconditionFailedError, StoreUnavailableError, DuplicateError } from '../store/index.ts';
 
 export interface ProblemError {
   field: string;

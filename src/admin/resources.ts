@@ -3,11 +3,8 @@
 import { X509Certificate } from 'node:crypto';
 import { Type, type TSchema } from '@sinclair/typebox';
 import type { FastifyInstance, FastifyReply, FastifyRequest } from 'fastify';
-import { canonicalResource } from '../model/canonical.ts';
-import { KINDS, KIND_ORDER, keyOf, metaKey, type AnyResource, type KindName, type ModelSnapshot, type Mutation } from '../model/model.ts';
-import { resourceSchemaErrors } from '../model/validate.ts';
-import type { ApiKeyInput } from '../model/schemas.ts';
-import { ModelValidationError, PreconditionFailedError, type ModelStore, type Precondition } from '../store/store.ts';
+import { canonicalResource, KINDS, KIND_ORDER, keyOf, metaKey, resourceSchemaErrors, type AnyResource, type KindName, type ModelSnapshot, type Mutation, type ApiKeyInput } from '../model/index.ts';
+import { ModelValidationError, PreconditionFailedError, type ModelStore, type Precondition } from '../store/index.ts';
 import { modelProblem, problems } from './problem.ts';
 
 /** Fields the API returns but a client never sets; accepted (and ignored) in bodies so GET → edit → PUT works. */

@@ -1,15 +1,13 @@
 // The admin API server: fastify with one plugin per feature, problem+json errors, bearer auth,
 // and an OpenAPI 3 document generated from the same schemas that validate requests.
 import Fastify, { LogController, type FastifyBaseLogger, type FastifyInstance } from 'fastify';
-import type { Logger } from '../telemetry/log.ts';
-import { instrumentAdminApi } from '../telemetry/admin-metrics.ts';
+import { instrumentAdminApi, type Logger } from '../telemetry/index.ts';
 import swagger from '@fastify/swagger';
 import swaggerUi from '@fastify/swagger-ui';
 import { Ajv } from 'ajv';
 import type { TSchema } from '@sinclair/typebox';
-import { describeSchemaErrors } from '../model/validate.ts';
-import { parseDocumentText } from '../model/declarative.ts';
-import type { ModelStore } from '../store/store.ts';
+import { describeSchemaErrors, parseDocumentText } from '../model/index.ts';
+import type { ModelStore } from '../store/index.ts';
 import { registerAuth } from './auth.ts';
 import { registerConfigRoutes } from './config.ts';
 import { registerAuditRoutes, registerFleetRoutes, registerHealthRoutes, registerMetricsRoute, registerTokenRoutes, type Readiness } from './operations.ts';

@@ -1,16 +1,10 @@
 // The credential index (pure): everything ext_authz needs from one model snapshot, in lookup-ready
 // form. Rebuilt from each snapshot and swapped whole, so a Check never sees half of a change.
-import { canonicalResource } from '../model/canonical.ts';
-import { sortedValues, type ModelSnapshot } from '../model/model.ts';
-import type { CredentialType, JwtAlgorithm, JwtIssuer } from '../model/schemas.ts';
-import { normalizeFingerprint } from '../model/validate.ts';
-import type { SecretHasher } from '../store/secrets.ts';
+import { canonicalResource, sortedValues, normalizeFingerprint, apiKeyHeader, effectiveAccept, type ModelSnapshot, type CredentialType, type JwtAlgorithm, type JwtIssuer } from '../model/index.ts';
+import type { SecretHasher } from '../store/index.ts';
 // The translator decides which credential types Envoy sends here; using its rule keeps the two in step.
-import { GATEWAY_HEADERS, apiKeyHeader, effectiveAccept } from '../model/policy.ts';
-import { canonicalSan, canonicalSubject } from './mtls.ts';
-
-/** Upstream headers the gateway sets on an allowed request; client-sent copies are always removed. */
-export const PORTICO_HEADERS = GATEWAY_HEADERS;
+import { GATEWAY_HEADERS } from '../contract/index.ts';
+import { canonicalSan, canonicalSubject, type MtlsIndex } from './mtls.ts';
 
 /** Algorithms an issuer accepts when it does not list its own: asymmetric only, never HS* or none. */
 export const DEFAULT_JWT_ALGORITHMS: readonly JwtAlgorithm[] = ['RS256', 'ES256'];
@@ -83,18 +77,6 @@ export interface ProductEntry {
   publicPlan: string | undefined;
 }
 
-export interface MtlsIndex {
-  /** Canonical RFC 4514 subject → partner. */
-  subject: ReadonlyMap<string, string>;
-  /** `type:value` (dns:, uri:, email:, ip:) → partner, for SAN identities that name their type. */
-  sanTyped: ReadonlyMap<string, string>;
-  /** SAN value of any type → partner. */
-  sanAny: ReadonlyMap<string, string>;
-  spiffe: ReadonlyMap<string, string>;
-  /** Lower-case hex SHA-256 of the DER certificate → partner. */
-  fingerprint: ReadonlyMap<string, string>;
-}
-
 export interface CredentialIndex {
   /** Model revision the index was built from. */
   revision: number;
@@ -150,7 +132,7 @@ function issuerEntry(j: JwtIssuer): IssuerEntry {
 export function buildCredentialIndex(model: ModelSnapshot, options: CredentialIndexOptions): CredentialIndex {
   const issuers = new Map<string, IssuerEntry>();
   const issuersByIss = new Map<string, IssuerEntry>();
-  const identity = new Set<string>(Object.values(PORTICO_HEADERS));
+  const identity = new Set<string>(Object.values(GATEWAY_HEADERS));
   for (const j of sortedValues(model, 'jwtIssuers')) {
     const e = issuerEntry(j);
     issuers.set(e.name, e);

@@ -1,9 +1,8 @@
 // Access decisions (pure given the index, the clock and a verified token): which credential a route
 // accepts, who presented it, whether that partner's subscription allows this call, and what to tell Envoy.
-import type { CredentialType } from '../model/schemas.ts';
-import { secretPrefix } from '../store/secrets.ts';
-import { gatewayErrorBody } from '../translate/errors.ts';
-import { PORTICO_HEADERS, type CredentialIndex, type IssuerEntry, type ProductEntry } from './credential-index.ts';
+import type { CredentialType } from '../model/index.ts';
+import { GATEWAY_HEADERS, gatewayErrorBody, secretPrefix } from '../contract/index.ts';
+import type { CredentialIndex, IssuerEntry, ProductEntry } from './credential-index.ts';
 import { partnerOfPeer, partnerOfPrincipal, peerFromCertificate } from './mtls.ts';
 
 /** The parts of an ext_authz CheckRequest a decision reads. */
@@ -307,12 +306,12 @@ function allow(index: CredentialIndex, req: AuthzRequest, g: Grant): Allow {
 function buildAllow(index: CredentialIndex, req: AuthzRequest, g: Grant): Allow {
   const { p, route, accept, credential, partner, plan, claimHeaders } = g;
   const set: Array<readonly [string, string]> = [
-    [PORTICO_HEADERS.product, p.name],
-    [PORTICO_HEADERS.route, route],
-    [PORTICO_HEADERS.credential, credential],
+    [GATEWAY_HEADERS.product, p.name],
+    [GATEWAY_HEADERS.route, route],
+    [GATEWAY_HEADERS.credential, credential],
   ];
-  if (partner !== undefined) set.push([PORTICO_HEADERS.partner, partner]);
-  if (plan !== undefined) set.push([PORTICO_HEADERS.plan, plan]);
+  if (partner !== undefined) set.push([GATEWAY_HEADERS.partner, partner]);
+  if (plan !== undefined) set.push([GATEWAY_HEADERS.plan, plan]);
   for (const h of claimHeaders) set.push(h);
   if (!req.headers.has('x-request-id') && req.requestId !== '') set.push(['x-request-id', req.requestId]);
   // Never remove what is being set: disjoint lists make Envoy's order of applying them irrelevant.

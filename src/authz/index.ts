@@ -4,7 +4,6 @@ export {
   buildCredentialIndex,
   DEFAULT_CLOCK_SKEW_SECONDS,
   DEFAULT_JWT_ALGORITHMS,
-  PORTICO_HEADERS,
   type CredentialIndex,
   type CredentialIndexOptions,
 } from './credential-index.ts';
@@ -12,7 +11,6 @@ export { CREDENTIAL_ORDER, decide, jwtToVerify, type Allow, type AuthzRequest, t
 export { DEFAULT_JWT_SETTINGS, JwtVerifier, type JwtSettings } from './jwt.ts';
 export { AuthzMetrics } from './metrics.ts';
 export {
-  AUTHZ_METADATA_NAMESPACE,
   AUTHZ_SERVICE,
   AuthzService,
   authzClientDefinition,
@@ -23,5 +21,4 @@ export {
   type CheckResult,
   type ServiceHost,
 } from './service.ts';
-export { UnaryGrpcServer, type UnaryHandler, type UnaryResult, type UnaryServerOptions } from '../grpc/unary-server.ts';
 export { CheckRequestDecodeError, decodeCheckRequest, encodeCheckResponse } from './wire.ts';

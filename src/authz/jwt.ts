@@ -3,7 +3,7 @@
 import { createHash } from 'node:crypto';
 import { decodeJwt, decodeProtectedHeader, importJWK, jwtVerify, type JWK, type JWTPayload } from 'jose';
 import type { Logger } from 'pino';
-import type { JwtAlgorithm } from '../model/schemas.ts';
+import type { JwtAlgorithm } from '../model/index.ts';
 import type { IssuerEntry } from './credential-index.ts';
 import type { JwtOutcome } from './decide.ts';
 import { Lru } from './lru.ts';

@@ -1,7 +1,8 @@
 // ext_authz metrics on a prom-client registry: decisions, Check latency, JWKS fetches, token cache.
 // Label values are bounded: names not in the model fold into "unknown", partners beyond a cap into "other".
 import { Counter, Gauge, Histogram, type Registry } from 'prom-client';
-import type { CredentialType } from '../model/schemas.ts';
+import { PartnerLabels } from '../contract/index.ts';
+import type { CredentialType } from '../model/index.ts';
 import type { JwtObserver } from './jwt.ts';
 
 export interface AuthzMetricsOptions {
@@ -23,17 +24,15 @@ export class AuthzMetrics implements JwtObserver {
   private readonly fetches: Counter<'issuer' | 'result'>;
   private readonly keys: Gauge<'issuer'>;
   private readonly cache: Counter<'result'>;
-  private readonly maxPartners: number;
-  private readonly partnerLabels = new Set<string>();
+  private readonly partners: PartnerLabels;
   private knownProducts: ReadonlySet<string> = new Set();
-  private knownPartners: ReadonlySet<string> = new Set();
   // prom-client hashes label objects on every inc(); children are cached per label tuple instead.
   private readonly children = new Map<string, { inc(): void }>();
   private readonly latencyChildren = new Map<Outcome, { observe(v: number): void }>();
 
   constructor(opts: AuthzMetricsOptions) {
     const registers = [opts.registry];
-    this.maxPartners = opts.maxPartnerLabels ?? 100;
+    this.partners = new PartnerLabels(opts.maxPartnerLabels);
     const r = opts.registry;
     this.decisions = metric(r, 'portico_authz_decisions_total', () => new Counter({
       name: 'portico_authz_decisions_total',
@@ -71,16 +70,12 @@ export class AuthzMetrics implements JwtObserver {
   /** Products and partners of the current index: only these become label values (a token may name anything). */
   setKnown(products: Iterable<string>, partners: Iterable<string>): void {
     this.knownProducts = new Set(products);
-    this.knownPartners = new Set(partners);
+    this.partners.setKnown(partners);
   }
 
   decision(product: string | undefined, partner: string | undefined, outcome: Outcome, credential: CredentialType | undefined, reason: string): void {
     const prod = product === undefined ? 'none' : this.knownProducts.has(product) ? product : 'unknown';
-    let part = partner === undefined ? 'none' : this.knownPartners.has(partner) ? partner : 'unknown';
-    if (partner !== undefined && part === partner && !this.partnerLabels.has(partner)) {
-      if (this.partnerLabels.size < this.maxPartners) this.partnerLabels.add(partner);
-      else part = 'other';
-    }
+    const part = this.partners.label(partner);
     const cred = credential ?? 'none';
     const key = `${prod}\0${part}\0${outcome}\0${cred}\0${reason}`;
     let child = this.children.get(key);

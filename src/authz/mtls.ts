@@ -2,7 +2,6 @@
 // ID, SHA-256 fingerprint), read from what Envoy forwards, and its mapping to a partner.
 import { X509Certificate } from 'node:crypto';
 import { Lru } from './lru.ts';
-import type { MtlsIndex } from './credential-index.ts';
 
 export type SanType = 'dns' | 'uri' | 'email' | 'ip' | 'other';
 
@@ -166,6 +165,19 @@ export function peerFromCertificate(urlEncodedPem: string): PeerIdentity | undef
   }
   parsed.set(urlEncodedPem, identity);
   return identity ?? undefined;
+}
+
+/** Partners by client-certificate identity (CredentialIndex.mtls). */
+export interface MtlsIndex {
+  /** Canonical RFC 4514 subject → partner. */
+  subject: ReadonlyMap<string, string>;
+  /** `type:value` (dns:, uri:, email:, ip:) → partner, for SAN identities that name their type. */
+  sanTyped: ReadonlyMap<string, string>;
+  /** SAN value of any type → partner. */
+  sanAny: ReadonlyMap<string, string>;
+  spiffe: ReadonlyMap<string, string>;
+  /** Lower-case hex SHA-256 of the DER certificate → partner. */
+  fingerprint: ReadonlyMap<string, string>;
 }
 
 /** The partner a certificate identifies: by fingerprint, then SPIFFE ID, then SAN, then subject. */

@@ -3,22 +3,21 @@
 // In combined mode (the route's context_extensions say `ratelimit: combined`) an allowed request is
 // also counted by the rate limiter in process: one callout authenticates and counts.
 import * as grpc from '@grpc/grpc-js';
+import { COMBINED_CONTEXT_KEY, COMBINED_CONTEXT_VALUE } from '../contract/index.ts';
 import type { Logger } from 'pino';
 import { Registry } from 'prom-client';
-import type { ModelSnapshot } from '../model/model.ts';
-import type { SecretHasher } from '../store/secrets.ts';
-import { decodeMessage, encodeMessage, lookupService } from '../xds/protos.ts';
+import type { ModelSnapshot } from '../model/index.ts';
+import type { SecretHasher } from '../store/index.ts';
+import { decodeMessage, encodeMessage, lookupService } from '../proto/index.ts';
 import { buildCredentialIndex, type CredentialIndex } from './credential-index.ts';
 import { decide, jwtToVerify, type Allow, type AuthzRequest, type Decision } from './decide.ts';
 import { JwtVerifier, type JwtSettings } from './jwt.ts';
 import { AuthzMetrics } from './metrics.ts';
-import type { UnaryGrpcServer } from '../grpc/unary-server.ts';
+import type { UnaryGrpcServer } from '../grpc/index.ts';
 import { decodeCheckRequest, encodeCheckResponse, encodeLimitedCheckResponse, type LimitVerdict } from './wire.ts';
-import type { Decision as LimitDecision, DecisionRequest as LimitRequest } from '../ratelimit/decision.ts';
+import type { Decision as LimitDecision, DecisionRequest as LimitRequest } from '../ratelimit/index.ts';
 
 export const AUTHZ_SERVICE = 'envoy.service.auth.v3.Authorization';
-/** Envoy files CheckResponse.dynamic_metadata under the ext_authz filter's name. */
-export const AUTHZ_METADATA_NAMESPACE = 'envoy.filters.http.ext_authz';
 
 export interface AuthzServiceOptions {
   /** The keyed hasher API keys are stored with (ModelStore.apiKeyHasher()). */
@@ -30,7 +29,7 @@ export interface AuthzServiceOptions {
   /** Epoch milliseconds (tests move it). */
   now?: () => number;
   jwt?: Partial<JwtSettings>;
-  /** Distinct partner label values in metrics before folding into "other" (default 100). */
+  /** Distinct partner label values in metrics before folding into "other" (default 200). */
   maxPartnerLabels?: number;
   /** For JWKS fetches (tests may wrap it); global fetch by default. */
   fetch?: typeof fetch;
@@ -47,10 +46,6 @@ export interface CombinedLimiter {
   /** Never rejects: a counter outage becomes the limiter's failure-mode decision. */
   decide(req: LimitRequest): Promise<LimitDecision>;
 }
-
-/** context_extensions key the translator sets on routes counted in the ext_authz callout. */
-export const COMBINED_CONTEXT_KEY = 'ratelimit';
-export const COMBINED_CONTEXT_VALUE = 'combined';
 
 /** Lower-case header names any plan (or override) counts by: the only headers the limiter may look up. */
 export function countedHeaderNames(snapshot: ModelSnapshot): string[] {

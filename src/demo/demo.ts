@@ -5,12 +5,12 @@ import { randomBytes } from 'node:crypto';
 import { mkdirSync, readFileSync, writeFileSync } from 'node:fs';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
-import { parseDocumentText } from '../model/declarative.ts';
-import { applyDocument } from '../store/apply.ts';
+import { parseDocumentText } from '../model/index.ts';
+import { applyDocument } from '../store/index.ts';
 import { startPortico } from '../main.ts';
 import type { Settings } from '../settings.ts';
-import { createLogger } from '../telemetry/log.ts';
-import { renderBootstrap } from '../xds/bootstrap.ts';
+import { createLogger } from '../telemetry/index.ts';
+import { renderBootstrap } from '../xds/index.ts';
 import { startDevIssuer, startEchoService } from './upstreams.ts';
 
 const ROOT = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '../..');

@@ -1,5 +1,6 @@
 // Gateway policy facts derived from the model that several stages must agree on: which
 // credentials a route accepts, and which request headers only the gateway may set.
+import { GATEWAY_HEADERS } from '../contract/index.ts';
 import { sortedValues, type ModelSnapshot } from './model.ts';
 import type { CredentialType, Product, Route } from './schemas.ts';
 
@@ -17,15 +18,6 @@ export const DEFAULT_API_KEY_HEADER = 'x-api-key';
 export function apiKeyHeader(product: Pick<Product, 'apiKey'>): string | undefined {
   return product.apiKey?.header?.toLowerCase() ?? (product.apiKey?.queryParameter === undefined ? DEFAULT_API_KEY_HEADER : undefined);
 }
-
-/** Upstream headers the gateway sets on an allowed request. */
-export const GATEWAY_HEADERS = {
-  partner: 'x-portico-partner',
-  product: 'x-portico-product',
-  route: 'x-portico-route',
-  plan: 'x-portico-plan',
-  credential: 'x-portico-credential',
-} as const;
 
 /**
  * Every header name the gateway sets from verified identity (its own, and each JWT issuer's

@@ -1,6 +1,7 @@
 // Decisions and the 429 contract (pure): turns counter results into allow/deny with the exact
 // headers and JSON body clients see, the same whether the answer goes out through Envoy's
 // rate-limit service or through ext_authz in one callout.
+import { errorBody, type RateLimitErrorCode } from '../contract/index.ts';
 import { reportedIndex, resetEpochSeconds, retryAfterSeconds, type Evaluation } from './algorithms.ts';
 import type { CompiledLimit, CountKind, RuleSet } from './table.ts';
 
@@ -21,7 +22,7 @@ export interface DecisionRequest {
 }
 
 export type Outcome = 'allowed' | 'limited' | 'shadow_limited' | 'quota_exceeded' | 'error';
-export type ErrorCode = 'rate_limit_exceeded' | 'quota_exceeded' | 'rate_limit_unavailable';
+export type ErrorCode = RateLimitErrorCode;
 
 export interface HeaderPair {
   key: string;
@@ -66,19 +67,6 @@ export interface Decision {
   retryAfter?: number;
   /** Clock reading (ms) the decision was made at. */
   now: number;
-}
-
-const MESSAGES: Record<ErrorCode, string> = {
-  rate_limit_exceeded: 'Too many requests.',
-  quota_exceeded: 'Quota exceeded.',
-  rate_limit_unavailable: 'Rate limiting is temporarily unavailable.',
-};
-
-/** `{"error":…,"message":"… Retry after N seconds.","retry_after":N}` — the seed's 429 body, byte for byte. */
-export function errorBody(error: ErrorCode, retryAfter: number): string {
-  // Written out rather than JSON.stringify'd (it runs for every refusal): every part is a known
-  // JSON-safe constant or an integer.
-  return `{"error":"${error}","message":"${MESSAGES[error]} Retry after ${retryAfter} seconds.","retry_after":${retryAfter}}`;
 }
 
 /** The headers of a refusal: Retry-After, X-RateLimit-Limit/Remaining/Reset and the body's type. */

@@ -6,15 +6,7 @@ export { MemoryCounters, type CounterBackend } from './backend.ts';
 export { RedisCounters, type RedisCountersOptions } from './redis.ts';
 export { RateLimitMetrics, type RateLimitMetricsOptions } from './metrics.ts';
 export { buildLimitTable, LimitTable } from './table.ts';
-export {
-  DESCRIPTOR_KEYS,
-  ENVOY_ADDRESS_KEYS,
-  RATE_LIMIT_DOMAIN,
-  headerDescriptorKey,
-  routeRateLimit,
-  type PartnerSource,
-  type RouteActionsInput,
-} from './descriptors.ts';
+export { DescriptorError, parseRateLimitRequest, type RateLimitRequestMessage } from './descriptors.ts';
 export {
   addRateLimitService,
   encodeDecision,

@@ -1,8 +1,7 @@
 // The rate limiter: limit table (swapped whole per model snapshot) + counter backend + metrics →
 // decide(request). Independent of gRPC, so ext_authz can call it in-process ("one callout" mode).
 import { performance } from 'node:perf_hooks';
-import type { ModelSnapshot } from '../model/model.ts';
-import { emptySnapshot } from '../model/model.ts';
+import { emptySnapshot, type ModelSnapshot } from '../model/index.ts';
 import { MemoryCounters, type CounterBackend } from './backend.ts';
 import { buildDecision, failureDecision, unlimitedDecision, type Decision, type DecisionRequest } from './decision.ts';
 import { RateLimitMetrics, type RateLimitMetricsOptions } from './metrics.ts';
@@ -39,7 +38,8 @@ interface Incident {
 export class RateLimiter {
   readonly backend: CounterBackend;
   readonly metrics: RateLimitMetrics;
-  private table: LimitTable;
+  /** Set by setModel(), first in the constructor. */
+  private table!: LimitTable;
   private readonly failOpen: boolean;
   private readonly log: LimiterLogger;
   private readonly clock: () => number;
@@ -52,7 +52,7 @@ export class RateLimiter {
     this.failOpen = (opts.failureMode ?? 'open') === 'open';
     this.log = opts.logger ?? silent;
     this.clock = opts.clock ?? Date.now;
-    this.table = buildLimitTable(opts.model ?? emptySnapshot());
+    this.setModel(opts.model ?? emptySnapshot());
     this.latency = this.metrics.latency;
     this.metrics.backendUp.labels(this.backend.kind).set(1);
   }
@@ -60,6 +60,7 @@ export class RateLimiter {
   /** Rebuilds the limit table from a new snapshot; decisions in flight finish on the old one. */
   setModel(model: ModelSnapshot): void {
     this.table = buildLimitTable(model);
+    this.metrics.partners.setKnown(model.partners.keys());
   }
 
   /** The table decisions currently use. */
@@ -151,7 +152,7 @@ export interface RateLimitSettings {
   redisTimeoutMs?: number | undefined;
   /** PORTICO_RATELIMIT_KEY_PREFIX: prefix of Redis counter keys. Default `portico:rl:`. */
   keyPrefix?: string | undefined;
-  /** PORTICO_RATELIMIT_MAX_PARTNER_LABELS: distinct partner label values in metrics. Default 100. */
+  /** Distinct partner label values in metrics (PORTICO_METRICS_MAX_PARTNERS). Default 200. */
   maxPartnerLabels?: number | undefined;
 }
 

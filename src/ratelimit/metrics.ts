@@ -1,12 +1,13 @@
 // Prometheus metrics of the rate limiter: decisions by product/partner/outcome, latency, backend
 // errors and Redis round trips. Partner label values are capped so cardinality stays bounded.
 import { Counter, Gauge, Histogram, register as defaultRegistry, type Registry } from 'prom-client';
+import { PartnerLabels } from '../contract/index.ts';
 import type { Outcome } from './decision.ts';
 
 export interface RateLimitMetricsOptions {
   /** Default: prom-client's default registry. */
   registry?: Registry;
-  /** Distinct partner label values kept; further partners are counted as "other". Default 100. */
+  /** Distinct partner label values kept; further partners are counted as "other" (src/contract's PartnerLabels). */
   maxPartnerLabels?: number;
 }
 
@@ -15,9 +16,6 @@ function metric<T>(registry: Registry, name: string, make: () => T): T {
   return (registry.getSingleMetric(name) as T | undefined) ?? make();
 }
 
-/** Label for callers without a partner. */
-export const ANONYMOUS = 'none';
-export const OTHER = 'other';
 
 /** A decisions-counter cell: counted locally per decision, added to prom-client when scraped. */
 interface Cell {
@@ -36,19 +34,19 @@ export class RateLimitMetrics {
   readonly redisRoundTrips: Counter;
   readonly redisBatchedDecisions: Counter;
   readonly invalidRequests: Counter;
-  private readonly partners = new Set<string>();
-  private readonly maxPartners: number;
+  /** The partner label policy; the limiter tells it the model's partners. */
+  readonly partners: PartnerLabels;
   private readonly cells = new Map<string, Map<string, Map<Outcome, Cell>>>();
   private readonly cellList: Cell[] = [];
 
   constructor(opts: RateLimitMetricsOptions = {}) {
     const registry = opts.registry ?? defaultRegistry;
     const registers = [registry];
-    this.maxPartners = opts.maxPartnerLabels ?? 100;
+    this.partners = new PartnerLabels(opts.maxPartnerLabels);
     this.decisions = metric(registry, 'portico_ratelimit_decisions_total', () =>
       new Counter({
         name: 'portico_ratelimit_decisions_total',
-        help: 'Rate-limit decisions by product, partner (capped; "none" anonymous, "other" past the cap) and outcome',
+        help: 'Rate-limit decisions by product, partner (capped: "none", "unknown", "other") and outcome',
         labelNames: ['product', 'partner', 'outcome'],
         registers,
         // Counted in plain cells per decision and added here, at scrape time: prom-client's per-call
@@ -92,19 +90,8 @@ export class RateLimitMetrics {
     );
   }
 
-  /** The partner label: the name while under the cap (first come), else "other". */
-  partnerLabel(partner: string | undefined): string {
-    if (partner === undefined) return ANONYMOUS;
-    if (this.partners.has(partner)) return partner;
-    if (this.partners.size < this.maxPartners) {
-      this.partners.add(partner);
-      return partner;
-    }
-    return OTHER;
-  }
-
   decision(product: string, partner: string | undefined, outcome: Outcome): void {
-    const p = this.partnerLabel(partner);
+    const p = this.partners.label(partner);
     // Nested maps: no key string is built per call.
     let byPartner = this.cells.get(product);
     if (!byPartner) this.cells.set(product, (byPartner = new Map()));

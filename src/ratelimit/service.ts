@@ -1,11 +1,10 @@
 // Envoy's rate-limit v3 gRPC service (RateLimitService/ShouldRateLimit) over the limiter: hosted on
 // the shared grpc-js server, on its own grpc-js server, or on the lean HTTP/2 unary listener (about
 // half of grpc-js's CPU per call). Messages are encoded and decoded with the protobuf types loaded
-// by src/xds/protos.ts, directly (no JSON detour): this is the hot path.
+// by src/proto, directly (no JSON detour): this is the hot path.
 import * as grpc from '@grpc/grpc-js';
 import protobuf from 'protobufjs';
-import { lookupService, lookupType } from '../xds/protos.ts';
-import { LEN, VARINT, fieldNumber } from '../xds/wire-format.ts';
+import { lookupService, lookupType, LEN, VARINT, fieldNumber } from '../proto/index.ts';
 import type { Decision, DecisionRequest, LimitStatus } from './decision.ts';
 import { DescriptorError, parseRateLimitRequest, type RateLimitRequestMessage } from './descriptors.ts';
 import type { RateLimiter } from './limiter.ts';

@@ -6,11 +6,10 @@
 // (host:port, default 127.0.0.1:0), PORTICO_RL_TRANSPORT (http2: the lean HTTP/2 unary listener,
 // default; grpc-js), REDIS_URL, PORTICO_RATELIMIT_FAILURE_MODE, PORTICO_LOG_LEVEL.
 import { readFileSync } from 'node:fs';
-import { parseDocumentText, parseModelDocument } from '../model/declarative.ts';
-import { validateModel } from '../model/validate.ts';
-import { createLogger } from '../telemetry/log.ts';
+import { parseDocumentText, parseModelDocument, validateModel } from '../model/index.ts';
+import { createLogger } from '../telemetry/index.ts';
 import { createRateLimiter } from './limiter.ts';
-import { UnaryGrpcServer } from '../grpc/unary-server.ts';
+import { UnaryGrpcServer } from '../grpc/index.ts';
 import { registerRateLimitUnary, startRateLimitServer } from './service.ts';
 
 async function main(): Promise<void> {

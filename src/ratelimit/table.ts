@@ -17,8 +17,7 @@
 // budget counted by a different key on one route cannot be the same budget as on the others).
 // <count> is p:<partner> | i:<client ip> | h.<header>:<value> | r:<route> | u: (nothing to count by).
 import { createHash } from 'node:crypto';
-import type { ModelSnapshot } from '../model/model.ts';
-import type { CountBy, Plan, PlanOverride, Quota, RateLimit } from '../model/schemas.ts';
+import type { ModelSnapshot, CountBy, Plan, PlanOverride, Quota, RateLimit } from '../model/index.ts';
 import { PERIOD_MS, type CounterSpec, type QuotaPer, type RatePer } from './algorithms.ts';
 
 export type CountKind = CountBy['kind'];

@@ -1,7 +1,6 @@
 // Applies a declarative document to the store: parse against the current model, plan the
 // mutations (whole model or one tag's slice), and commit them as one write (or dry-run them).
-import { parseModelDocument, planApply } from '../model/declarative.ts';
-import type { FieldError } from '../model/validate.ts';
+import { parseModelDocument, planApply, type FieldError } from '../model/index.ts';
 import type { CommitResult, ModelStore } from './store.ts';
 
 /** The document itself is invalid (schema, duplicates, tag slice): nothing was written. */

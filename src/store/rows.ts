@@ -1,6 +1,6 @@
 // Mapping between model resources and table rows: key fields become columns, nested
 // configuration goes to `spec`. Pure; secrets are sealed/opened by the caller-supplied functions.
-import type { AnyResource, KindName, ResourceMeta } from '../model/model.ts';
+import type { AnyResource, KindName, ResourceMeta } from '../model/index.ts';
 
 /** The Prisma model (delegate) name of each kind. */
 export const TABLE: Readonly<Record<KindName, string>> = {

@@ -3,6 +3,7 @@
 import { createCipheriv, createDecipheriv, createHash, createHmac, randomBytes, timingSafeEqual } from 'node:crypto';
 import { chmodSync, existsSync, mkdirSync, readFileSync, writeFileSync } from 'node:fs';
 import path from 'node:path';
+import { bearerSecret, type SecretKind } from '../contract/index.ts';
 
 export class SecretError extends Error {}
 
@@ -125,15 +126,9 @@ export class SecretHasher {
     return a.length === b.length && timingSafeEqual(a, b);
   }
 
-  mint(kind: 'ptk' | 'pta'): MintedSecret {
+  mint(kind: SecretKind): MintedSecret {
     const prefix = randomPrefix();
-    const secret = `${kind}_${prefix}_${randomBytes(32).toString('base64url')}`;
+    const secret = bearerSecret(kind, prefix, randomBytes(32).toString('base64url'));
     return { secret, prefix, hash: this.hash(secret) };
   }
-}
-
-/** The public lookup prefix of a bearer secret, or undefined when it is not one of ours. */
-export function secretPrefix(secret: string, kind: 'ptk' | 'pta'): string | undefined {
-  const m = new RegExp(`^${kind}_([a-z0-9]{8})_[A-Za-z0-9_-]{43}$`).exec(secret);
-  return m?.[1];
 }

@@ -5,24 +5,10 @@ import { EventEmitter } from 'node:events';
 import { randomBytes } from 'node:crypto';
 import { PrismaPg } from '@prisma/adapter-pg';
 import { PrismaClient } from './generated/client.ts';
-import {
-  KIND_ORDER,
-  KINDS,
-  applyMutations,
-  emptySnapshot,
-  keyOf,
-  metaKey,
-  type AnyResource,
-  type KindName,
-  type ModelSnapshot,
-  type Mutation,
-  type ResourceMeta,
-} from '../model/model.ts';
-import { canonicalResource, sameResource } from '../model/canonical.ts';
-import { validateModel, type ModelError } from '../model/validate.ts';
+import { KIND_ORDER, KINDS, applyMutations, emptySnapshot, keyOf, metaKey, canonicalResource, sameResource, validateModel, type AnyResource, type KindName, type ModelSnapshot, type Mutation, type ResourceMeta, type ModelError, type AdminRole } from '../model/index.ts';
 import { KEY_COLUMNS, SQL_TABLE, TABLE, resourceToRow, rowKey, rowMeta, rowToResource, splitKey, type Row } from './rows.ts';
-import { SecretHasher, secretPrefix, type KeyRing } from './secrets.ts';
-import type { AdminRole } from '../model/schemas.ts';
+import { secretPrefix } from '../contract/index.ts';
+import { SecretHasher, type KeyRing } from './secrets.ts';
 
 /** A write refused because the resulting model would be invalid; nothing was written. */
 export class ModelValidationError extends Error {

@@ -4,7 +4,7 @@
 // (access-log-wire.ts) and never stored; nothing from them is logged but ids, names and statuses.
 import type * as grpc from '@grpc/grpc-js';
 import { Counter, Gauge, type Registry } from 'prom-client';
-import type { ModelSnapshot } from '../model/model.ts';
+import type { ModelSnapshot } from '../model/index.ts';
 import type { Logger } from './log.ts';
 import { decodeAccessLogMessage, type AccessLogBatch } from './access-log-wire.ts';
 import { classify, RequestMetrics } from './request-metrics.ts';

@@ -3,8 +3,8 @@
 // flags, route name, Portico's custom tags and the ext_authz dynamic metadata) and skips the rest
 // unread. Field numbers come from the loaded Envoy protos (no generated code).
 import protobuf from 'protobufjs';
-import { lookupType } from '../xds/protos.ts';
-import { LEN, MAP_KEY, MAP_VALUE, VARINT, fieldNumber as field, readStringMapEntry, tag } from '../xds/wire-format.ts';
+import { EXT_AUTHZ_FILTERS, PORTICO_EXT_AUTHZ_PREFIX } from '../contract/index.ts';
+import { lookupType, LEN, MAP_KEY, MAP_VALUE, VARINT, fieldNumber as field, readStringMapEntry, tag } from '../proto/index.ts';
 
 
 const MSG = 'envoy.service.accesslog.v3.StreamAccessLogsMessage';
@@ -47,12 +47,10 @@ export const RESPONSE_FLAG = Object.fromEntries(FLAG_FIELDS.map((f) => [f.name, 
 for (const f of FLAG_FIELDS) if (f.id > 30) throw new Error(`ResponseFlags.${f.name} = ${f.id} does not fit the flag bitmask`);
 const UNAUTHORIZED_DETAILS = RESPONSE_FLAG.unauthorized_details!;
 
-/** The ext_authz filter's dynamic metadata namespace (CheckResponse.dynamic_metadata lands here). */
-export const EXT_AUTHZ_NAMESPACE = 'envoy.filters.http.ext_authz';
 
 /** Envoy files metadata under the filter instance's name: the main ext_authz, or Portico's other instances (`portico.ext_authz.*`). */
 function isAuthzNamespace(ns: string): boolean {
-  return ns === EXT_AUTHZ_NAMESPACE || ns.startsWith('portico.ext_authz');
+  return ns === EXT_AUTHZ_FILTERS.main || ns.startsWith(PORTICO_EXT_AUTHZ_PREFIX);
 }
 
 /** One HTTP request as far as request metrics are concerned. */

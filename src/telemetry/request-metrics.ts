@@ -3,18 +3,16 @@
 // group, product and partner. Label values are bounded: products, partners and groups must be in
 // the current model ("unknown" otherwise), partners past a configurable cap fold into "other".
 import { Counter, Histogram, type Registry } from 'prom-client';
-import type { ModelSnapshot } from '../model/model.ts';
+import { NOT_FOUND_ROUTE, PARTNER_LABEL, PartnerLabels } from '../contract/index.ts';
+import type { ModelSnapshot } from '../model/index.ts';
 import { RESPONSE_FLAG, type AccessLogRecord } from './access-log-wire.ts';
 
-/** Label values that are not names from the model. */
-export const LABEL = {
-  /** No product (the gateway's 404) or no partner (public routes, anonymous callers, denials before identification). */
-  none: 'none',
-  /** A name the current model does not know. */
-  unknown: 'unknown',
-  /** Partners past the label cap. */
-  other: 'other',
-} as const;
+/**
+ * Label values that are not names from the model, the same for products and groups as for partners:
+ * none (no product: the gateway's 404; no partner: public routes, anonymous callers, denials before
+ * identification), unknown (a name the current model does not know), other (partners past the cap).
+ */
+export const LABEL = PARTNER_LABEL;
 
 /**
  * What happened to a request, from the gateway's point of view:
@@ -49,7 +47,6 @@ const UPSTREAM_FAILURE =
 const CANCELLED = bit('downstream_remote_reset') | bit('downstream_connection_termination');
 
 /** The gateway's own 404 route (src/translate/to-ir.ts). */
-const NOT_FOUND_ROUTE = 'portico/not-found';
 
 /** The outcome of one logged request (pure). */
 export function classify(e: Pick<AccessLogRecord, 'status' | 'flags' | 'routeName' | 'upstreamCluster' | 'authz'>): Outcome {
@@ -100,16 +97,14 @@ export const DURATION_METRIC = 'portico_http_request_duration_seconds';
 export class RequestMetrics {
   private readonly requests: Counter<'group' | 'product' | 'partner' | 'code_class' | 'outcome'>;
   private readonly duration: Histogram<'group' | 'product' | 'partner'>;
-  private readonly maxPartners: number;
-  private readonly partnerLabels = new Set<string>();
+  private readonly partners: PartnerLabels;
   private products: ReadonlySet<string> = new Set();
-  private partners: ReadonlySet<string> = new Set();
   private groups: ReadonlySet<string> = new Set();
   private readonly series = new Map<string, Series>();
 
   constructor(opts: RequestMetricsOptions) {
     const registers = [opts.registry];
-    this.maxPartners = opts.maxPartnerLabels ?? 200;
+    this.partners = new PartnerLabels(opts.maxPartnerLabels);
     this.requests = metric(opts.registry, REQUESTS_METRIC, () =>
       new Counter({
         name: REQUESTS_METRIC,
@@ -139,20 +134,13 @@ export class RequestMetrics {
   /** The names label values may take: only what the model holds (anything Envoy reports may be stale or forged). */
   setModel(model: Pick<ModelSnapshot, 'products' | 'partners' | 'gatewayGroups'>): void {
     this.products = new Set(model.products.keys());
-    this.partners = new Set(model.partners.keys());
+    this.partners.setKnown(model.partners.keys());
     this.groups = new Set(model.gatewayGroups.keys());
   }
 
   /** The partner label: "none" without one, "unknown" if not in the model, the name while under the cap, else "other". */
   partnerLabel(partner: string | undefined): string {
-    if (partner === undefined || partner === '') return LABEL.none;
-    if (!this.partners.has(partner)) return LABEL.unknown;
-    if (this.partnerLabels.has(partner)) return partner;
-    if (this.partnerLabels.size < this.maxPartners) {
-      this.partnerLabels.add(partner);
-      return partner;
-    }
-    return LABEL.other;
+    return this.partners.label(partner);
   }
 
   productLabel(product: string | undefined): string {

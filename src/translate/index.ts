@@ -1,17 +1,15 @@
 // The translator's entry point: model snapshot → per-gateway-group Envoy resources (proto3 JSON,
 // sorted by name), through the IR. Pure: the same model always gives byte-identical output.
-import type { ModelSnapshot } from '../model/model.ts';
-import type { ModelError } from '../model/validate.ts';
-import { RESOURCE_TYPES, type JsonObject } from './envoy/common.ts';
+import type { ModelSnapshot, ModelError } from '../model/index.ts';
+import { RESOURCE_TYPES, type JsonObject } from '../proto/index.ts';
 import { cluster } from './envoy/clusters.ts';
 import { loadAssignment } from './envoy/endpoints.ts';
 import { apiListener, listener } from './envoy/listeners.ts';
 import { routeConfigurations } from './envoy/routes.ts';
 import { secret } from './envoy/secrets.ts';
-import type { GroupIR } from './ir.ts';
-import type { GroupResources, ResourceKind } from '../xds/resources.ts';
+import type { GroupIR, TelemetryOptions } from './ir.ts';
+import { resourceName, type GroupResources, type ResourceKind } from '../contract/index.ts';
 import { modelToIr } from './to-ir.ts';
-import type { TelemetryOptions } from './envoy/observability.ts';
 import { validateTranslation } from './validate.ts';
 
 export interface TranslateOptions {
@@ -21,7 +19,7 @@ export interface TranslateOptions {
   telemetry?: TelemetryOptions;
 }
 
-// The output type is the xDS cache's input type: one contract, defined where it is consumed.
+// The output type is the xDS cache's input type: one contract, in src/contract.
 export type { GroupResources, ResourceKind };
 export { RESOURCE_TYPES };
 
@@ -33,14 +31,9 @@ export class TranslationError extends Error {
   }
 }
 
-/** The name a resource is served under (ClusterLoadAssignments are named by cluster). */
-export function resourceName(kind: ResourceKind, resource: JsonObject): string {
-  return String(kind === 'endpoints' ? resource.cluster_name : resource.name);
-}
-
 function byName(kind: ResourceKind, list: JsonObject[]): JsonObject[] {
   return list
-    .map((r) => [resourceName(kind, r), r] as const)
+    .map((r) => [String(resourceName(kind, r)), r] as const)
     .sort((a, b) => (a[0] < b[0] ? -1 : a[0] > b[0] ? 1 : 0))
     .map(([, r]) => r);
 }

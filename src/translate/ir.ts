@@ -1,6 +1,5 @@
 // The translator's intermediate representation: one gateway group's data plane with every
 // default resolved and every list in its final order, so the Envoy emitters only change shape.
-import type { TelemetryIR } from './envoy/observability.ts';
 
 /** A gateway group as Envoy (or a proxyless gRPC client) will see it. */
 export interface GroupIR {
@@ -291,3 +290,20 @@ export interface UpstreamTlsIR {
 export type SecretIR =
   | { name: string; kind: 'tls'; certificateChain: string; privateKey: string }
   | { name: string; kind: 'ca'; trustedCa: string };
+
+/** Translator options for observability (TranslateOptions.telemetry); every part is off when unset. */
+export interface TelemetryOptions {
+  /** host:port of Portico's access-log service (its gRPC/xDS listener): Envoys stream every request there. */
+  accessLogAddress?: string;
+  /** host:port of an OpenTelemetry collector (OTLP over gRPC): Envoys send traces there. */
+  otelCollectorAddress?: string;
+  /** Percentage of requests traced (0–100) when a collector is set; default 10. */
+  otelSamplePercent?: number;
+}
+
+/** A gateway group's observability settings, resolved (GroupIR.telemetry). */
+export interface TelemetryIR {
+  /** Cluster of the access-log service, when Envoys stream access logs. */
+  accessLogCluster?: string;
+  tracing?: { cluster: string; samplePercent: number };
+}

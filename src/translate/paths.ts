@@ -1,6 +1,6 @@
 // Path rules of the translator: most-specific-first route ordering and the strip-prefix rewrite.
 // Envoy takes the first route that matches, so this order decides which route serves a request.
-import { escapeRegex } from '../model/validate.ts';
+import { escapeRegex } from '../model/index.ts';
 import type { PathKind, PathMatchIR, PathRewriteIR } from './ir.ts';
 
 const KIND_RANK: Readonly<Record<PathKind, number>> = { exact: 0, template: 1, regex: 2, prefix: 3 };

@@ -1,13 +1,9 @@
 // Model → IR (pure): which products, routes, services and certificates each gateway group (Envoy or
 // proxyless gRPC) serves, with every default resolved and every list ordered, so the Envoy emitters
 // need no model knowledge.
-import { sortedValues, type ModelSnapshot } from '../model/model.ts';
-import { DEFAULT_ACCEPT, apiKeyHeader, effectiveAccept, identityHeaders } from '../model/policy.ts';
-import { fullPath, isIpLiteral, serviceDiscovery } from '../model/validate.ts';
-import type { CredentialType, GatewayGroup, HeaderMatch, Listener, HeaderMutation, Product, QueryMatch, RetryPolicy, Route, Service } from '../model/schemas.ts';
-import { RATE_LIMIT_DOMAIN } from '../ratelimit/descriptors.ts';
+import { sortedValues, DEFAULT_ACCEPT, apiKeyHeader, effectiveAccept, identityHeaders, fullPath, isIpLiteral, serviceDiscovery, type ModelSnapshot, type CredentialType, type GatewayGroup, type HeaderMatch, type Listener, type HeaderMutation, type Product, type QueryMatch, type RetryPolicy, type Route, type Service } from '../model/index.ts';
 import { FILTERS } from './envoy/common.ts';
-import { LIMITS_UNAVAILABLE_STATUS, NOT_FOUND_BODY, methodNotAllowedBody } from './errors.ts';
+import { COMBINED_CONTEXT_KEY, COMBINED_CONTEXT_VALUE, LIMITS_UNAVAILABLE_STATUS, NOT_FOUND_BODY, NOT_FOUND_ROUTE, RATE_LIMIT_DOMAIN, methodNotAllowedBody } from '../contract/index.ts';
 import { localBucket, rateLimitMode, routeLimits, type RateLimitMode } from './limits.ts';
 import type {
   ActionIR,
@@ -27,10 +23,11 @@ import type {
   RouteTableIR,
   SecretIR,
   ValueMatchIR,
+  TelemetryOptions,
   VirtualHostIR,
 } from './ir.ts';
 import { compareRoutes, compareStrings, samePath, stripPrefixRewrite, type RouteOrderKey } from './paths.ts';
-import { telemetryClusters, telemetryIr, type TelemetryOptions } from './envoy/observability.ts';
+import { telemetryClusters, telemetryIr } from './envoy/observability.ts';
 
 /** Name of the cluster of Portico's gRPC callouts; a dot can never appear in a service name. */
 export const CALLOUT_CLUSTER = 'portico.callouts';
@@ -76,7 +73,7 @@ export function sortMethods(methods: readonly string[]): string[] {
 }
 
 /** The credential types a route accepts: its own, else its product's, else the default. */
-export { effectiveAccept } from '../model/policy.ts';
+export { effectiveAccept } from '../model/index.ts';
 
 /** Products a gateway group serves, by name. */
 export function groupProducts(model: ModelSnapshot, group: string): Product[] {
@@ -250,7 +247,7 @@ function routeAuthz(product: Product, route: Route, accept: readonly CredentialT
   const counted = limited && mode === 'combined';
   if (publicOnly && !counted) return { disabled: true };
   const contextExtensions: Record<string, string> = { accept: accept.join(','), product: product.name, route: route.name };
-  if (counted) contextExtensions.ratelimit = 'combined';
+  if (counted) contextExtensions[COMBINED_CONTEXT_KEY] = COMBINED_CONTEXT_VALUE;
   return { disabled: false, filter: publicOnly ? 'limits' : 'authz', contextExtensions };
 }
 
@@ -362,7 +359,7 @@ export function orderVirtualHostRoutes(placed: readonly PlacedRoute[], withAuthz
     if (fallback) out.push(once(`405 ${id}`, () => methodFallback(samePathRoutes, withAuthz)));
     i = j;
   }
-  out.push(once('404', () => gatewayResponse('portico/not-found', { kind: 'prefix', value: '/' }, 404, NOT_FOUND_BODY, [], withAuthz)));
+  out.push(once('404', () => gatewayResponse(NOT_FOUND_ROUTE, { kind: 'prefix', value: '/' }, 404, NOT_FOUND_BODY, [], withAuthz)));
   return out;
 }
 
@@ -573,7 +570,7 @@ export function groupToIr(model: ModelSnapshot, group: GatewayGroup, options: Ir
       if (r.authz && !r.authz.disabled) {
         if (r.authz.filter === 'authz') checked = true;
         else countedAnonymous = true;
-        if (r.authz.filter === 'authz' && r.authz.contextExtensions.ratelimit !== undefined) counted = true;
+        if (r.authz.filter === 'authz' && r.authz.contextExtensions[COMBINED_CONTEXT_KEY] !== undefined) counted = true;
       }
       if (r.rateLimit) serviceLimited = true;
       if (r.localRateLimit) routeLocal = true;

@@ -1,8 +1,6 @@
 // The translator's part of the validation gate: what the schemas and validateModel accept but the
 // translator cannot express, or Envoy would refuse, named by resource and field.
-import { sortedValues, type ModelSnapshot } from '../model/model.ts';
-import { fullPath, serviceDiscovery, type ModelError } from '../model/validate.ts';
-import type { HeaderMutation, Route } from '../model/schemas.ts';
+import { sortedValues, fullPath, serviceDiscovery, type ModelSnapshot, type ModelError, type HeaderMutation, type Route } from '../model/index.ts';
 import { templateSegments, templateVariables } from './paths.ts';
 import { apiKeyCountProblems } from './limits.ts';
 import { GRPC_RETRY_ON, effectiveAccept, productRoutes, proxylessGroupsOf } from './to-ir.ts';

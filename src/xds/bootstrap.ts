@@ -5,7 +5,7 @@ import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { isIP } from 'node:net';
 import YAML from 'yaml';
-import type { JsonObject } from './protos.ts';
+import type { JsonObject } from '../proto/index.ts';
 
 export type EnvoyRole = 'edge' | 'sidecar';
 

@@ -2,19 +2,12 @@
 // versions that are content hashes (identical on every replica and across restarts), debounced publishing.
 import { createHash } from 'node:crypto';
 import protobuf from 'protobufjs';
-import { TYPE_URLS, type XdsTypeUrl } from './protos.ts';
-import {
-  GroupResourcesError,
-  KIND_TYPE_URL,
-  RESOURCE_KINDS,
-  tryEncode,
-  type EnvoyResource,
-  type GroupResources,
-  type ResourceProblem,
-} from './resources.ts';
+import { RESOURCE_KINDS, type EnvoyResource, type GroupResources } from '../contract/index.ts';
+import { RESOURCE_TYPES, TYPE_URLS, type XdsTypeUrl } from '../proto/index.ts';
+import { GroupResourcesError, tryEncode, type ResourceProblem } from './check.ts';
 
 /** Types in make-before-break order (what a later type refers to is delivered first). */
-export const TYPE_ORDER: readonly XdsTypeUrl[] = RESOURCE_KINDS.map((k) => KIND_TYPE_URL[k]);
+export const TYPE_ORDER: readonly XdsTypeUrl[] = RESOURCE_KINDS.map((k) => RESOURCE_TYPES[k]);
 
 function hex16(h: ReturnType<typeof createHash>): string {
   return h.digest('hex').slice(0, 16);
@@ -301,7 +294,7 @@ export class SnapshotCache {
     const types = new Map<string, TypeSnapshot>();
     const edsCandidates: [string, string][] = [];
     for (const kind of RESOURCE_KINDS) {
-      const typeUrl = KIND_TYPE_URL[kind];
+      const typeUrl = RESOURCE_TYPES[kind];
       const map = new Map<string, CachedResource>();
       const list = resources[kind] ?? [];
       if (!Array.isArray(list)) {

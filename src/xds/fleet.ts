@@ -2,7 +2,7 @@
 // JSON by the admin API (GET /api/v1/fleet), plus the xDS Prometheus metrics.
 import { Counter, Gauge, Histogram, register as defaultRegistry, type Registry } from 'prom-client';
 import type { SnapshotCache } from './cache.ts';
-import { TYPE_URLS } from './protos.ts';
+import { TYPE_URLS } from '../proto/index.ts';
 import type { StreamInfo, StreamObserver } from './stream.ts';
 
 const SHORT: Record<string, string> = {

@@ -1,7 +1,6 @@
 // Public surface of src/xds for the composition root: build the cache, fleet status and gRPC server
 // from settings, then feed GroupResources in and serve fleet status out.
 import type { Registry } from 'prom-client';
-import type { Settings } from '../settings.ts';
 import { SnapshotCache } from './cache.ts';
 import { FleetStatus } from './fleet.ts';
 import { XdsServer } from './server.ts';
@@ -11,8 +10,8 @@ export { SnapshotCache, type Snapshot } from './cache.ts';
 export { FleetStatus, type FleetView, type FleetNode } from './fleet.ts';
 export { XdsServer, type XdsServerOptions } from './server.ts';
 export { serviceDefinition, discoveryServiceDefinition } from './services.ts';
-export { checkGroupResources, GroupResourcesError, type GroupResources, type EnvoyResource, type ResourceProblem } from './resources.ts';
-export { encodeResource, decodeResource, encodeMessage, decodeMessage, ProtoJsonError, TYPE_URLS } from './protos.ts';
+export { checkGroupResources, GroupResourcesError, type ResourceProblem } from './check.ts';
+export { typeLabel } from './fleet.ts';
 export { renderBootstrap, type BootstrapOptions } from './bootstrap.ts';
 
 export interface XdsOptions {
@@ -32,7 +31,14 @@ export interface Xds {
 }
 
 /** The xDS stack wired from settings; call server.addService(…) for callouts, then server.listen(…). */
-export function createXds(settings: Pick<Settings, 'debounceMs' | 'debounceMaxMs' | 'maxConnectionAgeMs'>, options: XdsOptions = {}): Xds {
+/** The settings createXds reads (a part of src/settings.ts's Settings). */
+export interface XdsSettings {
+  debounceMs: number;
+  debounceMaxMs: number;
+  maxConnectionAgeMs: number;
+}
+
+export function createXds(settings: XdsSettings, options: XdsOptions = {}): Xds {
   const cache = new SnapshotCache({ debounceMs: settings.debounceMs, debounceMaxMs: settings.debounceMaxMs });
   const fleet = new FleetStatus({ registry: options.registry, cache });
   const server = new XdsServer({

@@ -2,7 +2,7 @@
 // discovery services with codecs that splice pre-encoded resources, and a proto3-JSON codec for the rest.
 import type * as grpc from '@grpc/grpc-js';
 import protobuf from 'protobufjs';
-import { decodeMessage, encodeMessage, lookupService, lookupType, messageToJson, type JsonObject, type JsonValue } from './protos.ts';
+import { decodeMessage, encodeMessage, lookupService, lookupType, messageToJson, type JsonObject, type JsonValue } from '../proto/index.ts';
 import type { DeltaRequest, DeltaResponse, ErrorDetail, NodeInfo, SotwRequest, SotwResponse } from './stream.ts';
 
 /** Full names of the discovery services Portico hosts, with the type each per-type service carries. */

@@ -3,8 +3,7 @@
 import type { BaseLogger } from 'pino';
 import { setVersion, TYPE_ORDER, typeSnapshot, type CachedResource, type Snapshot, type SnapshotCache, type TypeSnapshot } from './cache.ts';
 import { deltaPlan, edsGap, edsGapOf, ownNonce, sotwUpdate, subscriptionOf, View, viewOf, type DeltaPlan, type Subscription } from './views.ts';
-import { TYPE_URLS } from './protos.ts';
-import type { JsonObject } from './protos.ts';
+import { TYPE_URLS, type JsonObject } from '../proto/index.ts';
 
 export type Protocol = 'sotw' | 'delta';
 export type XdsLogger = Pick<BaseLogger, 'debug' | 'info' | 'warn' | 'error'>;

@@ -13,7 +13,7 @@ import path from 'node:path';
 import { test } from 'node:test';
 import * as grpc from '@grpc/grpc-js';
 import { Registry } from 'prom-client';
-import { mintApiKey, modelOf, testHasher } from '../../src/authz/fixtures.ts';
+import { mintApiKey, modelOf, testHasher } from '../support/authz-fixtures.ts';
 import { AuthzService, registerAuthzService, registerAuthzUnary } from '../../src/authz/service.ts';
 import { UnaryGrpcServer } from '../../src/grpc/unary-server.ts';
 import { selfSigned, signedBy, type TestCertificate } from '../support/certs.ts';

@@ -7,13 +7,13 @@ import { after, before, describe, it } from 'node:test';
 import * as grpc from '@grpc/grpc-js';
 import { exportJWK, generateKeyPair, SignJWT } from 'jose';
 import { Registry } from 'prom-client';
-import { checkRequestJson, mintApiKey, modelOf, testHasher, type CheckInput } from '../../src/authz/fixtures.ts';
+import { checkRequestJson, mintApiKey, modelOf, testHasher, type CheckInput } from '../support/authz-fixtures.ts';
 import { AuthzService, authzClientDefinition, registerAuthzService, registerAuthzUnary } from '../../src/authz/service.ts';
 import { UnaryGrpcServer } from '../../src/grpc/unary-server.ts';
 import { SnapshotCache } from '../../src/xds/cache.ts';
 import { FleetStatus } from '../../src/xds/fleet.ts';
 import { XdsServer } from '../../src/xds/server.ts';
-import type { JsonObject } from '../../src/xds/protos.ts';
+import type { JsonObject } from '../../src/proto/index.ts';
 
 type CheckClient = grpc.Client & {
   Check(req: unknown, opts: grpc.CallOptions, cb: (err: grpc.ServiceError | null, res?: JsonObject) => void): grpc.ClientUnaryCall;

@@ -7,9 +7,9 @@
 import assert from 'node:assert/strict';
 import { describe, it } from 'node:test';
 import * as grpc from '@grpc/grpc-js';
-import { checkRequestJson } from '../../src/authz/fixtures.ts';
+import { checkRequestJson } from '../support/authz-fixtures.ts';
 import { authzClientDefinition } from '../../src/authz/service.ts';
-import { TYPE_URLS, type JsonObject } from '../../src/xds/protos.ts';
+import { TYPE_URLS, type JsonObject } from '../../src/proto/index.ts';
 import { discoveryServiceDefinition, DISCOVERY_SERVICES } from '../../src/xds/services.ts';
 import type { SotwResponse } from '../../src/xds/stream.ts';
 import { waitFor } from '../support/components.ts';

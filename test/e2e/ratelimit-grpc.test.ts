@@ -5,14 +5,13 @@ import assert from 'node:assert/strict';
 import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
-import { after, describe, it } from 'node:test';
-import type { TestContext } from 'node:test';
+import { after, describe, it, type TestContext } from 'node:test';
 import * as grpc from '@grpc/grpc-js';
 import { Registry } from 'prom-client';
 import { modelToDocument } from '../../src/model/declarative.ts';
 import { MemoryCounters } from '../../src/ratelimit/backend.ts';
 import type { RateLimitRequestMessage } from '../../src/ratelimit/descriptors.ts';
-import { seedModel } from '../../src/ratelimit/fixtures.ts';
+import { seedModel } from '../support/ratelimit-fixtures.ts';
 import { createRateLimiter, RateLimiter, type LimiterLogger } from '../../src/ratelimit/limiter.ts';
 import { UnaryGrpcServer } from '../../src/grpc/unary-server.ts';
 import {

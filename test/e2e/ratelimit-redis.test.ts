@@ -2,8 +2,7 @@
 // millisecond, across window boundaries; concurrent decisions share round trips yet stay exact;
 // the script reloads after a flush; counters outlive the limiter; an outage fails fast, not hangs.
 import assert from 'node:assert/strict';
-import { after, describe, it } from 'node:test';
-import type { TestContext } from 'node:test';
+import { after, describe, it, type TestContext } from 'node:test';
 import type { BucketSpec, CounterSpec, Evaluation, WindowSpec } from '../../src/ratelimit/algorithms.ts';
 import { MemoryCounters } from '../../src/ratelimit/backend.ts';
 import { RedisCounters, RedisUnavailableError } from '../../src/ratelimit/redis.ts';

@@ -9,10 +9,10 @@ import { describe, it, type TestContext } from 'node:test';
 import { Registry } from 'prom-client';
 import { renderBootstrap } from '../../src/xds/bootstrap.ts';
 import { SnapshotCache, typeSnapshot } from '../../src/xds/cache.ts';
-import { httpGatewayResources, type SimpleRoute } from '../../src/xds/fixtures.ts';
+import { httpGatewayResources, type SimpleRoute } from '../support/xds-fixtures.ts';
 import { FleetStatus } from '../../src/xds/fleet.ts';
-import { TYPE_URLS } from '../../src/xds/protos.ts';
-import type { GroupResources } from '../../src/xds/resources.ts';
+import { TYPE_URLS } from '../../src/proto/index.ts';
+import type { GroupResources } from '../../src/contract/index.ts';
 import { XdsServer } from '../../src/xds/server.ts';
 import { freePort, requireComponent, startProcess, waitFor, type RunningProcess } from '../support/components.ts';
 

@@ -5,7 +5,7 @@ import { describe, it } from 'node:test';
 import * as grpc from '@grpc/grpc-js';
 import { Registry } from 'prom-client';
 import { SnapshotCache } from '../../src/xds/cache.ts';
-import { proxylessGrpcResources } from '../../src/xds/fixtures.ts';
+import { proxylessGrpcResources } from '../support/xds-fixtures.ts';
 import { FleetStatus } from '../../src/xds/fleet.ts';
 import { XdsServer } from '../../src/xds/server.ts';
 import { waitFor } from '../support/components.ts';

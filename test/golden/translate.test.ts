@@ -12,8 +12,8 @@ import { parseDocumentText, parseModelDocument } from '../../src/model/declarati
 import type { ModelSnapshot } from '../../src/model/model.ts';
 import { validateModel } from '../../src/model/validate.ts';
 import { RESOURCE_TYPES, translate, validateTranslation, type GroupResources } from '../../src/translate/index.ts';
-import { RESOURCE_KINDS } from '../../src/xds/resources.ts';
-import { encodeResource } from '../../src/xds/protos.ts';
+import { RESOURCE_KINDS } from '../../src/contract/index.ts';
+import { encodeResource } from '../../src/proto/index.ts';
 import { requireComponent } from '../support/components.ts';
 import { staticBootstrap } from './static-bootstrap.ts';
 

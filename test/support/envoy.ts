@@ -8,7 +8,7 @@ import type { TestContext } from 'node:test';
 import { renderBootstrap, type BootstrapOptions } from '../../src/xds/bootstrap.ts';
 import { typeSnapshot, type SnapshotCache } from '../../src/xds/cache.ts';
 import type { FleetNode, FleetView } from '../../src/xds/fleet.ts';
-import { TYPE_URLS } from '../../src/xds/protos.ts';
+import { TYPE_URLS } from '../../src/proto/index.ts';
 import { freePort, requireComponent, startProcess, waitFor, type RunningProcess } from './components.ts';
 import type { TestPortico } from './portico.ts';
 

@@ -4,7 +4,7 @@
 import assert from 'node:assert/strict';
 import type { ModelSnapshot } from '../../src/model/model.ts';
 import { validateModel } from '../../src/model/validate.ts';
-import { modelOf, type Entries } from '../../src/ratelimit/fixtures.ts';
+import { modelOf, type Entries } from './ratelimit-fixtures.ts';
 import type { Json } from '../../src/translate/envoy/common.ts';
 
 export function validModel(entries: Entries): ModelSnapshot {

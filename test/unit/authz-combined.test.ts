@@ -6,12 +6,11 @@ import assert from 'node:assert/strict';
 import { describe, it } from 'node:test';
 import { SignJWT, exportJWK, generateKeyPair } from 'jose';
 import { Registry } from 'prom-client';
-import { checkRequestJson, mintApiKey, modelOf, testHasher } from '../../src/authz/fixtures.ts';
+import { checkRequestJson, mintApiKey, modelOf, testHasher, type ModelResources } from '../support/authz-fixtures.ts';
 import { AuthzService, countedHeaderNames, type CheckResult } from '../../src/authz/service.ts';
-import type { ModelResources } from '../../src/authz/fixtures.ts';
 import { createRateLimiter } from '../../src/ratelimit/limiter.ts';
 import type { Decision, DecisionRequest } from '../../src/ratelimit/decision.ts';
-import { decodeMessage, encodeMessage, type JsonObject } from '../../src/xds/protos.ts';
+import { decodeMessage, encodeMessage, type JsonObject } from '../../src/proto/index.ts';
 
 const hasher = testHasher();
 const acme = mintApiKey(hasher, 'acme', 'primary');

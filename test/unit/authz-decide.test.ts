@@ -4,9 +4,10 @@
 import assert from 'node:assert/strict';
 import { describe, it } from 'node:test';
 import type { ApiKey, JwtIssuer, Partner, Plan, Product, Route, Subscription } from '../../src/model/schemas.ts';
-import { buildCredentialIndex, PORTICO_HEADERS, type CredentialIndex } from '../../src/authz/credential-index.ts';
+import { buildCredentialIndex, type CredentialIndex } from '../../src/authz/credential-index.ts';
+import { GATEWAY_HEADERS } from '../../src/contract/index.ts';
 import { decide, denyBody, jwtToVerify, type Allow, type Decision, type Deny, type JwtOutcome } from '../../src/authz/decide.ts';
-import { authzRequest, mintApiKey, modelOf, testHasher, type CheckInput } from '../../src/authz/fixtures.ts';
+import { authzRequest, mintApiKey, modelOf, testHasher, type CheckInput } from '../support/authz-fixtures.ts';
 
 const NOW = Date.parse('2025-06-01T00:00:00Z');
 const hasher = testHasher();
@@ -183,9 +184,9 @@ describe('API keys', () => {
     assert.equal(a.route, 'list');
     assert.equal(a.plan, 'gold');
     assert.equal(a.credential, 'api_key');
-    assert.equal(header(a, PORTICO_HEADERS.partner), 'acme');
-    assert.equal(header(a, PORTICO_HEADERS.product), 'orders');
-    assert.equal(header(a, PORTICO_HEADERS.plan), 'gold');
+    assert.equal(header(a, GATEWAY_HEADERS.partner), 'acme');
+    assert.equal(header(a, GATEWAY_HEADERS.product), 'orders');
+    assert.equal(header(a, GATEWAY_HEADERS.plan), 'gold');
     assert.deepEqual(a.metadata, { product: 'orders', route: 'list', partner: 'acme', plan: 'gold', credential: 'api_key' });
     assert.ok(a.removeHeaders.includes('x-api-key'), 'the API key never reaches the upstream');
     for (const h of ['x-user-id', 'x-user-role', 'x-user-email', 'x-roles']) assert.ok(a.removeHeaders.includes(h), h);
@@ -291,15 +292,15 @@ describe('routes and credential selection', () => {
     assert.deepEqual(a.metadata, { product: 'status', route: 'health', credential: 'none', plan: 'free' });
     assert.ok(a.removeHeaders.includes('x-portico-partner'));
     assert.ok(a.removeHeaders.includes('x-user-id'));
-    assert.equal(header(a, PORTICO_HEADERS.partner), undefined);
+    assert.equal(header(a, GATEWAY_HEADERS.partner), undefined);
     // A route-level 'none' overrides the product default.
     assert.equal(allowed(check({ product: 'orders', route: 'open' })).credential, 'none');
   });
 
   it('overwrites spoofed identity headers with the verified identity', () => {
     const a = allowed(check(withKey(keys.acme1.secret, { headers: { 'x-portico-partner': 'globex', 'x-portico-plan': 'platinum', 'x-user-id': 'admin' } })));
-    assert.equal(header(a, PORTICO_HEADERS.partner), 'acme');
-    assert.equal(header(a, PORTICO_HEADERS.plan), 'gold');
+    assert.equal(header(a, GATEWAY_HEADERS.partner), 'acme');
+    assert.equal(header(a, GATEWAY_HEADERS.plan), 'gold');
     assert.ok(a.removeHeaders.includes('x-user-id'), 'an API-key caller cannot pass a JWT claim header');
     assert.ok(!a.removeHeaders.includes('x-portico-partner'));
   });

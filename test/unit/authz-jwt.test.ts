@@ -9,7 +9,7 @@ import { after, before, describe, it } from 'node:test';
 import { exportJWK, exportSPKI, generateKeyPair, SignJWT, type JWK, type JWTPayload } from 'jose';
 import { Registry } from 'prom-client';
 import type { Allow, Decision, Deny } from '../../src/authz/decide.ts';
-import { authzRequest, modelOf, testHasher } from '../../src/authz/fixtures.ts';
+import { authzRequest, modelOf, testHasher } from '../support/authz-fixtures.ts';
 import { AuthzService } from '../../src/authz/service.ts';
 import type { JwtIssuer } from '../../src/model/schemas.ts';
 

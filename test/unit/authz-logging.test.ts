@@ -6,9 +6,9 @@ import { describe, it } from 'node:test';
 import { generateKeyPair, SignJWT } from 'jose';
 import { pino } from 'pino';
 import { Registry } from 'prom-client';
-import { checkRequestJson, mintApiKey, modelOf, testHasher } from '../../src/authz/fixtures.ts';
+import { checkRequestJson, mintApiKey, modelOf, testHasher } from '../support/authz-fixtures.ts';
 import { AuthzService } from '../../src/authz/service.ts';
-import { encodeMessage } from '../../src/xds/protos.ts';
+import { encodeMessage } from '../../src/proto/index.ts';
 
 describe('authz logging', () => {
   it('logs decisions and failures without credentials', async () => {

@@ -8,7 +8,7 @@ import path from 'node:path';
 import { describe, it } from 'node:test';
 import { buildCredentialIndex } from '../../src/authz/credential-index.ts';
 import { decide, type Allow, type Decision, type Deny } from '../../src/authz/decide.ts';
-import { authzRequest, modelOf, testHasher } from '../../src/authz/fixtures.ts';
+import { authzRequest, modelOf, testHasher } from '../support/authz-fixtures.ts';
 import { canonicalSan, canonicalSubject, parseSubjectAltName, peerFromCertificate } from '../../src/authz/mtls.ts';
 import type { MtlsIdentity } from '../../src/model/schemas.ts';
 import { selfSigned, signedBy, type TestCertificate } from '../support/certs.ts';

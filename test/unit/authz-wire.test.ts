@@ -3,9 +3,9 @@
 import assert from 'node:assert/strict';
 import { describe, it } from 'node:test';
 import type { Allow, Deny } from '../../src/authz/decide.ts';
-import { authzRequest, checkRequestJson } from '../../src/authz/fixtures.ts';
+import { authzRequest, checkRequestJson } from '../support/authz-fixtures.ts';
 import { CheckRequestDecodeError, decodeCheckRequest, encodeCheckResponse } from '../../src/authz/wire.ts';
-import { decodeMessage, encodeMessage, type JsonObject } from '../../src/xds/protos.ts';
+import { decodeMessage, encodeMessage, type JsonObject } from '../../src/proto/index.ts';
 
 const REQ = 'envoy.service.auth.v3.CheckRequest';
 const RES = 'envoy.service.auth.v3.CheckResponse';

@@ -3,7 +3,7 @@ import { describe, it } from 'node:test';
 import assert from 'node:assert/strict';
 import type { KindName, ModelSnapshot } from '../../src/model/model.ts';
 import { validateModel, resourceSchemaErrors, fullPath, re2Problem, serviceDiscovery } from '../../src/model/validate.ts';
-import { modelOf } from '../../src/ratelimit/fixtures.ts';
+import { modelOf } from '../support/ratelimit-fixtures.ts';
 import { selfSigned } from '../support/certs.ts';
 
 const base: Array<[KindName, object]> = [

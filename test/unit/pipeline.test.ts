@@ -3,7 +3,7 @@
 import { describe, it } from 'node:test';
 import assert from 'node:assert/strict';
 import { keepRemovedClusters } from '../../src/pipeline.ts';
-import type { GroupResources } from '../../src/xds/resources.ts';
+import type { GroupResources } from '../../src/contract/index.ts';
 
 const group = (clusters: string[], eds: string[] = clusters): GroupResources => ({
   clusters: clusters.map((name) => ({ name, type: 'EDS' })),

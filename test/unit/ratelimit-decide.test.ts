@@ -6,8 +6,9 @@ import { describe, it } from 'node:test';
 import { Registry } from 'prom-client';
 import type { Evaluation } from '../../src/ratelimit/algorithms.ts';
 import { MemoryCounters, type CounterBackend } from '../../src/ratelimit/backend.ts';
-import { errorBody, type Decision, type DecisionRequest } from '../../src/ratelimit/decision.ts';
-import { modelOf, seedEntries, seedModel } from '../../src/ratelimit/fixtures.ts';
+import { errorBody } from '../../src/contract/index.ts';
+import type { Decision, DecisionRequest } from '../../src/ratelimit/decision.ts';
+import { modelOf, seedEntries, seedModel } from '../support/ratelimit-fixtures.ts';
 import { RateLimiter, type LimiterLogger } from '../../src/ratelimit/limiter.ts';
 
 // 2024-04-12T15:59:59.500Z: the seed's X-RateLimit-Reset (1712937600) is half a second away.

@@ -2,11 +2,11 @@
 // ones, the RateLimitResponse built from a decision, and the Envoy actions the translator emits.
 import assert from 'node:assert/strict';
 import { describe, it } from 'node:test';
-import { DescriptorError, parseRateLimitRequest, routeRateLimit, type RateLimitRequestMessage } from '../../src/ratelimit/descriptors.ts';
-import { buildDecision } from '../../src/ratelimit/decision.ts';
+import { routeRateLimit } from '../../src/contract/index.ts';
+import { DescriptorError, parseRateLimitRequest, type RateLimitRequestMessage } from '../../src/ratelimit/descriptors.ts';
+import { buildDecision, failureDecision, unlimitedDecision, type Decision } from '../../src/ratelimit/decision.ts';
 import { CODE, decodeRateLimitResponse, encodeDecision, encodeRateLimitResponse, toRateLimitResponse } from '../../src/ratelimit/service.ts';
-import { failureDecision, unlimitedDecision, type Decision } from '../../src/ratelimit/decision.ts';
-import { encodeMessage } from '../../src/xds/protos.ts';
+import { encodeMessage } from '../../src/proto/index.ts';
 import type { RuleSet } from '../../src/ratelimit/table.ts';
 
 const req = (entries: Array<[string, string]>, extra: Partial<RateLimitRequestMessage> = {}): RateLimitRequestMessage => ({

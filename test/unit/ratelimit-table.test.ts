@@ -3,7 +3,7 @@
 import assert from 'node:assert/strict';
 import { describe, it } from 'node:test';
 import { validateModel } from '../../src/model/validate.ts';
-import { modelOf, seedEntries, seedModel } from '../../src/ratelimit/fixtures.ts';
+import { modelOf, seedEntries, seedModel } from '../support/ratelimit-fixtures.ts';
 import { buildLimitTable, countKey, counterSpecs, type Resolution, type RuleSet } from '../../src/ratelimit/table.ts';
 
 const NOW = Date.UTC(2026, 3, 12, 16);

@@ -4,7 +4,8 @@ import assert from 'node:assert/strict';
 import { mkdtempSync, statSync } from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
-import { KeyRing, SecretHasher, generateMasterKey, loadKeyRing, parseMasterKey, secretPrefix } from '../../src/store/secrets.ts';
+import { secretPrefix } from '../../src/contract/index.ts';
+import { KeyRing, SecretHasher, generateMasterKey, loadKeyRing, parseMasterKey } from '../../src/store/secrets.ts';
 import { loadSettings, SettingsError } from '../../src/settings.ts';
 
 describe('KeyRing', () => {

@@ -9,7 +9,7 @@ import { Registry } from 'prom-client';
 import { AccessLogService, STREAM_METHOD, registerAccessLogService } from '../../src/telemetry/access-log-service.ts';
 import { decodeAccessLogMessage, AccessLogDecodeError, type AccessLogRecord } from '../../src/telemetry/access-log-wire.ts';
 import { classify, RequestMetrics, statusClass } from '../../src/telemetry/request-metrics.ts';
-import { encodeMessage } from '../../src/xds/protos.ts';
+import { encodeMessage } from '../../src/proto/index.ts';
 
 const EXT_AUTHZ = 'envoy.filters.http.ext_authz';
 

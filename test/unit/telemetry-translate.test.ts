@@ -9,7 +9,7 @@ import type { JsonObject } from '../../src/translate/envoy/common.ts';
 import { OTEL_CLUSTER, TELEMETRY_CLUSTER, virtualHostName } from '../../src/translate/envoy/observability.ts';
 import { translate, type TranslateOptions } from '../../src/translate/index.ts';
 import { STATS_TAGS } from '../../src/xds/bootstrap.ts';
-import { checkGroupResources } from '../../src/xds/resources.ts';
+import { checkGroupResources } from '../../src/xds/index.ts';
 import { jsonAt, validModel } from '../support/translate.ts';
 
 /** One product with one route on group edge. */

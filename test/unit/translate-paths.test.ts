@@ -2,7 +2,7 @@
 // request and which path the upstream sees.
 import assert from 'node:assert/strict';
 import { describe, it } from 'node:test';
-import { modelOf } from '../../src/ratelimit/fixtures.ts';
+import { modelOf } from '../support/ratelimit-fixtures.ts';
 import type { PathMatchIR } from '../../src/translate/ir.ts';
 import { applyRewrite, comparePaths, compareRoutes, stripPrefixRewrite, type RouteOrderKey } from '../../src/translate/paths.ts';
 import { groupToIr } from '../../src/translate/to-ir.ts';

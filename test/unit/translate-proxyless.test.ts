@@ -5,7 +5,7 @@ import assert from 'node:assert/strict';
 import { describe, it } from 'node:test';
 import type { KindName } from '../../src/model/model.ts';
 import { validateModel } from '../../src/model/validate.ts';
-import { modelOf } from '../../src/ratelimit/fixtures.ts';
+import { modelOf } from '../support/ratelimit-fixtures.ts';
 import { TranslationError, translate, validateTranslation } from '../../src/translate/index.ts';
 import type { JsonObject } from '../../src/translate/envoy/common.ts';
 

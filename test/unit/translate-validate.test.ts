@@ -4,7 +4,7 @@ import assert from 'node:assert/strict';
 import { describe, it } from 'node:test';
 import type { KindName } from '../../src/model/model.ts';
 import { validateModel } from '../../src/model/validate.ts';
-import { modelOf } from '../../src/ratelimit/fixtures.ts';
+import { modelOf } from '../support/ratelimit-fixtures.ts';
 import { TranslationError, templateProblem, translate, validateTranslation } from '../../src/translate/index.ts';
 
 const base: Array<[KindName, object]> = [

@@ -5,7 +5,7 @@ import { readFileSync } from 'node:fs';
 import { describe, it } from 'node:test';
 import YAML from 'yaml';
 import { bootstrapYaml, fileOptions, renderBootstrap, ROLE_DEFAULTS, XDS_CLUSTER } from '../../src/xds/bootstrap.ts';
-import { encodeMessage } from '../../src/xds/protos.ts';
+import { encodeMessage } from '../../src/proto/index.ts';
 
 // Test-only probing of rendered JSON.
 type J = Record<string, any>;

@@ -4,10 +4,10 @@ import assert from 'node:assert/strict';
 import { spawnSync } from 'node:child_process';
 import { describe, it } from 'node:test';
 import { SnapshotCache, emptySnapshot, typeSnapshot } from '../../src/xds/cache.ts';
-import { httpGatewayResources, largeGroupResources } from '../../src/xds/fixtures.ts';
-import { TYPE_URLS } from '../../src/xds/protos.ts';
-import { checkGroupResources, GroupResourcesError, type GroupResources } from '../../src/xds/resources.ts';
-import { createXds } from '../../src/xds/index.ts';
+import { httpGatewayResources, largeGroupResources } from '../support/xds-fixtures.ts';
+import { TYPE_URLS } from '../../src/proto/index.ts';
+import type { GroupResources } from '../../src/contract/index.ts';
+import { checkGroupResources, GroupResourcesError, createXds } from '../../src/xds/index.ts';
 import { Registry } from 'prom-client';
 
 const fixture = (routes = [{ prefix: '/', cluster: 'a' }], upstreams: Record<string, number[]> = { a: [9001], b: [9002] }): GroupResources =>
@@ -43,7 +43,7 @@ describe('versions', () => {
     const c = new SnapshotCache();
     const here = c.setGroupResources('g', fixture());
     const code = `import { SnapshotCache } from './src/xds/cache.ts';
-      import { httpGatewayResources } from './src/xds/fixtures.ts';
+      import { httpGatewayResources } from './test/support/xds-fixtures.ts';
       const c = new SnapshotCache();
       process.stdout.write(c.setGroupResources('g', httpGatewayResources({ listenerPort: 8080, upstreams: { a: [9001], b: [9002] }, routes: [{ prefix: '/', cluster: 'a' }] })));`;
     const r = spawnSync(process.execPath, ['--import', 'tsx', '--input-type=module', '-e', code], { encoding: 'utf8', cwd: process.cwd() });

@@ -13,8 +13,8 @@ import {
   protoRoot,
   ProtoJsonError,
   TYPE_URLS,
-} from '../../src/xds/protos.ts';
-import { httpListener } from '../../src/xds/fixtures.ts';
+} from '../../src/proto/index.ts';
+import { httpListener } from '../support/xds-fixtures.ts';
 
 
 // A test-only message with every scalar kind, non-string map keys, proto3 optional and a oneof.

@@ -5,9 +5,9 @@ import { describe, it } from 'node:test';
 import { Registry } from 'prom-client';
 import { setVersion, SnapshotCache } from '../../src/xds/cache.ts';
 import { FleetStatus } from '../../src/xds/fleet.ts';
-import { edsCluster, httpGatewayResources } from '../../src/xds/fixtures.ts';
-import { TYPE_URLS } from '../../src/xds/protos.ts';
-import type { GroupResources } from '../../src/xds/resources.ts';
+import { edsCluster, httpGatewayResources } from '../support/xds-fixtures.ts';
+import { TYPE_URLS } from '../../src/proto/index.ts';
+import type { GroupResources } from '../../src/contract/index.ts';
 import { unpackAny, unpackDeltaResource } from '../../src/xds/services.ts';
 import { DeltaStream, SotwStream, type DeltaRequest, type DeltaResponse, type NodeInfo, type SotwRequest, type SotwResponse } from '../../src/xds/stream.ts';
 

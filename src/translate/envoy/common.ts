@@ -1,21 +1,10 @@
-// Shared proto3-JSON building blocks for the Envoy emitters: JSON value types, durations, Any,
-// the ADS config source, HTTP filter names, local token buckets, and the type URLs of every
-// resource and extension the translator emits.
+// Shared proto3-JSON building blocks for the Envoy emitters: durations, Any, the ADS config source,
+// HTTP filter names and local token buckets.
+import { EXT_AUTHZ_FILTERS } from '../../contract/index.ts';
+import { TYPE_URL_PREFIX, type Json, type JsonObject } from '../../proto/index.ts';
 import type { LocalBucketIR } from '../ir.ts';
 
-export type Json = null | boolean | number | string | Json[] | { [key: string]: Json };
-export type JsonObject = { [key: string]: Json };
-
-export const TYPE_URL_PREFIX = 'type.googleapis.com/';
-
-/** Type URLs of the five resource types a gateway group is served. */
-export const RESOURCE_TYPES = {
-  clusters: 'type.googleapis.com/envoy.config.cluster.v3.Cluster',
-  endpoints: 'type.googleapis.com/envoy.config.endpoint.v3.ClusterLoadAssignment',
-  listeners: 'type.googleapis.com/envoy.config.listener.v3.Listener',
-  routes: 'type.googleapis.com/envoy.config.route.v3.RouteConfiguration',
-  secrets: 'type.googleapis.com/envoy.extensions.transport_sockets.tls.v3.Secret',
-} as const;
+export type { Json, JsonObject };
 
 /** HTTP filter names; per-route configuration is keyed by them. */
 export const FILTERS = {
@@ -25,9 +14,9 @@ export const FILTERS = {
   localRateLimitGroup: 'portico.local_ratelimit.group',
   /** Routes' own token buckets (Route.localRateLimit, per-route config). */
   localRateLimitRoute: 'portico.local_ratelimit.route',
-  extAuthz: 'envoy.filters.http.ext_authz',
+  extAuthz: EXT_AUTHZ_FILTERS.main,
   /** Combined mode's second ext_authz instance: counting only, for routes open to anonymous callers. */
-  extAuthzLimits: 'portico.ext_authz.limits',
+  extAuthzLimits: EXT_AUTHZ_FILTERS.limits,
   rateLimit: 'envoy.filters.http.ratelimit',
   router: 'envoy.filters.http.router',
 } as const;
@@ -68,9 +57,6 @@ export function localRateLimitConfig(statPrefix: string, b: LocalBucketIR): Json
     ],
   };
 }
-
-/** Route metadata namespace read by the access log (and by anyone else who needs product/route). */
-export const METADATA_NAMESPACE = 'portico';
 
 /** A google.protobuf.Any in proto3 JSON: the message's fields beside its type URL. */
 export function any(messageType: string, body: JsonObject = {}): JsonObject {

@@ -1,9 +1,9 @@
 // IR → envoy.config.listener.v3.Listener: one HTTP connection manager per listener (routes over
 // RDS, TLS certificates over SDS), its filter chain, JSON access log and JSON local replies; and
 // the bare API listeners proxyless gRPC clients resolve.
-import { LOCAL_REPLY_MAPPINGS, RATE_LIMIT_REPLY_MAPPINGS, type RateLimitReplyMapping } from '../errors.ts';
+import { LOCAL_REPLY_MAPPINGS, RATE_LIMIT_REPLY_MAPPINGS, ROUTE_METADATA_NAMESPACE, type RateLimitReplyMapping } from '../../contract/index.ts';
 import type { ApiListenerIR, ExtAuthzIR, GroupIR, ListenerIR, ListenerTlsIR, RateLimitFilterIR } from '../ir.ts';
-import { FILTERS, LOCAL_RATE_LIMIT_TYPE, METADATA_NAMESPACE, adsConfigSource, any, duration, extension, localRateLimitConfig, sdsSecret, socketAddress, sortedRecord, statusName, type Json, type JsonObject } from './common.ts';
+import { FILTERS, LOCAL_RATE_LIMIT_TYPE, adsConfigSource, any, duration, extension, localRateLimitConfig, sdsSecret, socketAddress, sortedRecord, statusName, type Json, type JsonObject } from './common.ts';
 import { accessLogExtraFields, grpcAccessLogs, tracing } from './observability.ts';
 
 const HCM_TYPE = 'envoy.extensions.filters.network.http_connection_manager.v3.HttpConnectionManager';
@@ -26,8 +26,8 @@ function accessLogFields(group: string, listener: string): JsonObject {
     ['bytes_received', '%BYTES_RECEIVED%'],
     ['bytes_sent', '%BYTES_SENT%'],
     ['route_name', '%ROUTE_NAME%'],
-    ['product', `%METADATA(ROUTE:${METADATA_NAMESPACE}:product)%`],
-    ['route', `%METADATA(ROUTE:${METADATA_NAMESPACE}:route)%`],
+    ['product', `%METADATA(ROUTE:${ROUTE_METADATA_NAMESPACE}:product)%`],
+    ['route', `%METADATA(ROUTE:${ROUTE_METADATA_NAMESPACE}:route)%`],
     ['client_address', '%DOWNSTREAM_REMOTE_ADDRESS_WITHOUT_PORT%'],
     ['user_agent', '%REQ(USER-AGENT)%'],
     ['gateway_group', group],

@@ -4,35 +4,17 @@
 // OpenTelemetry tracer; per-route stat prefixes (`product/route`) and stat-safe virtual host names,
 // so Envoy's own route stats carry the product as labels (see the tag extractors in
 // src/xds/bootstrap.ts). Pure, like the rest of the translator.
-import { isIpLiteral } from '../../model/validate.ts';
-import type { ClusterIR, GroupIR, RouteIR } from '../ir.ts';
-import { METADATA_NAMESPACE, any, duration, extension, type Json, type JsonObject } from './common.ts';
-
-/** Translator options for observability (TranslateOptions.telemetry); every part is off when unset. */
-export interface TelemetryOptions {
-  /** host:port of Portico's access-log service (its gRPC/xDS listener): Envoys stream every request there. */
-  accessLogAddress?: string;
-  /** host:port of an OpenTelemetry collector (OTLP over gRPC): Envoys send traces there. */
-  otelCollectorAddress?: string;
-  /** Percentage of requests traced (0–100) when a collector is set; default 10. */
-  otelSamplePercent?: number;
-}
-
-/** A gateway group's observability settings, resolved (GroupIR.telemetry). */
-export interface TelemetryIR {
-  /** Cluster of the access-log service, when Envoys stream access logs. */
-  accessLogCluster?: string;
-  tracing?: { cluster: string; samplePercent: number };
-}
+import { ACCESS_LOG_NAME, ACCESS_LOG_TAGS, EXT_AUTHZ_FILTERS, ROUTE_METADATA_NAMESPACE } from '../../contract/index.ts';
+import { isIpLiteral } from '../../model/index.ts';
+import type { ClusterIR, GroupIR, RouteIR, TelemetryIR, TelemetryOptions } from '../ir.ts';
+import { any, duration, extension, type Json, type JsonObject } from './common.ts';
 
 /** The access-log service's cluster (the control plane's gRPC listener; the callout one is unary-only). */
 export const TELEMETRY_CLUSTER = 'portico.telemetry';
 /** The OpenTelemetry collector's cluster. */
 export const OTEL_CLUSTER = 'portico.otel';
 /** Where ext_authz's dynamic metadata (partner, plan, credential, error) lives. */
-const AUTHZ_NS = 'envoy.filters.http.ext_authz';
-/** The access-log service's log name (StreamAccessLogsMessage.identifier.log_name). */
-export const ACCESS_LOG_NAME = 'portico';
+const AUTHZ_NS = EXT_AUTHZ_FILTERS.main;
 
 function hostPort(address: string, what: string): { host: string; port: number } {
   const m = /^(?:\[([0-9A-Fa-f:.]+)\]|([^:\s]+)):(\d{1,5})$/.exec(address);
@@ -93,7 +75,7 @@ export function accessLogExtraFields(): Array<[string, Json]> {
 }
 
 function routeMetadataTag(tag: string, key: string): JsonObject {
-  return { tag, metadata: { kind: { route: {} }, metadata_key: { key: METADATA_NAMESPACE, path: [{ key }] } } };
+  return { tag, metadata: { kind: { route: {} }, metadata_key: { key: ROUTE_METADATA_NAMESPACE, path: [{ key }] } } };
 }
 
 /**
@@ -112,7 +94,11 @@ export function grpcAccessLogs(g: GroupIR): JsonObject[] {
         transport_api_version: 'V3',
         buffer_flush_interval: duration(1_000),
         buffer_size_bytes: 16_384,
-        custom_tags: [{ tag: 'group', literal: { value: g.name } }, routeMetadataTag('product', 'product'), routeMetadataTag('route', 'route')],
+        custom_tags: [
+          { tag: ACCESS_LOG_TAGS.group, literal: { value: g.name } },
+          routeMetadataTag(ACCESS_LOG_TAGS.product, 'product'),
+          routeMetadataTag(ACCESS_LOG_TAGS.route, 'route'),
+        ],
       },
     }),
   ];

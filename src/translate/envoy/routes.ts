@@ -1,7 +1,7 @@
 // IR → envoy.config.route.v3.RouteConfiguration (one per listener, served over RDS): virtual
 // hosts, route matches and actions, header mutations, per-route CORS, ext_authz and local token
 // bucket settings, and the rate-limit actions of service mode.
-import { routeRateLimit } from '../../ratelimit/descriptors.ts';
+import { ROUTE_METADATA_NAMESPACE, routeRateLimit } from '../../contract/index.ts';
 import type {
   ActionIR,
   CorsIR,
@@ -16,7 +16,7 @@ import type {
   ValueMatchIR,
   VirtualHostIR,
 } from '../ir.ts';
-import { FILTERS, LOCAL_RATE_LIMIT_TYPE, METADATA_NAMESPACE, any, duration, extension, localRateLimitConfig, sortedRecord, type Json, type JsonObject } from './common.ts';
+import { FILTERS, LOCAL_RATE_LIMIT_TYPE, any, duration, extension, localRateLimitConfig, sortedRecord, type Json, type JsonObject } from './common.ts';
 import { routeStatPrefix, virtualHostName } from './observability.ts';
 
 /** Envoy's own limit on direct-response bodies; only raised when a body needs more. */
@@ -148,7 +148,7 @@ export function route(r: RouteIR, authz: AuthzFilters = NO_AUTHZ): JsonObject {
   if (r.metadata) {
     const fields: Array<[string, Json]> = [['product', r.metadata.product]];
     if (r.metadata.route !== undefined) fields.push(['route', r.metadata.route]);
-    out.metadata = { filter_metadata: { [METADATA_NAMESPACE]: sortedRecord(fields) } };
+    out.metadata = { filter_metadata: { [ROUTE_METADATA_NAMESPACE]: sortedRecord(fields) } };
   }
   const statPrefix = routeStatPrefix(r);
   if (statPrefix !== undefined) out.stat_prefix = statPrefix;

@@ -1,6 +1,6 @@
 // Hand-written Envoy resources (GroupResources) for xDS tests, benchmarks and demos: an HTTP gateway,
 // a proxyless-gRPC target, and a large generated group. Not used by the running control plane.
-import type { EnvoyResource, GroupResources } from './resources.ts';
+import type { EnvoyResource, GroupResources } from '../../src/contract/index.ts';
 
 const HCM = 'type.googleapis.com/envoy.extensions.filters.network.http_connection_manager.v3.HttpConnectionManager';
 const ROUTER = 'type.googleapis.com/envoy.extensions.filters.http.router.v3.Router';

@@ -1,7 +1,7 @@
 // Models for tests and benchmarks: modelOf (a snapshot from [kind, resource] entries, also used by
 // the model and translator tests), and for rate limits the seed's limits (default 100/s burst 20
 // by user, login 10/min by client IP, search 20/s by user) plus quota, shadow and subscription cases.
-import { applyMutations, emptySnapshot, keyOf, type AnyResource, type KindName, type ModelSnapshot } from '../model/model.ts';
+import { applyMutations, emptySnapshot, keyOf, type AnyResource, type KindName, type ModelSnapshot } from '../../src/model/index.ts';
 
 export type Entries = Array<[KindName, object]>;
 

@@ -1,11 +1,10 @@
 // Building blocks for ext_authz tests, benchmarks and the through-Envoy e2e tests: models from
 // resource lists, minted API keys, CheckRequests as Envoy sends them. Not used by the running service.
 import { randomBytes } from 'node:crypto';
-import { applyMutations, emptySnapshot, keyOf, KIND_ORDER, type KindName, type ModelSnapshot, type Mutation, type ResourceTypes } from '../model/model.ts';
-import type { ApiKey } from '../model/schemas.ts';
-import { SecretHasher } from '../store/secrets.ts';
-import type { JsonObject } from '../xds/protos.ts';
-import type { AuthzRequest } from './decide.ts';
+import { applyMutations, emptySnapshot, keyOf, KIND_ORDER, type KindName, type ModelSnapshot, type Mutation, type ResourceTypes, type ApiKey } from '../../src/model/index.ts';
+import { SecretHasher } from '../../src/store/index.ts';
+import type { JsonObject } from '../../src/proto/index.ts';
+import type { AuthzRequest } from '../../src/authz/decide.ts';
 
 export type ModelResources = { [K in KindName]?: ReadonlyArray<ResourceTypes[K]> };
 

@@ -1,8 +1,22 @@
-// The gateway's one JSON error shape, {"error":"<code>","message":"<text>"}, for the responses
-// the gateway itself writes: catch-all 404s, 405 fallbacks and Envoy's own local replies; and the
-// rate-limit contract's 429 for the refusals Envoy writes itself (local token buckets, unreachable
-// rate limiting in fail-closed mode).
-import { errorBody } from '../ratelimit/decision.ts';
+// The error bodies clients see, whoever writes them: the gateway's JSON shape
+// {"error":"<code>","message":"<text>"} (catch-all 404s, 405 fallbacks, Envoy's own local replies,
+// ext_authz denials) and the rate-limit contract's 429, written alike by the rate-limit service,
+// ext_authz in combined mode and Envoy itself (local token buckets, fail-closed outages).
+
+export type RateLimitErrorCode = 'rate_limit_exceeded' | 'quota_exceeded' | 'rate_limit_unavailable';
+
+const RATE_LIMIT_MESSAGES: Record<RateLimitErrorCode, string> = {
+  rate_limit_exceeded: 'Too many requests.',
+  quota_exceeded: 'Quota exceeded.',
+  rate_limit_unavailable: 'Rate limiting is temporarily unavailable.',
+};
+
+/** `{"error":…,"message":"… Retry after N seconds.","retry_after":N}` — the seed's 429 body, byte for byte. */
+export function errorBody(error: RateLimitErrorCode, retryAfter: number): string {
+  // Written out rather than JSON.stringify'd (it runs for every refusal): every part is a known
+  // JSON-safe constant or an integer.
+  return `{"error":"${error}","message":"${RATE_LIMIT_MESSAGES[error]} Retry after ${retryAfter} seconds.","retry_after":${retryAfter}}`;
+}
 
 export function gatewayErrorBody(error: string, message: string): string {
   return JSON.stringify({ error, message });

@@ -1,7 +1,7 @@
 // Building blocks for the hand-written protobuf readers and writers on the hot paths (ext_authz,
 // rate limits, access logs): field numbers looked up in the loaded Envoy protos, wire types, tags.
 import type protobuf from 'protobufjs';
-import { lookupType } from './protos.ts';
+import { lookupType } from './load.ts';
 
 /** Wire types used by Envoy's messages on the hot paths. */
 export const VARINT = 0;

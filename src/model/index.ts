@@ -1,0 +1,8 @@
+// Public surface of src/model: resource schemas, the immutable ModelSnapshot, whole-model validation,
+// policy facts several stages share, canonical forms and declarative documents.
+export * from './canonical.ts';
+export * from './declarative.ts';
+export * from './model.ts';
+export * from './policy.ts';
+export * from './schemas.ts';
+export * from './validate.ts';
