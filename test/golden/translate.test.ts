@@ -1,5 +1,7 @@
-// Golden tests of the translator: each testdata/<case>/model.yaml in, each gateway group's Envoy
-// resources out, compared byte for byte. UPDATE_GOLDEN=1 rewrites the expected files instead.
+// Golden tests of the translator, one layer per stage: each testdata/<case>/model.yaml in, the IR
+// out (<case>/ir.json: model → IR) and each gateway group's Envoy resources out (<case>/<group>/*.json:
+// IR → Envoy), compared byte for byte, so a change to either stage is reviewed on its own.
+// UPDATE_GOLDEN=1 rewrites the expected files instead.
 import assert from 'node:assert/strict';
 import { spawnSync, type SpawnSyncReturns } from 'node:child_process';
 import { createHash } from 'node:crypto';
@@ -11,7 +13,7 @@ import { fileURLToPath } from 'node:url';
 import { parseDocumentText, parseModelDocument } from '../../src/model/declarative.ts';
 import type { ModelSnapshot } from '../../src/model/model.ts';
 import { validateModel } from '../../src/model/validate.ts';
-import { RESOURCE_TYPES, translate, validateTranslation, type GroupResources } from '../../src/translate/index.ts';
+import { modelToIr, RESOURCE_TYPES, translate, validateTranslation, type GroupResources } from '../../src/translate/index.ts';
 import { RESOURCE_KINDS } from '../../src/contract/index.ts';
 import { encodeResource } from '../../src/proto/index.ts';
 import { requireComponent } from '../support/components.ts';
@@ -84,6 +86,18 @@ for (const name of cases) {
         assert.equal(render(resources[kind]), readFileSync(file, 'utf8'), `${name}/${group}/${kind}.json differs (run with UPDATE_GOLDEN=1 and review the diff)`);
       }
     }
+  });
+}
+
+for (const name of cases) {
+  test(`golden IR: ${name}`, () => {
+    const file = path.join(testdata, name, 'ir.json');
+    const ir = `${JSON.stringify(modelToIr(loadCase(name), OPTIONS), null, 2)}\n`;
+    if (update) {
+      writeFileSync(file, ir);
+      return;
+    }
+    assert.equal(ir, readFileSync(file, 'utf8'), `${name}/ir.json differs (run with UPDATE_GOLDEN=1 and review the diff)`);
   });
 }
 

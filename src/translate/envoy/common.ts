@@ -1,8 +1,7 @@
 // Shared proto3-JSON building blocks for the Envoy emitters: durations, Any, the ADS config source,
-// HTTP filter names and local token buckets.
+// HTTP filter names, and the StatusCode names filters are configured with.
 import { EXT_AUTHZ_FILTERS } from '../../contract/index.ts';
 import { TYPE_URL_PREFIX, type Json, type JsonObject } from '../../proto/index.ts';
-import type { LocalBucketIR } from '../ir.ts';
 
 export type { Json, JsonObject };
 
@@ -21,8 +20,6 @@ export const FILTERS = {
   router: 'envoy.filters.http.router',
 } as const;
 
-export const LOCAL_RATE_LIMIT_TYPE = 'envoy.extensions.filters.http.local_ratelimit.v3.LocalRateLimit';
-
 /** envoy.type.v3.StatusCode names of the statuses the translator configures filters with. */
 const STATUS_NAMES: Readonly<Record<number, string>> = {
   429: 'TooManyRequests',
@@ -34,28 +31,6 @@ export function statusName(code: number): string {
   const name = STATUS_NAMES[code];
   if (!name) throw new Error(`no envoy.type.v3.StatusCode name for ${code}`);
   return name;
-}
-
-const ALWAYS: Json = { default_value: { numerator: 100, denominator: 'HUNDRED' } };
-
-/**
- * A LocalRateLimit enforcing one token bucket on every request it sees; its refusals (429) carry the
- * contract's headers, and get its body from the local-reply mapper keyed on their response code
- * details.
- */
-export function localRateLimitConfig(statPrefix: string, b: LocalBucketIR): JsonObject {
-  const header = (key: string, value: string): Json => ({ header: { key, value }, append_action: 'OVERWRITE_IF_EXISTS_OR_ADD' });
-  return {
-    stat_prefix: statPrefix,
-    token_bucket: { max_tokens: b.maxTokens, tokens_per_fill: b.tokensPerFill, fill_interval: durationNs(b.fillIntervalNs) },
-    filter_enabled: ALWAYS,
-    filter_enforced: ALWAYS,
-    response_headers_to_add: [
-      header('retry-after', String(b.retryAfterSeconds)),
-      header('x-ratelimit-limit', String(b.requests)),
-      header('x-ratelimit-remaining', '0'),
-    ],
-  };
 }
 
 /** A google.protobuf.Any in proto3 JSON: the message's fields beside its type URL. */

@@ -1,9 +1,10 @@
 // IR → envoy.config.listener.v3.Listener: one HTTP connection manager per listener (routes over
-// RDS, TLS certificates over SDS), its filter chain, JSON access log and JSON local replies; and
-// the bare API listeners proxyless gRPC clients resolve.
-import { LOCAL_REPLY_MAPPINGS, RATE_LIMIT_REPLY_MAPPINGS, ROUTE_METADATA_NAMESPACE, type RateLimitReplyMapping } from '../../contract/index.ts';
-import type { ApiListenerIR, ExtAuthzIR, GroupIR, ListenerIR, ListenerTlsIR, RateLimitFilterIR } from '../ir.ts';
-import { FILTERS, LOCAL_RATE_LIMIT_TYPE, adsConfigSource, any, duration, extension, localRateLimitConfig, sdsSecret, socketAddress, sortedRecord, statusName, type Json, type JsonObject } from './common.ts';
+// RDS, TLS certificates over SDS), its filter chain (each feature's part from filters/), JSON access
+// log and JSON local replies; and the bare API listeners proxyless gRPC clients resolve.
+import { LOCAL_REPLY_MAPPINGS, ROUTE_METADATA_NAMESPACE, type RateLimitReplyMapping } from '../../contract/index.ts';
+import type { ApiListenerIR, GroupIR, ListenerIR, ListenerTlsIR } from '../ir.ts';
+import { adsConfigSource, any, duration, extension, sdsSecret, socketAddress, sortedRecord, type Json, type JsonObject } from './common.ts';
+import { HTTP_FILTERS, routerFilter } from './filters/index.ts';
 import { accessLogExtraFields, grpcAccessLogs, tracing } from './observability.ts';
 
 const HCM_TYPE = 'envoy.extensions.filters.network.http_connection_manager.v3.HttpConnectionManager';
@@ -78,11 +79,7 @@ function rateLimitMapper(m: RateLimitReplyMapping): JsonObject {
  * the refusals Envoy makes itself (local buckets, fail-closed outages) get the same contract.
  */
 function localReplyConfig(g: GroupIR): JsonObject {
-  const f = g.filters;
-  const rateLimits: RateLimitReplyMapping[] = [];
-  if (f.localRateLimit || f.routeLocalRateLimit) rateLimits.push(RATE_LIMIT_REPLY_MAPPINGS.localLimit);
-  if (f.rateLimit?.failureModeDeny) rateLimits.push(RATE_LIMIT_REPLY_MAPPINGS.serviceUnavailable);
-  if (f.extAuthzLimits && !f.extAuthzLimits.failureModeAllow) rateLimits.push(RATE_LIMIT_REPLY_MAPPINGS.limitsUnavailable);
+  const rateLimits = HTTP_FILTERS.flatMap((f) => f.localReplies?.(g.filters) ?? []);
   const generatedByEnvoy: JsonObject = {
     or_filter: {
       filters: [
@@ -105,81 +102,8 @@ function localReplyConfig(g: GroupIR): JsonObject {
   };
 }
 
-/**
- * Retries for a callout that never got an answer: a control-plane replica that is draining or
- * gone refuses or resets the stream, and another replica can answer within the same timeout
- * (Envoy bounds the retries by it). Both checks are safe to repeat; a rate-limit hit repeated after
- * a reset may count twice, which beats failing the request during a rolling restart.
- * Envoy also takes `max_interval` as the per-try timeout, so it is the whole callout timeout: a
- * slow answer is waited for, not cut short and asked again.
- */
-function calloutRetryPolicy(timeoutMs: number): JsonObject {
-  return {
-    retry_on: 'connect-failure,refused-stream,reset,unavailable',
-    num_retries: 2,
-    retry_back_off: { base_interval: duration(10), max_interval: duration(Math.max(10, timeoutMs)) },
-  };
-}
-
-function extAuthzFilter(a: ExtAuthzIR): JsonObject {
-  return extension(a.name, 'envoy.extensions.filters.http.ext_authz.v3.ExtAuthz', {
-    grpc_service: { envoy_grpc: { cluster_name: a.cluster }, timeout: duration(a.timeoutMs), retry_policy: calloutRetryPolicy(a.timeoutMs) },
-    transport_api_version: 'V3',
-    failure_mode_allow: a.failureModeAllow,
-    // When the callout cannot answer (and failure mode is closed), say so rather than 403.
-    status_on_error: { code: statusName(a.statusOnError) },
-    include_peer_certificate: true,
-    ...(a.statPrefix !== undefined ? { stat_prefix: a.statPrefix } : {}),
-  });
-}
-
-/**
- * Envoy's rate-limit filter with the settings that keep the 429 contract exact: Portico's own
- * headers (none of Envoy's draft ones, no x-envoy-ratelimited), and a closed-mode outage answered
- * as the contract's 429 `rate_limit_unavailable` (mapped in localReplyConfig).
- */
-function rateLimitFilter(r: RateLimitFilterIR): JsonObject {
-  return extension(FILTERS.rateLimit, 'envoy.extensions.filters.http.ratelimit.v3.RateLimit', {
-    domain: r.domain,
-    timeout: duration(r.timeoutMs),
-    failure_mode_deny: r.failureModeDeny,
-    rate_limit_service: { grpc_service: { envoy_grpc: { cluster_name: r.cluster }, retry_policy: calloutRetryPolicy(r.timeoutMs) }, transport_api_version: 'V3' },
-    enable_x_ratelimit_headers: 'OFF',
-    disable_x_envoy_ratelimited_header: true,
-    status_on_error: { code: 'TooManyRequests' },
-  });
-}
-
-/** A filter that is not in a request's chain unless its route configures it (typed_per_filter_config). */
-function disabledByDefault(filter: JsonObject): JsonObject {
-  return { ...filter, disabled: true };
-}
-
 export function httpFilters(g: GroupIR): JsonObject[] {
-  const filters: JsonObject[] = [];
-  // Identity headers only the gateway may set: removed before anyone reads them, so ext_authz is
-  // the only one who can set them and public routes never pass a forged one upstream.
-  if (g.stripRequestHeaders.length) {
-    filters.push(
-      extension(FILTERS.stripIdentity, 'envoy.extensions.filters.http.header_mutation.v3.HeaderMutation', {
-        mutations: { request_mutations: g.stripRequestHeaders.map((h) => ({ remove: h })) },
-      }),
-    );
-  }
-  // CORS before ext_authz: it answers preflight requests before anyone asks for credentials (and
-  // before the local buckets, so a browser can read their 429s).
-  if (g.filters.cors) filters.push(extension(FILTERS.cors, 'envoy.extensions.filters.http.cors.v3.Cors'));
-  // The safety net before any callout: what it refuses costs the control plane nothing.
-  if (g.filters.localRateLimit) filters.push(extension(FILTERS.localRateLimitGroup, LOCAL_RATE_LIMIT_TYPE, localRateLimitConfig('portico_local_rate_limit_group', g.filters.localRateLimit)));
-  // Route buckets live in each route's config; the filter itself is off where a route has none.
-  if (g.filters.routeLocalRateLimit) filters.push(disabledByDefault(extension(FILTERS.localRateLimitRoute, LOCAL_RATE_LIMIT_TYPE, { stat_prefix: 'portico_local_rate_limit_route' })));
-  if (g.filters.extAuthz) filters.push(extAuthzFilter(g.filters.extAuthz));
-  if (g.filters.extAuthzLimits) filters.push(disabledByDefault(extAuthzFilter(g.filters.extAuthzLimits)));
-  // After ext_authz: limits are counted per authenticated partner (its dynamic metadata) and by the
-  // identity headers it sets.
-  if (g.filters.rateLimit) filters.push(rateLimitFilter(g.filters.rateLimit));
-  filters.push(extension(FILTERS.router, 'envoy.extensions.filters.http.router.v3.Router'));
-  return filters;
+  return HTTP_FILTERS.flatMap((f) => f.chain(g));
 }
 
 function connectionManager(g: GroupIR, l: ListenerIR): JsonObject {
@@ -249,7 +173,7 @@ export function apiListener(l: ApiListenerIR): JsonObject {
     api_listener: {
       api_listener: any(HCM_TYPE, {
         rds: { config_source: adsConfigSource(), route_config_name: l.routeTable },
-        http_filters: [extension(FILTERS.router, 'envoy.extensions.filters.http.router.v3.Router')],
+        http_filters: [routerFilter()],
       }),
     },
   };

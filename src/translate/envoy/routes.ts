@@ -1,22 +1,20 @@
 // IR → envoy.config.route.v3.RouteConfiguration (one per listener, served over RDS): virtual
-// hosts, route matches and actions, header mutations, per-route CORS, ext_authz and local token
-// bucket settings, and the rate-limit actions of service mode.
-import { ROUTE_METADATA_NAMESPACE, routeRateLimit } from '../../contract/index.ts';
+// hosts, route matches and actions, header mutations; each HTTP filter feature (filters/) adds its
+// per-route config and route-action fields.
+import { ROUTE_METADATA_NAMESPACE } from '../../contract/index.ts';
 import type {
   ActionIR,
-  CorsIR,
   HeaderMatchIR,
   HeaderMutationIR,
   MatchIR,
   QueryMatchIR,
-  RouteAuthzIR,
   RouteIR,
-  RouteRateLimitIR,
   RouteTableIR,
   ValueMatchIR,
   VirtualHostIR,
 } from '../ir.ts';
-import { FILTERS, LOCAL_RATE_LIMIT_TYPE, any, duration, extension, localRateLimitConfig, sortedRecord, type Json, type JsonObject } from './common.ts';
+import { duration, extension, sortedRecord, type Json, type JsonObject } from './common.ts';
+import { HTTP_FILTERS, type AuthzFilters } from './filters/index.ts';
 import { routeStatPrefix, virtualHostName } from './observability.ts';
 
 /** Envoy's own limit on direct-response bodies; only raised when a body needs more. */
@@ -100,51 +98,15 @@ function headersToAdd(m: HeaderMutationIR): Json[] {
   ];
 }
 
-export function corsPolicy(c: CorsIR): JsonObject {
-  return any('envoy.extensions.filters.http.cors.v3.CorsPolicy', {
-    allow_origin_string_match: c.allowOrigins.map((o) => ({ exact: o })),
-    ...(c.allowMethods.length ? { allow_methods: c.allowMethods.join(', ') } : {}),
-    ...(c.allowHeaders.length ? { allow_headers: c.allowHeaders.join(', ') } : {}),
-    ...(c.exposeHeaders.length ? { expose_headers: c.exposeHeaders.join(', ') } : {}),
-    ...(c.maxAgeSeconds !== undefined ? { max_age: String(c.maxAgeSeconds) } : {}),
-    ...(c.allowCredentials !== undefined ? { allow_credentials: c.allowCredentials } : {}),
-    // The gateway answers every preflight itself, allowed origin or not; upstreams never see one.
-    forward_not_matching_preflights: false,
-  });
-}
-
-/** The ext_authz instances a group's chain holds, by the name RouteAuthzIR.filter uses. */
-export interface AuthzFilters {
-  authz: boolean;
-  limits: boolean;
-}
-
 const NO_AUTHZ: AuthzFilters = { authz: false, limits: false };
-
-function extAuthzPerRoute(a: RouteAuthzIR): JsonObject {
-  const type = 'envoy.extensions.filters.http.ext_authz.v3.ExtAuthzPerRoute';
-  if (a.disabled || a.filter !== 'authz') return any(type, { disabled: true });
-  return any(type, { check_settings: { context_extensions: sortedRecord(Object.entries(a.contextExtensions)) } });
-}
-
-/** Service mode: one rate_limits entry, the descriptor the rate-limit service expects (src/ratelimit/descriptors.ts). */
-function rateLimits(r: RouteRateLimitIR): Json[] {
-  return [
-    routeRateLimit({
-      product: r.product,
-      route: r.route,
-      // Envoy files ext_authz's dynamic metadata under the filter's name.
-      ...(r.partnerFromAuthz ? { partner: { metadataNamespace: FILTERS.extAuthz, metadataKey: 'partner' } } : {}),
-      countHeaders: r.countHeaders,
-    }) as JsonObject,
-  ];
-}
 
 export function route(r: RouteIR, authz: AuthzFilters = NO_AUTHZ): JsonObject {
   const out: JsonObject = { name: r.name, match: routeMatch(r.match) };
-  if (r.action.kind === 'forward') out.route = routeAction(r.action);
-  else out.direct_response = { status: r.action.status, ...(r.action.body ? { body: { inline_string: r.action.body } } : {}) };
-  if (r.rateLimit && out.route) (out.route as JsonObject).rate_limits = rateLimits(r.rateLimit);
+  if (r.action.kind === 'forward') {
+    const action = routeAction(r.action);
+    for (const f of HTTP_FILTERS) if (f.routeAction) Object.assign(action, f.routeAction(r));
+    out.route = action;
+  } else out.direct_response = { status: r.action.status, ...(r.action.body ? { body: { inline_string: r.action.body } } : {}) };
   if (r.metadata) {
     const fields: Array<[string, Json]> = [['product', r.metadata.product]];
     if (r.metadata.route !== undefined) fields.push(['route', r.metadata.route]);
@@ -158,15 +120,7 @@ export function route(r: RouteIR, authz: AuthzFilters = NO_AUTHZ): JsonObject {
   const resAdd = headersToAdd(r.responseHeaders);
   if (resAdd.length) out.response_headers_to_add = resAdd;
   if (r.responseHeaders.remove.length) out.response_headers_to_remove = r.responseHeaders.remove;
-  const perFilter: Array<[string, Json]> = [];
-  if (r.cors) perFilter.push([FILTERS.cors, corsPolicy(r.cors)]);
-  // The main instance runs unless a route disables it (secure by default); the limits instance and
-  // the route buckets are off in the chain and run only where a route configures them.
-  if (r.authz && authz.authz) perFilter.push([FILTERS.extAuthz, extAuthzPerRoute(r.authz)]);
-  if (r.authz && authz.limits && !r.authz.disabled && r.authz.filter === 'limits') {
-    perFilter.push([FILTERS.extAuthzLimits, any('envoy.extensions.filters.http.ext_authz.v3.ExtAuthzPerRoute', { check_settings: { context_extensions: sortedRecord(Object.entries(r.authz.contextExtensions)) } })]);
-  }
-  if (r.localRateLimit) perFilter.push([FILTERS.localRateLimitRoute, any(LOCAL_RATE_LIMIT_TYPE, localRateLimitConfig('portico_local_rate_limit_route', r.localRateLimit))]);
+  const perFilter = HTTP_FILTERS.flatMap((f) => f.perRoute?.(r, authz) ?? []);
   if (perFilter.length) out.typed_per_filter_config = sortedRecord(perFilter);
   return out;
 }

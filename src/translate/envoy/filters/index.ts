@@ -1,0 +1,15 @@
+// The HTTP filter features of an Envoy group's chain, in chain order. listeners.ts builds the chain
+// and the local replies from this list, routes.ts the per-route configs and route-action fields; a
+// new filter feature is a module implementing HttpFilterEmitter, added here at its place in the chain.
+import { cors } from './cors.ts';
+import { extAuthz } from './ext-authz.ts';
+import type { HttpFilterEmitter } from './filter.ts';
+import { localRateLimit } from './local-ratelimit.ts';
+import { rateLimit } from './ratelimit.ts';
+import { router } from './router.ts';
+import { stripIdentity } from './strip-identity.ts';
+
+export const HTTP_FILTERS: readonly HttpFilterEmitter[] = [stripIdentity, cors, localRateLimit, extAuthz, rateLimit, router];
+
+export type { AuthzFilters, HttpFilterEmitter } from './filter.ts';
+export { routerFilter } from './router.ts';
