@@ -9,7 +9,7 @@ import { routeConfigurations } from './envoy/routes.ts';
 import { secret } from './envoy/secrets.ts';
 import type { GroupIR, TelemetryOptions } from './ir.ts';
 import { resourceName, type GroupResources, type ResourceKind } from '../contract/index.ts';
-import { modelToIr } from './to-ir.ts';
+import { modelToIr } from './to-ir/group.ts';
 import { validateTranslation } from './validate.ts';
 
 export interface TranslateOptions {
@@ -59,5 +59,6 @@ export function translate(model: ModelSnapshot, options: TranslateOptions): Map<
 }
 
 export { validateTranslation, templateProblem } from './validate.ts';
-export { modelToIr, groupToIr, CALLOUT_CLUSTER, DEFAULTS } from './to-ir.ts';
+export { modelToIr, groupToIr } from './to-ir/group.ts';
+export { CALLOUT_CLUSTER, DEFAULTS } from './to-ir/common.ts';
 export type { GroupIR } from './ir.ts';

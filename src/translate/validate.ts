@@ -2,8 +2,9 @@
 // translator cannot express, or Envoy would refuse, named by resource and field.
 import { sortedValues, fullPath, serviceDiscovery, type ModelSnapshot, type ModelError, type HeaderMutation, type Route } from '../model/index.ts';
 import { templateSegments, templateVariables } from './paths.ts';
-import { apiKeyCountProblems } from './limits.ts';
-import { GRPC_RETRY_ON, effectiveAccept, productRoutes, proxylessGroupsOf } from './to-ir.ts';
+import { apiKeyCountProblems } from './to-ir/limits.ts';
+import { effectiveAccept, productRoutes } from './to-ir/common.ts';
+import { GRPC_RETRY_ON, proxylessGroupsOf } from './to-ir/proxyless.ts';
 
 /** Envoy's URI template limits (uri_template_matcher). */
 const TEMPLATE_MAX_LENGTH = 256;

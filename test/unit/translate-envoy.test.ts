@@ -5,7 +5,7 @@ import { describe, it } from 'node:test';
 import type { KindName, ModelSnapshot } from '../../src/model/model.ts';
 import { duration, type JsonObject } from '../../src/translate/envoy/common.ts';
 import { translate, type GroupResources } from '../../src/translate/index.ts';
-import { parseHostPort } from '../../src/translate/to-ir.ts';
+import { parseHostPort } from '../../src/translate/to-ir/common.ts';
 import { selfSigned } from '../support/certs.ts';
 import { jsonAt, validModel } from '../support/translate.ts';
 

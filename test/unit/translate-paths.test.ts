@@ -5,7 +5,7 @@ import { describe, it } from 'node:test';
 import { modelOf } from '../support/ratelimit-fixtures.ts';
 import type { PathMatchIR } from '../../src/translate/ir.ts';
 import { applyRewrite, comparePaths, compareRoutes, stripPrefixRewrite, type RouteOrderKey } from '../../src/translate/paths.ts';
-import { groupToIr } from '../../src/translate/to-ir.ts';
+import { groupToIr } from '../../src/translate/to-ir/group.ts';
 
 const p = (kind: PathMatchIR['kind'], value: string): PathMatchIR => ({ kind, value });
 

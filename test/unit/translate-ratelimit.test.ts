@@ -8,7 +8,7 @@ import type { KindName, ModelSnapshot } from '../../src/model/model.ts';
 import { parseRateLimitRequest } from '../../src/ratelimit/descriptors.ts';
 import type { JsonObject } from '../../src/translate/envoy/common.ts';
 import { translate, validateTranslation } from '../../src/translate/index.ts';
-import { localBucket, routeLimits } from '../../src/translate/limits.ts';
+import { localBucket, routeLimits } from '../../src/translate/to-ir/limits.ts';
 import { jsonAt, validModel } from '../support/translate.ts';
 
 interface Out {

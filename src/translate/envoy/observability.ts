@@ -5,58 +5,11 @@
 // so Envoy's own route stats carry the product as labels (see the tag extractors in
 // src/xds/bootstrap.ts). Pure, like the rest of the translator.
 import { ACCESS_LOG_NAME, ACCESS_LOG_TAGS, EXT_AUTHZ_FILTERS, ROUTE_METADATA_NAMESPACE } from '../../contract/index.ts';
-import { isIpLiteral } from '../../model/index.ts';
-import type { ClusterIR, GroupIR, RouteIR, TelemetryIR, TelemetryOptions } from '../ir.ts';
+import type { GroupIR, RouteIR } from '../ir.ts';
 import { any, duration, extension, type Json, type JsonObject } from './common.ts';
 
-/** The access-log service's cluster (the control plane's gRPC listener; the callout one is unary-only). */
-export const TELEMETRY_CLUSTER = 'portico.telemetry';
-/** The OpenTelemetry collector's cluster. */
-export const OTEL_CLUSTER = 'portico.otel';
 /** Where ext_authz's dynamic metadata (partner, plan, credential, error) lives. */
 const AUTHZ_NS = EXT_AUTHZ_FILTERS.main;
-
-function hostPort(address: string, what: string): { host: string; port: number } {
-  const m = /^(?:\[([0-9A-Fa-f:.]+)\]|([^:\s]+)):(\d{1,5})$/.exec(address);
-  const port = m ? Number(m[3]) : NaN;
-  if (!m || !(port >= 1 && port <= 65535)) throw new Error(`${what} '${address}' must be host:port`);
-  return { host: (m[1] ?? m[2])!, port };
-}
-
-function grpcCluster(name: string, address: string, what: string): ClusterIR {
-  const { host, port } = hostPort(address, what);
-  return {
-    name,
-    discovery: isIpLiteral(host) ? 'static' : 'strict_dns',
-    endpoints: [{ host, port }],
-    lbPolicy: 'ROUND_ROBIN',
-    connectTimeoutMs: 1_000,
-    http2: true,
-  };
-}
-
-// ── IR (called from to-ir.ts for Envoy groups) ──────────────────────────────────
-
-/** GroupIR.telemetry for an Envoy group (spread into the group). */
-export function telemetryIr(o: TelemetryOptions | undefined): { telemetry?: TelemetryIR } {
-  if (!o?.accessLogAddress && !o?.otelCollectorAddress) return {};
-  return {
-    telemetry: {
-      ...(o.accessLogAddress ? { accessLogCluster: TELEMETRY_CLUSTER } : {}),
-      ...(o.otelCollectorAddress ? { tracing: { cluster: OTEL_CLUSTER, samplePercent: o.otelSamplePercent ?? 10 } } : {}),
-    },
-  };
-}
-
-/** The clusters the telemetry settings need (the access-log service, the collector). */
-export function telemetryClusters(o: TelemetryOptions | undefined): ClusterIR[] {
-  const out: ClusterIR[] = [];
-  if (o?.accessLogAddress) out.push(grpcCluster(TELEMETRY_CLUSTER, o.accessLogAddress, 'accessLogAddress'));
-  if (o?.otelCollectorAddress) out.push(grpcCluster(OTEL_CLUSTER, o.otelCollectorAddress, 'otelCollectorAddress'));
-  return out;
-}
-
-// ── emitters (called from listeners.ts and routes.ts) ──────────────────────────
 
 /**
  * JSON access-log fields beyond the request basics: who called (partner, plan, credential type, from

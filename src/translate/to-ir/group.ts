@@ -1,0 +1,157 @@
+// Model → IR for an Envoy gateway group (listeners, route tables, the filters its routes need,
+// clusters, secrets), and for every group of a model. Pure: the same model gives the same IR.
+import { sortedValues, identityHeaders, type ModelSnapshot, type GatewayGroup, type Listener, type Service } from '../../model/index.ts';
+import { FILTERS } from '../envoy/common.ts';
+import { COMBINED_CONTEXT_KEY, LIMITS_UNAVAILABLE_STATUS, RATE_LIMIT_DOMAIN, } from '../../contract/index.ts';
+import { localBucket, rateLimitMode, } from './limits.ts';
+import type { ClusterIR, GroupIR, ListenerIR, RouteTableIR, SecretIR, } from '../ir.ts';
+import { compareStrings, } from '../paths.ts';
+import { telemetryClusters, telemetryIr } from './telemetry.ts';
+import { CALLOUT_CLUSTER, DEFAULTS, type IrOptions, groupProducts, } from './common.ts';
+import { virtualHostsIr, } from './virtual-hosts.ts';
+import { clusterIr, grpcServiceCluster } from './clusters.ts';
+import { proxylessGroupToIr } from './proxyless.ts';
+
+// ── groups ────────────────────────────────────────────────────────────────────
+function listenerIr(group: GatewayGroup, l: Listener): ListenerIR {
+  const hostnames = l.hostnames ?? [];
+  return {
+    name: l.name,
+    address: l.address ?? DEFAULTS.listenerAddress,
+    port: l.port,
+    statPrefix: group.name,
+    routeTable: l.name,
+    ...(l.tls && (l.protocol ?? 'http') === 'https'
+      ? {
+          tls: {
+            certificateSecret: `tls/${l.tls.certificate}`,
+            ...(l.tls.clientCa ? { clientCaSecret: `ca/${l.tls.clientCa}` } : {}),
+            requireClientCertificate: l.tls.clientCa ? (l.tls.requireClientCertificate ?? true) : false,
+            serverNames: hostnames.includes('*') ? [] : [...new Set(hostnames.map((h) => h.toLowerCase()))].sort(compareStrings),
+          },
+        }
+      : {}),
+  };
+}
+
+function secretsIr(model: ModelSnapshot, listeners: readonly ListenerIR[], clusters: readonly ClusterIR[]): SecretIR[] {
+  const names = new Set<string>();
+  for (const l of listeners) {
+    if (l.tls) names.add(l.tls.certificateSecret);
+    if (l.tls?.clientCaSecret) names.add(l.tls.clientCaSecret);
+  }
+  for (const c of clusters) {
+    if (c.tls?.caSecret) names.add(c.tls.caSecret);
+    if (c.tls?.clientCertificateSecret) names.add(c.tls.clientCertificateSecret);
+  }
+  const out: SecretIR[] = [];
+  for (const name of [...names].sort(compareStrings)) {
+    const [kind, cert] = name.split('/') as ['tls' | 'ca', string];
+    const c = model.certificates.get(cert);
+    if (!c) continue;
+    if (kind === 'ca') out.push({ name, kind, trustedCa: c.certificate });
+    else if (c.privateKey !== undefined) out.push({ name, kind, certificateChain: c.certificate, privateKey: c.privateKey });
+  }
+  return out;
+}
+
+
+export function groupToIr(model: ModelSnapshot, group: GatewayGroup, options: IrOptions): GroupIR {
+  if (group.kind === 'proxyless-grpc') return proxylessGroupToIr(model, group);
+  const products = groupProducts(model, group.name);
+  const mode = rateLimitMode(group);
+  const virtualHosts = virtualHostsIr(model, products, { rateLimitMode: mode });
+  // What the routes need decides which filters the chain holds.
+  let checked = false;
+  let counted = false;
+  let countedAnonymous = false;
+  let serviceLimited = false;
+  let routeLocal = false;
+  for (const vh of virtualHosts) {
+    for (const r of vh.routes) {
+      if (r.authz && !r.authz.disabled) {
+        if (r.authz.filter === 'authz') checked = true;
+        else countedAnonymous = true;
+        if (r.authz.filter === 'authz' && r.authz.contextExtensions[COMBINED_CONTEXT_KEY] !== undefined) counted = true;
+      }
+      if (r.rateLimit) serviceLimited = true;
+      if (r.localRateLimit) routeLocal = true;
+    }
+  }
+  const listeners = (group.listeners ?? []).map((l) => listenerIr(group, l)).sort((a, b) => compareStrings(a.name, b.name));
+
+  let maxBody = 0;
+  for (const vh of virtualHosts) {
+    for (const r of vh.routes) if (r.action.kind === 'direct' && r.action.body) maxBody = Math.max(maxBody, Buffer.byteLength(r.action.body));
+  }
+  const routeTables: RouteTableIR[] = listeners.map((l) => ({
+    name: l.routeTable,
+    maxDirectResponseBodyBytes: maxBody,
+    virtualHosts,
+  }));
+
+  const serviceNames = new Set<string>();
+  for (const vh of virtualHosts) {
+    for (const r of vh.routes) if (r.action.kind === 'forward') for (const c of r.action.clusters) serviceNames.add(c.name);
+  }
+  const clusters = [...serviceNames]
+    .sort(compareStrings)
+    .map((n) => model.services.get(n))
+    .filter((s): s is Service => s !== undefined)
+    .map(clusterIr);
+  clusters.push(grpcServiceCluster(CALLOUT_CLUSTER, options.calloutAddress, 'calloutAddress'), ...telemetryClusters(options.telemetry));
+  clusters.sort((a, b) => compareStrings(a.name, b.name));
+
+  const authz = group.authz;
+  const authzTimeoutMs = authz?.timeoutMs ?? DEFAULTS.authzTimeoutMs;
+  const rateLimitTimeoutMs = group.rateLimit?.timeoutMs ?? DEFAULTS.rateLimitTimeoutMs;
+  const rateLimitFailOpen = (group.rateLimit?.failureMode ?? DEFAULTS.rateLimitFailureMode) === 'open';
+  return {
+    name: group.name,
+    kind: 'envoy',
+    filters: {
+      cors: products.some((p) => p.cors !== undefined),
+      ...(group.localRateLimit ? { localRateLimit: localBucket(group.localRateLimit) } : {}),
+      routeLocalRateLimit: routeLocal,
+      ...(checked
+        ? {
+            extAuthz: {
+              name: FILTERS.extAuthz,
+              cluster: CALLOUT_CLUSTER,
+              // A callout that also counts has the rate limiter's time on top of authorization's.
+              timeoutMs: authzTimeoutMs + (counted ? rateLimitTimeoutMs : 0),
+              failureModeAllow: (authz?.failureMode ?? DEFAULTS.authzFailureMode) === 'open',
+              statusOnError: 503,
+            },
+          }
+        : {}),
+      ...(countedAnonymous
+        ? {
+            extAuthzLimits: {
+              name: FILTERS.extAuthzLimits,
+              statPrefix: 'limits',
+              cluster: CALLOUT_CLUSTER,
+              timeoutMs: rateLimitTimeoutMs,
+              failureModeAllow: rateLimitFailOpen,
+              statusOnError: LIMITS_UNAVAILABLE_STATUS,
+            },
+          }
+        : {}),
+      ...(serviceLimited
+        ? { rateLimit: { cluster: CALLOUT_CLUSTER, domain: RATE_LIMIT_DOMAIN, timeoutMs: rateLimitTimeoutMs, failureModeDeny: !rateLimitFailOpen } }
+        : {}),
+    },
+    stripRequestHeaders: identityHeaders(model),
+    listeners,
+    apiListeners: [],
+    routeTables,
+    clusters,
+    secrets: secretsIr(model, listeners, clusters),
+    ...telemetryIr(options.telemetry),
+  };
+}
+
+/** Every gateway group's IR, by group name. */
+export function modelToIr(model: ModelSnapshot, options: IrOptions): GroupIR[] {
+  return sortedValues(model, 'gatewayGroups').map((g) => groupToIr(model, g, options));
+}

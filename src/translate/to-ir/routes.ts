@@ -1,0 +1,200 @@
+// Model → IR for one route: its match, action (forward, weighted, direct), header mutations, CORS,
+// ext_authz settings and limits, the same in every virtual host that carries it; and the gateway's
+// own JSON responses (404, 405).
+import { apiKeyHeader, effectiveAccept, fullPath, type ModelSnapshot, type CredentialType, type HeaderMatch, type HeaderMutation, type Product, type QueryMatch, type Route, type Service } from '../../model/index.ts';
+import { COMBINED_CONTEXT_KEY, COMBINED_CONTEXT_VALUE, } from '../../contract/index.ts';
+import { localBucket, routeLimits, type RateLimitMode } from './limits.ts';
+import type { ActionIR, CorsIR, HeaderMatchIR, HeaderMutationIR, MatchIR, PathMatchIR, QueryMatchIR, RetryIR, RouteAuthzIR, RouteIR, ValueMatchIR, } from '../ir.ts';
+import { compareStrings, stripPrefixRewrite, } from '../paths.ts';
+import { DEFAULTS, sortMethods, } from './common.ts';
+
+// ── routes ────────────────────────────────────────────────────────────────────
+/** Header values pass through Envoy's formatter, where % starts a command: keep them literal. */
+export function literalHeaderValue(v: string): string {
+  return v.replace(/%/g, '%%');
+}
+
+export function mutationIr(m: HeaderMutation | undefined): HeaderMutationIR {
+  const pairs = (r: Record<string, string> | undefined): Array<[string, string]> =>
+    Object.entries(r ?? {})
+      .map(([k, v]): [string, string] => [k.toLowerCase(), literalHeaderValue(v)])
+      .sort((a, b) => compareStrings(a[0], b[0]) || compareStrings(a[1], b[1]));
+  return {
+    set: pairs(m?.set),
+    add: pairs(m?.add),
+    remove: [...new Set((m?.remove ?? []).map((h) => h.toLowerCase()))].sort(compareStrings),
+  };
+}
+
+function valueMatchIr(m: HeaderMatch | QueryMatch): ValueMatchIR {
+  if (m.exact !== undefined) return { kind: 'exact', value: m.exact };
+  // Every value starts with '', and Envoy refuses an empty prefix: that is a presence check.
+  if (m.prefix !== undefined) return m.prefix === '' ? { kind: 'present', present: true } : { kind: 'prefix', value: m.prefix };
+  if (m.regex !== undefined) return { kind: 'regex', value: m.regex };
+  return { kind: 'present', present: m.present ?? true };
+}
+
+function headerMatchIr(h: HeaderMatch): HeaderMatchIR {
+  const name = h.name.toLowerCase();
+  return { name: name === 'host' ? ':authority' : name, match: valueMatchIr(h), invert: h.invert ?? false };
+}
+
+/** Envoy cannot invert a query matcher; presence can be flipped instead (validateTranslation refuses the rest). */
+function queryMatchIr(q: QueryMatch): QueryMatchIR {
+  const match = valueMatchIr(q);
+  if (q.invert && match.kind === 'present') return { name: q.name, match: { kind: 'present', present: !match.present } };
+  return { name: q.name, match };
+}
+
+export function matchIr(product: Product, route: Route): MatchIR {
+  const m = route.match;
+  return {
+    path: { kind: m.path.type, value: fullPath(product, route) },
+    ...(m.methods ? { methods: sortMethods(m.methods) } : {}),
+    headers: (m.headers ?? []).map(headerMatchIr),
+    query: (m.query ?? []).map(queryMatchIr),
+  };
+}
+
+export function retryIr(r: Route['retries']): RetryIR | undefined {
+  if (!r || r.attempts === 0) return undefined;
+  return {
+    retryOn: [...(r.retryOn ?? DEFAULTS.retryOn)],
+    numRetries: r.attempts,
+    ...(r.perTryTimeoutMs !== undefined ? { perTryTimeoutMs: r.perTryTimeoutMs } : {}),
+    retriableStatusCodes: [...(r.retriableStatusCodes ?? [])].sort((a, b) => a - b),
+  };
+}
+
+/** The service whose timeout and retries a route inherits: its service, or its heaviest backend (first on a tie). */
+export function primaryService(route: Route): string | undefined {
+  if (route.service) return route.service;
+  let best: { service: string; weight: number } | undefined;
+  for (const b of route.backends ?? []) if (!best || b.weight > best.weight) best = b;
+  return best?.service;
+}
+
+function actionIr(model: ModelSnapshot, match: MatchIR, route: Route): ActionIR {
+  if (route.directResponse) {
+    const d = route.directResponse;
+    return { kind: 'direct', status: d.status, ...(d.body !== undefined ? { body: d.body } : {}) };
+  }
+  const primary = primaryService(route);
+  const svc: Service | undefined = primary ? model.services.get(primary) : undefined;
+  const clusters = route.backends ? route.backends.map((b) => ({ name: b.service, weight: b.weight })) : [{ name: route.service ?? '', weight: 1 }];
+  const rw = route.rewrite;
+  const rewrite = rw?.stripPrefix
+    ? stripPrefixRewrite(match.path, rw.stripPrefix)
+    : rw?.prefix
+      ? { kind: 'prefix' as const, value: rw.prefix }
+      : rw?.regex
+        ? { kind: 'regex' as const, pattern: rw.regex.pattern, substitution: rw.regex.substitution }
+        : undefined;
+  const retry = retryIr(route.retries ?? svc?.retries);
+  return {
+    kind: 'forward',
+    clusters,
+    weighted: route.backends !== undefined,
+    ...(rewrite ? { rewrite } : {}),
+    ...(rw?.host ? { hostRewrite: rw.host } : {}),
+    timeoutMs: route.timeoutMs ?? svc?.requestTimeoutMs ?? DEFAULTS.requestTimeoutMs,
+    ...(retry ? { retry } : {}),
+  };
+}
+
+export function corsIr(p: Product): CorsIR | undefined {
+  const c = p.cors;
+  if (!c) return undefined;
+  return {
+    allowOrigins: [...c.allowOrigins],
+    allowMethods: sortMethods(c.allowMethods ?? []),
+    allowHeaders: [...(c.allowHeaders ?? [])],
+    exposeHeaders: [...(c.exposeHeaders ?? [])],
+    ...(c.maxAgeSeconds !== undefined ? { maxAgeSeconds: c.maxAgeSeconds } : {}),
+    ...(c.allowCredentials !== undefined ? { allowCredentials: c.allowCredentials } : {}),
+  };
+}
+
+/** What an Envoy group's filter chain does for its product routes. */
+export interface RouteFilters {
+  /** How plan limits are enforced: counted by ext_authz in its callout, or by Envoy's rate-limit filter. */
+  rateLimitMode: RateLimitMode;
+}
+
+/**
+ * ext_authz for a route: routes that take credentials are checked by the main instance; in
+ * combined mode, routes open to anonymous callers that a plan limits are checked (only counted) by
+ * the limits instance; every other route skips ext_authz (no callout). `ratelimit: combined` tells
+ * the callout to count the request after allowing it.
+ */
+function routeAuthz(product: Product, route: Route, accept: readonly CredentialType[], limited: boolean, mode: RateLimitMode): RouteAuthzIR {
+  const publicOnly = accept.every((a) => a === 'none');
+  const counted = limited && mode === 'combined';
+  if (publicOnly && !counted) return { disabled: true };
+  const contextExtensions: Record<string, string> = { accept: accept.join(','), product: product.name, route: route.name };
+  if (counted) contextExtensions[COMBINED_CONTEXT_KEY] = COMBINED_CONTEXT_VALUE;
+  return { disabled: false, filter: publicOnly ? 'limits' : 'authz', contextExtensions };
+}
+
+/**
+ * One model route as an Envoy route (the same in every virtual host that carries it). `filters`
+ * is set for Envoy groups (ext_authz, rate limits, local buckets) and unset for proxyless gRPC.
+ */
+export function routeIr(model: ModelSnapshot, product: Product, route: Route, filters: RouteFilters | undefined): RouteIR {
+  const match = matchIr(product, route);
+  const action = actionIr(model, match, route);
+  const responseHeaders = mutationIr(route.responseHeaders);
+  if (route.directResponse) {
+    const d = route.directResponse;
+    const contentType = d.contentType ?? (d.body !== undefined ? 'text/plain; charset=utf-8' : undefined);
+    if (contentType !== undefined && !responseHeaders.set.some(([k]) => k === 'content-type')) {
+      responseHeaders.set = [...responseHeaders.set, ['content-type', literalHeaderValue(contentType)] as [string, string]].sort((a, b) =>
+        compareStrings(a[0], b[0]),
+      );
+    }
+  }
+  const accept = effectiveAccept(product, route);
+  const cors = corsIr(product);
+  const limits = filters ? routeLimits(model, product, route) : undefined;
+  const publicOnly = accept.every((a) => a === 'none');
+  return {
+    name: `${product.name}/${route.name}`,
+    metadata: { product: product.name, route: route.name },
+    match,
+    action,
+    requestHeaders: filters ? withoutApiKey(mutationIr(route.requestHeaders), product, accept) : mutationIr(route.requestHeaders),
+    responseHeaders,
+    ...(cors ? { cors } : {}),
+    ...(filters && limits ? { authz: routeAuthz(product, route, accept, limits.limited, filters.rateLimitMode) } : {}),
+    ...(filters && limits?.limited && filters.rateLimitMode === 'service'
+      ? { rateLimit: { product: product.name, route: route.name, partnerFromAuthz: !publicOnly, countHeaders: limits.countHeaders } }
+      : {}),
+    ...(filters && route.localRateLimit ? { localRateLimit: localBucket(route.localRateLimit) } : {}),
+  };
+}
+
+/**
+ * The router drops the API key header of a route that takes keys. ext_authz removes it from an
+ * allowed request already; this covers the request it never answered (failure mode open), so an
+ * upstream never holds a caller's key. (A key sent as a query parameter cannot be removed here.)
+ */
+function withoutApiKey(m: HeaderMutationIR, product: Product, accept: readonly CredentialType[]): HeaderMutationIR {
+  const header = accept.includes('api_key') ? apiKeyHeader(product) : undefined;
+  if (header === undefined || m.remove.includes(header)) return m;
+  return { ...m, remove: [...m.remove, header].sort(compareStrings) };
+}
+
+export function emptyMutation(): HeaderMutationIR {
+  return { set: [], add: [], remove: [] };
+}
+
+export function gatewayResponse(name: string, path: PathMatchIR, status: number, body: string, extraHeaders: Array<[string, string]>, withAuthz: boolean): RouteIR {
+  return {
+    name,
+    match: { path, headers: [], query: [] },
+    action: { kind: 'direct', status, body },
+    requestHeaders: emptyMutation(),
+    responseHeaders: { set: [['content-type', 'application/json'] as [string, string], ...extraHeaders].sort((a, b) => compareStrings(a[0], b[0])), add: [], remove: [] },
+    ...(withAuthz ? { authz: { disabled: true as const } } : {}),
+  };
+}
