@@ -4,7 +4,9 @@ import * as grpc from '@grpc/grpc-js';
 import { setVersion, typeSnapshot, type SnapshotCache } from './cache.ts';
 import { FleetStatus } from './fleet.ts';
 import { DISCOVERY_SERVICES, discoveryServiceDefinition, encodeDeltaResponse, encodeSotwResponse, type DiscoveryServiceKey } from './services.ts';
-import { DeltaStream, silentLogger, SotwStream, type DeltaRequest, type DeltaResponse, type SotwRequest, type SotwResponse, type XdsLogger } from './stream.ts';
+import { DeltaStream } from './delta.ts';
+import { SotwStream } from './sotw.ts';
+import { silentLogger, type DeltaRequest, type DeltaResponse, type SotwRequest, type SotwResponse, type XdsLogger } from './stream.ts';
 
 export interface XdsServerOptions {
   cache: SnapshotCache;

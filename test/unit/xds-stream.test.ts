@@ -9,7 +9,9 @@ import { edsCluster, httpGatewayResources } from '../support/xds-fixtures.ts';
 import { TYPE_URLS } from '../../src/proto/index.ts';
 import type { GroupResources } from '../../src/contract/index.ts';
 import { unpackAny, unpackDeltaResource } from '../../src/xds/services.ts';
-import { DeltaStream, SotwStream, type DeltaRequest, type DeltaResponse, type NodeInfo, type SotwRequest, type SotwResponse } from '../../src/xds/stream.ts';
+import { DeltaStream } from '../../src/xds/delta.ts';
+import { SotwStream } from '../../src/xds/sotw.ts';
+import type { DeltaRequest, DeltaResponse, NodeInfo, SotwRequest, SotwResponse } from '../../src/xds/stream.ts';
 
 const { cluster: CDS, endpoint: EDS, listener: LDS, route: RDS } = TYPE_URLS;
 const NODE: NodeInfo = { id: 'n1', cluster: 'g', userAgent: 'test/1', raw: { id: 'n1', cluster: 'g' } };
