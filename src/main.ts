@@ -62,8 +62,8 @@ export async function startPortico(settings: Settings, opts: StartOptions = {}):
 
   // First start without any way in: mint an admin token and show it once.
   let generatedAdminToken: string | undefined;
-  if (!settings.adminToken && store.adminTokenCount() === 0) {
-    const { token } = await store.createAdminToken({ name: 'initial-admin', role: 'admin', description: 'created at first start' }, 'portico');
+  if (!settings.adminToken && store.adminTokens.count() === 0) {
+    const { token } = await store.adminTokens.create({ name: 'initial-admin', role: 'admin', description: 'created at first start' }, 'portico');
     generatedAdminToken = token;
     process.stderr.write(`\nPortico created an admin token (shown only now; store it safely):\n\n    ${token}\n\n`);
   }

@@ -41,7 +41,7 @@ export function authenticate(header: string | undefined, opts: AuthOptions): Pri
   const m = /^Bearer\s+(\S+)\s*$/i.exec(header);
   if (!m) throw problems.unauthorized('the Authorization header must be Bearer <token>');
   const token = m[1]!;
-  const info = opts.store.verifyAdminToken(token);
+  const info = opts.store.adminTokens.verify(token);
   if (info) return { name: info.name, role: info.role };
   if (opts.bootstrapToken) {
     let expected = bootstrapDigests.get(opts.bootstrapToken);

@@ -28,7 +28,7 @@ export function registerTokenRoutes(app: FastifyInstance, opts: { store: ModelSt
   const { store } = opts;
   const tags = ['Admin tokens'];
   app.get('/api/v1/admin-tokens', { config: { role: 'admin' }, schema: { tags, summary: 'List admin tokens (never their secrets)', security: [{ bearer: [] }] } }, async () => ({
-    items: store.listAdminTokens(),
+    items: store.adminTokens.list(),
   }));
   app.post(
     '/api/v1/admin-tokens',
@@ -38,7 +38,7 @@ export function registerTokenRoutes(app: FastifyInstance, opts: { store: ModelSt
       if (errors.length) throw problems.validation(errors);
       const input = request.body as { name: string; role: 'admin' | 'viewer'; description?: string; expiresAt?: string };
       if (input.expiresAt && Date.parse(input.expiresAt) <= Date.now()) throw problems.validation([{ field: 'expiresAt', message: 'must be in the future' }]);
-      const { token, info } = await store.createAdminToken(input, request.principal!.name);
+      const { token, info } = await store.adminTokens.create(input, request.principal!.name);
       return reply.code(201).send({ ...info, token });
     },
   );
@@ -46,7 +46,7 @@ export function registerTokenRoutes(app: FastifyInstance, opts: { store: ModelSt
     '/api/v1/admin-tokens/:name',
     { config: { role: 'admin' }, schema: { tags, summary: 'Revoke an admin token', params: Type.Object({ name: Type.String() }), security: [{ bearer: [] }] } },
     async (request, reply) => {
-      if (!(await store.deleteAdminToken(request.params.name, request.principal!.name))) throw problems.notFound(`admin token '${request.params.name}'`);
+      if (!(await store.adminTokens.delete(request.params.name, request.principal!.name))) throw problems.notFound(`admin token '${request.params.name}'`);
       return reply.code(204).send();
     },
   );

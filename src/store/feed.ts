@@ -1,7 +1,8 @@
 // The change feed across replicas: LISTEN for the revision each committed write announces, and a
 // periodic reconcile as a safety net for missed notifications or a dropped connection.
 import pg from 'pg';
-import { CHANGE_CHANNEL, type ModelStore } from './store.ts';
+import { CHANGE_CHANNEL } from './sql.ts';
+import type { ModelStore } from './store.ts';
 
 export interface ChangeFeedOptions {
   databaseUrl: string;

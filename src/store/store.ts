@@ -5,46 +5,14 @@ import { EventEmitter } from 'node:events';
 import { randomBytes } from 'node:crypto';
 import { PrismaPg } from '@prisma/adapter-pg';
 import { PrismaClient } from './generated/client.ts';
-import { KIND_ORDER, KINDS, applyMutations, emptySnapshot, keyOf, metaKey, canonicalResource, sameResource, validateModel, type AnyResource, type KindName, type ModelSnapshot, type Mutation, type ResourceMeta, type ModelError, type AdminRole } from '../model/index.ts';
-import { KEY_COLUMNS, SQL_TABLE, TABLE, resourceToRow, rowKey, rowMeta, rowToResource, splitKey, type Row } from './rows.ts';
-import { secretPrefix } from '../contract/index.ts';
+import { KIND_ORDER, applyMutations, emptySnapshot, keyOf, metaKey, canonicalResource, sameResource, validateModel, type AnyResource, type KindName, type ModelSnapshot, type Mutation, type ResourceMeta, type ModelError, } from '../model/index.ts';
+import { KEY_COLUMNS, SQL_TABLE, TABLE, resourceToRow, rowKey, rowMeta, rowToResource, type Row } from './rows.ts';
 import { SecretHasher, type KeyRing } from './secrets.ts';
-
-/** A write refused because the resulting model would be invalid; nothing was written. */
-export class ModelValidationError extends Error {
-  constructor(readonly errors: ModelError[]) {
-    super(errors.map((e) => `${KINDS[e.kind].singular} '${e.key}': ${e.field} ${e.message}`).join('; '));
-  }
-}
-
-/** A write refused because a resource changed since the caller read it. */
-export class PreconditionFailedError extends Error {
-  constructor(
-    readonly kind: KindName,
-    readonly key: string,
-    readonly expected: Precondition['revision'],
-    readonly actual: number | undefined,
-  ) {
-    const what = `${KINDS[kind].singular} '${key}'`;
-    super(
-      expected === 'absent'
-        ? `${what} already exists`
-        : actual === undefined
-          ? `${what} does not exist`
-          : `${what} is at revision ${actual}, not ${expected}; read it again and retry`,
-    );
-  }
-}
-
-/** The database could not be reached or failed; the write did not happen. */
-export class StoreUnavailableError extends Error {}
-
-export interface Precondition {
-  kind: KindName;
-  key: string;
-  /** The revision the caller read, 'absent' for create-only writes, 'exists' for If-Match: *. */
-  revision: number | 'absent' | 'exists';
-}
+import { AdminTokens } from './admin-tokens.ts';
+import { queryAudit, type AuditQuery, type AuditRecord } from './audit.ts';
+import { ModelValidationError, PreconditionFailedError, type Precondition, StoreUnavailableError, isDatabaseError } from './errors.ts';
+import { resealSecrets } from './reseal.ts';
+import { bulkDelete, bulkInsert, bulkUpdate, keyRow, notifyChange, type Tx } from './sql.ts';
 
 export interface CommitRequest {
   mutations: readonly Mutation[];
@@ -71,50 +39,14 @@ export interface CommitResult {
 /** Extra validation run on every candidate model (the translator registers its gate here). */
 export type ModelValidator = (candidate: ModelSnapshot) => ModelError[];
 
-export interface AdminTokenInfo {
-  name: string;
-  role: AdminRole;
-  prefix: string;
-  description?: string;
-  expiresAt?: string;
-  createdAt: string;
-  createdBy: string;
-}
-
-export interface AuditQuery {
-  kind?: string;
-  key?: string;
-  actor?: string;
-  limit: number;
-  /** Return entries with id below this (for paging backwards). */
-  before?: bigint;
-}
-
-export interface AuditRecord {
-  id: string;
-  changeId: string;
-  at: string;
-  actor: string;
-  action: string;
-  kind: string;
-  key: string;
-  before: unknown;
-  after: unknown;
-}
-
 const ADVISORY_LOCK = 0x706f7274; // "port"
 const API_KEY_HASH_SECRET = 'api-key-hash-key';
 /** Above this many changed resources a replica re-reads the whole model instead of each one. */
 const CATCH_UP_LIMIT = 2000;
-/** Channel on which every committed write is announced to the other replicas. */
-export const CHANGE_CHANNEL = 'portico_model';
-
 /** Minimal structural view of a Prisma model delegate, enough to read any kind's rows. */
 interface Table {
   findMany(args?: object): Promise<Row[]>;
 }
-
-type Tx = Omit<PrismaClient, '$connect' | '$disconnect' | '$on' | '$transaction' | '$extends'>;
 
 function table(db: Tx, kind: KindName): Table {
   return (db as unknown as Record<string, Table>)[TABLE[kind]]!;
@@ -134,7 +66,8 @@ export class ModelStore {
   private readonly events = new EventEmitter();
   private writeChain: Promise<unknown> = Promise.resolve();
   private validators: ModelValidator[] = [];
-  private adminTokens = new Map<string, { hash: string; info: AdminTokenInfo }>();
+  /** Admin API tokens (stored hashed, checked from memory). */
+  readonly adminTokens: AdminTokens;
   private hasher: SecretHasher | undefined;
 
   private constructor(
@@ -142,6 +75,7 @@ export class ModelStore {
     private readonly keys: KeyRing,
   ) {
     this.events.setMaxListeners(0);
+    this.adminTokens = new AdminTokens(prisma, () => this.apiKeyHasher());
   }
 
   /** Connects to a migrated database and loads the current model. */
@@ -151,7 +85,7 @@ export class ModelStore {
     const store = new ModelStore(prisma, keys);
     await store.initSecrets();
     await store.reload();
-    await store.reloadAdminTokens();
+    await store.adminTokens.reload();
     return store;
   }
 
@@ -235,7 +169,7 @@ export class ModelStore {
     const base = this.snapshot;
     const result = await this.prisma.$transaction((tx) => this.readChanges(tx, base), { isolationLevel: 'RepeatableRead' });
     if (!result || this.snapshot !== base) return false;
-    if (result.tokens) await this.reloadAdminTokens();
+    if (result.tokens) await this.adminTokens.reload();
     this.publish(result.snapshot);
     return true;
   }
@@ -335,14 +269,14 @@ export class ModelStore {
         if (prepared.changes.length === 0) return { ...prepared, snapshot: base };
         const snapshot = await this.write(tx, base, prepared, req);
         // Delivered to listening replicas when (and only if) this transaction commits.
-        await tx.$executeRawUnsafe(`SELECT pg_notify('${CHANGE_CHANNEL}', $1)`, String(snapshot.revision));
+        await notifyChange(tx, snapshot.revision);
         return { snapshot, changes: prepared.changes };
       });
     } catch (e) {
       if (isDatabaseError(e)) throw new StoreUnavailableError(`the write was not saved: ${(e as Error).message.split('\n').slice(-1)[0]}`);
       throw e;
     }
-    if (tokensChanged) await this.reloadAdminTokens();
+    if (tokensChanged) await this.adminTokens.reload();
     if (result.snapshot !== this.snapshot) this.publish(result.snapshot);
     return result;
   }
@@ -392,177 +326,17 @@ export class ModelStore {
   }
 
   // ── audit log ───────────────────────────────────────────────────────────────
-  async audit(q: AuditQuery): Promise<AuditRecord[]> {
-    const rows = await this.prisma.auditEntry.findMany({
-      where: {
-        ...(q.kind ? { kind: q.kind } : {}),
-        ...(q.key ? { key: q.key } : {}),
-        ...(q.actor ? { actor: q.actor } : {}),
-        ...(q.before !== undefined ? { id: { lt: q.before } } : {}),
-      },
-      orderBy: { id: 'desc' },
-      take: q.limit,
-    });
-    return rows.map((r) => ({
-      id: r.id.toString(),
-      changeId: r.changeId.toString(),
-      at: r.at.toISOString(),
-      actor: r.actor,
-      action: r.action,
-      kind: r.kind,
-      key: r.key,
-      before: r.before ?? undefined,
-      after: r.after ?? undefined,
-    }));
+
+
+  /** Audit entries matching the query, newest first. */
+  audit(q: AuditQuery): Promise<AuditRecord[]> {
+    return queryAudit(this.prisma, q);
   }
 
-  // ── admin tokens ────────────────────────────────────────────────────────────
-  async reloadAdminTokens(): Promise<void> {
-    const rows = await this.prisma.adminToken.findMany({ orderBy: { name: 'asc' } });
-    this.adminTokens = new Map(
-      rows.map((r) => [
-        r.prefix,
-        {
-          hash: r.hash,
-          info: {
-            name: r.name,
-            role: r.role as AdminRole,
-            prefix: r.prefix,
-            ...(r.description ? { description: r.description } : {}),
-            ...(r.expiresAt ? { expiresAt: r.expiresAt.toISOString() } : {}),
-            createdAt: r.createdAt.toISOString(),
-            createdBy: r.createdBy,
-          },
-        },
-      ]),
-    );
-  }
-
-  listAdminTokens(): AdminTokenInfo[] {
-    return [...this.adminTokens.values()].map((t) => t.info).sort((a, b) => (a.name < b.name ? -1 : 1));
-  }
-
-  adminTokenCount(): number {
-    return this.adminTokens.size;
-  }
-
-  /** Creates a token and returns its secret (the only time it is visible). */
-  async createAdminToken(input: { name: string; role: AdminRole; description?: string; expiresAt?: string }, actor: string): Promise<{ token: string; info: AdminTokenInfo }> {
-    const minted = this.apiKeyHasher().mint('pta');
-    try {
-      await this.prisma.adminToken.create({
-        data: {
-          name: input.name,
-          role: input.role,
-          description: input.description ?? null,
-          prefix: minted.prefix,
-          hash: minted.hash,
-          expiresAt: input.expiresAt ? new Date(input.expiresAt) : null,
-          createdBy: actor,
-        },
-      });
-    } catch (e) {
-      if ((e as { code?: string }).code === 'P2002') throw new DuplicateError(`admin token '${input.name}' already exists`);
-      throw new StoreUnavailableError(`the token was not saved: ${(e as Error).message}`);
-    }
-    await this.recordAdminEvent(actor, 'create', input.name, { name: input.name, role: input.role });
-    await this.reloadAdminTokens();
-    return { token: minted.secret, info: this.adminTokens.get(minted.prefix)!.info };
-  }
-
-  async deleteAdminToken(name: string, actor: string): Promise<boolean> {
-    const { count } = await this.prisma.adminToken.deleteMany({ where: { name } });
-    if (count) await this.recordAdminEvent(actor, 'delete', name, undefined);
-    await this.reloadAdminTokens();
-    return count > 0;
-  }
-
-  private async recordAdminEvent(actor: string, action: string, name: string, after: object | undefined): Promise<void> {
-    await this.prisma.$transaction(async (tx) => {
-      const change = await tx.modelChange.create({ data: { actor, summary: `${action} admin token ${name}` } });
-      await tx.auditEntry.create({ data: { changeId: change.id, actor, action, kind: 'adminTokens', key: name, ...(after ? { after } : {}) } });
-      await tx.$executeRawUnsafe(`SELECT pg_notify('${CHANGE_CHANNEL}', $1)`, String(change.id));
-    });
-  }
-
-  /** The token's identity when the presented secret is valid and unexpired. */
-  verifyAdminToken(secret: string, now = Date.now()): AdminTokenInfo | undefined {
-    const prefix = secretPrefix(secret, 'pta');
-    if (!prefix) return undefined;
-    const t = this.adminTokens.get(prefix);
-    if (!t || !this.apiKeyHasher().verify(secret, t.hash)) return undefined;
-    if (t.info.expiresAt && Date.parse(t.info.expiresAt) <= now) return undefined;
-    return t.info;
-  }
-
-  // ── master key rotation ─────────────────────────────────────────────────────
   /** Re-seals every stored secret under the current master key; returns how many were re-sealed. */
-  async resealSecrets(): Promise<number> {
-    let n = 0;
-    await this.prisma.$transaction(async (tx) => {
-      for (const s of await tx.sealedSecret.findMany()) {
-        if (this.keys.isCurrent(s.envelope)) continue;
-        const purpose = `sealed:${s.name}`;
-        await tx.sealedSecret.update({ where: { name: s.name }, data: { envelope: this.keys.seal(this.keys.open(s.envelope, purpose), purpose), updatedAt: new Date() } });
-        n++;
-      }
-      for (const c of await tx.certificate.findMany({ where: { privateKey: { not: null } } })) {
-        if (this.keys.isCurrent(c.privateKey!)) continue;
-        const purpose = `certificate:${c.name}:privateKey`;
-        await tx.certificate.update({ where: { name: c.name }, data: { privateKey: this.keys.seal(this.keys.open(c.privateKey!, purpose), purpose) } });
-        n++;
-      }
-    });
-    return n;
+  resealSecrets(): Promise<number> {
+    return resealSecrets(this.prisma, this.keys);
   }
-}
-
-export class DuplicateError extends Error {}
-
-/** Errors from Prisma, the pg driver or the network: the database, not the request, is at fault. */
-export function isDatabaseError(e: unknown): boolean {
-  const err = e as { name?: string; constructor?: { name?: string }; code?: unknown } | undefined;
-  const name = `${err?.constructor?.name ?? ''} ${err?.name ?? ''}`;
-  if (/Prisma|DriverAdapter|DatabaseError/.test(name)) return true;
-  return typeof err?.code === 'string' && /^(ECONN|ETIMEDOUT|EPIPE|ENOTFOUND|57P|08)/.test(err.code);
-}
-
-/** The key columns of a row, from its model key. */
-function keyRow(kind: KindName, key: string): Record<string, string> {
-  const cols = KEY_COLUMNS[kind];
-  if (cols.length === 1) return { [cols[0]!]: key };
-  const [a, b] = splitKey(key);
-  return { [cols[0]!]: a, [cols[1]!]: b };
-}
-
-// Bulk writes: one statement per kind and action, rows shipped as one JSON parameter and expanded
-// by PostgreSQL (json_populate_recordset). Per-row ORM calls made a large apply take minutes.
-const BULK_CHUNK = 5000;
-const quote = (c: string) => `"${c}"`;
-const recordset = (table: string) => `json_populate_recordset(NULL::${quote(table)}, $1::json)`;
-
-async function inChunks(rows: readonly object[], run: (json: string) => Promise<unknown>): Promise<void> {
-  for (let i = 0; i < rows.length; i += BULK_CHUNK) await run(JSON.stringify(rows.slice(i, i + BULK_CHUNK)));
-}
-
-async function bulkInsert(tx: Tx, table: string, rows: readonly Record<string, unknown>[]): Promise<void> {
-  if (!rows.length) return;
-  const cols = Object.keys(rows[0]!).map(quote).join(', ');
-  await inChunks(rows, (json) => tx.$executeRawUnsafe(`INSERT INTO ${quote(table)} (${cols}) SELECT ${cols} FROM ${recordset(table)}`, json));
-}
-
-async function bulkUpdate(tx: Tx, table: string, keyCols: readonly string[], rows: readonly Record<string, unknown>[]): Promise<void> {
-  if (!rows.length) return;
-  const cols = Object.keys(rows[0]!).filter((c) => !keyCols.includes(c));
-  const set = `(${cols.map(quote).join(', ')}) = (${cols.map((c) => `r.${quote(c)}`).join(', ')})`;
-  const match = keyCols.map((k) => `t.${quote(k)} = r.${quote(k)}`).join(' AND ');
-  await inChunks(rows, (json) => tx.$executeRawUnsafe(`UPDATE ${quote(table)} AS t SET ${set} FROM ${recordset(table)} AS r WHERE ${match}`, json));
-}
-
-async function bulkDelete(tx: Tx, table: string, keyCols: readonly string[], keys: readonly Record<string, string>[]): Promise<void> {
-  if (!keys.length) return;
-  const match = keyCols.map((k) => `t.${quote(k)} = r.${quote(k)}`).join(' AND ');
-  await inChunks(keys, (json) => tx.$executeRawUnsafe(`DELETE FROM ${quote(table)} AS t USING ${recordset(table)} AS r WHERE ${match}`, json));
 }
 
 /** Resource-level differences between two snapshots, in dependency order. */

@@ -6,7 +6,7 @@ import { startPostgres, createDatabase, waitFor, type PostgresServer } from '../
 import { openDatabase, type Database } from '../../src/store/database.ts';
 import { ChangeFeed } from '../../src/store/feed.ts';
 import { KeyRing, parseMasterKey, generateMasterKey } from '../../src/store/secrets.ts';
-import { ModelValidationError } from '../../src/store/store.ts';
+import { ModelValidationError } from '../../src/store/errors.ts';
 import type { ModelSnapshot, Mutation } from '../../src/model/model.ts';
 
 const keys = new KeyRing(parseMasterKey(generateMasterKey()));
@@ -82,8 +82,8 @@ describe('model store', () => {
       await waitFor('b to see the delete', () => (!b.store.current().partners.has('x') ? true : undefined), 5000);
       assert.equal(b.store.current().revision, a.store.current().revision);
       assert.equal(b.store.current().meta.has('partners/x'), false);
-      const { token } = await a.store.createAdminToken({ name: 'ops', role: 'viewer' }, 'a');
-      await waitFor('b to know the new admin token', () => b.store.verifyAdminToken(token), 5000);
+      const { token } = await a.store.adminTokens.create({ name: 'ops', role: 'viewer' }, 'a');
+      await waitFor('b to know the new admin token', () => b.store.adminTokens.verify(token), 5000);
       assert.ok(seen.length >= 2);
     } finally {
       await feed.stop();

@@ -1,0 +1,106 @@
+// Admin API tokens: stored as a keyed hash with a public lookup prefix, held in memory for the
+// per-request check, created and deleted with an audit entry and a change announcement.
+import { secretPrefix } from '../contract/index.ts';
+import type { AdminRole } from '../model/index.ts';
+import { DuplicateError, StoreUnavailableError } from './errors.ts';
+import type { PrismaClient } from './generated/client.ts';
+import type { SecretHasher } from './secrets.ts';
+import { notifyChange } from './sql.ts';
+
+export interface AdminTokenInfo {
+  name: string;
+  role: AdminRole;
+  prefix: string;
+  description?: string;
+  expiresAt?: string;
+  createdAt: string;
+  createdBy: string;
+}
+
+export class AdminTokens {
+  private tokens = new Map<string, { hash: string; info: AdminTokenInfo }>();
+
+  constructor(
+    private readonly prisma: PrismaClient,
+    /** The store's keyed hasher (known once the store is open). */
+    private readonly hasher: () => SecretHasher,
+  ) {}
+
+  async reload(): Promise<void> {
+    const rows = await this.prisma.adminToken.findMany({ orderBy: { name: 'asc' } });
+    this.tokens = new Map(
+      rows.map((r) => [
+        r.prefix,
+        {
+          hash: r.hash,
+          info: {
+            name: r.name,
+            role: r.role as AdminRole,
+            prefix: r.prefix,
+            ...(r.description ? { description: r.description } : {}),
+            ...(r.expiresAt ? { expiresAt: r.expiresAt.toISOString() } : {}),
+            createdAt: r.createdAt.toISOString(),
+            createdBy: r.createdBy,
+          },
+        },
+      ]),
+    );
+  }
+
+  list(): AdminTokenInfo[] {
+    return [...this.tokens.values()].map((t) => t.info).sort((a, b) => (a.name < b.name ? -1 : 1));
+  }
+
+  count(): number {
+    return this.tokens.size;
+  }
+
+  /** Creates a token and returns its secret (the only time it is visible). */
+  async create(input: { name: string; role: AdminRole; description?: string; expiresAt?: string }, actor: string): Promise<{ token: string; info: AdminTokenInfo }> {
+    const minted = this.hasher().mint('pta');
+    try {
+      await this.prisma.adminToken.create({
+        data: {
+          name: input.name,
+          role: input.role,
+          description: input.description ?? null,
+          prefix: minted.prefix,
+          hash: minted.hash,
+          expiresAt: input.expiresAt ? new Date(input.expiresAt) : null,
+          createdBy: actor,
+        },
+      });
+    } catch (e) {
+      if ((e as { code?: string }).code === 'P2002') throw new DuplicateError(`admin token '${input.name}' already exists`);
+      throw new StoreUnavailableError(`the token was not saved: ${(e as Error).message}`);
+    }
+    await this.record(actor, 'create', input.name, { name: input.name, role: input.role });
+    await this.reload();
+    return { token: minted.secret, info: this.tokens.get(minted.prefix)!.info };
+  }
+
+  async delete(name: string, actor: string): Promise<boolean> {
+    const { count } = await this.prisma.adminToken.deleteMany({ where: { name } });
+    if (count) await this.record(actor, 'delete', name, undefined);
+    await this.reload();
+    return count > 0;
+  }
+
+  private async record(actor: string, action: string, name: string, after: object | undefined): Promise<void> {
+    await this.prisma.$transaction(async (tx) => {
+      const change = await tx.modelChange.create({ data: { actor, summary: `${action} admin token ${name}` } });
+      await tx.auditEntry.create({ data: { changeId: change.id, actor, action, kind: 'adminTokens', key: name, ...(after ? { after } : {}) } });
+      await notifyChange(tx, change.id);
+    });
+  }
+
+  /** The token's identity when the presented secret is valid and unexpired. */
+  verify(secret: string, now = Date.now()): AdminTokenInfo | undefined {
+    const prefix = secretPrefix(secret, 'pta');
+    if (!prefix) return undefined;
+    const t = this.tokens.get(prefix);
+    if (!t || !this.hasher().verify(secret, t.hash)) return undefined;
+    if (t.info.expiresAt && Date.parse(t.info.expiresAt) <= now) return undefined;
+    return t.info;
+  }
+}
