@@ -14,6 +14,7 @@ import { fileURLToPath } from 'node:url';
 import { SnapshotCache, typeSnapshot } from '../src/xds/cache.ts';
 import { largeGroupResources, type LargeGroupOptions } from '../test/support/xds-fixtures.ts';
 import { FleetStatus } from '../src/xds/fleet.ts';
+import { XdsMetrics } from '../src/xds/metrics.ts';
 import { TYPE_URLS } from '../src/proto/index.ts';
 import type { GroupResources } from '../src/contract/index.ts';
 import { XdsServer } from '../src/xds/server.ts';
@@ -84,7 +85,8 @@ async function runPortico(): Promise<void> {
   const buildMs = Math.round(performance.now() - t0);
   const server = new XdsServer({
     cache,
-    fleet: new FleetStatus({ registry: new Registry(), cache }),
+    fleet: new FleetStatus({ cache }),
+    observer: new XdsMetrics(new Registry()),
     ...(args['send-budget-mb'] ? { sendBudgetBytes: Number(args['send-budget-mb']) * 1048576 } : {}),
   });
   const port = await server.listen('127.0.0.1', 0);

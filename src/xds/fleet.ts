@@ -1,6 +1,6 @@
-// Fleet status: which Envoys are connected, what each ACKed per type and its last NACK, served as
-// JSON by the admin API (GET /api/v1/fleet), plus the xDS Prometheus metrics.
-import { Counter, Gauge, Histogram, register as defaultRegistry, type Registry } from 'prom-client';
+// Fleet status, one StreamObserver of the xDS streams (metrics.ts is another): which Envoys are
+// connected, what each ACKed per type and its last NACK, served as JSON by the admin API
+// (GET /api/v1/fleet), and every ACK to whoever listens (convergence metrics).
 import type { SnapshotCache } from './cache.ts';
 import { TYPE_URLS } from '../proto/index.ts';
 import type { StreamInfo, StreamObserver } from './stream.ts';
@@ -75,58 +75,25 @@ interface TypeRecord {
 }
 
 export interface FleetOptions {
-  /** Where the metrics go (prom-client's default registry when omitted). */
-  registry?: Registry;
   /** To report each group's current version beside what the Envoys hold. */
   cache?: SnapshotCache;
   /** How many NACKs recentNacks keeps. */
   nackHistory?: number;
 }
 
-function metric<T>(registry: Registry, name: string, make: () => T): T {
-  // Several servers in one process (tests) share a registry: reuse what is registered.
-  return (registry.getSingleMetric(name) as T | undefined) ?? make();
-}
-
 export class FleetStatus implements StreamObserver {
   private readonly streams = new Map<number, { info: StreamInfo; types: Map<string, TypeRecord> }>();
   private readonly nacks: FleetView['recentNacks'] = [];
-  private readonly connected: Gauge<'group' | 'protocol'>;
-  private readonly pushes: Counter<'type'>;
-  private readonly nackCount: Counter<'type'>;
-  private readonly ackLatency: Histogram<'type'>;
   private readonly ackListeners = new Set<(info: StreamInfo, typeUrl: string, version: string, latencyMs: number | undefined) => void>();
 
-  constructor(private readonly options: FleetOptions = {}) {
-    const registers = [options.registry ?? defaultRegistry];
-    const registry = registers[0]!;
-    this.connected = metric(registry, 'portico_xds_connected_streams', () =>
-      new Gauge({ name: 'portico_xds_connected_streams', help: 'xDS streams connected, by gateway group and protocol', labelNames: ['group', 'protocol'], registers }),
-    );
-    this.pushes = metric(registry, 'portico_xds_pushes_total', () =>
-      new Counter({ name: 'portico_xds_pushes_total', help: 'xDS responses sent, by resource type', labelNames: ['type'], registers }),
-    );
-    this.nackCount = metric(registry, 'portico_xds_nacks_total', () =>
-      new Counter({ name: 'portico_xds_nacks_total', help: 'xDS responses rejected by Envoy, by resource type', labelNames: ['type'], registers }),
-    );
-    this.ackLatency = metric(registry, 'portico_xds_ack_latency_seconds', () =>
-      new Histogram({
-        name: 'portico_xds_ack_latency_seconds',
-        help: 'Time from an xDS push to its ACK or NACK, by resource type',
-        labelNames: ['type'],
-        buckets: [0.001, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10],
-        registers,
-      }),
-    );
-  }
+  constructor(private readonly options: FleetOptions = {}) {}
 
   onOpen(info: StreamInfo): void {
     this.streams.set(info.id, { info, types: new Map() });
-    this.connected.inc({ group: info.group, protocol: info.protocol });
   }
 
   onClose(info: StreamInfo): void {
-    if (this.streams.delete(info.id)) this.connected.dec({ group: info.group, protocol: info.protocol });
+    this.streams.delete(info.id);
   }
 
   onPush(info: StreamInfo, typeUrl: string, version: string): void {
@@ -135,7 +102,6 @@ export class FleetStatus implements StreamObserver {
     r.pushedVersion = version;
     r.pushedAt = new Date();
     r.pending = true;
-    this.pushes.inc({ type: typeLabel(typeUrl) });
   }
 
   onAck(info: StreamInfo, typeUrl: string, version: string, latencyMs: number | undefined): void {
@@ -144,7 +110,6 @@ export class FleetStatus implements StreamObserver {
     r.ackedVersion = version;
     r.ackedAt = new Date();
     r.pending = false;
-    if (latencyMs !== undefined) this.ackLatency.observe({ type: typeLabel(typeUrl) }, latencyMs / 1000);
     for (const fn of this.ackListeners) fn(info, typeUrl, version, latencyMs);
   }
 
@@ -160,8 +125,6 @@ export class FleetStatus implements StreamObserver {
     const at = new Date();
     r.lastNack = { version, message, at };
     r.pending = false;
-    if (r.pushedAt) this.ackLatency.observe({ type: typeLabel(typeUrl) }, (at.getTime() - r.pushedAt.getTime()) / 1000);
-    this.nackCount.inc({ type: typeLabel(typeUrl) });
     this.nacks.unshift({ nodeId: info.nodeId, group: info.group, type: typeLabel(typeUrl), version, message, at: at.toISOString() });
     this.nacks.length = Math.min(this.nacks.length, this.options.nackHistory ?? 100);
   }

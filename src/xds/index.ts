@@ -3,6 +3,7 @@
 import type { Registry } from 'prom-client';
 import { SnapshotCache } from './cache.ts';
 import { FleetStatus } from './fleet.ts';
+import { XdsMetrics } from './metrics.ts';
 import { XdsServer } from './server.ts';
 import type { XdsLogger } from './stream.ts';
 
@@ -12,6 +13,8 @@ export { XdsServer, type XdsServerOptions } from './server.ts';
 export { serviceDefinition, discoveryServiceDefinition } from './services.ts';
 export { checkGroupResources, GroupResourcesError, type ResourceProblem } from './check.ts';
 export { typeLabel } from './fleet.ts';
+export { XdsMetrics } from './metrics.ts';
+export { nullObserver, observers, type StreamInfo, type StreamObserver } from './stream.ts';
 export { renderBootstrap, type BootstrapOptions } from './bootstrap.ts';
 
 export interface XdsOptions {
@@ -40,10 +43,11 @@ export interface XdsSettings {
 
 export function createXds(settings: XdsSettings, options: XdsOptions = {}): Xds {
   const cache = new SnapshotCache({ debounceMs: settings.debounceMs, debounceMaxMs: settings.debounceMaxMs });
-  const fleet = new FleetStatus({ registry: options.registry, cache });
+  const fleet = new FleetStatus({ cache });
   const server = new XdsServer({
     cache,
     fleet,
+    observer: new XdsMetrics(options.registry),
     logger: options.logger,
     maxConnectionAgeMs: settings.maxConnectionAgeMs,
     orderingTimeoutMs: options.orderingTimeoutMs,

@@ -6,12 +6,14 @@ import { FleetStatus } from './fleet.ts';
 import { DISCOVERY_SERVICES, discoveryServiceDefinition, encodeDeltaResponse, encodeSotwResponse, type DiscoveryServiceKey } from './services.ts';
 import { DeltaStream } from './delta.ts';
 import { SotwStream } from './sotw.ts';
-import { silentLogger, type DeltaRequest, type DeltaResponse, type SotwRequest, type SotwResponse, type XdsLogger } from './stream.ts';
+import { observers, silentLogger, type StreamObserver, type DeltaRequest, type DeltaResponse, type SotwRequest, type SotwResponse, type XdsLogger } from './stream.ts';
 
 export interface XdsServerOptions {
   cache: SnapshotCache;
-  /** Fleet status and metrics; one is created (on prom-client's default registry) when omitted. */
+  /** Fleet status; one is created when omitted. */
   fleet?: FleetStatus;
+  /** Further observers of every stream (metrics, tests), told after the fleet status. */
+  observer?: StreamObserver;
   logger?: XdsLogger;
   /** Streams and connections are ended after this age ±10% so Envoys rebalance across replicas; 0 = never. */
   maxConnectionAgeMs?: number;
@@ -91,6 +93,7 @@ export function jittered(ms: number, random: () => number = Math.random): number
 export class XdsServer {
   readonly grpc: grpc.Server;
   readonly fleet: FleetStatus;
+  private readonly observer: StreamObserver;
   private readonly cache: SnapshotCache;
   private readonly log: XdsLogger;
   private readonly calls = new Map<AnyCall, { close(): void; timer?: NodeJS.Timeout }>();
@@ -102,6 +105,7 @@ export class XdsServer {
     this.cache = opts.cache;
     this.log = opts.logger ?? silentLogger;
     this.fleet = opts.fleet ?? new FleetStatus({ cache: opts.cache });
+    this.observer = opts.observer ? observers(this.fleet, opts.observer) : this.fleet;
     this.budget = new SendBudget(opts.sendBudgetBytes ?? 16 * 1024 * 1024);
     const age = opts.maxConnectionAgeMs ?? 0;
     this.grpc = new grpc.Server({
@@ -197,7 +201,7 @@ export class XdsServer {
       typeUrl,
       service: key,
       peer: call.getPeer(),
-      observer: this.fleet,
+      observer: this.observer,
       logger: this.log,
       orderingTimeoutMs: this.opts.orderingTimeoutMs,
       onProtocolError: (message: string) => {

@@ -78,7 +78,7 @@ export interface StreamInfo {
   connectedAt: Date;
 }
 
-/** Receives protocol events (fleet status and metrics implement it). */
+/** Receives protocol events: the callbacks seam (fleet status and metrics implement it; observers() fans out). */
 export interface StreamObserver {
   onOpen(info: StreamInfo): void;
   onClose(info: StreamInfo): void;
@@ -89,6 +89,17 @@ export interface StreamObserver {
 }
 
 export const nullObserver: StreamObserver = { onOpen() {}, onClose() {}, onPush() {}, onAck() {}, onNack() {} };
+
+/** One observer telling each of `list` every event, in order (fleet status, metrics, …). */
+export function observers(...list: StreamObserver[]): StreamObserver {
+  return {
+    onOpen: (info) => list.forEach((o) => o.onOpen(info)),
+    onClose: (info) => list.forEach((o) => o.onClose(info)),
+    onPush: (info, typeUrl, version, resources) => list.forEach((o) => o.onPush(info, typeUrl, version, resources)),
+    onAck: (info, typeUrl, version, latencyMs) => list.forEach((o) => o.onAck(info, typeUrl, version, latencyMs)),
+    onNack: (info, typeUrl, version, message) => list.forEach((o) => o.onNack(info, typeUrl, version, message)),
+  };
+}
 
 /** Types where an empty subscription means "everything" (legacy wildcard). */
 export const WILDCARD_TYPES = new Set<string>([TYPE_URLS.cluster, TYPE_URLS.listener]);

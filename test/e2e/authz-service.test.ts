@@ -190,7 +190,7 @@ describe('ext_authz hosting', () => {
       }),
     );
     const cache = new SnapshotCache();
-    const xds = new XdsServer({ cache, fleet: new FleetStatus({ cache, registry: new Registry() }) });
+    const xds = new XdsServer({ cache, fleet: new FleetStatus({ cache }) });
     registerAuthzService(xds, service);
     const port = await xds.listen('127.0.0.1', 0);
     const c = connect(port);

@@ -153,7 +153,7 @@ describe('rate-limit gRPC service', { concurrency: false }, () => {
 
   it('is hosted on the shared xDS gRPC server', async () => {
     const cache = new SnapshotCache({ debounceMs: 0, debounceMaxMs: 0 });
-    const xds = new XdsServer({ cache, fleet: new FleetStatus({ registry: new Registry(), cache }) });
+    const xds = new XdsServer({ cache, fleet: new FleetStatus({ cache }) });
     const limiter = new RateLimiter({ backend: new MemoryCounters(), model: seedModel(), metrics: { registry: new Registry() } });
     addRateLimitService(xds, limiter);
     const port = await xds.listen('127.0.0.1', 0);

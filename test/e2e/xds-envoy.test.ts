@@ -6,7 +6,6 @@ import http from 'node:http';
 import os from 'node:os';
 import path from 'node:path';
 import { describe, it, type TestContext } from 'node:test';
-import { Registry } from 'prom-client';
 import { renderBootstrap } from '../../src/xds/bootstrap.ts';
 import { SnapshotCache, typeSnapshot } from '../../src/xds/cache.ts';
 import { httpGatewayResources, type SimpleRoute } from '../support/xds-fixtures.ts';
@@ -76,7 +75,7 @@ async function scenario(t: TestContext, apiType: 'GRPC' | 'DELTA_GRPC'): Promise
   const adminPort = await freePort();
   const xdsPort = await freePort();
   let cache = new SnapshotCache({ debounceMs: 10, debounceMaxMs: 50 });
-  let fleet = new FleetStatus({ registry: new Registry(), cache });
+  let fleet = new FleetStatus({ cache });
   let server = new XdsServer({ cache, fleet });
   let envoy: RunningProcess | undefined;
   const base = () => fixture(listenerPort, { 'svc-a': [a.port] }, [{ prefix: '/', cluster: 'svc-a', tag: 'root' }]);
@@ -186,7 +185,7 @@ async function scenario(t: TestContext, apiType: 'GRPC' | 'DELTA_GRPC'): Promise
       await new Promise((r) => setTimeout(r, 500));
       // A new process would rebuild the same snapshot from the same model.
       cache = new SnapshotCache({ debounceMs: 10, debounceMaxMs: 50 });
-      fleet = new FleetStatus({ registry: new Registry(), cache });
+      fleet = new FleetStatus({ cache });
       server = new XdsServer({ cache, fleet });
       publish(cache, current);
       await server.listen('127.0.0.1', xdsPort);

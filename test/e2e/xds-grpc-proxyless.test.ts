@@ -3,7 +3,6 @@
 import assert from 'node:assert/strict';
 import { describe, it } from 'node:test';
 import * as grpc from '@grpc/grpc-js';
-import { Registry } from 'prom-client';
 import { SnapshotCache } from '../../src/xds/cache.ts';
 import { proxylessGrpcResources } from '../support/xds-fixtures.ts';
 import { FleetStatus } from '../../src/xds/fleet.ts';
@@ -17,7 +16,7 @@ describe('proxyless gRPC client (@grpc/grpc-js-xds)', () => {
     const one = await startGrpcEcho('one');
     const two = await startGrpcEcho('two');
     const cache = new SnapshotCache({ debounceMs: 5, debounceMaxMs: 20 });
-    const fleet = new FleetStatus({ registry: new Registry(), cache });
+    const fleet = new FleetStatus({ cache });
     const server = new XdsServer({ cache, fleet });
     cache.setGroupResources(GROUP, proxylessGrpcResources('echo', 'echo-backend', [one.port]));
     cache.flush();

@@ -6,7 +6,6 @@ import os from 'node:os';
 import path from 'node:path';
 import { describe, it } from 'node:test';
 import * as grpc from '@grpc/grpc-js';
-import { Registry } from 'prom-client';
 import { renderBootstrap } from '../../src/xds/bootstrap.ts';
 import { SnapshotCache } from '../../src/xds/cache.ts';
 import { httpGatewayResources } from '../support/xds-fixtures.ts';
@@ -23,7 +22,7 @@ async function setup(opts: { maxConnectionAgeMs?: number } = {}) {
   const cache = new SnapshotCache({ debounceMs: 0, debounceMaxMs: 0 });
   cache.setGroupResources('g', httpGatewayResources({ listenerPort: 8080, upstreams: { a: [1], b: [2] }, routes: [{ prefix: '/', cluster: 'a' }] }));
   cache.flush();
-  const fleet = new FleetStatus({ registry: new Registry(), cache });
+  const fleet = new FleetStatus({ cache });
   const server = new XdsServer({ cache, fleet, ...opts });
   return { cache, fleet, server };
 }

@@ -11,7 +11,8 @@ import type { GroupResources } from '../../src/contract/index.ts';
 import { unpackAny, unpackDeltaResource } from '../../src/xds/services.ts';
 import { DeltaStream } from '../../src/xds/delta.ts';
 import { SotwStream } from '../../src/xds/sotw.ts';
-import type { DeltaRequest, DeltaResponse, NodeInfo, SotwRequest, SotwResponse } from '../../src/xds/stream.ts';
+import { observers, type DeltaRequest, type DeltaResponse, type NodeInfo, type SotwRequest, type SotwResponse } from '../../src/xds/stream.ts';
+import { XdsMetrics } from '../../src/xds/metrics.ts';
 
 const { cluster: CDS, endpoint: EDS, listener: LDS, route: RDS } = TYPE_URLS;
 const NODE: NodeInfo = { id: 'n1', cluster: 'g', userAgent: 'test/1', raw: { id: 'n1', cluster: 'g' } };
@@ -26,7 +27,7 @@ function resources(upstreams: Record<string, number[]>, routeCluster = Object.ke
 
 function setup(initial?: GroupResources, orderingTimeoutMs = 5000) {
   const cache = new SnapshotCache({ debounceMs: 0, debounceMaxMs: 0 });
-  const fleet = new FleetStatus({ registry: new Registry(), cache });
+  const fleet = new FleetStatus({ cache });
   if (initial) {
     cache.setGroupResources('g', initial);
     cache.flush();
@@ -441,9 +442,10 @@ describe('fleet', () => {
     const cache = new SnapshotCache();
     cache.setGroupResources('g', resources({ a: [1] }));
     cache.flush();
-    const fleet = new FleetStatus({ registry, cache });
+    const fleet = new FleetStatus({ cache });
     const sent: SotwResponse[] = [];
-    const s = new SotwStream({ cache, ads: true, service: 'ads', peer: 'p', observer: fleet }, (r) => sent.push(r));
+    const observer = observers(fleet, new XdsMetrics(registry));
+    const s = new SotwStream({ cache, ads: true, service: 'ads', peer: 'p', observer }, (r) => sent.push(r));
     s.handle({ version_info: '', resource_names: [], type_url: CDS, response_nonce: '', node: NODE });
     await tick();
     s.handle({ version_info: '', resource_names: [], type_url: CDS, response_nonce: sent[0]!.nonce, error_detail: { code: 3, message: 'no' } });

@@ -1,0 +1,71 @@
+// The xDS Prometheus metrics, one StreamObserver of the streams (fleet.ts is another): connected
+// streams per group and protocol, pushes and NACKs per type, and push → ACK/NACK latency.
+import { Counter, Gauge, Histogram, register as defaultRegistry, type Registry } from 'prom-client';
+import { typeLabel } from './fleet.ts';
+import type { StreamInfo, StreamObserver } from './stream.ts';
+
+function metric<T>(registry: Registry, name: string, make: () => T): T {
+  // Several servers in one process (tests) share a registry: reuse what is registered.
+  return (registry.getSingleMetric(name) as T | undefined) ?? make();
+}
+
+export class XdsMetrics implements StreamObserver {
+  private readonly connected: Gauge<'group' | 'protocol'>;
+  private readonly pushes: Counter<'type'>;
+  private readonly nackCount: Counter<'type'>;
+  private readonly ackLatency: Histogram<'type'>;
+  /** Open streams, each with when it last pushed each type (a NACK's latency counts from there). */
+  private readonly streams = new Map<number, Map<string, number>>();
+
+  /** Metrics go to `registry` (prom-client's default registry when omitted). */
+  constructor(registry: Registry = defaultRegistry) {
+    const registers = [registry];
+    this.connected = metric(registry, 'portico_xds_connected_streams', () =>
+      new Gauge({ name: 'portico_xds_connected_streams', help: 'xDS streams connected, by gateway group and protocol', labelNames: ['group', 'protocol'], registers }),
+    );
+    this.pushes = metric(registry, 'portico_xds_pushes_total', () =>
+      new Counter({ name: 'portico_xds_pushes_total', help: 'xDS responses sent, by resource type', labelNames: ['type'], registers }),
+    );
+    this.nackCount = metric(registry, 'portico_xds_nacks_total', () =>
+      new Counter({ name: 'portico_xds_nacks_total', help: 'xDS responses rejected by Envoy, by resource type', labelNames: ['type'], registers }),
+    );
+    this.ackLatency = metric(registry, 'portico_xds_ack_latency_seconds', () =>
+      new Histogram({
+        name: 'portico_xds_ack_latency_seconds',
+        help: 'Time from an xDS push to its ACK or NACK, by resource type',
+        labelNames: ['type'],
+        buckets: [0.001, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10],
+        registers,
+      }),
+    );
+  }
+
+  onOpen(info: StreamInfo): void {
+    this.streams.set(info.id, new Map());
+    this.connected.inc({ group: info.group, protocol: info.protocol });
+  }
+
+  onClose(info: StreamInfo): void {
+    if (this.streams.delete(info.id)) this.connected.dec({ group: info.group, protocol: info.protocol });
+  }
+
+  onPush(info: StreamInfo, typeUrl: string): void {
+    const pushed = this.streams.get(info.id);
+    if (!pushed) return;
+    pushed.set(typeUrl, Date.now());
+    this.pushes.inc({ type: typeLabel(typeUrl) });
+  }
+
+  onAck(info: StreamInfo, typeUrl: string, _version: string, latencyMs: number | undefined): void {
+    if (!this.streams.has(info.id)) return;
+    if (latencyMs !== undefined) this.ackLatency.observe({ type: typeLabel(typeUrl) }, latencyMs / 1000);
+  }
+
+  onNack(info: StreamInfo, typeUrl: string): void {
+    const pushed = this.streams.get(info.id);
+    if (!pushed) return;
+    const at = pushed.get(typeUrl);
+    if (at !== undefined) this.ackLatency.observe({ type: typeLabel(typeUrl) }, (Date.now() - at) / 1000);
+    this.nackCount.inc({ type: typeLabel(typeUrl) });
+  }
+}
