@@ -252,6 +252,22 @@ steps:
     assert.equal(cancelled, true);
   });
 
+  it('wait: referenced — a branch failing under onError: fail ends the flow even if nothing reads it', async () => {
+    const flow = compile(`
+steps:
+  - name: fetch
+    parallel:
+      wait: referenced
+      steps:
+        - { name: audit, call: { service: products, path: /audit } }
+  - { name: slow, call: { service: users, path: /slow } }
+  - { name: reply, respond: { body: '"done"', format: text } }
+`);
+    const r = await runFlow(flow, get('/x'), memoryIO({ products: () => json({}, 500), users: delayed(60_000, () => json({})) }));
+    assert.equal(r.status, 502);
+    assert.equal(r.failedStep, 'audit');
+  });
+
   it('a transform step picks, removes, renames and maps', async () => {
     const flow = compile(`
 steps:
