@@ -1,5 +1,6 @@
 // The flow engine: runs a compiled flow for one request over injected I/O. Pure orchestration —
 // step calls, the clock, the caller's cancellation and the code sandbox all come from the shell.
+import { gatewayErrorBody } from '../contract/index.ts';
 import { renderTemplate } from './expressions.ts';
 import { reshape } from './transforms.ts';
 import { acceptsXmlFirst, isJsonType, isXmlType, jsonToXml, xmlToJson } from './xml.ts';
@@ -40,9 +41,9 @@ const CALLER_GONE = Object.freeze({ stopped: 'caller gone' });
 const FINISHED = Object.freeze({ stopped: 'finished' });
 const STEP_TIMEOUT = Object.freeze({ stopped: 'step timeout' });
 
-/** The gateway's error body shape, plus the step. */
+/** The gateway's error body shape; a flow's step errors also name the step. */
 function errorBody(error: string, message: string, step?: string): string {
-  return JSON.stringify(step ? { error, message, step } : { error, message });
+  return step ? JSON.stringify({ error, message, step }) : gatewayErrorBody(error, message);
 }
 
 function errorResult(status: number, error: string, message: string, step?: string): Pick<FlowResult, 'status' | 'headers' | 'body'> & { own: true } {
