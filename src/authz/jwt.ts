@@ -1,9 +1,10 @@
 // JWT verification with jose: per-issuer key sets (inline, or fetched and refreshed in the
-// background), rate-limited refetch on an unknown kid, and a bounded cache of verified tokens.
+// background), a refetch on an unknown kid (a token bucket per issuer), and a bounded cache of verified tokens.
 import { createHash } from 'node:crypto';
 import { decodeJwt, decodeProtectedHeader, importJWK, jwtVerify, type JWK, type JWTPayload } from 'jose';
 import type { Logger } from 'pino';
 import type { JwtAlgorithm } from '../model/index.ts';
+import { bucketStep, type BucketSpec, type BucketState } from '../ratelimit/index.ts';
 import type { IssuerEntry } from './credential-index.ts';
 import type { JwtOutcome } from './decide.ts';
 import { Lru } from './lru.ts';
@@ -11,8 +12,14 @@ import { Lru } from './lru.ts';
 export interface JwtSettings {
   /** Periodic JWKS refresh. */
   refreshIntervalMs: number;
-  /** A token with an unknown kid triggers a refetch at most this often per issuer. */
+  /**
+   * Tokens with an unknown kid may trigger a JWKS refetch: a token bucket per issuer holding
+   * unknownKidRefetchBurst refetches, one regained every unknownKidRefetchIntervalMs (and never two
+   * fetches in flight), so a key rotation is picked up within seconds while random kids cannot make
+   * more than burst + elapsed / interval fetches. A burst of 0 disables refetching on unknown kids.
+   */
   unknownKidRefetchIntervalMs: number;
+  unknownKidRefetchBurst: number;
   /** How long a Check whose kid is unknown waits for that refetch (or the first load) before answering 401. */
   unknownKidWaitMs: number;
   fetchTimeoutMs: number;
@@ -27,7 +34,8 @@ export interface JwtSettings {
 
 export const DEFAULT_JWT_SETTINGS: JwtSettings = {
   refreshIntervalMs: 5 * 60_000,
-  unknownKidRefetchIntervalMs: 30_000,
+  unknownKidRefetchIntervalMs: 5_000,
+  unknownKidRefetchBurst: 3,
   unknownKidWaitMs: 100,
   fetchTimeoutMs: 5_000,
   failureRetryMs: 5_000,
@@ -150,7 +158,9 @@ export class JwksSource {
   private loading: Promise<void> | undefined;
   private timer: NodeJS.Timeout | undefined;
   private abort: AbortController | undefined;
-  private lastUnknownKidFetch = Number.NEGATIVE_INFINITY;
+  /** Refetches an unknown kid may still trigger (undefined: the bucket is full). */
+  private unknownKidBucket: BucketState | undefined;
+  private readonly unknownKidSpec: BucketSpec;
   private failures = 0;
   private closed = false;
   private fetches = 0;
@@ -161,7 +171,15 @@ export class JwksSource {
     readonly identity: string,
     private readonly settings: JwtSettings,
     private readonly deps: Required<Pick<JwtVerifierDeps, 'observer' | 'now' | 'fetch'>> & { logger: Logger | undefined },
-  ) {}
+  ) {
+    this.unknownKidSpec = {
+      kind: 'bucket',
+      key: issuer.name,
+      requests: 1,
+      periodMs: Math.max(1, settings.unknownKidRefetchIntervalMs),
+      capacity: Math.max(0, settings.unknownKidRefetchBurst),
+    };
+  }
 
   start(): void {
     if (this.issuer.jwks) this.loading = this.loadInline().finally(() => (this.loading = undefined));
@@ -203,15 +221,15 @@ export class JwksSource {
   }
 
   /**
-   * A token named a key we do not have: the load in progress, or a new fetch if none ran in the
-   * last unknownKidRefetchIntervalMs (so a stream of forged kids cannot hammer the IdP).
+   * A token named a key we do not have: the load in progress (joined, costing nothing), or a new
+   * fetch if the issuer's unknown-kid bucket holds one (so a stream of forged kids cannot hammer the IdP).
    */
   keyMayAppear(): Promise<void> | undefined {
     if (this.loading) return this.loading;
     if (!this.issuer.jwksUri || this.closed) return undefined;
-    const now = this.deps.now();
-    if (now - this.lastUnknownKidFetch < this.settings.unknownKidRefetchIntervalMs) return undefined;
-    this.lastUnknownKidFetch = now;
+    const step = bucketStep(this.unknownKidSpec, this.unknownKidBucket, 1, this.deps.now());
+    if (!step.result.ok) return undefined;
+    this.unknownKidBucket = step.next;
     return this.refresh();
   }
 

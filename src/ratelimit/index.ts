@@ -2,6 +2,8 @@
 // ext_authz (in-process decide() in "one callout" mode).
 export { createRateLimiter, RateLimiter, type LimiterLogger, type RateLimiterOptions, type RateLimitSettings } from './limiter.ts';
 export type { Decision, DecisionRequest, ErrorCode, HeaderPair, LimitStatus, Outcome } from './decision.ts';
+// Token-bucket arithmetic, also used by authz to pace JWKS refetches on unknown kids.
+export { bucketStep, type BucketSpec, type BucketState } from './algorithms.ts';
 export { MemoryCounters, type CounterBackend } from './backend.ts';
 export { RedisCounters, type RedisCountersOptions } from './redis.ts';
 export { RateLimitMetrics, type RateLimitMetricsOptions } from './metrics.ts';

@@ -2,9 +2,11 @@
 // X-User-Id and X-User-Role, excluded paths) pointed at a real JWKS server, a real Envoy over xDS.
 // Valid RS256 and ES256 tokens; expired, not yet valid, wrong audience, wrong issuer, no expiry,
 // alg none, HS256 signed with the RSA public key, an algorithm outside the allow-list, a forged
-// signature, unknown partner; excluded paths; a route taking JWT or API key; and a JWKS key rotation
-// under load, picked up without a control-plane restart.
+// signature, unknown partner; excluded paths; a route taking JWT or API key; a JWKS key rotation
+// under load, picked up without a control-plane restart; a key published after its tokens were
+// refused, picked up within the refetch interval while a flood of random kids stays paced.
 import assert from 'node:assert/strict';
+import { randomUUID } from 'node:crypto';
 import { describe, it } from 'node:test';
 import { waitFor } from '../support/components.ts';
 import {
@@ -237,6 +239,47 @@ describe('authz pipeline: JWTs from a real JWKS through xDS and a real Envoy', (
           if (report.failures.length) t.diagnostic(`Envoy's ext_authz stats: ${await calloutStats(g.envoy)}`);
           assert.deepEqual(report.failures, [], describeFailures(report.failures, report.marks));
         }
+      });
+
+      await t.test('a key published after its first tokens were refused is accepted within seconds; 1,000 random kids make a handful of JWKS fetches', async () => {
+        const { unknownKidRefetchIntervalMs: interval, unknownKidRefetchBurst: burst } = g.portico.authz.verifier.settings;
+        await issuer.addKey('rsa-3', 'RS256');
+        // The IdP signs with rsa-3 before it publishes it: the first tokens spend unknown-kid refetches.
+        const early = await issuer.token({ kid: 'rsa-3', sub: 'early', claims: { team: 'solo' } });
+        await refused(early, 'The token was signed by a key the issuer does not publish.', 'not published yet');
+
+        // A flood of tokens naming random kids (20 at a time): each is refused, and the refetches stay paced.
+        const [, payload, signature] = early.split('.');
+        const forged = (i: number) => `${Buffer.from(JSON.stringify({ alg: 'RS256', kid: `random-${i}-${randomUUID()}` })).toString('base64url')}.${payload}.${signature}`;
+        const fetchesBefore = issuer.fetchCount();
+        const started = Date.now();
+        const statuses = new Map<number, number>();
+        for (let i = 0; i < 1000; i += 20) {
+          const batch = await Promise.all(Array.from({ length: 20 }, (_, j) => g.call('/api/products/p_1', bearer(forged(i + j)))));
+          for (const r of batch) statuses.set(r.status, (statuses.get(r.status) ?? 0) + 1);
+        }
+        const elapsed = Date.now() - started;
+        const fetches = issuer.fetchCount() - fetchesBefore;
+        assert.deepEqual([...statuses], [[401, 1000]]);
+        // The bucket holds at most `burst` refetches and regains one per interval, whatever the load.
+        const bound = burst + Math.ceil(elapsed / interval);
+        t.diagnostic(`1,000 random kids in ${elapsed} ms: ${fetches} JWKS fetches (bound ${bound})`);
+        assert.ok(fetches <= bound, `${fetches} fetches for 1,000 random kids in ${elapsed} ms; at most ${bound} expected`);
+
+        // Now the IdP publishes rsa-3: a token signed with it is accepted once the bucket refills (one interval).
+        issuer.publish(['rsa-1', 'ec-1', 'rsa-2', 'rsa-3']);
+        const published = Date.now();
+        const accepted = await waitFor(
+          'the token signed with the newly published key to be accepted',
+          async () => {
+            const r = await g.call('/api/products/p_1', bearer(early));
+            return r.status === 200 ? r : undefined;
+          },
+          3 * interval,
+          200,
+        );
+        assert.equal(upstreamHeaders(accepted)['x-user-id'], 'early');
+        t.diagnostic(`accepted ${Date.now() - published} ms after the key was published (refetch interval ${interval} ms)`);
       });
 
       await t.test('a token signed by a key the issuer does not publish is 401', async () => {

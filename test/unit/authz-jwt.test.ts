@@ -55,6 +55,13 @@ function sign(kp: KeyPair, alg: string, kid: string | undefined, claims: JWTPayl
   return new SignJWT(body).setProtectedHeader({ alg, ...(kid ? { kid } : {}), typ: 'JWT' }).sign(kp.privateKey);
 }
 
+async function waitUntil(cond: () => boolean): Promise<void> {
+  for (let i = 0; !cond(); i++) {
+    if (i > 500) throw new Error('condition not met');
+    await new Promise((r) => setImmediate(r));
+  }
+}
+
 function b64url(s: string | Buffer): string {
   return Buffer.from(s).toString('base64url');
 }
@@ -222,29 +229,108 @@ describe('JWT verification', () => {
     clock = T0;
   });
 
-  it('refetches the JWKS on an unknown kid, at most once per interval, and accepts the rotated key', async () => {
-    await start(undefined, { unknownKidRefetchIntervalMs: 30_000 });
+  it('refetches the JWKS on an unknown kid from a per-issuer bucket, and accepts the rotated key once published', async () => {
+    await start(undefined, { unknownKidRefetchIntervalMs: 5_000, unknownKidRefetchBurst: 2 });
     jwks.keys = [await jwk(rs1, 'rs1', 'RS256')];
     const oldToken = await sign(rs1, 'RS256', 'rs1');
     await allowed(oldToken);
     const before = jwks.hits;
     const rotated = await sign(rs2, 'RS256', 'rs2');
 
+    // The IdP signs with rs2 before publishing it: both refetches of the burst find nothing.
     await rejected(rotated, /does not publish/);
-    assert.equal(jwks.hits, before + 1, 'an unknown kid triggers one refetch');
+    assert.equal(jwks.hits, before + 1, 'an unknown kid triggers a refetch');
     await rejected(await sign(rs2, 'RS256', 'forged-kid'), /does not publish/);
-    assert.equal(jwks.hits, before + 1, 'a second unknown kid within the interval does not refetch');
-
-    // The IdP rotates: rs2 is published, rs1 retired.
-    jwks.keys = [await jwk(rs2, 'rs2', 'RS256')];
+    assert.equal(jwks.hits, before + 2, 'the burst allows a second one at once');
     await rejected(rotated, /does not publish/);
-    assert.equal(jwks.hits, before + 1, 'still rate-limited');
-    clock = T0 + 30_000;
+    assert.equal(jwks.hits, before + 2, 'the bucket is empty: no third refetch at the same instant');
+
+    // The IdP rotates: rs2 is published, rs1 retired. One interval later the bucket holds a refetch again.
+    jwks.keys = [await jwk(rs2, 'rs2', 'RS256')];
+    clock = T0 + 4_999;
+    await rejected(rotated, /does not publish/);
+    assert.equal(jwks.hits, before + 2, 'not before the interval');
+    clock = T0 + 5_000;
     const a = await allowed(rotated);
     assert.equal(a.partner, 'acme');
-    assert.equal(jwks.hits, before + 2, 'after the interval the refetch happens and the new key verifies');
+    assert.equal(jwks.hits, before + 3, 'after one interval the refetch happens and the new key verifies');
     // The retired key's token was cached; it must not outlive its key.
     await rejected(oldToken, /does not publish/);
+    clock = T0;
+  });
+
+  it('1,000 random kids make at most burst + elapsed / interval fetches, never two at once', async () => {
+    // A JWKS endpoint that answers only when told, to hold a fetch in flight.
+    let inFlight = 0;
+    let maxInFlight = 0;
+    let fetches = 0;
+    const release: Array<() => void> = [];
+    const body = JSON.stringify({ keys: [await jwk(rs1, 'rs1', 'RS256')] });
+    const slowFetch = (async () => {
+      fetches++;
+      inFlight++;
+      maxInFlight = Math.max(maxInFlight, inFlight);
+      await new Promise<void>((r) => release.push(r));
+      inFlight--;
+      return new Response(body, { status: 200, headers: { 'content-type': 'application/json' } });
+    }) as typeof fetch;
+    const releaseAll = () => {
+      for (const r of release.splice(0)) r();
+    };
+    service?.close();
+    registry = new Registry();
+    service = new AuthzService({
+      hasher: testHasher(),
+      registry,
+      now: () => clock,
+      fetch: slowFetch,
+      jwt: { unknownKidWaitMs: 0, unknownKidRefetchIntervalMs: 5_000, unknownKidRefetchBurst: 3 },
+    });
+    service.update(
+      modelOf({
+        products: [{ name: 'api', gatewayGroups: ['edge'], auth: { accept: ['jwt'] } }],
+        routes: [{ product: 'api', name: 'users', match: { path: { type: 'prefix', value: '/api' } }, service: 'svc' }],
+        partners: [{ name: 'acme' }],
+        plans: [{ name: 'gold' }],
+        subscriptions: [{ partner: 'acme', product: 'api', plan: 'gold' }],
+        jwtIssuers: issuers(),
+      }),
+    );
+    const source = service.verifier.source('auth0')!;
+    await waitUntil(() => release.length === 1);
+    releaseAll();
+    await service.ready();
+    assert.equal(fetches, 1, 'the first load');
+
+    const random = await Promise.all(Array.from({ length: 1000 }, (_, i) => sign(rs2, 'RS256', `random-${i}-${Math.random().toString(36).slice(2)}`)));
+    const burst = async (tokens: string[]) => {
+      for (const t of tokens) {
+        const d = await check(t);
+        assert.equal(d.allowed, false);
+        // Let each triggered fetch finish before the next token, so only the bucket can stop a refetch.
+        if (release.length) {
+          releaseAll();
+          await source.ready();
+        }
+      }
+    };
+    await burst(random.slice(0, 500));
+    assert.equal(fetches, 1 + 3, 'the burst of 3, then nothing at the same instant');
+    // Time passes: one more refetch per 5 s, whatever the number of tokens.
+    clock = T0 + 12_000;
+    await burst(random.slice(500, 900));
+    assert.equal(fetches, 1 + 3 + 2, 'two intervals elapsed: two more');
+
+    // While a fetch is in flight, every unknown kid joins it instead of starting another.
+    clock = T0 + 60_000;
+    const pending = random.slice(900).map((t) => check(t));
+    await waitUntil(() => release.length === 1);
+    assert.equal(inFlight, 1);
+    releaseAll();
+    for (const d of await Promise.all(pending)) assert.equal(d.allowed, false);
+    assert.equal(fetches, 1 + 3 + 2 + 1, '100 concurrent unknown kids: one fetch');
+    assert.equal(maxInFlight, 1, 'never two fetches at once');
+    service.close();
     clock = T0;
   });
 
