@@ -54,6 +54,8 @@ export interface IssuerEntry {
   /** [claim, lower-case header] pairs, sorted by header. */
   forwardClaims: ReadonlyArray<readonly [string, string]>;
   excludedPaths: readonly string[];
+  /** The upstream gets the caller's Authorization header (forwardToken); otherwise it is removed on allow. */
+  forwardToken: boolean;
   clockSkewSeconds: number;
   jwksUri: string | undefined;
   jwks: { keys: ReadonlyArray<Record<string, unknown>> } | undefined;
@@ -121,6 +123,7 @@ function issuerEntry(j: JwtIssuer): IssuerEntry {
       .map(([claim, header]) => [claim, header.toLowerCase()] as const)
       .sort((a, b) => (a[1] < b[1] ? -1 : a[1] > b[1] ? 1 : 0)),
     excludedPaths: [...(j.excludedPaths ?? [])],
+    forwardToken: j.forwardToken === true,
     clockSkewSeconds: j.clockSkewSeconds ?? DEFAULT_CLOCK_SKEW_SECONDS,
     jwksUri: j.jwksUri,
     jwks: j.jwks,

@@ -38,7 +38,7 @@ export interface Allow {
   credential: CredentialType;
   /** Upstream headers to set (overwriting any client copy). */
   setHeaders: ReadonlyArray<readonly [string, string]>;
-  /** Upstream headers to remove: every gateway-owned identity header not being set, and the API key header. */
+  /** Upstream headers to remove: every gateway-owned identity header not being set, the API key header, and Authorization after a JWT unless its issuer forwards tokens. */
   removeHeaders: readonly string[];
   /** Query parameters to remove (the API key parameter). */
   removeQuery: readonly string[];
@@ -254,6 +254,8 @@ interface Identity {
   partner: string;
   credential: 'api_key' | 'jwt' | 'mtls';
   claimHeaders: Array<readonly [string, string]>;
+  /** The credential was a token in Authorization that the upstream must not see (its issuer does not forward tokens). */
+  consumedAuthorization: boolean;
 }
 
 type Planned = { product: ProductEntry; route: string; accept: readonly CredentialType[] };
@@ -283,6 +285,7 @@ interface Grant {
   partner: string | undefined;
   plan: string | undefined;
   claimHeaders: ReadonlyArray<readonly [string, string]>;
+  consumedAuthorization: boolean;
 }
 
 function allow(index: CredentialIndex, req: AuthzRequest, g: Grant): Allow {
@@ -292,7 +295,7 @@ function allow(index: CredentialIndex, req: AuthzRequest, g: Grant): Allow {
   if (!shareable) return buildAllow(index, req, g);
   let memo = allowMemo.get(index);
   if (!memo) allowMemo.set(index, (memo = new Map()));
-  const key = `${p.name}/${route}/${credential}/${partner ?? ''}`;
+  const key = `${p.name}/${route}/${credential}/${partner ?? ''}/${g.consumedAuthorization ? 'strip' : 'keep'}`;
   let a = memo.get(key);
   if (!a) {
     a = buildAllow(index, req, g);
@@ -319,6 +322,8 @@ function buildAllow(index: CredentialIndex, req: AuthzRequest, g: Grant): Allow 
   const remove = index.identityHeaders.filter((h) => !setNames.has(h));
   // The API key is a gateway credential: upstreams never need it, and their logs must not see it.
   if (accept.includes('api_key') && p.apiKeyHeader !== undefined && !setNames.has(p.apiKeyHeader)) remove.push(p.apiKeyHeader);
+  // So is a verified token, unless its issuer forwards tokens (an upstream that reads them itself).
+  if (g.consumedAuthorization && !setNames.has('authorization')) remove.push('authorization');
   const removeQuery = accept.includes('api_key') && p.apiKeyQuery !== undefined ? [p.apiKeyQuery] : [];
   const metadata: Record<string, string> = { product: p.name, route, credential };
   if (partner !== undefined) metadata.partner = partner;
@@ -345,7 +350,9 @@ export function decide(index: CredentialIndex, req: AuthzRequest, now: number, j
   const route = pl.route;
   const accept = pl.accept;
 
-  if (pl.kind === 'anonymous') return allow(index, req, { p, route, accept, credential: 'none', partner: undefined, plan: p.publicPlan, claimHeaders: [] });
+  if (pl.kind === 'anonymous') {
+    return allow(index, req, { p, route, accept, credential: 'none', partner: undefined, plan: p.publicPlan, claimHeaders: [], consumedAuthorization: false });
+  }
   if (pl.kind === 'missing') {
     return unauthenticated(pl, 'missing_credentials', `This API requires ${describeAccepted(p, accept)}.`);
   }
@@ -358,7 +365,7 @@ export function decide(index: CredentialIndex, req: AuthzRequest, now: number, j
     if (!entry || !index.hasher.verify(pl.key, entry.hash)) return unauthenticated(pl, 'invalid_api_key', 'The API key is not recognised.', 'api_key');
     if (entry.revoked) return unauthenticated(pl, 'revoked_api_key', 'The API key has been revoked.', 'api_key');
     if (entry.expiresAt <= now) return unauthenticated(pl, 'expired_api_key', 'The API key has expired.', 'api_key');
-    id = { partner: entry.partner, credential: 'api_key', claimHeaders: [] };
+    id = { partner: entry.partner, credential: 'api_key', claimHeaders: [], consumedAuthorization: false };
   } else if (pl.kind === 'jwt') {
     if (!jwt) return unauthenticated(pl, 'invalid_token', 'The token could not be verified.', 'jwt', { error: 'invalid_token', description: 'The token could not be verified.' });
     if (!jwt.ok) return unauthenticated(pl, jwt.error, jwt.message, 'jwt', { error: 'invalid_token', description: jwt.message });
@@ -382,7 +389,7 @@ export function decide(index: CredentialIndex, req: AuthzRequest, now: number, j
       const v = claimHeaderValue(jwt.payload, claim);
       if (v !== undefined) claimHeaders.push([header, v]);
     }
-    id = { partner, credential: 'jwt', claimHeaders };
+    id = { partner, credential: 'jwt', claimHeaders, consumedAuthorization: !issuer.forwardToken };
   } else {
     let partner: string | undefined;
     if (req.peerCertificate !== '') {
@@ -391,7 +398,7 @@ export function decide(index: CredentialIndex, req: AuthzRequest, now: number, j
       partner = partnerOfPeer(index.mtls, peer);
     } else partner = partnerOfPrincipal(index.mtls, req.peerPrincipal);
     if (partner === undefined) return unauthenticated(pl, 'unknown_certificate', 'The client certificate is not registered to any partner.', 'mtls');
-    id = { partner, credential: 'mtls', claimHeaders: [] };
+    id = { partner, credential: 'mtls', claimHeaders: [], consumedAuthorization: false };
   }
 
   const partner = index.partners.get(id.partner);
@@ -405,7 +412,7 @@ export function decide(index: CredentialIndex, req: AuthzRequest, now: number, j
   if (sub.methods !== undefined && !sub.methods.has(req.method)) {
     return forbidden(pl, id, 'method_not_in_subscription', `The subscription does not allow ${/^[A-Z]{1,16}$/.test(req.method) ? req.method : 'this method'} requests.`);
   }
-  return allow(index, req, { p, route, accept, credential: id.credential, partner: id.partner, plan: sub.plan, claimHeaders: id.claimHeaders });
+  return allow(index, req, { p, route, accept, credential: id.credential, partner: id.partner, plan: sub.plan, claimHeaders: id.claimHeaders, consumedAuthorization: id.consumedAuthorization });
 }
 
 /** The gateway's one error shape, {"error":"<code>","message":"<text>"}, shared with Envoy's own replies. */

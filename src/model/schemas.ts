@@ -483,6 +483,11 @@ export const JwtIssuer = Type.Object(
       Type.Record(Type.String({ minLength: 1, maxLength: 128 }), HeaderName, { description: 'claim → upstream header' }),
     ),
     excludedPaths: Type.Optional(Type.Array(Path, { maxItems: 256, uniqueItems: true })),
+    forwardToken: Type.Optional(
+      Type.Boolean({
+        description: "forward the caller's token to the upstream in Authorization; default false: the gateway removes it once the token has authenticated the request",
+      }),
+    ),
     clockSkewSeconds: Type.Optional(Type.Integer({ minimum: 0, maximum: 300 })),
   },
   closed,

@@ -63,9 +63,40 @@ describe('authz pipeline: JWTs from a real JWKS through xDS and a real Envoy', (
           'x-user-role': 'admin',
         });
         assert.match(h['x-request-id'] ?? '', /^[0-9a-f-]{36}$/);
+        assert.equal(h.authorization, undefined, 'the token stays at the gateway (forwardToken defaults to false)');
         // The scheme is case-insensitive; the same token is served from the verified-token cache.
         const lower = await g.call('/api/orders/o_1', { headers: { authorization: `bearer ${token}` } });
         assert.equal(upstreamHeaders(lower)['x-portico-product'], 'orders');
+      });
+
+      await t.test("forwardToken: true passes the caller's token on to the upstream; back to false, it is removed again", async () => {
+        const token = await issuer.token(user);
+        const setForward = async (forwardToken: boolean) => {
+          const r = await api.patch('/api/v1/jwt-issuers/example-auth', { forwardToken }, { 'content-type': 'application/merge-patch+json' });
+          assert.equal(r.status, 200, r.text);
+        };
+        await setForward(true);
+        try {
+          const forwarded = await waitFor(
+            'the authz service to forward tokens',
+            async () => {
+              const h = upstreamHeaders(await g.call('/api/users/u_1', bearer(token)));
+              return h.authorization !== undefined ? h : undefined;
+            },
+            10_000,
+            100,
+          );
+          assert.equal(forwarded.authorization, '[present]');
+          assert.equal(forwarded['x-portico-partner'], 'web-app');
+        } finally {
+          await setForward(false);
+        }
+        await waitFor(
+          'the authz service to strip tokens again',
+          async () => (upstreamHeaders(await g.call('/api/users/u_1', bearer(token))).authorization === undefined ? true : undefined),
+          10_000,
+          100,
+        );
       });
 
       await t.test('a valid ES256 token is accepted too', async () => {
@@ -189,6 +220,7 @@ describe('authz pipeline: JWTs from a real JWKS through xDS and a real Envoy', (
             const h = upstreamHeaders(withExpired);
             assert.equal(h['x-portico-partner'], undefined, path);
             assert.equal(h['x-user-id'], undefined, `${path}: no identity from an unverified token or the client`);
+            assert.equal(h.authorization, '[present]', `${path}: a token the gateway did not read is the upstream's to judge`);
           }
         }
         const ok = await g.call('/api/auth/me', bearer(await issuer.token(user)));

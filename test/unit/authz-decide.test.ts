@@ -422,6 +422,40 @@ describe('JWT decisions (given the verifier outcome)', () => {
     assert.equal(header(a, 'x-str'), undefined);
   });
 
+  it('removes the verified token from the upstream request unless its issuer forwards tokens; never a header it did not consume', () => {
+    const a = allowed(check(bearer, { ok: true, issuer: auth0, payload: { org: 'acme', sub: 'u1' } }));
+    assert.ok(a.removeHeaders.includes('authorization'), 'forwardToken defaults to false');
+    for (const [k] of a.setHeaders) assert.ok(!a.removeHeaders.includes(k));
+    // Two issuers naming the same partner without claim headers: allows that would share a memo entry but for the token.
+    const keep: JwtIssuer = { name: 'keep', issuer: 'https://keep/', audiences: ['x'], jwks: issuers[1]!.jwks!, partner: 'acme', forwardToken: true };
+    const drop: JwtIssuer = { name: 'drop', issuer: 'https://drop/', audiences: ['x'], jwks: issuers[1]!.jwks!, partner: 'acme', forwardToken: false };
+    const idx = buildCredentialIndex(
+      modelOf({
+        products: [{ name: 'w', gatewayGroups: ['edge'], auth: { accept: ['jwt', 'api_key'] }, jwtIssuers: ['keep', 'drop'] }],
+        routes: [route('w', 'r')],
+        partners,
+        plans,
+        subscriptions: [{ partner: 'acme', product: 'w', plan: 'gold' }],
+        jwtIssuers: [keep, drop],
+        apiKeys,
+      }),
+      { hasher },
+    );
+    const req = { product: 'w', route: 'r', headers: { authorization: 'Bearer h.p.s' } };
+    const kept = allowed(check(req, { ok: true, issuer: idx.issuers.get('keep')!, payload: {} }, idx));
+    assert.ok(!kept.removeHeaders.includes('authorization'), 'forwardToken: true passes the token on');
+    const dropped = allowed(check(req, { ok: true, issuer: idx.issuers.get('drop')!, payload: {} }, idx));
+    assert.ok(dropped.removeHeaders.includes('authorization'));
+    assert.ok(!allowed(check(req, { ok: true, issuer: idx.issuers.get('keep')!, payload: {} }, idx)).removeHeaders.includes('authorization'), 'the memo tells them apart');
+    // A header the gateway did not authenticate with stays: an API key decided, or no credential was needed.
+    const byKey = allowed(check({ product: 'w', route: 'r', headers: { 'x-api-key': keys.acme1.secret, authorization: 'Basic dXNlcjpwYXNz' } }, undefined, idx));
+    assert.ok(!byKey.removeHeaders.includes('authorization'), 'an API key decided');
+    assert.ok(!allowed(check({ product: 'status', route: 'health', headers: { authorization: 'Bearer h.p.s' } })).removeHeaders.includes('authorization'), 'public route');
+    const excluded = allowed(check({ ...bearer, path: '/api/health' }));
+    assert.equal(excluded.credential, 'none');
+    assert.ok(!excluded.removeHeaders.includes('authorization'), 'excluded path: the token was not even read');
+  });
+
   it('turns a verifier failure into a 401 with an RFC 6750 invalid_token challenge', () => {
     const d = denied(check(bearer, { ok: false, error: 'invalid_token', message: 'The token has expired.' }), 401, 'invalid_token');
     assert.equal(d.wwwAuthenticate, 'Bearer realm="portico", error="invalid_token", error_description="The token has expired."');
