@@ -21,6 +21,8 @@ commands:
   migrate [--status]              apply pending database migrations (or only report them)
   rotate-master-key               re-seal stored secrets under PORTICO_MASTER_KEY
                                   (the old key goes in PORTICO_PREVIOUS_MASTER_KEYS)
+  certs ca|control-plane|node|dev create a CA and certificates for the mTLS channels between
+                                  Envoys and the control plane (\`portico certs --help\`)
 
 apply, diff and export talk to a running server: PORTICO_URL (default http://127.0.0.1:8081)
 and PORTICO_TOKEN (an admin token). Everything else is configured by environment variables;
@@ -71,6 +73,7 @@ function readDocument(file: string | undefined): string {
 
 async function main(argv: string[]): Promise<void> {
   const [command = 'serve', ...rest] = argv;
+  if (command === 'certs') return certs(rest);
   const { values } = parseArgs({
     args: rest,
     options: {
@@ -164,6 +167,51 @@ async function main(argv: string[]): Promise<void> {
     }
     default:
       throw new UsageError(`unknown command '${command}'`);
+  }
+}
+
+async function certs(argv: string[]): Promise<void> {
+  const [action, ...rest] = argv;
+  const { CERTS_USAGE, CertsUsageError, runCerts } = await import('./certs.ts');
+  const { values } = parseArgs({
+    args: rest,
+    options: {
+      out: { type: 'string' },
+      ca: { type: 'string' },
+      host: { type: 'string', multiple: true },
+      group: { type: 'string', multiple: true },
+      name: { type: 'string' },
+      days: { type: 'string' },
+      'trust-domain': { type: 'string' },
+      'if-missing': { type: 'boolean' },
+      force: { type: 'boolean' },
+      help: { type: 'boolean', short: 'h' },
+    },
+    allowPositionals: false,
+  });
+  if (values.help || !action || action === 'help' || action === '--help') {
+    process.stdout.write(`usage: ${CERTS_USAGE}\n`);
+    return;
+  }
+  const days = values.days === undefined ? undefined : Number(values.days);
+  if (days !== undefined && !(Number.isInteger(days) && days > 0 && days <= 36500)) throw new UsageError('--days must be a whole number of days (1 to 36500)');
+  try {
+    const lines = await runCerts({
+      action,
+      ...(values.out ? { out: values.out } : {}),
+      ...(values.ca ? { ca: values.ca } : {}),
+      hosts: values.host ?? [],
+      groups: values.group ?? [],
+      ...(values.name ? { name: values.name } : {}),
+      ...(days !== undefined ? { days } : {}),
+      trustDomain: values['trust-domain'] ?? (process.env.PORTICO_TRUST_DOMAIN || 'portico'),
+      ifMissing: values['if-missing'] === true,
+      force: values.force === true,
+    });
+    process.stdout.write(`${lines.join('\n')}\n`);
+  } catch (e) {
+    if (e instanceof CertsUsageError) throw new UsageError(`${e.message}\n\nusage: ${CERTS_USAGE}`);
+    throw e;
   }
 }
 

@@ -2,7 +2,10 @@
 // half of grpc-js's CPU per call, which is most of a Check's cost. Only what Envoy's gRPC client uses.
 import http2 from 'node:http2';
 import type { AddressInfo } from 'node:net';
+import type { TLSSocket } from 'node:tls';
 import type { Logger } from 'pino';
+import type { Admission, ChannelGuard } from './channel.ts';
+import type { TlsMaterial } from './tls.ts';
 
 /** A handler's answer: the encoded response message, or a gRPC status. */
 export type UnaryResult = { ok: true; response: Buffer } | { ok: false; code: number; details: string };
@@ -14,12 +17,15 @@ export interface UnaryServerOptions {
   maxMessageBytes?: number;
   /** HTTP/2 streams per connection (default 1024). */
   maxConcurrentStreams?: number;
-  /** TLS (and client certificate) options: Envoy ↔ control plane over mTLS. Plain text when omitted. */
-  tls?: http2.SecureServerOptions;
+  /**
+   * mTLS: the server's certificate material (reloaded from disk: new connections take new files) and
+   * the guard that admits only clients with a node certificate from the CA. Plain text when omitted.
+   */
+  tls?: { material: TlsMaterial; guard: ChannelGuard };
   logger?: Logger;
 }
 
-const STATUS = { OK: 0, INTERNAL: 13, UNIMPLEMENTED: 12, RESOURCE_EXHAUSTED: 8, INVALID_ARGUMENT: 3, UNAVAILABLE: 14 } as const;
+const STATUS = { OK: 0, INTERNAL: 13, UNIMPLEMENTED: 12, RESOURCE_EXHAUSTED: 8, INVALID_ARGUMENT: 3, UNAVAILABLE: 14, UNAUTHENTICATED: 16 } as const;
 
 /** grpc-message: UTF-8 bytes outside printable ASCII, and '%', are percent-encoded (gRPC over HTTP/2 spec). */
 export function grpcMessage(s: string): string {
@@ -39,16 +45,36 @@ export class UnaryGrpcServer {
   private readonly maxMessage: number;
   private readonly log: Logger | undefined;
   private closing: Promise<void> | undefined;
+  /** Under mTLS: each session's admission, decided once when it opens. */
+  private readonly admissions = new WeakMap<http2.Http2Session, Admission>();
+  private readonly guard: ChannelGuard | undefined;
+  private detachTls: (() => void) | undefined;
 
   constructor(opts: UnaryServerOptions = {}) {
     this.maxMessage = opts.maxMessageBytes ?? 4 * 1024 * 1024;
     this.log = opts.logger;
     const settings = { maxConcurrentStreams: opts.maxConcurrentStreams ?? 1024 };
-    this.server = opts.tls ? http2.createSecureServer({ ...opts.tls, settings }) : http2.createServer({ settings });
+    const tls = opts.tls;
+    this.guard = tls?.guard;
+    if (tls) {
+      // The TLS stack verifies client certificates against the CA but lets unverified clients in, so
+      // that they get a gRPC status saying why (and are recorded) instead of a bare handshake failure.
+      const server = http2.createSecureServer({ ...tls.material.secureContextOptions(), requestCert: true, rejectUnauthorized: false, settings });
+      this.detachTls = tls.material.onChange(() => server.setSecureContext(tls.material.secureContextOptions()));
+      this.server = server;
+    } else {
+      this.server = http2.createServer({ settings });
+    }
     this.server.on('session', (s: http2.ServerHttp2Session) => {
       this.sessions.add(s);
       s.on('close', () => this.sessions.delete(s));
       s.on('error', () => s.destroy());
+      if (this.guard) {
+        const socket = s.socket as TLSSocket;
+        const admission = this.guard.authenticate(socket.authorized === true, socket.authorized ? socket.getPeerCertificate() : undefined);
+        this.admissions.set(s, admission);
+        if (!admission.ok) this.guard.refuse(admission, { service: 'callouts', peer: `${socket.remoteAddress ?? ''}:${socket.remotePort ?? ''}` });
+      }
     });
     this.server.on('stream', (stream, headers) => this.onStream(stream, headers));
   }
@@ -71,6 +97,7 @@ export class UnaryGrpcServer {
 
   /** Stops accepting connections, lets in-flight calls finish (GOAWAY), and forces after graceMs. */
   close(graceMs = 5_000): Promise<void> {
+    this.detachTls?.();
     this.closing ??= new Promise<void>((resolve) => {
       const timer = setTimeout(() => {
         for (const s of this.sessions) s.destroy();
@@ -85,8 +112,22 @@ export class UnaryGrpcServer {
     return this.closing;
   }
 
+  /** Asks every open connection to move to a new one (GOAWAY; in-flight calls finish): e.g. after a certificate rotation. */
+  recycleConnections(): void {
+    for (const s of this.sessions) if (!s.closed) s.close();
+  }
+
   private onStream(stream: http2.ServerHttp2Stream, headers: http2.IncomingHttpHeaders): void {
     stream.on('error', () => {}); // a reset by the peer: nothing to answer
+    if (this.guard) {
+      const admission = this.admissions.get(stream.session!);
+      if (!admission?.ok) {
+        stream.resume();
+        const refused = admission && !admission.ok ? admission : { code: STATUS.UNAUTHENTICATED, message: 'no client certificate' };
+        this.trailersOnly(stream, refused.code, refused.message);
+        return;
+      }
+    }
     if (headers[':method'] !== 'POST') {
       stream.respond({ ':status': 405 }, { endStream: true });
       return;

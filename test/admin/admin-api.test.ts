@@ -6,8 +6,8 @@ import { startPostgres, type PostgresServer } from '../support/components.ts';
 import { startTestPortico, type TestPortico, type ApiClient } from '../support/portico.ts';
 import { selfSigned } from '../support/certs.ts';
 
-const ca = selfSigned('clients.example.test');
-const server = selfSigned('api.example.test');
+const ca = await selfSigned('clients.example.test');
+const server = await selfSigned('api.example.test');
 
 /** One valid body per kind, in dependency order, with the URL it is written to. */
 function fixtures() {
@@ -332,7 +332,7 @@ for (const backend of ['pglite', 'postgresql'] as const) {
     });
 
     it('records every write in the audit log with secrets removed', async () => {
-      const cert = selfSigned('audit.example.test');
+      const cert = await selfSigned('audit.example.test');
       await api.put('/api/v1/certificates/audited', { name: 'audited', certificate: cert.certificate, privateKey: cert.privateKey });
       await api.patch('/api/v1/certificates/audited', { description: 'rotated soon' });
       await api.delete('/api/v1/certificates/audited');

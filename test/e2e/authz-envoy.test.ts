@@ -122,12 +122,12 @@ test('a real Envoy ext_authz filter enforces the Check answers (grpc-js and lean
 
   const hasher = testHasher();
   const key = mintApiKey(hasher, 'acme', 'primary');
-  const serverCa = selfSigned('Portico Test Server CA');
-  const serverCert = signedBy(serverCa, 'localhost', { san: 'DNS:localhost,IP:127.0.0.1' });
-  const clientCa = selfSigned('Portico Test Client CA');
-  const spiffeClient = signedBy(clientCa, 'ledger-writer', { client: true, san: 'URI:spiffe://example.org/ns/prod/sa/ledger,DNS:ledger.internal' });
-  const subjectClient = signedBy(clientCa, 'billing-batch', { client: true, san: 'DNS:batch.internal' });
-  const strangerClient = signedBy(clientCa, 'stranger', { client: true, san: 'DNS:stranger.internal' });
+  const serverCa = await selfSigned('Portico Test Server CA');
+  const serverCert = await signedBy(serverCa, 'localhost', { san: 'DNS:localhost,IP:127.0.0.1' });
+  const clientCa = await selfSigned('Portico Test Client CA');
+  const spiffeClient = await signedBy(clientCa, 'ledger-writer', { client: true, san: 'URI:spiffe://example.org/ns/prod/sa/ledger,DNS:ledger.internal' });
+  const subjectClient = await signedBy(clientCa, 'billing-batch', { client: true, san: 'DNS:batch.internal' });
+  const strangerClient = await signedBy(clientCa, 'stranger', { client: true, san: 'DNS:stranger.internal' });
   const service = new AuthzService({ hasher, registry: new Registry() });
   service.update(
     modelOf({

@@ -74,18 +74,18 @@ function mirrored(r: GatewayResponse): Map<string, string[]> {
 describe('authz pipeline: mTLS identities through the admin API, SDS and a real Envoy', () => {
   it('maps verified client certificates to partners and refuses the rest', { timeout: 300_000 }, async (t) => {
     // Certificates first: openssl runs synchronously, and the control plane shares this process.
-    const serverCa = selfSigned('Portico Test Server CA');
-    const server = signedBy(serverCa, 'localhost', { san: 'DNS:localhost,IP:127.0.0.1' });
-    const clientCa = selfSigned('Partner Client CA');
-    const bySubject = signedBy(clientCa, 'subject-client', { client: true, san: 'DNS:a.unmapped.internal' });
-    const bySan = signedBy(clientCa, 'san-client', { client: true, san: 'DNS:san-client.bank-b.internal' });
-    const bySpiffe = signedBy(clientCa, 'spiffe-client', { client: true, san: 'URI:spiffe://bank-c.example/ns/prod/sa/ledger' });
-    const byFingerprint = signedBy(clientCa, 'fp-client', { client: true, san: 'DNS:fp.unmapped.internal' });
+    const serverCa = await selfSigned('Portico Test Server CA');
+    const server = await signedBy(serverCa, 'localhost', { san: 'DNS:localhost,IP:127.0.0.1' });
+    const clientCa = await selfSigned('Partner Client CA');
+    const bySubject = await signedBy(clientCa, 'subject-client', { client: true, san: 'DNS:a.unmapped.internal' });
+    const bySan = await signedBy(clientCa, 'san-client', { client: true, san: 'DNS:san-client.bank-b.internal' });
+    const bySpiffe = await signedBy(clientCa, 'spiffe-client', { client: true, san: 'URI:spiffe://bank-c.example/ns/prod/sa/ledger' });
+    const byFingerprint = await signedBy(clientCa, 'fp-client', { client: true, san: 'DNS:fp.unmapped.internal' });
     // The same subject as bank-a's mapping, but a SPIFFE ID of bank-c: the more specific identity wins.
-    const both = signedBy(clientCa, 'subject-client', { client: true, san: 'URI:spiffe://bank-c.example/ns/prod/sa/ledger' });
-    const stranger = signedBy(clientCa, 'stranger', { client: true, san: 'DNS:stranger.internal' });
-    const otherCa = selfSigned('Someone Else CA');
-    const foreign = signedBy(otherCa, 'subject-client', { client: true, san: 'URI:spiffe://bank-c.example/ns/prod/sa/ledger' });
+    const both = await signedBy(clientCa, 'subject-client', { client: true, san: 'URI:spiffe://bank-c.example/ns/prod/sa/ledger' });
+    const stranger = await signedBy(clientCa, 'stranger', { client: true, san: 'DNS:stranger.internal' });
+    const otherCa = await selfSigned('Someone Else CA');
+    const foreign = await signedBy(otherCa, 'subject-client', { client: true, san: 'URI:spiffe://bank-c.example/ns/prod/sa/ledger' });
     const fingerprint = new X509Certificate(byFingerprint.certificate).fingerprint256; // AB:CD:… (normalised by the model)
 
     const mirror = await startMirror();

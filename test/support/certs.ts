@@ -1,47 +1,32 @@
-// Test certificates made with openssl at run time (a CA, and leaf certificates it signs).
-import { execFileSync } from 'node:child_process';
-import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
-import os from 'node:os';
-import path from 'node:path';
+// Test certificates from the product's own issuer (src/grpc/certs.ts): a CA, and leaf certificates it
+// signs. SANs are written as openssl writes them ('DNS:a,IP:1.2.3.4,URI:spiffe://…,email:x@y').
+import { createCa, issueCertificate, type AltName, type IssuedCertificate } from '../../src/grpc/certs.ts';
 
-export interface TestCertificate {
-  certificate: string;
-  privateKey: string;
+export type TestCertificate = IssuedCertificate;
+
+const SAN_TYPES: Record<string, AltName['type']> = { DNS: 'dns', IP: 'ip', URI: 'uri', email: 'email' };
+
+function parseSan(san: string): AltName[] {
+  return san.split(',').map((part) => {
+    const i = part.indexOf(':');
+    const type = SAN_TYPES[part.slice(0, i).trim()];
+    if (!type) throw new Error(`unsupported SAN '${part}'`);
+    return { type, value: part.slice(i + 1).trim() };
+  });
 }
 
-function openssl(args: string[], cwd: string): void {
-  execFileSync('openssl', args, { cwd, stdio: 'pipe' });
+/** A self-signed certificate usable as a CA, for the given common name. */
+export function selfSigned(cn: string, opts: { subject?: string } = {}): Promise<TestCertificate> {
+  return createCa({ commonName: cn, days: 30, ...(opts.subject ? { subject: opts.subject } : {}) });
 }
 
-/** A self-signed certificate (usable as a CA) for the given common name. */
-export function selfSigned(cn: string, opts: { san?: string } = {}): TestCertificate {
-  const dir = mkdtempSync(path.join(os.tmpdir(), 'portico-cert-'));
-  try {
-    openssl(
-      ['req', '-x509', '-newkey', 'ec', '-pkeyopt', 'ec_paramgen_curve:P-256', '-nodes', '-keyout', 'key.pem', '-out', 'cert.pem', '-days', '30', '-subj', `/CN=${cn}`,
-        '-addext', `subjectAltName=${opts.san ?? `DNS:${cn}`}`, '-addext', 'basicConstraints=critical,CA:TRUE', '-addext', 'keyUsage=critical,keyCertSign,digitalSignature'],
-      dir,
-    );
-    return { certificate: readFileSync(path.join(dir, 'cert.pem'), 'utf8'), privateKey: readFileSync(path.join(dir, 'key.pem'), 'utf8') };
-  } finally {
-    rmSync(dir, { recursive: true, force: true });
-  }
-}
-
-/** A leaf certificate signed by `ca`, for servers or clients. */
-export function signedBy(ca: TestCertificate, cn: string, opts: { san?: string; client?: boolean } = {}): TestCertificate {
-  const dir = mkdtempSync(path.join(os.tmpdir(), 'portico-cert-'));
-  try {
-    writeFileSync(path.join(dir, 'ca.pem'), ca.certificate);
-    writeFileSync(path.join(dir, 'ca.key'), ca.privateKey);
-    writeFileSync(
-      path.join(dir, 'ext.cnf'),
-      `subjectAltName=${opts.san ?? `DNS:${cn}`}\nextendedKeyUsage=${opts.client ? 'clientAuth' : 'serverAuth'}\nbasicConstraints=CA:FALSE\n`,
-    );
-    openssl(['req', '-newkey', 'ec', '-pkeyopt', 'ec_paramgen_curve:P-256', '-nodes', '-keyout', 'key.pem', '-out', 'req.csr', '-subj', `/CN=${cn}`], dir);
-    openssl(['x509', '-req', '-in', 'req.csr', '-CA', 'ca.pem', '-CAkey', 'ca.key', '-CAcreateserial', '-out', 'cert.pem', '-days', '30', '-extfile', 'ext.cnf'], dir);
-    return { certificate: readFileSync(path.join(dir, 'cert.pem'), 'utf8'), privateKey: readFileSync(path.join(dir, 'key.pem'), 'utf8') };
-  } finally {
-    rmSync(dir, { recursive: true, force: true });
-  }
+/** A leaf certificate signed by `ca`, for servers (default) or clients; SAN defaults to DNS:<cn>. */
+export function signedBy(ca: TestCertificate, cn: string, opts: { san?: string; client?: boolean; subject?: string } = {}): Promise<TestCertificate> {
+  return issueCertificate(ca, {
+    commonName: cn,
+    ...(opts.subject ? { subject: opts.subject } : {}),
+    altNames: parseSan(opts.san ?? `DNS:${cn}`),
+    usage: opts.client ? 'client' : 'server',
+    days: 30,
+  });
 }

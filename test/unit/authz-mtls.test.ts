@@ -37,15 +37,15 @@ function opensslFingerprint(pem: string): string {
   return out.split('=')[1]!.trim();
 }
 
-const ca = selfSigned('Portico Test Client CA');
+const ca = await selfSigned('Portico Test Client CA');
 const certs = {
   subject: clientCert(ca, '/C=DE/O=Acme, Inc./OU=Billing+L=Berlin/CN=billing', 'DNS:billing-subject.example'),
-  san: signedBy(ca, 'san-client', { client: true, san: 'DNS:Payments.Internal,email:ops@example.com' }),
-  bareSan: signedBy(ca, 'bare-client', { client: true, san: 'email:robot@example.com' }),
-  spiffe: signedBy(ca, 'spiffe-client', { client: true, san: 'URI:spiffe://example.org/ns/prod/sa/ledger,DNS:ledger.internal' }),
-  fingerprint: signedBy(ca, 'fp-client', { client: true, san: 'DNS:ledger.internal' }),
-  unknown: signedBy(ca, 'stranger', { client: true, san: 'DNS:stranger.example' }),
-  unsubscribed: signedBy(ca, 'loner', { client: true, san: 'DNS:loner.internal' }),
+  san: await signedBy(ca, 'san-client', { client: true, san: 'DNS:Payments.Internal,email:ops@example.com' }),
+  bareSan: await signedBy(ca, 'bare-client', { client: true, san: 'email:robot@example.com' }),
+  spiffe: await signedBy(ca, 'spiffe-client', { client: true, san: 'URI:spiffe://example.org/ns/prod/sa/ledger,DNS:ledger.internal' }),
+  fingerprint: await signedBy(ca, 'fp-client', { client: true, san: 'DNS:ledger.internal' }),
+  unknown: await signedBy(ca, 'stranger', { client: true, san: 'DNS:stranger.example' }),
+  unsubscribed: await signedBy(ca, 'loner', { client: true, san: 'DNS:loner.internal' }),
 };
 
 const identities: MtlsIdentity[] = [

@@ -70,9 +70,9 @@ describe('validateModel', () => {
     ]);
   });
 
-  it('checks listeners, TLS material and mTLS prerequisites', () => {
-    const cert = selfSigned('edge.test');
-    const other = selfSigned('other.test');
+  it('checks listeners, TLS material and mTLS prerequisites', async () => {
+    const cert = await selfSigned('edge.test');
+    const other = await selfSigned('other.test');
     const m = modelOf([
       ['certificates', { name: 'good', certificate: cert.certificate, privateKey: cert.privateKey }],
       ['certificates', { name: 'mismatch', certificate: cert.certificate, privateKey: other.privateKey }],

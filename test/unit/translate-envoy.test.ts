@@ -147,9 +147,13 @@ describe('ext_authz', () => {
   });
 });
 
+const httpsServer = await selfSigned('api.example.com');
+const httpsCa = await selfSigned('Test CA');
+const upstreamCa = await selfSigned('Upstream CA');
+
 describe('https listeners and secrets', () => {
-  const server = selfSigned('api.example.com');
-  const ca = selfSigned('Test CA');
+  const server = httpsServer;
+  const ca = httpsCa;
   const m = validModel([
     ['certificates', { name: 'server', certificate: server.certificate, privateKey: server.privateKey }],
     ['certificates', { name: 'clients', certificate: ca.certificate }],
@@ -196,7 +200,7 @@ describe('https listeners and secrets', () => {
 });
 
 describe('clusters', () => {
-  const ca = selfSigned('Upstream CA');
+  const ca = upstreamCa;
   const m = validModel([
     ['gatewayGroups', { name: 'g', listeners: [{ name: 'web', port: 8080 }] }],
     ['certificates', { name: 'up-ca', certificate: ca.certificate }],
