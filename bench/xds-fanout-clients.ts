@@ -23,7 +23,9 @@ export type FromClients =
   | { kind: 'synced'; at: number; rssMB: number }
   | { kind: 'reset' }
   | { kind: 'holding'; lastAt: number; streams: number; rssMB: number; cpuMs: number; received: Received }
-  | { kind: 'served'; sotw: Served; delta: Served };
+  | { kind: 'served'; sotw: Served; delta: Served }
+  /** A stream ended (the client does not reconnect, so the run cannot complete): sent once, for the first. */
+  | { kind: 'dropped'; stream: number; message: string; streams: number };
 
 /** Digest of resources as proto3 JSON (keys sorted), so servers that encode differently still compare. */
 function digest(resources: Uint8Array[], toJson: (b: Uint8Array) => unknown, withBytes: boolean): Served[string] {
@@ -79,6 +81,11 @@ export function runClients(o: { address: string; streams: number; shape: LargeGr
       });
     }
   };
+  let drops = 0;
+  const dropped = (i: number, e: Error) => {
+    console.error(`stream ${i}: ${e.message}`);
+    if (drops++ === 0) send({ kind: 'dropped', stream: i, message: e.message, streams });
+  };
   /** Counts what arrives (size included) before the stream's own decoding. */
   const counting =
     <T extends { resources: Uint8Array[] }>(protocol: Protocol, decode: (b: Buffer) => T) =>
@@ -115,7 +122,7 @@ export function runClients(o: { address: string; streams: number; shape: LargeGr
         call.write({ type_url: r.type_url, version_info: r.version_info, response_nonce: r.nonce, resource_names: names[r.type_url] ?? [] });
         check();
       });
-      call.on('error', (e) => console.error(`stream ${i}: ${e.message}`));
+      call.on('error', (e) => dropped(i, e));
       TYPES.forEach((t, k) => call.write({ ...(k === 0 ? { node } : {}), type_url: t, resource_names: names[t] ?? [] }));
     } else {
       const m = ads.DeltaAggregatedResources!;
@@ -126,7 +133,7 @@ export function runClients(o: { address: string; streams: number; shape: LargeGr
         call.write({ type_url: r.type_url, response_nonce: r.nonce });
         check();
       });
-      call.on('error', (e) => console.error(`stream ${i}: ${e.message}`));
+      call.on('error', (e) => dropped(i, e));
       TYPES.forEach((t, k) => call.write({ ...(k === 0 ? { node } : {}), type_url: t, resource_names_subscribe: names[t] ?? [] }));
     }
   }

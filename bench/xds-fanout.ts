@@ -165,6 +165,10 @@ function inbox<T>(child: ChildProcess, name: string): (what: string, timeoutMs?:
 }
 
 function expectKind<T extends { kind: string }, K extends T['kind']>(m: T, kind: K): Extract<T, { kind: K }> {
+  if (m.kind === 'dropped') {
+    const d = m as unknown as Extract<FromClients, { kind: 'dropped' }>;
+    throw new Error(`waiting for "${kind}": the server ended stream ${d.stream} of ${d.streams} (${d.message}); the clients do not reconnect`);
+  }
   if (m.kind !== kind) throw new Error(`expected "${kind}", got "${m.kind}"`);
   return m as Extract<T, { kind: K }>;
 }
