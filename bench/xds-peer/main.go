@@ -28,8 +28,10 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
+	"time"
 
 	"google.golang.org/grpc"
+	"google.golang.org/grpc/keepalive"
 	"google.golang.org/protobuf/encoding/protojson"
 	"google.golang.org/protobuf/proto"
 
@@ -247,7 +249,12 @@ func run(mode, dir, listen string) error {
 		return err
 	}
 	// One connection per simulated Envoy; lift grpc-go's per-connection stream cap all the same.
-	srv := grpc.NewServer(grpc.MaxConcurrentStreams(1 << 20))
+	// Keepalive pings as Portico's xDS server sends them (every 30 s, 10 s to answer), so neither
+	// server tolerates an unresponsive client longer than the other (grpc-go sends none by default).
+	srv := grpc.NewServer(
+		grpc.MaxConcurrentStreams(1<<20),
+		grpc.KeepaliveParams(keepalive.ServerParameters{Time: 30 * time.Second, Timeout: 10 * time.Second}),
+	)
 	discoveryv3.RegisterAggregatedDiscoveryServiceServer(srv, serverv3.NewServer(context.Background(), pub.cache(), nil))
 	go func() {
 		if err := srv.Serve(lis); err != nil {
