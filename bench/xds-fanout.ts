@@ -85,6 +85,10 @@ async function runPortico(): Promise<void> {
   cache.flush();
   const buildMs = Math.round(performance.now() - t0);
   const server = new XdsServer({
+    // Keepalive as the peer's (grpc-go's default): Portico's own 30 s / 10 s drops streams of the
+    // simulated fleet, one process that cannot answer pings in time on a loaded machine.
+    keepaliveTimeMs: 2 * 3600_000,
+    keepaliveTimeoutMs: 20_000,
     cache,
     fleet: new FleetStatus({ cache }),
     observer: new XdsMetrics(new Registry()),
