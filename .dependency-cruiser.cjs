@@ -67,7 +67,7 @@ module.exports = {
     },
     {
       name: 'public-surface',
-      comment: "Another folder is entered only through its index.ts (its public surface), never at a module inside it.",
+      comment: 'Another folder is entered only through its index.ts (its public surface), never at a module inside it.',
       severity: 'error',
       from: { path: '^src/([^/]+)' },
       to: { path: '^src/[^/]+/.+', pathNot: ['^src/[^/]+/index\\.ts$', '^src/$1/'] },

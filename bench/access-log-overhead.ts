@@ -128,7 +128,15 @@ async function main(): Promise<void> {
       connections: CONNECTIONS,
       cpus: os.cpus().length,
       loadAverage: os.loadavg().map(round2),
-      rounds: rounds.map((r) => ({ off: r.off.requestsPerSec, on: r.on.requestsPerSec, ratio: r.ratio, envoyCpuUsPerRequest: r.cpuUs, offP99Ms: r.off.p99Ms, onP99Ms: r.on.p99Ms, errors: r.off.errors + r.on.errors })),
+      rounds: rounds.map((r) => ({
+        off: r.off.requestsPerSec,
+        on: r.on.requestsPerSec,
+        ratio: r.ratio,
+        envoyCpuUsPerRequest: r.cpuUs,
+        offP99Ms: r.off.p99Ms,
+        onP99Ms: r.on.p99Ms,
+        errors: r.off.errors + r.on.errors,
+      })),
       medianRequestsPerSec: { off: median(rounds.map((r) => r.off.requestsPerSec)), on: median(rounds.map((r) => r.on.requestsPerSec)) },
       throughputDifference: Math.round(difference * 10_000) / 10_000,
       // Envoy's CPU per request, median of the rounds: what streaming costs a CPU-bound worker.

@@ -68,7 +68,9 @@ try {
   const body = (await res.json()) as { summary?: unknown; detail?: string };
   if (!res.ok) throw new Error(`apply failed: ${res.status} ${body.detail}`);
   const t1 = performance.now();
-  const again = (await (await fetch(`${base}/api/v1/config`, { method: 'POST', headers: { authorization: `Bearer ${cp.token}`, 'content-type': 'application/yaml' }, body: text })).json()) as { changed: boolean };
+  const again = (await (await fetch(`${base}/api/v1/config`, { method: 'POST', headers: { authorization: `Bearer ${cp.token}`, 'content-type': 'application/yaml' }, body: text })).json()) as {
+    changed: boolean;
+  };
   const reapplyMs = Math.round(performance.now() - t1);
   const seconds = args.seconds;
   await list(`${base}/api/v1/partners?limit=100`, 3); // warm-up: fills caches and lets the apply's garbage be collected

@@ -49,9 +49,13 @@ async function runClient(): Promise<void> {
   };
   const requests = (JSON.parse(readFileSync(file, 'utf8')) as string[]).map((b) => Buffer.from(b, 'base64'));
   const Client = grpc.makeGenericClientConstructor(RAW_DEF, 'Authorization');
-  const clients = Array.from({ length: channels }, (_, i) => new Client(address, grpc.credentials.createInsecure(), { 'grpc.channel_id': i } as grpc.ChannelOptions) as unknown as {
-    Check(req: Buffer, cb: (e: grpc.ServiceError | null) => void): void;
-  });
+  const clients = Array.from(
+    { length: channels },
+    (_, i) =>
+      new Client(address, grpc.credentials.createInsecure(), { 'grpc.channel_id': i } as grpc.ChannelOptions) as unknown as {
+        Check(req: Buffer, cb: (e: grpc.ServiceError | null) => void): void;
+      },
+  );
   let next = 0;
   const lat: number[] = [];
   let errors = 0;
@@ -170,8 +174,24 @@ async function main(): Promise<void> {
     subscriptions: [{ partner: 'acme', product: 'orders', plan: 'gold' }],
     apiKeys: [key.resource],
     jwtIssuers: [
-      { name: 'rsa-idp', issuer: 'https://rsa.example/', audiences: ['orders'], algorithms: ['RS256'], jwks: { keys: [{ ...(await exportJWK(rs.publicKey)), kid: 'rs' }] }, partnerClaim: 'org', forwardClaims: { sub: 'X-User-Id', role: 'X-User-Role' } },
-      { name: 'ec-idp', issuer: 'https://ec.example/', audiences: ['orders'], algorithms: ['ES256'], jwks: { keys: [{ ...(await exportJWK(es.publicKey)), kid: 'es' }] }, partnerClaim: 'org', forwardClaims: { sub: 'X-User-Id', role: 'X-User-Role' } },
+      {
+        name: 'rsa-idp',
+        issuer: 'https://rsa.example/',
+        audiences: ['orders'],
+        algorithms: ['RS256'],
+        jwks: { keys: [{ ...(await exportJWK(rs.publicKey)), kid: 'rs' }] },
+        partnerClaim: 'org',
+        forwardClaims: { sub: 'X-User-Id', role: 'X-User-Role' },
+      },
+      {
+        name: 'ec-idp',
+        issuer: 'https://ec.example/',
+        audiences: ['orders'],
+        algorithms: ['ES256'],
+        jwks: { keys: [{ ...(await exportJWK(es.publicKey)), kid: 'es' }] },
+        partnerClaim: 'org',
+        forwardClaims: { sub: 'X-User-Id', role: 'X-User-Role' },
+      },
     ],
   });
   const token = (alg: 'RS256' | 'ES256', i: number) =>
@@ -201,7 +221,18 @@ async function main(): Promise<void> {
   uncached.update(model);
   await Promise.all([cached.ready(), uncached.ready()]);
 
-  const fixedOk = encodeCheckResponse({ allowed: true, product: 'orders', route: 'list', partner: 'acme', plan: 'gold', credential: 'api_key', setHeaders: [['x-portico-partner', 'acme']], removeHeaders: ['x-api-key'], removeQuery: [], metadata: { product: 'orders', partner: 'acme' } });
+  const fixedOk = encodeCheckResponse({
+    allowed: true,
+    product: 'orders',
+    route: 'list',
+    partner: 'acme',
+    plan: 'gold',
+    credential: 'api_key',
+    setHeaders: [['x-portico-partner', 'acme']],
+    removeHeaders: ['x-api-key'],
+    removeQuery: [],
+    metadata: { product: 'orders', partner: 'acme' },
+  });
   const grpcServers = { cached: new grpc.Server(), uncached: new grpc.Server(), noop: new grpc.Server() };
   registerAuthzService(grpcServers.cached, cached);
   registerAuthzService(grpcServers.uncached, uncached);
@@ -233,10 +264,30 @@ async function main(): Promise<void> {
   const scenarios: Array<{ name: string; server: 'cached' | 'uncached' | 'noop'; requests: Buffer[]; note: string }> = [
     { name: 'noop_baseline', server: 'noop', requests: apiKeyReqs, note: 'answers a fixed pre-encoded response without decoding: the transport ceiling' },
     { name: 'api_key', server: 'cached', requests: apiKeyReqs, note: 'header API key, HMAC-SHA256 verify per check' },
-    { name: 'jwt_rs256_cached', server: 'cached', requests: Array.from({ length: 64 }, (_, i) => envoyLike({ authorization: `Bearer ${rsOne}` }, i)), note: 'one RS256 token repeated: verified-token cache hits' },
-    { name: 'jwt_es256_cached', server: 'cached', requests: Array.from({ length: 64 }, (_, i) => envoyLike({ authorization: `Bearer ${esOne}` }, i)), note: 'one ES256 token repeated: verified-token cache hits' },
-    { name: 'jwt_rs256_distinct', server: 'uncached', requests: rsMany.map((t, i) => envoyLike({ authorization: `Bearer ${t}` }, i)), note: `${distinctTokens} RS256 tokens, cache off: a signature check per request` },
-    { name: 'jwt_es256_distinct', server: 'uncached', requests: esMany.map((t, i) => envoyLike({ authorization: `Bearer ${t}` }, i)), note: `${distinctTokens} ES256 tokens, cache off: a signature check per request` },
+    {
+      name: 'jwt_rs256_cached',
+      server: 'cached',
+      requests: Array.from({ length: 64 }, (_, i) => envoyLike({ authorization: `Bearer ${rsOne}` }, i)),
+      note: 'one RS256 token repeated: verified-token cache hits',
+    },
+    {
+      name: 'jwt_es256_cached',
+      server: 'cached',
+      requests: Array.from({ length: 64 }, (_, i) => envoyLike({ authorization: `Bearer ${esOne}` }, i)),
+      note: 'one ES256 token repeated: verified-token cache hits',
+    },
+    {
+      name: 'jwt_rs256_distinct',
+      server: 'uncached',
+      requests: rsMany.map((t, i) => envoyLike({ authorization: `Bearer ${t}` }, i)),
+      note: `${distinctTokens} RS256 tokens, cache off: a signature check per request`,
+    },
+    {
+      name: 'jwt_es256_distinct',
+      server: 'uncached',
+      requests: esMany.map((t, i) => envoyLike({ authorization: `Bearer ${t}` }, i)),
+      note: `${distinctTokens} ES256 tokens, cache off: a signature check per request`,
+    },
   ];
 
   const grpcResults: Record<string, Record<string, unknown>> = {};
@@ -255,17 +306,19 @@ async function main(): Promise<void> {
   const allowDecision = decide(index, keyReq, Date.now());
   const rsReqs = rsMany.slice(0, 1500).map((t) => decodeCheckRequest(envoyLike({ authorization: `Bearer ${t}` })));
   const esReqs = esMany.slice(0, 1500).map((t) => decodeCheckRequest(envoyLike({ authorization: `Bearer ${t}` })));
-  const inProcess = args['skip-micro'] ? [] : [
-    micro('decodeCheckRequest (1.3 KB, 13 headers)', 100_000, (i) => decodeCheckRequest(apiKeyReqs[i % 64]!)),
-    micro('for comparison: protobufjs Type.decode of the same request', 100_000, (i) => checkRequestType.decode(apiKeyReqs[i % 64]!)),
-    micro('for comparison: proto3-JSON decode (the generic serviceDefinition codec)', 50_000, (i) => decodeMessage('envoy.service.auth.v3.CheckRequest', apiKeyReqs[i % 64]!)),
-    micro('encodeCheckResponse (allow, shared decision: cached bytes)', 100_000, () => encodeCheckResponse(allowDecision)),
-    micro('encodeCheckResponse (allow, per-request decision)', 100_000, () => encodeCheckResponse({ ...allowDecision })),
-    micro('decide api_key (incl. HMAC verify)', 100_000, () => decide(index, keyReq, Date.now())),
-    micro('decide jwt (claims already verified)', 100_000, () => decide(index, jwtReq, Date.now(), verified)),
-    micro('service.check api_key', 100_000, () => cached.check(keyReq)),
-    micro('service.check jwt cached token (sha256 + LRU + decide)', 100_000, () => cached.check(jwtReq)),
-  ];
+  const inProcess = args['skip-micro']
+    ? []
+    : [
+        micro('decodeCheckRequest (1.3 KB, 13 headers)', 100_000, (i) => decodeCheckRequest(apiKeyReqs[i % 64]!)),
+        micro('for comparison: protobufjs Type.decode of the same request', 100_000, (i) => checkRequestType.decode(apiKeyReqs[i % 64]!)),
+        micro('for comparison: proto3-JSON decode (the generic serviceDefinition codec)', 50_000, (i) => decodeMessage('envoy.service.auth.v3.CheckRequest', apiKeyReqs[i % 64]!)),
+        micro('encodeCheckResponse (allow, shared decision: cached bytes)', 100_000, () => encodeCheckResponse(allowDecision)),
+        micro('encodeCheckResponse (allow, per-request decision)', 100_000, () => encodeCheckResponse({ ...allowDecision })),
+        micro('decide api_key (incl. HMAC verify)', 100_000, () => decide(index, keyReq, Date.now())),
+        micro('decide jwt (claims already verified)', 100_000, () => decide(index, jwtReq, Date.now(), verified)),
+        micro('service.check api_key', 100_000, () => cached.check(keyReq)),
+        micro('service.check jwt cached token (sha256 + LRU + decide)', 100_000, () => cached.check(jwtReq)),
+      ];
   if (!args['skip-micro']) {
     inProcess.push(await microAsync('service.check jwt RS256, cache off (jose/WebCrypto verify, 64 in flight)', rsReqs.length, (i) => uncached.check(rsReqs[i]!)));
     inProcess.push(await microAsync('service.check jwt ES256, cache off (jose/WebCrypto verify, 64 in flight)', esReqs.length, (i) => uncached.check(esReqs[i]!)));

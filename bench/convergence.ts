@@ -107,7 +107,7 @@ async function main(): Promise<void> {
       debounceMs: Number(DEBOUNCE_MS),
       debounceMaxMs: Number(DEBOUNCE_MAX_MS),
       ackObservedBy: 'in process: FleetStatus.onAck hooked (the ADS stream observer), no polling',
-      envoy: (await (await fetch(`${envoy.adminUrl}/server_info`)).json() as { version: string }).version,
+      envoy: ((await (await fetch(`${envoy.adminUrl}/server_info`)).json()) as { version: string }).version,
       target: { p99Ms: 150, met: all.every((r) => r.responseToAckMs.p99 < 150) },
       results,
     });

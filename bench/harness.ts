@@ -125,7 +125,18 @@ export interface WrkResult {
 
 /** wrk at full speed (closed loop: `connections` requests in flight); `script` is a Lua request script. */
 export async function wrk(o: { url: string; headers?: readonly string[]; durationS: number; threads: number; connections: number; script?: string }): Promise<WrkResult> {
-  const args = ['-t', String(o.threads), '-c', String(o.connections), '-d', `${o.durationS}s`, '--latency', ...(o.script ? ['-s', o.script] : []), ...(o.headers ?? []).flatMap((h) => ['-H', h]), o.url];
+  const args = [
+    '-t',
+    String(o.threads),
+    '-c',
+    String(o.connections),
+    '-d',
+    `${o.durationS}s`,
+    '--latency',
+    ...(o.script ? ['-s', o.script] : []),
+    ...(o.headers ?? []).flatMap((h) => ['-H', h]),
+    o.url,
+  ];
   const { out, cpu } = await loadGenerator('wrk', args);
   const num = (re: RegExp) => Number(re.exec(out)?.[1] ?? NaN);
   const errs = /Socket errors: connect (\d+), read (\d+), write (\d+), timeout (\d+)/.exec(out);

@@ -28,9 +28,7 @@ async function main(): Promise<void> {
   server.addService(rateLimitServiceDefinition(), {
     ShouldRateLimit: (_call: grpc.ServerUnaryCall<unknown, RateLimitResponseMessage>, cb: grpc.sendUnaryData<RateLimitResponseMessage>) => cb(null, answer),
   });
-  const port = await new Promise<number>((resolve, reject) =>
-    server.bindAsync('127.0.0.1:0', grpc.ServerCredentials.createInsecure(), (err, p) => (err ? reject(err) : resolve(p))),
-  );
+  const port = await new Promise<number>((resolve, reject) => server.bindAsync('127.0.0.1:0', grpc.ServerCredentials.createInsecure(), (err, p) => (err ? reject(err) : resolve(p))));
   process.stdout.write(`${JSON.stringify({ port })}\n`);
   process.once('SIGTERM', () => {
     server.forceShutdown();

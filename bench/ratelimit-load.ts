@@ -15,8 +15,7 @@ const users = Number(process.env.USERS ?? 1000);
 const pool: Buffer[] = [];
 for (let i = 0; i < users; i++) {
   const ip = `10.${(i >> 8) & 255}.${i & 255}.7`;
-  const e = (entries: Record<string, string>) =>
-    encodeRateLimitRequest({ domain: 'portico', descriptors: [{ entries: Object.entries(entries).map(([key, value]) => ({ key, value })) }] });
+  const e = (entries: Record<string, string>) => encodeRateLimitRequest({ domain: 'portico', descriptors: [{ entries: Object.entries(entries).map(([key, value]) => ({ key, value })) }] });
   pool.push(e({ portico_route: 'shop/orders', remote_address: ip, portico_partner: 'acme', 'portico_header.x-user-id': `user-${i}` }));
   pool.push(e({ portico_route: 'shop/search', remote_address: ip, portico_partner: 'acme', 'portico_header.x-user-id': `user-${i}` }));
   if (i % 4 === 0) pool.push(e({ portico_route: 'shop/orders', remote_address: ip }));

@@ -106,13 +106,7 @@ function redisCpu(info: string): number {
   return u + s;
 }
 
-async function throughService(
-  modelFile: string,
-  transport: 'http2' | 'grpc-js',
-  redisUrl: string | undefined,
-  admin: Redis | undefined,
-  script = 'src/ratelimit/standalone.ts',
-) {
+async function throughService(modelFile: string, transport: 'http2' | 'grpc-js', redisUrl: string | undefined, admin: Redis | undefined, script = 'src/ratelimit/standalone.ts') {
   const server = startProcess(process.execPath, ['--import', 'tsx', script], {
     cwd: ROOT,
     env: {

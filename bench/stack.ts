@@ -160,11 +160,7 @@ export interface GatewayEnvoy {
  * A gateway Envoy with the bootstrap users run (src/xds/bootstrap.ts), up once its admin answers.
  * Not test/support's launchEnvoy: that keeps stdout, the access log, in this process.
  */
-export async function startGatewayEnvoy(
-  ws: Workspace,
-  envoyBin: string,
-  o: { nodeId: string; group: string; xds: string; concurrency: number; drainTimeS?: number },
-): Promise<GatewayEnvoy> {
+export async function startGatewayEnvoy(ws: Workspace, envoyBin: string, o: { nodeId: string; group: string; xds: string; concurrency: number; drainTimeS?: number }): Promise<GatewayEnvoy> {
   const adminPort = await freePort();
   const file = path.join(ws.dir, `gateway-${o.nodeId}.json`);
   writeFileSync(file, JSON.stringify(renderBootstrap({ role: 'edge', nodeId: o.nodeId, group: o.group, xdsAddresses: [o.xds], adminPort })));

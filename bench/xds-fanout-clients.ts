@@ -29,8 +29,7 @@ export type FromClients =
 
 /** Digest of resources as proto3 JSON (keys sorted), so servers that encode differently still compare. */
 function digest(resources: Uint8Array[], toJson: (b: Uint8Array) => unknown, withBytes: boolean): Served[string] {
-  const sorted = (_: string, v: unknown) =>
-    v && typeof v === 'object' && !Array.isArray(v) ? Object.fromEntries(Object.entries(v).sort(([a], [b]) => (a < b ? -1 : 1))) : v;
+  const sorted = (_: string, v: unknown) => (v && typeof v === 'object' && !Array.isArray(v) ? Object.fromEntries(Object.entries(v).sort(([a], [b]) => (a < b ? -1 : 1))) : v);
   const hashAll = (each: string[]) => createHash('sha256').update(each.sort().join('\n')).digest('hex').slice(0, 16);
   const hash = (x: Uint8Array | string) => createHash('sha256').update(x).digest('hex');
   return {
@@ -148,8 +147,7 @@ export function runClients(o: { address: string; streams: number; shape: LargeGr
         send({ kind: 'reset' });
         return;
       case 'served': {
-        const served = (p: Protocol, toJson: (b: Uint8Array) => unknown) =>
-          Object.fromEntries(TYPES.map((t) => [t.split('.').pop()!, digest(first[p].get(t) ?? [], toJson, p === 'sotw')]));
+        const served = (p: Protocol, toJson: (b: Uint8Array) => unknown) => Object.fromEntries(TYPES.map((t) => [t.split('.').pop()!, digest(first[p].get(t) ?? [], toJson, p === 'sotw')]));
         send({ kind: 'served', sotw: served('sotw', unpackAny), delta: served('delta', (b) => unpackDeltaResource(b).resource) });
         return;
       }

@@ -371,8 +371,7 @@ async function orchestrate(): Promise<void> {
 
   const measured = runs.filter((r): r is Run => 'changes' in r);
   const typeNames = TYPES.map((t) => t.split('.').pop()!);
-  const servedKey = (r: Run, bytes: boolean) =>
-    JSON.stringify(typeNames.map((t) => [r.served.sotw[t]?.resources, r.served.sotw[t]?.json, r.served.delta[t]?.json, bytes && r.served.sotw[t]?.bytes]));
+  const servedKey = (r: Run, bytes: boolean) => JSON.stringify(typeNames.map((t) => [r.served.sotw[t]?.resources, r.served.sotw[t]?.json, r.served.delta[t]?.json, bytes && r.served.sotw[t]?.bytes]));
   const same = (bytes: boolean) => (measured.length > 1 ? new Set(measured.map((r) => servedKey(r, bytes))).size === 1 : undefined);
   if (same(false) === false) process.stderr.write('xds-fanout: the servers did not serve the same resources (see runs[].served)\n');
   printJson({

@@ -134,10 +134,7 @@ async function main(argv: string[]): Promise<void> {
       const parsed = parseModelDocument(parseDocumentText(readDocument(values.file)), {
         hashApiKey: () => ({ prefix: 'offline0', hash: 'offline'.padEnd(43, '0') }),
       });
-      const errors = [
-        ...parsed.errors,
-        ...(parsed.errors.length ? [] : validateModel(parsed.model).map((e) => ({ field: `${KINDS[e.kind].singular} '${e.key}' ${e.field}`, message: e.message }))),
-      ];
+      const errors = [...parsed.errors, ...(parsed.errors.length ? [] : validateModel(parsed.model).map((e) => ({ field: `${KINDS[e.kind].singular} '${e.key}' ${e.field}`, message: e.message })))];
       if (!errors.length) errors.push(...validateTranslation(parsed.model).map((e) => ({ field: `${KINDS[e.kind].singular} '${e.key}' ${e.field}`, message: e.message })));
       if (errors.length) throw new Error(`the model is invalid:\n${errors.map((e) => `  ${e.field} ${e.message}`).join('\n')}`);
       const groups = translate(parsed.model, { calloutAddress: values['callout-address'] ?? loadSettings().calloutAddress ?? '127.0.0.1:18000' });

@@ -116,8 +116,7 @@ export async function startPortico(settings: Settings, opts: StartOptions = {}):
   registerRateLimitUnary(callouts, ratelimit);
   const calloutPort = settings.role !== 'xds' ? await callouts.listen(settings.calloutListenHost, settings.calloutListenPort) : 0;
   if (calloutPort) log.info({ address: `${settings.calloutListenHost}:${calloutPort}` }, 'callouts (ext_authz, rate limit) listening');
-  const calloutAddress =
-    settings.calloutAddress ?? `${['0.0.0.0', '::'].includes(settings.calloutListenHost) ? '127.0.0.1' : settings.calloutListenHost}:${calloutPort || settings.calloutListenPort}`;
+  const calloutAddress = settings.calloutAddress ?? `${['0.0.0.0', '::'].includes(settings.calloutListenHost) ? '127.0.0.1' : settings.calloutListenHost}:${calloutPort || settings.calloutListenPort}`;
   // Telemetry in the Envoy config: access logs streamed to the gRPC listener (its advertised address), traces to a collector.
   const localGrpc = `${['0.0.0.0', '::'].includes(settings.grpcHost) ? '127.0.0.1' : settings.grpcHost}:${grpcPort || settings.grpcPort}`;
   const telemetry = {

@@ -118,7 +118,10 @@ export function loadSettings(env: Env = process.env): Settings {
     adminToken: env.PORTICO_ADMIN_TOKEN || undefined,
     masterKey: env.PORTICO_MASTER_KEY || undefined,
     masterKeyFile: env.PORTICO_MASTER_KEY_FILE || undefined,
-    previousMasterKeys: (env.PORTICO_PREVIOUS_MASTER_KEYS || '').split(',').map((s) => s.trim()).filter(Boolean),
+    previousMasterKeys: (env.PORTICO_PREVIOUS_MASTER_KEYS || '')
+      .split(',')
+      .map((s) => s.trim())
+      .filter(Boolean),
     redisUrl: env.REDIS_URL || undefined,
     rateLimitFailureMode: oneOf(env, 'PORTICO_RATELIMIT_FAILURE_MODE', 'open', ['open', 'closed'] as const),
     rateLimitRedisTimeoutMs: int(env, 'PORTICO_RATELIMIT_REDIS_TIMEOUT_MS', 250, 1, 60_000),

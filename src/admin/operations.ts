@@ -17,11 +17,15 @@ export interface Readiness {
 
 export function registerHealthRoutes(app: FastifyInstance, readiness: Readiness): void {
   app.get('/healthz', { config: { public: true }, schema: { tags: ['Health'], summary: 'Liveness: the process is up' } }, async () => ({ status: 'ok' }));
-  app.get('/readyz', { config: { public: true }, schema: { tags: ['Health'], summary: 'Readiness: migrations applied and the model loaded; 503 while starting or draining at shutdown' } }, async (_req, reply) => {
-    const draining = readiness.draining?.() ?? false;
-    const ready = !draining && readiness.ready();
-    return reply.code(ready ? 200 : 503).send({ status: draining ? 'draining' : ready ? 'ready' : 'starting', ...readiness.details() });
-  });
+  app.get(
+    '/readyz',
+    { config: { public: true }, schema: { tags: ['Health'], summary: 'Readiness: migrations applied and the model loaded; 503 while starting or draining at shutdown' } },
+    async (_req, reply) => {
+      const draining = readiness.draining?.() ?? false;
+      const ready = !draining && readiness.ready();
+      return reply.code(ready ? 200 : 503).send({ status: draining ? 'draining' : ready ? 'ready' : 'starting', ...readiness.details() });
+    },
+  );
 }
 
 export function registerTokenRoutes(app: FastifyInstance, opts: { store: ModelStore }): void {
@@ -99,7 +103,5 @@ export function registerFleetRoutes(app: FastifyInstance, fleet: () => unknown):
 
 /** Prometheus scrape endpoint; public like /healthz, so bind the admin listener to a private address. */
 export function registerMetricsRoute(app: FastifyInstance, registry: Registry): void {
-  app.get('/metrics', { config: { public: true }, schema: { hide: true } }, async (_req, reply) =>
-    reply.type(registry.contentType).send(await registry.metrics()),
-  );
+  app.get('/metrics', { config: { public: true }, schema: { hide: true } }, async (_req, reply) => reply.type(registry.contentType).send(await registry.metrics()));
 }

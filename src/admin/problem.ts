@@ -36,13 +36,18 @@ export class HttpProblem extends Error {
 
 export const problems = {
   validation: (errors: FieldError[], detail?: string) =>
-    new HttpProblem(422, 'validation', 'Invalid request', detail ?? summarize(errors), errors.map((e) => ({ field: e.field, message: e.message }))),
+    new HttpProblem(
+      422,
+      'validation',
+      'Invalid request',
+      detail ?? summarize(errors),
+      errors.map((e) => ({ field: e.field, message: e.message })),
+    ),
   badRequest: (detail: string, errors?: ProblemError[]) => new HttpProblem(400, 'bad-request', 'Bad request', detail, errors),
   notFound: (what: string) => new HttpProblem(404, 'not-found', 'Not found', `${what} does not exist`),
   conflict: (detail: string, errors?: ProblemError[]) => new HttpProblem(409, 'conflict', 'Conflict', detail, errors),
   preconditionFailed: (detail: string) => new HttpProblem(412, 'precondition-failed', 'Precondition failed', detail),
-  unauthorized: (detail: string) =>
-    new HttpProblem(401, 'unauthorized', 'Unauthorized', detail, undefined, { 'www-authenticate': 'Bearer realm="portico-admin"' }),
+  unauthorized: (detail: string) => new HttpProblem(401, 'unauthorized', 'Unauthorized', detail, undefined, { 'www-authenticate': 'Bearer realm="portico-admin"' }),
   forbidden: (detail: string) => new HttpProblem(403, 'forbidden', 'Forbidden', detail),
   unavailable: (detail: string) => new HttpProblem(503, 'unavailable', 'Service unavailable', detail, undefined, { 'retry-after': '5' }),
 };

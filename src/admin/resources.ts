@@ -139,13 +139,16 @@ const FILTERS: Partial<Record<KindName, Record<string, (r: AnyResource, v: strin
 };
 
 const ListQuery = (kind: KindName) =>
-  Type.Object({
-    limit: Type.Optional(Type.Integer({ minimum: 1, maximum: 1000, default: 100 })),
-    cursor: Type.Optional(Type.String({ maxLength: 400 })),
-    tag: Type.Optional(Type.String({ maxLength: 63 })),
-    q: Type.Optional(Type.String({ maxLength: 200, description: 'substring of the name' })),
-    ...Object.fromEntries(Object.keys(FILTERS[kind] ?? {}).map((f) => [f, Type.Optional(Type.String({ maxLength: 200 }))])),
-  }, { additionalProperties: false });
+  Type.Object(
+    {
+      limit: Type.Optional(Type.Integer({ minimum: 1, maximum: 1000, default: 100 })),
+      cursor: Type.Optional(Type.String({ maxLength: 400 })),
+      tag: Type.Optional(Type.String({ maxLength: 63 })),
+      q: Type.Optional(Type.String({ maxLength: 200, description: 'substring of the name' })),
+      ...Object.fromEntries(Object.keys(FILTERS[kind] ?? {}).map((f) => [f, Type.Optional(Type.String({ maxLength: 200 }))])),
+    },
+    { additionalProperties: false },
+  );
 
 // ── routes ────────────────────────────────────────────────────────────────────
 export function registerResourceRoutes(app: FastifyInstance, opts: ResourceRouteOptions): void {
@@ -160,9 +163,7 @@ function registerKind(app: FastifyInstance, kind: KindName, store: ModelStore): 
   const item = `${base}/:name`;
   const tag = info.singular.replace(/^\w/, (c) => c.toUpperCase());
   const tags = [parentInfo ? `${parentInfo.singular.replace(/^\w/, (c) => c.toUpperCase())}s` : `${tag}s`];
-  const params = parent
-    ? Type.Object({ parent: Type.String({ description: `${parentInfo!.singular} name` }), name: Type.String() })
-    : Type.Object({ name: Type.String() });
+  const params = parent ? Type.Object({ parent: Type.String({ description: `${parentInfo!.singular} name` }), name: Type.String() }) : Type.Object({ name: Type.String() });
   const collectionParams = parent ? Type.Object({ parent: Type.String() }) : undefined;
   const bodySchema: TSchema = kind === 'apiKeys' ? Type.Omit(info.schema, ['prefix', 'hash']) : info.schema;
 
@@ -348,21 +349,29 @@ function registerKind(app: FastifyInstance, kind: KindName, store: ModelStore): 
 
   app.post<{ Params: Params }>(
     base,
-    { schema: { ...docs(`Create a ${info.singular}`, kind === 'apiKeys' ? { description: 'Generates the key unless `key` imports one; the key is returned once, in this response only.' } : {}), ...(collectionParams ? { params: collectionParams } : {}), body: bodySchema } },
+    {
+      schema: {
+        ...docs(`Create a ${info.singular}`, kind === 'apiKeys' ? { description: 'Generates the key unless `key` imports one; the key is returned once, in this response only.' } : {}),
+        ...(collectionParams ? { params: collectionParams } : {}),
+        body: bodySchema,
+      },
+    },
     (request, res) => write(request, res, 'create'),
   );
 
   app.put<{ Params: Params }>(
     item,
-    { schema: { ...docs(`Create or replace a ${info.singular}`, { description: 'Send If-Match with the ETag you read to avoid overwriting a concurrent change; If-None-Match: * creates only.' }), params, body: bodySchema } },
+    {
+      schema: {
+        ...docs(`Create or replace a ${info.singular}`, { description: 'Send If-Match with the ETag you read to avoid overwriting a concurrent change; If-None-Match: * creates only.' }),
+        params,
+        body: bodySchema,
+      },
+    },
     (request, res) => write(request, res, 'replace'),
   );
 
-  app.patch<{ Params: Params }>(
-    item,
-    { schema: { ...docs(`Change fields of a ${info.singular} (JSON merge patch, RFC 7396)`), params } },
-    (request, res) => write(request, res, 'patch'),
-  );
+  app.patch<{ Params: Params }>(item, { schema: { ...docs(`Change fields of a ${info.singular} (JSON merge patch, RFC 7396)`), params } }, (request, res) => write(request, res, 'patch'));
 
   app.delete<{ Params: Params }>(item, { schema: { ...docs(`Delete a ${info.singular}`), params } }, async (request, res) => {
     const r = lookup(request.params);
@@ -376,8 +385,7 @@ function registerKind(app: FastifyInstance, kind: KindName, store: ModelStore): 
 /** RFC 7396 JSON merge patch. */
 export function mergePatch(target: unknown, patch: unknown): unknown {
   if (patch === null || typeof patch !== 'object' || Array.isArray(patch)) return patch;
-  const out: Record<string, unknown> =
-    target !== null && typeof target === 'object' && !Array.isArray(target) ? { ...(target as Record<string, unknown>) } : {};
+  const out: Record<string, unknown> = target !== null && typeof target === 'object' && !Array.isArray(target) ? { ...(target as Record<string, unknown>) } : {};
   for (const [k, v] of Object.entries(patch as Record<string, unknown>)) {
     if (v === null) delete out[k];
     else out[k] = mergePatch(out[k], v);

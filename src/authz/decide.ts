@@ -64,9 +64,7 @@ export interface Deny {
 export type Decision = Allow | Deny;
 
 /** What the JWT verifier concluded about a presented token. */
-export type JwtOutcome =
-  | { ok: true; issuer: IssuerEntry; payload: Readonly<Record<string, unknown>> }
-  | { ok: false; error: string; message: string };
+export type JwtOutcome = { ok: true; issuer: IssuerEntry; payload: Readonly<Record<string, unknown>> } | { ok: false; error: string; message: string };
 
 export const REALM = 'portico';
 
@@ -200,9 +198,7 @@ export function challenges(p: ProductEntry, accept: readonly CredentialType[], j
   for (const type of CREDENTIAL_ORDER) {
     if (!accept.includes(type)) continue;
     if (type === 'api_key') {
-      const where = [p.apiKeyHeader !== undefined ? `header=${quote(p.apiKeyHeader)}` : '', p.apiKeyQuery !== undefined ? `query=${quote(p.apiKeyQuery)}` : '']
-        .filter(Boolean)
-        .join(', ');
+      const where = [p.apiKeyHeader !== undefined ? `header=${quote(p.apiKeyHeader)}` : '', p.apiKeyQuery !== undefined ? `query=${quote(p.apiKeyQuery)}` : ''].filter(Boolean).join(', ');
       out.push(`ApiKey ${realm}${where ? `, ${where}` : ''}`);
     } else if (type === 'jwt') {
       out.push(`Bearer ${realm}${jwtError ? `, error=${quote(jwtError.error)}, error_description=${quote(jwtError.description)}` : ''}`);
@@ -218,9 +214,7 @@ function describeAccepted(p: ProductEntry, accept: readonly CredentialType[]): s
   for (const type of CREDENTIAL_ORDER) {
     if (!accept.includes(type)) continue;
     if (type === 'api_key') {
-      const where = [p.apiKeyHeader !== undefined ? `the ${p.apiKeyHeader} header` : '', p.apiKeyQuery !== undefined ? `the ${p.apiKeyQuery} query parameter` : '']
-        .filter(Boolean)
-        .join(' or ');
+      const where = [p.apiKeyHeader !== undefined ? `the ${p.apiKeyHeader} header` : '', p.apiKeyQuery !== undefined ? `the ${p.apiKeyQuery} query parameter` : ''].filter(Boolean).join(' or ');
       parts.push(`an API key in ${where}`);
     } else if (type === 'jwt') parts.push('a bearer token in the Authorization header');
     else parts.push('a client certificate');

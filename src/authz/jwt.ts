@@ -266,10 +266,7 @@ export class JwksSource {
 
   private schedule(): void {
     if (this.closed || !this.issuer.jwksUri) return;
-    const delay =
-      this.failures === 0
-        ? this.settings.refreshIntervalMs
-        : Math.min(this.settings.refreshIntervalMs, this.settings.failureRetryMs * 2 ** Math.min(this.failures - 1, 20));
+    const delay = this.failures === 0 ? this.settings.refreshIntervalMs : Math.min(this.settings.refreshIntervalMs, this.settings.failureRetryMs * 2 ** Math.min(this.failures - 1, 20));
     this.timer = setTimeout(() => void this.refresh(), delay);
     this.timer.unref();
   }
@@ -464,16 +461,7 @@ export class JwtVerifier {
     });
   }
 
-  private async verifyWith(
-    token: string,
-    issuer: IssuerEntry,
-    source: JwksSource,
-    kid: string | undefined,
-    alg: JwtAlgorithm,
-    key: CryptoKey,
-    now: number,
-    cacheKey: string,
-  ): Promise<JwtOutcome> {
+  private async verifyWith(token: string, issuer: IssuerEntry, source: JwksSource, kid: string | undefined, alg: JwtAlgorithm, key: CryptoKey, now: number, cacheKey: string): Promise<JwtOutcome> {
     try {
       const { payload } = await jwtVerify(token, key, {
         issuer: issuer.issuer,

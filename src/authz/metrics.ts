@@ -34,37 +34,62 @@ export class AuthzMetrics implements JwtObserver {
     const registers = [opts.registry];
     this.partners = new PartnerLabels(opts.maxPartnerLabels);
     const r = opts.registry;
-    this.decisions = metric(r, 'portico_authz_decisions_total', () => new Counter({
-      name: 'portico_authz_decisions_total',
-      help: 'ext_authz decisions by product, partner, outcome, credential type and reason',
-      labelNames: ['product', 'partner', 'outcome', 'credential', 'reason'],
-      registers,
-    }));
-    this.latency = metric(r, 'portico_authz_check_duration_seconds', () => new Histogram({
-      name: 'portico_authz_check_duration_seconds',
-      help: 'Time to answer one ext_authz Check, from received bytes to the encoded response',
-      labelNames: ['outcome'],
-      buckets: [0.00005, 0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25],
-      registers,
-    }));
-    this.fetches = metric(r, 'portico_authz_jwks_fetches_total', () => new Counter({
-      name: 'portico_authz_jwks_fetches_total',
-      help: 'JWKS fetches by issuer and result',
-      labelNames: ['issuer', 'result'],
-      registers,
-    }));
-    this.keys = metric(r, 'portico_authz_jwks_keys', () => new Gauge({
-      name: 'portico_authz_jwks_keys',
-      help: 'Verification keys loaded per issuer',
-      labelNames: ['issuer'],
-      registers,
-    }));
-    this.cache = metric(r, 'portico_authz_token_cache_total', () => new Counter({
-      name: 'portico_authz_token_cache_total',
-      help: 'Verified-token cache lookups by result',
-      labelNames: ['result'],
-      registers,
-    }));
+    this.decisions = metric(
+      r,
+      'portico_authz_decisions_total',
+      () =>
+        new Counter({
+          name: 'portico_authz_decisions_total',
+          help: 'ext_authz decisions by product, partner, outcome, credential type and reason',
+          labelNames: ['product', 'partner', 'outcome', 'credential', 'reason'],
+          registers,
+        }),
+    );
+    this.latency = metric(
+      r,
+      'portico_authz_check_duration_seconds',
+      () =>
+        new Histogram({
+          name: 'portico_authz_check_duration_seconds',
+          help: 'Time to answer one ext_authz Check, from received bytes to the encoded response',
+          labelNames: ['outcome'],
+          buckets: [0.00005, 0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25],
+          registers,
+        }),
+    );
+    this.fetches = metric(
+      r,
+      'portico_authz_jwks_fetches_total',
+      () =>
+        new Counter({
+          name: 'portico_authz_jwks_fetches_total',
+          help: 'JWKS fetches by issuer and result',
+          labelNames: ['issuer', 'result'],
+          registers,
+        }),
+    );
+    this.keys = metric(
+      r,
+      'portico_authz_jwks_keys',
+      () =>
+        new Gauge({
+          name: 'portico_authz_jwks_keys',
+          help: 'Verification keys loaded per issuer',
+          labelNames: ['issuer'],
+          registers,
+        }),
+    );
+    this.cache = metric(
+      r,
+      'portico_authz_token_cache_total',
+      () =>
+        new Counter({
+          name: 'portico_authz_token_cache_total',
+          help: 'Verified-token cache lookups by result',
+          labelNames: ['result'],
+          registers,
+        }),
+    );
   }
 
   /** Products and partners of the current index: only these become label values (a token may name anything). */

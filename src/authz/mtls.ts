@@ -208,8 +208,7 @@ export function partnerOfPrincipal(index: MtlsIndex, principal: string): string 
     if (p !== undefined) return p;
   }
   const lower = principal.toLowerCase();
-  const bySan =
-    index.sanTyped.get(`uri:${principal}`) ?? index.sanTyped.get(`dns:${lower}`) ?? index.sanAny.get(principal) ?? index.sanAny.get(lower);
+  const bySan = index.sanTyped.get(`uri:${principal}`) ?? index.sanTyped.get(`dns:${lower}`) ?? index.sanAny.get(principal) ?? index.sanAny.get(lower);
   if (bySan !== undefined) return bySan;
   const subject = principal.includes('=') ? canonicalSubject(principal) : undefined;
   return subject !== undefined ? index.subject.get(subject) : undefined;

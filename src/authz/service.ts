@@ -173,7 +173,11 @@ export class AuthzService {
       return this.failed(e);
     }
     if (result === undefined) return { ok: false, code: grpc.status.UNAVAILABLE, details: 'the credential index is not loaded yet' };
-    if (result instanceof Promise) return result.then((d) => this.counting(d, req, started), (e: unknown) => this.failed(e));
+    if (result instanceof Promise)
+      return result.then(
+        (d) => this.counting(d, req, started),
+        (e: unknown) => this.failed(e),
+      );
     return this.counting(result, req, started);
   }
 

@@ -7,7 +7,6 @@ import { denyBody, type Allow, type AuthzRequest, type Decision } from './decide
 // Measured on a 1.2 KB Envoy-like CheckRequest: Type.decode ≈ 9 µs (every field, Long objects,
 // message instances), this reader ≈ 5 µs; both are small next to a grpc-js unary call (~100 µs).
 
-
 const AC = 'envoy.service.auth.v3.AttributeContext';
 const F = {
   checkAttributes: tag(field('envoy.service.auth.v3.CheckRequest', 'attributes'), LEN),
@@ -54,9 +53,7 @@ const R = {
   structFields: 1,
   valueString: 3,
 };
-const OVERWRITE_IF_EXISTS_OR_ADD = (
-  lookupType('envoy.config.core.v3.HeaderValueOption').lookupEnum('HeaderAppendAction').values as Record<string, number>
-).OVERWRITE_IF_EXISTS_OR_ADD!;
+const OVERWRITE_IF_EXISTS_OR_ADD = (lookupType('envoy.config.core.v3.HeaderValueOption').lookupEnum('HeaderAppendAction').values as Record<string, number>).OVERWRITE_IF_EXISTS_OR_ADD!;
 
 /** gRPC status codes carried in CheckResponse.status. */
 const RPC = { OK: 0, PERMISSION_DENIED: 7, RESOURCE_EXHAUSTED: 8, UNAUTHENTICATED: 16 } as const;

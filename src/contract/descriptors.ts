@@ -48,10 +48,7 @@ export interface RouteActionsInput {
  * (Envoy otherwise skips the whole call, and the request would go unlimited).
  */
 export function routeRateLimit(input: RouteActionsInput): { actions: Array<Record<string, unknown>> } {
-  const actions: Array<Record<string, unknown>> = [
-    { generic_key: { descriptor_key: DESCRIPTOR_KEYS.route, descriptor_value: `${input.product}/${input.route}` } },
-    { remote_address: {} },
-  ];
+  const actions: Array<Record<string, unknown>> = [{ generic_key: { descriptor_key: DESCRIPTOR_KEYS.route, descriptor_value: `${input.product}/${input.route}` } }, { remote_address: {} }];
   const p = input.partner;
   if (p && 'header' in p) {
     actions.push({ request_headers: { header_name: p.header.toLowerCase(), descriptor_key: DESCRIPTOR_KEYS.partner, skip_if_absent: true } });

@@ -23,9 +23,7 @@ export interface CodeLimits {
   maxOutputBytes: number;
 }
 
-export type CodeOutcome =
-  | { ok: true; value: unknown }
-  | { ok: false; kind: 'timeout' | 'memory' | 'error'; message: string };
+export type CodeOutcome = { ok: true; value: unknown } | { ok: false; kind: 'timeout' | 'memory' | 'error'; message: string };
 
 /**
  * Kept well under Node's own stack (~984 KiB): QuickJS's check must fire before V8's, or the

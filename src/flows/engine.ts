@@ -345,7 +345,8 @@ class Run {
     const input = step.input ? step.input.evaluate(this.root) : this.root;
     if (input instanceof Promise) throw new Error('code input must be a plain path');
     const json = JSON.stringify(input ?? null);
-    if (json.length > this.flow.maxRequestBytes + this.flow.maxResponseBytes * 2) return done({ status: 0, headers: {}, body: null, error: { kind: 'limit', message: 'the code step input is too large' } });
+    if (json.length > this.flow.maxRequestBytes + this.flow.maxResponseBytes * 2)
+      return done({ status: 0, headers: {}, body: null, error: { kind: 'limit', message: 'the code step input is too large' } });
     const r = sandbox.run(step.source, json, { timeMs: step.timeMs, memoryBytes: step.memoryBytes, maxOutputBytes: this.flow.maxResponseBytes });
     return r.ok ? done({ status: 200, headers: {}, body: r.value }) : done({ status: 0, headers: {}, body: null, error: { kind: 'code', message: `code ${r.message}` } });
   }
@@ -411,7 +412,8 @@ class Run {
 
   private result(o: Outcome): FlowResult {
     let { status, headers, body } = o;
-    if (!o.own && Buffer.byteLength(body) > this.flow.maxResponseBytes) ({ status, headers, body } = errorResult(502, 'response_too_large', `The flow's response is larger than ${this.flow.maxResponseBytes} bytes.`));
+    if (!o.own && Buffer.byteLength(body) > this.flow.maxResponseBytes)
+      ({ status, headers, body } = errorResult(502, 'response_too_large', `The flow's response is larger than ${this.flow.maxResponseBytes} bytes.`));
     if (this.incomplete.length) headers = { ...headers, [INCOMPLETE_HEADER]: this.incomplete.join(',') };
     const r: FlowResult = { status, headers, body, incomplete: this.incomplete, trace: this.trace, durationMs: this.now() - this.t0 };
     if (o.failedStep) r.failedStep = o.failedStep;

@@ -41,18 +41,14 @@ const StatusClass = Type.Union(['1xx', '2xx', '3xx', '4xx', '5xx'].map((c) => Ty
 export const Reshape = {
   pick: Type.Optional(Type.Array(FieldPath, { minItems: 1, maxItems: 256, uniqueItems: true, description: 'keep only these fields' })),
   remove: Type.Optional(Type.Array(FieldPath, { minItems: 1, maxItems: 256, uniqueItems: true, description: 'drop these fields' })),
-  rename: Type.Optional(
-    Type.Record(FieldPath, Type.String({ pattern: '^[^.\\s]+$', maxLength: 128 }), { description: 'field path → new name (same level)' }),
-  ),
+  rename: Type.Optional(Type.Record(FieldPath, Type.String({ pattern: '^[^.\\s]+$', maxLength: 128 }), { description: 'field path → new name (same level)' })),
   map: Type.Optional({ ...Expression, description: 'a JSONata expression with the value as $ (and $request, $steps)' }),
 };
 
 export const XmlOptions = Type.Object(
   {
     root: Type.Optional(Type.String({ pattern: '^[A-Za-z_][A-Za-z0-9_.-]{0,127}$', description: 'root element when the JSON has several top-level fields; default root' })),
-    arrays: Type.Optional(
-      Type.Array(Type.String({ minLength: 1, maxLength: 128 }), { maxItems: 64, uniqueItems: true, description: 'element names always read as arrays (XML → JSON)' }),
-    ),
+    arrays: Type.Optional(Type.Array(Type.String({ minLength: 1, maxLength: 128 }), { maxItems: 64, uniqueItems: true, description: 'element names always read as arrays (XML → JSON)' })),
   },
   closed,
 );
@@ -64,9 +60,7 @@ const Format = Type.Union([Type.Literal('json'), Type.Literal('xml'), Type.Liter
 const Call = Type.Object(
   {
     service: ServiceName,
-    forward: Type.Optional(
-      Type.Boolean({ description: "start from the incoming request: its method, path, query, headers and body (each overridable); default false" }),
-    ),
+    forward: Type.Optional(Type.Boolean({ description: 'start from the incoming request: its method, path, query, headers and body (each overridable); default false' })),
     method: Type.Optional(HttpMethod),
     path: Type.Optional({ ...Template, pattern: '^/', description: 'path template, e.g. /users/{request.params.id}; values are URL-encoded' }),
     query: Type.Optional(Type.Record(Type.String({ minLength: 1, maxLength: 128 }), Template, { description: 'name → template; an undefined value leaves the parameter out' })),
@@ -74,9 +68,19 @@ const Call = Type.Object(
     body: Type.Optional({ ...Expression, description: 'JSONata; its result is sent as JSON' }),
     timeoutMs: Type.Optional(Millis(60_000, 'this call, default 5000')),
     okStatus: Type.Optional(
-      Type.Array(Type.Union([StatusClass, Type.Integer({ minimum: 100, maximum: 599 })]), { minItems: 1, maxItems: 32, uniqueItems: true, description: "statuses that count as success; default ['2xx']" }),
+      Type.Array(Type.Union([StatusClass, Type.Integer({ minimum: 100, maximum: 599 })]), {
+        minItems: 1,
+        maxItems: 32,
+        uniqueItems: true,
+        description: "statuses that count as success; default ['2xx']",
+      }),
     ),
-    parse: Type.Optional(Type.Union(['auto', 'json', 'xml', 'text'].map((p) => Type.Literal(p)), { description: 'how to read the response body; auto: by Content-Type' })),
+    parse: Type.Optional(
+      Type.Union(
+        ['auto', 'json', 'xml', 'text'].map((p) => Type.Literal(p)),
+        { description: 'how to read the response body; auto: by Content-Type' },
+      ),
+    ),
     xml: Type.Optional(XmlOptions),
   },
   closed,
@@ -180,7 +184,11 @@ export const BodyTransform = Type.Object(
   {
     request: Type.Optional(
       Type.Object(
-        { ...Reshape, format: Type.Optional(Type.Union([Type.Literal('json'), Type.Literal('xml')], { description: 'what the service reads; the body is converted when the caller sent the other' })), xml: Type.Optional(XmlOptions) },
+        {
+          ...Reshape,
+          format: Type.Optional(Type.Union([Type.Literal('json'), Type.Literal('xml')], { description: 'what the service reads; the body is converted when the caller sent the other' })),
+          xml: Type.Optional(XmlOptions),
+        },
         closed,
       ),
     ),

@@ -26,8 +26,16 @@ export class ReshapeError extends Error {
 /** Compiles the reshape part of a step or route transform; errors name the field (pick, rename[...], map). */
 export function compileReshape(spec: ReshapeSpec): CompiledReshape {
   const out: { -readonly [K in keyof CompiledReshape]: CompiledReshape[K] } = { refs: new Set() };
-  if (spec.pick) out.pick = tree(spec.pick.map((p) => [p, true as const]), 'pick');
-  if (spec.remove) out.remove = tree(spec.remove.map((p) => [p, true as const]), 'remove');
+  if (spec.pick)
+    out.pick = tree(
+      spec.pick.map((p) => [p, true as const]),
+      'pick',
+    );
+  if (spec.remove)
+    out.remove = tree(
+      spec.remove.map((p) => [p, true as const]),
+      'remove',
+    );
   if (spec.rename) out.rename = tree(Object.entries(spec.rename), 'rename');
   if (spec.map !== undefined) {
     try {

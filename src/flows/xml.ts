@@ -121,7 +121,12 @@ export function acceptsXmlFirst(accept: string | undefined): boolean {
   let best: { xml: boolean; q: number } | undefined;
   for (const part of accept.split(',')) {
     const [type, ...params] = part.trim().toLowerCase().split(';');
-    const q = Number(params.map((p) => p.trim()).find((p) => p.startsWith('q='))?.slice(2) ?? '1');
+    const q = Number(
+      params
+        .map((p) => p.trim())
+        .find((p) => p.startsWith('q='))
+        ?.slice(2) ?? '1',
+    );
     const xml = isXmlType(type);
     const json = !xml && (isJsonType(type) || type === '*/*' || type === 'application/*');
     if ((!xml && !json) || !(q > 0)) continue;

@@ -3,18 +3,7 @@
 import { createHash } from 'node:crypto';
 import YAML from 'yaml';
 import { canonicalResource } from './canonical.ts';
-import {
-  KINDS,
-  KIND_ORDER,
-  childKinds,
-  emptySnapshot,
-  keyOf,
-  sortedValues,
-  type AnyResource,
-  type KindName,
-  type ModelSnapshot,
-  type Mutation,
-} from './model.ts';
+import { KINDS, KIND_ORDER, childKinds, emptySnapshot, keyOf, sortedValues, type AnyResource, type KindName, type ModelSnapshot, type Mutation } from './model.ts';
 import { resourceSchemaErrors, type FieldError } from './validate.ts';
 import type { ApiKeyInput } from './schemas.ts';
 
@@ -123,12 +112,7 @@ export function parseModelDocument(doc: unknown, opts: { hashApiKey: ApiKeyHashe
   return { model, errors };
 }
 
-function storedApiKey(
-  r: ApiKeyInput & { partner: string },
-  field: string,
-  opts: { hashApiKey: ApiKeyHasher; existing?: ModelSnapshot },
-  errors: FieldError[],
-): AnyResource | undefined {
+function storedApiKey(r: ApiKeyInput & { partner: string }, field: string, opts: { hashApiKey: ApiKeyHasher; existing?: ModelSnapshot }, errors: FieldError[]): AnyResource | undefined {
   const { key, prefix, hash, ...rest } = r;
   if (key !== undefined) {
     if (prefix !== undefined || hash !== undefined) {

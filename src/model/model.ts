@@ -95,19 +95,7 @@ export const KINDS: Readonly<Record<KindName, KindInfo>> = {
 };
 
 /** Kinds in storage order: parents before children (writes go in this order, deletes in reverse). */
-export const KIND_ORDER: readonly KindName[] = [
-  'certificates',
-  'gatewayGroups',
-  'services',
-  'jwtIssuers',
-  'products',
-  'routes',
-  'plans',
-  'partners',
-  'subscriptions',
-  'apiKeys',
-  'mtlsIdentities',
-];
+export const KIND_ORDER: readonly KindName[] = ['certificates', 'gatewayGroups', 'services', 'jwtIssuers', 'products', 'routes', 'plans', 'partners', 'subscriptions', 'apiKeys', 'mtlsIdentities'];
 
 /** The key of a resource within its kind: `name`, or `parent/name` for nested kinds. */
 export function keyOf<K extends KindName>(kind: K, resource: ResourceTypes[K]): string {

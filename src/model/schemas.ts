@@ -30,9 +30,7 @@ const Port = Type.Integer({ minimum: 1, maximum: 65535 });
 const Millis = (max: number) => Type.Integer({ minimum: 1, maximum: max });
 const HeaderName = Type.String({ pattern: "^[A-Za-z0-9!#$%&'*+.^_`|~-]{1,128}$", description: 'an HTTP header name' });
 const HeaderValue = Type.String({ maxLength: 4096, pattern: '^[^\\r\\n\\x00]*$', description: 'no CR, LF or NUL' });
-const HttpMethod = Type.Union(
-  ['GET', 'HEAD', 'POST', 'PUT', 'PATCH', 'DELETE', 'OPTIONS', 'CONNECT', 'TRACE'].map((m) => Type.Literal(m)),
-);
+const HttpMethod = Type.Union(['GET', 'HEAD', 'POST', 'PUT', 'PATCH', 'DELETE', 'OPTIONS', 'CONNECT', 'TRACE'].map((m) => Type.Literal(m)));
 const Path = Type.String({ pattern: '^/[^\\s?#]*$', maxLength: 1024, description: 'an absolute path without query' });
 const Regex = Type.String({ minLength: 1, maxLength: 1024, format: 're2', description: 'an RE2 regular expression' });
 const Timestamp = Type.String({ format: 'date-time' });
@@ -112,7 +110,7 @@ export const GatewayGroup = Type.Object(
     ...Common,
     kind: Type.Optional(
       Type.Union([Type.Literal('envoy'), Type.Literal('proxyless-grpc')], {
-        description: "envoy: Envoy proxies with listeners (default); proxyless-grpc: gRPC clients that read xDS themselves (xds:///<product host>)",
+        description: 'envoy: Envoy proxies with listeners (default); proxyless-grpc: gRPC clients that read xDS themselves (xds:///<product host>)',
       }),
     ),
     listeners: Type.Optional(Type.Array(Listener, { minItems: 1, maxItems: 64, description: 'required for envoy groups' })),
@@ -150,13 +148,10 @@ export const Certificate = Type.Object(
 export type Certificate = Static<typeof Certificate>;
 
 // ── services (upstreams) ──────────────────────────────────────────────────────
-const Endpoint = Type.Object(
-  { host: UpstreamHost, port: Port, weight: Type.Optional(Type.Integer({ minimum: 1, maximum: 128 })) },
-  closed,
-);
+const Endpoint = Type.Object({ host: UpstreamHost, port: Port, weight: Type.Optional(Type.Integer({ minimum: 1, maximum: 128 })) }, closed);
 const RetryOn = Type.Union(
-  ['5xx', 'gateway-error', 'reset', 'connect-failure', 'retriable-4xx', 'refused-stream', 'retriable-status-codes', 'cancelled', 'deadline-exceeded', 'unavailable', 'resource-exhausted'].map(
-    (v) => Type.Literal(v),
+  ['5xx', 'gateway-error', 'reset', 'connect-failure', 'retriable-4xx', 'refused-stream', 'retriable-status-codes', 'cancelled', 'deadline-exceeded', 'unavailable', 'resource-exhausted'].map((v) =>
+    Type.Literal(v),
   ),
 );
 export const RetryPolicy = Type.Object(
@@ -181,9 +176,7 @@ export const Service = Type.Object(
       }),
     ),
     endpoints: Type.Array(Endpoint, { minItems: 1, maxItems: 1024 }),
-    lbPolicy: Type.Optional(
-      Type.Union(['round_robin', 'least_request', 'random', 'ring_hash', 'maglev'].map((v) => Type.Literal(v))),
-    ),
+    lbPolicy: Type.Optional(Type.Union(['round_robin', 'least_request', 'random', 'ring_hash', 'maglev'].map((v) => Type.Literal(v)))),
     connectTimeoutMs: Type.Optional(Millis(60_000)),
     requestTimeoutMs: Type.Optional(Millis(3_600_000)),
     retries: Type.Optional(RetryPolicy),
@@ -461,9 +454,7 @@ export type ApiKeyInput = Static<typeof ApiKey>;
 /** An API key as held by the model: never the secret, only its keyed hash. */
 export type ApiKey = Omit<ApiKeyInput, 'key' | 'prefix' | 'hash'> & { partner: string; prefix: string; hash: string };
 
-export const JwtAlgorithm = Type.Union(
-  ['RS256', 'RS384', 'RS512', 'PS256', 'PS384', 'PS512', 'ES256', 'ES384', 'ES512', 'EdDSA'].map((a) => Type.Literal(a)),
-);
+export const JwtAlgorithm = Type.Union(['RS256', 'RS384', 'RS512', 'PS256', 'PS384', 'PS512', 'ES256', 'ES384', 'ES512', 'EdDSA'].map((a) => Type.Literal(a)));
 export type JwtAlgorithm = Static<typeof JwtAlgorithm>;
 
 export const JwtIssuer = Type.Object(
@@ -473,15 +464,11 @@ export const JwtIssuer = Type.Object(
     issuer: Type.String({ minLength: 1, maxLength: 1024 }),
     audiences: Type.Array(Type.String({ minLength: 1, maxLength: 1024 }), { minItems: 1, uniqueItems: true }),
     jwksUri: Type.Optional(Type.String({ format: 'uri', pattern: '^https?://' })),
-    jwks: Type.Optional(
-      Type.Object({ keys: Type.Array(Type.Record(Type.String(), Type.Unknown()), { minItems: 1, maxItems: 64 }) }, closed),
-    ),
+    jwks: Type.Optional(Type.Object({ keys: Type.Array(Type.Record(Type.String(), Type.Unknown()), { minItems: 1, maxItems: 64 }) }, closed)),
     algorithms: Type.Optional(Type.Array(JwtAlgorithm, { minItems: 1, uniqueItems: true })),
     partnerClaim: Type.Optional(Type.String({ minLength: 1, maxLength: 128, description: 'claim whose value is the partner name' })),
     partner: Type.Optional(Name),
-    forwardClaims: Type.Optional(
-      Type.Record(Type.String({ minLength: 1, maxLength: 128 }), HeaderName, { description: 'claim → upstream header' }),
-    ),
+    forwardClaims: Type.Optional(Type.Record(Type.String({ minLength: 1, maxLength: 128 }), HeaderName, { description: 'claim → upstream header' })),
     excludedPaths: Type.Optional(Type.Array(Path, { maxItems: 256, uniqueItems: true })),
     forwardToken: Type.Optional(
       Type.Boolean({
@@ -513,10 +500,7 @@ export type MtlsIdentity = Static<typeof MtlsIdentity> & { partner: string };
 // ── admin tokens ──────────────────────────────────────────────────────────────
 export const AdminRole = Type.Union([Type.Literal('admin'), Type.Literal('viewer')]);
 export type AdminRole = Static<typeof AdminRole>;
-export const AdminTokenInput = Type.Object(
-  { name: Name, role: AdminRole, expiresAt: Type.Optional(Timestamp), description: Type.Optional(Description) },
-  closed,
-);
+export const AdminTokenInput = Type.Object({ name: Name, role: AdminRole, expiresAt: Type.Optional(Timestamp), description: Type.Optional(Description) }, closed);
 export type AdminTokenInput = Static<typeof AdminTokenInput>;
 
 export type { Static, TSchema };

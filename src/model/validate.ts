@@ -30,7 +30,7 @@ export const ajv = new Ajv({ allErrors: true, verbose: true, strict: false, useD
 addFormats(ajv, ['date-time', 'uri', 'ipv4', 'ipv6']);
 ajv.addFormat('ipv4-or-ipv6', {
   type: 'string',
-  validate: (s: string) => /^(\d{1,3}\.){3}\d{1,3}$/.test(s) && s.split('.').every((o) => Number(o) <= 255) || isIpv6(s),
+  validate: (s: string) => (/^(\d{1,3}\.){3}\d{1,3}$/.test(s) && s.split('.').every((o) => Number(o) <= 255)) || isIpv6(s),
 });
 ajv.addFormat('re2', { type: 'string', validate: (s: string) => re2Problem(s) === undefined });
 
@@ -156,10 +156,8 @@ export function validateModel(m: ModelSnapshot): ModelError[] {
       });
     }
   };
-  const invalid = (kind: KindName, key: string, field: string, message: string) =>
-    errors.push({ kind, key, field, code: 'invalid', message });
-  const conflict = (kind: KindName, key: string, field: string, message: string) =>
-    errors.push({ kind, key, field, code: 'conflict', message });
+  const invalid = (kind: KindName, key: string, field: string, message: string) => errors.push({ kind, key, field, code: 'invalid', message });
+  const conflict = (kind: KindName, key: string, field: string, message: string) => errors.push({ kind, key, field, code: 'conflict', message });
 
   // certificates
   const certInfo = new Map<string, { hasKey: boolean }>();
@@ -309,12 +307,7 @@ export function validateModel(m: ModelSnapshot): ModelError[] {
         const sig = matchSignature(group, host, product, r);
         const other = seenMatch.get(sig);
         if (other && other !== key) {
-          conflict(
-            'routes',
-            key,
-            'match',
-            `route '${other}' already matches ${describeMatch(product, r)} on host '${host}' in gateway group '${group}'`,
-          );
+          conflict('routes', key, 'match', `route '${other}' already matches ${describeMatch(product, r)} on host '${host}' in gateway group '${group}'`);
         } else seenMatch.set(sig, key);
       }
     }
@@ -332,7 +325,10 @@ export function validateModel(m: ModelSnapshot): ModelError[] {
       seen.add(`${o.product}/${o.route}`);
       countByErrors(o.countBy, 'plans', p.name, `${f}.countBy`, invalid);
     });
-    for (const [field, list] of [['limits', p.limits], ['quotas', p.quotas]] as const) {
+    for (const [field, list] of [
+      ['limits', p.limits],
+      ['quotas', p.quotas],
+    ] as const) {
       const pers = (list ?? []).map((l) => l.per);
       if (new Set(pers).size !== pers.length) invalid('plans', p.name, field, 'has two entries for the same period');
     }
@@ -451,17 +447,8 @@ function pathMatchProblem(r: Route): string | undefined {
 }
 
 function matchSignature(group: string, host: string, product: Product, r: Route): string {
-  const norm = (xs?: ReadonlyArray<{ name: string }>) =>
-    JSON.stringify([...(xs ?? [])].map((x) => ({ ...x, name: x.name.toLowerCase() })).sort((a, b) => (a.name < b.name ? -1 : 1)));
-  return JSON.stringify([
-    group,
-    host.toLowerCase(),
-    r.match.path.type,
-    fullPath(product, r),
-    [...(r.match.methods ?? [])].sort(),
-    norm(r.match.headers),
-    norm(r.match.query),
-  ]);
+  const norm = (xs?: ReadonlyArray<{ name: string }>) => JSON.stringify([...(xs ?? [])].map((x) => ({ ...x, name: x.name.toLowerCase() })).sort((a, b) => (a.name < b.name ? -1 : 1)));
+  return JSON.stringify([group, host.toLowerCase(), r.match.path.type, fullPath(product, r), [...(r.match.methods ?? [])].sort(), norm(r.match.headers), norm(r.match.query)]);
 }
 
 function describeMatch(product: Product, r: Route): string {

@@ -31,11 +31,15 @@ function floatJson(n: number): JsonValue {
 
 function scalarJson(kind: string, v: unknown): JsonValue {
   switch (kind) {
-    case 'int64': case 'sint64': case 'sfixed64':
+    case 'int64':
+    case 'sint64':
+    case 'sfixed64':
       return int64ToString(v, false);
-    case 'uint64': case 'fixed64':
+    case 'uint64':
+    case 'fixed64':
       return int64ToString(v, true);
-    case 'double': case 'float':
+    case 'double':
+    case 'float':
       return floatJson(v as number);
     case 'bytes':
       return Buffer.from(v as Uint8Array).toString('base64');

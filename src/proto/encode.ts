@@ -108,10 +108,7 @@ function parseDuration(v: unknown, p: string): { seconds: bigint; nanos: number 
 }
 
 function parseTimestamp(v: unknown, p: string): { seconds: bigint; nanos: number } {
-  const m =
-    typeof v === 'string'
-      ? /^(\d{4})-(\d{2})-(\d{2})[Tt](\d{2}):(\d{2}):(\d{2})(?:\.(\d{1,9}))?([Zz]|([+-])(\d{2}):(\d{2}))$/.exec(v)
-      : null;
+  const m = typeof v === 'string' ? /^(\d{4})-(\d{2})-(\d{2})[Tt](\d{2}):(\d{2}):(\d{2})(?:\.(\d{1,9}))?([Zz]|([+-])(\d{2}):(\d{2}))$/.exec(v) : null;
   if (!m) throw new ProtoJsonError(p, `expected an RFC 3339 timestamp like "2024-01-02T03:04:05Z", got ${describe(v)}`);
   const [, y, mo, d, h, mi, s, frac, , sign, oh, om] = m;
   const check = new Date(Date.UTC(2000, Number(mo) - 1, Number(d), Number(h), Number(mi), Number(s)));

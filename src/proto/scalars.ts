@@ -4,8 +4,21 @@ import type protobuf from 'protobufjs';
 import { ProtoJsonError } from './json.ts';
 
 export const WIRE: Record<string, number> = {
-  double: 1, float: 5, int32: 0, uint32: 0, sint32: 0, fixed32: 5, sfixed32: 5,
-  int64: 0, uint64: 0, sint64: 0, fixed64: 1, sfixed64: 1, bool: 0, string: 2, bytes: 2,
+  double: 1,
+  float: 5,
+  int32: 0,
+  uint32: 0,
+  sint32: 0,
+  fixed32: 5,
+  sfixed32: 5,
+  int64: 0,
+  uint64: 0,
+  sint64: 0,
+  fixed64: 1,
+  sfixed64: 1,
+  bool: 0,
+  string: 2,
+  bytes: 2,
 };
 export const INT32_RANGE: Record<string, [number, number]> = {
   int32: [-2147483648, 2147483647],
@@ -93,11 +106,20 @@ export type Scalar = number | bigint | boolean | string | Uint8Array;
 
 export function parseScalar(kind: string, v: unknown, p: string): Scalar {
   switch (kind) {
-    case 'int32': case 'sint32': case 'sfixed32': case 'uint32': case 'fixed32':
+    case 'int32':
+    case 'sint32':
+    case 'sfixed32':
+    case 'uint32':
+    case 'fixed32':
       return parseInt32(kind, v, p);
-    case 'int64': case 'sint64': case 'sfixed64': case 'uint64': case 'fixed64':
+    case 'int64':
+    case 'sint64':
+    case 'sfixed64':
+    case 'uint64':
+    case 'fixed64':
       return parseInt64(kind, v, p);
-    case 'double': case 'float':
+    case 'double':
+    case 'float':
       return parseFloating(kind, v, p);
     case 'bool':
       if (typeof v !== 'boolean') throw new ProtoJsonError(p, `expected bool, got ${describe(v)}`);
@@ -121,20 +143,50 @@ export function isDefaultScalar(v: Scalar): boolean {
 
 export function writeScalarValue(w: protobuf.Writer, kind: string, v: Scalar): void {
   switch (kind) {
-    case 'int64': w.int64(longBits(v as bigint) as unknown as number); break;
-    case 'uint64': w.uint64(longBits(v as bigint) as unknown as number); break;
-    case 'sint64': w.sint64(longBits(v as bigint) as unknown as number); break;
-    case 'fixed64': w.fixed64(longBits(v as bigint) as unknown as number); break;
-    case 'sfixed64': w.sfixed64(longBits(v as bigint) as unknown as number); break;
-    case 'int32': w.int32(v as number); break;
-    case 'uint32': w.uint32(v as number); break;
-    case 'sint32': w.sint32(v as number); break;
-    case 'fixed32': w.fixed32(v as number); break;
-    case 'sfixed32': w.sfixed32(v as number); break;
-    case 'double': w.double(v as number); break;
-    case 'float': w.float(v as number); break;
-    case 'bool': w.bool(v as boolean); break;
-    case 'string': w.string(v as string); break;
-    case 'bytes': w.bytes(v as Uint8Array); break;
+    case 'int64':
+      w.int64(longBits(v as bigint) as unknown as number);
+      break;
+    case 'uint64':
+      w.uint64(longBits(v as bigint) as unknown as number);
+      break;
+    case 'sint64':
+      w.sint64(longBits(v as bigint) as unknown as number);
+      break;
+    case 'fixed64':
+      w.fixed64(longBits(v as bigint) as unknown as number);
+      break;
+    case 'sfixed64':
+      w.sfixed64(longBits(v as bigint) as unknown as number);
+      break;
+    case 'int32':
+      w.int32(v as number);
+      break;
+    case 'uint32':
+      w.uint32(v as number);
+      break;
+    case 'sint32':
+      w.sint32(v as number);
+      break;
+    case 'fixed32':
+      w.fixed32(v as number);
+      break;
+    case 'sfixed32':
+      w.sfixed32(v as number);
+      break;
+    case 'double':
+      w.double(v as number);
+      break;
+    case 'float':
+      w.float(v as number);
+      break;
+    case 'bool':
+      w.bool(v as boolean);
+      break;
+    case 'string':
+      w.string(v as string);
+      break;
+    case 'bytes':
+      w.bytes(v as Uint8Array);
+      break;
   }
 }

@@ -135,10 +135,7 @@ export class RateLimiter {
     const i = this.incident!;
     this.incident = undefined;
     this.metrics.backendUp.labels(this.backend.kind).set(1);
-    this.log.info(
-      { backend: this.backend.kind, failedDecisions: i.failures, outageMs: Date.now() - i.since },
-      'rate limit: counter backend recovered',
-    );
+    this.log.info({ backend: this.backend.kind, failedDecisions: i.failures, outageMs: Date.now() - i.since }, 'rate limit: counter backend recovered');
   }
 }
 
@@ -157,10 +154,7 @@ export interface RateLimitSettings {
 }
 
 /** Builds the limiter and its backend from settings. */
-export function createRateLimiter(
-  settings: RateLimitSettings,
-  deps: { registry?: Registry; logger?: LimiterLogger; model?: ModelSnapshot } = {},
-): RateLimiter {
+export function createRateLimiter(settings: RateLimitSettings, deps: { registry?: Registry; logger?: LimiterLogger; model?: ModelSnapshot } = {}): RateLimiter {
   const metrics = new RateLimitMetrics({
     ...(deps.registry ? { registry: deps.registry } : {}),
     ...(settings.maxPartnerLabels !== undefined ? { maxPartnerLabels: settings.maxPartnerLabels } : {}),

@@ -16,7 +16,6 @@ function metric<T>(registry: Registry, name: string, make: () => T): T {
   return (registry.getSingleMetric(name) as T | undefined) ?? make();
 }
 
-
 /** A decisions-counter cell: counted locally per decision, added to prom-client when scraped. */
 interface Cell {
   labels: { product: string; partner: string; outcome: Outcome };
@@ -43,50 +42,67 @@ export class RateLimitMetrics {
     const registry = opts.registry ?? defaultRegistry;
     const registers = [registry];
     this.partners = new PartnerLabels(opts.maxPartnerLabels);
-    this.decisions = metric(registry, 'portico_ratelimit_decisions_total', () =>
-      new Counter({
-        name: 'portico_ratelimit_decisions_total',
-        help: 'Rate-limit decisions by product, partner (capped: "none", "unknown", "other") and outcome',
-        labelNames: ['product', 'partner', 'outcome'],
-        registers,
-        // Counted in plain cells per decision and added here, at scrape time: prom-client's per-call
-        // label hashing cost more than a decision.
-        collect(this: Counter) {
-          for (const m of flushers.get(this) ?? []) m.flush();
-        },
-      }),
+    this.decisions = metric(
+      registry,
+      'portico_ratelimit_decisions_total',
+      () =>
+        new Counter({
+          name: 'portico_ratelimit_decisions_total',
+          help: 'Rate-limit decisions by product, partner (capped: "none", "unknown", "other") and outcome',
+          labelNames: ['product', 'partner', 'outcome'],
+          registers,
+          // Counted in plain cells per decision and added here, at scrape time: prom-client's per-call
+          // label hashing cost more than a decision.
+          collect(this: Counter) {
+            for (const m of flushers.get(this) ?? []) m.flush();
+          },
+        }),
     );
     let group = flushers.get(this.decisions);
     if (!group) flushers.set(this.decisions, (group = new Set()));
     group.add(this);
     // Unlabelled on purpose (labels cost a hash per observation); the backend is in portico_ratelimit_backend_up.
-    this.latency = metric(registry, 'portico_ratelimit_decision_seconds', () =>
-      new Histogram({
-        name: 'portico_ratelimit_decision_seconds',
-        help: 'Time to decide one request (table lookup, counters, response)',
-        buckets: [0.00005, 0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25],
-        registers,
-      }),
+    this.latency = metric(
+      registry,
+      'portico_ratelimit_decision_seconds',
+      () =>
+        new Histogram({
+          name: 'portico_ratelimit_decision_seconds',
+          help: 'Time to decide one request (table lookup, counters, response)',
+          buckets: [0.00005, 0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25],
+          registers,
+        }),
     );
-    this.backendErrors = metric(registry, 'portico_ratelimit_backend_errors_total', () =>
-      new Counter({
-        name: 'portico_ratelimit_backend_errors_total',
-        help: 'Decisions the counter backend could not answer (answered by the failure mode instead)',
-        labelNames: ['backend'],
-        registers,
-      }),
+    this.backendErrors = metric(
+      registry,
+      'portico_ratelimit_backend_errors_total',
+      () =>
+        new Counter({
+          name: 'portico_ratelimit_backend_errors_total',
+          help: 'Decisions the counter backend could not answer (answered by the failure mode instead)',
+          labelNames: ['backend'],
+          registers,
+        }),
     );
-    this.backendUp = metric(registry, 'portico_ratelimit_backend_up', () =>
-      new Gauge({ name: 'portico_ratelimit_backend_up', help: '1 while the counter backend answers, 0 during an outage', labelNames: ['backend'], registers }),
+    this.backendUp = metric(
+      registry,
+      'portico_ratelimit_backend_up',
+      () => new Gauge({ name: 'portico_ratelimit_backend_up', help: '1 while the counter backend answers, 0 during an outage', labelNames: ['backend'], registers }),
     );
-    this.redisRoundTrips = metric(registry, 'portico_ratelimit_redis_round_trips_total', () =>
-      new Counter({ name: 'portico_ratelimit_redis_round_trips_total', help: 'EVALSHA round trips to Redis (each carries a batch of decisions)', registers }),
+    this.redisRoundTrips = metric(
+      registry,
+      'portico_ratelimit_redis_round_trips_total',
+      () => new Counter({ name: 'portico_ratelimit_redis_round_trips_total', help: 'EVALSHA round trips to Redis (each carries a batch of decisions)', registers }),
     );
-    this.redisBatchedDecisions = metric(registry, 'portico_ratelimit_redis_batched_decisions_total', () =>
-      new Counter({ name: 'portico_ratelimit_redis_batched_decisions_total', help: 'Decisions sent to Redis (divide by round trips for the batch size)', registers }),
+    this.redisBatchedDecisions = metric(
+      registry,
+      'portico_ratelimit_redis_batched_decisions_total',
+      () => new Counter({ name: 'portico_ratelimit_redis_batched_decisions_total', help: 'Decisions sent to Redis (divide by round trips for the batch size)', registers }),
     );
-    this.invalidRequests = metric(registry, 'portico_ratelimit_invalid_requests_total', () =>
-      new Counter({ name: 'portico_ratelimit_invalid_requests_total', help: 'ShouldRateLimit requests refused as malformed (INVALID_ARGUMENT)', registers }),
+    this.invalidRequests = metric(
+      registry,
+      'portico_ratelimit_invalid_requests_total',
+      () => new Counter({ name: 'portico_ratelimit_invalid_requests_total', help: 'ShouldRateLimit requests refused as malformed (INVALID_ARGUMENT)', registers }),
     );
   }
 

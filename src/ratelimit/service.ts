@@ -50,12 +50,16 @@ export function decodeRateLimitRequest(buf: Uint8Array): Incoming {
 }
 
 export function encodeRateLimitResponse(msg: RateLimitResponseMessage): Buffer {
-  const bytes = messageTypes().response.encode(msg as unknown as protobuf.Message).finish();
+  const bytes = messageTypes()
+    .response.encode(msg as unknown as protobuf.Message)
+    .finish();
   return Buffer.from(bytes.buffer, bytes.byteOffset, bytes.byteLength);
 }
 
 export function encodeRateLimitRequest(msg: RateLimitRequestMessage): Buffer {
-  const bytes = messageTypes().request.encode(msg as unknown as protobuf.Message).finish();
+  const bytes = messageTypes()
+    .request.encode(msg as unknown as protobuf.Message)
+    .finish();
   return Buffer.from(bytes.buffer, bytes.byteOffset, bytes.byteLength);
 }
 
@@ -121,7 +125,6 @@ function responseFields(): ResponseFields {
   };
   return fields;
 }
-
 
 /** Encodes the decision as a RateLimitResponse (the same bytes' meaning as encoding toRateLimitResponse(d)). */
 export function encodeDecision(d: Decision): Buffer {
@@ -266,9 +269,7 @@ export async function startRateLimitServer(
   addRateLimitService(server, limiter);
   const host = opts.host ?? '127.0.0.1';
   const addr = host.includes(':') && !host.startsWith('[') ? `[${host}]:${opts.port ?? 0}` : `${host}:${opts.port ?? 0}`;
-  const port = await new Promise<number>((resolve, reject) =>
-    server.bindAsync(addr, opts.credentials ?? grpc.ServerCredentials.createInsecure(), (err, p) => (err ? reject(err) : resolve(p))),
-  );
+  const port = await new Promise<number>((resolve, reject) => server.bindAsync(addr, opts.credentials ?? grpc.ServerCredentials.createInsecure(), (err, p) => (err ? reject(err) : resolve(p))));
   return {
     server,
     port,

@@ -42,9 +42,7 @@ export interface RuleSet {
   limits: readonly CompiledLimit[];
 }
 
-export type Resolution =
-  | { kind: 'rules'; via: 'subscription' | 'public'; rules: RuleSet }
-  | { kind: 'none'; reason: 'unknown_product' | 'no_plan' };
+export type Resolution = { kind: 'rules'; via: 'subscription' | 'public'; rules: RuleSet } | { kind: 'none'; reason: 'unknown_product' | 'no_plan' };
 
 /** Who is asking, as far as counting is concerned. */
 export interface Caller {

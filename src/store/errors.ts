@@ -26,13 +26,7 @@ export class PreconditionFailedError extends Error {
     readonly actual: number | undefined,
   ) {
     const what = `${KINDS[kind].singular} '${key}'`;
-    super(
-      expected === 'absent'
-        ? `${what} already exists`
-        : actual === undefined
-          ? `${what} does not exist`
-          : `${what} is at revision ${actual}, not ${expected}; read it again and retry`,
-    );
+    super(expected === 'absent' ? `${what} already exists` : actual === undefined ? `${what} does not exist` : `${what} is at revision ${actual}, not ${expected}; read it again and retry`);
   }
 }
 

@@ -39,11 +39,7 @@ let engineModule: Promise<typeof import('@prisma/schema-engine-wasm')> | undefin
  * Runs `fn` with a schema engine connected to the database, then frees the engine and closes the
  * connections it opened (free() alone leaves the driver's pool open).
  */
-export async function withSchemaEngine<T>(
-  databaseUrl: string,
-  fn: (engine: SchemaEngine) => Promise<T>,
-  schema = readFileSync(SCHEMA_FILE, 'utf8'),
-): Promise<T> {
+export async function withSchemaEngine<T>(databaseUrl: string, fn: (engine: SchemaEngine) => Promise<T>, schema = readFileSync(SCHEMA_FILE, 'utf8')): Promise<T> {
   engineModule ??= loadEngineModule();
   const { SchemaEngine } = await engineModule;
   const factory = new PrismaPg({ connectionString: databaseUrl, max: 1 });
@@ -149,12 +145,7 @@ export async function migrate(databaseUrl: string, apply: boolean, serialize = f
     const appliedNow = apply ? (await engine.applyMigrations({ migrationsList: list, filters: noFilter })).appliedMigrationNames : [];
     const d = await engine.diagnoseMigrationHistory({ migrationsList: list, optInToShadowDatabase: false, filters: noFilter });
     const all = list.migrationDirectories.map((m) => m.path);
-    const pending =
-      d.history?.diagnostic === 'databaseIsBehind' || d.history?.diagnostic === 'historiesDiverge'
-        ? d.history.unappliedMigrationNames
-        : d.hasMigrationsTable
-          ? []
-          : all;
+    const pending = d.history?.diagnostic === 'databaseIsBehind' || d.history?.diagnostic === 'historiesDiverge' ? d.history.unappliedMigrationNames : d.hasMigrationsTable ? [] : all;
     return { applied: all.filter((n) => !pending.includes(n)), pending, failed: d.failedMigrationNames, appliedNow };
   });
 }

@@ -18,9 +18,7 @@ export const TABLE: Readonly<Record<KindName, string>> = {
 };
 
 /** The SQL table of each kind (Prisma's model name). */
-export const SQL_TABLE: Readonly<Record<KindName, string>> = Object.fromEntries(
-  Object.entries(TABLE).map(([k, v]) => [k, v[0]!.toUpperCase() + v.slice(1)]),
-) as Record<KindName, string>;
+export const SQL_TABLE: Readonly<Record<KindName, string>> = Object.fromEntries(Object.entries(TABLE).map(([k, v]) => [k, v[0]!.toUpperCase() + v.slice(1)])) as Record<KindName, string>;
 
 export type Row = Record<string, unknown> & {
   tags: string[];

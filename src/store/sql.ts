@@ -7,10 +7,8 @@ import { KEY_COLUMNS, splitKey } from './rows.ts';
 /** Channel on which every committed write is announced to the other replicas. */
 export const CHANGE_CHANNEL = 'portico_model';
 
-
 /** A Prisma client or an interactive transaction. */
 export type Tx = Omit<PrismaClient, '$connect' | '$disconnect' | '$on' | '$transaction' | '$extends'>;
-
 
 /** Announces a committed change (its id) on CHANGE_CHANNEL, inside the transaction that commits it. */
 export async function notifyChange(tx: Tx, id: bigint | number): Promise<void> {

@@ -5,7 +5,22 @@ import { EventEmitter } from 'node:events';
 import { randomBytes } from 'node:crypto';
 import { PrismaPg } from '@prisma/adapter-pg';
 import { PrismaClient } from './generated/client.ts';
-import { KIND_ORDER, applyMutations, emptySnapshot, keyOf, metaKey, canonicalResource, sameResource, validateModel, type AnyResource, type KindName, type ModelSnapshot, type Mutation, type ResourceMeta, type ModelError, } from '../model/index.ts';
+import {
+  KIND_ORDER,
+  applyMutations,
+  emptySnapshot,
+  keyOf,
+  metaKey,
+  canonicalResource,
+  sameResource,
+  validateModel,
+  type AnyResource,
+  type KindName,
+  type ModelSnapshot,
+  type Mutation,
+  type ResourceMeta,
+  type ModelError,
+} from '../model/index.ts';
 import { KEY_COLUMNS, SQL_TABLE, TABLE, resourceToRow, rowKey, rowMeta, rowToResource, type Row } from './rows.ts';
 import { SecretHasher, type KeyRing } from './secrets.ts';
 import { AdminTokens } from './admin-tokens.ts';
@@ -291,13 +306,22 @@ export class ModelStore {
     // Deletes children-first, creates parents-first, so foreign keys hold at every statement.
     for (const kind of [...KIND_ORDER].reverse()) {
       const deletes = (byKind.get(kind) ?? []).filter((c) => c.action === 'delete');
-      await bulkDelete(tx, SQL_TABLE[kind], KEY_COLUMNS[kind], deletes.map((c) => keyRow(kind, c.key)));
+      await bulkDelete(
+        tx,
+        SQL_TABLE[kind],
+        KEY_COLUMNS[kind],
+        deletes.map((c) => keyRow(kind, c.key)),
+      );
       for (const c of deletes) meta.delete(metaKey(kind, c.key));
     }
     for (const kind of KIND_ORDER) {
       const changes = byKind.get(kind) ?? [];
       const creates = changes.filter((c) => c.action === 'create');
-      await bulkInsert(tx, SQL_TABLE[kind], creates.map((c) => ({ ...resourceToRow(kind, c.after!, this.keys), revision: 1, createdAt: stamp, updatedAt: stamp })));
+      await bulkInsert(
+        tx,
+        SQL_TABLE[kind],
+        creates.map((c) => ({ ...resourceToRow(kind, c.after!, this.keys), revision: 1, createdAt: stamp, updatedAt: stamp })),
+      );
       for (const c of creates) meta.set(metaKey(kind, c.key), { revision: 1, createdAt: stamp, updatedAt: stamp });
       const updates = changes.filter((x) => x.action === 'update');
       const rows = updates.map((c) => {
@@ -326,7 +350,6 @@ export class ModelStore {
   }
 
   // ── audit log ───────────────────────────────────────────────────────────────
-
 
   /** Audit entries matching the query, newest first. */
   audit(q: AuditQuery): Promise<AuditRecord[]> {

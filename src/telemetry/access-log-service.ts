@@ -53,14 +53,16 @@ export class AccessLogService {
     const registers = [opts.registry];
     this.log = opts.logger;
     this.metrics = new RequestMetrics({ registry: opts.registry, maxPartnerLabels: opts.maxPartnerLabels });
-    this.open = metric(opts.registry, 'portico_access_log_streams', () =>
-      new Gauge({ name: 'portico_access_log_streams', help: 'Open access-log streams from Envoys', registers }),
+    this.open = metric(opts.registry, 'portico_access_log_streams', () => new Gauge({ name: 'portico_access_log_streams', help: 'Open access-log streams from Envoys', registers }));
+    this.entries = metric(
+      opts.registry,
+      'portico_access_log_entries_total',
+      () => new Counter({ name: 'portico_access_log_entries_total', help: 'HTTP access-log entries received from Envoys', registers }),
     );
-    this.entries = metric(opts.registry, 'portico_access_log_entries_total', () =>
-      new Counter({ name: 'portico_access_log_entries_total', help: 'HTTP access-log entries received from Envoys', registers }),
-    );
-    this.errors = metric(opts.registry, 'portico_access_log_errors_total', () =>
-      new Counter({ name: 'portico_access_log_errors_total', help: 'Access-log messages that could not be decoded', registers }),
+    this.errors = metric(
+      opts.registry,
+      'portico_access_log_errors_total',
+      () => new Counter({ name: 'portico_access_log_errors_total', help: 'Access-log messages that could not be decoded', registers }),
     );
   }
 

@@ -6,7 +6,6 @@ import protobuf from 'protobufjs';
 import { EXT_AUTHZ_FILTERS, PORTICO_EXT_AUTHZ_PREFIX } from '../contract/index.ts';
 import { lookupType, LEN, MAP_KEY, MAP_VALUE, VARINT, fieldNumber as field, readStringMapEntry, tag } from '../proto/index.ts';
 
-
 const MSG = 'envoy.service.accesslog.v3.StreamAccessLogsMessage';
 const ENTRY = 'envoy.data.accesslog.v3.HTTPAccessLogEntry';
 const COMMON = 'envoy.data.accesslog.v3.AccessLogCommon';
@@ -46,7 +45,6 @@ const FLAG_FIELDS = lookupType('envoy.data.accesslog.v3.ResponseFlags').fieldsAr
 export const RESPONSE_FLAG = Object.fromEntries(FLAG_FIELDS.map((f) => [f.name, f.id])) as Record<string, number>;
 for (const f of FLAG_FIELDS) if (f.id > 30) throw new Error(`ResponseFlags.${f.name} = ${f.id} does not fit the flag bitmask`);
 const UNAUTHORIZED_DETAILS = RESPONSE_FLAG.unauthorized_details!;
-
 
 /** Envoy files metadata under the filter instance's name: the main ext_authz, or Portico's other instances (`portico.ext_authz.*`). */
 function isAuthzNamespace(ns: string): boolean {

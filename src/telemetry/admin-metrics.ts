@@ -13,22 +13,28 @@ function metric<T>(registry: Registry, name: string, make: () => T): T {
 /** Counts and times every admin API response (add before the routes are registered). */
 export function instrumentAdminApi(app: FastifyInstance, registry: Registry): void {
   const registers = [registry];
-  const requests = metric(registry, 'portico_admin_requests_total', () =>
-    new Counter({
-      name: 'portico_admin_requests_total',
-      help: 'Admin API requests by method, route pattern ("unmatched" for unknown paths) and status code',
-      labelNames: ['method', 'route', 'status'],
-      registers,
-    }),
+  const requests = metric(
+    registry,
+    'portico_admin_requests_total',
+    () =>
+      new Counter({
+        name: 'portico_admin_requests_total',
+        help: 'Admin API requests by method, route pattern ("unmatched" for unknown paths) and status code',
+        labelNames: ['method', 'route', 'status'],
+        registers,
+      }),
   );
-  const duration = metric(registry, 'portico_admin_request_duration_seconds', () =>
-    new Histogram({
-      name: 'portico_admin_request_duration_seconds',
-      help: 'Admin API response time by method and route pattern',
-      labelNames: ['method', 'route'],
-      buckets: [0.001, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10],
-      registers,
-    }),
+  const duration = metric(
+    registry,
+    'portico_admin_request_duration_seconds',
+    () =>
+      new Histogram({
+        name: 'portico_admin_request_duration_seconds',
+        help: 'Admin API response time by method and route pattern',
+        labelNames: ['method', 'route'],
+        buckets: [0.001, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10],
+        registers,
+      }),
   );
   app.addHook('onResponse', async (request, reply) => {
     const method = METHODS.has(request.method) ? request.method : 'other';

@@ -53,7 +53,10 @@ export class ConvergenceTracker {
 
   /** Subscribes to the cache's publications and the fleet's ACKs. */
   attach(cache: PublicationSource, fleet: AckSource): () => void {
-    this.detach.push(cache.watchAll((s) => this.published(s)), fleet.onAcked((info, typeUrl, version, latencyMs) => this.acked(info.group, typeUrl, version, latencyMs)));
+    this.detach.push(
+      cache.watchAll((s) => this.published(s)),
+      fleet.onAcked((info, typeUrl, version, latencyMs) => this.acked(info.group, typeUrl, version, latencyMs)),
+    );
     return () => {
       for (const d of this.detach.splice(0)) d();
     };

@@ -105,29 +105,35 @@ export class RequestMetrics {
   constructor(opts: RequestMetricsOptions) {
     const registers = [opts.registry];
     this.partners = new PartnerLabels(opts.maxPartnerLabels);
-    this.requests = metric(opts.registry, REQUESTS_METRIC, () =>
-      new Counter({
-        name: REQUESTS_METRIC,
-        help: 'Requests through Envoy (from its access-log stream) by gateway group, product, partner (capped: "none", "unknown", "other"), status class and outcome',
-        labelNames: ['group', 'product', 'partner', 'code_class', 'outcome'],
-        registers,
-        // Counted in plain cells per entry and added here, at scrape time (prom-client hashes labels per call).
-        collect(this: Counter) {
-          for (const m of flushers.get(this) ?? []) m.flush();
-        },
-      }),
+    this.requests = metric(
+      opts.registry,
+      REQUESTS_METRIC,
+      () =>
+        new Counter({
+          name: REQUESTS_METRIC,
+          help: 'Requests through Envoy (from its access-log stream) by gateway group, product, partner (capped: "none", "unknown", "other"), status class and outcome',
+          labelNames: ['group', 'product', 'partner', 'code_class', 'outcome'],
+          registers,
+          // Counted in plain cells per entry and added here, at scrape time (prom-client hashes labels per call).
+          collect(this: Counter) {
+            for (const m of flushers.get(this) ?? []) m.flush();
+          },
+        }),
     );
     let group = flushers.get(this.requests);
     if (!group) flushers.set(this.requests, (group = new Set()));
     group.add(this);
-    this.duration = metric(opts.registry, DURATION_METRIC, () =>
-      new Histogram({
-        name: DURATION_METRIC,
-        help: 'Request duration at Envoy (first byte in to last byte out) by gateway group, product and partner',
-        labelNames: ['group', 'product', 'partner'],
-        buckets: [0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10],
-        registers,
-      }),
+    this.duration = metric(
+      opts.registry,
+      DURATION_METRIC,
+      () =>
+        new Histogram({
+          name: DURATION_METRIC,
+          help: 'Request duration at Envoy (first byte in to last byte out) by gateway group, product and partner',
+          labelNames: ['group', 'product', 'partner'],
+          buckets: [0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10],
+          registers,
+        }),
     );
   }
 

@@ -125,9 +125,7 @@ export interface PathMatchIR {
   value: string;
 }
 
-export type ValueMatchIR =
-  | { kind: 'exact' | 'prefix' | 'regex'; value: string }
-  | { kind: 'present'; present: boolean };
+export type ValueMatchIR = { kind: 'exact' | 'prefix' | 'regex'; value: string } | { kind: 'present'; present: boolean };
 
 export interface HeaderMatchIR {
   /** Lower-case; `host` is matched as `:authority`. */
@@ -287,9 +285,7 @@ export interface UpstreamTlsIR {
   clientCertificateSecret?: string;
 }
 
-export type SecretIR =
-  | { name: string; kind: 'tls'; certificateChain: string; privateKey: string }
-  | { name: string; kind: 'ca'; trustedCa: string };
+export type SecretIR = { name: string; kind: 'tls'; certificateChain: string; privateKey: string } | { name: string; kind: 'ca'; trustedCa: string };
 
 /** Translator options for observability (TranslateOptions.telemetry); every part is off when unset. */
 export interface TelemetryOptions {

@@ -64,7 +64,10 @@ export function validateTranslation(model: ModelSnapshot): ModelError[] {
       const presence = q.exact === undefined && q.prefix === undefined && q.regex === undefined;
       if (q.invert && !presence) invalid('routes', key, `match.query[${i}].invert`, 'Envoy cannot invert a query value match (only presence)');
     });
-    for (const [field, m] of [['requestHeaders', r.requestHeaders], ['responseHeaders', r.responseHeaders]] as const) {
+    for (const [field, m] of [
+      ['requestHeaders', r.requestHeaders],
+      ['responseHeaders', r.responseHeaders],
+    ] as const) {
       for (const f of hostMutations(m)) invalid('routes', key, `${field}.${f}`, 'the host header cannot be changed by header rules; use rewrite.host');
     }
   }

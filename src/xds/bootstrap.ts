@@ -182,7 +182,10 @@ function fromEnv(env: NodeJS.ProcessEnv, role: EnvoyRole): BootstrapOptions {
     role,
     nodeId: env.ENVOY_NODE_ID || undefined,
     group: env.ENVOY_GATEWAY_GROUP || undefined,
-    xdsAddresses: (env.PORTICO_XDS_ADDRS || '127.0.0.1:18000').split(',').map((s) => s.trim()).filter(Boolean),
+    xdsAddresses: (env.PORTICO_XDS_ADDRS || '127.0.0.1:18000')
+      .split(',')
+      .map((s) => s.trim())
+      .filter(Boolean),
     adminPort: num('ENVOY_ADMIN_PORT') ?? ROLE_DEFAULTS[role].adminPort,
     apiType: api === 'delta' ? 'DELTA_GRPC' : 'GRPC',
     maxHeapBytes: num('ENVOY_MAX_HEAP_BYTES'),

@@ -49,9 +49,12 @@ export class CachedResource {
   /** envoy.service.discovery.v3.Resource: one element of DeltaDiscoveryResponse.resources. */
   get delta(): Uint8Array {
     this.deltaBytes ??= protobuf.Writer.create()
-      .uint32(10).string(this.version) // version = 1
-      .uint32(18).bytes(this.any) // resource = 2
-      .uint32(26).string(this.name) // name = 3
+      .uint32(10)
+      .string(this.version) // version = 1
+      .uint32(18)
+      .bytes(this.any) // resource = 2
+      .uint32(26)
+      .string(this.name) // name = 3
       .finish();
     return this.deltaBytes;
   }

@@ -20,23 +20,28 @@ export class XdsMetrics implements StreamObserver {
   /** Metrics go to `registry` (prom-client's default registry when omitted). */
   constructor(registry: Registry = defaultRegistry) {
     const registers = [registry];
-    this.connected = metric(registry, 'portico_xds_connected_streams', () =>
-      new Gauge({ name: 'portico_xds_connected_streams', help: 'xDS streams connected, by gateway group and protocol', labelNames: ['group', 'protocol'], registers }),
+    this.connected = metric(
+      registry,
+      'portico_xds_connected_streams',
+      () => new Gauge({ name: 'portico_xds_connected_streams', help: 'xDS streams connected, by gateway group and protocol', labelNames: ['group', 'protocol'], registers }),
     );
-    this.pushes = metric(registry, 'portico_xds_pushes_total', () =>
-      new Counter({ name: 'portico_xds_pushes_total', help: 'xDS responses sent, by resource type', labelNames: ['type'], registers }),
+    this.pushes = metric(registry, 'portico_xds_pushes_total', () => new Counter({ name: 'portico_xds_pushes_total', help: 'xDS responses sent, by resource type', labelNames: ['type'], registers }));
+    this.nackCount = metric(
+      registry,
+      'portico_xds_nacks_total',
+      () => new Counter({ name: 'portico_xds_nacks_total', help: 'xDS responses rejected by Envoy, by resource type', labelNames: ['type'], registers }),
     );
-    this.nackCount = metric(registry, 'portico_xds_nacks_total', () =>
-      new Counter({ name: 'portico_xds_nacks_total', help: 'xDS responses rejected by Envoy, by resource type', labelNames: ['type'], registers }),
-    );
-    this.ackLatency = metric(registry, 'portico_xds_ack_latency_seconds', () =>
-      new Histogram({
-        name: 'portico_xds_ack_latency_seconds',
-        help: 'Time from an xDS push to its ACK or NACK, by resource type',
-        labelNames: ['type'],
-        buckets: [0.001, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10],
-        registers,
-      }),
+    this.ackLatency = metric(
+      registry,
+      'portico_xds_ack_latency_seconds',
+      () =>
+        new Histogram({
+          name: 'portico_xds_ack_latency_seconds',
+          help: 'Time from an xDS push to its ACK or NACK, by resource type',
+          labelNames: ['type'],
+          buckets: [0.001, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10],
+          registers,
+        }),
     );
   }
 

@@ -133,9 +133,7 @@ export class XdsServer {
   /** Binds and serves; returns the bound port (pass port 0 for a free one). */
   async listen(host: string, port: number, credentials: grpc.ServerCredentials = grpc.ServerCredentials.createInsecure()): Promise<number> {
     const addr = host.includes(':') && !host.startsWith('[') ? `[${host}]:${port}` : `${host}:${port}`;
-    const bound = await new Promise<number>((resolve, reject) =>
-      this.grpc.bindAsync(addr, credentials, (err, p) => (err ? reject(err) : resolve(p))),
-    );
+    const bound = await new Promise<number>((resolve, reject) => this.grpc.bindAsync(addr, credentials, (err, p) => (err ? reject(err) : resolve(p))));
     this.started = true;
     this.log.info({ address: `${host}:${bound}` }, 'xds: serving');
     return bound;
@@ -159,10 +157,7 @@ export class XdsServer {
       }
       this.calls.clear();
       let timer: NodeJS.Timeout | undefined;
-      const forced = await Promise.race([
-        done.then(() => false),
-        new Promise<boolean>((resolve) => (timer = setTimeout(() => resolve(true), graceMs))),
-      ]);
+      const forced = await Promise.race([done.then(() => false), new Promise<boolean>((resolve) => (timer = setTimeout(() => resolve(true), graceMs)))]);
       clearTimeout(timer);
       if (forced) {
         this.log.warn({ graceMs }, 'xds: calls still open after the grace period; forcing shutdown');
@@ -263,9 +258,7 @@ export class XdsServer {
     const ts = typeSnapshot(this.cache.getSnapshot(req.node?.cluster ?? ''), t);
     const names = req.resource_names.filter((n) => n !== '*');
     const all = names.length === 0 || req.resource_names.includes('*');
-    const resources = (all ? [...ts.resources.values()] : names.map((n) => ts.resources.get(n)).filter((r) => r !== undefined)).sort((a, b) =>
-      a.name < b.name ? -1 : a.name > b.name ? 1 : 0,
-    );
+    const resources = (all ? [...ts.resources.values()] : names.map((n) => ts.resources.get(n)).filter((r) => r !== undefined)).sort((a, b) => (a.name < b.name ? -1 : a.name > b.name ? 1 : 0));
     const version = all ? ts.version : setVersion(resources.map((r) => [r.name, r.version] as const));
     cb(null, { version_info: version, resources: resources.map((r) => r.any), type_url: t, nonce: '' });
   }

@@ -112,11 +112,20 @@ export function decodeSotwResponse(buf: Buffer): SotwResponse {
   while (r.pos < r.len) {
     const tag = r.uint32();
     switch (tag >>> 3) {
-      case 1: out.version_info = r.string(); break;
-      case 2: out.resources.push(r.bytes()); break;
-      case 4: out.type_url = r.string(); break;
-      case 5: out.nonce = r.string(); break;
-      default: r.skipType(tag & 7);
+      case 1:
+        out.version_info = r.string();
+        break;
+      case 2:
+        out.resources.push(r.bytes());
+        break;
+      case 4:
+        out.type_url = r.string();
+        break;
+      case 5:
+        out.nonce = r.string();
+        break;
+      default:
+        r.skipType(tag & 7);
     }
   }
   return out;
@@ -128,12 +137,23 @@ export function decodeDeltaResponse(buf: Buffer): DeltaResponse {
   while (r.pos < r.len) {
     const tag = r.uint32();
     switch (tag >>> 3) {
-      case 1: out.system_version_info = r.string(); break;
-      case 2: out.resources.push(r.bytes()); break;
-      case 4: out.type_url = r.string(); break;
-      case 5: out.nonce = r.string(); break;
-      case 6: out.removed_resources.push(r.string()); break;
-      default: r.skipType(tag & 7);
+      case 1:
+        out.system_version_info = r.string();
+        break;
+      case 2:
+        out.resources.push(r.bytes());
+        break;
+      case 4:
+        out.type_url = r.string();
+        break;
+      case 5:
+        out.nonce = r.string();
+        break;
+      case 6:
+        out.removed_resources.push(r.string());
+        break;
+      default:
+        r.skipType(tag & 7);
     }
   }
   return out;

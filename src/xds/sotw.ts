@@ -16,7 +16,6 @@ function sameSubscription(sub: Subscription, t: string, names: readonly string[]
   return explicit === sub.names.size || new Set(names).size - (names.includes('*') ? 1 : 0) === sub.names.size;
 }
 
-
 interface SotwState {
   sub: Subscription;
   inFlight: InFlight | undefined;

@@ -144,7 +144,10 @@ export function sotwUpdate(from: View, to: View): SotwUpdate {
   if (!m) updates.set(from, (m = new WeakMap()));
   let u = m.get(to);
   if (!u) {
-    u = new SotwUpdate(to, to.resources.filter((r) => from.versionOf(r.name) !== r.version));
+    u = new SotwUpdate(
+      to,
+      to.resources.filter((r) => from.versionOf(r.name) !== r.version),
+    );
     m.set(to, u);
   }
   return u;
@@ -223,7 +226,11 @@ export function edsGap(held: View, edsClusters: ReadonlyMap<string, string>, eds
   if (!bySub) byEds.set(edsClusters, (bySub = new Map()));
   let gap = bySub.get(eds);
   if (gap === undefined) {
-    gap = edsGapOf(held.resources.map((r) => r.name), edsClusters, eds);
+    gap = edsGapOf(
+      held.resources.map((r) => r.name),
+      edsClusters,
+      eds,
+    );
     bySub.set(eds, gap);
   }
   return gap;

@@ -26,18 +26,51 @@ function fixtures() {
         authz: { failureMode: 'closed', timeoutMs: 200 },
       },
     },
-    { path: '/api/v1/services/orders', body: { name: 'orders', endpoints: [{ host: '10.0.0.1', port: 8080, weight: 2 }, { host: '10.0.0.2', port: 8080 }], lbPolicy: 'least_request' } },
+    {
+      path: '/api/v1/services/orders',
+      body: {
+        name: 'orders',
+        endpoints: [
+          { host: '10.0.0.1', port: 8080, weight: 2 },
+          { host: '10.0.0.2', port: 8080 },
+        ],
+        lbPolicy: 'least_request',
+      },
+    },
     { path: '/api/v1/services/orders-canary', body: { name: 'orders-canary', endpoints: [{ host: 'orders-canary.internal', port: 8080 }], protocol: 'http2' } },
     {
       path: '/api/v1/jwt-issuers/auth',
-      body: { name: 'auth', issuer: 'https://auth.example.test', audiences: ['api.example.test'], jwksUri: 'https://auth.example.test/jwks.json', partnerClaim: 'team', forwardClaims: { sub: 'X-User-Id' } },
+      body: {
+        name: 'auth',
+        issuer: 'https://auth.example.test',
+        audiences: ['api.example.test'],
+        jwksUri: 'https://auth.example.test/jwks.json',
+        partnerClaim: 'team',
+        forwardClaims: { sub: 'X-User-Id' },
+      },
     },
     { path: '/api/v1/products/orders', body: { name: 'orders', tags: ['team:orders'], gatewayGroups: ['edge'], basePath: '/api', auth: { accept: ['jwt', 'api_key', 'mtls'] } } },
     {
       path: '/api/v1/products/orders/routes/list',
-      body: { name: 'list', match: { path: { type: 'prefix', value: '/orders' }, methods: ['GET'] }, backends: [{ service: 'orders', weight: 90 }, { service: 'orders-canary', weight: 10 }], rewrite: { stripPrefix: '/api' } },
+      body: {
+        name: 'list',
+        match: { path: { type: 'prefix', value: '/orders' }, methods: ['GET'] },
+        backends: [
+          { service: 'orders', weight: 90 },
+          { service: 'orders-canary', weight: 10 },
+        ],
+        rewrite: { stripPrefix: '/api' },
+      },
     },
-    { path: '/api/v1/plans/gold', body: { name: 'gold', limits: [{ requests: 100, per: 'second', burst: 20 }], quotas: [{ requests: 100000, per: 'day' }], overrides: [{ product: 'orders', route: 'list', limits: [{ requests: 10, per: 'second' }] }] } },
+    {
+      path: '/api/v1/plans/gold',
+      body: {
+        name: 'gold',
+        limits: [{ requests: 100, per: 'second', burst: 20 }],
+        quotas: [{ requests: 100000, per: 'day' }],
+        overrides: [{ product: 'orders', route: 'list', limits: [{ requests: 10, per: 'second' }] }],
+      },
+    },
     { path: '/api/v1/partners/acme', body: { name: 'acme', displayName: 'ACME payments team', kind: 'team' } },
     { path: '/api/v1/partners/acme/subscriptions/orders', body: { product: 'orders', plan: 'gold', access: { methods: ['GET'] } } },
     { path: '/api/v1/partners/acme/mtls-identities/billing', body: { name: 'billing', match: { type: 'spiffe_id', value: 'spiffe://example.test/billing' } } },
@@ -88,9 +121,21 @@ for (const backend of ['pglite', 'postgresql'] as const) {
       assert.equal(replaced.body.lbPolicy, undefined, 'PUT replaces the whole resource');
 
       // Merge patch: a canary weight shift touches only the weights.
-      const patched = await api.patch('/api/v1/products/orders/routes/list', { backends: [{ service: 'orders', weight: 50 }, { service: 'orders-canary', weight: 50 }] }, { 'content-type': 'application/merge-patch+json' });
+      const patched = await api.patch(
+        '/api/v1/products/orders/routes/list',
+        {
+          backends: [
+            { service: 'orders', weight: 50 },
+            { service: 'orders-canary', weight: 50 },
+          ],
+        },
+        { 'content-type': 'application/merge-patch+json' },
+      );
       assert.equal(patched.status, 200, patched.text);
-      assert.deepEqual(patched.body.backends.map((b: { weight: number }) => b.weight), [50, 50]);
+      assert.deepEqual(
+        patched.body.backends.map((b: { weight: number }) => b.weight),
+        [50, 50],
+      );
       assert.deepEqual(patched.body.rewrite, { stripPrefix: '/api' });
 
       // Lists of nested kinds are scoped to their parent.
@@ -98,7 +143,10 @@ for (const backend of ['pglite', 'postgresql'] as const) {
       assert.equal(routes.body.total, 1);
       assert.equal(routes.body.items[0].product, 'orders');
       const subs = await api.get('/api/v1/partners/acme/subscriptions');
-      assert.deepEqual(subs.body.items.map((s: { product: string }) => s.product), ['orders']);
+      assert.deepEqual(
+        subs.body.items.map((s: { product: string }) => s.product),
+        ['orders'],
+      );
 
       // Deleting in reverse dependency order empties the model.
       for (const f of fixtures().reverse()) {
@@ -198,7 +246,12 @@ for (const backend of ['pglite', 'postgresql'] as const) {
       await api.put('/api/v1/gateway-groups/g1', { name: 'g1', listeners: [{ name: 'h', port: 11000 }] });
       await api.put('/api/v1/services/s1', { name: 's1', endpoints: [{ host: '10.0.0.1', port: 80 }] });
       await api.put('/api/v1/products/p1', { name: 'p1', gatewayGroups: ['g1'] });
-      const crlf = await api.put('/api/v1/products/p1/routes/r1', { name: 'r1', match: { path: { type: 'prefix', value: '/a' } }, service: 's1', requestHeaders: { set: { 'X-A': 'v\r\nX-Injected: 1' } } });
+      const crlf = await api.put('/api/v1/products/p1/routes/r1', {
+        name: 'r1',
+        match: { path: { type: 'prefix', value: '/a' } },
+        service: 's1',
+        requestHeaders: { set: { 'X-A': 'v\r\nX-Injected: 1' } },
+      });
       assert.equal(crlf.status, 422);
       assert.equal(crlf.body.errors[0].field, 'requestHeaders.set["X-A"]');
       const badRegex = await api.put('/api/v1/products/p1/routes/r2', { name: 'r2', match: { path: { type: 'regex', value: '^/(?=x)' } }, service: 's1' });
@@ -260,9 +313,7 @@ for (const backend of ['pglite', 'postgresql'] as const) {
       assert.equal(createOnly.status, 409);
       // Concurrent writers with the same ETag: exactly one wins.
       const fresh = (await api.get('/api/v1/partners/etag')).headers.get('etag')!;
-      const results = await Promise.all(
-        Array.from({ length: 8 }, (_, i) => api.put('/api/v1/partners/etag', { name: 'etag', displayName: `racer ${i}` }, { 'if-match': fresh })),
-      );
+      const results = await Promise.all(Array.from({ length: 8 }, (_, i) => api.put('/api/v1/partners/etag', { name: 'etag', displayName: `racer ${i}` }, { 'if-match': fresh })));
       assert.deepEqual(results.map((r) => r.status).sort(), [200, 412, 412, 412, 412, 412, 412, 412]);
       assert.equal((await api.delete('/api/v1/partners/etag', { 'if-match': '"1"' })).status, 412);
       assert.equal((await api.delete('/api/v1/partners/etag')).status, 204);
@@ -287,7 +338,10 @@ for (const backend of ['pglite', 'postgresql'] as const) {
       assert.equal(odd.body.total, 12);
       assert.ok(odd.body.items.every((p: { tags: string[] }) => p.tags.includes('team:odd')));
       const q = await api.get('/api/v1/partners?q=p1');
-      assert.deepEqual(q.body.items.map((p: { name: string }) => p.name), ['p10', 'p11', 'p12', 'p13', 'p14', 'p15', 'p16', 'p17', 'p18', 'p19']);
+      assert.deepEqual(
+        q.body.items.map((p: { name: string }) => p.name),
+        ['p10', 'p11', 'p12', 'p13', 'p14', 'p15', 'p16', 'p17', 'p18', 'p19'],
+      );
       // Pages are cached per model version: the same URL after a write shows the write.
       assert.equal((await api.patch('/api/v1/partners/p11', { tags: ['team:even'] })).status, 200);
       const after = await api.get('/api/v1/partners?tag=team:odd&limit=100');
@@ -337,7 +391,10 @@ for (const backend of ['pglite', 'postgresql'] as const) {
       await api.patch('/api/v1/certificates/audited', { description: 'rotated soon' });
       await api.delete('/api/v1/certificates/audited');
       const audit = await api.get('/api/v1/audit?kind=certificates&key=audited');
-      assert.deepEqual(audit.body.items.map((e: { action: string }) => e.action), ['delete', 'update', 'create']);
+      assert.deepEqual(
+        audit.body.items.map((e: { action: string }) => e.action),
+        ['delete', 'update', 'create'],
+      );
       assert.equal(audit.body.items[1].before.description, undefined);
       assert.equal(audit.body.items[1].after.description, 'rotated soon');
       assert.ok(!audit.text.includes('PRIVATE KEY'));

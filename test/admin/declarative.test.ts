@@ -129,12 +129,18 @@ for (const backend of ['pglite', 'postgresql'] as const) {
       assert.equal(a.body.summary.delete, 0, 'resources outside the slice are not deleted');
       assert.ok(portico.store.current().products.has('orders'));
       const shrink = await portico.api.post('/api/v1/config?tag=team:a', 'portico: v1\npartners:\n  - name: team-a-svc\n    tags: [team:a]\n', yaml);
-      assert.deepEqual(shrink.body.changes.map((c: { action: string; key: string }) => `${c.action} ${c.key}`), ['delete team-a-batch']);
+      assert.deepEqual(
+        shrink.body.changes.map((c: { action: string; key: string }) => `${c.action} ${c.key}`),
+        ['delete team-a-batch'],
+      );
       const outside = await portico.api.post('/api/v1/config?tag=team:a', 'portico: v1\npartners:\n  - name: untagged\n', yaml);
       assert.equal(outside.status, 422);
       assert.match(outside.body.errors[0].message, /does not carry tag 'team:a'/);
       const sliceExport = await portico.api.get('/api/v1/config?tag=team:a&format=json');
-      assert.deepEqual(sliceExport.body.partners.map((p: { name: string }) => p.name), ['team-a-svc']);
+      assert.deepEqual(
+        sliceExport.body.partners.map((p: { name: string }) => p.name),
+        ['team-a-svc'],
+      );
       assert.equal(sliceExport.body.services, undefined);
       await portico.api.post('/api/v1/config?tag=team:a', 'portico: v1\n', yaml);
       assert.equal(portico.store.current().partners.has('team-a-svc'), false);

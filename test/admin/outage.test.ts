@@ -32,10 +32,15 @@ describe('database outage', () => {
     assert.equal((await api.withToken(undefined).get('/healthz')).status, 200);
 
     await pg.start();
-    const recovered = await waitFor('writes to work again', async () => {
-      const r = await api.put('/api/v1/partners/after', { name: 'after' });
-      return r.status === 201 ? r : undefined;
-    }, 30_000, 250);
+    const recovered = await waitFor(
+      'writes to work again',
+      async () => {
+        const r = await api.put('/api/v1/partners/after', { name: 'after' });
+        return r.status === 201 ? r : undefined;
+      },
+      30_000,
+      250,
+    );
     assert.equal(recovered.body.name, 'after');
     assert.deepEqual([...portico.store.current().partners.keys()].sort(), ['after', 'before']);
   });

@@ -194,7 +194,10 @@ test('a real Envoy ext_authz filter enforces the Check answers (grpc-js and lean
       return r?.status === 200 ? true : undefined;
     });
 
-    for (const [name, port] of [['grpc-js', viaGrpcJs], ['lean HTTP/2', viaLean]] as const) {
+    for (const [name, port] of [
+      ['grpc-js', viaGrpcJs],
+      ['lean HTTP/2', viaLean],
+    ] as const) {
       const base = `http://127.0.0.1:${port}`;
       const ok = await fetch(`${base}/orders/1`, { headers: { 'x-api-key': key.secret, 'x-portico-partner': 'evil', 'x-portico-plan': 'platinum', 'x-user-id': 'admin' } });
       assert.equal(ok.status, 200, `${name}: ${await ok.clone().text()}`);

@@ -5,17 +5,7 @@
 // failed requests for the key the load is using.
 import assert from 'node:assert/strict';
 import { describe, it } from 'node:test';
-import {
-  assertGatewayError,
-  assertUnauthorized,
-  authzDecisions,
-  calloutStats,
-  createApiKey,
-  identityHeadersOf,
-  startAuthzGateway,
-  startMirror,
-  upstreamHeaders,
-} from '../support/authz-gateway.ts';
+import { assertGatewayError, assertUnauthorized, authzDecisions, calloutStats, createApiKey, identityHeadersOf, startAuthzGateway, startMirror, upstreamHeaders } from '../support/authz-gateway.ts';
 import { describeFailures, startLoad } from '../support/load.ts';
 
 const NODE = 'edge-authz-apikey';

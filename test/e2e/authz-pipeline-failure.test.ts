@@ -103,10 +103,15 @@ describe('authz pipeline: the callouts in their own process, stopped and restart
 
       await t.test('the callouts process follows the model written through the xds process and decides', async () => {
         // The key was written through the other process: the callouts replica learns it from PostgreSQL.
-        const ok = await waitFor('the callouts process to accept the new key', async () => {
-          const r = await gw('/api/orders/o_1', withKey);
-          return r.status === 200 ? r : undefined;
-        }, 60_000, 200);
+        const ok = await waitFor(
+          'the callouts process to accept the new key',
+          async () => {
+            const r = await gw('/api/orders/o_1', withKey);
+            return r.status === 200 ? r : undefined;
+          },
+          60_000,
+          200,
+        );
         assert.deepEqual(identityHeadersOf(upstreamHeaders(ok)), {
           'x-portico-credential': 'api_key',
           'x-portico-partner': 'acme',
@@ -132,7 +137,10 @@ describe('authz pipeline: the callouts in their own process, stopped and restart
 
       await t.test('callouts stopped, failure mode closed: protected routes 503 authorization_unavailable, public routes keep working', async () => {
         await callouts.stop('SIGTERM');
-        for (const [what, init] of [['with a key', withKey], ['without credentials', {}]] as const) {
+        for (const [what, init] of [
+          ['with a key', withKey],
+          ['without credentials', {}],
+        ] as const) {
           assertGatewayError(await gw('/api/orders/o_1', init), 503, 'authorization_unavailable', what);
           assertGatewayError(await gw('/api/users/u_1', init), 503, 'authorization_unavailable', `${what}, users`);
         }
@@ -146,10 +154,15 @@ describe('authz pipeline: the callouts in their own process, stopped and restart
       await t.test('switched to open through the admin API: protected routes pass, with no identity headers', async () => {
         const patched = await xdsApi.patch('/api/v1/gateway-groups/edge', { authz: { failureMode: 'open' } });
         assert.equal(patched.status, 200, patched.text);
-        const passed = await waitFor('Envoy to fail open', async () => {
-          const r = await gw('/api/orders/o_1', withKey);
-          return r.status === 200 ? r : undefined;
-        }, 60_000, 200);
+        const passed = await waitFor(
+          'Envoy to fail open',
+          async () => {
+            const r = await gw('/api/orders/o_1', withKey);
+            return r.status === 200 ? r : undefined;
+          },
+          60_000,
+          200,
+        );
         assert.equal(passed.json.service, 'orders');
         assert.deepEqual(identityHeadersOf(upstreamHeaders(passed)), {}, 'nothing was verified, so nothing is asserted upstream');
         const anonymous = await gw('/api/users/u_1', { headers: spoof });
@@ -180,11 +193,16 @@ describe('authz pipeline: the callouts in their own process, stopped and restart
         const patched = await xdsApi.patch('/api/v1/gateway-groups/edge', { authz: { failureMode: 'closed' } });
         assert.equal(patched.status, 200, patched.text);
         // Let Envoy take the change while the callouts still answer, then stop them.
-        await waitFor('Envoy to ACK the closed config', async () => {
-          const configs = ((await envoy.configDump('dynamic_listeners')).configs ?? []) as Array<{ name?: string; active_state?: unknown; draining_state?: unknown }>;
-          const http = configs.find((c) => c.name === 'http');
-          return http?.active_state && !http.draining_state && !JSON.stringify(http.active_state).includes('"failure_mode_allow":true') ? true : undefined;
-        }, 60_000, 200);
+        await waitFor(
+          'Envoy to ACK the closed config',
+          async () => {
+            const configs = ((await envoy.configDump('dynamic_listeners')).configs ?? []) as Array<{ name?: string; active_state?: unknown; draining_state?: unknown }>;
+            const http = configs.find((c) => c.name === 'http');
+            return http?.active_state && !http.draining_state && !JSON.stringify(http.active_state).includes('"failure_mode_allow":true') ? true : undefined;
+          },
+          60_000,
+          200,
+        );
         await callouts.stop('SIGTERM');
         assertGatewayError(await gw('/api/orders/o_1', withKey), 503, 'authorization_unavailable', 'closed again');
         assert.equal((await gw('/api/health')).status, 200);

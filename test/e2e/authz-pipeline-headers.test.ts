@@ -6,14 +6,7 @@
 import assert from 'node:assert/strict';
 import { connect as http2Connect } from 'node:http2';
 import { describe, it } from 'node:test';
-import {
-  assertGatewayError,
-  assertUnauthorized,
-  createApiKey,
-  rawRequest,
-  startAuthzGateway,
-  startMirror,
-} from '../support/authz-gateway.ts';
+import { assertGatewayError, assertUnauthorized, createApiKey, rawRequest, startAuthzGateway, startMirror } from '../support/authz-gateway.ts';
 import type { GatewayResponse } from '../support/seed003.ts';
 
 const NODE = 'edge-authz-headers';
@@ -58,7 +51,13 @@ describe('authz pipeline: identity headers and malformed credentials through a r
           { name: 'mirror-public', gatewayGroups: ['edge'], basePath: '/mirror/public', auth: { accept: ['none'] }, routes: [route] },
           { name: 'mirror-private', gatewayGroups: ['edge'], basePath: '/mirror/private', auth: { accept: ['api_key', 'jwt'] }, routes: [route] },
         );
-        doc.partners.push({ name: 'spy', subscriptions: [{ product: 'mirror-private', plan: 'unlimited' }, { product: 'orders', plan: 'unlimited' }] });
+        doc.partners.push({
+          name: 'spy',
+          subscriptions: [
+            { product: 'mirror-private', plan: 'unlimited' },
+            { product: 'orders', plan: 'unlimited' },
+          ],
+        });
         doc.partners.find((p: { name: string }) => p.name === 'web-app').subscriptions.push({ product: 'mirror-private', plan: 'unlimited' });
       },
     });
@@ -77,7 +76,10 @@ describe('authz pipeline: identity headers and malformed credentials through a r
         // Seed 003's public login route (the users echo shows x-portico-* and x-user-* headers).
         const login = await raw('/api/auth/login', SPOOFED_LINES, 'POST');
         assert.equal(login.status, 200, login.text);
-        assert.deepEqual(Object.keys(login.json.headers).filter((k) => IDENTITY.test(k)), []);
+        assert.deepEqual(
+          Object.keys(login.json.headers).filter((k) => IDENTITY.test(k)),
+          [],
+        );
       });
 
       await t.test('protected routes: the gateway sets each identity header exactly once, and nothing else survives', async () => {
@@ -104,8 +106,16 @@ describe('authz pipeline: identity headers and malformed credentials through a r
         const orders = await raw('/api/orders/o_1', [...SPOOFED_LINES, `x-api-key: ${key}`]);
         assert.equal(orders.status, 200, orders.text);
         assert.deepEqual(
-          Object.entries(orders.json.headers as Record<string, string>).filter(([k]) => IDENTITY.test(k)).sort(),
-          [['x-portico-credential', 'api_key'], ['x-portico-partner', 'spy'], ['x-portico-plan', 'unlimited'], ['x-portico-product', 'orders'], ['x-portico-route', 'orders']],
+          Object.entries(orders.json.headers as Record<string, string>)
+            .filter(([k]) => IDENTITY.test(k))
+            .sort(),
+          [
+            ['x-portico-credential', 'api_key'],
+            ['x-portico-partner', 'spy'],
+            ['x-portico-plan', 'unlimited'],
+            ['x-portico-product', 'orders'],
+            ['x-portico-route', 'orders'],
+          ],
         );
       });
 
@@ -177,7 +187,8 @@ describe('authz pipeline: identity headers and malformed credentials through a r
       });
 
       await t.test('non-ASCII bytes in credentials are 401 from ext_authz; control bytes are 400 from Envoy; both in the JSON shape', async () => {
-        const bytes = (line: string) => Buffer.concat([Buffer.from('GET /mirror/private/x HTTP/1.1\r\nHost: gateway.test\r\n'), Buffer.from(line, 'latin1'), Buffer.from('\r\nConnection: close\r\n\r\n')]);
+        const bytes = (line: string) =>
+          Buffer.concat([Buffer.from('GET /mirror/private/x HTTP/1.1\r\nHost: gateway.test\r\n'), Buffer.from(line, 'latin1'), Buffer.from('\r\nConnection: close\r\n\r\n')]);
         for (const [what, line, error] of [
           ['latin-1 bytes in a token', 'Authorization: Bearer \xff\xfe\xfd.\xe9\xe8.\xc3\xa9', 'invalid_token'],
           ['UTF-8 in a token', `Authorization: Bearer ${Buffer.from('jöse.tökén.sïg', 'utf8').toString('latin1')}`, 'invalid_token'],
@@ -208,7 +219,19 @@ describe('authz pipeline: identity headers and malformed credentials through a r
       });
 
       await t.test('API keys of the wrong shape are 401 invalid_api_key; an empty one counts as none', async () => {
-        for (const k of ['abc', 'ptk_', 'ptk__', 'ptk_short_x', `ptk_ABCDEFGH_${'A'.repeat(43)}`, `${key}x`, key.slice(0, -1), `ptk_${key.split('_')[1]}`, `pta_${key.slice(4)}`, 'K'.repeat(20_000), `${key},${key}`]) {
+        for (const k of [
+          'abc',
+          'ptk_',
+          'ptk__',
+          'ptk_short_x',
+          `ptk_ABCDEFGH_${'A'.repeat(43)}`,
+          `${key}x`,
+          key.slice(0, -1),
+          `ptk_${key.split('_')[1]}`,
+          `pta_${key.slice(4)}`,
+          'K'.repeat(20_000),
+          `${key},${key}`,
+        ]) {
           assertUnauthorized(await raw('/mirror/private/x', [`x-api-key: ${k}`]), 'invalid_api_key', `key ${k.slice(0, 30)}`);
         }
         assertUnauthorized(await raw('/mirror/private/x', [`x-api-key: ${key}`, `x-api-key: ${key}`]), 'invalid_api_key', 'repeated x-api-key');

@@ -9,14 +9,7 @@ import { request as httpsRequest } from 'node:https';
 import { describe, it } from 'node:test';
 import { selfSigned, signedBy, type TestCertificate } from '../support/certs.ts';
 import { freePort } from '../support/components.ts';
-import {
-  assertGatewayError,
-  assertUnauthorized,
-  createApiKey,
-  identityHeadersOf,
-  startAuthzGateway,
-  startMirror,
-} from '../support/authz-gateway.ts';
+import { assertGatewayError, assertUnauthorized, createApiKey, identityHeadersOf, startAuthzGateway, startMirror } from '../support/authz-gateway.ts';
 import type { GatewayResponse } from '../support/seed003.ts';
 
 const NODE = 'edge-authz-mtls';
@@ -101,21 +94,12 @@ describe('authz pipeline: mTLS identities through the admin API, SDS and a real 
         ok(await api.post('/api/v1/certificates', { name: 'edge-server', certificate: server.certificate, privateKey: server.privateKey }), 'server certificate');
         ok(await api.post('/api/v1/certificates', { name: 'partner-ca', certificate: clientCa.certificate }), 'client CA');
         const edge = (await api.get('/api/v1/gateway-groups/edge')).body;
-        const listeners = [
-          ...edge.listeners,
-          { name: 'mtls', port: mtlsPort, address: '127.0.0.1', protocol: 'https', tls: { certificate: 'edge-server', clientCa: 'partner-ca' } },
-        ];
+        const listeners = [...edge.listeners, { name: 'mtls', port: mtlsPort, address: '127.0.0.1', protocol: 'https', tls: { certificate: 'edge-server', clientCa: 'partner-ca' } }];
         ok(await api.patch('/api/v1/gateway-groups/edge', { listeners }), 'mTLS listener');
         ok(await api.post('/api/v1/services', { name: 'ledger', endpoints: [{ host: '127.0.0.1', port: mirror.port }] }), 'service');
-        ok(
-          await api.post('/api/v1/products', { name: 'ledger', gatewayGroups: ['edge'], basePath: '/ledger', auth: { accept: ['mtls'] } }),
-          'mTLS-only product',
-        );
+        ok(await api.post('/api/v1/products', { name: 'ledger', gatewayGroups: ['edge'], basePath: '/ledger', auth: { accept: ['mtls'] } }), 'mTLS-only product');
         ok(await api.post('/api/v1/products/ledger/routes', { name: 'entries', match: { path: { type: 'prefix', value: '/entries' } }, service: 'ledger' }), 'route');
-        ok(
-          await api.post('/api/v1/products', { name: 'vault', gatewayGroups: ['edge'], basePath: '/vault', auth: { accept: ['api_key', 'jwt', 'mtls'] } }),
-          'multi-credential product',
-        );
+        ok(await api.post('/api/v1/products', { name: 'vault', gatewayGroups: ['edge'], basePath: '/vault', auth: { accept: ['api_key', 'jwt', 'mtls'] } }), 'multi-credential product');
         ok(await api.post('/api/v1/products/vault/routes', { name: 'items', match: { path: { type: 'prefix', value: '/items' } }, service: 'ledger' }), 'route');
         const identities: Array<[string, string, { type: string; value: string }]> = [
           ['bank-a', 'subject', { type: 'subject', value: 'CN=subject-client' }],

@@ -29,9 +29,7 @@ function connect(port: number, options: grpc.ChannelOptions = {}): CheckClient {
 }
 
 function call(client: CheckClient, req: unknown): Promise<JsonObject> {
-  return new Promise((resolve, reject) =>
-    client.Check(req, { deadline: Date.now() + 5_000 }, (err, res) => (err ? reject(err) : resolve(res!))),
-  );
+  return new Promise((resolve, reject) => client.Check(req, { deadline: Date.now() + 5_000 }, (err, res) => (err ? reject(err) : resolve(res!))));
 }
 
 interface OkJson {
@@ -42,8 +40,7 @@ interface DeniedJson {
   status: { code: number };
   denied_response: { status: { code: string }; headers: Array<{ header: { key: string; value: string } }>; body: string };
 }
-const headerOf = (r: OkJson | DeniedJson, name: string) =>
-  ('ok_response' in r ? r.ok_response.headers : r.denied_response.headers)?.find((h) => h.header.key === name)?.header.value;
+const headerOf = (r: OkJson | DeniedJson, name: string) => ('ok_response' in r ? r.ok_response.headers : r.denied_response.headers)?.find((h) => h.header.key === name)?.header.value;
 
 type Transport = { name: string; start(service: AuthzService): Promise<{ port: number; stop(): Promise<void> }> };
 const transports: Transport[] = [
@@ -52,9 +49,7 @@ const transports: Transport[] = [
     async start(service) {
       const server = new grpc.Server();
       registerAuthzService(server, service);
-      const port = await new Promise<number>((resolve, reject) =>
-        server.bindAsync('127.0.0.1:0', grpc.ServerCredentials.createInsecure(), (e, p) => (e ? reject(e) : resolve(p))),
-      );
+      const port = await new Promise<number>((resolve, reject) => server.bindAsync('127.0.0.1:0', grpc.ServerCredentials.createInsecure(), (e, p) => (e ? reject(e) : resolve(p))));
       return { port, stop: async () => server.forceShutdown() };
     },
   },
@@ -69,111 +64,107 @@ const transports: Transport[] = [
   },
 ];
 
-for (const transport of transports) describe(`ext_authz gRPC service (${transport.name})`, () => {
-  const hasher = testHasher();
-  const key = mintApiKey(hasher, 'acme', 'primary');
-  let signer: CryptoKey;
-  let service: AuthzService;
-  let stop: () => Promise<void>;
-  let client: CheckClient;
+for (const transport of transports)
+  describe(`ext_authz gRPC service (${transport.name})`, () => {
+    const hasher = testHasher();
+    const key = mintApiKey(hasher, 'acme', 'primary');
+    let signer: CryptoKey;
+    let service: AuthzService;
+    let stop: () => Promise<void>;
+    let client: CheckClient;
 
-  before(async () => {
-    const kp = await generateKeyPair('ES256', { extractable: true });
-    signer = kp.privateKey;
-    const pub = { ...(await exportJWK(kp.publicKey)), kid: 'k1', alg: 'ES256' };
-    service = new AuthzService({ hasher, registry: new Registry() });
-    service.update(
-      modelOf({
-        products: [{ name: 'orders', gatewayGroups: ['edge'] }],
-        routes: [{ product: 'orders', name: 'list', match: { path: { type: 'prefix', value: '/orders' } }, service: 'svc' }],
-        partners: [{ name: 'acme' }],
-        plans: [{ name: 'gold' }],
-        subscriptions: [{ partner: 'acme', product: 'orders', plan: 'gold' }],
-        apiKeys: [key.resource],
-        jwtIssuers: [{ name: 'idp', issuer: 'https://idp.example/', audiences: ['orders'], jwks: { keys: [pub] }, partnerClaim: 'org', forwardClaims: { sub: 'X-User-Id' } }],
-      }),
-    );
-    await service.ready();
-    const started = await transport.start(service);
-    stop = started.stop;
-    client = connect(started.port);
-  });
-
-  after(async () => {
-    client?.close();
-    await stop?.();
-    service?.close();
-  });
-
-  const req = (i: CheckInput) => checkRequestJson({ product: 'orders', route: 'list', accept: 'api_key,jwt', path: '/orders', ...i });
-
-  it('allows a valid API key and answers with identity headers, removals and dynamic metadata', async () => {
-    const res = (await call(client, req({ headers: { 'x-api-key': key.secret, 'x-portico-partner': 'evil', 'x-user-id': 'spoof' } }))) as unknown as OkJson;
-    assert.ok(res.ok_response, JSON.stringify(res));
-    assert.equal(headerOf(res, 'x-portico-partner'), 'acme');
-    assert.equal(headerOf(res, 'x-portico-product'), 'orders');
-    assert.ok(res.ok_response.headers_to_remove!.includes('x-user-id'));
-    assert.ok(res.ok_response.headers_to_remove!.includes('x-api-key'));
-    assert.deepEqual(res.dynamic_metadata, { credential: 'api_key', partner: 'acme', plan: 'gold', product: 'orders', route: 'list' });
-  });
-
-  it('denies an unknown API key with 401, the JSON error body and a challenge', async () => {
-    const res = (await call(client, req({ headers: { 'x-api-key': `ptk_abcdefgh_${'B'.repeat(43)}` } }))) as unknown as DeniedJson;
-    assert.equal(res.denied_response.status.code, 'Unauthorized');
-    assert.equal(res.status.code, grpc.status.UNAUTHENTICATED);
-    assert.deepEqual(JSON.parse(res.denied_response.body), { error: 'invalid_api_key', message: 'The API key is not recognised.' });
-    assert.equal(headerOf(res, 'content-type'), 'application/json');
-    assert.match(headerOf(res, 'www-authenticate')!, /^ApiKey realm="portico"/);
-  });
-
-  it('allows a valid JWT and forwards its claims', async () => {
-    const token = await new SignJWT({ iss: 'https://idp.example/', aud: 'orders', org: 'acme', sub: 'user-7' })
-      .setProtectedHeader({ alg: 'ES256', kid: 'k1' })
-      .setExpirationTime('10m')
-      .sign(signer);
-    const res = (await call(client, req({ headers: { authorization: `Bearer ${token}` } }))) as unknown as OkJson;
-    assert.equal(headerOf(res, 'x-user-id'), 'user-7');
-    assert.equal(res.dynamic_metadata.credential, 'jwt');
-    const bad = (await call(client, req({ headers: { authorization: `Bearer ${token.slice(0, -6)}AAAAAA` } }))) as unknown as DeniedJson;
-    assert.equal(bad.denied_response.status.code, 'Unauthorized');
-    assert.match(headerOf(bad, 'www-authenticate')!, /error="invalid_token"/);
-  });
-
-  it('answers undecodable bytes with INVALID_ARGUMENT and keeps serving', async () => {
-    await assert.rejects(call(client, Buffer.from('definitely not a protobuf message')), (e: grpc.ServiceError) => {
-      assert.equal(e.code, grpc.status.INVALID_ARGUMENT);
-      assert.match(e.details, /CheckRequest/);
-      return true;
+    before(async () => {
+      const kp = await generateKeyPair('ES256', { extractable: true });
+      signer = kp.privateKey;
+      const pub = { ...(await exportJWK(kp.publicKey)), kid: 'k1', alg: 'ES256' };
+      service = new AuthzService({ hasher, registry: new Registry() });
+      service.update(
+        modelOf({
+          products: [{ name: 'orders', gatewayGroups: ['edge'] }],
+          routes: [{ product: 'orders', name: 'list', match: { path: { type: 'prefix', value: '/orders' } }, service: 'svc' }],
+          partners: [{ name: 'acme' }],
+          plans: [{ name: 'gold' }],
+          subscriptions: [{ partner: 'acme', product: 'orders', plan: 'gold' }],
+          apiKeys: [key.resource],
+          jwtIssuers: [{ name: 'idp', issuer: 'https://idp.example/', audiences: ['orders'], jwks: { keys: [pub] }, partnerClaim: 'org', forwardClaims: { sub: 'X-User-Id' } }],
+        }),
+      );
+      await service.ready();
+      const started = await transport.start(service);
+      stop = started.stop;
+      client = connect(started.port);
     });
-    // An empty CheckRequest decodes (every field is optional) and is denied, fail closed.
-    const empty = (await call(client, {})) as unknown as DeniedJson;
-    assert.equal(empty.denied_response.status.code, 'Forbidden');
-    assert.equal(JSON.parse(empty.denied_response.body).error, 'unknown_product');
-    const again = (await call(client, req({ headers: { 'x-api-key': key.secret } }))) as unknown as OkJson;
-    assert.ok(again.ok_response);
-  });
 
-  it('handles many concurrent checks', async () => {
-    const results = await Promise.all(
-      Array.from({ length: 300 }, (_, i) => call(client, req({ requestId: `r${i}`, headers: { 'x-api-key': i % 3 === 0 ? 'nope' : key.secret } }))),
-    );
-    assert.equal(results.filter((r) => 'ok_response' in r).length, 200);
-    assert.equal(results.filter((r) => 'denied_response' in r).length, 100);
-  });
+    after(async () => {
+      client?.close();
+      await stop?.();
+      service?.close();
+    });
 
-  it('answers UNAVAILABLE before the first snapshot (so Envoy applies its failure mode)', async () => {
-    const cold = new AuthzService({ hasher, registry: new Registry() });
-    const s = await transport.start(cold);
-    const c = connect(s.port);
-    try {
-      await assert.rejects(call(c, req({})), (e: grpc.ServiceError) => e.code === grpc.status.UNAVAILABLE);
-    } finally {
-      c.close();
-      await s.stop();
-      cold.close();
-    }
+    const req = (i: CheckInput) => checkRequestJson({ product: 'orders', route: 'list', accept: 'api_key,jwt', path: '/orders', ...i });
+
+    it('allows a valid API key and answers with identity headers, removals and dynamic metadata', async () => {
+      const res = (await call(client, req({ headers: { 'x-api-key': key.secret, 'x-portico-partner': 'evil', 'x-user-id': 'spoof' } }))) as unknown as OkJson;
+      assert.ok(res.ok_response, JSON.stringify(res));
+      assert.equal(headerOf(res, 'x-portico-partner'), 'acme');
+      assert.equal(headerOf(res, 'x-portico-product'), 'orders');
+      assert.ok(res.ok_response.headers_to_remove!.includes('x-user-id'));
+      assert.ok(res.ok_response.headers_to_remove!.includes('x-api-key'));
+      assert.deepEqual(res.dynamic_metadata, { credential: 'api_key', partner: 'acme', plan: 'gold', product: 'orders', route: 'list' });
+    });
+
+    it('denies an unknown API key with 401, the JSON error body and a challenge', async () => {
+      const res = (await call(client, req({ headers: { 'x-api-key': `ptk_abcdefgh_${'B'.repeat(43)}` } }))) as unknown as DeniedJson;
+      assert.equal(res.denied_response.status.code, 'Unauthorized');
+      assert.equal(res.status.code, grpc.status.UNAUTHENTICATED);
+      assert.deepEqual(JSON.parse(res.denied_response.body), { error: 'invalid_api_key', message: 'The API key is not recognised.' });
+      assert.equal(headerOf(res, 'content-type'), 'application/json');
+      assert.match(headerOf(res, 'www-authenticate')!, /^ApiKey realm="portico"/);
+    });
+
+    it('allows a valid JWT and forwards its claims', async () => {
+      const token = await new SignJWT({ iss: 'https://idp.example/', aud: 'orders', org: 'acme', sub: 'user-7' }).setProtectedHeader({ alg: 'ES256', kid: 'k1' }).setExpirationTime('10m').sign(signer);
+      const res = (await call(client, req({ headers: { authorization: `Bearer ${token}` } }))) as unknown as OkJson;
+      assert.equal(headerOf(res, 'x-user-id'), 'user-7');
+      assert.equal(res.dynamic_metadata.credential, 'jwt');
+      const bad = (await call(client, req({ headers: { authorization: `Bearer ${token.slice(0, -6)}AAAAAA` } }))) as unknown as DeniedJson;
+      assert.equal(bad.denied_response.status.code, 'Unauthorized');
+      assert.match(headerOf(bad, 'www-authenticate')!, /error="invalid_token"/);
+    });
+
+    it('answers undecodable bytes with INVALID_ARGUMENT and keeps serving', async () => {
+      await assert.rejects(call(client, Buffer.from('definitely not a protobuf message')), (e: grpc.ServiceError) => {
+        assert.equal(e.code, grpc.status.INVALID_ARGUMENT);
+        assert.match(e.details, /CheckRequest/);
+        return true;
+      });
+      // An empty CheckRequest decodes (every field is optional) and is denied, fail closed.
+      const empty = (await call(client, {})) as unknown as DeniedJson;
+      assert.equal(empty.denied_response.status.code, 'Forbidden');
+      assert.equal(JSON.parse(empty.denied_response.body).error, 'unknown_product');
+      const again = (await call(client, req({ headers: { 'x-api-key': key.secret } }))) as unknown as OkJson;
+      assert.ok(again.ok_response);
+    });
+
+    it('handles many concurrent checks', async () => {
+      const results = await Promise.all(Array.from({ length: 300 }, (_, i) => call(client, req({ requestId: `r${i}`, headers: { 'x-api-key': i % 3 === 0 ? 'nope' : key.secret } }))));
+      assert.equal(results.filter((r) => 'ok_response' in r).length, 200);
+      assert.equal(results.filter((r) => 'denied_response' in r).length, 100);
+    });
+
+    it('answers UNAVAILABLE before the first snapshot (so Envoy applies its failure mode)', async () => {
+      const cold = new AuthzService({ hasher, registry: new Registry() });
+      const s = await transport.start(cold);
+      const c = connect(s.port);
+      try {
+        await assert.rejects(call(c, req({})), (e: grpc.ServiceError) => e.code === grpc.status.UNAVAILABLE);
+      } finally {
+        c.close();
+        await s.stop();
+        cold.close();
+      }
+    });
   });
-});
 
 describe('ext_authz hosting', () => {
   it('runs beside ADS on the xDS server', async () => {

@@ -100,7 +100,10 @@ export async function createCluster(o: ClusterOptions): Promise<Cluster> {
           if (p.child.exitCode !== null || p.child.signalCode !== null) {
             throw new Error(`replica ${name} exited (${p.child.exitCode ?? p.child.signalCode}): ${p.output().slice(-3000)}`);
           }
-          const ready = await api.get('/readyz').then((r) => r.status === 200, () => false);
+          const ready = await api.get('/readyz').then(
+            (r) => r.status === 200,
+            () => false,
+          );
           if (ready) return;
           if (Date.now() > deadline) throw new Error(`replica ${name} not ready after 180 s: ${p.output().slice(-3000)}`);
           await new Promise((r) => setTimeout(r, 200));
@@ -124,7 +127,19 @@ export async function createCluster(o: ClusterOptions): Promise<Cluster> {
       rmSync(dataDir, { recursive: true, force: true });
     },
     outputs: () =>
-      [...history, ...replicas.map((r) => `── ${r.name} ──\n${(() => { try { return r.process().output().slice(-4000); } catch { return '(not started)'; } })()}`)].join('\n'),
+      [
+        ...history,
+        ...replicas.map(
+          (r) =>
+            `── ${r.name} ──\n${(() => {
+              try {
+                return r.process().output().slice(-4000);
+              } catch {
+                return '(not started)';
+              }
+            })()}`,
+        ),
+      ].join('\n'),
   };
 }
 

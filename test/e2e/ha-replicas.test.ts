@@ -130,7 +130,12 @@ describe('HA: three control-plane replicas on one PostgreSQL', () => {
           const res = await writer.api.patch('/api/v1/products/accounts/routes/health', { directResponse: { body } });
           assert.equal(res.status, 200, res.text);
           const written = performance.now();
-          await waitFor(`${e.nodeId} (on replica ${at.replica.name}) to serve the write made on ${writer.name}`, async () => ((await call(`${gateway[e.group as keyof typeof gateway]}/api/health`)).text === body ? true : undefined), 30_000, 10);
+          await waitFor(
+            `${e.nodeId} (on replica ${at.replica.name}) to serve the write made on ${writer.name}`,
+            async () => ((await call(`${gateway[e.group as keyof typeof gateway]}/api/health`)).text === body ? true : undefined),
+            30_000,
+            10,
+          );
           const ms = Math.round(performance.now() - written);
           // Bench-style line (not asserted: timing depends on the machine): the issue's target is < 1 s.
           t.diagnostic(JSON.stringify({ bench: 'ha-write-propagation', writer: writer.name, envoyReplica: at.replica.name, writeMs: Math.round(written - started), propagationMs: ms }));

@@ -18,10 +18,7 @@ import { startTestPortico } from '../support/portico.ts';
 type CheckClient = grpc.Client & {
   Check(req: unknown, opts: grpc.CallOptions, cb: (err: grpc.ServiceError | null, res?: JsonObject) => void): grpc.ClientUnaryCall;
 };
-const CheckClientCtor = grpc.makeGenericClientConstructor(authzClientDefinition(), 'Authorization') as unknown as new (
-  address: string,
-  creds: grpc.ChannelCredentials,
-) => CheckClient;
+const CheckClientCtor = grpc.makeGenericClientConstructor(authzClientDefinition(), 'Authorization') as unknown as new (address: string, creds: grpc.ChannelCredentials) => CheckClient;
 
 describe('graceful shutdown of a replica', () => {
   it('drains: readiness 503, no new calls, xDS streams ended cleanly, in-flight Check answered', async (t) => {

@@ -180,7 +180,12 @@ describe('observability: metrics, access logs and dashboards through a real Envo
       // Status classes and the duration histogram per product × partner.
       assert.equal(sum(cp, 'portico_http_requests_total', { product: 'orders', partner: 'acme', code_class: '5xx' }), 2);
       assert.equal(sum(cp, 'portico_http_requests_total', { product: 'orders', partner: 'globex', code_class: '4xx' }), limited.filter((s) => s === 429).length);
-      for (const [product, partner] of [['orders', 'acme'], ['billing', 'acme'], ['orders', 'globex'], ['billing', 'globex']] as const) {
+      for (const [product, partner] of [
+        ['orders', 'acme'],
+        ['billing', 'acme'],
+        ['orders', 'globex'],
+        ['billing', 'globex'],
+      ] as const) {
         const n = sent.filter((s) => s.product === product && s.partner === partner).length;
         assert.equal(sum(cp, 'portico_http_request_duration_seconds_count', { product, partner, group: GROUP }), n, `duration count ${product}/${partner}`);
         assert.equal(sum(cp, 'portico_http_request_duration_seconds_bucket', { product, partner, le: '+Inf' }), n);
@@ -234,7 +239,9 @@ describe('observability: metrics, access logs and dashboards through a real Envo
       }
 
       // ── dashboards: every expression only uses exported names and labels ──────────
-      const files = readdirSync(DASHBOARDS).filter((f) => f.endsWith('.json')).sort();
+      const files = readdirSync(DASHBOARDS)
+        .filter((f) => f.endsWith('.json'))
+        .sort();
       assert.ok(files.length >= 4, `dashboards in ${DASHBOARDS}: ${files.join(', ')}`);
       const declared = (name: string) => (portico.registry.getSingleMetric(name) as unknown as { labelNames?: string[] } | undefined)?.labelNames;
       const finalCp = await cpScrape();
@@ -284,7 +291,10 @@ describe('observability: metrics, access logs and dashboards through a real Envo
 
       // ── control-plane logs: request ids, no credentials ─────────────────────────
       const cpLines = cpLog.lines.map((l) => JSON.parse(l) as Record<string, unknown>);
-      assert.ok(cpLines.some((l) => l.reqId === 'obs-admin-apply' && l.msg === 'admin request'), 'the admin API logs the caller-given x-request-id');
+      assert.ok(
+        cpLines.some((l) => l.reqId === 'obs-admin-apply' && l.msg === 'admin request'),
+        'the admin API logs the caller-given x-request-id',
+      );
       const denied = sent.find((s) => s.status === 403)!;
       assert.ok(
         cpLines.some((l) => l.component === 'authz' && l.requestId === denied.requestId && l.msg === 'authz: decision'),

@@ -42,9 +42,7 @@ export function parseScrape(text: string): Scrape {
 
 /** Sum of the samples named `name` whose labels include `match`. */
 export function sum(scrape: Scrape, name: string, match: Record<string, string> = {}): number {
-  return scrape.values
-    .filter((v) => v.name === name && Object.entries(match).every(([k, want]) => v.labels[k] === want))
-    .reduce((n, v) => n + v.value, 0);
+  return scrape.values.filter((v) => v.name === name && Object.entries(match).every(([k, want]) => v.labels[k] === want)).reduce((n, v) => n + v.value, 0);
 }
 
 /** Metric names, label matchers and grouping labels one PromQL expression uses. */
@@ -57,8 +55,31 @@ export interface PromqlRefs {
 }
 
 const KEYWORDS = new Set([
-  'by', 'without', 'on', 'ignoring', 'group_left', 'group_right', 'bool', 'offset', 'and', 'or', 'unless', 'inf', 'nan',
-  'sum', 'avg', 'count', 'min', 'max', 'topk', 'bottomk', 'quantile', 'stddev', 'stdvar', 'count_values', 'group',
+  'by',
+  'without',
+  'on',
+  'ignoring',
+  'group_left',
+  'group_right',
+  'bool',
+  'offset',
+  'and',
+  'or',
+  'unless',
+  'inf',
+  'nan',
+  'sum',
+  'avg',
+  'count',
+  'min',
+  'max',
+  'topk',
+  'bottomk',
+  'quantile',
+  'stddev',
+  'stdvar',
+  'count_values',
+  'group',
 ]);
 
 /** Stands for a Grafana variable ($product, ${partner}, $__rate_interval) in a matcher's value. */
@@ -117,7 +138,12 @@ export function promqlRefs(input: string): PromqlRefs {
       if (['by', 'without', 'on', 'ignoring', 'group_left', 'group_right'].includes(word) && rest.startsWith('(')) {
         const open = expr.indexOf('(', i);
         const close = findClose(expr, open, '(', ')');
-        for (const l of expr.slice(open + 1, close).split(',').map((s) => s.trim()).filter(Boolean)) refs.grouping.add(l);
+        for (const l of expr
+          .slice(open + 1, close)
+          .split(',')
+          .map((s) => s.trim())
+          .filter(Boolean))
+          refs.grouping.add(l);
         i = close + 1;
         lastWasMetric = false;
         continue;

@@ -51,7 +51,15 @@ describe('observability: OpenTelemetry tracing', () => {
       portico: 'v1',
       gatewayGroups: [{ name: GROUP, listeners: [{ name: 'http', port: listenerPort, address: '127.0.0.1' }] }],
       services: [{ name: 'echo', endpoints: [{ host: '127.0.0.1', port: upstream.port }] }],
-      products: [{ name: 'catalog', gatewayGroups: [GROUP], basePath: '/catalog', auth: { accept: ['none'] }, routes: [{ name: 'items', match: { path: { type: 'prefix', value: '/items' } }, service: 'echo' }] }],
+      products: [
+        {
+          name: 'catalog',
+          gatewayGroups: [GROUP],
+          basePath: '/catalog',
+          auth: { accept: ['none'] },
+          routes: [{ name: 'items', match: { path: { type: 'prefix', value: '/items' } }, service: 'echo' }],
+        },
+      ],
     };
     const applied = await portico.api.post('/api/v1/config', doc);
     assert.equal(applied.status, 200, applied.text);

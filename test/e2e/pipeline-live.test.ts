@@ -175,35 +175,36 @@ describe('pipeline: live changes under constant load', () => {
         assert.equal(await envoy.stat('server.hot_restart_epoch'), 0);
       });
 
-      await t.test(
-        'a removed product whose service nothing else uses: its cluster outlives the routes to it (no 503 in between)',
-        async () => {
-          const removal = startLoad({
-            targets: [
-              { name: 'orders', url: `${gw}/api/orders/ord_1`, expect: [200, 404] },
-              { name: 'products', url: `${gw}/api/products/p_1`, expect: [200] },
-            ],
-            concurrency: 8,
-          });
-          const noCluster = await envoy.stat('http.edge.no_cluster');
-          try {
-            await removal.waitForRequests(200);
-            ok(await api.delete('/api/v1/partners/web-app/subscriptions/orders'), 204);
-            ok(await api.delete('/api/v1/products/orders'), 204);
-            await converged('the removal in Envoy');
-            await waitFor('the removed product to answer 404', async () => ((await call(`${gw}/api/orders/x`)).status === 404 ? true : undefined));
-            // The clusters go in a second step, once Envoy has ACKed the routes that stopped using them.
-            await waitFor('the unused clusters to be removed', async () => {
+      await t.test('a removed product whose service nothing else uses: its cluster outlives the routes to it (no 503 in between)', async () => {
+        const removal = startLoad({
+          targets: [
+            { name: 'orders', url: `${gw}/api/orders/ord_1`, expect: [200, 404] },
+            { name: 'products', url: `${gw}/api/products/p_1`, expect: [200] },
+          ],
+          concurrency: 8,
+        });
+        const noCluster = await envoy.stat('http.edge.no_cluster');
+        try {
+          await removal.waitForRequests(200);
+          ok(await api.delete('/api/v1/partners/web-app/subscriptions/orders'), 204);
+          ok(await api.delete('/api/v1/products/orders'), 204);
+          await converged('the removal in Envoy');
+          await waitFor('the removed product to answer 404', async () => ((await call(`${gw}/api/orders/x`)).status === 404 ? true : undefined));
+          // The clusters go in a second step, once Envoy has ACKed the routes that stopped using them.
+          await waitFor(
+            'the unused clusters to be removed',
+            async () => {
               const clusters = (await envoy.dumped('dynamic_active_clusters')).map((c) => c.name);
               return !clusters.includes('orders') && !clusters.includes('orders-canary') ? true : undefined;
-            }, 30_000);
-            await removal.waitForRequests(200);
-          } finally {
-            const report = await removal.stop();
-            assert.equal(report.failures.length, 0, `${describeFailures(report.failures)}\nhttp.edge.no_cluster +${(await envoy.stat('http.edge.no_cluster')) - noCluster}`);
-          }
-        },
-      );
+            },
+            30_000,
+          );
+          await removal.waitForRequests(200);
+        } finally {
+          const report = await removal.stop();
+          assert.equal(report.failures.length, 0, `${describeFailures(report.failures)}\nhttp.edge.no_cluster +${(await envoy.stat('http.edge.no_cluster')) - noCluster}`);
+        }
+      });
     } catch (e) {
       t.diagnostic(envoy.output().slice(-4000));
       throw e;

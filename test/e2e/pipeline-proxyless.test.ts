@@ -37,20 +37,33 @@ describe('pipeline: proxyless gRPC client (@grpc/grpc-js-xds) on translated conf
       created(await api.post('/api/v1/products/greeter/routes', { name: 'say', match: { path: { type: 'prefix', value: '/portico.test.Echo/' } }, service: 'greeter' }));
       await waitFor('the snapshot to be published', () => (portico.xds.cache.hasPending() ? undefined : true));
       const snap = portico.xds.cache.getSnapshot(GROUP);
-      assert.deepEqual(
-        Object.fromEntries([...snap.types.values()].map((ts) => [ts.typeUrl.split('.').pop(), [...ts.resources.keys()]])),
-        { Cluster: ['greeter'], ClusterLoadAssignment: ['greeter'], Listener: [HOST], RouteConfiguration: [HOST], Secret: [] },
-      );
+      assert.deepEqual(Object.fromEntries([...snap.types.values()].map((ts) => [ts.typeUrl.split('.').pop(), [...ts.resources.keys()]])), {
+        Cluster: ['greeter'],
+        ClusterLoadAssignment: ['greeter'],
+        Listener: [HOST],
+        RouteConfiguration: [HOST],
+        Secret: [],
+      });
     });
 
     await t.test('what gRPC clients cannot do is refused with 422, naming the field', async () => {
       const noHost = await api.post('/api/v1/products', { name: 'nohost', gatewayGroups: [GROUP], auth: { accept: ['none'] } });
       assert.equal(noHost.status, 422, noHost.text);
-      assert.deepEqual(noHost.body.errors.map((e: { field: string }) => e.field), ['hosts']);
+      assert.deepEqual(
+        noHost.body.errors.map((e: { field: string }) => e.field),
+        ['hosts'],
+      );
       assert.match(noHost.body.detail, /hosts is required in proxyless-grpc gateway group 'mesh'/);
-      const methods = await api.post('/api/v1/products/greeter/routes', { name: 'post-only', match: { path: { type: 'exact', value: '/portico.test.Echo/Other' }, methods: ['POST'] }, service: 'greeter' });
+      const methods = await api.post('/api/v1/products/greeter/routes', {
+        name: 'post-only',
+        match: { path: { type: 'exact', value: '/portico.test.Echo/Other' }, methods: ['POST'] },
+        service: 'greeter',
+      });
       assert.equal(methods.status, 422, methods.text);
-      assert.deepEqual(methods.body.errors.map((e: { field: string }) => e.field), ['match.methods']);
+      assert.deepEqual(
+        methods.body.errors.map((e: { field: string }) => e.field),
+        ['match.methods'],
+      );
       const secured = await api.patch('/api/v1/products/greeter', { auth: { accept: ['jwt'] } });
       assert.equal(secured.status, 422, secured.text);
       assert.match(secured.body.errors[0].message, /gRPC clients do not call ext_authz/);
@@ -100,7 +113,10 @@ describe('pipeline: proxyless gRPC client (@grpc/grpc-js-xds) on translated conf
       await waitFor('the canary to answer', async () => ((await callRaw(client!, 'b')).startsWith('one:') ? true : undefined), 30_000);
       for (let i = 0; i < 10; i++) assert.equal(await callRaw(client!, `c${i}`), `one:c${i}`);
       const n = (await api.get<FleetView>('/api/v1/fleet')).body.nodes.find((x) => x.nodeId === NODE)!;
-      assert.ok(n.types.every((x) => !x.lastNack), JSON.stringify(n.types));
+      assert.ok(
+        n.types.every((x) => !x.lastNack),
+        JSON.stringify(n.types),
+      );
     });
   });
 });

@@ -68,11 +68,10 @@ describe('pipeline: control plane killed and restarted under load', () => {
     const gw = seed.gatewayUrl;
     const fleet = async () => (await api.get<FleetView>('/api/v1/fleet')).body;
     const settled = async () => settledNode(await fleet(), NODE);
-    const envoyVersions = async () => Object.fromEntries(
-      await Promise.all(
-        ['dynamic_active_clusters', 'dynamic_listeners', 'dynamic_route_configs', 'dynamic_endpoint_configs'].map(async (r) => [r, await envoy.dumped(r)] as const),
-      ),
-    );
+    const envoyVersions = async () =>
+      Object.fromEntries(
+        await Promise.all(['dynamic_active_clusters', 'dynamic_listeners', 'dynamic_route_configs', 'dynamic_endpoint_configs'].map(async (r) => [r, await envoy.dumped(r)] as const)),
+      );
 
     try {
       const applied = await api.post('/api/v1/config', seed.yaml(), { 'content-type': 'application/yaml' });

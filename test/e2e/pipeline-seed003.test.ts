@@ -54,14 +54,15 @@ describe('pipeline: seed 003 through admin API, store, translator, xDS and a rea
         assert.match(n.userAgent, /^envoy\/1\.40/);
       });
 
-      await t.test(
-        "clusters added while Envoy runs get their endpoints without waiting for Envoy's initial-fetch timeout",
-        async () => {
-          const timeouts = await envoy.stats('^cluster\\.[a-z-]+\\.init_fetch_timeout$');
-          assert.ok(timeouts.size >= 3, JSON.stringify([...timeouts]));
-          assert.deepEqual([...timeouts].filter(([, v]) => v > 0), [], 'EDS fetches that timed out');
-        },
-      );
+      await t.test("clusters added while Envoy runs get their endpoints without waiting for Envoy's initial-fetch timeout", async () => {
+        const timeouts = await envoy.stats('^cluster\\.[a-z-]+\\.init_fetch_timeout$');
+        assert.ok(timeouts.size >= 3, JSON.stringify([...timeouts]));
+        assert.deepEqual(
+          [...timeouts].filter(([, v]) => v > 0),
+          [],
+          'EDS fetches that timed out',
+        );
+      });
 
       await t.test('GET /api/orders/ord_x7k9 reaches the orders service as /orders/ord_x7k9', async () => {
         // A client-sent identity header must never reach the upstream (the gateway strips it).
@@ -132,7 +133,10 @@ describe('pipeline: seed 003 through admin API, store, translator, xDS and a rea
         doc.services.push({ name: 'extra', endpoints: [{ host: '127.0.0.1', port: 1 }] });
         const d = await api.post('/api/v1/config', doc);
         assert.equal(d.status, 422, d.text);
-        assert.ok(d.body.errors.some((e: { field: string }) => e.field === 'match.path.value'), d.text);
+        assert.ok(
+          d.body.errors.some((e: { field: string }) => e.field === 'match.path.value'),
+          d.text,
+        );
 
         // Nothing was stored, translated into a new version, pushed, or changed in Envoy.
         assert.equal((await api.get('/api/v1/products/orders/routes/too-many')).status, 404);
@@ -141,7 +145,11 @@ describe('pipeline: seed 003 through admin API, store, translator, xDS and a rea
         assert.equal(portico.xds.cache.getSnapshot(GROUP).version, version);
         assert.equal(portico.xds.cache.hasPending(), false);
         const after = (await node())!;
-        assert.deepEqual(XDS_TYPES.map((x) => typeOf(after, x)!.pushedAt), pushes, 'no push');
+        assert.deepEqual(
+          XDS_TYPES.map((x) => typeOf(after, x)!.pushedAt),
+          pushes,
+          'no push',
+        );
         assert.deepEqual(await envoy.dumped('dynamic_route_configs'), dump);
         assert.equal((await call(`${gw}/api/orders/a/b/c/d/e/f`)).json.path, '/orders/a/b/c/d/e/f', 'still the prefix route');
         assert.equal((await api.get('/readyz')).body.lastError, undefined);
@@ -170,7 +178,10 @@ describe('pipeline: seed 003 through admin API, store, translator, xDS and a rea
         assert.equal(typeOf(n, 'clusters')!.ackedVersion, goodClusters, 'the node keeps its last good version');
         const dumpedClusters = await envoy.dumped('dynamic_active_clusters');
         assert.ok(!dumpedClusters.some((c) => c.name === 'forced-bad'));
-        assert.ok(dumpedClusters.every((c) => c.version === goodClusters), JSON.stringify(dumpedClusters));
+        assert.ok(
+          dumpedClusters.every((c) => c.version === goodClusters),
+          JSON.stringify(dumpedClusters),
+        );
         assert.equal((await call(`${gw}/api/orders/ord_1`)).json?.path, '/orders/ord_1', 'the old config keeps serving');
 
         // Not re-sent in a loop: no push and no further rejection over a few seconds.

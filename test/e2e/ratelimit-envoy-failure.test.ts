@@ -33,7 +33,14 @@ for (const mode of ['combined', 'service'] as const satisfies readonly Mode[]) {
         gatewayGroups: [group('strict'), group('lenient')],
         services: [{ name: 'echo', endpoints: [{ host: '127.0.0.1', port: g.upstream.port }] }],
         products: [
-          { name: 'accounts', gatewayGroups: groups, basePath: '/accounts', auth: { accept: ['none'] }, publicPlan: 'generous', routes: [{ name: 'login', match: { path: { type: 'exact', value: '/login' } }, service: 'echo' }] },
+          {
+            name: 'accounts',
+            gatewayGroups: groups,
+            basePath: '/accounts',
+            auth: { accept: ['none'] },
+            publicPlan: 'generous',
+            routes: [{ name: 'login', match: { path: { type: 'exact', value: '/login' } }, service: 'echo' }],
+          },
           { name: 'api', gatewayGroups: groups, basePath: '/api', auth: { accept: ['api_key'] }, routes: [{ name: 'all', match: { path: { type: 'prefix', value: '/' } }, service: 'echo' }] },
         ],
         plans: [{ name: 'generous', limits: [{ requests: 1000, per: 'hour' }], countBy: { kind: 'client_ip' } }],

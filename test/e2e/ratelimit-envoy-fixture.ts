@@ -38,14 +38,7 @@ export async function testIdp(): Promise<TestIdp> {
   return {
     jwk,
     token: (sub, team) =>
-      new SignJWT({ team })
-        .setProtectedHeader({ alg: 'ES256', kid: 'k1' })
-        .setIssuer(ISSUER)
-        .setAudience(AUDIENCE)
-        .setSubject(sub)
-        .setIssuedAt()
-        .setExpirationTime('2h')
-        .sign(privateKey),
+      new SignJWT({ team }).setProtectedHeader({ alg: 'ES256', kid: 'k1' }).setIssuer(ISSUER).setAudience(AUDIENCE).setSubject(sub).setIssuedAt().setExpirationTime('2h').sign(privateKey),
   };
 }
 

@@ -8,19 +8,7 @@
 import assert from 'node:assert/strict';
 import { describe, it } from 'node:test';
 import type { GatewayResponse } from '../support/seed003.ts';
-import {
-  assert429,
-  assertAllowed,
-  bearer,
-  freePort,
-  limitsDocument,
-  newApiKey,
-  secondsToMidnight,
-  startGateway,
-  testIdp,
-  withKey,
-  type Mode,
-} from './ratelimit-envoy-fixture.ts';
+import { assert429, assertAllowed, bearer, freePort, limitsDocument, newApiKey, secondsToMidnight, startGateway, testIdp, withKey, type Mode } from './ratelimit-envoy-fixture.ts';
 
 const HOUR = 3600;
 

@@ -34,7 +34,15 @@ describe('rate limits through two Envoys and two control planes sharing Redis', 
         rateLimit: { mode, failureMode: 'open', timeoutMs: 5000 },
       })),
       services: [{ name: 'echo', endpoints: [{ host: '127.0.0.1', port: a.upstream.port }] }],
-      products: [{ name: 'api', gatewayGroups: ['edge-a', 'edge-b'], basePath: '/api', auth: { accept: ['api_key'] }, routes: [{ name: 'all', match: { path: { type: 'prefix', value: '/' } }, service: 'echo' }] }],
+      products: [
+        {
+          name: 'api',
+          gatewayGroups: ['edge-a', 'edge-b'],
+          basePath: '/api',
+          auth: { accept: ['api_key'] },
+          routes: [{ name: 'all', match: { path: { type: 'prefix', value: '/' } }, service: 'echo' }],
+        },
+      ],
       // Per hour: nothing refills during the test.
       plans: [{ name: 'shared', limits: [{ requests: LIMIT, per: 'hour' }], countBy: { kind: 'partner' } }],
       partners: PARTNERS.map((p) => ({ name: p, apiKeys: [{ name: 'k', key: keys[p] }], subscriptions: [{ product: 'api', plan: 'shared' }] })),

@@ -14,14 +14,7 @@ import type { RateLimitRequestMessage } from '../../src/ratelimit/descriptors.ts
 import { seedModel } from '../support/ratelimit-fixtures.ts';
 import { createRateLimiter, RateLimiter, type LimiterLogger } from '../../src/ratelimit/limiter.ts';
 import { UnaryGrpcServer } from '../../src/grpc/unary-server.ts';
-import {
-  addRateLimitService,
-  CODE,
-  rateLimitServiceDefinition,
-  registerRateLimitUnary,
-  startRateLimitServer,
-  type RateLimitResponseMessage,
-} from '../../src/ratelimit/service.ts';
+import { addRateLimitService, CODE, rateLimitServiceDefinition, registerRateLimitUnary, startRateLimitServer, type RateLimitResponseMessage } from '../../src/ratelimit/service.ts';
 import { SnapshotCache } from '../../src/xds/cache.ts';
 import { FleetStatus } from '../../src/xds/fleet.ts';
 import { XdsServer } from '../../src/xds/server.ts';
@@ -44,9 +37,7 @@ class RlsClient {
   }
   private raw<T>(msg: T, serialize: (m: T) => Buffer): Promise<RateLimitResponseMessage> {
     return new Promise((resolve, reject) =>
-      this.client.makeUnaryRequest(this.def.path, serialize, this.def.responseDeserialize as (b: Buffer) => RateLimitResponseMessage, msg, (err, res) =>
-        err ? reject(err) : resolve(res!),
-      ),
+      this.client.makeUnaryRequest(this.def.path, serialize, this.def.responseDeserialize as (b: Buffer) => RateLimitResponseMessage, msg, (err, res) => (err ? reject(err) : resolve(res!))),
     );
   }
   close(): void {
@@ -83,11 +74,14 @@ describe('rate-limit gRPC service', { concurrency: false }, () => {
     const limiter = new RateLimiter({ backend: new MemoryCounters(), model: seedModel(), metrics: { registry: new Registry() } });
     const server = await startRateLimitServer(limiter);
     const client = new RlsClient(`127.0.0.1:${server.port}`);
-    cleanup.push(() => server.close(), () => client.close(), () => limiter.close());
+    cleanup.push(
+      () => server.close(),
+      () => client.close(),
+      () => limiter.close(),
+    );
 
     // Seed 003 login: 10/min by client IP, whoever the user is.
-    const login = (ip: string, user: string) =>
-      client.call(descriptor({ portico_route: 'shop/login', portico_partner: 'acme', remote_address: ip, 'portico_header.x-user-id': user }));
+    const login = (ip: string, user: string) => client.call(descriptor({ portico_route: 'shop/login', portico_partner: 'acme', remote_address: ip, 'portico_header.x-user-id': user }));
     for (let i = 0; i < 10; i++) {
       const r = await login('198.51.100.4', `u${i}`);
       assert.equal(r.overall_code, CODE.OK);
@@ -115,7 +109,11 @@ describe('rate-limit gRPC service', { concurrency: false }, () => {
     const limiter = new RateLimiter({ backend: new MemoryCounters(), model: seedModel(), metrics: { registry } });
     const server = await startRateLimitServer(limiter);
     const client = new RlsClient(`127.0.0.1:${server.port}`);
-    cleanup.push(() => server.close(), () => client.close(), () => limiter.close());
+    cleanup.push(
+      () => server.close(),
+      () => client.close(),
+      () => limiter.close(),
+    );
     const cases: Array<[Promise<unknown>, RegExp]> = [
       [client.call({ ...wayne, domain: 'envoy' }), /unknown domain "envoy"/],
       [client.call(descriptor({ portico_partner: 'wayne' })), /no portico_route entry/],
@@ -139,7 +137,11 @@ describe('rate-limit gRPC service', { concurrency: false }, () => {
     registerRateLimitUnary(lean, limiter);
     const port = await lean.listen('127.0.0.1', 0);
     const client = new RlsClient(`127.0.0.1:${port}`);
-    cleanup.push(() => lean.close(1000), () => client.close(), () => limiter.close());
+    cleanup.push(
+      () => lean.close(1000),
+      () => client.close(),
+      () => limiter.close(),
+    );
     const results = await Promise.all(Array.from({ length: 33 }, () => client.call(wayne)));
     assert.equal(results.filter((r) => r.overall_code === CODE.OK).length, 30);
     const refused = results.find((r) => r.overall_code === CODE.OVER_LIMIT)!;
@@ -158,7 +160,11 @@ describe('rate-limit gRPC service', { concurrency: false }, () => {
     addRateLimitService(xds, limiter);
     const port = await xds.listen('127.0.0.1', 0);
     const client = new RlsClient(`127.0.0.1:${port}`);
-    cleanup.push(() => xds.close(1000), () => client.close(), () => limiter.close());
+    cleanup.push(
+      () => xds.close(1000),
+      () => client.close(),
+      () => limiter.close(),
+    );
     const results = await Promise.all(Array.from({ length: 35 }, () => client.call(wayne)));
     assert.equal(results.filter((r) => r.overall_code === CODE.OK).length, 30, 'hourly plan: 30');
   });
@@ -171,7 +177,11 @@ describe('rate-limit gRPC service', { concurrency: false }, () => {
     await limiter.ready();
     const server = await startRateLimitServer(limiter);
     const client = new RlsClient(`127.0.0.1:${server.port}`);
-    cleanup.push(() => server.close(), () => client.close(), () => limiter.close());
+    cleanup.push(
+      () => server.close(),
+      () => client.close(),
+      () => limiter.close(),
+    );
     // Concurrent, so decisions are batched; still exactly 30 pass.
     const results = await Promise.all(Array.from({ length: 45 }, () => client.call(wayne)));
     assert.equal(results.filter((x) => x.overall_code === CODE.OK).length, 30);
@@ -241,7 +251,14 @@ describe('rate-limit gRPC service', { concurrency: false }, () => {
     const server2 = await startRateLimitServer(closed);
     const client = new RlsClient(`127.0.0.1:${server.port}`);
     const client2 = new RlsClient(`127.0.0.1:${server2.port}`);
-    cleanup.push(() => server.close(), () => server2.close(), () => client.close(), () => client2.close(), () => open.close(), () => closed.close());
+    cleanup.push(
+      () => server.close(),
+      () => server2.close(),
+      () => client.close(),
+      () => client2.close(),
+      () => open.close(),
+      () => closed.close(),
+    );
     const req = descriptor({ portico_route: 'shop/orders', portico_partner: 'wayne', remote_address: '192.0.2.45' });
 
     for (let i = 0; i < 25; i++) assert.equal((await client.call(req)).overall_code, CODE.OK);
@@ -249,14 +266,21 @@ describe('rate-limit gRPC service', { concurrency: false }, () => {
 
     await r.pause();
     const during = await Promise.all(Array.from({ length: 40 }, () => client.call(req)));
-    assert.ok(during.every((x) => x.overall_code === CODE.OK && x.response_headers_to_add.length === 0), 'fail open: allowed, no limit headers');
+    assert.ok(
+      during.every((x) => x.overall_code === CODE.OK && x.response_headers_to_add.length === 0),
+      'fail open: allowed, no limit headers',
+    );
     const closedAnswer = await client2.call(req);
     assert.equal(closedAnswer.overall_code, CODE.OVER_LIMIT, 'fail closed refuses');
     assert.equal(JSON.parse(body(closedAnswer)).error, 'rate_limit_unavailable');
     assert.equal(await metric(registry, 'portico_ratelimit_backend_errors_total'), 40);
     assert.equal(await metric(registry, 'portico_ratelimit_decisions_total', { partner: 'wayne', outcome: 'error' }), 40);
     assert.equal(await metric(registry, 'portico_ratelimit_backend_up'), 0);
-    assert.deepEqual(lines.map((l) => l.level), ['warn'], 'one log line for the whole outage');
+    assert.deepEqual(
+      lines.map((l) => l.level),
+      ['warn'],
+      'one log line for the whole outage',
+    );
 
     await r.start();
     const back = await waitFor('the limiter to use Redis again', async () => {
@@ -267,7 +291,10 @@ describe('rate-limit gRPC service', { concurrency: false }, () => {
     assert.equal(headers(back)['X-RateLimit-Remaining'], '3');
     for (let i = 0; i < 3; i++) assert.equal((await client.call(req)).overall_code, CODE.OK);
     assert.equal((await client.call(req)).overall_code, CODE.OVER_LIMIT);
-    assert.deepEqual(lines.map((l) => l.level), ['warn', 'info']);
+    assert.deepEqual(
+      lines.map((l) => l.level),
+      ['warn', 'info'],
+    );
     assert.equal(await metric(registry, 'portico_ratelimit_backend_up'), 1);
   });
 });

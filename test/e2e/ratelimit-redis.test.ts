@@ -37,10 +37,7 @@ describe('Redis counters', { concurrency: false }, () => {
     if (!(await needRedis(t))) return;
     const specs: CounterSpec[][] = [
       [{ kind: 'bucket', key: 'a', requests: 10, periodMs: 1000, capacity: 12 } satisfies BucketSpec],
-      [
-        { kind: 'bucket', key: 'b', requests: 3, periodMs: 60_000, capacity: 3 },
-        { kind: 'window', key: 'b', limit: 25, per: 'day' } satisfies WindowSpec,
-      ],
+      [{ kind: 'bucket', key: 'b', requests: 3, periodMs: 60_000, capacity: 3 }, { kind: 'window', key: 'b', limit: 25, per: 'day' } satisfies WindowSpec],
       [
         { kind: 'bucket', key: 'c', requests: 7, periodMs: 3_600_000, capacity: 9 },
         { kind: 'window', key: 'cd', limit: 40, per: 'day' },

@@ -121,20 +121,26 @@ async function scenario(t: TestContext, apiType: 'GRPC' | 'DELTA_GRPC'): Promise
     });
 
     await t.test('new routes and changed endpoints go live without a restart', async () => {
-      publish(cache, fixture(listenerPort, { 'svc-a': [a.port], 'svc-b': [b.port] }, [
-        { prefix: '/b', cluster: 'svc-b', tag: 'to-b' },
-        { prefix: '/', cluster: 'svc-a', tag: 'root' },
-      ]));
+      publish(
+        cache,
+        fixture(listenerPort, { 'svc-a': [a.port], 'svc-b': [b.port] }, [
+          { prefix: '/b', cluster: 'svc-b', tag: 'to-b' },
+          { prefix: '/', cluster: 'svc-a', tag: 'root' },
+        ]),
+      );
       const r = await waitFor('the new route', async () => {
         const x = await get(listenerPort, '/b/x');
         return x.body === 'B /b/x' ? x : undefined;
       });
       assert.equal(r.status, 200);
       // Endpoints of svc-a now point at B.
-      publish(cache, fixture(listenerPort, { 'svc-a': [b.port], 'svc-b': [b.port] }, [
-        { prefix: '/b', cluster: 'svc-b', tag: 'to-b' },
-        { prefix: '/', cluster: 'svc-a', tag: 'root' },
-      ]));
+      publish(
+        cache,
+        fixture(listenerPort, { 'svc-a': [b.port], 'svc-b': [b.port] }, [
+          { prefix: '/b', cluster: 'svc-b', tag: 'to-b' },
+          { prefix: '/', cluster: 'svc-a', tag: 'root' },
+        ]),
+      );
       await waitFor('endpoint change', async () => ((await get(listenerPort, '/a')).body === 'B /a' ? true : undefined));
       await waitFor('fleet in sync', () => (typeOf('clusters')?.ackedVersion === cdsVersion().version && !typeOf('endpoints')?.pending ? true : undefined));
     });
@@ -221,4 +227,3 @@ describe('xDS with a real Envoy', () => {
   it('state of the world (api_type GRPC)', (t) => scenario(t, 'GRPC'));
   it('incremental (api_type DELTA_GRPC)', (t) => scenario(t, 'DELTA_GRPC'));
 });
-

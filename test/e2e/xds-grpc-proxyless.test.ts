@@ -34,19 +34,25 @@ describe('proxyless gRPC client (@grpc/grpc-js-xds)', () => {
       assert.ok(node);
       assert.equal(node.group, GROUP);
       assert.match(node.userAgent, /^gRPC Node/);
-      assert.deepEqual(node.types.map((x) => [x.type, !!x.ackedVersion, x.lastNack]), [
-        ['clusters', true, undefined],
-        ['endpoints', true, undefined],
-        ['listeners', true, undefined],
-        ['routes', true, undefined],
-      ]);
+      assert.deepEqual(
+        node.types.map((x) => [x.type, !!x.ackedVersion, x.lastNack]),
+        [
+          ['clusters', true, undefined],
+          ['endpoints', true, undefined],
+          ['listeners', true, undefined],
+          ['routes', true, undefined],
+        ],
+      );
 
       cache.setGroupResources(GROUP, proxylessGrpcResources('echo', 'echo-backend', [two.port]));
       cache.flush();
-      assert.equal(await waitFor('the endpoint change', async () => {
-        const r = await callRaw(client, 'again');
-        return r.startsWith('two:') ? r : undefined;
-      }), 'two:again');
+      assert.equal(
+        await waitFor('the endpoint change', async () => {
+          const r = await callRaw(client, 'again');
+          return r.startsWith('two:') ? r : undefined;
+        }),
+        'two:again',
+      );
     } finally {
       client.close();
       await server.close(500);

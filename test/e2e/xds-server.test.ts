@@ -48,13 +48,19 @@ describe('xDS gRPC server', () => {
       const s = bidi<JsonObject, SotwResponse>(addr, cds, 'StreamClusters');
       s.call.write({ node: NODE, type_url: TYPE_URLS.cluster });
       await waitFor('CDS response', () => s.received[0]);
-      assert.deepEqual(s.received[0]!.resources.map((b) => unpackAny(b).name), ['a', 'b']);
+      assert.deepEqual(
+        s.received[0]!.resources.map((b) => unpackAny(b).name),
+        ['a', 'b'],
+      );
       assert.equal(s.received[0]!.version_info, cache.getSnapshot('g').types.get(TYPE_URLS.cluster)!.version);
 
       const d = bidi<JsonObject, DeltaResponse>(addr, cds, 'DeltaClusters');
       d.call.write({ node: NODE, type_url: TYPE_URLS.cluster });
       await waitFor('delta CDS response', () => d.received[0]);
-      assert.deepEqual(d.received[0]!.resources.map((b) => unpackDeltaResource(b).name), ['a', 'b']);
+      assert.deepEqual(
+        d.received[0]!.resources.map((b) => unpackDeltaResource(b).name),
+        ['a', 'b'],
+      );
 
       const eds = DISCOVERY_SERVICES.eds.service;
       const fetchDef = discoveryServiceDefinition(eds).FetchEndpoints!;
@@ -68,7 +74,10 @@ describe('xDS gRPC server', () => {
           (e, r) => (e ? reject(e) : resolve(r!)),
         ),
       );
-      assert.deepEqual(fetched.resources.map((b) => unpackAny(b).cluster_name), ['b']);
+      assert.deepEqual(
+        fetched.resources.map((b) => unpackAny(b).cluster_name),
+        ['b'],
+      );
       for (const c of [s, d]) {
         c.call.end();
         c.client.close();
@@ -129,8 +138,14 @@ describe('xDS gRPC server', () => {
   });
 
   it('ends xDS streams cleanly at the maximum age (±10% jitter)', async () => {
-    assert.equal(jittered(1000, () => 0), 900);
-    assert.equal(jittered(1000, () => 1), 1100);
+    assert.equal(
+      jittered(1000, () => 0),
+      900,
+    );
+    assert.equal(
+      jittered(1000, () => 1),
+      1100,
+    );
     const { server, cache } = await setup({ maxConnectionAgeMs: 600 });
     const port = await server.listen('127.0.0.1', 0);
     try {

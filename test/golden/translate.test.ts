@@ -70,7 +70,9 @@ for (const name of cases) {
   test(`golden: ${name}`, () => {
     const out = translatedCase(name);
     const dir = path.join(testdata, name);
-    const groupDirs = readdirSync(dir).filter((d) => statSync(path.join(dir, d)).isDirectory()).sort();
+    const groupDirs = readdirSync(dir)
+      .filter((d) => statSync(path.join(dir, d)).isDirectory())
+      .sort();
     if (update) {
       for (const d of groupDirs) if (!out.has(d)) rmSync(path.join(dir, d), { recursive: true });
       for (const [group, resources] of out) {

@@ -65,7 +65,7 @@ describe('docker-compose.yml: structure', () => {
     for (const [name, s] of Object.entries(services)) {
       assert.ok(s.image || s.build, `${name}: image or build`);
       if (s.image) assert.match(interpolate(s.image, {}), /^[a-z0-9./-]+(:[A-Za-z0-9._-]+)?$/, `${name}: image reference`);
-      if (s.build) assert.ok(exists(((s.build as { dockerfile?: string }).dockerfile ?? 'Dockerfile')), `${name}: the Dockerfile exists`);
+      if (s.build) assert.ok(exists((s.build as { dockerfile?: string }).dockerfile ?? 'Dockerfile'), `${name}: the Dockerfile exists`);
       if (s.image && !s.build) assert.doesNotMatch(s.image, /:latest$|^[^:]+$/, `${name}: a pinned tag`);
     }
     assert.equal(services.envoy!.image, `envoyproxy/envoy:v${ENVOY_VERSION}`, 'the Envoy the tests run (scripts/setup.sh)');
@@ -98,7 +98,7 @@ describe('docker-compose.yml: structure', () => {
     }
   });
 
-  it("gives the control plane an environment loadSettings accepts, with a usable master key", () => {
+  it('gives the control plane an environment loadSettings accepts, with a usable master key', () => {
     const env = porticoEnv();
     const settings = loadSettings(env);
     assert.match(settings.databaseUrl!, /^postgresql:\/\/portico:[^@]+@postgres:5432\/portico$/);
@@ -123,7 +123,11 @@ describe('docker-compose.yml: structure', () => {
     assert.ok(mount, `${file} is mounted from the repository`);
     assert.equal(mount!.src, 'deploy/compose/gateway.yaml');
     // The same model as the example, with the upstreams reached by service name.
-    assert.equal(readFileSync(repoPath(mount!.src), 'utf8'), composeModelYaml(), 'deploy/compose/gateway.yaml is examples/gateway.yaml with 127.0.0.1 → upstreams; regenerate with: npx tsx deploy/generate.ts');
+    assert.equal(
+      readFileSync(repoPath(mount!.src), 'utf8'),
+      composeModelYaml(),
+      'deploy/compose/gateway.yaml is examples/gateway.yaml with 127.0.0.1 → upstreams; regenerate with: npx tsx deploy/generate.ts',
+    );
     const model = parseModelFile(repoPath(mount!.src));
     const errors = [...validateModel(model), ...validateTranslation(model)].map((e) => `${KINDS[e.kind].singular} '${e.key}' ${e.field} ${e.message}`);
     assert.deepEqual(errors, []);
@@ -133,7 +137,11 @@ describe('docker-compose.yml: structure', () => {
     const group = envoyCmd[envoyCmd.indexOf('--service-cluster') + 1]!;
     assert.ok(groups.has(group), `gateway group '${group}'`);
     const listenerPorts = groups.get(group)!.listeners.map((l) => (l as { address: { socket_address: { port_value: number } } }).address.socket_address.port_value);
-    for (const p of listenerPorts) assert.ok((services.envoy!.ports ?? []).some((x) => x.endsWith(`:${p}`)), `listener port ${p} is published`);
+    for (const p of listenerPorts)
+      assert.ok(
+        (services.envoy!.ports ?? []).some((x) => x.endsWith(`:${p}`)),
+        `listener port ${p} is published`,
+      );
     // The services point at the upstreams container's ports.
     const upstreamPorts = model.services.size ? [...model.services.values()].flatMap((s) => (s.endpoints ?? []).map((e) => `${e.host}:${e.port}`)) : [];
     assert.deepEqual(upstreamPorts.sort(), ['upstreams:3001', 'upstreams:3002', 'upstreams:3003'].sort());
@@ -156,17 +164,21 @@ describe('docker-compose.yml: structure', () => {
     assert.equal(b.admin.address.socket_address.address, '127.0.0.1', 'admin stays on loopback');
   });
 
-  it("Envoy accepts the compose bootstrap (envoy --mode validate)", (t) => {
+  it('Envoy accepts the compose bootstrap (envoy --mode validate)', (t) => {
     const envoy = requireComponent(t, 'envoy');
     if (!envoy) return;
-    const r = spawnSync(envoy, ['--mode', 'validate', '-c', repoPath('deploy/envoy/edge.yaml'), '--service-node', 'edge-1', '--service-cluster', 'edge', '--use-dynamic-base-id'], { encoding: 'utf8' });
+    const r = spawnSync(envoy, ['--mode', 'validate', '-c', repoPath('deploy/envoy/edge.yaml'), '--service-node', 'edge-1', '--service-cluster', 'edge', '--use-dynamic-base-id'], {
+      encoding: 'utf8',
+    });
     assert.equal(r.status, 0, r.stderr || r.stdout);
   });
 
   it('scrapes the control plane and every Envoy with Prometheus, and provisions Grafana', () => {
     const promMount = binds(services.prometheus!).find((b) => b.dst === '/etc/prometheus/prometheus.yml');
     assert.ok(promMount, 'prometheus.yml is mounted');
-    const prom = YAML.parse(readFileSync(repoPath(promMount!.src), 'utf8')) as { scrape_configs: Array<{ job_name: string; metrics_path: string; dns_sd_configs?: Array<{ names: string[]; port: number }>; static_configs?: Array<{ targets: string[] }> }> };
+    const prom = YAML.parse(readFileSync(repoPath(promMount!.src), 'utf8')) as {
+      scrape_configs: Array<{ job_name: string; metrics_path: string; dns_sd_configs?: Array<{ names: string[]; port: number }>; static_configs?: Array<{ targets: string[] }> }>;
+    };
     const targets = (job: string) => {
       const j = prom.scrape_configs.find((s) => s.job_name === job)!;
       assert.ok(j, `job ${job}`);
@@ -219,13 +231,21 @@ describe('docker-compose.yml: each service command as a plain process', () => {
     const auth = { authorization: `Bearer ${env.PORTICO_ADMIN_TOKEN}` };
     type Exported = { gatewayGroups?: Array<{ name: string }>; services: Array<{ endpoints: Array<{ host: string }> }> };
     // --apply commits right after the servers start (readiness can come first).
-    const exported = await waitFor('the example applied at start', async () => {
-      const res = await fetch(`${adminUrl}/api/v1/config?format=json`, { headers: auth });
-      assert.equal(res.status, 200);
-      const doc = (await res.json()) as Exported;
-      return doc.gatewayGroups ? doc : undefined;
-    }, 60_000, 200);
-    assert.deepEqual(exported.gatewayGroups!.map((g) => g.name), ['edge']);
+    const exported = await waitFor(
+      'the example applied at start',
+      async () => {
+        const res = await fetch(`${adminUrl}/api/v1/config?format=json`, { headers: auth });
+        assert.equal(res.status, 200);
+        const doc = (await res.json()) as Exported;
+        return doc.gatewayGroups ? doc : undefined;
+      },
+      60_000,
+      200,
+    );
+    assert.deepEqual(
+      exported.gatewayGroups!.map((g) => g.name),
+      ['edge'],
+    );
     assert.ok(exported.services.every((s) => s.endpoints.every((e) => e.host === 'upstreams')));
     // The container's HEALTHCHECK command, against this process.
     const health = (addr: string) => spawnSync(process.execPath, [repoPath('deploy/docker/healthcheck.mjs')], { env: childEnv({ PORTICO_ADMIN_ADDR: addr }), encoding: 'utf8' });
@@ -250,11 +270,19 @@ describe('docker-compose.yml: each service command as a plain process', () => {
       env: childEnv({ ...env, DEMO_HOST: '127.0.0.1', DEMO_USERS_PORT: '0', DEMO_ORDERS_PORT: '0', DEMO_PRODUCTS_PORT: '0', DEMO_ISSUER_PORT: '0' }),
     });
     t.after(() => proc.stop('SIGKILL'));
-    const bound = await waitFor('the upstreams to print their ports', () => {
-      if (proc.child.exitCode !== null) throw new Error(proc.output());
-      const lines = proc.output().split('\n').filter((l) => l.startsWith('{')).map((l) => JSON.parse(l) as { service: string; port: number; issuer?: string });
-      return lines.length === 4 ? Object.fromEntries(lines.map((l) => [l.service, l])) : undefined;
-    }, 60_000);
+    const bound = await waitFor(
+      'the upstreams to print their ports',
+      () => {
+        if (proc.child.exitCode !== null) throw new Error(proc.output());
+        const lines = proc
+          .output()
+          .split('\n')
+          .filter((l) => l.startsWith('{'))
+          .map((l) => JSON.parse(l) as { service: string; port: number; issuer?: string });
+        return lines.length === 4 ? Object.fromEntries(lines.map((l) => [l.service, l])) : undefined;
+      },
+      60_000,
+    );
     const model = parseModelFile(repoPath('deploy/compose/gateway.yaml'));
     for (const name of ['users', 'orders', 'products']) {
       const r = await fetch(`http://127.0.0.1:${bound[name]!.port}/${name}/1`);
@@ -295,17 +323,29 @@ describe('docker-compose.yml: each service command as a plain process', () => {
     const proc = startProcess(bin, ['-c', file, '--use-dynamic-base-id', '--service-node', 'stats-1', '--service-cluster', 'edge', '-l', 'warning']);
     t.after(() => proc.stop('SIGKILL'));
     const stats = `http://127.0.0.1:${statsPort}`;
-    const metrics = await waitFor('the stats listener', async () => {
-      assert.equal(proc.child.exitCode, null, proc.output());
-      const r = await fetch(`${stats}/stats/prometheus`).catch(() => undefined);
-      return r?.status === 200 ? r.text() : undefined;
-    }, 60_000, 100);
+    const metrics = await waitFor(
+      'the stats listener',
+      async () => {
+        assert.equal(proc.child.exitCode, null, proc.output());
+        const r = await fetch(`${stats}/stats/prometheus`).catch(() => undefined);
+        return r?.status === 200 ? r.text() : undefined;
+      },
+      60_000,
+      100,
+    );
     assert.match(metrics, /^# TYPE envoy_\w+ (counter|gauge)/m);
     assert.match(metrics, /envoy_cluster_manager_cds_update_success/);
     const ready = await fetch(`${stats}/ready`);
     assert.equal(ready.status, 200, 'initialised from the control plane');
     assert.match(await ready.text(), /LIVE/);
-    for (const [method, p] of [['GET', '/config_dump'], ['GET', '/clusters'], ['POST', '/quitquitquit'], ['POST', '/logging?level=trace'], ['POST', '/stats/prometheus'], ['GET', '/']] as const) {
+    for (const [method, p] of [
+      ['GET', '/config_dump'],
+      ['GET', '/clusters'],
+      ['POST', '/quitquitquit'],
+      ['POST', '/logging?level=trace'],
+      ['POST', '/stats/prometheus'],
+      ['GET', '/'],
+    ] as const) {
       assert.equal((await fetch(`${stats}${p}`, { method })).status, 404, `${method} ${p} is not published`);
     }
     assert.equal(proc.child.exitCode, null, 'Envoy still running: /quitquitquit never reached the admin');

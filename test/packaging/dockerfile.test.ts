@@ -25,7 +25,11 @@ interface Stage {
 
 /** Dockerfile → stages of instructions (continuation lines joined, comments dropped). */
 function parseDockerfile(text: string): { args: Record<string, string>; stages: Stage[] } {
-  const lines = text.replace(/\\\n/g, ' ').split('\n').map((l) => l.trim()).filter((l) => l && !l.startsWith('#'));
+  const lines = text
+    .replace(/\\\n/g, ' ')
+    .split('\n')
+    .map((l) => l.trim())
+    .filter((l) => l && !l.startsWith('#'));
   const args: Record<string, string> = {};
   const stages: Stage[] = [];
   for (const line of lines) {
@@ -61,9 +65,18 @@ const envOf = (stage: Stage) => Object.fromEntries(all(stage, 'ENV').flatMap((i)
 
 /** .dockerignore as Docker applies it: last matching pattern wins, `!` re-includes. */
 function dockerignored(file: string): boolean {
-  const patterns = readFileSync(repoPath('.dockerignore'), 'utf8').split('\n').map((l) => l.trim()).filter((l) => l && !l.startsWith('#'));
+  const patterns = readFileSync(repoPath('.dockerignore'), 'utf8')
+    .split('\n')
+    .map((l) => l.trim())
+    .filter((l) => l && !l.startsWith('#'));
   const toRegex = (p: string) =>
-    new RegExp(`^${p.replace(/\/$/, '').replace(/[.+^${}()|[\]\\]/g, '\\$&').replace(/\*\*\//g, '(?:.*/)?').replace(/\*/g, '[^/]*')}(?:/.*)?$`);
+    new RegExp(
+      `^${p
+        .replace(/\/$/, '')
+        .replace(/[.+^${}()|[\]\\]/g, '\\$&')
+        .replace(/\*\*\//g, '(?:.*/)?')
+        .replace(/\*/g, '[^/]*')}(?:/.*)?$`,
+    );
   let ignored = false;
   for (const p of patterns) {
     const negate = p.startsWith('!');
@@ -87,7 +100,9 @@ describe('Dockerfile', () => {
     assert.ok(dockerfile.stages.length >= 2, 'multi-stage');
     const builder = dockerfile.stages.find((s) => s.name === 'builder');
     assert.ok(builder, 'a builder stage');
-    const runs = all(builder!, 'RUN').map((r) => r.args).join('\n');
+    const runs = all(builder!, 'RUN')
+      .map((r) => r.args)
+      .join('\n');
     assert.match(runs, /npm ci\b/);
     assert.match(runs, /prisma generate/);
     assert.match(runs, /npm prune --omit=dev/);
@@ -96,9 +111,16 @@ describe('Dockerfile', () => {
     // The Prisma client is generated where the schema says and copied from the builder.
     const output = /output\s*=\s*"([^"]+)"/.exec(readFileSync(repoPath('prisma/schema.prisma'), 'utf8'))![1]!;
     const generated = path.relative(repoPath(), path.resolve(repoPath('prisma'), output));
-    assert.ok(all(runtime, 'COPY').some((c) => c.args === `--from=builder /app/${generated} ./${generated}`), `runtime copies /app/${generated} from the builder`);
+    assert.ok(
+      all(runtime, 'COPY').some((c) => c.args === `--from=builder /app/${generated} ./${generated}`),
+      `runtime copies /app/${generated} from the builder`,
+    );
     assert.ok(all(runtime, 'COPY').some((c) => c.args === '--from=builder /app/node_modules ./node_modules'));
-    assert.equal(all(runtime, 'RUN').some((r) => /npm (ci|install)/.test(r.args)), false, 'no package install in the runtime stage');
+    assert.equal(
+      all(runtime, 'RUN').some((r) => /npm (ci|install)/.test(r.args)),
+      false,
+      'no package install in the runtime stage',
+    );
   });
 
   it('runs as a numeric non-root user, with a health check and the portico entry point', () => {
@@ -128,7 +150,10 @@ describe('Dockerfile', () => {
         const paths = parts.filter((p) => !p.startsWith('--'));
         const sources = paths.slice(0, -1);
         if (from) {
-          assert.ok(dockerfile.stages.some((s) => s.name === from.slice('--from='.length)), `${c.args}: the stage exists`);
+          assert.ok(
+            dockerfile.stages.some((s) => s.name === from.slice('--from='.length)),
+            `${c.args}: the stage exists`,
+          );
           continue;
         }
         for (const src of sources) {
@@ -140,7 +165,15 @@ describe('Dockerfile', () => {
       }
     }
     // And keeps out what must not be in the image or the context.
-    for (const f of ['node_modules/tsx/package.json', '.git/HEAD', 'src/store/generated/client.ts', 'test/e2e/ha-replicas.test.ts', '.data/portico.key', 'helm/portico/values.yaml', 'bench/authz.ts']) {
+    for (const f of [
+      'node_modules/tsx/package.json',
+      '.git/HEAD',
+      'src/store/generated/client.ts',
+      'test/e2e/ha-replicas.test.ts',
+      '.data/portico.key',
+      'helm/portico/values.yaml',
+      'bench/authz.ts',
+    ]) {
       assert.equal(dockerignored(f), true, `${f} stays out of the build context`);
     }
     for (const f of ['src/main.ts', 'bin/portico', 'prisma/schema.prisma', 'package-lock.json', 'deploy/docker/healthcheck.mjs', 'deploy/docker/demo-upstreams.ts']) {
@@ -148,7 +181,7 @@ describe('Dockerfile', () => {
     }
   });
 
-  it("sets listeners loadSettings accepts, on the ports it exposes", () => {
+  it('sets listeners loadSettings accepts, on the ports it exposes', () => {
     const env = envOf(runtime);
     const settings = loadSettings(env);
     assert.equal(settings.adminHost, '0.0.0.0');

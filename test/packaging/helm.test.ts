@@ -39,10 +39,25 @@ function needHelm(t: TestContext): boolean {
 type Manifest = { apiVersion: string; kind: string; metadata: { name: string; labels?: Record<string, string>; annotations?: Record<string, string> }; spec?: any; data?: Record<string, string> };
 
 function render(valuesFile: string | undefined, set: string[] = []): { manifests: Manifest[]; yaml: string } {
-  const args = ['template', 'portico', CHART, '--namespace', 'gw', '--kube-version', tools.KUBE_VERSION, ...(valuesFile ? ['-f', path.join(CHART, 'ci', valuesFile)] : []), ...set.flatMap((s) => ['--set', s])];
+  const args = [
+    'template',
+    'portico',
+    CHART,
+    '--namespace',
+    'gw',
+    '--kube-version',
+    tools.KUBE_VERSION,
+    ...(valuesFile ? ['-f', path.join(CHART, 'ci', valuesFile)] : []),
+    ...set.flatMap((s) => ['--set', s]),
+  ];
   const r = spawnSync(tools.HELM_BIN, args, { encoding: 'utf8' });
   if (r.status !== 0) throw new Error(`helm template failed: ${r.stderr}`);
-  return { yaml: r.stdout, manifests: YAML.parseAllDocuments(r.stdout).map((d) => d.toJS() as Manifest).filter(Boolean) };
+  return {
+    yaml: r.stdout,
+    manifests: YAML.parseAllDocuments(r.stdout)
+      .map((d) => d.toJS() as Manifest)
+      .filter(Boolean),
+  };
 }
 const find = (ms: Manifest[], kind: string, name: string) => {
   const m = ms.find((x) => x.kind === kind && x.metadata.name === name);
@@ -134,7 +149,9 @@ describe('Helm chart (helm/portico)', () => {
 
     const existing = render('existing-secret-values.yaml').manifests;
     assert.equal(existing.filter((m) => m.kind === 'Secret').length, 0, 'no Secret created');
-    const refs = find(existing, 'Deployment', 'portico-control-plane').spec.template.spec.containers[0].env.filter((e: any) => e.valueFrom?.secretKeyRef).map((e: any) => e.valueFrom.secretKeyRef);
+    const refs = find(existing, 'Deployment', 'portico-control-plane')
+      .spec.template.spec.containers[0].env.filter((e: any) => e.valueFrom?.secretKeyRef)
+      .map((e: any) => e.valueFrom.secretKeyRef);
     assert.ok(refs.length >= 4);
     for (const r of refs) assert.equal(r.name, 'portico-credentials');
     const env = podEnv(find(existing, 'Deployment', 'portico-control-plane').spec.template.spec.containers[0], {
@@ -167,7 +184,14 @@ describe('Helm chart (helm/portico)', () => {
       const cm = find(manifests, 'ConfigMap', 'portico-envoy-bootstrap');
       const bootstrap = YAML.parse(cm.data!['envoy.yaml']!);
       const expected = withStatsListener(
-        renderBootstrap({ role: 'edge', xdsAddresses: [...addresses], adminPort: values.adminPort, apiType: api, maxHeapBytes: values.maxHeapBytes, maxDownstreamConnections: values.maxDownstreamConnections }),
+        renderBootstrap({
+          role: 'edge',
+          xdsAddresses: [...addresses],
+          adminPort: values.adminPort,
+          apiType: api,
+          maxHeapBytes: values.maxHeapBytes,
+          maxDownstreamConnections: values.maxDownstreamConnections,
+        }),
         { adminPort: values.adminPort, statsPort: values.statsPort },
       );
       assert.deepEqual(bootstrap, JSON.parse(JSON.stringify(expected)), `${file}: helm/portico/templates/envoy-configmap.yaml mirrors src/xds/bootstrap.ts + deploy/envoy/bootstrap.ts`);
@@ -231,21 +255,31 @@ describe('Helm chart (helm/portico)', () => {
     for (const m of [sm, pm]) assert.equal(m.metadata.labels?.release, 'kube-prometheus-stack');
     const cpSvc = find(full, 'Service', 'portico-control-plane');
     assert.ok(selects(sm.spec.selector.matchLabels, cpSvc.metadata.labels!));
-    assert.deepEqual(sm.spec.endpoints.map((e: any) => [e.port, e.path]), [['admin', '/metrics']]);
+    assert.deepEqual(
+      sm.spec.endpoints.map((e: any) => [e.port, e.path]),
+      [['admin', '/metrics']],
+    );
     assert.ok(cpSvc.spec.ports.some((p: any) => p.name === 'admin'));
     const envoyPod = find(full, 'Deployment', 'portico-envoy').spec.template;
     assert.ok(selects(pm.spec.selector.matchLabels, envoyPod.metadata.labels));
-    assert.deepEqual(pm.spec.podMetricsEndpoints.map((e: any) => [e.port, e.path]), [['stats', '/stats/prometheus']]);
+    assert.deepEqual(
+      pm.spec.podMetricsEndpoints.map((e: any) => [e.port, e.path]),
+      [['stats', '/stats/prometheus']],
+    );
 
     const dashboards = readdirSync(repoPath('deploy/grafana/dashboards')).filter((f) => f.endsWith('.json'));
-    const r = spawnSync(tools.HELM_BIN, ['template', 'portico', CHART, '-f', path.join(CHART, 'ci/default-values.yaml'), '--set', 'dashboards.enabled=true', '--kube-version', tools.KUBE_VERSION], { encoding: 'utf8' });
+    const r = spawnSync(tools.HELM_BIN, ['template', 'portico', CHART, '-f', path.join(CHART, 'ci/default-values.yaml'), '--set', 'dashboards.enabled=true', '--kube-version', tools.KUBE_VERSION], {
+      encoding: 'utf8',
+    });
     if (dashboards.length === 0) {
       assert.notEqual(r.status, 0);
       assert.match(r.stderr, /no dashboards/);
       return;
     }
     assert.equal(r.status, 0, r.stderr);
-    const cms = YAML.parseAllDocuments(r.stdout).map((d) => d.toJS() as Manifest).filter((m) => m?.kind === 'ConfigMap' && m.metadata.labels?.grafana_dashboard === '1');
+    const cms = YAML.parseAllDocuments(r.stdout)
+      .map((d) => d.toJS() as Manifest)
+      .filter((m) => m?.kind === 'ConfigMap' && m.metadata.labels?.grafana_dashboard === '1');
     assert.equal(cms.length, dashboards.length, 'one ConfigMap per dashboard');
     for (const f of dashboards) {
       const cm = cms.find((m) => m.data?.[f] !== undefined);
@@ -258,7 +292,17 @@ describe('Helm chart (helm/portico)', () => {
     if (!needHelm(t)) return;
     const dir = mkdtempSync(path.join(os.tmpdir(), 'portico-kubeconform-'));
     t.after(() => rmSync(dir, { recursive: true, force: true }));
-    const args = (f: string) => ['-strict', '-summary', '-kubernetes-version', tools.KUBE_VERSION, '-schema-location', `${path.dirname(tools.SCHEMA_DIR)}/{{ .NormalizedKubernetesVersion }}-local{{ .StrictSuffix }}/{{ .ResourceKind }}{{ .KindSuffix }}.json`, '-skip', 'ServiceMonitor,PodMonitor', f];
+    const args = (f: string) => [
+      '-strict',
+      '-summary',
+      '-kubernetes-version',
+      tools.KUBE_VERSION,
+      '-schema-location',
+      `${path.dirname(tools.SCHEMA_DIR)}/{{ .NormalizedKubernetesVersion }}-local{{ .StrictSuffix }}/{{ .ResourceKind }}{{ .KindSuffix }}.json`,
+      '-skip',
+      'ServiceMonitor,PodMonitor',
+      f,
+    ];
     const { yaml } = render('default-values.yaml');
     const good = path.join(dir, 'good.yaml');
     writeFileSync(good, yaml);

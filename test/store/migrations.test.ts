@@ -19,7 +19,10 @@ async function checkHistory(url: string): Promise<void> {
   await client.connect();
   try {
     const rows = (await client.query('SELECT migration_name, checksum, finished_at, rolled_back_at, applied_steps_count FROM _prisma_migrations ORDER BY migration_name')).rows;
-    assert.deepEqual(rows.map((r) => r.migration_name), names);
+    assert.deepEqual(
+      rows.map((r) => r.migration_name),
+      names,
+    );
     for (const r of rows) {
       const sql = readFileSync(path.join(MIGRATIONS_DIR, r.migration_name, 'migration.sql'));
       assert.equal(r.checksum, createHash('sha256').update(sql).digest('hex'), 'checksum is what prisma migrate deploy compares');
@@ -27,7 +30,23 @@ async function checkHistory(url: string): Promise<void> {
       assert.equal(r.rolled_back_at, null);
     }
     const tables = (await client.query("SELECT table_name FROM information_schema.tables WHERE table_schema = 'public'")).rows.map((r) => r.table_name);
-    for (const t of ['GatewayGroup', 'Service', 'Product', 'Route', 'Partner', 'Plan', 'Subscription', 'ApiKey', 'JwtIssuer', 'MtlsIdentity', 'Certificate', 'AdminToken', 'AuditEntry', 'ModelChange', 'SealedSecret']) {
+    for (const t of [
+      'GatewayGroup',
+      'Service',
+      'Product',
+      'Route',
+      'Partner',
+      'Plan',
+      'Subscription',
+      'ApiKey',
+      'JwtIssuer',
+      'MtlsIdentity',
+      'Certificate',
+      'AdminToken',
+      'AuditEntry',
+      'ModelChange',
+      'SealedSecret',
+    ]) {
       assert.ok(tables.includes(t), `table ${t} exists`);
     }
   } finally {

@@ -30,10 +30,7 @@ describe('model store', () => {
     assert.equal(seen[0]!.revision, r1.snapshot.revision);
     await db.store.commit({ actor: 't', summary: 'same again', mutations: [put('partners', 'a', { name: 'a' })] });
     assert.equal(seen.length, 1, 'a write that changes nothing publishes nothing');
-    await assert.rejects(
-      db.store.commit({ actor: 't', summary: 'bad', mutations: [put('subscriptions', 'a/nope', { partner: 'a', product: 'nope', plan: 'nope' })] }),
-      ModelValidationError,
-    );
+    await assert.rejects(db.store.commit({ actor: 't', summary: 'bad', mutations: [put('subscriptions', 'a/nope', { partner: 'a', product: 'nope', plan: 'nope' })] }), ModelValidationError);
     assert.equal(seen.length, 1);
     // Snapshots are immutable: the first one still shows the old world after later writes.
     await db.store.commit({ actor: 't', summary: 'c', mutations: [put('partners', 'c', { name: 'c' })] });

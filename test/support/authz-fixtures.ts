@@ -25,12 +25,7 @@ export function testHasher(): SecretHasher {
 }
 
 /** A new API key: the secret a caller presents and the model resource holding only its hash. */
-export function mintApiKey(
-  hasher: SecretHasher,
-  partner: string,
-  name: string,
-  extra: Partial<Pick<ApiKey, 'expiresAt' | 'revoked'>> = {},
-): { secret: string; resource: ApiKey } {
+export function mintApiKey(hasher: SecretHasher, partner: string, name: string, extra: Partial<Pick<ApiKey, 'expiresAt' | 'revoked'>> = {}): { secret: string; resource: ApiKey } {
   const m = hasher.mint('ptk');
   return { secret: m.secret, resource: { name, partner, prefix: m.prefix, hash: m.hash, ...extra } };
 }

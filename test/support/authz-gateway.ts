@@ -78,8 +78,13 @@ export async function startAuthzGateway(t: TestContext, o: AuthzGatewayOptions):
 
 /** Envoy's view of its ext_authz calls (for diagnostics when a request failed): errors, timeouts, resets. */
 export async function calloutStats(envoy: TestEnvoy): Promise<string> {
-  const stats = await envoy.stats('ext_authz\\.|portico\\.callouts\\.(upstream_rq_timeout|upstream_cx_destroy|upstream_rq_pending_failure|upstream_cx_connect_fail|upstream_rq_5|upstream_cx_total|upstream_rq_total)');
-  return [...stats].filter(([, v]) => v > 0).map(([k, v]) => `${k}=${v}`).join(' ');
+  const stats = await envoy.stats(
+    'ext_authz\\.|portico\\.callouts\\.(upstream_rq_timeout|upstream_cx_destroy|upstream_rq_pending_failure|upstream_cx_connect_fail|upstream_rq_5|upstream_cx_total|upstream_rq_total)',
+  );
+  return [...stats]
+    .filter(([, v]) => v > 0)
+    .map(([k, v]) => `${k}=${v}`)
+    .join(' ');
 }
 
 /** portico_authz_decisions_total summed over the samples matching every given label, from one process's /metrics. */

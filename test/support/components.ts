@@ -65,7 +65,8 @@ const handedOut = new Set<number>();
 const PORT_RANGE: [number, number] = (() => {
   const m = /^(\d+)-(\d+)$/.exec(process.env.PORTICO_TEST_PORTS ?? '');
   const range: [number, number] = m ? [Number(m[1]), Number(m[2])] : [20_000, 31_999];
-  if (!(range[0] >= 1024 && range[1] <= 32_767 && range[0] + 100 <= range[1])) throw new Error(`PORTICO_TEST_PORTS=${process.env.PORTICO_TEST_PORTS}: want low-high within 1024-32767, at least 100 ports`);
+  if (!(range[0] >= 1024 && range[1] <= 32_767 && range[0] + 100 <= range[1]))
+    throw new Error(`PORTICO_TEST_PORTS=${process.env.PORTICO_TEST_PORTS}: want low-high within 1024-32767, at least 100 ports`);
   return range;
 })();
 
@@ -160,11 +161,10 @@ export async function startPostgres(t: TestContext): Promise<PostgresServer | un
   const port = await freePort();
   let proc: RunningProcess | undefined;
   const start = async () => {
-    proc = startProcess(
-      path.join(bin, 'postgres'),
-      ['-D', dataDir, '-p', String(port), '-k', dir, '-c', 'listen_addresses=127.0.0.1', '-c', 'fsync=off', '-c', 'max_connections=200'],
-      { uid: user?.uid, gid: user?.gid },
-    );
+    proc = startProcess(path.join(bin, 'postgres'), ['-D', dataDir, '-p', String(port), '-k', dir, '-c', 'listen_addresses=127.0.0.1', '-c', 'fsync=off', '-c', 'max_connections=200'], {
+      uid: user?.uid,
+      gid: user?.gid,
+    });
     await waitFor('postgres to accept connections', async () => {
       const r = spawnSync(path.join(bin, 'pg_isready'), ['-h', '127.0.0.1', '-p', String(port)]);
       if (proc!.child.exitCode !== null) throw new Error(`postgres exited: ${proc!.output()}`);

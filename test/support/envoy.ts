@@ -87,16 +87,7 @@ export async function launchEnvoy(bin: string, o: EnvoyOptions): Promise<TestEnv
       }),
     ),
   );
-  const proc = startProcess(bin, [
-    '-c',
-    file,
-    '--use-dynamic-base-id',
-    '-l',
-    o.logLevel ?? 'warning',
-    '--drain-time-s',
-    String(o.drainTimeS ?? 1),
-    ...(o.extraArgs ?? []),
-  ]);
+  const proc = startProcess(bin, ['-c', file, '--use-dynamic-base-id', '-l', o.logLevel ?? 'warning', '--drain-time-s', String(o.drainTimeS ?? 1), ...(o.extraArgs ?? [])]);
   const adminUrl = `http://127.0.0.1:${adminPort}`;
   let stopped = false;
   const stop = async () => {

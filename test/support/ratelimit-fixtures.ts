@@ -13,10 +13,7 @@ export function modelOf(entries: Entries, revision = 1): ModelSnapshot {
   return { ...m, revision };
 }
 
-const route = (name: string, path: string): [KindName, object] => [
-  'routes',
-  { product: 'shop', name, match: { path: { type: 'prefix', value: path } }, service: 'svc' },
-];
+const route = (name: string, path: string): [KindName, object] => ['routes', { product: 'shop', name, match: { path: { type: 'prefix', value: path } }, service: 'svc' }];
 
 /** Product `shop` (routes login, search, orders, health), plans, partners and subscriptions. */
 export function seedEntries(): Entries {

@@ -85,7 +85,12 @@ export function httpGatewayResources(f: HttpGatewayFixture): GroupResources {
   const names = Object.keys(f.upstreams).sort();
   return {
     clusters: names.map((n) => edsCluster(n)),
-    endpoints: names.map((n) => loadAssignment(n, f.upstreams[n]!.map((port) => ({ host: '127.0.0.1', port })))),
+    endpoints: names.map((n) =>
+      loadAssignment(
+        n,
+        f.upstreams[n]!.map((port) => ({ host: '127.0.0.1', port })),
+      ),
+    ),
     listeners: [httpListener(listener, f.listenerPort, rc)],
     routes: [routeConfiguration(rc, f.routes)],
     secrets: [],
@@ -100,7 +105,13 @@ export function proxylessGrpcResources(target: string, cluster: string, upstream
   const rc = `${target}-routes`;
   return {
     clusters: [edsCluster(cluster, { lb_policy: 'ROUND_ROBIN' })],
-    endpoints: [loadAssignment(cluster, upstreamPorts.map((port) => ({ host: '127.0.0.1', port })), { zone: 'local' })],
+    endpoints: [
+      loadAssignment(
+        cluster,
+        upstreamPorts.map((port) => ({ host: '127.0.0.1', port })),
+        { zone: 'local' },
+      ),
+    ],
     listeners: [
       {
         name: target,

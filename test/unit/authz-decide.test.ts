@@ -53,14 +53,7 @@ const routes: Route[] = [
   route('mixed', 'things'),
   route('keysonly', 'k'),
 ];
-const partners: Partner[] = [
-  { name: 'acme' },
-  { name: 'globex', suspended: true },
-  { name: 'initech' },
-  { name: 'hooli' },
-  { name: 'umbrella' },
-  { name: 'stark' },
-];
+const partners: Partner[] = [{ name: 'acme' }, { name: 'globex', suspended: true }, { name: 'initech' }, { name: 'hooli' }, { name: 'umbrella' }, { name: 'stark' }];
 const plans: Plan[] = [{ name: 'gold' }, { name: 'free' }, { name: 'bronze' }];
 const subscriptions: Subscription[] = [
   { partner: 'acme', product: 'orders', plan: 'gold' },
@@ -132,18 +125,29 @@ describe('credential index', () => {
     assert.equal(orders.apiKeyQuery, undefined);
     assert.deepEqual(orders.routes.get('list')!.accept, ['api_key', 'jwt'], 'no auth anywhere: the secure default');
     assert.deepEqual(orders.routes.get('open')!.accept, ['none']);
-    assert.deepEqual(orders.issuers.map((i) => i.name), ['auth0', 'internal'], 'no jwtIssuers: every issuer');
+    assert.deepEqual(
+      orders.issuers.map((i) => i.name),
+      ['auth0', 'internal'],
+      'no jwtIssuers: every issuer',
+    );
     assert.equal(index.products.get('billing')!.apiKeyHeader, undefined, 'a query parameter alone replaces the default header');
     assert.equal(index.products.get('billing')!.apiKeyQuery, 'api_key');
     assert.equal(index.products.get('both')!.apiKeyHeader, 'x-key', 'header names are lower-cased');
-    assert.deepEqual(index.products.get('api')!.issuers.map((i) => i.name), ['auth0']);
+    assert.deepEqual(
+      index.products.get('api')!.issuers.map((i) => i.name),
+      ['auth0'],
+    );
     assert.deepEqual([...index.products.get('api')!.excludedExact].sort(), ['/api/auth/login', '/api/health']);
     assert.deepEqual(index.products.get('api')!.excludedPrefixes, ['/docs/']);
 
     const auth0 = index.issuersByIss.get('https://auth.example.com/')!;
     assert.deepEqual(auth0.algorithms, ['RS256', 'ES256']);
     assert.equal(auth0.clockSkewSeconds, 30);
-    assert.deepEqual(auth0.forwardClaims, [['realm.roles', 'x-roles'], ['sub', 'x-user-id'], ['role', 'x-user-role']]);
+    assert.deepEqual(auth0.forwardClaims, [
+      ['realm.roles', 'x-roles'],
+      ['sub', 'x-user-id'],
+      ['role', 'x-user-role'],
+    ]);
 
     const billing = index.subscriptions.get('acme/billing')!;
     assert.deepEqual([...billing.methods!], ['GET', 'HEAD']);
@@ -243,7 +247,17 @@ describe('API keys', () => {
   });
 
   it('answers malformed keys and headers with a 401, never an exception', () => {
-    const weird = ['', ' ', 'ptk_', 'ptk_abcdefgh_', `ptk_ABCDEFGH_${'A'.repeat(43)}`, 'x'.repeat(100_000), '\u0000\u0001', `ptk_abcdefgh_${'🙂'.repeat(43)}`, `${keys.acme1.secret},${keys.acme2.secret}`];
+    const weird = [
+      '',
+      ' ',
+      'ptk_',
+      'ptk_abcdefgh_',
+      `ptk_ABCDEFGH_${'A'.repeat(43)}`,
+      'x'.repeat(100_000),
+      '\u0000\u0001',
+      `ptk_abcdefgh_${'🙂'.repeat(43)}`,
+      `${keys.acme1.secret},${keys.acme2.secret}`,
+    ];
     for (const v of weird) {
       const d = check(withKey(v));
       assert.equal(d.allowed, false, JSON.stringify(v.slice(0, 20)));
@@ -319,7 +333,10 @@ describe('routes and credential selection', () => {
   it('tries credentials in a fixed order (API key, then JWT, then certificate) and never falls through after a bad one', () => {
     const p = jwtToVerify(index, authzRequest({ product: 'mixed', route: 'things', headers: { authorization: 'Bearer a.b.c' } }));
     assert.equal(p?.token, 'a.b.c');
-    assert.deepEqual(p?.issuers.map((i) => i.name), ['auth0']);
+    assert.deepEqual(
+      p?.issuers.map((i) => i.name),
+      ['auth0'],
+    );
     // Both presented: the API key decides and no token is verified.
     assert.equal(jwtToVerify(index, authzRequest({ product: 'mixed', route: 'things', headers: { authorization: 'Bearer a.b.c', 'x-api-key': keys.acme1.secret } })), undefined);
     assert.equal(allowed(check({ product: 'mixed', route: 'things', headers: { authorization: 'Bearer a.b.c', 'x-api-key': keys.acme1.secret } })).credential, 'api_key');
@@ -410,7 +427,13 @@ describe('JWT decisions (given the verifier outcome)', () => {
   it("reads claims from the token's own properties only", () => {
     const weird: JwtIssuer = { ...issuers[0]!, name: 'weird', issuer: 'https://weird/', partnerClaim: 'constructor', forwardClaims: { 'constructor.name': 'X-Ctor', toString: 'X-Str' } };
     const idx = buildCredentialIndex(
-      modelOf({ products: [{ name: 'w', gatewayGroups: ['edge'], auth: { accept: ['jwt'] }, jwtIssuers: ['weird'] }], partners, plans, subscriptions: [{ partner: 'acme', product: 'w', plan: 'gold' }], jwtIssuers: [weird] }),
+      modelOf({
+        products: [{ name: 'w', gatewayGroups: ['edge'], auth: { accept: ['jwt'] }, jwtIssuers: ['weird'] }],
+        partners,
+        plans,
+        subscriptions: [{ partner: 'acme', product: 'w', plan: 'gold' }],
+        jwtIssuers: [weird],
+      }),
       { hasher },
     );
     const req = { product: 'w', route: 'r', headers: { authorization: 'Bearer h.p.s' } };
@@ -476,7 +499,7 @@ describe('JWT decisions (given the verifier outcome)', () => {
 describe('robustness', () => {
   it('never throws on arbitrary header, path and context values', () => {
     let seed = 7;
-    const rnd = () => ((seed = (seed * 1103515245 + 12345) & 0x7fffffff) / 0x7fffffff);
+    const rnd = () => (seed = (seed * 1103515245 + 12345) & 0x7fffffff) / 0x7fffffff;
     const junk = () => Array.from({ length: Math.floor(rnd() * 40) }, () => String.fromCharCode(Math.floor(rnd() * 0x2fff))).join('');
     for (let i = 0; i < 2000; i++) {
       const d = check({

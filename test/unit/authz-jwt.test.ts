@@ -89,7 +89,9 @@ describe('JWT verification', () => {
     service?.close();
     registry = new Registry();
     service = new AuthzService({ hasher: testHasher(), registry, now: () => clock, jwt: { unknownKidWaitMs: 2_000, ...settings } });
-    const extra: JwtIssuer[] = inlineJwk ? [{ name: 'inline', issuer: 'https://inline.example/', audiences: ['api.example.com'], jwks: { keys: [inlineJwk as Record<string, unknown>] }, partner: 'acme' }] : [];
+    const extra: JwtIssuer[] = inlineJwk
+      ? [{ name: 'inline', issuer: 'https://inline.example/', audiences: ['api.example.com'], jwks: { keys: [inlineJwk as Record<string, unknown>] }, partner: 'acme' }]
+      : [];
     service.update(
       modelOf({
         products: [{ name: 'api', gatewayGroups: ['edge'], auth: { accept: ['jwt'] } }],

@@ -54,9 +54,18 @@ describe('authz logging', () => {
     service.close();
 
     const all = lines.join('');
-    assert.ok(lines.some((l) => l.includes('authz: decision') && l.includes('"outcome":"allow"')), 'allowed decisions are logged at debug');
-    assert.ok(lines.some((l) => l.includes('"error":"revoked_api_key"')), 'denials are logged with their code');
-    assert.ok(lines.some((l) => l.includes('undecodable CheckRequest') && l.includes('"peer":"10.0.0.9:1234"')), 'with the peer, for operators');
+    assert.ok(
+      lines.some((l) => l.includes('authz: decision') && l.includes('"outcome":"allow"')),
+      'allowed decisions are logged at debug',
+    );
+    assert.ok(
+      lines.some((l) => l.includes('"error":"revoked_api_key"')),
+      'denials are logged with their code',
+    );
+    assert.ok(
+      lines.some((l) => l.includes('undecodable CheckRequest') && l.includes('"peer":"10.0.0.9:1234"')),
+      'with the peer, for operators',
+    );
     const jwksLine = lines.find((l) => l.includes('JWKS fetch failed'));
     assert.ok(jwksLine, 'a JWKS failure is logged');
     assert.match(jwksLine, /"uri":"http:\/\/127\.0\.0\.1:9\/keys"/);

@@ -70,7 +70,11 @@ const model = modelOf({
 const index = buildCredentialIndex(model, { hasher: testHasher() });
 
 function check(pem: string | undefined, principal?: string): Decision {
-  return decide(index, authzRequest({ product: 'ledger', route: 'post', method: 'POST', ...(pem !== undefined ? { certificatePem: pem } : {}), ...(principal !== undefined ? { principal } : {}) }), NOW);
+  return decide(
+    index,
+    authzRequest({ product: 'ledger', route: 'post', method: 'POST', ...(pem !== undefined ? { certificatePem: pem } : {}), ...(principal !== undefined ? { principal } : {}) }),
+    NOW,
+  );
 }
 function partnerOf(d: Decision): string | undefined {
   assert.equal(d.allowed, true, JSON.stringify(d));

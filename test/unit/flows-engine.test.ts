@@ -110,7 +110,10 @@ steps:
     assert.deepEqual(JSON.parse(big.body), { queued: 5000 });
     const gold = await post({ role: 'user' }, 'gold', 5000);
     assert.deepEqual(JSON.parse(gold.body), { amount: 5000, plan: 'gold' });
-    assert.deepEqual(gold.trace.map((t) => t.name), ['plain']);
+    assert.deepEqual(
+      gold.trace.map((t) => t.name),
+      ['plain'],
+    );
   });
 
   it('skips a step whose `when` is false, and later steps see it as missing', async () => {
@@ -165,7 +168,11 @@ steps:
   });
 
   it('onError: continue — the step yields its fallback and the response says which steps are missing', async () => {
-    const r = await runFlow(compile(homeFlow()), homeRequest(), memoryIO({ ...seedServices, orders: () => json({ error: 'down' }, 503), products: () => Promise.reject(new Error('connection refused')) }));
+    const r = await runFlow(
+      compile(homeFlow()),
+      homeRequest(),
+      memoryIO({ ...seedServices, orders: () => json({ error: 'down' }, 503), products: () => Promise.reject(new Error('connection refused')) }),
+    );
     assert.equal(r.status, 200);
     const body = JSON.parse(r.body);
     assert.deepEqual(body.user, SEED_HOME_BODY.user);
@@ -173,7 +180,10 @@ steps:
     assert.deepEqual(body.recommendations, []);
     assert.equal(r.headers[INCOMPLETE_HEADER], 'orders,recommendations');
     const failed = r.trace.filter((t) => t.outcome === 'failed');
-    assert.deepEqual(failed.map((t) => [t.name, t.error!.kind]).sort(), [['orders', 'status'], ['recommendations', 'transport']]);
+    assert.deepEqual(failed.map((t) => [t.name, t.error!.kind]).sort(), [
+      ['orders', 'status'],
+      ['recommendations', 'transport'],
+    ]);
   });
 
   it('a failed step under continue exposes its error to later steps', async () => {
@@ -187,7 +197,12 @@ steps:
   });
 
   it('okStatus widens what counts as success', async () => {
-    const flow = compile({ steps: [{ name: 'a', call: { service: 'users', path: '/a', okStatus: ['2xx', 404] } }, { name: 'r', respond: { body: '{"s": steps.a.status}' } }] });
+    const flow = compile({
+      steps: [
+        { name: 'a', call: { service: 'users', path: '/a', okStatus: ['2xx', 404] } },
+        { name: 'r', respond: { body: '{"s": steps.a.status}' } },
+      ],
+    });
     const r = await runFlow(flow, get('/x'), memoryIO({ users: () => json({}, 404) }));
     assert.deepEqual(JSON.parse(r.body), { s: 404 });
   });
@@ -206,7 +221,17 @@ steps:
   it('the flow deadline stops everything still running and answers 504 naming it', async () => {
     let cancelled = false;
     const flow = compile({ timeoutMs: 40, steps: [{ name: 'a', call: { service: 'users', path: '/a', timeoutMs: 60_000 } }] });
-    const r = await runFlow(flow, get('/x'), memoryIO({ users: delayed(60_000, () => json({}), () => (cancelled = true)) }));
+    const r = await runFlow(
+      flow,
+      get('/x'),
+      memoryIO({
+        users: delayed(
+          60_000,
+          () => json({}),
+          () => (cancelled = true),
+        ),
+      }),
+    );
     assert.equal(r.status, 504);
     assert.deepEqual(JSON.parse(r.body), { error: 'flow_timeout', message: 'The flow did not finish within 40 ms (still running: a).' });
     assert.equal(cancelled, true);
@@ -216,7 +241,20 @@ steps:
     const caller = new AbortController();
     let cancelled = false;
     const flow = compile({ steps: [{ name: 'a', call: { service: 'users', path: '/a' } }] });
-    const running = runFlow(flow, get('/x'), memoryIO({ users: delayed(60_000, () => json({}), () => (cancelled = true)) }, { signal: caller.signal }));
+    const running = runFlow(
+      flow,
+      get('/x'),
+      memoryIO(
+        {
+          users: delayed(
+            60_000,
+            () => json({}),
+            () => (cancelled = true),
+          ),
+        },
+        { signal: caller.signal },
+      ),
+    );
     setTimeout(() => caller.abort(), 10);
     const r = await running;
     assert.equal(r.status, 499);
@@ -244,7 +282,11 @@ steps:
           order.push('fast answered');
           return json({ ok: 1 });
         }),
-        products: delayed(60_000, () => json({}), () => (cancelled = true)),
+        products: delayed(
+          60_000,
+          () => json({}),
+          () => (cancelled = true),
+        ),
       }),
     );
     assert.deepEqual(JSON.parse(r.body), { ok: 1 });
@@ -280,7 +322,18 @@ steps:
       map: '$merge([$, {"via": $request.identity.partner}])'
   - { name: reply, respond: { body: steps.shaped.body } }
 `);
-    const io = memoryIO({ users: () => json({ id: 1, internal_id: 9, email_address: 'a@b', orders: [{ id: 'o1', cost: 3 }, { id: 'o2', cost: 4 }] }) });
+    const io = memoryIO({
+      users: () =>
+        json({
+          id: 1,
+          internal_id: 9,
+          email_address: 'a@b',
+          orders: [
+            { id: 'o1', cost: 3 },
+            { id: 'o2', cost: 4 },
+          ],
+        }),
+    });
     const r = await runFlow(flow, get('/x', { identity: { partner: 'p1' } }), io);
     assert.deepEqual(JSON.parse(r.body), { id: 1, email: 'a@b', orders: [{ id: 'o1' }, { id: 'o2' }], via: 'p1' });
   });
@@ -299,7 +352,13 @@ steps:
     const flow = compile({ steps: [{ name: 'a', call: { service: 'users', forward: true, headers: { 'x-added': 'yes' } } }] });
     await runFlow(
       flow,
-      { method: 'PUT', path: '/users/1', query: { a: ['1', '2'] }, headers: { 'content-type': 'application/json', 'x-portico-partner': 'forged', connection: 'keep-alive', 'x-keep': 'k' }, body: '{"n":1}' },
+      {
+        method: 'PUT',
+        path: '/users/1',
+        query: { a: ['1', '2'] },
+        headers: { 'content-type': 'application/json', 'x-portico-partner': 'forged', connection: 'keep-alive', 'x-keep': 'k' },
+        body: '{"n":1}',
+      },
       io,
     );
     const c = io.calls[0]!;
@@ -314,13 +373,23 @@ steps:
     const flow = compile({ maxRequestBytes: 10, steps: [{ name: 'a', call: { service: 'users', path: '/a' } }] });
     const big = await runFlow(flow, { method: 'POST', path: '/x', headers: { 'content-type': 'application/json' }, body: '{"a":"0123456789"}' }, io);
     assert.equal(big.status, 413);
-    const bad = await runFlow(compile({ steps: [{ name: 'a', call: { service: 'users', path: '/a' } }] }), { method: 'POST', path: '/x', headers: { 'content-type': 'application/json' }, body: '{"a":' }, io);
+    const bad = await runFlow(
+      compile({ steps: [{ name: 'a', call: { service: 'users', path: '/a' } }] }),
+      { method: 'POST', path: '/x', headers: { 'content-type': 'application/json' }, body: '{"a":' },
+      io,
+    );
     assert.equal(bad.status, 400);
     assert.equal(io.calls.length, 0);
   });
 
   it('fails a step whose response is larger than the limit, and a flow whose own response is', async () => {
-    const flow = compile({ maxResponseBytes: 64, steps: [{ name: 'a', call: { service: 'users', path: '/a' } }, { name: 'r', respond: { body: '$pad("", 100, "x")' } }] });
+    const flow = compile({
+      maxResponseBytes: 64,
+      steps: [
+        { name: 'a', call: { service: 'users', path: '/a' } },
+        { name: 'r', respond: { body: '$pad("", 100, "x")' } },
+      ],
+    });
     const huge = await runFlow(flow, get('/x'), memoryIO({ users: () => json({ pad: 'x'.repeat(100) }) }));
     assert.equal(huge.status, 502);
     assert.match(JSON.parse(huge.body).message, /more than 64 bytes/);

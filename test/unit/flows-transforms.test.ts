@@ -11,7 +11,16 @@ import { json, memoryIO, SEED_USER } from '../../src/flows/fixtures.ts';
 const apply = async (spec: Parameters<typeof compileReshape>[0], value: unknown) => reshape(compileReshape(spec), value, { request: {}, steps: {} });
 
 describe('reshaping JSON', () => {
-  const user = { id: 1, name: 'A', secret: 's', address: { city: 'Lyon', zip: '69001', geo: { lat: 1 } }, orders: [{ id: 'o1', cost: 1 }, { id: 'o2', cost: 2 }] };
+  const user = {
+    id: 1,
+    name: 'A',
+    secret: 's',
+    address: { city: 'Lyon', zip: '69001', geo: { lat: 1 } },
+    orders: [
+      { id: 'o1', cost: 1 },
+      { id: 'o2', cost: 2 },
+    ],
+  };
 
   it('picks fields by path, into every element of arrays', async () => {
     assert.deepEqual(await apply({ pick: ['id', 'address.city', 'orders.id', 'absent'] }, user), { id: 1, address: { city: 'Lyon' }, orders: [{ id: 'o1' }, { id: 'o2' }] });
@@ -30,8 +39,14 @@ describe('reshaping JSON', () => {
   });
 
   it('applies pick, remove, rename, then map, to arrays of records too', async () => {
-    const out = await apply({ remove: ['cost'], rename: { id: 'order_id' }, map: '$.{"order_id": order_id, "n": $count($$)}' }, [{ id: 'o1', cost: 1 }, { id: 'o2', cost: 2 }]);
-    assert.deepEqual(JSON.parse(JSON.stringify(out)), [{ order_id: 'o1', n: 2 }, { order_id: 'o2', n: 2 }]);
+    const out = await apply({ remove: ['cost'], rename: { id: 'order_id' }, map: '$.{"order_id": order_id, "n": $count($$)}' }, [
+      { id: 'o1', cost: 1 },
+      { id: 'o2', cost: 2 },
+    ]);
+    assert.deepEqual(JSON.parse(JSON.stringify(out)), [
+      { order_id: 'o1', n: 2 },
+      { order_id: 'o2', n: 2 },
+    ]);
   });
 
   it('keeps a field named __proto__ as data, never as a prototype', async () => {
@@ -45,7 +60,22 @@ describe('reshaping JSON', () => {
 
 describe('JSON ↔ XML', () => {
   it('maps attributes, text beside attributes, repeated elements, numbers and booleans, both ways', () => {
-    const doc = { order: { '@id': 'ord_1', status: 'shipped', total: 49.98, code: '007', paid: true, items: { item: [{ sku: 'a', qty: 1 }, { sku: 'b', qty: 2 }] }, name: { '@lang': 'en', '#text': 'Keyboard' } } };
+    const doc = {
+      order: {
+        '@id': 'ord_1',
+        status: 'shipped',
+        total: 49.98,
+        code: '007',
+        paid: true,
+        items: {
+          item: [
+            { sku: 'a', qty: 1 },
+            { sku: 'b', qty: 2 },
+          ],
+        },
+        name: { '@lang': 'en', '#text': 'Keyboard' },
+      },
+    };
     const xml = jsonToXml(doc);
     assert.equal(
       xml,
@@ -113,7 +143,13 @@ describe('route-level transforms', () => {
   it('apply to lists too, and pass error statuses through unchanged', async () => {
     const flow = compile({ response: { remove: ['internal_id'] } });
     const list = await runFlow(flow, { method: 'GET', path: '/users', headers: {} }, memoryIO({ users: () => json([SEED_USER, { ...SEED_USER, id: 'u2' }]) }));
-    assert.deepEqual((JSON.parse(list.body) as Array<Record<string, unknown>>).map((u) => [u.id, 'internal_id' in u]), [['usr_8a3f', false], ['u2', false]]);
+    assert.deepEqual(
+      (JSON.parse(list.body) as Array<Record<string, unknown>>).map((u) => [u.id, 'internal_id' in u]),
+      [
+        ['usr_8a3f', false],
+        ['u2', false],
+      ],
+    );
     const missing = await runFlow(flow, { method: 'GET', path: '/users/x', headers: {} }, memoryIO({ users: () => json({ error: 'not_found', internal_id: 3 }, 404) }));
     assert.equal(missing.status, 404);
     assert.deepEqual(JSON.parse(missing.body), { error: 'not_found' });

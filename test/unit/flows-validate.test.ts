@@ -64,13 +64,30 @@ describe('flow validation', () => {
       'reference',
     );
     expectError(
-      { steps: [{ name: 'p', parallel: { steps: [call('x')] } }, { name: 'r', respond: { body: 'steps.p.body' } }] },
+      {
+        steps: [
+          { name: 'p', parallel: { steps: [call('x')] } },
+          { name: 'r', respond: { body: 'steps.p.body' } },
+        ],
+      },
       'flow.steps[1].respond.body',
       /steps\.p, a parallel step, which has no result/,
       'reference',
     );
     expectError(
-      { steps: [{ name: 's', switch: { cases: [{ when: 'true', steps: [call('x', '/{steps.x2.body}')] }, { when: 'false', steps: [call('x2')] }] } }] },
+      {
+        steps: [
+          {
+            name: 's',
+            switch: {
+              cases: [
+                { when: 'true', steps: [call('x', '/{steps.x2.body}')] },
+                { when: 'false', steps: [call('x2')] },
+              ],
+            },
+          },
+        ],
+      },
       'flow.steps[0].switch.cases[0].steps[0].call.path',
       /steps\.x2 .*which runs after this step/,
       'reference',
@@ -95,16 +112,25 @@ describe('flow validation', () => {
     expectError({ steps: [{ name: 'r', respond: {} }, call('late')] }, 'flow.steps[1]', /is unreachable: flow\.steps\[0\] always responds/);
     expectError(
       {
-        steps: [
-          { name: 's', switch: { cases: [{ when: 'request.method = "GET"', steps: [{ name: 'r1', respond: {} }] }], default: [{ name: 'r2', respond: { status: 404 } }] } },
-          call('late'),
-        ],
+        steps: [{ name: 's', switch: { cases: [{ when: 'request.method = "GET"', steps: [{ name: 'r1', respond: {} }] }], default: [{ name: 'r2', respond: { status: 404 } }] } }, call('late')],
       },
       'flow.steps[1]',
       /is unreachable/,
     );
     expectError(
-      { steps: [{ name: 's', switch: { cases: [{ when: 'true', steps: [call('a')] }, { when: 'request.method = "GET"', steps: [call('b')] }] } }] },
+      {
+        steps: [
+          {
+            name: 's',
+            switch: {
+              cases: [
+                { when: 'true', steps: [call('a')] },
+                { when: 'request.method = "GET"', steps: [call('b')] },
+              ],
+            },
+          },
+        ],
+      },
       'flow.steps[0].switch.cases[1]',
       /is unreachable: flow\.steps\[0\]\.switch\.cases\[0\]\.when always matches/,
     );

@@ -56,8 +56,7 @@ describe('layer rules', () => {
   });
   after(() => rmSync(dir, { recursive: true, force: true }));
 
-  const broken = (rule: string): string[] =>
-    result.summary.violations.filter((v) => v.rule.name === rule).map((v) => `${v.from} → ${v.to}`);
+  const broken = (rule: string): string[] => result.summary.violations.filter((v) => v.rule.name === rule).map((v) => `${v.from} → ${v.to}`);
 
   it('refuses an upward import', () => {
     assert.deepEqual(broken('layer-up-model'), ['src/model/upward.ts → src/translate/index.ts']);

@@ -76,7 +76,10 @@ describe('declarative documents', () => {
     const current = parse('portico: v1\npartners:\n  - name: a\n    tags: [t]\n  - name: b\n').model;
     const desired = parse('portico: v1\npartners:\n  - name: c\n    tags: [t]\n').model;
     const { mutations } = planApply(current, desired, { tag: 't' });
-    assert.deepEqual(mutations.map((m) => `${m.op} ${m.key}`), ['delete a', 'put c']);
+    assert.deepEqual(
+      mutations.map((m) => `${m.op} ${m.key}`),
+      ['delete a', 'put c'],
+    );
   });
 
   it('describe field-level changes', () => {

@@ -110,7 +110,18 @@ describe('validateModel', () => {
       ['services', { name: 'tls', endpoints: [{ host: '10.0.0.2', port: 443 }], tls: { sni: 'x.test' } }],
       ['jwtIssuers', { name: 'i1', issuer: 'https://a', audiences: ['x'] }],
       ['jwtIssuers', { name: 'i2', issuer: 'https://a', audiences: ['x'], jwksUri: 'https://a/j', jwks: { keys: [{ kty: 'oct', k: 'c2VjcmV0' }] } }],
-      ['plans', { name: 'pl', countBy: { kind: 'header' }, limits: [{ requests: 1, per: 'second' }, { requests: 2, per: 'second' }], overrides: [{ product: 'p', route: 'nope' }] }],
+      [
+        'plans',
+        {
+          name: 'pl',
+          countBy: { kind: 'header' },
+          limits: [
+            { requests: 1, per: 'second' },
+            { requests: 2, per: 'second' },
+          ],
+          overrides: [{ product: 'p', route: 'nope' }],
+        },
+      ],
       ['partners', { name: 'a' }],
       ['apiKeys', { partner: 'a', name: 'k1', prefix: 'aaaaaaaa', hash: 'h' }],
       ['apiKeys', { partner: 'a', name: 'k2', prefix: 'aaaaaaaa', hash: 'h' }],

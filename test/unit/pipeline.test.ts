@@ -26,17 +26,36 @@ describe('keepRemovedClusters', () => {
     const interim = keepRemovedClusters(served, target);
     assert.notEqual(interim, target);
     const g = interim.get('edge')!;
-    assert.deepEqual(g.clusters.map((c) => c.name), ['a', 'b', 'c', 'd']);
-    assert.deepEqual(g.endpoints.map((e) => e.cluster_name), ['a', 'b', 'c', 'd']);
+    assert.deepEqual(
+      g.clusters.map((c) => c.name),
+      ['a', 'b', 'c', 'd'],
+    );
+    assert.deepEqual(
+      g.endpoints.map((e) => e.cluster_name),
+      ['a', 'b', 'c', 'd'],
+    );
     assert.deepEqual(g.routes, target.get('edge')!.routes, 'routes are already the new ones');
-    assert.deepEqual(target.get('edge')!.clusters.map((c) => c.name), ['b', 'd'], 'the target is not modified');
+    assert.deepEqual(
+      target.get('edge')!.clusters.map((c) => c.name),
+      ['b', 'd'],
+      'the target is not modified',
+    );
   });
 
   it('leaves groups without removals untouched', () => {
-    const served = new Map([['edge', group(['a', 'b'])], ['internal', group(['x'])]]);
-    const target = new Map([['edge', group(['a'])], ['internal', group(['x', 'y'])]]);
+    const served = new Map([
+      ['edge', group(['a', 'b'])],
+      ['internal', group(['x'])],
+    ]);
+    const target = new Map([
+      ['edge', group(['a'])],
+      ['internal', group(['x', 'y'])],
+    ]);
     const interim = keepRemovedClusters(served, target);
     assert.equal(interim.get('internal'), target.get('internal'));
-    assert.deepEqual(interim.get('edge')!.clusters.map((c) => c.name), ['a', 'b']);
+    assert.deepEqual(
+      interim.get('edge')!.clusters.map((c) => c.name),
+      ['a', 'b'],
+    );
   });
 });

@@ -2,17 +2,7 @@
 // oversized costs) and UTC calendar windows (reset exactly at day and month boundaries).
 import assert from 'node:assert/strict';
 import { describe, it } from 'node:test';
-import {
-  bucketStep,
-  reportedIndex,
-  resetEpochSeconds,
-  retryAfterSeconds,
-  windowBounds,
-  windowStep,
-  type BucketSpec,
-  type BucketState,
-  type WindowSpec,
-} from '../../src/ratelimit/algorithms.ts';
+import { bucketStep, reportedIndex, resetEpochSeconds, retryAfterSeconds, windowBounds, windowStep, type BucketSpec, type BucketState, type WindowSpec } from '../../src/ratelimit/algorithms.ts';
 import { MemoryCounters } from '../../src/ratelimit/backend.ts';
 
 const T0 = Date.UTC(2026, 3, 12, 16, 0, 0); // 2026-04-12T16:00:00Z
@@ -167,10 +157,7 @@ describe('calendar windows (UTC)', () => {
 
   it('window arithmetic: limit, remaining, cost', () => {
     const spec: WindowSpec = { kind: 'window', key: 'q', limit: 5, per: 'day' };
-    assert.deepEqual(
-      { ok: windowStep(spec, 4, 1, T0).result.ok, remaining: windowStep(spec, 4, 1, T0).result.remaining },
-      { ok: true, remaining: 0 },
-    );
+    assert.deepEqual({ ok: windowStep(spec, 4, 1, T0).result.ok, remaining: windowStep(spec, 4, 1, T0).result.remaining }, { ok: true, remaining: 0 });
     const over = windowStep(spec, 4, 2, T0);
     assert.equal(over.result.ok, false);
     assert.equal(over.result.remaining, 1);

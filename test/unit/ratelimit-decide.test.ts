@@ -219,7 +219,10 @@ describe('decide: no limits', () => {
 
   it('a new snapshot swaps the table: later decisions use the new limits', async () => {
     const { limiter } = setup();
-    assert.equal((await run(limiter, acme('search'), 20)).every((d) => d.allowed), true);
+    assert.equal(
+      (await run(limiter, acme('search'), 20)).every((d) => d.allowed),
+      true,
+    );
     const m = modelOf(
       seedEntries().map(([k, r]) => [k, k === 'plans' && (r as { name: string }).name === 'standard' ? { ...(r as object), overrides: [] } : r]),
       2,

@@ -16,7 +16,10 @@ const req = (entries: Array<[string, string]>, extra: Partial<RateLimitRequestMe
 });
 
 function fails(msg: RateLimitRequestMessage, pattern: RegExp): void {
-  assert.throws(() => parseRateLimitRequest(msg), (e: unknown) => e instanceof DescriptorError && pattern.test(e.message));
+  assert.throws(
+    () => parseRateLimitRequest(msg),
+    (e: unknown) => e instanceof DescriptorError && pattern.test(e.message),
+  );
 }
 
 describe('descriptor contract: parsing', () => {
@@ -41,14 +44,34 @@ describe('descriptor contract: parsing', () => {
 
   it('client address: portico_client_ip, then remote_address, then masked_remote_address', () => {
     const ip = (entries: Array<[string, string]>) => parseRateLimitRequest(req([['portico_route', 'a/b'], ...entries])).clientIp;
-    assert.equal(ip([['masked_remote_address', '10.0.0.0/24'], ['remote_address', '10.0.0.7']]), '10.0.0.7');
-    assert.equal(ip([['remote_address', '10.0.0.7'], ['portico_client_ip', '2001:db8::1']]), '2001:db8::1');
+    assert.equal(
+      ip([
+        ['masked_remote_address', '10.0.0.0/24'],
+        ['remote_address', '10.0.0.7'],
+      ]),
+      '10.0.0.7',
+    );
+    assert.equal(
+      ip([
+        ['remote_address', '10.0.0.7'],
+        ['portico_client_ip', '2001:db8::1'],
+      ]),
+      '2001:db8::1',
+    );
     assert.equal(ip([['masked_remote_address', '2001:db8::/64']]), '2001:db8::/64');
   });
 
   it('caller-controlled header values are accepted as they are', () => {
     const v = 'ünïcødé ; = " \' <script>';
-    assert.equal(parseRateLimitRequest(req([['portico_route', 'a/b'], ['portico_header.x-user-id', v]])).headers?.['x-user-id'], v);
+    assert.equal(
+      parseRateLimitRequest(
+        req([
+          ['portico_route', 'a/b'],
+          ['portico_header.x-user-id', v],
+        ]),
+      ).headers?.['x-user-id'],
+      v,
+    );
   });
 
   it('malformed requests are refused, naming what is wrong', () => {
@@ -59,16 +82,71 @@ describe('descriptor contract: parsing', () => {
     fails(req([]), /no portico_route entry/);
     fails(req([['portico_route', 'shop']]), /entry 0 \("portico_route"\).*"<product>\/<route>"/);
     fails(req([['portico_route', 'Shop/../x']]), /portico_route/);
-    fails(req([['portico_route', 'a/b'], ['portico_partner', 'Not A Name']]), /not a partner name/);
-    fails(req([['portico_route', 'a/b'], ['remote_address', 'garbage']]), /entry 1 \("remote_address"\): not an IP address/);
-    fails(req([['portico_route', 'a/b'], ['masked_remote_address', '10.0.0.0/33']]), /not an IP address/);
-    fails(req([['portico_route', 'a/b'], ['mystery', 'x']]), /entry 1 \("mystery"\): unknown key/);
-    fails(req([['portico_route', 'a/b'], ['portico_route', 'a/c']]), /appears twice/);
-    fails(req([['portico_route', 'a/b'], ['portico_header.x-a', '1'], ['portico_header.x-a', '2']]), /entry 2 .*appears twice/);
-    fails(req([['portico_route', 'a/b'], ['portico_partner', '']]), /empty value/);
-    fails(req([['portico_route', 'a/b'], ['portico_header.X Bad', 'v']]), /not a lower-case header name/);
+    fails(
+      req([
+        ['portico_route', 'a/b'],
+        ['portico_partner', 'Not A Name'],
+      ]),
+      /not a partner name/,
+    );
+    fails(
+      req([
+        ['portico_route', 'a/b'],
+        ['remote_address', 'garbage'],
+      ]),
+      /entry 1 \("remote_address"\): not an IP address/,
+    );
+    fails(
+      req([
+        ['portico_route', 'a/b'],
+        ['masked_remote_address', '10.0.0.0/33'],
+      ]),
+      /not an IP address/,
+    );
+    fails(
+      req([
+        ['portico_route', 'a/b'],
+        ['mystery', 'x'],
+      ]),
+      /entry 1 \("mystery"\): unknown key/,
+    );
+    fails(
+      req([
+        ['portico_route', 'a/b'],
+        ['portico_route', 'a/c'],
+      ]),
+      /appears twice/,
+    );
+    fails(
+      req([
+        ['portico_route', 'a/b'],
+        ['portico_header.x-a', '1'],
+        ['portico_header.x-a', '2'],
+      ]),
+      /entry 2 .*appears twice/,
+    );
+    fails(
+      req([
+        ['portico_route', 'a/b'],
+        ['portico_partner', ''],
+      ]),
+      /empty value/,
+    );
+    fails(
+      req([
+        ['portico_route', 'a/b'],
+        ['portico_header.X Bad', 'v'],
+      ]),
+      /not a lower-case header name/,
+    );
     fails(req([['portico_route', 'a/b']], { hits_addend: 2_000_000 }), /hits_addend/);
-    fails(req([['portico_route', 'a/b'], ['portico_header.x', 'v'.repeat(9000)]]), /longer than 8192 bytes/);
+    fails(
+      req([
+        ['portico_route', 'a/b'],
+        ['portico_header.x', 'v'.repeat(9000)],
+      ]),
+      /longer than 8192 bytes/,
+    );
   });
 });
 
@@ -156,8 +234,25 @@ describe('RateLimitResponse', () => {
       buildDecision(rules, { now, allowed: false, results: [{ ok: false, remaining: 0, resetMs: now + 2_250 }] }),
       buildDecision(rules, { now, allowed: true, results: [{ ok: true, remaining: 0, resetMs: now }] }),
       buildDecision(rules, { now, allowed: true, results: [{ ok: true, remaining: 119, resetMs: now + 1_000 }] }),
-      buildDecision(quota, { now, allowed: false, results: [{ ok: true, remaining: 3, resetMs: now + 10 }, { ok: false, remaining: 0, resetMs: now + 86_399_001 }] }),
-      buildDecision({ ...rules, shadow: false, limits: quota.limits }, { now, allowed: false, results: [{ ok: true, remaining: 3, resetMs: now + 10 }, { ok: false, remaining: 0, resetMs: now + 86_399_001 }] }),
+      buildDecision(quota, {
+        now,
+        allowed: false,
+        results: [
+          { ok: true, remaining: 3, resetMs: now + 10 },
+          { ok: false, remaining: 0, resetMs: now + 86_399_001 },
+        ],
+      }),
+      buildDecision(
+        { ...rules, shadow: false, limits: quota.limits },
+        {
+          now,
+          allowed: false,
+          results: [
+            { ok: true, remaining: 3, resetMs: now + 10 },
+            { ok: false, remaining: 0, resetMs: now + 86_399_001 },
+          ],
+        },
+      ),
       unlimitedDecision(now),
       failureDecision(true, now),
       failureDecision(false, now, rules),

@@ -45,9 +45,7 @@ describe('limit table: plan resolution', () => {
   });
 
   it('without a public plan, callers without a subscription have no limits; unknown products likewise', () => {
-    const entries = seedEntries().map(([k, r]) =>
-      k === 'products' ? ([k, { ...(r as object), publicPlan: undefined }] as [typeof k, object]) : ([k, r] as [typeof k, object]),
-    );
+    const entries = seedEntries().map(([k, r]) => (k === 'products' ? ([k, { ...(r as object), publicPlan: undefined }] as [typeof k, object]) : ([k, r] as [typeof k, object])));
     const t = buildLimitTable(modelOf(entries));
     assert.deepEqual(t.resolve('shop', 'orders', undefined, NOW), { kind: 'none', reason: 'no_plan' });
     assert.deepEqual(t.resolve('shop', 'orders', 'initech', NOW), { kind: 'none', reason: 'no_plan' });

@@ -88,7 +88,10 @@ describe('loadSettings', () => {
   });
 
   it('names the variable that is wrong', () => {
-    assert.throws(() => loadSettings({ PORTICO_ADMIN_ADDR: 'nope' }), (e: Error) => e instanceof SettingsError && /PORTICO_ADMIN_ADDR must be host:port/.test(e.message));
+    assert.throws(
+      () => loadSettings({ PORTICO_ADMIN_ADDR: 'nope' }),
+      (e: Error) => e instanceof SettingsError && /PORTICO_ADMIN_ADDR must be host:port/.test(e.message),
+    );
     assert.throws(() => loadSettings({ PORTICO_MIGRATE: 'maybe' }), /PORTICO_MIGRATE must be true or false/);
     assert.throws(() => loadSettings({ PORTICO_DEBOUNCE_MS: '-1' }), /PORTICO_DEBOUNCE_MS must be an integer between 0/);
     assert.throws(() => loadSettings({ PORTICO_ROLE: 'edge' }), /PORTICO_ROLE must be one of all, xds, callouts/);

@@ -59,7 +59,9 @@ function record(over: Partial<AccessLogRecord>): AccessLogRecord {
 
 async function values(registry: Registry, name: string): Promise<Array<Record<string, string | number>>> {
   const m = await registry.getSingleMetric(name)!.get();
-  return m.values.map((v) => ({ ...v.labels, value: v.value, ...((v as { metricName?: string }).metricName ? { metric: (v as { metricName?: string }).metricName! } : {}) }) as Record<string, string | number>);
+  return m.values.map(
+    (v) => ({ ...v.labels, value: v.value, ...((v as { metricName?: string }).metricName ? { metric: (v as { metricName?: string }).metricName! } : {}) }) as Record<string, string | number>,
+  );
 }
 
 describe('access-log wire decoder', () => {
@@ -141,8 +143,15 @@ describe('outcomes', () => {
 
 describe('request metrics', () => {
   const model = {
-    products: new Map([['orders', {}], ['users', {}]]),
-    partners: new Map([['a', {}], ['b', {}], ['c', {}]]),
+    products: new Map([
+      ['orders', {}],
+      ['users', {}],
+    ]),
+    partners: new Map([
+      ['a', {}],
+      ['b', {}],
+      ['c', {}],
+    ]),
     gatewayGroups: new Map([['edge', {}]]),
   } as never;
 
@@ -150,7 +159,11 @@ describe('request metrics', () => {
     const registry = new Registry();
     const m = new RequestMetrics({ registry, maxPartnerLabels: 2 });
     m.setModel(model);
-    const tags = (product: string) => new Map([['group', 'edge'], ['product', product]]);
+    const tags = (product: string) =>
+      new Map([
+        ['group', 'edge'],
+        ['product', product],
+      ]);
     const withPartner = (p: string, extra: Array<[string, string]> = []) => new Map<string, string>([['partner', p], ...extra]);
     m.record(record({ tags: tags('orders'), authz: withPartner('a') }));
     m.record(record({ tags: tags('orders'), authz: withPartner('a') }));
@@ -172,7 +185,10 @@ describe('request metrics', () => {
     assert.equal(find({ product: 'none', outcome: 'no_route', group: 'unknown' }), 1);
     assert.ok(!counts.some((c) => c.partner === 'forged-by-a-token' || c.product === 'not-a-product'));
     // Flushed counts are not added twice.
-    assert.equal((await values(registry, 'portico_http_requests_total')).reduce((n, c) => n + (c.value as number), 0), 8);
+    assert.equal(
+      (await values(registry, 'portico_http_requests_total')).reduce((n, c) => n + (c.value as number), 0),
+      8,
+    );
     const hist = await values(registry, 'portico_http_request_duration_seconds');
     const count = hist.find((h) => h.metric === 'portico_http_request_duration_seconds_count' && h.product === 'orders' && h.partner === 'a');
     assert.equal(count?.value, 2);
@@ -211,13 +227,10 @@ describe('access-log gRPC service', () => {
     while (Date.now() < deadline && (await values(registry, 'portico_access_log_errors_total'))[0]?.value !== 1) await new Promise((r) => setTimeout(r, 20));
     assert.equal(svc.streamCount(), 1);
     const counts = await values(registry, 'portico_http_requests_total');
-    assert.deepEqual(
-      counts.map((c) => [c.group, c.product, c.partner, c.code_class, c.outcome, c.value]).sort(),
-      [
-        ['edge', 'orders', 'acme', '2xx', 'ok', 1],
-        ['edge', 'orders', 'acme', '4xx', 'rate_limited', 1],
-      ],
-    );
+    assert.deepEqual(counts.map((c) => [c.group, c.product, c.partner, c.code_class, c.outcome, c.value]).sort(), [
+      ['edge', 'orders', 'acme', '2xx', 'ok', 1],
+      ['edge', 'orders', 'acme', '4xx', 'rate_limited', 1],
+    ]);
     assert.equal((await values(registry, 'portico_access_log_streams'))[0]?.value, 1);
     svc.close();
     await finished;

@@ -54,7 +54,11 @@ describe('convergence tracker', () => {
   it('times change → ACK per Envoy, per group and type', async () => {
     const registry = new Registry();
     let now = 1_000_000;
-    const t = new ConvergenceTracker(registry, (u) => (u === ROUTES ? 'routes' : 'clusters'), () => now);
+    const t = new ConvergenceTracker(
+      registry,
+      (u) => (u === ROUTES ? 'routes' : 'clusters'),
+      () => now,
+    );
     const f = fakes();
     const detach = t.attach(f.cache, f.fleet);
     // The first publication (startup) carries no change.
@@ -91,7 +95,11 @@ describe('convergence tracker', () => {
   it('times a burst from its first change', async () => {
     const registry = new Registry();
     let now = 0;
-    const t = new ConvergenceTracker(registry, () => 'routes', () => now);
+    const t = new ConvergenceTracker(
+      registry,
+      () => 'routes',
+      () => now,
+    );
     const f = fakes();
     t.attach(f.cache, f.fleet);
     t.changed(100);

@@ -65,15 +65,32 @@ describe('checking expressions against scrapes', () => {
     assert.deepEqual(checkExpression('a_total{product="ordres"}', [scrape]), ['no a_total sample has product="ordres"'], 'a fixed value must exist');
     assert.deepEqual(checkExpression('a_total{product=~"ordres|$product", partner="$partner"}', [scrape]), [], 'regexes and variables are not values');
     // A declared family without samples: its labels come from the registry.
-    assert.deepEqual(checkExpression('sum by (type) (empty_total)', [scrape], (m) => (m === 'empty_total' ? ['type'] : undefined)), []);
-    assert.deepEqual(checkExpression('sum by (group) (empty_total)', [scrape], () => ['type']), ['no metric of the expression has label group']);
+    assert.deepEqual(
+      checkExpression('sum by (type) (empty_total)', [scrape], (m) => (m === 'empty_total' ? ['type'] : undefined)),
+      [],
+    );
+    assert.deepEqual(
+      checkExpression('sum by (group) (empty_total)', [scrape], () => ['type']),
+      ['no metric of the expression has label group'],
+    );
   });
 
   it('lists the queries of a dashboard, nested panels and variables included', () => {
     const q = dashboardQueries({
-      panels: [{ title: 'A', targets: [{ refId: 'A', expr: 'x' }] }, { type: 'row', title: 'R', panels: [{ title: 'B', targets: [{ expr: 'y' }] }] }],
-      templating: { list: [{ type: 'query', name: 'product', query: { query: 'label_values(x, product)' } }, { type: 'custom', name: 'c', query: 'a,b' }] },
+      panels: [
+        { title: 'A', targets: [{ refId: 'A', expr: 'x' }] },
+        { type: 'row', title: 'R', panels: [{ title: 'B', targets: [{ expr: 'y' }] }] },
+      ],
+      templating: {
+        list: [
+          { type: 'query', name: 'product', query: { query: 'label_values(x, product)' } },
+          { type: 'custom', name: 'c', query: 'a,b' },
+        ],
+      },
     });
-    assert.deepEqual(q.map((x) => x.expr), ['x', 'y', 'label_values(x, product)']);
+    assert.deepEqual(
+      q.map((x) => x.expr),
+      ['x', 'y', 'label_values(x, product)'],
+    );
   });
 });

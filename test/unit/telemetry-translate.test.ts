@@ -34,21 +34,34 @@ function edge(options: TranslateOptions) {
 describe('translator observability', () => {
   it('adds nothing when telemetry is off', () => {
     const { hcm, clusters } = edge({ calloutAddress: '127.0.0.1:9001' });
-    assert.deepEqual((hcm.access_log as JsonObject[]).map((a) => a.name), ['envoy.access_loggers.stdout']);
+    assert.deepEqual(
+      (hcm.access_log as JsonObject[]).map((a) => a.name),
+      ['envoy.access_loggers.stdout'],
+    );
     assert.equal(hcm.tracing, undefined);
-    assert.deepEqual(clusters.map((c) => c.name), ['orders', 'portico.callouts']);
+    assert.deepEqual(
+      clusters.map((c) => c.name),
+      ['orders', 'portico.callouts'],
+    );
   });
 
   it('streams access logs to the telemetry cluster with group, product and route tags', () => {
     const { hcm, clusters } = edge({ calloutAddress: '127.0.0.1:9001', telemetry: { accessLogAddress: 'portico.svc:18000' } });
     const loggers = hcm.access_log as JsonObject[];
-    assert.deepEqual(loggers.map((a) => a.name), ['envoy.access_loggers.stdout', 'envoy.access_loggers.http_grpc']);
+    assert.deepEqual(
+      loggers.map((a) => a.name),
+      ['envoy.access_loggers.stdout', 'envoy.access_loggers.http_grpc'],
+    );
     const common = jsonAt(loggers[1], 'typed_config', 'common_config') as JsonObject;
     assert.equal(jsonAt(common, 'grpc_service', 'envoy_grpc', 'cluster_name'), TELEMETRY_CLUSTER);
     assert.equal(common.transport_api_version, 'V3');
     assert.deepEqual(
       (common.custom_tags as JsonObject[]).map((t) => [t.tag, jsonAt(t, 'literal', 'value') ?? jsonAt(t, 'metadata', 'metadata_key', 'path', 0, 'key')]),
-      [['group', 'edge'], ['product', 'product'], ['route', 'route']],
+      [
+        ['group', 'edge'],
+        ['product', 'product'],
+        ['route', 'route'],
+      ],
     );
     const c = clusters.find((x) => x.name === TELEMETRY_CLUSTER)!;
     assert.equal(c.type, 'STRICT_DNS', 'a name is resolved');
@@ -73,7 +86,10 @@ describe('translator observability', () => {
   it('gives model routes a product/route stat prefix and virtual hosts dot-free names the bootstrap tag splits', () => {
     const { routes } = edge({ calloutAddress: '127.0.0.1:9001' });
     const vhosts = jsonAt(routes[0], 'virtual_hosts') as JsonObject[];
-    assert.deepEqual(vhosts.map((v) => v.name), ['api_example_com', 'any_host']);
+    assert.deepEqual(
+      vhosts.map((v) => v.name),
+      ['api_example_com', 'any_host'],
+    );
     const rs = jsonAt(vhosts[0], 'routes') as JsonObject[];
     assert.equal(rs.find((r) => r.name === 'orders/list')?.stat_prefix, 'orders/list');
     assert.equal(rs.find((r) => r.name === 'portico/not-found')?.stat_prefix, undefined, "the gateway's own routes have none");

@@ -38,7 +38,11 @@ function shuffle<T>(xs: readonly T[], seed: number): T[] {
 function reverseKeys(v: unknown): unknown {
   if (Array.isArray(v)) return v.map(reverseKeys);
   if (v === null || typeof v !== 'object') return v;
-  return Object.fromEntries(Object.entries(v as Record<string, unknown>).reverse().map(([k, x]) => [k, reverseKeys(x)]));
+  return Object.fromEntries(
+    Object.entries(v as Record<string, unknown>)
+      .reverse()
+      .map(([k, x]) => [k, reverseKeys(x)]),
+  );
 }
 
 function reshuffled(m: ModelSnapshot, seed: number): ModelSnapshot {

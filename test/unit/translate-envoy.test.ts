@@ -91,7 +91,11 @@ describe('HTTP connection manager', () => {
       assert.ok(mp, String(status));
       assert.deepEqual(jsonAt(mp, 'filter', 'and_filter', 'filters', 1), generated, String(status));
     }
-    assert.equal(mappers.some((x) => [401, 403, 429].includes(Number(statusOf(x)))), false, 'callout replies are left alone');
+    assert.equal(
+      mappers.some((x) => [401, 403, 429].includes(Number(statusOf(x)))),
+      false,
+      'callout replies are left alone',
+    );
   });
 
   it("strips identity headers (the gateway's own and JWT forwardClaims targets) in the first HTTP filter", () => {
@@ -126,9 +130,7 @@ describe('ext_authz', () => {
   });
 
   it("takes timeout and failure mode from the group's authz settings", () => {
-    const l = group(
-      validModel([['gatewayGroups', { name: 'g', listeners: [{ name: 'web', port: 8080 }], authz: { failureMode: 'open', timeoutMs: 1200 } }], svc, ...protectedRoute]),
-    ).listeners[0]!;
+    const l = group(validModel([['gatewayGroups', { name: 'g', listeners: [{ name: 'web', port: 8080 }], authz: { failureMode: 'open', timeoutMs: 1200 } }], svc, ...protectedRoute])).listeners[0]!;
     const cfg = jsonAt(hcm(l), 'http_filters', 1, 'typed_config') as JsonObject;
     assert.equal(cfg.failure_mode_allow, true);
     assert.equal(jsonAt(cfg, 'grpc_service', 'timeout'), '1.200s');
@@ -204,13 +206,34 @@ describe('clusters', () => {
   const m = validModel([
     ['gatewayGroups', { name: 'g', listeners: [{ name: 'web', port: 8080 }] }],
     ['certificates', { name: 'up-ca', certificate: ca.certificate }],
-    ['services', { name: 'ips', endpoints: [{ host: '10.0.0.1', port: 80, weight: 3 }, { host: '10.0.0.2', port: 80 }], protocol: 'http2' }],
+    [
+      'services',
+      {
+        name: 'ips',
+        endpoints: [
+          { host: '10.0.0.1', port: 80, weight: 3 },
+          { host: '10.0.0.2', port: 80 },
+        ],
+        protocol: 'http2',
+      },
+    ],
     ['services', { name: 'names', endpoints: [{ host: 'api.internal', port: 443 }], tls: { ca: 'up-ca' } }],
     ['services', { name: 'insecure', endpoints: [{ host: '10.0.0.3', port: 443 }], tls: { verify: false } }],
     ['services', { name: 'unrouted', endpoints: [{ host: '10.0.0.4', port: 80 }] }],
     ['products', { name: 'p', gatewayGroups: ['g'], auth: { accept: ['none'] } }],
     ['routes', { product: 'p', name: 'a', match: { path: { type: 'prefix', value: '/a' } }, service: 'ips' }],
-    ['routes', { product: 'p', name: 'b', match: { path: { type: 'prefix', value: '/b' } }, backends: [{ service: 'names', weight: 1 }, { service: 'insecure', weight: 1 }] }],
+    [
+      'routes',
+      {
+        product: 'p',
+        name: 'b',
+        match: { path: { type: 'prefix', value: '/b' } },
+        backends: [
+          { service: 'names', weight: 1 },
+          { service: 'insecure', weight: 1 },
+        ],
+      },
+    ],
   ]);
   const r = group(m, 'callouts.portico.svc:18001');
   const byName = new Map(r.clusters.map((c) => [String(c.name), c]));
@@ -221,7 +244,10 @@ describe('clusters', () => {
 
   it('serves static endpoints over EDS with their weights, and resolves names with STRICT_DNS', () => {
     assert.equal(byName.get('ips')!.type, 'EDS');
-    assert.deepEqual(r.endpoints.map((e) => e.cluster_name), ['insecure', 'ips']);
+    assert.deepEqual(
+      r.endpoints.map((e) => e.cluster_name),
+      ['insecure', 'ips'],
+    );
     const ips = r.endpoints[1]!;
     assert.deepEqual(jsonAt(ips, 'endpoints', 0, 'lb_endpoints', 0), { endpoint: { address: { socket_address: { address: '10.0.0.1', port_value: 80 } } }, load_balancing_weight: 3 });
     assert.equal(jsonAt(ips, 'endpoints', 0, 'lb_endpoints', 1, 'load_balancing_weight'), undefined);
@@ -244,7 +270,10 @@ describe('clusters', () => {
     });
     const insecure = jsonAt(byName.get('insecure'), 'transport_socket', 'typed_config', 'common_tls_context') as JsonObject;
     assert.deepEqual(Object.keys(insecure), []);
-    assert.deepEqual(r.secrets.map((s) => s.name), ['ca/up-ca']);
+    assert.deepEqual(
+      r.secrets.map((s) => s.name),
+      ['ca/up-ca'],
+    );
   });
 
   it('resolves a callout address that is a name, and keeps an IP static', () => {

@@ -60,7 +60,10 @@ describe('route ordering', () => {
     ]);
     const ir = groupToIr(m, m.gatewayGroups.get('g')!, { calloutAddress: '127.0.0.1:1' });
     const vh = ir.routeTables[0]!.virtualHosts;
-    assert.deepEqual(vh.map((v) => v.name), ['any_host']);
+    assert.deepEqual(
+      vh.map((v) => v.name),
+      ['any_host'],
+    );
     assert.deepEqual(
       vh[0]!.routes.map((r) => r.name),
       ['b/b3-me', 'b/b2-user', 'a/a2-api-regex', 'b/b5-users-hdr', 'b/b4-users', 'b/b1-all', 'a/a1-root', 'portico/not-found'],
@@ -102,7 +105,11 @@ describe('strip-prefix rewrite', () => {
   });
 
   it('never produces an empty path', () => {
-    for (const [path, strip] of [[p('prefix', '/v1'), '/v1'], [p('exact', '/v1'), '/v1'], [p('prefix', '/v1/'), '/v1/']] as const) {
+    for (const [path, strip] of [
+      [p('prefix', '/v1'), '/v1'],
+      [p('exact', '/v1'), '/v1'],
+      [p('prefix', '/v1/'), '/v1/'],
+    ] as const) {
       const rw = stripPrefixRewrite(path, strip)!;
       assert.equal(applyRewrite(path, rw, path.value), '/');
       if (rw.kind === 'prefix') assert.notEqual(rw.value, '');

@@ -13,10 +13,7 @@ const OPTIONS = { calloutAddress: '127.0.0.1:18001' };
 const group: [KindName, object] = ['gatewayGroups', { name: 'mesh', kind: 'proxyless-grpc' }];
 const svc: [KindName, object] = ['services', { name: 'echo', endpoints: [{ host: '10.0.0.1', port: 50051 }] }];
 const product = (extra: object = {}): [KindName, object] => ['products', { name: 'p', gatewayGroups: ['mesh'], hosts: ['echo.internal'], auth: { accept: ['none'] }, ...extra }];
-const route = (extra: object = {}, name = 'r'): [KindName, object] => [
-  'routes',
-  { product: 'p', name, match: { path: { type: 'prefix', value: '/portico.Echo/' } }, service: 'echo', ...extra },
-];
+const route = (extra: object = {}, name = 'r'): [KindName, object] => ['routes', { product: 'p', name, match: { path: { type: 'prefix', value: '/portico.Echo/' } }, service: 'echo', ...extra }];
 
 function problems(entries: Array<[KindName, object]>): string[] {
   const m = modelOf(entries);
@@ -33,7 +30,18 @@ describe('proxyless gRPC translation', () => {
   const m = modelOf([
     group,
     ['gatewayGroups', { name: 'edge', listeners: [{ name: 'http', port: 8080 }] }],
-    ['services', { name: 'echo', endpoints: [{ host: '10.0.0.1', port: 50051 }, { host: '10.0.0.2', port: 50051 }], healthCheck: { path: '/healthz' }, retries: { attempts: 2, retryOn: ['reset', 'unavailable'] } }],
+    [
+      'services',
+      {
+        name: 'echo',
+        endpoints: [
+          { host: '10.0.0.1', port: 50051 },
+          { host: '10.0.0.2', port: 50051 },
+        ],
+        healthCheck: { path: '/healthz' },
+        retries: { attempts: 2, retryOn: ['reset', 'unavailable'] },
+      },
+    ],
     ['products', { name: 'p', gatewayGroups: ['mesh', 'edge'], hosts: ['b.internal', 'a.internal'], auth: { accept: ['none'] } }],
     ['products', { name: 'q', gatewayGroups: ['mesh'], hosts: ['a.internal'], auth: { accept: ['none'] } }],
     route(),
@@ -43,26 +51,41 @@ describe('proxyless gRPC translation', () => {
   const mesh = out.get('mesh')!;
 
   it('emits one API listener per product host, named as the host, with RDS over ADS and the router only', () => {
-    assert.deepEqual(mesh.listeners.map((l) => l.name), ['a.internal', 'b.internal']);
+    assert.deepEqual(
+      mesh.listeners.map((l) => l.name),
+      ['a.internal', 'b.internal'],
+    );
     const l = mesh.listeners[0]! as JsonObject;
     assert.equal(l.address, undefined);
     assert.equal(l.filter_chains, undefined);
     const hcm = (l.api_listener as JsonObject).api_listener as JsonObject;
     assert.deepEqual(hcm.rds, { config_source: { ads: {}, resource_api_version: 'V3' }, route_config_name: 'a.internal' });
-    assert.deepEqual((hcm.http_filters as JsonObject[]).map((f) => (f.typed_config as JsonObject)['@type']), ['type.googleapis.com/envoy.extensions.filters.http.router.v3.Router']);
+    assert.deepEqual(
+      (hcm.http_filters as JsonObject[]).map((f) => (f.typed_config as JsonObject)['@type']),
+      ['type.googleapis.com/envoy.extensions.filters.http.router.v3.Router'],
+    );
     for (const field of ['access_log', 'local_reply_config', 'stat_prefix']) assert.equal(hcm[field], undefined, field);
   });
 
   it('serves each host its own route table, most specific route first, with no direct responses', () => {
-    assert.deepEqual(mesh.routes.map((r) => r.name), ['a.internal', 'b.internal']);
+    assert.deepEqual(
+      mesh.routes.map((r) => r.name),
+      ['a.internal', 'b.internal'],
+    );
     const vhosts = mesh.routes[0]!.virtual_hosts as JsonObject[];
     assert.equal(vhosts.length, 1);
     assert.deepEqual(vhosts[0]!.domains, ['a.internal']);
     const routes = vhosts[0]!.routes as JsonObject[];
-    assert.deepEqual(routes.map((r) => r.name), ['q/exact', 'p/r']);
+    assert.deepEqual(
+      routes.map((r) => r.name),
+      ['q/exact', 'p/r'],
+    );
     assert.ok(routes.every((r) => r.route && !r.direct_response));
     // b.internal only carries p's route.
-    assert.deepEqual(((mesh.routes[1]!.virtual_hosts as JsonObject[])[0]!.routes as JsonObject[]).map((r) => r.name), ['p/r']);
+    assert.deepEqual(
+      ((mesh.routes[1]!.virtual_hosts as JsonObject[])[0]!.routes as JsonObject[]).map((r) => r.name),
+      ['p/r'],
+    );
   });
 
   it('turns explicit timeouts into the RPC deadline and keeps only gRPC retry conditions', () => {
@@ -76,7 +99,10 @@ describe('proxyless gRPC translation', () => {
   });
 
   it('emits HTTP/2 EDS clusters without health checks and endpoints in a weighted locality; no callout cluster', () => {
-    assert.deepEqual(mesh.clusters.map((c) => c.name), ['echo']);
+    assert.deepEqual(
+      mesh.clusters.map((c) => c.name),
+      ['echo'],
+    );
     const c = mesh.clusters[0]!;
     assert.equal(c.type, 'EDS');
     assert.equal(c.health_checks, undefined);
@@ -91,14 +117,17 @@ describe('proxyless gRPC translation', () => {
 
   it('leaves the same product in an Envoy group translated the Envoy way', () => {
     const edge = out.get('edge')!;
-    assert.deepEqual(edge.listeners.map((l) => l.name), ['http']);
+    assert.deepEqual(
+      edge.listeners.map((l) => l.name),
+      ['http'],
+    );
     const routes = (edge.routes[0]!.virtual_hosts as JsonObject[]).flatMap((v) => v.routes as JsonObject[]);
     assert.ok(routes.some((r) => r.name === 'portico/not-found'));
     const r = routes.find((x) => x.name === 'p/r')!.route as JsonObject;
     assert.equal(r.timeout, '15s');
     assert.equal((r.retry_policy as JsonObject).retry_on, 'reset,unavailable');
     assert.ok(edge.clusters.find((c) => c.name === 'echo')!.health_checks);
-    assert.equal(((edge.endpoints[0]!.endpoints as JsonObject[])[0]!).locality, undefined);
+    assert.equal((edge.endpoints[0]!.endpoints as JsonObject[])[0]!.locality, undefined);
   });
 
   it('an empty proxyless group serves nothing', () => {
@@ -109,7 +138,15 @@ describe('proxyless gRPC translation', () => {
 
 describe('validateTranslation for proxyless gRPC products', () => {
   it('accepts a plain gRPC product', () => {
-    assert.deepEqual(problems([group, svc, product(), route({ retries: { attempts: 2, retryOn: ['unavailable'] }, match: { path: { type: 'regex', value: '^/a\\.B/.*$' }, headers: [{ name: 'x-tenant', exact: 'a' }] } })]), []);
+    assert.deepEqual(
+      problems([
+        group,
+        svc,
+        product(),
+        route({ retries: { attempts: 2, retryOn: ['unavailable'] }, match: { path: { type: 'regex', value: '^/a\\.B/.*$' }, headers: [{ name: 'x-tenant', exact: 'a' }] } }),
+      ]),
+      [],
+    );
   });
 
   it('needs exact hosts', () => {
@@ -119,7 +156,10 @@ describe('validateTranslation for proxyless gRPC products', () => {
   });
 
   it('refuses credentials gRPC clients cannot present to ext_authz, including the secure default', () => {
-    only(problems([group, svc, product({ auth: undefined }), route(), route({ match: { path: { type: 'prefix', value: '/other.Svc/' } } }, 's')]), /^products p auth\.accept: must be \[none\].*defaults to \[api_key, jwt\]/);
+    only(
+      problems([group, svc, product({ auth: undefined }), route(), route({ match: { path: { type: 'prefix', value: '/other.Svc/' } } }, 's')]),
+      /^products p auth\.accept: must be \[none\].*defaults to \[api_key, jwt\]/,
+    );
     only(problems([group, svc, product(), route({ auth: { accept: ['jwt'] } })]), /^routes p\/r auth\.accept: must be \[none\]/);
     // A route opting out of the product's credentials is fine.
     assert.deepEqual(problems([group, svc, product({ auth: { accept: ['api_key'] } }), route({ auth: { accept: ['none'] } })]), []);
@@ -141,13 +181,10 @@ describe('validateTranslation for proxyless gRPC products', () => {
       [{ retries: { attempts: 2, retryOn: ['5xx', 'unavailable'] } }, /^routes p\/r retries\.retryOn: 5xx mean nothing to gRPC clients/],
     ];
     for (const [extra, re] of cases) only(problems([group, svc, product(), route(extra)]), re);
-    assert.deepEqual(
-      problems([group, svc, product(), route({ retries: { attempts: 1, retryOn: ['unavailable', 'retriable-status-codes'], retriableStatusCodes: [503] } })]),
-      [
-        "routes p/r retries.retryOn: retriable-status-codes mean nothing to gRPC clients in proxyless-grpc gateway group 'mesh'; use cancelled, deadline-exceeded, resource-exhausted, unavailable",
-        "routes p/r retries.retriableStatusCodes: is not supported in proxyless-grpc gateway group 'mesh': gRPC clients retry on gRPC status codes only",
-      ],
-    );
+    assert.deepEqual(problems([group, svc, product(), route({ retries: { attempts: 1, retryOn: ['unavailable', 'retriable-status-codes'], retriableStatusCodes: [503] } })]), [
+      "routes p/r retries.retryOn: retriable-status-codes mean nothing to gRPC clients in proxyless-grpc gateway group 'mesh'; use cancelled, deadline-exceeded, resource-exhausted, unavailable",
+      "routes p/r retries.retriableStatusCodes: is not supported in proxyless-grpc gateway group 'mesh': gRPC clients retry on gRPC status codes only",
+    ]);
   });
 
   it('refuses product and group features that need Envoy', () => {
@@ -158,19 +195,40 @@ describe('validateTranslation for proxyless gRPC products', () => {
 
   it('refuses services gRPC clients cannot reach the way they are described, naming the route that uses them', () => {
     only(problems([group, ['services', { name: 'echo', endpoints: [{ host: 'echo.svc', port: 1 }] }], product(), route()]), /^services echo endpoints: must be IP addresses .*route 'p\/r'/);
-    only(problems([group, ['services', { name: 'echo', endpoints: [{ host: '10.0.0.1', port: 1 }], lbPolicy: 'least_request' }], product(), route()]), /^services echo lbPolicy: must be round_robin or ring_hash/);
     only(
-      problems([group, ['services', { name: 'echo', endpoints: [{ host: '10.0.0.1', port: 1 }], tls: { verify: false } }], product(), route()]),
-      /^services echo tls: is not supported/,
+      problems([group, ['services', { name: 'echo', endpoints: [{ host: '10.0.0.1', port: 1 }], lbPolicy: 'least_request' }], product(), route()]),
+      /^services echo lbPolicy: must be round_robin or ring_hash/,
     );
+    only(problems([group, ['services', { name: 'echo', endpoints: [{ host: '10.0.0.1', port: 1 }], tls: { verify: false } }], product(), route()]), /^services echo tls: is not supported/);
     // Backends count too; a service only Envoy groups use is not checked.
     const canary: [KindName, object] = ['services', { name: 'canary', endpoints: [{ host: 'canary.svc', port: 1 }] }];
-    only(problems([group, svc, canary, product(), route({ service: undefined, backends: [{ service: 'echo', weight: 1 }, { service: 'canary', weight: 1 }] })]), /^services canary endpoints: /);
-    assert.deepEqual(problems([['gatewayGroups', { name: 'edge', listeners: [{ name: 'h', port: 80 }] }], canary, ['products', { name: 'p', gatewayGroups: ['edge'] }], route({ service: 'canary' })]), []);
+    only(
+      problems([
+        group,
+        svc,
+        canary,
+        product(),
+        route({
+          service: undefined,
+          backends: [
+            { service: 'echo', weight: 1 },
+            { service: 'canary', weight: 1 },
+          ],
+        }),
+      ]),
+      /^services canary endpoints: /,
+    );
+    assert.deepEqual(
+      problems([['gatewayGroups', { name: 'edge', listeners: [{ name: 'h', port: 80 }] }], canary, ['products', { name: 'p', gatewayGroups: ['edge'] }], route({ service: 'canary' })]),
+      [],
+    );
   });
 
   it('translate refuses such a model outright', () => {
     const m = modelOf([group, svc, product({ hosts: undefined }), route()]);
-    assert.throws(() => translate(m, OPTIONS), (e: unknown) => e instanceof TranslationError && /hosts: is required/.test(e.message));
+    assert.throws(
+      () => translate(m, OPTIONS),
+      (e: unknown) => e instanceof TranslationError && /hosts: is required/.test(e.message),
+    );
   });
 });

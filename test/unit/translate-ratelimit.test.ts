@@ -114,11 +114,21 @@ describe('combined mode (the default)', () => {
     const m = o.mappers[0]!;
     assert.equal(m.status_code, 429);
     assert.deepEqual(jsonAt(m, 'filter', 'and_filter', 'filters', 1), { response_flag_filter: { flags: ['UAEX'] } });
-    assert.equal(jsonAt(m, 'body_format_override', 'text_format_source', 'inline_string'), '{"error":"rate_limit_unavailable","message":"Rate limiting is temporarily unavailable. Retry after 1 seconds.","retry_after":1}');
+    assert.equal(
+      jsonAt(m, 'body_format_override', 'text_format_source', 'inline_string'),
+      '{"error":"rate_limit_unavailable","message":"Rate limiting is temporarily unavailable. Retry after 1 seconds.","retry_after":1}',
+    );
   });
 
   it('leaves the plain chain alone where nothing is limited', () => {
-    const plain = out(validModel([['gatewayGroups', { name: 'g', listeners: [{ name: 'web', port: 8080 }] }], ['services', { name: 's', endpoints: [{ host: '10.0.0.1', port: 80 }] }], ['products', { name: 'api', gatewayGroups: ['g'] }], ['routes', { product: 'api', name: 'items', match: { path: { type: 'prefix', value: '/' } }, service: 's' }]]));
+    const plain = out(
+      validModel([
+        ['gatewayGroups', { name: 'g', listeners: [{ name: 'web', port: 8080 }] }],
+        ['services', { name: 's', endpoints: [{ host: '10.0.0.1', port: 80 }] }],
+        ['products', { name: 'api', gatewayGroups: ['g'] }],
+        ['routes', { product: 'api', name: 'items', match: { path: { type: 'prefix', value: '/' } }, service: 's' }],
+      ]),
+    );
     assert.deepEqual(names(plain), ['envoy.filters.http.header_mutation', 'envoy.filters.http.ext_authz', 'envoy.filters.http.router']);
     assert.equal(jsonAt(plain.filters[1], 'typed_config', 'grpc_service', 'timeout'), '0.250s');
     assert.equal(jsonAt(perFilter(plain, 'api/items', 'envoy.filters.http.ext_authz'), 'check_settings', 'context_extensions', 'ratelimit'), undefined);
@@ -153,11 +163,23 @@ describe('service mode', () => {
     // What Envoy would send for it is a request the service accepts.
     const parsed = parseRateLimitRequest({
       domain: 'portico',
-      descriptors: [{ entries: [{ key: 'portico_route', value: 'api/items' }, { key: 'remote_address', value: '10.1.2.3' }, { key: 'portico_partner', value: 'acme' }, { key: 'portico_header.x-user-id', value: 'u1' }] }],
+      descriptors: [
+        {
+          entries: [
+            { key: 'portico_route', value: 'api/items' },
+            { key: 'remote_address', value: '10.1.2.3' },
+            { key: 'portico_partner', value: 'acme' },
+            { key: 'portico_header.x-user-id', value: 'u1' },
+          ],
+        },
+      ],
     });
     assert.deepEqual(parsed, { product: 'api', route: 'items', hits: 1, partner: 'acme', clientIp: '10.1.2.3', headers: { 'x-user-id': 'u1' } });
     // Anonymous: no partner entry; ext_authz stays off (no callout but the rate limit's).
-    assert.deepEqual(jsonAt(o.routes.get('acc/login'), 'route', 'rate_limits', 0, 'actions'), [{ generic_key: { descriptor_key: 'portico_route', descriptor_value: 'acc/login' } }, { remote_address: {} }]);
+    assert.deepEqual(jsonAt(o.routes.get('acc/login'), 'route', 'rate_limits', 0, 'actions'), [
+      { generic_key: { descriptor_key: 'portico_route', descriptor_value: 'acc/login' } },
+      { remote_address: {} },
+    ]);
     assert.equal(jsonAt(perFilter(o, 'acc/login', 'envoy.filters.http.ext_authz'), 'disabled'), true);
     assert.equal(jsonAt(o.routes.get('acc/health'), 'direct_response', 'status'), 200);
     assert.equal(jsonAt(o.routes.get('portico/not-found'), 'route', 'rate_limits'), undefined);
@@ -165,7 +187,11 @@ describe('service mode', () => {
 
   it('turns an unreachable service (fail closed) into the contract 429, and leaves the service 429s alone', () => {
     assert.equal(o.mappers.filter((m) => jsonAt(m, 'filter', 'and_filter', 'filters', 1, 'response_flag_filter', 'flags', 0) === 'RLSE').length, 1);
-    assert.equal(o.mappers.some((m) => JSON.stringify(m).includes('"RL"')), false, "no mapper keyed on the service's own refusals");
+    assert.equal(
+      o.mappers.some((m) => JSON.stringify(m).includes('"RL"')),
+      false,
+      "no mapper keyed on the service's own refusals",
+    );
   });
 });
 
@@ -186,7 +212,11 @@ describe('local rate limits', () => {
     assert.deepEqual(r.token_bucket, { max_tokens: 2, tokens_per_fill: 1, fill_interval: '30s' });
     assert.deepEqual(
       (r.response_headers_to_add as JsonObject[]).map((h) => [jsonAt(h, 'header', 'key'), jsonAt(h, 'header', 'value')]),
-      [['retry-after', '30'], ['x-ratelimit-limit', '2'], ['x-ratelimit-remaining', '0']],
+      [
+        ['retry-after', '30'],
+        ['x-ratelimit-limit', '2'],
+        ['x-ratelimit-remaining', '0'],
+      ],
     );
     assert.equal(perFilter(o, 'api/items', 'portico.local_ratelimit.route'), undefined);
   });
@@ -205,7 +235,11 @@ describe('local rate limits', () => {
 
 describe('validateTranslation', () => {
   it('refuses a plan counting by the API key header of a product it applies to', () => {
-    const m = gateway({}, [['plans', { name: 'by-key', limits: [{ requests: 1, per: 'second' }], countBy: { kind: 'header', header: 'X-Api-Key' } }], ['partners', { name: 'initech' }], ['subscriptions', { partner: 'initech', product: 'api', plan: 'by-key' }]]);
+    const m = gateway({}, [
+      ['plans', { name: 'by-key', limits: [{ requests: 1, per: 'second' }], countBy: { kind: 'header', header: 'X-Api-Key' } }],
+      ['partners', { name: 'initech' }],
+      ['subscriptions', { partner: 'initech', product: 'api', plan: 'by-key' }],
+    ]);
     const errors = validateTranslation(m);
     assert.deepEqual(
       errors.map((e) => [e.kind, e.key, e.field]),

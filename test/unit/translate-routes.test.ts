@@ -23,7 +23,7 @@ function group(m: ModelSnapshot, name = 'g'): GroupResources {
 
 type VHost = { name: string; domains: string[]; routes: JsonObject[] };
 function vhosts(r: GroupResources): VHost[] {
-  return (r.routes[0]!.virtual_hosts as Json[]) as unknown as VHost[];
+  return r.routes[0]!.virtual_hosts as Json[] as unknown as VHost[];
 }
 function names(vh: VHost): string[] {
   return vh.routes.map((x) => String(x.name));
@@ -44,11 +44,14 @@ describe('virtual hosts', () => {
   const vh = vhosts(group(m));
 
   it('makes one virtual host per named host (lower-cased), exact before wildcard, then *; names are stat-safe (dots become _)', () => {
-    assert.deepEqual(vh.map((v) => [v.name, v.domains]), [
-      ['shop_example_com', ['shop.example.com']],
-      ['*_example_com', ['*.example.com']],
-      ['any_host', ['*']],
-    ]);
+    assert.deepEqual(
+      vh.map((v) => [v.name, v.domains]),
+      [
+        ['shop_example_com', ['shop.example.com']],
+        ['*_example_com', ['*.example.com']],
+        ['any_host', ['*']],
+      ],
+    );
   });
 
   it('puts host-agnostic routes, and wildcard routes that cover the host, into every named host', () => {
@@ -136,10 +139,7 @@ describe('405 fallbacks', () => {
 describe('CORS', () => {
   const m = validModel([
     ...base,
-    [
-      'products',
-      { name: 'web', gatewayGroups: ['g'], auth: { accept: ['api_key'] }, cors: { allowOrigins: ['https://app.example.com'], allowMethods: ['POST', 'GET'], maxAgeSeconds: 60 } },
-    ],
+    ['products', { name: 'web', gatewayGroups: ['g'], auth: { accept: ['api_key'] }, cors: { allowOrigins: ['https://app.example.com'], allowMethods: ['POST', 'GET'], maxAgeSeconds: 60 } }],
     ['products', { name: 'plain', gatewayGroups: ['g'], auth: { accept: ['api_key'] } }],
     ['routes', { product: 'web', name: 'save', match: { path: { type: 'exact', value: '/save' }, methods: ['POST'] }, service: 's' }],
     ['routes', { product: 'web', name: 'info', match: { path: { type: 'exact', value: '/info' } }, directResponse: { status: 200, body: 'hi' } }],
@@ -151,7 +151,10 @@ describe('CORS', () => {
 
   it('puts the CORS filter first after identity-header stripping', () => {
     const filters = jsonAt(((r.listeners[0]!.filter_chains as JsonObject[])[0]!.filters as JsonObject[])[0]!, 'typed_config', 'http_filters') as JsonObject[];
-    assert.deepEqual(filters.map((f) => f.name), ['envoy.filters.http.header_mutation', 'envoy.filters.http.cors', 'envoy.filters.http.ext_authz', 'envoy.filters.http.router']);
+    assert.deepEqual(
+      filters.map((f) => f.name),
+      ['envoy.filters.http.header_mutation', 'envoy.filters.http.cors', 'envoy.filters.http.ext_authz', 'envoy.filters.http.router'],
+    );
   });
 
   it("sets the product's policy on its routes only", () => {
@@ -168,16 +171,7 @@ describe('CORS', () => {
   });
 
   it('adds a forwarding preflight route before method-restricted and direct-response paths', () => {
-    assert.deepEqual(names(vh), [
-      'portico/cors-preflight',
-      'web/info',
-      'portico/cors-preflight',
-      'web/save',
-      'portico/method-not-allowed',
-      'plain/all',
-      'web/all',
-      'portico/not-found',
-    ]);
+    assert.deepEqual(names(vh), ['portico/cors-preflight', 'web/info', 'portico/cors-preflight', 'web/save', 'portico/method-not-allowed', 'plain/all', 'web/all', 'portico/not-found']);
     const pre = vh.routes[2]!;
     assert.deepEqual(pre.match, {
       path: '/save',
@@ -203,7 +197,15 @@ describe('route actions', () => {
     ['routes', { product: 'p', name: 'own', match: { path: { type: 'prefix', value: '/b' } }, service: 't', timeoutMs: 250, retries: { attempts: 0 } }],
     [
       'routes',
-      { product: 'p', name: 'canary', match: { path: { type: 'prefix', value: '/c' } }, backends: [{ service: 's', weight: 5 }, { service: 't', weight: 95 }] },
+      {
+        product: 'p',
+        name: 'canary',
+        match: { path: { type: 'prefix', value: '/c' } },
+        backends: [
+          { service: 's', weight: 5 },
+          { service: 't', weight: 95 },
+        ],
+      },
     ],
     ['routes', { product: 'p', name: 'public', match: { path: { type: 'prefix', value: '/d' } }, service: 's', auth: { accept: ['none'] } }],
     [
@@ -228,7 +230,12 @@ describe('route actions', () => {
 
   it('splits weighted backends and takes timeout and retries from the heaviest', () => {
     const canary = byName.get('p/canary');
-    assert.deepEqual(jsonAt(canary, 'route', 'weighted_clusters'), { clusters: [{ name: 's', weight: 5 }, { name: 't', weight: 95 }] });
+    assert.deepEqual(jsonAt(canary, 'route', 'weighted_clusters'), {
+      clusters: [
+        { name: 's', weight: 5 },
+        { name: 't', weight: 95 },
+      ],
+    });
     assert.equal(jsonAt(canary, 'route', 'timeout'), '2s');
   });
 
@@ -268,7 +275,7 @@ describe('route actions', () => {
     assert.equal(jsonAt(routes.get('h/open'), 'request_headers_to_remove'), undefined, 'a public route passes what it gets');
     assert.deepEqual(jsonAt(routes.get('h/either'), 'request_headers_to_remove'), ['x-team-key']);
     assert.equal(jsonAt(routes.get('q/query'), 'request_headers_to_remove'), undefined, 'keys in the query string: no header to drop');
-    assert.equal(jsonAt(routes.get('j/jwt'), 'request_headers_to_remove'), undefined, 'JWT only: the Authorization header is the upstream\'s business');
+    assert.equal(jsonAt(routes.get('j/jwt'), 'request_headers_to_remove'), undefined, "JWT only: the Authorization header is the upstream's business");
   });
 
   it('keeps a single backend weighted (it is a canary slot, not a plain service)', () => {
@@ -296,9 +303,7 @@ describe('route actions', () => {
     const big = withBody('x'.repeat(65_536));
     assert.equal(big.max_direct_response_body_size_bytes, 65_536);
     const route = ((big.virtual_hosts as JsonObject[])[0]!.routes as JsonObject[])[0]!;
-    assert.deepEqual(route.response_headers_to_add, [
-      { header: { key: 'content-type', value: 'text/plain; charset=utf-8' }, append_action: 'OVERWRITE_IF_EXISTS_OR_ADD' },
-    ]);
+    assert.deepEqual(route.response_headers_to_add, [{ header: { key: 'content-type', value: 'text/plain; charset=utf-8' }, append_action: 'OVERWRITE_IF_EXISTS_OR_ADD' }]);
   });
 
   it('names routes <product>/<route> and records both in route metadata', () => {

@@ -41,7 +41,7 @@ describe('validateTranslation', () => {
         route('huge', { path: { type: 'template', value: `/${'x'.repeat(260)}` } }),
       ]),
       [
-        'routes p/dup match.path.value [invalid]: variable \'a\' is bound twice',
+        "routes p/dup match.path.value [invalid]: variable 'a' is bound twice",
         `routes p/huge match.path.value [invalid]: with the base path the template is 265 characters; Envoy allows 256`,
         "routes p/long match.path.value [invalid]: variable name 'averyveryverylongname' is longer than 16 characters",
         'routes p/many match.path.value [invalid]: binds 6 variables; Envoy allows 5',
@@ -51,9 +51,18 @@ describe('validateTranslation', () => {
   });
 
   it('refuses inverted query value matches (Envoy can only invert presence)', () => {
-    assert.deepEqual(problems([route('q', { path: { type: 'prefix', value: '/q' }, query: [{ name: 'ok', present: true }, { name: 'mode', exact: 'x', invert: true }] })]), [
-      'routes p/q match.query[1].invert [invalid]: Envoy cannot invert a query value match (only presence)',
-    ]);
+    assert.deepEqual(
+      problems([
+        route('q', {
+          path: { type: 'prefix', value: '/q' },
+          query: [
+            { name: 'ok', present: true },
+            { name: 'mode', exact: 'x', invert: true },
+          ],
+        }),
+      ]),
+      ['routes p/q match.query[1].invert [invalid]: Envoy cannot invert a query value match (only presence)'],
+    );
   });
 
   it('refuses header rules that touch the host header', () => {
@@ -64,13 +73,10 @@ describe('validateTranslation', () => {
   });
 
   it('refuses product hosts with ports and partial wildcard CORS origins', () => {
-    assert.deepEqual(
-      problems([['products', { name: 'w', gatewayGroups: ['edge'], hosts: ['a.example.com', 'b.example.com:8443'], cors: { allowOrigins: ['*', 'https://*.example.com'] } }]]),
-      [
-        'products w hosts[1] [invalid]: hosts are matched without their port; remove the port',
-        "products w cors.allowOrigins[1] [invalid]: wildcards are not supported in origins; list each origin, or use '*' alone",
-      ],
-    );
+    assert.deepEqual(problems([['products', { name: 'w', gatewayGroups: ['edge'], hosts: ['a.example.com', 'b.example.com:8443'], cors: { allowOrigins: ['*', 'https://*.example.com'] } }]]), [
+      'products w hosts[1] [invalid]: hosts are matched without their port; remove the port',
+      "products w cors.allowOrigins[1] [invalid]: wildcards are not supported in origins; list each origin, or use '*' alone",
+    ]);
   });
 
   it('refuses listener hostnames on plain HTTP and SNI names with ports', () => {

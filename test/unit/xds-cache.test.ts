@@ -15,7 +15,12 @@ const fixture = (routes = [{ prefix: '/', cluster: 'a' }], upstreams: Record<str
 
 function reversedKeys<T>(v: T): T {
   if (Array.isArray(v)) return v.map(reversedKeys) as T;
-  if (v && typeof v === 'object') return Object.fromEntries(Object.entries(v).reverse().map(([k, x]) => [k, reversedKeys(x)])) as T;
+  if (v && typeof v === 'object')
+    return Object.fromEntries(
+      Object.entries(v)
+        .reverse()
+        .map(([k, x]) => [k, reversedKeys(x)]),
+    ) as T;
   return v;
 }
 
@@ -144,10 +149,13 @@ describe('encoding', () => {
     const r = fixture();
     c.setGroupResources('g', { ...r, clusters: [...r.clusters, { name: 'noeds', type: 'EDS', eds_cluster_config: { service_name: 'missing' } }] });
     c.flush();
-    assert.deepEqual([...c.getSnapshot('g').edsClusters], [
-      ['a', 'a'],
-      ['b', 'b'],
-    ]);
+    assert.deepEqual(
+      [...c.getSnapshot('g').edsClusters],
+      [
+        ['a', 'a'],
+        ['b', 'b'],
+      ],
+    );
   });
 });
 
@@ -205,12 +213,26 @@ describe('publishing', () => {
 
   it('replaceAll empties groups that are gone and is all-or-nothing', () => {
     const c = new SnapshotCache();
-    c.replaceAll(new Map([['g1', fixture()], ['g2', fixture()]]));
+    c.replaceAll(
+      new Map([
+        ['g1', fixture()],
+        ['g2', fixture()],
+      ]),
+    );
     c.flush();
     assert.deepEqual(c.groups(), ['g1', 'g2']);
     const g1 = c.getSnapshot('g1').version;
     const bad = { ...fixture(), listeners: [{ name: 'l', port: 1 }] };
-    assert.throws(() => c.replaceAll(new Map([['g1', fixture([{ prefix: '/z', cluster: 'a' }])], ['g3', bad]])), GroupResourcesError);
+    assert.throws(
+      () =>
+        c.replaceAll(
+          new Map([
+            ['g1', fixture([{ prefix: '/z', cluster: 'a' }])],
+            ['g3', bad],
+          ]),
+        ),
+      GroupResourcesError,
+    );
     assert.equal(c.hasPending(), false);
     assert.equal(c.getSnapshot('g1').version, g1);
     c.replaceAll(new Map([['g1', fixture()]]));
@@ -230,7 +252,10 @@ describe('publishing', () => {
     c.flush();
     const s2 = c.getSnapshot('big');
     const changed = [...typeSnapshot(s2, TYPE_URLS.route).resources.values()].filter((r) => typeSnapshot(s1, TYPE_URLS.route).resources.get(r.name) !== r);
-    assert.deepEqual(changed.map((r) => r.name), ['routes-00000']);
+    assert.deepEqual(
+      changed.map((r) => r.name),
+      ['routes-00000'],
+    );
     assert.equal(typeSnapshot(s2, TYPE_URLS.cluster).version, typeSnapshot(s1, TYPE_URLS.cluster).version);
   });
 });

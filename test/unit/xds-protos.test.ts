@@ -3,19 +3,8 @@
 import assert from 'node:assert/strict';
 import { describe, it } from 'node:test';
 import protobuf from 'protobufjs';
-import {
-  decodeMessage,
-  decodeResource,
-  encodeMessage,
-  encodeResource,
-  lookupService,
-  lookupType,
-  protoRoot,
-  ProtoJsonError,
-  TYPE_URLS,
-} from '../../src/proto/index.ts';
+import { decodeMessage, decodeResource, encodeMessage, encodeResource, lookupService, lookupType, protoRoot, ProtoJsonError, TYPE_URLS } from '../../src/proto/index.ts';
 import { httpListener } from '../support/xds-fixtures.ts';
-
 
 // A test-only message with every scalar kind, non-string map keys, proto3 optional and a oneof.
 protobuf.parse(
@@ -134,12 +123,31 @@ describe('encodeResource round trips', () => {
 
   it('every scalar kind, packed repeated, non-string map keys, optional and oneof — read back by protobufjs', () => {
     const json = {
-      i32: -5, u32: 4294967295, s32: -2147483648, f32: 7, sf32: -7,
-      i64: '-9223372036854775808', u64: '18446744073709551615', s64: -3, f64: '12345678901234567', sf64: '-1',
-      f: 1.5, d: 'NaN', b: true, s: 'x', by: 'AQID',
-      packed: [1, -1, 300], strs: ['a', 'b'],
-      um: { '7': 'seven', '1': 'one' }, bm: { true: 1, false: 2 }, lm: { '-5': 'minus five' },
-      opt: 0, n: 0, nv: null, kind: 'LARGE', kinds: ['SMALL', 2],
+      i32: -5,
+      u32: 4294967295,
+      s32: -2147483648,
+      f32: 7,
+      sf32: -7,
+      i64: '-9223372036854775808',
+      u64: '18446744073709551615',
+      s64: -3,
+      f64: '12345678901234567',
+      sf64: '-1',
+      f: 1.5,
+      d: 'NaN',
+      b: true,
+      s: 'x',
+      by: 'AQID',
+      packed: [1, -1, 300],
+      strs: ['a', 'b'],
+      um: { '7': 'seven', '1': 'one' },
+      bm: { true: 1, false: 2 },
+      lm: { '-5': 'minus five' },
+      opt: 0,
+      n: 0,
+      nv: null,
+      kind: 'LARGE',
+      kinds: ['SMALL', 2],
     };
     const bytes = encodeMessage('portico.test.Scalars', json);
     const o = pbjsDecode('portico.test.Scalars', bytes);
@@ -231,11 +239,7 @@ describe('well-known types', () => {
     throwsAt(() => encodeResource(TYPE_URLS.cluster, cb({ max_retries: '3x' })), '$.circuit_breakers.thresholds[0].max_retries', /uint32/);
     throwsAt(() => encodeResource(TYPE_URLS.cluster, cb({ max_retries: { value: 3 } })), '$.circuit_breakers.thresholds[0].max_retries', /uint32/);
     throwsAt(() => encodeResource(TYPE_URLS.cluster, cb({ max_retries: -1 })), '$.circuit_breakers.thresholds[0].max_retries', /uint32/);
-    throwsAt(
-      () => encodeResource(TYPE_URLS.cluster, { name: 'c', ring_hash_lb_config: { maximum_ring_size: 2 ** 60 } }),
-      '$.ring_hash_lb_config.maximum_ring_size',
-      /string/,
-    );
+    throwsAt(() => encodeResource(TYPE_URLS.cluster, { name: 'c', ring_hash_lb_config: { maximum_ring_size: 2 ** 60 } }), '$.ring_hash_lb_config.maximum_ring_size', /string/);
   });
 
   it('Any: nested recursively, holding a well-known type under "value", unknown @type rejected', () => {
@@ -247,7 +251,11 @@ describe('well-known types', () => {
     const l = httpListener('edge', 8080, 'r') as { filter_chains: { filters: { typed_config: Record<string, unknown> }[] }[] };
     l.filter_chains[0]!.filters[0]!.typed_config['@type'] = 'type.googleapis.com/envoy.extensions.filters.network.nope.v3.Nope';
     throwsAt(() => encodeResource(TYPE_URLS.listener, l), '$.filter_chains[0].filters[0].typed_config["@type"]', /unknown type/);
-    throwsAt(() => encodeResource(TYPE_URLS.listener, { name: 'x', filter_chains: [{ filters: [{ name: 'f', typed_config: { stat_prefix: 'x' } }] }] }), '$.filter_chains[0].filters[0].typed_config', /@type/);
+    throwsAt(
+      () => encodeResource(TYPE_URLS.listener, { name: 'x', filter_chains: [{ filters: [{ name: 'f', typed_config: { stat_prefix: 'x' } }] }] }),
+      '$.filter_chains[0].filters[0].typed_config',
+      /@type/,
+    );
     throwsAt(() => encodeMessage('google.protobuf.Any', { '@type': 'envoy.config.cluster.v3.Cluster' }), '$["@type"]', /unknown type/);
   });
 
@@ -315,11 +323,7 @@ describe('encoder errors name the JSON path', () => {
 
   it('two members of a oneof', () => {
     throwsAt(() => encodeMessage('portico.test.Scalars', { a: 'x', n: 1 }), '$', /oneof "choice".*a, n/);
-    throwsAt(
-      () => encodeResource(TYPE_URLS.cluster, { name: 'c', type: 'STATIC', cluster_type: { name: 'x' } }),
-      '$',
-      /oneof "cluster_discovery_type"/,
-    );
+    throwsAt(() => encodeResource(TYPE_URLS.cluster, { name: 'c', type: 'STATIC', cluster_type: { name: 'x' } }), '$', /oneof "cluster_discovery_type"/);
   });
 
   it('a field given under both its names', () => {

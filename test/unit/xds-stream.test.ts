@@ -61,9 +61,7 @@ function sotw(env: ReturnType<typeof setup>, ads = true) {
 
 function delta(env: ReturnType<typeof setup>) {
   const sent: DeltaResponse[] = [];
-  const stream = new DeltaStream({ cache: env.cache, ads: true, service: 'ads', peer: 'test', observer: env.fleet, orderingTimeoutMs: env.orderingTimeoutMs }, (r) =>
-    sent.push(r),
-  );
+  const stream = new DeltaStream({ cache: env.cache, ads: true, service: 'ads', peer: 'test', observer: env.fleet, orderingTimeoutMs: env.orderingTimeoutMs }, (r) => sent.push(r));
   const req = (r: Partial<DeltaRequest> & { type_url: string }) =>
     stream.handle({ resource_names_subscribe: [], resource_names_unsubscribe: [], initial_resource_versions: {}, response_nonce: '', node: NODE, ...r });
   const ack = (resp: DeltaResponse, error?: string) =>
@@ -78,10 +76,11 @@ function delta(env: ReturnType<typeof setup>) {
   return { stream, sent, req, ack };
 }
 
-const names = (r: SotwResponse) => r.resources.map((b) => {
-  const j = unpackAny(b);
-  return String(j.name ?? j.cluster_name);
-});
+const names = (r: SotwResponse) =>
+  r.resources.map((b) => {
+    const j = unpackAny(b);
+    return String(j.name ?? j.cluster_name);
+  });
 const deltaNames = (r: DeltaResponse) => r.resources.map((b) => unpackDeltaResource(b).name);
 
 describe('SotW', () => {
@@ -265,33 +264,58 @@ describe('ADS ordering (make-before-break)', () => {
     s.req({ type_url: CDS });
     s.req({ type_url: LDS });
     await tick();
-    assert.deepEqual(s.sent.map((r) => r.type_url), [CDS]);
+    assert.deepEqual(
+      s.sent.map((r) => r.type_url),
+      [CDS],
+    );
     s.ack(s.sent[0]!);
     s.req({ type_url: EDS, resource_names: ['a'] }); // what Envoy asks for once it has cluster a
     await tick();
-    assert.deepEqual(s.sent.map((r) => r.type_url), [CDS, EDS]);
+    assert.deepEqual(
+      s.sent.map((r) => r.type_url),
+      [CDS, EDS],
+    );
     s.ack(s.sent[1]!, ['a']);
     await tick();
-    assert.deepEqual(s.sent.map((r) => r.type_url), [CDS, EDS, LDS]);
+    assert.deepEqual(
+      s.sent.map((r) => r.type_url),
+      [CDS, EDS, LDS],
+    );
     s.ack(s.sent[2]!);
     s.req({ type_url: RDS, resource_names: ['edge-routes'] });
     await tick();
-    assert.deepEqual(s.sent.map((r) => r.type_url), [CDS, EDS, LDS, RDS]);
+    assert.deepEqual(
+      s.sent.map((r) => r.type_url),
+      [CDS, EDS, LDS, RDS],
+    );
 
     // An update adding a cluster and a route to it: the route waits for the new cluster's EDS.
     s.ack(s.sent[3]!, ['edge-routes']);
     env.update(resources({ a: [1], b: [2] }, 'b'));
     await tick();
-    assert.deepEqual(s.sent.slice(4).map((r) => r.type_url), [CDS]);
+    assert.deepEqual(
+      s.sent.slice(4).map((r) => r.type_url),
+      [CDS],
+    );
     s.ack(s.sent[4]!);
     await tick();
-    assert.deepEqual(s.sent.slice(4).map((r) => r.type_url), [CDS], 'routes wait: Envoy has not subscribed to EDS of b yet');
+    assert.deepEqual(
+      s.sent.slice(4).map((r) => r.type_url),
+      [CDS],
+      'routes wait: Envoy has not subscribed to EDS of b yet',
+    );
     s.req({ type_url: EDS, resource_names: ['a', 'b'], response_nonce: s.sent[1]!.nonce, version_info: s.sent[1]!.version_info });
     await tick();
-    assert.deepEqual(s.sent.slice(4).map((r) => r.type_url), [CDS, EDS]);
+    assert.deepEqual(
+      s.sent.slice(4).map((r) => r.type_url),
+      [CDS, EDS],
+    );
     s.ack(s.sent[5]!, ['a', 'b']);
     await tick();
-    assert.deepEqual(s.sent.slice(4).map((r) => r.type_url), [CDS, EDS, RDS]);
+    assert.deepEqual(
+      s.sent.slice(4).map((r) => r.type_url),
+      [CDS, EDS, RDS],
+    );
   });
 
   it('a NACK releases the types after it', async () => {
@@ -302,7 +326,10 @@ describe('ADS ordering (make-before-break)', () => {
     await tick();
     s.ack(s.sent[0]!, [], 'rejected');
     await tick();
-    assert.deepEqual(s.sent.map((r) => r.type_url), [CDS, LDS]);
+    assert.deepEqual(
+      s.sent.map((r) => r.type_url),
+      [CDS, LDS],
+    );
   });
 
   it('stops waiting for EDS subscriptions after the ordering timeout', async () => {
@@ -316,7 +343,10 @@ describe('ADS ordering (make-before-break)', () => {
     assert.equal(s.sent.length, 1);
     await new Promise((r) => setTimeout(r, 120));
     await tick();
-    assert.deepEqual(s.sent.map((r) => r.type_url), [CDS, LDS]);
+    assert.deepEqual(
+      s.sent.map((r) => r.type_url),
+      [CDS, LDS],
+    );
   });
 
   it('per-type streams are not held back by other types', async () => {
@@ -325,7 +355,10 @@ describe('ADS ordering (make-before-break)', () => {
     const sent: SotwResponse[] = [];
     lds.handle({ version_info: '', resource_names: [], type_url: '', response_nonce: '', node: NODE });
     await tick();
-    assert.deepEqual(sent.map((r) => r.type_url), [LDS]);
+    assert.deepEqual(
+      sent.map((r) => r.type_url),
+      [LDS],
+    );
   });
 });
 
@@ -425,14 +458,23 @@ describe('Delta', () => {
     d.req({ type_url: CDS });
     d.req({ type_url: LDS });
     await tick();
-    assert.deepEqual(d.sent.map((r) => r.type_url), [CDS]);
+    assert.deepEqual(
+      d.sent.map((r) => r.type_url),
+      [CDS],
+    );
     d.ack(d.sent[0]!);
     d.req({ type_url: EDS, resource_names_subscribe: ['a'] });
     await tick();
-    assert.deepEqual(d.sent.map((r) => r.type_url), [CDS, EDS]);
+    assert.deepEqual(
+      d.sent.map((r) => r.type_url),
+      [CDS, EDS],
+    );
     d.ack(d.sent[1]!);
     await tick();
-    assert.deepEqual(d.sent.map((r) => r.type_url), [CDS, EDS, LDS]);
+    assert.deepEqual(
+      d.sent.map((r) => r.type_url),
+      [CDS, EDS, LDS],
+    );
   });
 });
 
@@ -465,7 +507,6 @@ describe('fleet', () => {
     assert.doesNotThrow(() => JSON.parse(JSON.stringify(fleet.status())));
   });
 });
-
 
 describe('send budget', () => {
   it('paces writes so queued bytes stay under the limit, and forgets ended calls', async () => {

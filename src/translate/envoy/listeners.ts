@@ -82,19 +82,16 @@ function localReplyConfig(g: GroupIR): JsonObject {
   const rateLimits = HTTP_FILTERS.flatMap((f) => f.localReplies?.(g.filters) ?? []);
   const generatedByEnvoy: JsonObject = {
     or_filter: {
-      filters: [
-        { response_flag_filter: {} },
-        { header_filter: { header: { name: 'x-request-id', present_match: false } } },
-      ],
+      filters: [{ response_flag_filter: {} }, { header_filter: { header: { name: 'x-request-id', present_match: false } } }],
     },
   };
   return {
     mappers: [
       ...rateLimits.map(rateLimitMapper),
       ...LOCAL_REPLY_MAPPINGS.map((m) => ({
-      filter: {
-        and_filter: { filters: [status(m.status), m.flags ? { response_flag_filter: { flags: [...m.flags] } } : generatedByEnvoy] },
-      },
+        filter: {
+          and_filter: { filters: [status(m.status), m.flags ? { response_flag_filter: { flags: [...m.flags] } } : generatedByEnvoy] },
+        },
         body: { inline_string: m.message },
         body_format_override: { json_format: { error: m.error, message: '%LOCAL_REPLY_BODY%' } },
       })),

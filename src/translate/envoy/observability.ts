@@ -47,11 +47,7 @@ export function grpcAccessLogs(g: GroupIR): JsonObject[] {
         transport_api_version: 'V3',
         buffer_flush_interval: duration(1_000),
         buffer_size_bytes: 16_384,
-        custom_tags: [
-          { tag: ACCESS_LOG_TAGS.group, literal: { value: g.name } },
-          routeMetadataTag(ACCESS_LOG_TAGS.product, 'product'),
-          routeMetadataTag(ACCESS_LOG_TAGS.route, 'route'),
-        ],
+        custom_tags: [{ tag: ACCESS_LOG_TAGS.group, literal: { value: g.name } }, routeMetadataTag(ACCESS_LOG_TAGS.product, 'product'), routeMetadataTag(ACCESS_LOG_TAGS.route, 'route')],
       },
     }),
   ];

@@ -2,17 +2,7 @@
 // hosts, route matches and actions, header mutations; each HTTP filter feature (filters/) adds its
 // per-route config and route-action fields.
 import { ROUTE_METADATA_NAMESPACE } from '../../contract/index.ts';
-import type {
-  ActionIR,
-  HeaderMatchIR,
-  HeaderMutationIR,
-  MatchIR,
-  QueryMatchIR,
-  RouteIR,
-  RouteTableIR,
-  ValueMatchIR,
-  VirtualHostIR,
-} from '../ir.ts';
+import type { ActionIR, HeaderMatchIR, HeaderMutationIR, MatchIR, QueryMatchIR, RouteIR, RouteTableIR, ValueMatchIR, VirtualHostIR } from '../ir.ts';
 import { duration, extension, sortedRecord, type Json, type JsonObject } from './common.ts';
 import { HTTP_FILTERS, type AuthzFilters } from './filters/index.ts';
 import { routeStatPrefix, virtualHostName } from './observability.ts';
@@ -38,9 +28,7 @@ function queryMatcher(q: QueryMatchIR): JsonObject {
 }
 
 function methodMatcher(methods: readonly string[]): JsonObject {
-  return methods.length === 1
-    ? { name: ':method', string_match: { exact: methods[0]! } }
-    : { name: ':method', string_match: { safe_regex: { regex: `^(${methods.join('|')})$` } } };
+  return methods.length === 1 ? { name: ':method', string_match: { exact: methods[0]! } } : { name: ':method', string_match: { safe_regex: { regex: `^(${methods.join('|')})$` } } };
 }
 
 export function routeMatch(m: MatchIR): JsonObject {
@@ -56,11 +44,7 @@ export function routeMatch(m: MatchIR): JsonObject {
       out.safe_regex = { regex: m.path.value };
       break;
     case 'template':
-      out.path_match_policy = extension(
-        'envoy.path.match.uri_template.uri_template_matcher',
-        'envoy.extensions.path.match.uri_template.v3.UriTemplateMatchConfig',
-        { path_template: m.path.value },
-      );
+      out.path_match_policy = extension('envoy.path.match.uri_template.uri_template_matcher', 'envoy.extensions.path.match.uri_template.v3.UriTemplateMatchConfig', { path_template: m.path.value });
       break;
   }
   const headers = [...(m.methods ? [methodMatcher(m.methods)] : []), ...m.headers.map(headerMatcher)];

@@ -2,8 +2,8 @@
 // breaker, outlier detection, health check, upstream TLS), and the gRPC clusters of Portico's own
 // services (callouts, access logs, the OpenTelemetry collector).
 import { isIpLiteral, serviceDiscovery, type Service } from '../../model/index.ts';
-import type { ClusterIR, LbPolicyIR, } from '../ir.ts';
-import { parseHostPort, DEFAULTS, } from './common.ts';
+import type { ClusterIR, LbPolicyIR } from '../ir.ts';
+import { parseHostPort, DEFAULTS } from './common.ts';
 
 // ── clusters ──────────────────────────────────────────────────────────────────
 const LB_POLICY: Readonly<Record<NonNullable<Service['lbPolicy']>, LbPolicyIR>> = {

@@ -1,8 +1,8 @@
 // What the model → IR steps share: defaults the model leaves unset, the callout cluster's name, the
 // host:port form of settings, method order, and the product/route/host lookups over a snapshot.
-import { sortedValues, DEFAULT_ACCEPT, type ModelSnapshot, type Product, type Route, } from '../../model/index.ts';
-import type { TelemetryOptions, } from '../ir.ts';
-import { compareStrings, } from '../paths.ts';
+import { sortedValues, DEFAULT_ACCEPT, type ModelSnapshot, type Product, type Route } from '../../model/index.ts';
+import type { TelemetryOptions } from '../ir.ts';
+import { compareStrings } from '../paths.ts';
 
 /** Name of the cluster of Portico's gRPC callouts; a dot can never appear in a service name. */
 export const CALLOUT_CLUSTER = 'portico.callouts';

@@ -2,13 +2,13 @@
 // clusters, secrets), and for every group of a model. Pure: the same model gives the same IR.
 import { sortedValues, identityHeaders, type ModelSnapshot, type GatewayGroup, type Listener, type Service } from '../../model/index.ts';
 import { FILTERS } from '../envoy/common.ts';
-import { COMBINED_CONTEXT_KEY, LIMITS_UNAVAILABLE_STATUS, RATE_LIMIT_DOMAIN, } from '../../contract/index.ts';
-import { localBucket, rateLimitMode, } from './limits.ts';
-import type { ClusterIR, GroupIR, ListenerIR, RouteTableIR, SecretIR, } from '../ir.ts';
-import { compareStrings, } from '../paths.ts';
+import { COMBINED_CONTEXT_KEY, LIMITS_UNAVAILABLE_STATUS, RATE_LIMIT_DOMAIN } from '../../contract/index.ts';
+import { localBucket, rateLimitMode } from './limits.ts';
+import type { ClusterIR, GroupIR, ListenerIR, RouteTableIR, SecretIR } from '../ir.ts';
+import { compareStrings } from '../paths.ts';
 import { telemetryClusters, telemetryIr } from './telemetry.ts';
-import { CALLOUT_CLUSTER, DEFAULTS, type IrOptions, groupProducts, } from './common.ts';
-import { virtualHostsIr, } from './virtual-hosts.ts';
+import { CALLOUT_CLUSTER, DEFAULTS, type IrOptions, groupProducts } from './common.ts';
+import { virtualHostsIr } from './virtual-hosts.ts';
 import { clusterIr, grpcServiceCluster } from './clusters.ts';
 import { proxylessGroupToIr } from './proxyless.ts';
 
@@ -54,7 +54,6 @@ function secretsIr(model: ModelSnapshot, listeners: readonly ListenerIR[], clust
   }
   return out;
 }
-
 
 export function groupToIr(model: ModelSnapshot, group: GatewayGroup, options: IrOptions): GroupIR {
   if (group.kind === 'proxyless-grpc') return proxylessGroupToIr(model, group);
@@ -137,9 +136,7 @@ export function groupToIr(model: ModelSnapshot, group: GatewayGroup, options: Ir
             },
           }
         : {}),
-      ...(serviceLimited
-        ? { rateLimit: { cluster: CALLOUT_CLUSTER, domain: RATE_LIMIT_DOMAIN, timeoutMs: rateLimitTimeoutMs, failureModeDeny: !rateLimitFailOpen } }
-        : {}),
+      ...(serviceLimited ? { rateLimit: { cluster: CALLOUT_CLUSTER, domain: RATE_LIMIT_DOMAIN, timeoutMs: rateLimitTimeoutMs, failureModeDeny: !rateLimitFailOpen } } : {}),
     },
     stripRequestHeaders: identityHeaders(model),
     listeners,

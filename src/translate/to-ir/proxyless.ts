@@ -1,12 +1,12 @@
 // Model → IR for a group of proxyless gRPC clients: an API listener and a route table per product
 // host, routes as gRPC clients read them, clusters always HTTP/2 with a weighted locality.
 import type { ModelSnapshot, GatewayGroup, Product, RetryPolicy, Route, Service } from '../../model/index.ts';
-import type { GroupIR, RetryIR, RouteIR, RouteTableIR, } from '../ir.ts';
-import { compareRoutes, compareStrings, } from '../paths.ts';
-import { groupProducts, productRoutes, productHosts, } from './common.ts';
-import { routeIr, primaryService, retryIr, } from './routes.ts';
+import type { GroupIR, RetryIR, RouteIR, RouteTableIR } from '../ir.ts';
+import { compareRoutes, compareStrings } from '../paths.ts';
+import { groupProducts, productRoutes, productHosts } from './common.ts';
+import { routeIr, primaryService, retryIr } from './routes.ts';
 import { orderKey, type PlacedRoute } from './virtual-hosts.ts';
-import { clusterIr, } from './clusters.ts';
+import { clusterIr } from './clusters.ts';
 
 // ── proxyless gRPC groups ─────────────────────────────────────────────────────
 /** Retry conditions gRPC clients act on (gRFC A44): status codes; the HTTP ones mean nothing to them. */

@@ -1,12 +1,24 @@
 // Model → IR for one route: its match, action (forward, weighted, direct), header mutations, CORS,
 // ext_authz settings and limits, the same in every virtual host that carries it; and the gateway's
 // own JSON responses (404, 405).
-import { apiKeyHeader, effectiveAccept, fullPath, type ModelSnapshot, type CredentialType, type HeaderMatch, type HeaderMutation, type Product, type QueryMatch, type Route, type Service } from '../../model/index.ts';
-import { COMBINED_CONTEXT_KEY, COMBINED_CONTEXT_VALUE, } from '../../contract/index.ts';
+import {
+  apiKeyHeader,
+  effectiveAccept,
+  fullPath,
+  type ModelSnapshot,
+  type CredentialType,
+  type HeaderMatch,
+  type HeaderMutation,
+  type Product,
+  type QueryMatch,
+  type Route,
+  type Service,
+} from '../../model/index.ts';
+import { COMBINED_CONTEXT_KEY, COMBINED_CONTEXT_VALUE } from '../../contract/index.ts';
 import { localBucket, routeLimits, type RateLimitMode } from './limits.ts';
-import type { ActionIR, CorsIR, HeaderMatchIR, HeaderMutationIR, MatchIR, PathMatchIR, QueryMatchIR, RetryIR, RouteAuthzIR, RouteIR, ValueMatchIR, } from '../ir.ts';
-import { compareStrings, stripPrefixRewrite, } from '../paths.ts';
-import { DEFAULTS, sortMethods, } from './common.ts';
+import type { ActionIR, CorsIR, HeaderMatchIR, HeaderMutationIR, MatchIR, PathMatchIR, QueryMatchIR, RetryIR, RouteAuthzIR, RouteIR, ValueMatchIR } from '../ir.ts';
+import { compareStrings, stripPrefixRewrite } from '../paths.ts';
+import { DEFAULTS, sortMethods } from './common.ts';
 
 // ── routes ────────────────────────────────────────────────────────────────────
 /** Header values pass through Envoy's formatter, where % starts a command: keep them literal. */
@@ -148,9 +160,7 @@ export function routeIr(model: ModelSnapshot, product: Product, route: Route, fi
     const d = route.directResponse;
     const contentType = d.contentType ?? (d.body !== undefined ? 'text/plain; charset=utf-8' : undefined);
     if (contentType !== undefined && !responseHeaders.set.some(([k]) => k === 'content-type')) {
-      responseHeaders.set = [...responseHeaders.set, ['content-type', literalHeaderValue(contentType)] as [string, string]].sort((a, b) =>
-        compareStrings(a[0], b[0]),
-      );
+      responseHeaders.set = [...responseHeaders.set, ['content-type', literalHeaderValue(contentType)] as [string, string]].sort((a, b) => compareStrings(a[0], b[0]));
     }
   }
   const accept = effectiveAccept(product, route);

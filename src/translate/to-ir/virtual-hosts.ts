@@ -1,6 +1,6 @@
 // Model → IR for an Envoy group's virtual hosts: every product route placed under each host that
 // claims it, most specific first, with the gateway's 405 fallbacks, CORS preflights and 404 catch-all.
-import type { ModelSnapshot, Product, } from '../../model/index.ts';
+import type { ModelSnapshot, Product } from '../../model/index.ts';
 import { NOT_FOUND_BODY, NOT_FOUND_ROUTE, methodNotAllowedBody } from '../../contract/index.ts';
 import type { CorsIR, HeaderMatchIR, RouteIR, VirtualHostIR } from '../ir.ts';
 import { compareRoutes, samePath, type RouteOrderKey } from '../paths.ts';

@@ -27,10 +27,7 @@ function mainPerRoute(a: RouteAuthzIR): JsonObject {
 }
 
 export const extAuthz: HttpFilterEmitter = {
-  chain: (g) => [
-    ...(g.filters.extAuthz ? [extAuthzFilter(g.filters.extAuthz)] : []),
-    ...(g.filters.extAuthzLimits ? [disabledByDefault(extAuthzFilter(g.filters.extAuthzLimits))] : []),
-  ],
+  chain: (g) => [...(g.filters.extAuthz ? [extAuthzFilter(g.filters.extAuthz)] : []), ...(g.filters.extAuthzLimits ? [disabledByDefault(extAuthzFilter(g.filters.extAuthzLimits))] : [])],
   perRoute: (r, authz) => {
     const out: Array<[string, Json]> = [];
     if (r.authz && authz.authz) out.push([FILTERS.extAuthz, mainPerRoute(r.authz)]);

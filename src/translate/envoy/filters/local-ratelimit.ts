@@ -22,24 +22,15 @@ export function localRateLimitConfig(statPrefix: string, b: LocalBucketIR): Json
     token_bucket: { max_tokens: b.maxTokens, tokens_per_fill: b.tokensPerFill, fill_interval: durationNs(b.fillIntervalNs) },
     filter_enabled: ALWAYS,
     filter_enforced: ALWAYS,
-    response_headers_to_add: [
-      header('retry-after', String(b.retryAfterSeconds)),
-      header('x-ratelimit-limit', String(b.requests)),
-      header('x-ratelimit-remaining', '0'),
-    ],
+    response_headers_to_add: [header('retry-after', String(b.retryAfterSeconds)), header('x-ratelimit-limit', String(b.requests)), header('x-ratelimit-remaining', '0')],
   };
 }
 
 export const localRateLimit: HttpFilterEmitter = {
   chain: (g) => [
-    ...(g.filters.localRateLimit
-      ? [extension(FILTERS.localRateLimitGroup, LOCAL_RATE_LIMIT_TYPE, localRateLimitConfig('portico_local_rate_limit_group', g.filters.localRateLimit))]
-      : []),
-    ...(g.filters.routeLocalRateLimit
-      ? [disabledByDefault(extension(FILTERS.localRateLimitRoute, LOCAL_RATE_LIMIT_TYPE, { stat_prefix: 'portico_local_rate_limit_route' }))]
-      : []),
+    ...(g.filters.localRateLimit ? [extension(FILTERS.localRateLimitGroup, LOCAL_RATE_LIMIT_TYPE, localRateLimitConfig('portico_local_rate_limit_group', g.filters.localRateLimit))] : []),
+    ...(g.filters.routeLocalRateLimit ? [disabledByDefault(extension(FILTERS.localRateLimitRoute, LOCAL_RATE_LIMIT_TYPE, { stat_prefix: 'portico_local_rate_limit_route' }))] : []),
   ],
-  perRoute: (r) =>
-    r.localRateLimit ? [[FILTERS.localRateLimitRoute, any(LOCAL_RATE_LIMIT_TYPE, localRateLimitConfig('portico_local_rate_limit_route', r.localRateLimit))]] : [],
+  perRoute: (r) => (r.localRateLimit ? [[FILTERS.localRateLimitRoute, any(LOCAL_RATE_LIMIT_TYPE, localRateLimitConfig('portico_local_rate_limit_route', r.localRateLimit))]] : []),
   localReplies: (f) => (f.localRateLimit || f.routeLocalRateLimit ? [RATE_LIMIT_REPLY_MAPPINGS.localLimit] : []),
 };
