@@ -8,10 +8,10 @@ const LAYERS = [
   ['proto', 'contract', 'grpc', 'crypto'],
   // the domain model
   ['model'],
-  // what stores, observes and serves the model, each on its own
-  ['store', 'telemetry', 'xds'],
-  // what the model becomes: Envoy config, limits, flows; and the admin API over the store
-  ['translate', 'ratelimit', 'flows', 'admin'],
+  // what stores and what observes the model: the database, logs and metrics
+  ['store', 'telemetry'],
+  // what the model becomes and how it is served: Envoy config, xDS, limits, flows; the admin API
+  ['translate', 'xds', 'ratelimit', 'flows', 'admin'],
   // ext_authz (it also counts through the rate limiter in combined mode)
   ['authz'],
 ];
@@ -19,6 +19,7 @@ const LAYERS = [
 const COMPOSITION_FOLDERS = ['demo'];
 
 const ALL = LAYERS.flat();
+const rule = (name, comment, from, to) => ({ name, comment, severity: 'error', from, to });
 const alt = (names) => `(${names.join('|')})`;
 
 const layerRules = LAYERS.flatMap((layer, i) => {
@@ -27,22 +28,24 @@ const layerRules = LAYERS.flatMap((layer, i) => {
     const sameLayer = layer.filter((f) => f !== folder);
     const rules = [];
     if (above.length) {
-      rules.push({
-        name: `layer-up-${folder}`,
-        comment: `src/${folder} (layer ${i}) may not import a higher layer: ${above.join(', ')}`,
-        severity: 'error',
-        from: { path: `^src/${folder}/` },
-        to: { path: `^src/${alt([...above, ...COMPOSITION_FOLDERS])}/` },
-      });
+      rules.push(
+        rule(
+          `layer-up-${folder}`,
+          `src/${folder} (layer ${i}) may not import a higher layer: ${above.join(', ')}`,
+          { path: `^src/${folder}/` },
+          { path: `^src/${alt([...above, ...COMPOSITION_FOLDERS])}/` },
+        ),
+      );
     }
     if (sameLayer.length) {
-      rules.push({
-        name: `layer-sideways-${folder}`,
-        comment: `src/${folder} may not import its own layer's other folders (${sameLayer.join(', ')}): move the shared part down`,
-        severity: 'error',
-        from: { path: `^src/${folder}/` },
-        to: { path: `^src/${alt(sameLayer)}/` },
-      });
+      rules.push(
+        rule(
+          `layer-sideways-${folder}`,
+          `src/${folder} may not import its own layer's other folders (${sameLayer.join(', ')}): move the shared part down`,
+          { path: `^src/${folder}/` },
+          { path: `^src/${alt(sameLayer)}/` },
+        ),
+      );
     }
     return rules;
   });
@@ -50,56 +53,29 @@ const layerRules = LAYERS.flatMap((layer, i) => {
 
 module.exports = {
   forbidden: [
-    {
-      name: 'no-circular',
-      comment: 'A cycle makes two modules one: break it by moving the shared part down a layer.',
-      severity: 'error',
-      from: {},
-      to: { circular: true },
-    },
+    rule('no-circular', 'A cycle makes two modules one: break it by moving the shared part down a layer.', {}, { circular: true }),
     ...layerRules,
-    {
-      name: 'folder-to-composition',
-      comment: 'Folders never import the composition root (src/*.ts: main, pipeline, cli, serve, settings).',
-      severity: 'error',
-      from: { path: '^src/[^/]+/', pathNot: `^src/${alt(COMPOSITION_FOLDERS)}/` },
-      to: { path: '^src/[^/]+\\.ts$' },
-    },
-    {
-      name: 'public-surface',
-      comment: 'Another folder is entered only through its index.ts (its public surface), never at a module inside it.',
-      severity: 'error',
-      from: { path: '^src/([^/]+)' },
-      to: { path: '^src/[^/]+/.+', pathNot: ['^src/[^/]+/index\\.ts$', '^src/$1/'] },
-    },
-    {
-      name: 'no-own-index',
-      comment: "Inside a folder, import the module itself, not the folder's index.ts (that is a cycle through the barrel).",
-      severity: 'error',
-      from: { path: '^src/([^/]+)/' },
-      to: { path: '^src/$1/index\\.ts$' },
-    },
-    {
-      name: 'folder-has-a-layer',
-      comment: 'Every folder of src/ has a layer in .dependency-cruiser.cjs (and docs/ARCHITECTURE.md).',
-      severity: 'error',
-      from: { path: '^src/', pathNot: `^src/(${[...ALL, ...COMPOSITION_FOLDERS].join('|')})/|^src/[^/]+\\.ts$` },
-      to: {},
-    },
-    {
-      name: 'src-not-to-tests',
-      comment: 'Product code never imports tests, test support or benchmarks.',
-      severity: 'error',
-      from: { path: '^src/' },
-      to: { path: '^(test|bench)/' },
-    },
-    {
-      name: 'not-to-dev-dependencies',
-      comment: 'Product code uses runtime dependencies only.',
-      severity: 'error',
-      from: { path: '^src/' },
-      to: { dependencyTypes: ['npm-dev'], dependencyTypesNot: ['type-only'] },
-    },
+    rule(
+      'folder-to-composition',
+      'Folders never import the composition root (src/*.ts: main, pipeline, cli, serve, settings).',
+      { path: '^src/[^/]+/', pathNot: `^src/${alt(COMPOSITION_FOLDERS)}/` },
+      { path: '^src/[^/]+\\.ts$' },
+    ),
+    rule(
+      'public-surface',
+      'Another folder is entered only through its index.ts (its public surface), never at a module inside it.',
+      { path: '^src/([^/]+)' },
+      { path: '^src/[^/]+/.+', pathNot: ['^src/[^/]+/index\\.ts$', '^src/$1/'] },
+    ),
+    rule('no-own-index', "Inside a folder, import the module itself, not the folder's index.ts (that is a cycle through the barrel).", { path: '^src/([^/]+)/' }, { path: '^src/$1/index\\.ts$' }),
+    rule(
+      'folder-has-a-layer',
+      'Every folder of src/ has a layer in .dependency-cruiser.cjs (and docs/ARCHITECTURE.md).',
+      { path: '^src/', pathNot: `^src/(${[...ALL, ...COMPOSITION_FOLDERS].join('|')})/|^src/[^/]+\\.ts$` },
+      {},
+    ),
+    rule('src-not-to-tests', 'Product code never imports tests, test support or benchmarks.', { path: '^src/' }, { path: '^(test|bench)/' }),
+    rule('not-to-dev-dependencies', 'Product code uses runtime dependencies only.', { path: '^src/' }, { dependencyTypes: ['npm-dev'], dependencyTypesNot: ['type-only'] }),
     {
       name: 'no-unresolvable',
       severity: 'error',

@@ -4,6 +4,7 @@ import { Counter, Gauge, Histogram, type Registry } from 'prom-client';
 import { PartnerLabels } from '../contract/index.ts';
 import type { CredentialType } from '../model/index.ts';
 import type { JwtObserver } from './jwt.ts';
+import { registeredMetric } from '../telemetry/index.ts';
 
 export interface AuthzMetricsOptions {
   registry: Registry;
@@ -12,11 +13,6 @@ export interface AuthzMetricsOptions {
 }
 
 type Outcome = 'allow' | 'deny';
-
-/** Two services in one process (tests, a restart in place) share a registry: reuse what is registered. */
-function metric<T>(registry: Registry, name: string, make: () => T): T {
-  return (registry.getSingleMetric(name) as T | undefined) ?? make();
-}
 
 export class AuthzMetrics implements JwtObserver {
   private readonly decisions: Counter<'product' | 'partner' | 'outcome' | 'credential' | 'reason'>;
@@ -34,7 +30,7 @@ export class AuthzMetrics implements JwtObserver {
     const registers = [opts.registry];
     this.partners = new PartnerLabels(opts.maxPartnerLabels);
     const r = opts.registry;
-    this.decisions = metric(
+    this.decisions = registeredMetric(
       r,
       'portico_authz_decisions_total',
       () =>
@@ -45,7 +41,7 @@ export class AuthzMetrics implements JwtObserver {
           registers,
         }),
     );
-    this.latency = metric(
+    this.latency = registeredMetric(
       r,
       'portico_authz_check_duration_seconds',
       () =>
@@ -57,7 +53,7 @@ export class AuthzMetrics implements JwtObserver {
           registers,
         }),
     );
-    this.fetches = metric(
+    this.fetches = registeredMetric(
       r,
       'portico_authz_jwks_fetches_total',
       () =>
@@ -68,7 +64,7 @@ export class AuthzMetrics implements JwtObserver {
           registers,
         }),
     );
-    this.keys = metric(
+    this.keys = registeredMetric(
       r,
       'portico_authz_jwks_keys',
       () =>
@@ -79,7 +75,7 @@ export class AuthzMetrics implements JwtObserver {
           registers,
         }),
     );
-    this.cache = metric(
+    this.cache = registeredMetric(
       r,
       'portico_authz_token_cache_total',
       () =>

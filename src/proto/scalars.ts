@@ -141,52 +141,28 @@ export function isDefaultScalar(v: Scalar): boolean {
   return v.length === 0;
 }
 
+/** 64-bit values go to protobufjs's Writer as {low, high} halves (its typings say number). */
+const long = (v: Scalar): number => longBits(v as bigint) as unknown as number;
+
+/** How each scalar kind is written (its value already parsed to the kind's type). */
+const WRITERS: Readonly<Record<string, (w: protobuf.Writer, v: Scalar) => void>> = {
+  int64: (w, v) => w.int64(long(v)),
+  uint64: (w, v) => w.uint64(long(v)),
+  sint64: (w, v) => w.sint64(long(v)),
+  fixed64: (w, v) => w.fixed64(long(v)),
+  sfixed64: (w, v) => w.sfixed64(long(v)),
+  int32: (w, v) => w.int32(v as number),
+  uint32: (w, v) => w.uint32(v as number),
+  sint32: (w, v) => w.sint32(v as number),
+  fixed32: (w, v) => w.fixed32(v as number),
+  sfixed32: (w, v) => w.sfixed32(v as number),
+  double: (w, v) => w.double(v as number),
+  float: (w, v) => w.float(v as number),
+  bool: (w, v) => w.bool(v as boolean),
+  string: (w, v) => w.string(v as string),
+  bytes: (w, v) => w.bytes(v as Uint8Array),
+};
+
 export function writeScalarValue(w: protobuf.Writer, kind: string, v: Scalar): void {
-  switch (kind) {
-    case 'int64':
-      w.int64(longBits(v as bigint) as unknown as number);
-      break;
-    case 'uint64':
-      w.uint64(longBits(v as bigint) as unknown as number);
-      break;
-    case 'sint64':
-      w.sint64(longBits(v as bigint) as unknown as number);
-      break;
-    case 'fixed64':
-      w.fixed64(longBits(v as bigint) as unknown as number);
-      break;
-    case 'sfixed64':
-      w.sfixed64(longBits(v as bigint) as unknown as number);
-      break;
-    case 'int32':
-      w.int32(v as number);
-      break;
-    case 'uint32':
-      w.uint32(v as number);
-      break;
-    case 'sint32':
-      w.sint32(v as number);
-      break;
-    case 'fixed32':
-      w.fixed32(v as number);
-      break;
-    case 'sfixed32':
-      w.sfixed32(v as number);
-      break;
-    case 'double':
-      w.double(v as number);
-      break;
-    case 'float':
-      w.float(v as number);
-      break;
-    case 'bool':
-      w.bool(v as boolean);
-      break;
-    case 'string':
-      w.string(v as string);
-      break;
-    case 'bytes':
-      w.bytes(v as Uint8Array);
-      break;
-  }
+  WRITERS[kind]?.(w, v);
 }

@@ -3,17 +3,13 @@
 import { Counter, Gauge, Histogram, register as defaultRegistry, type Registry } from 'prom-client';
 import { PartnerLabels } from '../contract/index.ts';
 import type { Outcome } from './decision.ts';
+import { registeredMetric } from '../telemetry/index.ts';
 
 export interface RateLimitMetricsOptions {
   /** Default: prom-client's default registry. */
   registry?: Registry;
   /** Distinct partner label values kept; further partners are counted as "other" (src/contract's PartnerLabels). */
   maxPartnerLabels?: number;
-}
-
-function metric<T>(registry: Registry, name: string, make: () => T): T {
-  // Several limiters in one process (tests) share a registry: reuse what is registered.
-  return (registry.getSingleMetric(name) as T | undefined) ?? make();
 }
 
 /** A decisions-counter cell: counted locally per decision, added to prom-client when scraped. */
@@ -42,7 +38,7 @@ export class RateLimitMetrics {
     const registry = opts.registry ?? defaultRegistry;
     const registers = [registry];
     this.partners = new PartnerLabels(opts.maxPartnerLabels);
-    this.decisions = metric(
+    this.decisions = registeredMetric(
       registry,
       'portico_ratelimit_decisions_total',
       () =>
@@ -62,7 +58,7 @@ export class RateLimitMetrics {
     if (!group) flushers.set(this.decisions, (group = new Set()));
     group.add(this);
     // Unlabelled on purpose (labels cost a hash per observation); the backend is in portico_ratelimit_backend_up.
-    this.latency = metric(
+    this.latency = registeredMetric(
       registry,
       'portico_ratelimit_decision_seconds',
       () =>
@@ -73,7 +69,7 @@ export class RateLimitMetrics {
           registers,
         }),
     );
-    this.backendErrors = metric(
+    this.backendErrors = registeredMetric(
       registry,
       'portico_ratelimit_backend_errors_total',
       () =>
@@ -84,22 +80,22 @@ export class RateLimitMetrics {
           registers,
         }),
     );
-    this.backendUp = metric(
+    this.backendUp = registeredMetric(
       registry,
       'portico_ratelimit_backend_up',
       () => new Gauge({ name: 'portico_ratelimit_backend_up', help: '1 while the counter backend answers, 0 during an outage', labelNames: ['backend'], registers }),
     );
-    this.redisRoundTrips = metric(
+    this.redisRoundTrips = registeredMetric(
       registry,
       'portico_ratelimit_redis_round_trips_total',
       () => new Counter({ name: 'portico_ratelimit_redis_round_trips_total', help: 'EVALSHA round trips to Redis (each carries a batch of decisions)', registers }),
     );
-    this.redisBatchedDecisions = metric(
+    this.redisBatchedDecisions = registeredMetric(
       registry,
       'portico_ratelimit_redis_batched_decisions_total',
       () => new Counter({ name: 'portico_ratelimit_redis_batched_decisions_total', help: 'Decisions sent to Redis (divide by round trips for the batch size)', registers }),
     );
-    this.invalidRequests = metric(
+    this.invalidRequests = registeredMetric(
       registry,
       'portico_ratelimit_invalid_requests_total',
       () => new Counter({ name: 'portico_ratelimit_invalid_requests_total', help: 'ShouldRateLimit requests refused as malformed (INVALID_ARGUMENT)', registers }),

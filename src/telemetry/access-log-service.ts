@@ -8,6 +8,7 @@ import type { ModelSnapshot } from '../model/index.ts';
 import type { Logger } from './log.ts';
 import { decodeAccessLogMessage, type AccessLogBatch } from './access-log-wire.ts';
 import { classify, RequestMetrics } from './request-metrics.ts';
+import { registeredMetric } from './metrics.ts';
 
 export const ACCESS_LOG_SERVICE = 'envoy.service.accesslog.v3.AccessLogService';
 export const STREAM_METHOD = `/${ACCESS_LOG_SERVICE}/StreamAccessLogs`;
@@ -22,10 +23,6 @@ export interface AccessLogServiceOptions {
 /** Anything that hosts gRPC services before it listens (XdsServer, a plain grpc.Server). */
 export interface ServiceHost {
   addService(definition: grpc.ServiceDefinition, implementation: grpc.UntypedServiceImplementation): void;
-}
-
-function metric<T>(registry: Registry, name: string, make: () => T): T {
-  return (registry.getSingleMetric(name) as T | undefined) ?? make();
 }
 
 /** One open StreamAccessLogs call: what its first message said about the Envoy. */
@@ -53,13 +50,13 @@ export class AccessLogService {
     const registers = [opts.registry];
     this.log = opts.logger;
     this.metrics = new RequestMetrics({ registry: opts.registry, maxPartnerLabels: opts.maxPartnerLabels });
-    this.open = metric(opts.registry, 'portico_access_log_streams', () => new Gauge({ name: 'portico_access_log_streams', help: 'Open access-log streams from Envoys', registers }));
-    this.entries = metric(
+    this.open = registeredMetric(opts.registry, 'portico_access_log_streams', () => new Gauge({ name: 'portico_access_log_streams', help: 'Open access-log streams from Envoys', registers }));
+    this.entries = registeredMetric(
       opts.registry,
       'portico_access_log_entries_total',
       () => new Counter({ name: 'portico_access_log_entries_total', help: 'HTTP access-log entries received from Envoys', registers }),
     );
-    this.errors = metric(
+    this.errors = registeredMetric(
       opts.registry,
       'portico_access_log_errors_total',
       () => new Counter({ name: 'portico_access_log_errors_total', help: 'Access-log messages that could not be decoded', registers }),

@@ -3,17 +3,14 @@
 // URLs, so the label set stays as small as the API.
 import type { FastifyInstance } from 'fastify';
 import { Counter, Histogram, type Registry } from 'prom-client';
+import { registeredMetric } from './metrics.ts';
 
 const METHODS = new Set(['GET', 'HEAD', 'POST', 'PUT', 'PATCH', 'DELETE', 'OPTIONS']);
-
-function metric<T>(registry: Registry, name: string, make: () => T): T {
-  return (registry.getSingleMetric(name) as T | undefined) ?? make();
-}
 
 /** Counts and times every admin API response (add before the routes are registered). */
 export function instrumentAdminApi(app: FastifyInstance, registry: Registry): void {
   const registers = [registry];
-  const requests = metric(
+  const requests = registeredMetric(
     registry,
     'portico_admin_requests_total',
     () =>
@@ -24,7 +21,7 @@ export function instrumentAdminApi(app: FastifyInstance, registry: Registry): vo
         registers,
       }),
   );
-  const duration = metric(
+  const duration = registeredMetric(
     registry,
     'portico_admin_request_duration_seconds',
     () =>

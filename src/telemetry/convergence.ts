@@ -2,6 +2,7 @@
 // gateway group and resource type. The pipeline reports changes, the snapshot cache its
 // publications (which versions now carry the change), the fleet every ACK.
 import { Histogram, type Registry } from 'prom-client';
+import { registeredMetric } from './metrics.ts';
 
 /** What the tracker needs from the snapshot cache: its publications. */
 export interface PublicationSource {
@@ -40,15 +41,18 @@ export class ConvergenceTracker {
     private readonly typeLabel: (typeUrl: string) => string,
     private readonly now: () => number = Date.now,
   ) {
-    this.histogram =
-      (registry.getSingleMetric(CONVERGENCE_METRIC) as Histogram<'group' | 'type'> | undefined) ??
-      new Histogram({
-        name: CONVERGENCE_METRIC,
-        help: 'Time from a model change to an Envoy ACKing the config that carries it, by gateway group and resource type (one observation per Envoy)',
-        labelNames: ['group', 'type'],
-        buckets: [0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60],
-        registers: [registry],
-      });
+    this.histogram = registeredMetric(
+      registry,
+      CONVERGENCE_METRIC,
+      () =>
+        new Histogram<'group' | 'type'>({
+          name: CONVERGENCE_METRIC,
+          help: 'Time from a model change to an Envoy ACKing the config that carries it, by gateway group and resource type (one observation per Envoy)',
+          labelNames: ['group', 'type'],
+          buckets: [0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60],
+          registers: [registry],
+        }),
+    );
   }
 
   /** Subscribes to the cache's publications and the fleet's ACKs. */

@@ -6,6 +6,7 @@ import { Counter, Histogram, type Registry } from 'prom-client';
 import { NOT_FOUND_ROUTE, PARTNER_LABEL, PartnerLabels } from '../contract/index.ts';
 import type { ModelSnapshot } from '../model/index.ts';
 import { RESPONSE_FLAG, type AccessLogRecord } from './access-log-wire.ts';
+import { registeredMetric } from './metrics.ts';
 
 /**
  * Label values that are not names from the model, the same for products and groups as for partners:
@@ -77,11 +78,6 @@ export interface RequestMetricsOptions {
   maxPartnerLabels?: number;
 }
 
-function metric<T>(registry: Registry, name: string, make: () => T): T {
-  // Two instances in one process (tests) share a registry: reuse what is registered.
-  return (registry.getSingleMetric(name) as T | undefined) ?? make();
-}
-
 interface Series {
   /** Counts per `${class}\0${outcome}` since the last scrape. */
   counts: Map<string, { labels: Record<string, string>; n: number }>;
@@ -105,7 +101,7 @@ export class RequestMetrics {
   constructor(opts: RequestMetricsOptions) {
     const registers = [opts.registry];
     this.partners = new PartnerLabels(opts.maxPartnerLabels);
-    this.requests = metric(
+    this.requests = registeredMetric(
       opts.registry,
       REQUESTS_METRIC,
       () =>
@@ -123,7 +119,7 @@ export class RequestMetrics {
     let group = flushers.get(this.requests);
     if (!group) flushers.set(this.requests, (group = new Set()));
     group.add(this);
-    this.duration = metric(
+    this.duration = registeredMetric(
       opts.registry,
       DURATION_METRIC,
       () =>

@@ -50,8 +50,7 @@ export class DeltaStream extends XdsStreamBase<DeltaState> {
   }
 
   handle(req: DeltaRequest): void {
-    if (this.isClosed || !this.bindNode(req.node)) return;
-    const t = this.requestType(req.type_url);
+    const t = this.begin(req.node, req.type_url);
     if (!t) return;
     let st = this.types.get(t);
     if (!st) {
@@ -76,8 +75,7 @@ export class DeltaStream extends XdsStreamBase<DeltaState> {
         this.materialize(st);
         for (const [n, v] of f.changes) st.nacked.set(n, v);
         st.lastNack = true;
-        this.log.warn({ node: this.info.nodeId, group: this.info.group, type: t, version: f.version, error: req.error_detail.message }, 'xds: NACK');
-        this.observer.onNack(this.info, t, f.version, req.error_detail.message);
+        this.nacked(t, f.version, req.error_detail.message);
       } else {
         if (f.target && f.target.sub === st.sub) {
           st.base = f.target;

@@ -3,11 +3,7 @@
 import { Counter, Gauge, Histogram, register as defaultRegistry, type Registry } from 'prom-client';
 import { typeLabel } from './fleet.ts';
 import type { StreamInfo, StreamObserver } from './stream.ts';
-
-function metric<T>(registry: Registry, name: string, make: () => T): T {
-  // Several servers in one process (tests) share a registry: reuse what is registered.
-  return (registry.getSingleMetric(name) as T | undefined) ?? make();
-}
+import { registeredMetric } from '../telemetry/index.ts';
 
 export class XdsMetrics implements StreamObserver {
   private readonly connected: Gauge<'group' | 'protocol'>;
@@ -20,18 +16,22 @@ export class XdsMetrics implements StreamObserver {
   /** Metrics go to `registry` (prom-client's default registry when omitted). */
   constructor(registry: Registry = defaultRegistry) {
     const registers = [registry];
-    this.connected = metric(
+    this.connected = registeredMetric(
       registry,
       'portico_xds_connected_streams',
       () => new Gauge({ name: 'portico_xds_connected_streams', help: 'xDS streams connected, by gateway group and protocol', labelNames: ['group', 'protocol'], registers }),
     );
-    this.pushes = metric(registry, 'portico_xds_pushes_total', () => new Counter({ name: 'portico_xds_pushes_total', help: 'xDS responses sent, by resource type', labelNames: ['type'], registers }));
-    this.nackCount = metric(
+    this.pushes = registeredMetric(
+      registry,
+      'portico_xds_pushes_total',
+      () => new Counter({ name: 'portico_xds_pushes_total', help: 'xDS responses sent, by resource type', labelNames: ['type'], registers }),
+    );
+    this.nackCount = registeredMetric(
       registry,
       'portico_xds_nacks_total',
       () => new Counter({ name: 'portico_xds_nacks_total', help: 'xDS responses rejected by Envoy, by resource type', labelNames: ['type'], registers }),
     );
-    this.ackLatency = metric(
+    this.ackLatency = registeredMetric(
       registry,
       'portico_xds_ack_latency_seconds',
       () =>

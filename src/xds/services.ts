@@ -64,23 +64,22 @@ export function decodeDeltaRequest(buf: Buffer): DeltaRequest {
 
 /** DiscoveryResponse written around the cache's shared encodings (no per-stream re-encoding). */
 export function encodeSotwResponse(r: SotwResponse): Buffer {
-  if (r.body) return r.body; // shared, fully encoded (grpc-js copies it into its frame)
-  const w = protobuf.Writer.create();
-  if (r.version_info) w.uint32(10).string(r.version_info);
-  for (const a of r.resources) w.uint32(18).bytes(a);
-  if (r.type_url) w.uint32(34).string(r.type_url);
-  if (r.nonce) w.uint32(42).string(r.nonce);
-  return toBuffer(w.finish());
+  // A shared, fully encoded response is handed over as it is (grpc-js copies it into its frame).
+  return r.body ?? writeResponse(r.version_info, r.resources, r.type_url, r.nonce, []);
 }
 
 export function encodeDeltaResponse(r: DeltaResponse): Buffer {
-  if (r.body) return r.body; // shared, fully encoded (grpc-js copies it into its frame)
+  return r.body ?? writeResponse(r.system_version_info, r.resources, r.type_url, r.nonce, r.removed_resources);
+}
+
+/** The fields both responses share, numbered alike (see readResponse); removed_resources is Delta's. */
+function writeResponse(version: string, resources: readonly Uint8Array[], typeUrl: string, nonce: string, removed: readonly string[]): Buffer {
   const w = protobuf.Writer.create();
-  if (r.system_version_info) w.uint32(10).string(r.system_version_info);
-  for (const res of r.resources) w.uint32(18).bytes(res);
-  if (r.type_url) w.uint32(34).string(r.type_url);
-  if (r.nonce) w.uint32(42).string(r.nonce);
-  for (const n of r.removed_resources) w.uint32(50).string(n);
+  if (version) w.uint32(10).string(version);
+  for (const res of resources) w.uint32(18).bytes(res);
+  if (typeUrl) w.uint32(34).string(typeUrl);
+  if (nonce) w.uint32(42).string(nonce);
+  for (const n of removed) w.uint32(50).string(n);
   return toBuffer(w.finish());
 }
 
@@ -107,54 +106,28 @@ export interface ClientDeltaRequest {
 
 /** Reads only the top level of a DiscoveryResponse; resources stay encoded (decode with unpackAny). */
 export function decodeSotwResponse(buf: Buffer): SotwResponse {
-  const r = protobuf.Reader.create(buf);
-  const out: SotwResponse = { version_info: '', resources: [], type_url: '', nonce: '' };
-  while (r.pos < r.len) {
-    const tag = r.uint32();
-    switch (tag >>> 3) {
-      case 1:
-        out.version_info = r.string();
-        break;
-      case 2:
-        out.resources.push(r.bytes());
-        break;
-      case 4:
-        out.type_url = r.string();
-        break;
-      case 5:
-        out.nonce = r.string();
-        break;
-      default:
-        r.skipType(tag & 7);
-    }
-  }
-  return out;
+  const m = readResponse(buf, false);
+  return { version_info: m.version, resources: m.resources, type_url: m.typeUrl, nonce: m.nonce };
 }
 
 export function decodeDeltaResponse(buf: Buffer): DeltaResponse {
+  const m = readResponse(buf, true);
+  return { system_version_info: m.version, resources: m.resources, removed_resources: m.removed, type_url: m.typeUrl, nonce: m.nonce };
+}
+
+/** Both responses number version (1), resources (2), type URL (4) and nonce (5) alike; Delta adds removed_resources (6). */
+function readResponse(buf: Buffer, delta: boolean): { version: string; resources: Uint8Array[]; typeUrl: string; nonce: string; removed: string[] } {
   const r = protobuf.Reader.create(buf);
-  const out: DeltaResponse = { system_version_info: '', resources: [], removed_resources: [], type_url: '', nonce: '' };
+  const out = { version: '', resources: [] as Uint8Array[], typeUrl: '', nonce: '', removed: [] as string[] };
   while (r.pos < r.len) {
     const tag = r.uint32();
-    switch (tag >>> 3) {
-      case 1:
-        out.system_version_info = r.string();
-        break;
-      case 2:
-        out.resources.push(r.bytes());
-        break;
-      case 4:
-        out.type_url = r.string();
-        break;
-      case 5:
-        out.nonce = r.string();
-        break;
-      case 6:
-        out.removed_resources.push(r.string());
-        break;
-      default:
-        r.skipType(tag & 7);
-    }
+    const field = tag >>> 3;
+    if (field === 1) out.version = r.string();
+    else if (field === 2) out.resources.push(r.bytes());
+    else if (field === 4) out.typeUrl = r.string();
+    else if (field === 5) out.nonce = r.string();
+    else if (field === 6 && delta) out.removed.push(r.string());
+    else r.skipType(tag & 7);
   }
   return out;
 }
@@ -177,24 +150,21 @@ interface Codec<T> {
   deserialize(b: Buffer): T;
 }
 
+/** A discovery request: encoded from proto3 JSON (clients), decoded to the stream's request type (server). */
+function requestCodec(typeName: string, deserialize: (b: Buffer) => unknown): Codec<unknown> {
+  return { serialize: (v) => toBuffer(encodeMessage(typeName, v)), deserialize };
+}
+
+/** A discovery response: the server may hand over an already serialized one (to account its size before writing). */
+function responseCodec<R>(encode: (r: R) => Buffer, deserialize: (b: Buffer) => unknown): Codec<unknown> {
+  return { serialize: (v) => (Buffer.isBuffer(v) ? v : encode(v as R)), deserialize };
+}
+
 const DISCOVERY_CODECS: Record<string, Codec<unknown>> = {
-  'envoy.service.discovery.v3.DiscoveryRequest': {
-    serialize: (v) => toBuffer(encodeMessage('envoy.service.discovery.v3.DiscoveryRequest', v)),
-    deserialize: decodeSotwRequest,
-  },
-  'envoy.service.discovery.v3.DiscoveryResponse': {
-    // The server may hand over an already serialized response (to account its size before writing).
-    serialize: (v) => (Buffer.isBuffer(v) ? v : encodeSotwResponse(v as SotwResponse)),
-    deserialize: decodeSotwResponse,
-  },
-  'envoy.service.discovery.v3.DeltaDiscoveryRequest': {
-    serialize: (v) => toBuffer(encodeMessage('envoy.service.discovery.v3.DeltaDiscoveryRequest', v)),
-    deserialize: decodeDeltaRequest,
-  },
-  'envoy.service.discovery.v3.DeltaDiscoveryResponse': {
-    serialize: (v) => (Buffer.isBuffer(v) ? v : encodeDeltaResponse(v as DeltaResponse)),
-    deserialize: decodeDeltaResponse,
-  },
+  'envoy.service.discovery.v3.DiscoveryRequest': requestCodec('envoy.service.discovery.v3.DiscoveryRequest', decodeSotwRequest),
+  'envoy.service.discovery.v3.DiscoveryResponse': responseCodec(encodeSotwResponse, decodeSotwResponse),
+  'envoy.service.discovery.v3.DeltaDiscoveryRequest': requestCodec('envoy.service.discovery.v3.DeltaDiscoveryRequest', decodeDeltaRequest),
+  'envoy.service.discovery.v3.DeltaDiscoveryResponse': responseCodec(encodeDeltaResponse, decodeDeltaResponse),
 };
 
 function jsonCodec(typeName: string): Codec<unknown> {

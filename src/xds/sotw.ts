@@ -38,8 +38,7 @@ export class SotwStream extends XdsStreamBase<SotwState> {
   }
 
   handle(req: SotwRequest): void {
-    if (this.isClosed || !this.bindNode(req.node)) return;
-    const t = this.requestType(req.type_url);
+    const t = this.begin(req.node, req.type_url);
     if (!t) return;
     let st = this.types.get(t);
     if (!st) {
@@ -57,8 +56,7 @@ export class SotwStream extends XdsStreamBase<SotwState> {
       if (req.error_detail) {
         st.nackedVersion = f.version;
         st.lastNack = true;
-        this.log.warn({ node: this.info.nodeId, group: this.info.group, type: t, version: f.version, error: req.error_detail.message }, 'xds: NACK');
-        this.observer.onNack(this.info, t, f.version, req.error_detail.message);
+        this.nacked(t, f.version, req.error_detail.message);
       } else {
         if (st.nackedVersion !== f.version) st.nackedVersion = undefined;
         st.lastNack = false;

@@ -173,6 +173,18 @@ export abstract class XdsStreamBase<State extends { sub: Subscription; inFlight:
     if (this.snapshot) this.observer.onClose(this.info);
   }
 
+  /** A request's type once the stream is bound to its node; undefined when the request is to be dropped. */
+  protected begin(node: NodeInfo | undefined, typeUrl: string): string | undefined {
+    if (this.closed || !this.bindNode(node)) return undefined;
+    return this.requestType(typeUrl);
+  }
+
+  /** The client rejected `version` of type `t`: logged and told to the observers. */
+  protected nacked(t: string, version: string, message: string): void {
+    this.log.warn({ node: this.info.nodeId, group: this.info.group, type: t, version, error: message }, 'xds: NACK');
+    this.observer.onNack(this.info, t, version, message);
+  }
+
   /** Binds the stream to its node's group on the first request that names a node. */
   protected bindNode(node: NodeInfo | undefined): boolean {
     if (this.snapshot) return true;
