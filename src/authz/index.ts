@@ -8,7 +8,8 @@ export {
   type CredentialIndexOptions,
 } from './credential-index.ts';
 export { CREDENTIAL_ORDER, decide, jwtToVerify, type Allow, type AuthzRequest, type Decision, type Deny, type JwtOutcome } from './decide.ts';
-export { DEFAULT_JWT_SETTINGS, JwtVerifier, type JwtSettings } from './jwt.ts';
+export { DEFAULT_JWT_SETTINGS, type JwtSettings } from './jwks.ts';
+export { JwtVerifier } from './jwt.ts';
 export { AuthzMetrics } from './metrics.ts';
 export {
   AUTHZ_SERVICE,

@@ -3,7 +3,7 @@
 import { Counter, Gauge, Histogram, type Registry } from 'prom-client';
 import { PartnerLabels } from '../contract/index.ts';
 import type { CredentialType } from '../model/index.ts';
-import type { JwtObserver } from './jwt.ts';
+import type { JwtObserver } from './jwks.ts';
 import { registeredMetric } from '../telemetry/index.ts';
 
 export interface AuthzMetricsOptions {
