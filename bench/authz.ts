@@ -13,7 +13,7 @@ import * as grpc from '@grpc/grpc-js';
 import { exportJWK, generateKeyPair, SignJWT } from 'jose';
 import { Registry } from 'prom-client';
 import { decide, jwtToVerify, type JwtOutcome } from '../src/authz/decide.ts';
-import { checkRequestJson, mintApiKey, modelOf, testHasher } from '../test/support/authz-fixtures.ts';
+import { checkRequestJson, mintApiKey, ordersModel, testHasher } from '../test/support/authz-fixtures.ts';
 import { AuthzService, registerAuthzService, registerAuthzUnary } from '../src/authz/service.ts';
 import { UnaryGrpcServer } from '../src/grpc/unary-server.ts';
 import { decodeCheckRequest, encodeCheckResponse } from '../src/authz/wire.ts';
@@ -166,34 +166,7 @@ async function main(): Promise<void> {
   const key = mintApiKey(hasher, 'acme', 'bench');
   const rs = await generateKeyPair('RS256', { extractable: true });
   const es = await generateKeyPair('ES256', { extractable: true });
-  const model = modelOf({
-    products: [{ name: 'orders', gatewayGroups: ['edge'] }],
-    routes: [{ product: 'orders', name: 'list', match: { path: { type: 'prefix', value: '/orders' } }, service: 'svc' }],
-    partners: [{ name: 'acme' }],
-    plans: [{ name: 'gold' }],
-    subscriptions: [{ partner: 'acme', product: 'orders', plan: 'gold' }],
-    apiKeys: [key.resource],
-    jwtIssuers: [
-      {
-        name: 'rsa-idp',
-        issuer: 'https://rsa.example/',
-        audiences: ['orders'],
-        algorithms: ['RS256'],
-        jwks: { keys: [{ ...(await exportJWK(rs.publicKey)), kid: 'rs' }] },
-        partnerClaim: 'org',
-        forwardClaims: { sub: 'X-User-Id', role: 'X-User-Role' },
-      },
-      {
-        name: 'ec-idp',
-        issuer: 'https://ec.example/',
-        audiences: ['orders'],
-        algorithms: ['ES256'],
-        jwks: { keys: [{ ...(await exportJWK(es.publicKey)), kid: 'es' }] },
-        partnerClaim: 'org',
-        forwardClaims: { sub: 'X-User-Id', role: 'X-User-Role' },
-      },
-    ],
-  });
+  const model = ordersModel(key.resource, [await issuer('rsa-idp', 'https://rsa.example/', 'RS256', rs.publicKey, 'rs'), await issuer('ec-idp', 'https://ec.example/', 'ES256', es.publicKey, 'es')]);
   const token = (alg: 'RS256' | 'ES256', i: number) =>
     new SignJWT({ iss: alg === 'RS256' ? 'https://rsa.example/' : 'https://ec.example/', aud: 'orders', org: 'acme', sub: `user-${i}`, role: 'customer' })
       .setProtectedHeader({ alg, kid: alg === 'RS256' ? 'rs' : 'es', typ: 'JWT' })
@@ -342,3 +315,16 @@ async function main(): Promise<void> {
 
 if (process.argv[2] === '--client') await runClient();
 else await main();
+
+/** A JWT issuer of the benchmark's model: one inline key, the partner in `org`, two forwarded claims. */
+async function issuer(name: string, iss: string, alg: 'RS256' | 'ES256', publicKey: CryptoKey, kid: string) {
+  return {
+    name,
+    issuer: iss,
+    audiences: ['orders'],
+    algorithms: [alg],
+    jwks: { keys: [{ ...(await exportJWK(publicKey)), kid }] },
+    partnerClaim: 'org',
+    forwardClaims: { sub: 'X-User-Id', role: 'X-User-Role' },
+  };
+}

@@ -1,9 +1,9 @@
 // Prometheus metrics of the rate limiter: decisions by product/partner/outcome, latency, backend
 // errors and Redis round trips. Partner label values are capped so cardinality stays bounded.
-import { Counter, Gauge, Histogram, register as defaultRegistry, type Registry } from 'prom-client';
+import { type Counter, type Gauge, type Histogram, register as defaultRegistry, type Registry } from 'prom-client';
 import { PartnerLabels } from '../contract/index.ts';
 import type { Outcome } from './decision.ts';
-import { registeredMetric } from '../telemetry/index.ts';
+import { counter, gauge, histogram } from '../telemetry/index.ts';
 
 export interface RateLimitMetricsOptions {
   /** Default: prom-client's default registry. */
@@ -36,70 +36,35 @@ export class RateLimitMetrics {
 
   constructor(opts: RateLimitMetricsOptions = {}) {
     const registry = opts.registry ?? defaultRegistry;
-    const registers = [registry];
     this.partners = new PartnerLabels(opts.maxPartnerLabels);
-    this.decisions = registeredMetric(
-      registry,
-      'portico_ratelimit_decisions_total',
-      () =>
-        new Counter({
-          name: 'portico_ratelimit_decisions_total',
-          help: 'Rate-limit decisions by product, partner (capped: "none", "unknown", "other") and outcome',
-          labelNames: ['product', 'partner', 'outcome'],
-          registers,
-          // Counted in plain cells per decision and added here, at scrape time: prom-client's per-call
-          // label hashing cost more than a decision.
-          collect(this: Counter) {
-            for (const m of flushers.get(this) ?? []) m.flush();
-          },
-        }),
-    );
+    this.decisions = counter(registry, {
+      name: 'portico_ratelimit_decisions_total',
+      help: 'Rate-limit decisions by product, partner (capped: "none", "unknown", "other") and outcome',
+      labelNames: ['product', 'partner', 'outcome'],
+      // Counted in plain cells per decision and added here, at scrape time: prom-client's per-call
+      // label hashing cost more than a decision.
+      collect(this: Counter) {
+        for (const m of flushers.get(this) ?? []) m.flush();
+      },
+    });
     let group = flushers.get(this.decisions);
     if (!group) flushers.set(this.decisions, (group = new Set()));
     group.add(this);
     // Unlabelled on purpose (labels cost a hash per observation); the backend is in portico_ratelimit_backend_up.
-    this.latency = registeredMetric(
-      registry,
-      'portico_ratelimit_decision_seconds',
-      () =>
-        new Histogram({
-          name: 'portico_ratelimit_decision_seconds',
-          help: 'Time to decide one request (table lookup, counters, response)',
-          buckets: [0.00005, 0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25],
-          registers,
-        }),
-    );
-    this.backendErrors = registeredMetric(
-      registry,
-      'portico_ratelimit_backend_errors_total',
-      () =>
-        new Counter({
-          name: 'portico_ratelimit_backend_errors_total',
-          help: 'Decisions the counter backend could not answer (answered by the failure mode instead)',
-          labelNames: ['backend'],
-          registers,
-        }),
-    );
-    this.backendUp = registeredMetric(
-      registry,
-      'portico_ratelimit_backend_up',
-      () => new Gauge({ name: 'portico_ratelimit_backend_up', help: '1 while the counter backend answers, 0 during an outage', labelNames: ['backend'], registers }),
-    );
-    this.redisRoundTrips = registeredMetric(
-      registry,
-      'portico_ratelimit_redis_round_trips_total',
-      () => new Counter({ name: 'portico_ratelimit_redis_round_trips_total', help: 'EVALSHA round trips to Redis (each carries a batch of decisions)', registers }),
-    );
-    this.redisBatchedDecisions = registeredMetric(
-      registry,
-      'portico_ratelimit_redis_batched_decisions_total',
-      () => new Counter({ name: 'portico_ratelimit_redis_batched_decisions_total', help: 'Decisions sent to Redis (divide by round trips for the batch size)', registers }),
-    );
-    this.invalidRequests = registeredMetric(
-      registry,
-      'portico_ratelimit_invalid_requests_total',
-      () => new Counter({ name: 'portico_ratelimit_invalid_requests_total', help: 'ShouldRateLimit requests refused as malformed (INVALID_ARGUMENT)', registers }),
-    );
+    this.latency = histogram(registry, {
+      name: 'portico_ratelimit_decision_seconds',
+      help: 'Time to decide one request (table lookup, counters, response)',
+      buckets: [0.00005, 0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25],
+    });
+    this.backendErrors = counter(registry, {
+      name: 'portico_ratelimit_backend_errors_total',
+      help: 'Decisions the counter backend could not answer (answered by the failure mode instead)',
+      labelNames: ['backend'],
+    });
+    this.backendUp = gauge(registry, { name: 'portico_ratelimit_backend_up', help: '1 while the counter backend answers, 0 during an outage', labelNames: ['backend'] });
+    this.redisRoundTrips = counter(registry, { name: 'portico_ratelimit_redis_round_trips_total', help: 'EVALSHA round trips to Redis (each carries a batch of decisions)' });
+    this.redisBatchedDecisions = counter(registry, { name: 'portico_ratelimit_redis_batched_decisions_total', help: 'Decisions sent to Redis (divide by round trips for the batch size)' });
+    this.invalidRequests = counter(registry, { name: 'portico_ratelimit_invalid_requests_total', help: 'ShouldRateLimit requests refused as malformed (INVALID_ARGUMENT)' });
   }
 
   decision(product: string, partner: string | undefined, outcome: Outcome): void {

@@ -1,9 +1,9 @@
 // The xDS Prometheus metrics, one StreamObserver of the streams (fleet.ts is another): connected
 // streams per group and protocol, pushes and NACKs per type, and push → ACK/NACK latency.
-import { Counter, Gauge, Histogram, register as defaultRegistry, type Registry } from 'prom-client';
+import { type Counter, type Gauge, type Histogram, register as defaultRegistry, type Registry } from 'prom-client';
 import { typeLabel } from './fleet.ts';
 import type { StreamInfo, StreamObserver } from './stream.ts';
-import { registeredMetric } from '../telemetry/index.ts';
+import { counter, gauge, histogram } from '../telemetry/index.ts';
 
 export class XdsMetrics implements StreamObserver {
   private readonly connected: Gauge<'group' | 'protocol'>;
@@ -15,34 +15,15 @@ export class XdsMetrics implements StreamObserver {
 
   /** Metrics go to `registry` (prom-client's default registry when omitted). */
   constructor(registry: Registry = defaultRegistry) {
-    const registers = [registry];
-    this.connected = registeredMetric(
-      registry,
-      'portico_xds_connected_streams',
-      () => new Gauge({ name: 'portico_xds_connected_streams', help: 'xDS streams connected, by gateway group and protocol', labelNames: ['group', 'protocol'], registers }),
-    );
-    this.pushes = registeredMetric(
-      registry,
-      'portico_xds_pushes_total',
-      () => new Counter({ name: 'portico_xds_pushes_total', help: 'xDS responses sent, by resource type', labelNames: ['type'], registers }),
-    );
-    this.nackCount = registeredMetric(
-      registry,
-      'portico_xds_nacks_total',
-      () => new Counter({ name: 'portico_xds_nacks_total', help: 'xDS responses rejected by Envoy, by resource type', labelNames: ['type'], registers }),
-    );
-    this.ackLatency = registeredMetric(
-      registry,
-      'portico_xds_ack_latency_seconds',
-      () =>
-        new Histogram({
-          name: 'portico_xds_ack_latency_seconds',
-          help: 'Time from an xDS push to its ACK or NACK, by resource type',
-          labelNames: ['type'],
-          buckets: [0.001, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10],
-          registers,
-        }),
-    );
+    this.connected = gauge(registry, { name: 'portico_xds_connected_streams', help: 'xDS streams connected, by gateway group and protocol', labelNames: ['group', 'protocol'] });
+    this.pushes = counter(registry, { name: 'portico_xds_pushes_total', help: 'xDS responses sent, by resource type', labelNames: ['type'] });
+    this.nackCount = counter(registry, { name: 'portico_xds_nacks_total', help: 'xDS responses rejected by Envoy, by resource type', labelNames: ['type'] });
+    this.ackLatency = histogram(registry, {
+      name: 'portico_xds_ack_latency_seconds',
+      help: 'Time from an xDS push to its ACK or NACK, by resource type',
+      labelNames: ['type'],
+      buckets: [0.001, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10],
+    });
   }
 
   onOpen(info: StreamInfo): void {

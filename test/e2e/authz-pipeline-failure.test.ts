@@ -99,12 +99,10 @@ describe('authz pipeline: the callouts in their own process, stopped and restart
       assert.equal(created.status, 201, created.text);
       const key = created.body.key as string;
       const withKey = { headers: { 'x-api-key': key, ...spoof } };
-      await envoy.waitForListener('http', 60_000);
-
-      await t.test('the callouts process follows the model written through the xds process and decides', async () => {
-        // The key was written through the other process: the callouts replica learns it from PostgreSQL.
-        const ok = await waitFor(
-          'the callouts process to accept the new key',
+      /** Waits (up to 60 s) for a request with the key to reach the upstream, and returns it. */
+      const keyedRequestPasses = (what: string) =>
+        waitFor(
+          what,
           async () => {
             const r = await gw('/api/orders/o_1', withKey);
             return r.status === 200 ? r : undefined;
@@ -112,6 +110,11 @@ describe('authz pipeline: the callouts in their own process, stopped and restart
           60_000,
           200,
         );
+      await envoy.waitForListener('http', 60_000);
+
+      await t.test('the callouts process follows the model written through the xds process and decides', async () => {
+        // The key was written through the other process: the callouts replica learns it from PostgreSQL.
+        const ok = await keyedRequestPasses('the callouts process to accept the new key');
         assert.deepEqual(identityHeadersOf(upstreamHeaders(ok)), {
           'x-portico-credential': 'api_key',
           'x-portico-partner': 'acme',
@@ -154,15 +157,7 @@ describe('authz pipeline: the callouts in their own process, stopped and restart
       await t.test('switched to open through the admin API: protected routes pass, with no identity headers', async () => {
         const patched = await xdsApi.patch('/api/v1/gateway-groups/edge', { authz: { failureMode: 'open' } });
         assert.equal(patched.status, 200, patched.text);
-        const passed = await waitFor(
-          'Envoy to fail open',
-          async () => {
-            const r = await gw('/api/orders/o_1', withKey);
-            return r.status === 200 ? r : undefined;
-          },
-          60_000,
-          200,
-        );
+        const passed = await keyedRequestPasses('Envoy to fail open');
         assert.equal(passed.json.service, 'orders');
         assert.deepEqual(identityHeadersOf(upstreamHeaders(passed)), {}, 'nothing was verified, so nothing is asserted upstream');
         const anonymous = await gw('/api/users/u_1', { headers: spoof });

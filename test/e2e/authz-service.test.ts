@@ -7,7 +7,7 @@ import { after, before, describe, it } from 'node:test';
 import * as grpc from '@grpc/grpc-js';
 import { exportJWK, generateKeyPair, SignJWT } from 'jose';
 import { Registry } from 'prom-client';
-import { checkRequestJson, mintApiKey, modelOf, testHasher, type CheckInput } from '../support/authz-fixtures.ts';
+import { checkRequestJson, mintApiKey, modelOf, ordersModel, testHasher, type CheckInput } from '../support/authz-fixtures.ts';
 import { AuthzService, authzClientDefinition, registerAuthzService, registerAuthzUnary } from '../../src/authz/service.ts';
 import { UnaryGrpcServer } from '../../src/grpc/unary-server.ts';
 import { SnapshotCache } from '../../src/xds/cache.ts';
@@ -79,15 +79,7 @@ for (const transport of transports)
       const pub = { ...(await exportJWK(kp.publicKey)), kid: 'k1', alg: 'ES256' };
       service = new AuthzService({ hasher, registry: new Registry() });
       service.update(
-        modelOf({
-          products: [{ name: 'orders', gatewayGroups: ['edge'] }],
-          routes: [{ product: 'orders', name: 'list', match: { path: { type: 'prefix', value: '/orders' } }, service: 'svc' }],
-          partners: [{ name: 'acme' }],
-          plans: [{ name: 'gold' }],
-          subscriptions: [{ partner: 'acme', product: 'orders', plan: 'gold' }],
-          apiKeys: [key.resource],
-          jwtIssuers: [{ name: 'idp', issuer: 'https://idp.example/', audiences: ['orders'], jwks: { keys: [pub] }, partnerClaim: 'org', forwardClaims: { sub: 'X-User-Id' } }],
-        }),
+        ordersModel(key.resource, [{ name: 'idp', issuer: 'https://idp.example/', audiences: ['orders'], jwks: { keys: [pub] }, partnerClaim: 'org', forwardClaims: { sub: 'X-User-Id' } }]),
       );
       await service.ready();
       const started = await transport.start(service);

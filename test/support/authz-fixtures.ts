@@ -19,6 +19,19 @@ export function modelOf(resources: ModelResources, revision = 1): ModelSnapshot 
   return { ...applyMutations(emptySnapshot(), mutations), revision };
 }
 
+/** The one-product model ext_authz's service tests and benchmark share: orders/list, partner acme on plan gold with this key, these issuers. */
+export function ordersModel(apiKey: ApiKey, jwtIssuers: ModelResources['jwtIssuers']): ModelSnapshot {
+  return modelOf({
+    products: [{ name: 'orders', gatewayGroups: ['edge'] }],
+    routes: [{ product: 'orders', name: 'list', match: { path: { type: 'prefix', value: '/orders' } }, service: 'svc' }],
+    partners: [{ name: 'acme' }],
+    plans: [{ name: 'gold' }],
+    subscriptions: [{ partner: 'acme', product: 'orders', plan: 'gold' }],
+    apiKeys: [apiKey],
+    jwtIssuers,
+  });
+}
+
 /** A hasher with a random key (what ModelStore.apiKeyHasher() is in production). */
 export function testHasher(): SecretHasher {
   return new SecretHasher(randomBytes(32));
