@@ -194,12 +194,11 @@ async function main(): Promise<void> {
   uncached.update(model);
   await Promise.all([cached.ready(), uncached.ready()]);
 
+  // The no-op server's fixed answer: an allow for acme on orders/list.
+  const who = { product: 'orders', route: 'list', partner: 'acme', plan: 'gold' } as const;
   const fixedOk = encodeCheckResponse({
     allowed: true,
-    product: 'orders',
-    route: 'list',
-    partner: 'acme',
-    plan: 'gold',
+    ...who,
     credential: 'api_key',
     setHeaders: [['x-portico-partner', 'acme']],
     removeHeaders: ['x-api-key'],
