@@ -2,7 +2,7 @@
 // admin API (apply, diff, export), translate a model file offline, migrate, rotate the master key.
 import { readFileSync } from 'node:fs';
 import { parseArgs } from 'node:util';
-import { renderChanges, type ApplyResult } from './admin/index.ts';
+import { renderChanges, type ApplyResult } from './model/index.ts';
 import { parseDocumentText } from './model/index.ts';
 import { loadSettings, SettingsError } from './settings.ts';
 

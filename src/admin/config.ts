@@ -2,24 +2,9 @@
 // apply one — all-or-nothing, idempotent, with a dry run that returns the diff.
 import { Type } from '@sinclair/typebox';
 import type { FastifyInstance } from 'fastify';
-import { documentToYaml, fieldChanges, modelToDocument, KINDS, type FieldChange, type KindName } from '../model/index.ts';
-import { applyDocument, DocumentError, ModelValidationError, type AppliedChange, type ModelStore } from '../store/index.ts';
+import { documentToYaml, fieldChanges, modelToDocument, type ApplyResult } from '../model/index.ts';
+import { applyDocument, DocumentError, ModelValidationError, type ModelStore } from '../store/index.ts';
 import { modelProblem, problems } from './problem.ts';
-
-export interface ApplyChange {
-  action: AppliedChange['action'];
-  kind: KindName;
-  key: string;
-  fields?: FieldChange[];
-}
-
-export interface ApplyResult {
-  dryRun: boolean;
-  changed: boolean;
-  revision: number;
-  summary: { create: number; update: number; delete: number };
-  changes: ApplyChange[];
-}
 
 const ConfigQuery = Type.Object(
   {
@@ -87,19 +72,4 @@ export function registerConfigRoutes(app: FastifyInstance, opts: { store: ModelS
       }
     },
   );
-}
-
-/** Human-readable diff lines for a dry run (used by `portico diff`). */
-export function renderChanges(result: ApplyResult): string {
-  const lines: string[] = [];
-  for (const c of result.changes) {
-    const mark = c.action === 'create' ? '+' : c.action === 'delete' ? '-' : '~';
-    lines.push(`${mark} ${KINDS[c.kind].singular} ${c.key}`);
-    for (const f of c.fields ?? []) {
-      lines.push(`    ${f.field}: ${f.before === undefined ? '(unset)' : JSON.stringify(f.before)} → ${f.after === undefined ? '(unset)' : JSON.stringify(f.after)}`);
-    }
-  }
-  const s = result.summary;
-  lines.push(`${result.dryRun ? 'would change' : 'changed'}: ${s.create} created, ${s.update} updated, ${s.delete} deleted`);
-  return lines.join('\n');
 }

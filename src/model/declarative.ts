@@ -266,3 +266,35 @@ function redactForDiff(kind: KindName, v: unknown): unknown {
 function fingerprint(s: string): string {
   return createHash('sha256').update(s).digest('hex').slice(0, 8);
 }
+
+// ── apply results (what the admin API answers an apply or dry run with, and `portico diff` prints) ──
+
+export interface ApplyChange {
+  action: 'create' | 'update' | 'delete';
+  kind: KindName;
+  key: string;
+  fields?: FieldChange[];
+}
+
+export interface ApplyResult {
+  dryRun: boolean;
+  changed: boolean;
+  revision: number;
+  summary: { create: number; update: number; delete: number };
+  changes: ApplyChange[];
+}
+
+/** Human-readable diff lines for a dry run (used by `portico diff`). */
+export function renderChanges(result: ApplyResult): string {
+  const lines: string[] = [];
+  for (const c of result.changes) {
+    const mark = c.action === 'create' ? '+' : c.action === 'delete' ? '-' : '~';
+    lines.push(`${mark} ${KINDS[c.kind].singular} ${c.key}`);
+    for (const f of c.fields ?? []) {
+      lines.push(`    ${f.field}: ${f.before === undefined ? '(unset)' : JSON.stringify(f.before)} → ${f.after === undefined ? '(unset)' : JSON.stringify(f.after)}`);
+    }
+  }
+  const s = result.summary;
+  lines.push(`${result.dryRun ? 'would change' : 'changed'}: ${s.create} created, ${s.update} updated, ${s.delete} deleted`);
+  return lines.join('\n');
+}
