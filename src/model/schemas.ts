@@ -289,6 +289,12 @@ export const PathMatch = Type.Object(
   {
     type: Type.Union([Type.Literal('prefix'), Type.Literal('exact'), Type.Literal('template'), Type.Literal('regex')]),
     value: Type.String({ minLength: 1, maxLength: 1024 }),
+    segmentBoundary: Type.Optional(
+      Type.Boolean({
+        description:
+          'prefix matches only: the prefix ends at a path segment boundary, so /api/orders matches /api/orders and /api/orders/… but not /api/ordersXYZ (default true; a prefix ending in / is on a boundary already); false matches any path starting with the characters',
+      }),
+    ),
   },
   closed,
 );

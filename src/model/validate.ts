@@ -281,6 +281,9 @@ export function validateModel(m: ModelSnapshot): ModelError[] {
     }
     const pathProblem = pathMatchProblem(r);
     if (pathProblem) invalid('routes', key, 'match.path.value', pathProblem);
+    if (r.match.path.segmentBoundary !== undefined && r.match.path.type !== 'prefix') {
+      invalid('routes', key, 'match.path.segmentBoundary', `applies to prefix matches only, not ${r.match.path.type}`);
+    }
     const rw = r.rewrite;
     if (rw && [rw.stripPrefix, rw.prefix, rw.regex].filter((x) => x !== undefined).length > 1) {
       invalid('routes', key, 'rewrite', 'set at most one of stripPrefix, prefix and regex');
@@ -416,13 +419,28 @@ export function serviceDiscovery(s: { discovery?: 'static' | 'dns'; endpoints: R
   return s.discovery ?? (s.endpoints.every((e) => isIpLiteral(e.host)) ? 'static' : 'dns');
 }
 
-/** The path a route matches including its product's base path. */
+/**
+ * The path a route matches including its product's base path. A prefix '/' under base path '/api'
+ * is '/api' on a segment boundary (matching '/api' and '/api/…'), '/api/' without one.
+ */
 export function fullPath(product: Pick<Product, 'basePath'>, route: Pick<Route, 'match'>): string {
   const base = (product.basePath ?? '').replace(/\/+$/, '');
-  const v = route.match.path.value;
-  if (route.match.path.type === 'regex') return base ? `${escapeRegex(base)}${v.replace(/^\^/, '')}` : v;
+  const path = route.match.path;
+  const v = path.value;
+  if (path.type === 'regex') return base ? `${escapeRegex(base)}${v.replace(/^\^/, '')}` : v;
   if (!base) return v;
-  return v === '/' && route.match.path.type === 'prefix' ? `${base}/` : `${base}${v}`;
+  if (v === '/' && path.type === 'prefix') return path.segmentBoundary === false ? `${base}/` : base;
+  return `${base}${v}`;
+}
+
+/**
+ * A prefix match that ends at a path segment boundary (Envoy's path_separated_prefix): the full
+ * path '/api/orders' matches '/api/orders' and '/api/orders/…', never '/api/ordersXYZ'. The default
+ * for prefixes; a full path ending in '/' (and '/' itself) is on a boundary already and stays a plain prefix.
+ */
+export function segmentPrefix(product: Pick<Product, 'basePath'>, route: Pick<Route, 'match'>): boolean {
+  if (route.match.path.type !== 'prefix' || route.match.path.segmentBoundary === false) return false;
+  return !fullPath(product, route).endsWith('/');
 }
 
 export function escapeRegex(s: string): string {
@@ -449,7 +467,15 @@ function pathMatchProblem(r: Route): string | undefined {
 
 function matchSignature(group: string, host: string, product: Product, r: Route): string {
   const norm = (xs?: ReadonlyArray<{ name: string }>) => JSON.stringify([...(xs ?? [])].map((x) => ({ ...x, name: x.name.toLowerCase() })).sort((a, b) => (a.name < b.name ? -1 : 1)));
-  return JSON.stringify([group, host.toLowerCase(), r.match.path.type, fullPath(product, r), [...(r.match.methods ?? [])].sort(), norm(r.match.headers), norm(r.match.query)]);
+  return JSON.stringify([
+    group,
+    host.toLowerCase(),
+    segmentPrefix(product, r) ? 'segment_prefix' : r.match.path.type,
+    fullPath(product, r),
+    [...(r.match.methods ?? [])].sort(),
+    norm(r.match.headers),
+    norm(r.match.query),
+  ]);
 }
 
 function describeMatch(product: Product, r: Route): string {

@@ -117,7 +117,8 @@ export interface VirtualHostIR {
   routes: RouteIR[];
 }
 
-export type PathKind = 'exact' | 'template' | 'regex' | 'prefix';
+/** segment_prefix: a prefix ending at a segment boundary (Envoy's path_separated_prefix); its value never ends in '/'. */
+export type PathKind = 'exact' | 'template' | 'regex' | 'prefix' | 'segment_prefix';
 
 export interface PathMatchIR {
   kind: PathKind;

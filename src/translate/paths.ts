@@ -3,7 +3,13 @@
 import { escapeRegex } from '../model/index.ts';
 import type { PathKind, PathMatchIR, PathRewriteIR } from './ir.ts';
 
-const KIND_RANK: Readonly<Record<PathKind, number>> = { exact: 0, template: 1, regex: 2, prefix: 3 };
+// Both kinds of prefix share a rank: the longer prefix goes first whichever kind it is.
+const KIND_RANK: Readonly<Record<PathKind, number>> = { exact: 0, template: 1, regex: 2, prefix: 3, segment_prefix: 3 };
+
+/** Prefix matches of either kind: both replace the matched characters in a prefix rewrite. */
+export function isPrefix(path: PathMatchIR): boolean {
+  return path.kind === 'prefix' || path.kind === 'segment_prefix';
+}
 
 /** Plain code-unit order (never locale-dependent). */
 export function compareStrings(a: string, b: string): number {
@@ -34,7 +40,8 @@ function compareTemplates(a: string, b: string): number {
 
 /**
  * Orders path matches most-specific-first: exact, then templates (literal segments before
- * variables before **), then regexes, then prefixes longest first. 0 only for identical matches.
+ * variables before **), then regexes, then prefixes longest first (on a segment boundary before
+ * one without, for the same characters: it matches less). 0 only for identical matches.
  */
 export function comparePaths(a: PathMatchIR, b: PathMatchIR): number {
   const kind = KIND_RANK[a.kind] - KIND_RANK[b.kind];
@@ -45,8 +52,10 @@ export function comparePaths(a: PathMatchIR, b: PathMatchIR): number {
     case 'template':
       return compareTemplates(a.value, b.value);
     case 'regex':
-    case 'prefix':
       return b.value.length - a.value.length || compareStrings(a.value, b.value);
+    case 'prefix':
+    case 'segment_prefix':
+      return b.value.length - a.value.length || compareStrings(a.value, b.value) || (a.kind === b.kind ? 0 : a.kind === 'segment_prefix' ? -1 : 1);
   }
 }
 
@@ -85,7 +94,7 @@ export function compareRoutes(a: RouteOrderKey, b: RouteOrderKey): number {
 export function stripPrefixRewrite(path: PathMatchIR, strip: string): PathRewriteIR | undefined {
   // Removing '/' and restoring the leading slash changes nothing.
   if (strip === '/') return undefined;
-  if (path.kind === 'prefix' && path.value.startsWith(strip)) {
+  if (isPrefix(path) && path.value.startsWith(strip)) {
     const rest = path.value.slice(strip.length);
     if (rest !== '') return { kind: 'prefix', value: rest.startsWith('/') ? rest : `/${rest}` };
     // The matched prefix is exactly the stripped one: '/' is only right if nothing can follow but a segment.
@@ -94,10 +103,16 @@ export function stripPrefixRewrite(path: PathMatchIR, strip: string): PathRewrit
   return { kind: 'regex', pattern: `^${escapeRegex(strip)}/?`, substitution: '/' };
 }
 
+/** Whether a request path (without query) matches a prefix of either kind, as Envoy decides it. */
+export function prefixMatches(path: PathMatchIR, requestPath: string): boolean {
+  if (!requestPath.startsWith(path.value)) return false;
+  return path.kind !== 'segment_prefix' || requestPath.length === path.value.length || requestPath[path.value.length] === '/';
+}
+
 /** Applies a path rewrite the way Envoy does, for tests and previews (the query string is kept aside). */
 export function applyRewrite(path: PathMatchIR, rewrite: PathRewriteIR, requestPath: string): string {
   if (rewrite.kind === 'prefix') {
-    if (path.kind !== 'prefix' || !requestPath.startsWith(path.value)) return requestPath;
+    if (!isPrefix(path) || !prefixMatches(path, requestPath)) return requestPath;
     return rewrite.value + requestPath.slice(path.value.length);
   }
   // Envoy substitutes every match; the patterns generated here are anchored, so there is at most one.

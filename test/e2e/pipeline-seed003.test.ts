@@ -1,6 +1,7 @@
 // The whole pipeline with a real Envoy: the seed-003 example applied through the admin API is served
 // by an Envoy that started with only the bootstrap; the validation gate refuses a write with 422 and
-// serves nothing new; a config Envoy NACKs keeps the last good one and shows up in fleet status.
+// serves nothing new; a config Envoy NACKs keeps the last good one and shows up in fleet status;
+// route prefixes end at a path segment boundary unless a route opts out.
 import assert from 'node:assert/strict';
 import { describe, it } from 'node:test';
 import { translate } from '../../src/translate/index.ts';
@@ -103,6 +104,55 @@ describe('pipeline: seed 003 through admin API, store, translator, xDS and a rea
         assert.equal(h.status, 200);
         assert.equal(h.headers.get('content-type'), 'application/json');
         assert.deepEqual(h.json, { status: 'ok' });
+      });
+
+      await t.test('route prefixes end at a segment boundary unless a route opts out; a product root route answers its base path', async () => {
+        for (const p of ['/api/ordersXYZ', '/api/orders.json', '/api/usersX/u_1', '/api/products-all']) {
+          const r = await call(`${gw}${p}`);
+          assert.equal(r.status, 404, `${p}: ${r.text}`);
+          assert.equal(r.json.error, 'not_found', p);
+        }
+        for (const [p, upstream] of [
+          ['/api/orders', '/orders'],
+          ['/api/orders/', '/orders/'],
+          ['/api/orders?page=2', '/orders?page=2'],
+          ['/api/orders/o_1', '/orders/o_1'],
+        ]) {
+          const r = await call(`${gw}${p}`);
+          assert.deepEqual([r.status, r.json?.service, r.json?.path], [200, 'orders', upstream], p);
+        }
+        // A product whose root route ('/') answers the base path itself, and a route that opts out of the boundary.
+        assert.equal((await api.post('/api/v1/products', { name: 'legacy', gatewayGroups: [GROUP], basePath: '/legacy', auth: { accept: ['none'] } })).status, 201);
+        const root = await api.post('/api/v1/products/legacy/routes', { name: 'root', match: { path: { type: 'prefix', value: '/' } }, service: 'users', rewrite: { stripPrefix: '/legacy' } });
+        assert.equal(root.status, 201, root.text);
+        const files = await api.post('/api/v1/products/legacy/routes', {
+          name: 'files',
+          match: { path: { type: 'prefix', value: '/files', segmentBoundary: false } },
+          service: 'products',
+          rewrite: { stripPrefix: '/legacy' },
+        });
+        assert.equal(files.status, 201, files.text);
+        const refused = await api.post('/api/v1/products/legacy/routes', { name: 'bad', match: { path: { type: 'exact', value: '/x', segmentBoundary: false } }, service: 'users' });
+        assert.equal(refused.status, 422, refused.text);
+        assert.match(refused.headers.get('content-type') ?? '', /application\/problem\+json/);
+        assert.deepEqual(
+          refused.body.errors.map((e: { field: string; message: string }) => [e.field, e.message]),
+          [['match.path.segmentBoundary', 'applies to prefix matches only, not exact']],
+        );
+        await waitFor('Envoy in sync with the legacy product', inSync, 30_000);
+        for (const [p, service, upstream] of [
+          ['/legacy', 'users', '/'],
+          ['/legacy/', 'users', '/'],
+          ['/legacy/a/b', 'users', '/a/b'],
+          ['/legacy/files/a', 'products', '/files/a'],
+          ['/legacy/filesXYZ', 'products', '/filesXYZ'],
+        ]) {
+          const r = await call(`${gw}${p}`);
+          assert.deepEqual([r.status, r.json?.service, r.json?.path], [200, service, upstream], p);
+        }
+        assert.equal((await call(`${gw}/legacyXYZ`)).status, 404, 'the base path ends at a segment boundary too');
+        assert.equal((await api.delete('/api/v1/products/legacy')).status, 204);
+        await waitFor('Envoy in sync without the legacy product', inSync, 30_000);
       });
 
       await t.test('the validation gate: a write whose translation Envoy would refuse is a 422 naming the field, and nothing served changes', async () => {

@@ -2,7 +2,7 @@
 import { describe, it } from 'node:test';
 import assert from 'node:assert/strict';
 import type { KindName, ModelSnapshot } from '../../src/model/model.ts';
-import { validateModel, resourceSchemaErrors, fullPath, re2Problem, serviceDiscovery } from '../../src/model/validate.ts';
+import { validateModel, resourceSchemaErrors, fullPath, segmentPrefix, re2Problem, serviceDiscovery } from '../../src/model/validate.ts';
 import { modelOf } from '../support/ratelimit-fixtures.ts';
 import { selfSigned } from '../support/certs.ts';
 
@@ -50,6 +50,22 @@ describe('validateModel', () => {
     assert.equal(errors[0]!.code, 'conflict');
     assert.equal(errors[0]!.key, 'q/b');
     assert.match(errors[0]!.message, /route 'p\/a' already matches GET\|POST prefix '\/api\/x' on host '\*' in gateway group 'edge'/);
+  });
+
+  it('takes segmentBoundary on prefix matches only; a segment prefix and a plain one on the same characters do not conflict', () => {
+    const m = modelOf([
+      ...base,
+      ['routes', { product: 'p', name: 'exact', match: { path: { type: 'exact', value: '/e', segmentBoundary: true } }, service: 'svc' }],
+      ['routes', { product: 'p', name: 'regex', match: { path: { type: 'regex', value: '/r.*', segmentBoundary: false } }, service: 'svc' }],
+      ['routes', { product: 'p', name: 'orders', match: { path: { type: 'prefix', value: '/orders' } }, service: 'svc' }],
+      ['routes', { product: 'p', name: 'orders-any', match: { path: { type: 'prefix', value: '/orders', segmentBoundary: false } }, service: 'svc' }],
+      ['routes', { product: 'p', name: 'orders-again', match: { path: { type: 'prefix', value: '/orders', segmentBoundary: true } }, service: 'svc' }],
+    ]);
+    assert.deepEqual(messages(m), [
+      'routes p/exact match.path.segmentBoundary: applies to prefix matches only, not exact',
+      "routes p/orders-again match: route 'p/orders' already matches prefix '/api/orders' on host '*' in gateway group 'edge'",
+      'routes p/regex match.path.segmentBoundary: applies to prefix matches only, not regex',
+    ]);
   });
 
   it('checks route actions, rewrites and path templates', () => {
@@ -154,7 +170,15 @@ describe('schema messages and helpers', () => {
 
   it('compute full paths, RE2 compatibility and discovery defaults', () => {
     assert.equal(fullPath({ basePath: '/api/' }, { match: { path: { type: 'prefix', value: '/orders' } } }), '/api/orders');
-    assert.equal(fullPath({ basePath: '/api' }, { match: { path: { type: 'prefix', value: '/' } } }), '/api/');
+    // The product's root: on a segment boundary '/api' (matching '/api' and '/api/…'), without one '/api/'.
+    assert.equal(fullPath({ basePath: '/api' }, { match: { path: { type: 'prefix', value: '/' } } }), '/api');
+    assert.equal(fullPath({ basePath: '/api' }, { match: { path: { type: 'prefix', value: '/', segmentBoundary: false } } }), '/api/');
+    assert.equal(fullPath({ basePath: '/api' }, { match: { path: { type: 'exact', value: '/' } } }), '/api/');
+    assert.equal(segmentPrefix({ basePath: '/api' }, { match: { path: { type: 'prefix', value: '/' } } }), true);
+    assert.equal(segmentPrefix({}, { match: { path: { type: 'prefix', value: '/' } } }), false, "'/' is a plain prefix");
+    assert.equal(segmentPrefix({}, { match: { path: { type: 'prefix', value: '/orders/' } } }), false, 'a trailing slash is a boundary already');
+    assert.equal(segmentPrefix({}, { match: { path: { type: 'prefix', value: '/orders', segmentBoundary: false } } }), false);
+    assert.equal(segmentPrefix({}, { match: { path: { type: 'exact', value: '/orders' } } }), false);
     assert.equal(fullPath({ basePath: '/v1.0' }, { match: { path: { type: 'regex', value: '^/items/[0-9]+$' } } }), '/v1\\.0/items/[0-9]+$');
     assert.equal(re2Problem('^/a(?!b)'), 'lookahead and lookbehind are not supported by RE2');
     assert.equal(re2Problem('(a)\\1'), 'backreferences are not supported by RE2');

@@ -4,7 +4,7 @@ import assert from 'node:assert/strict';
 import { describe, it } from 'node:test';
 import { modelOf } from '../support/ratelimit-fixtures.ts';
 import type { PathMatchIR } from '../../src/translate/ir.ts';
-import { applyRewrite, comparePaths, compareRoutes, stripPrefixRewrite, type RouteOrderKey } from '../../src/translate/paths.ts';
+import { applyRewrite, comparePaths, compareRoutes, prefixMatches, stripPrefixRewrite, type RouteOrderKey } from '../../src/translate/paths.ts';
 import { groupToIr } from '../../src/translate/to-ir/group.ts';
 
 const p = (kind: PathMatchIR['kind'], value: string): PathMatchIR => ({ kind, value });
@@ -23,6 +23,31 @@ describe('route ordering', () => {
       'prefix /a/b',
       'prefix /a',
     ]);
+  });
+
+  it('ranks both kinds of prefix together, longest first; on the same characters the segment prefix (matching less) first', () => {
+    assert.deepEqual(sortPaths([p('prefix', '/a'), p('segment_prefix', '/a'), p('prefix', '/a/b/c'), p('segment_prefix', '/a/b'), p('prefix', '/a/'), p('regex', '/a(/.*)?')]), [
+      'regex /a(/.*)?',
+      'prefix /a/b/c',
+      'segment_prefix /a/b',
+      'prefix /a/',
+      'segment_prefix /a',
+      'prefix /a',
+    ]);
+    assert.equal(comparePaths(p('segment_prefix', '/a'), p('segment_prefix', '/a')), 0);
+  });
+
+  it('matches a segment prefix exactly or up to a slash, a plain prefix on any character', () => {
+    for (const [path, request, match] of [
+      [p('segment_prefix', '/api/orders'), '/api/orders', true],
+      [p('segment_prefix', '/api/orders'), '/api/orders/', true],
+      [p('segment_prefix', '/api/orders'), '/api/orders/o_1', true],
+      [p('segment_prefix', '/api/orders'), '/api/ordersXYZ', false],
+      [p('segment_prefix', '/api/orders'), '/api/order', false],
+      [p('prefix', '/api/orders'), '/api/ordersXYZ', true],
+    ] as const) {
+      assert.equal(prefixMatches(path, request), match, `${path.kind} ${path.value} ${request}`);
+    }
   });
 
   it('orders templates literal segments first, then single-segment variables, then **', () => {
@@ -83,6 +108,11 @@ describe('strip-prefix rewrite', () => {
     [p('prefix', '/api/'), '/api', '/api/x', '/x'],
     [p('prefix', '/api/orders'), '/api/', '/api/orders/1', '/orders/1'],
     [p('prefix', '/api/'), '/api/', '/api/x', '/x'],
+    [p('segment_prefix', '/api/orders'), '/api', '/api/orders', '/orders'],
+    [p('segment_prefix', '/api/orders'), '/api', '/api/orders/12', '/orders/12'],
+    [p('segment_prefix', '/api'), '/api', '/api', '/'],
+    [p('segment_prefix', '/api'), '/api', '/api/orders', '/orders'],
+    [p('segment_prefix', '/api/orders'), '/api/orders', '/api/orders/12', '/12'],
     [p('exact', '/api/auth/login'), '/api', '/api/auth/login', '/auth/login'],
     [p('exact', '/api'), '/api', '/api', '/'],
     [p('template', '/api/items/{id}'), '/api', '/api/items/7', '/items/7'],
@@ -102,11 +132,14 @@ describe('strip-prefix rewrite', () => {
     // '/api' + '/orders' would become '//orders' with prefix_rewrite '/'.
     assert.deepEqual(stripPrefixRewrite(p('prefix', '/api'), '/api'), { kind: 'regex', pattern: '^/api/?', substitution: '/' });
     assert.deepEqual(stripPrefixRewrite(p('exact', '/a.b/c'), '/a.b'), { kind: 'regex', pattern: '^/a\\.b/?', substitution: '/' });
+    assert.deepEqual(stripPrefixRewrite(p('segment_prefix', '/api/orders'), '/api'), { kind: 'prefix', value: '/orders' });
+    assert.deepEqual(stripPrefixRewrite(p('segment_prefix', '/api'), '/api'), { kind: 'regex', pattern: '^/api/?', substitution: '/' });
   });
 
   it('never produces an empty path', () => {
     for (const [path, strip] of [
       [p('prefix', '/v1'), '/v1'],
+      [p('segment_prefix', '/v1'), '/v1'],
       [p('exact', '/v1'), '/v1'],
       [p('prefix', '/v1/'), '/v1/'],
     ] as const) {

@@ -101,7 +101,7 @@ describe('405 fallbacks', () => {
     ]);
     assert.deepEqual(names(vh), ['p/purge', 'p/list', 'portico/method-not-allowed', 'p/rest', 'portico/not-found']);
     const fallback = vh.routes[2]!;
-    assert.deepEqual(fallback.match, { prefix: '/api/orders' });
+    assert.deepEqual(fallback.match, { path_separated_prefix: '/api/orders' });
     assert.equal(jsonAt(fallback, 'direct_response', 'status'), 405);
     const headers = Object.fromEntries((fallback.response_headers_to_add as JsonObject[]).map((h) => [jsonAt(h, 'header', 'key'), jsonAt(h, 'header', 'value')]));
     assert.deepEqual(headers, { allow: 'GET, POST, DELETE', 'content-type': 'application/json' });
@@ -127,7 +127,7 @@ describe('405 fallbacks', () => {
     ]);
     assert.deepEqual(names(vh), ['p/exact', 'portico/method-not-allowed', 'p/prefix', 'portico/method-not-allowed', 'portico/not-found']);
     assert.deepEqual(vh.routes[1]!.match, { path: '/api/x' });
-    assert.deepEqual(vh.routes[3]!.match, { prefix: '/api/x' });
+    assert.deepEqual(vh.routes[3]!.match, { path_separated_prefix: '/api/x' });
   });
 
   it('matches methods on :method', () => {

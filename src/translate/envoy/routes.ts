@@ -40,6 +40,9 @@ export function routeMatch(m: MatchIR): JsonObject {
     case 'prefix':
       out.prefix = m.path.value;
       break;
+    case 'segment_prefix':
+      out.path_separated_prefix = m.path.value;
+      break;
     case 'regex':
       out.safe_regex = { regex: m.path.value };
       break;

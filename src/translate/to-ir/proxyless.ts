@@ -1,6 +1,6 @@
 // Model → IR for a group of proxyless gRPC clients: an API listener and a route table per product
 // host, routes as gRPC clients read them, clusters always HTTP/2 with a weighted locality.
-import type { ModelSnapshot, GatewayGroup, Product, RetryPolicy, Route, Service } from '../../model/index.ts';
+import { escapeRegex, type ModelSnapshot, type GatewayGroup, type Product, type RetryPolicy, type Route, type Service } from '../../model/index.ts';
 import type { GroupIR, RetryIR, RouteIR, RouteTableIR } from '../ir.ts';
 import { compareRoutes, compareStrings } from '../paths.ts';
 import { groupProducts, productRoutes, productHosts } from './common.ts';
@@ -43,6 +43,16 @@ export function proxylessRouteIr(model: ModelSnapshot, product: Product, route: 
 }
 
 /**
+ * gRPC clients read prefix, exact and regex paths only (they refuse a route table with another
+ * kind): a prefix on a segment boundary becomes the regex matching the same paths.
+ */
+function withGrpcPath(ir: RouteIR): RouteIR {
+  const p = ir.match.path;
+  if (p.kind !== 'segment_prefix') return ir;
+  return { ...ir, match: { ...ir.match, path: { kind: 'regex', value: `${escapeRegex(p.value)}(/.*)?` } } };
+}
+
+/**
  * A group of proxyless gRPC clients: per product host, an API listener named as the host and a route
  * table with that host's virtual host; the clusters its routes use, always HTTP/2 and EDS with a
  * weighted locality. No catch-all 404, 405 fallback or other direct response: gRPC clients refuse a
@@ -52,12 +62,15 @@ export function proxylessGroupToIr(model: ModelSnapshot, group: GatewayGroup): G
   const byHost = new Map<string, PlacedRoute[]>();
   const serviceNames = new Set<string>();
   for (const p of groupProducts(model, group.name)) {
-    const routes = productRoutes(model, p.name).map((r) => proxylessRouteIr(model, p, r));
-    for (const r of routes) if (r.action.kind === 'forward') for (const c of r.action.clusters) serviceNames.add(c.name);
+    // Ordered by the route's own path, served with the path gRPC clients can read.
+    const routes = productRoutes(model, p.name)
+      .map((r) => proxylessRouteIr(model, p, r))
+      .map((ir) => ({ ir: withGrpcPath(ir), key: orderKey(ir, 0) }));
+    for (const { ir: r } of routes) if (r.action.kind === 'forward') for (const c of r.action.clusters) serviceNames.add(c.name);
     for (const host of productHosts(p) ?? []) {
       let list = byHost.get(host);
       if (!list) byHost.set(host, (list = []));
-      for (const ir of routes) list.push({ ir, key: orderKey(ir, 0) });
+      list.push(...routes);
     }
   }
   const hosts = [...byHost.keys()].sort(compareStrings);

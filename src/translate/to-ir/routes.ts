@@ -5,6 +5,7 @@ import {
   apiKeyHeader,
   effectiveAccept,
   fullPath,
+  segmentPrefix,
   type ModelSnapshot,
   type CredentialType,
   type HeaderMatch,
@@ -61,7 +62,7 @@ function queryMatchIr(q: QueryMatch): QueryMatchIR {
 export function matchIr(product: Product, route: Route): MatchIR {
   const m = route.match;
   return {
-    path: { kind: m.path.type, value: fullPath(product, route) },
+    path: { kind: segmentPrefix(product, route) ? 'segment_prefix' : m.path.type, value: fullPath(product, route) },
     ...(m.methods ? { methods: sortMethods(m.methods) } : {}),
     headers: (m.headers ?? []).map(headerMatchIr),
     query: (m.query ?? []).map(queryMatchIr),
