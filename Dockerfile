@@ -53,8 +53,9 @@ USER 10001:10001
 EXPOSE 8081 18000 18001
 HEALTHCHECK --interval=15s --timeout=5s --start-period=90s --retries=3 \
   CMD ["node", "/app/deploy/docker/healthcheck.mjs"]
-# SIGTERM drains (readiness 503, xDS streams ended cleanly, in-flight callouts finished) and exits
-# within PORTICO_SHUTDOWN_GRACE_MS + 5 s; give the container at least that before SIGKILL.
+# SIGTERM drains (readiness 503, serving on for PORTICO_SHUTDOWN_DELAY_MS, then xDS streams ended
+# cleanly, in-flight callouts finished) and exits within the delay + PORTICO_SHUTDOWN_GRACE_MS + 5 s;
+# give the container at least that before SIGKILL.
 STOPSIGNAL SIGTERM
 ENTRYPOINT ["/app/bin/portico"]
 CMD ["serve"]

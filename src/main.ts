@@ -156,11 +156,16 @@ export async function startPortico(settings: Settings, opts: StartOptions = {}):
   let closing: Promise<void> | undefined;
   const close = () =>
     (closing ??= (async () => {
-      log.info('shutting down');
-      // Draining: /readyz answers 503 from now on. Then gRPC stops accepting, ends every xDS stream
-      // cleanly (Envoys keep their config and reconnect to another replica) and lets in-flight
-      // callouts finish (bounded by the grace period), while this replica still follows the model.
+      log.info({ delayMs: settings.shutdownDelayMs }, 'shutting down');
+      // Draining: /readyz answers 503 from now on. Load balancers drop a replica asynchronously
+      // (Kubernetes endpoints and DNS, health-checking balancers), so it keeps serving everything
+      // for the shutdown delay: a connection still sent here is answered, not refused. Then gRPC
+      // stops accepting, ends every xDS stream cleanly (Envoys keep their config and reconnect to
+      // another replica), sends the callout connections a GOAWAY (Envoy opens its next connection
+      // elsewhere) and lets in-flight callouts finish (bounded by the grace period), while this
+      // replica still follows the model.
       draining = true;
+      if (settings.shutdownDelayMs > 0) await new Promise((r) => setTimeout(r, settings.shutdownDelayMs));
       // (the gRPC server stops accepting first; then open access-log streams end, Envoys reopen them elsewhere)
       await Promise.all([xds.server.close(settings.shutdownGraceMs), callouts.close(settings.shutdownGraceMs), accessLogs.close()]);
       detach();

@@ -8,9 +8,10 @@ export async function serve(settings: Settings, applyFile?: string): Promise<voi
   const log = createLogger(settings.logLevel);
   // The document is applied before the servers start, so /readyz never reports a model without it.
   const portico = await startPortico(settings, { logger: log, ...(applyFile ? { applyFile } : {}) });
-  // SIGTERM: /readyz turns 503, xDS streams end cleanly, in-flight callouts finish, then the admin
-  // API and the database close. The exit is bounded: past the grace period (plus 5 s for the rest)
-  // the process exits anyway, and a second signal exits at once.
+  // SIGTERM: /readyz turns 503, the replica keeps serving for the shutdown delay, then xDS streams
+  // end cleanly, in-flight callouts finish, and the admin API and the database close. The exit is
+  // bounded: past the delay and the grace period (plus 5 s for the rest) the process exits anyway,
+  // and a second signal exits at once.
   let stopping = false;
   const stop = (signal: string) => {
     if (stopping) {
@@ -19,11 +20,14 @@ export async function serve(settings: Settings, applyFile?: string): Promise<voi
     }
     stopping = true;
     const started = Date.now();
-    log.info({ signal, graceMs: settings.shutdownGraceMs }, 'signal received; draining');
-    const timer = setTimeout(() => {
-      log.error('shutdown took too long; exiting');
-      process.exit(1);
-    }, settings.shutdownGraceMs + 5_000);
+    log.info({ signal, delayMs: settings.shutdownDelayMs, graceMs: settings.shutdownGraceMs }, 'signal received; draining');
+    const timer = setTimeout(
+      () => {
+        log.error('shutdown took too long; exiting');
+        process.exit(1);
+      },
+      settings.shutdownDelayMs + settings.shutdownGraceMs + 5_000,
+    );
     timer.unref();
     portico.close().then(
       () => {

@@ -42,6 +42,11 @@ export interface Settings {
   reconcileMs: number;
   /** Milliseconds to wait for in-flight work at shutdown. */
   shutdownGraceMs: number;
+  /**
+   * Milliseconds a stopping replica keeps serving (readiness already 503) before it stops accepting:
+   * load balancers drop a replica asynchronously (Kubernetes endpoints, health-checking balancers).
+   */
+  shutdownDelayMs: number;
   /** Body size limit for admin API requests. */
   adminBodyLimitBytes: number;
   /** Envoys stream access logs to the control plane (per product × partner request metrics). */
@@ -130,6 +135,7 @@ export function loadSettings(env: Env = process.env): Settings {
     debounceMaxMs: int(env, 'PORTICO_DEBOUNCE_MAX_MS', 250, 0, 60_000),
     maxConnectionAgeMs: int(env, 'PORTICO_MAX_CONNECTION_AGE_MS', 30 * 60_000, 0, 86_400_000),
     shutdownGraceMs: int(env, 'PORTICO_SHUTDOWN_GRACE_MS', 10_000, 0, 600_000),
+    shutdownDelayMs: int(env, 'PORTICO_SHUTDOWN_DELAY_MS', 0, 0, 600_000),
     reconcileMs: int(env, 'PORTICO_RECONCILE_MS', 10_000, 100, 3_600_000),
     adminBodyLimitBytes: int(env, 'PORTICO_ADMIN_BODY_LIMIT', 64 * 1024 * 1024, 1024, 1024 * 1024 * 1024),
     accessLog: bool(env, 'PORTICO_ACCESS_LOG', true),

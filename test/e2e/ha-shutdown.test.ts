@@ -1,9 +1,11 @@
 // Graceful shutdown of one control-plane replica (what `portico serve` does on SIGTERM): /readyz
-// turns 503 "draining" at once, the gRPC listener stops taking new calls, connected xDS streams are
-// ended with OK (Envoys keep their config and reconnect elsewhere), the callout listener takes no new
-// connections, and an ext_authz Check already
-// in flight still gets its real answer before close() resolves. The in-flight Check is held by a gate
-// the test opens, in front of the service's own checkBytes (a slow decision, made deterministic).
+// turns 503 "draining" at once; for the shutdown delay (PORTICO_SHUTDOWN_DELAY_MS, while load
+// balancers and DNS drop the replica) everything keeps serving, a new connection's Check included;
+// then the gRPC listener stops taking new calls, connected xDS streams are ended with OK (Envoys keep
+// their config and reconnect elsewhere), the callout listener takes no new connections, and an
+// ext_authz Check already in flight still gets its real answer before close() resolves. The
+// in-flight Check is held by a gate the test opens, in front of the service's own checkBytes (a slow
+// decision, made deterministic).
 import assert from 'node:assert/strict';
 import { describe, it } from 'node:test';
 import * as grpc from '@grpc/grpc-js';
@@ -21,10 +23,11 @@ type CheckClient = grpc.Client & {
 const CheckClientCtor = grpc.makeGenericClientConstructor(authzClientDefinition(), 'Authorization') as unknown as new (address: string, creds: grpc.ChannelCredentials) => CheckClient;
 
 describe('graceful shutdown of a replica', () => {
-  it('drains: readiness 503, no new calls, xDS streams ended cleanly, in-flight Check answered', async (t) => {
+  it('drains: readiness 503, serving on for the delay, then no new calls, xDS streams ended cleanly, in-flight Check answered', async (t) => {
     let open!: () => void;
     const gate = new Promise<void>((r) => (open = r));
-    const portico = await startTestPortico({ env: { PORTICO_SHUTDOWN_GRACE_MS: '20000' } });
+    // The delay only has to outlast the few calls made during it (generous for a loaded machine).
+    const portico = await startTestPortico({ env: { PORTICO_SHUTDOWN_GRACE_MS: '20000', PORTICO_SHUTDOWN_DELAY_MS: '8000' } });
     let closed = false;
     t.after(async () => {
       open();
@@ -55,14 +58,16 @@ describe('graceful shutdown of a replica', () => {
     const received: SotwResponse[] = [];
     stream.on('data', (r: SotwResponse) => received.push(r));
     stream.on('error', () => {});
-    const adsStatus = new Promise<grpc.StatusObject>((resolve) => stream.on('status', resolve));
+    let adsEnded = false;
+    const adsStatus = new Promise<grpc.StatusObject>((resolve) => stream.on('status', resolve)).finally(() => (adsEnded = true));
     stream.write({ node: { id: 'edge-1', cluster: 'edge' }, type_url: TYPE_URLS.cluster });
     await waitFor('the ADS stream to get clusters', () => received[0]);
 
-    // A Check held in front of the service's decision: in flight when shutdown starts.
+    // The first Check is held in front of the service's decision: in flight when shutdown starts.
     let reached = false;
     const original = portico.authz.checkBytes.bind(portico.authz);
     portico.authz.checkBytes = (bytes, peer) => {
+      if (reached) return original(bytes, peer);
       reached = true;
       return gate.then(() => original(bytes, peer));
     };
@@ -86,6 +91,19 @@ describe('graceful shutdown of a replica', () => {
     assert.equal(ready.status, 503, ready.text);
     assert.equal(ready.body.status, 'draining');
     assert.equal((await api.withToken(undefined).get('/healthz')).status, 200, 'alive while draining');
+
+    // During the delay a balancer that has not dropped this replica yet may still send it a new
+    // connection: it is served (a fresh channel, so a new connection), and the xDS stream stays open.
+    const early = new CheckClientCtor(calloutAddr, grpc.credentials.createInsecure());
+    t.after(() => early.close());
+    const during = (await new Promise<JsonObject | undefined>((resolve, reject) => early.Check(request, { deadline: Date.now() + 5_000 }, (err, res) => (err ? reject(err) : resolve(res))))) as {
+      status?: { code?: number };
+      dynamic_metadata?: Record<string, string>;
+    };
+    assert.equal(during.status?.code ?? 0, 0, `a Check on a new connection during the delay: ${JSON.stringify(during)}`);
+    assert.equal(during.dynamic_metadata?.partner, 'acme');
+    assert.equal(adsEnded, false, 'xDS streams stay open during the delay');
+    assert.equal((await api.withToken(undefined).get('/readyz')).status, 503, 'still draining');
 
     const ended = await adsStatus;
     assert.equal(ended.code, grpc.status.OK, `xDS stream ended cleanly: ${ended.details}`);

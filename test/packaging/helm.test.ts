@@ -107,11 +107,11 @@ describe('Helm chart (helm/portico)', () => {
     assert.deepEqual(c.securityContext.capabilities.drop, ['ALL']);
     assert.ok(pod.spec.volumes.some((v: { name: string; emptyDir?: unknown }) => v.emptyDir) && c.volumeMounts.some((m: { mountPath: string }) => m.mountPath === '/tmp'), 'a writable /tmp');
     assert.equal(pod.spec.automountServiceAccountToken, false);
-    // Shutdown: preStop sleep, then SIGTERM drains within the grace period (+5 s) before the kubelet kills.
+    // Shutdown: SIGTERM, the replica keeps serving while DNS drops it (the delay), then drains within the
+    // grace period (+5 s), all before the kubelet kills.
     const settings = loadSettings(podEnv(c, { 'portico-secrets': decoded(find(manifests, 'Secret', 'portico-secrets')) }));
-    const preStop = Number(c.lifecycle.preStop.exec.command[1]);
-    assert.ok(preStop > 0);
-    assert.ok(pod.spec.terminationGracePeriodSeconds >= preStop + settings.shutdownGraceMs / 1000 + 5, 'grace covers preStop + drain + the bounded exit');
+    assert.ok(settings.shutdownDelayMs >= 10_000, "the delay covers the DNS TTL and Envoy's DNS refresh (5 s each)");
+    assert.ok(pod.spec.terminationGracePeriodSeconds >= (settings.shutdownDelayMs + settings.shutdownGraceMs) / 1000 + 5, 'grace covers delay + drain + the bounded exit');
     // The settings the replicas run with: listeners on the container ports, identical callout address.
     assert.equal(settings.adminPort, port('admin'));
     assert.equal(settings.grpcPort, port('xds'));
