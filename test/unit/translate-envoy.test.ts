@@ -113,16 +113,16 @@ describe('ext_authz', () => {
     ['routes', { product: 'priv', name: 'r', match: { path: { type: 'prefix', value: '/priv' } }, service: 's' }],
   ];
 
-  it('defaults to failing closed with a 250ms gRPC call to portico.callouts, between CORS and the router', () => {
+  it('defaults to failing closed with a 1 s gRPC call to portico.callouts, between CORS and the router', () => {
     const l = group(validModel([['gatewayGroups', { name: 'g', listeners: [{ name: 'web', port: 8080 }] }], svc, ...publicProduct(['g']), ...protectedRoute])).listeners[0]!;
     assert.deepEqual(filterNames(l), ['envoy.filters.http.header_mutation', 'envoy.filters.http.ext_authz', 'envoy.filters.http.router']);
     const cfg = jsonAt(hcm(l), 'http_filters', 1, 'typed_config') as JsonObject;
     assert.deepEqual(cfg.grpc_service, {
       envoy_grpc: { cluster_name: 'portico.callouts' },
-      timeout: '0.250s',
-      // A draining or lost replica's refusal is retried on another, inside the same 250 ms (and
+      timeout: '1s',
+      // A draining or lost replica's refusal is retried on another, inside the same second (and
       // max_interval, Envoy's per-try timeout, is the whole timeout).
-      retry_policy: { retry_on: 'connect-failure,refused-stream,reset,unavailable', num_retries: 2, retry_back_off: { base_interval: '0.010s', max_interval: '0.250s' } },
+      retry_policy: { retry_on: 'connect-failure,refused-stream,reset,unavailable', num_retries: 2, retry_back_off: { base_interval: '0.010s', max_interval: '1s' } },
     });
     assert.equal(cfg.failure_mode_allow, false);
     assert.equal(cfg.include_peer_certificate, true);
@@ -283,5 +283,9 @@ describe('clusters', () => {
     assert.deepEqual(parseHostPort('[::1]:18001'), { host: '::1', port: 18001 });
     assert.throws(() => parseHostPort('localhost'), /host:port/);
     assert.throws(() => parseHostPort('localhost:99999'), /host:port/);
+  });
+
+  it('lets every callout in flight be retried at once (a draining replica refuses them together)', () => {
+    assert.deepEqual(byName.get('portico.callouts')!.circuit_breakers, { thresholds: [{ max_retries: 1024 }] });
   });
 });

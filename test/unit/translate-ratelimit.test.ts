@@ -130,7 +130,7 @@ describe('combined mode (the default)', () => {
       ]),
     );
     assert.deepEqual(names(plain), ['envoy.filters.http.header_mutation', 'envoy.filters.http.ext_authz', 'envoy.filters.http.router']);
-    assert.equal(jsonAt(plain.filters[1], 'typed_config', 'grpc_service', 'timeout'), '0.250s');
+    assert.equal(jsonAt(plain.filters[1], 'typed_config', 'grpc_service', 'timeout'), '1s');
     assert.equal(jsonAt(perFilter(plain, 'api/items', 'envoy.filters.http.ext_authz'), 'check_settings', 'context_extensions', 'ratelimit'), undefined);
   });
 });
@@ -147,7 +147,7 @@ describe('service mode', () => {
     assert.equal(rl.enable_x_ratelimit_headers, 'OFF');
     assert.equal(rl.disable_x_envoy_ratelimited_header, true);
     assert.deepEqual(jsonAt(rl, 'rate_limit_service', 'grpc_service', 'envoy_grpc'), { cluster_name: 'portico.callouts' });
-    assert.equal(jsonAt(filter(o, 'envoy.filters.http.ext_authz'), 'typed_config', 'grpc_service', 'timeout'), '0.250s', 'authorization alone');
+    assert.equal(jsonAt(filter(o, 'envoy.filters.http.ext_authz'), 'typed_config', 'grpc_service', 'timeout'), '1s', 'authorization alone');
   });
 
   it('sends exactly the descriptor the rate-limit service parses: route, address, partner from ext_authz, counted headers', () => {

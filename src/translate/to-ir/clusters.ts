@@ -3,7 +3,7 @@
 // services (callouts, access logs, the OpenTelemetry collector).
 import { isIpLiteral, serviceDiscovery, type Service } from '../../model/index.ts';
 import type { ClusterIR, LbPolicyIR } from '../ir.ts';
-import { parseHostPort, DEFAULTS } from './common.ts';
+import { CALLOUT_CLUSTER, parseHostPort, DEFAULTS } from './common.ts';
 
 // ── clusters ──────────────────────────────────────────────────────────────────
 const LB_POLICY: Readonly<Record<NonNullable<Service['lbPolicy']>, LbPolicyIR>> = {
@@ -97,4 +97,18 @@ export function grpcServiceCluster(name: string, address: string, what: string):
     connectTimeoutMs: 1_000,
     http2: true,
   };
+}
+
+/** Envoy's default limit on requests in flight per cluster (circuit_breakers max_requests). */
+const CALLOUT_MAX_REQUESTS = 1024;
+
+/**
+ * The callouts' cluster (ext_authz, rate limit). A stopping replica's GOAWAY refuses every callout
+ * Envoy sent it after the last one it read, all at once, and each is retried elsewhere (the callouts'
+ * retry_policy). Envoy's default allows 3 retries in flight per cluster: a fourth refused callout
+ * would fail at once (upstream_rq_retry_overflow, seen in the HA test). Every callout in flight may
+ * need one.
+ */
+export function calloutCluster(address: string): ClusterIR {
+  return { ...grpcServiceCluster(CALLOUT_CLUSTER, address, 'calloutAddress'), circuitBreaker: { maxRetries: CALLOUT_MAX_REQUESTS } };
 }

@@ -11,7 +11,12 @@ export const CALLOUT_CLUSTER = 'portico.callouts';
 export const DEFAULTS = {
   requestTimeoutMs: 15_000,
   connectTimeoutMs: 5_000,
-  authzTimeoutMs: 250,
+  /**
+   * The whole authorization callout, a retry on another replica included. Under CPU pressure (the HA
+   * test at load 20-25 on 2 cores) callouts took up to ~0.7 s: a deadline is for a control plane that
+   * does not answer, not for one waiting for a CPU.
+   */
+  authzTimeoutMs: 1_000,
   authzFailureMode: 'closed',
   /** Rate limiting's part of a callout; without an answer in time, the rate-limit failure mode applies. */
   rateLimitTimeoutMs: 100,

@@ -9,7 +9,7 @@ import { compareStrings } from '../paths.ts';
 import { telemetryClusters, telemetryIr } from './telemetry.ts';
 import { CALLOUT_CLUSTER, DEFAULTS, type IrOptions, groupProducts } from './common.ts';
 import { virtualHostsIr } from './virtual-hosts.ts';
-import { clusterIr, grpcServiceCluster } from './clusters.ts';
+import { calloutCluster, clusterIr } from './clusters.ts';
 import { proxylessGroupToIr } from './proxyless.ts';
 
 // ── groups ────────────────────────────────────────────────────────────────────
@@ -98,7 +98,7 @@ export function groupToIr(model: ModelSnapshot, group: GatewayGroup, options: Ir
     .map((n) => model.services.get(n))
     .filter((s): s is Service => s !== undefined)
     .map(clusterIr);
-  clusters.push(grpcServiceCluster(CALLOUT_CLUSTER, options.calloutAddress, 'calloutAddress'), ...telemetryClusters(options.telemetry));
+  clusters.push(calloutCluster(options.calloutAddress), ...telemetryClusters(options.telemetry));
   clusters.sort((a, b) => compareStrings(a.name, b.name));
 
   const authz = group.authz;
