@@ -1,15 +1,15 @@
 // Helpers for the high-availability e2e tests (test/e2e/ha-*.test.ts): control-plane replicas as
 // real `bin/portico serve` processes on one PostgreSQL, a TCP balancer standing in for the
 // Kubernetes Service in front of the callouts, and fleet look-ups across replicas.
+import { fork } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
 import { mkdtempSync, rmSync } from 'node:fs';
-import net from 'node:net';
 import os from 'node:os';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import type { FleetNode, FleetView } from '../../src/xds/fleet.ts';
 import { freePort, startProcess, waitFor, type RunningProcess } from '../support/components.ts';
-import { settledNode } from '../support/envoy.ts';
+import { settledNode, type TestEnvoy } from '../support/envoy.ts';
 import { ApiClient } from '../support/portico.ts';
 
 const ROOT = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '../..');
@@ -26,6 +26,12 @@ export interface Replica {
   /** The current process (a new one after restart()). */
   process(): RunningProcess;
   running(): boolean;
+  /**
+   * Whether a Service routes new connections to it (Kubernetes endpoints): from ready (start()
+   * resolved) until a moment after stop() is called, as endpoint removal reaches kube-proxy
+   * asynchronously. A replica must keep accepting meanwhile (PORTICO_SHUTDOWN_DELAY_MS).
+   */
+  inService(): boolean;
   /** Starts the process (again) on the same ports and waits for /readyz 200. */
   start(): Promise<void>;
   /** Sends a signal and waits for the exit; returns the exit code (null when killed by a signal). */
@@ -41,6 +47,8 @@ export interface ClusterOptions {
    * address each (a Service), or the replicas' translations (and versions) would differ. */
   calloutAddress: string;
   accessLogAddress: string;
+  /** How long after stop() a replica still gets new connections from the balancers (default 300 ms). */
+  endpointLagMs?: number;
   env?: Record<string, string>;
 }
 
@@ -69,6 +77,8 @@ export async function createCluster(o: ClusterOptions): Promise<Cluster> {
     PORTICO_ACCESS_LOG_ADDR: o.accessLogAddress,
     PORTICO_RECONCILE_MS: '500',
     PORTICO_LOG_LEVEL: 'info',
+    // Readiness turns 503 at SIGTERM; the replica keeps serving until the balancers have dropped it.
+    PORTICO_SHUTDOWN_DELAY_MS: String((o.endpointLagMs ?? 300) + 1_200),
     ...o.env,
   };
   const replicas: Replica[] = [];
@@ -79,6 +89,8 @@ export async function createCluster(o: ClusterOptions): Promise<Cluster> {
     const calloutPort = await freePort();
     const api = new ApiClient(`http://127.0.0.1:${adminPort}`, HA_TOKEN);
     let proc: RunningProcess | undefined;
+    let inService = false;
+    let leaving: NodeJS.Timeout | undefined;
     const env = { ...shared, PORTICO_ADMIN_ADDR: `127.0.0.1:${adminPort}`, PORTICO_GRPC_ADDR: `127.0.0.1:${grpcPort}`, PORTICO_CALLOUT_LISTEN_ADDR: `127.0.0.1:${calloutPort}` };
     const running = () => !!proc && proc.child.exitCode === null && proc.child.signalCode === null;
     replicas.push({
@@ -90,6 +102,7 @@ export async function createCluster(o: ClusterOptions): Promise<Cluster> {
       api,
       process: () => proc!,
       running,
+      inService: () => inService,
       async start() {
         if (proc) history.push(`── ${name} (previous run) ──\n${proc.output().slice(-4000)}`);
         const p = startProcess(path.join(ROOT, 'bin/portico'), ['serve'], { env, cwd: ROOT });
@@ -104,7 +117,11 @@ export async function createCluster(o: ClusterOptions): Promise<Cluster> {
             (r) => r.status === 200,
             () => false,
           );
-          if (ready) return;
+          if (ready) {
+            clearTimeout(leaving);
+            inService = true;
+            return;
+          }
           if (Date.now() > deadline) throw new Error(`replica ${name} not ready after 180 s: ${p.output().slice(-3000)}`);
           await new Promise((r) => setTimeout(r, 200));
         }
@@ -113,6 +130,7 @@ export async function createCluster(o: ClusterOptions): Promise<Cluster> {
         const p = proc;
         if (!p || !running()) return p?.child.exitCode ?? null;
         const exited = new Promise<number | null>((r) => p.child.once('exit', (code) => r(code)));
+        leaving = setTimeout(() => (inService = false), o.endpointLagMs ?? 300);
         p.child.kill(signal);
         return exited;
       },
@@ -205,55 +223,88 @@ export interface Balancer {
 }
 
 /**
- * A TCP balancer (what a Kubernetes Service does for the callouts): each new connection goes to the
- * next backend that accepts it, round robin; a backend that refuses is skipped. Established
- * connections are spliced byte for byte, so gRPC GOAWAYs and resets reach Envoy unchanged.
+ * A TCP balancer (what a Kubernetes Service does for the callouts) in its own process
+ * (ha-balancer.ts): each new connection goes to the next of `backends()` round robin, a refused one
+ * is reset. `backends()` is read every 20 ms, so a change reaches the balancer a little later, as
+ * endpoint changes reach kube-proxy. Established connections are spliced byte for byte, so gRPC
+ * GOAWAYs and resets reach Envoy unchanged.
  */
 export async function startBalancer(backends: () => number[]): Promise<Balancer> {
-  const sockets = new Set<net.Socket>();
-  let next = 0;
-  let accepted = 0;
-  const server = net.createServer((client) => {
-    accepted++;
-    sockets.add(client);
-    client.on('close', () => sockets.delete(client));
-    client.on('error', () => client.destroy());
-    client.pause();
-    const list = backends();
-    const start = next++;
-    const attempt = (i: number) => {
-      if (i >= list.length || client.destroyed) return void client.destroy();
-      const up = net.connect(list[(start + i) % list.length]!, '127.0.0.1');
-      sockets.add(up);
-      let connected = false;
-      // An orderly close (FIN) is passed on as one, after the bytes in flight: pipe() ends the other
-      // side. Only an abortive close (reset, error) destroys the other side at once.
-      up.on('close', (hadError) => {
-        sockets.delete(up);
-        if (connected && hadError) client.destroy();
-      });
-      up.on('error', () => {
-        up.destroy();
-        if (!connected) attempt(i + 1);
-      });
-      up.once('connect', () => {
-        connected = true;
-        client.on('close', (hadError) => (hadError ? up.destroy() : up.end()));
-        client.pipe(up);
-        up.pipe(client);
-        client.resume();
-      });
-    };
-    attempt(0);
+  const child = fork(path.join(path.dirname(fileURLToPath(import.meta.url)), 'ha-balancer.ts'), [], {
+    execArgv: ['--import', 'tsx'],
+    stdio: ['ignore', 'inherit', 'inherit', 'ipc'],
   });
-  await new Promise<void>((r) => server.listen(0, '127.0.0.1', r));
-  return {
-    port: (server.address() as net.AddressInfo).port,
-    accepted: () => accepted,
-    close: () =>
-      new Promise<void>((r) => {
-        for (const s of sockets) s.destroy();
-        server.close(() => r());
-      }),
+  let accepted = 0;
+  const port = await new Promise<number>((resolve, reject) => {
+    child.once('exit', (code) => reject(new Error(`balancer exited (${code}) before listening`)));
+    child.on('message', (m: { port?: number; accepted?: number }) => {
+      if (m.port !== undefined) resolve(m.port);
+      if (m.accepted !== undefined) accepted = m.accepted;
+    });
+  });
+  let sent = '';
+  const push = () => {
+    const list = JSON.stringify(backends());
+    if (list === sent || !child.connected) return;
+    sent = list;
+    child.send({ backends: JSON.parse(list) });
   };
+  push();
+  const timer = setInterval(push, 20);
+  const exited = new Promise<void>((r) => child.once('exit', () => r()));
+  return {
+    port,
+    accepted: () => accepted,
+    async close() {
+      clearInterval(timer);
+      if (child.exitCode === null && child.signalCode === null) child.kill('SIGTERM');
+      await exited;
+    },
+  };
+}
+
+// ── evidence: what the callouts did, and how loaded the machine was ─────────────────────────────
+/** Each Envoy's counters of the callouts (the portico.callouts cluster, the ext_authz filters), by node id. */
+export async function calloutCounters(envoys: readonly TestEnvoy[]): Promise<Record<string, Map<string, number>>> {
+  const out: Record<string, Map<string, number>> = {};
+  for (const e of envoys) out[e.nodeId] = await e.stats('^(cluster\\.portico_callouts\\.(upstream_rq|upstream_cx|retry)|http\\..*ext_authz)');
+  return out;
+}
+
+/** The counters that changed between two readings, by node id (gauges, timings and successes left out). */
+export function changedCounters(before: Record<string, Map<string, number>>, after: Record<string, Map<string, number>>): Record<string, Record<string, number>> {
+  const out: Record<string, Record<string, number>> = {};
+  for (const [node, now] of Object.entries(after)) {
+    const changed: Record<string, number> = {};
+    for (const [name, v] of now) {
+      const delta = v - (before[node]?.get(name) ?? 0);
+      if (delta !== 0 && !/_ms$|bucket|active|buffered|total$|_2xx$|_200$|_completed$|ext_authz\.(ok|denied)$/.test(name)) changed[name.replace(/^cluster\.portico_callouts\./, '')] = delta;
+    }
+    out[node] = changed;
+  }
+  return out;
+}
+
+/** Envoy's callout latency quantiles (ms, every callout since Envoy started), by node id. */
+export async function calloutLatency(envoys: readonly TestEnvoy[]): Promise<Record<string, Record<string, number | null>>> {
+  const out: Record<string, Record<string, number | null>> = {};
+  for (const e of envoys) {
+    const res = await fetch(`${e.adminUrl}/stats?format=json&filter=${encodeURIComponent('^cluster\\.portico_callouts\\.upstream_rq_time$')}`);
+    type Histograms = { supported_quantiles: number[]; computed_quantiles: Array<{ values: Array<{ cumulative: number | null }> }> };
+    const h = ((await res.json()) as { stats: Array<{ histograms?: Histograms }> }).stats.find((x) => x.histograms)?.histograms;
+    const values = h?.computed_quantiles[0]?.values ?? [];
+    out[e.nodeId] = Object.fromEntries((h?.supported_quantiles ?? []).flatMap((q, i) => ([50, 99, 99.9, 100].includes(q) ? [[`p${q}`, values[i]?.cumulative ?? null]] : [])));
+  }
+  return out;
+}
+
+/** Each running replica's longest event-loop delay (ms) since the previous call (prom-client resets it per scrape). */
+export async function replicaLoopLag(replicas: readonly Replica[]): Promise<Record<string, number>> {
+  const out: Record<string, number> = {};
+  for (const r of replicas) {
+    if (!r.running()) continue;
+    const m = /^nodejs_eventloop_lag_max_seconds (\S+)$/m.exec((await r.api.get('/metrics')).text);
+    if (m) out[r.name] = Math.round(Number(m[1]) * 1000);
+  }
+  return out;
 }

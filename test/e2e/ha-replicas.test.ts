@@ -1,13 +1,15 @@
 // A highly available control plane, as real processes: three `bin/portico serve` replicas on one
 // PostgreSQL (and Redis), two Envoys whose bootstraps list all three replicas, the seed-003 example
 // on two gateway groups (one per Envoy), the callouts and the access-log stream behind TCP balancers
-// standing in for Kubernetes Services. Under constant load:
+// standing in for Kubernetes Services (own processes; a replica joins when ready and leaves a moment
+// after SIGTERM, while it keeps serving for its shutdown delay). Under constant load:
 //   - the replicas start together on an empty database and build identical snapshot versions;
 //   - a write on one replica reaches an Envoy connected to another (timed, in a bench-style line);
 //   - SIGKILL of a replica: zero failed requests, its Envoys reconnect to a survivor that has
 //     nothing to re-send (per-type versions are identical across replicas);
 //   - a rolling restart (SIGTERM, then start, one replica at a time) with API-key traffic through
-//     ext_authz: zero failed requests, every replica exits 0 (drained, not forced);
+//     ext_authz: zero failed requests, every replica exits 0 (drained, not forced); the callouts'
+//     Envoy stats per step (retries, timeouts) and each replica's event-loop lag are printed;
 //   - PostgreSQL stopped and started: traffic (and ext_authz) keep answering, admin writes get 503
 //     problem+json, and writes work and reach every Envoy again once the database is back.
 import assert from 'node:assert/strict';
@@ -16,7 +18,20 @@ import { createDatabase, freePort, startPostgres, startRedis, waitFor } from '..
 import { ackedVersions, startEnvoy, XDS_TYPES, type TestEnvoy } from '../support/envoy.ts';
 import { describeFailures, startLoad, type LoadTarget } from '../support/load.ts';
 import { call, seed003 } from '../support/seed003.ts';
-import { createCluster, snapshotVersions, startBalancer, waitIdenticalVersions, waitSettled, whereIs, type Cluster, type Replica } from './ha-cluster.ts';
+import {
+  calloutCounters,
+  calloutLatency,
+  changedCounters,
+  createCluster,
+  replicaLoopLag,
+  snapshotVersions,
+  startBalancer,
+  waitIdenticalVersions,
+  waitSettled,
+  whereIs,
+  type Cluster,
+  type Replica,
+} from './ha-cluster.ts';
 
 const GROUPS = ['edge', 'edge-b'] as const;
 
@@ -67,8 +82,8 @@ describe('HA: three control-plane replicas on one PostgreSQL', () => {
     const names = ['a', 'b', 'c'];
     let replicas: Replica[] = [];
     // Two Services, as Kubernetes would have them: the callouts, and the gRPC listener (access logs).
-    balancer = await startBalancer(() => replicas.filter((r) => r.running()).map((r) => r.calloutPort));
-    grpcBalancer = await startBalancer(() => replicas.filter((r) => r.running()).map((r) => r.grpcPort));
+    balancer = await startBalancer(() => replicas.filter((r) => r.inService()).map((r) => r.calloutPort));
+    grpcBalancer = await startBalancer(() => replicas.filter((r) => r.inService()).map((r) => r.grpcPort));
     cluster = await createCluster({ names, databaseUrl, redisUrl: redis.url, calloutAddress: `127.0.0.1:${balancer.port}`, accessLogAddress: `127.0.0.1:${grpcBalancer.port}` });
     replicas = cluster.replicas;
     const [a, b, c] = replicas as [Replica, Replica, Replica];
@@ -199,15 +214,30 @@ describe('HA: three control-plane replicas on one PostgreSQL', () => {
       await t.test('rolling restart under load: zero failed requests, clean exits', async (_st) => {
         const load = runLoad([...publicTargets(), ...keyedTargets()]);
         await load.waitForRequests(300);
+        await replicaLoopLag(replicas);
         for (const r of replicas) {
+          // Evidence per step, printed whatever the outcome: what the callouts did (retries, refusals,
+          // timeouts) and how long each replica's event loop waited at worst (a loaded machine).
+          let before = await calloutCounters(envoys);
+          const phase = async (what: string) => {
+            const now = await calloutCounters(envoys);
+            t.diagnostic(
+              `${what} (at ${load.report().durationMs} ms; replicas' max event-loop lag ms ${JSON.stringify(await replicaLoopLag(replicas))}): callouts ${JSON.stringify(changedCounters(before, now))}`,
+            );
+            before = now;
+          };
           load.mark(`SIGTERM ${r.name}`);
           const code = await r.stop('SIGTERM');
+          await phase(`SIGTERM ${r.name} → exit`);
           assert.equal(code, 0, `${r.name} exits 0 after draining (not the forced exit): ${r.process().output().slice(-2000)}`);
           for (const e of envoys) await waitSettled(replicas, e.nodeId, `${e.nodeId} on a running replica while ${r.name} is down`);
           await load.waitForRequests(300);
+          await phase(`${r.name} down`);
           load.mark(`start ${r.name}`);
           await r.start();
+          await phase(`${r.name} starting`);
           await load.waitForRequests(300);
+          await phase(`${r.name} started`);
         }
         const versions = await waitIdenticalVersions(replicas, GROUPS);
         for (const e of envoys) {
@@ -215,10 +245,13 @@ describe('HA: three control-plane replicas on one PostgreSQL', () => {
           assert.equal(at.view.groups.find((g) => g.group === e.group)!.snapshotVersion, versions[at.replica.name]![e.group]);
         }
         const report = await load.stop();
-        // API-key routes included: a Check sent while the replica's final GOAWAY is on its way is
-        // refused or reset, and the callouts' grpc_service retry_policy (translator) sends it to
-        // another replica within the same timeout.
+        t.diagnostic(`callout latency ms (Envoy's upstream_rq_time, every callout so far): ${JSON.stringify(await calloutLatency(envoys))}`);
+        // API-key routes included: a stopping replica keeps serving until the balancer has dropped it
+        // (PORTICO_SHUTDOWN_DELAY_MS); a Check sent while its final GOAWAY is on its way is refused,
+        // and the callouts' grpc_service retry_policy (translator) sends it to another replica within
+        // the same timeout, however many are refused at once (the cluster's max_retries).
         assertNoFailures(report, 'rolling restart (public and API-key routes)');
+        for (const e of envoys) assert.equal(await e.stat('cluster.portico_callouts.upstream_rq_retry_overflow'), 0, `${e.nodeId}: no refused callout left without a retry`);
         assert.ok(balancer!.accepted() >= 2, 'Envoy reconnected its callouts through the balancer');
       });
 
