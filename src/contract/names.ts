@@ -3,7 +3,13 @@
 // these names), the context extensions the translator hands the callout, the access log's name and
 // tags, route metadata, and the gateway's own catch-all route.
 
-/** Upstream headers the gateway sets on an allowed request; clients' copies are stripped at the edge. */
+/**
+ * Request headers starting with this are the gateway's own: the edge removes every one a client
+ * sends, whatever its name, and the model may not set, add or match one.
+ */
+export const RESERVED_HEADER_PREFIX = 'x-portico-';
+
+/** Upstream headers the gateway sets on an allowed request (all under RESERVED_HEADER_PREFIX); clients' copies are stripped at the edge. */
 export const GATEWAY_HEADERS = {
   partner: 'x-portico-partner',
   product: 'x-portico-product',

@@ -1,6 +1,6 @@
 // Gateway policy facts derived from the model that several stages must agree on: which
 // credentials a route accepts, and which request headers only the gateway may set.
-import { GATEWAY_HEADERS } from '../contract/index.ts';
+import { GATEWAY_HEADERS, RESERVED_HEADER_PREFIX } from '../contract/index.ts';
 import { sortedValues, type ModelSnapshot } from './model.ts';
 import type { CredentialType, Product, Route } from './schemas.ts';
 
@@ -28,4 +28,45 @@ export function identityHeaders(model: ModelSnapshot): string[] {
   const names = new Set<string>(Object.values(GATEWAY_HEADERS));
   for (const j of sortedValues(model, 'jwtIssuers')) for (const h of Object.values(j.forwardClaims ?? {})) names.add(h.toLowerCase());
   return [...names].sort();
+}
+
+/** A header name under the gateway's reserved prefix (x-portico-), in any case. */
+export function isReservedHeader(name: string): boolean {
+  return name.toLowerCase().startsWith(RESERVED_HEADER_PREFIX);
+}
+
+/** A place where the model names a reserved header it may not use. */
+export interface ReservedHeaderUse {
+  kind: 'routes' | 'products' | 'jwtIssuers';
+  key: string;
+  field: string;
+  header: string;
+}
+
+/**
+ * Where the model would set, add, match or read a reserved header: a route's request header rules
+ * (the router applies them after authentication, so they could forge the gateway's identity headers)
+ * and header matches, a product's API key header and an issuer's forwarded-claim headers (the edge
+ * removes client copies before anything reads them, and the gateway's own must not be overwritten).
+ * Removing one, response headers and counting by one stay allowed.
+ */
+export function reservedHeaderUses(model: ModelSnapshot): ReservedHeaderUse[] {
+  const out: ReservedHeaderUse[] = [];
+  for (const r of sortedValues(model, 'routes')) {
+    const key = `${r.product}/${r.name}`;
+    for (const op of ['set', 'add'] as const) {
+      for (const h of Object.keys(r.requestHeaders?.[op] ?? {})) if (isReservedHeader(h)) out.push({ kind: 'routes', key, field: `requestHeaders.${op}.${h}`, header: h });
+    }
+    r.match.headers?.forEach((h, i) => {
+      if (isReservedHeader(h.name)) out.push({ kind: 'routes', key, field: `match.headers[${i}].name`, header: h.name });
+    });
+  }
+  for (const p of sortedValues(model, 'products')) {
+    const h = p.apiKey?.header;
+    if (h !== undefined && isReservedHeader(h)) out.push({ kind: 'products', key: p.name, field: 'apiKey.header', header: h });
+  }
+  for (const j of sortedValues(model, 'jwtIssuers')) {
+    for (const [claim, h] of Object.entries(j.forwardClaims ?? {})) if (isReservedHeader(h)) out.push({ kind: 'jwtIssuers', key: j.name, field: `forwardClaims.${claim}`, header: h });
+  }
+  return out;
 }

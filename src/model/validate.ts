@@ -6,6 +6,8 @@ import { Ajv, type ErrorObject, type ValidateFunction } from 'ajv';
 import addFormatsModule from 'ajv-formats';
 import type { TSchema } from '@sinclair/typebox';
 import { KINDS, sortedValues, type KindName, type ModelSnapshot } from './model.ts';
+import { RESERVED_HEADER_PREFIX } from '../contract/index.ts';
+import { reservedHeaderUses } from './policy.ts';
 import type { Route, Product } from './schemas.ts';
 
 export interface FieldError {
@@ -261,6 +263,11 @@ export function validateModel(m: ModelSnapshot): ModelError[] {
     p.jwtIssuers?.forEach((j, i) => ref('products', p.name, `jwtIssuers[${i}]`, 'jwtIssuers', j));
     if (p.publicPlan) ref('products', p.name, 'publicPlan', 'plans', p.publicPlan);
     if (p.auth) authErrors(p.auth.accept, 'products', p.name, 'auth.accept', p, m, mtlsGroups, invalid);
+  }
+
+  // headers under the gateway's reserved prefix
+  for (const u of reservedHeaderUses(m)) {
+    invalid(u.kind, u.key, u.field, `'${u.header}': request headers starting with ${RESERVED_HEADER_PREFIX} are reserved for the gateway's own (clients' copies are removed at the edge)`);
   }
 
   // routes, including conflicts per gateway group

@@ -8,8 +8,10 @@ export interface GroupIR {
   kind: 'envoy' | 'proxyless-grpc';
   /** HTTP filters shared by every listener of the group. */
   filters: HttpFiltersIR;
-  /** Request headers the first HTTP filter removes (identity headers only the gateway may set). */
+  /** Request headers the first HTTP filter removes (identity headers only the gateway may set)… */
   stripRequestHeaders: string[];
+  /** …and every request header starting with one of these (the gateway's reserved prefix). */
+  stripRequestHeaderPrefixes: string[];
   listeners: ListenerIR[];
   /** Proxyless gRPC groups: one API listener per product host (what `xds:///<host>` resolves). */
   apiListeners: ApiListenerIR[];

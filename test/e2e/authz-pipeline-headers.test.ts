@@ -1,6 +1,7 @@
 // Identity headers and hostile input through the whole pipeline (admin API → xDS → a real Envoy →
-// ext_authz): client-sent copies of the gateway's identity headers (any case, repeated, with
-// underscores, over HTTP/1.1 and HTTP/2) never reach an upstream, on public and on protected routes;
+// ext_authz): client-sent copies of the gateway's identity headers, and any header under its reserved
+// x-portico- prefix (any case, repeated, with underscores, over HTTP/1.1 and HTTP/2), never reach an
+// upstream, on public and on protected routes;
 // malformed Authorization headers, oversized tokens and wrongly shaped API keys are 401, never 5xx;
 // Envoy's own limits answer with the gateway's JSON error.
 import assert from 'node:assert/strict';
@@ -29,6 +30,10 @@ const SPOOFED_LINES = [
   'x-portico-route: admin',
   'x-portico-plan: platinum',
   'x-portico-credential: mtls',
+  // The whole x-portico- prefix is reserved, not only the names the gateway sets today.
+  'x-portico-anything: forged',
+  'X-Portico-Flow-Incomplete: forged',
+  'x-portico-: forged-empty-suffix',
   'X-User-Id: root',
   'x-user-id: root-2',
   'X-User-Role: admin',
@@ -71,8 +76,10 @@ describe('authz pipeline: identity headers and malformed credentials through a r
     const identityOf = (h: Map<string, string[]>) => Object.fromEntries([...h].filter(([k]) => IDENTITY.test(k)));
     try {
       await t.test('public routes: no client-sent identity header reaches the upstream, in any spelling', async () => {
-        const h = received(await raw('/mirror/public/x', SPOOFED_LINES));
+        const h = received(await raw('/mirror/public/x', [...SPOOFED_LINES, 'x-porticos: kept', 'x-portico: kept-too']));
         assert.deepEqual(identityOf(h), {});
+        // Only the prefix with its dash is reserved.
+        assert.deepEqual([h.get('x-porticos'), h.get('x-portico')], [['kept'], ['kept-too']]);
         // Seed 003's public login route (the users echo shows x-portico-* and x-user-* headers).
         const login = await raw('/api/auth/login', SPOOFED_LINES, 'POST');
         assert.equal(login.status, 200, login.text);
@@ -156,13 +163,14 @@ describe('authz pipeline: identity headers and malformed credentials through a r
             req.on('error', reject);
             req.end();
           });
-        const spoof = { 'x-portico-partner': ['evil', 'evil-2'], 'x-user-id': 'root', 'x-user-role': 'admin', 'x-portico-plan': 'platinum' };
+        const spoof = { 'x-portico-partner': ['evil', 'evil-2'], 'x-user-id': 'root', 'x-user-role': 'admin', 'x-portico-plan': 'platinum', 'x-portico-anything': 'forged' };
         assert.deepEqual(identityOf(received(await h2('/mirror/public/x', spoof))), {});
         const h = received(await h2('/mirror/private/x', { ...spoof, 'x-api-key': key }));
         assert.deepEqual(h.get('x-portico-partner'), ['spy']);
         assert.deepEqual(h.get('x-portico-plan'), ['unlimited']);
         assert.equal(h.get('x-user-id'), undefined);
         assert.equal(h.get('x-user-role'), undefined);
+        assert.equal(h.get('x-portico-anything'), undefined);
       });
 
       await t.test('malformed Authorization headers are 401, never 5xx', async () => {

@@ -68,6 +68,40 @@ describe('validateModel', () => {
     ]);
   });
 
+  it('refuses x-portico-* headers wherever the model would set, add, match or read one; removing one or counting by one is fine', () => {
+    const m = modelOf([
+      ...base,
+      ['products', { name: 'k', gatewayGroups: ['edge'], basePath: '/k', apiKey: { header: 'X-Portico-Key' } }],
+      [
+        'routes',
+        {
+          product: 'p',
+          name: 'r',
+          match: {
+            path: { type: 'prefix', value: '/r' },
+            headers: [
+              { name: 'x-portico-partner', exact: 'acme' },
+              { name: 'x-tenant', present: true },
+            ],
+          },
+          service: 'svc',
+          requestHeaders: { set: { 'X-Portico-Partner': 'acme', 'x-ok': '1' }, add: { 'x-portico-extra': 'y' }, remove: ['x-portico-plan'] },
+          responseHeaders: { set: { 'x-portico-served-by': 'edge' } },
+        },
+      ],
+      ['jwtIssuers', { name: 'j', issuer: 'https://id.example', audiences: ['a'], jwksUri: 'https://id.example/jwks', forwardClaims: { sub: 'x-user-id', role: 'X-PORTICO-ROLE' } }],
+      ['plans', { name: 'per-partner', limits: [{ requests: 1, per: 'second' }], countBy: { kind: 'header', header: 'x-portico-partner' } }],
+    ]);
+    const reserved = "request headers starting with x-portico- are reserved for the gateway's own (clients' copies are removed at the edge)";
+    assert.deepEqual(messages(m).sort(), [
+      `jwtIssuers j forwardClaims.role: 'X-PORTICO-ROLE': ${reserved}`,
+      `products k apiKey.header: 'X-Portico-Key': ${reserved}`,
+      `routes p/r match.headers[0].name: 'x-portico-partner': ${reserved}`,
+      `routes p/r requestHeaders.add.x-portico-extra: 'x-portico-extra': ${reserved}`,
+      `routes p/r requestHeaders.set.X-Portico-Partner: 'X-Portico-Partner': ${reserved}`,
+    ]);
+  });
+
   it('checks route actions, rewrites and path templates', () => {
     const m = modelOf([
       ...base,

@@ -1,8 +1,8 @@
 // Model → IR for an Envoy gateway group (listeners, route tables, the filters its routes need,
 // clusters, secrets), and for every group of a model. Pure: the same model gives the same IR.
-import { sortedValues, identityHeaders, type ModelSnapshot, type GatewayGroup, type Listener, type Service } from '../../model/index.ts';
+import { sortedValues, identityHeaders, isReservedHeader, type ModelSnapshot, type GatewayGroup, type Listener, type Service } from '../../model/index.ts';
 import { FILTERS } from '../envoy/common.ts';
-import { COMBINED_CONTEXT_KEY, LIMITS_UNAVAILABLE_STATUS, RATE_LIMIT_DOMAIN } from '../../contract/index.ts';
+import { COMBINED_CONTEXT_KEY, LIMITS_UNAVAILABLE_STATUS, RATE_LIMIT_DOMAIN, RESERVED_HEADER_PREFIX } from '../../contract/index.ts';
 import { localBucket, rateLimitMode } from './limits.ts';
 import type { ClusterIR, GroupIR, ListenerIR, RouteTableIR, SecretIR } from '../ir.ts';
 import { compareStrings } from '../paths.ts';
@@ -138,7 +138,9 @@ export function groupToIr(model: ModelSnapshot, group: GatewayGroup, options: Ir
         : {}),
       ...(serviceLimited ? { rateLimit: { cluster: CALLOUT_CLUSTER, domain: RATE_LIMIT_DOMAIN, timeoutMs: rateLimitTimeoutMs, failureModeDeny: !rateLimitFailOpen } } : {}),
     },
-    stripRequestHeaders: identityHeaders(model),
+    // The reserved prefix covers the gateway's own headers, whatever their name; forwarded claims are named one by one.
+    stripRequestHeaders: identityHeaders(model).filter((h) => !isReservedHeader(h)),
+    stripRequestHeaderPrefixes: [RESERVED_HEADER_PREFIX],
     listeners,
     apiListeners: [],
     routeTables,

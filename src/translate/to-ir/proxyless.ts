@@ -93,6 +93,7 @@ export function proxylessGroupToIr(model: ModelSnapshot, group: GatewayGroup): G
     kind: 'proxyless-grpc',
     filters: { cors: false, routeLocalRateLimit: false },
     stripRequestHeaders: [],
+    stripRequestHeaderPrefixes: [],
     listeners: [],
     apiListeners: hosts.map((host) => ({ name: host, routeTable: host })),
     routeTables,
