@@ -85,6 +85,16 @@ describe('JWT verification', () => {
     },
   ];
 
+  const model = (extraIssuers: JwtIssuer[] = []) =>
+    modelOf({
+      products: [{ name: 'api', gatewayGroups: ['edge'], auth: { accept: ['jwt'] } }],
+      routes: [{ product: 'api', name: 'users', match: { path: { type: 'prefix', value: '/api' } }, service: 'svc' }],
+      partners: [{ name: 'acme' }],
+      plans: [{ name: 'gold' }],
+      subscriptions: [{ partner: 'acme', product: 'api', plan: 'gold' }],
+      jwtIssuers: [...issuers(), ...extraIssuers],
+    });
+
   async function start(inlineJwk?: JWK, settings: ConstructorParameters<typeof AuthzService>[0]['jwt'] = {}): Promise<void> {
     service?.close();
     registry = new Registry();
@@ -92,16 +102,7 @@ describe('JWT verification', () => {
     const extra: JwtIssuer[] = inlineJwk
       ? [{ name: 'inline', issuer: 'https://inline.example/', audiences: ['api.example.com'], jwks: { keys: [inlineJwk as Record<string, unknown>] }, partner: 'acme' }]
       : [];
-    service.update(
-      modelOf({
-        products: [{ name: 'api', gatewayGroups: ['edge'], auth: { accept: ['jwt'] } }],
-        routes: [{ product: 'api', name: 'users', match: { path: { type: 'prefix', value: '/api' } }, service: 'svc' }],
-        partners: [{ name: 'acme' }],
-        plans: [{ name: 'gold' }],
-        subscriptions: [{ partner: 'acme', product: 'api', plan: 'gold' }],
-        jwtIssuers: [...issuers(), ...extra],
-      }),
-    );
+    service.update(model(extra));
     await service.ready();
   }
 
@@ -288,16 +289,7 @@ describe('JWT verification', () => {
       fetch: slowFetch,
       jwt: { unknownKidWaitMs: 0, unknownKidRefetchIntervalMs: 5_000, unknownKidRefetchBurst: 3 },
     });
-    service.update(
-      modelOf({
-        products: [{ name: 'api', gatewayGroups: ['edge'], auth: { accept: ['jwt'] } }],
-        routes: [{ product: 'api', name: 'users', match: { path: { type: 'prefix', value: '/api' } }, service: 'svc' }],
-        partners: [{ name: 'acme' }],
-        plans: [{ name: 'gold' }],
-        subscriptions: [{ partner: 'acme', product: 'api', plan: 'gold' }],
-        jwtIssuers: issuers(),
-      }),
-    );
+    service.update(model());
     const source = service.verifier.source('auth0')!;
     await waitUntil(() => release.length === 1);
     releaseAll();
