@@ -2,7 +2,8 @@
 # Portico control plane (admin API, ADS, ext_authz and rate-limit callouts).
 #
 #   docker build -t portico .
-#   docker run -e DATABASE_URL=… -e PORTICO_MASTER_KEY=… -p 127.0.0.1:8081:8081 -p 18000:18000 -p 18001:18001 portico
+#   docker run -e DATABASE_URL=… -e PORTICO_MASTER_KEY=… -v "$PWD/certs/control-plane:/etc/portico/tls:ro" \
+#     -p 127.0.0.1:8081:8081 -p 18000:18000 -p 18001:18001 portico
 #
 # Two stages: the builder installs every npm package, generates the Prisma client (generate never
 # runs a schema engine, so no engine is downloaded) and prunes to production packages; the runtime
@@ -29,7 +30,10 @@ ENV NODE_ENV=production \
     PORTICO_ADMIN_ADDR=0.0.0.0:8081 \
     PORTICO_GRPC_ADDR=0.0.0.0:18000 \
     PORTICO_CALLOUT_LISTEN_ADDR=0.0.0.0:18001 \
-    PORTICO_DATA_DIR=/var/lib/portico
+    PORTICO_DATA_DIR=/var/lib/portico \
+    PORTICO_TLS_CERT_FILE=/etc/portico/tls/tls.crt \
+    PORTICO_TLS_KEY_FILE=/etc/portico/tls/tls.key \
+    PORTICO_TLS_CLIENT_CA_FILE=/etc/portico/tls/ca.crt
 WORKDIR /app
 # Sources and packages are owned by root and read-only for the service user.
 COPY package.json tsconfig.json ./
@@ -43,13 +47,17 @@ COPY --from=builder /app/node_modules ./node_modules
 COPY --from=builder /app/src/store/generated ./src/store/generated
 RUN groupadd --system --gid 10001 portico \
  && useradd --system --uid 10001 --gid portico --home-dir /var/lib/portico --no-create-home --shell /usr/sbin/nologin portico \
- && mkdir -p /var/lib/portico \
- && chown portico:portico /var/lib/portico \
+ && mkdir -p /var/lib/portico /etc/portico/tls /etc/portico/certs \
+ && chown portico:portico /var/lib/portico /etc/portico/certs \
  && chmod 0755 /app/bin/portico
 # Numeric, so Kubernetes' runAsNonRoot can verify it.
 USER 10001:10001
 # 8081: admin API, /healthz, /readyz, /metrics (keep it private). 18000: ADS (gRPC).
 # 18001: the callouts Envoy makes per request (ext_authz, rate limit; gRPC over HTTP/2).
+# 18000 and 18001 are mTLS: mount the control plane's tls.crt, tls.key and the CA (ca.crt) that signs
+# the Envoys' node certificates at /etc/portico/tls (a Kubernetes TLS Secret's layout; `portico certs`
+# makes them). Without them the server refuses to start, unless PORTICO_GRPC_INSECURE=true.
+# /etc/portico/certs is a writable mount point for `portico certs dev` (docker-compose's first start).
 EXPOSE 8081 18000 18001
 HEALTHCHECK --interval=15s --timeout=5s --start-period=90s --retries=3 \
   CMD ["node", "/app/deploy/docker/healthcheck.mjs"]

@@ -1,12 +1,13 @@
 // Regenerates the derived deployment files (test/packaging fails when they drift from their sources):
 //   deploy/envoy/edge.yaml        the compose Envoy bootstrap (deploy/envoy/bootstrap.ts ← src/xds/bootstrap.ts)
+//   deploy/envoy/portico-*-sds.yaml  its mTLS credentials for the control plane (file-based SDS)
 //   deploy/compose/gateway.yaml   examples/gateway.yaml with the demo upstreams reached by their compose
 //                                 service name (`upstreams`) instead of 127.0.0.1
 // Usage: npx tsx deploy/generate.ts
 import { readFileSync, writeFileSync } from 'node:fs';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
-import { composeBootstrapYaml } from './envoy/bootstrap.ts';
+import { composeBootstrapYaml, composeChannelSdsYaml } from './envoy/bootstrap.ts';
 
 const DEPLOY = path.dirname(fileURLToPath(import.meta.url));
 const ROOT = path.resolve(DEPLOY, '..');
@@ -25,6 +26,7 @@ export function composeModelYaml(example = readFileSync(path.join(ROOT, 'example
 
 if (process.argv[1] && path.resolve(process.argv[1]) === fileURLToPath(import.meta.url)) {
   writeFileSync(path.join(DEPLOY, 'envoy/edge.yaml'), composeBootstrapYaml());
+  for (const [file, text] of Object.entries(composeChannelSdsYaml())) writeFileSync(path.join(DEPLOY, 'envoy', file), text);
   writeFileSync(path.join(DEPLOY, 'compose/gateway.yaml'), composeModelYaml());
-  process.stdout.write('wrote deploy/envoy/edge.yaml and deploy/compose/gateway.yaml\n');
+  process.stdout.write('wrote deploy/envoy/edge.yaml, deploy/envoy/portico-*-sds.yaml and deploy/compose/gateway.yaml\n');
 }

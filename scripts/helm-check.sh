@@ -6,7 +6,7 @@
 #   - helm and kubeconform: `go install` from the Go module proxy (~2 min and ~10 s on 2 cores);
 #   - Kubernetes JSON schemas: the PyPI package kubernetes-validate, which vendors them (its
 #     "-local-strict" set, made self-contained for kubeconform: $id dropped, refs made relative).
-# The Prometheus Operator kinds (ServiceMonitor, PodMonitor) are CRDs without a schema there: they
+# The Prometheus Operator kinds (ServiceMonitor, PodMonitor) and cert-manager's (Certificate, Issuer) are CRDs without a schema there: they
 # are skipped here and checked structurally by test/packaging/helm.test.ts.
 #
 # Usage: scripts/helm-check.sh            install the tools if missing, then check the chart
@@ -114,7 +114,7 @@ for values in "$CHART"/ci/*.yaml; do
   fi
   if ! "$KUBECONFORM_BIN" -strict -summary -kubernetes-version "$KUBE_VERSION" \
       -schema-location "$SCHEMA_ROOT/{{ .NormalizedKubernetesVersion }}-local{{ .StrictSuffix }}/{{ .ResourceKind }}{{ .KindSuffix }}.json" \
-      -skip ServiceMonitor,PodMonitor "$out/$name.yaml" >&2; then
+      -skip ServiceMonitor,PodMonitor,Certificate,Issuer "$out/$name.yaml" >&2; then
     status=1
   fi
 done

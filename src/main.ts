@@ -11,7 +11,7 @@ import { applyDocument, openDatabase, ChangeFeed, loadKeyRing, type Database, ty
 import { createLogger, createRegistry, AccessLogService, registerAccessLogService, type Logger } from './telemetry/index.ts';
 import { createXds, type Xds } from './xds/index.ts';
 import { AuthzService, registerAuthzUnary } from './authz/index.ts';
-import { UnaryGrpcServer } from './grpc/index.ts';
+import { ChannelGuard, grpcServerCredentials, TlsMaterial, UnaryGrpcServer } from './grpc/index.ts';
 import { createRateLimiter, registerRateLimitUnary, type RateLimiter } from './ratelimit/index.ts';
 
 export interface Portico {
@@ -32,6 +32,10 @@ export interface Portico {
   grpcPort: number;
   /** Port the callout listener (ext_authz, rate limit) is bound to; 0 for an xds-only replica. */
   calloutPort: number;
+  /** The lean HTTP/2 server of the callouts. */
+  callouts: UnaryGrpcServer;
+  /** How the gRPC channels are secured: the guard (refusals) and, under mTLS, the reloading certificate material. */
+  channels: { guard: ChannelGuard; tls: TlsMaterial | undefined };
   /** Token printed at first start, when one was generated. */
   generatedAdminToken?: string;
   close(): Promise<void>;
@@ -46,6 +50,11 @@ export interface StartOptions {
 export async function startPortico(settings: Settings, opts: StartOptions = {}): Promise<Portico> {
   const log = opts.logger ?? createLogger(settings.logLevel);
   const registry = createRegistry();
+  // The gRPC channels' security first: bad certificate files stop the start before anything opens.
+  const tls = settings.tls ? new TlsMaterial(settings.tls, { reloadMs: settings.tlsReloadMs, logger: log.child({ component: 'tls' }) }) : undefined;
+  const guard = new ChannelGuard({ security: tls ? 'mtls' : 'plaintext', trustDomain: settings.trustDomain });
+  if (tls) log.info({ serial: tls.current().serial, notAfter: tls.current().notAfter, trustDomain: settings.trustDomain }, 'gRPC channels: mTLS (node certificates must name their gateway group)');
+  else if (settings.grpcInsecure) log.warn('gRPC channels: PLAINTEXT (PORTICO_GRPC_INSECURE=true): anyone who reaches the gRPC ports receives config and TLS private keys');
   const keys = loadKeyRing(settings, (msg) => log.warn(msg));
   const database = await openDatabase({
     databaseUrl: settings.databaseUrl,
@@ -94,7 +103,7 @@ export async function startPortico(settings: Settings, opts: StartOptions = {}):
   );
   const authz = new AuthzService({ hasher: store.apiKeyHasher(), registry, logger: log.child({ component: 'authz' }), limiter: ratelimit, maxPartnerLabels: settings.metricsMaxPartners });
   authz.update(store.current());
-  const accessLogs = new AccessLogService({ registry, logger: log.child({ component: 'access-log' }), maxPartnerLabels: settings.metricsMaxPartners });
+  const accessLogs = new AccessLogService({ registry, logger: log.child({ component: 'access-log' }), maxPartnerLabels: settings.metricsMaxPartners, guard });
   accessLogs.setModel(store.current());
   const detachAuthz = store.subscribe((s) => {
     authz.update(s);
@@ -104,14 +113,14 @@ export async function startPortico(settings: Settings, opts: StartOptions = {}):
 
   // ADS (streaming) on grpc-js; streams opened before the first snapshot wait for it, so listening
   // before the pipeline publishes is safe.
-  const xds = createXds(settings, { registry, logger: log.child({ component: 'xds' }), serveAds: settings.role !== 'callouts' });
+  const xds = createXds(settings, { registry, logger: log.child({ component: 'xds' }), serveAds: settings.role !== 'callouts', guard });
   // Envoys stream access logs to the same grpc-js server (client streaming; the callout listener is unary-only).
   registerAccessLogService(xds.server, accessLogs);
-  const grpcPort = settings.role !== 'callouts' ? await xds.server.listen(settings.grpcHost, settings.grpcPort) : 0;
+  const grpcPort = settings.role !== 'callouts' ? await xds.server.listen(settings.grpcHost, settings.grpcPort, tls ? grpcServerCredentials(tls) : undefined) : 0;
   if (grpcPort) log.info({ address: `${settings.grpcHost}:${grpcPort}`, role: settings.role }, 'gRPC (ADS) listening');
   // The callouts (unary: ext_authz Check, ShouldRateLimit) on the lean HTTP/2 listener: about half
   // of grpc-js's CPU per call, and these calls are on every request's path.
-  const callouts = new UnaryGrpcServer({ logger: log.child({ component: 'callouts' }) });
+  const callouts = new UnaryGrpcServer({ logger: log.child({ component: 'callouts' }), ...(tls ? { tls: { material: tls, guard } } : {}) });
   registerAuthzUnary(callouts, authz);
   registerRateLimitUnary(callouts, ratelimit);
   const calloutPort = settings.role !== 'xds' ? await callouts.listen(settings.calloutListenHost, settings.calloutListenPort) : 0;
@@ -123,7 +132,9 @@ export async function startPortico(settings: Settings, opts: StartOptions = {}):
     ...(settings.accessLog ? { accessLogAddress: settings.accessLogAddress ?? localGrpc } : {}),
     ...(settings.otelCollectorAddress ? { otelCollectorAddress: settings.otelCollectorAddress, otelSamplePercent: settings.otelSamplePercent } : {}),
   };
-  const pipeline = new ConfigPipeline(xds.cache, xds.fleet, { calloutAddress, telemetry }, log.child({ component: 'pipeline' }), registry);
+  // Under mTLS, the callout and access-log clusters Envoys get present the node certificate too.
+  const channel = tls ? { channelSdsDir: settings.envoyChannelSdsDir } : {};
+  const pipeline = new ConfigPipeline(xds.cache, xds.fleet, { calloutAddress, telemetry, ...channel }, log.child({ component: 'pipeline' }), registry);
   const detach = pipeline.attach(store);
 
   // Set at shutdown: /readyz turns 503 while xDS streams and callouts drain.
@@ -168,6 +179,7 @@ export async function startPortico(settings: Settings, opts: StartOptions = {}):
       if (settings.shutdownDelayMs > 0) await new Promise((r) => setTimeout(r, settings.shutdownDelayMs));
       // (the gRPC server stops accepting first; then open access-log streams end, Envoys reopen them elsewhere)
       await Promise.all([xds.server.close(settings.shutdownGraceMs), callouts.close(settings.shutdownGraceMs), accessLogs.close()]);
+      tls?.close();
       detach();
       detachAuthz();
       await feed?.stop();
@@ -192,6 +204,8 @@ export async function startPortico(settings: Settings, opts: StartOptions = {}):
     adminUrl,
     grpcPort,
     calloutPort,
+    callouts,
+    channels: { guard, tls },
     ...(generatedAdminToken ? { generatedAdminToken } : {}),
     close,
   };

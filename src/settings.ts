@@ -1,6 +1,8 @@
 // Process settings: environment variables (and CLI flags, which override them), validated once
 // at start, with embedded defaults so `portico serve` runs with nothing configured.
+import { isIPv4 } from 'node:net';
 import path from 'node:path';
+import { isTrustDomain } from './grpc/index.ts';
 
 export type ServerRole = 'all' | 'xds' | 'callouts';
 
@@ -59,6 +61,22 @@ export interface Settings {
   otelCollectorAddress: string | undefined;
   /** Percentage of requests traced when a collector is set. */
   otelSamplePercent: number;
+  /**
+   * mTLS on every gRPC listener (xDS + access logs, callouts): the server certificate and key, and the
+   * CA bundle Envoys' client certificates must chain to. Unset: plaintext (loopback, or grpcInsecure).
+   */
+  tls: { certFile: string; keyFile: string; caFile: string } | undefined;
+  /** Trust domain of node identities (URI SAN spiffe://<trust domain>/gateway-group/<group>). */
+  trustDomain: string;
+  /** How often the certificate files are re-read; a rotation on disk reaches new connections without a restart. */
+  tlsReloadMs: number;
+  /** Accept plaintext gRPC on a non-loopback address (anyone who reaches the port gets config and secrets). */
+  grpcInsecure: boolean;
+  /**
+   * Under mTLS: the directory on every Envoy host holding the channel's file-based SDS files (beside the
+   * bootstrap); the callout and access-log clusters pushed to Envoys read their client certificate through them.
+   */
+  envoyChannelSdsDir: string;
 }
 
 export class SettingsError extends Error {}
@@ -98,6 +116,43 @@ function hostPort(env: Env, name: string, fallback: string): { host: string; por
   const port = m ? Number(m[2]) : NaN;
   if (!m || port > 65535) throw new SettingsError(`${name} must be host:port, got '${raw}'`);
   return { host: m[1]!.replace(/^\[(.*)\]$/, '$1') || '0.0.0.0', port };
+}
+
+/** Loopback addresses: only processes on this host can reach a listener bound there. */
+export function isLoopback(host: string): boolean {
+  const h = host.toLowerCase();
+  return h === 'localhost' || h === '::1' || (isIPv4(h) && h.startsWith('127.'));
+}
+
+/** The TLS files, all three or none. */
+function tlsFiles(env: Env): Settings['tls'] {
+  const names = ['PORTICO_TLS_CERT_FILE', 'PORTICO_TLS_KEY_FILE', 'PORTICO_TLS_CLIENT_CA_FILE'] as const;
+  const set = names.filter((n) => env[n]);
+  if (set.length === 0) return undefined;
+  if (set.length < names.length) throw new SettingsError(`mTLS needs ${names.join(', ')} together; missing ${names.filter((n) => !env[n]).join(', ')}`);
+  return { certFile: env.PORTICO_TLS_CERT_FILE!, keyFile: env.PORTICO_TLS_KEY_FILE!, caFile: env.PORTICO_TLS_CLIENT_CA_FILE! };
+}
+
+/**
+ * The channels carry every Envoy's config and its TLS private keys (and, with native decisions, API
+ * keys): plaintext is allowed on loopback only, unless explicitly accepted.
+ */
+function checkChannelSecurity(settings: Settings): void {
+  if (settings.tls) {
+    if (settings.grpcInsecure) throw new SettingsError('PORTICO_GRPC_INSECURE=true and PORTICO_TLS_* are both set: choose mTLS or plaintext');
+    return;
+  }
+  if (settings.grpcInsecure) return;
+  const binds = [
+    ...(settings.role !== 'callouts' ? [['PORTICO_GRPC_ADDR', settings.grpcHost] as const] : []),
+    ...(settings.role !== 'xds' ? [['PORTICO_CALLOUT_LISTEN_ADDR', settings.calloutListenHost] as const] : []),
+  ].filter(([, host]) => !isLoopback(host));
+  if (binds.length === 0) return;
+  throw new SettingsError(
+    `${binds.map(([name, host]) => `${name} binds ${host}`).join(' and ')}, which is not loopback, without TLS: anyone who reaches the port ` +
+      "would receive every Envoy's configuration and TLS private keys. Set PORTICO_TLS_CERT_FILE, PORTICO_TLS_KEY_FILE and " +
+      'PORTICO_TLS_CLIENT_CA_FILE (`portico certs` creates them), or set PORTICO_GRPC_INSECURE=true to accept plaintext.',
+  );
 }
 
 /** Every setting, its environment variable and default; the README's configuration table mirrors this. */
@@ -143,7 +198,17 @@ export function loadSettings(env: Env = process.env): Settings {
     metricsMaxPartners: int(env, 'PORTICO_METRICS_MAX_PARTNERS', 200, 0, 100_000),
     otelCollectorAddress: env.PORTICO_OTEL_COLLECTOR_ADDR || undefined,
     otelSamplePercent: int(env, 'PORTICO_OTEL_SAMPLE_PERCENT', 10, 0, 100),
+    tls: tlsFiles(env),
+    trustDomain: env.PORTICO_TRUST_DOMAIN || 'portico',
+    tlsReloadMs: int(env, 'PORTICO_TLS_RELOAD_MS', 5_000, 0, 3_600_000),
+    grpcInsecure: bool(env, 'PORTICO_GRPC_INSECURE', false),
+    envoyChannelSdsDir: env.PORTICO_ENVOY_CHANNEL_SDS_DIR || '/etc/portico/envoy',
   };
+  if (!isTrustDomain(settings.trustDomain)) {
+    throw new SettingsError(`PORTICO_TRUST_DOMAIN must be a lower-case DNS-like name, got '${settings.trustDomain}'`);
+  }
+  if (!path.isAbsolute(settings.envoyChannelSdsDir)) throw new SettingsError(`PORTICO_ENVOY_CHANNEL_SDS_DIR must be an absolute path on the Envoy hosts, got '${settings.envoyChannelSdsDir}'`);
+  checkChannelSecurity(settings);
   if (settings.role !== 'all' && !settings.databaseUrl) {
     throw new SettingsError(`PORTICO_ROLE=${settings.role} needs DATABASE_URL: split roles share one PostgreSQL (embedded PGlite serves one process)`);
   }

@@ -5,6 +5,7 @@
 import { createHash, createPrivateKey, X509Certificate } from 'node:crypto';
 import { readFileSync } from 'node:fs';
 import type { SecureContextOptions } from 'node:tls';
+import * as grpc from '@grpc/grpc-js';
 
 export interface TlsFiles {
   certFile: string;
@@ -161,4 +162,14 @@ export class TlsMaterial {
 
 function digestOf(s: TlsSnapshot): string {
   return createHash('sha256').update(s.cert).update('\0').update(s.key).update('\0').update(s.ca).digest('hex');
+}
+
+/**
+ * grpc-js server credentials that follow `material`: client certificates are requested and verified
+ * against the CA, but a client without a valid one still completes the handshake, so that the
+ * ChannelGuard answers it with UNAUTHENTICATED (and records it) instead of a bare TLS alert.
+ */
+export function grpcServerCredentials(material: TlsMaterial): grpc.ServerCredentials {
+  // The provider serves both the identity (certificate + key) and the CA.
+  return grpc.experimental.createCertificateProviderServerCredentials(material, material, false);
 }

@@ -3,6 +3,7 @@
 // count and a duration in RequestMetrics (per product × partner). Entries are decoded partially
 // (access-log-wire.ts) and never stored; nothing from them is logged but ids, names and statuses.
 import type * as grpc from '@grpc/grpc-js';
+import { plaintextGuard, type ChannelGuard, type PeerIdentity } from '../grpc/index.ts';
 import { Counter, Gauge, type Registry } from 'prom-client';
 import type { ModelSnapshot } from '../model/index.ts';
 import type { Logger } from './log.ts';
@@ -18,6 +19,8 @@ export interface AccessLogServiceOptions {
   logger?: Logger;
   /** Distinct partner label values before folding into "other" (default 200). */
   maxPartnerLabels?: number;
+  /** Under mTLS: a stream's node must hold a certificate allowing the gateway group it reports. */
+  guard?: ChannelGuard;
 }
 
 /** Anything that hosts gRPC services before it listens (XdsServer, a plain grpc.Server). */
@@ -30,6 +33,9 @@ interface StreamState {
   nodeId: string;
   group: string;
   peer: string;
+  /** The verified certificate (mTLS) and whether the node's group was checked against it. */
+  certificate: PeerIdentity | undefined;
+  authorized: boolean;
   /** Ends the call with OK (the Envoy opens a new stream on its next flush). */
   finish(): void;
   warned: boolean;
@@ -44,11 +50,13 @@ export class AccessLogService {
   private readonly open: Gauge;
   private readonly entries: Counter;
   private readonly errors: Counter;
+  private readonly guard: ChannelGuard;
   private closed = false;
 
   constructor(opts: AccessLogServiceOptions) {
     const registers = [opts.registry];
     this.log = opts.logger;
+    this.guard = opts.guard ?? plaintextGuard();
     this.metrics = new RequestMetrics({ registry: opts.registry, maxPartnerLabels: opts.maxPartnerLabels });
     this.open = registeredMetric(opts.registry, 'portico_access_log_streams', () => new Gauge({ name: 'portico_access_log_streams', help: 'Open access-log streams from Envoys', registers }));
     this.entries = registeredMetric(
@@ -75,7 +83,10 @@ export class AccessLogService {
 
   /** Decodes one StreamAccessLogsMessage and records its entries. Returns the decoded batch. */
   ingest(bytes: Uint8Array, stream?: Pick<StreamState, 'group' | 'nodeId'>): AccessLogBatch {
-    const batch = decodeAccessLogMessage(bytes);
+    return this.record(decodeAccessLogMessage(bytes), stream);
+  }
+
+  private record(batch: AccessLogBatch, stream?: Pick<StreamState, 'group' | 'nodeId'>): AccessLogBatch {
     if (batch.identifier && stream) {
       stream.nodeId = batch.identifier.nodeId;
       stream.group = batch.identifier.cluster;
@@ -128,10 +139,18 @@ export class AccessLogService {
 
   private serve(call: grpc.ServerReadableStream<Buffer, Buffer>, callback: grpc.sendUnaryData<Buffer>): void {
     let done = false;
+    const admitted = this.guard.authenticateCall(call.getAuthContext());
+    if (!admitted.ok) {
+      this.guard.refuse(admitted, { service: 'access_log', peer: call.getPeer() });
+      callback({ code: admitted.code, details: admitted.message });
+      return;
+    }
     const s: StreamState = {
       nodeId: '',
       group: '',
       peer: call.getPeer(),
+      certificate: admitted.identity,
+      authorized: this.guard.security === 'plaintext',
       warned: false,
       finish: () => {
         if (done) return;
@@ -147,9 +166,35 @@ export class AccessLogService {
     }
     this.streams.add(s);
     this.open.inc();
+    const end = (status: { code: number; details: string }) => {
+      if (done) return;
+      done = true;
+      this.streams.delete(s);
+      this.open.dec();
+      callback(status);
+    };
     call.on('data', (b: Buffer) => {
+      if (done) return;
       try {
-        const batch = this.ingest(b, s);
+        const decoded = decodeAccessLogMessage(b);
+        // A message naming the node: its group must be one the certificate allows, before any entry counts.
+        if (decoded.identifier) {
+          const { nodeId, cluster } = decoded.identifier;
+          const z = this.guard.authorize(s.certificate, cluster);
+          if (!z.ok) {
+            this.guard.refuse(z, { service: 'access_log', peer: s.peer, nodeId, group: cluster });
+            return end({ code: z.code, details: z.message });
+          }
+          s.authorized = true;
+          s.nodeId = nodeId;
+          s.group = cluster;
+        } else if (!s.authorized) {
+          return end({ code: 3, details: 'the first access-log message must carry the node' });
+        }
+        // Entries tagged with another group than the one the node was admitted for do not count.
+        const own = s.certificate ? decoded.entries.filter((e) => (e.tags.get('group') ?? s.group) === s.group) : decoded.entries;
+        if (own.length !== decoded.entries.length) this.errors.inc(decoded.entries.length - own.length);
+        const batch = this.record(own === decoded.entries ? decoded : { ...decoded, entries: own }, s);
         if (batch.identifier) this.log?.debug({ nodeId: s.nodeId, group: s.group, peer: s.peer, logName: batch.identifier.logName }, 'access log: stream opened');
       } catch (e) {
         this.errors.inc();

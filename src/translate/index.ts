@@ -17,6 +17,11 @@ export interface TranslateOptions {
   calloutAddress: string;
   /** Access-log streaming to Portico and OpenTelemetry tracing; off when unset. */
   telemetry?: TelemetryOptions;
+  /**
+   * Under mTLS: the SDS file on every Envoy host naming its channel credentials; the callout and
+   * access-log clusters present the node certificate from it. Plaintext clusters when unset.
+   */
+  channelSdsDir?: string;
 }
 
 // The output type is the xDS cache's input type: one contract, in src/contract.

@@ -274,6 +274,8 @@ export interface ClusterIR {
     expectedStatuses: number[];
   };
   tls?: UpstreamTlsIR;
+  /** One of the control plane's own channels under mTLS: the node certificate from this SDS file on the Envoy host. */
+  channelSdsDir?: string;
 }
 
 export interface UpstreamTlsIR {

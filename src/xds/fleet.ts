@@ -1,6 +1,7 @@
 // Fleet status, one StreamObserver of the xDS streams (metrics.ts is another): which Envoys are
 // connected, what each ACKed per type and its last NACK, served as JSON by the admin API
 // (GET /api/v1/fleet), and every ACK to whoever listens (convergence metrics).
+import type { ChannelGuard, PeerIdentity, Refusal } from '../grpc/index.ts';
 import type { SnapshotCache } from './cache.ts';
 import { TYPE_URLS } from '../proto/index.ts';
 import type { StreamInfo, StreamObserver } from './stream.ts';
@@ -47,6 +48,8 @@ export interface FleetNode {
   service: string;
   userAgent: string;
   connectedSince: string;
+  /** The client certificate the node connected with (under mTLS): serial, expiry and the groups it allows. */
+  certificate?: PeerIdentity;
   types: FleetTypeStatus[];
 }
 
@@ -63,6 +66,10 @@ export interface FleetView {
   nodes: FleetNode[];
   /** The latest NACKs across the fleet, newest first, kept after the Envoy disconnects. */
   recentNacks: (NackInfo & { nodeId: string; group: string; type: string })[];
+  /** How the channels are secured ('mtls' or 'plaintext'). */
+  channelSecurity: 'mtls' | 'plaintext';
+  /** Callers refused on the control-plane channels, newest first: who (peer, node, certificate), why, when. */
+  refused: Refusal[];
 }
 
 interface TypeRecord {
@@ -79,6 +86,8 @@ export interface FleetOptions {
   cache?: SnapshotCache;
   /** How many NACKs recentNacks keeps. */
   nackHistory?: number;
+  /** The channels' guard, whose refusals the view lists. */
+  guard?: ChannelGuard;
 }
 
 export class FleetStatus implements StreamObserver {
@@ -141,6 +150,7 @@ export class FleetStatus implements StreamObserver {
         service: info.service,
         userAgent: info.userAgent,
         connectedSince: info.connectedAt.toISOString(),
+        ...(info.certificate ? { certificate: info.certificate } : {}),
         types: [...types.entries()]
           .map(([typeUrl, r]) => ({
             type: typeLabel(typeUrl),
@@ -161,7 +171,14 @@ export class FleetStatus implements StreamObserver {
       snapshotVersion: this.options.cache?.getSnapshot(group).version,
       connected: nodes.filter((n) => n.group === group).length,
     }));
-    return { generatedAt: new Date().toISOString(), groups, nodes, recentNacks: [...this.nacks] };
+    return {
+      generatedAt: new Date().toISOString(),
+      groups,
+      nodes,
+      recentNacks: [...this.nacks],
+      channelSecurity: this.options.guard?.security ?? 'plaintext',
+      refused: this.options.guard?.recent() ?? [],
+    };
   }
 
   /** One connected node's status by node id (the first stream when it has several). */

@@ -1,6 +1,7 @@
 // Public surface of src/xds for the composition root: build the cache, fleet status and gRPC server
 // from settings, then feed GroupResources in and serve fleet status out.
 import type { Registry } from 'prom-client';
+import type { ChannelGuard } from '../grpc/index.ts';
 import { SnapshotCache } from './cache.ts';
 import { FleetStatus } from './fleet.ts';
 import { XdsMetrics } from './metrics.ts';
@@ -25,6 +26,8 @@ export interface XdsOptions {
   sendBudgetBytes?: number;
   /** Host the discovery services (false for a callouts-only replica); default true. */
   serveAds?: boolean;
+  /** Who may use the channels; its refusals are counted and listed in fleet status. Default: plaintext. */
+  guard?: ChannelGuard;
 }
 
 export interface Xds {
@@ -43,11 +46,14 @@ export interface XdsSettings {
 
 export function createXds(settings: XdsSettings, options: XdsOptions = {}): Xds {
   const cache = new SnapshotCache({ debounceMs: settings.debounceMs, debounceMaxMs: settings.debounceMaxMs });
-  const fleet = new FleetStatus({ cache });
+  const fleet = new FleetStatus({ cache, ...(options.guard ? { guard: options.guard } : {}) });
+  const metrics = new XdsMetrics(options.registry);
+  options.guard?.onRefusal((r) => metrics.onRefusal(r));
   const server = new XdsServer({
     cache,
     fleet,
-    observer: new XdsMetrics(options.registry),
+    ...(options.guard ? { guard: options.guard } : {}),
+    observer: metrics,
     logger: options.logger,
     maxConnectionAgeMs: settings.maxConnectionAgeMs,
     orderingTimeoutMs: options.orderingTimeoutMs,

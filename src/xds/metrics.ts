@@ -1,6 +1,7 @@
 // The xDS Prometheus metrics, one StreamObserver of the streams (fleet.ts is another): connected
 // streams per group and protocol, pushes and NACKs per type, and push → ACK/NACK latency.
 import { type Counter, type Gauge, type Histogram, register as defaultRegistry, type Registry } from 'prom-client';
+import type { Refusal } from '../grpc/index.ts';
 import { typeLabel } from './fleet.ts';
 import type { StreamInfo, StreamObserver } from './stream.ts';
 import { counter, gauge, histogram } from '../telemetry/index.ts';
@@ -10,6 +11,7 @@ export class XdsMetrics implements StreamObserver {
   private readonly pushes: Counter<'type'>;
   private readonly nackCount: Counter<'type'>;
   private readonly ackLatency: Histogram<'type'>;
+  private readonly refusals: Counter<'service' | 'reason'>;
   /** Open streams, each with when it last pushed each type (a NACK's latency counts from there). */
   private readonly streams = new Map<number, Map<string, number>>();
 
@@ -24,6 +26,16 @@ export class XdsMetrics implements StreamObserver {
       labelNames: ['type'],
       buckets: [0.001, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10],
     });
+    this.refusals = counter(registry, {
+      name: 'portico_grpc_refused_total',
+      help: 'Calls refused on the control-plane channels (xDS, access logs, callouts): no client certificate from the CA, no gateway-group identity, or another group asked for',
+      labelNames: ['service', 'reason'],
+    });
+  }
+
+  /** Counts a refused caller (the ChannelGuard tells every refusal). */
+  onRefusal(r: Refusal): void {
+    this.refusals.inc({ service: r.service, reason: r.reason });
   }
 
   onOpen(info: StreamInfo): void {

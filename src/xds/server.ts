@@ -1,6 +1,7 @@
 // The gRPC server Envoys connect to: ADS (SotW + Delta) and the per-type discovery services over the
 // snapshot cache, keepalive and jittered connection age, graceful shutdown; other services can join it.
 import * as grpc from '@grpc/grpc-js';
+import { plaintextGuard, type Admission, type ChannelGuard } from '../grpc/index.ts';
 import { setVersion, typeSnapshot, type SnapshotCache } from './cache.ts';
 import { FleetStatus } from './fleet.ts';
 import { DISCOVERY_SERVICES, discoveryServiceDefinition, encodeDeltaResponse, encodeSotwResponse, type DiscoveryServiceKey } from './services.ts';
@@ -31,9 +32,16 @@ export interface XdsServerOptions {
   grpcOptions?: grpc.ServerOptions;
   /** Host the discovery services (false for a callouts-only replica); default true. */
   serveAds?: boolean;
+  /**
+   * Who may connect (mTLS: a node certificate from the CA, naming the group the node asks for);
+   * default: plaintext, everyone. Pass the matching credentials to listen().
+   */
+  guard?: ChannelGuard;
 }
 
 type AnyCall = grpc.ServerDuplexStream<unknown, unknown>;
+/** What every grpc-js server call offers: its peer, its TLS auth context, and ending it with a status. */
+type Caller = Pick<AnyCall, 'getPeer' | 'getAuthContext' | 'emit'>;
 
 /** Paces writes so that at most `limit` bytes are queued in gRPC/HTTP/2 at once (one oversized write may pass alone). */
 export class SendBudget {
@@ -98,13 +106,15 @@ export class XdsServer {
   private readonly log: XdsLogger;
   private readonly calls = new Map<AnyCall, { close(): void; timer?: NodeJS.Timeout }>();
   private readonly budget: SendBudget;
+  readonly guard: ChannelGuard;
   private started = false;
   private closing: Promise<void> | undefined;
 
   constructor(private readonly opts: XdsServerOptions) {
     this.cache = opts.cache;
     this.log = opts.logger ?? silentLogger;
-    this.fleet = opts.fleet ?? new FleetStatus({ cache: opts.cache });
+    this.guard = opts.guard ?? plaintextGuard();
+    this.fleet = opts.fleet ?? new FleetStatus({ cache: opts.cache, guard: this.guard });
     this.observer = opts.observer ? observers(this.fleet, opts.observer) : this.fleet;
     this.budget = new SendBudget(opts.sendBudgetBytes ?? 16 * 1024 * 1024);
     const age = opts.maxConnectionAgeMs ?? 0;
@@ -180,22 +190,42 @@ export class XdsServer {
   }
 
   private serveSotw(call: AnyCall, key: DiscoveryServiceKey, typeUrl: string | undefined): void {
-    const stream = new SotwStream(this.streamOptions(call, key, typeUrl), (r) => this.budget.write(call, () => encodeSotwResponse(r)));
-    this.attach(call, stream, (req) => stream.handle(req as SotwRequest));
+    const admitted = this.authenticate(call, key);
+    if (!admitted) return;
+    const stream = new SotwStream(this.streamOptions(call, key, typeUrl, admitted), (r) => this.budget.write(call, () => encodeSotwResponse(r)));
+    this.attach(call, stream, (req) => stream.handle(req as SotwRequest), admitted);
   }
 
   private serveDelta(call: AnyCall, key: DiscoveryServiceKey, typeUrl: string | undefined): void {
-    const stream = new DeltaStream(this.streamOptions(call, key, typeUrl), (r: DeltaResponse) => this.budget.write(call, () => encodeDeltaResponse(r)));
-    this.attach(call, stream, (req) => stream.handle(req as DeltaRequest));
+    const admitted = this.authenticate(call, key);
+    if (!admitted) return;
+    const stream = new DeltaStream(this.streamOptions(call, key, typeUrl, admitted), (r: DeltaResponse) => this.budget.write(call, () => encodeDeltaResponse(r)));
+    this.attach(call, stream, (req) => stream.handle(req as DeltaRequest), admitted);
   }
 
-  private streamOptions(call: AnyCall, key: DiscoveryServiceKey, typeUrl: string | undefined) {
+  /** The caller's certificate, checked before anything is read from it; ends the call (recorded) when refused. */
+  private authenticate(call: Caller, service: string, end: (e: Partial<grpc.StatusObject>) => void = (e) => call.emit('error', e)): Extract<Admission, { ok: true }> | undefined {
+    const a = this.guard.authenticateCall(call.getAuthContext());
+    if (a.ok) return a;
+    this.refuse(end, a, { service, peer: call.getPeer() });
+    return undefined;
+  }
+
+  /** Records the refusal and ends the call with its status (nothing else is ever sent on it). */
+  private refuse(end: (e: Partial<grpc.StatusObject>) => void, a: Extract<Admission, { ok: false }>, who: { service: string; peer: string; nodeId?: string; group?: string }): void {
+    this.guard.refuse(a, who);
+    this.log.warn({ ...who, reason: a.reason, certificate: a.certificate?.serial }, `xds: refused: ${a.message}`);
+    end({ code: a.code, details: a.message });
+  }
+
+  private streamOptions(call: AnyCall, key: DiscoveryServiceKey, typeUrl: string | undefined, admitted: Extract<Admission, { ok: true }>) {
     return {
       cache: this.cache,
       ads: key === 'ads',
       typeUrl,
       service: key,
       peer: call.getPeer(),
+      ...(admitted.identity ? { certificate: admitted.identity } : {}),
       observer: this.observer,
       logger: this.log,
       orderingTimeoutMs: this.opts.orderingTimeoutMs,
@@ -206,7 +236,7 @@ export class XdsServer {
     };
   }
 
-  private attach(call: AnyCall, stream: SotwStream | DeltaStream, handle: (req: unknown) => void): void {
+  private attach(call: AnyCall, stream: SotwStream | DeltaStream, handle: (req: unknown) => void, admitted: Extract<Admission, { ok: true }>): void {
     if (this.closing) {
       call.emit('error', { code: grpc.status.UNAVAILABLE, details: 'server is shutting down' });
       return;
@@ -229,7 +259,25 @@ export class XdsServer {
       this.calls.delete(call);
       this.budget.release(call);
     };
+    // The stream is bound to a group by its first request's node: that group must be one the
+    // certificate allows, before anything (resources, secrets) is sent.
+    let authorized = this.guard.security === 'plaintext';
     call.on('data', (req: unknown) => {
+      if (!authorized) {
+        const node = (req as { node?: { id: string; cluster: string } }).node;
+        if (!node) {
+          finish();
+          call.emit('error', { code: grpc.status.INVALID_ARGUMENT, details: 'the first request on a stream must carry the node' });
+          return;
+        }
+        const z = this.guard.authorize(admitted.identity, node.cluster);
+        if (!z.ok) {
+          finish();
+          this.refuse((e) => call.emit('error', e), z, { service: stream.info.service, peer: stream.info.peer, nodeId: node.id, group: node.cluster });
+          return;
+        }
+        authorized = true;
+      }
       try {
         handle(req);
       } catch (e) {
@@ -250,6 +298,13 @@ export class XdsServer {
   /** Unary Fetch*: the current state of the requested resources, no bookkeeping. */
   private fetch(call: grpc.ServerUnaryCall<SotwRequest, SotwResponse>, cb: grpc.sendUnaryData<SotwResponse>, typeUrl: string | undefined): void {
     const req = call.request;
+    const admitted = this.authenticate(call, 'fetch', (e) => cb(e));
+    if (!admitted) return;
+    const z = this.guard.authorize(admitted.identity, req.node?.cluster ?? '');
+    if (!z.ok) {
+      this.refuse((e) => cb(e), z, { service: 'fetch', peer: call.getPeer(), ...(req.node ? { nodeId: req.node.id, group: req.node.cluster } : {}) });
+      return;
+    }
     const t = req.type_url || typeUrl!;
     if (!this.cache.isReady()) {
       cb({ code: grpc.status.UNAVAILABLE, details: 'configuration not loaded yet' });

@@ -2,6 +2,7 @@
 // metrics), and what SotW (sotw.ts) and Delta (delta.ts) streams share: node/group binding, snapshot
 // watching, ordered evaluation and the make-before-break gate on ADS. server.ts wires them to calls.
 import type { BaseLogger } from 'pino';
+import type { PeerIdentity } from '../grpc/index.ts';
 import { TYPE_ORDER, typeSnapshot, type Snapshot, type SnapshotCache, type TypeSnapshot } from './cache.ts';
 import { edsGap, edsGapOf, View, type Subscription } from './views.ts';
 import { TYPE_URLS, type JsonObject } from '../proto/index.ts';
@@ -76,6 +77,8 @@ export interface StreamInfo {
   service: string;
   userAgent: string;
   connectedAt: Date;
+  /** The verified client certificate (mTLS only). */
+  certificate?: PeerIdentity;
 }
 
 /** Receives protocol events: the callbacks seam (fleet status and metrics implement it; observers() fans out). */
@@ -114,6 +117,8 @@ export interface StreamOptions {
   typeUrl?: string;
   service: string;
   peer: string;
+  /** The caller's verified certificate (mTLS only), shown in fleet status. */
+  certificate?: PeerIdentity;
   observer?: StreamObserver;
   logger?: XdsLogger;
   /** How long make-before-break may hold back listeners/routes waiting for EDS subscriptions. */
@@ -158,6 +163,7 @@ export abstract class XdsStreamBase<State extends { sub: Subscription; inFlight:
       service: opts.service,
       userAgent: '',
       connectedAt: new Date(),
+      ...(opts.certificate ? { certificate: opts.certificate } : {}),
     };
   }
 

@@ -1,12 +1,13 @@
 // The gRPC shell over real sockets: per-type services and Fetch, hosting other services on the same
 // server, protocol errors, jittered max age, graceful close; Envoy bootstraps (validate mode, HA, CLI node).
 import assert from 'node:assert/strict';
-import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import { describe, it } from 'node:test';
 import * as grpc from '@grpc/grpc-js';
-import { renderBootstrap } from '../../src/xds/bootstrap.ts';
+import { DEFAULT_CHANNEL_SDS_DIR, renderBootstrap } from '../../src/xds/bootstrap.ts';
+import { CHANNEL_SDS_FILES } from '../../src/contract/index.ts';
 import { SnapshotCache } from '../../src/xds/cache.ts';
 import { httpGatewayResources } from '../support/xds-fixtures.ts';
 import { FleetStatus } from '../../src/xds/fleet.ts';
@@ -187,11 +188,19 @@ describe('xDS gRPC server', () => {
 });
 
 describe('Envoy bootstraps', () => {
-  it('envoy/edge.yaml and envoy/sidecar.yaml pass envoy --mode validate', async (t) => {
+  it('envoy/edge.yaml and envoy/sidecar.yaml (with envoy/portico-*-sds.yaml installed) pass envoy --mode validate', async (t) => {
     const envoy = requireComponent(t, 'envoy');
     if (!envoy) return;
+    // The files name SDS files in /etc/portico/envoy: validate copies that name a temporary directory.
+    const dir = mkdtempSync(path.join(os.tmpdir(), 'portico-validate-'));
+    t.after(() => rmSync(dir, { recursive: true, force: true }));
+    for (const f of Object.values(CHANNEL_SDS_FILES)) writeFileSync(path.join(dir, f), readFileSync(`envoy/${f}`, 'utf8'));
     for (const role of ['edge', 'sidecar']) {
-      const p = startProcess(envoy, ['--mode', 'validate', '-c', `envoy/${role}.yaml`, '--service-node', 'n', '--service-cluster', 'g', '--use-dynamic-base-id']);
+      const file = path.join(dir, `${role}.yaml`);
+      const text = readFileSync(`envoy/${role}.yaml`, 'utf8');
+      assert.ok(text.includes(DEFAULT_CHANNEL_SDS_DIR), `envoy/${role}.yaml reads its mTLS credentials through ${DEFAULT_CHANNEL_SDS_DIR}`);
+      writeFileSync(file, text.replaceAll(`${DEFAULT_CHANNEL_SDS_DIR}/`, `${dir}/`));
+      const p = startProcess(envoy, ['--mode', 'validate', '-c', file, '--service-node', 'n', '--service-cluster', 'g', '--use-dynamic-base-id']);
       await new Promise<void>((r) => p.child.once('exit', () => r()));
       assert.equal(p.child.exitCode, 0, p.output());
       assert.match(p.output(), /OK/);

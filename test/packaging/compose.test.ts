@@ -7,12 +7,13 @@
 // listener.
 import assert from 'node:assert/strict';
 import { spawnSync } from 'node:child_process';
-import { mkdtempSync, readdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { existsSync, mkdtempSync, readdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import { describe, it } from 'node:test';
 import YAML from 'yaml';
-import { composeBootstrap, composeBootstrapYaml, DEFAULT_STATS_PORT, withStatsListener } from '../../deploy/envoy/bootstrap.ts';
+import { composeBootstrap, composeBootstrapYaml, composeChannelSdsYaml, DEFAULT_STATS_PORT, withStatsListener } from '../../deploy/envoy/bootstrap.ts';
+import { CHANNEL_SDS_FILES } from '../../src/contract/index.ts';
 import { composeModelYaml } from '../../deploy/generate.ts';
 import { parseDocumentText, parseModelDocument } from '../../src/model/declarative.ts';
 import { KINDS } from '../../src/model/model.ts';
@@ -61,7 +62,7 @@ function parseModelFile(file: string) {
 
 describe('docker-compose.yml: structure', () => {
   it('has the whole stack, each service with an image or a build', () => {
-    assert.deepEqual(Object.keys(services).sort(), ['envoy', 'grafana', 'portico', 'postgres', 'prometheus', 'redis', 'upstreams']);
+    assert.deepEqual(Object.keys(services).sort(), ['certs', 'envoy', 'grafana', 'portico', 'postgres', 'prometheus', 'redis', 'upstreams']);
     for (const [name, s] of Object.entries(services)) {
       assert.ok(s.image || s.build, `${name}: image or build`);
       if (s.image) assert.match(interpolate(s.image, {}), /^[a-z0-9./-]+(:[A-Za-z0-9._-]+)?$/, `${name}: image reference`);
@@ -164,13 +165,56 @@ describe('docker-compose.yml: structure', () => {
     assert.equal(b.admin.address.socket_address.address, '127.0.0.1', 'admin stays on loopback');
   });
 
-  it('Envoy accepts the compose bootstrap (envoy --mode validate)', (t) => {
+  it('Envoy accepts the compose bootstrap (envoy --mode validate, its SDS files where the container mounts them)', (t) => {
     const envoy = requireComponent(t, 'envoy');
     if (!envoy) return;
-    const r = spawnSync(envoy, ['--mode', 'validate', '-c', repoPath('deploy/envoy/edge.yaml'), '--service-node', 'edge-1', '--service-cluster', 'edge', '--use-dynamic-base-id'], {
-      encoding: 'utf8',
-    });
+    const dir = mkdtempSync(path.join(os.tmpdir(), 'portico-compose-envoy-'));
+    t.after(() => rmSync(dir, { recursive: true, force: true }));
+    for (const f of Object.values(CHANNEL_SDS_FILES)) writeFileSync(path.join(dir, f), readFileSync(repoPath(`deploy/envoy/${f}`), 'utf8'));
+    const file = path.join(dir, 'envoy.yaml');
+    writeFileSync(file, readFileSync(repoPath('deploy/envoy/edge.yaml'), 'utf8').replaceAll('/etc/envoy/portico-', `${dir}/portico-`));
+    const r = spawnSync(envoy, ['--mode', 'validate', '-c', file, '--service-node', 'edge-1', '--service-cluster', 'edge', '--use-dynamic-base-id'], { encoding: 'utf8' });
     assert.equal(r.status, 0, r.stderr || r.stdout);
+  });
+
+  it('mTLS between Envoy and the control plane: a one-shot certs service makes a development CA on first start, both sides mount it', async () => {
+    const certs = services.certs!;
+    const cmd = certs.command as string[];
+    assert.deepEqual(cmd.slice(0, 2), ['certs', 'dev']);
+    assert.ok(cmd.includes('--if-missing'), 'an existing CA is kept across restarts');
+    const out = cmd[cmd.indexOf('--out') + 1]!;
+    const volume = (s: Service) => ((s.volumes ?? []) as string[]).find((v) => v.startsWith('portico-certs:'));
+    assert.equal(volume(certs), `portico-certs:${out}`, 'writes into the named volume');
+    assert.ok(compose.volumes && 'portico-certs' in compose.volumes);
+    assert.equal(dependsOn(services.portico!).certs?.condition, 'service_completed_successfully');
+    assert.equal(volume(services.portico!), `portico-certs:${out}:ro`);
+    assert.equal(volume(services.envoy!), `portico-certs:${out}:ro`);
+    // The control plane serves mTLS with what the service wrote (names as `portico certs dev` lays them out).
+    const settings = loadSettings(porticoEnv());
+    assert.deepEqual(settings.tls, { certFile: `${out}/control-plane/tls.crt`, keyFile: `${out}/control-plane/tls.key`, caFile: `${out}/control-plane/ca.crt` });
+    // The Envoy reads the node certificate of its group through the SDS files, mounted where the control plane says.
+    const envoyCmd = services.envoy!.command as string[];
+    const group = envoyCmd[envoyCmd.indexOf('--service-cluster') + 1]!;
+    assert.ok(cmd.join(' ').includes(`--group ${group}`), `a node certificate for group '${group}'`);
+    assert.ok(cmd.join(' ').includes('--host portico'), 'the control plane certificate names the service Envoy dials');
+    for (const [f, text] of Object.entries(composeChannelSdsYaml())) {
+      assert.equal(readFileSync(repoPath(`deploy/envoy/${f}`), 'utf8'), text, 'regenerate with: npx tsx deploy/generate.ts');
+      assert.equal(binds(services.envoy!).find((b) => b.src === `deploy/envoy/${f}`)?.dst, `${settings.envoyChannelSdsDir}/${f}`);
+      assert.ok(text.includes(`${out}/nodes/${group}/`), `${f} names files under ${out}/nodes/${group}`);
+    }
+    // And the command really lays the files out so (run here as a process, into a temporary directory).
+    const dir = mkdtempSync(path.join(os.tmpdir(), 'portico-compose-certs-'));
+    try {
+      const args = cmd.map((a) => (a === out ? dir : a));
+      const r = spawnSync(repoPath('bin/portico'), args, { encoding: 'utf8' });
+      assert.equal(r.status, 0, r.stderr);
+      for (const f of ['control-plane/tls.crt', 'control-plane/tls.key', 'control-plane/ca.crt', `nodes/${group}/tls.crt`, `nodes/${group}/tls.key`, `nodes/${group}/ca.crt`])
+        assert.ok(existsSync(path.join(dir, f)), f);
+      const again = spawnSync(repoPath('bin/portico'), args, { encoding: 'utf8' });
+      assert.match(again.stdout, /a CA exists; nothing written/);
+    } finally {
+      rmSync(dir, { recursive: true, force: true });
+    }
   });
 
   it('scrapes the control plane and every Envoy with Prometheus, and provisions Grafana', () => {
@@ -218,6 +262,16 @@ describe('docker-compose.yml: each service command as a plain process', () => {
       PORTICO_CALLOUT_LISTEN_ADDR: `127.0.0.1:${ports.callouts}`,
       PORTICO_DATA_DIR: mkdtempSync(path.join(os.tmpdir(), 'portico-compose-')),
     };
+    // The certs service's command, into the data directory; the TLS settings follow it there.
+    const certsCmd = services.certs!.command as string[];
+    const certsOut = certsCmd[certsCmd.indexOf('--out') + 1]!;
+    const made = spawnSync(
+      repoPath('bin/portico'),
+      certsCmd.map((a) => (a === certsOut ? path.join(local.PORTICO_DATA_DIR!, 'certs') : a)),
+      { encoding: 'utf8' },
+    );
+    assert.equal(made.status, 0, made.stderr);
+    for (const k of ['PORTICO_TLS_CERT_FILE', 'PORTICO_TLS_KEY_FILE', 'PORTICO_TLS_CLIENT_CA_FILE']) local[k] = local[k]!.replace(certsOut, path.join(local.PORTICO_DATA_DIR!, 'certs'));
     delete local.REDIS_URL; // counters in memory: this test is about the process, not Redis
     const args = [...(services.portico!.command as string[])];
     args[args.indexOf('--apply') + 1] = repoPath('deploy/compose/gateway.yaml');

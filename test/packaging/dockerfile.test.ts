@@ -4,6 +4,7 @@
 // packages only for what src/ imports — and the runtime stage's file set, laid out as the image
 // would have it, runs `portico serve` (ENTRYPOINT + CMD) to readiness.
 import assert from 'node:assert/strict';
+import { spawnSync } from 'node:child_process';
 import { cpSync, mkdirSync, mkdtempSync, readdirSync, readFileSync, rmSync, statSync, symlinkSync } from 'node:fs';
 import { builtinModules } from 'node:module';
 import os from 'node:os';
@@ -187,6 +188,9 @@ describe('Dockerfile', () => {
     assert.equal(settings.adminHost, '0.0.0.0');
     assert.equal(settings.grpcHost, '0.0.0.0');
     assert.equal(settings.calloutListenHost, '0.0.0.0');
+    // The gRPC ports are mTLS by default: the image names the files a mounted TLS Secret provides.
+    assert.deepEqual(settings.tls, { certFile: '/etc/portico/tls/tls.crt', keyFile: '/etc/portico/tls/tls.key', caFile: '/etc/portico/tls/ca.crt' });
+    assert.equal(settings.grpcInsecure, false);
     const exposed = one(runtime, 'EXPOSE').split(/\s+/).map(Number).sort();
     assert.deepEqual(exposed, [settings.adminPort, settings.grpcPort, settings.calloutListenPort].sort());
   });
@@ -226,6 +230,11 @@ describe('Dockerfile', () => {
     }
     assert.ok(exists('src/store/generated/client.ts'), 'the Prisma client is generated (scripts/setup.sh)');
     const env = envOf(runtime);
+    // The TLS Secret the image expects at /etc/portico/tls, made with the image's own `portico certs`.
+    const tls = path.join(app, 'tls');
+    const made = spawnSync(path.join(app, 'bin/portico'), ['certs', 'dev', '--out', tls, '--host', 'localhost', '--group', 'edge'], { encoding: 'utf8', cwd: app });
+    assert.equal(made.status, 0, made.stderr);
+    for (const k of ['PORTICO_TLS_CERT_FILE', 'PORTICO_TLS_KEY_FILE', 'PORTICO_TLS_CLIENT_CA_FILE']) env[k] = env[k]!.replace('/etc/portico/tls', path.join(tls, 'control-plane'));
     const admin = await freePort();
     const proc = await startPorticoProcess(
       json(one(runtime, 'CMD')),

@@ -7,7 +7,7 @@
 // Under CI=true a missing helm fails (scripts/helm-check.sh runs before the tests).
 import assert from 'node:assert/strict';
 import { spawnSync } from 'node:child_process';
-import { mkdtempSync, readdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { mkdirSync, mkdtempSync, readdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import { describe, it, type TestContext } from 'node:test';
@@ -15,7 +15,7 @@ import YAML from 'yaml';
 import { withStatsListener } from '../../deploy/envoy/bootstrap.ts';
 import { loadSettings } from '../../src/settings.ts';
 import { loadKeyRing } from '../../src/store/secrets.ts';
-import { renderBootstrap } from '../../src/xds/bootstrap.ts';
+import { renderBootstrap, renderChannelSds } from '../../src/xds/bootstrap.ts';
 import { requireComponent } from '../support/components.ts';
 import { repoPath } from './support.ts';
 
@@ -175,9 +175,9 @@ describe('Helm chart (helm/portico)', () => {
 
   it("Envoy: Deployment + Service + HPA + PDB; the bootstrap is renderBootstrap's plus the stats listener", (t) => {
     if (!needHelm(t)) return;
-    for (const [file, group, api, addresses] of [
-      ['default-values.yaml', 'edge', 'GRPC', ['portico-control-plane-pods.gw.svc.cluster.local:18000']],
-      ['full-values.yaml', 'public', 'DELTA_GRPC', ['portico-0.portico.example.svc.cluster.local:18000', '10.0.0.12:18000']],
+    for (const [file, group, api, addresses, trustDomain] of [
+      ['default-values.yaml', 'edge', 'GRPC', ['portico-control-plane-pods.gw.svc.cluster.local:18000'], 'portico'],
+      ['full-values.yaml', 'public', 'DELTA_GRPC', ['portico-0.portico.example.svc.cluster.local:18000', '10.0.0.12:18000'], 'acme.example'],
     ] as const) {
       const { manifests } = render(file);
       const values = YAML.parse(readFileSync(path.join(CHART, 'values.yaml'), 'utf8')).envoy;
@@ -191,10 +191,14 @@ describe('Helm chart (helm/portico)', () => {
           apiType: api,
           maxHeapBytes: values.maxHeapBytes,
           maxDownstreamConnections: values.maxDownstreamConnections,
+          channelSdsDir: '/etc/envoy',
         }),
         { adminPort: values.adminPort, statsPort: values.statsPort },
       );
       assert.deepEqual(bootstrap, JSON.parse(JSON.stringify(expected)), `${file}: helm/portico/templates/envoy-configmap.yaml mirrors src/xds/bootstrap.ts + deploy/envoy/bootstrap.ts`);
+      // The channel SDS files beside it name the node certificate Secret's files and the trust domain.
+      const sds = renderChannelSds({ certFile: '/etc/portico/tls/tls.crt', keyFile: '/etc/portico/tls/tls.key', caFile: '/etc/portico/tls/ca.crt', trustDomain });
+      for (const [name, doc] of Object.entries(sds)) assert.deepEqual(YAML.parse(cm.data![name]!), doc, `${file}: ${name}`);
 
       const dep = find(manifests, 'Deployment', 'portico-envoy');
       const pod = dep.spec.template;
@@ -238,9 +242,12 @@ describe('Helm chart (helm/portico)', () => {
     const dir = mkdtempSync(path.join(os.tmpdir(), 'portico-helm-'));
     t.after(() => rmSync(dir, { recursive: true, force: true }));
     for (const file of ['default-values.yaml', 'full-values.yaml']) {
-      const bootstrap = find(render(file).manifests, 'ConfigMap', 'portico-envoy-bootstrap').data!['envoy.yaml']!;
-      const p = path.join(dir, `${file}.envoy.yaml`);
-      writeFileSync(p, bootstrap);
+      const data = find(render(file).manifests, 'ConfigMap', 'portico-envoy-bootstrap').data!;
+      // The ConfigMap is mounted at /etc/envoy: its SDS files go beside the bootstrap here.
+      const sub = path.join(dir, file);
+      mkdirSync(sub);
+      for (const [name, text] of Object.entries(data)) writeFileSync(path.join(sub, name), text.replaceAll('/etc/envoy/', `${sub}/`));
+      const p = path.join(sub, 'envoy.yaml');
       const r: ReturnType<typeof spawnSync> = spawnSync(envoy, ['--mode', 'validate', '-c', p, '--service-node', 'pod-1', '--service-cluster', 'edge', '--use-dynamic-base-id'], { encoding: 'utf8' });
       assert.equal(r.status, 0, `${file}: ${r.stderr || r.stdout}`);
     }
@@ -315,5 +322,84 @@ describe('Helm chart (helm/portico)', () => {
     const r = spawnSync(tools.KUBECONFORM_BIN, args(bad), { encoding: 'utf8' });
     assert.notEqual(r.status, 0);
     assert.match(r.stdout, /readinesProbe/);
+  });
+
+  it('mTLS on the gRPC ports: certificates mounted on both sides (cert-manager or existing Secrets), a NetworkPolicy, plaintext only on request', (t) => {
+    if (!needHelm(t)) return;
+    const secretOf = (pod: any, mountPath: string) => {
+      const c = pod.spec.containers[0];
+      const m = c.volumeMounts.find((v: any) => v.mountPath === mountPath);
+      assert.ok(m, `a volume at ${mountPath}`);
+      return pod.spec.volumes.find((v: any) => v.name === m.name).secret.secretName as string;
+    };
+    for (const [file, cpSecret, envoySecret, certManager] of [
+      ['default-values.yaml', 'portico-control-plane-tls', 'portico-envoy-tls', false],
+      ['existing-secret-values.yaml', 'portico-control-plane-tls', 'portico-envoy-tls', false],
+      ['full-values.yaml', 'portico-control-plane-tls', 'portico-envoy-tls', true],
+    ] as const) {
+      const { manifests } = render(file);
+      const cp = find(manifests, 'Deployment', 'portico-control-plane').spec.template;
+      const env = Object.fromEntries(cp.spec.containers[0].env.filter((e: any) => 'value' in e).map((e: any) => [e.name, e.value]));
+      const settings = loadSettings(env);
+      assert.deepEqual(settings.tls, { certFile: '/etc/portico/tls/tls.crt', keyFile: '/etc/portico/tls/tls.key', caFile: '/etc/portico/tls/ca.crt' }, file);
+      assert.equal(settings.grpcHost, '0.0.0.0', 'a non-loopback bind, which only TLS makes acceptable');
+      assert.equal(secretOf(cp, '/etc/portico/tls'), cpSecret);
+      const envoy = find(manifests, 'Deployment', 'portico-envoy').spec.template;
+      assert.equal(secretOf(envoy, '/etc/portico/tls'), envoySecret);
+      assert.equal(envoy.spec.securityContext.fsGroup, envoy.spec.securityContext.runAsGroup, 'the node key is readable by the Envoy user');
+      assert.equal(
+        settings.envoyChannelSdsDir,
+        envoy.spec.containers[0].volumeMounts.find((m: any) => m.name === 'bootstrap').mountPath,
+        'the callout/ALS clusters name the SDS files where the Envoys have them',
+      );
+      const certs = manifests.filter((m) => m.kind === 'Certificate');
+      if (!certManager) {
+        assert.deepEqual(certs, [], `${file}: no cert-manager resources unless asked`);
+        continue;
+      }
+      const group = YAML.parse(readFileSync(path.join(CHART, 'ci', file), 'utf8')).envoy.gatewayGroup;
+      const td = settings.trustDomain;
+      const cpCert = find(manifests, 'Certificate', 'portico-control-plane');
+      assert.equal(cpCert.spec.secretName, cpSecret);
+      assert.deepEqual(cpCert.spec.uris, [`spiffe://${td}/control-plane`]);
+      assert.ok(cpCert.spec.dnsNames.includes('portico-control-plane-pods.gw.svc.cluster.local'), 'the name Envoys dial');
+      assert.ok(cpCert.spec.usages.includes('server auth'));
+      const nodeCert = find(manifests, 'Certificate', 'portico-envoy');
+      assert.equal(nodeCert.spec.secretName, envoySecret);
+      assert.deepEqual(nodeCert.spec.uris, [`spiffe://${td}/gateway-group/${group}`], 'the node may serve its group only');
+      assert.ok(nodeCert.spec.usages.includes('client auth'));
+      for (const c of [cpCert, nodeCert]) assert.equal(c.spec.issuerRef.name, 'portico-ca', "signed by the chart's CA Issuer");
+      assert.equal(find(manifests, 'Issuer', 'portico-ca').spec.ca.secretName, find(manifests, 'Certificate', 'portico-ca').spec.secretName);
+      assert.equal(find(manifests, 'Certificate', 'portico-ca').spec.isCA, true);
+    }
+    // The NetworkPolicy: gRPC ports from the chart's Envoys (and listed peers), admin from listed peers.
+    const full = render('full-values.yaml').manifests;
+    const np = find(full, 'NetworkPolicy', 'portico-control-plane');
+    const cpPod = find(full, 'Deployment', 'portico-control-plane').spec.template;
+    const envoyPod = find(full, 'Deployment', 'portico-envoy').spec.template;
+    assert.ok(selects(np.spec.podSelector.matchLabels, cpPod.metadata.labels));
+    assert.deepEqual(np.spec.policyTypes, ['Ingress']);
+    const rule = (port: number) => np.spec.ingress.find((r: any) => r.ports.some((p: any) => p.port === port));
+    const grpc = rule(18000);
+    assert.equal(rule(18001), grpc, 'xDS and callouts: one rule');
+    assert.ok(
+      grpc.from.some((f: any) => f.podSelector && selects(f.podSelector.matchLabels, envoyPod.metadata.labels)),
+      'Envoys reach the gRPC ports',
+    );
+    assert.ok(!grpc.from.some((f: any) => f.podSelector && selects(f.podSelector.matchLabels, { 'app.kubernetes.io/component': 'something-else' })));
+    const admin = rule(8081);
+    assert.notEqual(admin, grpc);
+    assert.ok(admin.from.some((f: any) => f.namespaceSelector?.matchLabels?.['kubernetes.io/metadata.name'] === 'monitoring'));
+    assert.ok(!admin.from.some((f: any) => f.podSelector && selects(f.podSelector.matchLabels, envoyPod.metadata.labels)), 'Envoys do not reach the admin API');
+    // Plaintext only when asked for, and then said so.
+    assert.throws(() => render('default-values.yaml', ['tls.enabled=false']), /tls\.insecure=true/);
+    const plain = render('default-values.yaml', ['tls.enabled=false', 'tls.insecure=true']).manifests;
+    const plainEnv = Object.fromEntries(
+      find(plain, 'Deployment', 'portico-control-plane')
+        .spec.template.spec.containers[0].env.filter((e: any) => 'value' in e)
+        .map((e: any) => [e.name, e.value]),
+    );
+    assert.equal(loadSettings(plainEnv).grpcInsecure, true);
+    assert.equal(YAML.parse(find(plain, 'ConfigMap', 'portico-envoy-bootstrap').data!['envoy.yaml']!).static_resources.clusters[0].transport_socket, undefined);
   });
 });

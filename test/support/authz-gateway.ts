@@ -40,6 +40,8 @@ export interface AuthzGatewayOptions {
   issuerKeys?: Array<{ kid: string; alg: KeyAlg }>;
   /** Changes to the example document before it is applied (extra partners, plans…). */
   mutate?: (doc: Record<string, any>) => void;
+  /** mTLS channels: the control plane's PORTICO_TLS_* settings and the Envoy's channel SDS file. */
+  channel?: { env: Record<string, string>; envoySdsDir: string };
 }
 
 /**
@@ -51,7 +53,7 @@ export async function startAuthzGateway(t: TestContext, o: AuthzGatewayOptions):
   if (!envoyBin) return undefined;
   const issuer = await startTestIssuer(o.issuerKeys ? { keys: o.issuerKeys } : {});
   const seed = await seed003({ keepAuth: true, jwksUri: issuer.jwksUri });
-  const portico = await startTestPortico();
+  const portico = await startTestPortico(o.channel ? { env: { ...o.channel.env } } : {});
   let envoy: TestEnvoy | undefined;
   // One hook, in this order: Envoy first, so no stream or connection of it holds the rest open.
   t.after(async () => {
@@ -60,7 +62,7 @@ export async function startAuthzGateway(t: TestContext, o: AuthzGatewayOptions):
     await seed.close();
     await issuer.close();
   });
-  envoy = await launchEnvoy(envoyBin, { xdsAddresses: [`127.0.0.1:${portico.grpcPort}`], group: GROUP, nodeId: o.nodeId });
+  envoy = await launchEnvoy(envoyBin, { xdsAddresses: [`127.0.0.1:${portico.grpcPort}`], group: GROUP, nodeId: o.nodeId, ...(o.channel ? { channelSdsDir: o.channel.envoySdsDir } : {}) });
   const api = portico.api;
   seed.document.gatewayGroups[0].authz.timeoutMs = o.authzTimeoutMs ?? 2000;
   o.mutate?.(seed.document);

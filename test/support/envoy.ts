@@ -26,6 +26,8 @@ export interface EnvoyOptions {
   /** Seconds Envoy drains listeners it replaces or removes (default 1: tests should not wait long). */
   drainTimeS?: number;
   extraArgs?: string[];
+  /** mTLS to the control plane: the channel SDS file naming this node's certificate files. */
+  channelSdsDir?: string;
 }
 
 /** A dynamic resource Envoy holds, with the version it was received at. */
@@ -84,6 +86,7 @@ export async function launchEnvoy(bin: string, o: EnvoyOptions): Promise<TestEnv
         xdsAddresses: o.xdsAddresses,
         adminPort,
         ...(o.apiType ? { apiType: o.apiType } : {}),
+        ...(o.channelSdsDir ? { channelSdsDir: o.channelSdsDir } : {}),
       }),
     ),
   );

@@ -101,11 +101,46 @@ describe('loadSettings', () => {
   });
 
   it('reads overrides', () => {
-    const s = loadSettings({ PORTICO_GRPC_ADDR: '0.0.0.0:19000', PORTICO_ADMIN_ADDR: '[::1]:9000', DATABASE_URL: 'postgresql://db/x', PORTICO_MIGRATE: 'false' });
+    const s = loadSettings({ PORTICO_GRPC_ADDR: '0.0.0.0:19000', PORTICO_GRPC_INSECURE: 'true', PORTICO_ADMIN_ADDR: '[::1]:9000', DATABASE_URL: 'postgresql://db/x', PORTICO_MIGRATE: 'false' });
     assert.equal(s.grpcPort, 19000);
     assert.throws(() => loadSettings({ PORTICO_CALLOUT_ADDR: 'no-port' }), /PORTICO_CALLOUT_ADDR must be host:port/);
     assert.equal(s.adminHost, '::1');
     assert.equal(s.databaseUrl, 'postgresql://db/x');
     assert.equal(s.migrate, false);
+  });
+});
+
+describe('channel security settings', () => {
+  const tls = { PORTICO_TLS_CERT_FILE: '/tls/tls.crt', PORTICO_TLS_KEY_FILE: '/tls/tls.key', PORTICO_TLS_CLIENT_CA_FILE: '/tls/ca.crt' };
+
+  it('plaintext on loopback by default; mTLS when the three files are set', () => {
+    const s = loadSettings({});
+    assert.equal(s.tls, undefined);
+    assert.equal(s.grpcInsecure, false);
+    assert.equal(s.trustDomain, 'portico');
+    assert.deepEqual(loadSettings({ ...tls, PORTICO_GRPC_ADDR: '0.0.0.0:18000' }).tls, { certFile: '/tls/tls.crt', keyFile: '/tls/tls.key', caFile: '/tls/ca.crt' });
+    assert.equal(loadSettings({ PORTICO_GRPC_ADDR: '[::1]:18000', PORTICO_CALLOUT_LISTEN_ADDR: 'localhost:18001' }).tls, undefined);
+  });
+
+  it('refuses a non-loopback bind without TLS, naming the address and both ways out; accepts it with PORTICO_GRPC_INSECURE=true', () => {
+    assert.throws(
+      () => loadSettings({ PORTICO_GRPC_ADDR: '0.0.0.0:18000' }),
+      (e: Error) =>
+        e instanceof SettingsError &&
+        /PORTICO_GRPC_ADDR binds 0\.0\.0\.0, which is not loopback, without TLS/.test(e.message) &&
+        /PORTICO_TLS_CERT_FILE, PORTICO_TLS_KEY_FILE and PORTICO_TLS_CLIENT_CA_FILE/.test(e.message) &&
+        /PORTICO_GRPC_INSECURE=true/.test(e.message),
+    );
+    assert.throws(() => loadSettings({ PORTICO_CALLOUT_LISTEN_ADDR: '10.1.2.3:18001' }), /PORTICO_CALLOUT_LISTEN_ADDR binds 10\.1\.2\.3/);
+    assert.equal(loadSettings({ PORTICO_GRPC_ADDR: '0.0.0.0:18000', PORTICO_CALLOUT_LISTEN_ADDR: ':18001', PORTICO_GRPC_INSECURE: 'true' }).grpcInsecure, true);
+    // A split role checks only the listener it binds.
+    assert.equal(loadSettings({ PORTICO_ROLE: 'xds', DATABASE_URL: 'postgresql://db/x', PORTICO_CALLOUT_LISTEN_ADDR: '0.0.0.0:18001' }).role, 'xds');
+  });
+
+  it('refuses half a TLS configuration, TLS together with the insecure flag, and a bad trust domain', () => {
+    assert.throws(() => loadSettings({ PORTICO_TLS_CERT_FILE: '/tls/tls.crt' }), /missing PORTICO_TLS_KEY_FILE, PORTICO_TLS_CLIENT_CA_FILE/);
+    assert.throws(() => loadSettings({ ...tls, PORTICO_GRPC_INSECURE: 'true' }), /choose mTLS or plaintext/);
+    assert.throws(() => loadSettings({ PORTICO_TRUST_DOMAIN: 'Not/A/Domain' }), /PORTICO_TRUST_DOMAIN/);
+    assert.throws(() => loadSettings({ PORTICO_ENVOY_CHANNEL_SDS_DIR: 'relative.yaml' }), /absolute path/);
   });
 });

@@ -4,7 +4,7 @@ import assert from 'node:assert/strict';
 import { readFileSync } from 'node:fs';
 import { describe, it } from 'node:test';
 import YAML from 'yaml';
-import { bootstrapYaml, fileOptions, renderBootstrap, ROLE_DEFAULTS, XDS_CLUSTER } from '../../src/xds/bootstrap.ts';
+import { bootstrapYaml, channelSdsYaml, DEFAULT_CHANNEL_SDS_DIR, fileOptions, renderBootstrap, renderChannelSds, ROLE_DEFAULTS, XDS_CLUSTER } from '../../src/xds/bootstrap.ts';
 import { encodeMessage } from '../../src/proto/index.ts';
 
 // Test-only probing of rendered JSON.
@@ -19,12 +19,36 @@ describe('bootstrap', () => {
     });
   }
 
+  it('envoy/portico-*-sds.yaml are what renderChannelSds produces: DiscoveryResponses of one Secret each (Envoy takes one per file)', () => {
+    const files = channelSdsYaml();
+    assert.deepEqual(Object.keys(files).sort(), ['portico-control-plane-sds.yaml', 'portico-node-sds.yaml']);
+    for (const [name, text] of Object.entries(files)) {
+      const file = readFileSync(new URL(`../../envoy/${name}`, import.meta.url), 'utf8');
+      assert.equal(file, text, 'regenerate with: npx tsx src/xds/bootstrap.ts --write-files');
+      assert.equal(YAML.parse(file).resources.length, 1);
+      assert.doesNotThrow(() => encodeMessage('envoy.service.discovery.v3.DiscoveryResponse', YAML.parse(file)));
+    }
+  });
+
+  it('under mTLS the xDS cluster presents the node certificate and accepts only the control-plane identity, both read through the SDS file', () => {
+    const b = renderBootstrap({ xdsAddresses: ['portico:18000'], adminPort: 9901, channelSdsDir: DEFAULT_CHANNEL_SDS_DIR }) as J;
+    const tls = b.static_resources.clusters[0].transport_socket.typed_config.common_tls_context;
+    const source = (f: string) => ({ path_config_source: { path: `${DEFAULT_CHANNEL_SDS_DIR}/${f}` }, resource_api_version: 'V3' });
+    assert.deepEqual(tls.tls_certificate_sds_secret_configs, [{ name: 'portico.node', sds_config: source('portico-node-sds.yaml') }]);
+    assert.deepEqual(tls.validation_context_sds_secret_config, { name: 'portico.control-plane', sds_config: source('portico-control-plane-sds.yaml') });
+    assert.deepEqual(tls.alpn_protocols, ['h2']);
+    const sds = renderChannelSds({ certFile: '/t/tls.crt', keyFile: '/t/tls.key', caFile: '/t/ca.crt', trustDomain: 'acme' }) as J;
+    assert.deepEqual(sds['portico-control-plane-sds.yaml'].resources[0].validation_context.match_typed_subject_alt_names, [{ san_type: 'URI', matcher: { exact: 'spiffe://acme/control-plane' } }]);
+    const plain = renderBootstrap({ xdsAddresses: ['127.0.0.1:18000'], adminPort: 9901 }) as J;
+    assert.equal(plain.static_resources.clusters[0].transport_socket, undefined, 'plaintext without channelSdsDir');
+  });
+
   it('renders a strict-valid Bootstrap proto for every variant', () => {
     for (const o of [
       fileOptions('edge'),
       fileOptions('sidecar'),
       { nodeId: 'n', group: 'g', xdsAddresses: ['cp-0.portico:18000', 'cp-1.portico:18000'], adminPort: 9000, apiType: 'DELTA_GRPC' as const },
-      { xdsAddresses: ['[::1]:18000'], adminPort: 9000, xdsTls: { caFile: '/ca.pem', certFile: '/c.pem', keyFile: '/k.pem', sni: 'portico' } },
+      { xdsAddresses: ['[::1]:18000'], adminPort: 9000, channelSdsDir: '/etc/portico/envoy', sni: 'portico' },
     ]) {
       assert.doesNotThrow(() => encodeMessage('envoy.config.bootstrap.v3.Bootstrap', renderBootstrap(o)), JSON.stringify(o));
     }

@@ -94,3 +94,18 @@ app.kubernetes.io/component: {{ index . 1 }}
 {{- printf "%s:%d" (include "portico.serviceHost" (list (include "portico.controlPlane.headless" .) .)) (int .Values.controlPlane.ports.xds) -}}
 {{- end -}}
 {{- end -}}
+
+{{/* Secrets of the channel certificates (kubernetes.io/tls with ca.crt). */}}
+{{- define "portico.tls.controlPlaneSecret" -}}
+{{- default (printf "%s-control-plane-tls" (include "portico.fullname" .)) .Values.tls.controlPlaneSecret -}}
+{{- end -}}
+{{- define "portico.tls.envoySecret" -}}
+{{- default (printf "%s-envoy-tls" (include "portico.fullname" .)) .Values.tls.envoySecret -}}
+{{- end -}}
+
+{{/* Plaintext gRPC is refused unless asked for explicitly. */}}
+{{- define "portico.tls.check" -}}
+{{- if and (not .Values.tls.enabled) (not .Values.tls.insecure) -}}
+{{- fail "tls.enabled=false serves config and private keys in plaintext: set tls.insecure=true to accept that" -}}
+{{- end -}}
+{{- end -}}

@@ -1,5 +1,6 @@
 // IR → envoy.config.cluster.v3.Cluster: one per service the group routes to (EDS over ADS for
 // static endpoints, STRICT_DNS for names), plus the callout cluster; TLS, HTTP/2 and resilience.
+import { channelTransportSocket } from '../../contract/index.ts';
 import type { ClusterIR, UpstreamTlsIR } from '../ir.ts';
 import { adsConfigSource, any, duration, sdsSecret, type Json, type JsonObject } from './common.ts';
 import { loadAssignment } from './endpoints.ts';
@@ -105,6 +106,7 @@ export function cluster(c: ClusterIR): JsonObject {
     ];
   }
   if (c.tls) out.transport_socket = upstreamTls(c.tls, c.http2);
+  if (c.channelSdsDir) out.transport_socket = channelTransportSocket(c.channelSdsDir);
   if (c.http2) {
     out.typed_extension_protocol_options = {
       [HTTP_OPTIONS]: any(HTTP_OPTIONS, { explicit_http_config: { http2_protocol_options: {} } }),

@@ -86,9 +86,10 @@ export function clusterIr(s: Service): ClusterIR {
  * The cluster of one of Portico's own gRPC services at `address` (host:port; `what` names the setting
  * in the error when it is not): the callouts, the access-log service, the OpenTelemetry collector.
  */
-export function grpcServiceCluster(name: string, address: string, what: string): ClusterIR {
+export function grpcServiceCluster(name: string, address: string, what: string, channelSdsDir?: string): ClusterIR {
   const { host, port } = parseHostPort(address, what);
   return {
+    ...(channelSdsDir ? { channelSdsDir } : {}),
     name,
     // A name (e.g. a Kubernetes service) cannot be a STATIC address; resolve it instead.
     discovery: isIpLiteral(host) ? 'static' : 'strict_dns',
@@ -109,6 +110,6 @@ const CALLOUT_MAX_REQUESTS = 1024;
  * would fail at once (upstream_rq_retry_overflow, seen in the HA test). Every callout in flight may
  * need one.
  */
-export function calloutCluster(address: string): ClusterIR {
-  return { ...grpcServiceCluster(CALLOUT_CLUSTER, address, 'calloutAddress'), circuitBreaker: { maxRetries: CALLOUT_MAX_REQUESTS } };
+export function calloutCluster(address: string, channelSdsDir?: string): ClusterIR {
+  return { ...grpcServiceCluster(CALLOUT_CLUSTER, address, 'calloutAddress', channelSdsDir), circuitBreaker: { maxRetries: CALLOUT_MAX_REQUESTS } };
 }

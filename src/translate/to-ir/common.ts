@@ -38,6 +38,8 @@ export interface IrOptions {
   calloutAddress: string;
   /** Access-log streaming and tracing; off when unset. */
   telemetry?: TelemetryOptions;
+  /** Under mTLS: the Envoy hosts' channel SDS file (the callout and access-log clusters use it). */
+  channelSdsDir?: string;
 }
 
 /** Splits `host:port` or `[v6]:port`; throws on anything else (a settings error, not a model error). */

@@ -98,7 +98,7 @@ export function groupToIr(model: ModelSnapshot, group: GatewayGroup, options: Ir
     .map((n) => model.services.get(n))
     .filter((s): s is Service => s !== undefined)
     .map(clusterIr);
-  clusters.push(calloutCluster(options.calloutAddress), ...telemetryClusters(options.telemetry));
+  clusters.push(calloutCluster(options.calloutAddress, options.channelSdsDir), ...telemetryClusters(options.telemetry, options.channelSdsDir));
   clusters.sort((a, b) => compareStrings(a.name, b.name));
 
   const authz = group.authz;

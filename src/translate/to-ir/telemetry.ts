@@ -20,9 +20,10 @@ export function telemetryIr(o: TelemetryOptions | undefined): { telemetry?: Tele
 }
 
 /** The clusters the telemetry settings need (the access-log service, the collector). */
-export function telemetryClusters(o: TelemetryOptions | undefined): ClusterIR[] {
+export function telemetryClusters(o: TelemetryOptions | undefined, channelSdsDir?: string): ClusterIR[] {
   const out: ClusterIR[] = [];
-  if (o?.accessLogAddress) out.push(grpcServiceCluster(TELEMETRY_CLUSTER, o.accessLogAddress, 'accessLogAddress'));
+  // The access-log service is the control plane's own channel (mTLS when it serves mTLS); the collector is not.
+  if (o?.accessLogAddress) out.push(grpcServiceCluster(TELEMETRY_CLUSTER, o.accessLogAddress, 'accessLogAddress', channelSdsDir));
   if (o?.otelCollectorAddress) out.push(grpcServiceCluster(OTEL_CLUSTER, o.otelCollectorAddress, 'otelCollectorAddress'));
   return out;
 }
