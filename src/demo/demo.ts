@@ -46,6 +46,7 @@ export async function runDemo(base: Settings): Promise<void> {
   const envoyDir = path.join(settings.dataDir.startsWith('memory://') ? path.join(ROOT, '.data') : settings.dataDir, 'envoy');
   mkdirSync(envoyDir, { recursive: true });
   const bootstrapFile = path.join(envoyDir, 'edge.json');
+  // Plaintext channels: the control plane listens on loopback (its default), where that is allowed.
   const bootstrap = renderBootstrap({ role: 'edge', nodeId: 'demo-edge-1', group: 'edge', xdsAddresses: [`127.0.0.1:${portico.grpcPort}`], adminPort: 9901 });
   writeFileSync(bootstrapFile, JSON.stringify(bootstrap, null, 2));
   const envoy: ChildProcess = spawn(process.env.ENVOY_BIN || 'envoy', ['-c', bootstrapFile, '--log-level', 'warn', '--base-id', String(process.pid % 1000)], {
@@ -72,6 +73,8 @@ Try:
   PORTICO_URL=${portico.adminUrl} PORTICO_TOKEN=${adminToken} ./bin/portico export
 
 Mint more tokens: curl -s -X POST localhost:3009/token -d '{"sub":"u1","team":"web-app","role":"admin"}'
+Envoy ↔ control plane (xDS, callouts, access logs) is plaintext here: it stays on 127.0.0.1, the only
+place Portico allows that by default. Anywhere else it is mTLS (\`portico certs\`, docs/operations.md).
 Ctrl-C stops everything.
 `);
 
