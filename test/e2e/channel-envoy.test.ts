@@ -107,6 +107,7 @@ describe('a real Envoy over mTLS to the control plane', () => {
         const report = await load.stop();
         assert.deepEqual(report.failures, [], describeFailures(report.failures, report.marks));
         assert.ok(report.requests >= 400, `load ran across both rotations (${report.requests} requests)`);
+        t.diagnostic(`rotation under load: ${report.requests} requests in ${report.durationMs} ms, ${report.failures.length} failed`);
       }
       assert.equal(portico.xds.fleet.status().refused.length, 0, 'no connection of the rotating Envoy was refused');
     });
