@@ -1,7 +1,7 @@
 // What the benchmarks share: command-line flags, the JSON result, CPU accounting from /proc, wrk
 // and hey. Node built-ins only: in-process benchmarks import it, and it must not weigh on them.
 import { spawn, spawnSync } from 'node:child_process';
-import { readFileSync } from 'node:fs';
+import { existsSync, readFileSync } from 'node:fs';
 import { parseArgs } from 'node:util';
 
 // ── command line ──────────────────────────────────────────────────────────────
@@ -166,12 +166,31 @@ export interface HeyResult {
   loadGeneratorCpu: number;
 }
 
+/**
+ * hey's text report as figures. Percentile lines read `50% in 0.0012 secs` in older builds and
+ * `50%% in 0.0012 secs` in recent ones (a doubled format verb): both are accepted. A percentile hey
+ * did not print (too few samples) is NaN.
+ */
+export function parseHey(out: string): Omit<HeyResult, 'loadGeneratorCpu'> {
+  const sec = (p: string) => Number(new RegExp(`^\\s*${p}%%? in ([\\d.]+) secs`, 'm').exec(out)?.[1] ?? NaN) * 1000;
+  const statuses: Record<string, number> = {};
+  for (const m of out.matchAll(/\[(\d+)\]\s+(\d+) responses/g)) statuses[m[1]!] = Number(m[2]);
+  return { rps: Number(/Requests\/sec:\s+([\d.]+)/.exec(out)?.[1] ?? NaN), p50Ms: sec('50'), p90Ms: sec('90'), p99Ms: sec('99'), statuses };
+}
+
+/** The hey binary: on PATH, else where `go install github.com/rakyll/hey@latest` puts it. */
+export function heyBinary(): string {
+  const onPath = spawnSync('sh', ['-c', 'command -v hey'], { encoding: 'utf8' }).stdout?.trim();
+  if (onPath) return onPath;
+  const gopath = spawnSync('go', ['env', 'GOPATH'], { encoding: 'utf8' }).stdout?.trim();
+  const bin = gopath ? `${gopath}/bin/hey` : '';
+  if (bin && existsSync(bin)) return bin;
+  throw new Error('hey is not installed (go install github.com/rakyll/hey@latest)');
+}
+
 /** hey at a constant total rate: `workers` workers, each limited to rate/workers requests per second. */
 export async function hey(o: { url: string; headers?: readonly string[]; rate: number; durationS: number; workers: number }): Promise<HeyResult> {
   const perWorker = Math.max(1, Math.round(o.rate / o.workers));
-  const { out, cpu } = await loadGenerator('hey', ['-z', `${o.durationS}s`, '-c', String(o.workers), '-q', String(perWorker), ...(o.headers ?? []).flatMap((h) => ['-H', h]), o.url]);
-  const sec = (p: string) => Number(new RegExp(`${p}% in ([\\d.]+) secs`).exec(out)?.[1] ?? NaN) * 1000;
-  const statuses: Record<string, number> = {};
-  for (const m of out.matchAll(/\[(\d+)\]\s+(\d+) responses/g)) statuses[m[1]!] = Number(m[2]);
-  return { rps: Number(/Requests\/sec:\s+([\d.]+)/.exec(out)?.[1] ?? NaN), p50Ms: sec('50'), p90Ms: sec('90'), p99Ms: sec('99'), statuses, loadGeneratorCpu: cpu };
+  const { out, cpu } = await loadGenerator(heyBinary(), ['-z', `${o.durationS}s`, '-c', String(o.workers), '-q', String(perWorker), ...(o.headers ?? []).flatMap((h) => ['-H', h]), o.url]);
+  return { ...parseHey(out), loadGeneratorCpu: cpu };
 }
