@@ -9,6 +9,7 @@ import { after, before, describe, it } from 'node:test';
 import * as grpc from '@grpc/grpc-js';
 import YAML from 'yaml';
 import { TYPE_URLS, type JsonObject } from '../../src/proto/index.ts';
+import { typeSnapshot } from '../../src/xds/cache.ts';
 import { DISCOVERY_SERVICES, discoveryServiceDefinition, unpackAny, unpackDeltaResource } from '../../src/xds/services.ts';
 import type { DeltaResponse, SotwResponse } from '../../src/xds/stream.ts';
 import { createCa } from '../../src/grpc/certs.ts';
@@ -26,17 +27,28 @@ interface Probe {
   close(): void;
 }
 
-/** Opens an ADS stream (SotW or Delta) as `node`, asks for listeners, clusters and both groups' secrets. */
+/**
+ * Opens an ADS stream (SotW or Delta) as `node`, asks for listeners and both groups' secrets, and ACKs
+ * every response as Envoy does: the server sends a type's next response only once the previous one
+ * is answered, so a probe that never ACKed would keep the first (possibly empty) answer forever.
+ */
 function adsProbe(addr: string, creds: grpc.ChannelCredentials, node: { id: string; cluster: string }, delta = false): Probe {
   const method = delta ? 'DeltaAggregatedResources' : 'StreamAggregatedResources';
   const def = discoveryServiceDefinition(ADS)[method]!;
   const client = new grpc.Client(addr, creds);
   const call = client.makeBidiStreamRequest(def.path, def.requestSerialize as (r: JsonObject) => Buffer, def.responseDeserialize as (b: Buffer) => unknown);
   const received: unknown[] = [];
-  call.on('data', (r: unknown) => received.push(r));
+  const secrets = ['tls/edge-server', 'tls/internal-server'];
+  const names: Record<string, string[]> = { [TYPE_URLS.secret]: secrets, [TYPE_URLS.listener]: [] };
+  let closed = false;
+  call.on('data', (r: SotwResponse & DeltaResponse) => {
+    received.push(r);
+    if (closed) return;
+    if (delta) call.write({ type_url: r.type_url, response_nonce: r.nonce });
+    else call.write({ version_info: r.version_info, type_url: r.type_url, response_nonce: r.nonce, resource_names: names[r.type_url] ?? [] });
+  });
   call.on('error', () => {});
   const status = new Promise<grpc.StatusObject>((resolve) => call.on('status', resolve));
-  const secrets = ['tls/edge-server', 'tls/internal-server'];
   if (delta) {
     call.write({ node, type_url: TYPE_URLS.secret, resource_names_subscribe: secrets });
     call.write({ type_url: TYPE_URLS.listener, resource_names_subscribe: ['*'] });
@@ -48,6 +60,7 @@ function adsProbe(addr: string, creds: grpc.ChannelCredentials, node: { id: stri
     received,
     status,
     close: () => {
+      closed = true;
       call.cancel();
       client.close();
     },
@@ -76,13 +89,22 @@ function accessLogProbe(addr: string, creds: grpc.ChannelCredentials, node: { id
   });
 }
 
-function secretNames(r: unknown[]): string[] {
-  const out: string[] = [];
+/** The `typeUrl` resources received, over every response (SotW or Delta), as proto3 JSON. */
+function resources(r: unknown[], typeUrl: string): JsonObject[] {
+  const out: JsonObject[] = [];
   for (const m of r as Array<SotwResponse & DeltaResponse>) {
-    if (m.type_url !== TYPE_URLS.secret) continue;
-    for (const b of m.resources) out.push(String('system_version_info' in m ? unpackDeltaResource(b).name : unpackAny(b).name));
+    if (m.type_url !== typeUrl) continue;
+    for (const b of m.resources) out.push('system_version_info' in m ? unpackDeltaResource(b).resource : unpackAny(b));
   }
-  return out.sort();
+  return out;
+}
+
+const secretNames = (r: unknown[]) => [...new Set(resources(r, TYPE_URLS.secret).map((s) => String(s.name)))].sort();
+
+/** Listeners as name:port (both groups name theirs 'https'; the edge one listens on 18443). */
+function listenerPorts(r: unknown[]): string[] {
+  const port = (l: JsonObject) => (l.address as { socket_address?: { port_value?: number } } | undefined)?.socket_address?.port_value;
+  return [...new Set(resources(r, TYPE_URLS.listener).map((l) => `${l.name}:${port(l)}`))].sort();
 }
 
 describe('mTLS on the control-plane channels', { timeout: 120_000 }, () => {
@@ -111,7 +133,9 @@ describe('mTLS on the control-plane channels', { timeout: 120_000 }, () => {
     };
     const r = await portico.api.post('/api/v1/config', YAML.stringify(doc), { 'content-type': 'application/yaml' });
     assert.equal(r.status, 200, r.text);
-    await waitFor('snapshot served', () => portico.pipeline.current().servedRevision >= 0 || undefined);
+    // Handed to the cache is not yet published (the cache debounces): wait until both groups' secrets are served.
+    const served = (group: string, secret: string) => typeSnapshot(portico.xds.cache.getSnapshot(group), TYPE_URLS.secret).resources.has(secret);
+    await waitFor('the config published', () => (served('edge', 'tls/edge-server') && served('internal', 'tls/internal-server')) || undefined);
   });
 
   after(async () => {
@@ -135,8 +159,10 @@ describe('mTLS on the control-plane channels', { timeout: 120_000 }, () => {
     for (const delta of [false, true]) {
       const p = adsProbe(addr, clientCredentials(pki.ca, edge.cert), { id: 'edge-1', cluster: 'edge' }, delta);
       try {
-        await waitFor('a Secret response', () => secretNames(p.received).length > 0 || undefined);
-        assert.deepEqual(secretNames(p.received), ['tls/edge-server'], `${delta ? 'delta' : 'sotw'}: only the edge group's secret`);
+        const how = delta ? 'delta' : 'sotw';
+        await waitFor(`${how}: a Secret and a Listener`, () => (secretNames(p.received).length > 0 && listenerPorts(p.received).length > 0) || undefined);
+        assert.deepEqual(secretNames(p.received), ['tls/edge-server'], `${how}: only the edge group's secret`);
+        assert.deepEqual(listenerPorts(p.received), ['https:18443'], `${how}: only the edge group's listeners`);
       } finally {
         p.close();
       }

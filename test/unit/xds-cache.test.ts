@@ -2,9 +2,10 @@
 // per content, validation before anything is served, debouncing, readiness and group removal.
 import assert from 'node:assert/strict';
 import { spawnSync } from 'node:child_process';
-import { describe, it } from 'node:test';
+import { describe, it, type TestContext } from 'node:test';
 import { SnapshotCache, emptySnapshot, typeSnapshot } from '../../src/xds/cache.ts';
 import { httpGatewayResources, largeGroupResources } from '../support/xds-fixtures.ts';
+import { waitFor } from '../support/components.ts';
 import { TYPE_URLS } from '../../src/proto/index.ts';
 import type { GroupResources } from '../../src/contract/index.ts';
 import { checkGroupResources, GroupResourcesError, createXds } from '../../src/xds/index.ts';
@@ -23,8 +24,6 @@ function reversedKeys<T>(v: T): T {
     ) as T;
   return v;
 }
-
-const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
 
 describe('versions', () => {
   it('are content hashes: equal content → equal versions in separate caches, whatever the key and list order', () => {
@@ -82,9 +81,10 @@ describe('versions', () => {
 describe('wiring', () => {
   it('is built from settings by createXds', async () => {
     const xds = createXds({ debounceMs: 1, debounceMaxMs: 5, maxConnectionAgeMs: 0 }, { registry: new Registry() });
-    xds.cache.setGroupResources('g', fixture());
-    await sleep(20);
-    assert.equal(xds.fleet.status().groups[0]!.snapshotVersion, xds.cache.getSnapshot('g').version);
+    const version = xds.cache.setGroupResources('g', fixture());
+    // The fleet status shows the group once the cache (debounced by the settings) has published it.
+    await waitFor('the group published', () => xds.fleet.status().groups[0]?.snapshotVersion === version || undefined);
+    assert.equal(xds.cache.getSnapshot('g').version, version);
     await xds.server.close(10);
     xds.cache.close();
   });
@@ -160,53 +160,90 @@ describe('encoding', () => {
 });
 
 describe('publishing', () => {
-  it('is not ready (serves nothing) until the first publication, even of nothing', async () => {
+  // The debounce runs on node:test's mock timers (setTimeout and Date.now): every test below says
+  // exactly when a publication happens, and a busy machine cannot move it.
+  const mockClock = (t: TestContext) => t.mock.timers.enable({ apis: ['setTimeout', 'Date'], now: 0 });
+  // One millisecond at a time: a single tick(n) runs the timers due within it with Date.now() already at its end.
+  const advance = (t: TestContext, ms: number) => {
+    for (let i = 0; i < ms; i++) t.mock.timers.tick(1);
+  };
+
+  it('is not ready (serves nothing) until the first publication, even of nothing', (t) => {
+    mockClock(t);
     const c = new SnapshotCache({ debounceMs: 5, debounceMaxMs: 20 });
     assert.equal(c.isReady(), false);
     let ready = false;
     c.onReady(() => (ready = true));
     c.replaceAll(new Map());
+    advance(t, 4);
+    assert.equal(c.isReady(), false);
     assert.equal(ready, false);
-    await sleep(40);
+    advance(t, 1);
     assert.equal(c.isReady(), true);
     assert.equal(ready, true);
   });
 
-  it('debounces a burst: quiet period, bounded by the maximum wait, ending at the last state', async () => {
+  it('debounces a burst: one publication of its last state, a quiet period after the last update', (t) => {
+    mockClock(t);
     const c = new SnapshotCache({ debounceMs: 40, debounceMaxMs: 120 });
     const published: { at: number; version: string }[] = [];
     c.watch('g', (s) => published.push({ at: Date.now(), version: s.version }));
-    const start = Date.now();
     let last = '';
-    for (let i = 0; i < 30; i++) {
+    // Five different states 10 ms apart (t = 0..40): each arrives within the quiet period of the one before.
+    for (let i = 0; i < 5; i++) {
       last = c.setGroupResources('g', fixture([{ prefix: `/p${i}`, cluster: 'a' }]));
-      await sleep(10);
+      advance(t, 10);
     }
-    await sleep(100);
-    // ~300 ms of updates every 10 ms: the quiet period never elapses, so the max wait forces a publication.
-    assert.ok(published.length >= 2 && published.length <= 5, `published ${published.length} times`);
-    assert.ok(published[0]!.at - start >= 100 && published[0]!.at - start < 200, `first after ${published[0]!.at - start} ms`);
-    assert.equal(published.at(-1)!.version, last);
+    advance(t, 29);
+    assert.deepEqual(published, [], 'nothing before the quiet period after the last update (t = 40 + 40)');
+    advance(t, 1);
+    advance(t, 10_000);
+    assert.deepEqual(published, [{ at: 80, version: last }], 'five updates, one publication');
     assert.equal(c.getSnapshot('g').version, last);
+    assert.equal(c.hasPending(), false);
     c.close();
   });
 
-  it('waits for the quiet period after a single update and publishes nothing for unchanged content', async () => {
+  it('a steady stream of updates is published at the maximum wait, and its end after the quiet period', (t) => {
+    mockClock(t);
+    const c = new SnapshotCache({ debounceMs: 40, debounceMaxMs: 120 });
+    const published: { at: number; version: string }[] = [];
+    c.watch('g', (s) => published.push({ at: Date.now(), version: s.version }));
+    const versions: string[] = [];
+    // An update every 10 ms for 300 ms: the quiet period never elapses while they last.
+    for (let i = 0; i < 30; i++) {
+      versions.push(c.setGroupResources('g', fixture([{ prefix: `/p${i}`, cluster: 'a' }])));
+      advance(t, 10);
+    }
+    advance(t, 10_000);
+    // Pending since 0 → published at 120 (the update of t = 110); pending since 120 → 240 (t = 230);
+    // pending since 240, last update at 290 → 330, the quiet period after it (the maximum wait is 360).
+    assert.deepEqual(published, [
+      { at: 120, version: versions[11] },
+      { at: 240, version: versions[23] },
+      { at: 330, version: versions[29] },
+    ]);
+    c.close();
+  });
+
+  it('waits for the quiet period after a single update and publishes nothing for unchanged content', (t) => {
+    mockClock(t);
     const c = new SnapshotCache({ debounceMs: 30, debounceMaxMs: 500 });
     let n = 0;
     c.watch('g', () => n++);
     c.setGroupResources('g', fixture());
-    await sleep(10);
+    advance(t, 29);
     assert.equal(n, 0);
-    await sleep(50);
+    advance(t, 1);
     assert.equal(n, 1);
     c.setGroupResources('g', fixture());
-    await sleep(60);
+    assert.equal(c.hasPending(), false, 'unchanged content is not even pending');
+    advance(t, 1000);
     assert.equal(n, 1);
     // A change reverted before publication publishes nothing either.
     c.setGroupResources('g', fixture([{ prefix: '/other', cluster: 'a' }]));
     c.setGroupResources('g', fixture());
-    await sleep(60);
+    advance(t, 1000);
     assert.equal(n, 1);
     c.close();
   });
