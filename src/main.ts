@@ -144,6 +144,8 @@ export async function startPortico(settings: Settings, opts: StartOptions = {}):
     registry,
     ...(settings.adminToken ? { bootstrapToken: settings.adminToken } : {}),
     bodyLimitBytes: settings.adminBodyLimitBytes,
+    ...(settings.consoleDir ? { consoleDir: settings.consoleDir } : {}),
+    consoleSessions: { idleMs: settings.consoleSessionIdleMs },
     logger: log.child({ component: 'admin' }),
     readiness: {
       ready: () => pipeline.current().servedRevision >= 0,

@@ -51,6 +51,10 @@ export interface Settings {
   shutdownDelayMs: number;
   /** Body size limit for admin API requests. */
   adminBodyLimitBytes: number;
+  /** The built web console served at /console; unset: console/dist of this installation. */
+  consoleDir: string | undefined;
+  /** A console session ends after this long without a request. */
+  consoleSessionIdleMs: number;
   /** Envoys stream access logs to the control plane (per product × partner request metrics). */
   accessLog: boolean;
   /** host:port Envoys use to reach the access-log service (the gRPC/xDS listener); default: its bound address. */
@@ -193,6 +197,8 @@ export function loadSettings(env: Env = process.env): Settings {
     shutdownDelayMs: int(env, 'PORTICO_SHUTDOWN_DELAY_MS', 0, 0, 600_000),
     reconcileMs: int(env, 'PORTICO_RECONCILE_MS', 10_000, 100, 3_600_000),
     adminBodyLimitBytes: int(env, 'PORTICO_ADMIN_BODY_LIMIT', 64 * 1024 * 1024, 1024, 1024 * 1024 * 1024),
+    consoleDir: env.PORTICO_CONSOLE_DIR ? path.resolve(env.PORTICO_CONSOLE_DIR) : undefined,
+    consoleSessionIdleMs: int(env, 'PORTICO_CONSOLE_SESSION_IDLE_MS', 30 * 60_000, 1000, 7 * 86_400_000),
     accessLog: bool(env, 'PORTICO_ACCESS_LOG', true),
     accessLogAddress: env.PORTICO_ACCESS_LOG_ADDR || undefined,
     metricsMaxPartners: int(env, 'PORTICO_METRICS_MAX_PARTNERS', 200, 0, 100_000),

@@ -31,6 +31,8 @@ export interface AuthOptions {
   store: ModelStore;
   /** Accepted with the admin role as principal "bootstrap" (PORTICO_ADMIN_TOKEN). */
   bootstrapToken?: string;
+  /** A browser session (the console's cookie) for a request without an Authorization header. */
+  session?: (request: FastifyRequest) => Principal | undefined;
 }
 
 /** The bootstrap token's digest, computed once per token (requests then hash only what they present). */
@@ -56,7 +58,7 @@ export function registerAuth(app: FastifyInstance, opts: AuthOptions): void {
   app.addHook('onRequest', async (request: FastifyRequest) => {
     const config = request.routeOptions.config;
     if (config?.public) return;
-    const principal = authenticate(request.headers.authorization, opts);
+    const principal = opts.session?.(request) ?? authenticate(request.headers.authorization, opts);
     const needed: AdminRole = config?.role ?? (request.method === 'GET' || request.method === 'HEAD' ? 'viewer' : 'admin');
     if (needed === 'admin' && principal.role !== 'admin') {
       throw problems.forbidden(`token '${principal.name}' has the viewer role; this needs admin`);

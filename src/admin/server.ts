@@ -8,8 +8,10 @@ import { Ajv } from 'ajv';
 import type { TSchema } from '@sinclair/typebox';
 import { describeSchemaErrors, parseDocumentText } from '../model/index.ts';
 import type { ModelStore } from '../store/index.ts';
-import { registerAuth } from './auth.ts';
+import { authenticate, registerAuth } from './auth.ts';
 import { registerConfigRoutes } from './config.ts';
+import { registerConsole } from './console.ts';
+import { ConsoleSessions, type SessionOptions } from './console-sessions.ts';
 import { registerAuditRoutes, registerFleetRoutes, registerHealthRoutes, registerMetricsRoute, registerTokenRoutes, type Readiness } from './operations.ts';
 import type { Registry } from 'prom-client';
 import { HttpProblem, installProblemHandlers, problems } from './problem.ts';
@@ -25,6 +27,9 @@ export interface AdminServerOptions {
   registry?: Registry;
   /** Fleet status (connected Envoys, ACKed versions, NACKs) served at /api/v1/fleet. */
   fleet?: () => unknown;
+  /** The built web console served at /console (default console/dist of this checkout). */
+  consoleDir?: string;
+  consoleSessions?: SessionOptions;
 }
 
 // Query strings and path parameters arrive as strings: coerce them, then report errors by name.
@@ -75,7 +80,9 @@ export async function buildAdminServer(opts: AdminServerOptions): Promise<Fastif
     );
   });
   if (opts.registry) instrumentAdminApi(app, opts.registry);
-  registerAuth(app, { store: opts.store, ...(opts.bootstrapToken ? { bootstrapToken: opts.bootstrapToken } : {}) });
+  const auth = { store: opts.store, ...(opts.bootstrapToken ? { bootstrapToken: opts.bootstrapToken } : {}) };
+  const sessions = new ConsoleSessions((token) => authenticate(`Bearer ${token}`, auth), opts.consoleSessions);
+  registerAuth(app, { ...auth, session: (request) => sessions.principal(request) });
 
   // The docs page and its assets are public; the API behind them is not.
   app.addHook('onRoute', (route) => {
@@ -102,6 +109,7 @@ export async function buildAdminServer(opts: AdminServerOptions): Promise<Fastif
   registerAuditRoutes(app, { store: opts.store });
   if (opts.fleet) registerFleetRoutes(app, opts.fleet);
   if (opts.registry) registerMetricsRoute(app, opts.registry);
+  await registerConsole(app, { sessions, ...(opts.consoleDir ? { dir: opts.consoleDir } : {}), ...(opts.registry ? { registry: opts.registry } : {}) });
   return app;
 }
 

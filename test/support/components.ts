@@ -7,7 +7,7 @@ import os from 'node:os';
 import path from 'node:path';
 import type { TestContext } from 'node:test';
 
-export type Component = 'envoy' | 'postgres' | 'redis';
+export type Component = 'envoy' | 'postgres' | 'redis' | 'chromium';
 
 function which(cmd: string): string | undefined {
   const r = spawnSync('sh', ['-c', `command -v ${cmd}`], { encoding: 'utf8' });
@@ -26,6 +26,7 @@ function postgresBin(): string | undefined {
 export function componentPath(c: Component): string | undefined {
   if (c === 'envoy') return process.env.ENVOY_BIN || which('envoy');
   if (c === 'redis') return which('redis-server');
+  if (c === 'chromium') return process.env.CHROMIUM_BIN || which('chromium');
   return postgresBin();
 }
 

@@ -1,0 +1,141 @@
+// The console's shell: sign-in, navigation (hash routes, so the server serves one page), the pages.
+import { render } from 'preact';
+import { useEffect, useState } from 'preact/hooks';
+import './styles.css';
+import { currentSession, type Problem, type Session, signIn, signOut, whenSignedOut } from './api.ts';
+import { KINDS, type KindId } from './kinds.ts';
+import { Audit } from './pages/audit.tsx';
+import { Declarative } from './pages/declarative.tsx';
+import { NewApi } from './pages/newapi.tsx';
+import { Overview } from './pages/overview.tsx';
+import { ResourcePage } from './pages/resources.tsx';
+import { Field, ProblemBanner, SessionContext } from './ui.tsx';
+
+const RESOURCE_PAGES: KindId[] = ['services', 'products', 'partners', 'plans', 'jwtIssuers', 'certificates', 'gatewayGroups'];
+const PAGES: { id: string; title: string }[] = [
+  { id: 'overview', title: 'Overview' },
+  { id: 'new-api', title: 'New API' },
+  ...RESOURCE_PAGES.map((k) => ({ id: k, title: KINDS[k].title })),
+  { id: 'declarative', title: 'Declarative' },
+  { id: 'audit', title: 'Audit log' },
+];
+
+function useHash(): [string, string | undefined] {
+  const read = () => {
+    const [page = 'overview', item] = location.hash.replace(/^#\/?/, '').split('/');
+    return [page || 'overview', item ? decodeURIComponent(item) : undefined] as [string, string | undefined];
+  };
+  const [route, setRoute] = useState(read);
+  useEffect(() => {
+    const on = () => setRoute(read());
+    addEventListener('hashchange', on);
+    return () => removeEventListener('hashchange', on);
+  }, []);
+  return route;
+}
+
+function SignIn(props: { onSignedIn: (s: Session) => void; expired: boolean }) {
+  const [token, setToken] = useState('');
+  const [problem, setProblem] = useState<Problem | undefined>(undefined);
+  return (
+    <main class="signin">
+      <h1>Portico console</h1>
+      <form
+        aria-label="Sign in"
+        onSubmit={async (e) => {
+          e.preventDefault();
+          const r = await signIn(token);
+          if (r.session) props.onSignedIn(r.session);
+          else setProblem(r.problem);
+        }}
+      >
+        {props.expired && <p role="status">Your session ended. Sign in again.</p>}
+        <Field
+          spec={{ path: 'token', label: 'Admin or viewer token', help: 'a pta_… token from `portico token create`, or the bootstrap token' }}
+          value={token || undefined}
+          onChange={(v) => setToken(String(v ?? ''))}
+          error={problem?.errors?.find((e) => e.field === 'token')?.message ?? (problem?.status === 401 ? problem.detail : undefined)}
+        />
+        <ProblemBanner problem={problem?.status === 401 ? undefined : problem} />
+        <button type="submit" class="primary">
+          Sign in
+        </button>
+      </form>
+    </main>
+  );
+}
+
+function App() {
+  const [session, setSession] = useState<Session | undefined | null>(undefined);
+  const [expired, setExpired] = useState(false);
+  const [page, item] = useHash();
+  const [navOpen, setNavOpen] = useState(false);
+  useEffect(() => {
+    currentSession().then((s) => setSession(s ?? null));
+    whenSignedOut(() => {
+      setExpired(true);
+      setSession(null);
+    });
+  }, []);
+  useEffect(() => {
+    const title = PAGES.find((p) => p.id === page)?.title ?? 'Portico';
+    document.title = `${title} · Portico console`;
+    setNavOpen(false);
+    document.getElementById('main')?.focus();
+  }, [page]);
+  if (session === undefined) return <p class="loading">Loading…</p>;
+  if (session === null)
+    return (
+      <SignIn
+        expired={expired}
+        onSignedIn={(s) => {
+          setExpired(false);
+          setSession(s);
+        }}
+      />
+    );
+
+  const resource = RESOURCE_PAGES.includes(page as KindId) ? (page as KindId) : undefined;
+  return (
+    <SessionContext.Provider value={session}>
+      <button type="button" class="skip" onClick={() => document.getElementById('main')?.focus()}>
+        Skip to content
+      </button>
+      <header class="top">
+        <span class="brand">Portico</span>
+        <button type="button" class="nav-toggle" aria-expanded={navOpen} aria-controls="nav" onClick={() => setNavOpen(!navOpen)}>
+          Menu
+        </button>
+        <span class="who">
+          {session.name} ({session.role === 'viewer' ? 'viewer, read only' : 'admin'})
+        </span>
+        <button type="button" onClick={() => signOut().then(() => setSession(null))}>
+          Sign out
+        </button>
+      </header>
+      <div class="layout">
+        <nav id="nav" aria-label="Console" class={navOpen ? 'open' : ''}>
+          <ul>
+            {PAGES.map((p) => (
+              <li key={p.id}>
+                <a href={`#/${p.id}`} aria-current={p.id === page ? 'page' : undefined}>
+                  {p.title}
+                </a>
+              </li>
+            ))}
+          </ul>
+        </nav>
+        <main id="main" tabIndex={-1}>
+          {page === 'overview' && <Overview />}
+          {page === 'new-api' && <NewApi />}
+          {page === 'declarative' && <Declarative />}
+          {page === 'audit' && <Audit />}
+          {resource && <ResourcePage key={resource} kind={resource} selected={item} navigate={(key) => (location.hash = key ? `#/${resource}/${encodeURIComponent(key)}` : `#/${resource}`)} />}
+          {!PAGES.some((p) => p.id === page) && <p>No such page.</p>}
+        </main>
+      </div>
+    </SessionContext.Provider>
+  );
+}
+
+render(<App />, document.getElementById('app')!);

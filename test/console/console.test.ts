@@ -1,0 +1,321 @@
+// The web console in a real headless Chromium against a real control plane and a real Envoy:
+// sign in, build an API through the forms (service, product, route, plan, partner, subscription,
+// key) and call it through Envoy with the key shown once; inline validation errors; the "new API"
+// guide; declarative export and preview; the audit log; a NACK on the overview; a viewer who cannot
+// change anything; narrow screens. Each page's screenshot goes to test-results/console/.
+import { test } from 'node:test';
+import assert from 'node:assert/strict';
+import { translate } from '../../src/translate/index.ts';
+import { newPage, openBrowser, screenshot, signIn } from '../support/browser.ts';
+import { freePort, waitFor } from '../support/components.ts';
+import { startEnvoy, type TestEnvoy, waitInSync } from '../support/envoy.ts';
+import { ADMIN_TOKEN, startTestPortico, type TestPortico } from '../support/portico.ts';
+import { listenHttp, type LoopbackServer } from '../support/servers.ts';
+
+const GROUP = 'edge';
+const NODE = 'console-envoy';
+
+/** A GET through Envoy: status and body. */
+async function through(port: number, path: string, key?: string): Promise<{ status: number; body: string }> {
+  const res = await fetch(`http://127.0.0.1:${port}${path}`, { headers: key ? { 'x-api-key': key } : {} });
+  return { status: res.status, body: await res.text() };
+}
+
+test('web console in Chromium', async (t) => {
+  const browser = await openBrowser(t);
+  if (!browser) return;
+  const portico: TestPortico = await startTestPortico();
+  t.after(() => portico.close());
+  const upstream: LoopbackServer = await listenHttp((req, res) => {
+    res.writeHead(200, { 'content-type': 'application/json' });
+    res.end(JSON.stringify({ upstream: 'orders', path: req.url }));
+  });
+  t.after(() => upstream.close());
+  const gatewayPort = await freePort();
+  let envoy: TestEnvoy | undefined;
+  const { page } = await newPage(browser);
+
+  await t.test('signs in, creates a service, product, route, plan, partner and key, and Envoy serves the key', async () => {
+    // A wrong token: the message sits next to the field.
+    await page.goto(`${portico.adminUrl}/console/`);
+    await screenshot(page, '01-sign-in');
+    await page.getByLabel('Admin or viewer token').fill('wrong-token');
+    await page.getByRole('button', { name: 'Sign in' }).click();
+    await page.locator('.field-error').filter({ hasText: 'invalid' }).waitFor();
+    await signIn(page, portico.adminUrl, ADMIN_TOKEN);
+    await page.getByRole('heading', { name: 'Overview' }).waitFor();
+
+    // Gateway group with the listener Envoy will open.
+    await page.getByRole('link', { name: 'Gateway groups' }).click();
+    await page.getByRole('button', { name: 'New gateway group' }).click();
+    let form = page.getByRole('form', { name: 'New gateway group' });
+    await form.getByLabel('Name', { exact: true }).fill(GROUP);
+    await form.getByLabel('Listener port').fill(String(gatewayPort));
+    await form.getByRole('button', { name: 'Create' }).click();
+    await page.getByRole('link', { name: GROUP, exact: true }).waitFor();
+    envoy = await startEnvoy(t, { xdsAddresses: [`127.0.0.1:${portico.grpcPort}`], group: GROUP, nodeId: NODE });
+    assert.ok(envoy, 'Envoy is installed');
+
+    // A service: first with a port out of range, whose message appears next to the port field.
+    await page.getByRole('link', { name: 'Services' }).click();
+    await page.getByRole('button', { name: 'New service' }).click();
+    form = page.getByRole('form', { name: 'New service' });
+    await form.getByLabel('Name', { exact: true }).fill('orders');
+    await form.getByLabel('Upstream host').fill('127.0.0.1');
+    await form.getByLabel('Upstream port').fill('70000');
+    await form.getByRole('button', { name: 'Create' }).click();
+    const portField = form.locator('.field', { has: page.getByLabel('Upstream port') });
+    await portField.locator('.field-error').waitFor();
+    assert.match((await portField.locator('.field-error').textContent()) ?? '', /65535|maximum|<=/);
+    assert.equal(await form.getByLabel('Upstream port').getAttribute('aria-invalid'), 'true');
+    assert.equal(
+      await form
+        .locator('.field', { has: page.getByLabel('Upstream host') })
+        .locator('.field-error')
+        .count(),
+      0,
+      'only the field named is marked',
+    );
+    await screenshot(page, '02-service-invalid-field');
+    assert.equal((await portico.api.get('/api/v1/services/orders')).status, 404);
+    await form.getByLabel('Upstream port').fill(String(upstream.port));
+    await form.getByRole('button', { name: 'Create' }).click();
+    await page.getByRole('form', { name: 'service orders' }).waitFor();
+    await screenshot(page, '03-services');
+    assert.deepEqual((await portico.api.get('/api/v1/services/orders')).body.endpoints, [{ host: '127.0.0.1', port: upstream.port }]);
+
+    // A product that takes API keys, and its route to the service.
+    await page.getByRole('link', { name: 'Products' }).click();
+    await page.getByRole('button', { name: 'New product' }).click();
+    form = page.getByRole('form', { name: 'New product' });
+    await form.getByLabel('Name', { exact: true }).fill('shop');
+    await form.getByLabel('Gateway groups').fill(GROUP);
+    await form.getByLabel('Base path').fill('/shop');
+    await form.getByRole('button', { name: 'Create' }).click();
+    await page.getByRole('form', { name: 'product shop' }).waitFor();
+    await page.getByRole('button', { name: 'New route' }).click();
+    form = page.getByRole('form', { name: 'New route' });
+    await form.getByLabel('Name', { exact: true }).fill('all');
+    await form.getByLabel('Path').fill('/');
+    await form.getByLabel('Service').selectOption('orders');
+    await form.getByRole('button', { name: 'Create' }).click();
+    await page.getByRole('form', { name: 'route all' }).waitFor();
+    await screenshot(page, '04-products-routes');
+
+    // A plan, a partner subscribed to the product on it, and a key shown once.
+    await page.getByRole('link', { name: 'Plans' }).click();
+    await page.getByRole('button', { name: 'New plan' }).click();
+    form = page.getByRole('form', { name: 'New plan' });
+    await form.getByLabel('Name', { exact: true }).fill('gold');
+    await form.getByRole('button', { name: 'Create' }).click();
+    await page.getByRole('form', { name: 'plan gold' }).waitFor();
+    await screenshot(page, '05-plans');
+
+    await page.getByRole('link', { name: 'Partners' }).click();
+    await page.getByRole('button', { name: 'New partner' }).click();
+    form = page.getByRole('form', { name: 'New partner' });
+    await form.getByLabel('Name', { exact: true }).fill('acme');
+    await form.getByLabel('Display name').fill('ACME');
+    await form.getByRole('button', { name: 'Create' }).click();
+    await page.getByRole('form', { name: 'partner acme' }).waitFor();
+    await page.getByRole('button', { name: 'New subscription' }).click();
+    form = page.getByRole('form', { name: 'New subscription' });
+    await form.getByLabel('Product').selectOption('shop');
+    await form.getByLabel('Plan').selectOption('gold');
+    await form.getByRole('button', { name: 'Create' }).click();
+    await page.getByRole('form', { name: 'subscription shop' }).waitFor();
+    await page.getByRole('button', { name: 'New API key' }).click();
+    form = page.getByRole('form', { name: 'New API key' });
+    await form.getByLabel('Name', { exact: true }).fill('k1');
+    await form.getByRole('button', { name: 'Create' }).click();
+    const shown = page.getByRole('status').locator('output[aria-label="new API key"]');
+    const key = ((await shown.textContent()) ?? '').trim();
+    assert.match(key, /^ptk_[a-z0-9]{8}_/);
+    await screenshot(page, '06-partner-subscription-key');
+    await page.getByRole('button', { name: 'I have copied it' }).click();
+    assert.equal(await page.locator('output[aria-label="new API key"]').count(), 0, 'the key is shown once');
+    assert.ok(!(await portico.api.get('/api/v1/partners/acme/api-keys/k1')).text.includes(key), 'the API never returns it again');
+    assert.ok(!(await page.content()).includes(key));
+
+    // Through the real Envoy: the key works, no key is refused.
+    await envoy.waitForListener('http');
+    const ok = await waitFor('Envoy to accept the key made in the console', async () => {
+      const r = await through(gatewayPort, '/shop/items/1', key);
+      return r.status === 200 ? r : undefined;
+    });
+    assert.equal(JSON.parse(ok.body).upstream, 'orders');
+    assert.equal((await through(gatewayPort, '/shop/items/1')).status, 401);
+
+    // Rotate mints a second key beside the first; revoke ends the first.
+    await page.getByRole('link', { name: 'k1', exact: true }).click();
+    form = page.getByRole('form', { name: 'API key k1' });
+    await form.getByRole('button', { name: 'Rotate' }).click();
+    const rotated = ((await page.locator('output[aria-label="new API key"]').textContent()) ?? '').trim();
+    assert.match(rotated, /^ptk_/);
+    assert.notEqual(rotated, key);
+    await page.getByRole('button', { name: 'I have copied it' }).click();
+    await form.getByRole('button', { name: 'Revoke' }).click();
+    await page.getByRole('row', { name: /k1 .*revoked/ }).waitFor();
+    await waitFor('Envoy to serve the rotated key and refuse the revoked one', async () => {
+      const [a, b] = await Promise.all([through(gatewayPort, '/shop/x', rotated), through(gatewayPort, '/shop/x', key)]);
+      return a.status === 200 && b.status !== 200 ? true : undefined;
+    });
+  });
+
+  await t.test('the "new API" guide goes from an upstream URL to a protected route in one screen', async () => {
+    assert.ok(envoy, 'Envoy runs');
+    await page.getByRole('link', { name: 'New API' }).click();
+    const form = page.getByRole('form', { name: 'New API' });
+    await form.getByLabel('API name').fill('billing');
+    await form.getByLabel('Upstream URL').fill('not a url');
+    await form.getByRole('button', { name: 'Create API' }).click();
+    await form
+      .locator('.field', { has: page.getByLabel('Upstream URL') })
+      .locator('.field-error')
+      .waitFor();
+    await form.getByLabel('Upstream URL').fill(`http://127.0.0.1:${upstream.port}`);
+    await form.getByLabel('Partner (optional)').fill('globex');
+    await form.getByRole('button', { name: 'Create API' }).click();
+    const key = ((await page.locator('.done output[aria-label="new API key"]').textContent()) ?? '').trim();
+    await screenshot(page, '07-new-api');
+    const r = await waitFor('the guide’s API to serve its key', async () => {
+      const res = await through(gatewayPort, '/billing/invoices', key);
+      return res.status === 200 ? res : undefined;
+    });
+    assert.equal(JSON.parse(r.body).path, '/billing/invoices');
+    assert.equal((await through(gatewayPort, '/billing/invoices')).status, 401);
+  });
+
+  await t.test('overview shows the Envoy, its ACKed versions, traffic per product and partner, and a NACK with its error', async () => {
+    assert.ok(envoy, 'Envoy runs');
+    await waitInSync(portico, GROUP, NODE);
+    await page.getByRole('link', { name: 'Overview' }).click();
+    const node = page.getByRole('article', { name: `Envoy ${NODE}` });
+    await node.getByRole('row', { name: /clusters .* in sync/ }).waitFor();
+    await page.getByRole('row', { name: /shop acme/ }).waitFor({ timeout: 60_000 });
+    await screenshot(page, '08-overview');
+
+    // A config Envoy refuses (valid protobuf; Envoy rejects ORIGINAL_DST with ROUND_ROBIN).
+    const current = translate(portico.store.current(), { calloutAddress: `127.0.0.1:${portico.calloutPort}` }).get(GROUP)!;
+    portico.xds.cache.setGroupResources(GROUP, { ...current, clusters: [...current.clusters, { name: 'forced-bad', type: 'ORIGINAL_DST', lb_policy: 'ROUND_ROBIN', connect_timeout: '1s' }] });
+    portico.xds.cache.flush();
+    const nack = node.locator('.nack');
+    await nack.waitFor({ timeout: 60_000 });
+    assert.match((await nack.textContent()) ?? '', /clusters/);
+    assert.match((await nack.locator('.nack-message').textContent()) ?? '', /ORIGINAL_DST/);
+    await node.getByRole('row', { name: /clusters .* NACKed/ }).waitFor();
+    await screenshot(page, '09-overview-nack');
+  });
+
+  await t.test('declarative: export, preview the diff of a change, apply it; the audit log shows who changed what', async () => {
+    await page.getByRole('link', { name: 'Declarative' }).click();
+    await page.getByRole('button', { name: 'Export current model' }).click();
+    const text = page.getByLabel('Document (YAML or JSON)');
+    await waitFor('the exported document', async () => ((await text.inputValue()).includes('name: shop') ? true : undefined));
+    const exported = await text.inputValue();
+    assert.ok(!exported.includes('ptk_'), 'no key in the export');
+    await text.fill(exported.replace('displayName: ACME', 'displayName: ACME Corporation'));
+    await page.getByRole('button', { name: 'Preview changes' }).click();
+    const status = page.locator('.apply-result');
+    await status.getByText('Would change').waitFor();
+    assert.match((await status.textContent()) ?? '', /0 created, 1 updated, 0 deleted/);
+    assert.match((await status.textContent()) ?? '', /displayName: "ACME" → "ACME Corporation"/);
+    await screenshot(page, '10-declarative-preview');
+    assert.equal((await portico.api.get('/api/v1/partners/acme')).body.displayName, 'ACME');
+    await page.getByRole('button', { name: 'Apply' }).click();
+    await status.getByText(/Applied \(revision \d+\)/).waitFor();
+    assert.equal((await portico.api.get('/api/v1/partners/acme')).body.displayName, 'ACME Corporation');
+    // A broken document: the problem is shown, nothing changes.
+    await text.fill('services:\n  - name: Bad Name\n    endpoints: []\n');
+    await page.getByRole('button', { name: 'Preview changes' }).click();
+    await page.locator('.problem').waitFor();
+    assert.match((await page.locator('.problem').textContent()) ?? '', /422/);
+
+    await page.getByRole('link', { name: 'Audit log' }).click();
+    const entry = page.locator('ol.audit li', { hasText: 'partners' }).first();
+    await entry.waitFor();
+    assert.match((await entry.textContent()) ?? '', /bootstrap update partners acme/);
+    await entry.locator('summary').click();
+    const row = entry.getByRole('row', { name: /displayName/ });
+    assert.match((await row.textContent()) ?? '', /"ACME"\s*"ACME Corporation"/);
+    await screenshot(page, '11-audit');
+  });
+
+  await t.test('JWT issuers and certificates pages list and validate', async () => {
+    await page.getByRole('link', { name: 'JWT issuers' }).click();
+    await page.getByRole('button', { name: 'New JWT issuer' }).click();
+    const form = page.getByRole('form', { name: 'New JWT issuer' });
+    await form.getByLabel('Name', { exact: true }).fill('auth');
+    await form.getByLabel('Issuer (iss)').fill('https://auth.example.test');
+    await form.getByLabel('Audiences').fill('api');
+    await form.getByLabel('JWKS URI').fill('not-a-uri');
+    await form.getByRole('button', { name: 'Create' }).click();
+    await form
+      .locator('.field', { has: page.getByLabel('JWKS URI') })
+      .locator('.field-error')
+      .waitFor();
+    await form.getByLabel('JWKS URI').fill('https://auth.example.test/jwks.json');
+    await form.getByRole('button', { name: 'Create' }).click();
+    await page.getByRole('form', { name: 'JWT issuer auth' }).waitFor();
+    await screenshot(page, '12-jwt-issuers');
+    await page.getByRole('link', { name: 'Certificates' }).click();
+    await page.getByRole('heading', { name: 'Certificates' }).waitFor();
+    await screenshot(page, '13-certificates');
+  });
+
+  await t.test('a viewer sees everything and can change nothing, and the server refuses anyway', async () => {
+    const token = (await portico.api.post('/api/v1/admin-tokens', { name: 'console-viewer', role: 'viewer' })).body.token;
+    const { context, page: viewer } = await newPage(browser);
+    await signIn(viewer, portico.adminUrl, token);
+    assert.match((await viewer.locator('.who').textContent()) ?? '', /viewer, read only/);
+    await viewer.getByRole('link', { name: 'Services' }).click();
+    await viewer.getByRole('link', { name: 'orders', exact: true }).click();
+    const form = viewer.getByRole('form', { name: 'service orders' });
+    await form.waitFor();
+    assert.equal(await viewer.getByRole('button', { name: 'New service' }).count(), 0);
+    assert.equal(await form.getByRole('button', { name: 'Save' }).count(), 0);
+    assert.equal(await form.getByRole('button', { name: 'Delete' }).count(), 0);
+    assert.ok(await form.getByLabel('Upstream host').isDisabled());
+    await form.getByText('Read only').waitFor();
+    await screenshot(viewer, '14-viewer-services');
+    await viewer.getByRole('link', { name: 'Partners' }).click();
+    await viewer.getByRole('link', { name: 'acme', exact: true }).click();
+    await viewer.getByRole('heading', { name: 'API keys of acme' }).waitFor();
+    assert.equal(await viewer.getByRole('button', { name: /New|Rotate|Revoke/ }).count(), 0);
+    await viewer.getByRole('link', { name: 'New API' }).click();
+    assert.equal(await viewer.getByRole('button', { name: 'Create API' }).count(), 0);
+    await viewer.getByRole('link', { name: 'Declarative' }).click();
+    assert.equal(await viewer.getByRole('button', { name: 'Apply' }).count(), 0);
+    // The same session, calling the API itself with its CSRF token: refused.
+    const status = await viewer.evaluate(async () => {
+      const s = await (await fetch('/console/api/session')).json();
+      const r = await fetch('/api/v1/services/orders', { method: 'DELETE', headers: { 'x-portico-csrf': s.csrf } });
+      return r.status;
+    });
+    assert.equal(status, 403);
+    assert.equal((await portico.api.get('/api/v1/services/orders')).status, 200);
+    await context.close();
+  });
+
+  await t.test('works at a narrow width: the menu folds, every page is reachable by keyboard', async () => {
+    const { context, page: phone } = await newPage(browser, { width: 390, height: 844 });
+    await signIn(phone, portico.adminUrl, ADMIN_TOKEN);
+    const nav = phone.getByRole('navigation', { name: 'Console' });
+    assert.equal(await nav.isVisible(), false);
+    const menu = phone.getByRole('button', { name: 'Menu' });
+    await menu.focus();
+    await phone.keyboard.press('Enter');
+    assert.equal(await menu.getAttribute('aria-expanded'), 'true');
+    await nav.waitFor();
+    await screenshot(phone, '15-narrow-menu');
+    await nav.getByRole('link', { name: 'Partners' }).focus();
+    await phone.keyboard.press('Enter');
+    await phone.getByRole('heading', { name: 'Partners' }).waitFor();
+    assert.equal(await nav.isVisible(), false, 'the menu closes after navigating');
+    // Nothing wider than the screen: tables scroll inside their own box.
+    const overflow = await phone.evaluate(() => document.documentElement.scrollWidth - document.documentElement.clientWidth);
+    assert.ok(overflow <= 0, `page is ${overflow}px wider than the screen`);
+    await screenshot(phone, '16-narrow-partners');
+    await context.close();
+  });
+});

@@ -1,0 +1,40 @@
+// A real headless Chromium (Debian's; playwright-core drives it, never downloads one) for the web
+// console's tests, with sign-in and screenshot helpers. Screenshots go to test-results/console/.
+import { mkdirSync } from 'node:fs';
+import path from 'node:path';
+import type { TestContext } from 'node:test';
+import { type Browser, type BrowserContext, chromium, type Page } from 'playwright-core';
+import { requireComponent } from './components.ts';
+
+export const SCREENSHOT_DIR = path.resolve('test-results/console');
+
+/** Launches Chromium, closed when the test ends; under CI=true a missing Chromium fails the test. */
+export async function openBrowser(t: TestContext): Promise<Browser | undefined> {
+  const executablePath = requireComponent(t, 'chromium');
+  if (!executablePath) return undefined;
+  const browser = await chromium.launch({ executablePath, headless: true });
+  t.after(() => browser.close());
+  return browser;
+}
+
+export async function newPage(browser: Browser, opts: { width?: number; height?: number } = {}): Promise<{ context: BrowserContext; page: Page }> {
+  const context = await browser.newContext({ viewport: { width: opts.width ?? 1280, height: opts.height ?? 860 } });
+  const page = await context.newPage();
+  page.setDefaultTimeout(30_000);
+  return { context, page };
+}
+
+export async function screenshot(page: Page, name: string): Promise<void> {
+  mkdirSync(SCREENSHOT_DIR, { recursive: true });
+  await page.screenshot({ path: path.join(SCREENSHOT_DIR, `${name}.png`), fullPage: true });
+}
+
+/** Signs in through the form, typing the token and pressing Enter (the keyboard path). */
+export async function signIn(page: Page, adminUrl: string, token: string): Promise<void> {
+  await page.goto(`${adminUrl}/console/`);
+  const field = page.getByLabel('Admin or viewer token');
+  await field.focus();
+  await page.keyboard.type(token);
+  await page.keyboard.press('Enter');
+  await page.getByRole('button', { name: 'Sign out' }).waitFor();
+}
