@@ -16,7 +16,7 @@ export interface FieldSpec {
   createOnly?: boolean;
 }
 
-export type KindId = 'gatewayGroups' | 'services' | 'products' | 'routes' | 'plans' | 'partners' | 'subscriptions' | 'apiKeys' | 'jwtIssuers' | 'certificates';
+export type KindId = 'adminTokens' | 'gatewayGroups' | 'services' | 'products' | 'routes' | 'plans' | 'partners' | 'subscriptions' | 'apiKeys' | 'jwtIssuers' | 'certificates';
 
 export interface KindSpec {
   id: KindId;
@@ -30,6 +30,14 @@ export interface KindSpec {
   fields: FieldSpec[];
   template: () => Record<string, unknown>;
   columns: { label: string; value: (r: any) => string }[];
+  /** Created once, never edited: existing items offer only deletion. */
+  immutable?: boolean;
+  /** Only the admin role may list them. */
+  adminOnly?: boolean;
+  /** The list is one page (no limit/cursor query). */
+  unpaged?: boolean;
+  /** The create response's field holding a secret shown once. */
+  secretField?: string;
 }
 
 const list = (v: unknown) => (Array.isArray(v) ? v.join(', ') : '');
@@ -37,6 +45,30 @@ const METHODS = ['GET', 'POST', 'PUT', 'PATCH', 'DELETE', 'HEAD', 'OPTIONS'];
 const name: FieldSpec = { path: 'name', label: 'Name', help: 'lowercase letters, digits and dashes', createOnly: true };
 
 export const KINDS: Record<KindId, KindSpec> = {
+  adminTokens: {
+    id: 'adminTokens',
+    title: 'Admin tokens',
+    singular: 'admin token',
+    collection: '/api/v1/admin-tokens',
+    keyField: 'name',
+    immutable: true,
+    adminOnly: true,
+    unpaged: true,
+    secretField: 'token',
+    fields: [
+      name,
+      { path: 'role', label: 'Role', type: 'select', options: ['viewer', 'admin'] },
+      { path: 'description', label: 'Description' },
+      { path: 'expiresAt', label: 'Expires at', type: 'datetime', help: 'optional, e.g. 2027-01-31T00:00:00Z' },
+    ],
+    template: () => ({ name: '', role: 'viewer' }),
+    columns: [
+      { label: 'Role', value: (r) => r.role },
+      { label: 'Prefix', value: (r) => r.prefix ?? '' },
+      { label: 'Expires', value: (r) => r.expiresAt ?? 'never' },
+      { label: 'Created by', value: (r) => r.createdBy ?? '' },
+    ],
+  },
   gatewayGroups: {
     id: 'gatewayGroups',
     title: 'Gateway groups',
@@ -168,6 +200,7 @@ export const KINDS: Record<KindId, KindSpec> = {
     title: 'API keys',
     singular: 'API key',
     collection: '/api/v1/partners/{parent}/api-keys',
+    secretField: 'key',
     keyField: 'name',
     parent: 'partners',
     fields: [name, { path: 'expiresAt', label: 'Expires at', type: 'datetime', help: 'optional, e.g. 2027-01-31T00:00:00Z' }],

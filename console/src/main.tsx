@@ -11,11 +11,11 @@ import { Overview } from './pages/overview.tsx';
 import { ResourcePage } from './pages/resources.tsx';
 import { Field, ProblemBanner, SessionContext } from './ui.tsx';
 
-const RESOURCE_PAGES: KindId[] = ['services', 'products', 'partners', 'plans', 'jwtIssuers', 'certificates', 'gatewayGroups'];
-const PAGES: { id: string; title: string }[] = [
+const RESOURCE_PAGES: KindId[] = ['services', 'products', 'partners', 'plans', 'jwtIssuers', 'certificates', 'gatewayGroups', 'adminTokens'];
+const PAGES: { id: string; title: string; adminOnly?: boolean }[] = [
   { id: 'overview', title: 'Overview' },
   { id: 'new-api', title: 'New API' },
-  ...RESOURCE_PAGES.map((k) => ({ id: k, title: KINDS[k].title })),
+  ...RESOURCE_PAGES.map((k) => ({ id: k, title: KINDS[k].title, adminOnly: KINDS[k].adminOnly === true })),
   { id: 'declarative', title: 'Declarative' },
   { id: 'audit', title: 'Audit log' },
 ];
@@ -116,9 +116,9 @@ function App() {
       <div class="layout">
         <nav id="nav" aria-label="Console" class={navOpen ? 'open' : ''}>
           <ul>
-            {PAGES.map((p) => (
+            {PAGES.filter((p) => !p.adminOnly || session.role === 'admin').map((p) => (
               <li key={p.id}>
-                <a href={`#/${p.id}`} aria-current={p.id === page ? 'page' : undefined}>
+                <a href={`#/${p.id}`} aria-current={p.id === page ? 'page' : undefined} onClick={() => setNavOpen(false)}>
                   {p.title}
                 </a>
               </li>

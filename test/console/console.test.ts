@@ -7,6 +7,7 @@ import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { translate } from '../../src/translate/index.ts';
 import { newPage, openBrowser, screenshot, signIn } from '../support/browser.ts';
+import { selfSigned } from '../support/certs.ts';
 import { freePort, waitFor } from '../support/components.ts';
 import { startEnvoy, type TestEnvoy, waitInSync } from '../support/envoy.ts';
 import { ADMIN_TOKEN, startTestPortico, type TestPortico } from '../support/portico.ts';
@@ -133,7 +134,7 @@ test('web console in Chromium', async (t) => {
     assert.match(key, /^ptk_[a-z0-9]{8}_/);
     await screenshot(page, '06-partner-subscription-key');
     await page.getByRole('button', { name: 'I have copied it' }).click();
-    assert.equal(await page.locator('output[aria-label="new API key"]').count(), 0, 'the key is shown once');
+    await page.locator('output[aria-label="new API key"]').waitFor({ state: 'detached' }); // shown once
     assert.ok(!(await portico.api.get('/api/v1/partners/acme/api-keys/k1')).text.includes(key), 'the API never returns it again');
     assert.ok(!(await page.content()).includes(key));
 
@@ -225,6 +226,17 @@ test('web console in Chromium', async (t) => {
     await page.getByRole('button', { name: 'Apply' }).click();
     await status.getByText(/Applied \(revision \d+\)/).waitFor();
     assert.equal((await portico.api.get('/api/v1/partners/acme')).body.displayName, 'ACME Corporation');
+    // Upload a file: it replaces the text, and its preview shows what it would create.
+    await page.getByLabel('Upload a file').setInputFiles({
+      name: 'extra.yaml',
+      mimeType: 'application/yaml',
+      buffer: Buffer.from((await text.inputValue()).replace('services:\n', `services:\n  - name: uploaded\n    endpoints:\n      - host: 127.0.0.1\n        port: ${upstream.port}\n`)),
+    });
+    await waitFor('the uploaded file in the editor', async () => ((await text.inputValue()).includes('name: uploaded') ? true : undefined));
+    await page.getByRole('button', { name: 'Preview changes' }).click();
+    await status.getByText('+ services uploaded').waitFor();
+    assert.match((await status.textContent()) ?? '', /1 created, 0 updated, 0 deleted/);
+    assert.equal((await portico.api.get('/api/v1/services/uploaded')).status, 404, 'a preview changes nothing');
     // A broken document: the problem is shown, nothing changes.
     await text.fill('services:\n  - name: Bad Name\n    endpoints: []\n');
     await page.getByRole('button', { name: 'Preview changes' }).click();
@@ -258,13 +270,41 @@ test('web console in Chromium', async (t) => {
     await form.getByRole('button', { name: 'Create' }).click();
     await page.getByRole('form', { name: 'JWT issuer auth' }).waitFor();
     await screenshot(page, '12-jwt-issuers');
+    // A certificate with its key: the key is stored, never shown again.
+    const cert = await selfSigned('api.example.test');
     await page.getByRole('link', { name: 'Certificates' }).click();
-    await page.getByRole('heading', { name: 'Certificates' }).waitFor();
+    await page.getByRole('button', { name: 'New certificate' }).click();
+    const certForm = page.getByRole('form', { name: 'New certificate' });
+    await certForm.getByLabel('Name', { exact: true }).fill('edge-cert');
+    await certForm.getByLabel('Certificate (PEM)').fill('-----BEGIN CERTIFICATE-----\nnot base64\n-----END CERTIFICATE-----\n');
+    await certForm.getByRole('button', { name: 'Create' }).click();
+    await certForm
+      .locator('.field', { has: page.getByLabel('Certificate (PEM)') })
+      .locator('.field-error')
+      .waitFor();
+    await certForm.getByLabel('Certificate (PEM)').fill(cert.certificate);
+    await certForm.getByLabel(/Private key/).fill(cert.privateKey);
+    await certForm.getByRole('button', { name: 'Create' }).click();
+    const saved = page.getByRole('form', { name: 'certificate edge-cert' });
+    await saved.waitFor();
+    assert.equal(await saved.getByLabel(/Private key/).inputValue(), '', 'the private key is never shown again');
+    await page.getByRole('row', { name: /edge-cert .*api\.example\.test.* yes/ }).waitFor();
+    assert.ok(!(await page.content()).includes(cert.privateKey.split('\n')[1]!));
     await screenshot(page, '13-certificates');
   });
 
   await t.test('a viewer sees everything and can change nothing, and the server refuses anyway', async () => {
-    const token = (await portico.api.post('/api/v1/admin-tokens', { name: 'console-viewer', role: 'viewer' })).body.token;
+    // The viewer's token is made on the admin tokens page (shown once).
+    await page.getByRole('link', { name: 'Admin tokens' }).click();
+    await page.getByRole('button', { name: 'New admin token' }).click();
+    const tokenForm = page.getByRole('form', { name: 'New admin token' });
+    await tokenForm.getByLabel('Name', { exact: true }).fill('console-viewer');
+    await tokenForm.getByLabel('Role').selectOption('viewer');
+    await tokenForm.getByRole('button', { name: 'Create' }).click();
+    const token = ((await page.locator('output[aria-label="new admin token"]').textContent()) ?? '').trim();
+    assert.match(token, /^pta_/);
+    await screenshot(page, '14-admin-tokens');
+    await page.getByRole('button', { name: 'I have copied it' }).click();
     const { context, page: viewer } = await newPage(browser);
     await signIn(viewer, portico.adminUrl, token);
     assert.match((await viewer.locator('.who').textContent()) ?? '', /viewer, read only/);
@@ -277,14 +317,17 @@ test('web console in Chromium', async (t) => {
     assert.equal(await form.getByRole('button', { name: 'Delete' }).count(), 0);
     assert.ok(await form.getByLabel('Upstream host').isDisabled());
     await form.getByText('Read only').waitFor();
-    await screenshot(viewer, '14-viewer-services');
+    await screenshot(viewer, '15-viewer-services');
+    assert.equal(await viewer.getByRole('link', { name: 'Admin tokens' }).count(), 0, 'viewers cannot list tokens');
     await viewer.getByRole('link', { name: 'Partners' }).click();
     await viewer.getByRole('link', { name: 'acme', exact: true }).click();
     await viewer.getByRole('heading', { name: 'API keys of acme' }).waitFor();
     assert.equal(await viewer.getByRole('button', { name: /New|Rotate|Revoke/ }).count(), 0);
     await viewer.getByRole('link', { name: 'New API' }).click();
+    await viewer.getByRole('heading', { name: 'New API' }).waitFor();
     assert.equal(await viewer.getByRole('button', { name: 'Create API' }).count(), 0);
     await viewer.getByRole('link', { name: 'Declarative' }).click();
+    await viewer.getByRole('button', { name: 'Export current model' }).waitFor();
     assert.equal(await viewer.getByRole('button', { name: 'Apply' }).count(), 0);
     // The same session, calling the API itself with its CSRF token: refused.
     const status = await viewer.evaluate(async () => {
@@ -294,6 +337,14 @@ test('web console in Chromium', async (t) => {
     });
     assert.equal(status, 403);
     assert.equal((await portico.api.get('/api/v1/services/orders')).status, 200);
+    // Revoking the token (from the admin's page) ends the viewer's session at its next request.
+    await page.getByRole('link', { name: 'console-viewer', exact: true }).click();
+    page.once('dialog', (d) => d.accept());
+    await page.getByRole('form', { name: 'admin token console-viewer' }).getByRole('button', { name: 'Delete' }).click();
+    await page.getByRole('link', { name: 'console-viewer', exact: true }).waitFor({ state: 'detached' });
+    await viewer.getByRole('link', { name: 'Services' }).click();
+    await viewer.getByText('Your session ended. Sign in again.').waitFor();
+    await viewer.getByLabel('Admin or viewer token').waitFor();
     await context.close();
   });
 
@@ -301,21 +352,21 @@ test('web console in Chromium', async (t) => {
     const { context, page: phone } = await newPage(browser, { width: 390, height: 844 });
     await signIn(phone, portico.adminUrl, ADMIN_TOKEN);
     const nav = phone.getByRole('navigation', { name: 'Console' });
-    assert.equal(await nav.isVisible(), false);
+    await nav.waitFor({ state: 'hidden' });
     const menu = phone.getByRole('button', { name: 'Menu' });
     await menu.focus();
     await phone.keyboard.press('Enter');
     assert.equal(await menu.getAttribute('aria-expanded'), 'true');
     await nav.waitFor();
-    await screenshot(phone, '15-narrow-menu');
+    await screenshot(phone, '16-narrow-menu');
     await nav.getByRole('link', { name: 'Partners' }).focus();
     await phone.keyboard.press('Enter');
     await phone.getByRole('heading', { name: 'Partners' }).waitFor();
-    assert.equal(await nav.isVisible(), false, 'the menu closes after navigating');
+    await nav.waitFor({ state: 'hidden' }); // the menu closes after navigating
     // Nothing wider than the screen: tables scroll inside their own box.
     const overflow = await phone.evaluate(() => document.documentElement.scrollWidth - document.documentElement.clientWidth);
     assert.ok(overflow <= 0, `page is ${overflow}px wider than the screen`);
-    await screenshot(phone, '16-narrow-partners');
+    await screenshot(phone, '17-narrow-partners');
     await context.close();
   });
 });

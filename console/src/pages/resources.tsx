@@ -17,7 +17,7 @@ function editable(kind: KindSpec, r: Record<string, unknown>): Record<string, un
 export function ResourcePage(props: { kind: KindId; parent?: string; selected?: string; navigate?: (key: string | undefined) => void }) {
   const kind = KINDS[props.kind];
   const canWrite = useCanWrite();
-  const [list, reload] = useGet<{ items: any[]; total: number }>(`${collectionUrl(kind, props.parent)}?limit=500`, [props.parent]);
+  const [list, reload] = useGet<{ items: any[]; total?: number }>(`${collectionUrl(kind, props.parent)}${kind.unpaged ? '' : '?limit=500'}`, [props.parent]);
   const [localSel, setLocalSel] = useState<string | undefined>(undefined);
   const selected = props.navigate ? props.selected : localSel;
   const select = props.navigate ?? setLocalSel;
@@ -37,9 +37,9 @@ export function ResourcePage(props: { kind: KindId; parent?: string; selected?: 
       {minted && (
         <div class="minted" role="status">
           <p>
-            New key for <strong>{minted.name}</strong>. Copy it now: it is shown only once.
+            New {kind.id === 'adminTokens' ? 'token' : 'key'} for <strong>{minted.name}</strong>. Copy it now: it is shown only once.
           </p>
-          <output class="secret" aria-label="new API key">
+          <output class="secret" aria-label={kind.id === 'adminTokens' ? 'new admin token' : 'new API key'}>
             {minted.key}
           </output>
           <button type="button" onClick={() => setMinted(undefined)}>
@@ -59,7 +59,7 @@ export function ResourcePage(props: { kind: KindId; parent?: string; selected?: 
             New {kind.singular}
           </button>
         )}
-        <span class="count">{list?.data ? `${list.data.total} ${list.data.total === 1 ? kind.singular : kind.title.toLowerCase()}` : 'loading…'}</span>
+        <span class="count">{list?.data ? count(list.data.total ?? items.length, kind) : 'loading…'}</span>
       </div>
       <div class="table-wrap">
         <table>
@@ -137,6 +137,10 @@ export function ResourcePage(props: { kind: KindId; parent?: string; selected?: 
   );
 }
 
+function count(n: number, kind: KindSpec): string {
+  return `${n} ${n === 1 ? kind.singular : kind.title.toLowerCase()}`;
+}
+
 function useRefOptions(kind: KindSpec): Record<string, string[]> {
   const refs = useMemo(() => [...new Set(kind.fields.map((f) => f.ref).filter(Boolean))] as KindId[], [kind]);
   const [options, setOptions] = useState<Record<string, string[]>>({});
@@ -205,7 +209,7 @@ function Editor(props: {
       const key = String(send[kind.keyField] ?? '');
       const res = existing ? await call('PUT', itemUrl(kind, String(existing[kind.keyField]), props.parent), send) : await call('POST', collectionUrl(kind, props.parent), send);
       if (res.problem) return setProblem(res.problem);
-      props.onSaved(existing ? String(existing[kind.keyField]) : key || String(res.data?.[kind.keyField] ?? ''), res.data?.key);
+      props.onSaved(existing ? String(existing[kind.keyField]) : key || String(res.data?.[kind.keyField] ?? ''), kind.secretField ? res.data?.[kind.secretField] : undefined);
     });
   };
 
@@ -247,23 +251,27 @@ function Editor(props: {
               key={f.path}
               spec={f}
               value={getPath(body, f.path)}
-              disabled={(existing && f.createOnly) || jsonText !== undefined}
+              disabled={(existing && (f.createOnly || kind.immutable)) || jsonText !== undefined}
               options={f.ref ? [...(f.type === 'select' ? [''] : []), ...(refOptions[f.ref] ?? [])] : undefined}
               error={errorFor(problem?.errors, f.path)}
               onChange={(v) => setBody((b) => setPath(b, f.path, v))}
             />
           ))}
         </div>
-        <details onToggle={(e) => setJsonText((e.currentTarget as HTMLDetailsElement).open ? JSON.stringify(body, null, 2) : undefined)}>
-          <summary>All fields (JSON)</summary>
-          <label for={`json-${kind.id}`}>The whole {kind.singular} as JSON (edits here replace the form)</label>
-          <textarea id={`json-${kind.id}`} class="code" rows={14} value={jsonText ?? ''} onInput={(e) => setJsonText(e.currentTarget.value)} />
-        </details>
+        {!(existing && kind.immutable) && (
+          <details onToggle={(e) => setJsonText((e.currentTarget as HTMLDetailsElement).open ? JSON.stringify(body, null, 2) : undefined)}>
+            <summary>All fields (JSON)</summary>
+            <label for={`json-${kind.id}`}>The whole {kind.singular} as JSON (edits here replace the form)</label>
+            <textarea id={`json-${kind.id}`} class="code" rows={14} value={jsonText ?? ''} onInput={(e) => setJsonText(e.currentTarget.value)} />
+          </details>
+        )}
         {canWrite && (
           <div class="actions">
-            <button type="submit" class="primary">
-              {existing ? 'Save' : 'Create'}
-            </button>
+            {!(existing && kind.immutable) && (
+              <button type="submit" class="primary">
+                {existing ? 'Save' : 'Create'}
+              </button>
+            )}
             {existing && kind.id === 'apiKeys' && !existing.revoked && (
               <>
                 <button type="button" onClick={rotate}>
