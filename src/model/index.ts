@@ -2,6 +2,7 @@
 // policy facts several stages share, canonical forms and declarative documents.
 export * from './canonical.ts';
 export * from './declarative.ts';
+export * from './header-values.ts';
 export * from './model.ts';
 export * from './policy.ts';
 export * from './schemas.ts';

@@ -2,7 +2,7 @@
 // credentials a route accepts, and which request headers only the gateway may set.
 import { GATEWAY_HEADERS, RESERVED_HEADER_PREFIX } from '../contract/index.ts';
 import { sortedValues, type ModelSnapshot } from './model.ts';
-import type { CredentialType, Product, Route } from './schemas.ts';
+import type { CredentialType, HeaderMutation, Product, Route } from './schemas.ts';
 
 /** What a route accepts when neither it nor its product says: authenticated callers only. */
 export const DEFAULT_ACCEPT: readonly CredentialType[] = ['api_key', 'jwt'];
@@ -52,16 +52,21 @@ export interface ReservedHeaderUse {
  */
 export function reservedHeaderUses(model: ModelSnapshot): ReservedHeaderUse[] {
   const out: ReservedHeaderUse[] = [];
+  const requestRules = (kind: 'routes' | 'products', key: string, m: HeaderMutation | undefined) => {
+    for (const op of ['set', 'add'] as const) {
+      for (const h of Object.keys(m?.[op] ?? {})) if (isReservedHeader(h)) out.push({ kind, key, field: `requestHeaders.${op}.${h}`, header: h });
+    }
+    for (const [from, to] of Object.entries(m?.rename ?? {})) if (isReservedHeader(to)) out.push({ kind, key, field: `requestHeaders.rename.${from}`, header: to });
+  };
   for (const r of sortedValues(model, 'routes')) {
     const key = `${r.product}/${r.name}`;
-    for (const op of ['set', 'add'] as const) {
-      for (const h of Object.keys(r.requestHeaders?.[op] ?? {})) if (isReservedHeader(h)) out.push({ kind: 'routes', key, field: `requestHeaders.${op}.${h}`, header: h });
-    }
+    requestRules('routes', key, r.requestHeaders);
     r.match.headers?.forEach((h, i) => {
       if (isReservedHeader(h.name)) out.push({ kind: 'routes', key, field: `match.headers[${i}].name`, header: h.name });
     });
   }
   for (const p of sortedValues(model, 'products')) {
+    requestRules('products', p.name, p.requestHeaders);
     const h = p.apiKey?.header;
     if (h !== undefined && isReservedHeader(h)) out.push({ kind: 'products', key: p.name, field: 'apiKey.header', header: h });
   }

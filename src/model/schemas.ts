@@ -234,6 +234,22 @@ export const Service = Type.Object(
 export type Service = Static<typeof Service>;
 
 // ── products and routes ───────────────────────────────────────────────────────
+const DynamicHeaderValue = {
+  ...HeaderValue,
+  description:
+    'literal text and ${variable}s: uuid, request_id, partner, plan, credential_type, client_address, route, product, time, jwt.claim.<claim>, request.header.<name>, response.header.<name> (responses); $${ is a literal ${',
+};
+const HeaderMutation = Type.Object(
+  {
+    set: Type.Optional(Type.Record(HeaderName, DynamicHeaderValue)),
+    add: Type.Optional(Type.Record(HeaderName, DynamicHeaderValue)),
+    remove: Type.Optional(Type.Array(HeaderName, { uniqueItems: true })),
+    rename: Type.Optional(Type.Record(HeaderName, HeaderName, { description: 'old name → new name: the value is copied to the new name and the old header removed' })),
+  },
+  closed,
+);
+export type HeaderMutation = Static<typeof HeaderMutation>;
+
 export const Cors = Type.Object(
   {
     allowOrigins: Type.Array(Type.String({ minLength: 1, maxLength: 512 }), { minItems: 1 }),
@@ -268,6 +284,8 @@ export const Product = Type.Object(
     jwtIssuers: Type.Optional(Type.Array(Name, { uniqueItems: true, description: 'issuers accepted; default: all' })),
     publicPlan: Type.Optional({ ...Name, description: 'plan for callers without a partner identity (routes accepting none); default: no plan limits' }),
     cors: Type.Optional(Cors),
+    requestHeaders: Type.Optional({ ...HeaderMutation, description: "header rules for every route of the product (a route's own rules win for the same header)" }),
+    responseHeaders: Type.Optional({ ...HeaderMutation, description: "header rules for every route of the product (a route's own rules win for the same header)" }),
   },
   closed,
 );
@@ -299,16 +317,6 @@ export const PathMatch = Type.Object(
   closed,
 );
 export type PathMatch = Static<typeof PathMatch>;
-
-const HeaderMutation = Type.Object(
-  {
-    set: Type.Optional(Type.Record(HeaderName, HeaderValue)),
-    add: Type.Optional(Type.Record(HeaderName, HeaderValue)),
-    remove: Type.Optional(Type.Array(HeaderName, { uniqueItems: true })),
-  },
-  closed,
-);
-export type HeaderMutation = Static<typeof HeaderMutation>;
 
 export const Route = Type.Object(
   {

@@ -8,6 +8,7 @@ import type { TSchema } from '@sinclair/typebox';
 import { KINDS, sortedValues, type KindName, type ModelSnapshot } from './model.ts';
 import { RESERVED_HEADER_PREFIX } from '../contract/index.ts';
 import { reservedHeaderUses } from './policy.ts';
+import { headerRuleProblems } from './header-values.ts';
 import type { Route, Product } from './schemas.ts';
 
 export interface FieldError {
@@ -263,6 +264,7 @@ export function validateModel(m: ModelSnapshot): ModelError[] {
     p.jwtIssuers?.forEach((j, i) => ref('products', p.name, `jwtIssuers[${i}]`, 'jwtIssuers', j));
     if (p.publicPlan) ref('products', p.name, 'publicPlan', 'plans', p.publicPlan);
     if (p.auth) authErrors(p.auth.accept, 'products', p.name, 'auth.accept', p, m, mtlsGroups, invalid);
+    for (const e of headerRuleProblems(m, p, p)) invalid('products', p.name, e.field, e.message);
   }
 
   // headers under the gateway's reserved prefix
@@ -279,6 +281,7 @@ export function validateModel(m: ModelSnapshot): ModelError[] {
       ref('routes', key, 'product', 'products', r.product);
       continue;
     }
+    for (const e of headerRuleProblems(m, product, r)) invalid('routes', key, e.field, e.message);
     const actions = [r.service, r.backends, r.directResponse].filter((a) => a !== undefined).length;
     if (actions !== 1) invalid('routes', key, 'service', 'exactly one of service, backends and directResponse must be set');
     if (r.service) ref('routes', key, 'service', 'services', r.service);

@@ -22,6 +22,8 @@ export interface GroupIR {
   routeTables: RouteTableIR[];
   clusters: ClusterIR[];
   secrets: SecretIR[];
+  /** Request headers routes set to a fresh UUID (correlation ids): each access-log line records them. */
+  correlationHeaders?: string[];
   /** Access-log streaming and tracing (src/translate/envoy/observability.ts); absent when both are off. */
   telemetry?: TelemetryIR;
 }
@@ -42,6 +44,8 @@ export interface HttpFiltersIR {
   extAuthzLimits?: ExtAuthzIR;
   /** Service mode: Envoy's rate-limit filter, present when some route carries rate-limit actions. */
   rateLimit?: RateLimitFilterIR;
+  /** Some route renames a header (the header-rename filter, off elsewhere). */
+  headerRename?: boolean;
 }
 
 export interface ExtAuthzIR {
@@ -186,6 +190,8 @@ export interface HeaderMutationIR {
   set: Array<[string, string]>;
   add: Array<[string, string]>;
   remove: string[];
+  /** [old, new] names, sorted: the value copied to the new name, the old header removed (the header-rename filter). */
+  rename?: Array<[string, string]>;
 }
 
 export interface CorsIR {

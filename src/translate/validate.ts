@@ -71,6 +71,14 @@ export function validateTranslation(model: ModelSnapshot): ModelError[] {
       for (const f of hostMutations(m)) invalid('routes', key, `${field}.${f}`, 'the host header cannot be changed by header rules; use rewrite.host');
     }
   }
+  for (const p of sortedValues(model, 'products')) {
+    for (const [field, m] of [
+      ['requestHeaders', p.requestHeaders],
+      ['responseHeaders', p.responseHeaders],
+    ] as const) {
+      for (const f of hostMutations(m)) invalid('products', p.name, `${field}.${f}`, "the host header cannot be changed by header rules; use a route's rewrite.host");
+    }
+  }
   return errors;
 }
 
@@ -81,6 +89,7 @@ function hostMutations(m: HeaderMutation | undefined): string[] {
   (m.remove ?? []).forEach((name, i) => {
     if (name.toLowerCase() === 'host') out.push(`remove[${i}]`);
   });
+  for (const [from, to] of Object.entries(m.rename ?? {})) if (from.toLowerCase() === 'host' || to.toLowerCase() === 'host') out.push(`rename.${from}`);
   return out;
 }
 
@@ -132,6 +141,8 @@ function proxylessProblems(model: ModelSnapshot): ModelError[] {
     });
     if (p.cors) invalid('products', p.name, 'cors', `is not supported in ${why}: gRPC clients make no CORS requests`);
     if (p.publicPlan) invalid('products', p.name, 'publicPlan', `is not supported in ${why}: gRPC clients do not call the rate-limit service`);
+    if (p.requestHeaders) invalid('products', p.name, 'requestHeaders', `is not supported in ${why}: gRPC clients do not apply header rules`);
+    if (p.responseHeaders) invalid('products', p.name, 'responseHeaders', `is not supported in ${why}: gRPC clients do not apply header rules`);
     let productAuthReported = false;
     for (const r of productRoutes(model, p.name)) {
       const key = `${p.name}/${r.name}`;

@@ -17,6 +17,8 @@ export const FILTERS = {
   /** Combined mode's second ext_authz instance: counting only, for routes open to anonymous callers. */
   extAuthzLimits: EXT_AUTHZ_FILTERS.limits,
   rateLimit: 'envoy.filters.http.ratelimit',
+  /** Header renames of routes and products (a second header_mutation, just before the router). */
+  headerRename: 'portico.header_rename',
   router: 'envoy.filters.http.router',
 } as const;
 

@@ -10,7 +10,7 @@ import { accessLogExtraFields, grpcAccessLogs, tracing } from './observability.t
 const HCM_TYPE = 'envoy.extensions.filters.network.http_connection_manager.v3.HttpConnectionManager';
 
 /** What every access-log line carries; product and route come from the matched route's metadata. */
-function accessLogFields(group: string, listener: string): JsonObject {
+function accessLogFields(group: string, listener: string, correlationHeaders: readonly string[]): JsonObject {
   return sortedRecord([
     ['start_time', '%START_TIME%'],
     ['request_id', '%REQ(X-REQUEST-ID)%'],
@@ -34,12 +34,14 @@ function accessLogFields(group: string, listener: string): JsonObject {
     ['gateway_group', group],
     ['listener', listener],
     ...accessLogExtraFields(),
+    // Correlation ids the routes mint (`${uuid}` header values), as the upstream received them.
+    ...(correlationHeaders.length ? [['correlation_ids', sortedRecord(correlationHeaders.map((h) => [h, `%REQ(${h})%`]))] as [string, Json]] : []),
   ]);
 }
 
-function accessLog(group: string, listener: string): JsonObject {
+function accessLog(g: GroupIR, listener: string): JsonObject {
   return extension('envoy.access_loggers.stdout', 'envoy.extensions.access_loggers.stream.v3.StdoutAccessLog', {
-    log_format: { json_format: accessLogFields(group, listener) },
+    log_format: { json_format: accessLogFields(g.name, listener, g.correlationHeaders ?? []) },
   });
 }
 
@@ -109,7 +111,7 @@ function connectionManager(g: GroupIR, l: ListenerIR): JsonObject {
     codec_type: 'AUTO',
     rds: { config_source: adsConfigSource(), route_config_name: l.routeTable },
     http_filters: httpFilters(g),
-    access_log: [accessLog(g.name, l.name), ...grpcAccessLogs(g)],
+    access_log: [accessLog(g, l.name), ...grpcAccessLogs(g)],
     use_remote_address: true,
     generate_request_id: true,
     always_set_request_id_in_response: true,

@@ -7,7 +7,8 @@ import { localBucket, rateLimitMode } from './limits.ts';
 import type { ClusterIR, GroupIR, ListenerIR, RouteTableIR, SecretIR } from '../ir.ts';
 import { compareStrings } from '../paths.ts';
 import { telemetryClusters, telemetryIr } from './telemetry.ts';
-import { CALLOUT_CLUSTER, DEFAULTS, type IrOptions, groupProducts } from './common.ts';
+import { CALLOUT_CLUSTER, DEFAULTS, type IrOptions, groupProducts, productRoutes } from './common.ts';
+import { correlationHeaders } from './headers.ts';
 import { virtualHostsIr } from './virtual-hosts.ts';
 import { calloutCluster, clusterIr } from './clusters.ts';
 import { proxylessGroupToIr } from './proxyless.ts';
@@ -66,6 +67,7 @@ export function groupToIr(model: ModelSnapshot, group: GatewayGroup, options: Ir
   let countedAnonymous = false;
   let serviceLimited = false;
   let routeLocal = false;
+  let renamed = false;
   for (const vh of virtualHosts) {
     for (const r of vh.routes) {
       if (r.authz && !r.authz.disabled) {
@@ -75,8 +77,10 @@ export function groupToIr(model: ModelSnapshot, group: GatewayGroup, options: Ir
       }
       if (r.rateLimit) serviceLimited = true;
       if (r.localRateLimit) routeLocal = true;
+      if (r.requestHeaders.rename || r.responseHeaders.rename) renamed = true;
     }
   }
+  const correlation = [...new Set(products.flatMap((p) => productRoutes(model, p.name).flatMap((r) => correlationHeaders(p, r))))].sort(compareStrings);
   const listeners = (group.listeners ?? []).map((l) => listenerIr(group, l)).sort((a, b) => compareStrings(a.name, b.name));
 
   let maxBody = 0;
@@ -137,6 +141,7 @@ export function groupToIr(model: ModelSnapshot, group: GatewayGroup, options: Ir
           }
         : {}),
       ...(serviceLimited ? { rateLimit: { cluster: CALLOUT_CLUSTER, domain: RATE_LIMIT_DOMAIN, timeoutMs: rateLimitTimeoutMs, failureModeDeny: !rateLimitFailOpen } } : {}),
+      ...(renamed ? { headerRename: true } : {}),
     },
     // The reserved prefix covers the gateway's own headers, whatever their name; forwarded claims are named one by one.
     stripRequestHeaders: identityHeaders(model).filter((h) => !isReservedHeader(h)),
@@ -146,6 +151,7 @@ export function groupToIr(model: ModelSnapshot, group: GatewayGroup, options: Ir
     routeTables,
     clusters,
     secrets: secretsIr(model, listeners, clusters),
+    ...(correlation.length ? { correlationHeaders: correlation } : {}),
     ...telemetryIr(options.telemetry),
   };
 }

@@ -9,7 +9,6 @@ import {
   type ModelSnapshot,
   type CredentialType,
   type HeaderMatch,
-  type HeaderMutation,
   type Product,
   type QueryMatch,
   type Route,
@@ -20,25 +19,9 @@ import { localBucket, routeLimits, type RateLimitMode } from './limits.ts';
 import type { ActionIR, CorsIR, HeaderMatchIR, HeaderMutationIR, MatchIR, PathMatchIR, QueryMatchIR, RetryIR, RouteAuthzIR, RouteIR, ValueMatchIR } from '../ir.ts';
 import { compareStrings, stripPrefixRewrite } from '../paths.ts';
 import { DEFAULTS, sortMethods } from './common.ts';
+import { headerRulesIr, literalHeaderValue } from './headers.ts';
 
 // ── routes ────────────────────────────────────────────────────────────────────
-/** Header values pass through Envoy's formatter, where % starts a command: keep them literal. */
-export function literalHeaderValue(v: string): string {
-  return v.replace(/%/g, '%%');
-}
-
-export function mutationIr(m: HeaderMutation | undefined): HeaderMutationIR {
-  const pairs = (r: Record<string, string> | undefined): Array<[string, string]> =>
-    Object.entries(r ?? {})
-      .map(([k, v]): [string, string] => [k.toLowerCase(), literalHeaderValue(v)])
-      .sort((a, b) => compareStrings(a[0], b[0]) || compareStrings(a[1], b[1]));
-  return {
-    set: pairs(m?.set),
-    add: pairs(m?.add),
-    remove: [...new Set((m?.remove ?? []).map((h) => h.toLowerCase()))].sort(compareStrings),
-  };
-}
-
 function valueMatchIr(m: HeaderMatch | QueryMatch): ValueMatchIR {
   if (m.exact !== undefined) return { kind: 'exact', value: m.exact };
   // Every value starts with '', and Envoy refuses an empty prefix: that is a presence check.
@@ -156,7 +139,7 @@ function routeAuthz(product: Product, route: Route, accept: readonly CredentialT
 export function routeIr(model: ModelSnapshot, product: Product, route: Route, filters: RouteFilters | undefined): RouteIR {
   const match = matchIr(product, route);
   const action = actionIr(model, match, route);
-  const responseHeaders = mutationIr(route.responseHeaders);
+  const responseHeaders = headerRulesIr(model, product, route, 'response');
   if (route.directResponse) {
     const d = route.directResponse;
     const contentType = d.contentType ?? (d.body !== undefined ? 'text/plain; charset=utf-8' : undefined);
@@ -173,7 +156,7 @@ export function routeIr(model: ModelSnapshot, product: Product, route: Route, fi
     metadata: { product: product.name, route: route.name },
     match,
     action,
-    requestHeaders: filters ? withoutApiKey(mutationIr(route.requestHeaders), product, accept) : mutationIr(route.requestHeaders),
+    requestHeaders: filters ? withoutApiKey(headerRulesIr(model, product, route, 'request'), product, accept) : headerRulesIr(model, product, route, 'request'),
     responseHeaders,
     ...(cors ? { cors } : {}),
     ...(filters && limits ? { authz: routeAuthz(product, route, accept, limits.limited, filters.rateLimitMode) } : {}),

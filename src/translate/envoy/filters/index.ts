@@ -3,13 +3,14 @@
 // new filter feature is a module implementing HttpFilterEmitter, added here at its place in the chain.
 import { cors } from './cors.ts';
 import { extAuthz } from './ext-authz.ts';
+import { headerRename } from './header-rename.ts';
 import type { HttpFilterEmitter } from './filter.ts';
 import { localRateLimit } from './local-ratelimit.ts';
 import { rateLimit } from './ratelimit.ts';
 import { router } from './router.ts';
 import { stripIdentity } from './strip-identity.ts';
 
-export const HTTP_FILTERS: readonly HttpFilterEmitter[] = [stripIdentity, cors, localRateLimit, extAuthz, rateLimit, router];
+export const HTTP_FILTERS: readonly HttpFilterEmitter[] = [stripIdentity, cors, localRateLimit, extAuthz, rateLimit, headerRename, router];
 
 export type { AuthzFilters, HttpFilterEmitter } from './filter.ts';
 export { routerFilter } from './router.ts';
