@@ -250,6 +250,26 @@ const HeaderMutation = Type.Object(
 );
 export type HeaderMutation = Static<typeof HeaderMutation>;
 
+export const CompressionAlgorithm = Type.Union([Type.Literal('br'), Type.Literal('zstd'), Type.Literal('gzip')]);
+export type CompressionAlgorithm = Static<typeof CompressionAlgorithm>;
+export const Compression = Type.Object(
+  {
+    enabled: Type.Optional(Type.Boolean({ description: "default true; false on a route turns its product's compression off" })),
+    algorithms: Type.Optional(Type.Array(CompressionAlgorithm, { minItems: 1, uniqueItems: true, description: 'what the gateway may answer with, as Accept-Encoding allows; default all three' })),
+    contentTypes: Type.Optional(
+      Type.Array(Type.String({ pattern: '^[A-Za-z0-9!#$&^_.+-]{1,64}/[A-Za-z0-9!#$&^_.+-]{1,64}$' }), {
+        minItems: 1,
+        maxItems: 50,
+        uniqueItems: true,
+        description: "response media types compressed; default Envoy's text, JSON, XML, JavaScript and SVG types",
+      }),
+    ),
+    minSizeBytes: Type.Optional(Type.Integer({ minimum: 0, maximum: 1_073_741_824, description: 'smaller responses (by Content-Length) stay uncompressed; default 1024' })),
+  },
+  { ...closed, description: 'compress responses (already encoded ones never again)' },
+);
+export type Compression = Static<typeof Compression>;
+
 export const Cors = Type.Object(
   {
     allowOrigins: Type.Array(Type.String({ minLength: 1, maxLength: 512 }), { minItems: 1 }),
@@ -286,6 +306,7 @@ export const Product = Type.Object(
     cors: Type.Optional(Cors),
     requestHeaders: Type.Optional({ ...HeaderMutation, description: "header rules for every route of the product (a route's own rules win for the same header)" }),
     responseHeaders: Type.Optional({ ...HeaderMutation, description: "header rules for every route of the product (a route's own rules win for the same header)" }),
+    compression: Type.Optional(Compression),
   },
   closed,
 );
@@ -366,6 +387,7 @@ export const Route = Type.Object(
     responseHeaders: Type.Optional(HeaderMutation),
     auth: Type.Optional(Auth),
     localRateLimit: Type.Optional(LocalRateLimit),
+    compression: Type.Optional({ ...Compression, description: "replaces the product's compression settings for this route" }),
   },
   closed,
 );

@@ -46,6 +46,15 @@ export interface HttpFiltersIR {
   rateLimit?: RateLimitFilterIR;
   /** Some route renames a header (the header-rename filter, off elsewhere). */
   headerRename?: boolean;
+  /** Compressor profiles routes use (one filter per profile and algorithm, off unless a route switches it on). */
+  compression?: CompressionIR[];
+}
+
+/** Response compression: the algorithms offered, the smallest response compressed, the media types (empty: Envoy's default list). */
+export interface CompressionIR {
+  algorithms: Array<'br' | 'zstd' | 'gzip'>;
+  minSizeBytes: number;
+  contentTypes: string[];
 }
 
 export interface ExtAuthzIR {
@@ -234,6 +243,8 @@ export interface RouteIR {
   rateLimit?: RouteRateLimitIR;
   /** The route's own token bucket, enforced by Envoy alone. */
   localRateLimit?: LocalBucketIR;
+  /** Responses compressed as Accept-Encoding allows. */
+  compression?: CompressionIR;
 }
 
 export type LbPolicyIR = 'ROUND_ROBIN' | 'LEAST_REQUEST' | 'RANDOM' | 'RING_HASH' | 'MAGLEV';

@@ -143,6 +143,7 @@ function proxylessProblems(model: ModelSnapshot): ModelError[] {
     if (p.publicPlan) invalid('products', p.name, 'publicPlan', `is not supported in ${why}: gRPC clients do not call the rate-limit service`);
     if (p.requestHeaders) invalid('products', p.name, 'requestHeaders', `is not supported in ${why}: gRPC clients do not apply header rules`);
     if (p.responseHeaders) invalid('products', p.name, 'responseHeaders', `is not supported in ${why}: gRPC clients do not apply header rules`);
+    if (p.compression) invalid('products', p.name, 'compression', `is not supported in ${why}: gRPC clients compress messages themselves`);
     let productAuthReported = false;
     for (const r of productRoutes(model, p.name)) {
       const key = `${p.name}/${r.name}`;
@@ -185,6 +186,7 @@ function routeProblems(r: Route, why: string, rf: (field: string, message: strin
   if (r.requestHeaders) rf('requestHeaders', `is not supported in ${why}: gRPC clients do not apply header rules`);
   if (r.responseHeaders) rf('responseHeaders', `is not supported in ${why}: gRPC clients do not apply header rules`);
   if (r.localRateLimit) rf('localRateLimit', `is not supported in ${why}: gRPC clients do not enforce local rate limits`);
+  if (r.compression) rf('compression', `is not supported in ${why}: gRPC clients compress messages themselves`);
   if (r.retries && r.retries.attempts > 0) {
     const bad = (r.retries.retryOn ?? []).filter((c) => !GRPC_RETRY_ON.includes(c));
     if (!r.retries.retryOn) rf('retries.retryOn', `is required in ${why}: list the gRPC conditions (${GRPC_RETRY_ON.join(', ')})`);

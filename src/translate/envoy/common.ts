@@ -17,6 +17,8 @@ export const FILTERS = {
   /** Combined mode's second ext_authz instance: counting only, for routes open to anonymous callers. */
   extAuthzLimits: EXT_AUTHZ_FILTERS.limits,
   rateLimit: 'envoy.filters.http.ratelimit',
+  /** Response compressors: one per profile and algorithm, `portico.compressor.<algorithm>.<profile>`. */
+  compressorPrefix: 'portico.compressor',
   /** Header renames of routes and products (a second header_mutation, just before the router). */
   headerRename: 'portico.header_rename',
   router: 'envoy.filters.http.router',
@@ -64,6 +66,15 @@ export function adsConfigSource(): JsonObject {
 /** SDS reference to a secret served over ADS. */
 export function sdsSecret(name: string): JsonObject {
   return { name, sds_config: adsConfigSource() };
+}
+
+/**
+ * A google.protobuf.Any holding an xds.type.v3.TypedStruct: Envoy converts the value to the named
+ * message with its own API, for filters whose protos src/proto does not load (compressor, gRPC-JSON
+ * transcoder, gRPC-Web). Once it loads Envoy 1.40's API these can be plain `any()` configs.
+ */
+export function typedStruct(messageType: string, value: JsonObject = {}): JsonObject {
+  return any('xds.type.v3.TypedStruct', { type_url: `${TYPE_URL_PREFIX}${messageType}`, value });
 }
 
 /** A TypedExtensionConfig. */

@@ -9,6 +9,7 @@ import { compareStrings } from '../paths.ts';
 import { telemetryClusters, telemetryIr } from './telemetry.ts';
 import { CALLOUT_CLUSTER, DEFAULTS, type IrOptions, groupProducts, productRoutes } from './common.ts';
 import { correlationHeaders } from './headers.ts';
+import { compressionProfiles } from './compression.ts';
 import { virtualHostsIr } from './virtual-hosts.ts';
 import { calloutCluster, clusterIr } from './clusters.ts';
 import { proxylessGroupToIr } from './proxyless.ts';
@@ -80,6 +81,7 @@ export function groupToIr(model: ModelSnapshot, group: GatewayGroup, options: Ir
       if (r.requestHeaders.rename || r.responseHeaders.rename) renamed = true;
     }
   }
+  const profiles = compressionProfiles(virtualHosts.flatMap((vh) => vh.routes));
   const correlation = [...new Set(products.flatMap((p) => productRoutes(model, p.name).flatMap((r) => correlationHeaders(p, r))))].sort(compareStrings);
   const listeners = (group.listeners ?? []).map((l) => listenerIr(group, l)).sort((a, b) => compareStrings(a.name, b.name));
 
@@ -142,6 +144,7 @@ export function groupToIr(model: ModelSnapshot, group: GatewayGroup, options: Ir
         : {}),
       ...(serviceLimited ? { rateLimit: { cluster: CALLOUT_CLUSTER, domain: RATE_LIMIT_DOMAIN, timeoutMs: rateLimitTimeoutMs, failureModeDeny: !rateLimitFailOpen } } : {}),
       ...(renamed ? { headerRename: true } : {}),
+      ...(profiles.length ? { compression: profiles } : {}),
     },
     // The reserved prefix covers the gateway's own headers, whatever their name; forwarded claims are named one by one.
     stripRequestHeaders: identityHeaders(model).filter((h) => !isReservedHeader(h)),

@@ -20,6 +20,7 @@ import type { ActionIR, CorsIR, HeaderMatchIR, HeaderMutationIR, MatchIR, PathMa
 import { compareStrings, stripPrefixRewrite } from '../paths.ts';
 import { DEFAULTS, sortMethods } from './common.ts';
 import { headerRulesIr, literalHeaderValue } from './headers.ts';
+import { compressionIr } from './compression.ts';
 
 // ── routes ────────────────────────────────────────────────────────────────────
 function valueMatchIr(m: HeaderMatch | QueryMatch): ValueMatchIR {
@@ -151,6 +152,7 @@ export function routeIr(model: ModelSnapshot, product: Product, route: Route, fi
   const cors = corsIr(product);
   const limits = filters ? routeLimits(model, product, route) : undefined;
   const publicOnly = accept.every((a) => a === 'none');
+  const compression = compressionIr(product, route);
   return {
     name: `${product.name}/${route.name}`,
     metadata: { product: product.name, route: route.name },
@@ -164,6 +166,7 @@ export function routeIr(model: ModelSnapshot, product: Product, route: Route, fi
       ? { rateLimit: { product: product.name, route: route.name, partnerFromAuthz: !publicOnly, countHeaders: limits.countHeaders } }
       : {}),
     ...(filters && route.localRateLimit ? { localRateLimit: localBucket(route.localRateLimit) } : {}),
+    ...(filters && compression ? { compression } : {}),
   };
 }
 

@@ -1,6 +1,7 @@
 // The HTTP filter features of an Envoy group's chain, in chain order. listeners.ts builds the chain
 // and the local replies from this list, routes.ts the per-route configs and route-action fields; a
 // new filter feature is a module implementing HttpFilterEmitter, added here at its place in the chain.
+import { compression } from './compression.ts';
 import { cors } from './cors.ts';
 import { extAuthz } from './ext-authz.ts';
 import { headerRename } from './header-rename.ts';
@@ -10,7 +11,7 @@ import { rateLimit } from './ratelimit.ts';
 import { router } from './router.ts';
 import { stripIdentity } from './strip-identity.ts';
 
-export const HTTP_FILTERS: readonly HttpFilterEmitter[] = [stripIdentity, cors, localRateLimit, extAuthz, rateLimit, headerRename, router];
+export const HTTP_FILTERS: readonly HttpFilterEmitter[] = [stripIdentity, cors, localRateLimit, extAuthz, rateLimit, compression, headerRename, router];
 
 export type { AuthzFilters, HttpFilterEmitter } from './filter.ts';
 export { routerFilter } from './router.ts';
