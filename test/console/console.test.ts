@@ -6,7 +6,7 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { translate } from '../../src/translate/index.ts';
-import { newPage, openBrowser, screenshot, signIn } from '../support/browser.ts';
+import { accessibilityViolations, newPage, openBrowser, screenshot, signIn } from '../support/browser.ts';
 import { selfSigned } from '../support/certs.ts';
 import { freePort, waitFor } from '../support/components.ts';
 import { startEnvoy, type TestEnvoy, waitInSync } from '../support/envoy.ts';
@@ -346,6 +346,40 @@ test('web console in Chromium', async (t) => {
     await viewer.getByText('Your session ended. Sign in again.').waitFor();
     await viewer.getByLabel('Admin or viewer token').waitFor();
     await context.close();
+  });
+
+  await t.test('every page passes axe-core’s WCAG 2.1 A/AA checks, forms and errors included', async () => {
+    const { context, page: a11y } = await newPage(browser, { bypassCSP: true });
+    await signIn(a11y, portico.adminUrl, ADMIN_TOKEN);
+    const found: string[] = [];
+    const check = async (where: string) => {
+      for (const v of await accessibilityViolations(a11y)) found.push(`${where}: ${v.id} (${v.impact}) ${v.help} at ${v.nodes.map((n) => n.target.join(' ')).join(', ')}`);
+    };
+    await a11y.getByRole('article', { name: `Envoy ${NODE}` }).waitFor();
+    await check('overview');
+    for (const [link, ready] of [
+      ['New API', 'API name'],
+      ['Declarative', 'Document (YAML or JSON)'],
+    ] as const) {
+      await a11y.getByRole('link', { name: link }).click();
+      await a11y.getByLabel(ready).waitFor();
+      await check(link);
+    }
+    await a11y.getByRole('link', { name: 'Audit log' }).click();
+    await a11y.locator('ol.audit li').first().locator('summary').click();
+    await check('audit log');
+    await a11y.getByRole('link', { name: 'Partners' }).click();
+    await a11y.getByRole('link', { name: 'acme', exact: true }).click();
+    await a11y.getByRole('heading', { name: 'API keys of acme' }).waitFor();
+    await check('partner with subscriptions and keys');
+    await a11y.getByRole('link', { name: 'Services' }).click();
+    await a11y.getByRole('button', { name: 'New service' }).click();
+    const form = a11y.getByRole('form', { name: 'New service' });
+    await form.getByRole('button', { name: 'Create' }).click();
+    await form.locator('.field-error').first().waitFor();
+    await check('service form with errors');
+    await context.close();
+    assert.deepEqual(found, []);
   });
 
   await t.test('works at a narrow width: the menu folds, every page is reachable by keyboard', async () => {

@@ -1,6 +1,7 @@
 // A real headless Chromium (Debian's; playwright-core drives it, never downloads one) for the web
 // console's tests, with sign-in and screenshot helpers. Screenshots go to test-results/console/.
 import { mkdirSync } from 'node:fs';
+import { createRequire } from 'node:module';
 import path from 'node:path';
 import type { TestContext } from 'node:test';
 import { type Browser, type BrowserContext, chromium, type Page } from 'playwright-core';
@@ -17,8 +18,8 @@ export async function openBrowser(t: TestContext): Promise<Browser | undefined> 
   return browser;
 }
 
-export async function newPage(browser: Browser, opts: { width?: number; height?: number } = {}): Promise<{ context: BrowserContext; page: Page }> {
-  const context = await browser.newContext({ viewport: { width: opts.width ?? 1280, height: opts.height ?? 860 } });
+export async function newPage(browser: Browser, opts: { width?: number; height?: number; bypassCSP?: boolean } = {}): Promise<{ context: BrowserContext; page: Page }> {
+  const context = await browser.newContext({ viewport: { width: opts.width ?? 1280, height: opts.height ?? 860 }, bypassCSP: opts.bypassCSP ?? false });
   const page = await context.newPage();
   page.setDefaultTimeout(30_000);
   return { context, page };
@@ -37,4 +38,24 @@ export async function signIn(page: Page, adminUrl: string, token: string): Promi
   await page.keyboard.type(token);
   await page.keyboard.press('Enter');
   await page.getByRole('button', { name: 'Sign out' }).waitFor();
+}
+
+export interface AxeViolation {
+  id: string;
+  impact: string | null;
+  help: string;
+  nodes: { target: string[] }[];
+}
+
+/**
+ * WCAG 2 A/AA problems axe-core finds on the page as rendered now (labels, names, contrast, landmarks,
+ * ARIA). Injecting axe needs a context made with bypassCSP: the console's CSP forbids inline scripts.
+ */
+export async function accessibilityViolations(page: Page): Promise<AxeViolation[]> {
+  await page.addScriptTag({ path: createRequire(import.meta.url).resolve('axe-core/axe.min.js') });
+  return page.evaluate(async () => {
+    const axe = (globalThis as unknown as { axe: { run: (ctx: Document, o: unknown) => Promise<{ violations: AxeViolation[] }> } }).axe;
+    const r = await axe.run(document, { runOnly: { type: 'tag', values: ['wcag2a', 'wcag2aa', 'wcag21a', 'wcag21aa'] } });
+    return r.violations.map((v) => ({ id: v.id, impact: v.impact, help: v.help, nodes: v.nodes.map((n) => ({ target: n.target })) }));
+  });
 }
