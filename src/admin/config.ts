@@ -22,7 +22,8 @@ export function registerConfigRoutes(app: FastifyInstance, opts: { store: ModelS
     '/api/v1/config',
     { schema: { tags: ['Declarative config'], summary: 'Export the model as one document', querystring: ConfigQuery, security: [{ bearer: [] }] } },
     async (request, reply) => {
-      const doc = modelToDocument(store.current(), request.query.tag ? { tag: request.query.tag } : {});
+      // Key hashes let an offline guess be checked against them: only the admin role sees them.
+      const doc = modelToDocument(store.current(), { ...(request.query.tag ? { tag: request.query.tag } : {}), keyHashes: request.principal?.role === 'admin' });
       const wantsJson = request.query.format === 'json' || (request.query.format === undefined && /application\/json/.test(request.headers.accept ?? ''));
       reply.header('x-portico-revision', String(store.current().revision));
       if (wantsJson) return reply.type('application/json').send(doc);

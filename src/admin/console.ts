@@ -73,7 +73,8 @@ export async function registerConsole(app: FastifyInstance, opts: ConsoleOptions
     },
     async (request, reply) => {
       // JSON only: a cross-site HTML form cannot send it, so nobody can sign a browser in as someone else.
-      if (!(request.headers['content-type'] ?? '').startsWith('application/json')) throw problems.badRequest('send {"token": …} as application/json');
+      if (!(request.headers['content-type'] ?? '').startsWith('application/json'))
+        throw problems.badRequest('send {"token": …} as application/json', [{ field: 'header Content-Type', message: 'must be application/json' }]);
       const token = request.body?.token;
       if (typeof token !== 'string' || token.length === 0) throw problems.validation([{ field: 'token', message: 'is required' }]);
       sessions.destroy(sessions.idOf(request));

@@ -50,7 +50,7 @@ export function registerTokenRoutes(app: FastifyInstance, opts: { store: ModelSt
     '/api/v1/admin-tokens/:name',
     { config: { role: 'admin' }, schema: { tags, summary: 'Revoke an admin token', params: Type.Object({ name: Type.String() }), security: [{ bearer: [] }] } },
     async (request, reply) => {
-      if (!(await store.adminTokens.delete(request.params.name, request.principal!.name))) throw problems.notFound(`admin token '${request.params.name}'`);
+      if (!(await store.adminTokens.delete(request.params.name, request.principal!.name))) throw problems.notFound(`admin token '${request.params.name}'`, 'path parameter name');
       return reply.code(204).send();
     },
   );
@@ -73,6 +73,8 @@ export function registerAuditRoutes(app: FastifyInstance, opts: { store: ModelSt
     { schema: { tags: ['Audit'], summary: 'Audit entries, newest first: who changed what, before and after', querystring: AuditQuery, security: [{ bearer: [] }] } },
     async (request) => {
       const q = request.query;
+      // Entry ids are PostgreSQL bigints: a larger number is not an id this API returned.
+      if (q.before && BigInt(q.before) > 2n ** 63n - 1n) throw problems.validation([{ field: 'query parameter before', message: 'is not an entry id (too large)' }]);
       const limit = q.limit ?? 100;
       const items = await opts.store.audit({
         ...(q.kind ? { kind: q.kind } : {}),

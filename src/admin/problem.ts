@@ -1,8 +1,10 @@
 // RFC 9457 problem details: every admin API error is one of these, naming the field that is
 // wrong, and every error the store or fastify raises is mapped here in one place.
+import { STATUS_CODES } from 'node:http';
+import type { Duplex } from 'node:stream';
 import type { FastifyError, FastifyInstance, FastifyReply, FastifyRequest } from 'fastify';
 import { KINDS, DocumentSyntaxError, type FieldError, type ModelError } from '../model/index.ts';
-import { ModelValidationError, PreconditionFailedError, StoreUnavailableError, DuplicateError } from '../store/index.ts';
+import { ModelValidationError, PreconditionFailedError, StoreUnavailableError, DuplicateError, InvalidValueError } from '../store/index.ts';
 
 export interface ProblemError {
   field: string;
@@ -34,6 +36,10 @@ export class HttpProblem extends Error {
   }
 }
 
+// Every 4xx names what is wrong: a body field, a path or query parameter, a header, or the
+// request as a whole ('(body)', '(url)', '(headers)').
+const at = (field: string, message: string): ProblemError[] => [{ field, message }];
+
 export const problems = {
   validation: (errors: FieldError[], detail?: string) =>
     new HttpProblem(
@@ -43,12 +49,12 @@ export const problems = {
       detail ?? summarize(errors),
       errors.map((e) => ({ field: e.field, message: e.message })),
     ),
-  badRequest: (detail: string, errors?: ProblemError[]) => new HttpProblem(400, 'bad-request', 'Bad request', detail, errors),
-  notFound: (what: string) => new HttpProblem(404, 'not-found', 'Not found', `${what} does not exist`),
-  conflict: (detail: string, errors?: ProblemError[]) => new HttpProblem(409, 'conflict', 'Conflict', detail, errors),
-  preconditionFailed: (detail: string) => new HttpProblem(412, 'precondition-failed', 'Precondition failed', detail),
-  unauthorized: (detail: string) => new HttpProblem(401, 'unauthorized', 'Unauthorized', detail, undefined, { 'www-authenticate': 'Bearer realm="portico-admin"' }),
-  forbidden: (detail: string) => new HttpProblem(403, 'forbidden', 'Forbidden', detail),
+  badRequest: (detail: string, errors: ProblemError[]) => new HttpProblem(400, 'bad-request', 'Bad request', detail, errors),
+  notFound: (what: string, field = '(url)') => new HttpProblem(404, 'not-found', 'Not found', `${what} does not exist`, at(field, `names ${what}, which does not exist`)),
+  conflict: (detail: string, errors: ProblemError[]) => new HttpProblem(409, 'conflict', 'Conflict', detail, errors),
+  preconditionFailed: (detail: string, field = 'header If-Match') => new HttpProblem(412, 'precondition-failed', 'Precondition failed', detail, at(field, detail)),
+  unauthorized: (detail: string) => new HttpProblem(401, 'unauthorized', 'Unauthorized', detail, at('header Authorization', detail), { 'www-authenticate': 'Bearer realm="portico-admin"' }),
+  forbidden: (detail: string) => new HttpProblem(403, 'forbidden', 'Forbidden', detail, at('header Authorization', detail)),
   unavailable: (detail: string) => new HttpProblem(503, 'unavailable', 'Service unavailable', detail, undefined, { 'retry-after': '5' }),
 };
 
@@ -89,25 +95,37 @@ export function toProblem(err: unknown): HttpProblem {
   if (err instanceof HttpProblem) return err;
   if (err instanceof ModelValidationError) return modelProblem(err);
   if (err instanceof PreconditionFailedError) return problems.preconditionFailed(err.message);
-  if (err instanceof DuplicateError) return problems.conflict(err.message);
+  if (err instanceof DuplicateError) return problems.conflict(err.message, at('name', 'is already taken'));
+  if (err instanceof InvalidValueError) return problems.validation([{ field: err.field, message: err.message }]);
+  // The detail is the store's own sentence; the driver's message (with source paths) is only logged.
   if (err instanceof StoreUnavailableError) return problems.unavailable(err.message);
-  if (err instanceof DocumentSyntaxError) return problems.badRequest(`the document is not valid YAML or JSON: ${err.message}`);
+  if (err instanceof DocumentSyntaxError) return problems.badRequest(`the document is not valid YAML or JSON: ${err.message}`, at('(body)', err.message));
   const fe = err as FastifyError & { validation?: unknown };
   switch (fe.code) {
     case 'FST_ERR_CTP_INVALID_JSON_BODY':
     case 'FST_ERR_CTP_EMPTY_JSON_BODY':
-      return problems.badRequest(`the body is not valid JSON: ${fe.message}`);
+      return problems.badRequest(`the body is not valid JSON: ${fe.message}`, at('(body)', 'is not valid JSON'));
     case 'FST_ERR_CTP_BODY_TOO_LARGE':
-      return new HttpProblem(413, 'payload-too-large', 'Payload too large', fe.message);
+      return new HttpProblem(413, 'payload-too-large', 'Payload too large', fe.message, at('(body)', fe.message));
     case 'FST_ERR_CTP_INVALID_MEDIA_TYPE':
-      return new HttpProblem(415, 'unsupported-media-type', 'Unsupported media type', 'send application/json (or application/yaml for declarative documents)');
+      return new HttpProblem(
+        415,
+        'unsupported-media-type',
+        'Unsupported media type',
+        'send application/json (or application/yaml for declarative documents)',
+        at('header Content-Type', 'is not a supported media type'),
+      );
     case 'FST_ERR_CTP_INVALID_CONTENT_LENGTH':
-      return problems.badRequest(fe.message);
+      return problems.badRequest(fe.message, at('header Content-Length', 'does not match the body'));
     case 'FST_ERR_NOT_FOUND':
       return problems.notFound('the requested path');
+    case 'FST_ERR_BAD_URL':
+      return problems.badRequest('the URL has an invalid percent-encoding', at('(url)', 'has an invalid percent-encoding'));
+    case 'FST_ERR_MAX_PARAM_LENGTH':
+      return new HttpProblem(414, 'uri-too-long', 'URI too long', 'a path parameter is longer than any name the API accepts', at('(url)', 'has a path parameter that is too long'));
   }
   if (typeof fe.statusCode === 'number' && fe.statusCode >= 400 && fe.statusCode < 500) {
-    return new HttpProblem(fe.statusCode, 'bad-request', 'Bad request', fe.message);
+    return new HttpProblem(fe.statusCode, 'bad-request', 'Bad request', fe.message, at('(request)', fe.message));
   }
   return new HttpProblem(500, 'internal', 'Internal error', 'the server failed to handle the request; see its log');
 }
@@ -129,8 +147,41 @@ export function sendProblem(reply: FastifyReply, request: FastifyRequest, p: Htt
 export function installProblemHandlers(app: FastifyInstance): void {
   app.setErrorHandler((err, request, reply) => {
     const p = toProblem(err);
-    if (p.status >= 500 && p.status !== 503) request.log.error({ err }, 'admin request failed');
+    if (p.status >= 500) request.log[p.status === 503 ? 'warn' : 'error']({ err }, 'admin request failed');
     return sendProblem(reply, request, p);
   });
   app.setNotFoundHandler((request, reply) => sendProblem(reply, request, problems.notFound(`${request.method} ${request.url.split('?')[0]}`)));
+}
+
+/** fastify's router errors (bad percent-encoding, overlong path parameters), as problems: pass as the frameworkErrors option. */
+export function frameworkErrors(err: FastifyError, request: FastifyRequest, reply: FastifyReply): void {
+  sendProblem(reply, request, toProblem(err));
+}
+
+/**
+ * Errors Node's HTTP parser raises before a request exists (headers or URL too long, malformed
+ * requests, timeouts): answered as problem+json straight on the socket, then closed. Pass as the
+ * clientErrorHandler option.
+ */
+export function clientErrorHandler(err: Error & { code?: string }, socket: Duplex): void {
+  if (err.code === 'ECONNRESET' || socket.destroyed) return;
+  const [status, title, field, message] =
+    err.code === 'HPE_HEADER_OVERFLOW'
+      ? [431, 'Request header fields too large', '(headers)', 'the URL and headers together exceed the size the server accepts']
+      : err.code === 'ERR_HTTP_REQUEST_TIMEOUT'
+        ? [408, 'Request timeout', '(request)', 'the request did not arrive in time']
+        : [400, 'Bad request', '(request)', 'the request is not valid HTTP/1.1'];
+  const body = JSON.stringify({
+    type: `urn:portico:problem:${status === 400 ? 'bad-request' : status === 408 ? 'timeout' : 'headers-too-large'}`,
+    title,
+    status,
+    detail: message,
+    errors: [{ field, message }],
+  });
+  if (socket.writable) {
+    socket.write(
+      `HTTP/1.1 ${status} ${STATUS_CODES[status]}\r\nContent-Type: application/problem+json; charset=utf-8\r\nContent-Length: ${Buffer.byteLength(body)}\r\nConnection: close\r\n\r\n${body}`,
+    );
+  }
+  socket.destroy(err);
 }

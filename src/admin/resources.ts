@@ -105,13 +105,13 @@ function precondition(kind: KindName, key: string, request: FastifyRequest, body
   const ifMatch = request.headers['if-match'];
   const ifNoneMatch = request.headers['if-none-match'];
   if (ifNoneMatch !== undefined) {
-    if (ifNoneMatch.trim() !== '*') throw problems.badRequest('If-None-Match supports only * (create only)');
+    if (ifNoneMatch.trim() !== '*') throw problems.badRequest('If-None-Match supports only * (create only)', [{ field: 'header If-None-Match', message: 'must be *' }]);
     return { kind, key, revision: 'absent' };
   }
   if (ifMatch !== undefined) {
     if (ifMatch.trim() === '*') return { kind, key, revision: 'exists' };
     const m = /^\s*(?:W\/)?"(\d+)"\s*$/.exec(ifMatch);
-    if (!m) throw problems.badRequest(`If-Match must be an ETag such as "3" (got ${ifMatch})`);
+    if (!m) throw problems.badRequest(`If-Match must be an ETag such as "3" (got ${ifMatch})`, [{ field: 'header If-Match', message: 'must be an ETag such as "3"' }]);
     return { kind, key, revision: Number(m[1]) };
   }
   if (bodyRevision !== undefined) {
@@ -170,13 +170,13 @@ function registerKind(app: FastifyInstance, kind: KindName, store: ModelStore): 
   const keyFor = (p: Params, name: string) => (parent ? `${p.parent}/${name}` : name);
   const requireParent = (p: Params) => {
     if (parent && !(store.current()[parent.kind] as ReadonlyMap<string, unknown>).has(p.parent!)) {
-      throw problems.notFound(`${parentInfo!.singular} '${p.parent}'`);
+      throw problems.notFound(`${parentInfo!.singular} '${p.parent}'`, 'path parameter parent');
     }
   };
   const lookup = (p: Params): AnyResource => {
     requireParent(p);
     const r = (store.current()[kind] as ReadonlyMap<string, AnyResource>).get(keyFor(p, p.name!));
-    if (!r) throw problems.notFound(`${info.singular} '${keyFor(p, p.name!)}'`);
+    if (!r) throw problems.notFound(`${info.singular} '${keyFor(p, p.name!)}'`, 'path parameter name');
     return r;
   };
   const reply = (res: FastifyReply, r: AnyResource, model: ModelSnapshot, status: number, extra: Record<string, unknown> = {}) => {
@@ -248,7 +248,8 @@ function registerKind(app: FastifyInstance, kind: KindName, store: ModelStore): 
     } catch (e) {
       if (e instanceof ModelValidationError) throw modelProblem(e, mutation.op === 'delete' ? { kind, key: mutation.key } : undefined);
       if (e instanceof PreconditionFailedError) {
-        throw e.expected === 'absent' ? problems.conflict(e.message) : e.actual === undefined ? problems.notFound(`${info.singular} '${mutation.key}'`) : problems.preconditionFailed(e.message);
+        if (e.expected === 'absent') throw problems.conflict(e.message, [{ field: info.keyField, message: `names ${info.singular} '${mutation.key}', which already exists` }]);
+        throw e.actual === undefined ? problems.notFound(`${info.singular} '${mutation.key}'`, 'path parameter name') : problems.preconditionFailed(e.message);
       }
       throw e;
     }
@@ -260,21 +261,22 @@ function registerKind(app: FastifyInstance, kind: KindName, store: ModelStore): 
     const model = store.current();
     let urlName = p.name;
     let raw: unknown = request.body;
+    // No body, null, an array or a scalar: refused before anything reads a field of it.
+    if (raw === undefined || raw === null || typeof raw !== 'object' || Array.isArray(raw)) {
+      throw problems.validation([{ field: '(body)', message: mode === 'patch' ? 'must be a JSON merge patch object' : 'must be a JSON object' }]);
+    }
     if (mode === 'create') {
       urlName = undefined;
-      const b = raw as Record<string, unknown> | null;
-      if (b && typeof b === 'object' && typeof b[info.keyField] !== 'string') {
-        throw problems.validation([{ field: info.keyField, message: 'is required' }]);
+      const b = raw as Record<string, unknown>;
+      if (typeof b[info.keyField] !== 'string') {
+        throw problems.validation([{ field: info.keyField, message: b[info.keyField] === undefined ? 'is required' : 'must be of type string' }]);
       }
     }
     const name = urlName ?? String((raw as Record<string, unknown>)[info.keyField]);
     const key = keyFor(p, name);
     const existing = (model[kind] as ReadonlyMap<string, AnyResource>).get(key);
     if (mode === 'patch') {
-      if (!existing) throw problems.notFound(`${info.singular} '${key}'`);
-      if (raw === null || typeof raw !== 'object' || Array.isArray(raw)) {
-        throw problems.validation([{ field: '(body)', message: 'must be a JSON merge patch object' }]);
-      }
+      if (!existing) throw problems.notFound(`${info.singular} '${key}'`, 'path parameter name');
       const current = { ...(canonicalResource(kind, existing) as Record<string, unknown>) };
       if (kind === 'apiKeys') {
         delete current.prefix;

@@ -6,7 +6,7 @@ import swagger from '@fastify/swagger';
 import swaggerUi from '@fastify/swagger-ui';
 import { Ajv } from 'ajv';
 import type { TSchema } from '@sinclair/typebox';
-import { describeSchemaErrors, parseDocumentText } from '../model/index.ts';
+import { describeSchemaErrors, inputErrors, parseDocumentText } from '../model/index.ts';
 import type { ModelStore } from '../store/index.ts';
 import { authenticate, registerAuth } from './auth.ts';
 import { registerConfigRoutes } from './config.ts';
@@ -14,7 +14,7 @@ import { registerConsole } from './console.ts';
 import { ConsoleSessions, type SessionOptions } from './console-sessions.ts';
 import { registerAuditRoutes, registerFleetRoutes, registerHealthRoutes, registerMetricsRoute, registerTokenRoutes, type Readiness } from './operations.ts';
 import type { Registry } from 'prom-client';
-import { HttpProblem, installProblemHandlers, problems } from './problem.ts';
+import { clientErrorHandler, frameworkErrors, HttpProblem, installProblemHandlers, problems } from './problem.ts';
 import { registerResourceRoutes } from './resources.ts';
 
 export interface AdminServerOptions {
@@ -43,6 +43,10 @@ export async function buildAdminServer(opts: AdminServerOptions): Promise<Fastif
     // Route ids in logs, not full URLs with tokens; request ids reuse the caller's x-request-id.
     requestIdHeader: 'x-request-id',
     ajv: { customOptions: { strict: false } },
+    // Malformed requests that never reach a route still get problem+json: router errors (bad
+    // percent-encoding, overlong path parameters) and Node's HTTP parser errors (431 and the like).
+    frameworkErrors,
+    clientErrorHandler,
   });
 
   // Bodies are validated in the handlers against the kind schema (they first drop read-only
@@ -72,6 +76,15 @@ export async function buildAdminServer(opts: AdminServerOptions): Promise<Fastif
   });
 
   installProblemHandlers(app);
+  // Before any schema, handler or the store sees a value: bounded nesting, no NUL characters.
+  app.addHook('preValidation', async (request) => {
+    const errors = [
+      ...Object.entries((request.params ?? {}) as Record<string, unknown>).flatMap(([k, v]) => inputErrors(v, `path parameter ${k}`)),
+      ...Object.entries((request.query ?? {}) as Record<string, unknown>).flatMap(([k, v]) => inputErrors(v, `query parameter ${k}`)),
+      ...inputErrors(request.body),
+    ];
+    if (errors.length) throw problems.validation(errors);
+  });
   // One line per request, with who made it; never the URL's query (it may carry filters only, but stay safe).
   app.addHook('onResponse', async (request, reply) => {
     request.log.info(

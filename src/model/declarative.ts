@@ -4,7 +4,7 @@ import { createHash } from 'node:crypto';
 import YAML from 'yaml';
 import { canonicalResource } from './canonical.ts';
 import { KINDS, KIND_ORDER, childKinds, emptySnapshot, keyOf, sortedValues, type AnyResource, type KindName, type ModelSnapshot, type Mutation } from './model.ts';
-import { resourceSchemaErrors, type FieldError } from './validate.ts';
+import { joinField, resourceSchemaErrors, type FieldError } from './validate.ts';
 import type { ApiKeyInput } from './schemas.ts';
 
 export const DOCUMENT_VERSION = 'v1';
@@ -32,9 +32,21 @@ export class DocumentSyntaxError extends Error {}
 
 /** Parses YAML or JSON text into a plain value, with the line of any syntax error. */
 export function parseDocumentText(text: string): unknown {
-  const doc = YAML.parseDocument(text, { uniqueKeys: true, prettyErrors: true, strict: true });
+  let doc: YAML.Document.Parsed;
+  try {
+    doc = YAML.parseDocument(text, { uniqueKeys: true, prettyErrors: true, strict: true });
+  } catch (e) {
+    // The parser recurses per nesting level: a hostile document can exhaust the stack.
+    throw new DocumentSyntaxError(e instanceof RangeError ? 'the document nests too deeply' : (e as Error).message);
+  }
   if (doc.errors.length) throw new DocumentSyntaxError(doc.errors.map((e) => e.message).join('; '));
-  return doc.toJS({ maxAliasCount: 100 });
+  try {
+    return doc.toJS({ maxAliasCount: 100 });
+  } catch (e) {
+    // An alias bomb (aliases of aliases expanding to millions of nodes) is refused here, as is
+    // a value nested deeper than the stack allows.
+    throw new DocumentSyntaxError(e instanceof RangeError ? 'the document nests too deeply' : `the document expands too much: ${(e as Error).message}`);
+  }
 }
 
 /**
@@ -52,7 +64,7 @@ export function parseModelDocument(doc: unknown, opts: { hashApiKey: ApiKeyHashe
   if (d.portico !== DOCUMENT_VERSION) errors.push({ field: 'portico', message: `must be '${DOCUMENT_VERSION}' (the document format version)` });
   for (const field of Object.keys(d)) {
     if (field !== 'portico' && !(TOP_LEVEL as readonly string[]).includes(field)) {
-      errors.push({ field, message: `is not a known section (expected one of ${TOP_LEVEL.join(', ')})` });
+      errors.push({ field: joinField('', field), message: `is not a known section (expected one of ${TOP_LEVEL.join(', ')})` });
     }
   }
 
@@ -122,11 +134,13 @@ function storedApiKey(r: ApiKeyInput & { partner: string }, field: string, opts:
     return { ...rest, ...opts.hashApiKey(key) } as AnyResource;
   }
   if (prefix !== undefined && hash !== undefined) return { ...rest, prefix, hash } as AnyResource;
+  const existing = opts.existing?.apiKeys.get(`${r.partner}/${r.name}`);
+  // An export without hashes (a viewer's) names the key by prefix: the stored key, unchanged.
+  if (prefix !== undefined && hash === undefined && existing?.prefix === prefix) return { ...rest, prefix, hash: existing.hash } as AnyResource;
   if (prefix !== undefined || hash !== undefined) {
     errors.push({ field: `${field}.${prefix === undefined ? 'prefix' : 'hash'}`, message: `is required with ${prefix === undefined ? 'hash' : 'prefix'}` });
     return undefined;
   }
-  const existing = opts.existing?.apiKeys.get(`${r.partner}/${r.name}`);
   if (existing) return { ...rest, prefix: existing.prefix, hash: existing.hash } as AnyResource;
   errors.push({ field, message: 'a new API key needs key (an existing secret to import) or prefix and hash (from an export); create keys through the API to have one generated' });
   return undefined;
@@ -146,19 +160,23 @@ function inSlice(resource: AnyResource, tag: string | undefined): boolean {
 }
 
 /** The model as a document: sections and entries in a fixed order, secrets left out. */
-export function modelToDocument(model: ModelSnapshot, opts: { tag?: string } = {}): Record<string, unknown> {
+/**
+ * The model (or a tag's slice) as a document. `keyHashes: false` leaves out API key hashes (what
+ * a viewer may see); such a document still applies, keeping the stored hashes.
+ */
+export function modelToDocument(model: ModelSnapshot, opts: { tag?: string; keyHashes?: boolean } = {}): Record<string, unknown> {
   const doc: Record<string, unknown> = { portico: DOCUMENT_VERSION };
   for (const kind of TOP_LEVEL) {
     const entries = sortedValues(model, kind)
       .filter((r) => inSlice(r, opts.tag))
       .map((r) => {
-        const entry = exportable(kind, r);
+        const entry = exportable(kind, r, opts);
         const parentKey = keyOf(kind, r);
         for (const child of childKinds(kind)) {
           const list = sortedValues(model, child)
             .filter((c) => keyOf(child, c).startsWith(`${parentKey}/`))
             .map((c) => {
-              const e = exportable(child, c);
+              const e = exportable(child, c, opts);
               delete e[KINDS[child].parent!.field];
               return e;
             });
@@ -171,9 +189,10 @@ export function modelToDocument(model: ModelSnapshot, opts: { tag?: string } = {
   return doc;
 }
 
-function exportable(kind: KindName, r: AnyResource): Record<string, unknown> {
+function exportable(kind: KindName, r: AnyResource, opts: { keyHashes?: boolean }): Record<string, unknown> {
   const e = { ...(canonicalResource(kind, r) as Record<string, unknown>) };
   if (kind === 'certificates') delete e.privateKey;
+  if (kind === 'apiKeys' && opts.keyHashes === false) delete e.hash;
   return e;
 }
 

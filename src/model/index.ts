@@ -3,6 +3,7 @@
 export * from './canonical.ts';
 export * from './declarative.ts';
 export * from './header-values.ts';
+export * from './input.ts';
 export * from './model.ts';
 export * from './policy.ts';
 export * from './schemas.ts';

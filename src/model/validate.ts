@@ -127,9 +127,10 @@ function pointerToField(pointer: string): string {
     .reduce((acc, part) => (/^\d+$/.test(part) ? `${acc}[${part}]` : joinField(acc, part)), '');
 }
 
-function joinField(a: string, b: string): string {
+/** Appends a property to a field path as a person reads it: `a.b`, or `a["odd key"]`. */
+export function joinField(a: string, b: string): string {
+  if (!b) return `${a}[""]`; // an empty property name, still named
   if (!a) return b;
-  if (!b) return a;
   return /^[A-Za-z_$][\w$]*$/.test(b) ? `${a}.${b}` : `${a}[${JSON.stringify(b)}]`;
 }
 

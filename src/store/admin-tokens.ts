@@ -2,7 +2,7 @@
 // per-request check, created and deleted with an audit entry and a change announcement.
 import { secretPrefix } from '../contract/index.ts';
 import type { AdminRole } from '../model/index.ts';
-import { DuplicateError, StoreUnavailableError } from './errors.ts';
+import { DuplicateError, databaseFailure, isDatabaseError } from './errors.ts';
 import type { PrismaClient } from './generated/client.ts';
 import type { SecretHasher } from './secrets.ts';
 import { notifyChange } from './sql.ts';
@@ -72,7 +72,7 @@ export class AdminTokens {
       });
     } catch (e) {
       if ((e as { code?: string }).code === 'P2002') throw new DuplicateError(`admin token '${input.name}' already exists`);
-      throw new StoreUnavailableError(`the token was not saved: ${(e as Error).message}`);
+      throw isDatabaseError(e) ? databaseFailure(e, 'the token was not saved') : e;
     }
     await this.record(actor, 'create', input.name, { name: input.name, role: input.role });
     await this.reload();
@@ -80,7 +80,12 @@ export class AdminTokens {
   }
 
   async delete(name: string, actor: string): Promise<boolean> {
-    const { count } = await this.prisma.adminToken.deleteMany({ where: { name } });
+    let count: number;
+    try {
+      ({ count } = await this.prisma.adminToken.deleteMany({ where: { name } }));
+    } catch (e) {
+      throw isDatabaseError(e) ? databaseFailure(e, 'the token was not revoked', 'path parameter name') : e;
+    }
     if (count) await this.record(actor, 'delete', name, undefined);
     await this.reload();
     return count > 0;

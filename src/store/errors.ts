@@ -35,6 +35,39 @@ export class StoreUnavailableError extends Error {}
 
 export class DuplicateError extends Error {}
 
+/** A value the database refused although the schema allowed it (e.g. a NUL character in text): the request's fault. */
+export class InvalidValueError extends Error {
+  constructor(
+    readonly field: string,
+    message: string,
+  ) {
+    super(message);
+  }
+}
+
+/** The SQLSTATE behind a Prisma, driver-adapter or pg error, wherever that layer put it. */
+export function sqlState(e: unknown): string | undefined {
+  type Cause = { originalCode?: unknown; code?: unknown };
+  const err = e as { name?: unknown; code?: unknown; meta?: { driverAdapterError?: { cause?: Cause } }; cause?: Cause; message?: unknown } | undefined;
+  // Prisma's own codes (P2xxx) sit in `code` too; a SQLSTATE there only comes from pg itself.
+  const own = typeof err?.name === 'string' && err.name.startsWith('Prisma') ? undefined : err?.code;
+  for (const c of [err?.meta?.driverAdapterError?.cause?.originalCode, err?.cause?.originalCode, own]) {
+    if (typeof c === 'string' && /^[0-9A-Z]{5}$/.test(c)) return c;
+  }
+  const m = typeof err?.message === 'string' ? /Code: `([0-9A-Z]{5})`/.exec(err.message) : null;
+  return m?.[1];
+}
+
+/**
+ * What a failed database call means to the caller, without the driver's message (it names source
+ * paths and SQL): a data exception (SQLSTATE class 22: bad encoding, out-of-range number) is an
+ * invalid value in the request; anything else means the database did not do the work.
+ */
+export function databaseFailure(e: unknown, what: string, field = '(body)'): Error {
+  if (sqlState(e)?.startsWith('22')) return new InvalidValueError(field, 'holds a value the database cannot store (a NUL character, or a number out of range)');
+  return new StoreUnavailableError(`${what}: the database failed or could not be reached`, { cause: e });
+}
+
 /** Errors from Prisma, the pg driver or the network: the database, not the request, is at fault. */
 export function isDatabaseError(e: unknown): boolean {
   const err = e as { name?: string; constructor?: { name?: string }; code?: unknown } | undefined;

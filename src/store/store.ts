@@ -25,7 +25,7 @@ import { KEY_COLUMNS, SQL_TABLE, TABLE, resourceToRow, rowKey, rowMeta, rowToRes
 import { SecretHasher, type KeyRing } from './secrets.ts';
 import { AdminTokens } from './admin-tokens.ts';
 import { queryAudit, type AuditQuery, type AuditRecord } from './audit.ts';
-import { ModelValidationError, PreconditionFailedError, type Precondition, StoreUnavailableError, isDatabaseError } from './errors.ts';
+import { ModelValidationError, PreconditionFailedError, type Precondition, databaseFailure, isDatabaseError } from './errors.ts';
 import { resealSecrets } from './reseal.ts';
 import { bulkDelete, bulkInsert, bulkUpdate, keyRow, notifyChange, type Tx } from './sql.ts';
 
@@ -288,7 +288,7 @@ export class ModelStore {
         return { snapshot, changes: prepared.changes };
       });
     } catch (e) {
-      if (isDatabaseError(e)) throw new StoreUnavailableError(`the write was not saved: ${(e as Error).message.split('\n').slice(-1)[0]}`);
+      if (isDatabaseError(e)) throw databaseFailure(e, 'the write was not saved');
       throw e;
     }
     if (tokensChanged) await this.adminTokens.reload();
@@ -352,8 +352,12 @@ export class ModelStore {
   // ── audit log ───────────────────────────────────────────────────────────────
 
   /** Audit entries matching the query, newest first. */
-  audit(q: AuditQuery): Promise<AuditRecord[]> {
-    return queryAudit(this.prisma, q);
+  async audit(q: AuditQuery): Promise<AuditRecord[]> {
+    try {
+      return await queryAudit(this.prisma, q);
+    } catch (e) {
+      throw isDatabaseError(e) ? databaseFailure(e, 'the audit log was not read', '(query)') : e;
+    }
   }
 
   /** Re-seals every stored secret under the current master key; returns how many were re-sealed. */

@@ -1,5 +1,6 @@
 // Starts a real Portico control plane in the test process (embedded PGlite in memory, or a given
 // PostgreSQL) and offers a small client for its admin API.
+import assert from 'node:assert/strict';
 import { randomBytes } from 'node:crypto';
 import { startPortico, type Portico } from '../../src/main.ts';
 import { loadSettings } from '../../src/settings.ts';
@@ -83,5 +84,21 @@ export class ApiClient {
   }
   delete<T = any>(path: string, headers?: Record<string, string>) {
     return this.request<T>('DELETE', path, undefined, headers);
+  }
+}
+
+/** A 4xx problem+json whose errors name `field` (or, without one, name some field). */
+export function assertProblem(r: ApiResponse, status: number, field?: string | RegExp): void {
+  assert.equal(r.status, status, r.text);
+  assert.match(r.headers.get('content-type') ?? '', /^application\/problem\+json/, r.text);
+  assert.equal(r.body.status, status);
+  assert.ok(Array.isArray(r.body.errors) && r.body.errors.length > 0, `errors name a field: ${r.text}`);
+  for (const e of r.body.errors) assert.ok(typeof e.field === 'string' && e.field.length > 0, r.text);
+  if (field !== undefined) {
+    const fields = r.body.errors.map((e: { field: string }) => e.field);
+    assert.ok(
+      fields.some((f: string) => (typeof field === 'string' ? f === field : field.test(f))),
+      `expected a field ${field}, got ${fields.join(', ')}`,
+    );
   }
 }
