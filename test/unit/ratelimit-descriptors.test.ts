@@ -206,7 +206,8 @@ describe('RateLimitResponse', () => {
     assert.equal(Buffer.from(msg.raw_body!).toString(), '{"error":"rate_limit_exceeded","message":"Too many requests. Retry after 3 seconds.","retry_after":3}');
     assert.deepEqual(msg.statuses[0], {
       code: CODE.OVER_LIMIT,
-      current_limit: { name: 'standard:shop:*:second', requests_per_unit: 100, unit: 1 },
+      // unit_multiplier (new in Envoy 1.40's API) is not set.
+      current_limit: { name: 'standard:shop:*:second', requests_per_unit: 100, unit: 1, unit_multiplier: null },
       limit_remaining: 0,
       duration_until_reset: { seconds: 2, nanos: 250_000_000 },
       quota: null,

@@ -83,6 +83,29 @@ describe('proto loading', () => {
       assert.ok(lookupService(s).methodsArray.length > 0, s);
     }
   });
+
+  it("is Envoy 1.40's API: api_key_auth and header_mutation's remove_on_match encode strictly, unknown fields still fail", () => {
+    // Neither is in the older API @grpc/grpc-js-xds ships; the strict encoder refused both before.
+    const apiKeyAuth = 'envoy.extensions.filters.http.api_key_auth.v3.ApiKeyAuth';
+    const filter = {
+      name: 'envoy.filters.http.api_key_auth',
+      typed_config: {
+        '@type': `type.googleapis.com/${apiKeyAuth}`,
+        credentials: [{ key: 'k-1', client: 'acme' }],
+        key_sources: [{ header: 'x-api-key' }],
+        forwarding: { header: 'x-portico-partner', hide_credentials: true },
+      },
+    };
+    const hcm = 'envoy.extensions.filters.network.http_connection_manager.v3.HttpFilter';
+    const same = (type: string, json: unknown) => assert.deepEqual(decodeMessage(type, encodeMessage(type, json)), json);
+    same(hcm, filter);
+    same(`${apiKeyAuth}PerRoute`, { allowed_clients: ['acme'] });
+    same('envoy.extensions.filters.http.header_mutation.v3.HeaderMutation', {
+      mutations: { request_mutations: [{ remove_on_match: { key_matcher: { prefix: 'x-portico-', ignore_case: true } } }] },
+    });
+    throwsAt(() => encodeMessage(hcm, { ...filter, typed_config: { ...filter.typed_config, forwarding: { header: 'x', hide_key: true } } }), '$.typed_config.forwarding.hide_key', /unknown field/);
+    throwsAt(() => encodeMessage(apiKeyAuth, { credentials: [{ key: 'k', client: 'c', scope: 'x' }] }), '$.credentials[0].scope', /unknown field/);
+  });
 });
 
 describe('encodeResource round trips', () => {
