@@ -175,10 +175,23 @@ test('web console in Chromium', async (t) => {
       .locator('.field-error')
       .waitFor();
     await form.getByLabel('Upstream URL').fill(`http://127.0.0.1:${upstream.port}`);
+    // A base path the product refuses: the error sits at that field, and the service made in the
+    // step before is taken back.
+    await form.getByLabel('Base path').fill('billing');
+    await form.getByRole('button', { name: 'Create API' }).click();
+    await form
+      .locator('.field', { has: page.getByLabel('Base path') })
+      .locator('.field-error')
+      .waitFor();
+    await page.locator('.problem').getByText('Nothing was kept.').waitFor();
+    await screenshot(page, '07-new-api-refused');
+    assert.equal((await portico.api.get('/api/v1/services/billing')).status, 404, 'the service was taken back');
+    assert.equal((await portico.api.get('/api/v1/products/billing')).status, 404);
+    await form.getByLabel('Base path').fill('/billing');
     await form.getByLabel('Partner (optional)').fill('globex');
     await form.getByRole('button', { name: 'Create API' }).click();
     const key = ((await page.locator('.done output[aria-label="new API key"]').textContent()) ?? '').trim();
-    await screenshot(page, '07-new-api');
+    await screenshot(page, '08-new-api');
     const r = await waitFor('the guide’s API to serve its key', async () => {
       const res = await through(gatewayPort, '/billing/invoices', key);
       return res.status === 200 ? res : undefined;
@@ -194,7 +207,7 @@ test('web console in Chromium', async (t) => {
     const node = page.getByRole('article', { name: `Envoy ${NODE}` });
     await node.getByRole('row', { name: /clusters .* in sync/ }).waitFor();
     await page.getByRole('row', { name: /shop acme/ }).waitFor({ timeout: 60_000 });
-    await screenshot(page, '08-overview');
+    await screenshot(page, '09-overview');
 
     // A config Envoy refuses (valid protobuf; Envoy rejects ORIGINAL_DST with ROUND_ROBIN).
     const current = translate(portico.store.current(), { calloutAddress: `127.0.0.1:${portico.calloutPort}` }).get(GROUP)!;
@@ -205,7 +218,7 @@ test('web console in Chromium', async (t) => {
     assert.match((await nack.textContent()) ?? '', /clusters/);
     assert.match((await nack.locator('.nack-message').textContent()) ?? '', /ORIGINAL_DST/);
     await node.getByRole('row', { name: /clusters .* NACKed/ }).waitFor();
-    await screenshot(page, '09-overview-nack');
+    await screenshot(page, '10-overview-nack');
   });
 
   await t.test('declarative: export, preview the diff of a change, apply it; the audit log shows who changed what', async () => {
@@ -221,7 +234,7 @@ test('web console in Chromium', async (t) => {
     await status.getByText('Would change').waitFor();
     assert.match((await status.textContent()) ?? '', /0 created, 1 updated, 0 deleted/);
     assert.match((await status.textContent()) ?? '', /displayName: "ACME" → "ACME Corporation"/);
-    await screenshot(page, '10-declarative-preview');
+    await screenshot(page, '11-declarative-preview');
     assert.equal((await portico.api.get('/api/v1/partners/acme')).body.displayName, 'ACME');
     await page.getByRole('button', { name: 'Apply' }).click();
     await status.getByText(/Applied \(revision \d+\)/).waitFor();
@@ -250,7 +263,7 @@ test('web console in Chromium', async (t) => {
     await entry.locator('summary').click();
     const row = entry.getByRole('row', { name: /displayName/ });
     assert.match((await row.textContent()) ?? '', /"ACME"\s*"ACME Corporation"/);
-    await screenshot(page, '11-audit');
+    await screenshot(page, '12-audit');
   });
 
   await t.test('JWT issuers and certificates pages list and validate', async () => {
@@ -269,7 +282,7 @@ test('web console in Chromium', async (t) => {
     await form.getByLabel('JWKS URI').fill('https://auth.example.test/jwks.json');
     await form.getByRole('button', { name: 'Create' }).click();
     await page.getByRole('form', { name: 'JWT issuer auth' }).waitFor();
-    await screenshot(page, '12-jwt-issuers');
+    await screenshot(page, '13-jwt-issuers');
     // A certificate with its key: the key is stored, never shown again.
     const cert = await selfSigned('api.example.test');
     await page.getByRole('link', { name: 'Certificates' }).click();
@@ -290,7 +303,7 @@ test('web console in Chromium', async (t) => {
     assert.equal(await saved.getByLabel(/Private key/).inputValue(), '', 'the private key is never shown again');
     await page.getByRole('row', { name: /edge-cert .*api\.example\.test.* yes/ }).waitFor();
     assert.ok(!(await page.content()).includes(cert.privateKey.split('\n')[1]!));
-    await screenshot(page, '13-certificates');
+    await screenshot(page, '14-certificates');
   });
 
   await t.test('a viewer sees everything and can change nothing, and the server refuses anyway', async () => {
@@ -303,7 +316,7 @@ test('web console in Chromium', async (t) => {
     await tokenForm.getByRole('button', { name: 'Create' }).click();
     const token = ((await page.locator('output[aria-label="new admin token"]').textContent()) ?? '').trim();
     assert.match(token, /^pta_/);
-    await screenshot(page, '14-admin-tokens');
+    await screenshot(page, '15-admin-tokens');
     await page.getByRole('button', { name: 'I have copied it' }).click();
     const { context, page: viewer } = await newPage(browser);
     await signIn(viewer, portico.adminUrl, token);
@@ -317,7 +330,7 @@ test('web console in Chromium', async (t) => {
     assert.equal(await form.getByRole('button', { name: 'Delete' }).count(), 0);
     assert.ok(await form.getByLabel('Upstream host').isDisabled());
     await form.getByText('Read only').waitFor();
-    await screenshot(viewer, '15-viewer-services');
+    await screenshot(viewer, '16-viewer-services');
     assert.equal(await viewer.getByRole('link', { name: 'Admin tokens' }).count(), 0, 'viewers cannot list tokens');
     await viewer.getByRole('link', { name: 'Partners' }).click();
     await viewer.getByRole('link', { name: 'acme', exact: true }).click();
@@ -392,7 +405,7 @@ test('web console in Chromium', async (t) => {
     await phone.keyboard.press('Enter');
     assert.equal(await menu.getAttribute('aria-expanded'), 'true');
     await nav.waitFor();
-    await screenshot(phone, '16-narrow-menu');
+    await screenshot(phone, '17-narrow-menu');
     await nav.getByRole('link', { name: 'Partners' }).focus();
     await phone.keyboard.press('Enter');
     await phone.getByRole('heading', { name: 'Partners' }).waitFor();
@@ -400,7 +413,7 @@ test('web console in Chromium', async (t) => {
     // Nothing wider than the screen: tables scroll inside their own box.
     const overflow = await phone.evaluate(() => document.documentElement.scrollWidth - document.documentElement.clientWidth);
     assert.ok(overflow <= 0, `page is ${overflow}px wider than the screen`);
-    await screenshot(phone, '17-narrow-partners');
+    await screenshot(phone, '18-narrow-partners');
     await context.close();
   });
 });

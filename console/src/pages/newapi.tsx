@@ -91,6 +91,13 @@ export function plan(f: Form, existing: { groups: string[]; plans: string[] }): 
   return steps;
 }
 
+/** The URL of what a step writes: a PUT names it; a POST to a collection adds the body's key. */
+function itemOf(step: Step): string {
+  if (step.method === 'PUT') return step.path;
+  const body = step.body as { name?: string; product?: string };
+  return `${step.path}/${encodeURIComponent(String(body.name ?? body.product))}`;
+}
+
 const spec = (path: keyof Form, label: string, help?: string, type?: 'number' | 'select') => ({ path, label, ...(help ? { help } : {}), ...(type ? { type } : {}) });
 
 export function NewApi() {
@@ -118,17 +125,28 @@ export function NewApi() {
       const fe = steps as FieldProblem[];
       return setErrors(Object.fromEntries(fe.map((x) => [x.field, x.message])));
     }
+    // What this run created, so that a refused step takes the earlier ones back: all or nothing.
+    const created: string[] = [];
     for (const step of steps as Step[]) {
       const res = await call(step.method, step.path, step.body);
       if (res.problem) {
+        const leftOver: string[] = [];
+        for (const item of created.reverse()) {
+          const undo = await call('DELETE', item);
+          if (undo.problem && undo.status !== 404) leftOver.push(item);
+        }
+        setDone([]);
         const inline: Partial<Record<keyof Form, string>> = {};
         for (const fe of res.problem.errors ?? []) {
           const to = step.fields.find(([re]) => re.test(fe.field))?.[1];
           if (to) inline[to] = [inline[to], fe.message].filter(Boolean).join('; ');
         }
         setErrors(inline);
-        return setProblem({ ...res.problem, title: `${res.problem.title} at step “${step.label}”` });
+        const undone = leftOver.length ? ` Could not take back: ${leftOver.join(', ')}.` : created.length ? ' Nothing was kept.' : '';
+        return setProblem({ ...res.problem, title: `${res.problem.title} at step “${step.label}”`, detail: `${res.problem.detail}.${undone}` });
       }
+      // PUT answers 201 only when it created the resource; an existing partner is left alone on undo.
+      if (res.status === 201) created.push(itemOf(step));
       setDone((d) => [...d, step.label]);
       if (res.data?.key) setKey(res.data.key);
     }
@@ -170,9 +188,11 @@ export function NewApi() {
             )}
           </div>
           {canWrite && (
-            <button type="submit" class="primary">
-              Create API
-            </button>
+            <div class="actions">
+              <button type="submit" class="primary">
+                Create API
+              </button>
+            </div>
           )}
         </fieldset>
       </form>
