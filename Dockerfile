@@ -32,9 +32,11 @@ COPY prisma.config.ts tsconfig.json ./
 COPY prisma ./prisma
 RUN mkdir -p src/store \
  && PRISMA_SCHEMA_ENGINE_BINARY="$(node -p process.execPath)" npx prisma generate
-# The web console: its API client is generated from the admin API's own routes, so it needs src.
+# The web console: its API client is generated from the admin API's own routes, so it needs src
+# (and Envoy's API descriptors, which the admin app loads).
 COPY src ./src
 COPY console ./console
+COPY --from=envoy-api /app/.cache/envoy-api ./.cache/envoy-api
 RUN npx tsx console/tools/build.ts \
  && npm prune --omit=dev --no-audit --no-fund \
  && npm cache clean --force
