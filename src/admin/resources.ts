@@ -1,10 +1,26 @@
 // CRUD endpoints for every model kind under /api/v1, generated from the kind registry:
 // list (paged, filtered by tag), get, create, replace, merge-patch and delete, with ETags.
-import { X509Certificate } from 'node:crypto';
-import { Type, type TSchema } from '@sinclair/typebox';
+import { Type, type TObject, type TSchema } from '@sinclair/typebox';
 import type { FastifyInstance, FastifyReply, FastifyRequest } from 'fastify';
-import { canonicalResource, KINDS, KIND_ORDER, keyOf, metaKey, resourceSchemaErrors, type AnyResource, type KindName, type ModelSnapshot, type Mutation, type ApiKeyInput } from '../model/index.ts';
+import {
+  canonicalResource,
+  CHILD_FIELD,
+  childKinds,
+  KINDS,
+  KIND_ORDER,
+  keyOf,
+  metaKey,
+  resourceSchemaErrors,
+  sortedValues,
+  type AnyResource,
+  type KindName,
+  type ModelSnapshot,
+  type Mutation,
+  type ApiKeyInput,
+} from '../model/index.ts';
 import { ModelValidationError, PreconditionFailedError, type ModelStore, type Precondition } from '../store/index.ts';
+import { keyRange, PAGE_CACHE_MAX, pageCache, present, presentedJson, sortedKeys, upperBound } from './present.ts';
+import { nameNestedErrors, nestedMutations, splitChildren, type NestedWrite } from './nested.ts';
 import { modelProblem, problems } from './problem.ts';
 
 /** Fields the API returns but a client never sets; accepted (and ignored) in bodies so GET → edit → PUT works. */
@@ -16,84 +32,6 @@ type Query = Record<string, string | undefined>;
 
 export interface ResourceRouteOptions {
   store: ModelStore;
-}
-
-// ── presentation ──────────────────────────────────────────────────────────────
-/** A resource as the API shows it: canonical fields, bookkeeping, never a secret. */
-export function present(kind: KindName, r: AnyResource, model: ModelSnapshot): Record<string, unknown> {
-  const out = { ...(canonicalResource(kind, r) as Record<string, unknown>) };
-  if (kind === 'certificates') {
-    const hasKey = out.privateKey !== undefined;
-    delete out.privateKey;
-    out.hasPrivateKey = hasKey;
-    try {
-      const x = new X509Certificate(String(out.certificate));
-      Object.assign(out, {
-        subject: x.subject.replace(/\n/g, ', '),
-        issuer: x.issuer.replace(/\n/g, ', '),
-        notBefore: new Date(x.validFrom).toISOString(),
-        notAfter: new Date(x.validTo).toISOString(),
-        fingerprintSha256: x.fingerprint256.replace(/:/g, '').toLowerCase(),
-      });
-    } catch {
-      // Stored certificates were validated on write; nothing to add if parsing fails here.
-    }
-  }
-  if (kind === 'apiKeys') delete out.hash;
-  const meta = model.meta.get(metaKey(kind, keyOf(kind, r)));
-  if (meta) Object.assign(out, meta);
-  return out;
-}
-
-// Resources and their bookkeeping objects are immutable and replaced on change, so both can key
-// caches: sorted keys per kind map, serialised JSON per (resource, meta) pair.
-const sortedKeyCache = new WeakMap<ReadonlyMap<string, AnyResource>, string[]>();
-const jsonCache = new WeakMap<AnyResource, { meta: unknown; json: string }>();
-/**
- * Whole list pages by request URL, per model snapshot: dashboards and scripts poll the same pages,
- * and a page of 100 items costs ~0.1 ms to assemble. A write makes a new snapshot, so a page never
- * outlives the model it shows. Bounded per snapshot.
- */
-const pageCache = new WeakMap<ModelSnapshot, Map<string, string>>();
-const PAGE_CACHE_MAX = 512;
-
-function sortedKeys(m: ReadonlyMap<string, AnyResource>): string[] {
-  let keys = sortedKeyCache.get(m);
-  if (!keys) {
-    keys = [...m.keys()].sort();
-    sortedKeyCache.set(m, keys);
-  }
-  return keys;
-}
-
-/** First index whose key is greater than (or, with `inclusive`, equal to) `key`; keys are sorted. */
-function upperBound(keys: readonly string[], key: string, inclusive = false): number {
-  let lo = 0;
-  let hi = keys.length;
-  while (lo < hi) {
-    const mid = (lo + hi) >>> 1;
-    if (keys[mid]! < key || (!inclusive && keys[mid] === key)) lo = mid + 1;
-    else hi = mid;
-  }
-  return lo;
-}
-
-/** The keys that start with `prefix`: a contiguous range of the sorted keys. */
-function keyRange(keys: string[], prefix: string): string[] {
-  if (!prefix) return keys;
-  const start = upperBound(keys, prefix, true);
-  let end = start;
-  while (end < keys.length && keys[end]!.startsWith(prefix)) end++;
-  return keys.slice(start, end);
-}
-
-function presentedJson(kind: KindName, r: AnyResource, model: ModelSnapshot): string {
-  const meta = model.meta.get(metaKey(kind, keyOf(kind, r)));
-  const hit = jsonCache.get(r);
-  if (hit && hit.meta === meta) return hit.json;
-  const json = JSON.stringify(present(kind, r, model));
-  jsonCache.set(r, { meta, json });
-  return json;
 }
 
 function etag(revision: number): string {
@@ -165,7 +103,14 @@ function registerKind(app: FastifyInstance, kind: KindName, store: ModelStore): 
   const tags = [parentInfo ? `${parentInfo.singular.replace(/^\w/, (c) => c.toUpperCase())}s` : `${tag}s`];
   const params = parent ? Type.Object({ parent: Type.String({ description: `${parentInfo!.singular} name` }), name: Type.String() }) : Type.Object({ name: Type.String() });
   const collectionParams = parent ? Type.Object({ parent: Type.String() }) : undefined;
-  const bodySchema: TSchema = kind === 'apiKeys' ? Type.Omit(info.schema, ['prefix', 'hash']) : info.schema;
+  // A parent's body may carry its children as `export` writes them (see nested.ts).
+  const children = childKinds(kind).map((c) => [CHILD_FIELD[c]!, Type.Optional(Type.Array(KINDS[c].schema, { description: `the ${KINDS[c].singular}s, exactly (others are deleted)` }))]);
+  const bodySchema: TSchema =
+    kind === 'apiKeys'
+      ? Type.Omit(info.schema, ['prefix', 'hash'])
+      : children.length
+        ? Type.Object({ ...(info.schema as TObject).properties, ...Object.fromEntries(children) }, { additionalProperties: false })
+        : info.schema;
 
   const keyFor = (p: Params, name: string) => (parent ? `${p.parent}/${name}` : name);
   const requireParent = (p: Params) => {
@@ -237,16 +182,16 @@ function registerKind(app: FastifyInstance, kind: KindName, store: ModelStore): 
     return { resource: resource as unknown as AnyResource, bodyRevision, minted };
   };
 
-  const commit = async (request: FastifyRequest, mutation: Mutation, pre: Precondition | undefined, summary: string) => {
+  const commit = async (request: FastifyRequest, mutation: Mutation, pre: Precondition | undefined, summary: string, nested?: NestedWrite) => {
     try {
       return await store.commit({
-        mutations: [mutation],
+        mutations: [mutation, ...(nested?.mutations ?? [])],
         actor: request.principal?.name ?? 'unknown',
         summary,
         ...(pre ? { preconditions: [pre] } : {}),
       });
     } catch (e) {
-      if (e instanceof ModelValidationError) throw modelProblem(e, mutation.op === 'delete' ? { kind, key: mutation.key } : undefined);
+      if (e instanceof ModelValidationError) throw modelProblem(nested ? nameNestedErrors(e, nested.fieldOf) : e, mutation.op === 'delete' ? { kind, key: mutation.key } : undefined);
       if (e instanceof PreconditionFailedError) {
         if (e.expected === 'absent') throw problems.conflict(e.message, [{ field: info.keyField, message: `names ${info.singular} '${mutation.key}', which already exists` }]);
         throw e.actual === undefined ? problems.notFound(`${info.singular} '${mutation.key}'`, 'path parameter name') : problems.preconditionFailed(e.message);
@@ -285,14 +230,26 @@ function registerKind(app: FastifyInstance, kind: KindName, store: ModelStore): 
       if (kind === 'certificates') delete current.privateKey;
       raw = mergePatch(current, raw);
     }
-    const { resource, bodyRevision, minted } = prepareBody(raw, p, mode === 'create' ? undefined : urlName, existing);
+    // A product with its routes, a partner with its subscriptions…: the shape `export` writes.
+    const { own, children } = splitChildren(kind, raw as Record<string, unknown>);
+    const { resource, bodyRevision, minted } = prepareBody(own, p, mode === 'create' ? undefined : urlName, existing);
+    const nested = children.size ? nestedMutations(kind, key, resource, children, store, model) : undefined;
+    if (nested?.errors.length) throw problems.validation(nested.errors);
     let pre = precondition(kind, key, request, mode === 'patch' ? (request.body as Record<string, unknown>).revision : bodyRevision);
     if (mode === 'create') pre = { kind, key, revision: 'absent' };
     if (mode === 'patch' && !pre) pre = { kind, key, revision: 'exists' };
-    const result = await commit(request, { kind, op: 'put', key, resource }, pre, `${existing ? 'update' : 'create'} ${info.singular} ${key}`);
+    const summary = `${existing ? 'update' : 'create'} ${info.singular} ${key}${nested ? ` with its ${[...children.keys()].map((c) => CHILD_FIELD[c]).join(', ')}` : ''}`;
+    const result = await commit(request, { kind, op: 'put', key, resource }, pre, summary, nested);
     const stored = (result.snapshot[kind] as ReadonlyMap<string, AnyResource>).get(key)!;
     const created = result.changes.some((c) => c.kind === kind && c.key === key && c.action === 'create');
-    return reply(res, stored, result.snapshot, created ? 201 : 200, minted ? { key: minted } : {});
+    // Nested children come back as written (never a secret: present() drops hashes and keys).
+    const shown: Record<string, unknown> = minted ? { key: minted } : {};
+    for (const child of children.keys()) {
+      shown[CHILD_FIELD[child]!] = sortedValues(result.snapshot, child)
+        .filter((c) => keyOf(child, c).startsWith(`${key}/`))
+        .map((c) => present(child, c, result.snapshot));
+    }
+    return reply(res, stored, result.snapshot, created ? 201 : 200, shown);
   };
 
   const docs = (summary: string, extra: Record<string, unknown> = {}) => ({ tags, summary, security: [{ bearer: [] }], ...extra });

@@ -13,7 +13,7 @@ export const DOCUMENT_VERSION = 'v1';
 const TOP_LEVEL: readonly KindName[] = ['gatewayGroups', 'certificates', 'services', 'jwtIssuers', 'products', 'plans', 'partners'];
 
 /** Children are written inside their parent entry under these fields. */
-const CHILD_FIELD: Partial<Record<KindName, string>> = {
+export const CHILD_FIELD: Partial<Record<KindName, string>> = {
   routes: 'routes',
   subscriptions: 'subscriptions',
   apiKeys: 'apiKeys',
