@@ -52,8 +52,13 @@ const TrafficSeries = Type.Object({
 });
 const Traffic = Type.Object({ at: Type.String({ format: 'date-time' }), series: Type.Array(TrafficSeries) });
 
+/**
+ * Whether the browser reached us over https, directly or through a TLS-terminating proxy. Trusting
+ * X-Forwarded-Proto from anyone is safe here: it can only add Secure, which a plain-http client
+ * then never sends back (it breaks only the sender's own session).
+ */
 function secure(request: FastifyRequest): boolean {
-  return request.protocol === 'https';
+  return request.protocol === 'https' || String(request.headers['x-forwarded-proto'] ?? '').split(',')[0]?.trim() === 'https';
 }
 
 export async function registerConsole(app: FastifyInstance, opts: ConsoleOptions): Promise<void> {

@@ -40,6 +40,12 @@ describe('console sessions', () => {
     assert.ok(!res.text.includes(ADMIN_TOKEN));
   });
 
+  it('marks the cookie Secure when a TLS-terminating proxy says the browser used https', async () => {
+    const res = await anon.post('/console/api/session', { token: ADMIN_TOKEN }, { 'x-forwarded-proto': 'https' });
+    assert.equal(res.status, 200);
+    assert.match(res.headers.get('set-cookie') ?? '', /; Secure/i);
+  });
+
   it('refuses bad sign-ins with problem+json and sets no cookie', async () => {
     const wrong = await anon.post('/console/api/session', { token: 'not-a-token' });
     assert.equal(wrong.status, 401);
