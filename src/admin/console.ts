@@ -58,7 +58,12 @@ const Traffic = Type.Object({ at: Type.String({ format: 'date-time' }), series: 
  * then never sends back (it breaks only the sender's own session).
  */
 function secure(request: FastifyRequest): boolean {
-  return request.protocol === 'https' || String(request.headers['x-forwarded-proto'] ?? '').split(',')[0]?.trim() === 'https';
+  return (
+    request.protocol === 'https' ||
+    String(request.headers['x-forwarded-proto'] ?? '')
+      .split(',')[0]
+      ?.trim() === 'https'
+  );
 }
 
 export async function registerConsole(app: FastifyInstance, opts: ConsoleOptions): Promise<void> {
