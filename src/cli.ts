@@ -21,6 +21,8 @@ commands:
   migrate [--status]              apply pending database migrations (or only report them)
   rotate-master-key               re-seal stored secrets under PORTICO_MASTER_KEY
                                   (the old key goes in PORTICO_PREVIOUS_MASTER_KEYS)
+  protoset FILE.proto… [-I DIR]…  print the FileDescriptorSet (base64) of .proto files, google.api.http
+                                  annotations included, for a gRPC service's grpc.descriptorSet
   certs ca|control-plane|node|dev create a CA and certificates for the mTLS channels between
                                   Envoys and the control plane (\`portico certs --help\`)
 
@@ -74,7 +76,7 @@ function readDocument(file: string | undefined): string {
 async function main(argv: string[]): Promise<void> {
   const [command = 'serve', ...rest] = argv;
   if (command === 'certs') return certs(rest);
-  const { values } = parseArgs({
+  const { values, positionals } = parseArgs({
     args: rest,
     options: {
       file: { type: 'string', short: 'f' },
@@ -85,9 +87,10 @@ async function main(argv: string[]): Promise<void> {
       apply: { type: 'string' },
       status: { type: 'boolean' },
       'callout-address': { type: 'string' },
+      include: { type: 'string', short: 'I', multiple: true },
       help: { type: 'boolean', short: 'h' },
     },
-    allowPositionals: false,
+    allowPositionals: command === 'protoset',
   });
   if (values.help || command === 'help' || command === '--help') {
     process.stdout.write(`${USAGE}\n`);
@@ -141,6 +144,12 @@ async function main(argv: string[]): Promise<void> {
       if (values.group && !groups.has(values.group)) throw new UsageError(`no gateway group '${values.group}' in the file`);
       const out = values.group ? groups.get(values.group) : Object.fromEntries(groups);
       process.stdout.write(`${JSON.stringify(out, null, 2)}\n`);
+      return;
+    }
+    case 'protoset': {
+      const { descriptorSetFromRoot, loadProtoSources } = await import('./model/index.ts');
+      if (!positionals.length) throw new UsageError('name one or more .proto files');
+      process.stdout.write(`${descriptorSetFromRoot(loadProtoSources(positionals, values.include ?? []))}\n`);
       return;
     }
     case 'migrate': {

@@ -8,3 +8,4 @@ export * from './model.ts';
 export * from './policy.ts';
 export * from './schemas.ts';
 export * from './validate.ts';
+export * from './grpc-descriptor.ts';

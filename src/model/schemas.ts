@@ -228,6 +228,18 @@ export const Service = Type.Object(
         closed,
       ),
     ),
+    grpc: Type.Optional(
+      Type.Object(
+        {
+          descriptorSet: Type.String({
+            maxLength: 8_000_000,
+            pattern: '^[A-Za-z0-9+/]+={0,2}$',
+            description: 'the service API as a protobuf FileDescriptorSet, base64 (`portico protoset` builds one from .proto files), google.api.http annotations included',
+          }),
+        },
+        { ...closed, description: 'a gRPC upstream (protocol http2) whose methods routes may expose as JSON over HTTP (Route.transcode)' },
+      ),
+    ),
   },
   closed,
 );
@@ -388,6 +400,29 @@ export const Route = Type.Object(
     auth: Type.Optional(Auth),
     localRateLimit: Type.Optional(LocalRateLimit),
     compression: Type.Optional({ ...Compression, description: "replaces the product's compression settings for this route" }),
+    transcode: Type.Optional(
+      Type.Object(
+        {
+          services: Type.Array(Type.String({ pattern: '^[A-Za-z_][A-Za-z0-9_]*(\\.[A-Za-z_][A-Za-z0-9_]*)*$' }), {
+            minItems: 1,
+            maxItems: 32,
+            uniqueItems: true,
+            description: "fully-qualified gRPC services of the route's service descriptor set",
+          }),
+          methods: Type.Optional(
+            Type.Array(Type.String({ pattern: '^[A-Za-z_][A-Za-z0-9_.]*/[A-Za-z_][A-Za-z0-9_]*$' }), {
+              minItems: 1,
+              maxItems: 1000,
+              uniqueItems: true,
+              description: 'only these methods (package.Service/Method); default all',
+            }),
+          ),
+          streaming: Type.Optional(Type.Union([Type.Literal('array'), Type.Literal('ndjson')], { description: 'server-streaming answers as one JSON array (default) or one JSON object per line' })),
+        },
+        { ...closed, description: 'JSON over HTTP to a gRPC upstream: google.api.http annotations, POST /package.Service/Method where a method has none' },
+      ),
+    ),
+    grpcWeb: Type.Optional(Type.Boolean({ description: 'accept gRPC-Web (browser clients) on this route to a gRPC upstream' })),
   },
   closed,
 );

@@ -9,6 +9,7 @@ import { KINDS, sortedValues, type KindName, type ModelSnapshot } from './model.
 import { RESERVED_HEADER_PREFIX } from '../contract/index.ts';
 import { reservedHeaderUses } from './policy.ts';
 import { headerRuleProblems } from './header-values.ts';
+import { decodeDescriptorSet, grpcRouteProblems } from './grpc-descriptor.ts';
 import type { Route, Product } from './schemas.ts';
 
 export interface FieldError {
@@ -222,6 +223,9 @@ export function validateModel(m: ModelSnapshot): ModelError[] {
 
   // services
   for (const s of sortedValues(m, 'services')) {
+    const descriptor = s.grpc ? decodeDescriptorSet(s.grpc.descriptorSet) : undefined;
+    if (typeof descriptor === 'string') invalid('services', s.name, 'grpc.descriptorSet', descriptor);
+    if (s.grpc && s.protocol !== 'http2') invalid('services', s.name, 'protocol', 'must be http2 for a gRPC service (grpc is set)');
     const discovery = serviceDiscovery(s);
     if (discovery === 'static') {
       s.endpoints.forEach((e, i) => {
@@ -283,6 +287,7 @@ export function validateModel(m: ModelSnapshot): ModelError[] {
       continue;
     }
     for (const e of headerRuleProblems(m, product, r)) invalid('routes', key, e.field, e.message);
+    for (const [field, message] of grpcRouteProblems(r, r.service ? m.services.get(r.service) : undefined)) invalid('routes', key, field, message);
     const actions = [r.service, r.backends, r.directResponse].filter((a) => a !== undefined).length;
     if (actions !== 1) invalid('routes', key, 'service', 'exactly one of service, backends and directResponse must be set');
     if (r.service) ref('routes', key, 'service', 'services', r.service);

@@ -46,8 +46,21 @@ export interface HttpFiltersIR {
   rateLimit?: RateLimitFilterIR;
   /** Some route renames a header (the header-rename filter, off elsewhere). */
   headerRename?: boolean;
+  /** JSON ↔ gRPC transcoding: the chain's (disabled) instance holds the first transcoding route's config. */
+  transcoder?: TranscoderIR;
+  /** Some route accepts gRPC-Web. */
+  grpcWeb?: boolean;
   /** Compressor profiles routes use (one filter per profile and algorithm, off unless a route switches it on). */
   compression?: CompressionIR[];
+}
+
+/** Envoy's gRPC-JSON transcoder for one route: its whole config (a route's replaces the filter's). */
+export interface TranscoderIR {
+  /** FileDescriptorSet, base64, narrowed to the route's methods. */
+  descriptorSet: string;
+  services: string[];
+  /** Server streaming as one JSON object per line instead of a JSON array. */
+  ndjson: boolean;
 }
 
 /** Response compression: the algorithms offered, the smallest response compressed, the media types (empty: Envoy's default list). */
@@ -245,6 +258,9 @@ export interface RouteIR {
   localRateLimit?: LocalBucketIR;
   /** Responses compressed as Accept-Encoding allows. */
   compression?: CompressionIR;
+  transcoder?: TranscoderIR;
+  /** true: accepts gRPC-Web; false: the group's gRPC-Web filter is off here (set only in groups where some route accepts it). */
+  grpcWeb?: boolean;
 }
 
 export type LbPolicyIR = 'ROUND_ROBIN' | 'LEAST_REQUEST' | 'RANDOM' | 'RING_HASH' | 'MAGLEV';

@@ -17,6 +17,8 @@ export const FILTERS = {
   /** Combined mode's second ext_authz instance: counting only, for routes open to anonymous callers. */
   extAuthzLimits: EXT_AUTHZ_FILTERS.limits,
   rateLimit: 'envoy.filters.http.ratelimit',
+  grpcWeb: 'envoy.filters.http.grpc_web',
+  grpcJsonTranscoder: 'envoy.filters.http.grpc_json_transcoder',
   /** Response compressors: one per profile and algorithm, `portico.compressor.<algorithm>.<profile>`. */
   compressorPrefix: 'portico.compressor',
   /** Header renames of routes and products (a second header_mutation, just before the router). */

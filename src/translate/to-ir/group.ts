@@ -81,7 +81,12 @@ export function groupToIr(model: ModelSnapshot, group: GatewayGroup, options: Ir
       if (r.requestHeaders.rename || r.responseHeaders.rename) renamed = true;
     }
   }
-  const profiles = compressionProfiles(virtualHosts.flatMap((vh) => vh.routes));
+  const groupRoutes = virtualHosts.flatMap((vh) => vh.routes);
+  const profiles = compressionProfiles(groupRoutes);
+  const transcoder = groupRoutes.find((r) => r.transcoder)?.transcoder;
+  const grpcWeb = groupRoutes.some((r) => r.grpcWeb);
+  // gRPC-Web cannot be switched on per route (src/translate/envoy/filters/grpc-web.ts): the group's other routes switch it off.
+  if (grpcWeb) for (const r of groupRoutes) if (!r.grpcWeb) r.grpcWeb = false;
   const correlation = [...new Set(products.flatMap((p) => productRoutes(model, p.name).flatMap((r) => correlationHeaders(p, r))))].sort(compareStrings);
   const listeners = (group.listeners ?? []).map((l) => listenerIr(group, l)).sort((a, b) => compareStrings(a.name, b.name));
 
@@ -145,6 +150,8 @@ export function groupToIr(model: ModelSnapshot, group: GatewayGroup, options: Ir
       ...(serviceLimited ? { rateLimit: { cluster: CALLOUT_CLUSTER, domain: RATE_LIMIT_DOMAIN, timeoutMs: rateLimitTimeoutMs, failureModeDeny: !rateLimitFailOpen } } : {}),
       ...(renamed ? { headerRename: true } : {}),
       ...(profiles.length ? { compression: profiles } : {}),
+      ...(transcoder ? { transcoder } : {}),
+      ...(grpcWeb ? { grpcWeb: true } : {}),
     },
     // The reserved prefix covers the gateway's own headers, whatever their name; forwarded claims are named one by one.
     stripRequestHeaders: identityHeaders(model).filter((h) => !isReservedHeader(h)),

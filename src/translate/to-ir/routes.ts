@@ -4,6 +4,7 @@
 import {
   apiKeyHeader,
   effectiveAccept,
+  narrowDescriptorSet,
   fullPath,
   segmentPrefix,
   type ModelSnapshot,
@@ -167,6 +168,17 @@ export function routeIr(model: ModelSnapshot, product: Product, route: Route, fi
       : {}),
     ...(filters && route.localRateLimit ? { localRateLimit: localBucket(route.localRateLimit) } : {}),
     ...(filters && compression ? { compression } : {}),
+    ...(filters ? grpcIr(model, route) : {}),
+  };
+}
+
+/** A route's gRPC-JSON transcoding and gRPC-Web (Envoy groups). */
+function grpcIr(model: ModelSnapshot, route: Route): Pick<RouteIR, 'transcoder' | 'grpcWeb'> {
+  const t = route.transcode;
+  const descriptor = route.service ? model.services.get(route.service)?.grpc?.descriptorSet : undefined;
+  return {
+    ...(t && descriptor ? { transcoder: { descriptorSet: narrowDescriptorSet(descriptor, t.methods), services: [...t.services].sort(compareStrings), ndjson: t.streaming === 'ndjson' } } : {}),
+    ...(route.grpcWeb ? { grpcWeb: true } : {}),
   };
 }
 

@@ -4,6 +4,8 @@
 import { compression } from './compression.ts';
 import { cors } from './cors.ts';
 import { extAuthz } from './ext-authz.ts';
+import { grpcJsonTranscoder } from './grpc-json-transcoder.ts';
+import { grpcWeb } from './grpc-web.ts';
 import { headerRename } from './header-rename.ts';
 import type { HttpFilterEmitter } from './filter.ts';
 import { localRateLimit } from './local-ratelimit.ts';
@@ -11,7 +13,7 @@ import { rateLimit } from './ratelimit.ts';
 import { router } from './router.ts';
 import { stripIdentity } from './strip-identity.ts';
 
-export const HTTP_FILTERS: readonly HttpFilterEmitter[] = [stripIdentity, cors, localRateLimit, extAuthz, rateLimit, compression, headerRename, router];
+export const HTTP_FILTERS: readonly HttpFilterEmitter[] = [stripIdentity, cors, localRateLimit, extAuthz, rateLimit, compression, grpcWeb, grpcJsonTranscoder, headerRename, router];
 
 export type { AuthzFilters, HttpFilterEmitter } from './filter.ts';
 export { routerFilter } from './router.ts';
