@@ -70,15 +70,6 @@ export function sdsSecret(name: string): JsonObject {
   return { name, sds_config: adsConfigSource() };
 }
 
-/**
- * A google.protobuf.Any holding an xds.type.v3.TypedStruct: Envoy converts the value to the named
- * message with its own API, for filters whose protos src/proto does not load (compressor, gRPC-JSON
- * transcoder, gRPC-Web). Once it loads Envoy 1.40's API these can be plain `any()` configs.
- */
-export function typedStruct(messageType: string, value: JsonObject = {}): JsonObject {
-  return any('xds.type.v3.TypedStruct', { type_url: `${TYPE_URL_PREFIX}${messageType}`, value });
-}
-
 /** A TypedExtensionConfig. */
 export function extension(name: string, messageType: string, body: JsonObject = {}): JsonObject {
   return { name, typed_config: any(messageType, body) };

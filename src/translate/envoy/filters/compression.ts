@@ -4,7 +4,7 @@
 // that already has a Content-Encoding (or Cache-Control: no-transform).
 import { createHash } from 'node:crypto';
 import type { CompressionIR } from '../../ir.ts';
-import { any, FILTERS, typedStruct, type JsonObject } from '../common.ts';
+import { any, FILTERS, type JsonObject } from '../common.ts';
 import { disabledByDefault, type HttpFilterEmitter } from './filter.ts';
 
 const COMPRESSOR = 'envoy.extensions.filters.http.compressor.v3.Compressor';
@@ -29,7 +29,7 @@ function compressor(algorithm: CompressionIR['algorithms'][number], c: Compressi
   const lib = LIBRARIES[algorithm];
   return disabledByDefault({
     name: compressorName(algorithm, c),
-    typed_config: typedStruct(COMPRESSOR, {
+    typed_config: any(COMPRESSOR, {
       compressor_library: { name: lib.name, typed_config: any(lib.type) },
       response_direction_config: {
         common_config: { min_content_length: c.minSizeBytes, ...(c.contentTypes.length ? { content_type: c.contentTypes } : {}) },
@@ -40,5 +40,5 @@ function compressor(algorithm: CompressionIR['algorithms'][number], c: Compressi
 
 export const compression: HttpFilterEmitter = {
   chain: (g) => (g.filters.compression ?? []).flatMap((p) => p.algorithms.map((a) => compressor(a, p))),
-  perRoute: (r) => (r.compression ? r.compression.algorithms.map((a) => [compressorName(a, r.compression!), typedStruct(PER_ROUTE, { overrides: {} })]) : []),
+  perRoute: (r) => (r.compression ? r.compression.algorithms.map((a) => [compressorName(a, r.compression!), any(PER_ROUTE, { overrides: {} })]) : []),
 };

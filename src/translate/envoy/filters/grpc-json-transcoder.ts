@@ -3,13 +3,13 @@
 // each route carries everything: its descriptor set (narrowed to its methods), services and options;
 // the chain's instance holds the first transcoding route's config only because one is required.
 import type { TranscoderIR } from '../../ir.ts';
-import { FILTERS, typedStruct, type JsonObject } from '../common.ts';
+import { any, FILTERS, type JsonObject } from '../common.ts';
 import { disabledByDefault, type HttpFilterEmitter } from './filter.ts';
 
 const TRANSCODER = 'envoy.extensions.filters.http.grpc_json_transcoder.v3.GrpcJsonTranscoder';
 
 function transcoderConfig(t: TranscoderIR): JsonObject {
-  return typedStruct(TRANSCODER, {
+  return any(TRANSCODER, {
     proto_descriptor_bin: t.descriptorSet,
     services: t.services,
     // The route the client's URL matched forwards the gRPC call (no second match on /package.Service/Method).
