@@ -4,6 +4,7 @@
 // guide; declarative export and preview; the audit log; a NACK on the overview; a viewer who cannot
 // change anything; narrow screens. Each page's screenshot goes to test-results/console/.
 import { test } from 'node:test';
+import type { Locator, Page } from 'playwright-core';
 import assert from 'node:assert/strict';
 import { translate } from '../../src/translate/index.ts';
 import { accessibilityViolations, newPage, openBrowser, screenshot, signIn } from '../support/browser.ts';
@@ -15,6 +16,15 @@ import { listenHttp, type LoopbackServer } from '../support/servers.ts';
 
 const GROUP = 'edge';
 const NODE = 'console-envoy';
+
+/** Opens the "New <singular>" form, fills it, creates, and waits for the saved resource's form. */
+async function create(page: Page, singular: string, saved: string, fill: (form: Locator) => Promise<void>): Promise<void> {
+  await page.getByRole('button', { name: `New ${singular}` }).click();
+  const form = page.getByRole('form', { name: `New ${singular}` });
+  await fill(form);
+  await form.getByRole('button', { name: 'Create' }).click();
+  await page.getByRole('form', { name: `${singular} ${saved}` }).waitFor();
+}
 
 /** A GET through Envoy: status and body. */
 async function through(port: number, path: string, key?: string): Promise<{ status: number; body: string }> {
@@ -87,44 +97,34 @@ test('web console in Chromium', async (t) => {
 
     // A product that takes API keys, and its route to the service.
     await page.getByRole('link', { name: 'Products' }).click();
-    await page.getByRole('button', { name: 'New product' }).click();
-    form = page.getByRole('form', { name: 'New product' });
-    await form.getByLabel('Name', { exact: true }).fill('shop');
-    await form.getByLabel('Gateway groups').fill(GROUP);
-    await form.getByLabel('Base path').fill('/shop');
-    await form.getByRole('button', { name: 'Create' }).click();
-    await page.getByRole('form', { name: 'product shop' }).waitFor();
-    await page.getByRole('button', { name: 'New route' }).click();
-    form = page.getByRole('form', { name: 'New route' });
-    await form.getByLabel('Name', { exact: true }).fill('all');
-    await form.getByLabel('Path').fill('/');
-    await form.getByLabel('Service').selectOption('orders');
-    await form.getByRole('button', { name: 'Create' }).click();
-    await page.getByRole('form', { name: 'route all' }).waitFor();
+    await create(page, 'product', 'shop', async (f) => {
+      await f.getByLabel('Name', { exact: true }).fill('shop');
+      await f.getByLabel('Gateway groups').fill(GROUP);
+      await f.getByLabel('Base path').fill('/shop');
+    });
+    await create(page, 'route', 'all', async (f) => {
+      await f.getByLabel('Name', { exact: true }).fill('all');
+      await f.getByLabel('Path').fill('/');
+      await f.getByLabel('Service').selectOption('orders');
+    });
     await screenshot(page, '04-products-routes');
 
     // A plan, a partner subscribed to the product on it, and a key shown once.
     await page.getByRole('link', { name: 'Plans' }).click();
-    await page.getByRole('button', { name: 'New plan' }).click();
-    form = page.getByRole('form', { name: 'New plan' });
-    await form.getByLabel('Name', { exact: true }).fill('gold');
-    await form.getByRole('button', { name: 'Create' }).click();
-    await page.getByRole('form', { name: 'plan gold' }).waitFor();
+    await create(page, 'plan', 'gold', async (f) => {
+      await f.getByLabel('Name', { exact: true }).fill('gold');
+    });
     await screenshot(page, '05-plans');
 
     await page.getByRole('link', { name: 'Partners' }).click();
-    await page.getByRole('button', { name: 'New partner' }).click();
-    form = page.getByRole('form', { name: 'New partner' });
-    await form.getByLabel('Name', { exact: true }).fill('acme');
-    await form.getByLabel('Display name').fill('ACME');
-    await form.getByRole('button', { name: 'Create' }).click();
-    await page.getByRole('form', { name: 'partner acme' }).waitFor();
-    await page.getByRole('button', { name: 'New subscription' }).click();
-    form = page.getByRole('form', { name: 'New subscription' });
-    await form.getByLabel('Product').selectOption('shop');
-    await form.getByLabel('Plan').selectOption('gold');
-    await form.getByRole('button', { name: 'Create' }).click();
-    await page.getByRole('form', { name: 'subscription shop' }).waitFor();
+    await create(page, 'partner', 'acme', async (f) => {
+      await f.getByLabel('Name', { exact: true }).fill('acme');
+      await f.getByLabel('Display name').fill('ACME');
+    });
+    await create(page, 'subscription', 'shop', async (f) => {
+      await f.getByLabel('Product').selectOption('shop');
+      await f.getByLabel('Plan').selectOption('gold');
+    });
     await page.getByRole('button', { name: 'New API key' }).click();
     form = page.getByRole('form', { name: 'New API key' });
     await form.getByLabel('Name', { exact: true }).fill('k1');
