@@ -1,41 +1,13 @@
 // The `portico` command: serve the control plane, manage the model declaratively through the
 // admin API (apply, diff, export), translate a model file offline, migrate, rotate the master key.
 import { readFileSync } from 'node:fs';
-import { parseArgs } from 'node:util';
+import { parseArgs, type ParseArgsConfig } from 'node:util';
+import { CLI_COMMANDS, commandHelp, EXIT, plainError, UsageError, USAGE } from './cli-help.ts';
 import { renderChanges, type ApplyResult } from './model/index.ts';
 import { parseDocumentText } from './model/index.ts';
 import { loadSettings, SettingsError } from './settings.ts';
 
-const USAGE = `usage: portico <command> [options]
-
-commands:
-  serve [--apply FILE]            run the control plane (admin API, xDS, callouts); optionally apply a document at start
-  demo                            the quick start: control plane, example model, demo upstreams and an Envoy on :10000
-  apply -f FILE [--tag T] [--dry-run]
-                                  make the model exactly what FILE describes (all-or-nothing)
-  diff -f FILE [--tag T]          show what apply would change
-  translate -f FILE [--group G] [--callout-address HOST:PORT]
-                                  print the Envoy resources a model file produces (offline)
-  export [--tag T] [--format yaml|json]
-                                  print the model as a document
-  migrate [--status]              apply pending database migrations (or only report them)
-  rotate-master-key               re-seal stored secrets under PORTICO_MASTER_KEY
-                                  (the old key goes in PORTICO_PREVIOUS_MASTER_KEYS)
-  protoset FILE.proto… [-I DIR]…  print the FileDescriptorSet (base64) of .proto files, google.api.http
-                                  annotations included, for a gRPC service's grpc.descriptorSet
-  certs ca|control-plane|node|dev create a CA and certificates for the mTLS channels between
-                                  Envoys and the control plane (\`portico certs --help\`)
-
-apply, diff and export talk to a running server: PORTICO_URL (default http://127.0.0.1:8081)
-and PORTICO_TOKEN (an admin token). Everything else is configured by environment variables;
-see the README.`;
-
-class UsageError extends Error {}
-
-function fail(message: string, code = 1): never {
-  process.stderr.write(`portico: ${message}\n`);
-  process.exit(code);
-}
+const VERSION = (JSON.parse(readFileSync(new URL('../package.json', import.meta.url), 'utf8')) as { version: string }).version;
 
 interface ApiProblem {
   status: number;
@@ -55,10 +27,13 @@ async function api(method: string, path: string, body?: string, contentType?: st
       ...(body !== undefined ? { body } : {}),
     });
   } catch (e) {
+    const code = (e as Error & { cause?: { code?: string } }).cause?.code;
+    if (code === 'ECONNREFUSED') throw new Error(`nothing answers at ${base}: is Portico running? (set PORTICO_URL to its admin API)`);
     throw new Error(`cannot reach ${base}: ${(e as Error).cause ? String((e as Error & { cause: Error }).cause.message) : (e as Error).message}`);
   }
   if (!res.ok) {
     const p = (await res.json().catch(() => ({ status: res.status }))) as ApiProblem;
+    if (res.status === 401) throw new Error(`${base} refused the token (401): set PORTICO_TOKEN to a valid admin token`);
     const lines = [`${res.status}: ${p.detail ?? res.statusText}`];
     for (const e of p.errors ?? []) lines.push(`  ${e.resource ? `${e.resource}: ` : ''}${e.field} ${e.message}`);
     throw new Error(lines.join('\n'));
@@ -66,63 +41,74 @@ async function api(method: string, path: string, body?: string, contentType?: st
   return res;
 }
 
-function readDocument(file: string | undefined): string {
-  if (!file) throw new UsageError('-f FILE is required');
-  const text = file === '-' ? readFileSync(0, 'utf8') : readFileSync(file, 'utf8');
+function readDocument(file: string | undefined, command: string): string {
+  if (!file) throw new UsageError('-f FILE is required', command);
+  let text: string;
+  try {
+    text = file === '-' ? readFileSync(0, 'utf8') : readFileSync(file, 'utf8');
+  } catch (e) {
+    throw new Error(`cannot read ${file}: ${(e as NodeJS.ErrnoException).code === 'ENOENT' ? 'no such file' : (e as Error).message}`);
+  }
   parseDocumentText(text); // syntax errors are reported locally, with the line
   return text;
 }
 
-async function main(argv: string[]): Promise<void> {
-  const [command = 'serve', ...rest] = argv;
-  if (command === 'certs') return certs(rest);
-  const { values, positionals } = parseArgs({
-    args: rest,
-    options: {
-      file: { type: 'string', short: 'f' },
-      tag: { type: 'string' },
-      'dry-run': { type: 'boolean' },
-      format: { type: 'string' },
-      group: { type: 'string' },
-      apply: { type: 'string' },
-      status: { type: 'boolean' },
-      'callout-address': { type: 'string' },
-      include: { type: 'string', short: 'I', multiple: true },
-      help: { type: 'boolean', short: 'h' },
-    },
-    allowPositionals: command === 'protoset',
-  });
-  if (values.help || command === 'help' || command === '--help') {
-    process.stdout.write(`${USAGE}\n`);
-    return;
+type Values = Record<string, string | boolean | string[] | undefined> & { _: string[] };
+
+/** Parses one command's options (and, for protoset, its files); -h/--help is every command's. */
+function options(command: string, args: string[]): Values {
+  const opts: ParseArgsConfig['options'] = { ...CLI_COMMANDS[command]!.options, help: { type: 'boolean', short: 'h' } };
+  try {
+    const parsed = parseArgs({ args, options: opts, allowPositionals: command === 'protoset' });
+    return { ...(parsed.values as Record<string, string | boolean | string[] | undefined>), _: parsed.positionals };
+  } catch (e) {
+    throw new UsageError((e as Error).message.replace(/\. To specify a positional argument.*$/s, '').replace(/^Unknown option/, 'unknown option'), command);
   }
-  const tagQuery = values.tag ? `tag=${encodeURIComponent(values.tag)}` : '';
+}
+
+async function main(argv: string[]): Promise<void> {
+  const [command, ...rest] = argv;
+  // Nothing starts without an explicit command: bare `portico` only explains itself.
+  if (command === undefined || command === '--help' || command === '-h') return void process.stdout.write(`${USAGE}\n`);
+  if (command === '--version' || command === '-V' || command === 'version') return void process.stdout.write(`portico ${VERSION}\n`);
+  if (command === 'help') {
+    const about = rest[0];
+    if (about && !CLI_COMMANDS[about]) throw new UsageError(`unknown command '${about}'`);
+    return void process.stdout.write(`${about ? commandHelp(about) : USAGE}\n`);
+  }
+  if (!CLI_COMMANDS[command]) throw new UsageError(command.startsWith('-') ? `unknown option '${command}' (options go after the command)` : `unknown command '${command}'`);
+  if (command === 'certs') return certs(rest);
+  const values = options(command, rest);
+  if (values.help) return void process.stdout.write(`${commandHelp(command)}\n`);
+  const str = (name: string) => values[name] as string | undefined;
+  const tagQuery = str('tag') ? `tag=${encodeURIComponent(str('tag')!)}` : '';
 
   switch (command) {
     case 'serve': {
       const { serve } = await import('./serve.ts');
-      await serve(loadSettings(), values.apply);
+      await serve(loadSettings(), str('apply'), values.prune === true);
       return;
     }
     case 'demo': {
       const { runDemo } = await import('./demo/index.ts');
-      await runDemo(loadSettings());
+      await runDemo(loadSettings(), { reset: values.reset === true });
       return;
     }
     case 'apply':
     case 'diff': {
-      const text = readDocument(values.file);
+      const text = readDocument(str('file'), command);
       const dry = command === 'diff' || values['dry-run'] === true;
-      const q = [tagQuery, dry ? 'dryRun=true' : ''].filter(Boolean).join('&');
+      const q = [tagQuery, dry ? 'dryRun=true' : '', values.prune ? 'prune=true' : ''].filter(Boolean).join('&');
       const res = await api('POST', `/api/v1/config${q ? `?${q}` : ''}`, text, 'application/yaml');
       const result = (await res.json()) as ApplyResult;
       process.stdout.write(`${renderChanges(result)}\n`);
-      if (command === 'diff' && result.changed) process.exitCode = 2; // like diff(1): 2 = differences
+      // Like `terraform plan -detailed-exitcode`: 2 = differences found, distinct from 1 = error.
+      if (command === 'diff' && result.changed) process.exitCode = EXIT.differences;
       return;
     }
     case 'export': {
-      const format = values.format ?? 'yaml';
-      if (format !== 'yaml' && format !== 'json') throw new UsageError('--format must be yaml or json');
+      const format = str('format') ?? 'yaml';
+      if (format !== 'yaml' && format !== 'json') throw new UsageError('--format must be yaml or json', command);
       const q = [tagQuery, `format=${format}`].filter(Boolean).join('&');
       const res = await api('GET', `/api/v1/config?${q}`);
       process.stdout.write(format === 'json' ? `${JSON.stringify(await res.json(), null, 2)}\n` : await res.text());
@@ -130,100 +116,79 @@ async function main(argv: string[]): Promise<void> {
     }
     case 'translate': {
       // Offline: the same translation the server serves, from a file, with no database.
-      const { parseModelDocument } = await import('./model/index.ts');
-      const { validateModel } = await import('./model/index.ts');
+      const { parseModelDocument, validateModel, KINDS } = await import('./model/index.ts');
       const { translate, validateTranslation } = await import('./translate/index.ts');
-      const { KINDS } = await import('./model/index.ts');
-      const parsed = parseModelDocument(parseDocumentText(readDocument(values.file)), {
+      const parsed = parseModelDocument(parseDocumentText(readDocument(str('file'), command)), {
         hashApiKey: () => ({ prefix: 'offline0', hash: 'offline'.padEnd(43, '0') }),
       });
       const errors = [...parsed.errors, ...(parsed.errors.length ? [] : validateModel(parsed.model).map((e) => ({ field: `${KINDS[e.kind].singular} '${e.key}' ${e.field}`, message: e.message })))];
       if (!errors.length) errors.push(...validateTranslation(parsed.model).map((e) => ({ field: `${KINDS[e.kind].singular} '${e.key}' ${e.field}`, message: e.message })));
       if (errors.length) throw new Error(`the model is invalid:\n${errors.map((e) => `  ${e.field} ${e.message}`).join('\n')}`);
-      const groups = translate(parsed.model, { calloutAddress: values['callout-address'] ?? loadSettings().calloutAddress ?? '127.0.0.1:18000' });
-      if (values.group && !groups.has(values.group)) throw new UsageError(`no gateway group '${values.group}' in the file`);
-      const out = values.group ? groups.get(values.group) : Object.fromEntries(groups);
+      const groups = translate(parsed.model, { calloutAddress: str('callout-address') ?? loadSettings().calloutAddress ?? '127.0.0.1:18000' });
+      const group = str('group');
+      if (group && !groups.has(group)) throw new UsageError(`no gateway group '${group}' in the file`, command);
+      const out = group ? groups.get(group) : Object.fromEntries(groups);
       process.stdout.write(`${JSON.stringify(out, null, 2)}\n`);
       return;
     }
     case 'protoset': {
       const { descriptorSetFromRoot, loadProtoSources } = await import('./model/index.ts');
-      if (!positionals.length) throw new UsageError('name one or more .proto files');
-      process.stdout.write(`${descriptorSetFromRoot(loadProtoSources(positionals, values.include ?? []))}\n`);
+      if (!values._.length) throw new UsageError('name one or more .proto files', command);
+      process.stdout.write(`${descriptorSetFromRoot(loadProtoSources(values._, (values.include as string[] | undefined) ?? []))}\n`);
       return;
     }
     case 'migrate': {
       const settings = loadSettings();
-      const { openDatabase } = await import('./store/index.ts');
-      const { loadKeyRing } = await import('./store/index.ts');
-      const db = await openDatabase({ ...settings, migrate: !values.status, keys: loadKeyRing(settings) }).catch((e: Error) => fail(e.message));
+      const { openDatabase, loadKeyRing } = await import('./store/index.ts');
+      const db = await openDatabase({ ...settings, migrate: !values.status, keys: loadKeyRing(settings) });
       process.stdout.write(`${JSON.stringify(db.migrations, null, 2)}\n`);
       await db.close();
       return;
     }
     case 'rotate-master-key': {
       const settings = loadSettings();
-      const { openDatabase } = await import('./store/index.ts');
-      const { loadKeyRing } = await import('./store/index.ts');
+      const { openDatabase, loadKeyRing } = await import('./store/index.ts');
       const db = await openDatabase({ ...settings, keys: loadKeyRing(settings) });
       const n = await db.store.resealSecrets();
       process.stdout.write(`re-sealed ${n} secret(s) under master key ${loadKeyRing(settings).current.id}\n`);
       await db.close();
       return;
     }
-    default:
-      throw new UsageError(`unknown command '${command}'`);
   }
 }
 
 async function certs(argv: string[]): Promise<void> {
   const [action, ...rest] = argv;
   const { CERTS_USAGE, CertsUsageError, runCerts } = await import('./certs.ts');
-  const { values } = parseArgs({
-    args: rest,
-    options: {
-      out: { type: 'string' },
-      ca: { type: 'string' },
-      host: { type: 'string', multiple: true },
-      group: { type: 'string', multiple: true },
-      name: { type: 'string' },
-      days: { type: 'string' },
-      'trust-domain': { type: 'string' },
-      'if-missing': { type: 'boolean' },
-      force: { type: 'boolean' },
-      help: { type: 'boolean', short: 'h' },
-    },
-    allowPositionals: false,
-  });
-  if (values.help || !action || action === 'help' || action === '--help') {
+  const values = options('certs', rest);
+  if (values.help || !action || action === 'help' || action === '--help' || action === '-h') {
     process.stdout.write(`usage: ${CERTS_USAGE}\n`);
     return;
   }
   const days = values.days === undefined ? undefined : Number(values.days);
-  if (days !== undefined && !(Number.isInteger(days) && days > 0 && days <= 36500)) throw new UsageError('--days must be a whole number of days (1 to 36500)');
+  if (days !== undefined && !(Number.isInteger(days) && days > 0 && days <= 36500)) throw new UsageError('--days must be a whole number of days (1 to 36500)', 'certs');
   try {
     const lines = await runCerts({
       action,
-      ...(values.out ? { out: values.out } : {}),
-      ...(values.ca ? { ca: values.ca } : {}),
-      hosts: values.host ?? [],
-      groups: values.group ?? [],
-      ...(values.name ? { name: values.name } : {}),
+      ...(values.out ? { out: values.out as string } : {}),
+      ...(values.ca ? { ca: values.ca as string } : {}),
+      hosts: (values.host as string[] | undefined) ?? [],
+      groups: (values.group as string[] | undefined) ?? [],
+      ...(values.name ? { name: values.name as string } : {}),
       ...(days !== undefined ? { days } : {}),
-      trustDomain: values['trust-domain'] ?? (process.env.PORTICO_TRUST_DOMAIN || 'portico'),
+      trustDomain: (values['trust-domain'] as string | undefined) ?? (process.env.PORTICO_TRUST_DOMAIN || 'portico'),
       ifMissing: values['if-missing'] === true,
       force: values.force === true,
     });
     process.stdout.write(`${lines.join('\n')}\n`);
   } catch (e) {
-    if (e instanceof CertsUsageError) throw new UsageError(`${e.message}\n\nusage: ${CERTS_USAGE}`);
+    if (e instanceof CertsUsageError) throw new UsageError(e.message, 'certs');
     throw e;
   }
 }
 
 main(process.argv.slice(2)).catch((e: Error) => {
-  if (e instanceof UsageError) fail(`${e.message}\n\n${USAGE}`, 2);
-  if (e instanceof SettingsError) fail(`configuration: ${e.message}`, 2);
-  if ((e as { code?: string }).code?.startsWith('ERR_PARSE_ARGS')) fail(`${e.message}\n\n${USAGE}`, 2);
-  fail(e.message);
+  const message = e instanceof SettingsError ? `configuration: ${e.message}` : plainError(e);
+  process.stderr.write(`portico: ${message}\n`);
+  process.exit(EXIT.error);
 });

@@ -1,5 +1,6 @@
 // Composition root: settings → store → model snapshot → servers (admin API, gRPC for xDS and
 // the callouts), and an orderly shutdown of all of them.
+import * as grpc from '@grpc/grpc-js';
 import type { FastifyInstance } from 'fastify';
 import type { Registry } from 'prom-client';
 import { buildAdminServer } from './admin/index.ts';
@@ -45,6 +46,24 @@ export interface StartOptions {
   logger?: Logger;
   /** A declarative document applied before anything is served (`portico serve --apply`). */
   applyFile?: string;
+  /** Whether that apply deletes what the document leaves out. */
+  prune?: boolean;
+}
+
+/** A start that cannot go on, said in one sentence (a port in use, an address that cannot be bound). */
+export class StartupError extends Error {}
+
+/** Binds a listener; a port in use (or not bindable) becomes a StartupError naming it and the setting that moves it. */
+async function bind<T>(what: string, setting: string, host: string, port: number, listen: () => Promise<T>): Promise<T> {
+  try {
+    return await listen();
+  } catch (e) {
+    const text = `${(e as NodeJS.ErrnoException).code ?? ''} ${(e as Error).message}`;
+    if (/EADDRINUSE|address already in use/i.test(text)) throw new StartupError(`port ${port} (${what}) is in use: is another Portico running? Stop it or set ${setting}`);
+    if (/EACCES|permission denied/i.test(text)) throw new StartupError(`not allowed to listen on port ${port} (${what}): choose another with ${setting}`);
+    if (/EADDRNOTAVAIL|ENOTFOUND|address not available/i.test(text)) throw new StartupError(`cannot listen on ${host}:${port} (${what}): no such local address; check ${setting}`);
+    throw e;
+  }
 }
 
 export async function startPortico(settings: Settings, opts: StartOptions = {}): Promise<Portico> {
@@ -69,14 +88,6 @@ export async function startPortico(settings: Settings, opts: StartOptions = {}):
   const feed = database.kind === 'postgresql' ? new ChangeFeed(store, { databaseUrl: database.url, reconcileMs: settings.reconcileMs, log: log.child({ component: 'feed' }) }) : undefined;
   feed?.start();
 
-  // First start without any way in: mint an admin token and show it once.
-  let generatedAdminToken: string | undefined;
-  if (!settings.adminToken && store.adminTokens.count() === 0) {
-    const { token } = await store.adminTokens.create({ name: 'initial-admin', role: 'admin', description: 'created at first start' }, 'portico');
-    generatedAdminToken = token;
-    process.stderr.write(`\nPortico created an admin token (shown only now; store it safely):\n\n    ${token}\n\n`);
-  }
-
   if (opts.applyFile) {
     const file = opts.applyFile;
     // Keys made through the API are not in files (their secrets are shown once): keep them.
@@ -84,6 +95,7 @@ export async function startPortico(settings: Settings, opts: StartOptions = {}):
       actor: 'portico serve --apply',
       summary: `apply ${file} at start`,
       keepUnlistedApiKeys: true,
+      prune: opts.prune === true,
     }).catch(async (e: Error) => {
       await database.close();
       throw new Error(`${file}: ${e.message}`);
@@ -111,19 +123,55 @@ export async function startPortico(settings: Settings, opts: StartOptions = {}):
     accessLogs.setModel(s);
   });
 
+  // grpc-js writes its own errors to stderr as raw lines; they belong in our log. A failed bind is
+  // reported by bind() in one sentence, so its raw line is only worth a debug entry.
+  grpc.setLogger({
+    error: (...args: unknown[]) => {
+      const line = args.map(String).join(' ');
+      if (/No address added/.test(line)) log.debug({ component: 'grpc-js' }, line);
+      else log.warn({ component: 'grpc-js' }, line);
+    },
+  } as unknown as Console);
   // ADS (streaming) on grpc-js; streams opened before the first snapshot wait for it, so listening
   // before the pipeline publishes is safe.
   const xds = createXds(settings, { registry, logger: log.child({ component: 'xds' }), serveAds: settings.role !== 'callouts', guard });
   // Envoys stream access logs to the same grpc-js server (client streaming; the callout listener is unary-only).
   registerAccessLogService(xds.server, accessLogs);
-  const grpcPort = settings.role !== 'callouts' ? await xds.server.listen(settings.grpcHost, settings.grpcPort, tls ? grpcServerCredentials(tls) : undefined) : 0;
+  // A port in use fails the start before the admin API opens; what was opened is closed again.
+  const closeEarly = async () => {
+    await Promise.all([xds.server.close(0), callouts.close(0), accessLogs.close()]).catch(() => undefined);
+    tls?.close();
+    detachAuthz();
+    await feed?.stop();
+    xds.cache.close();
+    authz.close();
+    await ratelimit.close();
+    await database.close();
+  };
+  const callouts = new UnaryGrpcServer({ logger: log.child({ component: 'callouts' }), ...(tls ? { tls: { material: tls, guard } } : {}) });
+  const grpcPort =
+    settings.role !== 'callouts'
+      ? await bind('gRPC for xDS', 'PORTICO_GRPC_ADDR', settings.grpcHost, settings.grpcPort, () =>
+          xds.server.listen(settings.grpcHost, settings.grpcPort, tls ? grpcServerCredentials(tls) : undefined),
+        ).catch(async (e) => {
+          await closeEarly();
+          throw e;
+        })
+      : 0;
   if (grpcPort) log.info({ address: `${settings.grpcHost}:${grpcPort}`, role: settings.role }, 'gRPC (ADS) listening');
   // The callouts (unary: ext_authz Check, ShouldRateLimit) on the lean HTTP/2 listener: about half
   // of grpc-js's CPU per call, and these calls are on every request's path.
-  const callouts = new UnaryGrpcServer({ logger: log.child({ component: 'callouts' }), ...(tls ? { tls: { material: tls, guard } } : {}) });
   registerAuthzUnary(callouts, authz);
   registerRateLimitUnary(callouts, ratelimit);
-  const calloutPort = settings.role !== 'xds' ? await callouts.listen(settings.calloutListenHost, settings.calloutListenPort) : 0;
+  const calloutPort =
+    settings.role !== 'xds'
+      ? await bind('the callouts', 'PORTICO_CALLOUT_LISTEN_ADDR', settings.calloutListenHost, settings.calloutListenPort, () =>
+          callouts.listen(settings.calloutListenHost, settings.calloutListenPort),
+        ).catch(async (e) => {
+          await closeEarly();
+          throw e;
+        })
+      : 0;
   if (calloutPort) log.info({ address: `${settings.calloutListenHost}:${calloutPort}` }, 'callouts (ext_authz, rate limit) listening');
   const calloutAddress = settings.calloutAddress ?? `${['0.0.0.0', '::'].includes(settings.calloutListenHost) ? '127.0.0.1' : settings.calloutListenHost}:${calloutPort || settings.calloutListenPort}`;
   // Telemetry in the Envoy config: access logs streamed to the gRPC listener (its advertised address), traces to a collector.
@@ -160,7 +208,20 @@ export async function startPortico(settings: Settings, opts: StartOptions = {}):
     },
     fleet: () => ({ ...xds.fleet.status(), pipeline: pipeline.current() }),
   });
-  await admin.listen({ host: settings.adminHost, port: settings.adminPort });
+  await bind('the admin API', 'PORTICO_ADMIN_ADDR', settings.adminHost, settings.adminPort, () => admin.listen({ host: settings.adminHost, port: settings.adminPort })).catch(async (e) => {
+    detach();
+    await admin.close();
+    await closeEarly();
+    throw e;
+  });
+  // First start without any way in: mint an admin token and show it once (only once every listener
+  // is bound, so a start that fails on a port in use creates nothing).
+  let generatedAdminToken: string | undefined;
+  if (!settings.adminToken && store.adminTokens.count() === 0) {
+    const { token } = await store.adminTokens.create({ name: 'initial-admin', role: 'admin', description: 'created at first start' }, 'portico');
+    generatedAdminToken = token;
+    process.stderr.write(`\nPortico created an admin token (shown only now; store it safely):\n\n    ${token}\n\n`);
+  }
   const addr = admin.server.address();
   const port = typeof addr === 'object' && addr ? addr.port : settings.adminPort;
   const adminUrl = `http://${settings.adminHost.includes(':') ? `[${settings.adminHost}]` : settings.adminHost}:${port}`;

@@ -10,6 +10,7 @@ const ConfigQuery = Type.Object(
   {
     tag: Type.Optional(Type.String({ maxLength: 63, description: 'limit to resources carrying this tag (children follow their parent)' })),
     dryRun: Type.Optional(Type.Boolean({ description: 'validate and return the diff without writing' })),
+    prune: Type.Optional(Type.Boolean({ description: 'also delete what the document leaves out (in the tag slice); without it those resources are kept and listed in leftOut' })),
     format: Type.Optional(Type.Union([Type.Literal('yaml'), Type.Literal('json')])),
   },
   { additionalProperties: false },
@@ -31,26 +32,28 @@ export function registerConfigRoutes(app: FastifyInstance, opts: { store: ModelS
     },
   );
 
-  app.post<{ Querystring: { tag?: string; dryRun?: boolean } }>(
+  app.post<{ Querystring: { tag?: string; dryRun?: boolean; prune?: boolean } }>(
     '/api/v1/config',
     {
       schema: {
         tags: ['Declarative config'],
-        summary: 'Apply a document: the model (or the tag slice) becomes exactly what it describes',
-        description: 'Body: the document as application/yaml or application/json. All-or-nothing; applying the same document twice changes nothing.',
+        summary: 'Apply a document: its resources are created or replaced; with prune=true the model (or the tag slice) becomes exactly what it describes',
+        description:
+          'Body: the document as application/yaml or application/json. All-or-nothing; applying the same document twice changes nothing. Nothing the document leaves out is deleted unless prune=true (leftOut lists what a prune would delete).',
         querystring: ConfigQuery,
         security: [{ bearer: [] }],
       },
     },
     async (request): Promise<ApplyResult> => {
-      const { tag, dryRun = false } = request.query;
+      const { tag, dryRun = false, prune = false } = request.query;
       const current = store.current();
       try {
         const result = await applyDocument(store, request.body, {
           actor: request.principal?.name ?? 'unknown',
-          summary: `apply document${tag ? ` (tag ${tag})` : ''}`,
+          summary: `apply document${tag ? ` (tag ${tag})` : ''}${prune ? ' (prune)' : ''}`,
           ...(tag ? { tag } : {}),
           dryRun,
+          prune,
         });
         const changes = result.changes.map((c) => ({
           action: c.action,
@@ -61,10 +64,12 @@ export function registerConfigRoutes(app: FastifyInstance, opts: { store: ModelS
         const count = (a: string) => changes.filter((c) => c.action === a).length;
         return {
           dryRun,
+          prune,
           changed: changes.length > 0,
           revision: dryRun ? current.revision : result.snapshot.revision,
           summary: { create: count('create'), update: count('update'), delete: count('delete') },
           changes,
+          leftOut: result.leftOut,
         };
       } catch (e) {
         if (e instanceof ModelValidationError) throw modelProblem(e);

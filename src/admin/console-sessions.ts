@@ -1,7 +1,8 @@
 // Browser sessions for the web console: an admin or viewer token is exchanged once for a random
 // session id in an HttpOnly, SameSite=Strict cookie; unsafe methods also need the session's CSRF token.
 import { randomBytes, timingSafeEqual } from 'node:crypto';
-import { parseCookie, stringifySetCookie } from 'cookie';
+// cookie 1.x (parse/serialize): 2.x needs Node 22, and Portico runs on Node 20.
+import { parse as parseCookie, serialize } from 'cookie';
 import type { FastifyRequest } from 'fastify';
 import type { Principal } from './auth.ts';
 import { problems } from './problem.ts';
@@ -128,11 +129,11 @@ export class ConsoleSessions {
   }
 
   cookie(id: string, secure: boolean): string {
-    return stringifySetCookie({ name: SESSION_COOKIE, value: id, httpOnly: true, sameSite: 'strict', path: '/', secure, maxAge: Math.floor(this.absoluteMs / 1000) });
+    return serialize(SESSION_COOKIE, id, { httpOnly: true, sameSite: 'strict', path: '/', secure, maxAge: Math.floor(this.absoluteMs / 1000) });
   }
 
   clearCookie(secure: boolean): string {
-    return stringifySetCookie({ name: SESSION_COOKIE, value: '', httpOnly: true, sameSite: 'strict', path: '/', secure, maxAge: 0 });
+    return serialize(SESSION_COOKIE, '', { httpOnly: true, sameSite: 'strict', path: '/', secure, maxAge: 0 });
   }
 
   private live(id: string): Session | undefined {

@@ -16,7 +16,7 @@ import { startDevIssuer, startEchoService } from './upstreams.ts';
 const ROOT = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '../..');
 export const EXAMPLE_FILE = path.join(ROOT, 'examples/gateway.yaml');
 
-export async function runDemo(base: Settings): Promise<void> {
+export async function runDemo(base: Settings, _opts: { reset?: boolean } = {}): Promise<void> {
   const log = createLogger(base.logLevel === 'info' ? 'warn' : base.logLevel);
   // A fresh admin token per run: the demo prints it, nothing else needs it.
   const adminToken = base.adminToken ?? `demo-${randomBytes(18).toString('base64url')}`;

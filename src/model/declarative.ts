@@ -202,12 +202,19 @@ export function documentToYaml(doc: Record<string, unknown>): string {
 
 // ── apply plan ────────────────────────────────────────────────────────────────
 /**
- * The mutations that make `current` equal to `desired` (within a tag's slice, if given).
- * Every top-level resource in a tagged document must carry the tag.
+ * The mutations that make the document's resources exist as written (within a tag's slice, if
+ * given). Every top-level resource in a tagged document must carry the tag. What the document leaves
+ * out is deleted only with `prune` (then `current` becomes exactly `desired`); without it, those
+ * resources are kept and listed in `leftOut`, so a partial file never silently removes the rest.
  */
-export function planApply(current: ModelSnapshot, desired: ModelSnapshot, opts: { tag?: string } = {}): { mutations: Mutation[]; errors: FieldError[] } {
+export function planApply(
+  current: ModelSnapshot,
+  desired: ModelSnapshot,
+  opts: { tag?: string; prune?: boolean } = {},
+): { mutations: Mutation[]; errors: FieldError[]; leftOut: Array<{ kind: KindName; key: string }> } {
   const errors: FieldError[] = [];
   const mutations: Mutation[] = [];
+  const deletions: Mutation[] = [];
   if (opts.tag) {
     for (const kind of TOP_LEVEL) {
       for (const r of sortedValues(desired, kind)) {
@@ -227,7 +234,7 @@ export function planApply(current: ModelSnapshot, desired: ModelSnapshot, opts: 
     for (const [key, r] of current[kind] as ReadonlyMap<string, AnyResource>) {
       if (inSlice(r, opts.tag)) {
         scopeParents.add(`${kind}/${key}`);
-        if (!(desired[kind] as ReadonlyMap<string, AnyResource>).has(key)) mutations.push({ kind, op: 'delete', key });
+        if (!(desired[kind] as ReadonlyMap<string, AnyResource>).has(key)) deletions.push({ kind, op: 'delete', key });
       }
     }
     for (const [key, r] of desired[kind] as ReadonlyMap<string, AnyResource>) {
@@ -241,12 +248,13 @@ export function planApply(current: ModelSnapshot, desired: ModelSnapshot, opts: 
     for (const key of (current[kind] as ReadonlyMap<string, AnyResource>).keys()) {
       const parentKey = key.slice(0, key.indexOf('/'));
       if (scopeParents.has(`${parent.kind}/${parentKey}`) && !(desired[kind] as ReadonlyMap<string, AnyResource>).has(key)) {
-        mutations.push({ kind, op: 'delete', key });
+        deletions.push({ kind, op: 'delete', key });
       }
     }
     for (const [key, r] of desired[kind] as ReadonlyMap<string, AnyResource>) mutations.push({ kind, op: 'put', key, resource: r });
   }
-  return { mutations, errors };
+  if (opts.prune) return { mutations: [...deletions, ...mutations], errors, leftOut: [] };
+  return { mutations, errors, leftOut: deletions.map((d) => ({ kind: d.kind, key: d.key })) };
 }
 
 // ── diff rendering ────────────────────────────────────────────────────────────
@@ -297,23 +305,37 @@ export interface ApplyChange {
 
 export interface ApplyResult {
   dryRun: boolean;
+  /** Whether what the document leaves out was deleted (or, in a dry run, would be). */
+  prune: boolean;
   changed: boolean;
   revision: number;
   summary: { create: number; update: number; delete: number };
   changes: ApplyChange[];
+  /** Resources the document leaves out, kept because the apply did not prune: a prune would delete them. */
+  leftOut: Array<{ kind: KindName; key: string }>;
 }
 
-/** Human-readable diff lines for a dry run (used by `portico diff`). */
+/** Human-readable diff lines (used by `portico diff` and `apply`); deletions stand out, and kept resources are named. */
 export function renderChanges(result: ApplyResult): string {
   const lines: string[] = [];
   for (const c of result.changes) {
     const mark = c.action === 'create' ? '+' : c.action === 'delete' ? '-' : '~';
-    lines.push(`${mark} ${KINDS[c.kind].singular} ${c.key}`);
+    lines.push(`${mark} ${c.action === 'delete' ? 'DELETE ' : ''}${KINDS[c.kind].singular} ${c.key}`);
     for (const f of c.fields ?? []) {
       lines.push(`    ${f.field}: ${f.before === undefined ? '(unset)' : JSON.stringify(f.before)} → ${f.after === undefined ? '(unset)' : JSON.stringify(f.after)}`);
     }
   }
   const s = result.summary;
-  lines.push(`${result.dryRun ? 'would change' : 'changed'}: ${s.create} created, ${s.update} updated, ${s.delete} deleted`);
+  const count = (n: number, what: string) => `${n} ${what}${n === 1 ? '' : 's'}`;
+  if (s.delete > 0) {
+    lines.push('', `${result.dryRun ? 'WOULD DELETE' : 'DELETED'} ${count(s.delete, 'resource')} the file leaves out (--prune).`);
+  }
+  if (result.leftOut.length > 0 && result.dryRun) {
+    lines.push('', `Not in the file, so kept (only --prune would delete ${result.leftOut.length === 1 ? 'it' : 'them'}):`);
+    for (const r of result.leftOut) lines.push(`  - ${KINDS[r.kind].singular} ${r.key}`);
+  } else if (result.leftOut.length > 0) {
+    lines.push('', `Kept ${count(result.leftOut.length, 'resource')} the file leaves out (\`portico diff\` lists them; --prune deletes them).`);
+  }
+  lines.push(`${result.dryRun ? 'would change' : 'changed'}: ${s.create} created, ${s.update} updated, ${s.delete} deleted${result.leftOut.length ? `, ${result.leftOut.length} kept` : ''}`);
   return lines.join('\n');
 }

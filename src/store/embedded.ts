@@ -1,7 +1,8 @@
 // Embedded PostgreSQL: PGlite (WASM) in a data directory, served on a loopback socket so the same
 // Prisma pg adapter and the same migrations work for embedded and production databases.
-import { mkdirSync } from 'node:fs';
+import { mkdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import type { AddressInfo } from 'node:net';
+import path from 'node:path';
 import { PGlite } from '@electric-sql/pglite';
 import { PGLiteSocketServer } from '@electric-sql/pglite-socket';
 
@@ -15,8 +16,15 @@ export interface EmbeddedDatabase {
 
 /** Opens (or creates) the PGlite database in `dir`; `memory://` keeps it in memory (tests). */
 export async function openEmbeddedDatabase(dir: string): Promise<EmbeddedDatabase> {
-  if (!dir.startsWith('memory://')) mkdirSync(dir, { recursive: true });
-  const db = await PGlite.create(dir);
+  let unlock = () => {};
+  if (!dir.startsWith('memory://')) {
+    mkdirSync(dir, { recursive: true });
+    unlock = lockDataDir(dir);
+  }
+  const db = await PGlite.create(dir).catch((e: Error) => {
+    unlock();
+    throw e;
+  });
   let server: PGLiteSocketServer | undefined;
   let port = 0;
   const start = async () => {
@@ -40,6 +48,38 @@ export async function openEmbeddedDatabase(dir: string): Promise<EmbeddedDatabas
     close: async () => {
       await server?.stop();
       await db.close();
+      unlock();
     },
   };
+}
+
+/**
+ * PGlite files are one process's: a second process opening them (`portico serve` beside a running
+ * demo) would corrupt them. A lock file holding the owner's pid refuses that; a dead owner's is taken over.
+ */
+function lockDataDir(dir: string): () => void {
+  const file = path.join(dir, 'portico.pid');
+  for (let attempt = 0; attempt < 2; attempt++) {
+    try {
+      writeFileSync(file, `${process.pid}\n`, { flag: 'wx' });
+      return () => rmSync(file, { force: true });
+    } catch (e) {
+      if ((e as NodeJS.ErrnoException).code !== 'EEXIST') throw e;
+      const pid = Number(readFileSync(file, 'utf8').trim());
+      if (Number.isInteger(pid) && pid > 0 && alive(pid)) {
+        throw new Error(`the data directory ${dir} is in use by another Portico (pid ${pid}): stop it, or set PORTICO_DATA_DIR to another directory`);
+      }
+      rmSync(file, { force: true });
+    }
+  }
+  throw new Error(`cannot lock the data directory ${dir}`);
+}
+
+function alive(pid: number): boolean {
+  try {
+    process.kill(pid, 0);
+    return true;
+  } catch (e) {
+    return (e as NodeJS.ErrnoException).code === 'EPERM';
+  }
 }

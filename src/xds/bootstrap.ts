@@ -232,12 +232,38 @@ function sdsFromEnv(env: NodeJS.ProcessEnv): Record<string, JsonObject> {
   });
 }
 
+/**
+ * What a bootstrap rendered from `env` leaves to Envoy's command line: a node id and gateway group
+ * missing here must come from --service-node / --service-cluster, or Envoy gets no config.
+ */
+export function missingNodeSettings(env: NodeJS.ProcessEnv): string[] {
+  const out: string[] = [];
+  if (!env.ENVOY_NODE_ID) out.push('ENVOY_NODE_ID is not set: the bootstrap has no node id; set it, or start Envoy with --service-node <id>');
+  if (!env.ENVOY_GATEWAY_GROUP) out.push('ENVOY_GATEWAY_GROUP is not set: the bootstrap names no gateway group; set it, or start Envoy with --service-cluster <group>');
+  return out;
+}
+
+const BOOTSTRAP_USAGE = `usage: npx tsx src/xds/bootstrap.ts [edge|sidecar] [--strict]   a bootstrap (JSON) from the environment
+       npx tsx src/xds/bootstrap.ts sds                        the channel SDS files from the environment
+       npx tsx src/xds/bootstrap.ts --write-files              regenerate envoy/*.yaml
+Variables: ENVOY_NODE_ID, ENVOY_GATEWAY_GROUP, PORTICO_XDS_ADDRS, PORTICO_XDS_API, ENVOY_ADMIN_PORT, … (envoy/README.md).
+Without ENVOY_NODE_ID or ENVOY_GATEWAY_GROUP it warns (Envoy's --service-node/--service-cluster must supply them); --strict refuses instead.`;
+
 // `tsx src/xds/bootstrap.ts [edge|sidecar]` prints a bootstrap from the environment;
 // `tsx src/xds/bootstrap.ts sds` prints the channel SDS files (by file name) from the environment;
 // `tsx src/xds/bootstrap.ts --write-files` regenerates envoy/edge.yaml, envoy/sidecar.yaml and envoy/portico-*-sds.yaml.
 if (process.argv[1] && path.resolve(process.argv[1]) === fileURLToPath(import.meta.url)) {
   const args = process.argv.slice(2);
-  if (args.includes('--write-files')) {
+  const fail = (message: string): never => {
+    process.stderr.write(`bootstrap: ${message}\n`);
+    process.exit(1);
+  };
+  const unknown = args.find((a) => !['edge', 'sidecar', 'sds', '--write-files', '--strict', '--help', '-h'].includes(a));
+  if (args.includes('--help') || args.includes('-h')) {
+    process.stdout.write(`${BOOTSTRAP_USAGE}\n`);
+  } else if (unknown) {
+    fail(`unknown argument '${unknown}'\n${BOOTSTRAP_USAGE}`);
+  } else if (args.includes('--write-files')) {
     const dir = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '../../envoy');
     for (const role of ['edge', 'sidecar'] as const) writeFileSync(path.join(dir, `${role}.yaml`), bootstrapYaml(role));
     for (const [file, text] of Object.entries(channelSdsYaml())) writeFileSync(path.join(dir, file), text);
@@ -245,6 +271,15 @@ if (process.argv[1] && path.resolve(process.argv[1]) === fileURLToPath(import.me
     process.stdout.write(`${JSON.stringify(sdsFromEnv(process.env), null, 2)}\n`);
   } else {
     const role = (args.find((a) => a === 'edge' || a === 'sidecar') ?? 'edge') as EnvoyRole;
-    process.stdout.write(`${JSON.stringify(renderBootstrap(fromEnv(process.env, role)), null, 2)}\n`);
+    const missing = missingNodeSettings(process.env);
+    if (missing.length && args.includes('--strict')) fail(missing.join('\n'));
+    let bootstrap: JsonObject | undefined;
+    try {
+      bootstrap = renderBootstrap(fromEnv(process.env, role));
+    } catch (e) {
+      fail((e as Error).message);
+    }
+    for (const m of missing) process.stderr.write(`bootstrap: warning: ${m}\n`);
+    process.stdout.write(`${JSON.stringify(bootstrap, null, 2)}\n`);
   }
 }

@@ -84,9 +84,22 @@ for (const backend of ['pglite', 'postgresql'] as const) {
       doc.products = doc.products.filter((p: { name: string }) => p.name !== 'users');
       doc.partners[0].subscriptions = doc.partners[0].subscriptions.filter((s: { product: string }) => s.product !== 'users');
       const before = portico.store.current();
-      const dry = await portico.api.post('/api/v1/config?dryRun=true', YAML.stringify(doc), yaml);
+      // Without prune, what the document leaves out stays, and is listed as what a prune would delete.
+      const keep = await portico.api.post('/api/v1/config?dryRun=true', YAML.stringify(doc), yaml);
+      assert.equal(keep.status, 200, keep.text);
+      assert.equal(keep.body.prune, false);
+      assert.deepEqual(
+        keep.body.changes.map((c: { action: string; kind: string; key: string }) => `${c.action} ${c.kind} ${c.key}`),
+        ['update services orders'],
+      );
+      assert.deepEqual(keep.body.summary, { create: 0, update: 1, delete: 0 });
+      const leftOut = keep.body.leftOut.map((c: { kind: string; key: string }) => `${c.kind} ${c.key}`);
+      for (const k of ['products users', 'routes users/users', 'subscriptions web-app/users']) assert.ok(leftOut.includes(k), `${k} listed as left out: ${leftOut}`);
+      const dry = await portico.api.post('/api/v1/config?dryRun=true&prune=true', YAML.stringify(doc), yaml);
       assert.equal(dry.status, 200, dry.text);
       assert.equal(dry.body.dryRun, true);
+      assert.equal(dry.body.prune, true);
+      assert.deepEqual(dry.body.leftOut, []);
       const summary = dry.body.changes.map((c: { action: string; kind: string; key: string }) => `${c.action} ${c.kind} ${c.key}`);
       assert.ok(summary.includes('update services orders'));
       assert.ok(summary.includes('delete products users'));
@@ -128,7 +141,10 @@ for (const backend of ['pglite', 'postgresql'] as const) {
       assert.equal(a.body.summary.create, 2);
       assert.equal(a.body.summary.delete, 0, 'resources outside the slice are not deleted');
       assert.ok(portico.store.current().products.has('orders'));
-      const shrink = await portico.api.post('/api/v1/config?tag=team:a', 'portico: v1\npartners:\n  - name: team-a-svc\n    tags: [team:a]\n', yaml);
+      const partial = await portico.api.post('/api/v1/config?tag=team:a', 'portico: v1\npartners:\n  - name: team-a-svc\n    tags: [team:a]\n', yaml);
+      assert.equal(partial.body.changed, false, 'without prune, the partner the file leaves out stays');
+      assert.deepEqual(partial.body.leftOut, [{ kind: 'partners', key: 'team-a-batch' }], 'only the slice is in question');
+      const shrink = await portico.api.post('/api/v1/config?tag=team:a&prune=true', 'portico: v1\npartners:\n  - name: team-a-svc\n    tags: [team:a]\n', yaml);
       assert.deepEqual(
         shrink.body.changes.map((c: { action: string; key: string }) => `${c.action} ${c.key}`),
         ['delete team-a-batch'],
@@ -143,6 +159,8 @@ for (const backend of ['pglite', 'postgresql'] as const) {
       );
       assert.equal(sliceExport.body.services, undefined);
       await portico.api.post('/api/v1/config?tag=team:a', 'portico: v1\n', yaml);
+      assert.equal(portico.store.current().partners.has('team-a-svc'), true, 'an empty file without prune deletes nothing');
+      await portico.api.post('/api/v1/config?tag=team:a&prune=true', 'portico: v1\n', yaml);
       assert.equal(portico.store.current().partners.has('team-a-svc'), false);
     });
 
@@ -166,8 +184,37 @@ for (const backend of ['pglite', 'postgresql'] as const) {
       assert.equal(bad.code, 1);
       assert.match(bad.stderr, /services\[0\]\.endpoints is required/);
       const noToken = await run(path.join(ROOT, 'bin/portico'), ['export'], { env: { ...process.env, PORTICO_URL: portico.adminUrl, PORTICO_TOKEN: '' } }).catch((e) => e);
-      assert.equal(noToken.code, 2);
+      assert.equal(noToken.code, 1, 'an error is 1, distinct from diff finding differences (2)');
       assert.match(noToken.stderr, /PORTICO_TOKEN/);
+      const badToken = await run(path.join(ROOT, 'bin/portico'), ['diff', '-f', file], { env: { ...process.env, PORTICO_URL: portico.adminUrl, PORTICO_TOKEN: 'pta_wrong' } }).catch((e) => e);
+      assert.equal(badToken.code, 1);
+      assert.match(badToken.stderr, /^portico: .* refused the token \(401\)/);
+
+      // A file with one service: apply keeps everything else; diff says so, and what --prune would delete.
+      const one = path.join(dir, 'one-service.yaml');
+      writeFileSync(one, 'portico: v1\nservices:\n  - name: solo\n    endpoints: [{host: 127.0.0.1, port: 3999}]\n');
+      const countBefore = portico.store.current().products.size;
+      const oneDiff = await cli(portico, ['diff', '-f', one]);
+      assert.equal(oneDiff.code, 2);
+      assert.match(oneDiff.stdout, /^\+ service solo$/m);
+      assert.match(oneDiff.stdout, /Not in the file, so kept \(only --prune would delete them\):\n(  - .*\n)*  - product orders\n/);
+      assert.doesNotMatch(oneDiff.stdout, /DELETE/);
+      const oneApply = await cli(portico, ['apply', '-f', one]);
+      assert.equal(oneApply.code, 0, oneApply.stderr);
+      assert.match(oneApply.stdout, /changed: 1 created, 0 updated, 0 deleted, \d+ kept/);
+      assert.match(oneApply.stdout, /Kept \d+ resources the file leaves out \(`portico diff` lists them; --prune deletes them\)/);
+      assert.equal(portico.store.current().products.size, countBefore, 'nothing the file leaves out was deleted');
+      assert.ok(portico.store.current().services.has('solo'));
+      const pruneDiff = await cli(portico, ['diff', '-f', one, '--prune']);
+      assert.equal(pruneDiff.code, 2);
+      assert.match(pruneDiff.stdout, /^- DELETE product orders$/m);
+      assert.match(pruneDiff.stdout, /WOULD DELETE \d+ resources the file leaves out \(--prune\)\./);
+      assert.equal(portico.store.current().products.size, countBefore, 'diff --prune writes nothing');
+      // Back to the full model, pruning the extra service.
+      const restore = await cli(portico, ['apply', '-f', file, '--prune']);
+      assert.equal(restore.code, 0, restore.stderr);
+      assert.match(restore.stdout, /^- DELETE service solo$/m);
+      assert.equal(portico.store.current().services.has('solo'), false);
     });
   });
 }

@@ -195,7 +195,8 @@ export async function startGateway(t: TestContext, o: { nodeId: string; group?: 
     },
     call: (p, init) => call(`${gw}${p}`, init),
     apply: async (doc) => {
-      const r = await api.post('/api/v1/config', YAML.stringify(doc), { 'content-type': 'application/yaml' });
+      // The gateway becomes exactly this document (a test's earlier document leaves nothing behind).
+      const r = await api.post('/api/v1/config?prune=true', YAML.stringify(doc), { 'content-type': 'application/yaml' });
       assert.equal(r.status, 200, r.text);
       const l = (doc.gatewayGroups as Array<{ name: string; listeners: Array<{ port: number }> }>).find((x) => x.name === group)!.listeners[0]!;
       gw = `http://127.0.0.1:${l.port}`;

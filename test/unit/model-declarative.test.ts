@@ -64,22 +64,36 @@ describe('declarative documents', () => {
     const text = example.replace(/ {6}- name: register\n(?: {8}.*\n| {10}.*\n)+?(?= {6}- name: health)/, '');
     const desired = parse(text).model;
     assert.equal(desired.routes.has('accounts/register'), false);
-    const { mutations, errors } = planApply(current, desired);
+    const { mutations, errors } = planApply(current, desired, { prune: true });
     assert.deepEqual(errors, []);
     const deletes = mutations.filter((m) => m.op === 'delete').map((m) => `${m.kind} ${m.key}`);
     assert.deepEqual(deletes, ['routes accounts/register']);
     const next = applyMutations(current, mutations);
     assert.equal(next.routes.size, current.routes.size - 1);
+    // Without prune nothing is deleted; the route is named as what a prune would delete.
+    const kept = planApply(current, desired);
+    assert.deepEqual(
+      kept.mutations.filter((m) => m.op === 'delete'),
+      [],
+    );
+    assert.deepEqual(kept.leftOut, [{ kind: 'routes', key: 'accounts/register' }]);
+    assert.equal(applyMutations(current, kept.mutations).routes.size, current.routes.size);
   });
 
   it('limit plans to a tag slice', () => {
     const current = parse('portico: v1\npartners:\n  - name: a\n    tags: [t]\n  - name: b\n').model;
     const desired = parse('portico: v1\npartners:\n  - name: c\n    tags: [t]\n').model;
-    const { mutations } = planApply(current, desired, { tag: 't' });
+    const { mutations } = planApply(current, desired, { tag: 't', prune: true });
     assert.deepEqual(
       mutations.map((m) => `${m.op} ${m.key}`),
       ['delete a', 'put c'],
     );
+    const kept = planApply(current, desired, { tag: 't' });
+    assert.deepEqual(
+      kept.mutations.map((m) => `${m.op} ${m.key}`),
+      ['put c'],
+    );
+    assert.deepEqual(kept.leftOut, [{ kind: 'partners', key: 'a' }], 'b is outside the slice: not even named');
   });
 
   it('describe field-level changes', () => {

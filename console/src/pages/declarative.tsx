@@ -10,6 +10,8 @@ interface ApplyResult {
   revision: number;
   summary: { create: number; update: number; delete: number };
   changes: { action: string; kind: string; key: string; fields?: { field: string; before?: unknown; after?: unknown }[] }[];
+  /** What the document leaves out, kept because the apply did not prune. */
+  leftOut?: { kind: string; key: string }[];
 }
 
 const show = (v: unknown) => (v === undefined ? '(unset)' : JSON.stringify(v));
@@ -18,11 +20,12 @@ export function Declarative() {
   const canWrite = useCanWrite();
   const [text, setText] = useState('');
   const [tag, setTag] = useState('');
+  const [prune, setPrune] = useState(false);
   const [result, setResult] = useState<ApplyResult | undefined>(undefined);
   const [problem, setProblem] = useState<Problem | undefined>(undefined);
   const [busy, setBusy] = useState(false);
 
-  const query = (dryRun: boolean) => `/api/v1/config?${new URLSearchParams({ ...(tag ? { tag } : {}), ...(dryRun ? { dryRun: 'true' } : {}) })}`;
+  const query = (dryRun: boolean) => `/api/v1/config?${new URLSearchParams({ ...(tag ? { tag } : {}), ...(dryRun ? { dryRun: 'true' } : {}), ...(prune ? { prune: 'true' } : {}) })}`;
   const send = async (dryRun: boolean) => {
     setBusy(true);
     setProblem(undefined);
@@ -52,7 +55,8 @@ export function Declarative() {
     <section aria-labelledby="h-declarative">
       <h2 id="h-declarative">Declarative configuration</h2>
       <p>
-        Applying a document makes the model (or, with a tag, the resources carrying that tag) exactly what it describes: resources it leaves out are <strong>deleted</strong>. Preview first.
+        Applying a document creates or replaces the resources it describes; what it leaves out is kept. With <strong>Prune</strong>, the model (or, with a tag, the resources carrying that tag) becomes
+        exactly the document: what it leaves out is <strong>deleted</strong>. Preview first.
       </p>
       <div class="fields">
         <div class="field">
@@ -61,6 +65,20 @@ export function Declarative() {
           <small id="decl-tag-help" class="help">
             limit export and apply to resources tagged so, e.g. team:orders
           </small>
+        </div>
+        <div class="field">
+          <label for="decl-prune">
+            <input
+              id="decl-prune"
+              type="checkbox"
+              checked={prune}
+              onChange={(e) => {
+                setPrune(e.currentTarget.checked);
+                setResult(undefined);
+              }}
+            />{' '}
+            Prune: delete what the document leaves out
+          </label>
         </div>
         <div class="field">
           <label for="decl-file">Upload a file</label>
@@ -101,6 +119,7 @@ export function Declarative() {
           <h3>{result.dryRun ? 'Would change' : `Applied (revision ${result.revision})`}</h3>
           <p>
             {result.summary.create} created, {result.summary.update} updated, {result.summary.delete} deleted.
+            {result.leftOut?.length ? ` ${result.leftOut.length} not in the document, kept (Prune would delete them).` : ''}
           </p>
           <ul class="changes">
             {result.changes.map((c) => (
