@@ -11,11 +11,11 @@ const RATE_LIMIT_MESSAGES: Record<RateLimitErrorCode, string> = {
   rate_limit_unavailable: 'Rate limiting is temporarily unavailable.',
 };
 
-/** `{"error":…,"message":"… Retry after N seconds.","retry_after":N}` — the seed's 429 body, byte for byte. */
+/** `{"error":…,"message":"… Retry after N seconds.","retry_after":N}` — the seed's 429 body, byte for byte ("1 second" when N is 1). */
 export function errorBody(error: RateLimitErrorCode, retryAfter: number): string {
   // Written out rather than JSON.stringify'd (it runs for every refusal): every part is a known
   // JSON-safe constant or an integer.
-  return `{"error":"${error}","message":"${RATE_LIMIT_MESSAGES[error]} Retry after ${retryAfter} seconds.","retry_after":${retryAfter}}`;
+  return `{"error":"${error}","message":"${RATE_LIMIT_MESSAGES[error]} Retry after ${retryAfter} ${retryAfter === 1 ? 'second' : 'seconds'}.","retry_after":${retryAfter}}`;
 }
 
 export function gatewayErrorBody(error: string, message: string): string {
@@ -54,6 +54,8 @@ export interface RateLimitReplyMapping {
   flags?: readonly string[];
   /** Its response code details (e.g. local_rate_limited), matched with a CEL filter. */
   codeDetails?: string;
+  /** Only when the refusing filter's Retry-After header is 1 (for the singular "1 second"). */
+  retryAfterOne?: boolean;
   /** The status the client gets. */
   rewriteStatus?: number;
   headers: ReadonlyArray<readonly [string, string]>;
@@ -63,6 +65,8 @@ export interface RateLimitReplyMapping {
 
 // Retry-After is set per bucket by the local_ratelimit filter (response_headers_to_add); the body repeats it.
 const LOCAL_LIMIT_BODY = '{"error":"rate_limit_exceeded","message":"Too many requests. Retry after %RESP(RETRY-AFTER)% seconds.","retry_after":%RESP(RETRY-AFTER)%}';
+// A bucket refilling within a second says so in the singular (its own mapping, matched first).
+const LOCAL_LIMIT_BODY_ONE_SECOND = errorBody('rate_limit_exceeded', 1);
 const UNAVAILABLE: Pick<RateLimitReplyMapping, 'headers' | 'body'> = { headers: [['retry-after', '1']], body: errorBody('rate_limit_unavailable', 1) };
 
 export const RATE_LIMIT_REPLY_MAPPINGS = {
@@ -71,6 +75,8 @@ export const RATE_LIMIT_REPLY_MAPPINGS = {
    * rate-limit service's 429 and from a direct response's (their bodies must pass untouched).
    */
   localLimit: { status: 429, codeDetails: 'local_rate_limited', headers: [], body: LOCAL_LIMIT_BODY },
+  /** The same, when the bucket's Retry-After is 1: "Retry after 1 second." */
+  localLimitOneSecond: { status: 429, codeDetails: 'local_rate_limited', retryAfterOne: true, headers: [], body: LOCAL_LIMIT_BODY_ONE_SECOND },
   /** Service mode, fail closed: Envoy's rate-limit filter got no answer (its status_on_error is 429). */
   serviceUnavailable: { status: 429, flags: ['RLSE'], ...UNAVAILABLE },
   /** Combined mode, fail closed: the counting-only ext_authz instance got no answer. */

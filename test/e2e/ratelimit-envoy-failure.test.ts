@@ -10,7 +10,7 @@ import { call } from '../support/seed003.ts';
 import type { FleetView } from '../../src/xds/fleet.ts';
 import { freePort, newApiKey, startGateway, withKey, type Mode } from './ratelimit-envoy-fixture.ts';
 
-const UNAVAILABLE = '{"error":"rate_limit_unavailable","message":"Rate limiting is temporarily unavailable. Retry after 1 seconds.","retry_after":1}';
+const UNAVAILABLE = '{"error":"rate_limit_unavailable","message":"Rate limiting is temporarily unavailable. Retry after 1 second.","retry_after":1}';
 
 for (const mode of ['combined', 'service'] as const satisfies readonly Mode[]) {
   describe(`rate-limit callout unreachable, ${mode} mode`, () => {

@@ -234,6 +234,7 @@ export function assertAllowed(r: GatewayResponse, limit: number, what: string): 
   assert.equal(r.headers.get('x-ratelimit-limit'), String(limit), `${what}: X-RateLimit-Limit`);
   const remaining = r.headers.get('x-ratelimit-remaining');
   assert.match(remaining ?? '', /^\d+$/, `${what}: X-RateLimit-Remaining`);
+  assert.ok(Number(remaining) <= limit, `${what}: X-RateLimit-Remaining ${remaining} is more than the limit ${limit}`);
   assert.equal(r.headers.get('retry-after'), null, `${what}: no Retry-After on an allowed response`);
   return Number(remaining);
 }
@@ -257,7 +258,7 @@ export function assert429(r: GatewayResponse, o: { limit: number; error?: 'rate_
   assert.equal(r.headers.get('content-type'), 'application/json', `${what}: content-type`);
   const error = o.error ?? 'rate_limit_exceeded';
   const message = error === 'quota_exceeded' ? 'Quota exceeded.' : 'Too many requests.';
-  assert.equal(r.text, `{"error":"${error}","message":"${message} Retry after ${n} seconds.","retry_after":${n}}`, `${what}: body`);
+  assert.equal(r.text, `{"error":"${error}","message":"${message} Retry after ${n} ${n === 1 ? 'second' : 'seconds'}.","retry_after":${n}}`, `${what}: body`);
   for (const h of ['x-envoy-ratelimited', 'ratelimit', 'ratelimit-policy']) assert.equal(r.headers.get(h), null, `${what}: no ${h} header`);
   return n;
 }

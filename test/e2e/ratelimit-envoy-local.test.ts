@@ -14,7 +14,11 @@ function assertLocal429(r: GatewayResponse, o: { limit: number; retryAfter: numb
   assert.equal(r.headers.get('x-ratelimit-limit'), String(o.limit), `${what}: X-RateLimit-Limit`);
   assert.equal(r.headers.get('x-ratelimit-remaining'), '0', `${what}: X-RateLimit-Remaining`);
   assert.equal(r.headers.get('content-type'), 'application/json', `${what}: content-type`);
-  assert.equal(r.text, `{"error":"rate_limit_exceeded","message":"Too many requests. Retry after ${o.retryAfter} seconds.","retry_after":${o.retryAfter}}`, `${what}: body`);
+  assert.equal(
+    r.text,
+    `{"error":"rate_limit_exceeded","message":"Too many requests. Retry after ${o.retryAfter} ${o.retryAfter === 1 ? 'second' : 'seconds'}.","retry_after":${o.retryAfter}}`,
+    `${what}: body`,
+  );
   assert.equal(r.headers.get('x-envoy-ratelimited'), null, what);
 }
 
@@ -79,6 +83,40 @@ describe('local rate limits through Envoy', () => {
         assertLocal429(await g.call('/nowhere'), { limit: 10, retryAfter: 360 }, 'every request on the listener draws from it, even a 404');
         assert.ok((await g.envoy.stat('portico_local_rate_limit_group.http_local_rate_limit.rate_limited')) >= 2);
       });
+    } catch (e) {
+      t.diagnostic(g.envoy.output().slice(-3000));
+      throw e;
+    }
+  });
+
+  it('a bucket that refills within a second says "Retry after 1 second." (singular)', { timeout: 300_000 }, async (t) => {
+    const g = await startGateway(t, { nodeId: 'rl-local-one' });
+    if (!g) return;
+    await g.apply({
+      portico: 'v1',
+      gatewayGroups: [{ name: 'edge', listeners: [{ name: 'http', port: await freePort(), address: '127.0.0.1' }] }],
+      services: [{ name: 'echo', endpoints: [{ host: '127.0.0.1', port: g.upstream.port }] }],
+      products: [
+        {
+          name: 'site',
+          gatewayGroups: ['edge'],
+          basePath: '/site',
+          auth: { accept: ['none'] },
+          routes: [{ name: 'quick', match: { path: { type: 'prefix', value: '/quick' } }, service: 'echo', localRateLimit: { requests: 1, per: 'second' } }],
+        },
+      ],
+    });
+    try {
+      // One token a second: of a few requests sent at once, all but one are refused (tried again if
+      // the machine was so slow that the bucket refilled between them).
+      let refused: GatewayResponse | undefined;
+      for (let round = 0; round < 20 && !refused; round++) {
+        const rs = await Promise.all(Array.from({ length: 4 }, (_, i) => g.call(`/site/quick/${round}-${i}`)));
+        for (const r of rs) assert.ok(r.status === 200 || r.status === 429, `${r.status} ${r.text}`);
+        refused = rs.find((r) => r.status === 429);
+      }
+      assert.ok(refused, 'the 1/s bucket never refused');
+      assertLocal429(refused, { limit: 1, retryAfter: 1 }, 'the 1/s bucket');
     } catch (e) {
       t.diagnostic(g.envoy.output().slice(-3000));
       throw e;

@@ -103,7 +103,7 @@ describe('ext_authz combined mode', () => {
       assert.ok(n > 0 && n <= 1800, String(n));
       assert.deepEqual(Object.keys(h), ['Retry-After', 'X-RateLimit-Limit', 'X-RateLimit-Remaining', 'X-RateLimit-Reset', 'content-type']);
       assert.deepEqual([h['X-RateLimit-Limit'], h['X-RateLimit-Remaining'], h['content-type']], ['2', '0', 'application/json']);
-      assert.equal(refused.denied_response.body, `{"error":"rate_limit_exceeded","message":"Too many requests. Retry after ${n} seconds.","retry_after":${n}}`);
+      assert.equal(refused.denied_response.body, `{"error":"rate_limit_exceeded","message":"Too many requests. Retry after ${n} ${n === 1 ? 'second' : 'seconds'}.","retry_after":${n}}`);
       assert.equal(refused.dynamic_metadata.error, 'rate_limit_exceeded');
       assert.equal(refused.dynamic_metadata.plan, 'per-user');
 

@@ -58,9 +58,18 @@ describe('decide: seed 003', () => {
     assert.ok(ok.every((d) => d.allowed && d.status === 200));
     assert.deepEqual(ok[0]!.headers, [
       { key: 'X-RateLimit-Limit', value: '100' },
-      { key: 'X-RateLimit-Remaining', value: '119' },
+      { key: 'X-RateLimit-Remaining', value: '100' },
     ]);
     assert.deepEqual(headers(ok[119]!), { 'X-RateLimit-Limit': '100', 'X-RateLimit-Remaining': '0' });
+    // Remaining is the window's quota left (IETF RateLimit draft): never above Limit, though the
+    // burst lets 120 through; it stays at 100 while the burst is spent, then counts down.
+    const remaining = ok.map((x) => Number(headers(x)['X-RateLimit-Remaining']));
+    assert.ok(
+      remaining.every((r) => r <= 100),
+      'never more remaining than the limit',
+    );
+    assert.deepEqual([remaining[19], remaining[20], remaining[21]], [100, 99, 98]);
+    assert.equal(ok[0]!.limit!.remaining, 100, 'the decision reports the same to the rate-limit service response');
     const d = await limiter.decide(acme());
     assert.equal(d.allowed, false);
     assert.equal(d.status, 429);
@@ -73,7 +82,7 @@ describe('decide: seed 003', () => {
       { key: 'X-RateLimit-Reset', value: '1712937600' },
       { key: 'content-type', value: 'application/json' },
     ]);
-    assert.equal(d.body, '{"error":"rate_limit_exceeded","message":"Too many requests. Retry after 1 seconds.","retry_after":1}');
+    assert.equal(d.body, '{"error":"rate_limit_exceeded","message":"Too many requests. Retry after 1 second.","retry_after":1}');
     assert.equal(d.limit?.id, 'standard:shop:*:second');
     // Another user of the same partner has a budget of its own.
     assert.equal((await limiter.decide(acme('orders', 'u2'))).allowed, true);
@@ -93,7 +102,7 @@ describe('decide: seed 003', () => {
     assert.equal(headers(d)['X-RateLimit-Limit'], '10');
     assert.equal(headers(d)['X-RateLimit-Reset'], String(Math.ceil((T0 + 6000) / 1000)));
     assert.equal((await limiter.decide(acme('login', 'u1', '198.51.100.1'))).allowed, true);
-    assert.deepEqual(headers(await limiter.decide(acme('orders'))), { 'X-RateLimit-Limit': '100', 'X-RateLimit-Remaining': '119' });
+    assert.deepEqual(headers(await limiter.decide(acme('orders'))), { 'X-RateLimit-Limit': '100', 'X-RateLimit-Remaining': '100' });
     clock.now += 6000;
     assert.equal((await limiter.decide(acme('login'))).allowed, true);
     assert.equal((await limiter.decide(acme('login'))).allowed, false);
@@ -166,7 +175,7 @@ describe('decide: quotas', () => {
     const { limiter, clock } = setup();
     const g = { product: 'shop', route: 'orders', partner: 'globex' };
     let d = await limiter.decide(g);
-    assert.deepEqual(headers(d), { 'X-RateLimit-Limit': '5', 'X-RateLimit-Remaining': '6' });
+    assert.deepEqual(headers(d), { 'X-RateLimit-Limit': '5', 'X-RateLimit-Remaining': '5' });
     for (let i = 0; i < 14; i++) {
       clock.now += 1000;
       d = await limiter.decide(g);
@@ -230,7 +239,7 @@ describe('decide: no limits', () => {
     limiter.setModel(m);
     assert.equal(limiter.limitTable.revision, 2);
     const d = await limiter.decide(acme('search'));
-    assert.deepEqual(headers(d), { 'X-RateLimit-Limit': '100', 'X-RateLimit-Remaining': '119' }, 'search now shares the default budget');
+    assert.deepEqual(headers(d), { 'X-RateLimit-Limit': '100', 'X-RateLimit-Remaining': '100' }, 'search now shares the default budget');
   });
 });
 
@@ -284,7 +293,7 @@ describe('decide: counter backend failures', () => {
     const d = await limiter.decide(acme());
     assert.equal(d.status, 429);
     assert.equal(d.outcome, 'error');
-    assert.equal(d.body, '{"error":"rate_limit_unavailable","message":"Rate limiting is temporarily unavailable. Retry after 1 seconds.","retry_after":1}');
+    assert.equal(d.body, '{"error":"rate_limit_unavailable","message":"Rate limiting is temporarily unavailable. Retry after 1 second.","retry_after":1}');
     assert.deepEqual(headers(d), { 'Retry-After': '1', 'content-type': 'application/json' });
     assert.equal((await limiter.decide({ product: 'shop', route: 'orders', partner: 'stark' })).allowed, true);
   });

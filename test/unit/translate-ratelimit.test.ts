@@ -116,7 +116,7 @@ describe('combined mode (the default)', () => {
     assert.deepEqual(jsonAt(m, 'filter', 'and_filter', 'filters', 1), { response_flag_filter: { flags: ['UAEX'] } });
     assert.equal(
       jsonAt(m, 'body_format_override', 'text_format_source', 'inline_string'),
-      '{"error":"rate_limit_unavailable","message":"Rate limiting is temporarily unavailable. Retry after 1 seconds.","retry_after":1}',
+      '{"error":"rate_limit_unavailable","message":"Rate limiting is temporarily unavailable. Retry after 1 second.","retry_after":1}',
     );
   });
 
@@ -222,7 +222,14 @@ describe('local rate limits', () => {
   });
 
   it("rewrites only the buckets' own 429s (by response code details) into the contract body", () => {
-    const m = o.mappers[0]!;
+    // First the singular ("Retry after 1 second.") for a bucket whose Retry-After is 1, then the rest.
+    const one = o.mappers[0]!;
+    assert.equal(
+      jsonAt(one, 'filter', 'and_filter', 'filters', 1, 'extension_filter', 'typed_config', 'value', 'expression'),
+      "response.code_details == 'local_rate_limited' && response.headers['retry-after'] == '1'",
+    );
+    assert.equal(jsonAt(one, 'body_format_override', 'text_format_source', 'inline_string'), '{"error":"rate_limit_exceeded","message":"Too many requests. Retry after 1 second.","retry_after":1}');
+    const m = o.mappers[1]!;
     assert.equal(jsonAt(m, 'filter', 'and_filter', 'filters', 0, 'status_code_filter', 'comparison', 'value', 'default_value'), 429);
     assert.equal(jsonAt(m, 'filter', 'and_filter', 'filters', 1, 'extension_filter', 'typed_config', 'value', 'expression'), "response.code_details == 'local_rate_limited'");
     assert.equal(

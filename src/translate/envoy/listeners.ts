@@ -50,13 +50,14 @@ const status = (code: number): JsonObject => ({
 });
 
 /** Matches a reply by its response code details (CEL: a string literal, so no quoting concerns). */
-function codeDetailsFilter(details: string): JsonObject {
+function codeDetailsFilter(details: string, retryAfterOne = false): JsonObject {
   if (!/^[a-z_]+$/.test(details)) throw new Error(`unexpected response code details ${details}`);
+  const expression = `response.code_details == '${details}'${retryAfterOne ? " && response.headers['retry-after'] == '1'" : ''}`;
   // Wrapped in a TypedStruct (Envoy converts it to the named type): the CEL filter's own proto is not
   // among those the xDS encoder loads.
   return extension('envoy.access_loggers.extension_filters.cel', 'xds.type.v3.TypedStruct', {
     type_url: 'type.googleapis.com/envoy.extensions.access_loggers.filters.cel.v3.ExpressionFilter',
-    value: { expression: `response.code_details == '${details}'` },
+    value: { expression },
   });
 }
 
@@ -64,7 +65,7 @@ function codeDetailsFilter(details: string): JsonObject {
 function rateLimitMapper(m: RateLimitReplyMapping): JsonObject {
   return {
     filter: {
-      and_filter: { filters: [status(m.status), m.flags ? { response_flag_filter: { flags: [...m.flags] } } : { extension_filter: codeDetailsFilter(m.codeDetails!) }] },
+      and_filter: { filters: [status(m.status), m.flags ? { response_flag_filter: { flags: [...m.flags] } } : { extension_filter: codeDetailsFilter(m.codeDetails!, m.retryAfterOne) }] },
     },
     ...(m.rewriteStatus !== undefined ? { status_code: m.rewriteStatus } : {}),
     ...(m.headers.length ? { headers_to_add: m.headers.map(([key, value]) => ({ header: { key, value }, append_action: 'OVERWRITE_IF_EXISTS_OR_ADD' })) } : {}),

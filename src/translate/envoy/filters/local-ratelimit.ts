@@ -32,5 +32,5 @@ export const localRateLimit: HttpFilterEmitter = {
     ...(g.filters.routeLocalRateLimit ? [disabledByDefault(extension(FILTERS.localRateLimitRoute, LOCAL_RATE_LIMIT_TYPE, { stat_prefix: 'portico_local_rate_limit_route' }))] : []),
   ],
   perRoute: (r) => (r.localRateLimit ? [[FILTERS.localRateLimitRoute, any(LOCAL_RATE_LIMIT_TYPE, localRateLimitConfig('portico_local_rate_limit_route', r.localRateLimit))]] : []),
-  localReplies: (f) => (f.localRateLimit || f.routeLocalRateLimit ? [RATE_LIMIT_REPLY_MAPPINGS.localLimit] : []),
+  localReplies: (f) => (f.localRateLimit || f.routeLocalRateLimit ? [RATE_LIMIT_REPLY_MAPPINGS.localLimitOneSecond, RATE_LIMIT_REPLY_MAPPINGS.localLimit] : []),
 };
