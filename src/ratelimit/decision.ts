@@ -126,7 +126,7 @@ export function buildDecision(rules: RuleSet, evaluation: Evaluation): Decision 
     // Limit is the window's quota (requests per `per`) and Remaining the quota units left in it, as in
     // the IETF httpapi RateLimit header draft; a bucket whose burst lets it hold more than one window's
     // quota still reports at most the quota (the burst is extra the gateway grants, never advertised).
-    const remaining = r.remaining < l.requests ? r.remaining : l.requests;
+    const remaining = Math.min(r.remaining, l.requests);
     limits[i] = { id: l.id, kind: l.kind, per: l.per, requests: l.requests, burst: l.burst, scope: l.scope, countBy, ok: r.ok, remaining, resetMs: r.resetMs };
   }
   const limit = limits[reportedIndex(results)];

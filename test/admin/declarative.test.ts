@@ -197,7 +197,7 @@ for (const backend of ['pglite', 'postgresql'] as const) {
       const oneDiff = await cli(portico, ['diff', '-f', one]);
       assert.equal(oneDiff.code, 2);
       assert.match(oneDiff.stdout, /^\+ service solo$/m);
-      assert.match(oneDiff.stdout, /Not in the file, so kept \(only --prune would delete them\):\n(  - .*\n)*  - product orders\n/);
+      assert.match(oneDiff.stdout, /Not in the file, so kept \(only --prune would delete them\):\n( {2}- .*\n)* {2}- product orders\n/);
       assert.doesNotMatch(oneDiff.stdout, /DELETE/);
       const oneApply = await cli(portico, ['apply', '-f', one]);
       assert.equal(oneApply.code, 0, oneApply.stderr);
