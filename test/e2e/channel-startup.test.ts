@@ -45,9 +45,9 @@ async function ready(adminPort: number): Promise<void> {
 }
 
 describe('portico serve: channel security at start', { timeout: 180_000 }, () => {
-  it('refuses a non-loopback gRPC bind without TLS, with exit code 2 and a message naming both fixes', async () => {
+  it('refuses a non-loopback gRPC bind without TLS, with exit code 1 (an error; 2 only means diff found differences) and a message naming both fixes', async () => {
     const { p } = await serve({ PORTICO_GRPC_ADDR: `0.0.0.0:${await freePort()}`, PORTICO_CALLOUT_LISTEN_ADDR: `127.0.0.1:${await freePort()}` });
-    assert.equal(await exitOf(p), 2, p.output());
+    assert.equal(await exitOf(p), 1, p.output());
     assert.match(p.output(), /configuration: PORTICO_GRPC_ADDR binds 0\.0\.0\.0, which is not loopback, without TLS/);
     assert.match(p.output(), /`portico certs` creates them\), or set PORTICO_GRPC_INSECURE=true to accept plaintext/);
   });
