@@ -54,7 +54,7 @@ export interface StartOptions {
 export class StartupError extends Error {}
 
 /** Binds a listener; a port in use (or not bindable) becomes a StartupError naming it and the setting that moves it. */
-async function bind<T>(what: string, setting: string, host: string, port: number, listen: () => Promise<T>): Promise<T> {
+export async function bind<T>(what: string, setting: string, host: string, port: number, listen: () => Promise<T>): Promise<T> {
   try {
     return await listen();
   } catch (e) {

@@ -65,14 +65,23 @@ function lockDataDir(dir: string): () => void {
       return () => rmSync(file, { force: true });
     } catch (e) {
       if ((e as NodeJS.ErrnoException).code !== 'EEXIST') throw e;
-      const pid = Number(readFileSync(file, 'utf8').trim());
-      if (Number.isInteger(pid) && pid > 0 && alive(pid)) {
-        throw new Error(`the data directory ${dir} is in use by another Portico (pid ${pid}): stop it, or set PORTICO_DATA_DIR to another directory`);
-      }
+      const pid = dataDirOwner(dir);
+      if (pid !== undefined) throw new Error(`the data directory ${dir} is in use by another Portico (pid ${pid}): stop it, or set PORTICO_DATA_DIR to another directory`);
       rmSync(file, { force: true });
     }
   }
   throw new Error(`cannot lock the data directory ${dir}`);
+}
+
+/** The pid of the live process holding `dir`'s lock, if any. */
+export function dataDirOwner(dir: string): number | undefined {
+  let pid: number;
+  try {
+    pid = Number(readFileSync(path.join(dir, 'portico.pid'), 'utf8').trim());
+  } catch {
+    return undefined;
+  }
+  return Number.isInteger(pid) && pid > 0 && alive(pid) ? pid : undefined;
 }
 
 function alive(pid: number): boolean {

@@ -4,6 +4,7 @@ export * from './admin-tokens.ts';
 export * from './apply.ts';
 export * from './audit.ts';
 export * from './database.ts';
+export { dataDirOwner } from './embedded.ts';
 export * from './errors.ts';
 export * from './feed.ts';
 export * from './secrets.ts';

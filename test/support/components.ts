@@ -62,6 +62,21 @@ export async function freePort(): Promise<number> {
   throw new Error(`no free loopback port found in ${low}-${high}`);
 }
 const handedOut = new Set<number>();
+
+/** `n` consecutive free loopback ports (for a process that takes a block, like the demo); returns the first. */
+export async function freePortBlock(n: number): Promise<number> {
+  const [low, high] = PORT_RANGE;
+  for (let attempt = 0; attempt < 100; attempt++) {
+    const first = low + Math.floor(Math.random() * (high - low - n));
+    const block = Array.from({ length: n }, (_, i) => first + i);
+    if (block.some((p) => handedOut.has(p))) continue;
+    if ((await Promise.all(block.map(canListen))).every(Boolean)) {
+      for (const p of block) handedOut.add(p);
+      return first;
+    }
+  }
+  throw new Error(`no ${n} consecutive free loopback ports found in ${low}-${high}`);
+}
 /** PORTICO_TEST_PORTS=low-high keeps test runs started side by side (one per checkout) apart. */
 const PORT_RANGE: [number, number] = (() => {
   const m = /^(\d+)-(\d+)$/.exec(process.env.PORTICO_TEST_PORTS ?? '');
