@@ -84,6 +84,9 @@ export function loadKeyRing(s: MasterKeySource, log: (msg: string) => void = () 
     if (s.databaseUrl) {
       throw new SecretError('PORTICO_MASTER_KEY or PORTICO_MASTER_KEY_FILE is required with DATABASE_URL (every replica needs the same key)');
     }
+    // An in-memory database keeps nothing, so neither does its key (a file named memory:/… would be
+    // written into the working directory otherwise).
+    if (s.dataDir.startsWith('memory://')) return new KeyRing(parseMasterKey(generateMasterKey()), s.previousMasterKeys.map(parseMasterKey));
     const file = path.join(s.dataDir, 'master.key');
     if (!existsSync(file)) {
       mkdirSync(s.dataDir, { recursive: true });
