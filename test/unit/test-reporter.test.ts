@@ -19,7 +19,8 @@ describe('test reporter', () => {
       "import { describe, it } from 'node:test';\nimport assert from 'node:assert/strict';\ndescribe('math', () => {\n  it('passes', () => {});\n  it('fails', () => assert.equal(1 + 1, 3, 'one and one'));\n});\n",
     );
     // Without NODE_TEST_CONTEXT (set for this file's own process), the child is a runner of its own.
-    const { NODE_TEST_CONTEXT: _, ...env } = { ...process.env, PORTICO_TEST_FILE_COUNT: '2' };
+    const env: NodeJS.ProcessEnv = { ...process.env, PORTICO_TEST_FILE_COUNT: '2' };
+    delete env.NODE_TEST_CONTEXT;
     const r = spawnSync(
       process.execPath,
       ['--test', `--test-reporter=${REPORTER}`, '--test-reporter-destination=stdout', '--test-reporter=tap', `--test-reporter-destination=${path.join(dir, 'out.tap')}`, 'a.test.mjs', 'b.test.mjs'],
