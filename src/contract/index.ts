@@ -9,3 +9,4 @@ export * from './errors.ts';
 export * from './names.ts';
 export * from './partner-labels.ts';
 export * from './resources.ts';
+export * from './grpc-errors.ts';

@@ -19,6 +19,8 @@ export const FILTERS = {
   rateLimit: 'envoy.filters.http.ratelimit',
   grpcWeb: 'envoy.filters.http.grpc_web',
   grpcJsonTranscoder: 'envoy.filters.http.grpc_json_transcoder',
+  /** gRPC errors of transcoded routes in the gateway's JSON error shape (custom_response). */
+  grpcErrors: 'portico.grpc_errors',
   /** Response compressors: one per profile and algorithm, `portico.compressor.<algorithm>.<profile>`. */
   compressorPrefix: 'portico.compressor',
   /** Header renames of routes and products (a second header_mutation, just before the router). */

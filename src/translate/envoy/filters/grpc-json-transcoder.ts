@@ -16,8 +16,8 @@ function transcoderConfig(t: TranscoderIR): JsonObject {
     match_incoming_request_route: true,
     // POST /package.Service/Method for methods without a google.api.http annotation.
     auto_mapping: true,
-    // A gRPC error becomes its HTTP status with a JSON body (google.rpc.Status: code, message).
-    convert_grpc_status: true,
+    // A gRPC error keeps its grpc-status header: the grpc-errors filter turns it into the gateway's JSON error.
+    convert_grpc_status: false,
     // A URL no method maps to is a 404 here, never a malformed call to the upstream.
     request_validation_options: { reject_unknown_method: true },
     print_options: { always_print_primitive_fields: true, stream_newline_delimited: t.ndjson },

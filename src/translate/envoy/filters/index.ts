@@ -4,6 +4,7 @@
 import { compression } from './compression.ts';
 import { cors } from './cors.ts';
 import { extAuthz } from './ext-authz.ts';
+import { grpcErrors } from './grpc-errors.ts';
 import { grpcJsonTranscoder } from './grpc-json-transcoder.ts';
 import { grpcWeb } from './grpc-web.ts';
 import { headerRename } from './header-rename.ts';
@@ -13,7 +14,7 @@ import { rateLimit } from './ratelimit.ts';
 import { router } from './router.ts';
 import { stripIdentity } from './strip-identity.ts';
 
-export const HTTP_FILTERS: readonly HttpFilterEmitter[] = [stripIdentity, cors, localRateLimit, extAuthz, rateLimit, compression, grpcWeb, grpcJsonTranscoder, headerRename, router];
+export const HTTP_FILTERS: readonly HttpFilterEmitter[] = [stripIdentity, cors, localRateLimit, extAuthz, rateLimit, compression, grpcWeb, grpcErrors, grpcJsonTranscoder, headerRename, router];
 
 export type { AuthzFilters, HttpFilterEmitter } from './filter.ts';
 export { routerFilter } from './router.ts';
