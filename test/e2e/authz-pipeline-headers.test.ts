@@ -7,20 +7,11 @@
 import assert from 'node:assert/strict';
 import { connect as http2Connect } from 'node:http2';
 import { describe, it } from 'node:test';
-import { assertGatewayError, assertUnauthorized, createApiKey, rawRequest, startAuthzGateway, startMirror } from '../support/authz-gateway.ts';
+import { assertGatewayError, assertUnauthorized, createApiKey, mirroredHeaders, rawRequest, startAuthzGateway, startMirror } from '../support/authz-gateway.ts';
 import type { GatewayResponse } from '../support/seed003.ts';
 
 const NODE = 'edge-authz-headers';
 const IDENTITY = /^x[-_]portico[-_]|^x[-_]user[-_](id|role)$/i;
-
-/** What the mirror upstream received: lower-case name → values. */
-function received(r: GatewayResponse): Map<string, string[]> {
-  assert.equal(r.status, 200, r.text);
-  assert.equal(r.json?.service, 'mirror', r.text);
-  const m = new Map<string, string[]>();
-  for (const [k, v] of r.json.rawHeaders as Array<[string, string]>) m.set(k, [...(m.get(k) ?? []), v]);
-  return m;
-}
 
 /** Every spoofing variant a client could try, as raw header lines. */
 const SPOOFED_LINES = [
@@ -76,7 +67,7 @@ describe('authz pipeline: identity headers and malformed credentials through a r
     const identityOf = (h: Map<string, string[]>) => Object.fromEntries([...h].filter(([k]) => IDENTITY.test(k)));
     try {
       await t.test('public routes: no client-sent identity header reaches the upstream, in any spelling', async () => {
-        const h = received(await raw('/mirror/public/x', [...SPOOFED_LINES, 'x-porticos: kept', 'x-portico: kept-too']));
+        const h = mirroredHeaders(await raw('/mirror/public/x', [...SPOOFED_LINES, 'x-porticos: kept', 'x-portico: kept-too']));
         assert.deepEqual(identityOf(h), {});
         // Only the prefix with its dash is reserved.
         assert.deepEqual([h.get('x-porticos'), h.get('x-portico')], [['kept'], ['kept-too']]);
@@ -90,7 +81,7 @@ describe('authz pipeline: identity headers and malformed credentials through a r
       });
 
       await t.test('protected routes: the gateway sets each identity header exactly once, and nothing else survives', async () => {
-        const byKey = received(await raw('/mirror/private/x', [...SPOOFED_LINES, `x-api-key: ${key}`]));
+        const byKey = mirroredHeaders(await raw('/mirror/private/x', [...SPOOFED_LINES, `x-api-key: ${key}`]));
         assert.deepEqual(identityOf(byKey), {
           'x-portico-credential': ['api_key'],
           'x-portico-partner': ['spy'],
@@ -99,7 +90,7 @@ describe('authz pipeline: identity headers and malformed credentials through a r
           'x-portico-route': ['all'],
         });
         assert.equal(byKey.get('x-api-key'), undefined);
-        const byToken = received(await raw('/mirror/private/x', [...SPOOFED_LINES, `Authorization: Bearer ${token}`]));
+        const byToken = mirroredHeaders(await raw('/mirror/private/x', [...SPOOFED_LINES, `Authorization: Bearer ${token}`]));
         assert.deepEqual(identityOf(byToken), {
           'x-portico-credential': ['jwt'],
           'x-portico-partner': ['web-app'],
@@ -127,7 +118,7 @@ describe('authz pipeline: identity headers and malformed credentials through a r
       });
 
       await t.test("a claim header added later (a new issuer's forwardClaims) is stripped from then on, on every route", async () => {
-        const before = received(await raw('/mirror/public/x', ['X-User-Email: forged@example.com']));
+        const before = mirroredHeaders(await raw('/mirror/public/x', ['X-User-Email: forged@example.com']));
         assert.deepEqual(before.get('x-user-email'), ['forged@example.com'], 'not an identity header yet');
         const created = await api.post('/api/v1/jwt-issuers', {
           name: 'partner-idp',
@@ -139,12 +130,12 @@ describe('authz pipeline: identity headers and malformed credentials through a r
         });
         assert.equal(created.status, 201, created.text);
         await g.inSync();
-        assert.equal(received(await raw('/mirror/public/x', ['X-User-Email: forged@example.com'])).get('x-user-email'), undefined, 'public route');
-        const keyed = received(await raw('/mirror/private/x', ['X-User-Email: forged@example.com', `x-api-key: ${key}`]));
+        assert.equal(mirroredHeaders(await raw('/mirror/public/x', ['X-User-Email: forged@example.com'])).get('x-user-email'), undefined, 'public route');
+        const keyed = mirroredHeaders(await raw('/mirror/private/x', ['X-User-Email: forged@example.com', `x-api-key: ${key}`]));
         assert.equal(keyed.get('x-user-email'), undefined, 'protected route, API key');
         // A token of the new issuer sets it from its claim.
         const partnerToken = await issuer.token({ iss: 'https://partner-idp.example', aud: 'partner-api', sub: 'p-1', claims: { team: 'spy', email: 'real@partner.example' } });
-        const byToken = received(await raw('/mirror/private/x', ['X-User-Email: forged@example.com', `Authorization: Bearer ${partnerToken}`]));
+        const byToken = mirroredHeaders(await raw('/mirror/private/x', ['X-User-Email: forged@example.com', `Authorization: Bearer ${partnerToken}`]));
         assert.deepEqual(byToken.get('x-user-email'), ['real@partner.example']);
         assert.deepEqual(byToken.get('x-portico-partner'), ['spy']);
       });
@@ -164,8 +155,8 @@ describe('authz pipeline: identity headers and malformed credentials through a r
             req.end();
           });
         const spoof = { 'x-portico-partner': ['evil', 'evil-2'], 'x-user-id': 'root', 'x-user-role': 'admin', 'x-portico-plan': 'platinum', 'x-portico-anything': 'forged' };
-        assert.deepEqual(identityOf(received(await h2('/mirror/public/x', spoof))), {});
-        const h = received(await h2('/mirror/private/x', { ...spoof, 'x-api-key': key }));
+        assert.deepEqual(identityOf(mirroredHeaders(await h2('/mirror/public/x', spoof))), {});
+        const h = mirroredHeaders(await h2('/mirror/private/x', { ...spoof, 'x-api-key': key }));
         assert.deepEqual(h.get('x-portico-partner'), ['spy']);
         assert.deepEqual(h.get('x-portico-plan'), ['unlimited']);
         assert.equal(h.get('x-user-id'), undefined);
@@ -256,7 +247,7 @@ describe('authz pipeline: identity headers and malformed credentials through a r
         const garbage = await rawRequest(port, 'GET /mirror/private/x HTTP/1.1\r\nHost: gateway.test\r\nBroken Header Line\r\n\r\n');
         assertGatewayError(garbage, 400, 'bad_request', 'a header line without a colon');
         // After all that, the gateway still answers normally.
-        assert.deepEqual(received(await raw('/mirror/private/x', [`x-api-key: ${key}`])).get('x-portico-partner'), ['spy']);
+        assert.deepEqual(mirroredHeaders(await raw('/mirror/private/x', [`x-api-key: ${key}`])).get('x-portico-partner'), ['spy']);
       });
     } catch (e) {
       t.diagnostic(g.envoy.output().slice(-4000));

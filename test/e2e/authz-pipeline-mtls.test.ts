@@ -9,7 +9,7 @@ import { request as httpsRequest } from 'node:https';
 import { describe, it } from 'node:test';
 import { selfSigned, signedBy, type TestCertificate } from '../support/certs.ts';
 import { freePort } from '../support/components.ts';
-import { assertGatewayError, assertUnauthorized, createApiKey, identityHeadersOf, startAuthzGateway, startMirror } from '../support/authz-gateway.ts';
+import { assertGatewayError, assertUnauthorized, createApiKey, identityHeadersOf, mirroredHeaders, startAuthzGateway, startMirror } from '../support/authz-gateway.ts';
 import type { GatewayResponse } from '../support/seed003.ts';
 
 const NODE = 'edge-authz-mtls';
@@ -54,14 +54,6 @@ function httpsCall(port: number, path: string, serverCa: string, o: Tls = {}): P
     req.on('error', reject);
     req.end();
   });
-}
-
-/** Mirror answers: header name → values, as the upstream received them. */
-function mirrored(r: GatewayResponse): Map<string, string[]> {
-  assert.equal(r.status, 200, r.text);
-  const m = new Map<string, string[]>();
-  for (const [k, v] of r.json.rawHeaders as Array<[string, string]>) m.set(k, [...(m.get(k) ?? []), v]);
-  return m;
 }
 
 describe('authz pipeline: mTLS identities through the admin API, SDS and a real Envoy', () => {
@@ -129,7 +121,7 @@ describe('authz pipeline: mTLS identities through the admin API, SDS and a real 
             client,
             headers: { 'x-portico-partner': 'evil', 'x-portico-credential': 'api_key', 'x-forwarded-client-cert': 'By=spiffe://evil;Subject="CN=evil"' },
           });
-          const h = mirrored(r);
+          const h = mirroredHeaders(r);
           assert.deepEqual(h.get('x-portico-partner'), [partner], what);
           assert.deepEqual(h.get('x-portico-credential'), ['mtls'], what);
           assert.deepEqual(h.get('x-portico-product'), ['ledger'], what);
@@ -154,7 +146,7 @@ describe('authz pipeline: mTLS identities through the admin API, SDS and a real 
           return true;
         });
         // And the listener still serves the next good client.
-        assert.deepEqual(mirrored(await https('/ledger/entries/e_2', { client: bySan })).get('x-portico-partner'), ['bank-b']);
+        assert.deepEqual(mirroredHeaders(await https('/ledger/entries/e_2', { client: bySan })).get('x-portico-partner'), ['bank-b']);
       });
 
       await t.test('without a certificate (plain HTTP listener) an mTLS-only product answers 401 with its challenge', async () => {
@@ -175,15 +167,15 @@ describe('authz pipeline: mTLS identities through the admin API, SDS and a real 
       await t.test('a route taking API key, JWT or certificate: the first presented decides, an invalid one never falls through', async () => {
         const key = await createApiKey(api, 'bank-a', 'primary');
         const token = await issuer.token({ sub: 'u-1', claims: { team: 'bank-c', role: 'teller' } });
-        const cert = mirrored(await https('/vault/items/1', { client: bySan }));
+        const cert = mirroredHeaders(await https('/vault/items/1', { client: bySan }));
         assert.deepEqual([cert.get('x-portico-partner'), cert.get('x-portico-credential')], [['bank-b'], ['mtls']]);
-        const keyOverCert = mirrored(await https('/vault/items/1', { client: bySan, headers: { 'x-api-key': key } }));
+        const keyOverCert = mirroredHeaders(await https('/vault/items/1', { client: bySan, headers: { 'x-api-key': key } }));
         assert.deepEqual([keyOverCert.get('x-portico-partner'), keyOverCert.get('x-portico-credential')], [['bank-a'], ['api_key']]);
         assert.equal(keyOverCert.get('x-api-key'), undefined, 'the key stays at the gateway');
-        const jwtOverCert = mirrored(await https('/vault/items/1', { client: bySan, headers: { authorization: `Bearer ${token}` } }));
+        const jwtOverCert = mirroredHeaders(await https('/vault/items/1', { client: bySan, headers: { authorization: `Bearer ${token}` } }));
         assert.deepEqual([jwtOverCert.get('x-portico-partner'), jwtOverCert.get('x-portico-credential'), jwtOverCert.get('x-user-role')], [['bank-c'], ['jwt'], ['teller']]);
         const viaHttp = await g.call('/vault/items/1', { headers: { 'x-api-key': key } });
-        assert.deepEqual(identityHeadersOf(Object.fromEntries([...mirrored(viaHttp).entries()].map(([k, v]) => [k, v.join(',')]))), {
+        assert.deepEqual(identityHeadersOf(Object.fromEntries([...mirroredHeaders(viaHttp).entries()].map(([k, v]) => [k, v.join(',')]))), {
           'x-portico-credential': 'api_key',
           'x-portico-partner': 'bank-a',
           'x-portico-plan': 'unlimited',

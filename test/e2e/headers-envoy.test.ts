@@ -4,31 +4,17 @@
 // resolves it; renames on requests and responses; an unknown variable refused with 422.
 import assert from 'node:assert/strict';
 import { describe, it } from 'node:test';
-import { createApiKey, startAuthzGateway } from '../support/authz-gateway.ts';
+import { createApiKey, mirroredHeaders, startAuthzGateway, startMirror } from '../support/authz-gateway.ts';
 import { waitFor } from '../support/components.ts';
-import { listenHttp } from '../support/servers.ts';
 import type { GatewayResponse } from '../support/seed003.ts';
 
 const NODE = 'edge-headers';
 const UUID = /^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$/;
 
-/** What the upstream received: lower-case name → values. */
-function upstreamView(r: GatewayResponse): Map<string, string[]> {
-  assert.equal(r.status, 200, r.text);
-  const m = new Map<string, string[]>();
-  for (const [k, v] of r.json.rawHeaders as Array<[string, string]>) m.set(k, [...(m.get(k) ?? []), v]);
-  return m;
-}
-
 describe('dynamic header values through a real Envoy', () => {
   it('resolves every variable, renames headers, records correlation ids, refuses unknown variables', { timeout: 300_000 }, async (t) => {
-    // An upstream that reports the headers it received and answers with two of its own.
-    const upstream = await listenHttp((req, res) => {
-      const raw: Array<[string, string]> = [];
-      for (let i = 0; i < req.rawHeaders.length; i += 2) raw.push([req.rawHeaders[i]!.toLowerCase(), req.rawHeaders[i + 1]!]);
-      const body = JSON.stringify({ rawHeaders: raw });
-      res.writeHead(200, { 'content-type': 'application/json', 'x-upstream-secret': 'internal-1', 'content-length': Buffer.byteLength(body) }).end(body);
-    });
+    // An upstream that reports the headers it received and answers with one of its own.
+    const upstream = await startMirror({ 'x-upstream-secret': 'internal-1' });
     t.after(() => upstream.close());
     const g = await startAuthzGateway(t, {
       nodeId: NODE,
@@ -92,7 +78,7 @@ describe('dynamic header values through a real Envoy', () => {
       const seen = new Map<string, string>();
       for (let i = 0; i < 6; i++) {
         const r: GatewayResponse = await g.call('/hdr/x', { headers: { 'x-api-key': key } });
-        const id: string[] | undefined = upstreamView(r).get('x-correlation-id');
+        const id: string[] | undefined = mirroredHeaders(r).get('x-correlation-id');
         assert.equal(id?.length, 1, r.text);
         assert.match(id![0]!, UUID);
         assert.equal(r.headers.get('x-correlation-id'), id![0], 'the response carries the id the upstream saw');
@@ -100,7 +86,7 @@ describe('dynamic header values through a real Envoy', () => {
         seen.set(id![0]!, r.headers.get('x-request-id')!);
       }
       // A client cannot choose its own: the gateway overwrites it.
-      const forced = upstreamView(await g.call('/hdr/x', { headers: { 'x-api-key': key, 'x-correlation-id': 'mine' } })).get('x-correlation-id');
+      const forced = mirroredHeaders(await g.call('/hdr/x', { headers: { 'x-api-key': key, 'x-correlation-id': 'mine' } })).get('x-correlation-id');
       assert.match(forced![0]!, UUID);
       const lines = await waitFor(
         'access-log lines of the six requests',
@@ -115,12 +101,12 @@ describe('dynamic header values through a real Envoy', () => {
     });
 
     await t.test('the caller: partner, plan and credential type by API key and by JWT (with a claim); none when anonymous', async () => {
-      const byKey = upstreamView(await g.call('/hdr/x', { headers: { 'x-api-key': key } }));
+      const byKey = mirroredHeaders(await g.call('/hdr/x', { headers: { 'x-api-key': key } }));
       assert.deepEqual([byKey.get('x-partner'), byKey.get('x-plan'), byKey.get('x-credential'), byKey.get('x-subject')], [['spy'], ['unlimited'], ['api_key'], undefined]);
-      const byToken = upstreamView(await g.call('/hdr/x', { headers: { authorization: `Bearer ${token}` } }));
+      const byToken = mirroredHeaders(await g.call('/hdr/x', { headers: { authorization: `Bearer ${token}` } }));
       assert.deepEqual([byToken.get('x-partner'), byToken.get('x-plan'), byToken.get('x-credential'), byToken.get('x-subject')], [['web-app'], ['unlimited'], ['jwt'], ['user-9']]);
       // Anonymous: the gateway knows no partner, so those headers are left out (a forged one is stripped at the edge).
-      const anonymous = upstreamView(await g.call('/hdr/open', { headers: { 'x-portico-partner': 'forged', 'x-user-id': 'forged' } }));
+      const anonymous = mirroredHeaders(await g.call('/hdr/open', { headers: { 'x-portico-partner': 'forged', 'x-user-id': 'forged' } }));
       assert.deepEqual([anonymous.get('x-partner'), anonymous.get('x-plan'), anonymous.get('x-subject')], [undefined, undefined, undefined]);
       assert.deepEqual(anonymous.get('x-credential'), ['none']);
     });
@@ -128,7 +114,7 @@ describe('dynamic header values through a real Envoy', () => {
     await t.test('request id, client address, product and route, time, another header, literal text', async () => {
       const before = Date.now();
       const r = await g.call('/hdr/x', { headers: { 'x-api-key': key, traceparent: '00-abc-def-01' } });
-      const v = upstreamView(r);
+      const v = mirroredHeaders(r);
       assert.deepEqual(v.get('x-req'), v.get('x-request-id'));
       assert.equal(v.get('x-req')![0], r.headers.get('x-request-id'));
       assert.deepEqual(v.get('x-client'), ['127.0.0.1']);
@@ -142,13 +128,13 @@ describe('dynamic header values through a real Envoy', () => {
 
     await t.test('renames: request header copied to its new name and removed; the same on responses; response variables', async () => {
       const r = await g.call('/hdr/x', { headers: { 'x-api-key': key, 'x-legacy': 'v1' } });
-      const v = upstreamView(r);
+      const v = mirroredHeaders(r);
       assert.deepEqual([v.get('x-modern'), v.get('x-legacy')], [['v1'], undefined]);
       assert.equal(r.headers.get('x-upstream-info'), 'internal-1');
       assert.equal(r.headers.get('x-upstream-secret'), null);
       assert.equal(r.headers.get('x-upstream-type'), 'application/json');
       // Nothing to rename: no empty header appears.
-      assert.equal(upstreamView(await g.call('/hdr/x', { headers: { 'x-api-key': key } })).get('x-modern'), undefined);
+      assert.equal(mirroredHeaders(await g.call('/hdr/x', { headers: { 'x-api-key': key } })).get('x-modern'), undefined);
     });
 
     await t.test('an unknown variable is a 422 naming it, and nothing changes', async () => {
@@ -165,7 +151,7 @@ describe('dynamic header values through a real Envoy', () => {
       const product = await g.api.put('/api/v1/products/hdr', { name: 'hdr', gatewayGroups: ['edge'], basePath: '/hdr', responseHeaders: { add: { 'X-A': '${jwt.claim.email}' } } });
       assert.equal(product.status, 422, product.text);
       assert.match(product.body.errors[0].message, /must forward claim 'email'/);
-      const after = upstreamView(await g.call('/hdr/x', { headers: { 'x-api-key': key } }));
+      const after = mirroredHeaders(await g.call('/hdr/x', { headers: { 'x-api-key': key } }));
       assert.deepEqual(after.get('x-partner'), ['spy'], 'the route still works as before');
     });
   });

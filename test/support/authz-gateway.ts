@@ -132,14 +132,23 @@ export function identityHeadersOf(h: Record<string, string>): Record<string, str
   return Object.fromEntries(Object.entries(h).filter(([k]) => /^(x-portico-|x-user-id$|x-user-role$)/.test(k)));
 }
 
-/** An upstream that echoes every request header it received (names and values, repeated ones too). */
-export function startMirror(): Promise<LoopbackServer> {
+/** An upstream that echoes every request header it received (names and values, repeated ones too), answering with `responseHeaders` too. */
+export function startMirror(responseHeaders: Record<string, string> = {}): Promise<LoopbackServer> {
   return listenHttp((req, res) => {
     const raw: Array<[string, string]> = [];
     for (let i = 0; i < req.rawHeaders.length; i += 2) raw.push([req.rawHeaders[i]!.toLowerCase(), req.rawHeaders[i + 1]!]);
     const body = JSON.stringify({ service: 'mirror', path: req.url, rawHeaders: raw });
-    res.writeHead(200, { 'content-type': 'application/json', 'content-length': Buffer.byteLength(body) }).end(body);
+    res.writeHead(200, { ...responseHeaders, 'content-type': 'application/json', 'content-length': Buffer.byteLength(body) }).end(body);
   });
+}
+
+/** What the mirror received (a 200 from startMirror's upstream): lower-case name → values. */
+export function mirroredHeaders(r: GatewayResponse): Map<string, string[]> {
+  assert.equal(r.status, 200, r.text);
+  assert.equal(r.json?.service, 'mirror', r.text);
+  const m = new Map<string, string[]>();
+  for (const [k, v] of r.json.rawHeaders as Array<[string, string]>) m.set(k, [...(m.get(k) ?? []), v]);
+  return m;
 }
 
 /**
