@@ -45,7 +45,7 @@ export const CLI_COMMANDS: Record<string, CommandSpec> = {
     usage: 'demo [--reset]',
     summary: 'the quick start: control plane, example model, demo upstreams and an Envoy on :10000',
     details:
-      'Keeps its model and credentials in PORTICO_DATA_DIR (.data/) across restarts: the admin token and\nAPI key are written to .data/demo-credentials.txt (mode 0600) and shown again on every start.\nEnvoy access logs go to .data/envoy-access.log. --reset deletes the demo data and starts over.',
+      'Keeps its model and credentials in PORTICO_DATA_DIR (.data/) across restarts: the admin token and\nAPI key are written to .data/demo-credentials.env (mode 0600, `source` it) and shown again on every\nstart. Envoy logs go to .data/envoy-access.log (requests) and .data/envoy.log. --reset deletes the demo data and starts over.',
     options: { reset: { type: 'boolean' } },
   },
   apply: {

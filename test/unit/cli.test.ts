@@ -72,6 +72,7 @@ describe('portico command line', () => {
     assert.match(portico(['diff', '--help']).stdout, /Exit status: 0 no differences, 2 differences found, 1 error/);
     assert.match(portico(['serve', '--help']).stdout, /^usage: portico serve/);
     assert.match(portico(['demo', '-h']).stdout, /--reset/);
+    assert.match(portico(['demo', '-h']).stdout, /\.data\/demo-credentials\.env \(mode 0600/, 'names the file the demo really writes');
     assert.match(portico(['certs', '--help']).stdout, /^usage: portico certs ca/);
   });
 
