@@ -9,3 +9,4 @@ export * from './policy.ts';
 export * from './schemas.ts';
 export * from './validate.ts';
 export * from './grpc-descriptor.ts';
+export * from './plan-rules.ts';

@@ -121,9 +121,9 @@ export const GatewayGroup = Type.Object(
         {
           ...Callout.properties,
           mode: Type.Optional(
-            Type.Union([Type.Literal('combined'), Type.Literal('service')], {
+            Type.Union([Type.Literal('native'), Type.Literal('combined'), Type.Literal('service')], {
               description:
-                "combined (default): the ext_authz callout also counts the request, one callout per request; service: Envoy's rate-limit filter calls the rate-limit service (a second callout)",
+                "native: Envoy's local token buckets count plan limits with no callout (global limits divided among the group's connected Envoys); combined (default): the ext_authz callout also counts the request, one callout per request; service: Envoy's rate-limit filter calls the rate-limit service (a second callout)",
             }),
           ),
         },

@@ -17,30 +17,12 @@
 // budget counted by a different key on one route cannot be the same budget as on the others).
 // <count> is p:<partner> | i:<client ip> | h.<header>:<value> | r:<route> | u: (nothing to count by).
 import { createHash } from 'node:crypto';
-import type { ModelSnapshot, CountBy, Plan, PlanOverride, Quota, RateLimit } from '../model/index.ts';
+import { overrideRules, planDefaults, type ModelSnapshot, type CompiledLimit, type CountBy, type Plan, type RuleSet } from '../model/index.ts';
 import { PERIOD_MS, type CounterSpec, type QuotaPer, type RatePer } from './algorithms.ts';
 
 export type CountKind = CountBy['kind'];
 
-export interface CompiledLimit {
-  /** Stable name, also the counter key prefix: `<plan>:<product>:<route|*>:<per>`. */
-  id: string;
-  kind: 'rate' | 'quota';
-  per: RatePer | QuotaPer;
-  /** Requests per period (rates) or per window (quotas): what X-RateLimit-Limit shows. */
-  requests: number;
-  /** Extra requests a full bucket holds above the steady rate (0 for quotas). */
-  burst: number;
-  scope: 'plan' | 'route';
-}
-
-export interface RuleSet {
-  plan: string;
-  shadow: boolean;
-  countBy: CountBy;
-  /** Rates first, then quotas. */
-  limits: readonly CompiledLimit[];
-}
+export type { CompiledLimit, RuleSet };
 
 export type Resolution = { kind: 'rules'; via: 'subscription' | 'public'; rules: RuleSet } | { kind: 'none'; reason: 'unknown_product' | 'no_plan' };
 
@@ -71,10 +53,8 @@ interface ProductEntry {
   subscriptions: ReadonlyMap<string, SubscriptionEntry & { rules: ProductPlan | undefined }>;
 }
 
-const NO_LIMITS: readonly CompiledLimit[] = [];
 const NO_PLAN: Resolution = { kind: 'none', reason: 'no_plan' };
 const UNKNOWN_PRODUCT: Resolution = { kind: 'none', reason: 'unknown_product' };
-const DEFAULT_COUNT_BY: CountBy = { kind: 'partner' };
 
 /** Header values are caller-controlled: long ones are hashed so keys stay short and bounded. */
 const MAX_KEY_VALUE = 128;
@@ -146,57 +126,15 @@ export function counterSpecs(rules: RuleSet, count: string): CounterSpec[] {
 
 // ── building ─────────────────────────────────────────────────────────────────
 
-function sameCountBy(a: CountBy, b: CountBy): boolean {
-  return a.kind === b.kind && (a.header ?? '').toLowerCase() === (b.header ?? '').toLowerCase();
-}
-
-function rates(plan: string, product: string, scope: string, limits: readonly RateLimit[] | undefined): CompiledLimit[] {
-  return (limits ?? []).map((l) => ({
-    id: `${plan}:${product}:${scope}:${l.per}`,
-    kind: 'rate',
-    per: l.per,
-    requests: l.requests,
-    burst: l.burst ?? 0,
-    scope: scope === '*' ? 'plan' : 'route',
-  }));
-}
-
-function quotas(plan: string, product: string, scope: string, qs: readonly Quota[] | undefined): CompiledLimit[] {
-  return (qs ?? []).map((q) => ({
-    id: `${plan}:${product}:${scope}:${q.per}`,
-    kind: 'quota',
-    per: q.per,
-    requests: q.requests,
-    burst: 0,
-    scope: scope === '*' ? 'plan' : 'route',
-  }));
-}
-
 function compilePlan(plan: Plan, product: string): ProductPlan {
-  const countBy = plan.countBy ?? DEFAULT_COUNT_BY;
-  const shadow = plan.shadow === true;
-  const defaultLimits = [...rates(plan.name, product, '*', plan.limits), ...quotas(plan.name, product, '*', plan.quotas)];
-  const defaults: RuleSet = { plan: plan.name, shadow, countBy, limits: defaultLimits.length ? defaultLimits : NO_LIMITS };
+  const defaults = planDefaults(plan, product);
   const routes = new Map<string, RuleSet>();
-  for (const o of plan.overrides ?? []) {
-    if (o.product !== product) continue;
-    routes.set(o.route, compileOverride(plan, product, o, countBy, shadow));
-  }
+  for (const o of plan.overrides ?? []) if (o.product === product) routes.set(o.route, overrideRules(plan, product, o));
   const answers = (via: 'subscription' | 'public') => ({
     defaults: { kind: 'rules', via, rules: defaults } as const,
     routes: new Map([...routes].map(([r, rules]) => [r, { kind: 'rules', via, rules } as const])),
   });
   return { defaults, routes, answers: { subscription: answers('subscription'), public: answers('public') } };
-}
-
-function compileOverride(plan: Plan, product: string, o: PlanOverride, planCountBy: CountBy, shadow: boolean): RuleSet {
-  const countBy = o.countBy ?? planCountBy;
-  // Inherited rules stay in the plan-wide budget unless they are now counted by something else.
-  const inheritedScope = sameCountBy(countBy, planCountBy) ? '*' : o.route;
-  const limits = o.limits ? rates(plan.name, product, o.route, o.limits) : rates(plan.name, product, inheritedScope, plan.limits);
-  const qs = o.quotas ? quotas(plan.name, product, o.route, o.quotas) : quotas(plan.name, product, inheritedScope, plan.quotas);
-  const all = [...limits, ...qs];
-  return { plan: plan.name, shadow, countBy, limits: all.length ? all : NO_LIMITS };
 }
 
 function expiry(at: string | undefined): number {

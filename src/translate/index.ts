@@ -22,6 +22,8 @@ export interface TranslateOptions {
    * access-log clusters present the node certificate from it. Plaintext clusters when unset.
    */
   channelSdsDir?: string;
+  /** Connected Envoys per gateway group: native rate limits give each an equal share of every plan limit (1 when absent). */
+  envoys?: ReadonlyMap<string, number>;
 }
 
 // The output type is the xDS cache's input type: one contract, in src/contract.

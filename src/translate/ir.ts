@@ -52,6 +52,8 @@ export interface HttpFiltersIR {
   grpcWeb?: boolean;
   /** Compressor profiles routes use (one filter per profile and algorithm, off unless a route switches it on). */
   compression?: CompressionIR[];
+  /** Native mode: plan limits as local token buckets, one filter instance per distinct limit (stage order). */
+  planLimits: PlanLimitFilterIR[];
 }
 
 /** Envoy's gRPC-JSON transcoder for one route: its whole config (a route's replaces the filter's). */
@@ -68,6 +70,42 @@ export interface CompressionIR {
   algorithms: Array<'br' | 'zstd' | 'gzip'>;
   minSizeBytes: number;
   contentTypes: string[];
+}
+
+/** A descriptor entry of a native bucket; without a value, each distinct value gets its own bucket. */
+export interface DescriptorEntryIR {
+  key: string;
+  value?: string;
+}
+
+/**
+ * One local_ratelimit instance of native mode: the buckets of every limit with the same numbers
+ * (requests, per, burst), read from route rate_limits entries of its stage. Its 429 says those numbers.
+ */
+export interface PlanLimitFilterIR {
+  stage: number;
+  /** X-RateLimit-Limit of its refusals: the plan's requests per period (the whole fleet's, undivided). */
+  requests: number;
+  /** Retry-After of its refusals: the longest wait for the next fill of this Envoy's share. */
+  retryAfterSeconds: number;
+  /** Every descriptor's token bucket (this Envoy's share of the limit). */
+  bucket: LocalBucketIR;
+  /** The budgets: descriptor entries, in the order the route actions produce them. */
+  descriptors: DescriptorEntryIR[][];
+}
+
+/** A rate limit action of native mode (RouteAction.rate_limits[].actions[]). */
+export type LimitActionIR =
+  | { kind: 'generic'; key: string; value: string }
+  | { kind: 'header'; header: string; key: string }
+  | { kind: 'remote_address' }
+  /** An entry when the header matches `regex` (or is present, without one) — or, `expect: false`, when it does not. */
+  | { kind: 'header_match'; header: string; key: string; value: string; expect: boolean; regex?: string };
+
+/** One RouteAction.rate_limits entry of native mode: a descriptor for the instance of its stage. */
+export interface RouteLimitEntryIR {
+  stage: number;
+  actions: LimitActionIR[];
 }
 
 export interface ExtAuthzIR {
@@ -261,6 +299,8 @@ export interface RouteIR {
   transcoder?: TranscoderIR;
   /** true: accepts gRPC-Web; false: the group's gRPC-Web filter is off here (set only in groups where some route accepts it). */
   grpcWeb?: boolean;
+  /** Native mode: the rate limit actions choosing the caller's plan buckets. */
+  planLimits?: RouteLimitEntryIR[];
 }
 
 export type LbPolicyIR = 'ROUND_ROBIN' | 'LEAST_REQUEST' | 'RANDOM' | 'RING_HASH' | 'MAGLEV';

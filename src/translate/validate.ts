@@ -3,7 +3,8 @@
 import { sortedValues, fullPath, serviceDiscovery, type ModelSnapshot, type ModelError, type HeaderMutation, type Route } from '../model/index.ts';
 import { templateSegments, templateVariables } from './paths.ts';
 import { apiKeyCountProblems } from './to-ir/limits.ts';
-import { effectiveAccept, productRoutes } from './to-ir/common.ts';
+import { effectiveAccept, groupProducts, productRoutes } from './to-ir/common.ts';
+import { MAX_NATIVE_LIMIT_SHAPES, nativeLimits } from './to-ir/native-limits.ts';
 import { GRPC_RETRY_ON, proxylessGroupsOf } from './to-ir/proxyless.ts';
 
 /** Envoy's URI template limits (uri_template_matcher). */
@@ -18,6 +19,17 @@ export function validateTranslation(model: ModelSnapshot): ModelError[] {
   const invalid = (kind: ModelError['kind'], key: string, field: string, message: string) => errors.push({ kind, key, field, code: 'invalid', message });
 
   for (const g of sortedValues(model, 'gatewayGroups')) {
+    if (g.kind !== 'proxyless-grpc' && g.rateLimit?.mode === 'native') {
+      const shapes = nativeLimits(model, groupProducts(model, g.name), 1).tooManyShapes;
+      if (shapes !== undefined) {
+        invalid(
+          'gatewayGroups',
+          g.name,
+          'rateLimit.mode',
+          `native mode enforces at most ${MAX_NATIVE_LIMIT_SHAPES} distinct limits (requests, per, burst) per gateway group; its plans have ${shapes}: align plan limits, or use combined or service mode`,
+        );
+      }
+    }
     (g.listeners ?? []).forEach((l, i) => {
       (l.hostnames ?? []).forEach((h, j) => {
         if ((l.protocol ?? 'http') !== 'https') {

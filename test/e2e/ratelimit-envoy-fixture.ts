@@ -12,7 +12,7 @@ import { startEnvoy, waitInSync, type TestEnvoy } from '../support/envoy.ts';
 import { startTestPortico, type TestPortico } from '../support/portico.ts';
 import { call, echo, type GatewayResponse, type Upstream } from '../support/seed003.ts';
 
-export type Mode = 'combined' | 'service';
+export type Mode = 'native' | 'combined' | 'service';
 
 /** A secret in Portico's API key format, imported through the document (hashed on arrival). */
 export function newApiKey(): string {

@@ -7,12 +7,14 @@ import { describe, it } from 'node:test';
 import type { GatewayResponse } from '../support/seed003.ts';
 import { freePort, newApiKey, startGateway, withKey } from './ratelimit-envoy-fixture.ts';
 
-/** A local bucket's refusal: 429, Retry-After = the bucket's fill interval, the gateway's JSON body. */
+/** A local bucket's refusal: 429, Retry-After = the bucket's fill interval, Reset = now + Retry-After, the gateway's JSON body. */
 function assertLocal429(r: GatewayResponse, o: { limit: number; retryAfter: number }, what: string): void {
   assert.equal(r.status, 429, `${what}: ${r.status} ${r.text}`);
   assert.equal(r.headers.get('retry-after'), String(o.retryAfter), `${what}: Retry-After`);
   assert.equal(r.headers.get('x-ratelimit-limit'), String(o.limit), `${what}: X-RateLimit-Limit`);
   assert.equal(r.headers.get('x-ratelimit-remaining'), '0', `${what}: X-RateLimit-Remaining`);
+  const reset = Number(r.headers.get('x-ratelimit-reset'));
+  assert.ok(Math.abs(reset - (Date.now() / 1000 + o.retryAfter)) <= 5, `${what}: X-RateLimit-Reset ${reset} is not now + Retry-After`);
   assert.equal(r.headers.get('content-type'), 'application/json', `${what}: content-type`);
   assert.equal(
     r.text,

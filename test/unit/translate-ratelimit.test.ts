@@ -216,6 +216,7 @@ describe('local rate limits', () => {
         ['retry-after', '30'],
         ['x-ratelimit-limit', '2'],
         ['x-ratelimit-remaining', '0'],
+        ['x-ratelimit-reset', '%CEL(int(request.time) + 30)%'],
       ],
     );
     assert.equal(perFilter(o, 'api/items', 'portico.local_ratelimit.route'), undefined);

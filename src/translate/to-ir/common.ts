@@ -40,6 +40,8 @@ export interface IrOptions {
   telemetry?: TelemetryOptions;
   /** Under mTLS: the Envoy hosts' channel SDS file (the callout and access-log clusters use it). */
   channelSdsDir?: string;
+  /** Connected Envoys per gateway group (native mode divides each plan limit among them); 1 when absent. */
+  envoys?: ReadonlyMap<string, number>;
 }
 
 /** Splits `host:port` or `[v6]:port`; throws on anything else (a settings error, not a model error). */

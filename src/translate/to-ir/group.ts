@@ -4,6 +4,7 @@ import { sortedValues, identityHeaders, isReservedHeader, type ModelSnapshot, ty
 import { FILTERS } from '../envoy/common.ts';
 import { COMBINED_CONTEXT_KEY, LIMITS_UNAVAILABLE_STATUS, RATE_LIMIT_DOMAIN, RESERVED_HEADER_PREFIX } from '../../contract/index.ts';
 import { localBucket, rateLimitMode } from './limits.ts';
+import { nativeLimits } from './native-limits.ts';
 import type { ClusterIR, GroupIR, ListenerIR, RouteTableIR, SecretIR } from '../ir.ts';
 import { compareStrings } from '../paths.ts';
 import { telemetryClusters, telemetryIr } from './telemetry.ts';
@@ -61,7 +62,8 @@ export function groupToIr(model: ModelSnapshot, group: GatewayGroup, options: Ir
   if (group.kind === 'proxyless-grpc') return proxylessGroupToIr(model, group);
   const products = groupProducts(model, group.name);
   const mode = rateLimitMode(group);
-  const virtualHosts = virtualHostsIr(model, products, { rateLimitMode: mode });
+  const native = mode === 'native' ? nativeLimits(model, products, options.envoys?.get(group.name) ?? 1) : undefined;
+  const virtualHosts = virtualHostsIr(model, products, { rateLimitMode: mode, ...(native ? { planLimits: native.routes } : {}) });
   // What the routes need decides which filters the chain holds.
   let checked = false;
   let counted = false;
@@ -147,6 +149,7 @@ export function groupToIr(model: ModelSnapshot, group: GatewayGroup, options: Ir
             },
           }
         : {}),
+      planLimits: native?.filters ?? [],
       ...(serviceLimited ? { rateLimit: { cluster: CALLOUT_CLUSTER, domain: RATE_LIMIT_DOMAIN, timeoutMs: rateLimitTimeoutMs, failureModeDeny: !rateLimitFailOpen } } : {}),
       ...(renamed ? { headerRename: true } : {}),
       ...(profiles.length ? { compression: profiles } : {}),

@@ -17,7 +17,7 @@ import {
 import type { LocalBucketIR } from '../ir.ts';
 
 /** How a gateway group enforces plan limits; `combined` unless the group says otherwise. */
-export type RateLimitMode = 'combined' | 'service';
+export type RateLimitMode = 'native' | 'combined' | 'service';
 
 export function rateLimitMode(group: Pick<GatewayGroup, 'rateLimit'>): RateLimitMode {
   return group.rateLimit?.mode ?? 'combined';
@@ -106,15 +106,21 @@ export const MIN_FILL_INTERVAL_MS = 50;
  * at least 50 ms (exact when it divides evenly, else within a nanosecond per fill).
  * `retryAfterSeconds` is the longest a refused caller waits for the next fill (at least 1): what
  * the 429's Retry-After says.
+ *
+ * Divided among `envoys` Envoys (a limit global to a gateway group, native mode), each gets the
+ * rate exactly divided — requests per `envoys` periods, so the fleet's steady rate is the limit
+ * with no rounding — and the capacity rounded up, ceil((requests + burst) / envoys), at least 1:
+ * a fleet starting full admits at most envoys − 1 requests more than the limit's capacity, and
+ * never fewer.
  */
-export function localBucket(l: LocalRateLimit): LocalBucketIR {
-  const periodMs = PERIOD_MS[l.per];
+export function localBucket(l: LocalRateLimit, envoys = 1): LocalBucketIR {
+  const periodMs = PERIOD_MS[l.per] * envoys;
   const tokensPerFill = Math.max(1, Math.ceil((MIN_FILL_INTERVAL_MS * l.requests) / periodMs));
   const fillIntervalNs = Math.round((periodMs * 1_000_000 * tokensPerFill) / l.requests);
   return {
     requests: l.requests,
     per: l.per,
-    maxTokens: l.requests + (l.burst ?? 0),
+    maxTokens: Math.max(1, Math.ceil((l.requests + (l.burst ?? 0)) / envoys)),
     tokensPerFill,
     fillIntervalNs,
     retryAfterSeconds: Math.max(1, Math.ceil(fillIntervalNs / 1e9)),

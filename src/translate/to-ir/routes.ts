@@ -17,7 +17,7 @@ import {
 } from '../../model/index.ts';
 import { COMBINED_CONTEXT_KEY, COMBINED_CONTEXT_VALUE } from '../../contract/index.ts';
 import { localBucket, routeLimits, type RateLimitMode } from './limits.ts';
-import type { ActionIR, CorsIR, HeaderMatchIR, HeaderMutationIR, MatchIR, PathMatchIR, QueryMatchIR, RetryIR, RouteAuthzIR, RouteIR, ValueMatchIR } from '../ir.ts';
+import type { ActionIR, CorsIR, HeaderMatchIR, HeaderMutationIR, MatchIR, PathMatchIR, QueryMatchIR, RetryIR, RouteAuthzIR, RouteIR, RouteLimitEntryIR, ValueMatchIR } from '../ir.ts';
 import { compareStrings, stripPrefixRewrite } from '../paths.ts';
 import { DEFAULTS, sortMethods } from './common.ts';
 import { headerRulesIr, literalHeaderValue } from './headers.ts';
@@ -117,6 +117,8 @@ export function corsIr(p: Product): CorsIR | undefined {
 export interface RouteFilters {
   /** How plan limits are enforced: counted by ext_authz in its callout, or by Envoy's rate-limit filter. */
   rateLimitMode: RateLimitMode;
+  /** Native mode: the rate limit entries of each route (by IR name) that plan limits apply to. */
+  planLimits?: ReadonlyMap<string, RouteLimitEntryIR[]>;
 }
 
 /**
@@ -154,8 +156,10 @@ export function routeIr(model: ModelSnapshot, product: Product, route: Route, fi
   const limits = filters ? routeLimits(model, product, route) : undefined;
   const publicOnly = accept.every((a) => a === 'none');
   const compression = compressionIr(product, route);
+  const name = `${product.name}/${route.name}`;
+  const planLimits = filters?.planLimits?.get(name);
   return {
-    name: `${product.name}/${route.name}`,
+    name,
     metadata: { product: product.name, route: route.name },
     match,
     action,
@@ -168,6 +172,7 @@ export function routeIr(model: ModelSnapshot, product: Product, route: Route, fi
       : {}),
     ...(filters && route.localRateLimit ? { localRateLimit: localBucket(route.localRateLimit) } : {}),
     ...(filters && compression ? { compression } : {}),
+    ...(planLimits ? { planLimits } : {}),
     ...(filters ? grpcIr(model, route) : {}),
   };
 }

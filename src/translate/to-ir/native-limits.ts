@@ -1,0 +1,191 @@
+// Native mode (rateLimit.mode: native): plan rate limits as Envoy local token buckets, no callout.
+// Pure: for one gateway group, the buckets (local_ratelimit descriptors) and, per route, the rate
+// limit actions that pick the caller's buckets — with the budgets and fallbacks the rate limiter
+// counts by (src/ratelimit/README.md), each limit's rate divided among the group's Envoys.
+import { GATEWAY_HEADERS } from '../../contract/index.ts';
+import { effectiveAccept, planRouteRules, type CompiledLimit, type ModelSnapshot, type Product, type RateLimit, type Route, type RuleSet } from '../../model/index.ts';
+import type { DescriptorEntryIR, LimitActionIR, PlanLimitFilterIR, RouteLimitEntryIR } from '../ir.ts';
+import { compareStrings } from '../paths.ts';
+import { productRoutes } from './common.ts';
+import { localBucket } from './limits.ts';
+
+/** local_ratelimit stages 1–10 (Envoy allows 0–10; 0 stays with the callout modes): one instance per distinct limit. */
+export const MAX_NATIVE_LIMIT_SHAPES = 10;
+
+/** Descriptor entry keys of native budgets (`remote_address` is Envoy's own key for that action). */
+const KEY = {
+  plan: 'portico_plan',
+  budget: 'portico_budget',
+  partner: 'portico_partner',
+  header: 'portico_header',
+  route: 'portico_route',
+  anonymous: 'portico_anonymous',
+  noHeader: 'portico_no_header',
+  remote: 'remote_address',
+} as const;
+
+const PARTNER = GATEWAY_HEADERS.partner;
+
+export interface NativeLimits {
+  filters: PlanLimitFilterIR[];
+  /** Rate limit entries per route IR name (`<product>/<route>`). */
+  routes: Map<string, RouteLimitEntryIR[]>;
+  /** Distinct limits (requests, per, burst) past the stages there are, when there are too many. */
+  tooManyShapes?: number;
+}
+
+type RateLimitLike = Pick<CompiledLimit, 'requests' | 'per' | 'burst'>;
+const shapeKey = (l: RateLimitLike) => `${l.requests}/${l.per}+${l.burst}`;
+
+/** Who the rules are for on a route: the partners of one subscription plan, or everybody else (the public plan). */
+type Callers = { kind: 'subscribers'; plan: string; partners: string[] } | { kind: 'public'; plan: string; subscribers: string[] };
+
+/** Partners with an active subscription to each product (partner not suspended), by plan. Expiry is left to authorization (translation has no clock). */
+function subscribersByPlan(model: ModelSnapshot): Map<string, Map<string, string[]>> {
+  const out = new Map<string, Map<string, string[]>>();
+  for (const s of model.subscriptions.values()) {
+    const partner = model.partners.get(s.partner);
+    if ((s.status ?? 'active') !== 'active' || !partner || partner.suspended === true || !model.plans.has(s.plan)) continue;
+    let byPlan = out.get(s.product);
+    if (!byPlan) out.set(s.product, (byPlan = new Map()));
+    const list = byPlan.get(s.plan);
+    if (list) list.push(s.partner);
+    else byPlan.set(s.plan, [s.partner]);
+  }
+  for (const byPlan of out.values()) for (const list of byPlan.values()) list.sort(compareStrings);
+  return out;
+}
+
+/** An RE2 pattern matching exactly these names. */
+function exactNames(names: readonly string[]): string {
+  return `^(?:${names.map((n) => n.replace(/[.*+?^${}()|[\]\\-]/g, '\\$&')).join('|')})$`;
+}
+
+class Builder {
+  readonly stages = new Map<string, number>();
+  readonly filters = new Map<number, PlanLimitFilterIR>();
+  private readonly seen = new Set<string>();
+  readonly overflow = new Set<string>();
+
+  constructor(private readonly envoys: number) {}
+
+  /** The stage (filter instance) of a limit's shape; 0 when every stage is taken. */
+  stage(l: RateLimitLike): number {
+    const key = shapeKey(l);
+    let s = this.stages.get(key);
+    if (s === undefined) {
+      if (this.stages.size >= MAX_NATIVE_LIMIT_SHAPES) {
+        this.overflow.add(key);
+        return 0;
+      }
+      s = this.stages.size + 1;
+      this.stages.set(key, s);
+      const bucket = localBucket({ requests: l.requests, per: l.per as RateLimit['per'], burst: l.burst }, this.envoys);
+      this.filters.set(s, { stage: s, requests: l.requests, retryAfterSeconds: bucket.retryAfterSeconds, bucket, descriptors: [] });
+    }
+    return s;
+  }
+
+  descriptor(stage: number, entries: DescriptorEntryIR[]): void {
+    const key = `${stage}\n${entries.map((e) => `${e.key}=${e.value ?? '*'}`).join('\n')}`;
+    if (this.seen.has(key)) return;
+    this.seen.add(key);
+    this.filters.get(stage)!.descriptors.push(entries);
+  }
+}
+
+/** The actions and descriptors of one limit for one kind of caller on one route. */
+function limitEntries(b: Builder, route: Route, rules: RuleSet, l: CompiledLimit, index: number, callers: Callers): RouteLimitEntryIR[] {
+  const stage = b.stage(l);
+  if (stage === 0) return [];
+  const budget = `${l.id}:${index}`;
+  const out: RouteLimitEntryIR[] = [];
+  const entry = (actions: LimitActionIR[], entries: DescriptorEntryIR[]) => {
+    out.push({ stage, actions });
+    b.descriptor(stage, entries);
+  };
+  const budgetAction: LimitActionIR = { kind: 'generic', key: KEY.budget, value: budget };
+  const budgetEntry: DescriptorEntryIR = { key: KEY.budget, value: budget };
+  // Which plan applies is the partner's (known at translate time); callers of other plans must not
+  // reach wildcard buckets, so such entries start with a guard on the partner header.
+  const guard: LimitActionIR =
+    callers.kind === 'subscribers'
+      ? { kind: 'header_match', header: PARTNER, key: KEY.plan, value: callers.plan, expect: true, regex: exactNames(callers.partners) }
+      : callers.subscribers.length
+        ? { kind: 'header_match', header: PARTNER, key: KEY.plan, value: callers.plan, expect: false, regex: exactNames(callers.subscribers) }
+        : { kind: 'generic', key: KEY.plan, value: callers.plan };
+  const guardEntry: DescriptorEntryIR = { key: KEY.plan, value: callers.plan };
+  const byAddress = (extra: LimitActionIR, extraEntry: DescriptorEntryIR) =>
+    entry([guard, budgetAction, extra, { kind: 'remote_address' }], [guardEntry, budgetEntry, extraEntry, { key: KEY.remote }]);
+  const c = rules.countBy;
+  switch (c.kind) {
+    case 'partner':
+      // Subscribers by name (explicit buckets, no guard needed: only their own names match). The
+      // public plan's callers have no partner (authentication refuses partners without a
+      // subscription), so they count by client address.
+      if (callers.kind === 'subscribers') {
+        out.push({ stage, actions: [budgetAction, { kind: 'header', header: PARTNER, key: KEY.partner }] });
+        for (const p of callers.partners) b.descriptor(stage, [budgetEntry, { key: KEY.partner, value: p }]);
+      } else {
+        byAddress({ kind: 'header_match', header: PARTNER, key: KEY.anonymous, value: '1', expect: false }, { key: KEY.anonymous, value: '1' });
+      }
+      break;
+    case 'client_ip':
+      entry([guard, budgetAction, { kind: 'remote_address' }], [guardEntry, budgetEntry, { key: KEY.remote }]);
+      break;
+    case 'header': {
+      const h = c.header!.toLowerCase();
+      entry([guard, budgetAction, { kind: 'header', header: h, key: KEY.header }], [guardEntry, budgetEntry, { key: KEY.header }]);
+      byAddress({ kind: 'header_match', header: h, key: KEY.noHeader, value: '1', expect: false }, { key: KEY.noHeader, value: '1' });
+      break;
+    }
+    case 'route':
+      entry([guard, budgetAction, { kind: 'generic', key: KEY.route, value: route.name }], [guardEntry, budgetEntry, { key: KEY.route, value: route.name }]);
+      break;
+  }
+  return out;
+}
+
+function routeEntries(b: Builder, model: ModelSnapshot, product: Product, route: Route, subscribed: Map<string, string[]> | undefined): RouteLimitEntryIR[] {
+  const out: RouteLimitEntryIR[] = [];
+  const add = (planName: string, callers: Callers) => {
+    const plan = model.plans.get(planName);
+    if (!plan) return;
+    const rules = planRouteRules(plan, product.name, route.name);
+    // Shadow plans never refuse: natively they count nothing (the callout modes report them).
+    if (rules.shadow) return;
+    rules.limits.forEach((l, i) => {
+      if (l.kind === 'rate') out.push(...limitEntries(b, route, rules, l, i, callers));
+    });
+  };
+  // Routes open to anonymous callers run no authentication: every caller there is on the public plan.
+  const publicOnly = effectiveAccept(product, route).every((a) => a === 'none');
+  const subscribers: string[] = [];
+  if (!publicOnly && subscribed) {
+    for (const plan of [...subscribed.keys()].sort(compareStrings)) {
+      const partners = subscribed.get(plan)!;
+      subscribers.push(...partners);
+      add(plan, { kind: 'subscribers', plan, partners });
+    }
+  }
+  if (product.publicPlan) add(product.publicPlan, { kind: 'public', plan: product.publicPlan, subscribers: subscribers.sort(compareStrings) });
+  return out;
+}
+
+/**
+ * The native limits of a group's products. `envoys` is how many Envoys of the group are connected
+ * (at least 1): each gets an equal share of every limit's rate (see localBucket).
+ */
+export function nativeLimits(model: ModelSnapshot, products: readonly Product[], envoys: number): NativeLimits {
+  const b = new Builder(Math.max(1, Math.floor(envoys)));
+  const subs = subscribersByPlan(model);
+  const routes = new Map<string, RouteLimitEntryIR[]>();
+  for (const product of products) {
+    for (const route of productRoutes(model, product.name)) {
+      const entries = routeEntries(b, model, product, route, subs.get(product.name));
+      if (entries.length) routes.set(`${product.name}/${route.name}`, entries);
+    }
+  }
+  const filters = [...b.filters.values()].filter((f) => f.descriptors.length > 0);
+  return { filters, routes, ...(b.overflow.size ? { tooManyShapes: b.stages.size + b.overflow.size } : {}) };
+}

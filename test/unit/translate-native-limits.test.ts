@@ -1,0 +1,155 @@
+// Native rate limits in the translator: a limit divided among a group's Envoys (the rate exactly,
+// the capacity rounded up), the buckets and route actions that reproduce the limiter's budgets
+// (plan-wide vs route-level, partner / header / address / route counting, guards keeping callers of
+// other plans out of wildcard buckets), no callout for counting, and what validation refuses.
+import assert from 'node:assert/strict';
+import { describe, it } from 'node:test';
+import type { KindName, ModelSnapshot } from '../../src/model/model.ts';
+import type { JsonObject } from '../../src/translate/envoy/common.ts';
+import { translate, validateTranslation } from '../../src/translate/index.ts';
+import { localBucket } from '../../src/translate/to-ir/limits.ts';
+import { MAX_NATIVE_LIMIT_SHAPES, nativeLimits } from '../../src/translate/to-ir/native-limits.ts';
+import { groupProducts } from '../../src/translate/to-ir/common.ts';
+import { jsonAt, validModel } from '../support/translate.ts';
+
+const PERIOD_MS = { second: 1_000, minute: 60_000, hour: 3_600_000 } as const;
+
+function gateway(extra: Array<[KindName, object]> = []): ModelSnapshot {
+  return validModel([
+    ['gatewayGroups', { name: 'g', listeners: [{ name: 'web', port: 8080 }], rateLimit: { mode: 'native' } }],
+    ['services', { name: 's', endpoints: [{ host: '10.0.0.1', port: 80 }] }],
+    ['products', { name: 'acc', gatewayGroups: ['g'], auth: { accept: ['none'] }, publicPlan: 'std' }],
+    ['routes', { product: 'acc', name: 'login', match: { path: { type: 'exact', value: '/login' } }, service: 's' }],
+    ['products', { name: 'api', gatewayGroups: ['g'] }],
+    ['routes', { product: 'api', name: 'items', match: { path: { type: 'prefix', value: '/items' } }, service: 's' }],
+    ['routes', { product: 'api', name: 'free', match: { path: { type: 'prefix', value: '/free' } }, service: 's' }],
+    [
+      'plans',
+      {
+        name: 'std',
+        limits: [{ requests: 100, per: 'second', burst: 20 }],
+        countBy: { kind: 'header', header: 'X-User-Id' },
+        overrides: [
+          { product: 'acc', route: 'login', limits: [{ requests: 10, per: 'minute' }], countBy: { kind: 'client_ip' } },
+          { product: 'api', route: 'free', limits: [] },
+        ],
+      },
+    ],
+    ['plans', { name: 'gold', limits: [{ requests: 5, per: 'second' }] }],
+    ['partners', { name: 'acme' }],
+    ['partners', { name: 'globex' }],
+    ['partners', { name: 'initech', suspended: true }],
+    ['subscriptions', { partner: 'acme', product: 'api', plan: 'std' }],
+    ['subscriptions', { partner: 'globex', product: 'api', plan: 'gold' }],
+    ['subscriptions', { partner: 'initech', product: 'api', plan: 'gold' }],
+    ...extra,
+  ]);
+}
+
+describe('a limit divided among Envoys', () => {
+  it('gives each Envoy the rate exactly divided and the capacity rounded up', () => {
+    assert.deepEqual(localBucket({ requests: 10, per: 'second' }, 3), { requests: 10, per: 'second', maxTokens: 4, tokensPerFill: 1, fillIntervalNs: 300_000_000, retryAfterSeconds: 1 });
+    assert.deepEqual(localBucket({ requests: 100, per: 'second', burst: 20 }, 2), { requests: 100, per: 'second', maxTokens: 60, tokensPerFill: 3, fillIntervalNs: 60_000_000, retryAfterSeconds: 1 });
+    assert.deepEqual(localBucket({ requests: 1, per: 'minute' }, 4), { requests: 1, per: 'minute', maxTokens: 1, tokensPerFill: 1, fillIntervalNs: 240_000_000_000, retryAfterSeconds: 240 });
+    // One Envoy: the bucket as before.
+    assert.deepEqual(localBucket({ requests: 7, per: 'minute', burst: 3 }, 1), localBucket({ requests: 7, per: 'minute', burst: 3 }));
+  });
+
+  it('keeps the fleet rate at the limit and the fleet capacity within envoys - 1 above it, whatever the numbers', () => {
+    let seed = 7;
+    const rnd = (n: number) => {
+      seed = (seed * 1_103_515_245 + 12_345) % 2 ** 31;
+      return seed % n;
+    };
+    for (let i = 0; i < 2000; i++) {
+      const per = (['second', 'minute', 'hour'] as const)[rnd(3)]!;
+      const requests = 1 + rnd([10, 1000, 1_000_000][rnd(3)]!);
+      const burst = rnd(3) === 0 ? rnd(500) : 0;
+      const envoys = 1 + rnd(64);
+      const b = localBucket({ requests, per, burst }, envoys);
+      const fleetPerMs = (envoys * b.tokensPerFill) / (b.fillIntervalNs / 1e6);
+      const want = requests / PERIOD_MS[per];
+      assert.ok(Math.abs(fleetPerMs - want) / want < 1e-6, `${requests}/${per} over ${envoys}: ${fleetPerMs} per ms, want ${want}`);
+      assert.ok(b.fillIntervalNs >= 50_000_000, 'Envoy refuses fills under 50 ms');
+      assert.ok(b.maxTokens * envoys >= requests + burst, 'never below the capacity');
+      assert.ok(b.maxTokens * envoys < requests + burst + envoys || b.maxTokens === 1, 'at most envoys - 1 above it');
+    }
+  });
+
+  it('is what translate emits for the group, from the connected Envoys it is given', () => {
+    const bucket = (envoys?: number) => {
+      const g = translate(gateway(), { calloutAddress: '127.0.0.1:9001', ...(envoys ? { envoys: new Map([['g', envoys]]) } : {}) }).get('g')! as unknown as { listeners: JsonObject[] };
+      const filters = jsonAt(g.listeners[0], 'filter_chains', 0, 'filters', 0, 'typed_config', 'http_filters') as JsonObject[];
+      const gold = filters.find((f) => JSON.stringify(f).includes('gold:api:*:second:0'))!;
+      return jsonAt(gold, 'typed_config', 'descriptors', 0, 'token_bucket');
+    };
+    assert.deepEqual(bucket(), { max_tokens: 5, tokens_per_fill: 1, fill_interval: '0.200s' });
+    assert.deepEqual(bucket(2), { max_tokens: 3, tokens_per_fill: 1, fill_interval: '0.400s' });
+  });
+});
+
+describe('native budgets', () => {
+  const m = gateway();
+  const n = nativeLimits(m, groupProducts(m, 'g'), 1);
+  const entries = (route: string) => JSON.stringify(n.routes.get(route) ?? []);
+
+  it('one filter instance per distinct limit (in the order routes meet them), each refusing with its own numbers', () => {
+    assert.deepEqual(
+      n.filters.map((f) => [f.stage, f.requests, f.retryAfterSeconds, f.bucket.maxTokens]),
+      [
+        [1, 10, 6, 10],
+        [2, 5, 1, 5],
+        [3, 100, 1, 120],
+      ],
+    );
+  });
+
+  it('counts subscribers by partner name (active, not suspended), by header behind a plan guard, anonymous callers by address', () => {
+    const gold = n.filters[1]!.descriptors;
+    assert.deepEqual(
+      gold,
+      [
+        [
+          { key: 'portico_budget', value: 'gold:api:*:second:0' },
+          { key: 'portico_partner', value: 'globex' },
+        ],
+      ],
+      'initech is suspended',
+    );
+    // std counts by X-User-Id: only acme's requests (the guard) reach its wildcard buckets; without the header, by address.
+    assert.match(entries('api/items'), /"kind":"header_match","header":"x-portico-partner","key":"portico_plan","value":"std","expect":true,"regex":"\^\(\?:acme\)\$"/);
+    assert.match(entries('api/items'), /"kind":"header","header":"x-user-id","key":"portico_header"/);
+    assert.match(entries('api/items'), /"key":"portico_no_header","value":"1","expect":false/);
+    assert.deepEqual(n.filters[2]!.descriptors[0], [{ key: 'portico_plan', value: 'std' }, { key: 'portico_budget', value: 'std:api:*:second:0' }, { key: 'portico_header' }]);
+  });
+
+  it('an override replaces the plan-wide budget on its route: its own limit, or none', () => {
+    assert.ok(!entries('api/free').includes('std:'), 'std has no limit on free');
+    assert.ok(entries('api/free').includes('gold:api:*:second:0'), 'gold still limits free, in its plan-wide budget');
+    // The public route: login's override counts by client address in the route's own budget.
+    assert.match(entries('acc/login'), /"std:acc:login:minute:0"\},\{"kind":"remote_address"\}/);
+  });
+
+  it('native mode counts without any callout: no counting ext_authz, no rate-limit filter', () => {
+    const g = translate(m, { calloutAddress: '127.0.0.1:9001' }).get('g')! as unknown as { listeners: JsonObject[]; routes: JsonObject[] };
+    const chain = JSON.stringify(jsonAt(g.listeners[0], 'filter_chains', 0, 'filters', 0, 'typed_config', 'http_filters'));
+    assert.ok(!chain.includes('envoy.filters.http.ratelimit') && !chain.includes('portico.ext_authz.limits'));
+    assert.ok(!JSON.stringify(g.routes).includes('"ratelimit":"combined"'));
+  });
+});
+
+describe('validateTranslation, native mode', () => {
+  it('refuses more distinct limits than there are filter stages, naming the group and field', () => {
+    const plans: Array<[KindName, object]> = [];
+    for (let i = 1; i <= MAX_NATIVE_LIMIT_SHAPES + 1; i++) {
+      plans.push(['plans', { name: `p${i}`, limits: [{ requests: i, per: 'minute' }] }], ['partners', { name: `x${i}` }], ['subscriptions', { partner: `x${i}`, product: 'api', plan: `p${i}` }]);
+    }
+    const errors = validateTranslation(gateway(plans));
+    assert.deepEqual(
+      errors.map((e) => [e.kind, e.key, e.field]),
+      [['gatewayGroups', 'g', 'rateLimit.mode']],
+    );
+    assert.match(errors[0]!.message, /at most 10 distinct limits/);
+    assert.deepEqual(validateTranslation(gateway()), []);
+  });
+});
