@@ -17,11 +17,18 @@ export interface PipelineStatus {
   lastError?: { revision: number; message: string; at: string };
 }
 
-/** The translated form of one model, remembered by the identity of its resource maps. */
+/** The translated form of one model, remembered by the identity of its resource maps (and the fleet it divided limits among). */
 interface Translation {
   maps: readonly unknown[];
+  envoys: ReadonlyMap<string, number>;
   groups: Map<string, GroupResources>;
 }
+
+/**
+ * How long fleet changes are gathered before native limits are re-divided: Envoys starting or
+ * stopping together (a rollout) cause one push, not one per stream.
+ */
+const REDIVIDE_DELAY_MS = 200;
 
 /** How long a removal waits for Envoys to stop routing to clusters before removing them anyway. */
 const REMOVAL_WAIT_MS = 10_000;
@@ -32,6 +39,10 @@ export class ConfigPipeline {
   private served: ReadonlyMap<string, GroupResources> = new Map();
   private removal: { cancelled: boolean } | undefined;
   private status: PipelineStatus = { servedRevision: -1 };
+  private snapshot: ModelSnapshot | undefined;
+  /** Connected Envoys per native gateway group: each gets an equal share of every plan limit. */
+  private envoys: ReadonlyMap<string, number> = new Map();
+  private redivide: NodeJS.Timeout | undefined;
   private readonly buildSeconds: Histogram;
   private readonly revisionGauge: Gauge;
   /** Model change → Envoy ACK latency (portico_xds_convergence_seconds). */
@@ -58,12 +69,30 @@ export class ConfigPipeline {
   attach(store: ModelStore): () => void {
     store.addValidator((candidate) => this.gate(candidate));
     const detachConvergence = this.convergence.attach(this.cache, this.fleet);
+    const detachFleet = this.fleet.onMembership(() => this.fleetChanged());
     this.publish(store.current());
     const detach = store.subscribe((s) => this.publish(s));
     return () => {
       detach();
       detachConvergence();
+      detachFleet();
+      clearTimeout(this.redivide);
     };
+  }
+
+  /** Envoys came or went: when a native group's count changed, its limits are divided anew and pushed. */
+  private fleetChanged(): void {
+    if (this.redivide) return;
+    this.redivide = setTimeout(() => {
+      this.redivide = undefined;
+      if (!this.snapshot) return;
+      const next = nativeEnvoys(this.snapshot, this.fleet.connectedNodes());
+      if (sameCounts(next, this.envoys)) return;
+      this.envoys = next;
+      this.log.info({ envoys: Object.fromEntries(next) }, 'native rate limits divided among the connected Envoys');
+      this.publish(this.snapshot);
+    }, REDIVIDE_DELAY_MS);
+    this.redivide.unref();
   }
 
   /** The validation gate: translator checks, then strict encoding of everything it would serve. */
@@ -85,6 +114,10 @@ export class ConfigPipeline {
   /** Translates and hands a snapshot to the cache; on failure the previous config keeps serving. */
   publish(snapshot: ModelSnapshot): void {
     const end = this.buildSeconds.startTimer();
+    this.snapshot = snapshot;
+    // A model that makes a group native (or adds one) divides by the Envoys connected now.
+    const envoys = nativeEnvoys(snapshot, this.fleet.connectedNodes());
+    if (!sameCounts(envoys, this.envoys)) this.envoys = envoys;
     try {
       const target = this.translation(snapshot);
       if (this.removal) this.removal.cancelled = true;
@@ -152,11 +185,24 @@ export class ConfigPipeline {
   private translation(snapshot: ModelSnapshot): Map<string, GroupResources> {
     const maps = KIND_ORDER.map((k) => snapshot[k]);
     // The gate and the publish of one write see the same resource maps: translate once.
-    if (this.last?.maps.every((m, i) => m === maps[i])) return this.last.groups;
-    const groups = translate(snapshot, this.options);
-    this.last = { maps, groups };
+    if (this.last?.envoys === this.envoys && this.last.maps.every((m, i) => m === maps[i])) return this.last.groups;
+    const groups = translate(snapshot, { ...this.options, envoys: this.envoys });
+    this.last = { maps, envoys: this.envoys, groups };
     return groups;
   }
+}
+
+/** Connected Envoys of the model's native-mode groups (other groups do not depend on the count). */
+export function nativeEnvoys(model: ModelSnapshot, connected: ReadonlyMap<string, number>): Map<string, number> {
+  const out = new Map<string, number>();
+  for (const g of model.gatewayGroups.values()) {
+    if (g.rateLimit?.mode === 'native') out.set(g.name, Math.max(1, connected.get(g.name) ?? 0));
+  }
+  return out;
+}
+
+function sameCounts(a: ReadonlyMap<string, number>, b: ReadonlyMap<string, number>): boolean {
+  return a.size === b.size && [...a].every(([k, v]) => b.get(k) === v);
 }
 
 function byName(kind: 'clusters' | 'endpoints', list: readonly EnvoyResource[]): EnvoyResource[] {

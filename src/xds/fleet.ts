@@ -94,15 +94,35 @@ export class FleetStatus implements StreamObserver {
   private readonly streams = new Map<number, { info: StreamInfo; types: Map<string, TypeRecord> }>();
   private readonly nacks: FleetView['recentNacks'] = [];
   private readonly ackListeners = new Set<(info: StreamInfo, typeUrl: string, version: string, latencyMs: number | undefined) => void>();
+  private readonly membershipListeners = new Set<() => void>();
 
   constructor(private readonly options: FleetOptions = {}) {}
 
   onOpen(info: StreamInfo): void {
     this.streams.set(info.id, { info, types: new Map() });
+    for (const fn of this.membershipListeners) fn();
   }
 
   onClose(info: StreamInfo): void {
     this.streams.delete(info.id);
+    for (const fn of this.membershipListeners) fn();
+  }
+
+  /** Calls `fn` whenever a stream opens or closes (native rate limits re-divide); returns the unsubscribe function. */
+  onMembership(fn: () => void): () => void {
+    this.membershipListeners.add(fn);
+    return () => this.membershipListeners.delete(fn);
+  }
+
+  /** Distinct nodes connected per group (a node with several per-type streams counts once). */
+  connectedNodes(): Map<string, number> {
+    const ids = new Map<string, Set<string>>();
+    for (const { info } of this.streams.values()) {
+      let set = ids.get(info.group);
+      if (!set) ids.set(info.group, (set = new Set()));
+      set.add(info.nodeId);
+    }
+    return new Map([...ids].map(([g, set]) => [g, set.size]));
   }
 
   onPush(info: StreamInfo, typeUrl: string, version: string): void {

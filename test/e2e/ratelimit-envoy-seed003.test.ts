@@ -2,7 +2,8 @@
 // Envoy with real JWTs: login 10/min by client IP (the accounts product's public plan), search
 // 20/s by user, the default 100/s burst 20 by user (X-User-Id, forwarded from the token's sub);
 // health never limited. First in combined mode (the example's default), then switched live to
-// service mode: the same counters, now answered by the rate-limit service.
+// service mode: the same counters, now answered by the rate-limit service; then to native mode:
+// the same limits in Envoy's own token buckets, no rate-limit decision by the control plane.
 import assert from 'node:assert/strict';
 import { describe, it } from 'node:test';
 import { startEnvoy, waitInSync } from '../support/envoy.ts';
@@ -14,7 +15,7 @@ import { assert429 } from './ratelimit-envoy-fixture.ts';
 const NODE = 'rl-seed003';
 
 describe('seed 003 rate limits through Envoy', () => {
-  it('login by client IP, search and the default by user, health unlimited, in both modes', { timeout: 300_000 }, async (t) => {
+  it('login by client IP, search and the default by user, health unlimited, in every mode', { timeout: 300_000 }, async (t) => {
     const issuer = await startTestIssuer();
     const seed = await seed003({ keepAuth: true, keepLimits: true, jwksUri: issuer.jwksUri });
     const portico = await startTestPortico();
@@ -105,6 +106,44 @@ describe('seed 003 rate limits through Envoy', () => {
         const before = await decisions();
         assert.deepEqual(limits(await call(`${gw}/api/health`)), [200, null, null]);
         assert.equal(await decisions(), before);
+      });
+
+      await t.test('switched to native mode: the same limits in Envoy, no decision by the control plane', async () => {
+        const r = await api.patch('/api/v1/gateway-groups/edge', { rateLimit: { mode: 'native' } }, { 'content-type': 'application/merge-patch+json' });
+        assert.equal(r.status, 200, r.text);
+        await inSync();
+        const dump = JSON.stringify(await envoy.configDump('dynamic_listeners'));
+        assert.ok(dump.includes('portico.local_ratelimit.plans.1') && !dump.includes('envoy.filters.http.ratelimit'));
+        const before = await decisions();
+        /** Sends until refused (at most `max`); returns how many passed and the refusal. */
+        const until429 = async (url: string, init: RequestInit, max: number) => {
+          let passed = 0;
+          for (let i = 0; i < max; i++) {
+            const res = await call(url, init);
+            if (res.status === 429) return { passed, refused: res };
+            assert.equal(res.status, 200, res.text);
+            passed++;
+          }
+          return { passed, refused: undefined };
+        };
+        // Login: a new bucket of 10 by client address (native buckets start full), one token every 6 s.
+        const started = Date.now();
+        const login = await until429(`${gw}/api/auth/login`, { method: 'POST', body: '{}' }, 40);
+        assert.ok(login.refused, 'login was never refused');
+        const refills = Math.floor((Date.now() - started) / 6000);
+        assert.ok(login.passed >= 10 && login.passed <= 10 + refills, `${login.passed} logins passed`);
+        assert429(login.refused, { limit: 10, maxRetryAfter: 6, minRetryAfter: 6 }, 'login over the limit, natively');
+        // Search: 20 a second by user (one token every 50 ms). 120 at once from one user: the bucket's
+        // 20 and what refills while they arrive pass, the rest are refused with search's numbers.
+        const user = await bearer('user-native');
+        const burst = await Promise.all(Array.from({ length: 120 }, () => call(`${gw}/api/search?q=x`, user)));
+        const passed = burst.filter((x) => x.status === 200).length;
+        const refused = burst.filter((x) => x.status === 429);
+        assert.equal(passed + refused.length, 120, 'only 200 and 429');
+        assert.ok(passed >= 20 && refused.length > 0, `${passed} searches passed, ${refused.length} refused`);
+        assert429(refused[0]!, { limit: 20, maxRetryAfter: 1 }, 'search over the limit, natively');
+        for (let i = 0; i < 15; i++) assert.equal((await call(`${gw}/api/health`)).status, 200);
+        assert.equal(await decisions(), before, 'the control plane decided nothing');
       });
     } catch (e) {
       t.diagnostic(envoy.output().slice(-3000));
