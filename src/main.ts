@@ -13,7 +13,7 @@ import { createLogger, createRegistry, AccessLogService, registerAccessLogServic
 import { createXds, type Xds } from './xds/index.ts';
 import { AuthzService, registerAuthzUnary } from './authz/index.ts';
 import { ChannelGuard, grpcServerCredentials, TlsMaterial, UnaryGrpcServer } from './grpc/index.ts';
-import { createRateLimiter, registerRateLimitUnary, type RateLimiter } from './ratelimit/index.ts';
+import { createRateLimiter, QuotaLedger, registerRateLimitUnary, type RateLimiter } from './ratelimit/index.ts';
 
 export interface Portico {
   settings: Settings;
@@ -184,6 +184,17 @@ export async function startPortico(settings: Settings, opts: StartOptions = {}):
   const channel = tls ? { channelSdsDir: settings.envoyChannelSdsDir } : {};
   const pipeline = new ConfigPipeline(xds.cache, xds.fleet, { calloutAddress, telemetry, ...channel }, log.child({ component: 'pipeline' }), registry);
   const detach = pipeline.attach(store);
+  // Native quotas: counted from the access logs Envoys stream, enforced by the next push.
+  const quotas = new QuotaLedger();
+  quotas.setModel(store.current());
+  const detachQuotas = store.subscribe((s) => {
+    quotas.setModel(s);
+    pipeline.quotasChanged();
+  });
+  pipeline.useQuotas(quotas);
+  accessLogs.onEntries((group, entries) => {
+    if (quotas.recordEntries(group, entries, Date.now())) pipeline.quotasChanged();
+  });
 
   // Set at shutdown: /readyz turns 503 while xDS streams and callouts drain.
   let draining = false;
@@ -244,6 +255,7 @@ export async function startPortico(settings: Settings, opts: StartOptions = {}):
       await Promise.all([xds.server.close(settings.shutdownGraceMs), callouts.close(settings.shutdownGraceMs), accessLogs.close()]);
       tls?.close();
       detach();
+      detachQuotas();
       detachAuthz();
       await feed?.stop();
       await admin.close();

@@ -3,7 +3,7 @@
 // produce config Envoy cannot take is refused before it is committed.
 import { Gauge, Histogram, type Registry } from 'prom-client';
 import { KIND_ORDER, type ModelSnapshot, type ModelError } from './model/index.ts';
-import { translate, validateTranslation, type TranslateOptions } from './translate/index.ts';
+import { translate, validateTranslation, type QuotaExhaustedIR, type TranslateOptions } from './translate/index.ts';
 import { resourceName, type EnvoyResource, type GroupResources } from './contract/index.ts';
 import { typeLabel, type SnapshotCache, type FleetStatus } from './xds/index.ts';
 import { TYPE_URLS } from './proto/index.ts';
@@ -21,6 +21,7 @@ export interface PipelineStatus {
 interface Translation {
   maps: readonly unknown[];
   envoys: ReadonlyMap<string, number>;
+  quotas: readonly QuotaExhaustedIR[];
   groups: Map<string, GroupResources>;
 }
 
@@ -29,6 +30,13 @@ interface Translation {
  * stopping together (a rollout) cause one push, not one per stream.
  */
 const REDIVIDE_DELAY_MS = 200;
+
+/** Where native quotas come from (the quota ledger fed by access logs). */
+export interface QuotaSource {
+  exhausted(now: number): QuotaExhaustedIR[];
+  /** When the earliest exhausted budget's window ends (ms). */
+  nextReset(now: number): number | undefined;
+}
 
 /** How long a removal waits for Envoys to stop routing to clusters before removing them anyway. */
 const REMOVAL_WAIT_MS = 10_000;
@@ -43,6 +51,10 @@ export class ConfigPipeline {
   /** Connected Envoys per native gateway group: each gets an equal share of every plan limit. */
   private envoys: ReadonlyMap<string, number> = new Map();
   private redivide: NodeJS.Timeout | undefined;
+  private quotaSource: QuotaSource | undefined;
+  /** Native quotas used up now: their callers are refused (quota RBAC, per route). */
+  private quotas: readonly QuotaExhaustedIR[] = [];
+  private quotaTimer: NodeJS.Timeout | undefined;
   private readonly buildSeconds: Histogram;
   private readonly revisionGauge: Gauge;
   /** Model change → Envoy ACK latency (portico_xds_convergence_seconds). */
@@ -77,7 +89,34 @@ export class ConfigPipeline {
       detachConvergence();
       detachFleet();
       clearTimeout(this.redivide);
+      clearTimeout(this.quotaTimer);
     };
+  }
+
+  /** Native quotas: the budgets used up come from `source`; quotasChanged() when they may have changed. */
+  useQuotas(source: QuotaSource): void {
+    this.quotaSource = source;
+  }
+
+  /**
+   * A quota may have run out (or a window ended): refusals for exactly the budgets used up now, one
+   * push; a timer brings the next window's end back here, so the refusal is lifted when it ends.
+   */
+  quotasChanged(): void {
+    const source = this.quotaSource;
+    if (!source) return;
+    const now = Date.now();
+    const next = source.exhausted(now);
+    clearTimeout(this.quotaTimer);
+    const reset = source.nextReset(now);
+    if (reset !== undefined) {
+      this.quotaTimer = setTimeout(() => this.quotasChanged(), Math.min(Math.max(reset - now, 0) + 10, 2 ** 31 - 1));
+      this.quotaTimer.unref();
+    }
+    if (JSON.stringify(next) === JSON.stringify(this.quotas)) return;
+    this.quotas = next;
+    this.log.info({ exhausted: next.length }, 'native quotas: refusals pushed for the budgets used up');
+    if (this.snapshot) this.publish(this.snapshot);
   }
 
   /** Envoys came or went: when a native group's count changed, its limits are divided anew and pushed. */
@@ -185,9 +224,9 @@ export class ConfigPipeline {
   private translation(snapshot: ModelSnapshot): Map<string, GroupResources> {
     const maps = KIND_ORDER.map((k) => snapshot[k]);
     // The gate and the publish of one write see the same resource maps: translate once.
-    if (this.last?.envoys === this.envoys && this.last.maps.every((m, i) => m === maps[i])) return this.last.groups;
-    const groups = translate(snapshot, { ...this.options, envoys: this.envoys });
-    this.last = { maps, envoys: this.envoys, groups };
+    if (this.last?.envoys === this.envoys && this.last.quotas === this.quotas && this.last.maps.every((m, i) => m === maps[i])) return this.last.groups;
+    const groups = translate(snapshot, { ...this.options, envoys: this.envoys, quotaExhausted: this.quotas });
+    this.last = { maps, envoys: this.envoys, quotas: this.quotas, groups };
     return groups;
   }
 }

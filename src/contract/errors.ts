@@ -63,6 +63,35 @@ export interface RateLimitReplyMapping {
   body: string;
 }
 
+// Window ends as Envoy computes them per request (CEL over the request time, UTC): the next midnight,
+// the first of the next month (month lengths and leap years from the calendar).
+const NOW = 'int(request.time)';
+const DAY_END = `(${NOW} / 86400 + 1) * 86400`;
+const LEAP = '(request.time.getFullYear() % 4 == 0 && (request.time.getFullYear() % 100 != 0 || request.time.getFullYear() % 400 == 0))';
+const MONTH_END = `(${NOW} / 86400 - request.time.getDate() + 1 + [31, ${LEAP} ? 29 : 28, 31, 30, 31, 30, 31, 31, 30, 31, 30, 31][request.time.getMonth()]) * 86400`;
+
+/**
+ * A native quota refusal: the quota RBAC's DENY policy `policy` (403, response code details
+ * `rbac_access_denied_matched_policy[<policy>]`) rewritten into the contract's 429 `quota_exceeded`,
+ * Retry-After running to the end of the window and X-RateLimit-Reset at it.
+ */
+export function quotaReplyMapping(policy: string, requests: number, per: 'day' | 'month'): RateLimitReplyMapping {
+  const end = per === 'day' ? DAY_END : MONTH_END;
+  const wait = `%CEL(${end} - ${NOW})%`;
+  return {
+    status: 403,
+    codeDetails: `rbac_access_denied_matched_policy[${policy}]`,
+    rewriteStatus: 429,
+    headers: [
+      ['retry-after', wait],
+      ['x-ratelimit-limit', String(requests)],
+      ['x-ratelimit-remaining', '0'],
+      ['x-ratelimit-reset', `%CEL(${end})%`],
+    ],
+    body: `{"error":"quota_exceeded","message":"${RATE_LIMIT_MESSAGES.quota_exceeded} Retry after ${wait} seconds.","retry_after":${wait}}`,
+  };
+}
+
 // Retry-After is set per bucket by the local_ratelimit filter (response_headers_to_add); the body repeats it.
 const LOCAL_LIMIT_BODY = '{"error":"rate_limit_exceeded","message":"Too many requests. Retry after %RESP(RETRY-AFTER)% seconds.","retry_after":%RESP(RETRY-AFTER)%}';
 // A bucket refilling within a second says so in the singular (its own mapping, matched first).

@@ -39,7 +39,7 @@ export const ROUTE_METADATA_NAMESPACE = 'portico';
 export const ACCESS_LOG_NAME = 'portico';
 
 /** Custom tags every streamed access-log entry carries. */
-export const ACCESS_LOG_TAGS = { group: 'group', product: 'product', route: 'route' } as const;
+export const ACCESS_LOG_TAGS = { group: 'group', product: 'product', route: 'route', partner: 'partner' } as const;
 
 /** The route answering what no model route matches (the gateway's JSON 404). */
 export const NOT_FOUND_ROUTE = 'portico/not-found';

@@ -21,3 +21,4 @@ export {
   SHOULD_RATE_LIMIT_PATH,
   type UnaryAnswer,
 } from './service.ts';
+export { QuotaLedger, type QuotaExhaustion, type QuotaRecord } from './quota-ledger.ts';

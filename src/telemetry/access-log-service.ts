@@ -7,7 +7,7 @@ import { plaintextGuard, type ChannelGuard, type PeerIdentity } from '../grpc/in
 import { Counter, Gauge, type Registry } from 'prom-client';
 import type { ModelSnapshot } from '../model/index.ts';
 import type { Logger } from './log.ts';
-import { decodeAccessLogMessage, type AccessLogBatch } from './access-log-wire.ts';
+import { decodeAccessLogMessage, type AccessLogBatch, type AccessLogRecord } from './access-log-wire.ts';
 import { classify, RequestMetrics } from './request-metrics.ts';
 import { registeredMetric } from './metrics.ts';
 
@@ -51,6 +51,7 @@ export class AccessLogService {
   private readonly entries: Counter;
   private readonly errors: Counter;
   private readonly guard: ChannelGuard;
+  private readonly entryListeners = new Set<(group: string, entries: readonly AccessLogRecord[]) => void>();
   private closed = false;
 
   constructor(opts: AccessLogServiceOptions) {
@@ -74,6 +75,12 @@ export class AccessLogService {
   /** Label values follow the model: call with every snapshot. */
   setModel(model: ModelSnapshot): void {
     this.metrics.setModel(model);
+  }
+
+  /** Calls `fn` with every batch of entries and the group that sent them (native quotas count them); returns the unsubscribe function. */
+  onEntries(fn: (group: string, entries: readonly AccessLogRecord[]) => void): () => void {
+    this.entryListeners.add(fn);
+    return () => this.entryListeners.delete(fn);
   }
 
   /** Open streams (tests, shutdown). */
@@ -111,6 +118,8 @@ export class AccessLogService {
       }
     }
     this.entries.inc(batch.entries.length);
+    const group = stream?.group;
+    if (group && batch.entries.length) for (const fn of this.entryListeners) fn(group, batch.entries);
     return batch;
   }
 

@@ -67,6 +67,14 @@ export function classify(e: Pick<AccessLogRecord, 'status' | 'flags' | 'routeNam
   return 'ok';
 }
 
+/**
+ * Whether the request was admitted and forwarded: the upstream answered, or failed after Envoy sent
+ * it there (what a quota counts). Local replies (refusals, direct responses) were not.
+ */
+export function forwarded(e: Pick<AccessLogRecord, 'responseCodeDetails'>): boolean {
+  return e.responseCodeDetails === 'via_upstream' || e.responseCodeDetails.startsWith('upstream_');
+}
+
 /** "2xx" for 200…299; "none" without a status. */
 export function statusClass(status: number): string {
   return status >= 100 && status < 600 ? `${Math.floor(status / 100)}xx` : LABEL.none;

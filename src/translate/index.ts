@@ -7,7 +7,7 @@ import { loadAssignment } from './envoy/endpoints.ts';
 import { apiListener, listener } from './envoy/listeners.ts';
 import { routeConfigurations } from './envoy/routes.ts';
 import { secret } from './envoy/secrets.ts';
-import type { GroupIR, TelemetryOptions } from './ir.ts';
+import type { GroupIR, QuotaExhaustedIR, TelemetryOptions } from './ir.ts';
 import { resourceName, type GroupResources, type ResourceKind } from '../contract/index.ts';
 import { modelToIr } from './to-ir/group.ts';
 import { validateTranslation } from './validate.ts';
@@ -24,6 +24,8 @@ export interface TranslateOptions {
   channelSdsDir?: string;
   /** Connected Envoys per gateway group: native rate limits give each an equal share of every plan limit (1 when absent). */
   envoys?: ReadonlyMap<string, number>;
+  /** Native mode: budgets whose quota is used up (counted from access logs); their callers are refused. */
+  quotaExhausted?: readonly QuotaExhaustedIR[];
 }
 
 // The output type is the xDS cache's input type: one contract, in src/contract.
@@ -68,4 +70,4 @@ export function translate(model: ModelSnapshot, options: TranslateOptions): Map<
 export { validateTranslation, templateProblem } from './validate.ts';
 export { modelToIr, groupToIr } from './to-ir/group.ts';
 export { CALLOUT_CLUSTER, DEFAULTS } from './to-ir/common.ts';
-export type { GroupIR } from './ir.ts';
+export type { GroupIR, QuotaExhaustedIR } from './ir.ts';

@@ -54,6 +54,31 @@ export interface HttpFiltersIR {
   compression?: CompressionIR[];
   /** Native mode: plan limits as local token buckets, one filter instance per distinct limit (stage order). */
   planLimits: PlanLimitFilterIR[];
+  /** Native mode: the quotas of the group's plans (their refusals' numbers); the quota RBAC filter is in the chain when any. */
+  quotas: QuotaShapeIR[];
+}
+
+export interface QuotaShapeIR {
+  requests: number;
+  per: 'day' | 'month';
+}
+
+/** A budget that used its quota (counted by the control plane from access logs): translate input. */
+export interface QuotaExhaustedIR {
+  group: string;
+  /** The limit id (`<plan>:<product>:<route|*>:<per>`). */
+  budget: string;
+  partner?: string;
+  route?: string;
+}
+
+/** Who a route's quota refusal applies to: these partners, partners matching a pattern (or not), or everybody. */
+export type QuotaPrincipalIR = { kind: 'partners'; names: string[] } | { kind: 'pattern'; regex: string; invert: boolean } | { kind: 'any' };
+
+/** One DENY policy of a route's quota RBAC: named after the quota, so its refusal says that quota's numbers. */
+export interface QuotaDenyIR {
+  policy: string;
+  principals: QuotaPrincipalIR[];
 }
 
 /** Envoy's gRPC-JSON transcoder for one route: its whole config (a route's replaces the filter's). */
@@ -301,6 +326,8 @@ export interface RouteIR {
   grpcWeb?: boolean;
   /** Native mode: the rate limit actions choosing the caller's plan buckets. */
   planLimits?: RouteLimitEntryIR[];
+  /** Native mode: callers refused because their quota is used up (until its window ends). */
+  quotaDeny?: QuotaDenyIR[];
 }
 
 export type LbPolicyIR = 'ROUND_ROBIN' | 'LEAST_REQUEST' | 'RANDOM' | 'RING_HASH' | 'MAGLEV';

@@ -20,7 +20,16 @@ export function validateTranslation(model: ModelSnapshot): ModelError[] {
 
   for (const g of sortedValues(model, 'gatewayGroups')) {
     if (g.kind !== 'proxyless-grpc' && g.rateLimit?.mode === 'native') {
-      const shapes = nativeLimits(model, groupProducts(model, g.name), 1).tooManyShapes;
+      const native = nativeLimits(model, groupProducts(model, g.name), 1);
+      for (const plan of native.uncountableQuotas) {
+        invalid(
+          'plans',
+          plan,
+          'quotas',
+          `gateway group '${g.name}' counts natively, from access logs that name the partner and route only: count this plan's quotas by partner (subscribers) or route, or use combined or service mode`,
+        );
+      }
+      const shapes = native.tooManyShapes;
       if (shapes !== undefined) {
         invalid(
           'gatewayGroups',

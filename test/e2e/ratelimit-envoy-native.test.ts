@@ -5,7 +5,7 @@
 // the partner header native buckets are keyed on, as native authentication will).
 import assert from 'node:assert/strict';
 import { describe, it } from 'node:test';
-import { assert429, bearer, freePort, limitsDocument, newApiKey, startGateway, testIdp, withKey } from './ratelimit-envoy-fixture.ts';
+import { assert429, bearer, freePort, limitsDocument, newApiKey, secondsToMidnight, startGateway, testIdp, withKey } from './ratelimit-envoy-fixture.ts';
 import type { GatewayResponse } from '../support/seed003.ts';
 
 const HOUR = 3600;
@@ -76,6 +76,37 @@ describe('rate limits through Envoy, native mode', () => {
 
       await t.test('shadow plans never refuse', async () => {
         for (let i = 1; i <= 5; i++) assertPassed(await g.call('/preview/x', withKey(keys.acme1)), `preview ${i}`);
+      });
+
+      await t.test('a daily quota, counted from the access logs, refused after one push; the overshoot measured', async () => {
+        const left = secondsToMidnight();
+        if (left < 120) await new Promise((r) => setTimeout(r, (left + 5) * 1000));
+        // acme's plan on ledger: 4 a day by partner (write also 2/h: reads only here). Requests
+        // sent one after another until the refusal: those past 4 are the overshoot (admitted while
+        // the access-log batch, the count and the push were on their way).
+        const started = Date.now();
+        let admitted = 0;
+        let refusal: GatewayResponse | undefined;
+        while (!refusal && Date.now() - started < 60_000) {
+          const r = await g.call('/ledger/read', withKey(keys.acme1));
+          if (r.status === 429) refusal = r;
+          else {
+            assertPassed(r, `read ${admitted + 1}`);
+            admitted++;
+          }
+        }
+        assert.ok(refusal, `never refused after ${admitted} admitted`);
+        t.diagnostic(`quota 4/day: ${admitted} admitted before the refusal (overshoot ${admitted - 4}), refused ${Date.now() - started} ms after the first request`);
+        assert.ok(admitted >= 4, 'the quota itself is admitted');
+        const toMidnight = secondsToMidnight();
+        assert429(refusal, { limit: 4, error: 'quota_exceeded', maxRetryAfter: Math.ceil(toMidnight) + 2, minRetryAfter: Math.floor(toMidnight) - 5 }, 'quota refusal');
+        assert.equal(Number(refusal.headers.get('x-ratelimit-reset')) % 86_400, 0, 'the quota resets at UTC midnight');
+        // From now on every request of acme there is refused, whichever key; other products are not touched.
+        for (let i = 0; i < 5; i++) assert.equal((await g.call('/ledger/read', withKey(i % 2 ? keys.acme1 : keys.acme2))).status, 429);
+        assert.equal((await g.call('/ledger/write', withKey(keys.acme2, { method: 'POST', body: 'x' }))).status, 429, 'the quota is plan-wide: write too');
+        assertPassed(await g.call('/catalog/items/9', bearer(await idp.token('u-quota', 'acme'))), 'acme elsewhere');
+        const routes = JSON.stringify(await g.envoy.configDump('dynamic_route_configs'));
+        assert.ok(routes.includes('quota_4_day'), 'the refusal is a per-route RBAC policy named after the quota');
       });
 
       await t.test('the control plane decided nothing: Envoy counted every request', async () => {

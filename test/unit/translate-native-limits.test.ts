@@ -153,3 +153,56 @@ describe('validateTranslation, native mode', () => {
     assert.deepEqual(validateTranslation(gateway()), []);
   });
 });
+
+describe('native quotas', () => {
+  const quotaModel = (extra: Array<[KindName, object]> = []) =>
+    gateway([
+      ['plans', { name: 'capped', quotas: [{ requests: 1000, per: 'day' }], overrides: [{ product: 'api', route: 'free', countBy: { kind: 'route' }, quotas: [{ requests: 50, per: 'month' }] }] }],
+      ['partners', { name: 'hooli' }],
+      ['partners', { name: 'umbrella' }],
+      ['subscriptions', { partner: 'hooli', product: 'api', plan: 'capped' }],
+      ['subscriptions', { partner: 'umbrella', product: 'api', plan: 'capped' }],
+      ...extra,
+    ]);
+  const rbac = (quotaExhausted: Array<{ group: string; budget: string; partner?: string; route?: string }>, route: string) => {
+    const g = translate(quotaModel(), { calloutAddress: '127.0.0.1:9001', quotaExhausted }).get('g')! as unknown as { listeners: JsonObject[]; routes: JsonObject[] };
+    const routes = jsonAt(g.routes[0], 'virtual_hosts', 0, 'routes') as JsonObject[];
+    const r = routes.find((x) => x.name === route);
+    return { listener: g.listeners[0], policies: jsonAt(r, 'typed_per_filter_config', 'portico.rbac.quota', 'rbac', 'rules', 'policies') as JsonObject | undefined };
+  };
+
+  it('refuses exactly the callers whose budget is used up, on every route of a plan-wide budget', () => {
+    const used = [{ group: 'g', budget: 'capped:api:*:day', partner: 'umbrella' }];
+    const items = rbac(used, 'api/items').policies;
+    assert.deepEqual(items, {
+      quota_1000_day: { permissions: [{ any: true }], principals: [{ header: { name: 'x-portico-partner', string_match: { exact: 'umbrella' } } }] },
+    });
+    // free has capped's own (route-counted) quota: the plan-wide budget is not its budget.
+    assert.equal(rbac(used, 'api/free').policies, undefined);
+    assert.equal(rbac([], 'api/items').policies, undefined, 'nothing used up: no policy');
+    assert.equal(rbac([{ group: 'other', budget: 'capped:api:*:day', partner: 'umbrella' }], 'api/items').policies, undefined, 'another group');
+  });
+
+  it('a route-counted quota used up refuses every caller of the plan on that route', () => {
+    const free = rbac([{ group: 'g', budget: 'capped:api:free:month', route: 'free' }], 'api/free').policies;
+    assert.deepEqual(jsonAt(free, 'quota_50_month', 'principals'), [{ header: { name: 'x-portico-partner', string_match: { safe_regex: { regex: '^(?:hooli|umbrella)$' } } } }]);
+  });
+
+  it("answers each quota's refusal with the contract's 429: its numbers, Retry-After to the window's end", () => {
+    const hcm = jsonAt(rbac([], 'api/items').listener, 'filter_chains', 0, 'filters', 0, 'typed_config') as JsonObject;
+    const names = (hcm.http_filters as JsonObject[]).map((f) => f.name);
+    assert.ok(names.indexOf('portico.rbac.quota') > names.indexOf('envoy.filters.http.ext_authz') && names.indexOf('portico.rbac.quota') < names.indexOf('portico.local_ratelimit.plans.1'));
+    const mappers = JSON.stringify(jsonAt(hcm, 'local_reply_config', 'mappers'));
+    for (const q of ['quota_1000_day', 'quota_50_month']) assert.ok(mappers.includes(`rbac_access_denied_matched_policy[${q}]`), q);
+    assert.ok(mappers.includes('"status_code":429') && mappers.includes('quota_exceeded'));
+  });
+
+  it('refuses quotas native mode cannot count (by client address or header), naming the plan', () => {
+    const errors = validateTranslation(quotaModel([['plans', { name: 'by-ip', quotas: [{ requests: 5, per: 'day' }], countBy: { kind: 'client_ip' } }], ['partners', { name: 'x' }], ['subscriptions', { partner: 'x', product: 'api', plan: 'by-ip' }]]));
+    assert.deepEqual(
+      errors.map((e) => [e.kind, e.key, e.field]),
+      [['plans', 'by-ip', 'quotas']],
+    );
+    assert.deepEqual(validateTranslation(quotaModel()), []);
+  });
+});

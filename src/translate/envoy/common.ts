@@ -13,6 +13,8 @@ export const FILTERS = {
   localRateLimitGroup: 'portico.local_ratelimit.group',
   /** Routes' own token buckets (Route.localRateLimit, per-route config). */
   localRateLimitRoute: 'portico.local_ratelimit.route',
+  /** Native mode's quota refusals (RBAC, per-route DENY policies for callers whose quota is used up). */
+  quotaRbac: 'portico.rbac.quota',
   /** Native mode's plan limits: one instance per distinct limit, named `<this>.<stage>`. */
   localRateLimitPlans: 'portico.local_ratelimit.plans',
   extAuthz: EXT_AUTHZ_FILTERS.main,

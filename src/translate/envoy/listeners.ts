@@ -51,7 +51,7 @@ const status = (code: number): JsonObject => ({
 
 /** Matches a reply by its response code details (CEL: a string literal, so no quoting concerns). */
 function codeDetailsFilter(details: string, retryAfterOne = false): JsonObject {
-  if (!/^[a-z_]+$/.test(details)) throw new Error(`unexpected response code details ${details}`);
+  if (!/^[a-z0-9_[\]]+$/.test(details)) throw new Error(`unexpected response code details ${details}`);
   const expression = `response.code_details == '${details}'${retryAfterOne ? " && response.headers['retry-after'] == '1'" : ''}`;
   // Wrapped in a TypedStruct (Envoy converts it to the named type): the CEL filter's own proto is not
   // among those the xDS encoder loads.

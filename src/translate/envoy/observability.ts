@@ -4,7 +4,7 @@
 // OpenTelemetry tracer; per-route stat prefixes (`product/route`) and stat-safe virtual host names,
 // so Envoy's own route stats carry the product as labels (see the tag extractors in
 // src/xds/bootstrap.ts). Pure, like the rest of the translator.
-import { ACCESS_LOG_NAME, ACCESS_LOG_TAGS, EXT_AUTHZ_FILTERS, ROUTE_METADATA_NAMESPACE } from '../../contract/index.ts';
+import { ACCESS_LOG_NAME, ACCESS_LOG_TAGS, EXT_AUTHZ_FILTERS, GATEWAY_HEADERS, ROUTE_METADATA_NAMESPACE } from '../../contract/index.ts';
 import type { GroupIR, RouteIR } from '../ir.ts';
 import { any, duration, extension, type Json, type JsonObject } from './common.ts';
 
@@ -47,7 +47,13 @@ export function grpcAccessLogs(g: GroupIR): JsonObject[] {
         transport_api_version: 'V3',
         buffer_flush_interval: duration(1_000),
         buffer_size_bytes: 16_384,
-        custom_tags: [{ tag: ACCESS_LOG_TAGS.group, literal: { value: g.name } }, routeMetadataTag(ACCESS_LOG_TAGS.product, 'product'), routeMetadataTag(ACCESS_LOG_TAGS.route, 'route')],
+        custom_tags: [
+          { tag: ACCESS_LOG_TAGS.group, literal: { value: g.name } },
+          routeMetadataTag(ACCESS_LOG_TAGS.product, 'product'),
+          routeMetadataTag(ACCESS_LOG_TAGS.route, 'route'),
+          // The partner header authentication set (native or ext_authz): native quotas count by it.
+          { tag: ACCESS_LOG_TAGS.partner, request_header: { name: GATEWAY_HEADERS.partner } },
+        ],
       },
     }),
   ];

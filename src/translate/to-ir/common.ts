@@ -1,7 +1,7 @@
 // What the model → IR steps share: defaults the model leaves unset, the callout cluster's name, the
 // host:port form of settings, method order, and the product/route/host lookups over a snapshot.
 import { sortedValues, DEFAULT_ACCEPT, type ModelSnapshot, type Product, type Route } from '../../model/index.ts';
-import type { TelemetryOptions } from '../ir.ts';
+import type { QuotaExhaustedIR, TelemetryOptions } from '../ir.ts';
 import { compareStrings } from '../paths.ts';
 
 /** Name of the cluster of Portico's gRPC callouts; a dot can never appear in a service name. */
@@ -42,6 +42,8 @@ export interface IrOptions {
   channelSdsDir?: string;
   /** Connected Envoys per gateway group (native mode divides each plan limit among them); 1 when absent. */
   envoys?: ReadonlyMap<string, number>;
+  /** Native mode: budgets whose quota is used up (counted from access logs); their callers are refused. */
+  quotaExhausted?: readonly QuotaExhaustedIR[];
 }
 
 /** Splits `host:port` or `[v6]:port`; throws on anything else (a settings error, not a model error). */

@@ -62,8 +62,16 @@ export function groupToIr(model: ModelSnapshot, group: GatewayGroup, options: Ir
   if (group.kind === 'proxyless-grpc') return proxylessGroupToIr(model, group);
   const products = groupProducts(model, group.name);
   const mode = rateLimitMode(group);
-  const native = mode === 'native' ? nativeLimits(model, products, options.envoys?.get(group.name) ?? 1) : undefined;
-  const virtualHosts = virtualHostsIr(model, products, { rateLimitMode: mode, ...(native ? { planLimits: native.routes } : {}) });
+  const native =
+    mode === 'native'
+      ? nativeLimits(
+          model,
+          products,
+          options.envoys?.get(group.name) ?? 1,
+          (options.quotaExhausted ?? []).filter((q) => q.group === group.name),
+        )
+      : undefined;
+  const virtualHosts = virtualHostsIr(model, products, { rateLimitMode: mode, ...(native ? { planLimits: native.routes, quotaDeny: native.quotaDeny } : {}) });
   // What the routes need decides which filters the chain holds.
   let checked = false;
   let counted = false;
@@ -150,6 +158,7 @@ export function groupToIr(model: ModelSnapshot, group: GatewayGroup, options: Ir
           }
         : {}),
       planLimits: native?.filters ?? [],
+      quotas: native?.quotas ?? [],
       ...(serviceLimited ? { rateLimit: { cluster: CALLOUT_CLUSTER, domain: RATE_LIMIT_DOMAIN, timeoutMs: rateLimitTimeoutMs, failureModeDeny: !rateLimitFailOpen } } : {}),
       ...(renamed ? { headerRename: true } : {}),
       ...(profiles.length ? { compression: profiles } : {}),

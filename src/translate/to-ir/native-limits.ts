@@ -4,7 +4,7 @@
 // counts by (src/ratelimit/README.md), each limit's rate divided among the group's Envoys.
 import { GATEWAY_HEADERS } from '../../contract/index.ts';
 import { effectiveAccept, planRouteRules, type CompiledLimit, type ModelSnapshot, type Product, type RateLimit, type Route, type RuleSet } from '../../model/index.ts';
-import type { DescriptorEntryIR, LimitActionIR, PlanLimitFilterIR, RouteLimitEntryIR } from '../ir.ts';
+import type { DescriptorEntryIR, LimitActionIR, PlanLimitFilterIR, QuotaDenyIR, QuotaExhaustedIR, QuotaPrincipalIR, QuotaShapeIR, RouteLimitEntryIR } from '../ir.ts';
 import { compareStrings } from '../paths.ts';
 import { productRoutes } from './common.ts';
 import { localBucket } from './limits.ts';
@@ -30,6 +30,12 @@ export interface NativeLimits {
   filters: PlanLimitFilterIR[];
   /** Rate limit entries per route IR name (`<product>/<route>`). */
   routes: Map<string, RouteLimitEntryIR[]>;
+  /** The quotas of the group's plans, sorted. */
+  quotas: QuotaShapeIR[];
+  /** Quota refusals per route IR name, for the exhausted budgets given. */
+  quotaDeny: Map<string, QuotaDenyIR[]>;
+  /** Plans whose quotas native mode cannot count (by client address or header: the access log carries neither). */
+  uncountableQuotas: string[];
   /** Distinct limits (requests, per, burst) past the stages there are, when there are too many. */
   tooManyShapes?: number;
 }
@@ -66,6 +72,8 @@ class Builder {
   readonly filters = new Map<number, PlanLimitFilterIR>();
   private readonly seen = new Set<string>();
   readonly overflow = new Set<string>();
+  readonly quotas = new Map<string, QuotaShapeIR>();
+  readonly uncountable = new Set<string>();
 
   constructor(private readonly envoys: number) {}
 
@@ -146,8 +154,16 @@ function limitEntries(b: Builder, route: Route, rules: RuleSet, l: CompiledLimit
   return out;
 }
 
-function routeEntries(b: Builder, model: ModelSnapshot, product: Product, route: Route, subscribed: Map<string, string[]> | undefined): RouteLimitEntryIR[] {
+function routeEntries(
+  b: Builder,
+  model: ModelSnapshot,
+  product: Product,
+  route: Route,
+  subscribed: Map<string, string[]> | undefined,
+  exhausted: ReadonlySet<string>,
+): { entries: RouteLimitEntryIR[]; deny: QuotaDenyIR[] } {
   const out: RouteLimitEntryIR[] = [];
+  const deny: QuotaDenyIR[] = [];
   const add = (planName: string, callers: Callers) => {
     const plan = model.plans.get(planName);
     if (!plan) return;
@@ -156,7 +172,35 @@ function routeEntries(b: Builder, model: ModelSnapshot, product: Product, route:
     if (rules.shadow) return;
     rules.limits.forEach((l, i) => {
       if (l.kind === 'rate') out.push(...limitEntries(b, route, rules, l, i, callers));
+      else quota(l, rules, callers);
     });
+  };
+  const quota = (l: CompiledLimit, rules: RuleSet, callers: Callers) => {
+    const shape: QuotaShapeIR = { requests: l.requests, per: l.per as QuotaShapeIR['per'] };
+    b.quotas.set(quotaPolicy(shape), shape);
+    // Counted from access logs: by partner (subscribers) or by route; anything else cannot be.
+    const c = rules.countBy.kind;
+    if (!(c === 'route' || (c === 'partner' && callers.kind === 'subscribers'))) {
+      b.uncountable.add(rules.plan);
+      return;
+    }
+    let principal: QuotaPrincipalIR | undefined;
+    if (c === 'partner') {
+      const names = callers.kind === 'subscribers' ? callers.partners.filter((p) => exhausted.has(`${l.id}\np:${p}`)) : [];
+      if (names.length) principal = { kind: 'partners', names };
+    } else if (exhausted.has(`${l.id}\nr:${route.name}`)) {
+      principal =
+        callers.kind === 'subscribers'
+          ? { kind: 'pattern', regex: exactNames(callers.partners), invert: false }
+          : callers.subscribers.length
+            ? { kind: 'pattern', regex: exactNames(callers.subscribers), invert: true }
+            : { kind: 'any' };
+    }
+    if (!principal) return;
+    const policy = quotaPolicy(shape);
+    const existing = deny.find((d) => d.policy === policy);
+    if (existing) existing.principals.push(principal);
+    else deny.push({ policy, principals: [principal] });
   };
   // Routes open to anonymous callers run no authentication: every caller there is on the public plan.
   const publicOnly = effectiveAccept(product, route).every((a) => a === 'none');
@@ -169,23 +213,39 @@ function routeEntries(b: Builder, model: ModelSnapshot, product: Product, route:
     }
   }
   if (product.publicPlan) add(product.publicPlan, { kind: 'public', plan: product.publicPlan, subscribers: subscribers.sort(compareStrings) });
-  return out;
+  return { entries: out, deny };
+}
+
+/** The RBAC policy (and local-reply mapping) name of a quota: its refusal says these numbers. */
+export function quotaPolicy(q: QuotaShapeIR): string {
+  return `quota_${q.requests}_${q.per}`;
 }
 
 /**
  * The native limits of a group's products. `envoys` is how many Envoys of the group are connected
  * (at least 1): each gets an equal share of every limit's rate (see localBucket).
  */
-export function nativeLimits(model: ModelSnapshot, products: readonly Product[], envoys: number): NativeLimits {
+export function nativeLimits(model: ModelSnapshot, products: readonly Product[], envoys: number, exhaustedBudgets: readonly QuotaExhaustedIR[] = []): NativeLimits {
   const b = new Builder(Math.max(1, Math.floor(envoys)));
   const subs = subscribersByPlan(model);
+  const exhausted = new Set(exhaustedBudgets.map((e) => `${e.budget}\n${e.partner !== undefined ? `p:${e.partner}` : `r:${e.route}`}`));
   const routes = new Map<string, RouteLimitEntryIR[]>();
+  const quotaDeny = new Map<string, QuotaDenyIR[]>();
   for (const product of products) {
     for (const route of productRoutes(model, product.name)) {
-      const entries = routeEntries(b, model, product, route, subs.get(product.name));
-      if (entries.length) routes.set(`${product.name}/${route.name}`, entries);
+      const r = routeEntries(b, model, product, route, subs.get(product.name), exhausted);
+      if (r.entries.length) routes.set(`${product.name}/${route.name}`, r.entries);
+      if (r.deny.length) quotaDeny.set(`${product.name}/${route.name}`, r.deny);
     }
   }
   const filters = [...b.filters.values()].filter((f) => f.descriptors.length > 0);
-  return { filters, routes, ...(b.overflow.size ? { tooManyShapes: b.stages.size + b.overflow.size } : {}) };
+  const quotas = [...b.quotas.entries()].sort((x, y) => compareStrings(x[0], y[0])).map(([, q]) => q);
+  return {
+    filters,
+    routes,
+    quotas,
+    quotaDeny,
+    uncountableQuotas: [...b.uncountable].sort(compareStrings),
+    ...(b.overflow.size ? { tooManyShapes: b.stages.size + b.overflow.size } : {}),
+  };
 }

@@ -91,7 +91,7 @@ export function proxylessGroupToIr(model: ModelSnapshot, group: GatewayGroup): G
   return {
     name: group.name,
     kind: 'proxyless-grpc',
-    filters: { cors: false, routeLocalRateLimit: false, planLimits: [] },
+    filters: { cors: false, routeLocalRateLimit: false, planLimits: [], quotas: [] },
     stripRequestHeaders: [],
     stripRequestHeaderPrefixes: [],
     listeners: [],

@@ -17,7 +17,7 @@ import {
 } from '../../model/index.ts';
 import { COMBINED_CONTEXT_KEY, COMBINED_CONTEXT_VALUE } from '../../contract/index.ts';
 import { localBucket, routeLimits, type RateLimitMode } from './limits.ts';
-import type { ActionIR, CorsIR, HeaderMatchIR, HeaderMutationIR, MatchIR, PathMatchIR, QueryMatchIR, RetryIR, RouteAuthzIR, RouteIR, RouteLimitEntryIR, ValueMatchIR } from '../ir.ts';
+import type { ActionIR, CorsIR, HeaderMatchIR, HeaderMutationIR, MatchIR, PathMatchIR, QueryMatchIR, QuotaDenyIR, RetryIR, RouteAuthzIR, RouteIR, RouteLimitEntryIR, ValueMatchIR } from '../ir.ts';
 import { compareStrings, stripPrefixRewrite } from '../paths.ts';
 import { DEFAULTS, sortMethods } from './common.ts';
 import { headerRulesIr, literalHeaderValue } from './headers.ts';
@@ -119,6 +119,8 @@ export interface RouteFilters {
   rateLimitMode: RateLimitMode;
   /** Native mode: the rate limit entries of each route (by IR name) that plan limits apply to. */
   planLimits?: ReadonlyMap<string, RouteLimitEntryIR[]>;
+  /** Native mode: quota refusals of each route (by IR name). */
+  quotaDeny?: ReadonlyMap<string, QuotaDenyIR[]>;
 }
 
 /**
@@ -158,6 +160,7 @@ export function routeIr(model: ModelSnapshot, product: Product, route: Route, fi
   const compression = compressionIr(product, route);
   const name = `${product.name}/${route.name}`;
   const planLimits = filters?.planLimits?.get(name);
+  const quotaDeny = filters?.quotaDeny?.get(name);
   return {
     name,
     metadata: { product: product.name, route: route.name },
@@ -173,6 +176,7 @@ export function routeIr(model: ModelSnapshot, product: Product, route: Route, fi
     ...(filters && route.localRateLimit ? { localRateLimit: localBucket(route.localRateLimit) } : {}),
     ...(filters && compression ? { compression } : {}),
     ...(planLimits ? { planLimits } : {}),
+    ...(quotaDeny ? { quotaDeny } : {}),
     ...(filters ? grpcIr(model, route) : {}),
   };
 }

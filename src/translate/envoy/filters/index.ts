@@ -11,11 +11,12 @@ import { headerRename } from './header-rename.ts';
 import type { HttpFilterEmitter } from './filter.ts';
 import { localRateLimit } from './local-ratelimit.ts';
 import { planLimits } from './plan-limits.ts';
+import { quota } from './quota.ts';
 import { rateLimit } from './ratelimit.ts';
 import { router } from './router.ts';
 import { stripIdentity } from './strip-identity.ts';
 
-export const HTTP_FILTERS: readonly HttpFilterEmitter[] = [stripIdentity, cors, localRateLimit, extAuthz, planLimits, rateLimit, compression, grpcWeb, grpcErrors, grpcJsonTranscoder, headerRename, router];
+export const HTTP_FILTERS: readonly HttpFilterEmitter[] = [stripIdentity, cors, localRateLimit, extAuthz, quota, planLimits, rateLimit, compression, grpcWeb, grpcErrors, grpcJsonTranscoder, headerRename, router];
 
 export type { AuthzFilters, HttpFilterEmitter } from './filter.ts';
 export { routerFilter } from './router.ts';
