@@ -45,7 +45,7 @@ describe('translator observability', () => {
     );
   });
 
-  it('streams access logs to the telemetry cluster with group, product and route tags', () => {
+  it('streams access logs to the telemetry cluster with group, product, route and partner tags', () => {
     const { hcm, clusters } = edge({ calloutAddress: '127.0.0.1:9001', telemetry: { accessLogAddress: 'portico.svc:18000' } });
     const loggers = hcm.access_log as JsonObject[];
     assert.deepEqual(
@@ -56,11 +56,12 @@ describe('translator observability', () => {
     assert.equal(jsonAt(common, 'grpc_service', 'envoy_grpc', 'cluster_name'), TELEMETRY_CLUSTER);
     assert.equal(common.transport_api_version, 'V3');
     assert.deepEqual(
-      (common.custom_tags as JsonObject[]).map((t) => [t.tag, jsonAt(t, 'literal', 'value') ?? jsonAt(t, 'metadata', 'metadata_key', 'path', 0, 'key')]),
+      (common.custom_tags as JsonObject[]).map((t) => [t.tag, jsonAt(t, 'literal', 'value') ?? jsonAt(t, 'metadata', 'metadata_key', 'path', 0, 'key') ?? jsonAt(t, 'request_header', 'name')]),
       [
         ['group', 'edge'],
         ['product', 'product'],
         ['route', 'route'],
+        ['partner', 'x-portico-partner'],
       ],
     );
     const c = clusters.find((x) => x.name === TELEMETRY_CLUSTER)!;
