@@ -198,7 +198,13 @@ describe('native quotas', () => {
   });
 
   it('refuses quotas native mode cannot count (by client address or header), naming the plan', () => {
-    const errors = validateTranslation(quotaModel([['plans', { name: 'by-ip', quotas: [{ requests: 5, per: 'day' }], countBy: { kind: 'client_ip' } }], ['partners', { name: 'x' }], ['subscriptions', { partner: 'x', product: 'api', plan: 'by-ip' }]]));
+    const errors = validateTranslation(
+      quotaModel([
+        ['plans', { name: 'by-ip', quotas: [{ requests: 5, per: 'day' }], countBy: { kind: 'client_ip' } }],
+        ['partners', { name: 'x' }],
+        ['subscriptions', { partner: 'x', product: 'api', plan: 'by-ip' }],
+      ]),
+    );
     assert.deepEqual(
       errors.map((e) => [e.kind, e.key, e.field]),
       [['plans', 'by-ip', 'quotas']],
