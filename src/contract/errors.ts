@@ -78,6 +78,8 @@ const MONTH_END = `(${NOW} / 86400 - request.time.getDate() + 1 + [31, ${LEAP} ?
 export function quotaReplyMapping(policy: string, requests: number, per: 'day' | 'month'): RateLimitReplyMapping {
   const end = per === 'day' ? DAY_END : MONTH_END;
   const wait = `%CEL(${end} - ${NOW})%`;
+  // "1 second" in the last second of the window, as everywhere else in the contract.
+  const unit = `%CEL(${end} - ${NOW} == 1 ? 'second' : 'seconds')%`;
   return {
     status: 403,
     codeDetails: `rbac_access_denied_matched_policy[${policy}]`,
@@ -88,7 +90,7 @@ export function quotaReplyMapping(policy: string, requests: number, per: 'day' |
       ['x-ratelimit-remaining', '0'],
       ['x-ratelimit-reset', `%CEL(${end})%`],
     ],
-    body: `{"error":"quota_exceeded","message":"${RATE_LIMIT_MESSAGES.quota_exceeded} Retry after ${wait} seconds.","retry_after":${wait}}`,
+    body: `{"error":"quota_exceeded","message":"${RATE_LIMIT_MESSAGES.quota_exceeded} Retry after ${wait} ${unit}.","retry_after":${wait}}`,
   };
 }
 
