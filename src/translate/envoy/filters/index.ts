@@ -16,7 +16,21 @@ import { rateLimit } from './ratelimit.ts';
 import { router } from './router.ts';
 import { stripIdentity } from './strip-identity.ts';
 
-export const HTTP_FILTERS: readonly HttpFilterEmitter[] = [stripIdentity, cors, localRateLimit, extAuthz, quota, planLimits, rateLimit, compression, grpcWeb, grpcErrors, grpcJsonTranscoder, headerRename, router];
+export const HTTP_FILTERS: readonly HttpFilterEmitter[] = [
+  stripIdentity,
+  cors,
+  localRateLimit,
+  extAuthz,
+  quota,
+  planLimits,
+  rateLimit,
+  compression,
+  grpcWeb,
+  grpcErrors,
+  grpcJsonTranscoder,
+  headerRename,
+  router,
+];
 
 export type { AuthzFilters, HttpFilterEmitter } from './filter.ts';
 export { routerFilter } from './router.ts';
