@@ -6,6 +6,13 @@ import { extension, FILTERS, type Json, type JsonObject } from '../common.ts';
 import type { HttpFilterEmitter } from './filter.ts';
 import { ALWAYS, LOCAL_RATE_LIMIT_TYPE, refusalHeaders, tokenBucket } from './local-ratelimit.ts';
 
+/**
+ * Buckets kept per wildcard descriptor (one per client address or header value of a budget), least
+ * recently used evicted beyond it; Envoy's default is 20, too few for per-address limits of a public
+ * API (an evicted caller starts again with a full bucket). 10,000 buckets are about a megabyte.
+ */
+export const MAX_DYNAMIC_BUCKETS = 10_000;
+
 export function planLimitFilterName(stage: number): string {
   return `${FILTERS.localRateLimitPlans}.${stage}`;
 }
@@ -18,6 +25,7 @@ function planLimitFilter(f: PlanLimitFilterIR): JsonObject {
     filter_enforced: ALWAYS,
     // No bucket of its own: a request matching none of its descriptors is not limited by it.
     always_consume_default_token_bucket: false,
+    max_dynamic_descriptors: MAX_DYNAMIC_BUCKETS,
     descriptors: f.descriptors.map((entries) => ({
       entries: entries.map((e): Json => (e.value === undefined ? { key: e.key } : { key: e.key, value: e.value })),
       token_bucket: tokenBucket(f.bucket),
