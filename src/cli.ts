@@ -124,7 +124,9 @@ async function main(argv: string[]): Promise<void> {
       const errors = [...parsed.errors, ...(parsed.errors.length ? [] : validateModel(parsed.model).map((e) => ({ field: `${KINDS[e.kind].singular} '${e.key}' ${e.field}`, message: e.message })))];
       if (!errors.length) errors.push(...validateTranslation(parsed.model).map((e) => ({ field: `${KINDS[e.kind].singular} '${e.key}' ${e.field}`, message: e.message })));
       if (errors.length) throw new Error(`the model is invalid:\n${errors.map((e) => `  ${e.field} ${e.message}`).join('\n')}`);
-      const groups = translate(parsed.model, { calloutAddress: str('callout-address') ?? loadSettings().calloutAddress ?? '127.0.0.1:18000' });
+      const settings = loadSettings();
+      const flows = { address: settings.flowsAddress ?? `${settings.flowsListenHost}:${settings.flowsListenPort}`, stepAddress: settings.flowsStepAddress };
+      const groups = translate(parsed.model, { calloutAddress: str('callout-address') ?? settings.calloutAddress ?? '127.0.0.1:18000', flows });
       const group = str('group');
       if (group && !groups.has(group)) throw new UsageError(`no gateway group '${group}' in the file`, command);
       const out = group ? groups.get(group) : Object.fromEntries(groups);

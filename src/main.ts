@@ -5,6 +5,7 @@ import type { FastifyInstance } from 'fastify';
 import type { Registry } from 'prom-client';
 import { buildAdminServer } from './admin/index.ts';
 import { ConfigPipeline } from './pipeline.ts';
+import type { TranslateOptions } from './translate/index.ts';
 import type { Settings } from './settings.ts';
 import { readFileSync } from 'node:fs';
 import { parseDocumentText } from './model/index.ts';
@@ -14,6 +15,7 @@ import { createXds, type Xds } from './xds/index.ts';
 import { AuthzService, registerAuthzUnary } from './authz/index.ts';
 import { ChannelGuard, grpcServerCredentials, TlsMaterial, UnaryGrpcServer } from './grpc/index.ts';
 import { createRateLimiter, QuotaLedger, registerRateLimitUnary, type RateLimiter } from './ratelimit/index.ts';
+import { codeSandbox, compileModelFlows, FlowRuntime } from './flows/index.ts';
 
 export interface Portico {
   settings: Settings;
@@ -35,6 +37,11 @@ export interface Portico {
   calloutPort: number;
   /** The lean HTTP/2 server of the callouts. */
   callouts: UnaryGrpcServer;
+  /** The flow runtime (roles all and flows), and the port it is bound to (0 when not running). */
+  flows: FlowRuntime | undefined;
+  flowsPort: number;
+  /** What the pipeline translates with (addresses Envoys are given): for tools that translate a model the same way. */
+  translateOptions: TranslateOptions;
   /** How the gRPC channels are secured: the guard (refusals) and, under mTLS, the reloading certificate material. */
   channels: { guard: ChannelGuard; tls: TlsMaterial | undefined };
   /** Token printed at first start, when one was generated. */
@@ -107,6 +114,27 @@ export async function startPortico(settings: Settings, opts: StartOptions = {}):
     log.warn('with DATABASE_URL (several replicas), set PORTICO_CALLOUT_ADDR and PORTICO_ACCESS_LOG_ADDR to addresses every replica shares (a Service), or replicas serve different config versions');
   }
 
+  // Flows: every write is checked by the flow compiler (expressions, references, reachability,
+  // limits, code that compiles in the sandbox); the runtime runs them for Envoy in roles all and flows.
+  const sandbox = await codeSandbox();
+  store.addValidator((candidate) => compileModelFlows(candidate, { checkCode: (src) => sandbox.check(src) }).errors);
+  const flows =
+    settings.role === 'all' || settings.role === 'flows'
+      ? new FlowRuntime({
+          registry,
+          logger: log.child({ component: 'flows' }),
+          stepPort: Number(settings.flowsStepAddress.slice(settings.flowsStepAddress.lastIndexOf(':') + 1)),
+          ...(settings.flowsEnvoyAddress ? { stepAddress: settings.flowsEnvoyAddress } : {}),
+          maxConcurrent: settings.flowsMaxConcurrent,
+          sandbox,
+        })
+      : undefined;
+  flows?.update(store.current());
+  const detachFlows = flows ? store.subscribe((s) => flows.update(s)) : () => undefined;
+  const flowsPort = flows ? await flows.listen(settings.flowsListenHost, settings.flowsListenPort) : 0;
+  if (flowsPort) log.info({ address: `${settings.flowsListenHost}:${flowsPort}` }, 'flow runtime listening');
+  const flowsAddress = settings.flowsAddress ?? `${['0.0.0.0', '::'].includes(settings.flowsListenHost) ? '127.0.0.1' : settings.flowsListenHost}:${flowsPort || settings.flowsListenPort}`;
+
   // Model → Envoy config → ADS. The pipeline also gates every write on the translation.
   // The callouts answer from indexes rebuilt per snapshot; nothing on their path touches the database.
   const ratelimit = createRateLimiter(
@@ -134,12 +162,12 @@ export async function startPortico(settings: Settings, opts: StartOptions = {}):
   } as unknown as Console);
   // ADS (streaming) on grpc-js; streams opened before the first snapshot wait for it, so listening
   // before the pipeline publishes is safe.
-  const xds = createXds(settings, { registry, logger: log.child({ component: 'xds' }), serveAds: settings.role !== 'callouts', guard });
+  const xds = createXds(settings, { registry, logger: log.child({ component: 'xds' }), serveAds: settings.role === 'all' || settings.role === 'xds', guard });
   // Envoys stream access logs to the same grpc-js server (client streaming; the callout listener is unary-only).
   registerAccessLogService(xds.server, accessLogs);
   // A port in use fails the start before the admin API opens; what was opened is closed again.
   const closeEarly = async () => {
-    await Promise.all([xds.server.close(0), callouts.close(0), accessLogs.close()]).catch(() => undefined);
+    await Promise.all([xds.server.close(0), callouts.close(0), accessLogs.close(), flows?.close(0)]).catch(() => undefined);
     tls?.close();
     detachAuthz();
     await feed?.stop();
@@ -150,7 +178,7 @@ export async function startPortico(settings: Settings, opts: StartOptions = {}):
   };
   const callouts = new UnaryGrpcServer({ logger: log.child({ component: 'callouts' }), ...(tls ? { tls: { material: tls, guard } } : {}) });
   const grpcPort =
-    settings.role !== 'callouts'
+    settings.role === 'all' || settings.role === 'xds'
       ? await bind('gRPC for xDS', 'PORTICO_GRPC_ADDR', settings.grpcHost, settings.grpcPort, () =>
           xds.server.listen(settings.grpcHost, settings.grpcPort, tls ? grpcServerCredentials(tls) : undefined),
         ).catch(async (e) => {
@@ -164,7 +192,7 @@ export async function startPortico(settings: Settings, opts: StartOptions = {}):
   registerAuthzUnary(callouts, authz);
   registerRateLimitUnary(callouts, ratelimit);
   const calloutPort =
-    settings.role !== 'xds'
+    settings.role === 'all' || settings.role === 'callouts'
       ? await bind('the callouts', 'PORTICO_CALLOUT_LISTEN_ADDR', settings.calloutListenHost, settings.calloutListenPort, () =>
           callouts.listen(settings.calloutListenHost, settings.calloutListenPort),
         ).catch(async (e) => {
@@ -182,7 +210,8 @@ export async function startPortico(settings: Settings, opts: StartOptions = {}):
   };
   // Under mTLS, the callout and access-log clusters Envoys get present the node certificate too.
   const channel = tls ? { channelSdsDir: settings.envoyChannelSdsDir } : {};
-  const pipeline = new ConfigPipeline(xds.cache, xds.fleet, { calloutAddress, telemetry, ...channel }, log.child({ component: 'pipeline' }), registry);
+  const translateOptions: TranslateOptions = { calloutAddress, telemetry, flows: { address: flowsAddress, stepAddress: settings.flowsStepAddress }, ...channel };
+  const pipeline = new ConfigPipeline(xds.cache, xds.fleet, translateOptions, log.child({ component: 'pipeline' }), registry);
   const detach = pipeline.attach(store);
   // Native quotas: counted from the access logs Envoys stream, enforced by the next push.
   const quotas = new QuotaLedger();
@@ -252,7 +281,8 @@ export async function startPortico(settings: Settings, opts: StartOptions = {}):
       draining = true;
       if (settings.shutdownDelayMs > 0) await new Promise((r) => setTimeout(r, settings.shutdownDelayMs));
       // (the gRPC server stops accepting first; then open access-log streams end, Envoys reopen them elsewhere)
-      await Promise.all([xds.server.close(settings.shutdownGraceMs), callouts.close(settings.shutdownGraceMs), accessLogs.close()]);
+      await Promise.all([xds.server.close(settings.shutdownGraceMs), callouts.close(settings.shutdownGraceMs), accessLogs.close(), flows?.close(settings.shutdownGraceMs)]);
+      detachFlows();
       tls?.close();
       detach();
       detachQuotas();
@@ -280,6 +310,9 @@ export async function startPortico(settings: Settings, opts: StartOptions = {}):
     grpcPort,
     calloutPort,
     callouts,
+    flows,
+    flowsPort,
+    translateOptions,
     channels: { guard, tls },
     ...(generatedAdminToken ? { generatedAdminToken } : {}),
     close,

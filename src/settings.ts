@@ -4,7 +4,7 @@ import { isIPv4 } from 'node:net';
 import path from 'node:path';
 import { isTrustDomain } from './grpc/index.ts';
 
-export type ServerRole = 'all' | 'xds' | 'callouts';
+export type ServerRole = 'all' | 'xds' | 'callouts' | 'flows';
 
 export interface Settings {
   /** Where embedded PGlite keeps its files and where a generated master key is written; memory:// keeps nothing. */
@@ -81,6 +81,17 @@ export interface Settings {
    * bootstrap); the callout and access-log clusters pushed to Envoys read their client certificate through them.
    */
   envoyChannelSdsDir: string;
+  /** Where the flow runtime binds (roles all and flows). */
+  flowsListenHost: string;
+  flowsListenPort: number;
+  /** host:port Envoys use to reach the flow runtime; default: its bound address. */
+  flowsAddress: string | undefined;
+  /** host:port each Envoy of a group with flows binds for the runtime's step calls. */
+  flowsStepAddress: string;
+  /** Where the runtime sends step calls; default the step port of the Envoy that sent the request. */
+  flowsEnvoyAddress: string | undefined;
+  /** Flow runs at once per runtime; past it, 503. */
+  flowsMaxConcurrent: number;
 }
 
 export class SettingsError extends Error {}
@@ -148,8 +159,8 @@ function checkChannelSecurity(settings: Settings): void {
   }
   if (settings.grpcInsecure) return;
   const binds = [
-    ...(settings.role !== 'callouts' ? [['PORTICO_GRPC_ADDR', settings.grpcHost] as const] : []),
-    ...(settings.role !== 'xds' ? [['PORTICO_CALLOUT_LISTEN_ADDR', settings.calloutListenHost] as const] : []),
+    ...(settings.role === 'all' || settings.role === 'xds' ? [['PORTICO_GRPC_ADDR', settings.grpcHost] as const] : []),
+    ...(settings.role === 'all' || settings.role === 'callouts' ? [['PORTICO_CALLOUT_LISTEN_ADDR', settings.calloutListenHost] as const] : []),
   ].filter(([, host]) => !isLoopback(host));
   if (binds.length === 0) return;
   throw new SettingsError(
@@ -167,6 +178,10 @@ export function loadSettings(env: Env = process.env): Settings {
   if (env.PORTICO_CALLOUT_ADDR) hostPort(env, 'PORTICO_CALLOUT_ADDR', '');
   if (env.PORTICO_ACCESS_LOG_ADDR) hostPort(env, 'PORTICO_ACCESS_LOG_ADDR', '');
   if (env.PORTICO_OTEL_COLLECTOR_ADDR) hostPort(env, 'PORTICO_OTEL_COLLECTOR_ADDR', '');
+  const flowsListen = hostPort(env, 'PORTICO_FLOWS_LISTEN_ADDR', '127.0.0.1:18002');
+  if (env.PORTICO_FLOWS_ADDR) hostPort(env, 'PORTICO_FLOWS_ADDR', '');
+  if (env.PORTICO_FLOWS_ENVOY_ADDR) hostPort(env, 'PORTICO_FLOWS_ENVOY_ADDR', '');
+  hostPort(env, 'PORTICO_FLOWS_STEP_ADDR', '127.0.0.1:18003');
   const settings: Settings = {
     dataDir: (env.PORTICO_DATA_DIR || '.data').startsWith('memory://') ? env.PORTICO_DATA_DIR! : path.resolve(env.PORTICO_DATA_DIR || '.data'),
     databaseUrl: env.DATABASE_URL || undefined,
@@ -175,7 +190,7 @@ export function loadSettings(env: Env = process.env): Settings {
     adminPort: admin.port,
     grpcHost: grpc.host,
     grpcPort: grpc.port,
-    role: oneOf(env, 'PORTICO_ROLE', 'all', ['all', 'xds', 'callouts'] as const),
+    role: oneOf(env, 'PORTICO_ROLE', 'all', ['all', 'xds', 'callouts', 'flows'] as const),
     calloutListenHost: calloutListen.host,
     calloutListenPort: calloutListen.port,
     calloutAddress: env.PORTICO_CALLOUT_ADDR || undefined,
@@ -209,6 +224,12 @@ export function loadSettings(env: Env = process.env): Settings {
     tlsReloadMs: int(env, 'PORTICO_TLS_RELOAD_MS', 5_000, 0, 3_600_000),
     grpcInsecure: bool(env, 'PORTICO_GRPC_INSECURE', false),
     envoyChannelSdsDir: env.PORTICO_ENVOY_CHANNEL_SDS_DIR || '/etc/portico/envoy',
+    flowsListenHost: flowsListen.host,
+    flowsListenPort: flowsListen.port,
+    flowsAddress: env.PORTICO_FLOWS_ADDR || undefined,
+    flowsStepAddress: env.PORTICO_FLOWS_STEP_ADDR || '127.0.0.1:18003',
+    flowsEnvoyAddress: env.PORTICO_FLOWS_ENVOY_ADDR || undefined,
+    flowsMaxConcurrent: int(env, 'PORTICO_FLOWS_MAX_CONCURRENT', 1000, 1, 1_000_000),
   };
   if (!isTrustDomain(settings.trustDomain)) {
     throw new SettingsError(`PORTICO_TRUST_DOMAIN must be a lower-case DNS-like name, got '${settings.trustDomain}'`);

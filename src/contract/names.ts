@@ -43,3 +43,21 @@ export const ACCESS_LOG_TAGS = { group: 'group', product: 'product', route: 'rou
 
 /** The route answering what no model route matches (the gateway's JSON 404). */
 export const NOT_FOUND_ROUTE = 'portico/not-found';
+
+/**
+ * Flows: Envoy sends a flow route to the flow runtime naming it in `flow` (product/route); the
+ * runtime's step calls come back to the group's step listener naming the service in `service` and
+ * the step in `step` (a span tag when tracing). All are under the reserved prefix: clients cannot set them.
+ */
+export const FLOW_HEADERS = {
+  flow: 'x-portico-flow',
+  service: 'x-portico-service',
+  step: 'x-portico-flow-step',
+} as const;
+
+/** The cluster of the flow runtime, and the listener and route table of each Envoy's step calls (a dot never appears in a model name). */
+export const FLOW_NAMES = {
+  cluster: 'portico.flows',
+  stepListener: 'portico.flows.steps',
+  stepRoutes: 'portico.flows.steps',
+} as const;

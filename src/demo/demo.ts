@@ -13,6 +13,7 @@ import type { Settings } from '../settings.ts';
 import { createLogger } from '../telemetry/index.ts';
 import { renderBootstrap } from '../xds/index.ts';
 import { ACCESS_LOG_FILE, ENVOY_LOG_FILE, readCredentials, resetDataDir, writeCredentials } from './credentials.ts';
+import { SEED_ORDERS, SEED_RECOMMENDATIONS, SEED_USER } from '../flows/index.ts';
 import { startDevIssuer, startEchoService } from './upstreams.ts';
 
 const ROOT = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '../..');
@@ -64,10 +65,11 @@ export async function runDemo(base: Settings, opts: { reset?: boolean } = {}): P
   const adminToken = base.adminToken ?? saved.PORTICO_TOKEN ?? `demo-${randomBytes(18).toString('base64url')}`;
   const settings: Settings = { ...base, adminToken };
   const demoBind = <T>(what: string, port: number, start: () => Promise<T>) => bind(`the demo's ${what}`, 'PORTICO_DEMO_PORT_BASE', '127.0.0.1', port, start);
+  // Seed 003's data where its /api/home flow (examples/gateway.yaml) looks for it; echoes elsewhere.
   const services = await Promise.all([
-    demoBind('users service', ports.users, () => startEchoService('users', ports.users)),
-    demoBind('orders service', ports.orders, () => startEchoService('orders', ports.orders)),
-    demoBind('products service', ports.products, () => startEchoService('products', ports.products)),
+    demoBind('users service', ports.users, () => startEchoService('users', ports.users, '127.0.0.1', { [`/users/${SEED_USER.id}`]: SEED_USER })),
+    demoBind('orders service', ports.orders, () => startEchoService('orders', ports.orders, '127.0.0.1', { '/orders': SEED_ORDERS })),
+    demoBind('products service', ports.products, () => startEchoService('products', ports.products, '127.0.0.1', { '/recommendations': SEED_RECOMMENDATIONS })),
   ]);
   const issuer = await demoBind('token issuer', ports.issuer, () => startDevIssuer({ port: ports.issuer, issuer: 'https://auth.example.com', audience: 'api.example.com' }));
   const portico = await startPortico(settings, { logger: log });
@@ -137,6 +139,9 @@ Try (in another shell):
   curl -s ${gw}/api/health
   curl -s -H "Authorization: Bearer $DEMO_JWT" ${gw}/api/orders/ord_x7k9
   curl -s -H "x-api-key: $DEMO_API_KEY" ${gw}/api/users/usr_8a3f
+  curl -s -H "Authorization: Bearer $DEMO_JWT" ${gw}/api/home                # seed 003: user, orders, recommendations in one call
+  curl -s -H "x-api-key: $DEMO_API_KEY" ${gw}/api/profile/usr_8a3f           # internal fields removed, email_address renamed
+  curl -s -H "x-api-key: $DEMO_API_KEY" -H 'accept: application/xml' ${gw}/api/profile/usr_8a3f   # …as XML
   curl -s ${gw}/api/orders/ord_x7k9                                     # 401: no credential
   curl -s -X DELETE -H "x-api-key: $DEMO_API_KEY" ${gw}/api/orders/ord_x7k9   # 405: not allowed
   curl -s -H "Authorization: Bearer $PORTICO_TOKEN" $PORTICO_URL/api/v1/fleet

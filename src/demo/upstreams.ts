@@ -1,5 +1,6 @@
 // Demo upstreams for the quick start: small echo services standing in for users, orders and
-// products, and a development token issuer (JWKS + token minting) standing in for an IdP.
+// products (answering seed 003's data on the paths its /api/home aggregation calls), and a
+// development token issuer (JWKS + token minting) standing in for an IdP.
 // Loopback-only by default; never part of a production deployment.
 import { createServer, type IncomingMessage, type Server, type ServerResponse } from 'node:http';
 import type { AddressInfo } from 'node:net';
@@ -34,10 +35,18 @@ function listen(server: Server, host: string, port: number): Promise<number> {
   });
 }
 
-/** An echo service: answers every request with what it received (method, path, identity headers). */
-export async function startEchoService(name: string, port: number, host = '127.0.0.1'): Promise<{ port: number; close(): Promise<void> }> {
+/**
+ * An echo service: answers every request with what it received (method, path, identity headers),
+ * except GETs of the paths in `data` (the query aside), answered with their value.
+ */
+export async function startEchoService(name: string, port: number, host = '127.0.0.1', data: Readonly<Record<string, unknown>> = {}): Promise<{ port: number; close(): Promise<void> }> {
   const server = createServer((req, res) => {
     if (req.url === '/healthz') return sendJson(res, 200, { status: 'ok', service: name });
+    const path = (req.url ?? '/').split('?')[0]!;
+    if (req.method === 'GET' && Object.hasOwn(data, path)) {
+      req.resume();
+      return sendJson(res, 200, data[path]);
+    }
     let bytes = 0;
     req.on('data', (chunk: Buffer) => (bytes += chunk.length));
     req.on('end', () => sendJson(res, 200, { service: name, method: req.method, path: req.url, bodyBytes: bytes, headers: interestingHeaders(req) }));

@@ -3,7 +3,7 @@
 // hold. Errors name the field (flow.steps[2].call.path) like the model's validation does.
 import { compileExpression, compileTemplate, mergeRefs, type CompiledExpression, type CompiledTemplate, type StepRefs } from './expressions.ts';
 import { compileReshape, ReshapeError, type CompiledReshape } from './transforms.ts';
-import { FLOW_LIMITS, type FlowSpec, type FlowStepSpec } from './schema.ts';
+import { FLOW_DEFAULTS, FLOW_LIMITS, type FlowSpec, type FlowStepSpec } from '../model/index.ts';
 import type { CompiledFlow, CompiledStep } from './types.ts';
 
 /** A field error, in the shape of the model's ModelError without the resource (the caller adds it). */
@@ -24,7 +24,7 @@ export interface CompileOptions {
   checkCode?: (source: string) => string | undefined;
 }
 
-export const DEFAULTS = { flowTimeoutMs: 10_000, callTimeoutMs: 5000, maxRequestBytes: 1 << 20, maxResponseBytes: 4 << 20, codeTimeMs: 50, codeMemoryMb: 16 };
+export const DEFAULTS = FLOW_DEFAULTS;
 
 const KINDS = ['call', 'parallel', 'switch', 'respond', 'transform', 'code'] as const;
 const NO_RESULT = new Set(['parallel', 'switch', 'respond']);

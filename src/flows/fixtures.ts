@@ -2,7 +2,7 @@
 // bodies its three services answer with, and an in-memory caller standing in for the transport.
 // Not used by the running service.
 import { parse as parseYaml } from 'yaml';
-import type { FlowSpec } from './schema.ts';
+import type { FlowSpec } from '../model/index.ts';
 import type { FlowIO, FlowRequest, StepCall, StepResponse } from './types.ts';
 
 /** Seed 003's GET /api/home: user, recent orders and recommendations fetched in parallel, then stitched. */

@@ -4,6 +4,10 @@ export { compileFlow, DEFAULTS, type CompileOptions, type CompileResult, type Fl
 export { compileRouteTransform } from './route-transform.ts';
 export { runFlow, truthy, INCOMPLETE_HEADER } from './engine.ts';
 export { CodeSandbox, codeSandbox, type CodeLimits, type CodeOutcome } from './code.ts';
-export { Flow, FlowStep, BodyTransform, FLOW_LIMITS, type FlowSpec, type FlowStepSpec, type BodyTransformSpec } from './schema.ts';
+export { Flow, FlowStep, BodyTransform, FLOW_LIMITS, type FlowSpec, type FlowStepSpec, type BodyTransformSpec } from '../model/index.ts';
 export { jsonToXml, xmlToJson, acceptsXmlFirst } from './xml.ts';
 export type { CompiledFlow, FlowRequest, FlowResult, FlowIO, StepCall, StepResponse, StepTrace, StepOutput, FlowIdentity } from './types.ts';
+export { compileModelFlows, isFlowRoute, templateMatcher, type ModelFlows, type RouteFlow } from './model.ts';
+export { FlowRuntime, type FlowRuntimeOptions } from './runtime.ts';
+// Seed 003's data (the demo's upstreams answer it) and its /api/home flow, also for tests and benchmarks.
+export { HOME_FLOW_YAML, homeFlow, SEED_HOME_BODY, SEED_ORDERS, SEED_RECOMMENDATIONS, SEED_USER } from './fixtures.ts';

@@ -3,7 +3,7 @@
 // the same engine, limits and observability serve them.
 import { compileReshape, ReshapeError, type CompiledReshape } from './transforms.ts';
 import { DEFAULTS, type CompileResult, type FlowError } from './compile.ts';
-import type { BodyTransformSpec } from './schema.ts';
+import type { BodyTransformSpec } from '../model/index.ts';
 import type { BodyRewrite, CompiledFlow } from './types.ts';
 
 const UPSTREAM = 'upstream';

@@ -1,7 +1,7 @@
 // Reshaping JSON values: pick, remove and rename fields by dot paths (into every element of an
 // array on the way), then an optional JSONata map. Inputs are never modified: changed parts are copied.
 import { compileExpression, type CompiledExpression, type StepRefs } from './expressions.ts';
-import type { ReshapeSpec } from './schema.ts';
+import type { ReshapeSpec } from '../model/index.ts';
 
 /** A set of dot paths as a tree: a leaf holds what to do with the field (true, or a new name). */
 type PathTree<L> = Map<string, PathTree<L> | L>;

@@ -2,7 +2,7 @@
 // the incoming request, step calls out, step responses back, and the flow's result.
 import type { CompiledExpression, CompiledTemplate, StepRefs } from './expressions.ts';
 import type { CompiledReshape } from './transforms.ts';
-import type { XmlOptions } from './schema.ts';
+import type { XmlOptions } from '../model/index.ts';
 
 // ── compiled flow (immutable; built once per model snapshot) ────────────────
 interface StepBase {

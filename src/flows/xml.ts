@@ -9,7 +9,7 @@
 //                        a top-level array in <root><item>…</item>…</root>
 // Entity expansion is bounded and no DOCTYPE is fetched, so a hostile document cannot blow up memory.
 import { XMLBuilder, XMLParser, XMLValidator } from 'fast-xml-parser';
-import type { XmlOptions } from './schema.ts';
+import type { XmlOptions } from '../model/index.ts';
 
 export class XmlError extends Error {}
 

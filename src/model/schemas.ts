@@ -2,6 +2,7 @@
 // REST bodies, declarative files and feeds the OpenAPI document, so the three never disagree.
 // Over 400 lines on purpose: it is the model's one catalogue, read as a whole when a field changes.
 import { Type, type Static, type TSchema } from '@sinclair/typebox';
+import { BodyTransform, Flow } from './flow-schema.ts';
 
 const closed = { additionalProperties: false } as const;
 
@@ -382,6 +383,8 @@ export const Route = Type.Object(
         closed,
       ),
     ),
+    flow: Type.Optional({ ...Flow, description: 'a flow answers the route: calls to services, switches, transforms, a sandboxed code step, a custom response (src/flows/README.md)' }),
+    transform: Type.Optional({ ...BodyTransform, description: 'rewrite the bodies of a route sent to one service: remove/rename fields, JSON ↔ XML (runs in the flow runtime)' }),
     rewrite: Type.Optional(
       Type.Object(
         {

@@ -288,8 +288,10 @@ export function validateModel(m: ModelSnapshot): ModelError[] {
     }
     for (const e of headerRuleProblems(m, product, r)) invalid('routes', key, e.field, e.message);
     for (const [field, message] of grpcRouteProblems(r, r.service ? m.services.get(r.service) : undefined)) invalid('routes', key, field, message);
-    const actions = [r.service, r.backends, r.directResponse].filter((a) => a !== undefined).length;
-    if (actions !== 1) invalid('routes', key, 'service', 'exactly one of service, backends and directResponse must be set');
+    const actions = [r.service, r.backends, r.directResponse, r.flow].filter((a) => a !== undefined).length;
+    if (actions !== 1) invalid('routes', key, 'service', 'exactly one of service, backends, directResponse and flow must be set');
+    // A body transform rewrites what one service answers (a flow shapes its own bodies).
+    if (r.transform && !r.service) invalid('routes', key, 'transform', 'applies to a route sent to one service (a flow shapes bodies itself)');
     if (r.service) ref('routes', key, 'service', 'services', r.service);
     r.backends?.forEach((b, i) => ref('routes', key, `backends[${i}].service`, 'services', b.service));
     if (r.backends && r.backends.reduce((n, b) => n + b.weight, 0) === 0) {

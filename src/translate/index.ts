@@ -4,10 +4,10 @@ import type { ModelSnapshot, ModelError } from '../model/index.ts';
 import { RESOURCE_TYPES, type JsonObject } from '../proto/index.ts';
 import { cluster } from './envoy/clusters.ts';
 import { loadAssignment } from './envoy/endpoints.ts';
-import { apiListener, listener } from './envoy/listeners.ts';
+import { apiListener, flowStepListener, listener } from './envoy/listeners.ts';
 import { routeConfigurations } from './envoy/routes.ts';
 import { secret } from './envoy/secrets.ts';
-import type { GroupIR, QuotaExhaustedIR, TelemetryOptions } from './ir.ts';
+import type { FlowOptions, GroupIR, QuotaExhaustedIR, TelemetryOptions } from './ir.ts';
 import { resourceName, type GroupResources, type ResourceKind } from '../contract/index.ts';
 import { modelToIr } from './to-ir/group.ts';
 import { validateTranslation } from './validate.ts';
@@ -17,6 +17,8 @@ export interface TranslateOptions {
   calloutAddress: string;
   /** Access-log streaming to Portico and OpenTelemetry tracing; off when unset. */
   telemetry?: TelemetryOptions;
+  /** Where flows run: the runtime's address and each Envoy's step listener (DEFAULTS.flows when unset). */
+  flows?: FlowOptions;
   /**
    * Under mTLS: the SDS file on every Envoy host naming its channel credentials; the callout and
    * access-log clusters present the node certificate from it. Plaintext clusters when unset.
@@ -52,7 +54,7 @@ export function groupResources(g: GroupIR): GroupResources {
   return {
     clusters: byName('clusters', g.clusters.map(cluster)),
     endpoints: byName('endpoints', g.clusters.filter((c) => c.discovery === 'eds').map(loadAssignment)),
-    listeners: byName('listeners', [...g.listeners.map((l) => listener(g, l)), ...g.apiListeners.map(apiListener)]),
+    listeners: byName('listeners', [...g.listeners.map((l) => listener(g, l)), ...g.apiListeners.map(apiListener), ...(g.flowSteps ? [flowStepListener(g, g.flowSteps)] : [])]),
     routes: byName('routes', routeConfigurations(g.routeTables, { authz: g.filters.extAuthz !== undefined, limits: g.filters.extAuthzLimits !== undefined })),
     secrets: byName('secrets', g.secrets.map(secret)),
   };

@@ -26,6 +26,16 @@ export interface GroupIR {
   correlationHeaders?: string[];
   /** Access-log streaming and tracing (src/translate/envoy/observability.ts); absent when both are off. */
   telemetry?: TelemetryIR;
+  /** The listener the flow runtime's step calls come back to (its routes are `routeTables`' FLOW_NAMES.stepRoutes); absent without flow routes. */
+  flowSteps?: FlowStepsIR;
+}
+
+/** Each Envoy's listener for the flow runtime's step calls: routes by the x-portico-service header to the services' clusters. */
+export interface FlowStepsIR {
+  name: string;
+  address: string;
+  port: number;
+  routeTable: string;
 }
 
 export interface HttpFiltersIR {
@@ -260,6 +270,8 @@ export interface ForwardActionIR {
   /** Proxyless gRPC: the RPC deadline the client applies (max_stream_duration). */
   maxStreamDurationMs?: number;
   retry?: RetryIR;
+  /** Flow routes: the flow (`product/route`) the runtime behind the cluster runs. */
+  flow?: string;
 }
 
 export interface DirectActionIR {
@@ -308,7 +320,7 @@ export interface RouteRateLimitIR {
 export interface RouteIR {
   name: string;
   /** Route metadata under the `portico` namespace; absent for gateway-generated routes without a product. */
-  metadata?: { product: string; route?: string };
+  metadata?: { product: string; route?: string; flow?: string };
   match: MatchIR;
   action: ActionIR;
   requestHeaders: HeaderMutationIR;
@@ -400,6 +412,14 @@ export interface TelemetryOptions {
   otelCollectorAddress?: string;
   /** Percentage of requests traced (0–100) when a collector is set; default 10. */
   otelSamplePercent?: number;
+}
+
+/** Where flows run (TranslateOptions.flows): the runtime Envoy sends flow routes to, and where each Envoy takes step calls. */
+export interface FlowOptions {
+  /** host:port of the flow runtime. */
+  address: string;
+  /** host:port each Envoy of a group with flows binds for the runtime's step calls (loopback by default: it skips authentication). */
+  stepAddress: string;
 }
 
 /** A gateway group's observability settings, resolved (GroupIR.telemetry). */

@@ -178,6 +178,8 @@ function proxylessProblems(model: ModelSnapshot): ModelError[] {
         }
       }
       routeProblems(r, why, rf);
+      if (r.flow) rf('flow', `is not supported in ${why}: gRPC clients call services directly, with no flow runtime in between`);
+      if (r.transform) rf('transform', `is not supported in ${why}: gRPC clients call services directly, with no flow runtime in between`);
       for (const s of [r.service, ...(r.backends ?? []).map((b) => b.service)]) if (s && !services.has(s)) services.set(s, { group, route: key });
     }
   }

@@ -209,7 +209,7 @@ describe('pipeline: seed 003 through admin API, store, translator, xDS and a rea
         const good = (await inSync())!;
         const goodClusters = typeOf(good, 'clusters')!.ackedVersion!;
         const rejectedBefore = await envoy.stat('cluster_manager.cds.update_rejected');
-        const current = translate(portico.store.current(), { calloutAddress: `127.0.0.1:${portico.calloutPort}` }).get(GROUP)!;
+        const current = translate(portico.store.current(), portico.translateOptions).get(GROUP)!;
         // Valid protobuf, so the encoder lets it through; Envoy refuses ORIGINAL_DST with ROUND_ROBIN.
         const bad = { name: 'forced-bad', type: 'ORIGINAL_DST', lb_policy: 'ROUND_ROBIN', connect_timeout: '1s' };
         const badVersion = portico.xds.cache.setGroupResources(GROUP, { ...current, clusters: [...current.clusters, bad] });

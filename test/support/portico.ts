@@ -4,6 +4,7 @@ import assert from 'node:assert/strict';
 import { randomBytes } from 'node:crypto';
 import { startPortico, type Portico } from '../../src/main.ts';
 import { loadSettings } from '../../src/settings.ts';
+import { freePort } from './components.ts';
 import { createLogger } from '../../src/telemetry/log.ts';
 
 export const ADMIN_TOKEN = 'test-bootstrap-admin-token';
@@ -26,6 +27,9 @@ export async function startTestPortico(opts: TestPorticoOptions = {}): Promise<T
     PORTICO_ADMIN_ADDR: '127.0.0.1:0',
     PORTICO_GRPC_ADDR: '127.0.0.1:0',
     PORTICO_CALLOUT_LISTEN_ADDR: '127.0.0.1:0',
+    PORTICO_FLOWS_LISTEN_ADDR: '127.0.0.1:0',
+    // Each test's Envoys bind their own step listener (only groups with flow routes have one).
+    PORTICO_FLOWS_STEP_ADDR: `127.0.0.1:${await freePort()}`,
     PORTICO_MASTER_KEY: randomBytes(32).toString('base64'),
     PORTICO_ADMIN_TOKEN: ADMIN_TOKEN,
     PORTICO_LOG_LEVEL: process.env.PORTICO_TEST_LOG_LEVEL ?? 'silent',

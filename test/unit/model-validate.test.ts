@@ -112,10 +112,10 @@ describe('validateModel', () => {
       ['routes', { product: 'p', name: 'zero', match: { path: { type: 'prefix', value: '/z' } }, backends: [{ service: 'svc', weight: 0 }] }],
     ]);
     assert.deepEqual(messages(m), [
-      'routes p/none service: exactly one of service, backends and directResponse must be set',
+      'routes p/none service: exactly one of service, backends, directResponse and flow must be set',
       "routes p/strip rewrite.stripPrefix: '/other' is not a prefix of the route path '/api/s'",
       'routes p/tpl match.path.value: ** may only appear in the last segment',
-      'routes p/two service: exactly one of service, backends and directResponse must be set',
+      'routes p/two service: exactly one of service, backends, directResponse and flow must be set',
       'routes p/zero backends: weights must not all be 0',
     ]);
   });

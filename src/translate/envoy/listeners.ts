@@ -2,10 +2,10 @@
 // RDS, TLS certificates over SDS), its filter chain (each feature's part from filters/), JSON access
 // log and JSON local replies; and the bare API listeners proxyless gRPC clients resolve.
 import { LOCAL_REPLY_MAPPINGS, ROUTE_METADATA_NAMESPACE, type RateLimitReplyMapping } from '../../contract/index.ts';
-import type { ApiListenerIR, GroupIR, ListenerIR, ListenerTlsIR } from '../ir.ts';
+import type { ApiListenerIR, FlowStepsIR, GroupIR, ListenerIR, ListenerTlsIR } from '../ir.ts';
 import { adsConfigSource, any, duration, extension, sdsSecret, socketAddress, sortedRecord, type Json, type JsonObject } from './common.ts';
 import { HTTP_FILTERS, routerFilter } from './filters/index.ts';
-import { accessLogExtraFields, grpcAccessLogs, tracing } from './observability.ts';
+import { accessLogExtraFields, grpcAccessLogs, stepTracing, tracing } from './observability.ts';
 
 const HCM_TYPE = 'envoy.extensions.filters.network.http_connection_manager.v3.HttpConnectionManager';
 
@@ -29,6 +29,8 @@ function accessLogFields(group: string, listener: string, correlationHeaders: re
     ['route_name', '%ROUTE_NAME%'],
     ['product', `%METADATA(ROUTE:${ROUTE_METADATA_NAMESPACE}:product)%`],
     ['route', `%METADATA(ROUTE:${ROUTE_METADATA_NAMESPACE}:route)%`],
+    // The flow that answered (product/route), on routes the flow runtime serves.
+    ['flow', `%METADATA(ROUTE:${ROUTE_METADATA_NAMESPACE}:flow)%`],
     ['client_address', '%DOWNSTREAM_REMOTE_ADDRESS_WITHOUT_PORT%'],
     ['user_agent', '%REQ(USER-AGENT)%'],
     ['gateway_group', group],
@@ -176,5 +178,34 @@ export function apiListener(l: ApiListenerIR): JsonObject {
         http_filters: [routerFilter()],
       }),
     },
+  };
+}
+
+/**
+ * The listener the flow runtime's step calls come back to: routes (RDS) by the service the call names,
+ * the router only. It authenticates nobody (the flow's request was authenticated at the edge), so it
+ * binds where only the runtime reaches it (loopback by default). Traced like the edge when tracing is
+ * on, each call a span tagged with its step, joined to the request's trace by the propagated headers.
+ */
+export function flowStepListener(g: GroupIR, s: FlowStepsIR): JsonObject {
+  const hcm: JsonObject = {
+    stat_prefix: `${g.name}_flow_steps`,
+    codec_type: 'AUTO',
+    rds: { config_source: adsConfigSource(), route_config_name: s.routeTable },
+    http_filters: [routerFilter()],
+    // The runtime's step calls come from loopback: they may carry x-envoy-* and tracing headers on.
+    internal_address_config: {
+      cidr_ranges: [
+        { address_prefix: '127.0.0.0', prefix_len: 8 },
+        { address_prefix: '::1', prefix_len: 128 },
+      ],
+    },
+    common_http_protocol_options: { idle_timeout: duration(3_600_000), headers_with_underscores_action: 'DROP_HEADER' },
+    ...stepTracing(g),
+  };
+  return {
+    name: s.name,
+    address: socketAddress(s.address, s.port),
+    filter_chains: [{ filters: [{ name: 'envoy.filters.network.http_connection_manager', typed_config: any(HCM_TYPE, hcm) }] }],
   };
 }

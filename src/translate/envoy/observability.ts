@@ -4,7 +4,7 @@
 // OpenTelemetry tracer; per-route stat prefixes (`product/route`) and stat-safe virtual host names,
 // so Envoy's own route stats carry the product as labels (see the tag extractors in
 // src/xds/bootstrap.ts). Pure, like the rest of the translator.
-import { ACCESS_LOG_NAME, ACCESS_LOG_TAGS, EXT_AUTHZ_FILTERS, GATEWAY_HEADERS, ROUTE_METADATA_NAMESPACE } from '../../contract/index.ts';
+import { ACCESS_LOG_NAME, ACCESS_LOG_TAGS, EXT_AUTHZ_FILTERS, FLOW_HEADERS, GATEWAY_HEADERS, ROUTE_METADATA_NAMESPACE } from '../../contract/index.ts';
 import type { GroupIR, RouteIR } from '../ir.ts';
 import { any, duration, extension, type Json, type JsonObject } from './common.ts';
 
@@ -80,6 +80,14 @@ export function tracing(g: GroupIR): JsonObject {
       ],
     },
   };
+}
+
+/** Tracing on the flow step listener: a span per step call, tagged with the step (product/route/step). */
+export function stepTracing(g: GroupIR): JsonObject {
+  const t = tracing(g).tracing as JsonObject | undefined;
+  if (!t) return {};
+  // Sampling follows the edge's decision, carried in the propagated trace headers.
+  return { tracing: { provider: t.provider as Json, random_sampling: { value: 100 }, custom_tags: [{ tag: 'portico.flow.step', request_header: { name: FLOW_HEADERS.step } }] } };
 }
 
 /**

@@ -97,6 +97,7 @@ export function route(r: RouteIR, authz: AuthzFilters = NO_AUTHZ): JsonObject {
   if (r.metadata) {
     const fields: Array<[string, Json]> = [['product', r.metadata.product]];
     if (r.metadata.route !== undefined) fields.push(['route', r.metadata.route]);
+    if (r.metadata.flow !== undefined) fields.push(['flow', r.metadata.flow]);
     out.metadata = { filter_metadata: { [ROUTE_METADATA_NAMESPACE]: sortedRecord(fields) } };
   }
   const statPrefix = routeStatPrefix(r);

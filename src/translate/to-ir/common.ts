@@ -1,7 +1,7 @@
 // What the model → IR steps share: defaults the model leaves unset, the callout cluster's name, the
 // host:port form of settings, method order, and the product/route/host lookups over a snapshot.
 import { sortedValues, DEFAULT_ACCEPT, type ModelSnapshot, type Product, type Route } from '../../model/index.ts';
-import type { QuotaExhaustedIR, TelemetryOptions } from '../ir.ts';
+import type { FlowOptions, QuotaExhaustedIR, TelemetryOptions } from '../ir.ts';
 import { compareStrings } from '../paths.ts';
 
 /** Name of the cluster of Portico's gRPC callouts; a dot can never appear in a service name. */
@@ -27,6 +27,10 @@ export const DEFAULTS = {
   /** Retry conditions when a policy sets attempts but not retryOn: only failures before the request reached the upstream. */
   retryOn: ['connect-failure', 'refused-stream'] as readonly string[],
   listenerAddress: '0.0.0.0',
+  /** The embedded flow runtime (PORTICO_FLOWS_LISTEN_ADDR's default) and each Envoy's step listener. */
+  flows: { address: '127.0.0.1:18002', stepAddress: '127.0.0.1:18003' },
+  /** Envoy's route to the runtime waits this much past the flow's own deadline, so the runtime's answer (a 504 naming the step) arrives first. */
+  flowRouteMarginMs: 1_000,
   healthCheck: { intervalMs: 10_000, timeoutMs: 2_000, healthyThreshold: 2, unhealthyThreshold: 3 },
   outlierDetection: { consecutive5xx: 5, intervalMs: 10_000, baseEjectionTimeMs: 30_000, maxEjectionPercent: 10 },
 } as const;
@@ -38,6 +42,8 @@ export interface IrOptions {
   calloutAddress: string;
   /** Access-log streaming and tracing; off when unset. */
   telemetry?: TelemetryOptions;
+  /** Where flows run; DEFAULTS.flows (the embedded runtime, a loopback step listener) when unset. */
+  flows?: FlowOptions;
   /** Under mTLS: the Envoy hosts' channel SDS file (the callout and access-log clusters use it). */
   channelSdsDir?: string;
   /** Connected Envoys per gateway group (native mode divides each plan limit among them); 1 when absent. */

@@ -14,6 +14,7 @@ import { compressionProfiles } from './compression.ts';
 import { virtualHostsIr } from './virtual-hosts.ts';
 import { calloutCluster, clusterIr } from './clusters.ts';
 import { proxylessGroupToIr } from './proxyless.ts';
+import { groupFlowsIr } from './flows.ts';
 
 // ── groups ────────────────────────────────────────────────────────────────────
 function listenerIr(group: GatewayGroup, l: Listener): ListenerIR {
@@ -110,16 +111,18 @@ export function groupToIr(model: ModelSnapshot, group: GatewayGroup, options: Ir
     virtualHosts,
   }));
 
-  const serviceNames = new Set<string>();
+  const flows = groupFlowsIr(model, products, options);
+  if (flows) routeTables.push(flows.table);
+  const serviceNames = new Set<string>(flows?.services);
   for (const vh of virtualHosts) {
-    for (const r of vh.routes) if (r.action.kind === 'forward') for (const c of r.action.clusters) serviceNames.add(c.name);
+    for (const r of vh.routes) if (r.action.kind === 'forward' && !r.action.flow) for (const c of r.action.clusters) serviceNames.add(c.name);
   }
   const clusters = [...serviceNames]
     .sort(compareStrings)
     .map((n) => model.services.get(n))
     .filter((s): s is Service => s !== undefined)
     .map(clusterIr);
-  clusters.push(calloutCluster(options.calloutAddress, options.channelSdsDir), ...telemetryClusters(options.telemetry, options.channelSdsDir));
+  clusters.push(calloutCluster(options.calloutAddress, options.channelSdsDir), ...telemetryClusters(options.telemetry, options.channelSdsDir), ...(flows ? [flows.cluster] : []));
   clusters.sort((a, b) => compareStrings(a.name, b.name));
 
   const authz = group.authz;
@@ -175,6 +178,7 @@ export function groupToIr(model: ModelSnapshot, group: GatewayGroup, options: Ir
     secrets: secretsIr(model, listeners, clusters),
     ...(correlation.length ? { correlationHeaders: correlation } : {}),
     ...telemetryIr(options.telemetry),
+    ...(flows ? { flowSteps: flows.steps } : {}),
   };
 }
 

@@ -14,8 +14,9 @@ import {
   type QueryMatch,
   type Route,
   type Service,
+  FLOW_DEFAULTS,
 } from '../../model/index.ts';
-import { COMBINED_CONTEXT_KEY, COMBINED_CONTEXT_VALUE } from '../../contract/index.ts';
+import { COMBINED_CONTEXT_KEY, COMBINED_CONTEXT_VALUE, FLOW_HEADERS, FLOW_NAMES } from '../../contract/index.ts';
 import { localBucket, routeLimits, type RateLimitMode } from './limits.ts';
 import type { ActionIR, CorsIR, HeaderMatchIR, HeaderMutationIR, MatchIR, PathMatchIR, QueryMatchIR, QuotaDenyIR, RetryIR, RouteAuthzIR, RouteIR, RouteLimitEntryIR, ValueMatchIR } from '../ir.ts';
 import { compareStrings, stripPrefixRewrite } from '../paths.ts';
@@ -88,6 +89,19 @@ function actionIr(model: ModelSnapshot, match: MatchIR, route: Route): ActionIR 
       : rw?.regex
         ? { kind: 'regex' as const, pattern: rw.regex.pattern, substitution: rw.regex.substitution }
         : undefined;
+  const timeoutMs = route.timeoutMs ?? svc?.requestTimeoutMs ?? DEFAULTS.requestTimeoutMs;
+  if (route.flow || route.transform) {
+    // Sent to the flow runtime. Never retried here (a flow's calls may change things upstream);
+    // its calls get their services' retries through the step listener.
+    return {
+      kind: 'forward',
+      clusters: [{ name: FLOW_NAMES.cluster, weight: 1 }],
+      weighted: false,
+      ...(route.transform && rewrite ? { rewrite } : {}),
+      timeoutMs: (route.flow ? (route.flow.timeoutMs ?? FLOW_DEFAULTS.flowTimeoutMs) : timeoutMs) + DEFAULTS.flowRouteMarginMs,
+      flow: `${route.product}/${route.name}`,
+    };
+  }
   const retry = retryIr(route.retries ?? svc?.retries);
   return {
     kind: 'forward',
@@ -95,7 +109,7 @@ function actionIr(model: ModelSnapshot, match: MatchIR, route: Route): ActionIR 
     weighted: route.backends !== undefined,
     ...(rewrite ? { rewrite } : {}),
     ...(rw?.host ? { hostRewrite: rw.host } : {}),
-    timeoutMs: route.timeoutMs ?? svc?.requestTimeoutMs ?? DEFAULTS.requestTimeoutMs,
+    timeoutMs,
     ...(retry ? { retry } : {}),
   };
 }
@@ -158,15 +172,19 @@ export function routeIr(model: ModelSnapshot, product: Product, route: Route, fi
   const limits = filters ? routeLimits(model, product, route) : undefined;
   const publicOnly = accept.every((a) => a === 'none');
   const compression = compressionIr(product, route);
+  const flow = action.kind === 'forward' ? action.flow : undefined;
+  let requestHeaders = filters ? withoutApiKey(headerRulesIr(model, product, route, 'request'), product, accept) : headerRulesIr(model, product, route, 'request');
+  // The runtime learns which flow to run from the route (the edge strips any client-sent copy).
+  if (flow) requestHeaders = { ...requestHeaders, set: [...requestHeaders.set, [FLOW_HEADERS.flow, flow] as [string, string]].sort((a, b) => compareStrings(a[0], b[0])) };
   const name = `${product.name}/${route.name}`;
   const planLimits = filters?.planLimits?.get(name);
   const quotaDeny = filters?.quotaDeny?.get(name);
   return {
     name,
-    metadata: { product: product.name, route: route.name },
+    metadata: { product: product.name, route: route.name, ...(flow ? { flow } : {}) },
     match,
     action,
-    requestHeaders: filters ? withoutApiKey(headerRulesIr(model, product, route, 'request'), product, accept) : headerRulesIr(model, product, route, 'request'),
+    requestHeaders,
     responseHeaders,
     ...(cors ? { cors } : {}),
     ...(filters && limits ? { authz: routeAuthz(product, route, accept, limits.limited, filters.rateLimitMode) } : {}),

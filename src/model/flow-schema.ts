@@ -1,5 +1,5 @@
 // The shape of a flow (a route's programmable action) and of route-level body transforms, as
-// TypeBox schemas in the model's style, so they can join the route schema and the OpenAPI document.
+// TypeBox schemas: part of the route schema and the OpenAPI document; src/flows compiles and runs them.
 import { Type, type Static } from '@sinclair/typebox';
 
 const closed = { additionalProperties: false } as const;
@@ -15,6 +15,9 @@ export const FLOW_LIMITS = {
   /** Nesting of switch and parallel inside each other. */
   depth: 4,
 } as const;
+
+/** What a flow leaves unset (the translator reads the flow deadline to time Envoy's route to the runtime). */
+export const FLOW_DEFAULTS = { flowTimeoutMs: 10_000, callTimeoutMs: 5000, maxRequestBytes: 1 << 20, maxResponseBytes: 4 << 20, codeTimeMs: 50, codeMemoryMb: 16 } as const;
 
 /** Step names are referenced in expressions as steps.<name>, so they are plain identifiers. */
 export const StepName = Type.String({

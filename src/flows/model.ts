@@ -1,0 +1,120 @@
+// The flows of one model snapshot: every route answered by a flow or carrying a body transform,
+// compiled once per route version. The store's write gate uses the errors (naming route, step and
+// field); the runtime uses the compiled flows, keyed by `product/route`.
+import { fullPath, sortedValues, type ModelError, type ModelSnapshot, type Route } from '../model/index.ts';
+import { compileFlow, DEFAULTS, type FlowError } from './compile.ts';
+import { compileRouteTransform } from './route-transform.ts';
+import type { CompiledFlow } from './types.ts';
+
+export interface RouteFlow {
+  /** `product/route`: what Envoy names in the x-portico-flow header. */
+  readonly key: string;
+  readonly product: string;
+  readonly route: string;
+  readonly kind: 'flow' | 'transform';
+  readonly flow: CompiledFlow;
+  /** Path parameters of a template route, from the request path; undefined when it does not match. */
+  readonly params?: (path: string) => Record<string, string> | undefined;
+}
+
+export interface ModelFlows {
+  readonly routes: ReadonlyMap<string, RouteFlow>;
+  /** JWT claims the gateway forwards as headers, by header name (lower-case): what a flow reads as identity.claims. */
+  readonly claimHeaders: ReadonlyMap<string, string>;
+  readonly errors: ModelError[];
+}
+
+export interface ModelFlowOptions {
+  /** Why a code step's source does not compile (the sandbox's check); unchecked when unset. */
+  checkCode?: (source: string) => string | undefined;
+}
+
+/** Whether a route runs in the flow runtime (Envoy sends it there instead of to a service). */
+export function isFlowRoute(route: Pick<Route, 'flow' | 'transform'>): boolean {
+  return route.flow !== undefined || route.transform !== undefined;
+}
+
+interface Cached {
+  /** What besides the route the compilation depended on. */
+  context: string;
+  result: { ok: true; flow: CompiledFlow } | { ok: false; errors: FlowError[] };
+}
+// Snapshots share unchanged resource objects: a route is compiled again only when it (or the set of services, or its path) changes.
+const cache = new WeakMap<Route, Cached>();
+
+export function compileModelFlows(model: ModelSnapshot, opts: ModelFlowOptions = {}): ModelFlows {
+  const services = new Set(model.services.keys());
+  const servicesKey = [...services].sort().join(',');
+  const routes = new Map<string, RouteFlow>();
+  const errors: ModelError[] = [];
+  for (const r of sortedValues(model, 'routes')) {
+    if (!isFlowRoute(r)) continue;
+    const key = `${r.product}/${r.name}`;
+    const product = model.products.get(r.product);
+    const path = product ? fullPath(product, r) : r.match.path.value;
+    const context = `${servicesKey}|${path}|${r.timeoutMs ?? ''}|${r.service ? (model.services.get(r.service)?.requestTimeoutMs ?? '') : ''}`;
+    let c = cache.get(r);
+    if (!c || c.context !== context) {
+      c = { context, result: compileRoute(model, r, services, opts) };
+      cache.set(r, c);
+    }
+    if (!c.result.ok) {
+      for (const e of c.result.errors) {
+        errors.push({ kind: 'routes', key, field: e.field, message: e.message, code: e.code, ...(e.target ? { target: e.target } : {}) });
+      }
+      continue;
+    }
+    const params = r.flow && r.match.path.type === 'template' ? templateMatcher(path) : undefined;
+    routes.set(key, { key, product: r.product, route: r.name, kind: r.flow ? 'flow' : 'transform', flow: c.result.flow, ...(params ? { params } : {}) });
+  }
+  const claimHeaders = new Map<string, string>();
+  for (const j of sortedValues(model, 'jwtIssuers')) for (const [claim, header] of Object.entries(j.forwardClaims ?? {})) claimHeaders.set(header.toLowerCase(), claim);
+  return { routes, claimHeaders, errors };
+}
+
+function compileRoute(model: ModelSnapshot, r: Route, services: ReadonlySet<string>, opts: ModelFlowOptions): Cached['result'] {
+  if (r.flow) {
+    // A flow builds its own calls: the route's rewrite and transform have nothing to act on.
+    const extra: FlowError[] = [];
+    if (r.rewrite) extra.push({ field: 'rewrite', message: 'does not apply to a flow (its calls name their own paths)', code: 'invalid' });
+    const result = compileFlow(r.flow, { prefix: 'flow', services, ...(opts.checkCode ? { checkCode: opts.checkCode } : {}) });
+    if (extra.length) return { ok: false, errors: [...extra, ...(result.ok ? [] : result.errors)] };
+    return result;
+  }
+  const service = r.service ?? '';
+  const timeoutMs = r.timeoutMs ?? model.services.get(service)?.requestTimeoutMs ?? DEFAULTS.callTimeoutMs;
+  return compileRouteTransform(service, r.transform!, { prefix: 'transform', timeoutMs });
+}
+
+/** Path parameters of a URI template ({name}, {name=*}, {name=**}, * and ** segments), as Envoy's uri_template matches them. */
+export function templateMatcher(template: string): (path: string) => Record<string, string> | undefined {
+  const names: string[] = [];
+  const parts = template
+    .split('/')
+    .slice(1)
+    .map((seg) => {
+      const v = /^\{([A-Za-z_][A-Za-z0-9_]*)(=\*\*?)?\}$/.exec(seg);
+      if (v) {
+        names.push(v[1]!);
+        return v[2] === '=**' ? '(.*)' : '([^/]+)';
+      }
+      if (seg === '**') return '.*';
+      if (seg === '*') return '[^/]+';
+      return seg.replace(/[.*+?^${}()|[\]\\]/g, '\\$&');
+    });
+  const re = new RegExp(`^/${parts.join('/')}$`);
+  return (path) => {
+    const m = re.exec(path);
+    if (!m) return undefined;
+    const out: Record<string, string> = {};
+    names.forEach((n, i) => {
+      const raw = m[i + 1] ?? '';
+      try {
+        out[n] = decodeURIComponent(raw);
+      } catch {
+        out[n] = raw;
+      }
+    });
+    return out;
+  };
+}

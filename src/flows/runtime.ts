@@ -1,0 +1,245 @@
+// The flow runtime: the HTTP server Envoy sends flow routes to, after authentication, limits and
+// access logging. It runs the route's flow as compiled for the model when the request arrived, and
+// sends each step call back through the Envoy that asked, to that Envoy's step listener, so calls
+// keep the model's timeouts, retries, circuit breaking and upstream TLS.
+import http from 'node:http';
+import type { AddressInfo } from 'node:net';
+import type { Registry } from 'prom-client';
+import { FLOW_HEADERS, GATEWAY_HEADERS, RESERVED_HEADER_PREFIX, gatewayErrorBody } from '../contract/index.ts';
+import { emptySnapshot, type ModelSnapshot } from '../model/index.ts';
+import type { Logger } from '../telemetry/index.ts';
+import type { CodeSandbox } from './code.ts';
+import { runFlow } from './engine.ts';
+import { FlowMetrics, type Refusal } from './metrics.ts';
+import { compileModelFlows, type ModelFlows, type RouteFlow } from './model.ts';
+import type { FlowIdentity, FlowRequest, StepCall, StepResponse } from './types.ts';
+
+export interface FlowRuntimeOptions {
+  registry: Registry;
+  logger: Logger;
+  /** Port of the step listener on each Envoy: calls go to the Envoy that sent the request, on this port… */
+  stepPort: number;
+  /** …or to this host:port for every call (an Envoy beside the runtime). */
+  stepAddress?: string;
+  /** Flow runs at once; past it a request is answered 503 at once (Envoy's circuit breaker also caps them). */
+  maxConcurrent: number;
+  /** Runs code steps; flows with code steps are refused at write time without one. */
+  sandbox?: CodeSandbox;
+}
+
+/** Request headers a step call carries on, so the upstream and the tracer see one request. */
+const PROPAGATED = ['x-request-id', 'traceparent', 'tracestate', 'x-b3-traceid', 'x-b3-spanid', 'x-b3-parentspanid', 'x-b3-sampled', 'x-b3-flags', 'b3'];
+
+export class FlowRuntime {
+  private flows: ModelFlows = compileModelFlows(emptySnapshot());
+  private readonly metrics: FlowMetrics;
+  private readonly agent = new http.Agent({ keepAlive: true, maxSockets: 1024, maxFreeSockets: 256, scheduling: 'lifo' });
+  private readonly server: http.Server;
+  private active = 0;
+  private draining = false;
+
+  constructor(private readonly opts: FlowRuntimeOptions) {
+    this.metrics = new FlowMetrics(opts.registry);
+    this.server = http.createServer({ keepAlive: true, requestTimeout: 0, headersTimeout: 30_000 }, (req, res) => this.handle(req, res));
+    // Envoy pools connections to the runtime: keep them well past its own idle timeout (1 h).
+    this.server.keepAliveTimeout = 3_900_000;
+  }
+
+  /** A new model: flows compiled again (unchanged routes reuse their compiled flow); runs in progress keep theirs. */
+  update(model: ModelSnapshot): void {
+    const checkCode = this.opts.sandbox ? (s: string) => this.opts.sandbox!.check(s) : undefined;
+    this.flows = compileModelFlows(model, checkCode ? { checkCode } : {});
+  }
+
+  async listen(host: string, port: number): Promise<number> {
+    await new Promise<void>((resolve, reject) => {
+      this.server.once('error', reject);
+      this.server.listen(port, host, () => resolve());
+    });
+    return (this.server.address() as AddressInfo).port;
+  }
+
+  /** Stops accepting, lets runs in progress finish (bounded by graceMs), then closes every connection. */
+  async close(graceMs: number): Promise<void> {
+    this.draining = true;
+    const closed = new Promise<void>((r) => this.server.close(() => r()));
+    this.server.closeIdleConnections();
+    const deadline = Date.now() + graceMs;
+    while (this.active > 0 && Date.now() < deadline) await new Promise((r) => setTimeout(r, 20));
+    this.server.closeAllConnections();
+    this.agent.destroy();
+    await closed;
+  }
+
+  private refuse(res: http.ServerResponse, status: number, reason: Refusal, message: string): void {
+    this.metrics.refuse(reason);
+    const body = gatewayErrorBody(reason, message);
+    res.writeHead(status, { 'content-type': 'application/json', 'content-length': Buffer.byteLength(body), ...(status === 503 ? { 'retry-after': '1' } : {}) });
+    res.end(body);
+  }
+
+  private handle(req: http.IncomingMessage, res: http.ServerResponse): void {
+    // The flow is fixed here: a model change during the run does not change what it runs.
+    const key = req.headers[FLOW_HEADERS.flow];
+    const rf = typeof key === 'string' ? this.flows.routes.get(key) : undefined;
+    if (!rf) {
+      req.resume();
+      return this.refuse(res, 404, 'unknown_flow', 'No flow answers this route (the model may have changed).');
+    }
+    if (this.draining) {
+      req.resume();
+      return this.refuse(res, 503, 'draining', 'The flow runtime is shutting down.');
+    }
+    if (this.active >= this.opts.maxConcurrent) {
+      req.resume();
+      return this.refuse(res, 503, 'overloaded', 'Too many flows are running; retry shortly.');
+    }
+    const limit = rf.flow.maxRequestBytes;
+    if (Number(req.headers['content-length'] ?? 0) > limit) {
+      res.setHeader('connection', 'close');
+      req.resume();
+      return this.refuse(res, 413, 'payload_too_large', `The request body is larger than ${limit} bytes.`);
+    }
+    this.active++;
+    this.metrics.inProgress.inc();
+    const chunks: Buffer[] = [];
+    let size = 0;
+    let tooLarge = false;
+    req.on('data', (c: Buffer) => {
+      size += c.length;
+      if (size > limit) {
+        // A body without a length that grows past the limit: stop holding it.
+        if (!tooLarge) {
+          tooLarge = true;
+          chunks.length = 0;
+          res.setHeader('connection', 'close');
+          this.refuse(res, 413, 'payload_too_large', `The request body is larger than ${limit} bytes.`);
+        }
+        return;
+      }
+      chunks.push(c);
+    });
+    req.on('end', () => {
+      if (tooLarge) return this.done();
+      this.run(rf, req, res, chunks.length === 0 ? undefined : chunks.length === 1 ? chunks[0] : Buffer.concat(chunks)).finally(() => this.done());
+    });
+    req.on('error', () => this.done());
+  }
+
+  private done(): void {
+    this.active--;
+    this.metrics.inProgress.dec();
+  }
+
+  private async run(rf: RouteFlow, req: http.IncomingMessage, res: http.ServerResponse, body: Buffer | undefined): Promise<void> {
+    const url = req.url ?? '/';
+    const q = url.indexOf('?');
+    const path = q < 0 ? url : url.slice(0, q);
+    const headers: Record<string, string> = {};
+    const carried: Record<string, string> = {};
+    for (const [k, v] of Object.entries(req.headers)) {
+      if (v === undefined) continue;
+      const value = Array.isArray(v) ? v.join(', ') : v;
+      headers[k] = value;
+      if ((k.startsWith(RESERVED_HEADER_PREFIX) && k !== FLOW_HEADERS.flow) || PROPAGATED.includes(k)) carried[k] = value;
+    }
+    const request: FlowRequest = { method: req.method ?? 'GET', path, headers, identity: this.identity(headers) };
+    if (q >= 0) request.query = queryOf(url.slice(q + 1));
+    const params = rf.params?.(path);
+    if (params) request.params = params;
+    if (body) request.body = body;
+    // The caller going away cancels the run and its calls.
+    const gone = new AbortController();
+    res.on('close', () => {
+      if (!res.writableFinished) gone.abort();
+    });
+    const to = this.stepHost(req);
+    const result = await runFlow(rf.flow, request, {
+      call: (c, signal) => this.call(to, rf, c, carried, headers.host, signal),
+      signal: gone.signal,
+      ...(this.opts.sandbox ? { sandbox: this.opts.sandbox } : {}),
+    });
+    this.metrics.observe(rf.product, rf.route, result);
+    if (result.failedStep) this.opts.logger.debug({ flow: rf.key, step: result.failedStep, status: result.status }, 'flow ended by a failed step');
+    if (res.headersSent || gone.signal.aborted) return;
+    res.writeHead(result.status, { ...result.headers, 'content-length': Buffer.byteLength(result.body) });
+    res.end(req.method === 'HEAD' ? undefined : result.body);
+  }
+
+  /** Who is calling, from the headers the gateway set after authentication (clients' copies are stripped at the edge). */
+  private identity(h: Record<string, string>): FlowIdentity {
+    const id: FlowIdentity = {};
+    if (h[GATEWAY_HEADERS.partner]) id.partner = h[GATEWAY_HEADERS.partner];
+    if (h[GATEWAY_HEADERS.plan]) id.plan = h[GATEWAY_HEADERS.plan];
+    if (h[GATEWAY_HEADERS.credential]) id.credential = h[GATEWAY_HEADERS.credential];
+    // Claims are those the issuers forward as headers: the runtime never sees the token itself.
+    for (const [header, claim] of this.flows.claimHeaders) {
+      const v = h[header];
+      if (v === undefined) continue;
+      id.claims ??= Object.create(null) as Record<string, unknown>;
+      setPath(id.claims, claim, v);
+    }
+    return id;
+  }
+
+  private stepHost(req: http.IncomingMessage): { host: string; port: number } {
+    if (this.opts.stepAddress) {
+      const i = this.opts.stepAddress.lastIndexOf(':');
+      return { host: this.opts.stepAddress.slice(0, i).replace(/^\[|\]$/g, ''), port: Number(this.opts.stepAddress.slice(i + 1)) };
+    }
+    const peer = req.socket.remoteAddress ?? '127.0.0.1';
+    return { host: peer.startsWith('::ffff:') ? peer.slice(7) : peer, port: this.opts.stepPort };
+  }
+
+  private call(to: { host: string; port: number }, rf: RouteFlow, c: StepCall, carried: Record<string, string>, host: string | undefined, signal: AbortSignal): Promise<StepResponse> {
+    return new Promise((resolve, reject) => {
+      // The caller's Host goes on, as on a route that forwards to the service directly.
+      const headers: Record<string, string | number> = { ...(host ? { host } : {}), ...c.headers, ...carried, [FLOW_HEADERS.service]: c.service, [FLOW_HEADERS.step]: `${rf.key}/${c.step}` };
+      if (c.body !== undefined) headers['content-length'] = typeof c.body === 'string' ? Buffer.byteLength(c.body) : c.body.byteLength;
+      const req = http.request({ agent: this.agent, host: to.host, port: to.port, method: c.method, path: c.path, headers, signal }, (res) => {
+        const chunks: Buffer[] = [];
+        let size = 0;
+        res.on('data', (chunk: Buffer) => {
+          size += chunk.length;
+          chunks.push(chunk);
+          // Past the limit: stop reading; the engine sees a body over the limit and fails the step.
+          if (size > c.maxResponseBytes) {
+            res.destroy();
+            resolve({ status: res.statusCode ?? 502, headers: flat(res.headers), body: Buffer.concat(chunks) });
+          }
+        });
+        res.on('end', () => resolve({ status: res.statusCode ?? 502, headers: flat(res.headers), body: chunks.length === 1 ? chunks[0]! : Buffer.concat(chunks) }));
+        res.on('error', reject);
+      });
+      req.on('error', reject);
+      req.end(c.body);
+    });
+  }
+}
+
+function flat(h: http.IncomingHttpHeaders): Record<string, string> {
+  const out: Record<string, string> = {};
+  for (const [k, v] of Object.entries(h)) if (v !== undefined) out[k] = Array.isArray(v) ? v.join(', ') : v;
+  return out;
+}
+
+function queryOf(qs: string): Record<string, string | string[]> {
+  const out: Record<string, string | string[]> = {};
+  for (const [k, v] of new URLSearchParams(qs)) {
+    const prev = out[k];
+    out[k] = prev === undefined ? v : Array.isArray(prev) ? [...prev, v] : [prev, v];
+  }
+  return out;
+}
+
+/** Sets a dotted claim name (realm_access.roles) as nested fields, own properties only. */
+function setPath(target: Record<string, unknown>, dotted: string, value: string): void {
+  const parts = dotted.split('.');
+  let o = target;
+  for (const p of parts.slice(0, -1)) {
+    const next = Object.hasOwn(o, p) ? o[p] : undefined;
+    if (typeof next !== 'object' || next === null) o[p] = Object.create(null);
+    o = o[p] as Record<string, unknown>;
+  }
+  o[parts[parts.length - 1]!] = value;
+}
