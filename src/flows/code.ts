@@ -159,7 +159,8 @@ export class CodeSandbox {
     const rt = this.module.newRuntime();
     rt.setMaxStackSize(MAX_STACK_BYTES);
     rt.setMemoryLimit(8 << 20);
-    rt.setInterruptHandler(shortly(100));
+    // Compiling only: a guard against a pathological source, generous so a loaded machine never refuses valid code.
+    rt.setInterruptHandler(shortly(1000));
     const ctx = rt.newContext();
     try {
       const src = ctx.newString(source);
