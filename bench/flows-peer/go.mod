@@ -1,0 +1,3 @@
+module portico.dev/bench/flows-peer
+
+go 1.22

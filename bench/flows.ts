@@ -1,0 +1,191 @@
+// Benchmark: seed 003's /api/home aggregation (three parallel calls, the user reduced to four fields,
+// the answers stitched) through Portico — Envoy edge → flow runtime → Envoy step listener → upstreams —
+// beside a minimal Go aggregator (bench/flows-peer: net/http, one goroutine per call, as KrakenD) on
+// the same three upstreams (Go, each answering after --delay-ms). In one run, alternating:
+//   latency     sequential requests (one in flight): p50 over the slowest call, measured the same
+//               way straight at an upstream, so "added" is what the aggregator adds
+//   throughput  wrk with --connections in flight: requests per CPU-second of the gateway's processes
+//               (Portico: Envoy + the control plane hosting the runtime; Go: the aggregator);
+//               upstream and load-generator CPU are not counted for either
+// Usage: node --import tsx bench/flows.ts [--duration 10] [--connections 64] [--delay-ms 20]
+//   [--rounds 2] [--latency-requests 300] [--envoy-concurrency 1]
+import { spawnSync } from 'node:child_process';
+import http from 'node:http';
+import os from 'node:os';
+import path from 'node:path';
+import { fileURLToPath } from 'node:url';
+import { isDeepStrictEqual } from 'node:util';
+import { homeFlow, SEED_HOME_BODY, type FlowStepSpec } from '../src/flows/index.ts';
+import { componentPath, freePort, waitFor } from '../test/support/components.ts';
+import { cpuMeter, flags, median, printJson, round2, wrk } from './harness.ts';
+import { startControlPlane, startGatewayEnvoy, workspace, type Proc, type Workspace } from './stack.ts';
+
+const args = flags({ duration: 10, connections: 64, 'delay-ms': 20, rounds: 2, 'latency-requests': 300, 'envoy-concurrency': 1 });
+const USER = 'usr_8a3f';
+
+function buildPeer(ws: Workspace): string {
+  const bin = path.join(ws.dir, 'flows-peer');
+  const r = spawnSync('go', ['build', '-trimpath', '-buildvcs=false', '-o', bin, '.'], {
+    cwd: fileURLToPath(new URL('./flows-peer/', import.meta.url)),
+    stdio: ['ignore', 'inherit', 'inherit'],
+    env: { ...process.env, PATH: `${process.env.PATH}:/usr/local/go/bin`, GOFLAGS: '-mod=mod' },
+  });
+  if (r.error || r.status !== 0) throw new Error(`building bench/flows-peer failed (is Go installed?): ${r.error?.message ?? `exit ${r.status}`}`);
+  return bin;
+}
+
+async function listening(port: number, proc: Proc, what: string): Promise<void> {
+  await waitFor(
+    what,
+    async () => {
+      if (proc.child.exitCode !== null) throw new Error(`${what} exited (${proc.child.exitCode})`);
+      return (await fetch(`http://127.0.0.1:${port}/`).catch(() => undefined)) ? true : undefined;
+    },
+    30_000,
+    100,
+  );
+}
+
+/** The home flow reading the user from the query (no authentication: neither gateway does any here). */
+function benchFlow() {
+  const flow = homeFlow();
+  const rewrite = (steps: FlowStepSpec[]) => {
+    for (const s of steps) {
+      if (s.call) {
+        if (s.call.path) s.call.path = s.call.path.replace('request.identity.claims.sub', 'request.query.user');
+        for (const k of Object.keys(s.call.query ?? {})) s.call.query![k] = s.call.query![k]!.replace('request.identity.claims.sub', 'request.query.user');
+      }
+      if (s.parallel) rewrite(s.parallel.steps);
+    }
+  };
+  rewrite(flow.steps);
+  return flow;
+}
+
+const agent = new http.Agent({ keepAlive: true, maxSockets: 1 });
+function get(url: string): Promise<{ status: number; body: string; ms: number }> {
+  const t0 = performance.now();
+  return new Promise((resolve, reject) => {
+    http
+      .get(url, { agent }, (res) => {
+        let body = '';
+        res.setEncoding('utf8');
+        res.on('data', (c: string) => (body += c));
+        res.on('end', () => resolve({ status: res.statusCode ?? 0, body, ms: performance.now() - t0 }));
+      })
+      .on('error', reject);
+  });
+}
+
+/** p50 of sequential requests (after a warm-up of 30). */
+async function sequentialP50(url: string, n: number): Promise<number> {
+  for (let i = 0; i < 30; i++) await get(url);
+  const times: number[] = [];
+  for (let i = 0; i < n; i++) times.push((await get(url)).ms);
+  return round2(median(times));
+}
+
+async function main(): Promise<void> {
+  const envoyBin = componentPath('envoy');
+  if (!envoyBin) throw new Error('envoy is not installed (scripts/setup.sh)');
+  const ws = workspace('portico-bench-flows-');
+  try {
+    const peerBin = buildPeer(ws);
+    const ports = { users: await freePort(), orders: await freePort(), products: await freePort() };
+    const upstreams = Object.entries(ports).map(([name, port]) => {
+      const p = ws.run(peerBin, ['-mode', 'upstream', '-listen', `127.0.0.1:${port}`, '-delay', `${args['delay-ms']}ms`], { ...process.env, GOMAXPROCS: '1' });
+      return { name, port, p };
+    });
+    for (const u of upstreams) await listening(u.port, u.p, `upstream ${u.name}`);
+
+    const [flowsPort, stepPort, edgePort, goPort] = [await freePort(), await freePort(), await freePort(), await freePort()];
+    const cp = await startControlPlane(ws, { PORTICO_FLOWS_LISTEN_ADDR: `127.0.0.1:${flowsPort}`, PORTICO_FLOWS_STEP_ADDR: `127.0.0.1:${stepPort}`, PORTICO_ACCESS_LOG: 'false' });
+    await cp.apply({
+      portico: 'v1',
+      gatewayGroups: [{ name: 'bench', listeners: [{ name: 'http', port: edgePort, address: '127.0.0.1' }] }],
+      services: Object.entries(ports).map(([name, port]) => ({ name, endpoints: [{ host: '127.0.0.1', port }], circuitBreaker: { maxRequests: 100_000, maxPendingRequests: 100_000 } })),
+      products: [
+        {
+          name: 'home',
+          gatewayGroups: ['bench'],
+          basePath: '/api',
+          auth: { accept: ['none'] },
+          routes: [{ name: 'home', match: { path: { type: 'exact', value: '/home' }, methods: ['GET'] }, flow: benchFlow() }],
+        },
+      ],
+    });
+    const envoy = await startGatewayEnvoy(ws, envoyBin, { nodeId: 'bench-flows', group: 'bench', xds: `127.0.0.1:${cp.grpcPort}`, concurrency: args['envoy-concurrency'] });
+    await waitFor('Envoy holds the model', () => cp.settled('bench-flows').then((ok) => (ok ? true : undefined)), 60_000, 200);
+    const goProc = ws.run(
+      peerBin,
+      [
+        '-mode',
+        'aggregator',
+        '-listen',
+        `127.0.0.1:${goPort}`,
+        '-users',
+        `http://127.0.0.1:${ports.users}`,
+        '-orders',
+        `http://127.0.0.1:${ports.orders}`,
+        '-products',
+        `http://127.0.0.1:${ports.products}`,
+      ],
+      { ...process.env, GOMAXPROCS: '2' },
+    );
+    await listening(goPort, goProc, 'the Go aggregator');
+
+    const targets = {
+      portico: { url: `http://127.0.0.1:${edgePort}/api/home?user=${USER}`, pids: { envoy: envoy.proc.child.pid, portico: cp.proc.child.pid } },
+      go: { url: `http://127.0.0.1:${goPort}/api/home?user=${USER}`, pids: { go: goProc.child.pid } },
+    };
+    // Both answer seed 003's body.
+    for (const [name, t] of Object.entries(targets)) {
+      await waitFor(`${name} answers`, async () => ((await get(t.url).catch(() => undefined))?.status === 200 ? true : undefined), 30_000, 200);
+      const r = await get(t.url);
+      const same = isDeepStrictEqual(JSON.parse(r.body), SEED_HOME_BODY);
+      if (!same) throw new Error(`${name} answered ${r.status} ${r.body}`);
+    }
+
+    const rounds: Array<Record<string, unknown>> = [];
+    for (let round = 0; round < args.rounds; round++) {
+      const direct = await sequentialP50(`http://127.0.0.1:${ports.users}/users/${USER}`, args['latency-requests']);
+      const out: Record<string, unknown> = { round, slowestCallP50Ms: direct };
+      for (const [name, t] of Object.entries(targets)) {
+        const p50 = await sequentialP50(t.url, args['latency-requests']);
+        const meter = cpuMeter(t.pids);
+        const w = await wrk({ url: t.url, durationS: args.duration, threads: 1, connections: args.connections });
+        const cpu = meter();
+        const cpuTotal = Object.values(cpu).reduce((a, b) => a + b, 0);
+        out[name] = {
+          sequentialP50Ms: p50,
+          addedP50Ms: round2(p50 - direct),
+          rps: w.rps,
+          loadedP50Ms: w.p50Ms,
+          loadedP99Ms: w.p99Ms,
+          non2xx: w.non2xx,
+          socketErrors: w.socketErrors,
+          cpuSeconds: Object.fromEntries(Object.entries(cpu).map(([k, v]) => [k, round2(v)])),
+          requestsPerCpuSecond: Math.round(w.requests / cpuTotal),
+        };
+      }
+      rounds.push(out);
+    }
+    const pick = (name: 'portico' | 'go', k: string) => rounds.map((r) => (r[name] as Record<string, number>)[k]!);
+    const perCpu = { portico: median(pick('portico', 'requestsPerCpuSecond')), go: median(pick('go', 'requestsPerCpuSecond')) };
+    printJson({
+      bench: 'flows',
+      settings: { ...args, cpus: os.cpus().length, loadAverage: os.loadavg().map(round2) },
+      rounds,
+      summary: {
+        addedP50Ms: { portico: median(pick('portico', 'addedP50Ms')), go: median(pick('go', 'addedP50Ms')), target: '< 2 (portico)' },
+        requestsPerCpuSecond: { ...perCpu, ratio: round2(perCpu.portico / perCpu.go), target: '>= 0.7' },
+      },
+      loadAverageAfter: os.loadavg().map(round2),
+    });
+  } finally {
+    agent.destroy();
+    await ws.close();
+  }
+}
+
+await main();
