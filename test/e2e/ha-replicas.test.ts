@@ -11,7 +11,9 @@
 //     ext_authz: zero failed requests, every replica exits 0 (drained, not forced); the callouts'
 //     Envoy stats per step (retries, timeouts) and each replica's event-loop lag are printed;
 //   - PostgreSQL stopped and started: traffic (and ext_authz) keep answering, admin writes get 503
-//     problem+json, and writes work and reach every Envoy again once the database is back.
+//     problem+json, and writes work and reach every Envoy again once the database is back (the
+//     callouts' counters and event-loop lag printed per phase too).
+// A failed step prints the replicas' and Envoys' last output.
 import assert from 'node:assert/strict';
 import { describe, it } from 'node:test';
 import { createDatabase, freePort, startPostgres, startRedis, waitFor } from '../support/components.ts';
@@ -88,8 +90,24 @@ describe('HA: three control-plane replicas on one PostgreSQL', () => {
     replicas = cluster.replicas;
     const [a, b, c] = replicas as [Replica, Replica, Replica];
 
+    // A failed step does not throw out of t.test: remember it, to print the processes' output below.
+    let failedStep = false;
+    const step = (name: string, fn: () => Promise<void>) =>
+      t.test(name, async () => {
+        try {
+          await fn();
+        } catch (e) {
+          failedStep = true;
+          throw e;
+        }
+      });
+    const printOutputs = () => {
+      t.diagnostic(cluster!.outputs());
+      for (const env of envoys) t.diagnostic(`envoy ${env.nodeId}: ${env.output().slice(-2000)}`);
+    };
+
     try {
-      await t.test('replicas started together on an empty database all become ready', async () => {
+      await step('replicas started together on an empty database all become ready', async () => {
         await Promise.all(replicas.map((r) => r.start()));
         for (const r of replicas) {
           const ready = await r.api.get('/readyz');
@@ -117,7 +135,7 @@ describe('HA: three control-plane replicas on one PostgreSQL', () => {
       for (const e of envoys) await e.waitForListener('http', 60_000);
       for (const e of envoys) await waitSettled(replicas, e.nodeId);
 
-      await t.test('every replica builds the same snapshot version for every gateway group', async () => {
+      await step('every replica builds the same snapshot version for every gateway group', async () => {
         const versions = await waitIdenticalVersions(replicas, GROUPS);
         assert.deepEqual(Object.keys(versions).sort(), names);
         for (const g of GROUPS) assert.match(versions.a![g]!, /\S/, `group ${g} has a version`);
@@ -136,7 +154,7 @@ describe('HA: three control-plane replicas on one PostgreSQL', () => {
         }
       });
 
-      await t.test('a write on one replica reaches an Envoy connected to another', async () => {
+      await step('a write on one replica reaches an Envoy connected to another', async () => {
         for (const [i, e] of envoys.entries()) {
           const at = (await whereIs(replicas, e.nodeId))!;
           const writer = replicas.find((r) => r !== at.replica)!;
@@ -177,13 +195,26 @@ describe('HA: three control-plane replicas on one PostgreSQL', () => {
         stops.push(() => load.stop());
         return load;
       };
+      // Evidence per step, printed whatever the outcome: what the callouts did (retries, refusals,
+      // timeouts, ext_authz errors) and how long each replica's event loop waited at worst.
+      const evidence = async (load: ReturnType<typeof runLoad>) => {
+        let before = await calloutCounters(envoys);
+        await replicaLoopLag(replicas);
+        return async (what: string) => {
+          const now = await calloutCounters(envoys);
+          t.diagnostic(
+            `${what} (at ${load.report().durationMs} ms; replicas' max event-loop lag ms ${JSON.stringify(await replicaLoopLag(replicas))}): callouts ${JSON.stringify(changedCounters(before, now))}`,
+          );
+          before = now;
+        };
+      };
       const assertNoFailures = (report: Awaited<ReturnType<ReturnType<typeof startLoad>['stop']>>, what: string) => {
         assert.equal(report.failures.length, 0, `${what}:\n${describeFailures(report.failures, report.marks)}`);
         for (const [name, s] of Object.entries(report.targets)) assert.ok(s.requests >= 20, `${what}: ${name} only ${s.requests} requests`);
         t.diagnostic(`${what}: ${report.requests} requests in ${report.durationMs} ms, 0 failed`);
       };
 
-      await t.test('SIGKILL of a replica under load: zero failed requests, its Envoys move to a survivor', async () => {
+      await step('SIGKILL of a replica under load: zero failed requests, its Envoys move to a survivor', async () => {
         // Public routes only: a SIGKILLed replica takes the ext_authz Checks in flight on it down
         // with it (Envoy does not retry them); graceful stops are covered with API keys below.
         const load = runLoad(publicTargets());
@@ -211,21 +242,11 @@ describe('HA: three control-plane replicas on one PostgreSQL', () => {
         assertNoFailures(await load.stop(), 'kill');
       });
 
-      await t.test('rolling restart under load: zero failed requests, clean exits', async (_st) => {
+      await step('rolling restart under load: zero failed requests, clean exits', async () => {
         const load = runLoad([...publicTargets(), ...keyedTargets()]);
         await load.waitForRequests(300);
-        await replicaLoopLag(replicas);
         for (const r of replicas) {
-          // Evidence per step, printed whatever the outcome: what the callouts did (retries, refusals,
-          // timeouts) and how long each replica's event loop waited at worst (a loaded machine).
-          let before = await calloutCounters(envoys);
-          const phase = async (what: string) => {
-            const now = await calloutCounters(envoys);
-            t.diagnostic(
-              `${what} (at ${load.report().durationMs} ms; replicas' max event-loop lag ms ${JSON.stringify(await replicaLoopLag(replicas))}): callouts ${JSON.stringify(changedCounters(before, now))}`,
-            );
-            before = now;
-          };
+          const phase = await evidence(load);
           load.mark(`SIGTERM ${r.name}`);
           const code = await r.stop('SIGTERM');
           await phase(`SIGTERM ${r.name} → exit`);
@@ -255,9 +276,10 @@ describe('HA: three control-plane replicas on one PostgreSQL', () => {
         assert.ok(balancer!.accepted() >= 2, 'Envoy reconnected its callouts through the balancer');
       });
 
-      await t.test('PostgreSQL stopped and started: traffic keeps flowing, writes get 503, then recover', async () => {
+      await step('PostgreSQL stopped and started: traffic keeps flowing, writes get 503, then recover', async () => {
         const load = runLoad([...publicTargets(), ...keyedTargets()]);
         await load.waitForRequests(200);
+        const phase = await evidence(load);
         load.mark('PostgreSQL stopped');
         await pg.pause();
         for (const r of replicas) {
@@ -266,7 +288,9 @@ describe('HA: three control-plane replicas on one PostgreSQL', () => {
           assert.match(w.headers.get('content-type') ?? '', /^application\/problem\+json/);
           assert.equal((await r.api.get('/readyz')).status, 200, `${r.name} stays ready: it serves the last model`);
         }
+        await phase('PostgreSQL stopped, writes refused');
         await load.waitForRequests(600);
+        await phase('PostgreSQL down');
         load.mark('PostgreSQL started');
         await pg.start();
         const body = JSON.stringify({ status: 'ok', after: 'outage' });
@@ -283,12 +307,15 @@ describe('HA: three control-plane replicas on one PostgreSQL', () => {
         await waitIdenticalVersions(replicas, GROUPS, 60_000);
         for (const r of replicas) assert.equal((await r.api.get('/api/v1/partners/during-outage')).status, 404, `${r.name}: the refused write changed nothing`);
         await load.waitForRequests(200);
-        assertNoFailures(await load.stop(), 'database outage');
+        await phase('PostgreSQL back, writes served');
+        const report = await load.stop();
+        t.diagnostic(`callout latency ms (Envoy's upstream_rq_time, every callout so far): ${JSON.stringify(await calloutLatency(envoys))}`);
+        assertNoFailures(report, 'database outage');
         t.diagnostic(JSON.stringify(await snapshotVersions(replicas)));
       });
+      if (failedStep) printOutputs();
     } catch (e) {
-      t.diagnostic(cluster.outputs());
-      for (const env of envoys) t.diagnostic(`envoy ${env.nodeId}: ${env.output().slice(-2000)}`);
+      printOutputs();
       throw e;
     }
   });
