@@ -22,6 +22,8 @@ export interface Replica {
   grpcAddress: string;
   /** The callout listener (ext_authz, rate limit). */
   calloutPort: number;
+  /** The flow runtime's listener. */
+  flowsPort: number;
   api: ApiClient;
   /** The current process (a new one after restart()). */
   process(): RunningProcess;
@@ -47,6 +49,8 @@ export interface ClusterOptions {
    * address each (a Service), or the replicas' translations (and versions) would differ. */
   calloutAddress: string;
   accessLogAddress: string;
+  /** Likewise for the flow runtime (a Service in front of every replica's flow listener). */
+  flowsAddress: string;
   /** How long after stop() a replica still gets new connections from the balancers (default 300 ms). */
   endpointLagMs?: number;
   env?: Record<string, string>;
@@ -75,6 +79,7 @@ export async function createCluster(o: ClusterOptions): Promise<Cluster> {
     PORTICO_ADMIN_TOKEN: HA_TOKEN,
     PORTICO_CALLOUT_ADDR: o.calloutAddress,
     PORTICO_ACCESS_LOG_ADDR: o.accessLogAddress,
+    PORTICO_FLOWS_ADDR: o.flowsAddress,
     PORTICO_RECONCILE_MS: '500',
     PORTICO_LOG_LEVEL: 'info',
     // Readiness turns 503 at SIGTERM; the replica keeps serving until the balancers have dropped it.
@@ -87,11 +92,12 @@ export async function createCluster(o: ClusterOptions): Promise<Cluster> {
     const adminPort = await freePort();
     const grpcPort = await freePort();
     const calloutPort = await freePort();
+    const flowsPort = await freePort();
     const api = new ApiClient(`http://127.0.0.1:${adminPort}`, HA_TOKEN);
     let proc: RunningProcess | undefined;
     let inService = false;
     let leaving: NodeJS.Timeout | undefined;
-    const env = { ...shared, PORTICO_ADMIN_ADDR: `127.0.0.1:${adminPort}`, PORTICO_GRPC_ADDR: `127.0.0.1:${grpcPort}`, PORTICO_CALLOUT_LISTEN_ADDR: `127.0.0.1:${calloutPort}` };
+    const env = { ...shared, PORTICO_ADMIN_ADDR: `127.0.0.1:${adminPort}`, PORTICO_GRPC_ADDR: `127.0.0.1:${grpcPort}`, PORTICO_CALLOUT_LISTEN_ADDR: `127.0.0.1:${calloutPort}`, PORTICO_FLOWS_LISTEN_ADDR: `127.0.0.1:${flowsPort}` };
     const running = () => !!proc && proc.child.exitCode === null && proc.child.signalCode === null;
     replicas.push({
       name,
@@ -99,6 +105,7 @@ export async function createCluster(o: ClusterOptions): Promise<Cluster> {
       grpcPort,
       grpcAddress: `127.0.0.1:${grpcPort}`,
       calloutPort,
+      flowsPort,
       api,
       process: () => proc!,
       running,

@@ -50,6 +50,7 @@ describe('HA: three control-plane replicas on one PostgreSQL', () => {
     let cluster: Cluster | undefined;
     let balancer: Awaited<ReturnType<typeof startBalancer>> | undefined;
     let grpcBalancer: Awaited<ReturnType<typeof startBalancer>> | undefined;
+    let flowsBalancer: Awaited<ReturnType<typeof startBalancer>> | undefined;
     const stops: Array<() => Promise<unknown>> = [];
     const envoys: TestEnvoy[] = [];
     t.after(async () => {
@@ -60,6 +61,7 @@ describe('HA: three control-plane replicas on one PostgreSQL', () => {
       await cluster?.close();
       await balancer?.close();
       await grpcBalancer?.close();
+      await flowsBalancer?.close();
       await seed.close();
       await redis.stop();
       await pg.stop();
@@ -86,7 +88,15 @@ describe('HA: three control-plane replicas on one PostgreSQL', () => {
     // Two Services, as Kubernetes would have them: the callouts, and the gRPC listener (access logs).
     balancer = await startBalancer(() => replicas.filter((r) => r.inService()).map((r) => r.calloutPort));
     grpcBalancer = await startBalancer(() => replicas.filter((r) => r.inService()).map((r) => r.grpcPort));
-    cluster = await createCluster({ names, databaseUrl, redisUrl: redis.url, calloutAddress: `127.0.0.1:${balancer.port}`, accessLogAddress: `127.0.0.1:${grpcBalancer.port}` });
+    flowsBalancer = await startBalancer(() => replicas.filter((r) => r.inService()).map((r) => r.flowsPort));
+    cluster = await createCluster({
+      names,
+      databaseUrl,
+      redisUrl: redis.url,
+      calloutAddress: `127.0.0.1:${balancer.port}`,
+      accessLogAddress: `127.0.0.1:${grpcBalancer.port}`,
+      flowsAddress: `127.0.0.1:${flowsBalancer.port}`,
+    });
     replicas = cluster.replicas;
     const [a, b, c] = replicas as [Replica, Replica, Replica];
 
