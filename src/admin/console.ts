@@ -106,13 +106,17 @@ export async function registerConsole(app: FastifyInstance, opts: ConsoleOptions
     },
   );
 
-  app.delete('/console/api/session', { config: { role: 'viewer' }, schema: { tags, summary: 'Sign out of the console' } }, async (request, reply) => {
-    sessions.destroy(sessions.idOf(request));
-    return reply
-      .header('set-cookie', sessions.clearCookie(secure(request)))
-      .code(204)
-      .send();
-  });
+  app.delete(
+    '/console/api/session',
+    { config: { role: 'viewer' }, schema: { tags, summary: 'Sign out of the console', response: { 204: { description: 'Signed out', type: 'null' } } } },
+    async (request, reply) => {
+      sessions.destroy(sessions.idOf(request));
+      return reply
+        .header('set-cookie', sessions.clearCookie(secure(request)))
+        .code(204)
+        .send();
+    },
+  );
 
   app.get(
     '/console/api/traffic',

@@ -19,7 +19,14 @@ export function registerHealthRoutes(app: FastifyInstance, readiness: Readiness)
   app.get('/healthz', { config: { public: true }, schema: { tags: ['Health'], summary: 'Liveness: the process is up' } }, async () => ({ status: 'ok' }));
   app.get(
     '/readyz',
-    { config: { public: true }, schema: { tags: ['Health'], summary: 'Readiness: migrations applied and the model loaded; 503 while starting or draining at shutdown' } },
+    {
+      config: { public: true },
+      schema: {
+        tags: ['Health'],
+        summary: 'Readiness: migrations applied and the model loaded; 503 while starting or draining at shutdown',
+        response: { 200: { description: 'Ready' }, 503: { description: 'Starting, or draining at shutdown' } },
+      },
+    },
     async (_req, reply) => {
       const draining = readiness.draining?.() ?? false;
       const ready = !draining && readiness.ready();

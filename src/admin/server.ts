@@ -15,6 +15,7 @@ import { ConsoleSessions, type SessionOptions } from './console-sessions.ts';
 import { registerAuditRoutes, registerFleetRoutes, registerHealthRoutes, registerMetricsRoute, registerTokenRoutes, type Readiness } from './operations.ts';
 import type { Registry } from 'prom-client';
 import { clientErrorHandler, frameworkErrors, HttpProblem, installProblemHandlers, problems } from './problem.ts';
+import { documentResponses, refResolver } from './openapi.ts';
 import { registerResourceRoutes } from './resources.ts';
 
 export interface AdminServerOptions {
@@ -101,7 +102,9 @@ export async function buildAdminServer(opts: AdminServerOptions): Promise<Fastif
   app.addHook('onRoute', (route) => {
     if (route.url.startsWith('/docs')) route.config = { ...(route.config ?? {}), public: true };
   });
+  documentResponses(app);
   await app.register(swagger, {
+    refResolver,
     openapi: {
       openapi: '3.1.0',
       info: {

@@ -1,7 +1,7 @@
 // Seeded fuzz of the admin API, generated from its own OpenAPI document: every operation gets wrong
 // types, missing and unknown fields, NUL characters, huge strings, deep nesting, bad percent-
 // encodings, broken JSON and YAML, null and missing bodies. No answer may be 5xx; every 4xx is
-// problem+json naming a field. Deterministic (fast-check with a fixed seed), bounded in count and time.
+// problem+json naming a field, and every answer's status is one the document lists for the operation. Deterministic (fast-check with a fixed seed), bounded in count and time.
 import { describe, it, before, after } from 'node:test';
 import assert from 'node:assert/strict';
 import { readFileSync } from 'node:fs';
@@ -21,6 +21,8 @@ interface Operation {
   path: string[];
   query: Array<{ name: string; schema: Record<string, any> }>;
   body: boolean;
+  /** The status codes the OpenAPI document lists for this operation. */
+  documented: Set<number>;
 }
 
 interface Case {
@@ -222,6 +224,7 @@ describe('admin API fuzz (seeded, from the OpenAPI document)', () => {
           path: params.filter((x) => x.in === 'path').map((x) => x.name),
           query: params.filter((x) => x.in === 'query').map((x) => ({ name: x.name, schema: x.schema })),
           body: ['POST', 'PUT', 'PATCH'].includes(method.toUpperCase()),
+          documented: new Set(Object.keys(op.responses ?? {}).map(Number)),
         });
       }
     }
@@ -281,6 +284,7 @@ describe('admin API fuzz (seeded, from the OpenAPI document)', () => {
         continue;
       }
       statuses.set(status, (statuses.get(status) ?? 0) + 1);
+      if (!c.op.documented.has(status)) failures.push(`${what} → ${status}, which the OpenAPI document does not list (${[...c.op.documented].join(', ')})`);
       if (status >= 500) {
         failures.push(`${what} → ${status} ${text.slice(0, 200)}`);
       } else if (status >= 400) {
