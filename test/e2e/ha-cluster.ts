@@ -97,7 +97,13 @@ export async function createCluster(o: ClusterOptions): Promise<Cluster> {
     let proc: RunningProcess | undefined;
     let inService = false;
     let leaving: NodeJS.Timeout | undefined;
-    const env = { ...shared, PORTICO_ADMIN_ADDR: `127.0.0.1:${adminPort}`, PORTICO_GRPC_ADDR: `127.0.0.1:${grpcPort}`, PORTICO_CALLOUT_LISTEN_ADDR: `127.0.0.1:${calloutPort}`, PORTICO_FLOWS_LISTEN_ADDR: `127.0.0.1:${flowsPort}` };
+    const env = {
+      ...shared,
+      PORTICO_ADMIN_ADDR: `127.0.0.1:${adminPort}`,
+      PORTICO_GRPC_ADDR: `127.0.0.1:${grpcPort}`,
+      PORTICO_CALLOUT_LISTEN_ADDR: `127.0.0.1:${calloutPort}`,
+      PORTICO_FLOWS_LISTEN_ADDR: `127.0.0.1:${flowsPort}`,
+    };
     const running = () => !!proc && proc.child.exitCode === null && proc.child.signalCode === null;
     replicas.push({
       name,
