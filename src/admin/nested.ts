@@ -45,7 +45,7 @@ export function nestedMutations(kind: KindName, parentKey: string, parent: AnyRe
     entry[CHILD_FIELD[child]!] = Array.isArray(list) ? list.map((c) => withoutOutputOnly(c, KINDS[child].parent!.field, parentKey)) : list;
   }
   const hasher = store.apiKeyHasher();
-  const parsed = parseModelDocument({ portico: DOCUMENT_VERSION, [kind]: [entry] }, { existing: model, hashApiKey: (key) => ({ prefix: key.split('_')[1]!, hash: hasher.hash(key) }) });
+  const parsed = parseModelDocument({ portico: DOCUMENT_VERSION, [kind]: [entry] }, { existing: model, hashApiKey: (key) => ({ prefix: key.split('_')[1]!, hash: hasher.hash(key), secret: key }) });
   const section = `${kind}[0]`;
   const errors = parsed.errors.map((e) => ({ ...e, field: e.field === section ? '(body)' : e.field.replace(`${section}.`, '') }));
   if (errors.length) return { mutations: [], errors, fieldOf: new Map() };

@@ -23,7 +23,12 @@ export function present(kind: KindName, r: AnyResource, model: ModelSnapshot): R
       // Stored certificates were validated on write; nothing to add if parsing fails here.
     }
   }
-  if (kind === 'apiKeys') delete out.hash;
+  if (kind === 'apiKeys') {
+    delete out.hash;
+    // Which keys Envoy can check itself (sealed) and which only the callout can (hash-only imports).
+    out.storage = out.secret !== undefined ? 'sealed' : 'hash-only';
+    delete out.secret;
+  }
   const meta = model.meta.get(metaKey(kind, keyOf(kind, r)));
   if (meta) Object.assign(out, meta);
   return out;

@@ -169,14 +169,14 @@ function registerKind(app: FastifyInstance, kind: KindName, store: ModelStore): 
       const { key, ...rest } = resource as ApiKeyInput & Record<string, unknown>;
       const hasher = store.apiKeyHasher();
       if (key !== undefined) {
-        resource = { ...rest, prefix: key.split('_')[1], hash: hasher.hash(key) };
+        resource = { ...rest, prefix: key.split('_')[1], hash: hasher.hash(key), secret: key };
       } else if (existing) {
-        const e = existing as { prefix: string; hash: string };
-        resource = { ...rest, prefix: e.prefix, hash: e.hash };
+        const e = existing as { prefix: string; hash: string; secret?: string };
+        resource = { ...rest, prefix: e.prefix, hash: e.hash, ...(e.secret !== undefined ? { secret: e.secret } : {}) };
       } else {
         const m = hasher.mint('ptk');
         minted = m.secret;
-        resource = { ...rest, prefix: m.prefix, hash: m.hash };
+        resource = { ...rest, prefix: m.prefix, hash: m.hash, secret: m.secret };
       }
     }
     return { resource: resource as unknown as AnyResource, bodyRevision, minted };
@@ -226,6 +226,7 @@ function registerKind(app: FastifyInstance, kind: KindName, store: ModelStore): 
       if (kind === 'apiKeys') {
         delete current.prefix;
         delete current.hash;
+        delete current.secret;
       }
       if (kind === 'certificates') delete current.privateKey;
       raw = mergePatch(current, raw);

@@ -1,7 +1,7 @@
 // Access decisions (pure given the index, the clock and a verified token): which credential a route
 // accepts, who presented it, whether that partner's subscription allows this call, and what to tell Envoy.
 import type { CredentialType } from '../model/index.ts';
-import { GATEWAY_HEADERS, gatewayErrorBody, secretPrefix } from '../contract/index.ts';
+import { AUTH_REALM, GATEWAY_HEADERS, gatewayErrorBody, secretPrefix } from '../contract/index.ts';
 import type { CredentialIndex, IssuerEntry, ProductEntry } from './credential-index.ts';
 import { partnerOfPeer, partnerOfPrincipal, peerFromCertificate } from './mtls.ts';
 
@@ -66,7 +66,7 @@ export type Decision = Allow | Deny;
 /** What the JWT verifier concluded about a presented token. */
 export type JwtOutcome = { ok: true; issuer: IssuerEntry; payload: Readonly<Record<string, unknown>> } | { ok: false; error: string; message: string };
 
-export const REALM = 'portico';
+export const REALM = AUTH_REALM;
 
 // ── request helpers ──────────────────────────────────────────────────────────
 

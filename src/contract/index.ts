@@ -2,6 +2,7 @@
 // and flows agree on: error bodies, rate-limit descriptors, names of headers, filters, metadata and
 // tags, the Envoy side of the mTLS channels to the control plane, bearer-secret shapes, partner
 // label values, and the resource set a gateway group is served.
+export * from './auth-replies.ts';
 export * from './channel.ts';
 export * from './credentials.ts';
 export * from './descriptors.ts';

@@ -93,7 +93,7 @@ export async function runDemo(base: Settings, opts: { reset?: boolean } = {}): P
     await store.commit({
       actor: 'portico demo',
       summary: 'demo API key',
-      mutations: [{ kind: 'apiKeys', op: 'put', key: 'web-app/demo', resource: { partner: 'web-app', name: 'demo', prefix: minted.prefix, hash: minted.hash } }],
+      mutations: [{ kind: 'apiKeys', op: 'put', key: 'web-app/demo', resource: { partner: 'web-app', name: 'demo', prefix: minted.prefix, hash: minted.hash, secret: minted.secret } }],
     });
     apiKey = minted.secret;
   }

@@ -21,7 +21,8 @@ export const CHILD_FIELD: Partial<Record<KindName, string>> = {
 };
 
 /** Turns an API key entry from a file into its stored form (hashing an imported plaintext key). */
-export type ApiKeyHasher = (key: string) => { prefix: string; hash: string };
+/** Hashes a whole key on arrival; `secret` is the key itself, kept (sealed) so Envoy can check it natively. */
+export type ApiKeyHasher = (key: string) => { prefix: string; hash: string; secret?: string };
 
 export interface ParsedDocument {
   model: ModelSnapshot;
@@ -133,15 +134,17 @@ function storedApiKey(r: ApiKeyInput & { partner: string }, field: string, opts:
     }
     return { ...rest, ...opts.hashApiKey(key) } as AnyResource;
   }
-  if (prefix !== undefined && hash !== undefined) return { ...rest, prefix, hash } as AnyResource;
   const existing = opts.existing?.apiKeys.get(`${r.partner}/${r.name}`);
+  // A re-applied export carries no secrets: a key of the same hash keeps its sealed copy.
+  const sealed = (h: string) => (existing?.hash === h && existing.secret !== undefined ? { secret: existing.secret } : {});
+  if (prefix !== undefined && hash !== undefined) return { ...rest, prefix, hash, ...sealed(hash) } as AnyResource;
   // An export without hashes (a viewer's) names the key by prefix: the stored key, unchanged.
-  if (prefix !== undefined && hash === undefined && existing?.prefix === prefix) return { ...rest, prefix, hash: existing.hash } as AnyResource;
+  if (prefix !== undefined && hash === undefined && existing?.prefix === prefix) return { ...rest, prefix, hash: existing.hash, ...sealed(existing.hash) } as AnyResource;
   if (prefix !== undefined || hash !== undefined) {
     errors.push({ field: `${field}.${prefix === undefined ? 'prefix' : 'hash'}`, message: `is required with ${prefix === undefined ? 'hash' : 'prefix'}` });
     return undefined;
   }
-  if (existing) return { ...rest, prefix: existing.prefix, hash: existing.hash } as AnyResource;
+  if (existing) return { ...rest, prefix: existing.prefix, hash: existing.hash, ...sealed(existing.hash) } as AnyResource;
   errors.push({ field, message: 'a new API key needs key (an existing secret to import) or prefix and hash (from an export); create keys through the API to have one generated' });
   return undefined;
 }
@@ -193,6 +196,7 @@ function exportable(kind: KindName, r: AnyResource, opts: { keyHashes?: boolean 
   const e = { ...(canonicalResource(kind, r) as Record<string, unknown>) };
   if (kind === 'certificates') delete e.privateKey;
   if (kind === 'apiKeys' && opts.keyHashes === false) delete e.hash;
+  if (kind === 'apiKeys') delete e.secret;
   return e;
 }
 
@@ -285,7 +289,10 @@ export function fieldChanges(kind: KindName, before: AnyResource, after: AnyReso
 function redactForDiff(kind: KindName, v: unknown): unknown {
   const o = { ...(v as Record<string, unknown>) };
   if (kind === 'certificates' && o.privateKey !== undefined) o.privateKey = `[sealed ${fingerprint(String(o.privateKey))}]`;
-  if (kind === 'apiKeys') delete o.hash;
+  if (kind === 'apiKeys') {
+    delete o.hash;
+    delete o.secret;
+  }
   return o;
 }
 

@@ -116,7 +116,20 @@ export const GatewayGroup = Type.Object(
       }),
     ),
     listeners: Type.Optional(Type.Array(Listener, { minItems: 1, maxItems: 64, description: 'required for envoy groups' })),
-    authz: Type.Optional(Callout),
+    authz: Type.Optional(
+      Type.Object(
+        {
+          ...Callout.properties,
+          mode: Type.Optional(
+            Type.Union([Type.Literal('exact'), Type.Literal('native')], {
+              description:
+                'exact (default): every authenticated request is checked by the ext_authz callout; native: Envoy checks API keys itself (api_key_auth with the keys pushed over xDS, partners allowed per route), routes it cannot decide alone stay on the callout',
+            }),
+          ),
+        },
+        closed,
+      ),
+    ),
     rateLimit: Type.Optional(
       Type.Object(
         {
@@ -526,8 +539,12 @@ export const ApiKey = Type.Object(
   closed,
 );
 export type ApiKeyInput = Static<typeof ApiKey>;
-/** An API key as held by the model: never the secret, only its keyed hash. */
-export type ApiKey = Omit<ApiKeyInput, 'key' | 'prefix' | 'hash'> & { partner: string; prefix: string; hash: string };
+/**
+ * An API key as held by the model: its keyed hash, and the whole key (`secret`, in memory only,
+ * stored sealed) when it was minted or imported whole; keys imported as a hash have no secret.
+ * `secret` never leaves the process except towards Envoy over the authenticated xDS channel.
+ */
+export type ApiKey = Omit<ApiKeyInput, 'key' | 'prefix' | 'hash'> & { partner: string; prefix: string; hash: string; secret?: string };
 
 export const JwtAlgorithm = Type.Union(['RS256', 'RS384', 'RS512', 'PS256', 'PS384', 'PS512', 'ES256', 'ES384', 'ES512', 'EdDSA'].map((a) => Type.Literal(a)));
 export type JwtAlgorithm = Static<typeof JwtAlgorithm>;

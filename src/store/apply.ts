@@ -31,7 +31,7 @@ export async function applyDocument(store: ModelStore, document: unknown, opts: 
   const hasher = store.apiKeyHasher();
   const parsed = parseModelDocument(document, {
     existing: current,
-    hashApiKey: (key) => ({ prefix: key.split('_')[1]!, hash: hasher.hash(key) }),
+    hashApiKey: (key) => ({ prefix: key.split('_')[1]!, hash: hasher.hash(key), secret: key }),
   });
   if (parsed.errors.length) throw new DocumentError(parsed.errors);
   let desired = parsed.model;

@@ -1,6 +1,7 @@
-// Master-key rotation: re-seals every stored secret (sealed secrets, certificate private keys) under
-// the current key, in one transaction; envelopes already under it are left alone.
+// Master-key rotation: re-seals every stored secret (sealed secrets, certificate private keys, API
+// keys) under the current key, in one transaction; envelopes already under it are left alone.
 import type { PrismaClient } from './generated/client.ts';
+import { apiKeyPurpose, certificatePurpose } from './rows.ts';
 import type { KeyRing } from './secrets.ts';
 
 /** Re-seals every stored secret under the current master key; returns how many were re-sealed. */
@@ -15,8 +16,14 @@ export async function resealSecrets(prisma: PrismaClient, keys: KeyRing): Promis
     }
     for (const c of await tx.certificate.findMany({ where: { privateKey: { not: null } } })) {
       if (keys.isCurrent(c.privateKey!)) continue;
-      const purpose = `certificate:${c.name}:privateKey`;
+      const purpose = certificatePurpose(c.name);
       await tx.certificate.update({ where: { name: c.name }, data: { privateKey: keys.seal(keys.open(c.privateKey!, purpose), purpose) } });
+      n++;
+    }
+    for (const k of await tx.apiKey.findMany({ where: { sealedKey: { not: null } } })) {
+      if (keys.isCurrent(k.sealedKey!)) continue;
+      const purpose = apiKeyPurpose(k.partnerName, k.name);
+      await tx.apiKey.update({ where: { partnerName_name: { partnerName: k.partnerName, name: k.name } }, data: { sealedKey: keys.seal(keys.open(k.sealedKey!, purpose), purpose) } });
       n++;
     }
   });

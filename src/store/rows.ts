@@ -55,8 +55,13 @@ export function splitKey(key: string): [string, string] {
   return [key.slice(0, i), key.slice(i + 1)];
 }
 
-function certificatePurpose(name: string): string {
+/** Associated data of a sealed field: an envelope opens only as the field it was sealed for. */
+export function certificatePurpose(name: string): string {
   return `certificate:${name}:privateKey`;
+}
+
+export function apiKeyPurpose(partner: string, name: string): string {
+  return `apiKey:${partner}/${name}:key`;
 }
 
 function pick(o: Plain, omit: readonly string[]): Plain {
@@ -84,6 +89,7 @@ export function resourceToRow(kind: KindName, resource: AnyResource, secrets: Se
         ...common,
         prefix: r.prefix,
         hash: r.hash,
+        sealedKey: typeof r.secret === 'string' ? secrets.seal(r.secret, apiKeyPurpose(String(r.partner), String(r.name))) : null,
         expiresAt: typeof r.expiresAt === 'string' ? new Date(r.expiresAt) : null,
         revoked: r.revoked === true,
       };
@@ -127,6 +133,7 @@ export function rowToResource(kind: KindName, row: Row, secrets: SecretCodec): A
       if (row.revoked === true) out.revoked = true;
       out.prefix = row.prefix;
       out.hash = row.hash;
+      if (typeof row.sealedKey === 'string') out.secret = secrets.open(row.sealedKey, apiKeyPurpose(String(row.partnerName), String(row.name)));
       break;
     case 'routes':
       out = { ...common({ product: row.productName, name: row.name }), ...spec };

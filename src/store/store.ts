@@ -72,7 +72,10 @@ export function redact(kind: KindName, r: AnyResource | undefined): unknown {
   if (!r) return undefined;
   const out = { ...(canonicalResource(kind, r) as Record<string, unknown>) };
   if (kind === 'certificates' && 'privateKey' in out) out.privateKey = '[sealed]';
-  if (kind === 'apiKeys') delete out.hash;
+  if (kind === 'apiKeys') {
+    delete out.hash;
+    delete out.secret;
+  }
   return out;
 }
 

@@ -45,6 +45,8 @@ export interface HttpFiltersIR {
   localRateLimit?: LocalBucketIR;
   /** Some route has its own token bucket (Route.localRateLimit, in its per-route config). */
   routeLocalRateLimit: boolean;
+  /** Native mode: some route is checked by Envoy's api_key_auth (off in the chain, on per route). */
+  apiKeyAuth?: true;
   /** Present when some route in the group requires a credential (or, in combined mode, is counted). */
   extAuthz?: ExtAuthzIR;
   /**
@@ -307,6 +309,20 @@ export interface CorsIR {
  */
 export type RouteAuthzIR = { disabled: true } | { disabled: false; filter: 'authz' | 'limits'; contextExtensions: Record<string, string> };
 
+/** One key Envoy's api_key_auth accepts, and the partner it authenticates (the filter's client id). */
+export interface ApiKeyCredentialIR {
+  key: string;
+  client: string;
+}
+
+export interface RouteApiKeyAuthIR {
+  /** Where the key arrives: the product's header and/or query parameter. */
+  keySources: Array<{ header: string } | { query: string }>;
+  credentials: ApiKeyCredentialIR[];
+  /** Partners that may call the route (active subscription, partner not suspended, route in the access level). */
+  allowedClients: string[];
+}
+
 /** What Envoy's rate-limit filter sends for a route (service mode): see routeRateLimit in src/ratelimit/descriptors.ts. */
 export interface RouteRateLimitIR {
   product: string;
@@ -327,6 +343,8 @@ export interface RouteIR {
   responseHeaders: HeaderMutationIR;
   cors?: CorsIR;
   authz?: RouteAuthzIR;
+  /** Native mode: Envoy's api_key_auth checks the key and the partner (ext_authz is off on the route). */
+  apiKeyAuth?: RouteApiKeyAuthIR;
   /** Service mode: the rate-limit actions of a route plan limits apply to. */
   rateLimit?: RouteRateLimitIR;
   /** The route's own token bucket, enforced by Envoy alone. */

@@ -25,8 +25,8 @@ const update = process.env.UPDATE_GOLDEN === '1';
 const OPTIONS = { calloutAddress: '127.0.0.1:18001' };
 
 /** A fixed stand-in for the store's keyed hash, so golden inputs never depend on a secret. */
-function hashApiKey(key: string): { prefix: string; hash: string } {
-  return { prefix: key.slice(4, 12), hash: createHash('sha256').update(key).digest('base64url') };
+function hashApiKey(key: string): { prefix: string; hash: string; secret: string } {
+  return { prefix: key.slice(4, 12), hash: createHash('sha256').update(key).digest('base64url'), secret: key };
 }
 
 const cases = readdirSync(testdata)

@@ -9,6 +9,8 @@ export type { Json, JsonObject };
 export const FILTERS = {
   stripIdentity: 'envoy.filters.http.header_mutation',
   cors: 'envoy.filters.http.cors',
+  /** Native mode's API key check (off in the chain, on per route). */
+  apiKeyAuth: 'envoy.filters.http.api_key_auth',
   /** The gateway group's token bucket (GatewayGroup.localRateLimit). */
   localRateLimitGroup: 'portico.local_ratelimit.group',
   /** Routes' own token buckets (Route.localRateLimit, per-route config). */

@@ -15,6 +15,7 @@ import { virtualHostsIr } from './virtual-hosts.ts';
 import { calloutCluster, clusterIr } from './clusters.ts';
 import { proxylessGroupToIr } from './proxyless.ts';
 import { groupFlowsIr } from './flows.ts';
+import { authzMode, nativeAuthContext } from './native-auth.ts';
 
 // ── groups ────────────────────────────────────────────────────────────────────
 function listenerIr(group: GatewayGroup, l: Listener): ListenerIR {
@@ -63,6 +64,7 @@ export function groupToIr(model: ModelSnapshot, group: GatewayGroup, options: Ir
   if (group.kind === 'proxyless-grpc') return proxylessGroupToIr(model, group);
   const products = groupProducts(model, group.name);
   const mode = rateLimitMode(group);
+  const nativeAuth = authzMode(group) === 'native' ? nativeAuthContext(model, products) : undefined;
   const native =
     mode === 'native'
       ? nativeLimits(
@@ -72,7 +74,7 @@ export function groupToIr(model: ModelSnapshot, group: GatewayGroup, options: Ir
           (options.quotaExhausted ?? []).filter((q) => q.group === group.name),
         )
       : undefined;
-  const virtualHosts = virtualHostsIr(model, products, { rateLimitMode: mode, ...(native ? { planLimits: native.routes, quotaDeny: native.quotaDeny } : {}) });
+  const virtualHosts = virtualHostsIr(model, products, { rateLimitMode: mode, ...(native ? { planLimits: native.routes, quotaDeny: native.quotaDeny } : {}), ...(nativeAuth ? { nativeAuth } : {}) });
   // What the routes need decides which filters the chain holds.
   let checked = false;
   let counted = false;
@@ -80,6 +82,7 @@ export function groupToIr(model: ModelSnapshot, group: GatewayGroup, options: Ir
   let serviceLimited = false;
   let routeLocal = false;
   let renamed = false;
+  let apiKeyAuth = false;
   for (const vh of virtualHosts) {
     for (const r of vh.routes) {
       if (r.authz && !r.authz.disabled) {
@@ -90,6 +93,7 @@ export function groupToIr(model: ModelSnapshot, group: GatewayGroup, options: Ir
       if (r.rateLimit) serviceLimited = true;
       if (r.localRateLimit) routeLocal = true;
       if (r.requestHeaders.rename || r.responseHeaders.rename) renamed = true;
+      if (r.apiKeyAuth) apiKeyAuth = true;
     }
   }
   const groupRoutes = virtualHosts.flatMap((vh) => vh.routes);
@@ -136,6 +140,7 @@ export function groupToIr(model: ModelSnapshot, group: GatewayGroup, options: Ir
       cors: products.some((p) => p.cors !== undefined),
       ...(group.localRateLimit ? { localRateLimit: localBucket(group.localRateLimit) } : {}),
       routeLocalRateLimit: routeLocal,
+      ...(apiKeyAuth ? { apiKeyAuth: true as const } : {}),
       ...(checked
         ? {
             extAuthz: {

@@ -16,13 +16,29 @@ import {
   type Service,
   FLOW_DEFAULTS,
 } from '../../model/index.ts';
-import { COMBINED_CONTEXT_KEY, COMBINED_CONTEXT_VALUE, FLOW_HEADERS, FLOW_NAMES } from '../../contract/index.ts';
+import { COMBINED_CONTEXT_KEY, COMBINED_CONTEXT_VALUE, FLOW_HEADERS, FLOW_NAMES, GATEWAY_HEADERS } from '../../contract/index.ts';
 import { localBucket, routeLimits, type RateLimitMode } from './limits.ts';
-import type { ActionIR, CorsIR, HeaderMatchIR, HeaderMutationIR, MatchIR, PathMatchIR, QueryMatchIR, QuotaDenyIR, RetryIR, RouteAuthzIR, RouteIR, RouteLimitEntryIR, ValueMatchIR } from '../ir.ts';
+import type {
+  ActionIR,
+  CorsIR,
+  HeaderMatchIR,
+  HeaderMutationIR,
+  MatchIR,
+  PathMatchIR,
+  QueryMatchIR,
+  QuotaDenyIR,
+  RetryIR,
+  RouteApiKeyAuthIR,
+  RouteAuthzIR,
+  RouteIR,
+  RouteLimitEntryIR,
+  ValueMatchIR,
+} from '../ir.ts';
 import { compareStrings, stripPrefixRewrite } from '../paths.ts';
 import { DEFAULTS, sortMethods } from './common.ts';
 import { headerRulesIr, literalHeaderValue } from './headers.ts';
 import { compressionIr } from './compression.ts';
+import { nativeApiKeyAuth, type NativeAuthContext } from './native-auth.ts';
 
 // ── routes ────────────────────────────────────────────────────────────────────
 function valueMatchIr(m: HeaderMatch | QueryMatch): ValueMatchIR {
@@ -135,6 +151,8 @@ export interface RouteFilters {
   planLimits?: ReadonlyMap<string, RouteLimitEntryIR[]>;
   /** Native mode: quota refusals of each route (by IR name). */
   quotaDeny?: ReadonlyMap<string, QuotaDenyIR[]>;
+  /** Native authorization mode: what the group's native routes share. */
+  nativeAuth?: NativeAuthContext;
 }
 
 /**
@@ -179,7 +197,10 @@ export function routeIr(model: ModelSnapshot, product: Product, route: Route, fi
   const name = `${product.name}/${route.name}`;
   const planLimits = filters?.planLimits?.get(name);
   const quotaDeny = filters?.quotaDeny?.get(name);
-  return {
+  // Limits counted natively (rateLimit.mode native) need no callout; the callout's own counting does.
+  const countedByCallout = limits?.limited === true && filters?.rateLimitMode !== 'native';
+  const apiKeyAuth = filters?.nativeAuth && limits ? nativeApiKeyAuth(model, product, route, accept, countedByCallout, filters.nativeAuth) : undefined;
+  const ir: RouteIR = {
     name,
     metadata: { product: product.name, route: route.name, ...(flow ? { flow } : {}) },
     match,
@@ -197,6 +218,7 @@ export function routeIr(model: ModelSnapshot, product: Product, route: Route, fi
     ...(quotaDeny ? { quotaDeny } : {}),
     ...(filters ? grpcIr(model, route) : {}),
   };
+  return apiKeyAuth ? nativeRoute(ir, product, route, apiKeyAuth) : ir;
 }
 
 /** A route's gRPC-JSON transcoding and gRPC-Web (Envoy groups). */
@@ -207,6 +229,21 @@ function grpcIr(model: ModelSnapshot, route: Route): Pick<RouteIR, 'transcoder' 
     ...(t && descriptor ? { transcoder: { descriptorSet: narrowDescriptorSet(descriptor, t.methods), services: [...t.services].sort(compareStrings), ndjson: t.streaming === 'ndjson' } } : {}),
     ...(route.grpcWeb ? { grpcWeb: true } : {}),
   };
+}
+
+/**
+ * A route Envoy authorizes itself: api_key_auth on, ext_authz off. The filter forwards the partner
+ * (x-portico-partner, for later filters and the upstream) and hides the key; the route adds the
+ * identity headers the callout would have set, except the plan (it depends on the partner).
+ */
+function nativeRoute(ir: RouteIR, product: Product, route: Route, apiKeyAuth: RouteApiKeyAuthIR): RouteIR {
+  const identity: Array<[string, string]> = [
+    [GATEWAY_HEADERS.credential, 'api_key'],
+    [GATEWAY_HEADERS.product, product.name],
+    [GATEWAY_HEADERS.route, route.name],
+  ];
+  const m = ir.requestHeaders;
+  return { ...ir, requestHeaders: { ...m, set: [...m.set, ...identity].sort((a, b) => compareStrings(a[0], b[0])) }, authz: { disabled: true }, apiKeyAuth };
 }
 
 /**

@@ -1,6 +1,7 @@
 // The HTTP filter features of an Envoy group's chain, in chain order. listeners.ts builds the chain
 // and the local replies from this list, routes.ts the per-route configs and route-action fields; a
 // new filter feature is a module implementing HttpFilterEmitter, added here at its place in the chain.
+import { apiKeyAuth } from './api-key-auth.ts';
 import { compression } from './compression.ts';
 import { cors } from './cors.ts';
 import { extAuthz } from './ext-authz.ts';
@@ -19,6 +20,7 @@ import { stripIdentity } from './strip-identity.ts';
 export const HTTP_FILTERS: readonly HttpFilterEmitter[] = [
   stripIdentity,
   cors,
+  apiKeyAuth,
   localRateLimit,
   extAuthz,
   quota,

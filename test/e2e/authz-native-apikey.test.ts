@@ -1,0 +1,140 @@
+// Native API keys (authz.mode native) through the admin API, xDS and a real Envoy: Envoy's
+// api_key_auth decides with the keys pushed to it, no callout. Allowed (partner forwarded, key hidden),
+// every refusal in the gateway's JSON shape (missing, unknown, revoked key; no subscription,
+// suspended partner, route outside the access level), a key imported as a hash only still served by
+// the callout, and Envoy's config_dump showing no key material.
+import assert from 'node:assert/strict';
+import { describe, it } from 'node:test';
+import { assertGatewayError, assertUnauthorized, authzDecisions, createApiKey, identityHeadersOf, startAuthzGateway, upstreamHeaders } from '../support/authz-gateway.ts';
+
+const NODE = 'edge-authz-native';
+
+describe('authz native mode: API keys checked by Envoy itself', () => {
+  it('allows, refuses and revokes keys without a callout, and never shows a key in config_dump', { timeout: 300_000 }, async (t) => {
+    const g = await startAuthzGateway(t, {
+      nodeId: NODE,
+      mutate: (doc) => {
+        doc.gatewayGroups[0].authz.mode = 'native';
+        doc.plans.push({ name: 'unlimited', description: 'no limits: these tests are about who, not how much' });
+        doc.products.push(
+          {
+            name: 'ledger',
+            gatewayGroups: ['edge'],
+            basePath: '/ledger',
+            auth: { accept: ['api_key'] },
+            routes: [
+              { name: 'entries', match: { path: { type: 'prefix', value: '/entries' } }, service: 'orders' },
+              { name: 'audit', match: { path: { type: 'prefix', value: '/audit' } }, service: 'orders' },
+            ],
+          },
+          {
+            name: 'vault',
+            gatewayGroups: ['edge'],
+            basePath: '/vault',
+            auth: { accept: ['api_key'] },
+            routes: [{ name: 'items', match: { path: { type: 'prefix', value: '/items' } }, service: 'orders' }],
+          },
+        );
+        doc.partners.push(
+          { name: 'acme', kind: 'service_account', subscriptions: [{ product: 'ledger', plan: 'unlimited' }] },
+          { name: 'globex', kind: 'service_account', subscriptions: [{ product: 'ledger', plan: 'unlimited', access: { routes: ['entries'] } }] },
+          { name: 'initech', kind: 'service_account', suspended: true, subscriptions: [{ product: 'ledger', plan: 'unlimited' }] },
+          // Subscribed to another product of the group: its keys reach Envoy, but ledger refuses it.
+          { name: 'umbrella', kind: 'service_account', subscriptions: [{ product: 'catalog', plan: 'unlimited' }] },
+          { name: 'hooli', kind: 'service_account', subscriptions: [{ product: 'vault', plan: 'unlimited' }] },
+        );
+      },
+    });
+    if (!g) return;
+    const { api, portico, envoy } = g;
+    const withKey = (key: string, extra: Record<string, string> = {}) => ({ headers: { 'x-api-key': key, ...extra } });
+    const ledgerChecks = () => authzDecisions(portico.adminUrl, { product: 'ledger' });
+    const keys = {
+      acme: await createApiKey(api, 'acme', 'primary'),
+      globex: await createApiKey(api, 'globex', 'primary'),
+      initech: await createApiKey(api, 'initech', 'primary'),
+      umbrella: await createApiKey(api, 'umbrella', 'primary'),
+    };
+    // A key imported as a hash only (as from an older export): the store has no secret to give Envoy.
+    const hooliKey = `ptk_hooli001_${'H'.repeat(43)}`;
+    await portico.store.commit({
+      mutations: [
+        { kind: 'apiKeys', op: 'put', key: 'hooli/imported', resource: { partner: 'hooli', name: 'imported', prefix: 'hooli001', hash: portico.store.apiKeyHasher().hash(hooliKey) } as never },
+      ],
+      actor: 'test',
+      summary: 'import a hash-only key',
+    });
+    await g.inSync();
+
+    await t.test('a sealed key opens its route in Envoy alone: the partner is forwarded, the key hidden, no callout made', async () => {
+      const r = await g.call('/ledger/entries/1', withKey(keys.acme, { 'x-portico-partner': 'forged', 'x-portico-plan': 'forged' }));
+      assert.equal(r.status, 200, r.text);
+      const h = upstreamHeaders(r);
+      assert.deepEqual(identityHeadersOf(h), {
+        'x-portico-credential': 'api_key',
+        'x-portico-partner': 'acme',
+        'x-portico-product': 'ledger',
+        'x-portico-route': 'entries',
+      });
+      assert.equal(h['x-api-key'], undefined, 'the key is removed before the upstream');
+      assert.equal((await g.call('/ledger/audit', withKey(keys.acme))).status, 200);
+      assert.equal(await ledgerChecks(), 0, 'ext_authz was never asked about ledger');
+    });
+
+    await t.test('refusals keep the gateway JSON shape: missing and unknown key 401 with a challenge, partners not allowed 403', async () => {
+      const none = await g.call('/ledger/entries/1');
+      assertUnauthorized(none, 'missing_credentials', 'no key');
+      assert.equal(none.headers.get('www-authenticate'), 'ApiKey realm="portico"');
+      assertUnauthorized(await g.call('/ledger/entries/1', withKey(`ptk_zzzzzzzz_${'A'.repeat(43)}`)), 'invalid_api_key', 'unknown key');
+      assertUnauthorized(await g.call('/ledger/entries/1', withKey(`${keys.acme.slice(0, -1)}${keys.acme.endsWith('A') ? 'B' : 'A'}`)), 'invalid_api_key', 'wrong secret');
+      assert.equal((await g.call('/ledger/entries/1', withKey(keys.globex))).status, 200, 'route inside the access level');
+      const outside = await g.call('/ledger/audit', withKey(keys.globex));
+      assertGatewayError(outside, 403, 'access_denied', 'route outside the access level');
+      assert.equal(outside.headers.get('www-authenticate'), null, 'a 403 carries no challenge');
+      assertGatewayError(await g.call('/ledger/entries/1', withKey(keys.initech)), 403, 'access_denied', 'suspended partner');
+      assertGatewayError(await g.call('/ledger/entries/1', withKey(keys.umbrella)), 403, 'access_denied', 'no subscription');
+      assert.equal(await ledgerChecks(), 0, 'still no callout');
+    });
+
+    await t.test('a key imported as a hash only keeps working through the callout; the listing says which keys are which', async () => {
+      const r = await g.call('/vault/items/1', withKey(hooliKey));
+      assert.equal(r.status, 200, r.text);
+      assert.equal(upstreamHeaders(r)['x-portico-partner'], 'hooli');
+      assert.ok((await authzDecisions(portico.adminUrl, { product: 'vault' })) > 0, 'vault is checked by the callout');
+      const hooli = await api.get('/api/v1/partners/hooli/api-keys');
+      assert.deepEqual(
+        hooli.body.items.map((k: { name: string; storage: string }) => [k.name, k.storage]),
+        [['imported', 'hash-only']],
+      );
+      const acme = await api.get('/api/v1/partners/acme/api-keys/primary');
+      assert.equal(acme.body.storage, 'sealed');
+      assert.equal(acme.body.secret, undefined);
+      assert.equal(acme.body.hash, undefined);
+      assert.doesNotMatch(acme.text, new RegExp(keys.acme.slice(13)), 'the listing never shows the key');
+    });
+
+    await t.test("Envoy's config_dump shows no key material", async () => {
+      const dump = JSON.stringify(await envoy.configDump());
+      assert.match(dump, /ApiKeyAuthPerRoute/, 'the native routes are in the dump');
+      for (const [who, key] of Object.entries(keys)) assert.ok(!dump.includes(key.slice(13)), `${who}'s key is in config_dump`);
+      assert.match(dump, /\[redacted\]/);
+    });
+
+    await t.test('a revoked key is refused once the push lands; the partner is unaffected', async () => {
+      const spare = await createApiKey(api, 'acme', 'spare');
+      await g.inSync();
+      assert.equal((await g.call('/ledger/entries/1', withKey(spare))).status, 200);
+      assert.equal((await api.patch('/api/v1/partners/acme/api-keys/spare', { revoked: true })).status, 200);
+      await g.inSync();
+      assertUnauthorized(await g.call('/ledger/entries/1', withKey(spare)), 'invalid_api_key', 'revoked key');
+      assert.equal((await g.call('/ledger/entries/1', withKey(keys.acme))).status, 200);
+      // Suspending the partner takes its keys' access away on the next push, lifting it gives it back.
+      assert.equal((await api.patch('/api/v1/partners/acme', { suspended: true })).status, 200);
+      await g.inSync();
+      assertGatewayError(await g.call('/ledger/entries/1', withKey(keys.acme)), 403, 'access_denied', 'suspended');
+      assert.equal((await api.patch('/api/v1/partners/acme', { suspended: false })).status, 200);
+      await g.inSync();
+      assert.equal((await g.call('/ledger/entries/1', withKey(keys.acme))).status, 200);
+    });
+  });
+});
