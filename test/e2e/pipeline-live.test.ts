@@ -186,6 +186,9 @@ describe('pipeline: live changes under constant load', () => {
         const noCluster = await envoy.stat('http.edge.no_cluster');
         try {
           await removal.waitForRequests(200);
+          // The home flow calls the orders service too: it goes first, so nothing else uses orders.
+          ok(await api.delete('/api/v1/partners/web-app/subscriptions/home'), 204);
+          ok(await api.delete('/api/v1/products/home'), 204);
           ok(await api.delete('/api/v1/partners/web-app/subscriptions/orders'), 204);
           ok(await api.delete('/api/v1/products/orders'), 204);
           await converged('the removal in Envoy');
