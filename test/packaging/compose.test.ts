@@ -13,7 +13,7 @@ import path from 'node:path';
 import { describe, it } from 'node:test';
 import YAML from 'yaml';
 import { composeBootstrap, composeBootstrapYaml, composeChannelSdsYaml, DEFAULT_STATS_PORT, withStatsListener } from '../../deploy/envoy/bootstrap.ts';
-import { CHANNEL_SDS_FILES } from '../../src/contract/index.ts';
+import { CHANNEL_SDS_FILES, FLOW_NAMES } from '../../src/contract/index.ts';
 import { composeModelYaml } from '../../deploy/generate.ts';
 import { parseDocumentText, parseModelDocument } from '../../src/model/declarative.ts';
 import { KINDS } from '../../src/model/model.ts';
@@ -137,12 +137,15 @@ describe('docker-compose.yml: structure', () => {
     const envoyCmd = services.envoy!.command as string[];
     const group = envoyCmd[envoyCmd.indexOf('--service-cluster') + 1]!;
     assert.ok(groups.has(group), `gateway group '${group}'`);
-    const listenerPorts = groups.get(group)!.listeners.map((l) => (l as { address: { socket_address: { port_value: number } } }).address.socket_address.port_value);
-    for (const p of listenerPorts)
-      assert.ok(
-        (services.envoy!.ports ?? []).some((x) => x.endsWith(`:${p}`)),
-        `listener port ${p} is published`,
-      );
+    // Every listener is published except the flow runtime's step listener, which authenticates nobody
+    // and is for the flow runtime on compose's private network only.
+    const listeners = groups.get(group)!.listeners as Array<{ name: string; address: { socket_address: { port_value: number } } }>;
+    const published = (port: number) => (services.envoy!.ports ?? []).some((x) => x.endsWith(`:${port}`));
+    for (const l of listeners) {
+      const port = l.address.socket_address.port_value;
+      if (l.name === FLOW_NAMES.stepListener) assert.ok(!published(port), `the flow step listener's port ${port} is not published`);
+      else assert.ok(published(port), `listener port ${port} is published`);
+    }
     // The services point at the upstreams container's ports.
     const upstreamPorts = model.services.size ? [...model.services.values()].flatMap((s) => (s.endpoints ?? []).map((e) => `${e.host}:${e.port}`)) : [];
     assert.deepEqual(upstreamPorts.sort(), ['upstreams:3001', 'upstreams:3002', 'upstreams:3003'].sort());
