@@ -73,6 +73,13 @@ file leaves out (kept; apply --prune would delete it). ${SERVER_NOTE}`,
     summary: 'print the Envoy resources a model file produces (offline, no server)',
     options: { ...FILE, group: { type: 'string' }, 'callout-address': { type: 'string' } },
   },
+  'partner-token': {
+    usage: 'partner-token create|list|revoke PARTNER [NAME] [--expires-at T] [--description D]',
+    summary: 'mint (shown once), list or revoke the tokens a partner signs in to the partner portal with',
+    details: `create PARTNER NAME prints the token once; a partner token reaches only the partner portal
+(/api/v1/portal/…, and the console, which then shows the portal). ${SERVER_NOTE}`,
+    options: { 'expires-at': { type: 'string' }, description: { type: 'string' } },
+  },
   migrate: {
     usage: 'migrate [--status]',
     summary: 'apply pending database migrations (or only report them)',

@@ -59,7 +59,7 @@ type Values = Record<string, string | boolean | string[] | undefined> & { _: str
 function options(command: string, args: string[]): Values {
   const opts: ParseArgsConfig['options'] = { ...CLI_COMMANDS[command]!.options, help: { type: 'boolean', short: 'h' } };
   try {
-    const parsed = parseArgs({ args, options: opts, allowPositionals: command === 'protoset' });
+    const parsed = parseArgs({ args, options: opts, allowPositionals: command === 'protoset' || command === 'partner-token' });
     return { ...(parsed.values as Record<string, string | boolean | string[] | undefined>), _: parsed.positionals };
   } catch (e) {
     throw new UsageError((e as Error).message.replace(/\. To specify a positional argument.*$/s, '').replace(/^Unknown option/, 'unknown option'), command);
@@ -131,6 +131,27 @@ async function main(argv: string[]): Promise<void> {
       if (group && !groups.has(group)) throw new UsageError(`no gateway group '${group}' in the file`, command);
       const out = group ? groups.get(group) : Object.fromEntries(groups);
       process.stdout.write(`${JSON.stringify(out, null, 2)}\n`);
+      return;
+    }
+    case 'partner-token': {
+      const [action, partner, name, ...extra] = values._;
+      if (!partner || extra.length || !['create', 'list', 'revoke'].includes(action ?? '')) throw new UsageError('want create|list|revoke PARTNER [NAME]', command);
+      const base = `/api/v1/partners/${encodeURIComponent(partner)}/portal-tokens`;
+      if (action === 'list') {
+        const { items } = (await (await api('GET', base)).json()) as { items: Array<{ name: string; expiresAt?: string; createdBy: string }> };
+        for (const t of items) process.stdout.write(`${t.name}\t${t.expiresAt ?? 'no expiry'}\tcreated by ${t.createdBy}\n`);
+        return;
+      }
+      if (!name) throw new UsageError(`${action} needs the token's NAME`, command);
+      if (action === 'revoke') {
+        await api('DELETE', `${base}/${encodeURIComponent(name)}`);
+        process.stdout.write(`revoked ${name}\n`);
+        return;
+      }
+      const body = { name, ...(str('expires-at') ? { expiresAt: str('expires-at') } : {}), ...(str('description') ? { description: str('description') } : {}) };
+      const { token } = (await (await api('POST', base, JSON.stringify(body), 'application/json')).json()) as { token: string };
+      process.stdout.write(`${token}\n`);
+      process.stderr.write(`partner token ${name} for ${partner}: shown only now; give it to the partner to sign in to the portal\n`);
       return;
     }
     case 'protoset': {

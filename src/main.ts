@@ -14,7 +14,7 @@ import { createLogger, createRegistry, AccessLogService, registerAccessLogServic
 import { createXds, type Xds } from './xds/index.ts';
 import { AuthzService, registerAuthzUnary } from './authz/index.ts';
 import { ChannelGuard, grpcServerCredentials, TlsMaterial, UnaryGrpcServer } from './grpc/index.ts';
-import { createRateLimiter, QuotaLedger, registerRateLimitUnary, type RateLimiter } from './ratelimit/index.ts';
+import { createRateLimiter, QuotaLedger, readPartnerUsage, registerRateLimitUnary, type RateLimiter } from './ratelimit/index.ts';
 import { codeSandbox, compileModelFlows, FlowRuntime } from './flows/index.ts';
 
 export interface Portico {
@@ -234,6 +234,8 @@ export async function startPortico(settings: Settings, opts: StartOptions = {}):
     bodyLimitBytes: settings.adminBodyLimitBytes,
     ...(settings.consoleDir ? { consoleDir: settings.consoleDir } : {}),
     consoleSessions: { idleMs: settings.consoleSessionIdleMs },
+    // The partner portal reads usage where it is counted: the limiter's counters, native quotas' ledger.
+    portalUsage: (model, partner) => readPartnerUsage(model, partner, { limiter: ratelimit, ledger: quotas }, Date.now()),
     logger: log.child({ component: 'admin' }),
     readiness: {
       ready: () => pipeline.current().servedRevision >= 0,

@@ -36,7 +36,8 @@ const NOT_BUILT = `<!doctype html><html lang="en"><head><meta charset="utf-8"><t
 const tags = ['Console'];
 const SessionInfo = Type.Object({
   name: Type.String(),
-  role: Type.Union([Type.Literal('admin'), Type.Literal('viewer')]),
+  role: Type.Union([Type.Literal('admin'), Type.Literal('viewer'), Type.Literal('partner')]),
+  partner: Type.Optional(Type.String({ description: 'the partner a partner token acts for (the console then shows the partner portal only)' })),
   csrf: Type.String({ description: `send it as the ${CSRF_HEADER} header on every POST, PUT, PATCH and DELETE made with the session cookie` }),
   expiresAt: Type.String({ format: 'date-time' }),
 });
@@ -76,7 +77,7 @@ export async function registerConsole(app: FastifyInstance, opts: ConsoleOptions
       config: { public: true },
       schema: {
         tags,
-        summary: 'Sign in to the console: exchange an admin or viewer token for a session cookie (HttpOnly, SameSite=Strict)',
+        summary: 'Sign in to the console: exchange an admin, viewer or partner token for a session cookie (HttpOnly, SameSite=Strict)',
         body: Type.Object({ token: Type.String({ minLength: 1 }) }),
         response: { 200: SessionInfo },
       },
@@ -91,24 +92,25 @@ export async function registerConsole(app: FastifyInstance, opts: ConsoleOptions
       const { id, principal, view } = sessions.create(token);
       request.principal = principal;
       reply.header('set-cookie', sessions.cookie(id, secure(request))).header('cache-control', 'no-store');
-      return { name: principal.name, role: principal.role, ...view };
+      return { name: principal.name, role: principal.role, ...(principal.partner ? { partner: principal.partner } : {}), ...view };
     },
   );
 
   app.get(
     '/console/api/session',
-    { config: { role: 'viewer' }, schema: { tags, summary: 'The signed-in principal and the session’s CSRF token', response: { 200: SessionInfo } } },
+    { config: { role: 'viewer', partner: 'also' }, schema: { tags, summary: 'The signed-in principal and the session’s CSRF token', response: { 200: SessionInfo } } },
     async (request, reply) => {
       const view = sessions.viewOf(sessions.idOf(request));
       if (!view) throw problems.unauthorized('no console session: sign in with POST /console/api/session');
       reply.header('cache-control', 'no-store');
-      return { name: request.principal!.name, role: request.principal!.role, ...view };
+      const p = request.principal!;
+      return { name: p.name, role: p.role, ...(p.partner ? { partner: p.partner } : {}), ...view };
     },
   );
 
   app.delete(
     '/console/api/session',
-    { config: { role: 'viewer' }, schema: { tags, summary: 'Sign out of the console', response: { 204: { description: 'Signed out', type: 'null' } } } },
+    { config: { role: 'viewer', partner: 'also' }, schema: { tags, summary: 'Sign out of the console', response: { 204: { description: 'Signed out', type: 'null' } } } },
     async (request, reply) => {
       sessions.destroy(sessions.idOf(request));
       return reply

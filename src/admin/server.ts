@@ -16,6 +16,8 @@ import { registerAuditRoutes, registerFleetRoutes, registerHealthRoutes, registe
 import type { Registry } from 'prom-client';
 import { clientErrorHandler, frameworkErrors, HttpProblem, installProblemHandlers, problems } from './problem.ts';
 import { documentResponses, refResolver } from './openapi.ts';
+import { registerPortalRoutes, type PortalUsageReader } from './portal.ts';
+import { registerPartnerTokenRoutes } from './portal-tokens.ts';
 import { registerResourceRoutes } from './resources.ts';
 
 export interface AdminServerOptions {
@@ -31,6 +33,8 @@ export interface AdminServerOptions {
   /** The built web console served at /console (default console/dist of this checkout). */
   consoleDir?: string;
   consoleSessions?: SessionOptions;
+  /** A partner's usage against its plans' budgets, for the partner portal. */
+  portalUsage?: PortalUsageReader;
 }
 
 // Query strings and path parameters arrive as strings: coerce them, then report errors by name.
@@ -112,7 +116,7 @@ export async function buildAdminServer(opts: AdminServerOptions): Promise<Fastif
         version: '1',
         description: 'Manage gateway groups, services, products, routes, partners, plans and credentials. Errors are RFC 9457 problem+json.',
       },
-      components: { securitySchemes: { bearer: { type: 'http', scheme: 'bearer', description: 'an admin token (pta_…)' } } },
+      components: { securitySchemes: { bearer: { type: 'http', scheme: 'bearer', description: 'an admin token (pta_…); a partner token reaches only the portal operations' } } },
     },
   });
   await app.register(swaggerUi, { routePrefix: '/docs', uiConfig: { docExpansion: 'list' }, logLevel: 'warn' });
@@ -123,6 +127,8 @@ export async function buildAdminServer(opts: AdminServerOptions): Promise<Fastif
   registerConfigRoutes(app, { store: opts.store });
   registerTokenRoutes(app, { store: opts.store });
   registerAuditRoutes(app, { store: opts.store });
+  registerPartnerTokenRoutes(app, { store: opts.store });
+  registerPortalRoutes(app, { store: opts.store, ...(opts.portalUsage ? { usage: opts.portalUsage } : {}), ...(opts.registry ? { registry: opts.registry } : {}) });
   if (opts.fleet) registerFleetRoutes(app, opts.fleet);
   if (opts.registry) registerMetricsRoute(app, opts.registry);
   await registerConsole(app, { sessions, ...(opts.consoleDir ? { dir: opts.consoleDir } : {}), ...(opts.registry ? { registry: opts.registry } : {}) });

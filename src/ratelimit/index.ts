@@ -22,3 +22,4 @@ export {
   type UnaryAnswer,
 } from './service.ts';
 export { QuotaLedger, type QuotaExhaustion, type QuotaRecord } from './quota-ledger.ts';
+export { partnerBudgets, readPartnerUsage, type BudgetUsage, type PartnerBudget, type UsageSource, type UsageSources } from './usage.ts';

@@ -104,6 +104,12 @@ export class QuotaLedger {
     return c.count === l.requests;
   }
 
+  /** Requests counted so far in the current window of one budget (0 when none were). */
+  used(group: string, budget: string, by: { partner: string } | { route: string }, now: number): number {
+    const c = this.counters.get(`${group}\n${budget}\n${'partner' in by ? `p:${by.partner}` : `r:${by.route}`}`);
+    return c && c.end > now ? c.count : 0;
+  }
+
   /** Budgets at or over their quota now, in a stable order; forgets windows that have ended. */
   exhausted(now: number): QuotaExhaustion[] {
     const out: QuotaExhaustion[] = [];

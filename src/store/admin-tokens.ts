@@ -1,5 +1,6 @@
-// Admin API tokens: stored as a keyed hash with a public lookup prefix, held in memory for the
-// per-request check, created and deleted with an audit entry and a change announcement.
+// Admin API tokens (admin, viewer, and partner tokens for the partner portal): stored as a keyed
+// hash with a public lookup prefix, held in memory for the per-request check, created and deleted
+// with an audit entry and a change announcement.
 import { secretPrefix } from '../contract/index.ts';
 import type { AdminRole } from '../model/index.ts';
 import { DuplicateError, databaseFailure, isDatabaseError } from './errors.ts';
@@ -7,9 +8,14 @@ import type { PrismaClient } from './generated/client.ts';
 import type { SecretHasher } from './secrets.ts';
 import { notifyChange } from './sql.ts';
 
+/** admin and viewer: the whole admin API (viewer read only); partner: the partner portal only. */
+export type TokenRole = AdminRole | 'partner';
+
 export interface AdminTokenInfo {
   name: string;
-  role: AdminRole;
+  role: TokenRole;
+  /** The partner a partner token acts for. */
+  partner?: string;
   prefix: string;
   description?: string;
   expiresAt?: string;
@@ -35,7 +41,8 @@ export class AdminTokens {
           hash: r.hash,
           info: {
             name: r.name,
-            role: r.role as AdminRole,
+            role: r.role as TokenRole,
+            ...(r.partner ? { partner: r.partner } : {}),
             prefix: r.prefix,
             ...(r.description ? { description: r.description } : {}),
             ...(r.expiresAt ? { expiresAt: r.expiresAt.toISOString() } : {}),
@@ -56,13 +63,15 @@ export class AdminTokens {
   }
 
   /** Creates a token and returns its secret (the only time it is visible). */
-  async create(input: { name: string; role: AdminRole; description?: string; expiresAt?: string }, actor: string): Promise<{ token: string; info: AdminTokenInfo }> {
+  async create(input: { name: string; role: TokenRole; partner?: string; description?: string; expiresAt?: string }, actor: string): Promise<{ token: string; info: AdminTokenInfo }> {
+    if ((input.role === 'partner') !== (input.partner !== undefined)) throw new Error('a partner token names its partner, and only a partner token does');
     const minted = this.hasher().mint('pta');
     try {
       await this.prisma.adminToken.create({
         data: {
           name: input.name,
           role: input.role,
+          partner: input.partner ?? null,
           description: input.description ?? null,
           prefix: minted.prefix,
           hash: minted.hash,
@@ -74,15 +83,16 @@ export class AdminTokens {
       if ((e as { code?: string }).code === 'P2002') throw new DuplicateError(`admin token '${input.name}' already exists`);
       throw isDatabaseError(e) ? databaseFailure(e, 'the token was not saved') : e;
     }
-    await this.record(actor, 'create', input.name, { name: input.name, role: input.role });
+    await this.record(actor, 'create', input.name, { name: input.name, role: input.role, ...(input.partner ? { partner: input.partner } : {}) });
     await this.reload();
     return { token: minted.secret, info: this.tokens.get(minted.prefix)!.info };
   }
 
-  async delete(name: string, actor: string): Promise<boolean> {
+  /** Revokes a token; with `partner`, only if it is that partner's token. */
+  async delete(name: string, actor: string, partner?: string): Promise<boolean> {
     let count: number;
     try {
-      ({ count } = await this.prisma.adminToken.deleteMany({ where: { name } }));
+      ({ count } = await this.prisma.adminToken.deleteMany({ where: { name, ...(partner !== undefined ? { partner } : {}) } }));
     } catch (e) {
       throw isDatabaseError(e) ? databaseFailure(e, 'the token was not revoked', 'path parameter name') : e;
     }
