@@ -3,7 +3,7 @@
 // produce config Envoy cannot take is refused before it is committed.
 import { Gauge, Histogram, type Registry } from 'prom-client';
 import { KIND_ORDER, type ModelSnapshot, type ModelError } from './model/index.ts';
-import { translate, validateTranslation, type QuotaExhaustedIR, type TranslateOptions } from './translate/index.ts';
+import { nextExpiry, translate, validateTranslation, type QuotaExhaustedIR, type TranslateOptions } from './translate/index.ts';
 import { resourceName, type EnvoyResource, type GroupResources } from './contract/index.ts';
 import { typeLabel, type SnapshotCache, type FleetStatus } from './xds/index.ts';
 import { TYPE_URLS } from './proto/index.ts';
@@ -22,6 +22,8 @@ interface Translation {
   maps: readonly unknown[];
   envoys: ReadonlyMap<string, number>;
   quotas: readonly QuotaExhaustedIR[];
+  /** The next expiry after the clock it was translated at: until then the same model translates the same. */
+  expiry: number | undefined;
   groups: Map<string, GroupResources>;
 }
 
@@ -55,6 +57,8 @@ export class ConfigPipeline {
   /** Native quotas used up now: their callers are refused (quota RBAC, per route). */
   private quotas: readonly QuotaExhaustedIR[] = [];
   private quotaTimer: NodeJS.Timeout | undefined;
+  /** Native authorization: fires at the next subscription or key expiry, which then stops working in Envoy. */
+  private expiryTimer: NodeJS.Timeout | undefined;
   private readonly buildSeconds: Histogram;
   private readonly revisionGauge: Gauge;
   /** Model change → Envoy ACK latency (portico_xds_convergence_seconds). */
@@ -90,6 +94,7 @@ export class ConfigPipeline {
       detachFleet();
       clearTimeout(this.redivide);
       clearTimeout(this.quotaTimer);
+      clearTimeout(this.expiryTimer);
     };
   }
 
@@ -170,6 +175,7 @@ export class ConfigPipeline {
       if (interim !== target) this.finishRemoval(target);
       this.status = { servedRevision: snapshot.revision };
       this.revisionGauge.set(snapshot.revision);
+      this.scheduleExpiry(snapshot);
     } catch (e) {
       const message = (e as Error).message;
       this.status = { ...this.status, lastError: { revision: snapshot.revision, message, at: new Date().toISOString() } };
@@ -177,6 +183,26 @@ export class ConfigPipeline {
     } finally {
       end();
     }
+  }
+
+  /**
+   * A push at the next expiry instant (ms resolution; +1 ms so the clock has passed it): the timer
+   * republishes the snapshot and the translation, judging expiries at the new clock, leaves the
+   * expired subscription or key out. Long waits are re-armed (timers cap at ~24.8 days).
+   */
+  private scheduleExpiry(snapshot: ModelSnapshot): void {
+    clearTimeout(this.expiryTimer);
+    this.expiryTimer = undefined;
+    const now = Date.now();
+    const at = nextExpiry(snapshot, now);
+    if (at === undefined) return;
+    this.expiryTimer = setTimeout(
+      () => {
+        if (this.snapshot) this.publish(this.snapshot);
+      },
+      Math.min(at - now + 1, 2 ** 31 - 1),
+    );
+    this.expiryTimer.unref();
   }
 
   current(): PipelineStatus {
@@ -224,9 +250,11 @@ export class ConfigPipeline {
   private translation(snapshot: ModelSnapshot): Map<string, GroupResources> {
     const maps = KIND_ORDER.map((k) => snapshot[k]);
     // The gate and the publish of one write see the same resource maps: translate once.
-    if (this.last?.envoys === this.envoys && this.last.quotas === this.quotas && this.last.maps.every((m, i) => m === maps[i])) return this.last.groups;
-    const groups = translate(snapshot, { ...this.options, envoys: this.envoys, quotaExhausted: this.quotas });
-    this.last = { maps, envoys: this.envoys, quotas: this.quotas, groups };
+    const now = Date.now();
+    const expiry = nextExpiry(snapshot, now);
+    if (this.last?.envoys === this.envoys && this.last.quotas === this.quotas && this.last.expiry === expiry && this.last.maps.every((m, i) => m === maps[i])) return this.last.groups;
+    const groups = translate(snapshot, { ...this.options, envoys: this.envoys, quotaExhausted: this.quotas, now });
+    this.last = { maps, envoys: this.envoys, quotas: this.quotas, expiry, groups };
     return groups;
   }
 }

@@ -1,7 +1,7 @@
 // Access decisions (pure given the index, the clock and a verified token): which credential a route
 // accepts, who presented it, whether that partner's subscription allows this call, and what to tell Envoy.
 import type { CredentialType } from '../model/index.ts';
-import { AUTH_REALM, GATEWAY_HEADERS, gatewayErrorBody, secretPrefix } from '../contract/index.ts';
+import { accessRefusalMessage, AUTH_REALM, GATEWAY_HEADERS, gatewayErrorBody, secretPrefix, type AccessRefusal } from '../contract/index.ts';
 import type { CredentialIndex, IssuerEntry, ProductEntry } from './credential-index.ts';
 import { partnerOfPeer, partnerOfPrincipal, peerFromCertificate } from './mtls.ts';
 
@@ -263,6 +263,11 @@ function forbidden(pl: Planned, id: Identity, error: string, message: string): D
   return deny(403, error, message, undefined, pl.product.name, pl.route, id.partner, id.credential);
 }
 
+/** An access refusal, worded as the native mode's Envoy words it (src/contract/auth-replies.ts). */
+function refused(pl: Planned, id: Identity, reason: AccessRefusal, method: string): Deny {
+  return forbidden(pl, id, reason, accessRefusalMessage(reason, pl.product.name, /^[A-Z]{1,16}$/.test(method) ? method : 'this method'));
+}
+
 // An allow without per-request parts (no claim headers; Envoy sent a request id) is the same for
 // every call of one partner on one known route: built once per index, frozen and shared, so the
 // service also reuses its encoded CheckResponse. Capped; cleared when full (no LRU bookkeeping on
@@ -397,15 +402,13 @@ export function decide(index: CredentialIndex, req: AuthzRequest, now: number, j
 
   const partner = index.partners.get(id.partner);
   if (!partner) return forbidden(pl, id, 'unknown_partner', 'The credential names a partner this gateway does not know.');
-  if (partner.suspended) return forbidden(pl, id, 'partner_suspended', 'The partner account is suspended.');
+  if (partner.suspended) return refused(pl, id, 'partner_suspended', req.method);
   const sub = index.subscriptions.get(`${id.partner}/${p.name}`);
-  if (!sub) return forbidden(pl, id, 'no_subscription', `The partner has no subscription to the ${p.name} API.`);
-  if (!sub.active) return forbidden(pl, id, 'subscription_suspended', `The subscription to the ${p.name} API is suspended.`);
-  if (sub.expiresAt <= now) return forbidden(pl, id, 'subscription_expired', `The subscription to the ${p.name} API has expired.`);
-  if (sub.routes !== undefined && !sub.routes.has(route)) return forbidden(pl, id, 'route_not_in_subscription', 'The subscription does not include this operation.');
-  if (sub.methods !== undefined && !sub.methods.has(req.method)) {
-    return forbidden(pl, id, 'method_not_in_subscription', `The subscription does not allow ${/^[A-Z]{1,16}$/.test(req.method) ? req.method : 'this method'} requests.`);
-  }
+  if (!sub) return refused(pl, id, 'no_subscription', req.method);
+  if (!sub.active) return refused(pl, id, 'subscription_suspended', req.method);
+  if (sub.expiresAt <= now) return refused(pl, id, 'subscription_expired', req.method);
+  if (sub.routes !== undefined && !sub.routes.has(route)) return refused(pl, id, 'route_not_in_subscription', req.method);
+  if (sub.methods !== undefined && !sub.methods.has(req.method)) return refused(pl, id, 'method_not_in_subscription', req.method);
   return allow(index, req, { p, route, accept, credential: id.credential, partner: id.partner, plan: sub.plan, claimHeaders: id.claimHeaders, consumedAuthorization: id.consumedAuthorization });
 }
 

@@ -1,6 +1,8 @@
-// The refusals Envoy's own authentication filters write in native mode (authz.mode native), rewritten
-// to the gateway's 401/403 shape by local-reply mappers keyed on their response code details.
+// The refusals Envoy's own authentication and access filters write in native mode (authz.mode native),
+// rewritten to the gateway's 401/403 shape by local-reply mappers keyed on their response code details;
+// the access refusals' texts are shared with the ext_authz callout, so both modes say the same.
 import { gatewayErrorBody, type RateLimitReplyMapping } from './errors.ts';
+import { ROUTE_METADATA_NAMESPACE } from './names.ts';
 
 /** The realm of every WWW-Authenticate challenge the gateway sends (the callout uses it too). */
 export const AUTH_REALM = 'portico';
@@ -8,12 +10,41 @@ export const AUTH_REALM = 'portico';
 const API_KEY_CHALLENGE: readonly [string, string] = ['www-authenticate', `ApiKey realm="${AUTH_REALM}"`];
 
 /**
- * api_key_auth's refusals. The filter cannot tell a revoked key from one never issued (revoked keys
- * are not pushed) nor say why a partner may not call (no subscription, suspended, route outside the
- * access level): one code each, as precise as Envoy knows.
+ * api_key_auth's refusals. The filter cannot tell a revoked or expired key from one never issued
+ * (neither is pushed): one code each, as precise as Envoy knows. Who may call is the access RBAC's.
  */
 export const API_KEY_REPLY_MAPPINGS = {
   missing: { status: 401, codeDetails: 'missing_api_key', headers: [API_KEY_CHALLENGE], body: gatewayErrorBody('missing_credentials', 'This API requires an API key.') },
   unknown: { status: 401, codeDetails: 'unknown_api_key', headers: [API_KEY_CHALLENGE], body: gatewayErrorBody('invalid_api_key', 'The API key is not recognised.') },
-  forbidden: { status: 403, codeDetails: 'client_not_allowed', headers: [], body: gatewayErrorBody('access_denied', 'The partner may not call this operation.') },
 } as const satisfies Record<string, RateLimitReplyMapping>;
+
+/** Why an authenticated partner may not call an operation: the 403 codes of both modes. */
+export type AccessRefusal = 'partner_suspended' | 'no_subscription' | 'subscription_suspended' | 'subscription_expired' | 'route_not_in_subscription' | 'method_not_in_subscription';
+
+/** The message of each access refusal, given the product's name and the request's method (as text to show). */
+export function accessRefusalMessage(reason: AccessRefusal, product: string, method: string): string {
+  switch (reason) {
+    case 'partner_suspended':
+      return 'The partner account is suspended.';
+    case 'no_subscription':
+      return `The partner has no subscription to the ${product} API.`;
+    case 'subscription_suspended':
+      return `The subscription to the ${product} API is suspended.`;
+    case 'subscription_expired':
+      return `The subscription to the ${product} API has expired.`;
+    case 'route_not_in_subscription':
+      return 'The subscription does not include this operation.';
+    case 'method_not_in_subscription':
+      return `The subscription does not allow ${method} requests.`;
+  }
+}
+
+/**
+ * The access RBAC's refusal for `reason` (its DENY policy is named after the reason). Envoy fills in
+ * the product from the route's metadata and the method from the request (a token: no quote or
+ * backslash can occur in it, so the JSON stays whole).
+ */
+export function accessReplyMapping(reason: AccessRefusal): RateLimitReplyMapping {
+  const product = `%METADATA(ROUTE:${ROUTE_METADATA_NAMESPACE}:product)%`;
+  return { status: 403, codeDetails: `rbac_access_denied_matched_policy[${reason}]`, headers: [], body: gatewayErrorBody(reason, accessRefusalMessage(reason, product, '%REQ(:METHOD):16%')) };
+}

@@ -28,6 +28,8 @@ export interface TranslateOptions {
   envoys?: ReadonlyMap<string, number>;
   /** Native mode: budgets whose quota is used up (counted from access logs); their callers are refused. */
   quotaExhausted?: readonly QuotaExhaustedIR[];
+  /** Epoch ms subscription and key expiries are judged at (native authorization); Date.now() when unset. */
+  now?: number;
 }
 
 // The output type is the xDS cache's input type: one contract, in src/contract.
@@ -72,4 +74,5 @@ export function translate(model: ModelSnapshot, options: TranslateOptions): Map<
 export { validateTranslation, templateProblem } from './validate.ts';
 export { modelToIr, groupToIr } from './to-ir/group.ts';
 export { CALLOUT_CLUSTER, DEFAULTS } from './to-ir/common.ts';
+export { nextExpiry } from './to-ir/native-auth.ts';
 export type { GroupIR, QuotaExhaustedIR } from './ir.ts';

@@ -1,5 +1,6 @@
 // The translator's intermediate representation: one gateway group's data plane with every
 // default resolved and every list in its final order, so the Envoy emitters only change shape.
+import type { AccessRefusal } from '../contract/index.ts';
 
 /** A gateway group as Envoy (or a proxyless gRPC client) will see it. */
 export interface GroupIR {
@@ -47,6 +48,8 @@ export interface HttpFiltersIR {
   routeLocalRateLimit: boolean;
   /** Native mode: some route is checked by Envoy's api_key_auth (off in the chain, on per route). */
   apiKeyAuth?: true;
+  /** Native mode: some route's callers are authorized by the access RBAC filter (off in the chain, on per route). */
+  access?: true;
   /** Present when some route in the group requires a credential (or, in combined mode, is counted). */
   extAuthz?: ExtAuthzIR;
   /**
@@ -318,9 +321,19 @@ export interface ApiKeyCredentialIR {
 export interface RouteApiKeyAuthIR {
   /** Where the key arrives: the product's header and/or query parameter. */
   keySources: Array<{ header: string } | { query: string }>;
+  /** Every usable key of the group: the filter authenticates, the access RBAC decides who may call. */
   credentials: ApiKeyCredentialIR[];
-  /** Partners that may call the route (active subscription, partner not suspended, route in the access level). */
-  allowedClients: string[];
+}
+
+/**
+ * Who may call a native route, on the partner an authentication filter established (x-portico-partner).
+ * The partner sets of `deny` and `allowed` are disjoint; anyone in none of them has no subscription.
+ */
+export interface RouteAccessIR {
+  /** Partners refused on the route, by reason (only reasons with partners, in AccessRefusal order). */
+  deny: Array<{ reason: Exclude<AccessRefusal, 'no_subscription' | 'method_not_in_subscription'>; partners: string[] }>;
+  /** Partners allowed on the route, with the plan they call it under and the methods they may use (all when absent). */
+  allowed: Array<{ partner: string; plan: string; methods?: string[] }>;
 }
 
 /** What Envoy's rate-limit filter sends for a route (service mode): see routeRateLimit in src/ratelimit/descriptors.ts. */
@@ -343,8 +356,10 @@ export interface RouteIR {
   responseHeaders: HeaderMutationIR;
   cors?: CorsIR;
   authz?: RouteAuthzIR;
-  /** Native mode: Envoy's api_key_auth checks the key and the partner (ext_authz is off on the route). */
+  /** Native mode: Envoy's api_key_auth checks the key (ext_authz is off on the route). */
   apiKeyAuth?: RouteApiKeyAuthIR;
+  /** Native mode: the access RBAC's per-route policies (who may call, why not, under which plan). */
+  access?: RouteAccessIR;
   /** Service mode: the rate-limit actions of a route plan limits apply to. */
   rateLimit?: RouteRateLimitIR;
   /** The route's own token bucket, enforced by Envoy alone. */

@@ -1,8 +1,10 @@
 // Native API keys (authz.mode native) through the admin API, xDS and a real Envoy: Envoy's
-// api_key_auth decides with the keys pushed to it, no callout. Allowed (partner forwarded, key hidden),
-// every refusal in the gateway's JSON shape (missing, unknown, revoked key; no subscription,
-// suspended partner, route outside the access level), a key imported as a hash only still served by
-// the callout, and Envoy's config_dump showing no key material.
+// api_key_auth authenticates with the keys pushed to it and the access RBAC decides, no callout.
+// Allowed (partner and plan forwarded, key hidden), every refusal in the gateway's JSON shape with the
+// callout's codes (missing, unknown, revoked, expired key; no subscription, suspended partner or
+// subscription, expired subscription, route or method outside the access level), a subscription and a
+// key expiring with no model change, a key imported as a hash only still served by the callout, and
+// Envoy's config_dump showing no key material.
 import assert from 'node:assert/strict';
 import { describe, it } from 'node:test';
 import { assertGatewayError, assertUnauthorized, authzDecisions, createApiKey, identityHeadersOf, startAuthzGateway, upstreamHeaders } from '../support/authz-gateway.ts';
@@ -15,7 +17,7 @@ describe('authz native mode: API keys checked by Envoy itself', () => {
       nodeId: NODE,
       mutate: (doc) => {
         doc.gatewayGroups[0].authz.mode = 'native';
-        doc.plans.push({ name: 'unlimited', description: 'no limits: these tests are about who, not how much' });
+        doc.plans.push({ name: 'unlimited', description: 'no limits: these tests are about who, not how much' }, { name: 'premium', description: 'no limits either: a second plan name' });
         doc.products.push(
           {
             name: 'ledger',
@@ -42,6 +44,9 @@ describe('authz native mode: API keys checked by Envoy itself', () => {
           // Subscribed to another product of the group: its keys reach Envoy, but ledger refuses it.
           { name: 'umbrella', kind: 'service_account', subscriptions: [{ product: 'catalog', plan: 'unlimited' }] },
           { name: 'hooli', kind: 'service_account', subscriptions: [{ product: 'vault', plan: 'unlimited' }] },
+          { name: 'soylent', kind: 'service_account', subscriptions: [{ product: 'ledger', plan: 'premium', access: { methods: ['GET', 'HEAD'] } }] },
+          { name: 'stark', kind: 'service_account', subscriptions: [{ product: 'ledger', plan: 'unlimited', status: 'suspended' }] },
+          { name: 'wayne', kind: 'service_account', subscriptions: [{ product: 'ledger', plan: 'unlimited', expiresAt: '2020-01-01T00:00:00Z' }] },
         );
       },
     });
@@ -54,6 +59,9 @@ describe('authz native mode: API keys checked by Envoy itself', () => {
       globex: await createApiKey(api, 'globex', 'primary'),
       initech: await createApiKey(api, 'initech', 'primary'),
       umbrella: await createApiKey(api, 'umbrella', 'primary'),
+      soylent: await createApiKey(api, 'soylent', 'primary'),
+      stark: await createApiKey(api, 'stark', 'primary'),
+      wayne: await createApiKey(api, 'wayne', 'primary'),
     };
     // A key imported as a hash only (as from an older export): the store has no secret to give Envoy.
     const hooliKey = `ptk_hooli001_${'H'.repeat(43)}`;
@@ -73,6 +81,7 @@ describe('authz native mode: API keys checked by Envoy itself', () => {
       assert.deepEqual(identityHeadersOf(h), {
         'x-portico-credential': 'api_key',
         'x-portico-partner': 'acme',
+        'x-portico-plan': 'unlimited',
         'x-portico-product': 'ledger',
         'x-portico-route': 'entries',
       });
@@ -81,7 +90,7 @@ describe('authz native mode: API keys checked by Envoy itself', () => {
       assert.equal(await ledgerChecks(), 0, 'ext_authz was never asked about ledger');
     });
 
-    await t.test('refusals keep the gateway JSON shape: missing and unknown key 401 with a challenge, partners not allowed 403', async () => {
+    await t.test('refusals keep the gateway JSON shape: missing and unknown key 401 with a challenge, partners not allowed 403 with the callout code', async () => {
       const none = await g.call('/ledger/entries/1');
       assertUnauthorized(none, 'missing_credentials', 'no key');
       assert.equal(none.headers.get('www-authenticate'), 'ApiKey realm="portico"');
@@ -89,11 +98,61 @@ describe('authz native mode: API keys checked by Envoy itself', () => {
       assertUnauthorized(await g.call('/ledger/entries/1', withKey(`${keys.acme.slice(0, -1)}${keys.acme.endsWith('A') ? 'B' : 'A'}`)), 'invalid_api_key', 'wrong secret');
       assert.equal((await g.call('/ledger/entries/1', withKey(keys.globex))).status, 200, 'route inside the access level');
       const outside = await g.call('/ledger/audit', withKey(keys.globex));
-      assertGatewayError(outside, 403, 'access_denied', 'route outside the access level');
+      assertGatewayError(outside, 403, 'route_not_in_subscription', 'route outside the access level');
+      assert.equal(outside.json.message, 'The subscription does not include this operation.');
       assert.equal(outside.headers.get('www-authenticate'), null, 'a 403 carries no challenge');
-      assertGatewayError(await g.call('/ledger/entries/1', withKey(keys.initech)), 403, 'access_denied', 'suspended partner');
-      assertGatewayError(await g.call('/ledger/entries/1', withKey(keys.umbrella)), 403, 'access_denied', 'no subscription');
+      assertGatewayError(await g.call('/ledger/entries/1', withKey(keys.initech)), 403, 'partner_suspended', 'suspended partner');
+      const unsubscribed = await g.call('/ledger/entries/1', withKey(keys.umbrella));
+      assertGatewayError(unsubscribed, 403, 'no_subscription', 'no subscription');
+      assert.equal(unsubscribed.json.message, 'The partner has no subscription to the ledger API.', 'the product comes from the route');
+      const suspended = await g.call('/ledger/entries/1', withKey(keys.stark));
+      assertGatewayError(suspended, 403, 'subscription_suspended', 'suspended subscription');
+      assert.equal(suspended.json.message, 'The subscription to the ledger API is suspended.');
+      assertGatewayError(await g.call('/ledger/entries/1', withKey(keys.wayne)), 403, 'subscription_expired', 'expired subscription');
       assert.equal(await ledgerChecks(), 0, 'still no callout');
+    });
+
+    await t.test('a method-restricted subscription: its methods pass with their plan, others are refused naming the method', async () => {
+      const get = await g.call('/ledger/entries/1', withKey(keys.soylent));
+      assert.equal(get.status, 200, get.text);
+      assert.equal(upstreamHeaders(get)['x-portico-plan'], 'premium', 'the plan of this partner, set by Envoy');
+      const post = await g.call('/ledger/entries', { method: 'POST', body: '{}', ...withKey(keys.soylent, { 'content-type': 'application/json' }) });
+      assertGatewayError(post, 403, 'method_not_in_subscription', 'POST outside the access level');
+      assert.equal(post.json.message, 'The subscription does not allow POST requests.');
+      const del = await g.call('/ledger/entries/1', { method: 'DELETE', ...withKey(keys.acme) });
+      assert.equal(del.status, 200, 'an unrestricted partner may DELETE');
+      assert.equal(await ledgerChecks(), 0, 'no callout');
+    });
+
+    await t.test('a subscription and a key stop working at their expiry with no model change (a push scheduled for the instant)', async () => {
+      // Far enough ahead that the first calls below surely happen before it, on a loaded machine too.
+      const at = Date.now() + 12_000;
+      const expiresAt = new Date(at).toISOString();
+      assert.equal((await api.patch('/api/v1/partners/wayne/subscriptions/ledger', { expiresAt })).status, 200);
+      const shortKey = await createApiKey(api, 'acme', 'short', { expiresAt });
+      await g.inSync();
+      assert.equal((await g.call('/ledger/entries/1', withKey(keys.wayne))).status, 200, 'before its expiry the subscription works');
+      assert.equal((await g.call('/ledger/entries/1', withKey(shortKey))).status, 200, 'before its expiry the key works');
+      assert.ok(Date.now() < at, 'the calls above were made before the expiry');
+      const revision = portico.store.current().revision;
+      // Waits for the refusal (an event: Envoy's config changing), bounded so a missing push fails.
+      let refused: Awaited<ReturnType<typeof g.call>> | undefined;
+      while (Date.now() < at + 30_000) {
+        const r = await g.call('/ledger/entries/1', withKey(keys.wayne));
+        if (r.status !== 200) {
+          refused = r;
+          break;
+        }
+        await new Promise((resolve) => setTimeout(resolve, 20));
+      }
+      assert.ok(refused, 'the subscription was still served 30 s after its expiry');
+      t.diagnostic(`first refusal ${Date.now() - at} ms after the expiry instant`);
+      assert.ok(Date.now() >= at, 'never refused before its expiry');
+      assertGatewayError(refused, 403, 'subscription_expired', 'expired with no model change');
+      assertUnauthorized(await g.call('/ledger/entries/1', withKey(shortKey)), 'invalid_api_key', 'expired key');
+      assert.equal((await g.call('/ledger/entries/1', withKey(keys.acme))).status, 200, 'others are unaffected');
+      assert.equal(portico.store.current().revision, revision, 'no model change made it happen');
+      assert.equal(await ledgerChecks(), 0, 'no callout');
     });
 
     await t.test('a key imported as a hash only keeps working through the callout; the listing says which keys are which', async () => {
@@ -131,7 +190,7 @@ describe('authz native mode: API keys checked by Envoy itself', () => {
       // Suspending the partner takes its keys' access away on the next push, lifting it gives it back.
       assert.equal((await api.patch('/api/v1/partners/acme', { suspended: true })).status, 200);
       await g.inSync();
-      assertGatewayError(await g.call('/ledger/entries/1', withKey(keys.acme)), 403, 'access_denied', 'suspended');
+      assertGatewayError(await g.call('/ledger/entries/1', withKey(keys.acme)), 403, 'partner_suspended', 'suspended');
       assert.equal((await api.patch('/api/v1/partners/acme', { suspended: false })).status, 200);
       await g.inSync();
       assert.equal((await g.call('/ledger/entries/1', withKey(keys.acme))).status, 200);

@@ -22,7 +22,8 @@ import { staticBootstrap } from './static-bootstrap.ts';
 const here = path.dirname(fileURLToPath(import.meta.url));
 const testdata = path.join(here, 'testdata');
 const update = process.env.UPDATE_GOLDEN === '1';
-const OPTIONS = { calloutAddress: '127.0.0.1:18001' };
+// A fixed clock: native authorization judges subscription and key expiries at it.
+const OPTIONS = { calloutAddress: '127.0.0.1:18001', now: Date.parse('2026-06-01T00:00:00Z') };
 
 /** A fixed stand-in for the store's keyed hash, so golden inputs never depend on a secret. */
 function hashApiKey(key: string): { prefix: string; hash: string; secret: string } {

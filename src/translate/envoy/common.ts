@@ -11,6 +11,11 @@ export const FILTERS = {
   cors: 'envoy.filters.http.cors',
   /** Native mode's API key check (off in the chain, on per route). */
   apiKeyAuth: 'envoy.filters.http.api_key_auth',
+  /**
+   * Native mode's access RBAC (who may call, per route). Named as Envoy's RBAC filter itself: the
+   * plan header reads its shadow match from dynamic metadata under this name (PLAN_FROM_ACCESS).
+   */
+  access: 'envoy.filters.http.rbac',
   /** The gateway group's token bucket (GatewayGroup.localRateLimit). */
   localRateLimitGroup: 'portico.local_ratelimit.group',
   /** Routes' own token buckets (Route.localRateLimit, per-route config). */

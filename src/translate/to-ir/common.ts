@@ -50,6 +50,12 @@ export interface IrOptions {
   envoys?: ReadonlyMap<string, number>;
   /** Native mode: budgets whose quota is used up (counted from access logs); their callers are refused. */
   quotaExhausted?: readonly QuotaExhaustedIR[];
+  /**
+   * Epoch ms that subscription and key expiries are judged at (native authorization); the pipeline
+   * passes the clock and pushes again at nextExpiry(). Date.now() when unset, so nothing expired is
+   * ever admitted by a caller that forgot it.
+   */
+  now?: number;
 }
 
 /** Splits `host:port` or `[v6]:port`; throws on anything else (a settings error, not a model error). */

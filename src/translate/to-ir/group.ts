@@ -64,7 +64,7 @@ export function groupToIr(model: ModelSnapshot, group: GatewayGroup, options: Ir
   if (group.kind === 'proxyless-grpc') return proxylessGroupToIr(model, group);
   const products = groupProducts(model, group.name);
   const mode = rateLimitMode(group);
-  const nativeAuth = authzMode(group) === 'native' ? nativeAuthContext(model, products) : undefined;
+  const nativeAuth = authzMode(group) === 'native' ? nativeAuthContext(model, products, options.now ?? Date.now()) : undefined;
   const native =
     mode === 'native'
       ? nativeLimits(
@@ -83,6 +83,7 @@ export function groupToIr(model: ModelSnapshot, group: GatewayGroup, options: Ir
   let routeLocal = false;
   let renamed = false;
   let apiKeyAuth = false;
+  let access = false;
   for (const vh of virtualHosts) {
     for (const r of vh.routes) {
       if (r.authz && !r.authz.disabled) {
@@ -94,6 +95,7 @@ export function groupToIr(model: ModelSnapshot, group: GatewayGroup, options: Ir
       if (r.localRateLimit) routeLocal = true;
       if (r.requestHeaders.rename || r.responseHeaders.rename) renamed = true;
       if (r.apiKeyAuth) apiKeyAuth = true;
+      if (r.access) access = true;
     }
   }
   const groupRoutes = virtualHosts.flatMap((vh) => vh.routes);
@@ -141,6 +143,7 @@ export function groupToIr(model: ModelSnapshot, group: GatewayGroup, options: Ir
       ...(group.localRateLimit ? { localRateLimit: localBucket(group.localRateLimit) } : {}),
       routeLocalRateLimit: routeLocal,
       ...(apiKeyAuth ? { apiKeyAuth: true as const } : {}),
+      ...(access ? { access: true as const } : {}),
       ...(checked
         ? {
             extAuthz: {

@@ -1,11 +1,9 @@
-// Native authorization (GatewayGroup.authz.mode native): which routes Envoy's api_key_auth decides
-// alone, with which keys and which partners, and which stay on the ext_authz callout (and why).
-import { apiKeyHeader, sortedValues, type ApiKey, type CredentialType, type GatewayGroup, type ModelSnapshot, type Product, type Route } from '../../model/index.ts';
-import type { ApiKeyCredentialIR, RouteApiKeyAuthIR } from '../ir.ts';
+// Native authorization (GatewayGroup.authz.mode native): which routes Envoy decides alone, with which
+// keys (api_key_auth) and which access policies (the access RBAC), and which stay on the ext_authz callout.
+import { apiKeyHeader, sortedValues, type CredentialType, type GatewayGroup, type ModelSnapshot, type Product, type Route } from '../../model/index.ts';
+import type { AccessRefusal } from '../../contract/index.ts';
+import type { ApiKeyCredentialIR, RouteAccessIR, RouteApiKeyAuthIR } from '../ir.ts';
 import { compareStrings } from '../paths.ts';
-
-/** Not a valid partner name (names are lower-case slugs), so no credential carries it. */
-export const NO_CLIENT = 'portico:none';
 
 export type AuthzMode = 'exact' | 'native';
 
@@ -15,60 +13,132 @@ export function authzMode(group: GatewayGroup): AuthzMode {
 
 /** What native routes of one group share: the keys Envoy may check, and whether any key forces the callout. */
 export interface NativeAuthContext {
-  /** Sealed, usable keys of the partners subscribed to some product of the group, by key (sorted). */
+  /** Sealed keys of the partners subscribed to some product of the group, neither revoked nor expired at `now` (sorted by key). */
   credentials: ApiKeyCredentialIR[];
-  /** Partners with a key Envoy cannot check (hash-only import) or that expires: their products stay on the callout. */
+  /** Partners with a key Envoy cannot check (hash-only import): their products stay on the callout. */
   calloutPartners: ReadonlySet<string>;
+  /** Epoch ms the translation judges expiries at (a push is scheduled for the next one: nextExpiry). */
+  now: number;
 }
 
-/** A key Envoy can be given: whole (sealed in the store), not revoked, without an expiry the push would have to track. */
-function nativeKey(k: ApiKey): boolean {
-  return k.secret !== undefined && k.expiresAt === undefined;
-}
+const expired = (at: string | undefined, now: number): boolean => at !== undefined && Date.parse(at) <= now;
 
 /**
  * The keys a native group's Envoys receive: only those of partners subscribed to a product the group
- * serves (a node receives only its group's resources, over the authenticated xDS channel). Revoked
- * keys are left out, so a revocation is a route-table push.
+ * serves (a node receives only its group's resources, over the authenticated xDS channel). Revoked and
+ * expired keys are left out, so a revocation or an expiry is a route-table push.
  */
-export function nativeAuthContext(model: ModelSnapshot, products: readonly Product[]): NativeAuthContext {
+export function nativeAuthContext(model: ModelSnapshot, products: readonly Product[], now: number): NativeAuthContext {
   const served = new Set(products.map((p) => p.name));
   const partners = new Set<string>();
   for (const s of model.subscriptions.values()) if (served.has(s.product)) partners.add(s.partner);
   const credentials: ApiKeyCredentialIR[] = [];
   const calloutPartners = new Set<string>();
   for (const k of sortedValues(model, 'apiKeys')) {
-    if (!partners.has(k.partner) || k.revoked === true) continue;
-    if (nativeKey(k)) credentials.push({ key: k.secret!, client: k.partner });
+    if (!partners.has(k.partner) || k.revoked === true || expired(k.expiresAt, now)) continue;
+    if (k.secret !== undefined) credentials.push({ key: k.secret, client: k.partner });
     else calloutPartners.add(k.partner);
   }
   credentials.sort((a, b) => compareStrings(a.key, b.key));
-  return { credentials, calloutPartners };
+  return { credentials, calloutPartners, now };
+}
+
+type DenyReason = RouteAccessIR['deny'][number]['reason'];
+const DENY_ORDER: readonly DenyReason[] = ['partner_suspended', 'subscription_suspended', 'subscription_expired', 'route_not_in_subscription'];
+
+/**
+ * Who may call a route, decided as the callout decides (partner suspended → subscription → its
+ * status, expiry, access level), for every partner subscribed to the product or holding a key Envoy
+ * may see. Partners in no list have no subscription; method restrictions travel with the allowed.
+ */
+export function routeAccess(model: ModelSnapshot, product: Product, route: Route, ctx: NativeAuthContext): RouteAccessIR {
+  const denied = new Map<DenyReason, string[]>();
+  const allowed: RouteAccessIR['allowed'] = [];
+  const suspendedPartners = new Set<string>();
+  for (const c of ctx.credentials) if (model.partners.get(c.client)?.suspended === true) suspendedPartners.add(c.client);
+  const refuse = (reason: DenyReason, partner: string) => {
+    const list = denied.get(reason) ?? [];
+    if (!list.includes(partner)) list.push(partner);
+    denied.set(reason, list);
+  };
+  for (const p of suspendedPartners) refuse('partner_suspended', p);
+  for (const s of model.subscriptions.values()) {
+    if (s.product !== product.name) continue;
+    const partner = model.partners.get(s.partner);
+    if (!partner) continue;
+    const reason: DenyReason | undefined =
+      partner.suspended === true
+        ? 'partner_suspended'
+        : s.status === 'suspended'
+          ? 'subscription_suspended'
+          : expired(s.expiresAt, ctx.now)
+            ? 'subscription_expired'
+            : s.access?.routes !== undefined && !s.access.routes.includes(route.name)
+              ? 'route_not_in_subscription'
+              : undefined;
+    if (reason) refuse(reason, s.partner);
+    else allowed.push({ partner: s.partner, plan: s.plan, ...(s.access?.methods !== undefined ? { methods: [...s.access.methods].sort(compareStrings) } : {}) });
+  }
+  allowed.sort((a, b) => compareStrings(a.partner, b.partner));
+  return {
+    deny: DENY_ORDER.filter((r) => denied.has(r)).map((reason) => ({ reason, partners: denied.get(reason)!.sort(compareStrings) })),
+    allowed,
+  };
 }
 
 /**
- * api_key_auth for a route, or undefined when the route stays on the callout: it accepts other
- * credentials than API keys, a plan limits it (the callout counts it), or one of the product's
- * subscriptions needs what the key filter cannot express (an expiry, a method restriction) or
- * belongs to a partner with keys Envoy cannot check.
+ * The plan a native route's caller calls under, as a request header value: the access RBAC's shadow
+ * rules hold one ALLOW policy per plan, and Envoy records the one that matched in the filter's dynamic
+ * metadata (its namespace is the filter's name, envoy.filters.http.rbac). No match, no header.
  */
-export function nativeApiKeyAuth(model: ModelSnapshot, product: Product, route: Route, accept: readonly CredentialType[], limited: boolean, ctx: NativeAuthContext): RouteApiKeyAuthIR | undefined {
+export const PLAN_FROM_ACCESS = '%DYNAMIC_METADATA(envoy.filters.http.rbac:shadow_effective_policy_id)%';
+
+/** The refusal codes the access RBAC can answer with (each one a policy name and a local-reply mapping). */
+export const ACCESS_REFUSALS: readonly AccessRefusal[] = [
+  'partner_suspended',
+  'no_subscription',
+  'subscription_suspended',
+  'subscription_expired',
+  'route_not_in_subscription',
+  'method_not_in_subscription',
+];
+
+/**
+ * api_key_auth and the access policies for a route, or undefined when the route stays on the callout:
+ * it accepts other credentials than API keys, a plan limits it and the callout counts it, or one of
+ * the product's subscribers has keys Envoy cannot check (hash-only imports).
+ */
+export function nativeApiKeyAuth(
+  model: ModelSnapshot,
+  product: Product,
+  route: Route,
+  accept: readonly CredentialType[],
+  limited: boolean,
+  ctx: NativeAuthContext,
+): { apiKeyAuth: RouteApiKeyAuthIR; access: RouteAccessIR } | undefined {
   if (accept.length !== 1 || accept[0] !== 'api_key' || limited) return undefined;
-  const allowed: string[] = [];
-  for (const s of model.subscriptions.values()) {
-    if (s.product !== product.name) continue;
-    if (s.expiresAt !== undefined || s.access?.methods !== undefined || ctx.calloutPartners.has(s.partner)) return undefined;
-    const partner = model.partners.get(s.partner);
-    if (!partner || partner.suspended === true || s.status === 'suspended') continue;
-    if (s.access?.routes !== undefined && !s.access.routes.includes(route.name)) continue;
-    allowed.push(s.partner);
-  }
+  for (const s of model.subscriptions.values()) if (s.product === product.name && ctx.calloutPartners.has(s.partner)) return undefined;
   const header = apiKeyHeader(product);
   const query = product.apiKey?.queryParameter;
   return {
-    keySources: [...(header !== undefined ? [{ header }] : []), ...(query !== undefined ? [{ query }] : [])],
-    credentials: ctx.credentials,
-    // An empty list would let every known key through: a name no partner can have refuses them all.
-    allowedClients: allowed.length ? allowed.sort(compareStrings) : [NO_CLIENT],
+    apiKeyAuth: { keySources: [...(header !== undefined ? [{ header }] : []), ...(query !== undefined ? [{ query }] : [])], credentials: ctx.credentials },
+    access: routeAccess(model, product, route, ctx),
   };
+}
+
+/**
+ * The next instant after `now` at which a native group's translation changes by itself: the earliest
+ * subscription or API key expiry still ahead. The pipeline schedules a push for it.
+ */
+export function nextExpiry(model: ModelSnapshot, now: number): number | undefined {
+  if (![...model.gatewayGroups.values()].some((g) => authzMode(g) === 'native')) return undefined;
+  let next: number | undefined;
+  const consider = (at: string | undefined) => {
+    if (at === undefined) return;
+    const t = Date.parse(at);
+    if (t > now && (next === undefined || t < next)) next = t;
+  };
+  for (const s of model.subscriptions.values()) consider(s.expiresAt);
+  for (const k of model.apiKeys.values()) consider(k.expiresAt);
+  return next;
 }

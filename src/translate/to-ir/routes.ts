@@ -28,6 +28,7 @@ import type {
   QueryMatchIR,
   QuotaDenyIR,
   RetryIR,
+  RouteAccessIR,
   RouteApiKeyAuthIR,
   RouteAuthzIR,
   RouteIR,
@@ -38,7 +39,7 @@ import { compareStrings, stripPrefixRewrite } from '../paths.ts';
 import { DEFAULTS, sortMethods } from './common.ts';
 import { headerRulesIr, literalHeaderValue } from './headers.ts';
 import { compressionIr } from './compression.ts';
-import { nativeApiKeyAuth, type NativeAuthContext } from './native-auth.ts';
+import { nativeApiKeyAuth, PLAN_FROM_ACCESS, type NativeAuthContext } from './native-auth.ts';
 
 // ── routes ────────────────────────────────────────────────────────────────────
 function valueMatchIr(m: HeaderMatch | QueryMatch): ValueMatchIR {
@@ -199,7 +200,7 @@ export function routeIr(model: ModelSnapshot, product: Product, route: Route, fi
   const quotaDeny = filters?.quotaDeny?.get(name);
   // Limits counted natively (rateLimit.mode native) need no callout; the callout's own counting does.
   const countedByCallout = limits?.limited === true && filters?.rateLimitMode !== 'native';
-  const apiKeyAuth = filters?.nativeAuth && limits ? nativeApiKeyAuth(model, product, route, accept, countedByCallout, filters.nativeAuth) : undefined;
+  const native = filters?.nativeAuth && limits ? nativeApiKeyAuth(model, product, route, accept, countedByCallout, filters.nativeAuth) : undefined;
   const ir: RouteIR = {
     name,
     metadata: { product: product.name, route: route.name, ...(flow ? { flow } : {}) },
@@ -218,7 +219,7 @@ export function routeIr(model: ModelSnapshot, product: Product, route: Route, fi
     ...(quotaDeny ? { quotaDeny } : {}),
     ...(filters ? grpcIr(model, route) : {}),
   };
-  return apiKeyAuth ? nativeRoute(ir, product, route, apiKeyAuth) : ir;
+  return native ? nativeRoute(ir, product, route, native.apiKeyAuth, native.access) : ir;
 }
 
 /** A route's gRPC-JSON transcoding and gRPC-Web (Envoy groups). */
@@ -232,18 +233,19 @@ function grpcIr(model: ModelSnapshot, route: Route): Pick<RouteIR, 'transcoder' 
 }
 
 /**
- * A route Envoy authorizes itself: api_key_auth on, ext_authz off. The filter forwards the partner
- * (x-portico-partner, for later filters and the upstream) and hides the key; the route adds the
- * identity headers the callout would have set, except the plan (it depends on the partner).
+ * A route Envoy authorizes itself: api_key_auth and the access RBAC on, ext_authz off. The key filter
+ * forwards the partner (x-portico-partner, for later filters and the upstream) and hides the key; the
+ * route adds the identity headers the callout would have set, the plan from the access RBAC's match.
  */
-function nativeRoute(ir: RouteIR, product: Product, route: Route, apiKeyAuth: RouteApiKeyAuthIR): RouteIR {
+function nativeRoute(ir: RouteIR, product: Product, route: Route, apiKeyAuth: RouteApiKeyAuthIR, access: RouteAccessIR): RouteIR {
   const identity: Array<[string, string]> = [
     [GATEWAY_HEADERS.credential, 'api_key'],
     [GATEWAY_HEADERS.product, product.name],
     [GATEWAY_HEADERS.route, route.name],
+    ...(access.allowed.length ? [[GATEWAY_HEADERS.plan, PLAN_FROM_ACCESS] as [string, string]] : []),
   ];
   const m = ir.requestHeaders;
-  return { ...ir, requestHeaders: { ...m, set: [...m.set, ...identity].sort((a, b) => compareStrings(a[0], b[0])) }, authz: { disabled: true }, apiKeyAuth };
+  return { ...ir, requestHeaders: { ...m, set: [...m.set, ...identity].sort((a, b) => compareStrings(a[0], b[0])) }, authz: { disabled: true }, apiKeyAuth, access };
 }
 
 /**

@@ -1,6 +1,7 @@
 // The HTTP filter features of an Envoy group's chain, in chain order. listeners.ts builds the chain
 // and the local replies from this list, routes.ts the per-route configs and route-action fields; a
 // new filter feature is a module implementing HttpFilterEmitter, added here at its place in the chain.
+import { access } from './access.ts';
 import { apiKeyAuth } from './api-key-auth.ts';
 import { compression } from './compression.ts';
 import { cors } from './cors.ts';
@@ -21,6 +22,7 @@ export const HTTP_FILTERS: readonly HttpFilterEmitter[] = [
   stripIdentity,
   cors,
   apiKeyAuth,
+  access,
   localRateLimit,
   extAuthz,
   quota,

@@ -1,0 +1,50 @@
+// The access RBAC (native mode): who may call a route, on the partner the authentication filter before
+// it established (x-portico-partner). Off in the chain, on per route: DENY policies named after the
+// callout's 403 codes (the local-reply mapper words each), shadow ALLOW policies naming the plan.
+import { accessReplyMapping, GATEWAY_HEADERS } from '../../../contract/index.ts';
+import type { RouteAccessIR } from '../../ir.ts';
+import { ACCESS_REFUSALS } from '../../to-ir/native-auth.ts';
+import { any, extension, FILTERS, sortedRecord, type Json } from '../common.ts';
+import { disabledByDefault, type HttpFilterEmitter } from './filter.ts';
+
+const RBAC_TYPE = 'envoy.extensions.filters.http.rbac.v3.RBAC';
+const RBAC_PER_ROUTE_TYPE = 'envoy.extensions.filters.http.rbac.v3.RBACPerRoute';
+
+const partnerIs = (name: string): Json => ({ header: { name: GATEWAY_HEADERS.partner, string_match: { exact: name } } });
+const oneOf = (ids: Json[]): Json => (ids.length === 1 ? ids[0]! : { or_ids: { ids } });
+const methodIs = (m: string): Json => ({ header: { name: ':method', string_match: { exact: m } } });
+
+/**
+ * One DENY policy per refusal that applies, their partner sets disjoint, so the policy Envoy names in
+ * the response code details is the callout's reason. Whoever is listed nowhere (a key of a partner
+ * not subscribed here, or any identity this route never heard of) has no subscription.
+ */
+function rules(a: RouteAccessIR): Json {
+  const policies: Array<[string, Json]> = a.deny.map((d) => [d.reason, { permissions: [{ any: true }], principals: [oneOf(d.partners.map(partnerIs))] }]);
+  const restricted = a.allowed.filter((x) => x.methods !== undefined);
+  if (restricted.length) {
+    const principals = restricted.map((x) => ({ and_ids: { ids: [partnerIs(x.partner), { not_id: oneOf(x.methods!.map(methodIs)) }] } }));
+    policies.push(['method_not_in_subscription', { permissions: [{ any: true }], principals }]);
+  }
+  const known = [...a.deny.flatMap((d) => d.partners), ...a.allowed.map((x) => x.partner)];
+  policies.push(['no_subscription', { permissions: [{ any: true }], principals: [known.length ? { not_id: oneOf(known.map(partnerIs)) } : { any: true }] }]);
+  return { action: 'DENY', policies: sortedRecord(policies) };
+}
+
+/** Shadow rules (never enforced): the ALLOW policy that matches is the caller's plan, recorded in dynamic metadata. */
+function plans(a: RouteAccessIR): Json | undefined {
+  const byPlan = new Map<string, string[]>();
+  for (const x of a.allowed) byPlan.set(x.plan, [...(byPlan.get(x.plan) ?? []), x.partner]);
+  if (byPlan.size === 0) return undefined;
+  return { action: 'ALLOW', policies: sortedRecord([...byPlan].map(([plan, partners]) => [plan, { permissions: [{ any: true }], principals: [oneOf(partners.map(partnerIs))] }])) };
+}
+
+export const access: HttpFilterEmitter = {
+  chain: (g) => (g.filters.access ? [disabledByDefault(extension(FILTERS.access, RBAC_TYPE))] : []),
+  perRoute: (r) => {
+    if (!r.access) return [];
+    const shadow = plans(r.access);
+    return [[FILTERS.access, any(RBAC_PER_ROUTE_TYPE, { rbac: { rules: rules(r.access), ...(shadow ? { shadow_rules: shadow } : {}) } })]];
+  },
+  localReplies: (f) => (f.access ? ACCESS_REFUSALS.map(accessReplyMapping) : []),
+};

@@ -1,0 +1,112 @@
+// Native access decisions in the translator: who may call a route, why not (the callout's order:
+// suspended partner, subscription status, expiry, route, method), under which plan; expiries judged
+// at the given clock; the next expiry the pipeline schedules a push for.
+import assert from 'node:assert/strict';
+import { describe, it } from 'node:test';
+import type { KindName, ModelSnapshot } from '../../src/model/model.ts';
+import { nativeApiKeyAuth, nativeAuthContext, nextExpiry, routeAccess } from '../../src/translate/to-ir/native-auth.ts';
+import { validModel } from '../support/translate.ts';
+
+const NOW = Date.parse('2026-06-01T00:00:00Z');
+const key = (c: string) => `ptk_${c.repeat(8)}_${c.toUpperCase().repeat(43)}`;
+
+function gateway(extra: Array<[KindName, object]> = []): ModelSnapshot {
+  return validModel([
+    ['gatewayGroups', { name: 'g', listeners: [{ name: 'web', port: 8080 }], authz: { mode: 'native' } }],
+    ['services', { name: 's', endpoints: [{ host: '10.0.0.1', port: 80 }] }],
+    ['products', { name: 'api', gatewayGroups: ['g'], auth: { accept: ['api_key'] } }],
+    ['routes', { product: 'api', name: 'items', match: { path: { type: 'prefix', value: '/items' } }, service: 's' }],
+    ['routes', { product: 'api', name: 'admin', match: { path: { type: 'prefix', value: '/admin' } }, service: 's' }],
+    ['products', { name: 'other', gatewayGroups: ['g'], auth: { accept: ['api_key'] } }],
+    ['routes', { product: 'other', name: 'all', match: { path: { type: 'prefix', value: '/other' } }, service: 's' }],
+    ['plans', { name: 'free' }],
+    ['plans', { name: 'gold' }],
+    ...extra,
+  ]);
+}
+
+function partner(name: string, sub: object | undefined, opts: { suspended?: boolean; keyExpiresAt?: string } = {}): Array<[KindName, object]> {
+  return [
+    ['partners', { name, ...(opts.suspended ? { suspended: true } : {}) }],
+    ...(sub ? [['subscriptions', { partner: name, plan: 'free', ...sub }] as [KindName, object]] : []),
+    ['apiKeys', { partner: name, name: 'k', prefix: name.slice(0, 1).repeat(8), hash: 'h'.repeat(43), secret: key(name.slice(0, 1)), ...(opts.keyExpiresAt ? { expiresAt: opts.keyExpiresAt } : {}) }],
+  ];
+}
+
+describe('native access (authz.mode native)', () => {
+  const model = gateway([
+    ...partner('acme', { product: 'api', plan: 'gold' }),
+    ...partner('bravo', { product: 'api', access: { routes: ['items'], methods: ['GET'] } }),
+    ...partner('charlie', { product: 'api' }, { suspended: true }),
+    ...partner('delta', { product: 'api', status: 'suspended' }),
+    ...partner('echo', { product: 'api', expiresAt: '2026-05-31T23:59:59Z' }),
+    ...partner('foxtrot', { product: 'other', expiresAt: '2026-07-01T00:00:00Z' }),
+    ...partner('golf', { product: 'api' }, { keyExpiresAt: '2026-06-01T00:00:00Z' }),
+  ]);
+  const products = [...model.products.values()];
+  const ctx = nativeAuthContext(model, products, NOW);
+  const route = (r: string) => model.routes.get(`api/${r}`)!;
+
+  it('classifies every partner as the callout would, methods and plans travelling with the allowed', () => {
+    assert.deepEqual(routeAccess(model, model.products.get('api')!, route('items'), ctx), {
+      deny: [
+        { reason: 'partner_suspended', partners: ['charlie'] },
+        { reason: 'subscription_suspended', partners: ['delta'] },
+        { reason: 'subscription_expired', partners: ['echo'] },
+      ],
+      allowed: [
+        { partner: 'acme', plan: 'gold' },
+        { partner: 'bravo', plan: 'free', methods: ['GET'] },
+        { partner: 'golf', plan: 'free' },
+      ],
+    });
+    const admin = routeAccess(model, model.products.get('api')!, route('admin'), ctx);
+    assert.deepEqual(admin.deny.at(-1), { reason: 'route_not_in_subscription', partners: ['bravo'] });
+    assert.equal(
+      admin.allowed.some((a) => a.partner === 'bravo'),
+      false,
+    );
+  });
+
+  it('judges expiries at the clock it is given: keys expired at that instant are not pushed', () => {
+    assert.deepEqual(
+      ctx.credentials.map((c) => c.client),
+      ['acme', 'bravo', 'charlie', 'delta', 'echo', 'foxtrot'],
+    );
+    const earlier = nativeAuthContext(model, products, NOW - 1);
+    assert.ok(
+      earlier.credentials.some((c) => c.client === 'golf'),
+      'a millisecond before its expiry the key is pushed',
+    );
+    const access = routeAccess(model, model.products.get('api')!, route('items'), nativeAuthContext(model, products, Date.parse('2026-05-31T23:59:58Z')));
+    assert.ok(
+      access.allowed.some((a) => a.partner === 'echo'),
+      'before its expiry the subscription is allowed',
+    );
+  });
+
+  it('keeps the callout for routes it cannot decide natively', () => {
+    const p = model.products.get('api')!;
+    assert.ok(nativeApiKeyAuth(model, p, route('items'), ['api_key'], false, ctx));
+    assert.equal(nativeApiKeyAuth(model, p, route('items'), ['api_key', 'jwt'], false, ctx), undefined, 'other credentials');
+    assert.equal(nativeApiKeyAuth(model, p, route('items'), ['api_key'], true, ctx), undefined, 'counted by the callout');
+    const legacy = gateway([
+      ['partners', { name: 'hotel' }],
+      ['subscriptions', { partner: 'hotel', product: 'api', plan: 'free' }],
+      ['apiKeys', { partner: 'hotel', name: 'k', prefix: 'hhhhhhhh', hash: 'h'.repeat(43) }],
+    ]);
+    assert.equal(
+      nativeApiKeyAuth(legacy, legacy.products.get('api')!, legacy.routes.get('api/items')!, ['api_key'], false, nativeAuthContext(legacy, [...legacy.products.values()], NOW)),
+      undefined,
+      'hash-only key',
+    );
+  });
+
+  it('names the next expiry after the clock, subscriptions and keys alike, and none without a native group', () => {
+    assert.equal(nextExpiry(model, NOW), Date.parse('2026-07-01T00:00:00Z'));
+    assert.equal(nextExpiry(model, NOW - 1), NOW, 'the key expiring at NOW');
+    assert.equal(nextExpiry(model, Date.parse('2026-07-01T00:00:00Z')), undefined, 'nothing left to expire');
+    const exact = validModel([...[...model.gatewayGroups.values()].map((g) => ['gatewayGroups', { ...g, authz: { mode: 'exact' } }] as [KindName, object])]);
+    assert.equal(nextExpiry(exact, NOW), undefined);
+  });
+});
