@@ -19,7 +19,9 @@ export interface Problem {
 
 export interface Session {
   name: string;
-  role: 'admin' | 'viewer';
+  role: 'admin' | 'viewer' | 'partner';
+  /** The partner a partner token acts for: the console shows the partner portal only. */
+  partner?: string;
   csrf: string;
   expiresAt: string;
 }

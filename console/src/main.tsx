@@ -8,6 +8,7 @@ import { Audit } from './pages/audit.tsx';
 import { Declarative } from './pages/declarative.tsx';
 import { NewApi } from './pages/newapi.tsx';
 import { Overview } from './pages/overview.tsx';
+import { Portal } from './pages/portal/portal.tsx';
 import { ResourcePage } from './pages/resources.tsx';
 import { Field, ProblemBanner, SessionContext } from './ui.tsx';
 
@@ -51,7 +52,7 @@ function SignIn(props: { onSignedIn: (s: Session) => void; expired: boolean }) {
       >
         {props.expired && <p role="status">Your session ended. Sign in again.</p>}
         <Field
-          spec={{ path: 'token', label: 'Admin or viewer token', help: 'a pta_… token from `portico token create`, or the bootstrap token' }}
+          spec={{ path: 'token', label: 'Admin or viewer token', help: 'a pta_… token: an admin or viewer token, the bootstrap token, or a partner token (opens the partner portal)' }}
           value={token || undefined}
           onChange={(v) => setToken(String(v ?? ''))}
           error={problem?.errors?.find((e) => e.field === 'token')?.message ?? (problem?.status === 401 ? problem.detail : undefined)}
@@ -95,6 +96,7 @@ function App() {
       />
     );
 
+  if (session.role === 'partner') return <Portal session={session} page={page} onSignedOut={() => setSession(null)} />;
   const resource = RESOURCE_PAGES.includes(page as KindId) ? (page as KindId) : undefined;
   return (
     <SessionContext.Provider value={session}>
