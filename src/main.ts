@@ -212,6 +212,9 @@ export async function startPortico(settings: Settings, opts: StartOptions = {}):
   const channel = tls ? { channelSdsDir: settings.envoyChannelSdsDir } : {};
   const translateOptions: TranslateOptions = { calloutAddress, telemetry, flows: { address: flowsAddress, stepAddress: settings.flowsStepAddress }, ...channel };
   const pipeline = new ConfigPipeline(xds.cache, xds.fleet, translateOptions, log.child({ component: 'pipeline' }), registry);
+  // Native JWT: the key sets the callout's verifier fetched are pushed to Envoy inline (one fetcher for the fleet).
+  pipeline.useJwks(() => authz.fetchedKeySets());
+  const detachKeySets = authz.onKeySets(() => pipeline.jwksChanged());
   const detach = pipeline.attach(store);
   // Native quotas: counted from the access logs Envoys stream, enforced by the next push.
   const quotas = new QuotaLedger();
@@ -219,6 +222,8 @@ export async function startPortico(settings: Settings, opts: StartOptions = {}):
   const detachQuotas = store.subscribe((s) => {
     quotas.setModel(s);
     pipeline.quotasChanged();
+    // An issuer removed or pointed elsewhere: its old key set is no longer pushed.
+    pipeline.jwksChanged();
   });
   pipeline.useQuotas(quotas);
   accessLogs.onEntries((group, entries) => {
@@ -288,6 +293,7 @@ export async function startPortico(settings: Settings, opts: StartOptions = {}):
       tls?.close();
       detach();
       detachQuotas();
+      detachKeySets();
       detachAuthz();
       await feed?.stop();
       await admin.close();

@@ -24,6 +24,7 @@ interface Translation {
   quotas: readonly QuotaExhaustedIR[];
   /** The next expiry after the clock it was translated at: until then the same model translates the same. */
   expiry: number | undefined;
+  jwks: ReadonlyMap<string, unknown>;
   groups: Map<string, GroupResources>;
 }
 
@@ -59,6 +60,9 @@ export class ConfigPipeline {
   private quotaTimer: NodeJS.Timeout | undefined;
   /** Native authorization: fires at the next subscription or key expiry, which then stops working in Envoy. */
   private expiryTimer: NodeJS.Timeout | undefined;
+  /** Native JWT: key sets fetched for jwksUri issuers (pushed to Envoy inline), and where they come from. */
+  private jwks: ReadonlyMap<string, unknown> = new Map();
+  private jwksSource: (() => ReadonlyMap<string, unknown>) | undefined;
   private readonly buildSeconds: Histogram;
   private readonly revisionGauge: Gauge;
   /** Model change → Envoy ACK latency (portico_xds_convergence_seconds). */
@@ -121,6 +125,22 @@ export class ConfigPipeline {
     if (JSON.stringify(next) === JSON.stringify(this.quotas)) return;
     this.quotas = next;
     this.log.info({ exhausted: next.length }, 'native quotas: refusals pushed for the budgets used up');
+    if (this.snapshot) this.publish(this.snapshot);
+  }
+
+  /** Native JWT: fetched key sets come from `source`; jwksChanged() when an issuer's keys were reloaded. */
+  useJwks(source: () => ReadonlyMap<string, unknown>): void {
+    this.jwksSource = source;
+    this.jwks = source();
+  }
+
+  /** An issuer's keys were reloaded: when a key set differs from the one pushed, one push (a key rotation reaches Envoy). */
+  jwksChanged(): void {
+    if (!this.jwksSource) return;
+    const next = this.jwksSource();
+    if (JSON.stringify([...next]) === JSON.stringify([...this.jwks])) return;
+    this.jwks = next;
+    this.log.info({ issuers: next.size }, 'native JWT: fetched key sets pushed to Envoy');
     if (this.snapshot) this.publish(this.snapshot);
   }
 
@@ -252,9 +272,10 @@ export class ConfigPipeline {
     // The gate and the publish of one write see the same resource maps: translate once.
     const now = Date.now();
     const expiry = nextExpiry(snapshot, now);
-    if (this.last?.envoys === this.envoys && this.last.quotas === this.quotas && this.last.expiry === expiry && this.last.maps.every((m, i) => m === maps[i])) return this.last.groups;
-    const groups = translate(snapshot, { ...this.options, envoys: this.envoys, quotaExhausted: this.quotas, now });
-    this.last = { maps, envoys: this.envoys, quotas: this.quotas, expiry, groups };
+    if (this.last?.envoys === this.envoys && this.last.quotas === this.quotas && this.last.jwks === this.jwks && this.last.expiry === expiry && this.last.maps.every((m, i) => m === maps[i]))
+      return this.last.groups;
+    const groups = translate(snapshot, { ...this.options, envoys: this.envoys, quotaExhausted: this.quotas, jwks: this.jwks, now });
+    this.last = { maps, envoys: this.envoys, quotas: this.quotas, jwks: this.jwks, expiry, groups };
     return groups;
   }
 }

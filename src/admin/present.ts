@@ -1,7 +1,7 @@
 // How the admin API shows resources: canonical fields plus bookkeeping, never a secret, each
 // serialised once per version; sorted keys and page caches for the list endpoints.
 import { X509Certificate } from 'node:crypto';
-import { canonicalResource, keyOf, metaKey, type AnyResource, type KindName, type ModelSnapshot } from '../model/index.ts';
+import { canonicalResource, jwtIssuerCalloutReason, keyOf, metaKey, type AnyResource, type JwtIssuer, type KindName, type ModelSnapshot } from '../model/index.ts';
 
 /** A resource as the API shows it: canonical fields, bookkeeping, never a secret. */
 export function present(kind: KindName, r: AnyResource, model: ModelSnapshot): Record<string, unknown> {
@@ -28,6 +28,11 @@ export function present(kind: KindName, r: AnyResource, model: ModelSnapshot): R
     // Which keys Envoy can check itself (sealed) and which only the callout can (hash-only imports).
     out.storage = out.secret !== undefined ? 'sealed' : 'hash-only';
     delete out.secret;
+  }
+  if (kind === 'jwtIssuers') {
+    // Where tokens of this issuer are verified in native mode: by Envoy itself, or by the callout (and why).
+    const reason = jwtIssuerCalloutReason(r as JwtIssuer);
+    out.nativeVerification = reason === undefined ? { envoy: true } : { envoy: false, reason };
   }
   const meta = model.meta.get(metaKey(kind, keyOf(kind, r)));
   if (meta) Object.assign(out, meta);

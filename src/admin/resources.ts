@@ -26,6 +26,7 @@ import { modelProblem, problems } from './problem.ts';
 /** Fields the API returns but a client never sets; accepted (and ignored) in bodies so GET → edit → PUT works. */
 const OUTPUT_ONLY = ['revision', 'createdAt', 'updatedAt'];
 const CERTIFICATE_OUTPUT_ONLY = ['hasPrivateKey', 'notAfter', 'notBefore', 'subject', 'issuer', 'fingerprintSha256'];
+const JWT_ISSUER_OUTPUT_ONLY = ['nativeVerification'];
 
 type Params = Record<string, string>;
 type Query = Record<string, string | undefined>;
@@ -141,7 +142,7 @@ function registerKind(app: FastifyInstance, kind: KindName, store: ModelStore): 
     }
     const body: Record<string, unknown> = { ...(raw as Record<string, unknown>) };
     const bodyRevision = body.revision;
-    for (const f of kind === 'certificates' ? [...OUTPUT_ONLY, ...CERTIFICATE_OUTPUT_ONLY] : OUTPUT_ONLY) delete body[f];
+    for (const f of kind === 'certificates' ? [...OUTPUT_ONLY, ...CERTIFICATE_OUTPUT_ONLY] : kind === 'jwtIssuers' ? [...OUTPUT_ONLY, ...JWT_ISSUER_OUTPUT_ONLY] : OUTPUT_ONLY) delete body[f];
     if (parent) {
       if (body[parent.field] !== undefined && body[parent.field] !== p.parent) {
         throw problems.validation([{ field: parent.field, message: `must match the URL ('${p.parent}') or be left out` }]);

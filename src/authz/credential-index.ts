@@ -1,14 +1,25 @@
 // The credential index (pure): everything ext_authz needs from one model snapshot, in lookup-ready
 // form. Rebuilt from each snapshot and swapped whole, so a Check never sees half of a change.
-import { canonicalResource, sortedValues, normalizeFingerprint, apiKeyHeader, effectiveAccept, type ModelSnapshot, type CredentialType, type JwtAlgorithm, type JwtIssuer } from '../model/index.ts';
+import {
+  DEFAULT_CLOCK_SKEW_SECONDS,
+  DEFAULT_JWT_ALGORITHMS,
+  canonicalResource,
+  sortedValues,
+  normalizeFingerprint,
+  apiKeyHeader,
+  effectiveAccept,
+  type ModelSnapshot,
+  type CredentialType,
+  type JwtAlgorithm,
+  type JwtIssuer,
+} from '../model/index.ts';
 import type { SecretHasher } from '../store/index.ts';
 // The translator decides which credential types Envoy sends here; using its rule keeps the two in step.
 import { GATEWAY_HEADERS } from '../contract/index.ts';
 import { canonicalSan, canonicalSubject, type MtlsIndex } from './mtls.ts';
 
-/** Algorithms an issuer accepts when it does not list its own: asymmetric only, never HS* or none. */
-export const DEFAULT_JWT_ALGORITHMS: readonly JwtAlgorithm[] = ['RS256', 'ES256'];
-export const DEFAULT_CLOCK_SKEW_SECONDS = 30;
+// The defaults are the model's: the native translator applies the same ones.
+export { DEFAULT_CLOCK_SKEW_SECONDS, DEFAULT_JWT_ALGORITHMS };
 
 export interface ApiKeyEntry {
   partner: string;

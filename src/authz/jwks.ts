@@ -1,6 +1,6 @@
 import { importJWK, type JWK } from 'jose';
 import type { Logger } from 'pino';
-import type { JwtAlgorithm } from '../model/index.ts';
+import { jwkAlgorithms, jwksKeys, publicJwkMembers, type JwtAlgorithm } from '../model/index.ts';
 import { bucketStep, type BucketSpec, type BucketState } from '../ratelimit/index.ts';
 import type { IssuerEntry } from './credential-index.ts';
 
@@ -56,45 +56,22 @@ export interface JwtVerifierDeps {
   fetch?: typeof fetch;
 }
 
-const RSA_ALGS: readonly JwtAlgorithm[] = ['RS256', 'RS384', 'RS512', 'PS256', 'PS384', 'PS512'];
-const EC_ALGS: Readonly<Record<string, JwtAlgorithm>> = { 'P-256': 'ES256', 'P-384': 'ES384', 'P-521': 'ES512' };
-
-/** The algorithms one JWK may verify, within the issuer's allow-list. Symmetric and private keys never qualify. */
-function algorithmsFor(jwk: Record<string, unknown>, allowed: readonly JwtAlgorithm[]): JwtAlgorithm[] {
-  if (jwk.kty === 'oct' || 'd' in jwk || 'k' in jwk) return [];
-  if (jwk.use !== undefined && jwk.use !== 'sig') return [];
-  if (Array.isArray(jwk.key_ops) && !jwk.key_ops.includes('verify')) return [];
-  let candidates: readonly JwtAlgorithm[];
-  if (jwk.kty === 'RSA') candidates = RSA_ALGS;
-  else if (jwk.kty === 'EC') candidates = typeof jwk.crv === 'string' && EC_ALGS[jwk.crv] ? [EC_ALGS[jwk.crv]!] : [];
-  else if (jwk.kty === 'OKP') candidates = jwk.crv === 'Ed25519' ? ['EdDSA'] : [];
-  else candidates = [];
-  if (typeof jwk.alg === 'string') candidates = candidates.filter((a) => a === jwk.alg);
-  return candidates.filter((a) => allowed.includes(a));
-}
-
 type KeySet = Map<string, Map<JwtAlgorithm, CryptoKey>>;
 
 async function importKeySet(doc: unknown, allowed: readonly JwtAlgorithm[]): Promise<{ keys: KeySet; skipped: number }> {
   const list = doc !== null && typeof doc === 'object' ? (doc as { keys?: unknown }).keys : undefined;
   if (!Array.isArray(list)) throw new Error('the document has no "keys" array');
+  const usable = jwksKeys(doc);
   const keys: KeySet = new Map();
-  let skipped = 0;
-  for (const raw of list.slice(0, 256)) {
-    if (raw === null || typeof raw !== 'object' || Array.isArray(raw)) {
-      skipped++;
-      continue;
-    }
-    const jwk = raw as Record<string, unknown>;
+  let skipped = Math.min(list.length, 256) - usable.length;
+  for (const jwk of usable) {
     const kid = typeof jwk.kid === 'string' ? jwk.kid : '';
-    const algs = algorithmsFor(jwk, allowed);
+    const algs = jwkAlgorithms(jwk, allowed);
     if (algs.length === 0) skipped++;
     for (const alg of algs) {
       try {
         // Only public members go to the importer: no usage hints that could make it refuse a verify key.
-        const { kty, n, e, crv, x, y } = jwk as Record<string, string | undefined>;
-        const pub = Object.fromEntries(Object.entries({ kty, n, e, crv, x, y }).filter(([, v]) => v !== undefined)) as JWK;
-        const key = await importJWK(pub, alg);
+        const key = await importJWK(publicJwkMembers(jwk) as JWK, alg);
         if (!(key instanceof Uint8Array)) {
           let m = keys.get(kid);
           if (!m) keys.set(kid, (m = new Map()));
@@ -150,6 +127,8 @@ async function readLimited(res: Response, max: number): Promise<string> {
 /** One issuer's keys: inline, or fetched from jwksUri and kept fresh in the background. */
 export class JwksSource {
   private keys: KeySet = new Map();
+  /** The last key set fetched and accepted (native mode pushes it to Envoy); undefined until then. */
+  private fetchedDocument: unknown;
   private loading: Promise<void> | undefined;
   private timer: NodeJS.Timeout | undefined;
   private abort: AbortController | undefined;
@@ -184,6 +163,11 @@ export class JwksSource {
   /** Fetches attempted so far (diagnostics, tests). */
   get fetchCount(): number {
     return this.fetches;
+  }
+
+  /** The fetched key set as published (public keys only count: the translator keeps those), for jwksUri issuers. */
+  get document(): unknown {
+    return this.fetchedDocument;
   }
 
   get keyCount(): number {
@@ -276,11 +260,13 @@ export class JwksSource {
       const res = await this.deps.fetch(uri, { signal: abort.signal, headers: { accept: 'application/jwk-set+json, application/json' } });
       if (!res.ok) throw new Error(`HTTP status ${res.status}`);
       const text = await readLimited(res, this.settings.maxJwksBytes);
-      const { keys, skipped } = await importKeySet(JSON.parse(text), this.issuer.algorithms);
+      const doc: unknown = JSON.parse(text);
+      const { keys, skipped } = await importKeySet(doc, this.issuer.algorithms);
       // An empty set is more likely a broken IdP than a deliberate revocation of every key: keep the last good set.
       if (keys.size === 0) throw new Error('the key set has no key usable with the allowed algorithms');
       if (this.closed) return;
       this.keys = keys;
+      this.fetchedDocument = doc;
       if (this.failures > 0) this.deps.logger?.info({ issuer: this.issuer.name, keys: this.keyCount }, 'authz: JWKS fetch works again');
       this.failures = 0;
       this.deps.observer.jwksFetch(this.issuer.name, 'ok');

@@ -99,13 +99,23 @@ export class AuthzService {
   private readonly log: Logger | undefined;
   private readonly limiter: CombinedLimiter | undefined;
   private warnedNoLimiter = false;
+  private readonly keySetListeners = new Set<() => void>();
 
   constructor(private readonly opts: AuthzServiceOptions) {
     this.now = opts.now ?? Date.now;
     this.log = opts.logger;
     this.limiter = opts.limiter;
     this.metrics = new AuthzMetrics({ registry: opts.registry ?? new Registry(), maxPartnerLabels: opts.maxPartnerLabels });
-    this.verifier = new JwtVerifier(opts.jwt, { logger: opts.logger, observer: this.metrics, now: this.now, ...(opts.fetch ? { fetch: opts.fetch } : {}) });
+    // A key set loaded is also news for native mode, which pushes fetched key sets to Envoy.
+    const observer = {
+      tokenCache: (r: 'hit' | 'miss') => this.metrics.tokenCache(r),
+      jwksFetch: (issuer: string, r: 'ok' | 'error') => this.metrics.jwksFetch(issuer, r),
+      jwksKeys: (issuer: string, keys: number) => {
+        this.metrics.jwksKeys(issuer, keys);
+        for (const l of this.keySetListeners) l();
+      },
+    };
+    this.verifier = new JwtVerifier(opts.jwt, { logger: opts.logger, observer, now: this.now, ...(opts.fetch ? { fetch: opts.fetch } : {}) });
   }
 
   /** The index answering Checks now (undefined before the first snapshot). */
@@ -128,6 +138,22 @@ export class AuthzService {
       this.log?.error({ revision: snapshot.revision, reason: (e as Error).message }, 'authz: credential index build failed; keeping the previous one');
       return undefined;
     }
+  }
+
+  /** The key sets fetched for jwksUri issuers, by issuer name (native mode pushes them to Envoy inline). */
+  fetchedKeySets(): Map<string, unknown> {
+    const out = new Map<string, unknown>();
+    for (const [name, i] of this.current?.issuers ?? []) {
+      const doc = i.jwksUri !== undefined ? this.verifier.source(name)?.document : undefined;
+      if (doc !== undefined) out.set(name, doc);
+    }
+    return out;
+  }
+
+  /** Calls `listener` whenever an issuer's keys were (re)loaded; returns the unsubscribe. */
+  onKeySets(listener: () => void): () => void {
+    this.keySetListeners.add(listener);
+    return () => this.keySetListeners.delete(listener);
   }
 
   /** Every issuer's first JWKS load has settled (startup readiness, tests). */

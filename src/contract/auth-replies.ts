@@ -48,3 +48,52 @@ export function accessReplyMapping(reason: AccessRefusal): RateLimitReplyMapping
   const product = `%METADATA(ROUTE:${ROUTE_METADATA_NAMESPACE}:product)%`;
   return { status: 403, codeDetails: `rbac_access_denied_matched_policy[${reason}]`, headers: [], body: gatewayErrorBody(reason, accessRefusalMessage(reason, product, '%REQ(:METHOD):16%')) };
 }
+
+const BEARER_CHALLENGE: readonly [string, string] = ['www-authenticate', `Bearer realm="${AUTH_REALM}"`];
+
+/** A refused token: 401 invalid_token with the reason in the body and in the challenge, as the callout words it. */
+function invalidToken(details: { codeDetails?: string; codeDetailsPrefix?: string }, message: string, status = 401): RateLimitReplyMapping {
+  return {
+    status,
+    ...details,
+    ...(status !== 401 ? { rewriteStatus: 401 } : {}),
+    headers: [['www-authenticate', `Bearer realm="${AUTH_REALM}", error="invalid_token", error_description="${message}"`]],
+    body: gatewayErrorBody('invalid_token', message),
+  };
+}
+
+const JWT_DENIED = 'jwt_authn_access_denied';
+
+/**
+ * jwt_authn's refusals, keyed on its response code details (`jwt_authn_access_denied{<reason with
+ * spaces as _>}`), in the callout's words; anything else it refuses falls to the last mapping.
+ * Envoy answers a wrong audience with 403; the callout (and RFC 6750) say 401 invalid_token.
+ */
+export const JWT_REPLY_MAPPINGS: readonly RateLimitReplyMapping[] = [
+  {
+    status: 401,
+    codeDetails: `${JWT_DENIED}{Jwt_is_missing}`,
+    headers: [BEARER_CHALLENGE],
+    body: gatewayErrorBody('missing_credentials', 'This API requires a bearer token in the Authorization header.'),
+  },
+  invalidToken({ codeDetails: `${JWT_DENIED}{Jwt_is_expired}` }, 'The token has expired.'),
+  invalidToken({ codeDetails: `${JWT_DENIED}{Jwt_not_yet_valid}` }, 'The token is not valid yet.'),
+  invalidToken({ codeDetails: `${JWT_DENIED}{Audiences_in_Jwt_are_not_allowed}` }, 'The token audience is not accepted by this API.', 403),
+  invalidToken({ codeDetails: `${JWT_DENIED}{Jwt_issuer_is_not_configured}` }, 'The token issuer is not accepted by this API.'),
+  invalidToken({ codeDetails: `${JWT_DENIED}{Jwt_verification_fails}` }, 'The token signature is invalid.'),
+  invalidToken({ codeDetailsPrefix: `${JWT_DENIED}{Jwks_doesn` }, 'The token was not signed with a key and algorithm the issuer publishes.'),
+  invalidToken({ codeDetailsPrefix: JWT_DENIED }, 'The token is malformed or could not be verified.'),
+];
+
+/** The claim check's DENY policy (native JWT routes): a forwarded claim that is no valid header value. */
+export const CLAIM_CHECK_POLICY = 'portico_claim_not_header_value';
+
+/**
+ * The claim check's refusal: the callout leaves a claim that is no valid header value (control
+ * characters) out; Envoy would pass it on and the upstream connection would fail, so it is refused.
+ */
+export const CLAIM_CHECK_REPLY_MAPPING: RateLimitReplyMapping = invalidToken(
+  { codeDetails: `rbac_access_denied_matched_policy[${CLAIM_CHECK_POLICY}]` },
+  'The token has a claim that is not a valid header value.',
+  403,
+);

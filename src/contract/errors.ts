@@ -54,6 +54,8 @@ export interface RateLimitReplyMapping {
   flags?: readonly string[];
   /** Its response code details (e.g. local_rate_limited), matched with a CEL filter. */
   codeDetails?: string;
+  /** …or the start of them (a filter that appends its reason, as jwt_authn does). */
+  codeDetailsPrefix?: string;
   /** Only when the refusing filter's Retry-After header is 1 (for the singular "1 second"). */
   retryAfterOne?: boolean;
   /** The status the client gets. */

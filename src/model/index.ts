@@ -11,3 +11,4 @@ export * from './schemas.ts';
 export * from './validate.ts';
 export * from './grpc-descriptor.ts';
 export * from './plan-rules.ts';
+export * from './jwt-keys.ts';

@@ -30,6 +30,8 @@ export interface TranslateOptions {
   quotaExhausted?: readonly QuotaExhaustedIR[];
   /** Epoch ms subscription and key expiries are judged at (native authorization); Date.now() when unset. */
   now?: number;
+  /** Native mode: JWKS documents the control plane fetched for jwksUri issuers, by issuer name (pushed to Envoy inline). */
+  jwks?: ReadonlyMap<string, unknown>;
 }
 
 // The output type is the xDS cache's input type: one contract, in src/contract.

@@ -50,6 +50,10 @@ export interface HttpFiltersIR {
   apiKeyAuth?: true;
   /** Native mode: some route's callers are authorized by the access RBAC filter (off in the chain, on per route). */
   access?: true;
+  /** Native mode: the JWT issuers native routes accept, as jwt_authn providers (off in the chain, on per route). */
+  jwtAuthn?: JwtAuthnIR;
+  /** Native mode: some JWT route forwards claims, whose values the claim check refuses when they are no header value. */
+  claimCheck?: true;
   /** Present when some route in the group requires a credential (or, in combined mode, is counted). */
   extAuthz?: ExtAuthzIR;
   /**
@@ -336,6 +340,36 @@ export interface RouteAccessIR {
   allowed: Array<{ partner: string; plan: string; methods?: string[] }>;
 }
 
+/** One JWT issuer as a jwt_authn provider (named after the issuer), its key set pushed inline. */
+export interface JwtProviderIR {
+  name: string;
+  issuer: string;
+  audiences: string[];
+  /** The issuer's public signing keys (JWKS JSON), each pinned to one allowed algorithm. */
+  jwks: string;
+  clockSkewSeconds: number;
+  /** The caller's token goes on to the upstream (issuer.forwardToken). */
+  forwardToken: boolean;
+  /** [header, claim] pairs, sorted by header: the partner claim first becomes x-portico-partner, then forwarded claims. */
+  claimHeaders: Array<[string, string]>;
+}
+
+export interface JwtAuthnIR {
+  providers: JwtProviderIR[];
+  /** Requirement name → the providers any of which must verify the token (sorted by name). */
+  requirements: Array<[string, string[]]>;
+  cacheSize: number;
+  maxTokenBytes: number;
+}
+
+/** Native mode: a route whose token Envoy's jwt_authn verifies (the access RBAC then checks the partner claim). */
+export interface RouteJwtAuthIR {
+  /** A key of JwtAuthnIR.requirements. */
+  requirement: string;
+  /** Headers the route's issuers set from claims (besides the partner): a value that is no valid header value is refused. */
+  claimHeaders: string[];
+}
+
 /** What Envoy's rate-limit filter sends for a route (service mode): see routeRateLimit in src/ratelimit/descriptors.ts. */
 export interface RouteRateLimitIR {
   product: string;
@@ -360,6 +394,8 @@ export interface RouteIR {
   apiKeyAuth?: RouteApiKeyAuthIR;
   /** Native mode: the access RBAC's per-route policies (who may call, why not, under which plan). */
   access?: RouteAccessIR;
+  /** Native mode: Envoy's jwt_authn verifies the token (ext_authz is off on the route; the access RBAC checks its partner claim). */
+  jwtAuth?: RouteJwtAuthIR;
   /** Service mode: the rate-limit actions of a route plan limits apply to. */
   rateLimit?: RouteRateLimitIR;
   /** The route's own token bucket, enforced by Envoy alone. */

@@ -11,6 +11,10 @@ export const FILTERS = {
   cors: 'envoy.filters.http.cors',
   /** Native mode's API key check (off in the chain, on per route). */
   apiKeyAuth: 'envoy.filters.http.api_key_auth',
+  /** Native mode's JWT verification (off in the chain, on per route with the route's issuers). */
+  jwtAuthn: 'envoy.filters.http.jwt_authn',
+  /** Native JWT routes: refuses forwarded claims that are no valid header value (RBAC, per route). */
+  claimCheck: 'portico.rbac.claims',
   /**
    * Native mode's access RBAC (who may call, per route). Named as Envoy's RBAC filter itself: the
    * plan header reads its shadow match from dynamic metadata under this name (PLAN_FROM_ACCESS).

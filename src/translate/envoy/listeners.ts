@@ -51,10 +51,11 @@ const status = (code: number): JsonObject => ({
   status_code_filter: { comparison: { op: 'EQ', value: { default_value: code, runtime_key: `portico.local_reply.status_${code}` } } },
 });
 
-/** Matches a reply by its response code details (CEL: a string literal, so no quoting concerns). */
-function codeDetailsFilter(details: string, retryAfterOne = false): JsonObject {
-  if (!/^[a-z0-9_[\]]+$/.test(details)) throw new Error(`unexpected response code details ${details}`);
-  const expression = `response.code_details == '${details}'${retryAfterOne ? " && response.headers['retry-after'] == '1'" : ''}`;
+/** Matches a reply by its response code details, or their start (CEL: a string literal, so no quoting concerns). */
+function codeDetailsFilter(details: string, retryAfterOne = false, prefix = false): JsonObject {
+  if (!/^[A-Za-z0-9_[\]{}]+$/.test(details)) throw new Error(`unexpected response code details ${details}`);
+  const test = prefix ? `response.code_details.startsWith('${details}')` : `response.code_details == '${details}'`;
+  const expression = `${test}${retryAfterOne ? " && response.headers['retry-after'] == '1'" : ''}`;
   // Wrapped in a TypedStruct (Envoy converts it to the named type): the CEL filter's own proto is not
   // among those the xDS encoder loads.
   return extension('envoy.access_loggers.extension_filters.cel', 'xds.type.v3.TypedStruct', {
@@ -67,7 +68,14 @@ function codeDetailsFilter(details: string, retryAfterOne = false): JsonObject {
 function rateLimitMapper(m: RateLimitReplyMapping): JsonObject {
   return {
     filter: {
-      and_filter: { filters: [status(m.status), m.flags ? { response_flag_filter: { flags: [...m.flags] } } : { extension_filter: codeDetailsFilter(m.codeDetails!, m.retryAfterOne) }] },
+      and_filter: {
+        filters: [
+          status(m.status),
+          m.flags
+            ? { response_flag_filter: { flags: [...m.flags] } }
+            : { extension_filter: m.codeDetailsPrefix !== undefined ? codeDetailsFilter(m.codeDetailsPrefix, m.retryAfterOne, true) : codeDetailsFilter(m.codeDetails!, m.retryAfterOne) },
+        ],
+      },
     },
     ...(m.rewriteStatus !== undefined ? { status_code: m.rewriteStatus } : {}),
     ...(m.headers.length ? { headers_to_add: m.headers.map(([key, value]) => ({ header: { key, value }, append_action: 'OVERWRITE_IF_EXISTS_OR_ADD' })) } : {}),

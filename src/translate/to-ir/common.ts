@@ -56,6 +56,8 @@ export interface IrOptions {
    * ever admitted by a caller that forgot it.
    */
   now?: number;
+  /** Native mode: JWKS documents fetched for jwksUri issuers, by issuer name; their routes stay on the callout until fetched. */
+  jwks?: ReadonlyMap<string, unknown>;
 }
 
 /** Splits `host:port` or `[v6]:port`; throws on anything else (a settings error, not a model error). */

@@ -16,6 +16,7 @@ import { calloutCluster, clusterIr } from './clusters.ts';
 import { proxylessGroupToIr } from './proxyless.ts';
 import { groupFlowsIr } from './flows.ts';
 import { authzMode, nativeAuthContext } from './native-auth.ts';
+import { jwtAuthnIr, nativeJwtContext } from './native-jwt.ts';
 
 // ── groups ────────────────────────────────────────────────────────────────────
 function listenerIr(group: GatewayGroup, l: Listener): ListenerIR {
@@ -65,6 +66,7 @@ export function groupToIr(model: ModelSnapshot, group: GatewayGroup, options: Ir
   const products = groupProducts(model, group.name);
   const mode = rateLimitMode(group);
   const nativeAuth = authzMode(group) === 'native' ? nativeAuthContext(model, products, options.now ?? Date.now()) : undefined;
+  const nativeJwt = nativeAuth ? nativeJwtContext(model, options.jwks) : undefined;
   const native =
     mode === 'native'
       ? nativeLimits(
@@ -74,7 +76,12 @@ export function groupToIr(model: ModelSnapshot, group: GatewayGroup, options: Ir
           (options.quotaExhausted ?? []).filter((q) => q.group === group.name),
         )
       : undefined;
-  const virtualHosts = virtualHostsIr(model, products, { rateLimitMode: mode, ...(native ? { planLimits: native.routes, quotaDeny: native.quotaDeny } : {}), ...(nativeAuth ? { nativeAuth } : {}) });
+  const virtualHosts = virtualHostsIr(model, products, {
+    rateLimitMode: mode,
+    ...(native ? { planLimits: native.routes, quotaDeny: native.quotaDeny } : {}),
+    ...(nativeAuth ? { nativeAuth } : {}),
+    ...(nativeJwt ? { nativeJwt } : {}),
+  });
   // What the routes need decides which filters the chain holds.
   let checked = false;
   let counted = false;
@@ -99,6 +106,8 @@ export function groupToIr(model: ModelSnapshot, group: GatewayGroup, options: Ir
     }
   }
   const groupRoutes = virtualHosts.flatMap((vh) => vh.routes);
+  const jwtAuthn = nativeJwt ? jwtAuthnIr(groupRoutes, nativeJwt) : undefined;
+  const claimCheck = groupRoutes.some((r) => r.jwtAuth?.claimHeaders.length);
   const profiles = compressionProfiles(groupRoutes);
   const transcoder = groupRoutes.find((r) => r.transcoder)?.transcoder;
   const grpcWeb = groupRoutes.some((r) => r.grpcWeb);
@@ -144,6 +153,8 @@ export function groupToIr(model: ModelSnapshot, group: GatewayGroup, options: Ir
       routeLocalRateLimit: routeLocal,
       ...(apiKeyAuth ? { apiKeyAuth: true as const } : {}),
       ...(access ? { access: true as const } : {}),
+      ...(jwtAuthn ? { jwtAuthn } : {}),
+      ...(claimCheck ? { claimCheck: true as const } : {}),
       ...(checked
         ? {
             extAuthz: {

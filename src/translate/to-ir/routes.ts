@@ -29,7 +29,6 @@ import type {
   QuotaDenyIR,
   RetryIR,
   RouteAccessIR,
-  RouteApiKeyAuthIR,
   RouteAuthzIR,
   RouteIR,
   RouteLimitEntryIR,
@@ -40,6 +39,7 @@ import { DEFAULTS, sortMethods } from './common.ts';
 import { headerRulesIr, literalHeaderValue } from './headers.ts';
 import { compressionIr } from './compression.ts';
 import { nativeApiKeyAuth, PLAN_FROM_ACCESS, type NativeAuthContext } from './native-auth.ts';
+import { nativeJwtAuth, type NativeJwtContext } from './native-jwt.ts';
 
 // ── routes ────────────────────────────────────────────────────────────────────
 function valueMatchIr(m: HeaderMatch | QueryMatch): ValueMatchIR {
@@ -154,6 +154,8 @@ export interface RouteFilters {
   quotaDeny?: ReadonlyMap<string, QuotaDenyIR[]>;
   /** Native authorization mode: what the group's native routes share. */
   nativeAuth?: NativeAuthContext;
+  /** Native authorization mode: the issuers Envoy verifies alone. */
+  nativeJwt?: NativeJwtContext;
 }
 
 /**
@@ -201,6 +203,7 @@ export function routeIr(model: ModelSnapshot, product: Product, route: Route, fi
   // Limits counted natively (rateLimit.mode native) need no callout; the callout's own counting does.
   const countedByCallout = limits?.limited === true && filters?.rateLimitMode !== 'native';
   const native = filters?.nativeAuth && limits ? nativeApiKeyAuth(model, product, route, accept, countedByCallout, filters.nativeAuth) : undefined;
+  const jwt = filters?.nativeAuth && filters.nativeJwt && limits ? nativeJwtAuth(model, product, route, accept, countedByCallout, filters.nativeJwt, filters.nativeAuth) : undefined;
   const ir: RouteIR = {
     name,
     metadata: { product: product.name, route: route.name, ...(flow ? { flow } : {}) },
@@ -219,7 +222,8 @@ export function routeIr(model: ModelSnapshot, product: Product, route: Route, fi
     ...(quotaDeny ? { quotaDeny } : {}),
     ...(filters ? grpcIr(model, route) : {}),
   };
-  return native ? nativeRoute(ir, product, route, native.apiKeyAuth, native.access) : ir;
+  if (native) return nativeRoute(ir, product, route, 'api_key', native.access, { apiKeyAuth: native.apiKeyAuth });
+  return jwt ? nativeRoute(ir, product, route, 'jwt', jwt.access, { jwtAuth: jwt.jwtAuth }) : ir;
 }
 
 /** A route's gRPC-JSON transcoding and gRPC-Web (Envoy groups). */
@@ -233,19 +237,20 @@ function grpcIr(model: ModelSnapshot, route: Route): Pick<RouteIR, 'transcoder' 
 }
 
 /**
- * A route Envoy authorizes itself: api_key_auth and the access RBAC on, ext_authz off. The key filter
- * forwards the partner (x-portico-partner, for later filters and the upstream) and hides the key; the
- * route adds the identity headers the callout would have set, the plan from the access RBAC's match.
+ * A route Envoy authorizes itself: api_key_auth or jwt_authn and the access RBAC on, ext_authz off.
+ * The authentication filter forwards the partner (x-portico-partner, for later filters and the
+ * upstream) and hides the credential; the route adds the identity headers the callout would have
+ * set, the plan from the access RBAC's match.
  */
-function nativeRoute(ir: RouteIR, product: Product, route: Route, apiKeyAuth: RouteApiKeyAuthIR, access: RouteAccessIR): RouteIR {
+function nativeRoute(ir: RouteIR, product: Product, route: Route, credential: CredentialType, access: RouteAccessIR, authn: Pick<RouteIR, 'apiKeyAuth' | 'jwtAuth'>): RouteIR {
   const identity: Array<[string, string]> = [
-    [GATEWAY_HEADERS.credential, 'api_key'],
+    [GATEWAY_HEADERS.credential, credential],
     [GATEWAY_HEADERS.product, product.name],
     [GATEWAY_HEADERS.route, route.name],
     ...(access.allowed.length ? [[GATEWAY_HEADERS.plan, PLAN_FROM_ACCESS] as [string, string]] : []),
   ];
   const m = ir.requestHeaders;
-  return { ...ir, requestHeaders: { ...m, set: [...m.set, ...identity].sort((a, b) => compareStrings(a[0], b[0])) }, authz: { disabled: true }, apiKeyAuth, access };
+  return { ...ir, requestHeaders: { ...m, set: [...m.set, ...identity].sort((a, b) => compareStrings(a[0], b[0])) }, authz: { disabled: true }, ...authn, access };
 }
 
 /**

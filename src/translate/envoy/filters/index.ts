@@ -10,6 +10,8 @@ import { grpcErrors } from './grpc-errors.ts';
 import { grpcJsonTranscoder } from './grpc-json-transcoder.ts';
 import { grpcWeb } from './grpc-web.ts';
 import { headerRename } from './header-rename.ts';
+import { jwtAuthn } from './jwt-authn.ts';
+import { claimCheck } from './claim-check.ts';
 import type { HttpFilterEmitter } from './filter.ts';
 import { localRateLimit } from './local-ratelimit.ts';
 import { planLimits } from './plan-limits.ts';
@@ -22,6 +24,8 @@ export const HTTP_FILTERS: readonly HttpFilterEmitter[] = [
   stripIdentity,
   cors,
   apiKeyAuth,
+  jwtAuthn,
+  claimCheck,
   access,
   localRateLimit,
   extAuthz,

@@ -1,0 +1,176 @@
+// Native JWT (authz.mode native) through the admin API, xDS and a real Envoy: jwt_authn verifies tokens
+// with the issuer's keys the control plane fetched and pushed inline, the access RBAC decides on the
+// partner claim, no callout. Valid token (partner and claims forwarded, token removed); every
+// refusal in the gateway's JSON shape (missing, expired, not yet valid, wrong audience, wrong issuer,
+// bad signature, alg none, HS256 with the public key; unknown or absent partner claim, suspended
+// partner, no subscription, route outside the access level; a claim that is no header value); suspension and subscription removal on
+// update; the admin saying which issuers Envoy verifies; config_dump with no private key material.
+import assert from 'node:assert/strict';
+import { describe, it } from 'node:test';
+import { waitFor } from '../support/components.ts';
+import { assertGatewayError, assertUnauthorized, authzDecisions, identityHeadersOf, startAuthzGateway, upstreamHeaders } from '../support/authz-gateway.ts';
+import { now, startTestIssuer, unsignedToken } from '../support/jwks.ts';
+
+const NODE = 'edge-authz-native-jwt';
+const bearer = (token: string, extra: Record<string, string> = {}) => ({ headers: { authorization: `Bearer ${token}`, ...extra } });
+
+describe('authz native mode: JWTs verified by Envoy itself', () => {
+  it('allows and refuses tokens without a callout, follows suspension, and keeps private keys out of config_dump', { timeout: 300_000 }, async (t) => {
+    const idp = await startTestIssuer({ issuer: 'https://partners.example.com', audience: 'ledger.example.com', keys: [{ kid: 'p-rsa', alg: 'RS256' }] });
+    t.after(() => idp.close());
+    const g = await startAuthzGateway(t, {
+      nodeId: NODE,
+      mutate: (doc) => {
+        doc.gatewayGroups[0].authz.mode = 'native';
+        doc.plans.push({ name: 'unlimited', description: 'no limits: these tests are about who, not how much' });
+        doc.jwtIssuers.push({
+          name: 'partners-idp',
+          issuer: idp.issuer,
+          audiences: [idp.audience],
+          jwksUri: idp.jwksUri,
+          algorithms: ['RS256'],
+          partnerClaim: 'partner',
+          forwardClaims: { sub: 'X-User-Id', role: 'X-User-Role' },
+        });
+        doc.products.push({
+          name: 'ledger',
+          gatewayGroups: ['edge'],
+          basePath: '/ledger',
+          jwtIssuers: ['partners-idp'],
+          auth: { accept: ['jwt'] },
+          routes: [
+            { name: 'entries', match: { path: { type: 'prefix', value: '/entries' } }, service: 'orders' },
+            { name: 'audit', match: { path: { type: 'prefix', value: '/audit' } }, service: 'orders' },
+          ],
+        });
+        doc.partners.push(
+          { name: 'acme', kind: 'service_account', subscriptions: [{ product: 'ledger', plan: 'unlimited' }] },
+          { name: 'globex', kind: 'service_account', subscriptions: [{ product: 'ledger', plan: 'unlimited', access: { routes: ['entries'] } }] },
+          { name: 'initech', kind: 'service_account', suspended: true, subscriptions: [{ product: 'ledger', plan: 'unlimited' }] },
+          { name: 'umbrella', kind: 'service_account', subscriptions: [{ product: 'catalog', plan: 'unlimited' }] },
+        );
+      },
+    });
+    if (!g) return;
+    const { api, envoy, portico } = g;
+    const ledgerChecks = () => authzDecisions(portico.adminUrl, { product: 'ledger' });
+    const token = (partner: string | undefined, o: Parameters<typeof idp.token>[0] = {}) => idp.token({ sub: 'user-1', ...o, claims: { ...(partner ? { partner } : {}), role: 'clerk', ...o.claims } });
+    // The key set reaches Envoy once the control plane fetched it (the route is on the callout until then).
+    await waitFor('the fetched key set in Envoy', async () => (JSON.stringify(await envoy.configDump('dynamic_listeners')).includes('partners.example.com') ? true : undefined), 30_000, 100);
+    await g.inSync();
+
+    await t.test('a valid token opens its route in Envoy alone: partner and claims forwarded, token removed, no callout', async () => {
+      const r = await g.call('/ledger/entries/1', bearer(await token('acme'), { 'x-portico-partner': 'forged', 'x-user-role': 'root' }));
+      const h = upstreamHeaders(r);
+      assert.deepEqual(identityHeadersOf(h), {
+        'x-portico-credential': 'jwt',
+        'x-portico-partner': 'acme',
+        'x-portico-plan': 'unlimited',
+        'x-portico-product': 'ledger',
+        'x-portico-route': 'entries',
+        'x-user-id': 'user-1',
+        'x-user-role': 'clerk',
+      });
+      assert.equal(h.authorization, undefined, 'the token stays at the gateway');
+      // Served again from Envoy's token cache.
+      assert.equal((await g.call('/ledger/audit', bearer(await token('acme')))).status, 200);
+      assert.equal(await ledgerChecks(), 0, 'ext_authz was never asked about ledger');
+    });
+
+    await t.test('bad tokens: 401 invalid_token in the gateway JSON shape with a Bearer challenge', async () => {
+      const none = await g.call('/ledger/entries/1');
+      assertUnauthorized(none, 'missing_credentials', 'no token');
+      assert.equal(none.headers.get('www-authenticate'), 'Bearer realm="portico"');
+      const refused = async (tok: string, what: string, message?: string) => {
+        const r = await g.call('/ledger/entries/1', bearer(tok));
+        assertUnauthorized(r, 'invalid_token', what);
+        if (message) assert.equal(r.json.message, message, what);
+        assert.match(r.headers.get('www-authenticate') ?? '', /^Bearer realm="portico", error="invalid_token"/, what);
+      };
+      await refused(await token('acme', { iat: now() - 7200, exp: now() - 600 }), 'expired', 'The token has expired.');
+      await refused(await token('acme', { nbf: now() + 600 }), 'not yet valid', 'The token is not valid yet.');
+      await refused(await token('acme', { aud: 'someone-else.example.com' }), 'wrong audience', 'The token audience is not accepted by this API.');
+      await refused(await token('acme', { iss: 'https://evil.example.com' }), 'wrong issuer', 'The token issuer is not accepted by this API.');
+      await refused(await token('acme', { exp: null }), 'no expiry');
+      const good = await token('acme');
+      const [h, , s] = good.split('.');
+      const swapped = Buffer.from(JSON.stringify({ iss: idp.issuer, aud: idp.audience, sub: 'user-1', partner: 'globex', exp: now() + 600 })).toString('base64url');
+      await refused(`${h}.${swapped}.${s}`, 'payload swapped', 'The token signature is invalid.');
+      await refused(unsignedToken({ kid: 'p-rsa', typ: 'JWT' }, { iss: idp.issuer, aud: idp.audience, partner: 'acme', exp: now() + 600 }), 'alg none');
+      const pem = idp.keys.get('p-rsa')!.publicKey.export({ type: 'spki', format: 'pem' }) as string;
+      await refused(await token('acme', { alg: 'HS256', hmacSecret: new TextEncoder().encode(pem) }), 'HS256 keyed with the RSA public key');
+      await refused('not-a-token', 'malformed');
+      // A token of the seed's own issuer is valid there, but ledger accepts only partners-idp.
+      await refused(await g.issuer.token({ sub: 'user-1', claims: { team: 'acme' } }), 'issuer not accepted by this product');
+      assert.equal(await ledgerChecks(), 0, 'still no callout');
+    });
+
+    await t.test("valid tokens whose partner may not call: the callout's 403 codes (unknown, absent, suspended, not subscribed, outside the access level)", async () => {
+      for (const [partner, code, what] of [
+        ['nobody', 'no_subscription', 'unknown partner claim'],
+        [undefined, 'no_subscription', 'no partner claim'],
+        ['initech', 'partner_suspended', 'suspended partner'],
+        ['umbrella', 'no_subscription', 'no subscription'],
+      ] as const) {
+        const r = await g.call('/ledger/entries/1', bearer(await token(partner)));
+        assertGatewayError(r, 403, code, what);
+        assert.equal(r.headers.get('www-authenticate'), null, `${what}: a 403 carries no challenge`);
+      }
+      const inside = upstreamHeaders(await g.call('/ledger/entries/1', bearer(await token('globex'))));
+      assert.equal(inside['x-portico-plan'], 'unlimited', 'route inside the access level, with its plan');
+      assertGatewayError(await g.call('/ledger/audit', bearer(await token('globex'))), 403, 'route_not_in_subscription', 'route outside the access level');
+      // A claim is a claim, not a list of partners.
+      assertGatewayError(await g.call('/ledger/entries/1', bearer(await token(undefined, { claims: { partner: ['nobody', 'acme'] } }))), 403, 'no_subscription', 'partner claim as an array');
+      assert.equal(await ledgerChecks(), 0, 'still no callout');
+    });
+
+    await t.test('a forwarded claim that is no valid header value is refused (never a 5xx); other claims pass as they are', async () => {
+      for (const role of ['line1\r\nx-portico-partner: evil', 'nul\0byte', 'bell\x07']) {
+        const r = await g.call('/ledger/entries/1', bearer(await token('acme', { claims: { role } })));
+        assertUnauthorized(r, 'invalid_token', JSON.stringify(role));
+        assert.equal(r.json.message, 'The token has a claim that is not a valid header value.');
+      }
+      const tab = upstreamHeaders(await g.call('/ledger/entries/1', bearer(await token('acme', { claims: { role: 'a\tb' } }))));
+      assert.equal(tab['x-user-role'], 'a\tb', 'HTAB is a valid field value');
+      const zoe = upstreamHeaders(await g.call('/ledger/entries/1', bearer(await token('acme', { claims: { role: 'Zoë' } }))));
+      assert.equal(Buffer.from(zoe['x-user-role']!, 'latin1').toString('utf8'), 'Zoë');
+    });
+
+    await t.test('suspension and subscription removal take effect on the next push', async () => {
+      const acme = await token('acme');
+      assert.equal((await api.patch('/api/v1/partners/acme', { suspended: true })).status, 200);
+      await g.inSync();
+      assertGatewayError(await g.call('/ledger/entries/1', bearer(acme)), 403, 'partner_suspended', 'suspended');
+      assert.equal((await api.patch('/api/v1/partners/acme', { suspended: false })).status, 200);
+      await g.inSync();
+      assert.equal((await g.call('/ledger/entries/1', bearer(acme))).status, 200, 'reinstated');
+      assert.equal((await api.delete('/api/v1/partners/globex/subscriptions/ledger')).status, 204);
+      await g.inSync();
+      assertGatewayError(await g.call('/ledger/entries/1', bearer(await token('globex'))), 403, 'no_subscription', 'subscription removed');
+      assert.equal(await ledgerChecks(), 0, 'still no callout');
+    });
+
+    await t.test('the admin API says which issuers Envoy verifies; the seed issuer (excluded paths) stays on the callout', async () => {
+      const native = await api.get('/api/v1/jwt-issuers/partners-idp');
+      assert.deepEqual(native.body.nativeVerification, { envoy: true });
+      const seed = await api.get('/api/v1/jwt-issuers/example-auth');
+      assert.equal(seed.body.nativeVerification.envoy, false);
+      assert.match(seed.body.nativeVerification.reason, /excludedPaths/);
+      // GET → PUT round trip: the output-only field is accepted and ignored.
+      const { revision: _r, createdAt: _c, updatedAt: _u, ...body } = native.body;
+      assert.equal((await api.put('/api/v1/jwt-issuers/partners-idp', body)).status, 200);
+      // A seed route taking the seed issuer's tokens is still served, by the callout.
+      const before = await authzDecisions(portico.adminUrl, { product: 'users' });
+      assert.equal((await g.call('/api/users/u_1', bearer(await g.issuer.token({ sub: 'user-42', claims: { team: 'web-app' } })))).status, 200);
+      assert.ok((await authzDecisions(portico.adminUrl, { product: 'users' })) > before, 'users is checked by the callout');
+    });
+
+    await t.test("Envoy's config_dump holds the public keys only: no private key material", async () => {
+      const dump = JSON.stringify(await envoy.configDump());
+      assert.match(dump, /JwtAuthentication/);
+      const jwk = idp.keys.get('p-rsa')!.privateKey.export({ format: 'jwk' }) as Record<string, string>;
+      assert.ok(dump.includes(jwk.n!.slice(0, 40)), 'the public modulus is pushed');
+      for (const member of ['d', 'p', 'q', 'dp', 'dq', 'qi']) assert.ok(!dump.includes(jwk[member]!.slice(0, 40)), `private member ${member} in config_dump`);
+    });
+  });
+});
