@@ -6,6 +6,8 @@
 //   service   API key + a rate limit, rateLimit.mode service (ext_authz callout + rate-limit callout)
 //   native    a rate limit per client address, rateLimit.mode native (Envoy's own token buckets, no callout)
 //   auth-native  API key (ext_authz callout) + a rate limit per partner, rateLimit.mode native
+//   jwt-native   JWT verified by Envoy (authz.mode native: jwt_authn with its token cache, the access
+//                RBAC on the partner claim) + a rate limit per partner, rateLimit.mode native: no callout
 // The limit is far above what the machine can send, so every request is counted and none refused.
 // Processes: the control plane (bin/portico serve, its own process), the gateway Envoy, the upstream
 // (a second Envoy answering directly: the cheapest upstream, so the gateway's work shows), the load
@@ -13,8 +15,10 @@
 //
 // Usage: node --import tsx bench/gateway-throughput.ts [--duration 10] [--connections 64]
 //   [--threads 1] [--envoy-concurrency 2] [--redis] [--access-log on|off]
-//   [--scenarios plain,auth,combined,service,native,auth-native] [--half-load-workers 32]
+//   [--scenarios plain,auth,combined,service,native,auth-native,jwt-native] [--half-load-workers 32]
 import { spawnSync } from 'node:child_process';
+import { generateKeyPairSync } from 'node:crypto';
+import { SignJWT } from 'jose';
 import os from 'node:os';
 import { componentPath, freePort, waitFor } from '../test/support/components.ts';
 import { cpuMeter, flags, headerObject, hey, printJson, round2, wrk, wrkFigures, type HeyResult, type WrkResult } from './harness.ts';
@@ -27,7 +31,7 @@ const args = flags({
   'envoy-concurrency': 2,
   redis: false,
   'access-log': 'on',
-  scenarios: 'plain,auth,combined,service,native,auth-native',
+  scenarios: 'plain,auth,combined,service,native,auth-native,jwt-native',
   'half-load-workers': 32,
 });
 const DURATION_S = args.duration;
@@ -40,16 +44,29 @@ const HALF_WORKERS = args['half-load-workers'];
 const GROUP = 'edge';
 const NODE = 'bench-gateway';
 
-type Scenario = 'plain' | 'auth' | 'combined' | 'service' | 'native' | 'auth-native';
+type Scenario = 'plain' | 'auth' | 'combined' | 'service' | 'native' | 'auth-native' | 'jwt-native';
 
 /** Scenarios whose allowed responses carry X-RateLimit-* (a callout counted them). */
 const COUNTED_BY_CALLOUT: readonly Scenario[] = ['combined', 'service'];
-const NATIVE: readonly Scenario[] = ['native', 'auth-native'];
+const NATIVE: readonly Scenario[] = ['native', 'auth-native', 'jwt-native'];
+
+// jwt-native: an issuer whose public key is in the model (pushed to Envoy inline), one token reused by every request (as a client does until it expires).
+const ISSUER = { name: 'bench-idp', issuer: 'https://idp.bench.example', audience: 'bench.example' };
+const signing = generateKeyPairSync('ec', { namedCurve: 'P-256' });
+const issuerJwk = { ...(signing.publicKey.export({ format: 'jwk' }) as Record<string, string>), kid: 'bench-1', alg: 'ES256', use: 'sig' };
+const benchToken = (): Promise<string> =>
+  new SignJWT({ partner: 'acme' })
+    .setProtectedHeader({ alg: 'ES256', kid: 'bench-1' })
+    .setIssuer(ISSUER.issuer)
+    .setAudience(ISSUER.audience)
+    .setIssuedAt()
+    .setExpirationTime('2h')
+    .sign(signing.privateKey);
 
 // ── the model ─────────────────────────────────────────────────────────────────
 
 function documentFor(s: Scenario, o: { listenerPort: number; upstreamPort: number; key: string }): Record<string, unknown> {
-  const limited = s === 'combined' || s === 'service' || s === 'auth-native';
+  const limited = s === 'combined' || s === 'service' || s === 'auth-native' || s === 'jwt-native';
   const mode = s === 'service' ? 'service' : NATIVE.includes(s) ? 'native' : 'combined';
   return {
     portico: 'v1',
@@ -58,7 +75,7 @@ function documentFor(s: Scenario, o: { listenerPort: number; upstreamPort: numbe
         name: GROUP,
         listeners: [{ name: 'http', port: o.listenerPort, address: '127.0.0.1' }],
         // Generous timeouts: a loaded machine must not turn slow callouts into failed requests.
-        authz: { failureMode: 'closed', timeoutMs: 5000 },
+        authz: { failureMode: 'closed', timeoutMs: 5000, ...(s === 'jwt-native' ? { mode: 'native' } : {}) },
         rateLimit: { mode, failureMode: 'closed', timeoutMs: 5000 },
       },
     ],
@@ -68,7 +85,7 @@ function documentFor(s: Scenario, o: { listenerPort: number; upstreamPort: numbe
         name: 'bench',
         gatewayGroups: [GROUP],
         basePath: '/bench',
-        auth: { accept: s === 'plain' || s === 'native' ? ['none'] : ['api_key'] },
+        auth: { accept: s === 'plain' || s === 'native' ? ['none'] : s === 'jwt-native' ? ['jwt'] : ['api_key'] },
         // native: anonymous callers on a plan limited per client address.
         ...(s === 'native' ? { publicPlan: 'per-address' } : {}),
         routes: [{ name: 'get', match: { path: { type: 'prefix', value: '/' } }, service: 'upstream' }],
@@ -80,6 +97,7 @@ function documentFor(s: Scenario, o: { listenerPort: number; upstreamPort: numbe
       { name: 'big', limits: [{ requests: 1_000_000_000, per: 'second' }], countBy: { kind: 'partner' } },
       { name: 'per-address', limits: [{ requests: 1_000_000_000, per: 'second' }], countBy: { kind: 'client_ip' } },
     ],
+    jwtIssuers: [{ name: ISSUER.name, issuer: ISSUER.issuer, audiences: [ISSUER.audience], algorithms: ['ES256'], partnerClaim: 'partner', jwks: { keys: [issuerJwk] } }],
     partners: [{ name: 'acme', apiKeys: [{ name: 'bench', key: o.key }], subscriptions: [{ product: 'bench', plan: limited ? 'big' : 'unlimited' }] }],
   };
 }
@@ -111,7 +129,8 @@ async function main(): Promise<void> {
     const listenerPort = await freePort();
     const key = newApiKey();
     const url = `http://127.0.0.1:${listenerPort}/bench/item`;
-    const headersFor = (s: Scenario) => (s === 'plain' || s === 'native' ? [] : [`x-api-key: ${key}`]);
+    const token = await benchToken();
+    const headersFor = (s: Scenario) => (s === 'plain' || s === 'native' ? [] : s === 'jwt-native' ? [`authorization: Bearer ${token}`] : [`x-api-key: ${key}`]);
 
     const configure = async (s: Scenario) => {
       await cp.apply(documentFor(s, { listenerPort, upstreamPort: upstream.port, key }));
