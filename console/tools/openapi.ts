@@ -13,6 +13,8 @@ export async function openApiDocument(): Promise<Record<string, unknown>> {
       store: database.store,
       readiness: { ready: () => true, draining: () => false, details: () => ({}) },
       fleet: () => ({}),
+      // Only the routes are wanted here (the document), not a working flow engine.
+      flowTools: { check: () => [], run: async () => ({ ok: false, errors: [] }) },
     });
     await app.ready();
     const doc = app.swagger() as Record<string, unknown>;

@@ -11,6 +11,7 @@ import type { ModelStore } from '../store/index.ts';
 import { authenticate, registerAuth } from './auth.ts';
 import { registerConfigRoutes } from './config.ts';
 import { registerConsole } from './console.ts';
+import { registerFlowRoutes, type FlowTools } from './flows.ts';
 import { ConsoleSessions, type SessionOptions } from './console-sessions.ts';
 import { registerAuditRoutes, registerFleetRoutes, registerHealthRoutes, registerMetricsRoute, registerTokenRoutes, type Readiness } from './operations.ts';
 import type { Registry } from 'prom-client';
@@ -35,6 +36,8 @@ export interface AdminServerOptions {
   consoleSessions?: SessionOptions;
   /** A partner's usage against its plans' budgets, for the partner portal. */
   portalUsage?: PortalUsageReader;
+  /** The flow engine's check and "try it", for the console's flow designer (/api/v1/flows/…). */
+  flowTools?: FlowTools;
 }
 
 // Query strings and path parameters arrive as strings: coerce them, then report errors by name.
@@ -130,6 +133,7 @@ export async function buildAdminServer(opts: AdminServerOptions): Promise<Fastif
   registerPartnerTokenRoutes(app, { store: opts.store });
   registerPortalRoutes(app, { store: opts.store, ...(opts.portalUsage ? { usage: opts.portalUsage } : {}), ...(opts.registry ? { registry: opts.registry } : {}) });
   if (opts.fleet) registerFleetRoutes(app, opts.fleet);
+  if (opts.flowTools) registerFlowRoutes(app, { store: opts.store, tools: opts.flowTools });
   if (opts.registry) registerMetricsRoute(app, opts.registry);
   await registerConsole(app, { sessions, ...(opts.consoleDir ? { dir: opts.consoleDir } : {}), ...(opts.registry ? { registry: opts.registry } : {}) });
   return app;

@@ -94,6 +94,8 @@ class Run {
   private readonly incomplete: string[] = [];
   private response: Outcome | undefined;
   private last: StepOutput | undefined;
+  /** Steps' inputs by name, kept only when the shell asked for detail (try it). */
+  private readonly inputs: Map<string, unknown> | undefined;
 
   constructor(
     private readonly flow: CompiledFlow,
@@ -102,6 +104,7 @@ class Run {
   ) {
     this.now = io.now ?? (() => performance.now());
     this.t0 = this.now();
+    this.inputs = io.detail ? new Map() : undefined;
     const steps = Object.create(null) as Record<string, StepOutput>;
     this.root = { request: {}, steps };
     this.bindings = { request: this.root.request, steps };
@@ -183,16 +186,23 @@ class Run {
         case 'parallel':
           return await this.parallel(step.branches, step.wait);
         case 'switch': {
-          for (const c of step.cases) {
+          for (const [i, c] of step.cases.entries()) {
             const v = c.when.evaluate(this.root);
-            if (truthy(v instanceof Promise ? await v : v)) return await this.sequence(c.steps);
+            if (truthy(v instanceof Promise ? await v : v)) {
+              this.chose(step.name, start, i);
+              return await this.sequence(c.steps);
+            }
           }
+          this.chose(step.name, start, 'default');
           return await this.sequence(step.otherwise);
         }
-        case 'respond':
+        case 'respond': {
           this.response = await this.respond(step);
-          this.trace.push({ name: step.name, kind: 'respond', startMs: start - this.t0, durationMs: this.now() - start, outcome: 'ok' });
+          const t: StepTrace = { name: step.name, kind: 'respond', startMs: start - this.t0, durationMs: this.now() - start, outcome: 'ok' };
+          if (this.inputs) t.output = { status: this.response.status, headers: this.response.headers, body: this.response.body };
+          this.trace.push(t);
           return;
+        }
         default:
           return await this.produce(step, start);
       }
@@ -204,6 +214,11 @@ class Run {
       this.trace.push({ name: step.name, kind: step.kind, startMs: start - this.t0, durationMs: this.now() - start, outcome: 'failed', error });
       throw new StepFailed(step.name, error);
     }
+  }
+
+  /** With detail only: which case of a switch ran (the runtime's metrics do not count switches). */
+  private chose(name: string, start: number, which: number | 'default'): void {
+    if (this.inputs) this.trace.push({ name, kind: 'switch', startMs: start - this.t0, durationMs: this.now() - start, outcome: 'ok', output: { case: which } });
   }
 
   /** Waits for the lazy branches this step reads. */
@@ -250,11 +265,15 @@ class Run {
     if (step.kind === 'call') trace.service = step.service;
     if (out.error) trace.error = out.error;
     this.trace.push(trace);
-    if (out.error) {
-      if (step.onError === 'fail') throw new StepFailed(step.name, out.error);
+    if (out.error && step.onError === 'continue') {
       this.incomplete.push(step.name);
       out = { ...out, body: step.fallback };
     }
+    if (this.inputs) {
+      trace.input = this.inputs.get(step.name);
+      trace.output = { status: out.status, headers: out.headers, body: out.body };
+    }
+    if (out.error && step.onError === 'fail') throw new StepFailed(step.name, out.error);
     this.root.steps[step.name] = out;
     this.last = out;
   }
@@ -288,6 +307,7 @@ class Run {
     } else if (step.forward && req.body !== undefined) {
       body = step.requestBody ? await this.rewriteRequestBody(step.requestBody, headers) : req.body;
     }
+    this.inputs?.set(step.name, { service: step.service, method, path: path + encodeQuery(query), headers, ...(body === undefined ? {} : { body: textOf(body) }) });
     // The step's timeout travels with the call (the shell has Envoy enforce it on the upstream
     // request); the timer here is the engine's own guarantee that the step ends on time.
     let timer: NodeJS.Timeout | undefined;
@@ -334,6 +354,7 @@ class Run {
 
   private async transform(step: TransformStep, start: number): Promise<StepOutput> {
     const from = await step.from.evaluate(this.root);
+    this.inputs?.set(step.name, from);
     const body = await reshape(step.reshape, from, this.bindings);
     return { status: 200, headers: {}, body, durationMs: this.now() - start };
   }
@@ -345,6 +366,7 @@ class Run {
     const input = step.input ? step.input.evaluate(this.root) : this.root;
     if (input instanceof Promise) throw new Error('code input must be a plain path');
     const json = JSON.stringify(input ?? null);
+    this.inputs?.set(step.name, input ?? null);
     if (json.length > this.flow.maxRequestBytes + this.flow.maxResponseBytes * 2)
       return done({ status: 0, headers: {}, body: null, error: { kind: 'limit', message: 'the code step input is too large' } });
     const r = sandbox.run(step.source, json, { timeMs: step.timeMs, memoryBytes: step.memoryBytes, maxOutputBytes: this.flow.maxResponseBytes });

@@ -11,3 +11,6 @@ export { compileModelFlows, isFlowRoute, templateMatcher, type ModelFlows, type 
 export { FlowRuntime, type FlowRuntimeOptions } from './runtime.ts';
 // Seed 003's data (the demo's upstreams answer it) and its /api/home flow, also for tests and benchmarks.
 export { HOME_FLOW_YAML, homeFlow, SEED_HOME_BODY, SEED_ORDERS, SEED_RECOMMENDATIONS, SEED_USER } from './fixtures.ts';
+// The console's flow designer: checks a flow as a route would carry it; "try it" with step detail.
+export { checkFlow, tryFlow, redact, sampleRequest, type SampleRequest, type TryOutcome } from './designer.ts';
+export { directCaller } from './direct-calls.ts';

@@ -9,6 +9,7 @@ import { FLOW_HEADERS, GATEWAY_HEADERS, RESERVED_HEADER_PREFIX, gatewayErrorBody
 import { emptySnapshot, type ModelSnapshot } from '../model/index.ts';
 import type { Logger } from '../telemetry/index.ts';
 import type { CodeSandbox } from './code.ts';
+import { readStepResponse } from './direct-calls.ts';
 import { runFlow } from './engine.ts';
 import { FlowMetrics, type Refusal } from './metrics.ts';
 import { compileModelFlows, type ModelFlows, type RouteFlow } from './model.ts';
@@ -196,31 +197,13 @@ export class FlowRuntime {
       // The caller's Host goes on, as on a route that forwards to the service directly.
       const headers: Record<string, string | number> = { ...(host ? { host } : {}), ...c.headers, ...carried, [FLOW_HEADERS.service]: c.service, [FLOW_HEADERS.step]: `${rf.key}/${c.step}` };
       if (c.body !== undefined) headers['content-length'] = typeof c.body === 'string' ? Buffer.byteLength(c.body) : c.body.byteLength;
-      const req = http.request({ agent: this.agent, host: to.host, port: to.port, method: c.method, path: c.path, headers, signal }, (res) => {
-        const chunks: Buffer[] = [];
-        let size = 0;
-        res.on('data', (chunk: Buffer) => {
-          size += chunk.length;
-          chunks.push(chunk);
-          // Past the limit: stop reading; the engine sees a body over the limit and fails the step.
-          if (size > c.maxResponseBytes) {
-            res.destroy();
-            resolve({ status: res.statusCode ?? 502, headers: flat(res.headers), body: Buffer.concat(chunks) });
-          }
-        });
-        res.on('end', () => resolve({ status: res.statusCode ?? 502, headers: flat(res.headers), body: chunks.length === 1 ? chunks[0]! : Buffer.concat(chunks) }));
-        res.on('error', reject);
-      });
+      const req = http.request({ agent: this.agent, host: to.host, port: to.port, method: c.method, path: c.path, headers, signal }, (res) =>
+        readStepResponse(res, c.maxResponseBytes, resolve, reject),
+      );
       req.on('error', reject);
       req.end(c.body);
     });
   }
-}
-
-function flat(h: http.IncomingHttpHeaders): Record<string, string> {
-  const out: Record<string, string> = {};
-  for (const [k, v] of Object.entries(h)) if (v !== undefined) out[k] = Array.isArray(v) ? v.join(', ') : v;
-  return out;
 }
 
 function queryOf(qs: string): Record<string, string | string[]> {

@@ -138,6 +138,11 @@ export interface FlowIO {
   now?(): number;
   /** Aborted when the caller goes away: the flow stops and its calls are cancelled. */
   signal?: AbortSignal;
+  /**
+   * Record what each step was given and what it gave (StepTrace input/output) and which way each
+   * switch went: for "try it" in the console. Off on the runtime's path, where nothing is copied.
+   */
+  detail?: boolean;
   /** Runs code steps; required when the flow has any. */
   sandbox?: { run(source: string, inputJson: string, limits: { timeMs: number; memoryBytes: number; maxOutputBytes: number }): CodeRun };
 }
@@ -170,6 +175,10 @@ export interface StepTrace {
   error?: StepError;
   /** The service, for call steps. */
   service?: string;
+  /** With FlowIO.detail: a call's request (method, path, headers, body), a transform's or code step's input. */
+  input?: unknown;
+  /** With FlowIO.detail: the step's result (status, headers, body), a respond step's answer, a switch's chosen case. */
+  output?: unknown;
 }
 
 export interface FlowResult {
