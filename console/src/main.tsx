@@ -6,6 +6,7 @@ import { currentSession, type Problem, type Session, signIn, signOut, whenSigned
 import { KINDS, type KindId } from './kinds.ts';
 import { Audit } from './pages/audit.tsx';
 import { Declarative } from './pages/declarative.tsx';
+import { FlowDesigner } from './pages/flows/designer.tsx';
 import { NewApi } from './pages/newapi.tsx';
 import { Overview } from './pages/overview.tsx';
 import { Portal } from './pages/portal/portal.tsx';
@@ -17,6 +18,7 @@ const PAGES: { id: string; title: string; adminOnly?: boolean }[] = [
   { id: 'overview', title: 'Overview' },
   { id: 'new-api', title: 'New API' },
   ...RESOURCE_PAGES.map((k) => ({ id: k, title: KINDS[k].title, adminOnly: KINDS[k].adminOnly === true })),
+  { id: 'flows', title: 'Flow designer' },
   { id: 'declarative', title: 'Declarative' },
   { id: 'audit', title: 'Audit log' },
 ];
@@ -132,6 +134,7 @@ function App() {
           {page === 'new-api' && <NewApi />}
           {page === 'declarative' && <Declarative />}
           {page === 'audit' && <Audit />}
+          {page === 'flows' && <FlowDesigner selected={item} navigate={(key) => (location.hash = key ? `#/flows/${encodeURIComponent(key)}` : '#/flows')} />}
           {resource && <ResourcePage key={resource} kind={resource} selected={item} navigate={(key) => (location.hash = key ? `#/${resource}/${encodeURIComponent(key)}` : `#/${resource}`)} />}
           {!PAGES.some((p) => p.id === page) && <p>No such page.</p>}
         </main>
