@@ -8,6 +8,8 @@
 //   auth-native  API key (ext_authz callout) + a rate limit per partner, rateLimit.mode native
 //   jwt-native   JWT verified by Envoy (authz.mode native: jwt_authn with its token cache, the access
 //                RBAC on the partner claim) + a rate limit per partner, rateLimit.mode native: no callout
+//   key-native   API key + a rate limit per partner, both native (authz.mode native: api_key_auth and
+//                the access RBAC; rateLimit.mode native): no callout at all
 // The limit is far above what the machine can send, so every request is counted and none refused.
 // Processes: the control plane (bin/portico serve, its own process), the gateway Envoy, the upstream
 // (a second Envoy answering directly: the cheapest upstream, so the gateway's work shows), the load
@@ -15,7 +17,7 @@
 //
 // Usage: node --import tsx bench/gateway-throughput.ts [--duration 10] [--connections 64]
 //   [--threads 1] [--envoy-concurrency 2] [--redis] [--access-log on|off]
-//   [--scenarios plain,auth,combined,service,native,auth-native,jwt-native] [--half-load-workers 32]
+//   [--scenarios plain,auth,combined,service,native,auth-native,jwt-native,key-native] [--half-load-workers 32]
 import { spawnSync } from 'node:child_process';
 import { generateKeyPairSync } from 'node:crypto';
 import { SignJWT } from 'jose';
@@ -31,7 +33,7 @@ const args = flags({
   'envoy-concurrency': 2,
   redis: false,
   'access-log': 'on',
-  scenarios: 'plain,auth,combined,service,native,auth-native,jwt-native',
+  scenarios: 'plain,auth,combined,service,native,auth-native,jwt-native,key-native',
   'half-load-workers': 32,
 });
 const DURATION_S = args.duration;
@@ -44,11 +46,11 @@ const HALF_WORKERS = args['half-load-workers'];
 const GROUP = 'edge';
 const NODE = 'bench-gateway';
 
-type Scenario = 'plain' | 'auth' | 'combined' | 'service' | 'native' | 'auth-native' | 'jwt-native';
+type Scenario = 'plain' | 'auth' | 'combined' | 'service' | 'native' | 'auth-native' | 'jwt-native' | 'key-native';
 
 /** Scenarios whose allowed responses carry X-RateLimit-* (a callout counted them). */
 const COUNTED_BY_CALLOUT: readonly Scenario[] = ['combined', 'service'];
-const NATIVE: readonly Scenario[] = ['native', 'auth-native', 'jwt-native'];
+const NATIVE: readonly Scenario[] = ['native', 'auth-native', 'jwt-native', 'key-native'];
 
 // jwt-native: an issuer whose public key is in the model (pushed to Envoy inline), one token reused by every request (as a client does until it expires).
 const ISSUER = { name: 'bench-idp', issuer: 'https://idp.bench.example', audience: 'bench.example' };
@@ -66,7 +68,7 @@ const benchToken = (): Promise<string> =>
 // ── the model ─────────────────────────────────────────────────────────────────
 
 function documentFor(s: Scenario, o: { listenerPort: number; upstreamPort: number; key: string }): Record<string, unknown> {
-  const limited = s === 'combined' || s === 'service' || s === 'auth-native' || s === 'jwt-native';
+  const limited = s === 'combined' || s === 'service' || s === 'auth-native' || s === 'jwt-native' || s === 'key-native';
   const mode = s === 'service' ? 'service' : NATIVE.includes(s) ? 'native' : 'combined';
   return {
     portico: 'v1',
@@ -75,7 +77,7 @@ function documentFor(s: Scenario, o: { listenerPort: number; upstreamPort: numbe
         name: GROUP,
         listeners: [{ name: 'http', port: o.listenerPort, address: '127.0.0.1' }],
         // Generous timeouts: a loaded machine must not turn slow callouts into failed requests.
-        authz: { failureMode: 'closed', timeoutMs: 5000, ...(s === 'jwt-native' ? { mode: 'native' } : {}) },
+        authz: { failureMode: 'closed', timeoutMs: 5000, ...(s === 'jwt-native' || s === 'key-native' ? { mode: 'native' } : {}) },
         rateLimit: { mode, failureMode: 'closed', timeoutMs: 5000 },
       },
     ],
