@@ -33,6 +33,15 @@ const RotateInput = Type.Object(
   { additionalProperties: false },
 );
 const KeyParams = Type.Object({ name: Type.String({ maxLength: 63 }) });
+const KeyPatch = Type.Object(
+  {
+    description: Type.Optional(Type.Union([ApiKey.properties.description, Type.Null()])),
+    expiresAt: Type.Optional(Type.Union([ApiKey.properties.expiresAt, Type.Null()], { description: 'null removes the expiry' })),
+  },
+  { additionalProperties: false },
+);
+/** Keys a partner may hold (revoked ones included, until deleted): the portal cannot grow the model without bound. */
+export const PORTAL_MAX_KEYS = 100;
 const Obj = Type.Record(Type.String(), Type.Unknown());
 const KeyView = Type.Object(
   {
@@ -152,6 +161,11 @@ export function registerPortalRoutes(app: FastifyInstance, opts: PortalOptions):
       throw e;
     }
   };
+  const ownKeyCount = (request: FastifyRequest) => {
+    const n = sortedValues(store.current(), 'apiKeys').filter((k) => k.partner === partnerOf(request)).length;
+    if (n >= PORTAL_MAX_KEYS)
+      throw problems.conflict(`you hold ${n} keys, the most the portal allows`, [{ field: 'name', message: `no more than ${PORTAL_MAX_KEYS} keys: delete revoked ones first` }]);
+  };
   const mint = () => {
     const m = store.apiKeyHasher().mint('ptk');
     return { secret: m.secret, fields: { prefix: m.prefix, hash: m.hash, secret: m.secret } };
@@ -234,6 +248,7 @@ export function registerPortalRoutes(app: FastifyInstance, opts: PortalOptions):
     const errors = schemaErrors(KeyInput, input);
     if (errors.length) throw problems.validation(errors);
     if (typeof input.expiresAt === 'string' && Date.parse(input.expiresAt) <= Date.now()) throw problems.validation([{ field: 'expiresAt', message: 'must be in the future' }]);
+    ownKeyCount(request);
     const key = keyOf(request, String(input.name));
     const m = mint();
     const resource = { ...input, partner: partnerOf(request), ...m.fields } as never;
@@ -261,6 +276,7 @@ export function registerPortalRoutes(app: FastifyInstance, opts: PortalOptions):
       const input = body(request);
       const errors = schemaErrors(RotateInput, input);
       if (errors.length) throw problems.validation(errors);
+      ownKeyCount(request);
       const model = store.current();
       const name = typeof input.name === 'string' ? input.name : nextKeyName(old.name, (n) => model.apiKeys.has(keyOf(request, n)));
       const key = keyOf(request, name);
@@ -286,6 +302,39 @@ export function registerPortalRoutes(app: FastifyInstance, opts: PortalOptions):
       if (old.revoked) return shown(res, store.current(), key, {}, 200);
       const result = await commit(request, [{ kind: 'apiKeys', op: 'put', key, resource: { ...old, revoked: true } as never }], `revoke API key ${key} (partner portal)`);
       return shown(res, result.snapshot, key, {}, 200);
+    },
+  );
+
+  app.patch<{ Params: { name: string } }>(
+    '/api/v1/portal/keys/:name',
+    { config, schema: { tags, summary: 'Change a key’s description or expiry (null removes it)', security, params: KeyParams, body: KeyPatch, response: { 200: KeyView } } },
+    async (request, res) => {
+      writable(request);
+      const old = ownKey(request, request.params.name);
+      const input = body(request);
+      const errors = schemaErrors(KeyPatch, input);
+      if (errors.length) throw problems.validation(errors);
+      if (typeof input.expiresAt === 'string' && Date.parse(input.expiresAt) <= Date.now()) throw problems.validation([{ field: 'expiresAt', message: 'must be in the future' }]);
+      const next: Record<string, unknown> = { ...old };
+      for (const f of ['description', 'expiresAt'] as const) {
+        if (input[f] === null) delete next[f];
+        else if (input[f] !== undefined) next[f] = input[f];
+      }
+      const key = keyOf(request, old.name);
+      const result = await commit(request, [{ kind: 'apiKeys', op: 'put', key, resource: next as never }], `update API key ${key} (partner portal)`);
+      return shown(res, result.snapshot, key, {}, 200);
+    },
+  );
+
+  app.delete<{ Params: { name: string } }>(
+    '/api/v1/portal/keys/:name',
+    { config, schema: { tags, summary: 'Delete a key (revoked or not): callers using it are refused after the next push', security, params: KeyParams } },
+    async (request, res) => {
+      writable(request);
+      const old = ownKey(request, request.params.name);
+      const key = keyOf(request, old.name);
+      await commit(request, [{ kind: 'apiKeys', op: 'delete', key }], `delete API key ${key} (partner portal)`);
+      return res.code(204).send();
     },
   );
 }

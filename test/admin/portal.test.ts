@@ -5,6 +5,7 @@
 import { after, before, describe, it } from 'node:test';
 import assert from 'node:assert/strict';
 import { execFile } from 'node:child_process';
+import { randomBytes } from 'node:crypto';
 import path from 'node:path';
 import { promisify } from 'node:util';
 import { ADMIN_TOKEN, type ApiClient, assertProblem, startTestPortico, type TestPortico } from '../support/portico.ts';
@@ -183,6 +184,59 @@ describe('partner portal API', () => {
     const audit = await portico.api.get('/api/v1/audit?kind=apiKeys&limit=10');
     const actors = new Set(audit.body.items.filter((e: { key: string }) => e.key.startsWith('acme/acme-web')).map((e: { actor: string }) => e.actor));
     assert.deepEqual([...actors], ['partner:acme (token acme-portal)']);
+  });
+
+  it('changes a key’s description and expiry, deletes keys, and is capped at 100 keys', async () => {
+    const patched = await acme.patch('/api/v1/portal/keys/acme-ci', { description: 'CI', expiresAt: '2099-01-01T00:00:00Z' });
+    assert.equal(patched.status, 200, patched.text);
+    assert.deepEqual([patched.body.description, patched.body.expiresAt], ['CI', '2099-01-01T00:00:00Z']);
+    const cleared = await acme.patch('/api/v1/portal/keys/acme-ci', { expiresAt: null });
+    assert.equal(cleared.body.expiresAt, undefined);
+    assert.equal(cleared.body.description, 'CI');
+    assertProblem(await acme.patch('/api/v1/portal/keys/acme-ci', { name: 'renamed' }), 422, 'name');
+    assertProblem(await acme.patch('/api/v1/portal/keys/acme-ci', { expiresAt: 5 }), 422, 'expiresAt');
+    assertProblem(await acme.patch('/api/v1/portal/keys/globex-prod', { description: 'x' }), 404, 'path parameter name');
+    assertProblem(await acme.delete('/api/v1/portal/keys/globex-prod'), 404, 'path parameter name');
+    assert.equal((await acme.post('/api/v1/portal/keys', { name: 'short-lived' })).status, 201);
+    assert.equal((await acme.delete('/api/v1/portal/keys/short-lived')).status, 204);
+    assert.equal((await portico.api.get('/api/v1/partners/acme/api-keys/short-lived')).status, 404);
+
+    // A partner holding 100 keys (imported by an admin here) may not make more through the portal.
+    const keys = Array.from({ length: 100 }, (_, i) => ({ name: `k${i}`, key: `ptk_${randomBytes(4).toString('hex')}_${randomBytes(32).toString('base64url').slice(0, 43)}` }));
+    const imported = await portico.api.put('/api/v1/partners/initech', { name: 'initech', apiKeys: keys });
+    assert.equal(imported.status, 201, imported.text.slice(0, 500));
+    const initech = portico.api.withToken((await portico.api.post('/api/v1/partners/initech/portal-tokens', { name: 'initech-portal' })).body.token);
+    assertProblem(await initech.post('/api/v1/portal/keys', { name: 'one-more' }), 409, 'name');
+    assertProblem(await initech.post('/api/v1/portal/keys/k1/rotate', {}), 409, 'name');
+    assert.equal((await initech.delete('/api/v1/portal/keys/k1')).status, 204);
+    assert.equal((await initech.post('/api/v1/portal/keys', { name: 'one-more' })).status, 201);
+  });
+
+  it('a suspended partner reads but changes no key', async () => {
+    assert.equal((await portico.api.patch('/api/v1/partners/initech', { suspended: true }, { 'content-type': 'application/merge-patch+json' })).status, 200);
+    const initech = portico.api.withToken((await portico.api.post('/api/v1/partners/initech/portal-tokens', { name: 'initech-portal-2' })).body.token);
+    assert.equal((await initech.get('/api/v1/portal/me')).body.partner.suspended, true);
+    assertProblem(await initech.post('/api/v1/portal/keys/k2/revoke'), 403, 'header Authorization');
+    assertProblem(await initech.delete('/api/v1/portal/keys/k2'), 403, 'header Authorization');
+  });
+
+  it('documents every portal operation under the tag portal', async () => {
+    const doc = (await portico.api.get('/openapi.json')).body as { paths: Record<string, Record<string, { tags?: string[] }>> };
+    const ops = Object.entries(doc.paths)
+      .filter(([p]) => p.startsWith('/api/v1/portal/'))
+      .flatMap(([p, methods]) => Object.entries(methods).map(([m, op]) => [`${m.toUpperCase()} ${p}`, op.tags]));
+    assert.deepEqual(ops.map(([op]) => op).sort(), [
+      'DELETE /api/v1/portal/keys/{name}',
+      'GET /api/v1/portal/keys',
+      'GET /api/v1/portal/me',
+      'GET /api/v1/portal/subscriptions',
+      'GET /api/v1/portal/usage',
+      'PATCH /api/v1/portal/keys/{name}',
+      'POST /api/v1/portal/keys',
+      'POST /api/v1/portal/keys/{name}/revoke',
+      'POST /api/v1/portal/keys/{name}/rotate',
+    ]);
+    for (const [op, t] of ops) assert.deepEqual(t, ['portal'], String(op));
   });
 
   it('usage against limits and quotas comes from the rate limiter’s counters', async () => {

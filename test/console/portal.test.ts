@@ -1,6 +1,6 @@
 // The partner portal in a real headless Chromium against a real control plane and a real Envoy:
 // a partner signs in with its partner token and sees only its own subscriptions, usage and keys;
-// it creates, rotates and revokes a key, and Envoy serves the new keys and refuses the revoked one;
+// it creates, rotates, revokes and deletes a key, and Envoy serves the new keys and refuses the revoked one;
 // nothing of the admin console is reachable; axe-core's WCAG checks; a narrow screen by keyboard.
 // Screenshots go to test-results/console/portal-*.png.
 import { test } from 'node:test';
@@ -136,10 +136,13 @@ partners:
       const [old, fresh] = await Promise.all([through(gatewayPort, '/shop/items', webKey), through(gatewayPort, '/shop/items', rotatedKey)]);
       return old === 401 && fresh === 200 ? true : undefined;
     });
+    await page.getByRole('button', { name: 'Delete web', exact: true }).click();
+    await page.getByRole('row', { name: /^web / }).waitFor({ state: 'detached' });
+    assert.equal((await portico.api.get('/api/v1/partners/acme/api-keys/web')).status, 404);
     const audit = await portico.api.get('/api/v1/audit?kind=apiKeys&key=acme/web&limit=5');
-    assert.ok(
-      audit.body.items.every((e: { actor: string }) => e.actor === 'partner:acme (token acme-portal)'),
-      audit.text,
+    assert.deepEqual(
+      audit.body.items.map((e: { action: string; actor: string }) => `${e.action} by ${e.actor}`),
+      ['delete', 'update', 'create'].map((a) => `${a} by partner:acme (token acme-portal)`),
     );
   });
 

@@ -1,5 +1,5 @@
-// The partner's own API keys: create (the key shown once), rotate (a new key beside the old one, or
-// swapped in one change) and revoke. Field errors from problem+json appear at their field.
+// The partner's own API keys: create (the key shown once), rotate (a new key beside the old one),
+// revoke, and delete once revoked. Field errors from problem+json appear at their field.
 import { useState } from 'preact/hooks';
 import { api, type Problem, problemOf } from '../../api.ts';
 import { errorFor, Field, ProblemBanner, TableHead } from '../../ui.tsx';
@@ -48,6 +48,12 @@ export function Keys() {
     if (!data) return failed(problemOf(error, response));
     setProblem(undefined);
     showMinted(data);
+  };
+  const remove = async (name: string) => {
+    const { error, response } = await api.DELETE('/api/v1/portal/keys/{name}', { params: { path: { name } } });
+    if (!response.ok) return failed(problemOf(error, response));
+    setProblem(undefined);
+    reload();
   };
   const revoke = async (name: string) => {
     const { data, error, response } = await api.POST('/api/v1/portal/keys/{name}/revoke', { params: { path: { name } } });
@@ -123,6 +129,11 @@ export function Keys() {
                   <td>{k.description ?? ''}</td>
                   <td>
                     <div class="actions">
+                      {k.revoked && (
+                        <button type="button" aria-label={`Delete ${k.name}`} onClick={() => remove(k.name)}>
+                          Delete
+                        </button>
+                      )}
                       {!k.revoked && confirming !== k.name && (
                         <>
                           <button type="button" aria-label={`Rotate ${k.name}`} onClick={() => rotate(k.name)}>
