@@ -8,7 +8,7 @@ import { ConfigPipeline } from './pipeline.ts';
 import type { TranslateOptions } from './translate/index.ts';
 import type { Settings } from './settings.ts';
 import { readFileSync } from 'node:fs';
-import { parseDocumentText } from './model/index.ts';
+import { compileResourceSchemas, parseDocumentText } from './model/index.ts';
 import { applyDocument, openDatabase, ChangeFeed, loadKeyRing, type Database, type ModelStore } from './store/index.ts';
 import { createLogger, createRegistry, AccessLogService, registerAccessLogService, type Logger } from './telemetry/index.ts';
 import { createXds, type Xds } from './xds/index.ts';
@@ -55,6 +55,8 @@ export interface StartOptions {
   applyFile?: string;
   /** Whether that apply deletes what the document leaves out. */
   prune?: boolean;
+  /** Compile the resource schemas before anything is served (`portico serve`; tests skip the cost). */
+  compileSchemas?: boolean;
 }
 
 /** A start that cannot go on, said in one sentence (a port in use, an address that cannot be bound). */
@@ -95,6 +97,7 @@ export async function startPortico(settings: Settings, opts: StartOptions = {}):
   const feed = database.kind === 'postgresql' ? new ChangeFeed(store, { databaseUrl: database.url, reconcileMs: settings.reconcileMs, log: log.child({ component: 'feed' }) }) : undefined;
   feed?.start();
 
+  if (opts.compileSchemas) compileResourceSchemas();
   if (opts.applyFile) {
     const file = opts.applyFile;
     // Keys made through the API are not in files (their secrets are shown once): keep them.

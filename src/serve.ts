@@ -7,7 +7,7 @@ import { createLogger } from './telemetry/index.ts';
 export async function serve(settings: Settings, applyFile?: string, prune = false): Promise<void> {
   const log = createLogger(settings.logLevel);
   // The document is applied before the servers start, so /readyz never reports a model without it.
-  const portico = await startPortico(settings, { logger: log, ...(applyFile ? { applyFile, prune } : {}) });
+  const portico = await startPortico(settings, { logger: log, compileSchemas: true, ...(applyFile ? { applyFile, prune } : {}) });
   // SIGTERM: /readyz turns 503, the replica keeps serving for the shutdown delay, then xDS streams
   // end cleanly, in-flight callouts finish, and the admin API and the database close. The exit is
   // bounded: past the delay and the grace period (plus 5 s for the rest) the process exits anyway,

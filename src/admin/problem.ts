@@ -4,7 +4,7 @@ import { STATUS_CODES } from 'node:http';
 import type { Duplex } from 'node:stream';
 import type { FastifyError, FastifyInstance, FastifyReply, FastifyRequest } from 'fastify';
 import { KINDS, DocumentSyntaxError, type FieldError, type ModelError } from '../model/index.ts';
-import { ModelValidationError, PreconditionFailedError, StoreUnavailableError, DuplicateError, InvalidValueError } from '../store/index.ts';
+import { ModelValidationError, PreconditionFailedError, StoreUnavailableError, DuplicateError, InvalidValueError, unavailableSummary } from '../store/index.ts';
 
 export interface ProblemError {
   field: string;
@@ -147,7 +147,8 @@ export function sendProblem(reply: FastifyReply, request: FastifyRequest, p: Htt
 export function installProblemHandlers(app: FastifyInstance): void {
   app.setErrorHandler((err, request, reply) => {
     const p = toProblem(err);
-    if (p.status >= 500) request.log[p.status === 503 ? 'warn' : 'error']({ err }, 'admin request failed');
+    if (err instanceof StoreUnavailableError) request.log.warn({ database: unavailableSummary(err) }, 'admin request failed: database unavailable');
+    else if (p.status >= 500) request.log[p.status === 503 ? 'warn' : 'error']({ err }, 'admin request failed');
     return sendProblem(reply, request, p);
   });
   app.setNotFoundHandler((request, reply) => sendProblem(reply, request, problems.notFound(`${request.method} ${request.url.split('?')[0]}`)));

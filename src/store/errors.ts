@@ -68,6 +68,21 @@ export function databaseFailure(e: unknown, what: string, field = '(body)'): Err
   return new StoreUnavailableError(`${what}: the database failed or could not be reached`, { cause: e });
 }
 
+/**
+ * What to log for a failure of the database itself: the store's sentence and the driver's code
+ * (SQLSTATE or errno), never a stack. Formatting a stack goes through the source maps (parsed on
+ * first use, synchronously) and a stack says nothing about an unreachable database; while it is
+ * down every replica logs this at once, on the event loop that answers the callouts.
+ */
+export function unavailableSummary(e: StoreUnavailableError): { message: string; code?: string; kind?: string } {
+  const cause = e.cause as { code?: unknown; meta?: { driverAdapterError?: { cause?: { kind?: unknown } } }; cause?: { code?: unknown } } | undefined;
+  const codes = [sqlState(cause), cause?.cause?.code, cause?.code].filter((c): c is string => typeof c === 'string');
+  // A SQLSTATE first, then an errno (ECONNREFUSED), then Prisma's own (P1001: cannot reach the server).
+  const code = codes.find((c) => /^[0-9A-Z]{5}$/.test(c) && !c.startsWith('P')) ?? codes.find((c) => /^E[A-Z]+$/.test(c)) ?? codes[0];
+  const kind = cause?.meta?.driverAdapterError?.cause?.kind;
+  return { message: e.message, ...(code ? { code } : {}), ...(typeof kind === 'string' ? { kind } : {}) };
+}
+
 /** Errors from Prisma, the pg driver or the network: the database, not the request, is at fault. */
 export function isDatabaseError(e: unknown): boolean {
   const err = e as { name?: string; constructor?: { name?: string }; code?: unknown } | undefined;

@@ -99,7 +99,10 @@ export class ModelStore {
   /** Connects to a migrated database and loads the current model. */
   static async open(databaseUrl: string, keys: KeyRing, opts: { poolSize?: number } = {}): Promise<ModelStore> {
     const adapter = new PrismaPg({ connectionString: databaseUrl, max: opts.poolSize ?? 1 });
-    const prisma = new PrismaClient({ adapter, transactionOptions: { maxWait: 30_000, timeout: 300_000 } });
+    // errorFormat 'minimal': otherwise every failed query (all of them while the database is down)
+    // formats its caller's stack through the source maps and reads the caller's source file to
+    // quote it in the message, synchronously on the event loop the callouts share (issue 10).
+    const prisma = new PrismaClient({ adapter, errorFormat: 'minimal', transactionOptions: { maxWait: 30_000, timeout: 300_000 } });
     const store = new ModelStore(prisma, keys);
     await store.initSecrets();
     await store.reload();
