@@ -12,3 +12,4 @@ export * from './validate.ts';
 export * from './grpc-descriptor.ts';
 export * from './plan-rules.ts';
 export * from './jwt-keys.ts';
+export * from './mtls-match.ts';

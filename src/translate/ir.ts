@@ -338,6 +338,12 @@ export interface RouteAccessIR {
   deny: Array<{ reason: Exclude<AccessRefusal, 'no_subscription' | 'method_not_in_subscription'>; partners: string[] }>;
   /** Partners allowed on the route, with the plan they call it under and the methods they may use (all when absent). */
   allowed: Array<{ partner: string; plan: string; methods?: string[] }>;
+  /**
+   * Native mTLS routes: each partner is the principal names of its client certificates (not the
+   * partner header, which no filter sets there), sorted by partner; the shadow rules then name the
+   * partner (x-portico-partner reads the match) instead of the plan.
+   */
+  identities?: Array<{ partner: string; principals: string[] }>;
 }
 
 /** One JWT issuer as a jwt_authn provider (named after the issuer), its key set pushed inline. */

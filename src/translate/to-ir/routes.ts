@@ -40,6 +40,7 @@ import { headerRulesIr, literalHeaderValue } from './headers.ts';
 import { compressionIr } from './compression.ts';
 import { nativeApiKeyAuth, PLAN_FROM_ACCESS, type NativeAuthContext } from './native-auth.ts';
 import { nativeJwtAuth, type NativeJwtContext } from './native-jwt.ts';
+import { nativeMtlsAccess } from './native-mtls.ts';
 
 // ── routes ────────────────────────────────────────────────────────────────────
 function valueMatchIr(m: HeaderMatch | QueryMatch): ValueMatchIR {
@@ -204,6 +205,7 @@ export function routeIr(model: ModelSnapshot, product: Product, route: Route, fi
   const countedByCallout = limits?.limited === true && filters?.rateLimitMode !== 'native';
   const native = filters?.nativeAuth && limits ? nativeApiKeyAuth(model, product, route, accept, countedByCallout, filters.nativeAuth) : undefined;
   const jwt = filters?.nativeAuth && filters.nativeJwt && limits ? nativeJwtAuth(model, product, route, accept, countedByCallout, filters.nativeJwt, filters.nativeAuth) : undefined;
+  const mtls = filters?.nativeAuth && limits ? nativeMtlsAccess(model, product, route, accept, limits.limited, filters.nativeAuth) : undefined;
   const ir: RouteIR = {
     name,
     metadata: { product: product.name, route: route.name, ...(flow ? { flow } : {}) },
@@ -223,7 +225,8 @@ export function routeIr(model: ModelSnapshot, product: Product, route: Route, fi
     ...(filters ? grpcIr(model, route) : {}),
   };
   if (native) return nativeRoute(ir, product, route, 'api_key', native.access, { apiKeyAuth: native.apiKeyAuth });
-  return jwt ? nativeRoute(ir, product, route, 'jwt', jwt.access, { jwtAuth: jwt.jwtAuth }) : ir;
+  if (jwt) return nativeRoute(ir, product, route, 'jwt', jwt.access, { jwtAuth: jwt.jwtAuth });
+  return mtls ? nativeRoute(ir, product, route, 'mtls', mtls, {}) : ir;
 }
 
 /** A route's gRPC-JSON transcoding and gRPC-Web (Envoy groups). */
@@ -247,7 +250,8 @@ function nativeRoute(ir: RouteIR, product: Product, route: Route, credential: Cr
     [GATEWAY_HEADERS.credential, credential],
     [GATEWAY_HEADERS.product, product.name],
     [GATEWAY_HEADERS.route, route.name],
-    ...(access.allowed.length ? [[GATEWAY_HEADERS.plan, PLAN_FROM_ACCESS] as [string, string]] : []),
+    // The access RBAC's shadow match: the plan, or on mTLS routes (no filter sets the partner header) the partner.
+    ...(access.allowed.length ? [[access.identities ? GATEWAY_HEADERS.partner : GATEWAY_HEADERS.plan, PLAN_FROM_ACCESS] as [string, string]] : []),
   ];
   const m = ir.requestHeaders;
   return { ...ir, requestHeaders: { ...m, set: [...m.set, ...identity].sort((a, b) => compareStrings(a[0], b[0])) }, authz: { disabled: true }, ...authn, access };

@@ -10,8 +10,20 @@ import { disabledByDefault, type HttpFilterEmitter } from './filter.ts';
 const RBAC_TYPE = 'envoy.extensions.filters.http.rbac.v3.RBAC';
 const RBAC_PER_ROUTE_TYPE = 'envoy.extensions.filters.http.rbac.v3.RBACPerRoute';
 
-const partnerIs = (name: string): Json => ({ header: { name: GATEWAY_HEADERS.partner, string_match: { exact: name } } });
+const partnerHeaderIs = (name: string): Json => ({ header: { name: GATEWAY_HEADERS.partner, string_match: { exact: name } } });
 const oneOf = (ids: Json[]): Json => (ids.length === 1 ? ids[0]! : { or_ids: { ids } });
+/** No identity: a principal nothing matches. */
+const NOBODY: Json = { not_id: { any: true } };
+
+/** Who a partner is on this route: the partner header, or (mTLS routes) its certificates' names. */
+function principalOf(a: RouteAccessIR): (name: string) => Json {
+  if (!a.identities) return partnerHeaderIs;
+  const names = new Map(a.identities.map((i) => [i.partner, i.principals]));
+  return (partner) => {
+    const list = names.get(partner) ?? [];
+    return list.length ? oneOf(list.map((n): Json => ({ authenticated: { principal_name: { exact: n } } }))) : NOBODY;
+  };
+}
 const methodIs = (m: string): Json => ({ header: { name: ':method', string_match: { exact: m } } });
 
 /**
@@ -20,6 +32,7 @@ const methodIs = (m: string): Json => ({ header: { name: ':method', string_match
  * not subscribed here, or any identity this route never heard of) has no subscription.
  */
 function rules(a: RouteAccessIR): Json {
+  const partnerIs = principalOf(a);
   const policies: Array<[string, Json]> = a.deny.map((d) => [d.reason, { permissions: [{ any: true }], principals: [oneOf(d.partners.map(partnerIs))] }]);
   const restricted = a.allowed.filter((x) => x.methods !== undefined);
   if (restricted.length) {
@@ -31,10 +44,14 @@ function rules(a: RouteAccessIR): Json {
   return { action: 'DENY', policies: sortedRecord(policies) };
 }
 
-/** Shadow rules (never enforced): the ALLOW policy that matches is the caller's plan, recorded in dynamic metadata. */
+/**
+ * Shadow rules (never enforced): the ALLOW policy that matches is the caller's plan, recorded in
+ * dynamic metadata; on mTLS routes it is the caller's partner (no filter sets the partner header there).
+ */
 function plans(a: RouteAccessIR): Json | undefined {
+  const partnerIs = principalOf(a);
   const byPlan = new Map<string, string[]>();
-  for (const x of a.allowed) byPlan.set(x.plan, [...(byPlan.get(x.plan) ?? []), x.partner]);
+  for (const x of a.allowed) byPlan.set(a.identities ? x.partner : x.plan, [...(byPlan.get(a.identities ? x.partner : x.plan) ?? []), x.partner]);
   if (byPlan.size === 0) return undefined;
   return { action: 'ALLOW', policies: sortedRecord([...byPlan].map(([plan, partners]) => [plan, { permissions: [{ any: true }], principals: [oneOf(partners.map(partnerIs))] }])) };
 }

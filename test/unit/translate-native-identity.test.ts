@@ -1,8 +1,8 @@
-// Native JWT decisions (pure): the key set Envoy gets (public signing keys only, each pinned to an
-// allowed algorithm), which issuers Envoy can verify alone, and which routes stay on the callout.
+// Native JWT and mTLS decisions (pure): the key set Envoy gets (public signing keys only, each pinned to an
+// allowed algorithm), which issuers and certificate identities Envoy can match alone.
 import assert from 'node:assert/strict';
 import { describe, it } from 'node:test';
-import { jwtIssuerCalloutReason } from '../../src/model/index.ts';
+import { jwtIssuerCalloutReason, mtlsPrincipalName } from '../../src/model/index.ts';
 import { envoyJwks, jwtProvider } from '../../src/translate/to-ir/native-jwt.ts';
 
 const rsa = { kty: 'RSA', kid: 'r', n: 'AQAB-n', e: 'AQAB' };
@@ -56,5 +56,25 @@ describe('native JWT: which issuers Envoy verifies alone', () => {
     const remote = { ...base, jwks: undefined, jwksUri: 'https://idp/jwks' };
     assert.equal(jwtProvider(remote, undefined), undefined);
     assert.match(jwtProvider(remote, { keys: [rsa] })!.jwks, /"kid":"r"/);
+  });
+});
+
+describe('native mTLS: which identities Envoy matches as principal names', () => {
+  it('SPIFFE IDs, URI and DNS SANs and RFC 2253 subjects are principals; fingerprints, email and IP SANs, other subject forms are not', () => {
+    assert.deepEqual(mtlsPrincipalName({ type: 'spiffe_id', value: 'spiffe://a/b' }), { name: 'spiffe://a/b' });
+    assert.deepEqual(mtlsPrincipalName({ type: 'san', value: 'DNS:Api.Example.COM' }), { name: 'api.example.com' });
+    assert.deepEqual(mtlsPrincipalName({ type: 'san', value: 'URI:https://x.example/Client' }), { name: 'https://x.example/Client' });
+    assert.deepEqual(mtlsPrincipalName({ type: 'san', value: 'Host.Internal' }), { name: 'host.internal' });
+    assert.deepEqual(mtlsPrincipalName({ type: 'subject', value: 'CN=billing,O=Acme' }), { name: 'CN=billing,O=Acme' });
+    for (const match of [
+      { type: 'fingerprint', value: 'ab'.repeat(32) },
+      { type: 'san', value: 'email:a@b.example' },
+      { type: 'san', value: 'IP:10.0.0.1' },
+      { type: 'subject', value: '/O=Acme/CN=billing' },
+      { type: 'subject', value: 'CN=billing, O=Acme' },
+      { type: 'subject', value: 'CN=a\\,b' },
+    ] as const) {
+      assert.ok('reason' in mtlsPrincipalName(match), JSON.stringify(match));
+    }
   });
 });

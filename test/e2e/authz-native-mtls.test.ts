@@ -1,0 +1,153 @@
+// Native mTLS (authz.mode native) through the admin API, SDS and a real Envoy: a product taking only
+// client certificates is decided by the access RBAC on the verified certificate's names (SPIFFE ID,
+// DNS SAN, subject), the partner forwarded from the shadow match, no callout. Every refusal: a
+// certificate of no partner, a partner not subscribed, suspended, outside its access level, a
+// foreign CA (no handshake); suspension and identity removal on update; a partner with a fingerprint
+// identity keeps its product on the callout; config_dump holds no private key of the client CA side.
+import assert from 'node:assert/strict';
+import { X509Certificate } from 'node:crypto';
+import { request as httpsRequest } from 'node:https';
+import { describe, it } from 'node:test';
+import { selfSigned, signedBy, type TestCertificate } from '../support/certs.ts';
+import { freePort } from '../support/components.ts';
+import { assertGatewayError, authzDecisions, mirroredHeaders, startAuthzGateway, startMirror } from '../support/authz-gateway.ts';
+import type { GatewayResponse } from '../support/seed003.ts';
+
+const NODE = 'edge-authz-native-mtls';
+
+/** One HTTPS request to the mTLS listener (fresh connection, the test's server CA, SNI localhost). */
+function httpsCall(port: number, path: string, serverCa: string, client?: TestCertificate, headers: Record<string, string> = {}): Promise<GatewayResponse> {
+  return new Promise((resolve, reject) => {
+    const req = httpsRequest(
+      { host: '127.0.0.1', port, path, servername: 'localhost', ca: serverCa, ...(client ? { cert: client.certificate, key: client.privateKey } : {}), headers, agent: false, timeout: 10_000 },
+      (res) => {
+        let text = '';
+        res.on('data', (c: Buffer) => (text += c.toString()));
+        res.on('end', () => {
+          let json: unknown;
+          try {
+            json = text ? JSON.parse(text) : undefined;
+          } catch {
+            json = undefined;
+          }
+          const h = new Headers();
+          for (const [k, v] of Object.entries(res.headers)) if (typeof v === 'string') h.set(k, v);
+          resolve({ status: res.statusCode ?? 0, headers: h, text, json });
+        });
+      },
+    );
+    req.on('timeout', () => req.destroy(new Error('timeout')));
+    req.on('error', reject);
+    req.end();
+  });
+}
+
+describe('authz native mode: client certificates decided by Envoy itself', () => {
+  it('maps certificates to partners with no callout and refuses the rest', { timeout: 300_000 }, async (t) => {
+    const serverCa = await selfSigned('Portico Test Server CA');
+    const server = await signedBy(serverCa, 'localhost', { san: 'DNS:localhost,IP:127.0.0.1' });
+    const clientCa = await selfSigned('Partner Client CA');
+    const bySubject = await signedBy(clientCa, 'subject-client', { client: true });
+    const bySan = await signedBy(clientCa, 'san-client', { client: true, san: 'DNS:san-client.bank-b.internal' });
+    const bySpiffe = await signedBy(clientCa, 'spiffe-client', { client: true, san: 'URI:spiffe://bank-c.example/ns/prod/sa/ledger' });
+    const suspended = await signedBy(clientCa, 'suspended-client', { client: true, san: 'DNS:bank-e.internal' });
+    const unsubscribed = await signedBy(clientCa, 'other-client', { client: true, san: 'DNS:bank-f.internal' });
+    const stranger = await signedBy(clientCa, 'stranger', { client: true, san: 'DNS:stranger.internal' });
+    const byFingerprint = await signedBy(clientCa, 'fp-client', { client: true, san: 'DNS:fp.unmapped.internal' });
+    const foreign = await signedBy(await selfSigned('Someone Else CA'), 'subject-client', { client: true, san: 'URI:spiffe://bank-c.example/ns/prod/sa/ledger' });
+
+    const mirror = await startMirror();
+    t.after(() => mirror.close());
+    const mtlsPort = await freePort();
+    const g = await startAuthzGateway(t, {
+      nodeId: NODE,
+      mutate: (doc) => {
+        doc.gatewayGroups[0].authz.mode = 'native';
+        doc.plans.push({ name: 'unlimited' });
+      },
+    });
+    if (!g) return;
+    const { api, portico } = g;
+    const ok = (r: { status: number; text: string }, what: string) => assert.ok([200, 201, 204].includes(r.status), `${what}: ${r.status} ${r.text}`);
+    const https = (path: string, client?: TestCertificate, headers?: Record<string, string>) => httpsCall(mtlsPort, path, serverCa.certificate, client, headers);
+    const ledgerChecks = () => authzDecisions(portico.adminUrl, { product: 'ledger' });
+
+    ok(await api.post('/api/v1/certificates', { name: 'edge-server', certificate: server.certificate, privateKey: server.privateKey }), 'server certificate');
+    ok(await api.post('/api/v1/certificates', { name: 'partner-ca', certificate: clientCa.certificate }), 'client CA');
+    const edge = (await api.get('/api/v1/gateway-groups/edge')).body;
+    const listeners = [...edge.listeners, { name: 'mtls', port: mtlsPort, address: '127.0.0.1', protocol: 'https', tls: { certificate: 'edge-server', clientCa: 'partner-ca' } }];
+    ok(await api.patch('/api/v1/gateway-groups/edge', { listeners }), 'mTLS listener');
+    ok(await api.post('/api/v1/services', { name: 'ledger', endpoints: [{ host: '127.0.0.1', port: mirror.port }] }), 'service');
+    for (const product of ['ledger', 'vault']) {
+      ok(await api.post('/api/v1/products', { name: product, gatewayGroups: ['edge'], basePath: `/${product}`, auth: { accept: ['mtls'] } }), product);
+      for (const route of ['entries', 'audit'])
+        ok(await api.post(`/api/v1/products/${product}/routes`, { name: route, match: { path: { type: 'prefix', value: `/${route}` } }, service: 'ledger' }), route);
+    }
+    const partners: Array<[string, string | undefined, { type: string; value: string }, Record<string, unknown>?]> = [
+      ['bank-a', 'ledger', { type: 'subject', value: 'CN=subject-client' }],
+      ['bank-b', 'ledger', { type: 'san', value: 'DNS:san-client.bank-b.internal' }, { access: { routes: ['entries'] } }],
+      ['bank-c', 'ledger', { type: 'spiffe_id', value: 'spiffe://bank-c.example/ns/prod/sa/ledger' }],
+      ['bank-d', 'vault', { type: 'fingerprint', value: new X509Certificate(byFingerprint.certificate).fingerprint256 }],
+      ['bank-e', 'ledger', { type: 'san', value: 'DNS:bank-e.internal' }],
+      ['bank-f', undefined, { type: 'san', value: 'DNS:bank-f.internal' }],
+    ];
+    for (const [partner, product, match, extra] of partners) {
+      ok(await api.post('/api/v1/partners', { name: partner, kind: 'tenant', ...(partner === 'bank-e' ? { suspended: true } : {}) }), partner);
+      if (product) ok(await api.post(`/api/v1/partners/${partner}/subscriptions`, { product, plan: 'unlimited', ...extra }), `${partner}/${product}`);
+      ok(await api.post(`/api/v1/partners/${partner}/mtls-identities`, { name: 'cert', match }), `${partner} identity`);
+    }
+    await g.envoy.waitForListener('mtls', 60_000);
+    await g.inSync();
+
+    await t.test('each identity kind (subject, DNS SAN, SPIFFE ID) opens its route in Envoy alone; the upstream sees the partner', async () => {
+      for (const [client, partner] of [
+        [bySubject, 'bank-a'],
+        [bySan, 'bank-b'],
+        [bySpiffe, 'bank-c'],
+      ] as const) {
+        const h = mirroredHeaders(await https('/ledger/entries/1', client, { 'x-portico-partner': 'evil', 'x-portico-credential': 'api_key' }));
+        assert.deepEqual(h.get('x-portico-partner'), [partner]);
+        assert.deepEqual(h.get('x-portico-credential'), ['mtls']);
+        assert.deepEqual(h.get('x-portico-product'), ['ledger']);
+      }
+      assert.equal(await ledgerChecks(), 0, 'ext_authz was never asked about ledger');
+    });
+
+    await t.test("refusals with the callout's 403 codes: no partner, not subscribed, suspended, outside the access level", async () => {
+      assertGatewayError(await https('/ledger/entries/1', stranger), 403, 'no_subscription', 'a certificate of no partner');
+      assertGatewayError(await https('/ledger/entries/1', unsubscribed), 403, 'no_subscription', 'a partner without a subscription');
+      assertGatewayError(await https('/ledger/entries/1', suspended), 403, 'partner_suspended', 'suspended partner');
+      assertGatewayError(await https('/ledger/audit', bySan), 403, 'route_not_in_subscription', 'route outside the access level');
+      assert.equal((await https('/ledger/audit', bySpiffe)).status, 200);
+      assert.equal(await ledgerChecks(), 0, 'still no callout');
+    });
+
+    await t.test('a certificate from another CA, or none, never completes the handshake', async () => {
+      for (const client of [foreign, undefined]) {
+        await assert.rejects(https('/ledger/entries/1', client), (e: NodeJS.ErrnoException) => {
+          assert.match(`${e.code} ${e.message}`, /ECONNRESET|socket hang up|alert|certificate|EPIPE/i);
+          return true;
+        });
+      }
+    });
+
+    await t.test('a fingerprint identity keeps its product on the callout, which still serves it', async () => {
+      const before = await authzDecisions(portico.adminUrl, { product: 'vault' });
+      assert.deepEqual(mirroredHeaders(await https('/vault/entries/1', byFingerprint)).get('x-portico-partner'), ['bank-d']);
+      assert.ok((await authzDecisions(portico.adminUrl, { product: 'vault' })) > before, 'vault is checked by the callout');
+    });
+
+    await t.test('suspension and identity removal take effect on the next push', async () => {
+      ok(await api.patch('/api/v1/partners/bank-c', { suspended: true }), 'suspend');
+      await g.inSync();
+      assertGatewayError(await https('/ledger/entries/1', bySpiffe), 403, 'partner_suspended', 'suspended');
+      ok(await api.patch('/api/v1/partners/bank-c', { suspended: false }), 'reinstate');
+      await g.inSync();
+      assert.equal((await https('/ledger/entries/1', bySpiffe)).status, 200);
+      ok(await api.delete('/api/v1/partners/bank-c/mtls-identities/cert'), 'delete identity');
+      await g.inSync();
+      assertGatewayError(await https('/ledger/entries/1', bySpiffe), 403, 'no_subscription', 'identity removed');
+      assert.equal(await ledgerChecks(), 0, 'still no callout');
+    });
+  });
+});
