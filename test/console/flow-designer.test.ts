@@ -42,6 +42,16 @@ async function fill(page: Page, from: string, to: string, fields: Array<[string,
   }
 }
 
+/** Waits until a control's value passes `ok` (views update after the render that follows an edit). */
+async function valueIs(page: Page, selector: string, ok: (value: string) => boolean): Promise<void> {
+  const control = page.locator(selector);
+  const deadline = Date.now() + 30_000;
+  while (!ok(await control.inputValue())) {
+    if (Date.now() > deadline) assert.fail(`${selector} never got the expected value: ${await control.inputValue()}`);
+    await page.waitForTimeout(50);
+  }
+}
+
 async function checked(page: Page, text: RegExp): Promise<void> {
   await page.locator('.check-state').filter({ hasText: text }).waitFor();
 }
@@ -111,9 +121,18 @@ test('flow designer in Chromium', async (t) => {
     assert.deepEqual(await page.getByRole('list', { name: 'Branches of parallel fetch' }).locator('.node-name').allTextContents(), ['user', 'orders', 'recommendations']);
     await screenshot(page, 'flows-01-built');
 
-    await page.getByText('Flow as text (JSON)').click();
+    await page.getByText('Flow as text (JSON or YAML)').click();
     const text = page.getByLabel('Flow (JSON)');
     assert.deepEqual(JSON.parse(await text.inputValue()), expectedFlow(), 'the text view shows the flow built in the graph');
+    // As YAML: an edit there reaches the graph's fields (the deadline), and back to JSON.
+    await page.getByLabel('Text format').selectOption('yaml');
+    const yaml = page.getByLabel('Flow (YAML)');
+    assert.match(await yaml.inputValue(), /^timeoutMs: 2000$/m);
+    await yaml.fill((await yaml.inputValue()).replace('timeoutMs: 2000', 'timeoutMs: 2500'));
+    await valueIs(page, 'input[name="timeoutMs"]', (v) => v === '2500');
+    await page.getByLabel('Flow deadline (ms)').fill('2000');
+    await valueIs(page, 'textarea[name="flowText"]', (v) => /^timeoutMs: 2000$/m.test(v));
+    await page.getByLabel('Text format').selectOption('json');
   });
 
   await t.test('shows an invalid expression inline, from the text view and from the side panel', async () => {

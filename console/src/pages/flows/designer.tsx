@@ -1,5 +1,5 @@
 // The flow designer page: pick a route (or name a new one), edit its flow as a graph with a side
-// panel or as JSON text (the two stay in sync), see the server's check as you type (debounced),
+// panel or as JSON or YAML text (the views stay in sync), see the server's check as you type (debounced),
 // "try it" with a sample request, and save the route through the admin API.
 import { useEffect, useRef, useState } from 'preact/hooks';
 import { call, type FieldProblem, type Problem } from '../../api.ts';
@@ -9,6 +9,7 @@ import './flows.css';
 import { FlowGraph, type TraceStep } from './graph.tsx';
 import { type FlowDoc, fieldOf, insertStep, moveStep, newStep, removeStep, replaceStep, type StepRef, stepAt } from './model.ts';
 import { StepPanel } from './panel.tsx';
+import { FlowText } from './text.tsx';
 import { TryIt } from './tryit.tsx';
 
 const CHECK_DELAY_MS = 350;
@@ -235,44 +236,4 @@ export function FlowDesigner(props: { selected?: string | undefined; navigate(ke
 function errorFor(problem: Pick<Problem, 'errors'> | undefined, field: string): string | undefined {
   const hit = (problem?.errors ?? []).filter((e) => e.field === field);
   return hit.length ? hit.map((e) => e.message).join('; ') : undefined;
-}
-
-/** The flow as JSON: edits apply as soon as the text parses; the text follows edits made in the graph. */
-function FlowText(props: { flow: FlowDoc; disabled: boolean; onChange(f: FlowDoc): void }) {
-  const pretty = JSON.stringify(props.flow, null, 2);
-  const [text, setText] = useState(pretty);
-  const [bad, setBad] = useState<string | undefined>(undefined);
-  const mine = useRef(pretty);
-  // The flow changed elsewhere (graph, panel, load): show it, unless it is what this text says.
-  useEffect(() => {
-    if (pretty !== mine.current) {
-      setText(pretty);
-      setBad(undefined);
-      mine.current = pretty;
-    }
-  }, [pretty]);
-  return (
-    <details class="flow-text">
-      <summary>Flow as text (JSON)</summary>
-      <Field
-        spec={{ path: 'flowText', label: 'Flow (JSON)', type: 'textarea', help: 'edits apply when the text is valid JSON' }}
-        value={text}
-        disabled={props.disabled}
-        error={bad}
-        onChange={(v) => {
-          const t = String(v ?? '');
-          setText(t);
-          try {
-            const parsed = JSON.parse(t);
-            if (!parsed || typeof parsed !== 'object' || !Array.isArray(parsed.steps)) throw new Error('must be an object with steps');
-            setBad(undefined);
-            mine.current = JSON.stringify(parsed, null, 2);
-            props.onChange(parsed);
-          } catch (e) {
-            setBad(`is not a flow: ${(e as Error).message}`);
-          }
-        }}
-      />
-    </details>
-  );
 }

@@ -85,6 +85,17 @@ function AddStep(props: { list: ListPath; label: string; onAdd: GraphProps['onAd
   );
 }
 
+/** A JSON value under a closed disclosure (nothing when undefined). */
+export function JsonDetails(props: { summary: string; value: unknown }) {
+  if (props.value === undefined) return null;
+  return (
+    <details>
+      <summary>{props.summary}</summary>
+      <pre class="code">{JSON.stringify(props.value, null, 2)}</pre>
+    </details>
+  );
+}
+
 function Node(props: GraphProps & { list: ListPath; step: Step; index: number; count: number }) {
   const { step, list, index } = props;
   const kind = kindOf(step);
@@ -130,12 +141,7 @@ function Node(props: GraphProps & { list: ListPath; step: Step; index: number; c
               {status !== undefined ? ` · ${status}` : ''} · {Math.round(t.durationMs * 10) / 10} ms
             </span>
             {t.error && <span class="field-error"> {t.error.message}</span>}
-            {t.output !== undefined && (
-              <details>
-                <summary>Output of {step.name}</summary>
-                <pre class="code">{JSON.stringify(t.output, null, 2)}</pre>
-              </details>
-            )}
+            <JsonDetails summary={`Output of ${step.name}`} value={t.output} />
           </div>
         )}
       </div>

@@ -5,7 +5,7 @@ import { useState } from 'preact/hooks';
 import { call, type Problem } from '../../api.ts';
 import type { paths } from '../../generated/api.d.ts';
 import { Field, ProblemBanner } from '../../ui.tsx';
-import type { TraceStep } from './graph.tsx';
+import { JsonDetails, type TraceStep } from './graph.tsx';
 import { type FlowDoc, parseRecord } from './model.ts';
 
 const TRY_PATH: keyof paths = '/api/v1/flows/try';
@@ -148,18 +148,8 @@ function TryOutput(props: { result: TryResult }) {
               <td>{Math.round(t.startMs * 10) / 10}</td>
               <td>{Math.round(t.durationMs * 10) / 10}</td>
               <td>
-                {t.input !== undefined && (
-                  <details>
-                    <summary>Input of {t.name}</summary>
-                    <pre class="code">{JSON.stringify(t.input, null, 2)}</pre>
-                  </details>
-                )}
-                {t.output !== undefined && (
-                  <details>
-                    <summary>Output of {t.name}</summary>
-                    <pre class="code">{JSON.stringify(t.output, null, 2)}</pre>
-                  </details>
-                )}
+                <JsonDetails summary={`Input of ${t.name}`} value={t.input} />
+                <JsonDetails summary={`Output of ${t.name}`} value={t.output} />
               </td>
             </tr>
           ))}
