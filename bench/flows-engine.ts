@@ -1,6 +1,6 @@
 // Benchmark: the flow engine's own cost per request, I/O excluded. Runs seed 003's /api/home flow
 // (three parallel calls, a transform, a respond) over in-memory services that answer at once, and
-// the pieces it is made of: JSONata evaluation (and the plain-path shortcut), a route-level
+// the pieces it is made of (and the same flow with the designer's step detail on): JSONata evaluation (and the plain-path shortcut), a route-level
 // transform, JSON → XML, and a code step in the QuickJS sandbox. Prints JSON.
 // Usage: tsx bench/flows-engine.ts [--runs 20000] [--concurrency 32]
 // For allocation figures run with NODE_OPTIONS=--max-semi-space-size=64 (fewer scavenges mid-batch).
@@ -92,6 +92,10 @@ if (JSON.stringify(JSON.parse(check.body)) !== JSON.stringify(SEED_HOME_BODY)) t
 const homeUs = await perRun(() => runFlow(home, req, quietIO), args.runs);
 const homePerCpuSecond = await throughput(home, req, quietIO, args.runs, args.concurrency);
 const homeAllocBytes = await allocationPerRun(() => runFlow(home, req, quietIO));
+// The designer's "try it" detail (each step's input and output kept) beside the runtime's runs, which never ask for it.
+const detailIO: FlowIO = { ...quietIO, detail: true };
+const homeDetailPerCpuSecond = await throughput(home, req, detailIO, args.runs, args.concurrency);
+const homeAgainPerCpuSecond = await throughput(home, req, quietIO, args.runs, args.concurrency);
 
 // A flow of one call and a respond that only passes fields along (plain paths: no JSONata at all).
 const passthrough = ok(
@@ -144,6 +148,7 @@ printJson({
     firstCompileMs: compileMs,
     compileUsSameFlow: compileUs,
     compileUsOneExpressionChanged: compileChangedUs,
+    withTryItDetail: { runsPerCpuSecond: homeDetailPerCpuSecond, runsPerCpuSecondWithoutAgain: homeAgainPerCpuSecond },
   },
   oneCallPassthroughUsPerRun: oneCallUs,
   routeTransformUsPerRun: routeTransformUs,
