@@ -10,6 +10,7 @@ import { FlowDesigner } from './pages/flows/designer.tsx';
 import { NewApi } from './pages/newapi.tsx';
 import { Overview } from './pages/overview.tsx';
 import { Portal } from './pages/portal/portal.tsx';
+import { Shell } from './shell.tsx';
 import { ResourcePage } from './pages/resources.tsx';
 import { Field, ProblemBanner, SessionContext } from './ui.tsx';
 
@@ -72,7 +73,6 @@ function App() {
   const [session, setSession] = useState<Session | undefined | null>(undefined);
   const [expired, setExpired] = useState(false);
   const [page, item] = useHash();
-  const [navOpen, setNavOpen] = useState(false);
   useEffect(() => {
     currentSession().then((s) => setSession(s ?? null));
     whenSignedOut(() => {
@@ -81,11 +81,10 @@ function App() {
     });
   }, []);
   useEffect(() => {
+    if (session?.role === 'partner') return; // the portal titles its own pages
     const title = PAGES.find((p) => p.id === page)?.title ?? 'Portico';
     document.title = `${title} · Portico console`;
-    setNavOpen(false);
-    document.getElementById('main')?.focus();
-  }, [page]);
+  }, [page, session]);
   if (session === undefined) return <p class="loading">Loading…</p>;
   if (session === null)
     return (
@@ -102,43 +101,22 @@ function App() {
   const resource = RESOURCE_PAGES.includes(page as KindId) ? (page as KindId) : undefined;
   return (
     <SessionContext.Provider value={session}>
-      <button type="button" class="skip" onClick={() => document.getElementById('main')?.focus()}>
-        Skip to content
-      </button>
-      <header class="top">
-        <span class="brand">Portico</span>
-        <button type="button" class="nav-toggle" aria-expanded={navOpen} aria-controls="nav" onClick={() => setNavOpen(!navOpen)}>
-          Menu
-        </button>
-        <span class="who">
-          {session.name} ({session.role === 'viewer' ? 'viewer, read only' : 'admin'})
-        </span>
-        <button type="button" onClick={() => signOut().then(() => setSession(null))}>
-          Sign out
-        </button>
-      </header>
-      <div class="layout">
-        <nav id="nav" aria-label="Console" class={navOpen ? 'open' : ''}>
-          <ul>
-            {PAGES.filter((p) => !p.adminOnly || session.role === 'admin').map((p) => (
-              <li key={p.id}>
-                <a href={`#/${p.id}`} aria-current={p.id === page ? 'page' : undefined} onClick={() => setNavOpen(false)}>
-                  {p.title}
-                </a>
-              </li>
-            ))}
-          </ul>
-        </nav>
-        <main id="main" tabIndex={-1}>
-          {page === 'overview' && <Overview />}
-          {page === 'new-api' && <NewApi />}
-          {page === 'declarative' && <Declarative />}
-          {page === 'audit' && <Audit />}
-          {page === 'flows' && <FlowDesigner selected={item} navigate={(key) => (location.hash = key ? `#/flows/${encodeURIComponent(key)}` : '#/flows')} />}
-          {resource && <ResourcePage key={resource} kind={resource} selected={item} navigate={(key) => (location.hash = key ? `#/${resource}/${encodeURIComponent(key)}` : `#/${resource}`)} />}
-          {!PAGES.some((p) => p.id === page) && <p>No such page.</p>}
-        </main>
-      </div>
+      <Shell
+        brand="Portico"
+        who={`${session.name} (${session.role === 'viewer' ? 'viewer, read only' : 'admin'})`}
+        navLabel="Console"
+        pages={PAGES.filter((p) => !p.adminOnly || session.role === 'admin')}
+        current={page}
+        onSignOut={() => signOut().then(() => setSession(null))}
+      >
+        {page === 'overview' && <Overview />}
+        {page === 'new-api' && <NewApi />}
+        {page === 'declarative' && <Declarative />}
+        {page === 'audit' && <Audit />}
+        {page === 'flows' && <FlowDesigner selected={item} navigate={(key) => (location.hash = key ? `#/flows/${encodeURIComponent(key)}` : '#/flows')} />}
+        {resource && <ResourcePage key={resource} kind={resource} selected={item} navigate={(key) => (location.hash = key ? `#/${resource}/${encodeURIComponent(key)}` : `#/${resource}`)} />}
+        {!PAGES.some((p) => p.id === page) && <p>No such page.</p>}
+      </Shell>
     </SessionContext.Provider>
   );
 }

@@ -1,6 +1,6 @@
 // Small building blocks shared by the pages: labelled fields with their inline error, the problem
 // banner, and the session context (who is signed in, whether they may change things).
-import { createContext, type JSX } from 'preact';
+import { type ComponentChildren, createContext, type JSX } from 'preact';
 import { useContext, useEffect, useState } from 'preact/hooks';
 import type { FieldProblem, Problem, Result, Session } from './api.ts';
 import { call } from './api.ts';
@@ -186,4 +186,19 @@ export function diffLines(before: unknown, after: unknown, prefix = ''): { field
   const b = before === undefined ? '' : JSON.stringify(before);
   const a = after === undefined ? '' : JSON.stringify(after);
   return a === b ? [] : [{ field: prefix || '(whole)', before: b, after: a }];
+}
+
+/** A secret the server returns once (a new key or token): the message, the secret, and "I have copied it". */
+export function ShownOnce(props: { label: string; secret: string; onDone: () => void; id?: string; children: ComponentChildren }) {
+  return (
+    <div class="minted" role="status" id={props.id} tabIndex={props.id ? -1 : undefined}>
+      <p>{props.children} Copy it now: it is shown only once.</p>
+      <output class="secret" aria-label={props.label}>
+        {props.secret}
+      </output>
+      <button type="button" onClick={props.onDone}>
+        I have copied it
+      </button>
+    </div>
+  );
 }

@@ -2,8 +2,19 @@
 // the model and translator tests), and for rate limits the seed's limits (default 100/s burst 20
 // by user, login 10/min by client IP, search 20/s by user) plus quota, shadow and subscription cases.
 import { applyMutations, emptySnapshot, keyOf, type AnyResource, type KindName, type ModelSnapshot } from '../../src/model/index.ts';
+import type { AccessLogRecord } from '../../src/telemetry/index.ts';
 
 export type Entries = Array<[KindName, object]>;
+
+/** An access-log entry of one request to a route of product `api`, as native quotas count them. */
+export function accessLogEntry(route: string, partner: string | undefined, details = 'via_upstream'): AccessLogRecord {
+  const tags = new Map([
+    ['product', 'api'],
+    ['route', route],
+  ]);
+  if (partner) tags.set('partner', partner);
+  return { status: 200, durationSeconds: 0.001, flags: 0, routeName: `api/${route}`, upstreamCluster: 's', requestId: 'r', responseCodeDetails: details, tags, authz: new Map() };
+}
 
 export function modelOf(entries: Entries, revision = 1): ModelSnapshot {
   const m = applyMutations(

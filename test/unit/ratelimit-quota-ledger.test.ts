@@ -6,7 +6,7 @@ import assert from 'node:assert/strict';
 import { describe, it } from 'node:test';
 import type { KindName, ModelSnapshot } from '../../src/model/model.ts';
 import { QuotaLedger } from '../../src/ratelimit/quota-ledger.ts';
-import type { AccessLogRecord } from '../../src/telemetry/index.ts';
+import { accessLogEntry as entry } from '../support/ratelimit-fixtures.ts';
 import { validModel } from '../support/translate.ts';
 
 const DAY = 86_400_000;
@@ -30,15 +30,6 @@ function model(extra: Array<[KindName, object]> = []): ModelSnapshot {
     ['subscriptions', { partner: 'initech', product: 'api', plan: 'watch' }],
     ...extra,
   ]);
-}
-
-function entry(route: string, partner: string | undefined, details = 'via_upstream'): AccessLogRecord {
-  const tags = new Map([
-    ['product', 'api'],
-    ['route', route],
-  ]);
-  if (partner) tags.set('partner', partner);
-  return { status: 200, durationSeconds: 0.001, flags: 0, routeName: `api/${route}`, upstreamCluster: 's', requestId: 'r', responseCodeDetails: details, tags, authz: new Map() };
 }
 
 describe('QuotaLedger', () => {

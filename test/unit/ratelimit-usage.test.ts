@@ -6,7 +6,7 @@ import assert from 'node:assert/strict';
 import { describe, it } from 'node:test';
 import type { KindName, ModelSnapshot } from '../../src/model/model.ts';
 import { MemoryCounters, QuotaLedger, RateLimiter, partnerBudgets, readPartnerUsage, type BudgetUsage } from '../../src/ratelimit/index.ts';
-import type { AccessLogRecord } from '../../src/telemetry/index.ts';
+import { accessLogEntry as entry } from '../support/ratelimit-fixtures.ts';
 import { validModel } from '../support/translate.ts';
 
 const T0 = Date.UTC(2026, 11, 5, 10, 0, 0);
@@ -38,15 +38,6 @@ function model(extra: Array<[KindName, object]> = []): ModelSnapshot {
     ['subscriptions', { partner: 'globex', product: 'api', plan: 'small' }],
     ...extra,
   ]);
-}
-
-function entry(route: string, partner: string): AccessLogRecord {
-  const tags = new Map([
-    ['product', 'api'],
-    ['route', route],
-    ['partner', partner],
-  ]);
-  return { status: 200, durationSeconds: 0.001, flags: 0, routeName: `api/${route}`, upstreamCluster: 's', requestId: 'r', responseCodeDetails: 'via_upstream', tags, authz: new Map() };
 }
 
 const pick = (rows: BudgetUsage[], budget: string, group?: string) => rows.find((r) => r.budget === budget && r.group === group);

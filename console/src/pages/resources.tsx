@@ -3,7 +3,7 @@
 import { useEffect, useMemo, useRef, useState } from 'preact/hooks';
 import { call, type Problem } from '../api.ts';
 import { collectionUrl, getPath, itemUrl, KINDS, type KindId, type KindSpec, setPath } from '../kinds.ts';
-import { errorFor, Field, ProblemBanner, useCanWrite, useGet } from '../ui.tsx';
+import { errorFor, Field, ProblemBanner, ShownOnce, useCanWrite, useGet } from '../ui.tsx';
 
 /** Fields the server adds; stripped before a PUT so GET → edit → PUT stays clean. */
 const OUTPUT_ONLY = ['revision', 'createdAt', 'updatedAt', 'hasPrivateKey', 'notAfter', 'notBefore', 'subject', 'issuer', 'fingerprintSha256', 'prefix', 'hash', 'product', 'partner'];
@@ -35,17 +35,9 @@ export function ResourcePage(props: { kind: KindId; parent?: string; selected?: 
       </Heading>
       {list?.problem && <ProblemBanner problem={list.problem} />}
       {minted && (
-        <div class="minted" role="status">
-          <p>
-            New {kind.id === 'adminTokens' ? 'token' : 'key'} for <strong>{minted.name}</strong>. Copy it now: it is shown only once.
-          </p>
-          <output class="secret" aria-label={kind.id === 'adminTokens' ? 'new admin token' : 'new API key'}>
-            {minted.key}
-          </output>
-          <button type="button" onClick={() => setMinted(undefined)}>
-            I have copied it
-          </button>
-        </div>
+        <ShownOnce label={kind.id === 'adminTokens' ? 'new admin token' : 'new API key'} secret={minted.key} onDone={() => setMinted(undefined)}>
+          New {kind.id === 'adminTokens' ? 'token' : 'key'} for <strong>{minted.name}</strong>.
+        </ShownOnce>
       )}
       <div class="toolbar">
         {canWrite && (

@@ -2,7 +2,7 @@
 // revoke, and delete once revoked. Field errors from problem+json appear at their field.
 import { useState } from 'preact/hooks';
 import { api, type Problem, problemOf } from '../../api.ts';
-import { errorFor, Field, ProblemBanner, TableHead } from '../../ui.tsx';
+import { errorFor, Field, ProblemBanner, ShownOnce, TableHead } from '../../ui.tsx';
 import { useLoad } from './load.ts';
 
 const FORM_FIELDS = [
@@ -68,18 +68,10 @@ export function Keys() {
       <h2 id="h-keys">API keys</h2>
       <ProblemBanner problem={loaded?.problem} />
       {minted && (
-        <div class="minted" role="status" id="minted" tabIndex={-1}>
-          <p>
-            New key <strong>{minted.name}</strong>
-            {minted.replaces ? ` (replaces ${minted.replaces}, which keeps working until you revoke it)` : ''}. Copy it now: it is shown only once.
-          </p>
-          <output class="secret" aria-label="new API key">
-            {minted.key}
-          </output>
-          <button type="button" onClick={() => setMinted(undefined)}>
-            I have copied it
-          </button>
-        </div>
+        <ShownOnce id="minted" label="new API key" secret={minted.key} onDone={() => setMinted(undefined)}>
+          New key <strong>{minted.name}</strong>
+          {minted.replaces ? ` (replaces ${minted.replaces}, which keeps working until you revoke it)` : ''}.
+        </ShownOnce>
       )}
       <ProblemBanner problem={problem} shown={(f) => creating && FORM_FIELDS.some((s) => s.path === f)} />
       <div class="toolbar">
