@@ -26,8 +26,29 @@ export default async function* reporter(source) {
   let filesDone = 0;
   const totals = [];
 
+  // With --test-concurrency > 1 a file's own `test:complete` comes when its process exits, but the
+  // runner replays each file's test events in file order, so a file that finished early is only
+  // counted once the replay has moved past it: such files wait in `finished` until then.
+  const finished = new Map(); // file → its test:complete data, not yet printed
+  const replayed = new Set(); // files whose test events the runner has replayed (or is replaying)
+  let replaying = '';
+  function* fileLine(file, data) {
+    finished.delete(file);
+    filesDone++;
+    const c = perFile.get(file) ?? { pass: 0, fail: 0, skip: 0 };
+    const failed = c.fail > 0 || data.details?.error !== undefined;
+    const counts = [c.fail ? `${c.fail} failed` : '', `${c.pass} passed`, c.skip ? `${c.skip} skipped` : ''].filter(Boolean).join(', ');
+    if (failed && c.fail === 0) failures.push({ file: rel(file), title: '(the file itself)', error: errorText(data.details?.error) });
+    yield `${failed ? '✖' : '✔'} [${filesDone}${TOTAL_FILES ? `/${TOTAL_FILES}` : ''}] ${rel(file)}  ${counts}  ${seconds(data.details?.duration_ms)}\n`;
+  }
+
   for await (const { type, data } of source) {
     const file = data.file ?? '';
+    if (file && data.name !== file && (type === 'test:start' || type === 'test:pass' || type === 'test:fail') && file !== replaying) {
+      if (finished.has(replaying)) yield* fileLine(replaying, finished.get(replaying));
+      replaying = file;
+      replayed.add(file);
+    }
     if (type === 'test:start') {
       const stack = names.get(file) ?? [];
       stack.length = data.nesting;
@@ -36,13 +57,9 @@ export default async function* reporter(source) {
       continue;
     }
     if (type === 'test:complete' && data.nesting === 0 && data.name === file) {
-      // A whole file finished (its own process).
-      filesDone++;
-      const c = perFile.get(file) ?? { pass: 0, fail: 0, skip: 0 };
-      const failed = c.fail > 0 || data.details?.error !== undefined;
-      const counts = [c.fail ? `${c.fail} failed` : '', `${c.pass} passed`, c.skip ? `${c.skip} skipped` : ''].filter(Boolean).join(', ');
-      if (failed && c.fail === 0) failures.push({ file: rel(file), title: '(the file itself)', error: errorText(data.details?.error) });
-      yield `${failed ? '✖' : '✔'} [${filesDone}${TOTAL_FILES ? `/${TOTAL_FILES}` : ''}] ${rel(file)}  ${counts}  ${seconds(data.details?.duration_ms)}\n`;
+      // A whole file finished (its own process): printed now if its events are in, else after them.
+      if (replayed.has(file)) yield* fileLine(file, data);
+      else finished.set(file, data);
       continue;
     }
     if ((type === 'test:pass' || type === 'test:fail') && data.details?.type !== 'suite' && data.name !== file) {
@@ -65,6 +82,7 @@ export default async function* reporter(source) {
     // The runner's totals (tests, suites, pass, fail, …) come last, as diagnostics of no file.
     if (type === 'test:diagnostic' && data.nesting === 0 && !data.file && data.message) totals.push(`# ${data.message}`);
   }
+  for (const [file, data] of [...finished]) yield* fileLine(file, data);
 
   if (failures.length) {
     yield `\n${failures.length} failing test${failures.length === 1 ? '' : 's'}:\n`;
