@@ -68,6 +68,12 @@ file leaves out (kept; apply --prune would delete it). ${SERVER_NOTE}`,
     details: SERVER_NOTE,
     options: { tag: { type: 'string' }, format: { type: 'string' } },
   },
+  purge: {
+    usage: 'purge PRODUCT/ROUTE | --prefix P',
+    summary: "purge cached responses on every Envoy: one route's, or every cached route whose product/route starts with P",
+    details: SERVER_NOTE,
+    options: { prefix: { type: 'string' } },
+  },
   translate: {
     usage: 'translate -f FILE [--group G] [--callout-address HOST:PORT]',
     summary: 'print the Envoy resources a model file produces (offline, no server)',
@@ -124,7 +130,7 @@ ${Object.values(CLI_COMMANDS)
   portico <command> --help     more about one command
   portico --version            the version
 
-apply, diff and export talk to a running server: PORTICO_URL (default http://127.0.0.1:8081)
+apply, diff, export and purge talk to a running server: PORTICO_URL (default http://127.0.0.1:8081)
 and PORTICO_TOKEN (an admin token). Everything else is configured by environment variables;
 see the README.
 

@@ -59,7 +59,7 @@ type Values = Record<string, string | boolean | string[] | undefined> & { _: str
 function options(command: string, args: string[]): Values {
   const opts: ParseArgsConfig['options'] = { ...CLI_COMMANDS[command]!.options, help: { type: 'boolean', short: 'h' } };
   try {
-    const parsed = parseArgs({ args, options: opts, allowPositionals: command === 'protoset' || command === 'partner-token' });
+    const parsed = parseArgs({ args, options: opts, allowPositionals: command === 'protoset' || command === 'partner-token' || command === 'purge' });
     return { ...(parsed.values as Record<string, string | boolean | string[] | undefined>), _: parsed.positionals };
   } catch (e) {
     throw new UsageError((e as Error).message.replace(/\. To specify a positional argument.*$/s, '').replace(/^Unknown option/, 'unknown option'), command);
@@ -112,6 +112,19 @@ async function main(argv: string[]): Promise<void> {
       const q = [tagQuery, `format=${format}`].filter(Boolean).join('&');
       const res = await api('GET', `/api/v1/config?${q}`);
       process.stdout.write(format === 'json' ? `${JSON.stringify(await res.json(), null, 2)}\n` : await res.text());
+      return;
+    }
+    case 'purge': {
+      const [target, ...extra] = values._;
+      if (extra.length || (target === undefined) === (str('prefix') === undefined)) throw new UsageError('give either PRODUCT/ROUTE or --prefix P', command);
+      const [product, route, ...more] = (target ?? '').split('/');
+      if (target !== undefined && (!product || !route || more.length)) throw new UsageError('PRODUCT/ROUTE names one route, e.g. shop/catalog', command);
+      const res =
+        target !== undefined
+          ? await api('POST', `/api/v1/products/${encodeURIComponent(product!)}/routes/${encodeURIComponent(route!)}/cache/purge`)
+          : await api('POST', '/api/v1/cache/purge', JSON.stringify({ prefix: str('prefix') }), 'application/json');
+      const { purged } = (await res.json()) as { purged: Array<{ product: string; route: string; generation: number }> };
+      process.stdout.write(`${purged.map((p) => `purged ${p.product}/${p.route} (generation ${p.generation})`).join('\n')}\n`);
       return;
     }
     case 'translate': {

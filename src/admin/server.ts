@@ -13,6 +13,7 @@ import { registerConfigRoutes } from './config.ts';
 import { registerConsole } from './console.ts';
 import { registerFlowRoutes, type FlowTools } from './flows.ts';
 import { ConsoleSessions, type SessionOptions } from './console-sessions.ts';
+import { registerCacheRoutes } from './cache.ts';
 import { registerAuditRoutes, registerFleetRoutes, registerHealthRoutes, registerMetricsRoute, registerTokenRoutes, type Readiness } from './operations.ts';
 import type { Registry } from 'prom-client';
 import { clientErrorHandler, frameworkErrors, HttpProblem, installProblemHandlers, problems } from './problem.ts';
@@ -132,6 +133,7 @@ export async function buildAdminServer(opts: AdminServerOptions): Promise<Fastif
   registerAuditRoutes(app, { store: opts.store });
   registerPartnerTokenRoutes(app, { store: opts.store });
   registerPortalRoutes(app, { store: opts.store, ...(opts.portalUsage ? { usage: opts.portalUsage } : {}), ...(opts.registry ? { registry: opts.registry } : {}) });
+  registerCacheRoutes(app, { store: opts.store });
   if (opts.fleet) registerFleetRoutes(app, opts.fleet);
   if (opts.flowTools) registerFlowRoutes(app, { store: opts.store, tools: opts.flowTools });
   if (opts.registry) registerMetricsRoute(app, opts.registry);

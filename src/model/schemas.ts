@@ -296,6 +296,37 @@ export const Compression = Type.Object(
 );
 export type Compression = Static<typeof Compression>;
 
+export const RouteCache = Type.Object(
+  {
+    enabled: Type.Optional(Type.Boolean({ description: 'default true once `cache` is set; false keeps the settings but serves every request from the service' })),
+    defaultTtlSeconds: Type.Optional(
+      Type.Integer({ minimum: 1, maximum: 31_536_000, description: 'freshness of a response whose service sent no Cache-Control (its own max-age / s-maxage / no-store / private win); default 60' }),
+    ),
+    varyHeaders: Type.Optional(
+      Type.Array(HeaderName, { minItems: 1, maxItems: 8, uniqueItems: true, description: 'request headers whose values are part of the cache key (for example accept-language)' }),
+    ),
+    varyQuery: Type.Optional(
+      Type.Array(Type.String({ pattern: '^[A-Za-z0-9._~-]{1,128}$' }), {
+        minItems: 1,
+        maxItems: 32,
+        uniqueItems: true,
+        description: 'only these query parameters are part of the cache key; default the whole query string',
+      }),
+    ),
+    maxObjectBytes: Type.Optional(Type.Integer({ minimum: 1, maximum: 67_108_864, description: 'larger responses are passed on but not stored; default 1 MiB' })),
+    scope: Type.Optional(
+      Type.Union([Type.Literal('partner'), Type.Literal('shared')], {
+        description: 'partner: one entry per calling partner (the default on routes that need a credential); shared: every caller gets the same entry (the default on public routes)',
+      }),
+    ),
+    generation: Type.Optional(
+      Type.Integer({ minimum: 0, maximum: 2_147_483_647, description: 'part of every key of the route; a purge raises it, so every Envoy of the group stops finding the old entries' }),
+    ),
+  },
+  { ...closed, description: "cache GET responses in Envoy, honouring the service's Cache-Control; identical requests arriving together make one upstream call" },
+);
+export type RouteCache = Static<typeof RouteCache>;
+
 export const Cors = Type.Object(
   {
     allowOrigins: Type.Array(Type.String({ minLength: 1, maxLength: 512 }), { minItems: 1 }),
@@ -439,6 +470,7 @@ export const Route = Type.Object(
       ),
     ),
     grpcWeb: Type.Optional(Type.Boolean({ description: 'accept gRPC-Web (browser clients) on this route to a gRPC upstream' })),
+    cache: Type.Optional(RouteCache),
   },
   closed,
 );

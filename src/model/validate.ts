@@ -302,6 +302,8 @@ export function validateModel(m: ModelSnapshot): ModelError[] {
     if (actions !== 1) invalid('routes', key, 'service', 'exactly one of service, backends, directResponse and flow must be set');
     // A body transform rewrites what one service answers (a flow shapes its own bodies).
     if (r.transform && !r.service) invalid('routes', key, 'transform', 'applies to a route sent to one service (a flow shapes bodies itself)');
+    const cacheProblem = r.cache && r.cache.enabled !== false ? cacheConflict(r) : undefined;
+    if (cacheProblem) invalid('routes', key, 'cache', cacheProblem);
     if (r.service) ref('routes', key, 'service', 'services', r.service);
     r.backends?.forEach((b, i) => ref('routes', key, `backends[${i}].service`, 'services', b.service));
     if (r.backends && r.backends.reduce((n, b) => n + b.weight, 0) === 0) {
@@ -509,4 +511,15 @@ function matchSignature(group: string, host: string, product: Product, r: Route)
 function describeMatch(product: Product, r: Route): string {
   const methods = r.match.methods?.length ? `${[...r.match.methods].sort().join('|')} ` : '';
   return `${methods}${r.match.path.type} '${fullPath(product, r)}'`;
+}
+
+/**
+ * Envoy's cache filter sends a miss straight to the route's cluster, past the router: what only the
+ * router does (path and host rewrites, the route's request headers) would not happen on a miss, and
+ * a route answered by Envoy itself or by the flow runtime has nothing to cache.
+ */
+function cacheConflict(r: Route): string | undefined {
+  if (!r.service && !r.backends) return 'caches routes sent to a service or backends (not direct responses or flows)';
+  const clash = (['rewrite', 'requestHeaders', 'transform', 'transcode', 'grpcWeb'] as const).find((f) => r[f] !== undefined && r[f] !== false);
+  return clash ? `cannot be combined with ${clash}: a cache miss goes to the service without the router's rewrites and request headers` : undefined;
 }

@@ -9,6 +9,7 @@ import type { ModelSnapshot } from '../model/index.ts';
 import type { Logger } from './log.ts';
 import { decodeAccessLogMessage, type AccessLogBatch, type AccessLogRecord } from './access-log-wire.ts';
 import { classify, RequestMetrics } from './request-metrics.ts';
+import { CacheMetrics } from './cache-metrics.ts';
 import { registeredMetric } from './metrics.ts';
 
 export const ACCESS_LOG_SERVICE = 'envoy.service.accesslog.v3.AccessLogService';
@@ -45,6 +46,7 @@ const EMPTY_RESPONSE = Buffer.alloc(0);
 
 export class AccessLogService {
   readonly metrics: RequestMetrics;
+  readonly cacheMetrics: CacheMetrics;
   private readonly streams = new Set<StreamState>();
   private readonly log: Logger | undefined;
   private readonly open: Gauge;
@@ -59,6 +61,7 @@ export class AccessLogService {
     this.log = opts.logger;
     this.guard = opts.guard ?? plaintextGuard();
     this.metrics = new RequestMetrics({ registry: opts.registry, maxPartnerLabels: opts.maxPartnerLabels });
+    this.cacheMetrics = new CacheMetrics(opts.registry);
     this.open = registeredMetric(opts.registry, 'portico_access_log_streams', () => new Gauge({ name: 'portico_access_log_streams', help: 'Open access-log streams from Envoys', registers }));
     this.entries = registeredMetric(
       opts.registry,
@@ -75,6 +78,7 @@ export class AccessLogService {
   /** Label values follow the model: call with every snapshot. */
   setModel(model: ModelSnapshot): void {
     this.metrics.setModel(model);
+    this.cacheMetrics.setModel(model);
   }
 
   /** Calls `fn` with every batch of entries and the group that sent them (native quotas count them); returns the unsubscribe function. */
@@ -100,6 +104,7 @@ export class AccessLogService {
     }
     for (const e of batch.entries) {
       this.metrics.record(e, stream?.group);
+      this.cacheMetrics.record(e, stream?.group);
       if (e.status >= 500 && this.log?.isLevelEnabled('debug')) {
         // Only ids, names and statuses: never headers, paths or credentials.
         this.log.debug(

@@ -7,3 +7,4 @@ export * from './convergence.ts';
 export * from './log.ts';
 export * from './metrics.ts';
 export * from './request-metrics.ts';
+export { CACHE_METRIC, cacheResult } from './cache-metrics.ts';

@@ -71,6 +71,8 @@ export interface HttpFiltersIR {
   grpcWeb?: boolean;
   /** Compressor profiles routes use (one filter per profile and algorithm, off unless a route switches it on). */
   compression?: CompressionIR[];
+  /** Response caching: one cache filter per profile (routes switch theirs on), behind the key filter. */
+  cache?: CacheProfileIR[];
   /** Native mode: plan limits as local token buckets, one filter instance per distinct limit (stage order). */
   planLimits: PlanLimitFilterIR[];
   /** Native mode: the quotas of the group's plans (their refusals' numbers); the quota RBAC filter is in the chain when any. */
@@ -114,6 +116,25 @@ export interface CompressionIR {
   algorithms: Array<'br' | 'zstd' | 'gzip'>;
   minSizeBytes: number;
   contentTypes: string[];
+}
+
+/** What Envoy's cache filter cannot change per route: the largest stored body. */
+export interface CacheProfileIR {
+  maxObjectBytes: number;
+}
+
+/** A route's response cache (see src/translate/envoy/filters/cache.ts for how the key is made). */
+export interface CacheIR extends CacheProfileIR {
+  /** partner: the caller's partner is part of the key; shared: one entry for every caller. */
+  scope: 'partner' | 'shared';
+  /** Raised by a purge: part of every key, so old entries are never found again. */
+  generation: number;
+  /** Freshness when the service sends no Cache-Control. */
+  defaultTtlSeconds: number;
+  /** Lower-case, sorted: request headers whose values are part of the key. */
+  varyHeaders: string[];
+  /** Sorted: the only query parameters in the key; empty: the whole query string. */
+  varyQuery: string[];
 }
 
 /** A descriptor entry of a native bucket; without a value, each distinct value gets its own bucket. */
@@ -408,6 +429,8 @@ export interface RouteIR {
   localRateLimit?: LocalBucketIR;
   /** Responses compressed as Accept-Encoding allows. */
   compression?: CompressionIR;
+  /** Responses cached by Envoy (forwarding routes of Envoy groups). */
+  cache?: CacheIR;
   transcoder?: TranscoderIR;
   /** true: accepts gRPC-Web; false: the group's gRPC-Web filter is off here (set only in groups where some route accepts it). */
   grpcWeb?: boolean;
@@ -461,6 +484,8 @@ export interface ClusterIR {
     expectedStatuses: number[];
   };
   tls?: UpstreamTlsIR;
+  /** Some cached route sends misses here: its upstream filter restores the Host the cache key replaced and applies the default TTL. */
+  cacheKeyRestore?: boolean;
   /** One of the control plane's own channels under mTLS: the node certificate from this SDS file on the Envoy host. */
   channelSdsDir?: string;
 }

@@ -2,7 +2,8 @@
 // static endpoints, STRICT_DNS for names), plus the callout cluster; TLS, HTTP/2 and resilience.
 import { channelTransportSocket } from '../../contract/index.ts';
 import type { ClusterIR, UpstreamTlsIR } from '../ir.ts';
-import { adsConfigSource, any, duration, sdsSecret, type Json, type JsonObject } from './common.ts';
+import { adsConfigSource, any, duration, extension, sdsSecret, type Json, type JsonObject } from './common.ts';
+import { cacheKeyRestoreFilter } from './filters/index.ts';
 import { loadAssignment } from './endpoints.ts';
 import { clusterStatName } from './observability.ts';
 
@@ -107,9 +108,12 @@ export function cluster(c: ClusterIR): JsonObject {
   }
   if (c.tls) out.transport_socket = upstreamTls(c.tls, c.http2);
   if (c.channelSdsDir) out.transport_socket = channelTransportSocket(c.channelSdsDir);
-  if (c.http2) {
+  if (c.http2 || c.cacheKeyRestore) {
+    const upstreamFilters: JsonObject = c.cacheKeyRestore
+      ? { http_filters: [cacheKeyRestoreFilter(), extension('envoy.filters.http.upstream_codec', 'envoy.extensions.filters.http.upstream_codec.v3.UpstreamCodec')] }
+      : {};
     out.typed_extension_protocol_options = {
-      [HTTP_OPTIONS]: any(HTTP_OPTIONS, { explicit_http_config: { http2_protocol_options: {} } }),
+      [HTTP_OPTIONS]: any(HTTP_OPTIONS, { explicit_http_config: c.http2 ? { http2_protocol_options: {} } : { http_protocol_options: {} }, ...upstreamFilters }),
     };
   }
   return out;

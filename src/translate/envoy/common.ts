@@ -40,6 +40,12 @@ export const FILTERS = {
   compressorPrefix: 'portico.compressor',
   /** Header renames of routes and products (a second header_mutation, just before the router). */
   headerRename: 'portico.header_rename',
+  /** Response caching: the Lua filter that puts the caller and the purge generation into the key… */
+  cacheKey: 'portico.cache.key',
+  /** …one cache filter per profile, `portico.cache.<profile>`… */
+  cachePrefix: 'portico.cache',
+  /** …and the upstream filter of the clusters cached routes use, restoring the Host. */
+  cacheKeyRestore: 'portico.cache.restore',
   router: 'envoy.filters.http.router',
 } as const;
 

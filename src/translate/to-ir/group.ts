@@ -10,6 +10,7 @@ import { compareStrings } from '../paths.ts';
 import { telemetryClusters, telemetryIr } from './telemetry.ts';
 import { CALLOUT_CLUSTER, DEFAULTS, type IrOptions, groupProducts, productRoutes } from './common.ts';
 import { correlationHeaders } from './headers.ts';
+import { cachedServices, cacheProfiles } from './cache.ts';
 import { compressionProfiles } from './compression.ts';
 import { virtualHostsIr } from './virtual-hosts.ts';
 import { calloutCluster, clusterIr } from './clusters.ts';
@@ -109,6 +110,8 @@ export function groupToIr(model: ModelSnapshot, group: GatewayGroup, options: Ir
   const jwtAuthn = nativeJwt ? jwtAuthnIr(groupRoutes, nativeJwt) : undefined;
   const claimCheck = groupRoutes.some((r) => r.jwtAuth?.claimHeaders.length);
   const profiles = compressionProfiles(groupRoutes);
+  const caches = cacheProfiles(groupRoutes);
+  const cached = cachedServices(groupRoutes);
   const transcoder = groupRoutes.find((r) => r.transcoder)?.transcoder;
   const grpcWeb = groupRoutes.some((r) => r.grpcWeb);
   // gRPC-Web cannot be switched on per route (src/translate/envoy/filters/grpc-web.ts): the group's other routes switch it off.
@@ -136,7 +139,7 @@ export function groupToIr(model: ModelSnapshot, group: GatewayGroup, options: Ir
     .sort(compareStrings)
     .map((n) => model.services.get(n))
     .filter((s): s is Service => s !== undefined)
-    .map(clusterIr);
+    .map((s) => (cached.has(s.name) ? { ...clusterIr(s), cacheKeyRestore: true } : clusterIr(s)));
   clusters.push(calloutCluster(options.calloutAddress, options.channelSdsDir), ...telemetryClusters(options.telemetry, options.channelSdsDir), ...(flows ? [flows.cluster] : []));
   clusters.sort((a, b) => compareStrings(a.name, b.name));
 
@@ -184,6 +187,7 @@ export function groupToIr(model: ModelSnapshot, group: GatewayGroup, options: Ir
       ...(serviceLimited ? { rateLimit: { cluster: CALLOUT_CLUSTER, domain: RATE_LIMIT_DOMAIN, timeoutMs: rateLimitTimeoutMs, failureModeDeny: !rateLimitFailOpen } } : {}),
       ...(renamed ? { headerRename: true } : {}),
       ...(profiles.length ? { compression: profiles } : {}),
+      ...(caches.length ? { cache: caches } : {}),
       ...(transcoder ? { transcoder } : {}),
       ...(grpcWeb ? { grpcWeb: true } : {}),
     },

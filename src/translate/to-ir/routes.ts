@@ -37,6 +37,7 @@ import type {
 import { compareStrings, stripPrefixRewrite } from '../paths.ts';
 import { DEFAULTS, sortMethods } from './common.ts';
 import { headerRulesIr, literalHeaderValue } from './headers.ts';
+import { cacheIr } from './cache.ts';
 import { compressionIr } from './compression.ts';
 import { nativeApiKeyAuth, PLAN_FROM_ACCESS, type NativeAuthContext } from './native-auth.ts';
 import { nativeJwtAuth, type NativeJwtContext } from './native-jwt.ts';
@@ -194,6 +195,7 @@ export function routeIr(model: ModelSnapshot, product: Product, route: Route, fi
   const limits = filters ? routeLimits(model, product, route) : undefined;
   const publicOnly = accept.every((a) => a === 'none');
   const compression = compressionIr(product, route);
+  const cache = filters && action.kind === 'forward' && !action.flow ? cacheIr(route, !accept.every((a) => a === 'none')) : undefined;
   const flow = action.kind === 'forward' ? action.flow : undefined;
   let requestHeaders = filters ? withoutApiKey(headerRulesIr(model, product, route, 'request'), product, accept) : headerRulesIr(model, product, route, 'request');
   // The runtime learns which flow to run from the route (the edge strips any client-sent copy).
@@ -220,6 +222,7 @@ export function routeIr(model: ModelSnapshot, product: Product, route: Route, fi
       : {}),
     ...(filters && route.localRateLimit ? { localRateLimit: localBucket(route.localRateLimit) } : {}),
     ...(filters && compression ? { compression } : {}),
+    ...(cache ? { cache } : {}),
     ...(planLimits ? { planLimits } : {}),
     ...(quotaDeny ? { quotaDeny } : {}),
     ...(filters ? grpcIr(model, route) : {}),

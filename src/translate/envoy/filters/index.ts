@@ -3,6 +3,7 @@
 // new filter feature is a module implementing HttpFilterEmitter, added here at its place in the chain.
 import { access } from './access.ts';
 import { apiKeyAuth } from './api-key-auth.ts';
+import { cache } from './cache.ts';
 import { compression } from './compression.ts';
 import { cors } from './cors.ts';
 import { extAuthz } from './ext-authz.ts';
@@ -37,8 +38,10 @@ export const HTTP_FILTERS: readonly HttpFilterEmitter[] = [
   grpcErrors,
   grpcJsonTranscoder,
   headerRename,
+  cache,
   router,
 ];
 
 export type { AuthzFilters, HttpFilterEmitter } from './filter.ts';
 export { routerFilter } from './router.ts';
+export { cacheKeyRestoreFilter } from './cache.ts';

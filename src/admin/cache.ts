@@ -1,0 +1,79 @@
+// Cache purge: raising the generation of cached routes. The generation is part of every cache key
+// Envoy builds for the route, so the write — pushed to every Envoy of the group like any other —
+// makes all of them miss and refill from the service; old entries are never found again.
+import { Type } from '@sinclair/typebox';
+import type { FastifyInstance, FastifyRequest } from 'fastify';
+import { schemaErrors, sortedValues, type ModelSnapshot, type Mutation, type Route } from '../model/index.ts';
+import { ModelValidationError, type ModelStore } from '../store/index.ts';
+import { modelProblem, problems } from './problem.ts';
+
+export interface PurgedRoute {
+  product: string;
+  route: string;
+  generation: number;
+}
+
+const cached = (r: Route): boolean => r.cache !== undefined && r.cache.enabled !== false;
+
+/** The writes a purge makes: every cached route whose `product/route` key starts with `prefix`, one generation up. */
+export function purgeMutations(model: ModelSnapshot, prefix: string): { mutations: Mutation[]; purged: PurgedRoute[] } {
+  const mutations: Mutation[] = [];
+  const purged: PurgedRoute[] = [];
+  for (const r of sortedValues(model, 'routes')) {
+    if (!cached(r) || !`${r.product}/${r.name}`.startsWith(prefix)) continue;
+    const generation = (r.cache!.generation ?? 0) + 1;
+    mutations.push({ kind: 'routes', op: 'put', key: `${r.product}/${r.name}`, resource: { ...r, cache: { ...r.cache, generation } } });
+    purged.push({ product: r.product, route: r.name, generation });
+  }
+  return { mutations, purged };
+}
+
+const PurgeBody = Type.Object(
+  { prefix: Type.String({ minLength: 1, maxLength: 260, description: "`product/` purges a product's cached routes, `product/route` one route; any leading part of that key works" }) },
+  { additionalProperties: false },
+);
+
+export function registerCacheRoutes(app: FastifyInstance, opts: { store: ModelStore }): void {
+  const { store } = opts;
+  const tags = ['Cache'];
+  const purge = async (request: FastifyRequest, prefix: string, field: string) => {
+    const { mutations, purged } = purgeMutations(store.current(), prefix);
+    if (!purged.length) throw problems.validation([{ field, message: `'${prefix}' matches no route with caching on` }]);
+    try {
+      await store.commit({ mutations, actor: request.principal?.name ?? 'unknown', summary: `cache purge ${prefix}` });
+    } catch (e) {
+      if (e instanceof ModelValidationError) throw modelProblem(e);
+      throw e;
+    }
+    return { purged };
+  };
+  app.post<{ Params: { product: string; route: string } }>(
+    '/api/v1/products/:product/routes/:route/cache/purge',
+    {
+      config: { role: 'admin' },
+      schema: {
+        tags,
+        summary: "Purge a route's cache on every Envoy of its groups (its key generation goes up)",
+        params: Type.Object({ product: Type.String(), route: Type.String() }),
+        security: [{ bearer: [] }],
+      },
+    },
+    async (request) => {
+      const { product, route } = request.params;
+      const r = store.current().routes.get(`${product}/${route}`);
+      if (!r) throw problems.notFound(`route '${product}/${route}'`, 'path parameter route');
+      if (!cached(r)) throw problems.validation([{ field: 'cache', message: `route '${product}/${route}' does not cache` }]);
+      return purge(request, `${product}/${route}`, 'path parameter route');
+    },
+  );
+  app.post(
+    '/api/v1/cache/purge',
+    { config: { role: 'admin' }, schema: { tags, summary: 'Purge the cache of every cached route whose key (product/route) starts with a prefix', body: PurgeBody, security: [{ bearer: [] }] } },
+    async (request) => {
+      const errors = schemaErrors(PurgeBody, request.body);
+      if (errors.length) throw problems.validation(errors);
+      const { prefix } = request.body as { prefix: string };
+      return purge(request, prefix, 'prefix');
+    },
+  );
+}
