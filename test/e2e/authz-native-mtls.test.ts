@@ -6,41 +6,12 @@
 // identity keeps its product on the callout; config_dump holds no private key of the client CA side.
 import assert from 'node:assert/strict';
 import { X509Certificate } from 'node:crypto';
-import { request as httpsRequest } from 'node:https';
 import { describe, it } from 'node:test';
 import { selfSigned, signedBy, type TestCertificate } from '../support/certs.ts';
 import { freePort } from '../support/components.ts';
-import { assertGatewayError, authzDecisions, mirroredHeaders, startAuthzGateway, startMirror } from '../support/authz-gateway.ts';
-import type { GatewayResponse } from '../support/seed003.ts';
+import { assertGatewayError, authzDecisions, httpsCall, mirroredHeaders, startAuthzGateway, startMirror } from '../support/authz-gateway.ts';
 
 const NODE = 'edge-authz-native-mtls';
-
-/** One HTTPS request to the mTLS listener (fresh connection, the test's server CA, SNI localhost). */
-function httpsCall(port: number, path: string, serverCa: string, client?: TestCertificate, headers: Record<string, string> = {}): Promise<GatewayResponse> {
-  return new Promise((resolve, reject) => {
-    const req = httpsRequest(
-      { host: '127.0.0.1', port, path, servername: 'localhost', ca: serverCa, ...(client ? { cert: client.certificate, key: client.privateKey } : {}), headers, agent: false, timeout: 10_000 },
-      (res) => {
-        let text = '';
-        res.on('data', (c: Buffer) => (text += c.toString()));
-        res.on('end', () => {
-          let json: unknown;
-          try {
-            json = text ? JSON.parse(text) : undefined;
-          } catch {
-            json = undefined;
-          }
-          const h = new Headers();
-          for (const [k, v] of Object.entries(res.headers)) if (typeof v === 'string') h.set(k, v);
-          resolve({ status: res.statusCode ?? 0, headers: h, text, json });
-        });
-      },
-    );
-    req.on('timeout', () => req.destroy(new Error('timeout')));
-    req.on('error', reject);
-    req.end();
-  });
-}
 
 describe('authz native mode: client certificates decided by Envoy itself', () => {
   it('maps certificates to partners with no callout and refuses the rest', { timeout: 300_000 }, async (t) => {
@@ -69,7 +40,8 @@ describe('authz native mode: client certificates decided by Envoy itself', () =>
     if (!g) return;
     const { api, portico } = g;
     const ok = (r: { status: number; text: string }, what: string) => assert.ok([200, 201, 204].includes(r.status), `${what}: ${r.status} ${r.text}`);
-    const https = (path: string, client?: TestCertificate, headers?: Record<string, string>) => httpsCall(mtlsPort, path, serverCa.certificate, client, headers);
+    const https = (path: string, client?: TestCertificate, headers?: Record<string, string>) =>
+      httpsCall(mtlsPort, path, serverCa.certificate, { ...(client ? { client } : {}), ...(headers ? { headers } : {}) });
     const ledgerChecks = () => authzDecisions(portico.adminUrl, { product: 'ledger' });
 
     ok(await api.post('/api/v1/certificates', { name: 'edge-server', certificate: server.certificate, privateKey: server.privateKey }), 'server certificate');

@@ -5,56 +5,12 @@
 // completes the TLS handshake. A route taking API key, JWT or certificate picks the first presented.
 import assert from 'node:assert/strict';
 import { X509Certificate } from 'node:crypto';
-import { request as httpsRequest } from 'node:https';
 import { describe, it } from 'node:test';
 import { selfSigned, signedBy, type TestCertificate } from '../support/certs.ts';
 import { freePort } from '../support/components.ts';
-import { assertGatewayError, assertUnauthorized, createApiKey, identityHeadersOf, mirroredHeaders, startAuthzGateway, startMirror } from '../support/authz-gateway.ts';
-import type { GatewayResponse } from '../support/seed003.ts';
+import { assertGatewayError, assertUnauthorized, createApiKey, httpsCall, identityHeadersOf, mirroredHeaders, startAuthzGateway, startMirror, type Tls } from '../support/authz-gateway.ts';
 
 const NODE = 'edge-authz-mtls';
-
-interface Tls {
-  client?: TestCertificate;
-  headers?: Record<string, string>;
-}
-
-/** One HTTPS request to the mTLS listener (fresh connection, the test's server CA, SNI localhost). */
-function httpsCall(port: number, path: string, serverCa: string, o: Tls = {}): Promise<GatewayResponse> {
-  return new Promise((resolve, reject) => {
-    const req = httpsRequest(
-      {
-        host: '127.0.0.1',
-        port,
-        path,
-        servername: 'localhost',
-        ca: serverCa,
-        ...(o.client ? { cert: o.client.certificate, key: o.client.privateKey } : {}),
-        headers: o.headers ?? {},
-        agent: false,
-        timeout: 10_000,
-      },
-      (res) => {
-        let text = '';
-        res.on('data', (c: Buffer) => (text += c.toString()));
-        res.on('end', () => {
-          let json: unknown;
-          try {
-            json = text ? JSON.parse(text) : undefined;
-          } catch {
-            json = undefined;
-          }
-          const headers = new Headers();
-          for (const [k, v] of Object.entries(res.headers)) if (typeof v === 'string') headers.set(k, v);
-          resolve({ status: res.statusCode ?? 0, headers, text, json });
-        });
-      },
-    );
-    req.on('timeout', () => req.destroy(new Error('timeout')));
-    req.on('error', reject);
-    req.end();
-  });
-}
 
 describe('authz pipeline: mTLS identities through the admin API, SDS and a real Envoy', () => {
   it('maps verified client certificates to partners and refuses the rest', { timeout: 300_000 }, async (t) => {

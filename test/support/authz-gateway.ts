@@ -2,8 +2,10 @@
 // JWKS), the example applied through the admin API with its own auth kept, a control plane in
 // this process and a real Envoy fed over xDS. Everything the tests change goes through the admin API.
 import assert from 'node:assert/strict';
+import { request as httpsRequest } from 'node:https';
 import { connect } from 'node:net';
 import type { TestContext } from 'node:test';
+import type { TestCertificate } from './certs.ts';
 import { parseScrape, sum } from '../e2e/observability-promql.ts';
 import { requireComponent } from './components.ts';
 import { launchEnvoy, waitInSync, type TestEnvoy } from './envoy.ts';
@@ -220,5 +222,47 @@ export async function rawRequest(port: number, head: Buffer | string, timeoutMs 
     socket.on('connect', () => {
       socket.write(head);
     });
+  });
+}
+
+export interface Tls {
+  client?: TestCertificate;
+  headers?: Record<string, string>;
+}
+
+/** One HTTPS request to the mTLS listener (fresh connection, the test's server CA, SNI localhost). */
+export function httpsCall(port: number, path: string, serverCa: string, o: Tls = {}): Promise<GatewayResponse> {
+  return new Promise((resolve, reject) => {
+    const req = httpsRequest(
+      {
+        host: '127.0.0.1',
+        port,
+        path,
+        servername: 'localhost',
+        ca: serverCa,
+        ...(o.client ? { cert: o.client.certificate, key: o.client.privateKey } : {}),
+        headers: o.headers ?? {},
+        agent: false,
+        timeout: 10_000,
+      },
+      (res) => {
+        let text = '';
+        res.on('data', (c: Buffer) => (text += c.toString()));
+        res.on('end', () => {
+          let json: unknown;
+          try {
+            json = text ? JSON.parse(text) : undefined;
+          } catch {
+            json = undefined;
+          }
+          const headers = new Headers();
+          for (const [k, v] of Object.entries(res.headers)) if (typeof v === 'string') headers.set(k, v);
+          resolve({ status: res.statusCode ?? 0, headers, text, json });
+        });
+      },
+    );
+    req.on('timeout', () => req.destroy(new Error('timeout')));
+    req.on('error', reject);
+    req.end();
   });
 }
