@@ -3,7 +3,7 @@
 // DNS SAN, subject), the partner forwarded from the shadow match, no callout. Every refusal: a
 // certificate of no partner, a partner not subscribed, suspended, outside its access level, a
 // foreign CA (no handshake); suspension and identity removal on update; a partner with a fingerprint
-// identity keeps its product on the callout; config_dump holds no private key of the client CA side.
+// identity keeps its product on the callout; config_dump holds no private key.
 import assert from 'node:assert/strict';
 import { X509Certificate } from 'node:crypto';
 import { describe, it } from 'node:test';
@@ -107,6 +107,13 @@ describe('authz native mode: client certificates decided by Envoy itself', () =>
       const before = await authzDecisions(portico.adminUrl, { product: 'vault' });
       assert.deepEqual(mirroredHeaders(await https('/vault/entries/1', byFingerprint)).get('x-portico-partner'), ['bank-d']);
       assert.ok((await authzDecisions(portico.adminUrl, { product: 'vault' })) > before, 'vault is checked by the callout');
+    });
+
+    await t.test("Envoy's config_dump holds the identities' names and no private key", async () => {
+      const dump = JSON.stringify(await g.envoy.configDump());
+      assert.match(dump, /spiffe:\/\/bank-c\.example\/ns\/prod\/sa\/ledger/, 'the native policies are in the dump');
+      const keyBody = server.privateKey.replace(/-----[^-]+-----/g, '').replace(/\s+/g, '');
+      assert.ok(!dump.includes(keyBody.slice(0, 40)), "the listener's private key is in config_dump");
     });
 
     await t.test('suspension and identity removal take effect on the next push', async () => {
