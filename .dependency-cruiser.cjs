@@ -10,8 +10,8 @@ const LAYERS = [
   ['model'],
   // what stores and what observes the model: the database, logs and metrics
   ['store', 'telemetry'],
-  // what the model becomes and how it is served: Envoy config, xDS, limits, flows; the admin API
-  ['translate', 'xds', 'ratelimit', 'flows', 'admin'],
+  // what the model becomes and how it is served: Envoy config, xDS, limits, flows, the admin API; the idempotency processor
+  ['translate', 'xds', 'ratelimit', 'flows', 'admin', 'idempotency'],
   // ext_authz (it also counts through the rate limiter in combined mode)
   ['authz'],
 ];

@@ -16,6 +16,8 @@ import { AuthzService, registerAuthzUnary } from './authz/index.ts';
 import { ChannelGuard, grpcServerCredentials, TlsMaterial, UnaryGrpcServer } from './grpc/index.ts';
 import { createRateLimiter, QuotaLedger, readPartnerUsage, registerRateLimitUnary, type RateLimiter } from './ratelimit/index.ts';
 import { checkFlow, codeSandbox, compileModelFlows, directCaller, FlowRuntime, tryFlow, type SampleRequest } from './flows/index.ts';
+import { createProcessor } from './idempotency-role.ts';
+import type { IdempotencyProcessor } from './idempotency/index.ts';
 
 export interface Portico {
   settings: Settings;
@@ -40,6 +42,8 @@ export interface Portico {
   /** The flow runtime (roles all and flows), and the port it is bound to (0 when not running). */
   flows: FlowRuntime | undefined;
   flowsPort: number;
+  /** The idempotency processor on the gRPC listener (role all; PORTICO_ROLE=idempotency runs it apart). */
+  idempotency: IdempotencyProcessor | undefined;
   /** What the pipeline translates with (addresses Envoys are given): for tools that translate a model the same way. */
   translateOptions: TranslateOptions;
   /** How the gRPC channels are secured: the guard (refusals) and, under mTLS, the reloading certificate material. */
@@ -59,21 +63,8 @@ export interface StartOptions {
   compileSchemas?: boolean;
 }
 
-/** A start that cannot go on, said in one sentence (a port in use, an address that cannot be bound). */
-export class StartupError extends Error {}
-
-/** Binds a listener; a port in use (or not bindable) becomes a StartupError naming it and the setting that moves it. */
-export async function bind<T>(what: string, setting: string, host: string, port: number, listen: () => Promise<T>): Promise<T> {
-  try {
-    return await listen();
-  } catch (e) {
-    const text = `${(e as NodeJS.ErrnoException).code ?? ''} ${(e as Error).message}`;
-    if (/EADDRINUSE|address already in use/i.test(text)) throw new StartupError(`port ${port} (${what}) is in use: is another Portico running? Stop it or set ${setting}`);
-    if (/EACCES|permission denied/i.test(text)) throw new StartupError(`not allowed to listen on port ${port} (${what}): choose another with ${setting}`);
-    if (/EADDRNOTAVAIL|ENOTFOUND|address not available/i.test(text)) throw new StartupError(`cannot listen on ${host}:${port} (${what}): no such local address; check ${setting}`);
-    throw e;
-  }
-}
+export { bind, StartupError } from './bind.ts';
+import { bind } from './bind.ts';
 
 export async function startPortico(settings: Settings, opts: StartOptions = {}): Promise<Portico> {
   const log = opts.logger ?? createLogger(settings.logLevel);
@@ -168,9 +159,13 @@ export async function startPortico(settings: Settings, opts: StartOptions = {}):
   const xds = createXds(settings, { registry, logger: log.child({ component: 'xds' }), serveAds: settings.role === 'all' || settings.role === 'xds', guard });
   // Envoys stream access logs to the same grpc-js server (client streaming; the callout listener is unary-only).
   registerAccessLogService(xds.server, accessLogs);
+  // Duplicate-request protection: Envoy's ext_proc filter streams protected routes' requests here
+  // (role all; PORTICO_ROLE=idempotency serves it apart, on Redis alone).
+  const idempotency = settings.role === 'all' ? createProcessor(settings, xds.server, { registry, logger: log.child({ component: 'idempotency' }) }) : undefined;
   // A port in use fails the start before the admin API opens; what was opened is closed again.
   const closeEarly = async () => {
     await Promise.all([xds.server.close(0), callouts.close(0), accessLogs.close(), flows?.close(0)]).catch(() => undefined);
+    await idempotency?.close();
     tls?.close();
     detachAuthz();
     await feed?.stop();
@@ -213,7 +208,15 @@ export async function startPortico(settings: Settings, opts: StartOptions = {}):
   };
   // Under mTLS, the callout and access-log clusters Envoys get present the node certificate too.
   const channel = tls ? { channelSdsDir: settings.envoyChannelSdsDir } : {};
-  const translateOptions: TranslateOptions = { calloutAddress, telemetry, flows: { address: flowsAddress, stepAddress: settings.flowsStepAddress }, ...channel };
+  // In role all the processor shares the gRPC listener; split roles name the processor's address.
+  const idempotencyAddress = settings.idempotencyAddress ?? (idempotency ? localGrpc : `127.0.0.1:${settings.idempotencyListenPort}`);
+  const translateOptions: TranslateOptions = {
+    calloutAddress,
+    telemetry,
+    flows: { address: flowsAddress, stepAddress: settings.flowsStepAddress },
+    idempotency: { address: idempotencyAddress },
+    ...channel,
+  };
   const pipeline = new ConfigPipeline(xds.cache, xds.fleet, translateOptions, log.child({ component: 'pipeline' }), registry);
   // Native JWT: the key sets the callout's verifier fetched are pushed to Envoy inline (one fetcher for the fleet).
   pipeline.useJwks(() => authz.fetchedKeySets());
@@ -297,6 +300,7 @@ export async function startPortico(settings: Settings, opts: StartOptions = {}):
       if (settings.shutdownDelayMs > 0) await new Promise((r) => setTimeout(r, settings.shutdownDelayMs));
       // (the gRPC server stops accepting first; then open access-log streams end, Envoys reopen them elsewhere)
       await Promise.all([xds.server.close(settings.shutdownGraceMs), callouts.close(settings.shutdownGraceMs), accessLogs.close(), flows?.close(settings.shutdownGraceMs)]);
+      await idempotency?.close();
       detachFlows();
       tls?.close();
       detach();
@@ -328,6 +332,7 @@ export async function startPortico(settings: Settings, opts: StartOptions = {}):
     callouts,
     flows,
     flowsPort,
+    idempotency: idempotency?.processor,
     translateOptions,
     channels: { guard, tls },
     ...(generatedAdminToken ? { generatedAdminToken } : {}),

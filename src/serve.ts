@@ -1,5 +1,6 @@
 // `portico serve`: starts the control plane, optionally applies a document at start, and shuts
 // down gracefully on SIGTERM/SIGINT.
+import { startIdempotencyRole } from './idempotency-role.ts';
 import { startPortico } from './main.ts';
 import type { Settings } from './settings.ts';
 import { createLogger } from './telemetry/index.ts';
@@ -7,7 +8,9 @@ import { createLogger } from './telemetry/index.ts';
 export async function serve(settings: Settings, applyFile?: string, prune = false): Promise<void> {
   const log = createLogger(settings.logLevel);
   // The document is applied before the servers start, so /readyz never reports a model without it.
-  const portico = await startPortico(settings, { logger: log, compileSchemas: true, ...(applyFile ? { applyFile, prune } : {}) });
+  // The idempotency role needs no database or model: it is only the processor (src/idempotency-role.ts).
+  const portico =
+    settings.role === 'idempotency' ? await startIdempotencyRole(settings, log) : await startPortico(settings, { logger: log, compileSchemas: true, ...(applyFile ? { applyFile, prune } : {}) });
   // SIGTERM: /readyz turns 503, the replica keeps serving for the shutdown delay, then xDS streams
   // end cleanly, in-flight callouts finish, and the admin API and the database close. The exit is
   // bounded: past the delay and the grace period (plus 5 s for the rest) the process exits anyway,

@@ -4,7 +4,7 @@ import { isIPv4 } from 'node:net';
 import path from 'node:path';
 import { isTrustDomain } from './grpc/index.ts';
 
-export type ServerRole = 'all' | 'xds' | 'callouts' | 'flows';
+export type ServerRole = 'all' | 'xds' | 'callouts' | 'flows' | 'idempotency';
 
 export interface Settings {
   /** Where embedded PGlite keeps its files and where a generated master key is written; memory:// keeps nothing. */
@@ -92,6 +92,11 @@ export interface Settings {
   flowsEnvoyAddress: string | undefined;
   /** Flow runs at once per runtime; past it, 503. */
   flowsMaxConcurrent: number;
+  /** Where the idempotency processor (Envoy's ext_proc service) binds (roles all and idempotency). */
+  idempotencyListenHost: string;
+  idempotencyListenPort: number;
+  /** host:port Envoys use to reach the idempotency processor; the bound address when unset. */
+  idempotencyAddress: string | undefined;
 }
 
 export class SettingsError extends Error {}
@@ -161,6 +166,7 @@ function checkChannelSecurity(settings: Settings): void {
   const binds = [
     ...(settings.role === 'all' || settings.role === 'xds' ? [['PORTICO_GRPC_ADDR', settings.grpcHost] as const] : []),
     ...(settings.role === 'all' || settings.role === 'callouts' ? [['PORTICO_CALLOUT_LISTEN_ADDR', settings.calloutListenHost] as const] : []),
+    ...(settings.role === 'all' || settings.role === 'idempotency' ? [['PORTICO_IDEMPOTENCY_LISTEN_ADDR', settings.idempotencyListenHost] as const] : []),
   ].filter(([, host]) => !isLoopback(host));
   if (binds.length === 0) return;
   throw new SettingsError(
@@ -182,6 +188,8 @@ export function loadSettings(env: Env = process.env): Settings {
   if (env.PORTICO_FLOWS_ADDR) hostPort(env, 'PORTICO_FLOWS_ADDR', '');
   if (env.PORTICO_FLOWS_ENVOY_ADDR) hostPort(env, 'PORTICO_FLOWS_ENVOY_ADDR', '');
   hostPort(env, 'PORTICO_FLOWS_STEP_ADDR', '127.0.0.1:18003');
+  const idempotencyListen = hostPort(env, 'PORTICO_IDEMPOTENCY_LISTEN_ADDR', '127.0.0.1:18004');
+  if (env.PORTICO_IDEMPOTENCY_ADDR) hostPort(env, 'PORTICO_IDEMPOTENCY_ADDR', '');
   const settings: Settings = {
     dataDir: (env.PORTICO_DATA_DIR || '.data').startsWith('memory://') ? env.PORTICO_DATA_DIR! : path.resolve(env.PORTICO_DATA_DIR || '.data'),
     databaseUrl: env.DATABASE_URL || undefined,
@@ -190,7 +198,7 @@ export function loadSettings(env: Env = process.env): Settings {
     adminPort: admin.port,
     grpcHost: grpc.host,
     grpcPort: grpc.port,
-    role: oneOf(env, 'PORTICO_ROLE', 'all', ['all', 'xds', 'callouts', 'flows'] as const),
+    role: oneOf(env, 'PORTICO_ROLE', 'all', ['all', 'xds', 'callouts', 'flows', 'idempotency'] as const),
     calloutListenHost: calloutListen.host,
     calloutListenPort: calloutListen.port,
     calloutAddress: env.PORTICO_CALLOUT_ADDR || undefined,
@@ -230,13 +238,17 @@ export function loadSettings(env: Env = process.env): Settings {
     flowsStepAddress: env.PORTICO_FLOWS_STEP_ADDR || '127.0.0.1:18003',
     flowsEnvoyAddress: env.PORTICO_FLOWS_ENVOY_ADDR || undefined,
     flowsMaxConcurrent: int(env, 'PORTICO_FLOWS_MAX_CONCURRENT', 1000, 1, 1_000_000),
+    idempotencyListenHost: idempotencyListen.host,
+    idempotencyListenPort: idempotencyListen.port,
+    idempotencyAddress: env.PORTICO_IDEMPOTENCY_ADDR || undefined,
   };
   if (!isTrustDomain(settings.trustDomain)) {
     throw new SettingsError(`PORTICO_TRUST_DOMAIN must be a lower-case DNS-like name, got '${settings.trustDomain}'`);
   }
   if (!path.isAbsolute(settings.envoyChannelSdsDir)) throw new SettingsError(`PORTICO_ENVOY_CHANNEL_SDS_DIR must be an absolute path on the Envoy hosts, got '${settings.envoyChannelSdsDir}'`);
   checkChannelSecurity(settings);
-  if (settings.role !== 'all' && !settings.databaseUrl) {
+  // The idempotency processor needs no model (each route's settings arrive with its requests): it runs on Redis alone.
+  if (settings.role !== 'all' && settings.role !== 'idempotency' && !settings.databaseUrl) {
     throw new SettingsError(`PORTICO_ROLE=${settings.role} needs DATABASE_URL: split roles share one PostgreSQL (embedded PGlite serves one process)`);
   }
   if (settings.debounceMaxMs < settings.debounceMs) {

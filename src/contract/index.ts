@@ -11,3 +11,4 @@ export * from './names.ts';
 export * from './partner-labels.ts';
 export * from './resources.ts';
 export * from './grpc-errors.ts';
+export * from './idempotency.ts';

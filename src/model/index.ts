@@ -4,6 +4,7 @@ export * from './canonical.ts';
 export * from './declarative.ts';
 export * from './header-values.ts';
 export * from './flow-schema.ts';
+export * from './idempotency-schema.ts';
 export * from './input.ts';
 export * from './model.ts';
 export * from './policy.ts';

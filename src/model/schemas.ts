@@ -3,6 +3,7 @@
 // Over 400 lines on purpose: it is the model's one catalogue, read as a whole when a field changes.
 import { Type, type Static, type TSchema } from '@sinclair/typebox';
 import { BodyTransform, Flow } from './flow-schema.ts';
+import { Idempotency } from './idempotency-schema.ts';
 
 const closed = { additionalProperties: false } as const;
 
@@ -471,6 +472,7 @@ export const Route = Type.Object(
     ),
     grpcWeb: Type.Optional(Type.Boolean({ description: 'accept gRPC-Web (browser clients) on this route to a gRPC upstream' })),
     cache: Type.Optional(RouteCache),
+    idempotency: Type.Optional(Idempotency),
   },
   closed,
 );

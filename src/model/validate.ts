@@ -10,6 +10,7 @@ import { RESERVED_HEADER_PREFIX } from '../contract/index.ts';
 import { reservedHeaderUses } from './policy.ts';
 import { headerRuleProblems } from './header-values.ts';
 import { decodeDescriptorSet, grpcRouteProblems } from './grpc-descriptor.ts';
+import { idempotencyProblems } from './idempotency-schema.ts';
 import type { Route, Product } from './schemas.ts';
 
 export interface FieldError {
@@ -298,6 +299,7 @@ export function validateModel(m: ModelSnapshot): ModelError[] {
     }
     for (const e of headerRuleProblems(m, product, r)) invalid('routes', key, e.field, e.message);
     for (const [field, message] of grpcRouteProblems(r, r.service ? m.services.get(r.service) : undefined)) invalid('routes', key, field, message);
+    for (const [field, message] of idempotencyProblems(r)) invalid('routes', key, field, message);
     const actions = [r.service, r.backends, r.directResponse, r.flow].filter((a) => a !== undefined).length;
     if (actions !== 1) invalid('routes', key, 'service', 'exactly one of service, backends, directResponse and flow must be set');
     // A body transform rewrites what one service answers (a flow shapes its own bodies).

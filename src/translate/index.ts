@@ -7,7 +7,7 @@ import { loadAssignment } from './envoy/endpoints.ts';
 import { apiListener, flowStepListener, listener } from './envoy/listeners.ts';
 import { routeConfigurations } from './envoy/routes.ts';
 import { secret } from './envoy/secrets.ts';
-import type { FlowOptions, GroupIR, QuotaExhaustedIR, TelemetryOptions } from './ir.ts';
+import type { FlowOptions, GroupIR, IdempotencyOptions, QuotaExhaustedIR, TelemetryOptions } from './ir.ts';
 import { resourceName, type GroupResources, type ResourceKind } from '../contract/index.ts';
 import { modelToIr } from './to-ir/group.ts';
 import { validateTranslation } from './validate.ts';
@@ -19,6 +19,8 @@ export interface TranslateOptions {
   telemetry?: TelemetryOptions;
   /** Where flows run: the runtime's address and each Envoy's step listener (DEFAULTS.flows when unset). */
   flows?: FlowOptions;
+  /** Where the idempotency processor runs (DEFAULTS.idempotency when unset). */
+  idempotency?: IdempotencyOptions;
   /**
    * Under mTLS: the SDS file on every Envoy host naming its channel credentials; the callout and
    * access-log clusters present the node certificate from it. Plaintext clusters when unset.

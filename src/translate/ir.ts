@@ -1,6 +1,6 @@
 // The translator's intermediate representation: one gateway group's data plane with every
 // default resolved and every list in its final order, so the Envoy emitters only change shape.
-import type { AccessRefusal } from '../contract/index.ts';
+import type { AccessRefusal, IdempotencyRouteSettings } from '../contract/index.ts';
 
 /** A gateway group as Envoy (or a proxyless gRPC client) will see it. */
 export interface GroupIR {
@@ -77,6 +77,15 @@ export interface HttpFiltersIR {
   planLimits: PlanLimitFilterIR[];
   /** Native mode: the quotas of the group's plans (their refusals' numbers); the quota RBAC filter is in the chain when any. */
   quotas: QuotaShapeIR[];
+  /** Some route is protected by Idempotency-Key: the ext_proc filter calling the idempotency processor (off unless a route turns it on). */
+  idempotency?: IdempotencyFilterIR;
+}
+
+/** The ext_proc filter of duplicate-request protection. */
+export interface IdempotencyFilterIR {
+  cluster: string;
+  /** How long Envoy waits for each of the processor's answers. */
+  messageTimeoutMs: number;
 }
 
 export interface QuotaShapeIR {
@@ -438,6 +447,8 @@ export interface RouteIR {
   planLimits?: RouteLimitEntryIR[];
   /** Native mode: callers refused because their quota is used up (until its window ends). */
   quotaDeny?: QuotaDenyIR[];
+  /** Duplicate-request protection: the settings the idempotency processor reads from the route's ext_proc stream. */
+  idempotency?: IdempotencyRouteSettings;
 }
 
 export type LbPolicyIR = 'ROUND_ROBIN' | 'LEAST_REQUEST' | 'RANDOM' | 'RING_HASH' | 'MAGLEV';
@@ -512,6 +523,12 @@ export interface TelemetryOptions {
   otelCollectorAddress?: string;
   /** Percentage of requests traced (0–100) when a collector is set; default 10. */
   otelSamplePercent?: number;
+}
+
+/** Where the idempotency processor runs (TranslateOptions.idempotency). */
+export interface IdempotencyOptions {
+  /** host:port of the processor (Envoy's ext_proc gRPC service). */
+  address: string;
 }
 
 /** Where flows run (TranslateOptions.flows): the runtime Envoy sends flow routes to, and where each Envoy takes step calls. */

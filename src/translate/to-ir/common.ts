@@ -1,7 +1,7 @@
 // What the model → IR steps share: defaults the model leaves unset, the callout cluster's name, the
 // host:port form of settings, method order, and the product/route/host lookups over a snapshot.
 import { sortedValues, DEFAULT_ACCEPT, type ModelSnapshot, type Product, type Route } from '../../model/index.ts';
-import type { FlowOptions, QuotaExhaustedIR, TelemetryOptions } from '../ir.ts';
+import type { FlowOptions, IdempotencyOptions, QuotaExhaustedIR, TelemetryOptions } from '../ir.ts';
 import { compareStrings } from '../paths.ts';
 
 /** Name of the cluster of Portico's gRPC callouts; a dot can never appear in a service name. */
@@ -31,6 +31,8 @@ export const DEFAULTS = {
   flows: { address: '127.0.0.1:18002', stepAddress: '127.0.0.1:18003' },
   /** Envoy's route to the runtime waits this much past the flow's own deadline, so the runtime's answer (a 504 naming the step) arrives first. */
   flowRouteMarginMs: 1_000,
+  /** The embedded idempotency processor (PORTICO_IDEMPOTENCY_LISTEN_ADDR's default); Envoy waits this long for each of its answers (a Redis round trip on a loaded host). */
+  idempotency: { address: '127.0.0.1:18004', messageTimeoutMs: 2_000 },
   healthCheck: { intervalMs: 10_000, timeoutMs: 2_000, healthyThreshold: 2, unhealthyThreshold: 3 },
   outlierDetection: { consecutive5xx: 5, intervalMs: 10_000, baseEjectionTimeMs: 30_000, maxEjectionPercent: 10 },
 } as const;
@@ -44,6 +46,8 @@ export interface IrOptions {
   telemetry?: TelemetryOptions;
   /** Where flows run; DEFAULTS.flows (the embedded runtime, a loopback step listener) when unset. */
   flows?: FlowOptions;
+  /** Where the idempotency processor runs; DEFAULTS.idempotency (the embedded one) when unset. */
+  idempotency?: IdempotencyOptions;
   /** Under mTLS: the Envoy hosts' channel SDS file (the callout and access-log clusters use it). */
   channelSdsDir?: string;
   /** Connected Envoys per gateway group (native mode divides each plan limit among them); 1 when absent. */

@@ -16,6 +16,7 @@ import { virtualHostsIr } from './virtual-hosts.ts';
 import { calloutCluster, clusterIr } from './clusters.ts';
 import { proxylessGroupToIr } from './proxyless.ts';
 import { groupFlowsIr } from './flows.ts';
+import { groupIdempotencyIr } from './idempotency.ts';
 import { authzMode, nativeAuthContext } from './native-auth.ts';
 import { jwtAuthnIr, nativeJwtContext } from './native-jwt.ts';
 
@@ -114,6 +115,7 @@ export function groupToIr(model: ModelSnapshot, group: GatewayGroup, options: Ir
   const cached = cachedServices(groupRoutes);
   const transcoder = groupRoutes.find((r) => r.transcoder)?.transcoder;
   const grpcWeb = groupRoutes.some((r) => r.grpcWeb);
+  const idempotency = groupIdempotencyIr(groupRoutes, options);
   // gRPC-Web cannot be switched on per route (src/translate/envoy/filters/grpc-web.ts): the group's other routes switch it off.
   if (grpcWeb) for (const r of groupRoutes) if (!r.grpcWeb) r.grpcWeb = false;
   const correlation = [...new Set(products.flatMap((p) => productRoutes(model, p.name).flatMap((r) => correlationHeaders(p, r))))].sort(compareStrings);
@@ -141,6 +143,7 @@ export function groupToIr(model: ModelSnapshot, group: GatewayGroup, options: Ir
     .filter((s): s is Service => s !== undefined)
     .map((s) => (cached.has(s.name) ? { ...clusterIr(s), cacheKeyRestore: true } : clusterIr(s)));
   clusters.push(calloutCluster(options.calloutAddress, options.channelSdsDir), ...telemetryClusters(options.telemetry, options.channelSdsDir), ...(flows ? [flows.cluster] : []));
+  if (idempotency) clusters.push(idempotency.cluster);
   clusters.sort((a, b) => compareStrings(a.name, b.name));
 
   const authz = group.authz;
@@ -190,6 +193,7 @@ export function groupToIr(model: ModelSnapshot, group: GatewayGroup, options: Ir
       ...(caches.length ? { cache: caches } : {}),
       ...(transcoder ? { transcoder } : {}),
       ...(grpcWeb ? { grpcWeb: true } : {}),
+      ...(idempotency ? { idempotency: idempotency.filter } : {}),
     },
     // The reserved prefix covers the gateway's own headers, whatever their name; forwarded claims are named one by one.
     stripRequestHeaders: identityHeaders(model).filter((h) => !isReservedHeader(h)),

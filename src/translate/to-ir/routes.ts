@@ -39,6 +39,7 @@ import { DEFAULTS, sortMethods } from './common.ts';
 import { headerRulesIr, literalHeaderValue } from './headers.ts';
 import { cacheIr } from './cache.ts';
 import { compressionIr } from './compression.ts';
+import { idempotencyIr } from './idempotency.ts';
 import { nativeApiKeyAuth, PLAN_FROM_ACCESS, type NativeAuthContext } from './native-auth.ts';
 import { nativeJwtAuth, type NativeJwtContext } from './native-jwt.ts';
 import { nativeMtlsAccess } from './native-mtls.ts';
@@ -196,6 +197,7 @@ export function routeIr(model: ModelSnapshot, product: Product, route: Route, fi
   const publicOnly = accept.every((a) => a === 'none');
   const compression = compressionIr(product, route);
   const cache = filters && action.kind === 'forward' && !action.flow ? cacheIr(route, !accept.every((a) => a === 'none')) : undefined;
+  const idempotency = filters ? idempotencyIr(product, route) : undefined;
   const flow = action.kind === 'forward' ? action.flow : undefined;
   let requestHeaders = filters ? withoutApiKey(headerRulesIr(model, product, route, 'request'), product, accept) : headerRulesIr(model, product, route, 'request');
   // The runtime learns which flow to run from the route (the edge strips any client-sent copy).
@@ -226,6 +228,7 @@ export function routeIr(model: ModelSnapshot, product: Product, route: Route, fi
     ...(planLimits ? { planLimits } : {}),
     ...(quotaDeny ? { quotaDeny } : {}),
     ...(filters ? grpcIr(model, route) : {}),
+    ...(idempotency ? { idempotency } : {}),
   };
   if (native) return nativeRoute(ir, product, route, 'api_key', native.access, { apiKeyAuth: native.apiKeyAuth });
   if (jwt) return nativeRoute(ir, product, route, 'jwt', jwt.access, { jwtAuth: jwt.jwtAuth });

@@ -14,6 +14,7 @@ import { headerRename } from './header-rename.ts';
 import { jwtAuthn } from './jwt-authn.ts';
 import { claimCheck } from './claim-check.ts';
 import type { HttpFilterEmitter } from './filter.ts';
+import { idempotency } from './idempotency.ts';
 import { localRateLimit } from './local-ratelimit.ts';
 import { planLimits } from './plan-limits.ts';
 import { quota } from './quota.ts';
@@ -34,6 +35,8 @@ export const HTTP_FILTERS: readonly HttpFilterEmitter[] = [
   planLimits,
   rateLimit,
   compression,
+  // After compression: it sees (and stores) the upstream's own bytes, and compression encodes a replay like any response.
+  idempotency,
   grpcWeb,
   grpcErrors,
   grpcJsonTranscoder,

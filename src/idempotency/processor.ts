@@ -1,0 +1,246 @@
+// The idempotency processor: Envoy's ext_proc gRPC service (one bidirectional stream per request on
+// a protected route). It reads the route's settings from the stream's metadata, the key and caller
+// from the request headers, and asks the store once the body is in; the first request proceeds and
+// its response is stored as it passes back, a repeat is answered here. decide.ts holds the rules.
+import type * as grpc from '@grpc/grpc-js';
+import type { Registry } from 'prom-client';
+import { GATEWAY_HEADERS, IDEMPOTENCY_HEADERS, IDEMPOTENCY_NAMES, IDEMPOTENCY_REFUSALS, parseRouteSettings, type IdempotencyRefusal, type IdempotencyRouteSettings } from '../contract/index.ts';
+import { lookupType } from '../proto/index.ts';
+import type { Logger } from '../telemetry/index.ts';
+import { decideRepeat, fingerprint, pendingLifetimeMs, recordKey, replayHeaders, startRequest, storable, storedHeaders, type IdempotencyRecord } from './decide.ts';
+import { idempotencyMetrics, type IdempotencyMetrics, type RequestOutcome } from './metrics.ts';
+import type { IdempotencyStore } from './store.ts';
+
+const METHOD = '/envoy.service.ext_proc.v3.ExternalProcessor/Process';
+const REQUEST = lookupType('envoy.service.ext_proc.v3.ProcessingRequest');
+const RESPONSE = lookupType('envoy.service.ext_proc.v3.ProcessingResponse');
+
+interface HeaderEntry {
+  key: string;
+  value?: string;
+  raw_value?: Uint8Array;
+}
+interface HttpHeaders {
+  headers?: { headers?: HeaderEntry[] };
+  end_of_stream?: boolean;
+}
+interface ProcessingRequest {
+  request_headers?: HttpHeaders;
+  request_body?: { body?: Uint8Array };
+  response_headers?: HttpHeaders;
+  response_body?: { body?: Uint8Array };
+}
+
+type Json = Record<string, unknown>;
+const CONTINUE = { response: { status: 'CONTINUE' } };
+/** Nothing more to do for this request: Envoy sends no further messages. */
+const SKIP_REST = { request_body_mode: 'NONE', response_header_mode: 'SKIP', response_body_mode: 'NONE', request_trailer_mode: 'SKIP', response_trailer_mode: 'SKIP' };
+
+function headerList(h: HttpHeaders | undefined): Array<[string, string]> {
+  return (h?.headers?.headers ?? []).map((e) => [e.key, e.raw_value?.length ? Buffer.from(e.raw_value).toString('latin1') : (e.value ?? '')]);
+}
+
+function encode(msg: Json): Buffer {
+  return Buffer.from(RESPONSE.encode(RESPONSE.fromObject(msg)).finish());
+}
+
+function immediate(status: number, headers: Array<[string, string]>, body: Uint8Array): Json {
+  return {
+    immediate_response: {
+      status: { code: status },
+      headers: { set_headers: headers.map(([key, v]) => ({ header: { key, raw_value: Buffer.from(v, 'latin1') }, append_action: 'APPEND_IF_EXISTS_OR_ADD' })) },
+      body,
+      details: 'portico_idempotency',
+    },
+  };
+}
+
+function refusal(r: IdempotencyRefusal): Json {
+  const { status, body } = IDEMPOTENCY_REFUSALS[r];
+  return immediate(status, [['content-type', 'application/json'], ...(r === 'in_flight' || r === 'unavailable' ? ([['retry-after', '1']] as Array<[string, string]>) : [])], Buffer.from(body));
+}
+
+export interface ProcessorOptions {
+  store: IdempotencyStore;
+  registry: Registry;
+  logger: Logger;
+}
+
+/** One request's progress through the processor. */
+interface StreamState {
+  settings: IdempotencyRouteSettings | undefined;
+  method: string;
+  path: string;
+  partner: string;
+  key?: string;
+  /** Set once this request claimed its key: what to store or release when its response is known. */
+  claimed?: { recordKey: string; pending: IdempotencyRecord };
+  status?: number;
+  responseHeaders?: Array<[string, string]>;
+  finished: boolean;
+}
+
+/** Anything that hosts gRPC services before it listens (the control plane's gRPC server, a plain grpc.Server). */
+export interface ServiceHost {
+  addService(definition: grpc.ServiceDefinition, implementation: grpc.UntypedServiceImplementation): void;
+}
+
+export class IdempotencyProcessor {
+  private readonly metrics: IdempotencyMetrics;
+
+  constructor(private readonly opts: ProcessorOptions) {
+    this.metrics = idempotencyMetrics(opts.registry);
+  }
+
+  /** Adds the ExternalProcessor service to a gRPC server (before it listens). */
+  register(host: ServiceHost): void {
+    const raw = (b: Buffer) => b;
+    host.addService(
+      {
+        Process: { path: METHOD, requestStream: true, responseStream: true, originalName: 'process', requestSerialize: raw, requestDeserialize: raw, responseSerialize: raw, responseDeserialize: raw },
+      } as grpc.ServiceDefinition,
+      { Process: (call: grpc.ServerDuplexStream<Buffer, Buffer>) => this.serve(call) },
+    );
+  }
+
+  private count(s: StreamState, outcome: RequestOutcome): void {
+    if (s.settings) this.metrics.requests.inc({ product: s.settings.product, route: s.settings.route, outcome });
+  }
+
+  private serve(call: grpc.ServerDuplexStream<Buffer, Buffer>): void {
+    const s: StreamState = { settings: parseRouteSettings(call.metadata.get(IDEMPOTENCY_NAMES.metadata)[0]?.toString()), method: '', path: '', partner: '', finished: false };
+    // Messages are handled one at a time, in order (a store round trip may sit between two).
+    let chain = Promise.resolve();
+    const send = (msg: Json) => {
+      if (!call.writableEnded && !call.destroyed) call.write(encode(msg));
+    };
+    call.on('data', (buf: Buffer) => {
+      chain = chain
+        .then(() => this.handle(s, REQUEST.decode(buf) as unknown as ProcessingRequest, send))
+        .catch((e: Error) => {
+          this.opts.logger.warn({ err: e.message }, 'idempotency processor failed a message');
+          send(refusal('unavailable'));
+        });
+    });
+    const done = () => {
+      // A first request whose response never completed here (client gone, Envoy reset): free its key.
+      void chain.then(() => this.finishUnstored(s));
+    };
+    call.on('end', () => {
+      done();
+      if (!call.writableEnded) call.end();
+    });
+    call.on('error', done);
+    call.on('cancelled', done);
+  }
+
+  private async finishUnstored(s: StreamState): Promise<void> {
+    if (!s.claimed || s.finished) return;
+    s.finished = true;
+    this.metrics.responses.inc({ product: s.settings!.product, route: s.settings!.route, result: 'released' });
+    await this.opts.store.release(s.claimed.recordKey, s.claimed.pending).catch(() => undefined);
+  }
+
+  private async handle(s: StreamState, req: ProcessingRequest, send: (m: Json) => void): Promise<void> {
+    if (req.request_headers) return this.onRequestHeaders(s, req.request_headers, send);
+    if (req.request_body) return this.onRequestBody(s, req.request_body.body ?? new Uint8Array(), 'request_body', send);
+    if (req.response_headers) {
+      const headers = headerList(req.response_headers);
+      s.status = Number(headers.find(([k]) => k === ':status')?.[1] ?? 0);
+      s.responseHeaders = headers;
+      if (req.response_headers.end_of_stream) await this.store(s, new Uint8Array());
+      send({ response_headers: CONTINUE });
+      return;
+    }
+    if (req.response_body) {
+      await this.store(s, req.response_body.body ?? new Uint8Array());
+      send({ response_body: CONTINUE });
+    }
+  }
+
+  private async onRequestHeaders(s: StreamState, h: HttpHeaders, send: (m: Json) => void): Promise<void> {
+    if (!s.settings) {
+      // A route Envoy sent without (valid) settings: a configuration fault, never a pass.
+      this.opts.logger.error('idempotency processor: stream without route settings');
+      send(refusal('unavailable'));
+      return;
+    }
+    let keyHeader: string | undefined;
+    for (const [k, v] of headerList(h)) {
+      if (k === ':method') s.method = v;
+      else if (k === ':path') s.path = v;
+      else if (k === GATEWAY_HEADERS.partner) s.partner = v;
+      else if (k === IDEMPOTENCY_HEADERS.key) keyHeader = keyHeader === undefined ? v : `${keyHeader},${v}`;
+    }
+    const start = startRequest(s.settings, s.method, keyHeader);
+    if (start.kind === 'skip') {
+      this.count(s, 'unprotected');
+      send({ request_headers: CONTINUE, mode_override: SKIP_REST });
+      return;
+    }
+    if (start.kind === 'refuse') {
+      this.count(s, start.refusal === 'missing' ? 'missing_key' : 'invalid_key');
+      send(refusal(start.refusal));
+      return;
+    }
+    s.key = start.key;
+    // Without a body Envoy sends nothing more before the response: decide now.
+    if (h.end_of_stream) await this.onRequestBody(s, new Uint8Array(), 'request_headers', send);
+    else send({ request_headers: CONTINUE });
+  }
+
+  private async onRequestBody(s: StreamState, body: Uint8Array, phase: 'request_headers' | 'request_body', send: (m: Json) => void): Promise<void> {
+    const settings = s.settings!;
+    const fp = fingerprint(s.method, s.path, body);
+    const key = recordKey(settings, s.partner, s.key!);
+    const pending: IdempotencyRecord = { state: 'pending', fingerprint: fp };
+    let existing: IdempotencyRecord | undefined;
+    try {
+      existing = await this.opts.store.claim(key, pending, pendingLifetimeMs(settings.ttlSeconds));
+    } catch (e) {
+      this.count(s, 'unavailable');
+      this.opts.logger.warn({ err: (e as Error).message, store: this.opts.store.kind }, 'idempotency store unavailable: request refused');
+      send(refusal('unavailable'));
+      return;
+    }
+    if (!existing) {
+      s.claimed = { recordKey: key, pending };
+      this.count(s, 'first');
+      send({ [phase]: CONTINUE });
+      return;
+    }
+    const d = decideRepeat(existing, fp);
+    if (d.kind === 'replay') {
+      this.count(s, 'replayed');
+      send(immediate(d.response.status, replayHeaders(d.response), d.response.body));
+    } else {
+      this.count(s, d.kind === 'in_flight' ? 'conflict' : 'mismatch');
+      send(refusal(d.kind));
+    }
+  }
+
+  /** The first request's response is complete: kept for replays, or its key freed. */
+  private async store(s: StreamState, body: Uint8Array): Promise<void> {
+    if (!s.claimed || s.finished || s.status === undefined) return;
+    s.finished = true;
+    const { product, route } = s.settings!;
+    if (!storable(s.status)) {
+      this.metrics.responses.inc({ product, route, result: 'released' });
+      await this.opts.store.release(s.claimed.recordKey, s.claimed.pending).catch(() => undefined);
+      return;
+    }
+    const record: IdempotencyRecord = {
+      state: 'done',
+      fingerprint: s.claimed.pending.fingerprint,
+      response: { status: s.status, headers: storedHeaders(s.responseHeaders ?? []), body: Buffer.from(body) },
+    };
+    try {
+      await this.opts.store.complete(s.claimed.recordKey, record, s.settings!.ttlSeconds * 1000);
+      this.metrics.responses.inc({ product, route, result: 'stored' });
+    } catch (e) {
+      // The client still gets its response; a repeat finds the pending record (409) until it lapses.
+      this.metrics.responses.inc({ product, route, result: 'released' });
+      this.opts.logger.warn({ err: (e as Error).message }, 'idempotency store unavailable: response not stored');
+    }
+  }
+}

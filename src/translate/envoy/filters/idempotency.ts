@@ -1,0 +1,40 @@
+// Duplicate-request protection: Envoy's ext_proc filter, off in the chain and on for the routes
+// that protect a method, streaming each request to the idempotency processor with the route's
+// settings as gRPC metadata. Bodies are buffered both ways (the processor fingerprints the request
+// and stores the response); the processor turns the rest of a stream off when it has nothing to do.
+import { formatRouteSettings, IDEMPOTENCY_NAMES } from '../../../contract/index.ts';
+import type { IdempotencyFilterIR } from '../../ir.ts';
+import { any, duration, extension, statusName, type JsonObject } from '../common.ts';
+import { disabledByDefault, type HttpFilterEmitter } from './filter.ts';
+
+const FILTER_TYPE = 'envoy.extensions.filters.http.ext_proc.v3.ExternalProcessor';
+const PER_ROUTE_TYPE = 'envoy.extensions.filters.http.ext_proc.v3.ExtProcPerRoute';
+
+function extProcFilter(f: IdempotencyFilterIR): JsonObject {
+  return disabledByDefault(
+    extension(IDEMPOTENCY_NAMES.filter, FILTER_TYPE, {
+      grpc_service: { envoy_grpc: { cluster_name: f.cluster } },
+      // Closed: without the processor a duplicate could reach the upstream twice.
+      failure_mode_allow: false,
+      status_on_error: { code: statusName(503) },
+      processing_mode: {
+        request_header_mode: 'SEND',
+        request_body_mode: 'BUFFERED',
+        response_header_mode: 'SEND',
+        response_body_mode: 'BUFFERED',
+        request_trailer_mode: 'SKIP',
+        response_trailer_mode: 'SKIP',
+      },
+      // A request the processor does not protect (a GET, no key where none is required) costs one message.
+      allow_mode_override: true,
+      message_timeout: duration(f.messageTimeoutMs),
+      stat_prefix: 'idempotency',
+    }),
+  );
+}
+
+export const idempotency: HttpFilterEmitter = {
+  chain: (g) => (g.filters.idempotency ? [extProcFilter(g.filters.idempotency)] : []),
+  perRoute: (r) =>
+    r.idempotency ? [[IDEMPOTENCY_NAMES.filter, any(PER_ROUTE_TYPE, { overrides: { grpc_initial_metadata: [{ key: IDEMPOTENCY_NAMES.metadata, value: formatRouteSettings(r.idempotency) }] } })]] : [],
+};

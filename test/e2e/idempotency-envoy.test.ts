@@ -1,0 +1,180 @@
+// Idempotency-Key through real Envoys and a counting upstream. One control plane with the
+// processor inside (memory store): a repeat is replayed without reaching the upstream, a repeat in
+// flight is 409, another body 422, keys per partner, expiry, a required key, server errors not
+// kept, and bad settings refused by the admin API. Then the production shape: two Envoys, a control
+// plane process and a separate processor process (PORTICO_ROLE=idempotency) on a real Redis; the
+// control plane is SIGKILLed and the processor restarted, and duplicates are still caught across
+// both Envoys.
+import assert from 'node:assert/strict';
+import { mkdtempSync, rmSync } from 'node:fs';
+import os from 'node:os';
+import path from 'node:path';
+import { randomBytes } from 'node:crypto';
+import { describe, it } from 'node:test';
+import { fileURLToPath } from 'node:url';
+import YAML from 'yaml';
+import { freePort, startProcess, startRedis, waitFor, type RunningProcess } from '../support/components.ts';
+import { startEnvoy } from '../support/envoy.ts';
+import { ApiClient, assertProblem } from '../support/portico.ts';
+import { newApiKey, startGateway } from './ratelimit-envoy-fixture.ts';
+import { countingUpstream, idempotencyDocument, newKey, post, requestsCounted } from './idempotency-fixture.ts';
+
+const ROOT = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '../..');
+
+describe('Idempotency-Key through a real Envoy', () => {
+  it('replays, refuses conflicts and mismatches, scopes keys per partner, expires them', { timeout: 300_000 }, async (t) => {
+    const upstream = await countingUpstream();
+    t.after(() => upstream.close());
+    const g = await startGateway(t, { nodeId: 'idem', upstream: { name: 'orders', ...upstream } });
+    if (!g) return;
+    const keys = { acme: newApiKey(), globex: newApiKey() };
+    await g.apply(idempotencyDocument({ groups: [{ name: 'edge', port: await freePort() }], upstreamPort: upstream.port, keys }));
+    const acme = { apiKey: keys.acme };
+    const metrics = async () => (await fetch(`${g.portico.adminUrl}/metrics`)).text();
+
+    await t.test('two identical POSTs: the upstream sees one, both get its response, the second marked replayed', async () => {
+      const key = newKey();
+      const first = await post(g.gw, '/shop/orders/new', { ...acme, key });
+      assert.equal(first.status, 201, first.text);
+      assert.equal(first.headers.get('idempotent-replayed'), null);
+      const second = await post(g.gw, '/shop/orders/new', { ...acme, key });
+      assert.equal(second.status, 201, second.text);
+      assert.equal(second.headers.get('idempotent-replayed'), 'true');
+      assert.equal(second.text, first.text, 'the same body');
+      assert.equal(second.headers.get('x-order-id'), first.headers.get('x-order-id'));
+      assert.equal(second.headers.get('location'), first.headers.get('location'));
+      assert.equal(second.headers.get('content-type'), 'application/json');
+      assert.equal(upstream.count('/orders/new'), 1, 'one request reached the upstream');
+      assert.equal(first.json.partner, 'acme');
+      // A key sent without the structured-field quotes is the same key.
+      const bare = await post(g.gw, '/shop/orders/new', { ...acme, key: key.slice(1, -1) });
+      assert.equal(bare.headers.get('idempotent-replayed'), 'true');
+      assert.equal(upstream.count('/orders/new'), 1);
+    });
+
+    await t.test('the same key with another body (or path) is 422, and nothing reaches the upstream', async () => {
+      const key = newKey();
+      assert.equal((await post(g.gw, '/shop/orders/other', { ...acme, key })).status, 201);
+      const body = await post(g.gw, '/shop/orders/other', { ...acme, key, body: '{"item":"book","qty":2}' });
+      assert.equal(body.status, 422, body.text);
+      assert.equal(body.json.error, 'idempotency_key_reused');
+      const elsewhere = await post(g.gw, '/shop/orders/elsewhere', { ...acme, key });
+      assert.equal(elsewhere.status, 422, elsewhere.text);
+      assert.equal(upstream.count('/orders/other') + upstream.count('/orders/elsewhere'), 1);
+    });
+
+    await t.test('a repeat while the first is in flight is 409; once it is done, the repeat is replayed', async () => {
+      const key = newKey();
+      const first = post(g.gw, '/shop/orders/slow', { ...acme, key });
+      await waitFor('the first request to reach the upstream', () => (upstream.count('/orders/slow') === 1 ? true : undefined), 20_000);
+      const during = await post(g.gw, '/shop/orders/slow', { ...acme, key });
+      assert.equal(during.status, 409, during.text);
+      assert.equal(during.json.error, 'idempotency_key_in_use');
+      assert.equal(during.headers.get('retry-after'), '1');
+      upstream.releaseSlow();
+      const done = await first;
+      assert.equal(done.status, 201, done.text);
+      const after = await post(g.gw, '/shop/orders/slow', { ...acme, key });
+      assert.equal(after.headers.get('idempotent-replayed'), 'true');
+      assert.equal(after.text, done.text);
+      assert.equal(upstream.count('/orders/slow'), 1);
+    });
+
+    await t.test('keys are scoped per partner: another partner with the same key is a new request', async () => {
+      const key = newKey();
+      const a = await post(g.gw, '/shop/orders/scoped', { ...acme, key });
+      const b = await post(g.gw, '/shop/orders/scoped', { apiKey: keys.globex, key });
+      assert.equal(a.status, 201);
+      assert.equal(b.status, 201);
+      assert.equal(b.headers.get('idempotent-replayed'), null);
+      assert.equal(b.json.partner, 'globex');
+      assert.equal(upstream.count('/orders/scoped'), 2);
+      // Anonymous callers of a public route share one scope.
+      const k2 = newKey();
+      assert.equal((await post(g.gw, '/open/orders/anon', { key: k2 })).status, 201);
+      assert.equal((await post(g.gw, '/open/orders/anon', { key: k2 })).headers.get('idempotent-replayed'), 'true');
+      assert.equal(upstream.count('/orders/anon'), 1);
+    });
+
+    await t.test('unprotected requests pass: no key where none is required, GET, a route without settings', async () => {
+      for (let i = 0; i < 2; i++) assert.equal((await post(g.gw, '/shop/orders/nokey', acme)).status, 201);
+      assert.equal(upstream.count('/orders/nokey'), 2);
+      const key = newKey();
+      for (let i = 0; i < 2; i++) assert.equal((await post(g.gw, '/shop/orders/read', { ...acme, key, method: 'GET' })).status, 201);
+      assert.equal(upstream.count('/orders/read'), 2, 'GET is safe: never replayed');
+      for (let i = 0; i < 2; i++) assert.equal((await post(g.gw, '/shop/plain/x', { ...acme, key })).status, 201);
+      assert.equal(upstream.count('/plain/x'), 2);
+    });
+
+    await t.test('a required key: missing or malformed is 400; PUT is protected there too', async () => {
+      const missing = await post(g.gw, '/shop/payments/p1', acme);
+      assert.equal(missing.status, 400, missing.text);
+      assert.equal(missing.json.error, 'idempotency_key_missing');
+      for (const bad of ['""', '"unterminated', 'has space', 'x'.repeat(256)]) {
+        const r = await post(g.gw, '/shop/payments/p1', { ...acme, key: bad });
+        assert.equal(r.status, 400, `${bad}: ${r.text}`);
+        assert.equal(r.json.error, 'invalid_idempotency_key');
+      }
+      assert.equal(upstream.count('/payments/p1'), 0);
+      const key = newKey();
+      assert.equal((await post(g.gw, '/shop/payments/p1', { ...acme, key, method: 'PUT' })).status, 201);
+      assert.equal((await post(g.gw, '/shop/payments/p1', { ...acme, key, method: 'PUT' })).headers.get('idempotent-replayed'), 'true');
+      assert.equal(upstream.count('/payments/p1'), 1);
+    });
+
+    await t.test('a server error is not kept: the retry reaches the upstream', async () => {
+      const key = newKey();
+      assert.equal((await post(g.gw, '/shop/orders/flaky', { ...acme, key })).status, 500);
+      const retry = await post(g.gw, '/shop/orders/flaky', { ...acme, key });
+      assert.equal(retry.status, 201, retry.text);
+      assert.equal(retry.headers.get('idempotent-replayed'), null);
+      assert.equal(upstream.count('/orders/flaky'), 2);
+    });
+
+    await t.test('keys expire after their ttl: then the same request reaches the upstream again', async () => {
+      const key = newKey();
+      assert.equal((await post(g.gw, '/shop/quick/q', { ...acme, key })).status, 201);
+      const started = Date.now();
+      // Replayed until the 1 s ttl lapses; the first repeat after it proceeds (polled, never slept on).
+      const fresh = await waitFor(
+        'the key to expire',
+        async () => {
+          const r = await post(g.gw, '/shop/quick/q', { ...acme, key });
+          return r.headers.get('idempotent-replayed') === 'true' ? undefined : r;
+        },
+        30_000,
+        100,
+      );
+      assert.equal(fresh.status, 201);
+      assert.ok(Date.now() - started >= 900, 'not before its ttl');
+      assert.equal(upstream.count('/quick/q'), 2);
+    });
+
+    await t.test('metrics count replays, conflicts and mismatches per product and route', async () => {
+      const text = await metrics();
+      assert.ok(requestsCounted(text, 'shop', 'orders', 'replayed') >= 3, text.split('\n').filter((l) => l.includes('idempotency')).join('\n'));
+      assert.equal(requestsCounted(text, 'shop', 'orders', 'conflict'), 1);
+      assert.equal(requestsCounted(text, 'shop', 'orders', 'mismatch'), 2);
+      assert.equal(requestsCounted(text, 'shop', 'payments', 'missing_key'), 1);
+      assert.equal(requestsCounted(text, 'shop', 'payments', 'invalid_key'), 4);
+      assert.match(text, /portico_idempotency_responses_total\{product="shop",route="orders",result="released"\} 1/);
+    });
+
+    await t.test('bad settings are refused with 422 naming the field, and change nothing', async () => {
+      const base = { match: { path: { type: 'prefix', value: '/bad' } }, service: 'orders' };
+      const cases: Array<[Record<string, unknown>, RegExp]> = [
+        [{ ...base, name: 'bad1', idempotency: { methods: ['GET'] } }, /idempotency\.methods/],
+        [{ ...base, name: 'bad2', idempotency: { ttlSeconds: 0 } }, /idempotency\.ttlSeconds/],
+        [{ ...base, name: 'bad3', idempotency: { required: 'yes' } }, /idempotency\.required/],
+        [{ ...base, name: 'bad4', idempotency: { retries: 1 } }, /idempotency/],
+        [{ ...base, name: 'bad5', match: { ...base.match, methods: ['GET'] }, idempotency: {} }, /idempotency/],
+        [{ name: 'bad6', match: base.match, directResponse: { status: 200 }, idempotency: {} }, /idempotency/],
+      ];
+      for (const [body, field] of cases) {
+        const r = await g.portico.api.post('/api/v1/products/shop/routes', body);
+        assertProblem(r, r.status === 400 ? 400 : 422, field);
+      }
+      assert.equal((await g.portico.api.get('/api/v1/products/shop/routes/bad1')).status, 404);
+    });
+  });
+});

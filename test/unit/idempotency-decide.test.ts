@@ -1,0 +1,126 @@
+// The pure rules of duplicate-request protection: reading the key, fingerprints, what a repeat
+// gets, what is stored and replayed, the route settings' round trip, and the memory store's claims.
+import assert from 'node:assert/strict';
+import { describe, it } from 'node:test';
+import { formatRouteSettings, parseRouteSettings } from '../../src/contract/index.ts';
+import {
+  decideRepeat,
+  decodeRecord,
+  encodeRecord,
+  fingerprint,
+  MemoryIdempotencyStore,
+  readIdempotencyKey,
+  recordKey,
+  replayHeaders,
+  startRequest,
+  storable,
+  storedHeaders,
+  type IdempotencyRecord,
+} from '../../src/idempotency/index.ts';
+import { idempotencyProblems, protectedMethods } from '../../src/model/index.ts';
+
+const SETTINGS = { product: 'shop', route: 'orders', required: false, ttlSeconds: 60, methods: ['PATCH', 'POST'] };
+
+describe('idempotency decisions', () => {
+  it('reads keys as structured-field strings or bare values, refusing the malformed', () => {
+    assert.deepEqual(readIdempotencyKey(undefined), { kind: 'absent' });
+    assert.deepEqual(readIdempotencyKey('"abc-1"'), { kind: 'key', key: 'abc-1' });
+    assert.deepEqual(readIdempotencyKey('abc-1'), { kind: 'key', key: 'abc-1' });
+    assert.deepEqual(readIdempotencyKey('"a \\"q\\" b"'), { kind: 'key', key: 'a "q" b' });
+    for (const bad of ['""', '"x', 'a b', '', '"a"b"', 'é', `"${'x'.repeat(256)}"`, 'x'.repeat(256)]) assert.deepEqual(readIdempotencyKey(bad), { kind: 'invalid' }, bad);
+    assert.equal(readIdempotencyKey('x'.repeat(255)).kind, 'key');
+  });
+
+  it('starts a request: unprotected method or no key skips, a required key is refused when missing', () => {
+    assert.deepEqual(startRequest(SETTINGS, 'GET', '"k"'), { kind: 'skip', reason: 'method' });
+    assert.deepEqual(startRequest(SETTINGS, 'POST', undefined), { kind: 'skip', reason: 'no_key' });
+    assert.deepEqual(startRequest({ ...SETTINGS, required: true }, 'POST', undefined), { kind: 'refuse', refusal: 'missing' });
+    assert.deepEqual(startRequest(SETTINGS, 'POST', '"k" extra'), { kind: 'refuse', refusal: 'invalid' });
+    assert.deepEqual(startRequest(SETTINGS, 'PATCH', '"k"'), { kind: 'check', key: 'k' });
+  });
+
+  it('fingerprints method, path and body; scopes records per route and partner', () => {
+    const body = Buffer.from('{"a":1}');
+    const fp = fingerprint('POST', '/o?x=1', body);
+    assert.equal(fingerprint('POST', '/o?x=1', Buffer.from('{"a":1}')), fp);
+    assert.notEqual(fingerprint('PUT', '/o?x=1', body), fp);
+    assert.notEqual(fingerprint('POST', '/o?x=2', body), fp);
+    assert.notEqual(fingerprint('POST', '/o?x=1', Buffer.from('{"a":2}')), fp);
+    assert.notEqual(recordKey(SETTINGS, 'acme', 'k'), recordKey(SETTINGS, 'globex', 'k'));
+    assert.notEqual(recordKey(SETTINGS, 'acme', 'k'), recordKey({ product: 'shop', route: 'other' }, 'acme', 'k'));
+    // The separator keeps partner and key apart (no "ab"+"c" = "a"+"bc").
+    assert.notEqual(recordKey(SETTINGS, 'ab', 'c'), recordKey(SETTINGS, 'a', 'bc'));
+  });
+
+  it('decides repeats: replay when done, 409 while pending, 422 for another request', () => {
+    const response = { status: 201, headers: [['x-id', '7']] as Array<[string, string]>, body: Buffer.from('ok') };
+    assert.deepEqual(decideRepeat({ state: 'done', fingerprint: 'f', response }, 'f'), { kind: 'replay', response });
+    assert.deepEqual(decideRepeat({ state: 'pending', fingerprint: 'f' }, 'f'), { kind: 'in_flight' });
+    assert.deepEqual(decideRepeat({ state: 'pending', fingerprint: 'f' }, 'g'), { kind: 'mismatch' });
+    assert.deepEqual(decideRepeat({ state: 'done', fingerprint: 'f', response }, 'g'), { kind: 'mismatch' });
+  });
+
+  it('stores what is worth replaying and marks replays', () => {
+    assert.equal(storable(201), true);
+    assert.equal(storable(404), true);
+    assert.equal(storable(500), false);
+    assert.equal(storable(503), false);
+    const kept = storedHeaders([
+      [':status', '201'],
+      ['content-type', 'application/json'],
+      ['content-length', '12'],
+      ['transfer-encoding', 'chunked'],
+      ['x-envoy-upstream-service-time', '3'],
+      ['location', '/o/1'],
+      ['date', 'x'],
+    ]);
+    assert.deepEqual(kept, [
+      ['content-type', 'application/json'],
+      ['location', '/o/1'],
+    ]);
+    assert.deepEqual(replayHeaders({ status: 201, headers: [...kept, ['idempotent-replayed', 'false']], body: Buffer.alloc(0) }).at(-1), ['idempotent-replayed', 'true']);
+  });
+
+  it('encodes records and refuses garbage', () => {
+    const rec: IdempotencyRecord = { state: 'done', fingerprint: 'f', response: { status: 200, headers: [['a', 'b']], body: Buffer.from([0, 255, 1]) } };
+    assert.deepEqual(decodeRecord(encodeRecord(rec)), rec);
+    assert.deepEqual(decodeRecord(encodeRecord({ state: 'pending', fingerprint: 'f' })), { state: 'pending', fingerprint: 'f' });
+    assert.equal(decodeRecord('not json'), undefined);
+    assert.equal(decodeRecord('{"s":"d","f":"x"}'), undefined);
+  });
+
+  it('round-trips route settings and refuses anything else', () => {
+    assert.deepEqual(parseRouteSettings(formatRouteSettings(SETTINGS)), SETTINGS);
+    for (const bad of [undefined, '', 'shop/orders', 'shop/orders;ttl=0;required=0;methods=POST', 'Shop/x;ttl=1;required=0;methods=POST', 'shop/orders;ttl=1;required=2;methods=POST']) {
+      assert.equal(parseRouteSettings(bad), undefined, String(bad));
+    }
+  });
+
+  it('resolves protected methods against the route match; names the field of impossible settings', () => {
+    assert.deepEqual(protectedMethods({ idempotency: {}, match: {} }), ['PATCH', 'POST']);
+    assert.deepEqual(protectedMethods({ idempotency: { methods: ['PUT', 'POST'] }, match: { methods: ['GET', 'PUT'] } }), ['PUT']);
+    assert.deepEqual(protectedMethods({ idempotency: { enabled: false }, match: {} }), []);
+    assert.deepEqual(idempotencyProblems({ idempotency: { methods: ['DELETE'] }, match: { methods: ['GET'] } })[0]?.[0], 'idempotency.methods');
+    assert.deepEqual(idempotencyProblems({ idempotency: {}, match: {}, directResponse: { status: 200 } })[0]?.[0], 'idempotency');
+    assert.deepEqual(idempotencyProblems({ idempotency: {}, match: { methods: ['POST'] } }), []);
+  });
+
+  it('memory store: one claim wins, completion replaces it, release frees only its own pending record, expiry', async () => {
+    let now = 1_000;
+    const store = new MemoryIdempotencyStore(() => now);
+    const pending: IdempotencyRecord = { state: 'pending', fingerprint: 'f' };
+    assert.equal(await store.claim('k', pending, 100), undefined);
+    assert.deepEqual(await store.claim('k', { state: 'pending', fingerprint: 'g' }, 100), pending);
+    await store.release('k', { state: 'pending', fingerprint: 'other' });
+    assert.deepEqual(await store.claim('k', pending, 100), pending, 'another record is not released');
+    await store.release('k', pending);
+    assert.equal(await store.claim('k', pending, 100), undefined, 'released: claimable again');
+    const done: IdempotencyRecord = { state: 'done', fingerprint: 'f', response: { status: 201, headers: [], body: Buffer.from('x') } };
+    await store.complete('k', done, 500);
+    now += 499;
+    assert.deepEqual(await store.claim('k', pending, 100), done);
+    now += 1;
+    assert.equal(await store.claim('k', pending, 100), undefined, 'expired');
+    await store.close();
+  });
+});
