@@ -152,7 +152,13 @@ describe('Idempotency-Key through a real Envoy', () => {
 
     await t.test('metrics count replays, conflicts and mismatches per product and route', async () => {
       const text = await metrics();
-      assert.ok(requestsCounted(text, 'shop', 'orders', 'replayed') >= 3, text.split('\n').filter((l) => l.includes('idempotency')).join('\n'));
+      assert.ok(
+        requestsCounted(text, 'shop', 'orders', 'replayed') >= 3,
+        text
+          .split('\n')
+          .filter((l) => l.includes('idempotency'))
+          .join('\n'),
+      );
       assert.equal(requestsCounted(text, 'shop', 'orders', 'conflict'), 1);
       assert.equal(requestsCounted(text, 'shop', 'orders', 'mismatch'), 2);
       assert.equal(requestsCounted(text, 'shop', 'payments', 'missing_key'), 1);

@@ -85,6 +85,8 @@ export function post(gw: string, path: string, o: { apiKey?: string; key?: strin
 
 /** The value of portico_idempotency_requests_total for a product, route and outcome, from a Prometheus text page. */
 export function requestsCounted(metrics: string, product: string, route: string, outcome: string): number {
-  const line = metrics.split('\n').find((l) => l.startsWith('portico_idempotency_requests_total{') && l.includes(`product="${product}"`) && l.includes(`route="${route}"`) && l.includes(`outcome="${outcome}"`));
+  const line = metrics
+    .split('\n')
+    .find((l) => l.startsWith('portico_idempotency_requests_total{') && l.includes(`product="${product}"`) && l.includes(`route="${route}"`) && l.includes(`outcome="${outcome}"`));
   return line ? Number(line.slice(line.lastIndexOf(' ') + 1)) : 0;
 }
