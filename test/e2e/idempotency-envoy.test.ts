@@ -1,25 +1,13 @@
 // Idempotency-Key through real Envoys and a counting upstream. One control plane with the
 // processor inside (memory store): a repeat is replayed without reaching the upstream, a repeat in
 // flight is 409, another body 422, keys per partner, expiry, a required key, server errors not
-// kept, and bad settings refused by the admin API. Then the production shape: two Envoys, a control
-// plane process and a separate processor process (PORTICO_ROLE=idempotency) on a real Redis; the
-// control plane is SIGKILLed and the processor restarted, and duplicates are still caught across
-// both Envoys.
+// kept, and bad settings refused by the admin API.
 import assert from 'node:assert/strict';
-import { mkdtempSync, rmSync } from 'node:fs';
-import os from 'node:os';
-import path from 'node:path';
-import { randomBytes } from 'node:crypto';
 import { describe, it } from 'node:test';
-import { fileURLToPath } from 'node:url';
-import YAML from 'yaml';
-import { freePort, startProcess, startRedis, waitFor, type RunningProcess } from '../support/components.ts';
-import { startEnvoy } from '../support/envoy.ts';
-import { ApiClient, assertProblem } from '../support/portico.ts';
+import { freePort, waitFor } from '../support/components.ts';
+import { assertProblem } from '../support/portico.ts';
 import { newApiKey, startGateway } from './ratelimit-envoy-fixture.ts';
 import { countingUpstream, idempotencyDocument, newKey, post, requestsCounted } from './idempotency-fixture.ts';
-
-const ROOT = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '../..');
 
 describe('Idempotency-Key through a real Envoy', () => {
   it('replays, refuses conflicts and mismatches, scopes keys per partner, expires them', { timeout: 300_000 }, async (t) => {
