@@ -1,13 +1,25 @@
 // Idempotency-Key through real Envoys and a counting upstream. One control plane with the
 // processor inside (memory store): a repeat is replayed without reaching the upstream, a repeat in
 // flight is 409, another body 422, keys per partner, expiry, a required key, server errors not
-// kept, and bad settings refused by the admin API.
+// kept, and bad settings refused by the admin API. Then the production shape: two Envoys, a control
+// plane process and a separate processor process (PORTICO_ROLE=idempotency) on a real Redis; the
+// control plane is SIGKILLed and the processor restarted, and duplicates are still caught across
+// both Envoys.
 import assert from 'node:assert/strict';
+import { randomBytes } from 'node:crypto';
+import { mkdtempSync, rmSync } from 'node:fs';
+import os from 'node:os';
+import path from 'node:path';
 import { describe, it } from 'node:test';
-import { freePort, waitFor } from '../support/components.ts';
-import { assertProblem } from '../support/portico.ts';
+import { fileURLToPath } from 'node:url';
+import YAML from 'yaml';
+import { freePort, startProcess, startRedis, waitFor, type RunningProcess } from '../support/components.ts';
+import { startEnvoy } from '../support/envoy.ts';
+import { ApiClient, assertProblem } from '../support/portico.ts';
 import { newApiKey, startGateway } from './ratelimit-envoy-fixture.ts';
 import { countingUpstream, idempotencyDocument, newKey, post, requestsCounted } from './idempotency-fixture.ts';
+
+const ROOT = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '../..');
 
 describe('Idempotency-Key through a real Envoy', () => {
   it('replays, refuses conflicts and mismatches, scopes keys per partner, expires them', { timeout: 300_000 }, async (t) => {
@@ -170,5 +182,157 @@ describe('Idempotency-Key through a real Envoy', () => {
       }
       assert.equal((await g.portico.api.get('/api/v1/products/shop/routes/bad1')).status, 404);
     });
+  });
+});
+
+describe('Idempotency-Key with two Envoys, Redis and the processor apart from the control plane', () => {
+  it('a duplicate through the other Envoy is caught; killing the control plane or restarting the processor changes nothing', { timeout: 600_000 }, async (t) => {
+    const redis = await startRedis(t);
+    if (!redis) return;
+    t.after(() => redis.stop());
+    const upstream = await countingUpstream();
+    t.after(() => upstream.close());
+    const dataDir = mkdtempSync(path.join(os.tmpdir(), 'portico-idem-'));
+    const [adminPort, grpcPort, calloutPort, flowsPort, stepPort, processorPort, processorAdminPort, portA, portB] = (await Promise.all(Array.from({ length: 9 }, () => freePort()))) as [
+      number,
+      number,
+      number,
+      number,
+      number,
+      number,
+      number,
+      number,
+      number,
+    ];
+    // Nothing inherited from the CI environment's Portico settings.
+    const inherited = Object.fromEntries(Object.entries(process.env).filter(([k]) => !/^(PORTICO_(?!TEST_)|DATABASE_URL$|REDIS_URL$)/.test(k)));
+    const token = 'idem-test-admin-token';
+    const cpEnv = {
+      ...inherited,
+      PORTICO_DATA_DIR: dataDir,
+      PORTICO_ADMIN_ADDR: `127.0.0.1:${adminPort}`,
+      PORTICO_GRPC_ADDR: `127.0.0.1:${grpcPort}`,
+      PORTICO_CALLOUT_LISTEN_ADDR: `127.0.0.1:${calloutPort}`,
+      PORTICO_FLOWS_LISTEN_ADDR: `127.0.0.1:${flowsPort}`,
+      PORTICO_FLOWS_STEP_ADDR: `127.0.0.1:${stepPort}`,
+      PORTICO_IDEMPOTENCY_ADDR: `127.0.0.1:${processorPort}`,
+      PORTICO_ADMIN_TOKEN: token,
+      PORTICO_MASTER_KEY: randomBytes(32).toString('base64'),
+      PORTICO_LOG_LEVEL: 'warn',
+    };
+    const processorEnv = {
+      ...inherited,
+      PORTICO_ROLE: 'idempotency',
+      REDIS_URL: redis.url,
+      PORTICO_IDEMPOTENCY_LISTEN_ADDR: `127.0.0.1:${processorPort}`,
+      PORTICO_ADMIN_ADDR: `127.0.0.1:${processorAdminPort}`,
+      PORTICO_LOG_LEVEL: 'warn',
+    };
+    const running: RunningProcess[] = [];
+    t.after(async () => {
+      for (const p of running) await p.stop('SIGTERM');
+      rmSync(dataDir, { recursive: true, force: true });
+    });
+    const launch = async (env: Record<string, string | undefined>, readyUrl: string, what: string) => {
+      const p = startProcess(path.join(ROOT, 'bin/portico'), ['serve'], { env, cwd: ROOT });
+      running.push(p);
+      await waitFor(
+        what,
+        async () => {
+          if (p.child.exitCode !== null) throw new Error(`${what}: exited (${p.child.exitCode}): ${p.output().slice(-3000)}`);
+          return (await fetch(readyUrl, { signal: AbortSignal.timeout(2000) })).status === 200 ? true : undefined;
+        },
+        120_000,
+        200,
+      );
+      return p;
+    };
+    const controlPlane = await launch(cpEnv, `http://127.0.0.1:${adminPort}/readyz`, 'the control plane to be ready');
+    let processor = await launch(processorEnv, `http://127.0.0.1:${processorAdminPort}/readyz`, 'the idempotency processor to be ready');
+    const api = new ApiClient(`http://127.0.0.1:${adminPort}`, token);
+    const keys = { acme: newApiKey() };
+    const applied = await api.post(
+      '/api/v1/config',
+      YAML.stringify(
+        idempotencyDocument({
+          groups: [
+            { name: 'edge-a', port: portA },
+            { name: 'edge-b', port: portB },
+          ],
+          upstreamPort: upstream.port,
+          keys,
+          // Envoy decides API keys itself: what keeps requests flowing while the control plane is gone.
+          native: true,
+        }),
+      ),
+      { 'content-type': 'application/yaml' },
+    );
+    assert.equal(applied.status, 200, applied.text);
+    const a = await startEnvoy(t, { xdsAddresses: [`127.0.0.1:${grpcPort}`], group: 'edge-a', nodeId: 'idem-a' });
+    const b = await startEnvoy(t, { xdsAddresses: [`127.0.0.1:${grpcPort}`], group: 'edge-b', nodeId: 'idem-b' });
+    if (!a || !b) return;
+    const gwA = `http://127.0.0.1:${portA}`;
+    const gwB = `http://127.0.0.1:${portB}`;
+    const acme = { apiKey: keys.acme };
+    for (const gw of [gwA, gwB]) {
+      await waitFor(`${gw} to serve the model`, async () => ((await post(gw, '/shop/plain/ready', acme)).status === 201 ? true : undefined), 60_000, 200);
+    }
+
+    try {
+      const k1 = newKey();
+      await t.test('a duplicate sent to the other Envoy is replayed from Redis', async () => {
+        const first = await post(gwA, '/shop/orders/k1', { ...acme, key: k1 });
+        assert.equal(first.status, 201, first.text);
+        const again = await post(gwB, '/shop/orders/k1', { ...acme, key: k1 });
+        assert.equal(again.status, 201, again.text);
+        assert.equal(again.headers.get('idempotent-replayed'), 'true');
+        assert.equal(again.text, first.text);
+        assert.equal(upstream.count('/orders/k1'), 1);
+      });
+
+      await t.test('the control plane SIGKILLed: both Envoys still protect, 409 and 422 across them', async () => {
+        await controlPlane.stop('SIGKILL');
+        assert.equal(controlPlane.child.signalCode, 'SIGKILL');
+        await assert.rejects(fetch(`http://127.0.0.1:${adminPort}/readyz`, { signal: AbortSignal.timeout(2000) }), 'the control plane is gone');
+        const k2 = newKey();
+        const first = await post(gwB, '/shop/orders/k2', { ...acme, key: k2 });
+        assert.equal(first.status, 201, first.text);
+        const again = await post(gwA, '/shop/orders/k2', { ...acme, key: k2 });
+        assert.equal(again.headers.get('idempotent-replayed'), 'true', again.text);
+        assert.equal((await post(gwA, '/shop/orders/k2', { ...acme, key: k2, body: '{"other":true}' })).status, 422);
+        const k3 = newKey();
+        const slow = post(gwA, '/shop/orders/slow', { ...acme, key: k3 });
+        await waitFor('the slow request to reach the upstream', () => (upstream.count('/orders/slow') === 1 ? true : undefined), 20_000);
+        const during = await post(gwB, '/shop/orders/slow', { ...acme, key: k3 });
+        assert.equal(during.status, 409, during.text);
+        upstream.releaseSlow();
+        assert.equal((await slow).status, 201);
+        assert.equal((await post(gwB, '/shop/orders/slow', { ...acme, key: k3 })).headers.get('idempotent-replayed'), 'true');
+        assert.equal(upstream.count('/orders/k2') + upstream.count('/orders/slow'), 2);
+      });
+
+      await t.test('the processor SIGKILLed and restarted: keys live in Redis, duplicates are still caught', async () => {
+        await processor.stop('SIGKILL');
+        processor = await launch(processorEnv, `http://127.0.0.1:${processorAdminPort}/readyz`, 'the idempotency processor to be ready again');
+        // Envoy reconnects to the processor on its own; until then it answers 503 (closed, never unprotected).
+        const replay = await waitFor(
+          'Envoy to reach the restarted processor',
+          async () => {
+            const r = await post(gwB, '/shop/orders/k1', { ...acme, key: k1 });
+            return r.status === 503 ? undefined : r;
+          },
+          60_000,
+          200,
+        );
+        assert.equal(replay.headers.get('idempotent-replayed'), 'true', replay.text);
+        assert.equal(upstream.count('/orders/k1'), 1, 'the upstream never saw a duplicate');
+        const metrics = await (await fetch(`http://127.0.0.1:${processorAdminPort}/metrics`)).text();
+        assert.equal(requestsCounted(metrics, 'shop', 'orders', 'replayed'), 1, 'the restarted processor counts its own replays');
+      });
+    } catch (e) {
+      t.diagnostic(processor.output().slice(-3000));
+      t.diagnostic(a.output().slice(-2000));
+      throw e;
+    }
   });
 });

@@ -45,12 +45,18 @@ export async function countingUpstream(): Promise<CountingUpstream> {
 }
 
 /** The products both Envoy groups serve: `shop` (API keys, per-partner keys) and `open` (anonymous callers). */
-export function idempotencyDocument(o: { groups: Array<{ name: string; port: number }>; upstreamPort: number; keys: Record<string, string> }): Record<string, unknown> {
+/** `native`: Envoy checks API keys and limits itself (no callout), so requests survive the control plane. */
+export function idempotencyDocument(o: { groups: Array<{ name: string; port: number }>; upstreamPort: number; keys: Record<string, string>; native?: boolean }): Record<string, unknown> {
   const groups = o.groups.map((g) => g.name);
   const route = (name: string, value: string, extra: Record<string, unknown> = {}) => ({ name, match: { path: { type: 'prefix', value } }, service: 'orders', ...extra });
   return {
     portico: 'v1',
-    gatewayGroups: o.groups.map((g) => ({ name: g.name, listeners: [{ name: 'http', port: g.port, address: '127.0.0.1' }], authz: { failureMode: 'closed', timeoutMs: 5000 } })),
+    gatewayGroups: o.groups.map((g) => ({
+      name: g.name,
+      listeners: [{ name: 'http', port: g.port, address: '127.0.0.1' }],
+      authz: { failureMode: 'closed', timeoutMs: 5000, ...(o.native ? { mode: 'native' } : {}) },
+      ...(o.native ? { rateLimit: { mode: 'native' } } : {}),
+    })),
     services: [{ name: 'orders', endpoints: [{ host: '127.0.0.1', port: o.upstreamPort }], requestTimeoutMs: 60_000 }],
     products: [
       {
