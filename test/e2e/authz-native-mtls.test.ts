@@ -9,7 +9,7 @@ import { X509Certificate } from 'node:crypto';
 import { describe, it } from 'node:test';
 import { selfSigned, signedBy, type TestCertificate } from '../support/certs.ts';
 import { freePort } from '../support/components.ts';
-import { assertGatewayError, authzDecisions, httpsCall, mirroredHeaders, startAuthzGateway, startMirror } from '../support/authz-gateway.ts';
+import { addMtlsListener, assertGatewayError, authzDecisions, httpsCall, mirroredHeaders, startAuthzGateway, startMirror } from '../support/authz-gateway.ts';
 
 const NODE = 'edge-authz-native-mtls';
 
@@ -44,11 +44,7 @@ describe('authz native mode: client certificates decided by Envoy itself', () =>
       httpsCall(mtlsPort, path, serverCa.certificate, { ...(client ? { client } : {}), ...(headers ? { headers } : {}) });
     const ledgerChecks = () => authzDecisions(portico.adminUrl, { product: 'ledger' });
 
-    ok(await api.post('/api/v1/certificates', { name: 'edge-server', certificate: server.certificate, privateKey: server.privateKey }), 'server certificate');
-    ok(await api.post('/api/v1/certificates', { name: 'partner-ca', certificate: clientCa.certificate }), 'client CA');
-    const edge = (await api.get('/api/v1/gateway-groups/edge')).body;
-    const listeners = [...edge.listeners, { name: 'mtls', port: mtlsPort, address: '127.0.0.1', protocol: 'https', tls: { certificate: 'edge-server', clientCa: 'partner-ca' } }];
-    ok(await api.patch('/api/v1/gateway-groups/edge', { listeners }), 'mTLS listener');
+    await addMtlsListener(api, mtlsPort, server, clientCa);
     ok(await api.post('/api/v1/services', { name: 'ledger', endpoints: [{ host: '127.0.0.1', port: mirror.port }] }), 'service');
     for (const product of ['ledger', 'vault']) {
       ok(await api.post('/api/v1/products', { name: product, gatewayGroups: ['edge'], basePath: `/${product}`, auth: { accept: ['mtls'] } }), product);

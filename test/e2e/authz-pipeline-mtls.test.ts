@@ -8,7 +8,18 @@ import { X509Certificate } from 'node:crypto';
 import { describe, it } from 'node:test';
 import { selfSigned, signedBy, type TestCertificate } from '../support/certs.ts';
 import { freePort } from '../support/components.ts';
-import { assertGatewayError, assertUnauthorized, createApiKey, httpsCall, identityHeadersOf, mirroredHeaders, startAuthzGateway, startMirror, type Tls } from '../support/authz-gateway.ts';
+import {
+  addMtlsListener,
+  assertGatewayError,
+  assertUnauthorized,
+  createApiKey,
+  httpsCall,
+  identityHeadersOf,
+  mirroredHeaders,
+  startAuthzGateway,
+  startMirror,
+  type Tls,
+} from '../support/authz-gateway.ts';
 
 const NODE = 'edge-authz-mtls';
 
@@ -39,11 +50,7 @@ describe('authz pipeline: mTLS identities through the admin API, SDS and a real 
     const https = (path: string, o: Tls = {}) => httpsCall(mtlsPort, path, serverCa.certificate, o);
     try {
       await t.test('certificates, an https listener with a client CA, identities and products through the admin API', async () => {
-        ok(await api.post('/api/v1/certificates', { name: 'edge-server', certificate: server.certificate, privateKey: server.privateKey }), 'server certificate');
-        ok(await api.post('/api/v1/certificates', { name: 'partner-ca', certificate: clientCa.certificate }), 'client CA');
-        const edge = (await api.get('/api/v1/gateway-groups/edge')).body;
-        const listeners = [...edge.listeners, { name: 'mtls', port: mtlsPort, address: '127.0.0.1', protocol: 'https', tls: { certificate: 'edge-server', clientCa: 'partner-ca' } }];
-        ok(await api.patch('/api/v1/gateway-groups/edge', { listeners }), 'mTLS listener');
+        await addMtlsListener(api, mtlsPort, server, clientCa);
         ok(await api.post('/api/v1/services', { name: 'ledger', endpoints: [{ host: '127.0.0.1', port: mirror.port }] }), 'service');
         ok(await api.post('/api/v1/products', { name: 'ledger', gatewayGroups: ['edge'], basePath: '/ledger', auth: { accept: ['mtls'] } }), 'mTLS-only product');
         ok(await api.post('/api/v1/products/ledger/routes', { name: 'entries', match: { path: { type: 'prefix', value: '/entries' } }, service: 'ledger' }), 'route');

@@ -266,3 +266,13 @@ export function httpsCall(port: number, path: string, serverCa: string, o: Tls =
     req.end();
   });
 }
+
+/** Adds an https listener named `mtls` on the edge group, with the server certificate and the client CA, through the admin API. */
+export async function addMtlsListener(api: ApiClient, port: number, server: TestCertificate, clientCa: TestCertificate): Promise<void> {
+  const ok = (r: { status: number; text: string }, what: string) => assert.ok([200, 201].includes(r.status), `${what}: ${r.status} ${r.text}`);
+  ok(await api.post('/api/v1/certificates', { name: 'edge-server', certificate: server.certificate, privateKey: server.privateKey }), 'server certificate');
+  ok(await api.post('/api/v1/certificates', { name: 'partner-ca', certificate: clientCa.certificate }), 'client CA');
+  const edge = (await api.get(`/api/v1/gateway-groups/${GROUP}`)).body;
+  const listeners = [...edge.listeners, { name: 'mtls', port, address: '127.0.0.1', protocol: 'https', tls: { certificate: 'edge-server', clientCa: 'partner-ca' } }];
+  ok(await api.patch(`/api/v1/gateway-groups/${GROUP}`, { listeners }), 'mTLS listener');
+}
