@@ -1,0 +1,103 @@
+// Benchmark: what Idempotency-Key protection adds to a POST. Two routes of one public product to the
+// same direct-response upstream Envoy, identical but for `idempotency`: `plain` and `protected`. wrk
+// sends the same POST to each in turn, every request with a fresh key (a Lua counter), so each
+// protected request is a first one: the processor's key claim, Envoy buffering both bodies, and the
+// stored response — the full cost, not a replay's. Low concurrency, so p50 is latency, not queueing.
+// CPU of every process from /proc; the load average with the figures. Prints JSON.
+// Run under `flock /work/notes/bench.lock`.
+//
+// Usage: node --import tsx bench/idempotency.ts [--duration 8] [--connections 4] [--rounds 2] [--redis redis://…]
+import { writeFileSync } from 'node:fs';
+import os from 'node:os';
+import path from 'node:path';
+import { componentPath, freePort, waitFor } from '../test/support/components.ts';
+import { cpuMeter, flags, median, printJson, round2, wrk, wrkFigures } from './harness.ts';
+import { startControlPlane, startDirectUpstream, startGatewayEnvoy, workspace } from './stack.ts';
+
+const args = flags({ duration: 8, connections: 4, rounds: 2, redis: undefined });
+const GROUP = 'edge';
+const NODE = 'bench-idempotency';
+
+function document(listenerPort: number, upstreamPort: number): Record<string, unknown> {
+  const route = (name: string, extra: Record<string, unknown> = {}) => ({ name, match: { path: { type: 'exact', value: `/${name}` }, methods: ['POST'] }, service: 'upstream', ...extra });
+  return {
+    portico: 'v1',
+    gatewayGroups: [{ name: GROUP, listeners: [{ name: 'http', port: listenerPort, address: '127.0.0.1' }] }],
+    services: [{ name: 'upstream', endpoints: [{ host: '127.0.0.1', port: upstreamPort }] }],
+    products: [{ name: 'bench', gatewayGroups: [GROUP], basePath: '/bench', auth: { accept: ['none'] }, routes: [route('plain'), route('protected', { idempotency: { ttlSeconds: 600 } })] }],
+  };
+}
+
+// One fresh key per request (wrk runs the script per thread; the thread's address keeps threads apart).
+const SCRIPT = `
+local n = 0
+local me = tostring({}):gsub("table: ", "")
+request = function()
+  n = n + 1
+  return wrk.format("POST", nil, { ["Content-Type"] = "application/json", ["Idempotency-Key"] = '"' .. me .. "-" .. n .. '"' }, '{"item":"book","qty":1}')
+end
+`;
+
+async function main(): Promise<void> {
+  const envoyBin = componentPath('envoy');
+  if (!envoyBin) throw new Error('envoy is not installed');
+  const ws = workspace('portico-bench-idem-');
+  try {
+    const script = path.join(ws.dir, 'post.lua');
+    writeFileSync(script, SCRIPT);
+    const upstream = await startDirectUpstream(ws, envoyBin);
+    const cp = await startControlPlane(ws, args.redis ? { REDIS_URL: args.redis } : {});
+    const gateway = await startGatewayEnvoy(ws, envoyBin, { nodeId: NODE, group: GROUP, xds: `127.0.0.1:${cp.grpcPort}`, concurrency: 1 });
+    const listenerPort = await freePort();
+    await cp.apply(document(listenerPort, upstream.port));
+    const base = `http://127.0.0.1:${listenerPort}/bench`;
+    await waitFor(
+      'Envoy to serve both routes, the protected one through the processor',
+      async () => {
+        if (!(await cp.settled(NODE))) return undefined;
+        const post = (p: string, key: string) => fetch(`${base}/${p}`, { method: 'POST', headers: { 'idempotency-key': key, 'content-type': 'application/json' }, body: '{}' }).catch(() => undefined);
+        const key = `"ready-${Date.now()}"`;
+        const plain = await post('plain', key);
+        await post('protected', key);
+        const replay = await post('protected', key);
+        return plain?.status === 200 && replay?.headers.get('idempotent-replayed') === 'true' ? true : undefined;
+      },
+      60_000,
+      200,
+    );
+    const pids = { gateway: gateway.proc.child.pid, controlPlane: cp.proc.child.pid, upstream: upstream.proc.child.pid };
+    const loadBefore = os.loadavg().map(round2);
+    const rounds: Record<'plain' | 'protected', Array<ReturnType<typeof wrkFigures> & { perCpuSecond: number }>> = { plain: [], protected: [] };
+    for (let i = 0; i < args.rounds; i++) {
+      for (const name of ['plain', 'protected'] as const) {
+        const load = { url: `${base}/${name}`, threads: 1, connections: args.connections, script };
+        await wrk({ ...load, durationS: 2 }); // warm-up
+        const used = cpuMeter(pids);
+        const w = await wrk({ ...load, durationS: args.duration });
+        const cpu = used();
+        cpu.loadGenerator = w.loadGeneratorCpu;
+        const total = Object.values(cpu).reduce((a, b) => a + b, 0);
+        rounds[name].push({ ...wrkFigures(w, cpu), perCpuSecond: Math.round(w.requests / Math.max(0.001, total)) });
+        process.stderr.write(`${name}: p50 ${w.p50Ms} ms, ${Math.round(w.rps)} req/s\n`);
+      }
+    }
+    const p50 = (name: 'plain' | 'protected') => median(rounds[name].map((r) => r.p50Ms));
+    const added = Math.round((p50('protected') - p50('plain')) * 1000) / 1000;
+    printJson({
+      benchmark: 'idempotency',
+      machine: { cpus: os.cpus().length, model: os.cpus()[0]?.model, loadAverage: { start: loadBefore, end: os.loadavg().map(round2) } },
+      settings: { durationS: args.duration, rounds: args.rounds, wrk: { threads: 1, connections: args.connections }, envoyConcurrency: 1, store: args.redis ? 'redis' : 'memory' },
+      note: 'Every protected request carries a fresh key (a first request, stored). The processor runs in the control-plane process (role all). Medians of the rounds.',
+      plain: { p50Ms: p50('plain'), rounds: rounds.plain },
+      protected: { p50Ms: p50('protected'), rounds: rounds.protected },
+      addedP50Ms: added,
+      perCpuSecondProtectedOverPlain: round2(median(rounds.protected.map((r) => r.perCpuSecond)) / median(rounds.plain.map((r) => r.perCpuSecond))),
+      target: { addedP50Ms: 1 },
+      met: added < 1,
+    });
+  } finally {
+    await ws.close();
+  }
+}
+
+await main();
