@@ -2,9 +2,11 @@
 // apply one — all-or-nothing, idempotent, with a dry run that returns the diff.
 import { Type } from '@sinclair/typebox';
 import type { FastifyInstance } from 'fastify';
-import { documentToYaml, fieldChanges, modelToDocument, type ApplyResult } from '../model/index.ts';
+import { childKinds, documentToYaml, fieldChanges, modelToDocument, TOP_LEVEL_KINDS, type ApplyResult, type KindName } from '../model/index.ts';
 import { applyDocument, DocumentError, ModelValidationError, type ModelStore } from '../store/index.ts';
+import { json } from './openapi.ts';
 import { modelProblem, problems } from './problem.ts';
+import { ref, SCHEMA_NAME } from './schemas.ts';
 
 const ConfigQuery = Type.Object(
   {
@@ -16,12 +18,70 @@ const ConfigQuery = Type.Object(
   { additionalProperties: false },
 );
 
+const Entries = (kind: KindName) =>
+  Type.Optional(
+    Type.Array(Type.Object({}, { additionalProperties: true }), {
+      description: `${SCHEMA_NAME[kind]}Input entries${childKinds(kind).length ? ', each with its children nested' : ''}${kind === 'apiKeys' || kind === 'partners' ? '; API keys carry their prefix and hash (for admins), never the key' : ''}`,
+    }),
+  );
+const ResourceRef = Type.Object({ kind: Type.String(), key: Type.String() }, { additionalProperties: false });
+
+/** Named schemas of the declarative endpoints (registered by server.ts). */
+export const CONFIG_SCHEMAS = [
+  Type.Object(
+    { portico: Type.String({ description: 'the document format version' }), ...Object.fromEntries(TOP_LEVEL_KINDS.map((k) => [k, Entries(k)])) },
+    { $id: 'ConfigDocument', title: 'ConfigDocument', description: 'The model (or a tag slice) as one document, secrets left out', additionalProperties: false },
+  ),
+  Type.Object(
+    {
+      dryRun: Type.Boolean(),
+      prune: Type.Boolean({ description: 'whether what the document leaves out was deleted (or, in a dry run, would be)' }),
+      changed: Type.Boolean(),
+      revision: Type.Integer({ description: 'the model revision after the apply (before it, in a dry run)' }),
+      summary: Type.Object({ create: Type.Integer(), update: Type.Integer(), delete: Type.Integer() }, { additionalProperties: false }),
+      changes: Type.Array(
+        Type.Object(
+          {
+            action: Type.Union([Type.Literal('create'), Type.Literal('update'), Type.Literal('delete')]),
+            kind: Type.String(),
+            key: Type.String(),
+            fields: Type.Optional(
+              Type.Array(
+                Type.Object(
+                  { field: Type.String(), before: Type.Optional(Type.Unknown()), after: Type.Optional(Type.Unknown()) },
+                  { additionalProperties: false, description: 'secrets show as a digest, never as themselves' },
+                ),
+              ),
+            ),
+          },
+          { additionalProperties: false },
+        ),
+      ),
+      leftOut: Type.Array(ResourceRef, { description: 'resources the document leaves out, kept because prune was not set' }),
+    },
+    { $id: 'ApplyResult', title: 'ApplyResult', description: 'What an apply changed (or, in a dry run, would change)', additionalProperties: false },
+  ),
+];
+
 export function registerConfigRoutes(app: FastifyInstance, opts: { store: ModelStore }): void {
   const { store } = opts;
 
   app.get<{ Querystring: { tag?: string; format?: 'yaml' | 'json' } }>(
     '/api/v1/config',
-    { schema: { tags: ['Declarative config'], summary: 'Export the model as one document', querystring: ConfigQuery, security: [{ bearer: [] }] } },
+    {
+      schema: {
+        tags: ['Declarative config'],
+        summary: 'Export the model as one document',
+        querystring: ConfigQuery,
+        security: [{ bearer: [] }],
+        response: {
+          200: {
+            description: 'The document: YAML unless format=json or Accept: application/json',
+            content: { 'application/json': { schema: ref('ConfigDocument') }, 'application/yaml': { schema: Type.String() } },
+          },
+        },
+      },
+    },
     async (request, reply) => {
       // Key hashes let an offline guess be checked against them: only the admin role sees them.
       const doc = modelToDocument(store.current(), { ...(request.query.tag ? { tag: request.query.tag } : {}), keyHashes: request.principal?.role === 'admin' });
@@ -42,6 +102,7 @@ export function registerConfigRoutes(app: FastifyInstance, opts: { store: ModelS
           'Body: the document as application/yaml or application/json. All-or-nothing; applying the same document twice changes nothing. Nothing the document leaves out is deleted unless prune=true (leftOut lists what a prune would delete).',
         querystring: ConfigQuery,
         security: [{ bearer: [] }],
+        response: { 200: json('Applied (or, with dryRun, checked)', ref('ApplyResult')) },
       },
     },
     async (request): Promise<ApplyResult> => {

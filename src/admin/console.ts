@@ -52,6 +52,8 @@ const TrafficSeries = Type.Object({
   buckets: Type.Array(Type.Object({ le: Type.String(), count: Type.Number() })),
 });
 const Traffic = Type.Object({ at: Type.String({ format: 'date-time' }), series: Type.Array(TrafficSeries) });
+/** The console's answer schemas by component name (server.ts registers them; the routes pass them as they are). */
+export const CONSOLE_SCHEMAS = { ConsoleSession: SessionInfo, Traffic };
 
 /**
  * Whether the browser reached us over https, directly or through a TLS-terminating proxy. Trusting

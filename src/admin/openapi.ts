@@ -1,29 +1,10 @@
 // What the OpenAPI document promises about responses: the status codes each operation really
 // answers with (201 creates, 204 deletes, the 4xx every request can meet) and one named Problem
 // schema for every error. test/admin/fuzz.test.ts checks every answer against these lists.
-import { Type } from '@sinclair/typebox';
+import SerializerSelector from '@fastify/fast-json-stringify-compiler';
+import type { TSchema } from '@sinclair/typebox';
 import type { FastifyInstance, RouteOptions } from 'fastify';
-
-/** RFC 9457 problem details as this API writes them (see problem.ts). */
-export const ProblemSchema = Type.Object(
-  {
-    type: Type.String({ description: 'urn:portico:problem:<code>' }),
-    title: Type.String(),
-    status: Type.Integer({ minimum: 400, maximum: 599 }),
-    detail: Type.String(),
-    instance: Type.Optional(Type.String({ description: 'the request path' })),
-    errors: Type.Optional(
-      Type.Array(
-        Type.Object({
-          field: Type.String({ description: "what is wrong: a body field (endpoints[0].host), 'path parameter name', 'header If-Match', '(body)', '(url)', '(headers)'" }),
-          message: Type.String(),
-          resource: Type.Optional(Type.String({ description: 'the resource the field belongs to, when not the one in the URL' })),
-        }),
-      ),
-    ),
-  },
-  { $id: 'Problem', title: 'Problem', description: 'An error (RFC 9457); every 4xx names at least one field' },
-);
+import { KIND_SCHEMAS, ref } from './schemas.ts';
 
 const WHY: Record<number, string> = {
   400: 'Malformed request: invalid JSON or YAML, a bad percent-encoding, a bad If-Match',
@@ -66,14 +47,32 @@ function errors(method: string, route: RouteOptions): number[] {
   return codes.sort((a, b) => a - b);
 }
 
-/** Adds the Problem schema and documents every route's responses; call before routes are registered. */
-export function documentResponses(app: FastifyInstance): void {
-  app.addSchema(ProblemSchema);
+/** A JSON answer with a named schema (a ref()), as fastify serialises it and the document shows it. */
+export function json(description: string, schema: TSchema): Record<string, unknown> {
+  return { description, content: { 'application/json': { schema } } };
+}
+
+/**
+ * Registers the named schemas (the kinds', Problem, and `more` from other features) and documents
+ * every route's responses; call before routes are registered. `byObject` names schemas that routes
+ * pass as they are (the object itself): each is registered under its name and referenced.
+ */
+export function documentResponses(app: FastifyInstance, more: readonly TSchema[] = [], byObject: Readonly<Record<string, TSchema>> = {}): void {
+  for (const schema of [...KIND_SCHEMAS.schemas, ...more]) app.addSchema(schema);
+  const names = new Map<unknown, string>();
+  for (const [name, schema] of Object.entries(byObject)) {
+    app.addSchema({ ...schema, $id: name, title: name });
+    names.set(schema, name);
+  }
   app.addHook('onRoute', (route) => {
     const schema = (route.schema ?? {}) as { hide?: boolean; response?: Record<string, unknown> };
     if (schema.hide) return;
-    const method = Array.isArray(route.method) ? route.method[0]! : route.method;
     const response: Record<string, unknown> = { ...(schema.response ?? {}) };
+    for (const [code, r] of Object.entries(response)) {
+      const name = names.get(r);
+      if (name) response[code] = json((r as { description?: string }).description ?? 'OK', ref(name));
+    }
+    const method = Array.isArray(route.method) ? route.method[0]! : route.method;
     if (!Object.keys(response).some((c) => c.startsWith('2'))) {
       for (const [code, description] of Object.entries(successes(method, route.url))) response[code] = code === '204' ? { description, type: 'null' } : { description };
     }
@@ -88,3 +87,22 @@ export const refResolver = {
     return json.$id ?? `def-${i}`;
   },
 };
+
+/**
+ * fast-json-stringify, compiling each distinct response schema once per schema scope: every route
+ * answers its errors with the same Problem reference and many share answers, and compiling them per
+ * route and status (~800 compilations) made the server take seconds longer to become ready.
+ */
+export function sharedSerializers(): SerializerSelector.SerializerFactory {
+  const build = SerializerSelector();
+  return (externalSchemas, options) => {
+    const compile = build(externalSchemas, options);
+    const compiled = new Map<string, SerializerSelector.Serializer>();
+    return (route) => {
+      const key = JSON.stringify(route.schema);
+      let serialize = compiled.get(key);
+      if (!serialize) compiled.set(key, (serialize = compile(route)));
+      return serialize;
+    };
+  };
+}

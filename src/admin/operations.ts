@@ -5,6 +5,127 @@ import type { Registry } from 'prom-client';
 import { AdminTokenInput, schemaErrors } from '../model/index.ts';
 import type { ModelStore } from '../store/index.ts';
 import { problems } from './problem.ts';
+import { json } from './openapi.ts';
+import { ref } from './schemas.ts';
+
+// ── named answer schemas (registered by server.ts; fastify serialises through them) ───────────
+const named = (id: string, properties: Parameters<typeof Type.Object>[0], description: string) => Type.Object(properties, { $id: id, title: id, description, additionalProperties: false });
+const Time = (description?: string) => Type.String({ format: 'date-time', ...(description ? { description } : {}) });
+const Certificate = Type.Object(
+  { commonName: Type.String(), serial: Type.String(), notAfter: Type.String(), groups: Type.Array(Type.String(), { description: 'gateway groups the certificate names' }) },
+  { additionalProperties: false, description: 'the verified client certificate' },
+);
+const Nack = { version: Type.String(), message: Type.String({ description: "Envoy's error detail" }), at: Time() };
+
+const tokenFields = {
+  name: Type.String(),
+  role: Type.String({ description: 'admin (everything) or viewer (read only)' }),
+  partner: Type.Optional(Type.String({ description: 'the partner a partner token acts for' })),
+  prefix: Type.String({ description: 'the public part of the token, to recognise it; the secret is never shown again' }),
+  description: Type.Optional(Type.String()),
+  expiresAt: Type.Optional(Time()),
+  createdAt: Time(),
+  createdBy: Type.String(),
+};
+
+export const OPERATION_SCHEMAS = [
+  named('Health', { status: Type.Literal('ok') }, 'The process is up'),
+  named(
+    'Readiness',
+    {
+      status: Type.Union([Type.Literal('ready'), Type.Literal('starting'), Type.Literal('draining')]),
+      database: Type.Optional(Type.String({ description: 'embedded or postgres' })),
+      migrations: Type.Optional(Type.Object({ applied: Type.Integer(), pending: Type.Integer() }, { additionalProperties: false })),
+      modelRevision: Type.Optional(Type.Integer({ description: 'the newest committed model' })),
+      servedRevision: Type.Optional(Type.Integer({ description: 'the model revision translated and served to Envoy' })),
+      lastError: Type.Optional(Type.Object({ revision: Type.Integer(), message: Type.String(), at: Time() }, { additionalProperties: false })),
+    },
+    'Whether this replica serves: migrations applied, the model loaded, not draining',
+  ),
+  named('AdminToken', tokenFields, 'An admin token: never its secret or hash'),
+  named('AdminTokenCreated', { ...tokenFields, token: Type.String({ description: 'the whole token; shown in this answer only' }) }, 'A new admin token with its secret, shown once'),
+  named('AdminTokenList', { items: Type.Array(ref('AdminToken')) }, 'Every admin token'),
+  named(
+    'AuditEntry',
+    {
+      id: Type.String({ description: 'pass as before to read older entries' }),
+      changeId: Type.String({ description: 'entries written by one request share it' }),
+      at: Time(),
+      actor: Type.String({ description: 'the admin token (or bootstrap) that made the change' }),
+      action: Type.String({ description: 'create, update or delete' }),
+      kind: Type.String(),
+      key: Type.String(),
+      before: Type.Optional(Type.Unknown({ description: 'the resource before the change, secrets removed when it was written' })),
+      after: Type.Optional(Type.Unknown({ description: 'the resource after the change, secrets removed when it was written' })),
+    },
+    'One change to the model',
+  ),
+  named('AuditPage', { items: Type.Array(ref('AuditEntry')), nextBefore: Type.Optional(Type.String({ description: 'pass as before for older entries' })) }, 'Audit entries, newest first'),
+  named(
+    'Fleet',
+    {
+      generatedAt: Time(),
+      groups: Type.Array(Type.Object({ group: Type.String(), snapshotVersion: Type.Optional(Type.String()), connected: Type.Integer() }, { additionalProperties: false })),
+      nodes: Type.Array(
+        Type.Object(
+          {
+            streamId: Type.Integer(),
+            nodeId: Type.String(),
+            group: Type.String(),
+            peer: Type.String(),
+            protocol: Type.Union([Type.Literal('sotw'), Type.Literal('delta')]),
+            service: Type.String(),
+            userAgent: Type.String(),
+            connectedSince: Time(),
+            certificate: Type.Optional(Certificate),
+            types: Type.Array(
+              Type.Object(
+                {
+                  type: Type.String(),
+                  typeUrl: Type.String(),
+                  pushedVersion: Type.Optional(Type.String()),
+                  pushedAt: Type.Optional(Time()),
+                  ackedVersion: Type.Optional(Type.String()),
+                  ackedAt: Type.Optional(Time()),
+                  pending: Type.Boolean({ description: 'a push not answered yet' }),
+                  lastNack: Type.Optional(Type.Object(Nack, { additionalProperties: false })),
+                },
+                { additionalProperties: false },
+              ),
+            ),
+          },
+          { additionalProperties: false },
+        ),
+      ),
+      recentNacks: Type.Array(Type.Object({ ...Nack, nodeId: Type.String(), group: Type.String(), type: Type.String() }, { additionalProperties: false })),
+      channelSecurity: Type.Union([Type.Literal('mtls'), Type.Literal('plaintext')]),
+      refused: Type.Array(
+        Type.Object(
+          {
+            at: Time(),
+            service: Type.String(),
+            peer: Type.String(),
+            code: Type.String(),
+            reason: Type.String(),
+            message: Type.String(),
+            nodeId: Type.Optional(Type.String()),
+            group: Type.Optional(Type.String()),
+            certificate: Type.Optional(Certificate),
+          },
+          { additionalProperties: false },
+        ),
+        { description: 'callers refused on the control-plane channels, newest first' },
+      ),
+      pipeline: Type.Optional(
+        Type.Object(
+          { servedRevision: Type.Integer(), lastError: Type.Optional(Type.Object({ revision: Type.Integer(), message: Type.String(), at: Time() }, { additionalProperties: false })) },
+          { additionalProperties: false, description: 'the model revision served, and why the newest could not be' },
+        ),
+      ),
+    },
+    'Connected Envoys per gateway group and what each ACKed or NACKed',
+  ),
+];
 
 export interface Readiness {
   /** Migrations applied and the first model loaded. */
@@ -16,7 +137,7 @@ export interface Readiness {
 }
 
 export function registerHealthRoutes(app: FastifyInstance, readiness: Readiness): void {
-  app.get('/healthz', { config: { public: true }, schema: { tags: ['Health'], summary: 'Liveness: the process is up' } }, async () => ({ status: 'ok' }));
+  app.get('/healthz', { config: { public: true }, schema: { tags: ['Health'], summary: 'Liveness: the process is up', response: { 200: json('Up', ref('Health')) } } }, async () => ({ status: 'ok' }));
   app.get(
     '/readyz',
     {
@@ -24,7 +145,7 @@ export function registerHealthRoutes(app: FastifyInstance, readiness: Readiness)
       schema: {
         tags: ['Health'],
         summary: 'Readiness: migrations applied and the model loaded; 503 while starting or draining at shutdown',
-        response: { 200: { description: 'Ready' }, 503: { description: 'Starting, or draining at shutdown' } },
+        response: { 200: json('Ready', ref('Readiness')), 503: json('Starting, or draining at shutdown', ref('Readiness')) },
       },
     },
     async (_req, reply) => {
@@ -38,12 +159,25 @@ export function registerHealthRoutes(app: FastifyInstance, readiness: Readiness)
 export function registerTokenRoutes(app: FastifyInstance, opts: { store: ModelStore }): void {
   const { store } = opts;
   const tags = ['Admin tokens'];
-  app.get('/api/v1/admin-tokens', { config: { role: 'admin' }, schema: { tags, summary: 'List admin tokens (never their secrets)', security: [{ bearer: [] }] } }, async () => ({
-    items: store.adminTokens.list(),
-  }));
+  app.get(
+    '/api/v1/admin-tokens',
+    { config: { role: 'admin' }, schema: { tags, summary: 'List admin tokens (never their secrets)', security: [{ bearer: [] }], response: { 200: json('The tokens', ref('AdminTokenList')) } } },
+    async () => ({
+      items: store.adminTokens.list(),
+    }),
+  );
   app.post(
     '/api/v1/admin-tokens',
-    { config: { role: 'admin' }, schema: { tags, summary: 'Create an admin token; the token is returned once', body: AdminTokenInput, security: [{ bearer: [] }] } },
+    {
+      config: { role: 'admin' },
+      schema: {
+        tags,
+        summary: 'Create an admin token; the token is returned once',
+        body: AdminTokenInput,
+        security: [{ bearer: [] }],
+        response: { 201: json('Created; `token` is shown in this answer only', ref('AdminTokenCreated')) },
+      },
+    },
     async (request, reply) => {
       const errors = schemaErrors(AdminTokenInput, request.body);
       if (errors.length) throw problems.validation(errors);
@@ -55,7 +189,10 @@ export function registerTokenRoutes(app: FastifyInstance, opts: { store: ModelSt
   );
   app.delete<{ Params: { name: string } }>(
     '/api/v1/admin-tokens/:name',
-    { config: { role: 'admin' }, schema: { tags, summary: 'Revoke an admin token', params: Type.Object({ name: Type.String() }), security: [{ bearer: [] }] } },
+    {
+      config: { role: 'admin' },
+      schema: { tags, summary: 'Revoke an admin token', params: Type.Object({ name: Type.String() }), security: [{ bearer: [] }], response: { 204: { description: 'Revoked', type: 'null' } } },
+    },
     async (request, reply) => {
       if (!(await store.adminTokens.delete(request.params.name, request.principal!.name))) throw problems.notFound(`admin token '${request.params.name}'`, 'path parameter name');
       return reply.code(204).send();
@@ -77,7 +214,15 @@ const AuditQuery = Type.Object(
 export function registerAuditRoutes(app: FastifyInstance, opts: { store: ModelStore }): void {
   app.get<{ Querystring: { kind?: string; key?: string; actor?: string; limit?: number; before?: string } }>(
     '/api/v1/audit',
-    { schema: { tags: ['Audit'], summary: 'Audit entries, newest first: who changed what, before and after', querystring: AuditQuery, security: [{ bearer: [] }] } },
+    {
+      schema: {
+        tags: ['Audit'],
+        summary: 'Audit entries, newest first: who changed what, before and after',
+        querystring: AuditQuery,
+        security: [{ bearer: [] }],
+        response: { 200: json('A page of entries', ref('AuditPage')) },
+      },
+    },
     async (request) => {
       const q = request.query;
       // Entry ids are PostgreSQL bigints: a larger number is not an id this API returned.
@@ -104,6 +249,7 @@ export function registerFleetRoutes(app: FastifyInstance, fleet: () => unknown):
         tags: ['Fleet'],
         summary: 'Connected Envoys per gateway group: the version each ACKed per resource type, and the last NACK with its message',
         security: [{ bearer: [] }],
+        response: { 200: json('The fleet as this replica sees it', ref('Fleet')) },
       },
     },
     async () => fleet(),

@@ -81,11 +81,12 @@ export function keyRange(keys: string[], prefix: string): string[] {
   return keys.slice(start, end);
 }
 
-export function presentedJson(kind: KindName, r: AnyResource, model: ModelSnapshot): string {
+/** A resource as JSON through `serialize` (its answer schema's serialiser: the allow-list of what is sent). */
+export function presentedJson(kind: KindName, r: AnyResource, model: ModelSnapshot, serialize: (o: Record<string, unknown>) => string): string {
   const meta = model.meta.get(metaKey(kind, keyOf(kind, r)));
   const hit = jsonCache.get(r);
   if (hit && hit.meta === meta) return hit.json;
-  const json = JSON.stringify(present(kind, r, model));
+  const json = serialize(present(kind, r, model));
   jsonCache.set(r, { meta, json });
   return json;
 }

@@ -1,11 +1,10 @@
 // CRUD endpoints for every model kind under /api/v1, generated from the kind registry:
 // list (paged, filtered by tag), get, create, replace, merge-patch and delete, with ETags.
-import { Type, type TObject, type TSchema } from '@sinclair/typebox';
+import { Type } from '@sinclair/typebox';
 import type { FastifyInstance, FastifyReply, FastifyRequest } from 'fastify';
 import {
   canonicalResource,
   CHILD_FIELD,
-  childKinds,
   KINDS,
   KIND_ORDER,
   keyOf,
@@ -21,7 +20,9 @@ import {
 import { ModelValidationError, PreconditionFailedError, type ModelStore, type Precondition } from '../store/index.ts';
 import { keyRange, PAGE_CACHE_MAX, pageCache, present, presentedJson, sortedKeys, upperBound } from './present.ts';
 import { nameNestedErrors, nestedMutations, splitChildren, type NestedWrite } from './nested.ts';
+import { json } from './openapi.ts';
 import { modelProblem, problems } from './problem.ts';
+import { KIND_SCHEMAS } from './schemas.ts';
 
 /** Fields the API returns but a client never sets; accepted (and ignored) in bodies so GET → edit → PUT works. */
 const OUTPUT_ONLY = ['revision', 'createdAt', 'updatedAt'];
@@ -104,14 +105,7 @@ function registerKind(app: FastifyInstance, kind: KindName, store: ModelStore): 
   const tags = [parentInfo ? `${parentInfo.singular.replace(/^\w/, (c) => c.toUpperCase())}s` : `${tag}s`];
   const params = parent ? Type.Object({ parent: Type.String({ description: `${parentInfo!.singular} name` }), name: Type.String() }) : Type.Object({ name: Type.String() });
   const collectionParams = parent ? Type.Object({ parent: Type.String() }) : undefined;
-  // A parent's body may carry its children as `export` writes them (see nested.ts).
-  const children = childKinds(kind).map((c) => [CHILD_FIELD[c]!, Type.Optional(Type.Array(KINDS[c].schema, { description: `the ${KINDS[c].singular}s, exactly (others are deleted)` }))]);
-  const bodySchema: TSchema =
-    kind === 'apiKeys'
-      ? Type.Omit(info.schema, ['prefix', 'hash'])
-      : children.length
-        ? Type.Object({ ...(info.schema as TObject).properties, ...Object.fromEntries(children) }, { additionalProperties: false })
-        : info.schema;
+  const named = KIND_SCHEMAS.byKind[kind];
 
   const keyFor = (p: Params, name: string) => (parent ? `${p.parent}/${name}` : name);
   const requireParent = (p: Params) => {
@@ -258,7 +252,14 @@ function registerKind(app: FastifyInstance, kind: KindName, store: ModelStore): 
 
   app.get<{ Params: Params; Querystring: Query }>(
     base,
-    { schema: { ...docs(`List ${info.singular}s`), ...(collectionParams ? { params: collectionParams } : {}), querystring: ListQuery(kind) } },
+    {
+      schema: {
+        ...docs(`List ${info.singular}s`),
+        ...(collectionParams ? { params: collectionParams } : {}),
+        querystring: ListQuery(kind),
+        response: { 200: json(`A page of ${info.singular}s`, named.page) },
+      },
+    },
     async (request, res) => {
       requireParent(request.params);
       const q = request.query;
@@ -291,7 +292,8 @@ function registerKind(app: FastifyInstance, kind: KindName, store: ModelStore): 
       const last = page[page.length - 1];
       const more = start + limit < keys.length;
       // Items are pre-serialised per resource version, so a page costs a join, not a walk.
-      const items = page.map((k) => presentedJson(kind, resources.get(k)!, model));
+      const serialize = res.compileSerializationSchema(named.answer);
+      const items = page.map((k) => presentedJson(kind, resources.get(k)!, model, serialize));
       const body = `{"items":[${items.join(',')}],"total":${keys.length}${more && last ? `,"nextCursor":"${Buffer.from(last).toString('base64url')}"` : ''}}`;
       if (!pages) pageCache.set(model, (pages = new Map()));
       if (pages.size >= PAGE_CACHE_MAX) pages.clear();
@@ -300,12 +302,12 @@ function registerKind(app: FastifyInstance, kind: KindName, store: ModelStore): 
     },
   );
 
-  app.get<{ Params: Params }>(item, { schema: { ...docs(`Get a ${info.singular}`), params } }, async (request, res) => {
+  app.get<{ Params: Params }>(item, { schema: { ...docs(`Get a ${info.singular}`), params, response: { 200: json(`The ${info.singular}`, named.answer) } } }, async (request, res) => {
     const r = lookup(request.params);
     const model = store.current();
     const rev = model.meta.get(metaKey(kind, keyOf(kind, r)))?.revision;
     if (rev !== undefined) res.header('etag', etag(rev));
-    return res.type('application/json; charset=utf-8').send(presentedJson(kind, r, model));
+    return res.type('application/json; charset=utf-8').send(presentedJson(kind, r, model, res.compileSerializationSchema(named.answer)));
   });
 
   app.post<{ Params: Params }>(
@@ -314,7 +316,8 @@ function registerKind(app: FastifyInstance, kind: KindName, store: ModelStore): 
       schema: {
         ...docs(`Create a ${info.singular}`, kind === 'apiKeys' ? { description: 'Generates the key unless `key` imports one; the key is returned once, in this response only.' } : {}),
         ...(collectionParams ? { params: collectionParams } : {}),
-        body: bodySchema,
+        body: named.input,
+        response: { 201: json(`Created`, named.written) },
       },
     },
     (request, res) => write(request, res, 'create'),
@@ -326,15 +329,20 @@ function registerKind(app: FastifyInstance, kind: KindName, store: ModelStore): 
       schema: {
         ...docs(`Create or replace a ${info.singular}`, { description: 'Send If-Match with the ETag you read to avoid overwriting a concurrent change; If-None-Match: * creates only.' }),
         params,
-        body: bodySchema,
+        body: named.input,
+        response: { 200: json('Replaced', named.written), 201: json('Created', named.written) },
       },
     },
     (request, res) => write(request, res, 'replace'),
   );
 
-  app.patch<{ Params: Params }>(item, { schema: { ...docs(`Change fields of a ${info.singular} (JSON merge patch, RFC 7396)`), params } }, (request, res) => write(request, res, 'patch'));
+  app.patch<{ Params: Params }>(
+    item,
+    { schema: { ...docs(`Change fields of a ${info.singular} (JSON merge patch, RFC 7396)`), params, response: { 200: json('Changed', named.written) } } },
+    (request, res) => write(request, res, 'patch'),
+  );
 
-  app.delete<{ Params: Params }>(item, { schema: { ...docs(`Delete a ${info.singular}`), params } }, async (request, res) => {
+  app.delete<{ Params: Params }>(item, { schema: { ...docs(`Delete a ${info.singular}`), params, response: { 204: { description: 'Deleted', type: 'null' } } } }, async (request, res) => {
     const r = lookup(request.params);
     const key = keyOf(kind, r);
     const pre = precondition(kind, key, request, undefined);

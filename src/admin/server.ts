@@ -9,15 +9,15 @@ import type { TSchema } from '@sinclair/typebox';
 import { describeSchemaErrors, inputErrors, parseDocumentText } from '../model/index.ts';
 import type { ModelStore } from '../store/index.ts';
 import { authenticate, registerAuth } from './auth.ts';
-import { registerConfigRoutes } from './config.ts';
-import { registerConsole } from './console.ts';
+import { CONFIG_SCHEMAS, registerConfigRoutes } from './config.ts';
+import { CONSOLE_SCHEMAS, registerConsole } from './console.ts';
 import { registerFlowRoutes, type FlowTools } from './flows.ts';
 import { ConsoleSessions, type SessionOptions } from './console-sessions.ts';
 import { registerCacheRoutes } from './cache.ts';
-import { registerAuditRoutes, registerFleetRoutes, registerHealthRoutes, registerMetricsRoute, registerTokenRoutes, type Readiness } from './operations.ts';
+import { OPERATION_SCHEMAS, registerAuditRoutes, registerFleetRoutes, registerHealthRoutes, registerMetricsRoute, registerTokenRoutes, type Readiness } from './operations.ts';
 import type { Registry } from 'prom-client';
 import { clientErrorHandler, frameworkErrors, HttpProblem, installProblemHandlers, problems } from './problem.ts';
-import { documentResponses, refResolver } from './openapi.ts';
+import { documentResponses, refResolver, sharedSerializers } from './openapi.ts';
 import { registerPortalRoutes, type PortalUsageReader } from './portal.ts';
 import { registerPartnerTokenRoutes } from './portal-tokens.ts';
 import { registerResourceRoutes } from './resources.ts';
@@ -52,6 +52,9 @@ export async function buildAdminServer(opts: AdminServerOptions): Promise<Fastif
     // Route ids in logs, not full URLs with tokens; request ids reuse the caller's x-request-id.
     requestIdHeader: 'x-request-id',
     ajv: { customOptions: { strict: false } },
+    schemaController: { compilersFactory: { buildSerializer: sharedSerializers() } },
+    // The serialiser checks anyOf branches with its own Ajv: the model's own formats are known there (values were validated on write).
+    serializerOpts: { ajv: { formats: { re2: true, 'ipv4-or-ipv6': true } } },
     // Malformed requests that never reach a route still get problem+json: router errors (bad
     // percent-encoding, overlong path parameters) and Node's HTTP parser errors (431 and the like).
     frameworkErrors,
@@ -70,7 +73,6 @@ export async function buildAdminServer(opts: AdminServerOptions): Promise<Fastif
       return { error: problems.validation(errors) as unknown as Error };
     };
   });
-  app.setSerializerCompiler(() => (data: unknown) => JSON.stringify(data));
 
   // Declarative documents may be YAML; everything else is JSON.
   app.addContentTypeParser(['application/yaml', 'application/x-yaml', 'text/yaml'], { parseAs: 'string' }, (_req, body, done) => {
@@ -110,7 +112,8 @@ export async function buildAdminServer(opts: AdminServerOptions): Promise<Fastif
   app.addHook('onRoute', (route) => {
     if (route.url.startsWith('/docs')) route.config = { ...(route.config ?? {}), public: true };
   });
-  documentResponses(app);
+  // Named schemas drive the document and the serialisers: a field not in an answer's schema is never sent.
+  documentResponses(app, [...OPERATION_SCHEMAS, ...CONFIG_SCHEMAS], CONSOLE_SCHEMAS);
   await app.register(swagger, {
     refResolver,
     openapi: {

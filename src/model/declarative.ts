@@ -10,7 +10,9 @@ import type { ApiKeyInput } from './schemas.ts';
 export const DOCUMENT_VERSION = 'v1';
 
 /** Top-level document sections, in the order they are written. */
-const TOP_LEVEL: readonly KindName[] = ['gatewayGroups', 'certificates', 'services', 'jwtIssuers', 'products', 'plans', 'partners'];
+/** Kinds written at the top of a document, in this order (the others nest in their parents). */
+export const TOP_LEVEL_KINDS: readonly KindName[] = ['gatewayGroups', 'certificates', 'services', 'jwtIssuers', 'products', 'plans', 'partners'];
+const TOP_LEVEL = TOP_LEVEL_KINDS;
 
 /** Children are written inside their parent entry under these fields. */
 export const CHILD_FIELD: Partial<Record<KindName, string>> = {

@@ -414,8 +414,9 @@ for (const backend of ['pglite', 'postgresql'] as const) {
       for (const p of ['/api/v1/services/{name}', '/api/v1/products/{parent}/routes/{name}', '/api/v1/partners/{parent}/api-keys', '/api/v1/config']) {
         assert.ok(doc.body.paths[p], `OpenAPI documents ${p}`);
       }
-      const serviceSchema = doc.body.paths['/api/v1/services/{name}'].put.requestBody.content['application/json'].schema;
-      assert.ok(serviceSchema.properties.endpoints, 'the request schema is the validation schema');
+      const serviceRef = doc.body.paths['/api/v1/services/{name}'].put.requestBody.content['application/json'].schema.$ref;
+      assert.equal(serviceRef, '#/components/schemas/ServiceInput');
+      assert.ok(doc.body.components.schemas.ServiceInput.properties.endpoints, 'the request schema is the validation schema');
       assert.equal((await anonymous.get('/docs/')).status, 200);
     });
   });

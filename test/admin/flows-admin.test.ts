@@ -45,7 +45,9 @@ describe('flows in the admin API', () => {
   it('documents flow and transform on the route schema (OpenAPI)', async () => {
     const doc = await portico.api.get('/openapi.json');
     assert.equal(doc.status, 200);
-    const schema = doc.body.paths['/api/v1/products/{parent}/routes/{name}'].put.requestBody.content['application/json'].schema;
+    const body = doc.body.paths['/api/v1/products/{parent}/routes/{name}'].put.requestBody.content['application/json'].schema;
+    assert.equal(body.$ref, '#/components/schemas/RouteInput');
+    const schema = doc.body.components.schemas.RouteInput;
     assert.ok(schema.properties.flow?.properties?.steps, JSON.stringify(schema.properties.flow).slice(0, 300));
     assert.ok(schema.properties.transform?.properties?.response, 'transform documented');
     // Steps nest (parallel, switch): the step schema is a shared component the flow refers to.
