@@ -4,7 +4,9 @@ import { Type } from '@sinclair/typebox';
 import type { FastifyInstance } from 'fastify';
 import { AdminTokenInput, schemaErrors } from '../model/index.ts';
 import type { ModelStore } from '../store/index.ts';
+import { json } from './openapi.ts';
 import { problems } from './problem.ts';
+import { ref } from './schemas.ts';
 
 export const PartnerTokenInput = Type.Object(
   {
@@ -27,7 +29,10 @@ export function registerPartnerTokenRoutes(app: FastifyInstance, opts: { store: 
 
   app.get<{ Params: { parent: string } }>(
     '/api/v1/partners/:parent/portal-tokens',
-    { config: { role: 'admin' }, schema: { tags, summary: "List a partner's portal tokens (never their secrets)", params, security: [{ bearer: [] }] } },
+    {
+      config: { role: 'admin' },
+      schema: { tags, summary: "List a partner's portal tokens (never their secrets)", params, security: [{ bearer: [] }], response: { 200: json('The tokens', ref('AdminTokenList')) } },
+    },
     async (request) => {
       requirePartner(request.params.parent);
       return { items: store.adminTokens.list().filter((t) => t.role === 'partner' && t.partner === request.params.parent) };
@@ -45,6 +50,7 @@ export function registerPartnerTokenRoutes(app: FastifyInstance, opts: { store: 
         params,
         body: PartnerTokenInput,
         security: [{ bearer: [] }],
+        response: { 201: json('Created; `token` is shown in this answer only', ref('AdminTokenCreated')) },
       },
     },
     async (request, reply) => {
@@ -65,7 +71,16 @@ export function registerPartnerTokenRoutes(app: FastifyInstance, opts: { store: 
 
   app.delete<{ Params: { parent: string; name: string } }>(
     '/api/v1/partners/:parent/portal-tokens/:name',
-    { config: { role: 'admin' }, schema: { tags, summary: 'Revoke a partner token (its console sessions end with it)', params: itemParams, security: [{ bearer: [] }] } },
+    {
+      config: { role: 'admin' },
+      schema: {
+        tags,
+        summary: 'Revoke a partner token (its console sessions end with it)',
+        params: itemParams,
+        security: [{ bearer: [] }],
+        response: { 204: { description: 'Revoked', type: 'null' } },
+      },
+    },
     async (request, reply) => {
       const { parent, name } = request.params;
       if (!(await store.adminTokens.delete(name, request.principal!.name, parent))) throw problems.notFound(`portal token '${name}' of partner '${parent}'`, 'path parameter name');

@@ -10,6 +10,7 @@ import { ModelValidationError, PreconditionFailedError, type ModelStore } from '
 import { trafficSeries } from './console.ts';
 import { present } from './present.ts';
 import { modelProblem, problems } from './problem.ts';
+import { ref } from './schemas.ts';
 
 /** Reads a partner's usage against its budgets (src/ratelimit's readPartnerUsage, wired by the composition root). */
 export type PortalUsageReader = (model: ModelSnapshot, partner: string) => Promise<unknown[]>;
@@ -43,22 +44,9 @@ const KeyPatch = Type.Object(
 /** Keys a partner may hold (revoked ones included, until deleted): the portal cannot grow the model without bound. */
 export const PORTAL_MAX_KEYS = 100;
 const Obj = Type.Record(Type.String(), Type.Unknown());
-const KeyView = Type.Object(
-  {
-    name: Type.String(),
-    partner: Type.String(),
-    prefix: Type.String(),
-    storage: Type.String(),
-    revoked: Type.Optional(Type.Boolean()),
-    expiresAt: Type.Optional(Type.String()),
-    description: Type.Optional(Type.String()),
-    createdAt: Type.Optional(Type.String()),
-    updatedAt: Type.Optional(Type.String()),
-    revision: Type.Optional(Type.Number()),
-  },
-  { additionalProperties: true },
-);
-const NewKey = Type.Intersect([KeyView, Type.Object({ key: Type.String({ description: 'the whole key, shown in this response only' }), replaces: Type.Optional(Type.String()) })]);
+// An API key as the portal shows it is the admin API's ApiKey (never a secret); a new one adds the key once.
+const KeyView = ref('ApiKey');
+const NewKey = ref('ApiKeyWritten');
 const Budget = Type.Object(
   {
     product: Type.String(),
@@ -105,6 +93,11 @@ const Subscription = Type.Object({
     overrides: Type.Array(Obj, { description: 'per-route rules of the plan on this product' }),
   }),
 });
+
+const Subscriptions = Type.Object({ items: Type.Array(Subscription) });
+const Keys = Type.Object({ items: Type.Array(KeyView) });
+/** The portal's answer schemas by component name (server.ts registers them; the routes pass them as they are). */
+export const PORTAL_SCHEMAS = { PortalMe: Me, PortalUsage: Usage, PortalSubscriptions: Subscriptions, PortalKeys: Keys };
 
 function partnerOf(request: FastifyRequest): string {
   return request.principal!.partner!;
@@ -182,7 +175,7 @@ export function registerPortalRoutes(app: FastifyInstance, opts: PortalOptions):
 
   app.get(
     '/api/v1/portal/subscriptions',
-    { config, schema: { tags, summary: "The partner's subscriptions with their plans' limits and quotas", security, response: { 200: Type.Object({ items: Type.Array(Subscription) }) } } },
+    { config, schema: { tags, summary: "The partner's subscriptions with their plans' limits and quotas", security, response: { 200: Subscriptions } } },
     async (request) => {
       const model = store.current();
       const items = sortedValues(model, 'subscriptions')
@@ -229,18 +222,14 @@ export function registerPortalRoutes(app: FastifyInstance, opts: PortalOptions):
     },
   );
 
-  app.get(
-    '/api/v1/portal/keys',
-    { config, schema: { tags, summary: "The partner's API keys (never their secrets)", security, response: { 200: Type.Object({ items: Type.Array(KeyView) }) } } },
-    async (request) => {
-      const model = store.current();
-      return {
-        items: sortedValues(model, 'apiKeys')
-          .filter((k) => k.partner === partnerOf(request))
-          .map((k) => present('apiKeys', k, model)),
-      };
-    },
-  );
+  app.get('/api/v1/portal/keys', { config, schema: { tags, summary: "The partner's API keys (never their secrets)", security, response: { 200: Keys } } }, async (request) => {
+    const model = store.current();
+    return {
+      items: sortedValues(model, 'apiKeys')
+        .filter((k) => k.partner === partnerOf(request))
+        .map((k) => present('apiKeys', k, model)),
+    };
+  });
 
   app.post('/api/v1/portal/keys', { config, schema: { tags, summary: 'Create an API key; the key is returned once', security, body: KeyInput, response: { 201: NewKey } } }, async (request, res) => {
     writable(request);

@@ -144,7 +144,10 @@ function kindSchemas(): { schemas: TSchema[]; byKind: Record<KindName, KindSchem
     const added: Json = Object.fromEntries(
       children.map((c) => [CHILD_FIELD[c]!, Type.Array(ref(SCHEMA_NAME[c]), { description: `the ${KINDS[c].singular}s as written, when the request sent them` })]),
     );
-    if (kind === 'apiKeys') added.key = Type.String({ description: 'the whole key, in the answer to the write that minted it only; it is never shown again' });
+    if (kind === 'apiKeys') {
+      added.key = Type.String({ description: 'the whole key, in the answer to the write that minted it only; it is never shown again' });
+      added.replaces = Type.String({ description: 'the key a rotation replaced (partner portal)' });
+    }
     const written = Object.keys(added).length ? object(`${name}Written`, { ...answerProps, ...added }, answerRequired, `What a write of a ${info.singular} answers with`) : ref(name);
 
     const page = Type.Object(

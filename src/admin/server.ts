@@ -18,7 +18,7 @@ import { OPERATION_SCHEMAS, registerAuditRoutes, registerFleetRoutes, registerHe
 import type { Registry } from 'prom-client';
 import { clientErrorHandler, frameworkErrors, HttpProblem, installProblemHandlers, problems } from './problem.ts';
 import { documentResponses, refResolver, sharedSerializers } from './openapi.ts';
-import { registerPortalRoutes, type PortalUsageReader } from './portal.ts';
+import { PORTAL_SCHEMAS, registerPortalRoutes, type PortalUsageReader } from './portal.ts';
 import { registerPartnerTokenRoutes } from './portal-tokens.ts';
 import { registerResourceRoutes } from './resources.ts';
 
@@ -113,7 +113,7 @@ export async function buildAdminServer(opts: AdminServerOptions): Promise<Fastif
     if (route.url.startsWith('/docs')) route.config = { ...(route.config ?? {}), public: true };
   });
   // Named schemas drive the document and the serialisers: a field not in an answer's schema is never sent.
-  documentResponses(app, [...OPERATION_SCHEMAS, ...CONFIG_SCHEMAS], CONSOLE_SCHEMAS);
+  documentResponses(app, [...OPERATION_SCHEMAS, ...CONFIG_SCHEMAS], { ...CONSOLE_SCHEMAS, ...PORTAL_SCHEMAS });
   await app.register(swagger, {
     refResolver,
     openapi: {

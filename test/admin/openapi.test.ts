@@ -118,8 +118,8 @@ describe('real answers validate against the documented schemas', () => {
   it('samples every operation: each answer is documented and matches its schema, and no secret appears', async () => {
     const problems: string[] = [];
     const answered = new Set<string>();
-    const send = async (method: string, template: string, url: string, body?: unknown, headers?: Record<string, string>) => {
-      const r = await p.api.request(method.toUpperCase(), url, body, headers);
+    const send = async (method: string, template: string, url: string, body?: unknown, headers?: Record<string, string>, client = p.api) => {
+      const r = await client.request(method.toUpperCase(), url, body, headers);
       seen.push({ what: `${method} ${url}`, r });
       const documented = doc.paths[template][method].responses[String(r.status)];
       if (!documented) {
@@ -139,7 +139,7 @@ describe('real answers validate against the documented schemas', () => {
 
     for (const { method, path } of operations(doc)) {
       const kinds = /^\/api\/v1\/([a-z-]+)(?:\/\{parent\}\/([a-z-]+))?(\/\{name\})?$/.exec(path);
-      if (!kinds || ['admin-tokens', 'audit', 'config', 'fleet'].includes(kinds[1]!)) continue;
+      if (!kinds || ['admin-tokens', 'audit', 'config', 'fleet', 'portal'].includes(kinds[1]!) || kinds[2] === 'portal-tokens') continue;
       const [, top, child, item] = kinds;
       const parent = child ? (top === 'products' ? 'orders' : 'oa') : undefined;
       const base = child ? `/api/v1/${top}/${parent}/${child}` : `/api/v1/${top}`;
@@ -183,6 +183,16 @@ describe('real answers validate against the documented schemas', () => {
     await send('post', '/api/v1/admin-tokens', '/api/v1/admin-tokens', { name: 'oa-second', role: 'nobody' });
     await send('delete', '/api/v1/admin-tokens/{name}', '/api/v1/admin-tokens/oa-viewer');
     await send('delete', '/api/v1/admin-tokens/{name}', '/api/v1/admin-tokens/oa-viewer');
+    // The partner portal, with a partner token.
+    const portalToken = await send('post', '/api/v1/partners/{parent}/portal-tokens', '/api/v1/partners/oa/portal-tokens', { name: 'oa-portal' });
+    await send('get', '/api/v1/partners/{parent}/portal-tokens', '/api/v1/partners/oa/portal-tokens');
+    const partner = p.api.withToken(portalToken.body.token);
+    secrets.push(portalToken.body.token);
+    for (const path of ['/api/v1/portal/me', '/api/v1/portal/subscriptions', '/api/v1/portal/usage', '/api/v1/portal/keys']) await send('get', path, path, undefined, undefined, partner);
+    await send('post', '/api/v1/portal/keys', '/api/v1/portal/keys', { name: 'portal-key' }, undefined, partner);
+    await send('post', '/api/v1/portal/keys/{name}/rotate', '/api/v1/portal/keys/portal-key/rotate', {}, undefined, partner);
+    await send('post', '/api/v1/portal/keys/{name}/revoke', '/api/v1/portal/keys/portal-key/revoke', undefined, undefined, partner);
+    await send('delete', '/api/v1/partners/{parent}/portal-tokens/{name}', '/api/v1/partners/oa/portal-tokens/oa-portal');
     await send('post', '/console/api/session', '/console/api/session', { token: p.api.token });
     await send('get', '/console/api/session', '/console/api/session');
     await send('delete', '/console/api/session', '/console/api/session');
@@ -206,7 +216,7 @@ describe('real answers validate against the documented schemas', () => {
     ]) {
       assert.ok(answered.has(must), `sampled ${must}`);
     }
-    const leaks = seen.filter(({ r }) => secrets.some((s) => r.text.includes(s))).map(({ what }) => what);
+    const leaks = seen.filter(({ r }) => r !== portalToken && secrets.some((s) => r.text.includes(s))).map(({ what }) => what);
     assert.deepEqual(leaks, [], 'no answer but the minting one carries a secret');
     // A key's hash is exported to admins (so a document re-applies); no other answer shows it.
     const hash = (exported.partners as Json[]).find((x) => x.name === 'oa').apiKeys[0].hash as string;
