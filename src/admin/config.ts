@@ -72,6 +72,7 @@ export function registerConfigRoutes(app: FastifyInstance, opts: { store: ModelS
       schema: {
         tags: ['Declarative config'],
         summary: 'Export the model as one document',
+        operationId: 'exportConfig',
         querystring: ConfigQuery,
         security: [{ bearer: [] }],
         response: {
@@ -97,6 +98,7 @@ export function registerConfigRoutes(app: FastifyInstance, opts: { store: ModelS
     {
       schema: {
         tags: ['Declarative config'],
+        operationId: 'applyConfig',
         summary: 'Apply a document: its resources are created or replaced; with prune=true the model (or the tag slice) becomes exactly what it describes',
         description:
           'Body: the document as application/yaml or application/json. All-or-nothing; applying the same document twice changes nothing. Nothing the document leaves out is deleted unless prune=true (leftOut lists what a prune would delete).',

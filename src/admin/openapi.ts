@@ -6,6 +6,24 @@ import type { TSchema } from '@sinclair/typebox';
 import type { FastifyInstance, RouteOptions } from 'fastify';
 import { KIND_SCHEMAS, ref } from './schemas.ts';
 
+/** The document's tags (operations group under them), each described. */
+export const TAGS = [
+  { name: 'Gateway groups', description: 'Fleets of Envoys that share one configuration: listeners, TLS, limits mode' },
+  { name: 'Certificates', description: 'TLS certificates for listeners (private keys are stored sealed and never shown)' },
+  { name: 'Services', description: 'Upstreams: endpoints, TLS, health checks, retries' },
+  { name: 'JWT issuers', description: 'Token issuers whose JWTs authenticate callers' },
+  { name: 'Products', description: 'APIs as partners subscribe to them, with their routes' },
+  { name: 'Plans', description: 'Rate limits and quotas a subscription grants' },
+  { name: 'Partners', description: 'Callers of the gateway, with their subscriptions, API keys, mTLS identities and portal tokens' },
+  { name: 'Declarative config', description: 'The whole model as one document: export, apply, dry run' },
+  { name: 'Admin tokens', description: 'Tokens for this API (admin or viewer)' },
+  { name: 'Audit', description: 'Who changed what, when' },
+  { name: 'Fleet', description: 'Connected Envoys and what they ACKed or NACKed' },
+  { name: 'Health', description: 'Liveness and readiness (unauthenticated)' },
+  { name: 'Console', description: 'Sessions and data of the web console' },
+  { name: 'portal', description: 'The partner portal: what a partner token may see and do for its own partner' },
+];
+
 const WHY: Record<number, string> = {
   400: 'Malformed request: invalid JSON or YAML, a bad percent-encoding, a bad If-Match',
   401: 'No valid admin token',
@@ -73,12 +91,25 @@ export function documentResponses(app: FastifyInstance, more: readonly TSchema[]
       if (name) response[code] = json((r as { description?: string }).description ?? 'OK', ref(name));
     }
     const method = Array.isArray(route.method) ? route.method[0]! : route.method;
+    // Authentication is the same everywhere (auth.ts): an admin token, or the console's session cookie.
+    const security: Array<Record<string, string[]>> = route.config?.public ? [] : [{ bearer: [] }, { session: [] }];
+    const operationId = (schema as { operationId?: string }).operationId ?? operationIdOf(method, route.url);
     if (!Object.keys(response).some((c) => c.startsWith('2'))) {
       for (const [code, description] of Object.entries(successes(method, route.url))) response[code] = code === '204' ? { description, type: 'null' } : { description };
     }
     for (const code of errors(method, route)) if (!(code in response)) response[code] = problem(code);
-    route.schema = { ...schema, response };
+    route.schema = { ...schema, operationId, security, response };
   });
+}
+
+/** An operation id from the method and path, for routes that do not name theirs: `GET /console/api/session` → getConsoleApiSession. */
+export function operationIdOf(method: string, url: string): string {
+  const words = url
+    .replace(/^\/api\/v1\//, '/')
+    .split('/')
+    .filter((w) => w && !w.startsWith(':'))
+    .flatMap((w) => w.split('-'));
+  return method.toLowerCase() + words.map((w) => w[0]!.toUpperCase() + w.slice(1)).join('');
 }
 
 /** Names component schemas by their $id (Problem, …) instead of def-0, def-1. */

@@ -137,13 +137,18 @@ export interface Readiness {
 }
 
 export function registerHealthRoutes(app: FastifyInstance, readiness: Readiness): void {
-  app.get('/healthz', { config: { public: true }, schema: { tags: ['Health'], summary: 'Liveness: the process is up', response: { 200: json('Up', ref('Health')) } } }, async () => ({ status: 'ok' }));
+  app.get(
+    '/healthz',
+    { config: { public: true }, schema: { tags: ['Health'], summary: 'Liveness: the process is up', operationId: 'getHealth', response: { 200: json('Up', ref('Health')) } } },
+    async () => ({ status: 'ok' }),
+  );
   app.get(
     '/readyz',
     {
       config: { public: true },
       schema: {
         tags: ['Health'],
+        operationId: 'getReadiness',
         summary: 'Readiness: migrations applied and the model loaded; 503 while starting or draining at shutdown',
         response: { 200: json('Ready', ref('Readiness')), 503: json('Starting, or draining at shutdown', ref('Readiness')) },
       },
@@ -161,7 +166,10 @@ export function registerTokenRoutes(app: FastifyInstance, opts: { store: ModelSt
   const tags = ['Admin tokens'];
   app.get(
     '/api/v1/admin-tokens',
-    { config: { role: 'admin' }, schema: { tags, summary: 'List admin tokens (never their secrets)', security: [{ bearer: [] }], response: { 200: json('The tokens', ref('AdminTokenList')) } } },
+    {
+      config: { role: 'admin' },
+      schema: { tags, summary: 'List admin tokens (never their secrets)', operationId: 'listAdminTokens', security: [{ bearer: [] }], response: { 200: json('The tokens', ref('AdminTokenList')) } },
+    },
     async () => ({
       items: store.adminTokens.list(),
     }),
@@ -173,6 +181,7 @@ export function registerTokenRoutes(app: FastifyInstance, opts: { store: ModelSt
       schema: {
         tags,
         summary: 'Create an admin token; the token is returned once',
+        operationId: 'createAdminToken',
         body: AdminTokenInput,
         security: [{ bearer: [] }],
         response: { 201: json('Created; `token` is shown in this answer only', ref('AdminTokenCreated')) },
@@ -191,7 +200,14 @@ export function registerTokenRoutes(app: FastifyInstance, opts: { store: ModelSt
     '/api/v1/admin-tokens/:name',
     {
       config: { role: 'admin' },
-      schema: { tags, summary: 'Revoke an admin token', params: Type.Object({ name: Type.String() }), security: [{ bearer: [] }], response: { 204: { description: 'Revoked', type: 'null' } } },
+      schema: {
+        tags,
+        summary: 'Revoke an admin token',
+        operationId: 'deleteAdminToken',
+        params: Type.Object({ name: Type.String() }),
+        security: [{ bearer: [] }],
+        response: { 204: { description: 'Revoked', type: 'null' } },
+      },
     },
     async (request, reply) => {
       if (!(await store.adminTokens.delete(request.params.name, request.principal!.name))) throw problems.notFound(`admin token '${request.params.name}'`, 'path parameter name');
@@ -218,6 +234,7 @@ export function registerAuditRoutes(app: FastifyInstance, opts: { store: ModelSt
       schema: {
         tags: ['Audit'],
         summary: 'Audit entries, newest first: who changed what, before and after',
+        operationId: 'listAuditEntries',
         querystring: AuditQuery,
         security: [{ bearer: [] }],
         response: { 200: json('A page of entries', ref('AuditPage')) },
@@ -247,6 +264,7 @@ export function registerFleetRoutes(app: FastifyInstance, fleet: () => unknown):
     {
       schema: {
         tags: ['Fleet'],
+        operationId: 'getFleet',
         summary: 'Connected Envoys per gateway group: the version each ACKed per resource type, and the last NACK with its message',
         security: [{ bearer: [] }],
         response: { 200: json('The fleet as this replica sees it', ref('Fleet')) },

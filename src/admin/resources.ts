@@ -22,7 +22,7 @@ import { keyRange, PAGE_CACHE_MAX, pageCache, present, presentedJson, sortedKeys
 import { nameNestedErrors, nestedMutations, splitChildren, type NestedWrite } from './nested.ts';
 import { json } from './openapi.ts';
 import { modelProblem, problems } from './problem.ts';
-import { KIND_SCHEMAS } from './schemas.ts';
+import { KIND_SCHEMAS, SCHEMA_NAME } from './schemas.ts';
 
 /** Fields the API returns but a client never sets; accepted (and ignored) in bodies so GET → edit → PUT works. */
 const OUTPUT_ONLY = ['revision', 'createdAt', 'updatedAt'];
@@ -248,13 +248,15 @@ function registerKind(app: FastifyInstance, kind: KindName, store: ModelStore): 
     return reply(res, stored, result.snapshot, created ? 201 : 200, shown);
   };
 
-  const docs = (summary: string, extra: Record<string, unknown> = {}) => ({ tags, summary, security: [{ bearer: [] }], ...extra });
+  const docs = (summary: string, operationId: string, extra: Record<string, unknown> = {}) => ({ tags, summary, operationId, ...extra });
+  const name = SCHEMA_NAME[kind];
+  const plural = name.endsWith('y') ? `${name.slice(0, -1)}ies` : `${name}s`;
 
   app.get<{ Params: Params; Querystring: Query }>(
     base,
     {
       schema: {
-        ...docs(`List ${info.singular}s`),
+        ...docs(`List ${info.singular}s`, `list${plural}`),
         ...(collectionParams ? { params: collectionParams } : {}),
         querystring: ListQuery(kind),
         response: { 200: json(`A page of ${info.singular}s`, named.page) },
@@ -302,7 +304,7 @@ function registerKind(app: FastifyInstance, kind: KindName, store: ModelStore): 
     },
   );
 
-  app.get<{ Params: Params }>(item, { schema: { ...docs(`Get a ${info.singular}`), params, response: { 200: json(`The ${info.singular}`, named.answer) } } }, async (request, res) => {
+  app.get<{ Params: Params }>(item, { schema: { ...docs(`Get a ${info.singular}`, `get${name}`), params, response: { 200: json(`The ${info.singular}`, named.answer) } } }, async (request, res) => {
     const r = lookup(request.params);
     const model = store.current();
     const rev = model.meta.get(metaKey(kind, keyOf(kind, r)))?.revision;
@@ -314,7 +316,11 @@ function registerKind(app: FastifyInstance, kind: KindName, store: ModelStore): 
     base,
     {
       schema: {
-        ...docs(`Create a ${info.singular}`, kind === 'apiKeys' ? { description: 'Generates the key unless `key` imports one; the key is returned once, in this response only.' } : {}),
+        ...docs(
+          `Create a ${info.singular}`,
+          `create${name}`,
+          kind === 'apiKeys' ? { description: 'Generates the key unless `key` imports one; the key is returned once, in this response only.' } : {},
+        ),
         ...(collectionParams ? { params: collectionParams } : {}),
         body: named.input,
         response: { 201: json(`Created`, named.written) },
@@ -327,7 +333,9 @@ function registerKind(app: FastifyInstance, kind: KindName, store: ModelStore): 
     item,
     {
       schema: {
-        ...docs(`Create or replace a ${info.singular}`, { description: 'Send If-Match with the ETag you read to avoid overwriting a concurrent change; If-None-Match: * creates only.' }),
+        ...docs(`Create or replace a ${info.singular}`, `replace${name}`, {
+          description: 'Send If-Match with the ETag you read to avoid overwriting a concurrent change; If-None-Match: * creates only.',
+        }),
         params,
         body: named.input,
         response: { 200: json('Replaced', named.written), 201: json('Created', named.written) },
@@ -338,17 +346,21 @@ function registerKind(app: FastifyInstance, kind: KindName, store: ModelStore): 
 
   app.patch<{ Params: Params }>(
     item,
-    { schema: { ...docs(`Change fields of a ${info.singular} (JSON merge patch, RFC 7396)`), params, response: { 200: json('Changed', named.written) } } },
+    { schema: { ...docs(`Change fields of a ${info.singular} (JSON merge patch, RFC 7396)`, `update${name}`), params, response: { 200: json('Changed', named.written) } } },
     (request, res) => write(request, res, 'patch'),
   );
 
-  app.delete<{ Params: Params }>(item, { schema: { ...docs(`Delete a ${info.singular}`), params, response: { 204: { description: 'Deleted', type: 'null' } } } }, async (request, res) => {
-    const r = lookup(request.params);
-    const key = keyOf(kind, r);
-    const pre = precondition(kind, key, request, undefined);
-    await commit(request, { kind, op: 'delete', key }, pre, `delete ${info.singular} ${key}`);
-    return res.code(204).send();
-  });
+  app.delete<{ Params: Params }>(
+    item,
+    { schema: { ...docs(`Delete a ${info.singular}`, `delete${name}`), params, response: { 204: { description: 'Deleted', type: 'null' } } } },
+    async (request, res) => {
+      const r = lookup(request.params);
+      const key = keyOf(kind, r);
+      const pre = precondition(kind, key, request, undefined);
+      await commit(request, { kind, op: 'delete', key }, pre, `delete ${info.singular} ${key}`);
+      return res.code(204).send();
+    },
+  );
 }
 
 /** RFC 7396 JSON merge patch. */

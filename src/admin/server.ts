@@ -12,12 +12,12 @@ import { authenticate, registerAuth } from './auth.ts';
 import { CONFIG_SCHEMAS, registerConfigRoutes } from './config.ts';
 import { CONSOLE_SCHEMAS, registerConsole } from './console.ts';
 import { registerFlowRoutes, type FlowTools } from './flows.ts';
-import { ConsoleSessions, type SessionOptions } from './console-sessions.ts';
+import { ConsoleSessions, SESSION_COOKIE, type SessionOptions } from './console-sessions.ts';
 import { registerCacheRoutes } from './cache.ts';
 import { OPERATION_SCHEMAS, registerAuditRoutes, registerFleetRoutes, registerHealthRoutes, registerMetricsRoute, registerTokenRoutes, type Readiness } from './operations.ts';
 import type { Registry } from 'prom-client';
 import { clientErrorHandler, frameworkErrors, HttpProblem, installProblemHandlers, problems } from './problem.ts';
-import { documentResponses, refResolver, sharedSerializers } from './openapi.ts';
+import { documentResponses, refResolver, sharedSerializers, TAGS } from './openapi.ts';
 import { PORTAL_SCHEMAS, registerPortalRoutes, type PortalUsageReader } from './portal.ts';
 import { registerPartnerTokenRoutes } from './portal-tokens.ts';
 import { registerResourceRoutes } from './resources.ts';
@@ -123,7 +123,15 @@ export async function buildAdminServer(opts: AdminServerOptions): Promise<Fastif
         version: '1',
         description: 'Manage gateway groups, services, products, routes, partners, plans and credentials. Errors are RFC 9457 problem+json.',
       },
-      components: { securitySchemes: { bearer: { type: 'http', scheme: 'bearer', description: 'an admin token (pta_…); a partner token reaches only the portal operations' } } },
+      // Relative: the document describes the admin listener it is served from.
+      servers: [{ url: '/', description: 'this admin listener' }],
+      tags: TAGS,
+      components: {
+        securitySchemes: {
+          bearer: { type: 'http', scheme: 'bearer', description: 'an admin token (pta_…); a partner token reaches only the portal operations' },
+          session: { type: 'apiKey', in: 'cookie', name: SESSION_COOKIE, description: 'the web console’s session (POST /console/api/session); unsafe methods also need its CSRF token' },
+        },
+      },
     },
   });
   await app.register(swaggerUi, { routePrefix: '/docs', uiConfig: { docExpansion: 'list' }, logLevel: 'warn' });

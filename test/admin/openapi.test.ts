@@ -58,6 +58,21 @@ describe('the OpenAPI document names a schema for every answer', () => {
       }
     }
     assert.deepEqual(missing, []);
+    // What the linter (npm run lint:openapi) also insists on: ids, declared tags, stated authentication.
+    const ids = operations(doc).map(({ op }) => op.operationId);
+    assert.ok(
+      ids.every((id) => typeof id === 'string' && /^[a-z][A-Za-z]+$/.test(id)),
+      ids.join(' '),
+    );
+    assert.equal(new Set(ids).size, ids.length, 'operation ids are unique');
+    const tags = new Set(doc.tags.map((t: Json) => t.name));
+    for (const { method, path, op } of operations(doc)) {
+      assert.ok(op.tags?.length && op.tags.every((t: string) => tags.has(t)), `${method} ${path} has declared tags: ${op.tags}`);
+      const expected = ['/healthz', '/readyz'].includes(path) || (path === '/console/api/session' && method === 'post') ? [] : [{ bearer: [] }, { session: [] }];
+      assert.deepEqual(op.security, expected, `${method} ${path} states how it is authenticated`);
+    }
+    assert.equal(doc.paths['/api/v1/services'].get.operationId, 'listServices');
+    assert.equal(doc.paths['/api/v1/partners/{parent}/mtls-identities/{name}'].patch.operationId, 'updateMtlsIdentity');
     for (const name of ['Service', 'Product', 'Route', 'Partner', 'Subscription', 'ApiKey', 'Plan', 'JwtIssuer', 'Certificate', 'GatewayGroup', 'Problem', 'ServicePage', 'ServiceInput']) {
       assert.ok(doc.components.schemas[name], `#/components/schemas/${name}`);
     }
