@@ -46,7 +46,7 @@ export const PORTAL_MAX_KEYS = 100;
 const Obj = Type.Record(Type.String(), Type.Unknown());
 // An API key as the portal shows it is the admin API's ApiKey (never a secret); a new one adds the key once.
 const KeyView = ref('ApiKey');
-const NewKey = ref('ApiKeyWritten');
+const NewKey = ref('ApiKeyMinted');
 const Budget = Type.Object(
   {
     product: Type.String(),

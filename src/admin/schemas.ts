@@ -146,7 +146,6 @@ function kindSchemas(): { schemas: TSchema[]; byKind: Record<KindName, KindSchem
     );
     if (kind === 'apiKeys') {
       added.key = Type.String({ description: 'the whole key, in the answer to the write that minted it only; it is never shown again' });
-      added.replaces = Type.String({ description: 'the key a rotation replaced (partner portal)' });
     }
     const written = Object.keys(added).length ? object(`${name}Written`, { ...answerProps, ...added }, answerRequired, `What a write of a ${info.singular} answers with`) : ref(name);
 
@@ -171,6 +170,16 @@ function kindSchemas(): { schemas: TSchema[]; byKind: Record<KindName, KindSchem
       `The body that creates or replaces a ${info.singular}`,
     );
     schemas.push(answer, page, input);
+    // The partner portal's new and rotated keys: always minted, so the key is always there.
+    if (kind === 'apiKeys')
+      schemas.push(
+        object(
+          'ApiKeyMinted',
+          { ...answerProps, ...added, replaces: Type.String({ description: 'the key this one replaces (a rotation)' }) },
+          [...answerRequired, 'key'],
+          'A newly minted API key, with the whole key shown once',
+        ),
+      );
     if (idOf(written) !== undefined) schemas.push(written);
     byKind[kind] = { answer: ref(name), written: ref(idOf(written) ?? name), page: ref(`${name}Page`), input: ref(`${name}Input`) };
   }
