@@ -5,7 +5,9 @@ import { Type } from '@sinclair/typebox';
 import type { FastifyInstance, FastifyRequest } from 'fastify';
 import { schemaErrors, sortedValues, type ModelSnapshot, type Mutation, type Route } from '../model/index.ts';
 import { ModelValidationError, type ModelStore } from '../store/index.ts';
+import { json } from './openapi.ts';
 import { modelProblem, problems } from './problem.ts';
+import { ref } from './schemas.ts';
 
 export interface PurgedRoute {
   product: string;
@@ -33,6 +35,13 @@ const PurgeBody = Type.Object(
   { additionalProperties: false },
 );
 
+const route = Type.Object({ product: Type.String(), route: Type.String(), generation: Type.Integer({ description: 'the cache key generation now in force' }) }, { additionalProperties: false });
+/** The purge endpoints' answer (registered by server.ts as a named schema). */
+export const CachePurgeResult = Type.Object(
+  { purged: Type.Array(route) },
+  { $id: 'CachePurgeResult', title: 'CachePurgeResult', description: 'The routes whose cache was purged', additionalProperties: false },
+);
+
 export function registerCacheRoutes(app: FastifyInstance, opts: { store: ModelStore }): void {
   const { store } = opts;
   const tags = ['Cache'];
@@ -56,6 +65,7 @@ export function registerCacheRoutes(app: FastifyInstance, opts: { store: ModelSt
         summary: "Purge a route's cache on every Envoy of its groups (its key generation goes up)",
         params: Type.Object({ product: Type.String(), route: Type.String() }),
         security: [{ bearer: [] }],
+        response: { 200: json('Purged', ref('CachePurgeResult')) },
       },
     },
     async (request) => {
@@ -68,7 +78,16 @@ export function registerCacheRoutes(app: FastifyInstance, opts: { store: ModelSt
   );
   app.post(
     '/api/v1/cache/purge',
-    { config: { role: 'admin' }, schema: { tags, summary: 'Purge the cache of every cached route whose key (product/route) starts with a prefix', body: PurgeBody, security: [{ bearer: [] }] } },
+    {
+      config: { role: 'admin' },
+      schema: {
+        tags,
+        summary: 'Purge the cache of every cached route whose key (product/route) starts with a prefix',
+        body: PurgeBody,
+        security: [{ bearer: [] }],
+        response: { 200: json('Purged', ref('CachePurgeResult')) },
+      },
+    },
     async (request) => {
       const errors = schemaErrors(PurgeBody, request.body);
       if (errors.length) throw problems.validation(errors);

@@ -67,6 +67,10 @@ const TryResult = Type.Object({
   trace: Type.Array(StepTrace),
 });
 
+const FlowCheckResult = Type.Object({ valid: Type.Literal(true) }, { description: 'The flow would be accepted' });
+/** The designer endpoints' answer schemas by component name (server.ts registers them; the routes pass them as they are). */
+export const FLOW_SCHEMAS = { FlowCheckResult, FlowTryResult: TryResult };
+
 /** The body must be an object before its fields are read (a missing body names the body). */
 function bodyOf(body: unknown, schema: typeof CheckBody | typeof TryBody): Record<string, unknown> {
   if (body === null || typeof body !== 'object' || Array.isArray(body)) throw problems.validation([{ field: '(body)', message: 'must be a JSON object with a flow' }]);
@@ -90,7 +94,7 @@ export function registerFlowRoutes(app: FastifyInstance, opts: { store: ModelSto
         tags,
         summary: 'Check a flow as a route would carry it (schema, expressions, references, limits); 422 names each field',
         body: CheckBody,
-        response: { 200: Type.Object({ valid: Type.Literal(true) }, { description: 'The flow would be accepted' }) },
+        response: { 200: FlowCheckResult },
         security: [{ bearer: [] }],
       },
     },

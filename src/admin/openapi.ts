@@ -20,6 +20,8 @@ export const TAGS = [
   { name: 'Audit', description: 'Who changed what, when' },
   { name: 'Fleet', description: 'Connected Envoys and what they ACKed or NACKed' },
   { name: 'Health', description: 'Liveness and readiness (unauthenticated)' },
+  { name: 'Cache', description: 'Purging the response caches of routes on every Envoy' },
+  { name: 'Flows', description: 'The flow designer: check a flow, try it once against the real services' },
   { name: 'Console', description: 'Sessions and data of the web console' },
   { name: 'portal', description: 'The partner portal: what a partner token may see and do for its own partner' },
 ];

@@ -64,6 +64,12 @@ const ANSWER_EXTRA: Partial<Record<KindName, TProperties>> = {
     notAfter: Type.Optional(Type.String({ format: 'date-time' })),
     fingerprintSha256: Type.Optional(Type.String({ pattern: '^[0-9a-f]{64}$' })),
   },
+  jwtIssuers: {
+    nativeVerification: Type.Object(
+      { envoy: Type.Boolean(), reason: Type.Optional(Type.String({ description: 'why the callout verifies these tokens instead' })) },
+      { additionalProperties: false, description: 'in native mode: whether Envoy verifies this issuer’s tokens itself, or the callout does (and why)' },
+    ),
+  },
   apiKeys: {
     prefix: ApiKeyPrefix,
     storage: Type.Union([Type.Literal('sealed'), Type.Literal('hash-only')], {

@@ -11,9 +11,9 @@ import type { ModelStore } from '../store/index.ts';
 import { authenticate, registerAuth } from './auth.ts';
 import { CONFIG_SCHEMAS, registerConfigRoutes } from './config.ts';
 import { CONSOLE_SCHEMAS, registerConsole } from './console.ts';
-import { registerFlowRoutes, type FlowTools } from './flows.ts';
+import { FLOW_SCHEMAS, registerFlowRoutes, type FlowTools } from './flows.ts';
 import { ConsoleSessions, SESSION_COOKIE, type SessionOptions } from './console-sessions.ts';
-import { registerCacheRoutes } from './cache.ts';
+import { CachePurgeResult, registerCacheRoutes } from './cache.ts';
 import { OPERATION_SCHEMAS, registerAuditRoutes, registerFleetRoutes, registerHealthRoutes, registerMetricsRoute, registerTokenRoutes, type Readiness } from './operations.ts';
 import type { Registry } from 'prom-client';
 import { clientErrorHandler, frameworkErrors, HttpProblem, installProblemHandlers, problems } from './problem.ts';
@@ -113,7 +113,7 @@ export async function buildAdminServer(opts: AdminServerOptions): Promise<Fastif
     if (route.url.startsWith('/docs')) route.config = { ...(route.config ?? {}), public: true };
   });
   // Named schemas drive the document and the serialisers: a field not in an answer's schema is never sent.
-  documentResponses(app, [...OPERATION_SCHEMAS, ...CONFIG_SCHEMAS], { ...CONSOLE_SCHEMAS, ...PORTAL_SCHEMAS });
+  documentResponses(app, [...OPERATION_SCHEMAS, ...CONFIG_SCHEMAS, CachePurgeResult], { ...CONSOLE_SCHEMAS, ...PORTAL_SCHEMAS, ...FLOW_SCHEMAS });
   await app.register(swagger, {
     refResolver,
     openapi: {

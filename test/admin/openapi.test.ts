@@ -154,7 +154,7 @@ describe('real answers validate against the documented schemas', () => {
 
     for (const { method, path } of operations(doc)) {
       const kinds = /^\/api\/v1\/([a-z-]+)(?:\/\{parent\}\/([a-z-]+))?(\/\{name\})?$/.exec(path);
-      if (!kinds || ['admin-tokens', 'audit', 'config', 'fleet', 'portal'].includes(kinds[1]!) || kinds[2] === 'portal-tokens') continue;
+      if (!kinds || ['admin-tokens', 'audit', 'cache', 'config', 'fleet', 'flows', 'portal'].includes(kinds[1]!) || kinds[2] === 'portal-tokens') continue;
       const [, top, child, item] = kinds;
       const parent = child ? (top === 'products' ? 'orders' : 'oa') : undefined;
       const base = child ? `/api/v1/${top}/${parent}/${child}` : `/api/v1/${top}`;
@@ -198,6 +198,13 @@ describe('real answers validate against the documented schemas', () => {
     await send('post', '/api/v1/admin-tokens', '/api/v1/admin-tokens', { name: 'oa-second', role: 'nobody' });
     await send('delete', '/api/v1/admin-tokens/{name}', '/api/v1/admin-tokens/oa-viewer');
     await send('delete', '/api/v1/admin-tokens/{name}', '/api/v1/admin-tokens/oa-viewer');
+    // Cache purges (nothing caches in the example: 404 and 422 naming the field) and the flow designer.
+    await send('post', '/api/v1/products/{product}/routes/{route}/cache/purge', '/api/v1/products/orders/routes/no-such-route/cache/purge');
+    await send('post', '/api/v1/cache/purge', '/api/v1/cache/purge', { prefix: 'orders/' });
+    const flow = { steps: [{ name: 'hello', respond: { status: 200, body: '"hi"' } }] };
+    await send('post', '/api/v1/flows/check', '/api/v1/flows/check', { flow });
+    await send('post', '/api/v1/flows/try', '/api/v1/flows/try', { flow });
+    await send('post', '/api/v1/flows/try', '/api/v1/flows/try', { flow: { steps: [] } });
     // The partner portal, with a partner token.
     const portalToken = await send('post', '/api/v1/partners/{parent}/portal-tokens', '/api/v1/partners/oa/portal-tokens', { name: 'oa-portal' });
     await send('get', '/api/v1/partners/{parent}/portal-tokens', '/api/v1/partners/oa/portal-tokens');
@@ -207,6 +214,8 @@ describe('real answers validate against the documented schemas', () => {
     await send('post', '/api/v1/portal/keys', '/api/v1/portal/keys', { name: 'portal-key' }, undefined, partner);
     await send('post', '/api/v1/portal/keys/{name}/rotate', '/api/v1/portal/keys/portal-key/rotate', {}, undefined, partner);
     await send('post', '/api/v1/portal/keys/{name}/revoke', '/api/v1/portal/keys/portal-key/revoke', undefined, undefined, partner);
+    await send('patch', '/api/v1/portal/keys/{name}', '/api/v1/portal/keys/portal-key', { description: 'sampled' }, undefined, partner);
+    await send('delete', '/api/v1/portal/keys/{name}', '/api/v1/portal/keys/portal-key', undefined, undefined, partner);
     await send('delete', '/api/v1/partners/{parent}/portal-tokens/{name}', '/api/v1/partners/oa/portal-tokens/oa-portal');
     await send('post', '/console/api/session', '/console/api/session', { token: p.api.token });
     await send('get', '/console/api/session', '/console/api/session');
