@@ -138,7 +138,7 @@ async function main(argv: string[]): Promise<void> {
       if (!errors.length) errors.push(...validateTranslation(parsed.model).map((e) => ({ field: `${KINDS[e.kind].singular} '${e.key}' ${e.field}`, message: e.message })));
       if (errors.length) throw new Error(`the model is invalid:\n${errors.map((e) => `  ${e.field} ${e.message}`).join('\n')}`);
       const settings = loadSettings();
-      const flows = { address: settings.flowsAddress ?? `${settings.flowsListenHost}:${settings.flowsListenPort || 18002}`, stepAddress: settings.flowsStepAddress };
+      const flows = { address: settings.flowsAddress ?? `${settings.flowsListenHost}:${settings.flowsListenPort}`, stepAddress: settings.flowsStepAddress };
       const groups = translate(parsed.model, { calloutAddress: str('callout-address') ?? settings.calloutAddress ?? '127.0.0.1:18000', flows });
       const group = str('group');
       if (group && !groups.has(group)) throw new UsageError(`no gateway group '${group}' in the file`, command);

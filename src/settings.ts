@@ -184,11 +184,7 @@ export function loadSettings(env: Env = process.env): Settings {
   if (env.PORTICO_CALLOUT_ADDR) hostPort(env, 'PORTICO_CALLOUT_ADDR', '');
   if (env.PORTICO_ACCESS_LOG_ADDR) hostPort(env, 'PORTICO_ACCESS_LOG_ADDR', '');
   if (env.PORTICO_OTEL_COLLECTOR_ADDR) hostPort(env, 'PORTICO_OTEL_COLLECTOR_ADDR', '');
-  // An embedded control plane (one process on PGlite) gives its runtime a free loopback port (Envoys
-  // learn it over xDS), so two on one host never collide. Replicas sharing PostgreSQL keep one fixed
-  // port (the address is part of the config every replica must publish identically), as does a flows role.
-  const fixedFlowsPort = env.PORTICO_ROLE === 'flows' || Boolean(env.DATABASE_URL);
-  const flowsListen = hostPort(env, 'PORTICO_FLOWS_LISTEN_ADDR', fixedFlowsPort ? '127.0.0.1:18002' : '127.0.0.1:0');
+  const flowsListen = hostPort(env, 'PORTICO_FLOWS_LISTEN_ADDR', '127.0.0.1:18002');
   if (env.PORTICO_FLOWS_ADDR) hostPort(env, 'PORTICO_FLOWS_ADDR', '');
   if (env.PORTICO_FLOWS_ENVOY_ADDR) hostPort(env, 'PORTICO_FLOWS_ENVOY_ADDR', '');
   hostPort(env, 'PORTICO_FLOWS_STEP_ADDR', '127.0.0.1:18003');
