@@ -203,6 +203,7 @@ describe('access-log gRPC service', () => {
       products: new Map([['orders', {}]]),
       partners: new Map([['acme', {}]]),
       gatewayGroups: new Map([['edge', {}]]),
+      routes: new Map(),
     } as never);
     const server = new grpc.Server();
     registerAccessLogService(server, svc);
