@@ -7,7 +7,7 @@ import assert from 'node:assert/strict';
 import { test } from 'node:test';
 import type { Page } from 'playwright-core';
 import { homeFlow, SEED_ORDERS, SEED_RECOMMENDATIONS, SEED_USER } from '../../src/flows/index.ts';
-import { accessibilityViolations, newPage, openBrowser, screenshot, signIn } from '../support/browser.ts';
+import { accessibilityViolations, newPage, openBrowser, screenshot, settledTexts, signIn } from '../support/browser.ts';
 import { freePort } from '../support/components.ts';
 import { startFlowUpstreams } from '../support/flows-gateway.ts';
 import { ADMIN_TOKEN, startTestPortico } from '../support/portico.ts';
@@ -118,7 +118,7 @@ test('flow designer in Chromium', async (t) => {
     await fill(page, 'respond1', 'reply', [['Body', REPLY]]);
     await checked(page, /No problems found/);
     // The three calls sit side by side as branches of fetch.
-    assert.deepEqual(await page.getByRole('list', { name: 'Branches of parallel fetch' }).locator('.node-name').allTextContents(), ['user', 'orders', 'recommendations']);
+    await settledTexts(page.getByRole('list', { name: 'Branches of parallel fetch' }).locator('.node-name'), ['user', 'orders', 'recommendations']);
     await screenshot(page, 'flows-01-built');
 
     await page.getByText('Flow as text (JSON or YAML)').click();
@@ -207,7 +207,7 @@ test('flow designer in Chromium', async (t) => {
     await page.keyboard.press('Enter');
     await checked(page, /\d+ problems? found/);
     await page.getByRole('button', { name: 'Move reply down' }).click();
-    assert.deepEqual(await page.getByRole('list', { name: 'Steps of the flow' }).locator(':scope > li > .node-wrap > .node .node-name').allTextContents(), ['fetch', 'profile', 'reply']);
+    await settledTexts(page.getByRole('list', { name: 'Steps of the flow' }).locator(':scope > li > .node-wrap > .node .node-name'), ['fetch', 'profile', 'reply']);
   });
 
   await t.test('works at a narrow width', async () => {

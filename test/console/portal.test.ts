@@ -5,7 +5,7 @@
 // Screenshots go to test-results/console/portal-*.png.
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import { accessibilityViolations, newPage, openBrowser, screenshot, signIn } from '../support/browser.ts';
+import { accessibilityViolations, newPage, openBrowser, screenshot, settledTexts, signIn } from '../support/browser.ts';
 import { freePort, waitFor } from '../support/components.ts';
 import { startEnvoy } from '../support/envoy.ts';
 import { startTestPortico, type TestPortico } from '../support/portico.ts';
@@ -71,10 +71,11 @@ partners:
     await signIn(page, portico.adminUrl, partnerToken);
     await page.getByRole('heading', { name: 'Subscriptions' }).waitFor();
     const nav = page.getByRole('navigation', { name: 'Partner portal' });
-    assert.deepEqual(await nav.getByRole('link').allTextContents(), ['Subscriptions', 'Usage', 'API keys']);
+    await settledTexts(nav.getByRole('link'), ['Subscriptions', 'Usage', 'API keys']);
     assert.equal(await page.getByRole('navigation', { name: 'Console' }).count(), 0);
     await page.getByText('acme (token acme-portal)').waitFor();
     const rows = page.getByRole('table', { name: 'Subscriptions' }).getByRole('row');
+    await rows.nth(1).waitFor();
     assert.equal(await rows.count(), 2, 'a header and one subscription');
     assert.match((await rows.nth(1).textContent()) ?? '', /The shop.*\/shop.*gold.*active.*600 per minute.*1000 per day \(quota\)/);
     const text = (await page.content()).toLowerCase();
@@ -90,7 +91,7 @@ partners:
     await nav.getByRole('link', { name: 'API keys' }).click();
     await page.getByRole('heading', { name: 'API keys' }).waitFor();
     const keyRows = page.getByRole('table', { name: 'API keys' }).getByRole('row');
-    assert.deepEqual(await keyRows.locator('th[scope=row]').allTextContents(), ['acme-batch']);
+    await settledTexts(keyRows.locator('th[scope=row]'), ['acme-batch']);
   });
 
   let webKey = '';

@@ -2,9 +2,10 @@
 // console's tests, with sign-in and screenshot helpers. Screenshots go to test-results/console/.
 import { mkdirSync } from 'node:fs';
 import { createRequire } from 'node:module';
+import assert from 'node:assert/strict';
 import path from 'node:path';
 import type { TestContext } from 'node:test';
-import { type Browser, type BrowserContext, chromium, type Page } from 'playwright-core';
+import { type Browser, type BrowserContext, chromium, type Locator, type Page } from 'playwright-core';
 import { requireComponent } from './components.ts';
 
 export const SCREENSHOT_DIR = path.resolve('test-results/console');
@@ -28,6 +29,21 @@ export async function newPage(browser: Browser, opts: { width?: number; height?:
 export async function screenshot(page: Page, name: string): Promise<void> {
   mkdirSync(SCREENSHOT_DIR, { recursive: true });
   await page.screenshot({ path: path.join(SCREENSHOT_DIR, `${name}.png`), fullPage: true });
+}
+
+/**
+ * Asserts the texts of what `locator` matches once the page has settled on them: the console renders
+ * after its fetches and after a state update, so a single read right after a heading or a click can
+ * see the table before its rows (CI failed that way once on a busy machine).
+ */
+export async function settledTexts(locator: Locator, expected: string[], timeoutMs = 20_000): Promise<void> {
+  const until = Date.now() + timeoutMs;
+  let seen = await locator.allTextContents();
+  while (JSON.stringify(seen) !== JSON.stringify(expected) && Date.now() < until) {
+    await new Promise((r) => setTimeout(r, 50));
+    seen = await locator.allTextContents();
+  }
+  assert.deepEqual(seen, expected);
 }
 
 /** Signs in through the form, typing the token and pressing Enter (the keyboard path). */
