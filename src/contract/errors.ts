@@ -133,3 +133,14 @@ export const LOCAL_REPLY_MAPPINGS: readonly LocalReplyMapping[] = [
   { status: 503, error: 'unavailable', message: 'The upstream service is unavailable.' },
   { status: 504, error: 'gateway_timeout', message: 'The upstream service did not respond in time.' },
 ];
+
+/**
+ * The gRPC-JSON transcoder's own refusals (a URL no method maps to; a body that is not the method's
+ * message). They carry neither a response flag nor a missing request id, so the generic mappings
+ * above would pass Envoy's plain-text bodies through; their code details name the transcoder.
+ * The messages are fixed: Envoy's text quotes the client's path, which a text body cannot escape.
+ */
+export const TRANSCODER_REPLY_MAPPINGS: readonly RateLimitReplyMapping[] = (['early_grpc_json_transcode_failure', 'grpc_json_transcode_failure'] as const).flatMap((codeDetailsPrefix) => [
+  { status: 404, codeDetailsPrefix, headers: [], body: gatewayErrorBody('not_found', 'No method of this gRPC service matches the request’s method and path.') },
+  { status: 400, codeDetailsPrefix, headers: [], body: gatewayErrorBody('bad_request', 'The request does not match the gRPC method’s message.') },
+]);

@@ -108,11 +108,18 @@ describe('gRPC upstreams through a real Envoy: JSON transcoding and gRPC-Web', (
         assert.equal(decodeURIComponent(r.json.message), id.startsWith('boom') ? 'the order store failed' : id.startsWith('bad') ? `order id ${id} is malformed` : `order ${id} not found`);
       }
       const before = upstream.calls;
-      assert.equal((await g.call('/v1/nothing/here')).status, 404);
+      const nothing = await g.call('/v1/nothing/here');
+      assert.equal(nothing.status, 404);
+      // The transcoder's own refusals in the gateway's JSON shape, like every other error.
+      assert.equal(json(nothing).error, 'not_found', nothing.text);
       // The narrowed route exposes no CreateOrder.
       const create = await lean('/v1/orders', 'POST', '{}');
       assert.equal(create.status, 404, create.text);
       assert.equal(upstream.calls, before, 'neither reached the upstream');
+      // A body that is not the method's message: a 400 in the same shape.
+      const badBody = await g.call('/v1/orders', { method: 'POST', headers: { 'content-type': 'application/json' }, body: '{"id": [' });
+      assert.equal(badBody.status, 400, badBody.text);
+      assert.equal(json(badBody).error, 'bad_request', badBody.text);
       assert.equal((await lean('/v1/orders/o-3')).status, 200, 'the narrowed route still has GetOrder');
     });
 

@@ -2,6 +2,7 @@
 // a route's own config. A route's config replaces the filter's whole config in Envoy (no merging), so
 // each route carries everything: its descriptor set (narrowed to its methods), services and options;
 // the chain's instance holds the first transcoding route's config only because one is required.
+import { TRANSCODER_REPLY_MAPPINGS } from '../../../contract/index.ts';
 import type { TranscoderIR } from '../../ir.ts';
 import { any, FILTERS, type JsonObject } from '../common.ts';
 import { disabledByDefault, type HttpFilterEmitter } from './filter.ts';
@@ -27,4 +28,5 @@ function transcoderConfig(t: TranscoderIR): JsonObject {
 export const grpcJsonTranscoder: HttpFilterEmitter = {
   chain: (g) => (g.filters.transcoder ? [disabledByDefault({ name: FILTERS.grpcJsonTranscoder, typed_config: transcoderConfig(g.filters.transcoder) })] : []),
   perRoute: (r) => (r.transcoder ? [[FILTERS.grpcJsonTranscoder, transcoderConfig(r.transcoder)]] : []),
+  localReplies: (f) => (f.transcoder ? [...TRANSCODER_REPLY_MAPPINGS] : []),
 };
