@@ -10,7 +10,9 @@
 # no engine is downloaded) and prunes to production packages; the runtime
 # stage is a slim Node image with only what `portico serve` needs (and the built web console), run as
 # an unprivileged user.
-# There is no compile step: bin/portico runs the TypeScript sources through tsx.
+# The builder compiles src/ to dist/ (`npm run build`, tsc); the image sets NODE_ENV=production, so
+# bin/portico runs the compiled JavaScript (node dist/cli.js), not tsx. src/ stays in the image
+# only for the compose demo's upstreams (deploy/docker/demo-upstreams.ts, run through tsx).
 # Envoy is not in this image: run the official envoyproxy/envoy image with deploy/envoy/edge.yaml
 # (docker-compose.yml) or the Helm chart's bootstrap ConfigMap.
 
@@ -37,7 +39,8 @@ RUN mkdir -p src/store \
 COPY src ./src
 COPY console ./console
 COPY --from=envoy-api /app/.cache/envoy-api ./.cache/envoy-api
-RUN npx tsx console/tools/build.ts \
+RUN npm run build \
+ && npx tsx console/tools/build.ts \
  && npm prune --omit=dev --no-audit --no-fund \
  && npm cache clean --force
 
@@ -61,6 +64,7 @@ COPY envoy ./envoy
 COPY deploy/docker ./deploy/docker
 COPY --from=builder /app/node_modules ./node_modules
 COPY --from=builder /app/src/store/generated ./src/store/generated
+COPY --from=builder /app/dist ./dist
 COPY --from=builder /app/console/dist ./console/dist
 COPY --from=envoy-api /app/.cache/envoy-api ./.cache/envoy-api
 RUN groupadd --system --gid 10001 portico \

@@ -86,6 +86,12 @@ function dockerignored(file: string): boolean {
   return ignored;
 }
 
+/** `npm run build` (tsc with tsconfig.build.json) into `outDir`, as the builder stage makes /app/dist. */
+function build(outDir: string): void {
+  const tsc = spawnSync(process.execPath, [repoPath('node_modules/typescript/bin/tsc'), '-p', repoPath('tsconfig.build.json'), '--outDir', outDir], { encoding: 'utf8', cwd: repoPath() });
+  assert.equal(tsc.status, 0, `tsc: ${tsc.stdout}${tsc.stderr}`);
+}
+
 function filesUnder(dir: string): string[] {
   const out: string[] = [];
   for (const e of readdirSync(repoPath(dir), { withFileTypes: true })) {
@@ -212,6 +218,19 @@ describe('Dockerfile', () => {
     assert.deepEqual([...missing], [], 'imported at run time but not a production dependency');
   });
 
+  it('compiles the sources in the builder and runs the build in production', () => {
+    const builder = dockerfile.stages.find((s) => s.name === 'builder')!;
+    assert.ok(
+      all(builder, 'RUN').some((r) => /npm run build\b/.test(r.args)),
+      'the builder runs npm run build',
+    );
+    assert.ok(
+      all(runtime, 'COPY').some((c) => c.args === '--from=builder /app/dist ./dist'),
+      'the runtime copies dist from the builder',
+    );
+    assert.equal(envOf(runtime).NODE_ENV, 'production', 'bin/portico runs dist/ when NODE_ENV=production');
+  });
+
   it("the runtime stage's files alone run `portico serve` to readiness (ENTRYPOINT + CMD)", async (t) => {
     // Lay out /app as the runtime stage's COPY instructions do (node_modules linked, not copied).
     const app = mkdtempSync(path.join(os.tmpdir(), 'portico-image-'));
@@ -225,6 +244,7 @@ describe('Dockerfile', () => {
         const target = dest.endsWith('/') || parts.length > 2 ? path.join(app, dest, path.basename(src)) : path.join(app, dest);
         mkdirSync(path.dirname(target), { recursive: true });
         if (src.endsWith('node_modules')) symlinkSync(repoPath('node_modules'), target);
+        else if (src === 'dist') build(target);
         else cpSync(repoPath(src), target, { recursive: true });
       }
     }
@@ -243,6 +263,8 @@ describe('Dockerfile', () => {
         PORTICO_ADMIN_ADDR: `127.0.0.1:${admin}`,
         PORTICO_GRPC_ADDR: `127.0.0.1:${await freePort()}`,
         PORTICO_CALLOUT_LISTEN_ADDR: `127.0.0.1:${await freePort()}`,
+        // Not the default 18002: another checkout's server may hold it on this host.
+        PORTICO_FLOWS_LISTEN_ADDR: `127.0.0.1:${await freePort()}`,
         PORTICO_DATA_DIR: 'memory://',
         PORTICO_ADMIN_TOKEN: 'image-test-token',
         PORTICO_LOG_LEVEL: 'warn',
@@ -252,6 +274,9 @@ describe('Dockerfile', () => {
     );
     t.after(() => proc.stop('SIGKILL'));
     assert.equal(proc.child.spawnargs[0], path.join(app, 'bin/portico'));
+    // bin/portico exec'd node on the compiled build: no tsx loader in the serving process.
+    const argv = readFileSync(`/proc/${proc.child.pid}/cmdline`, 'utf8').split('\0').filter(Boolean);
+    assert.deepEqual(argv.slice(1), [path.join(app, 'dist/cli.js'), 'serve'], `serving process: ${argv.join(' ')}`);
     assert.equal(await stopWithCode(proc, 'SIGTERM'), 0, proc.output().slice(-2000));
   });
 });
