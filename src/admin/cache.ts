@@ -1,13 +1,13 @@
 // Cache purge: raising the generation of cached routes. The generation is part of every cache key
 // Envoy builds for the route, so the write — pushed to every Envoy of the group like any other —
 // makes all of them miss and refill from the service; old entries are never found again.
-import { Type } from '@sinclair/typebox';
-import type { FastifyInstance, FastifyRequest } from 'fastify';
-import { schemaErrors, sortedValues, type ModelSnapshot, type Mutation, type Route } from '../model/index.ts';
+import { Type, type FastifyPluginAsyncTypebox } from '@fastify/type-provider-typebox';
+import type { FastifyRequest } from 'fastify';
+import { sortedValues, type ModelSnapshot, type Mutation, type Route } from '../model/index.ts';
 import { ModelValidationError, type ModelStore } from '../store/index.ts';
 import { json } from './openapi.ts';
-import { modelProblem, problems } from './problem.ts';
-import { ref } from './schemas.ts';
+import { checkedBody, handlerChecked, modelProblem, problems } from './problem.ts';
+import { refTo } from './schemas.ts';
 
 export interface PurgedRoute {
   product: string;
@@ -42,7 +42,8 @@ export const CachePurgeResult = Type.Object(
   { $id: 'CachePurgeResult', title: 'CachePurgeResult', description: 'The routes whose cache was purged', additionalProperties: false },
 );
 
-export function registerCacheRoutes(app: FastifyInstance, opts: { store: ModelStore }): void {
+/** The cache purge endpoints (an encapsulated plugin; handlers typed by the TypeBox type provider). */
+export const cacheRoutes: FastifyPluginAsyncTypebox<{ store: ModelStore }> = async (app, opts) => {
   const { store } = opts;
   const tags = ['Cache'];
   const purge = async (request: FastifyRequest, prefix: string, field: string) => {
@@ -56,7 +57,7 @@ export function registerCacheRoutes(app: FastifyInstance, opts: { store: ModelSt
     }
     return { purged };
   };
-  app.post<{ Params: { product: string; route: string } }>(
+  app.post(
     '/api/v1/products/:product/routes/:route/cache/purge',
     {
       config: { role: 'admin' },
@@ -65,7 +66,7 @@ export function registerCacheRoutes(app: FastifyInstance, opts: { store: ModelSt
         summary: "Purge a route's cache on every Envoy of its groups (its key generation goes up)",
         params: Type.Object({ product: Type.String(), route: Type.String() }),
         security: [{ bearer: [] }],
-        response: { 200: json('Purged', ref('CachePurgeResult')) },
+        response: { 200: json('Purged', refTo(CachePurgeResult)) },
       },
     },
     async (request) => {
@@ -83,16 +84,14 @@ export function registerCacheRoutes(app: FastifyInstance, opts: { store: ModelSt
       schema: {
         tags,
         summary: 'Purge the cache of every cached route whose key (product/route) starts with a prefix',
-        body: PurgeBody,
+        body: handlerChecked(PurgeBody),
         security: [{ bearer: [] }],
-        response: { 200: json('Purged', ref('CachePurgeResult')) },
+        response: { 200: json('Purged', refTo(CachePurgeResult)) },
       },
     },
     async (request) => {
-      const errors = schemaErrors(PurgeBody, request.body);
-      if (errors.length) throw problems.validation(errors);
-      const { prefix } = request.body as { prefix: string };
+      const { prefix } = checkedBody(PurgeBody, request.body);
       return purge(request, prefix, 'prefix');
     },
   );
-}
+};

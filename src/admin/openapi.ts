@@ -67,8 +67,8 @@ function errors(method: string, route: RouteOptions): number[] {
   return codes.sort((a, b) => a - b);
 }
 
-/** A JSON answer with a named schema (a ref()), as fastify serialises it and the document shows it. */
-export function json(description: string, schema: TSchema): Record<string, unknown> {
+/** A JSON answer with a named schema (a ref()), as fastify serialises it, the document shows it and the type provider types the reply. */
+export function json<S extends TSchema>(description: string, schema: S): { description: string; content: { 'application/json': { schema: S } } } {
   return { description, content: { 'application/json': { schema } } };
 }
 

@@ -1,15 +1,14 @@
 // Operational endpoints: health and readiness, metrics, fleet status, admin tokens, the audit log.
-import { Type } from '@sinclair/typebox';
-import type { FastifyInstance } from 'fastify';
+import { Type, type FastifyPluginAsyncTypebox, type TProperties } from '@fastify/type-provider-typebox';
 import type { Registry } from 'prom-client';
-import { AdminTokenInput, schemaErrors } from '../model/index.ts';
+import { AdminTokenInput } from '../model/index.ts';
 import type { ModelStore } from '../store/index.ts';
-import { problems } from './problem.ts';
+import { checkedBody, handlerChecked, problems } from './problem.ts';
 import { json } from './openapi.ts';
-import { ref } from './schemas.ts';
+import { ref, refTo } from './schemas.ts';
 
 // ── named answer schemas (registered by server.ts; fastify serialises through them) ───────────
-const named = (id: string, properties: Parameters<typeof Type.Object>[0], description: string) => Type.Object(properties, { $id: id, title: id, description, additionalProperties: false });
+const named = <P extends TProperties>(id: string, properties: P, description: string) => Type.Object(properties, { $id: id, title: id, description, additionalProperties: false });
 const Time = (description?: string) => Type.String({ format: 'date-time', ...(description ? { description } : {}) });
 const Certificate = Type.Object(
   { commonName: Type.String(), serial: Type.String(), notAfter: Type.String(), groups: Type.Array(Type.String(), { description: 'gateway groups the certificate names' }) },
@@ -28,104 +27,115 @@ const tokenFields = {
   createdBy: Type.String(),
 };
 
-export const OPERATION_SCHEMAS = [
-  named('Health', { status: Type.Literal('ok') }, 'The process is up'),
-  named(
-    'Readiness',
-    {
-      status: Type.Union([Type.Literal('ready'), Type.Literal('starting'), Type.Literal('draining')]),
-      database: Type.Optional(Type.String({ description: 'embedded or postgres' })),
-      migrations: Type.Optional(Type.Object({ applied: Type.Integer(), pending: Type.Integer() }, { additionalProperties: false })),
-      modelRevision: Type.Optional(Type.Integer({ description: 'the newest committed model' })),
-      servedRevision: Type.Optional(Type.Integer({ description: 'the model revision translated and served to Envoy' })),
-      lastError: Type.Optional(Type.Object({ revision: Type.Integer(), message: Type.String(), at: Time() }, { additionalProperties: false })),
-    },
-    'Whether this replica serves: migrations applied, the model loaded, not draining',
-  ),
-  named('AdminToken', tokenFields, 'An admin token: never its secret or hash'),
-  named('AdminTokenCreated', { ...tokenFields, token: Type.String({ description: 'the whole token; shown in this answer only' }) }, 'A new admin token with its secret, shown once'),
-  named('AdminTokenList', { items: Type.Array(ref('AdminToken')) }, 'Every admin token'),
-  named(
-    'AuditEntry',
-    {
-      id: Type.String({ description: 'pass as before to read older entries' }),
-      changeId: Type.String({ description: 'entries written by one request share it' }),
-      at: Time(),
-      actor: Type.String({ description: 'the admin token (or bootstrap) that made the change' }),
-      action: Type.String({ description: 'create, update or delete' }),
-      kind: Type.String(),
-      key: Type.String(),
-      before: Type.Optional(Type.Unknown({ description: 'the resource before the change, secrets removed when it was written' })),
-      after: Type.Optional(Type.Unknown({ description: 'the resource after the change, secrets removed when it was written' })),
-    },
-    'One change to the model',
-  ),
-  named('AuditPage', { items: Type.Array(ref('AuditEntry')), nextBefore: Type.Optional(Type.String({ description: 'pass as before for older entries' })) }, 'Audit entries, newest first'),
-  named(
-    'Fleet',
-    {
-      generatedAt: Time(),
-      groups: Type.Array(Type.Object({ group: Type.String(), snapshotVersion: Type.Optional(Type.String()), connected: Type.Integer() }, { additionalProperties: false })),
-      nodes: Type.Array(
-        Type.Object(
-          {
-            streamId: Type.Integer(),
-            nodeId: Type.String(),
-            group: Type.String(),
-            peer: Type.String(),
-            protocol: Type.Union([Type.Literal('sotw'), Type.Literal('delta')]),
-            service: Type.String(),
-            userAgent: Type.String(),
-            connectedSince: Time(),
-            certificate: Type.Optional(Certificate),
-            types: Type.Array(
-              Type.Object(
-                {
-                  type: Type.String(),
-                  typeUrl: Type.String(),
-                  pushedVersion: Type.Optional(Type.String()),
-                  pushedAt: Type.Optional(Time()),
-                  ackedVersion: Type.Optional(Type.String()),
-                  ackedAt: Type.Optional(Time()),
-                  pending: Type.Boolean({ description: 'a push not answered yet' }),
-                  lastNack: Type.Optional(Type.Object(Nack, { additionalProperties: false })),
-                },
-                { additionalProperties: false },
-              ),
+const Health = named('Health', { status: Type.Literal('ok') }, 'The process is up');
+const ReadinessAnswer = named(
+  'Readiness',
+  {
+    status: Type.Union([Type.Literal('ready'), Type.Literal('starting'), Type.Literal('draining')]),
+    database: Type.Optional(Type.String({ description: 'embedded or postgres' })),
+    migrations: Type.Optional(Type.Object({ applied: Type.Integer(), pending: Type.Integer() }, { additionalProperties: false })),
+    modelRevision: Type.Optional(Type.Integer({ description: 'the newest committed model' })),
+    servedRevision: Type.Optional(Type.Integer({ description: 'the model revision translated and served to Envoy' })),
+    lastError: Type.Optional(Type.Object({ revision: Type.Integer(), message: Type.String(), at: Time() }, { additionalProperties: false })),
+  },
+  'Whether this replica serves: migrations applied, the model loaded, not draining',
+);
+const AdminToken = named('AdminToken', tokenFields, 'An admin token: never its secret or hash');
+/** A new admin or partner token with its secret (portal-tokens.ts answers with it too). */
+export const AdminTokenCreated = named(
+  'AdminTokenCreated',
+  { ...tokenFields, token: Type.String({ description: 'the whole token; shown in this answer only' }) },
+  'A new admin token with its secret, shown once',
+);
+/** Admin tokens, or a partner's portal tokens. */
+export const AdminTokenList = named('AdminTokenList', { items: Type.Array(refTo(AdminToken)) }, 'Every admin token');
+const AuditEntry = named(
+  'AuditEntry',
+  {
+    id: Type.String({ description: 'pass as before to read older entries' }),
+    changeId: Type.String({ description: 'entries written by one request share it' }),
+    at: Time(),
+    actor: Type.String({ description: 'the admin token (or bootstrap) that made the change' }),
+    action: Type.String({ description: 'create, update or delete' }),
+    kind: Type.String(),
+    key: Type.String(),
+    before: Type.Optional(Type.Unknown({ description: 'the resource before the change, secrets removed when it was written' })),
+    after: Type.Optional(Type.Unknown({ description: 'the resource after the change, secrets removed when it was written' })),
+  },
+  'One change to the model',
+);
+const AuditPage = named(
+  'AuditPage',
+  { items: Type.Array(refTo(AuditEntry)), nextBefore: Type.Optional(Type.String({ description: 'pass as before for older entries' })) },
+  'Audit entries, newest first',
+);
+const Fleet = named(
+  'Fleet',
+  {
+    generatedAt: Time(),
+    groups: Type.Array(Type.Object({ group: Type.String(), snapshotVersion: Type.Optional(Type.String()), connected: Type.Integer() }, { additionalProperties: false })),
+    nodes: Type.Array(
+      Type.Object(
+        {
+          streamId: Type.Integer(),
+          nodeId: Type.String(),
+          group: Type.String(),
+          peer: Type.String(),
+          protocol: Type.Union([Type.Literal('sotw'), Type.Literal('delta')]),
+          service: Type.String(),
+          userAgent: Type.String(),
+          connectedSince: Time(),
+          certificate: Type.Optional(Certificate),
+          types: Type.Array(
+            Type.Object(
+              {
+                type: Type.String(),
+                typeUrl: Type.String(),
+                pushedVersion: Type.Optional(Type.String()),
+                pushedAt: Type.Optional(Time()),
+                ackedVersion: Type.Optional(Type.String()),
+                ackedAt: Type.Optional(Time()),
+                pending: Type.Boolean({ description: 'a push not answered yet' }),
+                lastNack: Type.Optional(Type.Object(Nack, { additionalProperties: false })),
+              },
+              { additionalProperties: false },
             ),
-          },
-          { additionalProperties: false },
-        ),
+          ),
+        },
+        { additionalProperties: false },
       ),
-      recentNacks: Type.Array(Type.Object({ ...Nack, nodeId: Type.String(), group: Type.String(), type: Type.String() }, { additionalProperties: false })),
-      channelSecurity: Type.Union([Type.Literal('mtls'), Type.Literal('plaintext')]),
-      refused: Type.Array(
-        Type.Object(
-          {
-            at: Time(),
-            service: Type.String(),
-            peer: Type.String(),
-            code: Type.String(),
-            reason: Type.String(),
-            message: Type.String(),
-            nodeId: Type.Optional(Type.String()),
-            group: Type.Optional(Type.String()),
-            certificate: Type.Optional(Certificate),
-          },
-          { additionalProperties: false },
-        ),
-        { description: 'callers refused on the control-plane channels, newest first' },
+    ),
+    recentNacks: Type.Array(Type.Object({ ...Nack, nodeId: Type.String(), group: Type.String(), type: Type.String() }, { additionalProperties: false })),
+    channelSecurity: Type.Union([Type.Literal('mtls'), Type.Literal('plaintext')]),
+    refused: Type.Array(
+      Type.Object(
+        {
+          at: Time(),
+          service: Type.String(),
+          peer: Type.String(),
+          code: Type.String(),
+          reason: Type.String(),
+          message: Type.String(),
+          nodeId: Type.Optional(Type.String()),
+          group: Type.Optional(Type.String()),
+          certificate: Type.Optional(Certificate),
+        },
+        { additionalProperties: false },
       ),
-      pipeline: Type.Optional(
-        Type.Object(
-          { servedRevision: Type.Integer(), lastError: Type.Optional(Type.Object({ revision: Type.Integer(), message: Type.String(), at: Time() }, { additionalProperties: false })) },
-          { additionalProperties: false, description: 'the model revision served, and why the newest could not be' },
-        ),
+      { description: 'callers refused on the control-plane channels, newest first' },
+    ),
+    pipeline: Type.Optional(
+      Type.Object(
+        { servedRevision: Type.Integer(), lastError: Type.Optional(Type.Object({ revision: Type.Integer(), message: Type.String(), at: Time() }, { additionalProperties: false })) },
+        { additionalProperties: false, description: 'the model revision served, and why the newest could not be' },
       ),
-    },
-    'Connected Envoys per gateway group and what each ACKed or NACKed',
-  ),
-];
+    ),
+  },
+  'Connected Envoys per gateway group and what each ACKed or NACKed',
+);
+
+/** The operational answers, registered by server.ts (fastify serialises through them). */
+export const OPERATION_SCHEMAS = [Health, ReadinessAnswer, AdminToken, AdminTokenCreated, AdminTokenList, AuditEntry, AuditPage, Fleet];
 
 export interface Readiness {
   /** Migrations applied and the first model loaded. */
@@ -136,11 +146,12 @@ export interface Readiness {
   details(): Record<string, unknown>;
 }
 
-export function registerHealthRoutes(app: FastifyInstance, readiness: Readiness): void {
+/** Liveness and readiness (public). */
+export const healthRoutes: FastifyPluginAsyncTypebox<{ readiness: Readiness }> = async (app, { readiness }) => {
   app.get(
     '/healthz',
-    { config: { public: true }, schema: { tags: ['Health'], summary: 'Liveness: the process is up', operationId: 'getHealth', response: { 200: json('Up', ref('Health')) } } },
-    async () => ({ status: 'ok' }),
+    { config: { public: true }, schema: { tags: ['Health'], summary: 'Liveness: the process is up', operationId: 'getHealth', response: { 200: json('Up', refTo(Health)) } } },
+    async () => ({ status: 'ok' as const }),
   );
   app.get(
     '/readyz',
@@ -150,7 +161,7 @@ export function registerHealthRoutes(app: FastifyInstance, readiness: Readiness)
         tags: ['Health'],
         operationId: 'getReadiness',
         summary: 'Readiness: migrations applied and the model loaded; 503 while starting or draining at shutdown',
-        response: { 200: json('Ready', ref('Readiness')), 503: json('Starting, or draining at shutdown', ref('Readiness')) },
+        response: { 200: json('Ready', refTo(ReadinessAnswer)), 503: json('Starting, or draining at shutdown', refTo(ReadinessAnswer)) },
       },
     },
     async (_req, reply) => {
@@ -159,16 +170,17 @@ export function registerHealthRoutes(app: FastifyInstance, readiness: Readiness)
       return reply.code(ready ? 200 : 503).send({ status: draining ? 'draining' : ready ? 'ready' : 'starting', ...readiness.details() });
     },
   );
-}
+};
 
-export function registerTokenRoutes(app: FastifyInstance, opts: { store: ModelStore }): void {
+/** Admin tokens: list, create (the secret shown once), revoke. */
+export const tokenRoutes: FastifyPluginAsyncTypebox<{ store: ModelStore }> = async (app, opts) => {
   const { store } = opts;
   const tags = ['Admin tokens'];
   app.get(
     '/api/v1/admin-tokens',
     {
       config: { role: 'admin' },
-      schema: { tags, summary: 'List admin tokens (never their secrets)', operationId: 'listAdminTokens', security: [{ bearer: [] }], response: { 200: json('The tokens', ref('AdminTokenList')) } },
+      schema: { tags, summary: 'List admin tokens (never their secrets)', operationId: 'listAdminTokens', security: [{ bearer: [] }], response: { 200: json('The tokens', refTo(AdminTokenList)) } },
     },
     async () => ({
       items: store.adminTokens.list(),
@@ -182,21 +194,19 @@ export function registerTokenRoutes(app: FastifyInstance, opts: { store: ModelSt
         tags,
         summary: 'Create an admin token; the token is returned once',
         operationId: 'createAdminToken',
-        body: AdminTokenInput,
+        body: handlerChecked(AdminTokenInput),
         security: [{ bearer: [] }],
-        response: { 201: json('Created; `token` is shown in this answer only', ref('AdminTokenCreated')) },
+        response: { 201: json('Created; `token` is shown in this answer only', refTo(AdminTokenCreated)) },
       },
     },
     async (request, reply) => {
-      const errors = schemaErrors(AdminTokenInput, request.body);
-      if (errors.length) throw problems.validation(errors);
-      const input = request.body as { name: string; role: 'admin' | 'viewer'; description?: string; expiresAt?: string };
+      const input = checkedBody(AdminTokenInput, request.body);
       if (input.expiresAt && Date.parse(input.expiresAt) <= Date.now()) throw problems.validation([{ field: 'expiresAt', message: 'must be in the future' }]);
       const { token, info } = await store.adminTokens.create(input, request.principal!.name);
       return reply.code(201).send({ ...info, token });
     },
   );
-  app.delete<{ Params: { name: string } }>(
+  app.delete(
     '/api/v1/admin-tokens/:name',
     {
       config: { role: 'admin' },
@@ -214,7 +224,7 @@ export function registerTokenRoutes(app: FastifyInstance, opts: { store: ModelSt
       return reply.code(204).send();
     },
   );
-}
+};
 
 const AuditQuery = Type.Object(
   {
@@ -227,8 +237,9 @@ const AuditQuery = Type.Object(
   { additionalProperties: false },
 );
 
-export function registerAuditRoutes(app: FastifyInstance, opts: { store: ModelStore }): void {
-  app.get<{ Querystring: { kind?: string; key?: string; actor?: string; limit?: number; before?: string } }>(
+/** The audit log, newest first. */
+export const auditRoutes: FastifyPluginAsyncTypebox<{ store: ModelStore }> = async (app, opts) => {
+  app.get(
     '/api/v1/audit',
     {
       schema: {
@@ -237,7 +248,7 @@ export function registerAuditRoutes(app: FastifyInstance, opts: { store: ModelSt
         operationId: 'listAuditEntries',
         querystring: AuditQuery,
         security: [{ bearer: [] }],
-        response: { 200: json('A page of entries', ref('AuditPage')) },
+        response: { 200: json('A page of entries', refTo(AuditPage)) },
       },
     },
     async (request) => {
@@ -256,9 +267,10 @@ export function registerAuditRoutes(app: FastifyInstance, opts: { store: ModelSt
       return { items, ...(items.length === limit && last ? { nextBefore: last.id } : {}) };
     },
   );
-}
+};
 
-export function registerFleetRoutes(app: FastifyInstance, fleet: () => unknown): void {
+/** Fleet status: connected Envoys and what they ACKed or NACKed. */
+export const fleetRoutes: FastifyPluginAsyncTypebox<{ fleet: () => unknown }> = async (app, { fleet }) => {
   app.get(
     '/api/v1/fleet',
     {
@@ -272,9 +284,9 @@ export function registerFleetRoutes(app: FastifyInstance, fleet: () => unknown):
     },
     async () => fleet(),
   );
-}
+};
 
 /** Prometheus scrape endpoint; public like /healthz, so bind the admin listener to a private address. */
-export function registerMetricsRoute(app: FastifyInstance, registry: Registry): void {
+export const metricsRoute: FastifyPluginAsyncTypebox<{ registry: Registry }> = async (app, { registry }) => {
   app.get('/metrics', { config: { public: true }, schema: { hide: true } }, async (_req, reply) => reply.type(registry.contentType).send(await registry.metrics()));
-}
+};

@@ -1,7 +1,7 @@
 // The admin API's named schemas (#/components/schemas): each kind as the API answers with it (the
 // allow-list fastify serialises through), its request body, its list page, and Problem. Derived
 // from the model's schemas, so validation, serialisation and the OpenAPI document share one source.
-import { Type, type TProperties, type TSchema } from '@sinclair/typebox';
+import { Type, type Static, type TProperties, type TSchema, type TUnsafe } from '@sinclair/typebox';
 import { ApiKeyPrefix, CHILD_FIELD, childKinds, KINDS, KIND_ORDER, type KindName } from '../model/index.ts';
 
 /** Component names per kind: `#/components/schemas/<name>` (and `<name>Input`, `<name>Page`). */
@@ -19,8 +19,17 @@ export const SCHEMA_NAME: Readonly<Record<KindName, string>> = {
   mtlsIdentities: 'MtlsIdentity',
 };
 
-/** A reference to a named schema, resolved by fastify (validation, serialisation) and @fastify/swagger. */
-export const ref = (id: string): TSchema => Type.Unsafe({ $ref: `${id}#` });
+/**
+ * A reference to a named schema, resolved by fastify (validation, serialisation) and @fastify/swagger.
+ * `T` is what the TypeBox type provider types a reply (or parameter) through this reference as.
+ */
+export const ref = <T = unknown>(id: string): TUnsafe<T> => Type.Unsafe<T>({ $ref: `${id}#` });
+
+/** A reference to a named schema object (by its `$id`), typed as that schema. */
+export function refTo<S extends TSchema>(schema: S): TUnsafe<Static<S>> {
+  if (schema.$id === undefined) throw new Error('refTo needs a schema with an $id');
+  return ref<Static<S>>(schema.$id);
+}
 
 /** RFC 9457 problem details as this API writes them (see problem.ts). */
 export const ProblemSchema = Type.Object(

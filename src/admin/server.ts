@@ -13,8 +13,8 @@ import { CONFIG_SCHEMAS, registerConfigRoutes } from './config.ts';
 import { CONSOLE_SCHEMAS, registerConsole } from './console.ts';
 import { FLOW_SCHEMAS, registerFlowRoutes, type FlowTools } from './flows.ts';
 import { ConsoleSessions, SESSION_COOKIE, type SessionOptions } from './console-sessions.ts';
-import { CachePurgeResult, registerCacheRoutes } from './cache.ts';
-import { OPERATION_SCHEMAS, registerAuditRoutes, registerFleetRoutes, registerHealthRoutes, registerMetricsRoute, registerTokenRoutes, type Readiness } from './operations.ts';
+import { CachePurgeResult, cacheRoutes } from './cache.ts';
+import { auditRoutes, fleetRoutes, healthRoutes, metricsRoute, OPERATION_SCHEMAS, tokenRoutes, type Readiness } from './operations.ts';
 import type { Registry } from 'prom-client';
 import { clientErrorHandler, frameworkErrors, HttpProblem, installProblemHandlers, problems } from './problem.ts';
 import { documentResponses, refResolver, sharedSerializers, TAGS } from './openapi.ts';
@@ -137,17 +137,17 @@ export async function buildAdminServer(opts: AdminServerOptions): Promise<Fastif
   await app.register(swaggerUi, { routePrefix: '/docs', uiConfig: { docExpansion: 'list' }, logLevel: 'warn' });
   app.get('/openapi.json', { config: { public: true }, schema: { hide: true } }, async () => app.swagger());
 
-  registerHealthRoutes(app, opts.readiness);
+  await app.register(healthRoutes, { readiness: opts.readiness });
   registerResourceRoutes(app, { store: opts.store });
   registerConfigRoutes(app, { store: opts.store });
-  registerTokenRoutes(app, { store: opts.store });
-  registerAuditRoutes(app, { store: opts.store });
+  await app.register(tokenRoutes, { store: opts.store });
+  await app.register(auditRoutes, { store: opts.store });
   registerPartnerTokenRoutes(app, { store: opts.store });
   registerPortalRoutes(app, { store: opts.store, ...(opts.portalUsage ? { usage: opts.portalUsage } : {}), ...(opts.registry ? { registry: opts.registry } : {}) });
-  registerCacheRoutes(app, { store: opts.store });
-  if (opts.fleet) registerFleetRoutes(app, opts.fleet);
+  await app.register(cacheRoutes, { store: opts.store });
+  if (opts.fleet) await app.register(fleetRoutes, { fleet: opts.fleet });
   if (opts.flowTools) registerFlowRoutes(app, { store: opts.store, tools: opts.flowTools });
-  if (opts.registry) registerMetricsRoute(app, opts.registry);
+  if (opts.registry) await app.register(metricsRoute, { registry: opts.registry });
   await registerConsole(app, { sessions, ...(opts.consoleDir ? { dir: opts.consoleDir } : {}), ...(opts.registry ? { registry: opts.registry } : {}) });
   return app;
 }
