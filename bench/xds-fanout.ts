@@ -16,7 +16,7 @@ import { largeGroupResources, type LargeGroupOptions } from '../test/support/xds
 import { FleetStatus } from '../src/xds/fleet.ts';
 import { XdsMetrics } from '../src/xds/metrics.ts';
 import { TYPE_URLS } from '../src/proto/index.ts';
-import type { GroupResources } from '../src/contract/index.ts';
+import { RESOURCE_KINDS, resourceName, type GroupResources } from '../src/contract/index.ts';
 import { XdsServer } from '../src/xds/server.ts';
 import { Registry } from 'prom-client';
 import { cpuMeter, flags, printJson, rssMB } from './harness.ts';
@@ -43,13 +43,32 @@ type ServerName = (typeof SERVERS)[number];
 const now = () => performance.timeOrigin + performance.now();
 const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
 
-/** The changes, in order; each is the fixture with one more variant. */
+/**
+ * The changes, in order; each is the fixture with one more variant. Portico is handed the unchanged
+ * resources as the objects it was given before (what a translator that reuses unchanged output
+ * gives), except for `fresh` changes: every resource a new object, so the cache must serialise each
+ * to find what changed (what the whole-group translator gives today).
+ */
 const CHANGES = [
-  { label: 'one route', typeUrl: TYPE_URLS.route, variant: { variant: 1 } },
-  { label: 'one endpoint', typeUrl: TYPE_URLS.endpoint, variant: { variant: 1, endpointVariant: 1 } },
-  { label: 'one route again', typeUrl: TYPE_URLS.route, variant: { variant: 2, endpointVariant: 1 } },
+  { label: 'one route', typeUrl: TYPE_URLS.route, variant: { variant: 1 }, fresh: false },
+  { label: 'one endpoint', typeUrl: TYPE_URLS.endpoint, variant: { variant: 1, endpointVariant: 1 }, fresh: false },
+  { label: 'one route again', typeUrl: TYPE_URLS.route, variant: { variant: 2, endpointVariant: 1 }, fresh: false },
+  { label: 'one route, fresh objects', typeUrl: TYPE_URLS.route, variant: { variant: 3, endpointVariant: 1 }, fresh: true },
 ] as const;
 const changedGroup = (i: number): GroupResources => largeGroupResources({ ...shape, ...CHANGES[i]!.variant });
+
+/** `next` with each resource equal to one of `previous` replaced by that object (structural sharing). */
+function sharedWith(previous: GroupResources, next: GroupResources): GroupResources {
+  const out = { ...next };
+  for (const kind of RESOURCE_KINDS) {
+    const before = new Map(previous[kind].map((r) => [resourceName(kind, r), r]));
+    out[kind] = next[kind].map((r) => {
+      const p = before.get(resourceName(kind, r));
+      return p && JSON.stringify(p) === JSON.stringify(r) ? p : r;
+    });
+  }
+  return out;
+}
 
 type ToPortico = { kind: 'prepare'; change: number } | { kind: 'apply' } | { kind: 'landed'; label: string } | { kind: 'details' };
 type FromPortico =
@@ -57,7 +76,7 @@ type FromPortico =
   | { kind: 'prepared' }
   | { kind: 'applied'; version: string }
   | { kind: 'landed' }
-  | { kind: 'details'; snapshotBuildMs: number; memoryMB: Record<string, number> };
+  | { kind: 'details'; snapshotBuildMs: number; encodedPerChange: number[]; memoryMB: Record<string, number> };
 
 // ── Portico's server (child process) ─────────────────────────────────────────
 
@@ -81,7 +100,8 @@ async function startProfile(): Promise<((label: string) => Promise<void>) | unde
 async function runPortico(): Promise<void> {
   const cache = new SnapshotCache({ debounceMs: 0, debounceMaxMs: 0 });
   const t0 = performance.now();
-  cache.setGroupResources(GROUP, largeGroupResources(shape));
+  let served = largeGroupResources(shape);
+  cache.setGroupResources(GROUP, served);
   cache.flush();
   const buildMs = Math.round(performance.now() - t0);
   const server = new XdsServer({
@@ -97,18 +117,23 @@ async function runPortico(): Promise<void> {
   const port = await server.listen('127.0.0.1', 0);
   const reply = (m: FromPortico) => process.send!(m);
   let pending: { resources: GroupResources; typeUrl: string } | undefined;
+  /** Resources each change encoded (the rest were found unchanged). */
+  const encodedPerChange: number[] = [];
   let profiling: ((label: string) => Promise<void>) | undefined;
   process.on('message', async (m: ToPortico) => {
     switch (m.kind) {
       case 'prepare':
-        pending = { resources: changedGroup(m.change), typeUrl: CHANGES[m.change]!.typeUrl };
+        pending = { resources: CHANGES[m.change]!.fresh ? changedGroup(m.change) : sharedWith(served, changedGroup(m.change)), typeUrl: CHANGES[m.change]!.typeUrl };
+        served = pending.resources;
         return reply({ kind: 'prepared' });
       case 'apply': {
         const { resources, typeUrl } = pending!;
         pending = undefined;
         profiling = await startProfile();
+        const encodedBefore = cache.encodings;
         cache.setGroupResources(GROUP, resources);
         cache.flush();
+        encodedPerChange.push(cache.encodings - encodedBefore);
         return reply({ kind: 'applied', version: typeSnapshot(cache.getSnapshot(GROUP), typeUrl).version });
       }
       case 'landed':
@@ -119,6 +144,7 @@ async function runPortico(): Promise<void> {
         return reply({
           kind: 'details',
           snapshotBuildMs: buildMs,
+          encodedPerChange,
           memoryMB: Object.fromEntries(Object.entries(process.memoryUsage()).map(([k, v]) => [k, Math.round(v / 1048576)])),
         });
     }

@@ -7,7 +7,11 @@
  */
 export type EnvoyResource = { readonly [field: string]: unknown };
 
-/** Every Envoy resource of one gateway group, each list sorted by name (the translator's output). */
+/**
+ * Every Envoy resource of one gateway group, each list sorted by name (the translator's output).
+ * Immutable once handed over: the xDS cache remembers each resource's encoding by object identity,
+ * so a producer reusing the objects of unchanged resources makes a change cost only what changed.
+ */
 export interface GroupResources {
   /** envoy.config.cluster.v3.Cluster, named by `name`. */
   readonly clusters: readonly EnvoyResource[];

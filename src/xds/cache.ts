@@ -78,12 +78,10 @@ export interface Snapshot {
 
 const EMPTY_TYPES = new Map<string, TypeSnapshot>(TYPE_ORDER.map((t) => [t, { typeUrl: t, version: setVersion([]), resources: new Map() }]));
 
+/** Hash over each type's version (itself a hash over its names and versions): no pass over every resource. */
 function snapshotVersion(types: ReadonlyMap<string, TypeSnapshot>): string {
   const h = createHash('sha256');
-  for (const t of TYPE_ORDER) {
-    const ts = types.get(t)!;
-    for (const name of [...ts.resources.keys()].sort()) h.update(`${t}\0${name}\0${ts.resources.get(name)!.version}\n`);
-  }
+  for (const t of TYPE_ORDER) h.update(`${t}\0${types.get(t)!.version}\n`);
   return hex16(h);
 }
 
@@ -123,8 +121,18 @@ export class SnapshotCache {
   private readonly pending = new Map<string, Snapshot>();
   private readonly listeners = new Map<string, Set<SnapshotListener>>();
   private readonly anyListeners = new Set<SnapshotListener>();
-  /** Content-addressed encodings (type + JSON text), so equal content is encoded once across groups and updates. */
+  /**
+   * Content-addressed encodings (type + digest of the JSON text), so equal content is encoded once
+   * across groups and updates. A digest, not the text: the text of 10k routes would be held twice.
+   */
   private readonly interned = new Map<string, WeakRef<CachedResource>>();
+  /**
+   * Encodings by the identity of the resource object handed in: a translator that reuses the objects
+   * of unchanged resources (resources are immutable once handed over) costs no serialisation at all.
+   */
+  private readonly byObject = new WeakMap<EnvoyResource, CachedResource>();
+  /** Resources encoded (cache misses), since creation: what a change cost, for tests and metrics. */
+  encodings = 0;
   private readonly finalizer = new FinalizationRegistry<string>((key) => {
     const ref = this.interned.get(key);
     if (ref && ref.deref() === undefined) this.interned.delete(key);
@@ -304,22 +312,28 @@ export class SnapshotCache {
         problems.push({ kind, name: '-', path: '$', message: `${kind} must be an array` });
         continue;
       }
+      const prev = previous?.types.get(typeUrl);
+      let same = 0; // resources identical (the same encoding) to the previous snapshot's
       list.forEach((r: EnvoyResource, i: number) => {
         const c = this.encode(kind, typeUrl, i, r);
         if ('message' in c) problems.push(c);
         else if (map.has(c.name)) problems.push({ kind, name: c.name, path: '$', message: 'duplicate name' });
         else {
           map.set(c.name, c);
+          if (prev?.resources.get(c.name) === c) same++;
           if (kind === 'clusters' && r.type === 'EDS') {
             const eds = r.eds_cluster_config as { service_name?: unknown } | undefined;
             edsCandidates.push([c.name, typeof eds?.service_name === 'string' && eds.service_name ? eds.service_name : c.name]);
           }
         }
       });
-      const version = setVersion([...map].map(([n, c]) => [n, c.version] as const));
-      // An unchanged type keeps its object: streams' memoised views of it stay valid.
-      const prev = previous?.types.get(typeUrl);
-      types.set(typeUrl, prev?.version === version ? prev : { typeUrl, version, resources: map });
+      // An unchanged type keeps its object (streams' memoised views of it stay valid) and its version
+      // needs no hashing: the same names with the very same encodings.
+      if (prev && same === map.size && same === prev.resources.size) types.set(typeUrl, prev);
+      else {
+        const version = setVersion([...map].map(([n, c]) => [n, c.version] as const));
+        types.set(typeUrl, prev?.version === version ? prev : { typeUrl, version, resources: map });
+      }
     }
     if (problems.length > 0) throw new GroupResourcesError(group, problems);
     const cla = types.get(TYPE_URLS.endpoint)!.resources;
@@ -329,20 +343,25 @@ export class SnapshotCache {
   }
 
   private encode(kind: (typeof RESOURCE_KINDS)[number], typeUrl: XdsTypeUrl, index: number, r: EnvoyResource): CachedResource | ResourceProblem {
+    const same = typeof r === 'object' && r !== null ? this.byObject.get(r) : undefined;
+    if (same?.typeUrl === typeUrl) return same;
     let json: string;
     try {
       json = JSON.stringify(r);
     } catch (e) {
       return { kind, name: `#${index}`, path: '$', message: `not JSON: ${(e as Error).message}` };
     }
-    const key = `${typeUrl}\n${json}`;
-    const hit = this.interned.get(key)?.deref();
-    if (hit) return hit;
-    const out = tryEncode(kind, index, r);
-    if ('message' in out) return out;
-    const c = new CachedResource(typeUrl, out.name, contentVersion(out.bytes), out.bytes);
-    this.interned.set(key, new WeakRef(c));
-    this.finalizer.register(c, key);
+    const key = `${typeUrl}\n${createHash('sha256').update(json).digest('base64')}`;
+    let c = this.interned.get(key)?.deref();
+    if (!c) {
+      const out = tryEncode(kind, index, r);
+      if ('message' in out) return out;
+      this.encodings++;
+      c = new CachedResource(typeUrl, out.name, contentVersion(out.bytes), out.bytes);
+      this.interned.set(key, new WeakRef(c));
+      this.finalizer.register(c, key);
+    }
+    if (typeof r === 'object' && r !== null) this.byObject.set(r, c);
     return c;
   }
 }

@@ -295,4 +295,41 @@ describe('publishing', () => {
     );
     assert.equal(typeSnapshot(s2, TYPE_URLS.cluster).version, typeSnapshot(s1, TYPE_URLS.cluster).version);
   });
+
+  it('a one-route change re-encodes that route configuration alone, whether the unchanged resources come as the same objects or as equal new ones', () => {
+    const shape = { clusters: 1000, routes: 10_000, routeConfigs: 10 };
+    const c = new SnapshotCache();
+    const first = largeGroupResources(shape);
+    c.setGroupResources('big', first);
+    c.flush();
+    assert.equal(c.encodings, 1000 + 1000 + 10 + 10);
+    const s1 = c.getSnapshot('big');
+    // The same objects for what did not change (a translator reusing its output), a new one for routes-00000.
+    const changed = largeGroupResources({ ...shape, variant: 1 });
+    const shared = { ...first, routes: [changed.routes[0]!, ...first.routes.slice(1)] };
+    c.setGroupResources('big', shared);
+    c.flush();
+    assert.equal(c.encodings, 1000 + 1000 + 10 + 10 + 1);
+    const s2 = c.getSnapshot('big');
+    assert.notEqual(s2.version, s1.version);
+    assert.notEqual(typeSnapshot(s2, TYPE_URLS.route).version, typeSnapshot(s1, TYPE_URLS.route).version);
+    // Untouched types keep their very objects (streams' shared views of them stay valid).
+    for (const t of [TYPE_URLS.cluster, TYPE_URLS.endpoint, TYPE_URLS.listener]) assert.equal(typeSnapshot(s2, t), typeSnapshot(s1, t), t);
+    // Equal content in new objects: found by content, nothing encoded; another route changed: one more.
+    c.setGroupResources('big', largeGroupResources({ ...shape, variant: 2 }));
+    c.flush();
+    assert.equal(c.encodings, 1000 + 1000 + 10 + 10 + 2);
+    const s3 = c.getSnapshot('big');
+    for (const t of [TYPE_URLS.cluster, TYPE_URLS.endpoint, TYPE_URLS.listener]) assert.equal(typeSnapshot(s3, t), typeSnapshot(s1, t), t);
+    const routes = typeSnapshot(s3, TYPE_URLS.route).resources;
+    assert.deepEqual(
+      [...routes.values()].filter((r) => typeSnapshot(s2, TYPE_URLS.route).resources.get(r.name) !== r).map((r) => r.name),
+      ['routes-00000'],
+    );
+    // Back to the first content (fresh objects): the same version as then, and nothing encoded.
+    c.setGroupResources('big', largeGroupResources(shape));
+    c.flush();
+    assert.equal(c.getSnapshot('big').version, s1.version);
+    assert.equal(c.encodings, 1000 + 1000 + 10 + 10 + 2);
+  });
 });
