@@ -15,7 +15,7 @@ import { createXds, type Xds } from './xds/index.ts';
 import { AuthzService, registerAuthzUnary } from './authz/index.ts';
 import { ChannelGuard, grpcServerCredentials, TlsMaterial, UnaryGrpcServer } from './grpc/index.ts';
 import { createRateLimiter, QuotaLedger, readPartnerUsage, registerRateLimitUnary, type RateLimiter } from './ratelimit/index.ts';
-import { checkFlow, codeSandbox, compileModelFlows, directCaller, FlowRuntime, tryFlow, type SampleRequest } from './flows/index.ts';
+import { checkFlow, codeSandbox, compileModelFlows, directCaller, FlowRuntime, tryFlow } from './flows/index.ts';
 import { createProcessor } from './idempotency-role.ts';
 import type { IdempotencyProcessor } from './idempotency/index.ts';
 
@@ -263,7 +263,7 @@ export async function startPortico(settings: Settings, opts: StartOptions = {}):
     // The console's flow designer: the write gate's own checks, and "try it" straight to the services.
     flowTools: {
       check: (flow, model) => checkFlow(flow, model, { checkCode: (src) => sandbox.check(src) }),
-      run: (flow, sample, model) => tryFlow(flow, sample as SampleRequest, model, { call: directCaller(model), sandbox }, { checkCode: (src) => sandbox.check(src) }),
+      run: (flow, sample, model) => tryFlow(flow, sample, model, { call: directCaller(model), sandbox }, { checkCode: (src) => sandbox.check(src) }),
     },
   });
   await bind('the admin API', 'PORTICO_ADMIN_ADDR', settings.adminHost, settings.adminPort, () => admin.listen({ host: settings.adminHost, port: settings.adminPort })).catch(async (e) => {

@@ -1,7 +1,8 @@
 // Cache purge: raising the generation of cached routes. The generation is part of every cache key
 // Envoy builds for the route, so the write — pushed to every Envoy of the group like any other —
 // makes all of them miss and refill from the service; old entries are never found again.
-import { Type, type FastifyPluginAsyncTypebox } from '@fastify/type-provider-typebox';
+import type { FastifyPluginAsyncTypebox } from '@fastify/type-provider-typebox';
+import { Type } from '@sinclair/typebox';
 import type { FastifyRequest } from 'fastify';
 import { sortedValues, type ModelSnapshot, type Mutation, type Route } from '../model/index.ts';
 import { ModelValidationError, type ModelStore } from '../store/index.ts';

@@ -1,12 +1,12 @@
 // Declarative configuration over HTTP: export the model (or a tag's slice) as one document and
 // apply one — all-or-nothing, idempotent, with a dry run that returns the diff.
+import type { FastifyPluginAsyncTypebox } from '@fastify/type-provider-typebox';
 import { Type } from '@sinclair/typebox';
-import type { FastifyInstance } from 'fastify';
 import { childKinds, documentToYaml, fieldChanges, modelToDocument, TOP_LEVEL_KINDS, type ApplyResult, type KindName } from '../model/index.ts';
 import { applyDocument, DocumentError, ModelValidationError, type ModelStore } from '../store/index.ts';
 import { json } from './openapi.ts';
 import { modelProblem, problems } from './problem.ts';
-import { ref, SCHEMA_NAME } from './schemas.ts';
+import { refTo, SCHEMA_NAME } from './schemas.ts';
 
 const ConfigQuery = Type.Object(
   {
@@ -26,47 +26,48 @@ const Entries = (kind: KindName) =>
   );
 const ResourceRef = Type.Object({ kind: Type.String(), key: Type.String() }, { additionalProperties: false });
 
-/** Named schemas of the declarative endpoints (registered by server.ts). */
-export const CONFIG_SCHEMAS = [
-  Type.Object(
-    { portico: Type.String({ description: 'the document format version' }), ...Object.fromEntries(TOP_LEVEL_KINDS.map((k) => [k, Entries(k)])) },
-    { $id: 'ConfigDocument', title: 'ConfigDocument', description: 'The model (or a tag slice) as one document, secrets left out', additionalProperties: false },
-  ),
-  Type.Object(
-    {
-      dryRun: Type.Boolean(),
-      prune: Type.Boolean({ description: 'whether what the document leaves out was deleted (or, in a dry run, would be)' }),
-      changed: Type.Boolean(),
-      revision: Type.Integer({ description: 'the model revision after the apply (before it, in a dry run)' }),
-      summary: Type.Object({ create: Type.Integer(), update: Type.Integer(), delete: Type.Integer() }, { additionalProperties: false }),
-      changes: Type.Array(
-        Type.Object(
-          {
-            action: Type.Union([Type.Literal('create'), Type.Literal('update'), Type.Literal('delete')]),
-            kind: Type.String(),
-            key: Type.String(),
-            fields: Type.Optional(
-              Type.Array(
-                Type.Object(
-                  { field: Type.String(), before: Type.Optional(Type.Unknown()), after: Type.Optional(Type.Unknown()) },
-                  { additionalProperties: false, description: 'secrets show as a digest, never as themselves' },
-                ),
+const ConfigDocument = Type.Object(
+  { portico: Type.String({ description: 'the document format version' }), ...Object.fromEntries(TOP_LEVEL_KINDS.map((k) => [k, Entries(k)])) },
+  { $id: 'ConfigDocument', title: 'ConfigDocument', description: 'The model (or a tag slice) as one document, secrets left out', additionalProperties: false },
+);
+const ApplyResultSchema = Type.Object(
+  {
+    dryRun: Type.Boolean(),
+    prune: Type.Boolean({ description: 'whether what the document leaves out was deleted (or, in a dry run, would be)' }),
+    changed: Type.Boolean(),
+    revision: Type.Integer({ description: 'the model revision after the apply (before it, in a dry run)' }),
+    summary: Type.Object({ create: Type.Integer(), update: Type.Integer(), delete: Type.Integer() }, { additionalProperties: false }),
+    changes: Type.Array(
+      Type.Object(
+        {
+          action: Type.Union([Type.Literal('create'), Type.Literal('update'), Type.Literal('delete')]),
+          kind: Type.String(),
+          key: Type.String(),
+          fields: Type.Optional(
+            Type.Array(
+              Type.Object(
+                { field: Type.String(), before: Type.Optional(Type.Unknown()), after: Type.Optional(Type.Unknown()) },
+                { additionalProperties: false, description: 'secrets show as a digest, never as themselves' },
               ),
             ),
-          },
-          { additionalProperties: false },
-        ),
+          ),
+        },
+        { additionalProperties: false },
       ),
-      leftOut: Type.Array(ResourceRef, { description: 'resources the document leaves out, kept because prune was not set' }),
-    },
-    { $id: 'ApplyResult', title: 'ApplyResult', description: 'What an apply changed (or, in a dry run, would change)', additionalProperties: false },
-  ),
-];
+    ),
+    leftOut: Type.Array(ResourceRef, { description: 'resources the document leaves out, kept because prune was not set' }),
+  },
+  { $id: 'ApplyResult', title: 'ApplyResult', description: 'What an apply changed (or, in a dry run, would change)', additionalProperties: false },
+);
 
-export function registerConfigRoutes(app: FastifyInstance, opts: { store: ModelStore }): void {
+/** Named schemas of the declarative endpoints (registered by server.ts). */
+export const CONFIG_SCHEMAS = [ConfigDocument, ApplyResultSchema];
+
+/** Export and apply of the declarative document. */
+export const configRoutes: FastifyPluginAsyncTypebox<{ store: ModelStore }> = async (app, opts) => {
   const { store } = opts;
 
-  app.get<{ Querystring: { tag?: string; format?: 'yaml' | 'json' } }>(
+  app.get(
     '/api/v1/config',
     {
       schema: {
@@ -78,7 +79,7 @@ export function registerConfigRoutes(app: FastifyInstance, opts: { store: ModelS
         response: {
           200: {
             description: 'The document: YAML unless format=json or Accept: application/json',
-            content: { 'application/json': { schema: ref('ConfigDocument') }, 'application/yaml': { schema: Type.String() } },
+            content: { 'application/json': { schema: refTo(ConfigDocument) }, 'application/yaml': { schema: Type.String() } },
           },
         },
       },
@@ -93,7 +94,7 @@ export function registerConfigRoutes(app: FastifyInstance, opts: { store: ModelS
     },
   );
 
-  app.post<{ Querystring: { tag?: string; dryRun?: boolean; prune?: boolean } }>(
+  app.post(
     '/api/v1/config',
     {
       schema: {
@@ -104,7 +105,7 @@ export function registerConfigRoutes(app: FastifyInstance, opts: { store: ModelS
           'Body: the document as application/yaml or application/json. All-or-nothing; applying the same document twice changes nothing. Nothing the document leaves out is deleted unless prune=true (leftOut lists what a prune would delete).',
         querystring: ConfigQuery,
         security: [{ bearer: [] }],
-        response: { 200: json('Applied (or, with dryRun, checked)', ref('ApplyResult')) },
+        response: { 200: json('Applied (or, with dryRun, checked)', refTo(ApplyResultSchema)) },
       },
     },
     async (request): Promise<ApplyResult> => {
@@ -141,4 +142,4 @@ export function registerConfigRoutes(app: FastifyInstance, opts: { store: ModelS
       }
     },
   );
-}
+};

@@ -2,18 +2,18 @@
 // the field) and "try it" (admin only: run a flow once for a sample request against the real
 // upstreams, answering each step's input, output, outcome and time). The flow engine is handed in
 // by the composition root (src/admin does not import src/flows: they are one layer).
-import { Type } from '@sinclair/typebox';
-import type { FastifyInstance } from 'fastify';
-import { Flow, schemaErrors, type FieldError, type ModelSnapshot } from '../model/index.ts';
+import type { FastifyPluginAsyncTypebox } from '@fastify/type-provider-typebox';
+import { Type, type Static } from '@sinclair/typebox';
+import { Flow, type FieldError, type ModelSnapshot } from '../model/index.ts';
 import type { ModelStore } from '../store/index.ts';
-import { problems } from './problem.ts';
+import { checkedBody, handlerChecked, problems } from './problem.ts';
 
 /** What the designer needs of the flow engine (src/flows implements it; main.ts wires it). */
 export interface FlowTools {
   /** Field errors of `flow` (flow.steps[0].call.path …) against the model; empty when a route would accept it. */
   check(flow: unknown, model: ModelSnapshot): FieldError[];
   /** Runs a checked flow once for the sample; step detail on, credentials redacted. */
-  run(flow: unknown, sample: Record<string, unknown>, model: ModelSnapshot): Promise<{ ok: false; errors: FieldError[] } | { ok: true; result: unknown }>;
+  run(flow: unknown, sample: FlowSample, model: ModelSnapshot): Promise<{ ok: false; errors: FieldError[] } | { ok: true; result: FlowTryAnswer }>;
 }
 
 const Sample = Type.Object(
@@ -43,6 +43,9 @@ const Sample = Type.Object(
   { additionalProperties: false },
 );
 
+/** A sample request for "try it", as the designer sends it. */
+export type FlowSample = Static<typeof Sample>;
+
 const CheckBody = Type.Object({ flow: Flow }, { additionalProperties: false });
 const TryBody = Type.Object({ flow: Flow, request: Type.Optional(Sample) }, { additionalProperties: false });
 
@@ -67,22 +70,27 @@ const TryResult = Type.Object({
   trace: Type.Array(StepTrace),
 });
 
+/** What "try it" answers: the flow's answer and each step's trace. */
+export type FlowTryAnswer = Static<typeof TryResult>;
+
 const FlowCheckResult = Type.Object({ valid: Type.Literal(true) }, { description: 'The flow would be accepted' });
 /** The designer endpoints' answer schemas by component name (server.ts registers them; the routes pass them as they are). */
 export const FLOW_SCHEMAS = { FlowCheckResult, FlowTryResult: TryResult };
 
-/** The body must be an object before its fields are read (a missing body names the body). */
-function bodyOf(body: unknown, schema: typeof CheckBody | typeof TryBody): Record<string, unknown> {
+/** A flow the designer's check has not seen yet stands in for the real one while the rest of the body is checked. */
+const STAND_IN = { steps: [{ name: 'x', respond: {} }] };
+
+/** The body, checked except for its flow (a missing body names the body), typed from its schema with the flow unknown. */
+function bodyOf<S extends typeof CheckBody | typeof TryBody>(body: unknown, schema: S): Omit<Static<S>, 'flow'> & { flow: unknown } {
   if (body === null || typeof body !== 'object' || Array.isArray(body)) throw problems.validation([{ field: '(body)', message: 'must be a JSON object with a flow' }]);
-  const b = body as Record<string, unknown>;
   // The flow's own errors come from the designer's check (schema, then compiler), with its paths.
-  const rest = schemaErrors(schema, { ...b, flow: { steps: [{ name: 'x', respond: {} }] } });
-  if (!('flow' in b)) rest.unshift({ field: 'flow', message: 'is required' });
-  if (rest.length) throw problems.validation(rest);
-  return b;
+  const missing = 'flow' in body ? [] : [{ field: 'flow', message: 'is required' }];
+  const { flow: _standIn, ...rest } = checkedBody(schema, { ...body, flow: STAND_IN }, missing);
+  return { ...rest, flow: 'flow' in body ? body.flow : undefined };
 }
 
-export function registerFlowRoutes(app: FastifyInstance, opts: { store: ModelStore; tools: FlowTools }): void {
+/** The flow designer's endpoints. */
+export const flowRoutes: FastifyPluginAsyncTypebox<{ store: ModelStore; tools: FlowTools }> = async (app, opts) => {
   const { store, tools } = opts;
   const tags = ['Flows'];
   app.post(
@@ -93,7 +101,7 @@ export function registerFlowRoutes(app: FastifyInstance, opts: { store: ModelSto
       schema: {
         tags,
         summary: 'Check a flow as a route would carry it (schema, expressions, references, limits); 422 names each field',
-        body: CheckBody,
+        body: handlerChecked(CheckBody),
         response: { 200: FlowCheckResult },
         security: [{ bearer: [] }],
       },
@@ -114,16 +122,16 @@ export function registerFlowRoutes(app: FastifyInstance, opts: { store: ModelSto
         summary: 'Run a flow once for a sample request against the real upstreams; each step with its input, output, outcome and time (credentials redacted)',
         description:
           "Step calls go from the control plane straight to each service's first endpoint (with its upstream TLS), not through Envoy. The flow's answer is in the body: a failed step is a 200 here whose status says so.",
-        body: TryBody,
+        body: handlerChecked(TryBody),
         response: { 200: TryResult },
         security: [{ bearer: [] }],
       },
     },
     async (request) => {
       const b = bodyOf(request.body, TryBody);
-      const r = await tools.run(b.flow, (b.request ?? {}) as Record<string, unknown>, store.current());
+      const r = await tools.run(b.flow, b.request ?? {}, store.current());
       if (!r.ok) throw problems.validation(r.errors);
       return r.result;
     },
   );
-}
+};

@@ -1,5 +1,6 @@
 // Operational endpoints: health and readiness, metrics, fleet status, admin tokens, the audit log.
-import { Type, type FastifyPluginAsyncTypebox, type TProperties } from '@fastify/type-provider-typebox';
+import type { FastifyPluginAsyncTypebox } from '@fastify/type-provider-typebox';
+import { Type, type TProperties } from '@sinclair/typebox';
 import type { Registry } from 'prom-client';
 import { AdminTokenInput } from '../model/index.ts';
 import type { ModelStore } from '../store/index.ts';

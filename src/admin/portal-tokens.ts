@@ -1,12 +1,13 @@
 // Partner tokens, minted by an admin for one partner: the only credential the partner portal
 // accepts. Stored like admin tokens (keyed hash, shown once), listed without the secret, revocable.
+import type { FastifyPluginAsyncTypebox } from '@fastify/type-provider-typebox';
 import { Type } from '@sinclair/typebox';
-import type { FastifyInstance } from 'fastify';
-import { AdminTokenInput, schemaErrors } from '../model/index.ts';
+import { AdminTokenInput } from '../model/index.ts';
 import type { ModelStore } from '../store/index.ts';
 import { json } from './openapi.ts';
-import { problems } from './problem.ts';
-import { ref } from './schemas.ts';
+import { AdminTokenCreated, AdminTokenList } from './operations.ts';
+import { checkedBody, handlerChecked, problems } from './problem.ts';
+import { refTo } from './schemas.ts';
 
 export const PartnerTokenInput = Type.Object(
   {
@@ -21,17 +22,18 @@ const params = Type.Object({ parent: Type.String({ description: 'partner name' }
 const itemParams = Type.Object({ parent: Type.String({ description: 'partner name' }), name: Type.String() });
 const tags = ['Partners'];
 
-export function registerPartnerTokenRoutes(app: FastifyInstance, opts: { store: ModelStore }): void {
+/** A partner's portal tokens: list, create (the secret shown once), revoke. */
+export const partnerTokenRoutes: FastifyPluginAsyncTypebox<{ store: ModelStore }> = async (app, opts) => {
   const { store } = opts;
   const requirePartner = (name: string) => {
     if (!store.current().partners.has(name)) throw problems.notFound(`partner '${name}'`, 'path parameter parent');
   };
 
-  app.get<{ Params: { parent: string } }>(
+  app.get(
     '/api/v1/partners/:parent/portal-tokens',
     {
       config: { role: 'admin' },
-      schema: { tags, summary: "List a partner's portal tokens (never their secrets)", params, security: [{ bearer: [] }], response: { 200: json('The tokens', ref('AdminTokenList')) } },
+      schema: { tags, summary: "List a partner's portal tokens (never their secrets)", params, security: [{ bearer: [] }], response: { 200: json('The tokens', refTo(AdminTokenList)) } },
     },
     async (request) => {
       requirePartner(request.params.parent);
@@ -39,7 +41,7 @@ export function registerPartnerTokenRoutes(app: FastifyInstance, opts: { store: 
     },
   );
 
-  app.post<{ Params: { parent: string } }>(
+  app.post(
     '/api/v1/partners/:parent/portal-tokens',
     {
       config: { role: 'admin' },
@@ -48,9 +50,9 @@ export function registerPartnerTokenRoutes(app: FastifyInstance, opts: { store: 
         summary: 'Create a partner token for the partner portal; the token is returned once',
         description: 'A partner token may call only /api/v1/portal/… (and sign in to the console, which then shows the portal): its partner’s subscriptions, usage and keys.',
         params,
-        body: PartnerTokenInput,
+        body: handlerChecked(PartnerTokenInput),
         security: [{ bearer: [] }],
-        response: { 201: json('Created; `token` is shown in this answer only', ref('AdminTokenCreated')) },
+        response: { 201: json('Created; `token` is shown in this answer only', refTo(AdminTokenCreated)) },
       },
     },
     async (request, reply) => {
@@ -58,9 +60,7 @@ export function registerPartnerTokenRoutes(app: FastifyInstance, opts: { store: 
       requirePartner(partner);
       const body = request.body;
       if (body === null || typeof body !== 'object' || Array.isArray(body)) throw problems.validation([{ field: '(body)', message: 'must be a JSON object' }]);
-      const errors = schemaErrors(PartnerTokenInput, body);
-      if (errors.length) throw problems.validation(errors);
-      const input = body as { name: string; description?: string; expiresAt?: string };
+      const input = checkedBody(PartnerTokenInput, body);
       if (input.expiresAt && Date.parse(input.expiresAt) <= Date.now()) throw problems.validation([{ field: 'expiresAt', message: 'must be in the future' }]);
       if (store.adminTokens.list().some((t) => t.name === input.name))
         throw problems.conflict(`a token named '${input.name}' already exists`, [{ field: 'name', message: 'is taken by another token' }]);
@@ -69,7 +69,7 @@ export function registerPartnerTokenRoutes(app: FastifyInstance, opts: { store: 
     },
   );
 
-  app.delete<{ Params: { parent: string; name: string } }>(
+  app.delete(
     '/api/v1/partners/:parent/portal-tokens/:name',
     {
       config: { role: 'admin' },
@@ -87,4 +87,4 @@ export function registerPartnerTokenRoutes(app: FastifyInstance, opts: { store: 
       return reply.code(204).send();
     },
   );
-}
+};

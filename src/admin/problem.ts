@@ -44,9 +44,9 @@ export class HttpProblem extends Error {
  */
 export const handlerChecked = <S extends TSchema>(schema: S): TUnsafe<unknown> => Type.Unsafe<unknown>(schema);
 
-/** The body, validated against its schema (422 naming each field) and typed as it. */
-export function checkedBody<S extends TSchema>(schema: S, body: unknown): Static<S> {
-  const errors = schemaErrors(schema, body);
+/** The body, validated against its schema (422 naming each field, after `earlier` errors) and typed as it. */
+export function checkedBody<S extends TSchema>(schema: S, body: unknown, earlier: FieldError[] = []): Static<S> {
+  const errors = [...earlier, ...schemaErrors(schema, body)];
   if (errors.length) throw problems.validation(errors);
   // Ajv has just checked it against the same schema.
   return body as Static<S>;

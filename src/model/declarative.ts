@@ -169,8 +169,8 @@ function inSlice(resource: AnyResource, tag: string | undefined): boolean {
  * The model (or a tag's slice) as a document. `keyHashes: false` leaves out API key hashes (what
  * a viewer may see); such a document still applies, keeping the stored hashes.
  */
-export function modelToDocument(model: ModelSnapshot, opts: { tag?: string; keyHashes?: boolean } = {}): Record<string, unknown> {
-  const doc: Record<string, unknown> = { portico: DOCUMENT_VERSION };
+export function modelToDocument(model: ModelSnapshot, opts: { tag?: string; keyHashes?: boolean } = {}): { portico: string } & Record<string, unknown> {
+  const doc: { portico: string } & Record<string, unknown> = { portico: DOCUMENT_VERSION };
   for (const kind of TOP_LEVEL) {
     const entries = sortedValues(model, kind)
       .filter((r) => inSlice(r, opts.tag))
