@@ -28,10 +28,11 @@ function document(listenerPort: number, upstreamPort: number): Record<string, un
   };
 }
 
-// One fresh key per request (wrk runs the script per thread; the thread's address keeps threads apart).
-const SCRIPT = `
+// One fresh key per request: a prefix per wrk run (a table's address repeats across runs, so keys of
+// the warm-up would come back as replays), the thread's address keeping threads apart, and a counter.
+const script = (run: string) => `
 local n = 0
-local me = tostring({}):gsub("table: ", "")
+local me = "${run}-" .. tostring({}):gsub("table: ", "")
 request = function()
   n = n + 1
   return wrk.format("POST", nil, { ["Content-Type"] = "application/json", ["Idempotency-Key"] = '"' .. me .. "-" .. n .. '"' }, '{"item":"book","qty":1}')
@@ -43,8 +44,12 @@ async function main(): Promise<void> {
   if (!envoyBin) throw new Error('envoy is not installed');
   const ws = workspace('portico-bench-idem-');
   try {
-    const script = path.join(ws.dir, 'post.lua');
-    writeFileSync(script, SCRIPT);
+    let runs = 0;
+    const scriptFile = () => {
+      const file = path.join(ws.dir, `post-${++runs}.lua`);
+      writeFileSync(file, script(`r${runs}-${Date.now()}`));
+      return file;
+    };
     const upstream = await startDirectUpstream(ws, envoyBin);
     const cp = await startControlPlane(ws, args.redis ? { REDIS_URL: args.redis } : {});
     const gateway = await startGatewayEnvoy(ws, envoyBin, { nodeId: NODE, group: GROUP, xds: `127.0.0.1:${cp.grpcPort}`, concurrency: 1 });
@@ -65,19 +70,36 @@ async function main(): Promise<void> {
       60_000,
       200,
     );
+    // Where non-2xx responses come from: the gateway's response codes and ext_proc's own counters, the processor's outcomes.
+    const statuses = async (): Promise<Record<string, number>> => {
+      const envoy = await gateway.stats('(downstream_rq_[2-5]xx$|ext_proc\\.)');
+      const metrics = await (await fetch(`${cp.adminUrl}/metrics`, { headers: { authorization: `Bearer ${cp.token}` } })).text();
+      const outcomes = Object.fromEntries(
+        [...metrics.matchAll(/^portico_idempotency_(requests|responses)_total\{[^}]*(?:outcome|result)="(\w+)"[^}]*\} (\d+)/gm)].map((m) => [`processor.${m[1]}.${m[2]}`, Number(m[3])]),
+      );
+      return { ...Object.fromEntries(Object.entries(envoy).filter(([k]) => !k.startsWith('http.admin') && !k.includes('xds'))), ...outcomes };
+    };
+    const diff = (after: Record<string, number>, before: Record<string, number>) =>
+      Object.fromEntries(
+        Object.entries(after)
+          .map(([k, v]) => [k, v - (before[k] ?? 0)])
+          .filter(([, v]) => v !== 0),
+      );
     const pids = { gateway: gateway.proc.child.pid, controlPlane: cp.proc.child.pid, upstream: upstream.proc.child.pid };
     const loadBefore = os.loadavg().map(round2);
-    const rounds: Record<'plain' | 'protected', Array<ReturnType<typeof wrkFigures> & { perCpuSecond: number }>> = { plain: [], protected: [] };
+    const rounds: Record<'plain' | 'protected', Array<ReturnType<typeof wrkFigures> & { perCpuSecond: number; statuses: Record<string, number> }>> = { plain: [], protected: [] };
     for (let i = 0; i < args.rounds; i++) {
       for (const name of ['plain', 'protected'] as const) {
-        const load = { url: `${base}/${name}`, threads: 1, connections: args.connections, script };
-        await wrk({ ...load, durationS: 2 }); // warm-up
+        const load = { url: `${base}/${name}`, threads: 1, connections: args.connections };
+        await wrk({ ...load, script: scriptFile(), durationS: 2 }); // warm-up
+        const statusesBefore = await statuses();
         const used = cpuMeter(pids);
-        const w = await wrk({ ...load, durationS: args.duration });
+        const w = await wrk({ ...load, script: scriptFile(), durationS: args.duration });
         const cpu = used();
+        const statusDelta = diff(await statuses(), statusesBefore);
         cpu.loadGenerator = w.loadGeneratorCpu;
         const total = Object.values(cpu).reduce((a, b) => a + b, 0);
-        rounds[name].push({ ...wrkFigures(w, cpu), perCpuSecond: Math.round(w.requests / Math.max(0.001, total)) });
+        rounds[name].push({ ...wrkFigures(w, cpu), perCpuSecond: Math.round(w.requests / Math.max(0.001, total)), statuses: statusDelta });
         process.stderr.write(`${name}: p50 ${w.p50Ms} ms, ${Math.round(w.rps)} req/s\n`);
       }
     }

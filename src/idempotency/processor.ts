@@ -44,6 +44,26 @@ function encode(msg: Json): Buffer {
   return Buffer.from(RESPONSE.encode(RESPONSE.fromObject(msg)).finish());
 }
 
+// The answers that never vary, encoded once (most messages of a stream get one of these).
+const CONTINUED = {
+  request_headers: encode({ request_headers: CONTINUE }),
+  request_body: encode({ request_body: CONTINUE }),
+  response_headers: encode({ response_headers: CONTINUE }),
+  response_body: encode({ response_body: CONTINUE }),
+  skip: encode({ request_headers: CONTINUE, mode_override: SKIP_REST }),
+} as const;
+
+/** Route settings by their metadata text: a handful of routes, parsed once each (bounded: the text comes from Envoy's config). */
+const settingsCache = new Map<string, IdempotencyRouteSettings | undefined>();
+function routeSettings(text: string | undefined): IdempotencyRouteSettings | undefined {
+  if (text === undefined) return undefined;
+  if (settingsCache.has(text)) return settingsCache.get(text);
+  const parsed = parseRouteSettings(text);
+  if (settingsCache.size >= 1_000) settingsCache.clear();
+  settingsCache.set(text, parsed);
+  return parsed;
+}
+
 function immediate(status: number, headers: Array<[string, string]>, body: Uint8Array): Json {
   return {
     immediate_response: {
@@ -108,11 +128,11 @@ export class IdempotencyProcessor {
   }
 
   private serve(call: grpc.ServerDuplexStream<Buffer, Buffer>): void {
-    const s: StreamState = { settings: parseRouteSettings(call.metadata.get(IDEMPOTENCY_NAMES.metadata)[0]?.toString()), method: '', path: '', partner: '', finished: false };
+    const s: StreamState = { settings: routeSettings(call.metadata.get(IDEMPOTENCY_NAMES.metadata)[0]?.toString()), method: '', path: '', partner: '', finished: false };
     // Messages are handled one at a time, in order (a store round trip may sit between two).
     let chain = Promise.resolve();
-    const send = (msg: Json) => {
-      if (!call.writableEnded && !call.destroyed) call.write(encode(msg));
+    const send = (msg: Json | Buffer) => {
+      if (!call.writableEnded && !call.destroyed) call.write(Buffer.isBuffer(msg) ? msg : encode(msg));
     };
     call.on('data', (buf: Buffer) => {
       chain = chain
@@ -126,9 +146,13 @@ export class IdempotencyProcessor {
       // A first request whose response never completed here (client gone, Envoy reset): free its key.
       void chain.then(() => this.finishUnstored(s));
     };
+    // Envoy may half-close right after its last message: answer every message first, then close
+    // (closing at once made Envoy fail the request with 503 while that answer was still pending).
     call.on('end', () => {
-      done();
-      if (!call.writableEnded) call.end();
+      void chain.then(async () => {
+        await this.finishUnstored(s);
+        if (!call.writableEnded) call.end();
+      });
     });
     call.on('error', done);
     call.on('cancelled', done);
@@ -141,7 +165,7 @@ export class IdempotencyProcessor {
     await this.opts.store.release(s.claimed.recordKey, s.claimed.pending).catch(() => undefined);
   }
 
-  private async handle(s: StreamState, req: ProcessingRequest, send: (m: Json) => void): Promise<void> {
+  private async handle(s: StreamState, req: ProcessingRequest, send: (m: Json | Buffer) => void): Promise<void> {
     if (req.request_headers) return this.onRequestHeaders(s, req.request_headers, send);
     if (req.request_body) return this.onRequestBody(s, req.request_body.body ?? new Uint8Array(), 'request_body', send);
     if (req.response_headers) {
@@ -149,16 +173,16 @@ export class IdempotencyProcessor {
       s.status = Number(headers.find(([k]) => k === ':status')?.[1] ?? 0);
       s.responseHeaders = headers;
       if (req.response_headers.end_of_stream) await this.store(s, new Uint8Array());
-      send({ response_headers: CONTINUE });
+      send(CONTINUED.response_headers);
       return;
     }
     if (req.response_body) {
       await this.store(s, req.response_body.body ?? new Uint8Array());
-      send({ response_body: CONTINUE });
+      send(CONTINUED.response_body);
     }
   }
 
-  private async onRequestHeaders(s: StreamState, h: HttpHeaders, send: (m: Json) => void): Promise<void> {
+  private async onRequestHeaders(s: StreamState, h: HttpHeaders, send: (m: Json | Buffer) => void): Promise<void> {
     if (!s.settings) {
       // A route Envoy sent without (valid) settings: a configuration fault, never a pass.
       this.opts.logger.error('idempotency processor: stream without route settings');
@@ -175,7 +199,7 @@ export class IdempotencyProcessor {
     const start = startRequest(s.settings, s.method, keyHeader);
     if (start.kind === 'skip') {
       this.count(s, 'unprotected');
-      send({ request_headers: CONTINUE, mode_override: SKIP_REST });
+      send(CONTINUED.skip);
       return;
     }
     if (start.kind === 'refuse') {
@@ -186,10 +210,10 @@ export class IdempotencyProcessor {
     s.key = start.key;
     // Without a body Envoy sends nothing more before the response: decide now.
     if (h.end_of_stream) await this.onRequestBody(s, new Uint8Array(), 'request_headers', send);
-    else send({ request_headers: CONTINUE });
+    else send(CONTINUED.request_headers);
   }
 
-  private async onRequestBody(s: StreamState, body: Uint8Array, phase: 'request_headers' | 'request_body', send: (m: Json) => void): Promise<void> {
+  private async onRequestBody(s: StreamState, body: Uint8Array, phase: 'request_headers' | 'request_body', send: (m: Json | Buffer) => void): Promise<void> {
     const settings = s.settings!;
     const fp = fingerprint(s.method, s.path, body);
     const key = recordKey(settings, s.partner, s.key!);
@@ -206,7 +230,7 @@ export class IdempotencyProcessor {
     if (!existing) {
       s.claimed = { recordKey: key, pending };
       this.count(s, 'first');
-      send({ [phase]: CONTINUE });
+      send(CONTINUED[phase]);
       return;
     }
     const d = decideRepeat(existing, fp);

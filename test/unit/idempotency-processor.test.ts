@@ -1,0 +1,105 @@
+// The idempotency processor over a real gRPC stream (grpc-js client and server on loopback), driven
+// the way Envoy's ext_proc filter drives it: every message of a request, then a half-close straight
+// after the last one. Each message must be answered before the processor closes its side.
+import assert from 'node:assert/strict';
+import { after, before, describe, it } from 'node:test';
+import * as grpc from '@grpc/grpc-js';
+import { Registry } from 'prom-client';
+import { formatRouteSettings, IDEMPOTENCY_NAMES } from '../../src/contract/index.ts';
+import { IdempotencyProcessor, MemoryIdempotencyStore } from '../../src/idempotency/index.ts';
+import { lookupType } from '../../src/proto/index.ts';
+import { createLogger } from '../../src/telemetry/log.ts';
+import { freePort } from '../support/components.ts';
+
+const REQUEST = lookupType('envoy.service.ext_proc.v3.ProcessingRequest');
+const RESPONSE = lookupType('envoy.service.ext_proc.v3.ProcessingResponse');
+const METHOD = '/envoy.service.ext_proc.v3.ExternalProcessor/Process';
+const raw = (b: Buffer) => b;
+
+const headers = (list: Array<[string, string]>, endOfStream = false) => ({ headers: { headers: list.map(([key, v]) => ({ key, raw_value: Buffer.from(v) })) }, end_of_stream: endOfStream });
+const encode = (msg: Record<string, unknown>) => Buffer.from(REQUEST.encode(REQUEST.fromObject(msg)).finish());
+
+/** One request's messages, as Envoy sends them with bodies buffered both ways. */
+function firstRequestMessages(key: string): Buffer[] {
+  return [
+    encode({
+      request_headers: headers([
+        [':method', 'POST'],
+        [':path', '/orders'],
+        ['idempotency-key', key],
+      ]),
+    }),
+    encode({ request_body: { body: Buffer.from('{"qty":1}'), end_of_stream: true } }),
+    encode({
+      response_headers: headers([
+        [':status', '201'],
+        ['content-type', 'application/json'],
+      ]),
+    }),
+    encode({ response_body: { body: Buffer.from('{"id":"o-1"}'), end_of_stream: true } }),
+  ];
+}
+
+/** A store whose writes take a while, as Redis's round trip does: the half-close arrives while one is pending. */
+class SlowStore extends MemoryIdempotencyStore {
+  override async complete(...args: Parameters<MemoryIdempotencyStore['complete']>): Promise<void> {
+    await new Promise((r) => setTimeout(r, 20));
+    return super.complete(...args);
+  }
+}
+
+describe('idempotency processor stream', () => {
+  let server: grpc.Server;
+  let client: grpc.Client;
+  const store = new SlowStore();
+  const registry = new Registry();
+
+  before(async () => {
+    server = new grpc.Server();
+    new IdempotencyProcessor({ store, registry, logger: createLogger('silent') }).register(server);
+    const port = await freePort();
+    await new Promise<void>((resolve, reject) => server.bindAsync(`127.0.0.1:${port}`, grpc.ServerCredentials.createInsecure(), (e) => (e ? reject(e) : resolve())));
+    client = new grpc.Client(`127.0.0.1:${port}`, grpc.credentials.createInsecure());
+  });
+  after(async () => {
+    client.close();
+    await new Promise<void>((r) => server.tryShutdown(() => r()));
+    await store.close();
+  });
+
+  /** Writes every message, half-closes at once, and collects the answers until the server ends the stream. */
+  function exchange(messages: Buffer[]): Promise<{ answers: Array<Record<string, unknown>>; status: number }> {
+    const metadata = new grpc.Metadata();
+    metadata.set(IDEMPOTENCY_NAMES.metadata, formatRouteSettings({ product: 'shop', route: 'orders', ttlSeconds: 60, required: true, methods: ['POST'] }));
+    const call = client.makeBidiStreamRequest(METHOD, raw, raw, metadata);
+    const answers: Array<Record<string, unknown>> = [];
+    return new Promise((resolve) => {
+      call.on('data', (b: Buffer) => answers.push(RESPONSE.toObject(RESPONSE.decode(b), { enums: String }) as Record<string, unknown>));
+      call.on('error', () => undefined);
+      call.on('status', (s: grpc.StatusObject) => resolve({ answers, status: s.code }));
+      for (const m of messages) call.write(m);
+      call.end();
+    });
+  }
+
+  it('answers all four messages of a first request when Envoy half-closes right after the last one', async () => {
+    const { answers, status } = await exchange(firstRequestMessages('"k-1"'));
+    assert.equal(status, grpc.status.OK);
+    assert.deepEqual(
+      answers.map((a) => Object.keys(a).filter((k) => k !== 'mode_override')[0]),
+      ['request_headers', 'request_body', 'response_headers', 'response_body'],
+    );
+    const metrics = await registry.getSingleMetricAsString('portico_idempotency_responses_total');
+    assert.match(metrics, /result="stored"\} 1/);
+    assert.doesNotMatch(metrics, /result="released"/);
+  });
+
+  it('replays the stored response to a repeat with the same key and body', async () => {
+    const [headersMsg, bodyMsg] = firstRequestMessages('"k-1"');
+    const { answers, status } = await exchange([headersMsg!, bodyMsg!]);
+    assert.equal(status, grpc.status.OK);
+    const replay = answers.find((a) => 'immediate_response' in a)?.immediate_response as { status: { code: string }; body: Uint8Array } | undefined;
+    assert.ok(replay, `no immediate response in ${JSON.stringify(answers)}`);
+    assert.equal(Buffer.from(replay.body).toString(), '{"id":"o-1"}');
+  });
+});
