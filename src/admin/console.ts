@@ -3,12 +3,13 @@
 import { existsSync } from 'node:fs';
 import { fileURLToPath } from 'node:url';
 import fastifyStatic from '@fastify/static';
+import type { FastifyPluginAsyncTypebox } from '@fastify/type-provider-typebox';
 import { Type } from '@sinclair/typebox';
-import type { FastifyInstance, FastifyReply, FastifyRequest } from 'fastify';
+import type { FastifyReply, FastifyRequest } from 'fastify';
 import type { Registry } from 'prom-client';
 import { DURATION_METRIC, REQUESTS_METRIC } from '../telemetry/index.ts';
 import { type ConsoleSessions, CSRF_HEADER } from './console-sessions.ts';
-import { problems } from './problem.ts';
+import { handlerChecked, problems } from './problem.ts';
 
 /** Where `npm run console:build` writes the console (gitignored; scripts/setup.sh builds it). */
 export const DEFAULT_CONSOLE_DIR = fileURLToPath(new URL('../../console/dist/', import.meta.url));
@@ -69,18 +70,19 @@ function secure(request: FastifyRequest): boolean {
   );
 }
 
-export async function registerConsole(app: FastifyInstance, opts: ConsoleOptions): Promise<void> {
+/** The console's files and session endpoints, and the traffic summary. */
+export const consoleRoutes: FastifyPluginAsyncTypebox<ConsoleOptions> = async (app, opts) => {
   const { sessions } = opts;
   const dir = opts.dir ?? DEFAULT_CONSOLE_DIR;
 
-  app.post<{ Body: { token?: unknown } }>(
+  app.post(
     '/console/api/session',
     {
       config: { public: true },
       schema: {
         tags,
         summary: 'Sign in to the console: exchange an admin, viewer or partner token for a session cookie (HttpOnly, SameSite=Strict)',
-        body: Type.Object({ token: Type.String({ minLength: 1 }) }),
+        body: handlerChecked(Type.Object({ token: Type.String({ minLength: 1 }) })),
         response: { 200: SessionInfo },
       },
     },
@@ -88,7 +90,8 @@ export async function registerConsole(app: FastifyInstance, opts: ConsoleOptions
       // JSON only: a cross-site HTML form cannot send it, so nobody can sign a browser in as someone else.
       if (!(request.headers['content-type'] ?? '').startsWith('application/json'))
         throw problems.badRequest('send {"token": …} as application/json', [{ field: 'header Content-Type', message: 'must be application/json' }]);
-      const token = request.body?.token;
+      const body = request.body;
+      const token = typeof body === 'object' && body !== null && 'token' in body ? body.token : undefined;
       if (typeof token !== 'string' || token.length === 0) throw problems.validation([{ field: 'token', message: 'is required' }]);
       sessions.destroy(sessions.idOf(request));
       const { id, principal, view } = sessions.create(token);
@@ -145,7 +148,7 @@ export async function registerConsole(app: FastifyInstance, opts: ConsoleOptions
       scope.get('/console/*', notBuilt);
     }
   });
-}
+};
 
 type Values = { labels: Record<string, string | number>; value: number; metricName?: string }[];
 

@@ -2,18 +2,19 @@
 // subscriptions with their plans' limits and quotas, its usage against them, its own API keys
 // (create, rotate, revoke). Every route is for partner tokens only (auth.ts enforces it); the
 // partner always comes from the token, never from the request.
-import { Type } from '@sinclair/typebox';
-import type { FastifyInstance, FastifyReply, FastifyRequest } from 'fastify';
+import type { FastifyPluginAsyncTypebox } from '@fastify/type-provider-typebox';
+import { Type, type Static } from '@sinclair/typebox';
+import type { FastifyReply, FastifyRequest } from 'fastify';
 import type { Registry } from 'prom-client';
-import { ApiKey, sortedValues, schemaErrors, type ModelSnapshot, type Mutation, type Plan } from '../model/index.ts';
+import { ApiKey, sortedValues, type ModelSnapshot, type Mutation, type Plan } from '../model/index.ts';
 import { ModelValidationError, PreconditionFailedError, type ModelStore } from '../store/index.ts';
 import { trafficSeries } from './console.ts';
 import { present } from './present.ts';
-import { modelProblem, problems } from './problem.ts';
+import { checkedBody, handlerChecked, modelProblem, problems } from './problem.ts';
 import { ref } from './schemas.ts';
 
 /** Reads a partner's usage against its budgets (src/ratelimit's readPartnerUsage, wired by the composition root). */
-export type PortalUsageReader = (model: ModelSnapshot, partner: string) => Promise<unknown[]>;
+export type PortalUsageReader = (model: ModelSnapshot, partner: string) => Promise<PortalBudget[]>;
 
 export interface PortalOptions {
   store: ModelStore;
@@ -67,6 +68,8 @@ const Budget = Type.Object(
   },
   { additionalProperties: false },
 );
+/** One limit or quota of a partner's plans with its usage, as the portal shows it. */
+export type PortalBudget = Static<typeof Budget>;
 const Usage = Type.Object({
   at: Type.String({ format: 'date-time' }),
   budgets: Type.Array(Budget),
@@ -128,7 +131,8 @@ export function nextKeyName(base: string, taken: (name: string) => boolean): str
   }
 }
 
-export function registerPortalRoutes(app: FastifyInstance, opts: PortalOptions): void {
+/** The partner portal's endpoints (partner tokens only). */
+export const portalRoutes: FastifyPluginAsyncTypebox<PortalOptions> = async (app, opts) => {
   const { store } = opts;
   const keyOf = (request: FastifyRequest, name: string) => `${partnerOf(request)}/${name}`;
   const ownKey = (request: FastifyRequest, name: string) => {
@@ -140,10 +144,11 @@ export function registerPortalRoutes(app: FastifyInstance, opts: PortalOptions):
   const writable = (request: FastifyRequest) => {
     if (store.current().partners.get(partnerOf(request))?.suspended) throw problems.forbidden(`partner '${partnerOf(request)}' is suspended: its keys cannot change`);
   };
-  const body = (request: FastifyRequest): Record<string, unknown> => {
+  // No body is an empty one; anything but an object is refused before its fields are checked.
+  const body = (request: FastifyRequest): object => {
     const b = request.body ?? {};
-    if (typeof b !== 'object' || Array.isArray(b)) throw problems.validation([{ field: '(body)', message: 'must be a JSON object' }]);
-    return b as Record<string, unknown>;
+    if (typeof b !== 'object' || b === null || Array.isArray(b)) throw problems.validation([{ field: '(body)', message: 'must be a JSON object' }]);
+    return b;
   };
   const commit = async (request: FastifyRequest, mutations: Mutation[], summary: string, absent?: { key: string; field: string }) => {
     try {
@@ -170,7 +175,7 @@ export function registerPortalRoutes(app: FastifyInstance, opts: PortalOptions):
     const model = store.current();
     const p = model.partners.get(partnerOf(request))!;
     const info = store.adminTokens.list().find((t) => t.name === request.principal!.name);
-    return { partner: present('partners', p, model), token: { name: request.principal!.name, ...(info?.expiresAt ? { expiresAt: info.expiresAt } : {}) } };
+    return { partner: { ...present('partners', p, model), name: p.name }, token: { name: request.principal!.name, ...(info?.expiresAt ? { expiresAt: info.expiresAt } : {}) } };
   });
 
   app.get(
@@ -231,21 +236,23 @@ export function registerPortalRoutes(app: FastifyInstance, opts: PortalOptions):
     };
   });
 
-  app.post('/api/v1/portal/keys', { config, schema: { tags, summary: 'Create an API key; the key is returned once', security, body: KeyInput, response: { 201: NewKey } } }, async (request, res) => {
-    writable(request);
-    const input = body(request);
-    const errors = schemaErrors(KeyInput, input);
-    if (errors.length) throw problems.validation(errors);
-    if (typeof input.expiresAt === 'string' && Date.parse(input.expiresAt) <= Date.now()) throw problems.validation([{ field: 'expiresAt', message: 'must be in the future' }]);
-    ownKeyCount(request);
-    const key = keyOf(request, String(input.name));
-    const m = mint();
-    const resource = { ...input, partner: partnerOf(request), ...m.fields } as never;
-    const result = await commit(request, [{ kind: 'apiKeys', op: 'put', key, resource }], `create API key ${key} (partner portal)`, { key, field: 'name' });
-    return shown(res, result.snapshot, key, { key: m.secret });
-  });
+  app.post(
+    '/api/v1/portal/keys',
+    { config, schema: { tags, summary: 'Create an API key; the key is returned once', security, body: handlerChecked(KeyInput), response: { 201: NewKey } } },
+    async (request, res) => {
+      writable(request);
+      const input = checkedBody(KeyInput, body(request));
+      if (typeof input.expiresAt === 'string' && Date.parse(input.expiresAt) <= Date.now()) throw problems.validation([{ field: 'expiresAt', message: 'must be in the future' }]);
+      ownKeyCount(request);
+      const key = keyOf(request, input.name);
+      const m = mint();
+      const resource = { ...input, partner: partnerOf(request), ...m.fields };
+      const result = await commit(request, [{ kind: 'apiKeys', op: 'put', key, resource }], `create API key ${key} (partner portal)`, { key, field: 'name' });
+      return shown(res, result.snapshot, key, { key: m.secret });
+    },
+  );
 
-  app.post<{ Params: { name: string } }>(
+  app.post(
     '/api/v1/portal/keys/:name/rotate',
     {
       config,
@@ -254,7 +261,7 @@ export function registerPortalRoutes(app: FastifyInstance, opts: PortalOptions):
         summary: 'Rotate an API key: a new key beside the old one (returned once); the old one works until revoked, or is revoked at once with revokeOld',
         security,
         params: KeyParams,
-        body: RotateInput,
+        body: handlerChecked(RotateInput),
         response: { 201: NewKey },
       },
     },
@@ -262,17 +269,15 @@ export function registerPortalRoutes(app: FastifyInstance, opts: PortalOptions):
       writable(request);
       const old = ownKey(request, request.params.name);
       if (old.revoked) throw problems.conflict(`API key '${old.name}' is revoked`, [{ field: 'path parameter name', message: 'names a revoked key; create a new one instead' }]);
-      const input = body(request);
-      const errors = schemaErrors(RotateInput, input);
-      if (errors.length) throw problems.validation(errors);
+      const input = checkedBody(RotateInput, body(request));
       ownKeyCount(request);
       const model = store.current();
       const name = typeof input.name === 'string' ? input.name : nextKeyName(old.name, (n) => model.apiKeys.has(keyOf(request, n)));
       const key = keyOf(request, name);
       const m = mint();
       const { prefix: _p, hash: _h, secret: _s, revoked: _r, ...kept } = old;
-      const mutations: Mutation[] = [{ kind: 'apiKeys', op: 'put', key, resource: { ...kept, name, ...m.fields } as never }];
-      if (input.revokeOld === true) mutations.push({ kind: 'apiKeys', op: 'put', key: keyOf(request, old.name), resource: { ...old, revoked: true } as never });
+      const mutations: Mutation[] = [{ kind: 'apiKeys', op: 'put', key, resource: { ...kept, name, ...m.fields } }];
+      if (input.revokeOld === true) mutations.push({ kind: 'apiKeys', op: 'put', key: keyOf(request, old.name), resource: { ...old, revoked: true } });
       const result = await commit(request, mutations, `rotate API key ${keyOf(request, old.name)} → ${name}${input.revokeOld === true ? ' (old revoked)' : ''} (partner portal)`, {
         key,
         field: 'name',
@@ -281,7 +286,7 @@ export function registerPortalRoutes(app: FastifyInstance, opts: PortalOptions):
     },
   );
 
-  app.post<{ Params: { name: string } }>(
+  app.post(
     '/api/v1/portal/keys/:name/revoke',
     { config, schema: { tags, summary: 'Revoke an API key: Envoy refuses it after the next push', security, params: KeyParams, response: { 200: KeyView } } },
     async (request, res) => {
@@ -289,33 +294,32 @@ export function registerPortalRoutes(app: FastifyInstance, opts: PortalOptions):
       const old = ownKey(request, request.params.name);
       const key = keyOf(request, old.name);
       if (old.revoked) return shown(res, store.current(), key, {}, 200);
-      const result = await commit(request, [{ kind: 'apiKeys', op: 'put', key, resource: { ...old, revoked: true } as never }], `revoke API key ${key} (partner portal)`);
+      const result = await commit(request, [{ kind: 'apiKeys', op: 'put', key, resource: { ...old, revoked: true } }], `revoke API key ${key} (partner portal)`);
       return shown(res, result.snapshot, key, {}, 200);
     },
   );
 
-  app.patch<{ Params: { name: string } }>(
+  app.patch(
     '/api/v1/portal/keys/:name',
-    { config, schema: { tags, summary: 'Change a key’s description or expiry (null removes it)', security, params: KeyParams, body: KeyPatch, response: { 200: KeyView } } },
+    { config, schema: { tags, summary: 'Change a key’s description or expiry (null removes it)', security, params: KeyParams, body: handlerChecked(KeyPatch), response: { 200: KeyView } } },
     async (request, res) => {
       writable(request);
       const old = ownKey(request, request.params.name);
-      const input = body(request);
-      const errors = schemaErrors(KeyPatch, input);
-      if (errors.length) throw problems.validation(errors);
+      const input = checkedBody(KeyPatch, body(request));
       if (typeof input.expiresAt === 'string' && Date.parse(input.expiresAt) <= Date.now()) throw problems.validation([{ field: 'expiresAt', message: 'must be in the future' }]);
-      const next: Record<string, unknown> = { ...old };
-      for (const f of ['description', 'expiresAt'] as const) {
-        if (input[f] === null) delete next[f];
-        else if (input[f] !== undefined) next[f] = input[f];
-      }
+      // null removes the field, a value replaces it, absent leaves it.
+      const next = { ...old };
+      if (input.description === null) delete next.description;
+      else if (input.description !== undefined) next.description = input.description;
+      if (input.expiresAt === null) delete next.expiresAt;
+      else if (input.expiresAt !== undefined) next.expiresAt = input.expiresAt;
       const key = keyOf(request, old.name);
-      const result = await commit(request, [{ kind: 'apiKeys', op: 'put', key, resource: next as never }], `update API key ${key} (partner portal)`);
+      const result = await commit(request, [{ kind: 'apiKeys', op: 'put', key, resource: next }], `update API key ${key} (partner portal)`);
       return shown(res, result.snapshot, key, {}, 200);
     },
   );
 
-  app.delete<{ Params: { name: string } }>(
+  app.delete(
     '/api/v1/portal/keys/:name',
     { config, schema: { tags, summary: 'Delete a key (revoked or not): callers using it are refused after the next push', security, params: KeyParams } },
     async (request, res) => {
@@ -326,4 +330,4 @@ export function registerPortalRoutes(app: FastifyInstance, opts: PortalOptions):
       return res.code(204).send();
     },
   );
-}
+};

@@ -38,7 +38,7 @@ export class HttpProblem extends Error {
 }
 
 /**
- * A route's body schema for a body its handler checks itself with checkedBody() (after the checks
+ * A route's body schema for a body its handler checks itself, with checkedBody() (after the checks
  * that answer first: 404, 403, 409), so fastify does not validate it (server.ts) and the type
  * provider types it unknown until checked. The document shows the schema unchanged.
  */

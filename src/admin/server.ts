@@ -10,7 +10,7 @@ import { describeSchemaErrors, inputErrors, parseDocumentText } from '../model/i
 import type { ModelStore } from '../store/index.ts';
 import { authenticate, registerAuth } from './auth.ts';
 import { CONFIG_SCHEMAS, configRoutes } from './config.ts';
-import { CONSOLE_SCHEMAS, registerConsole } from './console.ts';
+import { CONSOLE_SCHEMAS, consoleRoutes } from './console.ts';
 import { FLOW_SCHEMAS, flowRoutes, type FlowTools } from './flows.ts';
 import { ConsoleSessions, SESSION_COOKIE, type SessionOptions } from './console-sessions.ts';
 import { CachePurgeResult, cacheRoutes } from './cache.ts';
@@ -18,7 +18,7 @@ import { auditRoutes, fleetRoutes, healthRoutes, metricsRoute, OPERATION_SCHEMAS
 import type { Registry } from 'prom-client';
 import { clientErrorHandler, frameworkErrors, HttpProblem, installProblemHandlers, problems } from './problem.ts';
 import { documentResponses, refResolver, sharedSerializers, TAGS } from './openapi.ts';
-import { PORTAL_SCHEMAS, registerPortalRoutes, type PortalUsageReader } from './portal.ts';
+import { PORTAL_SCHEMAS, portalRoutes, type PortalUsageReader } from './portal.ts';
 import { partnerTokenRoutes } from './portal-tokens.ts';
 import { registerResourceRoutes } from './resources.ts';
 
@@ -143,12 +143,12 @@ export async function buildAdminServer(opts: AdminServerOptions): Promise<Fastif
   await app.register(tokenRoutes, { store: opts.store });
   await app.register(auditRoutes, { store: opts.store });
   await app.register(partnerTokenRoutes, { store: opts.store });
-  registerPortalRoutes(app, { store: opts.store, ...(opts.portalUsage ? { usage: opts.portalUsage } : {}), ...(opts.registry ? { registry: opts.registry } : {}) });
+  await app.register(portalRoutes, { store: opts.store, ...(opts.portalUsage ? { usage: opts.portalUsage } : {}), ...(opts.registry ? { registry: opts.registry } : {}) });
   await app.register(cacheRoutes, { store: opts.store });
   if (opts.fleet) await app.register(fleetRoutes, { fleet: opts.fleet });
   if (opts.flowTools) await app.register(flowRoutes, { store: opts.store, tools: opts.flowTools });
   if (opts.registry) await app.register(metricsRoute, { registry: opts.registry });
-  await registerConsole(app, { sessions, ...(opts.consoleDir ? { dir: opts.consoleDir } : {}), ...(opts.registry ? { registry: opts.registry } : {}) });
+  await app.register(consoleRoutes, { sessions, ...(opts.consoleDir ? { dir: opts.consoleDir } : {}), ...(opts.registry ? { registry: opts.registry } : {}) });
   return app;
 }
 
