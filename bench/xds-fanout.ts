@@ -45,9 +45,9 @@ const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
 
 /**
  * The changes, in order; each is the fixture with one more variant. Portico is handed the unchanged
- * resources as the objects it was given before (what a translator that reuses unchanged output
- * gives), except for `fresh` changes: every resource a new object, so the cache must serialise each
- * to find what changed (what the whole-group translator gives today).
+ * resources and routes as the objects it was given before (what the pipeline's translator gives with
+ * its EmitMemo), except for `fresh` changes: every resource a new object, so the cache must serialise
+ * each to find what changed and encode the changed one whole.
  */
 const CHANGES = [
   { label: 'one route', typeUrl: TYPE_URLS.route, variant: { variant: 1 }, fresh: false },
@@ -57,14 +57,26 @@ const CHANGES = [
 ] as const;
 const changedGroup = (i: number): GroupResources => largeGroupResources({ ...shape, ...CHANGES[i]!.variant });
 
-/** `next` with each resource equal to one of `previous` replaced by that object (structural sharing). */
+type RouteJson = { readonly name: string };
+type RouteConfigJson = { readonly virtual_hosts: readonly { readonly routes: readonly RouteJson[] }[] };
+
+/**
+ * `next` with each resource equal to one of `previous` replaced by that object, and in a changed route
+ * configuration each route equal to one before replaced by that object: what the pipeline's translator
+ * (with its EmitMemo) hands the cache.
+ */
 function sharedWith(previous: GroupResources, next: GroupResources): GroupResources {
   const out = { ...next };
+  const routes = new Map<string, RouteJson>();
+  for (const rc of previous.routes as unknown as RouteConfigJson[]) for (const vh of rc.virtual_hosts) for (const r of vh.routes) routes.set(JSON.stringify(r), r);
   for (const kind of RESOURCE_KINDS) {
     const before = new Map(previous[kind].map((r) => [resourceName(kind, r), r]));
     out[kind] = next[kind].map((r) => {
       const p = before.get(resourceName(kind, r));
-      return p && JSON.stringify(p) === JSON.stringify(r) ? p : r;
+      if (p && JSON.stringify(p) === JSON.stringify(r)) return p;
+      if (kind !== 'routes') return r;
+      const rc = r as unknown as RouteConfigJson;
+      return { ...rc, virtual_hosts: rc.virtual_hosts.map((vh) => ({ ...vh, routes: vh.routes.map((x) => routes.get(JSON.stringify(x)) ?? x) })) };
     });
   }
   return out;
@@ -76,7 +88,7 @@ type FromPortico =
   | { kind: 'prepared' }
   | { kind: 'applied'; version: string }
   | { kind: 'landed' }
-  | { kind: 'details'; snapshotBuildMs: number; encodedPerChange: number[]; memoryMB: Record<string, number> };
+  | { kind: 'details'; snapshotBuildMs: number; encodedPerChange: { resources: number; routeParts: number }[]; memoryMB: Record<string, number> };
 
 // ── Portico's server (child process) ─────────────────────────────────────────
 
@@ -118,7 +130,7 @@ async function runPortico(): Promise<void> {
   const reply = (m: FromPortico) => process.send!(m);
   let pending: { resources: GroupResources; typeUrl: string } | undefined;
   /** Resources each change encoded (the rest were found unchanged). */
-  const encodedPerChange: number[] = [];
+  const encodedPerChange: { resources: number; routeParts: number }[] = [];
   let profiling: ((label: string) => Promise<void>) | undefined;
   process.on('message', async (m: ToPortico) => {
     switch (m.kind) {
@@ -131,9 +143,10 @@ async function runPortico(): Promise<void> {
         pending = undefined;
         profiling = await startProfile();
         const encodedBefore = cache.encodings;
+        const partsBefore = cache.parts.encoded;
         cache.setGroupResources(GROUP, resources);
         cache.flush();
-        encodedPerChange.push(cache.encodings - encodedBefore);
+        encodedPerChange.push({ resources: cache.encodings - encodedBefore, routeParts: cache.parts.encoded - partsBefore });
         return reply({ kind: 'applied', version: typeSnapshot(cache.getSnapshot(GROUP), typeUrl).version });
       }
       case 'landed':

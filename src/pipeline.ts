@@ -3,7 +3,7 @@
 // produce config Envoy cannot take is refused before it is committed.
 import { Gauge, Histogram, type Registry } from 'prom-client';
 import { KIND_ORDER, type ModelSnapshot, type ModelError } from './model/index.ts';
-import { nextExpiry, translate, validateTranslation, type QuotaExhaustedIR, type TranslateOptions } from './translate/index.ts';
+import { EmitMemo, nextExpiry, translate, validateTranslation, type QuotaExhaustedIR, type TranslateOptions } from './translate/index.ts';
 import { resourceName, type EnvoyResource, type GroupResources } from './contract/index.ts';
 import { typeLabel, type SnapshotCache, type FleetStatus } from './xds/index.ts';
 import { TYPE_URLS } from './proto/index.ts';
@@ -63,6 +63,8 @@ export class ConfigPipeline {
   /** Native JWT: key sets fetched for jwksUri issuers (pushed to Envoy inline), and where they come from. */
   private jwks: ReadonlyMap<string, unknown> = new Map();
   private jwksSource: (() => ReadonlyMap<string, unknown>) | undefined;
+  /** Emitted routes remembered across translations: a change hands the cache new objects only for what changed. */
+  private readonly memo = new EmitMemo();
   private readonly buildSeconds: Histogram;
   private readonly revisionGauge: Gauge;
   /** Model change → Envoy ACK latency (portico_xds_convergence_seconds). */
@@ -274,7 +276,7 @@ export class ConfigPipeline {
     const expiry = nextExpiry(snapshot, now);
     if (this.last?.envoys === this.envoys && this.last.quotas === this.quotas && this.last.jwks === this.jwks && this.last.expiry === expiry && this.last.maps.every((m, i) => m === maps[i]))
       return this.last.groups;
-    const groups = translate(snapshot, { ...this.options, envoys: this.envoys, quotaExhausted: this.quotas, jwks: this.jwks, now });
+    const groups = translate(snapshot, { ...this.options, envoys: this.envoys, quotaExhausted: this.quotas, jwks: this.jwks, now, memo: this.memo });
     this.last = { maps, envoys: this.envoys, quotas: this.quotas, jwks: this.jwks, expiry, groups };
     return groups;
   }

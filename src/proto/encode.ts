@@ -21,10 +21,48 @@ function enumValue(e: protobuf.Enum, v: unknown, p: string): number {
   throw new ProtoJsonError(p, `expected enum ${e.fullName.slice(1)} (name), got ${describe(v)}`);
 }
 
+/**
+ * Encodings of sub-messages remembered by the identity of their JSON object, for chosen message types:
+ * a resource rebuilt around objects it shared with an earlier one (a route configuration whose other
+ * routes did not change) re-encodes only the new parts. The objects must not change once encoded.
+ */
+export class EncodedParts {
+  private readonly types: ReadonlySet<string>;
+  private readonly memo = new WeakMap<object, { type: protobuf.Type; bytes: Uint8Array }>();
+  /** Sub-messages encoded (misses), for tests and benchmarks. */
+  encoded = 0;
+
+  /** `typeNames`: full message names (e.g. envoy.config.route.v3.Route) whose encodings are kept. */
+  constructor(typeNames: readonly string[]) {
+    this.types = new Set(typeNames.map((n) => `.${n}`));
+  }
+
+  /** The encoding of `v` as `type`, from memory or written now. */
+  bytes(type: protobuf.Type, v: object, p: string): Uint8Array | undefined {
+    if (!this.types.has(type.fullName)) return undefined;
+    const hit = this.memo.get(v);
+    if (hit?.type === type) return hit.bytes;
+    const w = protobuf.Writer.create();
+    writeMessageBody(w, type, v, p);
+    const bytes = w.finish();
+    this.memo.set(v, { type, bytes });
+    this.encoded++;
+    return bytes;
+  }
+}
+
+/** The parts memory of the encodeMessage call under way (encoding is synchronous). */
+let parts: EncodedParts | undefined;
+
 /** Writes one field element (tag included) for a non-repeated, non-packed occurrence. */
 function writeElement(w: protobuf.Writer, f: protobuf.Field, v: unknown, p: string, skipDefault: boolean): void {
   const rt = f.resolvedType;
   if (rt instanceof protobuf.Type) {
+    const kept = parts && isPlainObject(v) ? parts.bytes(rt, v, p) : undefined;
+    if (kept) {
+      w.uint32((f.id << 3) | 2).bytes(kept);
+      return;
+    }
     w.uint32((f.id << 3) | 2).fork();
     writeMessageBody(w, rt, v, p);
     w.ldelim();
@@ -263,15 +301,24 @@ function isNullValueField(f: protobuf.Field): boolean {
   return !f.repeated && !f.map && rt !== null && (rt.fullName === '.google.protobuf.Value' || rt.fullName === '.google.protobuf.NullValue');
 }
 
-/** Strict proto3-JSON → protobuf for a message type name; fields are written in number order (deterministic). */
-export function encodeMessage(typeName: string, json: unknown): Uint8Array {
+/**
+ * Strict proto3-JSON → protobuf for a message type name; fields are written in number order (deterministic).
+ * With `reuse`, sub-messages of its types already encoded (the same objects) are copied, not re-encoded.
+ */
+export function encodeMessage(typeName: string, json: unknown, reuse?: EncodedParts): Uint8Array {
   const type = lookupType(typeName);
   const w = protobuf.Writer.create();
-  writeMessageBody(w, type, json, '$');
+  const outer = parts;
+  parts = reuse;
+  try {
+    writeMessageBody(w, type, json, '$');
+  } finally {
+    parts = outer;
+  }
   return w.finish();
 }
 
 /** Strict proto3-JSON → protobuf for a resource; throws ProtoJsonError naming the JSON path on any mismatch. */
-export function encodeResource(typeUrl: string, json: unknown): Uint8Array {
-  return encodeMessage(typeNameOfUrl(typeUrl), json);
+export function encodeResource(typeUrl: string, json: unknown, reuse?: EncodedParts): Uint8Array {
+  return encodeMessage(typeNameOfUrl(typeUrl), json, reuse);
 }

@@ -11,6 +11,7 @@ import type { FlowOptions, GroupIR, IdempotencyOptions, QuotaExhaustedIR, Teleme
 import { resourceName, type GroupResources, type ResourceKind } from '../contract/index.ts';
 import { modelToIr } from './to-ir/group.ts';
 import { validateTranslation } from './validate.ts';
+import type { EmitMemo } from './memo.ts';
 
 export interface TranslateOptions {
   /** host:port of Portico's gRPC callout services (ext_authz and rate limit). */
@@ -34,6 +35,8 @@ export interface TranslateOptions {
   now?: number;
   /** Native mode: JWKS documents the control plane fetched for jwksUri issuers, by issuer name (pushed to Envoy inline). */
   jwks?: ReadonlyMap<string, unknown>;
+  /** The caller's memory of emitted JSON: unchanged routes come back as the objects of the last translation. */
+  memo?: EmitMemo;
 }
 
 // The output type is the xDS cache's input type: one contract, in src/contract.
@@ -56,12 +59,12 @@ function byName(kind: ResourceKind, list: JsonObject[]): JsonObject[] {
 }
 
 /** IR → Envoy resources for one gateway group. */
-export function groupResources(g: GroupIR): GroupResources {
+export function groupResources(g: GroupIR, memo?: EmitMemo): GroupResources {
   return {
     clusters: byName('clusters', g.clusters.map(cluster)),
     endpoints: byName('endpoints', g.clusters.filter((c) => c.discovery === 'eds').map(loadAssignment)),
     listeners: byName('listeners', [...g.listeners.map((l) => listener(g, l)), ...g.apiListeners.map(apiListener), ...(g.flowSteps ? [flowStepListener(g, g.flowSteps)] : [])]),
-    routes: byName('routes', routeConfigurations(g.routeTables, { authz: g.filters.extAuthz !== undefined, limits: g.filters.extAuthzLimits !== undefined })),
+    routes: byName('routes', routeConfigurations(g.routeTables, { authz: g.filters.extAuthz !== undefined, limits: g.filters.extAuthzLimits !== undefined }, memo)),
     secrets: byName('secrets', g.secrets.map(secret)),
   };
 }
@@ -71,11 +74,13 @@ export function translate(model: ModelSnapshot, options: TranslateOptions): Map<
   const errors = validateTranslation(model);
   if (errors.length) throw new TranslationError(errors);
   const out = new Map<string, GroupResources>();
-  for (const g of modelToIr(model, options)) out.set(g.name, groupResources(g));
+  options.memo?.begin();
+  for (const g of modelToIr(model, options)) out.set(g.name, groupResources(g, options.memo));
   return out;
 }
 
 export { validateTranslation, templateProblem } from './validate.ts';
+export { EmitMemo } from './memo.ts';
 export { modelToIr, groupToIr } from './to-ir/group.ts';
 export { CALLOUT_CLUSTER, DEFAULTS } from './to-ir/common.ts';
 export { nextExpiry } from './to-ir/native-auth.ts';

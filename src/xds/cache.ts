@@ -3,7 +3,7 @@
 import { createHash } from 'node:crypto';
 import protobuf from 'protobufjs';
 import { RESOURCE_KINDS, type EnvoyResource, type GroupResources } from '../contract/index.ts';
-import { RESOURCE_TYPES, TYPE_URLS, type XdsTypeUrl } from '../proto/index.ts';
+import { EncodedParts, RESOURCE_TYPES, TYPE_URLS, type XdsTypeUrl } from '../proto/index.ts';
 import { GroupResourcesError, tryEncode, type ResourceProblem } from './check.ts';
 
 /** Types in make-before-break order (what a later type refers to is delivered first). */
@@ -131,6 +131,11 @@ export class SnapshotCache {
    * of unchanged resources (resources are immutable once handed over) costs no serialisation at all.
    */
   private readonly byObject = new WeakMap<EnvoyResource, CachedResource>();
+  /**
+   * Routes and virtual hosts remembered by object identity: a route configuration rebuilt around the
+   * route objects of the previous one (the translator's memo) re-encodes only the routes that changed.
+   */
+  readonly parts = new EncodedParts(['envoy.config.route.v3.Route', 'envoy.config.route.v3.VirtualHost']);
   /** Resources encoded (cache misses), since creation: what a change cost, for tests and metrics. */
   encodings = 0;
   private readonly finalizer = new FinalizationRegistry<string>((key) => {
@@ -354,7 +359,7 @@ export class SnapshotCache {
     const key = `${typeUrl}\n${createHash('sha256').update(json).digest('base64')}`;
     let c = this.interned.get(key)?.deref();
     if (!c) {
-      const out = tryEncode(kind, index, r);
+      const out = tryEncode(kind, index, r, this.parts);
       if ('message' in out) return out;
       this.encodings++;
       c = new CachedResource(typeUrl, out.name, contentVersion(out.bytes), out.bytes);

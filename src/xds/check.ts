@@ -1,7 +1,7 @@
 // Whether a gateway group's resources can be served: each encodes strictly against Envoy's protos
 // and no name repeats. The cache runs it before publishing; the write gate, before committing.
 import { RESOURCE_KINDS, resourceName, type EnvoyResource, type GroupResources, type ResourceKind } from '../contract/index.ts';
-import { encodeResource, ProtoJsonError, RESOURCE_TYPES } from '../proto/index.ts';
+import { encodeResource, ProtoJsonError, RESOURCE_TYPES, type EncodedParts } from '../proto/index.ts';
 
 /** Why one resource cannot be served. */
 export interface ResourceProblem {
@@ -28,12 +28,12 @@ export class GroupResourcesError extends Error {
  * Encodes one resource, reporting instead of throwing. The translator's validation gate can call
  * this (through checkGroupResources) to refuse a model whose Envoy config could not be served.
  */
-export function tryEncode(kind: ResourceKind, index: number, r: EnvoyResource): { name: string; bytes: Uint8Array } | ResourceProblem {
+export function tryEncode(kind: ResourceKind, index: number, r: EnvoyResource, reuse?: EncodedParts): { name: string; bytes: Uint8Array } | ResourceProblem {
   const name = resourceName(kind, r);
   const label = name ?? `#${index}`;
   if (!name) return { kind, name: label, path: '$', message: `missing ${kind === 'endpoints' ? 'cluster_name' : 'name'}` };
   try {
-    return { name, bytes: encodeResource(RESOURCE_TYPES[kind], r) };
+    return { name, bytes: encodeResource(RESOURCE_TYPES[kind], r, reuse) };
   } catch (e) {
     if (e instanceof ProtoJsonError) return { kind, name: label, path: e.path, message: e.reason };
     throw e;

@@ -6,6 +6,7 @@ import type { ActionIR, HeaderMatchIR, HeaderMutationIR, MatchIR, QueryMatchIR, 
 import { duration, extension, sortedRecord, type Json, type JsonObject } from './common.ts';
 import { HTTP_FILTERS, type AuthzFilters } from './filters/index.ts';
 import { routeStatPrefix, virtualHostName } from './observability.ts';
+import type { EmitMemo } from '../memo.ts';
 
 /** Envoy's own limit on direct-response bodies; only raised when a body needs more. */
 const DEFAULT_MAX_DIRECT_BODY = 4096;
@@ -116,13 +117,14 @@ export function route(r: RouteIR, authz: AuthzFilters = NO_AUTHZ): JsonObject {
 /**
  * Route configurations for a group's route tables. A route's JSON is built once however many
  * virtual hosts and listeners carry it, so resources share those objects: treat them as immutable.
+ * With `memo`, once across translations too (equal IR → the object built before).
  */
-export function routeConfigurations(tables: readonly RouteTableIR[], authz: AuthzFilters = NO_AUTHZ): JsonObject[] {
+export function routeConfigurations(tables: readonly RouteTableIR[], authz: AuthzFilters = NO_AUTHZ, memo?: EmitMemo): JsonObject[] {
   const routes = new Map<RouteIR, JsonObject>();
   const hosts = new Map<VirtualHostIR, JsonObject>();
   const routeJson = (r: RouteIR): JsonObject => {
     let j = routes.get(r);
-    if (!j) routes.set(r, (j = route(r, authz)));
+    if (!j) routes.set(r, (j = memo ? memo.get('route', [r, authz], () => route(r, authz)) : route(r, authz)));
     return j;
   };
   const hostJson = (vh: VirtualHostIR): JsonObject => {
