@@ -1,7 +1,8 @@
 // CRUD endpoints for every model kind under /api/v1, generated from the kind registry:
 // list (paged, filtered by tag), get, create, replace, merge-patch and delete, with ETags.
+import type { FastifyPluginAsyncTypebox } from '@fastify/type-provider-typebox';
 import { Type } from '@sinclair/typebox';
-import type { FastifyInstance, FastifyReply, FastifyRequest } from 'fastify';
+import type { FastifyReply, FastifyRequest } from 'fastify';
 import {
   canonicalResource,
   CHILD_FIELD,
@@ -29,8 +30,8 @@ const OUTPUT_ONLY = ['revision', 'createdAt', 'updatedAt'];
 const CERTIFICATE_OUTPUT_ONLY = ['hasPrivateKey', 'notAfter', 'notBefore', 'subject', 'issuer', 'fingerprintSha256'];
 const JWT_ISSUER_OUTPUT_ONLY = ['nativeVerification'];
 
-type Params = Record<string, string>;
-type Query = Record<string, string | undefined>;
+/** A resource's path parameters: its name, and its parent's for nested kinds. */
+type Params = { parent?: string; name?: string };
 
 export interface ResourceRouteOptions {
   store: ModelStore;
@@ -91,11 +92,12 @@ const ListQuery = (kind: KindName) =>
   );
 
 // ── routes ────────────────────────────────────────────────────────────────────
-export function registerResourceRoutes(app: FastifyInstance, opts: ResourceRouteOptions): void {
+/** CRUD for every kind (one plugin: the routes are generated from the kind registry). */
+export const resourceRoutes: FastifyPluginAsyncTypebox<ResourceRouteOptions> = async (app, opts) => {
   for (const kind of KIND_ORDER) registerKind(app, kind, opts.store);
-}
+};
 
-function registerKind(app: FastifyInstance, kind: KindName, store: ModelStore): void {
+function registerKind(app: Parameters<typeof resourceRoutes>[0], kind: KindName, store: ModelStore): void {
   const info = KINDS[kind];
   const parent = info.parent;
   const parentInfo = parent ? KINDS[parent.kind] : undefined;
@@ -104,7 +106,8 @@ function registerKind(app: FastifyInstance, kind: KindName, store: ModelStore): 
   const tag = info.singular.replace(/^\w/, (c) => c.toUpperCase());
   const tags = [parentInfo ? `${parentInfo.singular.replace(/^\w/, (c) => c.toUpperCase())}s` : `${tag}s`];
   const params = parent ? Type.Object({ parent: Type.String({ description: `${parentInfo!.singular} name` }), name: Type.String() }) : Type.Object({ name: Type.String() });
-  const collectionParams = parent ? Type.Object({ parent: Type.String() }) : undefined;
+  // Top-level collections have no path parameters (an empty object: nothing in the document).
+  const collectionParams = parent ? Type.Object({ parent: Type.String() }) : Type.Object({});
   const named = KIND_SCHEMAS.byKind[kind];
 
   const keyFor = (p: Params, name: string) => (parent ? `${p.parent}/${name}` : name);
@@ -195,24 +198,23 @@ function registerKind(app: FastifyInstance, kind: KindName, store: ModelStore): 
     }
   };
 
-  const write = async (request: FastifyRequest<{ Params: Params }>, res: FastifyReply, mode: 'create' | 'replace' | 'patch') => {
-    const p = request.params;
+  const write = async (request: FastifyRequest, p: Params, body: unknown, res: FastifyReply, mode: 'create' | 'replace' | 'patch') => {
     requireParent(p);
     const model = store.current();
     let urlName = p.name;
-    let raw: unknown = request.body;
     // No body, null, an array or a scalar: refused before anything reads a field of it.
-    if (raw === undefined || raw === null || typeof raw !== 'object' || Array.isArray(raw)) {
+    if (body === undefined || body === null || typeof body !== 'object' || Array.isArray(body)) {
       throw problems.validation([{ field: '(body)', message: mode === 'patch' ? 'must be a JSON merge patch object' : 'must be a JSON object' }]);
     }
+    const fields: Record<string, unknown> = { ...body };
+    let raw: Record<string, unknown> = fields;
     if (mode === 'create') {
       urlName = undefined;
-      const b = raw as Record<string, unknown>;
-      if (typeof b[info.keyField] !== 'string') {
-        throw problems.validation([{ field: info.keyField, message: b[info.keyField] === undefined ? 'is required' : 'must be of type string' }]);
+      if (typeof fields[info.keyField] !== 'string') {
+        throw problems.validation([{ field: info.keyField, message: fields[info.keyField] === undefined ? 'is required' : 'must be of type string' }]);
       }
     }
-    const name = urlName ?? String((raw as Record<string, unknown>)[info.keyField]);
+    const name = urlName ?? String(fields[info.keyField]);
     const key = keyFor(p, name);
     const existing = (model[kind] as ReadonlyMap<string, AnyResource>).get(key);
     if (mode === 'patch') {
@@ -224,14 +226,14 @@ function registerKind(app: FastifyInstance, kind: KindName, store: ModelStore): 
         delete current.secret;
       }
       if (kind === 'certificates') delete current.privateKey;
-      raw = mergePatch(current, raw);
+      raw = mergePatched(current, fields);
     }
     // A product with its routes, a partner with its subscriptions…: the shape `export` writes.
-    const { own, children } = splitChildren(kind, raw as Record<string, unknown>);
+    const { own, children } = splitChildren(kind, raw);
     const { resource, bodyRevision, minted } = prepareBody(own, p, mode === 'create' ? undefined : urlName, existing);
     const nested = children.size ? nestedMutations(kind, key, resource, children, store, model) : undefined;
     if (nested?.errors.length) throw problems.validation(nested.errors);
-    let pre = precondition(kind, key, request, mode === 'patch' ? (request.body as Record<string, unknown>).revision : bodyRevision);
+    let pre = precondition(kind, key, request, mode === 'patch' ? fields.revision : bodyRevision);
     if (mode === 'create') pre = { kind, key, revision: 'absent' };
     if (mode === 'patch' && !pre) pre = { kind, key, revision: 'exists' };
     const summary = `${existing ? 'update' : 'create'} ${info.singular} ${key}${nested ? ` with its ${[...children.keys()].map((c) => CHILD_FIELD[c]).join(', ')}` : ''}`;
@@ -252,31 +254,37 @@ function registerKind(app: FastifyInstance, kind: KindName, store: ModelStore): 
   const name = SCHEMA_NAME[kind];
   const plural = name.endsWith('y') ? `${name.slice(0, -1)}ies` : `${name}s`;
 
-  app.get<{ Params: Params; Querystring: Query }>(
+  app.get(
     base,
     {
       schema: {
         ...docs(`List ${info.singular}s`, `list${plural}`),
-        ...(collectionParams ? { params: collectionParams } : {}),
+        params: collectionParams,
         querystring: ListQuery(kind),
         response: { 200: json(`A page of ${info.singular}s`, named.page) },
       },
     },
     async (request, res) => {
-      requireParent(request.params);
+      const p: Params = request.params;
+      requireParent(p);
       const q = request.query;
       const model = store.current();
       let pages = pageCache.get(model);
       const cached = pages?.get(request.url);
       if (cached !== undefined) return res.type('application/json; charset=utf-8').send(cached);
       const limit = Number(q.limit ?? 100);
-      const prefix = parent ? `${request.params.parent}/` : '';
+      const prefix = parent ? `${p.parent}/` : '';
       let after: string | undefined;
       if (q.cursor) {
         after = Buffer.from(q.cursor, 'base64url').toString('utf8');
         if (!after || /[\0]/.test(after)) throw problems.validation([{ field: 'cursor', message: 'is not a cursor this API returned' }]);
       }
-      const filters = Object.entries(FILTERS[kind] ?? {}).filter(([f]) => q[f] !== undefined);
+      // The kind's own filters (query parameters the schema declares as strings).
+      const given: Record<string, unknown> = q;
+      const filters = Object.entries(FILTERS[kind] ?? {}).flatMap(([f, pred]) => {
+        const v = given[f];
+        return typeof v === 'string' ? [(r: AnyResource) => pred(r, v)] : [];
+      });
       const resources = model[kind] as ReadonlyMap<string, AnyResource>;
       let keys = keyRange(sortedKeys(resources), prefix);
       if (q.tag || q.q || filters.length) {
@@ -285,7 +293,7 @@ function registerKind(app: FastifyInstance, kind: KindName, store: ModelStore): 
           return (
             (!q.tag || ((r as { tags?: string[] }).tags ?? []).includes(q.tag)) &&
             (!q.q || String((r as unknown as Record<string, unknown>)[info.keyField]).includes(q.q)) &&
-            filters.every(([f, pred]) => pred(r, q[f]!))
+            filters.every((matches) => matches(r))
           );
         });
       }
@@ -304,7 +312,7 @@ function registerKind(app: FastifyInstance, kind: KindName, store: ModelStore): 
     },
   );
 
-  app.get<{ Params: Params }>(item, { schema: { ...docs(`Get a ${info.singular}`, `get${name}`), params, response: { 200: json(`The ${info.singular}`, named.answer) } } }, async (request, res) => {
+  app.get(item, { schema: { ...docs(`Get a ${info.singular}`, `get${name}`), params, response: { 200: json(`The ${info.singular}`, named.answer) } } }, async (request, res) => {
     const r = lookup(request.params);
     const model = store.current();
     const rev = model.meta.get(metaKey(kind, keyOf(kind, r)))?.revision;
@@ -312,7 +320,7 @@ function registerKind(app: FastifyInstance, kind: KindName, store: ModelStore): 
     return res.type('application/json; charset=utf-8').send(presentedJson(kind, r, model, res.compileSerializationSchema(named.answer)));
   });
 
-  app.post<{ Params: Params }>(
+  app.post(
     base,
     {
       schema: {
@@ -321,15 +329,15 @@ function registerKind(app: FastifyInstance, kind: KindName, store: ModelStore): 
           `create${name}`,
           kind === 'apiKeys' ? { description: 'Generates the key unless `key` imports one; the key is returned once, in this response only.' } : {},
         ),
-        ...(collectionParams ? { params: collectionParams } : {}),
+        params: collectionParams,
         body: named.input,
         response: { 201: json(`Created`, named.written) },
       },
     },
-    (request, res) => write(request, res, 'create'),
+    (request, res) => write(request, request.params, request.body, res, 'create'),
   );
 
-  app.put<{ Params: Params }>(
+  app.put(
     item,
     {
       schema: {
@@ -341,26 +349,32 @@ function registerKind(app: FastifyInstance, kind: KindName, store: ModelStore): 
         response: { 200: json('Replaced', named.written), 201: json('Created', named.written) },
       },
     },
-    (request, res) => write(request, res, 'replace'),
+    (request, res) => write(request, request.params, request.body, res, 'replace'),
   );
 
-  app.patch<{ Params: Params }>(
+  app.patch(
     item,
     { schema: { ...docs(`Change fields of a ${info.singular} (JSON merge patch, RFC 7396)`, `update${name}`), params, response: { 200: json('Changed', named.written) } } },
-    (request, res) => write(request, res, 'patch'),
+    (request, res) => write(request, request.params, request.body, res, 'patch'),
   );
 
-  app.delete<{ Params: Params }>(
-    item,
-    { schema: { ...docs(`Delete a ${info.singular}`, `delete${name}`), params, response: { 204: { description: 'Deleted', type: 'null' } } } },
-    async (request, res) => {
-      const r = lookup(request.params);
-      const key = keyOf(kind, r);
-      const pre = precondition(kind, key, request, undefined);
-      await commit(request, { kind, op: 'delete', key }, pre, `delete ${info.singular} ${key}`);
-      return res.code(204).send();
-    },
-  );
+  app.delete(item, { schema: { ...docs(`Delete a ${info.singular}`, `delete${name}`), params, response: { 204: { description: 'Deleted', type: 'null' } } } }, async (request, res) => {
+    const r = lookup(request.params);
+    const key = keyOf(kind, r);
+    const pre = precondition(kind, key, request, undefined);
+    await commit(request, { kind, op: 'delete', key }, pre, `delete ${info.singular} ${key}`);
+    return res.code(204).send();
+  });
+}
+
+/** A merge patch of an object by an object is an object. */
+function mergePatched(target: Record<string, unknown>, patch: Record<string, unknown>): Record<string, unknown> {
+  const out: Record<string, unknown> = { ...target };
+  for (const [k, v] of Object.entries(patch)) {
+    if (v === null) delete out[k];
+    else out[k] = mergePatch(out[k], v);
+  }
+  return out;
 }
 
 /** RFC 7396 JSON merge patch. */

@@ -20,7 +20,7 @@ import { clientErrorHandler, frameworkErrors, HttpProblem, installProblemHandler
 import { documentResponses, refResolver, sharedSerializers, TAGS } from './openapi.ts';
 import { PORTAL_SCHEMAS, portalRoutes, type PortalUsageReader } from './portal.ts';
 import { partnerTokenRoutes } from './portal-tokens.ts';
-import { registerResourceRoutes } from './resources.ts';
+import { resourceRoutes } from './resources.ts';
 
 export interface AdminServerOptions {
   store: ModelStore;
@@ -90,8 +90,8 @@ export async function buildAdminServer(opts: AdminServerOptions): Promise<Fastif
   // Before any schema, handler or the store sees a value: bounded nesting, no NUL characters.
   app.addHook('preValidation', async (request) => {
     const errors = [
-      ...Object.entries((request.params ?? {}) as Record<string, unknown>).flatMap(([k, v]) => inputErrors(v, `path parameter ${k}`)),
-      ...Object.entries((request.query ?? {}) as Record<string, unknown>).flatMap(([k, v]) => inputErrors(v, `query parameter ${k}`)),
+      ...Object.entries(request.params ?? {}).flatMap(([k, v]: [string, unknown]) => inputErrors(v, `path parameter ${k}`)),
+      ...Object.entries(request.query ?? {}).flatMap(([k, v]: [string, unknown]) => inputErrors(v, `query parameter ${k}`)),
       ...inputErrors(request.body),
     ];
     if (errors.length) throw problems.validation(errors);
@@ -138,7 +138,7 @@ export async function buildAdminServer(opts: AdminServerOptions): Promise<Fastif
   app.get('/openapi.json', { config: { public: true }, schema: { hide: true } }, async () => app.swagger());
 
   await app.register(healthRoutes, { readiness: opts.readiness });
-  registerResourceRoutes(app, { store: opts.store });
+  await app.register(resourceRoutes, { store: opts.store });
   await app.register(configRoutes, { store: opts.store });
   await app.register(tokenRoutes, { store: opts.store });
   await app.register(auditRoutes, { store: opts.store });
