@@ -44,7 +44,7 @@ export function parseRouteSettings(text: string | undefined): IdempotencyRouteSe
   return { product: m[1]!, route: m[2]!, ttlSeconds, required: m[4] === '1', methods: m[5]!.split(',').filter(Boolean) };
 }
 
-export type IdempotencyRefusal = 'missing' | 'invalid' | 'in_flight' | 'mismatch' | 'unavailable';
+export type IdempotencyRefusal = 'missing' | 'invalid' | 'in_flight' | 'mismatch' | 'too_large' | 'unavailable';
 
 /** The gateway's JSON error bodies of the processor's refusals, with their statuses. */
 export const IDEMPOTENCY_REFUSALS: Record<IdempotencyRefusal, { status: number; body: string }> = {
@@ -52,5 +52,6 @@ export const IDEMPOTENCY_REFUSALS: Record<IdempotencyRefusal, { status: number; 
   invalid: { status: 400, body: gatewayErrorBody('invalid_idempotency_key', 'The Idempotency-Key header must be a string of 1 to 255 visible characters.') },
   in_flight: { status: 409, body: gatewayErrorBody('idempotency_key_in_use', 'A request with this Idempotency-Key is still being processed. Retry later.') },
   mismatch: { status: 422, body: gatewayErrorBody('idempotency_key_reused', 'This Idempotency-Key was already used for a different request.') },
+  too_large: { status: 413, body: gatewayErrorBody('idempotency_body_too_large', 'A request with an Idempotency-Key may carry at most 960 KiB of body.') },
   unavailable: { status: 503, body: gatewayErrorBody('idempotency_unavailable', 'Duplicate-request protection is temporarily unavailable. Retry later.') },
 };

@@ -26,15 +26,27 @@ interface HttpHeaders {
 }
 interface ProcessingRequest {
   request_headers?: HttpHeaders;
-  request_body?: { body?: Uint8Array };
+  request_body?: { body?: Uint8Array; end_of_stream?: boolean };
+  request_trailers?: unknown;
   response_headers?: HttpHeaders;
-  response_body?: { body?: Uint8Array };
+  response_body?: { body?: Uint8Array; end_of_stream?: boolean };
 }
 
 type Json = Record<string, unknown>;
 const CONTINUE = { response: { status: 'CONTINUE' } };
 /** Nothing more to do for this request: Envoy sends no further messages. */
 const SKIP_REST = { request_body_mode: 'NONE', response_header_mode: 'SKIP', response_body_mode: 'NONE', request_trailer_mode: 'SKIP', response_trailer_mode: 'SKIP' };
+/** Nothing to do for this request, whose body chunks may already be on their way: those are answered, the response is not sent. */
+const PASS_BODY = { request_body_mode: 'STREAMED', response_header_mode: 'SKIP', response_body_mode: 'NONE', request_trailer_mode: 'SEND', response_trailer_mode: 'SKIP' };
+
+/**
+ * Bodies come in chunks (STREAMED, sent without waiting for the headers' answer: one round trip per
+ * direction). A request's chunks are held until its whole body is in, so the limit sits below
+ * Envoy's buffer limit (1 MiB): beyond it Envoy would stop reading and the request would wait for
+ * the message timeout. A larger protected request is refused (413); a larger response passes unstored.
+ */
+export const MAX_REQUEST_BODY_BYTES = 960 * 1024;
+export const MAX_STORED_RESPONSE_BYTES = 1024 * 1024;
 
 function headerList(h: HttpHeaders | undefined): Array<[string, string]> {
   return (h?.headers?.headers ?? []).map((e) => [e.key, e.raw_value?.length ? Buffer.from(e.raw_value).toString('latin1') : (e.value ?? '')]);
@@ -50,7 +62,9 @@ const CONTINUED = {
   request_body: encode({ request_body: CONTINUE }),
   response_headers: encode({ response_headers: CONTINUE }),
   response_body: encode({ response_body: CONTINUE }),
+  request_trailers: encode({ request_trailers: {} }),
   skip: encode({ request_headers: CONTINUE, mode_override: SKIP_REST }),
+  passBody: encode({ request_headers: CONTINUE, mode_override: PASS_BODY }),
 } as const;
 
 /** Route settings by their metadata text: a handful of routes, parsed once each (bounded: the text comes from Envoy's config). */
@@ -95,9 +109,16 @@ interface StreamState {
   key?: string;
   /** Set once this request claimed its key: what to store or release when its response is known. */
   claimed?: { recordKey: string; pending: IdempotencyRecord };
+  /** A protected request's body so far, while its headers' answer is held; undefined once decided. */
+  requestBody?: { chunks: Buffer[]; bytes: number; held: number };
+  /** A request not protected here: its body chunks are answered as they come. */
+  passThrough?: boolean;
   status?: number;
   responseHeaders?: Array<[string, string]>;
+  responseBody: { chunks: Buffer[]; bytes: number };
   finished: boolean;
+  /** Nothing more to answer: the processor closes the stream (Envoy would otherwise reset it, which costs an error object here). */
+  complete?: boolean;
 }
 
 /** Anything that hosts gRPC services before it listens (the control plane's gRPC server, a plain grpc.Server). */
@@ -128,15 +149,27 @@ export class IdempotencyProcessor {
   }
 
   private serve(call: grpc.ServerDuplexStream<Buffer, Buffer>): void {
-    const s: StreamState = { settings: routeSettings(call.metadata.get(IDEMPOTENCY_NAMES.metadata)[0]?.toString()), method: '', path: '', partner: '', finished: false };
+    const s: StreamState = {
+      settings: routeSettings(call.metadata.get(IDEMPOTENCY_NAMES.metadata)[0]?.toString()),
+      method: '',
+      path: '',
+      partner: '',
+      responseBody: { chunks: [], bytes: 0 },
+      finished: false,
+    };
     // Messages are handled one at a time, in order (a store round trip may sit between two).
     let chain = Promise.resolve();
     const send = (msg: Json | Buffer) => {
       if (!call.writableEnded && !call.destroyed) call.write(Buffer.isBuffer(msg) ? msg : encode(msg));
+      // An immediate response (a replay, a refusal) ends the request.
+      if (!Buffer.isBuffer(msg) && 'immediate_response' in msg) s.complete = true;
     };
     call.on('data', (buf: Buffer) => {
       chain = chain
-        .then(() => this.handle(s, REQUEST.decode(buf) as unknown as ProcessingRequest, send))
+        .then(async () => {
+          await this.handle(s, REQUEST.decode(buf) as unknown as ProcessingRequest, send);
+          if (s.complete && !call.writableEnded) call.end();
+        })
         .catch((e: Error) => {
           this.opts.logger.warn({ err: e.message }, 'idempotency processor failed a message');
           send(refusal('unavailable'));
@@ -158,28 +191,76 @@ export class IdempotencyProcessor {
     call.on('cancelled', done);
   }
 
-  private async finishUnstored(s: StreamState): Promise<void> {
-    if (!s.claimed || s.finished) return;
-    s.finished = true;
-    this.metrics.responses.inc({ product: s.settings!.product, route: s.settings!.route, result: 'released' });
-    await this.opts.store.release(s.claimed.recordKey, s.claimed.pending).catch(() => undefined);
+  /** A first request whose response never completed here (client gone, Envoy reset): its key is freed. */
+  private finishUnstored(s: StreamState): Promise<void> {
+    return this.release(s);
   }
 
   private async handle(s: StreamState, req: ProcessingRequest, send: (m: Json | Buffer) => void): Promise<void> {
     if (req.request_headers) return this.onRequestHeaders(s, req.request_headers, send);
-    if (req.request_body) return this.onRequestBody(s, req.request_body.body ?? new Uint8Array(), 'request_body', send);
+    if (req.request_body) return this.onRequestChunk(s, req.request_body.body, req.request_body.end_of_stream === true, send);
+    if (req.request_trailers) {
+      // Trailers end the body: the request is decided here if it was waiting for it.
+      if (s.requestBody) await this.decideHeld(s, send);
+      send(CONTINUED.request_trailers);
+      return;
+    }
     if (req.response_headers) {
       const headers = headerList(req.response_headers);
       s.status = Number(headers.find(([k]) => k === ':status')?.[1] ?? 0);
       s.responseHeaders = headers;
       if (req.response_headers.end_of_stream) await this.store(s, new Uint8Array());
+      // The headers may go on: the client's response completes only once its last chunk is answered, after the store.
       send(CONTINUED.response_headers);
+      if (req.response_headers.end_of_stream) s.complete = true;
       return;
     }
     if (req.response_body) {
-      await this.store(s, req.response_body.body ?? new Uint8Array());
+      const b = s.responseBody;
+      const chunk = req.response_body.body;
+      if (s.claimed && !s.finished && chunk?.length) {
+        b.chunks.push(Buffer.from(chunk));
+        b.bytes += chunk.length;
+        if (b.bytes > MAX_STORED_RESPONSE_BYTES) await this.release(s);
+      }
+      if (req.response_body.end_of_stream) {
+        await this.store(s, Buffer.concat(b.chunks));
+        s.complete = true;
+      }
       send(CONTINUED.response_body);
     }
+  }
+
+  /** A request body chunk: answered at once when the request is not protected, else held until the body is complete. */
+  private async onRequestChunk(s: StreamState, chunk: Uint8Array | undefined, end: boolean, send: (m: Json | Buffer) => void): Promise<void> {
+    const b = s.requestBody;
+    if (!b) {
+      // Not protected here (or already decided): the chunk goes on.
+      send(CONTINUED.request_body);
+      if (end && s.passThrough) s.complete = true;
+      return;
+    }
+    b.held++;
+    if (chunk?.length) {
+      b.chunks.push(Buffer.from(chunk));
+      b.bytes += chunk.length;
+    }
+    if (b.bytes > MAX_REQUEST_BODY_BYTES) {
+      s.requestBody = undefined;
+      this.count(s, 'too_large');
+      send(refusal('too_large'));
+      return;
+    }
+    if (end) await this.decideHeld(s, send);
+  }
+
+  /** The held request is complete: the store decides; on a first request the headers and every held chunk go on. */
+  private async decideHeld(s: StreamState, send: (m: Json | Buffer) => void): Promise<void> {
+    const b = s.requestBody!;
+    s.requestBody = undefined;
+    if (!(await this.decide(s, Buffer.concat(b.chunks), send))) return;
+    send(CONTINUED.request_headers);
+    for (let i = 0; i < b.held; i++) send(CONTINUED.request_body);
   }
 
   private async onRequestHeaders(s: StreamState, h: HttpHeaders, send: (m: Json | Buffer) => void): Promise<void> {
@@ -199,7 +280,9 @@ export class IdempotencyProcessor {
     const start = startRequest(s.settings, s.method, keyHeader);
     if (start.kind === 'skip') {
       this.count(s, 'unprotected');
-      send(CONTINUED.skip);
+      s.passThrough = true;
+      send(h.end_of_stream ? CONTINUED.skip : CONTINUED.passBody);
+      if (h.end_of_stream) s.complete = true;
       return;
     }
     if (start.kind === 'refuse') {
@@ -208,12 +291,13 @@ export class IdempotencyProcessor {
       return;
     }
     s.key = start.key;
-    // Without a body Envoy sends nothing more before the response: decide now.
-    if (h.end_of_stream) await this.onRequestBody(s, new Uint8Array(), 'request_headers', send);
-    else send(CONTINUED.request_headers);
+    // Without a body Envoy sends nothing more before the response: decide now. Else the answer waits for the whole body.
+    if (!h.end_of_stream) s.requestBody = { chunks: [], bytes: 0, held: 0 };
+    else if (await this.decide(s, new Uint8Array(), send)) send(CONTINUED.request_headers);
   }
 
-  private async onRequestBody(s: StreamState, body: Uint8Array, phase: 'request_headers' | 'request_body', send: (m: Json | Buffer) => void): Promise<void> {
+  /** Claims the key with the request's fingerprint: true when the request is the first and proceeds (the caller answers), else it is answered here. */
+  private async decide(s: StreamState, body: Uint8Array, send: (m: Json | Buffer) => void): Promise<boolean> {
     const settings = s.settings!;
     const fp = fingerprint(s.method, s.path, body);
     const key = recordKey(settings, s.partner, s.key!);
@@ -225,13 +309,12 @@ export class IdempotencyProcessor {
       this.count(s, 'unavailable');
       this.opts.logger.warn({ err: (e as Error).message, store: this.opts.store.kind }, 'idempotency store unavailable: request refused');
       send(refusal('unavailable'));
-      return;
+      return false;
     }
     if (!existing) {
       s.claimed = { recordKey: key, pending };
       this.count(s, 'first');
-      send(CONTINUED[phase]);
-      return;
+      return true;
     }
     const d = decideRepeat(existing, fp);
     if (d.kind === 'replay') {
@@ -241,6 +324,16 @@ export class IdempotencyProcessor {
       this.count(s, d.kind === 'in_flight' ? 'conflict' : 'mismatch');
       send(refusal(d.kind));
     }
+    return false;
+  }
+
+  /** The first request's response will not be kept (too large, or never completed): its key is free again. */
+  private async release(s: StreamState): Promise<void> {
+    if (!s.claimed || s.finished) return;
+    s.finished = true;
+    s.responseBody = { chunks: [], bytes: 0 };
+    this.metrics.responses.inc({ product: s.settings!.product, route: s.settings!.route, result: 'released' });
+    await this.opts.store.release(s.claimed.recordKey, s.claimed.pending).catch(() => undefined);
   }
 
   /** The first request's response is complete: kept for replays, or its key freed. */

@@ -106,6 +106,26 @@ describe('Idempotency-Key through a real Envoy', () => {
       assert.equal(upstream.count('/plain/x'), 2);
     });
 
+    await t.test('bodies arrive in many chunks: fingerprinted whole, a large response replayed whole; over 960 KiB is 413', async () => {
+      const key = newKey();
+      const big = JSON.stringify({ items: 'x'.repeat(300_000) });
+      const first = await post(g.gw, '/shop/payments/big', { ...acme, key, body: big });
+      assert.equal(first.status, 201, first.text.slice(0, 200));
+      assert.equal(first.json.body, big, 'the upstream got the whole body');
+      const again = await post(g.gw, '/shop/payments/big', { ...acme, key, body: big });
+      assert.equal(again.headers.get('idempotent-replayed'), 'true');
+      assert.equal(again.text, first.text, 'the whole response (the body echoed back) was stored');
+      const other = await post(g.gw, '/shop/payments/big', { ...acme, key, body: `${big.slice(0, -2)}y"}` });
+      assert.equal(other.status, 422, 'a change in the last chunk is another request');
+      const tooLarge = await post(g.gw, '/shop/payments/huge', { ...acme, key: newKey(), body: JSON.stringify({ items: 'x'.repeat(1_000_000) }) });
+      assert.equal(tooLarge.status, 413, tooLarge.text);
+      assert.equal(tooLarge.json.error, 'idempotency_body_too_large');
+      assert.equal(upstream.count('/payments/big') + upstream.count('/payments/huge'), 1);
+      // Without a key (not required on this route), a body passes chunk by chunk, every time.
+      for (let i = 0; i < 2; i++) assert.equal((await post(g.gw, '/shop/orders/nokey-big', { ...acme, body: big })).json.body, big);
+      assert.equal(upstream.count('/orders/nokey-big'), 2);
+    });
+
     await t.test('a required key: missing or malformed is 400; PUT is protected there too', async () => {
       const missing = await post(g.gw, '/shop/payments/p1', acme);
       assert.equal(missing.status, 400, missing.text);
