@@ -56,8 +56,8 @@ function precondition(kind: KindName, key: string, request: FastifyRequest, body
     return { kind, key, revision: Number(m[1]) };
   }
   if (bodyRevision !== undefined) {
-    if (!Number.isInteger(bodyRevision)) throw problems.validation([{ field: 'revision', message: 'must be an integer' }]);
-    return { kind, key, revision: bodyRevision as number };
+    if (typeof bodyRevision !== 'number' || !Number.isInteger(bodyRevision)) throw problems.validation([{ field: 'revision', message: 'must be an integer' }]);
+    return { kind, key, revision: bodyRevision };
   }
   return undefined;
 }
@@ -137,7 +137,7 @@ function registerKind(app: Parameters<typeof resourceRoutes>[0], kind: KindName,
     if (raw === null || typeof raw !== 'object' || Array.isArray(raw)) {
       throw problems.validation([{ field: '(body)', message: 'must be a JSON object' }]);
     }
-    const body: Record<string, unknown> = { ...(raw as Record<string, unknown>) };
+    const body: Record<string, unknown> = { ...raw };
     const bodyRevision = body.revision;
     for (const f of kind === 'certificates' ? [...OUTPUT_ONLY, ...CERTIFICATE_OUTPUT_ONLY] : kind === 'jwtIssuers' ? [...OUTPUT_ONLY, ...JWT_ISSUER_OUTPUT_ONLY] : OUTPUT_ONLY) delete body[f];
     if (parent) {
@@ -367,8 +367,8 @@ function registerKind(app: Parameters<typeof resourceRoutes>[0], kind: KindName,
   });
 }
 
-/** A merge patch of an object by an object is an object. */
-function mergePatched(target: Record<string, unknown>, patch: Record<string, unknown>): Record<string, unknown> {
+/** RFC 7396 JSON merge patch of an object by an object (an object again). */
+function mergePatched(target: Record<string, unknown>, patch: object): Record<string, unknown> {
   const out: Record<string, unknown> = { ...target };
   for (const [k, v] of Object.entries(patch)) {
     if (v === null) delete out[k];
@@ -380,10 +380,5 @@ function mergePatched(target: Record<string, unknown>, patch: Record<string, unk
 /** RFC 7396 JSON merge patch. */
 export function mergePatch(target: unknown, patch: unknown): unknown {
   if (patch === null || typeof patch !== 'object' || Array.isArray(patch)) return patch;
-  const out: Record<string, unknown> = target !== null && typeof target === 'object' && !Array.isArray(target) ? { ...(target as Record<string, unknown>) } : {};
-  for (const [k, v] of Object.entries(patch as Record<string, unknown>)) {
-    if (v === null) delete out[k];
-    else out[k] = mergePatch(out[k], v);
-  }
-  return out;
+  return mergePatched(target !== null && typeof target === 'object' && !Array.isArray(target) ? { ...target } : {}, patch);
 }

@@ -61,8 +61,9 @@ export async function buildAdminServer(opts: AdminServerOptions): Promise<Fastif
     clientErrorHandler,
   });
 
-  // Bodies are validated in the handlers against the kind schema (they first drop read-only
-  // fields a client may echo back); the schemas stay on the routes for the OpenAPI document.
+  // Bodies are validated in the handlers (checkedBody), after the checks that answer first and, for
+  // resources, after dropping read-only fields a client may echo back; routes declare them with
+  // handlerChecked(), which keeps the schema in the OpenAPI document and the body `unknown` until checked.
   app.setValidatorCompiler(({ schema, httpPart }) => {
     if (httpPart === 'body') return (data: unknown) => ({ value: data });
     const validate = coercing.compile(schema as TSchema);
