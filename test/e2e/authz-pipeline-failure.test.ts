@@ -11,7 +11,7 @@ import path from 'node:path';
 import { describe, it } from 'node:test';
 import { fileURLToPath } from 'node:url';
 import YAML from 'yaml';
-import { createDatabase, freePort, startPostgres, startProcess, waitFor, type RunningProcess } from '../support/components.ts';
+import { createDatabase, freePort, serveListenEnv, startPostgres, startProcess, waitFor, type RunningProcess } from '../support/components.ts';
 import { assertGatewayError, assertUnauthorized, authzDecisions, identityHeadersOf, upstreamHeaders } from '../support/authz-gateway.ts';
 import { startEnvoy } from '../support/envoy.ts';
 import { startTestIssuer } from '../support/jwks.ts';
@@ -34,6 +34,7 @@ describe('authz pipeline: the callouts in their own process, stopped and restart
     const inherited = Object.fromEntries(Object.entries(process.env).filter(([k]) => !/^(PORTICO_|DATABASE_URL$|REDIS_URL$)/.test(k)));
     const common = {
       ...inherited,
+      ...(await serveListenEnv()),
       DATABASE_URL: databaseUrl,
       PORTICO_MASTER_KEY: randomBytes(32).toString('base64'),
       PORTICO_ADMIN_TOKEN: TOKEN,

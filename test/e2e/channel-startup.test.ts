@@ -6,7 +6,7 @@ import { writeFileSync } from 'node:fs';
 import path from 'node:path';
 import { describe, it } from 'node:test';
 import { channelPki } from '../support/channel.ts';
-import { freePort, startProcess, waitFor, type RunningProcess } from '../support/components.ts';
+import { freePort, serveListenEnv, startProcess, waitFor, type RunningProcess } from '../support/components.ts';
 
 const BIN = path.resolve(import.meta.dirname, '../../bin/portico');
 
@@ -16,6 +16,7 @@ async function serve(env: Record<string, string>): Promise<{ p: RunningProcess; 
     env: {
       PATH: process.env.PATH,
       HOME: process.env.HOME,
+      ...(await serveListenEnv()),
       PORTICO_DATA_DIR: 'memory://',
       PORTICO_ADMIN_ADDR: `127.0.0.1:${adminPort}`,
       PORTICO_ADMIN_TOKEN: 'startup-test-token',

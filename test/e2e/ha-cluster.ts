@@ -80,6 +80,8 @@ export async function createCluster(o: ClusterOptions): Promise<Cluster> {
     PORTICO_CALLOUT_ADDR: o.calloutAddress,
     PORTICO_ACCESS_LOG_ADDR: o.accessLogAddress,
     PORTICO_FLOWS_ADDR: o.flowsAddress,
+    // The step listener the Envoys bind is in the configuration every replica publishes: one for all.
+    PORTICO_FLOWS_STEP_ADDR: `127.0.0.1:${await freePort()}`,
     PORTICO_RECONCILE_MS: '500',
     PORTICO_LOG_LEVEL: 'info',
     // Readiness turns 503 at SIGTERM; the replica keeps serving until the balancers have dropped it.
@@ -103,6 +105,7 @@ export async function createCluster(o: ClusterOptions): Promise<Cluster> {
       PORTICO_GRPC_ADDR: `127.0.0.1:${grpcPort}`,
       PORTICO_CALLOUT_LISTEN_ADDR: `127.0.0.1:${calloutPort}`,
       PORTICO_FLOWS_LISTEN_ADDR: `127.0.0.1:${flowsPort}`,
+      PORTICO_IDEMPOTENCY_LISTEN_ADDR: `127.0.0.1:${await freePort()}`,
     };
     const running = () => !!proc && proc.child.exitCode === null && proc.child.signalCode === null;
     replicas.push({

@@ -9,7 +9,7 @@ import path from 'node:path';
 import { describe, it } from 'node:test';
 import { fileURLToPath } from 'node:url';
 import type { FleetView } from '../../src/xds/fleet.ts';
-import { freePort, startProcess, waitFor, type RunningProcess } from '../support/components.ts';
+import { freePort, serveListenEnv, startProcess, waitFor, type RunningProcess } from '../support/components.ts';
 import { ackedVersions, settledNode, startEnvoy, XDS_TYPES } from '../support/envoy.ts';
 import { describeFailures, startLoad } from '../support/load.ts';
 import { ApiClient } from '../support/portico.ts';
@@ -31,6 +31,8 @@ describe('pipeline: control plane killed and restarted under load', () => {
     const inherited = Object.fromEntries(Object.entries(process.env).filter(([k]) => !/^(PORTICO_|DATABASE_URL$|REDIS_URL$)/.test(k)));
     const env = {
       ...inherited,
+      // One set of listen addresses for both starts: the flow runtime's is in the clusters Envoy receives.
+      ...(await serveListenEnv()),
       PORTICO_DATA_DIR: dataDir,
       PORTICO_ADMIN_ADDR: `127.0.0.1:${adminPort}`,
       PORTICO_GRPC_ADDR: `127.0.0.1:${grpcPort}`,

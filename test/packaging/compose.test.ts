@@ -22,7 +22,7 @@ import { loadSettings } from '../../src/settings.ts';
 import { loadKeyRing } from '../../src/store/secrets.ts';
 import { translate, validateTranslation } from '../../src/translate/index.ts';
 import { renderBootstrap } from '../../src/xds/bootstrap.ts';
-import { freePort, requireComponent, startPostgres, startProcess, waitFor } from '../support/components.ts';
+import { freePort, requireComponent, serveListenEnv, startPostgres, startProcess, waitFor } from '../support/components.ts';
 import { startTestPortico } from '../support/portico.ts';
 import { childEnv, composeEnvironment, exists, interpolate, repoPath, ROOT, startPorticoProcess, stopWithCode } from './support.ts';
 
@@ -259,6 +259,7 @@ describe('docker-compose.yml: each service command as a plain process', () => {
     // What changes between the container and this machine: addresses and the database.
     const local: Record<string, string> = {
       ...env,
+      ...(await serveListenEnv()),
       DATABASE_URL: pg.url,
       PORTICO_ADMIN_ADDR: `127.0.0.1:${ports.admin}`,
       PORTICO_GRPC_ADDR: `127.0.0.1:${ports.grpc}`,

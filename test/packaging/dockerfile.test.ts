@@ -11,7 +11,7 @@ import os from 'node:os';
 import path from 'node:path';
 import { describe, it } from 'node:test';
 import { loadSettings } from '../../src/settings.ts';
-import { freePort } from '../support/components.ts';
+import { freePort, serveListenEnv } from '../support/components.ts';
 import { exists, repoPath, startPorticoProcess, stopWithCode } from './support.ts';
 
 interface Instruction {
@@ -260,6 +260,7 @@ describe('Dockerfile', () => {
       json(one(runtime, 'CMD')),
       {
         ...env,
+        ...(await serveListenEnv()),
         PORTICO_ADMIN_ADDR: `127.0.0.1:${admin}`,
         PORTICO_GRPC_ADDR: `127.0.0.1:${await freePort()}`,
         PORTICO_CALLOUT_LISTEN_ADDR: `127.0.0.1:${await freePort()}`,

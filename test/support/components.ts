@@ -77,6 +77,21 @@ export async function freePortBlock(n: number): Promise<number> {
   }
   throw new Error(`no ${n} consecutive free loopback ports found in ${low}-${high}`);
 }
+/**
+ * Listen addresses, on free ports of the test's range, for every listener `portico serve` or `portico
+ * demo` may open (admin, gRPC, callouts, flow runtime, the step listener its Envoys bind, the idempotency
+ * processor): with the defaults, control planes of two test files running at once would collide.
+ * A test that restarts its control plane keeps this environment: the flow runtime's and the step
+ * listener's addresses are in the configuration Envoys receive, which must not change across a restart.
+ * Spread it first; a test's own addresses override it.
+ */
+export async function serveListenEnv(): Promise<Record<string, string>> {
+  const env: Record<string, string> = {};
+  for (const name of ['PORTICO_ADMIN_ADDR', 'PORTICO_GRPC_ADDR', 'PORTICO_CALLOUT_LISTEN_ADDR', 'PORTICO_FLOWS_LISTEN_ADDR', 'PORTICO_FLOWS_STEP_ADDR', 'PORTICO_IDEMPOTENCY_LISTEN_ADDR']) {
+    env[name] = `127.0.0.1:${await freePort()}`;
+  }
+  return env;
+}
 /** PORTICO_TEST_PORTS=low-high keeps test runs started side by side (one per checkout) apart. */
 const PORT_RANGE: [number, number] = (() => {
   const m = /^(\d+)-(\d+)$/.exec(process.env.PORTICO_TEST_PORTS ?? '');

@@ -3,7 +3,7 @@
 import { readFileSync } from 'node:fs';
 import path from 'node:path';
 import type { TestContext } from 'node:test';
-import { freePort, freePortBlock, requireComponent, startProcess, waitFor, type RunningProcess } from './components.ts';
+import { freePort, freePortBlock, requireComponent, serveListenEnv, startProcess, waitFor, type RunningProcess } from './components.ts';
 
 const ROOT = path.resolve(import.meta.dirname, '../..');
 
@@ -28,10 +28,12 @@ export interface DemoPortsInUse {
   adminPort: number;
   grpcPort: number;
   calloutPort: number;
+  /** The control plane's other listeners (flow runtime, step listener, idempotency), the same for every start. */
+  listenEnv: Record<string, string>;
 }
 
 export async function demoPorts(): Promise<DemoPortsInUse> {
-  return { portBase: await freePortBlock(6), adminPort: await freePort(), grpcPort: await freePort(), calloutPort: await freePort() };
+  return { portBase: await freePortBlock(6), adminPort: await freePort(), grpcPort: await freePort(), calloutPort: await freePort(), listenEnv: await serveListenEnv() };
 }
 
 /** Starts the demo (with `args`, e.g. --reset) and waits until it printed its banner and Envoy serves. */
@@ -41,6 +43,7 @@ export async function startDemo(t: TestContext, dataDir: string, ports: DemoPort
   const env: NodeJS.ProcessEnv = {
     ...process.env,
     ENVOY_BIN: envoyBin,
+    ...ports.listenEnv,
     PORTICO_DATA_DIR: dataDir,
     PORTICO_DEMO_PORT_BASE: String(ports.portBase),
     PORTICO_ADMIN_ADDR: `127.0.0.1:${ports.adminPort}`,

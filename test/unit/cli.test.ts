@@ -9,7 +9,7 @@ import { mkdtempSync, readFileSync } from 'node:fs';
 import { createServer, type Server } from 'node:net';
 import os from 'node:os';
 import path from 'node:path';
-import { freePort } from '../support/components.ts';
+import { freePort, serveListenEnv } from '../support/components.ts';
 
 const ROOT = path.resolve(import.meta.dirname, '../..');
 const BIN = path.join(ROOT, 'bin/portico');
@@ -97,6 +97,7 @@ describe('portico command line', () => {
     const blocker = await listenOn(busy);
     try {
       const base = {
+        ...(await serveListenEnv()),
         PORTICO_DATA_DIR: 'memory://cli-test',
         PORTICO_LOG_LEVEL: 'silent',
         PORTICO_ADMIN_ADDR: `127.0.0.1:${admin}`,
