@@ -61,6 +61,8 @@ export interface StartOptions {
   prune?: boolean;
   /** Compile the resource schemas before anything is served (`portico serve`; tests skip the cost). */
   compileSchemas?: boolean;
+  /** Embedded memory:// database only: start from this dump of a migrated database (tests start hundreds). */
+  embeddedImage?: Blob;
 }
 
 export { bind, StartupError } from './bind.ts';
@@ -81,6 +83,7 @@ export async function startPortico(settings: Settings, opts: StartOptions = {}):
     migrate: settings.migrate,
     keys,
     log: (msg) => log.info(msg),
+    ...(opts.embeddedImage ? { embeddedImage: opts.embeddedImage } : {}),
   });
   const store = database.store;
   log.info({ database: database.kind, revision: store.current().revision }, 'model loaded');

@@ -20,6 +20,8 @@ export interface DatabaseOptions {
   migrate: boolean;
   keys: KeyRing;
   log?: (msg: string) => void;
+  /** With dataDir memory://: a dump to start from (EmbeddedDatabase.dump); migrations still check and complete it. */
+  embeddedImage?: Blob;
 }
 
 export async function openDatabase(opts: DatabaseOptions): Promise<Database> {
@@ -28,7 +30,7 @@ export async function openDatabase(opts: DatabaseOptions): Promise<Database> {
   let url: string;
   if (opts.databaseUrl) url = opts.databaseUrl;
   else {
-    embedded = await openEmbeddedDatabase(opts.dataDir.startsWith('memory://') ? opts.dataDir : `${opts.dataDir}/pglite`);
+    embedded = await openEmbeddedDatabase(opts.dataDir.startsWith('memory://') ? opts.dataDir : `${opts.dataDir}/pglite`, opts.embeddedImage ? { image: opts.embeddedImage } : {});
     url = embedded.url();
   }
   try {

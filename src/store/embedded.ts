@@ -11,17 +11,25 @@ export interface EmbeddedDatabase {
   url(): string;
   /** Starts a fresh socket front (used once for migrations, once for the app's client). */
   restartSocket(): Promise<void>;
+  /** The data directory as an uncompressed tar (PGlite's dump), which `image` below starts from. */
+  dump(): Promise<Blob>;
   close(): Promise<void>;
 }
 
+export interface EmbeddedOptions {
+  /** memory:// only: start from this dump instead of an empty cluster (skips initdb: tests start many). */
+  image?: Blob;
+}
+
 /** Opens (or creates) the PGlite database in `dir`; `memory://` keeps it in memory (tests). */
-export async function openEmbeddedDatabase(dir: string): Promise<EmbeddedDatabase> {
+export async function openEmbeddedDatabase(dir: string, opts: EmbeddedOptions = {}): Promise<EmbeddedDatabase> {
+  if (opts.image && !dir.startsWith('memory://')) throw new Error('an embedded database image is for memory:// only');
   let unlock = () => {};
   if (!dir.startsWith('memory://')) {
     mkdirSync(dir, { recursive: true });
     unlock = lockDataDir(dir);
   }
-  const db = await PGlite.create(dir).catch((e: Error) => {
+  const db = await PGlite.create(dir, opts.image ? { loadDataDir: opts.image } : {}).catch((e: Error) => {
     unlock();
     throw e;
   });
@@ -45,6 +53,7 @@ export async function openEmbeddedDatabase(dir: string): Promise<EmbeddedDatabas
       await server?.stop();
       await start();
     },
+    dump: () => db.dumpDataDir('none') as Promise<Blob>,
     close: async () => {
       await server?.stop();
       await db.close();

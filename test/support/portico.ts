@@ -1,9 +1,16 @@
 // Starts a real Portico control plane in the test process (embedded PGlite in memory, or a given
 // PostgreSQL) and offers a small client for its admin API.
 import assert from 'node:assert/strict';
-import { randomBytes } from 'node:crypto';
+import { createHash, randomBytes } from 'node:crypto';
+import { readFileSync, renameSync, writeFileSync } from 'node:fs';
+import { createRequire } from 'node:module';
+import os from 'node:os';
+import path from 'node:path';
 import { startPortico, type Portico } from '../../src/main.ts';
 import { loadSettings } from '../../src/settings.ts';
+import { openEmbeddedDatabase } from '../../src/store/embedded.ts';
+import { MIGRATIONS_DIR, readMigrations } from '../../src/store/migrate.ts';
+import { migrateInWorker } from '../../src/store/migrate-worker.ts';
 import { freePort } from './components.ts';
 import { createLogger } from '../../src/telemetry/log.ts';
 
@@ -36,9 +43,46 @@ export async function startTestPortico(opts: TestPorticoOptions = {}): Promise<T
     ...(opts.databaseUrl ? { DATABASE_URL: opts.databaseUrl } : {}),
     ...opts.env,
   });
-  const portico = await startPortico(settings, { logger: createLogger(settings.logLevel, opts.logTo) });
+  const portico = await startPortico(settings, {
+    logger: createLogger(settings.logLevel, opts.logTo),
+    ...(!opts.databaseUrl && settings.dataDir.startsWith('memory://') ? { embeddedImage: await migratedImage() } : {}),
+  });
   return Object.assign(portico, { api: new ApiClient(portico.adminUrl, ADMIN_TOKEN) });
 }
+
+/**
+ * A dump of an embedded database with every migration applied, made once per machine and set of
+ * migrations (a file in the temporary directory, shared by test files) and loaded by each in-memory
+ * control plane: creating and migrating a PGlite cluster costs seconds of CPU per start, loading
+ * the dump about one. The control plane still runs its migration check on it.
+ */
+export function migratedImage(): Promise<Blob> {
+  imageOnce ??= (async () => {
+    const key = createHash('sha256');
+    key.update(readFileSync(createRequire(import.meta.url).resolve('@electric-sql/pglite')));
+    for (const m of readMigrations().migrationDirectories) key.update(`${m.path}\0${m.migrationFile.content.tag === 'ok' ? m.migrationFile.content.value : ''}\0`);
+    const file = path.join(os.tmpdir(), `portico-test-pglite-${key.digest('hex').slice(0, 16)}.tar`);
+    try {
+      return new Blob([readFileSync(file)]);
+    } catch {
+      const db = await openEmbeddedDatabase('memory://');
+      try {
+        const status = await migrateInWorker(db.url(), true, false);
+        assert.deepEqual(status.pending, [], `migrations in ${MIGRATIONS_DIR} applied`);
+        const image = await db.dump();
+        // Another test file may be writing the same image: write apart, then rename (atomic).
+        const tmp = `${file}.${process.pid}`;
+        writeFileSync(tmp, Buffer.from(await image.arrayBuffer()));
+        renameSync(tmp, file);
+        return image;
+      } finally {
+        await db.close();
+      }
+    }
+  })();
+  return imageOnce;
+}
+let imageOnce: Promise<Blob> | undefined;
 
 export interface ApiResponse<T = any> {
   status: number;
