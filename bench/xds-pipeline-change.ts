@@ -59,7 +59,12 @@ function run(base: ModelSnapshot, withMemo: boolean) {
     m = applyMutations(m, [{ kind: 'routes', op: 'put', key, resource: { ...r, match: { ...r.match, path: { type: 'prefix', value: `/changed-${i}` } } } as Route }]);
     translateMs.push(cpuMs(() => (groups = translate(m, options))));
     const p0 = cache.parts.encoded;
-    cacheMs.push(cpuMs(() => (cache.replaceAll(groups), cache.flush())));
+    cacheMs.push(
+      cpuMs(() => {
+        cache.replaceAll(groups);
+        cache.flush();
+      }),
+    );
     parts.push(cache.parts.encoded - p0);
   }
   const rcBytes = [...cache.getSnapshot('edge').types.values()].reduce((n, t) => n + [...t.resources.values()].reduce((k, c) => k + c.bytes.length, 0), 0);
