@@ -1,7 +1,7 @@
 // The access-log service's wire format: reads only what request metrics need from an encoded
 // envoy.service.accesslog.v3.StreamAccessLogsMessage (HTTP entries: status, duration, response
 // flags, route name, Portico's custom tags and the ext_authz dynamic metadata) and skips the rest
-// unread. Field numbers come from the loaded Envoy protos (no generated code).
+// unread (and, for the cache's coalescing count, start time, authority and path). Field numbers come from the loaded Envoy protos (no generated code).
 import protobuf from 'protobufjs';
 import { EXT_AUTHZ_FILTERS, PORTICO_EXT_AUTHZ_PREFIX } from '../contract/index.ts';
 import { lookupType, LEN, MAP_KEY, MAP_VALUE, VARINT, fieldNumber as field, readStringMapEntry, tag } from '../proto/index.ts';
@@ -26,8 +26,11 @@ const F = {
   customTags: tag(field(COMMON, 'custom_tags'), LEN),
   duration: tag(field(COMMON, 'duration'), LEN),
   lastTx: tag(field(COMMON, 'time_to_last_downstream_tx_byte'), LEN),
+  startTime: tag(field(COMMON, 'start_time'), LEN),
   upstreamCluster: tag(field(COMMON, 'upstream_cluster'), LEN),
   requestId: tag(field('envoy.data.accesslog.v3.HTTPRequestProperties', 'request_id'), LEN),
+  authority: tag(field('envoy.data.accesslog.v3.HTTPRequestProperties', 'authority'), LEN),
+  path: tag(field('envoy.data.accesslog.v3.HTTPRequestProperties', 'path'), LEN),
   responseCode: tag(field('envoy.data.accesslog.v3.HTTPResponseProperties', 'response_code'), LEN),
   responseCodeDetails: tag(field('envoy.data.accesslog.v3.HTTPResponseProperties', 'response_code_details'), LEN),
   filterMetadata: tag(field('envoy.config.core.v3.Metadata', 'filter_metadata'), LEN),
@@ -63,6 +66,11 @@ export interface AccessLogRecord {
   routeName: string;
   upstreamCluster: string;
   requestId: string;
+  /** When the request started, in ms since the epoch (0 when not logged). */
+  startMs: number;
+  /** :authority and :path as they were when logged (on cached routes: the cache key the key filter wrote). */
+  authority: string;
+  path: string;
   responseCodeDetails: string;
   /** CommonGrpcAccessLogConfig.custom_tags (Portico sets group, listener, product, route). */
   tags: Map<string, string>;
@@ -186,6 +194,10 @@ function readCommon(r: protobuf.Reader, end: number, e: AccessLogRecord): void {
       case F.lastTx:
         lastTx = readDurationSeconds(r, r.uint32() + r.pos);
         break;
+      case F.startTime:
+        // A Timestamp has Duration's layout (seconds, nanos).
+        e.startMs = readDurationSeconds(r, r.uint32() + r.pos) * 1000;
+        break;
       default:
         r.skipType(t & 7);
     }
@@ -194,14 +206,14 @@ function readCommon(r: protobuf.Reader, end: number, e: AccessLogRecord): void {
   e.durationSeconds = duration >= 0 ? duration : lastTx >= 0 ? lastTx : 0;
 }
 
-function readSingleString(r: protobuf.Reader, end: number, wanted: number): string {
-  let v = '';
+function readRequest(r: protobuf.Reader, end: number, e: AccessLogRecord): void {
   while (r.pos < end) {
     const t = r.uint32();
-    if (t === wanted) v = r.string();
+    if (t === F.requestId) e.requestId = r.string();
+    else if (t === F.authority) e.authority = r.string();
+    else if (t === F.path) e.path = r.string();
     else r.skipType(t & 7);
   }
-  return v;
 }
 
 function readResponse(r: protobuf.Reader, end: number, e: AccessLogRecord): void {
@@ -227,6 +239,9 @@ function readEntry(r: protobuf.Reader, end: number): AccessLogRecord {
     routeName: '',
     upstreamCluster: '',
     requestId: '',
+    startMs: 0,
+    authority: '',
+    path: '',
     responseCodeDetails: '',
     tags: new Map(),
     authz: new Map(),
@@ -234,7 +249,7 @@ function readEntry(r: protobuf.Reader, end: number): AccessLogRecord {
   while (r.pos < end) {
     const t = r.uint32();
     if (t === F.common) readCommon(r, r.uint32() + r.pos, e);
-    else if (t === F.request) e.requestId = readSingleString(r, r.uint32() + r.pos, F.requestId);
+    else if (t === F.request) readRequest(r, r.uint32() + r.pos, e);
     else if (t === F.response) readResponse(r, r.uint32() + r.pos, e);
     else r.skipType(t & 7);
   }

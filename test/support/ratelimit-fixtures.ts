@@ -13,7 +13,20 @@ export function accessLogEntry(route: string, partner: string | undefined, detai
     ['route', route],
   ]);
   if (partner) tags.set('partner', partner);
-  return { status: 200, durationSeconds: 0.001, flags: 0, routeName: `api/${route}`, upstreamCluster: 's', requestId: 'r', responseCodeDetails: details, tags, authz: new Map() };
+  return {
+    status: 200,
+    durationSeconds: 0.001,
+    flags: 0,
+    routeName: `api/${route}`,
+    upstreamCluster: 's',
+    requestId: 'r',
+    startMs: 0,
+    authority: '',
+    path: '',
+    responseCodeDetails: details,
+    tags,
+    authz: new Map(),
+  };
 }
 
 export function modelOf(entries: Entries, revision = 1): ModelSnapshot {

@@ -54,7 +54,21 @@ function message(entries: EntryInput[], identifier = true): Uint8Array {
 }
 
 function record(over: Partial<AccessLogRecord>): AccessLogRecord {
-  return { status: 200, durationSeconds: 0.01, flags: 0, routeName: 'orders/get', upstreamCluster: 'orders', requestId: '', responseCodeDetails: '', tags: new Map(), authz: new Map(), ...over };
+  return {
+    status: 200,
+    durationSeconds: 0.01,
+    flags: 0,
+    routeName: 'orders/get',
+    upstreamCluster: 'orders',
+    requestId: '',
+    startMs: 0,
+    authority: '',
+    path: '',
+    responseCodeDetails: '',
+    tags: new Map(),
+    authz: new Map(),
+    ...over,
+  };
 }
 
 async function values(registry: Registry, name: string): Promise<Array<Record<string, string | number>>> {

@@ -1,0 +1,73 @@
+// Telling coalesced requests from cache hits in the access logs: an answer from the cache that started
+// while a miss on the same key was under way waited for it, whichever of the two entries arrives first.
+import assert from 'node:assert/strict';
+import { describe, it } from 'node:test';
+import { Registry } from 'prom-client';
+import { CoalescingClassifier, CacheMetrics } from '../../src/telemetry/cache-metrics.ts';
+import type { AccessLogRecord } from '../../src/telemetry/access-log-wire.ts';
+
+const labels = { group: 'edge', product: 'shop', route: 'catalog' };
+
+describe('CoalescingClassifier', () => {
+  it('an answer that started inside a known miss on its key is coalesced at once', () => {
+    const c = new CoalescingClassifier(5_000);
+    assert.deepEqual(c.miss('k', 1_000, 50, 2_000), []);
+    assert.equal(c.hit({ key: 'k', startMs: 1_020, labels, seenMs: 2_000 }), 'coalesced');
+    assert.equal(c.hit({ key: 'k', startMs: 1_051, labels, seenMs: 2_000 }), 'held', 'after the miss ended: a hit');
+    assert.equal(c.hit({ key: 'other', startMs: 1_020, labels, seenMs: 2_000 }), 'held', 'another key');
+  });
+
+  it('an answer logged before its miss is held, then claimed by the miss', () => {
+    const c = new CoalescingClassifier(5_000);
+    assert.equal(c.hit({ key: 'k', startMs: 1_010, labels, seenMs: 2_000 }), 'held');
+    assert.equal(c.hit({ key: 'k', startMs: 900, labels, seenMs: 2_000 }), 'held');
+    const covered = c.miss('k', 1_000, 50, 2_100);
+    assert.deepEqual(
+      covered.map((h) => h.startMs),
+      [1_010],
+    );
+    assert.deepEqual(c.expire(6_999), [], 'within the grace nothing is due');
+    assert.deepEqual(
+      c.expire(7_000).map((h) => h.startMs),
+      [900],
+      'the one the miss did not cover is a hit once the grace is over',
+    );
+  });
+});
+
+describe('CacheMetrics', () => {
+  const entry = (over: Partial<AccessLogRecord>): AccessLogRecord => ({
+    status: 200,
+    durationSeconds: 0,
+    flags: 0,
+    routeName: 'shop/catalog',
+    upstreamCluster: 'catalog',
+    requestId: '',
+    startMs: 0,
+    authority: 'g0.s.example',
+    path: '/shop/catalog/1',
+    responseCodeDetails: 'cache.response_from_cache_filter',
+    tags: new Map([['group', 'edge']]),
+    authz: new Map(),
+    ...over,
+  });
+
+  it('counts hits, misses and coalesced requests per route; hits once the grace is over', async () => {
+    let now = 10_000;
+    const registry = new Registry();
+    const m = new CacheMetrics(registry, () => now, 1_000);
+    m.setModel({ routes: new Map([['shop/catalog', {}]]), gatewayGroups: new Map([['edge', {}]]) } as never);
+    m.record(entry({ startMs: 5_010 }), 'edge'); // a follower logged before its miss
+    m.record(entry({ responseCodeDetails: 'cache.insert_via_upstream', startMs: 5_000, durationSeconds: 0.1 }), 'edge');
+    m.record(entry({ startMs: 5_050 }), 'edge'); // a follower logged after it
+    m.record(entry({ startMs: 9_000 }), 'edge'); // a plain hit later on
+    m.record(entry({ startMs: 5_020, path: '/shop/catalog/2' }), 'edge'); // another key: a hit
+    const value = async (result: string) => (await registry.getSingleMetric('portico_cache_requests_total')!.get()).values.find((v) => v.labels.result === result)?.value ?? 0;
+    assert.equal(await value('miss'), 1);
+    assert.equal(await value('coalesced'), 2);
+    assert.equal(await value('hit'), 0, 'hits wait for the grace');
+    now += 1_000;
+    assert.equal(await value('hit'), 2, 'read after the grace: counted as hits');
+    assert.equal(await value('coalesced'), 2);
+  });
+});
