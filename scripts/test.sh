@@ -13,9 +13,9 @@ if [ "$#" -gt 0 ]; then files=("$@"); else mapfile -t files < <(find test -name 
 export PORTICO_TEST_FILE_COUNT=${#files[@]}
 echo "test: ${#files[@]} file(s); full output (TAP) in test-results.tap"
 rc=0
-# One file at a time by default: TEST_CONCURRENCY=2 overlaps files (874 tests: 1,081 s at load 13-16
-# against 1,500-1,900 s in turn), but embedded `portico serve` processes then share the flow runtime's fixed port.
-node --import tsx --test --test-concurrency="${TEST_CONCURRENCY:-1}" --test-timeout="${TEST_TIMEOUT_MS:-600000}" \
+# Two files at a time (TEST_CONCURRENCY=1: one): every control plane, Envoy, PostgreSQL and Redis a test
+# starts listens on a port reserved across test processes (test/support/components.ts freePort).
+node --import tsx --test --test-concurrency="${TEST_CONCURRENCY:-2}" --test-timeout="${TEST_TIMEOUT_MS:-600000}" \
   --test-reporter=./test/support/reporter.mjs --test-reporter-destination=stdout \
   --test-reporter=tap --test-reporter-destination=test-results.tap \
   "${files[@]}" || rc=$?

@@ -1,7 +1,7 @@
 // Real components for tests: PostgreSQL, Redis and Envoy started as processes on free ports.
 // Under CI=true a missing component fails the test; elsewhere the test is skipped with a reason.
 import { spawn, spawnSync, type ChildProcess } from 'node:child_process';
-import { existsSync, mkdtempSync, readdirSync, rmSync, chownSync, writeFileSync } from 'node:fs';
+import { existsSync, mkdirSync, mkdtempSync, readdirSync, readFileSync, rmSync, chownSync, writeFileSync } from 'node:fs';
 import { createServer } from 'node:net';
 import os from 'node:os';
 import path from 'node:path';
@@ -47,17 +47,15 @@ export function requireComponent(t: TestContext, c: Component): string | undefin
  * A loopback port nobody listens on, for a server the test starts next. Picked below Linux's
  * ephemeral range (32768+): a port from bind(0) is also what the kernel hands out as the source
  * port of outgoing connections (Envoy → upstreams, clients → servers), so one could be taken
- * between the check and the server's bind. Never the same port twice in one process.
+ * between the check and the server's bind. Never the same port twice while this process lives,
+ * nor one another test process holds (reserve): test files run side by side.
  */
 export async function freePort(): Promise<number> {
   const [low, high] = PORT_RANGE;
   for (let attempt = 0; attempt < 100; attempt++) {
     const port = low + Math.floor(Math.random() * (high - low + 1));
-    if (handedOut.has(port)) continue;
-    if (await canListen(port)) {
-      handedOut.add(port);
-      return port;
-    }
+    if (handedOut.has(port) || !reserve(port)) continue;
+    if (await canListen(port)) return port;
   }
   throw new Error(`no free loopback port found in ${low}-${high}`);
 }
@@ -70,10 +68,9 @@ export async function freePortBlock(n: number): Promise<number> {
     const first = low + Math.floor(Math.random() * (high - low - n));
     const block = Array.from({ length: n }, (_, i) => first + i);
     if (block.some((p) => handedOut.has(p))) continue;
-    if ((await Promise.all(block.map(canListen))).every(Boolean)) {
-      for (const p of block) handedOut.add(p);
-      return first;
-    }
+    const reserved = block.filter(reserve);
+    if (reserved.length === n && (await Promise.all(block.map(canListen))).every(Boolean)) return first;
+    for (const p of reserved) release(p);
   }
   throw new Error(`no ${n} consecutive free loopback ports found in ${low}-${high}`);
 }
@@ -100,6 +97,49 @@ const PORT_RANGE: [number, number] = (() => {
     throw new Error(`PORTICO_TEST_PORTS=${process.env.PORTICO_TEST_PORTS}: want low-high within 1024-32767, at least 100 ports`);
   return range;
 })();
+
+/**
+ * Claims `port` for this process among every test process on the machine: a file per port holding
+ * the owner's pid (created exclusively; a dead owner's file is taken over), removed at exit. Without
+ * it two test files running at once could both find a port free and start servers on it, and a
+ * readiness probe (pg_isready) would then accept the other file's server.
+ */
+function reserve(port: number): boolean {
+  const file = path.join(RESERVATIONS, String(port));
+  for (let attempt = 0; attempt < 2; attempt++) {
+    try {
+      writeFileSync(file, String(process.pid), { flag: 'wx' });
+      handedOut.add(port);
+      return true;
+    } catch (e) {
+      if ((e as NodeJS.ErrnoException).code !== 'EEXIST') throw e;
+      const text = readFileSync(file, 'utf8');
+      // Empty: its owner has created it and not yet written its pid.
+      if (!text || Number(text) === process.pid || processAlive(Number(text))) return false;
+      rmSync(file, { force: true });
+    }
+  }
+  return false;
+}
+function release(port: number): void {
+  handedOut.delete(port);
+  rmSync(path.join(RESERVATIONS, String(port)), { force: true });
+}
+const RESERVATIONS = path.join(os.tmpdir(), 'portico-test-ports');
+mkdirSync(RESERVATIONS, { recursive: true });
+process.once('exit', () => {
+  for (const port of handedOut) rmSync(path.join(RESERVATIONS, String(port)), { force: true });
+});
+
+function processAlive(pid: number): boolean {
+  if (!Number.isInteger(pid) || pid <= 0) return false;
+  try {
+    process.kill(pid, 0);
+    return true;
+  } catch (e) {
+    return (e as NodeJS.ErrnoException).code === 'EPERM';
+  }
+}
 
 function canListen(port: number): Promise<boolean> {
   return new Promise((resolve) => {
