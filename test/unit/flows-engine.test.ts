@@ -34,17 +34,20 @@ describe('flow engine', () => {
   });
 
   it('runs a parallel group concurrently: every call starts before any answers', async () => {
+    // No call answers until all three have started: run one after another, the flow would wait
+    // for the first answer forever and end at its deadline instead.
     let started = 0;
-    let maxConcurrent = 0;
-    const slow: Handler = (c) =>
-      new Promise((resolve) => {
-        started++;
-        maxConcurrent = Math.max(maxConcurrent, started);
-        setTimeout(() => resolve(seedServices[c.service]!(c, new AbortController().signal)), 20);
-      });
-    const r = await runFlow(compile(homeFlow()), homeRequest(), memoryIO({ users: slow, orders: slow, products: slow }));
+    let release!: () => void;
+    const allStarted = new Promise<void>((r) => (release = r));
+    const held: Handler = async (c, signal) => {
+      if (++started === 3) release();
+      await allStarted;
+      return seedServices[c.service]!(c, signal);
+    };
+    const r = await runFlow(compile(homeFlow()), homeRequest(), memoryIO({ users: held, orders: held, products: held }));
     assert.equal(r.status, 200);
-    assert.equal(maxConcurrent, 3);
+    assert.equal(started, 3);
+    assert.deepEqual(JSON.parse(r.body), SEED_HOME_BODY);
   });
 
   it('feeds an earlier step into a later call (path, query, header and JSON body)', async () => {
