@@ -235,6 +235,54 @@ describe('Helm chart (helm/portico)', () => {
     assert.equal(render('default-values.yaml', ['envoy.enabled=false']).manifests.filter((m) => m.metadata.name.startsWith('portico-envoy')).length, 0);
   });
 
+  it('flows: the runtime is a sidecar of each Envoy pod on loopback, where the control plane tells Envoy to find it', (t) => {
+    if (!needHelm(t)) return;
+    const isLoopback = (host: string) => host === '127.0.0.1' || host === '::1' || host === 'localhost';
+    for (const file of ['default-values.yaml', 'full-values.yaml', 'existing-secret-values.yaml']) {
+      const { manifests } = render(file);
+      const secret = manifests.find((m) => m.kind === 'Secret' && m.metadata.name === 'portico-secrets');
+      // An existing Secret: stand in for it with the keys the chart references.
+      const keys = YAML.parse(readFileSync(path.join(CHART, 'values.yaml'), 'utf8')).secrets.keys as Record<string, string>;
+      const secrets = secret
+        ? { 'portico-secrets': decoded(secret) }
+        : { 'portico-credentials': { [keys.databaseUrl!]: 'postgresql://u@db/p', [keys.masterKey!]: Buffer.alloc(32, 7).toString('base64'), [keys.adminToken!]: 'pta_x' } };
+      const secretName = Object.keys(secrets)[0]!;
+      const envoyPod = find(manifests, 'Deployment', 'portico-envoy').spec.template;
+      const sidecar = envoyPod.spec.containers.find((c: any) => c.name === 'flows');
+      assert.ok(sidecar, `${file}: a flows container beside Envoy`);
+      const cpPod = find(manifests, 'Deployment', 'portico-control-plane').spec.template;
+      assert.equal(sidecar.image, cpPod.spec.containers[0].image, 'the control-plane image');
+      const env = podEnv(sidecar, { [secretName]: secrets[secretName as keyof typeof secrets]! });
+      const flows = loadSettings(env);
+      assert.equal(flows.role, 'flows');
+      assert.equal(flows.migrate, false, 'the sidecars never migrate');
+      assert.ok(flows.databaseUrl, 'it follows the model from the database');
+      assert.ok(flows.adminToken, 'with the bootstrap token set, a first start mints no token into the log');
+      // Nothing of it is reachable from the network: every address loopback, no container port.
+      assert.ok(isLoopback(flows.flowsListenHost), `runtime binds ${flows.flowsListenHost}`);
+      assert.ok(isLoopback(flows.adminHost), `admin binds ${flows.adminHost}`);
+      assert.equal(sidecar.ports, undefined);
+      assert.equal(sidecar.securityContext.readOnlyRootFilesystem, true);
+      assert.ok(
+        sidecar.volumeMounts.some((m: any) => m.mountPath === '/tmp'),
+        'a writable /tmp',
+      );
+      assert.ok(sidecar.resources.requests.cpu && sidecar.resources.limits.memory);
+      // The control plane publishes the sidecar's address as the runtime's cluster and the step
+      // listener on the pod's loopback, where the sidecar sends its calls back (to the peer's step port).
+      const cp = loadSettings(podEnv(cpPod.spec.containers[0], { [secretName]: secrets[secretName as keyof typeof secrets]! }));
+      assert.equal(cp.flowsAddress, `${flows.flowsListenHost}:${flows.flowsListenPort}`);
+      assert.equal(cp.flowsStepAddress, flows.flowsStepAddress);
+      assert.ok(isLoopback(cp.flowsStepAddress.slice(0, cp.flowsStepAddress.lastIndexOf(':'))), 'the step listener authenticates nobody: loopback only');
+      assert.ok(envoyPod.spec.volumes.some((v: any) => v.name === sidecar.volumeMounts[0].name && v.emptyDir));
+    }
+    const off = render('default-values.yaml', ['envoy.flows.enabled=false']).manifests;
+    assert.deepEqual(
+      find(off, 'Deployment', 'portico-envoy').spec.template.spec.containers.map((c: any) => c.name),
+      ['envoy'],
+    );
+  });
+
   it('Envoy accepts the rendered bootstraps (envoy --mode validate)', (t) => {
     if (!needHelm(t)) return;
     const envoy = requireComponent(t, 'envoy');
