@@ -9,10 +9,10 @@ import { FLOW_HEADERS, GATEWAY_HEADERS, RESERVED_HEADER_PREFIX, gatewayErrorBody
 import { emptySnapshot, type ModelSnapshot } from '../model/index.ts';
 import type { Logger } from '../telemetry/index.ts';
 import type { CodeSandbox } from './code.ts';
-import { readStepResponse } from './direct-calls.ts';
 import { runFlow } from './engine.ts';
 import { FlowMetrics, type Refusal } from './metrics.ts';
 import { compileModelFlows, type ModelFlows, type RouteFlow } from './model.ts';
+import { StepClient } from './step-client.ts';
 import type { FlowIdentity, FlowRequest, StepCall, StepResponse } from './types.ts';
 
 export interface FlowRuntimeOptions {
@@ -34,7 +34,7 @@ const PROPAGATED = ['x-request-id', 'traceparent', 'tracestate', 'x-b3-traceid',
 export class FlowRuntime {
   private flows: ModelFlows = compileModelFlows(emptySnapshot());
   private readonly metrics: FlowMetrics;
-  private readonly agent = new http.Agent({ keepAlive: true, maxSockets: 1024, maxFreeSockets: 256, scheduling: 'lifo' });
+  private readonly client = new StepClient();
   private readonly server: http.Server;
   private active = 0;
   private draining = false;
@@ -68,7 +68,7 @@ export class FlowRuntime {
     const deadline = Date.now() + graceMs;
     while (this.active > 0 && Date.now() < deadline) await new Promise((r) => setTimeout(r, 20));
     this.server.closeAllConnections();
-    this.agent.destroy();
+    await this.client.close();
     await closed;
   }
 
@@ -154,7 +154,7 @@ export class FlowRuntime {
     res.on('close', () => {
       if (!res.writableFinished) gone.abort();
     });
-    const to = this.stepHost(req);
+    const to = this.stepOrigin(req);
     const result = await runFlow(rf.flow, request, {
       call: (c, signal) => this.call(to, rf, c, carried, headers.host, signal),
       signal: gone.signal,
@@ -183,26 +183,18 @@ export class FlowRuntime {
     return id;
   }
 
-  private stepHost(req: http.IncomingMessage): { host: string; port: number } {
-    if (this.opts.stepAddress) {
-      const i = this.opts.stepAddress.lastIndexOf(':');
-      return { host: this.opts.stepAddress.slice(0, i).replace(/^\[|\]$/g, ''), port: Number(this.opts.stepAddress.slice(i + 1)) };
-    }
+  /** The origin of the step listener the calls of this request go to. */
+  private stepOrigin(req: http.IncomingMessage): string {
+    if (this.opts.stepAddress) return `http://${this.opts.stepAddress}`;
     const peer = req.socket.remoteAddress ?? '127.0.0.1';
-    return { host: peer.startsWith('::ffff:') ? peer.slice(7) : peer, port: this.opts.stepPort };
+    const host = peer.startsWith('::ffff:') ? peer.slice(7) : peer;
+    return `http://${host.includes(':') ? `[${host}]` : host}:${this.opts.stepPort}`;
   }
 
-  private call(to: { host: string; port: number }, rf: RouteFlow, c: StepCall, carried: Record<string, string>, host: string | undefined, signal: AbortSignal): Promise<StepResponse> {
-    return new Promise((resolve, reject) => {
-      // The caller's Host goes on, as on a route that forwards to the service directly.
-      const headers: Record<string, string | number> = { ...(host ? { host } : {}), ...c.headers, ...carried, [FLOW_HEADERS.service]: c.service, [FLOW_HEADERS.step]: `${rf.key}/${c.step}` };
-      if (c.body !== undefined) headers['content-length'] = typeof c.body === 'string' ? Buffer.byteLength(c.body) : c.body.byteLength;
-      const req = http.request({ agent: this.agent, host: to.host, port: to.port, method: c.method, path: c.path, headers, signal }, (res) =>
-        readStepResponse(res, c.maxResponseBytes, resolve, reject),
-      );
-      req.on('error', reject);
-      req.end(c.body);
-    });
+  private call(origin: string, rf: RouteFlow, c: StepCall, carried: Record<string, string>, host: string | undefined, signal: AbortSignal): Promise<StepResponse> {
+    // The caller's Host goes on, as on a route that forwards to the service directly.
+    const headers: Record<string, string> = { ...(host ? { host } : {}), ...c.headers, ...carried, [FLOW_HEADERS.service]: c.service, [FLOW_HEADERS.step]: `${rf.key}/${c.step}` };
+    return this.client.call({ origin, method: c.method, path: c.path, headers, body: c.body, maxResponseBytes: c.maxResponseBytes, signal });
   }
 }
 
