@@ -59,7 +59,7 @@ export interface StartOptions {
   applyFile?: string;
   /** Whether that apply deletes what the document leaves out. */
   prune?: boolean;
-  /** Compile the resource schemas before anything is served (`portico serve`; tests skip the cost). */
+  /** Compile the resource schemas once the admin API listens (`portico serve`; tests skip the cost). */
   compileSchemas?: boolean;
   /** Embedded memory:// database only: start from this dump of a migrated database (tests start hundreds). */
   embeddedImage?: Blob;
@@ -91,7 +91,6 @@ export async function startPortico(settings: Settings, opts: StartOptions = {}):
   const feed = database.kind === 'postgresql' ? new ChangeFeed(store, { databaseUrl: database.url, reconcileMs: settings.reconcileMs, log: log.child({ component: 'feed' }) }) : undefined;
   feed?.start();
 
-  if (opts.compileSchemas) compileResourceSchemas();
   if (opts.applyFile) {
     const file = opts.applyFile;
     // Keys made through the API are not in files (their secrets are shown once): keep them.
@@ -287,6 +286,7 @@ export async function startPortico(settings: Settings, opts: StartOptions = {}):
   const port = typeof addr === 'object' && addr ? addr.port : settings.adminPort;
   const adminUrl = `http://${settings.adminHost.includes(':') ? `[${settings.adminHost}]` : settings.adminHost}:${port}`;
   log.info({ url: adminUrl }, 'admin API listening');
+  if (opts.compileSchemas) void compileResourceSchemas();
 
   let closing: Promise<void> | undefined;
   const close = () =>

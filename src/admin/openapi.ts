@@ -122,9 +122,10 @@ export const refResolver = {
 };
 
 /**
- * fast-json-stringify, compiling each distinct response schema once per schema scope: every route
- * answers its errors with the same Problem reference and many share answers, and compiling them per
- * route and status (~800 compilations) made the server take seconds longer to become ready.
+ * fast-json-stringify, compiling each distinct response schema once per schema scope, on its first
+ * answer: every route answers its errors with the same Problem reference and many share answers;
+ * compiling them per route and status (~800 compilations) at start made the server take seconds
+ * longer to become ready, and even once per distinct schema it was ~3 CPU-s of the start.
  */
 export function sharedSerializers(): SerializerSelector.SerializerFactory {
   const build = SerializerSelector();
@@ -134,7 +135,11 @@ export function sharedSerializers(): SerializerSelector.SerializerFactory {
     return (route) => {
       const key = JSON.stringify(route.schema);
       let serialize = compiled.get(key);
-      if (!serialize) compiled.set(key, (serialize = compile(route)));
+      if (!serialize) {
+        let fn: SerializerSelector.Serializer | undefined;
+        serialize = (data) => (fn ??= compile(route))(data);
+        compiled.set(key, serialize);
+      }
       return serialize;
     };
   };

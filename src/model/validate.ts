@@ -67,13 +67,16 @@ function validatorFor(schema: TSchema): ValidateFunction {
 }
 
 /**
- * Compiles every resource schema now and runs each validator once (V8 compiles Ajv's generated
- * code on its first call). Both are synchronous and cost ~0.4 CPU-second for all kinds (routes
- * most): `portico serve` pays it before it reports ready rather than on its first admin writes,
- * on the event loop that answers the callouts.
+ * Compiles every resource schema and runs each validator once (V8 compiles Ajv's generated code on
+ * its first call): ~0.4 CPU-second for all kinds (routes most), synchronous. `portico serve` pays
+ * it just after it reports ready rather than on its first admin writes, one kind per event-loop
+ * turn, so a callout waits for at most one kind's compile, and readiness for none.
  */
-export function compileResourceSchemas(): void {
-  for (const kind of Object.keys(KINDS) as KindName[]) validatorFor(KINDS[kind].schema)({});
+export async function compileResourceSchemas(): Promise<void> {
+  for (const kind of Object.keys(KINDS) as KindName[]) {
+    await new Promise((r) => setImmediate(r));
+    validatorFor(KINDS[kind].schema)({});
+  }
 }
 
 /** Turns Ajv's JSON-pointer errors into one message per offending field, named as a person reads it. */

@@ -1,0 +1,131 @@
+// Start to ready: `portico serve` on PostgreSQL holding 10,000 routes, from spawn to /readyz 200,
+// after a clean stop (SIGTERM) and after a kill -9, for the compiled build (NODE_ENV=production,
+// node dist/cli.js) and the sources through tsx, alternating in one run. Prints JSON.
+// Usage: tsx bench/start.ts [--runs 3] [--products 2000] [--database-url postgresql://…] [--no-build]
+//        [--profile DIR]   (compiled starts write V8 CPU profiles to DIR: node --cpu-prof)
+import { spawnSync } from 'node:child_process';
+import { randomBytes } from 'node:crypto';
+import path from 'node:path';
+import type { TestContext } from 'node:test';
+import { fileURLToPath } from 'node:url';
+import { documentToYaml } from '../src/model/declarative.ts';
+import { freePort, startPostgres } from '../test/support/components.ts';
+import { cpuSeconds, flags, median, printJson, round2, rssMB } from './harness.ts';
+import { type Proc, workspace } from './stack.ts';
+
+const ROOT = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '..');
+const args = flags({ runs: 3, products: 2000, 'database-url': undefined, 'no-build': false, profile: undefined });
+const ROUTES_PER_PRODUCT = 5;
+
+function model(products: number): string {
+  return documentToYaml({
+    portico: 'v1',
+    gatewayGroups: [{ name: 'edge', listeners: [{ name: 'http', port: 10000 }] }],
+    services: Array.from({ length: 100 }, (_, i) => ({ name: `svc-${i}`, endpoints: [{ host: `10.0.0.${i}`, port: 8080 }] })),
+    products: Array.from({ length: products }, (_, p) => ({
+      name: `product-${p}`,
+      gatewayGroups: ['edge'],
+      basePath: `/p${p}`,
+      routes: Array.from({ length: ROUTES_PER_PRODUCT }, (_, r) => ({
+        name: `route-${r}`,
+        match: { path: { type: 'prefix', value: `/r${r}` }, methods: ['GET', 'POST'] },
+        service: `svc-${(p * ROUTES_PER_PRODUCT + r) % 100}`,
+      })),
+    })),
+    plans: [{ name: 'gold', limits: [{ requests: 100, per: 'second' }] }],
+    partners: Array.from({ length: 200 }, (_, i) => ({
+      name: `partner-${i}`,
+      subscriptions: [{ product: `product-${i % products}`, plan: 'gold' }],
+      apiKeys: [{ name: 'k', key: `ptk_${i.toString(36).padStart(8, '0')}_${randomBytes(32).toString('base64url')}` }],
+    })),
+  });
+}
+
+if (!args['no-build']) {
+  process.stderr.write('start: npm run build\n');
+  const b = spawnSync('npm', ['run', 'build'], { cwd: ROOT, encoding: 'utf8' });
+  if (b.status !== 0) throw new Error(`npm run build failed: ${b.stdout}${b.stderr}`);
+}
+
+const ws = workspace('portico-start-');
+// startPostgres takes a test's context only to skip when PostgreSQL is missing; a benchmark fails instead.
+const noSkip = { skip: (why: string) => void process.stderr.write(`${why}\n`) } as unknown as TestContext;
+const pg = args['database-url'] ? undefined : await startPostgres(noSkip);
+const databaseUrl = args['database-url'] ?? pg?.url;
+if (!databaseUrl) throw new Error('PostgreSQL is not installed (scripts/setup.sh --services) and no --database-url given');
+try {
+  const [adminPort, grpcPort, calloutPort, flowsPort] = [await freePort(), await freePort(), await freePort(), await freePort()];
+  const token = `bench-${randomBytes(16).toString('hex')}`;
+  const inherited = Object.fromEntries(Object.entries(process.env).filter(([k]) => !/^(PORTICO_|DATABASE_URL$|REDIS_URL$|NODE_ENV$)/.test(k)));
+  const env = {
+    ...inherited,
+    DATABASE_URL: databaseUrl,
+    PORTICO_DATA_DIR: path.join(ws.dir, 'data'),
+    PORTICO_ADMIN_ADDR: `127.0.0.1:${adminPort}`,
+    PORTICO_GRPC_ADDR: `127.0.0.1:${grpcPort}`,
+    PORTICO_CALLOUT_LISTEN_ADDR: `127.0.0.1:${calloutPort}`,
+    PORTICO_FLOWS_LISTEN_ADDR: `127.0.0.1:${flowsPort}`,
+    PORTICO_ADMIN_TOKEN: token,
+    PORTICO_MASTER_KEY: randomBytes(32).toString('base64'),
+    PORTICO_LOG_LEVEL: 'warn',
+  };
+  const adminUrl = `http://127.0.0.1:${adminPort}`;
+
+  /** Spawns serve and polls /readyz every 20 ms: wall ms to ready, the process's CPU seconds and RSS then. */
+  const start = async (compiled: boolean): Promise<{ proc: Proc; ms: number; cpuS: number; rssMb: number }> => {
+    const t0 = performance.now();
+    const profile = args.profile ? { PORTICO_NODE_FLAGS: `--cpu-prof --cpu-prof-dir=${path.resolve(args.profile)}` } : {};
+    const proc = ws.run(path.join(ROOT, 'bin/portico'), ['serve'], compiled ? { ...env, ...profile, NODE_ENV: 'production' } : env);
+    for (;;) {
+      if (proc.child.exitCode !== null) throw new Error(`serve exited (${proc.child.exitCode})`);
+      if ((await fetch(`${adminUrl}/readyz`).catch(() => undefined))?.status === 200) break;
+      if (performance.now() - t0 > 180_000) throw new Error('not ready after 180 s');
+      await new Promise((r) => setTimeout(r, 20));
+    }
+    const ms = Math.round(performance.now() - t0);
+    return { proc, ms, cpuS: round2(cpuSeconds(proc.child.pid)), rssMb: rssMB(proc.child.pid) };
+  };
+  const kill9 = async (p: Proc) => {
+    const gone = new Promise((r) => p.child.once('exit', r));
+    p.child.kill('SIGKILL');
+    await gone;
+  };
+
+  // Seed: the first start migrates the database; the model is applied once.
+  const first = await start(true);
+  const text = model(args.products);
+  const applied = await fetch(`${adminUrl}/api/v1/config`, { method: 'POST', headers: { authorization: `Bearer ${token}`, 'content-type': 'application/yaml' }, body: text });
+  if (!applied.ok) throw new Error(`apply: ${applied.status} ${await applied.text()}`);
+  await first.proc.stop();
+
+  const results: Record<string, Array<{ ms: number; cpuS: number; rssMb: number }>> = { compiledAfterStop: [], tsxAfterStop: [], compiledAfterKill9: [], tsxAfterKill9: [] };
+  const load: string[] = [];
+  for (let i = 0; i < args.runs; i++) {
+    for (const compiled of [true, false]) {
+      const name = compiled ? 'compiled' : 'tsx';
+      const a = await start(compiled);
+      results[`${name}AfterStop`]!.push({ ms: a.ms, cpuS: a.cpuS, rssMb: a.rssMb });
+      await kill9(a.proc);
+      const b = await start(compiled);
+      results[`${name}AfterKill9`]!.push({ ms: b.ms, cpuS: b.cpuS, rssMb: b.rssMb });
+      await b.proc.stop();
+      load.push(spawnSync('cat', ['/proc/loadavg'], { encoding: 'utf8' }).stdout.trim());
+      process.stderr.write(`start: run ${i + 1} ${name}: ${a.ms} ms, after kill -9 ${b.ms} ms\n`);
+    }
+  }
+  const summary = Object.fromEntries(
+    Object.entries(results).map(([k, v]) => [k, { medianMs: median(v.map((r) => r.ms)), maxMs: Math.max(...v.map((r) => r.ms)), medianCpuS: round2(median(v.map((r) => r.cpuS))), runs: v }]),
+  );
+  printJson({
+    benchmark: 'start',
+    database: 'postgresql',
+    model: { routes: args.products * ROUTES_PER_PRODUCT, products: args.products, partners: 200, documentBytes: text.length },
+    ...summary,
+    compiledToTsxMedianRatio: round2(median(results.compiledAfterStop!.map((r) => r.ms)) / median(results.tsxAfterStop!.map((r) => r.ms))),
+    loadavg: load,
+    target: { startToReadyMs: 3000 },
+  });
+} finally {
+  await ws.close();
+  await pg?.stop();
+}
