@@ -2,7 +2,7 @@
 // to the xDS cache; the same translation is the store's validation gate, so a model that would
 // produce config Envoy cannot take is refused before it is committed.
 import { Gauge, Histogram, type Registry } from 'prom-client';
-import { KIND_ORDER, type ModelSnapshot, type ModelError } from './model/index.ts';
+import { KIND_ORDER, rateLimitModeOf, type ModelSnapshot, type ModelError } from './model/index.ts';
 import { EmitMemo, nextExpiry, translate, validateTranslation, type QuotaExhaustedIR, type TranslateOptions } from './translate/index.ts';
 import { resourceName, type EnvoyResource, type GroupResources } from './contract/index.ts';
 import { typeLabel, type SnapshotCache, type FleetStatus } from './xds/index.ts';
@@ -286,7 +286,7 @@ export class ConfigPipeline {
 export function nativeEnvoys(model: ModelSnapshot, connected: ReadonlyMap<string, number>): Map<string, number> {
   const out = new Map<string, number>();
   for (const g of model.gatewayGroups.values()) {
-    if (g.rateLimit?.mode === 'native') out.set(g.name, Math.max(1, connected.get(g.name) ?? 0));
+    if (g.kind !== 'proxyless-grpc' && rateLimitModeOf(model, g) === 'native') out.set(g.name, Math.max(1, connected.get(g.name) ?? 0));
   }
   return out;
 }

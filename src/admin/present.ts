@@ -1,7 +1,19 @@
 // How the admin API shows resources: canonical fields plus bookkeeping, never a secret, each
 // serialised once per version; sorted keys and page caches for the list endpoints.
 import { X509Certificate } from 'node:crypto';
-import { canonicalResource, jwtIssuerCalloutReason, keyOf, metaKey, type AnyResource, type JwtIssuer, type KindName, type ModelSnapshot } from '../model/index.ts';
+import {
+  authzModeOf,
+  canonicalResource,
+  jwtIssuerCalloutReason,
+  keyOf,
+  metaKey,
+  rateLimitChoice,
+  type AnyResource,
+  type GatewayGroup,
+  type JwtIssuer,
+  type KindName,
+  type ModelSnapshot,
+} from '../model/index.ts';
 
 /** A resource as the API shows it: canonical fields, bookkeeping, never a secret. */
 export function present(kind: KindName, r: AnyResource, model: ModelSnapshot): Record<string, unknown> {
@@ -33,6 +45,15 @@ export function present(kind: KindName, r: AnyResource, model: ModelSnapshot): R
     // Where tokens of this issuer are verified in native mode: by Envoy itself, or by the callout (and why).
     const reason = jwtIssuerCalloutReason(r as JwtIssuer);
     out.nativeVerification = reason === undefined ? { envoy: true } : { envoy: false, reason };
+  }
+  if (kind === 'gatewayGroups' && (r as GatewayGroup).kind !== 'proxyless-grpc') {
+    // The modes the group really runs (native unless stated), and why limits fall back to the callout.
+    const g = r as GatewayGroup;
+    const limits = rateLimitChoice(model, g);
+    out.enforcement = {
+      authz: { mode: authzModeOf(g), stated: g.authz?.mode !== undefined },
+      rateLimit: { mode: limits.mode, stated: limits.stated, ...(limits.reason !== undefined ? { reason: limits.reason } : {}) },
+    };
   }
   const meta = model.meta.get(metaKey(kind, keyOf(kind, r)));
   if (meta) Object.assign(out, meta);

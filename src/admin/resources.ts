@@ -27,8 +27,11 @@ import { KIND_SCHEMAS, SCHEMA_NAME } from './schemas.ts';
 
 /** Fields the API returns but a client never sets; accepted (and ignored) in bodies so GET → edit → PUT works. */
 const OUTPUT_ONLY = ['revision', 'createdAt', 'updatedAt'];
-const CERTIFICATE_OUTPUT_ONLY = ['hasPrivateKey', 'notAfter', 'notBefore', 'subject', 'issuer', 'fingerprintSha256'];
-const JWT_ISSUER_OUTPUT_ONLY = ['nativeVerification'];
+const OUTPUT_ONLY_OF: Partial<Record<KindName, string[]>> = {
+  certificates: ['hasPrivateKey', 'notAfter', 'notBefore', 'subject', 'issuer', 'fingerprintSha256'],
+  jwtIssuers: ['nativeVerification'],
+  gatewayGroups: ['enforcement'],
+};
 
 /** A resource's path parameters: its name, and its parent's for nested kinds. */
 type Params = { parent?: string; name?: string };
@@ -139,7 +142,7 @@ function registerKind(app: Parameters<typeof resourceRoutes>[0], kind: KindName,
     }
     const body: Record<string, unknown> = { ...raw };
     const bodyRevision = body.revision;
-    for (const f of kind === 'certificates' ? [...OUTPUT_ONLY, ...CERTIFICATE_OUTPUT_ONLY] : kind === 'jwtIssuers' ? [...OUTPUT_ONLY, ...JWT_ISSUER_OUTPUT_ONLY] : OUTPUT_ONLY) delete body[f];
+    for (const f of [...OUTPUT_ONLY, ...(OUTPUT_ONLY_OF[kind] ?? [])]) delete body[f];
     if (parent) {
       if (body[parent.field] !== undefined && body[parent.field] !== p.parent) {
         throw problems.validation([{ field: parent.field, message: `must match the URL ('${p.parent}') or be left out` }]);

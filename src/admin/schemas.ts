@@ -79,6 +79,30 @@ const ANSWER_EXTRA: Partial<Record<KindName, TProperties>> = {
       { additionalProperties: false, description: 'in native mode: whether Envoy verifies this issuer’s tokens itself, or the callout does (and why)' },
     ),
   },
+  gatewayGroups: {
+    enforcement: Type.Optional(
+      Type.Object(
+        {
+          authz: Type.Object(
+            { mode: Type.Union([Type.Literal('native'), Type.Literal('exact')]), stated: Type.Boolean() },
+            {
+              additionalProperties: false,
+              description: 'native: Envoy authorizes every route it can decide alone (the others stay on the callout); exact: the ext_authz callout checks every authenticated request',
+            },
+          ),
+          rateLimit: Type.Object(
+            {
+              mode: Type.Union([Type.Literal('native'), Type.Literal('combined'), Type.Literal('service')]),
+              stated: Type.Boolean(),
+              reason: Type.Optional(Type.String({ description: 'why a group that states no mode counts with the callout' })),
+            },
+            { additionalProperties: false },
+          ),
+        },
+        { additionalProperties: false, description: 'the modes the group runs: as stated, else native; rate limits fall back to combined where native cannot count the plans (reason)' },
+      ),
+    ),
+  },
   apiKeys: {
     prefix: ApiKeyPrefix,
     storage: Type.Union([Type.Literal('sealed'), Type.Literal('hash-only')], {

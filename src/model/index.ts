@@ -14,3 +14,4 @@ export * from './grpc-descriptor.ts';
 export * from './plan-rules.ts';
 export * from './jwt-keys.ts';
 export * from './mtls-match.ts';
+export * from './modes.ts';

@@ -124,7 +124,7 @@ export const GatewayGroup = Type.Object(
           mode: Type.Optional(
             Type.Union([Type.Literal('exact'), Type.Literal('native')], {
               description:
-                'exact (default): every authenticated request is checked by the ext_authz callout; native: Envoy checks API keys itself (api_key_auth with the keys pushed over xDS, partners allowed per route), routes it cannot decide alone stay on the callout',
+                'native (default): Envoy decides itself (api_key_auth, jwt_authn, mTLS principals and the access RBAC, credentials pushed over xDS); routes it cannot decide alone stay on the callout, and GET /api/v1/gateway-groups/<name> says which and why; exact: every authenticated request is checked by the ext_authz callout',
             }),
           ),
         },
@@ -138,7 +138,7 @@ export const GatewayGroup = Type.Object(
           mode: Type.Optional(
             Type.Union([Type.Literal('native'), Type.Literal('combined'), Type.Literal('service')], {
               description:
-                "native: Envoy's local token buckets count plan limits with no callout (global limits divided among the group's connected Envoys); combined (default): the ext_authz callout also counts the request, one callout per request; service: Envoy's rate-limit filter calls the rate-limit service (a second callout)",
+                "native (default): Envoy's local token buckets count plan limits with no callout (global limits divided among the group's connected Envoys, quotas counted from access logs); unset, a group whose plans native cannot count (a plan with exact: true, quotas by client address or header, more than 10 distinct limits) runs combined, and GET /api/v1/gateway-groups/<name> says why; combined: the ext_authz callout also counts the request, one callout per request; service: Envoy's rate-limit filter calls the rate-limit service (a second callout)",
             }),
           ),
         },
@@ -530,6 +530,12 @@ export const Plan = Type.Object(
     quotas: Type.Optional(Type.Array(Quota, { maxItems: 2 })),
     countBy: Type.Optional(CountBy),
     shadow: Type.Optional(Type.Boolean({ description: 'count and report, never reject' })),
+    exact: Type.Optional(
+      Type.Boolean({
+        description:
+          'count this plan strictly globally: gateway groups serving a product it is subscribed to, and not stating rateLimit.mode, count with the callout (combined) instead of natively',
+      }),
+    ),
     overrides: Type.Optional(Type.Array(PlanOverride, { maxItems: 1000 })),
   },
   closed,

@@ -3,7 +3,7 @@
 // day or month; a budget that reaches its quota is reported exhausted until its window ends, and the
 // pipeline turns that into a refusal every Envoy of the group holds after one push. Nothing here
 // does I/O: the clock is passed in, the caller feeds records and reads the exhausted budgets.
-import { planRouteRules, type CompiledLimit, type ModelSnapshot } from '../model/index.ts';
+import { nativeLimitGroups, planRouteRules, type CompiledLimit, type ModelSnapshot } from '../model/index.ts';
 import { ACCESS_LOG_TAGS } from '../contract/index.ts';
 import { forwarded, type AccessLogRecord } from '../telemetry/index.ts';
 import { type QuotaPer, windowBounds } from './algorithms.ts';
@@ -47,7 +47,7 @@ export class QuotaLedger {
   /** The model decides which groups are native, and each partner's plan. Counts are kept across models. */
   setModel(model: ModelSnapshot): void {
     this.model = model;
-    this.groups = new Set([...model.gatewayGroups.values()].filter((g) => g.rateLimit?.mode === 'native').map((g) => g.name));
+    this.groups = nativeLimitGroups(model);
     this.plans = new Map();
     for (const s of model.subscriptions.values()) {
       const partner = model.partners.get(s.partner);

@@ -1,10 +1,10 @@
 // The translator's part of the validation gate: what the schemas and validateModel accept but the
 // translator cannot express, or Envoy would refuse, named by resource and field.
-import { sortedValues, fullPath, serviceDiscovery, type ModelSnapshot, type ModelError, type HeaderMutation, type Route } from '../model/index.ts';
+import { sortedValues, fullPath, serviceDiscovery, MAX_NATIVE_LIMIT_SHAPES, type ModelSnapshot, type ModelError, type HeaderMutation, type Route } from '../model/index.ts';
 import { templateSegments, templateVariables } from './paths.ts';
 import { apiKeyCountProblems } from './to-ir/limits.ts';
 import { effectiveAccept, groupProducts, productRoutes } from './to-ir/common.ts';
-import { MAX_NATIVE_LIMIT_SHAPES, nativeLimits } from './to-ir/native-limits.ts';
+import { nativeLimits } from './to-ir/native-limits.ts';
 import { GRPC_RETRY_ON, proxylessGroupsOf } from './to-ir/proxyless.ts';
 
 /** Envoy's URI template limits (uri_template_matcher). */
@@ -19,8 +19,13 @@ export function validateTranslation(model: ModelSnapshot): ModelError[] {
   const invalid = (kind: ModelError['kind'], key: string, field: string, message: string) => errors.push({ kind, key, field, code: 'invalid', message });
 
   for (const g of sortedValues(model, 'gatewayGroups')) {
+    // A group that states native mode must be able to count its plans natively; unstated, it falls back to combined (src/model/modes.ts).
     if (g.kind !== 'proxyless-grpc' && g.rateLimit?.mode === 'native') {
-      const native = nativeLimits(model, groupProducts(model, g.name), 1);
+      const products = groupProducts(model, g.name);
+      for (const plan of exactPlans(model, products)) {
+        invalid('plans', plan, 'exact', `gateway group '${g.name}' states rateLimit.mode native: remove exact here, or give the group combined or service mode`);
+      }
+      const native = nativeLimits(model, products, 1);
       for (const plan of native.uncountableQuotas) {
         invalid(
           'plans',
@@ -101,6 +106,14 @@ export function validateTranslation(model: ModelSnapshot): ModelError[] {
     }
   }
   return errors;
+}
+
+/** Plans with exact: true subscribed to (or public on) one of these products. */
+function exactPlans(model: ModelSnapshot, products: readonly { name: string; publicPlan?: string }[]): string[] {
+  const names = new Set(products.map((p) => p.name));
+  const plans = new Set<string>(products.flatMap((p) => (p.publicPlan !== undefined ? [p.publicPlan] : [])));
+  for (const s of model.subscriptions.values()) if (names.has(s.product)) plans.add(s.plan);
+  return [...plans].filter((p) => model.plans.get(p)?.exact === true).sort();
 }
 
 function hostMutations(m: HeaderMutation | undefined): string[] {

@@ -16,6 +16,7 @@ const MODEL = `portico: v1
 gatewayGroups:
   - name: edge
     listeners: [{ name: http, port: 18080 }]
+    rateLimit: { mode: combined }
 services:
   - name: orders
     endpoints: [{ host: 127.0.0.1, port: 3002 }]

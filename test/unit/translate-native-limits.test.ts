@@ -8,7 +8,8 @@ import type { KindName, ModelSnapshot } from '../../src/model/model.ts';
 import type { JsonObject } from '../../src/translate/envoy/common.ts';
 import { translate, validateTranslation } from '../../src/translate/index.ts';
 import { localBucket } from '../../src/translate/to-ir/limits.ts';
-import { MAX_NATIVE_LIMIT_SHAPES, nativeLimits } from '../../src/translate/to-ir/native-limits.ts';
+import { nativeLimits } from '../../src/translate/to-ir/native-limits.ts';
+import { MAX_NATIVE_LIMIT_SHAPES } from '../../src/model/index.ts';
 import { groupProducts } from '../../src/translate/to-ir/common.ts';
 import { jsonAt, validModel } from '../support/translate.ts';
 

@@ -8,9 +8,11 @@ import { translate, type GroupResources } from '../../src/translate/index.ts';
 import { hostCovers } from '../../src/translate/to-ir/common.ts';
 import { jsonAt, validModel } from '../support/translate.ts';
 
+// The callout modes stated: these tests are about routes as ext_authz sees them (native: translate-native-*.test.ts).
+const EXACT = { authz: { mode: 'exact' }, rateLimit: { mode: 'combined' } };
 const base: Array<[KindName, object]> = [
-  ['gatewayGroups', { name: 'g', listeners: [{ name: 'http', port: 80 }] }],
-  ['gatewayGroups', { name: 'other', listeners: [{ name: 'http', port: 81 }] }],
+  ['gatewayGroups', { name: 'g', listeners: [{ name: 'http', port: 80 }], ...EXACT }],
+  ['gatewayGroups', { name: 'other', listeners: [{ name: 'http', port: 81 }], ...EXACT }],
   ['services', { name: 's', endpoints: [{ host: '10.0.0.1', port: 80 }] }],
   ['services', { name: 't', endpoints: [{ host: '10.0.0.2', port: 80 }], requestTimeoutMs: 2000, retries: { attempts: 2 } }],
 ];

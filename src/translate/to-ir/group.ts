@@ -1,9 +1,9 @@
 // Model → IR for an Envoy gateway group (listeners, route tables, the filters its routes need,
 // clusters, secrets), and for every group of a model. Pure: the same model gives the same IR.
-import { sortedValues, identityHeaders, isReservedHeader, type ModelSnapshot, type GatewayGroup, type Listener, type Service } from '../../model/index.ts';
+import { sortedValues, authzModeOf, identityHeaders, isReservedHeader, rateLimitModeOf, type ModelSnapshot, type GatewayGroup, type Listener, type Service } from '../../model/index.ts';
 import { FILTERS } from '../envoy/common.ts';
 import { COMBINED_CONTEXT_KEY, LIMITS_UNAVAILABLE_STATUS, RATE_LIMIT_DOMAIN, RESERVED_HEADER_PREFIX } from '../../contract/index.ts';
-import { localBucket, rateLimitMode } from './limits.ts';
+import { localBucket } from './limits.ts';
 import { nativeLimits } from './native-limits.ts';
 import type { ClusterIR, GroupIR, ListenerIR, RouteTableIR, SecretIR } from '../ir.ts';
 import { compareStrings } from '../paths.ts';
@@ -17,7 +17,7 @@ import { calloutCluster, clusterIr } from './clusters.ts';
 import { proxylessGroupToIr } from './proxyless.ts';
 import { groupFlowsIr } from './flows.ts';
 import { groupIdempotencyIr } from './idempotency.ts';
-import { authzMode, nativeAuthContext } from './native-auth.ts';
+import { nativeAuthContext } from './native-auth.ts';
 import { jwtAuthnIr, nativeJwtContext } from './native-jwt.ts';
 
 // ── groups ────────────────────────────────────────────────────────────────────
@@ -66,8 +66,8 @@ function secretsIr(model: ModelSnapshot, listeners: readonly ListenerIR[], clust
 export function groupToIr(model: ModelSnapshot, group: GatewayGroup, options: IrOptions): GroupIR {
   if (group.kind === 'proxyless-grpc') return proxylessGroupToIr(model, group);
   const products = groupProducts(model, group.name);
-  const mode = rateLimitMode(group);
-  const nativeAuth = authzMode(group) === 'native' ? nativeAuthContext(model, products, options.now ?? Date.now()) : undefined;
+  const mode = rateLimitModeOf(model, group);
+  const nativeAuth = authzModeOf(group) === 'native' ? nativeAuthContext(model, products, options.now ?? Date.now()) : undefined;
   const nativeJwt = nativeAuth ? nativeJwtContext(model, options.jwks) : undefined;
   const native =
     mode === 'native'

@@ -8,20 +8,12 @@ import {
   effectiveAccept,
   type ModelSnapshot,
   type CountBy,
-  type GatewayGroup,
   type LocalRateLimit,
   type Plan,
   type Product,
   type Route,
 } from '../../model/index.ts';
 import type { LocalBucketIR } from '../ir.ts';
-
-/** How a gateway group enforces plan limits; `combined` unless the group says otherwise. */
-export type RateLimitMode = 'native' | 'combined' | 'service';
-
-export function rateLimitMode(group: Pick<GatewayGroup, 'rateLimit'>): RateLimitMode {
-  return group.rateLimit?.mode ?? 'combined';
-}
 
 /** What plan limits mean for one route. */
 export interface RouteLimits {

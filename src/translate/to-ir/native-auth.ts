@@ -1,15 +1,9 @@
 // Native authorization (GatewayGroup.authz.mode native): which routes Envoy decides alone, with which
 // keys (api_key_auth) and which access policies (the access RBAC), and which stay on the ext_authz callout.
-import { apiKeyHeader, sortedValues, type CredentialType, type GatewayGroup, type ModelSnapshot, type Product, type Route } from '../../model/index.ts';
+import { apiKeyHeader, authzModeOf, sortedValues, type CredentialType, type GatewayGroup, type ModelSnapshot, type Product, type Route } from '../../model/index.ts';
 import type { AccessRefusal } from '../../contract/index.ts';
 import type { ApiKeyCredentialIR, RouteAccessIR, RouteApiKeyAuthIR } from '../ir.ts';
 import { compareStrings } from '../paths.ts';
-
-export type AuthzMode = 'exact' | 'native';
-
-export function authzMode(group: GatewayGroup): AuthzMode {
-  return group.authz?.mode ?? 'exact';
-}
 
 /** What native routes of one group share: the keys Envoy may check, and whether any key forces the callout. */
 export interface NativeAuthContext {
@@ -131,7 +125,7 @@ export function nativeApiKeyAuth(
  * subscription or API key expiry still ahead. The pipeline schedules a push for it.
  */
 export function nextExpiry(model: ModelSnapshot, now: number): number | undefined {
-  if (![...model.gatewayGroups.values()].some((g) => authzMode(g) === 'native')) return undefined;
+  if (![...model.gatewayGroups.values()].some((g) => authzModeOf(g) === 'native')) return undefined;
   let next: number | undefined;
   const consider = (at: string | undefined) => {
     if (at === undefined) return;

@@ -3,14 +3,12 @@
 // limit actions that pick the caller's buckets — with the budgets and fallbacks the rate limiter
 // counts by (src/ratelimit/README.md), each limit's rate divided among the group's Envoys.
 import { GATEWAY_HEADERS } from '../../contract/index.ts';
-import { effectiveAccept, planRouteRules, type CompiledLimit, type ModelSnapshot, type Product, type RateLimit, type Route, type RuleSet } from '../../model/index.ts';
+import { MAX_NATIVE_LIMIT_SHAPES, effectiveAccept, planRouteRules, type CompiledLimit, type ModelSnapshot, type Product, type RateLimit, type Route, type RuleSet } from '../../model/index.ts';
 import type { DescriptorEntryIR, LimitActionIR, PlanLimitFilterIR, QuotaDenyIR, QuotaExhaustedIR, QuotaPrincipalIR, QuotaShapeIR, RouteLimitEntryIR } from '../ir.ts';
 import { compareStrings } from '../paths.ts';
 import { productRoutes } from './common.ts';
 import { localBucket } from './limits.ts';
 
-/** local_ratelimit stages 1–10 (Envoy allows 0–10; 0 stays with the callout modes): one instance per distinct limit. */
-export const MAX_NATIVE_LIMIT_SHAPES = 10;
 
 /** Descriptor entry keys of native budgets (`remote_address` is Envoy's own key for that action). */
 const KEY = {

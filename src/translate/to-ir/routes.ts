@@ -14,10 +14,11 @@ import {
   type QueryMatch,
   type Route,
   type Service,
+  type RateLimitMode,
   FLOW_DEFAULTS,
 } from '../../model/index.ts';
 import { COMBINED_CONTEXT_KEY, COMBINED_CONTEXT_VALUE, FLOW_HEADERS, FLOW_NAMES, GATEWAY_HEADERS } from '../../contract/index.ts';
-import { localBucket, routeLimits, type RateLimitMode } from './limits.ts';
+import { localBucket, routeLimits } from './limits.ts';
 import type {
   ActionIR,
   CorsIR,
