@@ -46,7 +46,7 @@ describe('HA: three control-plane replicas on one PostgreSQL', () => {
       await pg.stop();
       return;
     }
-    const seed = await seed003();
+    const seed = await seed003({ exactModes: true });
     let cluster: Cluster | undefined;
     let balancer: Awaited<ReturnType<typeof startBalancer>> | undefined;
     let grpcBalancer: Awaited<ReturnType<typeof startBalancer>> | undefined;

@@ -39,7 +39,7 @@ describe('graceful shutdown of a replica', () => {
 
     const applied = await api.post('/api/v1/config', {
       portico: 'v1',
-      gatewayGroups: [{ name: 'edge', listeners: [{ name: 'http', port: 10080 }] }],
+      gatewayGroups: [{ name: 'edge', listeners: [{ name: 'http', port: 10080 }], authz: { mode: 'exact' } }],
       services: [{ name: 'orders', endpoints: [{ host: '127.0.0.1', port: 3002 }] }],
       products: [{ name: 'orders', gatewayGroups: ['edge'], auth: { accept: ['api_key'] }, routes: [{ name: 'list', match: { path: { type: 'prefix', value: '/orders' } }, service: 'orders' }] }],
       plans: [{ name: 'gold' }],

@@ -46,7 +46,7 @@ function model(o: { listenerPort: number; upstreamPort: number; acmeKey: string;
         name: GROUP,
         listeners: [{ name: 'http', port: o.listenerPort, address: '127.0.0.1' }],
         // Generous timeouts: a slow machine must not turn a decision into a callout failure.
-        authz: { failureMode: 'closed', timeoutMs: 5_000 },
+        authz: { mode: 'exact', failureMode: 'closed', timeoutMs: 5_000 },
         rateLimit: { mode: 'combined', failureMode: 'closed', timeoutMs: 5_000 },
       },
     ],

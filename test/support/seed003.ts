@@ -44,6 +44,12 @@ export interface Seed003Options {
   jwksUri?: string;
   /** Keep the example's rate limits (public plans). Default false: constant-load tests must not hit them. */
   keepLimits?: boolean;
+  /**
+   * State the callout modes on the edge group (authz exact, rateLimit combined) where it states none.
+   * Default: with keepAuth or keepLimits (those tests were written for the callouts; the example
+   * itself states no mode, so it runs native).
+   */
+  exactModes?: boolean;
 }
 
 /**
@@ -65,6 +71,11 @@ export async function seed003(opts: Seed003Options = {}): Promise<Seed003> {
   edge.listeners = [{ ...edge.listeners[0]!, port: listenerPort, address: '127.0.0.1' }];
   if (!opts.keepAuth) for (const p of document.products as Array<{ auth?: { accept: string[] } }>) p.auth = { accept: ['none'] };
   if (!opts.keepLimits) for (const p of document.products as Array<{ publicPlan?: string }>) delete p.publicPlan;
+  if (opts.exactModes ?? (opts.keepAuth === true || opts.keepLimits === true)) {
+    const g = edge as Record<string, any>;
+    g.authz = { mode: 'exact', ...g.authz };
+    g.rateLimit = { mode: 'combined', ...g.rateLimit };
+  }
   if (opts.jwksUri) for (const j of document.jwtIssuers as Array<{ jwksUri?: string }>) j.jwksUri = opts.jwksUri;
   return {
     document,
