@@ -532,8 +532,7 @@ export const Plan = Type.Object(
     shadow: Type.Optional(Type.Boolean({ description: 'count and report, never reject' })),
     exact: Type.Optional(
       Type.Boolean({
-        description:
-          'count this plan strictly globally: gateway groups serving a product it is subscribed to, and not stating rateLimit.mode, count with the callout (combined) instead of natively',
+        description: 'count this plan strictly globally: gateway groups serving a product it is subscribed to, and not stating rateLimit.mode, count with the callout (combined) instead of natively',
       }),
     ),
     overrides: Type.Optional(Type.Array(PlanOverride, { maxItems: 1000 })),

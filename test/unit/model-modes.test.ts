@@ -80,10 +80,12 @@ describe('modes a gateway group runs', () => {
     // n plans of different limits, each with a subscriber.
     const withPlans = (n: number) => {
       const plans = Array.from({ length: n }, (_, i) => ({ name: `p${i}`, limits: [{ requests: i + 1, per: 'second' }] }));
-      const others = plans.slice(1).flatMap((p, i): Array<[KindName, object]> => [
-        ['partners', { name: `x${i}` }],
-        ['subscriptions', { partner: `x${i}`, product: 'api', plan: p.name }],
-      ]);
+      const others = plans.slice(1).flatMap(
+        (p, i): Array<[KindName, object]> => [
+          ['partners', { name: `x${i}` }],
+          ['subscriptions', { partner: `x${i}`, product: 'api', plan: p.name }],
+        ],
+      );
       return model({}, plans, others);
     };
     const m = withPlans(MAX_NATIVE_LIMIT_SHAPES + 1);
@@ -96,10 +98,14 @@ describe('modes a gateway group runs', () => {
   });
 
   it('keep a suspended subscription in the reckoning, so suspending one never switches the mode', () => {
-    const m = model({}, [GOLD, { name: 'slow', quotas: [{ requests: 5, per: 'day' }], countBy: { kind: 'client_ip' } }], [
-      ['partners', { name: 'globex' }],
-      ['subscriptions', { partner: 'globex', product: 'api', plan: 'slow', status: 'suspended' }],
-    ]);
+    const m = model(
+      {},
+      [GOLD, { name: 'slow', quotas: [{ requests: 5, per: 'day' }], countBy: { kind: 'client_ip' } }],
+      [
+        ['partners', { name: 'globex' }],
+        ['subscriptions', { partner: 'globex', product: 'api', plan: 'slow', status: 'suspended' }],
+      ],
+    );
     assert.equal(rateLimitChoice(m, g(m)).mode, 'combined');
   });
 

@@ -1,18 +1,7 @@
 // Rate limiting as the translator sees it (pure): which routes plan limits can apply to (and what
 // they count by), how a gateway group enforces them (one combined callout, or Envoy's rate-limit
 // filter), and Envoy's local token buckets (the safety net that needs no callout).
-import {
-  sortedValues,
-  DEFAULT_ACCEPT,
-  apiKeyHeader,
-  effectiveAccept,
-  type ModelSnapshot,
-  type CountBy,
-  type LocalRateLimit,
-  type Plan,
-  type Product,
-  type Route,
-} from '../../model/index.ts';
+import { sortedValues, DEFAULT_ACCEPT, apiKeyHeader, effectiveAccept, type ModelSnapshot, type CountBy, type LocalRateLimit, type Plan, type Product, type Route } from '../../model/index.ts';
 import type { LocalBucketIR } from '../ir.ts';
 
 /** What plan limits mean for one route. */

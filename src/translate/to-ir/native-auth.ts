@@ -1,6 +1,6 @@
 // Native authorization (GatewayGroup.authz.mode native): which routes Envoy decides alone, with which
 // keys (api_key_auth) and which access policies (the access RBAC), and which stay on the ext_authz callout.
-import { apiKeyHeader, authzModeOf, sortedValues, type CredentialType, type GatewayGroup, type ModelSnapshot, type Product, type Route } from '../../model/index.ts';
+import { apiKeyHeader, authzModeOf, sortedValues, type CredentialType, type ModelSnapshot, type Product, type Route } from '../../model/index.ts';
 import type { AccessRefusal } from '../../contract/index.ts';
 import type { ApiKeyCredentialIR, RouteAccessIR, RouteApiKeyAuthIR } from '../ir.ts';
 import { compareStrings } from '../paths.ts';

@@ -9,7 +9,6 @@ import { compareStrings } from '../paths.ts';
 import { productRoutes } from './common.ts';
 import { localBucket } from './limits.ts';
 
-
 /** Descriptor entry keys of native budgets (`remote_address` is Envoy's own key for that action). */
 const KEY = {
   plan: 'portico_plan',
