@@ -63,7 +63,7 @@ export function present(kind: KindName, r: AnyResource, model: ModelSnapshot): R
 // Resources and their bookkeeping objects are immutable and replaced on change, so both can key
 // caches: sorted keys per kind map, serialised JSON per (resource, meta) pair.
 const sortedKeyCache = new WeakMap<ReadonlyMap<string, AnyResource>, string[]>();
-const jsonCache = new WeakMap<AnyResource, { meta: unknown; json: string }>();
+const jsonCache = new WeakMap<AnyResource, { meta: unknown; scope: ModelSnapshot | undefined; json: string }>();
 /**
  * Whole list pages by request URL, per model snapshot: dashboards and scripts poll the same pages,
  * and a page of 100 items costs ~0.1 ms to assemble. A write makes a new snapshot, so a page never
@@ -105,9 +105,11 @@ export function keyRange(keys: string[], prefix: string): string[] {
 /** A resource as JSON through `serialize` (its answer schema's serialiser: the allow-list of what is sent). */
 export function presentedJson(kind: KindName, r: AnyResource, model: ModelSnapshot, serialize: (o: Record<string, unknown>) => string): string {
   const meta = model.meta.get(metaKey(kind, keyOf(kind, r)));
+  // A gateway group's enforcement reads its products, plans and subscriptions: valid for one snapshot only.
+  const scope = kind === 'gatewayGroups' ? model : undefined;
   const hit = jsonCache.get(r);
-  if (hit && hit.meta === meta) return hit.json;
+  if (hit && hit.meta === meta && hit.scope === scope) return hit.json;
   const json = serialize(present(kind, r, model));
-  jsonCache.set(r, { meta, json });
+  jsonCache.set(r, { meta, scope, json });
   return json;
 }
