@@ -195,11 +195,12 @@ describe('response caching through a real Envoy', () => {
       }
       // Of the 100 identical cold GETs, all but the one or two that reached the service waited for it.
       assert.ok((await metric('catalog', 'coalesced')) >= 98, `coalesced: ${await metric('catalog', 'coalesced')}`);
-      assert.equal(await metric('prices', 'coalesced'), 0, 'sequential requests never wait for one another');
       assert.ok((await metric('catalog', 'miss')) >= 4, 'the first GET of each key, and after each purge');
-      // Hits are counted once no miss can claim them (5 s after they are logged).
-      while ((await metric('prices', 'hit')) < 1) {
-        assert.ok(Date.now() < deadline, 'prices hits');
+      // The second prices GET came from the cache: a hit (counted once no miss can claim it, 5 s after
+      // it is logged), or coalesced if Envoy's stream of the first was still completing when it began
+      // (a busy machine can stretch that; Envoy then counts it as a follower too).
+      while ((await metric('prices', 'hit')) + (await metric('prices', 'coalesced')) < 1) {
+        assert.ok(Date.now() < deadline, 'prices answers from the cache');
         await sleep(100);
       }
       assert.equal(await metric('plain', 'hit'), 0, 'a route without a cache has no cache results');
