@@ -38,10 +38,11 @@ describe('cacheIr', () => {
 describe('cacheKeyScript', () => {
   it('puts the generation, the partner and the vary headers in the key, encoded; only listed query parameters when some are', () => {
     const partner = cacheKeyScript(cacheIr(route({ generation: 7, varyHeaders: ['accept-language'] }), true)!);
-    assert.match(partner, /"g7", "p-" \.\. enc\(hd:get\("x-portico-partner"\)\), "v-" \.\. enc\(hd:get\("accept-language"\)\)/);
+    assert.match(partner, /"g7\.p-" \.\. enc\(hd:get\("x-portico-partner"\)\) \.\. "\.v-" \.\. enc\(hd:get\("accept-language"\)\) \.\. "\." \.\. host/);
     assert.doesNotMatch(partner, /:path/, 'the whole query is in the key');
     const shared = cacheKeyScript(cacheIr(route({ varyQuery: ['currency'] }), false)!);
-    assert.match(shared, /"g0", "s"/);
+    assert.match(shared, /"g0\.s\." \.\. host/);
+    assert.match(shared, /"x-portico-cache-host", "max-age=\d+ " \.\. host/, 'the default ttl travels with the original host');
     assert.doesNotMatch(shared, /x-portico-partner/);
     assert.match(shared, /\["currency"\] = true/);
   });

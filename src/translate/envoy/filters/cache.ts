@@ -19,7 +19,7 @@ const LUA = 'envoy.extensions.filters.http.lua.v3.Lua';
 const LUA_PER_ROUTE = 'envoy.extensions.filters.http.lua.v3.LuaPerRoute';
 
 /** Request headers between the key filter and the cluster's upstream filter (reserved: clients' copies are stripped at the edge). */
-export const CACHE_HEADERS = { host: `${RESERVED_HEADER_PREFIX}cache-host`, path: `${RESERVED_HEADER_PREFIX}cache-path`, ttl: `${RESERVED_HEADER_PREFIX}cache-ttl` } as const;
+export const CACHE_HEADERS = { host: `${RESERVED_HEADER_PREFIX}cache-host`, path: `${RESERVED_HEADER_PREFIX}cache-path` } as const;
 
 /** A profile's filter name carries a digest of its settings, so a route finds its filter without the group. */
 export function cacheFilterName(p: CacheProfileIR): string {
@@ -37,17 +37,21 @@ const lua = (s: string): string => JSON.stringify(s);
 /**
  * The route's key script. Caller-chosen values (partner, vary headers) are percent-encoded, so one
  * cannot spell another's key; the generation comes first, so a purge changes every key of the route.
+ * It runs on every request, hits included, so it does the least it can: the fixed parts of the key
+ * are one literal, and the original Host travels with the default TTL in one reserved header.
  */
 export function cacheKeyScript(c: CacheIR): string {
-  const parts = [`"g${c.generation}"`, c.scope === 'partner' ? `"p-" .. enc(hd:get(${lua(GATEWAY_HEADERS.partner)}))` : '"s"', ...c.varyHeaders.map((h) => `"v-" .. enc(hd:get(${lua(h)}))`)];
+  const partner = c.scope === 'partner';
+  const encoded = [...(partner ? [`enc(hd:get(${lua(GATEWAY_HEADERS.partner)}))`] : []), ...c.varyHeaders.map((h) => `".v-" .. enc(hd:get(${lua(h)}))`)];
+  // Lua does not fold string constants: a shared key without vary headers is one literal and the host.
+  const parts = encoded.length ? [lua(`g${c.generation}.${partner ? 'p-' : 's'}`), ...encoded, '"."', 'host'] : [lua(`g${c.generation}.s.`), 'host'];
   return [
-    'local function enc(v) return (string.gsub(v or "", "[^%w%-]", function(ch) return string.format("%%%02X", string.byte(ch)) end)) end',
+    ...(encoded.length ? ['local function enc(v) return (string.gsub(v or "", "[^%w%-]", function(ch) return string.format("%%%02X", string.byte(ch)) end)) end'] : []),
     'function envoy_on_request(handle)',
     '  local hd = handle:headers()',
     '  local host = hd:get(":authority") or ""',
-    `  hd:replace(${lua(CACHE_HEADERS.host)}, host)`,
-    `  hd:replace(${lua(CACHE_HEADERS.ttl)}, ${lua(`max-age=${c.defaultTtlSeconds}`)})`,
-    `  hd:replace(":authority", table.concat({ ${parts.join(', ')} }, ".") .. "." .. host)`,
+    `  hd:replace(${lua(CACHE_HEADERS.host)}, ${lua(`max-age=${c.defaultTtlSeconds} `)} .. host)`,
+    `  hd:replace(":authority", ${parts.join(' .. ')})`,
     ...(c.varyQuery.length ? queryKey(c.varyQuery) : []),
     'end',
     '',
@@ -75,15 +79,17 @@ export function cacheKeyRestoreFilter(): JsonObject {
   const script = [
     'function envoy_on_request(handle)',
     '  local hd = handle:headers()',
-    `  local host = hd:get(${lua(CACHE_HEADERS.host)})`,
+    // The key filter's header: `max-age=<default ttl> <original host>`.
+    `  local saved = hd:get(${lua(CACHE_HEADERS.host)})`,
+    '  if saved == nil then return end',
+    '  local ttl, host = string.match(saved, "^(%S+) (.*)$")',
     '  if host == nil then return end',
     '  hd:replace(":authority", host)',
     `  local path = hd:get(${lua(CACHE_HEADERS.path)})`,
     '  if path ~= nil then hd:replace(":path", path) end',
-    `  handle:streamInfo():dynamicMetadata():set("portico.cache", "ttl", hd:get(${lua(CACHE_HEADERS.ttl)}) or "")`,
+    '  handle:streamInfo():dynamicMetadata():set("portico.cache", "ttl", ttl)',
     `  hd:remove(${lua(CACHE_HEADERS.host)})`,
     `  hd:remove(${lua(CACHE_HEADERS.path)})`,
-    `  hd:remove(${lua(CACHE_HEADERS.ttl)})`,
     'end',
     'function envoy_on_response(handle)',
     '  local m = handle:streamInfo():dynamicMetadata():get("portico.cache")',
