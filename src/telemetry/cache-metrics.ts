@@ -92,8 +92,10 @@ export class CoalescingClassifier {
       const h = this.queue[this.head++]!;
       if (!h.done) due.push(h);
       h.done = true;
-      // Arrival order is kept per key too: the expired ones are at the front of their key's list.
-      const list = this.byKey.get(h.key)!;
+      // Arrival order is kept per key too: the expired ones are at the front of their key's list (which
+      // is gone already when a miss claimed this one and the list emptied before it came due).
+      const list = this.byKey.get(h.key);
+      if (!list) continue;
       while (list.length && list[0]!.done) list.shift();
       if (!list.length) this.byKey.delete(h.key);
     }

@@ -33,6 +33,23 @@ describe('CoalescingClassifier', () => {
       'the one the miss did not cover is a hit once the grace is over',
     );
   });
+
+  it('a held answer claimed by a miss behind an older one of its key expires cleanly', () => {
+    const c = new CoalescingClassifier(5_000);
+    assert.equal(c.hit({ key: 'k', startMs: 900, labels, seenMs: 1_000 }), 'held');
+    assert.equal(c.hit({ key: 'k', startMs: 1_010, labels, seenMs: 1_001 }), 'held');
+    assert.equal(c.miss('k', 1_000, 50, 1_002).length, 1);
+    // The older one comes due first and empties the key's list; the claimed one follows it.
+    assert.deepEqual(
+      c.expire(7_000).map((h) => h.startMs),
+      [900],
+    );
+    assert.equal(c.hit({ key: 'k', startMs: 8_000, labels, seenMs: 7_001 }), 'held', 'the key is usable again');
+    assert.deepEqual(
+      c.expire(13_000).map((h) => h.startMs),
+      [8_000],
+    );
+  });
 });
 
 describe('CacheMetrics', () => {
