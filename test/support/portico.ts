@@ -84,6 +84,15 @@ export function migratedImage(): Promise<Blob> {
 }
 let imageOnce: Promise<Blob> | undefined;
 
+/**
+ * The secret part of a minted credential, `<kind>_<8-character prefix>_<secret>` (bearerSecret): the
+ * secret is base64url and may itself hold `_`, so splitting on `_` can yield a fragment of one or
+ * two characters (or none) that any answer contains.
+ */
+export function secretBody(credential: string): string {
+  return credential.slice('ptk_'.length + 8 + 1);
+}
+
 export interface ApiResponse<T = any> {
   status: number;
   headers: Headers;
