@@ -33,19 +33,21 @@ async function exitOf(p: RunningProcess): Promise<number | null> {
   return p.child.exitCode;
 }
 
-async function ready(adminPort: number): Promise<void> {
+/** Ready, or the process's own output when it exits first; a cold start (tsx, a new embedded database) takes a minute at load 20. */
+async function ready(p: RunningProcess, adminPort: number): Promise<void> {
   await waitFor(
     'readyz',
     async () => {
+      if (p.child.exitCode !== null) throw new Error(`portico exited (${p.child.exitCode}): ${p.output().slice(-3000)}`);
       const r = await fetch(`http://127.0.0.1:${adminPort}/readyz`).catch(() => undefined);
       return r?.status === 200 || undefined;
     },
-    60_000,
+    180_000,
     200,
   );
 }
 
-describe('portico serve: channel security at start', { timeout: 180_000 }, () => {
+describe('portico serve: channel security at start', { timeout: 600_000 }, () => {
   it('refuses a non-loopback gRPC bind without TLS, with exit code 1 (an error; 2 only means diff found differences) and a message naming both fixes', async () => {
     const { p } = await serve({ PORTICO_GRPC_ADDR: `0.0.0.0:${await freePort()}`, PORTICO_CALLOUT_LISTEN_ADDR: `127.0.0.1:${await freePort()}` });
     assert.equal(await exitOf(p), 1, p.output());
@@ -56,7 +58,7 @@ describe('portico serve: channel security at start', { timeout: 180_000 }, () =>
   it('starts on a non-loopback bind with PORTICO_GRPC_INSECURE=true, and logs that the channels are plaintext', async (t) => {
     const { p, adminPort } = await serve({ PORTICO_GRPC_ADDR: `0.0.0.0:${await freePort()}`, PORTICO_CALLOUT_LISTEN_ADDR: `0.0.0.0:${await freePort()}`, PORTICO_GRPC_INSECURE: 'true' });
     t.after(() => p.stop());
-    await ready(adminPort);
+    await ready(p, adminPort);
     assert.match(p.output(), /gRPC channels: PLAINTEXT \(PORTICO_GRPC_INSECURE=true\)/);
   });
 
@@ -65,7 +67,7 @@ describe('portico serve: channel security at start', { timeout: 180_000 }, () =>
     t.after(() => pki.close());
     const { p, adminPort } = await serve({ ...pki.env, PORTICO_GRPC_ADDR: `0.0.0.0:${await freePort()}`, PORTICO_CALLOUT_LISTEN_ADDR: `0.0.0.0:${await freePort()}` });
     t.after(() => p.stop());
-    await ready(adminPort);
+    await ready(p, adminPort);
     assert.match(p.output(), /gRPC channels: mTLS/);
     await p.stop();
 
