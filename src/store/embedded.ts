@@ -21,6 +21,12 @@ export interface EmbeddedOptions {
   image?: Blob;
 }
 
+/**
+ * PostgreSQL's defaults size buffers for a server (shared_buffers 128 MB); PGlite holds them in its
+ * WebAssembly memory, which never shrinks, and the model's tables fit in far less.
+ */
+const EMBEDDED_POSTGRESQL_CONF = ['shared_buffers = 16MB', 'maintenance_work_mem = 16MB'];
+
 /** Opens (or creates) the PGlite database in `dir`; `memory://` keeps it in memory (tests). */
 export async function openEmbeddedDatabase(dir: string, opts: EmbeddedOptions = {}): Promise<EmbeddedDatabase> {
   if (opts.image && !dir.startsWith('memory://')) throw new Error('an embedded database image is for memory:// only');
@@ -29,7 +35,7 @@ export async function openEmbeddedDatabase(dir: string, opts: EmbeddedOptions = 
     mkdirSync(dir, { recursive: true });
     unlock = lockDataDir(dir);
   }
-  const db = await PGlite.create(dir, opts.image ? { loadDataDir: opts.image } : {}).catch((e: Error) => {
+  const db = await PGlite.create(dir, { ...(opts.image ? { loadDataDir: opts.image } : {}), postgresqlconf: EMBEDDED_POSTGRESQL_CONF }).catch((e: Error) => {
     unlock();
     throw e;
   });
