@@ -3,7 +3,7 @@
 // group, product and partner. Label values are bounded: products, partners and groups must be in
 // the current model ("unknown" otherwise), partners past a configurable cap fold into "other".
 import { Counter, Histogram, type Registry } from 'prom-client';
-import { NOT_FOUND_ROUTE, PARTNER_LABEL, PartnerLabels } from '../contract/index.ts';
+import { ACCESS_LOG_TAGS, NOT_FOUND_ROUTE, PARTNER_LABEL, PartnerLabels } from '../contract/index.ts';
 import type { ModelSnapshot } from '../model/index.ts';
 import { RESPONSE_FLAG, type AccessLogRecord } from './access-log-wire.ts';
 import { registeredMetric } from './metrics.ts';
@@ -167,7 +167,9 @@ export class RequestMetrics {
   record(e: AccessLogRecord, fallbackGroup?: string): void {
     const group = this.groupLabel(e.tags.get('group') ?? fallbackGroup);
     const product = this.productLabel(e.tags.get('product') || e.authz.get('product'));
-    const partner = this.partnerLabel(e.authz.get('partner'));
+    // Native authentication names the partner in a header (its tag; client copies are stripped first),
+    // the callouts in ext_authz's metadata: the same source the quota ledger counts by.
+    const partner = this.partnerLabel(e.tags.get(ACCESS_LOG_TAGS.partner) || e.authz.get('partner'));
     const key = `${group}\0${product}\0${partner}`;
     let s = this.series.get(key);
     if (!s) this.series.set(key, (s = { counts: new Map(), duration: this.duration.labels(group, product, partner) }));

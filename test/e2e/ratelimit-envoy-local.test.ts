@@ -37,7 +37,8 @@ describe('local rate limits through Envoy', () => {
         {
           name: 'edge',
           listeners: [{ name: 'http', port: await freePort(), address: '127.0.0.1' }],
-          authz: { failureMode: 'closed', timeoutMs: 5000 },
+          // Written for the callouts: a locally refused request never reaches ext_authz (natively, api_key_auth runs first).
+          authz: { mode: 'exact', failureMode: 'closed', timeoutMs: 5000 },
           // 12 tokens for the whole listener; one every 360 s.
           localRateLimit: { requests: 10, per: 'hour', burst: 2 },
         },
