@@ -127,7 +127,19 @@ export async function startPortico(settings: Settings, opts: StartOptions = {}):
       : undefined;
   flows?.update(store.current());
   const detachFlows = flows ? store.subscribe((s) => flows.update(s)) : () => undefined;
-  const flowsPort = flows ? await flows.listen(settings.flowsListenHost, settings.flowsListenPort) : 0;
+  // Bound first of the listeners, so a second Portico on the default ports meets this one first.
+  const flowsPort = flows
+    ? await bind('the flow runtime', 'PORTICO_FLOWS_LISTEN_ADDR', settings.flowsListenHost, settings.flowsListenPort, () => flows.listen(settings.flowsListenHost, settings.flowsListenPort)).catch(
+        async (e) => {
+          detachFlows();
+          await flows.close(0).catch(() => undefined);
+          tls?.close();
+          await feed?.stop();
+          await database.close();
+          throw e;
+        },
+      )
+    : 0;
   if (flowsPort) log.info({ address: `${settings.flowsListenHost}:${flowsPort}` }, 'flow runtime listening');
   const flowsAddress = settings.flowsAddress ?? `${['0.0.0.0', '::'].includes(settings.flowsListenHost) ? '127.0.0.1' : settings.flowsListenHost}:${flowsPort || settings.flowsListenPort}`;
 

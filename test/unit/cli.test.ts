@@ -105,7 +105,9 @@ describe('portico command line', () => {
         PORTICO_CALLOUT_LISTEN_ADDR: `127.0.0.1:${callouts}`,
       };
       for (const [setting, what] of [
+        ['PORTICO_FLOWS_LISTEN_ADDR', 'the flow runtime'],
         ['PORTICO_GRPC_ADDR', 'gRPC for xDS'],
+        ['PORTICO_CALLOUT_LISTEN_ADDR', 'the callouts'],
         ['PORTICO_ADMIN_ADDR', 'the admin API'],
       ] as const) {
         const r = portico(['serve'], { ...base, [setting]: `127.0.0.1:${busy}` });
