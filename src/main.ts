@@ -15,7 +15,7 @@ import { createXds, type Xds } from './xds/index.ts';
 import { AuthzService, registerAuthzUnary } from './authz/index.ts';
 import { ChannelGuard, grpcServerCredentials, TlsMaterial, UnaryGrpcServer } from './grpc/index.ts';
 import { createRateLimiter, QuotaLedger, readPartnerUsage, registerRateLimitUnary, type RateLimiter } from './ratelimit/index.ts';
-import { checkFlow, codeSandbox, compileModelFlows, directCaller, FlowRuntime, tryFlow } from './flows/index.ts';
+import { checkFlow, CodePool, codeSandbox, compileModelFlows, directCaller, FlowRuntime, tryFlow } from './flows/index.ts';
 import { createProcessor } from './idempotency-role.ts';
 import type { IdempotencyProcessor } from './idempotency/index.ts';
 
@@ -112,7 +112,13 @@ export async function startPortico(settings: Settings, opts: StartOptions = {}):
 
   // Flows: every write is checked by the flow compiler (expressions, references, reachability,
   // limits, code that compiles in the sandbox); the runtime runs them for Envoy in roles all and flows.
+  // Compiling a code step (the write-time check) stays on this thread; running one goes to a worker,
+  // so a step spinning to its CPU limit never stalls what this thread serves.
   const sandbox = await codeSandbox();
+  const codePool = new CodePool({
+    size: settings.flowsCodeWorkers,
+    onReplace: (reason) => log.warn({ reason }, 'code step worker replaced'),
+  });
   store.addValidator((candidate) => compileModelFlows(candidate, { checkCode: (src) => sandbox.check(src) }).errors);
   const flows =
     settings.role === 'all' || settings.role === 'flows'
@@ -123,6 +129,7 @@ export async function startPortico(settings: Settings, opts: StartOptions = {}):
           ...(settings.flowsEnvoyAddress ? { stepAddress: settings.flowsEnvoyAddress } : {}),
           maxConcurrent: settings.flowsMaxConcurrent,
           sandbox,
+          codePool,
         })
       : undefined;
   flows?.update(store.current());
@@ -178,7 +185,7 @@ export async function startPortico(settings: Settings, opts: StartOptions = {}):
   const idempotency = settings.role === 'all' ? createProcessor(settings, xds.server, { registry, logger: log.child({ component: 'idempotency' }) }) : undefined;
   // A port in use fails the start before the admin API opens; what was opened is closed again.
   const closeEarly = async () => {
-    await Promise.all([xds.server.close(0), callouts.close(0), accessLogs.close(), flows?.close(0)]).catch(() => undefined);
+    await Promise.all([xds.server.close(0), callouts.close(0), accessLogs.close(), flows?.close(0), codePool.close()]).catch(() => undefined);
     await idempotency?.close();
     tls?.close();
     detachAuthz();
@@ -277,7 +284,7 @@ export async function startPortico(settings: Settings, opts: StartOptions = {}):
     // The console's flow designer: the write gate's own checks, and "try it" straight to the services.
     flowTools: {
       check: (flow, model) => checkFlow(flow, model, { checkCode: (src) => sandbox.check(src) }),
-      run: (flow, sample, model) => tryFlow(flow, sample, model, { call: directCaller(model), sandbox }, { checkCode: (src) => sandbox.check(src) }),
+      run: (flow, sample, model) => tryFlow(flow, sample, model, { call: directCaller(model), sandbox: codePool }, { checkCode: (src) => sandbox.check(src) }),
     },
   });
   await bind('the admin API', 'PORTICO_ADMIN_ADDR', settings.adminHost, settings.adminPort, () => admin.listen({ host: settings.adminHost, port: settings.adminPort })).catch(async (e) => {
@@ -315,6 +322,7 @@ export async function startPortico(settings: Settings, opts: StartOptions = {}):
       if (settings.shutdownDelayMs > 0) await new Promise((r) => setTimeout(r, settings.shutdownDelayMs));
       // (the gRPC server stops accepting first; then open access-log streams end, Envoys reopen them elsewhere)
       await Promise.all([xds.server.close(settings.shutdownGraceMs), callouts.close(settings.shutdownGraceMs), accessLogs.close(), flows?.close(settings.shutdownGraceMs)]);
+      await codePool.close();
       await idempotency?.close();
       detachFlows();
       tls?.close();

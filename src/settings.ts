@@ -92,6 +92,8 @@ export interface Settings {
   flowsEnvoyAddress: string | undefined;
   /** Flow runs at once per runtime; past it, 503. */
   flowsMaxConcurrent: number;
+  /** Worker threads that run code steps (each with its own QuickJS), started on first use. */
+  flowsCodeWorkers: number;
   /** Where the idempotency processor (Envoy's ext_proc service) binds (roles all and idempotency). */
   idempotencyListenHost: string;
   idempotencyListenPort: number;
@@ -238,6 +240,7 @@ export function loadSettings(env: Env = process.env): Settings {
     flowsStepAddress: env.PORTICO_FLOWS_STEP_ADDR || '127.0.0.1:18003',
     flowsEnvoyAddress: env.PORTICO_FLOWS_ENVOY_ADDR || undefined,
     flowsMaxConcurrent: int(env, 'PORTICO_FLOWS_MAX_CONCURRENT', 1000, 1, 1_000_000),
+    flowsCodeWorkers: int(env, 'PORTICO_FLOWS_CODE_WORKERS', 2, 1, 64),
     idempotencyListenHost: idempotencyListen.host,
     idempotencyListenPort: idempotencyListen.port,
     idempotencyAddress: env.PORTICO_IDEMPOTENCY_ADDR || undefined,

@@ -254,7 +254,7 @@ class Run {
     this.running.add(step.name);
     let out: StepOutput;
     try {
-      out = step.kind === 'call' ? await this.call(step, start) : step.kind === 'transform' ? await this.transform(step, start) : this.code(step, start);
+      out = step.kind === 'call' ? await this.call(step, start) : step.kind === 'transform' ? await this.transform(step, start) : await this.code(step, start);
     } catch (e) {
       if (this.ctrl.signal.aborted) throw this.ctrl.signal.reason;
       out = { status: 0, headers: {}, body: null, durationMs: this.now() - start, error: { kind: 'expression', message: (e as Error).message } };
@@ -359,7 +359,7 @@ class Run {
     return { status: 200, headers: {}, body, durationMs: this.now() - start };
   }
 
-  private code(step: CodeStep, start: number): StepOutput {
+  private async code(step: CodeStep, start: number): Promise<StepOutput> {
     const sandbox = this.io.sandbox;
     const done = (o: Omit<StepOutput, 'durationMs'>): StepOutput => ({ ...o, durationMs: this.now() - start });
     if (!sandbox) return done({ status: 0, headers: {}, body: null, error: { kind: 'code', message: 'no code sandbox is configured' } });
@@ -369,7 +369,17 @@ class Run {
     this.inputs?.set(step.name, input ?? null);
     if (json.length > this.flow.maxRequestBytes + this.flow.maxResponseBytes * 2)
       return done({ status: 0, headers: {}, body: null, error: { kind: 'limit', message: 'the code step input is too large' } });
-    const r = sandbox.run(step.source, json, { timeMs: step.timeMs, memoryBytes: step.memoryBytes, maxOutputBytes: this.flow.maxResponseBytes });
+    const limits = { timeMs: step.timeMs, memoryBytes: step.memoryBytes, maxOutputBytes: this.flow.maxResponseBytes };
+    let r = sandbox.run(step.source, json, limits, this.ctrl.signal);
+    if (r instanceof Promise) {
+      // On a worker: the flow's deadline or its caller leaving does not wait for the run.
+      this.inflight++;
+      try {
+        r = await Promise.race([r, this.stopped]);
+      } finally {
+        this.inflight--;
+      }
+    }
     return r.ok ? done({ status: 200, headers: {}, body: r.value }) : done({ status: 0, headers: {}, body: null, error: { kind: 'code', message: `code ${r.message}` } });
   }
 

@@ -4,6 +4,7 @@ export { compileFlow, DEFAULTS, type CompileOptions, type CompileResult, type Fl
 export { compileRouteTransform } from './route-transform.ts';
 export { runFlow, truthy, INCOMPLETE_HEADER } from './engine.ts';
 export { CodeSandbox, codeSandbox, type CodeLimits, type CodeOutcome } from './code.ts';
+export { CodePool, type CodePoolOptions } from './code-pool.ts';
 export { Flow, FlowStep, BodyTransform, FLOW_LIMITS, type FlowSpec, type FlowStepSpec, type BodyTransformSpec } from '../model/index.ts';
 export { jsonToXml, xmlToJson, acceptsXmlFirst } from './xml.ts';
 export type { CompiledFlow, FlowRequest, FlowResult, FlowIO, StepCall, StepResponse, StepTrace, StepOutput, FlowIdentity } from './types.ts';

@@ -9,6 +9,7 @@ import { FLOW_HEADERS, GATEWAY_HEADERS, RESERVED_HEADER_PREFIX, gatewayErrorBody
 import { emptySnapshot, type ModelSnapshot } from '../model/index.ts';
 import type { Logger } from '../telemetry/index.ts';
 import type { CodeSandbox } from './code.ts';
+import type { CodePool } from './code-pool.ts';
 import { runFlow } from './engine.ts';
 import { FlowMetrics, type Refusal } from './metrics.ts';
 import { compileModelFlows, type ModelFlows, type RouteFlow } from './model.ts';
@@ -24,8 +25,10 @@ export interface FlowRuntimeOptions {
   stepAddress?: string;
   /** Flow runs at once; past it a request is answered 503 at once (Envoy's circuit breaker also caps them). */
   maxConcurrent: number;
-  /** Runs code steps; flows with code steps are refused at write time without one. */
+  /** Checks code steps as flows compile; flows with code steps are refused at write time without one. */
   sandbox?: CodeSandbox;
+  /** Runs code steps on worker threads; without it they run in `sandbox`, on this thread. */
+  codePool?: CodePool;
 }
 
 /** Request headers a step call carries on, so the upstream and the tracer see one request. */
@@ -38,9 +41,11 @@ export class FlowRuntime {
   private readonly server: http.Server;
   private active = 0;
   private draining = false;
+  private readonly runner: CodePool | CodeSandbox | undefined;
 
   constructor(private readonly opts: FlowRuntimeOptions) {
     this.metrics = new FlowMetrics(opts.registry);
+    this.runner = opts.codePool ?? opts.sandbox;
     this.server = http.createServer({ keepAlive: true, requestTimeout: 0, headersTimeout: 30_000 }, (req, res) => this.handle(req, res));
     // Envoy pools connections to the runtime: keep them well past its own idle timeout (1 h).
     this.server.keepAliveTimeout = 3_900_000;
@@ -158,7 +163,7 @@ export class FlowRuntime {
     const result = await runFlow(rf.flow, request, {
       call: (c, signal) => this.call(to, rf, c, carried, headers.host, signal),
       signal: gone.signal,
-      ...(this.opts.sandbox ? { sandbox: this.opts.sandbox } : {}),
+      ...(this.runner ? { sandbox: this.runner } : {}),
     });
     this.metrics.observe(rf.product, rf.route, result);
     if (result.failedStep) this.opts.logger.debug({ flow: rf.key, step: result.failedStep, status: result.status }, 'flow ended by a failed step');

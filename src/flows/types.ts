@@ -143,8 +143,13 @@ export interface FlowIO {
    * switch went: for "try it" in the console. Off on the runtime's path, where nothing is copied.
    */
   detail?: boolean;
-  /** Runs code steps; required when the flow has any. */
-  sandbox?: { run(source: string, inputJson: string, limits: { timeMs: number; memoryBytes: number; maxOutputBytes: number }): CodeRun };
+  /**
+   * Runs code steps; required when the flow has any. In process (CodeSandbox, synchronous) or on
+   * worker threads (CodePool, asynchronous; the signal drops a run still waiting for a worker).
+   */
+  sandbox?: {
+    run(source: string, inputJson: string, limits: { timeMs: number; memoryBytes: number; maxOutputBytes: number }, signal?: AbortSignal): CodeRun | Promise<CodeRun>;
+  };
 }
 
 export type CodeRun = { ok: true; value: unknown } | { ok: false; kind: 'timeout' | 'memory' | 'error'; message: string };

@@ -278,6 +278,15 @@ describe('Dockerfile', () => {
     // bin/portico exec'd node on the compiled build: no tsx loader in the serving process.
     const argv = readFileSync(`/proc/${proc.child.pid}/cmdline`, 'utf8').split('\0').filter(Boolean);
     assert.deepEqual(argv.slice(1), [path.join(app, 'dist/cli.js'), 'serve'], `serving process: ${argv.join(' ')}`);
+    // Code steps run on worker threads, which the compiled build starts on dist/flows/code-worker.js.
+    const tried = await fetch(`http://127.0.0.1:${admin}/api/v1/flows/try`, {
+      method: 'POST',
+      headers: { authorization: 'Bearer image-test-token', 'content-type': 'application/json' },
+      body: JSON.stringify({ flow: { steps: [{ name: 'c', code: { source: 'return input.request.method + " " + 6 * 7', timeMs: 1000 } }] } }),
+    });
+    const answer = (await tried.json()) as { status: number; body: string };
+    assert.equal(tried.status, 200, JSON.stringify(answer));
+    assert.deepEqual([answer.status, answer.body], [200, 'GET 42'], JSON.stringify(answer));
     assert.equal(await stopWithCode(proc, 'SIGTERM'), 0, proc.output().slice(-2000));
   });
 });
