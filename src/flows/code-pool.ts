@@ -20,8 +20,13 @@ export interface CodePoolOptions {
   onReplace?: (reason: string) => void;
 }
 
-/** Past its CPU limit a run is stopped by QuickJS within a poll; this much more means the worker is stuck (or starved on a busy host). */
-const WATCHDOG_GRACE_MS = 1000;
+/**
+ * Past its CPU limit a run is stopped by QuickJS within one interrupt poll; the limit is wall-clock
+ * time inside the worker, so this much more means the worker is stuck, not starved (a worker's first
+ * runs on a host at load 20 measured over a second for `return 1`). The flow does not wait for it:
+ * its deadline answers first; the watchdog frees the worker.
+ */
+const WATCHDOG_GRACE_MS = 5000;
 
 interface Pending {
   job: CodeJob;
@@ -69,6 +74,11 @@ export class CodePool {
       this.queue.push(p);
       this.pump();
     });
+  }
+
+  /** Starts workers up to `count` ahead of use (a worker takes a second or more to load QuickJS). */
+  warm(count = 1): void {
+    while (!this.closed && this.slots.size < Math.min(count, this.opts.size)) this.start();
   }
 
   /** Workers alive, runs in them and waiting, and workers replaced so far. */

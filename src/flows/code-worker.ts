@@ -18,6 +18,9 @@ export const CODE_WORKER = 'flows-code';
 if (!isMainThread && parentPort && (workerData as { portico?: string } | undefined)?.portico === CODE_WORKER) {
   const port = parentPort;
   const sandbox = await CodeSandbox.create();
+  // Ready only once the spare is loaded too: loading it holds this thread (a second or more on a
+  // busy host), which would otherwise land inside the first run's time limit.
+  await sandbox.loaded();
   port.on('message', (job: CodeJob) => {
     port.postMessage({ id: job.id, outcome: sandbox.run(job.source, job.input, job.limits) } satisfies WorkerReply);
   });

@@ -108,6 +108,11 @@ export class CodeSandbox {
     return new CodeSandbox(await newInstance());
   }
 
+  /** Resolves once the spare instance has loaded (its loading holds the thread it runs on for a while). */
+  async loaded(): Promise<void> {
+    await this.spareLoading;
+  }
+
   /** Resolves once a replacement that was due has happened (for tests and orderly shutdown). */
   async settled(): Promise<void> {
     while (this.swapDue || this.broken) await (this.spareLoading ?? Promise.resolve());

@@ -14,7 +14,7 @@ import { runFlow } from './engine.ts';
 import { FlowMetrics, type Refusal } from './metrics.ts';
 import { compileModelFlows, type ModelFlows, type RouteFlow } from './model.ts';
 import { StepClient } from './step-client.ts';
-import type { FlowIdentity, FlowRequest, StepCall, StepResponse } from './types.ts';
+import type { CompiledStep, FlowIdentity, FlowRequest, StepCall, StepResponse } from './types.ts';
 
 export interface FlowRuntimeOptions {
   registry: Registry;
@@ -55,6 +55,8 @@ export class FlowRuntime {
   update(model: ModelSnapshot): void {
     const checkCode = this.opts.sandbox ? (s: string) => this.opts.sandbox!.check(s) : undefined;
     this.flows = compileModelFlows(model, checkCode ? { checkCode } : {});
+    // A model with code steps gets a worker ready before its first request needs one.
+    if (this.opts.codePool && [...this.flows.routes.values()].some((rf) => hasCode(rf.flow.steps))) this.opts.codePool.warm();
   }
 
   async listen(host: string, port: number): Promise<number> {
@@ -201,6 +203,10 @@ export class FlowRuntime {
     const headers: Record<string, string> = { ...(host ? { host } : {}), ...c.headers, ...carried, [FLOW_HEADERS.service]: c.service, [FLOW_HEADERS.step]: `${rf.key}/${c.step}` };
     return this.client.call({ origin, method: c.method, path: c.path, headers, body: c.body, maxResponseBytes: c.maxResponseBytes, signal });
   }
+}
+
+function hasCode(steps: readonly CompiledStep[]): boolean {
+  return steps.some((s) => (s.kind === 'code' ? true : s.kind === 'parallel' ? hasCode(s.branches) : s.kind === 'switch' ? s.cases.some((c) => hasCode(c.steps)) || hasCode(s.otherwise) : false));
 }
 
 function queryOf(qs: string): Record<string, string | string[]> {
