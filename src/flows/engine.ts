@@ -1,54 +1,21 @@
 // The flow engine: runs a compiled flow for one request over injected I/O. Pure orchestration —
 // step calls, the clock, the caller's cancellation and the code sandbox all come from the shell.
-import { gatewayErrorBody } from '../contract/index.ts';
-import { renderTemplate } from './expressions.ts';
-import { reshape } from './transforms.ts';
-import { acceptsXmlFirst, isJsonType, isXmlType, jsonToXml, xmlToJson } from './xml.ts';
-import { encodePathValue, encodeQuery, textOf, endToEndHeaders, headerValueProblem } from './http.ts';
-import type {
-  BodyRewrite,
-  CallStep,
-  CodeStep,
-  CompiledFlow,
-  CompiledStep,
-  FlowIO,
-  FlowRequest,
-  FlowResult,
-  RespondStep,
-  StepError,
-  StepOutput,
-  StepResponse,
-  StepTrace,
-  TransformStep,
-} from './types.ts';
+// The steps themselves are in step-call.ts (calls) and step-answers.ts (transform, code, respond).
+import { textOf } from './http.ts';
+import { errorResult, StepFailed, type Outcome, type RunState } from './run-state.ts';
+import { codeStep, implicitResponse, respondStep, transformStep } from './step-answers.ts';
+import { callStep } from './step-call.ts';
+import { isJsonType, isXmlType, xmlToJson } from './xml.ts';
+import type { CallStep, CodeStep, CompiledFlow, CompiledStep, FlowIO, FlowRequest, FlowResult, StepError, StepOutput, StepTrace, TransformStep } from './types.ts';
 
 /** Lists the steps that failed under onError: continue, so a client can tell a partial response. */
 export const INCOMPLETE_HEADER = 'x-portico-flow-incomplete';
 
-/** A step that failed under onError: fail — the flow answers with an error naming it. */
-class StepFailed extends Error {
-  constructor(
-    readonly step: string,
-    readonly error: StepError,
-  ) {
-    super(error.message);
-  }
-}
 // Why a run was stopped: tags, not Errors (an Error captures a stack trace, which costs more than
 // a whole flow run when it happens on every request).
 const DEADLINE = Object.freeze({ stopped: 'deadline' });
 const CALLER_GONE = Object.freeze({ stopped: 'caller gone' });
 const FINISHED = Object.freeze({ stopped: 'finished' });
-const STEP_TIMEOUT = Object.freeze({ stopped: 'step timeout' });
-
-/** The gateway's error body shape; a flow's step errors also name the step. */
-function errorBody(error: string, message: string, step?: string): string {
-  return step ? JSON.stringify({ error, message, step }) : gatewayErrorBody(error, message);
-}
-
-function errorResult(status: number, error: string, message: string, step?: string): Pick<FlowResult, 'status' | 'headers' | 'body'> & { own: true } {
-  return { status, headers: { 'content-type': 'application/json' }, body: errorBody(error, message, step), own: true };
-}
 
 /** Runs one flow for one request. Never throws: every failure becomes a response. */
 export async function runFlow(flow: CompiledFlow, request: FlowRequest, io: FlowIO): Promise<FlowResult> {
@@ -66,27 +33,17 @@ export function truthy(v: unknown): boolean {
   return false;
 }
 
-interface Outcome {
-  status: number;
-  headers: Record<string, string>;
-  body: string;
-  /** The step that ended the flow with an error. */
-  failedStep?: string;
-  /** The engine's own error answer (small, and exempt from the response size limit). */
-  own?: true;
-}
-
-class Run {
-  private readonly now: () => number;
+class Run implements RunState {
+  readonly now: () => number;
   private readonly t0: number;
   /** Cancels the run's calls: when it fails, times out, loses its caller, or ends with calls in flight. */
   private readonly ctrl = new AbortController();
-  /** Rejects when the run is stopped, so whatever it awaits gives way at once. */
-  private readonly stopped: Promise<never>;
+  readonly signal = this.ctrl.signal;
+  readonly stopped: Promise<never>;
   private stop!: (reason: unknown) => void;
-  private inflight = 0;
-  private readonly root: { request: Record<string, unknown>; steps: Record<string, StepOutput> };
-  private readonly bindings: Record<string, unknown>;
+  inflight = 0;
+  readonly root: { request: Record<string, unknown>; steps: Record<string, StepOutput> };
+  readonly bindings: Record<string, unknown>;
   /** Branches of `wait: referenced` groups still running; they settle, never reject. */
   private readonly pending = new Map<string, Promise<void>>();
   private readonly running = new Set<string>();
@@ -94,13 +51,12 @@ class Run {
   private readonly incomplete: string[] = [];
   private response: Outcome | undefined;
   private last: StepOutput | undefined;
-  /** Steps' inputs by name, kept only when the shell asked for detail (try it). */
-  private readonly inputs: Map<string, unknown> | undefined;
+  readonly inputs: Map<string, unknown> | undefined;
 
   constructor(
-    private readonly flow: CompiledFlow,
-    private readonly request: FlowRequest,
-    private readonly io: FlowIO,
+    readonly flow: CompiledFlow,
+    readonly request: FlowRequest,
+    readonly io: FlowIO,
   ) {
     this.now = io.now ?? (() => performance.now());
     this.t0 = this.now();
@@ -127,7 +83,7 @@ class Run {
     if (this.io.signal?.aborted) onCallerGone();
     try {
       await Promise.race([this.sequence(this.flow.steps), this.stopped]);
-      return this.result(this.response ?? this.implicitResponse());
+      return this.result(this.response ?? implicitResponse(this.last));
     } catch (e) {
       return this.result(this.failure(e));
     } finally {
@@ -197,7 +153,7 @@ class Run {
           return await this.sequence(step.otherwise);
         }
         case 'respond': {
-          this.response = await this.respond(step);
+          this.response = await respondStep(this, step);
           const t: StepTrace = { name: step.name, kind: 'respond', startMs: start - this.t0, durationMs: this.now() - start, outcome: 'ok' };
           if (this.inputs) t.output = { status: this.response.status, headers: this.response.headers, body: this.response.body };
           this.trace.push(t);
@@ -254,7 +210,7 @@ class Run {
     this.running.add(step.name);
     let out: StepOutput;
     try {
-      out = step.kind === 'call' ? await this.call(step, start) : step.kind === 'transform' ? await this.transform(step, start) : await this.code(step, start);
+      out = step.kind === 'call' ? await callStep(this, step, start) : step.kind === 'transform' ? await transformStep(this, step, start) : await codeStep(this, step, start);
     } catch (e) {
       if (this.ctrl.signal.aborted) throw this.ctrl.signal.reason;
       out = { status: 0, headers: {}, body: null, durationMs: this.now() - start, error: { kind: 'expression', message: (e as Error).message } };
@@ -276,153 +232,6 @@ class Run {
     if (out.error && step.onError === 'fail') throw new StepFailed(step.name, out.error);
     this.root.steps[step.name] = out;
     this.last = out;
-  }
-
-  private async call(step: CallStep, start: number): Promise<StepOutput> {
-    const req = this.request;
-    const method = step.method ?? (step.forward ? req.method : 'GET');
-    const rendered = step.path ? await renderTemplate(step.path, this.root, encodePathValue) : undefined;
-    const path = rendered ?? (step.forward ? req.path : '/');
-    const query = new Map<string, string | string[]>(step.forward ? Object.entries(req.query ?? {}) : []);
-    for (const [name, t] of step.query) {
-      const v = await renderTemplate(t, this.root, identity);
-      if (v === undefined) query.delete(name);
-      else query.set(name, v);
-    }
-    const headers: Record<string, string> = step.forward ? endToEndHeaders(req.headers) : {};
-    const fail = (kind: StepError['kind'], message: string): StepOutput => ({ status: 0, headers: {}, body: null, durationMs: this.now() - start, error: { kind, message } });
-    for (const [name, t] of step.headers) {
-      const v = await renderTemplate(t, this.root, identity);
-      if (v === undefined) delete headers[name];
-      else if (headerValueProblem(v)) return fail('expression', `header ${name} ${headerValueProblem(v)}`);
-      else headers[name] = v;
-    }
-    let body: string | Uint8Array | undefined;
-    if (step.body) {
-      const v = await step.body.evaluate(this.root);
-      if (v !== undefined) {
-        body = JSON.stringify(v);
-        headers['content-type'] = 'application/json';
-      }
-    } else if (step.forward && req.body !== undefined) {
-      body = step.requestBody ? await this.rewriteRequestBody(step.requestBody, headers) : req.body;
-    }
-    this.inputs?.set(step.name, { service: step.service, method, path: path + encodeQuery(query), headers, ...(body === undefined ? {} : { body: textOf(body) }) });
-    // The step's timeout travels with the call (the shell has Envoy enforce it on the upstream
-    // request); the timer here is the engine's own guarantee that the step ends on time.
-    let timer: NodeJS.Timeout | undefined;
-    const timeout = new Promise<never>((_, reject) => (timer = setTimeout(reject, step.timeoutMs, STEP_TIMEOUT)));
-    let res: StepResponse;
-    this.inflight++;
-    try {
-      const call = this.io.call(
-        { step: step.name, service: step.service, method, path: path + encodeQuery(query), headers, body, timeoutMs: step.timeoutMs, maxResponseBytes: this.flow.maxResponseBytes },
-        this.ctrl.signal,
-      );
-      res = await Promise.race([call, timeout, this.stopped]);
-    } catch (e) {
-      if (e === STEP_TIMEOUT) return fail('timeout', `${step.service} did not answer within ${step.timeoutMs} ms`);
-      if (this.ctrl.signal.aborted) throw this.ctrl.signal.reason;
-      return fail('transport', `${step.service} could not be reached: ${(e as Error)?.message ?? String(e)}`);
-    } finally {
-      this.inflight--;
-      clearTimeout(timer);
-    }
-    const durationMs = this.now() - start;
-    const size = typeof res.body === 'string' ? Buffer.byteLength(res.body) : res.body.byteLength;
-    if (size > this.flow.maxResponseBytes) return { ...fail('limit', `${step.service} answered with more than ${this.flow.maxResponseBytes} bytes`), status: res.status };
-    let parsed: unknown;
-    try {
-      parsed = parseBody(res.body, res.headers['content-type'], step.parse, step);
-    } catch (e) {
-      return { status: res.status, headers: res.headers, body: null, durationMs, error: { kind: 'transport', message: `${step.service} answered with a body that ${(e as Error).message}` } };
-    }
-    const out: StepOutput = { status: res.status, headers: res.headers, body: parsed, durationMs };
-    if (!step.ok(res.status)) out.error = { kind: 'status', message: `${step.service} answered ${res.status}` };
-    return out;
-  }
-
-  private async rewriteRequestBody(rw: BodyRewrite, headers: Record<string, string>): Promise<string | Uint8Array> {
-    const type = this.request.headers['content-type'];
-    const parsed = this.root.request.body;
-    if (!isJsonType(type) && !isXmlType(type)) return this.request.body!;
-    const value = await reshape(rw.reshape, parsed, this.bindings);
-    const xml = rw.format === 'xml' || (rw.format === undefined && isXmlType(type));
-    headers['content-type'] = xml ? 'application/xml' : 'application/json';
-    return xml ? jsonToXml(value, rw.xml) : JSON.stringify(value);
-  }
-
-  private async transform(step: TransformStep, start: number): Promise<StepOutput> {
-    const from = await step.from.evaluate(this.root);
-    this.inputs?.set(step.name, from);
-    const body = await reshape(step.reshape, from, this.bindings);
-    return { status: 200, headers: {}, body, durationMs: this.now() - start };
-  }
-
-  private async code(step: CodeStep, start: number): Promise<StepOutput> {
-    const sandbox = this.io.sandbox;
-    const done = (o: Omit<StepOutput, 'durationMs'>): StepOutput => ({ ...o, durationMs: this.now() - start });
-    if (!sandbox) return done({ status: 0, headers: {}, body: null, error: { kind: 'code', message: 'no code sandbox is configured' } });
-    const input = step.input ? step.input.evaluate(this.root) : this.root;
-    if (input instanceof Promise) throw new Error('code input must be a plain path');
-    const json = JSON.stringify(input ?? null);
-    this.inputs?.set(step.name, input ?? null);
-    if (json.length > this.flow.maxRequestBytes + this.flow.maxResponseBytes * 2)
-      return done({ status: 0, headers: {}, body: null, error: { kind: 'limit', message: 'the code step input is too large' } });
-    const limits = { timeMs: step.timeMs, memoryBytes: step.memoryBytes, maxOutputBytes: this.flow.maxResponseBytes };
-    let r = sandbox.run(step.source, json, limits, this.ctrl.signal);
-    if (r instanceof Promise) {
-      // On a worker: the flow's deadline or its caller leaving does not wait for the run.
-      this.inflight++;
-      try {
-        r = await Promise.race([r, this.stopped]);
-      } finally {
-        this.inflight--;
-      }
-    }
-    return r.ok ? done({ status: 200, headers: {}, body: r.value }) : done({ status: 0, headers: {}, body: null, error: { kind: 'code', message: `code ${r.message}` } });
-  }
-
-  private async respond(step: RespondStep): Promise<Outcome> {
-    const headers: Record<string, string> = {};
-    for (const [name, t] of step.headers) {
-      const v = await renderTemplate(t, this.root, identity);
-      if (v === undefined) continue;
-      const problem = headerValueProblem(v);
-      if (problem) throw new StepFailed(step.name, { kind: 'expression', message: `header ${name} ${problem}` });
-      headers[name] = v;
-    }
-    if (step.passthrough) return await this.passthrough(step.passthrough.step, step.passthrough.rewrite);
-    const status = typeof step.status === 'number' ? step.status : await step.status.evaluate(this.root);
-    if (typeof status !== 'number' || !Number.isInteger(status) || status < 200 || status > 599) {
-      throw new StepFailed(step.name, { kind: 'expression', message: `status evaluated to ${JSON.stringify(status)}, not a status between 200 and 599` });
-    }
-    const value = step.body ? await step.body.evaluate(this.root) : undefined;
-    if (value === undefined) return { status, headers, body: '' };
-    const format = step.format === 'accept' ? (acceptsXmlFirst(this.request.headers.accept) ? 'xml' : 'json') : step.format;
-    const body = format === 'xml' ? jsonToXml(value, step.xml) : format === 'text' ? (typeof value === 'string' ? value : JSON.stringify(value)) : JSON.stringify(value);
-    headers['content-type'] ??= format === 'xml' ? 'application/xml' : format === 'text' ? 'text/plain; charset=utf-8' : 'application/json';
-    return { status, headers, body };
-  }
-
-  /** Answers with a call's status and headers, its body rewritten (route-level transforms). */
-  private async passthrough(name: string, rw: BodyRewrite): Promise<Outcome> {
-    const out = this.root.steps[name]!;
-    const type = out.headers['content-type'];
-    const headers = endToEndHeaders(out.headers);
-    if (!isJsonType(type) && !isXmlType(type)) return { status: out.status, headers, body: serialize(out.body, type) };
-    const value = await reshape(rw.reshape, out.body, this.bindings);
-    const xml = rw.format === 'accept' ? acceptsXmlFirst(this.request.headers.accept) : rw.format === undefined ? isXmlType(type) : rw.format === 'xml';
-    headers['content-type'] = xml ? 'application/xml' : 'application/json';
-    return { status: out.status, headers, body: xml ? jsonToXml(value, rw.xml) : JSON.stringify(value) };
-  }
-
-  /** Without a respond step, the flow answers with the last result. */
-  private implicitResponse(): Outcome {
-    const out = this.last;
-    if (!out) return { status: 204, headers: {}, body: '' };
-    const type = out.headers['content-type'] ?? (typeof out.body === 'string' ? 'text/plain; charset=utf-8' : 'application/json');
-    return { status: out.status || 200, headers: { ...endToEndHeaders(out.headers), 'content-type': type }, body: serialize(out.body, type) };
   }
 
   private failure(e: unknown): Outcome {
@@ -451,31 +260,4 @@ class Run {
     if (o.failedStep) r.failedStep = o.failedStep;
     return r;
   }
-}
-
-function identity(s: string): string {
-  return s;
-}
-
-function parseBody(body: string | Uint8Array, type: string | undefined, mode: CallStep['parse'], step: CallStep): unknown {
-  const size = typeof body === 'string' ? body.length : body.byteLength;
-  if (size === 0) return null;
-  const text = textOf(body);
-  const as = mode !== 'auto' ? mode : isJsonType(type) ? 'json' : isXmlType(type) ? 'xml' : 'text';
-  if (as === 'json') {
-    try {
-      return JSON.parse(text);
-    } catch {
-      throw new Error('is not valid JSON');
-    }
-  }
-  if (as === 'xml') return xmlToJson(text, step.xml);
-  return text;
-}
-
-function serialize(body: unknown, type: string | undefined): string {
-  if (typeof body === 'string') return body;
-  if (body === null || body === undefined) return isJsonType(type) ? 'null' : '';
-  if (isXmlType(type)) return jsonToXml(body);
-  return JSON.stringify(body);
 }
