@@ -1,21 +1,53 @@
-// A memory of emitted Envoy JSON across translations, owned by the caller (the pipeline): an emitter
-// given equal IR hands back the very object it built last time, so the xDS cache and encoder find
-// unchanged routes by identity instead of serialising them again. Output equals what a fresh
-// translation gives; only object identity is shared.
+// A memory of the translator's work across translations, owned by the caller (the pipeline). Two
+// layers: model → IR parts (a product's routes, the gateway's generated routes) are reused while
+// every input they read is the same object as before, and an emitter given the same (or equal) IR
+// hands back the very JSON object it built last time, so the xDS cache and encoder find unchanged
+// routes by identity instead of serialising them again. Output equals a fresh translation; only
+// object identity is shared, which is why translated IR and JSON are never mutated.
 import { createHash } from 'node:crypto';
 import type { JsonObject } from './envoy/common.ts';
+
+interface Reused {
+  deps: readonly unknown[];
+  value: unknown;
+}
 
 export class EmitMemo {
   /** Entries used by the translation under way, and by the one before (kept one more round). */
   private current = new Map<string, JsonObject>();
   private previous = new Map<string, JsonObject>();
+  private reusedNow = new Map<string, Reused>();
+  private reusedBefore = new Map<string, Reused>();
+  /** JSON built per IR object (and emitter variant): an IR part reused by identity costs no hashing. */
+  private byObject = new WeakMap<object, Map<string, JsonObject>>();
   /** Objects built (misses), for tests and benchmarks. */
   built = 0;
+  /** Values derived (misses of `reuse`) per kind, for tests and benchmarks. */
+  readonly derived = new Map<string, number>();
 
   /** Starts a translation: entries unused by the last two are forgotten. */
   begin(): void {
     this.previous = this.current;
     this.current = new Map();
+    this.reusedBefore = this.reusedNow;
+    this.reusedNow = new Map();
+  }
+
+  /**
+   * The value `make` derives, reused while every entry of `deps` is the same (===) as when it was
+   * made. `deps` must name everything `make` reads that can change between translations.
+   */
+  reuse<T>(kind: string, key: string, deps: readonly unknown[], make: () => T): T {
+    const k = `${kind}\n${key}`;
+    const old = this.reusedNow.get(k) ?? this.reusedBefore.get(k);
+    if (old && old.deps.length === deps.length && old.deps.every((d, i) => d === deps[i])) {
+      this.reusedNow.set(k, old);
+      return old.value as T;
+    }
+    const value = make();
+    this.derived.set(kind, (this.derived.get(kind) ?? 0) + 1);
+    this.reusedNow.set(k, { deps, value });
+    return value;
   }
 
   /** The object `make` builds for `input` (JSON-serialisable: it is the key), built once per content. */
@@ -28,6 +60,22 @@ export class EmitMemo {
       this.built++;
     }
     this.current.set(key, out);
+    return out;
+  }
+
+  /**
+   * As `get` for the JSON of one IR object and the emitter's `variant` (a string naming its other
+   * inputs): the same IR object gives the same JSON without serialising it; equal content still
+   * finds the object built before.
+   */
+  getFor(kind: string, ir: object, variant: string, make: () => JsonObject): JsonObject {
+    let forObject = this.byObject.get(ir);
+    const key = `${kind}\n${variant}`;
+    const known = forObject?.get(key);
+    if (known) return known;
+    const out = this.get(kind, [ir, variant], make);
+    if (!forObject) this.byObject.set(ir, (forObject = new Map()));
+    forObject.set(key, out);
     return out;
   }
 }

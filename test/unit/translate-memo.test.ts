@@ -1,13 +1,15 @@
-// Translation with the pipeline's memory of emitted routes (EmitMemo): output equal to a fresh
-// translation for every golden model, unchanged routes handed back as the very objects of the last
-// translation, and a one-route change re-encoding only that route's parts in the xDS cache.
+// Translation with the pipeline's memory across translations (EmitMemo): output equal to a fresh
+// translation for every golden model, warm, after any one of its resources changed or went, and
+// across expiries; a product's route IR derived again only when something it reads changed;
+// unchanged routes handed back as the very objects of the last translation, and a one-route change
+// re-encoding only that route's parts in the xDS cache.
 import assert from 'node:assert/strict';
 import { createHash } from 'node:crypto';
 import { existsSync, readFileSync, readdirSync } from 'node:fs';
 import path from 'node:path';
 import { describe, it } from 'node:test';
 import { fileURLToPath } from 'node:url';
-import { applyMutations, parseDocumentText, parseModelDocument, type ModelSnapshot, type Route } from '../../src/model/index.ts';
+import { applyMutations, parseDocumentText, parseModelDocument, type KindName, type ModelSnapshot, type Mutation, type Route } from '../../src/model/index.ts';
 import { EmitMemo, translate } from '../../src/translate/index.ts';
 import { SnapshotCache, typeSnapshot } from '../../src/xds/cache.ts';
 import { TYPE_URLS } from '../../src/proto/index.ts';
@@ -38,17 +40,87 @@ function bigModel(products: number, routes: number): ModelSnapshot {
   return parse(JSON.stringify(doc));
 }
 
+const goldenModels = (): Array<[string, ModelSnapshot]> =>
+  readdirSync(testdata)
+    .filter((d) => existsSync(path.join(testdata, d, 'model.yaml')))
+    .map((name) => [name, parse(readFileSync(path.join(testdata, name, 'model.yaml'), 'utf8'))]);
+
+/** A translation's resources, or the error it throws (a mutated model may not translate: then both ways must refuse it alike). */
+function outcome(model: ModelSnapshot, options: Parameters<typeof translate>[1]): unknown {
+  try {
+    return translate(model, options);
+  } catch (e) {
+    return { error: (e as Error).message };
+  }
+}
+
+/** Kinds whose resources a route's IR may read, and a change to each resource besides deleting it. */
+const TOGGLES: Array<[KindName, (r: Record<string, unknown>) => Record<string, unknown>]> = [
+  ['services', (r) => ({ ...r, requestTimeoutMs: 1234 })],
+  ['plans', (r) => ({ ...r, limits: [{ requests: 3, per: 'minute' }] })],
+  ['partners', (r) => ({ ...r, suspended: r.suspended !== true })],
+  ['subscriptions', (r) => ({ ...r, status: r.status === 'suspended' ? 'active' : 'suspended' })],
+  ['apiKeys', (r) => ({ ...r, revoked: r.revoked !== true })],
+  ['jwtIssuers', (r) => ({ ...r, forwardClaims: { tenant: 'x-tenant' } })],
+  ['mtlsIdentities', (r) => r],
+  ['products', (r) => ({ ...r, cors: { allowOrigins: ['https://example.com'] } })],
+  ['routes', (r) => ({ ...r, timeoutMs: 4321 })],
+  ['gatewayGroups', (r) => r],
+  ['certificates', (r) => r],
+];
+
 describe('translation with an emit memo', () => {
   it('gives the same resources as without, for every golden model, also when the memo is warm', () => {
-    const cases = readdirSync(testdata).filter((d) => existsSync(path.join(testdata, d, 'model.yaml')));
+    const cases = goldenModels();
     assert.ok(cases.length > 10);
-    for (const name of cases) {
-      const model = parse(readFileSync(path.join(testdata, name, 'model.yaml'), 'utf8'));
+    for (const [name, model] of cases) {
       const memo = new EmitMemo();
       const plain = translate(model, OPTIONS);
       assert.deepEqual(translate(model, { ...OPTIONS, memo }), plain, name);
       assert.deepEqual(translate(model, { ...OPTIONS, memo }), plain, `${name} (warm)`);
     }
+    // One memo through every golden model in turn (products of the same name in other contexts), twice.
+    const memo = new EmitMemo();
+    for (const round of [1, 2]) for (const [name, model] of cases) assert.deepEqual(translate(model, { ...OPTIONS, memo }), translate(model, OPTIONS), `${name} (shared memo, round ${round})`);
+  });
+
+  it('gives the same resources as a cold translation after any one resource of a golden model is changed or deleted', () => {
+    let changes = 0;
+    for (const [name, base] of goldenModels()) {
+      const memo = new EmitMemo();
+      translate(base, { ...OPTIONS, memo });
+      for (const [kind, toggle] of TOGGLES) {
+        for (const [key, resource] of base[kind] as ReadonlyMap<string, Record<string, unknown>>) {
+          const variants: Mutation[] = [{ kind, op: 'delete', key }];
+          const changed = toggle(resource);
+          if (changed !== resource) variants.push({ kind, op: 'put', key, resource: changed as never });
+          for (const mutation of variants) {
+            const after = applyMutations(base, [mutation]);
+            const label = `${name}: ${mutation.op} ${kind} ${key}`;
+            assert.deepEqual(outcome(after, { ...OPTIONS, memo }), outcome(after, OPTIONS), label);
+            // And back: what the memo holds for the base model must not have been spoilt.
+            assert.deepEqual(outcome(base, { ...OPTIONS, memo }), outcome(base, OPTIONS), `${label}, then back`);
+            changes++;
+          }
+        }
+      }
+    }
+    assert.ok(changes > 200, `${changes} changes`);
+  });
+
+  it('follows the clock across subscription and key expiries though the clock is no input of the reuse', () => {
+    const [, model] = goldenModels().find(([name]) => name === 'native-auth')!;
+    const memo = new EmitMemo();
+    // soylent's subscription ends 2026-01-01, wayne's old key 2026-03-01, his main key 2026-12-01, his subscription 2027-01-01.
+    const clocks = ['2025-12-31T23:59:59Z', '2026-01-01T00:00:00Z', '2026-02-01T00:00:00Z', '2026-06-01T00:00:00Z', '2026-12-15T00:00:00Z', '2027-02-01T00:00:00Z', '2025-06-01T00:00:00Z'];
+    const results = clocks.map((at) => {
+      const options = { ...OPTIONS, now: Date.parse(at) };
+      const warm = translate(model, { ...options, memo });
+      assert.deepEqual(warm, translate(model, options), at);
+      return JSON.stringify([...warm]);
+    });
+    // The clock matters to this model: the test would not notice a memo that ignores it otherwise.
+    assert.ok(new Set(results).size >= 4, `${new Set(results).size} distinct translations`);
   });
 
   it('hands back the objects of unchanged routes; a one-route change builds and encodes only what it touches', () => {
@@ -59,6 +131,8 @@ describe('translation with an emit memo', () => {
     cache.replaceAll(first);
     cache.flush();
     const built = memo.built;
+    const derived = memo.derived.get('product routes');
+    assert.equal(derived, 50);
     const partsEncoded = cache.parts.encoded;
     const encodings = cache.encodings;
     const key = 'product-7/route-2';
@@ -67,6 +141,8 @@ describe('translation with an emit memo', () => {
     const after = applyMutations(before, [{ kind: 'routes', op: 'put', key, resource: changed }]);
     const second = translate(after, { ...OPTIONS, memo });
     assert.deepEqual(second, translate(after, OPTIONS));
+    // Model → IR was derived again for the changed route's product only.
+    assert.equal(memo.derived.get('product routes')! - derived, 1);
     const routesOf = (g: typeof first) => {
       const rc = g.get('edge')!.routes[0] as { virtual_hosts: { routes: { name: string; match: unknown }[] }[] };
       return rc.virtual_hosts.flatMap((vh) => vh.routes);
@@ -83,5 +159,19 @@ describe('translation with an emit memo', () => {
     assert.equal(cache.parts.encoded - partsEncoded, 3);
     assert.equal(typeSnapshot(cache.getSnapshot('edge'), TYPE_URLS.route).resources.size, 1);
     cache.close();
+  });
+
+  it('derives again the products whose routes use a changed service, and only those', () => {
+    const memo = new EmitMemo();
+    const before = bigModel(50, 4);
+    translate(before, { ...OPTIONS, memo });
+    const derived = memo.derived.get('product routes')!;
+    const svc = before.services.get('svc-3')!;
+    const after = applyMutations(before, [{ kind: 'services', op: 'put', key: 'svc-3', resource: { ...svc, requestTimeoutMs: 2500 } }]);
+    assert.deepEqual(translate(after, { ...OPTIONS, memo }), translate(after, OPTIONS));
+    // product-p's routes use svc-(p+r)%10 for r in 0..3: svc-3 is used by products 0-3, 10-13, … (20 of 50).
+    const users = [...before.routes.values()].filter((r) => r.service === 'svc-3').map((r) => r.product);
+    assert.equal(new Set(users).size, 20);
+    assert.equal(memo.derived.get('product routes')! - derived, 20);
   });
 });

@@ -122,9 +122,10 @@ export function route(r: RouteIR, authz: AuthzFilters = NO_AUTHZ): JsonObject {
 export function routeConfigurations(tables: readonly RouteTableIR[], authz: AuthzFilters = NO_AUTHZ, memo?: EmitMemo): JsonObject[] {
   const routes = new Map<RouteIR, JsonObject>();
   const hosts = new Map<VirtualHostIR, JsonObject>();
+  const variant = JSON.stringify(authz);
   const routeJson = (r: RouteIR): JsonObject => {
     let j = routes.get(r);
-    if (!j) routes.set(r, (j = memo ? memo.get('route', [r, authz], () => route(r, authz)) : route(r, authz)));
+    if (!j) routes.set(r, (j = memo ? memo.getFor('route', r, variant, () => route(r, authz)) : route(r, authz)));
     return j;
   };
   const hostJson = (vh: VirtualHostIR): JsonObject => {

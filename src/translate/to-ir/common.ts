@@ -3,6 +3,7 @@
 import { sortedValues, DEFAULT_ACCEPT, type ModelSnapshot, type Product, type Route } from '../../model/index.ts';
 import type { FlowOptions, IdempotencyOptions, QuotaExhaustedIR, TelemetryOptions } from '../ir.ts';
 import { compareStrings } from '../paths.ts';
+import type { EmitMemo } from '../memo.ts';
 
 /** Name of the cluster of Portico's gRPC callouts; a dot can never appear in a service name. */
 export const CALLOUT_CLUSTER = 'portico.callouts';
@@ -62,6 +63,8 @@ export interface IrOptions {
   now?: number;
   /** Native mode: JWKS documents fetched for jwksUri issuers, by issuer name; their routes stay on the callout until fetched. */
   jwks?: ReadonlyMap<string, unknown>;
+  /** The caller's memory across translations: unchanged products' route IR is reused (by identity of what it reads). */
+  memo?: EmitMemo;
 }
 
 /** Splits `host:port` or `[v6]:port`; throws on anything else (a settings error, not a model error). */

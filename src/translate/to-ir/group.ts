@@ -1,11 +1,12 @@
 // Model → IR for an Envoy gateway group (listeners, route tables, the filters its routes need,
 // clusters, secrets), and for every group of a model. Pure: the same model gives the same IR.
+import { createHash } from 'node:crypto';
 import { sortedValues, authzModeOf, identityHeaders, isReservedHeader, rateLimitModeOf, type ModelSnapshot, type GatewayGroup, type Listener, type Service } from '../../model/index.ts';
 import { FILTERS } from '../envoy/common.ts';
 import { COMBINED_CONTEXT_KEY, LIMITS_UNAVAILABLE_STATUS, RATE_LIMIT_DOMAIN, RESERVED_HEADER_PREFIX } from '../../contract/index.ts';
 import { localBucket } from './limits.ts';
 import { nativeLimits } from './native-limits.ts';
-import type { ClusterIR, GroupIR, ListenerIR, RouteTableIR, SecretIR } from '../ir.ts';
+import type { ClusterIR, GroupIR, ListenerIR, RouteIR, RouteTableIR, SecretIR, VirtualHostIR } from '../ir.ts';
 import { compareStrings } from '../paths.ts';
 import { telemetryClusters, telemetryIr } from './telemetry.ts';
 import { CALLOUT_CLUSTER, DEFAULTS, type IrOptions, groupProducts, productRoutes } from './common.ts';
@@ -17,8 +18,8 @@ import { calloutCluster, clusterIr } from './clusters.ts';
 import { proxylessGroupToIr } from './proxyless.ts';
 import { groupFlowsIr } from './flows.ts';
 import { groupIdempotencyIr } from './idempotency.ts';
-import { nativeAuthContext } from './native-auth.ts';
-import { jwtAuthnIr, nativeJwtContext } from './native-jwt.ts';
+import { nativeAuthContext, type NativeAuthContext } from './native-auth.ts';
+import { jwtAuthnIr, nativeJwtContext, type NativeJwtContext } from './native-jwt.ts';
 
 // ── groups ────────────────────────────────────────────────────────────────────
 function listenerIr(group: GatewayGroup, l: Listener): ListenerIR {
@@ -63,6 +64,30 @@ function secretsIr(model: ModelSnapshot, listeners: readonly ListenerIR[], clust
   return out;
 }
 
+/** Every route not taking gRPC-Web marked off, one copy per route however many virtual hosts carry it. */
+function withGrpcWebOff(hosts: readonly VirtualHostIR[]): VirtualHostIR[] {
+  const copies = new Map<RouteIR, RouteIR>();
+  const off = (r: RouteIR): RouteIR => {
+    if (r.grpcWeb) return r;
+    let c = copies.get(r);
+    if (!c) copies.set(r, (c = { ...r, grpcWeb: false }));
+    return c;
+  };
+  return hosts.map((vh) => ({ ...vh, routes: vh.routes.map(off) }));
+}
+
+/**
+ * What a group's route IR reads besides the model's resources, as one digest: the rate-limit mode,
+ * the keys and partners native authorization decides with, the subscriptions expired at its clock
+ * (rather than the clock itself, which moves on every translation) and the native JWT providers.
+ */
+function routeContext(model: ModelSnapshot, mode: string, auth: NativeAuthContext | undefined, jwt: NativeJwtContext | undefined): string {
+  const expired: string[] = [];
+  if (auth) for (const [key, s] of model.subscriptions) if (s.expiresAt !== undefined && Date.parse(s.expiresAt) <= auth.now) expired.push(key);
+  const text = JSON.stringify([mode, auth ? [auth.credentials, [...auth.calloutPartners].sort(compareStrings), expired] : null, jwt ? [...jwt.providers] : null]);
+  return createHash('sha1').update(text).digest('base64');
+}
+
 export function groupToIr(model: ModelSnapshot, group: GatewayGroup, options: IrOptions): GroupIR {
   if (group.kind === 'proxyless-grpc') return proxylessGroupToIr(model, group);
   const products = groupProducts(model, group.name);
@@ -78,12 +103,18 @@ export function groupToIr(model: ModelSnapshot, group: GatewayGroup, options: Ir
           (options.quotaExhausted ?? []).filter((q) => q.group === group.name),
         )
       : undefined;
-  const virtualHosts = virtualHostsIr(model, products, {
-    rateLimitMode: mode,
-    ...(native ? { planLimits: native.routes, quotaDeny: native.quotaDeny } : {}),
-    ...(nativeAuth ? { nativeAuth } : {}),
-    ...(nativeJwt ? { nativeJwt } : {}),
-  });
+  const memo = options.memo;
+  const virtualHostsBefore = virtualHostsIr(
+    model,
+    products,
+    {
+      rateLimitMode: mode,
+      ...(native ? { planLimits: native.routes, quotaDeny: native.quotaDeny } : {}),
+      ...(nativeAuth ? { nativeAuth } : {}),
+      ...(nativeJwt ? { nativeJwt } : {}),
+    },
+    memo ? { memo, group: group.name, context: routeContext(model, mode, nativeAuth, nativeJwt) } : undefined,
+  );
   // What the routes need decides which filters the chain holds.
   let checked = false;
   let counted = false;
@@ -93,7 +124,7 @@ export function groupToIr(model: ModelSnapshot, group: GatewayGroup, options: Ir
   let renamed = false;
   let apiKeyAuth = false;
   let access = false;
-  for (const vh of virtualHosts) {
+  for (const vh of virtualHostsBefore) {
     for (const r of vh.routes) {
       if (r.authz && !r.authz.disabled) {
         if (r.authz.filter === 'authz') checked = true;
@@ -107,7 +138,7 @@ export function groupToIr(model: ModelSnapshot, group: GatewayGroup, options: Ir
       if (r.access) access = true;
     }
   }
-  const groupRoutes = virtualHosts.flatMap((vh) => vh.routes);
+  const groupRoutes = virtualHostsBefore.flatMap((vh) => vh.routes);
   const jwtAuthn = nativeJwt ? jwtAuthnIr(groupRoutes, nativeJwt) : undefined;
   const claimCheck = groupRoutes.some((r) => r.jwtAuth?.claimHeaders.length);
   const profiles = compressionProfiles(groupRoutes);
@@ -116,8 +147,9 @@ export function groupToIr(model: ModelSnapshot, group: GatewayGroup, options: Ir
   const transcoder = groupRoutes.find((r) => r.transcoder)?.transcoder;
   const grpcWeb = groupRoutes.some((r) => r.grpcWeb);
   const idempotency = groupIdempotencyIr(groupRoutes, options);
-  // gRPC-Web cannot be switched on per route (src/translate/envoy/filters/grpc-web.ts): the group's other routes switch it off.
-  if (grpcWeb) for (const r of groupRoutes) if (!r.grpcWeb) r.grpcWeb = false;
+  // gRPC-Web cannot be switched on per route (src/translate/envoy/filters/grpc-web.ts): the group's
+  // other routes switch it off. As copies: route IR may be the memo's, shared with other translations.
+  const virtualHosts = grpcWeb ? withGrpcWebOff(virtualHostsBefore) : virtualHostsBefore;
   const correlation = [...new Set(products.flatMap((p) => productRoutes(model, p.name).flatMap((r) => correlationHeaders(p, r))))].sort(compareStrings);
   const listeners = (group.listeners ?? []).map((l) => listenerIr(group, l)).sort((a, b) => compareStrings(a.name, b.name));
 

@@ -1,11 +1,20 @@
 // Model → IR for an Envoy group's virtual hosts: every product route placed under each host that
 // claims it, most specific first, with the gateway's 405 fallbacks, CORS preflights and 404 catch-all.
-import type { ModelSnapshot, Product } from '../../model/index.ts';
+import type { ModelSnapshot, Product, Route } from '../../model/index.ts';
 import { NOT_FOUND_BODY, NOT_FOUND_ROUTE, methodNotAllowedBody } from '../../contract/index.ts';
 import type { CorsIR, HeaderMatchIR, RouteIR, VirtualHostIR } from '../ir.ts';
 import { compareRoutes, samePath, type RouteOrderKey } from '../paths.ts';
 import { CALLOUT_CLUSTER, DEFAULTS, sortMethods, productRoutes, productHosts, hostCovers, compareDomains } from './common.ts';
 import { emptyMutation, routeIr, gatewayResponse, type RouteFilters } from './routes.ts';
+import type { EmitMemo } from '../memo.ts';
+
+/** Reuse across translations: the caller's memo, the group (a product's IR differs per group) and a digest of what the group's routes share. */
+export interface IrReuse {
+  memo: EmitMemo;
+  group: string;
+  /** Everything `filters` holds besides each route's plan limits and quota refusals, as one string. */
+  context: string;
+}
 
 export interface PlacedRoute {
   ir: RouteIR;
@@ -28,10 +37,11 @@ export function orderKey(ir: RouteIR, hostRank: number): RouteOrderKey {
  * routes all restrict methods, and ends with the 404 catch-all. `shared` keeps one object per
  * generated route across the virtual hosts of a group (they repeat the same paths).
  */
-export function orderVirtualHostRoutes(placed: readonly PlacedRoute[], withAuthz: boolean, shared = new Map<string, RouteIR>()): RouteIR[] {
-  const once = (key: string, make: () => RouteIR): RouteIR => {
+export function orderVirtualHostRoutes(placed: readonly PlacedRoute[], withAuthz: boolean, shared = new Map<string, RouteIR>(), reuse?: IrReuse): RouteIR[] {
+  // Across translations too: a generated route reads only the routes on its path (the same objects while unchanged).
+  const once = (key: string, make: () => RouteIR, from: readonly RouteIR[] = []): RouteIR => {
     let r = shared.get(key);
-    if (!r) shared.set(key, (r = make()));
+    if (!r) shared.set(key, (r = reuse ? reuse.memo.reuse('generated route', `${reuse.group}\n${withAuthz}\n${key}`, from, make) : make()));
     return r;
   };
   const sorted = [...placed].sort((a, b) => compareRoutes(a.key, b.key));
@@ -47,9 +57,9 @@ export function orderVirtualHostRoutes(placed: readonly PlacedRoute[], withAuthz
     // Envoy's CORS filter skips direct responses, so their preflights (and those that would hit
     // the 405 fallback) need a forwarding route of their own; the filter answers them itself.
     const cors = samePathRoutes.find((r) => r.cors)?.cors;
-    if (cors && (fallback || samePathRoutes.some((r) => r.action.kind === 'direct'))) out.push(once(`preflight ${id}`, () => corsPreflight(samePathRoutes, cors, withAuthz)));
+    if (cors && (fallback || samePathRoutes.some((r) => r.action.kind === 'direct'))) out.push(once(`preflight ${id}`, () => corsPreflight(samePathRoutes, cors, withAuthz), samePathRoutes));
     out.push(...samePathRoutes);
-    if (fallback) out.push(once(`405 ${id}`, () => methodFallback(samePathRoutes, withAuthz)));
+    if (fallback) out.push(once(`405 ${id}`, () => methodFallback(samePathRoutes, withAuthz), samePathRoutes));
     i = j;
   }
   out.push(once('404', () => gatewayResponse(NOT_FOUND_ROUTE, { kind: 'prefix', value: '/' }, 404, NOT_FOUND_BODY, [], withAuthz)));
@@ -87,14 +97,42 @@ function corsPreflight(routes: readonly RouteIR[], cors: CorsIR, withAuthz: bool
 }
 
 /** The virtual hosts of a group: one per named host (with the host-agnostic routes merged in), then `*`. */
-export function virtualHostsIr(model: ModelSnapshot, products: readonly Product[], filters: RouteFilters): VirtualHostIR[] {
+/**
+ * What a product's route IRs read besides the product and its routes, compared by identity: the
+ * services they forward to, the model maps of plans, subscriptions, partners, issuers and mTLS
+ * identities, the group's shared filter context, and each route's native limits (as text: they are
+ * rebuilt on every translation).
+ */
+function productDeps(model: ModelSnapshot, p: Product, routes: readonly Route[], filters: RouteFilters, context: string): unknown[] {
+  const deps: unknown[] = [p, context, model.plans, model.subscriptions, model.partners, model.jwtIssuers, model.mtlsIdentities, ...routes];
+  let limits = '';
+  for (const r of routes) {
+    if (r.service !== undefined) deps.push(model.services.get(r.service));
+    for (const b of r.backends ?? []) deps.push(model.services.get(b.service));
+    const name = `${p.name}/${r.name}`;
+    const planLimits = filters.planLimits?.get(name);
+    const quotaDeny = filters.quotaDeny?.get(name);
+    if (planLimits || quotaDeny) limits += `${JSON.stringify([name, planLimits, quotaDeny])}\n`;
+  }
+  deps.push(limits);
+  return deps;
+}
+
+/** A product's routes as IR (in name order), derived again only when something they read changed. */
+function productRouteIrs(model: ModelSnapshot, p: Product, filters: RouteFilters, reuse: IrReuse | undefined): readonly RouteIR[] {
+  const routes = productRoutes(model, p.name);
+  const make = () => routes.map((r) => routeIr(model, p, r, filters));
+  return reuse ? reuse.memo.reuse('product routes', `${reuse.group}\n${p.name}`, productDeps(model, p, routes, filters, reuse.context), make) : make();
+}
+
+export function virtualHostsIr(model: ModelSnapshot, products: readonly Product[], filters: RouteFilters, reuse?: IrReuse): VirtualHostIR[] {
   const withAuthz = true;
   // Every route once, in the order it takes in any virtual host (up to host specificity), so the
   // per-host sort below only has to move a few routes: a gateway has many hosts and many routes.
   const all = products
     .flatMap((p) => {
       const hosts = productHosts(p);
-      return productRoutes(model, p.name).map((r) => ({ hosts, ir: routeIr(model, p, r, filters) }));
+      return productRouteIrs(model, p, filters, reuse).map((ir) => ({ hosts, ir }));
     })
     .map((x) => ({ ...x, key: orderKey(x.ir, 0) }))
     .sort((a, b) => compareRoutes(a.key, b.key));
@@ -108,7 +146,7 @@ export function virtualHostsIr(model: ModelSnapshot, products: readonly Product[
   };
   const shared = new Map<string, RouteIR>();
   const domains = [...new Set(all.flatMap((x) => x.hosts ?? []))].sort(compareDomains);
-  const hosts: VirtualHostIR[] = domains.map((domain) => ({ name: domain, domains: [domain], routes: orderVirtualHostRoutes(place(domain), withAuthz, shared) }));
-  hosts.push({ name: 'any_host', domains: ['*'], routes: orderVirtualHostRoutes(place(undefined), withAuthz, shared) });
+  const hosts: VirtualHostIR[] = domains.map((domain) => ({ name: domain, domains: [domain], routes: orderVirtualHostRoutes(place(domain), withAuthz, shared, reuse) }));
+  hosts.push({ name: 'any_host', domains: ['*'], routes: orderVirtualHostRoutes(place(undefined), withAuthz, shared, reuse) });
   return hosts;
 }
