@@ -1,7 +1,7 @@
 // Opens the configured database (embedded PGlite or PostgreSQL), applies pending migrations
 // when asked, and returns the store holding the current model.
 import { openEmbeddedDatabase, type EmbeddedDatabase } from './embedded.ts';
-import type { MigrationStatus } from './migrate.ts';
+import { settledStatus, type MigrationStatus } from './migrate.ts';
 import { migrateInWorker } from './migrate-worker.ts';
 import { ModelStore } from './store.ts';
 import type { KeyRing } from './secrets.ts';
@@ -34,7 +34,8 @@ export async function openDatabase(opts: DatabaseOptions): Promise<Database> {
     url = embedded.url();
   }
   try {
-    const migrations = await migrateInWorker(url, opts.migrate, !embedded);
+    // A database already at head needs no schema engine: the history table says so (settledStatus).
+    const migrations = (await settledStatus(url)) ?? (await migrateInWorker(url, opts.migrate, !embedded));
     if (migrations.appliedNow.length) log(`applied migrations: ${migrations.appliedNow.join(', ')}`);
     if (migrations.pending.length || migrations.failed.length) {
       throw new Error(

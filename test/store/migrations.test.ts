@@ -3,11 +3,12 @@
 import { describe, it, after } from 'node:test';
 import assert from 'node:assert/strict';
 import { createHash } from 'node:crypto';
-import { readFileSync } from 'node:fs';
+import { cpSync, mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import os from 'node:os';
 import path from 'node:path';
 import pg from 'pg';
 import { startPostgres, createDatabase, type PostgresServer } from '../support/components.ts';
-import { MIGRATIONS_DIR, MIGRATION_LOCK, SCHEMA_FILE, diffToSchema, migrate, readMigrations } from '../../src/store/migrate.ts';
+import { MIGRATIONS_DIR, MIGRATION_LOCK, SCHEMA_FILE, diffToSchema, migrate, readMigrations, settledStatus } from '../../src/store/migrate.ts';
 import { openEmbeddedDatabase } from '../../src/store/embedded.ts';
 import { openDatabase } from '../../src/store/database.ts';
 import { KeyRing, parseMasterKey, generateMasterKey } from '../../src/store/secrets.ts';
@@ -70,6 +71,32 @@ describe('migrations', () => {
       assert.deepEqual(again.appliedNow, [], 'a second run applies nothing');
       await checkHistory(db.url());
     } finally {
+      await db.close();
+    }
+  });
+
+  it('read a database at head from the history table alone, and leave every other state to the engine', async () => {
+    const db = await openEmbeddedDatabase('memory://');
+    const dir = mkdtempSync(path.join(os.tmpdir(), 'portico-migrations-'));
+    try {
+      assert.equal(await settledStatus(db.url()), undefined, 'no history table: the engine decides');
+      await migrate(db.url(), true);
+      assert.deepEqual(await settledStatus(db.url()), { applied: names, pending: [], failed: [], appliedNow: [] });
+      assert.deepEqual(await settledStatus(db.url()), await migrate(db.url(), false), 'the same status the engine reports');
+      // A release with one more migration than the database holds: pending, so the engine applies it.
+      cpSync(MIGRATIONS_DIR, dir, { recursive: true });
+      mkdirSync(path.join(dir, '99999999999999_later'));
+      writeFileSync(path.join(dir, '99999999999999_later', 'migration.sql'), 'SELECT 1;');
+      assert.equal(await settledStatus(db.url(), dir), undefined, 'a migration on disk the database lacks');
+      // A migration that started and never finished (a crash mid-migration): the engine reports it failed.
+      const client = new pg.Client({ connectionString: db.url() });
+      await client.connect();
+      await client.query('UPDATE _prisma_migrations SET finished_at = NULL WHERE migration_name = $1', [names.at(-1)]);
+      await client.end();
+      assert.equal(await settledStatus(db.url()), undefined, 'an unfinished migration');
+      assert.deepEqual((await migrate(db.url(), false)).failed, [names.at(-1)]);
+    } finally {
+      rmSync(dir, { recursive: true, force: true });
       await db.close();
     }
   });
