@@ -86,10 +86,10 @@ function dockerignored(file: string): boolean {
   return ignored;
 }
 
-/** `npm run build` (tsc with tsconfig.build.json) into `outDir`, as the builder stage makes /app/dist. */
+/** `npm run build` (scripts/build.ts: the esbuild bundle) into `outDir`, as the builder stage makes /app/dist. */
 function build(outDir: string): void {
-  const tsc = spawnSync(process.execPath, [repoPath('node_modules/typescript/bin/tsc'), '-p', repoPath('tsconfig.build.json'), '--outDir', outDir], { encoding: 'utf8', cwd: repoPath() });
-  assert.equal(tsc.status, 0, `tsc: ${tsc.stdout}${tsc.stderr}`);
+  const b = spawnSync(process.execPath, ['--import', 'tsx', repoPath('scripts/build.ts'), '--outdir', outDir], { encoding: 'utf8', cwd: repoPath() });
+  assert.equal(b.status, 0, `build: ${b.stdout}${b.stderr}`);
 }
 
 function filesUnder(dir: string): string[] {
