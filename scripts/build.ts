@@ -84,6 +84,11 @@ const results = await Promise.all(
           "const __dirname = __portico_fileURLToPath(new URL('.', import.meta.url));",
         ].join('\n'),
       },
+      // Whitespace and comments out: V8 keeps every script's source in memory, and the comments'
+      // non-ASCII characters made it a two-byte string (18 MB for 9.6 MB). Names stay, for stack traces.
+      minifyWhitespace: true,
+      minifySyntax: true,
+      charset: 'ascii',
       legalComments: 'none',
       logLevel: 'warning',
       metafile: true,
