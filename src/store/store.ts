@@ -11,7 +11,6 @@ import {
   emptySnapshot,
   keyOf,
   metaKey,
-  canonicalResource,
   sameResource,
   validateModel,
   type AnyResource,
@@ -21,35 +20,18 @@ import {
   type ResourceMeta,
   type ModelError,
 } from '../model/index.ts';
-import { KEY_COLUMNS, SQL_TABLE, TABLE, resourceToRow, rowKey, rowMeta, rowToResource, type Row } from './rows.ts';
+import { KEY_COLUMNS, TABLE, rowKey, rowMeta, rowToResource, type Row } from './rows.ts';
 import { SecretHasher, type KeyRing } from './secrets.ts';
 import { AdminTokens } from './admin-tokens.ts';
 import { queryAudit, type AuditQuery, type AuditRecord } from './audit.ts';
-import { ModelValidationError, PreconditionFailedError, type Precondition, databaseFailure, isDatabaseError } from './errors.ts';
+import { ModelValidationError, databaseFailure, isDatabaseError } from './errors.ts';
 import { resealSecrets } from './reseal.ts';
-import { bulkDelete, bulkInsert, bulkUpdate, keyRow, notifyChange, type Tx } from './sql.ts';
+import { keyRow, notifyChange, type Tx } from './sql.ts';
+import { checkPreconditions, planBatch, takeBatch, type AppliedChange, type BatchPlan, type CommitRequest, type CommitResult, type Pending } from './batch.ts';
+import { writeBatch } from './write.ts';
 
-export interface CommitRequest {
-  mutations: readonly Mutation[];
-  actor: string;
-  summary: string;
-  preconditions?: readonly Precondition[];
-  /** Validate and compute the result without writing. */
-  dryRun?: boolean;
-}
-
-export interface AppliedChange {
-  kind: KindName;
-  key: string;
-  action: 'create' | 'update' | 'delete';
-  before?: AnyResource;
-  after?: AnyResource;
-}
-
-export interface CommitResult {
-  snapshot: ModelSnapshot;
-  changes: AppliedChange[];
-}
+export type { AppliedChange, CommitRequest, CommitResult } from './batch.ts';
+export { redact } from './redact.ts';
 
 /** Extra validation run on every candidate model (the translator registers its gate here). */
 export type ModelValidator = (candidate: ModelSnapshot) => ModelError[];
@@ -67,22 +49,13 @@ function table(db: Tx, kind: KindName): Table {
   return (db as unknown as Record<string, Table>)[TABLE[kind]]!;
 }
 
-/** Removes what must never leave the store: private keys and key hashes. */
-export function redact(kind: KindName, r: AnyResource | undefined): unknown {
-  if (!r) return undefined;
-  const out = { ...(canonicalResource(kind, r) as Record<string, unknown>) };
-  if (kind === 'certificates' && 'privateKey' in out) out.privateKey = '[sealed]';
-  if (kind === 'apiKeys') {
-    delete out.hash;
-    delete out.secret;
-  }
-  return out;
-}
-
 export class ModelStore {
   private snapshot: ModelSnapshot = emptySnapshot();
   private readonly events = new EventEmitter();
   private writeChain: Promise<unknown> = Promise.resolve();
+  /** Writes waiting for the next batch. */
+  private readonly queue: Pending[] = [];
+  private draining = false;
   private validators: ModelValidator[] = [];
   /** Admin API tokens (stored hashed, checked from memory). */
   readonly adminTokens: AdminTokens;
@@ -246,12 +219,28 @@ export class ModelStore {
 
   /**
    * Validates and commits a write. Writes are serialised in-process and, across replicas, by an
-   * advisory lock; a replica that is behind reloads inside the lock before validating.
+   * advisory lock; a replica that is behind reloads inside the lock before validating. Writes that
+   * queue while a batch commits go together in the next one (group commit, see batch.ts): one
+   * validation of the model with all of them, one transaction; each still commits or fails whole,
+   * with its own change and audit entries, and is refused alone when it is the one that is invalid.
    */
   commit(req: CommitRequest): Promise<CommitResult> {
-    const run = this.writeChain.then(() => this.commitNow(req));
-    this.writeChain = run.catch(() => undefined);
-    return run;
+    return new Promise<CommitResult>((resolve, reject) => {
+      this.queue.push({ req, resolve, reject });
+      if (this.draining) return;
+      this.draining = true;
+      const run = this.writeChain.then(() => this.drain());
+      this.writeChain = run.catch(() => undefined);
+    });
+  }
+
+  /** Commits batches until the queue is empty (runs on the write chain, so never beside a catch-up). */
+  private async drain(): Promise<void> {
+    try {
+      for (let batch = takeBatch(this.queue); batch.length; batch = takeBatch(this.queue)) await this.commitBatch(batch);
+    } finally {
+      this.draining = false;
+    }
   }
 
   /** Validates a candidate without any database access (dry runs against the current snapshot). */
@@ -259,100 +248,64 @@ export class ModelStore {
     return this.prepare(this.snapshot, req);
   }
 
-  private prepare(base: ModelSnapshot, req: CommitRequest): CommitResult {
-    for (const p of req.preconditions ?? []) {
-      const actual = base.meta.get(metaKey(p.kind, p.key))?.revision;
-      const ok = p.revision === 'absent' ? actual === undefined : p.revision === 'exists' ? actual !== undefined : actual === p.revision;
-      if (!ok) throw new PreconditionFailedError(p.kind, p.key, p.revision, actual);
-    }
-    const candidate = applyMutations(base, req.mutations);
-    const changes = diffSnapshots(base, candidate);
-    if (changes.length === 0) return { snapshot: base, changes };
+  private validate(candidate: ModelSnapshot): ModelError[] {
     const errors = validateModel(candidate);
     // Extra validators (the translator) may assume a model whose references resolve.
     if (!errors.length) for (const v of this.validators) errors.push(...v(candidate));
+    return errors;
+  }
+
+  private prepare(base: ModelSnapshot, req: CommitRequest): CommitResult {
+    checkPreconditions(base, req);
+    const candidate = applyMutations(base, req.mutations);
+    const changes = diffSnapshots(base, candidate);
+    if (changes.length === 0) return { snapshot: base, changes };
+    const errors = this.validate(candidate);
     if (errors.length) throw new ModelValidationError(errors);
     return { snapshot: candidate, changes };
   }
 
-  private async commitNow(req: CommitRequest): Promise<CommitResult> {
-    if (req.dryRun) return this.prepare(this.snapshot, req);
-    let result: CommitResult;
+  private async commitBatch(batch: Pending[]): Promise<void> {
+    const dry = batch[0]!;
+    if (dry.req.dryRun) {
+      try {
+        dry.resolve(this.prepare(this.snapshot, dry.req));
+      } catch (e) {
+        dry.reject(e);
+      }
+      return;
+    }
+    let plan: BatchPlan;
     let tokensChanged = false;
     try {
-      result = await this.prisma.$transaction(async (tx) => {
+      plan = await this.prisma.$transaction(async (tx) => {
         await tx.$executeRawUnsafe(`SELECT pg_advisory_xact_lock(${ADVISORY_LOCK})`);
         // Another replica (or an admin-token change) may have committed since this one last looked.
         const behind = await this.readChanges(tx, this.snapshot);
         const base = behind?.snapshot ?? this.snapshot;
         if (behind?.tokens) tokensChanged = true;
-        const prepared = this.prepare(base, req);
-        if (prepared.changes.length === 0) return { ...prepared, snapshot: base };
-        const snapshot = await this.write(tx, base, prepared, req);
+        const planned = planBatch(base, batch, (candidate) => this.validate(candidate));
+        if (!planned.accepted.some((w) => w.changes.length)) return { ...planned, snapshot: base };
+        const snapshot = await writeBatch(tx, base, planned.snapshot, planned.accepted, this.keys);
         // Delivered to listening replicas when (and only if) this transaction commits.
         await notifyChange(tx, snapshot.revision);
-        return { snapshot, changes: prepared.changes };
+        return { ...planned, snapshot };
       });
     } catch (e) {
-      if (isDatabaseError(e)) throw databaseFailure(e, 'the write was not saved');
-      throw e;
+      const error = isDatabaseError(e) ? databaseFailure(e, 'the write was not saved') : e;
+      for (const p of batch) p.reject(error);
+      return;
     }
-    if (tokensChanged) await this.adminTokens.reload();
-    if (result.snapshot !== this.snapshot) this.publish(result.snapshot);
-    return result;
-  }
-
-  private async write(tx: Tx, base: ModelSnapshot, prepared: CommitResult, req: CommitRequest): Promise<ModelSnapshot> {
-    const now = new Date();
-    const stamp = now.toISOString();
-    const change = await tx.modelChange.create({ data: { actor: req.actor, summary: req.summary.slice(0, 1000), at: now } });
-    const meta = new Map(base.meta);
-    const byKind = new Map<KindName, AppliedChange[]>();
-    for (const c of prepared.changes) byKind.set(c.kind, [...(byKind.get(c.kind) ?? []), c]);
-    // Deletes children-first, creates parents-first, so foreign keys hold at every statement.
-    for (const kind of [...KIND_ORDER].reverse()) {
-      const deletes = (byKind.get(kind) ?? []).filter((c) => c.action === 'delete');
-      await bulkDelete(
-        tx,
-        SQL_TABLE[kind],
-        KEY_COLUMNS[kind],
-        deletes.map((c) => keyRow(kind, c.key)),
-      );
-      for (const c of deletes) meta.delete(metaKey(kind, c.key));
+    if (tokensChanged) await this.adminTokens.reload().catch(() => undefined);
+    try {
+      if (plan.snapshot !== this.snapshot) this.publish(plan.snapshot);
+    } catch (e) {
+      // A subscriber failed on the new model: committed, but each write learns of it as before.
+      for (const p of batch) p.reject(e);
+      return;
     }
-    for (const kind of KIND_ORDER) {
-      const changes = byKind.get(kind) ?? [];
-      const creates = changes.filter((c) => c.action === 'create');
-      await bulkInsert(
-        tx,
-        SQL_TABLE[kind],
-        creates.map((c) => ({ ...resourceToRow(kind, c.after!, this.keys), revision: 1, createdAt: stamp, updatedAt: stamp })),
-      );
-      for (const c of creates) meta.set(metaKey(kind, c.key), { revision: 1, createdAt: stamp, updatedAt: stamp });
-      const updates = changes.filter((x) => x.action === 'update');
-      const rows = updates.map((c) => {
-        const old = base.meta.get(metaKey(kind, c.key))!;
-        const revision = old.revision + 1;
-        meta.set(metaKey(kind, c.key), { ...old, revision, updatedAt: stamp });
-        return { ...resourceToRow(kind, c.after!, this.keys), revision, updatedAt: stamp };
-      });
-      await bulkUpdate(tx, SQL_TABLE[kind], KEY_COLUMNS[kind], rows);
-    }
-    await bulkInsert(
-      tx,
-      'AuditEntry',
-      prepared.changes.map((c) => ({
-        changeId: String(change.id),
-        at: stamp,
-        actor: req.actor,
-        action: c.action,
-        kind: c.kind,
-        key: c.key,
-        before: redact(c.kind, c.before) ?? null,
-        after: redact(c.kind, c.after) ?? null,
-      })),
-    );
-    return { ...prepared.snapshot, revision: Number(change.id), meta } as ModelSnapshot;
+    for (const w of plan.accepted) w.pending.resolve({ snapshot: plan.snapshot, changes: w.changes });
+    for (const r of plan.rejected) r.pending.reject(r.error);
   }
 
   // ── audit log ───────────────────────────────────────────────────────────────
