@@ -46,8 +46,19 @@ export interface BatchPlan {
   rejected: Array<{ pending: Pending; error: unknown }>;
 }
 
-/** Whole-model validation: the domain rules, then the extra validators (the translator's gate). */
+/** A whole-model check: the errors it finds in a candidate. */
 export type Validate = (candidate: ModelSnapshot) => ModelError[];
+
+/** The domain rules (cheap), and the extra validators (the translator's gate), run only on a model the rules accept. */
+export interface Validators {
+  domain: Validate;
+  extra: Validate;
+}
+
+function full(v: Validators, candidate: ModelSnapshot): ModelError[] {
+  const errors = v.domain(candidate);
+  return errors.length ? errors : v.extra(candidate);
+}
 
 /** A write with more mutations than this (a declarative apply) commits alone. */
 const SOLO_MUTATIONS = 1000;
@@ -154,36 +165,75 @@ function check(validate: Validate, candidate: ModelSnapshot): ModelError[] | { t
 }
 
 /**
- * Plans a batch against `base`. The model with every write is validated once; when it is valid all
- * commit. Otherwise the writes an error names (the resource it is about, or the one it refers to)
- * are set aside, the rest validated together again, and the set-aside writes then validated one by
- * one on top, each accepted or refused with its own errors exactly as if it came alone. When an
- * error names no write of the batch, every write is validated one by one.
+ * Plans a batch against `base`. The domain rules run on the model with every write; a write that
+ * an error blames alone (it refers to something missing that no other write of the batch touches)
+ * is refused with those errors, as it would be alone, and the rules run again without it. Then the
+ * extra validators (the translator's gate, the costly part) run once on the model with the rest;
+ * when it passes all of them commit. Otherwise see `sortOut`.
  */
-export function planBatch(base: ModelSnapshot, batch: readonly Pending[], validate: Validate): BatchPlan {
+export function planBatch(base: ModelSnapshot, batch: readonly Pending[], v: Validators): BatchPlan {
   const rejected: BatchPlan['rejected'] = [];
-  const all = applyAll(base, batch, rejected);
-  const changing = all.steps.filter((s) => s.changes.length);
-  if (!changing.length) return { snapshot: base, accepted: all.steps, rejected };
-  const result = check(validate, all.snapshot);
-  if (Array.isArray(result) && !result.length) return { snapshot: all.snapshot, accepted: all.steps, rejected };
-  if (all.steps.length === 1) {
-    rejected.push({ pending: all.steps[0]!.pending, error: Array.isArray(result) ? new ModelValidationError(result) : result.thrown });
-    return { snapshot: base, accepted: [], rejected };
-  }
-  const named = Array.isArray(result) ? implicated(all.steps, result) : undefined;
-  if (named && named.size < all.steps.length) {
-    const clean = applyAll(
+  let all = applyAll(base, batch, rejected);
+  if (!all.steps.some((s) => s.changes.length)) return { snapshot: base, accepted: all.steps, rejected };
+  if (all.steps.length === 1) return { ...oneByOne(base, [all.steps[0]!.pending], v, rejected), rejected };
+  for (;;) {
+    const domain = check(v.domain, all.snapshot);
+    if (Array.isArray(domain) && !domain.length) break;
+    const own = Array.isArray(domain) ? blamedAlone(all.steps, domain) : undefined;
+    if (!own) return sortOut(base, all.steps, domain, v, rejected);
+    for (const [step, errors] of own) rejected.push({ pending: step.pending, error: new ModelValidationError(errors) });
+    all = applyAll(
       base,
-      all.steps.filter((s) => !named.has(s)).map((s) => s.pending),
+      all.steps.filter((s) => !own.has(s)).map((s) => s.pending),
       rejected,
     );
-    const again = check(validate, clean.snapshot);
+    if (!all.steps.some((s) => s.changes.length)) return { snapshot: base, accepted: all.steps, rejected };
+  }
+  const extra = check(v.extra, all.snapshot);
+  if (Array.isArray(extra) && !extra.length) return { snapshot: all.snapshot, accepted: all.steps, rejected };
+  return sortOut(base, all.steps, extra, v, rejected);
+}
+
+/**
+ * For reference errors that name exactly one write of the batch (as the resource at fault or the
+ * missing target) and whose target no other write touches: that write's errors. Such a write fails
+ * alone exactly so, in any order. Undefined when any error is of another sort.
+ */
+function blamedAlone(steps: readonly Planned[], errors: readonly ModelError[]): Map<Planned, ModelError[]> | undefined {
+  const owner = new Map<string, Planned>();
+  for (const s of steps) for (const c of s.changes) owner.set(metaKey(c.kind, c.key), s);
+  const out = new Map<Planned, ModelError[]>();
+  for (const e of errors) {
+    if (e.code !== 'reference' || !e.target) return undefined;
+    const at = owner.get(metaKey(e.kind, e.key));
+    const to = owner.get(metaKey(e.target.kind, e.target.key));
+    const step = at ?? to;
+    if (!step || (at && to && at !== to)) return undefined;
+    out.set(step, [...(out.get(step) ?? []), e]);
+  }
+  return out;
+}
+
+/**
+ * When the model with the batch is invalid in a way no single write owns: the writes the errors
+ * name are set aside, the rest validated together again, and the set-aside writes then validated
+ * one by one on top, each accepted or refused with its own errors exactly as if it came alone.
+ * When an error names no write of the batch, every write is validated one by one.
+ */
+function sortOut(base: ModelSnapshot, steps: readonly Planned[], result: ModelError[] | { thrown: unknown }, v: Validators, rejected: BatchPlan['rejected']): BatchPlan {
+  const named = Array.isArray(result) ? implicated(steps, result) : undefined;
+  if (named && named.size < steps.length) {
+    const clean = applyAll(
+      base,
+      steps.filter((s) => !named.has(s)).map((s) => s.pending),
+      rejected,
+    );
+    const again = check((m) => full(v, m), clean.snapshot);
     if (Array.isArray(again) && !again.length) {
       const alone = oneByOne(
         clean.snapshot,
-        all.steps.filter((s) => named.has(s)).map((s) => s.pending),
-        validate,
+        steps.filter((s) => named.has(s)).map((s) => s.pending),
+        v,
         rejected,
       );
       return { snapshot: alone.snapshot, accepted: [...clean.steps, ...alone.accepted], rejected };
@@ -191,11 +241,11 @@ export function planBatch(base: ModelSnapshot, batch: readonly Pending[], valida
   }
   const alone = oneByOne(
     base,
-    all.steps.map((s) => s.pending),
-    validate,
+    steps.map((s) => s.pending),
+    v,
     rejected,
   );
-  return { snapshot: alone.snapshot, accepted: alone.accepted, rejected };
+  return { ...alone, rejected };
 }
 
 /** The writes the errors name; undefined when an error names none of them. */
@@ -212,7 +262,7 @@ function implicated(steps: readonly Planned[], errors: readonly ModelError[]): S
 }
 
 /** Each write validated alone on top of the ones accepted before it: sequential semantics. */
-function oneByOne(base: ModelSnapshot, pendings: readonly Pending[], validate: Validate, rejected: BatchPlan['rejected']): { snapshot: ModelSnapshot; accepted: Planned[] } {
+function oneByOne(base: ModelSnapshot, pendings: readonly Pending[], v: Validators, rejected: BatchPlan['rejected']): { snapshot: ModelSnapshot; accepted: Planned[] } {
   let snapshot = base;
   const accepted: Planned[] = [];
   for (const pending of pendings) {
@@ -223,7 +273,7 @@ function oneByOne(base: ModelSnapshot, pendings: readonly Pending[], validate: V
       accepted.push(step);
       continue;
     }
-    const result = check(validate, one.snapshot);
+    const result = check((m) => full(v, m), one.snapshot);
     if (Array.isArray(result) && !result.length) {
       accepted.push(step);
       snapshot = one.snapshot;

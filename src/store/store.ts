@@ -284,7 +284,7 @@ export class ModelStore {
         const behind = await this.readChanges(tx, this.snapshot);
         const base = behind?.snapshot ?? this.snapshot;
         if (behind?.tokens) tokensChanged = true;
-        const planned = planBatch(base, batch, (candidate) => this.validate(candidate));
+        const planned = planBatch(base, batch, { domain: validateModel, extra: (candidate) => this.validators.flatMap((v) => v(candidate)) });
         if (!planned.accepted.some((w) => w.changes.length)) return { ...planned, snapshot: base };
         const snapshot = await writeBatch(tx, base, planned.snapshot, planned.accepted, this.keys);
         // Delivered to listening replicas when (and only if) this transaction commits.
