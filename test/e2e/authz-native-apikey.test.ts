@@ -29,6 +29,14 @@ describe('authz native mode: API keys checked by Envoy itself', () => {
               { name: 'audit', match: { path: { type: 'prefix', value: '/audit' } }, service: 'orders' },
             ],
           },
+          // Every caller on one plan: Envoy sets the plan header as a literal (no shadow rules).
+          {
+            name: 'archive',
+            gatewayGroups: ['edge'],
+            basePath: '/archive',
+            auth: { accept: ['api_key'] },
+            routes: [{ name: 'records', match: { path: { type: 'prefix', value: '/records' } }, service: 'orders' }],
+          },
           {
             name: 'vault',
             gatewayGroups: ['edge'],
@@ -38,7 +46,14 @@ describe('authz native mode: API keys checked by Envoy itself', () => {
           },
         );
         doc.partners.push(
-          { name: 'acme', kind: 'service_account', subscriptions: [{ product: 'ledger', plan: 'unlimited' }] },
+          {
+            name: 'acme',
+            kind: 'service_account',
+            subscriptions: [
+              { product: 'ledger', plan: 'unlimited' },
+              { product: 'archive', plan: 'unlimited' },
+            ],
+          },
           { name: 'globex', kind: 'service_account', subscriptions: [{ product: 'ledger', plan: 'unlimited', access: { routes: ['entries'] } }] },
           { name: 'initech', kind: 'service_account', suspended: true, subscriptions: [{ product: 'ledger', plan: 'unlimited' }] },
           // Subscribed to another product of the group: its keys reach Envoy, but ledger refuses it.
@@ -88,6 +103,13 @@ describe('authz native mode: API keys checked by Envoy itself', () => {
       assert.equal(h['x-api-key'], undefined, 'the key is removed before the upstream');
       assert.equal((await g.call('/ledger/audit', withKey(keys.acme))).status, 200);
       assert.equal(await ledgerChecks(), 0, 'ext_authz was never asked about ledger');
+      // One plan for every caller of archive: the plan header is a literal, a forged one still replaced.
+      const one = await g.call('/archive/records/1', withKey(keys.acme, { 'x-portico-plan': 'forged' }));
+      assert.equal(one.status, 200, one.text);
+      assert.equal(upstreamHeaders(one)['x-portico-plan'], 'unlimited');
+      assert.equal(upstreamHeaders(one)['x-portico-partner'], 'acme');
+      assertGatewayError(await g.call('/archive/records/1', withKey(keys.globex)), 403, 'no_subscription', 'a partner not subscribed to archive');
+      assert.equal(await authzDecisions(portico.adminUrl, { product: 'archive' }), 0, 'no callout for archive');
     });
 
     await t.test('refusals keep the gateway JSON shape: missing and unknown key 401 with a challenge, partners not allowed 403 with the callout code', async () => {

@@ -41,7 +41,7 @@ import { headerRulesIr, literalHeaderValue } from './headers.ts';
 import { cacheIr } from './cache.ts';
 import { compressionIr } from './compression.ts';
 import { idempotencyIr } from './idempotency.ts';
-import { nativeApiKeyAuth, PLAN_FROM_ACCESS, type NativeAuthContext } from './native-auth.ts';
+import { nativeApiKeyAuth, onePlan, PLAN_FROM_ACCESS, type NativeAuthContext } from './native-auth.ts';
 import { nativeJwtAuth, type NativeJwtContext } from './native-jwt.ts';
 import { nativeMtlsAccess } from './native-mtls.ts';
 
@@ -253,12 +253,14 @@ function grpcIr(model: ModelSnapshot, route: Route): Pick<RouteIR, 'transcoder' 
  * set, the plan from the access RBAC's match.
  */
 function nativeRoute(ir: RouteIR, product: Product, route: Route, credential: CredentialType, access: RouteAccessIR, authn: Pick<RouteIR, 'apiKeyAuth' | 'jwtAuth'>): RouteIR {
+  const plan = onePlan(access);
   const identity: Array<[string, string]> = [
     [GATEWAY_HEADERS.credential, credential],
     [GATEWAY_HEADERS.product, product.name],
     [GATEWAY_HEADERS.route, route.name],
-    // The access RBAC's shadow match: the plan, or on mTLS routes (no filter sets the partner header) the partner.
-    ...(access.allowed.length ? [[access.identities ? GATEWAY_HEADERS.partner : GATEWAY_HEADERS.plan, PLAN_FROM_ACCESS] as [string, string]] : []),
+    // The plan all callers share as a literal; else the access RBAC's shadow match: the plan, or on
+    // mTLS routes (no filter sets the partner header) the partner.
+    ...(access.allowed.length ? [[access.identities ? GATEWAY_HEADERS.partner : GATEWAY_HEADERS.plan, plan !== undefined ? literalHeaderValue(plan) : PLAN_FROM_ACCESS] as [string, string]] : []),
   ];
   const m = ir.requestHeaders;
   return { ...ir, requestHeaders: { ...m, set: [...m.set, ...identity].sort((a, b) => compareStrings(a[0], b[0])) }, authz: { disabled: true }, ...authn, access };

@@ -3,7 +3,7 @@
 // callout's 403 codes (the local-reply mapper words each), shadow ALLOW policies naming the plan.
 import { accessReplyMapping, GATEWAY_HEADERS } from '../../../contract/index.ts';
 import type { RouteAccessIR } from '../../ir.ts';
-import { ACCESS_REFUSALS } from '../../to-ir/native-auth.ts';
+import { ACCESS_REFUSALS, onePlan } from '../../to-ir/native-auth.ts';
 import { any, extension, FILTERS, sortedRecord, type Json } from '../common.ts';
 import { disabledByDefault, type HttpFilterEmitter } from './filter.ts';
 
@@ -49,6 +49,8 @@ function rules(a: RouteAccessIR): Json {
  * dynamic metadata; on mTLS routes it is the caller's partner (no filter sets the partner header there).
  */
 function plans(a: RouteAccessIR): Json | undefined {
+  // One plan for all: the route sets it as a literal (see onePlan), nothing to record.
+  if (onePlan(a) !== undefined) return undefined;
   const partnerIs = principalOf(a);
   const byPlan = new Map<string, string[]>();
   for (const x of a.allowed) byPlan.set(a.identities ? x.partner : x.plan, [...(byPlan.get(a.identities ? x.partner : x.plan) ?? []), x.partner]);
