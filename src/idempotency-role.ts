@@ -1,11 +1,10 @@
 // Composition of the idempotency processor: its store (Redis when REDIS_URL is set, else memory),
-// served on the control plane's gRPC listener (role all) or on its own (`PORTICO_ROLE=idempotency`:
+// served on the control plane's callout listener (role all) or on its own (`PORTICO_ROLE=idempotency`:
 // no database, no model — each route's settings come with its requests — plus /metrics and /healthz).
 import { createServer } from 'node:http';
-import * as grpc from '@grpc/grpc-js';
 import type { Registry } from 'prom-client';
 import { bind } from './bind.ts';
-import { TlsMaterial } from './grpc/index.ts';
+import { ChannelGuard, TlsMaterial, UnaryGrpcServer } from './grpc/index.ts';
 import { IdempotencyProcessor, MemoryIdempotencyStore, RedisIdempotencyStore, type IdempotencyStore, type ServiceHost } from './idempotency/index.ts';
 import type { Settings } from './settings.ts';
 import { createLogger, createRegistry, type Logger } from './telemetry/index.ts';
@@ -26,30 +25,14 @@ export function createProcessor(
 export async function startIdempotencyRole(settings: Settings, logger = createLogger(settings.logLevel)): Promise<{ close(): Promise<void>; port: number; adminPort: number }> {
   const registry = createRegistry();
   const tls = settings.tls ? new TlsMaterial(settings.tls, { reloadMs: settings.tlsReloadMs, logger: logger.child({ component: 'tls' }) }) : undefined;
-  const server = new grpc.Server({ 'grpc.max_receive_message_length': 64 * 1024 * 1024, 'grpc.max_send_message_length': 64 * 1024 * 1024 });
+  // The lean node:http2 server (src/grpc): Envoy's ext_proc stream without grpc-js's call machinery.
+  // Under mTLS only Envoys with a node certificate from the CA are served (as on the callouts).
+  const guard = new ChannelGuard({ security: tls ? 'mtls' : 'plaintext', trustDomain: settings.trustDomain });
+  const server = new UnaryGrpcServer({ maxMessageBytes: 64 * 1024 * 1024, logger: logger.child({ component: 'idempotency-grpc' }), ...(tls ? { tls: { material: tls, guard } } : {}) });
   const running = createProcessor(settings, server, { registry, logger: logger.child({ component: 'idempotency' }) });
-  // Under mTLS only Envoys with a certificate from the CA may connect.
-  const credentials = tls ? grpc.experimental.createCertificateProviderServerCredentials(tls, tls, true) : grpc.ServerCredentials.createInsecure();
   const { idempotencyListenHost: host, idempotencyListenPort: listenPort } = settings;
-  const stopGrpc = (graceMs: number) =>
-    new Promise<void>((resolve) => {
-      const timer = setTimeout(() => {
-        server.forceShutdown();
-        resolve();
-      }, graceMs);
-      timer.unref();
-      server.tryShutdown(() => {
-        clearTimeout(timer);
-        resolve();
-      });
-    });
-  const port = await bind(
-    'the idempotency processor',
-    'PORTICO_IDEMPOTENCY_LISTEN_ADDR',
-    host,
-    listenPort,
-    () => new Promise<number>((resolve, reject) => server.bindAsync(`${host.includes(':') ? `[${host}]` : host}:${listenPort}`, credentials, (e, p) => (e ? reject(e) : resolve(p)))),
-  ).catch(async (e) => {
+  const stopGrpc = (graceMs: number) => server.close(graceMs);
+  const port = await bind('the idempotency processor', 'PORTICO_IDEMPOTENCY_LISTEN_ADDR', host, listenPort, () => server.listen(host, listenPort)).catch(async (e) => {
     await running.close();
     tls?.close();
     throw e;

@@ -180,9 +180,6 @@ export async function startPortico(settings: Settings, opts: StartOptions = {}):
   const xds = createXds(settings, { registry, logger: log.child({ component: 'xds' }), serveAds: settings.role === 'all' || settings.role === 'xds', guard });
   // Envoys stream access logs to the same grpc-js server (client streaming; the callout listener is unary-only).
   registerAccessLogService(xds.server, accessLogs);
-  // Duplicate-request protection: Envoy's ext_proc filter streams protected routes' requests here
-  // (role all; PORTICO_ROLE=idempotency serves it apart, on Redis alone).
-  const idempotency = settings.role === 'all' ? createProcessor(settings, xds.server, { registry, logger: log.child({ component: 'idempotency' }) }) : undefined;
   // A port in use fails the start before the admin API opens; what was opened is closed again.
   const closeEarly = async () => {
     await Promise.all([xds.server.close(0), callouts.close(0), accessLogs.close(), flows?.close(0), codePool.close()]).catch(() => undefined);
@@ -196,6 +193,9 @@ export async function startPortico(settings: Settings, opts: StartOptions = {}):
     await database.close();
   };
   const callouts = new UnaryGrpcServer({ logger: log.child({ component: 'callouts' }), ...(tls ? { tls: { material: tls, guard } } : {}) });
+  // Duplicate-request protection: Envoy's ext_proc filter streams protected routes' requests to the
+  // callout listener (role all; PORTICO_ROLE=idempotency serves it apart, on Redis alone).
+  const idempotency = settings.role === 'all' ? createProcessor(settings, callouts, { registry, logger: log.child({ component: 'idempotency' }) }) : undefined;
   const grpcPort =
     settings.role === 'all' || settings.role === 'xds'
       ? await bind('gRPC for xDS', 'PORTICO_GRPC_ADDR', settings.grpcHost, settings.grpcPort, () =>
@@ -229,8 +229,8 @@ export async function startPortico(settings: Settings, opts: StartOptions = {}):
   };
   // Under mTLS, the callout and access-log clusters Envoys get present the node certificate too.
   const channel = tls ? { channelSdsDir: settings.envoyChannelSdsDir } : {};
-  // In role all the processor shares the gRPC listener; split roles name the processor's address.
-  const idempotencyAddress = settings.idempotencyAddress ?? (idempotency ? localGrpc : `127.0.0.1:${settings.idempotencyListenPort}`);
+  // In role all the processor shares the callout listener; split roles name the processor's address.
+  const idempotencyAddress = settings.idempotencyAddress ?? (idempotency ? calloutAddress : `127.0.0.1:${settings.idempotencyListenPort}`);
   const translateOptions: TranslateOptions = {
     calloutAddress,
     telemetry,

@@ -1,9 +1,11 @@
 // A lean gRPC server for unary callouts (ext_authz Check) straight on node:http2: measured at about
 // half of grpc-js's CPU per call, which is most of a Check's cost. Only what Envoy's gRPC client uses.
+// It also hosts bidirectional-streaming methods (bidi.ts: the idempotency processor's ext_proc stream).
 import http2 from 'node:http2';
 import type { AddressInfo } from 'node:net';
 import type { TLSSocket } from 'node:tls';
 import type { Logger } from 'pino';
+import { BidiCall, grpcMessage } from './bidi.ts';
 import type { Admission, ChannelGuard } from './channel.ts';
 import type { TlsMaterial } from './tls.ts';
 
@@ -11,6 +13,9 @@ import type { TlsMaterial } from './tls.ts';
 export type UnaryResult = { ok: true; response: Buffer } | { ok: false; code: number; details: string };
 /** `peer` is computed only when called (most calls never need it). */
 export type UnaryHandler = (request: Buffer, peer: () => string) => UnaryResult | Promise<UnaryResult>;
+/** A bidirectional-streaming method: sets the call's handlers when it starts. */
+export type StreamHandler = (call: BidiCall) => void;
+export { BidiCall, grpcMessage };
 
 export interface UnaryServerOptions {
   /** Largest request message accepted (default 4 MiB, as gRPC's default). */
@@ -27,19 +32,13 @@ export interface UnaryServerOptions {
 
 const STATUS = { OK: 0, INTERNAL: 13, UNIMPLEMENTED: 12, RESOURCE_EXHAUSTED: 8, INVALID_ARGUMENT: 3, UNAVAILABLE: 14, UNAUTHENTICATED: 16 } as const;
 
-/** grpc-message: UTF-8 bytes outside printable ASCII, and '%', are percent-encoded (gRPC over HTTP/2 spec). */
-export function grpcMessage(s: string): string {
-  let out = '';
-  for (const b of Buffer.from(s, 'utf8')) out += b >= 0x20 && b <= 0x7e && b !== 0x25 ? String.fromCharCode(b) : `%${b.toString(16).toUpperCase().padStart(2, '0')}`;
-  return out;
-}
-
 /**
  * Serves unary gRPC methods by path. Requests must be `application/grpc` POSTs with one
  * uncompressed message; anything else is answered with the gRPC status the spec prescribes.
  */
 export class UnaryGrpcServer {
   private readonly routes = new Map<string, UnaryHandler>();
+  private readonly streamRoutes = new Map<string, StreamHandler>();
   private readonly server: http2.Http2Server | http2.Http2SecureServer;
   private readonly sessions = new Set<http2.ServerHttp2Session>();
   private readonly maxMessage: number;
@@ -82,6 +81,11 @@ export class UnaryGrpcServer {
   /** Registers a method, e.g. '/envoy.service.auth.v3.Authorization/Check'. */
   handle(path: string, handler: UnaryHandler): void {
     this.routes.set(path, handler);
+  }
+
+  /** Registers a bidirectional-streaming method, e.g. '/envoy.service.ext_proc.v3.ExternalProcessor/Process'. */
+  handleStream(path: string, handler: StreamHandler): void {
+    this.streamRoutes.set(path, handler);
   }
 
   /** Binds and serves; returns the bound port (0 for a free one). */
@@ -137,6 +141,8 @@ export class UnaryGrpcServer {
       stream.respond({ ':status': 415 }, { endStream: true });
       return;
     }
+    const streaming = this.streamRoutes.get(headers[':path'] ?? '');
+    if (streaming) return streaming(new BidiCall(stream, headers, this.maxMessage));
     const handler = this.routes.get(headers[':path'] ?? '');
     if (!handler) {
       stream.resume();

@@ -2,10 +2,10 @@
 // a protected route). It reads the route's settings from the stream's metadata, the key and caller
 // from the request headers, and asks the store once the body is in; the first request proceeds and
 // its response is stored as it passes back, a repeat is answered here. decide.ts holds the rules.
-import type * as grpc from '@grpc/grpc-js';
 import type { Registry } from 'prom-client';
 import { GATEWAY_HEADERS, IDEMPOTENCY_HEADERS, IDEMPOTENCY_NAMES, IDEMPOTENCY_REFUSALS, parseRouteSettings, type IdempotencyRefusal, type IdempotencyRouteSettings } from '../contract/index.ts';
 import { lookupType } from '../proto/index.ts';
+import type { BidiCall, StreamHandler } from '../grpc/index.ts';
 import type { Logger } from '../telemetry/index.ts';
 import { decideRepeat, fingerprint, pendingLifetimeMs, recordKey, replayHeaders, startRequest, storable, storedHeaders, type IdempotencyRecord } from './decide.ts';
 import { idempotencyMetrics, type IdempotencyMetrics, type RequestOutcome } from './metrics.ts';
@@ -121,9 +121,9 @@ interface StreamState {
   complete?: boolean;
 }
 
-/** Anything that hosts gRPC services before it listens (the control plane's gRPC server, a plain grpc.Server). */
+/** Anything that hosts bidirectional gRPC methods on node:http2 (the lean callout server, src/grpc). */
 export interface ServiceHost {
-  addService(definition: grpc.ServiceDefinition, implementation: grpc.UntypedServiceImplementation): void;
+  handleStream(path: string, handler: StreamHandler): void;
 }
 
 export class IdempotencyProcessor {
@@ -133,24 +133,18 @@ export class IdempotencyProcessor {
     this.metrics = idempotencyMetrics(opts.registry);
   }
 
-  /** Adds the ExternalProcessor service to a gRPC server (before it listens). */
+  /** Adds the ExternalProcessor service to a server (before it listens). */
   register(host: ServiceHost): void {
-    const raw = (b: Buffer) => b;
-    host.addService(
-      {
-        Process: { path: METHOD, requestStream: true, responseStream: true, originalName: 'process', requestSerialize: raw, requestDeserialize: raw, responseSerialize: raw, responseDeserialize: raw },
-      } as grpc.ServiceDefinition,
-      { Process: (call: grpc.ServerDuplexStream<Buffer, Buffer>) => this.serve(call) },
-    );
+    host.handleStream(METHOD, (call) => this.serve(call));
   }
 
   private count(s: StreamState, outcome: RequestOutcome): void {
     if (s.settings) this.metrics.requests.inc({ product: s.settings.product, route: s.settings.route, outcome });
   }
 
-  private serve(call: grpc.ServerDuplexStream<Buffer, Buffer>): void {
+  private serve(call: BidiCall): void {
     const s: StreamState = {
-      settings: routeSettings(call.metadata.get(IDEMPOTENCY_NAMES.metadata)[0]?.toString()),
+      settings: routeSettings(call.header(IDEMPOTENCY_NAMES.metadata)),
       method: '',
       path: '',
       partner: '',
@@ -160,35 +154,33 @@ export class IdempotencyProcessor {
     // Messages are handled one at a time, in order (a store round trip may sit between two).
     let chain = Promise.resolve();
     const send = (msg: Json | Buffer) => {
-      if (!call.writableEnded && !call.destroyed) call.write(Buffer.isBuffer(msg) ? msg : encode(msg));
+      call.write(Buffer.isBuffer(msg) ? msg : encode(msg));
       // An immediate response (a replay, a refusal) ends the request.
       if (!Buffer.isBuffer(msg) && 'immediate_response' in msg) s.complete = true;
     };
-    call.on('data', (buf: Buffer) => {
-      chain = chain
-        .then(async () => {
-          await this.handle(s, REQUEST.decode(buf) as unknown as ProcessingRequest, send);
-          if (s.complete && !call.writableEnded) call.end();
-        })
-        .catch((e: Error) => {
-          this.opts.logger.warn({ err: e.message }, 'idempotency processor failed a message');
-          send(refusal('unavailable'));
+    call.handlers = {
+      message: (buf) => {
+        chain = chain
+          .then(async () => {
+            await this.handle(s, REQUEST.decode(buf) as unknown as ProcessingRequest, send);
+            if (s.complete) call.end();
+          })
+          .catch((e: Error) => {
+            this.opts.logger.warn({ err: e.message }, 'idempotency processor failed a message');
+            send(refusal('unavailable'));
+          });
+      },
+      // Envoy may half-close right after its last message: answer every message first, then close
+      // (closing at once made Envoy fail the request with 503 while that answer was still pending).
+      end: () => {
+        void chain.then(async () => {
+          await this.finishUnstored(s);
+          call.end();
         });
-    });
-    const done = () => {
+      },
       // A first request whose response never completed here (client gone, Envoy reset): free its key.
-      void chain.then(() => this.finishUnstored(s));
+      abort: () => void chain.then(() => this.finishUnstored(s)),
     };
-    // Envoy may half-close right after its last message: answer every message first, then close
-    // (closing at once made Envoy fail the request with 503 while that answer was still pending).
-    call.on('end', () => {
-      void chain.then(async () => {
-        await this.finishUnstored(s);
-        if (!call.writableEnded) call.end();
-      });
-    });
-    call.on('error', done);
-    call.on('cancelled', done);
   }
 
   /** A first request whose response never completed here (client gone, Envoy reset): its key is freed. */

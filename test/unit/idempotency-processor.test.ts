@@ -1,4 +1,4 @@
-// The idempotency processor over a real gRPC stream (grpc-js client and server on loopback), driven
+// The idempotency processor over a real gRPC stream (grpc-js client, the lean node:http2 server), driven
 // the way Envoy's ext_proc filter drives it: every message of a request, then a half-close straight
 // after the last one. Each message must be answered before the processor closes its side.
 import assert from 'node:assert/strict';
@@ -6,6 +6,7 @@ import { after, before, describe, it } from 'node:test';
 import * as grpc from '@grpc/grpc-js';
 import { Registry } from 'prom-client';
 import { formatRouteSettings, IDEMPOTENCY_NAMES } from '../../src/contract/index.ts';
+import { UnaryGrpcServer } from '../../src/grpc/index.ts';
 import { IdempotencyProcessor, MemoryIdempotencyStore } from '../../src/idempotency/index.ts';
 import { lookupType } from '../../src/proto/index.ts';
 import { createLogger } from '../../src/telemetry/log.ts';
@@ -49,21 +50,20 @@ class SlowStore extends MemoryIdempotencyStore {
 }
 
 describe('idempotency processor stream', () => {
-  let server: grpc.Server;
+  let server: UnaryGrpcServer;
   let client: grpc.Client;
   const store = new SlowStore();
   const registry = new Registry();
 
   before(async () => {
-    server = new grpc.Server();
+    server = new UnaryGrpcServer();
     new IdempotencyProcessor({ store, registry, logger: createLogger('silent') }).register(server);
-    const port = await freePort();
-    await new Promise<void>((resolve, reject) => server.bindAsync(`127.0.0.1:${port}`, grpc.ServerCredentials.createInsecure(), (e) => (e ? reject(e) : resolve())));
+    const port = await server.listen('127.0.0.1', await freePort());
     client = new grpc.Client(`127.0.0.1:${port}`, grpc.credentials.createInsecure());
   });
   after(async () => {
     client.close();
-    await new Promise<void>((r) => server.tryShutdown(() => r()));
+    await server.close();
     await store.close();
   });
 
@@ -103,3 +103,4 @@ describe('idempotency processor stream', () => {
     assert.equal(Buffer.from(replay.body).toString(), '{"id":"o-1"}');
   });
 });
+

@@ -1,0 +1,126 @@
+// One bidirectional-streaming gRPC call on a node:http2 server stream (the idempotency processor's
+// ext_proc stream): length-prefixed messages in and out, trailers with the status. grpc-js's call
+// machinery cost most of the processor's CPU per request; this is only what Envoy's client uses.
+import type http2 from 'node:http2';
+
+/** grpc-message: UTF-8 bytes outside printable ASCII, and '%', are percent-encoded (gRPC over HTTP/2 spec). */
+export function grpcMessage(s: string): string {
+  let out = '';
+  for (const b of Buffer.from(s, 'utf8')) out += b >= 0x20 && b <= 0x7e && b !== 0x25 ? String.fromCharCode(b) : `%${b.toString(16).toUpperCase().padStart(2, '0')}`;
+  return out;
+}
+
+/** A call's handlers, set by the method's handler when the call starts (all optional). */
+export interface BidiHandlers {
+  /** One whole request message (without its 5-byte prefix). */
+  message?: (m: Buffer) => void;
+  /** The client half-closed: no more messages come. */
+  end?: () => void;
+  /** The call ended before the server ended it (client reset, connection gone). */
+  abort?: () => void;
+}
+
+const STATUS_INTERNAL = 13;
+const STATUS_UNIMPLEMENTED = 12;
+const STATUS_RESOURCE_EXHAUSTED = 8;
+
+export class BidiCall {
+  handlers: BidiHandlers = {};
+  /** Bytes of an incomplete message (and how many its prefix says are needed). */
+  private pending: Buffer[] | undefined;
+  private pendingBytes = 0;
+  private awaited = 0;
+  private trailers: http2.OutgoingHttpHeaders = { 'grpc-status': '0' };
+  private headersSent = false;
+  private ended = false;
+
+  constructor(
+    private readonly stream: http2.ServerHttp2Stream,
+    /** The request's headers: the call's metadata. */
+    readonly metadata: http2.IncomingHttpHeaders,
+    private readonly maxMessage: number,
+  ) {
+    stream.on('data', (chunk: Buffer) => this.onData(chunk));
+    stream.on('end', () => {
+      if (!this.ended) this.handlers.end?.();
+    });
+    // Closed without our trailers having been sent: a reset by the peer or a dead connection.
+    stream.on('close', () => {
+      if (!this.ended) {
+        this.ended = true;
+        this.handlers.abort?.();
+      }
+    });
+  }
+
+  /** True once the server ended the call (or the call was gone): writes are dropped. */
+  get done(): boolean {
+    return this.ended || this.stream.destroyed;
+  }
+
+  /** One value of the call's metadata (a request header), or undefined. */
+  header(name: string): string | undefined {
+    const v = this.metadata[name];
+    return Array.isArray(v) ? v[0] : v;
+  }
+
+  write(message: Buffer): void {
+    if (this.done) return;
+    if (!this.headersSent) {
+      this.headersSent = true;
+      this.stream.respond({ ':status': 200, 'content-type': 'application/grpc' }, { waitForTrailers: true });
+      this.stream.once('wantTrailers', () => this.stream.sendTrailers(this.trailers));
+    }
+    const frame = Buffer.allocUnsafe(5 + message.length);
+    frame[0] = 0;
+    frame.writeUInt32BE(message.length, 1);
+    message.copy(frame, 5);
+    this.stream.write(frame);
+  }
+
+  /** Ends the call with a status (OK by default): trailers after the messages written, or trailers only. */
+  end(code = 0, details = ''): void {
+    if (this.done) return;
+    this.ended = true;
+    const status: http2.OutgoingHttpHeaders = { 'grpc-status': String(code), ...(details ? { 'grpc-message': grpcMessage(details) } : {}) };
+    if (!this.headersSent) {
+      this.headersSent = true;
+      this.stream.respond({ ':status': 200, 'content-type': 'application/grpc', ...status }, { endStream: true });
+      return;
+    }
+    this.trailers = status;
+    this.stream.end();
+  }
+
+  /** Splits the byte stream into messages (a chunk may hold several, or part of one; a large message spans many). */
+  private onData(chunk: Buffer): void {
+    let buf = chunk;
+    if (this.pending) {
+      this.pending.push(chunk);
+      this.pendingBytes += chunk.length;
+      // Joined only once the awaited message is complete (a 1 MiB body arrives in ~16 KiB frames).
+      if (this.pendingBytes < this.awaited) return;
+      buf = Buffer.concat(this.pending, this.pendingBytes);
+      this.pending = undefined;
+    }
+    while (buf.length >= 5) {
+      if (buf[0] !== 0) return this.end(STATUS_UNIMPLEMENTED, 'compressed messages are not supported');
+      const len = buf.readUInt32BE(1);
+      if (len > this.maxMessage) return this.end(STATUS_RESOURCE_EXHAUSTED, `message larger than ${this.maxMessage} bytes`);
+      if (buf.length < 5 + len) break;
+      const message = buf.subarray(5, 5 + len);
+      buf = buf.subarray(5 + len);
+      try {
+        this.handlers.message?.(message);
+      } catch {
+        return this.end(STATUS_INTERNAL, 'internal error');
+      }
+      if (this.done) return;
+    }
+    if (buf.length > 0) {
+      this.pending = [buf];
+      this.pendingBytes = buf.length;
+      this.awaited = buf.length >= 5 ? 5 + buf.readUInt32BE(1) : 5;
+    }
+  }
+}
