@@ -70,9 +70,10 @@ async function main(): Promise<void> {
       60_000,
       200,
     );
-    // Where non-2xx responses come from: the gateway's response codes and ext_proc's own counters, the processor's outcomes.
+    // Where non-2xx responses come from: the gateway's response codes, ext_proc's own counters, the
+    // processor's connections (a GOAWAY from it refuses the streams in flight), the processor's outcomes.
     const statuses = async (): Promise<Record<string, number>> => {
-      const envoy = await gateway.stats('(downstream_rq_[2-5]xx$|ext_proc\\.)');
+      const envoy = await gateway.stats('(downstream_rq_[2-5]xx$|ext_proc\\.|cluster\\.portico_idempotency\\.upstream_cx_(total|close_notify|protocol_error|destroy_remote)$)');
       const metrics = await (await fetch(`${cp.adminUrl}/metrics`, { headers: { authorization: `Bearer ${cp.token}` } })).text();
       const outcomes = Object.fromEntries(
         [...metrics.matchAll(/^portico_idempotency_(requests|responses)_total\{[^}]*(?:outcome|result)="(\w+)"[^}]*\} (\d+)/gm)].map((m) => [`processor.${m[1]}.${m[2]}`, Number(m[3])]),
