@@ -499,6 +499,8 @@ export interface ClusterIR {
   cacheKeyRestore?: boolean;
   /** One of the control plane's own channels under mTLS: the node certificate from this SDS file on the Envoy host. */
   channelSdsDir?: string;
+  /** Envoy moves to a new connection after this many requests (streams) on one. */
+  maxRequestsPerConnection?: number;
 }
 
 export interface UpstreamTlsIR {

@@ -202,6 +202,30 @@ describe('Idempotency-Key through a real Envoy', () => {
       }
       assert.equal((await g.portico.api.get('/api/v1/products/shop/routes/bad1')).status, 404);
     });
+
+    // Envoy resets every processor stream when it has its last answer; Node's HTTP/2 server ends a
+    // connection (GOAWAY) that resets ~1,000 streams faster than 33 a second, refusing the streams in
+    // flight (503). Envoy now moves to a new connection every 500 streams, so the server never does.
+    await t.test('1,500 protected requests: Envoy rotates processor connections, the processor never sends GOAWAY, none fails', async () => {
+      const cx = async () => {
+        const s = await g.envoy.stats('^cluster\\.portico_idempotency\\.upstream_cx_(total|close_notify)$');
+        return { total: s.get('cluster.portico_idempotency.upstream_cx_total') ?? 0, goaway: s.get('cluster.portico_idempotency.upstream_cx_close_notify') ?? 0 };
+      };
+      const before = await cx();
+      const failed: string[] = [];
+      await Promise.all(
+        Array.from({ length: 8 }, async () => {
+          for (let i = 0; i < 1_500 / 8; i++) {
+            const r = await post(g.gw, '/open/orders/many', { key: newKey() });
+            if (r.status !== 201) failed.push(`${r.status} ${r.text.slice(0, 200)}`);
+          }
+        }),
+      );
+      const after = await cx();
+      assert.deepEqual(failed, []);
+      assert.equal(after.goaway - before.goaway, 0, 'no GOAWAY from the processor');
+      assert.ok(after.total - before.total >= 2, `Envoy opened ${after.total - before.total} new processor connections for 1,500 streams (every 500)`);
+    });
   });
 });
 

@@ -2,6 +2,7 @@
 // the way Envoy's ext_proc filter drives it: every message of a request, then a half-close straight
 // after the last one. Each message must be answered before the processor closes its side.
 import assert from 'node:assert/strict';
+import http2 from 'node:http2';
 import { after, before, describe, it } from 'node:test';
 import * as grpc from '@grpc/grpc-js';
 import { Registry } from 'prom-client';
@@ -104,3 +105,33 @@ describe('idempotency processor stream', () => {
   });
 });
 
+// Why the processor's cluster has max_requests_per_connection (to-ir/idempotency.ts): Envoy's
+// ext_proc client resets every stream when it has its last answer, and Node's HTTP/2 server
+// (nghttp2's rapid-reset guard) ends a connection that resets 1,000 streams faster than 33 a second.
+describe("Node's HTTP/2 server and client resets", () => {
+  it('sends GOAWAY after about 1,000 streams reset on one connection', async () => {
+    const server = new UnaryGrpcServer();
+    new IdempotencyProcessor({ store: new MemoryIdempotencyStore(), registry: new Registry(), logger: createLogger('silent') }).register(server);
+    const port = await server.listen('127.0.0.1', await freePort());
+    const session = http2.connect(`http://127.0.0.1:${port}`);
+    session.on('error', () => undefined);
+    try {
+      const goaway = new Promise<{ code: number; last: number }>((resolve) => session.once('goaway', (code, last) => resolve({ code, last })));
+      await new Promise<void>((resolve) => session.once('connect', () => resolve()));
+      // 3,000 resets in a burst: the guard's refill (33 a second) cannot make up for the excess in any plausible run time.
+      for (let i = 0; i < 3_000 && !session.closed && !session.destroyed; i++) {
+        const stream = session.request({ ':method': 'POST', ':path': METHOD, 'content-type': 'application/grpc' });
+        stream.on('error', () => undefined);
+        stream.close(http2.constants.NGHTTP2_CANCEL);
+        if (i % 100 === 99) await new Promise((r) => setImmediate(r));
+      }
+      const { code, last } = await goaway;
+      assert.equal(code, http2.constants.NGHTTP2_INTERNAL_ERROR);
+      // Stream ids are odd: about the 1,000th stream (plus what the refill allowed meanwhile).
+      assert.ok(last >= 1_999 && last < 5_999, `last stream id ${last}`);
+    } finally {
+      session.destroy();
+      await server.close(0);
+    }
+  });
+});

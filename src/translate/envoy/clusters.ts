@@ -113,7 +113,11 @@ export function cluster(c: ClusterIR): JsonObject {
       ? { http_filters: [cacheKeyRestoreFilter(), extension('envoy.filters.http.upstream_codec', 'envoy.extensions.filters.http.upstream_codec.v3.UpstreamCodec')] }
       : {};
     out.typed_extension_protocol_options = {
-      [HTTP_OPTIONS]: any(HTTP_OPTIONS, { explicit_http_config: c.http2 ? { http2_protocol_options: {} } : { http_protocol_options: {} }, ...upstreamFilters }),
+      [HTTP_OPTIONS]: any(HTTP_OPTIONS, {
+        ...(c.maxRequestsPerConnection ? { common_http_protocol_options: { max_requests_per_connection: c.maxRequestsPerConnection } } : {}),
+        explicit_http_config: c.http2 ? { http2_protocol_options: {} } : { http_protocol_options: {} },
+        ...upstreamFilters,
+      }),
     };
   }
   return out;
