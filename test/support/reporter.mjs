@@ -19,6 +19,18 @@ function errorText(e) {
   return lines.slice(0, 12).join('\n') + (lines.length > 12 ? `\n… (${lines.length - 12} more lines in the TAP file)` : '');
 }
 
+/**
+ * Where a failure is: the test file's first line in the error's stack (the assertion), else the
+ * runner's line of the test. Under tsx the runner's line is one of the compiled code (often 1),
+ * while stacks are source-mapped, so the stack goes first.
+ */
+function failureLine(file, data) {
+  const e = data.details?.error;
+  const stack = `${e?.cause?.stack ?? ''}\n${e?.stack ?? ''}`;
+  for (const m of stack.matchAll(/\((?:file:\/\/)?([^()]+?):(\d+):\d+\)/g)) if (m[1] === file) return m[2];
+  return /\.[cm]?tsx?$/.test(file) ? undefined : data.line;
+}
+
 export default async function* reporter(source) {
   const names = new Map(); // file → the names of the tests open at each nesting
   const perFile = new Map();
@@ -75,7 +87,8 @@ export default async function* reporter(source) {
       c.fail++;
       const chain = [...(names.get(file) ?? []).slice(0, data.nesting), data.name].join(' › ');
       const error = errorText(data.details?.error);
-      failures.push({ file: `${rel(file)}${data.line ? `:${data.line}` : ''}`, title: chain, error });
+      const line = failureLine(file, data);
+      failures.push({ file: `${rel(file)}${line ? `:${line}` : ''}`, title: chain, error });
       yield `    ✖ ${chain}: ${error.split('\n')[0]}\n`;
       continue;
     }

@@ -43,4 +43,23 @@ describe('test reporter', () => {
     assert.doesNotMatch(r.stdout, /TAP version|duration_ms: /, 'no raw TAP on the terminal');
     assert.match(readFileSync(path.join(dir, 'out.tap'), 'utf8'), /^\s*not ok \d+ - fails\n[\s\S]*2 !== 3/m, 'the full TAP goes to the file');
   });
+
+  it('names the line of a failing TypeScript test run through tsx, not a line of the compiled code', () => {
+    const dir = mkdtempSync(path.join(os.tmpdir(), 'portico-reporter-ts-'));
+    // Types and blank lines that the compiled code does not keep: its line numbers differ from these.
+    writeFileSync(
+      path.join(dir, 'c.test.ts'),
+      "import { it } from 'node:test';\nimport assert from 'node:assert/strict';\n\ntype Pair = { a: number; b: number };\n\nit('sums', () => {\n  const p: Pair = { a: 1, b: 1 };\n  assert.equal(p.a + p.b, 3, 'one and one');\n});\n",
+    );
+    const env: NodeJS.ProcessEnv = { ...process.env, PORTICO_TEST_FILE_COUNT: '1' };
+    delete env.NODE_TEST_CONTEXT;
+    const r = spawnSync(process.execPath, ['--import', import.meta.resolve('tsx'), '--test', `--test-reporter=${REPORTER}`, '--test-reporter-destination=stdout', 'c.test.ts'], {
+      cwd: dir,
+      encoding: 'utf8',
+      env,
+      timeout: 60_000,
+    });
+    assert.equal(r.status, 1, r.stdout + r.stderr);
+    assert.match(r.stdout, /^not ok 1 - c\.test\.ts:8: sums\n {4}one and one\n/m, r.stdout);
+  });
 });
