@@ -139,7 +139,7 @@ Try (in another shell):
   curl -s ${gw}/api/health
   curl -s -H "Authorization: Bearer $DEMO_JWT" ${gw}/api/orders/ord_x7k9
   curl -s -H "x-api-key: $DEMO_API_KEY" ${gw}/api/users/usr_8a3f
-  curl -s -H "Authorization: Bearer $DEMO_JWT" ${gw}/api/home                # seed 003: user, orders, recommendations in one call
+  curl -s -H "Authorization: Bearer $DEMO_JWT" ${gw}/api/home                # a flow: user, orders, recommendations in one call
   curl -s -H "x-api-key: $DEMO_API_KEY" ${gw}/api/profile/usr_8a3f           # internal fields removed, email_address renamed
   curl -s -H "x-api-key: $DEMO_API_KEY" -H 'accept: application/xml' ${gw}/api/profile/usr_8a3f   # …as XML
   curl -s ${gw}/api/orders/ord_x7k9                                     # 401: no credential
