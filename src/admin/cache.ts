@@ -7,7 +7,7 @@ import type { FastifyRequest } from 'fastify';
 import { sortedValues, type ModelSnapshot, type Mutation, type Route } from '../model/index.ts';
 import { ModelValidationError, type ModelStore } from '../store/index.ts';
 import { json } from './openapi.ts';
-import { checkedBody, handlerChecked, modelProblem, problems } from './problem.ts';
+import { modelProblem, problems } from './problem.ts';
 import { refTo } from './schemas.ts';
 
 export interface PurgedRoute {
@@ -85,13 +85,13 @@ export const cacheRoutes: FastifyPluginAsyncTypebox<{ store: ModelStore }> = asy
       schema: {
         tags,
         summary: 'Purge the cache of every cached route whose key (product/route) starts with a prefix',
-        body: handlerChecked(PurgeBody),
+        body: PurgeBody,
         security: [{ bearer: [] }],
         response: { 200: json('Purged', refTo(CachePurgeResult)) },
       },
     },
     async (request) => {
-      const { prefix } = checkedBody(PurgeBody, request.body);
+      const { prefix } = request.body;
       return purge(request, prefix, 'prefix');
     },
   );

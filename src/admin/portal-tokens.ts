@@ -6,7 +6,7 @@ import { AdminTokenInput } from '../model/index.ts';
 import type { ModelStore } from '../store/index.ts';
 import { json } from './openapi.ts';
 import { AdminTokenCreated, AdminTokenList } from './operations.ts';
-import { checkedBody, handlerChecked, problems } from './problem.ts';
+import { problems, validBody } from './problem.ts';
 import { refTo } from './schemas.ts';
 
 export const PartnerTokenInput = Type.Object(
@@ -50,17 +50,19 @@ export const partnerTokenRoutes: FastifyPluginAsyncTypebox<{ store: ModelStore }
         summary: 'Create a partner token for the partner portal; the token is returned once',
         description: 'A partner token may call only /api/v1/portal/… (and sign in to the console, which then shows the portal): its partner’s subscriptions, usage and keys.',
         params,
-        body: handlerChecked(PartnerTokenInput),
+        body: PartnerTokenInput,
         security: [{ bearer: [] }],
         response: { 201: json('Created; `token` is shown in this answer only', refTo(AdminTokenCreated)) },
       },
+      // An unknown partner (404) and a body that is no object answer before the schema's errors.
+      attachValidation: true,
     },
     async (request, reply) => {
       const partner = request.params.parent;
       requirePartner(partner);
       const body = request.body;
       if (body === null || typeof body !== 'object' || Array.isArray(body)) throw problems.validation([{ field: '(body)', message: 'must be a JSON object' }]);
-      const input = checkedBody(PartnerTokenInput, body);
+      const input = validBody(request);
       if (input.expiresAt && Date.parse(input.expiresAt) <= Date.now()) throw problems.validation([{ field: 'expiresAt', message: 'must be in the future' }]);
       if (store.adminTokens.list().some((t) => t.name === input.name))
         throw problems.conflict(`a token named '${input.name}' already exists`, [{ field: 'name', message: 'is taken by another token' }]);

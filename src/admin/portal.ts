@@ -10,7 +10,7 @@ import { ApiKey, sortedValues, type ModelSnapshot, type Mutation, type Plan } fr
 import { ModelValidationError, PreconditionFailedError, type ModelStore } from '../store/index.ts';
 import { trafficSeries } from './console.ts';
 import { present } from './present.ts';
-import { checkedBody, handlerChecked, modelProblem, problems } from './problem.ts';
+import { modelProblem, problems, validBody } from './problem.ts';
 import { ref } from './schemas.ts';
 
 /** Reads a partner's usage against its budgets (src/ratelimit's readPartnerUsage, wired by the composition root). */
@@ -134,6 +134,10 @@ export function nextKeyName(base: string, taken: (name: string) => boolean): str
 /** The partner portal's endpoints (partner tokens only). */
 export const portalRoutes: FastifyPluginAsyncTypebox<PortalOptions> = async (app, opts) => {
   const { store } = opts;
+  // No body is an empty one (every write's fields are optional but a new key's name), also for the schema.
+  app.addHook('preValidation', async (request) => {
+    request.body ??= {};
+  });
   const keyOf = (request: FastifyRequest, name: string) => `${partnerOf(request)}/${name}`;
   const ownKey = (request: FastifyRequest, name: string) => {
     const k = store.current().apiKeys.get(keyOf(request, name));
@@ -144,11 +148,10 @@ export const portalRoutes: FastifyPluginAsyncTypebox<PortalOptions> = async (app
   const writable = (request: FastifyRequest) => {
     if (store.current().partners.get(partnerOf(request))?.suspended) throw problems.forbidden(`partner '${partnerOf(request)}' is suspended: its keys cannot change`);
   };
-  // No body is an empty one; anything but an object is refused before its fields are checked.
-  const body = (request: FastifyRequest): object => {
-    const b = request.body ?? {};
+  // Anything but an object is refused before its fields are checked (as other checks, after a suspension's 403 or a key's 404).
+  const body = (request: FastifyRequest): void => {
+    const b = request.body;
     if (typeof b !== 'object' || b === null || Array.isArray(b)) throw problems.validation([{ field: '(body)', message: 'must be a JSON object' }]);
-    return b;
   };
   const commit = async (request: FastifyRequest, mutations: Mutation[], summary: string, absent?: { key: string; field: string }) => {
     try {
@@ -238,10 +241,11 @@ export const portalRoutes: FastifyPluginAsyncTypebox<PortalOptions> = async (app
 
   app.post(
     '/api/v1/portal/keys',
-    { config, schema: { tags, summary: 'Create an API key; the key is returned once', security, body: handlerChecked(KeyInput), response: { 201: NewKey } } },
+    { config, schema: { tags, summary: 'Create an API key; the key is returned once', security, body: KeyInput, response: { 201: NewKey } }, attachValidation: true },
     async (request, res) => {
       writable(request);
-      const input = checkedBody(KeyInput, body(request));
+      body(request);
+      const input = validBody(request);
       if (typeof input.expiresAt === 'string' && Date.parse(input.expiresAt) <= Date.now()) throw problems.validation([{ field: 'expiresAt', message: 'must be in the future' }]);
       ownKeyCount(request);
       const key = keyOf(request, input.name);
@@ -261,15 +265,17 @@ export const portalRoutes: FastifyPluginAsyncTypebox<PortalOptions> = async (app
         summary: 'Rotate an API key: a new key beside the old one (returned once); the old one works until revoked, or is revoked at once with revokeOld',
         security,
         params: KeyParams,
-        body: handlerChecked(RotateInput),
+        body: RotateInput,
         response: { 201: NewKey },
       },
+      attachValidation: true,
     },
     async (request, res) => {
       writable(request);
       const old = ownKey(request, request.params.name);
       if (old.revoked) throw problems.conflict(`API key '${old.name}' is revoked`, [{ field: 'path parameter name', message: 'names a revoked key; create a new one instead' }]);
-      const input = checkedBody(RotateInput, body(request));
+      body(request);
+      const input = validBody(request);
       ownKeyCount(request);
       const model = store.current();
       const name = typeof input.name === 'string' ? input.name : nextKeyName(old.name, (n) => model.apiKeys.has(keyOf(request, n)));
@@ -301,11 +307,12 @@ export const portalRoutes: FastifyPluginAsyncTypebox<PortalOptions> = async (app
 
   app.patch(
     '/api/v1/portal/keys/:name',
-    { config, schema: { tags, summary: 'Change a key’s description or expiry (null removes it)', security, params: KeyParams, body: handlerChecked(KeyPatch), response: { 200: KeyView } } },
+    { config, schema: { tags, summary: 'Change a key’s description or expiry (null removes it)', security, params: KeyParams, body: KeyPatch, response: { 200: KeyView } }, attachValidation: true },
     async (request, res) => {
       writable(request);
       const old = ownKey(request, request.params.name);
-      const input = checkedBody(KeyPatch, body(request));
+      body(request);
+      const input = validBody(request);
       if (typeof input.expiresAt === 'string' && Date.parse(input.expiresAt) <= Date.now()) throw problems.validation([{ field: 'expiresAt', message: 'must be in the future' }]);
       // null removes the field, a value replaces it, absent leaves it.
       const next = { ...old };

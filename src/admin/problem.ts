@@ -37,12 +37,19 @@ export class HttpProblem extends Error {
   }
 }
 
+/** Marks a body schema fastify must not validate (server.ts's validator compiler passes such bodies through). */
+export const HANDLER_CHECKED: unique symbol = Symbol('portico.handlerChecked');
+
 /**
- * A route's body schema for a body its handler checks itself, with checkedBody() (after the checks
- * that answer first: 404, 403, 409), so fastify does not validate it (server.ts) and the type
- * provider types it unknown until checked. The document shows the schema unchanged.
+ * A route's body schema for a body its handler shapes before checking it, with checkedBody() (the
+ * resources drop echoed read-only fields and merge patches; the flow designer checks the flow apart;
+ * console sign-in answers a wrong content type first),
+ * so fastify does not validate it and the type provider types it unknown until checked. The document
+ * shows the schema unchanged. Every other body schema is validated by fastify (server.ts), with the
+ * same 422 naming each field; a route whose other checks must answer first (404, 403, 409) sets
+ * attachValidation and takes the body with validBody() where those checks end.
  */
-export const handlerChecked = <S extends TSchema>(schema: S): TUnsafe<unknown> => Type.Unsafe<unknown>(schema);
+export const handlerChecked = <S extends TSchema>(schema: S): TUnsafe<unknown> => Type.Unsafe<unknown>({ ...schema, [HANDLER_CHECKED]: true });
 
 /** The body, validated against its schema (422 naming each field, after `earlier` errors) and typed as it. */
 export function checkedBody<S extends TSchema>(schema: S, body: unknown, earlier: FieldError[] = []): Static<S> {
@@ -50,6 +57,15 @@ export function checkedBody<S extends TSchema>(schema: S, body: unknown, earlier
   if (errors.length) throw problems.validation(errors);
   // Ajv has just checked it against the same schema.
   return body as Static<S>;
+}
+
+/**
+ * The body of a route with attachValidation, once its own checks have answered: fastify's 422 if the
+ * body failed its schema (a path or query parameter's error was answered before the handler ran).
+ */
+export function validBody<B>(request: { body: B; validationError?: Error }): B {
+  if (request.validationError) throw request.validationError;
+  return request.body;
 }
 
 // Every 4xx names what is wrong: a body field, a path or query parameter, a header, or the

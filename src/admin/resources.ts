@@ -22,7 +22,7 @@ import { ModelValidationError, PreconditionFailedError, type ModelStore, type Pr
 import { keyRange, PAGE_CACHE_MAX, pageCache, present, presentedJson, sortedKeys, upperBound } from './present.ts';
 import { nameNestedErrors, nestedMutations, splitChildren, type NestedWrite } from './nested.ts';
 import { json } from './openapi.ts';
-import { modelProblem, problems } from './problem.ts';
+import { handlerChecked, modelProblem, problems } from './problem.ts';
 import { KIND_SCHEMAS, SCHEMA_NAME } from './schemas.ts';
 
 /** Fields the API returns but a client never sets; accepted (and ignored) in bodies so GET → edit → PUT works. */
@@ -333,7 +333,7 @@ function registerKind(app: Parameters<typeof resourceRoutes>[0], kind: KindName,
           kind === 'apiKeys' ? { description: 'Generates the key unless `key` imports one; the key is returned once, in this response only.' } : {},
         ),
         params: collectionParams,
-        body: named.input,
+        body: handlerChecked(named.input),
         response: { 201: json(`Created`, named.written) },
       },
     },
@@ -348,7 +348,7 @@ function registerKind(app: Parameters<typeof resourceRoutes>[0], kind: KindName,
           description: 'Send If-Match with the ETag you read to avoid overwriting a concurrent change; If-None-Match: * creates only.',
         }),
         params,
-        body: named.input,
+        body: handlerChecked(named.input),
         response: { 200: json('Replaced', named.written), 201: json('Created', named.written) },
       },
     },

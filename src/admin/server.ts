@@ -6,7 +6,7 @@ import swagger from '@fastify/swagger';
 import swaggerUi from '@fastify/swagger-ui';
 import { Ajv } from 'ajv';
 import type { TSchema } from '@sinclair/typebox';
-import { describeSchemaErrors, inputErrors, parseDocumentText } from '../model/index.ts';
+import { describeSchemaErrors, inputErrors, parseDocumentText, schemaErrors } from '../model/index.ts';
 import type { ModelStore } from '../store/index.ts';
 import { authenticate, registerAuth } from './auth.ts';
 import { CONFIG_SCHEMAS, configRoutes } from './config.ts';
@@ -16,7 +16,7 @@ import { ConsoleSessions, SESSION_COOKIE, type SessionOptions } from './console-
 import { CachePurgeResult, cacheRoutes } from './cache.ts';
 import { auditRoutes, fleetRoutes, healthRoutes, metricsRoute, OPERATION_SCHEMAS, tokenRoutes, type Readiness } from './operations.ts';
 import type { Registry } from 'prom-client';
-import { clientErrorHandler, frameworkErrors, HttpProblem, installProblemHandlers, problems } from './problem.ts';
+import { clientErrorHandler, frameworkErrors, HANDLER_CHECKED, HttpProblem, installProblemHandlers, problems } from './problem.ts';
 import { documentResponses, refResolver, sharedSerializers, TAGS } from './openapi.ts';
 import { PORTAL_SCHEMAS, portalRoutes, type PortalUsageReader } from './portal.ts';
 import { partnerTokenRoutes } from './portal-tokens.ts';
@@ -61,11 +61,18 @@ export async function buildAdminServer(opts: AdminServerOptions): Promise<Fastif
     clientErrorHandler,
   });
 
-  // Bodies are validated in the handlers (checkedBody), after the checks that answer first and, for
-  // resources, after dropping read-only fields a client may echo back; routes declare them with
-  // handlerChecked(), which keeps the schema in the OpenAPI document and the body `unknown` until checked.
+  // Bodies are validated against their schema by the model's Ajv, so the 422 names each field as a
+  // handler's checkedBody() would. Bodies a handler shapes before checking (resources drop read-only
+  // fields a client echoes back; the flow designer checks the flow apart) are declared with
+  // handlerChecked() and pass through.
   app.setValidatorCompiler(({ schema, httpPart }) => {
-    if (httpPart === 'body') return (data: unknown) => ({ value: data });
+    if (httpPart === 'body') {
+      if ((schema as { [HANDLER_CHECKED]?: boolean })[HANDLER_CHECKED]) return (data: unknown) => ({ value: data });
+      return (data: unknown) => {
+        const errors = schemaErrors(schema as TSchema, data);
+        return errors.length ? { error: problems.validation(errors) as unknown as Error } : { value: data };
+      };
+    }
     const validate = coercing.compile(schema as TSchema);
     return (data: unknown) => {
       if (validate(data)) return { value: data };
@@ -96,6 +103,11 @@ export async function buildAdminServer(opts: AdminServerOptions): Promise<Fastif
       ...inputErrors(request.body),
     ];
     if (errors.length) throw problems.validation(errors);
+  });
+  // A route with attachValidation takes its body's error where its own checks end (validBody); a
+  // path or query parameter's error still answers before the handler runs.
+  app.addHook('preHandler', async (request) => {
+    if (request.validationError && request.validationError.validationContext !== 'body') throw request.validationError;
   });
   // One line per request, with who made it; never the URL's query (it may carry filters only, but stay safe).
   app.addHook('onResponse', async (request, reply) => {

@@ -219,6 +219,19 @@ describe('partner portal API', () => {
     assert.equal((await initech.get('/api/v1/portal/me')).body.partner.suspended, true);
     assertProblem(await initech.post('/api/v1/portal/keys/k2/revoke'), 403, 'header Authorization');
     assertProblem(await initech.delete('/api/v1/portal/keys/k2'), 403, 'header Authorization');
+    assertProblem(await initech.post('/api/v1/portal/keys', { name: 'Not A Name' }), 403, 'header Authorization');
+  });
+
+  it('a body is checked after what answers first: a path parameter, an unknown partner or key, a suspension', async () => {
+    // fastify validates these bodies against their schemas but leaves the 422 to the handler (attachValidation).
+    assertProblem(await portico.api.post('/api/v1/partners/nobody/portal-tokens', { name: 42 }), 404, 'path parameter parent');
+    assertProblem(await portico.api.post('/api/v1/partners/acme/portal-tokens', [1]), 422, '(body)');
+    assertProblem(await portico.api.post('/api/v1/partners/acme/portal-tokens', { name: 42 }), 422, 'name');
+    assertProblem(await acme.post('/api/v1/portal/keys/globex-prod/rotate', { revokeOld: 'yes' }), 404, 'path parameter name');
+    assertProblem(await acme.patch('/api/v1/portal/keys/globex-prod', { expiresAt: 'tomorrow' }), 404, 'path parameter name');
+    assertProblem(await acme.patch(`/api/v1/portal/keys/${'a'.repeat(64)}`, { expiresAt: 'tomorrow' }), 422, 'path parameter name');
+    // No body is an empty one: a new key still needs its name.
+    assertProblem(await acme.post('/api/v1/portal/keys'), 422, 'name');
   });
 
   it('documents every portal operation under the tag portal', async () => {
