@@ -28,6 +28,8 @@ declare module 'fastify' {
      * signed-in principal may use (the console session). Unset: partner tokens get 403.
      */
     partner?: 'only' | 'also';
+    /** A read that goes to the database (the rest answer from the in-memory model): it can answer 503. */
+    readsDatabase?: boolean;
   }
 }
 

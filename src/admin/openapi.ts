@@ -64,6 +64,7 @@ function errors(method: string, route: RouteOptions): number[] {
   if (!route.config?.public) codes.push(401, 403);
   if (method === 'POST' || method === 'PUT' || method === 'PATCH') codes.push(413, 415);
   if (method !== 'GET' && method !== 'HEAD' && route.url.startsWith('/api/v1/')) codes.push(409, 412, 503);
+  else if (route.config?.readsDatabase) codes.push(503);
   return codes.sort((a, b) => a - b);
 }
 

@@ -243,6 +243,7 @@ export const auditRoutes: FastifyPluginAsyncTypebox<{ store: ModelStore }> = asy
   app.get(
     '/api/v1/audit',
     {
+      config: { readsDatabase: true },
       schema: {
         tags: ['Audit'],
         summary: 'Audit entries, newest first: who changed what, before and after',

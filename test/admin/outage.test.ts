@@ -31,6 +31,11 @@ describe('database outage', () => {
     assert.equal(write.headers.get('retry-after'), '5');
     assert.match(write.body.detail, /the write was not saved/);
     assert.equal(portico.store.current().partners.has('during'), false, 'the failed write changed nothing');
+    // The audit log is the one read that goes to the database: a 503 too, and the document says so.
+    const audit = await api.get('/api/v1/audit?limit=1');
+    assert.equal(audit.status, 503, audit.text);
+    assert.equal(audit.headers.get('content-type'), 'application/problem+json; charset=utf-8');
+    assert.ok((await api.get('/openapi.json')).body.paths['/api/v1/audit'].get.responses['503'], 'GET /api/v1/audit documents its 503');
     assert.equal((await api.withToken(undefined).get('/healthz')).status, 200);
 
     await pg.start();
