@@ -99,7 +99,13 @@ async function main(argv: string[]): Promise<void> {
       const text = readDocument(str('file'), command);
       const dry = command === 'diff' || values['dry-run'] === true;
       const q = [tagQuery, dry ? 'dryRun=true' : '', values.prune ? 'prune=true' : ''].filter(Boolean).join('&');
-      const res = await api('POST', `/api/v1/config${q ? `?${q}` : ''}`, text, 'application/yaml');
+      const res = await api('POST', `/api/v1/config${q ? `?${q}` : ''}`, text, 'application/yaml').catch((e: Error) => {
+        // With --prune the file is the whole model (or its tag slice): a file of one product that names
+        // a gateway group it does not hold refers to something the prune would delete.
+        if (values.prune && /which does not exist/.test(e.message))
+          e.message += `\n--prune deletes what the file leaves out, so what it refers to must be in it too (export the model, edit that, or apply a --tag slice)`;
+        throw e;
+      });
       const result = (await res.json()) as ApplyResult;
       process.stdout.write(`${renderChanges(result)}\n`);
       // Like `terraform plan -detailed-exitcode`: 2 = differences found, distinct from 1 = error.

@@ -210,6 +210,14 @@ for (const backend of ['pglite', 'postgresql'] as const) {
       assert.match(pruneDiff.stdout, /^- DELETE product orders$/m);
       assert.match(pruneDiff.stdout, /WOULD DELETE \d+ resources the file leaves out \(--prune\)\./);
       assert.equal(portico.store.current().products.size, countBefore, 'diff --prune writes nothing');
+      // A file that refers to what it leaves out cannot be pruned to: the refusal says why.
+      const refers = path.join(dir, 'one-product.yaml');
+      writeFileSync(refers, 'portico: v1\nproducts:\n  - name: solo\n    gatewayGroups: [edge]\n    basePath: /solo\n');
+      const refersDiff = await cli(portico, ['diff', '-f', refers, '--prune']);
+      assert.equal(refersDiff.code, 1, refersDiff.stdout);
+      assert.match(refersDiff.stderr, /gateway group 'edge', which does not exist\n/);
+      assert.match(refersDiff.stderr, /--prune deletes what the file leaves out, so what it refers to must be in it too/);
+      assert.doesNotMatch((await cli(portico, ['diff', '-f', refers])).stderr, /--prune deletes/, 'without --prune, no such hint');
       // Back to the full model, pruning the extra service.
       const restore = await cli(portico, ['apply', '-f', file, '--prune']);
       assert.equal(restore.code, 0, restore.stderr);
