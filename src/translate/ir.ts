@@ -144,6 +144,11 @@ export interface CacheIR extends CacheProfileIR {
   varyHeaders: string[];
   /** Sorted: the only query parameters in the key; empty: the whole query string. */
   varyQuery: string[];
+  /**
+   * Set when the key needs no filter (shared, varying on nothing, one service): the route forwards to
+   * this copy of its service's cluster, named after the generation (Envoy's key includes the cluster).
+   */
+  keyCluster?: { name: string; service: string };
 }
 
 /** A descriptor entry of a native bucket; without a value, each distinct value gets its own bucket. */
@@ -497,6 +502,8 @@ export interface ClusterIR {
   tls?: UpstreamTlsIR;
   /** Some cached route sends misses here: its upstream filter restores the Host the cache key replaced and applies the default TTL. */
   cacheKeyRestore?: boolean;
+  /** A cached route's own cluster (CacheIR.keyCluster): its upstream filter adds this max-age to responses without Cache-Control. */
+  cacheDefaultTtlSeconds?: number;
   /** One of the control plane's own channels under mTLS: the node certificate from this SDS file on the Envoy host. */
   channelSdsDir?: string;
   /** Envoy moves to a new connection after this many requests (streams) on one. */

@@ -32,7 +32,7 @@ describe('response caching through a real Envoy', () => {
       const headers: Record<string, string> = { 'content-type': 'application/json' };
       if (p.endsWith('/nostore')) headers['cache-control'] = 'no-store';
       else if (p.endsWith('/private')) headers['cache-control'] = 'private, max-age=60';
-      else if (!p.startsWith('/shop/ttl')) headers['cache-control'] = 'max-age=60';
+      else if (!p.startsWith('/shop/ttl') && !p.startsWith('/shop/news')) headers['cache-control'] = 'max-age=60';
       res.writeHead(200, headers).end(
         JSON.stringify({
           path: p,
@@ -66,6 +66,7 @@ describe('response caching through a real Envoy', () => {
             route('catalog', '/catalog', { cache: {} }),
             route('ttl', '/ttl', { cache: { defaultTtlSeconds: 1 } }),
             route('prices', '/prices', { auth: { accept: ['none'] }, cache: { varyQuery: ['currency'] } }),
+            route('news', '/news', { auth: { accept: ['none'] }, cache: { defaultTtlSeconds: 300 } }),
             route('plain', '/plain'),
           ],
         },
@@ -136,6 +137,25 @@ describe('response caching through a real Envoy', () => {
       const direct = await g.call(`${p}?currency=usd&utm=y`);
       assert.equal(direct.json.query, '?currency=usd&utm=y', 'a miss reaches the service with its query untouched');
       assert.equal(seen(p), 2, 'a different currency is a different entry');
+    });
+
+    await t.test('a shared route varying on nothing (no key filter, its own cluster): cached with the default TTL, purged', async () => {
+      const p = '/shop/news/today';
+      const first = await g.call(p);
+      assert.equal(first.status, 200, first.text);
+      assert.equal(first.headers.get('cache-control'), 'max-age=300', "the route's default TTL, added by its cluster's filter");
+      assert.equal(first.json.host, `127.0.0.1:${port}`);
+      assert.deepEqual(first.json.leaked, []);
+      const second = await g.call(p, withKey(acme));
+      assert.equal(seen(p), 1, 'every caller gets the one entry');
+      assert.match(second.headers.get('age') ?? '', /^\d+$/);
+      const r = await g.portico.api.post('/api/v1/products/shop/routes/news/cache/purge', {});
+      assert.equal(r.status, 200, r.text);
+      await g.inSync();
+      assert.equal((await g.call(p)).status, 200);
+      assert.equal(seen(p), 2, 'after the purge (a new cluster) the GET reaches the service');
+      await g.call(p);
+      assert.equal(seen(p), 2, 'and is cached again');
     });
 
     await t.test('100 identical GETs on a cold key make at most 2 upstream calls', async () => {

@@ -1,13 +1,14 @@
 // Response caching's pure parts: a route's cache settings as IR (defaults, scope by authentication),
-// the group's profiles, the key script's shape, and which routes a purge raises.
+// the group's profiles, the key script's shape, which routes need no key filter, and which routes a
+// purge raises.
 import assert from 'node:assert/strict';
 import { describe, it } from 'node:test';
 import { purgeMutations } from '../../src/admin/cache.ts';
 import { parseDocumentText, parseModelDocument } from '../../src/model/declarative.ts';
 import { validateModel } from '../../src/model/validate.ts';
 import { cacheKeyScript } from '../../src/translate/envoy/filters/cache.ts';
-import { cacheIr, cacheProfiles } from '../../src/translate/to-ir/cache.ts';
-import type { RouteIR } from '../../src/translate/ir.ts';
+import { cacheIr, cacheProfiles, withKeyCluster } from '../../src/translate/to-ir/cache.ts';
+import type { ForwardActionIR, RouteIR } from '../../src/translate/ir.ts';
 
 const route = (cache: Record<string, unknown>, extra: Record<string, unknown> = {}) => ({
   name: 'r',
@@ -45,6 +46,30 @@ describe('cacheKeyScript', () => {
     assert.match(shared, /"x-portico-cache-host", "max-age=\d+ " \.\. host/, 'the default ttl travels with the original host');
     assert.doesNotMatch(shared, /x-portico-partner/);
     assert.match(shared, /\["currency"\] = true/);
+  });
+});
+
+describe('withKeyCluster', () => {
+  const forward = (...names: string[]): ForwardActionIR => ({ kind: 'forward', clusters: names.map((name) => ({ name, weight: 1 })), weighted: names.length > 1, timeoutMs: 1000 });
+  it('sends a shared route varying on nothing to its own cluster, named after generation and default TTL', () => {
+    const { cache, action } = withKeyCluster(cacheIr(route({ generation: 3, defaultTtlSeconds: 90 }), false)!, forward('web'));
+    assert.deepEqual(cache.keyCluster, { name: 'web.cache.g3.t90', service: 'web' });
+    assert.deepEqual(action.clusters, [{ name: 'web.cache.g3.t90', weight: 1 }]);
+    const purged = withKeyCluster(cacheIr(route({ generation: 4, defaultTtlSeconds: 90 }), false)!, forward('web'));
+    assert.notEqual(purged.cache.keyCluster?.name, cache.keyCluster?.name, 'a purge changes the cluster, so every key');
+  });
+  it('keeps the key filter where the key needs more than Envoy puts in it', () => {
+    const cases: Array<[ReturnType<typeof cacheIr>, ForwardActionIR]> = [
+      [cacheIr(route({}), true), forward('web')],
+      [cacheIr(route({ varyHeaders: ['accept-language'] }), false), forward('web')],
+      [cacheIr(route({ varyQuery: ['currency'] }), false), forward('web')],
+      [cacheIr(route({}), false), forward('web', 'web-canary')],
+    ];
+    for (const [c, a] of cases) {
+      const out = withKeyCluster(c!, a);
+      assert.equal(out.cache.keyCluster, undefined, JSON.stringify(c));
+      assert.equal(out.action, a);
+    }
   });
 });
 

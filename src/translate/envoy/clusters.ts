@@ -3,7 +3,7 @@
 import { channelTransportSocket } from '../../contract/index.ts';
 import type { ClusterIR, UpstreamTlsIR } from '../ir.ts';
 import { adsConfigSource, any, duration, extension, sdsSecret, type Json, type JsonObject } from './common.ts';
-import { cacheKeyRestoreFilter } from './filters/index.ts';
+import { cacheDefaultTtlFilter, cacheKeyRestoreFilter } from './filters/index.ts';
 import { loadAssignment } from './endpoints.ts';
 import { clusterStatName } from './observability.ts';
 
@@ -108,9 +108,10 @@ export function cluster(c: ClusterIR): JsonObject {
   }
   if (c.tls) out.transport_socket = upstreamTls(c.tls, c.http2);
   if (c.channelSdsDir) out.transport_socket = channelTransportSocket(c.channelSdsDir);
-  if (c.http2 || c.cacheKeyRestore) {
-    const upstreamFilters: JsonObject = c.cacheKeyRestore
-      ? { http_filters: [cacheKeyRestoreFilter(), extension('envoy.filters.http.upstream_codec', 'envoy.extensions.filters.http.upstream_codec.v3.UpstreamCodec')] }
+  if (c.http2 || c.cacheKeyRestore || c.cacheDefaultTtlSeconds !== undefined) {
+    const cacheFilter = c.cacheKeyRestore ? cacheKeyRestoreFilter() : c.cacheDefaultTtlSeconds !== undefined ? cacheDefaultTtlFilter(c.cacheDefaultTtlSeconds) : undefined;
+    const upstreamFilters: JsonObject = cacheFilter
+      ? { http_filters: [cacheFilter, extension('envoy.filters.http.upstream_codec', 'envoy.extensions.filters.http.upstream_codec.v3.UpstreamCodec')] }
       : {};
     out.typed_extension_protocol_options = {
       [HTTP_OPTIONS]: any(HTTP_OPTIONS, {

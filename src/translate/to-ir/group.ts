@@ -11,7 +11,7 @@ import { compareStrings } from '../paths.ts';
 import { telemetryClusters, telemetryIr } from './telemetry.ts';
 import { CALLOUT_CLUSTER, DEFAULTS, type IrOptions, groupProducts, productRoutes } from './common.ts';
 import { correlationHeaders } from './headers.ts';
-import { cachedServices, cacheProfiles } from './cache.ts';
+import { cachedServices, cacheProfiles, keyClusters } from './cache.ts';
 import { compressionProfiles } from './compression.ts';
 import { virtualHostsIr } from './virtual-hosts.ts';
 import { calloutCluster, clusterIr } from './clusters.ts';
@@ -174,6 +174,7 @@ export function groupToIr(model: ModelSnapshot, group: GatewayGroup, options: Ir
     .map((n) => model.services.get(n))
     .filter((s): s is Service => s !== undefined)
     .map((s) => (cached.has(s.name) ? { ...clusterIr(s), cacheKeyRestore: true } : clusterIr(s)));
+  clusters.push(...keyClusters(groupRoutes, (name) => (model.services.has(name) ? clusterIr(model.services.get(name)!) : undefined)));
   clusters.push(calloutCluster(options.calloutAddress, options.channelSdsDir), ...telemetryClusters(options.telemetry, options.channelSdsDir), ...(flows ? [flows.cluster] : []));
   if (idempotency) clusters.push(idempotency.cluster);
   clusters.sort((a, b) => compareStrings(a.name, b.name));

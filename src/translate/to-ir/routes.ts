@@ -38,7 +38,7 @@ import type {
 import { compareStrings, stripPrefixRewrite } from '../paths.ts';
 import { DEFAULTS, sortMethods } from './common.ts';
 import { headerRulesIr, literalHeaderValue } from './headers.ts';
-import { cacheIr } from './cache.ts';
+import { cacheIr, withKeyCluster } from './cache.ts';
 import { compressionIr } from './compression.ts';
 import { idempotencyIr } from './idempotency.ts';
 import { nativeApiKeyAuth, onePlan, PLAN_FROM_ACCESS, type NativeAuthContext } from './native-auth.ts';
@@ -197,7 +197,9 @@ export function routeIr(model: ModelSnapshot, product: Product, route: Route, fi
   const limits = filters ? routeLimits(model, product, route) : undefined;
   const publicOnly = accept.every((a) => a === 'none');
   const compression = compressionIr(product, route);
-  const cache = filters && action.kind === 'forward' && !action.flow ? cacheIr(route, !accept.every((a) => a === 'none')) : undefined;
+  const cacheSettings = filters && action.kind === 'forward' && !action.flow ? cacheIr(route, !accept.every((a) => a === 'none')) : undefined;
+  // A cache needing no key filter forwards to its own cluster (to-ir/cache.ts).
+  const { cache, action: routeAction } = cacheSettings && action.kind === 'forward' ? withKeyCluster(cacheSettings, action) : { cache: cacheSettings, action };
   const idempotency = filters ? idempotencyIr(product, route) : undefined;
   const flow = action.kind === 'forward' ? action.flow : undefined;
   let requestHeaders = filters ? withoutApiKey(headerRulesIr(model, product, route, 'request'), product, accept) : headerRulesIr(model, product, route, 'request');
@@ -215,7 +217,7 @@ export function routeIr(model: ModelSnapshot, product: Product, route: Route, fi
     name,
     metadata: { product: product.name, route: route.name, ...(flow ? { flow } : {}) },
     match,
-    action,
+    action: routeAction,
     requestHeaders,
     responseHeaders,
     ...(cors ? { cors } : {}),

@@ -6,7 +6,9 @@
 // key's query parameters, only those (sorted) as the query, keeping the originals in reserved headers.
 // A miss goes from the cache straight to the route's cluster, whose upstream Lua filter restores Host
 // and path and, when the service sent no Cache-Control, adds the route's default TTL. One cache
-// filter per maximum object size.
+// filter per maximum object size. A shared route varying on nothing needs none of this Lua: it
+// forwards to a cluster of its own named after the purge generation (the key includes the cluster),
+// whose upstream filter adds the default TTL (to-ir/cache.ts withKeyCluster).
 import { createHash } from 'node:crypto';
 import { GATEWAY_HEADERS, RESERVED_HEADER_PREFIX } from '../../../contract/index.ts';
 import type { CacheIR, CacheProfileIR } from '../../ir.ts';
@@ -17,6 +19,7 @@ const CACHE = 'envoy.extensions.filters.http.cache_v2.v3.CacheV2Config';
 const STORE = 'envoy.extensions.http.cache_v2.simple_http_cache.v3.SimpleHttpCacheV2Config';
 const LUA = 'envoy.extensions.filters.http.lua.v3.Lua';
 const LUA_PER_ROUTE = 'envoy.extensions.filters.http.lua.v3.LuaPerRoute';
+const HEADER_MUTATION = 'envoy.extensions.filters.http.header_mutation.v3.HeaderMutation';
 
 /** Request headers between the key filter and the cluster's upstream filter (reserved: clients' copies are stripped at the edge). */
 export const CACHE_HEADERS = { host: `${RESERVED_HEADER_PREFIX}cache-host`, path: `${RESERVED_HEADER_PREFIX}cache-path` } as const;
@@ -101,12 +104,19 @@ export function cacheKeyRestoreFilter(): JsonObject {
   return extension(FILTERS.cacheKeyRestore, LUA, { default_source_code: { inline_string: script } });
 }
 
+/** The upstream filter of a cached route's own cluster: its default TTL on a response without Cache-Control. */
+export function cacheDefaultTtlFilter(ttlSeconds: number): JsonObject {
+  return extension(`${FILTERS.cachePrefix}.ttl`, HEADER_MUTATION, {
+    mutations: { response_mutations: [{ append: { header: { key: 'cache-control', value: `max-age=${ttlSeconds}` }, append_action: 'ADD_IF_ABSENT' } }] },
+  });
+}
+
 export const cache: HttpFilterEmitter = {
   chain: (g) => (g.filters.cache?.length ? [disabledByDefault(extension(FILTERS.cacheKey, LUA)), ...g.filters.cache.map(cacheFilter)] : []),
   perRoute: (r) =>
     r.cache
       ? [
-          [FILTERS.cacheKey, any(LUA_PER_ROUTE, { source_code: { inline_string: cacheKeyScript(r.cache) } })],
+          ...(r.cache.keyCluster ? [] : [[FILTERS.cacheKey, any(LUA_PER_ROUTE, { source_code: { inline_string: cacheKeyScript(r.cache) } })] as [string, JsonObject]]),
           // The cache filter has no per-route config: an optional one is dropped, but still switches the filter on.
           [cacheFilterName(r.cache), any('envoy.config.route.v3.FilterConfig', { config: any(CACHE), is_optional: true })],
         ]

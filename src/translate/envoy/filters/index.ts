@@ -47,4 +47,4 @@ export const HTTP_FILTERS: readonly HttpFilterEmitter[] = [
 
 export type { AuthzFilters, HttpFilterEmitter } from './filter.ts';
 export { routerFilter } from './router.ts';
-export { cacheKeyRestoreFilter } from './cache.ts';
+export { cacheDefaultTtlFilter, cacheKeyRestoreFilter } from './cache.ts';
