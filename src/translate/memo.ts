@@ -18,8 +18,8 @@ export class EmitMemo {
   private previous = new Map<string, JsonObject>();
   private reusedNow = new Map<string, Reused>();
   private reusedBefore = new Map<string, Reused>();
-  /** JSON built per IR object (and emitter variant): an IR part reused by identity costs no hashing. */
-  private byObject = new WeakMap<object, Map<string, JsonObject>>();
+  /** The content key of each IR object (per emitter variant): an IR part reused by identity costs no hashing. */
+  private byObject = new WeakMap<object, Map<string, string>>();
   /** Objects built (misses), for tests and benchmarks. */
   built = 0;
   /** Values derived (misses of `reuse`) per kind, for tests and benchmarks. */
@@ -52,30 +52,37 @@ export class EmitMemo {
 
   /** The object `make` builds for `input` (JSON-serialisable: it is the key), built once per content. */
   get(kind: string, input: unknown, make: () => JsonObject): JsonObject {
+    return this.lookup(this.contentKey(kind, input), make);
+  }
+
+  /**
+   * As `get` for the JSON of one IR object and the emitter's `variant` (a string naming its other
+   * inputs): the same IR object gives the same JSON without serialising it; equal content in a new
+   * object (its product derived again) still finds the object built before.
+   */
+  getFor(kind: string, ir: object, variant: string, make: () => JsonObject): JsonObject {
+    let forObject = this.byObject.get(ir);
+    const known = forObject?.get(`${kind}\n${variant}`);
+    // Kept in the content map too, so the entry outlives translations that reuse the IR object.
+    if (known) return this.lookup(known, make);
+    const key = this.contentKey(kind, [ir, variant]);
+    if (!forObject) this.byObject.set(ir, (forObject = new Map()));
+    forObject.set(`${kind}\n${variant}`, key);
+    return this.lookup(key, make);
+  }
+
+  private contentKey(kind: string, input: unknown): string {
     // A digest, not the text, as key: the IR of 10k routes would otherwise be held as strings.
-    const key = `${kind}\n${createHash('sha1').update(JSON.stringify(input)).digest('base64')}`;
+    return `${kind}\n${createHash('sha1').update(JSON.stringify(input)).digest('base64')}`;
+  }
+
+  private lookup(key: string, make: () => JsonObject): JsonObject {
     let out = this.current.get(key) ?? this.previous.get(key);
     if (!out) {
       out = make();
       this.built++;
     }
     this.current.set(key, out);
-    return out;
-  }
-
-  /**
-   * As `get` for the JSON of one IR object and the emitter's `variant` (a string naming its other
-   * inputs): the same IR object gives the same JSON without serialising it; equal content still
-   * finds the object built before.
-   */
-  getFor(kind: string, ir: object, variant: string, make: () => JsonObject): JsonObject {
-    let forObject = this.byObject.get(ir);
-    const key = `${kind}\n${variant}`;
-    const known = forObject?.get(key);
-    if (known) return known;
-    const out = this.get(kind, [ir, variant], make);
-    if (!forObject) this.byObject.set(ir, (forObject = new Map()));
-    forObject.set(key, out);
     return out;
   }
 }

@@ -158,6 +158,18 @@ describe('translation with an emit memo', () => {
     assert.equal(cache.encodings - encodings, 1);
     assert.equal(cache.parts.encoded - partsEncoded, 3);
     assert.equal(typeSnapshot(cache.getSnapshot('edge'), TYPE_URLS.route).resources.size, 1);
+    // Later changes elsewhere too: what unchanged routes were built from stays remembered, however
+    // many translations reused it by identity in between.
+    let model = after;
+    for (const [i, product] of [20, 33, 41].entries()) {
+      const k = `product-${product}/route-1`;
+      const r = model.routes.get(k)!;
+      model = applyMutations(model, [{ kind: 'routes', op: 'put', key: k, resource: { ...r, match: { ...r.match, path: { type: 'prefix', value: `/moved-${i}` } } } }]);
+      const p0 = cache.parts.encoded;
+      cache.replaceAll(translate(model, { ...OPTIONS, memo }));
+      cache.flush();
+      assert.equal(cache.parts.encoded - p0, 3, `change ${i}`);
+    }
     cache.close();
   });
 
