@@ -37,6 +37,11 @@ export class EncodedParts {
     this.types = new Set(typeNames.map((n) => `.${n}`));
   }
 
+  /** Whether `v` was encoded before (as any kept type): a container of such parts costs little to encode again. */
+  holds(v: unknown): boolean {
+    return typeof v === 'object' && v !== null && this.memo.has(v);
+  }
+
   /** The encoding of `v` as `type`, from memory or written now. */
   bytes(type: protobuf.Type, v: object, p: string): Uint8Array | undefined {
     if (!this.types.has(type.fullName)) return undefined;

@@ -350,6 +350,7 @@ export class SnapshotCache {
   private encode(kind: (typeof RESOURCE_KINDS)[number], typeUrl: XdsTypeUrl, index: number, r: EnvoyResource): CachedResource | ResourceProblem {
     const same = typeof r === 'object' && r !== null ? this.byObject.get(r) : undefined;
     if (same?.typeUrl === typeUrl) return same;
+    if (kind === 'routes' && builtOfKnownParts(r, this.parts)) return this.encodeFirst(kind, typeUrl, index, r);
     let json: string;
     try {
       json = JSON.stringify(r);
@@ -369,4 +370,31 @@ export class SnapshotCache {
     if (typeof r === 'object' && r !== null) this.byObject.set(r, c);
     return c;
   }
+
+  /**
+   * Encodes first and finds an equal resource by its encoding: for a route configuration made of
+   * parts encoded before, that costs less than serialising it as JSON (megabytes for 10k routes).
+   */
+  private encodeFirst(kind: (typeof RESOURCE_KINDS)[number], typeUrl: XdsTypeUrl, index: number, r: EnvoyResource): CachedResource | ResourceProblem {
+    const out = tryEncode(kind, index, r, this.parts);
+    if ('message' in out) return out;
+    const version = contentVersion(out.bytes);
+    const key = `${typeUrl}\n#${out.name}\n${version}`;
+    let c = this.interned.get(key)?.deref();
+    if (!c) {
+      this.encodings++;
+      c = new CachedResource(typeUrl, out.name, version, out.bytes);
+      this.interned.set(key, new WeakRef(c));
+      this.finalizer.register(c, key);
+    }
+    this.byObject.set(r, c);
+    return c;
+  }
+}
+
+/** A route configuration some of whose virtual hosts, or their first routes, the parts memory holds. */
+function builtOfKnownParts(r: EnvoyResource, parts: EncodedParts): boolean {
+  const hosts = (r as { virtual_hosts?: unknown }).virtual_hosts;
+  if (!Array.isArray(hosts)) return false;
+  return hosts.some((vh) => parts.holds(vh) || parts.holds((vh as { routes?: unknown[] } | null)?.routes?.[0]));
 }

@@ -170,6 +170,13 @@ describe('translation with an emit memo', () => {
       cache.flush();
       assert.equal(cache.parts.encoded - p0, 3, `change ${i}`);
     }
+    // Encoded around remembered parts (and found by its encoding, not its JSON), the same bytes as from scratch.
+    const scratch = new SnapshotCache({ debounceMs: 0, debounceMaxMs: 0 });
+    scratch.replaceAll(translate(model, OPTIONS));
+    scratch.flush();
+    const bytes = (c: SnapshotCache) => [...typeSnapshot(c.getSnapshot('edge'), TYPE_URLS.route).resources.values()].map((r) => Buffer.from(r.bytes).toString('base64'));
+    assert.deepEqual(bytes(cache), bytes(scratch));
+    scratch.close();
     cache.close();
   });
 
