@@ -3,7 +3,8 @@
 // node dist/cli.js) and the sources through tsx, alternating in one run. Prints JSON.
 // Usage: tsx bench/start.ts [--runs 3] [--products 2000] [--database-url postgresql://…] [--no-build]
 //        [--profile DIR]   (compiled starts write V8 CPU profiles to DIR: node --cpu-prof)
-import { spawnSync } from 'node:child_process';
+//        [--streams 1000]  (then one more compiled start: its RSS at ready, idle, and holding N ADS streams)
+import { fork, spawnSync } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
 import path from 'node:path';
 import type { TestContext } from 'node:test';
@@ -11,10 +12,11 @@ import { fileURLToPath } from 'node:url';
 import { documentToYaml } from '../src/model/declarative.ts';
 import { freePort, startPostgres } from '../test/support/components.ts';
 import { cpuSeconds, flags, median, printJson, round2, rssMB } from './harness.ts';
+import type { FromStreams } from './start-streams.ts';
 import { type Proc, workspace } from './stack.ts';
 
 const ROOT = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '..');
-const args = flags({ runs: 3, products: 2000, 'database-url': undefined, 'no-build': false, profile: undefined });
+const args = flags({ runs: 3, products: 2000, 'database-url': undefined, 'no-build': false, profile: undefined, streams: 0 });
 const ROUTES_PER_PRODUCT = 5;
 
 function model(products: number): string {
@@ -113,6 +115,30 @@ try {
       process.stderr.write(`start: run ${i + 1} ${name}: ${a.ms} ms, after kill -9 ${b.ms} ms\n`);
     }
   }
+  // Memory of the compiled build in PostgreSQL mode: at ready, after 10 s idle (no stream yet), and
+  // holding N ADS streams of a simulated fleet (bench/start-streams.ts, its own process).
+  let streams: Record<string, number> | undefined;
+  if (args.streams > 0) {
+    const a = await start(true);
+    await new Promise((r) => setTimeout(r, 10_000));
+    const idleMb = rssMB(a.proc.child.pid);
+    const child = fork(path.join(ROOT, 'bench/start-streams.ts'), ['--child', JSON.stringify({ address: env.PORTICO_GRPC_ADDR, streams: args.streams, group: 'edge' })]);
+    const synced = await new Promise<FromStreams>((resolve, reject) => {
+      const t = setTimeout(() => reject(new Error(`${args.streams} streams not synced after 300 s`)), 300_000);
+      child.once('message', (m: FromStreams) => {
+        clearTimeout(t);
+        resolve(m);
+      });
+    });
+    if (synced.kind === 'failed') throw new Error(`streams: ${synced.message}`);
+    const syncedMb = rssMB(a.proc.child.pid);
+    await new Promise((r) => setTimeout(r, 10_000));
+    streams = { streams: synced.streams, syncMs: synced.ms, bytesServed: synced.bytes, rssAtReadyMb: a.rssMb, rssIdleMb: idleMb, rssAtSyncMb: syncedMb, rssSteadyMb: rssMB(a.proc.child.pid) };
+    child.send({ kind: 'stop' });
+    await a.proc.stop();
+    load.push(spawnSync('cat', ['/proc/loadavg'], { encoding: 'utf8' }).stdout.trim());
+    process.stderr.write(`start: ${args.streams} streams: ${JSON.stringify(streams)}\n`);
+  }
   const summary = Object.fromEntries(
     Object.entries(results).map(([k, v]) => [k, { medianMs: median(v.map((r) => r.ms)), maxMs: Math.max(...v.map((r) => r.ms)), medianCpuS: round2(median(v.map((r) => r.cpuS))), runs: v }]),
   );
@@ -122,8 +148,9 @@ try {
     model: { routes: args.products * ROUTES_PER_PRODUCT, products: args.products, partners: 200, documentBytes: text.length },
     ...summary,
     compiledToTsxMedianRatio: round2(median(results.compiledAfterStop!.map((r) => r.ms)) / median(results.tsxAfterStop!.map((r) => r.ms))),
+    ...(streams ? { memoryCompiled: streams } : {}),
     loadavg: load,
-    target: { startToReadyMs: 3000 },
+    target: { startToReadyMs: 3000, rssBeforeStreamsMb: 100, rssWith1000StreamsMb: 200 },
   });
 } finally {
   await ws.close();
