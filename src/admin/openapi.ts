@@ -62,7 +62,8 @@ function successes(method: string, url: string): Record<number, string> {
 function errors(method: string, route: RouteOptions): number[] {
   const codes = [400, 404, 414, 422, 431];
   if (!route.config?.public) codes.push(401, 403);
-  if (method === 'POST' || method === 'PUT' || method === 'PATCH') codes.push(413, 415);
+  // fastify parses a DELETE's body too, when one is sent: its size and media type can be refused as well.
+  if (method === 'POST' || method === 'PUT' || method === 'PATCH' || method === 'DELETE') codes.push(413, 415);
   if (method !== 'GET' && method !== 'HEAD' && route.url.startsWith('/api/v1/')) codes.push(409, 412, 503);
   else if (route.config?.readsDatabase) codes.push(503);
   return codes.sort((a, b) => a - b);
