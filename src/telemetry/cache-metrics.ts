@@ -123,6 +123,11 @@ export class CacheMetrics {
   private routes: ReadonlySet<string> = new Set();
   private groups: ReadonlySet<string> = new Set();
   private readonly coalescing: CoalescingClassifier;
+  /**
+   * Hits not yet added to the counter, by group and route name: added at each scrape. prom-client
+   * hashes the labels on every inc (~1.5 µs, most of a hit's cost here; a hit costs the gateway ~33 µs).
+   */
+  private readonly pendingHits = new Map<string, { labels: Labels; n: number }>();
 
   constructor(
     registry: Registry,
@@ -131,6 +136,7 @@ export class CacheMetrics {
   ) {
     this.coalescing = new CoalescingClassifier(graceMs);
     const flush = () => {
+      this.flushHits();
       for (const h of this.coalescing.expire(this.now())) this.requests.inc({ ...h.labels, result: 'hit' });
     };
     this.requests = registeredMetric(
@@ -149,23 +155,40 @@ export class CacheMetrics {
   }
 
   setModel(model: ModelSnapshot): void {
+    // Counted hits keep the labels they were seen with.
+    this.flushHits();
     this.routes = new Set(model.routes.keys());
     this.groups = new Set(model.gatewayGroups.keys());
+  }
+
+  private flushHits(): void {
+    for (const p of this.pendingHits.values()) this.requests.inc({ ...p.labels, result: 'hit' }, p.n);
+    this.pendingHits.clear();
+  }
+
+  private labelsOf(routeName: string, group: string | undefined): Labels {
+    const [product, route] = this.routes.has(routeName) ? routeName.split('/') : [PARTNER_LABEL.unknown, PARTNER_LABEL.unknown];
+    return { group: group && this.groups.has(group) ? group : PARTNER_LABEL.unknown, product: product!, route: route! };
   }
 
   record(e: AccessLogRecord, streamGroup: string | undefined): void {
     const result = cacheResult(e);
     if (!result) return;
-    const known = this.routes.has(e.routeName);
-    const [product, route] = known ? e.routeName.split('/') : [PARTNER_LABEL.unknown, PARTNER_LABEL.unknown];
     const group = e.tags.get('group') ?? streamGroup;
-    const labels = { group: group && this.groups.has(group) ? group : PARTNER_LABEL.unknown, product: product!, route: route! };
     // A follower waited for the service; an answer served in under a millisecond did not: a hit at
     // once, without holding it (most hits, and the cheapest path for the busiest routes).
     if (result === 'hit' && e.durationSeconds < FOLLOWER_MIN_SECONDS) {
-      this.requests.inc({ ...labels, result: 'hit' });
+      const k = `${group ?? ''}\n${e.routeName}`;
+      const pending = this.pendingHits.get(k);
+      if (pending) pending.n++;
+      else {
+        // Bounded: names come from Envoy's config, but a flush costs only a scrape's worth of work.
+        if (this.pendingHits.size >= 10_000) this.flushHits();
+        this.pendingHits.set(k, { labels: this.labelsOf(e.routeName, group), n: 1 });
+      }
       return;
     }
+    const labels = this.labelsOf(e.routeName, group);
     const now = this.now();
     const key = `${e.routeName} ${e.authority} ${e.path}`;
     if (result === 'miss') {

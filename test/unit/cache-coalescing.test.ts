@@ -87,4 +87,17 @@ describe('CacheMetrics', () => {
     assert.equal(await value('hit'), 2, 'read after the grace: counted as a hit');
     assert.equal(await value('coalesced'), 2);
   });
+
+  it('fast hits are added up between scrapes and keep the labels they were seen with across a model change', async () => {
+    const registry = new Registry();
+    const m = new CacheMetrics(registry);
+    m.setModel({ routes: new Map([['shop/catalog', {}]]), gatewayGroups: new Map([['edge', {}]]) } as never);
+    for (let i = 0; i < 3; i++) m.record(entry({ durationSeconds: 0.0001 }), 'edge');
+    m.record(entry({ durationSeconds: 0.0001, tags: new Map() }), 'other');
+    // The route is removed: hits recorded before still count for it, later ones as unknown.
+    m.setModel({ routes: new Map(), gatewayGroups: new Map([['edge', {}]]) } as never);
+    m.record(entry({ durationSeconds: 0.0001 }), 'edge');
+    const values = (await registry.getSingleMetric('portico_cache_requests_total')!.get()).values.map((v) => `${v.labels.group} ${v.labels.product}/${v.labels.route} ${v.labels.result} ${v.value}`);
+    assert.deepEqual(values.sort(), ['edge shop/catalog hit 3', 'edge unknown/unknown hit 1', 'unknown shop/catalog hit 1']);
+  });
 });
