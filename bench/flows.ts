@@ -1,5 +1,7 @@
 // Benchmark: seed 003's /api/home aggregation (three parallel calls, the user reduced to four fields,
-// the answers stitched) through Portico — Envoy edge → flow runtime → Envoy step listener → upstreams —
+// the answers stitched) through Portico twice — Envoy edge → flow runtime → upstreams (step calls
+// straight to the services, the default for services that need nothing only Envoy gives), and with
+// PORTICO_FLOWS_DIRECT_CALLS=off, where every step call goes back through Envoy's step listener —
 // beside a minimal Go aggregator (bench/flows-peer: net/http, one goroutine per call, as KrakenD) on
 // the same three upstreams (Go, each answering after --delay-ms). In one run, alternating:
 //   latency     sequential requests (one in flight): p50 over the slowest call, measured the same
@@ -98,24 +100,37 @@ async function main(): Promise<void> {
     });
     for (const u of upstreams) await listening(u.port, u.p, `upstream ${u.name}`);
 
-    const [flowsPort, stepPort, edgePort, goPort] = [await freePort(), await freePort(), await freePort(), await freePort()];
-    const cp = await startControlPlane(ws, { PORTICO_FLOWS_LISTEN_ADDR: `127.0.0.1:${flowsPort}`, PORTICO_FLOWS_STEP_ADDR: `127.0.0.1:${stepPort}`, PORTICO_ACCESS_LOG: 'false' });
-    await cp.apply({
-      portico: 'v1',
-      gatewayGroups: [{ name: 'bench', listeners: [{ name: 'http', port: edgePort, address: '127.0.0.1' }] }],
-      services: Object.entries(ports).map(([name, port]) => ({ name, endpoints: [{ host: '127.0.0.1', port }], circuitBreaker: { maxRequests: 100_000, maxPendingRequests: 100_000 } })),
-      products: [
-        {
-          name: 'home',
-          gatewayGroups: ['bench'],
-          basePath: '/api',
-          auth: { accept: ['none'] },
-          routes: [{ name: 'home', match: { path: { type: 'exact', value: '/home' }, methods: ['GET'] }, flow: benchFlow() }],
-        },
-      ],
-    });
-    const envoy = await startGatewayEnvoy(ws, envoyBin, { nodeId: 'bench-flows', group: 'bench', xds: `127.0.0.1:${cp.grpcPort}`, concurrency: args['envoy-concurrency'] });
-    await waitFor('Envoy holds the model', () => cp.settled('bench-flows').then((ok) => (ok ? true : undefined)), 60_000, 200);
+    /** One Portico (control plane hosting the runtime, and its Envoy) with step calls direct or through Envoy. */
+    const startPortico = async (direct: 'auto' | 'off') => {
+      const [flowsPort, stepPort, edgePort] = [await freePort(), await freePort(), await freePort()];
+      const cp = await startControlPlane(ws, {
+        PORTICO_DATA_DIR: path.join(ws.dir, `data-${direct}`),
+        PORTICO_FLOWS_LISTEN_ADDR: `127.0.0.1:${flowsPort}`,
+        PORTICO_FLOWS_STEP_ADDR: `127.0.0.1:${stepPort}`,
+        PORTICO_FLOWS_DIRECT_CALLS: direct,
+        PORTICO_ACCESS_LOG: 'false',
+      });
+      await cp.apply({
+        portico: 'v1',
+        gatewayGroups: [{ name: 'bench', listeners: [{ name: 'http', port: edgePort, address: '127.0.0.1' }] }],
+        services: Object.entries(ports).map(([name, port]) => ({ name, endpoints: [{ host: '127.0.0.1', port }], circuitBreaker: { maxRequests: 100_000, maxPendingRequests: 100_000 } })),
+        products: [
+          {
+            name: 'home',
+            gatewayGroups: ['bench'],
+            basePath: '/api',
+            auth: { accept: ['none'] },
+            routes: [{ name: 'home', match: { path: { type: 'exact', value: '/home' }, methods: ['GET'] }, flow: benchFlow() }],
+          },
+        ],
+      });
+      const envoy = await startGatewayEnvoy(ws, envoyBin, { nodeId: `bench-flows-${direct}`, group: 'bench', xds: `127.0.0.1:${cp.grpcPort}`, concurrency: args['envoy-concurrency'] });
+      await waitFor('Envoy holds the model', () => cp.settled(`bench-flows-${direct}`).then((ok) => (ok ? true : undefined)), 60_000, 200);
+      return { url: `http://127.0.0.1:${edgePort}/api/home?user=${USER}`, pids: { envoy: envoy.proc.child.pid, portico: cp.proc.child.pid } };
+    };
+    const portico = await startPortico('auto');
+    const porticoViaEnvoy = await startPortico('off');
+    const goPort = await freePort();
     const goProc = ws.run(
       peerBin,
       [
@@ -135,7 +150,8 @@ async function main(): Promise<void> {
     await listening(goPort, goProc, 'the Go aggregator');
 
     const targets = {
-      portico: { url: `http://127.0.0.1:${edgePort}/api/home?user=${USER}`, pids: { envoy: envoy.proc.child.pid, portico: cp.proc.child.pid } },
+      portico,
+      'portico-via-envoy': porticoViaEnvoy,
       go: { url: `http://127.0.0.1:${goPort}/api/home?user=${USER}`, pids: { go: goProc.child.pid } },
     };
     // Both answer seed 003's body.
@@ -170,15 +186,29 @@ async function main(): Promise<void> {
       }
       rounds.push(out);
     }
-    const pick = (name: 'portico' | 'go', k: string) => rounds.map((r) => (r[name] as Record<string, number>)[k]!);
-    const perCpu = { portico: median(pick('portico', 'requestsPerCpuSecond')), go: median(pick('go', 'requestsPerCpuSecond')) };
+    const pick = (name: keyof typeof targets, k: string) => rounds.map((r) => (r[name] as Record<string, number>)[k]!);
+    const perCpu = {
+      portico: median(pick('portico', 'requestsPerCpuSecond')),
+      'portico-via-envoy': median(pick('portico-via-envoy', 'requestsPerCpuSecond')),
+      go: median(pick('go', 'requestsPerCpuSecond')),
+    };
     printJson({
       bench: 'flows',
       settings: { ...args, cpus: os.cpus().length, loadAverage: os.loadavg().map(round2) },
       rounds,
       summary: {
-        addedP50Ms: { portico: median(pick('portico', 'addedP50Ms')), go: median(pick('go', 'addedP50Ms')), target: '< 2 (portico)' },
-        requestsPerCpuSecond: { ...perCpu, ratio: round2(perCpu.portico / perCpu.go), target: '>= 0.7' },
+        addedP50Ms: {
+          portico: median(pick('portico', 'addedP50Ms')),
+          'portico-via-envoy': median(pick('portico-via-envoy', 'addedP50Ms')),
+          go: median(pick('go', 'addedP50Ms')),
+          target: '< 2 (portico)',
+        },
+        requestsPerCpuSecond: {
+          ...perCpu,
+          ratio: round2(perCpu.portico / perCpu.go),
+          ratioViaEnvoy: round2(perCpu['portico-via-envoy'] / perCpu.go),
+          target: '>= 0.7',
+        },
       },
       loadAverageAfter: os.loadavg().map(round2),
     });

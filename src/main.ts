@@ -130,6 +130,8 @@ export async function startPortico(settings: Settings, opts: StartOptions = {}):
           maxConcurrent: settings.flowsMaxConcurrent,
           sandbox,
           codePool,
+          // With tracing on, step spans come from Envoy's step listener: every call goes through it.
+          directCalls: settings.flowsDirectCalls === 'auto' && !settings.otelCollectorAddress,
         })
       : undefined;
   flows?.update(store.current());

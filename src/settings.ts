@@ -94,6 +94,8 @@ export interface Settings {
   flowsMaxConcurrent: number;
   /** Worker threads that run code steps (each with its own QuickJS), started on first use. */
   flowsCodeWorkers: number;
+  /** auto: step calls to services that need nothing only Envoy gives go straight to them; off: all through Envoy. */
+  flowsDirectCalls: 'auto' | 'off';
   /** Where the idempotency processor (Envoy's ext_proc service) binds (roles all and idempotency). */
   idempotencyListenHost: string;
   idempotencyListenPort: number;
@@ -241,6 +243,7 @@ export function loadSettings(env: Env = process.env): Settings {
     flowsEnvoyAddress: env.PORTICO_FLOWS_ENVOY_ADDR || undefined,
     flowsMaxConcurrent: int(env, 'PORTICO_FLOWS_MAX_CONCURRENT', 1000, 1, 1_000_000),
     flowsCodeWorkers: int(env, 'PORTICO_FLOWS_CODE_WORKERS', 2, 1, 64),
+    flowsDirectCalls: oneOf(env, 'PORTICO_FLOWS_DIRECT_CALLS', 'auto', ['auto', 'off'] as const),
     idempotencyListenHost: idempotencyListen.host,
     idempotencyListenPort: idempotencyListen.port,
     idempotencyAddress: env.PORTICO_IDEMPOTENCY_ADDR || undefined,

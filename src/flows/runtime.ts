@@ -1,7 +1,8 @@
 // The flow runtime: the HTTP server Envoy sends flow routes to, after authentication, limits and
-// access logging. It runs the route's flow as compiled for the model when the request arrived, and
-// sends each step call back through the Envoy that asked, to that Envoy's step listener, so calls
-// keep the model's timeouts, retries, circuit breaking and upstream TLS.
+// access logging. It runs the route's flow as compiled for the model when the request arrived. Step
+// calls to a service that needs nothing only Envoy gives go straight to it (direct-pools.ts, with its
+// timeouts, circuit breaker and TLS); the others go back through the Envoy that asked, to its step
+// listener, so they keep retries, health checks, outlier detection and the rest.
 import http from 'node:http';
 import type { AddressInfo } from 'node:net';
 import type { Registry } from 'prom-client';
@@ -13,7 +14,8 @@ import type { CodePool } from './code-pool.ts';
 import { runFlow } from './engine.ts';
 import { FlowMetrics, type Refusal } from './metrics.ts';
 import { compileModelFlows, type ModelFlows, type RouteFlow } from './model.ts';
-import { StepClient } from './step-client.ts';
+import { StepClient, UPSTREAM_OVERFLOW } from './step-client.ts';
+import { DirectPools, type DirectService } from './direct-pools.ts';
 import type { CompiledStep, FlowIdentity, FlowRequest, StepCall, StepResponse } from './types.ts';
 
 export interface FlowRuntimeOptions {
@@ -29,6 +31,8 @@ export interface FlowRuntimeOptions {
   sandbox?: CodeSandbox;
   /** Runs code steps on worker threads; without it they run in `sandbox`, on this thread. */
   codePool?: CodePool;
+  /** Call services that need nothing only Envoy gives directly (off: every call through Envoy). */
+  directCalls?: boolean;
 }
 
 /** Request headers a step call carries on, so the upstream and the tracer see one request. */
@@ -38,6 +42,7 @@ export class FlowRuntime {
   private flows: ModelFlows = compileModelFlows(emptySnapshot());
   private readonly metrics: FlowMetrics;
   private readonly client = new StepClient();
+  private readonly direct: DirectPools | undefined;
   private readonly server: http.Server;
   private active = 0;
   private draining = false;
@@ -46,6 +51,7 @@ export class FlowRuntime {
   constructor(private readonly opts: FlowRuntimeOptions) {
     this.metrics = new FlowMetrics(opts.registry);
     this.runner = opts.codePool ?? opts.sandbox;
+    this.direct = opts.directCalls ? new DirectPools() : undefined;
     this.server = http.createServer({ keepAlive: true, requestTimeout: 0, headersTimeout: 30_000 }, (req, res) => this.handle(req, res));
     // Envoy pools connections to the runtime: keep them well past its own idle timeout (1 h).
     this.server.keepAliveTimeout = 3_900_000;
@@ -55,6 +61,7 @@ export class FlowRuntime {
   update(model: ModelSnapshot): void {
     const checkCode = this.opts.sandbox ? (s: string) => this.opts.sandbox!.check(s) : undefined;
     this.flows = compileModelFlows(model, checkCode ? { checkCode } : {});
+    this.direct?.update(model);
     // A model with code steps gets a worker ready before its first request needs one.
     if (this.opts.codePool && [...this.flows.routes.values()].some((rf) => hasCode(rf.flow.steps))) this.opts.codePool.warm();
   }
@@ -75,7 +82,7 @@ export class FlowRuntime {
     const deadline = Date.now() + graceMs;
     while (this.active > 0 && Date.now() < deadline) await new Promise((r) => setTimeout(r, 20));
     this.server.closeAllConnections();
-    await this.client.close();
+    await Promise.all([this.client.close(), this.direct?.close()]);
     await closed;
   }
 
@@ -199,9 +206,33 @@ export class FlowRuntime {
   }
 
   private call(origin: string, rf: RouteFlow, c: StepCall, carried: Record<string, string>, host: string | undefined, signal: AbortSignal): Promise<StepResponse> {
+    const d = this.direct?.get(c.service);
+    if (d) return this.callDirect(d, c, carried, host, signal);
     // The caller's Host goes on, as on a route that forwards to the service directly.
     const headers: Record<string, string> = { ...(host ? { host } : {}), ...c.headers, ...carried, [FLOW_HEADERS.service]: c.service, [FLOW_HEADERS.step]: `${rf.key}/${c.step}` };
     return this.client.call({ origin, method: c.method, path: c.path, headers, body: c.body, maxResponseBytes: c.maxResponseBytes, signal });
+  }
+
+  /** A call straight to the service, within its circuit breaker's limit. */
+  private async callDirect(d: DirectService, c: StepCall, carried: Record<string, string>, host: string | undefined, signal: AbortSignal): Promise<StepResponse> {
+    if (d.inFlight >= d.maxInFlight) return UPSTREAM_OVERFLOW();
+    d.inFlight++;
+    try {
+      const headers: Record<string, string> = { ...(host ? { host } : {}), ...c.headers, ...carried };
+      return await this.client.call({
+        origin: d.origin,
+        dispatcher: d.dispatcher,
+        timeoutMs: d.requestTimeoutMs,
+        method: c.method,
+        path: c.path,
+        headers,
+        body: c.body,
+        maxResponseBytes: c.maxResponseBytes,
+        signal,
+      });
+    } finally {
+      d.inFlight--;
+    }
   }
 }
 

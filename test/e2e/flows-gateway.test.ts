@@ -52,6 +52,21 @@ describe('flows through a real Envoy', () => {
       assert.equal(g.upstreams.seen.orders!.at(-1)!.path, `/orders?user=${SEED_USER.id}&limit=3`);
     });
 
+    await t.test('step calls go straight to a service that needs nothing only Envoy gives, through Envoy to one with retries (which recover a failed attempt)', async () => {
+      const direct = g.upstreams.seen.users!.at(-1)!;
+      assert.equal(direct.headers['x-envoy-expected-rq-timeout-ms'], undefined, 'no Envoy on the direct path');
+      const r = await get('/flows/retried');
+      assert.equal(r.status, 200, r.text);
+      assert.deepEqual(r.json, { attempt: 2 });
+      const tries = g.upstreams.seen.flaky!;
+      assert.equal(tries.length, 2, 'one failed attempt, one retry');
+      assert.equal(tries[0]!.headers['x-request-id'], tries[1]!.headers['x-request-id']);
+      assert.ok(
+        tries.every((a) => a.headers['x-envoy-expected-rq-timeout-ms'] !== undefined),
+        "the calls went through Envoy's step listener",
+      );
+    });
+
     await t.test('switch on a JWT claim', async () => {
       assert.deepEqual((await get('/flows/greet')).json, { greeting: 'welcome back, administrator', partner: 'web-app' });
       assert.deepEqual((await get('/flows/greet', viewer)).json, { greeting: 'hello usr_other', partner: 'web-app' });

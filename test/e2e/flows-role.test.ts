@@ -34,7 +34,8 @@ describe('flows role: the flow runtime as its own process behind a real Envoy', 
     const databaseUrl = createDatabase(pg, 'portico_flows_role');
     const seen: string[] = [];
     const users = await listenHttp((req, res) => {
-      seen.push(req.url ?? '');
+      // Envoy's router tells the upstream its timeout: a call that came another way is marked.
+      seen.push(`${req.url ?? ''}${req.headers['x-envoy-expected-rq-timeout-ms'] ? '' : ' (not through Envoy)'}`);
       const body = JSON.stringify({ id: 'usr_1', name: 'Alice Chen', internal_id: 88123 });
       res.writeHead(200, { 'content-type': 'application/json', 'content-length': Buffer.byteLength(body) }).end(body);
     });
@@ -55,7 +56,8 @@ describe('flows role: the flow runtime as its own process behind a real Envoy', 
     };
     const roles = {
       xds: { ...common, PORTICO_ROLE: 'xds', PORTICO_ADMIN_ADDR: `127.0.0.1:${xdsAdmin}`, PORTICO_GRPC_ADDR: `127.0.0.1:${grpcPort}`, PORTICO_FLOWS_ADDR: `127.0.0.1:${flowsPort}` },
-      flows: { ...common, PORTICO_ROLE: 'flows', PORTICO_ADMIN_ADDR: `127.0.0.1:${flowsAdmin}`, PORTICO_FLOWS_LISTEN_ADDR: `127.0.0.1:${flowsPort}` },
+      // Every step call through Envoy (the direct path is covered by flows-gateway): this test is about the hop back.
+      flows: { ...common, PORTICO_ROLE: 'flows', PORTICO_ADMIN_ADDR: `127.0.0.1:${flowsAdmin}`, PORTICO_FLOWS_LISTEN_ADDR: `127.0.0.1:${flowsPort}`, PORTICO_FLOWS_DIRECT_CALLS: 'off' },
     };
     const procs: RunningProcess[] = [];
     t.after(async () => {

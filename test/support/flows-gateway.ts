@@ -1,7 +1,8 @@
 // Flows through the whole pipeline: the authenticated seed-003 gateway (real JWKS, real Envoy) plus
 // a `flows` product whose routes are flows and body transforms over upstreams of their own: seed
 // 003's three services (answering after a delay), one that always fails, and one that echoes bodies
-// and can hold a request until the test releases it.
+// and can hold a request until the test releases it, and one that fails each request's first attempt
+// (its service has retries, which only Envoy applies: its step calls go through Envoy, the others straight).
 import type { TestContext } from 'node:test';
 import { homeFlow, SEED_ORDERS, SEED_RECOMMENDATIONS, SEED_USER } from '../../src/flows/fixtures.ts';
 import type { FlowSpec, FlowStepSpec } from '../../src/flows/index.ts';
@@ -24,7 +25,8 @@ const json = (res: import('node:http').ServerResponse, status: number, body: unk
 
 /** The upstreams; the seed's three answer after `delayMs`. */
 export async function startFlowUpstreams(delayMs: number): Promise<FlowUpstreams> {
-  const seen: FlowUpstreams['seen'] = { users: [], orders: [], products: [], broken: [], echo: [] };
+  const seen: FlowUpstreams['seen'] = { users: [], orders: [], products: [], broken: [], echo: [], flaky: [] };
+  const attempted = new Set<string>();
   let waiting: Array<() => void> = [];
   const gate = {
     arrived: 0,
@@ -56,6 +58,12 @@ export async function startFlowUpstreams(delayMs: number): Promise<FlowUpstreams
     ),
     products: await server('products', (path, _u, _b, res) => later(() => (path === '/recommendations' ? json(res, 200, SEED_RECOMMENDATIONS) : json(res, 404, {})))),
     broken: await server('broken', (_p, _u, _b, res) => json(res, 500, { error: 'internal', message: 'always fails' })),
+    flaky: await server('flaky', (_p, _u, _b, res, req) => {
+      const id = String(req.headers['x-request-id']);
+      if (attempted.has(id)) return json(res, 200, { attempt: 2 });
+      attempted.add(id);
+      json(res, 503, { error: 'unavailable', message: 'first attempts fail' });
+    }),
     echo: await server('echo', (path, _u, body, res, req) => {
       if (path === '/gate') {
         gate.arrived++;
@@ -171,6 +179,9 @@ export function flowRoutes(): Array<Record<string, unknown>> {
     route('loop', '/loop', ['GET'], {
       flow: { steps: [{ name: 'spin', code: { source: 'while (true) {}', timeMs: 50 } }] },
     }),
+    route('retried', '/retried', ['GET'], {
+      flow: { steps: [{ name: 'flaky', call: { service: 'f-flaky', path: '/flaky' } }] },
+    }),
     route('gated', '/gated', ['GET'], {
       flow: {
         steps: [
@@ -193,7 +204,12 @@ export async function startFlowGateway(t: TestContext, nodeId: string, delayMs: 
   const g = await startAuthzGateway(t, {
     nodeId,
     mutate: (doc) => {
-      for (const [name, s] of Object.entries(upstreams.servers)) doc.services.push({ name: `f-${name}`, endpoints: [{ host: '127.0.0.1', port: s.port }] });
+      for (const [name, s] of Object.entries(upstreams.servers))
+        doc.services.push({
+          name: `f-${name}`,
+          endpoints: [{ host: '127.0.0.1', port: s.port }],
+          ...(name === 'flaky' ? { retries: { attempts: 1, retryOn: ['5xx'] } } : {}),
+        });
       doc.products.push({ name: 'flows', gatewayGroups: ['edge'], basePath: '/flows', auth: { accept: ['jwt'] }, routes: flowRoutes() });
       doc.plans.push({ name: 'flows-unlimited' });
       doc.partners.find((p: { name: string }) => p.name === 'web-app').subscriptions.push({ product: 'flows', plan: 'flows-unlimited' });
