@@ -1,16 +1,19 @@
 // Which mTLS identities Envoy can match natively (authz.mode native): its RBAC matches a verified
-// client certificate's URI SANs, DNS SANs and subject by exact principal name; shared by the
-// translator and the documentation of what stays on the callout.
+// client certificate's URI SANs, DNS SANs and subject by exact principal name, and its SHA-256
+// fingerprint through a header Envoy writes; shared by the translator and the documentation of what
+// stays on the callout.
 import type { MtlsIdentity } from './schemas.ts';
+import { normalizeFingerprint } from './validate.ts';
 
 /** The principal name Envoy's RBAC compares for this identity, or why it cannot (its partner's routes stay on the callout). */
-export function mtlsPrincipalName(match: MtlsIdentity['match']): { name: string } | { reason: string } {
+export function mtlsPrincipalName(match: MtlsIdentity['match']): { name: string } | { fingerprint: string } | { reason: string } {
   const v = match.value.trim();
   switch (match.type) {
     case 'spiffe_id':
       return { name: v };
     case 'fingerprint':
-      return { reason: "fingerprint: Envoy's RBAC matches certificate names (SANs, subject), not digests" };
+      // Lower-case hex without colons: what Envoy's %DOWNSTREAM_PEER_FINGERPRINT_256% prints.
+      return { fingerprint: normalizeFingerprint(v) };
     case 'san': {
       const typed = /^(dns|uri|email|ip address|ip):(.*)$/i.exec(v);
       const type = typed ? typed[1]!.toLowerCase() : undefined;

@@ -50,6 +50,8 @@ export interface HttpFiltersIR {
   apiKeyAuth?: true;
   /** Native mode: some route's callers are authorized by the access RBAC filter (off in the chain, on per route). */
   access?: true;
+  /** Native mTLS: some route knows a partner by its certificate's fingerprint (the first filter writes it into a header there). */
+  peerFingerprint?: true;
   /** Native mode: the JWT issuers native routes accept, as jwt_authn providers (off in the chain, on per route). */
   jwtAuthn?: JwtAuthnIR;
   /** Native mode: some JWT route forwards claims, whose values the claim check refuses when they are no header value. */
@@ -378,7 +380,7 @@ export interface RouteAccessIR {
    * partner header, which no filter sets there), sorted by partner; the shadow rules then name the
    * partner (x-portico-partner reads the match) instead of the plan.
    */
-  identities?: Array<{ partner: string; principals: string[] }>;
+  identities?: Array<{ partner: string; principals: string[]; fingerprints?: string[] }>;
 }
 
 /** One JWT issuer as a jwt_authn provider (named after the issuer), its key set pushed inline. */

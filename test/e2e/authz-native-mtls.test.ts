@@ -2,8 +2,9 @@
 // client certificates is decided by the access RBAC on the verified certificate's names (SPIFFE ID,
 // DNS SAN, subject), the partner forwarded from the shadow match, no callout. Every refusal: a
 // certificate of no partner, a partner not subscribed, suspended, outside its access level, a
-// foreign CA (no handshake); suspension and identity removal on update; a partner with a fingerprint
-// identity keeps its product on the callout; config_dump holds no private key.
+// foreign CA (no handshake); suspension and identity removal on update; a fingerprint identity
+// matched through the header Envoy writes from the verified certificate (a client's copy never
+// counts); config_dump holds no private key.
 import assert from 'node:assert/strict';
 import { X509Certificate } from 'node:crypto';
 import { describe, it } from 'node:test';
@@ -99,10 +100,18 @@ describe('authz native mode: client certificates decided by Envoy itself', () =>
       }
     });
 
-    await t.test('a fingerprint identity keeps its product on the callout, which still serves it', async () => {
-      const before = await authzDecisions(portico.adminUrl, { product: 'vault' });
-      assert.deepEqual(mirroredHeaders(await https('/vault/entries/1', byFingerprint)).get('x-portico-partner'), ['bank-d']);
-      assert.ok((await authzDecisions(portico.adminUrl, { product: 'vault' })) > before, 'vault is checked by the callout');
+    await t.test('a fingerprint identity is matched by Envoy too; a forged fingerprint header counts for nothing', async () => {
+      const fingerprint = new X509Certificate(byFingerprint.certificate).fingerprint256.replace(/:/g, '').toLowerCase();
+      const h = mirroredHeaders(await https('/vault/entries/1', byFingerprint, { 'x-portico-peer-sha256': 'f'.repeat(64) }));
+      assert.deepEqual(h.get('x-portico-partner'), ['bank-d']);
+      assert.deepEqual(h.get('x-portico-credential'), ['mtls']);
+      assert.equal(h.get('x-portico-peer-sha256'), undefined, 'the fingerprint header stays inside the gateway');
+      // Another partner's certificate, or none (the plain listener), carrying bank-d's fingerprint as a header.
+      assertGatewayError(await https('/vault/entries/1', stranger, { 'x-portico-peer-sha256': fingerprint }), 403, 'no_subscription', 'forged over mTLS');
+      assertGatewayError(await https('/vault/entries/1', bySpiffe, { 'x-portico-peer-sha256': fingerprint }), 403, 'no_subscription', 'a partner of another product, forging');
+      const plain = await g.call('/vault/entries/1', { headers: { 'x-portico-peer-sha256': fingerprint } });
+      assert.equal(plain.status, 403, `no certificate at all: ${plain.status} ${plain.text}`);
+      assert.equal(await authzDecisions(portico.adminUrl, { product: 'vault' }), 0, 'vault was never checked by the callout');
     });
 
     await t.test("Envoy's config_dump holds the identities' names and no private key", async () => {

@@ -60,14 +60,14 @@ describe('native JWT: which issuers Envoy verifies alone', () => {
 });
 
 describe('native mTLS: which identities Envoy matches as principal names', () => {
-  it('SPIFFE IDs, URI and DNS SANs and RFC 2253 subjects are principals; fingerprints, email and IP SANs, other subject forms are not', () => {
+  it('SPIFFE IDs, URI and DNS SANs and RFC 2253 subjects are principals, fingerprints are matched as Envoy prints them; email and IP SANs, other subject forms are not', () => {
     assert.deepEqual(mtlsPrincipalName({ type: 'spiffe_id', value: 'spiffe://a/b' }), { name: 'spiffe://a/b' });
     assert.deepEqual(mtlsPrincipalName({ type: 'san', value: 'DNS:Api.Example.COM' }), { name: 'api.example.com' });
     assert.deepEqual(mtlsPrincipalName({ type: 'san', value: 'URI:https://x.example/Client' }), { name: 'https://x.example/Client' });
     assert.deepEqual(mtlsPrincipalName({ type: 'san', value: 'Host.Internal' }), { name: 'host.internal' });
     assert.deepEqual(mtlsPrincipalName({ type: 'subject', value: 'CN=billing,O=Acme' }), { name: 'CN=billing,O=Acme' });
+    assert.deepEqual(mtlsPrincipalName({ type: 'fingerprint', value: 'AB:'.repeat(31) + 'AB' }), { fingerprint: 'ab'.repeat(32) });
     for (const match of [
-      { type: 'fingerprint', value: 'ab'.repeat(32) },
       { type: 'san', value: 'email:a@b.example' },
       { type: 'san', value: 'IP:10.0.0.1' },
       { type: 'subject', value: '/O=Acme/CN=billing' },

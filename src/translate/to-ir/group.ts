@@ -20,6 +20,7 @@ import { groupFlowsIr } from './flows.ts';
 import { groupIdempotencyIr } from './idempotency.ts';
 import { nativeAuthContext, type NativeAuthContext } from './native-auth.ts';
 import { jwtAuthnIr, nativeJwtContext, type NativeJwtContext } from './native-jwt.ts';
+import { usesPeerFingerprint } from './native-mtls.ts';
 
 // ── groups ────────────────────────────────────────────────────────────────────
 function listenerIr(group: GatewayGroup, l: Listener): ListenerIR {
@@ -124,6 +125,7 @@ export function groupToIr(model: ModelSnapshot, group: GatewayGroup, options: Ir
   let renamed = false;
   let apiKeyAuth = false;
   let access = false;
+  let peerFingerprint = false;
   for (const vh of virtualHostsBefore) {
     for (const r of vh.routes) {
       if (r.authz && !r.authz.disabled) {
@@ -136,6 +138,7 @@ export function groupToIr(model: ModelSnapshot, group: GatewayGroup, options: Ir
       if (r.requestHeaders.rename || r.responseHeaders.rename) renamed = true;
       if (r.apiKeyAuth) apiKeyAuth = true;
       if (r.access) access = true;
+      if (usesPeerFingerprint(r.access)) peerFingerprint = true;
     }
   }
   const groupRoutes = virtualHostsBefore.flatMap((vh) => vh.routes);
@@ -192,6 +195,7 @@ export function groupToIr(model: ModelSnapshot, group: GatewayGroup, options: Ir
       routeLocalRateLimit: routeLocal,
       ...(apiKeyAuth ? { apiKeyAuth: true as const } : {}),
       ...(access ? { access: true as const } : {}),
+      ...(peerFingerprint ? { peerFingerprint: true as const } : {}),
       ...(jwtAuthn ? { jwtAuthn } : {}),
       ...(claimCheck ? { claimCheck: true as const } : {}),
       ...(checked

@@ -6,16 +6,33 @@ import type { RouteAccessIR } from '../ir.ts';
 import { compareStrings } from '../paths.ts';
 import { routeAccess, type NativeAuthContext } from './native-auth.ts';
 
-/** Principal names per partner, or undefined for partners with an identity Envoy cannot match (see mtlsPrincipalName). */
-export function mtlsPrincipals(model: ModelSnapshot): { principals: ReadonlyMap<string, string[]>; calloutPartners: ReadonlySet<string> } {
+/**
+ * The request header the edge's first filter sets to the verified client certificate's SHA-256
+ * fingerprint on routes whose partners are known by one (RBAC matches certificate names, not digests;
+ * it matches this header). Under the reserved prefix, so a client's copy is stripped before it is set.
+ */
+export const PEER_FINGERPRINT_HEADER = 'x-portico-peer-sha256';
+export const PEER_FINGERPRINT_VALUE = '%DOWNSTREAM_PEER_FINGERPRINT_256%';
+
+/** Whether a route's access policies know some partner by a fingerprint (its requests need the header). */
+export function usesPeerFingerprint(a: RouteAccessIR | undefined): boolean {
+  return a?.identities?.some((i) => i.fingerprints !== undefined) === true;
+}
+
+const add = (m: Map<string, string[]>, partner: string, v: string) => m.set(partner, [...new Set([...(m.get(partner) ?? []), v])].sort(compareStrings));
+
+/** Principal names and fingerprints per partner, and the partners with an identity Envoy cannot match (see mtlsPrincipalName). */
+export function mtlsPrincipals(model: ModelSnapshot): { principals: ReadonlyMap<string, string[]>; fingerprints: ReadonlyMap<string, string[]>; calloutPartners: ReadonlySet<string> } {
   const principals = new Map<string, string[]>();
+  const fingerprints = new Map<string, string[]>();
   const calloutPartners = new Set<string>();
   for (const i of sortedValues(model, 'mtlsIdentities')) {
     const p = mtlsPrincipalName(i.match);
     if ('reason' in p) calloutPartners.add(i.partner);
-    else principals.set(i.partner, [...new Set([...(principals.get(i.partner) ?? []), p.name])].sort(compareStrings));
+    else if ('fingerprint' in p) add(fingerprints, i.partner, p.fingerprint);
+    else add(principals, i.partner, p.name);
   }
-  return { principals, calloutPartners };
+  return { principals, fingerprints, calloutPartners };
 }
 
 /**
@@ -26,10 +43,13 @@ export function mtlsPrincipals(model: ModelSnapshot): { principals: ReadonlyMap<
  */
 export function nativeMtlsAccess(model: ModelSnapshot, product: Product, route: Route, accept: readonly CredentialType[], limited: boolean, auth: NativeAuthContext): RouteAccessIR | undefined {
   if (accept.length !== 1 || accept[0] !== 'mtls' || limited) return undefined;
-  const { principals, calloutPartners } = mtlsPrincipals(model);
+  const { principals, fingerprints, calloutPartners } = mtlsPrincipals(model);
   for (const s of model.subscriptions.values()) if (s.product === product.name && calloutPartners.has(s.partner)) return undefined;
   const access = routeAccess(model, product, route, auth);
   const partners = new Set([...access.deny.flatMap((d) => d.partners), ...access.allowed.map((a) => a.partner)]);
-  const identities = [...partners].sort(compareStrings).map((partner) => ({ partner, principals: principals.get(partner) ?? [] }));
+  const identities = [...partners].sort(compareStrings).map((partner) => {
+    const digests = fingerprints.get(partner);
+    return { partner, principals: principals.get(partner) ?? [], ...(digests ? { fingerprints: digests } : {}) };
+  });
   return { ...access, identities };
 }

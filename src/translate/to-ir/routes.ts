@@ -43,7 +43,7 @@ import { compressionIr } from './compression.ts';
 import { idempotencyIr } from './idempotency.ts';
 import { nativeApiKeyAuth, onePlan, PLAN_FROM_ACCESS, type NativeAuthContext } from './native-auth.ts';
 import { nativeJwtAuth, type NativeJwtContext } from './native-jwt.ts';
-import { nativeMtlsAccess } from './native-mtls.ts';
+import { nativeMtlsAccess, PEER_FINGERPRINT_HEADER, usesPeerFingerprint } from './native-mtls.ts';
 
 // ── routes ────────────────────────────────────────────────────────────────────
 function valueMatchIr(m: HeaderMatch | QueryMatch): ValueMatchIR {
@@ -265,7 +265,9 @@ function nativeRoute(ir: RouteIR, product: Product, route: Route, credential: Cr
     ...(access.allowed.length ? [[access.identities ? GATEWAY_HEADERS.partner : GATEWAY_HEADERS.plan, plan !== undefined ? literalHeaderValue(plan) : PLAN_FROM_ACCESS] as [string, string]] : []),
   ];
   const m = ir.requestHeaders;
-  return { ...ir, requestHeaders: { ...m, set: [...m.set, ...identity].sort((a, b) => compareStrings(a[0], b[0])) }, authz: { disabled: true }, ...authn, access };
+  // The fingerprint header is for the access RBAC only: the upstream never sees it.
+  const remove = usesPeerFingerprint(access) && !m.remove.includes(PEER_FINGERPRINT_HEADER) ? [...m.remove, PEER_FINGERPRINT_HEADER].sort(compareStrings) : m.remove;
+  return { ...ir, requestHeaders: { ...m, set: [...m.set, ...identity].sort((a, b) => compareStrings(a[0], b[0])), remove }, authz: { disabled: true }, ...authn, access };
 }
 
 /**

@@ -4,6 +4,7 @@
 import { accessReplyMapping, GATEWAY_HEADERS } from '../../../contract/index.ts';
 import type { RouteAccessIR } from '../../ir.ts';
 import { ACCESS_REFUSALS, onePlan } from '../../to-ir/native-auth.ts';
+import { PEER_FINGERPRINT_HEADER } from '../../to-ir/native-mtls.ts';
 import { any, extension, FILTERS, sortedRecord, type Json } from '../common.ts';
 import { disabledByDefault, type HttpFilterEmitter } from './filter.ts';
 
@@ -15,13 +16,20 @@ const oneOf = (ids: Json[]): Json => (ids.length === 1 ? ids[0]! : { or_ids: { i
 /** No identity: a principal nothing matches. */
 const NOBODY: Json = { not_id: { any: true } };
 
-/** Who a partner is on this route: the partner header, or (mTLS routes) its certificates' names. */
+/**
+ * Who a partner is on this route: the partner header, or (mTLS routes) its certificates' names and
+ * fingerprints (the latter in the header the edge's first filter wrote from the verified certificate).
+ */
 function principalOf(a: RouteAccessIR): (name: string) => Json {
   if (!a.identities) return partnerHeaderIs;
-  const names = new Map(a.identities.map((i) => [i.partner, i.principals]));
+  const ids = new Map(a.identities.map((i) => [i.partner, i]));
   return (partner) => {
-    const list = names.get(partner) ?? [];
-    return list.length ? oneOf(list.map((n): Json => ({ authenticated: { principal_name: { exact: n } } }))) : NOBODY;
+    const i = ids.get(partner);
+    const list: Json[] = [
+      ...(i?.principals ?? []).map((n): Json => ({ authenticated: { principal_name: { exact: n } } })),
+      ...(i?.fingerprints ?? []).map((f): Json => ({ header: { name: PEER_FINGERPRINT_HEADER, string_match: { exact: f } } })),
+    ];
+    return list.length ? oneOf(list) : NOBODY;
   };
 }
 const methodIs = (m: string): Json => ({ header: { name: ':method', string_match: { exact: m } } });
