@@ -34,7 +34,7 @@ export class EncodedParts {
 
   /** `typeNames`: full message names (e.g. envoy.config.route.v3.Route) whose encodings are kept. */
   constructor(typeNames: readonly string[]) {
-    this.types = new Set(typeNames.map((n) => `.${n}`));
+    this.types = new Set(typeNames);
   }
 
   /** Whether `v` was encoded before (as any kept type): a container of such parts costs little to encode again. */
@@ -44,7 +44,8 @@ export class EncodedParts {
 
   /** The encoding of `v` as `type`, from memory or written now. */
   bytes(type: protobuf.Type, v: object, p: string): Uint8Array | undefined {
-    if (!this.types.has(type.fullName)) return undefined;
+    // Asked for every sub-message written: the cached name, not protobufjs's fullName (built anew per read).
+    if (!this.types.has(info(type).name)) return undefined;
     const hit = this.memo.get(v);
     if (hit?.type === type) return hit.bytes;
     const w = protobuf.Writer.create();

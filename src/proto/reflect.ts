@@ -36,6 +36,8 @@ interface TypeInfo {
   presence: boolean[];
   /** The full name when the type has a special JSON form (well-known types). */
   special: string | undefined;
+  /** The full name, without the leading dot (protobufjs's fullName walks the parents on every read). */
+  name: string;
 }
 const infoCache = new WeakMap<protobuf.Type, TypeInfo>();
 
@@ -57,7 +59,7 @@ export function info(type: protobuf.Type): TypeInfo {
   const oneofs = type.oneofsArray.filter((o) => !o.isProto3Optional);
   const presence = ordered.map((f) => f.resolvedType instanceof protobuf.Type || f.hasPresence);
   const name = type.fullName.slice(1);
-  i = { byName, ordered, oneofs, presence, special: SPECIAL_JSON.has(name) ? name : undefined };
+  i = { byName, ordered, oneofs, presence, special: SPECIAL_JSON.has(name) ? name : undefined, name };
   infoCache.set(type, i);
   return i;
 }
