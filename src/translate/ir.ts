@@ -52,6 +52,8 @@ export interface HttpFiltersIR {
   access?: true;
   /** Native mTLS: some route knows a partner by its certificate's fingerprint (the first filter writes it into a header there). */
   peerFingerprint?: true;
+  /** Native mTLS: some route counted by plan limits or quotas needs the partner header from the access RBAC's match. */
+  partnerFromAccess?: true;
   /** Native mode: the JWT issuers native routes accept, as jwt_authn providers (off in the chain, on per route). */
   jwtAuthn?: JwtAuthnIR;
   /** Native mode: some JWT route forwards claims, whose values the claim check refuses when they are no header value. */

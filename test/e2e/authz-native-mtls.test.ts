@@ -2,7 +2,8 @@
 // client certificates is decided by the access RBAC on the verified certificate's names (SPIFFE ID,
 // DNS SAN, subject), the partner forwarded from the shadow match, no callout. Every refusal: a
 // certificate of no partner, a partner not subscribed, suspended, outside its access level, a
-// foreign CA (no handshake); suspension and identity removal on update; a fingerprint identity
+// foreign CA (no handshake); suspension and identity removal on update; a plan limit counted by
+// Envoy per certificate partner (429 contract); a fingerprint identity
 // matched through the header Envoy writes from the verified certificate (a client's copy never
 // counts); config_dump holds no private key.
 import assert from 'node:assert/strict';
@@ -35,7 +36,9 @@ describe('authz native mode: client certificates decided by Envoy itself', () =>
       nodeId: NODE,
       mutate: (doc) => {
         doc.gatewayGroups[0].authz.mode = 'native';
-        doc.plans.push({ name: 'unlimited' });
+        // Plan limits counted by Envoy too (seed 003's helper states the callout's combined mode).
+        doc.gatewayGroups[0].rateLimit = { ...doc.gatewayGroups[0].rateLimit, mode: 'native' };
+        doc.plans.push({ name: 'unlimited' }, { name: 'tight', limits: [{ requests: 2, per: 'minute' }], countBy: { kind: 'partner' } });
       },
     });
     if (!g) return;
@@ -47,7 +50,7 @@ describe('authz native mode: client certificates decided by Envoy itself', () =>
 
     await addMtlsListener(api, mtlsPort, server, clientCa);
     ok(await api.post('/api/v1/services', { name: 'ledger', endpoints: [{ host: '127.0.0.1', port: mirror.port }] }), 'service');
-    for (const product of ['ledger', 'vault']) {
+    for (const product of ['ledger', 'vault', 'metered']) {
       ok(await api.post('/api/v1/products', { name: product, gatewayGroups: ['edge'], basePath: `/${product}`, auth: { accept: ['mtls'] } }), product);
       for (const route of ['entries', 'audit'])
         ok(await api.post(`/api/v1/products/${product}/routes`, { name: route, match: { path: { type: 'prefix', value: `/${route}` } }, service: 'ledger' }), route);
@@ -65,6 +68,8 @@ describe('authz native mode: client certificates decided by Envoy itself', () =>
       if (product) ok(await api.post(`/api/v1/partners/${partner}/subscriptions`, { product, plan: 'unlimited', ...extra }), `${partner}/${product}`);
       ok(await api.post(`/api/v1/partners/${partner}/mtls-identities`, { name: 'cert', match }), `${partner} identity`);
     }
+    // A plan-limited product: Envoy's buckets count the certificate's partner (native limits, no callout).
+    ok(await api.post('/api/v1/partners/bank-a/subscriptions', { product: 'metered', plan: 'tight' }), 'bank-a/metered');
     await g.envoy.waitForListener('mtls', 60_000);
     await g.inSync();
 
@@ -80,6 +85,18 @@ describe('authz native mode: client certificates decided by Envoy itself', () =>
         assert.deepEqual(h.get('x-portico-product'), ['ledger']);
       }
       assert.equal(await ledgerChecks(), 0, 'ext_authz was never asked about ledger');
+    });
+
+    await t.test('a plan limit on certificate routes is counted by Envoy per partner, with the 429 contract, no callout', async () => {
+      for (const n of [1, 2]) assert.deepEqual(mirroredHeaders(await https('/metered/entries/1', bySubject)).get('x-portico-partner'), ['bank-a'], `request ${n}`);
+      const refused = await https('/metered/entries/1', bySubject, { 'x-portico-partner': 'someone-else' });
+      assert.equal(refused.status, 429, refused.text);
+      assert.equal(refused.headers.get('content-type'), 'application/json');
+      assert.equal(refused.headers.get('x-ratelimit-limit'), '2');
+      assert.equal(refused.headers.get('x-ratelimit-remaining'), '0');
+      assert.ok(Number(refused.headers.get('retry-after')) >= 1, `retry-after ${refused.headers.get('retry-after')}`);
+      assertGatewayError(await https('/metered/entries/1', bySpiffe), 403, 'no_subscription', 'bank-c has no subscription to metered');
+      assert.equal(await authzDecisions(portico.adminUrl, { product: 'metered' }), 0, 'metered was never checked by the callout');
     });
 
     await t.test("refusals with the callout's 403 codes: no partner, not subscribed, suspended, outside the access level", async () => {

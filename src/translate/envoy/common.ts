@@ -20,6 +20,8 @@ export const FILTERS = {
    * plan header reads its shadow match from dynamic metadata under this name (PLAN_FROM_ACCESS).
    */
   access: 'envoy.filters.http.rbac',
+  /** Native mTLS routes with plan limits: sets the partner header from the access RBAC's match, before the buckets read it. */
+  partnerFromAccess: 'portico.header_mutation.partner',
   /** The gateway group's token bucket (GatewayGroup.localRateLimit). */
   localRateLimitGroup: 'portico.local_ratelimit.group',
   /** Routes' own token buckets (Route.localRateLimit, per-route config). */

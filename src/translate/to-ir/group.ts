@@ -126,6 +126,7 @@ export function groupToIr(model: ModelSnapshot, group: GatewayGroup, options: Ir
   let apiKeyAuth = false;
   let access = false;
   let peerFingerprint = false;
+  let partnerFromAccess = false;
   for (const vh of virtualHostsBefore) {
     for (const r of vh.routes) {
       if (r.authz && !r.authz.disabled) {
@@ -139,6 +140,7 @@ export function groupToIr(model: ModelSnapshot, group: GatewayGroup, options: Ir
       if (r.apiKeyAuth) apiKeyAuth = true;
       if (r.access) access = true;
       if (usesPeerFingerprint(r.access)) peerFingerprint = true;
+      if (r.access?.identities && r.access.allowed.length > 0 && (r.planLimits || r.quotaDeny)) partnerFromAccess = true;
     }
   }
   const groupRoutes = virtualHostsBefore.flatMap((vh) => vh.routes);
@@ -196,6 +198,7 @@ export function groupToIr(model: ModelSnapshot, group: GatewayGroup, options: Ir
       ...(apiKeyAuth ? { apiKeyAuth: true as const } : {}),
       ...(access ? { access: true as const } : {}),
       ...(peerFingerprint ? { peerFingerprint: true as const } : {}),
+      ...(partnerFromAccess ? { partnerFromAccess: true as const } : {}),
       ...(jwtAuthn ? { jwtAuthn } : {}),
       ...(claimCheck ? { claimCheck: true as const } : {}),
       ...(checked

@@ -37,9 +37,9 @@ export function mtlsPrincipals(model: ModelSnapshot): { principals: ReadonlyMap<
 
 /**
  * The access policies of a route taking only client certificates, on certificate names, or undefined
- * when it stays on the callout: it accepts other credentials, a plan limits it (native limits count
- * by the partner header, which is only set at the router here), or a partner subscribed to the
- * product has an identity Envoy cannot match.
+ * when it stays on the callout: it accepts other credentials, the callout counts its plan limits, or
+ * a partner subscribed to the product has an identity Envoy cannot match. Natively counted limits
+ * read the partner header a filter after the access RBAC sets (partner-from-access.ts).
  */
 export function nativeMtlsAccess(model: ModelSnapshot, product: Product, route: Route, accept: readonly CredentialType[], limited: boolean, auth: NativeAuthContext): RouteAccessIR | undefined {
   if (accept.length !== 1 || accept[0] !== 'mtls' || limited) return undefined;

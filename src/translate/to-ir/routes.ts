@@ -212,7 +212,7 @@ export function routeIr(model: ModelSnapshot, product: Product, route: Route, fi
   const countedByCallout = limits?.limited === true && filters?.rateLimitMode !== 'native';
   const native = filters?.nativeAuth && limits ? nativeApiKeyAuth(model, product, route, accept, countedByCallout, filters.nativeAuth) : undefined;
   const jwt = filters?.nativeAuth && filters.nativeJwt && limits ? nativeJwtAuth(model, product, route, accept, countedByCallout, filters.nativeJwt, filters.nativeAuth) : undefined;
-  const mtls = filters?.nativeAuth && limits ? nativeMtlsAccess(model, product, route, accept, limits.limited, filters.nativeAuth) : undefined;
+  const mtls = filters?.nativeAuth && limits ? nativeMtlsAccess(model, product, route, accept, countedByCallout, filters.nativeAuth) : undefined;
   const ir: RouteIR = {
     name,
     metadata: { product: product.name, route: route.name, ...(flow ? { flow } : {}) },

@@ -16,6 +16,7 @@ import { claimCheck } from './claim-check.ts';
 import type { HttpFilterEmitter } from './filter.ts';
 import { idempotency } from './idempotency.ts';
 import { localRateLimit } from './local-ratelimit.ts';
+import { partnerFromAccess } from './partner-from-access.ts';
 import { planLimits } from './plan-limits.ts';
 import { quota } from './quota.ts';
 import { rateLimit } from './ratelimit.ts';
@@ -29,6 +30,7 @@ export const HTTP_FILTERS: readonly HttpFilterEmitter[] = [
   jwtAuthn,
   claimCheck,
   access,
+  partnerFromAccess,
   localRateLimit,
   extAuthz,
   quota,
