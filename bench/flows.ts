@@ -10,7 +10,8 @@
 //               (Portico: Envoy + the control plane hosting the runtime; Go: the aggregator);
 //               upstream and load-generator CPU are not counted for either
 // Usage: node --import tsx bench/flows.ts [--duration 10] [--connections 64] [--delay-ms 20]
-//   [--rounds 2] [--latency-requests 300] [--envoy-concurrency 1]
+//   [--rounds 2] [--latency-requests 300] [--envoy-concurrency 1] [--cpu-prof DIR] (a V8 CPU profile
+//   of the direct-calls control plane, written to DIR when it stops)
 import { spawnSync } from 'node:child_process';
 import http from 'node:http';
 import os from 'node:os';
@@ -22,7 +23,7 @@ import { componentPath, freePort, waitFor } from '../test/support/components.ts'
 import { cpuMeter, flags, median, printJson, round2, wrk } from './harness.ts';
 import { startControlPlane, startGatewayEnvoy, workspace, type Proc, type Workspace } from './stack.ts';
 
-const args = flags({ duration: 10, connections: 64, 'delay-ms': 20, rounds: 2, 'latency-requests': 300, 'envoy-concurrency': 1 });
+const args = flags({ duration: 10, connections: 64, 'delay-ms': 20, rounds: 2, 'latency-requests': 300, 'envoy-concurrency': 1, 'cpu-prof': '' });
 const USER = 'usr_8a3f';
 
 function buildPeer(ws: Workspace): string {
@@ -88,6 +89,8 @@ async function sequentialP50(url: string, n: number): Promise<number> {
 }
 
 async function main(): Promise<void> {
+  // Taken now: the settings block is printed at the end, when the load has moved.
+  const loadAtStart = os.loadavg().map(round2);
   const envoyBin = componentPath('envoy');
   if (!envoyBin) throw new Error('envoy is not installed (scripts/setup.sh)');
   const ws = workspace('portico-bench-flows-');
@@ -108,6 +111,7 @@ async function main(): Promise<void> {
         PORTICO_FLOWS_LISTEN_ADDR: `127.0.0.1:${flowsPort}`,
         PORTICO_FLOWS_STEP_ADDR: `127.0.0.1:${stepPort}`,
         PORTICO_FLOWS_DIRECT_CALLS: direct,
+      ...(args['cpu-prof'] && direct === 'auto' ? { PORTICO_NODE_FLAGS: `--cpu-prof --cpu-prof-dir=${path.resolve(args['cpu-prof'])}` } : {}),
         PORTICO_ACCESS_LOG: 'false',
       });
       await cp.apply({
@@ -194,7 +198,7 @@ async function main(): Promise<void> {
     };
     printJson({
       bench: 'flows',
-      settings: { ...args, cpus: os.cpus().length, loadAverage: os.loadavg().map(round2) },
+      settings: { ...args, cpus: os.cpus().length, loadAverage: loadAtStart },
       rounds,
       summary: {
         addedP50Ms: {
