@@ -111,7 +111,7 @@ async function main(): Promise<void> {
         PORTICO_FLOWS_LISTEN_ADDR: `127.0.0.1:${flowsPort}`,
         PORTICO_FLOWS_STEP_ADDR: `127.0.0.1:${stepPort}`,
         PORTICO_FLOWS_DIRECT_CALLS: direct,
-      ...(args['cpu-prof'] && direct === 'auto' ? { PORTICO_NODE_FLAGS: `--cpu-prof --cpu-prof-dir=${path.resolve(args['cpu-prof'])}` } : {}),
+        ...(args['cpu-prof'] && direct === 'auto' ? { PORTICO_NODE_FLAGS: `--cpu-prof --cpu-prof-dir=${path.resolve(args['cpu-prof'])}` } : {}),
         PORTICO_ACCESS_LOG: 'false',
       });
       await cp.apply({
