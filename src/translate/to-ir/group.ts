@@ -1,7 +1,7 @@
 // Model → IR for an Envoy gateway group (listeners, route tables, the filters its routes need,
 // clusters, secrets), and for every group of a model. Pure: the same model gives the same IR.
 import { createHash } from 'node:crypto';
-import { sortedValues, authzModeOf, identityHeaders, isReservedHeader, rateLimitModeOf, type ModelSnapshot, type GatewayGroup, type Listener, type Service } from '../../model/index.ts';
+import { sortedValues, authzModeOf, identityHeaders, isReservedHeader, rateLimitModeOf, type ModelSnapshot, type GatewayGroup, type Listener, type Product, type Service } from '../../model/index.ts';
 import { FILTERS } from '../envoy/common.ts';
 import { COMBINED_CONTEXT_KEY, LIMITS_UNAVAILABLE_STATUS, RATE_LIMIT_DOMAIN, RESERVED_HEADER_PREFIX } from '../../contract/index.ts';
 import { localBucket } from './limits.ts';
@@ -19,6 +19,7 @@ import { proxylessGroupToIr } from './proxyless.ts';
 import { groupFlowsIr } from './flows.ts';
 import { groupIdempotencyIr } from './idempotency.ts';
 import { nativeAuthContext, type NativeAuthContext } from './native-auth.ts';
+import type { EmitMemo } from '../memo.ts';
 import { jwtAuthnIr, nativeJwtContext, type NativeJwtContext } from './native-jwt.ts';
 import { usesPeerFingerprint } from './native-mtls.ts';
 
@@ -89,6 +90,13 @@ function routeContext(model: ModelSnapshot, mode: string, auth: NativeAuthContex
   return createHash('sha1').update(text).digest('base64');
 }
 
+/** The correlation headers a product's routes set (they read only the product and its routes: reused while those are the same objects). */
+function productCorrelationHeaders(model: ModelSnapshot, p: Product, memo: EmitMemo | undefined): readonly string[] {
+  const routes = productRoutes(model, p.name);
+  const make = () => routes.flatMap((r) => correlationHeaders(p, r));
+  return memo ? memo.reuse('correlation headers', p.name, [p, ...routes], make) : make();
+}
+
 export function groupToIr(model: ModelSnapshot, group: GatewayGroup, options: IrOptions): GroupIR {
   if (group.kind === 'proxyless-grpc') return proxylessGroupToIr(model, group);
   const products = groupProducts(model, group.name);
@@ -155,7 +163,7 @@ export function groupToIr(model: ModelSnapshot, group: GatewayGroup, options: Ir
   // gRPC-Web cannot be switched on per route (src/translate/envoy/filters/grpc-web.ts): the group's
   // other routes switch it off. As copies: route IR may be the memo's, shared with other translations.
   const virtualHosts = grpcWeb ? withGrpcWebOff(virtualHostsBefore) : virtualHostsBefore;
-  const correlation = [...new Set(products.flatMap((p) => productRoutes(model, p.name).flatMap((r) => correlationHeaders(p, r))))].sort(compareStrings);
+  const correlation = [...new Set(products.flatMap((p) => productCorrelationHeaders(model, p, memo)))].sort(compareStrings);
   const listeners = (group.listeners ?? []).map((l) => listenerIr(group, l)).sort((a, b) => compareStrings(a.name, b.name));
 
   let maxBody = 0;
