@@ -10,7 +10,7 @@
 # no engine is downloaded) and prunes to production packages; the runtime
 # stage is a slim Node image with only what `portico serve` needs (and the built web console), run as
 # an unprivileged user.
-# The builder compiles src/ to dist/ (`npm run build`, tsc); the image sets NODE_ENV=production, so
+# The builder bundles src/ into dist/ (`npm run build`, esbuild); the image sets NODE_ENV=production, so
 # bin/portico runs the compiled JavaScript (node dist/cli.js), not tsx. src/ stays in the image
 # only for the compose demo's upstreams (deploy/docker/demo-upstreams.ts, run through tsx).
 # Envoy is not in this image: run the official envoyproxy/envoy image with deploy/envoy/edge.yaml
