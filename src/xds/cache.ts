@@ -26,37 +26,57 @@ export function setVersion(entries: Iterable<readonly [string, string]>): string
   return hex16(h);
 }
 
-/** One encoded resource, shared by every stream and every group holding the same content. */
+/** Bytes of a varint-encoded length. */
+function varintBytes(n: number): number {
+  let k = 1;
+  while (n >= 0x80) {
+    n = Math.floor(n / 128);
+    k++;
+  }
+  return k;
+}
+
+/** Bytes of a length-delimited field (tag below 16, so one byte) holding `len` bytes. */
+const fieldBytes = (len: number): number => 1 + varintBytes(len) + len;
+
+/**
+ * One encoded resource, shared by every stream and every group holding the same content. One
+ * buffer holds it: the Delta framing (Resource) around the SotW framing (Any) around the message,
+ * so `bytes`, `any` and `delta` are views of it, not three copies (7 MB each for a large route table).
+ */
 export class CachedResource {
-  private deltaBytes: Uint8Array | undefined;
-  private anyBytes: Uint8Array | undefined;
+  /** envoy.service.discovery.v3.Resource: one element of DeltaDiscoveryResponse.resources. */
+  readonly delta: Uint8Array;
+  /** google.protobuf.Any holding the resource: one element of DiscoveryResponse.resources. */
+  readonly any: Uint8Array;
+  /** The resource message itself. */
+  readonly bytes: Uint8Array;
 
   constructor(
     readonly typeUrl: XdsTypeUrl,
     readonly name: string,
-    /** Content hash of `bytes`. */
+    /** Content hash of `message`. */
     readonly version: string,
-    /** The resource message itself. */
-    readonly bytes: Uint8Array,
-  ) {}
-
-  /** google.protobuf.Any holding the resource: one element of DiscoveryResponse.resources. */
-  get any(): Uint8Array {
-    this.anyBytes ??= protobuf.Writer.create().uint32(10).string(this.typeUrl).uint32(18).bytes(this.bytes).finish();
-    return this.anyBytes;
-  }
-
-  /** envoy.service.discovery.v3.Resource: one element of DeltaDiscoveryResponse.resources. */
-  get delta(): Uint8Array {
-    this.deltaBytes ??= protobuf.Writer.create()
+    message: Uint8Array,
+  ) {
+    this.delta = protobuf.Writer.create()
       .uint32(10)
-      .string(this.version) // version = 1
+      .string(version) // version = 1
       .uint32(18)
-      .bytes(this.any) // resource = 2
+      .fork() // resource = 2: Any { type_url = 1, value = 2 }
+      .uint32(10)
+      .string(typeUrl)
+      .uint32(18)
+      .bytes(message)
+      .ldelim()
       .uint32(26)
-      .string(this.name) // name = 3
+      .string(name) // name = 3
       .finish();
-    return this.deltaBytes;
+    const anyLength = fieldBytes(Buffer.byteLength(typeUrl)) + fieldBytes(message.length);
+    const anyStart = fieldBytes(Buffer.byteLength(version)) + 1 + varintBytes(anyLength);
+    this.any = this.delta.subarray(anyStart, anyStart + anyLength);
+    const messageStart = anyStart + anyLength - message.length;
+    this.bytes = this.delta.subarray(messageStart, messageStart + message.length);
   }
 }
 

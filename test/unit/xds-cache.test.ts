@@ -3,7 +3,8 @@
 import assert from 'node:assert/strict';
 import { spawnSync } from 'node:child_process';
 import { describe, it, type TestContext } from 'node:test';
-import { SnapshotCache, emptySnapshot, typeSnapshot } from '../../src/xds/cache.ts';
+import protobuf from 'protobufjs';
+import { CachedResource, SnapshotCache, emptySnapshot, typeSnapshot } from '../../src/xds/cache.ts';
 import { httpGatewayResources, largeGroupResources } from '../support/xds-fixtures.ts';
 import { waitFor } from '../support/components.ts';
 import { TYPE_URLS } from '../../src/proto/index.ts';
@@ -331,5 +332,20 @@ describe('publishing', () => {
     c.flush();
     assert.equal(c.getSnapshot('big').version, s1.version);
     assert.equal(c.encodings, 1000 + 1000 + 10 + 10 + 2);
+  });
+
+  it('frames a resource once: its message, Any and Delta Resource are views of one buffer, each exactly its own framing', () => {
+    // A message past 128 and 16,384 bytes, so every length needs several varint bytes.
+    for (const size of [0, 5, 200, 20_000]) {
+      const message = Uint8Array.from({ length: size }, (_, i) => (i * 7) & 255);
+      const c = new CachedResource(TYPE_URLS.route, `rc-${size}`, 'abcdef0123456789', message);
+      const any = protobuf.Writer.create().uint32(10).string(TYPE_URLS.route).uint32(18).bytes(message).finish();
+      const delta = protobuf.Writer.create().uint32(10).string('abcdef0123456789').uint32(18).bytes(any).uint32(26).string(`rc-${size}`).finish();
+      assert.deepEqual(Buffer.from(c.bytes), Buffer.from(message), `${size}: message`);
+      assert.deepEqual(Buffer.from(c.any), Buffer.from(any), `${size}: Any`);
+      assert.deepEqual(Buffer.from(c.delta), Buffer.from(delta), `${size}: Resource`);
+      assert.equal(c.any.buffer, c.delta.buffer);
+      assert.equal(c.bytes.buffer, c.delta.buffer);
+    }
   });
 });
