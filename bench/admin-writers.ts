@@ -6,6 +6,7 @@
 // Usage: tsx bench/admin-writers.ts [--database pglite|postgresql] [--writers 50] [--seconds 20]
 //        [--products 200] [--invalid 0.02] [--database-url postgresql://…] [--profile DIR] (server CPU profile)
 import { randomBytes } from 'node:crypto';
+import { spawnSync } from 'node:child_process';
 import { readdirSync, readFileSync } from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
@@ -48,27 +49,35 @@ function seedDocument(): string {
   });
 }
 
-/** CPU seconds of a process and all its descendants alive now (PostgreSQL's backends are children of the postmaster). */
+/**
+ * CPU seconds of a process and its descendants (PostgreSQL's backends are children of the
+ * postmaster): each live one's own time, plus what its children that already exited used.
+ */
 function treeCpuSeconds(root: number): number {
   const children = new Map<number, number[]>();
+  const used = new Map<number, number>();
   for (const d of readdirSync('/proc')) {
     if (!/^\d+$/.test(d)) continue;
     try {
       const stat = readFileSync(`/proc/${d}/stat`, 'utf8');
-      const ppid = Number(stat.slice(stat.lastIndexOf(')') + 2).split(' ')[1]);
+      const f = stat.slice(stat.lastIndexOf(')') + 2).split(' ');
+      const ppid = Number(f[1]);
       children.set(ppid, [...(children.get(ppid) ?? []), Number(d)]);
+      used.set(Number(d), Number(f[11]) + Number(f[12]) + Number(f[13]) + Number(f[14]));
     } catch {
       // exited meanwhile
     }
   }
+  ticks ??= Number(spawnSync('getconf', ['CLK_TCK'], { encoding: 'utf8' }).stdout?.trim() || 100);
   let total = 0;
   const walk = (pid: number) => {
-    total += cpuSeconds(pid);
+    total += used.get(pid) ?? 0;
     for (const c of children.get(pid) ?? []) walk(c);
   };
   walk(root);
-  return total;
+  return total / ticks;
 }
+let ticks: number | undefined;
 
 const percentile = (sorted: number[], p: number) => (sorted.length ? sorted[Math.min(sorted.length - 1, Math.ceil((p / 100) * sorted.length) - 1)]! : NaN);
 
