@@ -100,12 +100,19 @@ export class CodeSandbox {
   /** This instance is broken: runs fail until the spare is there. */
   private broken = false;
 
-  private constructor(private instance: Instance) {
-    this.loadSpare();
+  private constructor(
+    private instance: Instance,
+    spare: boolean,
+  ) {
+    if (spare) this.loadSpare();
   }
 
-  static async create(): Promise<CodeSandbox> {
-    return new CodeSandbox(await newInstance());
+  /**
+   * `spare: false` for a sandbox that mostly checks code: no second instance (a 16 MiB WebAssembly
+   * memory) is held in advance; one is loaded when a run first needs a replacement.
+   */
+  static async create(opts: { spare?: boolean } = {}): Promise<CodeSandbox> {
+    return new CodeSandbox(await newInstance(), opts.spare !== false);
   }
 
   /** Resolves once the spare instance has loaded (its loading holds the thread it runs on for a while). */
@@ -310,8 +317,12 @@ function errorMessage(ctx: QuickJSContext, handle: QuickJSHandle): string {
 }
 
 let shared: Promise<CodeSandbox> | undefined;
-/** The process's sandbox, created on first use. */
+/**
+ * The process's sandbox, created on first use. It compiles code steps at write time (runs go to the
+ * CodePool's workers), so it holds no spare: that was 16 MiB of the control plane's RSS, loaded on
+ * the main thread while it starts.
+ */
 export function codeSandbox(): Promise<CodeSandbox> {
-  shared ??= CodeSandbox.create();
+  shared ??= CodeSandbox.create({ spare: false });
   return shared;
 }

@@ -77,6 +77,19 @@ describe('code sandbox', () => {
   });
 });
 
+describe('code sandbox without a spare (the write-time check)', () => {
+  it('checks code, and a run over its memory limit is followed by a fresh instance, loaded then', async () => {
+    const sandbox = await CodeSandbox.create({ spare: false });
+    assert.equal(sandbox.check('return 1'), undefined);
+    assert.match(sandbox.check('return )') ?? '', /SyntaxError/);
+    const tight = { ...limits, memoryBytes: 8 << 20 };
+    assert.equal(sandbox.run('const parts = []; for (let i = 0; i < 64; i++) parts.push(new Uint8Array(1 << 20)); return parts.length', '{}', tight).ok, false);
+    await sandbox.settled();
+    assert.deepEqual(sandbox.run('return input.n * 2', '{"n": 21}', limits), { ok: true, value: 42 });
+    assert.equal(sandbox.check('return 2'), undefined);
+  });
+});
+
 describe('code steps in flows', () => {
   let sandbox: CodeSandbox;
   before(async () => {
