@@ -7,7 +7,7 @@ import { createRequire } from 'node:module';
 import { describe, it } from 'node:test';
 import { repoPath } from './support.ts';
 
-// semver is npm's own range arithmetic, present in the tree through dependency-cruiser and prisma;
+// semver is npm's own range arithmetic (a declared dev dependency; it ships no types),
 // typed here by the two calls this file makes.
 const semver = createRequire(import.meta.url)('semver') as {
   satisfies(version: string, range: string): boolean;
