@@ -3,14 +3,13 @@
 // at 100 connections and the server's resident memory holding that model. Prints JSON.
 // Usage: tsx bench/admin-apply.ts [--database pglite|postgresql] [--database-url postgresql://…]
 //        (--database postgresql starts a throwaway PostgreSQL as the tests do; --profile DIR: server CPU profile)
-import { randomBytes } from 'node:crypto';
 import { readFileSync } from 'node:fs';
 import path from 'node:path';
-import { documentToYaml } from '../src/model/declarative.ts';
 import type { TestContext } from 'node:test';
 import { startPostgres } from '../test/support/components.ts';
 import { flags, printJson, wrk } from './harness.ts';
 import { startControlPlane, workspace } from './stack.ts';
+import { benchDocument } from './bench-model.ts';
 
 const args = flags({ database: 'pglite', 'database-url': undefined, products: 1000, seconds: 10, profile: undefined });
 const PRODUCTS = args.products;
@@ -20,33 +19,14 @@ const KEYS_PER_PARTNER = 10;
 const SERVICES = 100;
 
 export function buildDocument(): string {
-  const doc = {
-    portico: 'v1',
-    gatewayGroups: [{ name: 'edge', listeners: [{ name: 'http', port: 10000 }] }],
-    services: Array.from({ length: SERVICES }, (_, i) => ({ name: `svc-${i}`, endpoints: [{ host: `10.0.${i >> 8}.${i & 255}`, port: 8080 }] })),
-    products: Array.from({ length: PRODUCTS }, (_, p) => ({
-      name: `product-${p}`,
-      tags: [`team:t${p % 20}`],
-      gatewayGroups: ['edge'],
-      basePath: `/p${p}`,
-      routes: Array.from({ length: ROUTES_PER_PRODUCT }, (_, r) => ({
-        name: `route-${r}`,
-        match: { path: { type: 'prefix', value: `/r${r}` }, methods: ['GET', 'POST'] },
-        service: `svc-${(p * ROUTES_PER_PRODUCT + r) % SERVICES}`,
-        rewrite: { stripPrefix: `/p${p}` },
-      })),
-    })),
-    plans: Array.from({ length: 10 }, (_, i) => ({ name: `plan-${i}`, limits: [{ requests: 100 * (i + 1), per: 'second', burst: 20 }] })),
-    partners: Array.from({ length: PARTNERS }, (_, i) => ({
-      name: `partner-${i}`,
-      subscriptions: [{ product: `product-${i % PRODUCTS}`, plan: `plan-${i % 10}` }],
-      apiKeys: Array.from({ length: KEYS_PER_PARTNER }, (_, k) => ({
-        name: `key-${k}`,
-        key: `ptk_${(i * KEYS_PER_PARTNER + k).toString(36).padStart(8, '0')}_${randomBytes(32).toString('base64url')}`,
-      })),
-    })),
-  };
-  return documentToYaml(doc);
+  return benchDocument({
+    products: PRODUCTS,
+    services: SERVICES,
+    partners: PARTNERS,
+    keysPerPartner: KEYS_PER_PARTNER,
+    plans: 10,
+    decorated: true,
+  });
 }
 
 function rssMb(pid: number): number {

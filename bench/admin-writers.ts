@@ -5,16 +5,15 @@
 // successful write left exactly one audit row under its writer's name.
 // Usage: tsx bench/admin-writers.ts [--database pglite|postgresql] [--writers 50] [--seconds 20]
 //        [--products 200] [--invalid 0.02] [--database-url postgresql://…] [--profile DIR] (server CPU profile)
-import { randomBytes } from 'node:crypto';
 import { spawnSync } from 'node:child_process';
 import { readdirSync, readFileSync } from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import type { TestContext } from 'node:test';
-import { documentToYaml } from '../src/model/declarative.ts';
 import { serveListenEnv, startPostgres } from '../test/support/components.ts';
 import { cpuSeconds, flags, printJson, round2 } from './harness.ts';
 import { startControlPlane, workspace } from './stack.ts';
+import { benchDocument } from './bench-model.ts';
 
 const args = flags({ database: 'pglite', 'database-url': undefined, writers: 50, seconds: 20, warmup: 3, products: 200, invalid: 0.02, profile: undefined });
 const SERVICES = 50;
@@ -23,30 +22,7 @@ const PARTNERS = args.products;
 const KEYS_PER_PARTNER = 5;
 
 function seedDocument(): string {
-  return documentToYaml({
-    portico: 'v1',
-    gatewayGroups: [{ name: 'edge', listeners: [{ name: 'http', port: 10000 }] }],
-    services: Array.from({ length: SERVICES }, (_, i) => ({ name: `svc-${i}`, endpoints: [{ host: `10.0.0.${i}`, port: 8080 }] })),
-    products: Array.from({ length: args.products }, (_, p) => ({
-      name: `product-${p}`,
-      gatewayGroups: ['edge'],
-      basePath: `/p${p}`,
-      routes: Array.from({ length: ROUTES_PER_PRODUCT }, (_, r) => ({
-        name: `route-${r}`,
-        match: { path: { type: 'prefix', value: `/r${r}` }, methods: ['GET', 'POST'] },
-        service: `svc-${(p * ROUTES_PER_PRODUCT + r) % SERVICES}`,
-      })),
-    })),
-    plans: [{ name: 'gold', limits: [{ requests: 100, per: 'second' }] }],
-    partners: Array.from({ length: PARTNERS }, (_, i) => ({
-      name: `partner-${i}`,
-      subscriptions: [{ product: `product-${i % args.products}`, plan: 'gold' }],
-      apiKeys: Array.from({ length: KEYS_PER_PARTNER }, (_, k) => ({
-        name: `key-${k}`,
-        key: `ptk_${(i * KEYS_PER_PARTNER + k).toString(36).padStart(8, '0')}_${randomBytes(32).toString('base64url')}`,
-      })),
-    })),
-  });
+  return benchDocument({ products: args.products, services: SERVICES, partners: PARTNERS, keysPerPartner: KEYS_PER_PARTNER });
 }
 
 /**

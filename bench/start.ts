@@ -9,38 +9,18 @@ import { randomBytes } from 'node:crypto';
 import path from 'node:path';
 import type { TestContext } from 'node:test';
 import { fileURLToPath } from 'node:url';
-import { documentToYaml } from '../src/model/declarative.ts';
 import { freePort, startPostgres } from '../test/support/components.ts';
 import { cpuSeconds, flags, median, printJson, round2, rssMB } from './harness.ts';
 import type { FromStreams } from './start-streams.ts';
 import { type Proc, workspace } from './stack.ts';
+import { benchDocument } from './bench-model.ts';
 
 const ROOT = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '..');
 const args = flags({ runs: 3, products: 2000, 'database-url': undefined, 'no-build': false, profile: undefined, streams: 0 });
 const ROUTES_PER_PRODUCT = 5;
 
 function model(products: number): string {
-  return documentToYaml({
-    portico: 'v1',
-    gatewayGroups: [{ name: 'edge', listeners: [{ name: 'http', port: 10000 }] }],
-    services: Array.from({ length: 100 }, (_, i) => ({ name: `svc-${i}`, endpoints: [{ host: `10.0.0.${i}`, port: 8080 }] })),
-    products: Array.from({ length: products }, (_, p) => ({
-      name: `product-${p}`,
-      gatewayGroups: ['edge'],
-      basePath: `/p${p}`,
-      routes: Array.from({ length: ROUTES_PER_PRODUCT }, (_, r) => ({
-        name: `route-${r}`,
-        match: { path: { type: 'prefix', value: `/r${r}` }, methods: ['GET', 'POST'] },
-        service: `svc-${(p * ROUTES_PER_PRODUCT + r) % 100}`,
-      })),
-    })),
-    plans: [{ name: 'gold', limits: [{ requests: 100, per: 'second' }] }],
-    partners: Array.from({ length: 200 }, (_, i) => ({
-      name: `partner-${i}`,
-      subscriptions: [{ product: `product-${i % products}`, plan: 'gold' }],
-      apiKeys: [{ name: 'k', key: `ptk_${i.toString(36).padStart(8, '0')}_${randomBytes(32).toString('base64url')}` }],
-    })),
-  });
+  return benchDocument({ products, services: 100, partners: 200, keysPerPartner: 1 });
 }
 
 if (!args['no-build']) {
