@@ -66,7 +66,7 @@ describe('native mTLS: which identities Envoy matches as principal names', () =>
     assert.deepEqual(mtlsPrincipalName({ type: 'san', value: 'URI:https://x.example/Client' }), { name: 'https://x.example/Client' });
     assert.deepEqual(mtlsPrincipalName({ type: 'san', value: 'Host.Internal' }), { name: 'host.internal' });
     assert.deepEqual(mtlsPrincipalName({ type: 'subject', value: 'CN=billing,O=Acme' }), { name: 'CN=billing,O=Acme' });
-    assert.deepEqual(mtlsPrincipalName({ type: 'fingerprint', value: 'AB:'.repeat(31) + 'AB' }), { fingerprint: 'ab'.repeat(32) });
+    assert.deepEqual(mtlsPrincipalName({ type: 'fingerprint', value: `${'AB:'.repeat(31)}AB` }), { fingerprint: 'ab'.repeat(32) });
     for (const match of [
       { type: 'san', value: 'email:a@b.example' },
       { type: 'san', value: 'IP:10.0.0.1' },
