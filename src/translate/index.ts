@@ -7,37 +7,15 @@ import { loadAssignment } from './envoy/endpoints.ts';
 import { apiListener, flowStepListener, listener } from './envoy/listeners.ts';
 import { routeConfigurations } from './envoy/routes.ts';
 import { secret } from './envoy/secrets.ts';
-import type { FlowOptions, GroupIR, IdempotencyOptions, QuotaExhaustedIR, TelemetryOptions } from './ir.ts';
+import type { GroupIR } from './ir.ts';
 import { resourceName, type GroupResources, type ResourceKind } from '../contract/index.ts';
+import type { IrOptions } from './to-ir/common.ts';
 import { modelToIr } from './to-ir/group.ts';
 import { validateTranslation } from './validate.ts';
 import type { EmitMemo } from './memo.ts';
 
-export interface TranslateOptions {
-  /** host:port of Portico's gRPC callout services (ext_authz and rate limit). */
-  calloutAddress: string;
-  /** Access-log streaming to Portico and OpenTelemetry tracing; off when unset. */
-  telemetry?: TelemetryOptions;
-  /** Where flows run: the runtime's address and each Envoy's step listener (DEFAULTS.flows when unset). */
-  flows?: FlowOptions;
-  /** Where the idempotency processor runs (DEFAULTS.idempotency when unset). */
-  idempotency?: IdempotencyOptions;
-  /**
-   * Under mTLS: the SDS file on every Envoy host naming its channel credentials; the callout and
-   * access-log clusters present the node certificate from it. Plaintext clusters when unset.
-   */
-  channelSdsDir?: string;
-  /** Connected Envoys per gateway group: native rate limits give each an equal share of every plan limit (1 when absent). */
-  envoys?: ReadonlyMap<string, number>;
-  /** Native mode: budgets whose quota is used up (counted from access logs); their callers are refused. */
-  quotaExhausted?: readonly QuotaExhaustedIR[];
-  /** Epoch ms subscription and key expiries are judged at (native authorization); Date.now() when unset. */
-  now?: number;
-  /** Native mode: JWKS documents the control plane fetched for jwksUri issuers, by issuer name (pushed to Envoy inline). */
-  jwks?: ReadonlyMap<string, unknown>;
-  /** The caller's memory of emitted JSON: unchanged routes come back as the objects of the last translation. */
-  memo?: EmitMemo;
-}
+/** What translation needs besides the model: the IR stage's options, passed through whole. */
+export type TranslateOptions = IrOptions;
 
 // The output type is the xDS cache's input type: one contract, in src/contract.
 export type { GroupResources, ResourceKind };
