@@ -17,6 +17,12 @@ type Flags<D extends FlagDefaults> = {
  */
 export function flags<const D extends FlagDefaults>(defaults: D): Flags<D> {
   const options = Object.fromEntries(Object.entries(defaults).map(([k, d]) => [k, { type: typeof d === 'boolean' ? ('boolean' as const) : ('string' as const) }]));
+  // --help lists the flags with their defaults instead of failing as an unknown option.
+  if (process.argv.includes('--help')) {
+    const rows = Object.entries(defaults).map(([k, d]) => `  --${k}${typeof d === 'boolean' ? '' : ` <${d === undefined ? 'value' : typeof d}>`}  (default: ${JSON.stringify(d)})`);
+    process.stdout.write(`options:\n${rows.join('\n')}\n`);
+    process.exit(0);
+  }
   const { values } = parseArgs({ options });
   const given = values as Record<string, string | boolean | undefined>;
   return Object.fromEntries(
