@@ -4,6 +4,8 @@
 // Usage: tsx bench/start.ts [--runs 3] [--products 2000] [--database-url postgresql://…] [--no-build]
 //        [--profile DIR]   (compiled starts write V8 CPU profiles to DIR: node --cpu-prof)
 //        [--streams 1000]  (then one more compiled start: its RSS at ready, idle, and holding N ADS streams)
+//        [--against DIR]   (instead of tsx, the compiled build of another checkout DIR, e.g. main's with
+//                           its own `npm run build`: an A/B of two builds alternating in one run)
 import { fork, spawnSync } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
 import path from 'node:path';
@@ -16,7 +18,7 @@ import { type Proc, workspace } from './stack.ts';
 import { benchDocument } from './bench-model.ts';
 
 const ROOT = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '..');
-const args = flags({ runs: 3, products: 2000, 'database-url': undefined, 'no-build': false, profile: undefined, streams: 0 });
+const args = flags({ runs: 3, products: 2000, 'database-url': undefined, 'no-build': false, profile: undefined, streams: 0, against: undefined });
 const ROUTES_PER_PRODUCT = 5;
 
 function model(products: number): string {
@@ -54,10 +56,16 @@ try {
   const adminUrl = `http://127.0.0.1:${adminPort}`;
 
   /** Spawns serve and polls /readyz every 20 ms: wall ms to ready, the process's CPU seconds and RSS then. */
+  const against = args.against ? path.resolve(args.against) : undefined;
   const start = async (compiled: boolean): Promise<{ proc: Proc; ms: number; cpuS: number; rssMb: number }> => {
     const t0 = performance.now();
     const profile = args.profile ? { PORTICO_NODE_FLAGS: `--cpu-prof --cpu-prof-dir=${path.resolve(args.profile)}` } : {};
-    const proc = ws.run(path.join(ROOT, 'bin/portico'), ['serve'], compiled ? { ...env, ...profile, NODE_ENV: 'production' } : env);
+    // The second variant: the sources through tsx, or (--against) the other checkout's compiled build.
+    const proc = compiled
+      ? ws.run(path.join(ROOT, 'bin/portico'), ['serve'], { ...env, ...profile, NODE_ENV: 'production' })
+      : against
+        ? ws.run(path.join(against, 'bin/portico'), ['serve'], { ...env, NODE_ENV: 'production' })
+        : ws.run(path.join(ROOT, 'bin/portico'), ['serve'], env);
     for (;;) {
       if (proc.child.exitCode !== null) throw new Error(`serve exited (${proc.child.exitCode})`);
       if ((await fetch(`${adminUrl}/readyz`).catch(() => undefined))?.status === 200) break;
@@ -80,11 +88,12 @@ try {
   if (!applied.ok) throw new Error(`apply: ${applied.status} ${await applied.text()}`);
   await first.proc.stop();
 
-  const results: Record<string, Array<{ ms: number; cpuS: number; rssMb: number }>> = { compiledAfterStop: [], tsxAfterStop: [], compiledAfterKill9: [], tsxAfterKill9: [] };
+  const second = against ? 'against' : 'tsx';
+  const results: Record<string, Array<{ ms: number; cpuS: number; rssMb: number }>> = { compiledAfterStop: [], [`${second}AfterStop`]: [], compiledAfterKill9: [], [`${second}AfterKill9`]: [] };
   const load: string[] = [];
   for (let i = 0; i < args.runs; i++) {
     for (const compiled of [true, false]) {
-      const name = compiled ? 'compiled' : 'tsx';
+      const name = compiled ? 'compiled' : against ? 'against' : 'tsx';
       const a = await start(compiled);
       results[`${name}AfterStop`]!.push({ ms: a.ms, cpuS: a.cpuS, rssMb: a.rssMb });
       await kill9(a.proc);
@@ -127,7 +136,8 @@ try {
     database: 'postgresql',
     model: { routes: args.products * ROUTES_PER_PRODUCT, products: args.products, partners: 200, documentBytes: text.length },
     ...summary,
-    compiledToTsxMedianRatio: round2(median(results.compiledAfterStop!.map((r) => r.ms)) / median(results.tsxAfterStop!.map((r) => r.ms))),
+    [against ? 'compiledToAgainstMedianRatio' : 'compiledToTsxMedianRatio']: round2(median(results.compiledAfterStop!.map((r) => r.ms)) / median(results[`${second}AfterStop`]!.map((r) => r.ms))),
+    ...(against ? { against } : {}),
     ...(streams ? { memoryCompiled: streams } : {}),
     loadavg: load,
     target: { startToReadyMs: 3000, rssBeforeStreamsMb: 100, rssWith1000StreamsMb: 200 },

@@ -118,7 +118,9 @@ export class ModelStore {
 
   /** Re-reads the whole model from the database (at start, and when another replica wrote). */
   async reload(): Promise<ModelSnapshot> {
-    const next = await this.readSnapshot(this.prisma);
+    // One RepeatableRead transaction: the revision and the 11 tables are one state of the database
+    // (read one after another outside it, a write committing in between was labelled with the older revision).
+    const next = await this.prisma.$transaction((tx) => this.readSnapshot(tx), { isolationLevel: 'RepeatableRead' });
     if (next.revision !== this.snapshot.revision || this.snapshot.revision === 0) this.publish(next);
     return this.snapshot;
   }
@@ -130,12 +132,13 @@ export class ModelStore {
   }
 
   private async readSnapshot(db: Tx): Promise<ModelSnapshot> {
-    const revision = await this.databaseRevision(db);
+    // All queries issued at once: Prisma maps one table's rows while the database answers the next.
+    const [revision, ...tables] = await Promise.all([this.databaseRevision(db), ...KIND_ORDER.map((kind) => table(db, kind).findMany({ orderBy: KEY_COLUMNS[kind].map((c) => ({ [c]: 'asc' })) }))]);
     const out: Record<string, unknown> = { revision };
     const meta = new Map<string, ResourceMeta>();
     const codec = this.keys;
-    for (const kind of KIND_ORDER) {
-      const rows = await table(db, kind).findMany({ orderBy: KEY_COLUMNS[kind].map((c) => ({ [c]: 'asc' })) });
+    for (const [i, kind] of KIND_ORDER.entries()) {
+      const rows = tables[i]!;
       const m = new Map<string, AnyResource>();
       for (const row of rows) {
         const key = rowKey(kind, row);
