@@ -2,10 +2,13 @@
 // after a clean stop (SIGTERM) and after a kill -9, for the compiled build (NODE_ENV=production,
 // node dist/cli.js) and the sources through tsx, alternating in one run. Prints JSON.
 // Usage: tsx bench/start.ts [--runs 3] [--products 2000] [--database-url postgresql://…] [--no-build]
+//        [--embedded]      (the embedded store, PGlite in the data directory, instead of PostgreSQL)
 //        [--profile DIR]   (compiled starts write V8 CPU profiles to DIR: node --cpu-prof)
 //        [--streams 1000]  (then one more compiled start: its RSS at ready, idle, and holding N ADS streams)
 //        [--against DIR]   (instead of tsx, the compiled build of another checkout DIR, e.g. main's with
 //                           its own `npm run build`: an A/B of two builds alternating in one run)
+//        [--node-flags 'A|B']  (then compiled starts under each set of Node flags, alternating, --runs
+//                           times: start, CPU, RSS at ready and after 10 s idle; '' is Node's defaults)
 import { fork, spawnSync } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
 import path from 'node:path';
@@ -18,7 +21,7 @@ import { type Proc, workspace } from './stack.ts';
 import { benchDocument } from './bench-model.ts';
 
 const ROOT = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '..');
-const args = flags({ runs: 3, products: 2000, 'database-url': undefined, 'no-build': false, profile: undefined, streams: 0, against: undefined });
+const args = flags({ runs: 3, products: 2000, 'database-url': undefined, 'no-build': false, profile: undefined, streams: 0, against: undefined, 'node-flags': undefined, embedded: false });
 const ROUTES_PER_PRODUCT = 5;
 
 function model(products: number): string {
@@ -34,16 +37,16 @@ if (!args['no-build']) {
 const ws = workspace('portico-start-');
 // startPostgres takes a test's context only to skip when PostgreSQL is missing; a benchmark fails instead.
 const noSkip = { skip: (why: string) => void process.stderr.write(`${why}\n`) } as unknown as TestContext;
-const pg = args['database-url'] ? undefined : await startPostgres(noSkip);
+const pg = args['database-url'] || args.embedded ? undefined : await startPostgres(noSkip);
 const databaseUrl = args['database-url'] ?? pg?.url;
-if (!databaseUrl) throw new Error('PostgreSQL is not installed (scripts/setup.sh --services) and no --database-url given');
+if (!databaseUrl && !args.embedded) throw new Error('PostgreSQL is not installed (scripts/setup.sh --services) and no --database-url given');
 try {
   const [adminPort, grpcPort, calloutPort, flowsPort] = [await freePort(), await freePort(), await freePort(), await freePort()];
   const token = `bench-${randomBytes(16).toString('hex')}`;
   const inherited = Object.fromEntries(Object.entries(process.env).filter(([k]) => !/^(PORTICO_|DATABASE_URL$|REDIS_URL$|NODE_ENV$)/.test(k)));
   const env = {
     ...inherited,
-    DATABASE_URL: databaseUrl,
+    ...(databaseUrl ? { DATABASE_URL: databaseUrl } : {}),
     PORTICO_DATA_DIR: path.join(ws.dir, 'data'),
     PORTICO_ADMIN_ADDR: `127.0.0.1:${adminPort}`,
     PORTICO_GRPC_ADDR: `127.0.0.1:${grpcPort}`,
@@ -57,9 +60,13 @@ try {
 
   /** Spawns serve and polls /readyz every 20 ms: wall ms to ready, the process's CPU seconds and RSS then. */
   const against = args.against ? path.resolve(args.against) : undefined;
-  const start = async (compiled: boolean): Promise<{ proc: Proc; ms: number; cpuS: number; rssMb: number }> => {
+  const start = async (compiled: boolean, nodeFlags?: string): Promise<{ proc: Proc; ms: number; cpuS: number; rssMb: number }> => {
     const t0 = performance.now();
-    const profile = args.profile ? { PORTICO_NODE_FLAGS: `--cpu-prof --cpu-prof-dir=${path.resolve(args.profile)}` } : {};
+    const profile = args.profile
+      ? { PORTICO_NODE_FLAGS: `--cpu-prof --cpu-prof-dir=${path.resolve(args.profile)} ${nodeFlags ?? ''}` }
+      : nodeFlags !== undefined
+        ? { PORTICO_NODE_FLAGS: nodeFlags }
+        : {};
     // The second variant: the sources through tsx, or (--against) the other checkout's compiled build.
     const proc = compiled
       ? ws.run(path.join(ROOT, 'bin/portico'), ['serve'], { ...env, ...profile, NODE_ENV: 'production' })
@@ -128,17 +135,46 @@ try {
     load.push(spawnSync('cat', ['/proc/loadavg'], { encoding: 'utf8' }).stdout.trim());
     process.stderr.write(`start: ${args.streams} streams: ${JSON.stringify(streams)}\n`);
   }
+  // Node flags side by side: each variant started in turn, so load drifts touch them alike.
+  let nodeFlags: Record<string, unknown> | undefined;
+  if (args['node-flags'] !== undefined) {
+    const variants = String(args['node-flags']).split('|');
+    const byVariant = new Map<string, Array<{ ms: number; cpuS: number; rssMb: number; idleRssMb: number; idleCpuS: number }>>(variants.map((v) => [v, []]));
+    for (let i = 0; i < Math.max(args.runs, 1); i++) {
+      for (const v of variants) {
+        const a = await start(true, v);
+        await new Promise((r) => setTimeout(r, 10_000));
+        byVariant.get(v)!.push({ ms: a.ms, cpuS: a.cpuS, rssMb: a.rssMb, idleRssMb: rssMB(a.proc.child.pid), idleCpuS: round2(cpuSeconds(a.proc.child.pid)) });
+        await a.proc.stop();
+        process.stderr.write(`start: flags '${v}': ${JSON.stringify(byVariant.get(v)!.at(-1))}\n`);
+      }
+      load.push(spawnSync('cat', ['/proc/loadavg'], { encoding: 'utf8' }).stdout.trim());
+    }
+    nodeFlags = Object.fromEntries(
+      [...byVariant].map(([v, rs]) => [
+        v || '(defaults)',
+        {
+          medianMs: median(rs.map((r) => r.ms)),
+          medianCpuS: round2(median(rs.map((r) => r.cpuS))),
+          medianRssAtReadyMb: median(rs.map((r) => r.rssMb)),
+          medianRssIdleMb: median(rs.map((r) => r.idleRssMb)),
+          runs: rs,
+        },
+      ]),
+    );
+  }
   const summary = Object.fromEntries(
     Object.entries(results).map(([k, v]) => [k, { medianMs: median(v.map((r) => r.ms)), maxMs: Math.max(...v.map((r) => r.ms)), medianCpuS: round2(median(v.map((r) => r.cpuS))), runs: v }]),
   );
   printJson({
     benchmark: 'start',
-    database: 'postgresql',
+    database: args.embedded ? 'embedded' : 'postgresql',
     model: { routes: args.products * ROUTES_PER_PRODUCT, products: args.products, partners: 200, documentBytes: text.length },
     ...summary,
     [against ? 'compiledToAgainstMedianRatio' : 'compiledToTsxMedianRatio']: round2(median(results.compiledAfterStop!.map((r) => r.ms)) / median(results[`${second}AfterStop`]!.map((r) => r.ms))),
     ...(against ? { against } : {}),
     ...(streams ? { memoryCompiled: streams } : {}),
+    ...(nodeFlags ? { nodeFlags } : {}),
     loadavg: load,
     target: { startToReadyMs: 3000, rssBeforeStreamsMb: 100, rssWith1000StreamsMb: 200 },
   });
