@@ -1,5 +1,6 @@
 // The store's write path on real databases: one snapshot per committed write, nothing on a
-// failed write, and a second replica on the same PostgreSQL catching up before it validates.
+// failed write, a second replica on the same PostgreSQL catching up before it validates, and a
+// reload that reads one state of the database.
 import { describe, it, after } from 'node:test';
 import assert from 'node:assert/strict';
 import { startPostgres, createDatabase, waitFor, type PostgresServer } from '../support/components.ts';
@@ -58,6 +59,31 @@ describe('model store', () => {
     assert.equal(a.store.current().revision, 2);
     assert.ok(a.store.current().products.has('p'));
     assert.deepEqual(a.store.current().meta.get('products/p'), b.store.current().meta.get('products/p'));
+  });
+
+  it('reloads a revision and the tables as one state while another replica writes', async (t) => {
+    pg ??= await startPostgres(t);
+    if (!pg) return;
+    const url = createDatabase(pg, 'reload');
+    const a = await openDatabase({ databaseUrl: url, dataDir: 'memory://', migrate: true, keys });
+    const b = await openDatabase({ databaseUrl: url, dataDir: 'memory://', migrate: false, keys });
+    open.push(a, b);
+    // Each write adds one partner, so revision r holds exactly r partners. Read one after another
+    // outside a transaction, a write committing between the revision and the tables broke this.
+    let writing = true;
+    const writes = (async () => {
+      for (let i = 1; i <= 40; i++) await a.store.commit({ actor: 'a', summary: `p-${i}`, mutations: [put('partners', `p-${i}`, { name: `p-${i}` })] });
+      writing = false;
+    })();
+    const seen = new Set<number>();
+    while (writing) {
+      const s = await b.store.reload();
+      assert.equal(s.partners.size, s.revision, `revision ${s.revision}`);
+      seen.add(s.revision);
+    }
+    await writes;
+    assert.equal((await b.store.reload()).partners.size, 40);
+    assert.ok(seen.size > 1, 'the reloads overlapped the writes');
   });
 
   it('follows other replicas through LISTEN/NOTIFY, incrementally, including deletes and admin tokens', async (t) => {
