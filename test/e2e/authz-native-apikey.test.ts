@@ -3,7 +3,7 @@
 // Allowed (partner and plan forwarded, key hidden), every refusal in the gateway's JSON shape with the
 // callout's codes (missing, unknown, revoked, expired key; no subscription, suspended partner or
 // subscription, expired subscription, route or method outside the access level), a subscription and a
-// key expiring with no model change, a key imported as a hash only still served by the callout, and
+// key expiring with no model change, the access RBAC left off where every key holder may call, a key imported as a hash only still served by the callout, and
 // Envoy's config_dump showing no key material.
 import assert from 'node:assert/strict';
 import { describe, it } from 'node:test';
@@ -216,6 +216,38 @@ describe('authz native mode: API keys checked by Envoy itself', () => {
       assert.equal((await api.patch('/api/v1/partners/acme', { suspended: false })).status, 200);
       await g.inSync();
       assert.equal((await g.call('/ledger/entries/1', withKey(keys.acme))).status, 200);
+    });
+
+    await t.test('a product every key holder may call on one plan goes without the access RBAC; a key of a partner it refuses brings it back', async () => {
+      /** Whether Envoy's route for a path prefix carries the access RBAC. */
+      const rbacOn = async (prefix: string): Promise<boolean> => {
+        type Route = { match: { path_separated_prefix?: string }; typed_per_filter_config?: Record<string, unknown> };
+        const configs = (await envoy.configDump('dynamic_route_configs')).configs as Array<{ route_config: { virtual_hosts: Array<{ routes: Route[] }> } }>;
+        const route = configs.flatMap((c) => c.route_config.virtual_hosts.flatMap((v) => v.routes)).find((x) => x.match.path_separated_prefix === prefix);
+        assert.ok(route, `a route for ${prefix}`);
+        return route.typed_per_filter_config?.['envoy.filters.http.rbac'] !== undefined;
+      };
+      assert.equal(await rbacOn('/archive/records'), true, 'keys of partners archive refuses reach Envoy: the RBAC refuses them');
+      // Only acme keeps a key: on archive (acme alone, one plan) the key list is the whole decision.
+      for (const p of ['globex', 'initech', 'umbrella', 'soylent', 'stark', 'wayne']) assert.equal((await api.patch(`/api/v1/partners/${p}/api-keys/primary`, { revoked: true })).status, 200);
+      await g.inSync();
+      assert.equal(await rbacOn('/archive/records'), false, 'no RBAC where it could refuse nobody');
+      assert.equal(await rbacOn('/ledger/entries'), true, 'ledger still refuses partners (suspended, expired...)');
+      const r = await g.call('/archive/records/1', withKey(keys.acme, { 'x-portico-partner': 'forged' }));
+      assert.equal(r.status, 200, r.text);
+      assert.deepEqual(identityHeadersOf(upstreamHeaders(r)), {
+        'x-portico-credential': 'api_key',
+        'x-portico-partner': 'acme',
+        'x-portico-plan': 'unlimited',
+        'x-portico-product': 'archive',
+        'x-portico-route': 'records',
+      });
+      assertUnauthorized(await g.call('/archive/records/1', withKey(keys.globex)), 'invalid_api_key', 'a revoked key');
+      const again = await createApiKey(api, 'globex', 'again');
+      await g.inSync();
+      assert.equal(await rbacOn('/archive/records'), true);
+      assertGatewayError(await g.call('/archive/records/1', withKey(again)), 403, 'no_subscription', 'a key of a partner not subscribed to archive');
+      assert.equal(await authzDecisions(portico.adminUrl, { product: 'archive' }), 0, 'no callout for archive');
     });
   });
 });

@@ -4,8 +4,10 @@
 import assert from 'node:assert/strict';
 import { describe, it } from 'node:test';
 import type { KindName, ModelSnapshot } from '../../src/model/model.ts';
-import { nativeApiKeyAuth, nativeAuthContext, nextExpiry, routeAccess } from '../../src/translate/to-ir/native-auth.ts';
-import { validModel } from '../support/translate.ts';
+import type { JsonObject } from '../../src/translate/envoy/common.ts';
+import { translate } from '../../src/translate/index.ts';
+import { admitsEveryKey, nativeApiKeyAuth, nativeAuthContext, nextExpiry, routeAccess } from '../../src/translate/to-ir/native-auth.ts';
+import { jsonAt, validModel } from '../support/translate.ts';
 
 const NOW = Date.parse('2026-06-01T00:00:00Z');
 const key = (c: string) => `ptk_${c.repeat(8)}_${c.toUpperCase().repeat(43)}`;
@@ -108,5 +110,48 @@ describe('native access (authz.mode native)', () => {
     assert.equal(nextExpiry(model, Date.parse('2026-07-01T00:00:00Z')), undefined, 'nothing left to expire');
     const exact = validModel([...[...model.gatewayGroups.values()].map((g) => ['gatewayGroups', { ...g, authz: { mode: 'exact' } }] as [KindName, object])]);
     assert.equal(nextExpiry(exact, NOW), undefined);
+  });
+});
+
+describe('native access: the RBAC only where it decides something', () => {
+  const translated = (model: ModelSnapshot, route: string): JsonObject => {
+    const g = translate(model, { calloutAddress: '127.0.0.1:9001', now: NOW }).get('g')! as unknown as { routes: JsonObject[] };
+    const r = (jsonAt(g.routes[0], 'virtual_hosts', 0, 'routes') as JsonObject[]).find((x) => x.name === route);
+    assert.ok(r, `route ${route}`);
+    return r;
+  };
+  /** The access RBAC's per-route config of a route ('api/items') in the group's Envoy config. */
+  const rbacOf = (model: ModelSnapshot, route: string) => jsonAt(translated(model, route), 'typed_per_filter_config', 'envoy.filters.http.rbac');
+  const decided = (model: ModelSnapshot, product: string, route: string) => {
+    const ctx = nativeAuthContext(model, [...model.products.values()], NOW);
+    return admitsEveryKey(routeAccess(model, model.products.get(product)!, model.routes.get(`${product}/${route}`)!, ctx), ctx.credentials);
+  };
+
+  it('leaves it off a route every key holder may call on one plan, and the route still names the plan', () => {
+    const model = gateway([...partner('acme', { product: 'api' }), ...partner('bravo', { product: 'api' })]);
+    assert.equal(decided(model, 'api', 'items'), true);
+    assert.equal(rbacOf(model, 'api/items'), undefined);
+    const items = translated(model, 'api/items');
+    assert.ok(jsonAt(items, 'typed_per_filter_config', 'envoy.filters.http.api_key_auth'), 'api_key_auth still checks the keys');
+    assert.deepEqual(
+      (jsonAt(items, 'request_headers_to_add') as JsonObject[]).map((h) => [jsonAt(h, 'header', 'key'), jsonAt(h, 'header', 'value')]).filter(([k]) => k === 'x-portico-plan'),
+      [['x-portico-plan', 'free']],
+    );
+  });
+
+  it('keeps it where a key could be refused or the plan differs by caller', () => {
+    const cases: Array<[string, Array<[KindName, object]>, string]> = [
+      // charlie's key authenticates on api's routes too (one key list per group): only the RBAC refuses it.
+      ['a key holder of another product', [...partner('acme', { product: 'api' }), ...partner('charlie', { product: 'other' })], 'no_subscription'],
+      ['a suspended partner', [...partner('acme', { product: 'api' }), ...partner('delta', { product: 'api' }, { suspended: true })], 'partner_suspended'],
+      ['a method restriction', [...partner('acme', { product: 'api', access: { methods: ['GET'] } })], 'method_not_in_subscription'],
+      ['two plans', [...partner('acme', { product: 'api', plan: 'gold' }), ...partner('bravo', { product: 'api' })], 'no_subscription'],
+      ['a route outside the access level', [...partner('acme', { product: 'api', access: { routes: ['admin'] } })], 'route_not_in_subscription'],
+    ];
+    for (const [what, entries, policy] of cases) {
+      const model = gateway(entries);
+      assert.equal(decided(model, 'api', 'items'), false, what);
+      assert.ok(jsonAt(rbacOf(model, 'api/items'), 'rbac', 'rules', 'policies', policy), `${what}: the RBAC refuses with ${policy}`);
+    }
   });
 });

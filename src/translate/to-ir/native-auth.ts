@@ -99,6 +99,18 @@ export function onePlan(a: RouteAccessIR): string | undefined {
   return a.allowed.every((x) => x.plan === plan) ? plan : undefined;
 }
 
+/**
+ * Whether the access RBAC has nothing to decide on an API-key route: every key Envoy checks there is
+ * a partner it lets through (no refusal, no method restriction), all on one plan (no shadow rules).
+ * The route then goes without it: an RBAC that allows writes its result into the request's dynamic
+ * metadata, which costs Envoy about as many instructions per request as api_key_auth itself.
+ */
+export function admitsEveryKey(a: RouteAccessIR, credentials: readonly ApiKeyCredentialIR[]): boolean {
+  if (a.identities || a.deny.length > 0 || onePlan(a) === undefined || a.allowed.some((x) => x.methods !== undefined)) return false;
+  const allowed = new Set(a.allowed.map((x) => x.partner));
+  return credentials.every((c) => allowed.has(c.client));
+}
+
 /** The refusal codes the access RBAC can answer with (each one a policy name and a local-reply mapping). */
 export const ACCESS_REFUSALS: readonly AccessRefusal[] = [
   'partner_suspended',

@@ -1,9 +1,10 @@
 // The access RBAC (native mode): who may call a route, on the partner the authentication filter before
 // it established (x-portico-partner). Off in the chain, on per route: DENY policies named after the
-// callout's 403 codes (the local-reply mapper words each), shadow ALLOW policies naming the plan.
+// callout's 403 codes (the local-reply mapper words each), shadow ALLOW policies naming the plan; not on
+// API-key routes whose every key belongs to a partner let through on one plan (nothing to decide).
 import { accessReplyMapping, GATEWAY_HEADERS } from '../../../contract/index.ts';
 import type { RouteAccessIR } from '../../ir.ts';
-import { ACCESS_REFUSALS, onePlan } from '../../to-ir/native-auth.ts';
+import { ACCESS_REFUSALS, admitsEveryKey, onePlan } from '../../to-ir/native-auth.ts';
 import { PEER_FINGERPRINT_HEADER } from '../../to-ir/native-mtls.ts';
 import { any, extension, FILTERS, sortedRecord, type Json } from '../common.ts';
 import { disabledByDefault, type HttpFilterEmitter } from './filter.ts';
@@ -69,7 +70,8 @@ function plans(a: RouteAccessIR): Json | undefined {
 export const access: HttpFilterEmitter = {
   chain: (g) => (g.filters.access ? [disabledByDefault(extension(FILTERS.access, RBAC_TYPE))] : []),
   perRoute: (r) => {
-    if (!r.access) return [];
+    // Left off (the chain's copy stays disabled) where api_key_auth's key list already is the decision.
+    if (!r.access || (r.apiKeyAuth && admitsEveryKey(r.access, r.apiKeyAuth.credentials))) return [];
     const shadow = plans(r.access);
     return [[FILTERS.access, any(RBAC_PER_ROUTE_TYPE, { rbac: { rules: rules(r.access), ...(shadow ? { shadow_rules: shadow } : {}) } })]];
   },
