@@ -165,7 +165,10 @@ export class ConfigPipeline {
   gate(candidate: ModelSnapshot): ModelError[] {
     const errors = validateTranslation(candidate);
     if (errors.length) return errors;
-    const groups = this.translation(candidate);
+    // Divided among the Envoys the candidate's publish will divide by (a write that makes a group
+    // native changes the count): the publish then finds this translation instead of making another.
+    const envoys = nativeEnvoys(candidate, this.fleet.connectedNodes());
+    const groups = this.translation(candidate, sameCounts(envoys, this.envoys) ? this.envoys : envoys);
     return this.cache.check(groups).flatMap((e) =>
       e.problems.map((p) => ({
         kind: 'gatewayGroups' as const,
@@ -183,7 +186,8 @@ export class ConfigPipeline {
     this.snapshot = snapshot;
     // A model that makes a group native (or adds one) divides by the Envoys connected now.
     const envoys = nativeEnvoys(snapshot, this.fleet.connectedNodes());
-    if (!sameCounts(envoys, this.envoys)) this.envoys = envoys;
+    // The gate's own count when equal (same object): its translation of this model is then reused.
+    if (!sameCounts(envoys, this.envoys)) this.envoys = this.last && sameCounts(envoys, this.last.envoys) ? this.last.envoys : envoys;
     try {
       const target = this.translation(snapshot);
       if (this.removal) this.removal.cancelled = true;
@@ -269,15 +273,15 @@ export class ConfigPipeline {
     return true;
   }
 
-  private translation(snapshot: ModelSnapshot): Map<string, GroupResources> {
+  private translation(snapshot: ModelSnapshot, envoys = this.envoys): Map<string, GroupResources> {
     const maps = KIND_ORDER.map((k) => snapshot[k]);
     // The gate and the publish of one write see the same resource maps: translate once.
     const now = Date.now();
     const expiry = nextExpiry(snapshot, now);
-    if (this.last?.envoys === this.envoys && this.last.quotas === this.quotas && this.last.jwks === this.jwks && this.last.expiry === expiry && this.last.maps.every((m, i) => m === maps[i]))
+    if (this.last?.envoys === envoys && this.last.quotas === this.quotas && this.last.jwks === this.jwks && this.last.expiry === expiry && this.last.maps.every((m, i) => m === maps[i]))
       return this.last.groups;
-    const groups = translate(snapshot, { ...this.options, envoys: this.envoys, quotaExhausted: this.quotas, jwks: this.jwks, now, memo: this.memo });
-    this.last = { maps, envoys: this.envoys, quotas: this.quotas, jwks: this.jwks, expiry, groups };
+    const groups = translate(snapshot, { ...this.options, envoys, quotaExhausted: this.quotas, jwks: this.jwks, now, memo: this.memo });
+    this.last = { maps, envoys, quotas: this.quotas, jwks: this.jwks, expiry, groups };
     return groups;
   }
 }

@@ -1,8 +1,12 @@
-// The pipeline's make-before-break removal: clusters leaving the config are kept for one interim
-// version so routes that stop using them are served first.
+// The pipeline's make-before-break removal (clusters leaving the config are kept for one interim
+// version so routes that stop using them are served first), and the gate's translation reused by the publish.
 import { describe, it } from 'node:test';
 import assert from 'node:assert/strict';
-import { keepRemovedClusters } from '../../src/pipeline.ts';
+import { pino } from 'pino';
+import { Registry } from 'prom-client';
+import { ConfigPipeline, keepRemovedClusters } from '../../src/pipeline.ts';
+import { FleetStatus, SnapshotCache } from '../../src/xds/index.ts';
+import { modelOf, seedModel } from '../support/ratelimit-fixtures.ts';
 import type { GroupResources } from '../../src/contract/index.ts';
 
 const group = (clusters: string[], eds: string[] = clusters): GroupResources => ({
@@ -57,5 +61,22 @@ describe('keepRemovedClusters', () => {
       interim.get('edge')!.clusters.map((c) => c.name),
       ['a', 'b'],
     );
+  });
+});
+
+describe('ConfigPipeline gate and publish', () => {
+  it('a write that adds a native group is translated once: its publish serves the gate translation', () => {
+    const pipeline = new ConfigPipeline(new SnapshotCache(), new FleetStatus(), { calloutAddress: '127.0.0.1:18001' }, pino({ level: 'silent' }), new Registry());
+    const translations = () => (pipeline as unknown as { last?: { groups: unknown } }).last?.groups;
+    pipeline.publish(modelOf([]));
+    const before = translations();
+    // The seed model's group is native: publishing it divides its limits among 1 Envoy, not 0 groups.
+    const candidate = seedModel();
+    assert.deepEqual(pipeline.gate(candidate), []);
+    const gated = translations();
+    assert.notEqual(gated, before);
+    pipeline.publish(candidate);
+    assert.equal(translations(), gated, 'the publish reused the translation the gate made');
+    assert.equal(pipeline.current().servedRevision, candidate.revision);
   });
 });
