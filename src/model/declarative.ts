@@ -2,6 +2,7 @@
 // Parse → model, model → document, and the plan that takes the store from one to the other.
 import { createHash } from 'node:crypto';
 import YAML from 'yaml';
+import { parseBlockYaml } from './block-yaml.ts';
 import { canonicalResource } from './canonical.ts';
 import { KINDS, KIND_ORDER, childKinds, emptySnapshot, keyOf, sortedValues, type AnyResource, type KindName, type ModelSnapshot, type Mutation } from './model.ts';
 import { joinField, resourceSchemaErrors, type FieldError } from './validate.ts';
@@ -35,6 +36,9 @@ export class DocumentSyntaxError extends Error {}
 
 /** Parses YAML or JSON text into a plain value, with the line of any syntax error. */
 export function parseDocumentText(text: string): unknown {
+  // Plain block style (large generated documents) is read directly; everything else, and every error, by the YAML parser.
+  const plain = parseBlockYaml(text);
+  if (plain !== undefined) return plain;
   let doc: YAML.Document.Parsed;
   try {
     doc = YAML.parseDocument(text, { uniqueKeys: true, prettyErrors: true, strict: true });
