@@ -3,7 +3,7 @@
 import { createHash } from 'node:crypto';
 import { sortedValues, authzModeOf, identityHeaders, isReservedHeader, rateLimitModeOf, type ModelSnapshot, type GatewayGroup, type Listener, type Product, type Service } from '../../model/index.ts';
 import { FILTERS } from '../envoy/common.ts';
-import { COMBINED_CONTEXT_KEY, LIMITS_UNAVAILABLE_STATUS, RATE_LIMIT_DOMAIN, RESERVED_HEADER_PREFIX } from '../../contract/index.ts';
+import { LIMITS_UNAVAILABLE_STATUS, RATE_LIMIT_DOMAIN, RESERVED_HEADER_PREFIX } from '../../contract/index.ts';
 import { localBucket } from './limits.ts';
 import { nativeLimits } from './native-limits.ts';
 import type { ClusterIR, GroupIR, ListenerIR, RouteIR, RouteTableIR, SecretIR, VirtualHostIR } from '../ir.ts';
@@ -21,7 +21,7 @@ import { groupIdempotencyIr } from './idempotency.ts';
 import { nativeAuthContext, type NativeAuthContext } from './native-auth.ts';
 import type { EmitMemo } from '../memo.ts';
 import { jwtAuthnIr, nativeJwtContext, type NativeJwtContext } from './native-jwt.ts';
-import { usesPeerFingerprint } from './native-mtls.ts';
+import { groupRouteFacts, NEEDS } from './route-facts.ts';
 
 // ── groups ────────────────────────────────────────────────────────────────────
 function listenerIr(group: GatewayGroup, l: Listener): ListenerIR {
@@ -124,52 +124,29 @@ export function groupToIr(model: ModelSnapshot, group: GatewayGroup, options: Ir
     },
     memo ? { memo, group: group.name, context: routeContext(model, mode, nativeAuth, nativeJwt) } : undefined,
   );
-  // What the routes need decides which filters the chain holds.
-  let checked = false;
-  let counted = false;
-  let countedAnonymous = false;
-  let serviceLimited = false;
-  let routeLocal = false;
-  let renamed = false;
-  let apiKeyAuth = false;
-  let access = false;
-  let peerFingerprint = false;
-  let partnerFromAccess = false;
-  for (const vh of virtualHostsBefore) {
-    for (const r of vh.routes) {
-      if (r.authz && !r.authz.disabled) {
-        if (r.authz.filter === 'authz') checked = true;
-        else countedAnonymous = true;
-        if (r.authz.filter === 'authz' && r.authz.contextExtensions[COMBINED_CONTEXT_KEY] !== undefined) counted = true;
-      }
-      if (r.rateLimit) serviceLimited = true;
-      if (r.localRateLimit) routeLocal = true;
-      if (r.requestHeaders.rename || r.responseHeaders.rename) renamed = true;
-      if (r.apiKeyAuth) apiKeyAuth = true;
-      if (r.access) access = true;
-      if (usesPeerFingerprint(r.access)) peerFingerprint = true;
-      if (r.access?.identities && r.access.allowed.length > 0 && (r.planLimits || r.quotaDeny)) partnerFromAccess = true;
-    }
-  }
-  const groupRoutes = virtualHostsBefore.flatMap((vh) => vh.routes);
-  const jwtAuthn = nativeJwt ? jwtAuthnIr(groupRoutes, nativeJwt) : undefined;
-  const claimCheck = groupRoutes.some((r) => r.jwtAuth?.claimHeaders.length);
-  const profiles = compressionProfiles(groupRoutes);
-  const caches = cacheProfiles(groupRoutes);
-  const cached = cachedServices(groupRoutes);
-  const transcoder = groupRoutes.find((r) => r.transcoder)?.transcoder;
-  const grpcWeb = groupRoutes.some((r) => r.grpcWeb);
-  const idempotency = groupIdempotencyIr(groupRoutes, options);
+  // What the routes need decides which filters the chain holds (summarised per route: route-facts.ts);
+  // scans that depend on the routes' order run only when some route needs what they look for.
+  const facts = groupRouteFacts(virtualHostsBefore);
+  const needs = (n: number) => (facts.needs & n) !== 0;
+  let flat: RouteIR[] | undefined;
+  const groupRoutes = () => (flat ??= virtualHostsBefore.flatMap((vh) => vh.routes));
+  const checked = needs(NEEDS.checked);
+  const counted = needs(NEEDS.counted);
+  const jwtAuthn = nativeJwt && needs(NEEDS.jwtAuth) ? jwtAuthnIr(groupRoutes(), nativeJwt) : undefined;
+  const claimCheck = needs(NEEDS.claimCheck);
+  const profiles = needs(NEEDS.compression) ? compressionProfiles(groupRoutes()) : [];
+  const caches = needs(NEEDS.cache) ? cacheProfiles(groupRoutes()) : [];
+  const cached = needs(NEEDS.cache) ? cachedServices(groupRoutes()) : new Set<string>();
+  const transcoder = needs(NEEDS.transcoder) ? groupRoutes().find((r) => r.transcoder)?.transcoder : undefined;
+  const grpcWeb = needs(NEEDS.grpcWeb);
+  const idempotency = needs(NEEDS.idempotency) ? groupIdempotencyIr(groupRoutes(), options) : undefined;
   // gRPC-Web cannot be switched on per route (src/translate/envoy/filters/grpc-web.ts): the group's
   // other routes switch it off. As copies: route IR may be the memo's, shared with other translations.
   const virtualHosts = grpcWeb ? withGrpcWebOff(virtualHostsBefore) : virtualHostsBefore;
   const correlation = [...new Set(products.flatMap((p) => productCorrelationHeaders(model, p, memo)))].sort(compareStrings);
   const listeners = (group.listeners ?? []).map((l) => listenerIr(group, l)).sort((a, b) => compareStrings(a.name, b.name));
 
-  let maxBody = 0;
-  for (const vh of virtualHosts) {
-    for (const r of vh.routes) if (r.action.kind === 'direct' && r.action.body) maxBody = Math.max(maxBody, Buffer.byteLength(r.action.body));
-  }
+  const maxBody = facts.maxBody;
   const routeTables: RouteTableIR[] = listeners.map((l) => ({
     name: l.routeTable,
     maxDirectResponseBodyBytes: maxBody,
@@ -179,15 +156,13 @@ export function groupToIr(model: ModelSnapshot, group: GatewayGroup, options: Ir
   const flows = groupFlowsIr(model, products, options);
   if (flows) routeTables.push(flows.table);
   const serviceNames = new Set<string>(flows?.services);
-  for (const vh of virtualHosts) {
-    for (const r of vh.routes) if (r.action.kind === 'forward' && !r.action.flow) for (const c of r.action.clusters) serviceNames.add(c.name);
-  }
+  for (const s of facts.services) serviceNames.add(s);
   const clusters = [...serviceNames]
     .sort(compareStrings)
     .map((n) => model.services.get(n))
     .filter((s): s is Service => s !== undefined)
     .map((s) => (cached.has(s.name) ? { ...clusterIr(s), cacheKeyRestore: true } : clusterIr(s)));
-  clusters.push(...keyClusters(groupRoutes, (name) => (model.services.has(name) ? clusterIr(model.services.get(name)!) : undefined)));
+  if (needs(NEEDS.cache)) clusters.push(...keyClusters(groupRoutes(), (name) => (model.services.has(name) ? clusterIr(model.services.get(name)!) : undefined)));
   clusters.push(calloutCluster(options.calloutAddress, options.channelSdsDir), ...telemetryClusters(options.telemetry, options.channelSdsDir), ...(flows ? [flows.cluster] : []));
   if (idempotency) clusters.push(idempotency.cluster);
   clusters.sort((a, b) => compareStrings(a.name, b.name));
@@ -202,11 +177,11 @@ export function groupToIr(model: ModelSnapshot, group: GatewayGroup, options: Ir
     filters: {
       cors: products.some((p) => p.cors !== undefined),
       ...(group.localRateLimit ? { localRateLimit: localBucket(group.localRateLimit) } : {}),
-      routeLocalRateLimit: routeLocal,
-      ...(apiKeyAuth ? { apiKeyAuth: true as const } : {}),
-      ...(access ? { access: true as const } : {}),
-      ...(peerFingerprint ? { peerFingerprint: true as const } : {}),
-      ...(partnerFromAccess ? { partnerFromAccess: true as const } : {}),
+      routeLocalRateLimit: needs(NEEDS.routeLocal),
+      ...(needs(NEEDS.apiKeyAuth) ? { apiKeyAuth: true as const } : {}),
+      ...(needs(NEEDS.access) ? { access: true as const } : {}),
+      ...(needs(NEEDS.peerFingerprint) ? { peerFingerprint: true as const } : {}),
+      ...(needs(NEEDS.partnerFromAccess) ? { partnerFromAccess: true as const } : {}),
       ...(jwtAuthn ? { jwtAuthn } : {}),
       ...(claimCheck ? { claimCheck: true as const } : {}),
       ...(checked
@@ -221,7 +196,7 @@ export function groupToIr(model: ModelSnapshot, group: GatewayGroup, options: Ir
             },
           }
         : {}),
-      ...(countedAnonymous
+      ...(needs(NEEDS.countedAnonymous)
         ? {
             extAuthzLimits: {
               name: FILTERS.extAuthzLimits,
@@ -235,8 +210,8 @@ export function groupToIr(model: ModelSnapshot, group: GatewayGroup, options: Ir
         : {}),
       planLimits: native?.filters ?? [],
       quotas: native?.quotas ?? [],
-      ...(serviceLimited ? { rateLimit: { cluster: CALLOUT_CLUSTER, domain: RATE_LIMIT_DOMAIN, timeoutMs: rateLimitTimeoutMs, failureModeDeny: !rateLimitFailOpen } } : {}),
-      ...(renamed ? { headerRename: true } : {}),
+      ...(needs(NEEDS.serviceLimited) ? { rateLimit: { cluster: CALLOUT_CLUSTER, domain: RATE_LIMIT_DOMAIN, timeoutMs: rateLimitTimeoutMs, failureModeDeny: !rateLimitFailOpen } } : {}),
+      ...(needs(NEEDS.renamed) ? { headerRename: true } : {}),
       ...(profiles.length ? { compression: profiles } : {}),
       ...(caches.length ? { cache: caches } : {}),
       ...(transcoder ? { transcoder } : {}),
