@@ -1,6 +1,6 @@
 // The translator's part of the validation gate: what the schemas and validateModel accept but the
 // translator cannot express, or Envoy would refuse, named by resource and field.
-import { sortedValues, fullPath, serviceDiscovery, MAX_NATIVE_LIMIT_SHAPES, type ModelSnapshot, type ModelError, type HeaderMutation, type Route } from '../model/index.ts';
+import { sortedValues, fullPath, serviceDiscovery, MAX_NATIVE_LIMIT_SHAPES, type ModelSnapshot, type ModelError, type HeaderMutation, type Product, type Route } from '../model/index.ts';
 import { templateSegments, templateVariables } from './paths.ts';
 import { apiKeyCountProblems } from './to-ir/limits.ts';
 import { effectiveAccept, groupProducts, productRoutes } from './to-ir/common.ts';
@@ -79,23 +79,9 @@ export function validateTranslation(model: ModelSnapshot): ModelError[] {
   }
 
   for (const r of sortedValues(model, 'routes')) {
-    const key = `${r.product}/${r.name}`;
     const product = model.products.get(r.product);
-    if (!product) continue;
-    if (r.match.path.type === 'template') {
-      const problem = templateProblem(fullPath(product, r));
-      if (problem) invalid('routes', key, 'match.path.value', problem);
-    }
-    r.match.query?.forEach((q, i) => {
-      const presence = q.exact === undefined && q.prefix === undefined && q.regex === undefined;
-      if (q.invert && !presence) invalid('routes', key, `match.query[${i}].invert`, 'Envoy cannot invert a query value match (only presence)');
-    });
-    for (const [field, m] of [
-      ['requestHeaders', r.requestHeaders],
-      ['responseHeaders', r.responseHeaders],
-    ] as const) {
-      for (const f of hostMutations(m)) invalid('routes', key, `${field}.${f}`, 'the host header cannot be changed by header rules; use rewrite.host');
-    }
+    // Copies: a caller may extend its errors, and the cached ones outlive this call.
+    if (product) for (const e of routeErrors(r, product)) errors.push({ ...e });
   }
   for (const p of sortedValues(model, 'products')) {
     for (const [field, m] of [
@@ -105,6 +91,34 @@ export function validateTranslation(model: ModelSnapshot): ModelError[] {
       for (const f of hostMutations(m)) invalid('products', p.name, `${field}.${f}`, "the host header cannot be changed by header rules; use a route's rewrite.host");
     }
   }
+  return errors;
+}
+
+// A route's own problems read only the route and its product (full path): kept per route object while
+// its product is the same object, so a one-route change re-checks one route, not every route.
+const routeChecked = new WeakMap<Route, { product: Product; errors: readonly ModelError[] }>();
+
+function routeErrors(r: Route, product: Product): readonly ModelError[] {
+  const known = routeChecked.get(r);
+  if (known?.product === product) return known.errors;
+  const errors: ModelError[] = [];
+  const key = `${r.product}/${r.name}`;
+  const invalid = (field: string, message: string) => errors.push({ kind: 'routes', key, field, code: 'invalid', message });
+  if (r.match.path.type === 'template') {
+    const problem = templateProblem(fullPath(product, r));
+    if (problem) invalid('match.path.value', problem);
+  }
+  r.match.query?.forEach((q, i) => {
+    const presence = q.exact === undefined && q.prefix === undefined && q.regex === undefined;
+    if (q.invert && !presence) invalid(`match.query[${i}].invert`, 'Envoy cannot invert a query value match (only presence)');
+  });
+  for (const [field, m] of [
+    ['requestHeaders', r.requestHeaders],
+    ['responseHeaders', r.responseHeaders],
+  ] as const) {
+    for (const f of hostMutations(m)) invalid(`${field}.${f}`, 'the host header cannot be changed by header rules; use rewrite.host');
+  }
+  routeChecked.set(r, { product, errors });
   return errors;
 }
 
