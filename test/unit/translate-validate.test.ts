@@ -4,6 +4,7 @@ import assert from 'node:assert/strict';
 import { describe, it } from 'node:test';
 import type { KindName } from '../../src/model/model.ts';
 import { validateModel } from '../../src/model/validate.ts';
+import { applyMutations } from '../../src/model/index.ts';
 import { modelOf } from '../support/ratelimit-fixtures.ts';
 import { TranslationError, templateProblem, translate, validateTranslation } from '../../src/translate/index.ts';
 
@@ -109,3 +110,23 @@ describe('validateModel (route retries)', () => {
     );
   });
 });
+
+describe('validateTranslation across models', () => {
+  it('re-checks a route when its product changes, though the route object stays the same (per-route results are kept)', () => {
+    const m = modelOf([...base, route('t', { path: { type: 'template', value: `/${'x'.repeat(240)}/{id}` } })]);
+    assert.deepEqual(validateTranslation(m), []);
+    // Same route object, new product: the base path now makes the template too long for Envoy.
+    const longer = applyMutations(m, [{ kind: 'products', op: 'put', key: 'p', resource: { ...m.products.get('p')!, basePath: '/a-longer-base-path' } }]);
+    assert.equal(longer.routes.get('p/t'), m.routes.get('p/t'));
+    assert.deepEqual(
+      validateTranslation(longer).map((e) => `${e.key} ${e.field}`),
+      ['p/t match.path.value'],
+    );
+    // A caller changing an error it was given does not change what the next validation says.
+    const first = validateTranslation(longer)[0]!;
+    first.message = 'changed by a caller';
+    assert.match(validateTranslation(longer)[0]!.message, /with the base path the template is 265 characters/);
+    assert.deepEqual(validateTranslation(m), []);
+  });
+});
+
