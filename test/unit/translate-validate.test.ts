@@ -129,4 +129,3 @@ describe('validateTranslation across models', () => {
     assert.deepEqual(validateTranslation(m), []);
   });
 });
-
