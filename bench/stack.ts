@@ -9,7 +9,7 @@ import { fileURLToPath } from 'node:url';
 import YAML from 'yaml';
 import { renderBootstrap } from '../src/xds/bootstrap.ts';
 import type { FleetView } from '../src/xds/fleet.ts';
-import { freePort, waitFor } from '../test/support/components.ts';
+import { freePort, serveListenEnv, waitFor } from '../test/support/components.ts';
 import { settledNode } from '../test/support/envoy.ts';
 
 const ROOT = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '..');
@@ -110,6 +110,9 @@ export async function startControlPlane(ws: Workspace, env: Record<string, strin
   const inherited = Object.fromEntries(Object.entries(process.env).filter(([k]) => !/^(PORTICO_|DATABASE_URL$|REDIS_URL$)/.test(k)));
   const proc = ws.run(path.join(ROOT, 'bin/portico'), ['serve'], {
     ...inherited,
+    // Every listener on a free port (flow runtime, step listener, idempotency processor too): with their
+    // defaults two benches, or a bench and a test, would collide.
+    ...(await serveListenEnv()),
     PORTICO_DATA_DIR: path.join(ws.dir, 'data'),
     PORTICO_ADMIN_ADDR: `127.0.0.1:${adminPort}`,
     PORTICO_GRPC_ADDR: `127.0.0.1:${grpcPort}`,
