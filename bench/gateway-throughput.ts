@@ -15,7 +15,11 @@
 // (a second Envoy answering directly: the cheapest upstream, so the gateway's work shows), the load
 // generator. CPU seconds per process are read from /proc for every run. Prints JSON.
 //
-// Usage: node --import tsx bench/gateway-throughput.ts [--duration 10] [--connections 64]
+// The wrk phase runs in interleaved rounds (every scenario once per round, plain first): each scenario's
+// figures sum its rounds, so a change in what else the machine runs weighs on every scenario alike
+// instead of on whichever ran at that moment. The ratios are computed from these sums.
+//
+// Usage: node --import tsx bench/gateway-throughput.ts [--duration 5] [--rounds 3] [--connections 64]
 //   [--threads 1] [--envoy-concurrency 2] [--redis] [--access-log on|off]
 //   [--scenarios plain,auth,combined,service,native,auth-native,jwt-native,key-native] [--half-load-workers 32]
 import { spawnSync } from 'node:child_process';
@@ -23,11 +27,12 @@ import { generateKeyPairSync } from 'node:crypto';
 import { SignJWT } from 'jose';
 import os from 'node:os';
 import { componentPath, freePort, waitFor } from '../test/support/components.ts';
-import { cpuMeter, flags, headerObject, hey, printJson, round2, wrk, wrkFigures, type HeyResult, type WrkResult } from './harness.ts';
+import { cpuMeter, flags, headerObject, hey, median, printJson, round2, wrk, wrkFigures, type HeyResult, type WrkResult } from './harness.ts';
 import { newApiKey, startControlPlane, startDirectUpstream, startGatewayEnvoy, workspace } from './stack.ts';
 
 const args = flags({
-  duration: 10,
+  duration: 5,
+  rounds: 3,
   connections: 64,
   threads: 1,
   'envoy-concurrency': 2,
@@ -37,6 +42,7 @@ const args = flags({
   'half-load-workers': 32,
 });
 const DURATION_S = args.duration;
+const ROUNDS = Math.max(1, args.rounds);
 const CONNECTIONS = args.connections;
 const THREADS = args.threads;
 const ENVOY_CONCURRENCY = args['envoy-concurrency'];
@@ -160,18 +166,45 @@ async function main(): Promise<void> {
     const byScenario = new Map<Scenario, WrkResult>();
     const perCpu = new Map<Scenario, number>();
     const calloutStat = (counters: Record<string, number>, name: string) => counters[`cluster.portico_callouts.${name}`] ?? 0;
+    const sums = new Map<Scenario, { w: WrkResult[]; cpu: Record<string, number>; perCpu: number[]; rq: number; opened: number; active: number }>();
+    for (let round = 0; round < ROUNDS; round++) {
+      for (const s of SCENARIOS) {
+        await configure(s);
+        const load = { url, headers: headersFor(s), threads: THREADS, connections: CONNECTIONS };
+        await wrk({ ...load, durationS: 2 }); // warm-up: connections, JIT, caches
+        const used = cpuMeter(pids);
+        const callouts0 = await gateway.stats('^cluster\\.portico_callouts\\.(upstream_cx_total|upstream_rq_total)$');
+        const w = await wrk({ ...load, durationS: DURATION_S });
+        const callouts1 = await gateway.stats('^cluster\\.portico_callouts\\.(upstream_cx_(total|active)|upstream_rq_total)$');
+        const cpu = used();
+        cpu.loadGenerator = w.loadGeneratorCpu;
+        const sum = sums.get(s) ?? { w: [], cpu: {}, perCpu: [], rq: 0, opened: 0, active: 0 };
+        sum.w.push(w);
+        const roundCpu = Object.values(cpu).reduce((a, b) => a + b, 0);
+        sum.perCpu.push(Math.round(w.requests / Math.max(0.001, roundCpu)));
+        for (const [k, v] of Object.entries(cpu)) sum.cpu[k] = (sum.cpu[k] ?? 0) + v;
+        sum.rq += calloutStat(callouts1, 'upstream_rq_total') - calloutStat(callouts0, 'upstream_rq_total');
+        sum.opened += calloutStat(callouts1, 'upstream_cx_total') - calloutStat(callouts0, 'upstream_cx_total');
+        sum.active = calloutStat(callouts1, 'upstream_cx_active');
+        sums.set(s, sum);
+        process.stderr.write(`round ${round + 1}/${ROUNDS} ${s}: ${Math.round(w.rps)} req/s, p50 ${w.p50Ms} ms, p99 ${w.p99Ms} ms\n`);
+      }
+    }
     for (const s of SCENARIOS) {
-      await configure(s);
-      const load = { url, headers: headersFor(s), threads: THREADS, connections: CONNECTIONS };
-      await wrk({ ...load, durationS: 2 }); // warm-up: connections, JIT, caches
-      const used = cpuMeter(pids);
-      const callouts0 = await gateway.stats('^cluster\\.portico_callouts\\.(upstream_cx_total|upstream_rq_total)$');
-      const w = await wrk({ ...load, durationS: DURATION_S });
-      const callouts1 = await gateway.stats('^cluster\\.portico_callouts\\.(upstream_cx_(total|active)|upstream_rq_total)$');
-      const cpu = used();
-      cpu.loadGenerator = w.loadGeneratorCpu;
+      const { w: rounds, cpu: summed, perCpu: roundPerCpu, rq, opened, active } = sums.get(s)!;
+      // The rounds as one run: requests and CPU summed, latency percentiles the median round's.
+      const total = rounds.reduce((a, x) => a + x.requests, 0);
+      const w: WrkResult = {
+        rps: total / (DURATION_S * rounds.length),
+        requests: total,
+        p50Ms: median(rounds.map((x) => x.p50Ms)),
+        p99Ms: median(rounds.map((x) => x.p99Ms)),
+        non2xx: rounds.reduce((a, x) => a + x.non2xx, 0),
+        socketErrors: rounds.reduce((a, x) => a + x.socketErrors, 0),
+        loadGeneratorCpu: summed.loadGenerator ?? 0,
+      };
+      const cpu = Object.fromEntries(Object.entries(summed).map(([k, v]) => [k, round2(v)]));
       byScenario.set(s, w);
-      const rq = calloutStat(callouts1, 'upstream_rq_total') - calloutStat(callouts0, 'upstream_rq_total');
       const totalCpu = Object.values(cpu).reduce((a, b) => a + b, 0);
       perCpu.set(s, w.requests / Math.max(0.001, totalCpu));
       results.push({
@@ -181,12 +214,10 @@ async function main(): Promise<void> {
         requestsPerCpuSecond: Math.round(w.requests / Math.max(0.001, totalCpu)),
         ...wrkFigures(w, cpu),
         calloutsPerRequest: round2(rq / Math.max(1, w.requests)),
-        calloutConnections: {
-          opened: calloutStat(callouts1, 'upstream_cx_total') - calloutStat(callouts0, 'upstream_cx_total'),
-          active: calloutStat(callouts1, 'upstream_cx_active'),
-        },
+        calloutConnections: { opened, active },
+        // Each round's own figure: how steady the sum is.
+        roundRequestsPerCpuSecond: roundPerCpu,
       });
-      process.stderr.write(`${s}: ${Math.round(w.rps)} req/s, p50 ${w.p50Ms} ms, p99 ${w.p99Ms} ms\n`);
     }
 
     // Latency at a constant rate, for every scenario: half of plain proxying's maximum (the brief's
@@ -224,6 +255,7 @@ async function main(): Promise<void> {
       note: 'Envoy, the control plane, the upstream (an Envoy answering directly) and the load generator share these CPUs.',
       settings: {
         durationS: DURATION_S,
+        rounds: ROUNDS,
         wrk: { threads: THREADS, connections: CONNECTIONS },
         hey: { workers: HALF_WORKERS },
         envoyConcurrency: ENVOY_CONCURRENCY,
