@@ -1,7 +1,9 @@
 // One bidirectional-streaming gRPC call on a node:http2 server stream (the idempotency processor's
 // ext_proc stream): length-prefixed messages in and out, trailers with the status. grpc-js's call
 // machinery cost most of the processor's CPU per request; this is only what Envoy's client uses.
-import type http2 from 'node:http2';
+import http2 from 'node:http2';
+
+const { NGHTTP2_NO_ERROR } = http2.constants;
 
 /** grpc-message: UTF-8 bytes outside printable ASCII, and '%', are percent-encoded (gRPC over HTTP/2 spec). */
 export function grpcMessage(s: string): string {
@@ -69,7 +71,16 @@ export class BidiCall {
     if (!this.headersSent) {
       this.headersSent = true;
       this.stream.respond({ ':status': 200, 'content-type': 'application/grpc' }, { waitForTrailers: true });
-      this.stream.once('wantTrailers', () => this.stream.sendTrailers(this.trailers));
+      this.stream.once('wantTrailers', () => {
+        this.stream.sendTrailers(this.trailers);
+        // Envoy's ext_proc client resets every stream once it has its last answer (RST_STREAM with
+        // INTERNAL_ERROR, Envoy 1.40), which Node turns into an Error with its stack trace on our
+        // side: ~13% of the processor's CPU per request. Closing our side first (NO_ERROR) leaves that
+        // reset nothing to report. On the next turn: the trailers are handed to nghttp2 inside this
+        // callback, and a reset submitted here would be sent before them (a reset submitted later is
+        // sent after everything pending).
+        setImmediate(() => this.stream.close(NGHTTP2_NO_ERROR));
+      });
     }
     const frame = Buffer.allocUnsafe(5 + message.length);
     frame[0] = 0;
