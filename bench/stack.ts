@@ -117,11 +117,6 @@ export async function startControlPlane(ws: Workspace, env: Record<string, strin
     PORTICO_ADMIN_ADDR: `127.0.0.1:${adminPort}`,
     PORTICO_GRPC_ADDR: `127.0.0.1:${grpcPort}`,
     PORTICO_CALLOUT_LISTEN_ADDR: `127.0.0.1:${calloutPort}`,
-    // The flow runtime's and idempotency processor's default ports are the demo's: a bench beside a
-    // running demo (or another bench) must not collide on them.
-    PORTICO_FLOWS_LISTEN_ADDR: `127.0.0.1:${await freePort()}`,
-    PORTICO_FLOWS_STEP_ADDR: `127.0.0.1:${await freePort()}`,
-    PORTICO_IDEMPOTENCY_LISTEN_ADDR: `127.0.0.1:${await freePort()}`,
     PORTICO_ADMIN_TOKEN: token,
     PORTICO_MASTER_KEY: randomBytes(32).toString('base64'),
     PORTICO_LOG_LEVEL: 'warn',
