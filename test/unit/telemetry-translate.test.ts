@@ -100,4 +100,40 @@ describe('translator observability', () => {
     const m = new RegExp(String(tag.regex)).exec(stat);
     assert.equal(m?.[2], 'orders');
   });
+
+  it('logs who called from the identity headers where no ext_authz runs, from its metadata where it does', () => {
+    const fields = (mode: 'native' | 'exact') => {
+      const m = validModel([
+        ['gatewayGroups', { name: 'edge', listeners: [{ name: 'http', port: 10000 }], authz: { mode } }],
+        ['services', { name: 'orders', endpoints: [{ host: '127.0.0.1', port: 3000 }] }],
+        ['products', { name: 'orders', gatewayGroups: ['edge'], basePath: '/orders', auth: { accept: ['api_key'] } }],
+        ['routes', { product: 'orders', name: 'list', match: { path: { type: 'prefix', value: '/' } }, service: 'orders' }],
+        ['plans', { name: 'free' }],
+        ['partners', { name: 'acme' }],
+        ['subscriptions', { partner: 'acme', product: 'orders', plan: 'free' }],
+        ['apiKeys', { partner: 'acme', name: 'k', prefix: 'aaaaaaaa', hash: 'h'.repeat(43), secret: `ptk_aaaaaaaa_${'A'.repeat(43)}` }],
+      ]);
+      const g = translate(m, { calloutAddress: '127.0.0.1:9001' }).get('edge')!;
+      assert.deepEqual(checkGroupResources(g), [], 'strict-valid for Envoy');
+      const hcm = jsonAt(g.listeners[0] as JsonObject, 'filter_chains', 0, 'filters', 0, 'typed_config') as JsonObject;
+      const names = (hcm.http_filters as JsonObject[]).map((f) => f.name);
+      const json = jsonAt((hcm.access_log as JsonObject[])[0], 'typed_config', 'log_format', 'json_format') as JsonObject;
+      return { ext: names.includes('envoy.filters.http.ext_authz'), who: [json.partner, json.plan, json.credential, json.authz_error] };
+    };
+    // Every route native: the headers api_key_auth and the route set (the edge strips a client's own).
+    assert.deepEqual(fields('native'), {
+      ext: false,
+      who: ['%REQ(x-portico-partner)%', '%REQ(x-portico-plan)%', '%REQ(x-portico-credential)%', '%DYNAMIC_METADATA(envoy.filters.http.ext_authz:error)%'],
+    });
+    // The callout decides: its metadata names the partner on refusals too, which no header does.
+    assert.deepEqual(fields('exact'), {
+      ext: true,
+      who: [
+        '%DYNAMIC_METADATA(envoy.filters.http.ext_authz:partner)%',
+        '%DYNAMIC_METADATA(envoy.filters.http.ext_authz:plan)%',
+        '%DYNAMIC_METADATA(envoy.filters.http.ext_authz:credential)%',
+        '%DYNAMIC_METADATA(envoy.filters.http.ext_authz:error)%',
+      ],
+    });
+  });
 });

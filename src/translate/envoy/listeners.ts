@@ -10,7 +10,7 @@ import { accessLogExtraFields, grpcAccessLogs, stepTracing, tracing } from './ob
 const HCM_TYPE = 'envoy.extensions.filters.network.http_connection_manager.v3.HttpConnectionManager';
 
 /** What every access-log line carries; product and route come from the matched route's metadata. */
-function accessLogFields(group: string, listener: string, correlationHeaders: readonly string[]): JsonObject {
+function accessLogFields(group: string, listener: string, correlationHeaders: readonly string[], withExtAuthz: boolean): JsonObject {
   return sortedRecord([
     ['start_time', '%START_TIME%'],
     ['request_id', '%REQ(X-REQUEST-ID)%'],
@@ -35,7 +35,7 @@ function accessLogFields(group: string, listener: string, correlationHeaders: re
     ['user_agent', '%REQ(USER-AGENT)%'],
     ['gateway_group', group],
     ['listener', listener],
-    ...accessLogExtraFields(),
+    ...accessLogExtraFields(withExtAuthz),
     // Correlation ids the routes mint (`${uuid}` header values), as the upstream received them.
     ...(correlationHeaders.length ? [['correlation_ids', sortedRecord(correlationHeaders.map((h) => [h, `%REQ(${h})%`]))] as [string, Json]] : []),
   ]);
@@ -43,7 +43,7 @@ function accessLogFields(group: string, listener: string, correlationHeaders: re
 
 function accessLog(g: GroupIR, listener: string): JsonObject {
   return extension('envoy.access_loggers.stdout', 'envoy.extensions.access_loggers.stream.v3.StdoutAccessLog', {
-    log_format: { json_format: accessLogFields(g.name, listener, g.correlationHeaders ?? []) },
+    log_format: { json_format: accessLogFields(g.name, listener, g.correlationHeaders ?? [], g.filters.extAuthz !== undefined || g.filters.extAuthzLimits !== undefined) },
   });
 }
 

@@ -12,16 +12,21 @@ import { any, duration, extension, type Json, type JsonObject } from './common.t
 const AUTHZ_NS = EXT_AUTHZ_FILTERS.main;
 
 /**
- * JSON access-log fields beyond the request basics: who called (partner, plan, credential type, from
- * ext_authz's dynamic metadata) and what the gateway decided (ext_authz's error, Envoy's response
- * code details: `ext_authz_denied`, `request_rate_limited`, `local_rate_limited`, `via_upstream`…).
- * Never a credential: ext_authz never puts one in metadata, and the path is logged without query.
+ * JSON access-log fields beyond the request basics: who called (partner, plan, credential type) and
+ * what the gateway decided (ext_authz's error, Envoy's response code details: `ext_authz_denied`,
+ * `request_rate_limited`, `local_rate_limited`, `via_upstream`…). Where ext_authz runs, who called
+ * comes from its dynamic metadata (refusals included). A group without it (every route native or
+ * public) reads the identity headers its own filters and routes set (the edge strips any a client
+ * sends): ext_authz's metadata is never there, and reading it costs Envoy a lookup per field on every
+ * request once another filter (the access RBAC) has written metadata of its own.
+ * Never a credential: neither source holds one, and the path is logged without query.
  */
-export function accessLogExtraFields(): Array<[string, Json]> {
+export function accessLogExtraFields(withExtAuthz: boolean): Array<[string, Json]> {
+  const who = (key: 'partner' | 'plan' | 'credential') => (withExtAuthz ? `%DYNAMIC_METADATA(${AUTHZ_NS}:${key})%` : `%REQ(${GATEWAY_HEADERS[key]})%`);
   return [
-    ['partner', `%DYNAMIC_METADATA(${AUTHZ_NS}:partner)%`],
-    ['plan', `%DYNAMIC_METADATA(${AUTHZ_NS}:plan)%`],
-    ['credential', `%DYNAMIC_METADATA(${AUTHZ_NS}:credential)%`],
+    ['partner', who('partner')],
+    ['plan', who('plan')],
+    ['credential', who('credential')],
     ['authz_error', `%DYNAMIC_METADATA(${AUTHZ_NS}:error)%`],
     ['response_code_details', '%RESPONSE_CODE_DETAILS%'],
   ];
