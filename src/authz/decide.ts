@@ -1,6 +1,6 @@
 // Access decisions (pure given the index, the clock and a verified token): which credential a route
 // accepts, who presented it, whether that partner's subscription allows this call, and what to tell Envoy.
-import type { CredentialType } from '../model/index.ts';
+import { claimAt, type CredentialType } from '../model/index.ts';
 import { accessRefusalMessage, AUTH_REALM, GATEWAY_HEADERS, gatewayErrorBody, secretPrefix, type AccessRefusal } from '../contract/index.ts';
 import type { CredentialIndex, IssuerEntry, ProductEntry } from './credential-index.ts';
 import { partnerOfPeer, partnerOfPrincipal, peerFromCertificate } from './mtls.ts';
@@ -224,14 +224,7 @@ function describeAccepted(p: ProductEntry, accept: readonly CredentialType[]): s
 
 /** Claim value as a header value; undefined when it is absent, structured, or not a safe header value. */
 function claimHeaderValue(payload: Readonly<Record<string, unknown>>, claim: string): string | undefined {
-  // Own properties only: a claim name like "constructor" must not reach Object.prototype.
-  const own = (o: unknown, k: string): unknown => (o !== null && typeof o === 'object' && !Array.isArray(o) && Object.hasOwn(o, k) ? (o as Record<string, unknown>)[k] : undefined);
-  let v = own(payload, claim);
-  if (v === undefined && claim.includes('.')) {
-    // Nested claims by dotted path (e.g. realm_access.roles) when no top-level claim has that name.
-    v = payload;
-    for (const part of claim.split('.')) v = own(v, part);
-  }
+  const v = claimAt(payload, claim);
   let s: string;
   if (typeof v === 'string') s = v;
   else if (typeof v === 'number' || typeof v === 'boolean') s = String(v);
@@ -374,7 +367,8 @@ export function decide(index: CredentialIndex, req: AuthzRequest, now: number, j
     }
     let partner: string | undefined;
     if (issuer.partnerClaim !== undefined) {
-      const v = Object.hasOwn(jwt.payload, issuer.partnerClaim) ? jwt.payload[issuer.partnerClaim] : undefined;
+      // The top-level claim of that name, else a dotted name's nested claim (claimAt): Envoy's reading too.
+      const v = claimAt(jwt.payload, issuer.partnerClaim);
       partner = typeof v === 'string' && v !== '' ? v : undefined;
       if (partner === undefined) {
         return deny(403, 'unknown_partner', `The token has no ${issuer.partnerClaim} claim naming a partner.`, undefined, p.name, route, undefined, 'jwt');

@@ -92,15 +92,29 @@ export function subjectOfNodeCertificate(subject: string): string | undefined {
 const SAN_TYPES: Record<string, SanType> = { dns: 'dns', uri: 'uri', email: 'email', ip: 'ip', 'ip address': 'ip' };
 const HOSTNAME = /^[A-Za-z0-9*]([A-Za-z0-9.*-]*[A-Za-z0-9])?$/;
 
+/**
+ * An IPv6 address in one text form (RFC 5952: lower case, longest zero run compressed), whatever form
+ * it was written in: Node prints a certificate's IPv6 SANs uncompressed and upper case (FD00:0:…:7),
+ * administrators write them compressed (fd00::7). Anything else is returned as it is.
+ */
+export function canonicalIp(value: string): string {
+  if (!/^[0-9A-Fa-f:.]+$/.test(value) || value.split(':').length < 3) return value;
+  try {
+    return new URL(`http://[${value}]/`).hostname.slice(1, -1);
+  } catch {
+    return value;
+  }
+}
+
 /** A SAN identity value (`DNS:billing.internal`, `URI:…`, `email:…`, `IP:…`, or a bare value of any type). */
 export function canonicalSan(value: string): { type: SanType | undefined; value: string } {
   const m = /^(dns|uri|email|ip address|ip):(.*)$/i.exec(value.trim());
   if (m) {
     const type = SAN_TYPES[m[1]!.toLowerCase()]!;
-    return { type, value: type === 'dns' ? m[2]!.toLowerCase() : m[2]! };
+    return { type, value: type === 'dns' ? m[2]!.toLowerCase() : type === 'ip' ? canonicalIp(m[2]!) : m[2]! };
   }
   // DNS names compare case-insensitively; a bare value that looks like one is stored lower-case.
-  const v = value.trim();
+  const v = canonicalIp(value.trim());
   return { type: undefined, value: HOSTNAME.test(v) ? v.toLowerCase() : v };
 }
 
@@ -130,7 +144,7 @@ export function parseSubjectAltName(s: string | undefined): Array<{ type: SanTyp
       value = s.slice(colon + 1, next < 0 ? s.length : next);
     }
     const type = SAN_TYPES[rawType.toLowerCase()] ?? 'other';
-    out.push({ type, value: type === 'dns' ? value.toLowerCase() : value });
+    out.push({ type, value: type === 'dns' ? value.toLowerCase() : type === 'ip' ? canonicalIp(value) : value });
     if (next < 0) break;
     i = next + 2;
   }

@@ -42,12 +42,36 @@ export function jwksKeys(doc: unknown): Array<Record<string, unknown>> {
  * Why Envoy's jwt_authn cannot decide for this issuer alone (its routes stay on the ext_authz
  * callout), or undefined when it can. Shown by the admin API beside each issuer.
  */
-export function jwtIssuerCalloutReason(i: Pick<JwtIssuer, 'partner' | 'partnerClaim' | 'excludedPaths'>): string | undefined {
-  // jwt_authn is on or off per route; a path where the token is waived inside a route needs the callout.
-  if (i.excludedPaths?.length) return 'excludedPaths: the token is waived on some paths inside a route';
-  // A fixed partner is not in the token: nothing for Envoy's RBAC to check before the router.
-  if (i.partnerClaim === undefined) return 'partner: tokens map to a fixed partner, not to a partnerClaim';
-  // The callout reads a top-level claim of that name; Envoy would read a dotted name as nested claims.
-  if (i.partnerClaim.includes('.')) return 'partnerClaim: a dotted claim name';
+export function jwtIssuerCalloutReason(i: Pick<JwtIssuer, 'partner' | 'partnerClaim'>): string | undefined {
+  // Tokens naming no partner are refused as unknown_partner by the callout, a code the access RBAC does not have.
+  if (i.partnerClaim === undefined && i.partner === undefined) return 'neither partner nor partnerClaim: tokens name no partner';
   return undefined;
+}
+
+/**
+ * How an issuer's tokens name their partner, as Envoy reads it: a top-level claim without a dot is
+ * copied into the partner header by jwt_authn (the cheapest check); a fixed partner (any token of
+ * the issuer) or a dotted claim name is matched by the access RBAC in the token's payload, which
+ * jwt_authn writes to dynamic metadata (see partnerClaimValue for the reading of a dotted name).
+ */
+export function partnerFromPayload(i: Pick<JwtIssuer, 'partner' | 'partnerClaim'>): boolean {
+  return i.partnerClaim === undefined || i.partnerClaim.includes('.');
+}
+
+/**
+ * A claim of a token's payload by name: the top-level claim of that name, else, for a dotted name,
+ * the nested claim along the path (`org.partner` reads {"org":{"partner":…}}), so claims named by URL
+ * (`https://example.com/partner`, the namespaced custom claims some identity providers require) and
+ * nested claims both work. Own properties only. Shared by the callout's partner claim and forwarded
+ * claims, and matched the same way by Envoy's access RBAC (src/translate/envoy/filters/access.ts).
+ */
+export function claimAt(payload: Readonly<Record<string, unknown>>, claim: string): unknown {
+  // A claim name like "constructor" must not reach Object.prototype.
+  const own = (o: unknown, k: string): unknown => (o !== null && typeof o === 'object' && !Array.isArray(o) && Object.hasOwn(o, k) ? (o as Record<string, unknown>)[k] : undefined);
+  let v = own(payload, claim);
+  if (v === undefined && claim.includes('.')) {
+    v = payload;
+    for (const part of claim.split('.')) v = own(v, part);
+  }
+  return v;
 }

@@ -50,8 +50,8 @@ export interface HttpFiltersIR {
   apiKeyAuth?: true;
   /** Native mode: some route's callers are authorized by the access RBAC filter (off in the chain, on per route). */
   access?: true;
-  /** Native mTLS: some route knows a partner by its certificate's fingerprint (the first filter writes it into a header there). */
-  peerFingerprint?: true;
+  /** Native mTLS: some route knows a partner by its certificate's fingerprint, email or IP SAN (the first filter writes them into headers there). */
+  peerHeaders?: true;
   /** Native mTLS: some route counted by plan limits or quotas needs the partner header from the access RBAC's match. */
   partnerFromAccess?: true;
   /** Native mode: the JWT issuers native routes accept, as jwt_authn providers (off in the chain, on per route). */
@@ -378,11 +378,22 @@ export interface RouteAccessIR {
   /** Partners allowed on the route, with the plan they call it under and the methods they may use (all when absent). */
   allowed: Array<{ partner: string; plan: string; methods?: string[] }>;
   /**
-   * Native mTLS routes: each partner is the principal names of its client certificates (not the
-   * partner header, which no filter sets there), sorted by partner; the shadow rules then name the
-   * partner (x-portico-partner reads the match) instead of the plan.
+   * Routes where no filter sets the partner header for every caller: each partner is the principal
+   * names of its client certificates and the facts the edge writes from them (mTLS), or its tokens
+   * (JWT issuers naming the partner in the payload), sorted by partner; the shadow rules then name
+   * the partner (x-portico-partner reads the match) instead of the plan.
    */
-  identities?: Array<{ partner: string; principals: string[]; fingerprints?: string[] }>;
+  identities?: Array<{
+    partner: string;
+    principals: string[];
+    fingerprints?: string[];
+    emails?: string[];
+    ips?: string[];
+    /** The partner header names the partner (JWT issuers whose top-level claim jwt_authn copies into it). */
+    partnerHeader?: true;
+    /** A verified token of the provider whose payload names the partner: by `claim`, or any token (fixed partner). */
+    tokens?: Array<{ provider: string; claim?: string }>;
+  }>;
 }
 
 /** One JWT issuer as a jwt_authn provider (named after the issuer), its key set pushed inline. */
@@ -397,6 +408,11 @@ export interface JwtProviderIR {
   forwardToken: boolean;
   /** [header, claim] pairs, sorted by header: the partner claim first becomes x-portico-partner, then forwarded claims. */
   claimHeaders: Array<[string, string]>;
+  /**
+   * The partner is read from the payload, which jwt_authn writes to dynamic metadata under the
+   * provider's name: a fixed partner, or a dotted claim name (absent: the partner claim is a header).
+   */
+  partner?: { fixed: string; claim?: undefined } | { claim: string; fixed?: undefined };
 }
 
 export interface JwtAuthnIR {
@@ -441,6 +457,8 @@ export interface RouteIR {
   access?: RouteAccessIR;
   /** Native mode: Envoy's jwt_authn verifies the token (ext_authz is off on the route; the access RBAC checks its partner claim). */
   jwtAuth?: RouteJwtAuthIR;
+  /** Native JWT routes: copies for the paths where the issuers waive the token (anonymous), placed right before the route. */
+  waived?: RouteIR[];
   /** Service mode: the rate-limit actions of a route plan limits apply to. */
   rateLimit?: RouteRateLimitIR;
   /** The route's own token bucket, enforced by Envoy alone. */

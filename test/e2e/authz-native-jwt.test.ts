@@ -4,7 +4,9 @@
 // refusal in the gateway's JSON shape (missing, expired, not yet valid, wrong audience, wrong issuer,
 // bad signature, alg none, HS256 with the public key; unknown or absent partner claim, suspended
 // partner, no subscription, route outside the access level; a claim that is no header value); suspension and subscription removal on
-// update; the admin saying which issuers Envoy verifies; config_dump with no private key material.
+// update; issuers with a fixed partner or a dotted partner claim (read as the callout reads it: the
+// top-level claim of that name, else the nested one) beside a plain one on one route, from the
+// token's payload in dynamic metadata; excluded paths (exact or prefix) anonymous, the token unread; the admin saying which issuers Envoy verifies; config_dump with no private key material.
 import assert from 'node:assert/strict';
 import { describe, it } from 'node:test';
 import { waitFor } from '../support/components.ts';
@@ -18,6 +20,10 @@ describe('authz native mode: JWTs verified by Envoy itself', () => {
   it('allows and refuses tokens without a callout, follows suspension, and keeps private keys out of config_dump', { timeout: 300_000 }, async (t) => {
     const idp = await startTestIssuer({ issuer: 'https://partners.example.com', audience: 'ledger.example.com', keys: [{ kid: 'p-rsa', alg: 'RS256' }] });
     t.after(() => idp.close());
+    const fixedIdp = await startTestIssuer({ issuer: 'https://fixed.example.com', audience: 'ledger.example.com', keys: [{ kid: 'f-ec', alg: 'ES256' }] });
+    t.after(() => fixedIdp.close());
+    const nestedIdp = await startTestIssuer({ issuer: 'https://nested.example.com', audience: 'ledger.example.com', keys: [{ kid: 'n-ec', alg: 'ES256' }] });
+    t.after(() => nestedIdp.close());
     const g = await startAuthzGateway(t, {
       nodeId: NODE,
       mutate: (doc) => {
@@ -31,6 +37,20 @@ describe('authz native mode: JWTs verified by Envoy itself', () => {
           algorithms: ['RS256'],
           partnerClaim: 'partner',
           forwardClaims: { sub: 'X-User-Id', role: 'X-User-Role' },
+          excludedPaths: ['/ledger/entries/public', '/ledger/audit/open/'],
+        });
+        doc.jwtIssuers.push(
+          { name: 'fixed-idp', issuer: fixedIdp.issuer, audiences: [fixedIdp.audience], jwksUri: fixedIdp.jwksUri, algorithms: ['ES256'], partner: 'globex' },
+          // A URL-named claim, as some identity providers require for custom claims: it holds dots.
+          { name: 'nested-idp', issuer: nestedIdp.issuer, audiences: [nestedIdp.audience], jwksUri: nestedIdp.jwksUri, algorithms: ['ES256'], partnerClaim: 'https://ledger.example/partner' },
+        );
+        doc.products.push({
+          name: 'treasury',
+          gatewayGroups: ['edge'],
+          basePath: '/treasury',
+          jwtIssuers: ['fixed-idp', 'nested-idp', 'partners-idp'],
+          auth: { accept: ['jwt'] },
+          routes: [{ name: 'all', match: { path: { type: 'prefix', value: '/all' } }, service: 'orders' }],
         });
         doc.products.push({
           name: 'ledger',
@@ -44,8 +64,22 @@ describe('authz native mode: JWTs verified by Envoy itself', () => {
           ],
         });
         doc.partners.push(
-          { name: 'acme', kind: 'service_account', subscriptions: [{ product: 'ledger', plan: 'unlimited' }] },
-          { name: 'globex', kind: 'service_account', subscriptions: [{ product: 'ledger', plan: 'unlimited', access: { routes: ['entries'] } }] },
+          {
+            name: 'acme',
+            kind: 'service_account',
+            subscriptions: [
+              { product: 'ledger', plan: 'unlimited' },
+              { product: 'treasury', plan: 'unlimited' },
+            ],
+          },
+          {
+            name: 'globex',
+            kind: 'service_account',
+            subscriptions: [
+              { product: 'ledger', plan: 'unlimited', access: { routes: ['entries'] } },
+              { product: 'treasury', plan: 'unlimited' },
+            ],
+          },
           { name: 'initech', kind: 'service_account', suspended: true, subscriptions: [{ product: 'ledger', plan: 'unlimited' }] },
           { name: 'umbrella', kind: 'service_account', subscriptions: [{ product: 'catalog', plan: 'unlimited' }] },
         );
@@ -56,7 +90,15 @@ describe('authz native mode: JWTs verified by Envoy itself', () => {
     const ledgerChecks = () => authzDecisions(portico.adminUrl, { product: 'ledger' });
     const token = (partner: string | undefined, o: Parameters<typeof idp.token>[0] = {}) => idp.token({ sub: 'user-1', ...o, claims: { ...(partner ? { partner } : {}), role: 'clerk', ...o.claims } });
     // The key set reaches Envoy once the control plane fetched it (the route is on the callout until then).
-    await waitFor('the fetched key set in Envoy', async () => (JSON.stringify(await envoy.configDump('dynamic_listeners')).includes('partners.example.com') ? true : undefined), 30_000, 100);
+    await waitFor(
+      'the fetched key sets in Envoy',
+      async () => {
+        const dump = JSON.stringify(await envoy.configDump('dynamic_listeners'));
+        return ['partners', 'fixed', 'nested'].every((n) => dump.includes(`${n}.example.com`)) ? true : undefined;
+      },
+      30_000,
+      100,
+    );
     await g.inSync();
 
     await t.test('a valid token opens its route in Envoy alone: partner and claims forwarded, token removed, no callout', async () => {
@@ -75,6 +117,40 @@ describe('authz native mode: JWTs verified by Envoy itself', () => {
       // Served again from Envoy's token cache.
       assert.equal((await g.call('/ledger/audit', bearer(await token('acme')))).status, 200);
       assert.equal(await ledgerChecks(), 0, 'ext_authz was never asked about ledger');
+    });
+
+    await t.test('a fixed partner, a dotted partner claim and a plain one on one route: the partner from the payload, no callout', async () => {
+      const treasuryChecks = () => authzDecisions(portico.adminUrl, { product: 'treasury' });
+      const partnerOf = async (tok: string, what: string) => {
+        const r = await g.call('/treasury/all', bearer(tok, { 'x-portico-partner': 'forged' }));
+        assert.equal(r.status, 200, `${what}: ${r.status} ${r.text}`);
+        const h = upstreamHeaders(r);
+        assert.equal(h['x-portico-plan'], 'unlimited', what);
+        assert.equal(h['x-portico-credential'], 'jwt', what);
+        return h['x-portico-partner'];
+      };
+      const claim = 'https://ledger.example/partner';
+      // Any token of fixed-idp is globex's, whatever it claims.
+      assert.equal(await partnerOf(await fixedIdp.token({ sub: 'svc', claims: { partner: 'acme' } }), 'fixed partner'), 'globex');
+      assert.equal(await partnerOf(await nestedIdp.token({ sub: 'u', claims: { [claim]: 'acme' } }), 'URL-named top-level claim'), 'acme');
+      // No top-level claim of that name: the dotted name is a path ({"https://ledger": {"example/partner": …}}).
+      assert.equal(await partnerOf(await nestedIdp.token({ sub: 'u', claims: { 'https://ledger': { 'example/partner': 'globex' } } }), 'nested claim'), 'globex');
+      // Both: the top-level claim wins, as in the callout.
+      assert.equal(await partnerOf(await nestedIdp.token({ sub: 'u', claims: { [claim]: 'acme', 'https://ledger': { 'example/partner': 'globex' } } }), 'both'), 'acme');
+      assert.equal(await partnerOf(await token('acme'), 'plain claim beside them'), 'acme');
+      // A top-level claim that is no name hides the nested one (the callout: no partner).
+      assertGatewayError(
+        await g.call('/treasury/all', bearer(await nestedIdp.token({ sub: 'u', claims: { [claim]: 7, 'https://ledger': { 'example/partner': 'acme' } } }))),
+        403,
+        'no_subscription',
+        'a number as the top-level claim',
+      );
+      assertGatewayError(await g.call('/treasury/all', bearer(await nestedIdp.token({ sub: 'u', claims: { [claim]: 'umbrella' } }))), 403, 'no_subscription', 'a partner not subscribed');
+      assertGatewayError(await g.call('/treasury/all', bearer(await nestedIdp.token({ sub: 'u', claims: { [claim]: 'initech' } }))), 403, 'partner_suspended', 'a suspended partner');
+      // fixed-idp's partner may not call ledger/audit (access level), and ledger does not accept fixed-idp at all.
+      assertUnauthorized(await g.call('/ledger/entries/1', bearer(await fixedIdp.token({ sub: 'svc' }))), 'invalid_token', 'an issuer ledger does not accept');
+      assert.equal(await treasuryChecks(), 0, 'ext_authz was never asked about treasury');
+      assert.equal(await ledgerChecks(), 0, 'nor about ledger');
     });
 
     await t.test('bad tokens: 401 invalid_token in the gateway JSON shape with a Bearer challenge', async () => {
@@ -150,19 +226,41 @@ describe('authz native mode: JWTs verified by Envoy itself', () => {
       assert.equal(await ledgerChecks(), 0, 'still no callout');
     });
 
-    await t.test('the admin API says which issuers Envoy verifies; the seed issuer (excluded paths) stays on the callout', async () => {
+    await t.test('the admin API says which issuers Envoy verifies; a route also taking API keys stays on the callout', async () => {
       const native = await api.get('/api/v1/jwt-issuers/partners-idp');
       assert.deepEqual(native.body.nativeVerification, { envoy: true });
-      const seed = await api.get('/api/v1/jwt-issuers/example-auth');
-      assert.equal(seed.body.nativeVerification.envoy, false);
-      assert.match(seed.body.nativeVerification.reason, /excludedPaths/);
+      // Excluded paths no longer keep an issuer on the callout.
+      assert.deepEqual((await api.get('/api/v1/jwt-issuers/example-auth')).body.nativeVerification, { envoy: true });
       // GET → PUT round trip: the output-only field is accepted and ignored.
       const { revision: _r, createdAt: _c, updatedAt: _u, ...body } = native.body;
       assert.equal((await api.put('/api/v1/jwt-issuers/partners-idp', body)).status, 200);
-      // A seed route taking the seed issuer's tokens is still served, by the callout.
+      await g.inSync();
+      // A seed route taking the seed issuer's tokens or API keys is still served, by the callout.
       const before = await authzDecisions(portico.adminUrl, { product: 'users' });
       assert.equal((await g.call('/api/users/u_1', bearer(await g.issuer.token({ sub: 'user-42', claims: { team: 'web-app' } })))).status, 200);
       assert.ok((await authzDecisions(portico.adminUrl, { product: 'users' })) > before, 'users is checked by the callout');
+    });
+
+    await t.test('excluded paths are anonymous in Envoy as in the callout: exact or prefix, the query ignored, a token left unread; 0 callouts', async () => {
+      for (const path of ['/ledger/entries/public', '/ledger/entries/public?page=2', '/ledger/audit/open/report']) {
+        const r = await g.call(path, { headers: { 'x-portico-partner': 'forged' } });
+        assert.equal(r.status, 200, `${path}: ${r.status} ${r.text}`);
+        assert.deepEqual(
+          identityHeadersOf(upstreamHeaders(r)),
+          { 'x-portico-credential': 'none', 'x-portico-product': 'ledger', 'x-portico-route': path.startsWith('/ledger/audit') ? 'audit' : 'entries' },
+          path,
+        );
+      }
+      // A token there is never read (an expired one passes) and reaches the upstream as sent.
+      const expired = await token('acme', { iat: now() - 7200, exp: now() - 600 });
+      const r = await g.call('/ledger/entries/public', bearer(expired));
+      assert.equal(r.status, 200, r.text);
+      assert.equal(upstreamHeaders(r).authorization, '[present]', 'the token reaches the upstream (the echo hides its value)');
+      // Only the excluded paths: an exact entry is not a prefix, a prefix entry ends in '/'.
+      assertUnauthorized(await g.call('/ledger/entries/public/more'), 'missing_credentials', 'below an exact entry');
+      assertUnauthorized(await g.call('/ledger/audit/opened'), 'missing_credentials', 'beside a prefix entry');
+      assertUnauthorized(await g.call('/ledger/entries/1', bearer(expired)), 'invalid_token', 'the same token on an ordinary path');
+      assert.equal(await ledgerChecks(), 0, 'still no callout');
     });
 
     await t.test("Envoy's config_dump holds the public keys only: no private key material", async () => {

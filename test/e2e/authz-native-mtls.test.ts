@@ -5,7 +5,8 @@
 // foreign CA (no handshake); suspension and identity removal on update; a plan limit counted by
 // Envoy per certificate partner (429 contract); a fingerprint identity
 // matched through the header Envoy writes from the verified certificate (a client's copy never
-// counts); config_dump holds no private key.
+// counts); email and IPv4 SAN identities the same way (any SAN of the certificate's comma-joined
+// list), an IPv6 SAN on the callout; config_dump holds no private key.
 import assert from 'node:assert/strict';
 import { X509Certificate } from 'node:crypto';
 import { describe, it } from 'node:test';
@@ -27,6 +28,10 @@ describe('authz native mode: client certificates decided by Envoy itself', () =>
     const unsubscribed = await signedBy(clientCa, 'other-client', { client: true, san: 'DNS:bank-f.internal' });
     const stranger = await signedBy(clientCa, 'stranger', { client: true, san: 'DNS:stranger.internal' });
     const byFingerprint = await signedBy(clientCa, 'fp-client', { client: true, san: 'DNS:fp.unmapped.internal' });
+    const byEmail = await signedBy(clientCa, 'mail-client', { client: true, san: 'DNS:mail.unmapped.internal,email:noreply@bank-g.example,email:ops@bank-g.example' });
+    const byIp = await signedBy(clientCa, 'ip-client', { client: true, san: 'IP:10.9.8.7,IP:10.9.8.70' });
+    const byIpPrefix = await signedBy(clientCa, 'ip-prefix-client', { client: true, san: 'IP:10.9.8.77' });
+    const byIpv6 = await signedBy(clientCa, 'ipv6-client', { client: true, san: 'IP:fd00::7' });
     const foreign = await signedBy(await selfSigned('Someone Else CA'), 'subject-client', { client: true, san: 'URI:spiffe://bank-c.example/ns/prod/sa/ledger' });
 
     const mirror = await startMirror();
@@ -50,7 +55,7 @@ describe('authz native mode: client certificates decided by Envoy itself', () =>
 
     await addMtlsListener(api, mtlsPort, server, clientCa);
     ok(await api.post('/api/v1/services', { name: 'ledger', endpoints: [{ host: '127.0.0.1', port: mirror.port }] }), 'service');
-    for (const product of ['ledger', 'vault', 'metered']) {
+    for (const product of ['ledger', 'vault', 'metered', 'safe', 'annex']) {
       ok(await api.post('/api/v1/products', { name: product, gatewayGroups: ['edge'], basePath: `/${product}`, auth: { accept: ['mtls'] } }), product);
       for (const route of ['entries', 'audit'])
         ok(await api.post(`/api/v1/products/${product}/routes`, { name: route, match: { path: { type: 'prefix', value: `/${route}` } }, service: 'ledger' }), route);
@@ -62,6 +67,9 @@ describe('authz native mode: client certificates decided by Envoy itself', () =>
       ['bank-d', 'vault', { type: 'fingerprint', value: new X509Certificate(byFingerprint.certificate).fingerprint256 }],
       ['bank-e', 'ledger', { type: 'san', value: 'DNS:bank-e.internal' }],
       ['bank-f', undefined, { type: 'san', value: 'DNS:bank-f.internal' }],
+      ['bank-g', 'safe', { type: 'san', value: 'email:ops@bank-g.example' }],
+      ['bank-h', 'safe', { type: 'san', value: 'IP:10.9.8.70' }],
+      ['bank-i', 'annex', { type: 'san', value: 'IP:fd00::7' }],
     ];
     for (const [partner, product, match, extra] of partners) {
       ok(await api.post('/api/v1/partners', { name: partner, kind: 'tenant', ...(partner === 'bank-e' ? { suspended: true } : {}) }), partner);
@@ -129,6 +137,26 @@ describe('authz native mode: client certificates decided by Envoy itself', () =>
       const plain = await g.call('/vault/entries/1', { headers: { 'x-portico-peer-sha256': fingerprint } });
       assert.equal(plain.status, 403, `no certificate at all: ${plain.status} ${plain.text}`);
       assert.equal(await authzDecisions(portico.adminUrl, { product: 'vault' }), 0, 'vault was never checked by the callout');
+    });
+
+    await t.test('email and IPv4 SAN identities are matched by Envoy from the verified certificate; a forged header counts for nothing; IPv6 stays on the callout', async () => {
+      for (const [client, partner] of [
+        [byEmail, 'bank-g'],
+        [byIp, 'bank-h'],
+      ] as const) {
+        const h = mirroredHeaders(await https('/safe/entries/1', client, { 'x-portico-peer-email': 'x', 'x-portico-peer-ip': 'y' }));
+        assert.deepEqual(h.get('x-portico-partner'), [partner]);
+        assert.equal(h.get('x-portico-peer-email'), undefined, 'the peer headers stay inside the gateway');
+        assert.equal(h.get('x-portico-peer-ip'), undefined, 'the peer headers stay inside the gateway');
+      }
+      // A SAN is matched whole: 10.9.8.77 is not 10.9.8.7 nor 10.9.8.70.
+      assertGatewayError(await https('/safe/entries/1', byIpPrefix), 403, 'no_subscription', 'an IP that only shares a prefix');
+      assertGatewayError(await https('/safe/entries/1', stranger, { 'x-portico-peer-email': 'ops@bank-g.example' }), 403, 'no_subscription', 'forged email header');
+      assertGatewayError(await https('/safe/entries/1', stranger, { 'x-portico-peer-ip': '10.9.8.70' }), 403, 'no_subscription', 'forged IP header');
+      assert.equal(await authzDecisions(portico.adminUrl, { product: 'safe' }), 0, 'safe was never checked by the callout');
+      // Envoy prints IPv6 SANs compressed, the callout as Node does: that product is the callout's.
+      assert.deepEqual(mirroredHeaders(await https('/annex/entries/1', byIpv6)).get('x-portico-partner'), ['bank-i']);
+      assert.ok((await authzDecisions(portico.adminUrl, { product: 'annex' })) > 0, 'annex is checked by the callout');
     });
 
     await t.test("Envoy's config_dump holds the identities' names and no private key", async () => {

@@ -424,25 +424,39 @@ describe('JWT decisions (given the verifier outcome)', () => {
     denied(check(bearer, { ok: true, issuer: auth0, payload: { org: 'nobody' } }), 403, 'unknown_partner');
   });
 
-  it("reads claims from the token's own properties only", () => {
-    const weird: JwtIssuer = { ...issuers[0]!, name: 'weird', issuer: 'https://weird/', partnerClaim: 'constructor', forwardClaims: { 'constructor.name': 'X-Ctor', toString: 'X-Str' } };
+  /** An index with one product `w` that takes only the given issuer's tokens, acme subscribed; a request for it. */
+  const oneIssuer = (only: JwtIssuer) => {
     const idx = buildCredentialIndex(
       modelOf({
-        products: [{ name: 'w', gatewayGroups: ['edge'], auth: { accept: ['jwt'] }, jwtIssuers: ['weird'] }],
+        products: [{ name: 'w', gatewayGroups: ['edge'], auth: { accept: ['jwt'] }, jwtIssuers: [only.name] }],
         partners,
         plans,
         subscriptions: [{ partner: 'acme', product: 'w', plan: 'gold' }],
-        jwtIssuers: [weird],
+        jwtIssuers: [only],
       }),
       { hasher },
     );
-    const req = { product: 'w', route: 'r', headers: { authorization: 'Bearer h.p.s' } };
-    const issuer = idx.issuers.get('weird')!;
+    return { idx, issuer: idx.issuers.get(only.name)!, req: { product: 'w', route: 'r', headers: { authorization: 'Bearer h.p.s' } } };
+  };
+
+  it("reads claims from the token's own properties only", () => {
+    const weird: JwtIssuer = { ...issuers[0]!, name: 'weird', issuer: 'https://weird/', partnerClaim: 'constructor', forwardClaims: { 'constructor.name': 'X-Ctor', toString: 'X-Str' } };
+    const { idx, issuer, req } = oneIssuer(weird);
     denied(check(req, { ok: true, issuer, payload: {} }, idx), 403, 'unknown_partner');
     const a = allowed(check(req, { ok: true, issuer, payload: JSON.parse('{"constructor":"acme"}') as Record<string, unknown> }, idx));
     assert.equal(a.partner, 'acme');
     assert.equal(header(a, 'x-ctor'), undefined);
     assert.equal(header(a, 'x-str'), undefined);
+  });
+
+  it('reads a dotted partner claim as native mode does: the top-level claim of that name, else the nested path', () => {
+    const { idx, issuer, req } = oneIssuer({ ...issuers[0]!, name: 'dotted', issuer: 'https://dotted/', partnerClaim: 'https://w.example/org', forwardClaims: {} });
+    const partnerOf = (payload: Record<string, unknown>) => allowed(check(req, { ok: true, issuer, payload }, idx)).partner;
+    assert.equal(partnerOf({ 'https://w.example/org': 'acme' }), 'acme', 'a URL-named claim');
+    assert.equal(partnerOf({ 'https://w': { 'example/org': 'acme' } }), 'acme', 'the nested path');
+    assert.equal(partnerOf({ 'https://w.example/org': 'acme', 'https://w': { 'example/org': 'nobody' } }), 'acme', 'the top-level claim first');
+    // A top-level claim that is no name hides the nested one.
+    denied(check(req, { ok: true, issuer, payload: { 'https://w.example/org': 7, 'https://w': { 'example/org': 'acme' } } }, idx), 403, 'unknown_partner');
   });
 
   it('removes the verified token from the upstream request unless its issuer forwards tokens; never a header it did not consume', () => {

@@ -105,6 +105,10 @@ describe('distinguished names and SANs', () => {
     assert.deepEqual(canonicalSan('DNS:Foo.Example'), { type: 'dns', value: 'foo.example' });
     assert.deepEqual(canonicalSan('IP Address:10.0.0.1'), { type: 'ip', value: '10.0.0.1' });
     assert.deepEqual(canonicalSan('Foo.Example'), { type: undefined, value: 'foo.example' });
+    // IPv6: Node prints a certificate's SAN uncompressed and upper case, an administrator writes it compressed.
+    assert.deepEqual(parseSubjectAltName('IP Address:FD00:0:0:0:0:0:0:7'), [{ type: 'ip', value: 'fd00::7' }]);
+    assert.deepEqual(canonicalSan('IP:FD00::0:7'), { type: 'ip', value: 'fd00::7' });
+    assert.deepEqual(canonicalSan('fd00:0::7'), { type: undefined, value: 'fd00::7' });
   });
 
   it('reads subject, SANs, SPIFFE ID and fingerprint from a URL-encoded PEM certificate', () => {

@@ -40,16 +40,19 @@ describe('native JWT: which issuers Envoy verifies alone', () => {
     assert.equal(p.forwardToken, false);
   });
 
-  it('excluded paths, a fixed partner or a dotted partner claim keep the issuer on the callout, and the model says why', () => {
+  it('a fixed partner or a dotted partner claim is read from the payload in metadata; excluded paths are provider-neutral; no partner at all stays on the callout', () => {
     assert.equal(jwtIssuerCalloutReason(base), undefined);
-    for (const [issuer, reason] of [
-      [{ ...base, excludedPaths: ['/health'] }, /excludedPaths/],
-      [{ ...base, partnerClaim: undefined, partner: 'acme' }, /fixed partner/],
-      [{ ...base, partnerClaim: 'org.id' }, /dotted/],
-    ] as const) {
-      assert.match(jwtIssuerCalloutReason(issuer as never) ?? '', reason);
-      assert.equal(jwtProvider(issuer as never, undefined), undefined);
-    }
+    assert.equal(jwtProvider(base, undefined)!.partner, undefined, 'a plain claim is copied into the partner header');
+    const fixed = jwtProvider({ ...base, partnerClaim: undefined, partner: 'acme' }, undefined)!;
+    assert.deepEqual(fixed.partner, { fixed: 'acme' });
+    assert.deepEqual(fixed.claimHeaders, [], 'no partner header from a token that names none');
+    const dotted = jwtProvider({ ...base, partnerClaim: 'https://idp.example/partner' }, undefined)!;
+    assert.deepEqual(dotted.partner, { claim: 'https://idp.example/partner' });
+    assert.deepEqual(dotted.claimHeaders, [], 'Envoy would read the dotted name as a path only');
+    assert.ok(jwtProvider({ ...base, excludedPaths: ['/health'] }, undefined));
+    const neither = { ...base, partnerClaim: undefined };
+    assert.match(jwtIssuerCalloutReason(neither) ?? '', /neither partner nor partnerClaim/);
+    assert.equal(jwtProvider(neither, undefined), undefined);
   });
 
   it('a jwksUri issuer is a provider only once its key set was fetched', () => {
@@ -60,16 +63,23 @@ describe('native JWT: which issuers Envoy verifies alone', () => {
 });
 
 describe('native mTLS: which identities Envoy matches as principal names', () => {
-  it('SPIFFE IDs, URI and DNS SANs and RFC 2253 subjects are principals, fingerprints are matched as Envoy prints them; email and IP SANs, other subject forms are not', () => {
+  it('SPIFFE IDs, URI and DNS SANs and RFC 2253 subjects are principals; fingerprints, email and IPv4 SANs are matched as Envoy prints them; IPv6 SANs, other subject forms are not', () => {
     assert.deepEqual(mtlsPrincipalName({ type: 'spiffe_id', value: 'spiffe://a/b' }), { name: 'spiffe://a/b' });
     assert.deepEqual(mtlsPrincipalName({ type: 'san', value: 'DNS:Api.Example.COM' }), { name: 'api.example.com' });
     assert.deepEqual(mtlsPrincipalName({ type: 'san', value: 'URI:https://x.example/Client' }), { name: 'https://x.example/Client' });
     assert.deepEqual(mtlsPrincipalName({ type: 'san', value: 'Host.Internal' }), { name: 'host.internal' });
     assert.deepEqual(mtlsPrincipalName({ type: 'subject', value: 'CN=billing,O=Acme' }), { name: 'CN=billing,O=Acme' });
     assert.deepEqual(mtlsPrincipalName({ type: 'fingerprint', value: `${'AB:'.repeat(31)}AB` }), { fingerprint: 'ab'.repeat(32) });
+    assert.deepEqual(mtlsPrincipalName({ type: 'san', value: 'email:Ops@B.example' }), { email: 'Ops@B.example' });
+    assert.deepEqual(mtlsPrincipalName({ type: 'san', value: 'IP Address:10.0.0.1' }), { ip: '10.0.0.1' });
+    // A bare value is a SAN of any type, as the callout reads it.
+    assert.deepEqual(mtlsPrincipalName({ type: 'san', value: 'ops@b.example' }), { name: 'ops@b.example', email: 'ops@b.example' });
+    assert.deepEqual(mtlsPrincipalName({ type: 'san', value: '10.0.0.1' }), { name: '10.0.0.1', ip: '10.0.0.1' });
     for (const match of [
-      { type: 'san', value: 'email:a@b.example' },
-      { type: 'san', value: 'IP:10.0.0.1' },
+      { type: 'san', value: 'IP:fd00::1' },
+      { type: 'san', value: 'fd00::1' },
+      { type: 'san', value: 'IP:10.0.0.256' },
+      { type: 'san', value: 'email:"a,b"@b.example' },
       { type: 'subject', value: '/O=Acme/CN=billing' },
       { type: 'subject', value: 'CN=billing, O=Acme' },
       { type: 'subject', value: 'CN=a\\,b' },

@@ -180,7 +180,7 @@ export function groupToIr(model: ModelSnapshot, group: GatewayGroup, options: Ir
       routeLocalRateLimit: needs(NEEDS.routeLocal),
       ...(needs(NEEDS.apiKeyAuth) ? { apiKeyAuth: true as const } : {}),
       ...(needs(NEEDS.access) ? { access: true as const } : {}),
-      ...(needs(NEEDS.peerFingerprint) ? { peerFingerprint: true as const } : {}),
+      ...(needs(NEEDS.peerHeaders) ? { peerHeaders: true as const } : {}),
       ...(needs(NEEDS.partnerFromAccess) ? { partnerFromAccess: true as const } : {}),
       ...(jwtAuthn ? { jwtAuthn } : {}),
       ...(claimCheck ? { claimCheck: true as const } : {}),

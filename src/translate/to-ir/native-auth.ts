@@ -43,13 +43,15 @@ const DENY_ORDER: readonly DenyReason[] = ['partner_suspended', 'subscription_su
 /**
  * Who may call a route, decided as the callout decides (partner suspended → subscription → its
  * status, expiry, access level), for every partner subscribed to the product or holding a key Envoy
- * may see. Partners in no list have no subscription; method restrictions travel with the allowed.
+ * may see (`anyPartner`: every suspended partner, where a token or certificate may name any partner).
+ * Partners in no list have no subscription; method restrictions travel with the allowed.
  */
-export function routeAccess(model: ModelSnapshot, product: Product, route: Route, ctx: NativeAuthContext): RouteAccessIR {
+export function routeAccess(model: ModelSnapshot, product: Product, route: Route, ctx: NativeAuthContext, anyPartner = false): RouteAccessIR {
   const denied = new Map<DenyReason, string[]>();
   const allowed: RouteAccessIR['allowed'] = [];
   const suspendedPartners = new Set<string>();
   for (const c of ctx.credentials) if (model.partners.get(c.client)?.suspended === true) suspendedPartners.add(c.client);
+  if (anyPartner) for (const p of model.partners.values()) if (p.suspended === true) suspendedPartners.add(p.name);
   const refuse = (reason: DenyReason, partner: string) => {
     const list = denied.get(reason) ?? [];
     if (!list.includes(partner)) list.push(partner);
@@ -88,13 +90,14 @@ export function routeAccess(model: ModelSnapshot, product: Product, route: Route
 export const PLAN_FROM_ACCESS = '%DYNAMIC_METADATA(envoy.filters.http.rbac:shadow_effective_policy_id)%';
 
 /**
- * The plan of every caller the access RBAC lets through on a route, when they all share one (and
- * the partner header names them: not mTLS routes). Then the plan header is a literal and the RBAC
- * needs no shadow rules: evaluating them and writing their dynamic metadata on every request, and
- * formatting the header from it, cost Envoy CPU that a constant does not.
+ * The plan of every caller the access RBAC lets through on a route, when they all share one. Then the
+ * plan header is a literal, and (when the partner header names the caller: not on identity routes,
+ * whose shadow rules name the partner) the RBAC needs no shadow rules: evaluating them and writing
+ * their dynamic metadata on every request, and formatting the header from it, cost Envoy CPU that a
+ * constant does not.
  */
 export function onePlan(a: RouteAccessIR): string | undefined {
-  if (a.identities || a.allowed.length === 0) return undefined;
+  if (a.allowed.length === 0) return undefined;
   const plan = a.allowed[0]!.plan;
   return a.allowed.every((x) => x.plan === plan) ? plan : undefined;
 }

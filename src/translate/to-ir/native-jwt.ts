@@ -6,6 +6,8 @@ import {
   jwkAlgorithms,
   jwksKeys,
   jwtIssuerCalloutReason,
+  partnerFromPayload,
+  planRouteRules,
   publicJwkMembers,
   sortedValues,
   type CredentialType,
@@ -16,7 +18,7 @@ import {
   type Route,
 } from '../../model/index.ts';
 import { GATEWAY_HEADERS } from '../../contract/index.ts';
-import type { JwtAuthnIR, JwtProviderIR, RouteAccessIR, RouteIR, RouteJwtAuthIR } from '../ir.ts';
+import type { HeaderMatchIR, JwtAuthnIR, JwtProviderIR, PathMatchIR, RouteAccessIR, RouteIR, RouteJwtAuthIR } from '../ir.ts';
 import { compareStrings } from '../paths.ts';
 import { routeAccess, type NativeAuthContext } from './native-auth.ts';
 
@@ -47,7 +49,8 @@ export function jwtProvider(issuer: JwtIssuer, fetched: unknown): JwtProviderIR 
   if (jwtIssuerCalloutReason(issuer) !== undefined) return undefined;
   const jwks = envoyJwks(issuer.jwks ?? fetched, issuer.algorithms ?? DEFAULT_JWT_ALGORITHMS);
   if (jwks === undefined) return undefined;
-  const claimHeaders: Array<[string, string]> = [[GATEWAY_HEADERS.partner, issuer.partnerClaim!]];
+  const fromPayload = partnerFromPayload(issuer);
+  const claimHeaders: Array<[string, string]> = fromPayload ? [] : [[GATEWAY_HEADERS.partner, issuer.partnerClaim!]];
   for (const [claim, header] of Object.entries(issuer.forwardClaims ?? {})) claimHeaders.push([header.toLowerCase(), claim]);
   claimHeaders.sort((a, b) => compareStrings(a[0], b[0]));
   return {
@@ -58,7 +61,67 @@ export function jwtProvider(issuer: JwtIssuer, fetched: unknown): JwtProviderIR 
     clockSkewSeconds: issuer.clockSkewSeconds ?? DEFAULT_CLOCK_SKEW_SECONDS,
     forwardToken: issuer.forwardToken === true,
     claimHeaders,
+    ...(fromPayload ? { partner: issuer.partner !== undefined ? { fixed: issuer.partner } : { claim: issuer.partnerClaim! } } : {}),
   };
+}
+
+/** The product's issuers (those its JWT routes accept), by name. */
+function productIssuers(model: ModelSnapshot, product: Product): string[] {
+  return [...(product.jwtIssuers ?? sortedValues(model, 'jwtIssuers').map((i) => i.name))].sort(compareStrings);
+}
+
+/**
+ * The paths where the product's issuers waive the token (excludedPaths: exact, or a prefix when the
+ * entry ends in '/'), as the callout reads them: on any route of the product that takes JWTs.
+ */
+export function excludedPaths(model: ModelSnapshot, product: Product): string[] {
+  const out = new Set<string>();
+  for (const name of productIssuers(model, product)) for (const p of model.jwtIssuers.get(name)?.excludedPaths ?? []) out.add(p);
+  return [...out].sort(compareStrings);
+}
+
+/** Whether a request path could both match the route's path and the excluded entry (conservative: true when unsure). */
+function overlaps(path: PathMatchIR, entry: string): boolean {
+  const prefix = entry.endsWith('/');
+  const v = path.value;
+  switch (path.kind) {
+    case 'exact':
+      return prefix ? v.startsWith(entry) : v === entry;
+    case 'prefix':
+      return entry.startsWith(v) || (prefix && v.startsWith(entry));
+    case 'segment_prefix':
+      return entry === v || entry.startsWith(`${v}/`) || (prefix && `${v}/`.startsWith(entry));
+    default:
+      return true;
+  }
+}
+
+/** Matches the request path (`:path` holds the query too) against an excluded entry, as the callout does on the path alone. */
+function excludedPathMatch(entry: string): HeaderMatchIR {
+  if (entry.endsWith('/')) return { name: ':path', match: { kind: 'prefix', value: entry }, invert: false };
+  return { name: ':path', match: { kind: 'regex', value: `${entry.replace(/[\\^$.*+?()[\]{}|]/g, '\\$&')}(\\?.*)?` }, invert: false };
+}
+
+/**
+ * The routes Envoy serves where the product's issuers waive the token inside a native JWT route:
+ * copies of the route (before its native authorization) that also match the excluded path, placed
+ * right before it (virtual-hosts.ts), so they take exactly the requests the route would have taken
+ * there. Like the callout, they let the caller through anonymously (no token read, no access RBAC,
+ * x-portico-credential none, the product's public plan), or undefined when the route must stay on
+ * the callout: the public plan limits it (the anonymous caller would be counted there).
+ */
+export function waivedRoutes(model: ModelSnapshot, product: Product, route: Route, base: RouteIR, identity: Array<[string, string]>): RouteIR[] | undefined {
+  const entries = excludedPaths(model, product).filter((e) => overlaps(base.match.path, e));
+  if (entries.length === 0) return [];
+  const publicPlan = product.publicPlan !== undefined ? model.plans.get(product.publicPlan) : undefined;
+  if (publicPlan) {
+    const rules = planRouteRules(publicPlan, product.name, route.name);
+    if (!rules.shadow && rules.limits.length > 0) return undefined;
+  }
+  const { planLimits: _l, quotaDeny: _q, rateLimit: _r, ...rest } = base;
+  const m = base.requestHeaders;
+  const requestHeaders = { ...m, set: [...m.set, ...identity].sort((a, b) => compareStrings(a[0], b[0])) };
+  return entries.map((e) => ({ ...rest, match: { ...base.match, headers: [...base.match.headers, excludedPathMatch(e)] }, requestHeaders, authz: { disabled: true } }));
 }
 
 export function nativeJwtContext(model: ModelSnapshot, fetched: ReadonlyMap<string, unknown> | undefined): NativeJwtContext {
@@ -86,11 +149,30 @@ export function nativeJwtAuth(
   auth: NativeAuthContext,
 ): { jwtAuth: RouteJwtAuthIR; access: RouteAccessIR } | undefined {
   if (accept.length !== 1 || accept[0] !== 'jwt' || limited) return undefined;
-  const issuers = [...(product.jwtIssuers ?? sortedValues(model, 'jwtIssuers').map((i) => i.name))].sort(compareStrings);
+  const issuers = productIssuers(model, product);
   if (issuers.length === 0 || issuers.some((i) => !ctx.providers.has(i))) return undefined;
-  const claimHeaders = new Set(issuers.flatMap((i) => ctx.providers.get(i)!.claimHeaders.map(([h]) => h)).filter((h) => h !== GATEWAY_HEADERS.partner));
+  const providers = issuers.map((i) => ctx.providers.get(i)!);
+  const claimHeaders = new Set(providers.flatMap((p) => p.claimHeaders.map(([h]) => h)).filter((h) => h !== GATEWAY_HEADERS.partner));
+  const access = routeAccess(model, product, route, auth, true);
   // Issuer names are slugs: '+' cannot occur in one.
-  return { jwtAuth: { requirement: issuers.join('+'), claimHeaders: [...claimHeaders].sort(compareStrings) }, access: routeAccess(model, product, route, auth) };
+  const jwtAuth = { requirement: issuers.join('+'), claimHeaders: [...claimHeaders].sort(compareStrings) };
+  if (!providers.some((p) => p.partner)) return { jwtAuth, access };
+  return { jwtAuth, access: { ...access, identities: tokenIdentities(access, providers) } };
+}
+
+/**
+ * Who each partner is on a route where some issuer's tokens name their partner in the payload (a
+ * fixed partner, a dotted claim): the partner header (issuers whose claim jwt_authn copied into it),
+ * or a token of a fixed-partner issuer, or the claim in the payload. The shadow match then names the
+ * partner, which the route forwards (no filter sets the partner header for those tokens).
+ */
+function tokenIdentities(access: RouteAccessIR, providers: readonly JwtProviderIR[]): NonNullable<RouteAccessIR['identities']> {
+  const byHeader = providers.some((p) => !p.partner);
+  const partners = new Set([...access.deny.flatMap((d) => d.partners), ...access.allowed.map((a) => a.partner)]);
+  return [...partners].sort(compareStrings).map((partner) => {
+    const tokens = providers.flatMap((p) => (p.partner?.claim !== undefined ? [{ provider: p.name, claim: p.partner.claim }] : p.partner?.fixed === partner ? [{ provider: p.name }] : []));
+    return { partner, principals: [], ...(byHeader ? { partnerHeader: true as const } : {}), ...(tokens.length ? { tokens } : {}) };
+  });
 }
 
 /** The group's jwt_authn: the providers its native routes require, and one requirement per distinct issuer list. */

@@ -1,5 +1,5 @@
 // Native mTLS (GatewayGroup.authz.mode native): routes that accept only client certificates, decided
-// by the access RBAC on the verified certificate's names (each partner's identities as principals),
+// by the access RBAC on the verified certificate's names and facts (each partner's identities),
 // no callout; partners with an identity Envoy cannot match keep the product on the callout.
 import { mtlsPrincipalName, sortedValues, type CredentialType, type ModelSnapshot, type Product, type Route } from '../../model/index.ts';
 import type { RouteAccessIR } from '../ir.ts';
@@ -7,32 +7,44 @@ import { compareStrings } from '../paths.ts';
 import { routeAccess, type NativeAuthContext } from './native-auth.ts';
 
 /**
- * The request header the edge's first filter sets to the verified client certificate's SHA-256
- * fingerprint on routes whose partners are known by one (RBAC matches certificate names, not digests;
- * it matches this header). Under the reserved prefix, so a client's copy is stripped before it is set.
+ * Certificate facts RBAC cannot match as principal names (it matches names, not digests, email or IP
+ * SANs): on routes whose partners are known by one, the edge's first filter writes them into these
+ * headers from the verified client certificate (Envoy joins several SANs of a kind with commas).
+ * Under the reserved prefix, so a client's copy is stripped before they are set; the router removes them.
  */
-export const PEER_FINGERPRINT_HEADER = 'x-portico-peer-sha256';
-export const PEER_FINGERPRINT_VALUE = '%DOWNSTREAM_PEER_FINGERPRINT_256%';
+export const PEER_HEADERS = {
+  fingerprints: { header: 'x-portico-peer-sha256', value: '%DOWNSTREAM_PEER_FINGERPRINT_256%' },
+  emails: { header: 'x-portico-peer-email', value: '%DOWNSTREAM_PEER_EMAIL_SAN%' },
+  ips: { header: 'x-portico-peer-ip', value: '%DOWNSTREAM_PEER_IP_SAN%' },
+} as const;
+export type PeerFact = keyof typeof PEER_HEADERS;
+const PEER_FACTS = Object.keys(PEER_HEADERS) as PeerFact[];
 
-/** Whether a route's access policies know some partner by a fingerprint (its requests need the header). */
-export function usesPeerFingerprint(a: RouteAccessIR | undefined): boolean {
-  return a?.identities?.some((i) => i.fingerprints !== undefined) === true;
+/** The peer headers a route's access policies read (the edge writes them there), as [header, formatter]. */
+export function peerHeadersOf(a: RouteAccessIR | undefined): Array<[string, string]> {
+  if (!a?.identities) return [];
+  return PEER_FACTS.filter((f) => a.identities!.some((i) => i[f] !== undefined)).map((f) => [PEER_HEADERS[f].header, PEER_HEADERS[f].value]);
 }
 
 const add = (m: Map<string, string[]>, partner: string, v: string) => m.set(partner, [...new Set([...(m.get(partner) ?? []), v])].sort(compareStrings));
 
-/** Principal names and fingerprints per partner, and the partners with an identity Envoy cannot match (see mtlsPrincipalName). */
-export function mtlsPrincipals(model: ModelSnapshot): { principals: ReadonlyMap<string, string[]>; fingerprints: ReadonlyMap<string, string[]>; calloutPartners: ReadonlySet<string> } {
+/** Principal names and peer facts per partner, and the partners with an identity Envoy cannot match (see mtlsPrincipalName). */
+export function mtlsPrincipals(model: ModelSnapshot): { principals: ReadonlyMap<string, string[]>; facts: Record<PeerFact, ReadonlyMap<string, string[]>>; calloutPartners: ReadonlySet<string> } {
   const principals = new Map<string, string[]>();
-  const fingerprints = new Map<string, string[]>();
+  const facts: Record<PeerFact, Map<string, string[]>> = { fingerprints: new Map(), emails: new Map(), ips: new Map() };
   const calloutPartners = new Set<string>();
   for (const i of sortedValues(model, 'mtlsIdentities')) {
     const p = mtlsPrincipalName(i.match);
-    if ('reason' in p) calloutPartners.add(i.partner);
-    else if ('fingerprint' in p) add(fingerprints, i.partner, p.fingerprint);
-    else add(principals, i.partner, p.name);
+    if ('reason' in p) {
+      calloutPartners.add(i.partner);
+      continue;
+    }
+    if (p.name !== undefined) add(principals, i.partner, p.name);
+    if (p.fingerprint !== undefined) add(facts.fingerprints, i.partner, p.fingerprint);
+    if (p.email !== undefined) add(facts.emails, i.partner, p.email);
+    if (p.ip !== undefined) add(facts.ips, i.partner, p.ip);
   }
-  return { principals, fingerprints, calloutPartners };
+  return { principals, facts, calloutPartners };
 }
 
 /**
@@ -43,13 +55,17 @@ export function mtlsPrincipals(model: ModelSnapshot): { principals: ReadonlyMap<
  */
 export function nativeMtlsAccess(model: ModelSnapshot, product: Product, route: Route, accept: readonly CredentialType[], limited: boolean, auth: NativeAuthContext): RouteAccessIR | undefined {
   if (accept.length !== 1 || accept[0] !== 'mtls' || limited) return undefined;
-  const { principals, fingerprints, calloutPartners } = mtlsPrincipals(model);
+  const { principals, facts, calloutPartners } = mtlsPrincipals(model);
   for (const s of model.subscriptions.values()) if (s.product === product.name && calloutPartners.has(s.partner)) return undefined;
-  const access = routeAccess(model, product, route, auth);
+  const access = routeAccess(model, product, route, auth, true);
   const partners = new Set([...access.deny.flatMap((d) => d.partners), ...access.allowed.map((a) => a.partner)]);
   const identities = [...partners].sort(compareStrings).map((partner) => {
-    const digests = fingerprints.get(partner);
-    return { partner, principals: principals.get(partner) ?? [], ...(digests ? { fingerprints: digests } : {}) };
+    const identity: NonNullable<RouteAccessIR['identities']>[number] = { partner, principals: principals.get(partner) ?? [] };
+    for (const f of PEER_FACTS) {
+      const values = facts[f].get(partner);
+      if (values) identity[f] = values;
+    }
+    return identity;
   });
   return { ...access, identities };
 }

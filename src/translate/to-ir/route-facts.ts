@@ -3,7 +3,7 @@
 // then costs one cheap pass over the group's routes instead of a dozen passes reading each route.
 import { COMBINED_CONTEXT_KEY } from '../../contract/index.ts';
 import type { RouteIR, VirtualHostIR } from '../ir.ts';
-import { usesPeerFingerprint } from './native-mtls.ts';
+import { peerHeadersOf } from './native-mtls.ts';
 
 /** One bit per thing a route may need; a group needs the union. */
 export const NEEDS = {
@@ -15,7 +15,7 @@ export const NEEDS = {
   renamed: 1 << 5,
   apiKeyAuth: 1 << 6,
   access: 1 << 7,
-  peerFingerprint: 1 << 8,
+  peerHeaders: 1 << 8,
   partnerFromAccess: 1 << 9,
   jwtAuth: 1 << 10,
   claimCheck: 1 << 11,
@@ -56,7 +56,7 @@ function factsOf(r: RouteIR): RouteFacts {
   if (r.requestHeaders.rename || r.responseHeaders.rename) needs |= NEEDS.renamed;
   if (r.apiKeyAuth) needs |= NEEDS.apiKeyAuth;
   if (r.access) needs |= NEEDS.access;
-  if (usesPeerFingerprint(r.access)) needs |= NEEDS.peerFingerprint;
+  if (peerHeadersOf(r.access).length) needs |= NEEDS.peerHeaders;
   if (r.access?.identities && r.access.allowed.length > 0 && (r.planLimits || r.quotaDeny)) needs |= NEEDS.partnerFromAccess;
   if (r.jwtAuth) needs |= NEEDS.jwtAuth;
   if (r.jwtAuth?.claimHeaders.length) needs |= NEEDS.claimCheck;

@@ -42,8 +42,8 @@ import { cacheIr, withKeyCluster } from './cache.ts';
 import { compressionIr } from './compression.ts';
 import { idempotencyIr } from './idempotency.ts';
 import { nativeApiKeyAuth, onePlan, PLAN_FROM_ACCESS, type NativeAuthContext } from './native-auth.ts';
-import { nativeJwtAuth, type NativeJwtContext } from './native-jwt.ts';
-import { nativeMtlsAccess, PEER_FINGERPRINT_HEADER, usesPeerFingerprint } from './native-mtls.ts';
+import { nativeJwtAuth, waivedRoutes, type NativeJwtContext } from './native-jwt.ts';
+import { nativeMtlsAccess, peerHeadersOf } from './native-mtls.ts';
 
 // ── routes ────────────────────────────────────────────────────────────────────
 function valueMatchIr(m: HeaderMatch | QueryMatch): ValueMatchIR {
@@ -234,7 +234,17 @@ export function routeIr(model: ModelSnapshot, product: Product, route: Route, fi
     ...(idempotency ? { idempotency } : {}),
   };
   if (native) return nativeRoute(ir, product, route, 'api_key', native.access, { apiKeyAuth: native.apiKeyAuth });
-  if (jwt) return nativeRoute(ir, product, route, 'jwt', jwt.access, { jwtAuth: jwt.jwtAuth });
+  if (jwt) {
+    // Paths where the issuers waive the token: anonymous, as the callout lets them through.
+    const anonymous: Array<[string, string]> = [
+      [GATEWAY_HEADERS.credential, 'none'],
+      [GATEWAY_HEADERS.product, product.name],
+      [GATEWAY_HEADERS.route, route.name],
+      ...(product.publicPlan !== undefined ? [[GATEWAY_HEADERS.plan, literalHeaderValue(product.publicPlan)] as [string, string]] : []),
+    ];
+    const waived = waivedRoutes(model, product, route, ir, anonymous);
+    if (waived) return { ...nativeRoute(ir, product, route, 'jwt', jwt.access, { jwtAuth: jwt.jwtAuth }), ...(waived.length ? { waived } : {}) };
+  }
   return mtls ? nativeRoute(ir, product, route, 'mtls', mtls, {}) : ir;
 }
 
@@ -260,13 +270,16 @@ function nativeRoute(ir: RouteIR, product: Product, route: Route, credential: Cr
     [GATEWAY_HEADERS.credential, credential],
     [GATEWAY_HEADERS.product, product.name],
     [GATEWAY_HEADERS.route, route.name],
-    // The plan all callers share as a literal; else the access RBAC's shadow match: the plan, or on
-    // mTLS routes (no filter sets the partner header) the partner.
-    ...(access.allowed.length ? [[access.identities ? GATEWAY_HEADERS.partner : GATEWAY_HEADERS.plan, plan !== undefined ? literalHeaderValue(plan) : PLAN_FROM_ACCESS] as [string, string]] : []),
+    // The plan all callers share as a literal; else the access RBAC's shadow match names it.
+    ...(plan !== undefined ? [[GATEWAY_HEADERS.plan, literalHeaderValue(plan)] as [string, string]] : []),
+    ...(plan === undefined && access.allowed.length && !access.identities ? [[GATEWAY_HEADERS.plan, PLAN_FROM_ACCESS] as [string, string]] : []),
+    // Identity routes (no filter sets the partner header for every caller): the shadow match names the partner.
+    ...(access.allowed.length && access.identities ? [[GATEWAY_HEADERS.partner, PLAN_FROM_ACCESS] as [string, string]] : []),
   ];
   const m = ir.requestHeaders;
-  // The fingerprint header is for the access RBAC only: the upstream never sees it.
-  const remove = usesPeerFingerprint(access) && !m.remove.includes(PEER_FINGERPRINT_HEADER) ? [...m.remove, PEER_FINGERPRINT_HEADER].sort(compareStrings) : m.remove;
+  // The peer headers are for the access RBAC only: the upstream never sees them.
+  const peer = peerHeadersOf(access).map(([h]) => h);
+  const remove = peer.length ? [...new Set([...m.remove, ...peer])].sort(compareStrings) : m.remove;
   return { ...ir, requestHeaders: { ...m, set: [...m.set, ...identity].sort((a, b) => compareStrings(a[0], b[0])), remove }, authz: { disabled: true }, ...authn, access };
 }
 

@@ -58,7 +58,8 @@ export function orderVirtualHostRoutes(placed: readonly PlacedRoute[], withAuthz
     // the 405 fallback) need a forwarding route of their own; the filter answers them itself.
     const cors = samePathRoutes.find((r) => r.cors)?.cors;
     if (cors && (fallback || samePathRoutes.some((r) => r.action.kind === 'direct'))) out.push(once(`preflight ${id}`, () => corsPreflight(samePathRoutes, cors, withAuthz), samePathRoutes));
-    out.push(...samePathRoutes);
+    // A route's waived copies (JWT-excluded paths) go right before it: they take only requests it would have taken.
+    for (const r of samePathRoutes) out.push(...(r.waived ?? []), r);
     if (fallback) out.push(once(`405 ${id}`, () => methodFallback(samePathRoutes, withAuthz), samePathRoutes));
     i = j;
   }

@@ -5,7 +5,7 @@
 import { accessReplyMapping, GATEWAY_HEADERS } from '../../../contract/index.ts';
 import type { RouteAccessIR } from '../../ir.ts';
 import { ACCESS_REFUSALS, admitsEveryKey, onePlan } from '../../to-ir/native-auth.ts';
-import { PEER_FINGERPRINT_HEADER } from '../../to-ir/native-mtls.ts';
+import { PEER_HEADERS } from '../../to-ir/native-mtls.ts';
 import { any, extension, FILTERS, sortedRecord, type Json } from '../common.ts';
 import { disabledByDefault, type HttpFilterEmitter } from './filter.ts';
 
@@ -17,9 +17,32 @@ const oneOf = (ids: Json[]): Json => (ids.length === 1 ? ids[0]! : { or_ids: { i
 /** No identity: a principal nothing matches. */
 const NOBODY: Json = { not_id: { any: true } };
 
+/** jwt_authn's dynamic metadata: each provider's verified payload under the provider's name (payload_in_metadata). */
+const payloadAt = (provider: string, path: readonly string[], value: Json): Json => ({
+  metadata: { filter: 'envoy.filters.http.jwt_authn', path: [provider, ...path].map((key) => ({ key })), value },
+});
+/** Any token the provider verified (every payload has the issuer jwt_authn checked). */
+const tokenOf = (provider: string): Json => payloadAt(provider, ['iss'], { present_match: true });
 /**
- * Who a partner is on this route: the partner header, or (mTLS routes) its certificates' names and
- * fingerprints (the latter in the header the edge's first filter wrote from the verified certificate).
+ * The payload's claim names the partner, read as the callout reads it (claimAt in src/model): the
+ * top-level claim of that name, else, for a dotted name when no top-level claim has it, the nested one.
+ */
+function claimIs(provider: string, claim: string, partner: string): Json {
+  const top = payloadAt(provider, [claim], { string_match: { exact: partner } });
+  if (!claim.includes('.')) return top;
+  const nested = payloadAt(provider, claim.split('.'), { string_match: { exact: partner } });
+  return { or_ids: { ids: [top, { and_ids: { ids: [nested, { not_id: payloadAt(provider, [claim], { present_match: true }) }] } }] } };
+}
+
+/** One value in a comma-joined list (Envoy joins a certificate's email or IP SANs so), matched whole. */
+const inList = (name: string, value: string): Json => ({
+  header: { name, string_match: { safe_regex: { regex: `(?:.*,)?${value.replace(/[\\^$.*+?()[\]{}|]/g, '\\$&')}(?:,.*)?` } } },
+});
+
+/**
+ * Who a partner is on this route: the partner header, or (mTLS routes) its certificates' names,
+ * fingerprints, email and IP SANs (the latter three in headers the edge's first filter wrote from the
+ * verified certificate).
  */
 function principalOf(a: RouteAccessIR): (name: string) => Json {
   if (!a.identities) return partnerHeaderIs;
@@ -28,7 +51,11 @@ function principalOf(a: RouteAccessIR): (name: string) => Json {
     const i = ids.get(partner);
     const list: Json[] = [
       ...(i?.principals ?? []).map((n): Json => ({ authenticated: { principal_name: { exact: n } } })),
-      ...(i?.fingerprints ?? []).map((f): Json => ({ header: { name: PEER_FINGERPRINT_HEADER, string_match: { exact: f } } })),
+      ...(i?.fingerprints ?? []).map((f): Json => ({ header: { name: PEER_HEADERS.fingerprints.header, string_match: { exact: f } } })),
+      ...(i?.emails ?? []).map((e) => inList(PEER_HEADERS.emails.header, e)),
+      ...(i?.ips ?? []).map((ip) => inList(PEER_HEADERS.ips.header, ip)),
+      ...(i?.partnerHeader ? [partnerHeaderIs(partner)] : []),
+      ...(i?.tokens ?? []).map((t) => (t.claim === undefined ? tokenOf(t.provider) : claimIs(t.provider, t.claim, partner))),
     ];
     return list.length ? oneOf(list) : NOBODY;
   };
@@ -59,7 +86,7 @@ function rules(a: RouteAccessIR): Json {
  */
 function plans(a: RouteAccessIR): Json | undefined {
   // One plan for all: the route sets it as a literal (see onePlan), nothing to record.
-  if (onePlan(a) !== undefined) return undefined;
+  if (!a.identities && onePlan(a) !== undefined) return undefined;
   const partnerIs = principalOf(a);
   const byPlan = new Map<string, string[]>();
   for (const x of a.allowed) byPlan.set(a.identities ? x.partner : x.plan, [...(byPlan.get(a.identities ? x.partner : x.plan) ?? []), x.partner]);
