@@ -52,7 +52,12 @@ export function present(kind: KindName, r: AnyResource, model: ModelSnapshot): R
     const limits = rateLimitChoice(model, g);
     out.enforcement = {
       authz: { mode: authzModeOf(g), stated: g.authz?.mode !== undefined },
-      rateLimit: { mode: limits.mode, stated: limits.stated, ...(limits.reason !== undefined ? { reason: limits.reason } : {}) },
+      rateLimit: {
+        mode: limits.mode,
+        stated: limits.stated,
+        ...(limits.reason !== undefined ? { reason: limits.reason } : {}),
+        ...(limits.calloutProducts ? { calloutProducts: Object.fromEntries([...limits.calloutProducts].sort(([a], [b]) => (a < b ? -1 : 1))) } : {}),
+      },
     };
   }
   const meta = model.meta.get(metaKey(kind, keyOf(kind, r)));

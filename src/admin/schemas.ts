@@ -95,6 +95,11 @@ const ANSWER_EXTRA: Partial<Record<KindName, TProperties>> = {
               mode: Type.Union([Type.Literal('native'), Type.Literal('combined'), Type.Literal('service')]),
               stated: Type.Boolean(),
               reason: Type.Optional(Type.String({ description: 'why a group that states no mode counts with the callout' })),
+              calloutProducts: Type.Optional(
+                Type.Record(Type.String(), Type.String(), {
+                  description: 'in a native group that states no mode: the products whose plans the callout counts (and authorizes), each with why; the other products stay native',
+                }),
+              ),
             },
             { additionalProperties: false },
           ),

@@ -3,7 +3,7 @@
 // day or month; a budget that reaches its quota is reported exhausted until its window ends, and the
 // pipeline turns that into a refusal every Envoy of the group holds after one push. Nothing here
 // does I/O: the clock is passed in, the caller feeds records and reads the exhausted budgets.
-import { nativeLimitGroups, planRouteRules, type CompiledLimit, type ModelSnapshot } from '../model/index.ts';
+import { nativeLimitGroups, planRouteRules, rateLimitChoice, type CompiledLimit, type ModelSnapshot } from '../model/index.ts';
 import { ACCESS_LOG_TAGS } from '../contract/index.ts';
 import { forwarded, type AccessLogRecord } from '../telemetry/index.ts';
 import { type QuotaPer, windowBounds } from './algorithms.ts';
@@ -39,6 +39,8 @@ interface Counter {
 
 export class QuotaLedger {
   private groups = new Set<string>();
+  /** `<group>\n<product>` of native groups whose products the callout counts (modes.ts: calloutProducts): not counted here. */
+  private calloutProducts = new Set<string>();
   private model: ModelSnapshot | undefined;
   /** Active subscription plans, `<product>\n<partner>` → plan. */
   private plans = new Map<string, string>();
@@ -48,6 +50,8 @@ export class QuotaLedger {
   setModel(model: ModelSnapshot): void {
     this.model = model;
     this.groups = nativeLimitGroups(model);
+    this.calloutProducts = new Set();
+    for (const g of this.groups) for (const p of rateLimitChoice(model, model.gatewayGroups.get(g)!).calloutProducts?.keys() ?? []) this.calloutProducts.add(`${g}\n${p}`);
     this.plans = new Map();
     for (const s of model.subscriptions.values()) {
       const partner = model.partners.get(s.partner);
@@ -72,7 +76,7 @@ export class QuotaLedger {
   /** Counts one forwarded request; true when it made a budget exhausted (the caller should push). */
   record(r: QuotaRecord, now: number): boolean {
     const model = this.model;
-    if (!model || !this.groups.has(r.group)) return false;
+    if (!model || !this.groups.has(r.group) || this.calloutProducts.has(`${r.group}\n${r.product}`)) return false;
     const product = model.products.get(r.product);
     if (!product) return false;
     const planName = (r.partner !== undefined ? this.plans.get(`${r.product}\n${r.partner}`) : undefined) ?? product.publicPlan;

@@ -1,7 +1,7 @@
 // A partner's usage against its plans' limits and quotas, for the partner portal: which budgets its
 // subscriptions give it (pure, from the model), then what each budget has left, read from where it
 // is counted — the rate limiter's counters in the callout modes, the quota ledger in native mode.
-import { planDefaults, overrideRules, rateLimitModeOf, sortedValues, type CompiledLimit, type ModelSnapshot, type RuleSet } from '../model/index.ts';
+import { planDefaults, overrideRules, productRateLimitMode, sortedValues, type CompiledLimit, type ModelSnapshot, type RuleSet } from '../model/index.ts';
 import { windowBounds, type CounterSpec, type QuotaPer } from './algorithms.ts';
 import type { RateLimiter } from './limiter.ts';
 import type { QuotaLedger } from './quota-ledger.ts';
@@ -59,8 +59,8 @@ export function partnerBudgets(model: ModelSnapshot, partner: string): PartnerBu
     const product = model.products.get(s.product);
     if (!plan || !product) continue;
     const groups = product.gatewayGroups.map((g) => model.gatewayGroups.get(g)).filter((g) => g !== undefined);
-    const nativeGroups = groups.filter((g) => rateLimitModeOf(model, g) === 'native').map((g) => g.name);
-    const exact = groups.some((g) => rateLimitModeOf(model, g) !== 'native');
+    const nativeGroups = groups.filter((g) => productRateLimitMode(model, g, s.product) === 'native').map((g) => g.name);
+    const exact = groups.some((g) => productRateLimitMode(model, g, s.product) !== 'native');
     const seen = new Set<string>();
     const add = (rules: RuleSet, route: string | undefined) => {
       for (const limit of rules.limits) {

@@ -1,5 +1,5 @@
 // The admin API tells the operator which modes a gateway group really runs and why (native unless
-// stated; limits on the callout for an exact plan), takes the read-only field back on PUT, and refuses
+// stated; the products of an exact plan counted by the callout, each with why), takes the read-only field back on PUT, and refuses
 // an exact plan in a group that states native mode with a problem naming the field.
 import assert from 'node:assert/strict';
 import { after, before, describe, it } from 'node:test';
@@ -49,13 +49,11 @@ describe('enforcement of a gateway group', () => {
     assert.deepEqual(strict.body.enforcement, { authz: { mode: 'exact', stated: true }, rateLimit: { mode: 'combined', stated: true } });
   });
 
-  it('says why limits fall back to the callout for an exact plan', async () => {
+  it('says which products the callout counts for an exact plan, and why; the group stays native', async () => {
     const put = await portico.api.put('/api/v1/plans/gold', { name: 'gold', limits: [{ requests: 10, per: 'minute' }], exact: true });
     assert.equal(put.status, 200, put.text);
     const edge = await portico.api.get('/api/v1/gateway-groups/edge');
-    assert.equal(edge.body.enforcement.rateLimit.mode, 'combined');
-    assert.equal(edge.body.enforcement.rateLimit.stated, false);
-    assert.match(edge.body.enforcement.rateLimit.reason, /plan gold asks for exact counting/);
+    assert.deepEqual(edge.body.enforcement.rateLimit, { mode: 'native', stated: false, calloutProducts: { shop: 'plan gold asks for exact counting (exact: true)' } });
     assert.equal(edge.body.enforcement.authz.mode, 'native');
   });
 

@@ -3,8 +3,10 @@
 // Allowed (partner and plan forwarded, key hidden), every refusal in the gateway's JSON shape with the
 // callout's codes (missing, unknown, revoked, expired key; no subscription, suspended partner or
 // subscription, expired subscription, route or method outside the access level), a subscription and a
-// key expiring with no model change, the access RBAC left off where every key holder may call, a key imported as a hash only still served by the callout, and
-// Envoy's config_dump showing no key material.
+// key expiring with no model change, the access RBAC left off where every key holder may call, a key
+// imported as a hash only still served by the callout, Envoy's config_dump showing no key material,
+// and an exact plan moving only its own product to the callout (another product's plan limit is
+// still counted by Envoy alone).
 import assert from 'node:assert/strict';
 import { describe, it } from 'node:test';
 import { assertGatewayError, assertUnauthorized, authzDecisions, createApiKey, identityHeadersOf, startAuthzGateway, upstreamHeaders } from '../support/authz-gateway.ts';
@@ -17,7 +19,23 @@ describe('authz native mode: API keys checked by Envoy itself', () => {
       nodeId: NODE,
       mutate: (doc) => {
         doc.gatewayGroups[0].authz.mode = 'native';
-        doc.plans.push({ name: 'unlimited', description: 'no limits: these tests are about who, not how much' }, { name: 'premium', description: 'no limits either: a second plan name' });
+        // The seed helper states combined counting; unstated, the group chooses product by product.
+        delete doc.gatewayGroups[0].rateLimit.mode;
+        doc.plans.push(
+          { name: 'unlimited', description: 'no limits: these tests are about who, not how much' },
+          { name: 'premium', description: 'no limits either: a second plan name' },
+          { name: 'tight', limits: [{ requests: 2, per: 'minute' }], countBy: { kind: 'partner' } },
+          { name: 'counted', limits: [{ requests: 2, per: 'minute' }], countBy: { kind: 'partner' }, exact: true },
+        );
+        // Plan limits: metered's counted by Envoy; strict's plan asks for exact counting, which moves only strict to the callout.
+        for (const name of ['metered', 'strict'])
+          doc.products.push({
+            name,
+            gatewayGroups: ['edge'],
+            basePath: `/${name}`,
+            auth: { accept: ['api_key'] },
+            routes: [{ name: 'items', match: { path: { type: 'prefix', value: '/items' } }, service: 'orders' }],
+          });
         doc.products.push(
           {
             name: 'ledger',
@@ -52,6 +70,8 @@ describe('authz native mode: API keys checked by Envoy itself', () => {
             subscriptions: [
               { product: 'ledger', plan: 'unlimited' },
               { product: 'archive', plan: 'unlimited' },
+              { product: 'metered', plan: 'tight' },
+              { product: 'strict', plan: 'counted' },
             ],
           },
           { name: 'globex', kind: 'service_account', subscriptions: [{ product: 'ledger', plan: 'unlimited', access: { routes: ['entries'] } }] },
@@ -216,6 +236,22 @@ describe('authz native mode: API keys checked by Envoy itself', () => {
       assert.equal((await api.patch('/api/v1/partners/acme', { suspended: false })).status, 200);
       await g.inSync();
       assert.equal((await g.call('/ledger/entries/1', withKey(keys.acme))).status, 200);
+    });
+
+    await t.test('an exact plan moves only its product to the callout: another product is still limited by Envoy alone', async () => {
+      const edge = await api.get('/api/v1/gateway-groups/edge');
+      assert.deepEqual(edge.body.enforcement.rateLimit, { mode: 'native', stated: false, calloutProducts: { strict: 'plan counted asks for exact counting (exact: true)' } });
+      for (const product of ['metered', 'strict']) {
+        for (const n of [1, 2]) assert.equal((await g.call(`/${product}/items/1`, withKey(keys.acme))).status, 200, `${product} request ${n}`);
+        const refused = await g.call(`/${product}/items/1`, withKey(keys.acme));
+        assert.equal(refused.status, 429, `${product}: ${refused.status} ${refused.text}`);
+        assert.equal(refused.headers.get('content-type'), 'application/json', product);
+        assert.equal(refused.headers.get('x-ratelimit-limit'), '2', product);
+        assert.ok(Number(refused.headers.get('retry-after')) >= 1, `${product}: retry-after ${refused.headers.get('retry-after')}`);
+      }
+      assert.equal(await authzDecisions(portico.adminUrl, { product: 'metered' }), 0, 'metered: Envoy authorized and counted it alone');
+      assert.ok((await authzDecisions(portico.adminUrl, { product: 'strict' })) >= 3, 'strict: the callout authorized and counted it');
+      assert.equal(await ledgerChecks(), 0, 'ledger (no limits) stayed native');
     });
 
     await t.test('a product every key holder may call on one plan goes without the access RBAC; a key of a partner it refuses brings it back', async () => {

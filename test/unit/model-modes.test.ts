@@ -1,10 +1,11 @@
 // Native by default: a gateway group that states no mode gets Envoy's own filters, and its plan
-// limits fall back to the combined callout only where native cannot count them (an exact plan,
-// quotas by address or header, too many distinct limits) — never a refusal of a model that states
+// limits fall back to the combined callout only where native cannot count them — product by product
+// for an exact plan or quotas by address or header (the group's other products stay native), the
+// whole group past the distinct limits Envoy has stages for — never a refusal of a model that states
 // nothing. A stated mode is obeyed, and a stated native group with an exact plan is refused.
 import assert from 'node:assert/strict';
 import { describe, it } from 'node:test';
-import { authzModeOf, nativeLimitGroups, rateLimitChoice, MAX_NATIVE_LIMIT_SHAPES, type KindName, type ModelSnapshot, type GatewayGroup } from '../../src/model/index.ts';
+import { authzModeOf, nativeLimitGroups, productRateLimitMode, rateLimitChoice, MAX_NATIVE_LIMIT_SHAPES, type KindName, type ModelSnapshot, type GatewayGroup } from '../../src/model/index.ts';
 import { translate, validateTranslation } from '../../src/translate/index.ts';
 import { validModel } from '../support/translate.ts';
 
@@ -50,22 +51,44 @@ describe('modes a gateway group runs', () => {
     assert.ok(chain(m).includes('envoy.filters.http.ext_authz'));
   });
 
-  it('fall back to combined for a plan that asks for exact counting, and say why', () => {
-    const m = model({}, [{ ...GOLD, exact: true }]);
+  it('count the products of an exact plan with the callout, and only those; say why', () => {
+    // A second product, `web`, whose subscriber's plan native limits can count.
+    const m = model(
+      {},
+      [
+        { ...GOLD, exact: true },
+        { name: 'silver', limits: [{ requests: 2, per: 'second' }] },
+      ],
+      [
+        ['products', { name: 'web', gatewayGroups: ['g'], auth: { accept: ['api_key'] } }],
+        ['routes', { product: 'web', name: 'pages', match: { path: { type: 'prefix', value: '/pages' } }, service: 's' }],
+        ['subscriptions', { partner: 'acme', product: 'web', plan: 'silver' }],
+      ],
+    );
     const c = rateLimitChoice(m, g(m));
-    assert.equal(c.mode, 'combined');
-    assert.match(c.reason ?? '', /plan gold asks for exact counting/);
+    assert.equal(c.mode, 'native');
+    assert.deepEqual([...(c.calloutProducts ?? [])], [['api', 'plan gold asks for exact counting (exact: true)']]);
+    assert.equal(productRateLimitMode(m, g(m), 'api'), 'combined');
+    assert.equal(productRateLimitMode(m, g(m), 'web'), 'native');
+    assert.deepEqual([...nativeLimitGroups(m)], ['g']);
     assert.deepEqual(validateTranslation(m), []);
-    // Limited routes are counted by the callout, which also authorizes them.
-    assert.ok(chain(m).includes('envoy.filters.http.ext_authz'));
+    // api's route is counted (and authorized) by the callout; web's by Envoy alone.
+    const routes = translate(m, { calloutAddress: '127.0.0.1:18001', now: 0 }).get('g')!.routes as any[];
+    const byName = new Map<string, any>(routes.flatMap((rc) => rc.virtual_hosts.flatMap((vh: any) => vh.routes)).map((r: any) => [r.name, r]));
+    const perRoute = (name: string) => byName.get(name)!.typed_per_filter_config;
+    assert.equal(perRoute('api/items')['envoy.filters.http.ext_authz'].check_settings.context_extensions.ratelimit, 'combined');
+    assert.ok(perRoute('web/pages')['envoy.filters.http.api_key_auth'], 'web is checked by api_key_auth');
+    assert.equal(perRoute('web/pages')['envoy.filters.http.ext_authz']?.disabled, true, 'no callout for web');
+    const filters = chain(m);
+    assert.ok(filters.includes('envoy.filters.http.ext_authz') && filters.some((f) => f.startsWith('portico.local_ratelimit')), filters.join());
   });
 
-  it('fall back to combined for quotas by client address or header instead of refusing the model', () => {
+  it('count a product with quotas by client address or header with the callout instead of refusing the model', () => {
     for (const countBy of [{ kind: 'client_ip' }, { kind: 'header', header: 'X-User' }]) {
       const m = model({}, [{ ...GOLD, countBy }]);
       const c = rateLimitChoice(m, g(m));
-      assert.equal(c.mode, 'combined', JSON.stringify(countBy));
-      assert.match(c.reason ?? '', /counts quotas by client address or header/);
+      assert.equal(c.mode, 'native', JSON.stringify(countBy));
+      assert.match(c.calloutProducts?.get('api') ?? '', /counts quotas by client address or header/);
       assert.deepEqual(validateTranslation(m), []);
       // Stated native, the same model is refused, naming the plan's field.
       const stated = model({ rateLimit: { mode: 'native' } }, [{ ...GOLD, countBy }]);
@@ -106,7 +129,7 @@ describe('modes a gateway group runs', () => {
         ['subscriptions', { partner: 'globex', product: 'api', plan: 'slow', status: 'suspended' }],
       ],
     );
-    assert.equal(rateLimitChoice(m, g(m)).mode, 'combined');
+    assert.equal(productRateLimitMode(m, g(m), 'api'), 'combined');
   });
 
   it('refuse an exact plan in a group that states native mode, naming the plan field', () => {

@@ -1,7 +1,7 @@
 // Native quotas counted from access logs (QuotaLedger): forwarded requests of native groups count
 // against the caller's plan quota (by partner, or by route for everybody on the plan), per UTC day
 // or month; a budget at its quota is exhausted until its window ends; refusals, other groups,
-// shadow plans and unknown routes count nothing.
+// shadow plans, unknown routes and products the callout counts count nothing.
 import assert from 'node:assert/strict';
 import { describe, it } from 'node:test';
 import type { KindName, ModelSnapshot } from '../../src/model/model.ts';
@@ -68,5 +68,38 @@ describe('QuotaLedger', () => {
     // An upstream failure after forwarding still counts (the request was admitted).
     q.recordEntries('native', [entry('a', 'acme', 'upstream_reset_before_response_started{connection_failure}'), entry('a', 'acme'), entry('a', 'acme')], T0);
     assert.equal(q.exhausted(T0).length, 1);
+  });
+
+  it('leaves a product of a native group to the callout when its plans need it (an exact plan there)', () => {
+    // An unstated group: native, but the exact plan's product `api` is counted by the callout.
+    const m = validModel([
+      ['gatewayGroups', { name: 'edge', listeners: [{ name: 'web', port: 8080 }] }],
+      ['services', { name: 's', endpoints: [{ host: '10.0.0.1', port: 80 }] }],
+      ['products', { name: 'api', gatewayGroups: ['edge'] }],
+      ['routes', { product: 'api', name: 'a', match: { path: { type: 'prefix', value: '/a' } }, service: 's' }],
+      ['products', { name: 'web', gatewayGroups: ['edge'] }],
+      ['routes', { product: 'web', name: 'a', match: { path: { type: 'prefix', value: '/w' } }, service: 's' }],
+      ['plans', { name: 'strict', exact: true, quotas: [{ requests: 1, per: 'day' }] }],
+      ['plans', { name: 'small', quotas: [{ requests: 1, per: 'day' }] }],
+      ['partners', { name: 'acme' }],
+      ['subscriptions', { partner: 'acme', product: 'api', plan: 'strict' }],
+      ['subscriptions', { partner: 'acme', product: 'web', plan: 'small' }],
+    ]);
+    const q = new QuotaLedger();
+    q.setModel(m);
+    assert.equal(q.recordEntries('edge', [entry('a', 'acme'), entry('a', 'acme')], T0), false, 'api: the callout counts it');
+    const web = {
+      ...entry('a', 'acme'),
+      tags: new Map([
+        ['product', 'web'],
+        ['route', 'a'],
+        ['partner', 'acme'],
+      ]),
+    };
+    assert.equal(q.recordEntries('edge', [web], T0), true, 'web: counted here');
+    assert.deepEqual(
+      q.exhausted(T0).map((e) => e.budget),
+      ['small:web:*:day'],
+    );
   });
 });

@@ -14,7 +14,8 @@ const T0 = Date.UTC(2026, 11, 5, 10, 0, 0);
 function model(extra: Array<[KindName, object]> = []): ModelSnapshot {
   return validModel([
     ['gatewayGroups', { name: 'native', listeners: [{ name: 'web', port: 8080 }], rateLimit: { mode: 'native' } }],
-    ['gatewayGroups', { name: 'exact', listeners: [{ name: 'web', port: 8081 }] }],
+    // States combined: an unstated group would count only \`other\` (quotas by client address) with the callout.
+    ['gatewayGroups', { name: 'exact', listeners: [{ name: 'web', port: 8081 }], rateLimit: { mode: 'combined' } }],
     ['services', { name: 's', endpoints: [{ host: '10.0.0.1', port: 80 }] }],
     ['products', { name: 'api', gatewayGroups: ['native', 'exact'] }],
     ['products', { name: 'other', gatewayGroups: ['exact'] }],

@@ -1,7 +1,7 @@
 // Model → IR for an Envoy gateway group (listeners, route tables, the filters its routes need,
 // clusters, secrets), and for every group of a model. Pure: the same model gives the same IR.
 import { createHash } from 'node:crypto';
-import { sortedValues, authzModeOf, identityHeaders, isReservedHeader, rateLimitModeOf, type ModelSnapshot, type GatewayGroup, type Listener, type Product, type Service } from '../../model/index.ts';
+import { sortedValues, authzModeOf, identityHeaders, isReservedHeader, rateLimitChoice, type ModelSnapshot, type GatewayGroup, type Listener, type Product, type Service } from '../../model/index.ts';
 import { FILTERS } from '../envoy/common.ts';
 import { LIMITS_UNAVAILABLE_STATUS, RATE_LIMIT_DOMAIN, RESERVED_HEADER_PREFIX } from '../../contract/index.ts';
 import { localBucket } from './limits.ts';
@@ -100,14 +100,16 @@ function productCorrelationHeaders(model: ModelSnapshot, p: Product, memo: EmitM
 export function groupToIr(model: ModelSnapshot, group: GatewayGroup, options: IrOptions): GroupIR {
   if (group.kind === 'proxyless-grpc') return proxylessGroupToIr(model, group);
   const products = groupProducts(model, group.name);
-  const mode = rateLimitModeOf(model, group);
+  const choice = rateLimitChoice(model, group);
+  const mode = choice.mode;
+  const calloutProducts = choice.calloutProducts;
   const nativeAuth = authzModeOf(group) === 'native' ? nativeAuthContext(model, products, options.now ?? Date.now()) : undefined;
   const nativeJwt = nativeAuth ? nativeJwtContext(model, options.jwks) : undefined;
   const native =
     mode === 'native'
       ? nativeLimits(
           model,
-          products,
+          calloutProducts ? products.filter((p) => !calloutProducts.has(p.name)) : products,
           options.envoys?.get(group.name) ?? 1,
           (options.quotaExhausted ?? []).filter((q) => q.group === group.name),
         )
@@ -118,6 +120,7 @@ export function groupToIr(model: ModelSnapshot, group: GatewayGroup, options: Ir
     products,
     {
       rateLimitMode: mode,
+      ...(calloutProducts ? { calloutProducts: new Set(calloutProducts.keys()) } : {}),
       ...(native ? { planLimits: native.routes, quotaDeny: native.quotaDeny } : {}),
       ...(nativeAuth ? { nativeAuth } : {}),
       ...(nativeJwt ? { nativeJwt } : {}),

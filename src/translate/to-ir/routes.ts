@@ -152,6 +152,8 @@ export function corsIr(p: Product): CorsIR | undefined {
 export interface RouteFilters {
   /** How plan limits are enforced: counted by ext_authz in its callout, or by Envoy's rate-limit filter. */
   rateLimitMode: RateLimitMode;
+  /** Native mode: the products whose plans the callout counts (combined) all the same (modes.ts: calloutProducts). */
+  calloutProducts?: ReadonlySet<string>;
   /** Native mode: the rate limit entries of each route (by IR name) that plan limits apply to. */
   planLimits?: ReadonlyMap<string, RouteLimitEntryIR[]>;
   /** Native mode: quota refusals of each route (by IR name). */
@@ -193,6 +195,8 @@ export function routeIr(model: ModelSnapshot, product: Product, route: Route, fi
     }
   }
   const accept = effectiveAccept(product, route);
+  // The group's mode, or combined for a product of a native group whose plans need the callout.
+  const rateLimitMode: RateLimitMode | undefined = filters?.calloutProducts?.has(product.name) ? 'combined' : filters?.rateLimitMode;
   const cors = corsIr(product);
   const limits = filters ? routeLimits(model, product, route) : undefined;
   const publicOnly = accept.every((a) => a === 'none');
@@ -209,7 +213,7 @@ export function routeIr(model: ModelSnapshot, product: Product, route: Route, fi
   const planLimits = filters?.planLimits?.get(name);
   const quotaDeny = filters?.quotaDeny?.get(name);
   // Limits counted natively (rateLimit.mode native) need no callout; the callout's own counting does.
-  const countedByCallout = limits?.limited === true && filters?.rateLimitMode !== 'native';
+  const countedByCallout = limits?.limited === true && rateLimitMode !== 'native';
   const native = filters?.nativeAuth && limits ? nativeApiKeyAuth(model, product, route, accept, countedByCallout, filters.nativeAuth) : undefined;
   const jwt = filters?.nativeAuth && filters.nativeJwt && limits ? nativeJwtAuth(model, product, route, accept, countedByCallout, filters.nativeJwt, filters.nativeAuth) : undefined;
   const mtls = filters?.nativeAuth && limits ? nativeMtlsAccess(model, product, route, accept, countedByCallout, filters.nativeAuth) : undefined;
@@ -221,10 +225,8 @@ export function routeIr(model: ModelSnapshot, product: Product, route: Route, fi
     requestHeaders,
     responseHeaders,
     ...(cors ? { cors } : {}),
-    ...(filters && limits ? { authz: routeAuthz(product, route, accept, limits.limited, filters.rateLimitMode) } : {}),
-    ...(filters && limits?.limited && filters.rateLimitMode === 'service'
-      ? { rateLimit: { product: product.name, route: route.name, partnerFromAuthz: !publicOnly, countHeaders: limits.countHeaders } }
-      : {}),
+    ...(filters && limits && rateLimitMode ? { authz: routeAuthz(product, route, accept, limits.limited, rateLimitMode) } : {}),
+    ...(filters && limits?.limited && rateLimitMode === 'service' ? { rateLimit: { product: product.name, route: route.name, partnerFromAuthz: !publicOnly, countHeaders: limits.countHeaders } } : {}),
     ...(filters && route.localRateLimit ? { localRateLimit: localBucket(route.localRateLimit) } : {}),
     ...(filters && compression ? { compression } : {}),
     ...(cache ? { cache } : {}),

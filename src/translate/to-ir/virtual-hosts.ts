@@ -105,7 +105,7 @@ function corsPreflight(routes: readonly RouteIR[], cors: CorsIR, withAuthz: bool
  * rebuilt on every translation).
  */
 function productDeps(model: ModelSnapshot, p: Product, routes: readonly Route[], filters: RouteFilters, context: string): unknown[] {
-  const deps: unknown[] = [p, context, model.plans, model.subscriptions, model.partners, model.jwtIssuers, model.mtlsIdentities, ...routes];
+  const deps: unknown[] = [p, context, filters.calloutProducts?.has(p.name) === true, model.plans, model.subscriptions, model.partners, model.jwtIssuers, model.mtlsIdentities, ...routes];
   let limits = '';
   for (const r of routes) {
     if (r.service !== undefined) deps.push(model.services.get(r.service));
