@@ -389,6 +389,8 @@ export interface RouteAccessIR {
     fingerprints?: string[];
     emails?: string[];
     ips?: string[];
+    /** Fingerprints other partners pinned: a certificate with one of them is never this partner's by its names (the callout's precedence). */
+    notFingerprints?: string[];
     /** The partner header names the partner (JWT issuers whose top-level claim jwt_authn copies into it). */
     partnerHeader?: true;
     /** A verified token of the provider whose payload names the partner: by `claim`, or any token (fixed partner). */

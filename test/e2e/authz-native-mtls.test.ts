@@ -6,7 +6,8 @@
 // Envoy per certificate partner (429 contract); a fingerprint identity
 // matched through the header Envoy writes from the verified certificate (a client's copy never
 // counts); email and IPv4 SAN identities the same way (any SAN of the certificate's comma-joined
-// list), an IPv6 SAN on the callout; config_dump holds no private key.
+// list), an IPv6 SAN on the callout; a fingerprint beating another partner's SAN (the callout's
+// precedence); config_dump holds no private key.
 import assert from 'node:assert/strict';
 import { X509Certificate } from 'node:crypto';
 import { describe, it } from 'node:test';
@@ -32,6 +33,8 @@ describe('authz native mode: client certificates decided by Envoy itself', () =>
     const byIp = await signedBy(clientCa, 'ip-client', { client: true, san: 'IP:10.9.8.7,IP:10.9.8.70' });
     const byIpPrefix = await signedBy(clientCa, 'ip-prefix-client', { client: true, san: 'IP:10.9.8.77' });
     const byIpv6 = await signedBy(clientCa, 'ipv6-client', { client: true, san: 'IP:fd00::7' });
+    // Carries bank-b's DNS SAN, but bank-j pinned its fingerprint: the callout's precedence makes it bank-j's.
+    const pinnedWithName = await signedBy(clientCa, 'pinned-client', { client: true, san: 'DNS:san-client.bank-b.internal' });
     const foreign = await signedBy(await selfSigned('Someone Else CA'), 'subject-client', { client: true, san: 'URI:spiffe://bank-c.example/ns/prod/sa/ledger' });
 
     const mirror = await startMirror();
@@ -70,6 +73,7 @@ describe('authz native mode: client certificates decided by Envoy itself', () =>
       ['bank-g', 'safe', { type: 'san', value: 'email:ops@bank-g.example' }],
       ['bank-h', 'safe', { type: 'san', value: 'IP:10.9.8.70' }],
       ['bank-i', 'annex', { type: 'san', value: 'IP:fd00::7' }],
+      ['bank-j', 'safe', { type: 'fingerprint', value: new X509Certificate(pinnedWithName.certificate).fingerprint256 }],
     ];
     for (const [partner, product, match, extra] of partners) {
       ok(await api.post('/api/v1/partners', { name: partner, kind: 'tenant', ...(partner === 'bank-e' ? { suspended: true } : {}) }), partner);
@@ -157,6 +161,13 @@ describe('authz native mode: client certificates decided by Envoy itself', () =>
       // Envoy prints IPv6 SANs compressed, the callout as Node does: that product is the callout's.
       assert.deepEqual(mirroredHeaders(await https('/annex/entries/1', byIpv6)).get('x-portico-partner'), ['bank-i']);
       assert.ok((await authzDecisions(portico.adminUrl, { product: 'annex' })) > 0, 'annex is checked by the callout');
+    });
+
+    await t.test("a fingerprint beats another partner's SAN on the same certificate, as in the callout", async () => {
+      assertGatewayError(await https('/ledger/entries/1', pinnedWithName), 403, 'no_subscription', "bank-j's certificate on ledger, despite bank-b's SAN");
+      assert.deepEqual(mirroredHeaders(await https('/safe/entries/1', pinnedWithName)).get('x-portico-partner'), ['bank-j']);
+      assert.deepEqual(mirroredHeaders(await https('/ledger/entries/1', bySan)).get('x-portico-partner'), ['bank-b'], "bank-b's own certificate still is bank-b's");
+      assert.equal(await ledgerChecks(), 0, 'no callout');
     });
 
     await t.test("Envoy's config_dump holds the identities' names and no private key", async () => {

@@ -23,7 +23,8 @@ const PEER_FACTS = Object.keys(PEER_HEADERS) as PeerFact[];
 /** The peer headers a route's access policies read (the edge writes them there), as [header, formatter]. */
 export function peerHeadersOf(a: RouteAccessIR | undefined): Array<[string, string]> {
   if (!a?.identities) return [];
-  return PEER_FACTS.filter((f) => a.identities!.some((i) => i[f] !== undefined)).map((f) => [PEER_HEADERS[f].header, PEER_HEADERS[f].value]);
+  const needs = (f: PeerFact) => a.identities!.some((i) => i[f] !== undefined || (f === 'fingerprints' && i.notFingerprints !== undefined));
+  return PEER_FACTS.filter(needs).map((f) => [PEER_HEADERS[f].header, PEER_HEADERS[f].value]);
 }
 
 const add = (m: Map<string, string[]>, partner: string, v: string) => m.set(partner, [...new Set([...(m.get(partner) ?? []), v])].sort(compareStrings));
@@ -65,6 +66,9 @@ export function nativeMtlsAccess(model: ModelSnapshot, product: Product, route: 
       const values = facts[f].get(partner);
       if (values) identity[f] = values;
     }
+    // The callout tries the fingerprint first: a certificate another partner pinned is that partner's, whatever names it carries.
+    const pinned = [...facts.fingerprints].filter(([p]) => p !== partner).flatMap(([, fps]) => fps);
+    if (pinned.length && (identity.principals.length || identity.emails || identity.ips)) identity.notFingerprints = [...new Set(pinned)].sort(compareStrings);
     return identity;
   });
   return { ...access, identities };

@@ -49,11 +49,17 @@ function principalOf(a: RouteAccessIR): (name: string) => Json {
   const ids = new Map(a.identities.map((i) => [i.partner, i]));
   return (partner) => {
     const i = ids.get(partner);
-    const list: Json[] = [
+    const fingerprintIs = (f: string): Json => ({ header: { name: PEER_HEADERS.fingerprints.header, string_match: { exact: f } } });
+    const names: Json[] = [
       ...(i?.principals ?? []).map((n): Json => ({ authenticated: { principal_name: { exact: n } } })),
-      ...(i?.fingerprints ?? []).map((f): Json => ({ header: { name: PEER_HEADERS.fingerprints.header, string_match: { exact: f } } })),
       ...(i?.emails ?? []).map((e) => inList(PEER_HEADERS.emails.header, e)),
       ...(i?.ips ?? []).map((ip) => inList(PEER_HEADERS.ips.header, ip)),
+    ];
+    // A certificate another partner pinned by fingerprint is that partner's, whatever names it carries.
+    const byName = names.length && i?.notFingerprints ? [{ and_ids: { ids: [oneOf(names), { not_id: oneOf(i.notFingerprints.map(fingerprintIs)) }] } }] : names;
+    const list: Json[] = [
+      ...(i?.fingerprints ?? []).map(fingerprintIs),
+      ...byName,
       ...(i?.partnerHeader ? [partnerHeaderIs(partner)] : []),
       ...(i?.tokens ?? []).map((t) => (t.claim === undefined ? tokenOf(t.provider) : claimIs(t.provider, t.claim, partner))),
     ];
