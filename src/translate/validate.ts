@@ -19,7 +19,7 @@ export function validateTranslation(model: ModelSnapshot): ModelError[] {
   const invalid = (kind: ModelError['kind'], key: string, field: string, message: string) => errors.push({ kind, key, field, code: 'invalid', message });
 
   for (const g of sortedValues(model, 'gatewayGroups')) {
-    // A group that states native mode must be able to count its plans natively; unstated, it falls back to combined (src/model/modes.ts).
+    // A group that states native mode must be able to count its plans natively; unstated, the products it cannot count fall back to combined (src/model/modes.ts).
     if (g.kind !== 'proxyless-grpc' && g.rateLimit?.mode === 'native') {
       const products = groupProducts(model, g.name);
       for (const plan of exactPlans(model, products)) {
