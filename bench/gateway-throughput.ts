@@ -1,16 +1,6 @@
 // Benchmark: one route through a real Envoy, driven by wrk (maximum throughput) and hey (a constant
-// rate of half the plain maximum), in four configurations of the same route and upstream:
-//   plain     auth none, no limits: Envoy proxies, no callout
-//   auth      API key (ext_authz callout), a plan without limits
-//   combined  API key + a rate limit, rateLimit.mode combined (one callout authenticates and counts)
-//   service   API key + a rate limit, rateLimit.mode service (ext_authz callout + rate-limit callout)
-//   native    a rate limit per client address, rateLimit.mode native (Envoy's own token buckets, no callout)
-//   auth-native  API key (ext_authz callout) + a rate limit per partner, rateLimit.mode native
-//   jwt-native   JWT verified by Envoy (authz.mode native: jwt_authn with its token cache, the access
-//                RBAC on the partner claim) + a rate limit per partner, rateLimit.mode native: no callout
-//   key-native   API key + a rate limit per partner, both native (authz.mode native: api_key_auth and
-//                the access RBAC; rateLimit.mode native): no callout at all
-// The limit is far above what the machine can send, so every request is counted and none refused.
+// rate of half the plain maximum), in several configurations of the same route and upstream
+// (the scenarios: bench/gateway-scenarios.ts). The limit is far above what the machine can send.
 // Processes: the control plane (bin/portico serve, its own process), the gateway Envoy, the upstream
 // (a second Envoy answering directly: the cheapest upstream, so the gateway's work shows), the load
 // generator. CPU seconds per process are read from /proc for every run. Prints JSON.
@@ -23,11 +13,10 @@
 //   [--threads 1] [--envoy-concurrency 2] [--redis] [--access-log on|off]
 //   [--scenarios plain,auth,combined,service,native,auth-native,jwt-native,key-native] [--half-load-workers 32]
 import { spawnSync } from 'node:child_process';
-import { generateKeyPairSync } from 'node:crypto';
-import { SignJWT } from 'jose';
 import os from 'node:os';
 import { componentPath, freePort, waitFor } from '../test/support/components.ts';
 import { cpuMeter, flags, headerObject, hey, median, printJson, round2, wrk, wrkFigures, type HeyResult, type WrkResult } from './harness.ts';
+import { benchToken, COUNTED_BY_CALLOUT, documentFor, GROUP, headersFor, NATIVE, type Scenario } from './gateway-scenarios.ts';
 import { newApiKey, startControlPlane, startDirectUpstream, startGatewayEnvoy, workspace } from './stack.ts';
 
 const args = flags({
@@ -49,66 +38,7 @@ const ENVOY_CONCURRENCY = args['envoy-concurrency'];
 const ACCESS_LOG = args['access-log'] === 'on';
 const SCENARIOS = args.scenarios.split(',').map((s) => s.trim()) as Scenario[];
 const HALF_WORKERS = args['half-load-workers'];
-const GROUP = 'edge';
 const NODE = 'bench-gateway';
-
-type Scenario = 'plain' | 'auth' | 'combined' | 'service' | 'native' | 'auth-native' | 'jwt-native' | 'key-native';
-
-/** Scenarios whose allowed responses carry X-RateLimit-* (a callout counted them). */
-const COUNTED_BY_CALLOUT: readonly Scenario[] = ['combined', 'service'];
-const NATIVE: readonly Scenario[] = ['native', 'auth-native', 'jwt-native', 'key-native'];
-
-// jwt-native: an issuer whose public key is in the model (pushed to Envoy inline), one token reused by every request (as a client does until it expires).
-const ISSUER = { name: 'bench-idp', issuer: 'https://idp.bench.example', audience: 'bench.example' };
-const signing = generateKeyPairSync('ec', { namedCurve: 'P-256' });
-const issuerJwk = { ...(signing.publicKey.export({ format: 'jwk' }) as Record<string, string>), kid: 'bench-1', alg: 'ES256', use: 'sig' };
-const benchToken = (): Promise<string> =>
-  new SignJWT({ partner: 'acme' })
-    .setProtectedHeader({ alg: 'ES256', kid: 'bench-1' })
-    .setIssuer(ISSUER.issuer)
-    .setAudience(ISSUER.audience)
-    .setIssuedAt()
-    .setExpirationTime('2h')
-    .sign(signing.privateKey);
-
-// ── the model ─────────────────────────────────────────────────────────────────
-
-function documentFor(s: Scenario, o: { listenerPort: number; upstreamPort: number; key: string }): Record<string, unknown> {
-  const limited = s === 'combined' || s === 'service' || s === 'auth-native' || s === 'jwt-native' || s === 'key-native';
-  const mode = s === 'service' ? 'service' : NATIVE.includes(s) ? 'native' : 'combined';
-  return {
-    portico: 'v1',
-    gatewayGroups: [
-      {
-        name: GROUP,
-        listeners: [{ name: 'http', port: o.listenerPort, address: '127.0.0.1' }],
-        // Generous timeouts: a loaded machine must not turn slow callouts into failed requests.
-        authz: { failureMode: 'closed', timeoutMs: 5000, ...(s === 'jwt-native' || s === 'key-native' ? { mode: 'native' } : {}) },
-        rateLimit: { mode, failureMode: 'closed', timeoutMs: 5000 },
-      },
-    ],
-    services: [{ name: 'upstream', endpoints: [{ host: '127.0.0.1', port: o.upstreamPort }] }],
-    products: [
-      {
-        name: 'bench',
-        gatewayGroups: [GROUP],
-        basePath: '/bench',
-        auth: { accept: s === 'plain' || s === 'native' ? ['none'] : s === 'jwt-native' ? ['jwt'] : ['api_key'] },
-        // native: anonymous callers on a plan limited per client address.
-        ...(s === 'native' ? { publicPlan: 'per-address' } : {}),
-        routes: [{ name: 'get', match: { path: { type: 'prefix', value: '/' } }, service: 'upstream' }],
-      },
-    ],
-    plans: [
-      { name: 'unlimited' },
-      // Counted on every request, never reached.
-      { name: 'big', limits: [{ requests: 1_000_000_000, per: 'second' }], countBy: { kind: 'partner' } },
-      { name: 'per-address', limits: [{ requests: 1_000_000_000, per: 'second' }], countBy: { kind: 'client_ip' } },
-    ],
-    jwtIssuers: [{ name: ISSUER.name, issuer: ISSUER.issuer, audiences: [ISSUER.audience], algorithms: ['ES256'], partnerClaim: 'partner', jwks: { keys: [issuerJwk] } }],
-    partners: [{ name: 'acme', apiKeys: [{ name: 'bench', key: o.key }], subscriptions: [{ product: 'bench', plan: limited ? 'big' : 'unlimited' }] }],
-  };
-}
 
 // ── main ──────────────────────────────────────────────────────────────────────
 
@@ -138,7 +68,6 @@ async function main(): Promise<void> {
     const key = newApiKey();
     const url = `http://127.0.0.1:${listenerPort}/bench/item`;
     const token = await benchToken();
-    const headersFor = (s: Scenario) => (s === 'plain' || s === 'native' ? [] : s === 'jwt-native' ? [`authorization: Bearer ${token}`] : [`x-api-key: ${key}`]);
 
     const configure = async (s: Scenario) => {
       await cp.apply(documentFor(s, { listenerPort, upstreamPort: upstream.port, key }));
@@ -146,7 +75,7 @@ async function main(): Promise<void> {
         `Envoy to serve the ${s} configuration`,
         async () => {
           if (!(await cp.settled(NODE))) return undefined;
-          const r = await fetch(url, { headers: headerObject(headersFor(s)) }).catch(() => undefined);
+          const r = await fetch(url, { headers: headerObject(headersFor(s, { key, token })) }).catch(() => undefined);
           if (r?.status !== 200) return undefined;
           const limited = r.headers.get('x-ratelimit-limit') !== null;
           if (limited !== COUNTED_BY_CALLOUT.includes(s)) return undefined;
@@ -170,7 +99,7 @@ async function main(): Promise<void> {
     for (let round = 0; round < ROUNDS; round++) {
       for (const s of SCENARIOS) {
         await configure(s);
-        const load = { url, headers: headersFor(s), threads: THREADS, connections: CONNECTIONS };
+        const load = { url, headers: headersFor(s, { key, token }), threads: THREADS, connections: CONNECTIONS };
         await wrk({ ...load, durationS: 2 }); // warm-up: connections, JIT, caches
         const used = cpuMeter(pids);
         const callouts0 = await gateway.stats('^cluster\\.portico_callouts\\.(upstream_cx_total|upstream_rq_total)$');
@@ -227,7 +156,7 @@ async function main(): Promise<void> {
       let base: HeyResult | undefined;
       for (const s of SCENARIOS) {
         await configure(s);
-        const h = await hey({ url, headers: headersFor(s), rate, durationS: DURATION_S, workers: HALF_WORKERS });
+        const h = await hey({ url, headers: headersFor(s, { key, token }), rate, durationS: DURATION_S, workers: HALF_WORKERS });
         if (s === 'plain') base = h;
         out.push({
           scenario: s,

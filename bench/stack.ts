@@ -163,14 +163,20 @@ export interface GatewayEnvoy {
  * A gateway Envoy with the bootstrap users run (src/xds/bootstrap.ts), up once its admin answers.
  * Not test/support's launchEnvoy: that keeps stdout, the access log, in this process.
  */
-export async function startGatewayEnvoy(ws: Workspace, envoyBin: string, o: { nodeId: string; group: string; xds: string; concurrency: number; drainTimeS?: number }): Promise<GatewayEnvoy> {
+export async function startGatewayEnvoy(
+  ws: Workspace,
+  envoyBin: string,
+  o: { nodeId: string; group: string; xds: string; concurrency: number; drainTimeS?: number; wrap?: readonly string[] },
+): Promise<GatewayEnvoy> {
   const adminPort = await freePort();
   const file = path.join(ws.dir, `gateway-${o.nodeId}.json`);
   writeFileSync(file, JSON.stringify(renderBootstrap({ role: 'edge', nodeId: o.nodeId, group: o.group, xdsAddresses: [o.xds], adminPort })));
   const drain = o.drainTimeS !== undefined ? ['--drain-time-s', String(o.drainTimeS)] : [];
-  const proc = ws.run(envoyBin, ['-c', file, '--concurrency', String(o.concurrency), '--use-dynamic-base-id', '-l', 'error', ...drain]);
+  const args = ['-c', file, '--concurrency', String(o.concurrency), '--use-dynamic-base-id', '-l', 'error', ...drain];
+  // wrap: a command Envoy runs under (a profiler), which is slower to start.
+  const proc = o.wrap?.length ? ws.run(o.wrap[0]!, [...o.wrap.slice(1), envoyBin, ...args]) : ws.run(envoyBin, args);
   const admin = `http://127.0.0.1:${adminPort}`;
-  await waitFor('Envoy admin', async () => ((await fetch(`${admin}/ready`).catch(() => undefined))?.status ? true : undefined), 30_000, 100);
+  await waitFor('Envoy admin', async () => ((await fetch(`${admin}/ready`).catch(() => undefined))?.status ? true : undefined), o.wrap?.length ? 180_000 : 30_000, 100);
   const stats = async (filter: string) => {
     const text = await (await fetch(`${admin}/stats?filter=${encodeURIComponent(filter)}`)).text();
     return Object.fromEntries([...text.matchAll(/^([^:\s]+): (\d+)$/gm)].map((m) => [m[1]!, Number(m[2])]));

@@ -1,0 +1,77 @@
+// The gateway benchmarks' scenarios: one route through Envoy in each configuration, the model that
+// makes it (applied through the admin API) and the request headers a caller sends.
+//   plain     auth none, no limits: Envoy proxies, no callout
+//   auth      API key (ext_authz callout), a plan without limits
+//   combined  API key + a rate limit, rateLimit.mode combined (one callout authenticates and counts)
+//   service   API key + a rate limit, rateLimit.mode service (ext_authz callout + rate-limit callout)
+//   native    a rate limit per client address, rateLimit.mode native (Envoy's own token buckets, no callout)
+//   auth-native  API key (ext_authz callout) + a rate limit per partner, rateLimit.mode native
+//   jwt-native   JWT verified by Envoy (jwt_authn with its token cache, the access RBAC on the partner
+//                claim) + a rate limit per partner, both native: no callout
+//   key-native   API key + a rate limit per partner, both native (api_key_auth; rateLimit.mode native): no callout
+// The limit is far above what the machine can send, so every request is counted and none refused.
+import { generateKeyPairSync } from 'node:crypto';
+import { SignJWT } from 'jose';
+
+export const GROUP = 'edge';
+
+export type Scenario = 'plain' | 'auth' | 'combined' | 'service' | 'native' | 'auth-native' | 'jwt-native' | 'key-native';
+
+/** Scenarios whose allowed responses carry X-RateLimit-* (a callout counted them). */
+export const COUNTED_BY_CALLOUT: readonly Scenario[] = ['combined', 'service'];
+export const NATIVE: readonly Scenario[] = ['native', 'auth-native', 'jwt-native', 'key-native'];
+
+// jwt-native: an issuer whose public key is in the model (pushed to Envoy inline), one token reused by every request (as a client does until it expires).
+const ISSUER = { name: 'bench-idp', issuer: 'https://idp.bench.example', audience: 'bench.example' };
+const signing = generateKeyPairSync('ec', { namedCurve: 'P-256' });
+const issuerJwk = { ...(signing.publicKey.export({ format: 'jwk' }) as Record<string, string>), kid: 'bench-1', alg: 'ES256', use: 'sig' };
+export const benchToken = (): Promise<string> =>
+  new SignJWT({ partner: 'acme' })
+    .setProtectedHeader({ alg: 'ES256', kid: 'bench-1' })
+    .setIssuer(ISSUER.issuer)
+    .setAudience(ISSUER.audience)
+    .setIssuedAt()
+    .setExpirationTime('2h')
+    .sign(signing.privateKey);
+
+export function documentFor(s: Scenario, o: { listenerPort: number; upstreamPort: number; key: string }): Record<string, unknown> {
+  const limited = s === 'combined' || s === 'service' || s === 'auth-native' || s === 'jwt-native' || s === 'key-native';
+  const mode = s === 'service' ? 'service' : NATIVE.includes(s) ? 'native' : 'combined';
+  return {
+    portico: 'v1',
+    gatewayGroups: [
+      {
+        name: GROUP,
+        listeners: [{ name: 'http', port: o.listenerPort, address: '127.0.0.1' }],
+        // Generous timeouts: a loaded machine must not turn slow callouts into failed requests.
+        authz: { failureMode: 'closed', timeoutMs: 5000, ...(s === 'jwt-native' || s === 'key-native' ? { mode: 'native' } : {}) },
+        rateLimit: { mode, failureMode: 'closed', timeoutMs: 5000 },
+      },
+    ],
+    services: [{ name: 'upstream', endpoints: [{ host: '127.0.0.1', port: o.upstreamPort }] }],
+    products: [
+      {
+        name: 'bench',
+        gatewayGroups: [GROUP],
+        basePath: '/bench',
+        auth: { accept: s === 'plain' || s === 'native' ? ['none'] : s === 'jwt-native' ? ['jwt'] : ['api_key'] },
+        // native: anonymous callers on a plan limited per client address.
+        ...(s === 'native' ? { publicPlan: 'per-address' } : {}),
+        routes: [{ name: 'get', match: { path: { type: 'prefix', value: '/' } }, service: 'upstream' }],
+      },
+    ],
+    plans: [
+      { name: 'unlimited' },
+      // Counted on every request, never reached.
+      { name: 'big', limits: [{ requests: 1_000_000_000, per: 'second' }], countBy: { kind: 'partner' } },
+      { name: 'per-address', limits: [{ requests: 1_000_000_000, per: 'second' }], countBy: { kind: 'client_ip' } },
+    ],
+    jwtIssuers: [{ name: ISSUER.name, issuer: ISSUER.issuer, audiences: [ISSUER.audience], algorithms: ['ES256'], partnerClaim: 'partner', jwks: { keys: [issuerJwk] } }],
+    partners: [{ name: 'acme', apiKeys: [{ name: 'bench', key: o.key }], subscriptions: [{ product: 'bench', plan: limited ? 'big' : 'unlimited' }] }],
+  };
+}
+
+/** What a caller of the scenario sends: nothing, its API key, or its bearer token. */
+export function headersFor(s: Scenario, c: { key: string; token: string }): string[] {
+  return s === 'plain' || s === 'native' ? [] : s === 'jwt-native' ? [`authorization: Bearer ${c.token}`] : [`x-api-key: ${c.key}`];
+}
