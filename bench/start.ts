@@ -7,8 +7,9 @@
 //        [--streams 1000]  (then one more compiled start: its RSS at ready, idle, and holding N ADS streams)
 //        [--against DIR]   (instead of tsx, the compiled build of another checkout DIR, e.g. main's with
 //                           its own `npm run build`: an A/B of two builds alternating in one run)
-//        [--node-flags 'A|B']  (then compiled starts under each set of Node flags, alternating, --runs
-//                           times: start, CPU, RSS at ready and after 10 s idle; '' is Node's defaults)
+//        [--node-flags 'A|B']  (instead of compiled against tsx, compiled starts under each set of Node
+//                           flags in turn, --runs times: start, CPU, RSS at ready and after 10 s idle,
+//                           and the heap then; '' is Node's defaults)
 import { fork, spawnSync } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
 import path from 'node:path';
@@ -98,7 +99,7 @@ try {
   const second = against ? 'against' : 'tsx';
   const results: Record<string, Array<{ ms: number; cpuS: number; rssMb: number }>> = { compiledAfterStop: [], [`${second}AfterStop`]: [], compiledAfterKill9: [], [`${second}AfterKill9`]: [] };
   const load: string[] = [];
-  for (let i = 0; i < args.runs; i++) {
+  for (let i = 0; i < (args['node-flags'] === undefined ? args.runs : 0); i++) {
     for (const compiled of [true, false]) {
       const name = compiled ? 'compiled' : against ? 'against' : 'tsx';
       const a = await start(compiled);
@@ -135,16 +136,24 @@ try {
     load.push(spawnSync('cat', ['/proc/loadavg'], { encoding: 'utf8' }).stdout.trim());
     process.stderr.write(`start: ${args.streams} streams: ${JSON.stringify(streams)}\n`);
   }
+  /** Where the idle process's memory is, from its /metrics (prom-client's Node metrics), in MB. */
+  const heapMetrics = async (): Promise<{ heap: Record<string, number> }> => {
+    const text = await (await fetch(`${adminUrl}/metrics`)).text();
+    const heap: Record<string, number> = {};
+    for (const m of text.matchAll(/^nodejs_(heap_size_used|heap_size_total|external_memory)_bytes (\S+)$/gm)) heap[m[1]!] = Math.round(Number(m[2]) / 1e6);
+    for (const m of text.matchAll(/^nodejs_heap_space_size_(used|total)_bytes\{space="(\w+)"\} (\S+)$/gm)) heap[`${m[2]}_${m[1]}`] = Math.round(Number(m[3]) / 1e6);
+    return { heap };
+  };
   // Node flags side by side: each variant started in turn, so load drifts touch them alike.
   let nodeFlags: Record<string, unknown> | undefined;
   if (args['node-flags'] !== undefined) {
     const variants = String(args['node-flags']).split('|');
-    const byVariant = new Map<string, Array<{ ms: number; cpuS: number; rssMb: number; idleRssMb: number; idleCpuS: number }>>(variants.map((v) => [v, []]));
-    for (let i = 0; i < Math.max(args.runs, 1); i++) {
+    const byVariant = new Map<string, Array<{ ms: number; cpuS: number; rssMb: number; idleRssMb: number; idleCpuS: number; heap: Record<string, number> }>>(variants.map((v) => [v, []]));
+    for (let i = 0; i < args.runs; i++) {
       for (const v of variants) {
         const a = await start(true, v);
         await new Promise((r) => setTimeout(r, 10_000));
-        byVariant.get(v)!.push({ ms: a.ms, cpuS: a.cpuS, rssMb: a.rssMb, idleRssMb: rssMB(a.proc.child.pid), idleCpuS: round2(cpuSeconds(a.proc.child.pid)) });
+        byVariant.get(v)!.push({ ms: a.ms, cpuS: a.cpuS, rssMb: a.rssMb, idleRssMb: rssMB(a.proc.child.pid), idleCpuS: round2(cpuSeconds(a.proc.child.pid)), ...(await heapMetrics()) });
         await a.proc.stop();
         process.stderr.write(`start: flags '${v}': ${JSON.stringify(byVariant.get(v)!.at(-1))}\n`);
       }
@@ -164,14 +173,18 @@ try {
     );
   }
   const summary = Object.fromEntries(
-    Object.entries(results).map(([k, v]) => [k, { medianMs: median(v.map((r) => r.ms)), maxMs: Math.max(...v.map((r) => r.ms)), medianCpuS: round2(median(v.map((r) => r.cpuS))), runs: v }]),
+    Object.entries(results)
+      .filter(([, v]) => v.length > 0)
+      .map(([k, v]) => [k, { medianMs: median(v.map((r) => r.ms)), maxMs: Math.max(...v.map((r) => r.ms)), medianCpuS: round2(median(v.map((r) => r.cpuS))), runs: v }]),
   );
   printJson({
     benchmark: 'start',
     database: args.embedded ? 'embedded' : 'postgresql',
     model: { routes: args.products * ROUTES_PER_PRODUCT, products: args.products, partners: 200, documentBytes: text.length },
     ...summary,
-    [against ? 'compiledToAgainstMedianRatio' : 'compiledToTsxMedianRatio']: round2(median(results.compiledAfterStop!.map((r) => r.ms)) / median(results[`${second}AfterStop`]!.map((r) => r.ms))),
+    [against ? 'compiledToAgainstMedianRatio' : 'compiledToTsxMedianRatio']: nodeFlags
+      ? undefined
+      : round2(median(results.compiledAfterStop!.map((r) => r.ms)) / median(results[`${second}AfterStop`]!.map((r) => r.ms))),
     ...(against ? { against } : {}),
     ...(streams ? { memoryCompiled: streams } : {}),
     ...(nodeFlags ? { nodeFlags } : {}),
