@@ -3,15 +3,19 @@
 // at 100 connections and the server's resident memory holding that model. Prints JSON.
 // Usage: tsx bench/admin-apply.ts [--database pglite|postgresql] [--database-url postgresql://…]
 //        (--database postgresql starts a throwaway PostgreSQL as the tests do; --profile DIR: server CPU profile)
+//        [--against DIR --runs N]: apply only, N times with this checkout and N with DIR's (another
+//        checkout, e.g. main before a change), alternating, each on a fresh server and database
 import { readFileSync } from 'node:fs';
+import os from 'node:os';
 import path from 'node:path';
 import type { TestContext } from 'node:test';
+import { fileURLToPath } from 'node:url';
 import { startPostgres } from '../test/support/components.ts';
-import { flags, printJson, wrk } from './harness.ts';
+import { flags, median, printJson, round2, wrk } from './harness.ts';
 import { startControlPlane, workspace } from './stack.ts';
 import { benchDocument } from './bench-model.ts';
 
-const args = flags({ database: 'pglite', 'database-url': undefined, products: 1000, seconds: 10, profile: undefined });
+const args = flags({ database: 'pglite', 'database-url': undefined, products: 1000, seconds: 10, profile: undefined, against: undefined, runs: 3 });
 const PRODUCTS = args.products;
 const ROUTES_PER_PRODUCT = 5;
 const PARTNERS = PRODUCTS;
@@ -34,9 +38,56 @@ function rssMb(pid: number): number {
   return Math.round(Number(/VmRSS:\s+(\d+)/.exec(status)![1]) / 1024);
 }
 
-const ws = workspace('portico-bench-');
 // startPostgres takes a test's context only to skip when PostgreSQL is missing; a benchmark fails instead.
 const noSkip = { skip: (why: string) => void process.stderr.write(`${why}\n`) } as unknown as TestContext;
+
+/** One apply and re-apply of the document on a fresh server (and fresh database) of checkout `root`. */
+async function applyOnce(root: string, text: string): Promise<{ applyMs: number; reapplyMs: number }> {
+  const ws = workspace('portico-bench-');
+  const pg = args.database === 'postgresql' ? await startPostgres(noSkip) : undefined;
+  try {
+    const cp = await startControlPlane(ws, pg ? { DATABASE_URL: pg.url } : {}, root);
+    const post = () => fetch(`${cp.adminUrl}/api/v1/config`, { method: 'POST', headers: { authorization: `Bearer ${cp.token}`, 'content-type': 'application/yaml' }, body: text });
+    const t0 = performance.now();
+    const res = await post();
+    const applyMs = Math.round(performance.now() - t0);
+    if (!res.ok) throw new Error(`apply failed (${root}): ${res.status} ${await res.text()}`);
+    const t1 = performance.now();
+    await (await post()).text();
+    return { applyMs, reapplyMs: Math.round(performance.now() - t1) };
+  } finally {
+    await ws.close();
+    await pg?.stop();
+  }
+}
+
+if (args.against) {
+  const here = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '..');
+  const variants = { this: here, against: path.resolve(args.against) };
+  const text = buildDocument();
+  const loadBefore = os.loadavg();
+  const runs: Record<keyof typeof variants, Array<{ applyMs: number; reapplyMs: number }>> = { this: [], against: [] };
+  for (let i = 0; i < args.runs; i++) {
+    // Alternating which goes first, so a drift in the machine's load falls on both.
+    const order = (i % 2 === 0 ? ['this', 'against'] : ['against', 'this']) as Array<keyof typeof variants>;
+    for (const v of order) runs[v].push(await applyOnce(variants[v], text));
+  }
+  const med = (v: keyof typeof variants, k: 'applyMs' | 'reapplyMs') => median(runs[v].map((r) => r[k]));
+  printJson({
+    benchmark: 'admin-apply',
+    database: args.database,
+    against: variants.against,
+    applyMs: { this: runs.this.map((r) => r.applyMs), against: runs.against.map((r) => r.applyMs) },
+    reapplyMs: { this: runs.this.map((r) => r.reapplyMs), against: runs.against.map((r) => r.reapplyMs) },
+    medianApplyMs: { this: med('this', 'applyMs'), against: med('against', 'applyMs') },
+    thisToAgainstApplyRatio: round2(med('this', 'applyMs') / med('against', 'applyMs')),
+    load: { before: loadBefore, after: os.loadavg() },
+    targets: { applyMs: 5_000 },
+  });
+  process.exit(0);
+}
+
+const ws = workspace('portico-bench-');
 const pg = args.database === 'postgresql' && !args['database-url'] ? await startPostgres(noSkip) : undefined;
 const databaseUrl = args['database-url'] ?? pg?.url;
 try {

@@ -104,11 +104,12 @@ export interface ControlPlane {
  * The control plane in its own process, as deployed (role all: ADS and the callouts; embedded PGlite
  * in the workspace), with `env` on top; nothing PORTICO_* or database-related inherited from the shell.
  */
-export async function startControlPlane(ws: Workspace, env: Record<string, string> = {}): Promise<ControlPlane> {
+/** `root`: the checkout whose bin/portico runs (another one for an A/B of two versions in one run). */
+export async function startControlPlane(ws: Workspace, env: Record<string, string> = {}, root = ROOT): Promise<ControlPlane> {
   const [adminPort, grpcPort, calloutPort] = [await freePort(), await freePort(), await freePort()];
   const token = `bench-${randomBytes(16).toString('hex')}`;
   const inherited = Object.fromEntries(Object.entries(process.env).filter(([k]) => !/^(PORTICO_|DATABASE_URL$|REDIS_URL$)/.test(k)));
-  const proc = ws.run(path.join(ROOT, 'bin/portico'), ['serve'], {
+  const proc = ws.run(path.join(root, 'bin/portico'), ['serve'], {
     ...inherited,
     // Every listener on a free port (flow runtime, step listener, idempotency processor too): with their
     // defaults two benches, or a bench and a test, would collide.
