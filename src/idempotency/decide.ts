@@ -1,7 +1,7 @@
 // The decisions of duplicate-request protection, as pure functions: reading the Idempotency-Key
 // header, a request's fingerprint, where its record lives, what a repeat gets, and which parts of a
 // response are stored and replayed. processor.ts is the I/O around them.
-import { createHash } from 'node:crypto';
+import { hash } from 'node:crypto';
 import { IDEMPOTENCY_HEADERS, type IdempotencyRouteSettings } from '../contract/index.ts';
 
 /** A response as stored for replays: headers as sent upstream of the client (minus per-connection ones). */
@@ -38,12 +38,14 @@ export function readIdempotencyKey(raw: string | undefined): KeyReading {
 
 /** Same method, path (with its query) and body bytes ⇒ same fingerprint. */
 export function fingerprint(method: string, path: string, body: Uint8Array): string {
-  return createHash('sha256').update(method).update('\n').update(path).update('\n').update(body).digest('base64url');
+  // One-shot hash of the joined bytes (the same digest as hashing the parts in turn): a Hash object
+  // and its updates cost more than the copy, for the bodies a processor keeps (under 1 MiB).
+  return hash('sha256', Buffer.concat([Buffer.from(`${method}\n${path}\n`, 'utf8'), body]), 'base64url');
 }
 
 /** Where a key's record lives: per route and per caller (anonymous callers share one scope), the key hashed to a fixed length. */
 export function recordKey(s: Pick<IdempotencyRouteSettings, 'product' | 'route'>, partner: string, key: string): string {
-  const digest = createHash('sha256').update(partner).update('\0').update(key).digest('base64url');
+  const digest = hash('sha256', `${partner}\0${key}`, 'base64url');
   return `${s.product}/${s.route}:${digest}`;
 }
 

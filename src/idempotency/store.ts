@@ -15,10 +15,13 @@ export interface IdempotencyStore {
   close(): Promise<void>;
 }
 
-/** One process's records, expired lazily and by a sweep every few seconds. */
+/**
+ * One process's records, expired lazily and by a sweep every few seconds. Kept as the objects the
+ * processor made (it never changes them after handing them over): no encoding per claim and store.
+ */
 export class MemoryIdempotencyStore implements IdempotencyStore {
   readonly kind = 'memory';
-  private readonly records = new Map<string, { text: string; expiresAt: number }>();
+  private readonly records = new Map<string, { record: IdempotencyRecord; expiresAt: number }>();
   private readonly sweep = setInterval(() => this.expire(Date.now()), 5_000);
   constructor(private readonly now: () => number = Date.now) {
     this.sweep.unref();
@@ -28,27 +31,28 @@ export class MemoryIdempotencyStore implements IdempotencyStore {
     for (const [k, v] of this.records) if (v.expiresAt <= now) this.records.delete(k);
   }
 
-  private live(key: string): string | undefined {
+  private live(key: string): IdempotencyRecord | undefined {
     const r = this.records.get(key);
     if (!r) return undefined;
-    if (r.expiresAt > this.now()) return r.text;
+    if (r.expiresAt > this.now()) return r.record;
     this.records.delete(key);
     return undefined;
   }
 
   async claim(key: string, record: IdempotencyRecord, pendingMs: number): Promise<IdempotencyRecord | undefined> {
     const existing = this.live(key);
-    if (existing !== undefined) return decodeRecord(existing) ?? record;
-    this.records.set(key, { text: encodeRecord(record), expiresAt: this.now() + pendingMs });
+    if (existing !== undefined) return existing;
+    this.records.set(key, { record, expiresAt: this.now() + pendingMs });
     return undefined;
   }
 
   async complete(key: string, record: IdempotencyRecord, ttlMs: number): Promise<void> {
-    this.records.set(key, { text: encodeRecord(record), expiresAt: this.now() + ttlMs });
+    this.records.set(key, { record, expiresAt: this.now() + ttlMs });
   }
 
+  /** Only the claim that `pending` is (the same object): a claim made after it lapsed belongs to another request. */
   async release(key: string, pending: IdempotencyRecord): Promise<void> {
-    if (this.live(key) === encodeRecord(pending)) this.records.delete(key);
+    if (this.live(key) === pending) this.records.delete(key);
   }
 
   async close(): Promise<void> {

@@ -121,6 +121,13 @@ describe('idempotency decisions', () => {
     assert.deepEqual(await store.claim('k', pending, 100), done);
     now += 1;
     assert.equal(await store.claim('k', pending, 100), undefined, 'expired');
+    // The first claim lapses and another request claims the key with the same fingerprint: the
+    // first one's late release must not free the second one's claim.
+    now += 100;
+    const second: IdempotencyRecord = { state: 'pending', fingerprint: 'f' };
+    assert.equal(await store.claim('k', second, 100), undefined, 'the lapsed claim is gone');
+    await store.release('k', pending);
+    assert.equal(await store.claim('k', { state: 'pending', fingerprint: 'f' }, 100), second, 'still the second claim');
     await store.close();
   });
 });
