@@ -229,8 +229,12 @@ export function nativeLimits(model: ModelSnapshot, products: readonly Product[],
   const routes = new Map<string, RouteLimitEntryIR[]>();
   const quotaDeny = new Map<string, QuotaDenyIR[]>();
   for (const product of products) {
+    const subscribed = subs.get(product.name);
+    // No plan applies to a product without subscriptions or a public plan: its routes have no limits
+    // (skipping them spares a pass over every such route on each translation).
+    if (!subscribed && !product.publicPlan) continue;
     for (const route of productRoutes(model, product.name)) {
-      const r = routeEntries(b, model, product, route, subs.get(product.name), exhausted);
+      const r = routeEntries(b, model, product, route, subscribed, exhausted);
       if (r.entries.length) routes.set(`${product.name}/${route.name}`, r.entries);
       if (r.deny.length) quotaDeny.set(`${product.name}/${route.name}`, r.deny);
     }
