@@ -1,6 +1,6 @@
 // What the model → IR steps share: defaults the model leaves unset, the callout cluster's name, the
 // host:port form of settings, method order, and the product/route/host lookups over a snapshot.
-import { sortedValues, DEFAULT_ACCEPT, type ModelSnapshot, type Product, type Route } from '../../model/index.ts';
+import { sortedValues, DEFAULT_ACCEPT, type ModelSnapshot, type Product, type Route, type Subscription } from '../../model/index.ts';
 import type { FlowOptions, IdempotencyOptions, QuotaExhaustedIR, TelemetryOptions } from '../ir.ts';
 import { compareStrings } from '../paths.ts';
 import type { EmitMemo } from '../memo.ts';
@@ -103,6 +103,24 @@ export function productRoutes(model: ModelSnapshot, product: string): readonly R
     routeIndex.set(model.routes, index);
   }
   return index.get(product) ?? [];
+}
+
+const subscriptionIndex = new WeakMap<ReadonlyMap<string, Subscription>, Map<string, Subscription[]>>();
+const NO_SUBSCRIPTIONS: readonly Subscription[] = [];
+
+/** Subscriptions to a product, in the model's order (an index per subscriptions map: per-route scans of every subscription were O(routes × subscriptions)). */
+export function productSubscriptions(model: ModelSnapshot, product: string): readonly Subscription[] {
+  let index = subscriptionIndex.get(model.subscriptions);
+  if (!index) {
+    index = new Map();
+    for (const s of model.subscriptions.values()) {
+      const list = index.get(s.product);
+      if (list) list.push(s);
+      else index.set(s.product, [s]);
+    }
+    subscriptionIndex.set(model.subscriptions, index);
+  }
+  return index.get(product) ?? NO_SUBSCRIPTIONS;
 }
 
 /** The host patterns a product claims, lower-case; undefined when it serves any host. */

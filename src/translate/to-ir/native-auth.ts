@@ -4,6 +4,7 @@ import { apiKeyHeader, authzModeOf, sortedValues, type CredentialType, type Mode
 import type { AccessRefusal } from '../../contract/index.ts';
 import type { ApiKeyCredentialIR, RouteAccessIR, RouteApiKeyAuthIR } from '../ir.ts';
 import { compareStrings } from '../paths.ts';
+import { productSubscriptions } from './common.ts';
 
 /** What native routes of one group share: the keys Envoy may check, and whether any key forces the callout. */
 export interface NativeAuthContext {
@@ -58,8 +59,7 @@ export function routeAccess(model: ModelSnapshot, product: Product, route: Route
     denied.set(reason, list);
   };
   for (const p of suspendedPartners) refuse('partner_suspended', p);
-  for (const s of model.subscriptions.values()) {
-    if (s.product !== product.name) continue;
+  for (const s of productSubscriptions(model, product.name)) {
     const partner = model.partners.get(s.partner);
     if (!partner) continue;
     const reason: DenyReason | undefined =
@@ -138,7 +138,7 @@ export function nativeApiKeyAuth(
   ctx: NativeAuthContext,
 ): { apiKeyAuth: RouteApiKeyAuthIR; access: RouteAccessIR } | undefined {
   if (accept.length !== 1 || accept[0] !== 'api_key' || limited) return undefined;
-  for (const s of model.subscriptions.values()) if (s.product === product.name && ctx.calloutPartners.has(s.partner)) return undefined;
+  for (const s of productSubscriptions(model, product.name)) if (ctx.calloutPartners.has(s.partner)) return undefined;
   const header = apiKeyHeader(product);
   const query = product.apiKey?.queryParameter;
   return {

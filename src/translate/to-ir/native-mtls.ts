@@ -4,6 +4,7 @@
 import { mtlsPrincipalName, sortedValues, type CredentialType, type ModelSnapshot, type Product, type Route } from '../../model/index.ts';
 import type { RouteAccessIR } from '../ir.ts';
 import { compareStrings } from '../paths.ts';
+import { productSubscriptions } from './common.ts';
 import { routeAccess, type NativeAuthContext } from './native-auth.ts';
 
 /**
@@ -57,7 +58,7 @@ export function mtlsPrincipals(model: ModelSnapshot): { principals: ReadonlyMap<
 export function nativeMtlsAccess(model: ModelSnapshot, product: Product, route: Route, accept: readonly CredentialType[], limited: boolean, auth: NativeAuthContext): RouteAccessIR | undefined {
   if (accept.length !== 1 || accept[0] !== 'mtls' || limited) return undefined;
   const { principals, facts, calloutPartners } = mtlsPrincipals(model);
-  for (const s of model.subscriptions.values()) if (s.product === product.name && calloutPartners.has(s.partner)) return undefined;
+  for (const s of productSubscriptions(model, product.name)) if (calloutPartners.has(s.partner)) return undefined;
   const access = routeAccess(model, product, route, auth, true);
   const partners = new Set([...access.deny.flatMap((d) => d.partners), ...access.allowed.map((a) => a.partner)]);
   const identities = [...partners].sort(compareStrings).map((partner) => {
