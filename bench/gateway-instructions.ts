@@ -29,11 +29,10 @@ function run(cmd: string, argv: string[]): string {
   return r.stdout;
 }
 
-/** `hey` sending `n` requests, `c` at a time; throws unless every one got a 200. */
-function send(url: string, headers: readonly string[], n: number, c: number): void {
+/** `hey` sending `n` requests, `c` at a time: the output, and whether every one got a 200. */
+function send(url: string, headers: readonly string[], n: number, c: number): { ok: boolean; out: string } {
   const out = run(heyBinary(), ['-n', String(n), '-c', String(c), ...headers.flatMap((h) => ['-H', h]), url]);
-  const ok = Number(/\[200\]\s+(\d+) responses/.exec(out)?.[1] ?? 0);
-  if (ok !== n) throw new Error(`${ok} of ${n} requests answered 200:\n${out.slice(-1500)}`);
+  return { ok: Number(/\[200\]\s+(\d+) responses/.exec(out)?.[1] ?? 0) === n, out };
 }
 
 /** Instructions (Ir) in the newest callgrind dump with this prefix. */
@@ -77,10 +76,13 @@ async function main(): Promise<void> {
         120_000,
         250,
       );
-      send(url, headersFor(s, caller), 300, args.connections); // warm-up: connections, caches, the token cache
+      // Warm-up (connections, caches, the token cache), until every request of a batch passes: the
+      // previous scenario's listener may still take new connections for a while (Envoy is slow here).
+      await waitFor(`every request of the ${s} warm-up to pass`, () => (send(url, headersFor(s, caller), 300, args.connections).ok ? true : undefined), 120_000, 1000);
       run('callgrind_control', ['--zero', pid]);
       run('callgrind_control', ['--instr=on', pid]);
-      send(url, headersFor(s, caller), args.requests, args.connections);
+      const measured = send(url, headersFor(s, caller), args.requests, args.connections);
+      if (!measured.ok) throw new Error(`not every measured request of ${s} answered 200:\n${measured.out.slice(-1500)}`);
       run('callgrind_control', ['--dump', pid]);
       run('callgrind_control', ['--instr=off', pid]);
       const ir = lastDumpIr(ws.dir, 'callgrind.out');

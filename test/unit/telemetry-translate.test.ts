@@ -120,10 +120,11 @@ describe('translator observability', () => {
       const json = jsonAt((hcm.access_log as JsonObject[])[0], 'typed_config', 'log_format', 'json_format') as JsonObject;
       return { ext: names.includes('envoy.filters.http.ext_authz'), who: [json.partner, json.plan, json.credential, json.authz_error] };
     };
-    // Every route native: the headers api_key_auth and the route set (the edge strips a client's own).
+    // Every route native: the headers api_key_auth and the route set (the edge strips a client's own);
+    // no ext_authz error can exist, so that field is a literal null.
     assert.deepEqual(fields('native'), {
       ext: false,
-      who: ['%REQ(x-portico-partner)%', '%REQ(x-portico-plan)%', '%REQ(x-portico-credential)%', '%DYNAMIC_METADATA(envoy.filters.http.ext_authz:error)%'],
+      who: ['%REQ(x-portico-partner)%', '%REQ(x-portico-plan)%', '%REQ(x-portico-credential)%', null],
     });
     // The callout decides: its metadata names the partner on refusals too, which no header does.
     assert.deepEqual(fields('exact'), {

@@ -27,7 +27,8 @@ export function accessLogExtraFields(withExtAuthz: boolean): Array<[string, Json
     ['partner', who('partner')],
     ['plan', who('plan')],
     ['credential', who('credential')],
-    ['authz_error', `%DYNAMIC_METADATA(${AUTHZ_NS}:error)%`],
+    // Without ext_authz it is always null: a literal, not a lookup that finds nothing on every request.
+    ['authz_error', withExtAuthz ? `%DYNAMIC_METADATA(${AUTHZ_NS}:error)%` : null],
     ['response_code_details', '%RESPONSE_CODE_DETAILS%'],
   ];
 }
