@@ -81,6 +81,7 @@ class Run implements RunState {
     const onCallerGone = () => this.abort(CALLER_GONE);
     this.io.signal?.addEventListener('abort', onCallerGone, { once: true });
     if (this.io.signal?.aborted) onCallerGone();
+    this.io.onCallerGone?.(onCallerGone);
     try {
       await Promise.race([this.sequence(this.flow.steps), this.stopped]);
       return this.result(this.response ?? implicitResponse(this.last));

@@ -36,7 +36,7 @@ export interface FlowRuntimeOptions {
 }
 
 /** Request headers a step call carries on, so the upstream and the tracer see one request. */
-const PROPAGATED = ['x-request-id', 'traceparent', 'tracestate', 'x-b3-traceid', 'x-b3-spanid', 'x-b3-parentspanid', 'x-b3-sampled', 'x-b3-flags', 'b3'];
+const PROPAGATED = new Set(['x-request-id', 'traceparent', 'tracestate', 'x-b3-traceid', 'x-b3-spanid', 'x-b3-parentspanid', 'x-b3-sampled', 'x-b3-flags', 'b3']);
 
 export class FlowRuntime {
   private flows: ModelFlows = compileModelFlows(emptySnapshot());
@@ -152,11 +152,13 @@ export class FlowRuntime {
     const path = q < 0 ? url : url.slice(0, q);
     const headers: Record<string, string> = {};
     const carried: Record<string, string> = {};
-    for (const [k, v] of Object.entries(req.headers)) {
+    const incoming = req.headers;
+    for (const k in incoming) {
+      const v = incoming[k];
       if (v === undefined) continue;
-      const value = Array.isArray(v) ? v.join(', ') : v;
+      const value = typeof v === 'string' ? v : v.join(', ');
       headers[k] = value;
-      if ((k.startsWith(RESERVED_HEADER_PREFIX) && k !== FLOW_HEADERS.flow) || PROPAGATED.includes(k)) carried[k] = value;
+      if ((k.startsWith(RESERVED_HEADER_PREFIX) && k !== FLOW_HEADERS.flow) || PROPAGATED.has(k)) carried[k] = value;
     }
     const request: FlowRequest = { method: req.method ?? 'GET', path, headers, identity: this.identity(headers) };
     if (q >= 0) request.query = queryOf(url.slice(q + 1));
@@ -164,19 +166,33 @@ export class FlowRuntime {
     if (params) request.params = params;
     if (body) request.body = body;
     // The caller going away cancels the run and its calls.
-    const gone = new AbortController();
-    res.on('close', () => {
-      if (!res.writableFinished) gone.abort();
-    });
-    const to = this.stepOrigin(req);
+    let gone = false;
+    const onCallerGone = (stop: () => void) => {
+      if (res.destroyed) {
+        gone = true;
+        return stop();
+      }
+      res.on('close', () => {
+        if (res.writableFinished) return;
+        gone = true;
+        stop();
+      });
+    };
+    // Worked out on the first call that goes through Envoy (direct calls need no step listener).
+    let to: string | undefined;
     const result = await runFlow(rf.flow, request, {
-      call: (c, signal) => this.call(to, rf, c, carried, headers.host, signal),
-      signal: gone.signal,
+      call: (c, signal) => {
+        const d = this.direct?.get(c.service);
+        if (d) return this.callDirect(d, c, carried, headers.host, signal);
+        to ??= this.stepOrigin(req);
+        return this.call(to, rf, c, carried, headers.host, signal);
+      },
+      onCallerGone,
       ...(this.runner ? { sandbox: this.runner } : {}),
     });
     this.metrics.observe(rf.product, rf.route, result);
     if (result.failedStep) this.opts.logger.debug({ flow: rf.key, step: result.failedStep, status: result.status }, 'flow ended by a failed step');
-    if (res.headersSent || gone.signal.aborted) return;
+    if (res.headersSent || gone) return;
     res.writeHead(result.status, { ...result.headers, 'content-length': Buffer.byteLength(result.body) });
     res.end(req.method === 'HEAD' ? undefined : result.body);
   }
@@ -205,9 +221,8 @@ export class FlowRuntime {
     return `http://${host.includes(':') ? `[${host}]` : host}:${this.opts.stepPort}`;
   }
 
+  /** A call through the Envoy step listener at `origin`. */
   private call(origin: string, rf: RouteFlow, c: StepCall, carried: Record<string, string>, host: string | undefined, signal: AbortSignal): Promise<StepResponse> {
-    const d = this.direct?.get(c.service);
-    if (d) return this.callDirect(d, c, carried, host, signal);
     // The caller's Host goes on, as on a route that forwards to the service directly.
     const headers: Record<string, string> = { ...(host ? { host } : {}), ...c.headers, ...carried, [FLOW_HEADERS.service]: c.service, [FLOW_HEADERS.step]: `${rf.key}/${c.step}` };
     return this.client.call({ origin, method: c.method, path: c.path, headers, body: c.body, maxResponseBytes: c.maxResponseBytes, signal });

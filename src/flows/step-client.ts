@@ -40,62 +40,118 @@ export class StepClient {
 
   call(r: StepRequest): Promise<StepResponse> {
     return new Promise((resolve, reject) => {
-      const chunks: Buffer[] = [];
-      let size = 0;
-      let status = 0;
-      let headers: Record<string, string> = {};
-      let settled = false;
-      let onAbort: (() => void) | undefined;
-      let timer: NodeJS.Timeout | undefined;
-      let timedOut = false;
-      const settle = (f: () => void) => {
-        if (settled) return;
-        settled = true;
-        if (onAbort) r.signal.removeEventListener('abort', onAbort);
-        clearTimeout(timer);
-        f();
-      };
-      const done = () => settle(() => resolve({ status, headers, body: chunks.length === 1 ? chunks[0]! : Buffer.concat(chunks) }));
-      const handler: Dispatcher.DispatchHandler = {
-        onRequestStart(controller) {
-          if (r.signal.aborted) return controller.abort(abortError(r.signal));
-          onAbort = () => controller.abort(abortError(r.signal));
-          r.signal.addEventListener('abort', onAbort, { once: true });
-          if (r.timeoutMs !== undefined)
-            timer = setTimeout(() => {
-              timedOut = true;
-              controller.abort(new Error('upstream request timeout'));
-            }, r.timeoutMs);
-        },
-        onResponseStart(_c, statusCode, h) {
-          status = statusCode;
-          headers = flatHeaders(h);
-        },
-        onResponseData(controller, chunk) {
-          size += chunk.length;
-          chunks.push(chunk);
-          if (size > r.maxResponseBytes) {
-            done();
-            controller.abort(new Error('response over its limit'));
-          }
-        },
-        onResponseEnd: done,
-        onResponseError: (_c, e) =>
-          settle(() => {
-            if (!r.dispatcher || r.signal.aborted) return reject(e);
-            // Directly to a service: what Envoy answers when it times out or cannot reach it.
-            if (timedOut && status === 0) return resolve(UPSTREAM_TIMEOUT());
-            if (status === 0) return resolve(UPSTREAM_UNREACHABLE());
-            reject(e);
-          }),
-      };
-      (r.dispatcher ?? this.agent).dispatch({ origin: r.origin, method: r.method as Dispatcher.HttpMethod, path: r.path, headers: r.headers, body: r.body ?? null }, handler);
+      (r.dispatcher ?? this.agent).dispatch({ origin: r.origin, method: r.method as Dispatcher.HttpMethod, path: r.path, headers: r.headers, body: r.body ?? null }, new Call(r, resolve, reject));
     });
   }
 
   close(): Promise<void> {
     return this.agent.destroy();
   }
+}
+
+/**
+ * The calls in flight under one signal (one flow run): the signal gets one abort listener for all
+ * of them rather than one added and removed per call (EventTarget listeners cost more than a Set).
+ */
+const inFlight = new WeakMap<AbortSignal, Set<Call>>();
+
+function track(signal: AbortSignal, call: Call): void {
+  let calls = inFlight.get(signal);
+  if (!calls) {
+    const set = new Set<Call>();
+    calls = set;
+    inFlight.set(signal, set);
+    signal.addEventListener(
+      'abort',
+      () => {
+        for (const c of set) c.cancel();
+      },
+      { once: true },
+    );
+  }
+  calls.add(call);
+}
+
+/**
+ * One step call as undici's dispatch handler: a class, so a call allocates this object and its
+ * promise rather than a handler of fresh closures.
+ */
+class Call implements Dispatcher.DispatchHandler {
+  private readonly chunks: Buffer[] = [];
+  private size = 0;
+  private status = 0;
+  private headers: Record<string, string> = {};
+  private settled = false;
+  private timedOut = false;
+  private timer: NodeJS.Timeout | undefined;
+  private controller: Dispatcher.DispatchController | undefined;
+
+  constructor(
+    private readonly r: StepRequest,
+    private readonly resolve: (res: StepResponse) => void,
+    private readonly reject: (e: unknown) => void,
+  ) {}
+
+  /** The flow no longer waits for this call. */
+  cancel(): void {
+    this.controller?.abort(abortError(this.r.signal));
+  }
+
+  onRequestStart(controller: Dispatcher.DispatchController): void {
+    if (this.r.signal.aborted) return controller.abort(abortError(this.r.signal));
+    this.controller = controller;
+    track(this.r.signal, this);
+    if (this.r.timeoutMs !== undefined) this.timer = setTimeout(timeOut, this.r.timeoutMs, this);
+  }
+
+  /** Past the service's request timeout (direct calls only). */
+  expire(): void {
+    this.timedOut = true;
+    this.controller?.abort(new Error('upstream request timeout'));
+  }
+
+  onResponseStart(_c: Dispatcher.DispatchController, statusCode: number, h: Record<string, string | string[] | undefined>): void {
+    this.status = statusCode;
+    this.headers = flatHeaders(h);
+  }
+
+  onResponseData(controller: Dispatcher.DispatchController, chunk: Buffer): void {
+    this.size += chunk.length;
+    this.chunks.push(chunk);
+    if (this.size > this.r.maxResponseBytes) {
+      this.onResponseEnd();
+      controller.abort(new Error('response over its limit'));
+    }
+  }
+
+  onResponseEnd(): void {
+    if (!this.settle()) return;
+    const { chunks } = this;
+    this.resolve({ status: this.status, headers: this.headers, body: chunks.length === 1 ? chunks[0]! : Buffer.concat(chunks) });
+  }
+
+  onResponseError(_c: Dispatcher.DispatchController | null, e: Error): void {
+    if (!this.settle()) return;
+    const r = this.r;
+    if (!r.dispatcher || r.signal.aborted) return this.reject(e);
+    // Directly to a service: what Envoy answers when it times out or cannot reach it.
+    if (this.timedOut && this.status === 0) return this.resolve(UPSTREAM_TIMEOUT());
+    if (this.status === 0) return this.resolve(UPSTREAM_UNREACHABLE());
+    this.reject(e);
+  }
+
+  /** False when the call already settled; otherwise marks it settled and drops its timer and tracking. */
+  private settle(): boolean {
+    if (this.settled) return false;
+    this.settled = true;
+    if (this.controller) inFlight.get(this.r.signal)?.delete(this);
+    if (this.timer) clearTimeout(this.timer);
+    return true;
+  }
+}
+
+function timeOut(call: Call): void {
+  call.expire();
 }
 
 function abortError(signal: AbortSignal): Error {

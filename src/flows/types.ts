@@ -139,6 +139,11 @@ export interface FlowIO {
   /** Aborted when the caller goes away: the flow stops and its calls are cancelled. */
   signal?: AbortSignal;
   /**
+   * The same, for a shell that learns it from an event (the runtime: the response closing): given
+   * the run's stop function as the run starts. Saves an AbortController and its listener per request.
+   */
+  onCallerGone?(stop: () => void): void;
+  /**
    * Record what each step was given and what it gave (StepTrace input/output) and which way each
    * switch went: for "try it" in the console. Off on the runtime's path, where nothing is copied.
    */

@@ -40,7 +40,7 @@ const callRoute = (name: string, service: string) => [
 
 describe('direct step calls', { timeout: 60_000 }, () => {
   const seen: Seen[] = [];
-  const held: Record<string, http.ServerResponse[]> = { slow: [], narrow: [] };
+  const held: Record<string, http.ServerResponse[]> = { slow: [], narrow: [], hang: [] };
   const registry = new Registry();
   const servers: Array<LoopbackServer | { close(): Promise<void> }> = [];
   let runtime: FlowRuntime;
@@ -58,6 +58,7 @@ describe('direct step calls', { timeout: 60_000 }, () => {
     const plain = await listenHttp(record('plain'));
     const slow = await listenHttp(record('slow'));
     const narrow = await listenHttp(record('narrow'));
+    const hang = await listenHttp(record('hang'));
     // Stands in for Envoy's step listener: the runtime sends calls it cannot make itself here.
     const step = await listenHttp(record('step-listener'));
     goneServer = await listenHttp(record('gone'));
@@ -67,7 +68,7 @@ describe('direct step calls', { timeout: 60_000 }, () => {
     const tlsServer = https.createServer({ cert: leaf.certificate, key: leaf.privateKey }, record('secure'));
     await new Promise<void>((r) => tlsServer.listen(0, '127.0.0.1', r));
     const tlsPort = (tlsServer.address() as AddressInfo).port;
-    servers.push(plain, slow, narrow, step, {
+    servers.push(plain, slow, narrow, hang, step, {
       close: () =>
         new Promise<void>((r) => {
           tlsServer.closeAllConnections();
@@ -85,6 +86,7 @@ describe('direct step calls', { timeout: 60_000 }, () => {
       ['services', { name: 'secure', endpoints: [{ host: '127.0.0.1', port: tlsPort }], tls: { ca: 'upstream-ca', sni: 'upstream.test' } }],
       ['services', { name: 'wrong-name', endpoints: [{ host: '127.0.0.1', port: tlsPort }], tls: { ca: 'upstream-ca', sni: 'other.test' } }],
       ['services', { name: 'retrying', endpoints: at(plain), retries: { attempts: 2, retryOn: ['5xx'] } }],
+      ['services', { name: 'hang', endpoints: at(hang), requestTimeoutMs: 600_000 }],
       ['products', { name: 'p', gatewayGroups: ['edge'], basePath: '/' }],
       callRoute('plain', 'plain'),
       callRoute('slow', 'slow'),
@@ -93,6 +95,16 @@ describe('direct step calls', { timeout: 60_000 }, () => {
       callRoute('secure', 'secure'),
       callRoute('wrong-name', 'wrong-name'),
       callRoute('retrying', 'retrying'),
+      // Every timeout past the test's own: only the caller going away can end this call.
+      [
+        'routes',
+        {
+          product: 'p',
+          name: 'hang',
+          match: { path: { type: 'exact', value: '/hang' } },
+          flow: { timeoutMs: 120_000, steps: [{ name: 'c', call: { service: 'hang', path: '/hang', timeoutMs: 60_000 } }] },
+        },
+      ],
     ] as never);
     runtime = new FlowRuntime({ registry, logger: createLogger('silent'), stepPort: 0, stepAddress: `127.0.0.1:${step.port}`, maxConcurrent: 100, directCalls: true });
     runtime.update(model);
@@ -100,7 +112,7 @@ describe('direct step calls', { timeout: 60_000 }, () => {
   });
 
   after(async () => {
-    for (const r of [...held.slow!, ...held.narrow!]) r.destroy();
+    for (const r of [...held.slow!, ...held.narrow!, ...held.hang!]) r.destroy();
     await runtime.close(0);
     await Promise.all(servers.map((s) => s.close()));
   });
@@ -172,6 +184,18 @@ describe('direct step calls', { timeout: 60_000 }, () => {
     await until(async () => held.narrow!.length === 1);
     for (const res of held.narrow!.splice(0)) res.writeHead(200, { 'content-type': 'application/json' }).end('{"late": 2}');
     assert.deepEqual((await calls[1]!).body, { status: 200, body: { late: 2 } });
+  });
+
+  it('cancels the call to the service when the caller goes away', async () => {
+    const req = http.get({ host: '127.0.0.1', port, path: '/hang', headers: { [FLOW_HEADERS.flow]: 'p/hang' }, agent: false });
+    req.on('error', () => undefined);
+    await until(async () => held.hang!.length === 1);
+    const upstream = held.hang![0]!;
+    const cancelled = new Promise((r) => upstream.on('close', r));
+    req.destroy();
+    // The runtime drops the call (the service sees its connection close) and ends the run.
+    await cancelled;
+    await until(async () => (await registry.getSingleMetric('portico_flow_in_progress')!.get()).values[0]?.value === 0);
   });
 
   it("verifies the upstream's certificate against the model's CA and the SNI name", async () => {
