@@ -131,7 +131,8 @@ class Run implements RunState {
   }
 
   private async step(step: CompiledStep): Promise<void> {
-    await this.awaitRefs(step);
+    const refs = this.awaitRefs(step);
+    if (refs) await refs;
     const start = this.now();
     try {
       const when = step.when?.evaluate(this.root);
@@ -178,17 +179,16 @@ class Run implements RunState {
     if (this.inputs) this.trace.push({ name, kind: 'switch', startMs: start - this.t0, durationMs: this.now() - start, outcome: 'ok', output: { case: which } });
   }
 
-  /** Waits for the lazy branches this step reads. */
-  private async awaitRefs(step: CompiledStep): Promise<void> {
-    if (this.pending.size === 0) return;
-    if (step.refs === 'all') {
-      await Promise.all(this.pending.values());
-      return;
-    }
+  /** Waits for the lazy branches this step reads; undefined (no promise to wait for) when none is running. */
+  private awaitRefs(step: CompiledStep): Promise<unknown> | undefined {
+    if (this.pending.size === 0) return undefined;
+    if (step.refs === 'all') return Promise.all(this.pending.values());
+    const waits: Promise<void>[] = [];
     for (const name of step.refs) {
       const p = this.pending.get(name);
-      if (p) await p;
+      if (p) waits.push(p);
     }
+    return waits.length ? Promise.all(waits) : undefined;
   }
 
   private async parallel(branches: readonly CompiledStep[], wait: 'all' | 'referenced'): Promise<void> {

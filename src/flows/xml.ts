@@ -111,6 +111,8 @@ export function isXmlType(contentType: string | undefined): boolean {
 /** True for application/json and any +json type. */
 export function isJsonType(contentType: string | undefined): boolean {
   if (!contentType) return false;
+  // What nearly every JSON service sends, checked before splitting (this runs for every step answer).
+  if (contentType === 'application/json') return true;
   const t = contentType.split(';', 1)[0]!.trim().toLowerCase();
   return t === 'application/json' || t.endsWith('+json');
 }
