@@ -7,6 +7,7 @@
 // Run under `flock /work/notes/bench.lock`.
 //
 // Usage: node --import tsx bench/idempotency.ts [--duration 8] [--connections 4] [--rounds 2] [--redis redis://…]
+//   [--cpu-prof DIR] (a V8 CPU profile of the control plane, which hosts the processor, written to DIR when it stops)
 import { writeFileSync } from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
@@ -14,7 +15,7 @@ import { componentPath, freePort, waitFor } from '../test/support/components.ts'
 import { cpuMeter, flags, median, printJson, round2, wrk, wrkFigures } from './harness.ts';
 import { startControlPlane, startDirectUpstream, startGatewayEnvoy, workspace } from './stack.ts';
 
-const args = flags({ duration: 8, connections: 4, rounds: 2, redis: undefined });
+const args = flags({ duration: 8, connections: 4, rounds: 2, redis: undefined, 'cpu-prof': '' });
 const GROUP = 'edge';
 const NODE = 'bench-idempotency';
 
@@ -51,7 +52,10 @@ async function main(): Promise<void> {
       return file;
     };
     const upstream = await startDirectUpstream(ws, envoyBin);
-    const cp = await startControlPlane(ws, args.redis ? { REDIS_URL: args.redis } : {});
+    const cp = await startControlPlane(ws, {
+      ...(args.redis ? { REDIS_URL: args.redis } : {}),
+      ...(args['cpu-prof'] ? { PORTICO_NODE_FLAGS: `--cpu-prof --cpu-prof-dir=${path.resolve(args['cpu-prof'])}` } : {}),
+    });
     const gateway = await startGatewayEnvoy(ws, envoyBin, { nodeId: NODE, group: GROUP, xds: `127.0.0.1:${cp.grpcPort}`, concurrency: 1 });
     const listenerPort = await freePort();
     await cp.apply(document(listenerPort, upstream.port));
