@@ -11,8 +11,12 @@ export interface StoredResponse {
   body: Buffer;
 }
 
-/** What the store holds under a key: a first request still in flight, or its finished response. */
-export type IdempotencyRecord = { state: 'pending'; fingerprint: string } | { state: 'done'; fingerprint: string; response: StoredResponse };
+/**
+ * What the store holds under a key: a first request still in flight, or its finished response. A
+ * pending record carries its claim's own id: two requests with the same body have the same
+ * fingerprint, and a late release by the first (its claim lapsed) must not free the second's.
+ */
+export type IdempotencyRecord = { state: 'pending'; fingerprint: string; claim: string } | { state: 'done'; fingerprint: string; response: StoredResponse };
 
 export type KeyReading = { kind: 'absent' } | { kind: 'invalid' } | { kind: 'key'; key: string };
 
@@ -102,15 +106,15 @@ export function pendingLifetimeMs(ttlSeconds: number): number {
 
 /** Records as stored (JSON; the body base64). */
 export function encodeRecord(r: IdempotencyRecord): string {
-  if (r.state === 'pending') return JSON.stringify({ s: 'p', f: r.fingerprint });
+  if (r.state === 'pending') return JSON.stringify({ s: 'p', f: r.fingerprint, c: r.claim });
   return JSON.stringify({ s: 'd', f: r.fingerprint, st: r.response.status, h: r.response.headers, b: r.response.body.toString('base64') });
 }
 
 export function decodeRecord(text: string): IdempotencyRecord | undefined {
   try {
-    const o = JSON.parse(text) as { s?: string; f?: string; st?: number; h?: Array<[string, string]>; b?: string };
+    const o = JSON.parse(text) as { s?: string; f?: string; c?: string; st?: number; h?: Array<[string, string]>; b?: string };
     if (typeof o.f !== 'string') return undefined;
-    if (o.s === 'p') return { state: 'pending', fingerprint: o.f };
+    if (o.s === 'p') return { state: 'pending', fingerprint: o.f, claim: typeof o.c === 'string' ? o.c : '' };
     if (o.s === 'd' && typeof o.st === 'number' && Array.isArray(o.h) && typeof o.b === 'string') {
       return { state: 'done', fingerprint: o.f, response: { status: o.st, headers: o.h, body: Buffer.from(o.b, 'base64') } };
     }

@@ -2,6 +2,7 @@
 // a protected route). It reads the route's settings from the stream's metadata, the key and caller
 // from the request headers, and asks the store once the body is in; the first request proceeds and
 // its response is stored as it passes back, a repeat is answered here. decide.ts holds the rules.
+import { randomUUID } from 'node:crypto';
 import type { Registry } from 'prom-client';
 import { GATEWAY_HEADERS, IDEMPOTENCY_HEADERS, IDEMPOTENCY_NAMES, IDEMPOTENCY_REFUSALS, parseRouteSettings, type IdempotencyRefusal, type IdempotencyRouteSettings } from '../contract/index.ts';
 import { lookupType } from '../proto/index.ts';
@@ -293,7 +294,7 @@ export class IdempotencyProcessor {
     const settings = s.settings!;
     const fp = fingerprint(s.method, s.path, body);
     const key = recordKey(settings, s.partner, s.key!);
-    const pending: IdempotencyRecord = { state: 'pending', fingerprint: fp };
+    const pending: IdempotencyRecord = { state: 'pending', fingerprint: fp, claim: randomUUID() };
     let existing: IdempotencyRecord | undefined;
     try {
       existing = await this.opts.store.claim(key, pending, pendingLifetimeMs(settings.ttlSeconds));

@@ -55,8 +55,8 @@ describe('idempotency decisions', () => {
   it('decides repeats: replay when done, 409 while pending, 422 for another request', () => {
     const response = { status: 201, headers: [['x-id', '7']] as Array<[string, string]>, body: Buffer.from('ok') };
     assert.deepEqual(decideRepeat({ state: 'done', fingerprint: 'f', response }, 'f'), { kind: 'replay', response });
-    assert.deepEqual(decideRepeat({ state: 'pending', fingerprint: 'f' }, 'f'), { kind: 'in_flight' });
-    assert.deepEqual(decideRepeat({ state: 'pending', fingerprint: 'f' }, 'g'), { kind: 'mismatch' });
+    assert.deepEqual(decideRepeat({ state: 'pending', fingerprint: 'f', claim: 'c1' }, 'f'), { kind: 'in_flight' });
+    assert.deepEqual(decideRepeat({ state: 'pending', fingerprint: 'f', claim: 'c1' }, 'g'), { kind: 'mismatch' });
     assert.deepEqual(decideRepeat({ state: 'done', fingerprint: 'f', response }, 'g'), { kind: 'mismatch' });
   });
 
@@ -84,7 +84,7 @@ describe('idempotency decisions', () => {
   it('encodes records and refuses garbage', () => {
     const rec: IdempotencyRecord = { state: 'done', fingerprint: 'f', response: { status: 200, headers: [['a', 'b']], body: Buffer.from([0, 255, 1]) } };
     assert.deepEqual(decodeRecord(encodeRecord(rec)), rec);
-    assert.deepEqual(decodeRecord(encodeRecord({ state: 'pending', fingerprint: 'f' })), { state: 'pending', fingerprint: 'f' });
+    assert.deepEqual(decodeRecord(encodeRecord({ state: 'pending', fingerprint: 'f', claim: 'c1' })), { state: 'pending', fingerprint: 'f', claim: 'c1' });
     assert.equal(decodeRecord('not json'), undefined);
     assert.equal(decodeRecord('{"s":"d","f":"x"}'), undefined);
   });
@@ -108,10 +108,10 @@ describe('idempotency decisions', () => {
   it('memory store: one claim wins, completion replaces it, release frees only its own pending record, expiry', async () => {
     let now = 1_000;
     const store = new MemoryIdempotencyStore(() => now);
-    const pending: IdempotencyRecord = { state: 'pending', fingerprint: 'f' };
+    const pending: IdempotencyRecord = { state: 'pending', fingerprint: 'f', claim: 'c1' };
     assert.equal(await store.claim('k', pending, 100), undefined);
-    assert.deepEqual(await store.claim('k', { state: 'pending', fingerprint: 'g' }, 100), pending);
-    await store.release('k', { state: 'pending', fingerprint: 'other' });
+    assert.deepEqual(await store.claim('k', { state: 'pending', fingerprint: 'g', claim: 'c2' }, 100), pending);
+    await store.release('k', { state: 'pending', fingerprint: 'other', claim: 'c3' });
     assert.deepEqual(await store.claim('k', pending, 100), pending, 'another record is not released');
     await store.release('k', pending);
     assert.equal(await store.claim('k', pending, 100), undefined, 'released: claimable again');
@@ -124,10 +124,10 @@ describe('idempotency decisions', () => {
     // The first claim lapses and another request claims the key with the same fingerprint: the
     // first one's late release must not free the second one's claim.
     now += 100;
-    const second: IdempotencyRecord = { state: 'pending', fingerprint: 'f' };
+    const second: IdempotencyRecord = { state: 'pending', fingerprint: 'f', claim: 'c4' };
     assert.equal(await store.claim('k', second, 100), undefined, 'the lapsed claim is gone');
     await store.release('k', pending);
-    assert.equal(await store.claim('k', { state: 'pending', fingerprint: 'f' }, 100), second, 'still the second claim');
+    assert.equal(await store.claim('k', { state: 'pending', fingerprint: 'f', claim: 'c5' }, 100), second, 'still the second claim');
     await store.close();
   });
 });
