@@ -275,9 +275,10 @@ describe('Dockerfile', () => {
     );
     t.after(() => proc.stop('SIGKILL'));
     assert.equal(proc.child.spawnargs[0], path.join(app, 'bin/portico'));
-    // bin/portico exec'd node on the compiled build: no tsx loader in the serving process.
+    // bin/portico exec'd node on the compiled build, with --expose-gc (serve collects the start's
+    // garbage once ready) and no tsx loader in the serving process.
     const argv = readFileSync(`/proc/${proc.child.pid}/cmdline`, 'utf8').split('\0').filter(Boolean);
-    assert.deepEqual(argv.slice(1), [path.join(app, 'dist/cli.js'), 'serve'], `serving process: ${argv.join(' ')}`);
+    assert.deepEqual(argv.slice(1), ['--expose-gc', path.join(app, 'dist/cli.js'), 'serve'], `serving process: ${argv.join(' ')}`);
     // Code steps run on worker threads, which the compiled build starts on dist/flows/code-worker.js.
     const tried = await fetch(`http://127.0.0.1:${admin}/api/v1/flows/try`, {
       method: 'POST',
