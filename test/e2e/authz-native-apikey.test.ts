@@ -9,7 +9,7 @@
 // still counted by Envoy alone).
 import assert from 'node:assert/strict';
 import { describe, it } from 'node:test';
-import { assertGatewayError, assertUnauthorized, authzDecisions, createApiKey, identityHeadersOf, startAuthzGateway, upstreamHeaders } from '../support/authz-gateway.ts';
+import { apiKeyProduct, assertGatewayError, assertUnauthorized, authzDecisions, createApiKey, identityHeadersOf, startAuthzGateway, upstreamHeaders } from '../support/authz-gateway.ts';
 
 const NODE = 'edge-authz-native';
 
@@ -17,10 +17,9 @@ describe('authz native mode: API keys checked by Envoy itself', () => {
   it('allows, refuses and revokes keys without a callout, and never shows a key in config_dump', { timeout: 300_000 }, async (t) => {
     const g = await startAuthzGateway(t, {
       nodeId: NODE,
+      // Unstated rate-limit mode: the group chooses product by product (an exact plan moves only its product to the callout).
+      modes: 'native',
       mutate: (doc) => {
-        doc.gatewayGroups[0].authz.mode = 'native';
-        // The seed helper states combined counting; unstated, the group chooses product by product.
-        delete doc.gatewayGroups[0].rateLimit.mode;
         doc.plans.push(
           { name: 'unlimited', description: 'no limits: these tests are about who, not how much' },
           { name: 'premium', description: 'no limits either: a second plan name' },
@@ -28,14 +27,7 @@ describe('authz native mode: API keys checked by Envoy itself', () => {
           { name: 'counted', limits: [{ requests: 2, per: 'minute' }], countBy: { kind: 'partner' }, exact: true },
         );
         // Plan limits: metered's counted by Envoy; strict's plan asks for exact counting, which moves only strict to the callout.
-        for (const name of ['metered', 'strict'])
-          doc.products.push({
-            name,
-            gatewayGroups: ['edge'],
-            basePath: `/${name}`,
-            auth: { accept: ['api_key'] },
-            routes: [{ name: 'items', match: { path: { type: 'prefix', value: '/items' } }, service: 'orders' }],
-          });
+        doc.products.push(apiKeyProduct('metered'), apiKeyProduct('strict'));
         doc.products.push(
           {
             name: 'ledger',

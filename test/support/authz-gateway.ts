@@ -40,6 +40,11 @@ export interface AuthzGatewayOptions {
   authzTimeoutMs?: number;
   /** Keys the identity provider starts with (default one RS256 key, 'rsa-1'). */
   issuerKeys?: Array<{ kid: string; alg: KeyAlg }>;
+  /**
+   * native: the group's authorization in native mode and its rate-limit mode unstated (the seed states
+   * combined), so the group chooses product by product, as an operator's unstated group does.
+   */
+  modes?: 'native';
   /** Changes to the example document before it is applied (extra partners, plans…). */
   mutate?: (doc: Record<string, any>) => void;
   /** mTLS channels: the control plane's PORTICO_TLS_* settings and the Envoy's channel SDS file. */
@@ -67,6 +72,10 @@ export async function startAuthzGateway(t: TestContext, o: AuthzGatewayOptions):
   envoy = await launchEnvoy(envoyBin, { xdsAddresses: [`127.0.0.1:${portico.grpcPort}`], group: GROUP, nodeId: o.nodeId, ...(o.channel ? { channelSdsDir: o.channel.envoySdsDir } : {}) });
   const api = portico.api;
   seed.document.gatewayGroups[0].authz.timeoutMs = o.authzTimeoutMs ?? 2000;
+  if (o.modes === 'native') {
+    seed.document.gatewayGroups[0].authz.mode = 'native';
+    delete seed.document.gatewayGroups[0].rateLimit.mode;
+  }
   o.mutate?.(seed.document);
   const applied = await api.post('/api/v1/config', seed.yaml(), { 'content-type': 'application/yaml' });
   assert.equal(applied.status, 200, applied.text);
@@ -95,6 +104,17 @@ export async function calloutStats(envoy: TestEnvoy): Promise<string> {
 export async function authzDecisions(adminUrl: string, labels: Record<string, string>): Promise<number> {
   const text = await (await fetch(`${adminUrl}/metrics`)).text();
   return sum(parseScrape(text), 'portico_authz_decisions_total', labels);
+}
+
+/** A product of the seed group taking API keys, with one prefix route `/items` to orders (the native tests' plain product). */
+export function apiKeyProduct(name: string): Record<string, unknown> {
+  return {
+    name,
+    gatewayGroups: [GROUP],
+    basePath: `/${name}`,
+    auth: { accept: ['api_key'] },
+    routes: [{ name: 'items', match: { path: { type: 'prefix', value: '/items' } }, service: 'orders' }],
+  };
 }
 
 /** Creates an API key through the admin API; the secret comes back once, in this answer. */

@@ -36,7 +36,8 @@ describe('translator observability', () => {
     const { hcm, clusters } = edge({ calloutAddress: '127.0.0.1:9001' });
     assert.deepEqual(
       (hcm.access_log as JsonObject[]).map((a) => a.name),
-      ['envoy.access_loggers.stdout'],
+      // Two lines' shapes (ext_authz runs here: who called comes from headers or its metadata), one per request.
+      ['envoy.access_loggers.stdout', 'envoy.access_loggers.stdout'],
     );
     assert.equal(hcm.tracing, undefined);
     assert.deepEqual(
@@ -50,9 +51,9 @@ describe('translator observability', () => {
     const loggers = hcm.access_log as JsonObject[];
     assert.deepEqual(
       loggers.map((a) => a.name),
-      ['envoy.access_loggers.stdout', 'envoy.access_loggers.http_grpc'],
+      ['envoy.access_loggers.stdout', 'envoy.access_loggers.stdout', 'envoy.access_loggers.http_grpc'],
     );
-    const common = jsonAt(loggers[1], 'typed_config', 'common_config') as JsonObject;
+    const common = jsonAt(loggers[2], 'typed_config', 'common_config') as JsonObject;
     assert.equal(jsonAt(common, 'grpc_service', 'envoy_grpc', 'cluster_name'), TELEMETRY_CLUSTER);
     assert.equal(common.transport_api_version, 'V3');
     assert.deepEqual(
@@ -81,7 +82,7 @@ describe('translator observability', () => {
     assert.equal(jsonAt(hcm, 'tracing', 'provider', 'typed_config', 'service_name'), 'portico-edge');
     assert.equal(jsonAt(hcm, 'tracing', 'random_sampling', 'value'), 25);
     assert.equal(clusters.find((x) => x.name === OTEL_CLUSTER)?.type, 'STATIC');
-    assert.equal((hcm.access_log as JsonObject[]).length, 1, 'no access-log streaming unless asked');
+    assert.ok(!(hcm.access_log as JsonObject[]).some((a) => a.name === 'envoy.access_loggers.http_grpc'), 'no access-log streaming unless asked');
   });
 
   it('gives model routes a product/route stat prefix and virtual hosts dot-free names the bootstrap tag splits', () => {
@@ -101,40 +102,53 @@ describe('translator observability', () => {
     assert.equal(m?.[2], 'orders');
   });
 
-  it('logs who called from the identity headers where no ext_authz runs, from its metadata where it does', () => {
-    const fields = (mode: 'native' | 'exact') => {
+  it('logs who called from the identity headers where no ext_authz runs; with ext_authz, identified requests from the headers, the rest from its metadata', () => {
+    const loggers = (mode: 'native' | 'exact' | 'mixed') => {
       const m = validModel([
-        ['gatewayGroups', { name: 'edge', listeners: [{ name: 'http', port: 10000 }], authz: { mode } }],
+        ['gatewayGroups', { name: 'edge', listeners: [{ name: 'http', port: 10000 }], authz: { mode: mode === 'exact' ? 'exact' : 'native' } }],
         ['services', { name: 'orders', endpoints: [{ host: '127.0.0.1', port: 3000 }] }],
         ['products', { name: 'orders', gatewayGroups: ['edge'], basePath: '/orders', auth: { accept: ['api_key'] } }],
         ['routes', { product: 'orders', name: 'list', match: { path: { type: 'prefix', value: '/' } }, service: 'orders' }],
+        // mixed: a second product whose plan asks for exact counting goes to the callout, orders stays native.
+        ...(mode === 'mixed'
+          ? ([
+              ['products', { name: 'billing', gatewayGroups: ['edge'], basePath: '/billing', auth: { accept: ['api_key'] } }],
+              ['routes', { product: 'billing', name: 'list', match: { path: { type: 'prefix', value: '/' } }, service: 'orders' }],
+              ['plans', { name: 'strict', limits: [{ requests: 5, per: 'minute' }], countBy: { kind: 'partner' }, exact: true }],
+              ['subscriptions', { partner: 'acme', product: 'billing', plan: 'strict' }],
+            ] as const)
+          : []),
         ['plans', { name: 'free' }],
         ['partners', { name: 'acme' }],
         ['subscriptions', { partner: 'acme', product: 'orders', plan: 'free' }],
         ['apiKeys', { partner: 'acme', name: 'k', prefix: 'aaaaaaaa', hash: 'h'.repeat(43), secret: `ptk_aaaaaaaa_${'A'.repeat(43)}` }],
-      ]);
+      ] as Parameters<typeof validModel>[0]);
       const g = translate(m, { calloutAddress: '127.0.0.1:9001' }).get('edge')!;
       assert.deepEqual(checkGroupResources(g), [], 'strict-valid for Envoy');
       const hcm = jsonAt(g.listeners[0] as JsonObject, 'filter_chains', 0, 'filters', 0, 'typed_config') as JsonObject;
       const names = (hcm.http_filters as JsonObject[]).map((f) => f.name);
-      const json = jsonAt((hcm.access_log as JsonObject[])[0], 'typed_config', 'log_format', 'json_format') as JsonObject;
-      return { ext: names.includes('envoy.filters.http.ext_authz'), who: [json.partner, json.plan, json.credential, json.authz_error] };
+      return {
+        filters: ['envoy.filters.http.ext_authz', 'envoy.filters.http.api_key_auth'].filter((f) => names.includes(f)),
+        loggers: (hcm.access_log as JsonObject[]).map((a) => {
+          const json = jsonAt(a, 'typed_config', 'log_format', 'json_format') as JsonObject;
+          return { who: [json.partner, json.plan, json.credential, json.authz_error], filter: a.filter };
+        }),
+      };
     };
+    const headers = ['%REQ(x-portico-partner)%', '%REQ(x-portico-plan)%', '%REQ(x-portico-credential)%', null];
+    const metadata = ['partner', 'plan', 'credential', 'error'].map((k) => `%DYNAMIC_METADATA(envoy.filters.http.ext_authz:${k})%`);
+    const present = (p: boolean) => ['x-portico-partner', 'x-portico-credential'].map((name) => ({ header_filter: { header: { name, present_match: p } } }));
     // Every route native: the headers api_key_auth and the route set (the edge strips a client's own);
     // no ext_authz error can exist, so that field is a literal null.
-    assert.deepEqual(fields('native'), {
-      ext: false,
-      who: ['%REQ(x-portico-partner)%', '%REQ(x-portico-plan)%', '%REQ(x-portico-credential)%', null],
-    });
-    // The callout decides: its metadata names the partner on refusals too, which no header does.
-    assert.deepEqual(fields('exact'), {
-      ext: true,
-      who: [
-        '%DYNAMIC_METADATA(envoy.filters.http.ext_authz:partner)%',
-        '%DYNAMIC_METADATA(envoy.filters.http.ext_authz:plan)%',
-        '%DYNAMIC_METADATA(envoy.filters.http.ext_authz:credential)%',
-        '%DYNAMIC_METADATA(envoy.filters.http.ext_authz:error)%',
-      ],
-    });
+    assert.deepEqual(loggers('native'), { filters: ['envoy.filters.http.api_key_auth'], loggers: [{ who: headers, filter: undefined }] });
+    // With ext_authz: a request carrying an identity header was identified (natively, or allowed by the
+    // callout, which sets the same headers); one carrying neither is logged from the callout's
+    // metadata, which names the partner it refused. Exactly one line per request.
+    const split = [
+      { who: headers, filter: { or_filter: { filters: present(true) } } },
+      { who: metadata, filter: { and_filter: { filters: present(false) } } },
+    ];
+    assert.deepEqual(loggers('exact'), { filters: ['envoy.filters.http.ext_authz'], loggers: split });
+    assert.deepEqual(loggers('mixed'), { filters: ['envoy.filters.http.ext_authz', 'envoy.filters.http.api_key_auth'], loggers: split }, 'native routes beside callout routes');
   });
 });

@@ -5,12 +5,12 @@ import { LOCAL_REPLY_MAPPINGS, ROUTE_METADATA_NAMESPACE, type RateLimitReplyMapp
 import type { ApiListenerIR, FlowStepsIR, GroupIR, ListenerIR, ListenerTlsIR } from '../ir.ts';
 import { adsConfigSource, any, duration, extension, sdsSecret, socketAddress, sortedRecord, type Json, type JsonObject } from './common.ts';
 import { HTTP_FILTERS, routerFilter } from './filters/index.ts';
-import { accessLogExtraFields, grpcAccessLogs, stepTracing, tracing } from './observability.ts';
+import { accessLogExtraFields, grpcAccessLogs, stdoutAccessLogSources, stepTracing, tracing, type CallerSource } from './observability.ts';
 
 const HCM_TYPE = 'envoy.extensions.filters.network.http_connection_manager.v3.HttpConnectionManager';
 
 /** What every access-log line carries; product and route come from the matched route's metadata. */
-function accessLogFields(group: string, listener: string, correlationHeaders: readonly string[], withExtAuthz: boolean): JsonObject {
+function accessLogFields(group: string, listener: string, correlationHeaders: readonly string[], caller: CallerSource): JsonObject {
   return sortedRecord([
     ['start_time', '%START_TIME%'],
     ['request_id', '%REQ(X-REQUEST-ID)%'],
@@ -35,16 +35,21 @@ function accessLogFields(group: string, listener: string, correlationHeaders: re
     ['user_agent', '%REQ(USER-AGENT)%'],
     ['gateway_group', group],
     ['listener', listener],
-    ...accessLogExtraFields(withExtAuthz),
+    ...accessLogExtraFields(caller),
     // Correlation ids the routes mint (`${uuid}` header values), as the upstream received them.
     ...(correlationHeaders.length ? [['correlation_ids', sortedRecord(correlationHeaders.map((h) => [h, `%REQ(${h})%`]))] as [string, Json]] : []),
   ]);
 }
 
-function accessLog(g: GroupIR, listener: string): JsonObject {
-  return extension('envoy.access_loggers.stdout', 'envoy.extensions.access_loggers.stream.v3.StdoutAccessLog', {
-    log_format: { json_format: accessLogFields(g.name, listener, g.correlationHeaders ?? [], g.filters.extAuthz !== undefined || g.filters.extAuthzLimits !== undefined) },
-  });
+/** The JSON stdout access log: one logger, or two splitting requests by where the caller is named (observability.ts). */
+function accessLogs(g: GroupIR, listener: string): JsonObject[] {
+  const withExtAuthz = g.filters.extAuthz !== undefined || g.filters.extAuthzLimits !== undefined;
+  return stdoutAccessLogSources(withExtAuthz).map(({ source, filter }) => ({
+    ...extension('envoy.access_loggers.stdout', 'envoy.extensions.access_loggers.stream.v3.StdoutAccessLog', {
+      log_format: { json_format: accessLogFields(g.name, listener, g.correlationHeaders ?? [], source) },
+    }),
+    ...(filter ? { filter } : {}),
+  }));
 }
 
 const status = (code: number): JsonObject => ({
@@ -122,7 +127,7 @@ function connectionManager(g: GroupIR, l: ListenerIR): JsonObject {
     codec_type: 'AUTO',
     rds: { config_source: adsConfigSource(), route_config_name: l.routeTable },
     http_filters: httpFilters(g),
-    access_log: [accessLog(g, l.name), ...grpcAccessLogs(g)],
+    access_log: [...accessLogs(g, l.name), ...grpcAccessLogs(g)],
     use_remote_address: true,
     generate_request_id: true,
     always_set_request_id_in_response: true,
