@@ -1,7 +1,9 @@
-// One bidirectional-streaming gRPC call on a node:http2 server stream (the idempotency processor's
-// ext_proc stream): length-prefixed messages in and out, trailers with the status. grpc-js's call
-// machinery cost most of the processor's CPU per request; this is only what Envoy's client uses.
+// One streaming gRPC call on a node:http2 server stream (the idempotency processor's ext_proc stream,
+// xDS streams, access logs): length-prefixed messages in and out, trailers with the status. grpc-js's
+// call machinery cost most of the processor's CPU per request; this is only what Envoy's client uses.
 import http2 from 'node:http2';
+import { TLSSocket } from 'node:tls';
+import type { AuthContextLike } from './channel.ts';
 
 const { NGHTTP2_NO_ERROR } = http2.constants;
 
@@ -21,6 +23,23 @@ export interface BidiHandlers {
   /** The call ended before the server ended it (client reset, connection gone). */
   abort?: () => void;
 }
+
+/** The peer of a stream as grpc-js prints it (address:port). */
+export function streamPeer(stream: http2.Http2Stream): string {
+  const socket = stream.session?.socket;
+  return `${socket?.remoteAddress ?? ''}:${socket?.remotePort ?? ''}`;
+}
+
+/** What grpc-js's getAuthContext() gives: the client certificate only when the TLS stack verified it. */
+export function streamAuthContext(stream: http2.Http2Stream): AuthContextLike {
+  const socket = stream.session?.socket;
+  if (!(socket instanceof TLSSocket) || !socket.authorized) return {};
+  const cert = socket.getPeerCertificate();
+  return { transportSecurityType: 'ssl', sslPeerCertificate: cert.raw ? cert : undefined };
+}
+
+/** Below this size a message is copied behind its prefix (one write); above, the prefix and the message go out as two (no copy). */
+const COPY_BELOW = 16 * 1024;
 
 const STATUS_INTERNAL = 13;
 const STATUS_UNIMPLEMENTED = 12;
@@ -60,14 +79,32 @@ export class BidiCall {
     return this.ended || this.stream.destroyed;
   }
 
+  /** The caller's address:port. */
+  peer(): string {
+    return streamPeer(this.stream);
+  }
+
+  /** The caller's verified certificate, as grpc-js's getAuthContext() gives it. */
+  authContext(): AuthContextLike {
+    return streamAuthContext(this.stream);
+  }
+
   /** One value of the call's metadata (a request header), or undefined. */
   header(name: string): string | undefined {
     const v = this.metadata[name];
     return Array.isArray(v) ? v[0] : v;
   }
 
-  write(message: Buffer): void {
-    if (this.done) return;
+  /**
+   * Writes one message. A large one is not copied: a thousand streams can be handed the same Buffer
+   * (one encoded xDS response) with only a 5-byte prefix of their own. `written` is called once
+   * HTTP/2 took the bytes (flow control permitting), or at once when the call is over.
+   */
+  write(message: Buffer, written?: () => void): void {
+    if (this.done) {
+      written?.();
+      return;
+    }
     if (!this.headersSent) {
       this.headersSent = true;
       this.stream.respond({ ':status': 200, 'content-type': 'application/grpc' }, { waitForTrailers: true });
@@ -82,11 +119,23 @@ export class BidiCall {
         setImmediate(() => this.stream.close(NGHTTP2_NO_ERROR));
       });
     }
-    const frame = Buffer.allocUnsafe(5 + message.length);
-    frame[0] = 0;
-    frame.writeUInt32BE(message.length, 1);
-    message.copy(frame, 5);
-    this.stream.write(frame);
+    const cb = written && (() => written());
+    if (message.length < COPY_BELOW) {
+      const frame = Buffer.allocUnsafe(5 + message.length);
+      frame[0] = 0;
+      frame.writeUInt32BE(message.length, 1);
+      message.copy(frame, 5);
+      this.stream.write(frame, cb);
+      return;
+    }
+    const prefix = Buffer.allocUnsafe(5);
+    prefix[0] = 0;
+    prefix.writeUInt32BE(message.length, 1);
+    // Corked: both go to nghttp2 in one writev.
+    this.stream.cork();
+    this.stream.write(prefix);
+    this.stream.write(message, cb);
+    this.stream.uncork();
   }
 
   /** Ends the call with a status (OK by default): trailers after the messages written, or trailers only. */
@@ -105,6 +154,7 @@ export class BidiCall {
 
   /** Splits the byte stream into messages (a chunk may hold several, or part of one; a large message spans many). */
   private onData(chunk: Buffer): void {
+    if (this.done) return; // the call is over: what the client still sends is not read
     let buf = chunk;
     if (this.pending) {
       this.pending.push(chunk);
