@@ -13,7 +13,7 @@ import { applyDocument, openDatabase, ChangeFeed, loadKeyRing, type Database, ty
 import { createLogger, createRegistry, AccessLogService, registerAccessLogService, type Logger } from './telemetry/index.ts';
 import { createXds, type Xds } from './xds/index.ts';
 import { AuthzService, registerAuthzUnary } from './authz/index.ts';
-import { ChannelGuard, grpcServerCredentials, TlsMaterial, UnaryGrpcServer } from './grpc/index.ts';
+import { ChannelGuard, TlsMaterial, UnaryGrpcServer } from './grpc/index.ts';
 import { createRateLimiter, QuotaLedger, readPartnerUsage, registerRateLimitUnary, type RateLimiter } from './ratelimit/index.ts';
 import { checkFlow, CodePool, codeSandbox, compileModelFlows, directCaller, FlowRuntime, tryFlow } from './flows/index.ts';
 import { createProcessor } from './idempotency-role.ts';
@@ -177,10 +177,10 @@ export async function startPortico(settings: Settings, opts: StartOptions = {}):
       else log.warn({ component: 'grpc-js' }, line);
     },
   } as unknown as Console);
-  // ADS (streaming) on grpc-js; streams opened before the first snapshot wait for it, so listening
+  // ADS (streaming) on node:http2; streams opened before the first snapshot wait for it, so listening
   // before the pipeline publishes is safe.
   const xds = createXds(settings, { registry, logger: log.child({ component: 'xds' }), serveAds: settings.role === 'all' || settings.role === 'xds', guard });
-  // Envoys stream access logs to the same grpc-js server (client streaming; the callout listener is unary-only).
+  // Envoys stream access logs to the same gRPC port as xDS (the address the translator gives them).
   registerAccessLogService(xds.server, accessLogs);
   // A port in use fails the start before the admin API opens; what was opened is closed again.
   const closeEarly = async () => {
@@ -200,9 +200,7 @@ export async function startPortico(settings: Settings, opts: StartOptions = {}):
   const idempotency = settings.role === 'all' ? createProcessor(settings, callouts, { registry, logger: log.child({ component: 'idempotency' }) }) : undefined;
   const grpcPort =
     settings.role === 'all' || settings.role === 'xds'
-      ? await bind('gRPC for xDS', 'PORTICO_GRPC_ADDR', settings.grpcHost, settings.grpcPort, () =>
-          xds.server.listen(settings.grpcHost, settings.grpcPort, tls ? grpcServerCredentials(tls) : undefined),
-        ).catch(async (e) => {
+      ? await bind('gRPC for xDS', 'PORTICO_GRPC_ADDR', settings.grpcHost, settings.grpcPort, () => xds.server.listen(settings.grpcHost, settings.grpcPort, tls)).catch(async (e) => {
           await closeEarly();
           throw e;
         })

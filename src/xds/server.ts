@@ -1,13 +1,17 @@
 // The gRPC server Envoys connect to: ADS (SotW + Delta) and the per-type discovery services over the
-// snapshot cache, keepalive and jittered connection age, graceful shutdown; other services can join it.
-import * as grpc from '@grpc/grpc-js';
-import { plaintextGuard, type Admission, type ChannelGuard } from '../grpc/index.ts';
+// snapshot cache, on node:http2 (src/grpc) rather than grpc-js: one encoded response is written to every
+// stream that sends it, behind a 5-byte prefix of its own (grpc-js copied it per stream). Keepalive,
+// jittered connection age, graceful shutdown; other services (access logs, callouts) can join it.
+import type * as grpc from '@grpc/grpc-js';
+import { hostService, jittered, plaintextGuard, UnaryGrpcServer, type Admission, type AuthContextLike, type BidiCall, type ChannelGuard, type TlsMaterial, type UnaryResult } from '../grpc/index.ts';
 import { setVersion, typeSnapshot, type SnapshotCache } from './cache.ts';
 import { FleetStatus } from './fleet.ts';
-import { DISCOVERY_SERVICES, discoveryServiceDefinition, encodeDeltaResponse, encodeSotwResponse, type DiscoveryServiceKey } from './services.ts';
+import { DISCOVERY_SERVICES, decodeDeltaRequest, decodeSotwRequest, discoveryServiceDefinition, encodeDeltaResponse, encodeSotwResponse, type DiscoveryServiceKey } from './services.ts';
 import { DeltaStream } from './delta.ts';
 import { SotwStream } from './sotw.ts';
-import { observers, silentLogger, type StreamObserver, type DeltaRequest, type DeltaResponse, type SotwRequest, type SotwResponse, type XdsLogger } from './stream.ts';
+import { observers, silentLogger, type StreamObserver, type DeltaRequest, type SotwRequest, type XdsLogger } from './stream.ts';
+
+export { jittered };
 
 export interface XdsServerOptions {
   cache: SnapshotCache;
@@ -24,30 +28,30 @@ export interface XdsServerOptions {
   /** How long listeners/routes may wait for Envoy to subscribe to the EDS of new clusters. */
   orderingTimeoutMs?: number;
   /**
-   * Bytes of responses handed to gRPC but not yet written out, across all streams. A change fanned out
-   * to a thousand Envoys is paced by this instead of being buffered all at once (memory stays bounded).
+   * Bytes of responses handed to HTTP/2 but not yet taken by it (flow control), across all streams. A
+   * change fanned out to a thousand Envoys is paced by this instead of being queued all at once.
    */
   sendBudgetBytes?: number;
-  /** Extra grpc-js server options. */
-  grpcOptions?: grpc.ServerOptions;
   /** Host the discovery services (false for a callouts-only replica); default true. */
   serveAds?: boolean;
   /**
    * Who may connect (mTLS: a node certificate from the CA, naming the group the node asks for);
-   * default: plaintext, everyone. Pass the matching credentials to listen().
+   * default: plaintext, everyone. Pass the matching TLS material to listen().
    */
   guard?: ChannelGuard;
 }
 
-type AnyCall = grpc.ServerDuplexStream<unknown, unknown>;
-/** What every grpc-js server call offers: its peer, its TLS auth context, and ending it with a status. */
-type Caller = Pick<AnyCall, 'getPeer' | 'getAuthContext' | 'emit'>;
+/** What SendBudget writes to: a call that takes a message and says when HTTP/2 took it. */
+interface Writable {
+  readonly done: boolean;
+  write(message: Buffer, written: () => void): void;
+}
 
-/** Paces writes so that at most `limit` bytes are queued in gRPC/HTTP/2 at once (one oversized write may pass alone). */
+/** Paces writes so that at most `limit` bytes are queued in HTTP/2 at once (one oversized write may pass alone). */
 export class SendBudget {
   private used = 0;
-  private readonly queue: { call: AnyCall; produce: () => Buffer }[] = [];
-  private readonly pending = new Map<AnyCall, Set<{ bytes: number }>>();
+  private readonly queue: { call: Writable; produce: () => Buffer }[] = [];
+  private readonly pending = new Map<Writable, Set<{ bytes: number }>>();
 
   constructor(private readonly limit: number) {}
 
@@ -56,13 +60,13 @@ export class SendBudget {
   }
 
   /** Serializes (lazily, when there is room) and writes one response on `call`. */
-  write(call: AnyCall, produce: () => Buffer): void {
+  write(call: Writable, produce: () => Buffer): void {
     this.queue.push({ call, produce });
     this.drain();
   }
 
   /** Forgets a call that ended: its queued writes are dropped and its bytes released. */
-  release(call: AnyCall): void {
+  release(call: Writable): void {
     const tokens = this.pending.get(call);
     if (tokens) {
       for (const t of tokens) this.used -= t.bytes;
@@ -76,7 +80,7 @@ export class SendBudget {
   private drain(): void {
     while (this.queue.length > 0 && (this.used < this.limit || this.used === 0)) {
       const { call, produce } = this.queue.shift()!;
-      if (call.destroyed || call.writableEnded) continue;
+      if (call.done) continue;
       const buf = produce();
       const token = { bytes: buf.length };
       let tokens = this.pending.get(call);
@@ -93,21 +97,21 @@ export class SendBudget {
   }
 }
 
-/** Adds ±10% jitter so replicas' Envoys do not all reconnect at once. */
-export function jittered(ms: number, random: () => number = Math.random): number {
-  return Math.round(ms * (0.9 + 0.2 * random()));
-}
+const STATUS = { OK: 0, INVALID_ARGUMENT: 3, INTERNAL: 13, UNAVAILABLE: 14 } as const;
+type Admitted = Extract<Admission, { ok: true }>;
+type Refused = Extract<Admission, { ok: false }>;
 
 export class XdsServer {
-  readonly grpc: grpc.Server;
   readonly fleet: FleetStatus;
+  readonly guard: ChannelGuard;
   private readonly observer: StreamObserver;
   private readonly cache: SnapshotCache;
   private readonly log: XdsLogger;
-  private readonly calls = new Map<AnyCall, { close(): void; timer?: NodeJS.Timeout }>();
+  private readonly calls = new Map<BidiCall, { close(): void }>();
   private readonly budget: SendBudget;
-  readonly guard: ChannelGuard;
-  private started = false;
+  /** Methods to register once the HTTP/2 server exists (listen() creates it: TLS is known then). */
+  private readonly methods: ((server: UnaryGrpcServer) => void)[] = [];
+  private server: UnaryGrpcServer | undefined;
   private closing: Promise<void> | undefined;
 
   constructor(private readonly opts: XdsServerOptions) {
@@ -117,34 +121,33 @@ export class XdsServer {
     this.fleet = opts.fleet ?? new FleetStatus({ cache: opts.cache, guard: this.guard });
     this.observer = opts.observer ? observers(this.fleet, opts.observer) : this.fleet;
     this.budget = new SendBudget(opts.sendBudgetBytes ?? 16 * 1024 * 1024);
-    const age = opts.maxConnectionAgeMs ?? 0;
-    this.grpc = new grpc.Server({
-      'grpc.keepalive_time_ms': opts.keepaliveTimeMs ?? 30_000,
-      'grpc.keepalive_timeout_ms': opts.keepaliveTimeoutMs ?? 10_000,
-      'grpc.keepalive_permit_without_calls': 1,
-      // grpc-js jitters the age by ±10% itself and then sends GOAWAY; the grace covers streams that
-      // started late on an old connection (xDS streams end on their own timer, see below).
-      ...(age > 0 ? { 'grpc.max_connection_age_ms': age, 'grpc.max_connection_age_grace_ms': age } : {}),
-      'grpc.max_receive_message_length': 64 * 1024 * 1024,
-      'grpc.max_send_message_length': -1,
-      // Per-call bookkeeping nobody reads here; it costs CPU on every message.
-      'grpc.enable_channelz': 0,
-      ...opts.grpcOptions,
-    });
     if (opts.serveAds !== false) for (const key of Object.keys(DISCOVERY_SERVICES) as DiscoveryServiceKey[]) this.addDiscoveryService(key);
   }
 
-  /** Hosts another service (ext_authz, rate limit, …) on the same port; call before listen(). */
+  /** Hosts another service (access logs, ext_authz, rate limit: unary or client streaming) on the same port; call before listen(). */
   addService(definition: grpc.ServiceDefinition, implementation: grpc.UntypedServiceImplementation): void {
-    if (this.started) throw new Error('addService must be called before listen()');
-    this.grpc.addService(definition, implementation);
+    if (this.server) throw new Error('addService must be called before listen()');
+    this.methods.push((server) => hostService(server, definition, implementation));
   }
 
-  /** Binds and serves; returns the bound port (pass port 0 for a free one). */
-  async listen(host: string, port: number, credentials: grpc.ServerCredentials = grpc.ServerCredentials.createInsecure()): Promise<number> {
-    const addr = host.includes(':') && !host.startsWith('[') ? `[${host}]:${port}` : `${host}:${port}`;
-    const bound = await new Promise<number>((resolve, reject) => this.grpc.bindAsync(addr, credentials, (err, p) => (err ? reject(err) : resolve(p))));
-    this.started = true;
+  /** Binds and serves; returns the bound port (pass port 0 for a free one). With `tls`, clients present node certificates (see guard). */
+  async listen(host: string, port: number, tls?: TlsMaterial): Promise<number> {
+    if (this.server) throw new Error('listen() was called already');
+    const age = this.opts.maxConnectionAgeMs ?? 0;
+    const server = new UnaryGrpcServer({
+      maxMessageBytes: 64 * 1024 * 1024,
+      keepalive: { timeMs: this.opts.keepaliveTimeMs ?? 30_000, timeoutMs: this.opts.keepaliveTimeoutMs ?? 10_000 },
+      // xDS streams end on their own jittered timer (attach()); the connection's GOAWAY and its grace
+      // cover other calls and streams that started late on an old connection.
+      ...(age > 0 ? { maxConnectionAgeMs: age, maxConnectionAgeGraceMs: age } : {}),
+      // A whole configuration may be queued on one connection; the send budget bounds the total.
+      maxSessionMemoryMB: 1 << 20,
+      logger: this.log,
+      ...(tls ? { tls: { material: tls } } : {}),
+    });
+    for (const register of this.methods) register(server);
+    this.server = server;
+    const bound = await server.listen(host, port);
     this.log.info({ address: `${host}:${bound}` }, 'xds: serving');
     return bound;
   }
@@ -160,169 +163,176 @@ export class XdsServer {
    */
   close(graceMs = 10_000): Promise<void> {
     this.closing ??= (async () => {
-      const done = new Promise<void>((resolve) => this.grpc.tryShutdown(() => resolve()));
       for (const [call, s] of this.calls) {
         s.close();
-        endCall(call);
+        call.end();
       }
       this.calls.clear();
-      let timer: NodeJS.Timeout | undefined;
-      const forced = await Promise.race([done.then(() => false), new Promise<boolean>((resolve) => (timer = setTimeout(() => resolve(true), graceMs)))]);
-      clearTimeout(timer);
-      if (forced) {
-        this.log.warn({ graceMs }, 'xds: calls still open after the grace period; forcing shutdown');
-        this.grpc.forceShutdown();
-      }
+      await this.server?.close(graceMs);
     })();
     return this.closing;
   }
 
   private addDiscoveryService(key: DiscoveryServiceKey): void {
     const { service, typeUrl } = DISCOVERY_SERVICES[key];
-    const def = discoveryServiceDefinition(service);
-    const impl: grpc.UntypedServiceImplementation = {};
-    for (const [name, m] of Object.entries(def)) {
-      if (m.requestStream && name.startsWith('Delta')) impl[name] = (call: AnyCall) => this.serveDelta(call, key, typeUrl);
-      else if (m.requestStream) impl[name] = (call: AnyCall) => this.serveSotw(call, key, typeUrl);
-      else impl[name] = (call: grpc.ServerUnaryCall<SotwRequest, SotwResponse>, cb: grpc.sendUnaryData<SotwResponse>) => this.fetch(call, cb, typeUrl);
+    for (const [name, m] of Object.entries(discoveryServiceDefinition(service))) {
+      if (m.requestStream && name.startsWith('Delta')) this.methods.push((server) => server.handleStream(m.path, (call) => this.serveDelta(call, key, typeUrl)));
+      else if (m.requestStream) this.methods.push((server) => server.handleStream(m.path, (call) => this.serveSotw(call, key, typeUrl)));
+      else this.methods.push((server) => server.handle(m.path, (request, peer, auth) => this.fetch(request, peer, auth, typeUrl)));
     }
-    this.grpc.addService(def, impl);
   }
 
-  private serveSotw(call: AnyCall, key: DiscoveryServiceKey, typeUrl: string | undefined): void {
-    const admitted = this.authenticate(call, key);
+  private serveSotw(call: BidiCall, key: DiscoveryServiceKey, typeUrl: string | undefined): void {
+    const admitted = this.admit(call, key);
     if (!admitted) return;
-    const stream = new SotwStream(this.streamOptions(call, key, typeUrl, admitted), (r) => this.budget.write(call, () => encodeSotwResponse(r)));
-    this.attach(call, stream, (req) => stream.handle(req as SotwRequest), admitted);
+    const link = this.link(call);
+    const stream = new SotwStream(this.streamOptions(call, key, typeUrl, admitted, link.fail), (r) => this.budget.write(call, () => encodeSotwResponse(r)));
+    this.attach(call, stream, link, decodeSotwRequest, (r) => stream.handle(r), admitted);
   }
 
-  private serveDelta(call: AnyCall, key: DiscoveryServiceKey, typeUrl: string | undefined): void {
-    const admitted = this.authenticate(call, key);
+  private serveDelta(call: BidiCall, key: DiscoveryServiceKey, typeUrl: string | undefined): void {
+    const admitted = this.admit(call, key);
     if (!admitted) return;
-    const stream = new DeltaStream(this.streamOptions(call, key, typeUrl, admitted), (r: DeltaResponse) => this.budget.write(call, () => encodeDeltaResponse(r)));
-    this.attach(call, stream, (req) => stream.handle(req as DeltaRequest), admitted);
+    const link = this.link(call);
+    const stream = new DeltaStream(this.streamOptions(call, key, typeUrl, admitted, link.fail), (r) => this.budget.write(call, () => encodeDeltaResponse(r)));
+    this.attach(call, stream, link, decodeDeltaRequest, (r) => stream.handle(r), admitted);
   }
 
-  /** The caller's certificate, checked before anything is read from it; ends the call (recorded) when refused. */
-  private authenticate(call: Caller, service: string, end: (e: Partial<grpc.StatusObject>) => void = (e) => call.emit('error', e)): Extract<Admission, { ok: true }> | undefined {
-    const a = this.guard.authenticateCall(call.getAuthContext());
-    if (a.ok) return a;
-    this.refuse(end, a, { service, peer: call.getPeer() });
-    return undefined;
+  /** The caller's certificate, checked before anything is read from it; ends the call (recorded) when refused, or when shutting down. */
+  private admit(call: BidiCall, service: string): Admitted | undefined {
+    const a = this.guard.authenticateCall(call.authContext());
+    if (!a.ok) {
+      const s = this.refuse(a, { service, peer: call.peer() });
+      call.end(s.code, s.details);
+      return undefined;
+    }
+    if (this.closing) {
+      call.end(STATUS.UNAVAILABLE, 'server is shutting down');
+      return undefined;
+    }
+    return a;
   }
 
-  /** Records the refusal and ends the call with its status (nothing else is ever sent on it). */
-  private refuse(end: (e: Partial<grpc.StatusObject>) => void, a: Extract<Admission, { ok: false }>, who: { service: string; peer: string; nodeId?: string; group?: string }): void {
+  /** Records the refusal; returns the status to end the call with (nothing else is ever sent on it). */
+  private refuse(a: Refused, who: { service: string; peer: string; nodeId?: string; group?: string }): { code: number; details: string } {
     this.guard.refuse(a, who);
     this.log.warn({ ...who, reason: a.reason, certificate: a.certificate?.serial }, `xds: refused: ${a.message}`);
-    end({ code: a.code, details: a.message });
+    return { code: a.code, details: a.message };
   }
 
-  private streamOptions(call: AnyCall, key: DiscoveryServiceKey, typeUrl: string | undefined, admitted: Extract<Admission, { ok: true }>) {
+  /** How a stream's call ends from our side: `finish` forgets it (set by attach), `fail` also sends a status. */
+  private link(call: BidiCall): { finish: () => void; fail: (code: number, details: string) => void } {
+    const link = {
+      finish: () => {},
+      fail: (code: number, details: string) => {
+        link.finish();
+        call.end(code, details);
+      },
+    };
+    return link;
+  }
+
+  private streamOptions(call: BidiCall, key: DiscoveryServiceKey, typeUrl: string | undefined, admitted: Admitted, fail: (code: number, details: string) => void) {
+    const peer = call.peer();
     return {
       cache: this.cache,
       ads: key === 'ads',
       typeUrl,
       service: key,
-      peer: call.getPeer(),
+      peer,
       ...(admitted.identity ? { certificate: admitted.identity } : {}),
       observer: this.observer,
       logger: this.log,
       orderingTimeoutMs: this.opts.orderingTimeoutMs,
       onProtocolError: (message: string) => {
-        this.log.warn({ peer: call.getPeer(), message }, 'xds: protocol error');
-        call.emit('error', { code: grpc.status.INVALID_ARGUMENT, details: message });
+        this.log.warn({ peer, message }, 'xds: protocol error');
+        fail(STATUS.INVALID_ARGUMENT, message);
       },
     };
   }
 
-  private attach(call: AnyCall, stream: SotwStream | DeltaStream, handle: (req: unknown) => void, admitted: Extract<Admission, { ok: true }>): void {
-    if (this.closing) {
-      call.emit('error', { code: grpc.status.UNAVAILABLE, details: 'server is shutting down' });
-      return;
-    }
-    const entry: { close(): void; timer?: NodeJS.Timeout } = { close: () => stream.close() };
-    const age = this.opts.maxConnectionAgeMs ?? 0;
-    if (age > 0) {
-      // End the stream cleanly so Envoy reconnects (to whichever replica its xDS cluster picks).
-      entry.timer = setTimeout(() => {
-        this.log.debug({ node: stream.info.nodeId }, 'xds: stream reached its maximum age');
-        finish();
-        endCall(call);
-      }, jittered(age));
-      entry.timer.unref?.();
-    }
-    this.calls.set(call, entry);
+  private attach<R extends SotwRequest | DeltaRequest>(
+    call: BidiCall,
+    stream: SotwStream | DeltaStream,
+    link: ReturnType<XdsServer['link']>,
+    decode: (message: Buffer) => R,
+    handle: (request: R) => void,
+    admitted: Admitted,
+  ): void {
+    let timer: NodeJS.Timeout | undefined;
     const finish = () => {
-      if (entry.timer) clearTimeout(entry.timer);
+      if (timer) clearTimeout(timer);
       stream.close();
       this.calls.delete(call);
       this.budget.release(call);
     };
+    link.finish = finish;
+    const age = this.opts.maxConnectionAgeMs ?? 0;
+    if (age > 0) {
+      // End the stream cleanly so Envoy reconnects (to whichever replica its xDS cluster picks).
+      timer = setTimeout(() => {
+        this.log.debug({ node: stream.info.nodeId }, 'xds: stream reached its maximum age');
+        finish();
+        call.end();
+      }, jittered(age));
+      timer.unref?.();
+    }
+    this.calls.set(call, { close: finish });
     // The stream is bound to a group by its first request's node: that group must be one the
     // certificate allows, before anything (resources, secrets) is sent.
     let authorized = this.guard.security === 'plaintext';
-    call.on('data', (req: unknown) => {
-      if (!authorized) {
-        const node = (req as { node?: { id: string; cluster: string } }).node;
-        if (!node) {
-          finish();
-          call.emit('error', { code: grpc.status.INVALID_ARGUMENT, details: 'the first request on a stream must carry the node' });
-          return;
+    call.handlers = {
+      message: (m) => {
+        let req: R;
+        try {
+          req = decode(m);
+        } catch (e) {
+          return link.fail(STATUS.INVALID_ARGUMENT, `undecodable request: ${(e as Error).message}`);
         }
-        const z = this.guard.authorize(admitted.identity, node.cluster);
-        if (!z.ok) {
-          finish();
-          this.refuse((e) => call.emit('error', e), z, { service: stream.info.service, peer: stream.info.peer, nodeId: node.id, group: node.cluster });
-          return;
+        if (!authorized) {
+          const node = req.node;
+          if (!node) return link.fail(STATUS.INVALID_ARGUMENT, 'the first request on a stream must carry the node');
+          const z = this.guard.authorize(admitted.identity, node.cluster);
+          if (!z.ok) {
+            const s = this.refuse(z, { service: stream.info.service, peer: stream.info.peer, nodeId: node.id, group: node.cluster });
+            return link.fail(s.code, s.details);
+          }
+          authorized = true;
         }
-        authorized = true;
-      }
-      try {
-        handle(req);
-      } catch (e) {
-        this.log.error({ err: e, node: stream.info.nodeId }, 'xds: request handling failed');
+        try {
+          handle(req);
+        } catch (e) {
+          this.log.error({ err: e, node: stream.info.nodeId }, 'xds: request handling failed');
+          link.fail(STATUS.INTERNAL, (e as Error).message);
+        }
+      },
+      end: () => {
         finish();
-        call.emit('error', { code: grpc.status.INTERNAL, details: (e as Error).message });
-      }
-    });
-    call.on('end', () => {
-      finish();
-      endCall(call);
-    });
-    call.on('error', () => finish());
-    call.on('cancelled', () => finish());
-    call.on('close', () => finish());
+        call.end();
+      },
+      abort: finish,
+    };
   }
 
   /** Unary Fetch*: the current state of the requested resources, no bookkeeping. */
-  private fetch(call: grpc.ServerUnaryCall<SotwRequest, SotwResponse>, cb: grpc.sendUnaryData<SotwResponse>, typeUrl: string | undefined): void {
-    const req = call.request;
-    const admitted = this.authenticate(call, 'fetch', (e) => cb(e));
-    if (!admitted) return;
-    const z = this.guard.authorize(admitted.identity, req.node?.cluster ?? '');
-    if (!z.ok) {
-      this.refuse((e) => cb(e), z, { service: 'fetch', peer: call.getPeer(), ...(req.node ? { nodeId: req.node.id, group: req.node.cluster } : {}) });
-      return;
+  private fetch(request: Buffer, peer: () => string, auth: () => AuthContextLike, typeUrl: string | undefined): UnaryResult {
+    const a = this.guard.authenticateCall(auth());
+    if (!a.ok) return { ok: false, ...this.refuse(a, { service: 'fetch', peer: peer() }) };
+    let req: SotwRequest;
+    try {
+      req = decodeSotwRequest(request);
+    } catch (e) {
+      return { ok: false, code: STATUS.INVALID_ARGUMENT, details: `undecodable request: ${(e as Error).message}` };
     }
+    const z = this.guard.authorize(a.identity, req.node?.cluster ?? '');
+    if (!z.ok) return { ok: false, ...this.refuse(z, { service: 'fetch', peer: peer(), ...(req.node ? { nodeId: req.node.id, group: req.node.cluster } : {}) }) };
     const t = req.type_url || typeUrl!;
-    if (!this.cache.isReady()) {
-      cb({ code: grpc.status.UNAVAILABLE, details: 'configuration not loaded yet' });
-      return;
-    }
+    if (!this.cache.isReady()) return { ok: false, code: STATUS.UNAVAILABLE, details: 'configuration not loaded yet' };
     const ts = typeSnapshot(this.cache.getSnapshot(req.node?.cluster ?? ''), t);
     const names = req.resource_names.filter((n) => n !== '*');
     const all = names.length === 0 || req.resource_names.includes('*');
     const resources = (all ? [...ts.resources.values()] : names.map((n) => ts.resources.get(n)).filter((r) => r !== undefined)).sort((a, b) => (a.name < b.name ? -1 : a.name > b.name ? 1 : 0));
     const version = all ? ts.version : setVersion(resources.map((r) => [r.name, r.version] as const));
-    cb(null, { version_info: version, resources: resources.map((r) => r.any), type_url: t, nonce: '' });
-  }
-}
-
-function endCall(call: AnyCall): void {
-  try {
-    if (!call.writableEnded) call.end();
-  } catch {
-    // already closed by the peer
+    return { ok: true, response: encodeSotwResponse({ version_info: version, resources: resources.map((r) => r.any), type_url: t, nonce: '' }) };
   }
 }
