@@ -4,8 +4,9 @@
 // another: the same client, the same resources. Measures initial sync, and the time from one change (a
 // route; an endpoint) to every stream holding it, with the server's CPU (/proc, so the same for Node and
 // Go), its RSS, and what the streams received. Prints JSON.
-// Usage: tsx bench/xds-fanout.ts [--server portico|gcp-snapshot|gcp-linear|all (comma list)] [--streams 1000]
+// Usage: tsx bench/xds-fanout.ts [--server portico|portico-against|gcp-snapshot|gcp-linear|all (comma list)] [--streams 1000]
 //          [--routes 10000] [--clusters 1000] [--route-configs 10] [--send-budget-mb N] [--sync-timeout-s 600] [--change-timeout-s 120]
+//          [--against DIR]: `portico-against` is Portico's server from another checkout DIR (an A/B in one run).
 import { fork, type ChildProcess } from 'node:child_process';
 import { mkdtempSync, rmSync } from 'node:fs';
 import { cpus, loadavg, tmpdir } from 'node:os';
@@ -35,10 +36,11 @@ const args = flags({
   'send-budget-mb': undefined,
   'sync-timeout-s': 600,
   'change-timeout-s': 120,
+  against: undefined,
 });
 const shape: LargeGroupOptions = { routes: args.routes, clusters: args.clusters, routeConfigs: args['route-configs'] };
 const GROUP = 'bench';
-const SERVERS = ['portico', 'gcp-snapshot', 'gcp-linear'] as const;
+const SERVERS = ['portico', 'portico-against', 'gcp-snapshot', 'gcp-linear'] as const;
 type ServerName = (typeof SERVERS)[number];
 const now = () => performance.timeOrigin + performance.now();
 const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
@@ -228,8 +230,12 @@ interface ServerUnderTest {
   close(): Promise<void>;
 }
 
-async function startPortico(): Promise<ServerUnderTest> {
-  const child = fork(fileURLToPath(import.meta.url), ['--role', 'portico', ...process.argv.slice(2)], {
+/** Portico's server in a child process: this checkout's, or with `dir` another checkout's (given only the flags both know). */
+async function startPortico(dir?: string): Promise<ServerUnderTest> {
+  const own = ['--routes', String(args.routes), '--clusters', String(args.clusters), '--route-configs', String(args['route-configs'])];
+  if (args['send-budget-mb']) own.push('--send-budget-mb', String(args['send-budget-mb']));
+  const script = dir ? join(dir, 'bench', 'xds-fanout.ts') : fileURLToPath(import.meta.url);
+  const child = fork(script, ['--role', 'portico', ...own], {
     execArgv: ['--import', 'tsx'],
     stdio: ['ignore', 'inherit', 'inherit', 'ipc'],
   });
@@ -371,8 +377,9 @@ async function measure(name: ServerName, server: ServerUnderTest) {
 type Run = Awaited<ReturnType<typeof measure>>;
 
 async function orchestrate(): Promise<void> {
-  const names = (args.server === 'all' ? [...SERVERS] : args.server.split(',').map((s) => s.trim())) as ServerName[];
+  const names = (args.server === 'all' ? SERVERS.filter((n) => n !== 'portico-against' || args.against) : args.server.split(',').map((s) => s.trim())) as ServerName[];
   for (const n of names) if (!SERVERS.includes(n)) throw new Error(`--server: unknown server "${n}" (one of ${SERVERS.join(', ')}, or all)`);
+  if (names.includes('portico-against') && !args.against) throw new Error('--server portico-against needs --against DIR (another checkout)');
   const peers = names.some((n) => n.startsWith('gcp-'));
   let dir: string | undefined;
   let peerBin = '';
@@ -394,7 +401,12 @@ async function orchestrate(): Promise<void> {
   try {
     for (const name of names) {
       process.stderr.write(`xds-fanout: ${name}\n`);
-      const server = name === 'portico' ? await startPortico() : await startPeer(peerBin, name === 'gcp-snapshot' ? 'snapshot' : 'linear', dir!, peerChanges);
+      const server =
+        name === 'portico'
+          ? await startPortico()
+          : name === 'portico-against'
+            ? await startPortico(args.against)
+            : await startPeer(peerBin, name === 'gcp-snapshot' ? 'snapshot' : 'linear', dir!, peerChanges);
       try {
         runs.push(await measure(name, server));
       } catch (e) {
