@@ -2,6 +2,7 @@
 // ID, SHA-256 fingerprint), read from what Envoy forwards, and its mapping to a partner.
 import { X509Certificate } from 'node:crypto';
 import { Lru } from './lru.ts';
+import { canonicalIp } from '../model/index.ts';
 
 export type SanType = 'dns' | 'uri' | 'email' | 'ip' | 'other';
 
@@ -91,20 +92,6 @@ export function subjectOfNodeCertificate(subject: string): string | undefined {
 
 const SAN_TYPES: Record<string, SanType> = { dns: 'dns', uri: 'uri', email: 'email', ip: 'ip', 'ip address': 'ip' };
 const HOSTNAME = /^[A-Za-z0-9*]([A-Za-z0-9.*-]*[A-Za-z0-9])?$/;
-
-/**
- * An IPv6 address in one text form (RFC 5952: lower case, longest zero run compressed), whatever form
- * it was written in: Node prints a certificate's IPv6 SANs uncompressed and upper case (FD00:0:…:7),
- * administrators write them compressed (fd00::7). Anything else is returned as it is.
- */
-export function canonicalIp(value: string): string {
-  if (!/^[0-9A-Fa-f:.]+$/.test(value) || value.split(':').length < 3) return value;
-  try {
-    return new URL(`http://[${value}]/`).hostname.slice(1, -1);
-  } catch {
-    return value;
-  }
-}
 
 /** A SAN identity value (`DNS:billing.internal`, `URI:…`, `email:…`, `IP:…`, or a bare value of any type). */
 export function canonicalSan(value: string): { type: SanType | undefined; value: string } {

@@ -6,7 +6,8 @@
 // Envoy per certificate partner (429 contract); a fingerprint identity
 // matched through the header Envoy writes from the verified certificate (a client's copy never
 // counts); email and IPv4 SAN identities the same way (any SAN of the certificate's comma-joined
-// list), an IPv6 SAN on the callout; a fingerprint beating another partner's SAN (the callout's
+// list), IPv6 SAN identities the same way in the form Envoy prints (RFC 5952, IPv4-mapped and
+// -compatible addresses dotted: checked here); a fingerprint beating another partner's SAN (the callout's
 // precedence); config_dump holds no private key.
 import assert from 'node:assert/strict';
 import { X509Certificate } from 'node:crypto';
@@ -32,7 +33,14 @@ describe('authz native mode: client certificates decided by Envoy itself', () =>
     const byEmail = await signedBy(clientCa, 'mail-client', { client: true, san: 'DNS:mail.unmapped.internal,email:noreply@bank-g.example,email:ops@bank-g.example' });
     const byIp = await signedBy(clientCa, 'ip-client', { client: true, san: 'IP:10.9.8.7,IP:10.9.8.70' });
     const byIpPrefix = await signedBy(clientCa, 'ip-prefix-client', { client: true, san: 'IP:10.9.8.77' });
-    const byIpv6 = await signedBy(clientCa, 'ipv6-client', { client: true, san: 'IP:fd00::7' });
+    const byIpv6 = await signedBy(clientCa, 'ipv6-client', { client: true, san: 'IP:10.0.0.9,IP:fd00::7' });
+    // Two equal zero runs (the first is compressed), a single zero group (never compressed), a neighbour of fd00::7.
+    const byIpv6Runs = await signedBy(clientCa, 'ipv6-runs-client', { client: true, san: 'IP:2001:db8:0:0:1:0:0:1' });
+    const byIpv6One = await signedBy(clientCa, 'ipv6-one-client', { client: true, san: 'IP:2001:db8:0:1:1:1:1:1' });
+    const byIpv6Near = await signedBy(clientCa, 'ipv6-near-client', { client: true, san: 'IP:fd00::70' });
+    // The certificate library encodes only the hex form of this address correctly.
+    const byMapped = await signedBy(clientCa, 'mapped-client', { client: true, san: 'IP:::ffff:a01:203' });
+    const byCompatible = await signedBy(clientCa, 'compatible-client', { client: true, san: 'IP:::a01:204' });
     // Carries bank-b's DNS SAN, but bank-j pinned its fingerprint: the callout's precedence makes it bank-j's.
     const pinnedWithName = await signedBy(clientCa, 'pinned-client', { client: true, san: 'DNS:san-client.bank-b.internal' });
     const foreign = await signedBy(await selfSigned('Someone Else CA'), 'subject-client', { client: true, san: 'URI:spiffe://bank-c.example/ns/prod/sa/ledger' });
@@ -58,7 +66,7 @@ describe('authz native mode: client certificates decided by Envoy itself', () =>
 
     await addMtlsListener(api, mtlsPort, server, clientCa);
     ok(await api.post('/api/v1/services', { name: 'ledger', endpoints: [{ host: '127.0.0.1', port: mirror.port }] }), 'service');
-    for (const product of ['ledger', 'vault', 'metered', 'safe', 'annex']) {
+    for (const product of ['ledger', 'vault', 'metered', 'safe', 'annex', 'mapped']) {
       ok(await api.post('/api/v1/products', { name: product, gatewayGroups: ['edge'], basePath: `/${product}`, auth: { accept: ['mtls'] } }), product);
       for (const route of ['entries', 'audit'])
         ok(await api.post(`/api/v1/products/${product}/routes`, { name: route, match: { path: { type: 'prefix', value: `/${route}` } }, service: 'ledger' }), route);
@@ -72,7 +80,12 @@ describe('authz native mode: client certificates decided by Envoy itself', () =>
       ['bank-f', undefined, { type: 'san', value: 'DNS:bank-f.internal' }],
       ['bank-g', 'safe', { type: 'san', value: 'email:ops@bank-g.example' }],
       ['bank-h', 'safe', { type: 'san', value: 'IP:10.9.8.70' }],
-      ['bank-i', 'annex', { type: 'san', value: 'IP:fd00::7' }],
+      // Written as Node prints it: compared in RFC 5952 form.
+      ['bank-i', 'annex', { type: 'san', value: 'IP:FD00:0:0:0:0:0:0:7' }],
+      ['bank-k', 'annex', { type: 'san', value: 'IP:2001:db8:0:0:1:0:0:1' }],
+      ['bank-l', 'annex', { type: 'san', value: '2001:DB8:0:1:1:1:1:1' }],
+      ['bank-m', 'mapped', { type: 'san', value: 'IP:::ffff:10.1.2.3' }],
+      ['bank-n', 'mapped', { type: 'san', value: 'IP:0:0:0:0:0:0:a01:204' }],
       ['bank-j', 'safe', { type: 'fingerprint', value: new X509Certificate(pinnedWithName.certificate).fingerprint256 }],
     ];
     for (const [partner, product, match, extra] of partners) {
@@ -143,7 +156,7 @@ describe('authz native mode: client certificates decided by Envoy itself', () =>
       assert.equal(await authzDecisions(portico.adminUrl, { product: 'vault' }), 0, 'vault was never checked by the callout');
     });
 
-    await t.test('email and IPv4 SAN identities are matched by Envoy from the verified certificate; a forged header counts for nothing; IPv6 stays on the callout', async () => {
+    await t.test('email and IP SAN identities are matched by Envoy from the verified certificate; a forged header counts for nothing; IPv6 in the form Envoy prints', async () => {
       for (const [client, partner] of [
         [byEmail, 'bank-g'],
         [byIp, 'bank-h'],
@@ -158,9 +171,19 @@ describe('authz native mode: client certificates decided by Envoy itself', () =>
       assertGatewayError(await https('/safe/entries/1', stranger, { 'x-portico-peer-email': 'ops@bank-g.example' }), 403, 'no_subscription', 'forged email header');
       assertGatewayError(await https('/safe/entries/1', stranger, { 'x-portico-peer-ip': '10.9.8.70' }), 403, 'no_subscription', 'forged IP header');
       assert.equal(await authzDecisions(portico.adminUrl, { product: 'safe' }), 0, 'safe was never checked by the callout');
-      // Envoy prints IPv6 SANs compressed, the callout as Node does: that product is the callout's.
-      assert.deepEqual(mirroredHeaders(await https('/annex/entries/1', byIpv6)).get('x-portico-partner'), ['bank-i']);
-      assert.ok((await authzDecisions(portico.adminUrl, { product: 'annex' })) > 0, 'annex is checked by the callout');
+      // IPv6: Envoy prints RFC 5952's form, which the identities are translated to.
+      for (const [client, partner] of [
+        [byIpv6, 'bank-i'],
+        [byIpv6Runs, 'bank-k'],
+        [byIpv6One, 'bank-l'],
+      ] as const)
+        assert.deepEqual(mirroredHeaders(await https('/annex/entries/1', client)).get('x-portico-partner'), [partner], partner);
+      assertGatewayError(await https('/annex/entries/1', byIpv6Near), 403, 'no_subscription', 'fd00::70 is not fd00::7');
+      assert.equal(await authzDecisions(portico.adminUrl, { product: 'annex' }), 0, 'annex was never checked by the callout');
+      // Envoy prints ::ffff:a01:203 and ::a01:204 with their IPv4 part dotted (::ffff:10.1.2.3, ::10.1.2.4): matched in that form.
+      assert.deepEqual(mirroredHeaders(await https('/mapped/entries/1', byMapped)).get('x-portico-partner'), ['bank-m']);
+      assert.deepEqual(mirroredHeaders(await https('/mapped/entries/1', byCompatible)).get('x-portico-partner'), ['bank-n']);
+      assert.equal(await authzDecisions(portico.adminUrl, { product: 'mapped' }), 0, 'mapped was never checked by the callout');
     });
 
     await t.test("a fingerprint beats another partner's SAN on the same certificate, as in the callout", async () => {

@@ -63,7 +63,7 @@ describe('native JWT: which issuers Envoy verifies alone', () => {
 });
 
 describe('native mTLS: which identities Envoy matches as principal names', () => {
-  it('SPIFFE IDs, URI and DNS SANs and RFC 2253 subjects are principals; fingerprints, email and IPv4 SANs are matched as Envoy prints them; IPv6 SANs, other subject forms are not', () => {
+  it('SPIFFE IDs, URI and DNS SANs and RFC 2253 subjects are principals; fingerprints, email and IP SANs are matched as Envoy prints them (IPv6 in RFC 5952 form); other subject forms are not', () => {
     assert.deepEqual(mtlsPrincipalName({ type: 'spiffe_id', value: 'spiffe://a/b' }), { name: 'spiffe://a/b' });
     assert.deepEqual(mtlsPrincipalName({ type: 'san', value: 'DNS:Api.Example.COM' }), { name: 'api.example.com' });
     assert.deepEqual(mtlsPrincipalName({ type: 'san', value: 'URI:https://x.example/Client' }), { name: 'https://x.example/Client' });
@@ -75,9 +75,25 @@ describe('native mTLS: which identities Envoy matches as principal names', () =>
     // A bare value is a SAN of any type, as the callout reads it.
     assert.deepEqual(mtlsPrincipalName({ type: 'san', value: 'ops@b.example' }), { name: 'ops@b.example', email: 'ops@b.example' });
     assert.deepEqual(mtlsPrincipalName({ type: 'san', value: '10.0.0.1' }), { name: '10.0.0.1', ip: '10.0.0.1' });
+    // IPv6 in the form Envoy (inet_ntop) prints: lower case, the first longest zero run (two groups or more) compressed.
+    for (const [written, printed] of [
+      ['FD00:0:0:0:0:0:0:7', 'fd00::7'],
+      ['fd00::7', 'fd00::7'],
+      ['2001:DB8:0:0:1:0:0:1', '2001:db8::1:0:0:1'],
+      ['2001:db8:0:1:1:1:1:1', '2001:db8:0:1:1:1:1:1'],
+      ['2001:0db8:0000:0000:0000:0000:0000:0001', '2001:db8::1'],
+      ['::1', '::1'],
+      // The first 80 bits zero, then 0000 or ffff: inet_ntop writes the last 32 bits dotted.
+      ['::ffff:10.1.2.3', '::ffff:10.1.2.3'],
+      ['0:0:0:0:0:FFFF:A01:203', '::ffff:10.1.2.3'],
+      ['::a01:204', '::10.1.2.4'],
+      ['::1:0', '::0.1.0.0'],
+    ] as const) {
+      assert.deepEqual(mtlsPrincipalName({ type: 'san', value: `IP:${written}` }), { ip: printed }, written);
+      assert.deepEqual(mtlsPrincipalName({ type: 'san', value: written }), { name: printed, ip: printed }, `bare ${written}`);
+    }
     for (const match of [
-      { type: 'san', value: 'IP:fd00::1' },
-      { type: 'san', value: 'fd00::1' },
+      { type: 'san', value: 'IP:fd00::1::2' },
       { type: 'san', value: 'IP:10.0.0.256' },
       { type: 'san', value: 'email:"a,b"@b.example' },
       { type: 'subject', value: '/O=Acme/CN=billing' },
