@@ -1,11 +1,10 @@
 // The control plane's TLS material on disk (server certificate, key, and the CA that verifies
 // Envoys' client certificates), checked as a whole and re-read while serving: a rotation on disk
-// reaches new connections (grpc-js through its certificate-provider seam, node:http2 through
-// setSecureContext) while open streams keep the context they started with.
+// reaches new connections (node:http2's setSecureContext) while open streams keep the context they
+// started with.
 import { createHash, createPrivateKey, X509Certificate } from 'node:crypto';
 import { readFileSync } from 'node:fs';
 import type { SecureContextOptions } from 'node:tls';
-import * as grpc from '@grpc/grpc-js';
 
 export interface TlsFiles {
   certFile: string;
@@ -27,10 +26,6 @@ export interface TlsLogger {
   info(obj: object, msg: string): void;
   warn(obj: object, msg: string): void;
 }
-
-/** grpc-js's CertificateProvider shape (its experimental API), declared here so nothing else depends on grpc-js internals. */
-type IdentityListener = (u: { certificate: Buffer; privateKey: Buffer } | null) => void;
-type CaListener = (u: { caCertificate: Buffer } | null) => void;
 
 const PEM_CERT = /-----BEGIN CERTIFICATE-----[\s\S]+?-----END CERTIFICATE-----/g;
 
@@ -84,8 +79,6 @@ export class TlsMaterial {
   private timer: NodeJS.Timeout | undefined;
   private lastProblem: string | undefined;
   private readonly listeners = new Set<(s: TlsSnapshot) => void>();
-  private readonly identityListeners = new Set<IdentityListener>();
-  private readonly caListeners = new Set<CaListener>();
 
   constructor(
     readonly files: TlsFiles,
@@ -133,8 +126,6 @@ export class TlsMaterial {
     this.digest = digest;
     this.options.logger?.info({ serial: next.serial, notAfter: next.notAfter }, 'tls: certificates reloaded (new connections use them; open streams continue)');
     for (const fn of this.listeners) fn(next);
-    for (const fn of this.identityListeners) fn({ certificate: next.cert, privateKey: next.key });
-    for (const fn of this.caListeners) fn({ caCertificate: next.ca });
     return true;
   }
 
@@ -142,34 +133,8 @@ export class TlsMaterial {
     if (this.timer) clearInterval(this.timer);
     this.timer = undefined;
   }
-
-  // grpc-js CertificateProvider: the server's credentials follow this material.
-  addIdentityCertificateListener(fn: IdentityListener): void {
-    this.identityListeners.add(fn);
-    process.nextTick(fn, { certificate: this.snapshot.cert, privateKey: this.snapshot.key });
-  }
-  removeIdentityCertificateListener(fn: IdentityListener): void {
-    this.identityListeners.delete(fn);
-  }
-  addCaCertificateListener(fn: CaListener): void {
-    this.caListeners.add(fn);
-    process.nextTick(fn, { caCertificate: this.snapshot.ca });
-  }
-  removeCaCertificateListener(fn: CaListener): void {
-    this.caListeners.delete(fn);
-  }
 }
 
 function digestOf(s: TlsSnapshot): string {
   return createHash('sha256').update(s.cert).update('\0').update(s.key).update('\0').update(s.ca).digest('hex');
-}
-
-/**
- * grpc-js server credentials that follow `material`: client certificates are requested and verified
- * against the CA, but a client without a valid one still completes the handshake, so that the
- * ChannelGuard answers it with UNAUTHENTICATED (and records it) instead of a bare TLS alert.
- */
-export function grpcServerCredentials(material: TlsMaterial): grpc.ServerCredentials {
-  // The provider serves both the identity (certificate + key) and the CA.
-  return grpc.experimental.createCertificateProviderServerCredentials(material, material, false);
 }

@@ -1,5 +1,5 @@
 // The access-log service Envoys stream to (envoy.service.accesslog.v3.AccessLogService/
-// StreamAccessLogs, client streaming, hosted on the xDS grpc-js server): every HTTP entry becomes a
+// StreamAccessLogs, client streaming, hosted on the xDS port's node:http2 server): every HTTP entry becomes a
 // count and a duration in RequestMetrics (per product × partner). Entries are decoded partially
 // (access-log-wire.ts) and never stored; nothing from them is logged but ids, names and statuses.
 import type * as grpc from '@grpc/grpc-js';

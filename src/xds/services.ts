@@ -64,7 +64,7 @@ export function decodeDeltaRequest(buf: Buffer): DeltaRequest {
 
 /** DiscoveryResponse written around the cache's shared encodings (no per-stream re-encoding). */
 export function encodeSotwResponse(r: SotwResponse): Buffer {
-  // A shared, fully encoded response is handed over as it is (grpc-js copies it into its frame).
+  // A shared, fully encoded response is handed over as it is (written behind each stream's own prefix, never copied).
   return r.body ?? writeResponse(r.version_info, r.resources, r.type_url, r.nonce, []);
 }
 
