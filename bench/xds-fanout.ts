@@ -90,7 +90,7 @@ type FromPortico =
   | { kind: 'prepared' }
   | { kind: 'applied'; version: string }
   | { kind: 'landed' }
-  | { kind: 'details'; snapshotBuildMs: number; encodedPerChange: { resources: number; routeParts: number }[]; memoryMB: Record<string, number> };
+  | { kind: 'details'; snapshotBuildMs: number; encodedPerChange: { resources: number; routeParts: number }[]; memoryMB: Record<string, number>; memoryAfterGcMB?: Record<string, number> };
 
 // ── Portico's server (child process) ─────────────────────────────────────────
 
@@ -109,6 +109,15 @@ async function startProfile(): Promise<((label: string) => Promise<void>) | unde
     writeFileSync(`${dir}/${label.replace(/\W+/g, '-')}.cpuprofile`, JSON.stringify(profile));
     session.disconnect();
   };
+}
+
+const memoryMB = () => Object.fromEntries(Object.entries(process.memoryUsage()).map(([k, v]) => [k, Math.round(v / 1048576)]));
+function memoryAfterGc(): Record<string, number> | undefined {
+  const gc = (globalThis as { gc?: () => void }).gc;
+  if (!gc) return undefined;
+  gc();
+  gc();
+  return memoryMB();
 }
 
 async function runPortico(): Promise<void> {
@@ -160,7 +169,9 @@ async function runPortico(): Promise<void> {
           kind: 'details',
           snapshotBuildMs: buildMs,
           encodedPerChange,
-          memoryMB: Object.fromEntries(Object.entries(process.memoryUsage()).map(([k, v]) => [k, Math.round(v / 1048576)])),
+          memoryMB: memoryMB(),
+          // After a full collection (the child runs with --expose-gc): what the streams hold, garbage aside.
+          memoryAfterGcMB: memoryAfterGc(),
         });
     }
   });
@@ -236,7 +247,7 @@ async function startPortico(dir?: string): Promise<ServerUnderTest> {
   if (args['send-budget-mb']) own.push('--send-budget-mb', String(args['send-budget-mb']));
   const script = dir ? join(dir, 'bench', 'xds-fanout.ts') : fileURLToPath(import.meta.url);
   const child = fork(script, ['--role', 'portico', ...own], {
-    execArgv: ['--import', 'tsx'],
+    execArgv: ['--import', 'tsx', '--expose-gc'],
     stdio: ['ignore', 'inherit', 'inherit', 'ipc'],
   });
   const next = inbox<FromPortico>(child, "Portico's server");
