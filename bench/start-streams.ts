@@ -23,7 +23,7 @@ const channel = (address: string) =>
   });
 
 /** The names of every endpoint and route resource, from one Delta stream subscribed to '*'. */
-function discover(address: string, group: string): Promise<Map<string, string[]>> {
+export function discover(address: string, group: string): Promise<Map<string, string[]>> {
   return new Promise((resolve, reject) => {
     const m = ads().DeltaAggregatedResources!;
     const client = channel(address);

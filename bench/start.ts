@@ -9,7 +9,11 @@
 //                           its own `npm run build`: an A/B of two builds alternating in one run)
 //        [--node-flags 'A|B']  (instead of compiled against tsx, compiled starts under each set of Node
 //                           flags in turn, --runs times: start, CPU, RSS at ready and after 10 s idle,
-//                           and the heap then; '' is Node's defaults)
+//                           and the heap then; then one ADS stream: time to its snapshot, RSS 5 s
+//                           later; '' is Node's defaults)
+// Each start also reports snapshotMs: spawn to the first full snapshot (clusters, endpoints,
+// listeners, routes) received by one Delta stream opened at ready, as a connecting Envoy would
+// (`portico serve` translates when the first Envoy connects, so ready comes before it).
 import { fork, spawnSync } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
 import path from 'node:path';
@@ -17,7 +21,7 @@ import type { TestContext } from 'node:test';
 import { fileURLToPath } from 'node:url';
 import { freePort, startPostgres } from '../test/support/components.ts';
 import { cpuSeconds, flags, median, printJson, round2, rssMB } from './harness.ts';
-import type { FromStreams } from './start-streams.ts';
+import { discover, type FromStreams } from './start-streams.ts';
 import { type Proc, workspace } from './stack.ts';
 import { benchDocument } from './bench-model.ts';
 
@@ -61,7 +65,12 @@ try {
 
   /** Spawns serve and polls /readyz every 20 ms: wall ms to ready, the process's CPU seconds and RSS then. */
   const against = args.against ? path.resolve(args.against) : undefined;
-  const start = async (compiled: boolean, nodeFlags?: string): Promise<{ proc: Proc; ms: number; cpuS: number; rssMb: number }> => {
+  /** Opens one Delta stream of the bench's group and waits for every type: ms since t0, CPU seconds then. */
+  const firstSnapshot = async (proc: Proc, t0: number): Promise<{ snapshotMs: number; snapshotCpuS: number }> => {
+    await discover(env.PORTICO_GRPC_ADDR, 'edge');
+    return { snapshotMs: Math.round(performance.now() - t0), snapshotCpuS: round2(cpuSeconds(proc.child.pid)) };
+  };
+  const start = async (compiled: boolean, nodeFlags?: string): Promise<{ proc: Proc; t0: number; ms: number; cpuS: number; rssMb: number }> => {
     const t0 = performance.now();
     const profile = args.profile
       ? { PORTICO_NODE_FLAGS: `--cpu-prof --cpu-prof-dir=${path.resolve(args.profile)} ${nodeFlags ?? ''}` }
@@ -72,7 +81,7 @@ try {
     const proc = compiled
       ? ws.run(path.join(ROOT, 'bin/portico'), ['serve'], { ...env, ...profile, NODE_ENV: 'production' })
       : against
-        ? ws.run(path.join(against, 'bin/portico'), ['serve'], { ...env, NODE_ENV: 'production' })
+        ? ws.run(path.join(against, 'bin/portico'), ['serve'], { ...env, ...profile, NODE_ENV: 'production' })
         : ws.run(path.join(ROOT, 'bin/portico'), ['serve'], env);
     for (;;) {
       if (proc.child.exitCode !== null) throw new Error(`serve exited (${proc.child.exitCode})`);
@@ -81,7 +90,7 @@ try {
       await new Promise((r) => setTimeout(r, 20));
     }
     const ms = Math.round(performance.now() - t0);
-    return { proc, ms, cpuS: round2(cpuSeconds(proc.child.pid)), rssMb: rssMB(proc.child.pid) };
+    return { proc, t0, ms, cpuS: round2(cpuSeconds(proc.child.pid)), rssMb: rssMB(proc.child.pid) };
   };
   const kill9 = async (p: Proc) => {
     const gone = new Promise((r) => p.child.once('exit', r));
@@ -97,19 +106,26 @@ try {
   await first.proc.stop();
 
   const second = against ? 'against' : 'tsx';
-  const results: Record<string, Array<{ ms: number; cpuS: number; rssMb: number }>> = { compiledAfterStop: [], [`${second}AfterStop`]: [], compiledAfterKill9: [], [`${second}AfterKill9`]: [] };
+  const results: Record<string, Array<{ ms: number; cpuS: number; rssMb: number; snapshotMs: number; snapshotCpuS: number }>> = {
+    compiledAfterStop: [],
+    [`${second}AfterStop`]: [],
+    compiledAfterKill9: [],
+    [`${second}AfterKill9`]: [],
+  };
   const load: string[] = [];
   for (let i = 0; i < (args['node-flags'] === undefined ? args.runs : 0); i++) {
     for (const compiled of [true, false]) {
       const name = compiled ? 'compiled' : against ? 'against' : 'tsx';
       const a = await start(compiled);
-      results[`${name}AfterStop`]!.push({ ms: a.ms, cpuS: a.cpuS, rssMb: a.rssMb });
+      results[`${name}AfterStop`]!.push({ ms: a.ms, cpuS: a.cpuS, rssMb: a.rssMb, ...(await firstSnapshot(a.proc, a.t0)) });
       await kill9(a.proc);
       const b = await start(compiled);
-      results[`${name}AfterKill9`]!.push({ ms: b.ms, cpuS: b.cpuS, rssMb: b.rssMb });
+      results[`${name}AfterKill9`]!.push({ ms: b.ms, cpuS: b.cpuS, rssMb: b.rssMb, ...(await firstSnapshot(b.proc, b.t0)) });
       await b.proc.stop();
       load.push(spawnSync('cat', ['/proc/loadavg'], { encoding: 'utf8' }).stdout.trim());
-      process.stderr.write(`start: run ${i + 1} ${name}: ${a.ms} ms, after kill -9 ${b.ms} ms\n`);
+      process.stderr.write(
+        `start: run ${i + 1} ${name}: ${a.ms} ms, after kill -9 ${b.ms} ms; first snapshot ${results[`${name}AfterStop`]!.at(-1)!.snapshotMs} / ${results[`${name}AfterKill9`]!.at(-1)!.snapshotMs} ms\n`,
+      );
     }
   }
   // Memory of the compiled build in PostgreSQL mode: at ready, after 10 s idle (no stream yet), and
@@ -147,13 +163,32 @@ try {
   // Node flags side by side: each variant started in turn, so load drifts touch them alike.
   let nodeFlags: Record<string, unknown> | undefined;
   if (args['node-flags'] !== undefined) {
-    const variants = String(args['node-flags']).split('|');
-    const byVariant = new Map<string, Array<{ ms: number; cpuS: number; rssMb: number; idleRssMb: number; idleCpuS: number; heap: Record<string, number> }>>(variants.map((v) => [v, []]));
+    // With --against, each flag set runs on both builds (the other's names end in ' @against').
+    const flagSets = String(args['node-flags']).split('|');
+    const variants = against ? flagSets.flatMap((f) => [f, `${f} @against`]) : flagSets;
+    type Variant = {
+      ms: number;
+      cpuS: number;
+      rssMb: number;
+      idleRssMb: number;
+      idleCpuS: number;
+      heap: Record<string, number>;
+      streamSnapshotMs: number;
+      rssStreamMb: number;
+      streamHeap: Record<string, number>;
+    };
+    const byVariant = new Map<string, Variant[]>(variants.map((v) => [v, []]));
     for (let i = 0; i < args.runs; i++) {
       for (const v of variants) {
-        const a = await start(true, v);
+        const a = v.endsWith(' @against') ? await start(false, v.slice(0, -' @against'.length)) : await start(true, v);
         await new Promise((r) => setTimeout(r, 10_000));
-        byVariant.get(v)!.push({ ms: a.ms, cpuS: a.cpuS, rssMb: a.rssMb, idleRssMb: rssMB(a.proc.child.pid), idleCpuS: round2(cpuSeconds(a.proc.child.pid)), ...(await heapMetrics()) });
+        const idle = { ms: a.ms, cpuS: a.cpuS, rssMb: a.rssMb, idleRssMb: rssMB(a.proc.child.pid), idleCpuS: round2(cpuSeconds(a.proc.child.pid)), ...(await heapMetrics()) };
+        // One Envoy connects: the translation (now or at start) is then held; RSS 5 s later.
+        const t1 = performance.now();
+        await discover(env.PORTICO_GRPC_ADDR, 'edge');
+        const streamSnapshotMs = Math.round(performance.now() - t1);
+        await new Promise((r) => setTimeout(r, 5_000));
+        byVariant.get(v)!.push({ ...idle, streamSnapshotMs, rssStreamMb: rssMB(a.proc.child.pid), streamHeap: (await heapMetrics()).heap });
         await a.proc.stop();
         process.stderr.write(`start: flags '${v}': ${JSON.stringify(byVariant.get(v)!.at(-1))}\n`);
       }
@@ -167,6 +202,7 @@ try {
           medianCpuS: round2(median(rs.map((r) => r.cpuS))),
           medianRssAtReadyMb: median(rs.map((r) => r.rssMb)),
           medianRssIdleMb: median(rs.map((r) => r.idleRssMb)),
+          medianRssWithStreamMb: median(rs.map((r) => r.rssStreamMb)),
           runs: rs,
         },
       ]),
@@ -175,7 +211,16 @@ try {
   const summary = Object.fromEntries(
     Object.entries(results)
       .filter(([, v]) => v.length > 0)
-      .map(([k, v]) => [k, { medianMs: median(v.map((r) => r.ms)), maxMs: Math.max(...v.map((r) => r.ms)), medianCpuS: round2(median(v.map((r) => r.cpuS))), runs: v }]),
+      .map(([k, v]) => [
+        k,
+        {
+          medianMs: median(v.map((r) => r.ms)),
+          maxMs: Math.max(...v.map((r) => r.ms)),
+          medianSnapshotMs: median(v.map((r) => r.snapshotMs)),
+          medianCpuS: round2(median(v.map((r) => r.cpuS))),
+          runs: v,
+        },
+      ]),
   );
   printJson({
     benchmark: 'start',

@@ -61,6 +61,11 @@ export interface StartOptions {
   prune?: boolean;
   /** Compile the resource schemas once the admin API listens (`portico serve`; tests skip the cost). */
   compileSchemas?: boolean;
+  /**
+   * Translate the model when the first Envoy connects (or a write needs it), not at start
+   * (`portico serve`): until then the process holds no translation, and it is ready sooner.
+   */
+  translateOnFirstStream?: boolean;
   /** Embedded memory:// database only: start from this dump of a migrated database (tests start hundreds). */
   embeddedImage?: Blob;
 }
@@ -242,7 +247,7 @@ export async function startPortico(settings: Settings, opts: StartOptions = {}):
   // Native JWT: the key sets the callout's verifier fetched are pushed to Envoy inline (one fetcher for the fleet).
   pipeline.useJwks(() => authz.fetchedKeySets());
   const detachKeySets = authz.onKeySets(() => pipeline.jwksChanged());
-  const detach = pipeline.attach(store);
+  const detach = pipeline.attach(store, { deferUntilStream: opts.translateOnFirstStream === true });
   // Native quotas: counted from the access logs Envoys stream, enforced by the next push.
   const quotas = new QuotaLedger();
   quotas.setModel(store.current());
@@ -270,7 +275,7 @@ export async function startPortico(settings: Settings, opts: StartOptions = {}):
     portalUsage: (model, partner) => readPartnerUsage(model, partner, { limiter: ratelimit, ledger: quotas }, Date.now()),
     logger: log.child({ component: 'admin' }),
     readiness: {
-      ready: () => pipeline.current().servedRevision >= 0,
+      ready: () => pipeline.ready(),
       draining: () => draining,
       details: () => ({
         database: database.kind,

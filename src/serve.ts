@@ -10,7 +10,9 @@ export async function serve(settings: Settings, applyFile?: string, prune = fals
   // The document is applied before the servers start, so /readyz never reports a model without it.
   // The idempotency role needs no database or model: it is only the processor (src/idempotency-role.ts).
   const portico =
-    settings.role === 'idempotency' ? await startIdempotencyRole(settings, log) : await startPortico(settings, { logger: log, compileSchemas: true, ...(applyFile ? { applyFile, prune } : {}) });
+    settings.role === 'idempotency'
+      ? await startIdempotencyRole(settings, log)
+      : await startPortico(settings, { logger: log, compileSchemas: true, translateOnFirstStream: true, ...(applyFile ? { applyFile, prune } : {}) });
   // SIGTERM: /readyz turns 503, the replica keeps serving for the shutdown delay, then xDS streams
   // end cleanly, in-flight callouts finish, and the admin API and the database close. The exit is
   // bounded: past the delay and the grace period (plus 5 s for the rest) the process exits anyway,

@@ -6,7 +6,7 @@ import { readFileSync, renameSync, writeFileSync } from 'node:fs';
 import { createRequire } from 'node:module';
 import os from 'node:os';
 import path from 'node:path';
-import { startPortico, type Portico } from '../../src/main.ts';
+import { startPortico, type Portico, type StartOptions } from '../../src/main.ts';
 import { loadSettings } from '../../src/settings.ts';
 import { openEmbeddedDatabase } from '../../src/store/embedded.ts';
 import { MIGRATIONS_DIR, readMigrations } from '../../src/store/migrate.ts';
@@ -26,6 +26,8 @@ export interface TestPorticoOptions {
   env?: Record<string, string>;
   /** Where the control plane writes its JSON log lines (default stdout), for tests that read them. */
   logTo?: NodeJS.WritableStream;
+  /** Start options on top of the test defaults (e.g. a document applied at start). */
+  start?: Pick<StartOptions, 'applyFile' | 'translateOnFirstStream'>;
 }
 
 export async function startTestPortico(opts: TestPorticoOptions = {}): Promise<TestPortico> {
@@ -46,6 +48,7 @@ export async function startTestPortico(opts: TestPorticoOptions = {}): Promise<T
   const portico = await startPortico(settings, {
     logger: createLogger(settings.logLevel, opts.logTo),
     ...(!opts.databaseUrl && settings.dataDir.startsWith('memory://') ? { embeddedImage: await migratedImage() } : {}),
+    ...opts.start,
   });
   return Object.assign(portico, { api: new ApiClient(portico.adminUrl, ADMIN_TOKEN) });
 }
