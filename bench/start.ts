@@ -174,6 +174,7 @@ try {
       idleCpuS: number;
       heap: Record<string, number>;
       streamSnapshotMs: number;
+      streamCpuS: number;
       rssStreamMb: number;
       streamHeap: Record<string, number>;
     };
@@ -187,8 +188,9 @@ try {
         const t1 = performance.now();
         await discover(env.PORTICO_GRPC_ADDR, 'edge');
         const streamSnapshotMs = Math.round(performance.now() - t1);
+        const streamCpuS = round2(cpuSeconds(a.proc.child.pid));
         await new Promise((r) => setTimeout(r, 5_000));
-        byVariant.get(v)!.push({ ...idle, streamSnapshotMs, rssStreamMb: rssMB(a.proc.child.pid), streamHeap: (await heapMetrics()).heap });
+        byVariant.get(v)!.push({ ...idle, streamSnapshotMs, streamCpuS, rssStreamMb: rssMB(a.proc.child.pid), streamHeap: (await heapMetrics()).heap });
         await a.proc.stop();
         process.stderr.write(`start: flags '${v}': ${JSON.stringify(byVariant.get(v)!.at(-1))}\n`);
       }
@@ -203,6 +205,7 @@ try {
           medianRssAtReadyMb: median(rs.map((r) => r.rssMb)),
           medianRssIdleMb: median(rs.map((r) => r.idleRssMb)),
           medianRssWithStreamMb: median(rs.map((r) => r.rssStreamMb)),
+          medianCpuAtStreamSnapshotS: round2(median(rs.map((r) => r.streamCpuS))),
           runs: rs,
         },
       ]),

@@ -317,6 +317,9 @@ export async function startPortico(settings: Settings, opts: StartOptions = {}):
   // 321-325 -> 289-292 MB, PostgreSQL, 10k routes, bench/start.ts --node-flags).
   const gc = (globalThis as { gc?: () => void }).gc;
   if (gc) setImmediate(gc);
+  // Translated on the first Envoy's stream instead (translateOnFirstStream): that translation's
+  // intermediates too, once its responses are sent.
+  if (gc && !xds.cache.isReady()) xds.cache.onReady(() => setTimeout(gc, 2_000).unref());
 
   let closing: Promise<void> | undefined;
   const close = () =>

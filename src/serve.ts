@@ -12,7 +12,7 @@ export async function serve(settings: Settings, applyFile?: string, prune = fals
   const portico =
     settings.role === 'idempotency'
       ? await startIdempotencyRole(settings, log)
-      : await startPortico(settings, { logger: log, compileSchemas: true, translateOnFirstStream: true, ...(applyFile ? { applyFile, prune } : {}) });
+      : await startPortico(settings, { logger: log, compileSchemas: true, translateOnFirstStream: settings.translateOn === 'first-stream', ...(applyFile ? { applyFile, prune } : {}) });
   // SIGTERM: /readyz turns 503, the replica keeps serving for the shutdown delay, then xDS streams
   // end cleanly, in-flight callouts finish, and the admin API and the database close. The exit is
   // bounded: past the delay and the grace period (plus 5 s for the rest) the process exits anyway,

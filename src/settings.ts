@@ -49,6 +49,11 @@ export interface Settings {
    * load balancers drop a replica asynchronously (Kubernetes endpoints, health-checking balancers).
    */
   shutdownDelayMs: number;
+  /**
+   * When `portico serve` first translates the model: on the first Envoy's stream (nothing held
+   * before it), or at start (a replica is ready to take over Envoys without translating first).
+   */
+  translateOn: 'first-stream' | 'start';
   /** Body size limit for admin API requests. */
   adminBodyLimitBytes: number;
   /** The built web console served at /console; unset: console/dist of this installation. */
@@ -222,6 +227,7 @@ export function loadSettings(env: Env = process.env): Settings {
     maxConnectionAgeMs: int(env, 'PORTICO_MAX_CONNECTION_AGE_MS', 30 * 60_000, 0, 86_400_000),
     shutdownGraceMs: int(env, 'PORTICO_SHUTDOWN_GRACE_MS', 10_000, 0, 600_000),
     shutdownDelayMs: int(env, 'PORTICO_SHUTDOWN_DELAY_MS', 0, 0, 600_000),
+    translateOn: oneOf(env, 'PORTICO_TRANSLATE_ON', 'first-stream', ['first-stream', 'start'] as const),
     reconcileMs: int(env, 'PORTICO_RECONCILE_MS', 10_000, 100, 3_600_000),
     adminBodyLimitBytes: int(env, 'PORTICO_ADMIN_BODY_LIMIT', 64 * 1024 * 1024, 1024, 1024 * 1024 * 1024),
     consoleDir: env.PORTICO_CONSOLE_DIR ? path.resolve(env.PORTICO_CONSOLE_DIR) : undefined,

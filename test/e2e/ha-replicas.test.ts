@@ -96,6 +96,11 @@ describe('HA: three control-plane replicas on one PostgreSQL', () => {
       calloutAddress: `127.0.0.1:${balancer.port}`,
       accessLogAddress: `127.0.0.1:${grpcBalancer.port}`,
       flowsAddress: `127.0.0.1:${flowsBalancer.port}`,
+      // Replicas behind a shared callout Service translate before they are ready (README,
+      // PORTICO_TRANSLATE_ON): with the default, a replica no Envoy had reached translated while
+      // answering callouts when a rolling restart moved Envoys to it (loop lag 0.5-0.7 s, Checks
+      // past their timeout), and every replica's version is compared here, Envoys or not.
+      env: { PORTICO_TRANSLATE_ON: 'start' },
     });
     replicas = cluster.replicas;
     const [a, b, c] = replicas as [Replica, Replica, Replica];

@@ -112,6 +112,8 @@ describe('Helm chart (helm/portico)', () => {
     const settings = loadSettings(podEnv(c, { 'portico-secrets': decoded(find(manifests, 'Secret', 'portico-secrets')) }));
     assert.ok(settings.shutdownDelayMs >= 10_000, "the delay covers the DNS TTL and Envoy's DNS refresh (5 s each)");
     assert.ok(pod.spec.terminationGracePeriodSeconds >= (settings.shutdownDelayMs + settings.shutdownGraceMs) / 1000 + 5, 'grace covers delay + drain + the bounded exit');
+    // Replicas answer callouts behind one Service: each translates before it is ready (no first translation while serving).
+    assert.equal(settings.translateOn, 'start');
     // The settings the replicas run with: listeners on the container ports, identical callout address.
     assert.equal(settings.adminPort, port('admin'));
     assert.equal(settings.grpcPort, port('xds'));
