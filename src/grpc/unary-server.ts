@@ -149,7 +149,9 @@ export class UnaryGrpcServer {
     let deadline: NodeJS.Timeout | undefined;
     const interval = setInterval(() => {
       if (deadline || s.closed || s.destroyed) return;
-      deadline = setTimeout(() => s.destroy(), k.timeoutMs);
+      // After the event loop was blocked (a large push), timers run before pending socket reads: the
+      // answer may be waiting unread. setImmediate runs after them, so only a missing answer drops the peer.
+      deadline = setTimeout(() => setImmediate(() => deadline && s.destroy()), k.timeoutMs);
       deadline.unref();
       const answered = () => {
         clearTimeout(deadline);
