@@ -1,6 +1,7 @@
 // OpenTelemetry tracing from the settings: with PORTICO_OTEL_COLLECTOR_ADDR set, a real Envoy sends
-// spans (service portico-<group>, tagged with product and route) to the collector and passes the
-// trace context upstream; with PORTICO_ACCESS_LOG=false it streams no access logs.
+// spans (service portico-<group>, tagged with product and route, and with the partner Envoy's own
+// api_key_auth identified) to the collector and passes the trace context upstream; with
+// PORTICO_ACCESS_LOG=false it streams no access logs.
 import assert from 'node:assert/strict';
 import { describe, it } from 'node:test';
 import { freePort, waitFor } from '../support/components.ts';
@@ -12,6 +13,7 @@ import { parseScrape, sum } from './observability-promql.ts';
 
 const GROUP = 'edge';
 const NODE = 'edge-tracing';
+const KEY = `ptk_tracing1_${'T'.repeat(43)}`;
 const EXPORT = '/opentelemetry.proto.collector.trace.v1.TraceService/Export';
 
 /** An OTLP/gRPC trace collector that keeps the raw ExportTraceServiceRequest bytes it receives. */
@@ -59,7 +61,17 @@ describe('observability: OpenTelemetry tracing', () => {
           auth: { accept: ['none'] },
           routes: [{ name: 'items', match: { path: { type: 'prefix', value: '/items' } }, service: 'echo' }],
         },
+        // An API key checked by Envoy itself (native mode, the default): no callout sets metadata.
+        {
+          name: 'orders',
+          gatewayGroups: [GROUP],
+          basePath: '/orders',
+          auth: { accept: ['api_key'] },
+          routes: [{ name: 'list', match: { path: { type: 'prefix', value: '/list' } }, service: 'echo' }],
+        },
       ],
+      plans: [{ name: 'free' }],
+      partners: [{ name: 'span-partner-7', apiKeys: [{ name: 'k', key: KEY }], subscriptions: [{ product: 'orders', plan: 'free' }] }],
     };
     const applied = await portico.api.post('/api/v1/config', doc);
     assert.equal(applied.status, 200, applied.text);
@@ -71,11 +83,19 @@ describe('observability: OpenTelemetry tracing', () => {
         assert.equal(r.status, 200, r.text);
         assert.match(String(r.json.traceparent ?? ''), /^00-[0-9a-f]{32}-[0-9a-f]{16}-0[01]$/, 'the upstream receives the trace context');
       }
+      const keyed = await call(`http://127.0.0.1:${listenerPort}/orders/list`, { headers: { 'x-api-key': KEY } });
+      assert.equal(keyed.status, 200, keyed.text);
       // Envoy batches spans (every 5 s by default).
-      const spans = await waitFor('spans at the collector', () => (collector.exports.some((b) => b.includes('catalog/items')) ? Buffer.concat(collector.exports) : undefined), 30_000, 200);
+      const spans = await waitFor(
+        'spans at the collector',
+        () => (collector.exports.some((b) => b.includes('catalog/items')) && collector.exports.some((b) => b.includes('orders/list')) ? Buffer.concat(collector.exports) : undefined),
+        30_000,
+        200,
+      );
       assert.ok(spans.includes('portico-edge'), 'service.name portico-<group>');
       assert.ok(spans.includes('portico.product') && spans.includes('catalog'), 'the product tag');
       assert.ok(spans.includes('portico.route'), 'the route tag');
+      assert.ok(spans.includes('portico.partner') && spans.includes('span-partner-7'), 'the partner tag of a caller Envoy identified');
 
       // Access-log streaming is off: no gRPC logger in Envoy's config, no stream at the control plane.
       const listeners = JSON.stringify(await envoy.configDump('dynamic_listeners'));

@@ -151,4 +151,27 @@ describe('translator observability', () => {
     assert.deepEqual(loggers('exact'), { filters: ['envoy.filters.http.ext_authz'], loggers: split });
     assert.deepEqual(loggers('mixed'), { filters: ['envoy.filters.http.ext_authz', 'envoy.filters.http.api_key_auth'], loggers: split }, 'native routes beside callout routes');
   });
+
+  it("tags spans with the partner from the identity header where Envoy identifies callers, from ext_authz's metadata where only the callout does", () => {
+    const tag = (mode: 'native' | 'exact') => {
+      const m = validModel([
+        ['gatewayGroups', { name: 'edge', listeners: [{ name: 'http', port: 10000 }], authz: { mode } }],
+        ['services', { name: 'orders', endpoints: [{ host: '127.0.0.1', port: 3000 }] }],
+        ['products', { name: 'orders', gatewayGroups: ['edge'], basePath: '/orders', auth: { accept: ['api_key'] } }],
+        ['routes', { product: 'orders', name: 'list', match: { path: { type: 'prefix', value: '/' } }, service: 'orders' }],
+        ['plans', { name: 'free' }],
+        ['partners', { name: 'acme' }],
+        ['subscriptions', { partner: 'acme', product: 'orders', plan: 'free' }],
+        ['apiKeys', { partner: 'acme', name: 'k', prefix: 'aaaaaaaa', hash: 'h'.repeat(43), secret: `ptk_aaaaaaaa_${'A'.repeat(43)}` }],
+      ]);
+      const g = translate(m, { calloutAddress: '127.0.0.1:9001', telemetry: { otelCollectorAddress: '10.0.0.9:4317' } }).get('edge')!;
+      assert.deepEqual(checkGroupResources(g), [], 'strict-valid for Envoy');
+      const hcm = jsonAt(g.listeners[0] as JsonObject, 'filter_chains', 0, 'filters', 0, 'typed_config') as JsonObject;
+      return (jsonAt(hcm, 'tracing', 'custom_tags') as JsonObject[]).find((t) => t.tag === 'portico.partner');
+    };
+    // api_key_auth sets the header; metadata would be empty for every native caller.
+    assert.deepEqual(tag('native'), { tag: 'portico.partner', request_header: { name: 'x-portico-partner' } });
+    // The callout identifies everybody: its metadata names refused partners too.
+    assert.deepEqual(tag('exact'), { tag: 'portico.partner', metadata: { kind: { request: {} }, metadata_key: { key: 'envoy.filters.http.ext_authz', path: [{ key: 'partner' }] } } });
+  });
 });

@@ -94,6 +94,22 @@ export function grpcAccessLogs(g: GroupIR): JsonObject[] {
   ];
 }
 
+/**
+ * Where a span's `portico.partner` comes from. Envoy keeps one custom tag per name (no fallback), so
+ * one source per group: the partner header wherever Envoy's own filters identify callers (it is set
+ * on every identified request, natively or by an ext_authz allow, and on native refusals after
+ * identification); ext_authz's metadata only in a group where the callout identifies every caller
+ * (it also names the partners the callout refuses). Reading the metadata alone left every native
+ * caller's span without a partner.
+ */
+function partnerTag(g: GroupIR): JsonObject {
+  const f = g.filters;
+  const calloutOnly = (f.extAuthz !== undefined || f.extAuthzLimits !== undefined) && !f.apiKeyAuth && !f.access && !f.jwtAuthn;
+  return calloutOnly
+    ? { tag: 'portico.partner', metadata: { kind: { request: {} }, metadata_key: { key: AUTHZ_NS, path: [{ key: 'partner' }] } } }
+    : { tag: 'portico.partner', request_header: { name: GATEWAY_HEADERS.partner } };
+}
+
 /** HCM tracing with the OpenTelemetry tracer (spread into the connection manager; empty when off). */
 export function tracing(g: GroupIR): JsonObject {
   const t = g.telemetry?.tracing;
@@ -108,11 +124,7 @@ export function tracing(g: GroupIR): JsonObject {
         }),
       },
       random_sampling: { value: t.samplePercent },
-      custom_tags: [
-        routeMetadataTag('portico.product', 'product'),
-        routeMetadataTag('portico.route', 'route'),
-        { tag: 'portico.partner', metadata: { kind: { request: {} }, metadata_key: { key: AUTHZ_NS, path: [{ key: 'partner' }] } } },
-      ],
+      custom_tags: [routeMetadataTag('portico.product', 'product'), routeMetadataTag('portico.route', 'route'), partnerTag(g)],
     },
   };
 }
