@@ -20,7 +20,7 @@ export interface BidiHandlers {
   message?: (m: Buffer) => void;
   /** The client half-closed: no more messages come. */
   end?: () => void;
-  /** The call ended before the server ended it (client reset, connection gone). */
+  /** The call ended without the handlers ending it (client reset, connection gone, or a message this layer refused). */
   abort?: () => void;
 }
 
@@ -152,6 +152,13 @@ export class BidiCall {
     this.stream.end();
   }
 
+  /** Ends the call for the handlers (a message refused here, or their own failure): they hear it as an abort, to clean up. */
+  private fail(code: number, details: string): void {
+    if (this.done) return;
+    this.end(code, details);
+    this.handlers.abort?.();
+  }
+
   /** Splits the byte stream into messages (a chunk may hold several, or part of one; a large message spans many). */
   private onData(chunk: Buffer): void {
     if (this.done) return; // the call is over: what the client still sends is not read
@@ -165,16 +172,16 @@ export class BidiCall {
       this.pending = undefined;
     }
     while (buf.length >= 5) {
-      if (buf[0] !== 0) return this.end(STATUS_UNIMPLEMENTED, 'compressed messages are not supported');
+      if (buf[0] !== 0) return this.fail(STATUS_UNIMPLEMENTED, 'compressed messages are not supported');
       const len = buf.readUInt32BE(1);
-      if (len > this.maxMessage) return this.end(STATUS_RESOURCE_EXHAUSTED, `message larger than ${this.maxMessage} bytes`);
+      if (len > this.maxMessage) return this.fail(STATUS_RESOURCE_EXHAUSTED, `message larger than ${this.maxMessage} bytes`);
       if (buf.length < 5 + len) break;
       const message = buf.subarray(5, 5 + len);
       buf = buf.subarray(5 + len);
       try {
         this.handlers.message?.(message);
       } catch {
-        return this.end(STATUS_INTERNAL, 'internal error');
+        return this.fail(STATUS_INTERNAL, 'internal error');
       }
       if (this.done) return;
     }

@@ -2,6 +2,7 @@
 // server, protocol errors, jittered max age, graceful close; Envoy bootstraps (validate mode, HA, CLI node).
 import assert from 'node:assert/strict';
 import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import http2 from 'node:http2';
 import os from 'node:os';
 import path from 'node:path';
 import { describe, it } from 'node:test';
@@ -101,6 +102,33 @@ describe('xDS gRPC server', () => {
       assert.match(st.details, /node/);
       s.client.close();
     } finally {
+      await server.close(200);
+      cache.close();
+    }
+  });
+
+  it('a message the gRPC layer refuses (compressed) ends the stream with UNIMPLEMENTED and forgets it (fleet, stream count)', async () => {
+    const { server, cache, fleet } = await setup();
+    const port = await server.listen('127.0.0.1', 0);
+    const session = http2.connect(`http://127.0.0.1:${port}`);
+    session.on('error', () => {});
+    try {
+      const def = discoveryServiceDefinition(DISCOVERY_SERVICES.ads.service).StreamAggregatedResources!;
+      const req = session.request({ ':method': 'POST', ':path': def.path, 'content-type': 'application/grpc', te: 'trailers' });
+      req.on('data', () => {});
+      const trailers = new Promise<http2.IncomingHttpHeaders>((resolve) => req.once('trailers', resolve));
+      const message = (def.requestSerialize as (r: JsonObject) => Buffer)({ node: NODE, type_url: TYPE_URLS.cluster });
+      const prefix = (flag: number, len: number) => Buffer.from([flag, len >>> 24, (len >>> 16) & 0xff, (len >>> 8) & 0xff, len & 0xff]);
+      req.write(Buffer.concat([prefix(0, message.length), message]));
+      await waitFor('the stream open', () => (server.streamCount() === 1 && fleet.status().nodes.length === 1) || undefined);
+      req.write(Buffer.concat([prefix(1, message.length), message]));
+      const t = await trailers;
+      assert.equal(t['grpc-status'], String(grpc.status.UNIMPLEMENTED));
+      assert.match(String(t['grpc-message']), /compressed/);
+      assert.equal(server.streamCount(), 0);
+      assert.equal(fleet.status().nodes.length, 0);
+    } finally {
+      session.destroy();
       await server.close(200);
       cache.close();
     }
