@@ -9,6 +9,9 @@
 //   throughput  wrk with --connections in flight: requests per CPU-second of the gateway's processes
 //               (Portico: Envoy + the control plane hosting the runtime; Go: the aggregator);
 //               upstream and load-generator CPU are not counted for either
+//   envoy-proxy  the same wrk load on a plain route of the same Envoy to one upstream (no flow): the
+//               Envoy hop's CPU per request at this concurrency and upstream delay, beside Go's CPU
+//               per aggregation, gives the runtime's budget for the 0.7x target (runtimeBudgetUs)
 // Usage: node --import tsx bench/flows.ts [--duration 10] [--connections 64] [--delay-ms 20]
 //   [--rounds 2] [--latency-requests 300] [--envoy-concurrency 1] [--cpu-prof DIR] (a V8 CPU profile
 //   of the direct-calls control plane, written to DIR when it stops)
@@ -88,6 +91,11 @@ async function sequentialP50(url: string, n: number): Promise<number> {
   return round2(median(times));
 }
 
+/** CPU microseconds per request of each process. */
+function perRequestUs(cpu: Record<string, number>, requests: number): Record<string, number> {
+  return Object.fromEntries(Object.entries(cpu).map(([k, v]) => [k, Math.round((v * 1e6) / Math.max(1, requests))]));
+}
+
 async function main(): Promise<void> {
   // Taken now: the settings block is printed at the end, when the load has moved.
   const loadAtStart = os.loadavg().map(round2);
@@ -126,11 +134,23 @@ async function main(): Promise<void> {
             auth: { accept: ['none'] },
             routes: [{ name: 'home', match: { path: { type: 'exact', value: '/home' }, methods: ['GET'] }, flow: benchFlow() }],
           },
+          // Envoy alone: /users/{id} proxied to the users service, no flow.
+          {
+            name: 'plain',
+            gatewayGroups: ['bench'],
+            basePath: '/users',
+            auth: { accept: ['none'] },
+            routes: [{ name: 'user', match: { path: { type: 'prefix', value: '/' }, methods: ['GET'] }, service: 'users' }],
+          },
         ],
       });
       const envoy = await startGatewayEnvoy(ws, envoyBin, { nodeId: `bench-flows-${direct}`, group: 'bench', xds: `127.0.0.1:${cp.grpcPort}`, concurrency: args['envoy-concurrency'] });
       await waitFor('Envoy holds the model', () => cp.settled(`bench-flows-${direct}`).then((ok) => (ok ? true : undefined)), 60_000, 200);
-      return { url: `http://127.0.0.1:${edgePort}/api/home?user=${USER}`, pids: { envoy: envoy.proc.child.pid, portico: cp.proc.child.pid } };
+      return {
+        url: `http://127.0.0.1:${edgePort}/api/home?user=${USER}`,
+        proxyUrl: `http://127.0.0.1:${edgePort}/users/${USER}`,
+        pids: { envoy: envoy.proc.child.pid, portico: cp.proc.child.pid },
+      };
     };
     const portico = await startPortico('auto');
     const porticoViaEnvoy = await startPortico('off');
@@ -154,10 +174,12 @@ async function main(): Promise<void> {
     await listening(goPort, goProc, 'the Go aggregator');
 
     const targets = {
-      portico,
-      'portico-via-envoy': porticoViaEnvoy,
+      portico: { url: portico.url, pids: portico.pids },
+      'portico-via-envoy': { url: porticoViaEnvoy.url, pids: porticoViaEnvoy.pids },
       go: { url: `http://127.0.0.1:${goPort}/api/home?user=${USER}`, pids: { go: goProc.child.pid } },
     };
+    const proxied = await get(portico.proxyUrl);
+    if (proxied.status !== 200) throw new Error(`the plain route answered ${proxied.status} ${proxied.body}`);
     // Both answer seed 003's body.
     for (const [name, t] of Object.entries(targets)) {
       await waitFor(`${name} answers`, async () => ((await get(t.url).catch(() => undefined))?.status === 200 ? true : undefined), 30_000, 200);
@@ -185,12 +207,24 @@ async function main(): Promise<void> {
           non2xx: w.non2xx,
           socketErrors: w.socketErrors,
           cpuSeconds: Object.fromEntries(Object.entries(cpu).map(([k, v]) => [k, round2(v)])),
+          cpuUsPerRequest: perRequestUs(cpu, w.requests),
           requestsPerCpuSecond: Math.round(w.requests / cpuTotal),
         };
       }
+      // The same load through the same Envoy on a plain route: what the Envoy hop alone costs.
+      const meter = cpuMeter({ envoy: portico.pids.envoy });
+      const w = await wrk({ url: portico.proxyUrl, durationS: args.duration, threads: 1, connections: args.connections });
+      out['envoy-proxy'] = { rps: w.rps, loadedP50Ms: w.p50Ms, non2xx: w.non2xx, socketErrors: w.socketErrors, cpuUsPerRequest: perRequestUs(meter(), w.requests) };
       rounds.push(out);
     }
     const pick = (name: keyof typeof targets, k: string) => rounds.map((r) => (r[name] as Record<string, number>)[k]!);
+    const us = (name: string, proc: string) => median(rounds.map((r) => (r[name] as { cpuUsPerRequest: Record<string, number> }).cpuUsPerRequest[proc] ?? 0));
+    const cpuUs = {
+      portico: { envoy: us('portico', 'envoy'), runtime: us('portico', 'portico') },
+      'portico-via-envoy': { envoy: us('portico-via-envoy', 'envoy'), runtime: us('portico-via-envoy', 'portico') },
+      go: { go: us('go', 'go') },
+      'envoy-proxy': { envoy: us('envoy-proxy', 'envoy') },
+    };
     const perCpu = {
       portico: median(pick('portico', 'requestsPerCpuSecond')),
       'portico-via-envoy': median(pick('portico-via-envoy', 'requestsPerCpuSecond')),
@@ -213,6 +247,12 @@ async function main(): Promise<void> {
           ratioViaEnvoy: round2(perCpu['portico-via-envoy'] / perCpu.go),
           target: '>= 0.7',
         },
+        // CPU per request (us) by process (medians of the rounds); envoy-proxy is the Envoy hop alone.
+        cpuUsPerRequest: cpuUs,
+        // What the runtime may spend per aggregation for 0.7x: Go's CPU / 0.7 less the flow route's Envoy CPU.
+        runtimeBudgetUs: Math.round(cpuUs.go.go / 0.7 - cpuUs.portico.envoy),
+        // Go's CPU per aggregation over the Envoy hop alone: Portico's ratio if its runtime cost nothing.
+        ratioCeilingEnvoyAlone: round2(cpuUs.go.go / cpuUs['envoy-proxy'].envoy),
       },
       loadAverageAfter: os.loadavg().map(round2),
     });
