@@ -117,6 +117,12 @@ export class FlowRuntime {
     }
     this.active++;
     this.metrics.inProgress.inc();
+    // No length and no transfer coding: no body (RFC 9112 6.3), as Envoy sends a GET. Run at once,
+    // without stream listeners; node:http drains the (empty) request once the answer is sent.
+    if (req.headers['content-length'] === undefined && req.headers['transfer-encoding'] === undefined) {
+      this.run(rf, req, res, undefined).finally(() => this.done());
+      return;
+    }
     const chunks: Buffer[] = [];
     let size = 0;
     let tooLarge = false;
