@@ -7,7 +7,6 @@ import {
   jwksKeys,
   jwtIssuerCalloutReason,
   partnerFromPayload,
-  planRouteRules,
   publicJwkMembers,
   sortedValues,
   type CredentialType,
@@ -107,18 +106,15 @@ function excludedPathMatch(entry: string): HeaderMatchIR {
  * copies of the route (before its native authorization) that also match the excluded path, placed
  * right before it (virtual-hosts.ts), so they take exactly the requests the route would have taken
  * there. Like the callout, they let the caller through anonymously (no token read, no access RBAC,
- * x-portico-credential none, the product's public plan), or undefined when the route must stay on
- * the callout: the public plan limits it (the anonymous caller would be counted there).
+ * x-portico-credential none, the product's public plan). They keep the route's native plan limits
+ * and quota refusals: the caller carries no partner header there, so only the public plan's entries
+ * (callers that are no subscriber) apply, and the public plan counts them, as in the callout.
  */
-export function waivedRoutes(model: ModelSnapshot, product: Product, route: Route, base: RouteIR, identity: Array<[string, string]>): RouteIR[] | undefined {
+export function waivedRoutes(model: ModelSnapshot, product: Product, base: RouteIR, identity: Array<[string, string]>): RouteIR[] {
   const entries = excludedPaths(model, product).filter((e) => overlaps(base.match.path, e));
   if (entries.length === 0) return [];
-  const publicPlan = product.publicPlan !== undefined ? model.plans.get(product.publicPlan) : undefined;
-  if (publicPlan) {
-    const rules = planRouteRules(publicPlan, product.name, route.name);
-    if (!rules.shadow && rules.limits.length > 0) return undefined;
-  }
-  const { planLimits: _l, quotaDeny: _q, rateLimit: _r, ...rest } = base;
+  // Service mode's rate-limit actions never reach here (a route the callout counts is not native).
+  const { rateLimit: _r, ...rest } = base;
   const m = base.requestHeaders;
   const requestHeaders = { ...m, set: [...m.set, ...identity].sort((a, b) => compareStrings(a[0], b[0])) };
   return entries.map((e) => ({ ...rest, match: { ...base.match, headers: [...base.match.headers, excludedPathMatch(e)] }, requestHeaders, authz: { disabled: true } }));

@@ -244,8 +244,8 @@ export function routeIr(model: ModelSnapshot, product: Product, route: Route, fi
       [GATEWAY_HEADERS.route, route.name],
       ...(product.publicPlan !== undefined ? [[GATEWAY_HEADERS.plan, literalHeaderValue(product.publicPlan)] as [string, string]] : []),
     ];
-    const waived = waivedRoutes(model, product, route, ir, anonymous);
-    if (waived) return { ...nativeRoute(ir, product, route, 'jwt', jwt.access, { jwtAuth: jwt.jwtAuth }), ...(waived.length ? { waived } : {}) };
+    const waived = waivedRoutes(model, product, ir, anonymous);
+    return { ...nativeRoute(ir, product, route, 'jwt', jwt.access, { jwtAuth: jwt.jwtAuth }), ...(waived.length ? { waived } : {}) };
   }
   return mtls ? nativeRoute(ir, product, route, 'mtls', mtls, {}) : ir;
 }
