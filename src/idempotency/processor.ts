@@ -11,27 +11,10 @@ import type { Logger } from '../telemetry/index.ts';
 import { decideRepeat, fingerprint, pendingLifetimeMs, recordKey, replayHeaders, startRequest, storable, storedHeaders, type IdempotencyRecord } from './decide.ts';
 import { idempotencyMetrics, type IdempotencyMetrics, type RequestOutcome } from './metrics.ts';
 import type { IdempotencyStore } from './store.ts';
+import { readProcessingRequest, type Incoming } from './wire.ts';
 
 const METHOD = '/envoy.service.ext_proc.v3.ExternalProcessor/Process';
-const REQUEST = lookupType('envoy.service.ext_proc.v3.ProcessingRequest');
 const RESPONSE = lookupType('envoy.service.ext_proc.v3.ProcessingResponse');
-
-interface HeaderEntry {
-  key: string;
-  value?: string;
-  raw_value?: Uint8Array;
-}
-interface HttpHeaders {
-  headers?: { headers?: HeaderEntry[] };
-  end_of_stream?: boolean;
-}
-interface ProcessingRequest {
-  request_headers?: HttpHeaders;
-  request_body?: { body?: Uint8Array; end_of_stream?: boolean };
-  request_trailers?: unknown;
-  response_headers?: HttpHeaders;
-  response_body?: { body?: Uint8Array; end_of_stream?: boolean };
-}
 
 type Json = Record<string, unknown>;
 const CONTINUE = { response: { status: 'CONTINUE' } };
@@ -48,10 +31,6 @@ const PASS_BODY = { request_body_mode: 'STREAMED', response_header_mode: 'SKIP',
  */
 export const MAX_REQUEST_BODY_BYTES = 960 * 1024;
 export const MAX_STORED_RESPONSE_BYTES = 1024 * 1024;
-
-function headerList(h: HttpHeaders | undefined): Array<[string, string]> {
-  return (h?.headers?.headers ?? []).map((e) => [e.key, e.raw_value?.length ? Buffer.from(e.raw_value).toString('latin1') : (e.value ?? '')]);
-}
 
 function encode(msg: Json): Buffer {
   return Buffer.from(RESPONSE.encode(RESPONSE.fromObject(msg)).finish());
@@ -152,80 +131,125 @@ export class IdempotencyProcessor {
       responseBody: { chunks: [], bytes: 0 },
       finished: false,
     };
-    // Messages are handled one at a time, in order (a store round trip may sit between two).
-    let chain = Promise.resolve();
+    // The answers of one turn (to messages that came in one read, or the held ones a decision
+    // releases) go out as one stream write, once this turn's synchronous work is done.
+    let out: Buffer[] = [];
+    const flush = () => {
+      if (out.length === 0) return;
+      const batch = out;
+      out = [];
+      call.writeMany(batch);
+    };
     const send = (msg: Json | Buffer) => {
-      call.write(Buffer.isBuffer(msg) ? msg : encode(msg));
+      if (out.length === 0) queueMicrotask(flush);
+      out.push(Buffer.isBuffer(msg) ? msg : encode(msg));
       // An immediate response (a replay, a refusal) ends the request.
       if (!Buffer.isBuffer(msg) && 'immediate_response' in msg) s.complete = true;
     };
+    const finish = () => {
+      flush();
+      call.end();
+    };
+    const failed = (e: Error) => {
+      this.opts.logger.warn({ err: e.message }, 'idempotency processor failed a message');
+      send(refusal('unavailable'));
+    };
+    // Messages are handled one at a time, in order. Most need no store and are answered at once; one
+    // that waits for the store (a claim, a stored response) holds the messages after it until it is done.
+    let waiting: Promise<void> | undefined;
+    const queued: Buffer[] = [];
+    const run = (buf: Buffer): void => {
+      let r: void | Promise<void>;
+      try {
+        r = this.handle(s, readProcessingRequest(buf), send);
+      } catch (e) {
+        failed(e as Error);
+        return;
+      }
+      if (r === undefined) {
+        if (s.complete) finish();
+        return;
+      }
+      waiting = r.catch(failed).then(() => {
+        waiting = undefined;
+        if (s.complete) finish();
+        while (queued.length > 0 && waiting === undefined) run(queued.shift()!);
+      });
+    };
+    // After every message is answered (a message waiting for the store may let queued ones run, which may wait in turn).
+    const settled = (then: () => void | Promise<void>): void => {
+      const check = (): void => void (waiting ? waiting.then(check) : then());
+      check();
+    };
     call.handlers = {
       message: (buf) => {
-        chain = chain
-          .then(async () => {
-            await this.handle(s, REQUEST.decode(buf) as unknown as ProcessingRequest, send);
-            if (s.complete) call.end();
-          })
-          .catch((e: Error) => {
-            this.opts.logger.warn({ err: e.message }, 'idempotency processor failed a message');
-            send(refusal('unavailable'));
-          });
+        if (waiting) queued.push(buf);
+        else run(buf);
       },
       // Envoy may half-close right after its last message: answer every message first, then close
       // (closing at once made Envoy fail the request with 503 while that answer was still pending).
-      end: () => {
-        void chain.then(async () => {
+      end: () =>
+        settled(async () => {
           await this.finishUnstored(s);
-          call.end();
-        });
-      },
+          finish();
+        }),
       // A first request whose response never completed here (client gone, Envoy reset): free its key.
-      abort: () => void chain.then(() => this.finishUnstored(s)),
+      abort: () => settled(() => this.finishUnstored(s)),
     };
   }
 
   /** A first request whose response never completed here (client gone, Envoy reset): its key is freed. */
-  private finishUnstored(s: StreamState): Promise<void> {
-    return this.release(s);
+  private finishUnstored(s: StreamState): Promise<void> | undefined {
+    return s.claimed && !s.finished ? this.release(s) : undefined;
   }
 
-  private async handle(s: StreamState, req: ProcessingRequest, send: (m: Json | Buffer) => void): Promise<void> {
-    if (req.request_headers) return this.onRequestHeaders(s, req.request_headers, send);
-    if (req.request_body) return this.onRequestChunk(s, req.request_body.body, req.request_body.end_of_stream === true, send);
-    if (req.request_trailers) {
-      // Trailers end the body: the request is decided here if it was waiting for it.
-      if (s.requestBody) await this.decideHeld(s, send);
-      send(CONTINUED.request_trailers);
-      return;
-    }
-    if (req.response_headers) {
-      const headers = headerList(req.response_headers);
-      s.status = Number(headers.find(([k]) => k === ':status')?.[1] ?? 0);
-      s.responseHeaders = headers;
-      if (req.response_headers.end_of_stream) await this.store(s, new Uint8Array());
-      // The headers may go on: the client's response completes only once its last chunk is answered, after the store.
-      send(CONTINUED.response_headers);
-      if (req.response_headers.end_of_stream) s.complete = true;
-      return;
-    }
-    if (req.response_body) {
-      const b = s.responseBody;
-      const chunk = req.response_body.body;
-      if (s.claimed && !s.finished && chunk?.length) {
-        b.chunks.push(Buffer.from(chunk));
-        b.bytes += chunk.length;
-        if (b.bytes > MAX_STORED_RESPONSE_BYTES) await this.release(s);
-      }
-      if (req.response_body.end_of_stream) {
-        await this.store(s, Buffer.concat(b.chunks));
+  /** Answers one message: at once (undefined), or once the store has answered (a promise). */
+  private handle(s: StreamState, m: Incoming, send: (m: Json | Buffer) => void): void | Promise<void> {
+    switch (m.kind) {
+      case 'request_headers':
+        return this.onRequestHeaders(s, m, send);
+      case 'request_body':
+        return this.onRequestChunk(s, m.body, m.endOfStream, send);
+      case 'request_trailers':
+        // Trailers end the body: the request is decided here if it was waiting for it.
+        if (s.requestBody) return this.decideHeld(s, send).then(() => send(CONTINUED.request_trailers));
+        send(CONTINUED.request_trailers);
+        return;
+      case 'response_headers': {
+        s.status = Number(m.headers.find(([k]) => k === ':status')?.[1] ?? 0);
+        s.responseHeaders = m.headers;
+        if (!m.endOfStream) {
+          send(CONTINUED.response_headers);
+          return;
+        }
+        // The client's response completes only once its last part is answered: after the store.
         s.complete = true;
+        return this.store(s, new Uint8Array()).then(() => send(CONTINUED.response_headers));
       }
-      send(CONTINUED.response_body);
+      case 'response_body': {
+        const b = s.responseBody;
+        const chunk = m.body;
+        let released: Promise<void> | undefined;
+        if (s.claimed && !s.finished && chunk?.length) {
+          b.chunks.push(Buffer.from(chunk));
+          b.bytes += chunk.length;
+          if (b.bytes > MAX_STORED_RESPONSE_BYTES) released = this.release(s);
+        }
+        if (m.endOfStream) {
+          s.complete = true;
+          return (released ?? Promise.resolve()).then(() => this.store(s, Buffer.concat(b.chunks))).then(() => send(CONTINUED.response_body));
+        }
+        if (released) return released.then(() => send(CONTINUED.response_body));
+        send(CONTINUED.response_body);
+        return;
+      }
+      default:
+        return;
     }
   }
 
   /** A request body chunk: answered at once when the request is not protected, else held until the body is complete. */
-  private async onRequestChunk(s: StreamState, chunk: Uint8Array | undefined, end: boolean, send: (m: Json | Buffer) => void): Promise<void> {
+  private onRequestChunk(s: StreamState, chunk: Uint8Array | undefined, end: boolean, send: (m: Json | Buffer) => void): void | Promise<void> {
     const b = s.requestBody;
     if (!b) {
       // Not protected here (or already decided): the chunk goes on.
@@ -244,19 +268,19 @@ export class IdempotencyProcessor {
       send(refusal('too_large'));
       return;
     }
-    if (end) await this.decideHeld(s, send);
+    if (end) return this.decideHeld(s, send);
   }
 
   /** The held request is complete: the store decides; on a first request the headers and every held chunk go on. */
   private async decideHeld(s: StreamState, send: (m: Json | Buffer) => void): Promise<void> {
     const b = s.requestBody!;
     s.requestBody = undefined;
-    if (!(await this.decide(s, Buffer.concat(b.chunks), send))) return;
+    if (!(await this.decide(s, b.chunks.length === 1 ? b.chunks[0]! : Buffer.concat(b.chunks), send))) return;
     send(CONTINUED.request_headers);
     for (let i = 0; i < b.held; i++) send(CONTINUED.request_body);
   }
 
-  private async onRequestHeaders(s: StreamState, h: HttpHeaders, send: (m: Json | Buffer) => void): Promise<void> {
+  private onRequestHeaders(s: StreamState, h: Incoming, send: (m: Json | Buffer) => void): void | Promise<void> {
     if (!s.settings) {
       // A route Envoy sent without (valid) settings: a configuration fault, never a pass.
       this.opts.logger.error('idempotency processor: stream without route settings');
@@ -264,7 +288,7 @@ export class IdempotencyProcessor {
       return;
     }
     let keyHeader: string | undefined;
-    for (const [k, v] of headerList(h)) {
+    for (const [k, v] of h.headers) {
       if (k === ':method') s.method = v;
       else if (k === ':path') s.path = v;
       else if (k === GATEWAY_HEADERS.partner) s.partner = v;
@@ -274,8 +298,8 @@ export class IdempotencyProcessor {
     if (start.kind === 'skip') {
       this.count(s, 'unprotected');
       s.passThrough = true;
-      send(h.end_of_stream ? CONTINUED.skip : CONTINUED.passBody);
-      if (h.end_of_stream) s.complete = true;
+      send(h.endOfStream ? CONTINUED.skip : CONTINUED.passBody);
+      if (h.endOfStream) s.complete = true;
       return;
     }
     if (start.kind === 'refuse') {
@@ -285,8 +309,13 @@ export class IdempotencyProcessor {
     }
     s.key = start.key;
     // Without a body Envoy sends nothing more before the response: decide now. Else the answer waits for the whole body.
-    if (!h.end_of_stream) s.requestBody = { chunks: [], bytes: 0, held: 0 };
-    else if (await this.decide(s, new Uint8Array(), send)) send(CONTINUED.request_headers);
+    if (!h.endOfStream) {
+      s.requestBody = { chunks: [], bytes: 0, held: 0 };
+      return;
+    }
+    return this.decide(s, new Uint8Array(), send).then((first) => {
+      if (first) send(CONTINUED.request_headers);
+    });
   }
 
   /** Claims the key with the request's fingerprint: true when the request is the first and proceeds (the caller answers), else it is answered here. */
