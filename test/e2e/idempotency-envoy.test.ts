@@ -37,6 +37,8 @@ describe('Idempotency-Key through a real Envoy', () => {
       const first = await post(g.gw, '/shop/orders/new', { ...acme, key });
       assert.equal(first.status, 201, first.text);
       assert.equal(first.headers.get('idempotent-replayed'), null);
+      // The processor never changes a body: the first response keeps the upstream's length (not chunked).
+      assert.equal(first.headers.get('content-length'), String(Buffer.byteLength(first.text)));
       const second = await post(g.gw, '/shop/orders/new', { ...acme, key });
       assert.equal(second.status, 201, second.text);
       assert.equal(second.headers.get('idempotent-replayed'), 'true');
@@ -121,6 +123,15 @@ describe('Idempotency-Key through a real Envoy', () => {
       assert.equal(tooLarge.status, 413, tooLarge.text);
       assert.equal(tooLarge.json.error, 'idempotency_body_too_large');
       assert.equal(upstream.count('/payments/big') + upstream.count('/payments/huge'), 1);
+      // A response over Envoy's buffer limit reaches the client whole and is not kept: the repeat reaches the upstream.
+      const largeKey = newKey();
+      for (const seen of [1, 2]) {
+        const large = await post(g.gw, '/shop/orders/large', { ...acme, key: largeKey });
+        assert.equal(large.status, 201, large.text.slice(0, 200));
+        assert.equal(large.json.seen, seen);
+        assert.equal(large.json.padding.length, 1_500_000);
+        assert.equal(large.headers.get('idempotent-replayed'), null);
+      }
       // Without a key (not required on this route), a body passes chunk by chunk, every time.
       for (let i = 0; i < 2; i++) assert.equal((await post(g.gw, '/shop/orders/nokey-big', { ...acme, body: big })).json.body, big);
       assert.equal(upstream.count('/orders/nokey-big'), 2);
@@ -183,7 +194,8 @@ describe('Idempotency-Key through a real Envoy', () => {
       assert.equal(requestsCounted(text, 'shop', 'orders', 'mismatch'), 2);
       assert.equal(requestsCounted(text, 'shop', 'payments', 'missing_key'), 1);
       assert.equal(requestsCounted(text, 'shop', 'payments', 'invalid_key'), 4);
-      assert.match(text, /portico_idempotency_responses_total\{product="shop",route="orders",result="released"\} 1/);
+      // The server error, and the two responses over Envoy's buffer limit.
+      assert.match(text, /portico_idempotency_responses_total\{product="shop",route="orders",result="released"\} 3/);
     });
 
     await t.test('bad settings are refused with 422 naming the field, and change nothing', async () => {

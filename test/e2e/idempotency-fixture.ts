@@ -29,8 +29,17 @@ export async function countingUpstream(): Promise<CountingUpstream> {
       if (path.endsWith('/slow')) await released;
       // A server error the first time: the key must not keep it.
       const status = path.endsWith('/flaky') && n === 1 ? 500 : 201;
-      const body = JSON.stringify({ id: `ord-${total}`, seen: n, method: req.method, path, partner: req.headers['x-portico-partner'] ?? null, body: Buffer.concat(chunks).toString() });
-      res.writeHead(status, { 'content-type': 'application/json', 'x-order-id': `ord-${total}`, location: `/orders/ord-${total}` }).end(body);
+      // A response over Envoy's 1 MiB buffer limit for paths ending in /large.
+      const body = JSON.stringify({
+        id: `ord-${total}`,
+        seen: n,
+        method: req.method,
+        path,
+        partner: req.headers['x-portico-partner'] ?? null,
+        body: Buffer.concat(chunks).toString(),
+        ...(path.endsWith('/large') ? { padding: 'p'.repeat(1_500_000) } : {}),
+      });
+      res.writeHead(status, { 'content-type': 'application/json', 'content-length': Buffer.byteLength(body), 'x-order-id': `ord-${total}`, location: `/orders/ord-${total}` }).end(body);
     });
   });
   return {

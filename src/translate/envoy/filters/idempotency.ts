@@ -1,7 +1,7 @@
 // Duplicate-request protection: Envoy's ext_proc filter, off in the chain and on for the routes
 // that protect a method, streaming each request to the idempotency processor with the route's
-// settings as gRPC metadata. Bodies are streamed both ways (the processor fingerprints the request
-// and stores the response); the processor turns the rest of a stream off when it has nothing to do.
+// settings as gRPC metadata. The processor reads both bodies (it fingerprints the request and stores
+// the response); the processor turns the rest of a stream off when it has nothing to do.
 import { formatRouteSettings, IDEMPOTENCY_NAMES } from '../../../contract/index.ts';
 import type { IdempotencyFilterIR } from '../../ir.ts';
 import { any, duration, extension, statusName, type JsonObject } from '../common.ts';
@@ -17,19 +17,25 @@ function extProcFilter(f: IdempotencyFilterIR): JsonObject {
       // Closed: without the processor a duplicate could reach the upstream twice.
       failure_mode_allow: false,
       status_on_error: { code: statusName(503) },
-      // Bodies STREAMED and sent without waiting for the headers' answer: headers and body reach the
-      // processor together, one round trip per direction instead of two (BUFFERED waits for the
-      // headers' answer before sending the body). The processor holds a request's chunks until its
-      // body is complete; request trailers, when there are any, end the body.
+      // The request body STREAMED and sent without waiting for the headers' answer: headers and body
+      // reach the processor together, one round trip (BUFFERED waits for the headers' answer before
+      // sending the body). The processor holds a request's chunks until its body is complete; request
+      // trailers, when there are any, end the body. The response body BUFFERED_PARTIAL: one message
+      // instead of a chunk and an empty end-of-stream chunk (measured under callgrind: ~10% of the
+      // filter's instructions per request), and a response over Envoy's buffer limit still passes
+      // (its first part is sent without end_of_stream; the processor then keeps nothing).
       processing_mode: {
         request_header_mode: 'SEND',
         request_body_mode: 'STREAMED',
         response_header_mode: 'SEND',
-        response_body_mode: 'STREAMED',
+        response_body_mode: 'BUFFERED_PARTIAL',
         request_trailer_mode: 'SEND',
         response_trailer_mode: 'SKIP',
       },
       send_body_without_waiting_for_header_response: true,
+      // The processor never changes a body (it answers CONTINUE or replaces the whole response), so
+      // the client keeps the upstream's content-length instead of a chunked response.
+      allow_content_length_header: true,
       // A request the processor does not protect (a GET, no key where none is required) costs one message.
       allow_mode_override: true,
       message_timeout: duration(f.messageTimeoutMs),
