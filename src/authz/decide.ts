@@ -375,7 +375,7 @@ export function decide(index: CredentialIndex, req: AuthzRequest, now: number, j
       }
     } else partner = issuer.partner;
     if (partner === undefined) {
-      return deny(403, 'unknown_partner', 'Tokens from this issuer are not mapped to a partner.', undefined, p.name, route, undefined, 'jwt');
+      return deny(403, 'unknown_partner', accessRefusalMessage('unknown_partner', p.name, ''), undefined, p.name, route, undefined, 'jwt');
     }
     const claimHeaders: Array<readonly [string, string]> = [];
     for (const [claim, header] of issuer.forwardClaims) {

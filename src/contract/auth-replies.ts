@@ -19,13 +19,22 @@ export const API_KEY_REPLY_MAPPINGS = {
 } as const satisfies Record<string, RateLimitReplyMapping>;
 
 /** Why an authenticated partner may not call an operation: the 403 codes of both modes. */
-export type AccessRefusal = 'partner_suspended' | 'no_subscription' | 'subscription_suspended' | 'subscription_expired' | 'route_not_in_subscription' | 'method_not_in_subscription';
+export type AccessRefusal =
+  | 'partner_suspended'
+  | 'unknown_partner'
+  | 'no_subscription'
+  | 'subscription_suspended'
+  | 'subscription_expired'
+  | 'route_not_in_subscription'
+  | 'method_not_in_subscription';
 
 /** The message of each access refusal, given the product's name and the request's method (as text to show). */
 export function accessRefusalMessage(reason: AccessRefusal, product: string, method: string): string {
   switch (reason) {
     case 'partner_suspended':
       return 'The partner account is suspended.';
+    case 'unknown_partner':
+      return 'Tokens from this issuer are not mapped to a partner.';
     case 'no_subscription':
       return `The partner has no subscription to the ${product} API.`;
     case 'subscription_suspended':

@@ -374,7 +374,9 @@ export interface RouteApiKeyAuthIR {
  */
 export interface RouteAccessIR {
   /** Partners refused on the route, by reason (only reasons with partners, in AccessRefusal order). */
-  deny: Array<{ reason: Exclude<AccessRefusal, 'no_subscription' | 'method_not_in_subscription'>; partners: string[] }>;
+  deny: Array<{ reason: Exclude<AccessRefusal, 'unknown_partner' | 'no_subscription' | 'method_not_in_subscription'>; partners: string[] }>;
+  /** JWT providers (issuers) with neither partner nor partnerClaim: any of their tokens is refused as unknown_partner. */
+  unmappedTokens?: string[];
   /** Partners allowed on the route, with the plan they call it under and the methods they may use (all when absent). */
   allowed: Array<{ partner: string; plan: string; methods?: string[] }>;
   /**
@@ -412,9 +414,10 @@ export interface JwtProviderIR {
   claimHeaders: Array<[string, string]>;
   /**
    * The partner is read from the payload, which jwt_authn writes to dynamic metadata under the
-   * provider's name: a fixed partner, or a dotted claim name (absent: the partner claim is a header).
+   * provider's name: a fixed partner, a dotted claim name, or none (the issuer names no partner: its
+   * tokens are refused as unknown_partner). Absent: the partner claim is a header.
    */
-  partner?: { fixed: string; claim?: undefined } | { claim: string; fixed?: undefined };
+  partner?: { fixed: string; claim?: undefined; none?: undefined } | { claim: string; fixed?: undefined; none?: undefined } | { none: true; fixed?: undefined; claim?: undefined };
 }
 
 export interface JwtAuthnIR {

@@ -2,9 +2,12 @@
 // authorization and limits, through the admin API, xDS and a real Envoy): anonymous callers there
 // are counted on the public plan by Envoy's own buckets and refused with the 429 contract, a token
 // there is never read, and the product's other paths still take tokens, on the subscriber's plan.
+// An issuer naming no partner (neither partner nor partnerClaim) on the same route: Envoy verifies its
+// tokens and refuses them as the callout does (403 unknown_partner), with no callout.
 import assert from 'node:assert/strict';
 import { describe, it } from 'node:test';
-import { assertUnauthorized, authzDecisions, identityHeadersOf, startAuthzGateway, upstreamHeaders } from '../support/authz-gateway.ts';
+import { assertGatewayError, assertUnauthorized, authzDecisions, identityHeadersOf, startAuthzGateway, upstreamHeaders } from '../support/authz-gateway.ts';
+import { startTestIssuer } from '../support/jwks.ts';
 import type { GatewayResponse } from '../support/seed003.ts';
 import { assert429 } from './ratelimit-envoy-fixture.ts';
 
@@ -12,18 +15,21 @@ const NODE = 'edge-native-jwt-waived';
 
 describe('authz native mode: a JWT-excluded path limited by the public plan', () => {
   it("counts anonymous callers of an excluded path on the public plan in Envoy's buckets, with no callout", { timeout: 300_000 }, async (t) => {
+    const anonIdp = await startTestIssuer({ issuer: 'https://anon.example.com', audience: 'reports.example.com', keys: [{ kid: 'a-ec', alg: 'ES256' }] });
+    t.after(() => anonIdp.close());
     const g = await startAuthzGateway(t, {
       nodeId: NODE,
       modes: 'native',
       mutate: (doc) => {
         const issuer = doc.jwtIssuers.find((i: { name: string }) => i.name === 'example-auth');
         issuer.excludedPaths.push('/reports/daily/open');
+        doc.jwtIssuers.push({ name: 'anon-idp', issuer: anonIdp.issuer, audiences: [anonIdp.audience], jwksUri: anonIdp.jwksUri, algorithms: ['ES256'] });
         doc.plans.push({ name: 'trickle', limits: [{ requests: 2, per: 'hour' }], countBy: { kind: 'client_ip' } }, { name: 'unlimited' });
         doc.products.push({
           name: 'reports',
           gatewayGroups: ['edge'],
           basePath: '/reports',
-          jwtIssuers: ['example-auth'],
+          jwtIssuers: ['anon-idp', 'example-auth'],
           auth: { accept: ['jwt'] },
           publicPlan: 'trickle',
           routes: [{ name: 'daily', match: { path: { type: 'prefix', value: '/daily' } }, service: 'orders' }],
@@ -58,6 +64,16 @@ describe('authz native mode: a JWT-excluded path limited by the public plan', ()
         }
         assertUnauthorized(await g.call('/reports/daily/1'), 'missing_credentials', 'no token on an ordinary path');
         assert.equal(await reportsChecks(), 0, 'Envoy decided and counted every request of reports alone');
+      });
+
+      await t.test('an issuer naming no partner: verified by Envoy, its tokens refused as unknown_partner, as the callout does', async () => {
+        const issuer = await g.api.get('/api/v1/jwt-issuers/anon-idp');
+        assert.deepEqual(issuer.body.nativeVerification, { envoy: true });
+        const r = await g.call('/reports/daily/1', { headers: { authorization: `Bearer ${await anonIdp.token({ sub: 'user-9', claims: { team: 'web-app' } })}` } });
+        assertGatewayError(r, 403, 'unknown_partner', 'a token of an issuer that names no partner (a partner-like claim is ignored)');
+        assert.equal(r.json.message, 'Tokens from this issuer are not mapped to a partner.');
+        assert.equal(r.headers.get('www-authenticate'), null, 'a 403 carries no challenge');
+        assert.equal(await reportsChecks(), 0, 'no callout');
       });
 
       await t.test('config_dump: the excluded copy carries the route limits, before the route', async () => {

@@ -40,7 +40,7 @@ describe('native JWT: which issuers Envoy verifies alone', () => {
     assert.equal(p.forwardToken, false);
   });
 
-  it('a fixed partner or a dotted partner claim is read from the payload in metadata; excluded paths are provider-neutral; no partner at all stays on the callout', () => {
+  it('a fixed partner or a dotted partner claim is read from the payload in metadata; excluded paths are provider-neutral; an issuer naming no partner is verified by Envoy too (its tokens refused as unknown_partner)', () => {
     assert.equal(jwtIssuerCalloutReason(base), undefined);
     assert.equal(jwtProvider(base, undefined)!.partner, undefined, 'a plain claim is copied into the partner header');
     const fixed = jwtProvider({ ...base, partnerClaim: undefined, partner: 'acme' }, undefined)!;
@@ -51,8 +51,10 @@ describe('native JWT: which issuers Envoy verifies alone', () => {
     assert.deepEqual(dotted.claimHeaders, [], 'Envoy would read the dotted name as a path only');
     assert.ok(jwtProvider({ ...base, excludedPaths: ['/health'] }, undefined));
     const neither = { ...base, partnerClaim: undefined };
-    assert.match(jwtIssuerCalloutReason(neither) ?? '', /neither partner nor partnerClaim/);
-    assert.equal(jwtProvider(neither, undefined), undefined);
+    assert.equal(jwtIssuerCalloutReason(neither), undefined);
+    const none = jwtProvider(neither, undefined)!;
+    assert.deepEqual(none.partner, { none: true }, 'its payload goes to metadata: the access RBAC refuses any of its tokens');
+    assert.deepEqual(none.claimHeaders, [], 'no partner header');
   });
 
   it('a jwksUri issuer is a provider only once its key set was fetched', () => {

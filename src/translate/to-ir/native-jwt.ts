@@ -60,7 +60,7 @@ export function jwtProvider(issuer: JwtIssuer, fetched: unknown): JwtProviderIR 
     clockSkewSeconds: issuer.clockSkewSeconds ?? DEFAULT_CLOCK_SKEW_SECONDS,
     forwardToken: issuer.forwardToken === true,
     claimHeaders,
-    ...(fromPayload ? { partner: issuer.partner !== undefined ? { fixed: issuer.partner } : { claim: issuer.partnerClaim! } } : {}),
+    ...(fromPayload ? { partner: issuer.partner !== undefined ? { fixed: issuer.partner } : issuer.partnerClaim !== undefined ? { claim: issuer.partnerClaim } : { none: true as const } } : {}),
   };
 }
 
@@ -153,7 +153,8 @@ export function nativeJwtAuth(
   // Issuer names are slugs: '+' cannot occur in one.
   const jwtAuth = { requirement: issuers.join('+'), claimHeaders: [...claimHeaders].sort(compareStrings) };
   if (!providers.some((p) => p.partner)) return { jwtAuth, access };
-  return { jwtAuth, access: { ...access, identities: tokenIdentities(access, providers) } };
+  const unmapped = providers.filter((p) => p.partner?.none).map((p) => p.name);
+  return { jwtAuth, access: { ...access, identities: tokenIdentities(access, providers), ...(unmapped.length ? { unmappedTokens: unmapped } : {}) } };
 }
 
 /**

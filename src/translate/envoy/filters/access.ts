@@ -82,7 +82,13 @@ function rules(a: RouteAccessIR): Json {
     policies.push(['method_not_in_subscription', { permissions: [{ any: true }], principals }]);
   }
   const known = [...a.deny.flatMap((d) => d.partners), ...a.allowed.map((x) => x.partner)];
-  policies.push(['no_subscription', { permissions: [{ any: true }], principals: [known.length ? { not_id: oneOf(known.map(partnerIs)) } : { any: true }] }]);
+  const unknown: Json = known.length ? { not_id: oneOf(known.map(partnerIs)) } : { any: true };
+  if (a.unmappedTokens?.length) {
+    // A token of an issuer that names no partner: the callout's unknown_partner, and not no_subscription (disjoint).
+    const unmapped = oneOf(a.unmappedTokens.map(tokenOf));
+    policies.push(['unknown_partner', { permissions: [{ any: true }], principals: [unmapped] }]);
+    policies.push(['no_subscription', { permissions: [{ any: true }], principals: [{ and_ids: { ids: [unknown, { not_id: unmapped }] } }] }]);
+  } else policies.push(['no_subscription', { permissions: [{ any: true }], principals: [unknown] }]);
   return { action: 'DENY', policies: sortedRecord(policies) };
 }
 
@@ -108,5 +114,9 @@ export const access: HttpFilterEmitter = {
     const shadow = plans(r.access);
     return [[FILTERS.access, any(RBAC_PER_ROUTE_TYPE, { rbac: { rules: rules(r.access), ...(shadow ? { shadow_rules: shadow } : {}) } })]];
   },
-  localReplies: (f) => (f.access ? ACCESS_REFUSALS.map(accessReplyMapping) : []),
+  localReplies: (f) => [
+    ...(f.access ? ACCESS_REFUSALS.map(accessReplyMapping) : []),
+    // Only where some issuer names no partner (its tokens are refused so): other groups' replies stay as they were.
+    ...(f.access && f.jwtAuthn?.providers.some((p) => p.partner?.none) ? [accessReplyMapping('unknown_partner')] : []),
+  ],
 };
