@@ -247,13 +247,14 @@ describe('authz native mode: API keys checked by Envoy itself', () => {
     });
 
     await t.test('a product every key holder may call on one plan goes without the access RBAC; a key of a partner it refuses brings it back', async () => {
-      /** Whether Envoy's route for a path prefix carries the access RBAC. */
+      /** Whether Envoy's route for a path prefix carries an access decision (the RBAC, or its no_subscription-only form). */
       const rbacOn = async (prefix: string): Promise<boolean> => {
         type Route = { match: { path_separated_prefix?: string }; typed_per_filter_config?: Record<string, unknown> };
         const configs = (await envoy.configDump('dynamic_route_configs')).configs as Array<{ route_config: { virtual_hosts: Array<{ routes: Route[] }> } }>;
         const route = configs.flatMap((c) => c.route_config.virtual_hosts.flatMap((v) => v.routes)).find((x) => x.match.path_separated_prefix === prefix);
         assert.ok(route, `a route for ${prefix}`);
-        return route.typed_per_filter_config?.['envoy.filters.http.rbac'] !== undefined;
+        const perFilter = route.typed_per_filter_config ?? {};
+        return perFilter['envoy.filters.http.rbac'] !== undefined || perFilter['portico.access.no_subscription'] !== undefined;
       };
       assert.equal(await rbacOn('/archive/records'), true, 'keys of partners archive refuses reach Envoy: the RBAC refuses them');
       // Only acme keeps a key: on archive (acme alone, one plan) the key list is the whole decision.

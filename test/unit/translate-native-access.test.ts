@@ -141,8 +141,6 @@ describe('native access: the RBAC only where it decides something', () => {
 
   it('keeps it where a key could be refused or the plan differs by caller', () => {
     const cases: Array<[string, Array<[KindName, object]>, string]> = [
-      // charlie's key authenticates on api's routes too (one key list per group): only the RBAC refuses it.
-      ['a key holder of another product', [...partner('acme', { product: 'api' }), ...partner('charlie', { product: 'other' })], 'no_subscription'],
       ['a suspended partner', [...partner('acme', { product: 'api' }), ...partner('delta', { product: 'api' }, { suspended: true })], 'partner_suspended'],
       ['a method restriction', [...partner('acme', { product: 'api', access: { methods: ['GET'] } })], 'method_not_in_subscription'],
       ['two plans', [...partner('acme', { product: 'api', plan: 'gold' }), ...partner('bravo', { product: 'api' })], 'no_subscription'],
@@ -152,6 +150,33 @@ describe('native access: the RBAC only where it decides something', () => {
       const model = gateway(entries);
       assert.equal(decided(model, 'api', 'items'), false, what);
       assert.ok(jsonAt(rbacOf(model, 'api/items'), 'rbac', 'rules', 'policies', policy), `${what}: the RBAC refuses with ${policy}`);
+      assert.equal(jsonAt(translated(model, 'api/items'), 'typed_per_filter_config', 'portico.access.no_subscription'), undefined, `${what}: not the no_subscription-only form`);
     }
+  });
+
+  it('where no_subscription is the only refusal, the refusing RBAC runs unless the partner header names a partner the route lets through', () => {
+    // charlie's key authenticates on api's routes too (one key list per group): only the access decision refuses it.
+    const model = gateway([...partner('acme', { product: 'api' }), ...partner('bravo', { product: 'api' }), ...partner('charlie', { product: 'other' })]);
+    assert.equal(decided(model, 'api', 'items'), false);
+    assert.equal(rbacOf(model, 'api/items'), undefined, 'no per-route RBAC (it would write metadata on every allowed request)');
+    const skip = jsonAt(translated(model, 'api/items'), 'typed_per_filter_config', 'portico.access.no_subscription') as JsonObject;
+    assert.equal(jsonAt(skip, 'xds_matcher', 'matcher_tree', 'input', 'typed_config', 'header_name'), 'x-portico-partner');
+    const map = jsonAt(skip, 'xds_matcher', 'matcher_tree', 'exact_match_map', 'map') as JsonObject;
+    assert.deepEqual(Object.keys(map), ['acme', 'bravo'], 'skipped for exactly the partners let through');
+    for (const p of Object.values(map)) assert.equal(jsonAt(p as JsonObject, 'action', 'typed_config', '@type'), 'type.googleapis.com/envoy.extensions.filters.common.matcher.action.v3.SkipFilter');
+    assert.equal(jsonAt(skip, 'xds_matcher', 'matcher_tree', 'on_no_match'), undefined, 'anyone else (or no header) meets the refusal');
+    const g = translate(model, { calloutAddress: '127.0.0.1:9001', now: NOW }).get('g')! as unknown as { listeners: JsonObject[] };
+    const filters = jsonAt(g.listeners[0], 'filter_chains', 0, 'filters', 0, 'typed_config', 'http_filters') as JsonObject[];
+    const wrapped = filters.find((f) => f.name === 'portico.access.no_subscription');
+    assert.ok(wrapped, 'the chain holds the wrapped RBAC');
+    assert.equal(wrapped.disabled, true, 'off unless a route configures it');
+    assert.deepEqual(
+      jsonAt(wrapped, 'typed_config', 'extension_config', 'typed_config', 'rules'),
+      {
+        action: 'DENY',
+        policies: { no_subscription: { permissions: [{ any: true }], principals: [{ any: true }] } },
+      },
+      'the policy name gives the same response code details, so the same 403 body',
+    );
   });
 });

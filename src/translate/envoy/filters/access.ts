@@ -2,15 +2,48 @@
 // it established (x-portico-partner). Off in the chain, on per route: DENY policies named after the
 // callout's 403 codes (the local-reply mapper words each), shadow ALLOW policies naming the plan; not on
 // API-key routes whose every key belongs to a partner let through on one plan (nothing to decide).
+// Where its only refusal is no_subscription (one plan, no refused partner, no method rule, the partner
+// in the header), a cheaper filter decides instead: see noSubscription below.
 import { accessReplyMapping, GATEWAY_HEADERS } from '../../../contract/index.ts';
 import type { RouteAccessIR } from '../../ir.ts';
 import { ACCESS_REFUSALS, admitsEveryKey, onePlan } from '../../to-ir/native-auth.ts';
 import { PEER_HEADERS } from '../../to-ir/native-mtls.ts';
-import { any, extension, FILTERS, sortedRecord, type Json } from '../common.ts';
+import { any, extension, FILTERS, sortedRecord, type Json, type JsonObject } from '../common.ts';
 import { disabledByDefault, type HttpFilterEmitter } from './filter.ts';
 
 const RBAC_TYPE = 'envoy.extensions.filters.http.rbac.v3.RBAC';
 const RBAC_PER_ROUTE_TYPE = 'envoy.extensions.filters.http.rbac.v3.RBACPerRoute';
+const MATCHING = 'envoy.extensions.common.matching.v3';
+
+/**
+ * The cheap form of the access decision: an RBAC that refuses everyone with no_subscription, wrapped
+ * in Envoy's match delegate, which per route skips it when the partner header names a partner the
+ * route lets through. Why: an RBAC that allows always writes its result into dynamic metadata, which
+ * the gRPC access log then copies into every entry (~13k instructions per request, about a quarter
+ * of a JWT request's cost over plain); a skipped filter writes nothing. The delegate reads its own
+ * per-route config under this filter's name, so the wrapped RBAC can only have the chain's rules:
+ * hence one fixed refusal, used only where it is the route's only one (the same response code
+ * details, so the same local-reply body).
+ */
+const NO_SUBSCRIPTION_FILTER = 'portico.access.no_subscription';
+
+/** Whether the route's access decision is only "a partner in the header, listed, or no_subscription". */
+export function onlyNoSubscription(a: RouteAccessIR): boolean {
+  return !a.identities && a.deny.length === 0 && a.allowed.length > 0 && onePlan(a) !== undefined && a.allowed.every((x) => x.methods === undefined);
+}
+
+const noSubscription: JsonObject = extension(NO_SUBSCRIPTION_FILTER, `${MATCHING}.ExtensionWithMatcher`, {
+  extension_config: extension(FILTERS.access, RBAC_TYPE, { rules: { action: 'DENY', policies: { no_subscription: { permissions: [{ any: true }], principals: [{ any: true }] } } } }),
+});
+
+/** Skips the refusing RBAC for the partners the route lets through; anyone else (or no header) meets it. */
+function skipFor(partners: readonly string[]): Json {
+  const skip = { action: extension('skip', 'envoy.extensions.filters.common.matcher.action.v3.SkipFilter') };
+  const input = extension('partner', 'envoy.type.matcher.v3.HttpRequestHeaderMatchInput', { header_name: GATEWAY_HEADERS.partner });
+  return any(`${MATCHING}.ExtensionWithMatcherPerRoute`, {
+    xds_matcher: { matcher_tree: { input, exact_match_map: { map: sortedRecord([...new Set(partners)].map((p) => [p, skip])) } } },
+  });
+}
 
 const partnerHeaderIs = (name: string): Json => ({ header: { name: GATEWAY_HEADERS.partner, string_match: { exact: name } } });
 const oneOf = (ids: Json[]): Json => (ids.length === 1 ? ids[0]! : { or_ids: { ids } });
@@ -107,10 +140,11 @@ function plans(a: RouteAccessIR): Json | undefined {
 }
 
 export const access: HttpFilterEmitter = {
-  chain: (g) => (g.filters.access ? [disabledByDefault(extension(FILTERS.access, RBAC_TYPE))] : []),
+  chain: (g) => (g.filters.access ? [disabledByDefault(extension(FILTERS.access, RBAC_TYPE)), disabledByDefault(noSubscription)] : []),
   perRoute: (r) => {
     // Left off (the chain's copy stays disabled) where api_key_auth's key list already is the decision.
     if (!r.access || (r.apiKeyAuth && admitsEveryKey(r.access, r.apiKeyAuth.credentials))) return [];
+    if (onlyNoSubscription(r.access)) return [[NO_SUBSCRIPTION_FILTER, skipFor(r.access.allowed.map((x) => x.partner))]];
     const shadow = plans(r.access);
     return [[FILTERS.access, any(RBAC_PER_ROUTE_TYPE, { rbac: { rules: rules(r.access), ...(shadow ? { shadow_rules: shadow } : {}) } })]];
   },
