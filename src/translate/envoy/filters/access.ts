@@ -29,7 +29,7 @@ const NO_SUBSCRIPTION_FILTER = 'portico.access.no_subscription';
 
 /** Whether the route's access decision is only "a partner in the header, listed, or no_subscription". */
 export function onlyNoSubscription(a: RouteAccessIR): boolean {
-  return !a.identities && a.deny.length === 0 && a.allowed.length > 0 && onePlan(a) !== undefined && a.allowed.every((x) => x.methods === undefined);
+  return !a.identities && !a.unmappedTokens?.length && a.deny.length === 0 && a.allowed.length > 0 && onePlan(a) !== undefined && a.allowed.every((x) => x.methods === undefined);
 }
 
 const noSubscription: JsonObject = extension(NO_SUBSCRIPTION_FILTER, `${MATCHING}.ExtensionWithMatcher`, {
