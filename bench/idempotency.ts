@@ -7,15 +7,17 @@
 // Run under `flock /work/notes/bench.lock`.
 //
 // Usage: node --import tsx bench/idempotency.ts [--duration 8] [--connections 4] [--rounds 2] [--redis redis://…]
-//   [--cpu-prof DIR] (a V8 CPU profile of the control plane, which hosts the processor, written to DIR when it stops)
+//   [--cpu-prof DIR] (a V8 CPU profile of this checkout's control plane, which hosts the processor, written to DIR when it stops)
+//   [--against DIR] (A/B in one run: a second control plane and gateway Envoy from the checkout DIR, on the same
+//   upstream; each round runs both, in alternating order, plain then protected; the JSON gives both)
 import { writeFileSync } from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import { componentPath, freePort, waitFor } from '../test/support/components.ts';
 import { cpuMeter, flags, median, printJson, round2, wrk, wrkFigures } from './harness.ts';
-import { startControlPlane, startDirectUpstream, startGatewayEnvoy, workspace } from './stack.ts';
+import { startControlPlane, startDirectUpstream, startGatewayEnvoy, workspace, type Workspace } from './stack.ts';
 
-const args = flags({ duration: 8, connections: 4, rounds: 2, redis: undefined, 'cpu-prof': '' });
+const args = flags({ duration: 8, connections: 4, rounds: 2, redis: undefined, 'cpu-prof': '', against: undefined });
 const GROUP = 'edge';
 const NODE = 'bench-idempotency';
 
@@ -40,6 +42,72 @@ request = function()
 end
 `;
 
+const diff = (after: Record<string, number>, before: Record<string, number>) =>
+  Object.fromEntries(
+    Object.entries(after)
+      .map(([k, v]) => [k, v - (before[k] ?? 0)])
+      .filter(([, v]) => v !== 0),
+  );
+
+/** A control plane (from checkout `root`) and its gateway Envoy serving both routes to `upstream`. */
+async function startStack(ws: Workspace, envoyBin: string, upstream: Awaited<ReturnType<typeof startDirectUpstream>>, name: string, root?: string) {
+  const cp = await startControlPlane(
+    ws,
+    {
+      // Each control plane its own embedded database (one process may hold a data directory).
+      PORTICO_DATA_DIR: path.join(ws.dir, `data-${name}`),
+      ...(args.redis ? { REDIS_URL: args.redis } : {}),
+      ...(args['cpu-prof'] && !root ? { PORTICO_NODE_FLAGS: `--cpu-prof --cpu-prof-dir=${path.resolve(args['cpu-prof'])}` } : {}),
+    },
+    ...(root ? [root] : []),
+  );
+  const nodeId = `${NODE}-${name}`;
+  const gateway = await startGatewayEnvoy(ws, envoyBin, { nodeId, group: GROUP, xds: `127.0.0.1:${cp.grpcPort}`, concurrency: 1 });
+  const listenerPort = await freePort();
+  await cp.apply(document(listenerPort, upstream.port));
+  const base = `http://127.0.0.1:${listenerPort}/bench`;
+  await waitFor(
+    'Envoy to serve both routes, the protected one through the processor',
+    async () => {
+      if (!(await cp.settled(nodeId))) return undefined;
+      const post = (p: string, key: string) => fetch(`${base}/${p}`, { method: 'POST', headers: { 'idempotency-key': key, 'content-type': 'application/json' }, body: '{}' }).catch(() => undefined);
+      const key = `"ready-${Date.now()}"`;
+      const plain = await post('plain', key);
+      await post('protected', key);
+      const replay = await post('protected', key);
+      return plain?.status === 200 && replay?.headers.get('idempotent-replayed') === 'true' ? true : undefined;
+    },
+    60_000,
+    200,
+  );
+  // Where non-2xx responses come from: the gateway's response codes, ext_proc's own counters, the
+  // processor's connections (a GOAWAY from it refuses the streams in flight), the processor's outcomes.
+  const statuses = async (): Promise<Record<string, number>> => {
+    const envoy = await gateway.stats('(downstream_rq_[2-5]xx$|ext_proc\\.|cluster\\.portico_idempotency\\.upstream_cx_(total|close_notify|protocol_error|destroy_remote)$)');
+    const metrics = await (await fetch(`${cp.adminUrl}/metrics`, { headers: { authorization: `Bearer ${cp.token}` } })).text();
+    const outcomes = Object.fromEntries(
+      [...metrics.matchAll(/^portico_idempotency_(requests|responses)_total\{[^}]*(?:outcome|result)="(\w+)"[^}]*\} (\d+)/gm)].map((m) => [`processor.${m[1]}.${m[2]}`, Number(m[3])]),
+    );
+    return { ...Object.fromEntries(Object.entries(envoy).filter(([k]) => !k.startsWith('http.admin') && !k.includes('xds'))), ...outcomes };
+  };
+  return { name, base, statuses, pids: { gateway: gateway.proc.child.pid, controlPlane: cp.proc.child.pid, upstream: upstream.proc.child.pid } };
+}
+
+type Round = ReturnType<typeof wrkFigures> & { perCpuSecond: number; statuses: Record<string, number> };
+type Rounds = { plain: Round[]; protected: Round[] };
+
+function figures(r: Rounds) {
+  const p50 = (name: 'plain' | 'protected') => median(r[name].map((x) => x.p50Ms));
+  const added = Math.round((p50('protected') - p50('plain')) * 1000) / 1000;
+  return {
+    plain: { p50Ms: p50('plain'), rounds: r.plain },
+    protected: { p50Ms: p50('protected'), rounds: r.protected },
+    addedP50Ms: added,
+    perCpuSecondProtectedOverPlain: round2(median(r.protected.map((x) => x.perCpuSecond)) / median(r.plain.map((x) => x.perCpuSecond))),
+    met: added < 1,
+  };
+}
+
 async function main(): Promise<void> {
   const envoyBin = componentPath('envoy');
   if (!envoyBin) throw new Error('envoy is not installed');
@@ -52,75 +120,35 @@ async function main(): Promise<void> {
       return file;
     };
     const upstream = await startDirectUpstream(ws, envoyBin);
-    const cp = await startControlPlane(ws, {
-      ...(args.redis ? { REDIS_URL: args.redis } : {}),
-      ...(args['cpu-prof'] ? { PORTICO_NODE_FLAGS: `--cpu-prof --cpu-prof-dir=${path.resolve(args['cpu-prof'])}` } : {}),
-    });
-    const gateway = await startGatewayEnvoy(ws, envoyBin, { nodeId: NODE, group: GROUP, xds: `127.0.0.1:${cp.grpcPort}`, concurrency: 1 });
-    const listenerPort = await freePort();
-    await cp.apply(document(listenerPort, upstream.port));
-    const base = `http://127.0.0.1:${listenerPort}/bench`;
-    await waitFor(
-      'Envoy to serve both routes, the protected one through the processor',
-      async () => {
-        if (!(await cp.settled(NODE))) return undefined;
-        const post = (p: string, key: string) => fetch(`${base}/${p}`, { method: 'POST', headers: { 'idempotency-key': key, 'content-type': 'application/json' }, body: '{}' }).catch(() => undefined);
-        const key = `"ready-${Date.now()}"`;
-        const plain = await post('plain', key);
-        await post('protected', key);
-        const replay = await post('protected', key);
-        return plain?.status === 200 && replay?.headers.get('idempotent-replayed') === 'true' ? true : undefined;
-      },
-      60_000,
-      200,
-    );
-    // Where non-2xx responses come from: the gateway's response codes, ext_proc's own counters, the
-    // processor's connections (a GOAWAY from it refuses the streams in flight), the processor's outcomes.
-    const statuses = async (): Promise<Record<string, number>> => {
-      const envoy = await gateway.stats('(downstream_rq_[2-5]xx$|ext_proc\\.|cluster\\.portico_idempotency\\.upstream_cx_(total|close_notify|protocol_error|destroy_remote)$)');
-      const metrics = await (await fetch(`${cp.adminUrl}/metrics`, { headers: { authorization: `Bearer ${cp.token}` } })).text();
-      const outcomes = Object.fromEntries(
-        [...metrics.matchAll(/^portico_idempotency_(requests|responses)_total\{[^}]*(?:outcome|result)="(\w+)"[^}]*\} (\d+)/gm)].map((m) => [`processor.${m[1]}.${m[2]}`, Number(m[3])]),
-      );
-      return { ...Object.fromEntries(Object.entries(envoy).filter(([k]) => !k.startsWith('http.admin') && !k.includes('xds'))), ...outcomes };
-    };
-    const diff = (after: Record<string, number>, before: Record<string, number>) =>
-      Object.fromEntries(
-        Object.entries(after)
-          .map(([k, v]) => [k, v - (before[k] ?? 0)])
-          .filter(([, v]) => v !== 0),
-      );
-    const pids = { gateway: gateway.proc.child.pid, controlPlane: cp.proc.child.pid, upstream: upstream.proc.child.pid };
+    const stacks = [await startStack(ws, envoyBin, upstream, 'this')];
+    if (args.against) stacks.push(await startStack(ws, envoyBin, upstream, 'against', path.resolve(args.against)));
     const loadBefore = os.loadavg().map(round2);
-    const rounds: Record<'plain' | 'protected', Array<ReturnType<typeof wrkFigures> & { perCpuSecond: number; statuses: Record<string, number> }>> = { plain: [], protected: [] };
+    const rounds = new Map<string, Rounds>(stacks.map((st) => [st.name, { plain: [], protected: [] }]));
     for (let i = 0; i < args.rounds; i++) {
-      for (const name of ['plain', 'protected'] as const) {
-        const load = { url: `${base}/${name}`, threads: 1, connections: args.connections };
-        await wrk({ ...load, script: scriptFile(), durationS: 2 }); // warm-up
-        const statusesBefore = await statuses();
-        const used = cpuMeter(pids);
-        const w = await wrk({ ...load, script: scriptFile(), durationS: args.duration });
-        const cpu = used();
-        const statusDelta = diff(await statuses(), statusesBefore);
-        cpu.loadGenerator = w.loadGeneratorCpu;
-        const total = Object.values(cpu).reduce((a, b) => a + b, 0);
-        rounds[name].push({ ...wrkFigures(w, cpu), perCpuSecond: Math.round(w.requests / Math.max(0.001, total)), statuses: statusDelta });
-        process.stderr.write(`${name}: p50 ${w.p50Ms} ms, ${Math.round(w.rps)} req/s\n`);
+      for (const st of i % 2 === 0 ? stacks : [...stacks].reverse()) {
+        for (const name of ['plain', 'protected'] as const) {
+          const load = { url: `${st.base}/${name}`, threads: 1, connections: args.connections };
+          await wrk({ ...load, script: scriptFile(), durationS: 2 }); // warm-up
+          const statusesBefore = await st.statuses();
+          const used = cpuMeter(st.pids);
+          const w = await wrk({ ...load, script: scriptFile(), durationS: args.duration });
+          const cpu = used();
+          const statusDelta = diff(await st.statuses(), statusesBefore);
+          cpu.loadGenerator = w.loadGeneratorCpu;
+          const total = Object.values(cpu).reduce((a, b) => a + b, 0);
+          rounds.get(st.name)![name].push({ ...wrkFigures(w, cpu), perCpuSecond: Math.round(w.requests / Math.max(0.001, total)), statuses: statusDelta });
+          process.stderr.write(`${st.name} ${name}: p50 ${w.p50Ms} ms, ${Math.round(w.rps)} req/s\n`);
+        }
       }
     }
-    const p50 = (name: 'plain' | 'protected') => median(rounds[name].map((r) => r.p50Ms));
-    const added = Math.round((p50('protected') - p50('plain')) * 1000) / 1000;
     printJson({
       benchmark: 'idempotency',
       machine: { cpus: os.cpus().length, model: os.cpus()[0]?.model, loadAverage: { start: loadBefore, end: os.loadavg().map(round2) } },
       settings: { durationS: args.duration, rounds: args.rounds, wrk: { threads: 1, connections: args.connections }, envoyConcurrency: 1, store: args.redis ? 'redis' : 'memory' },
       note: 'Every protected request carries a fresh key (a first request, stored). The processor runs in the control-plane process (role all). Medians of the rounds.',
-      plain: { p50Ms: p50('plain'), rounds: rounds.plain },
-      protected: { p50Ms: p50('protected'), rounds: rounds.protected },
-      addedP50Ms: added,
-      perCpuSecondProtectedOverPlain: round2(median(rounds.protected.map((r) => r.perCpuSecond)) / median(rounds.plain.map((r) => r.perCpuSecond))),
+      ...figures(rounds.get('this')!),
       target: { addedP50Ms: 1 },
-      met: added < 1,
+      ...(args.against ? { against: { dir: path.resolve(args.against), ...figures(rounds.get('against')!) } } : {}),
     });
   } finally {
     await ws.close();
