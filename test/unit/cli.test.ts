@@ -5,7 +5,7 @@
 import { describe, it } from 'node:test';
 import assert from 'node:assert/strict';
 import { spawnSync } from 'node:child_process';
-import { mkdtempSync, readFileSync } from 'node:fs';
+import { copyFileSync, mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { createServer, type Server } from 'node:net';
 import os from 'node:os';
 import path from 'node:path';
@@ -155,5 +155,30 @@ describe('portico command line', () => {
     assert.equal(bad.code, 1);
     assert.equal(bad.stderr, "bootstrap: ENVOY_ADMIN_PORT must be a positive integer, got 'x'\n");
     assert.equal(render(['bogus'], {}).code, 1);
+  });
+
+  it('in production runs the compiled build, with a small young generation only in the xds role', () => {
+    // A stand-in compiled build beside a copy of bin/portico: it prints the flags node got.
+    const root = mkdtempSync(path.join(os.tmpdir(), 'portico-bin-'));
+    mkdirSync(path.join(root, 'bin'));
+    mkdirSync(path.join(root, 'dist'));
+    copyFileSync(BIN, path.join(root, 'bin/portico'));
+    writeFileSync(path.join(root, 'dist/cli.js'), 'console.log(JSON.stringify({ flags: process.execArgv, args: process.argv.slice(2) }));\n');
+    const run = (env: NodeJS.ProcessEnv) => {
+      const r = spawnSync(path.join(root, 'bin/portico'), ['serve'], { encoding: 'utf8', env: { ...process.env, NODE_ENV: 'production', PORTICO_ROLE: '', PORTICO_NODE_FLAGS: '', ...env } });
+      assert.equal(r.status, 0, r.stderr);
+      return JSON.parse(r.stdout) as { flags: string[]; args: string[] };
+    };
+    // Roles that answer requests (all: flows, callouts, idempotency) keep V8's default young generation.
+    assert.deepEqual(run({}), { flags: ['--expose-gc'], args: ['serve'] });
+    assert.deepEqual(run({ PORTICO_ROLE: 'flows' }).flags, ['--expose-gc']);
+    assert.deepEqual(run({ PORTICO_ROLE: 'xds' }).flags, ['--expose-gc', '--max-semi-space-size=4']);
+    // PORTICO_NODE_FLAGS comes last, so an operator's size wins.
+    assert.deepEqual(run({ PORTICO_ROLE: 'xds', PORTICO_NODE_FLAGS: '--max-semi-space-size=16' }).flags, ['--expose-gc', '--max-semi-space-size=4', '--max-semi-space-size=16']);
+    rmSync(path.join(root, 'dist/cli.js'));
+    const none = spawnSync(path.join(root, 'bin/portico'), ['serve'], { encoding: 'utf8', env: { ...process.env, NODE_ENV: 'production' } });
+    assert.equal(none.status, 1);
+    assert.match(none.stderr, /dist\/cli\.js is missing: run `npm run build`/);
+    rmSync(root, { recursive: true, force: true });
   });
 });
