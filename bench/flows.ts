@@ -14,7 +14,10 @@
 //               per aggregation, gives the runtime's budget for the 0.7x target (runtimeBudgetUs)
 // Usage: node --import tsx bench/flows.ts [--duration 10] [--connections 64] [--delay-ms 20]
 //   [--rounds 2] [--latency-requests 300] [--envoy-concurrency 1] [--cpu-prof DIR] (a V8 CPU profile
-//   of the direct-calls control plane, written to DIR when it stops)
+//   of the direct-calls control plane, written to DIR when it stops) [--against DIR] (A/B in one run: a
+//   third Portico, direct calls, from the checkout DIR on the same upstreams, measured in each round
+//   right after this one, alternating which goes first) [--node-flags "..."] (Node flags for this
+//   checkout's control planes, e.g. a V8 heap setting) [--no-via-envoy] (leave out the through-Envoy Portico)
 import { spawnSync } from 'node:child_process';
 import http from 'node:http';
 import os from 'node:os';
@@ -26,7 +29,18 @@ import { componentPath, freePort, waitFor } from '../test/support/components.ts'
 import { cpuMeter, flags, median, printJson, round2, wrk } from './harness.ts';
 import { startControlPlane, startGatewayEnvoy, workspace, type Proc, type Workspace } from './stack.ts';
 
-const args = flags({ duration: 10, connections: 64, 'delay-ms': 20, rounds: 2, 'latency-requests': 300, 'envoy-concurrency': 1, 'cpu-prof': '' });
+const args = flags({
+  duration: 10,
+  connections: 64,
+  'delay-ms': 20,
+  rounds: 2,
+  'latency-requests': 300,
+  'envoy-concurrency': 1,
+  'cpu-prof': '',
+  against: '',
+  'node-flags': '',
+  'no-via-envoy': false,
+});
 const USER = 'usr_8a3f';
 
 function buildPeer(ws: Workspace): string {
@@ -112,16 +126,22 @@ async function main(): Promise<void> {
     for (const u of upstreams) await listening(u.port, u.p, `upstream ${u.name}`);
 
     /** One Portico (control plane hosting the runtime, and its Envoy) with step calls direct or through Envoy. */
-    const startPortico = async (direct: 'auto' | 'off') => {
+    const startPortico = async (direct: 'auto' | 'off', root?: string) => {
+      const tag = root ? `${direct}-against` : direct;
+      const nodeFlags = [root ? '' : args['node-flags'], args['cpu-prof'] && direct === 'auto' && !root ? `--cpu-prof --cpu-prof-dir=${path.resolve(args['cpu-prof'])}` : ''].filter(Boolean).join(' ');
       const [flowsPort, stepPort, edgePort] = [await freePort(), await freePort(), await freePort()];
-      const cp = await startControlPlane(ws, {
-        PORTICO_DATA_DIR: path.join(ws.dir, `data-${direct}`),
-        PORTICO_FLOWS_LISTEN_ADDR: `127.0.0.1:${flowsPort}`,
-        PORTICO_FLOWS_STEP_ADDR: `127.0.0.1:${stepPort}`,
-        PORTICO_FLOWS_DIRECT_CALLS: direct,
-        ...(args['cpu-prof'] && direct === 'auto' ? { PORTICO_NODE_FLAGS: `--cpu-prof --cpu-prof-dir=${path.resolve(args['cpu-prof'])}` } : {}),
-        PORTICO_ACCESS_LOG: 'false',
-      });
+      const cp = await startControlPlane(
+        ws,
+        {
+          PORTICO_DATA_DIR: path.join(ws.dir, `data-${tag}`),
+          PORTICO_FLOWS_LISTEN_ADDR: `127.0.0.1:${flowsPort}`,
+          PORTICO_FLOWS_STEP_ADDR: `127.0.0.1:${stepPort}`,
+          PORTICO_FLOWS_DIRECT_CALLS: direct,
+          ...(nodeFlags ? { PORTICO_NODE_FLAGS: nodeFlags } : {}),
+          PORTICO_ACCESS_LOG: 'false',
+        },
+        root,
+      );
       await cp.apply({
         portico: 'v1',
         gatewayGroups: [{ name: 'bench', listeners: [{ name: 'http', port: edgePort, address: '127.0.0.1' }] }],
@@ -144,8 +164,8 @@ async function main(): Promise<void> {
           },
         ],
       });
-      const envoy = await startGatewayEnvoy(ws, envoyBin, { nodeId: `bench-flows-${direct}`, group: 'bench', xds: `127.0.0.1:${cp.grpcPort}`, concurrency: args['envoy-concurrency'] });
-      await waitFor('Envoy holds the model', () => cp.settled(`bench-flows-${direct}`).then((ok) => (ok ? true : undefined)), 60_000, 200);
+      const envoy = await startGatewayEnvoy(ws, envoyBin, { nodeId: `bench-flows-${tag}`, group: 'bench', xds: `127.0.0.1:${cp.grpcPort}`, concurrency: args['envoy-concurrency'] });
+      await waitFor('Envoy holds the model', () => cp.settled(`bench-flows-${tag}`).then((ok) => (ok ? true : undefined)), 60_000, 200);
       return {
         url: `http://127.0.0.1:${edgePort}/api/home?user=${USER}`,
         proxyUrl: `http://127.0.0.1:${edgePort}/users/${USER}`,
@@ -153,7 +173,8 @@ async function main(): Promise<void> {
       };
     };
     const portico = await startPortico('auto');
-    const porticoViaEnvoy = await startPortico('off');
+    const against = args.against ? await startPortico('auto', path.resolve(args.against)) : undefined;
+    const porticoViaEnvoy = args['no-via-envoy'] ? undefined : await startPortico('off');
     const goPort = await freePort();
     const goProc = ws.run(
       peerBin,
@@ -173,11 +194,11 @@ async function main(): Promise<void> {
     );
     await listening(goPort, goProc, 'the Go aggregator');
 
-    const targets = {
-      portico: { url: portico.url, pids: portico.pids },
-      'portico-via-envoy': { url: porticoViaEnvoy.url, pids: porticoViaEnvoy.pids },
-      go: { url: `http://127.0.0.1:${goPort}/api/home?user=${USER}`, pids: { go: goProc.child.pid } },
-    };
+    type Target = { url: string; pids: Record<string, number | undefined> };
+    const targets: Record<string, Target> = { portico: { url: portico.url, pids: portico.pids } };
+    if (against) targets.against = { url: against.url, pids: against.pids };
+    if (porticoViaEnvoy) targets['portico-via-envoy'] = { url: porticoViaEnvoy.url, pids: porticoViaEnvoy.pids };
+    targets.go = { url: `http://127.0.0.1:${goPort}/api/home?user=${USER}`, pids: { go: goProc.child.pid } };
     const proxied = await get(portico.proxyUrl);
     if (proxied.status !== 200) throw new Error(`the plain route answered ${proxied.status} ${proxied.body}`);
     // Both answer seed 003's body.
@@ -192,7 +213,11 @@ async function main(): Promise<void> {
     for (let round = 0; round < args.rounds; round++) {
       const direct = await sequentialP50(`http://127.0.0.1:${ports.users}/users/${USER}`, args['latency-requests']);
       const out: Record<string, unknown> = { round, slowestCallP50Ms: direct };
-      for (const [name, t] of Object.entries(targets)) {
+      // With --against the two Porticos swap places every round (this one first in even rounds).
+      const order = Object.keys(targets);
+      if (against && round % 2 === 1) order.splice(0, 2, 'against', 'portico');
+      for (const name of order) {
+        const t = targets[name]!;
         const p50 = await sequentialP50(t.url, args['latency-requests']);
         const meter = cpuMeter(t.pids);
         const w = await wrk({ url: t.url, durationS: args.duration, threads: 1, connections: args.connections });
@@ -217,42 +242,46 @@ async function main(): Promise<void> {
       out['envoy-proxy'] = { rps: w.rps, loadedP50Ms: w.p50Ms, non2xx: w.non2xx, socketErrors: w.socketErrors, cpuUsPerRequest: perRequestUs(meter(), w.requests) };
       rounds.push(out);
     }
-    const pick = (name: keyof typeof targets, k: string) => rounds.map((r) => (r[name] as Record<string, number>)[k]!);
+    const has = (name: string) => name in targets;
+    const pick = (name: string, k: string) => rounds.map((r) => (r[name] as Record<string, number>)[k]!);
     const us = (name: string, proc: string) => median(rounds.map((r) => (r[name] as { cpuUsPerRequest: Record<string, number> }).cpuUsPerRequest[proc] ?? 0));
-    const cpuUs = {
-      portico: { envoy: us('portico', 'envoy'), runtime: us('portico', 'portico') },
-      'portico-via-envoy': { envoy: us('portico-via-envoy', 'envoy'), runtime: us('portico-via-envoy', 'portico') },
-      go: { go: us('go', 'go') },
-      'envoy-proxy': { envoy: us('envoy-proxy', 'envoy') },
-    };
-    const perCpu = {
-      portico: median(pick('portico', 'requestsPerCpuSecond')),
-      'portico-via-envoy': median(pick('portico-via-envoy', 'requestsPerCpuSecond')),
-      go: median(pick('go', 'requestsPerCpuSecond')),
-    };
+    const porticoNames = ['portico', 'against', 'portico-via-envoy'].filter(has);
+    const cpuUs: Record<string, Record<string, number>> = {};
+    for (const n of porticoNames) cpuUs[n] = { envoy: us(n, 'envoy'), runtime: us(n, 'portico') };
+    cpuUs.go = { go: us('go', 'go') };
+    cpuUs['envoy-proxy'] = { envoy: us('envoy-proxy', 'envoy') };
+    const perCpu: Record<string, number> = {};
+    for (const n of [...porticoNames, 'go']) perCpu[n] = median(pick(n, 'requestsPerCpuSecond'));
+    const goUs = cpuUs.go.go!;
     printJson({
       bench: 'flows',
       settings: { ...args, cpus: os.cpus().length, loadAverage: loadAtStart },
       rounds,
       summary: {
-        addedP50Ms: {
-          portico: median(pick('portico', 'addedP50Ms')),
-          'portico-via-envoy': median(pick('portico-via-envoy', 'addedP50Ms')),
-          go: median(pick('go', 'addedP50Ms')),
-          target: '< 2 (portico)',
-        },
+        addedP50Ms: { ...Object.fromEntries([...porticoNames, 'go'].map((n) => [n, median(pick(n, 'addedP50Ms'))])), target: '< 2 (portico)' },
         requestsPerCpuSecond: {
           ...perCpu,
-          ratio: round2(perCpu.portico / perCpu.go),
-          ratioViaEnvoy: round2(perCpu['portico-via-envoy'] / perCpu.go),
+          ratio: round2(perCpu.portico! / perCpu.go!),
+          ...(has('portico-via-envoy') ? { ratioViaEnvoy: round2(perCpu['portico-via-envoy']! / perCpu.go!) } : {}),
           target: '>= 0.7',
         },
+        // This checkout over --against, per round (interleaved): requests per CPU-second and the runtime's CPU per request.
+        ...(has('against')
+          ? {
+              ab: {
+                requestsPerCpuSecond: rounds.map((r) => round2((r.portico as Record<string, number>).requestsPerCpuSecond! / (r.against as Record<string, number>).requestsPerCpuSecond!)),
+                runtimeCpuUs: rounds.map((r) =>
+                  round2((r.portico as { cpuUsPerRequest: Record<string, number> }).cpuUsPerRequest.portico! / (r.against as { cpuUsPerRequest: Record<string, number> }).cpuUsPerRequest.portico!),
+                ),
+              },
+            }
+          : {}),
         // CPU per request (us) by process (medians of the rounds); envoy-proxy is the Envoy hop alone.
         cpuUsPerRequest: cpuUs,
         // What the runtime may spend per aggregation for 0.7x: Go's CPU / 0.7 less the flow route's Envoy CPU.
-        runtimeBudgetUs: Math.round(cpuUs.go.go / 0.7 - cpuUs.portico.envoy),
+        runtimeBudgetUs: Math.round(goUs / 0.7 - cpuUs.portico!.envoy!),
         // Go's CPU per aggregation over the Envoy hop alone: Portico's ratio if its runtime cost nothing.
-        ratioCeilingEnvoyAlone: round2(cpuUs.go.go / cpuUs['envoy-proxy'].envoy),
+        ratioCeilingEnvoyAlone: round2(goUs / cpuUs['envoy-proxy'].envoy!),
       },
       loadAverageAfter: os.loadavg().map(round2),
     });
