@@ -263,6 +263,18 @@ function hasCode(steps: readonly CompiledStep[]): boolean {
 
 function queryOf(qs: string): Record<string, string | string[]> {
   const out: Record<string, string | string[]> = {};
+  // Nothing to decode (no %, no +): split it as URLSearchParams would, without its entry arrays.
+  if (!/[%+]/.test(qs)) {
+    for (const part of qs.split('&')) {
+      if (part === '') continue;
+      const eq = part.indexOf('=');
+      const k = eq < 0 ? part : part.slice(0, eq);
+      const v = eq < 0 ? '' : part.slice(eq + 1);
+      const prev = out[k];
+      out[k] = prev === undefined ? v : Array.isArray(prev) ? [...prev, v] : [prev, v];
+    }
+    return out;
+  }
   for (const [k, v] of new URLSearchParams(qs)) {
     const prev = out[k];
     out[k] = prev === undefined ? v : Array.isArray(prev) ? [...prev, v] : [prev, v];

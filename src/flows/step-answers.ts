@@ -8,9 +8,12 @@ import { acceptsXmlFirst, isJsonType, isXmlType, jsonToXml } from './xml.ts';
 import type { BodyRewrite, CodeStep, RespondStep, StepOutput, TransformStep } from './types.ts';
 
 export async function transformStep(run: RunState, step: TransformStep, start: number): Promise<StepOutput> {
-  const from = await step.from.evaluate(run.root);
+  // Plain paths and reshapes without a map answer synchronously: awaited only when they do not.
+  const f = step.from.evaluate(run.root);
+  const from = f instanceof Promise ? await f : f;
   run.inputs?.set(step.name, from);
-  const body = await reshape(step.reshape, from, run.bindings);
+  const b = reshape(step.reshape, from, run.bindings);
+  const body = b instanceof Promise ? await b : b;
   return { status: 200, headers: {}, body, durationMs: run.now() - start };
 }
 
@@ -41,7 +44,8 @@ export async function codeStep(run: RunState, step: CodeStep, start: number): Pr
 export async function respondStep(run: RunState, step: RespondStep): Promise<Outcome> {
   const headers: Record<string, string> = {};
   for (const [name, t] of step.headers) {
-    const v = await renderTemplate(t, run.root, identity);
+    const r = renderTemplate(t, run.root, identity);
+    const v = r instanceof Promise ? await r : r;
     if (v === undefined) continue;
     const problem = headerValueProblem(v);
     if (problem) throw new StepFailed(step.name, { kind: 'expression', message: `header ${name} ${problem}` });
@@ -52,7 +56,8 @@ export async function respondStep(run: RunState, step: RespondStep): Promise<Out
   if (typeof status !== 'number' || !Number.isInteger(status) || status < 200 || status > 599) {
     throw new StepFailed(step.name, { kind: 'expression', message: `status evaluated to ${JSON.stringify(status)}, not a status between 200 and 599` });
   }
-  const value = step.body ? await step.body.evaluate(run.root) : undefined;
+  const e = step.body ? step.body.evaluate(run.root) : undefined;
+  const value = e instanceof Promise ? await e : e;
   if (value === undefined) return { status, headers, body: '' };
   const format = step.format === 'accept' ? (acceptsXmlFirst(run.request.headers.accept) ? 'xml' : 'json') : step.format;
   const body = format === 'xml' ? jsonToXml(value, step.xml) : format === 'text' ? (typeof value === 'string' ? value : JSON.stringify(value)) : JSON.stringify(value);

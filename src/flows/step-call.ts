@@ -14,25 +14,30 @@ export async function callStep(run: RunState, step: CallStep, start: number): Pr
   const req = run.request;
   const root = run.root;
   const method = step.method ?? (step.forward ? req.method : 'GET');
-  const rendered = step.path ? await renderTemplate(step.path, root, encodePathValue) : undefined;
+  // Templates and expressions of plain paths answer synchronously: awaited only when they do not.
+  const r = step.path ? renderTemplate(step.path, root, encodePathValue) : undefined;
+  const rendered = r instanceof Promise ? await r : r;
   const path = rendered ?? (step.forward ? req.path : '/');
   const query = new Map<string, string | string[]>(step.forward ? Object.entries(req.query ?? {}) : []);
   for (const [name, t] of step.query) {
-    const v = await renderTemplate(t, root, identity);
+    const r = renderTemplate(t, root, identity);
+    const v = r instanceof Promise ? await r : r;
     if (v === undefined) query.delete(name);
     else query.set(name, v);
   }
   const headers: Record<string, string> = step.forward ? endToEndHeaders(req.headers) : {};
   const fail = (kind: StepError['kind'], message: string): StepOutput => ({ status: 0, headers: {}, body: null, durationMs: run.now() - start, error: { kind, message } });
   for (const [name, t] of step.headers) {
-    const v = await renderTemplate(t, root, identity);
+    const r = renderTemplate(t, root, identity);
+    const v = r instanceof Promise ? await r : r;
     if (v === undefined) delete headers[name];
     else if (headerValueProblem(v)) return fail('expression', `header ${name} ${headerValueProblem(v)}`);
     else headers[name] = v;
   }
   let body: string | Uint8Array | undefined;
   if (step.body) {
-    const v = await step.body.evaluate(root);
+    const e = step.body.evaluate(root);
+    const v = e instanceof Promise ? await e : e;
     if (v !== undefined) {
       body = JSON.stringify(v);
       headers['content-type'] = 'application/json';

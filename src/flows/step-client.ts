@@ -4,7 +4,6 @@
 // was most of the runtime's CPU per flow. Straight to a service, it answers what Envoy would have:
 // 504 past the service's request timeout, 503 when the service cannot be reached.
 import { Agent, type Dispatcher } from 'undici';
-import { flatHeaders } from './direct-calls.ts';
 import type { StepResponse } from './types.ts';
 
 export interface StepRequest {
@@ -74,7 +73,11 @@ function track(signal: AbortSignal, call: Call): void {
 
 /**
  * One step call as undici's dispatch handler: a class, so a call allocates this object and its
- * promise rather than a handler of fresh closures.
+ * promise rather than a handler of fresh closures. It takes undici's raw handler methods (onConnect,
+ * onHeaders, …), not the controller ones (onRequestStart, …): with those undici wraps every call in
+ * an adapter and a controller of its own and parses the headers into an object (and the empty
+ * trailers into another) that this flattened again; here the raw header list becomes the step's
+ * headers in one pass.
  */
 class Call implements Dispatcher.DispatchHandler {
   private readonly chunks: Buffer[] = [];
@@ -84,7 +87,7 @@ class Call implements Dispatcher.DispatchHandler {
   private settled = false;
   private timedOut = false;
   private timer: NodeJS.Timeout | undefined;
-  private controller: Dispatcher.DispatchController | undefined;
+  private abortCall: ((e: Error) => void) | undefined;
 
   constructor(
     private readonly r: StepRequest,
@@ -94,12 +97,13 @@ class Call implements Dispatcher.DispatchHandler {
 
   /** The flow no longer waits for this call. */
   cancel(): void {
-    this.controller?.abort(abortError(this.r.signal));
+    this.abortCall?.(abortError(this.r.signal));
   }
 
-  onRequestStart(controller: Dispatcher.DispatchController): void {
-    if (this.r.signal.aborted) return controller.abort(abortError(this.r.signal));
-    this.controller = controller;
+  onConnect(abort: (e: Error) => void): void {
+    if (this.r.signal.aborted) return abort(abortError(this.r.signal));
+    if (this.abortCall) return; // a retried connection: tracked and timed already
+    this.abortCall = abort;
     track(this.r.signal, this);
     if (this.r.timeoutMs !== undefined) this.timer = setTimeout(timeOut, this.r.timeoutMs, this);
   }
@@ -107,30 +111,33 @@ class Call implements Dispatcher.DispatchHandler {
   /** Past the service's request timeout (direct calls only). */
   expire(): void {
     this.timedOut = true;
-    this.controller?.abort(new Error('upstream request timeout'));
+    this.abortCall?.(new Error('upstream request timeout'));
   }
 
-  onResponseStart(_c: Dispatcher.DispatchController, statusCode: number, h: Record<string, string | string[] | undefined>): void {
+  onHeaders(statusCode: number, raw: Buffer[] | string[] | null, _resume: () => void): boolean {
     this.status = statusCode;
-    this.headers = flatHeaders(h);
+    if (raw) this.headers = headersOf(raw);
+    return true;
   }
 
-  onResponseData(controller: Dispatcher.DispatchController, chunk: Buffer): void {
+  onData(chunk: Buffer): boolean {
     this.size += chunk.length;
     this.chunks.push(chunk);
     if (this.size > this.r.maxResponseBytes) {
-      this.onResponseEnd();
-      controller.abort(new Error('response over its limit'));
+      this.onComplete();
+      this.abortCall?.(new Error('response over its limit'));
+      return false;
     }
+    return true;
   }
 
-  onResponseEnd(): void {
+  onComplete(): void {
     if (!this.settle()) return;
     const { chunks } = this;
     this.resolve({ status: this.status, headers: this.headers, body: chunks.length === 1 ? chunks[0]! : Buffer.concat(chunks) });
   }
 
-  onResponseError(_c: Dispatcher.DispatchController | null, e: Error): void {
+  onError(e: Error): void {
     if (!this.settle()) return;
     const r = this.r;
     if (!r.dispatcher || r.signal.aborted) return this.reject(e);
@@ -144,10 +151,29 @@ class Call implements Dispatcher.DispatchHandler {
   private settle(): boolean {
     if (this.settled) return false;
     this.settled = true;
-    if (this.controller) inFlight.get(this.r.signal)?.delete(this);
+    if (this.abortCall) inFlight.get(this.r.signal)?.delete(this);
     if (this.timer) clearTimeout(this.timer);
     return true;
   }
+}
+
+/**
+ * A response's raw header list ([name, value, …]) as the step's headers: names lower-cased, values
+ * as latin1 text (as undici reads them), a repeated name's values joined with ", ".
+ */
+export function headersOf(raw: ReadonlyArray<Buffer | string>): Record<string, string> {
+  const out: Record<string, string> = {};
+  for (let i = 0; i + 1 < raw.length; i += 2) {
+    const k = raw[i]!;
+    const v = raw[i + 1]!;
+    const name = (typeof k === 'string' ? k : k.toString('latin1')).toLowerCase();
+    const value = typeof v === 'string' ? v : v.toString('latin1');
+    const prev = Object.hasOwn(out, name) ? out[name] : undefined;
+    // A header named __proto__ is a field like any other, not the object's prototype.
+    if (name === '__proto__') Object.defineProperty(out, name, { value: prev === undefined ? value : `${prev}, ${value}`, enumerable: true, configurable: true, writable: true });
+    else out[name] = prev === undefined ? value : `${prev}, ${value}`;
+  }
+  return out;
 }
 
 function timeOut(call: Call): void {

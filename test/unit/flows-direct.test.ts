@@ -1,6 +1,7 @@
 // Step calls straight from the flow runtime to a service (src/flows/direct-pools.ts), against real
 // HTTP and HTTPS upstreams: the model's request timeout, circuit breaker and upstream TLS (its CA and
 // SNI) hold as Envoy would apply them, and a service with retries still goes to the step listener.
+// Also what the runtime reads of a service's answer (headers, the response limit) and of the request's query.
 import { after, before, describe, it } from 'node:test';
 import assert from 'node:assert/strict';
 import http from 'node:http';
@@ -46,6 +47,8 @@ describe('direct step calls', { timeout: 60_000 }, () => {
   let runtime: FlowRuntime;
   let port = 0;
   let goneServer: LoopbackServer;
+  /** Settles when the huge service's response closes. */
+  let hugeClosed: Promise<unknown> = Promise.resolve();
 
   before(async () => {
     const record = (service: string) => (req: http.IncomingMessage, res: http.ServerResponse) => {
@@ -59,6 +62,23 @@ describe('direct step calls', { timeout: 60_000 }, () => {
     const slow = await listenHttp(record('slow'));
     const narrow = await listenHttp(record('narrow'));
     const hang = await listenHttp(record('hang'));
+    // Streams a body far past the flow's response limit and would never end it on its own.
+    const huge = await listenHttp((req, res) => {
+      req.resume();
+      hugeClosed = new Promise((r) => res.on('close', r));
+      res.writeHead(200, { 'content-type': 'application/json' });
+      const chunk = 'x'.repeat(16 * 1024);
+      const pump = () => {
+        while (!res.destroyed && res.write(chunk));
+        if (!res.destroyed) res.once('drain', pump);
+      };
+      pump();
+    });
+    // Answers with a header repeated, one in mixed case, and one named __proto__.
+    const tagged = await listenHttp((req, res) => {
+      req.resume();
+      res.writeHead(200, ['Content-Type', 'application/json', 'X-Tag', 'a', 'x-tag', 'b', 'X-Mixed-Case', 'M', '__proto__', 'p']).end('{"tagged": true}');
+    });
     // Stands in for Envoy's step listener: the runtime sends calls it cannot make itself here.
     const step = await listenHttp(record('step-listener'));
     goneServer = await listenHttp(record('gone'));
@@ -68,7 +88,7 @@ describe('direct step calls', { timeout: 60_000 }, () => {
     const tlsServer = https.createServer({ cert: leaf.certificate, key: leaf.privateKey }, record('secure'));
     await new Promise<void>((r) => tlsServer.listen(0, '127.0.0.1', r));
     const tlsPort = (tlsServer.address() as AddressInfo).port;
-    servers.push(plain, slow, narrow, hang, step, {
+    servers.push(plain, slow, narrow, hang, tagged, huge, step, {
       close: () =>
         new Promise<void>((r) => {
           tlsServer.closeAllConnections();
@@ -87,6 +107,8 @@ describe('direct step calls', { timeout: 60_000 }, () => {
       ['services', { name: 'wrong-name', endpoints: [{ host: '127.0.0.1', port: tlsPort }], tls: { ca: 'upstream-ca', sni: 'other.test' } }],
       ['services', { name: 'retrying', endpoints: at(plain), retries: { attempts: 2, retryOn: ['5xx'] } }],
       ['services', { name: 'hang', endpoints: at(hang), requestTimeoutMs: 600_000 }],
+      ['services', { name: 'tagged', endpoints: at(tagged) }],
+      ['services', { name: 'huge', endpoints: at(huge) }],
       ['products', { name: 'p', gatewayGroups: ['edge'], basePath: '/' }],
       callRoute('plain', 'plain'),
       callRoute('slow', 'slow'),
@@ -95,6 +117,38 @@ describe('direct step calls', { timeout: 60_000 }, () => {
       callRoute('secure', 'secure'),
       callRoute('wrong-name', 'wrong-name'),
       callRoute('retrying', 'retrying'),
+      [
+        'routes',
+        {
+          product: 'p',
+          name: 'huge',
+          match: { path: { type: 'exact', value: '/huge' } },
+          flow: { maxResponseBytes: 100_000, steps: [{ name: 'c', call: { service: 'huge', path: '/huge', timeoutMs: 20_000 } }] },
+        },
+      ],
+      [
+        'routes',
+        {
+          product: 'p',
+          name: 'query',
+          match: { path: { type: 'exact', value: '/query' } },
+          flow: { steps: [{ name: 'reply', respond: { body: 'request.query' } }] },
+        },
+      ],
+      [
+        'routes',
+        {
+          product: 'p',
+          name: 'tagged',
+          match: { path: { type: 'exact', value: '/tagged' } },
+          flow: {
+            steps: [
+              { name: 'c', call: { service: 'tagged', path: '/tagged' } },
+              { name: 'reply', respond: { body: '{"status": steps.c.status, "body": steps.c.body, "headers": steps.c.headers}' } },
+            ],
+          },
+        },
+      ],
       // Every timeout past the test's own: only the caller going away can end this call.
       [
         'routes',
@@ -150,6 +204,57 @@ describe('direct step calls', { timeout: 60_000 }, () => {
     assert.equal(call.headers['x-request-id'], 'req-plain');
     assert.equal(call.headers[FLOW_HEADERS.service], undefined);
     assert.equal(seen.filter((s) => s.service === 'step-listener').length, 0);
+  });
+
+  it("gives the step the service's headers: names lower-cased, a repeated one's values joined", async () => {
+    const r = await flow('tagged');
+    const headers = (r.body as unknown as { headers: Record<string, string> }).headers;
+    assert.equal(r.body.status, 200);
+    assert.deepEqual(r.body.body, { tagged: true });
+    assert.equal(headers['content-type'], 'application/json');
+    assert.equal(headers['x-tag'], 'a, b');
+    assert.equal(headers['x-mixed-case'], 'M');
+    assert.equal(Object.getOwnPropertyDescriptor(headers, '__proto__')?.value, 'p', '__proto__ is a field like any other');
+  });
+
+  it("stops reading a service's answer past the flow's response limit, and drops the connection", async () => {
+    const r = await new Promise<{ status: number; body: { error: string; step: string; message: string } }>((resolve, reject) => {
+      http
+        .get({ host: '127.0.0.1', port, path: '/huge', headers: { [FLOW_HEADERS.flow]: 'p/huge' }, agent: false }, (res) => {
+          let text = '';
+          res.setEncoding('utf8');
+          res.on('data', (c: string) => (text += c));
+          res.on('end', () => resolve({ status: res.statusCode ?? 0, body: JSON.parse(text) }));
+        })
+        .on('error', reject);
+    });
+    assert.equal(r.status, 502);
+    assert.equal(r.body.step, 'c');
+    assert.match(r.body.message, /more than 100000 bytes/);
+    await hugeClosed; // the service sees its connection close: the runtime holds nothing more of it
+  });
+
+  it('reads the query string as URLSearchParams does, with and without escapes', async () => {
+    const query = (qs: string): Promise<unknown> =>
+      new Promise((resolve, reject) => {
+        http
+          .get({ host: '127.0.0.1', port, path: `/query?${qs}`, headers: { [FLOW_HEADERS.flow]: 'p/query' }, agent: false }, (res) => {
+            let text = '';
+            res.setEncoding('utf8');
+            res.on('data', (c: string) => (text += c));
+            res.on('end', () => resolve(JSON.parse(text)));
+          })
+          .on('error', reject);
+      });
+    for (const qs of ['a=1&a=2&a=3&b=&c&&d=x=y', 'a=1&a=%32&b=x+y&c=%E2%82%AC&d=%zz']) {
+      const expected: Record<string, string | string[]> = {};
+      for (const [k, v] of new URLSearchParams(qs)) {
+        const prev = expected[k];
+        expected[k] = prev === undefined ? v : Array.isArray(prev) ? [...prev, v] : [prev, v];
+      }
+      assert.deepEqual(await query(qs), expected, qs);
+    }
+    assert.deepEqual(await query('a=1&a=2&b=&c&&d=x=y'), { a: ['1', '2'], b: '', c: '', d: 'x=y' });
   });
 
   it('sends a service with retries to the step listener, naming the service', async () => {
