@@ -16,8 +16,10 @@
 //   [--rounds 2] [--latency-requests 300] [--envoy-concurrency 1] [--cpu-prof DIR] (a V8 CPU profile
 //   of the direct-calls control plane, written to DIR when it stops) [--against DIR] (A/B in one run: a
 //   third Portico, direct calls, from the checkout DIR on the same upstreams, measured in each round
-//   right after this one, alternating which goes first) [--node-flags "..."] (Node flags for this
-//   checkout's control planes, e.g. a V8 heap setting) [--no-via-envoy] (leave out the through-Envoy Portico)
+//   right after this one, alternating which goes first) [--node-flags=...] (Node flags for this
+//   checkout's control planes, e.g. a V8 heap setting) [--against-node-flags=...] (the same for DIR's:
+//   with NODE_ENV=production, which runs both compiled builds, a checkout whose bin/portico sets
+//   another young-generation size can be given this one's) [--no-via-envoy] (leave out the through-Envoy Portico)
 import { spawnSync } from 'node:child_process';
 import http from 'node:http';
 import os from 'node:os';
@@ -39,6 +41,7 @@ const args = flags({
   'cpu-prof': '',
   against: '',
   'node-flags': '',
+  'against-node-flags': '',
   'no-via-envoy': false,
 });
 const USER = 'usr_8a3f';
@@ -128,7 +131,9 @@ async function main(): Promise<void> {
     /** One Portico (control plane hosting the runtime, and its Envoy) with step calls direct or through Envoy. */
     const startPortico = async (direct: 'auto' | 'off', root?: string) => {
       const tag = root ? `${direct}-against` : direct;
-      const nodeFlags = [root ? '' : args['node-flags'], args['cpu-prof'] && direct === 'auto' && !root ? `--cpu-prof --cpu-prof-dir=${path.resolve(args['cpu-prof'])}` : ''].filter(Boolean).join(' ');
+      const nodeFlags = [root ? args['against-node-flags'] : args['node-flags'], args['cpu-prof'] && direct === 'auto' && !root ? `--cpu-prof --cpu-prof-dir=${path.resolve(args['cpu-prof'])}` : '']
+        .filter(Boolean)
+        .join(' ');
       const [flowsPort, stepPort, edgePort] = [await freePort(), await freePort(), await freePort()];
       const cp = await startControlPlane(
         ws,
