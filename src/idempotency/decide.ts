@@ -28,6 +28,8 @@ const MAX_KEY = 255;
  */
 export function readIdempotencyKey(raw: string | undefined): KeyReading {
   if (raw === undefined) return { kind: 'absent' };
+  const plain = plainKey(raw);
+  if (plain !== undefined) return { kind: 'key', key: plain };
   const v = raw.trim();
   if (v.startsWith('"')) {
     if (v.length < 3 || !v.endsWith('"')) return { kind: 'invalid' };
@@ -40,11 +42,37 @@ export function readIdempotencyKey(raw: string | undefined): KeyReading {
   return /^[\x21-\x7e]{1,255}$/.test(v) ? { kind: 'key', key: v } : { kind: 'invalid' };
 }
 
+/**
+ * The common shapes read without regular expressions (a per-request cost): a bare key of visible
+ * ASCII, or one quoted without escapes. Anything else (spaces around it, escapes, bad characters,
+ * too long) is left to the full reading, which gives the same answer for these two shapes.
+ */
+function plainKey(v: string): string | undefined {
+  const quoted = v.charCodeAt(0) === 0x22;
+  const start = quoted ? 1 : 0;
+  const end = quoted ? v.length - 1 : v.length;
+  if (end - start < 1 || end - start > MAX_KEY || (quoted && v.charCodeAt(end) !== 0x22)) return undefined;
+  for (let i = start; i < end; i++) {
+    const c = v.charCodeAt(i);
+    // Inside quotes a space is allowed, a quote or backslash is not (escapes take the full path).
+    if (c > 0x7e || c < (quoted ? 0x20 : 0x21) || c === 0x22 || c === 0x5c) return undefined;
+  }
+  return quoted ? v.slice(start, end) : v;
+}
+
 /** Same method, path (with its query) and body bytes ⇒ same fingerprint. */
 export function fingerprint(method: string, path: string, body: Uint8Array): string {
   // One-shot hash of the joined bytes (the same digest as hashing the parts in turn): a Hash object
   // and its updates cost more than the copy, for the bodies a processor keeps (under 1 MiB).
-  return hash('sha256', Buffer.concat([Buffer.from(`${method}\n${path}\n`, 'utf8'), body]), 'base64url');
+  // One buffer for the joined bytes, written in place (no intermediate buffer for the prefix).
+  const prefix = Buffer.byteLength(method) + Buffer.byteLength(path) + 2;
+  const joined = Buffer.allocUnsafe(prefix + body.length);
+  let at = joined.write(method, 0, 'utf8');
+  joined[at++] = 0x0a;
+  at += joined.write(path, at, 'utf8');
+  joined[at++] = 0x0a;
+  joined.set(body, at);
+  return hash('sha256', joined, 'base64url');
 }
 
 /** Where a key's record lives: per route and per caller (anonymous callers share one scope), the key hashed to a fixed length. */

@@ -32,6 +32,17 @@ const PASS_BODY = { request_body_mode: 'STREAMED', response_header_mode: 'SKIP',
 export const MAX_REQUEST_BODY_BYTES = 960 * 1024;
 export const MAX_STORED_RESPONSE_BYTES = 1024 * 1024;
 
+/**
+ * A claim's own id: unique across processors (a random prefix per process) and within one (a
+ * counter), which is all a release needs; cheaper per request than a fresh UUID.
+ */
+const CLAIM_PREFIX = randomUUID();
+let claims = 0;
+function newClaimId(): string {
+  claims++;
+  return `${CLAIM_PREFIX}.${claims.toString(36)}`;
+}
+
 function encode(msg: Json): Buffer {
   return Buffer.from(RESPONSE.encode(RESPONSE.fromObject(msg)).finish());
 }
@@ -118,8 +129,26 @@ export class IdempotencyProcessor {
     host.handleStream(METHOD, (call) => this.serve(call));
   }
 
+  /** The route's labelled counters, looked up once per route and outcome (labelling per request hashes the label set each time). */
+  private readonly counters = new WeakMap<IdempotencyRouteSettings, Map<string, { inc(): void }>>();
+  private counted(settings: IdempotencyRouteSettings, kind: 'requests' | 'responses', value: string): { inc(): void } {
+    let byValue = this.counters.get(settings);
+    if (!byValue) this.counters.set(settings, (byValue = new Map()));
+    const k = `${kind}:${value}`;
+    let c = byValue.get(k);
+    if (!c) {
+      c = kind === 'requests' ? this.metrics.requests.labels(settings.product, settings.route, value) : this.metrics.responses.labels(settings.product, settings.route, value);
+      byValue.set(k, c);
+    }
+    return c;
+  }
+
   private count(s: StreamState, outcome: RequestOutcome): void {
-    if (s.settings) this.metrics.requests.inc({ product: s.settings.product, route: s.settings.route, outcome });
+    if (s.settings) this.counted(s.settings, 'requests', outcome).inc();
+  }
+
+  private countResponse(s: StreamState, result: 'stored' | 'released'): void {
+    this.counted(s.settings!, 'responses', result).inc();
   }
 
   private serve(call: BidiCall): void {
@@ -323,7 +352,7 @@ export class IdempotencyProcessor {
     const settings = s.settings!;
     const fp = fingerprint(s.method, s.path, body);
     const key = recordKey(settings, s.partner, s.key!);
-    const pending: IdempotencyRecord = { state: 'pending', fingerprint: fp, claim: randomUUID() };
+    const pending: IdempotencyRecord = { state: 'pending', fingerprint: fp, claim: newClaimId() };
     let existing: IdempotencyRecord | undefined;
     try {
       existing = await this.opts.store.claim(key, pending, pendingLifetimeMs(settings.ttlSeconds));
@@ -354,7 +383,7 @@ export class IdempotencyProcessor {
     if (!s.claimed || s.finished) return;
     s.finished = true;
     s.responseBody = { chunks: [], bytes: 0 };
-    this.metrics.responses.inc({ product: s.settings!.product, route: s.settings!.route, result: 'released' });
+    this.countResponse(s, 'released');
     await this.opts.store.release(s.claimed.recordKey, s.claimed.pending).catch(() => undefined);
   }
 
@@ -362,9 +391,8 @@ export class IdempotencyProcessor {
   private async store(s: StreamState, body: Uint8Array): Promise<void> {
     if (!s.claimed || s.finished || s.status === undefined) return;
     s.finished = true;
-    const { product, route } = s.settings!;
     if (!storable(s.status)) {
-      this.metrics.responses.inc({ product, route, result: 'released' });
+      this.countResponse(s, 'released');
       await this.opts.store.release(s.claimed.recordKey, s.claimed.pending).catch(() => undefined);
       return;
     }
@@ -375,10 +403,10 @@ export class IdempotencyProcessor {
     };
     try {
       await this.opts.store.complete(s.claimed.recordKey, record, s.settings!.ttlSeconds * 1000);
-      this.metrics.responses.inc({ product, route, result: 'stored' });
+      this.countResponse(s, 'stored');
     } catch (e) {
       // The client still gets its response; a repeat finds the pending record (409) until it lapses.
-      this.metrics.responses.inc({ product, route, result: 'released' });
+      this.countResponse(s, 'released');
       this.opts.logger.warn({ err: (e as Error).message }, 'idempotency store unavailable: response not stored');
     }
   }

@@ -42,28 +42,37 @@ const PARTS = new Map<number, PartKind>([
   [F.responseTrailers, 'response_trailers'],
 ]);
 
-function readHeaderValue(r: protobuf.Reader, end: number, out: Array<[string, string]>): void {
-  let key = '';
-  let value = '';
-  let raw: Uint8Array | undefined;
-  while (r.pos < end) {
-    const t = r.uint32();
-    if (t === F.hvKey) key = r.string();
-    else if (t === F.hvValue) value = r.string();
-    else if (t === F.hvRawValue) raw = r.bytes();
-    else r.skipType(t & 7);
-  }
-  out.push([key, raw?.length ? Buffer.from(raw.buffer, raw.byteOffset, raw.length).toString('latin1') : value]);
+/** A length-delimited field's bytes as latin1 text, read in place (no intermediate view or UTF-8 decoder). */
+function latin1(r: protobuf.Reader, buf: Buffer): string {
+  const len = r.uint32();
+  const start = r.pos;
+  r.pos += len;
+  return len === 0 ? '' : buf.toString('latin1', start, start + len);
 }
 
-function readHeaders(r: protobuf.Reader, end: number, m: Incoming): void {
+function readHeaderValue(r: protobuf.Reader, buf: Buffer, end: number, out: Array<[string, string]>): void {
+  let key = '';
+  let value = '';
+  let raw = '';
+  while (r.pos < end) {
+    const t = r.uint32();
+    // Header names are ASCII (Envoy lowercases them): latin1 reads them as UTF-8 would.
+    if (t === F.hvKey) key = latin1(r, buf);
+    else if (t === F.hvValue) value = r.string();
+    else if (t === F.hvRawValue) raw = latin1(r, buf);
+    else r.skipType(t & 7);
+  }
+  out.push([key, raw.length > 0 ? raw : value]);
+}
+
+function readHeaders(r: protobuf.Reader, buf: Buffer, end: number, m: Incoming): void {
   while (r.pos < end) {
     const t = r.uint32();
     if (t === F.headersMap) {
       const mapEnd = r.uint32() + r.pos;
       while (r.pos < mapEnd) {
         const u = r.uint32();
-        if (u === F.mapHeaders) readHeaderValue(r, r.uint32() + r.pos, m.headers);
+        if (u === F.mapHeaders) readHeaderValue(r, buf, r.uint32() + r.pos, m.headers);
         else r.skipType(u & 7);
       }
     } else if (t === F.headersEnd) m.endOfStream = r.bool();
@@ -81,7 +90,8 @@ function readBody(r: protobuf.Reader, end: number, m: Incoming): void {
 }
 
 /** Reads a ProcessingRequest (attributes, metadata and protocol settings are skipped). */
-export function readProcessingRequest(buf: Uint8Array): Incoming {
+export function readProcessingRequest(bytes: Uint8Array): Incoming {
+  const buf = Buffer.isBuffer(bytes) ? bytes : Buffer.from(bytes.buffer, bytes.byteOffset, bytes.byteLength);
   const r = protobuf.Reader.create(buf);
   const m: Incoming = { kind: undefined, headers: [], body: undefined, endOfStream: false };
   while (r.pos < r.len) {
@@ -94,7 +104,7 @@ export function readProcessingRequest(buf: Uint8Array): Incoming {
     m.kind = kind;
     const end = r.uint32() + r.pos;
     if (kind === 'request_body' || kind === 'response_body') readBody(r, end, m);
-    else if (kind === 'request_headers' || kind === 'response_headers') readHeaders(r, end, m);
+    else if (kind === 'request_headers' || kind === 'response_headers') readHeaders(r, buf, end, m);
     else r.pos = end;
   }
   return m;

@@ -1,6 +1,7 @@
 // The pure rules of duplicate-request protection: reading the key, fingerprints, what a repeat
 // gets, what is stored and replayed, the route settings' round trip, and the memory store's claims.
 import assert from 'node:assert/strict';
+import { createHash } from 'node:crypto';
 import { describe, it } from 'node:test';
 import { formatRouteSettings, parseRouteSettings } from '../../src/contract/index.ts';
 import {
@@ -29,6 +30,13 @@ describe('idempotency decisions', () => {
     assert.deepEqual(readIdempotencyKey('"a \\"q\\" b"'), { kind: 'key', key: 'a "q" b' });
     for (const bad of ['""', '"x', 'a b', '', '"a"b"', 'é', `"${'x'.repeat(256)}"`, 'x'.repeat(256)]) assert.deepEqual(readIdempotencyKey(bad), { kind: 'invalid' }, bad);
     assert.equal(readIdempotencyKey('x'.repeat(255)).kind, 'key');
+    // The common shapes take a path without regular expressions; every reading matches the full one's.
+    assert.deepEqual(readIdempotencyKey('"a b"'), { kind: 'key', key: 'a b' });
+    assert.deepEqual(readIdempotencyKey('a"b'), { kind: 'key', key: 'a"b' });
+    assert.deepEqual(readIdempotencyKey('a\\b'), { kind: 'key', key: 'a\\b' });
+    assert.deepEqual(readIdempotencyKey(' "k" '), { kind: 'key', key: 'k' });
+    assert.deepEqual(readIdempotencyKey(`"${'x'.repeat(255)}"`), { kind: 'key', key: 'x'.repeat(255) });
+    for (const bad of ['"', '"a\\b"', '"a\tb"', '"k', '"é"', '\x7f']) assert.deepEqual(readIdempotencyKey(bad), { kind: 'invalid' }, bad);
   });
 
   it('starts a request: unprotected method or no key skips, a required key is refused when missing', () => {
@@ -46,6 +54,13 @@ describe('idempotency decisions', () => {
     assert.notEqual(fingerprint('PUT', '/o?x=1', body), fp);
     assert.notEqual(fingerprint('POST', '/o?x=2', body), fp);
     assert.notEqual(fingerprint('POST', '/o?x=1', Buffer.from('{"a":2}')), fp);
+    // The digest of method, path and body joined by newlines: records written by other processor versions still match.
+    for (const [m, p, b] of [
+      ['POST', '/o?x=1', body],
+      ['PUT', '/é/ü?q=€', Buffer.from([0, 255])],
+      ['POST', '/', Buffer.alloc(0)],
+    ] as const)
+      assert.equal(fingerprint(m, p, b), createHash('sha256').update(`${m}\n${p}\n`).update(b).digest('base64url'), p);
     assert.notEqual(recordKey(SETTINGS, 'acme', 'k'), recordKey(SETTINGS, 'globex', 'k'));
     assert.notEqual(recordKey(SETTINGS, 'acme', 'k'), recordKey({ product: 'shop', route: 'other' }, 'acme', 'k'));
     // The separator keeps partner and key apart (no "ab"+"c" = "a"+"bc").
