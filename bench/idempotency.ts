@@ -6,7 +6,10 @@
 // CPU of every process from /proc; the load average with the figures. Prints JSON.
 // Run under `flock /work/notes/bench.lock`.
 //
-// Usage: node --import tsx bench/idempotency.ts [--duration 8] [--connections 4] [--rounds 2] [--redis redis://…]
+// Usage: node --import tsx bench/idempotency.ts [--duration 8] [--connections 4] [--rounds 2] [--redis redis://…] [--dev]
+//   The control planes run their compiled build (dist/, `npm run build` first in each checkout), as production does;
+//   --dev runs src/ through tsx instead (its per-function helpers cost the processor ~10 us per request).
+//   [--node-flags '…'] (PORTICO_NODE_FLAGS of both control planes, e.g. --max-semi-space-size=16)
 //   [--cpu-prof DIR] (a V8 CPU profile of this checkout's control plane, which hosts the processor, written to DIR when it stops)
 //   [--against DIR] (A/B in one run: a second control plane and gateway Envoy from the checkout DIR, on the same
 //   upstream; each round runs both, in alternating order, plain then protected; the JSON gives both)
@@ -17,7 +20,7 @@ import { componentPath, freePort, waitFor } from '../test/support/components.ts'
 import { cpuMeter, flags, median, printJson, round2, wrk, wrkFigures } from './harness.ts';
 import { startControlPlane, startDirectUpstream, startGatewayEnvoy, workspace, type Workspace } from './stack.ts';
 
-const args = flags({ duration: 8, connections: 4, rounds: 2, redis: undefined, 'cpu-prof': '', against: undefined });
+const args = flags({ duration: 8, connections: 4, rounds: 2, redis: undefined, 'cpu-prof': '', against: undefined, dev: false, 'node-flags': '' });
 const GROUP = 'edge';
 const NODE = 'bench-idempotency';
 
@@ -56,8 +59,9 @@ async function startStack(ws: Workspace, envoyBin: string, upstream: Awaited<Ret
     {
       // Each control plane its own embedded database (one process may hold a data directory).
       PORTICO_DATA_DIR: path.join(ws.dir, `data-${name}`),
+      ...(args.dev ? {} : { NODE_ENV: 'production' }),
       ...(args.redis ? { REDIS_URL: args.redis } : {}),
-      ...(args['cpu-prof'] && !root ? { PORTICO_NODE_FLAGS: `--cpu-prof --cpu-prof-dir=${path.resolve(args['cpu-prof'])}` } : {}),
+      PORTICO_NODE_FLAGS: [args['node-flags'], args['cpu-prof'] && !root ? `--cpu-prof --cpu-prof-dir=${path.resolve(args['cpu-prof'])}` : ''].filter(Boolean).join(' '),
     },
     ...(root ? [root] : []),
   );
@@ -144,7 +148,15 @@ async function main(): Promise<void> {
     printJson({
       benchmark: 'idempotency',
       machine: { cpus: os.cpus().length, model: os.cpus()[0]?.model, loadAverage: { start: loadBefore, end: os.loadavg().map(round2) } },
-      settings: { durationS: args.duration, rounds: args.rounds, wrk: { threads: 1, connections: args.connections }, envoyConcurrency: 1, store: args.redis ? 'redis' : 'memory' },
+      settings: {
+        durationS: args.duration,
+        rounds: args.rounds,
+        wrk: { threads: 1, connections: args.connections },
+        envoyConcurrency: 1,
+        store: args.redis ? 'redis' : 'memory',
+        controlPlane: args.dev ? 'src via tsx' : 'compiled build',
+        nodeFlags: args['node-flags'],
+      },
       note: 'Every protected request carries a fresh key (a first request, stored). The processor runs in the control-plane process (role all). Medians of the rounds.',
       ...figures(rounds.get('this')!),
       target: { addedP50Ms: 1 },
