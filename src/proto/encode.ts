@@ -55,6 +55,18 @@ export class EncodedParts {
     this.encoded++;
     return bytes;
   }
+
+  /**
+   * Points the remembered encoding of `v` at `bytes` when they are equal: a view into the resource
+   * that was written from it, so the part and the resource share one buffer instead of each holding
+   * a copy (7 MB each for a virtual host of 10k routes). Anything else is left as it was.
+   */
+  share(v: unknown, bytes: Uint8Array): void {
+    if (typeof v !== 'object' || v === null) return;
+    const hit = this.memo.get(v);
+    if (!hit || hit.bytes.buffer === bytes.buffer || !Buffer.from(hit.bytes.buffer, hit.bytes.byteOffset, hit.bytes.length).equals(bytes)) return;
+    this.memo.set(v, { type: hit.type, bytes });
+  }
 }
 
 /** The parts memory of the encodeMessage call under way (encoding is synchronous). */

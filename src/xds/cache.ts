@@ -386,6 +386,7 @@ export class SnapshotCache {
       c = new CachedResource(typeUrl, out.name, contentVersion(out.bytes), out.bytes);
       this.interned.set(key, new WeakRef(c));
       this.finalizer.register(c, key);
+      if (kind === 'routes') shareRouteParts(r, c.bytes, this.parts);
     }
     if (typeof r === 'object' && r !== null) this.byObject.set(r, c);
     return c;
@@ -407,9 +408,41 @@ export class SnapshotCache {
       this.interned.set(key, new WeakRef(c));
       this.finalizer.register(c, key);
     }
+    shareRouteParts(r, c.bytes, this.parts);
     this.byObject.set(r, c);
     return c;
   }
+}
+
+/** Calls `each` with the bounds of every occurrence of length-delimited field `field` in a message. */
+function eachField(bytes: Uint8Array, field: number, each: (start: number, end: number, n: number) => void): void {
+  const r = protobuf.Reader.create(bytes);
+  let n = 0;
+  while (r.pos < r.len) {
+    const tag = r.uint32();
+    if (tag >>> 3 === field && (tag & 7) === 2) {
+      const len = r.uint32();
+      each(r.pos, r.pos + len, n++);
+      r.skip(len);
+    } else r.skipType(tag & 7);
+  }
+}
+
+/**
+ * Points the parts memory's virtual hosts and routes of route configuration `r` at their bytes inside
+ * its encoding `bytes` (RouteConfiguration.virtual_hosts = 2, VirtualHost.routes = 3), so they do not
+ * each keep a copy of what the cached resource holds.
+ */
+function shareRouteParts(r: EnvoyResource, bytes: Uint8Array, parts: EncodedParts): void {
+  const hosts = (r as { virtual_hosts?: unknown }).virtual_hosts;
+  if (!Array.isArray(hosts)) return;
+  eachField(bytes, 2, (start, end, h) => {
+    const vh = hosts[h] as { routes?: unknown } | undefined;
+    const vhBytes = bytes.subarray(start, end);
+    parts.share(vh, vhBytes);
+    const routes = vh?.routes;
+    if (Array.isArray(routes)) eachField(vhBytes, 3, (s, e, k) => parts.share(routes[k], vhBytes.subarray(s, e)));
+  });
 }
 
 /** A route configuration some of whose virtual hosts, or their first routes, the parts memory holds. */

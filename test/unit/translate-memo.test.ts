@@ -12,7 +12,7 @@ import { fileURLToPath } from 'node:url';
 import { applyMutations, parseDocumentText, parseModelDocument, type KindName, type ModelSnapshot, type Mutation, type Route } from '../../src/model/index.ts';
 import { EmitMemo, translate } from '../../src/translate/index.ts';
 import { SnapshotCache, typeSnapshot } from '../../src/xds/cache.ts';
-import { TYPE_URLS } from '../../src/proto/index.ts';
+import { lookupType, TYPE_URLS } from '../../src/proto/index.ts';
 
 const testdata = path.join(path.dirname(fileURLToPath(import.meta.url)), '../golden/testdata');
 const OPTIONS = { calloutAddress: '127.0.0.1:18001', now: Date.parse('2026-06-01T00:00:00Z') };
@@ -161,21 +161,33 @@ describe('translation with an emit memo', () => {
     // Later changes elsewhere too: what unchanged routes were built from stays remembered, however
     // many translations reused it by identity in between.
     let model = after;
+    let handed = second;
     for (const [i, product] of [20, 33, 41].entries()) {
       const k = `product-${product}/route-1`;
       const r = model.routes.get(k)!;
       model = applyMutations(model, [{ kind: 'routes', op: 'put', key: k, resource: { ...r, match: { ...r.match, path: { type: 'prefix', value: `/moved-${i}` } } } }]);
       const p0 = cache.parts.encoded;
-      cache.replaceAll(translate(model, { ...OPTIONS, memo }));
+      handed = translate(model, { ...OPTIONS, memo });
+      cache.replaceAll(handed);
       cache.flush();
       assert.equal(cache.parts.encoded - p0, 3, `change ${i}`);
     }
+    const partsBefore = cache.parts.encoded;
     // Encoded around remembered parts (and found by its encoding, not its JSON), the same bytes as from scratch.
     const scratch = new SnapshotCache({ debounceMs: 0, debounceMaxMs: 0 });
     scratch.replaceAll(translate(model, OPTIONS));
     scratch.flush();
     const bytes = (c: SnapshotCache) => [...typeSnapshot(c.getSnapshot('edge'), TYPE_URLS.route).resources.values()].map((r) => Buffer.from(r.bytes).toString('base64'));
     assert.deepEqual(bytes(cache), bytes(scratch));
+    // The remembered routes and virtual host are views into the cached route configuration, not copies of it.
+    const held = [...typeSnapshot(cache.getSnapshot('edge'), TYPE_URLS.route).resources.values()][0]!.bytes;
+    const vh = (handed.get('edge')!.routes[0] as { virtual_hosts: { routes: object[] }[] }).virtual_hosts[0]!;
+    const views = [vh, vh.routes[0]!, vh.routes.at(-1)!].map((o) => cache.parts.bytes(lookupType(o === vh ? 'envoy.config.route.v3.VirtualHost' : 'envoy.config.route.v3.Route'), o, '$')!);
+    assert.deepEqual(
+      views.map((v) => v.buffer === held.buffer),
+      [true, true, true],
+    );
+    assert.equal(cache.parts.encoded - partsBefore, 0);
     scratch.close();
     cache.close();
   });
