@@ -73,6 +73,17 @@ export interface StartOptions {
 export { bind, StartupError } from './bind.ts';
 import { bind } from './bind.ts';
 
+/**
+ * Full collections, a few apart: V8 drops a function's bytecode once it has not run for
+ * --bytecode-old-age (5) full collections, and the start (store, migrations check, Prisma's first
+ * queries, the first translation) leaves ~15 MB of bytecode that an idle process never runs again;
+ * one collection only reclaims garbage. A function run later is compiled again on its first call.
+ */
+function collectIdle(gc: () => void, rounds = 6): void {
+  gc();
+  if (rounds > 1) setTimeout(() => collectIdle(gc, rounds - 1), 200).unref();
+}
+
 export async function startPortico(settings: Settings, opts: StartOptions = {}): Promise<Portico> {
   const log = opts.logger ?? createLogger(settings.logLevel);
   const registry = createRegistry();
@@ -316,10 +327,10 @@ export async function startPortico(settings: Settings, opts: StartOptions = {}):
   // bin/portico gives production `--expose-gc`: one full collection once ready returns it (idle RSS
   // 321-325 -> 289-292 MB, PostgreSQL, 10k routes, bench/start.ts --node-flags).
   const gc = (globalThis as { gc?: () => void }).gc;
-  if (gc) setImmediate(gc);
+  if (gc) setImmediate(() => collectIdle(gc));
   // Translated on the first Envoy's stream instead (translateOnFirstStream): that translation's
   // intermediates too, once its responses are sent.
-  if (gc && !xds.cache.isReady()) xds.cache.onReady(() => setTimeout(gc, 2_000).unref());
+  if (gc && !xds.cache.isReady()) xds.cache.onReady(() => setTimeout(() => collectIdle(gc), 2_000).unref());
 
   let closing: Promise<void> | undefined;
   const close = () =>
