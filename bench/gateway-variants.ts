@@ -9,8 +9,9 @@
 //
 // Usage: ENVOY_BIN=/path/to/envoy node --import tsx bench/gateway-variants.ts [--scenario jwt-native]
 //   [--variants base,no-access-log,…] [--file variants.mjs] [--requests 2000] [--connections 4] [--keep DIR]
-// --file: an ES module whose default export maps more variant names to functions (bootstrap, caller
-// headers) => void that edit the bootstrap (JSON) in place and may change the headers sent.
+// --file: an ES module whose default export maps more variant names to functions (bootstrap, caller's
+// headers, caller) => void that edit the bootstrap (JSON) in place and may change the headers sent.
+// send-token (what the bearer token alone costs) runs only when named: use it on a scenario without JWT.
 import { copyFileSync, mkdirSync, writeFileSync } from 'node:fs';
 import path from 'node:path';
 import { componentPath, freePort, waitFor } from '../test/support/components.ts';
@@ -19,7 +20,7 @@ import { flags, headerObject, printJson } from './harness.ts';
 import { benchToken, documentFor, GROUP, headersFor, type Scenario } from './gateway-scenarios.ts';
 import { newApiKey, startControlPlane, startDirectUpstream, startGatewayEnvoy, workspace } from './stack.ts';
 
-type Variant = (bootstrap: any, headers: string[]) => void;
+type Variant = (bootstrap: any, headers: string[], caller: { key: string; token: string }) => void;
 
 const hcm = (b: any): any => b.static_resources.listeners[0].filter_chains[0].filters[0].typed_config;
 const routes = (b: any): any[] => hcm(b).route_config.virtual_hosts.flatMap((v: any) => v.routes);
@@ -61,12 +62,27 @@ const BUILT_IN: Record<string, Variant> = {
     dropFilters(b, 'envoy.filters.http.header_mutation');
     h.splice(0, h.length, 'x-portico-partner: acme');
   },
+  // What reading the bench's bearer token alone costs (on a route without jwt_authn; the route removes it, as jwt_authn does).
+  'send-token': (b, h, caller) => {
+    h.push(`authorization: Bearer ${caller.token}`);
+    for (const r of routes(b)) r.request_headers_to_remove = [...(r.request_headers_to_remove ?? []), 'authorization'];
+  },
   'jwt-forward-token': (b) => {
     for (const p of jwtProviders(b)) p.forward = true;
   },
 };
 
-const args = flags({ scenario: 'jwt-native', variants: Object.keys(BUILT_IN).join(','), file: '', requests: 2000, connections: 4, keep: '' });
+// send-token only where no jwt_authn reads the token: asked for by name.
+const args = flags({
+  scenario: 'jwt-native',
+  variants: Object.keys(BUILT_IN)
+    .filter((v) => v !== 'send-token')
+    .join(','),
+  file: '',
+  requests: 2000,
+  connections: 4,
+  keep: '',
+});
 
 /** The served configuration as a static bootstrap: the active listener with its routes inline, the clusters (EDS ones made static). */
 async function servedBootstrap(adminPort: number, upstreamPort: number): Promise<any> {
@@ -124,7 +140,7 @@ async function main(): Promise<void> {
     for (const name of names) {
       const bootstrap = JSON.parse(base);
       const headers = headersFor(s, caller);
-      variants[name]!(bootstrap, headers);
+      variants[name]!(bootstrap, headers, caller);
       const [port, adminPort] = [await freePort(), await freePort()];
       bootstrap.static_resources.listeners[0].address.socket_address.port_value = port;
       bootstrap.admin = { address: { socket_address: { address: '127.0.0.1', port_value: adminPort } } };
