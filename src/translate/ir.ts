@@ -533,8 +533,6 @@ export interface ClusterIR {
   cacheDefaultTtlSeconds?: number;
   /** One of the control plane's own channels under mTLS: the node certificate from this SDS file on the Envoy host. */
   channelSdsDir?: string;
-  /** Envoy moves to a new connection after this many requests (streams) on one. */
-  maxRequestsPerConnection?: number;
 }
 
 export interface UpstreamTlsIR {

@@ -129,6 +129,18 @@ export function renderBootstrap(o: BootstrapOptions): JsonObject {
     },
     static_resources: { clusters: [xdsCluster] },
     stats_config: { stats_tags: STATS_TAGS.map((t) => ({ ...t })) },
+    // Envoy's ext_proc client otherwise resets every idempotency-processor stream when it has its last
+    // answer (an RST_STREAM per protected request). Node's HTTP/2 server rate-limits received resets
+    // (nghttp2: a burst of 1,000 per connection, refilled at 33/s; not settable in Node 20) and ends a
+    // connection past that with GOAWAY, refusing the streams in flight. With this flag (opt-in in Envoy
+    // 1.40) Envoy half-closes each stream and waits for the processor's status: one connection lasts,
+    // and both sides do less per request (test/e2e/idempotency-envoy.test.ts).
+    layered_runtime: {
+      layers: [
+        { name: 'portico', static_layer: { 'envoy.reloadable_features.ext_proc_graceful_grpc_close': true } },
+        { name: 'admin', admin_layer: {} },
+      ],
+    },
     overload_manager: {
       refresh_interval: '0.25s',
       resource_monitors: [

@@ -105,7 +105,7 @@ describe('idempotency processor stream', () => {
   });
 });
 
-// Why the processor's cluster has max_requests_per_connection (to-ir/idempotency.ts): Envoy's
+// Why Envoy's bootstrap sets ext_proc_graceful_grpc_close (src/xds/bootstrap.ts): without it Envoy's
 // ext_proc client resets every stream when it has its last answer, and Node's HTTP/2 server
 // (nghttp2's rapid-reset guard) ends a connection that resets 1,000 streams faster than 33 a second.
 describe("Node's HTTP/2 server and client resets", () => {

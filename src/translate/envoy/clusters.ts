@@ -115,7 +115,6 @@ export function cluster(c: ClusterIR): JsonObject {
       : {};
     out.typed_extension_protocol_options = {
       [HTTP_OPTIONS]: any(HTTP_OPTIONS, {
-        ...(c.maxRequestsPerConnection ? { common_http_protocol_options: { max_requests_per_connection: c.maxRequestsPerConnection } } : {}),
         explicit_http_config: c.http2 ? { http2_protocol_options: {} } : { http_protocol_options: {} },
         ...upstreamFilters,
       }),

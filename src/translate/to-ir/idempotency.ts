@@ -14,22 +14,14 @@ export function idempotencyIr(product: Product, route: Route): IdempotencyRouteS
   return { product: product.name, route: route.name, required: i.required ?? IDEMPOTENCY_DEFAULTS.required, ttlSeconds: i.ttlSeconds ?? IDEMPOTENCY_DEFAULTS.ttlSeconds, methods };
 }
 
-/**
- * Envoy's ext_proc client resets every stream once it has its last answer (RST_STREAM, one per
- * request). Node's HTTP/2 server (nghttp2's rapid-reset guard: a bucket of 1,000 resets per
- * connection, refilled at 33 per second, not configurable in Node 20) answers a drained bucket with
- * GOAWAY, and the streams Envoy had opened past its last stream id are refused: 503 to their
- * clients (~0.2% of protected requests above ~35 per second). Envoy opens a fresh connection well
- * before that.
- */
-export const PROCESSOR_MAX_STREAMS_PER_CONNECTION = 500;
-
 /** The group's filter and the processor's cluster, when some route of the group is protected. */
 export function groupIdempotencyIr(routes: readonly RouteIR[], options: IrOptions): { filter: IdempotencyFilterIR; cluster: ClusterIR } | undefined {
   if (!routes.some((r) => r.idempotency)) return undefined;
   const address = options.idempotency?.address ?? DEFAULTS.idempotency.address;
   return {
     filter: { cluster: IDEMPOTENCY_NAMES.cluster, messageTimeoutMs: DEFAULTS.idempotency.messageTimeoutMs },
-    cluster: { ...grpcServiceCluster(IDEMPOTENCY_NAMES.cluster, address, 'idempotency.address', options.channelSdsDir), maxRequestsPerConnection: PROCESSOR_MAX_STREAMS_PER_CONNECTION },
+    // One connection for every stream: Envoy half-closes each (the bootstrap's ext_proc_graceful_grpc_close,
+    // src/xds/bootstrap.ts) instead of resetting it, which Node's HTTP/2 server rate-limits.
+    cluster: grpcServiceCluster(IDEMPOTENCY_NAMES.cluster, address, 'idempotency.address', options.channelSdsDir),
   };
 }
