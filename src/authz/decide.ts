@@ -1,7 +1,7 @@
 // Access decisions (pure given the index, the clock and a verified token): which credential a route
 // accepts, who presented it, whether that partner's subscription allows this call, and what to tell Envoy.
 import { claimAt, type CredentialType } from '../model/index.ts';
-import { accessRefusalMessage, AUTH_REALM, GATEWAY_HEADERS, gatewayErrorBody, secretPrefix, type AccessRefusal } from '../contract/index.ts';
+import { accessRefusalMessage, AUTH_REALM, GATEWAY_HEADERS, gatewayErrorBody, noPartnerClaimMessage, secretPrefix, type AccessRefusal } from '../contract/index.ts';
 import type { CredentialIndex, IssuerEntry, ProductEntry } from './credential-index.ts';
 import { partnerOfPeer, partnerOfPrincipal, peerFromCertificate } from './mtls.ts';
 
@@ -371,7 +371,7 @@ export function decide(index: CredentialIndex, req: AuthzRequest, now: number, j
       const v = claimAt(jwt.payload, issuer.partnerClaim);
       partner = typeof v === 'string' && v !== '' ? v : undefined;
       if (partner === undefined) {
-        return deny(403, 'unknown_partner', `The token has no ${issuer.partnerClaim} claim naming a partner.`, undefined, p.name, route, undefined, 'jwt');
+        return deny(403, 'unknown_partner', noPartnerClaimMessage(issuer.partnerClaim), undefined, p.name, route, undefined, 'jwt');
       }
     } else partner = issuer.partner;
     if (partner === undefined) {

@@ -1,6 +1,7 @@
 // The refusals Envoy's own authentication and access filters write in native mode (authz.mode native),
 // rewritten to the gateway's 401/403 shape by local-reply mappers keyed on their response code details;
 // the access refusals' texts are shared with the ext_authz callout, so both modes say the same.
+import { createHash } from 'node:crypto';
 import { gatewayErrorBody, type RateLimitReplyMapping } from './errors.ts';
 import { ROUTE_METADATA_NAMESPACE } from './names.ts';
 
@@ -56,6 +57,29 @@ export function accessRefusalMessage(reason: AccessRefusal, product: string, met
 export function accessReplyMapping(reason: AccessRefusal): RateLimitReplyMapping {
   const product = `%METADATA(ROUTE:${ROUTE_METADATA_NAMESPACE}:product)%`;
   return { status: 403, codeDetails: `rbac_access_denied_matched_policy[${reason}]`, headers: [], body: gatewayErrorBody(reason, accessRefusalMessage(reason, product, '%REQ(:METHOD):16%')) };
+}
+
+/** Why a verified token names no partner: its issuer's partner claim is absent, empty or no string (both modes' words). */
+export function noPartnerClaimMessage(claim: string): string {
+  return `The token has no ${claim} claim naming a partner.`;
+}
+
+/**
+ * The access RBAC's policy for tokens without the partner claim `claim`: one per claim name (the
+ * message names it), named by a digest since response code details allow only [A-Za-z0-9_[]{}].
+ */
+export function noPartnerClaimPolicy(claim: string): string {
+  return `unknown_partner_claim_${createHash('sha256').update(claim).digest('hex').slice(0, 12)}`;
+}
+
+/**
+ * The refusal of a token without the partner claim: the callout's 403 unknown_partner. A '%' of the
+ * claim name is written as the JSON escape \u0025 (the same text once parsed), since Envoy reads '%'
+ * in a body format as the start of a command.
+ */
+export function noPartnerClaimReplyMapping(claim: string): RateLimitReplyMapping {
+  const body = gatewayErrorBody('unknown_partner', noPartnerClaimMessage(claim)).replaceAll('%', '\\u0025');
+  return { status: 403, codeDetails: `rbac_access_denied_matched_policy[${noPartnerClaimPolicy(claim)}]`, headers: [], body };
 }
 
 const BEARER_CHALLENGE: readonly [string, string] = ['www-authenticate', `Bearer realm="${AUTH_REALM}"`];

@@ -398,6 +398,16 @@ export interface RouteAccessIR {
     /** A verified token of the provider whose payload names the partner: by `claim`, or any token (fixed partner). */
     tokens?: Array<{ provider: string; claim?: string }>;
   }>;
+  /**
+   * JWT routes whose issuers name the partner by a claim: tokens whose claim names no partner are
+   * refused as the callout refuses them (403 unknown_partner naming the claim), one entry per claim
+   * name. `fromHeader`: the issuers copy the claim into the partner header, so a token of theirs
+   * without it (absent or empty) leaves the header unset; `except` are the route's issuers whose
+   * tokens never set it (the partner read from the payload), `inChain` says the group's no_subscription
+   * filter knows this claim (every header-read partner claim of the model has this name). Otherwise
+   * the claim is dotted and read in the payload of `providers` (absent, empty or no string).
+   */
+  claimless?: Array<{ claim: string; providers: string[]; fromHeader?: { except: string[]; inChain?: true } }>;
 }
 
 /** One JWT issuer as a jwt_authn provider (named after the issuer), its key set pushed inline. */

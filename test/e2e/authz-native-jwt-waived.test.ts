@@ -3,10 +3,13 @@
 // are counted on the public plan by Envoy's own buckets and refused with the 429 contract, a token
 // there is never read, and the product's other paths still take tokens, on the subscriber's plan.
 // An issuer naming no partner (neither partner nor partnerClaim) on the same route: Envoy verifies its
-// tokens and refuses them as the callout does (403 unknown_partner), with no callout.
+// tokens and refuses them as the callout does (403 unknown_partner), with no callout. A route the group's
+// cheap no_subscription filter decides: the same answers in native and exact mode, a token without the
+// partner claim refused as unknown_partner.
 import assert from 'node:assert/strict';
 import { describe, it } from 'node:test';
 import { assertGatewayError, assertUnauthorized, authzDecisions, identityHeadersOf, startAuthzGateway, upstreamHeaders } from '../support/authz-gateway.ts';
+import { assertSameInBothModes } from '../support/authz-parity.ts';
 import { startTestIssuer } from '../support/jwks.ts';
 import type { GatewayResponse } from '../support/seed003.ts';
 import { assert429 } from './ratelimit-envoy-fixture.ts';
@@ -34,7 +37,17 @@ describe('authz native mode: a JWT-excluded path limited by the public plan', ()
           publicPlan: 'trickle',
           routes: [{ name: 'daily', match: { path: { type: 'prefix', value: '/daily' } }, service: 'orders' }],
         });
-        doc.partners.find((p: { name: string }) => p.name === 'web-app').subscriptions.push({ product: 'reports', plan: 'unlimited' });
+        doc.partners.find((p: { name: string }) => p.name === 'web-app').subscriptions.push({ product: 'reports', plan: 'unlimited' }, { product: 'digest', plan: 'unlimited' });
+        // One plan, one subscriber, no suspended partner in the model: the access decision is the group's cheap no_subscription filter.
+        doc.products.push({
+          name: 'digest',
+          gatewayGroups: ['edge'],
+          basePath: '/digest',
+          jwtIssuers: ['example-auth'],
+          auth: { accept: ['jwt'] },
+          routes: [{ name: 'latest', match: { path: { type: 'prefix', value: '/latest' } }, service: 'orders' }],
+        });
+        doc.partners.push({ name: 'hooli', kind: 'service_account', subscriptions: [] });
       },
     });
     if (!g) return;
@@ -74,6 +87,30 @@ describe('authz native mode: a JWT-excluded path limited by the public plan', ()
         assert.equal(r.json.message, 'Tokens from this issuer are not mapped to a partner.');
         assert.equal(r.headers.get('www-authenticate'), null, 'a 403 carries no challenge');
         assert.equal(await reportsChecks(), 0, 'no callout');
+      });
+
+      await t.test("a route decided by the group's no_subscription filter answers as exact mode does (a token without the partner claim: unknown_partner)", async () => {
+        const token = (claims: Record<string, unknown>) => g.issuer.token({ sub: 'user-7', claims });
+        const cases: Array<[string, string]> = [
+          ['subscriber', await token({ team: 'web-app' })],
+          ['no partner claim', await token({})],
+          ['an empty partner claim', await token({ team: '' })],
+          ['a partner with no subscription', await token({ team: 'hooli' })],
+        ];
+        const exact = await assertSameInBothModes(
+          g,
+          'digest',
+          cases.map(([what, tok]) => ({ what, call: () => g.call('/digest/latest', { headers: { authorization: `Bearer ${tok}` } }) })),
+        );
+        assert.equal(exact.get('subscriber')?.identity?.['x-portico-plan'], 'unlimited');
+        assert.deepEqual(exact.get('no partner claim')?.body, { error: 'unknown_partner', message: 'The token has no team claim naming a partner.' });
+        assert.deepEqual(exact.get('a partner with no subscription')?.body, { error: 'no_subscription', message: 'The partner has no subscription to the digest API.' });
+        const configs = (await g.envoy.configDump('dynamic_route_configs')).configs as Array<{
+          route_config: { virtual_hosts: Array<{ routes: Array<{ name: string; typed_per_filter_config?: Record<string, unknown> }> }> };
+        }>;
+        const digest = configs.flatMap((c) => c.route_config.virtual_hosts.flatMap((v) => v.routes)).find((r) => r.name === 'digest/latest');
+        const filters = Object.keys(digest?.typed_per_filter_config ?? {});
+        assert.ok(filters.includes('portico.access.no_subscription') && !filters.includes('envoy.filters.http.rbac'), `decided by the skip matcher, not a per-route RBAC: ${filters}`);
       });
 
       await t.test('config_dump: the excluded copy carries the route limits, before the route', async () => {

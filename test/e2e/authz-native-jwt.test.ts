@@ -11,6 +11,7 @@ import assert from 'node:assert/strict';
 import { describe, it } from 'node:test';
 import { waitFor } from '../support/components.ts';
 import { assertGatewayError, assertUnauthorized, authzDecisions, identityHeadersOf, startAuthzGateway, upstreamHeaders } from '../support/authz-gateway.ts';
+import { assertSameInBothModes } from '../support/authz-parity.ts';
 import { now, startTestIssuer, unsignedToken } from '../support/jwks.ts';
 
 const NODE = 'edge-authz-native-jwt';
@@ -138,11 +139,11 @@ describe('authz native mode: JWTs verified by Envoy itself', () => {
       // Both: the top-level claim wins, as in the callout.
       assert.equal(await partnerOf(await nestedIdp.token({ sub: 'u', claims: { [claim]: 'acme', 'https://ledger': { 'example/partner': 'globex' } } }), 'both'), 'acme');
       assert.equal(await partnerOf(await token('acme'), 'plain claim beside them'), 'acme');
-      // A top-level claim that is no name hides the nested one (the callout: no partner).
+      // A top-level claim that is no name hides the nested one (the callout: no partner claim).
       assertGatewayError(
         await g.call('/treasury/all', bearer(await nestedIdp.token({ sub: 'u', claims: { [claim]: 7, 'https://ledger': { 'example/partner': 'acme' } } }))),
         403,
-        'no_subscription',
+        'unknown_partner',
         'a number as the top-level claim',
       );
       assertGatewayError(await g.call('/treasury/all', bearer(await nestedIdp.token({ sub: 'u', claims: { [claim]: 'umbrella' } }))), 403, 'no_subscription', 'a partner not subscribed');
@@ -183,8 +184,9 @@ describe('authz native mode: JWTs verified by Envoy itself', () => {
 
     await t.test("valid tokens whose partner may not call: the callout's 403 codes (unknown, absent, suspended, not subscribed, outside the access level)", async () => {
       for (const [partner, code, what] of [
+        // Where the callout says unknown_partner (a partner the model does not know): see docs/operations.md.
         ['nobody', 'no_subscription', 'unknown partner claim'],
-        [undefined, 'no_subscription', 'no partner claim'],
+        [undefined, 'unknown_partner', 'no partner claim'],
         ['initech', 'partner_suspended', 'suspended partner'],
         ['umbrella', 'no_subscription', 'no subscription'],
       ] as const) {
@@ -261,6 +263,43 @@ describe('authz native mode: JWTs verified by Envoy itself', () => {
       assertUnauthorized(await g.call('/ledger/audit/opened'), 'missing_credentials', 'beside a prefix entry');
       assertUnauthorized(await g.call('/ledger/entries/1', bearer(expired)), 'invalid_token', 'the same token on an ordinary path');
       assert.equal(await ledgerChecks(), 0, 'still no callout');
+    });
+
+    await t.test('native and exact mode answer alike: status, body, challenge and identity headers (tokens without the partner claim: unknown_partner)', async () => {
+      const claim = 'https://ledger.example/partner';
+      const tokens: Array<[string, string, string]> = [
+        ['/ledger/entries/1', 'valid', await token('acme')],
+        ['/ledger/entries/1', 'no partner claim', await token(undefined)],
+        ['/ledger/entries/1', 'an empty partner claim', await token(undefined, { claims: { partner: '' } })],
+        ['/ledger/entries/1', 'suspended partner', await token('initech')],
+        ['/ledger/entries/1', 'no subscription', await token('umbrella')],
+        ['/ledger/audit', 'globex (its subscription removed above)', await token('globex')],
+        ['/ledger/entries/1', 'expired', await token('acme', { iat: now() - 7200, exp: now() - 600 })],
+        ['/treasury/all', 'plain claim beside payload issuers', await token('globex')],
+        ['/treasury/all', 'no plain claim beside payload issuers', await token(undefined)],
+        ['/treasury/all', 'fixed partner', await fixedIdp.token({ sub: 'svc' })],
+        ['/treasury/all', 'dotted claim, top-level', await nestedIdp.token({ sub: 'u', claims: { [claim]: 'acme' } })],
+        ['/treasury/all', 'dotted claim, nested', await nestedIdp.token({ sub: 'u', claims: { 'https://ledger': { 'example/partner': 'globex' } } })],
+        ['/treasury/all', 'no dotted claim', await nestedIdp.token({ sub: 'u' })],
+        ['/treasury/all', 'an empty dotted claim', await nestedIdp.token({ sub: 'u', claims: { [claim]: '' } })],
+        ['/treasury/all', 'a number as the dotted claim', await nestedIdp.token({ sub: 'u', claims: { [claim]: 7 } })],
+        ['/treasury/all', 'a list as the nested claim', await nestedIdp.token({ sub: 'u', claims: { 'https://ledger': { 'example/partner': ['acme'] } } })],
+      ];
+      const exact = await assertSameInBothModes(
+        g,
+        undefined,
+        tokens.map(([path, what, tok]) => ({ what, call: () => g.call(path, bearer(tok)) })),
+      );
+      assert.equal(exact.get('valid')?.identity?.['x-user-role'], 'clerk', 'claims forwarded in both');
+      for (const what of ['no partner claim', 'an empty partner claim', 'no plain claim beside payload issuers']) {
+        assert.deepEqual(exact.get(what)?.body, { error: 'unknown_partner', message: 'The token has no partner claim naming a partner.' }, what);
+      }
+      for (const what of ['no dotted claim', 'an empty dotted claim', 'a number as the dotted claim', 'a list as the nested claim']) {
+        assert.deepEqual(exact.get(what)?.body, { error: 'unknown_partner', message: `The token has no ${claim} claim naming a partner.` }, what);
+      }
+      const checks = await ledgerChecks();
+      assert.equal((await g.call('/ledger/entries/1', bearer(await token('acme')))).status, 200);
+      assert.equal(await ledgerChecks(), checks, 'back in native mode: no callout');
     });
 
     await t.test("Envoy's config_dump holds the public keys only: no private key material", async () => {

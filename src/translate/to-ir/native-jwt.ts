@@ -28,6 +28,18 @@ const JWT_MAX_TOKEN_BYTES = 8 * 1024;
 /** The issuers Envoy can verify alone, as providers by issuer name. */
 export interface NativeJwtContext {
   providers: ReadonlyMap<string, JwtProviderIR>;
+  /** The partner claim names of the model's providers that copy the claim into the partner header. */
+  headerClaims: ReadonlySet<string>;
+}
+
+/** The partner claim a provider copies into the partner header (undefined: the partner is read from the payload). */
+export function headerPartnerClaim(p: JwtProviderIR): string | undefined {
+  return p.partner ? undefined : p.claimHeaders.find(([h]) => h === GATEWAY_HEADERS.partner)?.[1];
+}
+
+/** The partner claim name of a provider that reads one (header or payload), else undefined (a fixed partner, or none). */
+export function partnerClaimOf(p: JwtProviderIR): string | undefined {
+  return p.partner ? p.partner.claim : headerPartnerClaim(p);
 }
 
 /**
@@ -122,11 +134,15 @@ export function waivedRoutes(model: ModelSnapshot, product: Product, base: Route
 
 export function nativeJwtContext(model: ModelSnapshot, fetched: ReadonlyMap<string, unknown> | undefined): NativeJwtContext {
   const providers = new Map<string, JwtProviderIR>();
+  const headerClaims = new Set<string>();
   for (const i of sortedValues(model, 'jwtIssuers')) {
     const p = jwtProvider(i, fetched?.get(i.name));
-    if (p) providers.set(i.name, p);
+    if (!p) continue;
+    providers.set(i.name, p);
+    const claim = headerPartnerClaim(p);
+    if (claim !== undefined) headerClaims.add(claim);
   }
-  return { providers };
+  return { providers, headerClaims };
 }
 
 /**
@@ -152,9 +168,31 @@ export function nativeJwtAuth(
   const access = routeAccess(model, product, route, auth, true);
   // Issuer names are slugs: '+' cannot occur in one.
   const jwtAuth = { requirement: issuers.join('+'), claimHeaders: [...claimHeaders].sort(compareStrings) };
-  if (!providers.some((p) => p.partner)) return { jwtAuth, access };
+  const claimless = claimlessTokens(providers, ctx);
+  const withClaimless = { ...access, ...(claimless.length ? { claimless } : {}) };
+  if (!providers.some((p) => p.partner)) return { jwtAuth, access: withClaimless };
   const unmapped = providers.filter((p) => p.partner?.none).map((p) => p.name);
-  return { jwtAuth, access: { ...access, identities: tokenIdentities(access, providers), ...(unmapped.length ? { unmappedTokens: unmapped } : {}) } };
+  return { jwtAuth, access: { ...withClaimless, identities: tokenIdentities(access, providers), ...(unmapped.length ? { unmappedTokens: unmapped } : {}) } };
+}
+
+/**
+ * The route's partner claims, for refusing tokens that lack theirs as the callout does (403
+ * unknown_partner naming the claim) rather than as a partner with no subscription.
+ */
+function claimlessTokens(providers: readonly JwtProviderIR[], ctx: NativeJwtContext): NonNullable<RouteAccessIR['claimless']> {
+  const fromPayload = providers.filter((p) => p.partner).map((p) => p.name);
+  const byClaim = new Map<string, string[]>();
+  for (const p of providers) {
+    const claim = partnerClaimOf(p);
+    if (claim !== undefined) byClaim.set(claim, [...(byClaim.get(claim) ?? []), p.name]);
+  }
+  return [...byClaim]
+    .sort((a, b) => compareStrings(a[0], b[0]))
+    .map(([claim, names]) => {
+      // A header-read claim has no dot (a dotted one is read in the payload): see partnerFromPayload.
+      if (ctx.providers.get(names[0]!)?.partner) return { claim, providers: names };
+      return { claim, providers: names, fromHeader: { except: fromPayload, ...(ctx.headerClaims.size === 1 ? { inChain: true as const } : {}) } };
+    });
 }
 
 /**

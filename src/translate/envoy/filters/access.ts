@@ -4,9 +4,11 @@
 // API-key routes whose every key belongs to a partner let through on one plan (nothing to decide).
 // Where its only refusal is no_subscription (one plan, no refused partner, no method rule, the partner
 // in the header), a cheaper filter decides instead: see noSubscription below.
-import { accessReplyMapping, GATEWAY_HEADERS } from '../../../contract/index.ts';
-import type { RouteAccessIR } from '../../ir.ts';
+import { accessReplyMapping, GATEWAY_HEADERS, noPartnerClaimPolicy, noPartnerClaimReplyMapping } from '../../../contract/index.ts';
+import type { GroupIR, JwtAuthnIR, RouteAccessIR } from '../../ir.ts';
 import { ACCESS_REFUSALS, admitsEveryKey, onePlan } from '../../to-ir/native-auth.ts';
+import { headerPartnerClaim, partnerClaimOf } from '../../to-ir/native-jwt.ts';
+import { compareStrings } from '../../paths.ts';
 import { PEER_HEADERS } from '../../to-ir/native-mtls.ts';
 import { any, extension, FILTERS, sortedRecord, type Json, type JsonObject } from '../common.ts';
 import { disabledByDefault, type HttpFilterEmitter } from './filter.ts';
@@ -27,14 +29,45 @@ const MATCHING = 'envoy.extensions.common.matching.v3';
  */
 const NO_SUBSCRIPTION_FILTER = 'portico.access.no_subscription';
 
-/** Whether the route's access decision is only "a partner in the header, listed, or no_subscription". */
+/**
+ * Whether the route's access decision is only "a partner in the header, listed, or no_subscription"
+ * (or, for a token without the partner claim, the unknown_partner the group's filter knows: inChain).
+ */
 export function onlyNoSubscription(a: RouteAccessIR): boolean {
-  return !a.identities && !a.unmappedTokens?.length && a.deny.length === 0 && a.allowed.length > 0 && onePlan(a) !== undefined && a.allowed.every((x) => x.methods === undefined);
+  const claimless = a.claimless ?? [];
+  const chainKnows = claimless.length === 0 || (claimless.length === 1 && claimless[0]!.fromHeader?.inChain === true && claimless[0]!.fromHeader.except.length === 0);
+  return chainKnows && !a.identities && !a.unmappedTokens?.length && a.deny.length === 0 && a.allowed.length > 0 && onePlan(a) !== undefined && a.allowed.every((x) => x.methods === undefined);
 }
 
-const noSubscription: JsonObject = extension(NO_SUBSCRIPTION_FILTER, `${MATCHING}.ExtensionWithMatcher`, {
-  extension_config: extension(FILTERS.access, RBAC_TYPE, { rules: { action: 'DENY', policies: { no_subscription: { permissions: [{ any: true }], principals: [{ any: true }] } } } }),
-});
+/** The one partner claim the group's issuers copy into the partner header, if they all use one name. */
+function chainClaim(j: JwtAuthnIR | undefined): string | undefined {
+  const claims = new Set((j?.providers ?? []).map(headerPartnerClaim).filter((c) => c !== undefined));
+  return claims.size === 1 ? [...claims][0] : undefined;
+}
+
+const partnerHeaderPresent: Json = { header: { name: GATEWAY_HEADERS.partner, present_match: true } };
+/** The negation, without a double one. */
+const not = (j: Json): Json => (j !== null && typeof j === 'object' && !Array.isArray(j) && Object.keys(j).length === 1 && 'not_id' in j ? (j.not_id as Json) : { not_id: j });
+const deny = (principal: Json): Json => ({ permissions: [{ any: true }], principals: [principal] });
+
+/**
+ * The refusing RBAC's rules: no_subscription for everyone, or, in a group whose issuers copy one
+ * partner claim into the partner header, unknown_partner for a request without it (a token that
+ * lacks the claim) and no_subscription for the rest (disjoint: the first policy by name decides).
+ */
+function noSubscription(g: GroupIR): JsonObject {
+  const claim = chainClaim(g.filters.jwtAuthn);
+  const policies: Array<[string, Json]> =
+    claim === undefined
+      ? [['no_subscription', deny({ any: true })]]
+      : [
+          ['no_subscription', deny(partnerHeaderPresent)],
+          [noPartnerClaimPolicy(claim), deny(not(partnerHeaderPresent))],
+        ];
+  return extension(NO_SUBSCRIPTION_FILTER, `${MATCHING}.ExtensionWithMatcher`, {
+    extension_config: extension(FILTERS.access, RBAC_TYPE, { rules: { action: 'DENY', policies: sortedRecord(policies) } }),
+  });
+}
 
 /** Skips the refusing RBAC for the partners the route lets through; anyone else (or no header) meets it. */
 function skipFor(partners: readonly string[]): Json {
@@ -65,6 +98,22 @@ function claimIs(provider: string, claim: string, partner: string): Json {
   if (!claim.includes('.')) return top;
   const nested = payloadAt(provider, claim.split('.'), { string_match: { exact: partner } });
   return { or_ids: { ids: [top, { and_ids: { ids: [nested, { not_id: payloadAt(provider, [claim], { present_match: true }) }] } }] } };
+}
+
+/** The payload's claim names a partner as the callout requires: a non-empty string (read as claimIs reads it). */
+function namesPartner(provider: string, claim: string): Json {
+  const named = (path: readonly string[]) => payloadAt(provider, path, { string_match: { safe_regex: { regex: '.+' } } });
+  if (!claim.includes('.')) return named([claim]);
+  return { or_ids: { ids: [named([claim]), { and_ids: { ids: [named(claim.split('.')), { not_id: payloadAt(provider, [claim], { present_match: true }) }] } }] } };
+}
+
+/** A verified token whose partner claim names no partner (see RouteAccessIR.claimless). */
+function claimlessPrincipal(c: NonNullable<RouteAccessIR['claimless']>[number]): Json {
+  if (c.fromHeader) {
+    const noHeader = not(partnerHeaderPresent);
+    return c.fromHeader.except.length ? { and_ids: { ids: [noHeader, { not_id: oneOf(c.fromHeader.except.map(tokenOf)) }] } } : noHeader;
+  }
+  return oneOf(c.providers.map((p) => ({ and_ids: { ids: [tokenOf(p), { not_id: namesPartner(p, c.claim) }] } })));
 }
 
 /** One value in a comma-joined list (Envoy joins a certificate's email or IP SANs so), matched whole. */
@@ -116,12 +165,21 @@ function rules(a: RouteAccessIR): Json {
   }
   const known = [...a.deny.flatMap((d) => d.partners), ...a.allowed.map((x) => x.partner)];
   const unknown: Json = known.length ? { not_id: oneOf(known.map(partnerIs)) } : { any: true };
+  // Tokens that name no partner are the callout's unknown_partner, and not no_subscription (disjoint).
+  const namesNoPartner: Json[] = [];
   if (a.unmappedTokens?.length) {
-    // A token of an issuer that names no partner: the callout's unknown_partner, and not no_subscription (disjoint).
+    // A token of an issuer that names no partner.
     const unmapped = oneOf(a.unmappedTokens.map(tokenOf));
-    policies.push(['unknown_partner', { permissions: [{ any: true }], principals: [unmapped] }]);
-    policies.push(['no_subscription', { permissions: [{ any: true }], principals: [{ and_ids: { ids: [unknown, { not_id: unmapped }] } }] }]);
-  } else policies.push(['no_subscription', { permissions: [{ any: true }], principals: [unknown] }]);
+    policies.push(['unknown_partner', deny(unmapped)]);
+    namesNoPartner.push(unmapped);
+  }
+  for (const c of a.claimless ?? []) {
+    const principal = claimlessPrincipal(c);
+    policies.push([noPartnerClaimPolicy(c.claim), deny(principal)]);
+    namesNoPartner.push(principal);
+  }
+  // "unknown" first: for a caller the route knows, the and_ids stops there (no added work per request).
+  policies.push(['no_subscription', deny(namesNoPartner.length ? { and_ids: { ids: [unknown, not(oneOf(namesNoPartner))] } } : unknown)]);
   return { action: 'DENY', policies: sortedRecord(policies) };
 }
 
@@ -140,7 +198,7 @@ function plans(a: RouteAccessIR): Json | undefined {
 }
 
 export const access: HttpFilterEmitter = {
-  chain: (g) => (g.filters.access ? [disabledByDefault(extension(FILTERS.access, RBAC_TYPE)), disabledByDefault(noSubscription)] : []),
+  chain: (g) => (g.filters.access ? [disabledByDefault(extension(FILTERS.access, RBAC_TYPE)), disabledByDefault(noSubscription(g))] : []),
   perRoute: (r) => {
     // Left off (the chain's copy stays disabled) where api_key_auth's key list already is the decision.
     if (!r.access || (r.apiKeyAuth && admitsEveryKey(r.access, r.apiKeyAuth.credentials))) return [];
@@ -152,5 +210,7 @@ export const access: HttpFilterEmitter = {
     ...(f.access ? ACCESS_REFUSALS.map(accessReplyMapping) : []),
     // Only where some issuer names no partner (its tokens are refused so): other groups' replies stay as they were.
     ...(f.access && f.jwtAuthn?.providers.some((p) => p.partner?.none) ? [accessReplyMapping('unknown_partner')] : []),
+    // A token without its issuer's partner claim: one refusal per claim name (the message names it).
+    ...(f.access ? [...new Set((f.jwtAuthn?.providers ?? []).map(partnerClaimOf).filter((c) => c !== undefined))].sort(compareStrings).map(noPartnerClaimReplyMapping) : []),
   ],
 };
