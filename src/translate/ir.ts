@@ -54,6 +54,8 @@ export interface HttpFiltersIR {
   peerHeaders?: true;
   /** Native mTLS: some route counted by plan limits or quotas needs the partner header from the access RBAC's match. */
   partnerFromAccess?: true;
+  /** Native mode: some identity route's callers are on different plans (a second RBAC's shadow match names the plan). */
+  planFromAccess?: true;
   /** Native mode: the JWT issuers native routes accept, as jwt_authn providers (off in the chain, on per route). */
   jwtAuthn?: JwtAuthnIR;
   /** Native mode: some JWT route forwards claims, whose values the claim check refuses when they are no header value. */

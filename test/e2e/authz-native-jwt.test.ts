@@ -6,7 +6,8 @@
 // partner, no subscription, route outside the access level; a claim that is no header value); suspension and subscription removal on
 // update; issuers with a fixed partner or a dotted partner claim (read as the callout reads it: the
 // top-level claim of that name, else the nested one) beside a plain one on one route, from the
-// token's payload in dynamic metadata; excluded paths (exact or prefix) anonymous, the token unread; the admin saying which issuers Envoy verifies; config_dump with no private key material.
+// token's payload in dynamic metadata, its callers on two plans (x-portico-plan from a second RBAC);
+// the same answers in native and exact mode (tokens without the partner claim: unknown_partner); excluded paths (exact or prefix) anonymous, the token unread; the admin saying which issuers Envoy verifies; config_dump with no private key material.
 import assert from 'node:assert/strict';
 import { describe, it } from 'node:test';
 import { waitFor } from '../support/components.ts';
@@ -29,7 +30,7 @@ describe('authz native mode: JWTs verified by Envoy itself', () => {
       nodeId: NODE,
       mutate: (doc) => {
         doc.gatewayGroups[0].authz.mode = 'native';
-        doc.plans.push({ name: 'unlimited', description: 'no limits: these tests are about who, not how much' });
+        doc.plans.push({ name: 'unlimited', description: 'no limits: these tests are about who, not how much' }, { name: 'premium', description: 'no limits either: a second plan' });
         doc.jwtIssuers.push({
           name: 'partners-idp',
           issuer: idp.issuer,
@@ -78,7 +79,8 @@ describe('authz native mode: JWTs verified by Envoy itself', () => {
             kind: 'service_account',
             subscriptions: [
               { product: 'ledger', plan: 'unlimited', access: { routes: ['entries'] } },
-              { product: 'treasury', plan: 'unlimited' },
+              // treasury's callers are on two plans: a second RBAC names the plan of the partner the payload named.
+              { product: 'treasury', plan: 'premium' },
             ],
           },
           { name: 'initech', kind: 'service_account', suspended: true, subscriptions: [{ product: 'ledger', plan: 'unlimited' }] },
@@ -126,7 +128,7 @@ describe('authz native mode: JWTs verified by Envoy itself', () => {
         const r = await g.call('/treasury/all', bearer(tok, { 'x-portico-partner': 'forged' }));
         assert.equal(r.status, 200, `${what}: ${r.status} ${r.text}`);
         const h = upstreamHeaders(r);
-        assert.equal(h['x-portico-plan'], 'unlimited', what);
+        assert.equal(h['x-portico-plan'], h['x-portico-partner'] === 'globex' ? 'premium' : 'unlimited', what);
         assert.equal(h['x-portico-credential'], 'jwt', what);
         return h['x-portico-partner'];
       };
@@ -291,6 +293,8 @@ describe('authz native mode: JWTs verified by Envoy itself', () => {
         tokens.map(([path, what, tok]) => ({ what, call: () => g.call(path, bearer(tok)) })),
       );
       assert.equal(exact.get('valid')?.identity?.['x-user-role'], 'clerk', 'claims forwarded in both');
+      assert.equal(exact.get('fixed partner')?.identity?.['x-portico-plan'], 'premium', "globex's plan on treasury");
+      assert.equal(exact.get('dotted claim, top-level')?.identity?.['x-portico-plan'], 'unlimited', "acme's plan on treasury");
       for (const what of ['no partner claim', 'an empty partner claim', 'no plain claim beside payload issuers']) {
         assert.deepEqual(exact.get(what)?.body, { error: 'unknown_partner', message: 'The token has no partner claim naming a partner.' }, what);
       }

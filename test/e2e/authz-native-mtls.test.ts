@@ -12,11 +12,17 @@
 import assert from 'node:assert/strict';
 import { X509Certificate } from 'node:crypto';
 import { describe, it } from 'node:test';
+import type { GatewayResponse } from '../support/seed003.ts';
 import { selfSigned, signedBy, type TestCertificate } from '../support/certs.ts';
 import { freePort } from '../support/components.ts';
+import { assertSameInBothModes } from '../support/authz-parity.ts';
 import { addMtlsListener, assertGatewayError, authzDecisions, httpsCall, mirroredHeaders, startAuthzGateway, startMirror } from '../support/authz-gateway.ts';
 
 const NODE = 'edge-authz-native-mtls';
+
+/** The gateway's identity headers the mirror upstream received, one value each. */
+const mirroredIdentity = (r: GatewayResponse): Record<string, string> =>
+  Object.fromEntries([...mirroredHeaders(r)].filter(([k]) => k.startsWith('x-portico-')).map(([k, v]) => [k, v.join(',')]));
 
 describe('authz native mode: client certificates decided by Envoy itself', () => {
   it('maps certificates to partners with no callout and refuses the rest', { timeout: 300_000 }, async (t) => {
@@ -54,7 +60,7 @@ describe('authz native mode: client certificates decided by Envoy itself', () =>
         doc.gatewayGroups[0].authz.mode = 'native';
         // Plan limits counted by Envoy too (seed 003's helper states the callout's combined mode).
         doc.gatewayGroups[0].rateLimit = { ...doc.gatewayGroups[0].rateLimit, mode: 'native' };
-        doc.plans.push({ name: 'unlimited' }, { name: 'tight', limits: [{ requests: 2, per: 'minute' }], countBy: { kind: 'partner' } });
+        doc.plans.push({ name: 'unlimited' }, { name: 'premium' }, { name: 'tight', limits: [{ requests: 2, per: 'minute' }], countBy: { kind: 'partner' } });
       },
     });
     if (!g) return;
@@ -79,7 +85,8 @@ describe('authz native mode: client certificates decided by Envoy itself', () =>
       ['bank-e', 'ledger', { type: 'san', value: 'DNS:bank-e.internal' }],
       ['bank-f', undefined, { type: 'san', value: 'DNS:bank-f.internal' }],
       ['bank-g', 'safe', { type: 'san', value: 'email:ops@bank-g.example' }],
-      ['bank-h', 'safe', { type: 'san', value: 'IP:10.9.8.70' }],
+      // On another plan than bank-g and bank-j: safe's callers are on two plans (a second RBAC names the plan).
+      ['bank-h', 'safe', { type: 'san', value: 'IP:10.9.8.70' }, { plan: 'premium' }],
       // Written as Node prints it: compared in RFC 5952 form.
       ['bank-i', 'annex', { type: 'san', value: 'IP:FD00:0:0:0:0:0:0:7' }],
       ['bank-k', 'annex', { type: 'san', value: 'IP:2001:db8:0:0:1:0:0:1' }],
@@ -211,6 +218,34 @@ describe('authz native mode: client certificates decided by Envoy itself', () =>
       await g.inSync();
       assertGatewayError(await https('/ledger/entries/1', bySpiffe), 403, 'no_subscription', 'identity removed');
       assert.equal(await ledgerChecks(), 0, 'still no callout');
+    });
+
+    await t.test('native and exact mode answer alike: status, body and identity headers, x-portico-plan on a route whose callers are on two plans', async () => {
+      const cases: Array<[string, TestCertificate, string]> = [
+        ['subject', bySubject, '/ledger/entries/1'],
+        ['DNS SAN', bySan, '/ledger/entries/1'],
+        ['DNS SAN outside the access level', bySan, '/ledger/audit'],
+        ['suspended partner', suspended, '/ledger/entries/1'],
+        ['a partner without a subscription', unsubscribed, '/ledger/entries/1'],
+        ['fingerprint', byFingerprint, '/vault/entries/1'],
+        ['email SAN, plan unlimited', byEmail, '/safe/entries/1'],
+        ['IP SAN, plan premium', byIp, '/safe/entries/1'],
+        ['a pinned fingerprint beating a SAN', pinnedWithName, '/safe/entries/1'],
+        ['the same certificate where its fingerprint partner is not subscribed', pinnedWithName, '/ledger/entries/1'],
+        ['IPv6 SAN', byIpv6, '/annex/entries/1'],
+        ['IPv4-mapped IPv6 SAN', byMapped, '/mapped/entries/1'],
+      ];
+      const exact = await assertSameInBothModes(
+        g,
+        undefined,
+        cases.map(([what, client, path]) => ({ what, call: () => https(path, client) })),
+        mirroredIdentity,
+      );
+      assert.equal(exact.get('IP SAN, plan premium')?.identity?.['x-portico-plan'], 'premium');
+      assert.equal(exact.get('email SAN, plan unlimited')?.identity?.['x-portico-plan'], 'unlimited');
+      const checks = await ledgerChecks();
+      assert.equal((await https('/ledger/entries/1', bySubject)).status, 200);
+      assert.equal(await ledgerChecks(), checks, 'back in native mode: no callout');
     });
   });
 });

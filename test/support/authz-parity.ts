@@ -21,9 +21,12 @@ export interface Seen {
   identity?: Record<string, string>;
 }
 
-function seen(r: GatewayResponse, identity: (h: Record<string, string>) => Record<string, string>): Seen {
+/** The identity headers an echo upstream saw (its answer lists the request headers). */
+export const echoedIdentity = (r: GatewayResponse): Record<string, string> => identityHeadersOf((r.json as { headers: Record<string, string> }).headers);
+
+function seen(r: GatewayResponse, identity: (r: GatewayResponse) => Record<string, string>): Seen {
   const out: Seen = { status: r.status, body: r.status === 200 ? undefined : (r.json ?? r.text), challenge: r.headers.get('www-authenticate') };
-  if (r.status === 200) out.identity = identity((r.json as { headers: Record<string, string> }).headers);
+  if (r.status === 200) out.identity = identity(r);
   return out;
 }
 
@@ -43,7 +46,7 @@ export async function assertSameInBothModes(
   g: AuthzGateway,
   product: string | undefined,
   cases: readonly ParityCase[],
-  identity: (h: Record<string, string>) => Record<string, string> = identityHeadersOf,
+  identity: (r: GatewayResponse) => Record<string, string> = echoedIdentity,
 ): Promise<Map<string, Seen>> {
   const { native, exact } = await inBothModes(g, product, cases, identity);
   cases.forEach((c, i) => assert.deepEqual(native[i], exact.get(c.what), `${c.what}: native (actual) and exact (expected) differ`));
@@ -55,7 +58,7 @@ export async function inBothModes(
   g: AuthzGateway,
   product: string | undefined,
   cases: readonly ParityCase[],
-  identity: (h: Record<string, string>) => Record<string, string> = identityHeadersOf,
+  identity: (r: GatewayResponse) => Record<string, string> = echoedIdentity,
 ): Promise<{ native: Seen[]; exact: Map<string, Seen> }> {
   const native: Seen[] = [];
   for (const c of cases) native.push(seen(await c.call(), identity));

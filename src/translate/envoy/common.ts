@@ -20,6 +20,8 @@ export const FILTERS = {
    * plan header reads its shadow match from dynamic metadata under this name (PLAN_FROM_ACCESS).
    */
   access: 'envoy.filters.http.rbac',
+  /** Identity routes whose callers are on different plans: shadow rules only, the matching one names the plan (PLAN_FROM_PLAN_ACCESS). */
+  planFromAccess: 'portico.access.plan',
   /** Native mTLS routes with plan limits: sets the partner header from the access RBAC's match, before the buckets read it. */
   partnerFromAccess: 'portico.header_mutation.partner',
   /** The gateway group's token bucket (GatewayGroup.localRateLimit). */

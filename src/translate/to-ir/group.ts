@@ -185,6 +185,7 @@ export function groupToIr(model: ModelSnapshot, group: GatewayGroup, options: Ir
       ...(needs(NEEDS.access) ? { access: true as const } : {}),
       ...(needs(NEEDS.peerHeaders) ? { peerHeaders: true as const } : {}),
       ...(needs(NEEDS.partnerFromAccess) ? { partnerFromAccess: true as const } : {}),
+      ...(needs(NEEDS.planFromAccess) ? { planFromAccess: true as const } : {}),
       ...(jwtAuthn ? { jwtAuthn } : {}),
       ...(claimCheck ? { claimCheck: true as const } : {}),
       ...(checked

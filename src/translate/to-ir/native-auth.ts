@@ -90,6 +90,19 @@ export function routeAccess(model: ModelSnapshot, product: Product, route: Route
 export const PLAN_FROM_ACCESS = '%DYNAMIC_METADATA(envoy.filters.http.rbac:shadow_effective_policy_id)%';
 
 /**
+ * Identity routes (mTLS, JWT issuers naming the partner in the payload) whose callers are on several
+ * plans: the access RBAC's shadow match names the partner there, so a second RBAC (portico.access.plan,
+ * shadow rules only, one per plan) names the plan, its metadata key prefixed by its stat prefix.
+ */
+export const PLAN_STAT_PREFIX = 'plan_';
+export const PLAN_FROM_PLAN_ACCESS = `%DYNAMIC_METADATA(envoy.filters.http.rbac:${PLAN_STAT_PREFIX}shadow_effective_policy_id)%`;
+
+/** Whether the route needs that second RBAC: an identity route whose allowed callers are not all on one plan. */
+export function needsPlanFromAccess(r: { access?: RouteAccessIR | undefined }): boolean {
+  return r.access?.identities !== undefined && r.access.allowed.length > 0 && onePlan(r.access) === undefined;
+}
+
+/**
  * The plan of every caller the access RBAC lets through on a route, when they all share one. Then the
  * plan header is a literal, and (when the partner header names the caller: not on identity routes,
  * whose shadow rules name the partner) the RBAC needs no shadow rules: evaluating them and writing

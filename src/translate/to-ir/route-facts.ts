@@ -3,6 +3,7 @@
 // then costs one cheap pass over the group's routes instead of a dozen passes reading each route.
 import { COMBINED_CONTEXT_KEY } from '../../contract/index.ts';
 import type { RouteIR, VirtualHostIR } from '../ir.ts';
+import { needsPlanFromAccess } from './native-auth.ts';
 import { peerHeadersOf } from './native-mtls.ts';
 
 /** One bit per thing a route may need; a group needs the union. */
@@ -24,6 +25,7 @@ export const NEEDS = {
   transcoder: 1 << 14,
   grpcWeb: 1 << 15,
   idempotency: 1 << 16,
+  planFromAccess: 1 << 17,
 } as const;
 
 interface RouteFacts {
@@ -58,6 +60,7 @@ function factsOf(r: RouteIR): RouteFacts {
   if (r.access) needs |= NEEDS.access;
   if (peerHeadersOf(r.access).length) needs |= NEEDS.peerHeaders;
   if (r.access?.identities && r.access.allowed.length > 0 && (r.planLimits || r.quotaDeny)) needs |= NEEDS.partnerFromAccess;
+  if (needsPlanFromAccess(r)) needs |= NEEDS.planFromAccess;
   if (r.jwtAuth) needs |= NEEDS.jwtAuth;
   if (r.jwtAuth?.claimHeaders.length) needs |= NEEDS.claimCheck;
   if (r.compression) needs |= NEEDS.compression;

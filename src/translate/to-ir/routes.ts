@@ -41,7 +41,7 @@ import { headerRulesIr, literalHeaderValue } from './headers.ts';
 import { cacheIr, withKeyCluster } from './cache.ts';
 import { compressionIr } from './compression.ts';
 import { idempotencyIr } from './idempotency.ts';
-import { nativeApiKeyAuth, onePlan, PLAN_FROM_ACCESS, type NativeAuthContext } from './native-auth.ts';
+import { nativeApiKeyAuth, onePlan, PLAN_FROM_ACCESS, PLAN_FROM_PLAN_ACCESS, type NativeAuthContext } from './native-auth.ts';
 import { nativeJwtAuth, waivedRoutes, type NativeJwtContext } from './native-jwt.ts';
 import { nativeMtlsAccess, peerHeadersOf } from './native-mtls.ts';
 
@@ -275,6 +275,7 @@ function nativeRoute(ir: RouteIR, product: Product, route: Route, credential: Cr
     // The plan all callers share as a literal; else the access RBAC's shadow match names it.
     ...(plan !== undefined ? [[GATEWAY_HEADERS.plan, literalHeaderValue(plan)] as [string, string]] : []),
     ...(plan === undefined && access.allowed.length && !access.identities ? [[GATEWAY_HEADERS.plan, PLAN_FROM_ACCESS] as [string, string]] : []),
+    ...(plan === undefined && access.allowed.length && access.identities ? [[GATEWAY_HEADERS.plan, PLAN_FROM_PLAN_ACCESS] as [string, string]] : []),
     // Identity routes (no filter sets the partner header for every caller): the shadow match names the partner.
     ...(access.allowed.length && access.identities ? [[GATEWAY_HEADERS.partner, PLAN_FROM_ACCESS] as [string, string]] : []),
   ];

@@ -79,7 +79,7 @@ function skipFor(partners: readonly string[]): Json {
 }
 
 const partnerHeaderIs = (name: string): Json => ({ header: { name: GATEWAY_HEADERS.partner, string_match: { exact: name } } });
-const oneOf = (ids: Json[]): Json => (ids.length === 1 ? ids[0]! : { or_ids: { ids } });
+export const oneOf = (ids: Json[]): Json => (ids.length === 1 ? ids[0]! : { or_ids: { ids } });
 /** No identity: a principal nothing matches. */
 const NOBODY: Json = { not_id: { any: true } };
 
@@ -126,7 +126,7 @@ const inList = (name: string, value: string): Json => ({
  * fingerprints, email and IP SANs (the latter three in headers the edge's first filter wrote from the
  * verified certificate).
  */
-function principalOf(a: RouteAccessIR): (name: string) => Json {
+export function principalOf(a: RouteAccessIR): (name: string) => Json {
   if (!a.identities) return partnerHeaderIs;
   const ids = new Map(a.identities.map((i) => [i.partner, i]));
   return (partner) => {

@@ -17,6 +17,7 @@ import type { HttpFilterEmitter } from './filter.ts';
 import { idempotency } from './idempotency.ts';
 import { localRateLimit } from './local-ratelimit.ts';
 import { partnerFromAccess } from './partner-from-access.ts';
+import { planFromAccess } from './plan-from-access.ts';
 import { planLimits } from './plan-limits.ts';
 import { quota } from './quota.ts';
 import { rateLimit } from './ratelimit.ts';
@@ -30,6 +31,7 @@ export const HTTP_FILTERS: readonly HttpFilterEmitter[] = [
   jwtAuthn,
   claimCheck,
   access,
+  planFromAccess,
   partnerFromAccess,
   localRateLimit,
   extAuthz,
