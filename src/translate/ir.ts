@@ -395,6 +395,16 @@ export interface RouteAccessIR {
     ips?: string[];
     /** Fingerprints other partners pinned: a certificate with one of them is never this partner's by its names (the callout's precedence). */
     notFingerprints?: string[];
+    /**
+     * The callout's precedence between two partners' identities on one certificate: a SPIFFE ID, then
+     * the SANs, then the subject. `sans` and `subjects` are this partner's principal names of those
+     * ranks; `notSpiffe` other partners' SPIFFE IDs (they outrank this partner's SANs and subject),
+     * `notSans` other partners' SANs (they outrank its subject).
+     */
+    sans?: string[];
+    subjects?: string[];
+    notSpiffe?: string[];
+    notSans?: { names: string[]; emails: string[]; ips: string[] };
     /** The partner header names the partner (JWT issuers whose top-level claim jwt_authn copies into it). */
     partnerHeader?: true;
     /** A verified token of the provider whose payload names the partner: by `claim`, or any token (fixed partner). */

@@ -8,7 +8,9 @@
 // counts); email and IPv4 SAN identities the same way (any SAN of the certificate's comma-joined
 // list), IPv6 SAN identities the same way in the form Envoy prints (RFC 5952, IPv4-mapped and
 // -compatible addresses dotted: checked here); a fingerprint beating another partner's SAN (the callout's
-// precedence); config_dump holds no private key.
+// precedence), and the callout's SPIFFE ID over SAN over subject between two partners' identities on one
+// certificate; the same answers in native and exact mode (x-portico-plan on a route whose callers are on
+// two plans); config_dump holds no private key.
 import assert from 'node:assert/strict';
 import { X509Certificate } from 'node:crypto';
 import { describe, it } from 'node:test';
@@ -21,8 +23,7 @@ import { addMtlsListener, assertGatewayError, authzDecisions, httpsCall, mirrore
 const NODE = 'edge-authz-native-mtls';
 
 /** The gateway's identity headers the mirror upstream received, one value each. */
-const mirroredIdentity = (r: GatewayResponse): Record<string, string> =>
-  Object.fromEntries([...mirroredHeaders(r)].filter(([k]) => k.startsWith('x-portico-')).map(([k, v]) => [k, v.join(',')]));
+const mirroredIdentity = (r: GatewayResponse): Record<string, string> => Object.fromEntries([...mirroredHeaders(r)].filter(([k]) => k.startsWith('x-portico-')).map(([k, v]) => [k, v.join(',')]));
 
 describe('authz native mode: client certificates decided by Envoy itself', () => {
   it('maps certificates to partners with no callout and refuses the rest', { timeout: 300_000 }, async (t) => {
@@ -49,6 +50,10 @@ describe('authz native mode: client certificates decided by Envoy itself', () =>
     const byCompatible = await signedBy(clientCa, 'compatible-client', { client: true, san: 'IP:::a01:204' });
     // Carries bank-b's DNS SAN, but bank-j pinned its fingerprint: the callout's precedence makes it bank-j's.
     const pinnedWithName = await signedBy(clientCa, 'pinned-client', { client: true, san: 'DNS:san-client.bank-b.internal' });
+    // Two partners' identities on one certificate: the callout's precedence (SPIFFE ID, then SANs, then subject) names the partner.
+    const spiffeAndSan = await signedBy(clientCa, 'two-names', { client: true, san: 'DNS:san-client.bank-b.internal,URI:spiffe://bank-c.example/ns/prod/sa/ledger' });
+    const subjectAndSan = await signedBy(clientCa, 'subject-client', { client: true, san: 'DNS:bank-f.internal' });
+    const subjectAndEmail = await signedBy(clientCa, 'subject-client', { client: true, san: 'email:ops@bank-g.example' });
     const foreign = await signedBy(await selfSigned('Someone Else CA'), 'subject-client', { client: true, san: 'URI:spiffe://bank-c.example/ns/prod/sa/ledger' });
 
     const mirror = await startMirror();
@@ -207,19 +212,6 @@ describe('authz native mode: client certificates decided by Envoy itself', () =>
       assert.ok(!dump.includes(keyBody.slice(0, 40)), "the listener's private key is in config_dump");
     });
 
-    await t.test('suspension and identity removal take effect on the next push', async () => {
-      ok(await api.patch('/api/v1/partners/bank-c', { suspended: true }), 'suspend');
-      await g.inSync();
-      assertGatewayError(await https('/ledger/entries/1', bySpiffe), 403, 'partner_suspended', 'suspended');
-      ok(await api.patch('/api/v1/partners/bank-c', { suspended: false }), 'reinstate');
-      await g.inSync();
-      assert.equal((await https('/ledger/entries/1', bySpiffe)).status, 200);
-      ok(await api.delete('/api/v1/partners/bank-c/mtls-identities/cert'), 'delete identity');
-      await g.inSync();
-      assertGatewayError(await https('/ledger/entries/1', bySpiffe), 403, 'no_subscription', 'identity removed');
-      assert.equal(await ledgerChecks(), 0, 'still no callout');
-    });
-
     await t.test('native and exact mode answer alike: status, body and identity headers, x-portico-plan on a route whose callers are on two plans', async () => {
       const cases: Array<[string, TestCertificate, string]> = [
         ['subject', bySubject, '/ledger/entries/1'],
@@ -234,6 +226,10 @@ describe('authz native mode: client certificates decided by Envoy itself', () =>
         ['the same certificate where its fingerprint partner is not subscribed', pinnedWithName, '/ledger/entries/1'],
         ['IPv6 SAN', byIpv6, '/annex/entries/1'],
         ['IPv4-mapped IPv6 SAN', byMapped, '/mapped/entries/1'],
+        ["bank-c's SPIFFE ID beats bank-b's DNS SAN", spiffeAndSan, '/ledger/entries/1'],
+        ["bank-f's DNS SAN beats bank-a's subject", subjectAndSan, '/ledger/entries/1'],
+        ["bank-g's email SAN beats bank-a's subject", subjectAndEmail, '/ledger/entries/1'],
+        ["bank-g's email SAN beats bank-a's subject, where bank-g is subscribed", subjectAndEmail, '/safe/entries/1'],
       ];
       const exact = await assertSameInBothModes(
         g,
@@ -243,9 +239,27 @@ describe('authz native mode: client certificates decided by Envoy itself', () =>
       );
       assert.equal(exact.get('IP SAN, plan premium')?.identity?.['x-portico-plan'], 'premium');
       assert.equal(exact.get('email SAN, plan unlimited')?.identity?.['x-portico-plan'], 'unlimited');
+      assert.equal(exact.get("bank-c's SPIFFE ID beats bank-b's DNS SAN")?.identity?.['x-portico-partner'], 'bank-c');
+      assert.equal((exact.get("bank-f's DNS SAN beats bank-a's subject")!.body as { error: string }).error, 'no_subscription');
+      assert.equal((exact.get("bank-g's email SAN beats bank-a's subject")!.body as { error: string }).error, 'no_subscription');
+      assert.equal(exact.get("bank-g's email SAN beats bank-a's subject, where bank-g is subscribed")?.identity?.['x-portico-partner'], 'bank-g');
       const checks = await ledgerChecks();
       assert.equal((await https('/ledger/entries/1', bySubject)).status, 200);
       assert.equal(await ledgerChecks(), checks, 'back in native mode: no callout');
+    });
+
+    await t.test('suspension and identity removal take effect on the next push', async () => {
+      const before = await ledgerChecks();
+      ok(await api.patch('/api/v1/partners/bank-c', { suspended: true }), 'suspend');
+      await g.inSync();
+      assertGatewayError(await https('/ledger/entries/1', bySpiffe), 403, 'partner_suspended', 'suspended');
+      ok(await api.patch('/api/v1/partners/bank-c', { suspended: false }), 'reinstate');
+      await g.inSync();
+      assert.equal((await https('/ledger/entries/1', bySpiffe)).status, 200);
+      ok(await api.delete('/api/v1/partners/bank-c/mtls-identities/cert'), 'delete identity');
+      await g.inSync();
+      assertGatewayError(await https('/ledger/entries/1', bySpiffe), 403, 'no_subscription', 'identity removed');
+      assert.equal(await ledgerChecks(), before, 'still no callout');
     });
   });
 });

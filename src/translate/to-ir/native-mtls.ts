@@ -24,15 +24,23 @@ const PEER_FACTS = Object.keys(PEER_HEADERS) as PeerFact[];
 /** The peer headers a route's access policies read (the edge writes them there), as [header, formatter]. */
 export function peerHeadersOf(a: RouteAccessIR | undefined): Array<[string, string]> {
   if (!a?.identities) return [];
-  const needs = (f: PeerFact) => a.identities!.some((i) => i[f] !== undefined || (f === 'fingerprints' && i.notFingerprints !== undefined));
+  const guards = (i: NonNullable<RouteAccessIR['identities']>[number], f: PeerFact) =>
+    f === 'fingerprints' ? i.notFingerprints !== undefined : f === 'emails' ? (i.notSans?.emails.length ?? 0) > 0 : (i.notSans?.ips.length ?? 0) > 0;
+  const needs = (f: PeerFact) => a.identities!.some((i) => i[f] !== undefined || guards(i, f));
   return PEER_FACTS.filter(needs).map((f) => [PEER_HEADERS[f].header, PEER_HEADERS[f].value]);
 }
 
 const add = (m: Map<string, string[]>, partner: string, v: string) => m.set(partner, [...new Set([...(m.get(partner) ?? []), v])].sort(compareStrings));
 
-/** Principal names and peer facts per partner, and the partners with an identity Envoy cannot match (see mtlsPrincipalName). */
-export function mtlsPrincipals(model: ModelSnapshot): { principals: ReadonlyMap<string, string[]>; facts: Record<PeerFact, ReadonlyMap<string, string[]>>; calloutPartners: ReadonlySet<string> } {
+/** Principal names (and, by rank, SPIFFE IDs, SAN names and subjects) and peer facts per partner, and the partners with an identity Envoy cannot match (see mtlsPrincipalName). */
+export function mtlsPrincipals(model: ModelSnapshot): {
+  principals: ReadonlyMap<string, string[]>;
+  ranks: Record<'spiffe' | 'sans' | 'subjects', ReadonlyMap<string, string[]>>;
+  facts: Record<PeerFact, ReadonlyMap<string, string[]>>;
+  calloutPartners: ReadonlySet<string>;
+} {
   const principals = new Map<string, string[]>();
+  const ranks: Record<'spiffe' | 'sans' | 'subjects', Map<string, string[]>> = { spiffe: new Map(), sans: new Map(), subjects: new Map() };
   const facts: Record<PeerFact, Map<string, string[]>> = { fingerprints: new Map(), emails: new Map(), ips: new Map() };
   const calloutPartners = new Set<string>();
   for (const i of sortedValues(model, 'mtlsIdentities')) {
@@ -41,12 +49,15 @@ export function mtlsPrincipals(model: ModelSnapshot): { principals: ReadonlyMap<
       calloutPartners.add(i.partner);
       continue;
     }
-    if (p.name !== undefined) add(principals, i.partner, p.name);
+    if (p.name !== undefined) {
+      add(principals, i.partner, p.name);
+      add(ranks[i.match.type === 'spiffe_id' ? 'spiffe' : i.match.type === 'subject' ? 'subjects' : 'sans'], i.partner, p.name);
+    }
     if (p.fingerprint !== undefined) add(facts.fingerprints, i.partner, p.fingerprint);
     if (p.email !== undefined) add(facts.emails, i.partner, p.email);
     if (p.ip !== undefined) add(facts.ips, i.partner, p.ip);
   }
-  return { principals, facts, calloutPartners };
+  return { principals, ranks, facts, calloutPartners };
 }
 
 /**
@@ -57,7 +68,8 @@ export function mtlsPrincipals(model: ModelSnapshot): { principals: ReadonlyMap<
  */
 export function nativeMtlsAccess(model: ModelSnapshot, product: Product, route: Route, accept: readonly CredentialType[], limited: boolean, auth: NativeAuthContext): RouteAccessIR | undefined {
   if (accept.length !== 1 || accept[0] !== 'mtls' || limited) return undefined;
-  const { principals, facts, calloutPartners } = mtlsPrincipals(model);
+  const { principals, ranks, facts, calloutPartners } = mtlsPrincipals(model);
+  const others = (m: ReadonlyMap<string, string[]>, partner: string) => [...new Set([...m].filter(([p]) => p !== partner).flatMap(([, v]) => v))].sort(compareStrings);
   for (const s of productSubscriptions(model, product.name)) if (calloutPartners.has(s.partner)) return undefined;
   const access = routeAccess(model, product, route, auth, true);
   const partners = new Set([...access.deny.flatMap((d) => d.partners), ...access.allowed.map((a) => a.partner)]);
@@ -70,6 +82,15 @@ export function nativeMtlsAccess(model: ModelSnapshot, product: Product, route: 
     // The callout tries the fingerprint first: a certificate another partner pinned is that partner's, whatever names it carries.
     const pinned = [...facts.fingerprints].filter(([p]) => p !== partner).flatMap(([, fps]) => fps);
     if (pinned.length && (identity.principals.length || identity.emails || identity.ips)) identity.notFingerprints = [...new Set(pinned)].sort(compareStrings);
+    // Then a SPIFFE ID, then the SANs, then the subject: another partner's higher-ranked identity on the
+    // same certificate makes it that partner's (the callout's partnerOfPeer).
+    const sans = ranks.sans.get(partner) ?? [];
+    const subjects = ranks.subjects.get(partner) ?? [];
+    const notSpiffe = others(ranks.spiffe, partner);
+    const notSans = { names: others(ranks.sans, partner), emails: others(facts.emails, partner), ips: others(facts.ips, partner) };
+    const sanRanked = sans.length > 0 || identity.emails !== undefined || identity.ips !== undefined;
+    if (notSpiffe.length && (sanRanked || subjects.length)) Object.assign(identity, { sans, subjects, notSpiffe });
+    if (subjects.length && notSans.names.length + notSans.emails.length + notSans.ips.length > 0) Object.assign(identity, { sans, subjects, notSans });
     return identity;
   });
   return { ...access, identities };

@@ -116,10 +116,41 @@ function claimlessPrincipal(c: NonNullable<RouteAccessIR['claimless']>[number]):
   return oneOf(c.providers.map((p) => ({ and_ids: { ids: [tokenOf(p), { not_id: namesPartner(p, c.claim) }] } })));
 }
 
-/** One value in a comma-joined list (Envoy joins a certificate's email or IP SANs so), matched whole. */
-const inList = (name: string, value: string): Json => ({
-  header: { name, string_match: { safe_regex: { regex: `(?:.*,)?${value.replace(/[\\^$.*+?()[\]{}|]/g, '\\$&')}(?:,.*)?` } } },
+const escapeRegex = (v: string): string => v.replace(/[\\^$.*+?()[\]{}|]/g, '\\$&');
+/** One of the values in a comma-joined list (Envoy joins a certificate's email or IP SANs so), matched whole. */
+const inList = (name: string, ...values: string[]): Json => ({
+  header: { name, string_match: { safe_regex: { regex: `(?:.*,)?${values.length === 1 ? escapeRegex(values[0]!) : `(?:${values.map(escapeRegex).join('|')})`}(?:,.*)?` } } },
 });
+/** A certificate whose URI SANs, DNS SANs or subject hold one of the names (one regex, however many). */
+const anyName = (names: readonly string[]): Json => ({
+  authenticated: { principal_name: names.length === 1 ? { exact: names[0]! } : { safe_regex: { regex: names.map(escapeRegex).join('|') } } },
+});
+const andNot = (j: Json, guards: Json[]): Json => (guards.length ? { and_ids: { ids: [j, { not_id: oneOf(guards) }] } } : j);
+
+/**
+ * A partner's certificate names, each guarded by the callout's precedence when another partner's
+ * identity of a higher rank could be on the same certificate: a SPIFFE ID, then the SANs, then the
+ * subject (RouteAccessIR identities: sans, subjects, notSpiffe, notSans).
+ */
+function rankedNames(i: NonNullable<RouteAccessIR['identities']>[number]): Json[] {
+  const name = (n: string): Json => ({ authenticated: { principal_name: { exact: n } } });
+  const peerSans = [...(i.emails ?? []).map((e) => inList(PEER_HEADERS.emails.header, e)), ...(i.ips ?? []).map((ip) => inList(PEER_HEADERS.ips.header, ip))];
+  if (!i.sans && !i.subjects) return [...i.principals.map(name), ...peerSans];
+  const sans = new Set(i.sans);
+  const subjects = new Set(i.subjects);
+  const spiffe = i.principals.filter((n) => !sans.has(n) && !subjects.has(n)).map(name);
+  const overSans = i.notSpiffe?.length ? [anyName(i.notSpiffe)] : [];
+  const s = i.notSans;
+  const overSubject = [
+    ...overSans,
+    ...(s?.names.length ? [anyName(s.names)] : []),
+    ...(s?.emails.length ? [inList(PEER_HEADERS.emails.header, ...s.emails)] : []),
+    ...(s?.ips.length ? [inList(PEER_HEADERS.ips.header, ...s.ips)] : []),
+  ];
+  const sanNames = [...i.principals.filter((n) => sans.has(n)).map(name), ...peerSans];
+  const subjectNames = i.principals.filter((n) => subjects.has(n)).map(name);
+  return [...spiffe, ...(sanNames.length ? [andNot(oneOf(sanNames), overSans)] : []), ...(subjectNames.length ? [andNot(oneOf(subjectNames), overSubject)] : [])];
+}
 
 /**
  * Who a partner is on this route: the partner header, or (mTLS routes) its certificates' names,
@@ -132,11 +163,7 @@ export function principalOf(a: RouteAccessIR): (name: string) => Json {
   return (partner) => {
     const i = ids.get(partner);
     const fingerprintIs = (f: string): Json => ({ header: { name: PEER_HEADERS.fingerprints.header, string_match: { exact: f } } });
-    const names: Json[] = [
-      ...(i?.principals ?? []).map((n): Json => ({ authenticated: { principal_name: { exact: n } } })),
-      ...(i?.emails ?? []).map((e) => inList(PEER_HEADERS.emails.header, e)),
-      ...(i?.ips ?? []).map((ip) => inList(PEER_HEADERS.ips.header, ip)),
-    ];
+    const names: Json[] = i ? rankedNames(i) : [];
     // A certificate another partner pinned by fingerprint is that partner's, whatever names it carries.
     const byName = names.length && i?.notFingerprints ? [{ and_ids: { ids: [oneOf(names), { not_id: oneOf(i.notFingerprints.map(fingerprintIs)) }] } }] : names;
     const list: Json[] = [
