@@ -10,7 +10,7 @@ import { normalizeFingerprint } from './validate.ts';
  * DNS SAN or subject), the fingerprint, an email SAN or an IP SAN (the latter three in headers the
  * edge writes from the verified certificate); or why it cannot (its partner's routes stay on the callout).
  */
-export type NativeMtlsMatch = { name?: string; fingerprint?: string; email?: string; ip?: string };
+export type NativeMtlsMatch = { name?: string; fingerprint?: string; email?: string; emailSan?: string; ip?: string };
 
 const IPV4 = /^(25[0-5]|2[0-4]\d|1\d\d|[1-9]?\d)(\.(25[0-5]|2[0-4]\d|1\d\d|[1-9]?\d)){3}$/;
 
@@ -64,13 +64,14 @@ export function mtlsPrincipalName(match: MtlsIdentity['match']): NativeMtlsMatch
       const type = typed ? typed[1]!.toLowerCase() : undefined;
       if (type === 'uri') return { name: typed![2]! };
       if (type === 'dns') return { name: typed![2]!.toLowerCase() };
-      // Envoy joins a certificate's email (and IP) SANs with commas: a value holding one cannot be told apart.
-      if (type === 'email') return typed![2]!.includes(',') ? { reason: 'san: an email address with a comma' } : { email: typed![2]! };
+      // Envoy joins a certificate's email SANs with commas in the header: an address holding one is
+      // matched as one SAN instead (emailSan: Envoy's mtls_authenticated RBAC principal).
+      if (type === 'email') return typed![2]!.includes(',') ? { emailSan: typed![2]! } : { email: typed![2]! };
       if (type !== undefined) return ipSan(typed![2]!) ?? { reason: 'san: not an IPv4 or IPv6 address' };
       // A bare value is a SAN of any type (the callout's reading): a name, and an email or IP address when it looks like one.
       const ip = ipSan(v);
       const name = ip ? ip.ip : /^[A-Za-z0-9*]([A-Za-z0-9.*-]*[A-Za-z0-9])?$/.test(v) ? v.toLowerCase() : v;
-      return { name, ...(v.includes('@') && !v.includes(',') ? { email: v } : {}), ...(ip ?? {}) };
+      return { name, ...(v.includes('@') ? (v.includes(',') ? { emailSan: v } : { email: v }) : {}), ...(ip ?? {}) };
     }
     case 'subject':
       // Envoy prints the subject as RFC 2253 (most specific first, no spaces after commas).

@@ -54,6 +54,8 @@ export const PRELOADED_PACKAGES: readonly string[] = [
   'envoy.extensions.http.cache_v2.simple_http_cache.v3',
   'envoy.extensions.http.custom_response.local_response_policy.v3',
   'envoy.extensions.path.match.uri_template.v3',
+  // The access RBAC's email SAN principal (native mTLS: an address holding a comma).
+  'envoy.extensions.rbac.principals.mtls_authenticated.v3',
   'envoy.extensions.resource_monitors.downstream_connections.v3',
   'envoy.extensions.resource_monitors.fixed_heap.v3',
   'envoy.extensions.transport_sockets.tls.v3',

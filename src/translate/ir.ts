@@ -404,7 +404,9 @@ export interface RouteAccessIR {
     sans?: string[];
     subjects?: string[];
     notSpiffe?: string[];
-    notSans?: { names: string[]; emails: string[]; ips: string[] };
+    notSans?: { names: string[]; emails: string[]; ips: string[]; emailSans: string[] };
+    /** Email SANs holding a comma (Envoy's header joins email SANs with commas): matched one SAN at a time by Envoy's mtls_authenticated principal. */
+    emailSans?: string[];
     /** The partner header names the partner (JWT issuers whose top-level claim jwt_authn copies into it). */
     partnerHeader?: true;
     /** A verified token of the provider whose payload names the partner: by `claim`, or any token (fixed partner). */

@@ -6,7 +6,7 @@
 // Envoy per certificate partner (429 contract); a fingerprint identity
 // matched through the header Envoy writes from the verified certificate (a client's copy never
 // counts); email and IPv4 SAN identities the same way (any SAN of the certificate's comma-joined
-// list), IPv6 SAN identities the same way in the form Envoy prints (RFC 5952, IPv4-mapped and
+// list; an email SAN holding a comma matched SAN by SAN, natively), IPv6 SAN identities the same way in the form Envoy prints (RFC 5952, IPv4-mapped and
 // -compatible addresses dotted: checked here); a fingerprint beating another partner's SAN (the callout's
 // precedence), and the callout's SPIFFE ID over SAN over subject between two partners' identities on one
 // certificate; the same answers in native and exact mode (x-portico-plan on a route whose callers are on
@@ -54,6 +54,16 @@ describe('authz native mode: client certificates decided by Envoy itself', () =>
     const spiffeAndSan = await signedBy(clientCa, 'two-names', { client: true, san: 'DNS:san-client.bank-b.internal,URI:spiffe://bank-c.example/ns/prod/sa/ledger' });
     const subjectAndSan = await signedBy(clientCa, 'subject-client', { client: true, san: 'DNS:bank-f.internal' });
     const subjectAndEmail = await signedBy(clientCa, 'subject-client', { client: true, san: 'email:ops@bank-g.example' });
+    // An email SAN holding a comma (Envoy's header would join two SANs the same way): matched SAN by SAN.
+    const byCommaEmail = await signedBy(clientCa, 'comma-client', { client: true, altNames: [{ type: 'email', value: 'ops,night@bank-o.example' }] });
+    const twoEmails = await signedBy(clientCa, 'two-emails-client', {
+      client: true,
+      altNames: [
+        { type: 'email', value: 'ops' },
+        { type: 'email', value: 'night@bank-o.example' },
+        { type: 'dns', value: 'bank-f.internal' },
+      ],
+    });
     const foreign = await signedBy(await selfSigned('Someone Else CA'), 'subject-client', { client: true, san: 'URI:spiffe://bank-c.example/ns/prod/sa/ledger' });
 
     const mirror = await startMirror();
@@ -98,6 +108,7 @@ describe('authz native mode: client certificates decided by Envoy itself', () =>
       ['bank-l', 'annex', { type: 'san', value: '2001:DB8:0:1:1:1:1:1' }],
       ['bank-m', 'mapped', { type: 'san', value: 'IP:::ffff:10.1.2.3' }],
       ['bank-n', 'mapped', { type: 'san', value: 'IP:0:0:0:0:0:0:a01:204' }],
+      ['bank-o', 'safe', { type: 'san', value: 'email:ops,night@bank-o.example' }],
       ['bank-j', 'safe', { type: 'fingerprint', value: new X509Certificate(pinnedWithName.certificate).fingerprint256 }],
     ];
     for (const [partner, product, match, extra] of partners) {
@@ -230,6 +241,8 @@ describe('authz native mode: client certificates decided by Envoy itself', () =>
         ["bank-f's DNS SAN beats bank-a's subject", subjectAndSan, '/ledger/entries/1'],
         ["bank-g's email SAN beats bank-a's subject", subjectAndEmail, '/ledger/entries/1'],
         ["bank-g's email SAN beats bank-a's subject, where bank-g is subscribed", subjectAndEmail, '/safe/entries/1'],
+        ['an email SAN holding a comma', byCommaEmail, '/safe/entries/1'],
+        ['two email SANs that Envoy joins into the same text', twoEmails, '/safe/entries/1'],
       ];
       const exact = await assertSameInBothModes(
         g,
@@ -243,6 +256,8 @@ describe('authz native mode: client certificates decided by Envoy itself', () =>
       assert.equal((exact.get("bank-f's DNS SAN beats bank-a's subject")!.body as { error: string }).error, 'no_subscription');
       assert.equal((exact.get("bank-g's email SAN beats bank-a's subject")!.body as { error: string }).error, 'no_subscription');
       assert.equal(exact.get("bank-g's email SAN beats bank-a's subject, where bank-g is subscribed")?.identity?.['x-portico-partner'], 'bank-g');
+      assert.equal(exact.get('an email SAN holding a comma')?.identity?.['x-portico-partner'], 'bank-o');
+      assert.equal((exact.get('two email SANs that Envoy joins into the same text')!.body as { error: string }).error, 'no_subscription', "bank-f's, not bank-o's");
       const checks = await ledgerChecks();
       assert.equal((await https('/ledger/entries/1', bySubject)).status, 200);
       assert.equal(await ledgerChecks(), checks, 'back in native mode: no callout');

@@ -21,11 +21,12 @@ export function selfSigned(cn: string, opts: { subject?: string } = {}): Promise
 }
 
 /** A leaf certificate signed by `ca`, for servers (default) or clients; SAN defaults to DNS:<cn>. */
-export function signedBy(ca: TestCertificate, cn: string, opts: { san?: string; client?: boolean; subject?: string } = {}): Promise<TestCertificate> {
+export function signedBy(ca: TestCertificate, cn: string, opts: { san?: string; altNames?: AltName[]; client?: boolean; subject?: string } = {}): Promise<TestCertificate> {
   return issueCertificate(ca, {
     commonName: cn,
     ...(opts.subject ? { subject: opts.subject } : {}),
-    altNames: parseSan(opts.san ?? `DNS:${cn}`),
+    // altNames: SANs as they are (a value may hold a comma, which `san` would split on).
+    altNames: opts.altNames ?? parseSan(opts.san ?? `DNS:${cn}`),
     usage: opts.client ? 'client' : 'server',
     days: 30,
   });

@@ -37,12 +37,15 @@ export function mtlsPrincipals(model: ModelSnapshot): {
   principals: ReadonlyMap<string, string[]>;
   ranks: Record<'spiffe' | 'sans' | 'subjects', ReadonlyMap<string, string[]>>;
   facts: Record<PeerFact, ReadonlyMap<string, string[]>>;
+  /** Email SANs with a comma, per partner: matched one SAN at a time (not through the comma-joined header). */
+  emailSans: ReadonlyMap<string, string[]>;
   calloutPartners: ReadonlySet<string>;
 } {
   const principals = new Map<string, string[]>();
   const ranks: Record<'spiffe' | 'sans' | 'subjects', Map<string, string[]>> = { spiffe: new Map(), sans: new Map(), subjects: new Map() };
   const facts: Record<PeerFact, Map<string, string[]>> = { fingerprints: new Map(), emails: new Map(), ips: new Map() };
   const calloutPartners = new Set<string>();
+  const emailSans = new Map<string, string[]>();
   for (const i of sortedValues(model, 'mtlsIdentities')) {
     const p = mtlsPrincipalName(i.match);
     if ('reason' in p) {
@@ -56,8 +59,9 @@ export function mtlsPrincipals(model: ModelSnapshot): {
     if (p.fingerprint !== undefined) add(facts.fingerprints, i.partner, p.fingerprint);
     if (p.email !== undefined) add(facts.emails, i.partner, p.email);
     if (p.ip !== undefined) add(facts.ips, i.partner, p.ip);
+    if (p.emailSan !== undefined) add(emailSans, i.partner, p.emailSan);
   }
-  return { principals, ranks, facts, calloutPartners };
+  return { principals, ranks, facts, emailSans, calloutPartners };
 }
 
 /**
@@ -68,7 +72,7 @@ export function mtlsPrincipals(model: ModelSnapshot): {
  */
 export function nativeMtlsAccess(model: ModelSnapshot, product: Product, route: Route, accept: readonly CredentialType[], limited: boolean, auth: NativeAuthContext): RouteAccessIR | undefined {
   if (accept.length !== 1 || accept[0] !== 'mtls' || limited) return undefined;
-  const { principals, ranks, facts, calloutPartners } = mtlsPrincipals(model);
+  const { principals, ranks, facts, emailSans, calloutPartners } = mtlsPrincipals(model);
   const others = (m: ReadonlyMap<string, string[]>, partner: string) => [...new Set([...m].filter(([p]) => p !== partner).flatMap(([, v]) => v))].sort(compareStrings);
   for (const s of productSubscriptions(model, product.name)) if (calloutPartners.has(s.partner)) return undefined;
   const access = routeAccess(model, product, route, auth, true);
@@ -79,18 +83,20 @@ export function nativeMtlsAccess(model: ModelSnapshot, product: Product, route: 
       const values = facts[f].get(partner);
       if (values) identity[f] = values;
     }
+    const commaEmails = emailSans.get(partner);
+    if (commaEmails) identity.emailSans = commaEmails;
     // The callout tries the fingerprint first: a certificate another partner pinned is that partner's, whatever names it carries.
     const pinned = [...facts.fingerprints].filter(([p]) => p !== partner).flatMap(([, fps]) => fps);
-    if (pinned.length && (identity.principals.length || identity.emails || identity.ips)) identity.notFingerprints = [...new Set(pinned)].sort(compareStrings);
+    if (pinned.length && (identity.principals.length || identity.emails || identity.ips || identity.emailSans)) identity.notFingerprints = [...new Set(pinned)].sort(compareStrings);
     // Then a SPIFFE ID, then the SANs, then the subject: another partner's higher-ranked identity on the
     // same certificate makes it that partner's (the callout's partnerOfPeer).
     const sans = ranks.sans.get(partner) ?? [];
     const subjects = ranks.subjects.get(partner) ?? [];
     const notSpiffe = others(ranks.spiffe, partner);
-    const notSans = { names: others(ranks.sans, partner), emails: others(facts.emails, partner), ips: others(facts.ips, partner) };
-    const sanRanked = sans.length > 0 || identity.emails !== undefined || identity.ips !== undefined;
+    const notSans = { names: others(ranks.sans, partner), emails: others(facts.emails, partner), ips: others(facts.ips, partner), emailSans: others(emailSans, partner) };
+    const sanRanked = sans.length > 0 || identity.emails !== undefined || identity.ips !== undefined || identity.emailSans !== undefined;
     if (notSpiffe.length && (sanRanked || subjects.length)) Object.assign(identity, { sans, subjects, notSpiffe });
-    if (subjects.length && notSans.names.length + notSans.emails.length + notSans.ips.length > 0) Object.assign(identity, { sans, subjects, notSans });
+    if (subjects.length && notSans.names.length + notSans.emails.length + notSans.ips.length + notSans.emailSans.length > 0) Object.assign(identity, { sans, subjects, notSans });
     return identity;
   });
   return { ...access, identities };

@@ -125,6 +125,12 @@ const inList = (name: string, ...values: string[]): Json => ({
 const anyName = (names: readonly string[]): Json => ({
   authenticated: { principal_name: names.length === 1 ? { exact: names[0]! } : { safe_regex: { regex: names.map(escapeRegex).join('|') } } },
 });
+/** A certificate with one of these email SANs, compared SAN by SAN (Envoy's mtls_authenticated principal): an address may hold a comma. */
+const emailSan = (emails: readonly string[]): Json => ({
+  custom: extension('envoy.rbac.principals.mtls_authenticated', 'envoy.extensions.rbac.principals.mtls_authenticated.v3.Config', {
+    san_matcher: { san_type: 'EMAIL', matcher: emails.length === 1 ? { exact: emails[0]! } : { safe_regex: { regex: emails.map(escapeRegex).join('|') } } },
+  }),
+});
 const andNot = (j: Json, guards: Json[]): Json => (guards.length ? { and_ids: { ids: [j, { not_id: oneOf(guards) }] } } : j);
 
 /**
@@ -134,7 +140,11 @@ const andNot = (j: Json, guards: Json[]): Json => (guards.length ? { and_ids: { 
  */
 function rankedNames(i: NonNullable<RouteAccessIR['identities']>[number]): Json[] {
   const name = (n: string): Json => ({ authenticated: { principal_name: { exact: n } } });
-  const peerSans = [...(i.emails ?? []).map((e) => inList(PEER_HEADERS.emails.header, e)), ...(i.ips ?? []).map((ip) => inList(PEER_HEADERS.ips.header, ip))];
+  const peerSans = [
+    ...(i.emails ?? []).map((e) => inList(PEER_HEADERS.emails.header, e)),
+    ...(i.emailSans ?? []).map((e) => emailSan([e])),
+    ...(i.ips ?? []).map((ip) => inList(PEER_HEADERS.ips.header, ip)),
+  ];
   if (!i.sans && !i.subjects) return [...i.principals.map(name), ...peerSans];
   const sans = new Set(i.sans);
   const subjects = new Set(i.subjects);
@@ -146,6 +156,7 @@ function rankedNames(i: NonNullable<RouteAccessIR['identities']>[number]): Json[
     ...(s?.names.length ? [anyName(s.names)] : []),
     ...(s?.emails.length ? [inList(PEER_HEADERS.emails.header, ...s.emails)] : []),
     ...(s?.ips.length ? [inList(PEER_HEADERS.ips.header, ...s.ips)] : []),
+    ...(s?.emailSans.length ? [emailSan(s.emailSans)] : []),
   ];
   const sanNames = [...i.principals.filter((n) => sans.has(n)).map(name), ...peerSans];
   const subjectNames = i.principals.filter((n) => subjects.has(n)).map(name);
