@@ -82,6 +82,31 @@ export function noPartnerClaimReplyMapping(claim: string): RateLimitReplyMapping
   return { status: 403, codeDetails: `rbac_access_denied_matched_policy[${noPartnerClaimPolicy(claim)}]`, headers: [], body };
 }
 
+const CERTIFICATE_CHALLENGE: readonly [string, string] = ['www-authenticate', `ClientCertificate realm="${AUTH_REALM}"`];
+
+/**
+ * The access RBAC's refusals on routes taking only client certificates, as the callout answers them:
+ * no certificate (a plain connection), or one that names no partner of the model. The RBAC refuses
+ * with 403; the mapping rewrites it to the callout's 401 with its challenge.
+ */
+export const MTLS_ACCESS_POLICIES = { missing: 'mtls_no_certificate', unknown: 'unknown_certificate' } as const;
+export const MTLS_REPLY_MAPPINGS: readonly RateLimitReplyMapping[] = [
+  {
+    status: 403,
+    rewriteStatus: 401,
+    codeDetails: `rbac_access_denied_matched_policy[${MTLS_ACCESS_POLICIES.missing}]`,
+    headers: [CERTIFICATE_CHALLENGE],
+    body: gatewayErrorBody('missing_credentials', 'This API requires a client certificate.'),
+  },
+  {
+    status: 403,
+    rewriteStatus: 401,
+    codeDetails: `rbac_access_denied_matched_policy[${MTLS_ACCESS_POLICIES.unknown}]`,
+    headers: [CERTIFICATE_CHALLENGE],
+    body: gatewayErrorBody('unknown_certificate', 'The client certificate is not registered to any partner.'),
+  },
+];
+
 const BEARER_CHALLENGE: readonly [string, string] = ['www-authenticate', `Bearer realm="${AUTH_REALM}"`];
 
 /** A refused token: 401 invalid_token with the reason in the body and in the challenge, as the callout words it. */

@@ -56,6 +56,8 @@ export interface HttpFiltersIR {
   partnerFromAccess?: true;
   /** Native mode: some identity route's callers are on different plans (a second RBAC's shadow match names the plan). */
   planFromAccess?: true;
+  /** Native mode: some route takes only client certificates (the access RBAC refuses a missing or unknown one as the callout does). */
+  mtlsAccess?: true;
   /** Native mode: the JWT issuers native routes accept, as jwt_authn providers (off in the chain, on per route). */
   jwtAuthn?: JwtAuthnIR;
   /** Native mode: some JWT route forwards claims, whose values the claim check refuses when they are no header value. */
@@ -422,6 +424,12 @@ export interface RouteAccessIR {
    * the claim is dotted and read in the payload of `providers` (absent, empty or no string).
    */
   claimless?: Array<{ claim: string; providers: string[]; fromHeader?: { except: string[]; inChain?: true } }>;
+  /**
+   * Routes taking only client certificates: every identity of the model's partners (principal names,
+   * fingerprints, email and IP SANs, comma-holding email SANs), so that a certificate naming none is
+   * refused as the callout refuses it (401 unknown_certificate), and a plain connection too (401 missing_credentials).
+   */
+  certificates?: { names: string[]; fingerprints: string[]; emails: string[]; ips: string[]; emailSans: string[] };
 }
 
 /** One JWT issuer as a jwt_authn provider (named after the issuer), its key set pushed inline. */

@@ -1,7 +1,8 @@
 // Native mTLS (authz.mode native) through the admin API, SDS and a real Envoy: a product taking only
 // client certificates is decided by the access RBAC on the verified certificate's names (SPIFFE ID,
 // DNS SAN, subject), the partner forwarded from the shadow match, no callout. Every refusal: a
-// certificate of no partner, a partner not subscribed, suspended, outside its access level, a
+// certificate of no partner (401 unknown_certificate, as the callout; none at all: 401
+// missing_credentials), a partner not subscribed, suspended, outside its access level, a
 // foreign CA (no handshake); suspension and identity removal on update; a plan limit counted by
 // Envoy per certificate partner (429 contract); a fingerprint identity
 // matched through the header Envoy writes from the verified certificate (a client's copy never
@@ -147,8 +148,8 @@ describe('authz native mode: client certificates decided by Envoy itself', () =>
       assert.equal(await authzDecisions(portico.adminUrl, { product: 'metered' }), 0, 'metered was never checked by the callout');
     });
 
-    await t.test("refusals with the callout's 403 codes: no partner, not subscribed, suspended, outside the access level", async () => {
-      assertGatewayError(await https('/ledger/entries/1', stranger), 403, 'no_subscription', 'a certificate of no partner');
+    await t.test("refusals with the callout's codes: no partner (401), not subscribed, suspended, outside the access level", async () => {
+      assertGatewayError(await https('/ledger/entries/1', stranger), 401, 'unknown_certificate', 'a certificate of no partner');
       assertGatewayError(await https('/ledger/entries/1', unsubscribed), 403, 'no_subscription', 'a partner without a subscription');
       assertGatewayError(await https('/ledger/entries/1', suspended), 403, 'partner_suspended', 'suspended partner');
       assertGatewayError(await https('/ledger/audit', bySan), 403, 'route_not_in_subscription', 'route outside the access level');
@@ -172,10 +173,11 @@ describe('authz native mode: client certificates decided by Envoy itself', () =>
       assert.deepEqual(h.get('x-portico-credential'), ['mtls']);
       assert.equal(h.get('x-portico-peer-sha256'), undefined, 'the fingerprint header stays inside the gateway');
       // Another partner's certificate, or none (the plain listener), carrying bank-d's fingerprint as a header.
-      assertGatewayError(await https('/vault/entries/1', stranger, { 'x-portico-peer-sha256': fingerprint }), 403, 'no_subscription', 'forged over mTLS');
+      assertGatewayError(await https('/vault/entries/1', stranger, { 'x-portico-peer-sha256': fingerprint }), 401, 'unknown_certificate', 'forged over mTLS');
       assertGatewayError(await https('/vault/entries/1', bySpiffe, { 'x-portico-peer-sha256': fingerprint }), 403, 'no_subscription', 'a partner of another product, forging');
       const plain = await g.call('/vault/entries/1', { headers: { 'x-portico-peer-sha256': fingerprint } });
-      assert.equal(plain.status, 403, `no certificate at all: ${plain.status} ${plain.text}`);
+      assertGatewayError(plain, 401, 'missing_credentials', 'no certificate at all');
+      assert.equal(plain.headers.get('www-authenticate'), 'ClientCertificate realm="portico"');
       assert.equal(await authzDecisions(portico.adminUrl, { product: 'vault' }), 0, 'vault was never checked by the callout');
     });
 
@@ -190,9 +192,9 @@ describe('authz native mode: client certificates decided by Envoy itself', () =>
         assert.equal(h.get('x-portico-peer-ip'), undefined, 'the peer headers stay inside the gateway');
       }
       // A SAN is matched whole: 10.9.8.77 is not 10.9.8.7 nor 10.9.8.70.
-      assertGatewayError(await https('/safe/entries/1', byIpPrefix), 403, 'no_subscription', 'an IP that only shares a prefix');
-      assertGatewayError(await https('/safe/entries/1', stranger, { 'x-portico-peer-email': 'ops@bank-g.example' }), 403, 'no_subscription', 'forged email header');
-      assertGatewayError(await https('/safe/entries/1', stranger, { 'x-portico-peer-ip': '10.9.8.70' }), 403, 'no_subscription', 'forged IP header');
+      assertGatewayError(await https('/safe/entries/1', byIpPrefix), 401, 'unknown_certificate', 'an IP that only shares a prefix');
+      assertGatewayError(await https('/safe/entries/1', stranger, { 'x-portico-peer-email': 'ops@bank-g.example' }), 401, 'unknown_certificate', 'forged email header');
+      assertGatewayError(await https('/safe/entries/1', stranger, { 'x-portico-peer-ip': '10.9.8.70' }), 401, 'unknown_certificate', 'forged IP header');
       assert.equal(await authzDecisions(portico.adminUrl, { product: 'safe' }), 0, 'safe was never checked by the callout');
       // IPv6: Envoy prints RFC 5952's form, which the identities are translated to.
       for (const [client, partner] of [
@@ -201,7 +203,7 @@ describe('authz native mode: client certificates decided by Envoy itself', () =>
         [byIpv6One, 'bank-l'],
       ] as const)
         assert.deepEqual(mirroredHeaders(await https('/annex/entries/1', client)).get('x-portico-partner'), [partner], partner);
-      assertGatewayError(await https('/annex/entries/1', byIpv6Near), 403, 'no_subscription', 'fd00::70 is not fd00::7');
+      assertGatewayError(await https('/annex/entries/1', byIpv6Near), 401, 'unknown_certificate', 'fd00::70 is not fd00::7');
       assert.equal(await authzDecisions(portico.adminUrl, { product: 'annex' }), 0, 'annex was never checked by the callout');
       // Envoy prints ::ffff:a01:203 and ::a01:204 with their IPv4 part dotted (::ffff:10.1.2.3, ::10.1.2.4): matched in that form.
       assert.deepEqual(mirroredHeaders(await https('/mapped/entries/1', byMapped)).get('x-portico-partner'), ['bank-m']);
@@ -243,11 +245,14 @@ describe('authz native mode: client certificates decided by Envoy itself', () =>
         ["bank-g's email SAN beats bank-a's subject, where bank-g is subscribed", subjectAndEmail, '/safe/entries/1'],
         ['an email SAN holding a comma', byCommaEmail, '/safe/entries/1'],
         ['two email SANs that Envoy joins into the same text', twoEmails, '/safe/entries/1'],
+        ['a certificate of no partner', stranger, '/ledger/entries/1'],
+        ['an IP SAN of no partner', byIpPrefix, '/safe/entries/1'],
+        ['an IPv6 SAN of no partner', byIpv6Near, '/annex/entries/1'],
       ];
       const exact = await assertSameInBothModes(
         g,
         undefined,
-        cases.map(([what, client, path]) => ({ what, call: () => https(path, client) })),
+        [...cases.map(([what, client, path]) => ({ what, call: () => https(path, client) })), { what: 'no certificate (the plain listener)', call: () => g.call('/vault/entries/1') }],
         mirroredIdentity,
       );
       assert.equal(exact.get('IP SAN, plan premium')?.identity?.['x-portico-plan'], 'premium');
@@ -257,6 +262,8 @@ describe('authz native mode: client certificates decided by Envoy itself', () =>
       assert.equal((exact.get("bank-g's email SAN beats bank-a's subject")!.body as { error: string }).error, 'no_subscription');
       assert.equal(exact.get("bank-g's email SAN beats bank-a's subject, where bank-g is subscribed")?.identity?.['x-portico-partner'], 'bank-g');
       assert.equal(exact.get('an email SAN holding a comma')?.identity?.['x-portico-partner'], 'bank-o');
+      assert.equal((exact.get('a certificate of no partner')!.body as { error: string }).error, 'unknown_certificate');
+      assert.equal((exact.get('no certificate (the plain listener)')!.body as { error: string }).error, 'missing_credentials');
       assert.equal((exact.get('two email SANs that Envoy joins into the same text')!.body as { error: string }).error, 'no_subscription', "bank-f's, not bank-o's");
       const checks = await ledgerChecks();
       assert.equal((await https('/ledger/entries/1', bySubject)).status, 200);
@@ -273,7 +280,7 @@ describe('authz native mode: client certificates decided by Envoy itself', () =>
       assert.equal((await https('/ledger/entries/1', bySpiffe)).status, 200);
       ok(await api.delete('/api/v1/partners/bank-c/mtls-identities/cert'), 'delete identity');
       await g.inSync();
-      assertGatewayError(await https('/ledger/entries/1', bySpiffe), 403, 'no_subscription', 'identity removed');
+      assertGatewayError(await https('/ledger/entries/1', bySpiffe), 401, 'unknown_certificate', 'identity removed: a certificate of no partner');
       assert.equal(await ledgerChecks(), before, 'still no callout');
     });
   });

@@ -186,6 +186,7 @@ export function groupToIr(model: ModelSnapshot, group: GatewayGroup, options: Ir
       ...(needs(NEEDS.peerHeaders) ? { peerHeaders: true as const } : {}),
       ...(needs(NEEDS.partnerFromAccess) ? { partnerFromAccess: true as const } : {}),
       ...(needs(NEEDS.planFromAccess) ? { planFromAccess: true as const } : {}),
+      ...(needs(NEEDS.mtlsAccess) ? { mtlsAccess: true as const } : {}),
       ...(jwtAuthn ? { jwtAuthn } : {}),
       ...(claimCheck ? { claimCheck: true as const } : {}),
       ...(checked

@@ -26,7 +26,9 @@ export function peerHeadersOf(a: RouteAccessIR | undefined): Array<[string, stri
   if (!a?.identities) return [];
   const guards = (i: NonNullable<RouteAccessIR['identities']>[number], f: PeerFact) =>
     f === 'fingerprints' ? i.notFingerprints !== undefined : f === 'emails' ? (i.notSans?.emails.length ?? 0) > 0 : (i.notSans?.ips.length ?? 0) > 0;
-  const needs = (f: PeerFact) => a.identities!.some((i) => i[f] !== undefined || guards(i, f));
+  // The model's every identity of that kind (a certificate naming no partner is refused as unknown_certificate).
+  const anyPartner = (f: PeerFact) => (a.certificates?.[f].length ?? 0) > 0;
+  const needs = (f: PeerFact) => anyPartner(f) || a.identities!.some((i) => i[f] !== undefined || guards(i, f));
   return PEER_FACTS.filter(needs).map((f) => [PEER_HEADERS[f].header, PEER_HEADERS[f].value]);
 }
 
@@ -99,5 +101,7 @@ export function nativeMtlsAccess(model: ModelSnapshot, product: Product, route: 
     if (subjects.length && notSans.names.length + notSans.emails.length + notSans.ips.length + notSans.emailSans.length > 0) Object.assign(identity, { sans, subjects, notSans });
     return identity;
   });
-  return { ...access, identities };
+  const all = (m: ReadonlyMap<string, string[]>) => [...new Set([...m.values()].flat())].sort(compareStrings);
+  const certificates = { names: all(principals), fingerprints: all(facts.fingerprints), emails: all(facts.emails), ips: all(facts.ips), emailSans: all(emailSans) };
+  return { ...access, identities, certificates };
 }

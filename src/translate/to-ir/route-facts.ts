@@ -26,6 +26,7 @@ export const NEEDS = {
   grpcWeb: 1 << 15,
   idempotency: 1 << 16,
   planFromAccess: 1 << 17,
+  mtlsAccess: 1 << 18,
 } as const;
 
 interface RouteFacts {
@@ -61,6 +62,7 @@ function factsOf(r: RouteIR): RouteFacts {
   if (peerHeadersOf(r.access).length) needs |= NEEDS.peerHeaders;
   if (r.access?.identities && r.access.allowed.length > 0 && (r.planLimits || r.quotaDeny)) needs |= NEEDS.partnerFromAccess;
   if (needsPlanFromAccess(r)) needs |= NEEDS.planFromAccess;
+  if (r.access?.certificates) needs |= NEEDS.mtlsAccess;
   if (r.jwtAuth) needs |= NEEDS.jwtAuth;
   if (r.jwtAuth?.claimHeaders.length) needs |= NEEDS.claimCheck;
   if (r.compression) needs |= NEEDS.compression;

@@ -4,7 +4,7 @@
 // API-key routes whose every key belongs to a partner let through on one plan (nothing to decide).
 // Where its only refusal is no_subscription (one plan, no refused partner, no method rule, the partner
 // in the header), a cheaper filter decides instead: see noSubscription below.
-import { accessReplyMapping, GATEWAY_HEADERS, noPartnerClaimPolicy, noPartnerClaimReplyMapping } from '../../../contract/index.ts';
+import { accessReplyMapping, GATEWAY_HEADERS, MTLS_ACCESS_POLICIES, MTLS_REPLY_MAPPINGS, noPartnerClaimPolicy, noPartnerClaimReplyMapping } from '../../../contract/index.ts';
 import type { GroupIR, JwtAuthnIR, RouteAccessIR } from '../../ir.ts';
 import { ACCESS_REFUSALS, admitsEveryKey, onePlan } from '../../to-ir/native-auth.ts';
 import { headerPartnerClaim, partnerClaimOf } from '../../to-ir/native-jwt.ts';
@@ -117,20 +117,32 @@ function claimlessPrincipal(c: NonNullable<RouteAccessIR['claimless']>[number]):
 }
 
 const escapeRegex = (v: string): string => v.replace(/[\\^$.*+?()[\]{}|]/g, '\\$&');
-/** One of the values in a comma-joined list (Envoy joins a certificate's email or IP SANs so), matched whole. */
-const inList = (name: string, ...values: string[]): Json => ({
-  header: { name, string_match: { safe_regex: { regex: `(?:.*,)?${values.length === 1 ? escapeRegex(values[0]!) : `(?:${values.map(escapeRegex).join('|')})`}(?:,.*)?` } } },
-});
-/** A certificate whose URI SANs, DNS SANs or subject hold one of the names (one regex, however many). */
-const anyName = (names: readonly string[]): Json => ({
-  authenticated: { principal_name: names.length === 1 ? { exact: names[0]! } : { safe_regex: { regex: names.map(escapeRegex).join('|') } } },
-});
+// Lists of values are matched one exact (or one-value regex) principal each, never one regex of many:
+// Envoy refuses a regex whose RE2 program exceeds 100 instructions (its default limit).
+/** One value in a comma-joined list (Envoy joins a certificate's email or IP SANs so), matched whole; several: any of them. */
+const inList = (name: string, ...values: string[]): Json => oneOf(values.map((v) => ({ header: { name, string_match: { safe_regex: { regex: `(?:.*,)?${escapeRegex(v)}(?:,.*)?` } } } })));
+/** A certificate whose URI SANs, DNS SANs or subject hold one of the names. */
+const anyName = (names: readonly string[]): Json => oneOf(names.map((n) => ({ authenticated: { principal_name: { exact: n } } })));
 /** A certificate with one of these email SANs, compared SAN by SAN (Envoy's mtls_authenticated principal): an address may hold a comma. */
-const emailSan = (emails: readonly string[]): Json => ({
-  custom: extension('envoy.rbac.principals.mtls_authenticated', 'envoy.extensions.rbac.principals.mtls_authenticated.v3.Config', {
-    san_matcher: { san_type: 'EMAIL', matcher: emails.length === 1 ? { exact: emails[0]! } : { safe_regex: { regex: emails.map(escapeRegex).join('|') } } },
-  }),
-});
+const emailSan = (emails: readonly string[]): Json =>
+  oneOf(
+    emails.map((e) => ({
+      custom: extension('envoy.rbac.principals.mtls_authenticated', 'envoy.extensions.rbac.principals.mtls_authenticated.v3.Config', {
+        san_matcher: { san_type: 'EMAIL', matcher: { exact: e } },
+      }),
+    })),
+  );
+/** A certificate with any identity of the model's partners (one matcher per kind, however many). */
+function anyCertificateIdentity(c: NonNullable<RouteAccessIR['certificates']>): Json | undefined {
+  const ids: Json[] = [
+    ...c.fingerprints.map((f) => ({ header: { name: PEER_HEADERS.fingerprints.header, string_match: { exact: f } } })),
+    ...(c.names.length ? [anyName(c.names)] : []),
+    ...(c.emails.length ? [inList(PEER_HEADERS.emails.header, ...c.emails)] : []),
+    ...(c.ips.length ? [inList(PEER_HEADERS.ips.header, ...c.ips)] : []),
+    ...(c.emailSans.length ? [emailSan(c.emailSans)] : []),
+  ];
+  return ids.length ? oneOf(ids) : undefined;
+}
 const andNot = (j: Json, guards: Json[]): Json => (guards.length ? { and_ids: { ids: [j, { not_id: oneOf(guards) }] } } : j);
 
 /**
@@ -216,6 +228,17 @@ function rules(a: RouteAccessIR): Json {
     policies.push([noPartnerClaimPolicy(c.claim), deny(principal)]);
     namesNoPartner.push(principal);
   }
+  if (a.certificates) {
+    // Certificate routes: no certificate, or one naming no partner of the model, is the callout's 401;
+    // a partner the route does not know is no_subscription (disjoint: any identity of the model).
+    // Both start with "unknown", so a caller the route knows never evaluates the model's identities.
+    const verified: Json = { authenticated: {} };
+    const anyIdentity = anyCertificateIdentity(a.certificates);
+    policies.push([MTLS_ACCESS_POLICIES.missing, deny(not(verified))]);
+    policies.push([MTLS_ACCESS_POLICIES.unknown, deny({ and_ids: { ids: [unknown, verified, ...(anyIdentity ? [not(anyIdentity)] : [])] } })]);
+    if (anyIdentity) policies.push(['no_subscription', deny({ and_ids: { ids: [unknown, anyIdentity] } })]);
+    return { action: 'DENY', policies: sortedRecord(policies) };
+  }
   // "unknown" first: for a caller the route knows, the and_ids stops there (no added work per request).
   policies.push(['no_subscription', deny(namesNoPartner.length ? { and_ids: { ids: [unknown, not(oneOf(namesNoPartner))] } } : unknown)]);
   return { action: 'DENY', policies: sortedRecord(policies) };
@@ -248,6 +271,7 @@ export const access: HttpFilterEmitter = {
     ...(f.access ? ACCESS_REFUSALS.map(accessReplyMapping) : []),
     // Only where some issuer names no partner (its tokens are refused so): other groups' replies stay as they were.
     ...(f.access && f.jwtAuthn?.providers.some((p) => p.partner?.none) ? [accessReplyMapping('unknown_partner')] : []),
+    ...(f.access && f.mtlsAccess ? MTLS_REPLY_MAPPINGS : []),
     // A token without its issuer's partner claim: one refusal per claim name (the message names it).
     ...(f.access ? [...new Set((f.jwtAuthn?.providers ?? []).map(partnerClaimOf).filter((c) => c !== undefined))].sort(compareStrings).map(noPartnerClaimReplyMapping) : []),
   ],
