@@ -4,7 +4,9 @@
 // Usage: tsx bench/start.ts [--runs 3] [--products 2000] [--database-url postgresql://…] [--no-build]
 //        [--embedded]      (the embedded store, PGlite in the data directory, instead of PostgreSQL)
 //        [--profile DIR]   (compiled starts write V8 CPU profiles to DIR: node --cpu-prof)
-//        [--streams 1000]  (then one more compiled start: its RSS at ready, idle, and holding N ADS streams)
+//        [--streams 1000]  (then one more compiled start: its RSS at ready, idle, and holding N ADS streams;
+//                           with --against, one start of each build in turn; with the heap from /metrics)
+//        [--role xds]      (PORTICO_ROLE for every start: xds is what a fleet's ADS replicas run)
 //        [--against DIR]   (instead of tsx, the compiled build of another checkout DIR, e.g. main's with
 //                           its own `npm run build`: an A/B of two builds alternating in one run)
 //        [--node-flags 'A|B']  (instead of compiled against tsx, compiled starts under each set of Node
@@ -26,7 +28,18 @@ import { type Proc, workspace } from './stack.ts';
 import { benchDocument } from './bench-model.ts';
 
 const ROOT = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '..');
-const args = flags({ runs: 3, products: 2000, 'database-url': undefined, 'no-build': false, profile: undefined, streams: 0, against: undefined, 'node-flags': undefined, embedded: false });
+const args = flags({
+  runs: 3,
+  products: 2000,
+  'database-url': undefined,
+  'no-build': false,
+  profile: undefined,
+  streams: 0,
+  against: undefined,
+  'node-flags': undefined,
+  embedded: false,
+  role: 'all',
+});
 const ROUTES_PER_PRODUCT = 5;
 
 function model(products: number): string {
@@ -60,6 +73,7 @@ try {
     PORTICO_ADMIN_TOKEN: token,
     PORTICO_MASTER_KEY: randomBytes(32).toString('base64'),
     PORTICO_LOG_LEVEL: 'warn',
+    PORTICO_ROLE: String(args.role),
   };
   const adminUrl = `http://127.0.0.1:${adminPort}`;
 
@@ -128,30 +142,6 @@ try {
       );
     }
   }
-  // Memory of the compiled build in PostgreSQL mode: at ready, after 10 s idle (no stream yet), and
-  // holding N ADS streams of a simulated fleet (bench/start-streams.ts, its own process).
-  let streams: Record<string, number> | undefined;
-  if (args.streams > 0) {
-    const a = await start(true);
-    await new Promise((r) => setTimeout(r, 10_000));
-    const idleMb = rssMB(a.proc.child.pid);
-    const child = fork(path.join(ROOT, 'bench/start-streams.ts'), ['--child', JSON.stringify({ address: env.PORTICO_GRPC_ADDR, streams: args.streams, group: 'edge' })]);
-    const synced = await new Promise<FromStreams>((resolve, reject) => {
-      const t = setTimeout(() => reject(new Error(`${args.streams} streams not synced after 300 s`)), 300_000);
-      child.once('message', (m: FromStreams) => {
-        clearTimeout(t);
-        resolve(m);
-      });
-    });
-    if (synced.kind === 'failed') throw new Error(`streams: ${synced.message}`);
-    const syncedMb = rssMB(a.proc.child.pid);
-    await new Promise((r) => setTimeout(r, 10_000));
-    streams = { streams: synced.streams, syncMs: synced.ms, bytesServed: synced.bytes, rssAtReadyMb: a.rssMb, rssIdleMb: idleMb, rssAtSyncMb: syncedMb, rssSteadyMb: rssMB(a.proc.child.pid) };
-    child.send({ kind: 'stop' });
-    await a.proc.stop();
-    load.push(spawnSync('cat', ['/proc/loadavg'], { encoding: 'utf8' }).stdout.trim());
-    process.stderr.write(`start: ${args.streams} streams: ${JSON.stringify(streams)}\n`);
-  }
   /** Where the idle process's memory is, from its /metrics (prom-client's Node metrics), in MB. */
   const heapMetrics = async (): Promise<{ heap: Record<string, number> }> => {
     const text = await (await fetch(`${adminUrl}/metrics`)).text();
@@ -160,6 +150,46 @@ try {
     for (const m of text.matchAll(/^nodejs_heap_space_size_(used|total)_bytes\{space="(\w+)"\} (\S+)$/gm)) heap[`${m[2]}_${m[1]}`] = Math.round(Number(m[3]) / 1e6);
     return { heap };
   };
+  // Memory of the compiled build in PostgreSQL mode: at ready, after 10 s idle (no stream yet), and
+  // holding N ADS streams of a simulated fleet (bench/start-streams.ts, its own process); with
+  // --against, the other build's start follows in the same way.
+  let streams: Record<string, Record<string, unknown>> | undefined;
+  if (args.streams > 0) {
+    streams = {};
+    for (const compiled of against ? [true, false] : [true]) {
+      const name = compiled ? 'compiled' : 'against';
+      const a = await start(compiled);
+      await new Promise((r) => setTimeout(r, 10_000));
+      const idleMb = rssMB(a.proc.child.pid);
+      const idleHeap = (await heapMetrics()).heap;
+      const child = fork(path.join(ROOT, 'bench/start-streams.ts'), ['--child', JSON.stringify({ address: env.PORTICO_GRPC_ADDR, streams: args.streams, group: 'edge' })]);
+      const synced = await new Promise<FromStreams>((resolve, reject) => {
+        const t = setTimeout(() => reject(new Error(`${args.streams} streams not synced after 300 s`)), 300_000);
+        child.once('message', (m: FromStreams) => {
+          clearTimeout(t);
+          resolve(m);
+        });
+      });
+      if (synced.kind === 'failed') throw new Error(`streams: ${synced.message}`);
+      const syncedMb = rssMB(a.proc.child.pid);
+      await new Promise((r) => setTimeout(r, 10_000));
+      streams[name] = {
+        streams: synced.streams,
+        syncMs: synced.ms,
+        bytesServed: synced.bytes,
+        rssAtReadyMb: a.rssMb,
+        rssIdleMb: idleMb,
+        rssAtSyncMb: syncedMb,
+        rssSteadyMb: rssMB(a.proc.child.pid),
+        idleHeap,
+        steadyHeap: (await heapMetrics()).heap,
+      };
+      child.send({ kind: 'stop' });
+      await a.proc.stop();
+      load.push(spawnSync('cat', ['/proc/loadavg'], { encoding: 'utf8' }).stdout.trim());
+      process.stderr.write(`start: ${name} ${args.streams} streams: ${JSON.stringify(streams[name])}\n`);
+    }
+  }
   // Node flags side by side: each variant started in turn, so load drifts touch them alike.
   let nodeFlags: Record<string, unknown> | undefined;
   if (args['node-flags'] !== undefined) {
@@ -234,7 +264,8 @@ try {
       ? undefined
       : round2(median(results.compiledAfterStop!.map((r) => r.ms)) / median(results[`${second}AfterStop`]!.map((r) => r.ms))),
     ...(against ? { against } : {}),
-    ...(streams ? { memoryCompiled: streams } : {}),
+    ...(streams ? { memory: streams } : {}),
+    role: args.role,
     ...(nodeFlags ? { nodeFlags } : {}),
     loadavg: load,
     target: { startToReadyMs: 3000, rssBeforeStreamsMb: 100, rssWith1000StreamsMb: 200 },
