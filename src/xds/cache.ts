@@ -367,6 +367,12 @@ export class SnapshotCache {
     return { group, version: snapshotVersion(types), types, edsClusters };
   }
 
+  /** Holds `c` weakly under `key` (one resource may be interned under several keys). */
+  private intern(key: string, c: CachedResource): void {
+    this.interned.set(key, new WeakRef(c));
+    this.finalizer.register(c, key);
+  }
+
   private encode(kind: (typeof RESOURCE_KINDS)[number], typeUrl: XdsTypeUrl, index: number, r: EnvoyResource): CachedResource | ResourceProblem {
     const same = typeof r === 'object' && r !== null ? this.byObject.get(r) : undefined;
     if (same?.typeUrl === typeUrl) return same;
@@ -384,9 +390,14 @@ export class SnapshotCache {
       if ('message' in out) return out;
       this.encodings++;
       c = new CachedResource(typeUrl, out.name, contentVersion(out.bytes), out.bytes);
-      this.interned.set(key, new WeakRef(c));
-      this.finalizer.register(c, key);
-      if (kind === 'routes') shareRouteParts(r, c.bytes, this.parts);
+      this.intern(key, c);
+      if (kind === 'routes') {
+        // Also under the key encodeFirst looks for: the next translation's equal route configuration
+        // (a new object built of the same parts) finds this one instead of holding a second copy
+        // (7 MB at 10k routes) that the parts would then point into while the snapshot keeps this.
+        this.intern(encodedKey(typeUrl, c.name, c.version), c);
+        shareRouteParts(r, c.bytes, this.parts);
+      }
     }
     if (typeof r === 'object' && r !== null) this.byObject.set(r, c);
     return c;
@@ -400,18 +411,22 @@ export class SnapshotCache {
     const out = tryEncode(kind, index, r, this.parts);
     if ('message' in out) return out;
     const version = contentVersion(out.bytes);
-    const key = `${typeUrl}\n#${out.name}\n${version}`;
+    const key = encodedKey(typeUrl, out.name, version);
     let c = this.interned.get(key)?.deref();
     if (!c) {
       this.encodings++;
       c = new CachedResource(typeUrl, out.name, version, out.bytes);
-      this.interned.set(key, new WeakRef(c));
-      this.finalizer.register(c, key);
+      this.intern(key, c);
     }
     shareRouteParts(r, c.bytes, this.parts);
     this.byObject.set(r, c);
     return c;
   }
+}
+
+/** The interning key of a resource found by its encoding (encodeFirst): type, name and content hash. */
+function encodedKey(typeUrl: string, name: string, version: string): string {
+  return `${typeUrl}\n#${name}\n${version}`;
 }
 
 /** Calls `each` with the bounds of every occurrence of length-delimited field `field` in a message. */

@@ -192,6 +192,30 @@ describe('translation with an emit memo', () => {
     cache.close();
   });
 
+  it('keeps one encoding of a route configuration translated again with the same content', () => {
+    // A translation that leaves the routes as they were (another kind changed, or the same model
+    // again) builds a new route configuration object around the same route objects: it must find the
+    // cached resource, and the remembered parts must stay views of that resource's one buffer.
+    const memo = new EmitMemo();
+    const cache = new SnapshotCache({ debounceMs: 0, debounceMaxMs: 0 });
+    const model = bigModel(20, 3);
+    const cached = () => [...typeSnapshot(cache.getSnapshot('edge'), TYPE_URLS.route).resources.values()][0]!;
+    cache.replaceAll(translate(model, { ...OPTIONS, memo }));
+    cache.flush();
+    const first = cached();
+    const again = translate(model, { ...OPTIONS, memo });
+    const rc = again.get('edge')!.routes[0] as { virtual_hosts: { routes: object[] }[] };
+    cache.replaceAll(again);
+    cache.flush();
+    assert.equal(cached(), first, 'the same cached resource');
+    const parts = rc.virtual_hosts.flatMap((vh) => [vh, ...vh.routes]);
+    const elsewhere = parts.filter(
+      (o) => cache.parts.bytes(lookupType(o === rc.virtual_hosts[0] ? 'envoy.config.route.v3.VirtualHost' : 'envoy.config.route.v3.Route'), o, '$')!.buffer !== first.bytes.buffer,
+    );
+    assert.equal(elsewhere.length, 0, `${elsewhere.length} of ${parts.length} remembered parts point outside the cached resource`);
+    cache.close();
+  });
+
   it('derives again the products whose routes use a changed service, and only those', () => {
     const memo = new EmitMemo();
     const before = bigModel(50, 4);
