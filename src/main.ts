@@ -84,6 +84,23 @@ function collectIdle(gc: () => void, rounds = 6): void {
   if (rounds > 1) setTimeout(() => collectIdle(gc, rounds - 1), 200).unref();
 }
 
+/**
+ * One full collection SETTLE_MS after the last of the events `watch` reports (publications, ACKs,
+ * streams opening or closing), so a burst of them costs one collection; returns the detach function.
+ */
+const SETTLE_MS = 5_000;
+function settleCollection(gc: () => void, watch: (fn: () => void) => Array<() => void>): () => void {
+  let timer: NodeJS.Timeout | undefined;
+  const detach = watch(() => {
+    clearTimeout(timer);
+    timer = setTimeout(gc, SETTLE_MS).unref();
+  });
+  return () => {
+    clearTimeout(timer);
+    for (const d of detach) d();
+  };
+}
+
 export async function startPortico(settings: Settings, opts: StartOptions = {}): Promise<Portico> {
   const log = opts.logger ?? createLogger(settings.logLevel);
   const registry = createRegistry();
@@ -331,6 +348,12 @@ export async function startPortico(settings: Settings, opts: StartOptions = {}):
   // Translated on the first Envoy's stream instead (translateOnFirstStream): that translation's
   // intermediates too, once its responses are sent.
   if (gc && !xds.cache.isReady()) xds.cache.onReady(() => setTimeout(() => collectIdle(gc), 2_000).unref());
+  // Each publication and fan-out leaves dead ArrayBuffers (the superseded encodings, 7 MB a route
+  // configuration at 10k routes; the responses written to every stream) whose memory V8 returns
+  // only at a full collection, and a process that stops allocating once its Envoys are in sync
+  // runs none: 1,000 streams held 20-55 MB more external memory than was live. One collection
+  // once publications, ACKs and stream opens have been quiet for a few seconds returns it.
+  const detachSettle = gc ? settleCollection(gc, (fn) => [xds.cache.watchAll(() => fn()), xds.fleet.onMembership(fn), xds.fleet.onAcked(() => fn())]) : () => undefined;
 
   let closing: Promise<void> | undefined;
   const close = () =>
@@ -354,6 +377,7 @@ export async function startPortico(settings: Settings, opts: StartOptions = {}):
       detach();
       detachQuotas();
       detachKeySets();
+      detachSettle();
       detachAuthz();
       await feed?.stop();
       await admin.close();
