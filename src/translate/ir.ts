@@ -450,6 +450,8 @@ export interface JwtProviderIR {
    * tokens are refused as unknown_partner). Absent: the partner claim is a header.
    */
   partner?: { fixed: string; claim?: undefined; none?: undefined } | { claim: string; fixed?: undefined; none?: undefined } | { none: true; fixed?: undefined; claim?: undefined };
+  /** Forwarded claims with a dotted name ([header, claim]): the payload goes to metadata for them too. */
+  payloadClaims?: Array<[string, string]>;
 }
 
 export interface JwtAuthnIR {
@@ -466,6 +468,12 @@ export interface RouteJwtAuthIR {
   requirement: string;
   /** Headers the route's issuers set from claims (besides the partner): a value that is no valid header value is refused. */
   claimHeaders: string[];
+  /**
+   * Forwarded claims with a dotted name, as [header, provider, claim]: jwt_authn reads only the nested
+   * path, the callout the top-level claim of that name first, so the route overwrites the header with
+   * the top-level claim from the payload in metadata when there is one (see payloadClaimHeader).
+   */
+  payloadClaims?: Array<[string, string, string]>;
 }
 
 /** What Envoy's rate-limit filter sends for a route (service mode): see routeRateLimit in src/ratelimit/descriptors.ts. */

@@ -38,7 +38,8 @@ describe('authz native mode: JWTs verified by Envoy itself', () => {
           jwksUri: idp.jwksUri,
           algorithms: ['RS256'],
           partnerClaim: 'partner',
-          forwardClaims: { sub: 'X-User-Id', role: 'X-User-Role' },
+          // Dotted names: read as the callout reads them, the top-level claim of that name first, else the nested path.
+          forwardClaims: { sub: 'X-User-Id', role: 'X-User-Role', 'https://ledger.example/team': 'X-User-Team', 'org.unit': 'X-User-Unit' },
           excludedPaths: ['/ledger/entries/public', '/ledger/audit/open/'],
         });
         doc.jwtIssuers.push(
@@ -205,9 +206,10 @@ describe('authz native mode: JWTs verified by Envoy itself', () => {
     });
 
     await t.test('a forwarded claim that is no valid header value is refused (never a 5xx); other claims pass as they are', async () => {
-      for (const role of ['line1\r\nx-portico-partner: evil', 'nul\0byte', 'bell\x07']) {
-        const r = await g.call('/ledger/entries/1', bearer(await token('acme', { claims: { role } })));
-        assertUnauthorized(r, 'invalid_token', JSON.stringify(role));
+      for (const claims of [{ role: 'line1\r\nx-portico-partner: evil' }, { role: 'nul\0byte' }, { role: 'bell\x07' }, { 'org.unit': 'top\nlevel' }]) {
+        const role = JSON.stringify(claims);
+        const r = await g.call('/ledger/entries/1', bearer(await token('acme', { claims })));
+        assertUnauthorized(r, 'invalid_token', role);
         assert.equal(r.json.message, 'The token has a claim that is not a valid header value.');
       }
       const tab = upstreamHeaders(await g.call('/ledger/entries/1', bearer(await token('acme', { claims: { role: 'a\tb' } }))));
@@ -286,12 +288,21 @@ describe('authz native mode: JWTs verified by Envoy itself', () => {
         ['/treasury/all', 'an empty dotted claim', await nestedIdp.token({ sub: 'u', claims: { [claim]: '' } })],
         ['/treasury/all', 'a number as the dotted claim', await nestedIdp.token({ sub: 'u', claims: { [claim]: 7 } })],
         ['/treasury/all', 'a list as the nested claim', await nestedIdp.token({ sub: 'u', claims: { 'https://ledger': { 'example/partner': ['acme'] } } })],
+        ['/ledger/entries/1', 'a URL-named forwarded claim', await token('acme', { claims: { 'https://ledger.example/team': 'blue' } })],
+        ['/ledger/entries/1', 'a dotted forwarded claim, top-level', await token('acme', { claims: { 'org.unit': 'top' } })],
+        ['/ledger/entries/1', 'a dotted forwarded claim, nested', await token('acme', { claims: { org: { unit: 'nested' } } })],
+        ['/ledger/entries/1', 'a dotted forwarded claim, both', await token('acme', { claims: { 'org.unit': 'top', org: { unit: 'nested' } } })],
+        ['/ledger/entries/1', 'a dotted forwarded claim, a number at the top', await token('acme', { claims: { 'org.unit': 5, org: { unit: 'nested' } } })],
       ];
       const exact = await assertSameInBothModes(
         g,
         undefined,
         tokens.map(([path, what, tok]) => ({ what, call: () => g.call(path, bearer(tok)) })),
+        (r) => Object.fromEntries(Object.entries(upstreamHeaders(r)).filter(([k]) => /^x-(portico|user)-/.test(k))),
       );
+      assert.equal(exact.get('a URL-named forwarded claim')?.identity?.['x-user-team'], 'blue');
+      assert.equal(exact.get('a dotted forwarded claim, both')?.identity?.['x-user-unit'], 'top', 'the top-level claim first');
+      assert.equal(exact.get('a dotted forwarded claim, nested')?.identity?.['x-user-unit'], 'nested');
       assert.equal(exact.get('valid')?.identity?.['x-user-role'], 'clerk', 'claims forwarded in both');
       assert.equal(exact.get('fixed partner')?.identity?.['x-portico-plan'], 'premium', "globex's plan on treasury");
       assert.equal(exact.get('dotted claim, top-level')?.identity?.['x-portico-plan'], 'unlimited', "acme's plan on treasury");

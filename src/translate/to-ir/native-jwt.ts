@@ -43,6 +43,18 @@ export function partnerClaimOf(p: JwtProviderIR): string | undefined {
 }
 
 /**
+ * A forwarded header's value read as the callout reads a dotted claim name, the top-level claim of
+ * that name (jwt_authn's claim_to_headers reads only the nested path): from the payload jwt_authn
+ * writes to metadata, with Envoy's CEL formatter. A claim the payload lacks formats to nothing, which
+ * leaves the header jwt_authn set from the nested path, the callout's second reading. Undefined when
+ * the name has no dot, or a character the formatter command or a CEL string cannot hold.
+ */
+export function payloadClaimHeader(provider: string, claim: string): string | undefined {
+  if (!claim.includes('.') || /[)%'"\\\n\r]/.test(claim) || !/^[a-z0-9-]+$/.test(provider)) return undefined;
+  return `%CEL(metadata.filter_metadata['envoy.filters.http.jwt_authn']['${provider}']['${claim}'])%`;
+}
+
+/**
  * The issuer's key set for Envoy: only public signing keys, each pinned to one allowed algorithm
  * (a key usable with two gets two entries), so a token signed with an algorithm outside the issuer's
  * allow-list (HS256 with the public key, none, RS384…) finds no key. Undefined when none is usable.
@@ -64,6 +76,8 @@ export function jwtProvider(issuer: JwtIssuer, fetched: unknown): JwtProviderIR 
   const claimHeaders: Array<[string, string]> = fromPayload ? [] : [[GATEWAY_HEADERS.partner, issuer.partnerClaim!]];
   for (const [claim, header] of Object.entries(issuer.forwardClaims ?? {})) claimHeaders.push([header.toLowerCase(), claim]);
   claimHeaders.sort((a, b) => compareStrings(a[0], b[0]));
+  // Dotted forwarded claims: the route reads the top-level claim from the payload too (payloadClaimHeader).
+  const payloadClaims = claimHeaders.filter(([h, c]) => h !== GATEWAY_HEADERS.partner && payloadClaimHeader(issuer.name, c) !== undefined);
   return {
     name: issuer.name,
     issuer: issuer.issuer,
@@ -72,6 +86,7 @@ export function jwtProvider(issuer: JwtIssuer, fetched: unknown): JwtProviderIR 
     clockSkewSeconds: issuer.clockSkewSeconds ?? DEFAULT_CLOCK_SKEW_SECONDS,
     forwardToken: issuer.forwardToken === true,
     claimHeaders,
+    ...(payloadClaims.length ? { payloadClaims } : {}),
     ...(fromPayload ? { partner: issuer.partner !== undefined ? { fixed: issuer.partner } : issuer.partnerClaim !== undefined ? { claim: issuer.partnerClaim } : { none: true as const } } : {}),
   };
 }
@@ -167,7 +182,8 @@ export function nativeJwtAuth(
   const claimHeaders = new Set(providers.flatMap((p) => p.claimHeaders.map(([h]) => h)).filter((h) => h !== GATEWAY_HEADERS.partner));
   const access = routeAccess(model, product, route, auth, true);
   // Issuer names are slugs: '+' cannot occur in one.
-  const jwtAuth = { requirement: issuers.join('+'), claimHeaders: [...claimHeaders].sort(compareStrings) };
+  const payloadClaims = providers.flatMap((p) => (p.payloadClaims ?? []).map(([h, c]): [string, string, string] => [h, p.name, c]));
+  const jwtAuth = { requirement: issuers.join('+'), claimHeaders: [...claimHeaders].sort(compareStrings), ...(payloadClaims.length ? { payloadClaims } : {}) };
   const claimless = claimlessTokens(providers, ctx);
   const withClaimless = { ...access, ...(claimless.length ? { claimless } : {}) };
   if (!providers.some((p) => p.partner)) return { jwtAuth, access: withClaimless };

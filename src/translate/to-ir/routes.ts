@@ -42,7 +42,7 @@ import { cacheIr, withKeyCluster } from './cache.ts';
 import { compressionIr } from './compression.ts';
 import { idempotencyIr } from './idempotency.ts';
 import { nativeApiKeyAuth, onePlan, PLAN_FROM_ACCESS, PLAN_FROM_PLAN_ACCESS, type NativeAuthContext } from './native-auth.ts';
-import { nativeJwtAuth, waivedRoutes, type NativeJwtContext } from './native-jwt.ts';
+import { nativeJwtAuth, payloadClaimHeader, waivedRoutes, type NativeJwtContext } from './native-jwt.ts';
 import { nativeMtlsAccess, peerHeadersOf } from './native-mtls.ts';
 
 // ── routes ────────────────────────────────────────────────────────────────────
@@ -276,6 +276,8 @@ function nativeRoute(ir: RouteIR, product: Product, route: Route, credential: Cr
     ...(plan !== undefined ? [[GATEWAY_HEADERS.plan, literalHeaderValue(plan)] as [string, string]] : []),
     ...(plan === undefined && access.allowed.length && !access.identities ? [[GATEWAY_HEADERS.plan, PLAN_FROM_ACCESS] as [string, string]] : []),
     ...(plan === undefined && access.allowed.length && access.identities ? [[GATEWAY_HEADERS.plan, PLAN_FROM_PLAN_ACCESS] as [string, string]] : []),
+    // Dotted forwarded claims: the top-level claim overwrites what jwt_authn read on the nested path.
+    ...(authn.jwtAuth?.payloadClaims ?? []).map(([h, p, c]): [string, string] => [h, payloadClaimHeader(p, c)!]),
     // Identity routes (no filter sets the partner header for every caller): the shadow match names the partner.
     ...(access.allowed.length && access.identities ? [[GATEWAY_HEADERS.partner, PLAN_FROM_ACCESS] as [string, string]] : []),
   ];

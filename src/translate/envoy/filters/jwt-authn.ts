@@ -22,7 +22,8 @@ function provider(p: JwtProviderIR, a: JwtAuthnIR): Json {
     clock_skew_seconds: p.clockSkewSeconds,
     claim_to_headers: p.claimHeaders.map(([header_name, claim_name]) => ({ header_name, claim_name })),
     // The access RBAC reads the partner from the payload (a fixed partner, a dotted claim name).
-    ...(p.partner ? { payload_in_metadata: p.name } : {}),
+    // and the route the top-level dotted claims it forwards (payloadClaimHeader).
+    ...(p.partner || p.payloadClaims ? { payload_in_metadata: p.name } : {}),
     jwt_cache_config: { jwt_cache_size: a.cacheSize, jwt_max_token_size: a.maxTokenBytes },
   };
 }
