@@ -1,0 +1,343 @@
+// The flow plan the filter runs, read from the plugin configuration, and the pure parts of running it
+// (templates, query parsing, reshaping a step's body), kept apart from the host calls so they stay small.
+//
+// {
+//   "calls": [
+//     { "name": "user", "cluster": "users", "path": "/users/{request.query.user}", "timeoutMs": 1000,
+//       "pick": ["id", "name"] },
+//     { "name": "orders", "cluster": "orders", "path": "/orders",
+//       "query": [["user", "{request.query.user}"], ["limit", "3"]], "timeoutMs": 1000, "fallback": [] }
+//   ],
+//   "reply": [{ "key": "user", "step": "user" }, { "key": "recent_orders", "step": "orders" }],
+//   "static": { ... }      (optional: answer this body and make no call; the bench's control)
+// }
+// Templates take Portico's {request.query.NAME} (the request's query parameter, decoded) and
+// {request.headers.NAME}; a value is percent-encoded where it lands. "pick", "remove" and "rename"
+// ({"old": "new"}) reshape a step's object body (top-level fields); a step with "fallback" that fails
+// (transport error, timeout, non-2xx, not JSON) puts the fallback in the reply, one without it fails
+// the flow with a 502 naming the step.
+use serde::Deserialize;
+use serde_json::{Map, Value};
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawPlan {
+    #[serde(default)]
+    calls: Vec<RawCall>,
+    #[serde(default)]
+    reply: Vec<RawKey>,
+    #[serde(rename = "static")]
+    static_body: Option<Value>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
+struct RawCall {
+    name: String,
+    cluster: String,
+    path: String,
+    #[serde(default)]
+    query: Vec<(String, String)>,
+    timeout_ms: u64,
+    fallback: Option<Value>,
+    pick: Option<Vec<String>>,
+    remove: Option<Vec<String>>,
+    rename: Option<Map<String, Value>>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawKey {
+    key: String,
+    step: String,
+}
+
+#[derive(Debug, PartialEq)]
+pub enum Part {
+    Text(String),
+    Query(String),
+    Header(String),
+}
+
+/// How a step's body is reshaped before it goes into the reply (all empty: passed through as is).
+#[derive(Default)]
+pub struct Shape {
+    pick: Option<Vec<String>>,
+    remove: Vec<String>,
+    rename: Vec<(String, String)>,
+}
+
+pub struct Call {
+    pub name: String,
+    pub cluster: String,
+    path: Vec<Part>,
+    query: Vec<(String, Vec<Part>)>,
+    pub timeout_ms: u64,
+    /// The fallback, already serialised.
+    pub fallback: Option<Vec<u8>>,
+    pub shape: Shape,
+}
+
+pub struct ReplyKey {
+    /// The key as a JSON string, quotes included.
+    pub name_json: Vec<u8>,
+    pub call: usize,
+}
+
+pub struct Plan {
+    pub calls: Vec<Call>,
+    pub reply: Vec<ReplyKey>,
+    pub static_body: Option<Vec<u8>>,
+    /// Request headers some template reads.
+    pub headers: Vec<String>,
+}
+
+fn template(s: &str) -> Result<Vec<Part>, String> {
+    let mut parts = Vec::new();
+    let mut rest = s;
+    while let Some(open) = rest.find('{') {
+        if open > 0 {
+            parts.push(Part::Text(rest[..open].to_string()));
+        }
+        let close = rest[open..].find('}').ok_or_else(|| format!("unclosed {{ in {s:?}"))? + open;
+        let name = &rest[open + 1..close];
+        parts.push(if let Some(q) = name.strip_prefix("request.query.") {
+            Part::Query(q.to_string())
+        } else if let Some(h) = name.strip_prefix("request.headers.") {
+            Part::Header(h.to_ascii_lowercase())
+        } else {
+            return Err(format!("unknown value {{{name}}} in {s:?} (request.query.NAME or request.headers.NAME)"));
+        });
+        rest = &rest[close + 1..];
+    }
+    if !rest.is_empty() {
+        parts.push(Part::Text(rest.to_string()));
+    }
+    Ok(parts)
+}
+
+impl Plan {
+    pub fn parse(bytes: &[u8]) -> Result<Plan, String> {
+        let raw: RawPlan = serde_json::from_slice(bytes).map_err(|e| e.to_string())?;
+        let mut headers = Vec::new();
+        let mut calls = Vec::with_capacity(raw.calls.len());
+        for c in raw.calls {
+            if calls.iter().any(|k: &Call| k.name == c.name) {
+                return Err(format!("two calls named {:?}", c.name));
+            }
+            let path = template(&c.path)?;
+            let query = c.query.iter().map(|(k, v)| Ok((k.clone(), template(v)?))).collect::<Result<Vec<_>, String>>()?;
+            for p in path.iter().chain(query.iter().flat_map(|(_, v)| v.iter())) {
+                if let Part::Header(h) = p {
+                    if !headers.contains(h) {
+                        headers.push(h.clone());
+                    }
+                }
+            }
+            let rename = c
+                .rename
+                .unwrap_or_default()
+                .into_iter()
+                .map(|(k, v)| v.as_str().map(|n| (k.clone(), n.to_string())).ok_or_else(|| format!("call {}: rename.{k} must be a string", c.name)))
+                .collect::<Result<Vec<_>, String>>()?;
+            calls.push(Call {
+                fallback: c.fallback.map(|f| serde_json::to_vec(&f).expect("a Value serialises")),
+                shape: Shape { pick: c.pick, remove: c.remove.unwrap_or_default(), rename },
+                name: c.name,
+                cluster: c.cluster,
+                path,
+                query,
+                timeout_ms: c.timeout_ms,
+            });
+        }
+        let mut reply = Vec::with_capacity(raw.reply.len());
+        for k in raw.reply {
+            let call = calls.iter().position(|c| c.name == k.step).ok_or_else(|| format!("reply key {:?}: no call named {:?}", k.key, k.step))?;
+            reply.push(ReplyKey { name_json: serde_json::to_vec(&k.key).expect("a string serialises"), call });
+        }
+        let static_body = raw.static_body.map(|v| serde_json::to_vec(&v).expect("a Value serialises"));
+        if static_body.is_none() && calls.is_empty() {
+            return Err("a plan needs calls or a static body".into());
+        }
+        Ok(Plan { calls, reply, static_body, headers })
+    }
+}
+
+/// What templates read from the downstream request.
+pub struct RequestValues {
+    query: Vec<(String, String)>,
+    headers: Vec<(String, Option<String>)>,
+}
+
+fn unhex(b: u8) -> Option<u8> {
+    (b as char).to_digit(16).map(|d| d as u8)
+}
+
+/// application/x-www-form-urlencoded decoding of one query component ('+' is a space).
+fn decode(s: &str) -> String {
+    let b = s.as_bytes();
+    let mut out = Vec::with_capacity(b.len());
+    let mut i = 0;
+    while i < b.len() {
+        match b[i] {
+            b'+' => out.push(b' '),
+            b'%' if i + 2 < b.len() => {
+                match (unhex(b[i + 1]), unhex(b[i + 2])) {
+                    (Some(h), Some(l)) => {
+                        out.push(h * 16 + l);
+                        i += 2;
+                    }
+                    _ => out.push(b'%'),
+                }
+            }
+            c => out.push(c),
+        }
+        i += 1;
+    }
+    String::from_utf8_lossy(&out).into_owned()
+}
+
+/// Percent-encodes all but RFC 3986's unreserved characters: safe in a path segment and a query value.
+fn encode(s: &str, out: &mut String) {
+    const HEX: &[u8; 16] = b"0123456789ABCDEF";
+    for &c in s.as_bytes() {
+        if c.is_ascii_alphanumeric() || matches!(c, b'-' | b'.' | b'_' | b'~') {
+            out.push(c as char);
+        } else {
+            out.push('%');
+            out.push(HEX[(c >> 4) as usize] as char);
+            out.push(HEX[(c & 15) as usize] as char);
+        }
+    }
+}
+
+impl RequestValues {
+    pub fn new(path: &str, headers: Vec<(String, Option<String>)>) -> RequestValues {
+        let query = match path.split_once('?') {
+            Some((_, q)) => q
+                .split('&')
+                .filter(|p| !p.is_empty())
+                .map(|p| match p.split_once('=') {
+                    Some((k, v)) => (decode(k), decode(v)),
+                    None => (decode(p), String::new()),
+                })
+                .collect(),
+            None => Vec::new(),
+        };
+        RequestValues { query, headers }
+    }
+
+    fn value<'a>(&'a self, p: &'a Part) -> Result<&'a str, String> {
+        match p {
+            Part::Text(t) => Ok(t),
+            Part::Query(q) => self.query.iter().find(|(k, _)| k == q).map(|(_, v)| v.as_str()).ok_or_else(|| format!("query parameter {q} is required")),
+            Part::Header(h) => self.headers.iter().find(|(k, _)| k == h).and_then(|(_, v)| v.as_deref()).ok_or_else(|| format!("header {h} is required")),
+        }
+    }
+}
+
+impl Call {
+    /// The call's :path for this request, values percent-encoded.
+    pub fn target(&self, values: &RequestValues) -> Result<String, String> {
+        let mut out = String::with_capacity(64);
+        for p in &self.path {
+            match p {
+                Part::Text(t) => out.push_str(t),
+                _ => encode(values.value(p)?, &mut out),
+            }
+        }
+        for (i, (k, v)) in self.query.iter().enumerate() {
+            out.push(if i == 0 { '?' } else { '&' });
+            encode(k, &mut out);
+            out.push('=');
+            for p in v {
+                encode(values.value(p)?, &mut out);
+            }
+        }
+        Ok(out)
+    }
+}
+
+/// A step's body as the reply takes it: checked to be JSON, and reshaped if the plan says so.
+pub fn reshape(shape: &Shape, body: &[u8]) -> Result<Vec<u8>, String> {
+    if shape.pick.is_none() && shape.remove.is_empty() && shape.rename.is_empty() {
+        serde_json::from_slice::<serde::de::IgnoredAny>(body).map_err(|e| format!("body is not JSON: {e}"))?;
+        return Ok(body.to_vec());
+    }
+    let mut obj: Map<String, Value> = match serde_json::from_slice(body) {
+        Ok(Value::Object(o)) => o,
+        Ok(_) => return Err("body is not a JSON object".into()),
+        Err(e) => return Err(format!("body is not JSON: {e}")),
+    };
+    if let Some(pick) = &shape.pick {
+        let mut kept = Map::new();
+        for k in pick {
+            if let Some(v) = obj.remove(k) {
+                kept.insert(k.clone(), v);
+            }
+        }
+        obj = kept;
+    }
+    for k in &shape.remove {
+        obj.remove(k);
+    }
+    for (from, to) in &shape.rename {
+        if let Some(v) = obj.remove(from) {
+            obj.insert(to.clone(), v);
+        }
+    }
+    Ok(serde_json::to_vec(&obj).expect("a Map serialises"))
+}
+
+/// An RFC 9457 problem body.
+pub fn problem(status: u32, detail: &str) -> String {
+    let title = if status == 400 { "Bad Request" } else { "Bad Gateway" };
+    serde_json::json!({ "type": "about:blank", "title": title, "status": status, "detail": detail }).to_string()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const PLAN: &str = r#"{"calls":[
+      {"name":"user","cluster":"users","path":"/users/{request.query.user}","timeoutMs":1000,"pick":["id","name"]},
+      {"name":"orders","cluster":"orders","path":"/orders","query":[["user","{request.query.user}"],["t","{request.headers.X-Team}"]],"timeoutMs":500,"fallback":[]}],
+      "reply":[{"key":"user","step":"user"},{"key":"recent_orders","step":"orders"}]}"#;
+
+    #[test]
+    fn templates_take_decoded_query_values_and_encode_them_again() {
+        let plan = Plan::parse(PLAN.as_bytes()).unwrap();
+        assert_eq!(plan.headers, vec!["x-team".to_string()]);
+        let v = RequestValues::new("/api/home?x=1&user=a%2Fb+c&", vec![("x-team".into(), Some("mobile app".into()))]);
+        assert_eq!(plan.calls[0].target(&v).unwrap(), "/users/a%2Fb%20c");
+        assert_eq!(plan.calls[1].target(&v).unwrap(), "/orders?user=a%2Fb%20c&t=mobile%20app");
+        assert_eq!(plan.calls[1].fallback.as_deref(), Some(&b"[]"[..]));
+        let missing = RequestValues::new("/api/home", vec![]);
+        assert_eq!(plan.calls[0].target(&missing).unwrap_err(), "query parameter user is required");
+    }
+
+    #[test]
+    fn a_broken_percent_escape_is_kept_as_text() {
+        assert_eq!(decode("a%2"), "a%2");
+        assert_eq!(decode("a%zz%41"), "a%zzA");
+    }
+
+    #[test]
+    fn bad_plans_are_refused_with_the_reason() {
+        assert!(Plan::parse(br#"{"calls":[],"reply":[]}"#).err().unwrap().contains("needs calls"));
+        let e = Plan::parse(br#"{"calls":[{"name":"a","cluster":"c","path":"/{request.params.x}","timeoutMs":1}]}"#).err().unwrap();
+        assert!(e.contains("unknown value {request.params.x}"), "{e}");
+        let e = Plan::parse(br#"{"calls":[{"name":"a","cluster":"c","path":"/","timeoutMs":1}],"reply":[{"key":"k","step":"b"}]}"#).err().unwrap();
+        assert!(e.contains("no call named \"b\""), "{e}");
+    }
+
+    #[test]
+    fn reshaping_picks_removes_renames_and_checks_json() {
+        let shape = Shape { pick: Some(vec!["b".into(), "a".into(), "z".into()]), remove: vec!["a".into()], rename: vec![("b".into(), "bee".into())] };
+        let out = reshape(&shape, br#"{"a":1,"b":{"c":[2]},"secret":3}"#).unwrap();
+        assert_eq!(serde_json::from_slice::<Value>(&out).unwrap(), serde_json::json!({"bee":{"c":[2]}}));
+        assert!(reshape(&shape, b"[1]").unwrap_err().contains("not a JSON object"));
+        assert_eq!(reshape(&Shape::default(), b" [1, 2] ").unwrap(), b" [1, 2] ");
+        assert!(reshape(&Shape::default(), b"{").unwrap_err().contains("not JSON"));
+    }
+}
