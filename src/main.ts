@@ -7,6 +7,7 @@ import { buildAdminServer } from './admin/index.ts';
 import { ConfigPipeline } from './pipeline.ts';
 import type { TranslateOptions } from './translate/index.ts';
 import type { Settings } from './settings.ts';
+import { createHash } from 'node:crypto';
 import { readFileSync } from 'node:fs';
 import { compileResourceSchemas, parseDocumentText } from './model/index.ts';
 import { applyDocument, openDatabase, ChangeFeed, loadKeyRing, type Database, type ModelStore } from './store/index.ts';
@@ -79,6 +80,20 @@ import { bind } from './bind.ts';
  * queries, the first translation) leaves ~15 MB of bytecode that an idle process never runs again;
  * one collection only reclaims garbage. A function run later is compiled again on its first call.
  */
+/** The flows Wasm module Envoys are sent (bytes as base64, as the config carries them), or why there is none. */
+function loadFlowsWasm(file: string): { module: { base64: string; sha256: string } } | { unavailable: string } {
+  let bytes: Buffer;
+  try {
+    bytes = readFileSync(file);
+  } catch (e) {
+    return {
+      unavailable: `the flows Wasm module ${file} cannot be read (${(e as NodeJS.ErrnoException).code ?? (e as Error).message}); build it with scripts/setup.sh or set PORTICO_FLOWS_WASM_MODULE`,
+    };
+  }
+  if (bytes.subarray(0, 4).toString('latin1') !== '\0asm') return { unavailable: `${file} is not a WebAssembly module` };
+  return { module: { base64: bytes.toString('base64'), sha256: createHash('sha256').update(bytes).digest('hex') } };
+}
+
 function collectIdle(gc: () => void, rounds = 6): void {
   gc();
   if (rounds > 1) setTimeout(() => collectIdle(gc, rounds - 1), 200).unref();
@@ -152,7 +167,12 @@ export async function startPortico(settings: Settings, opts: StartOptions = {}):
     size: settings.flowsCodeWorkers,
     onReplace: (reason) => log.warn({ reason }, 'code step worker replaced'),
   });
-  store.addValidator((candidate) => compileModelFlows(candidate, { checkCode: (src) => sandbox.check(src) }).errors);
+  // Flows marked execution: envoy run in the flows Wasm filter, whose module Envoys get in their
+  // config: without it such a flow is refused at write time, never sent as a broken filter.
+  const flowsWasm = loadFlowsWasm(settings.flowsWasmModule);
+  if ('unavailable' in flowsWasm) log.info({ module: settings.flowsWasmModule }, `flows cannot run in Envoy: ${flowsWasm.unavailable}`);
+  const envoyExecution = 'unavailable' in flowsWasm ? { unavailable: flowsWasm.unavailable } : {};
+  store.addValidator((candidate) => compileModelFlows(candidate, { checkCode: (src) => sandbox.check(src), envoyExecution }).errors);
   const flows =
     settings.role === 'all' || settings.role === 'flows'
       ? new FlowRuntime({
@@ -267,7 +287,7 @@ export async function startPortico(settings: Settings, opts: StartOptions = {}):
   const translateOptions: TranslateOptions = {
     calloutAddress,
     telemetry,
-    flows: { address: flowsAddress, stepAddress: settings.flowsStepAddress },
+    flows: { address: flowsAddress, stepAddress: settings.flowsStepAddress, ...('module' in flowsWasm ? { wasmModule: flowsWasm.module } : {}) },
     idempotency: { address: idempotencyAddress },
     ...channel,
   };

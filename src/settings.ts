@@ -2,7 +2,11 @@
 // at start, with embedded defaults so `portico serve` runs with nothing configured.
 import { isIPv4 } from 'node:net';
 import path from 'node:path';
+import { fileURLToPath } from 'node:url';
 import { isTrustDomain } from './grpc/index.ts';
+
+/** Where `cargo build --release --target wasm32-wasip1` in flows-wasm/ leaves the module (src/ and dist/ are both one level down). */
+export const DEFAULT_FLOWS_WASM_MODULE = fileURLToPath(new URL('../flows-wasm/target/wasm32-wasip1/release/portico_flows.wasm', import.meta.url));
 
 export type ServerRole = 'all' | 'xds' | 'callouts' | 'flows' | 'idempotency';
 
@@ -101,6 +105,8 @@ export interface Settings {
   flowsCodeWorkers: number;
   /** auto: step calls to services that need nothing only Envoy gives go straight to them; off: all through Envoy. */
   flowsDirectCalls: 'auto' | 'off';
+  /** The flows Wasm filter Envoy runs `execution: envoy` flows with (flows-wasm/, built by scripts/setup.sh). */
+  flowsWasmModule: string;
   /** Where the idempotency processor (Envoy's ext_proc service) binds (roles all and idempotency). */
   idempotencyListenHost: string;
   idempotencyListenPort: number;
@@ -250,6 +256,7 @@ export function loadSettings(env: Env = process.env): Settings {
     flowsMaxConcurrent: int(env, 'PORTICO_FLOWS_MAX_CONCURRENT', 1000, 1, 1_000_000),
     flowsCodeWorkers: int(env, 'PORTICO_FLOWS_CODE_WORKERS', 2, 1, 64),
     flowsDirectCalls: oneOf(env, 'PORTICO_FLOWS_DIRECT_CALLS', 'auto', ['auto', 'off'] as const),
+    flowsWasmModule: env.PORTICO_FLOWS_WASM_MODULE ? path.resolve(env.PORTICO_FLOWS_WASM_MODULE) : DEFAULT_FLOWS_WASM_MODULE,
     idempotencyListenHost: idempotencyListen.host,
     idempotencyListenPort: idempotencyListen.port,
     idempotencyAddress: env.PORTICO_IDEMPOTENCY_ADDR || undefined,

@@ -1,7 +1,7 @@
 // The flows of one model snapshot: every route answered by a flow or carrying a body transform,
 // compiled once per route version. The store's write gate uses the errors (naming route, step and
 // field); the runtime uses the compiled flows, keyed by `product/route`.
-import { fullPath, sortedValues, type ModelError, type ModelSnapshot, type Route } from '../model/index.ts';
+import { fullPath, nativeFlowPlan, runsInEnvoy, sortedValues, type ModelError, type ModelSnapshot, type Route } from '../model/index.ts';
 import { compileFlow, DEFAULTS, type FlowError } from './compile.ts';
 import { compileRouteTransform } from './route-transform.ts';
 import type { CompiledFlow } from './types.ts';
@@ -27,6 +27,11 @@ export interface ModelFlows {
 export interface ModelFlowOptions {
   /** Why a code step's source does not compile (the sandbox's check); unchecked when unset. */
   checkCode?: (source: string) => string | undefined;
+  /**
+   * Why flows cannot run in Envoy here (the flows Wasm module was not found), or undefined when they
+   * can; unchecked when the option is absent (the runtime's own compilation).
+   */
+  envoyExecution?: { unavailable?: string };
 }
 
 /** Whether a route runs in the flow runtime (Envoy sends it there instead of to a service). */
@@ -52,7 +57,7 @@ export function compileModelFlows(model: ModelSnapshot, opts: ModelFlowOptions =
     const key = `${r.product}/${r.name}`;
     const product = model.products.get(r.product);
     const path = product ? fullPath(product, r) : r.match.path.value;
-    const context = `${servicesKey}|${path}|${r.timeoutMs ?? ''}|${r.service ? (model.services.get(r.service)?.requestTimeoutMs ?? '') : ''}`;
+    const context = `${servicesKey}|${opts.envoyExecution?.unavailable ?? ''}|${path}|${r.timeoutMs ?? ''}|${r.service ? (model.services.get(r.service)?.requestTimeoutMs ?? '') : ''}`;
     let c = cache.get(r);
     if (!c || c.context !== context) {
       c = { context, result: compileRoute(model, r, services, opts) };
@@ -77,6 +82,13 @@ function compileRoute(model: ModelSnapshot, r: Route, services: ReadonlySet<stri
     // A flow builds its own calls: the route's rewrite and transform have nothing to act on.
     const extra: FlowError[] = [];
     if (r.rewrite) extra.push({ field: 'rewrite', message: 'does not apply to a flow (its calls name their own paths)', code: 'invalid' });
+    if (runsInEnvoy(r.flow)) {
+      // Checked here, at write time, so a flow Envoy cannot run never reaches Envoy's config.
+      const why = opts.envoyExecution?.unavailable;
+      if (why !== undefined) extra.push({ field: 'flow.execution', message: `envoy is unavailable: ${why}`, code: 'invalid' });
+      const native = nativeFlowPlan(r.flow, 'flow');
+      if (!native.ok) for (const e of native.errors) extra.push({ ...e, code: 'invalid' });
+    }
     const result = compileFlow(r.flow, { prefix: 'flow', services, ...(opts.checkCode ? { checkCode: opts.checkCode } : {}) });
     if (extra.length) return { ok: false, errors: [...extra, ...(result.ok ? [] : result.errors)] };
     return result;

@@ -174,6 +174,12 @@ export const FlowStep = Type.Recursive(
 
 export const Flow = Type.Object(
   {
+    execution: Type.Optional(
+      Type.Union([Type.Literal('runtime'), Type.Literal('envoy')], {
+        description:
+          "runtime (default): Portico's flow runtime runs it; envoy: the gateway's Envoy runs it in the flows Wasm filter (parallel GET calls, pick/remove/rename, a JSON reply of step bodies; refused at write time otherwise)",
+      }),
+    ),
     timeoutMs: Type.Optional(Millis(120_000, 'deadline for the whole flow, default 10000')),
     maxRequestBytes: Type.Optional(Type.Integer({ minimum: 0, maximum: 16 << 20, description: 'incoming body limit, default 1 MiB' })),
     maxResponseBytes: Type.Optional(Type.Integer({ minimum: 1, maximum: 64 << 20, description: 'limit on each step response and on the flow response, default 4 MiB' })),
@@ -230,6 +236,7 @@ export interface FlowStepSpec {
   switch?: { cases: Array<{ when: string; steps: FlowStepSpec[] }>; default?: FlowStepSpec[] };
 }
 export interface FlowSpec {
+  execution?: 'runtime' | 'envoy';
   timeoutMs?: number;
   maxRequestBytes?: number;
   maxResponseBytes?: number;

@@ -15,3 +15,4 @@ export * from './plan-rules.ts';
 export * from './jwt-keys.ts';
 export * from './mtls-match.ts';
 export * from './modes.ts';
+export * from './native-flow.ts';

@@ -1,6 +1,7 @@
 // The translator's intermediate representation: one gateway group's data plane with every
 // default resolved and every list in its final order, so the Envoy emitters only change shape.
 import type { AccessRefusal, IdempotencyRouteSettings } from '../contract/index.ts';
+import type { NativeFlowCall, NativeFlowPlan } from '../model/index.ts';
 
 /** A gateway group as Envoy (or a proxyless gRPC client) will see it. */
 export interface GroupIR {
@@ -87,6 +88,27 @@ export interface HttpFiltersIR {
   quotas: QuotaShapeIR[];
   /** Some route is protected by Idempotency-Key: the ext_proc filter calling the idempotency processor (off unless a route turns it on). */
   idempotency?: IdempotencyFilterIR;
+  /** Some route's flow runs in Envoy: the flows Wasm filter (on in the chain, off on the group's other routes) with every such route's plan. */
+  nativeFlows?: NativeFlowsFilterIR;
+}
+
+/** The flows Wasm filter: its module and the plans of the group's `execution: envoy` routes, by route name. */
+export interface NativeFlowsFilterIR {
+  module: FlowsWasmModule;
+  /** [route name, plan], sorted by route name. */
+  plans: Array<[string, NativeFlowPlanIR]>;
+}
+
+/** The flows Wasm module as the config carries it. */
+export interface FlowsWasmModule {
+  base64: string;
+  sha256: string;
+}
+
+/** What the filter runs for one route: src/model/native-flow.ts's plan with each call bound to its service's cluster. */
+export interface NativeFlowPlanIR {
+  calls: Array<NativeFlowCall & { cluster: string }>;
+  reply: NativeFlowPlan['reply'];
 }
 
 /** The ext_proc filter of duplicate-request protection. */
@@ -521,6 +543,10 @@ export interface RouteIR {
   quotaDeny?: QuotaDenyIR[];
   /** Duplicate-request protection: the settings the idempotency processor reads from the route's ext_proc stream. */
   idempotency?: IdempotencyRouteSettings;
+  /** The route's flow runs in Envoy (the flows Wasm filter answers it); the action is only a guard. */
+  nativeFlow?: NativeFlowPlanIR;
+  /** The group's flows Wasm filter is off here (set only in groups where some route's flow runs in Envoy). */
+  nativeFlowsOff?: true;
 }
 
 export type LbPolicyIR = 'ROUND_ROBIN' | 'LEAST_REQUEST' | 'RANDOM' | 'RING_HASH' | 'MAGLEV';
@@ -611,6 +637,8 @@ export interface FlowOptions {
   address: string;
   /** host:port each Envoy of a group with flows binds for the runtime's step calls (loopback by default: it skips authentication). */
   stepAddress: string;
+  /** The flows Wasm module for `execution: envoy` flows; such a route without it is a translation error. */
+  wasmModule?: FlowsWasmModule;
 }
 
 /** A gateway group's observability settings, resolved (GroupIR.telemetry). */

@@ -7,7 +7,10 @@ import os from 'node:os';
 import path from 'node:path';
 import type { TestContext } from 'node:test';
 
-export type Component = 'envoy' | 'postgres' | 'redis' | 'chromium';
+export type Component = 'envoy' | 'postgres' | 'redis' | 'chromium' | 'flows-wasm';
+
+/** The flows Wasm module scripts/setup.sh builds (flows-wasm/), where the control plane looks by default. */
+const FLOWS_WASM = path.resolve(import.meta.dirname, '../../flows-wasm/target/wasm32-wasip1/release/portico_flows.wasm');
 
 function which(cmd: string): string | undefined {
   const r = spawnSync('sh', ['-c', `command -v ${cmd}`], { encoding: 'utf8' });
@@ -27,6 +30,7 @@ export function componentPath(c: Component): string | undefined {
   if (c === 'envoy') return process.env.ENVOY_BIN || which('envoy');
   if (c === 'redis') return which('redis-server');
   if (c === 'chromium') return process.env.CHROMIUM_BIN || which('chromium');
+  if (c === 'flows-wasm') return existsSync(FLOWS_WASM) ? FLOWS_WASM : undefined;
   return postgresBin();
 }
 

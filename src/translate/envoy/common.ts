@@ -42,6 +42,8 @@ export const FILTERS = {
   grpcErrors: 'portico.grpc_errors',
   /** Response compressors: one per profile and algorithm, `portico.compressor.<algorithm>.<profile>`. */
   compressorPrefix: 'portico.compressor',
+  /** Flows that run in Envoy: the flows Wasm filter (off in the chain, on per route; flows-wasm/). */
+  nativeFlows: 'portico.flows.wasm',
   /** Header renames of routes and products (a second header_mutation, just before the router). */
   headerRename: 'portico.header_rename',
   /** Response caching: the Lua filter that puts the caller and the purge generation into the key… */

@@ -2,7 +2,7 @@
 // and the step listener the runtime's calls come back to, with one route per service a flow of the
 // group calls, so each call keeps its service's timeout, retries, circuit breaker and upstream TLS.
 import { FLOW_HEADERS, FLOW_NAMES } from '../../contract/index.ts';
-import type { FlowStepSpec, ModelSnapshot, Product, Route, Service } from '../../model/index.ts';
+import { runsInEnvoy, type FlowStepSpec, type ModelSnapshot, type Product, type Route, type Service } from '../../model/index.ts';
 import type { ClusterIR, FlowStepsIR, RouteIR, RouteTableIR } from '../ir.ts';
 import { compareStrings } from '../paths.ts';
 import { grpcServiceCluster } from './clusters.ts';
@@ -59,7 +59,8 @@ export function groupFlowsIr(model: ModelSnapshot, products: readonly Product[],
   let any = false;
   for (const p of products) {
     for (const r of productRoutes(model, p.name)) {
-      if (!r.flow && !r.transform) continue;
+      // Flows that run in Envoy need neither the runtime nor the step listener (native-flows.ts).
+      if ((!r.flow && !r.transform) || runsInEnvoy(r.flow)) continue;
       any = true;
       for (const s of flowServices(r)) services.add(s);
     }

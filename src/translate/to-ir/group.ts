@@ -18,6 +18,7 @@ import { calloutCluster, clusterIr } from './clusters.ts';
 import { proxylessGroupToIr } from './proxyless.ts';
 import { groupFlowsIr } from './flows.ts';
 import { groupIdempotencyIr } from './idempotency.ts';
+import { nativeFlowsFilterIr } from './native-flows.ts';
 import { nativeAuthContext, type NativeAuthContext } from './native-auth.ts';
 import type { EmitMemo } from '../memo.ts';
 import { jwtAuthnIr, nativeJwtContext, type NativeJwtContext } from './native-jwt.ts';
@@ -67,15 +68,22 @@ function secretsIr(model: ModelSnapshot, listeners: readonly ListenerIR[], clust
 }
 
 /** Every route not taking gRPC-Web marked off, one copy per route however many virtual hosts carry it. */
-function withGrpcWebOff(hosts: readonly VirtualHostIR[]): VirtualHostIR[] {
+/**
+ * Filters that take no per-route config cannot be off in the chain and on for a route (gRPC-Web, the
+ * flows Wasm filter): they are on in the chain of a group where some route uses them, and switched
+ * off on that group's other routes. As copies: route IR may be the memo's, shared with other translations.
+ */
+function withFiltersOff(hosts: readonly VirtualHostIR[], off: { grpcWeb: boolean; nativeFlows: boolean }): VirtualHostIR[] {
   const copies = new Map<RouteIR, RouteIR>();
-  const off = (r: RouteIR): RouteIR => {
-    if (r.grpcWeb) return r;
+  const copy = (r: RouteIR): RouteIR => {
+    const grpcWeb = off.grpcWeb && !r.grpcWeb;
+    const nativeFlows = off.nativeFlows && !r.nativeFlow;
+    if (!grpcWeb && !nativeFlows) return r;
     let c = copies.get(r);
-    if (!c) copies.set(r, (c = { ...r, grpcWeb: false }));
+    if (!c) copies.set(r, (c = { ...r, ...(grpcWeb ? { grpcWeb: false } : {}), ...(nativeFlows ? { nativeFlowsOff: true as const } : {}) }));
     return c;
   };
-  return hosts.map((vh) => ({ ...vh, routes: vh.routes.map(off) }));
+  return hosts.map((vh) => ({ ...vh, routes: vh.routes.map(copy) }));
 }
 
 /**
@@ -143,9 +151,8 @@ export function groupToIr(model: ModelSnapshot, group: GatewayGroup, options: Ir
   const transcoder = needs(NEEDS.transcoder) ? groupRoutes().find((r) => r.transcoder)?.transcoder : undefined;
   const grpcWeb = needs(NEEDS.grpcWeb);
   const idempotency = needs(NEEDS.idempotency) ? groupIdempotencyIr(groupRoutes(), options) : undefined;
-  // gRPC-Web cannot be switched on per route (src/translate/envoy/filters/grpc-web.ts): the group's
-  // other routes switch it off. As copies: route IR may be the memo's, shared with other translations.
-  const virtualHosts = grpcWeb ? withGrpcWebOff(virtualHostsBefore) : virtualHostsBefore;
+  const nativeFlows = needs(NEEDS.nativeFlow) ? nativeFlowsFilterIr(groupRoutes(), options) : undefined;
+  const virtualHosts = grpcWeb || nativeFlows ? withFiltersOff(virtualHostsBefore, { grpcWeb, nativeFlows: nativeFlows !== undefined }) : virtualHostsBefore;
   const correlation = [...new Set(products.flatMap((p) => productCorrelationHeaders(model, p, memo)))].sort(compareStrings);
   const listeners = (group.listeners ?? []).map((l) => listenerIr(group, l)).sort((a, b) => compareStrings(a.name, b.name));
 
@@ -222,6 +229,7 @@ export function groupToIr(model: ModelSnapshot, group: GatewayGroup, options: Ir
       ...(transcoder ? { transcoder } : {}),
       ...(grpcWeb ? { grpcWeb: true } : {}),
       ...(idempotency ? { idempotency: idempotency.filter } : {}),
+      ...(nativeFlows ? { nativeFlows } : {}),
     },
     // The reserved prefix covers the gateway's own headers, whatever their name; forwarded claims are named one by one.
     stripRequestHeaders: identityHeaders(model).filter((h) => !isReservedHeader(h)),

@@ -4,6 +4,7 @@
 import { COMBINED_CONTEXT_KEY } from '../../contract/index.ts';
 import type { RouteIR, VirtualHostIR } from '../ir.ts';
 import { needsPlanFromAccess } from './native-auth.ts';
+import { nativeFlowServices } from './native-flows.ts';
 import { peerHeadersOf } from './native-mtls.ts';
 
 /** One bit per thing a route may need; a group needs the union. */
@@ -27,13 +28,14 @@ export const NEEDS = {
   idempotency: 1 << 16,
   planFromAccess: 1 << 17,
   mtlsAccess: 1 << 18,
+  nativeFlow: 1 << 19,
 } as const;
 
 interface RouteFacts {
   needs: number;
   /** Bytes of a direct response's body (0 otherwise). */
   body: number;
-  /** Clusters a forwarding route (not a flow's) sends to: the group's service clusters. */
+  /** Clusters a forwarding route (not a flow's) sends to, or a native flow calls: the group's service clusters. */
   services: readonly string[];
 }
 
@@ -70,9 +72,10 @@ function factsOf(r: RouteIR): RouteFacts {
   if (r.transcoder) needs |= NEEDS.transcoder;
   if (r.grpcWeb) needs |= NEEDS.grpcWeb;
   if (r.idempotency) needs |= NEEDS.idempotency;
+  if (r.nativeFlow) needs |= NEEDS.nativeFlow;
   const a = r.action;
   const body = a.kind === 'direct' && a.body ? Buffer.byteLength(a.body) : 0;
-  const services = a.kind === 'forward' && !a.flow ? a.clusters.map((c) => c.name) : NO_SERVICES;
+  const services = r.nativeFlow ? nativeFlowServices(r) : a.kind === 'forward' && !a.flow ? a.clusters.map((c) => c.name) : NO_SERVICES;
   return { needs, body, services };
 }
 

@@ -7,6 +7,7 @@ import {
   narrowDescriptorSet,
   fullPath,
   segmentPrefix,
+  runsInEnvoy,
   type ModelSnapshot,
   type CredentialType,
   type HeaderMatch,
@@ -44,6 +45,7 @@ import { idempotencyIr } from './idempotency.ts';
 import { nativeApiKeyAuth, onePlan, PLAN_FROM_ACCESS, PLAN_FROM_PLAN_ACCESS, type NativeAuthContext } from './native-auth.ts';
 import { nativeJwtAuth, payloadClaimHeader, waivedRoutes, type NativeJwtContext } from './native-jwt.ts';
 import { nativeMtlsAccess, peerHeadersOf } from './native-mtls.ts';
+import { NATIVE_FLOW_GUARD, nativeFlowIr } from './native-flows.ts';
 
 // ── routes ────────────────────────────────────────────────────────────────────
 function valueMatchIr(m: HeaderMatch | QueryMatch): ValueMatchIR {
@@ -111,6 +113,8 @@ function actionIr(model: ModelSnapshot, match: MatchIR, route: Route): ActionIR 
         ? { kind: 'regex' as const, pattern: rw.regex.pattern, substitution: rw.regex.substitution }
         : undefined;
   const timeoutMs = route.timeoutMs ?? svc?.requestTimeoutMs ?? DEFAULTS.requestTimeoutMs;
+  // Answered by the flows Wasm filter before the router: the action only guards against the filter being off.
+  if (runsInEnvoy(route.flow)) return NATIVE_FLOW_GUARD;
   if (route.flow || route.transform) {
     // Sent to the flow runtime. Never retried here (a flow's calls may change things upstream);
     // its calls get their services' retries through the step listener.
@@ -210,6 +214,7 @@ export function routeIr(model: ModelSnapshot, product: Product, route: Route, fi
   // The runtime learns which flow to run from the route (the edge strips any client-sent copy).
   if (flow) requestHeaders = { ...requestHeaders, set: [...requestHeaders.set, [FLOW_HEADERS.flow, flow] as [string, string]].sort((a, b) => compareStrings(a[0], b[0])) };
   const name = `${product.name}/${route.name}`;
+  const nativeFlow = filters ? nativeFlowIr(route) : undefined;
   const planLimits = filters?.planLimits?.get(name);
   const quotaDeny = filters?.quotaDeny?.get(name);
   // Limits counted natively (rateLimit.mode native) need no callout; the callout's own counting does.
@@ -219,7 +224,7 @@ export function routeIr(model: ModelSnapshot, product: Product, route: Route, fi
   const mtls = filters?.nativeAuth && limits ? nativeMtlsAccess(model, product, route, accept, countedByCallout, filters.nativeAuth) : undefined;
   const ir: RouteIR = {
     name,
-    metadata: { product: product.name, route: route.name, ...(flow ? { flow } : {}) },
+    metadata: { product: product.name, route: route.name, ...(flow ? { flow } : nativeFlow ? { flow: name } : {}) },
     match,
     action: routeAction,
     requestHeaders,
@@ -234,6 +239,7 @@ export function routeIr(model: ModelSnapshot, product: Product, route: Route, fi
     ...(quotaDeny ? { quotaDeny } : {}),
     ...(filters ? grpcIr(model, route) : {}),
     ...(idempotency ? { idempotency } : {}),
+    ...(nativeFlow ? { nativeFlow } : {}),
   };
   if (native) return nativeRoute(ir, product, route, 'api_key', native.access, { apiKeyAuth: native.apiKeyAuth });
   if (jwt) {

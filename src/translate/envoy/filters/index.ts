@@ -16,6 +16,7 @@ import { claimCheck } from './claim-check.ts';
 import type { HttpFilterEmitter } from './filter.ts';
 import { idempotency } from './idempotency.ts';
 import { localRateLimit } from './local-ratelimit.ts';
+import { nativeFlows } from './native-flows.ts';
 import { partnerFromAccess } from './partner-from-access.ts';
 import { planFromAccess } from './plan-from-access.ts';
 import { planLimits } from './plan-limits.ts';
@@ -46,6 +47,8 @@ export const HTTP_FILTERS: readonly HttpFilterEmitter[] = [
   grpcJsonTranscoder,
   headerRename,
   cache,
+  // Last before the router: a flow that runs in Envoy answers after authentication, limits and the rest.
+  nativeFlows,
   router,
 ];
 

@@ -1,39 +1,40 @@
-// The flow plan the filter runs, read from the plugin configuration, and the pure parts of running it
-// (templates, query parsing, reshaping a step's body), kept apart from the host calls so they stay small.
+// The plans the filter runs, read from the plugin configuration, and the pure parts of running one
+// (templates, query parsing, reshaping a step's body, error bodies), kept apart from the host calls.
 //
-// {
+// { "routes": { "<product>/<route>": {
 //   "calls": [
-//     { "name": "user", "cluster": "users", "path": "/users/{request.query.user}", "timeoutMs": 1000,
-//       "pick": ["id", "name"] },
-//     { "name": "orders", "cluster": "orders", "path": "/orders",
+//     { "name": "user", "service": "users", "cluster": "users", "path": "/users/{request.query.user}",
+//       "timeoutMs": 1000, "pick": ["id", "name"] },
+//     { "name": "orders", "service": "orders", "cluster": "orders", "path": "/orders",
 //       "query": [["user", "{request.query.user}"], ["limit", "3"]], "timeoutMs": 1000, "fallback": [] }
 //   ],
-//   "reply": [{ "key": "user", "step": "user" }, { "key": "recent_orders", "step": "orders" }],
-//   "static": { ... }      (optional: answer this body and make no call; the bench's control)
-// }
+//   "reply": [{ "key": "user", "step": "user" }, { "key": "recent_orders", "step": "orders" }] } } }
 // Templates take Portico's {request.query.NAME} (the request's query parameter, decoded) and
 // {request.headers.NAME}; a value is percent-encoded where it lands. "pick", "remove" and "rename"
 // ({"old": "new"}) reshape a step's object body (top-level fields); a step with "fallback" that fails
 // (transport error, timeout, non-2xx, not JSON) puts the fallback in the reply, one without it fails
-// the flow with a 502 naming the step.
+// the flow as the runtime does (502, or 504 for a timeout, naming the step).
 use serde::Deserialize;
 use serde_json::{Map, Value};
 
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
+struct RawRoutes {
+    routes: std::collections::BTreeMap<String, RawPlan>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
 struct RawPlan {
-    #[serde(default)]
     calls: Vec<RawCall>,
-    #[serde(default)]
     reply: Vec<RawKey>,
-    #[serde(rename = "static")]
-    static_body: Option<Value>,
 }
 
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields, rename_all = "camelCase")]
 struct RawCall {
     name: String,
+    service: String,
     cluster: String,
     path: String,
     #[serde(default)]
@@ -69,6 +70,7 @@ pub struct Shape {
 
 pub struct Call {
     pub name: String,
+    pub service: String,
     pub cluster: String,
     path: Vec<Part>,
     query: Vec<(String, Vec<Part>)>,
@@ -87,7 +89,6 @@ pub struct ReplyKey {
 pub struct Plan {
     pub calls: Vec<Call>,
     pub reply: Vec<ReplyKey>,
-    pub static_body: Option<Vec<u8>>,
     /// Request headers some template reads.
     pub headers: Vec<String>,
 }
@@ -116,9 +117,23 @@ fn template(s: &str) -> Result<Vec<Part>, String> {
     Ok(parts)
 }
 
+/// Every route's plan, by route name.
+pub struct RoutePlans;
+
+impl RoutePlans {
+    pub fn parse(bytes: &[u8]) -> Result<Vec<(String, Plan)>, String> {
+        let raw: RawRoutes = serde_json::from_slice(bytes).map_err(|e| e.to_string())?;
+        raw.routes.into_iter().map(|(route, p)| Plan::from_raw(p).map(|plan| (route.clone(), plan)).map_err(|e| format!("route {route}: {e}"))).collect()
+    }
+}
+
 impl Plan {
+    #[cfg(test)]
     pub fn parse(bytes: &[u8]) -> Result<Plan, String> {
-        let raw: RawPlan = serde_json::from_slice(bytes).map_err(|e| e.to_string())?;
+        Plan::from_raw(serde_json::from_slice(bytes).map_err(|e| e.to_string())?)
+    }
+
+    fn from_raw(raw: RawPlan) -> Result<Plan, String> {
         let mut headers = Vec::new();
         let mut calls = Vec::with_capacity(raw.calls.len());
         for c in raw.calls {
@@ -144,6 +159,7 @@ impl Plan {
                 fallback: c.fallback.map(|f| serde_json::to_vec(&f).expect("a Value serialises")),
                 shape: Shape { pick: c.pick, remove: c.remove.unwrap_or_default(), rename },
                 name: c.name,
+                service: c.service,
                 cluster: c.cluster,
                 path,
                 query,
@@ -155,11 +171,10 @@ impl Plan {
             let call = calls.iter().position(|c| c.name == k.step).ok_or_else(|| format!("reply key {:?}: no call named {:?}", k.key, k.step))?;
             reply.push(ReplyKey { name_json: serde_json::to_vec(&k.key).expect("a string serialises"), call });
         }
-        let static_body = raw.static_body.map(|v| serde_json::to_vec(&v).expect("a Value serialises"));
-        if static_body.is_none() && calls.is_empty() {
-            return Err("a plan needs calls or a static body".into());
+        if calls.is_empty() {
+            return Err("a plan needs calls".into());
         }
-        Ok(Plan { calls, reply, static_body, headers })
+        Ok(Plan { calls, reply, headers })
     }
 }
 
@@ -289,10 +304,18 @@ pub fn reshape(shape: &Shape, body: &[u8]) -> Result<Vec<u8>, String> {
     Ok(serde_json::to_vec(&obj).expect("a Map serialises"))
 }
 
-/// An RFC 9457 problem body.
-pub fn problem(status: u32, detail: &str) -> String {
-    let title = if status == 400 { "Bad Request" } else { "Bad Gateway" };
-    serde_json::json!({ "type": "about:blank", "title": title, "status": status, "detail": detail }).to_string()
+/// The gateway's error body (src/contract's gatewayErrorBody).
+pub fn error_body(code: &str, message: &str) -> String {
+    serde_json::json!({ "error": code, "message": message }).to_string()
+}
+
+/// A failed step's error body, as the flow runtime writes it (src/flows/run-state.ts).
+pub fn step_error_body(code: &str, step: &str, message: &str) -> String {
+    let mut m = Map::new();
+    m.insert("error".into(), Value::from(code));
+    m.insert("message".into(), Value::from(format!("Step {step} failed: {message}.")));
+    m.insert("step".into(), Value::from(step));
+    Value::Object(m).to_string()
 }
 
 #[cfg(test)]
@@ -300,8 +323,8 @@ mod tests {
     use super::*;
 
     const PLAN: &str = r#"{"calls":[
-      {"name":"user","cluster":"users","path":"/users/{request.query.user}","timeoutMs":1000,"pick":["id","name"]},
-      {"name":"orders","cluster":"orders","path":"/orders","query":[["user","{request.query.user}"],["t","{request.headers.X-Team}"]],"timeoutMs":500,"fallback":[]}],
+      {"name":"user","service":"users","cluster":"users","path":"/users/{request.query.user}","timeoutMs":1000,"pick":["id","name"]},
+      {"name":"orders","service":"orders","cluster":"orders","path":"/orders","query":[["user","{request.query.user}"],["t","{request.headers.X-Team}"]],"timeoutMs":500,"fallback":[]}],
       "reply":[{"key":"user","step":"user"},{"key":"recent_orders","step":"orders"}]}"#;
 
     #[test]
@@ -317,6 +340,23 @@ mod tests {
     }
 
     #[test]
+    fn routes_are_keyed_by_name_and_a_bad_plan_names_its_route() {
+        let ok = format!(r#"{{"routes":{{"app/home":{PLAN}}}}}"#);
+        let routes = RoutePlans::parse(ok.as_bytes()).unwrap();
+        assert_eq!(routes.len(), 1);
+        assert_eq!(routes[0].0, "app/home");
+        assert_eq!(routes[0].1.calls[1].service, "orders");
+        let e = RoutePlans::parse(br#"{"routes":{"app/x":{"calls":[],"reply":[]}}}"#).err().unwrap();
+        assert!(e.starts_with("route app/x: "), "{e}");
+    }
+
+    #[test]
+    fn error_bodies_are_the_runtimes() {
+        assert_eq!(step_error_body("flow_step_failed", "user", "users answered 500"), r#"{"error":"flow_step_failed","message":"Step user failed: users answered 500.","step":"user"}"#);
+        assert_eq!(error_body("bad_request", "x"), r#"{"error":"bad_request","message":"x"}"#);
+    }
+
+    #[test]
     fn a_broken_percent_escape_is_kept_as_text() {
         assert_eq!(decode("a%2"), "a%2");
         assert_eq!(decode("a%zz%41"), "a%zzA");
@@ -325,9 +365,9 @@ mod tests {
     #[test]
     fn bad_plans_are_refused_with_the_reason() {
         assert!(Plan::parse(br#"{"calls":[],"reply":[]}"#).err().unwrap().contains("needs calls"));
-        let e = Plan::parse(br#"{"calls":[{"name":"a","cluster":"c","path":"/{request.params.x}","timeoutMs":1}]}"#).err().unwrap();
+        let e = Plan::parse(br#"{"calls":[{"name":"a","service":"c","cluster":"c","path":"/{request.params.x}","timeoutMs":1}],"reply":[]}"#).err().unwrap();
         assert!(e.contains("unknown value {request.params.x}"), "{e}");
-        let e = Plan::parse(br#"{"calls":[{"name":"a","cluster":"c","path":"/","timeoutMs":1}],"reply":[{"key":"k","step":"b"}]}"#).err().unwrap();
+        let e = Plan::parse(br#"{"calls":[{"name":"a","service":"c","cluster":"c","path":"/","timeoutMs":1}],"reply":[{"key":"k","step":"b"}]}"#).err().unwrap();
         assert!(e.contains("no call named \"b\""), "{e}");
     }
 

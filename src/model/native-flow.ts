@@ -1,0 +1,141 @@
+// A flow marked `execution: envoy` as the plan the flows Wasm filter runs inside Envoy (flows-wasm/),
+// or why it cannot: the write gate reports the reasons (naming step and field), the translator puts
+// the plan in the filter's configuration. Pure, so both sides of the pipeline share one judgement.
+import { FLOW_DEFAULTS, type FlowSpec, type FlowStepSpec } from './flow-schema.ts';
+
+/** One call the filter makes with Envoy's HTTP client, to the service's own cluster. */
+export interface NativeFlowCall {
+  name: string;
+  service: string;
+  /** Path template: text with {request.query.NAME} / {request.headers.NAME} parts. */
+  path: string;
+  /** [name, template] in the flow's order. */
+  query: Array<[string, string]>;
+  timeoutMs: number;
+  /** Present under onError: continue (null when the flow gives none). */
+  fallback?: unknown;
+  pick?: string[];
+  remove?: string[];
+  rename?: Record<string, string>;
+}
+
+export interface NativeFlowPlan {
+  calls: NativeFlowCall[];
+  /** The reply object's keys in order, each the (reshaped) body of one call. */
+  reply: Array<{ key: string; step: string }>;
+}
+
+export interface NativeFlowError {
+  field: string;
+  message: string;
+}
+
+export type NativeFlowResult = { ok: true; plan: NativeFlowPlan } | { ok: false; errors: NativeFlowError[] };
+
+const TEMPLATE_PART = /\{([^{}]*)\}/g;
+const REQUEST_VALUE = /^request\.(query|headers)\.[A-Za-z0-9_-]+$/;
+const STEP_BODY = /^\s*steps\.([A-Za-z_][A-Za-z0-9_]*)\.body\s*$/;
+const REPLY_ENTRY = /^\s*"([^"\\]+)"\s*:\s*steps\.([A-Za-z_][A-Za-z0-9_]*)\.body\s*$/;
+const WHAT_RUNS = 'Envoy runs parallel GET calls, transforms by pick/remove/rename of one call body, and a last respond of step bodies';
+
+/** Whether a flow asks to run in Envoy. */
+export function runsInEnvoy(flow: Pick<FlowSpec, 'execution'> | undefined): boolean {
+  return flow?.execution === 'envoy';
+}
+
+/**
+ * The plan for a flow the filter can run: call steps (top level or in one parallel group) that GET
+ * with path and query templates reading only request.query and request.headers, transforms that
+ * reshape one call's body by top-level pick/remove/rename, and a last respond step whose body is an
+ * object of step bodies with the default status and headers. Anything else is an error at its field
+ * (`prefix` is the flow's field in its resource).
+ */
+export function nativeFlowPlan(flow: FlowSpec, prefix = 'flow'): NativeFlowResult {
+  const errors: NativeFlowError[] = [];
+  const no = (field: string, message: string) => errors.push({ field, message: `${message} (${WHAT_RUNS})` });
+  const calls = new Map<string, NativeFlowCall>();
+  /** transform step → the call whose body it reshapes. */
+  const transforms = new Map<string, string>();
+  const flowTimeout = flow.timeoutMs ?? FLOW_DEFAULTS.flowTimeoutMs;
+  const template = (field: string, t: string): string => {
+    for (const m of t.matchAll(TEMPLATE_PART)) if (!REQUEST_VALUE.test(m[1]!.trim())) no(field, `reads {${m[1]}}; Envoy's templates read request.query.NAME and request.headers.NAME only`);
+    if (t.includes('{{') || t.includes('}}')) no(field, 'literal braces are not supported in Envoy');
+    return t.replace(TEMPLATE_PART, (_, v: string) => `{${v.trim()}}`);
+  };
+  const addCall = (s: FlowStepSpec, f: string) => {
+    const c = s.call!;
+    if (s.when) no(`${f}.when`, 'conditional steps are not supported');
+    if (c.forward) no(`${f}.call.forward`, 'forwarding the request is not supported');
+    if (c.method && c.method !== 'GET') no(`${f}.call.method`, 'only GET calls are supported');
+    if (c.headers) no(`${f}.call.headers`, 'call headers are not supported');
+    if (c.body) no(`${f}.call.body`, 'call bodies are not supported');
+    if (c.parse && c.parse !== 'json' && c.parse !== 'auto') no(`${f}.call.parse`, 'only JSON answers are supported');
+    if (c.xml) no(`${f}.call.xml`, 'XML is not supported');
+    if (c.okStatus && !(c.okStatus.length === 1 && c.okStatus[0] === '2xx')) no(`${f}.call.okStatus`, 'only 2xx counts as success');
+    calls.set(s.name, {
+      name: s.name,
+      service: c.service,
+      path: template(`${f}.call.path`, c.path ?? '/'),
+      query: Object.entries(c.query ?? {}).map(([k, v]) => [k, template(`${f}.call.query.${k}`, v)]),
+      timeoutMs: Math.min(c.timeoutMs ?? FLOW_DEFAULTS.callTimeoutMs, flowTimeout),
+      ...(s.onError === 'continue' ? { fallback: s.fallback ?? null } : {}),
+    });
+  };
+  let reply: NativeFlowPlan['reply'] | undefined;
+  flow.steps.forEach((s, i) => {
+    const f = `${prefix}.steps[${i}]`;
+    if (reply) return no(f, `step ${s.name} comes after the respond step`);
+    if (s.call) return addCall(s, f);
+    if (s.parallel) {
+      if (s.when) no(`${f}.when`, 'conditional steps are not supported');
+      if (s.parallel.wait === 'referenced') no(`${f}.parallel.wait`, 'only wait: all is supported');
+      s.parallel.steps.forEach((p, j) => (p.call ? addCall(p, `${f}.parallel.steps[${j}]`) : no(`${f}.parallel.steps[${j}]`, `step ${p.name}: only calls run in parallel`)));
+      return;
+    }
+    if (s.transform) {
+      const t = s.transform;
+      const from = STEP_BODY.exec(t.from)?.[1];
+      const call = from ? calls.get(from) : undefined;
+      if (s.when) no(`${f}.when`, 'conditional steps are not supported');
+      if (s.onError === 'continue') no(`${f}.onError`, 'a transform cannot continue on error');
+      if (!call) return no(`${f}.transform.from`, "a transform must read an earlier call's body (steps.NAME.body)");
+      if (t.map) return no(`${f}.transform.map`, 'map expressions are not supported');
+      if (call.pick || call.remove || call.rename || [...transforms.values()].includes(from!)) return no(`${f}.transform.from`, `step ${from}'s body is reshaped by another transform already`);
+      for (const [k, list] of [
+        ['pick', t.pick],
+        ['remove', t.remove],
+        ['rename', t.rename && Object.keys(t.rename)],
+      ] as const) {
+        if (list?.some((x) => x.includes('.'))) no(`${f}.transform.${k}`, 'only top-level fields');
+      }
+      Object.assign(call, { ...(t.pick ? { pick: t.pick } : {}), ...(t.remove ? { remove: t.remove } : {}), ...(t.rename ? { rename: t.rename } : {}) });
+      transforms.set(s.name, from!);
+      return;
+    }
+    if (s.respond && i === flow.steps.length - 1) {
+      const r = s.respond;
+      if (s.when) no(`${f}.when`, 'conditional steps are not supported');
+      if (r.status !== undefined) no(`${f}.respond.status`, 'the reply has the default status');
+      if (r.headers) no(`${f}.respond.headers`, 'reply headers are not supported');
+      if (r.format && r.format !== 'json') no(`${f}.respond.format`, 'the reply is JSON');
+      const inner = /^\s*\{([\s\S]*)\}\s*$/.exec(r.body ?? '')?.[1];
+      if (inner === undefined) return no(`${f}.respond.body`, 'the body must be an object of step bodies, {"key": steps.NAME.body, …}');
+      const entries: NativeFlowPlan['reply'] = [];
+      for (const pair of inner.split(',')) {
+        const m = REPLY_ENTRY.exec(pair);
+        if (!m) return no(`${f}.respond.body`, `entry ${pair.trim()} is not "key": steps.NAME.body`);
+        const step = transforms.get(m[2]!) ?? m[2]!;
+        if (!calls.has(step)) return no(`${f}.respond.body`, `reads steps.${m[2]}, which is not a call or transform before it`);
+        // The filter keeps one shape per call: its raw body and a reshaped copy cannot both be sent.
+        if (step === m[2] && [...transforms.values()].includes(step)) return no(`${f}.respond.body`, `step ${step} is used both raw and transformed`);
+        entries.push({ key: m[1]!, step });
+      }
+      reply = entries;
+      return;
+    }
+    no(f, `step ${s.name}: only calls, parallel calls, transforms and a last respond are supported`);
+  });
+  if (!reply && errors.length === 0) no(`${prefix}.steps`, 'the flow must end with a respond step');
+  if (errors.length) return { ok: false, errors };
+  return { ok: true, plan: { calls: [...calls.values()], reply: reply! } };
+}

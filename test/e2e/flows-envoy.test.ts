@@ -1,0 +1,169 @@
+// Flows that run in Envoy (execution: envoy) through the whole pipeline: the control plane sends
+// the flows Wasm filter and each route's plan to a real Envoy, which makes the calls itself. Seed
+// 003's /api/home over three upstreams answering after 50 ms each, a failing step under both
+// failure policies (the same answer as the runtime's), a model change without a restart, per-step
+// Envoy stats, and the write gate's 422s (a flow the filter cannot run; no module).
+import assert from 'node:assert/strict';
+import { describe, it } from 'node:test';
+import { SEED_HOME_BODY, SEED_USER } from '../../src/flows/fixtures.ts';
+import type { FlowSpec } from '../../src/flows/index.ts';
+import { requireComponent, waitFor } from '../support/components.ts';
+import { startAuthzGateway } from '../support/authz-gateway.ts';
+import { startFlowUpstreams, testHomeFlow } from '../support/flows-gateway.ts';
+import { startTestPortico } from '../support/portico.ts';
+
+const DELAY_MS = 50;
+
+/** The test's home flow reading the user from the query: Envoy's templates read query and headers. */
+function homeByQuery(execution?: 'envoy'): FlowSpec {
+  const flow = JSON.parse(JSON.stringify(testHomeFlow()).replaceAll('request.identity.claims.sub', 'request.query.user')) as FlowSpec;
+  return execution ? { ...flow, execution } : flow;
+}
+
+const strict = (execution?: 'envoy'): FlowSpec => ({
+  ...(execution ? { execution } : {}),
+  steps: [
+    { name: 'user', call: { service: 'f-users', path: '/users/{request.query.user}' } },
+    { name: 'audit', call: { service: 'f-broken', path: '/audit' } },
+    { name: 'reply', respond: { body: '{"user": steps.user.body, "audit": steps.audit.body}' } },
+  ],
+});
+
+const route = (name: string, flow: FlowSpec) => ({ name, match: { path: { type: 'exact', value: `/${name}` }, methods: ['GET'] }, flow });
+
+describe('flows run by Envoy', () => {
+  it("answer seed 003's aggregation in Envoy, fail as the runtime does, follow model changes, and are refused when Envoy cannot run them", { timeout: 300_000 }, async (t) => {
+    if (!requireComponent(t, 'flows-wasm')) return;
+    const upstreams = await startFlowUpstreams(DELAY_MS);
+    t.after(() => upstreams.close());
+    const g = await startAuthzGateway(t, {
+      nodeId: 'edge-flows-envoy',
+      mutate: (doc) => {
+        for (const [name, s] of Object.entries(upstreams.servers)) doc.services.push({ name: `f-${name}`, endpoints: [{ host: '127.0.0.1', port: s.port }] });
+        const lenient = strict('envoy');
+        lenient.steps[1] = { ...lenient.steps[1]!, onError: 'continue', fallback: { audited: false } };
+        doc.products.push({
+          name: 'native',
+          gatewayGroups: ['edge'],
+          basePath: '/native',
+          auth: { accept: ['none'] },
+          routes: [route('home', homeByQuery('envoy')), route('strict', strict('envoy')), route('strict-runtime', strict()), route('lenient', lenient)],
+        });
+      },
+    });
+    if (!g) return;
+    const user = `user=${SEED_USER.id}`;
+
+    await t.test("GET /native/home: seed 003's body from Envoy, in about one call's time", async () => {
+      const times: number[] = [];
+      for (let i = 0; i < 5; i++) {
+        const t0 = performance.now();
+        const r = await g.call(`/native/home?${user}`);
+        times.push(performance.now() - t0);
+        assert.equal(r.status, 200, r.text);
+        assert.deepEqual(r.json, SEED_HOME_BODY);
+        assert.equal(r.headers.get('x-portico-flow-incomplete'), null);
+      }
+      // Three sequential 50 ms calls take at least 150 ms: the fastest of a few tries proves they overlapped.
+      assert.ok(Math.min(...times) < 3 * DELAY_MS, `fastest of ${times.map((x) => x.toFixed(0)).join(', ')} ms should be under ${3 * DELAY_MS} ms`);
+      assert.equal(upstreams.seen.users!.at(-1)!.path, `/users/${SEED_USER.id}`);
+      assert.equal(upstreams.seen.orders!.at(-1)!.path, `/orders?user=${SEED_USER.id}&limit=3`);
+      // Envoy made the calls (its step stats count them); the flow runtime never saw the request.
+      const stats = await g.envoy.stats('portico_flows\\.native\\.home\\.');
+      assert.ok((stats.get('wasmcustom.portico_flows.native.home.user.ok') ?? 0) >= 5, JSON.stringify([...stats]));
+      assert.equal(await g.envoy.stat('cluster.portico.flows.upstream_rq_total'), 0, 'no request went to the flow runtime');
+    });
+
+    await t.test('a failing step: onError fail answers as the runtime does (status and body); continue answers with the fallback and says so', async () => {
+      const native = await g.call(`/native/strict?${user}`);
+      const runtime = await g.call(`/native/strict-runtime?${user}`);
+      assert.equal(native.status, 502, native.text);
+      assert.equal(runtime.status, 502, runtime.text);
+      assert.deepEqual(native.json, runtime.json);
+      assert.deepEqual(native.json, { error: 'flow_step_failed', message: 'Step audit failed: f-broken answered 500.', step: 'audit' });
+      const lenient = await g.call(`/native/lenient?${user}`);
+      assert.equal(lenient.status, 200, lenient.text);
+      assert.deepEqual(lenient.json, { user: JSON.parse(JSON.stringify(SEED_USER)), audit: { audited: false } });
+      assert.equal(lenient.headers.get('x-portico-flow-incomplete'), 'audit');
+    });
+
+    await t.test('a model change (a renamed reply key) applies without a restart', async () => {
+      const current = await g.api.get('/api/v1/products/native/routes/home');
+      assert.equal(current.status, 200, current.text);
+      const next = structuredClone(current.body);
+      delete next.revision;
+      next.flow.steps[2].respond.body = next.flow.steps[2].respond.body.replace('"recent_orders"', '"orders"');
+      const put = await g.api.put('/api/v1/products/native/routes/home', next, { 'if-match': current.headers.get('etag')! });
+      assert.equal(put.status, 200, put.text);
+      const { recent_orders, ...rest } = SEED_HOME_BODY;
+      await waitFor(
+        'the renamed key',
+        async () => {
+          const r = await g.call(`/native/home?${user}`);
+          return r.status === 200 && r.json.orders !== undefined ? r : undefined;
+        },
+        30_000,
+        100,
+      ).then((r) => assert.deepEqual(r.json, { ...rest, orders: recent_orders }));
+      assert.equal(g.envoy.process.child.exitCode, null, 'the same Envoy, never restarted');
+    });
+
+    await t.test('a flow the filter cannot run is refused with 422 naming the step and field; nothing is stored', async () => {
+      const bad = route('bad', {
+        execution: 'envoy',
+        steps: [
+          { name: 'post', call: { service: 'f-echo', method: 'POST', path: '/x' } },
+          { name: 'reply', respond: { body: '{"a": steps.post.body}' } },
+        ],
+      });
+      const r = await g.api.post('/api/v1/products/native/routes', bad);
+      assert.equal(r.status, 422, r.text);
+      assert.match(r.headers.get('content-type') ?? '', /problem\+json/);
+      assert.ok(
+        r.body.errors.some((e: { field: string; message: string }) => e.field === 'flow.steps[0].call.method' && /only GET/.test(e.message)),
+        r.text,
+      );
+      assert.equal((await g.api.get('/api/v1/products/native/routes/bad')).status, 404);
+      // The same flow run by the runtime is fine.
+      const ok = await g.api.post('/api/v1/products/native/routes', { ...bad, flow: { ...bad.flow, execution: 'runtime' } });
+      assert.equal(ok.status, 201, ok.text);
+    });
+  });
+
+  it('without the module, a flow asking for Envoy is refused at write time with 422 naming flow.execution', { timeout: 60_000 }, async (t) => {
+    const portico = await startTestPortico({ env: { PORTICO_FLOWS_WASM_MODULE: '/nonexistent/portico_flows.wasm' } });
+    t.after(() => portico.close());
+    const doc = {
+      portico: 'v1',
+      gatewayGroups: [{ name: 'edge', listeners: [{ name: 'http', port: 10000 }] }],
+      services: [{ name: 'users', endpoints: [{ host: '127.0.0.1', port: 9 }] }],
+      products: [
+        {
+          name: 'app',
+          gatewayGroups: ['edge'],
+          basePath: '/app',
+          auth: { accept: ['none'] },
+          routes: [
+            route('home', {
+              execution: 'envoy',
+              steps: [
+                { name: 'u', call: { service: 'users', path: '/u' } },
+                { name: 'reply', respond: { body: '{"u": steps.u.body}' } },
+              ],
+            }),
+          ],
+        },
+      ],
+    };
+    const r = await portico.api.post('/api/v1/config', doc);
+    assert.equal(r.status, 422, r.text);
+    assert.ok(
+      r.body.errors.some((e: { field: string; message: string }) => e.field === 'flow.execution' && /nonexistent\/portico_flows\.wasm cannot be read/.test(e.message)),
+      r.text,
+    );
+    // Run by the runtime, the same flow is accepted.
+    doc.products[0]!.routes[0]!.flow.execution = 'runtime';
+    const ok = await portico.api.post('/api/v1/config', doc);
+    assert.equal(ok.status, 200, ok.text);
+  });
+});

@@ -1,0 +1,173 @@
+// Flows that run in Envoy (execution: envoy): the plan the flows Wasm filter runs, built from the flow,
+// and the write gate's refusals naming the step and field of what the filter cannot run, or naming
+// the missing module.
+import assert from 'node:assert/strict';
+import { describe, it } from 'node:test';
+import { compileModelFlows } from '../../src/flows/index.ts';
+import { homeFlow } from '../../src/flows/fixtures.ts';
+import { nativeFlowPlan, parseModelDocument, type FlowSpec } from '../../src/model/index.ts';
+
+/** Seed 003's home flow reading the user from the query (Envoy's templates read query and headers). */
+function envoyHome(): FlowSpec {
+  const text = JSON.stringify(homeFlow()).replaceAll('request.identity.claims.sub', 'request.query.user');
+  return { ...(JSON.parse(text) as FlowSpec), execution: 'envoy' };
+}
+
+function refusal(flow: FlowSpec, field: string, message: RegExp): void {
+  const r = nativeFlowPlan(flow);
+  assert.equal(r.ok, false, 'the flow should have been refused');
+  const at = r.ok ? [] : r.errors.filter((e) => e.field === field);
+  assert.equal(at.length, 1, `expected one error at ${field}, got ${JSON.stringify(r.ok ? [] : r.errors)}`);
+  assert.match(at[0]!.message, message);
+}
+
+const home = envoyHome();
+const step = (f: FlowSpec, i: number, j: number) => f.steps[i]!.parallel!.steps[j]!;
+const edit = (f: (flow: FlowSpec) => void): FlowSpec => {
+  const copy = structuredClone(home);
+  f(copy);
+  return copy;
+};
+
+describe('the Envoy plan of a flow', () => {
+  it("is seed 003's aggregation: three parallel calls, the user picked, fallbacks, the reply keys", () => {
+    const r = nativeFlowPlan(home);
+    assert.ok(r.ok, JSON.stringify(!r.ok && r.errors));
+    assert.deepEqual(r.plan.calls[0], { name: 'user', service: 'users', path: '/users/{request.query.user}', query: [], timeoutMs: 1000, pick: ['id', 'name', 'avatar_url', 'membership'] });
+    assert.deepEqual(r.plan.calls[1], {
+      name: 'orders',
+      service: 'orders',
+      path: '/orders',
+      query: [
+        ['user', '{request.query.user}'],
+        ['limit', '3'],
+      ],
+      timeoutMs: 1000,
+      fallback: [],
+    });
+    assert.deepEqual(r.plan.reply, [
+      { key: 'user', step: 'user' },
+      { key: 'recent_orders', step: 'orders' },
+      { key: 'recommendations', step: 'recommendations' },
+    ]);
+  });
+
+  it("caps a call's timeout by the flow's and gives a failed step without fallback none", () => {
+    const r = nativeFlowPlan(
+      edit((f) => {
+        f.timeoutMs = 300;
+        delete step(f, 0, 1).fallback;
+      }),
+    );
+    assert.ok(r.ok);
+    assert.deepEqual(
+      r.plan.calls.map((c) => c.timeoutMs),
+      [300, 300, 300],
+    );
+    assert.equal(r.plan.calls[1]!.fallback, null, 'onError continue without fallback yields null, as in the runtime');
+  });
+
+  it('refuses what the filter cannot run, naming the step and field', () => {
+    refusal(
+      edit((f) => (step(f, 0, 0).call!.method = 'POST')),
+      'flow.steps[0].parallel.steps[0].call.method',
+      /only GET/,
+    );
+    refusal(
+      edit((f) => (step(f, 0, 1).call!.path = '/orders/{request.identity.claims.sub}')),
+      'flow.steps[0].parallel.steps[1].call.path',
+      /reads \{request\.identity\.claims\.sub\}/,
+    );
+    refusal(
+      edit((f) => (step(f, 0, 2).call!.headers = { 'x-a': 'b' })),
+      'flow.steps[0].parallel.steps[2].call.headers',
+      /headers are not supported/,
+    );
+    refusal(
+      edit((f) => (step(f, 0, 0).when = 'true')),
+      'flow.steps[0].parallel.steps[0].when',
+      /conditional/,
+    );
+    refusal(
+      edit((f) => (f.steps[0]!.parallel!.wait = 'referenced')),
+      'flow.steps[0].parallel.wait',
+      /wait: all/,
+    );
+    refusal(
+      edit((f) => (f.steps[1]!.transform!.map = '$')),
+      'flow.steps[1].transform.map',
+      /map/,
+    );
+    refusal(
+      edit((f) => (f.steps[1]!.transform!.pick = ['a.b'])),
+      'flow.steps[1].transform.pick',
+      /top-level/,
+    );
+    refusal(
+      edit((f) => (f.steps[2]!.respond!.status = 201)),
+      'flow.steps[2].respond.status',
+      /default status/,
+    );
+    refusal(
+      edit((f) => (f.steps[2]!.respond!.body = 'steps.user.body')),
+      'flow.steps[2].respond.body',
+      /object of step bodies/,
+    );
+    refusal(
+      edit((f) => (f.steps[2]!.respond!.body = '{"u": steps.user.body.name}')),
+      'flow.steps[2].respond.body',
+      /is not "key": steps.NAME.body/,
+    );
+    refusal(
+      edit((f) => (f.steps[2]!.respond!.body = '{"u": steps.user.body, "p": steps.profile.body}')),
+      'flow.steps[2].respond.body',
+      /both raw and transformed/,
+    );
+    refusal(
+      edit((f) => f.steps.splice(1, 0, { name: 'js', code: { source: 'return 1' } })),
+      'flow.steps[1]',
+      /only calls, parallel calls, transforms/,
+    );
+    refusal(
+      edit((f) => f.steps.pop()),
+      'flow.steps',
+      /end with a respond step/,
+    );
+  });
+});
+
+describe('the write gate for flows that run in Envoy', () => {
+  const model = (flow: FlowSpec) => {
+    const doc = {
+      portico: 'v1',
+      gatewayGroups: [{ name: 'edge', listeners: [{ name: 'http', port: 10000 }] }],
+      services: ['users', 'orders', 'products'].map((name) => ({ name, endpoints: [{ host: '127.0.0.1', port: 1 }] })),
+      products: [{ name: 'app', gatewayGroups: ['edge'], basePath: '/api', auth: { accept: ['none'] }, routes: [{ name: 'home', match: { path: { type: 'exact', value: '/home' } }, flow }] }],
+    };
+    const { model, errors } = parseModelDocument(doc, { hashApiKey: (key) => ({ prefix: key.slice(0, 8), hash: key, secret: key }) });
+    assert.deepEqual(errors, []);
+    return model;
+  };
+
+  it('passes a flow the filter can run when the module is there', () => {
+    assert.deepEqual(compileModelFlows(model(home), { envoyExecution: {} }).errors, []);
+  });
+
+  it("refuses it with the plan builder's reasons, on the route", () => {
+    const errors = compileModelFlows(model(edit((f) => (step(f, 0, 0).call!.method = 'DELETE'))), { envoyExecution: {} }).errors;
+    assert.deepEqual(
+      errors.map((e) => [e.kind, e.key, e.field]),
+      [['routes', 'app/home', 'flow.steps[0].parallel.steps[0].call.method']],
+    );
+  });
+
+  it('refuses any flow asking for Envoy when the module is missing, and none that does not', () => {
+    const unavailable = { envoyExecution: { unavailable: 'the flows Wasm module /x cannot be read (ENOENT)' } };
+    const errors = compileModelFlows(model(home), unavailable).errors;
+    assert.deepEqual(
+      errors.map((e) => [e.field, e.message]),
+      [['flow.execution', 'envoy is unavailable: the flows Wasm module /x cannot be read (ENOENT)']],
+    );
+    assert.deepEqual(compileModelFlows(model({ ...home, execution: 'runtime' }), unavailable).errors, []);
+  });
+});
