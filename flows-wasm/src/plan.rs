@@ -276,13 +276,21 @@ impl Call {
 /// A step's body as the reply takes it: checked to be JSON, and reshaped if the plan says so.
 pub fn reshape(shape: &Shape, body: &[u8]) -> Result<Vec<u8>, String> {
     if shape.pick.is_none() && shape.remove.is_empty() && shape.rename.is_empty() {
-        serde_json::from_slice::<serde::de::IgnoredAny>(body).map_err(|e| format!("body is not JSON: {e}"))?;
+        serde_json::from_slice::<serde::de::IgnoredAny>(body).map_err(|e| format!("is not valid JSON: {e}"))?;
         return Ok(body.to_vec());
     }
-    let mut obj: Map<String, Value> = match serde_json::from_slice(body) {
-        Ok(Value::Object(o)) => o,
-        Ok(_) => return Err("body is not a JSON object".into()),
-        Err(e) => return Err(format!("body is not JSON: {e}")),
+    let v: Value = serde_json::from_slice(body).map_err(|e| format!("is not valid JSON: {e}"))?;
+    Ok(serde_json::to_vec(&reshape_value(shape, v)).expect("a Value serialises"))
+}
+
+/// The runtime's reshaping (src/flows/transforms.ts) for top-level fields: into every element of an
+/// array, other values as they are; pick in the pick list's order, remove and rename keeping the
+/// body's order (serde_json's preserve_order), a renamed field replacing one of the same name.
+fn reshape_value(shape: &Shape, v: Value) -> Value {
+    let mut obj = match v {
+        Value::Array(a) => return Value::Array(a.into_iter().map(|e| reshape_value(shape, e)).collect()),
+        Value::Object(o) => o,
+        other => return other,
     };
     if let Some(pick) = &shape.pick {
         let mut kept = Map::new();
@@ -293,15 +301,26 @@ pub fn reshape(shape: &Shape, body: &[u8]) -> Result<Vec<u8>, String> {
         }
         obj = kept;
     }
-    for k in &shape.remove {
-        obj.remove(k);
+    if !shape.remove.is_empty() {
+        obj = obj.into_iter().filter(|(k, _)| !shape.remove.contains(k)).collect();
     }
-    for (from, to) in &shape.rename {
-        if let Some(v) = obj.remove(from) {
-            obj.insert(to.clone(), v);
+    if !shape.rename.is_empty() {
+        let mut out = Map::new();
+        for (k, v) in obj {
+            match shape.rename.iter().find(|(from, _)| *from == k) {
+                Some((_, to)) => {
+                    out.insert(to.clone(), v);
+                }
+                None => {
+                    if !out.contains_key(&k) {
+                        out.insert(k, v);
+                    }
+                }
+            }
         }
+        obj = out;
     }
-    Ok(serde_json::to_vec(&obj).expect("a Map serialises"))
+    Value::Object(obj)
 }
 
 /// The gateway's error body (src/contract's gatewayErrorBody).
@@ -376,8 +395,17 @@ mod tests {
         let shape = Shape { pick: Some(vec!["b".into(), "a".into(), "z".into()]), remove: vec!["a".into()], rename: vec![("b".into(), "bee".into())] };
         let out = reshape(&shape, br#"{"a":1,"b":{"c":[2]},"secret":3}"#).unwrap();
         assert_eq!(serde_json::from_slice::<Value>(&out).unwrap(), serde_json::json!({"bee":{"c":[2]}}));
-        assert!(reshape(&shape, b"[1]").unwrap_err().contains("not a JSON object"));
+        // Into arrays, element by element; other values as they are (as the runtime does).
+        assert_eq!(reshape(&shape, br#"[{"b":1,"x":2},3]"#).unwrap(), br#"[{"bee":1},3]"#);
         assert_eq!(reshape(&Shape::default(), b" [1, 2] ").unwrap(), b" [1, 2] ");
-        assert!(reshape(&Shape::default(), b"{").unwrap_err().contains("not JSON"));
+        assert!(reshape(&Shape::default(), b"{").unwrap_err().contains("not valid JSON"));
+    }
+
+    #[test]
+    fn reshaping_keeps_the_runtimes_order() {
+        let pick = Shape { pick: Some(vec!["z".into(), "a".into()]), ..Shape::default() };
+        assert_eq!(reshape(&pick, br#"{"a":1,"m":2,"z":3}"#).unwrap(), br#"{"z":3,"a":1}"#);
+        let remove = Shape { remove: vec!["m".into()], rename: vec![("z".into(), "b".into())], ..Shape::default() };
+        assert_eq!(reshape(&remove, br#"{"z":3,"m":2,"a":1}"#).unwrap(), br#"{"b":3,"a":1}"#);
     }
 }

@@ -47,7 +47,7 @@ describe('flows run by Envoy', () => {
           gatewayGroups: ['edge'],
           basePath: '/native',
           auth: { accept: ['none'] },
-          routes: [route('home', homeByQuery('envoy')), route('strict', strict('envoy')), route('strict-runtime', strict()), route('lenient', lenient)],
+          routes: [route('home', homeByQuery('envoy')), route('home-runtime', homeByQuery()), route('strict', strict('envoy')), route('strict-runtime', strict()), route('lenient', lenient)],
         });
       },
     });
@@ -66,6 +66,10 @@ describe('flows run by Envoy', () => {
       }
       // Three sequential 50 ms calls take at least 150 ms: the fastest of a few tries proves they overlapped.
       assert.ok(Math.min(...times) < 3 * DELAY_MS, `fastest of ${times.map((x) => x.toFixed(0)).join(', ')} ms should be under ${3 * DELAY_MS} ms`);
+      // Byte for byte the runtime's answer to the same flow (the picked fields in the pick's order).
+      const runtime = await g.call(`/native/home-runtime?${user}`);
+      assert.equal(runtime.status, 200, runtime.text);
+      assert.equal((await g.call(`/native/home?${user}`)).text, runtime.text);
       assert.equal(upstreams.seen.users!.at(-1)!.path, `/users/${SEED_USER.id}`);
       assert.equal(upstreams.seen.orders!.at(-1)!.path, `/orders?user=${SEED_USER.id}&limit=3`);
       // Envoy made the calls (its step stats count them); the flow runtime never saw the request.
