@@ -42,7 +42,7 @@ export const FILTERS = {
   grpcErrors: 'portico.grpc_errors',
   /** Response compressors: one per profile and algorithm, `portico.compressor.<algorithm>.<profile>`. */
   compressorPrefix: 'portico.compressor',
-  /** Flows that run in Envoy: the flows Wasm filter (off in the chain, on per route; flows-wasm/). */
+  /** Flows that run in Envoy: the flows Wasm filter (on in the chain, off on routes without such a flow; flows-wasm/). */
   nativeFlows: 'portico.flows.wasm',
   /** Header renames of routes and products (a second header_mutation, just before the router). */
   headerRename: 'portico.header_rename',
