@@ -32,6 +32,11 @@ export interface NativeFlowError {
 
 export type NativeFlowResult = { ok: true; plan: NativeFlowPlan } | { ok: false; errors: NativeFlowError[] };
 
+export interface NativeFlowOptions {
+  /** Why Envoy's calls cannot honour a service's settings (e.g. its retries), or undefined. */
+  serviceProblem?: (service: string) => string | undefined;
+}
+
 const TEMPLATE_PART = /\{([^{}]*)\}/g;
 const REQUEST_VALUE = /^request\.(query|headers)\.[A-Za-z0-9_-]+$/;
 const STEP_BODY = /^\s*steps\.([A-Za-z_][A-Za-z0-9_]*)\.body\s*$/;
@@ -50,7 +55,7 @@ export function runsInEnvoy(flow: Pick<FlowSpec, 'execution'> | undefined): bool
  * object of step bodies with the default status and headers. Anything else is an error at its field
  * (`prefix` is the flow's field in its resource).
  */
-export function nativeFlowPlan(flow: FlowSpec, prefix = 'flow'): NativeFlowResult {
+export function nativeFlowPlan(flow: FlowSpec, prefix = 'flow', opts: NativeFlowOptions = {}): NativeFlowResult {
   const errors: NativeFlowError[] = [];
   const no = (field: string, message: string) => errors.push({ field, message: `${message} (${WHAT_RUNS})` });
   const calls = new Map<string, NativeFlowCall>();
@@ -72,6 +77,8 @@ export function nativeFlowPlan(flow: FlowSpec, prefix = 'flow'): NativeFlowResul
     if (c.parse && c.parse !== 'json' && c.parse !== 'auto') no(`${f}.call.parse`, 'only JSON answers are supported');
     if (c.xml) no(`${f}.call.xml`, 'XML is not supported');
     if (c.okStatus && !(c.okStatus.length === 1 && c.okStatus[0] === '2xx')) no(`${f}.call.okStatus`, 'only 2xx counts as success');
+    const problem = opts.serviceProblem?.(c.service);
+    if (problem) no(`${f}.call.service`, problem);
     calls.set(s.name, {
       name: s.name,
       service: c.service,

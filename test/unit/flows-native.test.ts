@@ -137,11 +137,11 @@ describe('the Envoy plan of a flow', () => {
 });
 
 describe('the write gate for flows that run in Envoy', () => {
-  const model = (flow: FlowSpec) => {
+  const model = (flow: FlowSpec, retried?: string) => {
     const doc = {
       portico: 'v1',
       gatewayGroups: [{ name: 'edge', listeners: [{ name: 'http', port: 10000 }] }],
-      services: ['users', 'orders', 'products'].map((name) => ({ name, endpoints: [{ host: '127.0.0.1', port: 1 }] })),
+      services: ['users', 'orders', 'products'].map((name) => ({ name, endpoints: [{ host: '127.0.0.1', port: 1 }], ...(name === retried ? { retries: { attempts: 2 } } : {}) })),
       products: [{ name: 'app', gatewayGroups: ['edge'], basePath: '/api', auth: { accept: ['none'] }, routes: [{ name: 'home', match: { path: { type: 'exact', value: '/home' } }, flow }] }],
     };
     const { model, errors } = parseModelDocument(doc, { hashApiKey: (key) => ({ prefix: key.slice(0, 8), hash: key, secret: key }) });
@@ -159,6 +159,16 @@ describe('the write gate for flows that run in Envoy', () => {
       errors.map((e) => [e.kind, e.key, e.field]),
       [['routes', 'app/home', 'flow.steps[0].parallel.steps[0].call.method']],
     );
+  });
+
+  it("refuses a call to a service with retries (Envoy's calls from the filter have no retry policy)", () => {
+    const errors = compileModelFlows(model(home, 'orders'), { envoyExecution: {} }).errors;
+    assert.deepEqual(
+      errors.map((e) => e.field),
+      ['flow.steps[0].parallel.steps[1].call.service'],
+    );
+    assert.match(errors[0]!.message, /service orders has retries/);
+    assert.deepEqual(compileModelFlows(model({ ...home, execution: 'runtime' }, 'orders'), { envoyExecution: {} }).errors, []);
   });
 
   it('refuses any flow asking for Envoy when the module is missing, and none that does not', () => {
