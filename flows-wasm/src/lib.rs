@@ -97,6 +97,9 @@ enum Outcome {
     Failed { timeout: bool, message: String },
 }
 
+/// The body of the 504 Envoy answers for a call that passed its timeout (its router's local reply).
+const ENVOY_TIMEOUT_BODY: &[u8] = b"upstream request timeout";
+
 struct Flow {
     /// Every route's plan (the root's, shared).
     plans: Plans,
@@ -126,7 +129,13 @@ impl Flow {
     fn outcome(&self, call: &Call, body_size: usize) -> Outcome {
         let elapsed = self.get_current_time().duration_since(self.started).unwrap_or_default();
         let status = self.get_http_call_response_header(":status");
-        if elapsed >= Duration::from_millis(call.timeout_ms) && status.as_deref().map_or(true, |s| s == "504") {
+        // Envoy ends a call past its timeout with its own 504 "upstream request timeout". The host's
+        // clock is not precise enough to tell that from an upstream's 504 by the elapsed time alone
+        // (under load it read less than the timeout when the call's timer had fired), so the body decides.
+        let envoy_timeout = status.as_deref() == Some("504")
+            && (elapsed >= Duration::from_millis(call.timeout_ms)
+                || self.get_http_call_response_body(0, body_size).as_deref() == Some(ENVOY_TIMEOUT_BODY));
+        if envoy_timeout || (status.is_none() && elapsed >= Duration::from_millis(call.timeout_ms)) {
             return Outcome::Failed { timeout: true, message: format!("{} did not answer within {} ms", call.service, call.timeout_ms) };
         }
         let Some(status) = status else {

@@ -107,8 +107,8 @@ describe('flows run by Envoy', () => {
       const late = await g.call('/native/slow');
       const lateRuntime = await g.call('/native/slow-runtime');
       upstreams.gate.release();
-      assert.equal(late.status, 504, late.text);
-      assert.equal(lateRuntime.status, 504, lateRuntime.text);
+      assert.equal(late.status, 504, `native: ${late.text}`);
+      assert.equal(lateRuntime.status, 504, `runtime: ${lateRuntime.text}`);
       assert.deepEqual(late.json, lateRuntime.json);
       assert.deepEqual(late.json, { error: 'flow_step_timeout', message: 'Step wait failed: f-echo did not answer within 300 ms.', step: 'wait' });
       const lenient = await g.call(`/native/lenient?${user}`);
