@@ -49,6 +49,8 @@ export const PRELOADED_PACKAGES: readonly string[] = [
   'envoy.extensions.filters.http.rbac.v3',
   'envoy.extensions.filters.http.router.v3',
   'envoy.extensions.filters.http.upstream_codec.v3',
+  // The flows Wasm filter (flows run by Envoy: execution: envoy).
+  'envoy.extensions.filters.http.wasm.v3',
   'envoy.extensions.filters.listener.tls_inspector.v3',
   'envoy.extensions.filters.network.http_connection_manager.v3',
   'envoy.extensions.http.cache_v2.simple_http_cache.v3',
