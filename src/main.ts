@@ -74,12 +74,6 @@ export interface StartOptions {
 export { bind, StartupError } from './bind.ts';
 import { bind } from './bind.ts';
 
-/**
- * Full collections, a few apart: V8 drops a function's bytecode once it has not run for
- * --bytecode-old-age (5) full collections, and the start (store, migrations check, Prisma's first
- * queries, the first translation) leaves ~15 MB of bytecode that an idle process never runs again;
- * one collection only reclaims garbage. A function run later is compiled again on its first call.
- */
 /** The flows Wasm module Envoys are sent (bytes as base64, as the config carries them), or why there is none. */
 function loadFlowsWasm(file: string): { module: { base64: string; sha256: string } } | { unavailable: string } {
   let bytes: Buffer;
@@ -94,6 +88,12 @@ function loadFlowsWasm(file: string): { module: { base64: string; sha256: string
   return { module: { base64: bytes.toString('base64'), sha256: createHash('sha256').update(bytes).digest('hex') } };
 }
 
+/**
+ * Full collections, a few apart: V8 drops a function's bytecode once it has not run for
+ * --bytecode-old-age (5) full collections, and the start (store, migrations check, Prisma's first
+ * queries, the first translation) leaves ~15 MB of bytecode that an idle process never runs again;
+ * one collection only reclaims garbage. A function run later is compiled again on its first call.
+ */
 function collectIdle(gc: () => void, rounds = 6): void {
   gc();
   if (rounds > 1) setTimeout(() => collectIdle(gc, rounds - 1), 200).unref();

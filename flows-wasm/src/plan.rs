@@ -10,7 +10,10 @@
 //   ],
 //   "reply": [{ "key": "user", "step": "user" }, { "key": "recent_orders", "step": "orders" }] } } }
 // Templates take Portico's {request.query.NAME} (the request's query parameter, decoded) and
-// {request.headers.NAME}; a value is percent-encoded where it lands. "pick", "remove" and "rename"
+// {request.headers.NAME}, and {request.identity.claims.NAME}: the claim from the first of the headers
+// the plan's "claims" lists for it ([["sub", ["x-user-id"]]]), which Envoy's authentication set from
+// the verified token before this filter (and the edge stripped from callers); a value is
+// percent-encoded where it lands. "pick", "remove" and "rename"
 // ({"old": "new"}) reshape a step's object body (top-level fields); a step with "fallback" that fails
 // (transport error, timeout, non-2xx, not JSON) puts the fallback in the reply, one without it fails
 // the flow as the runtime does (502, or 504 for a timeout, naming the step).
@@ -28,6 +31,9 @@ struct RawRoutes {
 struct RawPlan {
     calls: Vec<RawCall>,
     reply: Vec<RawKey>,
+    /// Claims the templates read, each with the headers its issuers forward it in.
+    #[serde(default)]
+    claims: Vec<(String, Vec<String>)>,
 }
 
 #[derive(Deserialize)]
@@ -58,6 +64,8 @@ pub enum Part {
     Text(String),
     Query(String),
     Header(String),
+    /// A claim, read from the first of the headers Envoy's authentication forwards it in.
+    Claim { name: String, headers: Vec<String> },
 }
 
 /// How a step's body is reshaped before it goes into the reply (all empty: passed through as is).
@@ -93,7 +101,7 @@ pub struct Plan {
     pub headers: Vec<String>,
 }
 
-fn template(s: &str) -> Result<Vec<Part>, String> {
+fn template(s: &str, claims: &[(String, Vec<String>)]) -> Result<Vec<Part>, String> {
     let mut parts = Vec::new();
     let mut rest = s;
     while let Some(open) = rest.find('{') {
@@ -106,8 +114,11 @@ fn template(s: &str) -> Result<Vec<Part>, String> {
             Part::Query(q.to_string())
         } else if let Some(h) = name.strip_prefix("request.headers.") {
             Part::Header(h.to_ascii_lowercase())
+        } else if let Some(c) = name.strip_prefix("request.identity.claims.") {
+            let headers = claims.iter().find(|(k, _)| k == c).map(|(_, h)| h.iter().map(|h| h.to_ascii_lowercase()).collect()).ok_or_else(|| format!("claim {c} in {s:?} has no headers in the plan's claims"))?;
+            Part::Claim { name: c.to_string(), headers }
         } else {
-            return Err(format!("unknown value {{{name}}} in {s:?} (request.query.NAME or request.headers.NAME)"));
+            return Err(format!("unknown value {{{name}}} in {s:?} (request.query.NAME, request.headers.NAME or request.identity.claims.NAME)"));
         });
         rest = &rest[close + 1..];
     }
@@ -140,10 +151,15 @@ impl Plan {
             if calls.iter().any(|k: &Call| k.name == c.name) {
                 return Err(format!("two calls named {:?}", c.name));
             }
-            let path = template(&c.path)?;
-            let query = c.query.iter().map(|(k, v)| Ok((k.clone(), template(v)?))).collect::<Result<Vec<_>, String>>()?;
+            let path = template(&c.path, &raw.claims)?;
+            let query = c.query.iter().map(|(k, v)| Ok((k.clone(), template(v, &raw.claims)?))).collect::<Result<Vec<_>, String>>()?;
             for p in path.iter().chain(query.iter().flat_map(|(_, v)| v.iter())) {
-                if let Part::Header(h) = p {
+                let read = match p {
+                    Part::Header(h) => std::slice::from_ref(h),
+                    Part::Claim { headers, .. } => headers.as_slice(),
+                    _ => &[],
+                };
+                for h in read {
                     if !headers.contains(h) {
                         headers.push(h.clone());
                     }
@@ -242,11 +258,17 @@ impl RequestValues {
         RequestValues { query, headers }
     }
 
+    fn header(&self, name: &str) -> Option<&str> {
+        self.headers.iter().find(|(k, _)| k == name).and_then(|(_, v)| v.as_deref())
+    }
+
     fn value<'a>(&'a self, p: &'a Part) -> Result<&'a str, String> {
         match p {
             Part::Text(t) => Ok(t),
             Part::Query(q) => self.query.iter().find(|(k, _)| k == q).map(|(_, v)| v.as_str()).ok_or_else(|| format!("query parameter {q} is required")),
-            Part::Header(h) => self.headers.iter().find(|(k, _)| k == h).and_then(|(_, v)| v.as_deref()).ok_or_else(|| format!("header {h} is required")),
+            Part::Header(h) => self.header(h).ok_or_else(|| format!("header {h} is required")),
+            // Set by jwt_authn (or ext_authz) after verifying the token; callers' copies were stripped first in the chain.
+            Part::Claim { name, headers } => headers.iter().find_map(|h| self.header(h)).ok_or_else(|| format!("the caller's token has no claim {name}")),
         }
     }
 }
@@ -356,6 +378,24 @@ mod tests {
         assert_eq!(plan.calls[1].fallback.as_deref(), Some(&b"[]"[..]));
         let missing = RequestValues::new("/api/home", vec![]);
         assert_eq!(plan.calls[0].target(&missing).unwrap_err(), "query parameter user is required");
+    }
+
+    #[test]
+    fn claims_are_read_from_the_headers_authentication_forwards_them_in() {
+        let plan = Plan::parse(
+            br#"{"calls":[{"name":"user","service":"users","cluster":"users","path":"/users/{request.identity.claims.sub}","query":[["t","{request.headers.x-team}"]],"timeoutMs":1000}],
+              "reply":[{"key":"user","step":"user"}],"claims":[["sub",["X-User-Id","x-sub"]]]}"#,
+        )
+        .unwrap();
+        assert_eq!(plan.headers, vec!["x-user-id".to_string(), "x-sub".to_string(), "x-team".to_string()]);
+        let hdrs = |id: Option<&str>, sub: Option<&str>| vec![("x-user-id".to_string(), id.map(String::from)), ("x-sub".to_string(), sub.map(String::from)), ("x-team".to_string(), Some("t".into()))];
+        // The first header the claim's issuers forward it in; a value is encoded where it lands.
+        assert_eq!(plan.calls[0].target(&RequestValues::new("/h", hdrs(Some("usr 1"), Some("other")))).unwrap(), "/users/usr%201?t=t");
+        assert_eq!(plan.calls[0].target(&RequestValues::new("/h", hdrs(None, Some("usr_2")))).unwrap(), "/users/usr_2?t=t");
+        assert_eq!(plan.calls[0].target(&RequestValues::new("/h", hdrs(None, None))).unwrap_err(), "the caller's token has no claim sub");
+        // A claim the plan does not map to headers is refused when the plan is read.
+        let e = Plan::parse(br#"{"calls":[{"name":"a","service":"c","cluster":"c","path":"/{request.identity.claims.role}","timeoutMs":1}],"reply":[]}"#).err().unwrap();
+        assert!(e.contains("claim role"), "{e}");
     }
 
     #[test]

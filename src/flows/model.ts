@@ -1,7 +1,7 @@
 // The flows of one model snapshot: every route answered by a flow or carrying a body transform,
 // compiled once per route version. The store's write gate uses the errors (naming route, step and
 // field); the runtime uses the compiled flows, keyed by `product/route`.
-import { fullPath, nativeFlowPlan, runsInEnvoy, sortedValues, type ModelError, type ModelSnapshot, type Route, type Service } from '../model/index.ts';
+import { fullPath, nativeFlowIdentity, nativeFlowPlan, runsInEnvoy, sortedValues, type ModelError, type ModelSnapshot, type Route, type Service } from '../model/index.ts';
 import { compileFlow, DEFAULTS, type FlowError } from './compile.ts';
 import { compileRouteTransform } from './route-transform.ts';
 import type { CompiledFlow } from './types.ts';
@@ -65,7 +65,7 @@ export function compileModelFlows(model: ModelSnapshot, opts: ModelFlowOptions =
     const key = `${r.product}/${r.name}`;
     const product = model.products.get(r.product);
     const path = product ? fullPath(product, r) : r.match.path.value;
-    const context = `${servicesKey}|${runsInEnvoy(r.flow) ? `${retriedKey()}|${opts.envoyExecution?.unavailable ?? ''}` : ''}|${path}|${r.timeoutMs ?? ''}|${r.service ? (model.services.get(r.service)?.requestTimeoutMs ?? '') : ''}`;
+    const context = `${servicesKey}|${runsInEnvoy(r.flow) ? `${retriedKey()}|${opts.envoyExecution?.unavailable ?? ''}|${identityKey(model, r)}` : ''}|${path}|${r.timeoutMs ?? ''}|${r.service ? (model.services.get(r.service)?.requestTimeoutMs ?? '') : ''}`;
     let c = cache.get(r);
     if (!c || c.context !== context) {
       c = { context, result: compileRoute(model, r, services, opts) };
@@ -94,7 +94,7 @@ function compileRoute(model: ModelSnapshot, r: Route, services: ReadonlySet<stri
       // Checked here, at write time, so a flow Envoy cannot run never reaches Envoy's config.
       const why = opts.envoyExecution?.unavailable;
       if (why !== undefined) extra.push({ field: 'flow.execution', message: `envoy is unavailable: ${why}`, code: 'invalid' });
-      const native = nativeFlowPlan(r.flow, 'flow', { serviceProblem: (name) => retriesProblem(model.services.get(name)) });
+      const native = nativeFlowPlan(r.flow, 'flow', { serviceProblem: (name) => retriesProblem(model.services.get(name)), identity: nativeFlowIdentity(model, r) });
       if (!native.ok) for (const e of native.errors) extra.push({ ...e, code: 'invalid' });
     }
     const result = compileFlow(r.flow, { prefix: 'flow', services, ...(opts.checkCode ? { checkCode: opts.checkCode } : {}) });
@@ -104,6 +104,12 @@ function compileRoute(model: ModelSnapshot, r: Route, services: ReadonlySet<stri
   const service = r.service ?? '';
   const timeoutMs = r.timeoutMs ?? model.services.get(service)?.requestTimeoutMs ?? DEFAULTS.callTimeoutMs;
   return compileRouteTransform(service, r.transform!, { prefix: 'transform', timeoutMs });
+}
+
+/** What an Envoy-run flow's check depends on of the route's identity (its claims, or why it has none). */
+function identityKey(model: ModelSnapshot, r: Route): string {
+  const id = nativeFlowIdentity(model, r);
+  return id.claims ? JSON.stringify([...id.claims]) : (id.noClaims ?? '');
 }
 
 /** Envoy's calls from the flows filter have no route, so no retry policy: a service's retries would be silently dropped. */

@@ -2,12 +2,15 @@
 // or why it cannot: the write gate reports the reasons (naming step and field), the translator puts
 // the plan in the filter's configuration. Pure, so both sides of the pipeline share one judgement.
 import { FLOW_DEFAULTS, type FlowSpec, type FlowStepSpec } from './flow-schema.ts';
+import type { ModelSnapshot } from './model.ts';
+import { effectiveAccept } from './policy.ts';
+import type { Route } from './schemas.ts';
 
 /** One call the filter makes with Envoy's HTTP client, to the service's own cluster. */
 export interface NativeFlowCall {
   name: string;
   service: string;
-  /** Path template: text with {request.query.NAME} / {request.headers.NAME} parts. */
+  /** Path template: text with {request.query.NAME} / {request.headers.NAME} / {request.identity.claims.NAME} parts. */
   path: string;
   /** [name, template] in the flow's order. */
   query: Array<[string, string]>;
@@ -23,6 +26,20 @@ export interface NativeFlowPlan {
   calls: NativeFlowCall[];
   /** The reply object's keys in order, each the (reshaped) body of one call. */
   reply: Array<{ key: string; step: string }>;
+  /**
+   * The claims the templates read, each with the headers its issuers forward it in (claim_to_headers,
+   * or ext_authz in callout mode): set by Envoy's authentication before the filter, and stripped from
+   * callers first in the chain, so a caller cannot send one.
+   */
+  claims?: Array<[string, string[]]>;
+}
+
+/** What an Envoy-run flow may read of the caller's identity on its route. */
+export interface NativeFlowIdentity {
+  /** Claim → the (lower-case) headers the product's issuers forward it in; absent when the route takes no JWT. */
+  claims?: ReadonlyMap<string, readonly string[]>;
+  /** Why there are no claims (the route takes no JWT). */
+  noClaims?: string;
 }
 
 export interface NativeFlowError {
@@ -35,10 +52,32 @@ export type NativeFlowResult = { ok: true; plan: NativeFlowPlan } | { ok: false;
 export interface NativeFlowOptions {
   /** Why Envoy's calls cannot honour a service's settings (e.g. its retries), or undefined. */
   serviceProblem?: (service: string) => string | undefined;
+  /** The route's identity (nativeFlowIdentity); without it, templates cannot read identity. */
+  identity?: NativeFlowIdentity;
+}
+
+/**
+ * The claims an Envoy-run flow on the route can read: those the product's JWT issuers forward as
+ * headers (forwardClaims), as the runtime reads them; none when the route takes no JWT.
+ */
+export function nativeFlowIdentity(model: ModelSnapshot, route: Route): NativeFlowIdentity {
+  const product = model.products.get(route.product);
+  if (!product || !effectiveAccept(product, route).includes('jwt')) return { noClaims: 'this route takes no JWT, so its callers have no claims' };
+  const claims = new Map<string, string[]>();
+  const issuers = product.jwtIssuers ?? [...model.jwtIssuers.keys()];
+  for (const name of [...issuers].sort()) {
+    for (const [claim, header] of Object.entries(model.jwtIssuers.get(name)?.forwardClaims ?? {})) {
+      const headers = claims.get(claim) ?? [];
+      if (!headers.includes(header.toLowerCase())) headers.push(header.toLowerCase());
+      claims.set(claim, headers);
+    }
+  }
+  return { claims };
 }
 
 const TEMPLATE_PART = /\{([^{}]*)\}/g;
 const REQUEST_VALUE = /^request\.(query|headers)\.[A-Za-z0-9_-]+$/;
+const CLAIM_VALUE = /^request\.identity\.claims\.(.+)$/;
 const STEP_BODY = /^\s*steps\.([A-Za-z_][A-Za-z0-9_]*)\.body\s*$/;
 const REPLY_ENTRY = /^\s*"([^"\\]+)"\s*:\s*steps\.([A-Za-z_][A-Za-z0-9_]*)\.body\s*$/;
 const WHAT_RUNS = 'Envoy runs parallel GET calls, transforms by pick/remove/rename of one call body, and a last respond of step bodies';
@@ -50,7 +89,8 @@ export function runsInEnvoy(flow: Pick<FlowSpec, 'execution'> | undefined): bool
 
 /**
  * The plan for a flow the filter can run: call steps (top level or in one parallel group) that GET
- * with path and query templates reading only request.query and request.headers, transforms that
+ * with path and query templates reading only request.query, request.headers and the claims the
+ * route's issuers forward (request.identity.claims.NAME), transforms that
  * reshape one call's body by top-level pick/remove/rename, and a last respond step whose body is an
  * object of step bodies with the default status and headers. Anything else is an error at its field
  * (`prefix` is the flow's field in its resource).
@@ -62,8 +102,28 @@ export function nativeFlowPlan(flow: FlowSpec, prefix = 'flow', opts: NativeFlow
   /** transform step → the call whose body it reshapes. */
   const transforms = new Map<string, string>();
   const flowTimeout = flow.timeoutMs ?? FLOW_DEFAULTS.flowTimeoutMs;
+  const claims = new Map<string, string[]>();
+  const readsClaim = (field: string, claim: string) => {
+    const id = opts.identity;
+    const headers = id?.claims?.get(claim);
+    if (!/^[A-Za-z0-9_:-]+$/.test(claim)) no(field, `reads claim ${claim}: Envoy reads claims with plain names (no dots)`);
+    else if (!id?.claims) no(field, `reads claim ${claim}, but ${id?.noClaims ?? 'the route has no claims'}`);
+    else if (!headers) no(field, `reads claim ${claim}, which none of the product's JWT issuers forwards (forwardClaims)`);
+    else claims.set(claim, [...headers]);
+  };
   const template = (field: string, t: string): string => {
-    for (const m of t.matchAll(TEMPLATE_PART)) if (!REQUEST_VALUE.test(m[1]!.trim())) no(field, `reads {${m[1]}}; Envoy's templates read request.query.NAME and request.headers.NAME only`);
+    for (const m of t.matchAll(TEMPLATE_PART)) {
+      const v = m[1]!.trim();
+      const claim = CLAIM_VALUE.exec(v)?.[1];
+      if (claim !== undefined) readsClaim(field, claim);
+      // The partner header is set after the filter (by the route) on some native paths (payload partners, mTLS): not read at all rather than read wrong.
+      else if (v.startsWith('request.identity.'))
+        no(
+          field,
+          `reads {${v}}; in Envoy a flow reads the caller's identity as claims only (request.identity.claims.NAME), since the partner and plan are not known before the router on every authentication path`,
+        );
+      else if (!REQUEST_VALUE.test(v)) no(field, `reads {${m[1]}}; Envoy's templates read request.query.NAME, request.headers.NAME and request.identity.claims.NAME only`);
+    }
     if (t.includes('{{') || t.includes('}}')) no(field, 'literal braces are not supported in Envoy');
     return t.replace(TEMPLATE_PART, (_, v: string) => `{${v.trim()}}`);
   };
@@ -144,5 +204,6 @@ export function nativeFlowPlan(flow: FlowSpec, prefix = 'flow', opts: NativeFlow
   });
   if (!reply && errors.length === 0) no(`${prefix}.steps`, 'the flow must end with a respond step');
   if (errors.length) return { ok: false, errors };
-  return { ok: true, plan: { calls: [...calls.values()], reply: reply! } };
+  const read = [...claims].sort((a, b) => (a[0] < b[0] ? -1 : a[0] > b[0] ? 1 : 0));
+  return { ok: true, plan: { calls: [...calls.values()], reply: reply!, ...(read.length ? { claims: read } : {}) } };
 }

@@ -2,14 +2,15 @@
 // the flows Wasm filter and each route's plan to a real Envoy, which makes the calls itself. Seed
 // 003's /api/home over three upstreams answering after 50 ms each, a failing step under both
 // failure policies and a step past its timeout (the same answers as the runtime's), a model change without a restart, per-step
-// Envoy stats, and the write gate's 422s (a flow the filter cannot run; no module).
+// Envoy stats, and the write gate's 422s (a flow the filter cannot run; no module). Seed 003's own
+// flow, reading the caller's sub claim, run by Envoy behind a real JWT in callout and native mode.
 import assert from 'node:assert/strict';
-import { describe, it } from 'node:test';
+import { describe, it, type TestContext } from 'node:test';
 import { SEED_HOME_BODY, SEED_USER } from '../../src/flows/fixtures.ts';
 import type { FlowSpec } from '../../src/flows/index.ts';
 import { requireComponent, waitFor } from '../support/components.ts';
-import { startAuthzGateway } from '../support/authz-gateway.ts';
-import { startFlowUpstreams, testHomeFlow } from '../support/flows-gateway.ts';
+import { startAuthzGateway, type AuthzGateway } from '../support/authz-gateway.ts';
+import { OTHER_USER, startFlowUpstreams, testHomeFlow, type FlowUpstreams } from '../support/flows-gateway.ts';
 import { startTestPortico } from '../support/portico.ts';
 
 const DELAY_MS = 50;
@@ -40,6 +41,48 @@ const slow = (execution?: 'envoy'): FlowSpec => ({
 
 const route = (name: string, flow: FlowSpec) => ({ name, match: { path: { type: 'exact', value: `/${name}` }, methods: ['GET'] }, flow });
 
+/** Seed 003's flow exactly as homeFlow() (reading request.identity.claims.sub), run by Envoy, on a JWT product partner web-app subscribes to. */
+function addMeProduct(doc: Record<string, any>): void {
+  doc.products.push({ name: 'me', gatewayGroups: ['edge'], basePath: '/me', auth: { accept: ['jwt'] }, routes: [route('home', { ...testHomeFlow(), execution: 'envoy' })] });
+  doc.plans.push({ name: 'me-unlimited' });
+  doc.partners.find((p: { name: string }) => p.name === 'web-app').subscriptions.push({ product: 'me', plan: 'me-unlimited' });
+}
+
+/**
+ * /me/home through the gateway: the caller's sub claim (forwarded by the seed's issuer as X-User-Id,
+ * set by the gateway's authentication before the flows filter) picks the user; no token is the
+ * route's 401 and the flow never runs; a client-sent X-User-Id changes nothing.
+ */
+async function claimChecks(t: TestContext, g: AuthzGateway, upstreams: FlowUpstreams): Promise<void> {
+  const alice = await g.issuer.token({ sub: SEED_USER.id, claims: { team: 'web-app' } });
+  const bo = await g.issuer.token({ sub: OTHER_USER.id, claims: { team: 'web-app' } });
+  const get = (token?: string, headers: Record<string, string> = {}) => g.call('/me/home', { headers: { ...(token ? { authorization: `Bearer ${token}` } : {}), ...headers } });
+  await t.test("the caller's sub claim: seed 003's body for its subject, another subject's user for another token", async () => {
+    const r = await get(alice);
+    assert.equal(r.status, 200, r.text);
+    assert.deepEqual(r.json, SEED_HOME_BODY);
+    const other = await get(bo);
+    assert.equal(other.status, 200, other.text);
+    const { id, name, avatar_url, membership } = OTHER_USER;
+    assert.deepEqual(other.json, { ...SEED_HOME_BODY, user: { id, name, avatar_url, membership } });
+    assert.equal(upstreams.seen.orders!.at(-1)!.path, `/orders?user=${OTHER_USER.id}&limit=3`);
+    const stats = await g.envoy.stats('portico_flows\\.me\\.home\\.');
+    assert.ok((stats.get('wasmcustom.portico_flows.me.home.user.ok') ?? 0) >= 2, `Envoy ran the flow: ${JSON.stringify([...stats])}`);
+  });
+  await t.test("no token: the route's 401, the flow never runs", async () => {
+    const before = upstreams.seen.users!.length;
+    const r = await get(undefined, { 'x-user-id': SEED_USER.id });
+    assert.equal(r.status, 401, r.text);
+    assert.equal(upstreams.seen.users!.length, before, 'no call was made');
+  });
+  await t.test('a client-sent X-User-Id (the header the claim travels in) changes nothing', async () => {
+    const r = await get(bo, { 'x-user-id': SEED_USER.id });
+    assert.equal(r.status, 200, r.text);
+    assert.equal(r.json.user.id, OTHER_USER.id);
+    assert.equal(upstreams.seen.users!.at(-1)!.path, `/users/${OTHER_USER.id}`);
+  });
+}
+
 describe('flows run by Envoy', () => {
   it("answer seed 003's aggregation in Envoy, fail as the runtime does, follow model changes, and are refused when Envoy cannot run them", { timeout: 300_000 }, async (t) => {
     if (!requireComponent(t, 'flows-wasm')) return;
@@ -66,6 +109,7 @@ describe('flows run by Envoy', () => {
             route('lenient', lenient),
           ],
         });
+        addMeProduct(doc);
       },
     });
     if (!g) return;
@@ -117,6 +161,9 @@ describe('flows run by Envoy', () => {
       assert.equal(lenient.headers.get('x-portico-flow-incomplete'), 'audit');
     });
 
+    // Callout mode (the seed's): ext_authz sets the forwarded claims before the flows filter.
+    await claimChecks(t, g, upstreams);
+
     await t.test('a model change (a renamed reply key) applies without a restart', async () => {
       const current = await g.api.get('/api/v1/products/native/routes/home');
       assert.equal(current.status, 200, current.text);
@@ -158,6 +205,24 @@ describe('flows run by Envoy', () => {
       const ok = await g.api.post('/api/v1/products/native/routes', { ...bad, flow: { ...bad.flow, execution: 'runtime' } });
       assert.equal(ok.status, 201, ok.text);
     });
+  });
+
+  it("reads the caller's claims in native mode: jwt_authn verifies the token and sets the forwarded claims before the flows filter", { timeout: 300_000 }, async (t) => {
+    if (!requireComponent(t, 'flows-wasm')) return;
+    const upstreams = await startFlowUpstreams(0);
+    t.after(() => upstreams.close());
+    const g = await startAuthzGateway(t, {
+      nodeId: 'edge-flows-envoy-native',
+      modes: 'native',
+      mutate: (doc) => {
+        for (const [name, s] of Object.entries(upstreams.servers)) doc.services.push({ name: `f-${name}`, endpoints: [{ host: '127.0.0.1', port: s.port }] });
+        addMeProduct(doc);
+      },
+    });
+    if (!g) return;
+    const callouts = await g.envoy.stat('cluster.portico.callouts.upstream_rq_total');
+    await claimChecks(t, g, upstreams);
+    assert.equal(await g.envoy.stat('cluster.portico.callouts.upstream_rq_total'), callouts, 'no callout: Envoy verified the token');
   });
 
   it('without the module, a flow asking for Envoy is refused at write time with 422 naming flow.execution', { timeout: 60_000 }, async (t) => {

@@ -18,6 +18,9 @@ export interface FlowUpstreams {
   close(): Promise<void>;
 }
 
+/** A second user the users service knows: a token of this subject gets this user from a flow reading the claim. */
+export const OTHER_USER = { ...SEED_USER, id: 'usr_51c2', name: 'Bo Lindqvist', avatar_url: 'https://cdn.example.com/avatars/usr_51c2.jpg', membership: 'basic' };
+
 const json = (res: import('node:http').ServerResponse, status: number, body: unknown) => {
   const text = JSON.stringify(body);
   res.writeHead(status, { 'content-type': 'application/json', 'content-length': Buffer.byteLength(text) }).end(text);
@@ -48,7 +51,12 @@ export async function startFlowUpstreams(delayMs: number): Promise<FlowUpstreams
     });
   const later = (fn: () => void) => setTimeout(fn, delayMs);
   const servers: Record<string, LoopbackServer> = {
-    users: await server('users', (path, _u, _b, res) => later(() => (path === `/users/${SEED_USER.id}` ? json(res, 200, SEED_USER) : json(res, 404, { error: 'not_found', message: 'no such user' })))),
+    users: await server('users', (path, _u, _b, res) =>
+      later(() => {
+        const user = [SEED_USER, OTHER_USER].find((u) => path === `/users/${u.id}`);
+        return user ? json(res, 200, user) : json(res, 404, { error: 'not_found', message: 'no such user' });
+      }),
+    ),
     orders: await server('orders', (path, url, _b, res) =>
       later(() => {
         if (path === '/orders') return json(res, 200, SEED_ORDERS.slice(0, Number(url.searchParams.get('limit') ?? 3)));

@@ -52,6 +52,34 @@ describe('the Envoy plan of a flow', () => {
     ]);
   });
 
+  it("reads claims from the headers the route's issuers forward them in (seed 003's own flow)", () => {
+    const seed = { ...homeFlow(), execution: 'envoy' as const };
+    const identity = {
+      claims: new Map([
+        ['sub', ['x-user-id', 'x-sub']],
+        ['role', ['x-user-role']],
+      ]),
+    };
+    const r = nativeFlowPlan(seed, 'flow', { identity });
+    assert.ok(r.ok, JSON.stringify(!r.ok && r.errors));
+    assert.equal(r.plan.calls[0]!.path, '/users/{request.identity.claims.sub}');
+    // Only the claims the templates read, with every header that may carry them.
+    assert.deepEqual(r.plan.claims, [['sub', ['x-user-id', 'x-sub']]]);
+    const none = nativeFlowPlan(home, 'flow', { identity });
+    assert.ok(none.ok);
+    assert.equal(none.plan.claims, undefined, 'no claims read, none in the plan');
+    const field = 'flow.steps[0].parallel.steps[0].call.path';
+    const refused = (opts: Parameters<typeof nativeFlowPlan>[2], message: RegExp) => {
+      const x = nativeFlowPlan(seed, 'flow', opts);
+      assert.ok(!x.ok && x.errors.some((e) => e.field === field && message.test(e.message)), JSON.stringify(x));
+    };
+    refused({ identity: { claims: new Map([['role', ['x-user-role']]]) } }, /claim sub, which none of the product's JWT issuers forwards/);
+    refused({ identity: { noClaims: 'this route takes no JWT, so its callers have no claims' } }, /claim sub, but this route takes no JWT/);
+    const dotted = JSON.parse(JSON.stringify(seed).replaceAll('claims.sub', 'claims.org.unit')) as FlowSpec;
+    const d = nativeFlowPlan(dotted, 'flow', { identity: { claims: new Map([['org.unit', ['x-unit']]]) } });
+    assert.ok(!d.ok && d.errors.some((e) => e.field === field && /no dots/.test(e.message)), JSON.stringify(d));
+  });
+
   it("caps a call's timeout by the flow's and gives a failed step without fallback none", () => {
     const r = nativeFlowPlan(
       edit((f) => {
@@ -76,7 +104,17 @@ describe('the Envoy plan of a flow', () => {
     refusal(
       edit((f) => (step(f, 0, 1).call!.path = '/orders/{request.identity.claims.sub}')),
       'flow.steps[0].parallel.steps[1].call.path',
-      /reads \{request\.identity\.claims\.sub\}/,
+      /reads claim sub, but the route has no claims/,
+    );
+    refusal(
+      edit((f) => (step(f, 0, 1).call!.path = '/orders/{request.identity.partner}')),
+      'flow.steps[0].parallel.steps[1].call.path',
+      /partner and plan are not known before the router/,
+    );
+    refusal(
+      edit((f) => (step(f, 0, 1).call!.path = '/orders/{request.params.id}')),
+      'flow.steps[0].parallel.steps[1].call.path',
+      /request\.identity\.claims\.NAME only/,
     );
     refusal(
       edit((f) => (step(f, 0, 2).call!.headers = { 'x-a': 'b' })),
@@ -137,12 +175,13 @@ describe('the Envoy plan of a flow', () => {
 });
 
 describe('the write gate for flows that run in Envoy', () => {
-  const model = (flow: FlowSpec, retried?: string) => {
+  const model = (flow: FlowSpec, retried?: string, accept: string[] = ['none']) => {
     const doc = {
       portico: 'v1',
       gatewayGroups: [{ name: 'edge', listeners: [{ name: 'http', port: 10000 }] }],
       services: ['users', 'orders', 'products'].map((name) => ({ name, endpoints: [{ host: '127.0.0.1', port: 1 }], ...(name === retried ? { retries: { attempts: 2 } } : {}) })),
-      products: [{ name: 'app', gatewayGroups: ['edge'], basePath: '/api', auth: { accept: ['none'] }, routes: [{ name: 'home', match: { path: { type: 'exact', value: '/home' } }, flow }] }],
+      jwtIssuers: [{ name: 'idp', issuer: 'https://idp.example', audiences: ['api'], jwksUri: 'https://idp.example/jwks', partnerClaim: 'team', forwardClaims: { sub: 'X-User-Id' } }],
+      products: [{ name: 'app', gatewayGroups: ['edge'], basePath: '/api', auth: { accept }, routes: [{ name: 'home', match: { path: { type: 'exact', value: '/home' } }, flow }] }],
     };
     const { model, errors } = parseModelDocument(doc, { hashApiKey: (key) => ({ prefix: key.slice(0, 8), hash: key, secret: key }) });
     assert.deepEqual(errors, []);
@@ -159,6 +198,21 @@ describe('the write gate for flows that run in Envoy', () => {
       errors.map((e) => [e.kind, e.key, e.field]),
       [['routes', 'app/home', 'flow.steps[0].parallel.steps[0].call.method']],
     );
+  });
+
+  it("passes seed 003's own flow (claims.sub) on a JWT route whose issuer forwards sub; refuses it where callers have no token", () => {
+    const seed = { ...homeFlow(), execution: 'envoy' as const };
+    assert.deepEqual(compileModelFlows(model(seed, undefined, ['jwt']), { envoyExecution: {} }).errors, []);
+    const errors = compileModelFlows(model(seed), { envoyExecution: {} }).errors;
+    assert.deepEqual(
+      errors.map((e) => [e.key, e.field]),
+      [
+        ['app/home', 'flow.steps[0].parallel.steps[0].call.path'],
+        ['app/home', 'flow.steps[0].parallel.steps[1].call.query.user'],
+        ['app/home', 'flow.steps[0].parallel.steps[2].call.query.user'],
+      ],
+    );
+    assert.match(errors[0]!.message, /claim sub, but this route takes no JWT/);
   });
 
   it("refuses a call to a service with retries (Envoy's calls from the filter have no retry policy)", () => {

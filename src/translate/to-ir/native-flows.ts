@@ -2,7 +2,7 @@
 // bound to the services' clusters (so a call keeps the service's timeouts, circuit breaker and
 // upstream TLS), and the group's one flows Wasm filter holding every plan, keyed by route name.
 import { gatewayErrorBody } from '../../contract/index.ts';
-import { nativeFlowPlan, runsInEnvoy, type Route } from '../../model/index.ts';
+import { nativeFlowIdentity, nativeFlowPlan, runsInEnvoy, type ModelSnapshot, type Route } from '../../model/index.ts';
 import type { DirectActionIR, NativeFlowPlanIR, NativeFlowsFilterIR, RouteIR } from '../ir.ts';
 import { compareStrings } from '../paths.ts';
 import type { IrOptions } from './common.ts';
@@ -15,12 +15,12 @@ export const NATIVE_FLOW_GUARD: DirectActionIR = {
 };
 
 /** The route's plan, when its flow runs in Envoy and qualifies (the write gate refused it otherwise). */
-export function nativeFlowIr(route: Route): NativeFlowPlanIR | undefined {
+export function nativeFlowIr(model: ModelSnapshot, route: Route): NativeFlowPlanIR | undefined {
   if (!route.flow || !runsInEnvoy(route.flow)) return undefined;
-  const r = nativeFlowPlan(route.flow);
+  const r = nativeFlowPlan(route.flow, 'flow', { identity: nativeFlowIdentity(model, route) });
   if (!r.ok) return undefined;
   // A service's cluster is named after the service (clusters.ts).
-  return { calls: r.plan.calls.map((c) => ({ ...c, cluster: c.service })), reply: r.plan.reply };
+  return { calls: r.plan.calls.map((c) => ({ ...c, cluster: c.service })), reply: r.plan.reply, ...(r.plan.claims ? { claims: r.plan.claims } : {}) };
 }
 
 /** The group's flows filter, when some route runs its flow in Envoy and the module is there. */

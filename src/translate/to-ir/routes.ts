@@ -214,7 +214,7 @@ export function routeIr(model: ModelSnapshot, product: Product, route: Route, fi
   // The runtime learns which flow to run from the route (the edge strips any client-sent copy).
   if (flow) requestHeaders = { ...requestHeaders, set: [...requestHeaders.set, [FLOW_HEADERS.flow, flow] as [string, string]].sort((a, b) => compareStrings(a[0], b[0])) };
   const name = `${product.name}/${route.name}`;
-  const nativeFlow = filters ? nativeFlowIr(route) : undefined;
+  const nativeFlow = filters ? nativeFlowIr(model, route) : undefined;
   const planLimits = filters?.planLimits?.get(name);
   const quotaDeny = filters?.quotaDeny?.get(name);
   // Limits counted natively (rateLimit.mode native) need no callout; the callout's own counting does.
