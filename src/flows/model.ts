@@ -109,7 +109,7 @@ function compileRoute(model: ModelSnapshot, r: Route, services: ReadonlySet<stri
 /** What an Envoy-run flow's check depends on of the route's identity (its claims, or why it has none). */
 function identityKey(model: ModelSnapshot, r: Route): string {
   const id = nativeFlowIdentity(model, r);
-  return id.claims ? JSON.stringify([...id.claims]) : (id.noClaims ?? '');
+  return id.claims ? JSON.stringify([[...id.claims], [...(id.ambiguous ?? [])]]) : (id.noClaims ?? '');
 }
 
 /** Envoy's calls from the flows filter have no route, so no retry policy: a service's retries would be silently dropped. */

@@ -40,6 +40,8 @@ export interface NativeFlowIdentity {
   claims?: ReadonlyMap<string, readonly string[]>;
   /** Why there are no claims (the route takes no JWT). */
   noClaims?: string;
+  /** Claims that share a header with another claim of another issuer (the header alone cannot say which): claim → why. */
+  ambiguous?: ReadonlyMap<string, string>;
 }
 
 export interface NativeFlowError {
@@ -64,15 +66,25 @@ export function nativeFlowIdentity(model: ModelSnapshot, route: Route): NativeFl
   const product = model.products.get(route.product);
   if (!product || !effectiveAccept(product, route).includes('jwt')) return { noClaims: 'this route takes no JWT, so its callers have no claims' };
   const claims = new Map<string, string[]>();
+  const carried = new Map<string, Set<string>>();
   const issuers = product.jwtIssuers ?? [...model.jwtIssuers.keys()];
   for (const name of [...issuers].sort()) {
     for (const [claim, header] of Object.entries(model.jwtIssuers.get(name)?.forwardClaims ?? {})) {
+      const h = header.toLowerCase();
       const headers = claims.get(claim) ?? [];
-      if (!headers.includes(header.toLowerCase())) headers.push(header.toLowerCase());
+      if (!headers.includes(h)) headers.push(h);
       claims.set(claim, headers);
+      carried.set(h, (carried.get(h) ?? new Set()).add(claim));
     }
   }
-  return { claims };
+  // One issuer's sub and another's email both in X-User-Id: a token of the second would pass its email as sub.
+  const ambiguous = new Map<string, string>();
+  for (const [claim, headers] of claims) {
+    const shared = headers.find((h) => carried.get(h)!.size > 1);
+    if (shared) ambiguous.set(claim, `the product's issuers forward different claims (${[...carried.get(shared)!].sort().join(', ')}) in ${shared}, so the header cannot say which`);
+  }
+  for (const claim of ambiguous.keys()) claims.delete(claim);
+  return { claims, ...(ambiguous.size ? { ambiguous } : {}) };
 }
 
 const TEMPLATE_PART = /\{([^{}]*)\}/g;
@@ -108,6 +120,7 @@ export function nativeFlowPlan(flow: FlowSpec, prefix = 'flow', opts: NativeFlow
     const headers = id?.claims?.get(claim);
     if (!/^[A-Za-z0-9_:-]+$/.test(claim)) no(field, `reads claim ${claim}: Envoy reads claims with plain names (no dots)`);
     else if (!id?.claims) no(field, `reads claim ${claim}, but ${id?.noClaims ?? 'the route has no claims'}`);
+    else if (id.ambiguous?.has(claim)) no(field, `reads claim ${claim}, but ${id.ambiguous.get(claim)}`);
     else if (!headers) no(field, `reads claim ${claim}, which none of the product's JWT issuers forwards (forwardClaims)`);
     else claims.set(claim, [...headers]);
   };

@@ -75,6 +75,7 @@ describe('the Envoy plan of a flow', () => {
     };
     refused({ identity: { claims: new Map([['role', ['x-user-role']]]) } }, /claim sub, which none of the product's JWT issuers forwards/);
     refused({ identity: { noClaims: 'this route takes no JWT, so its callers have no claims' } }, /claim sub, but this route takes no JWT/);
+    refused({ identity: { claims: new Map(), ambiguous: new Map([['sub', 'shared']]) } }, /claim sub, but shared/);
     const dotted = JSON.parse(JSON.stringify(seed).replaceAll('claims.sub', 'claims.org.unit')) as FlowSpec;
     const d = nativeFlowPlan(dotted, 'flow', { identity: { claims: new Map([['org.unit', ['x-unit']]]) } });
     assert.ok(!d.ok && d.errors.some((e) => e.field === field && /no dots/.test(e.message)), JSON.stringify(d));
@@ -213,6 +214,15 @@ describe('the write gate for flows that run in Envoy', () => {
       ],
     );
     assert.match(errors[0]!.message, /claim sub, but this route takes no JWT/);
+  });
+
+  it('refuses a claim whose header another issuer of the product fills with another claim', () => {
+    const m = model({ ...homeFlow(), execution: 'envoy' }, undefined, ['jwt']);
+    const other = { ...m.jwtIssuers.get('idp')!, name: 'idp2', issuer: 'https://idp2.example', forwardClaims: { email: 'X-User-Id' } };
+    const shared = { ...m, jwtIssuers: new Map([...m.jwtIssuers, ['idp2', other]]) };
+    const errors = compileModelFlows(shared, { envoyExecution: {} }).errors;
+    assert.equal(errors.length, 3, JSON.stringify(errors));
+    assert.match(errors[0]!.message, /claim sub, but the product's issuers forward different claims \(email, sub\) in x-user-id/);
   });
 
   it("refuses a call to a service with retries (Envoy's calls from the filter have no retry policy)", () => {
