@@ -10,8 +10,9 @@
 //   ],
 //   "reply": [{ "key": "user", "step": "user" }, { "key": "recent_orders", "step": "orders" }] } } }
 // Templates take Portico's {request.query.NAME} (the request's query parameter, decoded) and
-// {request.headers.NAME}, and {request.identity.claims.NAME}: the claim from the first of the headers
-// the plan's "claims" lists for it ([["sub", ["x-user-id"]]]), which Envoy's authentication set from
+// {request.headers.NAME}, and {request.identity.claims.NAME} / {request.identity.partner|plan}: the
+// value from the first of the headers the plan's "identity" lists for it ([["claims.sub",
+// ["x-user-id"]], ["partner", ["x-portico-partner"]]]), which Envoy's authentication set from
 // the verified token before this filter (and the edge stripped from callers); a value is
 // percent-encoded where it lands. "pick", "remove" and "rename"
 // ({"old": "new"}) reshape a step's object body (top-level fields); a step with "fallback" that fails
@@ -31,9 +32,9 @@ struct RawRoutes {
 struct RawPlan {
     calls: Vec<RawCall>,
     reply: Vec<RawKey>,
-    /// Claims the templates read, each with the headers its issuers forward it in.
+    /// Identity values the templates read ("claims.sub", "partner", "plan"), each with the headers that carry it.
     #[serde(default)]
-    claims: Vec<(String, Vec<String>)>,
+    identity: Vec<(String, Vec<String>)>,
 }
 
 #[derive(Deserialize)]
@@ -64,8 +65,8 @@ pub enum Part {
     Text(String),
     Query(String),
     Header(String),
-    /// A claim, read from the first of the headers Envoy's authentication forwards it in.
-    Claim { name: String, headers: Vec<String> },
+    /// An identity value ("claims.sub", "partner"), read from the first of the headers Envoy's authentication set it in.
+    Identity { name: String, headers: Vec<String> },
 }
 
 /// How a step's body is reshaped before it goes into the reply (all empty: passed through as is).
@@ -101,7 +102,7 @@ pub struct Plan {
     pub headers: Vec<String>,
 }
 
-fn template(s: &str, claims: &[(String, Vec<String>)]) -> Result<Vec<Part>, String> {
+fn template(s: &str, identity: &[(String, Vec<String>)]) -> Result<Vec<Part>, String> {
     let mut parts = Vec::new();
     let mut rest = s;
     while let Some(open) = rest.find('{') {
@@ -114,11 +115,11 @@ fn template(s: &str, claims: &[(String, Vec<String>)]) -> Result<Vec<Part>, Stri
             Part::Query(q.to_string())
         } else if let Some(h) = name.strip_prefix("request.headers.") {
             Part::Header(h.to_ascii_lowercase())
-        } else if let Some(c) = name.strip_prefix("request.identity.claims.") {
-            let headers = claims.iter().find(|(k, _)| k == c).map(|(_, h)| h.iter().map(|h| h.to_ascii_lowercase()).collect()).ok_or_else(|| format!("claim {c} in {s:?} has no headers in the plan's claims"))?;
-            Part::Claim { name: c.to_string(), headers }
+        } else if let Some(c) = name.strip_prefix("request.identity.") {
+            let headers = identity.iter().find(|(k, _)| k == c).map(|(_, h)| h.iter().map(|h| h.to_ascii_lowercase()).collect()).ok_or_else(|| format!("{c} in {s:?} has no headers in the plan's identity"))?;
+            Part::Identity { name: c.to_string(), headers }
         } else {
-            return Err(format!("unknown value {{{name}}} in {s:?} (request.query.NAME, request.headers.NAME or request.identity.claims.NAME)"));
+            return Err(format!("unknown value {{{name}}} in {s:?} (request.query.NAME, request.headers.NAME or request.identity.…)"));
         });
         rest = &rest[close + 1..];
     }
@@ -151,12 +152,12 @@ impl Plan {
             if calls.iter().any(|k: &Call| k.name == c.name) {
                 return Err(format!("two calls named {:?}", c.name));
             }
-            let path = template(&c.path, &raw.claims)?;
-            let query = c.query.iter().map(|(k, v)| Ok((k.clone(), template(v, &raw.claims)?))).collect::<Result<Vec<_>, String>>()?;
+            let path = template(&c.path, &raw.identity)?;
+            let query = c.query.iter().map(|(k, v)| Ok((k.clone(), template(v, &raw.identity)?))).collect::<Result<Vec<_>, String>>()?;
             for p in path.iter().chain(query.iter().flat_map(|(_, v)| v.iter())) {
                 let read = match p {
                     Part::Header(h) => std::slice::from_ref(h),
-                    Part::Claim { headers, .. } => headers.as_slice(),
+                    Part::Identity { headers, .. } => headers.as_slice(),
                     _ => &[],
                 };
                 for h in read {
@@ -268,7 +269,10 @@ impl RequestValues {
             Part::Query(q) => self.query.iter().find(|(k, _)| k == q).map(|(_, v)| v.as_str()).ok_or_else(|| format!("query parameter {q} is required")),
             Part::Header(h) => self.header(h).ok_or_else(|| format!("header {h} is required")),
             // Set by jwt_authn (or ext_authz) after verifying the token; callers' copies were stripped first in the chain.
-            Part::Claim { name, headers } => headers.iter().find_map(|h| self.header(h)).ok_or_else(|| format!("the caller's token has no claim {name}")),
+            Part::Identity { name, headers } => headers.iter().find_map(|h| self.header(h)).ok_or_else(|| match name.strip_prefix("claims.") {
+                Some(c) => format!("the caller's token has no claim {c}"),
+                None => format!("the caller has no {name}"),
+            }),
         }
     }
 }
@@ -381,10 +385,10 @@ mod tests {
     }
 
     #[test]
-    fn claims_are_read_from_the_headers_authentication_forwards_them_in() {
+    fn identity_values_are_read_from_the_headers_authentication_set() {
         let plan = Plan::parse(
             br#"{"calls":[{"name":"user","service":"users","cluster":"users","path":"/users/{request.identity.claims.sub}","query":[["t","{request.headers.x-team}"]],"timeoutMs":1000}],
-              "reply":[{"key":"user","step":"user"}],"claims":[["sub",["X-User-Id","x-sub"]]]}"#,
+              "reply":[{"key":"user","step":"user"}],"identity":[["claims.sub",["X-User-Id","x-sub"]]]}"#,
         )
         .unwrap();
         assert_eq!(plan.headers, vec!["x-user-id".to_string(), "x-sub".to_string(), "x-team".to_string()]);
@@ -395,7 +399,11 @@ mod tests {
         assert_eq!(plan.calls[0].target(&RequestValues::new("/h", hdrs(None, None))).unwrap_err(), "the caller's token has no claim sub");
         // A claim the plan does not map to headers is refused when the plan is read.
         let e = Plan::parse(br#"{"calls":[{"name":"a","service":"c","cluster":"c","path":"/{request.identity.claims.role}","timeoutMs":1}],"reply":[]}"#).err().unwrap();
-        assert!(e.contains("claim role"), "{e}");
+        assert!(e.contains("claims.role"), "{e}");
+        // The partner, from the callout's header.
+        let p = Plan::parse(br#"{"calls":[{"name":"a","service":"c","cluster":"c","path":"/p/{request.identity.partner}","timeoutMs":1}],"reply":[],"identity":[["partner",["x-portico-partner"]]]}"#).unwrap();
+        assert_eq!(p.calls[0].target(&RequestValues::new("/", vec![("x-portico-partner".into(), Some("web-app".into()))])).unwrap(), "/p/web-app");
+        assert_eq!(p.calls[0].target(&RequestValues::new("/", vec![("x-portico-partner".into(), None)])).unwrap_err(), "the caller has no partner");
     }
 
     #[test]

@@ -2,9 +2,11 @@
 // or why it cannot: the write gate reports the reasons (naming step and field), the translator puts
 // the plan in the filter's configuration. Pure, so both sides of the pipeline share one judgement.
 import { FLOW_DEFAULTS, type FlowSpec, type FlowStepSpec } from './flow-schema.ts';
+import { GATEWAY_HEADERS } from '../contract/index.ts';
 import type { ModelSnapshot } from './model.ts';
+import { authzModeOf } from './modes.ts';
 import { effectiveAccept } from './policy.ts';
-import type { Route } from './schemas.ts';
+import type { Product, Route } from './schemas.ts';
 
 /** One call the filter makes with Envoy's HTTP client, to the service's own cluster. */
 export interface NativeFlowCall {
@@ -27,11 +29,11 @@ export interface NativeFlowPlan {
   /** The reply object's keys in order, each the (reshaped) body of one call. */
   reply: Array<{ key: string; step: string }>;
   /**
-   * The claims the templates read, each with the headers its issuers forward it in (claim_to_headers,
-   * or ext_authz in callout mode): set by Envoy's authentication before the filter, and stripped from
-   * callers first in the chain, so a caller cannot send one.
+   * The identity values the templates read (`claims.NAME`, `partner`, `plan`), each with the headers
+   * that carry it (claim_to_headers, or ext_authz in callout mode): set by Envoy's authentication
+   * before the filter, and stripped from callers first in the chain, so a caller cannot send one.
    */
-  claims?: Array<[string, string[]]>;
+  identity?: Array<[string, string[]]>;
 }
 
 /** What an Envoy-run flow may read of the caller's identity on its route. */
@@ -42,6 +44,9 @@ export interface NativeFlowIdentity {
   noClaims?: string;
   /** Claims that share a header with another claim of another issuer (the header alone cannot say which): claim → why. */
   ambiguous?: ReadonlyMap<string, string>;
+  /** `partner` / `plan` → the header the callout sets it in, when the filter can read it; else `noGateway` says why. */
+  gateway?: ReadonlyMap<string, string>;
+  noGateway?: string;
 }
 
 export interface NativeFlowError {
@@ -64,7 +69,8 @@ export interface NativeFlowOptions {
  */
 export function nativeFlowIdentity(model: ModelSnapshot, route: Route): NativeFlowIdentity {
   const product = model.products.get(route.product);
-  if (!product || !effectiveAccept(product, route).includes('jwt')) return { noClaims: 'this route takes no JWT, so its callers have no claims' };
+  const gateway = product ? gatewayIdentity(model, product, route) : { noGateway: 'the route has no product' };
+  if (!product || !effectiveAccept(product, route).includes('jwt')) return { noClaims: 'this route takes no JWT, so its callers have no claims', ...gateway };
   const claims = new Map<string, string[]>();
   const carried = new Map<string, Set<string>>();
   const issuers = product.jwtIssuers ?? [...model.jwtIssuers.keys()];
@@ -84,7 +90,28 @@ export function nativeFlowIdentity(model: ModelSnapshot, route: Route): NativeFl
     if (shared) ambiguous.set(claim, `the product's issuers forward different claims (${[...carried.get(shared)!].sort().join(', ')}) in ${shared}, so the header cannot say which`);
   }
   for (const claim of ambiguous.keys()) claims.delete(claim);
-  return { claims, ...(ambiguous.size ? { ambiguous } : {}) };
+  return { claims, ...(ambiguous.size ? { ambiguous } : {}), ...gateway };
+}
+
+/**
+ * Where the filter reads the partner and plan: only where every group of the product is in exact
+ * mode and every caller authenticates. There the callout (ext_authz, before the filter) sets both;
+ * in native mode some paths set them on the route, after the filter (payload partners, mTLS without
+ * limits, plans from the access RBAC), so a flow would read them wrong.
+ */
+function gatewayIdentity(model: ModelSnapshot, product: Product, route: Route): Pick<NativeFlowIdentity, 'gateway' | 'noGateway'> {
+  const native = product.gatewayGroups.filter((g) => authzModeOf(model.gatewayGroups.get(g) ?? {}) !== 'exact');
+  if (native.length)
+    return {
+      noGateway: `gateway group ${native[0]} authorizes in native mode, where the partner and plan are not known before the router on every path (authz.mode exact has the callout set them first)`,
+    };
+  if (effectiveAccept(product, route).includes('none')) return { noGateway: 'the route takes anonymous callers, who have none' };
+  return {
+    gateway: new Map([
+      ['partner', GATEWAY_HEADERS.partner],
+      ['plan', GATEWAY_HEADERS.plan],
+    ]),
+  };
 }
 
 const TEMPLATE_PART = /\{([^{}]*)\}/g;
@@ -122,19 +149,20 @@ export function nativeFlowPlan(flow: FlowSpec, prefix = 'flow', opts: NativeFlow
     else if (!id?.claims) no(field, `reads claim ${claim}, but ${id?.noClaims ?? 'the route has no claims'}`);
     else if (id.ambiguous?.has(claim)) no(field, `reads claim ${claim}, but ${id.ambiguous.get(claim)}`);
     else if (!headers) no(field, `reads claim ${claim}, which none of the product's JWT issuers forwards (forwardClaims)`);
-    else claims.set(claim, [...headers]);
+    else claims.set(`claims.${claim}`, [...headers]);
   };
   const template = (field: string, t: string): string => {
     for (const m of t.matchAll(TEMPLATE_PART)) {
       const v = m[1]!.trim();
       const claim = CLAIM_VALUE.exec(v)?.[1];
       if (claim !== undefined) readsClaim(field, claim);
-      // The partner header is set after the filter (by the route) on some native paths (payload partners, mTLS): not read at all rather than read wrong.
-      else if (v.startsWith('request.identity.'))
-        no(
-          field,
-          `reads {${v}}; in Envoy a flow reads the caller's identity as claims only (request.identity.claims.NAME), since the partner and plan are not known before the router on every authentication path`,
-        );
+      else if (v === 'request.identity.partner' || v === 'request.identity.plan') {
+        const what = v.slice('request.identity.'.length);
+        const header = opts.identity?.gateway?.get(what);
+        if (header) claims.set(what, [header]);
+        else no(field, `reads {${v}}, but ${opts.identity?.noGateway ?? 'the route has no identity'}`);
+      } else if (v.startsWith('request.identity.'))
+        no(field, `reads {${v}}; in Envoy a flow reads the caller's identity as request.identity.claims.NAME, request.identity.partner and request.identity.plan`);
       else if (!REQUEST_VALUE.test(v)) no(field, `reads {${m[1]}}; Envoy's templates read request.query.NAME, request.headers.NAME and request.identity.claims.NAME only`);
     }
     if (t.includes('{{') || t.includes('}}')) no(field, 'literal braces are not supported in Envoy');
@@ -218,5 +246,5 @@ export function nativeFlowPlan(flow: FlowSpec, prefix = 'flow', opts: NativeFlow
   if (!reply && errors.length === 0) no(`${prefix}.steps`, 'the flow must end with a respond step');
   if (errors.length) return { ok: false, errors };
   const read = [...claims].sort((a, b) => (a[0] < b[0] ? -1 : a[0] > b[0] ? 1 : 0));
-  return { ok: true, plan: { calls: [...calls.values()], reply: reply!, ...(read.length ? { claims: read } : {}) } };
+  return { ok: true, plan: { calls: [...calls.values()], reply: reply!, ...(read.length ? { identity: read } : {}) } };
 }

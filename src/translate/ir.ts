@@ -109,7 +109,7 @@ export interface FlowsWasmModule {
 export interface NativeFlowPlanIR {
   calls: Array<NativeFlowCall & { cluster: string }>;
   reply: NativeFlowPlan['reply'];
-  claims?: NativeFlowPlan['claims'];
+  identity?: NativeFlowPlan['identity'];
 }
 
 /** The ext_proc filter of duplicate-request protection. */

@@ -42,8 +42,17 @@ const slow = (execution?: 'envoy'): FlowSpec => ({
 const route = (name: string, flow: FlowSpec) => ({ name, match: { path: { type: 'exact', value: `/${name}` }, methods: ['GET'] }, flow });
 
 /** Seed 003's flow exactly as homeFlow() (reading request.identity.claims.sub), run by Envoy, on a JWT product partner web-app subscribes to. */
-function addMeProduct(doc: Record<string, any>): void {
-  doc.products.push({ name: 'me', gatewayGroups: ['edge'], basePath: '/me', auth: { accept: ['jwt'] }, routes: [route('home', { ...testHomeFlow(), execution: 'envoy' })] });
+function addMeProduct(doc: Record<string, any>, partnerRoute = false): void {
+  // In exact mode the callout sets the partner and plan before the filter: a flow can read them there.
+  const who: FlowSpec = {
+    execution: 'envoy',
+    steps: [
+      { name: 'echo', call: { service: 'f-echo', path: '/who/{request.identity.partner}/{request.identity.plan}' } },
+      { name: 'reply', respond: { body: '{"echo": steps.echo.body}' } },
+    ],
+  };
+  const routes = [route('home', { ...testHomeFlow(), execution: 'envoy' }), ...(partnerRoute ? [route('who', who)] : [])];
+  doc.products.push({ name: 'me', gatewayGroups: ['edge'], basePath: '/me', auth: { accept: ['jwt'] }, routes });
   doc.plans.push({ name: 'me-unlimited' });
   doc.partners.find((p: { name: string }) => p.name === 'web-app').subscriptions.push({ product: 'me', plan: 'me-unlimited' });
 }
@@ -113,7 +122,7 @@ describe('flows run by Envoy', () => {
             route('lenient', lenient),
           ],
         });
-        addMeProduct(doc);
+        addMeProduct(doc, true);
       },
     });
     if (!g) return;
@@ -167,6 +176,13 @@ describe('flows run by Envoy', () => {
 
     // Callout mode (the seed's): ext_authz sets the forwarded claims before the flows filter.
     await claimChecks(t, g, upstreams, 'callout');
+
+    await t.test('exact mode: the partner and plan the callout set, whatever the caller sends', async () => {
+      const token = await g.issuer.token({ sub: SEED_USER.id, claims: { team: 'web-app' } });
+      const r = await g.call('/me/who', { headers: { authorization: `Bearer ${token}`, 'x-portico-partner': 'mobile-app', 'x-portico-plan': 'gold' } });
+      assert.equal(r.status, 200, r.text);
+      assert.equal(r.json.echo.path, '/who/web-app/me-unlimited');
+    });
 
     await t.test('a model change (a renamed reply key) applies without a restart', async () => {
       const current = await g.api.get('/api/v1/products/native/routes/home');

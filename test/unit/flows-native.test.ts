@@ -64,10 +64,10 @@ describe('the Envoy plan of a flow', () => {
     assert.ok(r.ok, JSON.stringify(!r.ok && r.errors));
     assert.equal(r.plan.calls[0]!.path, '/users/{request.identity.claims.sub}');
     // Only the claims the templates read, with every header that may carry them.
-    assert.deepEqual(r.plan.claims, [['sub', ['x-user-id', 'x-sub']]]);
+    assert.deepEqual(r.plan.identity, [['claims.sub', ['x-user-id', 'x-sub']]]);
     const none = nativeFlowPlan(home, 'flow', { identity });
     assert.ok(none.ok);
-    assert.equal(none.plan.claims, undefined, 'no claims read, none in the plan');
+    assert.equal(none.plan.identity, undefined, 'no identity read, none in the plan');
     const field = 'flow.steps[0].parallel.steps[0].call.path';
     const refused = (opts: Parameters<typeof nativeFlowPlan>[2], message: RegExp) => {
       const x = nativeFlowPlan(seed, 'flow', opts);
@@ -110,7 +110,12 @@ describe('the Envoy plan of a flow', () => {
     refusal(
       edit((f) => (step(f, 0, 1).call!.path = '/orders/{request.identity.partner}')),
       'flow.steps[0].parallel.steps[1].call.path',
-      /partner and plan are not known before the router/,
+      /reads \{request\.identity\.partner\}, but the route has no identity/,
+    );
+    refusal(
+      edit((f) => (step(f, 0, 1).call!.path = '/orders/{request.identity.credential}')),
+      'flow.steps[0].parallel.steps[1].call.path',
+      /request\.identity\.claims\.NAME, request\.identity\.partner and request\.identity\.plan/,
     );
     refusal(
       edit((f) => (step(f, 0, 1).call!.path = '/orders/{request.params.id}')),
@@ -176,10 +181,10 @@ describe('the Envoy plan of a flow', () => {
 });
 
 describe('the write gate for flows that run in Envoy', () => {
-  const model = (flow: FlowSpec, retried?: string, accept: string[] = ['none']) => {
+  const model = (flow: FlowSpec, retried?: string, accept: string[] = ['none'], authzMode?: 'exact') => {
     const doc = {
       portico: 'v1',
-      gatewayGroups: [{ name: 'edge', listeners: [{ name: 'http', port: 10000 }] }],
+      gatewayGroups: [{ name: 'edge', listeners: [{ name: 'http', port: 10000 }], ...(authzMode ? { authz: { mode: authzMode } } : {}) }],
       services: ['users', 'orders', 'products'].map((name) => ({ name, endpoints: [{ host: '127.0.0.1', port: 1 }], ...(name === retried ? { retries: { attempts: 2 } } : {}) })),
       jwtIssuers: [{ name: 'idp', issuer: 'https://idp.example', audiences: ['api'], jwksUri: 'https://idp.example/jwks', partnerClaim: 'team', forwardClaims: { sub: 'X-User-Id' } }],
       products: [{ name: 'app', gatewayGroups: ['edge'], basePath: '/api', auth: { accept }, routes: [{ name: 'home', match: { path: { type: 'exact', value: '/home' } }, flow }] }],
@@ -223,6 +228,22 @@ describe('the write gate for flows that run in Envoy', () => {
     const errors = compileModelFlows(shared, { envoyExecution: {} }).errors;
     assert.equal(errors.length, 3, JSON.stringify(errors));
     assert.match(errors[0]!.message, /claim sub, but the product's issuers forward different claims \(email, sub\) in x-user-id/);
+  });
+
+  it('reads the partner and plan where the callout sets them before the filter: exact mode, authenticated callers only', () => {
+    const flow = edit((f) => {
+      step(f, 0, 1).call!.query = { partner: '{request.identity.partner}', plan: '{request.identity.plan}' };
+    });
+    const field = (p: string) => `flow.steps[0].parallel.steps[1].call.query.${p}`;
+    assert.deepEqual(compileModelFlows(model(flow, undefined, ['jwt'], 'exact'), { envoyExecution: {} }).errors, []);
+    const native = compileModelFlows(model(flow, undefined, ['jwt']), { envoyExecution: {} }).errors;
+    assert.deepEqual(
+      native.map((e) => e.field),
+      [field('partner'), field('plan')],
+    );
+    assert.match(native[0]!.message, /gateway group edge authorizes in native mode, where the partner and plan are not known before the router/);
+    const anonymous = compileModelFlows(model(flow, undefined, ['jwt', 'none'], 'exact'), { envoyExecution: {} }).errors;
+    assert.match(anonymous[0]?.message ?? '', /takes anonymous callers/);
   });
 
   it("refuses a call to a service with retries (Envoy's calls from the filter have no retry policy)", () => {

@@ -20,7 +20,7 @@ export function nativeFlowIr(model: ModelSnapshot, route: Route): NativeFlowPlan
   const r = nativeFlowPlan(route.flow, 'flow', { identity: nativeFlowIdentity(model, route) });
   if (!r.ok) return undefined;
   // A service's cluster is named after the service (clusters.ts).
-  return { calls: r.plan.calls.map((c) => ({ ...c, cluster: c.service })), reply: r.plan.reply, ...(r.plan.claims ? { claims: r.plan.claims } : {}) };
+  return { calls: r.plan.calls.map((c) => ({ ...c, cluster: c.service })), reply: r.plan.reply, ...(r.plan.identity ? { identity: r.plan.identity } : {}) };
 }
 
 /** The group's flows filter, when some route runs its flow in Envoy and the module is there. */
