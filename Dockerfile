@@ -5,7 +5,8 @@
 #   docker run -e DATABASE_URL=… -e PORTICO_MASTER_KEY=… -v "$PWD/certs/control-plane:/etc/portico/tls:ro" \
 #     -p 127.0.0.1:8081:8081 -p 18000:18000 -p 18001:18001 portico
 #
-# Three stages: Envoy's API descriptors are built with Go (scripts/envoy-api.sh); the builder
+# Four stages: Envoy's API descriptors are built with Go (scripts/envoy-api.sh); the flows Wasm
+# filter (flows-wasm/, what Envoy runs `execution: envoy` flows with) with Rust; the builder
 # installs every npm package, generates the Prisma client (generate never runs a schema engine, so
 # no engine is downloaded) and prunes to production packages; the runtime
 # stage is a slim Node image with only what `portico serve` needs (and the built web console), run as
@@ -18,6 +19,7 @@
 
 ARG NODE_IMAGE=node:20-bookworm-slim
 ARG GO_IMAGE=golang:1.26-bookworm
+ARG RUST_IMAGE=rust:1-bookworm
 
 # Envoy's API as a FileDescriptorSet, built from the go-control-plane module (src/proto loads it).
 FROM ${GO_IMAGE} AS envoy-api
@@ -25,6 +27,14 @@ WORKDIR /app
 COPY scripts/envoy-api.sh ./scripts/
 COPY tools/envoy-api ./tools/envoy-api
 RUN bash scripts/envoy-api.sh
+
+# The flows Wasm filter: the control plane reads it at start and sends it to Envoy over xDS; without
+# it the image refuses `execution: envoy` flows (422 at flow.execution).
+FROM ${RUST_IMAGE} AS flows-wasm
+WORKDIR /app
+COPY flows-wasm ./flows-wasm
+RUN rustup target add wasm32-wasip1 \
+ && cd flows-wasm && cargo build --release --locked --target wasm32-wasip1
 
 FROM ${NODE_IMAGE} AS builder
 WORKDIR /app
@@ -67,6 +77,8 @@ COPY --from=builder /app/src/store/generated ./src/store/generated
 COPY --from=builder /app/dist ./dist
 COPY --from=builder /app/console/dist ./console/dist
 COPY --from=envoy-api /app/.cache/envoy-api ./.cache/envoy-api
+# Where settings.ts looks for it by default (beside dist/), so no PORTICO_FLOWS_WASM_MODULE is needed.
+COPY --from=flows-wasm /app/flows-wasm/target/wasm32-wasip1/release/portico_flows.wasm ./flows-wasm/target/wasm32-wasip1/release/portico_flows.wasm
 RUN groupadd --system --gid 10001 portico \
  && useradd --system --uid 10001 --gid portico --home-dir /var/lib/portico --no-create-home --shell /usr/sbin/nologin portico \
  && mkdir -p /var/lib/portico /etc/portico/tls /etc/portico/certs \

@@ -289,6 +289,39 @@ describe('Dockerfile', () => {
     const answer = (await tried.json()) as { status: number; body: string };
     assert.equal(tried.status, 200, JSON.stringify(answer));
     assert.deepEqual([answer.status, answer.body], [200, 'GET 42'], JSON.stringify(answer));
+    // The image carries the flows Wasm filter where the build looks for it: a flow Envoy runs is
+    // accepted (without the module it is a 422 at flow.execution).
+    const envoyFlow = {
+      portico: 'v1',
+      gatewayGroups: [{ name: 'edge', listeners: [{ name: 'http', port: 10000 }] }],
+      services: [{ name: 'users', endpoints: [{ host: '127.0.0.1', port: 3001 }] }],
+      products: [
+        {
+          name: 'home',
+          gatewayGroups: ['edge'],
+          auth: { accept: ['none'] },
+          routes: [
+            {
+              name: 'home',
+              match: { path: { type: 'exact', value: '/home' }, methods: ['GET'] },
+              flow: {
+                execution: 'envoy',
+                steps: [
+                  { name: 'user', call: { service: 'users', path: '/users/{request.query.user}' } },
+                  { name: 'reply', respond: { body: '{"user": steps.user.body}' } },
+                ],
+              },
+            },
+          ],
+        },
+      ],
+    };
+    const applied = await fetch(`http://127.0.0.1:${admin}/api/v1/config?dryRun=true`, {
+      method: 'POST',
+      headers: { authorization: 'Bearer image-test-token', 'content-type': 'application/json' },
+      body: JSON.stringify(envoyFlow),
+    });
+    assert.equal(applied.status, 200, await applied.text());
     assert.equal(await stopWithCode(proc, 'SIGTERM'), 0, proc.output().slice(-2000));
   });
 });
