@@ -15,12 +15,16 @@ export interface RouteFlow {
   readonly flow: CompiledFlow;
   /** Path parameters of a template route, from the request path; undefined when it does not match. */
   readonly params?: (path: string) => Record<string, string> | undefined;
+  /**
+   * The JWT claims this route's callers can have, each with the headers its product's issuers forward
+   * it in (lower-case): what the flow reads as identity.claims. A header two of the product's issuers
+   * fill with different claims is left out (it cannot say which claim it carries).
+   */
+  readonly claimHeaders: ReadonlyArray<readonly [claim: string, headers: readonly string[]]>;
 }
 
 export interface ModelFlows {
   readonly routes: ReadonlyMap<string, RouteFlow>;
-  /** JWT claims the gateway forwards as headers, by header name (lower-case): what a flow reads as identity.claims. */
-  readonly claimHeaders: ReadonlyMap<string, string>;
   readonly errors: ModelError[];
 }
 
@@ -78,11 +82,12 @@ export function compileModelFlows(model: ModelSnapshot, opts: ModelFlowOptions =
       continue;
     }
     const params = r.flow && r.match.path.type === 'template' ? templateMatcher(path) : undefined;
-    routes.set(key, { key, product: r.product, route: r.name, kind: r.flow ? 'flow' : 'transform', flow: c.result.flow, ...(params ? { params } : {}) });
+    // Per route, from its product's issuers: one map across all issuers let another product's issuer
+    // decide which claim a shared header name carries.
+    const claimHeaders = [...(nativeFlowIdentity(model, r).claims ?? [])];
+    routes.set(key, { key, product: r.product, route: r.name, kind: r.flow ? 'flow' : 'transform', flow: c.result.flow, claimHeaders, ...(params ? { params } : {}) });
   }
-  const claimHeaders = new Map<string, string>();
-  for (const j of sortedValues(model, 'jwtIssuers')) for (const [claim, header] of Object.entries(j.forwardClaims ?? {})) claimHeaders.set(header.toLowerCase(), claim);
-  return { routes, claimHeaders, errors };
+  return { routes, errors };
 }
 
 function compileRoute(model: ModelSnapshot, r: Route, services: ReadonlySet<string>, opts: ModelFlowOptions): Cached['result'] {

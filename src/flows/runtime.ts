@@ -166,7 +166,7 @@ export class FlowRuntime {
       headers[k] = value;
       if ((k.startsWith(RESERVED_HEADER_PREFIX) && k !== FLOW_HEADERS.flow) || PROPAGATED.has(k)) carried[k] = value;
     }
-    const request: FlowRequest = { method: req.method ?? 'GET', path, headers, identity: this.identity(headers) };
+    const request: FlowRequest = { method: req.method ?? 'GET', path, headers, identity: this.identity(rf, headers) };
     if (q >= 0) request.query = queryOf(url.slice(q + 1));
     const params = rf.params?.(path);
     if (params) request.params = params;
@@ -204,14 +204,14 @@ export class FlowRuntime {
   }
 
   /** Who is calling, from the headers the gateway set after authentication (clients' copies are stripped at the edge). */
-  private identity(h: Record<string, string>): FlowIdentity {
+  private identity(rf: RouteFlow, h: Record<string, string>): FlowIdentity {
     const id: FlowIdentity = {};
     if (h[GATEWAY_HEADERS.partner]) id.partner = h[GATEWAY_HEADERS.partner];
     if (h[GATEWAY_HEADERS.plan]) id.plan = h[GATEWAY_HEADERS.plan];
     if (h[GATEWAY_HEADERS.credential]) id.credential = h[GATEWAY_HEADERS.credential];
     // Claims are those the issuers forward as headers: the runtime never sees the token itself.
-    for (const [header, claim] of this.flows.claimHeaders) {
-      const v = h[header];
+    for (const [claim, headers] of rf.claimHeaders) {
+      const v = headers.map((header) => h[header]).find((value) => value !== undefined);
       if (v === undefined) continue;
       id.claims ??= Object.create(null) as Record<string, unknown>;
       setPath(id.claims, claim, v);

@@ -64,8 +64,8 @@ export interface NativeFlowOptions {
 }
 
 /**
- * The claims an Envoy-run flow on the route can read: those the product's JWT issuers forward as
- * headers (forwardClaims), as the runtime reads them; none when the route takes no JWT.
+ * The claims a flow on the route can read, run by Envoy or by the runtime: those the product's JWT
+ * issuers forward as headers (forwardClaims); none when the route takes no JWT.
  */
 export function nativeFlowIdentity(model: ModelSnapshot, route: Route): NativeFlowIdentity {
   const product = model.products.get(route.product);
