@@ -96,32 +96,40 @@ export class BidiCall {
   }
 
   /**
-   * Writes one message. A large one is not copied: a thousand streams can be handed the same Buffer
-   * (one encoded xDS response) with only a 5-byte prefix of their own. `written` is called once
-   * HTTP/2 took the bytes (flow control permitting), or at once when the call is over.
+   * Writes one message, whole or as pieces (its concatenation). A large one is not copied: a thousand
+   * streams can be handed the same Buffers (one encoded xDS response around the cache's resource
+   * buffers) with only a 5-byte prefix of their own. `written` is called once HTTP/2 took the bytes
+   * (flow control permitting), or at once when the call is over.
    */
-  write(message: Buffer, written?: () => void): void {
+  write(message: Buffer | readonly Buffer[], written?: () => void): void {
     if (this.done) {
       written?.();
       return;
     }
     this.start();
     const cb = written && (() => written());
-    if (message.length < COPY_BELOW) {
-      const frame = Buffer.allocUnsafe(5 + message.length);
+    const pieces = Buffer.isBuffer(message) ? [message] : message;
+    let length = 0;
+    for (const p of pieces) length += p.length;
+    if (length < COPY_BELOW) {
+      const frame = Buffer.allocUnsafe(5 + length);
       frame[0] = 0;
-      frame.writeUInt32BE(message.length, 1);
-      message.copy(frame, 5);
+      frame.writeUInt32BE(length, 1);
+      let at = 5;
+      for (const p of pieces) at += p.copy(frame, at);
       this.stream.write(frame, cb);
       return;
     }
     const prefix = Buffer.allocUnsafe(5);
     prefix[0] = 0;
-    prefix.writeUInt32BE(message.length, 1);
-    // Corked: both go to nghttp2 in one writev.
+    prefix.writeUInt32BE(length, 1);
+    // Corked: the prefix and every piece go to nghttp2 in one writev.
     this.stream.cork();
     this.stream.write(prefix);
-    this.stream.write(message, cb);
+    pieces.forEach((p, i) => {
+      if (i === pieces.length - 1) this.stream.write(p, cb);
+      else this.stream.write(p);
+    });
     this.stream.uncork();
   }
 

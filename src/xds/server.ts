@@ -4,6 +4,7 @@
 // jittered connection age, graceful shutdown; other services (access logs, callouts) can join it.
 import type * as grpc from '@grpc/grpc-js';
 import { hostService, jittered, plaintextGuard, UnaryGrpcServer, type Admission, type AuthContextLike, type BidiCall, type ChannelGuard, type TlsMaterial, type UnaryResult } from '../grpc/index.ts';
+import { bodyLength, joinBody, type Body } from './body.ts';
 import { setVersion, typeSnapshot, type SnapshotCache } from './cache.ts';
 import { FleetStatus } from './fleet.ts';
 import { DISCOVERY_SERVICES, decodeDeltaRequest, decodeSotwRequest, discoveryServiceDefinition, encodeDeltaResponse, encodeSotwResponse, type DiscoveryServiceKey } from './services.ts';
@@ -44,13 +45,13 @@ export interface XdsServerOptions {
 /** What SendBudget writes to: a call that takes a message and says when HTTP/2 took it. */
 interface Writable {
   readonly done: boolean;
-  write(message: Buffer, written: () => void): void;
+  write(message: Body, written: () => void): void;
 }
 
 /** Paces writes so that at most `limit` bytes are queued in HTTP/2 at once (one oversized write may pass alone). */
 export class SendBudget {
   private used = 0;
-  private readonly queue: { call: Writable; produce: () => Buffer }[] = [];
+  private readonly queue: { call: Writable; produce: () => Body }[] = [];
   private readonly pending = new Map<Writable, Set<{ bytes: number }>>();
 
   constructor(private readonly limit: number) {}
@@ -60,7 +61,7 @@ export class SendBudget {
   }
 
   /** Serializes (lazily, when there is room) and writes one response on `call`. */
-  write(call: Writable, produce: () => Buffer): void {
+  write(call: Writable, produce: () => Body): void {
     this.queue.push({ call, produce });
     this.drain();
   }
@@ -82,7 +83,7 @@ export class SendBudget {
       const { call, produce } = this.queue.shift()!;
       if (call.done) continue;
       const buf = produce();
-      const token = { bytes: buf.length };
+      const token = { bytes: bodyLength(buf) };
       let tokens = this.pending.get(call);
       if (!tokens) this.pending.set(call, (tokens = new Set()));
       tokens.add(token);
@@ -333,6 +334,6 @@ export class XdsServer {
     const all = names.length === 0 || req.resource_names.includes('*');
     const resources = (all ? [...ts.resources.values()] : names.map((n) => ts.resources.get(n)).filter((r) => r !== undefined)).sort((a, b) => (a.name < b.name ? -1 : a.name > b.name ? 1 : 0));
     const version = all ? ts.version : setVersion(resources.map((r) => [r.name, r.version] as const));
-    return { ok: true, response: encodeSotwResponse({ version_info: version, resources: resources.map((r) => r.any), type_url: t, nonce: '' }) };
+    return { ok: true, response: joinBody(encodeSotwResponse({ version_info: version, resources: resources.map((r) => r.any), type_url: t, nonce: '' })) };
   }
 }

@@ -4,6 +4,7 @@ import type * as grpc from '@grpc/grpc-js';
 import protobuf from 'protobufjs';
 import { decodeMessage, encodeMessage, lookupService, lookupType, messageToJson, type JsonObject, type JsonValue } from '../proto/index.ts';
 import type { DeltaRequest, DeltaResponse, ErrorDetail, NodeInfo, SotwRequest, SotwResponse } from './stream.ts';
+import { joinBody, responseBody, type Body } from './body.ts';
 
 /** Full names of the discovery services Portico hosts, with the type each per-type service carries. */
 export const DISCOVERY_SERVICES = {
@@ -63,24 +64,13 @@ export function decodeDeltaRequest(buf: Buffer): DeltaRequest {
 }
 
 /** DiscoveryResponse written around the cache's shared encodings (no per-stream re-encoding). */
-export function encodeSotwResponse(r: SotwResponse): Buffer {
+export function encodeSotwResponse(r: SotwResponse): Body {
   // A shared, fully encoded response is handed over as it is (written behind each stream's own prefix, never copied).
-  return r.body ?? writeResponse(r.version_info, r.resources, r.type_url, r.nonce, []);
+  return r.body ?? responseBody(r.version_info, r.resources, r.type_url, r.nonce);
 }
 
-export function encodeDeltaResponse(r: DeltaResponse): Buffer {
-  return r.body ?? writeResponse(r.system_version_info, r.resources, r.type_url, r.nonce, r.removed_resources);
-}
-
-/** The fields both responses share, numbered alike (see readResponse); removed_resources is Delta's. */
-function writeResponse(version: string, resources: readonly Uint8Array[], typeUrl: string, nonce: string, removed: readonly string[]): Buffer {
-  const w = protobuf.Writer.create();
-  if (version) w.uint32(10).string(version);
-  for (const res of resources) w.uint32(18).bytes(res);
-  if (typeUrl) w.uint32(34).string(typeUrl);
-  if (nonce) w.uint32(42).string(nonce);
-  for (const n of removed) w.uint32(50).string(n);
-  return toBuffer(w.finish());
+export function encodeDeltaResponse(r: DeltaResponse): Body {
+  return r.body ?? responseBody(r.system_version_info, r.resources, r.type_url, r.nonce, r.removed_resources);
 }
 
 // ── client side (tests, benchmarks, tools) ───────────────────────────────────
@@ -156,8 +146,8 @@ function requestCodec(typeName: string, deserialize: (b: Buffer) => unknown): Co
 }
 
 /** A discovery response: the server may hand over an already serialized one (to account its size before writing). */
-function responseCodec<R>(encode: (r: R) => Buffer, deserialize: (b: Buffer) => unknown): Codec<unknown> {
-  return { serialize: (v) => (Buffer.isBuffer(v) ? v : encode(v as R)), deserialize };
+function responseCodec<R>(encode: (r: R) => Body, deserialize: (b: Buffer) => unknown): Codec<unknown> {
+  return { serialize: (v) => (Buffer.isBuffer(v) ? v : joinBody(encode(v as R))), deserialize };
 }
 
 const DISCOVERY_CODECS: Record<string, Codec<unknown>> = {

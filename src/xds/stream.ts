@@ -5,6 +5,7 @@ import type { BaseLogger } from 'pino';
 import type { PeerIdentity } from '../grpc/index.ts';
 import { TYPE_ORDER, typeSnapshot, type Snapshot, type SnapshotCache, type TypeSnapshot } from './cache.ts';
 import { edsGap, edsGapOf, View, type Subscription } from './views.ts';
+import type { Body } from './body.ts';
 import { TYPE_URLS, type JsonObject } from '../proto/index.ts';
 
 export type Protocol = 'sotw' | 'delta';
@@ -42,7 +43,7 @@ export interface SotwResponse {
   type_url: string;
   nonce: string;
   /** The whole response pre-encoded (nonce included), shared by every stream sending the same view. */
-  body?: Buffer;
+  body?: Body;
 }
 
 export interface DeltaRequest {
@@ -63,7 +64,7 @@ export interface DeltaResponse {
   type_url: string;
   nonce: string;
   /** The whole response pre-encoded (nonce included), shared by every stream sending the same plan. */
-  body?: Buffer;
+  body?: Body;
 }
 
 /** Who is on the other end of a stream. */

@@ -1,6 +1,6 @@
 // What many streams share, computed once: interned subscriptions, the resources a subscription selects
-// from a type snapshot (with its version and pre-encoded SotW body), and Delta diffs between such views.
-import protobuf from 'protobufjs';
+// from a type snapshot (with its version and SotW body, pieces around the cache's buffers), and Delta diffs between such views.
+import { responseBody, type Body } from './body.ts';
 import { setVersion, type CachedResource, type TypeSnapshot } from './cache.ts';
 
 /** A set of subscribed names (or a wildcard), interned: equal subscriptions are the same object. */
@@ -53,7 +53,7 @@ export class View {
   /** Wildcard: the type's version; otherwise the same hash over the subset. */
   readonly version: string;
   readonly nonce = sharedNonce('s');
-  private sotw: Buffer | undefined;
+  private sotw: Body | undefined;
 
   constructor(
     readonly ts: TypeSnapshot,
@@ -78,22 +78,16 @@ export class View {
     return this.sub.covers(name) ? this.ts.resources.get(name)?.version : undefined;
   }
 
-  /** The whole DiscoveryResponse (nonce included), encoded once for every stream. */
-  get sotwMessage(): Buffer {
-    if (!this.sotw) {
-      const w = protobuf.Writer.create();
-      w.uint32(10).string(this.version);
-      for (const r of this.resources) w.uint32(18).bytes(r.any);
-      w.uint32(34).string(this.ts.typeUrl);
-      w.uint32(42).string(this.nonce);
-      this.sotw = toBuffer(w.finish());
-    }
+  /** The whole DiscoveryResponse (nonce included), encoded once for every stream, around the cache's buffers. */
+  get sotwMessage(): Body {
+    this.sotw ??= responseBody(
+      this.version,
+      this.resources.map((r) => r.any),
+      this.ts.typeUrl,
+      this.nonce,
+    );
     return this.sotw;
   }
-}
-
-function toBuffer(u: Uint8Array): Buffer {
-  return Buffer.isBuffer(u) ? u : Buffer.from(u.buffer, u.byteOffset, u.byteLength);
 }
 
 /** A nonce for a response only one stream sends. */
@@ -117,22 +111,20 @@ export function viewOf(ts: TypeSnapshot, sub: Subscription): View {
  */
 export class SotwUpdate {
   readonly nonce = sharedNonce('p');
-  private message: Buffer | undefined;
+  private message: Body | undefined;
 
   constructor(
     readonly to: View,
     readonly resources: readonly CachedResource[],
   ) {}
 
-  get sotwMessage(): Buffer {
-    if (!this.message) {
-      const w = protobuf.Writer.create();
-      w.uint32(10).string(this.to.version);
-      for (const r of this.resources) w.uint32(18).bytes(r.any);
-      w.uint32(34).string(this.to.ts.typeUrl);
-      w.uint32(42).string(this.nonce);
-      this.message = toBuffer(w.finish());
-    }
+  get sotwMessage(): Body {
+    this.message ??= responseBody(
+      this.to.version,
+      this.resources.map((r) => r.any),
+      this.to.ts.typeUrl,
+      this.nonce,
+    );
     return this.message;
   }
 }
@@ -156,7 +148,7 @@ export function sotwUpdate(from: View, to: View): SotwUpdate {
 /** The changes that take a Delta client from one view to another. */
 export class DeltaPlan {
   readonly nonce = sharedNonce('d');
-  private body: Buffer | undefined;
+  private body: Body | undefined;
 
   constructor(
     readonly typeUrl: string,
@@ -169,16 +161,14 @@ export class DeltaPlan {
   ) {}
 
   /** The whole DeltaDiscoveryResponse (nonce included), encoded once for every stream. */
-  get deltaMessage(): Buffer {
-    if (!this.body) {
-      const w = protobuf.Writer.create();
-      w.uint32(10).string(this.version);
-      for (const r of this.resources) w.uint32(18).bytes(r.delta);
-      w.uint32(34).string(this.typeUrl);
-      w.uint32(42).string(this.nonce);
-      for (const n of this.removed) w.uint32(50).string(n);
-      this.body = toBuffer(w.finish());
-    }
+  get deltaMessage(): Body {
+    this.body ??= responseBody(
+      this.version,
+      this.resources.map((r) => r.delta),
+      this.typeUrl,
+      this.nonce,
+      this.removed,
+    );
     return this.body;
   }
 }

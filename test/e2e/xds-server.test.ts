@@ -91,6 +91,37 @@ describe('xDS gRPC server', () => {
     }
   });
 
+  it('serves a large route configuration (written as pieces around the cache buffer) whole, on SotW and Delta streams', async () => {
+    const cache = new SnapshotCache({ debounceMs: 0, debounceMaxMs: 0 });
+    // ~1,000 routes: a RouteConfiguration far above the size under which a body is one copied piece.
+    const routes = Array.from({ length: 1000 }, (_, i) => ({ prefix: `/a-fairly-long-prefix-for-route-${i}/`, cluster: i % 2 ? 'a' : 'b' }));
+    cache.setGroupResources('g', httpGatewayResources({ listenerPort: 8080, upstreams: { a: [1], b: [2] }, routes }));
+    cache.flush();
+    const server = new XdsServer({ cache, fleet: new FleetStatus({ cache }) });
+    const port = await server.listen('127.0.0.1', 0);
+    const addr = `127.0.0.1:${port}`;
+    try {
+      const [served] = [...cache.getSnapshot('g').types.get(TYPE_URLS.route)!.resources.values()];
+      assert.ok(served!.any.length > 32 * 1024, `route configuration of ${served!.any.length} bytes`);
+      const rds = DISCOVERY_SERVICES.rds.service;
+      const s = bidi<JsonObject, SotwResponse>(addr, rds, 'StreamRoutes');
+      const d = bidi<JsonObject, DeltaResponse>(addr, rds, 'DeltaRoutes');
+      s.call.write({ node: NODE, type_url: TYPE_URLS.route, resource_names: [served!.name] });
+      d.call.write({ node: NODE, type_url: TYPE_URLS.route, resource_names_subscribe: [served!.name] });
+      await waitFor('RDS responses', () => s.received[0] && d.received[0]);
+      assert.deepEqual(Buffer.from(s.received[0]!.resources[0]!), Buffer.from(served!.any));
+      assert.deepEqual(Buffer.from(d.received[0]!.resources[0]!), Buffer.from(served!.delta));
+      assert.equal(((unpackAny(s.received[0]!.resources[0]!).virtual_hosts as JsonObject[])[0]!.routes as unknown[]).length, 1000);
+      for (const c of [s, d]) {
+        c.call.end();
+        c.client.close();
+      }
+    } finally {
+      await server.close(200);
+      cache.close();
+    }
+  });
+
   it('ends a stream whose first request has no node with INVALID_ARGUMENT', async () => {
     const { server, cache } = await setup();
     const port = await server.listen('127.0.0.1', 0);

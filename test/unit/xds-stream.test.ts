@@ -198,8 +198,8 @@ describe('SotW', () => {
     env.update(resources({ a: [1], b: [22], c: [3] }));
     await tick();
     for (const s of streams) assert.deepEqual(names(s.sent[1]!), ['b']);
-    assert.equal(streams[0]!.sent[1]!.body, streams[1]!.sent[1]!.body, 'the same Buffer');
-    assert.ok(streams[0]!.sent[1]!.body!.length < 200);
+    assert.equal(streams[0]!.sent[1]!.body, streams[1]!.sent[1]!.body, 'the same encoding');
+    assert.ok(streams[0]!.sent[1]!.body!.reduce((n, b) => n + b.length, 0) < 200);
   });
 
   it('answers an unknown group with empty responses', async () => {
@@ -518,8 +518,8 @@ describe('send budget', () => {
       ({
         destroyed: false,
         writableEnded: false,
-        write(buf: Buffer, cb: () => void) {
-          written.push(`${name}:${buf.length}`);
+        write(body: Buffer[], cb: () => void) {
+          written.push(`${name}:${body.reduce((n, b) => n + b.length, 0)}`);
           completions.push(cb);
           return true;
         },
@@ -529,7 +529,7 @@ describe('send budget', () => {
     let produced = 0;
     const of = (n: number) => () => {
       produced++;
-      return Buffer.alloc(n);
+      return [Buffer.alloc(n - 40), Buffer.alloc(40)];
     };
     budget.write(a, of(100));
     budget.write(b, of(100));
@@ -556,5 +556,35 @@ describe('send budget', () => {
     for (const done of completions.splice(0)) done();
     budget.write(c, of(1000));
     assert.deepEqual(written.slice(-2), ['c:100', 'c:1000']);
+  });
+});
+
+describe('response bodies', () => {
+  it('reference large resource encodings instead of copying them, and decode as the whole message', async () => {
+    const { responseBody, joinBody } = await import('../../src/xds/body.ts');
+    const { decodeDeltaResponse, decodeSotwResponse } = await import('../../src/xds/services.ts');
+    const big = new Uint8Array(new ArrayBuffer(100_000), 1000, 40_000).fill(7);
+    const small = Uint8Array.from([1, 2, 3]);
+    const body = responseBody('v1', [small, big, small], RDS, 'n1');
+    assert.ok(
+      body.some((p) => p.buffer === big.buffer && p.byteOffset === big.byteOffset && p.length === big.length),
+      'the large encoding is a piece of its own (a view of the cache buffer)',
+    );
+    assert.ok(
+      body.every((p) => p.buffer !== big.buffer || p.length === big.length),
+      'nothing else points into it',
+    );
+    const sotw = decodeSotwResponse(joinBody(body));
+    assert.deepEqual(
+      sotw.resources.map((r) => Buffer.from(r)),
+      [small, big, small].map((r) => Buffer.from(r)),
+    );
+    assert.equal(sotw.version_info, 'v1');
+    assert.equal(sotw.type_url, RDS);
+    assert.equal(sotw.nonce, 'n1');
+    const delta = decodeDeltaResponse(joinBody(responseBody('v2', [big], RDS, 'n2', ['gone'])));
+    assert.deepEqual(delta.removed_resources, ['gone']);
+    assert.equal(Buffer.compare(Buffer.from(delta.resources[0]!), Buffer.from(big)), 0);
+    assert.equal(responseBody('v3', [small], RDS, 'n3').length, 1, 'a small body is one piece');
   });
 });
