@@ -54,6 +54,7 @@ export function translate(model: ModelSnapshot, options: TranslateOptions): Map<
   const out = new Map<string, GroupResources>();
   options.memo?.begin();
   for (const g of modelToIr(model, options)) out.set(g.name, groupResources(g, options.memo));
+  options.memo?.end();
   return out;
 }
 

@@ -3,7 +3,7 @@
 import { createHash } from 'node:crypto';
 import protobuf from 'protobufjs';
 import { RESOURCE_KINDS, type EnvoyResource, type GroupResources } from '../contract/index.ts';
-import { EncodedParts, RESOURCE_TYPES, TYPE_URLS, type XdsTypeUrl } from '../proto/index.ts';
+import { EncodedMessage, EncodedParts, RESOURCE_TYPES, TYPE_URLS, type XdsTypeUrl } from '../proto/index.ts';
 import { GroupResourcesError, tryEncode, type ResourceProblem } from './check.ts';
 
 /** Types in make-before-break order (what a later type refers to is delivered first). */
@@ -456,13 +456,22 @@ function shareRouteParts(r: EnvoyResource, bytes: Uint8Array, parts: EncodedPart
     const vhBytes = bytes.subarray(start, end);
     parts.share(vh, vhBytes);
     const routes = vh?.routes;
-    if (Array.isArray(routes)) eachField(vhBytes, 3, (s, e, k) => parts.share(routes[k], vhBytes.subarray(s, e)));
+    if (!Array.isArray(routes)) return;
+    eachField(vhBytes, 3, (s, e, k) => {
+      const route: unknown = routes[k];
+      // A route the translator keeps encoded points into this resource too (equal bytes only).
+      if (route instanceof EncodedMessage) route.share(vhBytes.subarray(s, e));
+      else parts.share(route, vhBytes.subarray(s, e));
+    });
   });
 }
 
-/** A route configuration some of whose virtual hosts, or their first routes, the parts memory holds. */
+/** A route configuration some of whose virtual hosts, or their first routes, the parts memory holds or come encoded. */
 function builtOfKnownParts(r: EnvoyResource, parts: EncodedParts): boolean {
   const hosts = (r as { virtual_hosts?: unknown }).virtual_hosts;
   if (!Array.isArray(hosts)) return false;
-  return hosts.some((vh) => parts.holds(vh) || parts.holds((vh as { routes?: unknown[] } | null)?.routes?.[0]));
+  return hosts.some((vh) => {
+    const first = (vh as { routes?: unknown[] } | null)?.routes?.[0];
+    return parts.holds(vh) || parts.holds(first) || first instanceof EncodedMessage;
+  });
 }

@@ -125,7 +125,9 @@ export function routeConfigurations(tables: readonly RouteTableIR[], authz: Auth
   const variant = JSON.stringify(authz);
   const routeJson = (r: RouteIR): JsonObject => {
     let j = routes.get(r);
-    if (!j) routes.set(r, (j = memo ? memo.getFor('route', r, variant, () => route(r, authz)) : route(r, authz)));
+    // With a memo, kept as its encoding (an EncodedMessage, which the encoder writes as its bytes and
+    // JSON.stringify sees as proto3 JSON): the JSON of 10k routes is not held between translations.
+    if (!j) routes.set(r, (j = memo ? (memo.encodedFor('route', r, variant, 'envoy.config.route.v3.Route', () => route(r, authz)) as JsonObject) : route(r, authz)));
     return j;
   };
   const hostJson = (vh: VirtualHostIR): JsonObject => {
