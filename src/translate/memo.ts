@@ -23,6 +23,9 @@ export class EmitMemo {
   private previous = new Map<string, Emitted>();
   private reusedNow = new Map<string, Reused>();
   private reusedBefore = new Map<string, Reused>();
+  /** Equal values handed to `shared`, one object per content (by its JSON), kept as long as the entries. */
+  private sharedNow = new Map<string, unknown>();
+  private sharedBefore = new Map<string, unknown>();
   /** The content key of each IR object (per emitter variant): an IR part reused by identity costs no hashing. */
   private byObject = new WeakMap<object, Map<string, string>>();
   /** Objects built (misses), for tests and benchmarks. */
@@ -36,6 +39,20 @@ export class EmitMemo {
     this.current = new Map();
     this.reusedBefore = this.reusedNow;
     this.reusedNow = new Map();
+    this.sharedBefore = this.sharedNow;
+    this.sharedNow = new Map();
+  }
+
+  /**
+   * One object for every equal `value` (JSON-serialisable, never mutated) across the values `reuse`
+   * keeps: the header mutations, action and limits of 10k route IRs repeat a few contents, and as
+   * objects of their own they held ~25 MB.
+   */
+  shared<T>(value: T): T {
+    const key = JSON.stringify(value);
+    const one = (this.sharedNow.get(key) ?? this.sharedBefore.get(key) ?? value) as T;
+    this.sharedNow.set(key, one);
+    return one;
   }
 
   /**

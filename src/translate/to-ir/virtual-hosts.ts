@@ -41,7 +41,7 @@ export function orderVirtualHostRoutes(placed: readonly PlacedRoute[], withAuthz
   // Across translations too: a generated route reads only the routes on its path (the same objects while unchanged).
   const once = (key: string, make: () => RouteIR, from: readonly RouteIR[] = []): RouteIR => {
     let r = shared.get(key);
-    if (!r) shared.set(key, (r = reuse ? reuse.memo.reuse('generated route', `${reuse.group}\n${withAuthz}\n${key}`, from, make) : make()));
+    if (!r) shared.set(key, (r = reuse ? reuse.memo.reuse('generated route', `${reuse.group}\n${withAuthz}\n${key}`, from, () => sharedParts(make(), reuse.memo)) : make()));
     return r;
   };
   const sorted = [...placed].sort((a, b) => compareRoutes(a.key, b.key));
@@ -123,7 +123,18 @@ function productDeps(model: ModelSnapshot, p: Product, routes: readonly Route[],
 function productRouteIrs(model: ModelSnapshot, p: Product, filters: RouteFilters, reuse: IrReuse | undefined): readonly RouteIR[] {
   const routes = productRoutes(model, p.name);
   const make = () => routes.map((r) => routeIr(model, p, r, filters));
-  return reuse ? reuse.memo.reuse('product routes', `${reuse.group}\n${p.name}`, productDeps(model, p, routes, filters, reuse.context), make) : make();
+  return reuse ? reuse.memo.reuse('product routes', `${reuse.group}\n${p.name}`, productDeps(model, p, routes, filters, reuse.context), () => make().map((ir) => sharedParts(ir, reuse.memo))) : make();
+}
+
+/** A route IR kept across translations, its parts that repeat from route to route shared with equal ones (IR is never mutated). */
+function sharedParts(ir: RouteIR, memo: EmitMemo): RouteIR {
+  return {
+    ...ir,
+    action: memo.shared(ir.action),
+    requestHeaders: memo.shared(ir.requestHeaders),
+    responseHeaders: memo.shared(ir.responseHeaders),
+    ...(ir.planLimits ? { planLimits: memo.shared(ir.planLimits) } : {}),
+  };
 }
 
 export function virtualHostsIr(model: ModelSnapshot, products: readonly Product[], filters: RouteFilters, reuse?: IrReuse): VirtualHostIR[] {
