@@ -162,7 +162,22 @@ export async function startPortico(settings: Settings, opts: StartOptions = {}):
   // limits, code that compiles in the sandbox); the runtime runs them for Envoy in roles all and flows.
   // Compiling a code step (the write-time check) stays on this thread; running one goes to a worker,
   // so a step spinning to its CPU limit never stalls what this thread serves.
-  const sandbox = await codeSandbox();
+  // The sandbox (QuickJS in WebAssembly: ~10 MB RSS, ~60 ms of CPU to load) is loaded at start where
+  // the flow runtime checks code as models arrive; elsewhere (role xds) before the first write.
+  const runsFlows = settings.role === 'all' || settings.role === 'flows';
+  let sandbox = runsFlows ? await codeSandbox() : undefined;
+  const loadSandbox = () =>
+    sandbox
+      ? undefined
+      : codeSandbox().then((s) => {
+          sandbox = s;
+        });
+  const withSandbox = async () => {
+    await loadSandbox();
+    return sandbox!;
+  };
+  // Only a write that skipped the store's loading could find it missing: it is refused, never passed unchecked.
+  const checkCode = (src: string) => (sandbox ? sandbox.check(src) : 'the code sandbox is not loaded: try the write again');
   const codePool = new CodePool({
     size: settings.flowsCodeWorkers,
     onReplace: (reason) => log.warn({ reason }, 'code step worker replaced'),
@@ -172,9 +187,9 @@ export async function startPortico(settings: Settings, opts: StartOptions = {}):
   const flowsWasm = loadFlowsWasm(settings.flowsWasmModule);
   if ('unavailable' in flowsWasm) log.info({ module: settings.flowsWasmModule }, `flows cannot run in Envoy: ${flowsWasm.unavailable}`);
   const envoyExecution = 'unavailable' in flowsWasm ? { unavailable: flowsWasm.unavailable } : {};
-  store.addValidator((candidate) => compileModelFlows(candidate, { checkCode: (src) => sandbox.check(src), envoyExecution }).errors);
+  store.addValidator((candidate) => compileModelFlows(candidate, { checkCode, envoyExecution }).errors, loadSandbox);
   const flows =
-    settings.role === 'all' || settings.role === 'flows'
+    runsFlows && sandbox
       ? new FlowRuntime({
           registry,
           logger: log.child({ component: 'flows' }),
@@ -336,8 +351,14 @@ export async function startPortico(settings: Settings, opts: StartOptions = {}):
     fleet: () => ({ ...xds.fleet.status(), pipeline: pipeline.current() }),
     // The console's flow designer: the write gate's own checks, and "try it" straight to the services.
     flowTools: {
-      check: (flow, model) => checkFlow(flow, model, { checkCode: (src) => sandbox.check(src) }),
-      run: (flow, sample, model) => tryFlow(flow, sample, model, { call: directCaller(model), sandbox: codePool }, { checkCode: (src) => sandbox.check(src) }),
+      check: async (flow, model) => {
+        const s = await withSandbox();
+        return checkFlow(flow, model, { checkCode: (src) => s.check(src) });
+      },
+      run: async (flow, sample, model) => {
+        const s = await withSandbox();
+        return tryFlow(flow, sample, model, { call: directCaller(model), sandbox: codePool }, { checkCode: (src) => s.check(src) });
+      },
     },
   });
   await bind('the admin API', 'PORTICO_ADMIN_ADDR', settings.adminHost, settings.adminPort, () => admin.listen({ host: settings.adminHost, port: settings.adminPort })).catch(async (e) => {

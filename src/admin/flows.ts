@@ -11,7 +11,7 @@ import { checkedBody, handlerChecked, problems } from './problem.ts';
 /** What the designer needs of the flow engine (src/flows implements it; main.ts wires it). */
 export interface FlowTools {
   /** Field errors of `flow` (flow.steps[0].call.path …) against the model; empty when a route would accept it. */
-  check(flow: unknown, model: ModelSnapshot): FieldError[];
+  check(flow: unknown, model: ModelSnapshot): FieldError[] | Promise<FieldError[]>;
   /** Runs a checked flow once for the sample; step detail on, credentials redacted. */
   run(flow: unknown, sample: FlowSample, model: ModelSnapshot): Promise<{ ok: false; errors: FieldError[] } | { ok: true; result: FlowTryAnswer }>;
 }
@@ -108,7 +108,7 @@ export const flowRoutes: FastifyPluginAsyncTypebox<{ store: ModelStore; tools: F
     },
     async (request) => {
       const b = bodyOf(request.body, CheckBody);
-      const errors = tools.check(b.flow, store.current());
+      const errors = await tools.check(b.flow, store.current());
       if (errors.length) throw problems.validation(errors);
       return { valid: true as const };
     },

@@ -323,6 +323,10 @@ let shared: Promise<CodeSandbox> | undefined;
  * the main thread while it starts.
  */
 export function codeSandbox(): Promise<CodeSandbox> {
-  shared ??= CodeSandbox.create({ spare: false });
+  // A failed load is tried again by the next caller.
+  shared ??= CodeSandbox.create({ spare: false }).catch((e: unknown) => {
+    shared = undefined;
+    throw e;
+  });
   return shared;
 }

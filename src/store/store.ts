@@ -57,6 +57,8 @@ export class ModelStore {
   private readonly queue: Pending[] = [];
   private draining = false;
   private validators: ModelValidator[] = [];
+  /** What validators load before the first write (see addValidator). */
+  private preparers: Array<() => Promise<void> | undefined> = [];
   /** Admin API tokens (stored hashed, checked from memory). */
   readonly adminTokens: AdminTokens;
   private hasher: SecretHasher | undefined;
@@ -97,8 +99,14 @@ export class ModelStore {
     return () => this.events.off('snapshot', listener);
   }
 
-  addValidator(v: ModelValidator): void {
+  /**
+   * `prepare` loads what the (synchronous) validator needs, once, before the write that first needs
+   * it (the flow compiler's code sandbox: a process that never takes a write never loads it); it
+   * returns undefined once that is done, and a write waits for it before it is queued.
+   */
+  addValidator(v: ModelValidator, prepare?: () => Promise<void> | undefined): void {
     this.validators.push(v);
+    if (prepare) this.preparers.push(prepare);
   }
 
   /** The keyed hasher for API keys, shared by every replica through the sealed secret. */
@@ -228,6 +236,8 @@ export class ModelStore {
    * with its own change and audit entries, and is refused alone when it is the one that is invalid.
    */
   commit(req: CommitRequest): Promise<CommitResult> {
+    const loading = this.preparers.map((p) => p()).filter((p) => p !== undefined);
+    if (loading.length) return Promise.all(loading).then(() => this.commit(req));
     return new Promise<CommitResult>((resolve, reject) => {
       this.queue.push({ req, resolve, reject });
       if (this.draining) return;
