@@ -468,9 +468,10 @@ export interface JwtProviderIR {
   /** [header, claim] pairs, sorted by header: the partner claim first becomes x-portico-partner, then forwarded claims. */
   claimHeaders: Array<[string, string]>;
   /**
-   * The partner is read from the payload, which jwt_authn writes to dynamic metadata under the
-   * provider's name: a fixed partner, a dotted claim name, or none (the issuer names no partner: its
-   * tokens are refused as unknown_partner). Absent: the partner claim is a header.
+   * The partner is not a claim header: a fixed partner, a dotted claim name (read from the payload,
+   * which jwt_authn writes to dynamic metadata under the provider's name), or none (the issuer names
+   * no partner: its tokens are refused as unknown_partner). Which provider verified the token is its
+   * issuer header (envoy/filters/jwt-authn.ts). Absent: the partner claim is a header.
    */
   partner?: { fixed: string; claim?: undefined; none?: undefined } | { claim: string; fixed?: undefined; none?: undefined } | { none: true; fixed?: undefined; claim?: undefined };
   /** Forwarded claims with a dotted name ([header, claim]): the payload goes to metadata for them too. */

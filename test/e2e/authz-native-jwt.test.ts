@@ -126,9 +126,15 @@ describe('authz native mode: JWTs verified by Envoy itself', () => {
     await t.test('a fixed partner, a dotted partner claim and a plain one on one route: the partner from the payload, no callout', async () => {
       const treasuryChecks = () => authzDecisions(portico.adminUrl, { product: 'treasury' });
       const partnerOf = async (tok: string, what: string) => {
-        const r = await g.call('/treasury/all', bearer(tok, { 'x-portico-partner': 'forged' }));
+        const r = await g.call('/treasury/all', bearer(tok, { 'x-portico-partner': 'forged', 'x-portico-issuer-fixed-idp': 'forged' }));
         assert.equal(r.status, 200, `${what}: ${r.status} ${r.text}`);
         const h = upstreamHeaders(r);
+        // The header jwt_authn writes for the access RBAC (which issuer verified the token) stays at the gateway.
+        assert.deepEqual(
+          Object.keys(h).filter((k) => k.startsWith('x-portico-issuer-')),
+          [],
+          what,
+        );
         assert.equal(h['x-portico-plan'], h['x-portico-partner'] === 'globex' ? 'premium' : 'unlimited', what);
         assert.equal(h['x-portico-credential'], 'jwt', what);
         return h['x-portico-partner'];

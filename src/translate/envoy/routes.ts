@@ -4,7 +4,9 @@
 import { GATEWAY_HEADERS, ROUTE_METADATA_NAMESPACE } from '../../contract/index.ts';
 import type { ActionIR, HeaderMatchIR, HeaderMutationIR, MatchIR, QueryMatchIR, RouteIR, RouteTableIR, ValueMatchIR, VirtualHostIR } from '../ir.ts';
 import { duration, extension, sortedRecord, type Json, type JsonObject } from './common.ts';
+import { verifiedTokenHeaders } from './filters/access.ts';
 import { HTTP_FILTERS, type AuthzFilters } from './filters/index.ts';
+import { compareStrings } from '../paths.ts';
 import { routeStatPrefix, virtualHostName } from './observability.ts';
 import type { EmitMemo } from '../memo.ts';
 
@@ -116,7 +118,10 @@ export function route(r: RouteIR, authz: AuthzFilters = NO_AUTHZ): JsonObject {
   // Native routes (Envoy decides access, ext_authz off) only exist on edge groups, whose chain strips x-portico-*.
   const reqAdd = headersToAdd(r.requestHeaders, r.access !== undefined && r.authz?.disabled === true);
   if (reqAdd.length) out.request_headers_to_add = reqAdd;
-  if (r.requestHeaders.remove.length) out.request_headers_to_remove = r.requestHeaders.remove;
+  // The issuer headers the access RBAC read (filters/access.ts) are the gateway's own: not for the upstream.
+  const verified = r.access && r.jwtAuth ? verifiedTokenHeaders(r.access) : [];
+  const reqRemove = verified.length ? [...new Set([...r.requestHeaders.remove, ...verified])].sort(compareStrings) : r.requestHeaders.remove;
+  if (reqRemove.length) out.request_headers_to_remove = reqRemove;
   const resAdd = headersToAdd(r.responseHeaders);
   if (resAdd.length) out.response_headers_to_add = resAdd;
   if (r.responseHeaders.remove.length) out.response_headers_to_remove = r.responseHeaders.remove;

@@ -12,6 +12,7 @@ import { compareStrings } from '../../paths.ts';
 import { PEER_HEADERS } from '../../to-ir/native-mtls.ts';
 import { any, extension, FILTERS, sortedRecord, type Json, type JsonObject } from '../common.ts';
 import { disabledByDefault, type HttpFilterEmitter } from './filter.ts';
+import { verifiedTokenHeader } from './jwt-authn.ts';
 
 const RBAC_TYPE = 'envoy.extensions.filters.http.rbac.v3.RBAC';
 const RBAC_PER_ROUTE_TYPE = 'envoy.extensions.filters.http.rbac.v3.RBACPerRoute';
@@ -87,8 +88,18 @@ const NOBODY: Json = { not_id: { any: true } };
 const payloadAt = (provider: string, path: readonly string[], value: Json): Json => ({
   metadata: { filter: 'envoy.filters.http.jwt_authn', path: [provider, ...path].map((key) => ({ key })), value },
 });
-/** Any token the provider verified (every payload has the issuer jwt_authn checked). */
-const tokenOf = (provider: string): Json => payloadAt(provider, ['iss'], { present_match: true });
+/** Any token the provider verified: jwt_authn wrote its issuer header (providers whose partner is not a claim header). */
+const tokenOf = (provider: string): Json => ({ header: { name: verifiedTokenHeader(provider), present_match: true } });
+
+/** The providers whose issuer header the route's access rules read (tokenOf): the route removes those headers before the upstream. */
+export function verifiedTokenHeaders(a: RouteAccessIR): string[] {
+  const providers = new Set<string>([
+    ...(a.identities ?? []).flatMap((i) => (i.tokens ?? []).filter((t) => t.claim === undefined).map((t) => t.provider)),
+    ...(a.unmappedTokens ?? []),
+    ...(a.claimless ?? []).flatMap((c) => (c.fromHeader ? c.fromHeader.except : c.providers)),
+  ]);
+  return [...providers].map(verifiedTokenHeader).sort(compareStrings);
+}
 /**
  * The payload's claim names the partner, read as the callout reads it (claimAt in src/model): the
  * top-level claim of that name, else, for a dotted name when no top-level claim has it, the nested one.

@@ -2,12 +2,15 @@
 // issuers. Each issuer is a provider with its public keys inline (pushed by the control plane, which
 // fetches them once for the fleet), its token cache, the partner claim forwarded as x-portico-partner
 // and the issuer's forwarded claims as headers. Refusals get the callout's 401 bodies.
-import { JWT_REPLY_MAPPINGS } from '../../../contract/index.ts';
+import { JWT_REPLY_MAPPINGS, RESERVED_HEADER_PREFIX } from '../../../contract/index.ts';
 import type { JwtAuthnIR, JwtProviderIR } from '../../ir.ts';
 import { any, extension, FILTERS, sortedRecord, type Json, type JsonObject } from '../common.ts';
 import { disabledByDefault, type HttpFilterEmitter } from './filter.ts';
 
 const API = 'envoy.extensions.filters.http.jwt_authn.v3';
+
+/** The header jwt_authn writes (the token's issuer) when this provider verified the token: under the reserved prefix, so clients' copies are stripped first. */
+export const verifiedTokenHeader = (provider: string): string => `${RESERVED_HEADER_PREFIX}issuer-${provider}`;
 
 function provider(p: JwtProviderIR, a: JwtAuthnIR): Json {
   return {
@@ -20,10 +23,17 @@ function provider(p: JwtProviderIR, a: JwtAuthnIR): Json {
     forward: p.forwardToken,
     require_expiration: true,
     clock_skew_seconds: p.clockSkewSeconds,
-    claim_to_headers: p.claimHeaders.map(([header_name, claim_name]) => ({ header_name, claim_name })),
-    // The access RBAC reads the partner from the payload (a fixed partner, a dotted claim name).
-    // and the route the top-level dotted claims it forwards (payloadClaimHeader).
-    ...(p.partner || p.payloadClaims ? { payload_in_metadata: p.name } : {}),
+    claim_to_headers: [
+      ...p.claimHeaders.map(([header_name, claim_name]) => ({ header_name, claim_name })),
+      // Which issuer verified the token, for the access RBAC where the partner is not a claim header
+      // (a fixed partner, none, a dotted claim); the route removes it before the upstream.
+      ...(p.partner ? [{ header_name: verifiedTokenHeader(p.name), claim_name: 'iss' }] : []),
+    ],
+    // The access RBAC reads a dotted partner claim from the payload, and the route the top-level
+    // dotted claims it forwards (payloadClaimHeader). Only then: the payload in dynamic metadata costs
+    // ~24k Envoy instructions per request (~11k of it the gRPC access log copying it into every entry),
+    // the issuer header ~2.6k (bench/gateway-variants.ts on jwt-native).
+    ...(p.partner?.claim !== undefined || p.payloadClaims ? { payload_in_metadata: p.name } : {}),
     jwt_cache_config: { jwt_cache_size: a.cacheSize, jwt_max_token_size: a.maxTokenBytes },
   };
 }
