@@ -1,8 +1,9 @@
 // Opens the configured database (embedded PGlite or PostgreSQL), applies pending migrations
 // when asked, and returns the store holding the current model.
+import { existsSync } from 'node:fs';
 import { openEmbeddedDatabase, type EmbeddedDatabase } from './embedded.ts';
 import { settledStatus, type MigrationStatus } from './migrate.ts';
-import { migrateInWorker } from './migrate-worker.ts';
+import { createEmbeddedInChild, migrateInWorker } from './migrate-worker.ts';
 import { ModelStore } from './store.ts';
 import type { KeyRing } from './secrets.ts';
 
@@ -28,14 +29,18 @@ export async function openDatabase(opts: DatabaseOptions): Promise<Database> {
   const log = opts.log ?? (() => {});
   let embedded: EmbeddedDatabase | undefined;
   let url: string;
+  let created: MigrationStatus | undefined;
   if (opts.databaseUrl) url = opts.databaseUrl;
   else {
-    embedded = await openEmbeddedDatabase(opts.dataDir.startsWith('memory://') ? opts.dataDir : `${opts.dataDir}/pglite`, opts.embeddedImage ? { image: opts.embeddedImage } : {});
+    const dir = opts.dataDir.startsWith('memory://') ? opts.dataDir : `${opts.dataDir}/pglite`;
+    // First start on a directory: initdb and migrations run in a child process (their memory goes with it).
+    if (!dir.startsWith('memory://') && !existsSync(`${dir}/PG_VERSION`)) created = await createEmbeddedInChild(dir, opts.migrate);
+    embedded = await openEmbeddedDatabase(dir, opts.embeddedImage ? { image: opts.embeddedImage } : {});
     url = embedded.url();
   }
   try {
     // A database already at head needs no schema engine: the history table says so (settledStatus).
-    const migrations = (await settledStatus(url)) ?? (await migrateInWorker(url, opts.migrate, !embedded));
+    const migrations = created ?? (await settledStatus(url)) ?? (await migrateInWorker(url, opts.migrate, !embedded));
     if (migrations.appliedNow.length) log(`applied migrations: ${migrations.appliedNow.join(', ')}`);
     if (migrations.pending.length || migrations.failed.length) {
       throw new Error(

@@ -4,7 +4,11 @@
 import { describe, it, after } from 'node:test';
 import assert from 'node:assert/strict';
 import { startPostgres, createDatabase, waitFor, type PostgresServer } from '../support/components.ts';
+import { mkdtempSync, rmSync } from 'node:fs';
+import os from 'node:os';
+import path from 'node:path';
 import { openDatabase, type Database } from '../../src/store/database.ts';
+import { dataDirOwner } from '../../src/store/embedded.ts';
 import { ChangeFeed } from '../../src/store/feed.ts';
 import { KeyRing, parseMasterKey, generateMasterKey } from '../../src/store/secrets.ts';
 import { ModelValidationError } from '../../src/store/errors.ts';
@@ -39,6 +43,32 @@ describe('model store', () => {
     assert.equal(seen[0]!.partners.has('c'), false);
     assert.equal(seen[1]!.partners.has('c'), true);
     assert.equal(seen[1]!.revision, seen[0]!.revision + 1);
+  });
+
+  it('creates an embedded database on its first start in a child process, then holds it itself', async () => {
+    const dir = mkdtempSync(path.join(os.tmpdir(), 'portico-store-'));
+    try {
+      const refused = openDatabase({ databaseUrl: undefined, dataDir: path.join(dir, 'unmigrated'), migrate: false, keys });
+      await assert.rejects(refused, /database schema is not current \(pending: .*init/);
+      const first = await openDatabase({ databaseUrl: undefined, dataDir: dir, migrate: true, keys });
+      try {
+        assert.ok(first.migrations.appliedNow.length > 0, 'the child reports the migrations it applied');
+        assert.deepEqual(first.migrations.pending, []);
+        assert.equal(dataDirOwner(path.join(dir, 'pglite')), process.pid, 'the server, not the finished child, holds the lock');
+        await first.store.commit({ actor: 't', summary: 'one', mutations: [put('partners', 'a', { name: 'a' })] });
+      } finally {
+        await first.close();
+      }
+      const again = await openDatabase({ databaseUrl: undefined, dataDir: dir, migrate: true, keys });
+      try {
+        assert.deepEqual(again.migrations.appliedNow, [], 'a restart finds the schema at head');
+        assert.equal(again.store.current().partners.has('a'), true);
+      } finally {
+        await again.close();
+      }
+    } finally {
+      rmSync(dir, { recursive: true, force: true });
+    }
   });
 
   it('lets a replica that is behind catch up inside the write lock (shared PostgreSQL)', async (t) => {
