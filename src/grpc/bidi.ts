@@ -120,16 +120,18 @@ export class BidiCall {
       this.stream.write(frame, cb);
       return;
     }
-    const prefix = Buffer.allocUnsafe(5);
-    prefix[0] = 0;
-    prefix.writeUInt32BE(length, 1);
-    // Corked: the prefix and every piece go to nghttp2 in one writev.
+    // The prefix goes in front of the first piece when that is small (a copy of it), else alone: a
+    // message of framing and one large buffer takes two writes, as one large Buffer does.
+    const first = pieces[0]!;
+    const head = Buffer.allocUnsafe(first.length < COPY_BELOW ? 5 + first.length : 5);
+    head[0] = 0;
+    head.writeUInt32BE(length, 1);
+    const rest = head.length > 5 ? pieces.slice(1) : pieces;
+    if (head.length > 5) first.copy(head, 5);
+    // Corked: all of it goes to nghttp2 in one writev.
     this.stream.cork();
-    this.stream.write(prefix);
-    pieces.forEach((p, i) => {
-      if (i === pieces.length - 1) this.stream.write(p, cb);
-      else this.stream.write(p);
-    });
+    this.stream.write(head, rest.length === 0 ? cb : undefined);
+    rest.forEach((p, i) => this.stream.write(p, i === rest.length - 1 ? cb : undefined));
     this.stream.uncork();
   }
 

@@ -16,11 +16,17 @@ function toBuffer(u: Uint8Array): Buffer {
 /**
  * DiscoveryResponse / DeltaDiscoveryResponse: the fields both share are numbered alike (version 1,
  * resources 2, type_url 4, nonce 5); removed_resources (6) is Delta's. Empty strings are not written.
+ * The small fields come before the resources (protobuf readers take fields in any order), so a body
+ * around one large resource is two pieces, the framing and the resource: a stream writes it in as
+ * many writes as one Buffer behind its prefix.
  */
 export function responseBody(version: string, resources: readonly Uint8Array[], typeUrl: string, nonce: string, removed: readonly string[] = []): Body {
   const pieces: Buffer[] = [];
   let w = protobuf.Writer.create();
   if (version) w.uint32(10).string(version);
+  if (typeUrl) w.uint32(34).string(typeUrl);
+  if (nonce) w.uint32(42).string(nonce);
+  for (const n of removed) w.uint32(50).string(n);
   for (const res of resources) {
     if (res.length < BY_REFERENCE) {
       w.uint32(18).bytes(res);
@@ -30,9 +36,6 @@ export function responseBody(version: string, resources: readonly Uint8Array[], 
     pieces.push(toBuffer(w.finish()), toBuffer(res));
     w = protobuf.Writer.create();
   }
-  if (typeUrl) w.uint32(34).string(typeUrl);
-  if (nonce) w.uint32(42).string(nonce);
-  for (const n of removed) w.uint32(50).string(n);
   const tail = w.finish();
   if (tail.length > 0 || pieces.length === 0) pieces.push(toBuffer(tail));
   return pieces;

@@ -582,7 +582,9 @@ describe('response bodies', () => {
     assert.equal(sotw.version_info, 'v1');
     assert.equal(sotw.type_url, RDS);
     assert.equal(sotw.nonce, 'n1');
-    const delta = decodeDeltaResponse(joinBody(responseBody('v2', [big], RDS, 'n2', ['gone'])));
+    const around = responseBody('v2', [big], RDS, 'n2', ['gone']);
+    assert.equal(around.length, 2, 'around one large resource: the framing and the resource');
+    const delta = decodeDeltaResponse(joinBody(around));
     assert.deepEqual(delta.removed_resources, ['gone']);
     assert.equal(Buffer.compare(Buffer.from(delta.resources[0]!), Buffer.from(big)), 0);
     assert.equal(responseBody('v3', [small], RDS, 'n3').length, 1, 'a small body is one piece');
