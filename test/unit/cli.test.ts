@@ -157,20 +157,25 @@ describe('portico command line', () => {
     assert.equal(render(['bogus'], {}).code, 1);
   });
 
-  it('in production runs the compiled build, with a small young generation only in the xds role', () => {
+  it('in production runs the compiled build, with a small young generation only in the xds role and a fixed malloc trim threshold in every role', () => {
     // A stand-in compiled build beside a copy of bin/portico: it prints the flags node got.
     const root = mkdtempSync(path.join(os.tmpdir(), 'portico-bin-'));
     mkdirSync(path.join(root, 'bin'));
     mkdirSync(path.join(root, 'dist'));
     copyFileSync(BIN, path.join(root, 'bin/portico'));
-    writeFileSync(path.join(root, 'dist/cli.js'), 'console.log(JSON.stringify({ flags: process.execArgv, args: process.argv.slice(2) }));\n');
+    writeFileSync(path.join(root, 'dist/cli.js'), 'console.log(JSON.stringify({ flags: process.execArgv, args: process.argv.slice(2), trim: process.env.MALLOC_TRIM_THRESHOLD_ }));\n');
     const run = (env: NodeJS.ProcessEnv) => {
-      const r = spawnSync(path.join(root, 'bin/portico'), ['serve'], { encoding: 'utf8', env: { ...process.env, NODE_ENV: 'production', PORTICO_ROLE: '', PORTICO_NODE_FLAGS: '', ...env } });
+      const base = { ...process.env };
+      delete base.MALLOC_TRIM_THRESHOLD_;
+      const r = spawnSync(path.join(root, 'bin/portico'), ['serve'], { encoding: 'utf8', env: { ...base, NODE_ENV: 'production', PORTICO_ROLE: '', PORTICO_NODE_FLAGS: '', ...env } });
       assert.equal(r.status, 0, r.stderr);
-      return JSON.parse(r.stdout) as { flags: string[]; args: string[] };
+      return JSON.parse(r.stdout) as { flags: string[]; args: string[]; trim?: string };
     };
     // Roles that answer requests (all: flows, callouts, idempotency) keep V8's default young generation.
-    assert.deepEqual(run({}), { flags: ['--expose-gc'], args: ['serve'] });
+    assert.deepEqual(run({}), { flags: ['--expose-gc'], args: ['serve'], trim: '131072' });
+    assert.equal(run({ PORTICO_ROLE: 'xds' }).trim, '131072');
+    // An operator's own malloc setting wins.
+    assert.equal(run({ MALLOC_TRIM_THRESHOLD_: '1048576' }).trim, '1048576');
     assert.deepEqual(run({ PORTICO_ROLE: 'flows' }).flags, ['--expose-gc']);
     assert.deepEqual(run({ PORTICO_ROLE: 'xds' }).flags, ['--expose-gc', '--max-semi-space-size=4']);
     // PORTICO_NODE_FLAGS comes last, so an operator's size wins.
