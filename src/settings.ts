@@ -270,6 +270,16 @@ export function loadSettings(env: Env = process.env): Settings {
   if (settings.role !== 'all' && settings.role !== 'idempotency' && !settings.databaseUrl) {
     throw new SettingsError(`PORTICO_ROLE=${settings.role} needs DATABASE_URL: split roles share one PostgreSQL (embedded PGlite serves one process)`);
   }
+  // A role that does not run a listener still names it in Envoy's config (every role's writes are
+  // translated): with port 0 (any free port, tests) only the process that binds it knows the port.
+  for (const [runs, listenPort, listenVar, addr, addrVar] of [
+    ['callouts', settings.calloutListenPort, 'PORTICO_CALLOUT_LISTEN_ADDR', settings.calloutAddress, 'PORTICO_CALLOUT_ADDR'],
+    ['flows', settings.flowsListenPort, 'PORTICO_FLOWS_LISTEN_ADDR', settings.flowsAddress, 'PORTICO_FLOWS_ADDR'],
+  ] as const) {
+    if (settings.role !== 'all' && settings.role !== runs && listenPort === 0 && !addr) {
+      throw new SettingsError(`PORTICO_ROLE=${settings.role} needs ${addrVar}: this role does not run the ${runs} listener, and ${listenVar}'s port 0 names no address Envoy can reach`);
+    }
+  }
   if (settings.debounceMaxMs < settings.debounceMs) {
     throw new SettingsError('PORTICO_DEBOUNCE_MAX_MS must be at least PORTICO_DEBOUNCE_MS');
   }

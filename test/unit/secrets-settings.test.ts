@@ -98,6 +98,13 @@ describe('loadSettings', () => {
     assert.throws(() => loadSettings({ PORTICO_DEBOUNCE_MS: '500', PORTICO_DEBOUNCE_MAX_MS: '100' }), /at least PORTICO_DEBOUNCE_MS/);
     assert.throws(() => loadSettings({ PORTICO_ROLE: 'callouts' }), /PORTICO_ROLE=callouts needs DATABASE_URL/);
     assert.equal(loadSettings({ PORTICO_ROLE: 'callouts', DATABASE_URL: 'postgresql://db/x' }).role, 'callouts');
+    // A split role names the listeners it does not run in Envoy's config: port 0 (any free port) cannot say where.
+    const xds = { PORTICO_ROLE: 'xds', DATABASE_URL: 'postgresql://db/x' };
+    assert.throws(() => loadSettings({ ...xds, PORTICO_FLOWS_LISTEN_ADDR: '127.0.0.1:0' }), /PORTICO_ROLE=xds needs PORTICO_FLOWS_ADDR: this role does not run the flows listener/);
+    assert.throws(() => loadSettings({ ...xds, PORTICO_CALLOUT_LISTEN_ADDR: '127.0.0.1:0' }), /PORTICO_ROLE=xds needs PORTICO_CALLOUT_ADDR/);
+    assert.equal(loadSettings({ ...xds, PORTICO_FLOWS_LISTEN_ADDR: '127.0.0.1:0', PORTICO_FLOWS_ADDR: 'flows:18002' }).flowsAddress, 'flows:18002');
+    assert.equal(loadSettings({ PORTICO_ROLE: 'flows', DATABASE_URL: 'postgresql://db/x', PORTICO_FLOWS_LISTEN_ADDR: '127.0.0.1:0', PORTICO_CALLOUT_ADDR: 'c:1' }).flowsListenPort, 0);
+    assert.equal(loadSettings({ PORTICO_FLOWS_LISTEN_ADDR: '127.0.0.1:0', PORTICO_CALLOUT_LISTEN_ADDR: '127.0.0.1:0' }).role, 'all');
   });
 
   it('reads overrides', () => {
