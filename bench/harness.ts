@@ -1,7 +1,9 @@
-// What the benchmarks share: command-line flags, the JSON result, CPU accounting from /proc, wrk
-// and hey. Node built-ins only: in-process benchmarks import it, and it must not weigh on them.
+// What the benchmarks share: command-line flags, the JSON result, CPU accounting from /proc, wrk,
+// hey and vegeta. Node built-ins only: in-process benchmarks import it, and it must not weigh on them.
 import { spawn, spawnSync } from 'node:child_process';
-import { existsSync, readFileSync } from 'node:fs';
+import { existsSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
 import { parseArgs } from 'node:util';
 
 // ── command line ──────────────────────────────────────────────────────────────
@@ -184,19 +186,98 @@ export function parseHey(out: string): Omit<HeyResult, 'loadGeneratorCpu'> {
   return { rps: Number(/Requests\/sec:\s+([\d.]+)/.exec(out)?.[1] ?? NaN), p50Ms: sec('50'), p90Ms: sec('90'), p99Ms: sec('99'), statuses };
 }
 
-/** The hey binary: on PATH, else where `go install github.com/rakyll/hey@latest` puts it. */
-export function heyBinary(): string {
-  const onPath = spawnSync('sh', ['-c', 'command -v hey'], { encoding: 'utf8' }).stdout?.trim();
+/** A Go-built load generator: on PATH, else in GOPATH/bin where `go install <module>` puts it. */
+function goTool(name: string, module: string): string {
+  const onPath = spawnSync('sh', ['-c', `command -v ${name}`], { encoding: 'utf8' }).stdout?.trim();
   if (onPath) return onPath;
   const gopath = spawnSync('go', ['env', 'GOPATH'], { encoding: 'utf8' }).stdout?.trim();
-  const bin = gopath ? `${gopath}/bin/hey` : '';
+  const bin = gopath ? `${gopath}/bin/${name}` : '';
   if (bin && existsSync(bin)) return bin;
-  throw new Error('hey is not installed (go install github.com/rakyll/hey@latest)');
+  throw new Error(`${name} is not installed (go install ${module})`);
 }
 
-/** hey at a constant total rate: `workers` workers, each limited to rate/workers requests per second. */
+/** The hey binary. */
+export const heyBinary = (): string => goTool('hey', 'github.com/rakyll/hey@latest');
+
+/** The vegeta binary (the version whose JSON report parseVegeta reads). */
+export const vegetaBinary = (): string => goTool('vegeta', 'github.com/tsenart/vegeta/v12@v12.13.0');
+
+/**
+ * hey with `workers` workers, each limited to rate/workers requests per second. Not a constant rate:
+ * each worker waits on its own ticker, all started together, so the workers' requests leave in bursts
+ * of up to `workers` once per 1/(rate/workers) s, and a worker whose response is late skips ticks
+ * (closed loop). Its percentiles are how long such bursts take to drain.
+ */
 export async function hey(o: { url: string; headers?: readonly string[]; rate: number; durationS: number; workers: number }): Promise<HeyResult> {
   const perWorker = Math.max(1, Math.round(o.rate / o.workers));
   const { out, cpu } = await loadGenerator(heyBinary(), ['-z', `${o.durationS}s`, '-c', String(o.workers), '-q', String(perWorker), ...(o.headers ?? []).flatMap((h) => ['-H', h]), o.url]);
   return { ...parseHey(out), loadGeneratorCpu: cpu };
+}
+
+export interface PacedResult {
+  /** Requests sent per second (vegeta's `rate`): the asked rate unless the generator fell behind. */
+  sentRps: number;
+  /** Successful responses per second (vegeta's `throughput`). */
+  rps: number;
+  requests: number;
+  p50Ms: number;
+  p90Ms: number;
+  p99Ms: number;
+  maxMs: number;
+  /** Status code → responses; `0` counts requests that got no response (vegeta's errors). */
+  statuses: Record<string, number>;
+  errors: string[];
+}
+
+/**
+ * vegeta's `report -type json` as figures (latencies there are nanoseconds). A report without a
+ * field the figures need is refused: a renamed field must not turn into a silent NaN.
+ */
+export function parseVegeta(json: string): PacedResult {
+  const r = JSON.parse(json) as {
+    latencies?: Record<string, number>;
+    requests?: number;
+    rate?: number;
+    throughput?: number;
+    status_codes?: Record<string, number>;
+    errors?: string[] | null;
+  };
+  const ms = (k: string) => {
+    const v = r.latencies?.[k];
+    if (typeof v !== 'number') throw new Error(`vegeta report: latencies.${k} missing`);
+    return v / 1e6;
+  };
+  for (const k of ['requests', 'rate', 'throughput'] as const) if (typeof r[k] !== 'number') throw new Error(`vegeta report: ${k} missing`);
+  return {
+    sentRps: r.rate!,
+    rps: r.throughput!,
+    requests: r.requests!,
+    p50Ms: ms('50th'),
+    p90Ms: ms('90th'),
+    p99Ms: ms('99th'),
+    maxMs: ms('max'),
+    statuses: { ...(r.status_codes ?? {}) },
+    errors: r.errors ?? [],
+  };
+}
+
+/**
+ * vegeta at a uniformly paced constant rate, open loop: one request every 1/rate s whatever the
+ * responses do (a late response does not delay the next request; more connections open instead).
+ * Latency is from each request's send to its response.
+ */
+export async function vegeta(o: { url: string; headers?: readonly string[]; rate: number; durationS: number }): Promise<PacedResult & { loadGeneratorCpu: number }> {
+  const dir = mkdtempSync(join(tmpdir(), 'portico-vegeta-'));
+  try {
+    const targets = join(dir, 'targets');
+    const results = join(dir, 'results.bin');
+    writeFileSync(targets, `GET ${o.url}\n${(o.headers ?? []).map((h) => `${h}\n`).join('')}`);
+    const bin = vegetaBinary();
+    const { cpu } = await loadGenerator(bin, ['attack', '-rate', `${Math.max(1, Math.round(o.rate))}/1s`, '-duration', `${o.durationS}s`, '-targets', targets, '-output', results]);
+    const report = spawnSync(bin, ['report', '-type', 'json', results], { encoding: 'utf8' });
+    if (report.status !== 0) throw new Error(`vegeta report failed (${report.status}): ${report.stderr}`);
+    return { ...parseVegeta(report.stdout), loadGeneratorCpu: cpu };
+  } finally {
+    rmSync(dir, { recursive: true, force: true });
+  }
 }
