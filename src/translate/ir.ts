@@ -134,7 +134,8 @@ export interface QuotaExhaustedIR {
 }
 
 /** Who a route's quota refusal applies to: these partners, partners matching a pattern (or not), or everybody. */
-export type QuotaPrincipalIR = { kind: 'partners'; names: string[] } | { kind: 'pattern'; regex: string; invert: boolean } | { kind: 'any' };
+/** Who a quota refuses: these partners (or, `invert`, every caller but them, anonymous ones too), or everybody. */
+export type QuotaPrincipalIR = { kind: 'partners'; names: string[]; invert?: boolean } | { kind: 'any' };
 
 /** One DENY policy of a route's quota RBAC: named after the quota, so its refusal says that quota's numbers. */
 export interface QuotaDenyIR {

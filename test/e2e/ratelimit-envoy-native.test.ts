@@ -125,4 +125,44 @@ describe('rate limits through Envoy, native mode', () => {
       throw e;
     }
   });
+
+  it('a plan of many subscribers: its guard split into patterns Envoy accepts (RE2 refuses one of over 100 instructions), counting as before', { timeout: 300_000 }, async (t) => {
+    const g = await startGateway(t, { nodeId: 'rl-native-crowd' });
+    if (!g) return;
+    const idp = await testIdp();
+    const doc = limitsDocument({ mode: 'native', listenerPort: await freePort(), upstreamPort: g.upstream.port, jwk: idp.jwk, keys: { acme1: newApiKey(), acme2: newApiKey(), globex: newApiKey() } });
+    // 40 more subscribers of catalog's standard plan (counted by X-User-Id behind the plan's guard),
+    // named to sort before acme: acme's name lands in a later pattern than the first.
+    const crowd = Array.from({ length: 40 }, (_, i) => `aa-crowd-${i}-${'q'.repeat(i % 7)}`.replace(/-$/, ''));
+    doc.partners.push(...crowd.map((name) => ({ name, subscriptions: [{ product: 'catalog', plan: 'standard' }] })));
+    try {
+      await g.apply(doc);
+      const patterns = new Set<string>();
+      const collect = (v: unknown): void => {
+        if (Array.isArray(v)) v.forEach(collect);
+        else if (v && typeof v === 'object') {
+          const regex = (v as { safe_regex?: { regex?: unknown } }).safe_regex?.regex;
+          if (typeof regex === 'string' && regex.includes('crowd')) patterns.add(regex);
+          Object.values(v).forEach(collect);
+        }
+      };
+      collect(await g.envoy.configDump('dynamic_route_configs'));
+      assert.ok(patterns.size >= 3, `the guard is ${patterns.size} pattern(s)`);
+      const withAcme = [...patterns].filter((p) => p.includes('acme'));
+      assert.equal(withAcme.length, 1, 'acme is in exactly one pattern');
+      assert.ok(!withAcme[0]!.includes('aa\\-crowd\\-0|'), 'and not in the first');
+
+      for (const [team, user] of [
+        ['acme', 'u-crowd-acme'],
+        [crowd[0]!, 'u-crowd-first'],
+      ] as const) {
+        const token = await idp.token(user, team);
+        for (let i = 1; i <= 6; i++) assertPassed(await g.call('/catalog/items/1', bearer(token)), `${team}: request ${i}`);
+        assert429(await g.call('/catalog/items/1', bearer(token)), { limit: 5, maxRetryAfter: 720, minRetryAfter: 720 }, `${team}: request 7`);
+      }
+    } catch (e) {
+      t.diagnostic(g.envoy.output().slice(-3000));
+      throw e;
+    }
+  });
 });

@@ -3,6 +3,10 @@
 // (plan-wide vs route-level, partner / header / address / route counting, guards keeping callers of
 // other plans out of wildcard buckets), no callout for counting, and what validation refuses.
 import assert from 'node:assert/strict';
+import { spawnSync } from 'node:child_process';
+import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import os from 'node:os';
+import path from 'node:path';
 import { describe, it } from 'node:test';
 import type { KindName, ModelSnapshot } from '../../src/model/model.ts';
 import type { JsonObject } from '../../src/translate/envoy/common.ts';
@@ -12,6 +16,8 @@ import { nativeLimits } from '../../src/translate/to-ir/native-limits.ts';
 import { MAX_NATIVE_LIMIT_SHAPES } from '../../src/model/index.ts';
 import { groupProducts } from '../../src/translate/to-ir/common.ts';
 import { jsonAt, validModel } from '../support/translate.ts';
+import { requireComponent } from '../support/components.ts';
+import { staticBootstrap } from '../golden/static-bootstrap.ts';
 
 const PERIOD_MS = { second: 1_000, minute: 60_000, hour: 3_600_000 } as const;
 
@@ -186,7 +192,9 @@ describe('native quotas', () => {
 
   it('a route-counted quota used up refuses every caller of the plan on that route', () => {
     const free = rbac([{ group: 'g', budget: 'capped:api:free:month', route: 'free' }], 'api/free').policies;
-    assert.deepEqual(jsonAt(free, 'quota_50_month', 'principals'), [{ header: { name: 'x-portico-partner', string_match: { safe_regex: { regex: '^(?:hooli|umbrella)$' } } } }]);
+    const partnerIs = (exact: string) => ({ header: { name: 'x-portico-partner', string_match: { exact } } });
+    // Exact names, not one regex of them: a plan of many subscribers stays within Envoy's RE2 limit.
+    assert.deepEqual(jsonAt(free, 'quota_50_month', 'principals'), [{ or_ids: { ids: [partnerIs('hooli'), partnerIs('umbrella')] } }]);
   });
 
   it("answers each quota's refusal with the contract's 429: its numbers, Retry-After to the window's end", () => {
@@ -211,5 +219,69 @@ describe('native quotas', () => {
       [['plans', 'by-ip', 'quotas']],
     );
     assert.deepEqual(validateTranslation(quotaModel()), []);
+  });
+});
+
+describe('a plan of many subscribers (Envoy refuses a regex over 100 RE2 instructions, and the whole route configuration with it)', () => {
+  // 60 partners, names of 16-20 characters: one pattern of them all would be ~1,100 instructions.
+  const crowd = Array.from({ length: 60 }, (_, i) => `crowd-member-${String(i).padStart(2, '0')}${'x'.repeat(i % 5)}`);
+  const m = validModel([
+    ['gatewayGroups', { name: 'g', listeners: [{ name: 'web', port: 8080 }], rateLimit: { mode: 'native' } }],
+    ['services', { name: 's', endpoints: [{ host: '10.0.0.1', port: 80 }] }],
+    ['products', { name: 'api', gatewayGroups: ['g'], auth: { accept: ['api_key'] }, publicPlan: 'open' }],
+    ['routes', { product: 'api', name: 'items', match: { path: { type: 'prefix', value: '/items' } }, service: 's' }],
+    ['plans', { name: 'std', limits: [{ requests: 100, per: 'second' }], countBy: { kind: 'header', header: 'X-User-Id' } }],
+    ['plans', { name: 'open', limits: [{ requests: 10, per: 'second' }], countBy: { kind: 'client_ip' } }],
+    ...crowd.flatMap(
+      (name): Array<[KindName, object]> => [
+        ['partners', { name }],
+        ['subscriptions', { partner: name, product: 'api', plan: 'std' }],
+      ],
+    ),
+  ]);
+  const entries = nativeLimits(m, groupProducts(m, 'g'), 1).routes.get('api/items')!;
+  type Match = { kind: 'header_match'; key: string; value: string; expect: boolean; regex: string };
+  // The guards of one entry kind: std's entries counting by the header (its fallback by address repeats them), open's by address.
+  const guardsOf = (plan: string, expect: boolean) =>
+    entries
+      .filter((e) => e.actions.some((a) => a.kind === (plan === 'std' ? 'header' : 'remote_address')))
+      .map((e) => e.actions.filter((a): a is Match => a.kind === 'header_match' && a.key === 'portico_plan' && a.value === plan && a.expect === expect))
+      .filter((g) => g.length);
+  const namesIn = (regex: string) =>
+    regex
+      .replace(/^\^\(\?:|\)\$$/g, '')
+      .replaceAll('\\-', '-')
+      .split('|');
+
+  it("splits the subscribers' guard into patterns within the limit: every name in exactly one, one entry each", () => {
+    const guards = guardsOf('std', true);
+    assert.ok(guards.length > 5, `${guards.length} patterns`);
+    for (const g of guards) {
+      assert.equal(g.length, 1, 'one guard per entry: a partner matches one pattern, so one descriptor results');
+      // The bound the translator keeps (at most a byte and an alternation per name, a few for the anchors).
+      assert.ok(namesIn(g[0]!.regex).reduce((n, x) => n + x.length + 1, 6) <= 100, g[0]!.regex);
+    }
+    assert.deepEqual(guards.flatMap((g) => namesIn(g[0]!.regex)).sort(), [...crowd].sort());
+  });
+
+  it("keeps the public plan's callers to those matching none of the patterns, all in one entry", () => {
+    const [guard, ...more] = guardsOf('open', false);
+    assert.equal(more.length, 0, 'one entry for the public plan');
+    assert.deepEqual(guard!.flatMap((a) => namesIn(a.regex)).sort(), [...crowd].sort());
+    assert.equal(guard!.length, guardsOf('std', true).length);
+  });
+
+  it('is accepted by Envoy (envoy --mode validate)', (t) => {
+    const envoy = requireComponent(t, 'envoy');
+    if (!envoy) return;
+    const dir = mkdtempSync(path.join(os.tmpdir(), 'portico-re2-'));
+    try {
+      const file = path.join(dir, 'bootstrap.json');
+      writeFileSync(file, JSON.stringify(staticBootstrap(translate(m, { calloutAddress: '127.0.0.1:9001' }).get('g')!)));
+      const r = spawnSync(envoy, ['--mode', 'validate', '-c', file, '-l', 'error'], { encoding: 'utf8', timeout: 60_000 });
+      assert.equal(r.status, 0, `${r.stdout}${r.stderr}`);
+    } finally {
+      rmSync(dir, { recursive: true, force: true });
+    }
   });
 });

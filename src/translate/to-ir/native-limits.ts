@@ -64,6 +64,55 @@ function exactNames(names: readonly string[]): string {
   return `^(?:${names.map((n) => n.replace(/[.*+?^${}()|[\]\\-]/g, '\\$&')).join('|')})$`;
 }
 
+/**
+ * Envoy refuses a regex whose RE2 program exceeds 100 instructions (runtime
+ * re2.max_program_size.error_level), and with it the whole route configuration: a plan with a few
+ * dozen subscribers would stop every change to the group. Names are ASCII slugs; a name costs at
+ * most its length plus one alternation, the anchors and group a few more (an upper bound: RE2
+ * shares common prefixes).
+ */
+const RE2_PROGRAM_LIMIT = 100;
+const PATTERN_OVERHEAD = 6;
+
+/** RE2 patterns that together match exactly these names, each within Envoy's RE2 limit: as few as fit. */
+export function exactNamePatterns(names: readonly string[]): string[] {
+  const out: string[] = [];
+  let chunk: string[] = [];
+  let size = PATTERN_OVERHEAD;
+  for (const n of names) {
+    if (chunk.length && size + n.length + 1 > RE2_PROGRAM_LIMIT) {
+      out.push(exactNames(chunk));
+      chunk = [];
+      size = PATTERN_OVERHEAD;
+    }
+    chunk.push(n);
+    size += n.length + 1;
+  }
+  if (chunk.length) out.push(exactNames(chunk));
+  return out;
+}
+
+/** What starts a guarded entry: its actions and their descriptor entries, one variant per entry emitted. */
+interface Guard {
+  actions: LimitActionIR[];
+  entries: DescriptorEntryIR[];
+}
+
+/**
+ * Which plan applies is the partner's (known at translate time); callers of other plans must not
+ * reach wildcard buckets, so such entries start with a guard on the partner header. Subscribers of
+ * many names get one entry per pattern (a partner matches exactly one, so one descriptor results);
+ * the public plan's callers are those matching none: every pattern, expect_match false, in one entry.
+ */
+function guardsOf(callers: Callers): Guard[] {
+  const entry: DescriptorEntryIR = { key: KEY.plan, value: callers.plan };
+  const match = (regex: string, expect: boolean): LimitActionIR => ({ kind: 'header_match', header: PARTNER, key: KEY.plan, value: callers.plan, expect, regex });
+  if (callers.kind === 'subscribers') return exactNamePatterns(callers.partners).map((p) => ({ actions: [match(p, true)], entries: [entry] }));
+  if (!callers.subscribers.length) return [{ actions: [{ kind: 'generic', key: KEY.plan, value: callers.plan }], entries: [entry] }];
+  const patterns = exactNamePatterns(callers.subscribers);
+  return [{ actions: patterns.map((p) => match(p, false)), entries: patterns.map(() => entry) }];
+}
+
 class Builder {
   readonly stages = new Map<string, number>();
   readonly filters = new Map<number, PlanLimitFilterIR>();
@@ -105,23 +154,17 @@ function limitEntries(b: Builder, route: Route, rules: RuleSet, l: CompiledLimit
   if (stage === 0) return [];
   const budget = `${l.id}:${index}`;
   const out: RouteLimitEntryIR[] = [];
-  const entry = (actions: LimitActionIR[], entries: DescriptorEntryIR[]) => {
-    out.push({ stage, actions });
-    b.descriptor(stage, entries);
-  };
+  const guards = guardsOf(callers);
   const budgetAction: LimitActionIR = { kind: 'generic', key: KEY.budget, value: budget };
   const budgetEntry: DescriptorEntryIR = { key: KEY.budget, value: budget };
-  // Which plan applies is the partner's (known at translate time); callers of other plans must not
-  // reach wildcard buckets, so such entries start with a guard on the partner header.
-  const guard: LimitActionIR =
-    callers.kind === 'subscribers'
-      ? { kind: 'header_match', header: PARTNER, key: KEY.plan, value: callers.plan, expect: true, regex: exactNames(callers.partners) }
-      : callers.subscribers.length
-        ? { kind: 'header_match', header: PARTNER, key: KEY.plan, value: callers.plan, expect: false, regex: exactNames(callers.subscribers) }
-        : { kind: 'generic', key: KEY.plan, value: callers.plan };
-  const guardEntry: DescriptorEntryIR = { key: KEY.plan, value: callers.plan };
-  const byAddress = (extra: LimitActionIR, extraEntry: DescriptorEntryIR) =>
-    entry([guard, budgetAction, extra, { kind: 'remote_address' }], [guardEntry, budgetEntry, extraEntry, { key: KEY.remote }]);
+  /** An entry behind the plan's guard: the budget, then these actions. */
+  const entry = (actions: LimitActionIR[], entries: DescriptorEntryIR[]) => {
+    for (const g of guards) {
+      out.push({ stage, actions: [...g.actions, budgetAction, ...actions] });
+      b.descriptor(stage, [...g.entries, budgetEntry, ...entries]);
+    }
+  };
+  const byAddress = (extra: LimitActionIR, extraEntry: DescriptorEntryIR) => entry([extra, { kind: 'remote_address' }], [extraEntry, { key: KEY.remote }]);
   const c = rules.countBy;
   switch (c.kind) {
     case 'partner':
@@ -136,16 +179,16 @@ function limitEntries(b: Builder, route: Route, rules: RuleSet, l: CompiledLimit
       }
       break;
     case 'client_ip':
-      entry([guard, budgetAction, { kind: 'remote_address' }], [guardEntry, budgetEntry, { key: KEY.remote }]);
+      entry([{ kind: 'remote_address' }], [{ key: KEY.remote }]);
       break;
     case 'header': {
       const h = c.header!.toLowerCase();
-      entry([guard, budgetAction, { kind: 'header', header: h, key: KEY.header }], [guardEntry, budgetEntry, { key: KEY.header }]);
+      entry([{ kind: 'header', header: h, key: KEY.header }], [{ key: KEY.header }]);
       byAddress({ kind: 'header_match', header: h, key: KEY.noHeader, value: '1', expect: false }, { key: KEY.noHeader, value: '1' });
       break;
     }
     case 'route':
-      entry([guard, budgetAction, { kind: 'generic', key: KEY.route, value: route.name }], [guardEntry, budgetEntry, { key: KEY.route, value: route.name }]);
+      entry([{ kind: 'generic', key: KEY.route, value: route.name }], [{ key: KEY.route, value: route.name }]);
       break;
   }
   return out;
@@ -187,11 +230,7 @@ function routeEntries(
       if (names.length) principal = { kind: 'partners', names };
     } else if (exhausted.has(`${l.id}\nr:${route.name}`)) {
       principal =
-        callers.kind === 'subscribers'
-          ? { kind: 'pattern', regex: exactNames(callers.partners), invert: false }
-          : callers.subscribers.length
-            ? { kind: 'pattern', regex: exactNames(callers.subscribers), invert: true }
-            : { kind: 'any' };
+        callers.kind === 'subscribers' ? { kind: 'partners', names: callers.partners } : callers.subscribers.length ? { kind: 'partners', names: callers.subscribers, invert: true } : { kind: 'any' };
     }
     if (!principal) return;
     const policy = quotaPolicy(shape);

@@ -17,11 +17,10 @@ function principal(p: QuotaPrincipalIR): Json {
   switch (p.kind) {
     case 'any':
       return { any: true };
-    case 'partners':
-      return p.names.length === 1 ? partnerIs({ exact: p.names[0]! }) : { or_ids: { ids: p.names.map((n) => partnerIs({ exact: n })) } };
-    case 'pattern': {
-      const id = partnerIs({ safe_regex: { regex: p.regex } });
-      // Without the header (anonymous) the pattern does not match, so "not a subscriber" holds.
+    case 'partners': {
+      // Exact names, never one regex of many: Envoy refuses a regex over 100 RE2 instructions.
+      const id = p.names.length === 1 ? partnerIs({ exact: p.names[0]! }) : { or_ids: { ids: p.names.map((n) => partnerIs({ exact: n })) } };
+      // Without the header (anonymous) no name matches, so "not one of them" holds.
       return p.invert ? { not_id: id } : id;
     }
   }
