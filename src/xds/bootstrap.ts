@@ -48,6 +48,9 @@ export const DEFAULT_CHANNEL_SDS_DIR = '/etc/portico/envoy';
  * envoy_virtual_host and envoy_route; this adds the product alone as portico_product, so
  * /stats/prometheus has e.g. envoy_vhost_route_upstream_rq{envoy_route="orders/get",portico_product="orders",…}.
  */
+/** The RE2 program size (instructions) above which Envoy refuses a regex: its default is 100. */
+export const RE2_PROGRAM_LIMIT = 10_000;
+
 export const STATS_TAGS: readonly JsonObject[] = [{ tag_name: 'portico_product', regex: '^vhost\\.[^.]+\\.route\\.(([a-z0-9-]+)/)' }];
 
 /** Defaults per role: an edge takes Internet-scale connection counts, a sidecar serves one workload. */
@@ -135,9 +138,13 @@ export function renderBootstrap(o: BootstrapOptions): JsonObject {
     // connection past that with GOAWAY, refusing the streams in flight. With this flag (opt-in in Envoy
     // 1.40) Envoy half-closes each stream and waits for the processor's status: one connection lasts,
     // and both sides do less per request (test/e2e/idempotency-envoy.test.ts).
+    // re2.max_program_size.error_level: Envoy refuses a regex over 100 RE2 instructions by default, and
+    // with it the whole resource (every route of the group stops updating). An operator's route regex
+    // (with the product's base path before it) passes 100 easily, e.g. an alternation of ten path
+    // segments; the control plane's own patterns stay under 100 whatever this says.
     layered_runtime: {
       layers: [
-        { name: 'portico', static_layer: { 'envoy.reloadable_features.ext_proc_graceful_grpc_close': true } },
+        { name: 'portico', static_layer: { 'envoy.reloadable_features.ext_proc_graceful_grpc_close': true, 're2.max_program_size.error_level': RE2_PROGRAM_LIMIT } },
         { name: 'admin', admin_layer: {} },
       ],
     },

@@ -71,9 +71,10 @@ describe('bootstrap', () => {
     const monitors = b.overload_manager.resource_monitors.map((m: J) => m.name);
     assert.deepEqual(monitors, ['envoy.resource_monitors.fixed_heap', 'envoy.resource_monitors.global_downstream_max_connections']);
     assert.equal(b.overload_manager.resource_monitors[0].typed_config.max_heap_size_bytes, String(ROLE_DEFAULTS.edge.maxHeapBytes));
-    // ext_proc streams half-closed, not reset (test/e2e/idempotency-envoy.test.ts); the admin layer kept.
+    // ext_proc streams half-closed, not reset (test/e2e/idempotency-envoy.test.ts); operators' regexes past
+    // RE2's default 100 instructions accepted (test/e2e/xds-envoy.test.ts); the admin layer kept.
     assert.deepEqual(b.layered_runtime.layers, [
-      { name: 'portico', static_layer: { 'envoy.reloadable_features.ext_proc_graceful_grpc_close': true } },
+      { name: 'portico', static_layer: { 'envoy.reloadable_features.ext_proc_graceful_grpc_close': true, 're2.max_program_size.error_level': 10_000 } },
       { name: 'admin', admin_layer: {} },
     ]);
   });
