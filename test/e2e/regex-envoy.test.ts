@@ -6,7 +6,8 @@ import assert from 'node:assert/strict';
 import { describe, it } from 'node:test';
 import { startEnvoy, waitInSync } from '../support/envoy.ts';
 import { startTestPortico } from '../support/portico.ts';
-import { call, seed003 } from '../support/seed003.ts';
+import { freePort } from '../support/components.ts';
+import { call, echo } from '../support/seed003.ts';
 
 const GROUP = 'edge';
 const NODE = 'edge-regex';
@@ -14,19 +15,30 @@ const SEGMENTS = ['alpha', 'bravo', 'charlie', 'delta', 'echo', 'foxtrot', 'golf
 
 describe('route regexes past RE2 default program size', () => {
   it('are accepted by Envoy with the rendered bootstrap and match as written', async (t) => {
-    const seed = await seed003();
+    const users = await echo('users');
     const portico = await startTestPortico();
-    t.after(async () => {
-      await portico.close();
-      await seed.close();
-    });
+    t.after(() => Promise.all([portico.close(), users.close()]));
     const envoy = await startEnvoy(t, { xdsAddresses: [`127.0.0.1:${portico.grpcPort}`], group: GROUP, nodeId: NODE });
     if (!envoy) return;
-    const accounts = (seed.document.products as Array<{ name: string; routes: object[] }>).find((p) => p.name === 'accounts')!;
+    const listenerPort = await freePort();
+    const gateway = `http://127.0.0.1:${listenerPort}`;
     // ~150 RE2 instructions with the base path (/api) before it.
     const regex = `/codes/(${SEGMENTS.join('|')})/[0-9a-f]{8}`;
-    accounts.routes.push({ name: 'codes', match: { path: { type: 'regex', value: regex }, methods: ['GET'] }, service: 'users' });
-    const r = await portico.api.post('/api/v1/config', seed.yaml(), { 'content-type': 'application/yaml' });
+    const document = {
+      portico: 'v1',
+      gatewayGroups: [{ name: GROUP, listeners: [{ name: 'http', port: listenerPort, address: '127.0.0.1' }] }],
+      services: [{ name: 'users', endpoints: [{ host: '127.0.0.1', port: users.port }] }],
+      products: [
+        {
+          name: 'accounts',
+          gatewayGroups: [GROUP],
+          basePath: '/api',
+          auth: { accept: ['none'] },
+          routes: [{ name: 'codes', match: { path: { type: 'regex', value: regex }, methods: ['GET'] }, service: 'users' }],
+        },
+      ],
+    };
+    const r = await portico.api.post('/api/v1/config', JSON.stringify(document), { 'content-type': 'application/json' });
     assert.equal(r.status, 200, r.text);
     await envoy.waitForListener('http');
     await waitInSync(portico, GROUP, NODE, 30_000, 'Envoy to accept the route configuration');
@@ -34,12 +46,12 @@ describe('route regexes past RE2 default program size', () => {
     const routes = JSON.stringify(await envoy.configDump('dynamic_route_configs'));
     assert.ok(routes.includes('november|oscar|papa'), 'the regex is in the configuration Envoy holds');
     for (const segment of ['alpha', 'papa']) {
-      const hit = await call(`${seed.gatewayUrl}/api/codes/${segment}/0a1b2c3d`);
+      const hit = await call(`${gateway}/api/codes/${segment}/0a1b2c3d`);
       assert.equal(hit.status, 200, hit.text);
       assert.equal(hit.json.service, 'users');
     }
-    assert.equal((await call(`${seed.gatewayUrl}/api/codes/quebec/0a1b2c3d`)).status, 404, 'an alternative not in the list');
-    assert.equal((await call(`${seed.gatewayUrl}/api/codes/alpha/0a1b2c3`)).status, 404, 'seven hex digits');
+    assert.equal((await call(`${gateway}/api/codes/quebec/0a1b2c3d`)).status, 404, 'an alternative not in the list');
+    assert.equal((await call(`${gateway}/api/codes/alpha/0a1b2c3`)).status, 404, 'seven hex digits');
     assert.equal(await envoy.stat('cluster_manager.cds.update_rejected'), 0);
   });
 });

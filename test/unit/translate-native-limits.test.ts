@@ -13,6 +13,7 @@ import type { JsonObject } from '../../src/translate/envoy/common.ts';
 import { translate, validateTranslation } from '../../src/translate/index.ts';
 import { localBucket } from '../../src/translate/to-ir/limits.ts';
 import { nativeLimits } from '../../src/translate/to-ir/native-limits.ts';
+import type { LimitActionIR } from '../../src/translate/ir.ts';
 import { MAX_NATIVE_LIMIT_SHAPES } from '../../src/model/index.ts';
 import { groupProducts } from '../../src/translate/to-ir/common.ts';
 import { jsonAt, validModel } from '../support/translate.ts';
@@ -240,7 +241,7 @@ describe('a plan of many subscribers (Envoy refuses a regex over 100 RE2 instruc
     ),
   ]);
   const entries = nativeLimits(m, groupProducts(m, 'g'), 1).routes.get('api/items')!;
-  type Match = { kind: 'header_match'; key: string; value: string; expect: boolean; regex: string };
+  type Match = Extract<LimitActionIR, { kind: 'header_match' }> & { regex: string };
   // The guards of one entry kind: std's entries counting by the header (its fallback by address repeats them), open's by address.
   const guardsOf = (plan: string, expect: boolean) =>
     entries
