@@ -14,6 +14,7 @@
 // Usage: node --import tsx bench/gateway-throughput.ts [--duration 5] [--rounds 3] [--connections 64]
 //   [--threads 1] [--envoy-concurrency 2] [--redis] [--access-log on|off]
 //   [--scenarios plain,auth,combined,service,native,auth-native,jwt-native,key-native] [--half-load-workers 32]
+//   [--paced-max-workers 64]
 import { spawnSync } from 'node:child_process';
 import os from 'node:os';
 import { componentPath, freePort, waitFor } from '../test/support/components.ts';
@@ -31,6 +32,7 @@ const args = flags({
   'access-log': 'on',
   scenarios: 'plain,auth,combined,service,native,auth-native,jwt-native,key-native',
   'half-load-workers': 32,
+  'paced-max-workers': 64,
 });
 const DURATION_S = args.duration;
 const ROUNDS = Math.max(1, args.rounds);
@@ -40,6 +42,7 @@ const ENVOY_CONCURRENCY = args['envoy-concurrency'];
 const ACCESS_LOG = args['access-log'] === 'on';
 const SCENARIOS = args.scenarios.split(',').map((s) => s.trim()) as Scenario[];
 const HALF_WORKERS = args['half-load-workers'];
+const PACED_MAX_WORKERS = args['paced-max-workers'];
 const NODE = 'bench-gateway';
 
 // ── main ──────────────────────────────────────────────────────────────────────
@@ -156,16 +159,18 @@ async function main(): Promise<void> {
     // paced: vegeta, one request every 1/rate s (open loop), in interleaved rounds like the wrk phase;
     // each scenario's figures are the median of its rounds. Issue 12's target reads on this phase.
     const paced = async (rate: number): Promise<Record<string, unknown>[]> => {
-      const runs = new Map<Scenario, { p: PacedResult[]; cpuMsPerRequest: number[] }>();
+      const runs = new Map<Scenario, { p: PacedResult[]; cpuMsPerRequest: number[]; generatorCpuMsPerRequest: number[]; busy: number[] }>();
       for (let round = 0; round < ROUNDS; round++) {
         for (const s of SCENARIOS) {
           await configure(s);
           const used = cpuMeter(pids);
-          const p = await vegeta({ url, headers: headersFor(s, { key, token }), rate, durationS: DURATION_S });
+          const p = await vegeta({ url, headers: headersFor(s, { key, token }), rate, durationS: DURATION_S, maxWorkers: PACED_MAX_WORKERS });
           const cpu = Object.values(used()).reduce((a, b) => a + b, 0);
-          const r = runs.get(s) ?? { p: [], cpuMsPerRequest: [] };
+          const r = runs.get(s) ?? { p: [], cpuMsPerRequest: [], generatorCpuMsPerRequest: [], busy: [] };
           r.p.push(p);
           r.cpuMsPerRequest.push((cpu * 1000) / Math.max(1, p.requests));
+          r.generatorCpuMsPerRequest.push((p.loadGeneratorCpu * 1000) / Math.max(1, p.requests));
+          r.busy.push((cpu + p.loadGeneratorCpu) / (DURATION_S * os.cpus().length));
           runs.set(s, r);
           process.stderr.write(`paced round ${round + 1}/${ROUNDS} ${s} at ${rate}/s: ${Math.round(p.rps)}/s, p50 ${p.p50Ms.toFixed(2)} ms, p99 ${p.p99Ms.toFixed(2)} ms\n`);
         }
@@ -173,7 +178,7 @@ async function main(): Promise<void> {
       const base = runs.get('plain');
       const med = (xs: number[]) => round2(median(xs));
       return SCENARIOS.map((s) => {
-        const { p, cpuMsPerRequest } = runs.get(s)!;
+        const { p, cpuMsPerRequest, generatorCpuMsPerRequest, busy } = runs.get(s)!;
         const statuses: Record<string, number> = {};
         for (const x of p) for (const [k, v] of Object.entries(x.statuses)) statuses[k] = (statuses[k] ?? 0) + v;
         const p99 = med(p.map((x) => x.p99Ms));
@@ -192,6 +197,10 @@ async function main(): Promise<void> {
           roundAddedP99Ms: base ? p.map((x, i) => round2(x.p99Ms - base.p[i]!.p99Ms)) : undefined,
           // CPU of the serving processes (not the load generator) per request at this rate, median round.
           servingCpuMsPerRequest: Math.round(median(cpuMsPerRequest) * 10_000) / 10_000,
+          // vegeta's own (it shares the CPUs): more per request than wrk's.
+          loadGeneratorCpuMsPerRequest: Math.round(median(generatorCpuMsPerRequest) * 10_000) / 10_000,
+          // The share of all CPUs these processes and vegeta used: near 1, the p99 is queueing for a CPU.
+          busyShareOfCpus: med(busy),
           statuses,
           errors: [...new Set(p.flatMap((x) => x.errors))].slice(0, 5),
         };
@@ -245,7 +254,7 @@ async function main(): Promise<void> {
         rounds: ROUNDS,
         wrk: { threads: THREADS, connections: CONNECTIONS },
         hey: { workers: HALF_WORKERS },
-        vegeta: { rounds: ROUNDS },
+        vegeta: { rounds: ROUNDS, maxWorkers: PACED_MAX_WORKERS },
         envoyConcurrency: ENVOY_CONCURRENCY,
         counters: redisUrl ? 'redis' : 'memory',
         accessLogService: ACCESS_LOG,
@@ -262,7 +271,7 @@ async function main(): Promise<void> {
       targetAddedP99Ms: 1,
       constantRate: {
         paced: {
-          generator: 'vegeta attack: one request every 1/rate s, open loop',
+          generator: `vegeta attack: one request every 1/rate s, open loop up to ${PACED_MAX_WORKERS} in flight`,
           reads: "issue 12's added-p99 target",
           rounds: ROUNDS,
           // Requests per CPU-second of the serving processes at half of plain's maximum, vs plain: the

@@ -263,17 +263,22 @@ export function parseVegeta(json: string): PacedResult {
 
 /**
  * vegeta at a uniformly paced constant rate, open loop: one request every 1/rate s whatever the
- * responses do (a late response does not delay the next request; more connections open instead).
- * Latency is from each request's send to its response.
+ * responses do, up to `maxWorkers` requests in flight (a worker uses one connection at a time). Latency is
+ * from each request's send to its response. Without the cap, a stall of the machine makes vegeta
+ * start a worker and a connection for every late request: thousands of connections, and the gateway
+ * then served a fifth of the asked rate with p50s of seconds. With it, a stall longer than the cap
+ * delays sending (closed loop until the backlog drains; sentRps shows it).
  */
-export async function vegeta(o: { url: string; headers?: readonly string[]; rate: number; durationS: number }): Promise<PacedResult & { loadGeneratorCpu: number }> {
+export async function vegeta(o: { url: string; headers?: readonly string[]; rate: number; durationS: number; maxWorkers: number }): Promise<PacedResult & { loadGeneratorCpu: number }> {
   const dir = mkdtempSync(join(tmpdir(), 'portico-vegeta-'));
   try {
     const targets = join(dir, 'targets');
     const results = join(dir, 'results.bin');
     writeFileSync(targets, `GET ${o.url}\n${(o.headers ?? []).map((h) => `${h}\n`).join('')}`);
     const bin = vegetaBinary();
-    const { cpu } = await loadGenerator(bin, ['attack', '-rate', `${Math.max(1, Math.round(o.rate))}/1s`, '-duration', `${o.durationS}s`, '-targets', targets, '-output', results]);
+    const rate = `${Math.max(1, Math.round(o.rate))}/1s`;
+    const workers = ['-workers', String(Math.min(8, o.maxWorkers)), '-max-workers', String(o.maxWorkers)];
+    const { cpu } = await loadGenerator(bin, ['attack', '-rate', rate, '-duration', `${o.durationS}s`, ...workers, '-targets', targets, '-output', results]);
     const report = spawnSync(bin, ['report', '-type', 'json', results], { encoding: 'utf8' });
     if (report.status !== 0) throw new Error(`vegeta report failed (${report.status}): ${report.stderr}`);
     return { ...parseVegeta(report.stdout), loadGeneratorCpu: cpu };
