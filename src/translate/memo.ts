@@ -17,6 +17,9 @@ interface Reused {
   value: unknown;
 }
 
+/** Values `reuseFor` keeps per owner and tag. */
+const OWNED_PER_OBJECT = 4;
+
 export class EmitMemo {
   /** Entries used by the translation under way, and by the one before (kept one more round). */
   private current = new Map<string, Emitted>();
@@ -26,10 +29,13 @@ export class EmitMemo {
   /** Equal values handed to `shared`, one object per content (by its JSON), kept as long as the entries. */
   private sharedNow = new Map<string, unknown>();
   private sharedBefore = new Map<string, unknown>();
-  /** The content key of each IR object (per emitter variant): an IR part reused by identity costs no hashing. */
-  // Pairs (kind and variant, key) in a flat array: almost every IR object has one, and a Map per
-  // object cost ~350 bytes (7 MB at 20k routes).
-  private byObject = new WeakMap<object, string[]>();
+  /** The content key of each IR object, per kind and emitter variant: an IR part reused by identity costs no hashing. */
+  // One WeakMap per (kind, variant), a handful in all: per IR object only the entry and its key. A
+  // Map per object cost ~350 bytes (7 MB at 20k routes); a (tag, key) array per object with the tag
+  // built anew each time ~110 bytes (2 MB).
+  private readonly byObject = new Map<string, Map<string, WeakMap<object, string>>>();
+  /** Values `reuseFor` keeps, on the object that owns them (they go with it). */
+  private readonly owned = new Map<string, WeakMap<object, Reused | Reused[]>>();
   /** Objects built (misses), for tests and benchmarks. */
   built = 0;
   /** Values derived (misses of `reuse`) per kind, for tests and benchmarks. */
@@ -74,6 +80,28 @@ export class EmitMemo {
     return value;
   }
 
+  /**
+   * As `reuse`, with the value kept on `owner` (an object it derives from, which `deps` must hold)
+   * instead of under a key: the generated routes of 10k paths (405 fallbacks) keyed by their routes'
+   * names held ~2 MB of key strings. `tag` names the kind of value (a few distinct strings); values
+   * are forgotten with their owner. An owner keeps its last few values: a route shared by several
+   * virtual hosts may own a different value in each (other routes on its path there).
+   */
+  reuseFor<T>(kind: string, tag: string, owner: object, deps: readonly unknown[], make: () => T): T {
+    let byOwner = this.owned.get(tag);
+    if (!byOwner) this.owned.set(tag, (byOwner = new WeakMap()));
+    const kept = byOwner.get(owner);
+    const same = (r: Reused) => r.deps.length === deps.length && r.deps.every((d, i) => d === deps[i]);
+    const old = Array.isArray(kept) ? kept.find(same) : kept && same(kept) ? kept : undefined;
+    if (old) return old.value as T;
+    const value = make();
+    this.derived.set(kind, (this.derived.get(kind) ?? 0) + 1);
+    const entry = { deps, value };
+    if (!kept) byOwner.set(owner, entry);
+    else byOwner.set(owner, [entry, ...(Array.isArray(kept) ? kept.slice(0, OWNED_PER_OBJECT - 1) : [kept])]);
+    return value;
+  }
+
   /** The object `make` builds for `input` (JSON-serialisable: it is the key), built once per content. */
   get(kind: string, input: unknown, make: () => JsonObject): JsonObject {
     return this.lookup(this.contentKey(kind, input), make) as JsonObject;
@@ -113,19 +141,20 @@ export class EmitMemo {
   }
 
   private emitFor(kind: string, ir: object, variant: string, make: () => Emitted): Emitted {
-    const tag = `${kind}\n${variant}`;
-    const pairs = this.byObject.get(ir);
+    let variants = this.byObject.get(kind);
+    if (!variants) this.byObject.set(kind, (variants = new Map()));
+    let keys = variants.get(variant);
+    if (!keys) variants.set(variant, (keys = new WeakMap()));
     // Kept in the content map too, so the entry outlives translations that reuse the IR object.
-    for (let i = 0; pairs && i < pairs.length; i += 2) if (pairs[i] === tag) return this.lookup(pairs[i + 1]!, make);
-    const key = this.contentKey(kind, [ir, variant]);
-    if (pairs) pairs.push(tag, key);
-    else this.byObject.set(ir, [tag, key]);
+    let key = keys.get(ir);
+    if (key === undefined) keys.set(ir, (key = this.contentKey(kind, [ir, variant])));
     return this.lookup(key, make);
   }
 
   private contentKey(kind: string, input: unknown): string {
-    // A digest, not the text, as key: the IR of 10k routes would otherwise be held as strings.
-    return `${kind}\n${createHash('sha1').update(JSON.stringify(input)).digest('base64')}`;
+    // A digest, not the text, as key: the IR of 10k routes would otherwise be held as strings. The
+    // kind is hashed in rather than prefixed: a prefix made each key a two-part string (~56 bytes more).
+    return createHash('sha1').update(kind).update('\n').update(JSON.stringify(input)).digest('base64');
   }
 
   private lookup(key: string, make: () => Emitted): Emitted {

@@ -158,6 +158,7 @@ describe('translation with an emit memo', () => {
     const built = memo.built;
     const derived = memo.derived.get('product routes');
     assert.equal(derived, 50);
+    const generated = memo.derived.get('generated route')!;
     const partsEncoded = cache.parts.encoded;
     const encodings = cache.encodings;
     const key = 'product-7/route-2';
@@ -168,6 +169,8 @@ describe('translation with an emit memo', () => {
     assert.deepEqual(canonical(second), canonical(translate(after, OPTIONS)));
     // Model → IR was derived again for the changed route's product only.
     assert.equal(memo.derived.get('product routes')! - derived, 1);
+    // The generated routes (405 fallbacks, kept on their path's first route) of that product's 4 paths only.
+    assert.equal(memo.derived.get('generated route')! - generated, 4);
     const routesOf = (g: typeof first) => {
       const rc = g.get('edge')!.routes[0] as { virtual_hosts: { routes: unknown[] }[] };
       return rc.virtual_hosts.flatMap((vh) => vh.routes);

@@ -39,9 +39,15 @@ export function orderKey(ir: RouteIR, hostRank: number): RouteOrderKey {
  */
 export function orderVirtualHostRoutes(placed: readonly PlacedRoute[], withAuthz: boolean, shared = new Map<string, RouteIR>(), reuse?: IrReuse): RouteIR[] {
   // Across translations too: a generated route reads only the routes on its path (the same objects while unchanged).
-  const once = (key: string, make: () => RouteIR, from: readonly RouteIR[] = []): RouteIR => {
+  // Kept on the first route of the path (kind: '405', 'preflight'); the 404 by its key.
+  const once = (key: string, make: () => RouteIR, from: readonly RouteIR[] = [], kind?: string): RouteIR => {
     let r = shared.get(key);
-    if (!r) shared.set(key, (r = reuse ? reuse.memo.reuse('generated route', `${reuse.group}\n${withAuthz}\n${key}`, from, () => sharedParts(make(), reuse.memo)) : make()));
+    if (r) return r;
+    const derive = () => sharedParts(make(), reuse!.memo);
+    if (!reuse) r = make();
+    else if (kind && from[0]) r = reuse.memo.reuseFor('generated route', `${reuse.group}\n${withAuthz}\n${kind}`, from[0], from, derive);
+    else r = reuse.memo.reuse('generated route', `${reuse.group}\n${withAuthz}\n${key}`, from, derive);
+    shared.set(key, r);
     return r;
   };
   const sorted = [...placed].sort((a, b) => compareRoutes(a.key, b.key));
@@ -57,10 +63,11 @@ export function orderVirtualHostRoutes(placed: readonly PlacedRoute[], withAuthz
     // Envoy's CORS filter skips direct responses, so their preflights (and those that would hit
     // the 405 fallback) need a forwarding route of their own; the filter answers them itself.
     const cors = samePathRoutes.find((r) => r.cors)?.cors;
-    if (cors && (fallback || samePathRoutes.some((r) => r.action.kind === 'direct'))) out.push(once(`preflight ${id}`, () => corsPreflight(samePathRoutes, cors, withAuthz), samePathRoutes));
+    if (cors && (fallback || samePathRoutes.some((r) => r.action.kind === 'direct')))
+      out.push(once(`preflight ${id}`, () => corsPreflight(samePathRoutes, cors, withAuthz), samePathRoutes, 'preflight'));
     // A route's waived copies (JWT-excluded paths) go right before it: they take only requests it would have taken.
     for (const r of samePathRoutes) out.push(...(r.waived ?? []), r);
-    if (fallback) out.push(once(`405 ${id}`, () => methodFallback(samePathRoutes, withAuthz), samePathRoutes));
+    if (fallback) out.push(once(`405 ${id}`, () => methodFallback(samePathRoutes, withAuthz), samePathRoutes, '405'));
     i = j;
   }
   out.push(once('404', () => gatewayResponse(NOT_FOUND_ROUTE, { kind: 'prefix', value: '/' }, 404, NOT_FOUND_BODY, [], withAuthz)));
