@@ -77,30 +77,46 @@ export class EncodedParts {
  * it, so the two hold one copy.
  */
 export class EncodedMessage {
+  // The bytes as (buffer, offset, length), a view made when asked: the memo keeps 20k of these at
+  // 10k routes, and a Uint8Array view each cost ~90 bytes more than the two numbers (~1.8 MB).
+  private buffer: ArrayBufferLike;
+  private offset: number;
+  private length: number;
+
   constructor(
     /** Full message name, e.g. envoy.config.route.v3.Route. */
     readonly typeName: string,
-    private encoded: Uint8Array,
-  ) {}
+    encoded: Uint8Array,
+  ) {
+    this.buffer = encoded.buffer;
+    this.offset = encoded.byteOffset;
+    this.length = encoded.byteLength;
+  }
 
   get bytes(): Uint8Array {
-    return this.encoded;
+    return new Uint8Array(this.buffer, this.offset, this.length);
   }
 
   /** Points at `bytes` when they are equal (a view into the resource written from this message). */
   share(bytes: Uint8Array): void {
-    if (bytes.buffer !== this.encoded.buffer && Buffer.from(bytes.buffer, bytes.byteOffset, bytes.length).equals(this.encoded)) this.encoded = bytes;
+    if (bytes.buffer !== this.buffer && Buffer.from(bytes.buffer, bytes.byteOffset, bytes.length).equals(this.bytes)) {
+      this.buffer = bytes.buffer;
+      this.offset = bytes.byteOffset;
+      this.length = bytes.byteLength;
+    }
   }
 
   /** Its own copy of the bytes, so it no longer keeps the buffer of a resource that is gone alive. */
   detach(): void {
-    // A copy (Buffer's slice would be another view).
-    if (this.encoded.byteLength !== this.encoded.buffer.byteLength) this.encoded = new Uint8Array(this.encoded);
+    if (this.length !== this.buffer.byteLength) {
+      this.buffer = this.bytes.slice().buffer;
+      this.offset = 0;
+    }
   }
 
   /** Seen by JSON.stringify as the proto3 JSON it encodes. */
   toJSON(): unknown {
-    return decodeMessage(this.typeName, this.encoded);
+    return decodeMessage(this.typeName, this.bytes);
   }
 }
 
