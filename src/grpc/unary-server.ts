@@ -208,7 +208,12 @@ export class UnaryGrpcServer {
       return;
     }
     const streaming = this.streamRoutes.get(headers[':path'] ?? '');
-    if (streaming) return streaming(new BidiCall(stream, headers, this.maxMessage));
+    if (streaming) {
+      const call = new BidiCall(stream, headers, this.maxMessage);
+      streaming(call);
+      call.started();
+      return;
+    }
     const handler = this.routes.get(headers[':path'] ?? '');
     if (!handler) {
       stream.resume();

@@ -77,7 +77,8 @@ export interface StreamInfo {
   /** 'ads' or the per-type service ('cds', 'eds', …). */
   service: string;
   userAgent: string;
-  connectedAt: Date;
+  /** When the stream opened, ms since the epoch. */
+  connectedAt: number;
   /** The verified client certificate (mTLS only). */
   certificate?: PeerIdentity;
 }
@@ -130,6 +131,8 @@ export interface StreamOptions {
 
 let nextStreamId = 1;
 
+const CANONICAL_TYPES = new Map<string, string>(Object.values(TYPE_URLS).map((u) => [u, u]));
+
 export interface InFlight {
   nonce: string;
   version: string;
@@ -163,7 +166,7 @@ export abstract class XdsStreamBase<State extends { sub: Subscription; inFlight:
       protocol,
       service: opts.service,
       userAgent: '',
-      connectedAt: new Date(),
+      connectedAt: Date.now(),
       ...(opts.certificate ? { certificate: opts.certificate } : {}),
     };
   }
@@ -228,7 +231,8 @@ export abstract class XdsStreamBase<State extends { sub: Subscription; inFlight:
       this.opts.onProtocolError?.(`type ${t} requested on the ${this.opts.service} service`);
       return undefined;
     }
-    return t;
+    // The canonical string: the decoded one is a copy per request, and states and fleet records keep it.
+    return CANONICAL_TYPES.get(t) ?? t;
   }
 
   protected typeSnap(t: string): TypeSnapshot {
