@@ -160,5 +160,22 @@ export function rowKey(kind: KindName, row: Row): string {
 }
 
 export function rowMeta(row: Row): ResourceMeta {
-  return { revision: row.revision, createdAt: row.createdAt.toISOString(), updatedAt: row.updatedAt.toISOString() };
+  return { revision: row.revision, createdAt: isoString(row.createdAt), updatedAt: isoString(row.updatedAt) };
+}
+
+/**
+ * Rows written by one transaction share their timestamps, so the model's createdAt/updatedAt have a
+ * handful of distinct values: one string each instead of one per field (25,404 strings, ~1 MB of
+ * heap held by every replica at 10k routes, for a few distinct values after a bulk apply).
+ */
+const isoStrings = new Map<number, string>();
+function isoString(d: Date): string {
+  const ms = d.getTime();
+  let s = isoStrings.get(ms);
+  if (s === undefined) {
+    if (isoStrings.size >= 4096) isoStrings.clear();
+    s = d.toISOString();
+    isoStrings.set(ms, s);
+  }
+  return s;
 }
