@@ -11,14 +11,41 @@
 // instead of on whichever ran at that moment. The ratios are computed from these sums. The paced
 // constant-rate phase runs in interleaved rounds the same way.
 //
+// The paced phase also reads Envoy's own time per request (the control plane's
+// portico_gateway_latency_seconds, from the access-log stream: request filters to the upstream,
+// response filters back), so what the filters add shows apart from the machine's and the load
+// generator's latency, which on a shared 2-core machine moves the client-side p99 by several ms.
+//
+// --layout pinned: the gateway Envoy alone on CPU 0 (one worker, `taskset`), everything else (the
+// upstream, the control plane, the load generators, this process) on the other CPUs. Plain's maximum
+// is then the gateway's maximum on one core, and at half of it that core is half busy whatever the
+// load generator costs: the paced p99 shows the gateway's own queueing, not a race for shared CPUs.
+//
 // Usage: node --import tsx bench/gateway-throughput.ts [--duration 5] [--rounds 3] [--connections 64]
-//   [--threads 1] [--envoy-concurrency 2] [--redis] [--access-log on|off]
+//   [--threads 1] [--envoy-concurrency 2 (1 when pinned)] [--layout shared|pinned] [--redis] [--access-log on|off]
 //   [--scenarios plain,auth,combined,service,native,auth-native,jwt-native,key-native] [--half-load-workers 32]
 //   [--paced-max-workers 64] [--rate-share 0.5]
 import { spawnSync } from 'node:child_process';
 import os from 'node:os';
 import { componentPath, freePort, waitFor } from '../test/support/components.ts';
-import { cpuMeter, flags, headerObject, hey, median, type PacedResult, printJson, round2, vegeta, wrk, wrkFigures, type HeyResult, type WrkResult } from './harness.ts';
+import {
+  bucketQuantile,
+  bucketsDelta,
+  cpuMeter,
+  flags,
+  headerObject,
+  hey,
+  histogramBuckets,
+  median,
+  type PacedResult,
+  printJson,
+  round2,
+  vegeta,
+  wrk,
+  wrkFigures,
+  type HeyResult,
+  type WrkResult,
+} from './harness.ts';
 import { benchToken, COUNTED_BY_CALLOUT, documentFor, GROUP, headersFor, NATIVE, type Scenario } from './gateway-scenarios.ts';
 import { newApiKey, startControlPlane, startDirectUpstream, startGatewayEnvoy, workspace } from './stack.ts';
 
@@ -27,7 +54,9 @@ const args = flags({
   rounds: 3,
   connections: 64,
   threads: 1,
-  'envoy-concurrency': 2,
+  // 0: by layout (2 shared, 1 pinned).
+  'envoy-concurrency': 0,
+  layout: 'shared',
   redis: false,
   'access-log': 'on',
   scenarios: 'plain,auth,combined,service,native,auth-native,jwt-native,key-native',
@@ -39,7 +68,10 @@ const DURATION_S = args.duration;
 const ROUNDS = Math.max(1, args.rounds);
 const CONNECTIONS = args.connections;
 const THREADS = args.threads;
-const ENVOY_CONCURRENCY = args['envoy-concurrency'];
+const LAYOUT = args.layout;
+if (LAYOUT !== 'shared' && LAYOUT !== 'pinned') throw new Error(`--layout: shared or pinned, not ${LAYOUT}`);
+const PINNED = LAYOUT === 'pinned';
+const ENVOY_CONCURRENCY = args['envoy-concurrency'] || (PINNED ? 1 : 2);
 const ACCESS_LOG = args['access-log'] === 'on';
 const SCENARIOS = args.scenarios.split(',').map((s) => s.trim()) as Scenario[];
 const HALF_WORKERS = args['half-load-workers'];
@@ -53,6 +85,7 @@ const NODE = 'bench-gateway';
 async function main(): Promise<void> {
   const envoyBin = componentPath('envoy');
   if (!envoyBin) throw new Error('envoy is not installed');
+  const layout = PINNED ? pinLayout() : undefined;
   const ws = workspace('portico-bench-gw-');
   try {
     const upstream = await startDirectUpstream(ws, envoyBin);
@@ -70,7 +103,13 @@ async function main(): Promise<void> {
     }
 
     const cp = await startControlPlane(ws, { PORTICO_ACCESS_LOG: ACCESS_LOG ? 'true' : 'false', ...(redisUrl ? { REDIS_URL: redisUrl } : {}) });
-    const gateway = await startGatewayEnvoy(ws, envoyBin, { nodeId: NODE, group: GROUP, xds: `127.0.0.1:${cp.grpcPort}`, concurrency: ENVOY_CONCURRENCY });
+    const gateway = await startGatewayEnvoy(ws, envoyBin, {
+      nodeId: NODE,
+      group: GROUP,
+      xds: `127.0.0.1:${cp.grpcPort}`,
+      concurrency: ENVOY_CONCURRENCY,
+      ...(layout ? { wrap: layout.gatewayWrap } : {}),
+    });
 
     const listenerPort = await freePort();
     const key = newApiKey();
@@ -98,12 +137,26 @@ async function main(): Promise<void> {
       await new Promise((r) => setTimeout(r, 1500));
     };
 
+    // Envoy's own time per request, from the control plane's histogram of the access-log stream.
+    const gatewayLatency = async () => histogramBuckets(await cp.metrics(), 'portico_gateway_latency_seconds', { group: GROUP, product: 'bench' });
+    type OwnTime = { p50Ms: number; p99Ms: number; observed: number };
+    /** The histogram's observations since `before`, once the round's entries arrived (Envoy flushes its log every second). */
+    const ownTimeSince = async (before: Map<number, number>, requests: number): Promise<OwnTime> => {
+      let d = bucketsDelta(before, await gatewayLatency());
+      for (let waited = 0; (d.get(Infinity) ?? 0) < requests && waited < 10_000; waited += 250) {
+        await new Promise((r) => setTimeout(r, 250));
+        d = bucketsDelta(before, await gatewayLatency());
+      }
+      const ms = (q: number) => Math.round(bucketQuantile(q, d) * 1e6) / 1000;
+      return { p50Ms: ms(0.5), p99Ms: ms(0.99), observed: d.get(Infinity) ?? 0 };
+    };
+
     const pids = { gateway: gateway.proc.child.pid, controlPlane: cp.proc.child.pid, upstream: upstream.proc.child.pid, ...(redisPid ? { redis: redisPid } : {}) };
     const results: Record<string, unknown>[] = [];
     const byScenario = new Map<Scenario, WrkResult>();
     const perCpu = new Map<Scenario, number>();
     const calloutStat = (counters: Record<string, number>, name: string) => counters[`cluster.portico_callouts.${name}`] ?? 0;
-    const sums = new Map<Scenario, { w: WrkResult[]; cpu: Record<string, number>; perCpu: number[]; rq: number; opened: number; active: number }>();
+    const sums = new Map<Scenario, { w: WrkResult[]; cpu: Record<string, number>; perCpu: number[]; gatewayBusy: number[]; rq: number; opened: number; active: number }>();
     for (let round = 0; round < ROUNDS; round++) {
       for (const s of SCENARIOS) {
         await configure(s);
@@ -115,10 +168,11 @@ async function main(): Promise<void> {
         const callouts1 = await gateway.stats('^cluster\\.portico_callouts\\.(upstream_cx_(total|active)|upstream_rq_total)$');
         const cpu = used();
         cpu.loadGenerator = w.loadGeneratorCpu;
-        const sum = sums.get(s) ?? { w: [], cpu: {}, perCpu: [], rq: 0, opened: 0, active: 0 };
+        const sum = sums.get(s) ?? { w: [], cpu: {}, perCpu: [], gatewayBusy: [], rq: 0, opened: 0, active: 0 };
         sum.w.push(w);
         const roundCpu = Object.values(cpu).reduce((a, b) => a + b, 0);
         sum.perCpu.push(Math.round(w.requests / Math.max(0.001, roundCpu)));
+        if (layout) sum.gatewayBusy.push(round2((cpu.gateway ?? 0) / DURATION_S));
         for (const [k, v] of Object.entries(cpu)) sum.cpu[k] = (sum.cpu[k] ?? 0) + v;
         sum.rq += calloutStat(callouts1, 'upstream_rq_total') - calloutStat(callouts0, 'upstream_rq_total');
         sum.opened += calloutStat(callouts1, 'upstream_cx_total') - calloutStat(callouts0, 'upstream_cx_total');
@@ -128,7 +182,7 @@ async function main(): Promise<void> {
       }
     }
     for (const s of SCENARIOS) {
-      const { w: rounds, cpu: summed, perCpu: roundPerCpu, rq, opened, active } = sums.get(s)!;
+      const { w: rounds, cpu: summed, perCpu: roundPerCpu, gatewayBusy, rq, opened, active } = sums.get(s)!;
       // The rounds as one run: requests and CPU summed, latency percentiles the median round's.
       const total = rounds.reduce((a, x) => a + x.requests, 0);
       const w: WrkResult = {
@@ -154,6 +208,8 @@ async function main(): Promise<void> {
         calloutConnections: { opened, active },
         // Each round's own figure: how steady the sum is.
         roundRequestsPerCpuSecond: roundPerCpu,
+        // Pinned: the gateway's CPU per round (near 1: the gateway, not the rest, set the maximum).
+        ...(layout ? { roundGatewayCpuBusy: gatewayBusy } : {}),
       });
     }
 
@@ -162,18 +218,28 @@ async function main(): Promise<void> {
     // paced: vegeta, one request every 1/rate s (open loop), in interleaved rounds like the wrk phase;
     // each scenario's figures are the median of its rounds. Issue 12's target reads on this phase.
     const paced = async (rate: number): Promise<Record<string, unknown>[]> => {
-      const runs = new Map<Scenario, { p: PacedResult[]; cpuMsPerRequest: number[]; generatorCpuMsPerRequest: number[]; busy: number[] }>();
+      const runs = new Map<
+        Scenario,
+        { p: PacedResult[]; cpuMsPerRequest: number[]; generatorCpuMsPerRequest: number[]; busy: number[]; gatewayBusy: number[]; othersBusy: number[]; own: OwnTime[] }
+      >();
       for (let round = 0; round < ROUNDS; round++) {
         for (const s of SCENARIOS) {
           await configure(s);
+          const ownBefore = ACCESS_LOG ? await gatewayLatency() : undefined;
           const used = cpuMeter(pids);
           const p = await vegeta({ url, headers: headersFor(s, { key, token }), rate, durationS: DURATION_S, maxWorkers: PACED_MAX_WORKERS });
-          const cpu = Object.values(used()).reduce((a, b) => a + b, 0);
-          const r = runs.get(s) ?? { p: [], cpuMsPerRequest: [], generatorCpuMsPerRequest: [], busy: [] };
+          const byProcess = used();
+          const cpu = Object.values(byProcess).reduce((a, b) => a + b, 0);
+          const r = runs.get(s) ?? { p: [], cpuMsPerRequest: [], generatorCpuMsPerRequest: [], busy: [], gatewayBusy: [], othersBusy: [], own: [] };
+          if (ownBefore) r.own.push(await ownTimeSince(ownBefore, p.requests));
           r.p.push(p);
           r.cpuMsPerRequest.push((cpu * 1000) / Math.max(1, p.requests));
           r.generatorCpuMsPerRequest.push((p.loadGeneratorCpu * 1000) / Math.max(1, p.requests));
           r.busy.push((cpu + p.loadGeneratorCpu) / (DURATION_S * os.cpus().length));
+          if (layout) {
+            r.gatewayBusy.push((byProcess.gateway ?? 0) / DURATION_S);
+            r.othersBusy.push((cpu - (byProcess.gateway ?? 0) + p.loadGeneratorCpu) / (DURATION_S * layout.otherCpus));
+          }
           runs.set(s, r);
           process.stderr.write(`paced round ${round + 1}/${ROUNDS} ${s} at ${rate}/s: ${Math.round(p.rps)}/s, p50 ${p.p50Ms.toFixed(2)} ms, p99 ${p.p99Ms.toFixed(2)} ms\n`);
         }
@@ -181,7 +247,9 @@ async function main(): Promise<void> {
       const base = runs.get('plain');
       const med = (xs: number[]) => round2(median(xs));
       return SCENARIOS.map((s) => {
-        const { p, cpuMsPerRequest, generatorCpuMsPerRequest, busy } = runs.get(s)!;
+        const { p, cpuMsPerRequest, generatorCpuMsPerRequest, busy, gatewayBusy, othersBusy, own } = runs.get(s)!;
+        const ownP99 = own.length ? median(own.map((o) => o.p99Ms)) : undefined;
+        const baseOwn = base?.own ?? [];
         const statuses: Record<string, number> = {};
         for (const x of p) for (const [k, v] of Object.entries(x.statuses)) statuses[k] = (statuses[k] ?? 0) + v;
         const p99 = med(p.map((x) => x.p99Ms));
@@ -203,7 +271,22 @@ async function main(): Promise<void> {
           // vegeta's own (it shares the CPUs): more per request than wrk's.
           loadGeneratorCpuMsPerRequest: Math.round(median(generatorCpuMsPerRequest) * 10_000) / 10_000,
           // The share of all CPUs these processes and vegeta used: near 1, the p99 is queueing for a CPU.
+          // Envoy's own time per request (portico_gateway_latency_seconds from the access-log stream: the
+          // request's and the response's filters, without the upstream, the network or vegeta), median
+          // round, and each round's difference from plain's: what the filters add, apart from queueing.
+          ...(ownP99 !== undefined
+            ? {
+                gatewayOwnP50Ms: median(own.map((o) => o.p50Ms)),
+                gatewayOwnP99Ms: ownP99,
+                addedGatewayOwnP99Ms: baseOwn.length ? Math.round((ownP99 - median(baseOwn.map((o) => o.p99Ms))) * 1000) / 1000 : undefined,
+                roundGatewayOwnP99Ms: own.map((o) => o.p99Ms),
+                roundAddedGatewayOwnP99Ms: baseOwn.length === own.length ? own.map((o, i) => Math.round((o.p99Ms - baseOwn[i]!.p99Ms) * 1000) / 1000) : undefined,
+                gatewayOwnObserved: own.map((o) => o.observed),
+              }
+            : {}),
           busyShareOfCpus: med(busy),
+          // Pinned: how busy the gateway's own CPU was, and the others (upstream, control plane, vegeta).
+          ...(layout ? { gatewayCpuBusy: med(gatewayBusy), otherCpusBusy: med(othersBusy) } : {}),
           statuses,
           errors: [...new Set(p.flatMap((x) => x.errors))].slice(0, 5),
         };
@@ -251,7 +334,9 @@ async function main(): Promise<void> {
     printJson({
       benchmark: 'gateway-throughput',
       machine: { cpus: os.cpus().length, model: os.cpus()[0]?.model, loadAverage: os.loadavg().map(round2) },
-      note: 'Envoy, the control plane, the upstream (an Envoy answering directly) and the load generator share these CPUs.',
+      note: layout
+        ? 'The gateway Envoy alone on CPU 0; the control plane, the upstream (an Envoy answering directly) and the load generator on the others.'
+        : 'Envoy, the control plane, the upstream (an Envoy answering directly) and the load generator share these CPUs.',
       settings: {
         durationS: DURATION_S,
         rounds: ROUNDS,
@@ -259,6 +344,7 @@ async function main(): Promise<void> {
         hey: { workers: HALF_WORKERS },
         vegeta: { rounds: ROUNDS, maxWorkers: PACED_MAX_WORKERS },
         envoyConcurrency: ENVOY_CONCURRENCY,
+        layout: layout ? { name: 'pinned', gatewayCpus: '0', otherCpus: layout.others } : { name: 'shared' },
         counters: redisUrl ? 'redis' : 'memory',
         accessLogService: ACCESS_LOG,
       },
@@ -296,6 +382,20 @@ async function main(): Promise<void> {
   } finally {
     await ws.close();
   }
+}
+
+/**
+ * The pinned layout: this process (all its threads, and so every process it starts from now on:
+ * upstream, control plane, load generators) moves to CPUs 1..n-1; the gateway Envoy is started
+ * under `taskset -c 0`.
+ */
+function pinLayout(): { gatewayWrap: string[]; others: string; otherCpus: number } {
+  const n = os.cpus().length;
+  if (n < 2) throw new Error('--layout pinned needs at least 2 CPUs');
+  const others = n === 2 ? '1' : `1-${n - 1}`;
+  const r = spawnSync('taskset', ['-a', '-c', '-p', others, String(process.pid)], { encoding: 'utf8' });
+  if (r.status !== 0) throw new Error(`taskset failed (${r.status ?? r.error?.message}): ${r.stderr}`);
+  return { gatewayWrap: ['taskset', '-c', '0'], others, otherCpus: n - 1 };
 }
 
 main().catch((e: unknown) => {

@@ -82,6 +82,52 @@ export function cpuMeter(pids: Record<string, number | undefined>): () => Record
   return () => Object.fromEntries(Object.entries(pids).map(([k, pid]) => [k, round2(cpuSeconds(pid) - before[k]!)]));
 }
 
+// ── Prometheus histograms ─────────────────────────────────────────────────────
+
+/** Cumulative bucket counts by upper bound (`le`, +Inf as Infinity), summed over the series whose labels include `match`. */
+export type Buckets = Map<number, number>;
+
+/** A histogram's buckets from a Prometheus text scrape (labels in `match` must all be equal). */
+export function histogramBuckets(scrape: string, name: string, match: Record<string, string> = {}): Buckets {
+  const out: Buckets = new Map();
+  const line = new RegExp(`^${name}_bucket\\{([^}]*)\\} (\\S+)$`, 'gm');
+  for (const m of scrape.matchAll(line)) {
+    const labels = Object.fromEntries([...m[1]!.matchAll(/(\w+)="((?:[^"\\]|\\.)*)"/g)].map((l) => [l[1]!, l[2]!]));
+    if (!Object.entries(match).every(([k, v]) => labels[k] === v) || labels.le === undefined) continue;
+    const le = labels.le === '+Inf' ? Infinity : Number(labels.le);
+    out.set(le, (out.get(le) ?? 0) + Number(m[2]));
+  }
+  return out;
+}
+
+/** What was observed between two scrapes of the same histogram (bucket by bucket). */
+export function bucketsDelta(before: Buckets, after: Buckets): Buckets {
+  return new Map([...after].map(([le, n]) => [le, n - (before.get(le) ?? 0)]));
+}
+
+/**
+ * The q-quantile of cumulative buckets, interpolated linearly within its bucket as Prometheus's
+ * histogram_quantile does (from 0 in the first); in the +Inf bucket, the highest finite bound.
+ * NaN without observations.
+ */
+export function bucketQuantile(q: number, buckets: Buckets): number {
+  const sorted = [...buckets].sort((a, b) => a[0] - b[0]);
+  const total = sorted.at(-1)?.[1] ?? 0;
+  if (total <= 0) return NaN;
+  const rank = q * total;
+  let lower = 0;
+  let below = 0;
+  for (const [le, n] of sorted) {
+    if (n >= rank) {
+      if (le === Infinity) return lower;
+      return n === below ? le : lower + ((le - lower) * (rank - below)) / (n - below);
+    }
+    lower = le;
+    below = n;
+  }
+  return lower;
+}
+
 // ── load generators ───────────────────────────────────────────────────────────
 
 /** `name: value` header lines (as wrk and hey take them) as a fetch/http headers object. */

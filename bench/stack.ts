@@ -98,6 +98,8 @@ export interface ControlPlane {
   apply(doc: Record<string, unknown>): Promise<void>;
   /** Whether the node holds what it was sent (fleet status: every type ACKed, nothing pending). */
   settled(nodeId: string): Promise<boolean>;
+  /** The control plane's Prometheus scrape (GET /metrics). */
+  metrics(): Promise<string>;
 }
 
 /**
@@ -148,6 +150,7 @@ export async function startControlPlane(ws: Workspace, env: Record<string, strin
     token,
     apply: async (doc) => void (await api('POST', '/api/v1/config', YAML.stringify(doc), 'application/yaml')),
     settled: async (nodeId) => settledNode(JSON.parse(await api('GET', '/api/v1/fleet')) as FleetView, nodeId) !== undefined,
+    metrics: () => api('GET', '/metrics'),
   };
 }
 

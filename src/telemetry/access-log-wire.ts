@@ -1,6 +1,7 @@
 // The access-log service's wire format: reads only what request metrics need from an encoded
-// envoy.service.accesslog.v3.StreamAccessLogsMessage (HTTP entries: status, duration, response
-// flags, route name, Portico's custom tags and the ext_authz dynamic metadata) and skips the rest
+// envoy.service.accesslog.v3.StreamAccessLogsMessage (HTTP entries: status, duration and its split
+// between Envoy and the upstream, response flags, route name, Portico's custom tags and the ext_authz
+// dynamic metadata) and skips the rest
 // unread (and, for the cache's coalescing count, start time, authority and path). Field numbers come from the loaded Envoy protos (no generated code).
 import protobuf from 'protobufjs';
 import { EXT_AUTHZ_FILTERS, PORTICO_EXT_AUTHZ_PREFIX } from '../contract/index.ts';
@@ -26,6 +27,10 @@ const F = {
   customTags: tag(field(COMMON, 'custom_tags'), LEN),
   duration: tag(field(COMMON, 'duration'), LEN),
   lastTx: tag(field(COMMON, 'time_to_last_downstream_tx_byte'), LEN),
+  firstUpstreamTx: tag(field(COMMON, 'time_to_first_upstream_tx_byte'), LEN),
+  lastUpstreamTx: tag(field(COMMON, 'time_to_last_upstream_tx_byte'), LEN),
+  firstUpstreamRx: tag(field(COMMON, 'time_to_first_upstream_rx_byte'), LEN),
+  firstDownstreamTx: tag(field(COMMON, 'time_to_first_downstream_tx_byte'), LEN),
   startTime: tag(field(COMMON, 'start_time'), LEN),
   upstreamCluster: tag(field(COMMON, 'upstream_cluster'), LEN),
   requestId: tag(field('envoy.data.accesslog.v3.HTTPRequestProperties', 'request_id'), LEN),
@@ -60,6 +65,16 @@ export interface AccessLogRecord {
   status: number;
   /** From the start of the request to its last byte out, in seconds. */
   durationSeconds: number;
+  /**
+   * Envoy's own part of the time to the response's first byte, in seconds: from the request's first
+   * byte in to its first byte sent upstream (filters, routing, a connection), plus from the
+   * upstream's first response byte to the first byte out (response filters). The upstream's time and
+   * the bodies' streaming are not in it. Local replies: the time to their first byte. -1 when Envoy
+   * logged no such timings (the client left first).
+   */
+  gatewaySeconds: number;
+  /** From the request's last byte sent upstream to the upstream's first response byte, in seconds; -1 without an upstream response. */
+  upstreamSeconds: number;
   /** Bit (1 << ResponseFlags field number) per flag Envoy set. */
   flags: number;
   /** Envoy's route name (`product/route` for model routes, `portico/…` for the gateway's own). */
@@ -165,9 +180,24 @@ function readFlags(r: protobuf.Reader, end: number): number {
   return flags;
 }
 
+/**
+ * Envoy's and the upstream's parts of a request's time (seconds since its start, -1 for a time Envoy
+ * did not log), pure. Negative spans (a response that began before the request body ended) count as 0.
+ */
+export function splitLatency(t: { firstUpstreamTx: number; lastUpstreamTx: number; firstUpstreamRx: number; firstDownstreamTx: number }): { gateway: number; upstream: number } {
+  const { firstUpstreamTx, lastUpstreamTx, firstUpstreamRx, firstDownstreamTx } = t;
+  if (firstDownstreamTx < 0) return { gateway: -1, upstream: -1 };
+  if (firstUpstreamTx < 0 || firstUpstreamRx < 0) return { gateway: firstDownstreamTx, upstream: -1 };
+  const requestPath = firstUpstreamTx;
+  const responsePath = Math.max(0, firstDownstreamTx - firstUpstreamRx);
+  const upstream = Math.max(0, firstUpstreamRx - Math.max(firstUpstreamTx, lastUpstreamTx));
+  return { gateway: requestPath + responsePath, upstream };
+}
+
 function readCommon(r: protobuf.Reader, end: number, e: AccessLogRecord): void {
   let lastTx = -1;
   let duration = -1;
+  const times = { firstUpstreamTx: -1, lastUpstreamTx: -1, firstUpstreamRx: -1, firstDownstreamTx: -1 };
   while (r.pos < end) {
     const t = r.uint32();
     switch (t) {
@@ -194,6 +224,18 @@ function readCommon(r: protobuf.Reader, end: number, e: AccessLogRecord): void {
       case F.lastTx:
         lastTx = readDurationSeconds(r, r.uint32() + r.pos);
         break;
+      case F.firstUpstreamTx:
+        times.firstUpstreamTx = readDurationSeconds(r, r.uint32() + r.pos);
+        break;
+      case F.lastUpstreamTx:
+        times.lastUpstreamTx = readDurationSeconds(r, r.uint32() + r.pos);
+        break;
+      case F.firstUpstreamRx:
+        times.firstUpstreamRx = readDurationSeconds(r, r.uint32() + r.pos);
+        break;
+      case F.firstDownstreamTx:
+        times.firstDownstreamTx = readDurationSeconds(r, r.uint32() + r.pos);
+        break;
       case F.startTime:
         // A Timestamp has Duration's layout (seconds, nanos).
         e.startMs = readDurationSeconds(r, r.uint32() + r.pos) * 1000;
@@ -204,6 +246,9 @@ function readCommon(r: protobuf.Reader, end: number, e: AccessLogRecord): void {
   }
   // biome-ignore lint/complexity/useMathMinMax: a NaN reading must become 0, which Math.max would not do
   e.durationSeconds = duration >= 0 ? duration : lastTx >= 0 ? lastTx : 0;
+  const split = splitLatency(times);
+  e.gatewaySeconds = split.gateway;
+  e.upstreamSeconds = split.upstream;
 }
 
 function readRequest(r: protobuf.Reader, end: number, e: AccessLogRecord): void {
@@ -235,6 +280,8 @@ function readEntry(r: protobuf.Reader, end: number): AccessLogRecord {
   const e: AccessLogRecord = {
     status: 0,
     durationSeconds: 0,
+    gatewaySeconds: -1,
+    upstreamSeconds: -1,
     flags: 0,
     routeName: '',
     upstreamCluster: '',

@@ -1,6 +1,6 @@
 // Per-product × per-partner request metrics built from Envoy's access-log entries: a request
-// counter by gateway group, product, partner, status class and outcome, and a duration histogram by
-// group, product and partner. Label values are bounded: products, partners and groups must be in
+// counter by gateway group, product, partner, status class and outcome, a duration histogram by
+// group, product and partner, and by group and product how much of it was Envoy's own and the upstream's. Label values are bounded: products, partners and groups must be in
 // the current model ("unknown" otherwise), partners past a configurable cap fold into "other".
 import { Counter, Histogram, type Registry } from 'prom-client';
 import { ACCESS_LOG_TAGS, NOT_FOUND_ROUTE, PARTNER_LABEL, PartnerLabels } from '../contract/index.ts';
@@ -90,6 +90,8 @@ interface Series {
   /** Counts per `${class}\0${outcome}` since the last scrape. */
   counts: Map<string, { labels: Record<string, string>; n: number }>;
   duration: { observe(v: number): void };
+  gateway: { observe(v: number): void };
+  upstream: { observe(v: number): void };
 }
 
 /** Every RequestMetrics sharing a registry's counter flushes into it when scraped. */
@@ -97,10 +99,16 @@ const flushers = new WeakMap<object, Set<RequestMetrics>>();
 
 export const REQUESTS_METRIC = 'portico_http_requests_total';
 export const DURATION_METRIC = 'portico_http_request_duration_seconds';
+export const GATEWAY_LATENCY_METRIC = 'portico_gateway_latency_seconds';
+export const UPSTREAM_LATENCY_METRIC = 'portico_upstream_latency_seconds';
+/** Envoy's own part is usually well under a millisecond: buckets from 50 µs, in 1-2-5 steps. */
+const GATEWAY_LATENCY_BUCKETS = [0.00005, 0.0001, 0.0002, 0.0005, 0.001, 0.002, 0.005, 0.01, 0.02, 0.05, 0.1, 0.2, 0.5, 1];
 
 export class RequestMetrics {
   private readonly requests: Counter<'group' | 'product' | 'partner' | 'code_class' | 'outcome'>;
   private readonly duration: Histogram<'group' | 'product' | 'partner'>;
+  private readonly gatewayLatency: Histogram<'group' | 'product'>;
+  private readonly upstreamLatency: Histogram<'group' | 'product'>;
   private readonly partners: PartnerLabels;
   private products: ReadonlySet<string> = new Set();
   private groups: ReadonlySet<string> = new Set();
@@ -139,6 +147,33 @@ export class RequestMetrics {
           registers,
         }),
     );
+    // What the gateway adds, apart from what the upstream takes (the split of each request's time
+    // to its response's first byte: access-log-wire.ts splitLatency). By product, not partner: the
+    // gateway's work depends on the route's filters, not on who calls.
+    this.gatewayLatency = registeredMetric(
+      opts.registry,
+      GATEWAY_LATENCY_METRIC,
+      () =>
+        new Histogram({
+          name: GATEWAY_LATENCY_METRIC,
+          help: "Envoy's own time per request (request filters to the upstream, response filters back; local replies whole) by gateway group and product, without the upstream's time",
+          labelNames: ['group', 'product'],
+          buckets: GATEWAY_LATENCY_BUCKETS,
+          registers,
+        }),
+    );
+    this.upstreamLatency = registeredMetric(
+      opts.registry,
+      UPSTREAM_LATENCY_METRIC,
+      () =>
+        new Histogram({
+          name: UPSTREAM_LATENCY_METRIC,
+          help: "The upstream's time per request as Envoy saw it (request's last byte sent to the response's first byte) by gateway group and product",
+          labelNames: ['group', 'product'],
+          buckets: [0.001, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10],
+          registers,
+        }),
+    );
   }
 
   /** The names label values may take: only what the model holds (anything Envoy reports may be stale or forged). */
@@ -172,7 +207,15 @@ export class RequestMetrics {
     const partner = this.partnerLabel(e.tags.get(ACCESS_LOG_TAGS.partner) || e.authz.get('partner'));
     const key = `${group}\0${product}\0${partner}`;
     let s = this.series.get(key);
-    if (!s) this.series.set(key, (s = { counts: new Map(), duration: this.duration.labels(group, product, partner) }));
+    if (!s) {
+      s = {
+        counts: new Map(),
+        duration: this.duration.labels(group, product, partner),
+        gateway: this.gatewayLatency.labels(group, product),
+        upstream: this.upstreamLatency.labels(group, product),
+      };
+      this.series.set(key, s);
+    }
     const cls = statusClass(e.status);
     const outcome = classify(e);
     const ck = `${cls}\0${outcome}`;
@@ -180,6 +223,8 @@ export class RequestMetrics {
     if (!c) s.counts.set(ck, (c = { labels: { group, product, partner, code_class: cls, outcome }, n: 0 }));
     c.n++;
     s.duration.observe(e.durationSeconds);
+    if (e.gatewaySeconds >= 0) s.gateway.observe(e.gatewaySeconds);
+    if (e.upstreamSeconds >= 0) s.upstream.observe(e.upstreamSeconds);
   }
 
   /** Adds the requests counted since the last scrape to the prom-client counter. */

@@ -28,12 +28,17 @@ function newApiKey(): string {
   return `ptk_${randomBytes(4).toString('hex')}_${randomBytes(32).toString('base64url')}`;
 }
 
-/** An upstream that answers 500 on any path containing /fail and echoes everything else. */
+/** How long billing's failing route takes upstream: its time must land in the upstream's histogram, not Envoy's. */
+const SLOW_UPSTREAM_MS = 1_500;
+
+/** An upstream that answers 500 on any path containing /fail (billing's after SLOW_UPSTREAM_MS) and echoes everything else. */
 function startUpstream(): Promise<LoopbackServer> {
   return listenHttp((req, res) => {
     const failing = (req.url ?? '').includes('/fail');
     const body = JSON.stringify(failing ? { error: 'boom' } : { service: 'echo', path: req.url });
-    res.writeHead(failing ? 500 : 200, { 'content-type': 'application/json', 'content-length': Buffer.byteLength(body) }).end(body);
+    const answer = () => res.writeHead(failing ? 500 : 200, { 'content-type': 'application/json', 'content-length': Buffer.byteLength(body) }).end(body);
+    if ((req.url ?? '').startsWith('/billing/fail')) setTimeout(answer, SLOW_UPSTREAM_MS);
+    else answer();
   });
 }
 
@@ -190,6 +195,22 @@ describe('observability: metrics, access logs and dashboards through a real Envo
         assert.equal(sum(cp, 'portico_http_request_duration_seconds_count', { product, partner, group: GROUP }), n, `duration count ${product}/${partner}`);
         assert.equal(sum(cp, 'portico_http_request_duration_seconds_bucket', { product, partner, le: '+Inf' }), n);
       }
+      // Envoy's own part and the upstream's, per product: every request has the former, only the
+      // forwarded ones the latter; billing's slow failure is the upstream's time, not Envoy's.
+      for (const product of ['orders', 'billing']) {
+        const mine = sent.filter((s) => s.product === product);
+        assert.equal(sum(cp, 'portico_gateway_latency_seconds_count', { product, group: GROUP }), mine.length, `gateway latency count ${product}`);
+        const forwarded = mine.filter((s) => s.status === 200 || s.status === 500).length;
+        assert.equal(sum(cp, 'portico_upstream_latency_seconds_count', { product, group: GROUP }), forwarded, `upstream latency count ${product}`);
+      }
+      const billing = sent.filter((s) => s.product === 'billing');
+      assert.equal(sum(cp, 'portico_gateway_latency_seconds_bucket', { product: 'billing', le: '1' }), billing.length, "the slow upstream's time is not Envoy's");
+      assert.equal(
+        sum(cp, 'portico_upstream_latency_seconds_bucket', { product: 'billing', le: '1' }),
+        billing.filter((s) => s.status === 200).length,
+        `the failing route's ${SLOW_UPSTREAM_MS} ms are the upstream's`,
+      );
+      assert.ok(sum(cp, 'portico_upstream_latency_seconds_sum', { product: 'billing' }) >= SLOW_UPSTREAM_MS / 1000);
       assert.ok(sum(cp, 'portico_access_log_streams') >= 1, 'Envoy keeps an access-log stream open');
       assert.equal(sum(cp, 'portico_access_log_errors_total'), 0);
       // The callouts' own decisions, per product and partner.

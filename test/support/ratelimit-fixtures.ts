@@ -16,6 +16,8 @@ export function accessLogEntry(route: string, partner: string | undefined, detai
   return {
     status: 200,
     durationSeconds: 0.001,
+    gatewaySeconds: 0.0002,
+    upstreamSeconds: 0.0007,
     flags: 0,
     routeName: `api/${route}`,
     upstreamCluster: 's',

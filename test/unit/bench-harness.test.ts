@@ -1,9 +1,10 @@
 // The benchmark harness reads load generators' reports: hey prints its percentiles as `50% in`
 // in older builds and `50%% in` in recent ones (the doubled verb made every figure NaN before);
-// vegeta's JSON report gives nanoseconds.
+// vegeta's JSON report gives nanoseconds; Prometheus histograms are read from a scrape, differenced
+// between two scrapes and their quantiles interpolated as histogram_quantile does.
 import assert from 'node:assert/strict';
 import { test } from 'node:test';
-import { parseHey, parseVegeta } from '../../bench/harness.ts';
+import { bucketQuantile, bucketsDelta, histogramBuckets, parseHey, parseVegeta } from '../../bench/harness.ts';
 
 const report = (pct: string) => `
 Summary:
@@ -82,4 +83,38 @@ test('a vegeta report missing a figure is refused naming it, not read as NaN', (
   assert.throws(() => parseVegeta(JSON.stringify({ ...vegetaReport, latencies })), /latencies\.99th missing/);
   const { throughput: __, ...noThroughput } = vegetaReport;
   assert.throws(() => parseVegeta(JSON.stringify(noThroughput)), /throughput missing/);
+});
+
+test('histogram buckets from a scrape: summed over matching series, differenced, and their quantiles', () => {
+  const scrape = (n: number) =>
+    [
+      '# TYPE portico_gateway_latency_seconds histogram',
+      `portico_gateway_latency_seconds_bucket{le="0.0001",group="edge",product="bench"} ${10 * n}`,
+      `portico_gateway_latency_seconds_bucket{le="0.0002",group="edge",product="bench"} ${90 * n}`,
+      `portico_gateway_latency_seconds_bucket{le="0.0005",group="edge",product="bench"} ${99 * n}`,
+      `portico_gateway_latency_seconds_bucket{le="+Inf",group="edge",product="bench"} ${100 * n}`,
+      `portico_gateway_latency_seconds_bucket{le="0.0001",group="edge",product="other"} 7`,
+      `portico_gateway_latency_seconds_bucket{le="+Inf",group="edge",product="other"} 7`,
+      `portico_gateway_latency_seconds_count{group="edge",product="bench"} ${100 * n}`,
+    ].join('\n');
+  const before = histogramBuckets(scrape(1), 'portico_gateway_latency_seconds', { product: 'bench' });
+  assert.deepEqual(
+    [...before],
+    [
+      [0.0001, 10],
+      [0.0002, 90],
+      [0.0005, 99],
+      [Infinity, 100],
+    ],
+  );
+  assert.equal(histogramBuckets(scrape(1), 'portico_gateway_latency_seconds').get(0.0001), 17, 'no match: every series');
+  const d = bucketsDelta(before, histogramBuckets(scrape(3), 'portico_gateway_latency_seconds', { product: 'bench' }));
+  assert.equal(d.get(Infinity), 200);
+  // Rank 100 of 200: 20 below 0.1 ms, 180 below 0.2 ms -> 0.1 + 0.1 × 80/160 ms.
+  assert.ok(Math.abs(bucketQuantile(0.5, d) - 0.00015) < 1e-12, `${bucketQuantile(0.5, d)}`);
+  // Rank 198 of 200: exactly the 0.5 ms bound.
+  assert.ok(Math.abs(bucketQuantile(0.99, d) - 0.0005) < 1e-12);
+  // In the +Inf bucket: the highest finite bound.
+  assert.equal(bucketQuantile(0.999, d), 0.0005);
+  assert.ok(Number.isNaN(bucketQuantile(0.99, new Map())));
 });

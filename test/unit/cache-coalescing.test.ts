@@ -56,6 +56,8 @@ describe('CacheMetrics', () => {
   const entry = (over: Partial<AccessLogRecord>): AccessLogRecord => ({
     status: 200,
     durationSeconds: 0,
+    gatewaySeconds: 0,
+    upstreamSeconds: -1,
     flags: 0,
     routeName: 'shop/catalog',
     upstreamCluster: 'catalog',

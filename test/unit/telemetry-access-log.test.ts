@@ -7,7 +7,7 @@ import { describe, it } from 'node:test';
 import * as grpc from '@grpc/grpc-js';
 import { Registry } from 'prom-client';
 import { AccessLogService, STREAM_METHOD, registerAccessLogService } from '../../src/telemetry/access-log-service.ts';
-import { decodeAccessLogMessage, AccessLogDecodeError, type AccessLogRecord } from '../../src/telemetry/access-log-wire.ts';
+import { decodeAccessLogMessage, AccessLogDecodeError, splitLatency, type AccessLogRecord } from '../../src/telemetry/access-log-wire.ts';
 import { classify, RequestMetrics, statusClass } from '../../src/telemetry/request-metrics.ts';
 import { encodeMessage } from '../../src/proto/index.ts';
 
@@ -57,6 +57,8 @@ function record(over: Partial<AccessLogRecord>): AccessLogRecord {
   return {
     status: 200,
     durationSeconds: 0.01,
+    gatewaySeconds: 0.001,
+    upstreamSeconds: 0.008,
     flags: 0,
     routeName: 'orders/get',
     upstreamCluster: 'orders',
@@ -119,6 +121,39 @@ describe('access-log wire decoder', () => {
     assert.equal(b.identifier, undefined);
     assert.equal(b.entries[0]!.durationSeconds, 0.5);
     assert.equal(b.entries[0]!.status, 0);
+  });
+
+  it("splits a request's time between Envoy and the upstream", () => {
+    const common = (t: Record<string, string>) => ({ common_properties: { duration: '0.9s', ...t }, response: { response_code: 200 } });
+    const bytes = encodeMessage('envoy.service.accesslog.v3.StreamAccessLogsMessage', {
+      http_logs: {
+        log_entry: [
+          // Forwarded: 0.3 ms to the upstream, its 800 ms, 0.2 ms of response filters.
+          common({
+            time_to_first_upstream_tx_byte: '0.0003s',
+            time_to_last_upstream_tx_byte: '0.0004s',
+            time_to_first_upstream_rx_byte: '0.8004s',
+            time_to_first_downstream_tx_byte: '0.8006s',
+            time_to_last_downstream_tx_byte: '0.9s',
+          }),
+          // A local reply (a refusal): all Envoy's.
+          common({ time_to_first_downstream_tx_byte: '0.0012s', time_to_last_downstream_tx_byte: '0.0013s' }),
+          // The client left before any response.
+          common({}),
+        ],
+      },
+    });
+    const [forwarded, local, gone] = decodeAccessLogMessage(bytes).entries;
+    assert.ok(Math.abs(forwarded!.gatewaySeconds - 0.0005) < 1e-9, `${forwarded!.gatewaySeconds}`);
+    assert.ok(Math.abs(forwarded!.upstreamSeconds - 0.8) < 1e-9, `${forwarded!.upstreamSeconds}`);
+    assert.equal(local!.gatewaySeconds, 0.0012);
+    assert.equal(local!.upstreamSeconds, -1);
+    assert.equal(gone!.gatewaySeconds, -1);
+    assert.equal(gone!.upstreamSeconds, -1);
+    // A response that started before the request's body was all sent: no negative spans.
+    const early = splitLatency({ firstUpstreamTx: 0.001, lastUpstreamTx: 0.5, firstUpstreamRx: 0.2, firstDownstreamTx: 0.2001 });
+    assert.equal(early.upstream, 0);
+    assert.ok(Math.abs(early.gateway - 0.0011) < 1e-9, `${early.gateway}`);
   });
 
   it('refuses bytes that are not a message', () => {
