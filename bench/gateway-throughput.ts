@@ -24,7 +24,7 @@
 // Usage: node --import tsx bench/gateway-throughput.ts [--duration 5] [--rounds 3] [--connections 64]
 //   [--threads 1] [--envoy-concurrency 2 (1 when pinned)] [--layout shared|pinned] [--redis] [--access-log on|off]
 //   [--scenarios plain,auth,combined,service,native,auth-native,jwt-native,key-native] [--half-load-workers 32]
-//   [--paced-max-workers 64] [--rate-share 0.5]
+//   [--paced-max-workers 64] [--rate-share 0.5] [--phases wrk,paced,hey]
 import { spawnSync } from 'node:child_process';
 import os from 'node:os';
 import { componentPath, freePort, waitFor } from '../test/support/components.ts';
@@ -63,6 +63,8 @@ const args = flags({
   'half-load-workers': 32,
   'paced-max-workers': 64,
   'rate-share': 0.5,
+  // Which phases run: wrk (maximum), paced (vegeta at the rate share), hey (the same rate in bursts).
+  phases: 'wrk,paced,hey',
 });
 const DURATION_S = args.duration;
 const ROUNDS = Math.max(1, args.rounds);
@@ -79,6 +81,9 @@ const PACED_MAX_WORKERS = args['paced-max-workers'];
 // The constant rates as a share of plain's (and the slowest scenario's) maximum: issue 12 asks for half.
 const RATE_SHARE = args['rate-share'];
 const NODE = 'bench-gateway';
+const PHASES = new Set(args.phases.split(',').map((p) => p.trim()));
+for (const p of PHASES) if (!['wrk', 'paced', 'hey'].includes(p)) throw new Error(`--phases: wrk, paced, hey; not ${p}`);
+if (!PHASES.has('wrk')) throw new Error('--phases: wrk is needed (the constant rates are shares of its maximum)');
 
 // ── main ──────────────────────────────────────────────────────────────────────
 
@@ -320,10 +325,12 @@ async function main(): Promise<void> {
     const halfRate = plain ? Math.round(plain.rps * RATE_SHARE) : 0;
     const slowestRate = Math.round(Math.min(...[...byScenario.values()].map((w) => w.rps)) * RATE_SHARE);
     const several = plain !== undefined && byScenario.size > 1;
-    const pacedHalf = plain ? await paced(halfRate) : [];
-    const pacedSlowest = several ? await paced(slowestRate) : [];
-    const heyHalf = plain ? await heyBursts(halfRate) : [];
-    const heySlowest = several ? await heyBursts(slowestRate) : [];
+    const pacing = PHASES.has('paced');
+    const bursts = PHASES.has('hey');
+    const pacedHalf = plain && pacing ? await paced(halfRate) : [];
+    const pacedSlowest = several && pacing ? await paced(slowestRate) : [];
+    const heyHalf = plain && bursts ? await heyBursts(halfRate) : [];
+    const heySlowest = several && bursts ? await heyBursts(slowestRate) : [];
 
     const cpuRatioAt = (rows: Record<string, unknown>[]) => {
       const cost = (s: string) => rows.find((r) => r.scenario === s)?.servingCpuMsPerRequest as number | undefined;
@@ -353,6 +360,18 @@ async function main(): Promise<void> {
       // The same ratio by CPU cost (requests per CPU-second): what the stack would reach with the machine to itself.
       cpuRatioToPlain: Object.fromEntries(
         SCENARIOS.filter((s) => s !== 'plain' && perCpu.has(s) && perCpu.has('plain')).map((s) => [s, Math.round((perCpu.get(s)! / perCpu.get('plain')!) * 1000) / 1000]),
+      ),
+      // Each round's ratio (the scenario's requests per CPU-second over plain's in the same round), and
+      // their median and spread: the machine's speed drifts between rounds, less within one.
+      roundCpuRatioToPlain: Object.fromEntries(
+        SCENARIOS.filter((s) => s !== 'plain' && sums.has(s) && sums.has('plain')).map((s) => {
+          const mine = sums.get(s)!.perCpu;
+          const plainRounds = sums.get('plain')!.perCpu;
+          const rs = mine.map((x, i) => Math.round((x / plainRounds[i]!) * 1000) / 1000);
+          const mean = rs.reduce((a, b) => a + b, 0) / rs.length;
+          const sd = Math.sqrt(rs.reduce((a, b) => a + (b - mean) ** 2, 0) / Math.max(1, rs.length - 1));
+          return [s, { median: median(rs), mean: Math.round(mean * 1000) / 1000, standardError: Math.round((sd / Math.sqrt(rs.length)) * 1000) / 1000, rounds: rs }];
+        }),
       ),
       // Issue 12: native scenarios at least 0.85 of plain per CPU-second, added p99 under 1 ms at half of
       // plain's maximum, read on the paced phase (constantRate.paced.ofPlainMax with rateShare 0.5).
