@@ -34,30 +34,37 @@ export const benchToken = (): Promise<string> =>
     .setExpirationTime('2h')
     .sign(signing.privateKey);
 
-export function documentFor(s: Scenario, o: { listenerPort: number; upstreamPort: number; key: string }): Record<string, unknown> {
+/**
+ * The model of one scenario. `group`, `product` and `service` rename its gateway group, product and
+ * service (two scenarios side by side in one model: pairDocument).
+ */
+export function documentFor(s: Scenario, o: { listenerPort: number; upstreamPort: number; key: string; group?: string; product?: string; service?: string }): Record<string, unknown> {
+  const group = o.group ?? GROUP;
+  const product = o.product ?? 'bench';
+  const service = o.service ?? 'upstream';
   const limited = s === 'combined' || s === 'service' || s === 'auth-native' || s === 'jwt-native' || s === 'key-native';
   const mode = s === 'service' ? 'service' : NATIVE.includes(s) ? 'native' : 'combined';
   return {
     portico: 'v1',
     gatewayGroups: [
       {
-        name: GROUP,
+        name: group,
         listeners: [{ name: 'http', port: o.listenerPort, address: '127.0.0.1' }],
         // Generous timeouts: a loaded machine must not turn slow callouts into failed requests.
         authz: { failureMode: 'closed', timeoutMs: 5000, ...(s === 'jwt-native' || s === 'key-native' ? { mode: 'native' } : {}) },
         rateLimit: { mode, failureMode: 'closed', timeoutMs: 5000 },
       },
     ],
-    services: [{ name: 'upstream', endpoints: [{ host: '127.0.0.1', port: o.upstreamPort }] }],
+    services: [{ name: service, endpoints: [{ host: '127.0.0.1', port: o.upstreamPort }] }],
     products: [
       {
-        name: 'bench',
-        gatewayGroups: [GROUP],
-        basePath: '/bench',
+        name: product,
+        gatewayGroups: [group],
+        basePath: `/${product}`,
         auth: { accept: s === 'plain' || s === 'native' ? ['none'] : s === 'jwt-native' ? ['jwt'] : ['api_key'] },
         // native: anonymous callers on a plan limited per client address.
         ...(s === 'native' ? { publicPlan: 'per-address' } : {}),
-        routes: [{ name: 'get', match: { path: { type: 'prefix', value: '/' } }, service: 'upstream' }],
+        routes: [{ name: 'get', match: { path: { type: 'prefix', value: '/' } }, service }],
       },
     ],
     plans: [
@@ -67,9 +74,30 @@ export function documentFor(s: Scenario, o: { listenerPort: number; upstreamPort
       { name: 'per-address', limits: [{ requests: 1_000_000_000, per: 'second' }], countBy: { kind: 'client_ip' } },
     ],
     jwtIssuers: [{ name: ISSUER.name, issuer: ISSUER.issuer, audiences: [ISSUER.audience], algorithms: ['ES256'], partnerClaim: 'partner', jwks: { keys: [issuerJwk] } }],
-    partners: [{ name: 'acme', apiKeys: [{ name: 'bench', key: o.key }], subscriptions: [{ product: 'bench', plan: limited ? 'big' : 'unlimited' }] }],
+    partners: [{ name: 'acme', apiKeys: [{ name: 'bench', key: o.key }], subscriptions: [{ product, plan: limited ? 'big' : 'unlimited' }] }],
   };
 }
+
+/**
+ * Two scenarios' models as one: each its own group, product and service (named after the
+ * scenario); plans, issuers and the partner are shared, the partner subscribed to both products.
+ */
+export function pairDocument(sides: ReadonlyArray<{ s: Scenario; listenerPort: number; upstreamPort: number }>, key: string): Record<string, unknown> {
+  type Doc = { gatewayGroups: unknown[]; services: unknown[]; products: unknown[]; partners: Array<{ subscriptions: unknown[] }> } & Record<string, unknown>;
+  const docs = sides.map((d) => documentFor(d.s, { ...d, key, group: pairGroup(d.s), product: pairProduct(d.s), service: `upstream-${d.s}` }) as Doc);
+  const first = docs[0];
+  return {
+    ...first!,
+    gatewayGroups: docs.flatMap((d) => d.gatewayGroups),
+    services: docs.flatMap((d) => d.services),
+    products: docs.flatMap((d) => d.products),
+    partners: [{ ...first!.partners[0]!, subscriptions: docs.flatMap((d) => d.partners[0]!.subscriptions) }],
+  };
+}
+
+/** A scenario's gateway group and product in pairDocument. */
+export const pairGroup = (s: Scenario): string => `edge-${s}`;
+export const pairProduct = (s: Scenario): string => `bench-${s}`;
 
 /** What a caller of the scenario sends: nothing, its API key, or its bearer token. */
 export function headersFor(s: Scenario, c: { key: string; token: string }): string[] {

@@ -47,7 +47,7 @@ import {
   type WrkResult,
 } from './harness.ts';
 import { benchToken, COUNTED_BY_CALLOUT, documentFor, GROUP, headersFor, NATIVE, type Scenario } from './gateway-scenarios.ts';
-import { newApiKey, startControlPlane, startDirectUpstream, startGatewayEnvoy, workspace } from './stack.ts';
+import { newApiKey, pinLayout, startControlPlane, startDirectUpstream, startGatewayEnvoy, workspace } from './stack.ts';
 
 const args = flags({
   duration: 5,
@@ -144,7 +144,9 @@ async function main(): Promise<void> {
 
     // Envoy's own time per request, from the control plane's histogram of the access-log stream.
     const gatewayLatency = async () => histogramBuckets(await cp.metrics(), 'portico_gateway_latency_seconds', { group: GROUP, product: 'bench' });
-    type OwnTime = { p50Ms: number; p99Ms: number; observed: number };
+    type OwnTime = { p50Ms: number; p99Ms: number; observed: number; dropped?: number };
+    // Entries Envoy's gRPC logger dropped instead of blocking (the control plane behind): the histogram is then a sample.
+    const droppedLogs = async () => Object.values(await gateway.stats('grpc_access_log\\.logs_dropped$')).reduce((a, b) => a + b, 0);
     /** The histogram's observations since `before`, once the round's entries arrived (Envoy flushes its log every second). */
     const ownTimeSince = async (before: Map<number, number>, requests: number): Promise<OwnTime> => {
       let d = bucketsDelta(before, await gatewayLatency());
@@ -231,12 +233,13 @@ async function main(): Promise<void> {
         for (const s of SCENARIOS) {
           await configure(s);
           const ownBefore = ACCESS_LOG ? await gatewayLatency() : undefined;
+          const dropped0 = ACCESS_LOG ? await droppedLogs() : 0;
           const used = cpuMeter(pids);
           const p = await vegeta({ url, headers: headersFor(s, { key, token }), rate, durationS: DURATION_S, maxWorkers: PACED_MAX_WORKERS });
           const byProcess = used();
           const cpu = Object.values(byProcess).reduce((a, b) => a + b, 0);
           const r = runs.get(s) ?? { p: [], cpuMsPerRequest: [], generatorCpuMsPerRequest: [], busy: [], gatewayBusy: [], othersBusy: [], own: [] };
-          if (ownBefore) r.own.push(await ownTimeSince(ownBefore, p.requests));
+          if (ownBefore) r.own.push({ ...(await ownTimeSince(ownBefore, p.requests)), dropped: (await droppedLogs()) - dropped0 });
           r.p.push(p);
           r.cpuMsPerRequest.push((cpu * 1000) / Math.max(1, p.requests));
           r.generatorCpuMsPerRequest.push((p.loadGeneratorCpu * 1000) / Math.max(1, p.requests));
@@ -287,6 +290,7 @@ async function main(): Promise<void> {
                 roundGatewayOwnP99Ms: own.map((o) => o.p99Ms),
                 roundAddedGatewayOwnP99Ms: baseOwn.length === own.length ? own.map((o, i) => Math.round((o.p99Ms - baseOwn[i]!.p99Ms) * 1000) / 1000) : undefined,
                 gatewayOwnObserved: own.map((o) => o.observed),
+                gatewayOwnDroppedByEnvoy: own.map((o) => o.dropped ?? 0),
               }
             : {}),
           busyShareOfCpus: med(busy),
@@ -401,20 +405,6 @@ async function main(): Promise<void> {
   } finally {
     await ws.close();
   }
-}
-
-/**
- * The pinned layout: this process (all its threads, and so every process it starts from now on:
- * upstream, control plane, load generators) moves to CPUs 1..n-1; the gateway Envoy is started
- * under `taskset -c 0`.
- */
-function pinLayout(): { gatewayWrap: string[]; others: string; otherCpus: number } {
-  const n = os.cpus().length;
-  if (n < 2) throw new Error('--layout pinned needs at least 2 CPUs');
-  const others = n === 2 ? '1' : `1-${n - 1}`;
-  const r = spawnSync('taskset', ['-a', '-c', '-p', others, String(process.pid)], { encoding: 'utf8' });
-  if (r.status !== 0) throw new Error(`taskset failed (${r.status ?? r.error?.message}): ${r.stderr}`);
-  return { gatewayWrap: ['taskset', '-c', '0'], others, otherCpus: n - 1 };
 }
 
 main().catch((e: unknown) => {

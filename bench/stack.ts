@@ -1,6 +1,6 @@
 // The processes of a benchmark through a real Envoy: a direct-response upstream Envoy, the control
 // plane as its own process (bin/portico serve) and the gateway Envoy, in one scratch directory.
-import { spawn, type ChildProcess } from 'node:child_process';
+import { spawn, spawnSync, type ChildProcess } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
 import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import os from 'node:os';
@@ -73,7 +73,7 @@ export function workspace(prefix: string): Workspace {
 /** An Envoy answering every request itself with one worker: the cheapest upstream, so the gateway's work shows. */
 export async function startDirectUpstream(ws: Workspace, envoyBin: string): Promise<{ port: number; proc: Proc }> {
   const port = await freePort();
-  const file = path.join(ws.dir, 'upstream.json');
+  const file = path.join(ws.dir, `upstream-${port}.json`);
   const hcm = {
     '@type': 'type.googleapis.com/envoy.extensions.filters.network.http_connection_manager.v3.HttpConnectionManager',
     stat_prefix: 'upstream',
@@ -196,4 +196,18 @@ export async function startGatewayEnvoy(
 /** A fresh API key in Portico's format, for importing with the model (the benchmark knows it). */
 export function newApiKey(): string {
   return `ptk_${randomBytes(4).toString('hex')}_${randomBytes(32).toString('base64url')}`;
+}
+
+/**
+ * The pinned layout: this process (all its threads, and so every process it starts from now on:
+ * upstream, control plane, load generators) moves to CPUs 1..n-1; the gateway Envoy is started
+ * under `taskset -c 0`.
+ */
+export function pinLayout(): { gatewayWrap: string[]; others: string; otherCpus: number } {
+  const n = os.cpus().length;
+  if (n < 2) throw new Error('--layout pinned needs at least 2 CPUs');
+  const others = n === 2 ? '1' : `1-${n - 1}`;
+  const r = spawnSync('taskset', ['-a', '-c', '-p', others, String(process.pid)], { encoding: 'utf8' });
+  if (r.status !== 0) throw new Error(`taskset failed (${r.status ?? r.error?.message}): ${r.stderr}`);
+  return { gatewayWrap: ['taskset', '-c', '0'], others, otherCpus: n - 1 };
 }
