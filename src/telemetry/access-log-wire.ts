@@ -194,10 +194,19 @@ export function splitLatency(t: { firstUpstreamTx: number; lastUpstreamTx: numbe
   return { gateway: requestPath + responsePath, upstream };
 }
 
+type Timings = Parameters<typeof splitLatency>[0];
+/** The timings splitLatency reads, by their field's tag. */
+const TIMING_FIELDS = new Map<number, keyof Timings>([
+  [F.firstUpstreamTx, 'firstUpstreamTx'],
+  [F.lastUpstreamTx, 'lastUpstreamTx'],
+  [F.firstUpstreamRx, 'firstUpstreamRx'],
+  [F.firstDownstreamTx, 'firstDownstreamTx'],
+]);
+
 function readCommon(r: protobuf.Reader, end: number, e: AccessLogRecord): void {
   let lastTx = -1;
   let duration = -1;
-  const times = { firstUpstreamTx: -1, lastUpstreamTx: -1, firstUpstreamRx: -1, firstDownstreamTx: -1 };
+  const times: Timings = { firstUpstreamTx: -1, lastUpstreamTx: -1, firstUpstreamRx: -1, firstDownstreamTx: -1 };
   while (r.pos < end) {
     const t = r.uint32();
     switch (t) {
@@ -224,24 +233,15 @@ function readCommon(r: protobuf.Reader, end: number, e: AccessLogRecord): void {
       case F.lastTx:
         lastTx = readDurationSeconds(r, r.uint32() + r.pos);
         break;
-      case F.firstUpstreamTx:
-        times.firstUpstreamTx = readDurationSeconds(r, r.uint32() + r.pos);
-        break;
-      case F.lastUpstreamTx:
-        times.lastUpstreamTx = readDurationSeconds(r, r.uint32() + r.pos);
-        break;
-      case F.firstUpstreamRx:
-        times.firstUpstreamRx = readDurationSeconds(r, r.uint32() + r.pos);
-        break;
-      case F.firstDownstreamTx:
-        times.firstDownstreamTx = readDurationSeconds(r, r.uint32() + r.pos);
-        break;
       case F.startTime:
         // A Timestamp has Duration's layout (seconds, nanos).
         e.startMs = readDurationSeconds(r, r.uint32() + r.pos) * 1000;
         break;
-      default:
-        r.skipType(t & 7);
+      default: {
+        const timing = TIMING_FIELDS.get(t);
+        if (timing) times[timing] = readDurationSeconds(r, r.uint32() + r.pos);
+        else r.skipType(t & 7);
+      }
     }
   }
   // biome-ignore lint/complexity/useMathMinMax: a NaN reading must become 0, which Math.max would not do
