@@ -94,7 +94,7 @@ async function main(): Promise<void> {
       const results = await Promise.all(SCENARIOS.map((s) => load(s, args.duration)));
       const cpu = used();
       const bad = [...Object.entries(cpu).filter(([, v]) => !Number.isFinite(v)), ...results.flatMap((w, j) => (Number.isFinite(w.requests + w.loadGeneratorCpu) ? [] : [[SCENARIOS[j], w]]))];
-      // A report wrk printed without its request count (seen once in 40 rounds): the round is left out, and counted.
+      // A report without figures (before harness.ts waited for 'close': 2 in 60 rounds): the round is left out, and counted.
       if (bad.length) {
         process.stderr.write(`round ${i + 1}: unreadable figures, round left out: ${JSON.stringify(bad)}\n`);
         discarded++;

@@ -151,7 +151,9 @@ function loadGenerator(cmd: string, args: string[]): Promise<{ out: string; cpu:
       clearInterval(sample);
       reject(e);
     });
-    child.once('exit', (code) => {
+    // 'close', not 'exit': 'exit' may come before the last of stdout has been read, and a wrk report
+    // then had no figures (2 of 60 rounds of bench/gateway-pair.ts, where three run at once).
+    child.once('close', (code) => {
       clearInterval(sample);
       if (code !== 0) reject(new Error(`${cmd} failed (${code}): ${out.slice(-2000)}`));
       else resolve({ out, cpu });
