@@ -1,11 +1,11 @@
 // The gateway benchmarks' scenarios: one route through Envoy in each configuration, the model that
 // makes it (applied through the admin API) and the request headers a caller sends.
 //   plain     auth none, no limits: Envoy proxies, no callout
-//   auth      API key (ext_authz callout), a plan without limits
+//   auth      API key (ext_authz callout: authz.mode exact), a plan without limits
 //   combined  API key + a rate limit, rateLimit.mode combined (one callout authenticates and counts)
 //   service   API key + a rate limit, rateLimit.mode service (ext_authz callout + rate-limit callout)
 //   native    a rate limit per client address, rateLimit.mode native (Envoy's own token buckets, no callout)
-//   auth-native  API key (ext_authz callout) + a rate limit per partner, rateLimit.mode native
+//   auth-native  API key (ext_authz callout: authz.mode exact) + a rate limit per partner, rateLimit.mode native
 //   jwt-native   JWT verified by Envoy (jwt_authn with its token cache, the access RBAC on the partner
 //                claim) + a rate limit per partner, both native: no callout
 //   key-native   API key + a rate limit per partner, both native (api_key_auth; rateLimit.mode native): no callout
@@ -16,6 +16,20 @@ import { SignJWT } from 'jose';
 export const GROUP = 'edge';
 
 export type Scenario = 'plain' | 'auth' | 'combined' | 'service' | 'native' | 'auth-native' | 'jwt-native' | 'key-native';
+
+/** Calls to the control plane (ext_authz, rate-limit service) each request of a scenario makes. */
+export const CALLOUTS_PER_REQUEST: Readonly<Record<Scenario, number>> = { plain: 0, auth: 1, combined: 1, service: 2, native: 0, 'auth-native': 1, 'jwt-native': 0, 'key-native': 0 };
+
+/**
+ * Refuses a round whose callouts differ from what the scenario names (a default that changed — native
+ * authorization — once turned the callout scenarios native without a word).
+ */
+export function checkCallouts(s: Scenario, callouts: number, requests: number): void {
+  const perRequest = callouts / Math.max(1, requests);
+  if (Math.abs(perRequest - CALLOUTS_PER_REQUEST[s]) > 0.1) {
+    throw new Error(`${s}: ${perRequest.toFixed(2)} callouts per request where the scenario makes ${CALLOUTS_PER_REQUEST[s]}: its model no longer measures what its name says`);
+  }
+}
 
 /** Scenarios whose allowed responses carry X-RateLimit-* (a callout counted them). */
 export const COUNTED_BY_CALLOUT: readonly Scenario[] = ['combined', 'service'];
@@ -51,7 +65,9 @@ export function documentFor(s: Scenario, o: { listenerPort: number; upstreamPort
         name: group,
         listeners: [{ name: 'http', port: o.listenerPort, address: '127.0.0.1' }],
         // Generous timeouts: a loaded machine must not turn slow callouts into failed requests.
-        authz: { failureMode: 'closed', timeoutMs: 5000, ...(s === 'jwt-native' || s === 'key-native' ? { mode: 'native' } : {}) },
+        // auth and auth-native measure the ext_authz callout: since native authorization became the
+        // default they must state exact, or Envoy checks their keys itself (0 callouts per request).
+        authz: { failureMode: 'closed', timeoutMs: 5000, ...(s === 'auth' || s === 'auth-native' ? { mode: 'exact' } : s === 'jwt-native' || s === 'key-native' ? { mode: 'native' } : {}) },
         rateLimit: { mode, failureMode: 'closed', timeoutMs: 5000 },
       },
     ],

@@ -46,7 +46,7 @@ import {
   type HeyResult,
   type WrkResult,
 } from './harness.ts';
-import { benchToken, COUNTED_BY_CALLOUT, documentFor, GROUP, headersFor, NATIVE, type Scenario } from './gateway-scenarios.ts';
+import { benchToken, checkCallouts, COUNTED_BY_CALLOUT, documentFor, GROUP, headersFor, NATIVE, type Scenario } from './gateway-scenarios.ts';
 import { newApiKey, pinLayout, startControlPlane, startDirectUpstream, startGatewayEnvoy, workspace } from './stack.ts';
 
 const args = flags({
@@ -181,7 +181,9 @@ async function main(): Promise<void> {
         sum.perCpu.push(Math.round(w.requests / Math.max(0.001, roundCpu)));
         if (layout) sum.gatewayBusy.push(round2((cpu.gateway ?? 0) / DURATION_S));
         for (const [k, v] of Object.entries(cpu)) sum.cpu[k] = (sum.cpu[k] ?? 0) + v;
-        sum.rq += calloutStat(callouts1, 'upstream_rq_total') - calloutStat(callouts0, 'upstream_rq_total');
+        const rq = calloutStat(callouts1, 'upstream_rq_total') - calloutStat(callouts0, 'upstream_rq_total');
+        checkCallouts(s, rq, w.requests);
+        sum.rq += rq;
         sum.opened += calloutStat(callouts1, 'upstream_cx_total') - calloutStat(callouts0, 'upstream_cx_total');
         sum.active = calloutStat(callouts1, 'upstream_cx_active');
         sums.set(s, sum);

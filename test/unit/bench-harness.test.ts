@@ -1,9 +1,11 @@
 // The benchmark harness reads load generators' reports: hey prints its percentiles as `50% in`
 // in older builds and `50%% in` in recent ones (the doubled verb made every figure NaN before);
 // vegeta's JSON report gives nanoseconds; Prometheus histograms are read from a scrape, differenced
-// between two scrapes and their quantiles interpolated as histogram_quantile does.
+// between two scrapes and their quantiles interpolated as histogram_quantile does. A gateway scenario
+// whose callouts differ from what its name says is refused.
 import assert from 'node:assert/strict';
 import { test } from 'node:test';
+import { checkCallouts } from '../../bench/gateway-scenarios.ts';
 import { bucketQuantile, bucketsDelta, histogramBuckets, parseHey, parseVegeta } from '../../bench/harness.ts';
 
 const report = (pct: string) => `
@@ -117,4 +119,14 @@ test('histogram buckets from a scrape: summed over matching series, differenced,
   // In the +Inf bucket: the highest finite bound.
   assert.equal(bucketQuantile(0.999, d), 0.0005);
   assert.ok(Number.isNaN(bucketQuantile(0.99, new Map())));
+});
+
+test('a scenario measuring another path than its name says is refused: callouts per request checked', () => {
+  assert.throws(() => checkCallouts('auth', 0, 40_000), /auth: 0\.00 callouts per request where the scenario makes 1/);
+  assert.throws(() => checkCallouts('key-native', 40_000, 40_000), /key-native: 1\.00 callouts per request where the scenario makes 0/);
+  assert.throws(() => checkCallouts('service', 40_000, 40_000), /service: 1\.00 .* makes 2/);
+  checkCallouts('auth', 40_000, 40_000);
+  checkCallouts('service', 80_400, 40_000); // a few retried or warm-up callouts stay within the tolerance
+  checkCallouts('jwt-native', 0, 40_000);
+  checkCallouts('plain', 0, 0);
 });
